@@ -1,0 +1,32 @@
+//! Procedural macros of netc. The logic lives in `netc-dsl`; this crate only
+//! turns tokens into source text and diagnostics into spanned compile errors.
+#![deny(unsafe_code)]
+
+mod expand;
+mod input;
+
+use proc_macro::TokenStream;
+
+/// Checks a network written in the `.net` language, inline or from a file,
+/// at compile time, and defines a type named after it that carries its
+/// shapes and costs as constants.
+///
+/// ```
+/// netc::network! {
+///     network Tiny {
+///         input x: [4]
+///         x -> dense(3) -> relu -> dense(2) as logits
+///         loss cross_entropy(logits)
+///     }
+/// }
+/// assert_eq!(Tiny::INPUT, [4]);
+/// assert_eq!(Tiny::OUTPUT, [2]);
+/// assert_eq!(Tiny::PARAMS, 4 * 3 + 3 + 3 * 2 + 2);
+/// ```
+///
+/// `network!(file = "models/mlp.net")` reads the file relative to the
+/// crate's `CARGO_MANIFEST_DIR` and rebuilds when it changes.
+#[proc_macro]
+pub fn network(tokens: TokenStream) -> TokenStream {
+    expand::network(tokens.into()).unwrap_or_else(syn::Error::into_compile_error).into()
+}

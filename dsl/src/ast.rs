@@ -80,8 +80,8 @@ pub struct Stmt {
 pub enum StmtKind {
     /// `input x: [1, 28, 28]`; `shape` is a list expression.
     Input { name: Ident, shape: Expr },
-    /// `name = value`.
-    Bind { name: Ident, value: Expr },
+    /// `name = value`, optionally `: [shape]`.
+    Bind { name: Ident, value: Expr, annotation: Option<Expr> },
     /// A bare expression.
     Expr(Expr),
     /// `out value`, the result of a block.

@@ -22,6 +22,8 @@ pub const MAX_OPERANDS: usize = 256;
 /// (pest stops at the first syntax error; literal errors are all collected).
 pub fn parse(source: &str) -> Result<File, Vec<Diagnostic>> {
     check_nesting(source)?;
+    // Record the literal tokens pest tried, so that errors can say "expected `)`".
+    pest::set_error_detail(true);
     let mut pairs = NetParser::parse(Rule::file, source).map_err(|e| vec![syntax_error(&e, source)])?;
     let mut builder = AstBuilder { errors: Vec::new() };
     let mut file = File::default();
@@ -122,6 +124,10 @@ fn found_at(source: &str, pos: usize) -> (String, Span) {
     }
 }
 
+/// Continuations that are possible after almost any complete expression;
+/// listing them in "expected ..." only hides the token that is missing.
+const CONTINUATIONS: &[&str] = &["`+`", "`-`", "`*`", "`/`", "`:`", "`+` or `-`", "`*` or `/`", "a shape such as `[3, 32, 32]`", "`as`"];
+
 fn syntax_error(e: &pest::error::Error<Rule>, source: &str) -> Diagnostic {
     use pest::error::{ErrorVariant, InputLocation};
     let pos = match e.location {
@@ -129,34 +135,59 @@ fn syntax_error(e: &pest::error::Error<Rule>, source: &str) -> Diagnostic {
         InputLocation::Span((s, _)) => s,
     };
     let (found, span) = found_at(source, pos);
-    match &e.variant {
-        ErrorVariant::ParsingError { positives, negatives } => {
-            let mut expected: Vec<&str> = positives.iter().map(describe).collect();
-            expected.sort_unstable();
-            expected.dedup();
-            let expected = join_or(&expected);
-            let message = if !expected.is_empty() {
-                format!("expected {expected}, found {found}")
-            } else if let Some(first) = negatives.first() {
-                format!("unexpected {}, found {found}", describe(first))
-            } else {
-                format!("unexpected {found}")
-            };
-            let mut d = Diagnostic::error(message, span).label(if expected.is_empty() {
-                "unexpected here".to_string()
-            } else {
-                format!("expected {expected}")
-            });
-            if found.trim_matches('`') == "=" && expected.contains("`->`") {
-                d = d.help("`=` binds a name: write `name = value` on a line of its own");
+    let ErrorVariant::ParsingError { positives, negatives } = &e.variant else {
+        return Diagnostic::error(e.variant.message().into_owned(), span);
+    };
+    let mut expected: Vec<String> = positives.iter().map(|r| describe(r).to_string()).collect();
+    if let Some(attempts) = e.parse_attempts() {
+        for token in attempts.expected_tokens() {
+            // pest does not export the token type; its Debug form names the variant.
+            if format!("{token:?}").starts_with("Sensitive") {
+                let token = token.to_string();
+                let t = token.trim();
+                if !t.is_empty() && t != "//" && !expected.iter().any(|e| e.trim_matches('`') == t) {
+                    expected.push(format!("`{t}`"));
+                }
             }
-            if is_keyword(found.trim_matches('`')) {
-                d = d.note(format!("{found} is a keyword and cannot be used as a name"));
-            }
-            d
         }
-        ErrorVariant::CustomError { message } => Diagnostic::error(message.clone(), span),
     }
+    expected.sort_unstable();
+    expected.dedup();
+    if expected.iter().any(|e| !CONTINUATIONS.contains(&e.as_str())) {
+        expected.retain(|e| !CONTINUATIONS.contains(&e.as_str()));
+    }
+    // Tokens that say less than a neighbour in the list: `_` continues a
+    // name or number, `;` is optional, and an expression may start with any
+    // of the rest.
+    expected.retain(|e| !matches!(e.as_str(), "`_`" | "`;`"));
+    if expected.iter().any(|e| e == "an expression") {
+        expected.retain(|e| {
+            !matches!(e.as_str(), "`(`" | "`[`" | "`-`" | "`true`" | "`false`" | "a name" | "an integer" | "a number")
+        });
+    }
+    if pos >= source.len() && expected.iter().any(|e| matches!(e.as_str(), "`)`" | "`]`" | "`}`")) {
+        expected.retain(|e| matches!(e.as_str(), "`)`" | "`]`" | "`}`"));
+    }
+    // Closing brackets and commas first: they are what is usually missing.
+    expected.sort_by_key(|e| !matches!(e.as_str(), "`)`" | "`]`" | "`}`" | "`,`"));
+    let refs: Vec<&str> = expected.iter().map(String::as_str).collect();
+    let expected = join_or(&refs);
+    let message = if !expected.is_empty() {
+        format!("expected {expected}, found {found}")
+    } else if let Some(first) = negatives.first() {
+        format!("unexpected {}, found {found}", describe(first))
+    } else {
+        format!("unexpected {found}")
+    };
+    let mut d = Diagnostic::error(message, span).label(if expected.is_empty() {
+        "unexpected here".to_string()
+    } else {
+        format!("expected {expected}")
+    });
+    if is_keyword(found.trim_matches('`')) && refs.contains(&"a name") {
+        d = d.note(format!("{found} is a keyword and cannot be used as a name"));
+    }
+    d
 }
 
 fn is_keyword(word: &str) -> bool {
@@ -174,9 +205,23 @@ fn join_or(items: &[&str]) -> String {
     }
 }
 
+/// The span of a pair without the whitespace and comments that pest's
+/// implicit whitespace rule leaves at its end (after a failed optional part).
 fn span_of(pair: &Pair<'_, Rule>) -> Span {
     let s = pair.as_span();
-    Span::new(s.start(), s.end())
+    let text = s.as_str();
+    let mut end = text.len();
+    loop {
+        let trimmed = text[..end].trim_end();
+        end = trimmed.len();
+        // `//` appears in this language only as a comment opener.
+        let line_start = trimmed.rfind('\n').map_or(0, |i| i + 1);
+        match trimmed[line_start..].find("//") {
+            Some(i) if line_start + i > 0 => end = line_start + i,
+            _ => break,
+        }
+    }
+    Span::new(s.start(), s.start() + end.max(text.len().min(1)))
 }
 
 /// Builds AST nodes from pest pairs, collecting literal errors as it goes.
@@ -249,7 +294,10 @@ impl AstBuilder {
             }
             Rule::binding => {
                 let name = self.ident(inner.next().expect("grammar: binding name"));
-                StmtKind::Bind { name, value: self.expr(inner.next().expect("grammar: binding value")) }
+                let value = self.expr(inner.next().expect("grammar: binding value"));
+                let annotation =
+                    inner.next().map(|a| self.list(a.into_inner().next().expect("grammar: annotation shape")));
+                StmtKind::Bind { name, value, annotation }
             }
             Rule::expr_stmt => StmtKind::Expr(self.expr(inner.next().expect("grammar: expr"))),
             other => unreachable!("grammar: unexpected statement rule {other:?}"),

@@ -210,6 +210,8 @@ pub fn bind(
         slots[index] = Some((arg, arg.span));
     }
 
+    // A misspelt name also leaves its argument missing: report only the name.
+    let misnamed = diags.len() > errors_before;
     let mut values = Vec::with_capacity(specs.len());
     for (spec, slot) in specs.iter().zip(slots) {
         let value = match slot {
@@ -222,6 +224,7 @@ pub fn bind(
                 }
             }
             None => match spec.default {
+                Lit::Required if misnamed => None,
                 Lit::Required => {
                     diags.push(
                         Diagnostic::error(format!("missing argument `{}` for `{callee}`", spec.name), call_span)

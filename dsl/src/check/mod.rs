@@ -192,7 +192,11 @@ impl<'a> Checker<'a> {
                     .help("add `loss cross_entropy(logits)` or `loss mse(y)`"),
             );
         }
-        self.check_unused(&b, &scope, &keep);
+        // Unused values are usually the echo of another error; report them
+        // only when they are the whole story.
+        if self.error_count() == errors_before {
+            self.check_unused(&b, &scope, &keep);
+        }
 
         if self.error_count() > errors_before || b.aborted {
             return None;
@@ -376,7 +380,7 @@ impl<'a> Checker<'a> {
         for (i, stmt) in scope.stmts.iter().enumerate() {
             match &stmt.kind {
                 StmtKind::Input { name, .. } => defs.push((name, Entry::Pending { stmt: i, span: name.span }, false)),
-                StmtKind::Bind { name, value } => {
+                StmtKind::Bind { name, value, .. } => {
                     defs.push((name, Entry::Pending { stmt: i, span: name.span }, false));
                     collect_aliases(value, &mut |a| defs.push((a, Entry::Pending { stmt: i, span: a.span }, true)));
                 }
@@ -397,6 +401,9 @@ impl<'a> Checker<'a> {
                     .label("defined again here")
                     .secondary(first.span(), "first defined here");
                 self.diags.push(d);
+                if is_alias {
+                    scope.bad_aliases.insert(ident.span);
+                }
                 continue;
             }
             if is_alias {
@@ -420,8 +427,11 @@ impl<'a> Checker<'a> {
                     self.diags.push(misplaced("input", stmt.span, "a block receives its inputs in its header: `block b(c)(x)`"));
                 }
             }
-            StmtKind::Bind { name, value } => {
-                let v = self.eval(b, scope, value);
+            StmtKind::Bind { name, value, annotation } => {
+                let mut v = self.eval(b, scope, value);
+                if let Some(annotation) = annotation {
+                    v = self.check_annotation(b, scope, annotation, v, value.span);
+                }
                 scope.names.insert(
                     name.name.clone(),
                     Entry::Ready { value: v, span: name.span, used: false, kind: NameKind::Binding },
@@ -434,6 +444,7 @@ impl<'a> Checker<'a> {
             StmtKind::Out(e) => {
                 if !in_block {
                     self.diags.push(misplaced("out", stmt.span, "a network names its result with `output`"));
+                    self.eval(b, scope, e);
                 } else if let Some((_, first)) = &scope.output {
                     let first = *first;
                     self.diags.push(
@@ -449,6 +460,7 @@ impl<'a> Checker<'a> {
             StmtKind::Output(e) => {
                 if in_block {
                     self.diags.push(misplaced("output", stmt.span, "a block returns its value with `out`"));
+                    self.eval(b, scope, e);
                 } else if let Some((_, first)) = &scope.output {
                     let first = *first;
                     self.diags.push(
@@ -561,11 +573,16 @@ impl<'a> Checker<'a> {
     fn lookup(&mut self, b: &mut Build<'a>, scope: &mut Scope<'a>, ident: &Ident) -> Value {
         match scope.names.get(&ident.name) {
             None => {
+                if ops::find_op(&ident.name).is_some() || self.blocks.contains_key(ident.name.as_str()) {
+                    return self.error(
+                        Diagnostic::error(format!("`{ident}` is a layer, not a value"), ident.span)
+                            .label("used as a value")
+                            .help(format!("apply it with `->`, as in `x -> {ident}`; is a `->` missing before it?")),
+                    );
+                }
                 let mut d = Diagnostic::error(format!("cannot find `{ident}` in this scope"), ident.span)
                     .label("not defined");
-                if ops::find_op(&ident.name).is_some() || self.blocks.contains_key(ident.name.as_str()) {
-                    d = d.help(format!("`{ident}` is a layer: apply it with `x -> {ident}`"));
-                } else if let Some(best) = did_you_mean(&ident.name, scope.names.keys().map(String::as_str)) {
+                if let Some(best) = did_you_mean(&ident.name, scope.names.keys().map(String::as_str)) {
                     d = d.help(format!("did you mean `{best}`?"));
                 }
                 self.error(d)
@@ -736,7 +753,10 @@ impl<'a> Checker<'a> {
         path: Option<String>,
         bind_alias: bool,
     ) -> Value {
-        let path = path.or_else(|| stage.alias.as_ref().map(|a| scope.namer().prefix.clone() + &a.name));
+        // An alias already reported as a duplicate names nothing, so that one
+        // mistake gives one error.
+        let alias = stage.alias.as_ref().filter(|a| !scope.bad_aliases.contains(&a.span));
+        let path = path.or_else(|| alias.map(|a| scope.namer().prefix.clone() + &a.name));
         let value = match &stage.kind {
             StageKind::Call(call) => self.apply_call(b, scope, call, Some(piped), path, stage.alias.as_ref()),
             StageKind::Repeat { count, body, keyword } => {
@@ -753,21 +773,35 @@ impl<'a> Checker<'a> {
                 }
             }
         }
-        if let (Some(annotation), Value::Tensor(id)) = (&stage.annotation, &value) {
-            let expected = self.shape_list(b, scope, annotation, "shape annotation");
-            let actual = &b.nodes[id.0].shape;
-            if let Some(expected) = expected {
-                if expected != actual.0 {
-                    let expected = Shape(expected);
-                    return self.error(
-                        Diagnostic::error(format!("shape mismatch: annotated {expected}, inferred {actual}"), annotation.span)
-                            .label(format!("expects {expected}"))
-                            .secondary(stage.span.to(stage.span), format!("this gives {actual}")),
-                    );
-                }
-            }
+        match &stage.annotation {
+            Some(annotation) => self.check_annotation(b, scope, annotation, value, stage.span),
+            None => value,
         }
-        value
+    }
+
+    /// Checks `: [shape]` against the value it annotates (made by `span`).
+    fn check_annotation(
+        &mut self,
+        b: &mut Build<'a>,
+        scope: &mut Scope<'a>,
+        annotation: &'a Expr,
+        value: Value,
+        span: Span,
+    ) -> Value {
+        let Value::Tensor(id) = value else { return value };
+        let Some(expected) = self.shape_list(b, scope, annotation, "shape annotation") else {
+            return Value::Poisoned;
+        };
+        let actual = &b.nodes[id.0].shape;
+        if expected == actual.0 {
+            return value;
+        }
+        let expected = Shape(expected);
+        self.error(
+            Diagnostic::error(format!("shape mismatch: annotated {expected}, inferred {actual}"), annotation.span)
+                .label(format!("expects {expected}"))
+                .secondary(span, format!("this gives {actual}")),
+        )
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -1016,6 +1050,7 @@ impl<'a> Checker<'a> {
         path: String,
     ) -> Value {
         let name = def.name.name.as_str();
+        let errors_before = self.error_count();
         if b.block_stack.contains(&name) {
             return self.error(
                 Diagnostic::error(format!("block `{name}` instantiates itself"), call.name.span)
@@ -1130,7 +1165,9 @@ impl<'a> Checker<'a> {
             Value::Tensor(id) => [*id].into_iter().collect(),
             _ => HashSet::new(),
         };
-        self.check_unused(b, &scope, &keep);
+        if self.error_count() == errors_before {
+            self.check_unused(b, &scope, &keep);
+        }
         if !matches!(result, Value::Tensor(_) | Value::Poisoned) {
             let span = scope.output.as_ref().map_or(def.name.span, |o| o.1);
             return self.error(

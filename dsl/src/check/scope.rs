@@ -86,6 +86,8 @@ pub struct Scope<'a> {
     pub optimizer: Option<(Option<Optimizer>, Span)>,
     /// Values of bare expression statements, to find unused results.
     pub expr_results: Vec<(Value, Span)>,
+    /// `as` names reported as duplicates; they are ignored afterwards.
+    pub bad_aliases: HashSet<Span>,
 }
 
 impl<'a> Scope<'a> {
@@ -100,6 +102,7 @@ impl<'a> Scope<'a> {
             loss: None,
             optimizer: None,
             expr_results: Vec::new(),
+            bad_aliases: HashSet::new(),
         }
     }
 

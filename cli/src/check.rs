@@ -37,7 +37,11 @@ fn report<'a>(file: &str, g: &'a Graph) -> Report<'a> {
     Report {
         file: file.to_string(),
         network: &g.name,
-        inputs: g.inputs.iter().map(|&i| (g.node(i).name.clone(), g.node(i).shape.0.clone())).collect(),
+        inputs: g
+            .inputs
+            .iter()
+            .map(|&i| (g.node(i).name.clone(), g.node(i).shape.0.clone()))
+            .collect(),
         output: g.node(g.output).shape.0.clone(),
         total_params: g.total_params(),
         total_macs: g.total_macs(),
@@ -80,7 +84,10 @@ pub fn run(args: &Args) -> ExitCode {
             Err(diags) => {
                 diag::write_all(&mut stderr, &diags.items, &name, &source);
                 let n = diags.error_count();
-                eprintln!("error: could not check `{name}` due to {n} error{}", if n == 1 { "" } else { "s" });
+                eprintln!(
+                    "error: could not check `{name}` due to {n} error{}",
+                    if n == 1 { "" } else { "s" }
+                );
                 failed = true;
             }
         }

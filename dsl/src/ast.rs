@@ -128,9 +128,16 @@ pub enum ExprKind {
     Call(Call),
     List(Vec<Expr>),
     Neg(Box<Expr>),
-    Binary { op: BinOp, lhs: Box<Expr>, rhs: Box<Expr> },
+    Binary {
+        op: BinOp,
+        lhs: Box<Expr>,
+        rhs: Box<Expr>,
+    },
     /// `head -> stage -> ...`.
-    Chain { head: Box<Expr>, stages: Vec<Stage> },
+    Chain {
+        head: Box<Expr>,
+        stages: Vec<Stage>,
+    },
 }
 
 /// `name(args)`, or a bare `name` used as a stage (then `args` is empty and

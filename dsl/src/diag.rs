@@ -114,11 +114,14 @@ fn to_codespan(d: &Diagnostic, source: &str) -> CsDiagnostic<()> {
         Severity::Error => CsDiagnostic::error(),
         Severity::Warning => CsDiagnostic::warning(),
     };
-    let mut labels = vec![CsLabel::primary((), clamp(d.primary.span, source))
-        .with_message(d.primary.message.clone())];
-    labels.extend(d.secondary.iter().map(|l| {
-        CsLabel::secondary((), clamp(l.span, source)).with_message(l.message.clone())
-    }));
+    let mut labels =
+        vec![CsLabel::primary((), clamp(d.primary.span, source))
+            .with_message(d.primary.message.clone())];
+    labels.extend(
+        d.secondary
+            .iter()
+            .map(|l| CsLabel::secondary((), clamp(l.span, source)).with_message(l.message.clone())),
+    );
     let mut notes: Vec<String> = d.notes.iter().map(|n| format!("note: {n}")).collect();
     if let Some(help) = &d.help {
         notes.push(format!("help: {help}"));
@@ -174,7 +177,11 @@ impl fmt::Display for Diagnostics {
         let n = self.error_count();
         if n > 0 {
             let s = if n == 1 { "" } else { "s" };
-            write!(f, "error: could not compile `{}` due to {n} previous error{s}", self.file_name)?;
+            write!(
+                f,
+                "error: could not compile `{}` due to {n} previous error{s}",
+                self.file_name
+            )?;
         }
         Ok(())
     }
@@ -184,7 +191,10 @@ impl std::error::Error for Diagnostics {}
 
 /// The closest candidate to `name` by edit distance, if it is close enough to
 /// be a plausible typo.
-pub fn did_you_mean<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+pub fn did_you_mean<'a>(
+    name: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
     let len = name.chars().count();
     let limit = (len / 3).max(1);
     candidates
@@ -206,8 +216,8 @@ fn edit_distance(a: &str, b: &str) -> usize {
     for (i, row) in d.iter_mut().enumerate() {
         row[0] = i;
     }
-    for j in 0..=b.len() {
-        d[0][j] = j;
+    for (j, cell) in d[0].iter_mut().enumerate() {
+        *cell = j;
     }
     for i in 1..=a.len() {
         for j in 1..=b.len() {

@@ -37,7 +37,8 @@ pub struct Checked {
 /// Parses and checks `source`. On error, every diagnostic of the phase that
 /// failed (warnings included) comes back, ready to render.
 pub fn check_source(file_name: &str, source: &str) -> Result<Checked, Diagnostics> {
-    let fail = |items| Diagnostics { file_name: file_name.to_string(), source: source.to_string(), items };
+    let fail =
+        |items| Diagnostics { file_name: file_name.to_string(), source: source.to_string(), items };
     let file = parser::parse(source).map_err(fail)?;
     let (graphs, diags) = check::check(&file, source);
     if diags.iter().any(Diagnostic::is_error) {

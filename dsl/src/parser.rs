@@ -24,7 +24,8 @@ pub fn parse(source: &str) -> Result<File, Vec<Diagnostic>> {
     check_nesting(source)?;
     // Record the literal tokens pest tried, so that errors can say "expected `)`".
     pest::set_error_detail(true);
-    let mut pairs = NetParser::parse(Rule::file, source).map_err(|e| vec![syntax_error(&e, source)])?;
+    let mut pairs =
+        NetParser::parse(Rule::file, source).map_err(|e| vec![syntax_error(&e, source)])?;
     let mut builder = AstBuilder { errors: Vec::new() };
     let mut file = File::default();
     let Some(root) = pairs.next() else { return Ok(file) };
@@ -113,8 +114,11 @@ fn found_at(source: &str, pos: usize) -> (String, Span) {
         return ("end of file".to_string(), Span::new(pos, pos));
     };
     if c.is_alphanumeric() || c == '_' {
-        let len: usize =
-            rest.chars().take_while(|c| c.is_alphanumeric() || *c == '_' || *c == '.').map(char::len_utf8).sum();
+        let len: usize = rest
+            .chars()
+            .take_while(|c| c.is_alphanumeric() || *c == '_' || *c == '.')
+            .map(char::len_utf8)
+            .sum();
         let word = &rest[..len];
         (format!("`{word}`"), Span::new(pos, pos + len))
     } else if rest.starts_with("->") {
@@ -126,7 +130,17 @@ fn found_at(source: &str, pos: usize) -> (String, Span) {
 
 /// Continuations that are possible after almost any complete expression;
 /// listing them in "expected ..." only hides the token that is missing.
-const CONTINUATIONS: &[&str] = &["`+`", "`-`", "`*`", "`/`", "`:`", "`+` or `-`", "`*` or `/`", "a shape such as `[3, 32, 32]`", "`as`"];
+const CONTINUATIONS: &[&str] = &[
+    "`+`",
+    "`-`",
+    "`*`",
+    "`/`",
+    "`:`",
+    "`+` or `-`",
+    "`*` or `/`",
+    "a shape such as `[3, 32, 32]`",
+    "`as`",
+];
 
 fn syntax_error(e: &pest::error::Error<Rule>, source: &str) -> Diagnostic {
     use pest::error::{ErrorVariant, InputLocation};
@@ -145,7 +159,8 @@ fn syntax_error(e: &pest::error::Error<Rule>, source: &str) -> Diagnostic {
             if format!("{token:?}").starts_with("Sensitive") {
                 let token = token.to_string();
                 let t = token.trim();
-                if !t.is_empty() && t != "//" && !expected.iter().any(|e| e.trim_matches('`') == t) {
+                if !t.is_empty() && t != "//" && !expected.iter().any(|e| e.trim_matches('`') == t)
+                {
                     expected.push(format!("`{t}`"));
                 }
             }
@@ -162,7 +177,10 @@ fn syntax_error(e: &pest::error::Error<Rule>, source: &str) -> Diagnostic {
     expected.retain(|e| !matches!(e.as_str(), "`_`" | "`;`"));
     if expected.iter().any(|e| e == "an expression") {
         expected.retain(|e| {
-            !matches!(e.as_str(), "`(`" | "`[`" | "`-`" | "`true`" | "`false`" | "a name" | "an integer" | "a number")
+            !matches!(
+                e.as_str(),
+                "`(`" | "`[`" | "`-`" | "`true`" | "`false`" | "a name" | "an integer" | "a number"
+            )
         });
     }
     if pos >= source.len() && expected.iter().any(|e| matches!(e.as_str(), "`)`" | "`]`" | "`}`")) {
@@ -193,7 +211,17 @@ fn syntax_error(e: &pest::error::Error<Rule>, source: &str) -> Diagnostic {
 fn is_keyword(word: &str) -> bool {
     matches!(
         word,
-        "network" | "block" | "input" | "output" | "out" | "loss" | "optimizer" | "repeat" | "as" | "true" | "false"
+        "network"
+            | "block"
+            | "input"
+            | "output"
+            | "out"
+            | "loss"
+            | "optimizer"
+            | "repeat"
+            | "as"
+            | "true"
+            | "false"
     )
 }
 
@@ -259,8 +287,12 @@ impl AstBuilder {
                 Param { name, default }
             })
             .collect();
-        let inputs =
-            inner.next().expect("grammar: input list").into_inner().map(|p| self.ident(p)).collect();
+        let inputs = inner
+            .next()
+            .expect("grammar: input list")
+            .into_inner()
+            .map(|p| self.ident(p))
+            .collect();
         let body = inner.map(|p| self.statement(p)).collect();
         BlockDef { name, params, inputs, body, span }
     }
@@ -295,8 +327,9 @@ impl AstBuilder {
             Rule::binding => {
                 let name = self.ident(inner.next().expect("grammar: binding name"));
                 let value = self.expr(inner.next().expect("grammar: binding value"));
-                let annotation =
-                    inner.next().map(|a| self.list(a.into_inner().next().expect("grammar: annotation shape")));
+                let annotation = inner
+                    .next()
+                    .map(|a| self.list(a.into_inner().next().expect("grammar: annotation shape")));
                 StmtKind::Bind { name, value, annotation }
             }
             Rule::expr_stmt => StmtKind::Expr(self.expr(inner.next().expect("grammar: expr"))),
@@ -308,14 +341,19 @@ impl AstBuilder {
     fn expr(&mut self, pair: Pair<'_, Rule>) -> Expr {
         let span = span_of(&pair);
         match pair.as_rule() {
-            Rule::expr | Rule::paren => self.expr(pair.into_inner().next().expect("grammar: inner expr")),
+            Rule::expr | Rule::paren => {
+                self.expr(pair.into_inner().next().expect("grammar: inner expr"))
+            }
             Rule::sum | Rule::product => {
                 let mut inner = pair.into_inner();
                 if inner.len() > 2 * MAX_OPERANDS {
                     self.errors.push(
-                        Diagnostic::error(format!("expression has more than {MAX_OPERANDS} operands"), span)
-                            .label("too long")
-                            .help("split it with named bindings"),
+                        Diagnostic::error(
+                            format!("expression has more than {MAX_OPERANDS} operands"),
+                            span,
+                        )
+                        .label("too long")
+                        .help("split it with named bindings"),
                     );
                     return Expr { kind: ExprKind::Int(0), span };
                 }
@@ -329,7 +367,10 @@ impl AstBuilder {
                     };
                     let rhs = self.expr(inner.next().expect("grammar: operand"));
                     let span = lhs.span.to(rhs.span);
-                    lhs = Expr { kind: ExprKind::Binary { op, lhs: Box::new(lhs), rhs: Box::new(rhs) }, span };
+                    lhs = Expr {
+                        kind: ExprKind::Binary { op, lhs: Box::new(lhs), rhs: Box::new(rhs) },
+                        span,
+                    };
                 }
                 lhs
             }
@@ -350,7 +391,8 @@ impl AstBuilder {
                     negs.push(span_of(&p));
                 }
                 if negs.len() > MAX_OPERANDS {
-                    self.errors.push(Diagnostic::error("too many `-` signs in a row", span).label("here"));
+                    self.errors
+                        .push(Diagnostic::error("too many `-` signs in a row", span).label("here"));
                     return Expr { kind: ExprKind::Int(0), span };
                 }
                 let mut e = self.expr(inner.next().expect("grammar: primary"));
@@ -417,7 +459,11 @@ impl AstBuilder {
                         let value = self.expr(parts.next().expect("grammar: arg value"));
                         Arg { name: Some(name), value, span }
                     }
-                    _ => Arg { name: None, value: self.expr(a.into_inner().next().expect("grammar: arg")), span },
+                    _ => Arg {
+                        name: None,
+                        value: self.expr(a.into_inner().next().expect("grammar: arg")),
+                        span,
+                    },
                 }
             })
             .collect();
@@ -433,14 +479,20 @@ impl AstBuilder {
                 let mut parts = head.into_inner();
                 let keyword = span_of(&parts.next().expect("grammar: repeat keyword"));
                 let count_pair = parts.next().expect("grammar: repeat count");
-                let count = Box::new(self.expr(count_pair.into_inner().next().expect("grammar: count")));
+                let count =
+                    Box::new(self.expr(count_pair.into_inner().next().expect("grammar: count")));
                 let body_pair = parts.next().expect("grammar: repeat body");
                 let body = match body_pair.as_rule() {
                     Rule::repeat_body => body_pair.into_inner().map(|s| self.stage(s)).collect(),
                     _ => {
                         let call = body_pair.into_inner().next().expect("grammar: repeated stage");
                         let span = span_of(&call);
-                        vec![Stage { kind: StageKind::Call(self.call(call)), alias: None, annotation: None, span }]
+                        vec![Stage {
+                            kind: StageKind::Call(self.call(call)),
+                            alias: None,
+                            annotation: None,
+                            span,
+                        }]
                     }
                 };
                 StageKind::Repeat { count, body, keyword }
@@ -451,8 +503,12 @@ impl AstBuilder {
         let mut annotation = None;
         for p in inner {
             match p.as_rule() {
-                Rule::alias => alias = Some(self.ident(p.into_inner().nth(1).expect("grammar: alias name"))),
-                Rule::annotation => annotation = Some(self.list(p.into_inner().next().expect("grammar: shape"))),
+                Rule::alias => {
+                    alias = Some(self.ident(p.into_inner().nth(1).expect("grammar: alias name")))
+                }
+                Rule::annotation => {
+                    annotation = Some(self.list(p.into_inner().next().expect("grammar: shape")))
+                }
                 _ => {}
             }
         }
@@ -466,12 +522,14 @@ mod tests {
 
     #[test]
     fn parses_a_chain_with_alias_and_annotation() {
-        let src = "network N { input x: [4]\n x -> dense(3) as fc : [3] -> relu as out1\n output out1 }";
+        let src =
+            "network N { input x: [4]\n x -> dense(3) as fc : [3] -> relu as out1\n output out1 }";
         let file = parse(src).expect("parses");
         let net = &file.networks[0];
         assert_eq!(net.name.name, "N");
         assert_eq!(net.body.len(), 3);
-        let StmtKind::Expr(Expr { kind: ExprKind::Chain { stages, .. }, .. }) = &net.body[1].kind else {
+        let StmtKind::Expr(Expr { kind: ExprKind::Chain { stages, .. }, .. }) = &net.body[1].kind
+        else {
             panic!("expected a chain, got {:?}", net.body[1].kind);
         };
         assert_eq!(stages.len(), 2);
@@ -497,7 +555,8 @@ mod tests {
 
     #[test]
     fn deep_nesting_is_an_error_not_a_crash() {
-        let src = format!("network N {{ input x: [{}1{}] }}", "(".repeat(10_000), ")".repeat(10_000));
+        let src =
+            format!("network N {{ input x: [{}1{}] }}", "(".repeat(10_000), ")".repeat(10_000));
         let err = parse(&src).unwrap_err();
         assert!(err[0].message.contains("nested"));
     }

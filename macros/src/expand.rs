@@ -27,7 +27,8 @@ pub fn network(tokens: TokenStream) -> syn::Result<TokenStream> {
 /// Recognises `file = "path"`.
 fn file_argument(tokens: TokenStream) -> syn::Result<Option<(String, Span)>> {
     let mut iter = tokens.into_iter();
-    let (Some(proc_macro2::TokenTree::Ident(key)), Some(proc_macro2::TokenTree::Punct(eq))) = (iter.next(), iter.next())
+    let (Some(proc_macro2::TokenTree::Ident(key)), Some(proc_macro2::TokenTree::Punct(eq))) =
+        (iter.next(), iter.next())
     else {
         return Ok(None);
     };
@@ -47,7 +48,12 @@ fn network_from_file(path: &str, span: Span) -> syn::Result<TokenStream> {
     let full_str = full.to_string_lossy().into_owned();
     match netc_dsl::check_source(path, &source) {
         // `include_str!` makes cargo rebuild when the file changes.
-        Ok(checked) => Ok(emit(&checked.graphs, quote!(const _: &str = include_str!(#full_str);))),
+        Ok(checked) => Ok(emit(
+            &checked.graphs,
+            quote!(
+                const _: &str = include_str!(#full_str);
+            ),
+        )),
         Err(diags) => Err(syn::Error::new(span, format!("invalid network file\n{diags}"))),
     }
 }

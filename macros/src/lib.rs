@@ -11,7 +11,10 @@ use proc_macro::TokenStream;
 /// at compile time, and defines a type named after it that carries its
 /// shapes and costs as constants.
 ///
-/// ```
+/// (This example runs as a doctest of the `netc` facade crate, which
+/// re-exports the macro.)
+///
+/// ```text
 /// netc::network! {
 ///     network Tiny {
 ///         input x: [4]

@@ -166,7 +166,8 @@ pub fn bind(
     let errors_before = diags.len();
     let mut poisoned = false;
     let mut slots: Vec<Option<(&GivenArg, Span)>> = vec![None; specs.len()];
-    let mut positional_specs = specs.iter().enumerate().filter(|(_, s)| s.positional).map(|(i, _)| i);
+    let mut positional_specs =
+        specs.iter().enumerate().filter(|(_, s)| s.positional).map(|(i, _)| i);
 
     for arg in args {
         let index = match &arg.name {
@@ -187,11 +188,16 @@ pub fn bind(
             Some((name, name_span)) => match specs.iter().position(|s| s.name == name) {
                 Some(i) => i,
                 None => {
-                    let mut d = Diagnostic::error(format!("unknown argument `{name}` for `{callee}`"), *name_span)
-                        .label("unknown argument");
+                    let mut d = Diagnostic::error(
+                        format!("unknown argument `{name}` for `{callee}`"),
+                        *name_span,
+                    )
+                    .label("unknown argument");
                     d = match did_you_mean(name, specs.iter().map(|s| s.name)) {
                         Some(best) => d.help(format!("did you mean `{best}`?")),
-                        None if specs.is_empty() => d.note(format!("`{callee}` takes no arguments")),
+                        None if specs.is_empty() => {
+                            d.note(format!("`{callee}` takes no arguments"))
+                        }
                         None => d.note(format!("the signature is `{}`", usage(callee, specs))),
                     };
                     diags.push(d);
@@ -201,9 +207,12 @@ pub fn bind(
         };
         if let Some((_, first)) = slots[index] {
             diags.push(
-                Diagnostic::error(format!("argument `{}` is given twice", specs[index].name), arg.span)
-                    .label("given again here")
-                    .secondary(first, "first given here"),
+                Diagnostic::error(
+                    format!("argument `{}` is given twice", specs[index].name),
+                    arg.span,
+                )
+                .label("given again here")
+                .secondary(first, "first given here"),
             );
             continue;
         }
@@ -227,9 +236,12 @@ pub fn bind(
                 Lit::Required if misnamed => None,
                 Lit::Required => {
                     diags.push(
-                        Diagnostic::error(format!("missing argument `{}` for `{callee}`", spec.name), call_span)
-                            .label(format!("`{}` is required", spec.name))
-                            .help(format!("the signature is `{}`", usage(callee, specs))),
+                        Diagnostic::error(
+                            format!("missing argument `{}` for `{callee}`", spec.name),
+                            call_span,
+                        )
+                        .label(format!("`{}` is required", spec.name))
+                        .help(format!("the signature is `{}`", usage(callee, specs))),
                     );
                     None
                 }
@@ -283,7 +295,12 @@ fn convert(
     let wrong_type = |diags: &mut Vec<Diagnostic>| {
         diags.push(
             Diagnostic::error(
-                format!("`{}` of `{callee}` expects {}, found {}", spec.name, spec.kind.describe(), value.describe()),
+                format!(
+                    "`{}` of `{callee}` expects {}, found {}",
+                    spec.name,
+                    spec.kind.describe(),
+                    value.describe()
+                ),
                 span,
             )
             .label(format!("expected {}", spec.kind.describe())),
@@ -291,7 +308,9 @@ fn convert(
         None
     };
     match (spec.kind, value) {
-        (Kind::Size, Value::Int(v)) => int_in_range(callee, spec, *v, 1, span, diags).map(ArgValue::Int),
+        (Kind::Size, Value::Int(v)) => {
+            int_in_range(callee, spec, *v, 1, span, diags).map(ArgValue::Int)
+        }
         (Kind::Pair | Kind::PairCount, Value::Int(v)) => {
             let min = if spec.kind == Kind::Pair { 1 } else { 0 };
             int_in_range(callee, spec, *v, min, span, diags).map(ArgValue::Int)
@@ -307,7 +326,10 @@ fn convert(
                 _ => wrong_type(diags),
             }
         }
-        (Kind::Float | Kind::Positive | Kind::NonNegative | Kind::Fraction, Value::Int(_) | Value::Float(_)) => {
+        (
+            Kind::Float | Kind::Positive | Kind::NonNegative | Kind::Fraction,
+            Value::Int(_) | Value::Float(_),
+        ) => {
             let v = match value {
                 Value::Int(i) => *i as f64,
                 Value::Float(f) => *f,
@@ -322,8 +344,11 @@ fn convert(
             match problem {
                 Some(p) => {
                     diags.push(
-                        Diagnostic::error(format!("`{}` of `{callee}` {p}, found {v}", spec.name), span)
-                            .label("out of range"),
+                        Diagnostic::error(
+                            format!("`{}` of `{callee}` {p}, found {v}", spec.name),
+                            span,
+                        )
+                        .label("out of range"),
                     );
                     None
                 }

@@ -44,9 +44,12 @@ pub fn check(file: &File, source: &str) -> (Vec<Graph>, Vec<Diagnostic>) {
     for net in &file.networks {
         if let Some(first) = seen.insert(&net.name.name, net.name.span) {
             checker.diags.push(
-                Diagnostic::error(format!("network `{}` is defined twice", net.name), net.name.span)
-                    .label("defined again here")
-                    .secondary(first, "first defined here"),
+                Diagnostic::error(
+                    format!("network `{}` is defined twice", net.name),
+                    net.name.span,
+                )
+                .label("defined again here")
+                .secondary(first, "first defined here"),
             );
             continue;
         }
@@ -93,17 +96,23 @@ impl<'a> Checker<'a> {
         for def in &file.blocks {
             if ops::find_op(&def.name.name).is_some() || is_loss_or_optimizer(&def.name.name) {
                 self.diags.push(
-                    Diagnostic::error(format!("block `{}` has the name of a built-in", def.name), def.name.span)
-                        .label("reserved name")
-                        .help("rename the block"),
+                    Diagnostic::error(
+                        format!("block `{}` has the name of a built-in", def.name),
+                        def.name.span,
+                    )
+                    .label("reserved name")
+                    .help("rename the block"),
                 );
                 continue;
             }
             if let Some(first) = self.blocks.get(def.name.name.as_str()) {
                 self.diags.push(
-                    Diagnostic::error(format!("block `{}` is defined twice", def.name), def.name.span)
-                        .label("defined again here")
-                        .secondary(first.name.span, "first defined here"),
+                    Diagnostic::error(
+                        format!("block `{}` is defined twice", def.name),
+                        def.name.span,
+                    )
+                    .label("defined again here")
+                    .secondary(first.name.span, "first defined here"),
                 );
                 continue;
             }
@@ -139,7 +148,12 @@ impl<'a> Checker<'a> {
                     inputs.push(id);
                     scope.names.insert(
                         name.name.clone(),
-                        Entry::Ready { value: Value::Tensor(id), span: name.span, used: false, kind: NameKind::Input },
+                        Entry::Ready {
+                            value: Value::Tensor(id),
+                            span: name.span,
+                            used: false,
+                            kind: NameKind::Input,
+                        },
                     );
                 }
             }
@@ -156,27 +170,29 @@ impl<'a> Checker<'a> {
         }
 
         // The output: `output`, else the loss input, else the last bare chain.
-        let output = scope
-            .output
-            .clone()
-            .or_else(|| scope.loss.as_ref().map(|l| l.1.clone()))
-            .or_else(|| {
-                scope
-                    .expr_results
-                    .iter()
-                    .rev()
-                    .find(|(v, _)| matches!(v, Value::Tensor(id) if b.consumers[id.0] == 0))
-                    .cloned()
-            });
+        let output =
+            scope.output.clone().or_else(|| scope.loss.as_ref().map(|l| l.1.clone())).or_else(
+                || {
+                    scope
+                        .expr_results
+                        .iter()
+                        .rev()
+                        .find(|(v, _)| matches!(v, Value::Tensor(id) if b.consumers[id.0] == 0))
+                        .cloned()
+                },
+            );
         let output_node = match &output {
             Some((Value::Tensor(id), _)) => Some(*id),
             Some(_) => None,
             None => {
                 if !b.aborted && self.error_count() == errors_before {
                     self.diags.push(
-                        Diagnostic::error(format!("network `{}` has no output", net.name), net.name.span)
-                            .label("nothing is computed")
-                            .help("end a chain with `as name` and add `output name`, or add a `loss`"),
+                        Diagnostic::error(
+                            format!("network `{}` has no output", net.name),
+                            net.name.span,
+                        )
+                        .label("nothing is computed")
+                        .help("end a chain with `as name` and add `output name`, or add a `loss`"),
                     );
                 }
                 None
@@ -216,7 +232,12 @@ impl<'a> Checker<'a> {
         self.diags.iter().filter(|d| d.severity == Severity::Error).count()
     }
 
-    fn finish_loss(&mut self, b: &Build<'a>, scope: &Scope<'a>, keep: &mut HashSet<NodeId>) -> Option<Loss> {
+    fn finish_loss(
+        &mut self,
+        b: &Build<'a>,
+        scope: &Scope<'a>,
+        keep: &mut HashSet<NodeId>,
+    ) -> Option<Loss> {
         let (kind, (value, span)) = scope.loss.clone()?;
         let Value::Tensor(id) = value else { return None };
         keep.insert(id);
@@ -224,18 +245,22 @@ impl<'a> Checker<'a> {
         if kind == LossKind::CrossEntropy {
             if shape.rank() != 1 || shape.dims()[0] < 2 {
                 self.diags.push(
-                    Diagnostic::error(format!("`cross_entropy` expects logits [classes], found {shape}"), span)
-                        .label(format!("this is {shape}"))
-                        .help("insert `-> flatten` or `-> global_avg_pool`, then `-> dense(classes)`"),
+                    Diagnostic::error(
+                        format!("`cross_entropy` expects logits [classes], found {shape}"),
+                        span,
+                    )
+                    .label(format!("this is {shape}"))
+                    .help("insert `-> flatten` or `-> global_avg_pool`, then `-> dense(classes)`"),
                 );
                 return None;
             }
             let producer = &b.nodes[id.0];
             if producer.op == Op::Softmax {
-                let mut d = Diagnostic::error("`cross_entropy` applies softmax itself", producer.span)
-                    .label("this softmax is applied twice")
-                    .secondary(span, "the loss takes this input")
-                    .help("remove the `softmax`; `forward` returns logits");
+                let mut d =
+                    Diagnostic::error("`cross_entropy` applies softmax itself", producer.span)
+                        .label("this softmax is applied twice")
+                        .secondary(span, "the loss takes this input")
+                        .help("remove the `softmax`; `forward` returns logits");
                 d.severity = Severity::Warning;
                 self.diags.push(d);
             }
@@ -249,8 +274,12 @@ impl<'a> Checker<'a> {
             return;
         }
         for entry in scope.names.values() {
-            if let Entry::Ready { used: false, span, kind: kind @ (NameKind::Binding | NameKind::Input), value } =
-                entry
+            if let Entry::Ready {
+                used: false,
+                span,
+                kind: kind @ (NameKind::Binding | NameKind::Input),
+                value,
+            } = entry
             {
                 if matches!(value, Value::Tensor(id) if keep.contains(id)) {
                     continue;
@@ -277,7 +306,13 @@ impl<'a> Checker<'a> {
         }
     }
 
-    fn input_node(&mut self, b: &mut Build<'a>, scope: &mut Scope<'a>, name: &Ident, shape: &'a Expr) -> Option<NodeId> {
+    fn input_node(
+        &mut self,
+        b: &mut Build<'a>,
+        scope: &mut Scope<'a>,
+        name: &Ident,
+        shape: &'a Expr,
+    ) -> Option<NodeId> {
         let dims = self.shape_list(b, scope, shape, "input shape")?;
         if dims.is_empty() {
             self.diags.push(
@@ -292,13 +327,22 @@ impl<'a> Checker<'a> {
     }
 
     /// Evaluates a list of positive integers, such as a shape.
-    fn shape_list(&mut self, b: &mut Build<'a>, scope: &mut Scope<'a>, e: &'a Expr, what: &str) -> Option<Vec<usize>> {
+    fn shape_list(
+        &mut self,
+        b: &mut Build<'a>,
+        scope: &mut Scope<'a>,
+        e: &'a Expr,
+        what: &str,
+    ) -> Option<Vec<usize>> {
         let value = self.eval(b, scope, e);
         let Value::List(items) = value else {
             if value != Value::Poisoned {
                 self.diags.push(
-                    Diagnostic::error(format!("{what} must be a list, found {}", value.describe()), e.span)
-                        .label("expected `[...]`"),
+                    Diagnostic::error(
+                        format!("{what} must be a list, found {}", value.describe()),
+                        e.span,
+                    )
+                    .label("expected `[...]`"),
                 );
             }
             return None;
@@ -316,8 +360,11 @@ impl<'a> Checker<'a> {
                 Value::Int(d) if d < 1 => {
                     ok = false;
                     self.diags.push(
-                        Diagnostic::error(format!("{what} dimensions must be positive, found {d}"), span)
-                            .label("not a valid size"),
+                        Diagnostic::error(
+                            format!("{what} dimensions must be positive, found {d}"),
+                            span,
+                        )
+                        .label("not a valid size"),
                     );
                 }
                 Value::Poisoned => ok = false,
@@ -325,7 +372,10 @@ impl<'a> Checker<'a> {
                     ok = false;
                     let msg = match other {
                         Value::Int(_) => format!("{what} dimension is too large"),
-                        _ => format!("{what} dimensions must be integers, found {}", other.describe()),
+                        _ => format!(
+                            "{what} dimensions must be integers, found {}",
+                            other.describe()
+                        ),
                     };
                     self.diags.push(Diagnostic::error(msg, span).label("not a valid size"));
                 }
@@ -357,9 +407,12 @@ impl<'a> Checker<'a> {
         if b.nodes.len() >= MAX_NODES {
             b.aborted = true;
             self.diags.push(
-                Diagnostic::error(format!("the network has more than {MAX_NODES} layers after expansion"), span)
-                    .label("limit reached here")
-                    .help("reduce the `repeat` counts"),
+                Diagnostic::error(
+                    format!("the network has more than {MAX_NODES} layers after expansion"),
+                    span,
+                )
+                .label("limit reached here")
+                .help("reduce the `repeat` counts"),
             );
             return None;
         }
@@ -379,17 +432,25 @@ impl<'a> Checker<'a> {
         let mut defs: Vec<(&'a Ident, Entry, bool)> = Vec::new();
         for (i, stmt) in scope.stmts.iter().enumerate() {
             match &stmt.kind {
-                StmtKind::Input { name, .. } => defs.push((name, Entry::Pending { stmt: i, span: name.span }, false)),
+                StmtKind::Input { name, .. } => {
+                    defs.push((name, Entry::Pending { stmt: i, span: name.span }, false))
+                }
                 StmtKind::Bind { name, value, .. } => {
                     defs.push((name, Entry::Pending { stmt: i, span: name.span }, false));
-                    collect_aliases(value, &mut |a| defs.push((a, Entry::Pending { stmt: i, span: a.span }, true)));
+                    collect_aliases(value, &mut |a| {
+                        defs.push((a, Entry::Pending { stmt: i, span: a.span }, true))
+                    });
                 }
                 StmtKind::Expr(e) | StmtKind::Out(e) | StmtKind::Output(e) => {
-                    collect_aliases(e, &mut |a| defs.push((a, Entry::Pending { stmt: i, span: a.span }, true)));
+                    collect_aliases(e, &mut |a| {
+                        defs.push((a, Entry::Pending { stmt: i, span: a.span }, true))
+                    });
                 }
                 StmtKind::Loss(c) | StmtKind::Optimizer(c) => {
                     for arg in &c.args {
-                        collect_aliases(&arg.value, &mut |a| defs.push((a, Entry::Pending { stmt: i, span: a.span }, true)));
+                        collect_aliases(&arg.value, &mut |a| {
+                            defs.push((a, Entry::Pending { stmt: i, span: a.span }, true))
+                        });
                     }
                 }
             }
@@ -397,9 +458,10 @@ impl<'a> Checker<'a> {
         for (ident, entry, is_alias) in defs {
             if let Some(first) = scope.names.get(&ident.name) {
                 let what = if is_alias { "layer name" } else { "name" };
-                let d = Diagnostic::error(format!("the {what} `{ident}` is defined twice"), ident.span)
-                    .label("defined again here")
-                    .secondary(first.span(), "first defined here");
+                let d =
+                    Diagnostic::error(format!("the {what} `{ident}` is defined twice"), ident.span)
+                        .label("defined again here")
+                        .secondary(first.span(), "first defined here");
                 self.diags.push(d);
                 if is_alias {
                     scope.bad_aliases.insert(ident.span);
@@ -424,7 +486,11 @@ impl<'a> Checker<'a> {
         match &stmt.kind {
             StmtKind::Input { .. } => {
                 if in_block {
-                    self.diags.push(misplaced("input", stmt.span, "a block receives its inputs in its header: `block b(c)(x)`"));
+                    self.diags.push(misplaced(
+                        "input",
+                        stmt.span,
+                        "a block receives its inputs in its header: `block b(c)(x)`",
+                    ));
                 }
             }
             StmtKind::Bind { name, value, annotation } => {
@@ -434,7 +500,12 @@ impl<'a> Checker<'a> {
                 }
                 scope.names.insert(
                     name.name.clone(),
-                    Entry::Ready { value: v, span: name.span, used: false, kind: NameKind::Binding },
+                    Entry::Ready {
+                        value: v,
+                        span: name.span,
+                        used: false,
+                        kind: NameKind::Binding,
+                    },
                 );
             }
             StmtKind::Expr(e) => {
@@ -443,7 +514,11 @@ impl<'a> Checker<'a> {
             }
             StmtKind::Out(e) => {
                 if !in_block {
-                    self.diags.push(misplaced("out", stmt.span, "a network names its result with `output`"));
+                    self.diags.push(misplaced(
+                        "out",
+                        stmt.span,
+                        "a network names its result with `output`",
+                    ));
                     self.eval(b, scope, e);
                 } else if let Some((_, first)) = &scope.output {
                     let first = *first;
@@ -459,7 +534,11 @@ impl<'a> Checker<'a> {
             }
             StmtKind::Output(e) => {
                 if in_block {
-                    self.diags.push(misplaced("output", stmt.span, "a block returns its value with `out`"));
+                    self.diags.push(misplaced(
+                        "output",
+                        stmt.span,
+                        "a block returns its value with `out`",
+                    ));
                     self.eval(b, scope, e);
                 } else if let Some((_, first)) = &scope.output {
                     let first = *first;
@@ -489,7 +568,11 @@ impl<'a> Checker<'a> {
             }
             StmtKind::Optimizer(call) => {
                 if in_block {
-                    self.diags.push(misplaced("optimizer", stmt.span, "put the `optimizer` in the network"));
+                    self.diags.push(misplaced(
+                        "optimizer",
+                        stmt.span,
+                        "put the `optimizer` in the network",
+                    ));
                 } else if let Some((_, first)) = &scope.optimizer {
                     let first = *first;
                     self.diags.push(
@@ -506,7 +589,12 @@ impl<'a> Checker<'a> {
         scope.state[i] = StmtState::Done;
     }
 
-    fn eval_loss(&mut self, b: &mut Build<'a>, scope: &mut Scope<'a>, call: &'a Call) -> Option<(LossKind, (Value, Span))> {
+    fn eval_loss(
+        &mut self,
+        b: &mut Build<'a>,
+        scope: &mut Scope<'a>,
+        call: &'a Call,
+    ) -> Option<(LossKind, (Value, Span))> {
         let Some(&(_, kind)) = ops::LOSSES.iter().find(|(n, _)| *n == call.name.name) else {
             let mut d = Diagnostic::error(format!("unknown loss `{}`", call.name), call.name.span)
                 .label("not a loss")
@@ -518,13 +606,21 @@ impl<'a> Checker<'a> {
             return None;
         };
         let args = self.eval_args(b, scope, &call.args);
-        let mut tensors = args.iter().filter(|a| matches!(a.value, Value::Tensor(_) | Value::Poisoned));
+        let mut tensors =
+            args.iter().filter(|a| matches!(a.value, Value::Tensor(_) | Value::Poisoned));
         let first = tensors.next();
-        if let Some(extra) = args.iter().find(|a| a.name.is_some() || !matches!(a.value, Value::Tensor(_) | Value::Poisoned)).or_else(|| tensors.next()) {
+        if let Some(extra) = args
+            .iter()
+            .find(|a| a.name.is_some() || !matches!(a.value, Value::Tensor(_) | Value::Poisoned))
+            .or_else(|| tensors.next())
+        {
             self.diags.push(
-                Diagnostic::error(format!("`{}` takes exactly one argument, the tensor to score", call.name), extra.span)
-                    .label("unexpected argument")
-                    .help(format!("write `loss {}(logits)`", call.name)),
+                Diagnostic::error(
+                    format!("`{}` takes exactly one argument, the tensor to score", call.name),
+                    extra.span,
+                )
+                .label("unexpected argument")
+                .help(format!("write `loss {}(logits)`", call.name)),
             );
             return None;
         }
@@ -532,21 +628,33 @@ impl<'a> Checker<'a> {
             Some(a) => Some((kind, (a.value.clone(), a.value_span))),
             None => {
                 self.diags.push(
-                    Diagnostic::error(format!("`{}` needs the tensor to score", call.name), call.span)
-                        .label("no input")
-                        .help(format!("write `loss {}(logits)`", call.name)),
+                    Diagnostic::error(
+                        format!("`{}` needs the tensor to score", call.name),
+                        call.span,
+                    )
+                    .label("no input")
+                    .help(format!("write `loss {}(logits)`", call.name)),
                 );
                 None
             }
         }
     }
 
-    fn eval_optimizer(&mut self, b: &mut Build<'a>, scope: &mut Scope<'a>, call: &'a Call) -> Option<crate::ir::Optimizer> {
-        let Some(&(name, specs)) = ops::OPTIMIZERS.iter().find(|(n, _)| *n == call.name.name) else {
-            let mut d = Diagnostic::error(format!("unknown optimizer `{}`", call.name), call.name.span)
-                .label("not an optimizer")
-                .note("the optimizers are `sgd`, `adam` and `adamw`");
-            if let Some(best) = did_you_mean(&call.name.name, ops::OPTIMIZERS.iter().map(|(n, _)| *n)) {
+    fn eval_optimizer(
+        &mut self,
+        b: &mut Build<'a>,
+        scope: &mut Scope<'a>,
+        call: &'a Call,
+    ) -> Option<crate::ir::Optimizer> {
+        let Some(&(name, specs)) = ops::OPTIMIZERS.iter().find(|(n, _)| *n == call.name.name)
+        else {
+            let mut d =
+                Diagnostic::error(format!("unknown optimizer `{}`", call.name), call.name.span)
+                    .label("not an optimizer")
+                    .note("the optimizers are `sgd`, `adam` and `adamw`");
+            if let Some(best) =
+                did_you_mean(&call.name.name, ops::OPTIMIZERS.iter().map(|(n, _)| *n))
+            {
                 d = d.help(format!("did you mean `{best}`?"));
             }
             self.diags.push(d);
@@ -558,9 +666,12 @@ impl<'a> Checker<'a> {
         if let crate::ir::Optimizer::Sgd { nesterov: true, momentum, .. } = opt {
             if momentum == 0.0 {
                 self.diags.push(
-                    Diagnostic::error("nesterov momentum needs `momentum` above 0", bound.span("nesterov"))
-                        .label("has no effect without momentum")
-                        .help("add `momentum: 0.9`"),
+                    Diagnostic::error(
+                        "nesterov momentum needs `momentum` above 0",
+                        bound.span("nesterov"),
+                    )
+                    .label("has no effect without momentum")
+                    .help("add `momentum: 0.9`"),
                 );
                 return None;
             }
@@ -573,16 +684,21 @@ impl<'a> Checker<'a> {
     fn lookup(&mut self, b: &mut Build<'a>, scope: &mut Scope<'a>, ident: &Ident) -> Value {
         match scope.names.get(&ident.name) {
             None => {
-                if ops::find_op(&ident.name).is_some() || self.blocks.contains_key(ident.name.as_str()) {
+                if ops::find_op(&ident.name).is_some()
+                    || self.blocks.contains_key(ident.name.as_str())
+                {
                     return self.error(
                         Diagnostic::error(format!("`{ident}` is a layer, not a value"), ident.span)
                             .label("used as a value")
                             .help(format!("apply it with `->`, as in `x -> {ident}`; is a `->` missing before it?")),
                     );
                 }
-                let mut d = Diagnostic::error(format!("cannot find `{ident}` in this scope"), ident.span)
-                    .label("not defined");
-                if let Some(best) = did_you_mean(&ident.name, scope.names.keys().map(String::as_str)) {
+                let mut d =
+                    Diagnostic::error(format!("cannot find `{ident}` in this scope"), ident.span)
+                        .label("not defined");
+                if let Some(best) =
+                    did_you_mean(&ident.name, scope.names.keys().map(String::as_str))
+                {
                     d = d.help(format!("did you mean `{best}`?"));
                 }
                 self.error(d)
@@ -591,9 +707,12 @@ impl<'a> Checker<'a> {
                 let (stmt, def_span) = (*stmt, *span);
                 if scope.state[stmt] == StmtState::InProgress {
                     return self.error(
-                        Diagnostic::error(format!("cycle: `{ident}` depends on itself"), ident.span)
-                            .label("used here while it is being defined")
-                            .secondary(def_span, format!("`{ident}` is defined here")),
+                        Diagnostic::error(
+                            format!("cycle: `{ident}` depends on itself"),
+                            ident.span,
+                        )
+                        .label("used here while it is being defined")
+                        .secondary(def_span, format!("`{ident}` is defined here")),
                     );
                 }
                 self.force(b, scope, stmt);
@@ -603,7 +722,8 @@ impl<'a> Checker<'a> {
                 }
             }
             Some(Entry::Ready { .. }) => {
-                let Some(Entry::Ready { value, used, .. }) = scope.names.get_mut(&ident.name) else {
+                let Some(Entry::Ready { value, used, .. }) = scope.names.get_mut(&ident.name)
+                else {
                     unreachable!("matched above")
                 };
                 *used = true;
@@ -622,7 +742,8 @@ impl<'a> Checker<'a> {
             ExprKind::Bool(v) => Value::Bool(*v),
             ExprKind::Name(ident) => self.lookup(b, scope, ident),
             ExprKind::List(items) => {
-                let values: Vec<(Value, Span)> = items.iter().map(|i| (self.eval(b, scope, i), i.span)).collect();
+                let values: Vec<(Value, Span)> =
+                    items.iter().map(|i| (self.eval(b, scope, i), i.span)).collect();
                 if values.iter().any(|(v, _)| *v == Value::Poisoned) {
                     Value::Poisoned
                 } else {
@@ -648,13 +769,18 @@ impl<'a> Checker<'a> {
                 let mut span = head.span;
                 for stage in stages {
                     value = match value {
-                        Value::Tensor(id) => self.apply_stage(b, scope, stage, (id, span), None, true),
+                        Value::Tensor(id) => {
+                            self.apply_stage(b, scope, stage, (id, span), None, true)
+                        }
                         Value::Poisoned => return Value::Poisoned,
                         other => {
                             return self.error(
-                                Diagnostic::error(format!("{} cannot flow into a layer", other.describe()), span)
-                                    .label("not a tensor")
-                                    .secondary(stage.span, "this layer needs a tensor input"),
+                                Diagnostic::error(
+                                    format!("{} cannot flow into a layer", other.describe()),
+                                    span,
+                                )
+                                .label("not a tensor")
+                                .secondary(stage.span, "this layer needs a tensor input"),
                             )
                         }
                     };
@@ -683,13 +809,18 @@ impl<'a> Checker<'a> {
                     BinOp::Sub => a.checked_sub(*c),
                     BinOp::Mul => a.checked_mul(*c),
                     BinOp::Div if *c == 0 => {
-                        return self.error(Diagnostic::error("division by zero", rspan).label("this is zero"))
+                        return self.error(
+                            Diagnostic::error("division by zero", rspan).label("this is zero"),
+                        )
                     }
                     BinOp::Div => a.checked_div(*c),
                 };
                 match result {
                     Some(v) => Value::Int(v),
-                    None => self.error(Diagnostic::error("integer overflow", span).label("the result does not fit in 64 bits")),
+                    None => self.error(
+                        Diagnostic::error("integer overflow", span)
+                            .label("the result does not fit in 64 bits"),
+                    ),
                 }
             }
             (Value::Int(_) | Value::Float(_), Value::Int(_) | Value::Float(_)) => {
@@ -708,7 +839,10 @@ impl<'a> Checker<'a> {
                 if v.is_finite() {
                     Value::Float(v)
                 } else {
-                    self.error(Diagnostic::error("arithmetic gives a non-finite number", span).label("overflow or division by zero"))
+                    self.error(
+                        Diagnostic::error("arithmetic gives a non-finite number", span)
+                            .label("overflow or division by zero"),
+                    )
                 }
             }
             (Value::Tensor(a), Value::Tensor(c)) if op == BinOp::Add => {
@@ -716,7 +850,12 @@ impl<'a> Checker<'a> {
             }
             _ => self.error(
                 Diagnostic::error(
-                    format!("cannot apply `{}` to {} and {}", op.symbol(), l.describe(), r.describe()),
+                    format!(
+                        "cannot apply `{}` to {} and {}",
+                        op.symbol(),
+                        l.describe(),
+                        r.describe()
+                    ),
                     span,
                 )
                 .label("unsupported operands")
@@ -727,7 +866,12 @@ impl<'a> Checker<'a> {
         }
     }
 
-    fn eval_args(&mut self, b: &mut Build<'a>, scope: &mut Scope<'a>, args: &'a [Arg]) -> Vec<GivenArg> {
+    fn eval_args(
+        &mut self,
+        b: &mut Build<'a>,
+        scope: &mut Scope<'a>,
+        args: &'a [Arg],
+    ) -> Vec<GivenArg> {
         args.iter()
             .map(|a| GivenArg {
                 name: a.name.as_ref().map(|n| (n.name.clone(), n.span)),
@@ -758,7 +902,9 @@ impl<'a> Checker<'a> {
         let alias = stage.alias.as_ref().filter(|a| !scope.bad_aliases.contains(&a.span));
         let path = path.or_else(|| alias.map(|a| scope.namer().prefix.clone() + &a.name));
         let value = match &stage.kind {
-            StageKind::Call(call) => self.apply_call(b, scope, call, Some(piped), path, stage.alias.as_ref()),
+            StageKind::Call(call) => {
+                self.apply_call(b, scope, call, Some(piped), path, stage.alias.as_ref())
+            }
             StageKind::Repeat { count, body, keyword } => {
                 self.apply_repeat(b, scope, count, body, *keyword, piped, path)
             }
@@ -768,7 +914,12 @@ impl<'a> Checker<'a> {
                 if let Some(Entry::Pending { .. }) = scope.names.get(&alias.name) {
                     scope.names.insert(
                         alias.name.clone(),
-                        Entry::Ready { value: value.clone(), span: alias.span, used: false, kind: NameKind::Alias },
+                        Entry::Ready {
+                            value: value.clone(),
+                            span: alias.span,
+                            used: false,
+                            kind: NameKind::Alias,
+                        },
                     );
                 }
             }
@@ -798,9 +949,12 @@ impl<'a> Checker<'a> {
         }
         let expected = Shape(expected);
         self.error(
-            Diagnostic::error(format!("shape mismatch: annotated {expected}, inferred {actual}"), annotation.span)
-                .label(format!("expects {expected}"))
-                .secondary(span, format!("this gives {actual}")),
+            Diagnostic::error(
+                format!("shape mismatch: annotated {expected}, inferred {actual}"),
+                annotation.span,
+            )
+            .label(format!("expects {expected}"))
+            .secondary(span, format!("this gives {actual}")),
         )
     }
 
@@ -821,15 +975,21 @@ impl<'a> Checker<'a> {
             Value::Int(n) => {
                 let why = if n < 1 { "at least 1" } else { "at most 10000" };
                 return self.error(
-                    Diagnostic::error(format!("`repeat` count must be {why}, found {n}"), count.span)
-                        .label("invalid count")
-                        .secondary(keyword, "in this repeat"),
+                    Diagnostic::error(
+                        format!("`repeat` count must be {why}, found {n}"),
+                        count.span,
+                    )
+                    .label("invalid count")
+                    .secondary(keyword, "in this repeat"),
                 );
             }
             other => {
                 return self.error(
-                    Diagnostic::error(format!("`repeat` count must be an integer, found {}", other.describe()), count.span)
-                        .label("expected an integer"),
+                    Diagnostic::error(
+                        format!("`repeat` count must be an integer, found {}", other.describe()),
+                        count.span,
+                    )
+                    .label("expected an integer"),
                 )
             }
         };
@@ -882,7 +1042,10 @@ impl<'a> Checker<'a> {
         if given.iter().any(|a| a.value == Value::Poisoned) || b.aborted {
             return Value::Poisoned;
         }
-        let leading = given.iter().take_while(|a| a.name.is_none() && matches!(a.value, Value::Tensor(_))).count();
+        let leading = given
+            .iter()
+            .take_while(|a| a.name.is_none() && matches!(a.value, Value::Tensor(_)))
+            .count();
         let mut inputs: Vec<Operand> = piped.into_iter().collect();
         inputs.extend(given[..leading].iter().map(|a| match a.value {
             Value::Tensor(id) => (id, a.value_span),
@@ -903,7 +1066,10 @@ impl<'a> Checker<'a> {
                     return self.error(
                         Diagnostic::error(format!("`{name}` has no input"), call.span)
                             .label("applied to nothing")
-                            .help(format!("apply it in a chain: `x -> {}`", &self.source[call.span.range()])),
+                            .help(format!(
+                                "apply it in a chain: `x -> {}`",
+                                &self.source[call.span.range()]
+                            )),
                     )
                 }
                 (Arity::One, n) if n > 1 => {
@@ -923,7 +1089,8 @@ impl<'a> Checker<'a> {
                 }
                 _ => {}
             }
-            let Some(bound) = args::bind(name, def.specs, config, call.span, &mut self.diags) else {
+            let Some(bound) = args::bind(name, def.specs, config, call.span, &mut self.diags)
+            else {
                 return Value::Poisoned;
             };
             let op = ops::build_op(def, &bound);
@@ -958,14 +1125,16 @@ impl<'a> Checker<'a> {
         }
 
         if is_loss_or_optimizer(name) {
-            let what = if ops::LOSSES.iter().any(|(n, _)| *n == name) { "loss" } else { "optimizer" };
+            let what =
+                if ops::LOSSES.iter().any(|(n, _)| *n == name) { "loss" } else { "optimizer" };
             return self.error(
                 Diagnostic::error(format!("`{name}` is a {what}, not a layer"), call.name.span)
                     .label(format!("a {what} cannot appear in a chain"))
                     .help(format!("write it as a statement: `{what} {name}(...)`")),
             );
         }
-        let mut d = Diagnostic::error(format!("unknown op `{name}`"), call.name.span).label("not an op or a block");
+        let mut d = Diagnostic::error(format!("unknown op `{name}`"), call.name.span)
+            .label("not an op or a block");
         let candidates = ops::OPS.iter().map(|o| o.name).chain(self.blocks.keys().copied());
         if let Some(best) = did_you_mean(name, candidates) {
             d = d.help(format!("did you mean `{best}`?"));
@@ -1018,14 +1187,19 @@ impl<'a> Checker<'a> {
                         d = d.secondary(*input_span, format!("this gives {}", b.nodes[id.0].shape));
                     }
                 }
-                d = d.note(format!("in layer `{name}` (`{}`){}", op.name(), scope.block.clone().unwrap_or_default()));
+                d = d.note(format!(
+                    "in layer `{name}` (`{}`){}",
+                    op.name(),
+                    scope.block.clone().unwrap_or_default()
+                ));
                 if let Some(h) = e.help {
                     d = d.help(h);
                 }
                 return self.error(d);
             }
         };
-        let params: usize = op.params(&shapes).iter().map(|p| p.shape.elements()).fold(0, usize::saturating_add);
+        let params: usize =
+            op.params(&shapes).iter().map(|p| p.shape.elements()).fold(0, usize::saturating_add);
         if shape.elements() > MAX_ELEMENTS || params > MAX_ELEMENTS {
             return self.error(
                 Diagnostic::error(format!("layer `{name}` is too large"), span)
@@ -1064,9 +1238,12 @@ impl<'a> Checker<'a> {
             let (n, m) = (def.inputs.len(), inputs.len());
             let s = if n == 1 { "" } else { "s" };
             return self.error(
-                Diagnostic::error(format!("block `{name}` takes {n} input{s}, found {m}"), call.span)
-                    .label(format!("given {m}"))
-                    .secondary(def.name.span, format!("`{name}` is defined here")),
+                Diagnostic::error(
+                    format!("block `{name}` takes {n} input{s}, found {m}"),
+                    call.span,
+                )
+                .label(format!("given {m}"))
+                .secondary(def.name.span, format!("`{name}` is defined here")),
             );
         }
         let line = self.line(call.span);
@@ -1077,9 +1254,20 @@ impl<'a> Checker<'a> {
         // Inputs, then parameters (positional, then named, then defaults).
         for (ident, (id, _)) in def.inputs.iter().zip(&inputs) {
             if scope.names.contains_key(&ident.name) {
-                return self.error(Diagnostic::error(format!("the name `{ident}` is defined twice"), ident.span).label("shadows a name of the block body"));
+                return self.error(
+                    Diagnostic::error(format!("the name `{ident}` is defined twice"), ident.span)
+                        .label("shadows a name of the block body"),
+                );
             }
-            scope.names.insert(ident.name.clone(), Entry::Ready { value: Value::Tensor(*id), span: ident.span, used: false, kind: NameKind::Input });
+            scope.names.insert(
+                ident.name.clone(),
+                Entry::Ready {
+                    value: Value::Tensor(*id),
+                    span: ident.span,
+                    used: false,
+                    kind: NameKind::Input,
+                },
+            );
         }
         let mut given: Vec<Option<(Value, Span)>> = vec![None; def.params.len()];
         let mut next_positional = 0;
@@ -1092,34 +1280,51 @@ impl<'a> Checker<'a> {
                     if i >= def.params.len() {
                         ok = false;
                         self.diags.push(
-                            Diagnostic::error(format!("too many arguments to block `{name}`"), arg.span)
-                                .label("unexpected argument")
-                                .secondary(def.name.span, format!("`{name}` takes {} parameters", def.params.len())),
+                            Diagnostic::error(
+                                format!("too many arguments to block `{name}`"),
+                                arg.span,
+                            )
+                            .label("unexpected argument")
+                            .secondary(
+                                def.name.span,
+                                format!("`{name}` takes {} parameters", def.params.len()),
+                            ),
                         );
                         continue;
                     }
                     i
                 }
-                Some((arg_name, span)) => match def.params.iter().position(|p| p.name.name == *arg_name) {
-                    Some(i) => i,
-                    None => {
-                        ok = false;
-                        let mut d = Diagnostic::error(format!("unknown argument `{arg_name}` for block `{name}`"), *span)
+                Some((arg_name, span)) => {
+                    match def.params.iter().position(|p| p.name.name == *arg_name) {
+                        Some(i) => i,
+                        None => {
+                            ok = false;
+                            let mut d = Diagnostic::error(
+                                format!("unknown argument `{arg_name}` for block `{name}`"),
+                                *span,
+                            )
                             .label("no such parameter")
                             .secondary(def.name.span, format!("`{name}` is defined here"));
-                        if let Some(best) = did_you_mean(arg_name, def.params.iter().map(|p| p.name.name.as_str())) {
-                            d = d.help(format!("did you mean `{best}`?"));
+                            if let Some(best) = did_you_mean(
+                                arg_name,
+                                def.params.iter().map(|p| p.name.name.as_str()),
+                            ) {
+                                d = d.help(format!("did you mean `{best}`?"));
+                            }
+                            self.diags.push(d);
+                            continue;
                         }
-                        self.diags.push(d);
-                        continue;
                     }
-                },
+                }
             };
             if given[index].is_some() {
                 ok = false;
                 self.diags.push(
-                    Diagnostic::error(format!("argument `{}` is given twice", def.params[index].name), arg.span)
-                        .label("given again here"),
+                    Diagnostic::error(
+                        format!("argument `{}` is given twice", def.params[index].name),
+                        arg.span,
+                    )
+                    .label("given again here"),
                 );
                 continue;
             }
@@ -1135,17 +1340,29 @@ impl<'a> Checker<'a> {
                 (None, Some(default)) => self.eval(b, &mut scope, default),
                 (None, None) => {
                     self.diags.push(
-                        Diagnostic::error(format!("missing argument `{}` for block `{name}`", param.name), call.span)
-                            .label(format!("`{}` is required", param.name))
-                            .secondary(param.name.span, "declared here"),
+                        Diagnostic::error(
+                            format!("missing argument `{}` for block `{name}`", param.name),
+                            call.span,
+                        )
+                        .label(format!("`{}` is required", param.name))
+                        .secondary(param.name.span, "declared here"),
                     );
                     Value::Poisoned
                 }
             };
             if scope.names.contains_key(&param.name.name) {
-                self.diags.push(Diagnostic::error(format!("the name `{}` is defined twice", param.name), param.name.span).label("a parameter and another name clash"));
+                self.diags.push(
+                    Diagnostic::error(
+                        format!("the name `{}` is defined twice", param.name),
+                        param.name.span,
+                    )
+                    .label("a parameter and another name clash"),
+                );
             }
-            scope.names.insert(param.name.name.clone(), Entry::Ready { value, span: param.name.span, used: true, kind: NameKind::Param });
+            scope.names.insert(
+                param.name.name.clone(),
+                Entry::Ready { value, span: param.name.span, used: true, kind: NameKind::Param },
+            );
         }
         for i in 0..def.body.len() {
             self.force(b, &mut scope, i);
@@ -1171,8 +1388,11 @@ impl<'a> Checker<'a> {
         if !matches!(result, Value::Tensor(_) | Value::Poisoned) {
             let span = scope.output.as_ref().map_or(def.name.span, |o| o.1);
             return self.error(
-                Diagnostic::error(format!("block `{name}` must return a tensor, found {}", result.describe()), span)
-                    .label("not a tensor"),
+                Diagnostic::error(
+                    format!("block `{name}` must return a tensor, found {}", result.describe()),
+                    span,
+                )
+                .label("not a tensor"),
             );
         }
         result
@@ -1181,7 +1401,9 @@ impl<'a> Checker<'a> {
 
 fn misplaced(keyword: &str, span: Span, help: &str) -> Diagnostic {
     let place = if matches!(keyword, "out") { "a block" } else { "a network" };
-    Diagnostic::error(format!("`{keyword}` is only allowed in {place}"), span).label("not allowed here").help(help)
+    Diagnostic::error(format!("`{keyword}` is only allowed in {place}"), span)
+        .label("not allowed here")
+        .help(help)
 }
 
 fn is_loss_or_optimizer(name: &str) -> bool {

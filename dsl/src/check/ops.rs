@@ -1,7 +1,7 @@
 //! The built-in ops, losses and optimizers as the language sees them: their
 //! argument signatures, and how bound arguments become IR ops.
 
-use super::args::{named, pos, Bound, Kind, Lit, ArgSpec};
+use super::args::{named, pos, ArgSpec, Bound, Kind, Lit};
 use crate::ir::{Conv2d, LossKind, Op, Optimizer, Pool2d};
 
 /// How many tensor inputs an op takes.
@@ -47,8 +47,10 @@ const LRN: &[ArgSpec] = &[
     named("beta", Kind::Float, Lit::Float(0.75)),
     named("k", Kind::Float, Lit::Float(1.0)),
 ];
-const BATCH_NORM: &[ArgSpec] =
-    &[named("eps", Kind::Positive, Lit::Float(1e-5)), named("momentum", Kind::Fraction, Lit::Float(0.1))];
+const BATCH_NORM: &[ArgSpec] = &[
+    named("eps", Kind::Positive, Lit::Float(1e-5)),
+    named("momentum", Kind::Fraction, Lit::Float(0.1)),
+];
 const NONE: &[ArgSpec] = &[];
 
 pub const OPS: &[OpDef] = &[
@@ -95,7 +97,9 @@ pub fn build_op(def: &OpDef, a: &Bound) -> Op {
         "max_pool" => Op::MaxPool(pool()),
         "avg_pool" => Op::AvgPool(pool()),
         "global_avg_pool" => Op::GlobalAvgPool,
-        "dense" => Op::Dense { units: a.int("units").unwrap_or(1), bias: a.bool("bias").unwrap_or(true) },
+        "dense" => {
+            Op::Dense { units: a.int("units").unwrap_or(1), bias: a.bool("bias").unwrap_or(true) }
+        }
         "flatten" => Op::Flatten,
         "relu" => Op::Relu,
         "leaky_relu" => Op::LeakyRelu { slope: a.float("slope").unwrap_or(0.01) },
@@ -119,7 +123,8 @@ pub fn build_op(def: &OpDef, a: &Bound) -> Op {
     }
 }
 
-pub const LOSSES: &[(&str, LossKind)] = &[("cross_entropy", LossKind::CrossEntropy), ("mse", LossKind::Mse)];
+pub const LOSSES: &[(&str, LossKind)] =
+    &[("cross_entropy", LossKind::CrossEntropy), ("mse", LossKind::Mse)];
 
 const SGD: &[ArgSpec] = &[
     pos("lr", Kind::Positive, Lit::Required),

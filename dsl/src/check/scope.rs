@@ -18,8 +18,16 @@ pub enum NameKind {
 #[derive(Clone, Debug)]
 pub enum Entry {
     /// Defined by statement `stmt`, not yet evaluated.
-    Pending { stmt: usize, span: Span },
-    Ready { value: Value, span: Span, used: bool, kind: NameKind },
+    Pending {
+        stmt: usize,
+        span: Span,
+    },
+    Ready {
+        value: Value,
+        span: Span,
+        used: bool,
+        kind: NameKind,
+    },
 }
 
 impl Entry {

@@ -29,7 +29,14 @@ fn pair(p: [usize; 2]) -> String {
 fn detail(op: &Op) -> String {
     match op {
         Op::Conv2d(c) => {
-            let mut s = format!("{}@{}x{} s{} p{}", c.out_channels, c.kernel[0], c.kernel[1], pair(c.stride), pair(c.pad));
+            let mut s = format!(
+                "{}@{}x{} s{} p{}",
+                c.out_channels,
+                c.kernel[0],
+                c.kernel[1],
+                pair(c.stride),
+                pair(c.pad)
+            );
             if c.dilation != [1, 1] {
                 let _ = write!(s, " d{}", pair(c.dilation));
             }
@@ -91,7 +98,11 @@ impl Graph {
         let cells: Vec<[String; 6]> = rows
             .iter()
             .map(|r| {
-                let op = if r.detail.is_empty() { r.op.to_string() } else { format!("{} {}", r.op, r.detail) };
+                let op = if r.detail.is_empty() {
+                    r.op.to_string()
+                } else {
+                    format!("{} {}", r.op, r.detail)
+                };
                 [
                     r.name.clone(),
                     op,
@@ -135,9 +146,18 @@ impl Graph {
         let _ = writeln!(out, "total parameters:        {}", thousands(self.total_params() as u64));
         let _ = writeln!(out, "total MACs per sample:   {}", thousands(self.total_macs()));
         let _ = writeln!(out, "total FLOPs per sample:  {}", thousands(self.total_flops()));
-        let _ = writeln!(out, "activations per sample:  {} bytes (f32, before memory planning)", thousands(self.activation_bytes() as u64));
+        let _ = writeln!(
+            out,
+            "activations per sample:  {} bytes (f32, before memory planning)",
+            thousands(self.activation_bytes() as u64)
+        );
         if let Some(loss) = &self.loss {
-            let _ = writeln!(out, "loss:                    {:?} on `{}`", loss.kind, self.node(loss.input).name);
+            let _ = writeln!(
+                out,
+                "loss:                    {:?} on `{}`",
+                loss.kind,
+                self.node(loss.input).name
+            );
         }
         if let Some(opt) = &self.optimizer {
             let _ = writeln!(out, "optimizer:               {opt:?}");

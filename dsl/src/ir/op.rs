@@ -35,21 +35,36 @@ pub enum Op {
     AvgPool(Pool2d),
     /// `[C, H, W] -> [C]`.
     GlobalAvgPool,
-    Dense { units: usize, bias: bool },
+    Dense {
+        units: usize,
+        bias: bool,
+    },
     Flatten,
     Relu,
-    LeakyRelu { slope: f64 },
+    LeakyRelu {
+        slope: f64,
+    },
     Sigmoid,
     Tanh,
     /// Softmax over the channel axis.
     Softmax,
     /// Inverted dropout: identity at inference.
-    Dropout { p: f64 },
+    Dropout {
+        p: f64,
+    },
     /// Cross-channel local response normalisation, PyTorch's `LocalResponseNorm`:
     /// `b_c = a_c / (k + alpha/size · Σ a²)^beta` over `size` neighbouring channels.
-    Lrn { size: usize, alpha: f64, beta: f64, k: f64 },
+    Lrn {
+        size: usize,
+        alpha: f64,
+        beta: f64,
+        k: f64,
+    },
     /// Batch normalisation over the channel axis, with running statistics.
-    BatchNorm { eps: f64, momentum: f64 },
+    BatchNorm {
+        eps: f64,
+        momentum: f64,
+    },
     /// Elementwise sum of two or more tensors of one shape.
     Add,
     /// Concatenation along the channel axis.
@@ -105,7 +120,13 @@ impl ParamSpec {
 
 /// One spatial output extent, PyTorch's floor rule, or `None` when the
 /// (dilated) window does not fit in the padded input.
-fn out_extent(input: usize, kernel: usize, stride: usize, pad: usize, dilation: usize) -> Option<usize> {
+fn out_extent(
+    input: usize,
+    kernel: usize,
+    stride: usize,
+    pad: usize,
+    dilation: usize,
+) -> Option<usize> {
     let padded = input.checked_add(pad.checked_mul(2)?)?;
     let span = dilation.checked_mul(kernel.checked_sub(1)?)?.checked_add(1)?;
     let room = padded.checked_sub(span)?;
@@ -230,11 +251,19 @@ impl Op {
             }
             Op::Dense { units, .. } => match x.rank() {
                 1 => Ok(Shape(vec![*units])),
-                _ => Err(OpError::new(format!("`dense` expects a flat input [F], found {x}"), format!("input is {x}"))
-                    .help("insert `-> flatten` before `dense`")),
+                _ => Err(OpError::new(
+                    format!("`dense` expects a flat input [F], found {x}"),
+                    format!("input is {x}"),
+                )
+                .help("insert `-> flatten` before `dense`")),
             },
             Op::Flatten => Ok(Shape(vec![x.elements()])),
-            Op::Relu | Op::LeakyRelu { .. } | Op::Sigmoid | Op::Tanh | Op::Softmax | Op::Dropout { .. } => Ok(x),
+            Op::Relu
+            | Op::LeakyRelu { .. }
+            | Op::Sigmoid
+            | Op::Tanh
+            | Op::Softmax
+            | Op::Dropout { .. } => Ok(x),
             Op::Lrn { .. } | Op::BatchNorm { .. } => match x.rank() {
                 1 | 3 => Ok(x),
                 _ => Err(OpError::new(
@@ -255,8 +284,9 @@ impl Op {
                 }
             }
             Op::Concat => {
-                let rest_matches =
-                    inputs.iter().all(|s| s.rank() == x.rank() && s.dims().get(1..) == x.dims().get(1..));
+                let rest_matches = inputs
+                    .iter()
+                    .all(|s| s.rank() == x.rank() && s.dims().get(1..) == x.dims().get(1..));
                 if rest_matches && x.rank() > 0 {
                     let channels = inputs.iter().map(|s| s.dims()[0]).sum();
                     let mut dims = x.dims().to_vec();
@@ -331,7 +361,9 @@ impl Op {
             Op::Conv2d(Conv2d { bias, .. }) | Op::Dense { bias, .. } => {
                 macs.saturating_mul(2).saturating_add(if *bias { out } else { 0 })
             }
-            Op::MaxPool(p) | Op::AvgPool(p) => out.saturating_mul((p.kernel[0] * p.kernel[1]) as u64),
+            Op::MaxPool(p) | Op::AvgPool(p) => {
+                out.saturating_mul((p.kernel[0] * p.kernel[1]) as u64)
+            }
             Op::GlobalAvgPool => inputs.first().map_or(0, |s| s.elements() as u64),
             Op::Relu | Op::LeakyRelu { .. } | Op::Sigmoid | Op::Tanh => out,
             Op::Softmax => out.saturating_mul(3),

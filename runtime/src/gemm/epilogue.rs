@@ -1,0 +1,90 @@
+//! What happens to each element of C as it is stored after the last kc
+//! block: bias, activation, and the ReLU backward mask. Fusing these into the
+//! store saves a pass over C while the tile is still in L1.
+
+use super::MatRef;
+
+/// An activation applied after the bias.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Activation {
+    Identity,
+    Relu,
+    /// `x` if `x > 0`, else `slope · x`.
+    LeakyRelu(f32),
+    Sigmoid,
+    Tanh,
+}
+
+impl Activation {
+    #[inline(always)]
+    pub fn apply(self, x: f32) -> f32 {
+        match self {
+            Activation::Identity => x,
+            Activation::Relu => x.max(0.0),
+            Activation::LeakyRelu(slope) => {
+                if x > 0.0 {
+                    x
+                } else {
+                    slope * x
+                }
+            }
+            Activation::Sigmoid => 1.0 / (1.0 + (-x).exp()),
+            Activation::Tanh => x.tanh(),
+        }
+    }
+}
+
+/// A bias added to every element of a row or of a column of C.
+#[derive(Clone, Copy, Debug, Default)]
+pub enum Bias<'a> {
+    #[default]
+    None,
+    /// `bias[i]` is added to row `i` (conv output channels in NCHW).
+    PerRow(&'a [f32]),
+    /// `bias[j]` is added to column `j` (dense layers with samples as rows).
+    PerCol(&'a [f32]),
+}
+
+/// `C = act(alpha·A·B + beta·C + bias)`, then zeroed where `relu_mask ≤ 0`.
+///
+/// The mask is the output of a forward ReLU (same shape as C): the backward
+/// pass of `y = relu(z)` passes gradients only where `y > 0`.
+#[derive(Clone, Copy, Debug)]
+pub struct Epilogue<'a> {
+    pub bias: Bias<'a>,
+    pub activation: Activation,
+    pub relu_mask: Option<MatRef<'a>>,
+}
+
+impl Default for Epilogue<'_> {
+    fn default() -> Self {
+        Epilogue { bias: Bias::None, activation: Activation::Identity, relu_mask: None }
+    }
+}
+
+impl<'a> Epilogue<'a> {
+    /// Plain `C = alpha·A·B + beta·C`.
+    pub const NONE: Epilogue<'static> =
+        Epilogue { bias: Bias::None, activation: Activation::Identity, relu_mask: None };
+
+    pub fn is_identity(&self) -> bool {
+        matches!(self.bias, Bias::None)
+            && self.activation == Activation::Identity
+            && self.relu_mask.is_none()
+    }
+
+    /// The final value of element `(i, j)` of C, given `v = alpha·A·B + beta·C`.
+    #[inline(always)]
+    pub fn apply(&self, v: f32, i: usize, j: usize) -> f32 {
+        let v = match self.bias {
+            Bias::None => v,
+            Bias::PerRow(b) => v + b[i],
+            Bias::PerCol(b) => v + b[j],
+        };
+        let v = self.activation.apply(v);
+        match &self.relu_mask {
+            Some(mask) if mask.at(i, j) <= 0.0 => 0.0,
+            _ => v,
+        }
+    }
+}

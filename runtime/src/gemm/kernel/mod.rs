@@ -1,0 +1,112 @@
+//! Microkernels: each computes one `mr x nr` tile of C from packed panels.
+//! One generic body per instruction set is instantiated behind a
+//! `#[target_feature]` entry point; the best kernel the CPU supports is
+//! chosen once and cached. `NETC_GEMM_KERNEL=generic|avx2|avx512` forces one,
+//! so every path can be tested and benchmarked.
+
+mod generic;
+#[cfg(target_arch = "x86_64")]
+mod x86;
+
+use super::params::{Blocking, Caches};
+use std::sync::OnceLock;
+
+/// Computes `acc = Σ_p a[p·mr + i] · b[p·nr + j]` for one tile and writes it
+/// to `c` (row stride `rsc`, unit column stride): `c = acc`, or `c += acc`
+/// when `accumulate`.
+///
+/// # Safety
+/// `a` must be readable for `kc·mr` floats, `b` for `kc·nr` floats, and `c`
+/// writable for `mr` rows of `nr` contiguous floats, `rsc` apart. The CPU
+/// must support the kernel's instruction set.
+pub type MicroKernel =
+    unsafe fn(kc: usize, a: *const f32, b: *const f32, c: *mut f32, rsc: usize, accumulate: bool);
+
+/// The largest `mr · nr` of any kernel, for stack tiles.
+pub const MAX_TILE: usize = 8 * 48;
+
+/// A microkernel and the blocking derived for it.
+#[derive(Debug)]
+pub struct Kernel {
+    pub name: &'static str,
+    pub mr: usize,
+    pub nr: usize,
+    pub run: MicroKernel,
+    pub blocking: Blocking,
+    supported: fn() -> bool,
+}
+
+impl Kernel {
+    /// Whether this CPU can run the kernel.
+    pub fn is_supported(&self) -> bool {
+        (self.supported)()
+    }
+}
+
+fn always() -> bool {
+    true
+}
+
+fn all() -> &'static [Kernel] {
+    static KERNELS: OnceLock<Vec<Kernel>> = OnceLock::new();
+    KERNELS.get_or_init(|| {
+        let caches = Caches::detect();
+        let make = |name, mr, nr, run, supported| Kernel {
+            name,
+            mr,
+            nr,
+            run,
+            blocking: Blocking::derive(caches, mr, nr),
+            supported,
+        };
+        #[allow(unused_mut)]
+        let mut kernels =
+            vec![make("generic", generic::MR, generic::NR, generic::kernel as MicroKernel, always)];
+        #[cfg(target_arch = "x86_64")]
+        {
+            kernels.push(make(
+                "avx2",
+                x86::AVX2_MR,
+                x86::AVX2_NR,
+                x86::avx2_kernel as MicroKernel,
+                x86::has_avx2,
+            ));
+            kernels.push(make(
+                "avx512",
+                x86::AVX512_MR,
+                x86::AVX512_NR,
+                x86::avx512_kernel as MicroKernel,
+                x86::has_avx512,
+            ));
+        }
+        kernels
+    })
+}
+
+/// Every kernel compiled into this build, supported by this CPU or not.
+pub fn compiled() -> &'static [Kernel] {
+    all()
+}
+
+/// The kernel named `name`, if compiled in.
+pub fn by_name(name: &str) -> Option<&'static Kernel> {
+    all().iter().find(|k| k.name == name)
+}
+
+/// The kernel used by default: `NETC_GEMM_KERNEL` if set and supported, else
+/// the widest the CPU supports. Chosen once.
+pub fn selected() -> &'static Kernel {
+    static SELECTED: OnceLock<&'static Kernel> = OnceLock::new();
+    SELECTED.get_or_init(|| {
+        if let Ok(forced) = std::env::var("NETC_GEMM_KERNEL") {
+            match by_name(&forced) {
+                Some(k) if k.is_supported() => return k,
+                Some(_) => eprintln!(
+                    "netc: NETC_GEMM_KERNEL={forced} is not supported by this CPU; ignored"
+                ),
+                None => eprintln!("netc: NETC_GEMM_KERNEL={forced} is not a kernel; ignored"),
+            }
+        }
+        all().iter().rev().find(|k| k.is_supported()).unwrap_or(&all()[0])
+    })
+}

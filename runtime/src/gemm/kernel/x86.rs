@@ -1,0 +1,116 @@
+//! x86_64 microkernels: AVX2+FMA (6x16, 12 ymm accumulators) and AVX-512F
+//! (8x48, 24 zmm accumulators). Both broadcast one element of A and multiply
+//! it with whole rows of the packed B panel, so C rows are stored with
+//! contiguous vector stores.
+
+use std::arch::x86_64::*;
+
+pub const AVX2_MR: usize = 6;
+pub const AVX2_NR: usize = 16;
+pub const AVX512_MR: usize = 8;
+pub const AVX512_NR: usize = 48;
+
+pub fn has_avx2() -> bool {
+    is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")
+}
+
+pub fn has_avx512() -> bool {
+    is_x86_feature_detected!("avx512f")
+}
+
+/// One generic body: `$mr` rows of `$nv` vectors of `$lanes` floats.
+macro_rules! microkernel {
+    ($body:ident, $vec:ty, $lanes:expr, $zero:ident, $load:ident, $store:ident, $set1:ident, $fma:ident, $add:ident) => {
+        #[inline(always)]
+        unsafe fn $body<const MR: usize, const NV: usize>(
+            kc: usize,
+            a: *const f32,
+            b: *const f32,
+            c: *mut f32,
+            rsc: usize,
+            accumulate: bool,
+        ) {
+            // SAFETY: (whole body) the caller guarantees `a` holds kc·MR and
+            // `b` kc·NV·lanes floats, `c` MR rows of NV·lanes floats rsc
+            // apart, and that the CPU has the instruction set.
+            unsafe {
+                let mut acc = [[$zero(); NV]; MR];
+                for p in 0..kc {
+                    let bp = b.add(p * NV * $lanes);
+                    let mut bv = [$zero(); NV];
+                    for (v, slot) in bv.iter_mut().enumerate() {
+                        *slot = $load(bp.add(v * $lanes));
+                    }
+                    let ap = a.add(p * MR);
+                    for (i, row) in acc.iter_mut().enumerate() {
+                        let ai: $vec = $set1(*ap.add(i));
+                        for (v, slot) in row.iter_mut().enumerate() {
+                            *slot = $fma(ai, bv[v], *slot);
+                        }
+                    }
+                }
+                for (i, row) in acc.iter().enumerate() {
+                    let cr = c.add(i * rsc);
+                    for (v, &value) in row.iter().enumerate() {
+                        let dst = cr.add(v * $lanes);
+                        let out = if accumulate { $add($load(dst), value) } else { value };
+                        $store(dst, out);
+                    }
+                }
+            }
+        }
+    };
+}
+
+microkernel!(
+    body_avx2,
+    __m256,
+    8,
+    _mm256_setzero_ps,
+    _mm256_loadu_ps,
+    _mm256_storeu_ps,
+    _mm256_set1_ps,
+    _mm256_fmadd_ps,
+    _mm256_add_ps
+);
+microkernel!(
+    body_avx512,
+    __m512,
+    16,
+    _mm512_setzero_ps,
+    _mm512_loadu_ps,
+    _mm512_storeu_ps,
+    _mm512_set1_ps,
+    _mm512_fmadd_ps,
+    _mm512_add_ps
+);
+
+/// # Safety
+/// As [`super::MicroKernel`], on a CPU with AVX2 and FMA.
+#[target_feature(enable = "avx2,fma")]
+pub unsafe fn avx2_kernel(
+    kc: usize,
+    a: *const f32,
+    b: *const f32,
+    c: *mut f32,
+    rsc: usize,
+    accumulate: bool,
+) {
+    // SAFETY: forwarded from the caller; the target features are enabled here.
+    unsafe { body_avx2::<AVX2_MR, { AVX2_NR / 8 }>(kc, a, b, c, rsc, accumulate) }
+}
+
+/// # Safety
+/// As [`super::MicroKernel`], on a CPU with AVX-512F.
+#[target_feature(enable = "avx512f")]
+pub unsafe fn avx512_kernel(
+    kc: usize,
+    a: *const f32,
+    b: *const f32,
+    c: *mut f32,
+    rsc: usize,
+    accumulate: bool,
+) {
+    // SAFETY: forwarded from the caller; the target features are enabled here.
+    unsafe { body_avx512::<AVX512_MR, { AVX512_NR / 16 }>(kc, a, b, c, rsc, accumulate) }
+}

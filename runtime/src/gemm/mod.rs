@@ -1,0 +1,437 @@
+//! Single-precision GEMM, `C = act(alpha·op(A)·op(B) + beta·C + bias)`, in the
+//! BLIS structure: five loops around a register-blocked microkernel, with A
+//! and B packed into contiguous micro-panels. Transposes are strides: a
+//! matrix is any `data[i·rs + j·cs]`.
+//!
+//! Threads split LOOP 2 (JR) of each block with rayon, so a caller that is
+//! already running on a rayon worker gets no nested fan-out (no
+//! oversubscription): the call then runs on that one thread.
+
+mod epilogue;
+pub mod kernel;
+mod pack;
+pub mod params;
+
+pub use epilogue::{Activation, Bias, Epilogue};
+pub use kernel::Kernel;
+
+use kernel::MAX_TILE;
+use rayon::prelude::*;
+use std::cell::RefCell;
+use std::fmt;
+
+/// A read-only strided matrix view: element `(i, j)` is `data[i·rs + j·cs]`.
+#[derive(Clone, Copy, Debug)]
+pub struct MatRef<'a> {
+    pub data: &'a [f32],
+    pub rs: usize,
+    pub cs: usize,
+}
+
+impl<'a> MatRef<'a> {
+    /// A row-major `rows x cols` view of `data`.
+    pub fn row_major(data: &'a [f32], cols: usize) -> Self {
+        MatRef { data, rs: cols, cs: 1 }
+    }
+
+    /// A column-major view with `rows` rows.
+    pub fn col_major(data: &'a [f32], rows: usize) -> Self {
+        MatRef { data, rs: 1, cs: rows }
+    }
+
+    /// The transpose, by swapping strides.
+    pub fn t(self) -> Self {
+        MatRef { data: self.data, rs: self.cs, cs: self.rs }
+    }
+
+    #[inline(always)]
+    pub fn at(&self, i: usize, j: usize) -> f32 {
+        self.data[i * self.rs + j * self.cs]
+    }
+}
+
+/// A mutable strided matrix view.
+#[derive(Debug)]
+pub struct MatMut<'a> {
+    pub data: &'a mut [f32],
+    pub rs: usize,
+    pub cs: usize,
+}
+
+impl<'a> MatMut<'a> {
+    pub fn row_major(data: &'a mut [f32], cols: usize) -> Self {
+        MatMut { data, rs: cols, cs: 1 }
+    }
+
+    pub fn col_major(data: &'a mut [f32], rows: usize) -> Self {
+        MatMut { data, rs: 1, cs: rows }
+    }
+}
+
+/// Whether to use threads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Par {
+    /// The calling thread only.
+    Seq,
+    /// The current rayon pool (`ThreadPool::install` picks one), unless the
+    /// caller is itself a rayon worker or the problem is too small to share.
+    Rayon,
+}
+
+/// An argument that does not describe a valid GEMM.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GemmError {
+    /// `A`, `B`, `C`, `bias` or `relu_mask`.
+    pub operand: &'static str,
+    pub reason: String,
+}
+
+impl fmt::Display for GemmError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "gemm operand `{}`: {}", self.operand, self.reason)
+    }
+}
+
+impl std::error::Error for GemmError {}
+
+fn check_view(
+    operand: &'static str,
+    len: usize,
+    rows: usize,
+    cols: usize,
+    rs: usize,
+    cs: usize,
+) -> Result<(), GemmError> {
+    if rows == 0 || cols == 0 {
+        return Ok(());
+    }
+    let last = (rows - 1)
+        .checked_mul(rs)
+        .and_then(|r| (cols - 1).checked_mul(cs).and_then(|c| r.checked_add(c)))
+        .ok_or_else(|| GemmError { operand, reason: "strides overflow".into() })?;
+    if last >= len {
+        return Err(GemmError {
+            operand,
+            reason: format!(
+                "a {rows}x{cols} view with strides ({rs}, {cs}) needs {} elements, found {len}",
+                last + 1
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// C must not map two elements to one address: threads write disjoint
+/// columns, and that is only disjoint memory for a non-overlapping layout.
+fn check_disjoint(m: usize, n: usize, rs: usize, cs: usize) -> Result<(), GemmError> {
+    let row_major_like = cs >= 1 && rs > (n - 1) * cs;
+    let col_major_like = rs >= 1 && cs > (m - 1) * rs;
+    if m == 1 && cs >= 1 || n == 1 && rs >= 1 || row_major_like || col_major_like {
+        Ok(())
+    } else {
+        Err(GemmError {
+            operand: "C",
+            reason: format!("strides ({rs}, {cs}) make elements overlap"),
+        })
+    }
+}
+
+/// `C = act(alpha·A·B + beta·C + bias)` masked, with A `m x k`, B `k x n` and
+/// C `m x n`, using the kernel chosen for this CPU. With `beta == 0`, C is
+/// never read, so it may hold NaN or garbage.
+#[allow(clippy::too_many_arguments)]
+pub fn sgemm(
+    m: usize,
+    n: usize,
+    k: usize,
+    alpha: f32,
+    a: MatRef<'_>,
+    b: MatRef<'_>,
+    beta: f32,
+    c: MatMut<'_>,
+    epilogue: &Epilogue<'_>,
+    par: Par,
+) -> Result<(), GemmError> {
+    sgemm_with(kernel::selected(), m, n, k, alpha, a, b, beta, c, epilogue, par)
+}
+
+/// [`sgemm`] with an explicit microkernel, for tests and benchmarks.
+#[allow(clippy::too_many_arguments)]
+pub fn sgemm_with(
+    kernel: &Kernel,
+    m: usize,
+    n: usize,
+    k: usize,
+    alpha: f32,
+    a: MatRef<'_>,
+    b: MatRef<'_>,
+    beta: f32,
+    c: MatMut<'_>,
+    epilogue: &Epilogue<'_>,
+    par: Par,
+) -> Result<(), GemmError> {
+    if !kernel.is_supported() {
+        return Err(GemmError {
+            operand: "kernel",
+            reason: format!("`{}` is not supported by this CPU", kernel.name),
+        });
+    }
+    check_view("A", a.data.len(), m, k, a.rs, a.cs)?;
+    check_view("B", b.data.len(), k, n, b.rs, b.cs)?;
+    check_view("C", c.data.len(), m, n, c.rs, c.cs)?;
+    if m == 0 || n == 0 {
+        return Ok(());
+    }
+    check_disjoint(m, n, c.rs, c.cs)?;
+    match epilogue.bias {
+        Bias::PerRow(bias) if bias.len() < m => {
+            return Err(GemmError {
+                operand: "bias",
+                reason: format!("needs {m} per-row values, found {}", bias.len()),
+            })
+        }
+        Bias::PerCol(bias) if bias.len() < n => {
+            return Err(GemmError {
+                operand: "bias",
+                reason: format!("needs {n} per-column values, found {}", bias.len()),
+            })
+        }
+        _ => {}
+    }
+    if let Some(mask) = &epilogue.relu_mask {
+        check_view("relu_mask", mask.data.len(), m, n, mask.rs, mask.cs)?;
+    }
+    let threaded = par == Par::Rayon
+        && rayon::current_thread_index().is_none()
+        && rayon::current_num_threads() > 1
+        && (m as f64) * (n as f64) * (k as f64) >= PARALLEL_MIN_MACS;
+    let c = CView { ptr: c.data.as_mut_ptr(), rs: c.rs, cs: c.cs };
+    // SAFETY: the views were checked against their slices above, C's layout
+    // is non-overlapping, and `c` borrows its slice mutably for this call.
+    unsafe { drive(kernel, m, n, k, alpha, &a, &b, beta, c, epilogue, threaded) };
+    Ok(())
+}
+
+/// Below this many multiply-accumulates, threads cost more than they save.
+const PARALLEL_MIN_MACS: f64 = 64.0 * 64.0 * 64.0;
+
+/// C as a raw pointer, so that threads can write disjoint tiles of it.
+#[derive(Clone, Copy)]
+struct CView {
+    ptr: *mut f32,
+    rs: usize,
+    cs: usize,
+}
+
+// SAFETY: a CView is only shared between threads that write disjoint
+// elements of C (distinct JR panels), for the duration of one `drive` call.
+unsafe impl Send for CView {}
+// SAFETY: as above.
+unsafe impl Sync for CView {}
+
+impl CView {
+    /// # Safety
+    /// `(i, j)` must be inside the checked `m x n` view.
+    #[inline(always)]
+    unsafe fn at(self, i: usize, j: usize) -> *mut f32 {
+        // SAFETY: forwarded from the caller.
+        unsafe { self.ptr.add(i * self.rs + j * self.cs) }
+    }
+}
+
+thread_local! {
+    /// Packing buffers, reused across calls so a steady state allocates nothing.
+    static PACK_A: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+    static PACK_B: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Runs `f` with a thread-local buffer of at least `len` floats.
+fn with_buffer<R>(
+    key: &'static std::thread::LocalKey<RefCell<Vec<f32>>>,
+    len: usize,
+    f: impl FnOnce(&mut [f32]) -> R,
+) -> R {
+    key.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut buf) => {
+            if buf.len() < len {
+                buf.resize(len, 0.0);
+            }
+            f(&mut buf[..len])
+        }
+        // Re-entered on this thread: use a temporary buffer.
+        Err(_) => f(&mut vec![0.0; len]),
+    })
+}
+
+/// The five loops.
+///
+/// # Safety
+/// `c` must be valid for writes at every `(i, j)` with `i < m`, `j < n`,
+/// with distinct elements at distinct addresses, and not otherwise accessed
+/// during the call.
+#[allow(clippy::too_many_arguments)]
+unsafe fn drive(
+    kernel: &Kernel,
+    m: usize,
+    n: usize,
+    k: usize,
+    alpha: f32,
+    a: &MatRef<'_>,
+    b: &MatRef<'_>,
+    beta: f32,
+    c: CView,
+    epi: &Epilogue<'_>,
+    threaded: bool,
+) {
+    if k == 0 || alpha == 0.0 {
+        // Nothing to multiply: C = beta·C, then the epilogue.
+        for i in 0..m {
+            for j in 0..n {
+                // SAFETY: (i, j) is inside the view.
+                let p = unsafe { c.at(i, j) };
+                // SAFETY: as above; beta == 0 never reads C.
+                let v = if beta == 0.0 { 0.0 } else { beta * unsafe { *p } };
+                // SAFETY: as above.
+                unsafe { *p = epi.apply(v, i, j) };
+            }
+        }
+        return;
+    }
+    let (mr, nr) = (kernel.mr, kernel.nr);
+    let params::Blocking { mc, kc, nc } = kernel.blocking;
+    with_buffer(&PACK_B, kc * nc.min(n.div_ceil(nr) * nr), |bbuf| {
+        with_buffer(&PACK_A, kc * mc.min(m.div_ceil(mr) * mr), |abuf| {
+            // LOOP 5 (JC): split n into nc.
+            for jc in (0..n).step_by(nc) {
+                let ncb = nc.min(n - jc);
+                // LOOP 4 (PC): split k into kc; pack a kc x nc block of B.
+                for pc in (0..k).step_by(kc) {
+                    let kcb = kc.min(k - pc);
+                    let (first, last) = (pc == 0, pc + kcb == k);
+                    let bpanels = ncb.div_ceil(nr);
+                    let bblock = &mut bbuf[..bpanels * kcb * nr];
+                    if threaded {
+                        bblock.par_chunks_mut(kcb * nr).enumerate().for_each(|(jp, chunk)| {
+                            pack::pack_b_panel(
+                                chunk,
+                                b,
+                                pc,
+                                kcb,
+                                jc + jp * nr,
+                                nr.min(ncb - jp * nr),
+                                nr,
+                            )
+                        });
+                    } else {
+                        pack::pack_b(bblock, b, pc, kcb, jc, ncb, nr);
+                    }
+                    let bblock = &*bblock;
+                    // LOOP 3 (IC): split m into mc; pack an mc x kc block of A.
+                    for ic in (0..m).step_by(mc) {
+                        let mcb = mc.min(m - ic);
+                        let apanels = mcb.div_ceil(mr);
+                        let ablock = &mut abuf[..apanels * kcb * mr];
+                        pack::pack_a(ablock, a, ic, mcb, pc, kcb, mr, alpha);
+                        let ablock = &*ablock;
+                        let tile = Tile { kernel, kc: kcb, first, last, beta, epi, c };
+                        // LOOP 2 (JR): nr-wide panels of the B block, shared
+                        // among threads; LOOP 1 (IR): mr-high panels of A.
+                        let panel = |jp: usize| {
+                            let bp = &bblock[jp * kcb * nr..(jp + 1) * kcb * nr];
+                            let j0 = jc + jp * nr;
+                            for ip in 0..apanels {
+                                let ap = &ablock[ip * kcb * mr..(ip + 1) * kcb * mr];
+                                let i0 = ic + ip * mr;
+                                // SAFETY: the tile lies inside C, and only
+                                // this panel's task writes columns j0..j0+nr.
+                                unsafe { tile.run(ap, bp, i0, j0, mr.min(m - i0), nr.min(n - j0)) };
+                            }
+                        };
+                        if threaded {
+                            (0..bpanels).into_par_iter().for_each(panel);
+                        } else {
+                            (0..bpanels).for_each(panel);
+                        }
+                    }
+                }
+            }
+        })
+    })
+}
+
+/// What every microtile of one (PC, IC) block shares.
+#[derive(Clone, Copy)]
+struct Tile<'k, 'e> {
+    kernel: &'k Kernel,
+    kc: usize,
+    /// The first kc block: C is scaled by beta (or overwritten when 0).
+    first: bool,
+    /// The last kc block: the epilogue is applied.
+    last: bool,
+    beta: f32,
+    epi: &'e Epilogue<'e>,
+    c: CView,
+}
+
+// SAFETY: a Tile only carries shared references and the CView, whose sharing
+// is justified above.
+unsafe impl Sync for Tile<'_, '_> {}
+
+impl Tile<'_, '_> {
+    /// Computes the `rows x cols` tile of C at `(i0, j0)` (rows ≤ mr, cols ≤ nr).
+    ///
+    /// # Safety
+    /// The tile must lie inside C, and no other thread may touch it.
+    unsafe fn run(&self, ap: &[f32], bp: &[f32], i0: usize, j0: usize, rows: usize, cols: usize) {
+        let Tile { kernel, kc, first, last, beta, epi, c } = *self;
+        let (mr, nr) = (kernel.mr, kernel.nr);
+        if rows == mr && cols == nr && c.cs == 1 {
+            // Full tile, unit column stride: the kernel stores straight into C.
+            if first && beta != 0.0 && beta != 1.0 {
+                for i in 0..rows {
+                    for j in 0..cols {
+                        // SAFETY: inside the tile.
+                        unsafe { *c.at(i0 + i, j0 + j) *= beta };
+                    }
+                }
+            }
+            let accumulate = !(first && beta == 0.0);
+            // SAFETY: the panels hold kc·mr and kc·nr floats; C has mr rows
+            // of nr contiguous floats at (i0, j0), rs apart; the kernel was
+            // checked to be supported.
+            unsafe { (kernel.run)(kc, ap.as_ptr(), bp.as_ptr(), c.at(i0, j0), c.rs, accumulate) };
+        } else {
+            // Edge tile or strided C: compute into a stack tile, then merge.
+            let mut buf = [0.0f32; MAX_TILE];
+            // SAFETY: the panels are full (zero padded); `buf` holds mr rows of nr.
+            unsafe { (kernel.run)(kc, ap.as_ptr(), bp.as_ptr(), buf.as_mut_ptr(), nr, false) };
+            for i in 0..rows {
+                for j in 0..cols {
+                    // SAFETY: inside the tile.
+                    let p = unsafe { c.at(i0 + i, j0 + j) };
+                    let old = if !first {
+                        // SAFETY: as above.
+                        unsafe { *p }
+                    } else if beta == 0.0 {
+                        0.0
+                    } else {
+                        // SAFETY: as above.
+                        beta * unsafe { *p }
+                    };
+                    // SAFETY: as above.
+                    unsafe { *p = old + buf[i * nr + j] };
+                }
+            }
+        }
+        if last && !epi.is_identity() {
+            for i in 0..rows {
+                for j in 0..cols {
+                    // SAFETY: inside the tile.
+                    let p = unsafe { c.at(i0 + i, j0 + j) };
+                    // SAFETY: as above.
+                    unsafe { *p = epi.apply(*p, i0 + i, j0 + j) };
+                }
+            }
+        }
+    }
+}

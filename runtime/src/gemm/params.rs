@@ -1,0 +1,108 @@
+//! Blocking sizes (mc, kc, nc) derived from the cache sizes, following the
+//! analytical model of Low et al., "Analytical Modeling Is Enough for
+//! High-Performance BLIS" (TOMS 2016): a kc x nr micro-panel of B stays in L1
+//! while micro-panels of A stream through it; an mc x kc block of A stays in
+//! L2; a kc x nc block of B stays in L3.
+
+use std::sync::OnceLock;
+
+/// Data cache sizes in bytes, per core for L1 and L2.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Caches {
+    pub l1: usize,
+    pub l2: usize,
+    pub l3: usize,
+}
+
+impl Caches {
+    /// Sizes common to current x86 cores, used when the OS does not say.
+    pub const FALLBACK: Caches = Caches { l1: 32 << 10, l2: 1 << 20, l3: 8 << 20 };
+
+    /// Reads the caches of CPU 0 from Linux's sysfs, once.
+    pub fn detect() -> Caches {
+        static CACHES: OnceLock<Caches> = OnceLock::new();
+        *CACHES.get_or_init(|| read_sysfs().unwrap_or(Caches::FALLBACK))
+    }
+}
+
+fn read_sysfs() -> Option<Caches> {
+    let mut caches = Caches { l1: 0, l2: 0, l3: 0 };
+    for index in 0..8 {
+        let dir = format!("/sys/devices/system/cpu/cpu0/cache/index{index}");
+        let Ok(kind) = std::fs::read_to_string(format!("{dir}/type")) else { break };
+        if kind.trim() == "Instruction" {
+            continue;
+        }
+        let level: usize =
+            std::fs::read_to_string(format!("{dir}/level")).ok()?.trim().parse().ok()?;
+        let size = parse_size(std::fs::read_to_string(format!("{dir}/size")).ok()?.trim())?;
+        match level {
+            1 => caches.l1 = size,
+            2 => caches.l2 = size,
+            3 => caches.l3 = size,
+            _ => {}
+        }
+    }
+    (caches.l1 > 0 && caches.l2 > 0).then(|| Caches { l3: caches.l3.max(caches.l2), ..caches })
+}
+
+/// Parses sysfs sizes such as `48K` or `2048K` or `1M`.
+fn parse_size(s: &str) -> Option<usize> {
+    let (digits, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: usize = digits.parse().ok()?;
+    match unit {
+        "" => Some(n),
+        "K" => Some(n << 10),
+        "M" => Some(n << 20),
+        "G" => Some(n << 30),
+        _ => None,
+    }
+}
+
+/// The blocking of one microkernel on one machine.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Blocking {
+    pub mc: usize,
+    pub kc: usize,
+    pub nc: usize,
+}
+
+impl Blocking {
+    /// Derives the blocking for an `mr x nr` microkernel from cache sizes.
+    pub fn derive(caches: Caches, mr: usize, nr: usize) -> Blocking {
+        const F32: usize = 4;
+        // L1: the B micro-panel (kc x nr) takes about half, leaving room for
+        // the A micro-panels streaming through and for the C tile.
+        let kc = (caches.l1 / 2 / (nr * F32)).clamp(64, 1024) / 8 * 8;
+        // L2: the packed A block (mc x kc) takes about half.
+        let mc = (caches.l2 / 2 / (kc * F32)).clamp(mr, 4096) / mr * mr;
+        // L3 (shared): the packed B block (kc x nc) takes at most a quarter,
+        // and nc is capped so that a block never dwarfs the problem.
+        let nc = (caches.l3 / 4 / (kc * F32)).clamp(nr, 4096) / nr * nr;
+        Blocking { mc, kc, nc }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_sysfs_sizes() {
+        assert_eq!(parse_size("48K"), Some(48 << 10));
+        assert_eq!(parse_size("2M"), Some(2 << 20));
+        assert_eq!(parse_size("12"), Some(12));
+        assert_eq!(parse_size("x"), None);
+    }
+
+    #[test]
+    fn blocking_respects_multiples_and_caches() {
+        let caches = Caches { l1: 48 << 10, l2: 2 << 20, l3: 32 << 20 };
+        let b = Blocking::derive(caches, 8, 48);
+        assert_eq!(b.mc % 8, 0);
+        assert_eq!(b.nc % 48, 0);
+        assert!(b.kc * 48 * 4 <= caches.l1 / 2);
+        assert!(b.mc * b.kc * 4 <= caches.l2 / 2);
+        assert!(b.kc >= 64);
+    }
+}

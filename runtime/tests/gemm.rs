@@ -1,0 +1,264 @@
+//! The GEMM against the naive reference: every compiled microkernel, odd and
+//! prime sizes from 0 to 3·mr, strided and transposed operands, alpha, beta
+//! (0 with NaN-filled C must not read C), every epilogue, and the threaded
+//! path. Kernels this CPU lacks are skipped with a logged line.
+
+use netc_runtime::gemm::{
+    kernel, sgemm_with, Activation, Bias, Epilogue, Kernel, MatMut, MatRef, Par,
+};
+use netc_runtime::reference;
+use proptest::prelude::*;
+
+/// A deterministic pseudo-random fill in [-1, 1).
+fn fill(len: usize, seed: u64) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    (0..len)
+        .map(|_| {
+            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        })
+        .collect()
+}
+
+/// Storage for a `rows x cols` matrix with the given layout and padding.
+fn layout(rows: usize, cols: usize, col_major: bool, pad: usize) -> (usize, usize, usize) {
+    if col_major {
+        let ld = rows + pad;
+        (1, ld, ld * cols.max(1))
+    } else {
+        let ld = cols + pad;
+        (ld, 1, ld * rows.max(1))
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Case {
+    m: usize,
+    n: usize,
+    k: usize,
+    a_col: bool,
+    b_col: bool,
+    c_col: bool,
+    pad: usize,
+    alpha: f32,
+    beta: f32,
+    bias: u8,
+    act: u8,
+    mask: bool,
+    seed: u64,
+}
+
+fn run_case(kernel: &Kernel, case: &Case, par: Par) -> Result<(), String> {
+    let Case { m, n, k, pad, alpha, beta, seed, .. } = *case;
+    let (ars, acs, alen) = layout(m, k, case.a_col, pad);
+    let (brs, bcs, blen) = layout(k, n, case.b_col, pad);
+    let (crs, ccs, clen) = layout(m, n, case.c_col, pad);
+    let a_data = fill(alen, seed);
+    let b_data = fill(blen, seed + 1);
+    let bias_data = fill(m.max(n), seed + 2);
+    let mask_data = fill(m * n, seed + 3);
+    let a = MatRef { data: &a_data, rs: ars, cs: acs };
+    let b = MatRef { data: &b_data, rs: brs, cs: bcs };
+    let bias = match case.bias {
+        0 => Bias::None,
+        1 => Bias::PerRow(&bias_data[..m]),
+        _ => Bias::PerCol(&bias_data[..n]),
+    };
+    let activation = match case.act {
+        0 => Activation::Identity,
+        1 => Activation::Relu,
+        2 => Activation::LeakyRelu(0.1),
+        3 => Activation::Sigmoid,
+        _ => Activation::Tanh,
+    };
+    let relu_mask = case.mask.then(|| MatRef::row_major(&mask_data, n));
+    let epi = Epilogue { bias, activation, relu_mask };
+
+    // beta = 0 must not read C: fill it with NaN so any read shows.
+    let old = if beta == 0.0 { vec![f32::NAN; clen] } else { fill(clen, seed + 4) };
+    let mut c_data = old.clone();
+    let mut expected: Vec<f32> = (0..m * n).map(|x| old[(x / n) * crs + (x % n) * ccs]).collect();
+    reference::gemm(m, n, k, alpha, &a, &b, beta, &mut expected, &epi);
+    sgemm_with(
+        kernel,
+        m,
+        n,
+        k,
+        alpha,
+        a,
+        b,
+        beta,
+        MatMut { data: &mut c_data, rs: crs, cs: ccs },
+        &epi,
+        par,
+    )
+    .map_err(|e| e.to_string())?;
+    for i in 0..m {
+        for j in 0..n {
+            let got = c_data[i * crs + j * ccs];
+            let want = expected[i * n + j];
+            let tol = 1e-5 * (k as f32 + 1.0) * (1.0 + want.abs());
+            if !((got - want).abs() <= tol) {
+                return Err(format!(
+                    "{}: C[{i}][{j}] = {got}, expected {want} in {case:?}",
+                    kernel.name
+                ));
+            }
+        }
+    }
+    // Padding between rows or columns of C is not C: it must be untouched.
+    let mut inside = vec![false; clen];
+    for i in 0..m {
+        for j in 0..n {
+            inside[i * crs + j * ccs] = true;
+        }
+    }
+    for (x, (&after, &before)) in c_data.iter().zip(&old).enumerate() {
+        if !inside[x] && after.to_bits() != before.to_bits() {
+            return Err(format!("{}: wrote outside C at {x} in {case:?}", kernel.name));
+        }
+    }
+    Ok(())
+}
+
+fn supported_kernels() -> Vec<&'static Kernel> {
+    kernel::compiled()
+        .iter()
+        .filter(|k| {
+            let ok = k.is_supported();
+            if !ok {
+                eprintln!("skipping the `{}` microkernel: this CPU does not support it", k.name);
+            }
+            ok
+        })
+        .collect()
+}
+
+fn case_strategy(max_dim: usize) -> impl Strategy<Value = Case> {
+    (
+        (0..max_dim, 0..max_dim, 0..max_dim),
+        (any::<bool>(), any::<bool>(), any::<bool>(), 0usize..3),
+        (
+            prop_oneof![Just(1.0f32), Just(-0.5), Just(0.0), -2.0f32..2.0],
+            prop_oneof![Just(0.0f32), Just(1.0), -1.5f32..1.5],
+        ),
+        (0u8..3, 0u8..5, any::<bool>(), any::<u64>()),
+    )
+        .prop_map(
+            |((m, n, k), (a_col, b_col, c_col, pad), (alpha, beta), (bias, act, mask, seed))| {
+                Case { m, n, k, a_col, b_col, c_col, pad, alpha, beta, bias, act, mask, seed }
+            },
+        )
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
+
+    /// Sizes 0..3·mr (up to 3·8 = 24 rows, 3·48 = 144 columns) for every kernel.
+    #[test]
+    #[cfg_attr(miri, ignore)]
+    fn small_sizes_match_reference(case in case_strategy(150)) {
+        for kernel in supported_kernels() {
+            let mut case = case.clone();
+            case.m %= 3 * kernel.mr + 1;
+            case.n %= 3 * kernel.nr + 1;
+            case.k %= 3 * kernel.mr + 1;
+            run_case(kernel, &case, Par::Seq).map_err(TestCaseError::fail)?;
+        }
+    }
+}
+
+/// Sizes that cross the kc, mc and nc block boundaries, prime and odd, on one
+/// thread and on the rayon pool.
+#[test]
+#[cfg_attr(miri, ignore)]
+fn blocked_sizes_match_reference_on_every_path() {
+    for kernel in supported_kernels() {
+        let b = kernel.blocking;
+        let sizes = [(b.mc + 3, 67, b.kc + 5), (97, b.nc + 7, 2 * b.kc + 1), (131, 257, 389)];
+        for (t, &(m, n, k)) in sizes.iter().enumerate() {
+            for par in [Par::Seq, Par::Rayon] {
+                let case = Case {
+                    m,
+                    n,
+                    k,
+                    a_col: t == 1,
+                    b_col: t == 2,
+                    c_col: false,
+                    pad: t,
+                    alpha: 0.75,
+                    beta: if t == 0 { 0.0 } else { 0.5 },
+                    bias: t as u8,
+                    act: 1,
+                    mask: t == 2,
+                    seed: t as u64,
+                };
+                run_case(kernel, &case, par).unwrap_or_else(|e| panic!("{e}"));
+            }
+        }
+    }
+}
+
+/// The generic path on tiny sizes: the test Miri runs
+/// (`cargo +nightly miri test -p netc-runtime --test gemm miri`).
+#[test]
+fn miri_generic_small() {
+    let kernel = kernel::by_name("generic").expect("always compiled");
+    for (m, n, k) in [(1, 1, 1), (5, 9, 3), (4, 8, 2), (0, 3, 2), (3, 0, 2), (2, 3, 0)] {
+        let case = Case {
+            m,
+            n,
+            k,
+            a_col: m % 2 == 0,
+            b_col: n % 2 == 0,
+            c_col: k % 2 == 0,
+            pad: 1,
+            alpha: 1.5,
+            beta: 0.0,
+            bias: 1,
+            act: 2,
+            mask: true,
+            seed: 9,
+        };
+        run_case(kernel, &case, Par::Seq).unwrap_or_else(|e| panic!("{e}"));
+    }
+}
+
+#[test]
+fn bad_views_are_errors_not_panics() {
+    let kernel = kernel::selected();
+    let a = vec![0.0; 6];
+    let b = vec![0.0; 6];
+    let mut c = vec![0.0; 3];
+    let err = sgemm_with(
+        kernel,
+        2,
+        2,
+        3,
+        1.0,
+        MatRef::row_major(&a, 3),
+        MatRef::row_major(&b, 2),
+        0.0,
+        MatMut::row_major(&mut c, 2),
+        &Epilogue::NONE,
+        Par::Seq,
+    )
+    .unwrap_err();
+    assert_eq!(err.operand, "C");
+    let mut c = vec![0.0; 4];
+    let err = sgemm_with(
+        kernel,
+        2,
+        2,
+        3,
+        1.0,
+        MatRef::row_major(&a, 3),
+        MatRef::row_major(&b, 2),
+        0.0,
+        MatMut { data: &mut c, rs: 0, cs: 1 },
+        &Epilogue::NONE,
+        Par::Seq,
+    )
+    .unwrap_err();
+    assert!(err.reason.contains("overlap"), "{err}");
+}

@@ -98,7 +98,9 @@ fn run_case(kernel: &Kernel, case: &Case, par: Par) -> Result<(), String> {
             let got = c_data[i * crs + j * ccs];
             let want = expected[i * n + j];
             let tol = 1e-5 * (k as f32 + 1.0) * (1.0 + want.abs());
-            if !((got - want).abs() <= tol) {
+            // Written so that a NaN result fails too.
+            let close = (got - want).abs() <= tol;
+            if !close {
                 return Err(format!(
                     "{}: C[{i}][{j}] = {got}, expected {want} in {case:?}",
                     kernel.name

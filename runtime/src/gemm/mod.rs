@@ -3,14 +3,15 @@
 //! and B packed into contiguous micro-panels. Transposes are strides: a
 //! matrix is any `data[i·rs + j·cs]`.
 //!
-//! Threads split LOOP 2 (JR) of each block with rayon, so a caller that is
-//! already running on a rayon worker gets no nested fan-out (no
-//! oversubscription): the call then runs on that one thread.
+//! Threads split LOOP 2 (JR) of each block with rayon. A caller that is
+//! already parallel on the same rayon pool causes no oversubscription: the
+//! GEMM's tasks join that pool's queues instead of starting threads.
 
 mod epilogue;
 pub mod kernel;
 mod pack;
 pub mod params;
+pub mod peak;
 
 pub use epilogue::{Activation, Bias, Epilogue};
 pub use kernel::Kernel;
@@ -74,7 +75,7 @@ pub enum Par {
     /// The calling thread only.
     Seq,
     /// The current rayon pool (`ThreadPool::install` picks one), unless the
-    /// caller is itself a rayon worker or the problem is too small to share.
+    /// problem is too small to be worth sharing.
     Rayon,
 }
 
@@ -137,7 +138,7 @@ fn check_disjoint(m: usize, n: usize, rs: usize, cs: usize) -> Result<(), GemmEr
 }
 
 /// `C = act(alpha·A·B + beta·C + bias)` masked, with A `m x k`, B `k x n` and
-/// C `m x n`, using the kernel chosen for this CPU. With `beta == 0`, C is
+/// C `m x n`, using the kernel chosen for this CPU and shape. With `beta == 0`, C is
 /// never read, so it may hold NaN or garbage.
 #[allow(clippy::too_many_arguments)]
 pub fn sgemm(
@@ -152,7 +153,7 @@ pub fn sgemm(
     epilogue: &Epilogue<'_>,
     par: Par,
 ) -> Result<(), GemmError> {
-    sgemm_with(kernel::selected(), m, n, k, alpha, a, b, beta, c, epilogue, par)
+    sgemm_with(kernel::choose(m, n), m, n, k, alpha, a, b, beta, c, epilogue, par)
 }
 
 /// [`sgemm`] with an explicit microkernel, for tests and benchmarks.
@@ -201,8 +202,9 @@ pub fn sgemm_with(
     if let Some(mask) = &epilogue.relu_mask {
         check_view("relu_mask", mask.data.len(), m, n, mask.rs, mask.cs)?;
     }
+    // Rayon never runs more threads than its pool has: a call made from
+    // inside a parallel loop only adds tasks to the same pool.
     let threaded = par == Par::Rayon
-        && rayon::current_thread_index().is_none()
         && rayon::current_num_threads() > 1
         && (m as f64) * (n as f64) * (k as f64) >= PARALLEL_MIN_MACS;
     let c = CView { ptr: c.data.as_mut_ptr(), rs: c.rs, cs: c.cs };
@@ -213,7 +215,7 @@ pub fn sgemm_with(
 }
 
 /// Below this many multiply-accumulates, threads cost more than they save.
-const PARALLEL_MIN_MACS: f64 = 64.0 * 64.0 * 64.0;
+const PARALLEL_MIN_MACS: f64 = 4.0e6;
 
 /// C as a raw pointer, so that threads can write disjoint tiles of it.
 #[derive(Clone, Copy)]
@@ -245,21 +247,32 @@ thread_local! {
     static PACK_B: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
 }
 
-/// Runs `f` with a thread-local buffer of at least `len` floats.
+/// Runs `f` with a thread-local buffer of `len` floats starting on a 64-byte
+/// boundary: a 512-bit load that straddles two cache lines costs two loads.
 fn with_buffer<R>(
     key: &'static std::thread::LocalKey<RefCell<Vec<f32>>>,
     len: usize,
     f: impl FnOnce(&mut [f32]) -> R,
 ) -> R {
+    const ALIGN_FLOATS: usize = 64 / std::mem::size_of::<f32>();
+    let aligned = |buf: &mut Vec<f32>| {
+        if buf.len() < len + ALIGN_FLOATS {
+            buf.resize(len + ALIGN_FLOATS, 0.0);
+        }
+        let offset = buf.as_ptr().align_offset(64).min(ALIGN_FLOATS);
+        offset..offset + len
+    };
     key.with(|cell| match cell.try_borrow_mut() {
         Ok(mut buf) => {
-            if buf.len() < len {
-                buf.resize(len, 0.0);
-            }
-            f(&mut buf[..len])
+            let range = aligned(&mut buf);
+            f(&mut buf[range])
         }
         // Re-entered on this thread: use a temporary buffer.
-        Err(_) => f(&mut vec![0.0; len]),
+        Err(_) => {
+            let mut buf = Vec::new();
+            let range = aligned(&mut buf);
+            f(&mut buf[range])
+        }
     })
 }
 
@@ -331,7 +344,22 @@ unsafe fn drive(
                         let mcb = mc.min(m - ic);
                         let apanels = mcb.div_ceil(mr);
                         let ablock = &mut abuf[..apanels * kcb * mr];
-                        pack::pack_a(ablock, a, ic, mcb, pc, kcb, mr, alpha);
+                        if threaded {
+                            ablock.par_chunks_mut(kcb * mr).enumerate().for_each(|(ip, chunk)| {
+                                pack::pack_a_panel(
+                                    chunk,
+                                    a,
+                                    ic + ip * mr,
+                                    mr.min(mcb - ip * mr),
+                                    pc,
+                                    kcb,
+                                    mr,
+                                    alpha,
+                                )
+                            });
+                        } else {
+                            pack::pack_a(ablock, a, ic, mcb, pc, kcb, mr, alpha);
+                        }
                         let ablock = &*ablock;
                         let tile = Tile { kernel, kc: kcb, first, last, beta, epi, c };
                         // LOOP 2 (JR): nr-wide panels of the B block, shared

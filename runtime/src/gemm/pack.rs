@@ -5,6 +5,9 @@
 
 use super::MatRef;
 
+/// The largest `mr` of any microkernel.
+const MAX_MR: usize = 16;
+
 /// Packs rows `i0..i0+mc` and columns `p0..p0+kc` of A, scaled by `alpha`,
 /// into `dst` as `ceil(mc / mr)` panels of `kc * mr` values.
 #[allow(clippy::too_many_arguments)]
@@ -19,12 +22,51 @@ pub fn pack_a(
     alpha: f32,
 ) {
     for (panel, chunk) in dst.chunks_exact_mut(kc * mr).take(mc.div_ceil(mr)).enumerate() {
-        let rows = mr.min(mc - panel * mr);
-        let row0 = i0 + panel * mr;
+        pack_a_panel(chunk, a, i0 + panel * mr, mr.min(mc - panel * mr), p0, kc, mr, alpha);
+    }
+}
+
+/// Packs one A panel of `rows` rows (padded to `mr`) starting at `row0`.
+#[allow(clippy::too_many_arguments)]
+pub fn pack_a_panel(
+    chunk: &mut [f32],
+    a: &MatRef<'_>,
+    row0: usize,
+    rows: usize,
+    p0: usize,
+    kc: usize,
+    mr: usize,
+    alpha: f32,
+) {
+    if rows < mr {
+        chunk.fill(0.0);
+    }
+    if a.cs == 1 && mr <= MAX_MR {
+        // Rows of A are contiguous: read the panel's rows as parallel
+        // streams and write the packed panel sequentially.
+        let mut srcs: [&[f32]; MAX_MR] = [&[]; MAX_MR];
+        for (r, src) in srcs.iter_mut().enumerate().take(rows) {
+            let start = (row0 + r) * a.rs + p0;
+            *src = &a.data[start..start + kc];
+        }
+        for (p, out) in chunk.chunks_exact_mut(mr).enumerate() {
+            for (o, src) in out.iter_mut().zip(&srcs[..rows]) {
+                *o = alpha * src[p];
+            }
+        }
+    } else if a.rs == 1 {
+        // Columns of A are contiguous: copy `rows` values per p.
         for p in 0..kc {
-            let out = &mut chunk[p * mr..(p + 1) * mr];
-            for (r, o) in out.iter_mut().enumerate() {
-                *o = if r < rows { alpha * a.at(row0 + r, p0 + p) } else { 0.0 };
+            let start = (p0 + p) * a.cs + row0;
+            for (o, &v) in chunk[p * mr..p * mr + rows].iter_mut().zip(&a.data[start..start + rows])
+            {
+                *o = alpha * v;
+            }
+        }
+    } else {
+        for p in 0..kc {
+            for r in 0..rows {
+                chunk[p * mr + r] = alpha * a.at(row0 + r, p0 + p);
             }
         }
     }

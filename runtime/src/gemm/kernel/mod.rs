@@ -23,7 +23,7 @@ pub type MicroKernel =
     unsafe fn(kc: usize, a: *const f32, b: *const f32, c: *mut f32, rsc: usize, accumulate: bool);
 
 /// The largest `mr · nr` of any kernel, for stack tiles.
-pub const MAX_TILE: usize = 8 * 48;
+pub const MAX_TILE: usize = 12 * 32;
 
 /// A microkernel and the blocking derived for it.
 #[derive(Debug)]
@@ -56,7 +56,8 @@ fn all() -> &'static [Kernel] {
             mr,
             nr,
             run,
-            blocking: Blocking::derive(caches, mr, nr),
+            blocking: Blocking::from_env(mr, nr)
+                .unwrap_or_else(|| Blocking::derive(caches, mr, nr)),
             supported,
         };
         #[allow(unused_mut)]
@@ -78,6 +79,13 @@ fn all() -> &'static [Kernel] {
                 x86::avx512_kernel as MicroKernel,
                 x86::has_avx512,
             ));
+            kernels.push(make(
+                "avx512_12x32",
+                12,
+                32,
+                x86::avx512_12x32_kernel as MicroKernel,
+                x86::has_avx512,
+            ));
         }
         kernels
     })
@@ -93,20 +101,45 @@ pub fn by_name(name: &str) -> Option<&'static Kernel> {
     all().iter().find(|k| k.name == name)
 }
 
-/// The kernel used by default: `NETC_GEMM_KERNEL` if set and supported, else
-/// the widest the CPU supports. Chosen once.
-pub fn selected() -> &'static Kernel {
-    static SELECTED: OnceLock<&'static Kernel> = OnceLock::new();
+/// The kernels used by default: `NETC_GEMM_KERNEL` if set and supported,
+/// else every kernel of the widest instruction set the CPU supports (their
+/// names share a prefix). Chosen once.
+pub fn selected_family() -> &'static [&'static Kernel] {
+    static SELECTED: OnceLock<Vec<&'static Kernel>> = OnceLock::new();
     SELECTED.get_or_init(|| {
         if let Ok(forced) = std::env::var("NETC_GEMM_KERNEL") {
             match by_name(&forced) {
-                Some(k) if k.is_supported() => return k,
+                Some(k) if k.is_supported() => return vec![k],
                 Some(_) => eprintln!(
                     "netc: NETC_GEMM_KERNEL={forced} is not supported by this CPU; ignored"
                 ),
                 None => eprintln!("netc: NETC_GEMM_KERNEL={forced} is not a kernel; ignored"),
             }
         }
-        all().iter().rev().find(|k| k.is_supported()).unwrap_or(&all()[0])
+        let best = all()
+            .iter()
+            .filter(|k| k.is_supported())
+            .map(|k| isa(k.name))
+            .next_back()
+            .unwrap_or("generic");
+        all().iter().filter(|k| k.is_supported() && isa(k.name) == best).collect()
     })
+}
+
+/// `avx512_12x32` belongs to the `avx512` family.
+fn isa(name: &str) -> &str {
+    name.split('_').next().unwrap_or(name)
+}
+
+/// The default kernel for the widest instruction set.
+pub fn selected() -> &'static Kernel {
+    selected_family()[0]
+}
+
+/// The kernel of the default family that wastes the least work on padding
+/// for an `m x n` C: model-shaped GEMMs often have 16 or 64 rows or columns,
+/// which one tile shape covers exactly and another does not.
+pub fn choose(m: usize, n: usize) -> &'static Kernel {
+    let padded = |k: &Kernel| m.div_ceil(k.mr) * k.mr * n.div_ceil(k.nr) * k.nr;
+    selected_family().iter().copied().min_by_key(|k| padded(k)).unwrap_or_else(selected)
 }

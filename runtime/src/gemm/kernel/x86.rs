@@ -20,7 +20,35 @@ pub fn has_avx512() -> bool {
 
 /// One generic body: `$mr` rows of `$nv` vectors of `$lanes` floats.
 macro_rules! microkernel {
-    ($body:ident, $vec:ty, $lanes:expr, $zero:ident, $load:ident, $store:ident, $set1:ident, $fma:ident, $add:ident) => {
+    ($body:ident, $step:ident, $vec:ty, $lanes:expr, $zero:ident, $load:ident, $store:ident, $set1:ident, $fma:ident, $add:ident) => {
+        /// One rank-1 update: column `p` of the A panel times row `p` of the B panel.
+        ///
+        /// # Safety
+        /// As the body below, for this one `p`.
+        #[inline(always)]
+        unsafe fn $step<const MR: usize, const NV: usize>(
+            acc: &mut [[$vec; NV]; MR],
+            a: *const f32,
+            b: *const f32,
+            p: usize,
+        ) {
+            // SAFETY: p < kc, so the loads stay inside the panels.
+            unsafe {
+                let bp = b.add(p * NV * $lanes);
+                let mut bv = [$zero(); NV];
+                for (v, slot) in bv.iter_mut().enumerate() {
+                    *slot = $load(bp.add(v * $lanes));
+                }
+                let ap = a.add(p * MR);
+                for (i, row) in acc.iter_mut().enumerate() {
+                    let ai: $vec = $set1(*ap.add(i));
+                    for (v, slot) in row.iter_mut().enumerate() {
+                        *slot = $fma(ai, bv[v], *slot);
+                    }
+                }
+            }
+        }
+
         #[inline(always)]
         unsafe fn $body<const MR: usize, const NV: usize>(
             kc: usize,
@@ -34,20 +62,27 @@ macro_rules! microkernel {
             // `b` kc·NV·lanes floats, `c` MR rows of NV·lanes floats rsc
             // apart, and that the CPU has the instruction set.
             unsafe {
+                // C was last touched a whole kc block ago: start fetching its
+                // tile now so the loads at the end do not stall.
+                for i in 0..MR {
+                    let row = c.add(i * rsc) as *const i8;
+                    for line in (0..NV * $lanes * 4).step_by(64) {
+                        _mm_prefetch::<_MM_HINT_T0>(row.add(line));
+                    }
+                }
                 let mut acc = [[$zero(); NV]; MR];
-                for p in 0..kc {
-                    let bp = b.add(p * NV * $lanes);
-                    let mut bv = [$zero(); NV];
-                    for (v, slot) in bv.iter_mut().enumerate() {
-                        *slot = $load(bp.add(v * $lanes));
-                    }
-                    let ap = a.add(p * MR);
-                    for (i, row) in acc.iter_mut().enumerate() {
-                        let ai: $vec = $set1(*ap.add(i));
-                        for (v, slot) in row.iter_mut().enumerate() {
-                            *slot = $fma(ai, bv[v], *slot);
-                        }
-                    }
+                // Unrolled by four, so loop control costs less per FMA.
+                let mut p = 0;
+                while p + 4 <= kc {
+                    $step(&mut acc, a, b, p);
+                    $step(&mut acc, a, b, p + 1);
+                    $step(&mut acc, a, b, p + 2);
+                    $step(&mut acc, a, b, p + 3);
+                    p += 4;
+                }
+                while p < kc {
+                    $step(&mut acc, a, b, p);
+                    p += 1;
                 }
                 for (i, row) in acc.iter().enumerate() {
                     let cr = c.add(i * rsc);
@@ -64,6 +99,7 @@ macro_rules! microkernel {
 
 microkernel!(
     body_avx2,
+    step_avx2,
     __m256,
     8,
     _mm256_setzero_ps,
@@ -75,6 +111,7 @@ microkernel!(
 );
 microkernel!(
     body_avx512,
+    step_avx512,
     __m512,
     16,
     _mm512_setzero_ps,
@@ -113,4 +150,19 @@ pub unsafe fn avx512_kernel(
 ) {
     // SAFETY: forwarded from the caller; the target features are enabled here.
     unsafe { body_avx512::<AVX512_MR, { AVX512_NR / 16 }>(kc, a, b, c, rsc, accumulate) }
+}
+
+/// # Safety
+/// As [`super::MicroKernel`], on a CPU with AVX-512F.
+#[target_feature(enable = "avx512f")]
+pub unsafe fn avx512_12x32_kernel(
+    kc: usize,
+    a: *const f32,
+    b: *const f32,
+    c: *mut f32,
+    rsc: usize,
+    accumulate: bool,
+) {
+    // SAFETY: forwarded from the caller; the target features are enabled here.
+    unsafe { body_avx512::<12, 2>(kc, a, b, c, rsc, accumulate) }
 }

@@ -4,7 +4,7 @@
 //! path. Kernels this CPU lacks are skipped with a logged line.
 
 use netc_runtime::gemm::{
-    kernel, sgemm_with, Activation, Bias, Epilogue, Kernel, MatMut, MatRef, Par,
+    kernel, sgemm, sgemm_with, Activation, Bias, Epilogue, Kernel, MatMut, MatRef, Par,
 };
 use netc_runtime::reference;
 use proptest::prelude::*;
@@ -48,7 +48,10 @@ struct Case {
     seed: u64,
 }
 
-fn run_case(kernel: &Kernel, case: &Case, par: Par) -> Result<(), String> {
+/// Runs `case` with `kernel`, or through [`sgemm`]'s own choice of kernel
+/// and orientation when `kernel` is `None`.
+fn run_case(kernel: Option<&Kernel>, case: &Case, par: Par) -> Result<(), String> {
+    let name = kernel.map_or("auto", |k| k.name);
     let Case { m, n, k, pad, alpha, beta, seed, .. } = *case;
     let (ars, acs, alen) = layout(m, k, case.a_col, pad);
     let (brs, bcs, blen) = layout(k, n, case.b_col, pad);
@@ -79,19 +82,11 @@ fn run_case(kernel: &Kernel, case: &Case, par: Par) -> Result<(), String> {
     let mut c_data = old.clone();
     let mut expected: Vec<f32> = (0..m * n).map(|x| old[(x / n) * crs + (x % n) * ccs]).collect();
     reference::gemm(m, n, k, alpha, &a, &b, beta, &mut expected, &epi);
-    sgemm_with(
-        kernel,
-        m,
-        n,
-        k,
-        alpha,
-        a,
-        b,
-        beta,
-        MatMut { data: &mut c_data, rs: crs, cs: ccs },
-        &epi,
-        par,
-    )
+    let c = MatMut { data: &mut c_data, rs: crs, cs: ccs };
+    match kernel {
+        Some(kernel) => sgemm_with(kernel, m, n, k, alpha, a, b, beta, c, &epi, par),
+        None => sgemm(m, n, k, alpha, a, b, beta, c, &epi, par),
+    }
     .map_err(|e| e.to_string())?;
     for i in 0..m {
         for j in 0..n {
@@ -101,10 +96,7 @@ fn run_case(kernel: &Kernel, case: &Case, par: Par) -> Result<(), String> {
             // Written so that a NaN result fails too.
             let close = (got - want).abs() <= tol;
             if !close {
-                return Err(format!(
-                    "{}: C[{i}][{j}] = {got}, expected {want} in {case:?}",
-                    kernel.name
-                ));
+                return Err(format!("{name}: C[{i}][{j}] = {got}, expected {want} in {case:?}"));
             }
         }
     }
@@ -117,7 +109,7 @@ fn run_case(kernel: &Kernel, case: &Case, par: Par) -> Result<(), String> {
     }
     for (x, (&after, &before)) in c_data.iter().zip(&old).enumerate() {
         if !inside[x] && after.to_bits() != before.to_bits() {
-            return Err(format!("{}: wrote outside C at {x} in {case:?}", kernel.name));
+            return Err(format!("{name}: wrote outside C at {x} in {case:?}"));
         }
     }
     Ok(())
@@ -165,8 +157,17 @@ proptest! {
             case.m %= 3 * kernel.mr + 1;
             case.n %= 3 * kernel.nr + 1;
             case.k %= 3 * kernel.mr + 1;
-            run_case(kernel, &case, Par::Seq).map_err(TestCaseError::fail)?;
+            run_case(Some(kernel), &case, Par::Seq).map_err(TestCaseError::fail)?;
         }
+    }
+
+    /// The public entry point, which may pick a kernel and transpose the
+    /// problem (narrow C), on one thread and on the pool.
+    #[test]
+    #[cfg_attr(miri, ignore)]
+    fn automatic_choice_matches_reference(case in case_strategy(70)) {
+        run_case(None, &case, Par::Seq).map_err(TestCaseError::fail)?;
+        run_case(None, &case, Par::Rayon).map_err(TestCaseError::fail)?;
     }
 }
 
@@ -195,7 +196,7 @@ fn blocked_sizes_match_reference_on_every_path() {
                     mask: t == 2,
                     seed: t as u64,
                 };
-                run_case(kernel, &case, par).unwrap_or_else(|e| panic!("{e}"));
+                run_case(Some(kernel), &case, par).unwrap_or_else(|e| panic!("{e}"));
             }
         }
     }
@@ -222,7 +223,7 @@ fn miri_generic_small() {
             mask: true,
             seed: 9,
         };
-        run_case(kernel, &case, Par::Seq).unwrap_or_else(|e| panic!("{e}"));
+        run_case(Some(kernel), &case, Par::Seq).unwrap_or_else(|e| panic!("{e}"));
     }
 }
 
@@ -263,4 +264,29 @@ fn bad_views_are_errors_not_panics() {
     )
     .unwrap_err();
     assert!(err.reason.contains("overlap"), "{err}");
+}
+
+/// A narrow C (10 columns, as a classifier's logits) takes the transposed
+/// path; with a bias per column and a ReLU mask it must still be exact.
+#[test]
+#[cfg_attr(miri, ignore)]
+fn narrow_outputs_take_the_transposed_path_correctly() {
+    for (m, n, k) in [(128, 10, 256), (300, 3, 77), (2, 200, 31)] {
+        let case = Case {
+            m,
+            n,
+            k,
+            a_col: false,
+            b_col: false,
+            c_col: false,
+            pad: 0,
+            alpha: 1.0,
+            beta: 0.0,
+            bias: 2,
+            act: 1,
+            mask: true,
+            seed: 5,
+        };
+        run_case(None, &case, Par::Seq).unwrap_or_else(|e| panic!("{e}"));
+    }
 }

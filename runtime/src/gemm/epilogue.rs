@@ -67,6 +67,19 @@ impl<'a> Epilogue<'a> {
     pub const NONE: Epilogue<'static> =
         Epilogue { bias: Bias::None, activation: Activation::Identity, relu_mask: None };
 
+    /// The same epilogue for the transposed product `Cᵀ`.
+    pub fn t(&self) -> Epilogue<'a> {
+        Epilogue {
+            bias: match self.bias {
+                Bias::None => Bias::None,
+                Bias::PerRow(b) => Bias::PerCol(b),
+                Bias::PerCol(b) => Bias::PerRow(b),
+            },
+            activation: self.activation,
+            relu_mask: self.relu_mask.map(MatRef::t),
+        }
+    }
+
     pub fn is_identity(&self) -> bool {
         matches!(self.bias, Bias::None)
             && self.activation == Activation::Identity

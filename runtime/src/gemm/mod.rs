@@ -153,7 +153,14 @@ pub fn sgemm(
     epilogue: &Epilogue<'_>,
     par: Par,
 ) -> Result<(), GemmError> {
-    sgemm_with(kernel::choose(m, n), m, n, k, alpha, a, b, beta, c, epilogue, par)
+    let (kernel, transpose) = kernel::choose(m, n);
+    if transpose {
+        // Cᵀ = Bᵀ·Aᵀ: the same product with rows and columns swapped, which
+        // pads far less when n is much narrower than a tile (n = 10 classes).
+        let c = MatMut { data: c.data, rs: c.cs, cs: c.rs };
+        return sgemm_with(kernel, n, m, k, alpha, b.t(), a.t(), beta, c, &epilogue.t(), par);
+    }
+    sgemm_with(kernel, m, n, k, alpha, a, b, beta, c, epilogue, par)
 }
 
 /// [`sgemm`] with an explicit microkernel, for tests and benchmarks.

@@ -5,8 +5,34 @@
 
 use super::MatRef;
 
-/// The largest `mr` of any microkernel.
-const MAX_MR: usize = 16;
+/// The largest `mr` or `nr` of any microkernel.
+const MAX_STREAMS: usize = 48;
+
+/// Writes `srcs[s][p]·scale` to `dst[p·width + s]` for `p < len`: a transpose
+/// of up to `width` contiguous streams into the packed panel layout, done in
+/// blocks of 16 so the reads are vector loads.
+fn interleave(dst: &mut [f32], srcs: &[&[f32]], len: usize, width: usize, scale: f32) {
+    const W: usize = 16;
+    let mut block = [[0.0f32; W]; MAX_STREAMS];
+    let mut p = 0;
+    while p < len {
+        let w = W.min(len - p);
+        for (row, src) in block.iter_mut().zip(srcs) {
+            // A fixed-size copy compiles to vector moves; a variable-length
+            // one to a call to memcpy.
+            match <&[f32; W]>::try_from(&src[p..p + w]) {
+                Ok(full) => *row = *full,
+                Err(_) => row[..w].copy_from_slice(&src[p..p + w]),
+            }
+        }
+        for (q, out) in dst[p * width..(p + w) * width].chunks_exact_mut(width).enumerate() {
+            for (o, row) in out.iter_mut().zip(&block[..srcs.len()]) {
+                *o = scale * row[q];
+            }
+        }
+        p += w;
+    }
+}
 
 /// Packs rows `i0..i0+mc` and columns `p0..p0+kc` of A, scaled by `alpha`,
 /// into `dst` as `ceil(mc / mr)` panels of `kc * mr` values.
@@ -41,19 +67,14 @@ pub fn pack_a_panel(
     if rows < mr {
         chunk.fill(0.0);
     }
-    if a.cs == 1 && mr <= MAX_MR {
-        // Rows of A are contiguous: read the panel's rows as parallel
-        // streams and write the packed panel sequentially.
-        let mut srcs: [&[f32]; MAX_MR] = [&[]; MAX_MR];
+    if a.cs == 1 && mr <= MAX_STREAMS {
+        // Rows of A are contiguous: transpose them into the panel.
+        let mut srcs: [&[f32]; MAX_STREAMS] = [&[]; MAX_STREAMS];
         for (r, src) in srcs.iter_mut().enumerate().take(rows) {
             let start = (row0 + r) * a.rs + p0;
             *src = &a.data[start..start + kc];
         }
-        for (p, out) in chunk.chunks_exact_mut(mr).enumerate() {
-            for (o, src) in out.iter_mut().zip(&srcs[..rows]) {
-                *o = alpha * src[p];
-            }
-        }
+        interleave(chunk, &srcs[..rows], kc, mr, alpha);
     } else if a.rs == 1 {
         // Columns of A are contiguous: copy `rows` values per p.
         for p in 0..kc {
@@ -99,17 +120,50 @@ pub fn pack_b_panel(
     nr: usize,
 ) {
     if b.cs == 1 && cols == nr {
-        // Rows of B are contiguous: copy them as slices.
-        for p in 0..kc {
-            let start = (p0 + p) * b.rs + j;
-            chunk[p * nr..(p + 1) * nr].copy_from_slice(&b.data[start..start + nr]);
+        // Rows of B are contiguous: copy them, with fixed-size copies for
+        // the kernels' widths (a variable-length copy calls memcpy).
+        match nr {
+            16 => copy_rows::<16>(chunk, b, p0, kc, j),
+            32 => copy_rows::<32>(chunk, b, p0, kc, j),
+            48 => copy_rows::<48>(chunk, b, p0, kc, j),
+            _ => {
+                for p in 0..kc {
+                    let start = (p0 + p) * b.rs + j;
+                    chunk[p * nr..(p + 1) * nr].copy_from_slice(&b.data[start..start + nr]);
+                }
+            }
         }
         return;
     }
+    if cols < nr {
+        chunk.fill(0.0);
+    }
+    if b.rs == 1 && nr <= MAX_STREAMS {
+        // Columns of B are contiguous (B is a transposed row-major matrix):
+        // transpose them into the panel.
+        let mut srcs: [&[f32]; MAX_STREAMS] = [&[]; MAX_STREAMS];
+        for (c, src) in srcs.iter_mut().enumerate().take(cols) {
+            let start = (j + c) * b.cs + p0;
+            *src = &b.data[start..start + kc];
+        }
+        interleave(chunk, &srcs[..cols], kc, nr, 1.0);
+        return;
+    }
     for p in 0..kc {
-        let out = &mut chunk[p * nr..(p + 1) * nr];
-        for (c, o) in out.iter_mut().enumerate() {
-            *o = if c < cols { b.at(p0 + p, j + c) } else { 0.0 };
+        for c in 0..cols {
+            chunk[p * nr + c] = b.at(p0 + p, j + c);
+        }
+    }
+}
+
+/// Copies `kc` rows of `N` contiguous values of B into a packed panel.
+fn copy_rows<const N: usize>(chunk: &mut [f32], b: &MatRef<'_>, p0: usize, kc: usize, j: usize) {
+    for (p, out) in chunk.chunks_exact_mut(N).take(kc).enumerate() {
+        let start = (p0 + p) * b.rs + j;
+        if let (Ok(out), Ok(src)) =
+            (<&mut [f32; N]>::try_from(out), <&[f32; N]>::try_from(&b.data[start..start + N]))
+        {
+            *out = *src;
         }
     }
 }

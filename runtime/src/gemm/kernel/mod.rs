@@ -136,10 +136,21 @@ pub fn selected() -> &'static Kernel {
     selected_family()[0]
 }
 
-/// The kernel of the default family that wastes the least work on padding
-/// for an `m x n` C: model-shaped GEMMs often have 16 or 64 rows or columns,
-/// which one tile shape covers exactly and another does not.
-pub fn choose(m: usize, n: usize) -> &'static Kernel {
-    let padded = |k: &Kernel| m.div_ceil(k.mr) * k.mr * n.div_ceil(k.nr) * k.nr;
-    selected_family().iter().copied().min_by_key(|k| padded(k)).unwrap_or_else(selected)
+/// The kernel of the default family, and the orientation (`C` or `Cᵀ`), that
+/// waste the least work on padding for an `m x n` C. Model-shaped GEMMs often
+/// have 16 or 64 rows or columns, which one tile shape covers exactly and
+/// another does not, or a narrow side (10 classes) that fits a tile's short
+/// side far better than its long one. Transposing costs strided stores of C,
+/// so it must save at least a quarter of the work.
+pub fn choose(m: usize, n: usize) -> (&'static Kernel, bool) {
+    let padded = |k: &Kernel, m: usize, n: usize| m.div_ceil(k.mr) * k.mr * n.div_ceil(k.nr) * k.nr;
+    let family = selected_family();
+    let best =
+        |m, n| family.iter().copied().min_by_key(|k| padded(k, m, n)).unwrap_or_else(selected);
+    let (straight, flipped) = (best(m, n), best(n, m));
+    if 4 * padded(flipped, n, m) < 3 * padded(straight, m, n) {
+        (flipped, true)
+    } else {
+        (straight, false)
+    }
 }

@@ -80,6 +80,22 @@ impl<'a> Epilogue<'a> {
         }
     }
 
+    /// The epilogue of the block of C that starts at `(i0, j0)`.
+    pub fn offset(&self, i0: usize, j0: usize) -> Epilogue<'a> {
+        Epilogue {
+            bias: match self.bias {
+                Bias::None => Bias::None,
+                Bias::PerRow(b) => Bias::PerRow(&b[i0.min(b.len())..]),
+                Bias::PerCol(b) => Bias::PerCol(&b[j0.min(b.len())..]),
+            },
+            activation: self.activation,
+            relu_mask: self.relu_mask.map(|m| {
+                let start = (i0 * m.rs + j0 * m.cs).min(m.data.len());
+                MatRef { data: &m.data[start..], ..m }
+            }),
+        }
+    }
+
     pub fn is_identity(&self) -> bool {
         matches!(self.bias, Bias::None)
             && self.activation == Activation::Identity

@@ -3,9 +3,11 @@
 //! and B packed into contiguous micro-panels. Transposes are strides: a
 //! matrix is any `data[i·rs + j·cs]`.
 //!
-//! Threads split LOOP 2 (JR) of each block with rayon. A caller that is
-//! already parallel on the same rayon pool causes no oversubscription: the
-//! GEMM's tasks join that pool's queues instead of starting threads.
+//! Threads split C into a grid of blocks, one per thread of the rayon pool,
+//! each computed by the five loops with its own packing buffers: one
+//! fork-join per call. A caller that is already parallel on the same pool
+//! causes no oversubscription: the GEMM's tasks join that pool's queues
+//! instead of starting threads.
 
 mod epilogue;
 pub mod kernel;
@@ -209,16 +211,82 @@ pub fn sgemm_with(
     if let Some(mask) = &epilogue.relu_mask {
         check_view("relu_mask", mask.data.len(), m, n, mask.rs, mask.cs)?;
     }
+    let c = CView { ptr: c.data.as_mut_ptr(), rs: c.rs, cs: c.cs };
+    let worth_sharing =
+        k > 0 && alpha != 0.0 && (m as f64) * (n as f64) * (k as f64) >= PARALLEL_MIN_MACS;
+    let threads = if par == Par::Rayon && worth_sharing { rayon::current_num_threads() } else { 1 };
+    if threads <= 1 {
+        // SAFETY: the views were checked against their slices above, C's
+        // layout is non-overlapping, and `c` borrows its slice mutably for
+        // this call.
+        unsafe { drive(kernel, m, n, k, alpha, &a, &b, beta, c, epilogue) };
+        return Ok(());
+    }
+    // One fork-join per call: each thread computes its own block of C with
+    // its own packing buffers, so no barrier or wake-up sits inside the loops.
     // Rayon never runs more threads than its pool has: a call made from
     // inside a parallel loop only adds tasks to the same pool.
-    let threaded = par == Par::Rayon
-        && rayon::current_num_threads() > 1
-        && (m as f64) * (n as f64) * (k as f64) >= PARALLEL_MIN_MACS;
-    let c = CView { ptr: c.data.as_mut_ptr(), rs: c.rs, cs: c.cs };
-    // SAFETY: the views were checked against their slices above, C's layout
-    // is non-overlapping, and `c` borrows its slice mutably for this call.
-    unsafe { drive(kernel, m, n, k, alpha, &a, &b, beta, c, epilogue, threaded) };
+    let grid = Grid::new(m, n, k, kernel.mr, kernel.nr, threads);
+    (0..threads).into_par_iter().for_each(|t| {
+        let (rows, cols) = grid.part(t);
+        if rows.is_empty() || cols.is_empty() {
+            return;
+        }
+        // Sub-views start at the block's first row or column; the checks
+        // above bound every index they can reach (k ≥ 1, m, n ≥ 1).
+        let a = MatRef { data: &a.data[rows.start * a.rs..], ..a };
+        let b = MatRef { data: &b.data[cols.start * b.cs..], ..b };
+        let epi = epilogue.offset(rows.start, cols.start);
+        // SAFETY: (rows.start, cols.start) lies inside C.
+        let c = unsafe { CView { ptr: c.at(rows.start, cols.start), ..c } };
+        // SAFETY: the grid's blocks are disjoint, so each thread writes its
+        // own elements of C, which lie inside the checked view.
+        unsafe { drive(kernel, rows.len(), cols.len(), k, alpha, &a, &b, beta, c, &epi) };
+    });
     Ok(())
+}
+
+/// How `threads` threads split C: a `tm x tn` grid of blocks, cut on panel
+/// boundaries, shaped so the busiest thread has the fewest microtiles.
+#[derive(Clone, Copy, Debug)]
+struct Grid {
+    m: usize,
+    n: usize,
+    mr: usize,
+    nr: usize,
+    tm: usize,
+    tn: usize,
+}
+
+impl Grid {
+    fn new(m: usize, n: usize, k: usize, mr: usize, nr: usize, threads: usize) -> Grid {
+        let (mp, np) = (m.div_ceil(mr), n.div_ceil(nr));
+        // The busiest thread's work: its tiles' multiply-adds, plus packing
+        // its rows of A and its columns of B (each packed element costs
+        // about as much as a few multiply-adds at kernel speed).
+        const PACK_COST: usize = 8;
+        let cost = |tm: usize, tn: usize| {
+            let (rows, cols) = (mp.div_ceil(tm) * mr, np.div_ceil(tn) * nr);
+            rows * cols * k + PACK_COST * (rows + cols) * k
+        };
+        let (tm, tn) = (1..=threads)
+            .filter(|tn| threads % tn == 0)
+            .map(|tn| (threads / tn, tn))
+            .min_by_key(|&(tm, tn)| cost(tm, tn))
+            .unwrap_or((1, threads));
+        Grid { m, n, mr, nr, tm, tn }
+    }
+
+    /// The rows and columns of C that thread `t` computes.
+    fn part(&self, t: usize) -> (std::ops::Range<usize>, std::ops::Range<usize>) {
+        let split = |len: usize, step: usize, parts: usize, i: usize| {
+            let panels = len.div_ceil(step);
+            let start = (i * panels / parts * step).min(len);
+            let end = ((i + 1) * panels / parts * step).min(len);
+            start..end
+        };
+        (split(self.m, self.mr, self.tm, t / self.tn), split(self.n, self.nr, self.tn, t % self.tn))
+    }
 }
 
 /// Below this many multiply-accumulates, threads cost more than they save.
@@ -233,7 +301,7 @@ struct CView {
 }
 
 // SAFETY: a CView is only shared between threads that write disjoint
-// elements of C (distinct JR panels), for the duration of one `drive` call.
+// blocks of C (the parts of a `Grid`), for the duration of one call.
 unsafe impl Send for CView {}
 // SAFETY: as above.
 unsafe impl Sync for CView {}
@@ -301,7 +369,6 @@ unsafe fn drive(
     beta: f32,
     c: CView,
     epi: &Epilogue<'_>,
-    threaded: bool,
 ) {
     if k == 0 || alpha == 0.0 {
         // Nothing to multiply: C = beta·C, then the epilogue.
@@ -330,62 +397,28 @@ unsafe fn drive(
                     let (first, last) = (pc == 0, pc + kcb == k);
                     let bpanels = ncb.div_ceil(nr);
                     let bblock = &mut bbuf[..bpanels * kcb * nr];
-                    if threaded {
-                        bblock.par_chunks_mut(kcb * nr).enumerate().for_each(|(jp, chunk)| {
-                            pack::pack_b_panel(
-                                chunk,
-                                b,
-                                pc,
-                                kcb,
-                                jc + jp * nr,
-                                nr.min(ncb - jp * nr),
-                                nr,
-                            )
-                        });
-                    } else {
-                        pack::pack_b(bblock, b, pc, kcb, jc, ncb, nr);
-                    }
+                    pack::pack_b(bblock, b, pc, kcb, jc, ncb, nr);
                     let bblock = &*bblock;
                     // LOOP 3 (IC): split m into mc; pack an mc x kc block of A.
                     for ic in (0..m).step_by(mc) {
                         let mcb = mc.min(m - ic);
                         let apanels = mcb.div_ceil(mr);
                         let ablock = &mut abuf[..apanels * kcb * mr];
-                        if threaded {
-                            ablock.par_chunks_mut(kcb * mr).enumerate().for_each(|(ip, chunk)| {
-                                pack::pack_a_panel(
-                                    chunk,
-                                    a,
-                                    ic + ip * mr,
-                                    mr.min(mcb - ip * mr),
-                                    pc,
-                                    kcb,
-                                    mr,
-                                    alpha,
-                                )
-                            });
-                        } else {
-                            pack::pack_a(ablock, a, ic, mcb, pc, kcb, mr, alpha);
-                        }
+                        pack::pack_a(ablock, a, ic, mcb, pc, kcb, mr, alpha);
                         let ablock = &*ablock;
                         let tile = Tile { kernel, kc: kcb, first, last, beta, epi, c };
-                        // LOOP 2 (JR): nr-wide panels of the B block, shared
-                        // among threads; LOOP 1 (IR): mr-high panels of A.
-                        let panel = |jp: usize| {
+                        // LOOP 2 (JR): nr-wide panels of the B block.
+                        for jp in 0..bpanels {
                             let bp = &bblock[jp * kcb * nr..(jp + 1) * kcb * nr];
                             let j0 = jc + jp * nr;
+                            // LOOP 1 (IR): mr-high panels of the A block.
                             for ip in 0..apanels {
                                 let ap = &ablock[ip * kcb * mr..(ip + 1) * kcb * mr];
                                 let i0 = ic + ip * mr;
-                                // SAFETY: the tile lies inside C, and only
-                                // this panel's task writes columns j0..j0+nr.
+                                // SAFETY: the tile lies inside C, which this
+                                // call writes alone.
                                 unsafe { tile.run(ap, bp, i0, j0, mr.min(m - i0), nr.min(n - j0)) };
                             }
-                        };
-                        if threaded {
-                            (0..bpanels).into_par_iter().for_each(panel);
-                        } else {
-                            (0..bpanels).for_each(panel);
                         }
                     }
                 }

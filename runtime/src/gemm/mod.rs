@@ -270,7 +270,7 @@ impl Grid {
             rows * cols * k + PACK_COST * (rows + cols) * k
         };
         let (tm, tn) = (1..=threads)
-            .filter(|tn| threads % tn == 0)
+            .filter(|tn| threads.is_multiple_of(*tn))
             .map(|tn| (threads / tn, tn))
             .min_by_key(|&(tm, tn)| cost(tm, tn))
             .unwrap_or((1, threads));

@@ -290,3 +290,35 @@ fn narrow_outputs_take_the_transposed_path_correctly() {
         run_case(None, &case, Par::Seq).unwrap_or_else(|e| panic!("{e}"));
     }
 }
+
+/// Pools of 3 and 4 threads split C into odd grids (3x1, 1x3, 2x2) with
+/// uneven blocks; every element must still be computed once and exactly.
+#[test]
+#[cfg_attr(miri, ignore)]
+fn odd_thread_counts_split_c_exactly() {
+    for threads in [3, 4] {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().expect("pool");
+        for (t, (m, n, k)) in [(101, 37, 1300), (7, 500, 1200), (333, 333, 100), (50, 49, 2000)]
+            .into_iter()
+            .enumerate()
+        {
+            let case = Case {
+                m,
+                n,
+                k,
+                a_col: t % 2 == 1,
+                b_col: t == 2,
+                c_col: t == 3,
+                pad: t,
+                alpha: 1.25,
+                beta: if t == 1 { 0.0 } else { -0.5 },
+                bias: (t % 3) as u8,
+                act: (t % 5) as u8,
+                mask: t == 0,
+                seed: 40 + t as u64,
+            };
+            pool.install(|| run_case(None, &case, Par::Rayon))
+                .unwrap_or_else(|e| panic!("{threads} threads: {e}"));
+        }
+    }
+}

@@ -6,9 +6,12 @@
 //! tested against the naive kernels of [`reference`].
 #![deny(unsafe_code)]
 
+pub mod error;
 #[allow(unsafe_code)]
 pub mod gemm;
 pub mod reference;
+
+pub use error::LenError;
 
 /// The element type of every tensor the generated code handles.
 pub type Scalar = f32;

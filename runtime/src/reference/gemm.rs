@@ -1,5 +1,4 @@
-//! Naive, obviously correct kernels: the oracle every fast kernel is tested
-//! against. They favour clarity over speed and accumulate in f64.
+//! The reference GEMM: the definition, accumulated in f64.
 
 use crate::gemm::{Epilogue, MatRef};
 

@@ -1,0 +1,7 @@
+//! Naive, obviously correct kernels: the oracle every fast kernel is tested
+//! against. They favour clarity over speed, accumulate in f64 where it
+//! matters, and follow PyTorch's semantics. One file per op family.
+
+mod gemm;
+
+pub use gemm::gemm;

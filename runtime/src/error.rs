@@ -18,14 +18,23 @@ pub struct LenError {
 
 impl fmt::Display for LenError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: `{}` has {} elements, expected {}", self.op, self.tensor, self.found, self.expected)
+        write!(
+            f,
+            "{}: `{}` has {} elements, expected {}",
+            self.op, self.tensor, self.found, self.expected
+        )
     }
 }
 
 impl std::error::Error for LenError {}
 
 /// Checks that `tensor` of `op` holds exactly `expected` elements.
-pub fn check_len(op: &'static str, tensor: &'static str, found: usize, expected: usize) -> Result<(), LenError> {
+pub fn check_len(
+    op: &'static str,
+    tensor: &'static str,
+    found: usize,
+    expected: usize,
+) -> Result<(), LenError> {
     if found == expected {
         Ok(())
     } else {
@@ -35,7 +44,12 @@ pub fn check_len(op: &'static str, tensor: &'static str, found: usize, expected:
 
 /// Checks that `tensor` of `op` holds at least `expected` elements (for
 /// workspaces, which may be shared and larger than one op needs).
-pub fn check_min_len(op: &'static str, tensor: &'static str, found: usize, expected: usize) -> Result<(), LenError> {
+pub fn check_min_len(
+    op: &'static str,
+    tensor: &'static str,
+    found: usize,
+    expected: usize,
+) -> Result<(), LenError> {
     if found >= expected {
         Ok(())
     } else {

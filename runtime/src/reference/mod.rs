@@ -2,6 +2,7 @@
 //! against. They favour clarity over speed, accumulate in f64 where it
 //! matters, and follow PyTorch's semantics. One file per op family.
 
+pub mod conv;
 mod gemm;
 
 pub use gemm::gemm;

@@ -1,0 +1,592 @@
+//! 2-D convolution over NCHW f32 tensors, forward and both backward passes,
+//! with PyTorch's semantics (`nn.Conv2d`: weight `[O, C/groups, kh, kw]`,
+//! cross-correlation, zero padding, floor output size, dilation, groups).
+//!
+//! Each pass has a few algorithms; [`Conv2d::forward_algo`] picks one from the
+//! shape alone, so the code generator can call the chosen one directly:
+//! - `Pointwise`: a 1x1, stride-1, unpadded conv is a plain GEMM per sample;
+//! - `Direct`: few input channels (LeNet's first layer) make im2col's matrix
+//!   too thin for the GEMM to pay, so the window is applied directly;
+//! - `Im2col`: the general case, the window unrolled into a column matrix in
+//!   a per-thread scratch buffer, then one GEMM per sample and group with the
+//!   bias and activation fused into the GEMM's store.
+
+use crate::error::{check_len, LenError};
+use crate::gemm::{sgemm, Activation, Bias, Epilogue, MatMut, MatRef, Par};
+use rayon::prelude::*;
+use std::cell::RefCell;
+
+/// The static shape of one convolution.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Conv2d {
+    /// Batch.
+    pub n: usize,
+    /// Input channels, height, width.
+    pub c: usize,
+    pub h: usize,
+    pub w: usize,
+    /// Output channels.
+    pub o: usize,
+    pub kh: usize,
+    pub kw: usize,
+    pub sh: usize,
+    pub sw: usize,
+    pub ph: usize,
+    pub pw: usize,
+    pub dh: usize,
+    pub dw: usize,
+    pub groups: usize,
+}
+
+/// How a pass is computed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConvAlgo {
+    Pointwise,
+    Direct,
+    Im2col,
+}
+
+impl ConvAlgo {
+    pub fn name(self) -> &'static str {
+        match self {
+            ConvAlgo::Pointwise => "pointwise-gemm",
+            ConvAlgo::Direct => "direct",
+            ConvAlgo::Im2col => "im2col-gemm",
+        }
+    }
+}
+
+impl Conv2d {
+    /// A square convolution with no dilation and one group.
+    #[allow(clippy::too_many_arguments)]
+    pub fn square(
+        n: usize,
+        c: usize,
+        h: usize,
+        w: usize,
+        o: usize,
+        k: usize,
+        stride: usize,
+        pad: usize,
+    ) -> Self {
+        Conv2d {
+            n,
+            c,
+            h,
+            w,
+            o,
+            kh: k,
+            kw: k,
+            sh: stride,
+            sw: stride,
+            ph: pad,
+            pw: pad,
+            dh: 1,
+            dw: 1,
+            groups: 1,
+        }
+    }
+
+    pub fn out_h(&self) -> usize {
+        (self.h + 2 * self.ph - self.dh * (self.kh - 1) - 1) / self.sh + 1
+    }
+
+    pub fn out_w(&self) -> usize {
+        (self.w + 2 * self.pw - self.dw * (self.kw - 1) - 1) / self.sw + 1
+    }
+
+    pub fn input_len(&self) -> usize {
+        self.n * self.c * self.h * self.w
+    }
+
+    pub fn output_len(&self) -> usize {
+        self.n * self.o * self.out_h() * self.out_w()
+    }
+
+    pub fn weight_len(&self) -> usize {
+        self.o * self.c / self.groups * self.kh * self.kw
+    }
+
+    /// Input channels per group times the window: the GEMM's inner dimension.
+    fn patch(&self) -> usize {
+        self.c / self.groups * self.kh * self.kw
+    }
+
+    fn out_plane(&self) -> usize {
+        self.out_h() * self.out_w()
+    }
+
+    /// Multiply-accumulates of the forward pass.
+    pub fn macs(&self) -> u64 {
+        (self.n * self.o * self.out_plane()) as u64 * self.patch() as u64
+    }
+
+    /// Whether the shape is valid: positive sizes, groups dividing both
+    /// channel counts, and the dilated window fitting in the padded input.
+    pub fn is_valid(&self) -> bool {
+        let positive = [
+            self.c,
+            self.h,
+            self.w,
+            self.o,
+            self.kh,
+            self.kw,
+            self.sh,
+            self.sw,
+            self.dh,
+            self.dw,
+            self.groups,
+        ]
+        .iter()
+        .all(|&v| v > 0);
+        positive
+            && self.c.is_multiple_of(self.groups)
+            && self.o.is_multiple_of(self.groups)
+            && self.h + 2 * self.ph > self.dh * (self.kh - 1)
+            && self.w + 2 * self.pw > self.dw * (self.kw - 1)
+    }
+
+    fn is_pointwise(&self) -> bool {
+        self.kh == 1
+            && self.kw == 1
+            && self.sh == 1
+            && self.sw == 1
+            && self.ph == 0
+            && self.pw == 0
+            && self.groups == 1
+    }
+
+    /// The forward algorithm for this shape.
+    pub fn forward_algo(&self) -> ConvAlgo {
+        if self.is_pointwise() {
+            ConvAlgo::Pointwise
+        } else if self.groups == 1 && self.c <= 3 && self.dh == 1 && self.dw == 1 {
+            ConvAlgo::Direct
+        } else {
+            ConvAlgo::Im2col
+        }
+    }
+
+    /// The algorithm of both backward passes for this shape.
+    pub fn backward_algo(&self) -> ConvAlgo {
+        if self.is_pointwise() {
+            ConvAlgo::Pointwise
+        } else {
+            ConvAlgo::Im2col
+        }
+    }
+
+    fn check(&self, op: &'static str, x: usize, w: usize, y: usize) -> Result<(), LenError> {
+        if !self.is_valid() {
+            // Not a length problem, but the same kind of caller error; the
+            // zero lengths make `LenError` print it as an invalid shape.
+            return Err(LenError { op, tensor: "shape", expected: 0, found: 0 });
+        }
+        check_len(op, "input", x, self.input_len())?;
+        check_len(op, "weight", w, self.weight_len())?;
+        check_len(op, "output", y, self.output_len())
+    }
+}
+
+thread_local! {
+    /// The im2col matrix of one sample and group, reused across calls.
+    static COLUMNS: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Runs `f` with this thread's column buffer of `len` floats.
+fn with_columns<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
+    COLUMNS.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut buf) => {
+            if buf.len() < len {
+                buf.resize(len, 0.0);
+            }
+            f(&mut buf[..len])
+        }
+        Err(_) => f(&mut vec![0.0; len]),
+    })
+}
+
+/// Unrolls the windows of one sample's group `g` into `col`, a row-major
+/// `[C/groups·kh·kw, out_h·out_w]` matrix; padding reads as zero.
+fn im2col(s: &Conv2d, x: &[f32], g: usize, col: &mut [f32]) {
+    let (oh, ow) = (s.out_h(), s.out_w());
+    let cg = s.c / s.groups;
+    for ci in 0..cg {
+        let plane = &x[(g * cg + ci) * s.h * s.w..][..s.h * s.w];
+        for i in 0..s.kh {
+            for j in 0..s.kw {
+                let row = &mut col[((ci * s.kh + i) * s.kw + j) * oh * ow..][..oh * ow];
+                for (y, out) in row.chunks_exact_mut(ow).enumerate() {
+                    let ih = (y * s.sh + i * s.dh) as isize - s.ph as isize;
+                    if ih < 0 || ih >= s.h as isize {
+                        out.fill(0.0);
+                        continue;
+                    }
+                    let src = &plane[ih as usize * s.w..][..s.w];
+                    fill_row(out, src, j * s.dw, s.pw, s.sw);
+                }
+            }
+        }
+    }
+}
+
+/// `out[x] = src[x·stride + offset − pad]`, zero outside `src`.
+fn fill_row(out: &mut [f32], src: &[f32], offset: usize, pad: usize, stride: usize) {
+    let first = offset as isize - pad as isize;
+    if stride == 1 {
+        // The valid outputs form one contiguous run: copy it in one go.
+        let lo = (-first).clamp(0, out.len() as isize) as usize;
+        let hi = (src.len() as isize - first).clamp(lo as isize, out.len() as isize) as usize;
+        out[..lo].fill(0.0);
+        if hi > lo {
+            let start = (lo as isize + first) as usize;
+            out[lo..hi].copy_from_slice(&src[start..start + (hi - lo)]);
+        }
+        out[hi..].fill(0.0);
+        return;
+    }
+    for (x, o) in out.iter_mut().enumerate() {
+        let i = (x * stride) as isize + first;
+        *o = if i >= 0 && (i as usize) < src.len() { src[i as usize] } else { 0.0 };
+    }
+}
+
+/// The reverse of [`im2col`]: adds every column entry back into the input
+/// position it was read from (padding entries are dropped).
+fn col2im(s: &Conv2d, col: &[f32], g: usize, dx: &mut [f32]) {
+    let (oh, ow) = (s.out_h(), s.out_w());
+    let cg = s.c / s.groups;
+    for ci in 0..cg {
+        let plane = &mut dx[(g * cg + ci) * s.h * s.w..][..s.h * s.w];
+        for i in 0..s.kh {
+            for j in 0..s.kw {
+                let row = &col[((ci * s.kh + i) * s.kw + j) * oh * ow..][..oh * ow];
+                for (y, vals) in row.chunks_exact(ow).enumerate() {
+                    let ih = (y * s.sh + i * s.dh) as isize - s.ph as isize;
+                    if ih < 0 || ih >= s.h as isize {
+                        continue;
+                    }
+                    let dst = &mut plane[ih as usize * s.w..][..s.w];
+                    let first = (j * s.dw) as isize - s.pw as isize;
+                    for (x, &v) in vals.iter().enumerate() {
+                        let iw = (x * s.sw) as isize + first;
+                        if iw >= 0 && (iw as usize) < s.w {
+                            dst[iw as usize] += v;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn gemm_ok(r: Result<(), crate::gemm::GemmError>) {
+    // The conv checked every length before calling, so the GEMM's own checks
+    // cannot fail; a failure here is a bug in this file.
+    if let Err(e) = r {
+        unreachable!("conv2d built an invalid GEMM: {e}");
+    }
+}
+
+/// `y = act(conv(x, weight) + bias)`.
+///
+/// Samples run in parallel on the rayon pool when `par` is `Rayon` and the
+/// batch has more than one sample; a single sample parallelises its GEMMs.
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d_forward(
+    s: &Conv2d,
+    x: &[f32],
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    activation: Activation,
+    y: &mut [f32],
+    par: Par,
+) -> Result<(), LenError> {
+    s.check("conv2d_forward", x.len(), weight.len(), y.len())?;
+    if let Some(b) = bias {
+        check_len("conv2d_forward", "bias", b.len(), s.o)?;
+    }
+    if s.n == 0 {
+        return Ok(());
+    }
+    let algo = s.forward_algo();
+    let (in_len, out_len) = (s.c * s.h * s.w, s.o * s.out_plane());
+    let one = |x: &[f32], y: &mut [f32], par: Par| match algo {
+        ConvAlgo::Pointwise => forward_pointwise(s, x, weight, bias, activation, y, par),
+        ConvAlgo::Direct => forward_direct(s, x, weight, bias, activation, y),
+        ConvAlgo::Im2col => forward_im2col(s, x, weight, bias, activation, y, par),
+    };
+    if par == Par::Rayon && s.n > 1 {
+        y.par_chunks_mut(out_len).zip(x.par_chunks(in_len)).for_each(|(y, x)| one(x, y, Par::Seq));
+    } else {
+        for (y, x) in y.chunks_mut(out_len).zip(x.chunks(in_len)) {
+            one(x, y, par);
+        }
+    }
+    Ok(())
+}
+
+fn epilogue(bias: Option<&[f32]>, activation: Activation) -> Epilogue<'_> {
+    Epilogue { bias: bias.map_or(Bias::None, Bias::PerRow), activation, relu_mask: None }
+}
+
+fn forward_pointwise(
+    s: &Conv2d,
+    x: &[f32],
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    activation: Activation,
+    y: &mut [f32],
+    par: Par,
+) {
+    let hw = s.h * s.w;
+    let r = sgemm(
+        s.o,
+        hw,
+        s.c,
+        1.0,
+        MatRef::row_major(weight, s.c),
+        MatRef::row_major(x, hw),
+        0.0,
+        MatMut::row_major(y, hw),
+        &epilogue(bias, activation),
+        par,
+    );
+    gemm_ok(r);
+}
+
+#[allow(clippy::too_many_arguments)]
+fn forward_im2col(
+    s: &Conv2d,
+    x: &[f32],
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    activation: Activation,
+    y: &mut [f32],
+    par: Par,
+) {
+    let (og, patch, plane) = (s.o / s.groups, s.patch(), s.out_plane());
+    with_columns(patch * plane, |col| {
+        for g in 0..s.groups {
+            im2col(s, x, g, col);
+            let w = &weight[g * og * patch..][..og * patch];
+            let y = &mut y[g * og * plane..][..og * plane];
+            let b = bias.map(|b| &b[g * og..][..og]);
+            let r = sgemm(
+                og,
+                plane,
+                patch,
+                1.0,
+                MatRef::row_major(w, patch),
+                MatRef::row_major(col, plane),
+                0.0,
+                MatMut::row_major(y, plane),
+                &epilogue(b, activation),
+                par,
+            );
+            gemm_ok(r);
+        }
+    });
+}
+
+/// Direct convolution for few input channels (groups = 1, no dilation): each
+/// weight scales a shifted input row into an output row, a loop the compiler
+/// vectorises along the output width when the stride is 1.
+fn forward_direct(
+    s: &Conv2d,
+    x: &[f32],
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    activation: Activation,
+    y: &mut [f32],
+) {
+    let (oh, ow) = (s.out_h(), s.out_w());
+    for (o, out) in y.chunks_exact_mut(oh * ow).enumerate() {
+        out.fill(bias.map_or(0.0, |b| b[o]));
+        for c in 0..s.c {
+            let plane = &x[c * s.h * s.w..][..s.h * s.w];
+            for i in 0..s.kh {
+                for j in 0..s.kw {
+                    let wv = weight[((o * s.c + c) * s.kh + i) * s.kw + j];
+                    for (yy, row) in out.chunks_exact_mut(ow).enumerate() {
+                        let ih = (yy * s.sh + i) as isize - s.ph as isize;
+                        if ih < 0 || ih >= s.h as isize {
+                            continue;
+                        }
+                        let src = &plane[ih as usize * s.w..][..s.w];
+                        let first = j as isize - s.pw as isize;
+                        // The output columns whose input column is inside the row.
+                        let lo = if first < 0 { ((-first) as usize).div_ceil(s.sw) } else { 0 };
+                        let hi = ((s.w as isize - first + s.sw as isize - 1) / s.sw as isize)
+                            .clamp(0, ow as isize) as usize;
+                        if lo >= hi {
+                            continue;
+                        }
+                        if s.sw == 1 {
+                            let start = (lo as isize + first) as usize;
+                            for (o, &v) in
+                                row[lo..hi].iter_mut().zip(&src[start..start + (hi - lo)])
+                            {
+                                *o += wv * v;
+                            }
+                        } else {
+                            for (xx, o) in row[lo..hi].iter_mut().enumerate() {
+                                *o += wv * src[(((lo + xx) * s.sw) as isize + first) as usize];
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        if activation != Activation::Identity {
+            for v in out.iter_mut() {
+                *v = activation.apply(*v);
+            }
+        }
+    }
+}
+
+/// `dx = conv_transpose(dy, weight)`: the gradient of the input. With
+/// `relu_mask` (the forward output of a ReLU that fed this conv), `dx` is
+/// zeroed where the mask is `≤ 0`, fusing that ReLU's backward.
+pub fn conv2d_backward_data(
+    s: &Conv2d,
+    dy: &[f32],
+    weight: &[f32],
+    relu_mask: Option<&[f32]>,
+    dx: &mut [f32],
+    par: Par,
+) -> Result<(), LenError> {
+    s.check("conv2d_backward_data", dx.len(), weight.len(), dy.len())?;
+    if let Some(m) = relu_mask {
+        check_len("conv2d_backward_data", "relu_mask", m.len(), s.input_len())?;
+    }
+    if s.n == 0 {
+        return Ok(());
+    }
+    let (in_len, out_len) = (s.c * s.h * s.w, s.o * s.out_plane());
+    let one = |dy: &[f32], dx: &mut [f32], mask: Option<&[f32]>, par: Par| {
+        backward_data_one(s, dy, weight, dx, par);
+        if let Some(mask) = mask {
+            for (d, &m) in dx.iter_mut().zip(mask) {
+                if m <= 0.0 {
+                    *d = 0.0;
+                }
+            }
+        }
+    };
+    let masks = |i: usize| relu_mask.map(|m| &m[i * in_len..][..in_len]);
+    if par == Par::Rayon && s.n > 1 {
+        dx.par_chunks_mut(in_len)
+            .zip(dy.par_chunks(out_len))
+            .enumerate()
+            .for_each(|(i, (dx, dy))| one(dy, dx, masks(i), Par::Seq));
+    } else {
+        for (i, (dx, dy)) in dx.chunks_mut(in_len).zip(dy.chunks(out_len)).enumerate() {
+            one(dy, dx, masks(i), par);
+        }
+    }
+    Ok(())
+}
+
+fn backward_data_one(s: &Conv2d, dy: &[f32], weight: &[f32], dx: &mut [f32], par: Par) {
+    let (og, patch, plane) = (s.o / s.groups, s.patch(), s.out_plane());
+    if s.is_pointwise() {
+        // dx [C, HW] = Wᵀ [C, O] · dy [O, HW]
+        let r = sgemm(
+            s.c,
+            plane,
+            s.o,
+            1.0,
+            MatRef::row_major(weight, s.c).t(),
+            MatRef::row_major(dy, plane),
+            0.0,
+            MatMut::row_major(dx, plane),
+            &Epilogue::NONE,
+            par,
+        );
+        gemm_ok(r);
+        return;
+    }
+    dx.fill(0.0);
+    with_columns(patch * plane, |col| {
+        for g in 0..s.groups {
+            // dcol [patch, plane] = W_gᵀ [patch, og] · dy_g [og, plane]
+            let w = &weight[g * og * patch..][..og * patch];
+            let dyg = &dy[g * og * plane..][..og * plane];
+            let r = sgemm(
+                patch,
+                plane,
+                og,
+                1.0,
+                MatRef::row_major(w, patch).t(),
+                MatRef::row_major(dyg, plane),
+                0.0,
+                MatMut::row_major(col, plane),
+                &Epilogue::NONE,
+                par,
+            );
+            gemm_ok(r);
+            col2im(s, col, g, dx);
+        }
+    });
+}
+
+/// `dweight = Σ_samples dy · im2col(x)ᵀ`, and `dbias = Σ dy` over samples
+/// and positions. Both are overwritten, not accumulated into.
+pub fn conv2d_backward_weights(
+    s: &Conv2d,
+    x: &[f32],
+    dy: &[f32],
+    dweight: &mut [f32],
+    dbias: Option<&mut [f32]>,
+    par: Par,
+) -> Result<(), LenError> {
+    s.check("conv2d_backward_weights", x.len(), dweight.len(), dy.len())?;
+    let (og, patch, plane) = (s.o / s.groups, s.patch(), s.out_plane());
+    let (in_len, out_len) = (s.c * s.h * s.w, s.o * plane);
+    if let Some(db) = dbias {
+        check_len("conv2d_backward_weights", "dbias", db.len(), s.o)?;
+        db.fill(0.0);
+        for dy in dy.chunks(out_len) {
+            for (d, row) in db.iter_mut().zip(dy.chunks_exact(plane)) {
+                *d += row.iter().sum::<f32>();
+            }
+        }
+    }
+    if s.n == 0 {
+        dweight.fill(0.0);
+        return Ok(());
+    }
+    with_columns(patch * plane, |col| {
+        for (i, (x, dy)) in x.chunks(in_len).zip(dy.chunks(out_len)).enumerate() {
+            // The first sample overwrites dweight; later ones accumulate.
+            let beta = if i == 0 { 0.0 } else { 1.0 };
+            for g in 0..s.groups {
+                let dyg = &dy[g * og * plane..][..og * plane];
+                let dw = &mut dweight[g * og * patch..][..og * patch];
+                // dW_g [og, patch] += dy_g [og, plane] · colᵀ [plane, patch]
+                let b = if s.is_pointwise() {
+                    MatRef::row_major(x, plane).t()
+                } else {
+                    im2col(s, x, g, col);
+                    MatRef::row_major(col, plane).t()
+                };
+                let r = sgemm(
+                    og,
+                    patch,
+                    plane,
+                    1.0,
+                    MatRef::row_major(dyg, plane),
+                    b,
+                    beta,
+                    MatMut::row_major(dw, patch),
+                    &Epilogue::NONE,
+                    par,
+                );
+                gemm_ok(r);
+            }
+        }
+    });
+    Ok(())
+}

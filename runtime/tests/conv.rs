@@ -1,0 +1,221 @@
+//! conv2d against the reference, on every algorithm, over random shapes with
+//! odd sizes, padding larger than 1, strides, dilation, groups and batch 1;
+//! and the reference's gradients against central finite differences in f64.
+
+use netc_runtime::conv::{
+    conv2d_backward_data, conv2d_backward_weights, conv2d_forward, Conv2d, ConvAlgo,
+};
+use netc_runtime::gemm::{Activation, Par};
+use netc_runtime::reference::conv as reference;
+use proptest::prelude::*;
+
+fn fill(len: usize, seed: u64) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15).wrapping_add(1);
+    (0..len)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        })
+        .collect()
+}
+
+fn f64s(v: &[f32]) -> Vec<f64> {
+    v.iter().map(|&x| f64::from(x)).collect()
+}
+
+fn assert_close(
+    what: &str,
+    got: &[f32],
+    want: &[f64],
+    terms: usize,
+    s: &Conv2d,
+) -> Result<(), TestCaseError> {
+    prop_assert_eq!(got.len(), want.len());
+    // f32 rounding grows with the number of terms summed; anything looser
+    // would hide a wrong scale factor on a long sum.
+    let tol = 1e-6 * (terms as f64 + 10.0);
+    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
+        let ok = (f64::from(g) - w).abs() <= tol * (1.0 + w.abs());
+        prop_assert!(ok, "{} [{}]: got {}, want {} for {:?}", what, i, g, w, s);
+    }
+    Ok(())
+}
+
+fn shape_strategy() -> impl Strategy<Value = Conv2d> {
+    (
+        (1usize..4, 1usize..4, 1usize..5),
+        (1usize..13, 1usize..13),
+        (1usize..5, 1usize..5, 1usize..4, 1usize..4),
+        (0usize..4, 0usize..3, 1usize..3, 1usize..3),
+    )
+        .prop_map(|((n, groups, cpg), (h, w), (kh, kw, sh, sw), (ph, pw, dh, dw))| Conv2d {
+            n,
+            c: groups * cpg,
+            h,
+            w,
+            o: groups * (1 + (h + w) % 4),
+            kh,
+            kw,
+            sh,
+            sw,
+            ph,
+            pw,
+            dh,
+            dw,
+            groups,
+        })
+        .prop_filter("window fits", |s| s.is_valid())
+}
+
+fn check_all_passes(s: &Conv2d, seed: u64, act: Activation, par: Par) -> Result<(), TestCaseError> {
+    let x = fill(s.input_len(), seed);
+    let w = fill(s.weight_len(), seed + 1);
+    let b = fill(s.o, seed + 2);
+    let dy = fill(s.output_len(), seed + 3);
+    let terms = s.c / s.groups * s.kh * s.kw;
+
+    let mut y = vec![f32::NAN; s.output_len()];
+    conv2d_forward(s, &x, &w, Some(&b), act, &mut y, par)
+        .map_err(|e| TestCaseError::fail(e.to_string()))?;
+    let mut want = reference::conv2d_forward(s, &f64s(&x), &f64s(&w), Some(&f64s(&b)));
+    for v in &mut want {
+        *v = f64::from(act.apply(*v as f32));
+    }
+    assert_close("forward", &y, &want, terms, s)?;
+
+    let mut dx = vec![f32::NAN; s.input_len()];
+    conv2d_backward_data(s, &dy, &w, None, &mut dx, par)
+        .map_err(|e| TestCaseError::fail(e.to_string()))?;
+    let want = reference::conv2d_backward_data(s, &f64s(&dy), &f64s(&w));
+    assert_close("backward data", &dx, &want, s.o * s.kh * s.kw, s)?;
+
+    let mut dw = vec![f32::NAN; s.weight_len()];
+    let mut db = vec![f32::NAN; s.o];
+    conv2d_backward_weights(s, &x, &dy, &mut dw, Some(&mut db), par)
+        .map_err(|e| TestCaseError::fail(e.to_string()))?;
+    let (want_w, want_b) = reference::conv2d_backward_weights(s, &f64s(&x), &f64s(&dy));
+    let positions = s.n * s.out_h() * s.out_w();
+    assert_close("backward weights", &dw, &want_w, positions, s)?;
+    assert_close("backward bias", &db, &want_b, positions, s)?;
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 160, ..ProptestConfig::default() })]
+
+    #[test]
+    fn every_pass_matches_the_reference(s in shape_strategy(), seed in any::<u64>(), relu in any::<bool>()) {
+        let act = if relu { Activation::Relu } else { Activation::Identity };
+        check_all_passes(&s, seed, act, Par::Seq)?;
+    }
+
+    #[test]
+    fn threads_give_the_same_result(s in shape_strategy(), seed in any::<u64>()) {
+        check_all_passes(&s, seed, Activation::Identity, Par::Rayon)?;
+    }
+}
+
+/// Shapes that take each algorithm, including LeNet's and ResNet's layers.
+#[test]
+fn each_algorithm_is_exercised() {
+    let cases = [
+        (Conv2d::square(2, 16, 8, 8, 32, 1, 1, 0), ConvAlgo::Pointwise),
+        (Conv2d::square(1, 1, 28, 28, 6, 5, 1, 2), ConvAlgo::Direct),
+        (Conv2d::square(2, 3, 15, 15, 8, 4, 3, 2), ConvAlgo::Direct),
+        (Conv2d::square(2, 16, 9, 9, 16, 3, 1, 1), ConvAlgo::Im2col),
+        (Conv2d::square(1, 16, 8, 8, 32, 1, 2, 0), ConvAlgo::Im2col),
+    ];
+    for (i, (s, algo)) in cases.iter().enumerate() {
+        assert_eq!(s.forward_algo(), *algo, "{s:?}");
+        check_all_passes(s, i as u64, Activation::Relu, Par::Seq).unwrap_or_else(|e| panic!("{e}"));
+    }
+}
+
+/// The reference's gradients are the true derivatives of its forward pass:
+/// central differences of `L = ⟨dy, conv(x, w) + b⟩` in f64.
+#[test]
+fn reference_gradients_match_finite_differences() {
+    let shapes = [
+        Conv2d {
+            n: 2,
+            c: 4,
+            h: 5,
+            w: 6,
+            o: 4,
+            kh: 3,
+            kw: 2,
+            sh: 2,
+            sw: 1,
+            ph: 2,
+            pw: 1,
+            dh: 1,
+            dw: 2,
+            groups: 2,
+        },
+        Conv2d::square(1, 3, 7, 7, 2, 3, 1, 1),
+    ];
+    for s in shapes {
+        let x = f64s(&fill(s.input_len(), 7));
+        let w = f64s(&fill(s.weight_len(), 8));
+        let b = f64s(&fill(s.o, 9));
+        let dy = f64s(&fill(s.output_len(), 10));
+        let loss = |x: &[f64], w: &[f64], b: &[f64]| -> f64 {
+            reference::conv2d_forward(&s, x, w, Some(b)).iter().zip(&dy).map(|(y, d)| y * d).sum()
+        };
+        let dx = reference::conv2d_backward_data(&s, &dy, &w);
+        let (dw, db) = reference::conv2d_backward_weights(&s, &x, &dy);
+        let eps = 1e-6;
+        let numeric = |v: &[f64], i: usize, f: &dyn Fn(&[f64]) -> f64| {
+            let (mut plus, mut minus) = (v.to_vec(), v.to_vec());
+            plus[i] += eps;
+            minus[i] -= eps;
+            (f(&plus) - f(&minus)) / (2.0 * eps)
+        };
+        for i in 0..x.len() {
+            let d = numeric(&x, i, &|x| loss(x, &w, &b));
+            assert!((d - dx[i]).abs() < 1e-6, "dx[{i}]: {d} vs {}", dx[i]);
+        }
+        for i in 0..w.len() {
+            let d = numeric(&w, i, &|w| loss(&x, w, &b));
+            assert!((d - dw[i]).abs() < 1e-6, "dw[{i}]: {d} vs {}", dw[i]);
+        }
+        for i in 0..b.len() {
+            let d = numeric(&b, i, &|b| loss(&x, &w, b));
+            assert!((d - db[i]).abs() < 1e-6, "db[{i}]: {d} vs {}", db[i]);
+        }
+    }
+}
+
+#[test]
+fn relu_mask_zeroes_the_input_gradient() {
+    let s = Conv2d::square(2, 4, 6, 6, 3, 3, 1, 1);
+    let dy = fill(s.output_len(), 1);
+    let w = fill(s.weight_len(), 2);
+    let mask = fill(s.input_len(), 3);
+    let mut plain = vec![0.0; s.input_len()];
+    let mut masked = vec![0.0; s.input_len()];
+    conv2d_backward_data(&s, &dy, &w, None, &mut plain, Par::Seq).expect("valid");
+    conv2d_backward_data(&s, &dy, &w, Some(&mask), &mut masked, Par::Seq).expect("valid");
+    for ((p, m), k) in plain.iter().zip(&masked).zip(&mask) {
+        assert_eq!(*m, if *k > 0.0 { *p } else { 0.0 });
+    }
+}
+
+#[test]
+fn wrong_lengths_are_errors_naming_the_tensor() {
+    let s = Conv2d::square(2, 3, 8, 8, 4, 3, 1, 1);
+    let x = vec![0.0; s.input_len()];
+    let w = vec![0.0; s.weight_len() - 1];
+    let mut y = vec![0.0; s.output_len()];
+    let err = conv2d_forward(&s, &x, &w, None, Activation::Identity, &mut y, Par::Seq).unwrap_err();
+    assert_eq!(err.tensor, "weight");
+    let w = vec![0.0; s.weight_len()];
+    let err = conv2d_forward(&s, &x, &w, Some(&[0.0; 3]), Activation::Identity, &mut y, Par::Seq)
+        .unwrap_err();
+    assert_eq!(err.tensor, "bias");
+    let mut short = vec![0.0; 5];
+    let err = conv2d_backward_data(&s, &y, &w, None, &mut short, Par::Seq).unwrap_err();
+    assert_eq!(err.tensor, "input");
+}

@@ -173,17 +173,17 @@ fn reference_gradients_match_finite_differences() {
             minus[i] -= eps;
             (f(&plus) - f(&minus)) / (2.0 * eps)
         };
-        for i in 0..x.len() {
+        for (i, analytic) in dx.iter().enumerate() {
             let d = numeric(&x, i, &|x| loss(x, &w, &b));
-            assert!((d - dx[i]).abs() < 1e-6, "dx[{i}]: {d} vs {}", dx[i]);
+            assert!((d - analytic).abs() < 1e-6, "dx[{i}]: {d} vs {analytic}");
         }
-        for i in 0..w.len() {
+        for (i, analytic) in dw.iter().enumerate() {
             let d = numeric(&w, i, &|w| loss(&x, w, &b));
-            assert!((d - dw[i]).abs() < 1e-6, "dw[{i}]: {d} vs {}", dw[i]);
+            assert!((d - analytic).abs() < 1e-6, "dw[{i}]: {d} vs {analytic}");
         }
-        for i in 0..b.len() {
+        for (i, analytic) in db.iter().enumerate() {
             let d = numeric(&b, i, &|b| loss(&x, &w, b));
-            assert!((d - db[i]).abs() < 1e-6, "db[{i}]: {d} vs {}", db[i]);
+            assert!((d - analytic).abs() < 1e-6, "db[{i}]: {d} vs {analytic}");
         }
     }
 }

@@ -160,7 +160,13 @@ impl Conv2d {
     pub fn forward_algo(&self) -> ConvAlgo {
         if self.is_pointwise() {
             ConvAlgo::Pointwise
-        } else if self.groups == 1 && self.c <= 3 && self.dh == 1 && self.dw == 1 {
+        } else if self.groups == 1
+            && self.c <= 3
+            && self.sh == 1
+            && self.sw == 1
+            && self.dh == 1
+            && self.dw == 1
+        {
             ConvAlgo::Direct
         } else {
             ConvAlgo::Im2col
@@ -187,6 +193,10 @@ impl Conv2d {
         check_len(op, "output", y, self.output_len())
     }
 }
+
+/// Partial weight gradients of the parallel tasks of
+/// [`conv2d_backward_weights`], reused across calls.
+static PARTIALS: std::sync::Mutex<Vec<f32>> = std::sync::Mutex::new(Vec::new());
 
 thread_local! {
     /// The im2col matrix of one sample and group, reused across calls.
@@ -389,9 +399,10 @@ fn forward_im2col(
     });
 }
 
-/// Direct convolution for few input channels (groups = 1, no dilation): each
-/// weight scales a shifted input row into an output row, a loop the compiler
-/// vectorises along the output width when the stride is 1.
+/// Direct convolution for few input channels (groups = 1, stride 1, no
+/// dilation): for each output row, `W` outputs at a time accumulate every
+/// tap of the window in a register-sized block, so each input value is
+/// loaded once per tap and no partial sums go back to memory.
 fn forward_direct(
     s: &Conv2d,
     x: &[f32],
@@ -400,47 +411,47 @@ fn forward_direct(
     activation: Activation,
     y: &mut [f32],
 ) {
+    const W: usize = 16;
     let (oh, ow) = (s.out_h(), s.out_w());
     for (o, out) in y.chunks_exact_mut(oh * ow).enumerate() {
-        out.fill(bias.map_or(0.0, |b| b[o]));
-        for c in 0..s.c {
-            let plane = &x[c * s.h * s.w..][..s.h * s.w];
-            for i in 0..s.kh {
-                for j in 0..s.kw {
-                    let wv = weight[((o * s.c + c) * s.kh + i) * s.kw + j];
-                    for (yy, row) in out.chunks_exact_mut(ow).enumerate() {
-                        let ih = (yy * s.sh + i) as isize - s.ph as isize;
-                        if ih < 0 || ih >= s.h as isize {
+        let b = bias.map_or(0.0, |b| b[o]);
+        for (oy, row) in out.chunks_exact_mut(ow).enumerate() {
+            for x0 in (0..ow).step_by(W) {
+                let width = W.min(ow - x0);
+                let mut acc = [b; W];
+                for c in 0..s.c {
+                    let plane = &x[c * s.h * s.w..][..s.h * s.w];
+                    for i in 0..s.kh {
+                        let iy = (oy + i) as isize - s.ph as isize;
+                        if iy < 0 || iy >= s.h as isize {
                             continue;
                         }
-                        let src = &plane[ih as usize * s.w..][..s.w];
-                        let first = j as isize - s.pw as isize;
-                        // The output columns whose input column is inside the row.
-                        let lo = if first < 0 { ((-first) as usize).div_ceil(s.sw) } else { 0 };
-                        let hi = ((s.w as isize - first + s.sw as isize - 1) / s.sw as isize)
-                            .clamp(0, ow as isize) as usize;
-                        if lo >= hi {
-                            continue;
-                        }
-                        if s.sw == 1 {
-                            let start = (lo as isize + first) as usize;
-                            for (o, &v) in
-                                row[lo..hi].iter_mut().zip(&src[start..start + (hi - lo)])
-                            {
-                                *o += wv * v;
-                            }
-                        } else {
-                            for (xx, o) in row[lo..hi].iter_mut().enumerate() {
-                                *o += wv * src[(((lo + xx) * s.sw) as isize + first) as usize];
+                        let src = &plane[iy as usize * s.w..][..s.w];
+                        let taps = &weight[((o * s.c + c) * s.kh + i) * s.kw..][..s.kw];
+                        for (j, &wv) in taps.iter().enumerate() {
+                            // Input column of output x0 + q is x0 + q + j − pw.
+                            let first = (x0 + j) as isize - s.pw as isize;
+                            if first >= 0 && first as usize + W <= s.w {
+                                // The whole block is inside the row: a plain
+                                // vectorisable multiply-add.
+                                let seg = &src[first as usize..first as usize + W];
+                                for (a, &v) in acc.iter_mut().zip(seg) {
+                                    *a += wv * v;
+                                }
+                            } else {
+                                for (q, a) in acc.iter_mut().enumerate().take(width) {
+                                    let ix = first + q as isize;
+                                    if ix >= 0 && (ix as usize) < s.w {
+                                        *a += wv * src[ix as usize];
+                                    }
+                                }
                             }
                         }
                     }
                 }
-            }
-        }
-        if activation != Activation::Identity {
-            for v in out.iter_mut() {
-                *v = activation.apply(*v);
+                for (dst, &v) in row[x0..x0 + width].iter_mut().zip(&acc) {
+                    *dst = activation.apply(v);
+                }
             }
         }
     }
@@ -543,8 +554,8 @@ pub fn conv2d_backward_weights(
     par: Par,
 ) -> Result<(), LenError> {
     s.check("conv2d_backward_weights", x.len(), dweight.len(), dy.len())?;
-    let (og, patch, plane) = (s.o / s.groups, s.patch(), s.out_plane());
-    let (in_len, out_len) = (s.c * s.h * s.w, s.o * plane);
+    let plane = s.out_plane();
+    let out_len = s.o * plane;
     if let Some(db) = dbias {
         check_len("conv2d_backward_weights", "dbias", db.len(), s.o)?;
         db.fill(0.0);
@@ -558,8 +569,55 @@ pub fn conv2d_backward_weights(
         dweight.fill(0.0);
         return Ok(());
     }
+    let tasks = if par == Par::Rayon { rayon::current_num_threads().min(s.n) } else { 1 };
+    if tasks <= 1 {
+        weight_grad_samples(s, x, dy, 0..s.n, dweight, par);
+        return Ok(());
+    }
+    // Samples split among tasks: the first accumulates into `dweight`, the
+    // others into partial sums from a pool that persists across calls (no
+    // allocation once it has grown), added in at the end.
+    let wlen = s.weight_len();
+    let range = |t: usize| t * s.n / tasks..(t + 1) * s.n / tasks;
+    let mut pool = PARTIALS.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if pool.len() < (tasks - 1) * wlen {
+        pool.resize((tasks - 1) * wlen, 0.0);
+    }
+    let partials = &mut pool[..(tasks - 1) * wlen];
+    rayon::join(
+        || weight_grad_samples(s, x, dy, range(0), dweight, Par::Seq),
+        || {
+            partials.par_chunks_mut(wlen).enumerate().for_each(|(t, part)| {
+                weight_grad_samples(s, x, dy, range(t + 1), part, Par::Seq);
+            })
+        },
+    );
+    for part in partials.chunks_exact(wlen) {
+        for (d, &p) in dweight.iter_mut().zip(part) {
+            *d += p;
+        }
+    }
+    Ok(())
+}
+
+/// `dweight = Σ_{n in samples} dy_n · im2col(x_n)ᵀ`, overwriting `dweight`.
+fn weight_grad_samples(
+    s: &Conv2d,
+    x: &[f32],
+    dy: &[f32],
+    samples: std::ops::Range<usize>,
+    dweight: &mut [f32],
+    par: Par,
+) {
+    let (og, patch, plane) = (s.o / s.groups, s.patch(), s.out_plane());
+    let (in_len, out_len) = (s.c * s.h * s.w, s.o * plane);
+    if samples.is_empty() {
+        dweight.fill(0.0);
+        return;
+    }
     with_columns(patch * plane, |col| {
-        for (i, (x, dy)) in x.chunks(in_len).zip(dy.chunks(out_len)).enumerate() {
+        for (i, n) in samples.enumerate() {
+            let (x, dy) = (&x[n * in_len..][..in_len], &dy[n * out_len..][..out_len]);
             // The first sample overwrites dweight; later ones accumulate.
             let beta = if i == 0 { 0.0 } else { 1.0 };
             for g in 0..s.groups {
@@ -588,5 +646,4 @@ pub fn conv2d_backward_weights(
             }
         }
     });
-    Ok(())
 }

@@ -1,0 +1,117 @@
+//! Prints conv2d throughput for every conv layer of AlexNet (batch 8),
+//! ResNet-20 (batch 64) and LeNet-5 (batch 64): forward, backward-data and
+//! backward-weights, as GFLOP/s and % of the measured FMA peak of all cores,
+//! with the algorithm each pass used.
+//!
+//! `cargo run --release -p netc-runtime --example conv_bench [-- --json] [--quick]`
+
+use netc_runtime::conv::{conv2d_backward_data, conv2d_backward_weights, conv2d_forward, Conv2d};
+use netc_runtime::gemm::{peak, Activation, Par};
+use std::time::{Duration, Instant};
+
+fn layers() -> Vec<(&'static str, &'static str, Conv2d)> {
+    let sq = Conv2d::square;
+    vec![
+        ("alexnet", "conv1", sq(8, 3, 227, 227, 96, 11, 4, 0)),
+        ("alexnet", "conv2", sq(8, 96, 27, 27, 256, 5, 1, 2)),
+        ("alexnet", "conv3", sq(8, 256, 13, 13, 384, 3, 1, 1)),
+        ("alexnet", "conv4", sq(8, 384, 13, 13, 384, 3, 1, 1)),
+        ("alexnet", "conv5", sq(8, 384, 13, 13, 256, 3, 1, 1)),
+        ("resnet20", "conv1 3->16", sq(64, 3, 32, 32, 16, 3, 1, 1)),
+        ("resnet20", "16->16 3x3", sq(64, 16, 32, 32, 16, 3, 1, 1)),
+        ("resnet20", "16->32 3x3 s2", sq(64, 16, 32, 32, 32, 3, 2, 1)),
+        ("resnet20", "32->32 3x3", sq(64, 32, 16, 16, 32, 3, 1, 1)),
+        ("resnet20", "proj 16->32 1x1 s2", sq(64, 16, 32, 32, 32, 1, 2, 0)),
+        ("resnet20", "32->64 3x3 s2", sq(64, 32, 16, 16, 64, 3, 2, 1)),
+        ("resnet20", "64->64 3x3", sq(64, 64, 8, 8, 64, 3, 1, 1)),
+        ("resnet20", "proj 32->64 1x1 s2", sq(64, 32, 16, 16, 64, 1, 2, 0)),
+        ("lenet5", "conv1", sq(64, 1, 28, 28, 6, 5, 1, 2)),
+        ("lenet5", "conv2", sq(64, 6, 14, 14, 16, 5, 1, 0)),
+    ]
+}
+
+fn fill(len: usize) -> Vec<f32> {
+    (0..len).map(|i| ((i * 7919 % 1000) as f32 / 500.0) - 1.0).collect()
+}
+
+/// Best GFLOP/s of repeated runs of `f` for about `budget`.
+fn time(flops: f64, budget: Duration, mut f: impl FnMut()) -> f64 {
+    f();
+    let start = Instant::now();
+    let mut best = f64::INFINITY;
+    let mut runs = 0;
+    while runs < 3 || start.elapsed() < budget {
+        let t = Instant::now();
+        f();
+        best = best.min(t.elapsed().as_secs_f64());
+        runs += 1;
+    }
+    flops / best / 1e9
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let json = args.iter().any(|a| a == "--json");
+    let quick = args.iter().any(|a| a == "--quick");
+    let budget = Duration::from_millis(if quick { 100 } else { 500 });
+    let threads = rayon::current_num_threads();
+    let (isa, per_core) = peak::fma_peak(Duration::from_millis(if quick { 200 } else { 1000 }));
+    let peak = per_core * threads as f64 / 1e9;
+    if !json {
+        println!(
+            "FMA peak: {:.1} GFLOP/s per core ({isa}), {threads} threads: {peak:.1} GFLOP/s",
+            per_core / 1e9
+        );
+        println!(
+            "{:<9} {:<20} {:<14} {:>9} {:>7} {:>14} {:>9} {:>7}",
+            "model", "layer", "pass", "GFLOP/s", "% peak", "algo", "ms", "batch"
+        );
+    }
+    for (model, layer, s) in layers() {
+        let x = fill(s.input_len());
+        let w = fill(s.weight_len());
+        let b = fill(s.o);
+        let dy = fill(s.output_len());
+        let mut y = vec![0.0; s.output_len()];
+        let mut dx = vec![0.0; s.input_len()];
+        let mut dw = vec![0.0; s.weight_len()];
+        let mut db = vec![0.0; s.o];
+        let flops = 2.0 * s.macs() as f64;
+        let passes: [(&str, &str, f64); 3] = [
+            (
+                "forward",
+                s.forward_algo().name(),
+                time(flops, budget, || {
+                    conv2d_forward(&s, &x, &w, Some(&b), Activation::Relu, &mut y, Par::Rayon)
+                        .expect("valid")
+                }),
+            ),
+            (
+                "backward-data",
+                s.backward_algo().name(),
+                time(flops, budget, || {
+                    conv2d_backward_data(&s, &dy, &w, None, &mut dx, Par::Rayon).expect("valid")
+                }),
+            ),
+            (
+                "backward-weights",
+                s.backward_algo().name(),
+                time(flops, budget, || {
+                    conv2d_backward_weights(&s, &x, &dy, &mut dw, Some(&mut db), Par::Rayon)
+                        .expect("valid")
+                }),
+            ),
+        ];
+        for (pass, algo, gflops) in passes {
+            let pct = 100.0 * gflops / peak;
+            if json {
+                println!(
+                    "{{\"model\":\"{model}\",\"layer\":\"{layer}\",\"pass\":\"{pass}\",\"algo\":\"{algo}\",\"gflops\":{gflops:.3},\"pct_of_peak\":{pct:.2}}}"
+                );
+            } else {
+                let ms = flops / gflops / 1e6;
+                println!("{model:<9} {layer:<20} {pass:<14} {gflops:>9.1} {pct:>6.1}% {algo:>14} {ms:>9.3} {:>7}", s.n);
+            }
+        }
+    }
+}

@@ -123,7 +123,8 @@ fn each_algorithm_is_exercised() {
     let cases = [
         (Conv2d::square(2, 16, 8, 8, 32, 1, 1, 0), ConvAlgo::Pointwise),
         (Conv2d::square(1, 1, 28, 28, 6, 5, 1, 2), ConvAlgo::Direct),
-        (Conv2d::square(2, 3, 15, 35, 8, 4, 1, 3), ConvAlgo::Direct),
+        (Conv2d::square(2, 1, 15, 35, 8, 4, 1, 3), ConvAlgo::Direct),
+        (Conv2d::square(2, 3, 15, 35, 8, 4, 1, 3), ConvAlgo::Im2col),
         (Conv2d::square(2, 3, 15, 15, 8, 4, 3, 2), ConvAlgo::Im2col),
         (Conv2d::square(2, 16, 9, 9, 16, 3, 1, 1), ConvAlgo::Im2col),
         (Conv2d::square(1, 16, 8, 8, 32, 1, 2, 0), ConvAlgo::Im2col),

@@ -8,6 +8,7 @@
 
 #[allow(unsafe_code)]
 pub mod conv;
+pub mod dense;
 pub mod error;
 #[allow(unsafe_code)]
 pub mod gemm;

@@ -1,0 +1,135 @@
+//! Fully connected layers, PyTorch's `nn.Linear`: `y = x·Wᵀ + b` with weight
+//! `[out, in]`, over a batch of rows. Every pass is one GEMM; the bias, the
+//! activation and the ReLU backward mask are fused into its store.
+
+use crate::error::{check_len, LenError};
+use crate::gemm::{sgemm, Activation, Bias, Epilogue, MatMut, MatRef, Par};
+
+/// The static shape of one dense layer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Dense {
+    /// Batch.
+    pub n: usize,
+    /// Input features.
+    pub input: usize,
+    /// Output features.
+    pub output: usize,
+}
+
+impl Dense {
+    pub fn weight_len(&self) -> usize {
+        self.input * self.output
+    }
+
+    fn check(&self, op: &'static str, x: usize, w: usize, y: usize) -> Result<(), LenError> {
+        check_len(op, "input", x, self.n * self.input)?;
+        check_len(op, "weight", w, self.weight_len())?;
+        check_len(op, "output", y, self.n * self.output)
+    }
+}
+
+fn gemm_ok(r: Result<(), crate::gemm::GemmError>) {
+    // Every length was checked before the call, so the GEMM's own checks
+    // cannot fail; a failure here is a bug in this file.
+    if let Err(e) = r {
+        unreachable!("dense built an invalid GEMM: {e}");
+    }
+}
+
+/// `y = act(x·Wᵀ + b)`.
+pub fn dense_forward(
+    s: &Dense,
+    x: &[f32],
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    activation: Activation,
+    y: &mut [f32],
+    par: Par,
+) -> Result<(), LenError> {
+    s.check("dense_forward", x.len(), weight.len(), y.len())?;
+    if let Some(b) = bias {
+        check_len("dense_forward", "bias", b.len(), s.output)?;
+    }
+    let epi = Epilogue { bias: bias.map_or(Bias::None, Bias::PerCol), activation, relu_mask: None };
+    gemm_ok(sgemm(
+        s.n,
+        s.output,
+        s.input,
+        1.0,
+        MatRef::row_major(x, s.input),
+        MatRef::row_major(weight, s.input).t(),
+        0.0,
+        MatMut::row_major(y, s.output),
+        &epi,
+        par,
+    ));
+    Ok(())
+}
+
+/// `dx = dy·W`, zeroed where `relu_mask ≤ 0` when given (the forward output
+/// of a ReLU feeding this layer: its backward, fused into the store).
+pub fn dense_backward_data(
+    s: &Dense,
+    dy: &[f32],
+    weight: &[f32],
+    relu_mask: Option<&[f32]>,
+    dx: &mut [f32],
+    par: Par,
+) -> Result<(), LenError> {
+    s.check("dense_backward_data", dx.len(), weight.len(), dy.len())?;
+    if let Some(m) = relu_mask {
+        check_len("dense_backward_data", "relu_mask", m.len(), s.n * s.input)?;
+    }
+    let epi = Epilogue {
+        bias: Bias::None,
+        activation: Activation::Identity,
+        relu_mask: relu_mask.map(|m| MatRef::row_major(m, s.input)),
+    };
+    gemm_ok(sgemm(
+        s.n,
+        s.input,
+        s.output,
+        1.0,
+        MatRef::row_major(dy, s.output),
+        MatRef::row_major(weight, s.input),
+        0.0,
+        MatMut::row_major(dx, s.input),
+        &epi,
+        par,
+    ));
+    Ok(())
+}
+
+/// `dW = dyᵀ·x` and `db = Σ_rows dy`, overwritten.
+pub fn dense_backward_weights(
+    s: &Dense,
+    x: &[f32],
+    dy: &[f32],
+    dweight: &mut [f32],
+    dbias: Option<&mut [f32]>,
+    par: Par,
+) -> Result<(), LenError> {
+    s.check("dense_backward_weights", x.len(), dweight.len(), dy.len())?;
+    if let Some(db) = dbias {
+        check_len("dense_backward_weights", "dbias", db.len(), s.output)?;
+        db.fill(0.0);
+        for row in dy.chunks_exact(s.output) {
+            for (d, &g) in db.iter_mut().zip(row) {
+                *d += g;
+            }
+        }
+    }
+    gemm_ok(sgemm(
+        s.output,
+        s.input,
+        s.n,
+        1.0,
+        MatRef::row_major(dy, s.output).t(),
+        MatRef::row_major(x, s.input),
+        0.0,
+        MatMut::row_major(dweight, s.input),
+        &Epilogue::NONE,
+        par,
+    ));
+    Ok(())
+}

@@ -1,0 +1,90 @@
+//! Dense layers against the definition in f64, including the fused bias,
+//! activation and ReLU mask, over odd sizes and batch 1.
+
+use netc_runtime::dense::{dense_backward_data, dense_backward_weights, dense_forward, Dense};
+use netc_runtime::gemm::{Activation, Par};
+use proptest::prelude::*;
+
+fn fill(len: usize, seed: u64) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        })
+        .collect()
+}
+
+fn close(a: f32, b: f64, terms: usize) -> bool {
+    (f64::from(a) - b).abs() <= 1e-6 * (terms as f64 + 10.0) * (1.0 + b.abs())
+}
+
+proptest! {
+    #[test]
+    fn dense_passes_match_the_definition(
+        n in 1usize..9, input in 1usize..40, output in 1usize..40, seed in any::<u64>(), masked in any::<bool>(),
+    ) {
+        let s = Dense { n, input, output };
+        let x = fill(n * input, seed);
+        let w = fill(output * input, seed + 1);
+        let b = fill(output, seed + 2);
+        let dy = fill(n * output, seed + 3);
+        let mask = fill(n * input, seed + 4);
+
+        let mut y = vec![f32::NAN; n * output];
+        dense_forward(&s, &x, &w, Some(&b), Activation::Relu, &mut y, Par::Seq).unwrap();
+        for r in 0..n {
+            for o in 0..output {
+                let z: f64 = f64::from(b[o]) + (0..input).map(|i| f64::from(x[r * input + i]) * f64::from(w[o * input + i])).sum::<f64>();
+                prop_assert!(close(y[r * output + o], z.max(0.0), input), "y[{}][{}]", r, o);
+            }
+        }
+
+        let mut dx = vec![f32::NAN; n * input];
+        dense_backward_data(&s, &dy, &w, masked.then_some(&mask[..]), &mut dx, Par::Seq).unwrap();
+        for r in 0..n {
+            for i in 0..input {
+                let mut d: f64 = (0..output).map(|o| f64::from(dy[r * output + o]) * f64::from(w[o * input + i])).sum();
+                if masked && mask[r * input + i] <= 0.0 {
+                    d = 0.0;
+                }
+                prop_assert!(close(dx[r * input + i], d, output), "dx[{}][{}]", r, i);
+            }
+        }
+
+        let mut dw = vec![f32::NAN; output * input];
+        let mut db = vec![f32::NAN; output];
+        dense_backward_weights(&s, &x, &dy, &mut dw, Some(&mut db), Par::Seq).unwrap();
+        for o in 0..output {
+            let want_b: f64 = (0..n).map(|r| f64::from(dy[r * output + o])).sum();
+            prop_assert!(close(db[o], want_b, n));
+            for i in 0..input {
+                let want: f64 = (0..n).map(|r| f64::from(dy[r * output + o]) * f64::from(x[r * input + i])).sum();
+                prop_assert!(close(dw[o * input + i], want, n), "dw[{}][{}]", o, i);
+            }
+        }
+    }
+}
+
+#[test]
+fn wrong_lengths_are_errors() {
+    let s = Dense { n: 2, input: 3, output: 4 };
+    let mut y = vec![0.0; 8];
+    let err =
+        dense_forward(&s, &[0.0; 6], &[0.0; 11], None, Activation::Identity, &mut y, Par::Seq)
+            .unwrap_err();
+    assert_eq!(err.tensor, "weight");
+    let err = dense_forward(
+        &s,
+        &[0.0; 6],
+        &[0.0; 12],
+        Some(&[0.0; 3]),
+        Activation::Identity,
+        &mut y,
+        Par::Seq,
+    )
+    .unwrap_err();
+    assert_eq!(err.tensor, "bias");
+}

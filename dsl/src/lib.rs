@@ -23,6 +23,7 @@ pub mod check;
 pub mod diag;
 pub mod ir;
 pub mod parser;
+pub mod program;
 
 pub use diag::{Diagnostic, Diagnostics};
 pub use ir::Graph;

@@ -6,10 +6,16 @@
 //! tested against the naive kernels of [`reference`].
 #![deny(unsafe_code)]
 
+pub mod act;
+pub mod dropout;
 pub mod error;
 #[allow(unsafe_code)]
 pub mod gemm;
+pub mod init;
+pub mod loss;
+pub mod optim;
 pub mod reference;
+pub mod rng;
 
 pub use error::LenError;
 

@@ -2,17 +2,23 @@
 //!
 //! The runtime never depends on the compiler (`netc-dsl`); the generated code
 //! is the only contract between them. `unsafe` code lives only in the kernel
-//! modules (`gemm`), each block with a `// SAFETY:` comment; everything is
+//! modules (`gemm`, `conv`), each block with a `// SAFETY:` comment; everything is
 //! tested against the naive kernels of [`reference`].
 #![deny(unsafe_code)]
 
+pub mod act;
 #[allow(unsafe_code)]
 pub mod conv;
 pub mod dense;
+pub mod dropout;
 pub mod error;
 #[allow(unsafe_code)]
 pub mod gemm;
+pub mod init;
+pub mod loss;
+pub mod optim;
 pub mod reference;
+pub mod rng;
 
 pub use error::LenError;
 

@@ -1,0 +1,384 @@
+//! Activations and softmax, forward and backward, as PyTorch defines them.
+//!
+//! Backward passes take the saved forward OUTPUT `y`, not the input: the
+//! output is what the forward pass leaves in memory anyway (and in-place
+//! forwards destroy the input), and for every activation here the
+//! derivative is a function of `y`. ReLU and leaky ReLU follow PyTorch at
+//! 0: the gradient there is that of the negative side (`0`, `slope`).
+//!
+//! Shapes are flat buffers plus explicit dimensions; every kernel checks
+//! lengths before touching memory and returns a [`LenError`] naming the
+//! buffer. Nothing here allocates.
+
+use crate::error::{check_len, LenError};
+pub use crate::gemm::Activation;
+
+/// `n·c·hw` without overflow panics: an impossible product saturates, and
+/// then no buffer can match it, so the caller gets a length error.
+pub(crate) fn numel(dims: &[usize]) -> usize {
+    dims.iter().fold(1usize, |acc, &d| acc.saturating_mul(d))
+}
+
+/// `max(x, 0)`, passing NaN through as PyTorch does.
+#[inline(always)]
+pub fn relu_scalar(x: f32) -> f32 {
+    if x < 0.0 {
+        0.0
+    } else {
+        x
+    }
+}
+
+/// `x` if `x > 0`, else `slope·x`.
+#[inline(always)]
+pub fn leaky_relu_scalar(slope: f32, x: f32) -> f32 {
+    if x > 0.0 {
+        x
+    } else {
+        slope * x
+    }
+}
+
+/// `1 / (1 + e^-x)`, evaluated so that `e^|x|` never overflows into a NaN
+/// or loses the small tail for very negative `x`.
+#[inline(always)]
+pub fn sigmoid_scalar(x: f32) -> f32 {
+    if x >= 0.0 {
+        1.0 / (1.0 + (-x).exp())
+    } else {
+        let e = x.exp();
+        e / (1.0 + e)
+    }
+}
+
+/// `act(x)` for one element.
+#[inline(always)]
+pub fn activate(act: Activation, x: f32) -> f32 {
+    match act {
+        Activation::Identity => x,
+        Activation::Relu => relu_scalar(x),
+        Activation::LeakyRelu(slope) => leaky_relu_scalar(slope, x),
+        Activation::Sigmoid => sigmoid_scalar(x),
+        Activation::Tanh => x.tanh(),
+    }
+}
+
+/// `act'(x)` written in terms of `y = act(x)`.
+///
+/// For leaky ReLU this needs `slope ≥ 0`: only then does `y > 0` mean
+/// `x > 0` (PyTorch rejects in-place leaky ReLU with a negative slope in
+/// autograd for the same reason). Use [`leaky_relu_backward_from_input`]
+/// otherwise.
+#[inline(always)]
+pub fn derivative_from_output(act: Activation, y: f32) -> f32 {
+    match act {
+        Activation::Identity => 1.0,
+        Activation::Relu => {
+            if y > 0.0 {
+                1.0
+            } else {
+                0.0
+            }
+        }
+        Activation::LeakyRelu(slope) => {
+            if y > 0.0 {
+                1.0
+            } else {
+                slope
+            }
+        }
+        Activation::Sigmoid => y * (1.0 - y),
+        Activation::Tanh => 1.0 - y * y,
+    }
+}
+
+/// `y = act(x)` elementwise.
+pub fn forward(act: Activation, x: &[f32], y: &mut [f32]) -> Result<(), LenError> {
+    check_len("activation_forward", "y", y.len(), x.len())?;
+    for (y, &x) in y.iter_mut().zip(x) {
+        *y = activate(act, x);
+    }
+    Ok(())
+}
+
+/// `x = act(x)` elementwise; the buffer then holds the `y` that
+/// [`backward`] needs.
+pub fn forward_in_place(act: Activation, x: &mut [f32]) {
+    for x in x.iter_mut() {
+        *x = activate(act, *x);
+    }
+}
+
+/// `dx = dy · act'(x)`, with the derivative taken from the saved output `y`.
+/// `dx` may not alias `dy`; see [`backward_in_place`] for that.
+pub fn backward(act: Activation, y: &[f32], dy: &[f32], dx: &mut [f32]) -> Result<(), LenError> {
+    check_len("activation_backward", "dy", dy.len(), y.len())?;
+    check_len("activation_backward", "dx", dx.len(), y.len())?;
+    for ((dx, &dy), &y) in dx.iter_mut().zip(dy).zip(y) {
+        *dx = dy * derivative_from_output(act, y);
+    }
+    Ok(())
+}
+
+/// [`backward`] overwriting the incoming gradient: `g = g · act'(y)`.
+pub fn backward_in_place(act: Activation, y: &[f32], g: &mut [f32]) -> Result<(), LenError> {
+    check_len("activation_backward", "dy", g.len(), y.len())?;
+    for (g, &y) in g.iter_mut().zip(y) {
+        *g *= derivative_from_output(act, y);
+    }
+    Ok(())
+}
+
+macro_rules! named_activation {
+    ($act:expr, $fwd:ident, $fwd_in_place:ident, $bwd:ident, $bwd_in_place:ident, $doc:literal) => {
+        #[doc = concat!("`y = ", $doc, "(x)` elementwise.")]
+        pub fn $fwd(x: &[f32], y: &mut [f32]) -> Result<(), LenError> {
+            forward($act, x, y)
+        }
+        #[doc = concat!("`x = ", $doc, "(x)` elementwise.")]
+        pub fn $fwd_in_place(x: &mut [f32]) {
+            forward_in_place($act, x)
+        }
+        #[doc = concat!("`dx = dy · ", $doc, "'(x)`, from the saved output `y`.")]
+        pub fn $bwd(y: &[f32], dy: &[f32], dx: &mut [f32]) -> Result<(), LenError> {
+            backward($act, y, dy, dx)
+        }
+        #[doc = concat!("`g = g · ", $doc, "'(x)`, from the saved output `y`.")]
+        pub fn $bwd_in_place(y: &[f32], g: &mut [f32]) -> Result<(), LenError> {
+            backward_in_place($act, y, g)
+        }
+    };
+}
+
+named_activation!(
+    Activation::Relu,
+    relu,
+    relu_in_place,
+    relu_backward,
+    relu_backward_in_place,
+    "relu"
+);
+named_activation!(
+    Activation::Sigmoid,
+    sigmoid,
+    sigmoid_in_place,
+    sigmoid_backward,
+    sigmoid_backward_in_place,
+    "sigmoid"
+);
+named_activation!(
+    Activation::Tanh,
+    tanh,
+    tanh_in_place,
+    tanh_backward,
+    tanh_backward_in_place,
+    "tanh"
+);
+
+/// `y = leaky_relu(x)` with negative slope `slope` (PyTorch's
+/// `negative_slope`, default 0.01).
+pub fn leaky_relu(slope: f32, x: &[f32], y: &mut [f32]) -> Result<(), LenError> {
+    forward(Activation::LeakyRelu(slope), x, y)
+}
+
+/// `x = leaky_relu(x)` in place.
+pub fn leaky_relu_in_place(slope: f32, x: &mut [f32]) {
+    forward_in_place(Activation::LeakyRelu(slope), x)
+}
+
+/// `dx = dy · leaky_relu'(x)` from the saved output `y`; needs `slope ≥ 0`
+/// (see [`derivative_from_output`]).
+pub fn leaky_relu_backward(
+    slope: f32,
+    y: &[f32],
+    dy: &[f32],
+    dx: &mut [f32],
+) -> Result<(), LenError> {
+    backward(Activation::LeakyRelu(slope), y, dy, dx)
+}
+
+/// `g = g · leaky_relu'(x)` from the saved output `y`; needs `slope ≥ 0`.
+pub fn leaky_relu_backward_in_place(slope: f32, y: &[f32], g: &mut [f32]) -> Result<(), LenError> {
+    backward_in_place(Activation::LeakyRelu(slope), y, g)
+}
+
+/// `dx = dy · leaky_relu'(x)` from the INPUT `x`: correct for any slope,
+/// including negative ones, where the output does not tell the sides apart.
+pub fn leaky_relu_backward_from_input(
+    slope: f32,
+    x: &[f32],
+    dy: &[f32],
+    dx: &mut [f32],
+) -> Result<(), LenError> {
+    check_len("leaky_relu_backward", "dy", dy.len(), x.len())?;
+    check_len("leaky_relu_backward", "dx", dx.len(), x.len())?;
+    for ((dx, &dy), &x) in dx.iter_mut().zip(dy).zip(x) {
+        *dx = if x > 0.0 { dy } else { dy * slope };
+    }
+    Ok(())
+}
+
+/// Softmax over the channel axis of `[n, c, hw]` (PyTorch's
+/// `softmax(x, dim=1)`; `hw = 1` for `[n, c]` logits).
+///
+/// The maximum over the channels is subtracted first, so logits of ±1000
+/// give exact results instead of `inf / inf`. `c = 0` is an empty op.
+pub fn softmax(n: usize, c: usize, hw: usize, x: &[f32], y: &mut [f32]) -> Result<(), LenError> {
+    let len = numel(&[n, c, hw]);
+    check_len("softmax", "x", x.len(), len)?;
+    check_len("softmax", "y", y.len(), len)?;
+    y.copy_from_slice(x);
+    softmax_rows(c, hw, y);
+    Ok(())
+}
+
+/// [`softmax`] overwriting its input.
+pub fn softmax_in_place(n: usize, c: usize, hw: usize, x: &mut [f32]) -> Result<(), LenError> {
+    check_len("softmax", "x", x.len(), numel(&[n, c, hw]))?;
+    softmax_rows(c, hw, x);
+    Ok(())
+}
+
+/// Softmax in place over every channel fibre of a checked `[_, c, hw]`
+/// buffer. The channels of one position are `hw` apart; with `hw = 1`
+/// (the common `[n, classes]` case) that is a contiguous row.
+fn softmax_rows(c: usize, hw: usize, x: &mut [f32]) {
+    if c == 0 || hw == 0 {
+        return;
+    }
+    for sample in x.chunks_exact_mut(c * hw) {
+        for s in 0..hw {
+            let fibre = || (s..c * hw).step_by(hw);
+            let max = fibre().map(|i| sample[i]).fold(f32::NEG_INFINITY, f32::max);
+            let mut sum = 0.0f32;
+            for i in fibre() {
+                let e = (sample[i] - max).exp();
+                sample[i] = e;
+                sum += e;
+            }
+            let inv = 1.0 / sum;
+            for i in fibre() {
+                sample[i] *= inv;
+            }
+        }
+    }
+}
+
+/// The softmax VJP from the saved output `y`:
+/// `dx_c = y_c · (dy_c − Σ_k dy_k·y_k)` over each channel fibre.
+pub fn softmax_backward(
+    n: usize,
+    c: usize,
+    hw: usize,
+    y: &[f32],
+    dy: &[f32],
+    dx: &mut [f32],
+) -> Result<(), LenError> {
+    let len = numel(&[n, c, hw]);
+    check_len("softmax_backward", "y", y.len(), len)?;
+    check_len("softmax_backward", "dy", dy.len(), len)?;
+    check_len("softmax_backward", "dx", dx.len(), len)?;
+    if c == 0 || hw == 0 {
+        return Ok(());
+    }
+    let stride = c * hw;
+    for ((y, dy), dx) in
+        y.chunks_exact(stride).zip(dy.chunks_exact(stride)).zip(dx.chunks_exact_mut(stride))
+    {
+        for s in 0..hw {
+            let fibre = || (s..stride).step_by(hw);
+            let dot: f32 = fibre().map(|i| dy[i] * y[i]).sum();
+            for i in fibre() {
+                dx[i] = y[i] * (dy[i] - dot);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `x = act(x + bias[channel])` over NCHW `[n, c, hw]` in one pass: the
+/// epilogue of a convolution or dense layer when the GEMM could not fuse it
+/// (for `[n, features]` use `hw = 1`).
+pub fn bias_add_act(
+    n: usize,
+    c: usize,
+    hw: usize,
+    bias: &[f32],
+    act: Activation,
+    x: &mut [f32],
+) -> Result<(), LenError> {
+    check_len("bias_add_act", "bias", bias.len(), c)?;
+    check_len("bias_add_act", "x", x.len(), numel(&[n, c, hw]))?;
+    if hw == 0 {
+        return Ok(());
+    }
+    for (i, channel) in x.chunks_exact_mut(hw).enumerate() {
+        let b = bias[i % c];
+        for x in channel {
+            *x = activate(act, *x + b);
+        }
+    }
+    Ok(())
+}
+
+/// `y = act(x + bias[channel])` over NCHW `[n, c, hw]`, out of place.
+#[allow(clippy::too_many_arguments)]
+pub fn bias_add_act_to(
+    n: usize,
+    c: usize,
+    hw: usize,
+    x: &[f32],
+    bias: &[f32],
+    act: Activation,
+    y: &mut [f32],
+) -> Result<(), LenError> {
+    let len = numel(&[n, c, hw]);
+    check_len("bias_add_act", "bias", bias.len(), c)?;
+    check_len("bias_add_act", "x", x.len(), len)?;
+    check_len("bias_add_act", "y", y.len(), len)?;
+    if hw == 0 {
+        return Ok(());
+    }
+    for (i, (y, x)) in y.chunks_exact_mut(hw).zip(x.chunks_exact(hw)).enumerate() {
+        let b = bias[i % c];
+        for (y, &x) in y.iter_mut().zip(x) {
+            *y = activate(act, x + b);
+        }
+    }
+    Ok(())
+}
+
+/// The backward of [`bias_add_act`] in one pass: `dz = dy · act'(z)` from
+/// the saved output `y`, and `dbias[c] = Σ_{n, hw} dz` (overwritten, not
+/// accumulated). `dz` is the gradient for whatever produced `x`.
+#[allow(clippy::too_many_arguments)]
+pub fn bias_act_backward(
+    n: usize,
+    c: usize,
+    hw: usize,
+    act: Activation,
+    y: &[f32],
+    dy: &[f32],
+    dz: &mut [f32],
+    dbias: &mut [f32],
+) -> Result<(), LenError> {
+    let len = numel(&[n, c, hw]);
+    check_len("bias_act_backward", "y", y.len(), len)?;
+    check_len("bias_act_backward", "dy", dy.len(), len)?;
+    check_len("bias_act_backward", "dz", dz.len(), len)?;
+    check_len("bias_act_backward", "dbias", dbias.len(), c)?;
+    dbias.fill(0.0);
+    if hw == 0 {
+        return Ok(());
+    }
+    let rows = y.chunks_exact(hw).zip(dy.chunks_exact(hw)).zip(dz.chunks_exact_mut(hw));
+    for (i, ((y, dy), dz)) in rows.enumerate() {
+        let mut partial = 0.0f32;
+        for ((dz, &dy), &y) in dz.iter_mut().zip(dy).zip(y) {
+            *dz = dy * derivative_from_output(act, y);
+            partial += *dz;
+        }
+        dbias[i % c] += partial;
+    }
+    Ok(())
+}

@@ -1,0 +1,130 @@
+//! Inverted dropout whose mask is never stored: the keep decision for
+//! element `i` is a pure function of `(seed, step, layer, i)` through the
+//! counter-based RNG, so the backward pass regenerates exactly the mask the
+//! forward pass used, and a run is reproducible from its seed.
+//!
+//! As in PyTorch's `nn.Dropout`, an element is kept with probability
+//! `1 − p` and scaled by `1/(1 − p)` in training, so inference is the
+//! identity; `p = 0` is the identity and `p = 1` zeroes everything.
+
+use std::fmt;
+
+use crate::error::{check_len, LenError};
+use crate::rng;
+
+/// Which mask: the training run's `seed`, the optimizer `step` and the
+/// dropout `layer` (its index in the network).
+///
+/// The RNG stream is `step` in the low 48 bits and `layer` in the high 16,
+/// so masks differ for every step below 2⁴⁸ and layer below 2¹⁶; the
+/// element index is the counter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct DropoutKey {
+    pub seed: u64,
+    pub step: u64,
+    pub layer: u16,
+}
+
+impl DropoutKey {
+    fn stream(self) -> u64 {
+        (self.step & ((1 << 48) - 1)) | (u64::from(self.layer) << 48)
+    }
+}
+
+/// A dropout probability outside `[0, 1]` (or NaN), which PyTorch rejects
+/// too.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct InvalidProbability(pub f32);
+
+impl fmt::Display for InvalidProbability {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "dropout probability has to be between 0 and 1, found {}", self.0)
+    }
+}
+
+impl std::error::Error for InvalidProbability {}
+
+/// Dropout with a validated drop probability `p`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Dropout {
+    p: f32,
+    /// Element kept iff its 24-bit uniform is below this (`(1 − p)·2²⁴`),
+    /// an integer compare that is exact for every `p`.
+    keep_below: u32,
+    scale: f32,
+}
+
+impl Dropout {
+    pub fn new(p: f32) -> Result<Self, InvalidProbability> {
+        if !(0.0..=1.0).contains(&p) {
+            return Err(InvalidProbability(p));
+        }
+        let keep = 1.0 - f64::from(p);
+        let keep_below = (keep * f64::from(1u32 << 24)).round() as u32;
+        // PyTorch returns zeros at p = 1 rather than 0 · inf.
+        let scale = if p < 1.0 { (1.0 / keep) as f32 } else { 0.0 };
+        Ok(Dropout { p, keep_below, scale })
+    }
+
+    pub fn p(&self) -> f32 {
+        self.p
+    }
+
+    /// Whether element `index` is kept under `key`: the mask, one element
+    /// at a time (the kernels use whole RNG blocks instead).
+    pub fn keeps(&self, key: DropoutKey, index: u64) -> bool {
+        (rng::block(key.seed, key.stream(), index / 4)[(index % 4) as usize] >> 8) < self.keep_below
+    }
+
+    /// `out[i] = input[i] · mask[i] / (1 − p)`, four elements per RNG
+    /// block; with no `input`, `out` is scaled in place.
+    fn apply(&self, key: DropoutKey, out: &mut [f32], input: Option<&[f32]>) {
+        if self.p == 0.0 {
+            if let Some(input) = input {
+                out.copy_from_slice(input);
+            }
+            return;
+        }
+        let stream = key.stream();
+        for (b, chunk) in out.chunks_mut(4).enumerate() {
+            let words = rng::block(key.seed, stream, b as u64);
+            for (j, (o, &w)) in chunk.iter_mut().zip(&words).enumerate() {
+                let x = input.map_or(*o, |input| input[4 * b + j]);
+                *o = if (w >> 8) < self.keep_below { x * self.scale } else { 0.0 };
+            }
+        }
+    }
+
+    /// Training forward: `y = x · mask / (1 − p)`.
+    pub fn forward(&self, key: DropoutKey, x: &[f32], y: &mut [f32]) -> Result<(), LenError> {
+        check_len("dropout_forward", "y", y.len(), x.len())?;
+        self.apply(key, y, Some(x));
+        Ok(())
+    }
+
+    /// Training forward overwriting `x`.
+    pub fn forward_in_place(&self, key: DropoutKey, x: &mut [f32]) {
+        self.apply(key, x, None);
+    }
+
+    /// Inference forward: the identity (inverted dropout already scaled
+    /// the training activations).
+    pub fn forward_eval(&self, x: &[f32], y: &mut [f32]) -> Result<(), LenError> {
+        check_len("dropout_forward", "y", y.len(), x.len())?;
+        y.copy_from_slice(x);
+        Ok(())
+    }
+
+    /// `dx = dy · mask / (1 − p)` with the mask regenerated from `key`,
+    /// which must be the forward pass's.
+    pub fn backward(&self, key: DropoutKey, dy: &[f32], dx: &mut [f32]) -> Result<(), LenError> {
+        check_len("dropout_backward", "dx", dx.len(), dy.len())?;
+        self.apply(key, dx, Some(dy));
+        Ok(())
+    }
+
+    /// [`Dropout::backward`] overwriting the incoming gradient.
+    pub fn backward_in_place(&self, key: DropoutKey, g: &mut [f32]) {
+        self.apply(key, g, None);
+    }
+}

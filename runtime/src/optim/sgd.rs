@@ -1,0 +1,93 @@
+//! Stochastic gradient descent exactly as `torch.optim.SGD` with
+//! `dampening = 0`: L2 weight decay, heavy-ball momentum and Nesterov.
+
+use super::range_mut;
+use crate::error::{check_len, LenError};
+
+/// `torch.optim.SGD(lr, momentum, dampening=0, weight_decay, nesterov)`.
+///
+/// Per element, with `g` the gradient and `b` the momentum buffer:
+///
+/// ```text
+/// g = g + weight_decay · p                  (if weight_decay ≠ 0)
+/// b = momentum · b + g                      (if momentum ≠ 0)
+/// g = g + momentum · b  if nesterov, else  g = b
+/// p = p − lr · g
+/// ```
+///
+/// PyTorch sets `b = g` on the first step instead of decaying a buffer; with
+/// dampening 0 that is the same as starting from the zeroed buffer that
+/// [`SgdState::new`] allocates.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Sgd {
+    pub lr: f64,
+    pub momentum: f64,
+    pub nesterov: bool,
+    pub weight_decay: f64,
+}
+
+impl Sgd {
+    /// Plain SGD: no momentum, no weight decay.
+    pub fn new(lr: f64) -> Self {
+        Sgd { lr, momentum: 0.0, nesterov: false, weight_decay: 0.0 }
+    }
+
+    /// One step on one parameter tensor, with `momentum_buf` its slice of
+    /// the state (same length as `params`; untouched when `momentum == 0`).
+    pub fn step(
+        &self,
+        momentum_buf: &mut [f32],
+        params: &mut [f32],
+        grads: &[f32],
+    ) -> Result<(), LenError> {
+        check_len("sgd_step", "grads", grads.len(), params.len())?;
+        check_len("sgd_step", "momentum_buf", momentum_buf.len(), params.len())?;
+        // PyTorch rounds each Python-float scalar to f32 at the tensor op.
+        let lr = self.lr as f32;
+        let momentum = self.momentum as f32;
+        let wd = self.weight_decay as f32;
+        let use_momentum = self.momentum != 0.0;
+        for ((p, &g), b) in params.iter_mut().zip(grads).zip(momentum_buf.iter_mut()) {
+            let mut d = if wd != 0.0 { g + wd * *p } else { g };
+            if use_momentum {
+                *b = *b * momentum + d;
+                d = if self.nesterov { d + momentum * *b } else { *b };
+            }
+            *p += -lr * d;
+        }
+        Ok(())
+    }
+}
+
+/// The momentum buffers of [`Sgd`] for `len` parameters, zeroed, allocated
+/// once.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SgdState {
+    momentum: Vec<f32>,
+}
+
+impl SgdState {
+    pub fn new(len: usize) -> Self {
+        SgdState { momentum: vec![0.0; len] }
+    }
+
+    pub fn len(&self) -> usize {
+        self.momentum.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.momentum.is_empty()
+    }
+
+    /// The whole buffer, for a state made for one tensor or a flat
+    /// parameter buffer.
+    pub fn buffer_mut(&mut self) -> &mut [f32] {
+        &mut self.momentum
+    }
+
+    /// The slice of the state for the tensor at `offset .. offset + len` of
+    /// the flat parameter order.
+    pub fn tensor_mut(&mut self, offset: usize, len: usize) -> Result<&mut [f32], LenError> {
+        range_mut("sgd_state", "momentum_buf", &mut self.momentum, offset, len)
+    }
+}

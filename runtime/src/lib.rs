@@ -9,6 +9,9 @@
 pub mod error;
 #[allow(unsafe_code)]
 pub mod gemm;
+pub mod norm;
+pub mod pool;
+mod reduce;
 pub mod reference;
 
 pub use error::LenError;

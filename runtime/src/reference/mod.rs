@@ -3,5 +3,15 @@
 //! matters, and follow PyTorch's semantics. One file per op family.
 
 mod gemm;
+mod norm;
+mod pool;
 
 pub use gemm::gemm;
+pub use norm::{
+    batch_norm_backward, batch_norm_inference, batch_norm_train, lrn, lrn_backward, lrn_scale,
+    BatchNormTrain,
+};
+pub use pool::{
+    avg_pool2d, avg_pool2d_backward, global_avg_pool, global_avg_pool_backward, max_pool2d,
+    max_pool2d_backward,
+};

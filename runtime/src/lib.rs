@@ -17,6 +17,9 @@ pub mod gemm;
 pub mod init;
 pub mod loss;
 pub mod optim;
+pub mod norm;
+pub mod pool;
+mod reduce;
 pub mod reference;
 pub mod rng;
 

@@ -1,0 +1,355 @@
+//! Normalisation over f32 NCHW tensors, forward and backward, with PyTorch's
+//! semantics: batch norm over the channel axis (`nn.BatchNorm2d`, and
+//! `nn.BatchNorm1d` on `[N, C]` as `h = w = 1`) in training and inference
+//! mode, and local response normalisation across channels
+//! (`nn.LocalResponseNorm`).
+//!
+//! A channel of an NCHW tensor is `n` contiguous planes of `h·w` cells, one
+//! per sample, so batch norm reduces plane by plane (f32 in eight lanes
+//! inside a plane, f64 across planes) and applies one fused multiply-add per
+//! cell. LRN mixes a window of planes of the same sample.
+
+use crate::error::{check_len, LenError};
+use crate::reduce;
+
+/// The shape and hyper-parameters of a batch norm over `[n, c, h, w]`.
+///
+/// `momentum` is PyTorch's: `running = (1 - momentum)·running +
+/// momentum·batch`. PyTorch's `momentum = None` (a cumulative average) is not
+/// supported. An `affine = false` layer passes `gamma = 1`, `beta = 0`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct BatchNorm {
+    pub n: usize,
+    pub c: usize,
+    pub h: usize,
+    pub w: usize,
+    pub eps: f32,
+    pub momentum: f32,
+}
+
+impl BatchNorm {
+    /// PyTorch's defaults: `eps = 1e-5`, `momentum = 0.1`.
+    pub fn new(n: usize, c: usize, h: usize, w: usize) -> Self {
+        BatchNorm { n, c, h, w, eps: 1e-5, momentum: 0.1 }
+    }
+
+    /// Elements of `x`, `y`, `dy` and `dx`.
+    pub fn x_len(&self) -> usize {
+        self.n * self.c * self.h * self.w
+    }
+
+    /// Values per channel, the `m` the statistics average over: `n·h·w`.
+    pub fn count(&self) -> usize {
+        self.n * self.h * self.w
+    }
+
+    /// The offsets of channel `ch`'s planes, one per sample.
+    #[inline(always)]
+    fn planes(&self, ch: usize) -> impl Iterator<Item = std::ops::Range<usize>> {
+        let (c, hw) = (self.c, self.h * self.w);
+        (0..self.n).map(move |i| {
+            let start = (i * c + ch) * hw;
+            start..start + hw
+        })
+    }
+}
+
+/// Batch norm in training mode, as `nn.BatchNorm2d` in `train()`:
+///
+/// - normalises each channel by its batch mean and *biased* variance,
+///   `y = (x - mean) / sqrt(var + eps) · gamma + beta`;
+/// - saves `mean` and `invstd = 1 / sqrt(var + eps)` per channel in
+///   `save_mean` and `save_invstd`, for [`batch_norm_backward`];
+/// - updates `running_mean` with the mean and `running_var` with the
+///   *unbiased* variance `var · m / (m - 1)`, `m = n·h·w`, by `momentum`.
+///
+/// With `m == 1` the unbiased variance is 0/0 and `running_var` becomes NaN,
+/// as in ATen (PyTorch's Python layer refuses such a batch). An empty batch
+/// (`m == 0`) leaves the running stats untouched, as ATen does, and saves
+/// mean 0 and variance 0.
+#[allow(clippy::too_many_arguments)]
+pub fn batch_norm_forward_train(
+    bn: BatchNorm,
+    x: &[f32],
+    gamma: &[f32],
+    beta: &[f32],
+    y: &mut [f32],
+    save_mean: &mut [f32],
+    save_invstd: &mut [f32],
+    running_mean: &mut [f32],
+    running_var: &mut [f32],
+) -> Result<(), LenError> {
+    const OP: &str = "batch_norm_forward_train";
+    check_len(OP, "x", x.len(), bn.x_len())?;
+    check_len(OP, "gamma", gamma.len(), bn.c)?;
+    check_len(OP, "beta", beta.len(), bn.c)?;
+    check_len(OP, "y", y.len(), bn.x_len())?;
+    check_len(OP, "save_mean", save_mean.len(), bn.c)?;
+    check_len(OP, "save_invstd", save_invstd.len(), bn.c)?;
+    check_len(OP, "running_mean", running_mean.len(), bn.c)?;
+    check_len(OP, "running_var", running_var.len(), bn.c)?;
+    let m = bn.count();
+    let eps = f64::from(bn.eps);
+    if m == 0 {
+        save_mean.fill(0.0);
+        save_invstd.fill((1.0 / eps.sqrt()) as f32);
+        return Ok(());
+    }
+    let momentum = f64::from(bn.momentum);
+    for ch in 0..bn.c {
+        let sum: f64 = bn.planes(ch).map(|r| f64::from(reduce::sum(&x[r]))).sum();
+        let mean = (sum / m as f64) as f32;
+        // Deviations from the rounded mean: the error this adds is
+        // m·(mean rounding)², far below f32 resolution.
+        let ssd: f64 = bn.planes(ch).map(|r| f64::from(reduce::sum_sq_dev(&x[r], mean))).sum();
+        let var = ssd / m as f64;
+        let invstd = 1.0 / (var + eps).sqrt();
+        save_mean[ch] = mean;
+        save_invstd[ch] = invstd as f32;
+        running_mean[ch] =
+            ((1.0 - momentum) * f64::from(running_mean[ch]) + momentum * f64::from(mean)) as f32;
+        let unbiased = ssd / (m - 1) as f64;
+        running_var[ch] =
+            ((1.0 - momentum) * f64::from(running_var[ch]) + momentum * unbiased) as f32;
+        normalise(bn, ch, x, y, mean, invstd as f32, gamma[ch], beta[ch]);
+    }
+    Ok(())
+}
+
+/// `y = (x - mean)·invstd·gamma + beta` on channel `ch`, folded as ATen does
+/// into one multiply-add per cell.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn normalise(
+    bn: BatchNorm,
+    ch: usize,
+    x: &[f32],
+    y: &mut [f32],
+    mean: f32,
+    invstd: f32,
+    gamma: f32,
+    beta: f32,
+) {
+    let scale = invstd * gamma;
+    let shift = beta - mean * scale;
+    for r in bn.planes(ch) {
+        for (yv, &xv) in y[r.clone()].iter_mut().zip(&x[r]) {
+            *yv = xv * scale + shift;
+        }
+    }
+}
+
+/// Batch norm in inference mode, as `nn.BatchNorm2d` in `eval()`:
+/// `y = (x - running_mean) / sqrt(running_var + eps) · gamma + beta`.
+pub fn batch_norm_forward_inference(
+    bn: BatchNorm,
+    x: &[f32],
+    gamma: &[f32],
+    beta: &[f32],
+    running_mean: &[f32],
+    running_var: &[f32],
+    y: &mut [f32],
+) -> Result<(), LenError> {
+    const OP: &str = "batch_norm_forward_inference";
+    check_len(OP, "x", x.len(), bn.x_len())?;
+    check_len(OP, "gamma", gamma.len(), bn.c)?;
+    check_len(OP, "beta", beta.len(), bn.c)?;
+    check_len(OP, "running_mean", running_mean.len(), bn.c)?;
+    check_len(OP, "running_var", running_var.len(), bn.c)?;
+    check_len(OP, "y", y.len(), bn.x_len())?;
+    for ch in 0..bn.c {
+        let invstd = 1.0 / (running_var[ch] + bn.eps).sqrt();
+        normalise(bn, ch, x, y, running_mean[ch], invstd, gamma[ch], beta[ch]);
+    }
+    Ok(())
+}
+
+/// The gradient of [`batch_norm_forward_train`] (training mode, so through
+/// the batch statistics too), from the `save_mean` and `save_invstd` that
+/// the forward saved. With `x̂ = (x - mean)·invstd` and `m = n·h·w`:
+///
+/// - `dbeta = Σ dy`, `dgamma = Σ dy·x̂`;
+/// - `dx = gamma·invstd·(dy - dbeta/m - x̂·dgamma/m)`, the fused formula of
+///   ATen's `batch_norm_backward`.
+///
+/// `dx`, `dgamma` and `dbeta` are overwritten, not accumulated.
+#[allow(clippy::too_many_arguments)]
+pub fn batch_norm_backward(
+    bn: BatchNorm,
+    x: &[f32],
+    dy: &[f32],
+    gamma: &[f32],
+    save_mean: &[f32],
+    save_invstd: &[f32],
+    dx: &mut [f32],
+    dgamma: &mut [f32],
+    dbeta: &mut [f32],
+) -> Result<(), LenError> {
+    const OP: &str = "batch_norm_backward";
+    check_len(OP, "x", x.len(), bn.x_len())?;
+    check_len(OP, "dy", dy.len(), bn.x_len())?;
+    check_len(OP, "gamma", gamma.len(), bn.c)?;
+    check_len(OP, "save_mean", save_mean.len(), bn.c)?;
+    check_len(OP, "save_invstd", save_invstd.len(), bn.c)?;
+    check_len(OP, "dx", dx.len(), bn.x_len())?;
+    check_len(OP, "dgamma", dgamma.len(), bn.c)?;
+    check_len(OP, "dbeta", dbeta.len(), bn.c)?;
+    let m = bn.count();
+    for ch in 0..bn.c {
+        let (mean, invstd) = (save_mean[ch], save_invstd[ch]);
+        let sum_dy: f64 = bn.planes(ch).map(|r| f64::from(reduce::sum(&dy[r]))).sum();
+        let dot: f64 =
+            bn.planes(ch).map(|r| f64::from(reduce::dot_dev(&dy[r.clone()], &x[r], mean))).sum();
+        dbeta[ch] = sum_dy as f32;
+        dgamma[ch] = (dot * f64::from(invstd)) as f32;
+        if m == 0 {
+            continue;
+        }
+        let inv_m = 1.0 / m as f64;
+        let mean_dy = (sum_dy * inv_m) as f32;
+        // x̂·dgamma/m = (x - mean)·invstd²·dot/m.
+        let k = (dot * f64::from(invstd) * f64::from(invstd) * inv_m) as f32;
+        let a = gamma[ch] * invstd;
+        for r in bn.planes(ch) {
+            let planes = dx[r.clone()].iter_mut().zip(&dy[r.clone()]).zip(&x[r]);
+            for ((d, &g), &xv) in planes {
+                *d = (g - mean_dy - (xv - mean) * k) * a;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The shape and hyper-parameters of a local response norm over
+/// `[n, c, h, w]`, as `nn.LocalResponseNorm(size, alpha, beta, k)`.
+///
+/// `size` should be at least 1 (PyTorch rejects 0; here it gives NaN).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Lrn {
+    pub n: usize,
+    pub c: usize,
+    pub h: usize,
+    pub w: usize,
+    pub size: usize,
+    pub alpha: f32,
+    pub beta: f32,
+    pub k: f32,
+}
+
+impl Lrn {
+    /// PyTorch's defaults: `alpha = 1e-4`, `beta = 0.75`, `k = 1`.
+    pub fn new(n: usize, c: usize, h: usize, w: usize, size: usize) -> Self {
+        Lrn { n, c, h, w, size, alpha: 1e-4, beta: 0.75, k: 1.0 }
+    }
+
+    /// Elements of `x`, `y`, `scale`, `dy` and `dx`.
+    pub fn x_len(&self) -> usize {
+        self.n * self.c * self.h * self.w
+    }
+
+    /// The channels `[start, end)` that output channel `ch` sums over:
+    /// `ch - size/2 ..= ch + (size-1)/2`, clipped. PyTorch pads `size/2` zero
+    /// channels before and `(size-1)/2` after, then averages `size` of them,
+    /// so an even window leans towards the lower channels.
+    #[inline(always)]
+    fn window(&self, ch: usize) -> (usize, usize) {
+        (ch.saturating_sub(self.size / 2), (ch + self.size.div_ceil(2)).min(self.c))
+    }
+
+    /// The output channels whose window holds input channel `j`: the
+    /// mirror image of [`window`](Self::window),
+    /// `j - (size-1)/2 ..= j + size/2`, clipped.
+    #[inline(always)]
+    fn users(&self, j: usize) -> (usize, usize) {
+        if self.size == 0 {
+            return (j, j);
+        }
+        (j.saturating_sub((self.size - 1) / 2), (j + self.size / 2 + 1).min(self.c))
+    }
+}
+
+/// Local response normalisation, as `nn.LocalResponseNorm(size, alpha, beta,
+/// k)`: `y_c = x_c / scale_c^beta` with
+/// `scale_c = k + alpha · (Σ_{c' in window(c)} x_c'²) / size`, the window
+/// running from `c - size/2` to `c + (size-1)/2` (channels outside the
+/// tensor count as zero, and the divisor is always `size`). `scale` is
+/// saved for [`lrn_backward`].
+pub fn lrn_forward(l: Lrn, x: &[f32], y: &mut [f32], scale: &mut [f32]) -> Result<(), LenError> {
+    const OP: &str = "lrn_forward";
+    check_len(OP, "x", x.len(), l.x_len())?;
+    check_len(OP, "y", y.len(), l.x_len())?;
+    check_len(OP, "scale", scale.len(), l.x_len())?;
+    let (c, hw) = (l.c, l.h * l.w);
+    let size = l.size as f32;
+    let plane = |i: usize, ch: usize| (i * c + ch) * hw..(i * c + ch + 1) * hw;
+    for i in 0..l.n {
+        for ch in 0..c {
+            let s = &mut scale[plane(i, ch)];
+            s.fill(0.0);
+            let (lo, hi) = l.window(ch);
+            for cc in lo..hi {
+                for (sv, &xv) in s.iter_mut().zip(&x[plane(i, cc)]) {
+                    *sv += xv * xv;
+                }
+            }
+            // ATen's order: average, then times alpha, then plus k.
+            for sv in s.iter_mut() {
+                *sv = l.k + l.alpha * (*sv / size);
+            }
+            let planes = y[plane(i, ch)].iter_mut().zip(&x[plane(i, ch)]).zip(&scale[plane(i, ch)]);
+            for ((yv, &xv), &sv) in planes {
+                *yv = xv / sv.powf(l.beta);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The gradient of [`lrn_forward`], from its input `x`, output `y` and saved
+/// `scale`. Each input feeds its own output and, through `scale`, the
+/// outputs whose window holds it:
+///
+/// `dx_j = dy_j / scale_j^beta
+///        - (2·alpha·beta / size) · x_j · Σ_{c: j in window(c)} dy_c · y_c / scale_c`.
+///
+/// `dx` is overwritten.
+pub fn lrn_backward(
+    l: Lrn,
+    x: &[f32],
+    y: &[f32],
+    scale: &[f32],
+    dy: &[f32],
+    dx: &mut [f32],
+) -> Result<(), LenError> {
+    const OP: &str = "lrn_backward";
+    check_len(OP, "x", x.len(), l.x_len())?;
+    check_len(OP, "y", y.len(), l.x_len())?;
+    check_len(OP, "scale", scale.len(), l.x_len())?;
+    check_len(OP, "dy", dy.len(), l.x_len())?;
+    check_len(OP, "dx", dx.len(), l.x_len())?;
+    let (c, hw) = (l.c, l.h * l.w);
+    let coef = 2.0 * l.alpha * l.beta / l.size as f32;
+    let plane = |i: usize, ch: usize| (i * c + ch) * hw..(i * c + ch + 1) * hw;
+    for i in 0..l.n {
+        for j in 0..c {
+            // dx_j first collects the cross-channel sum, then becomes the
+            // gradient: no scratch buffer needed.
+            let d = &mut dx[plane(i, j)];
+            d.fill(0.0);
+            let (lo, hi) = l.users(j);
+            for cc in lo..hi {
+                let p = plane(i, cc);
+                let terms = d.iter_mut().zip(&dy[p.clone()]).zip(&y[p.clone()]).zip(&scale[p]);
+                for (((dv, &g), &yv), &sv) in terms {
+                    *dv += g * yv / sv;
+                }
+            }
+            let p = plane(i, j);
+            let terms = d.iter_mut().zip(&dy[p.clone()]).zip(&x[p.clone()]).zip(&scale[p]);
+            for (((dv, &g), &xv), &sv) in terms {
+                *dv = g / sv.powf(l.beta) - coef * xv * *dv;
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,325 @@
+//! 2-D pooling over f32 NCHW tensors, forward and backward, with PyTorch's
+//! semantics: `nn.MaxPool2d` and `nn.AvgPool2d` with `ceil_mode = false`,
+//! `dilation = 1`, `count_include_pad = true` and no `divisor_override`, and
+//! `nn.AdaptiveAvgPool2d(1)` flattened to `[N, C]` as global average pooling.
+//!
+//! Every input plane `[H, W]` is pooled on its own, in memory order. Max
+//! pooling scans one window at a time, slicing each of its rows once. The
+//! average pools work a whole output row at a time: for each input row and
+//! each window column `j`, one strided pass over the input row updates every
+//! output of the row, so the bookkeeping is per row rather than per output.
+//! Either way a window is visited in row-major order, as ATen visits it,
+//! which fixes ties, NaN and the order of the sums.
+
+use crate::error::{check_len, LenError};
+use crate::reduce;
+
+/// The shape of a 2-D pooling: input `[n, c, h, w]`, a `kh x kw` window
+/// moved by `sh`, `sw`, with `ph`, `pw` cells of padding on each side.
+///
+/// The geometry PyTorch accepts is `kh, kw, sh, sw >= 1`, `ph <= kh / 2`,
+/// `pw <= kw / 2` and `h, w >= 1`. For any other geometry [`out_h`](Self::out_h)
+/// or [`out_w`](Self::out_w) is 0, so the output is empty and a caller that
+/// expected outputs gets a length error on `y`, never a panic.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Pool2d {
+    pub n: usize,
+    pub c: usize,
+    pub h: usize,
+    pub w: usize,
+    pub kh: usize,
+    pub kw: usize,
+    pub sh: usize,
+    pub sw: usize,
+    pub ph: usize,
+    pub pw: usize,
+}
+
+/// PyTorch's floor-mode output size, `(len + 2·pad - k) / stride + 1`, or 0
+/// for an illegal geometry.
+fn out_dim(len: usize, k: usize, stride: usize, pad: usize) -> usize {
+    if len == 0 || k == 0 || stride == 0 || pad > k / 2 || len + 2 * pad < k {
+        0
+    } else {
+        (len + 2 * pad - k) / stride + 1
+    }
+}
+
+impl Pool2d {
+    /// A square `k x k` window with stride `s` and padding `p`, as
+    /// `nn.MaxPool2d(k, s, p)`.
+    pub fn square(n: usize, c: usize, h: usize, w: usize, k: usize, s: usize, p: usize) -> Self {
+        Pool2d { n, c, h, w, kh: k, kw: k, sh: s, sw: s, ph: p, pw: p }
+    }
+
+    /// Output rows: `(h + 2·ph - kh) / sh + 1`, rounded down.
+    pub fn out_h(&self) -> usize {
+        out_dim(self.h, self.kh, self.sh, self.ph)
+    }
+
+    /// Output columns: `(w + 2·pw - kw) / sw + 1`, rounded down.
+    pub fn out_w(&self) -> usize {
+        out_dim(self.w, self.kw, self.sw, self.pw)
+    }
+
+    /// Elements of the input `[n, c, h, w]` (and of `dx`).
+    pub fn x_len(&self) -> usize {
+        self.n * self.c * self.h * self.w
+    }
+
+    /// Elements of the output `[n, c, out_h, out_w]` (and of `dy` and of the
+    /// max-pool `argmax`).
+    pub fn y_len(&self) -> usize {
+        self.n * self.c * self.out_h() * self.out_w()
+    }
+
+    /// The input rows `[start, end)` that output row `o` sees, padding cut off.
+    /// For a legal geometry every window holds at least one input cell.
+    #[inline(always)]
+    fn rows(&self, o: usize) -> (usize, usize) {
+        window(o, self.sh, self.ph, self.kh, self.h)
+    }
+
+    /// The input columns `[start, end)` that output column `o` sees.
+    #[inline(always)]
+    fn cols(&self, o: usize) -> (usize, usize) {
+        window(o, self.sw, self.pw, self.kw, self.w)
+    }
+}
+
+/// The clipped input range of window `o`. The window starts at `o·s - p` in
+/// input coordinates; working in padded coordinates keeps it unsigned.
+#[inline(always)]
+fn window(o: usize, s: usize, p: usize, k: usize, len: usize) -> (usize, usize) {
+    let start = o * s;
+    (start.saturating_sub(p), (start + k).saturating_sub(p).min(len))
+}
+
+/// The outputs `[lo, hi)` (of `out`) whose window cell `j` is an input cell,
+/// not padding: `0 <= o·s + j - p < len`. Their cells are `lo·s + j - p`
+/// onwards, `s` apart.
+#[inline(always)]
+fn span(j: usize, s: usize, p: usize, len: usize, out: usize) -> (usize, usize) {
+    let lo = if j < p { (p - j).div_ceil(s) } else { 0 };
+    let hi = if len + p > j { ((len + p - 1 - j) / s + 1).min(out) } else { 0 };
+    (lo.min(hi), hi)
+}
+
+/// Max pooling, as `nn.MaxPool2d(kernel, stride, padding)` with
+/// `return_indices = true`: `y` is the maximum of each window, padding counts
+/// as `-inf`, and `argmax` is the flat index `ih·w + iw` of that maximum
+/// inside its input plane (the index PyTorch returns).
+///
+/// As in ATen's CPU kernel the window is scanned row by row and a cell wins
+/// if it is greater than the best so far or NaN: ties go to the first cell,
+/// NaN propagates (the last NaN wins), and a window of `-inf` points at its
+/// first input cell.
+///
+/// Fails if a plane has more than `u32::MAX` cells, as the index would not fit.
+pub fn max_pool2d_forward(
+    p: Pool2d,
+    x: &[f32],
+    y: &mut [f32],
+    argmax: &mut [u32],
+) -> Result<(), LenError> {
+    const OP: &str = "max_pool2d_forward";
+    check_len(OP, "x", x.len(), p.x_len())?;
+    check_len(OP, "y", y.len(), p.y_len())?;
+    check_len(OP, "argmax", argmax.len(), p.y_len())?;
+    let plane = p.h * p.w;
+    if plane > u32::MAX as usize {
+        return Err(LenError { op: OP, tensor: "x", expected: u32::MAX as usize, found: plane });
+    }
+    let (oh, ow) = (p.out_h(), p.out_w());
+    if p.y_len() == 0 {
+        return Ok(());
+    }
+    let planes = x
+        .chunks_exact(plane)
+        .zip(y.chunks_exact_mut(oh * ow).zip(argmax.chunks_exact_mut(oh * ow)));
+    // One window at a time, unlike the average pools: the running maximum
+    // stays in a register, where a row-wise pass would load and store it for
+    // every cell.
+    for (xp, (yp, ap)) in planes {
+        for (o_r, (yr, ar)) in yp.chunks_exact_mut(ow).zip(ap.chunks_exact_mut(ow)).enumerate() {
+            let (r0, r1) = p.rows(o_r);
+            for (o_c, (yv, av)) in yr.iter_mut().zip(ar.iter_mut()).enumerate() {
+                let (c0, c1) = p.cols(o_c);
+                let mut best = f32::NEG_INFINITY;
+                // ATen's initial index: the first input cell of the window.
+                let mut best_at = r0 * p.w + c0;
+                for r in r0..r1 {
+                    let row = &xp[r * p.w + c0..r * p.w + c1];
+                    for (j, &v) in row.iter().enumerate() {
+                        if v > best || v.is_nan() {
+                            best = v;
+                            best_at = r * p.w + c0 + j;
+                        }
+                    }
+                }
+                *yv = best;
+                // Fits: best_at < plane <= u32::MAX, checked above.
+                *av = best_at as u32;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The gradient of [`max_pool2d_forward`]: `dx` is overwritten with zeros,
+/// then each `dy` is added to the input cell its `argmax` names, so a cell
+/// that is the maximum of several overlapping windows gets their sum (as
+/// `max_pool2d_with_indices_backward`).
+///
+/// An `argmax` entry outside its plane (not one the forward wrote) is
+/// skipped rather than trusted.
+pub fn max_pool2d_backward(
+    p: Pool2d,
+    dy: &[f32],
+    argmax: &[u32],
+    dx: &mut [f32],
+) -> Result<(), LenError> {
+    const OP: &str = "max_pool2d_backward";
+    check_len(OP, "dy", dy.len(), p.y_len())?;
+    check_len(OP, "argmax", argmax.len(), p.y_len())?;
+    check_len(OP, "dx", dx.len(), p.x_len())?;
+    dx.fill(0.0);
+    let out_plane = p.out_h() * p.out_w();
+    if p.y_len() == 0 {
+        return Ok(());
+    }
+    let planes = dx
+        .chunks_exact_mut(p.h * p.w)
+        .zip(dy.chunks_exact(out_plane).zip(argmax.chunks_exact(out_plane)));
+    for (dxp, (dyp, ap)) in planes {
+        for (&g, &i) in dyp.iter().zip(ap) {
+            if let Some(d) = dxp.get_mut(i as usize) {
+                *d += g;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Average pooling, as `nn.AvgPool2d(kernel, stride, padding)` with the
+/// defaults `count_include_pad = true`, `divisor_override = None`: padding
+/// counts as zeros and the divisor is always `kh·kw`. The window is summed
+/// in f32, row by row, then divided, as ATen's CPU kernel does.
+pub fn avg_pool2d_forward(p: Pool2d, x: &[f32], y: &mut [f32]) -> Result<(), LenError> {
+    const OP: &str = "avg_pool2d_forward";
+    check_len(OP, "x", x.len(), p.x_len())?;
+    check_len(OP, "y", y.len(), p.y_len())?;
+    let (oh, ow) = (p.out_h(), p.out_w());
+    if p.y_len() == 0 {
+        return Ok(());
+    }
+    // With floor mode and pad <= kernel/2 no window reaches past the padding,
+    // so ATen's divisor `(hend - hstart)·(wend - wstart)` is always kh·kw.
+    let divisor = (p.kh * p.kw) as f32;
+    for (xp, yp) in x.chunks_exact(p.h * p.w).zip(y.chunks_exact_mut(oh * ow)) {
+        for (o_r, yr) in yp.chunks_exact_mut(ow).enumerate() {
+            let (r0, r1) = p.rows(o_r);
+            yr.fill(0.0);
+            for r in r0..r1 {
+                let xr = &xp[r * p.w..(r + 1) * p.w];
+                for j in 0..p.kw {
+                    let (lo, hi) = span(j, p.sw, p.pw, p.w, ow);
+                    if lo == hi {
+                        continue;
+                    }
+                    let cells = xr[lo * p.sw + j - p.pw..].iter().step_by(p.sw);
+                    for (yv, &v) in yr[lo..hi].iter_mut().zip(cells) {
+                        *yv += v;
+                    }
+                }
+            }
+            for yv in yr {
+                *yv /= divisor;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The gradient of [`avg_pool2d_forward`]: `dx` is overwritten, each input
+/// cell receiving `dy / (kh·kw)` from every window that covers it.
+pub fn avg_pool2d_backward(p: Pool2d, dy: &[f32], dx: &mut [f32]) -> Result<(), LenError> {
+    const OP: &str = "avg_pool2d_backward";
+    check_len(OP, "dy", dy.len(), p.y_len())?;
+    check_len(OP, "dx", dx.len(), p.x_len())?;
+    dx.fill(0.0);
+    let (oh, ow) = (p.out_h(), p.out_w());
+    if p.y_len() == 0 {
+        return Ok(());
+    }
+    let divisor = (p.kh * p.kw) as f32;
+    for (dxp, dyp) in dx.chunks_exact_mut(p.h * p.w).zip(dy.chunks_exact(oh * ow)) {
+        for (o_r, dyr) in dyp.chunks_exact(ow).enumerate() {
+            let (r0, r1) = p.rows(o_r);
+            for r in r0..r1 {
+                let dxr = &mut dxp[r * p.w..(r + 1) * p.w];
+                for j in 0..p.kw {
+                    let (lo, hi) = span(j, p.sw, p.pw, p.w, ow);
+                    if lo == hi {
+                        continue;
+                    }
+                    let cells = dxr[lo * p.sw + j - p.pw..].iter_mut().step_by(p.sw);
+                    for (d, &g) in cells.zip(&dyr[lo..hi]) {
+                        *d += g / divisor;
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Global average pooling, `[n, c, h, w] -> [n, c]`: the mean of each plane,
+/// as `nn.AdaptiveAvgPool2d(1)` followed by a flatten. An empty plane
+/// (`h·w == 0`) has mean NaN, as `torch.mean` of an empty tensor.
+pub fn global_avg_pool_forward(
+    n: usize,
+    c: usize,
+    h: usize,
+    w: usize,
+    x: &[f32],
+    y: &mut [f32],
+) -> Result<(), LenError> {
+    const OP: &str = "global_avg_pool_forward";
+    check_len(OP, "x", x.len(), n * c * h * w)?;
+    check_len(OP, "y", y.len(), n * c)?;
+    let plane = h * w;
+    if plane == 0 {
+        y.fill(f32::NAN);
+        return Ok(());
+    }
+    let count = plane as f32;
+    for (xp, yv) in x.chunks_exact(plane).zip(y.iter_mut()) {
+        *yv = reduce::sum(xp) / count;
+    }
+    Ok(())
+}
+
+/// The gradient of [`global_avg_pool_forward`]: every cell of plane `(n, c)`
+/// gets `dy[n, c] / (h·w)`. `dx` is overwritten.
+pub fn global_avg_pool_backward(
+    n: usize,
+    c: usize,
+    h: usize,
+    w: usize,
+    dy: &[f32],
+    dx: &mut [f32],
+) -> Result<(), LenError> {
+    const OP: &str = "global_avg_pool_backward";
+    check_len(OP, "dy", dy.len(), n * c)?;
+    check_len(OP, "dx", dx.len(), n * c * h * w)?;
+    let plane = h * w;
+    if plane == 0 {
+        return Ok(());
+    }
+    let count = plane as f32;
+    for (dxp, &g) in dx.chunks_exact_mut(plane).zip(dy) {
+        dxp.fill(g / count);
+    }
+    Ok(())
+}

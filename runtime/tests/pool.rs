@@ -1,0 +1,309 @@
+//! The pooling kernels against the f64 references over random geometries
+//! (odd sizes, H != W, stride != kernel, every legal padding, batch 0 and 1),
+//! their gradients against central differences of the reference forward,
+//! PyTorch's corner cases (output size, ties, NaN, `-inf`, overlapping
+//! windows, `count_include_pad`) and length errors.
+
+use netc_runtime::pool::{
+    avg_pool2d_backward, avg_pool2d_forward, global_avg_pool_backward, global_avg_pool_forward,
+    max_pool2d_backward, max_pool2d_forward, Pool2d,
+};
+use netc_runtime::reference;
+use proptest::prelude::*;
+
+/// A deterministic pseudo-random fill in [-1, 1).
+fn fill(len: usize, seed: u64) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    (0..len)
+        .map(|_| {
+            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        })
+        .collect()
+}
+
+fn wide(x: &[f32]) -> Vec<f64> {
+    x.iter().map(|&v| f64::from(v)).collect()
+}
+
+/// `|got - want| <= tol·(1 + |want|)` everywhere; NaN matches only NaN and
+/// an infinity only itself.
+fn close(what: &str, got: &[f32], want: &[f64], tol: f64) -> Result<(), String> {
+    if got.len() != want.len() {
+        return Err(format!("{what}: {} elements, expected {}", got.len(), want.len()));
+    }
+    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
+        let g64 = f64::from(g);
+        let ok = (g.is_nan() && w.is_nan()) || g64 == w || (g64 - w).abs() <= tol * (1.0 + w.abs());
+        if !ok {
+            return Err(format!("{what}[{i}] = {g}, expected {w}"));
+        }
+    }
+    Ok(())
+}
+
+/// `Σ dy·f(x)` differentiated by central differences in f64, one input at a
+/// time. The pooling forwards are piecewise linear, so the step only has to
+/// be smaller than the gap between distinct inputs.
+fn central_differences(x: &[f64], dy: &[f64], f: impl Fn(&[f64]) -> Vec<f64>) -> Vec<f64> {
+    let h = 1e-7;
+    let loss = |x: &[f64]| f(x).iter().zip(dy).map(|(y, g)| y * g).sum::<f64>();
+    let mut x = x.to_vec();
+    (0..x.len())
+        .map(|i| {
+            let v = x[i];
+            x[i] = v + h;
+            let up = loss(&x);
+            x[i] = v - h;
+            let down = loss(&x);
+            x[i] = v;
+            (up - down) / (2.0 * h)
+        })
+        .collect()
+}
+
+/// A legal geometry: padding at most half the kernel, the padded input at
+/// least one window.
+fn geometry(max_nc: usize, max_hw: usize) -> impl Strategy<Value = Pool2d> {
+    (
+        (0..=max_nc, 1..=max_nc, 1..=max_hw, 1..=max_hw),
+        (1usize..=5, 1usize..=5, 1usize..=4, 1usize..=4),
+        (0usize..3, 0usize..3),
+    )
+        .prop_map(|((n, c, h, w), (kh, kw, sh, sw), (ph, pw))| {
+            let (ph, pw) = (ph % (kh / 2 + 1), pw % (kw / 2 + 1));
+            let h = h.max(kh.saturating_sub(2 * ph));
+            let w = w.max(kw.saturating_sub(2 * pw));
+            Pool2d { n, c, h, w, kh, kw, sh, sw, ph, pw }
+        })
+}
+
+/// With `ties`, inputs are multiples of 1/4 with some `-inf` and NaN, so
+/// windows have tied maxima and ATen's tie and NaN rules are exercised.
+fn check_max(p: Pool2d, seed: u64, ties: bool) -> Result<(), String> {
+    assert!(p.out_h() > 0 && p.out_w() > 0, "{p:?} is legal");
+    let mut x = fill(p.x_len(), seed);
+    if ties {
+        for v in &mut x {
+            *v = match *v {
+                v if v < -0.9 => f32::NEG_INFINITY,
+                v if v > 0.95 => f32::NAN,
+                v => (v * 4.0).round() / 4.0,
+            };
+        }
+    }
+    let dy = fill(p.y_len(), seed + 1);
+    let mut y = vec![f32::NAN; p.y_len()];
+    let mut argmax = vec![u32::MAX; p.y_len()];
+    max_pool2d_forward(p, &x, &mut y, &mut argmax).map_err(|e| e.to_string())?;
+    let (want_y, want_argmax) = reference::max_pool2d(p, &wide(&x));
+    close("y", &y, &want_y, 0.0)?;
+    if argmax != want_argmax {
+        return Err(format!("argmax {argmax:?}, expected {want_argmax:?}"));
+    }
+    let mut dx = vec![f32::NAN; p.x_len()];
+    max_pool2d_backward(p, &dy, &argmax, &mut dx).map_err(|e| e.to_string())?;
+    close("dx", &dx, &reference::max_pool2d_backward(p, &wide(&dy), &want_argmax), 1e-6)
+}
+
+fn check_avg(p: Pool2d, seed: u64) -> Result<(), String> {
+    let x = fill(p.x_len(), seed);
+    let dy = fill(p.y_len(), seed + 1);
+    let mut y = vec![f32::NAN; p.y_len()];
+    avg_pool2d_forward(p, &x, &mut y).map_err(|e| e.to_string())?;
+    close("y", &y, &reference::avg_pool2d(p, &wide(&x)), 1e-6)?;
+    let mut dx = vec![f32::NAN; p.x_len()];
+    avg_pool2d_backward(p, &dy, &mut dx).map_err(|e| e.to_string())?;
+    close("dx", &dx, &reference::avg_pool2d_backward(p, &wide(&dy)), 1e-6)
+}
+
+fn check_max_gradient(p: Pool2d, seed: u64) -> Result<(), String> {
+    let x = fill(p.x_len(), seed);
+    let dy = fill(p.y_len(), seed + 1);
+    let mut y = vec![0.0; p.y_len()];
+    let mut argmax = vec![0; p.y_len()];
+    max_pool2d_forward(p, &x, &mut y, &mut argmax).map_err(|e| e.to_string())?;
+    let mut dx = vec![0.0; p.x_len()];
+    max_pool2d_backward(p, &dy, &argmax, &mut dx).map_err(|e| e.to_string())?;
+    let fd = central_differences(&wide(&x), &wide(&dy), |x| reference::max_pool2d(p, x).0);
+    close("dx against central differences", &dx, &fd, 1e-5)
+}
+
+fn check_avg_gradient(p: Pool2d, seed: u64) -> Result<(), String> {
+    let x = fill(p.x_len(), seed);
+    let dy = fill(p.y_len(), seed + 1);
+    let mut dx = vec![0.0; p.x_len()];
+    avg_pool2d_backward(p, &dy, &mut dx).map_err(|e| e.to_string())?;
+    let fd = central_differences(&wide(&x), &wide(&dy), |x| reference::avg_pool2d(p, x));
+    close("dx against central differences", &dx, &fd, 1e-5)
+}
+
+fn check_global(n: usize, c: usize, h: usize, w: usize, seed: u64) -> Result<(), String> {
+    let x = fill(n * c * h * w, seed);
+    let dy = fill(n * c, seed + 1);
+    let mut y = vec![f32::NAN; n * c];
+    global_avg_pool_forward(n, c, h, w, &x, &mut y).map_err(|e| e.to_string())?;
+    close("y", &y, &reference::global_avg_pool(n, c, h, w, &wide(&x)), 1e-6)?;
+    let mut dx = vec![f32::NAN; x.len()];
+    global_avg_pool_backward(n, c, h, w, &dy, &mut dx).map_err(|e| e.to_string())?;
+    close("dx", &dx, &reference::global_avg_pool_backward(n, c, h, w, &wide(&dy)), 1e-6)?;
+    let fd =
+        central_differences(&wide(&x), &wide(&dy), |x| reference::global_avg_pool(n, c, h, w, x));
+    close("dx against central differences", &dx, &fd, 1e-5)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
+
+    #[test]
+    fn max_pool_matches_reference(
+        p in geometry(3, 13),
+        seed in any::<u64>(),
+        ties in any::<bool>(),
+    ) {
+        check_max(p, seed, ties).map_err(|e| TestCaseError::fail(format!("{e} in {p:?}")))?;
+    }
+
+    #[test]
+    fn avg_pool_matches_reference(p in geometry(3, 13), seed in any::<u64>()) {
+        check_avg(p, seed).map_err(|e| TestCaseError::fail(format!("{e} in {p:?}")))?;
+    }
+
+    #[test]
+    fn max_pool_gradient_matches_central_differences(p in geometry(2, 7), seed in any::<u64>()) {
+        check_max_gradient(p, seed).map_err(|e| TestCaseError::fail(format!("{e} in {p:?}")))?;
+    }
+
+    #[test]
+    fn avg_pool_gradient_matches_central_differences(p in geometry(2, 7), seed in any::<u64>()) {
+        check_avg_gradient(p, seed).map_err(|e| TestCaseError::fail(format!("{e} in {p:?}")))?;
+    }
+
+    #[test]
+    fn global_avg_pool_matches_reference_and_central_differences(
+        (n, c, h, w) in (0usize..4, 1usize..5, 1usize..9, 1usize..9),
+        seed in any::<u64>(),
+    ) {
+        check_global(n, c, h, w, seed)
+            .map_err(|e| TestCaseError::fail(format!("{e} in {:?}", (n, c, h, w))))?;
+    }
+}
+
+/// Model-shaped pools, larger than the random ones.
+#[test]
+fn model_shapes_match_reference() {
+    let shapes = [
+        Pool2d::square(2, 3, 28, 28, 2, 2, 0),   // LeNet
+        Pool2d::square(1, 4, 55, 55, 3, 2, 0),   // AlexNet: overlapping windows
+        Pool2d::square(2, 3, 112, 112, 3, 2, 1), // ResNet stem
+        Pool2d { n: 1, c: 2, h: 17, w: 31, kh: 5, kw: 3, sh: 3, sw: 1, ph: 2, pw: 1 },
+    ];
+    for (t, p) in shapes.into_iter().enumerate() {
+        check_max(p, t as u64, t % 2 == 1).unwrap_or_else(|e| panic!("max: {e} in {p:?}"));
+        check_avg(p, t as u64).unwrap_or_else(|e| panic!("avg: {e} in {p:?}"));
+    }
+    check_global(2, 64, 7, 7, 1).unwrap_or_else(|e| panic!("global: {e}"));
+    check_global(1, 3, 56, 56, 2).unwrap_or_else(|e| panic!("global: {e}"));
+}
+
+#[test]
+fn output_size_is_pytorch_floor_mode() {
+    assert_eq!(Pool2d::square(1, 1, 7, 7, 3, 2, 1).out_h(), 4);
+    assert_eq!(Pool2d::square(1, 1, 6, 6, 2, 2, 0).out_w(), 3);
+    assert_eq!(Pool2d::square(1, 1, 5, 5, 2, 2, 0).out_h(), 2, "floor, not ceil");
+    assert_eq!(Pool2d::square(1, 1, 1, 1, 3, 1, 1).out_h(), 1);
+    let p = Pool2d { n: 1, c: 1, h: 10, w: 4, kh: 4, kw: 3, sh: 3, sw: 2, ph: 2, pw: 1 };
+    assert_eq!((p.out_h(), p.out_w()), (4, 2));
+    // Geometries PyTorch rejects have no output.
+    assert_eq!(Pool2d::square(1, 1, 7, 7, 3, 2, 2).out_h(), 0, "pad > kernel/2");
+    assert_eq!(Pool2d::square(1, 1, 7, 7, 3, 0, 1).out_h(), 0, "stride 0");
+    assert_eq!(Pool2d::square(1, 1, 7, 7, 0, 1, 0).out_h(), 0, "kernel 0");
+    assert_eq!(Pool2d::square(1, 1, 2, 2, 5, 1, 1).out_h(), 0, "kernel past the padding");
+    assert_eq!(Pool2d::square(1, 1, 0, 0, 2, 1, 1).out_h(), 0, "empty plane");
+}
+
+#[test]
+fn max_pool_ties_nan_and_infinity_follow_aten() {
+    let p = Pool2d::square(1, 1, 2, 4, 2, 2, 0);
+    let x = [1.0, 1.0, f32::NAN, 0.0, 0.5, 1.0, 5.0, f32::NAN];
+    let (mut y, mut argmax) = ([0.0; 2], [0; 2]);
+    max_pool2d_forward(p, &x, &mut y, &mut argmax).unwrap();
+    assert_eq!((y[0], argmax[0]), (1.0, 0), "a tie goes to the first cell");
+    assert!(y[1].is_nan());
+    assert_eq!(argmax[1], 7, "the last NaN wins");
+
+    let p = Pool2d::square(1, 1, 2, 2, 2, 1, 1);
+    let x = [f32::NEG_INFINITY; 4];
+    let (mut y, mut argmax) = ([0.0; 9], [u32::MAX; 9]);
+    max_pool2d_forward(p, &x, &mut y, &mut argmax).unwrap();
+    assert!(y.iter().all(|&v| v == f32::NEG_INFINITY));
+    // Each window points at its first input cell, as ATen's initial index.
+    assert_eq!(argmax, [0, 0, 1, 0, 0, 1, 2, 2, 3]);
+}
+
+#[test]
+fn max_pool_backward_accumulates_overlapping_windows() {
+    // The centre is the maximum of all four 2x2 windows of a 3x3 plane.
+    let p = Pool2d::square(1, 1, 3, 3, 2, 1, 0);
+    let x = [0.0, 0.1, 0.2, 0.3, 9.0, 0.4, 0.5, 0.6, 0.7];
+    let (mut y, mut argmax) = ([0.0; 4], [0; 4]);
+    max_pool2d_forward(p, &x, &mut y, &mut argmax).unwrap();
+    assert_eq!(argmax, [4; 4]);
+    let mut dx = [7.0; 9];
+    max_pool2d_backward(p, &[1.0, 2.0, 3.0, 4.0], &argmax, &mut dx).unwrap();
+    assert_eq!(dx, [0.0, 0.0, 0.0, 0.0, 10.0, 0.0, 0.0, 0.0, 0.0]);
+    // An index the forward cannot have written is ignored, not a panic.
+    max_pool2d_backward(p, &[1.0; 4], &[0, 1, 2, 99], &mut dx).unwrap();
+    assert_eq!(dx, [1.0, 1.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]);
+}
+
+#[test]
+fn avg_pool_counts_padding_in_the_divisor() {
+    let p = Pool2d::square(1, 1, 2, 2, 3, 1, 1);
+    let mut y = [0.0; 4];
+    avg_pool2d_forward(p, &[1.0; 4], &mut y).unwrap();
+    assert_eq!(y, [4.0 / 9.0; 4]);
+    let mut dx = [0.0; 4];
+    avg_pool2d_backward(p, &[9.0; 4], &mut dx).unwrap();
+    assert_eq!(dx, [4.0; 4]);
+}
+
+#[test]
+fn empty_batches_are_fine() {
+    let p = Pool2d::square(0, 3, 5, 5, 3, 2, 1);
+    assert_eq!((p.x_len(), p.y_len()), (0, 0));
+    max_pool2d_forward(p, &[], &mut [], &mut []).unwrap();
+    max_pool2d_backward(p, &[], &[], &mut []).unwrap();
+    avg_pool2d_forward(p, &[], &mut []).unwrap();
+    avg_pool2d_backward(p, &[], &mut []).unwrap();
+    global_avg_pool_forward(0, 3, 5, 5, &[], &mut []).unwrap();
+    global_avg_pool_backward(0, 3, 5, 5, &[], &mut []).unwrap();
+}
+
+#[test]
+fn wrong_lengths_are_errors_naming_the_tensor() {
+    let p = Pool2d::square(2, 3, 6, 5, 2, 2, 0); // y is [2, 3, 3, 2]
+    let (x, y, a) = (vec![0.0; 180], vec![0.0; 36], vec![0u32; 36]);
+    let tensor = |r: Result<(), netc_runtime::LenError>| r.unwrap_err().tensor;
+
+    assert_eq!(tensor(max_pool2d_forward(p, &x[1..], &mut y.clone(), &mut a.clone())), "x");
+    assert_eq!(tensor(max_pool2d_forward(p, &x, &mut y.clone()[1..], &mut a.clone())), "y");
+    assert_eq!(tensor(max_pool2d_forward(p, &x, &mut y.clone(), &mut a.clone()[1..])), "argmax");
+    assert_eq!(tensor(max_pool2d_backward(p, &y[1..], &a, &mut x.clone())), "dy");
+    assert_eq!(tensor(max_pool2d_backward(p, &y, &a[1..], &mut x.clone())), "argmax");
+    assert_eq!(tensor(max_pool2d_backward(p, &y, &a, &mut x.clone()[1..])), "dx");
+    assert_eq!(tensor(avg_pool2d_forward(p, &x[1..], &mut y.clone())), "x");
+    assert_eq!(tensor(avg_pool2d_forward(p, &x, &mut y.clone()[1..])), "y");
+    assert_eq!(tensor(avg_pool2d_backward(p, &y[1..], &mut x.clone())), "dy");
+    assert_eq!(tensor(avg_pool2d_backward(p, &y, &mut x.clone()[1..])), "dx");
+    assert_eq!(tensor(global_avg_pool_forward(2, 3, 6, 5, &x[1..], &mut [0.0; 6])), "x");
+    assert_eq!(tensor(global_avg_pool_forward(2, 3, 6, 5, &x, &mut [0.0; 5])), "y");
+    assert_eq!(tensor(global_avg_pool_backward(2, 3, 6, 5, &[0.0; 5], &mut x.clone())), "dy");
+    assert_eq!(tensor(global_avg_pool_backward(2, 3, 6, 5, &[0.0; 6], &mut x.clone()[1..])), "dx");
+
+    let err = max_pool2d_forward(p, &x, &mut [0.0; 37], &mut a.clone()).unwrap_err();
+    assert_eq!((err.op, err.expected, err.found), ("max_pool2d_forward", 36, 37));
+    // An illegal geometry shows up as an output of the wrong length.
+    let bad = Pool2d { ph: 2, ..p };
+    assert_eq!(tensor(avg_pool2d_forward(bad, &x, &mut [0.0; 72])), "y");
+}

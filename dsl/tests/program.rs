@@ -5,7 +5,9 @@
 use netc_dsl::program::{lower, passes::plan_memory, Program, Step, StepKind};
 
 fn zoo(name: &str) -> Program {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../models").join(format!("{name}.net"));
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../models")
+        .join(format!("{name}.net"));
     let source = std::fs::read_to_string(path).expect("zoo file");
     let checked = netc_dsl::check_source(name, &source).unwrap_or_else(|d| panic!("{d}"));
     lower(&checked.graphs[0])
@@ -31,8 +33,13 @@ fn lenet5_program_listing() {
 #[test]
 fn relu_masks_fuse_into_backward_gemms() {
     let p = zoo("mlp");
-    let separate = p.backward.iter().filter(|s| matches!(s.kind, StepKind::ActivationBackward { .. })).count();
-    let fused = p.backward.iter().filter(|s| matches!(s.kind, StepKind::DenseBackwardData { mask: Some(_), .. })).count();
+    let separate =
+        p.backward.iter().filter(|s| matches!(s.kind, StepKind::ActivationBackward { .. })).count();
+    let fused = p
+        .backward
+        .iter()
+        .filter(|s| matches!(s.kind, StepKind::DenseBackwardData { mask: Some(_), .. }))
+        .count();
     // fc1 and fc2 carry fused ReLUs whose masks go into fc2's and fc3's
     // backward-data GEMMs.
     assert_eq!((separate, fused), (0, 2), "{}", p.listing());
@@ -55,7 +62,12 @@ fn assert_no_overlap(p: &Program, steps: &[&Step], plan: &netc_dsl::program::pas
             let ((Some(fa), Some(la)), (Some(fb), Some(lb))) = (live(a), live(b)) else { continue };
             let time = fa <= lb && fb <= la;
             let space = oa < ob + p.tensors[b].per_sample() && ob < oa + p.tensors[a].per_sample();
-            assert!(!(time && space), "`{}` and `{}` overlap", p.tensors[a].name, p.tensors[b].name);
+            assert!(
+                !(time && space),
+                "`{}` and `{}` overlap",
+                p.tensors[a].name,
+                p.tensors[b].name
+            );
         }
     }
 }

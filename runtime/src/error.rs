@@ -56,3 +56,70 @@ pub fn check_min_len(
         Err(LenError { op, tensor, expected, found })
     }
 }
+
+/// Any error a generated model's methods return: bad input from the caller
+/// (wrong lengths, a batch over capacity, labels out of range) or a weights
+/// file that cannot be used. Each names what was wrong.
+#[derive(Debug)]
+pub enum Error {
+    /// A buffer of the wrong length.
+    Len(LenError),
+    /// More samples than the model was built for.
+    BatchOverCapacity {
+        batch: usize,
+        capacity: usize,
+    },
+    /// A class label outside `0..classes`.
+    Label {
+        sample: usize,
+        label: u64,
+        classes: usize,
+    },
+    /// The model has no loss, so it cannot be trained.
+    NoLoss,
+    /// A weights file that is missing, unreadable or does not match.
+    Weights(String),
+    Io(std::io::Error),
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Len(e) => e.fmt(f),
+            Error::BatchOverCapacity { batch, capacity } => {
+                write!(f, "batch of {batch} samples is over the model's capacity of {capacity}")
+            }
+            Error::Label { sample, label, classes } => {
+                write!(
+                    f,
+                    "label {label} of sample {sample} is out of range: there are {classes} classes"
+                )
+            }
+            Error::NoLoss => f.write_str("the network has no loss, so it cannot be trained"),
+            Error::Weights(msg) => write!(f, "weights: {msg}"),
+            Error::Io(e) => write!(f, "i/o: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Len(e) => Some(e),
+            Error::Io(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<LenError> for Error {
+    fn from(e: LenError) -> Self {
+        Error::Len(e)
+    }
+}
+
+impl From<std::io::Error> for Error {
+    fn from(e: std::io::Error) -> Self {
+        Error::Io(e)
+    }
+}

@@ -7,6 +7,7 @@
 #![deny(unsafe_code)]
 
 pub mod act;
+pub mod arena;
 #[allow(unsafe_code)]
 pub mod conv;
 pub mod dense;
@@ -16,14 +17,16 @@ pub mod error;
 pub mod gemm;
 pub mod init;
 pub mod loss;
-pub mod optim;
+pub mod nn;
 pub mod norm;
+pub mod optim;
 pub mod pool;
 mod reduce;
 pub mod reference;
 pub mod rng;
+pub mod weights;
 
-pub use error::LenError;
+pub use error::{Error, LenError};
 
 /// The element type of every tensor the generated code handles.
 pub type Scalar = f32;

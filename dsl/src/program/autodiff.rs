@@ -12,7 +12,12 @@ use std::collections::HashMap;
 
 pub fn differentiate(mut p: Program) -> Program {
     let Some(loss) = p.loss.clone() else { return p };
-    let mut ad = Autodiff { grad: HashMap::new(), steps: Vec::new(), tensors: std::mem::take(&mut p.tensors), input: p.input };
+    let mut ad = Autodiff {
+        grad: HashMap::new(),
+        steps: Vec::new(),
+        tensors: std::mem::take(&mut p.tensors),
+        input: p.input,
+    };
     ad.grad.insert(loss.input, loss.grad);
     for step in p.train_forward.iter().rev() {
         ad.step(step);
@@ -104,10 +109,32 @@ impl Autodiff {
                 if *act != super::Act::Identity {
                     self.emit(node, ActivationBackward { act: *act, y, d: gy });
                 }
-                self.emit(node, ConvBackwardWeights { x: *x, dy: gy, dw: *w, db: *b, win: *win, o: *o, groups: *groups });
+                self.emit(
+                    node,
+                    ConvBackwardWeights {
+                        x: *x,
+                        dy: gy,
+                        dw: *w,
+                        db: *b,
+                        win: *win,
+                        o: *o,
+                        groups: *groups,
+                    },
+                );
                 if self.needs_grad(*x) {
                     let t = self.target(*x);
-                    self.emit(node, ConvBackwardData { dy: gy, w: *w, mask: None, dx: t.write, win: *win, o: *o, groups: *groups });
+                    self.emit(
+                        node,
+                        ConvBackwardData {
+                            dy: gy,
+                            w: *w,
+                            mask: None,
+                            dx: t.write,
+                            win: *win,
+                            o: *o,
+                            groups: *groups,
+                        },
+                    );
                     self.finish(node, &t);
                 }
             }
@@ -115,16 +142,39 @@ impl Autodiff {
                 if *act != super::Act::Identity {
                     self.emit(node, ActivationBackward { act: *act, y, d: gy });
                 }
-                self.emit(node, DenseBackwardWeights { x: *x, dy: gy, dw: *w, db: *b, input: *input, output: *output });
+                self.emit(
+                    node,
+                    DenseBackwardWeights {
+                        x: *x,
+                        dy: gy,
+                        dw: *w,
+                        db: *b,
+                        input: *input,
+                        output: *output,
+                    },
+                );
                 if self.needs_grad(*x) {
                     let t = self.target(*x);
-                    self.emit(node, DenseBackwardData { dy: gy, w: *w, mask: None, dx: t.write, input: *input, output: *output });
+                    self.emit(
+                        node,
+                        DenseBackwardData {
+                            dy: gy,
+                            w: *w,
+                            mask: None,
+                            dx: t.write,
+                            input: *input,
+                            output: *output,
+                        },
+                    );
                     self.finish(node, &t);
                 }
             }
             MaxPool { x, argmax, win, .. } if self.needs_grad(*x) => {
                 let t = self.target(*x);
-                self.emit(node, MaxPoolBackward { dy: gy, argmax: *argmax, dx: t.write, win: *win });
+                self.emit(
+                    node,
+                    MaxPoolBackward { dy: gy, argmax: *argmax, dx: t.write, win: *win },
+                );
                 self.finish(node, &t);
             }
             AvgPool { x, win, .. } if self.needs_grad(*x) => {
@@ -154,7 +204,22 @@ impl Autodiff {
             Lrn { x, scale, c, inner, size, alpha, beta, k, .. } if self.needs_grad(*x) => {
                 let t = self.target(*x);
                 let (c, inner, size, alpha, beta, k) = (*c, *inner, *size, *alpha, *beta, *k);
-                self.emit(node, LrnBackward { x: *x, y, scale: *scale, dy: gy, dx: t.write, c, inner, size, alpha, beta, k });
+                self.emit(
+                    node,
+                    LrnBackward {
+                        x: *x,
+                        y,
+                        scale: *scale,
+                        dy: gy,
+                        dx: t.write,
+                        c,
+                        inner,
+                        size,
+                        alpha,
+                        beta,
+                        k,
+                    },
+                );
                 self.finish(node, &t);
             }
             BatchNormTrain { x, gamma, beta, slot, c, inner, .. } => {

@@ -8,7 +8,9 @@ impl Program {
     fn list(&self, out: &mut String, title: &str, steps: &[Step]) -> fmt::Result {
         writeln!(out, "{title}:")?;
         for s in steps {
-            let names = |ts: Vec<super::TensorId>| ts.iter().map(|t| self.tensor(*t).name.clone()).collect::<Vec<_>>().join(", ");
+            let names = |ts: Vec<super::TensorId>| {
+                ts.iter().map(|t| self.tensor(*t).name.clone()).collect::<Vec<_>>().join(", ")
+            };
             let kind = format!("{:?}", s.kind);
             let op = kind.split([' ', '{']).next().unwrap_or("");
             writeln!(out, "  {op:<22} {} <- {}", names(s.kind.writes()), names(s.kind.reads()))?;
@@ -22,7 +24,13 @@ impl Program {
         let _ = self.list(&mut out, "inference", &self.infer_forward);
         let _ = self.list(&mut out, "training forward", &self.train_forward);
         if let Some(loss) = &self.loss {
-            let _ = writeln!(out, "loss {:?}: {} <- {}", loss.kind, self.tensor(loss.grad).name, self.tensor(loss.input).name);
+            let _ = writeln!(
+                out,
+                "loss {:?}: {} <- {}",
+                loss.kind,
+                self.tensor(loss.grad).name,
+                self.tensor(loss.input).name
+            );
         }
         let _ = self.list(&mut out, "backward", &self.backward);
         out

@@ -4,12 +4,20 @@
 //! whose only consumer is an activation computes that activation in its
 //! GEMM's store. Then autodiff adds the backward steps, and the passes run.
 
-use super::{autodiff, passes, verify, Act, Init, LossStep, ParamId, ParamInfo, Program, Step, StepKind, TensorId, TensorInfo, Window};
+use super::{
+    autodiff, passes, verify, Act, Init, LossStep, ParamId, ParamInfo, Program, Step, StepKind,
+    TensorId, TensorInfo, Window,
+};
 use crate::ir::{Graph, NodeId, Op, Pool2d};
 
 /// Lowers a checked graph into an optimised, verified program.
 pub fn lower(g: &Graph) -> Program {
-    let mut l = Lowering { g, p: empty_program(g), tensor_of: vec![None; g.nodes.len()], dropout_layers: 0 };
+    let mut l = Lowering {
+        g,
+        p: empty_program(g),
+        tensor_of: vec![None; g.nodes.len()],
+        dropout_layers: 0,
+    };
     l.forward();
     let p = autodiff::differentiate(l.p);
     debug_verify(&p, "autodiff");
@@ -62,7 +70,13 @@ fn act_of(op: &Op) -> Option<Act> {
     }
 }
 
-fn window(x: &[usize], kernel: [usize; 2], stride: [usize; 2], pad: [usize; 2], dilation: [usize; 2]) -> Window {
+fn window(
+    x: &[usize],
+    kernel: [usize; 2],
+    stride: [usize; 2],
+    pad: [usize; 2],
+    dilation: [usize; 2],
+) -> Window {
     Window {
         c: x[0],
         h: x[1],
@@ -93,24 +107,39 @@ impl Lowering<'_> {
         TensorId(self.p.tensors.len() - 1)
     }
 
-    fn param(&mut self, node: &str, suffix: &str, shape: Vec<usize>, learnable: bool, init: Init) -> ParamId {
+    fn param(
+        &mut self,
+        node: &str,
+        suffix: &str,
+        shape: Vec<usize>,
+        learnable: bool,
+        init: Init,
+    ) -> ParamId {
         self.p.params.push(ParamInfo { name: format!("{node}.{suffix}"), shape, learnable, init });
         ParamId(self.p.params.len() - 1)
     }
 
     fn input_of(&self, id: NodeId, i: usize) -> TensorId {
         let src = self.g.node(id).inputs[i];
-        self.tensor_of[src.0].unwrap_or_else(|| unreachable!("inputs are lowered before their consumers"))
+        self.tensor_of[src.0]
+            .unwrap_or_else(|| unreachable!("inputs are lowered before their consumers"))
     }
 
     fn consumers(&self, id: NodeId) -> Vec<NodeId> {
-        self.g.nodes.iter().enumerate().filter(|(_, n)| n.inputs.contains(&id)).map(|(i, _)| NodeId(i)).collect()
+        self.g
+            .nodes
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| n.inputs.contains(&id))
+            .map(|(i, _)| NodeId(i))
+            .collect()
     }
 
     /// The activation node fused into `id`'s store, if `id`'s only consumer
     /// is an activation and `id` is neither the output nor the loss input.
     fn fused_activation(&self, id: NodeId) -> Option<NodeId> {
-        let special = |n: NodeId| n == self.g.output || self.g.loss.as_ref().is_some_and(|l| l.input == n);
+        let special =
+            |n: NodeId| n == self.g.output || self.g.loss.as_ref().is_some_and(|l| l.input == n);
         match self.consumers(id).as_slice() {
             [only] if act_of(&self.g.node(*only).op).is_some() && !special(id) => Some(*only),
             _ => None,
@@ -120,17 +149,19 @@ impl Lowering<'_> {
     fn push(&mut self, node: NodeId, kind: StepKind) {
         let infer = match &kind {
             StepKind::Dropout { x, y, .. } => StepKind::Copy { x: *x, y: *y },
-            StepKind::BatchNormTrain { x, y, gamma, beta, mean, var, c, inner, eps, .. } => StepKind::BatchNormInfer {
-                x: *x,
-                y: *y,
-                gamma: *gamma,
-                beta: *beta,
-                mean: *mean,
-                var: *var,
-                c: *c,
-                inner: *inner,
-                eps: *eps,
-            },
+            StepKind::BatchNormTrain { x, y, gamma, beta, mean, var, c, inner, eps, .. } => {
+                StepKind::BatchNormInfer {
+                    x: *x,
+                    y: *y,
+                    gamma: *gamma,
+                    beta: *beta,
+                    mean: *mean,
+                    var: *var,
+                    c: *c,
+                    inner: *inner,
+                    eps: *eps,
+                }
+            }
             other => other.clone(),
         };
         self.p.infer_forward.push(Step { node, kind: infer });
@@ -145,10 +176,13 @@ impl Lowering<'_> {
             if fused[i] {
                 continue;
             }
-            let x_shape: Vec<usize> = node.inputs.first().map(|&s| g.node(s).shape.0.clone()).unwrap_or_default();
+            let x_shape: Vec<usize> =
+                node.inputs.first().map(|&s| g.node(s).shape.0.clone()).unwrap_or_default();
             // Conv and dense absorb a following activation: their step writes
             // the activation's tensor, named after the activation node.
-            let fuse = matches!(node.op, Op::Conv2d(_) | Op::Dense { .. }).then(|| self.fused_activation(id)).flatten();
+            let fuse = matches!(node.op, Op::Conv2d(_) | Op::Dense { .. })
+                .then(|| self.fused_activation(id))
+                .flatten();
             let (out_node, act) = match fuse {
                 Some(a) => {
                     fused[a.0] = true;
@@ -180,39 +214,97 @@ impl Lowering<'_> {
                         true,
                         Init::UniformFanIn { fan_in },
                     );
-                    let b = c.bias.then(|| self.param(&name, "bias", vec![c.out_channels], true, Init::UniformFanIn { fan_in }));
-                    StepKind::Conv { x: self.input_of(id, 0), y, w, b, act, win, o: c.out_channels, groups: c.groups }
+                    let b = c.bias.then(|| {
+                        self.param(
+                            &name,
+                            "bias",
+                            vec![c.out_channels],
+                            true,
+                            Init::UniformFanIn { fan_in },
+                        )
+                    });
+                    StepKind::Conv {
+                        x: self.input_of(id, 0),
+                        y,
+                        w,
+                        b,
+                        act,
+                        win,
+                        o: c.out_channels,
+                        groups: c.groups,
+                    }
                 }
                 Op::Dense { units, bias } => {
                     let input = x_shape[0];
-                    let w = self.param(&name, "weight", vec![*units, input], true, Init::UniformFanIn { fan_in: input });
-                    let b = bias.then(|| self.param(&name, "bias", vec![*units], true, Init::UniformFanIn { fan_in: input }));
+                    let w = self.param(
+                        &name,
+                        "weight",
+                        vec![*units, input],
+                        true,
+                        Init::UniformFanIn { fan_in: input },
+                    );
+                    let b = bias.then(|| {
+                        self.param(
+                            &name,
+                            "bias",
+                            vec![*units],
+                            true,
+                            Init::UniformFanIn { fan_in: input },
+                        )
+                    });
                     StepKind::Dense { x: self.input_of(id, 0), y, w, b, act, input, output: *units }
                 }
                 Op::MaxPool(p) => {
                     self.p.argmax_slots.push(node.shape.elements());
                     let argmax = self.p.argmax_slots.len() - 1;
-                    StepKind::MaxPool { x: self.input_of(id, 0), y, argmax, win: pool_window(&x_shape, p) }
+                    StepKind::MaxPool {
+                        x: self.input_of(id, 0),
+                        y,
+                        argmax,
+                        win: pool_window(&x_shape, p),
+                    }
                 }
-                Op::AvgPool(p) => StepKind::AvgPool { x: self.input_of(id, 0), y, win: pool_window(&x_shape, p) },
-                Op::GlobalAvgPool => {
-                    StepKind::GlobalAvgPool { x: self.input_of(id, 0), y, c: x_shape[0], hw: x_shape[1] * x_shape[2] }
+                Op::AvgPool(p) => {
+                    StepKind::AvgPool { x: self.input_of(id, 0), y, win: pool_window(&x_shape, p) }
                 }
-                Op::Relu | Op::LeakyRelu { .. } | Op::Sigmoid | Op::Tanh => {
-                    StepKind::Activation { act: act_of(&node.op).unwrap_or(Act::Identity), x: self.input_of(id, 0), y }
-                }
+                Op::GlobalAvgPool => StepKind::GlobalAvgPool {
+                    x: self.input_of(id, 0),
+                    y,
+                    c: x_shape[0],
+                    hw: x_shape[1] * x_shape[2],
+                },
+                Op::Relu | Op::LeakyRelu { .. } | Op::Sigmoid | Op::Tanh => StepKind::Activation {
+                    act: act_of(&node.op).unwrap_or(Act::Identity),
+                    x: self.input_of(id, 0),
+                    y,
+                },
                 Op::Softmax => {
                     let (c, inner) = channels_inner(&x_shape);
                     StepKind::Softmax { x: self.input_of(id, 0), y, c, inner }
                 }
                 Op::Dropout { p } => {
                     self.dropout_layers += 1;
-                    StepKind::Dropout { x: self.input_of(id, 0), y, p: *p, layer: self.dropout_layers }
+                    StepKind::Dropout {
+                        x: self.input_of(id, 0),
+                        y,
+                        p: *p,
+                        layer: self.dropout_layers,
+                    }
                 }
                 Op::Lrn { size, alpha, beta, k } => {
                     let (c, inner) = channels_inner(&x_shape);
                     let scale = self.tensor(format!("{name}.scale"), &x_shape);
-                    StepKind::Lrn { x: self.input_of(id, 0), y, scale, c, inner, size: *size, alpha: *alpha, beta: *beta, k: *k }
+                    StepKind::Lrn {
+                        x: self.input_of(id, 0),
+                        y,
+                        scale,
+                        c,
+                        inner,
+                        size: *size,
+                        alpha: *alpha,
+                        beta: *beta,
+                        k: *k,
+                    }
                 }
                 Op::BatchNorm { eps, momentum } => {
                     let (c, inner) = channels_inner(&x_shape);
@@ -248,19 +340,22 @@ impl Lowering<'_> {
                 }
                 Op::Concat => {
                     let inner = channels_inner(&node.shape.0).1;
-                    let parts =
-                        (0..node.inputs.len()).map(|k| (self.input_of(id, k), g.node(node.inputs[k]).shape.0[0])).collect();
+                    let parts = (0..node.inputs.len())
+                        .map(|k| (self.input_of(id, k), g.node(node.inputs[k]).shape.0[0]))
+                        .collect();
                     StepKind::Concat { parts, y, inner }
                 }
                 Op::Flatten => unreachable!("handled above"),
             };
             self.push(id, kind);
         }
-        let output = self.tensor_of[g.output.0].unwrap_or_else(|| unreachable!("the output node is lowered"));
+        let output = self.tensor_of[g.output.0]
+            .unwrap_or_else(|| unreachable!("the output node is lowered"));
         self.p.output = output;
         self.p.train_output = output;
         if let Some(loss) = &g.loss {
-            let input = self.tensor_of[loss.input.0].unwrap_or_else(|| unreachable!("the loss input is lowered"));
+            let input = self.tensor_of[loss.input.0]
+                .unwrap_or_else(|| unreachable!("the loss input is lowered"));
             let shape = self.p.tensor(input).shape.clone();
             let grad = self.tensor(format!("d.{}", self.p.tensor(input).name), &shape);
             self.p.loss = Some(LossStep { kind: loss.kind, input, grad, node: loss.input });

@@ -68,7 +68,9 @@ impl ParamInfo {
 pub enum Init {
     /// `U(-1/√fan_in, 1/√fan_in)`: PyTorch's default for conv and linear
     /// weights (`kaiming_uniform_(a = √5)`) and biases alike.
-    UniformFanIn { fan_in: usize },
+    UniformFanIn {
+        fan_in: usize,
+    },
     Ones,
     Zeros,
 }
@@ -110,44 +112,225 @@ pub struct Step {
 #[derive(Clone, Debug, PartialEq)]
 pub enum StepKind {
     // ----- forward -----
-    Conv { x: TensorId, y: TensorId, w: ParamId, b: Option<ParamId>, act: Act, win: Window, o: usize, groups: usize },
-    Dense { x: TensorId, y: TensorId, w: ParamId, b: Option<ParamId>, act: Act, input: usize, output: usize },
-    MaxPool { x: TensorId, y: TensorId, argmax: usize, win: Window },
-    AvgPool { x: TensorId, y: TensorId, win: Window },
-    GlobalAvgPool { x: TensorId, y: TensorId, c: usize, hw: usize },
-    Activation { act: Act, x: TensorId, y: TensorId },
-    Softmax { x: TensorId, y: TensorId, c: usize, inner: usize },
+    Conv {
+        x: TensorId,
+        y: TensorId,
+        w: ParamId,
+        b: Option<ParamId>,
+        act: Act,
+        win: Window,
+        o: usize,
+        groups: usize,
+    },
+    Dense {
+        x: TensorId,
+        y: TensorId,
+        w: ParamId,
+        b: Option<ParamId>,
+        act: Act,
+        input: usize,
+        output: usize,
+    },
+    MaxPool {
+        x: TensorId,
+        y: TensorId,
+        argmax: usize,
+        win: Window,
+    },
+    AvgPool {
+        x: TensorId,
+        y: TensorId,
+        win: Window,
+    },
+    GlobalAvgPool {
+        x: TensorId,
+        y: TensorId,
+        c: usize,
+        hw: usize,
+    },
+    Activation {
+        act: Act,
+        x: TensorId,
+        y: TensorId,
+    },
+    Softmax {
+        x: TensorId,
+        y: TensorId,
+        c: usize,
+        inner: usize,
+    },
     /// Training-mode dropout; `layer` keys its mask.
-    Dropout { x: TensorId, y: TensorId, p: f64, layer: u32 },
-    Lrn { x: TensorId, y: TensorId, scale: TensorId, c: usize, inner: usize, size: usize, alpha: f64, beta: f64, k: f64 },
+    Dropout {
+        x: TensorId,
+        y: TensorId,
+        p: f64,
+        layer: u32,
+    },
+    Lrn {
+        x: TensorId,
+        y: TensorId,
+        scale: TensorId,
+        c: usize,
+        inner: usize,
+        size: usize,
+        alpha: f64,
+        beta: f64,
+        k: f64,
+    },
     /// `slot` names the saved mean and inverse std of this layer.
-    BatchNormTrain { x: TensorId, y: TensorId, gamma: ParamId, beta: ParamId, mean: ParamId, var: ParamId, slot: usize, c: usize, inner: usize, eps: f64, momentum: f64 },
-    BatchNormInfer { x: TensorId, y: TensorId, gamma: ParamId, beta: ParamId, mean: ParamId, var: ParamId, c: usize, inner: usize, eps: f64 },
-    Add { a: TensorId, b: TensorId, y: TensorId },
+    BatchNormTrain {
+        x: TensorId,
+        y: TensorId,
+        gamma: ParamId,
+        beta: ParamId,
+        mean: ParamId,
+        var: ParamId,
+        slot: usize,
+        c: usize,
+        inner: usize,
+        eps: f64,
+        momentum: f64,
+    },
+    BatchNormInfer {
+        x: TensorId,
+        y: TensorId,
+        gamma: ParamId,
+        beta: ParamId,
+        mean: ParamId,
+        var: ParamId,
+        c: usize,
+        inner: usize,
+        eps: f64,
+    },
+    Add {
+        a: TensorId,
+        b: TensorId,
+        y: TensorId,
+    },
     /// Channel concatenation; `parts` are (tensor, channels); `inner` is H·W.
-    Concat { parts: Vec<(TensorId, usize)>, y: TensorId, inner: usize },
-    Copy { x: TensorId, y: TensorId },
+    Concat {
+        parts: Vec<(TensorId, usize)>,
+        y: TensorId,
+        inner: usize,
+    },
+    Copy {
+        x: TensorId,
+        y: TensorId,
+    },
 
     // ----- backward -----
-    ConvBackwardData { dy: TensorId, w: ParamId, mask: Option<TensorId>, dx: TensorId, win: Window, o: usize, groups: usize },
-    ConvBackwardWeights { x: TensorId, dy: TensorId, dw: ParamId, db: Option<ParamId>, win: Window, o: usize, groups: usize },
-    DenseBackwardData { dy: TensorId, w: ParamId, mask: Option<TensorId>, dx: TensorId, input: usize, output: usize },
-    DenseBackwardWeights { x: TensorId, dy: TensorId, dw: ParamId, db: Option<ParamId>, input: usize, output: usize },
+    ConvBackwardData {
+        dy: TensorId,
+        w: ParamId,
+        mask: Option<TensorId>,
+        dx: TensorId,
+        win: Window,
+        o: usize,
+        groups: usize,
+    },
+    ConvBackwardWeights {
+        x: TensorId,
+        dy: TensorId,
+        dw: ParamId,
+        db: Option<ParamId>,
+        win: Window,
+        o: usize,
+        groups: usize,
+    },
+    DenseBackwardData {
+        dy: TensorId,
+        w: ParamId,
+        mask: Option<TensorId>,
+        dx: TensorId,
+        input: usize,
+        output: usize,
+    },
+    DenseBackwardWeights {
+        x: TensorId,
+        dy: TensorId,
+        dw: ParamId,
+        db: Option<ParamId>,
+        input: usize,
+        output: usize,
+    },
     /// `d ← d · act'(y)`, in place: the gradient of an activation's output
     /// becomes the gradient of its input.
-    ActivationBackward { act: Act, y: TensorId, d: TensorId },
+    ActivationBackward {
+        act: Act,
+        y: TensorId,
+        d: TensorId,
+    },
     /// `dx = dy · act'(y)` out of place.
-    ActivationBackwardTo { act: Act, y: TensorId, dy: TensorId, dx: TensorId },
-    MaxPoolBackward { dy: TensorId, argmax: usize, dx: TensorId, win: Window },
-    AvgPoolBackward { dy: TensorId, dx: TensorId, win: Window },
-    GlobalAvgPoolBackward { dy: TensorId, dx: TensorId, c: usize, hw: usize },
-    SoftmaxBackward { y: TensorId, dy: TensorId, dx: TensorId, c: usize, inner: usize },
-    DropoutBackward { dy: TensorId, dx: TensorId, p: f64, layer: u32 },
-    LrnBackward { x: TensorId, y: TensorId, scale: TensorId, dy: TensorId, dx: TensorId, c: usize, inner: usize, size: usize, alpha: f64, beta: f64, k: f64 },
-    BatchNormBackward { x: TensorId, gamma: ParamId, slot: usize, dy: TensorId, dx: TensorId, dgamma: ParamId, dbeta: ParamId, c: usize, inner: usize },
-    ConcatBackward { dy: TensorId, parts: Vec<(TensorId, usize)>, inner: usize },
+    ActivationBackwardTo {
+        act: Act,
+        y: TensorId,
+        dy: TensorId,
+        dx: TensorId,
+    },
+    MaxPoolBackward {
+        dy: TensorId,
+        argmax: usize,
+        dx: TensorId,
+        win: Window,
+    },
+    AvgPoolBackward {
+        dy: TensorId,
+        dx: TensorId,
+        win: Window,
+    },
+    GlobalAvgPoolBackward {
+        dy: TensorId,
+        dx: TensorId,
+        c: usize,
+        hw: usize,
+    },
+    SoftmaxBackward {
+        y: TensorId,
+        dy: TensorId,
+        dx: TensorId,
+        c: usize,
+        inner: usize,
+    },
+    DropoutBackward {
+        dy: TensorId,
+        dx: TensorId,
+        p: f64,
+        layer: u32,
+    },
+    LrnBackward {
+        x: TensorId,
+        y: TensorId,
+        scale: TensorId,
+        dy: TensorId,
+        dx: TensorId,
+        c: usize,
+        inner: usize,
+        size: usize,
+        alpha: f64,
+        beta: f64,
+        k: f64,
+    },
+    BatchNormBackward {
+        x: TensorId,
+        gamma: ParamId,
+        slot: usize,
+        dy: TensorId,
+        dx: TensorId,
+        dgamma: ParamId,
+        dbeta: ParamId,
+        c: usize,
+        inner: usize,
+    },
+    ConcatBackward {
+        dy: TensorId,
+        parts: Vec<(TensorId, usize)>,
+        inner: usize,
+    },
     /// `acc += x`: a second gradient contribution to a tensor used twice.
-    AddAssign { acc: TensorId, x: TensorId },
+    AddAssign {
+        acc: TensorId,
+        x: TensorId,
+    },
 }
 
 /// The loss, between the forward and backward passes.
@@ -204,8 +387,16 @@ impl StepKind {
     pub fn reads(&self) -> Vec<TensorId> {
         use StepKind::*;
         match self {
-            Conv { x, .. } | Dense { x, .. } | MaxPool { x, .. } | AvgPool { x, .. } | GlobalAvgPool { x, .. } => vec![*x],
-            Activation { x, .. } | Softmax { x, .. } | Dropout { x, .. } | Lrn { x, .. } | Copy { x, .. } => vec![*x],
+            Conv { x, .. }
+            | Dense { x, .. }
+            | MaxPool { x, .. }
+            | AvgPool { x, .. }
+            | GlobalAvgPool { x, .. } => vec![*x],
+            Activation { x, .. }
+            | Softmax { x, .. }
+            | Dropout { x, .. }
+            | Lrn { x, .. }
+            | Copy { x, .. } => vec![*x],
             BatchNormTrain { x, .. } | BatchNormInfer { x, .. } => vec![*x],
             Add { a, b, .. } => vec![*a, *b],
             Concat { parts, .. } => parts.iter().map(|p| p.0).collect(),
@@ -215,7 +406,9 @@ impl StepKind {
             ConvBackwardWeights { x, dy, .. } | DenseBackwardWeights { x, dy, .. } => vec![*x, *dy],
             ActivationBackward { y, d, .. } => vec![*y, *d],
             ActivationBackwardTo { y, dy, .. } => vec![*y, *dy],
-            MaxPoolBackward { dy, .. } | AvgPoolBackward { dy, .. } | GlobalAvgPoolBackward { dy, .. } => vec![*dy],
+            MaxPoolBackward { dy, .. }
+            | AvgPoolBackward { dy, .. }
+            | GlobalAvgPoolBackward { dy, .. } => vec![*dy],
             SoftmaxBackward { y, dy, .. } => vec![*y, *dy],
             DropoutBackward { dy, .. } => vec![*dy],
             LrnBackward { x, y, scale, dy, .. } => vec![*x, *y, *scale, *dy],
@@ -229,15 +422,28 @@ impl StepKind {
     pub fn writes(&self) -> Vec<TensorId> {
         use StepKind::*;
         match self {
-            Conv { y, .. } | Dense { y, .. } | MaxPool { y, .. } | AvgPool { y, .. } | GlobalAvgPool { y, .. } => vec![*y],
-            Activation { y, .. } | Softmax { y, .. } | Dropout { y, .. } | Copy { y, .. } => vec![*y],
+            Conv { y, .. }
+            | Dense { y, .. }
+            | MaxPool { y, .. }
+            | AvgPool { y, .. }
+            | GlobalAvgPool { y, .. } => vec![*y],
+            Activation { y, .. } | Softmax { y, .. } | Dropout { y, .. } | Copy { y, .. } => {
+                vec![*y]
+            }
             Lrn { y, scale, .. } => vec![*y, *scale],
-            BatchNormTrain { y, .. } | BatchNormInfer { y, .. } | Add { y, .. } | Concat { y, .. } => vec![*y],
+            BatchNormTrain { y, .. }
+            | BatchNormInfer { y, .. }
+            | Add { y, .. }
+            | Concat { y, .. } => vec![*y],
             ConvBackwardData { dx, .. } | DenseBackwardData { dx, .. } => vec![*dx],
             ConvBackwardWeights { .. } | DenseBackwardWeights { .. } => vec![],
             ActivationBackward { d, .. } => vec![*d],
-            ActivationBackwardTo { dx, .. } | MaxPoolBackward { dx, .. } | AvgPoolBackward { dx, .. } => vec![*dx],
-            GlobalAvgPoolBackward { dx, .. } | SoftmaxBackward { dx, .. } | DropoutBackward { dx, .. } => vec![*dx],
+            ActivationBackwardTo { dx, .. }
+            | MaxPoolBackward { dx, .. }
+            | AvgPoolBackward { dx, .. } => vec![*dx],
+            GlobalAvgPoolBackward { dx, .. }
+            | SoftmaxBackward { dx, .. }
+            | DropoutBackward { dx, .. } => vec![*dx],
             LrnBackward { dx, .. } | BatchNormBackward { dx, .. } => vec![*dx],
             ConcatBackward { parts, .. } => parts.iter().map(|p| p.0).collect(),
             AddAssign { acc, .. } => vec![*acc],

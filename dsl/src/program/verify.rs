@@ -13,7 +13,10 @@ pub fn verify(p: &Program) -> Result<(), String> {
     check_steps(p, &p.train_forward, &mut written, "training forward")?;
     if let Some(loss) = &p.loss {
         if !written.contains(&loss.input) {
-            return Err(format!("the loss reads `{}` before it is written", p.tensor(loss.input).name));
+            return Err(format!(
+                "the loss reads `{}` before it is written",
+                p.tensor(loss.input).name
+            ));
         }
         written.insert(loss.grad);
     }
@@ -26,7 +29,12 @@ pub fn verify(p: &Program) -> Result<(), String> {
     Ok(())
 }
 
-fn check_steps(p: &Program, steps: &[Step], written: &mut HashSet<TensorId>, pass: &str) -> Result<(), String> {
+fn check_steps(
+    p: &Program,
+    steps: &[Step],
+    written: &mut HashSet<TensorId>,
+    pass: &str,
+) -> Result<(), String> {
     for (i, s) in steps.iter().enumerate() {
         let (reads, writes) = (s.kind.reads(), s.kind.writes());
         for t in reads.iter().chain(&writes) {
@@ -36,7 +44,11 @@ fn check_steps(p: &Program, steps: &[Step], written: &mut HashSet<TensorId>, pas
         }
         for t in &reads {
             if !written.contains(t) {
-                return Err(format!("{pass} step {i} ({:?}) reads `{}` before it is written", s.kind, p.tensor(*t).name));
+                return Err(format!(
+                    "{pass} step {i} ({:?}) reads `{}` before it is written",
+                    s.kind,
+                    p.tensor(*t).name
+                ));
             }
         }
         if !s.kind.is_in_place() && writes.iter().any(|w| reads.contains(w)) {
@@ -54,25 +66,45 @@ fn check_shapes(p: &Program, k: &StepKind) -> Result<(), String> {
         if len(a) == len(b) {
             Ok(())
         } else {
-            Err(format!("`{}` has {} elements per sample, `{}` {}", p.tensor(a).name, len(a), p.tensor(b).name, len(b)))
+            Err(format!(
+                "`{}` has {} elements per sample, `{}` {}",
+                p.tensor(a).name,
+                len(a),
+                p.tensor(b).name,
+                len(b)
+            ))
         }
     };
     match k {
-        StepKind::Activation { x, y, .. } | StepKind::Copy { x, y } | StepKind::Dropout { x, y, .. } => same(*x, *y),
+        StepKind::Activation { x, y, .. }
+        | StepKind::Copy { x, y }
+        | StepKind::Dropout { x, y, .. } => same(*x, *y),
         StepKind::Add { a, b, y } => same(*a, *b).and(same(*a, *y)),
         StepKind::AddAssign { acc, x } => same(*acc, *x),
         StepKind::Dense { x, y, input, output, .. } => {
             if len(*x) == *input && len(*y) == *output {
                 Ok(())
             } else {
-                Err(format!("dense {input}->{output} on `{}` and `{}`", p.tensor(*x).name, p.tensor(*y).name))
+                Err(format!(
+                    "dense {input}->{output} on `{}` and `{}`",
+                    p.tensor(*x).name,
+                    p.tensor(*y).name
+                ))
             }
         }
-        StepKind::Conv { x, win, .. } | StepKind::MaxPool { x, win, .. } | StepKind::AvgPool { x, win, .. } => {
+        StepKind::Conv { x, win, .. }
+        | StepKind::MaxPool { x, win, .. }
+        | StepKind::AvgPool { x, win, .. } => {
             if len(*x) == win.c * win.h * win.w {
                 Ok(())
             } else {
-                Err(format!("window input `{}` is not {}x{}x{}", p.tensor(*x).name, win.c, win.h, win.w))
+                Err(format!(
+                    "window input `{}` is not {}x{}x{}",
+                    p.tensor(*x).name,
+                    win.c,
+                    win.h,
+                    win.w
+                ))
             }
         }
         _ => Ok(()),

@@ -6,18 +6,18 @@ mod act;
 pub mod conv;
 mod gemm;
 mod loss;
-mod optim;
 mod norm;
+mod optim;
 mod pool;
 
 pub use act::{activation_backward, activation_forward, bias_add_act, softmax, softmax_backward};
 pub use gemm::gemm;
 pub use loss::{mse, softmax_cross_entropy};
-pub use optim::{adam_step, sgd_step};
 pub use norm::{
     batch_norm_backward, batch_norm_inference, batch_norm_train, lrn, lrn_backward, lrn_scale,
     BatchNormTrain,
 };
+pub use optim::{adam_step, sgd_step};
 pub use pool::{
     avg_pool2d, avg_pool2d_backward, global_avg_pool, global_avg_pool_backward, max_pool2d,
     max_pool2d_backward,

@@ -6,14 +6,16 @@ use crate::program::{Program, Step, TensorId};
 use std::collections::HashSet;
 
 pub fn remove_dead_steps(mut p: Program) -> Program {
-    let backward_reads: HashSet<TensorId> = p.backward.iter().flat_map(|s| s.kind.reads()).collect();
+    let backward_reads: HashSet<TensorId> =
+        p.backward.iter().flat_map(|s| s.kind.reads()).collect();
     let mut train_live: HashSet<TensorId> = backward_reads;
     train_live.insert(p.train_output);
     if let Some(loss) = &p.loss {
         train_live.insert(loss.input);
     }
     p.train_forward = keep_live(std::mem::take(&mut p.train_forward), train_live);
-    p.infer_forward = keep_live(std::mem::take(&mut p.infer_forward), [p.output].into_iter().collect());
+    p.infer_forward =
+        keep_live(std::mem::take(&mut p.infer_forward), [p.output].into_iter().collect());
     p
 }
 

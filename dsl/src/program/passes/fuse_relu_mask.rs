@@ -15,7 +15,8 @@ pub fn fuse_relu_mask(mut p: Program) -> Program {
             let writer = p.backward[..i].iter().rposition(|s| s.kind.writes().contains(&d));
             if let Some(w) = writer {
                 let fused = match &mut p.backward[w].kind {
-                    StepKind::ConvBackwardData { dx, mask, .. } | StepKind::DenseBackwardData { dx, mask, .. }
+                    StepKind::ConvBackwardData { dx, mask, .. }
+                    | StepKind::DenseBackwardData { dx, mask, .. }
                         if *dx == d && mask.is_none() =>
                     {
                         *mask = Some(y);

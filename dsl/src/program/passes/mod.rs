@@ -13,8 +13,10 @@ use super::Program;
 type Pass = (&'static str, fn(Program) -> Program);
 
 /// The pipeline, in order.
-pub const PIPELINE: &[Pass] =
-    &[("fuse_relu_mask", fuse_relu_mask::fuse_relu_mask), ("dead_code", dead_code::remove_dead_steps)];
+pub const PIPELINE: &[Pass] = &[
+    ("fuse_relu_mask", fuse_relu_mask::fuse_relu_mask),
+    ("dead_code", dead_code::remove_dead_steps),
+];
 
 /// Runs every pass of the pipeline, verifying after each in debug builds.
 pub fn run(mut p: Program) -> Program {

@@ -27,7 +27,12 @@ impl MemoryPlan {
 /// Plans the tensors touched by `steps`. `pinned_first` tensors are live from
 /// before the first step (the network input); `pinned_last` until after the
 /// last (outputs the caller reads).
-pub fn plan_memory(p: &Program, steps: &[&Step], pinned_first: &[TensorId], pinned_last: &[TensorId]) -> MemoryPlan {
+pub fn plan_memory(
+    p: &Program,
+    steps: &[&Step],
+    pinned_first: &[TensorId],
+    pinned_last: &[TensorId],
+) -> MemoryPlan {
     let n = p.tensors.len();
     let mut first = vec![usize::MAX; n];
     let mut last = vec![0usize; n];

@@ -1,0 +1,111 @@
+//! Disjoint views into a model's arena. The generated code keeps every
+//! activation and gradient in one `Vec<f32>` at offsets fixed at compile
+//! time; each kernel call needs some of those regions shared and others
+//! mutable at once. [`split`] hands them out with safe code, checking that no
+//! written region overlaps any other region.
+
+use std::ops::Range;
+
+/// A region that is out of bounds or overlaps another.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ArenaError(pub String);
+
+impl std::fmt::Display for ArenaError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "arena: {}", self.0)
+    }
+}
+
+impl std::error::Error for ArenaError {}
+
+impl From<ArenaError> for crate::error::Error {
+    fn from(e: ArenaError) -> Self {
+        crate::error::Error::Weights(e.0)
+    }
+}
+
+/// Splits `buf` into `R` shared regions (which may overlap one another) and
+/// `W` mutable regions (which overlap nothing).
+pub fn split<const R: usize, const W: usize>(
+    buf: &mut [f32],
+    reads: [Range<usize>; R],
+    writes: [Range<usize>; W],
+) -> Result<([&[f32]; R], [&mut [f32]; W]), ArenaError> {
+    for r in reads.iter().chain(&writes) {
+        if r.start > r.end || r.end > buf.len() {
+            return Err(ArenaError(format!("region {r:?} outside an arena of {}", buf.len())));
+        }
+    }
+    // Cut the arena at the write regions, in address order: the pieces
+    // between them hold the reads.
+    let mut order: [usize; W] = std::array::from_fn(|i| i);
+    order.sort_by_key(|&i| writes[i].start);
+    for pair in order.windows(2) {
+        if writes[pair[0]].end > writes[pair[1]].start {
+            return Err(ArenaError(format!(
+                "write regions {:?} and {:?} overlap",
+                writes[pair[0]], writes[pair[1]]
+            )));
+        }
+    }
+    // No heap allocation: this runs once per kernel call of a training step.
+    let mut write_slices: [Option<&mut [f32]>; W] = std::array::from_fn(|_| None);
+    let mut gaps: [(usize, &[f32]); W] = [(0, &[]); W];
+    let mut rest = buf;
+    let mut base = 0;
+    for (k, &i) in order.iter().enumerate() {
+        let w = &writes[i];
+        let (gap, tail) = std::mem::take(&mut rest).split_at_mut(w.start - base);
+        let (region, tail) = tail.split_at_mut(w.end - w.start);
+        gaps[k] = (base, gap);
+        write_slices[i] = Some(region);
+        base = w.end;
+        rest = tail;
+    }
+    let last: (usize, &[f32]) = (base, rest);
+    let mut read_slices: [&[f32]; R] = [&[]; R];
+    for (slot, r) in read_slices.iter_mut().zip(&reads) {
+        let gap = gaps
+            .iter()
+            .chain(std::iter::once(&last))
+            .find(|(start, gap)| r.start >= *start && r.end <= start + gap.len());
+        match gap {
+            Some((start, gap)) => *slot = &gap[r.start - start..r.end - start],
+            None => return Err(ArenaError(format!("read region {r:?} overlaps a write region"))),
+        }
+    }
+    let write_slices = write_slices.map(|s| s.unwrap_or_default());
+    Ok((read_slices, write_slices))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hands_out_disjoint_views() {
+        let mut buf: Vec<f32> = (0..10).map(|i| i as f32).collect();
+        let ([a, b], [w]) = split(&mut buf, [0..2, 1..3], [5..8]).expect("disjoint");
+        assert_eq!((a, b), (&[0.0, 1.0][..], &[1.0, 2.0][..]));
+        w.fill(-1.0);
+        assert_eq!(buf[5..8], [-1.0; 3]);
+    }
+
+    #[test]
+    fn writes_in_any_order() {
+        let mut buf = vec![0.0f32; 10];
+        let ([r], [w1, w2]) = split(&mut buf, [4..6], [7..9, 0..3]).expect("disjoint");
+        assert_eq!(r.len(), 2);
+        w1[0] = 1.0;
+        w2[0] = 2.0;
+        assert_eq!((buf[7], buf[0]), (1.0, 2.0));
+    }
+
+    #[test]
+    fn overlaps_and_bounds_are_errors() {
+        let mut buf = vec![0.0f32; 10];
+        assert!(split(&mut buf, [0..4], [3..5]).is_err());
+        assert!(split::<0, 2>(&mut buf, [], [0..4, 3..5]).is_err());
+        assert!(split::<1, 0>(&mut buf, [8..11], []).is_err());
+    }
+}

@@ -1,0 +1,397 @@
+//! The layer-level API that generated code calls: one function per step
+//! kind of the compiler's program, with shapes passed as constant structs so
+//! that inlining specialises them. Each wraps the kernel of its op family,
+//! runs on the rayon pool where the kernel can, and reports errors as
+//! [`Error`].
+
+use crate::conv::{self, Conv2d};
+use crate::dense::{self, Dense};
+use crate::dropout::{Dropout, DropoutKey};
+use crate::error::{check_len, Error};
+use crate::gemm::{Activation, Par};
+use crate::loss::{self, LossError};
+use crate::norm::{self, BatchNorm, Lrn};
+use crate::optim::{Adam, AdamMoments, AdamW, OptimError, Sgd};
+use crate::pool::{self, Pool2d};
+
+pub use crate::act::{
+    backward as activation_backward, backward_in_place as activation_backward_in_place,
+};
+pub use crate::act::{forward as activation_forward, softmax as softmax_forward, softmax_backward};
+
+impl From<LossError> for Error {
+    fn from(e: LossError) -> Self {
+        match e {
+            LossError::Len(e) => Error::Len(e),
+            LossError::Label { sample, label, classes } => Error::Label { sample, label, classes },
+        }
+    }
+}
+
+impl From<OptimError> for Error {
+    fn from(e: OptimError) -> Self {
+        match e {
+            OptimError::Len(e) => Error::Len(e),
+            OptimError::ZeroStep => Error::Weights("the optimizer step count starts at 1".into()),
+        }
+    }
+}
+
+pub fn conv2d_forward(
+    s: &Conv2d,
+    x: &[f32],
+    w: &[f32],
+    b: Option<&[f32]>,
+    act: Activation,
+    y: &mut [f32],
+) -> Result<(), Error> {
+    Ok(conv::conv2d_forward(s, x, w, b, act, y, Par::Rayon)?)
+}
+
+pub fn conv2d_backward_data(
+    s: &Conv2d,
+    dy: &[f32],
+    w: &[f32],
+    mask: Option<&[f32]>,
+    dx: &mut [f32],
+) -> Result<(), Error> {
+    Ok(conv::conv2d_backward_data(s, dy, w, mask, dx, Par::Rayon)?)
+}
+
+pub fn conv2d_backward_weights(
+    s: &Conv2d,
+    x: &[f32],
+    dy: &[f32],
+    dw: &mut [f32],
+    db: Option<&mut [f32]>,
+) -> Result<(), Error> {
+    Ok(conv::conv2d_backward_weights(s, x, dy, dw, db, Par::Rayon)?)
+}
+
+pub fn dense_forward(
+    s: &Dense,
+    x: &[f32],
+    w: &[f32],
+    b: Option<&[f32]>,
+    act: Activation,
+    y: &mut [f32],
+) -> Result<(), Error> {
+    Ok(dense::dense_forward(s, x, w, b, act, y, Par::Rayon)?)
+}
+
+pub fn dense_backward_data(
+    s: &Dense,
+    dy: &[f32],
+    w: &[f32],
+    mask: Option<&[f32]>,
+    dx: &mut [f32],
+) -> Result<(), Error> {
+    Ok(dense::dense_backward_data(s, dy, w, mask, dx, Par::Rayon)?)
+}
+
+pub fn dense_backward_weights(
+    s: &Dense,
+    x: &[f32],
+    dy: &[f32],
+    dw: &mut [f32],
+    db: Option<&mut [f32]>,
+) -> Result<(), Error> {
+    Ok(dense::dense_backward_weights(s, x, dy, dw, db, Par::Rayon)?)
+}
+
+pub fn max_pool_forward(
+    s: &Pool2d,
+    x: &[f32],
+    y: &mut [f32],
+    argmax: &mut [u32],
+) -> Result<(), Error> {
+    Ok(pool::max_pool2d_forward(*s, x, y, argmax)?)
+}
+
+pub fn max_pool_backward(
+    s: &Pool2d,
+    dy: &[f32],
+    argmax: &[u32],
+    dx: &mut [f32],
+) -> Result<(), Error> {
+    Ok(pool::max_pool2d_backward(*s, dy, argmax, dx)?)
+}
+
+pub fn avg_pool_forward(s: &Pool2d, x: &[f32], y: &mut [f32]) -> Result<(), Error> {
+    Ok(pool::avg_pool2d_forward(*s, x, y)?)
+}
+
+pub fn avg_pool_backward(s: &Pool2d, dy: &[f32], dx: &mut [f32]) -> Result<(), Error> {
+    Ok(pool::avg_pool2d_backward(*s, dy, dx)?)
+}
+
+pub fn global_avg_pool_forward(
+    n: usize,
+    c: usize,
+    hw: usize,
+    x: &[f32],
+    y: &mut [f32],
+) -> Result<(), Error> {
+    Ok(pool::global_avg_pool_forward(n, c, hw, 1, x, y)?)
+}
+
+pub fn global_avg_pool_backward(
+    n: usize,
+    c: usize,
+    hw: usize,
+    dy: &[f32],
+    dx: &mut [f32],
+) -> Result<(), Error> {
+    Ok(pool::global_avg_pool_backward(n, c, hw, 1, dy, dx)?)
+}
+
+/// Training dropout with the mask keyed by `(seed, step, layer)`.
+pub fn dropout_forward(
+    p: f32,
+    seed: u64,
+    step: u64,
+    layer: u16,
+    x: &[f32],
+    y: &mut [f32],
+) -> Result<(), Error> {
+    let d = Dropout::new(p)
+        .map_err(|e| Error::Weights(format!("invalid dropout probability {}", e.0)))?;
+    Ok(d.forward(DropoutKey { seed, step, layer }, x, y)?)
+}
+
+/// Regenerates the forward mask and applies it to the gradient.
+pub fn dropout_backward(
+    p: f32,
+    seed: u64,
+    step: u64,
+    layer: u16,
+    dy: &[f32],
+    dx: &mut [f32],
+) -> Result<(), Error> {
+    let d = Dropout::new(p)
+        .map_err(|e| Error::Weights(format!("invalid dropout probability {}", e.0)))?;
+    Ok(d.backward(DropoutKey { seed, step, layer }, dy, dx)?)
+}
+
+pub fn lrn_forward(l: &Lrn, x: &[f32], y: &mut [f32], scale: &mut [f32]) -> Result<(), Error> {
+    Ok(norm::lrn_forward(*l, x, y, scale)?)
+}
+
+pub fn lrn_backward(
+    l: &Lrn,
+    x: &[f32],
+    y: &[f32],
+    scale: &[f32],
+    dy: &[f32],
+    dx: &mut [f32],
+) -> Result<(), Error> {
+    Ok(norm::lrn_backward(*l, x, y, scale, dy, dx)?)
+}
+
+/// Training-mode batch norm; `saved` holds the batch mean then the inverse
+/// standard deviation, `2·C` values, for the backward pass.
+#[allow(clippy::too_many_arguments)]
+pub fn batch_norm_forward_train(
+    bn: &BatchNorm,
+    x: &[f32],
+    gamma: &[f32],
+    beta: &[f32],
+    running_mean: &mut [f32],
+    running_var: &mut [f32],
+    saved: &mut [f32],
+    y: &mut [f32],
+) -> Result<(), Error> {
+    check_len("batch_norm_forward_train", "saved", saved.len(), 2 * bn.c)?;
+    let (mean, invstd) = saved.split_at_mut(bn.c);
+    Ok(norm::batch_norm_forward_train(
+        *bn,
+        x,
+        gamma,
+        beta,
+        y,
+        mean,
+        invstd,
+        running_mean,
+        running_var,
+    )?)
+}
+
+pub fn batch_norm_forward_infer(
+    bn: &BatchNorm,
+    x: &[f32],
+    gamma: &[f32],
+    beta: &[f32],
+    running_mean: &[f32],
+    running_var: &[f32],
+    y: &mut [f32],
+) -> Result<(), Error> {
+    Ok(norm::batch_norm_forward_inference(*bn, x, gamma, beta, running_mean, running_var, y)?)
+}
+
+#[allow(clippy::too_many_arguments)]
+pub fn batch_norm_backward(
+    bn: &BatchNorm,
+    x: &[f32],
+    gamma: &[f32],
+    saved: &[f32],
+    dy: &[f32],
+    dx: &mut [f32],
+    dgamma: &mut [f32],
+    dbeta: &mut [f32],
+) -> Result<(), Error> {
+    check_len("batch_norm_backward", "saved", saved.len(), 2 * bn.c)?;
+    let (mean, invstd) = saved.split_at(bn.c);
+    Ok(norm::batch_norm_backward(*bn, x, dy, gamma, mean, invstd, dx, dgamma, dbeta)?)
+}
+
+pub fn add(a: &[f32], b: &[f32], y: &mut [f32]) -> Result<(), Error> {
+    check_len("add", "b", b.len(), a.len())?;
+    check_len("add", "y", y.len(), a.len())?;
+    for ((y, a), b) in y.iter_mut().zip(a).zip(b) {
+        *y = a + b;
+    }
+    Ok(())
+}
+
+pub fn add_assign(acc: &mut [f32], x: &[f32]) -> Result<(), Error> {
+    check_len("add_assign", "x", x.len(), acc.len())?;
+    for (a, x) in acc.iter_mut().zip(x) {
+        *a += x;
+    }
+    Ok(())
+}
+
+pub fn copy(x: &[f32], y: &mut [f32]) -> Result<(), Error> {
+    check_len("copy", "y", y.len(), x.len())?;
+    y.copy_from_slice(x);
+    Ok(())
+}
+
+/// Joins `parts` (each `[n, channels, inner]`) along the channel axis.
+pub fn concat_forward(
+    n: usize,
+    inner: usize,
+    parts: &[(&[f32], usize)],
+    y: &mut [f32],
+) -> Result<(), Error> {
+    let total: usize = parts.iter().map(|p| p.1).sum();
+    check_len("concat", "y", y.len(), n * total * inner)?;
+    for (x, c) in parts {
+        check_len("concat", "part", x.len(), n * c * inner)?;
+    }
+    for (s, out) in y.chunks_exact_mut(total * inner).enumerate() {
+        let mut at = 0;
+        for (x, c) in parts {
+            out[at..at + c * inner].copy_from_slice(&x[s * c * inner..(s + 1) * c * inner]);
+            at += c * inner;
+        }
+    }
+    Ok(())
+}
+
+/// Splits the gradient of a concatenation back into its parts.
+pub fn concat_backward(
+    n: usize,
+    inner: usize,
+    dy: &[f32],
+    parts: &mut [(&mut [f32], usize)],
+) -> Result<(), Error> {
+    let total: usize = parts.iter().map(|p| p.1).sum();
+    check_len("concat_backward", "dy", dy.len(), n * total * inner)?;
+    for (dx, c) in parts.iter() {
+        check_len("concat_backward", "part", dx.len(), n * c * inner)?;
+    }
+    for (s, g) in dy.chunks_exact(total * inner).enumerate() {
+        let mut at = 0;
+        for (dx, c) in parts.iter_mut() {
+            let len = *c * inner;
+            dx[s * len..(s + 1) * len].copy_from_slice(&g[at..at + len]);
+            at += len;
+        }
+    }
+    Ok(())
+}
+
+/// Mean softmax cross-entropy over the batch and its gradient.
+pub fn cross_entropy(
+    n: usize,
+    classes: usize,
+    logits: &[f32],
+    labels: &[u32],
+    dlogits: &mut [f32],
+) -> Result<f32, Error> {
+    Ok(loss::softmax_cross_entropy(n, classes, logits, labels, dlogits)?)
+}
+
+/// `½·Σ(t − y)²` averaged over the batch, and its gradient.
+pub fn mse(
+    n: usize,
+    features: usize,
+    y: &[f32],
+    targets: &[f32],
+    dy: &mut [f32],
+) -> Result<f32, Error> {
+    Ok(loss::mse_with_grad(n, features, y, targets, dy)?)
+}
+
+/// An optimizer and its hyperparameters; the model keeps the state.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Optimizer {
+    Sgd(Sgd),
+    Adam(Adam),
+    AdamW(AdamW),
+}
+
+impl Optimizer {
+    /// State values per parameter: momentum (SGD with momentum), or the two
+    /// moments (Adam).
+    pub fn state_per_param(&self) -> usize {
+        match self {
+            Optimizer::Sgd(s) if s.momentum == 0.0 => 0,
+            Optimizer::Sgd(_) => 1,
+            Optimizer::Adam(_) | Optimizer::AdamW(_) => 2,
+        }
+    }
+
+    /// A stable tag of the state layout, so a model can tell that its state
+    /// belongs to a different optimizer and must be reset.
+    pub fn kind(&self) -> u8 {
+        match self {
+            Optimizer::Sgd(_) => 1,
+            Optimizer::Adam(_) => 2,
+            Optimizer::AdamW(_) => 3,
+        }
+    }
+
+    /// Updates one parameter tensor with its gradient; `state` holds
+    /// `state_per_param()` values per parameter; `step` counts from 1.
+    pub fn update(
+        &self,
+        step: u64,
+        params: &mut [f32],
+        grads: &[f32],
+        state: &mut [f32],
+    ) -> Result<(), Error> {
+        check_len("optimizer", "state", state.len(), self.state_per_param() * params.len())?;
+        match self {
+            Optimizer::Sgd(s) if s.momentum == 0.0 => {
+                // Without momentum there is no buffer to keep.
+                check_len("sgd_step", "grads", grads.len(), params.len())?;
+                let (lr, wd) = (s.lr as f32, s.weight_decay as f32);
+                for (p, &g) in params.iter_mut().zip(grads) {
+                    *p -= lr * (g + wd * *p);
+                }
+                Ok(())
+            }
+            Optimizer::Sgd(s) => Ok(s.step(state, params, grads)?),
+            Optimizer::Adam(a) => {
+                let (m, v) = state.split_at_mut(params.len());
+                Ok(a.step(step, AdamMoments { m, v }, params, grads)?)
+            }
+            Optimizer::AdamW(a) => {
+                let (m, v) = state.split_at_mut(params.len());
+                Ok(a.step(step, AdamMoments { m, v }, params, grads)?)
+            }
+        }
+    }
+}

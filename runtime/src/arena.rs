@@ -24,13 +24,18 @@ impl From<ArenaError> for crate::error::Error {
     }
 }
 
+/// `R` shared views and `W` mutable views into one arena.
+pub type Views<'a, const R: usize, const W: usize> = ([&'a [f32]; R], [&'a mut [f32]; W]);
+
 /// Splits `buf` into `R` shared regions (which may overlap one another) and
-/// `W` mutable regions (which overlap nothing).
+/// `W` mutable regions (which overlap nothing). Regions are `(start, len)`.
 pub fn split<const R: usize, const W: usize>(
     buf: &mut [f32],
-    reads: [Range<usize>; R],
-    writes: [Range<usize>; W],
-) -> Result<([&[f32]; R], [&mut [f32]; W]), ArenaError> {
+    reads: [(usize, usize); R],
+    writes: [(usize, usize); W],
+) -> Result<Views<'_, R, W>, ArenaError> {
+    let reads: [Range<usize>; R] = reads.map(|(s, l)| s..s.saturating_add(l));
+    let writes: [Range<usize>; W] = writes.map(|(s, l)| s..s.saturating_add(l));
     for r in reads.iter().chain(&writes) {
         if r.start > r.end || r.end > buf.len() {
             return Err(ArenaError(format!("region {r:?} outside an arena of {}", buf.len())));
@@ -85,7 +90,7 @@ mod tests {
     #[test]
     fn hands_out_disjoint_views() {
         let mut buf: Vec<f32> = (0..10).map(|i| i as f32).collect();
-        let ([a, b], [w]) = split(&mut buf, [0..2, 1..3], [5..8]).expect("disjoint");
+        let ([a, b], [w]) = split(&mut buf, [(0, 2), (1, 2)], [(5, 3)]).expect("disjoint");
         assert_eq!((a, b), (&[0.0, 1.0][..], &[1.0, 2.0][..]));
         w.fill(-1.0);
         assert_eq!(buf[5..8], [-1.0; 3]);
@@ -94,7 +99,7 @@ mod tests {
     #[test]
     fn writes_in_any_order() {
         let mut buf = vec![0.0f32; 10];
-        let ([r], [w1, w2]) = split(&mut buf, [4..6], [7..9, 0..3]).expect("disjoint");
+        let ([r], [w1, w2]) = split(&mut buf, [(4, 2)], [(7, 2), (0, 3)]).expect("disjoint");
         assert_eq!(r.len(), 2);
         w1[0] = 1.0;
         w2[0] = 2.0;
@@ -104,8 +109,8 @@ mod tests {
     #[test]
     fn overlaps_and_bounds_are_errors() {
         let mut buf = vec![0.0f32; 10];
-        assert!(split(&mut buf, [0..4], [3..5]).is_err());
-        assert!(split::<0, 2>(&mut buf, [], [0..4, 3..5]).is_err());
-        assert!(split::<1, 0>(&mut buf, [8..11], []).is_err());
+        assert!(split(&mut buf, [(0, 4)], [(3, 2)]).is_err());
+        assert!(split::<0, 2>(&mut buf, [], [(0, 4), (3, 2)]).is_err());
+        assert!(split::<1, 0>(&mut buf, [(8, 3)], []).is_err());
     }
 }

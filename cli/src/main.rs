@@ -2,6 +2,7 @@
 #![deny(unsafe_code)]
 
 mod check;
+mod emit;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -17,11 +18,14 @@ struct Cli {
 enum Command {
     /// Check `.net` files and print each network's layer table.
     Check(check::Args),
+    /// Print the Rust code generated for a `.net` file.
+    Emit(emit::Args),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Check(args) => check::run(&args),
+        Command::Emit(args) => emit::run(&args),
     }
 }

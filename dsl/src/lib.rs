@@ -19,12 +19,15 @@
 #![deny(unsafe_code)]
 
 pub mod ast;
+pub mod builder;
 pub mod check;
+pub mod codegen;
 pub mod diag;
 pub mod ir;
 pub mod parser;
 pub mod program;
 
+pub use builder::{BuildError, Builder};
 pub use diag::{Diagnostic, Diagnostics};
 pub use ir::Graph;
 

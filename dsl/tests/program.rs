@@ -5,9 +5,10 @@
 use netc_dsl::program::{lower, passes::plan_memory, Program, Step, StepKind};
 
 fn zoo(name: &str) -> Program {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../models")
-        .join(format!("{name}.net"));
+    // The zoo, plus the test network that covers every backward rule.
+    let dir = if name == "smooth" { "../tests/nets" } else { "../models" };
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(dir).join(format!("{name}.net"));
     let source = std::fs::read_to_string(path).expect("zoo file");
     let checked = netc_dsl::check_source(name, &source).unwrap_or_else(|d| panic!("{d}"));
     lower(&checked.graphs[0])
@@ -74,7 +75,7 @@ fn assert_no_overlap(p: &Program, steps: &[&Step], plan: &netc_dsl::program::pas
 
 #[test]
 fn memory_plans_are_sound_and_smaller_than_the_sum() {
-    for name in ["mlp", "lenet5", "resnet20"] {
+    for name in ["mlp", "lenet5", "resnet20", "smooth"] {
         let p = zoo(name);
         let loss = p.loss.as_ref().expect("loss");
         let steps: Vec<&Step> = p.train_forward.iter().chain(&p.backward).collect();

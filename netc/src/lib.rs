@@ -20,4 +20,13 @@
 #![deny(unsafe_code)]
 
 pub use netc_macros::network;
+
+/// Includes the Rust that `netc_dsl::Builder` generated from `<name>.net` in
+/// `build.rs`: `netc::include_network!("lenet5");`.
+#[macro_export]
+macro_rules! include_network {
+    ($name:literal) => {
+        include!(concat!(env!("OUT_DIR"), "/", $name, ".rs"));
+    };
+}
 pub use netc_runtime as runtime;

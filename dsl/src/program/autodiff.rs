@@ -259,15 +259,13 @@ impl Autodiff {
                 }
                 self.pass_through(node, *a, gy);
             }
-            AddAssign { x, .. } => {
-                // `acc += x` in the forward pass (n-ary add): x gets a copy
-                // of the gradient; acc keeps it.
-                if self.needs_grad(*x) {
-                    let t = self.target(*x);
-                    match t.accumulate_into {
-                        Some(acc) => self.emit(node, AddAssign { acc, x: gy }),
-                        None => self.emit(node, Copy { x: gy, y: t.write }),
-                    }
+            // `acc += x` in the forward pass (n-ary add): x gets a copy of
+            // the gradient; acc keeps it.
+            AddAssign { x, .. } if self.needs_grad(*x) => {
+                let t = self.target(*x);
+                match t.accumulate_into {
+                    Some(acc) => self.emit(node, AddAssign { acc, x: gy }),
+                    None => self.emit(node, Copy { x: gy, y: t.write }),
                 }
             }
             Concat { parts, inner, .. } => {

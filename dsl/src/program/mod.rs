@@ -450,6 +450,28 @@ impl StepKind {
         }
     }
 
+    /// Whether the step belongs to the backward pass.
+    pub fn is_backward(&self) -> bool {
+        use StepKind::*;
+        matches!(
+            self,
+            ConvBackwardData { .. }
+                | ConvBackwardWeights { .. }
+                | DenseBackwardData { .. }
+                | DenseBackwardWeights { .. }
+                | ActivationBackward { .. }
+                | ActivationBackwardTo { .. }
+                | MaxPoolBackward { .. }
+                | AvgPoolBackward { .. }
+                | GlobalAvgPoolBackward { .. }
+                | SoftmaxBackward { .. }
+                | DropoutBackward { .. }
+                | LrnBackward { .. }
+                | BatchNormBackward { .. }
+                | ConcatBackward { .. }
+        )
+    }
+
     /// Whether the step reads and writes one tensor on purpose.
     pub fn is_in_place(&self) -> bool {
         matches!(self, StepKind::ActivationBackward { .. } | StepKind::AddAssign { .. })

@@ -1,0 +1,17 @@
+//! Compiles every zoo model with the `build.rs` API, as a user would.
+
+fn main() {
+    let models = ["mlp", "lenet5", "alexnet", "resnet20", "resnet18", "vgg11"];
+    let mut files: Vec<String> = models.iter().map(|m| format!("../models/{m}.net")).collect();
+    // Test networks that exercise every op's backward rule.
+    files.extend([
+        "nets/smooth.net".to_string(),
+        "nets/regression.net".to_string(),
+        "nets/pooling.net".to_string(),
+        "nets/lenet5_leaky.net".to_string(),
+    ]);
+    if let Err(e) = netc_dsl::Builder::new().compile(&files) {
+        eprintln!("{e}");
+        std::process::exit(1);
+    }
+}

@@ -1,0 +1,92 @@
+//! The zoo compiled by build.rs: the generated models run forward, train,
+//! and report bad input as errors.
+
+mod lenet5 {
+    netc::include_network!("lenet5");
+}
+mod mlp {
+    netc::include_network!("mlp");
+}
+
+use lenet5::LeNet5;
+use mlp::Mlp;
+
+fn batch<const N: usize>(n: usize, seed: u64) -> Vec<[f32; N]> {
+    let mut s = seed | 1;
+    (0..n)
+        .map(|_| {
+            std::array::from_fn(|_| {
+                s ^= s << 13;
+                s ^= s >> 7;
+                s ^= s << 17;
+                (s >> 40) as f32 / (1u64 << 24) as f32
+            })
+        })
+        .collect()
+}
+
+#[test]
+fn lenet5_constants_match_the_checker() {
+    assert_eq!(LeNet5::PARAMS, 61_706);
+    assert_eq!(LeNet5::MACS_PER_SAMPLE, 416_520);
+    assert_eq!(LeNet5::INPUT, [1, 28, 28]);
+    assert_eq!(LeNet5::OUTPUT, [10]);
+    const { assert!(LeNet5::TRAIN_ARENA_BYTES_PER_SAMPLE < LeNet5::UNPLANNED_BYTES_PER_SAMPLE) };
+}
+
+#[test]
+fn lenet5_overfits_a_small_batch() {
+    let mut model = LeNet5::with_capacity(7, 16);
+    let labels: Vec<u32> = (0..16).map(|i| i % 10).collect();
+    // Noise plus a bright bar whose row depends on the class.
+    let mut x = batch::<784>(16, 3);
+    for (img, &l) in x.iter_mut().zip(&labels) {
+        for v in img.iter_mut() {
+            *v *= 0.3;
+        }
+        for col in 4..24 {
+            img[(2 + 2 * l as usize) * 28 + col] = 1.0;
+        }
+    }
+    let opt = LeNet5::default_optimizer().expect("the file names an optimizer");
+    let first = model.train_step(&x, &labels, &opt).expect("train step");
+    let mut last = first;
+    for _ in 0..150 {
+        last = model.train_step(&x, &labels, &opt).expect("train step");
+    }
+    assert!(first.is_finite() && last.is_finite());
+    assert!(last < 0.5 * first, "loss {first} -> {last}");
+    let mut out = vec![[0.0f32; 10]; 16];
+    model.forward(&x, &mut out).expect("forward");
+    let correct = out
+        .iter()
+        .zip(&labels)
+        .filter(|(o, &l)| {
+            o.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map(|(i, _)| i as u32) == Some(l)
+        })
+        .count();
+    assert!(correct >= 14, "memorised {correct} of 16");
+}
+
+#[test]
+fn mlp_trains_and_rejects_bad_input() {
+    let mut model = Mlp::with_capacity(1, 8);
+    let x = batch::<784>(8, 5);
+    let opt = Mlp::default_optimizer().expect("optimizer");
+    let labels = [0u32, 1, 2, 3, 4, 5, 6, 7];
+    let loss = model.train_step(&x, &labels, &opt).expect("step");
+    assert!(loss.is_finite());
+    // A batch over capacity.
+    let big = batch::<784>(9, 1);
+    assert!(matches!(
+        model.train_step(&big, &[0; 9], &opt),
+        Err(netc::runtime::Error::BatchOverCapacity { .. })
+    ));
+    // A label out of range.
+    let err = model.train_step(&x, &[0, 1, 2, 3, 4, 5, 6, 10], &opt).unwrap_err();
+    assert!(matches!(err, netc::runtime::Error::Label { sample: 7, label: 10, .. }), "{err}");
+    // A flat input of the wrong length.
+    let mut out = vec![0.0; 10];
+    let err = model.forward_flat(&[0.0; 785], &mut out).unwrap_err();
+    assert!(err.to_string().contains("`x`"), "{err}");
+}

@@ -1,0 +1,215 @@
+//! Whole-network gradients of generated code against central finite
+//! differences of its own loss: a network of smooth ops covering every
+//! backward rule (groups, dilation, residuals, concat, batch norm, LRN,
+//! average pooling, dense, sigmoid, tanh), a max-pooling network and an MSE
+//! regression network; and LeNet-5's fused ReLU masks against the same
+//! network without the fusion. (Finite differences in f32 cannot check
+//! LeNet-5 itself: its ReLU and max-pool kinks and f32 rounding of the loss
+//! swamp the small gradients of its first layers.)
+
+mod smooth {
+    netc::include_network!("smooth");
+}
+mod regression {
+    netc::include_network!("regression");
+}
+
+fn batch<const N: usize>(n: usize, seed: u64) -> Vec<[f32; N]> {
+    let mut s = seed | 1;
+    (0..n)
+        .map(|_| {
+            std::array::from_fn(|_| {
+                s ^= s << 13;
+                s ^= s >> 7;
+                s ^= s << 17;
+                (s >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
+            })
+        })
+        .collect()
+}
+
+/// Checks `coords` coordinates of every gradient tensor; `loss` recomputes
+/// the loss (and gradients) at the current parameters.
+///
+/// A coordinate where the loss has a kink within `eps` (a ReLU crossing
+/// zero, a max-pool window changing its winner) has no derivative to
+/// compare: its one-sided slopes disagree, and it is skipped. Smooth
+/// coordinates must agree with the analytic gradient; at least half of the
+/// coordinates must be smooth, so the check cannot pass vacuously.
+fn check(
+    grads: Vec<(String, Vec<f32>)>,
+    mut nudge: impl FnMut(&str, usize, f32),
+    mut loss: impl FnMut() -> f32,
+    eps: f32,
+    coords: usize,
+) {
+    let mut failures = Vec::new();
+    let (mut checked, mut kinks) = (0, 0);
+    for (name, grad) in &grads {
+        for k in 0..coords.min(grad.len()) {
+            let i = (k * 7919 + 3) % grad.len();
+            let centre = loss();
+            nudge(name, i, eps);
+            let plus = loss();
+            nudge(name, i, -2.0 * eps);
+            let minus = loss();
+            nudge(name, i, eps);
+            let (right, left) = ((plus - centre) / eps, (centre - minus) / eps);
+            if (right - left).abs() > 0.1 * right.abs().max(left.abs()) + 2e-3 {
+                kinks += 1;
+                continue;
+            }
+            checked += 1;
+            let numeric = (plus - minus) / (2.0 * eps);
+            // f32 rounding of the loss, divided by 2·eps, bounds how close
+            // a central difference can get.
+            let tol = 2e-2 * numeric.abs().max(grad[i].abs()) + 2e-4;
+            if (numeric - grad[i]).abs() > tol {
+                failures.push(format!("{name}[{i}]: numeric {numeric}, analytic {}", grad[i]));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{} mismatches:\n{}", failures.len(), failures.join("\n"));
+    assert!(checked >= kinks, "only {checked} smooth coordinates against {kinks} kinks");
+}
+
+#[test]
+fn smooth_network_gradients_match_finite_differences() {
+    use smooth::Smooth;
+    let mut model = Smooth::with_capacity(5, 3);
+    let x = batch::<324>(3, 17);
+    let labels = [2u32, 0, 1];
+    model.forward_train(&x).expect("forward");
+    model.backward(&labels).expect("backward");
+    let mut grads = Vec::new();
+    model.grads.visit(|name, _, g| {
+        // Batch-norm running statistics are buffers, not parameters.
+        if !name.contains("running") {
+            grads.push((name.to_string(), g.to_vec()));
+        }
+    });
+    let model = std::cell::RefCell::new(model);
+    check(
+        grads,
+        |name, i, delta| {
+            model.borrow_mut().params.visit_mut(|n, _, v| {
+                if n == name {
+                    v[i] += delta;
+                }
+            })
+        },
+        || {
+            let mut m = model.borrow_mut();
+            m.forward_train(&x).expect("forward");
+            m.backward(&labels).expect("backward")
+        },
+        1e-2,
+        6,
+    );
+}
+
+#[test]
+fn regression_network_gradients_match_finite_differences() {
+    use regression::Regression;
+    let mut model = Regression::with_capacity(2, 4);
+    let x = batch::<48>(4, 23);
+    let targets = [[0.5f32, -1.0], [1.0, 0.0], [-0.5, 0.25], [0.0, 2.0]];
+    model.forward_train(&x).expect("forward");
+    model.backward(&targets).expect("backward");
+    let mut grads = Vec::new();
+    model.grads.visit(|name, _, g| grads.push((name.to_string(), g.to_vec())));
+    let model = std::cell::RefCell::new(model);
+    check(
+        grads,
+        |name, i, delta| {
+            model.borrow_mut().params.visit_mut(|n, _, v| {
+                if n == name {
+                    v[i] += delta;
+                }
+            })
+        },
+        || {
+            let mut m = model.borrow_mut();
+            m.forward_train(&x).expect("forward");
+            m.backward(&targets).expect("backward")
+        },
+        1e-3,
+        8,
+    );
+}
+
+mod pooling {
+    netc::include_network!("pooling");
+}
+mod lenet5 {
+    netc::include_network!("lenet5");
+}
+
+#[test]
+fn max_pool_network_gradients_match_finite_differences() {
+    use pooling::Pooling;
+    let mut model = Pooling::with_capacity(5, 3);
+    let x = batch::<32>(3, 17);
+    let labels = [2u32, 0, 1];
+    model.forward_train(&x).expect("forward");
+    model.backward(&labels).expect("backward");
+    let mut grads = Vec::new();
+    model.grads.visit(|name, _, g| grads.push((name.to_string(), g.to_vec())));
+    let model = std::cell::RefCell::new(model);
+    check(
+        grads,
+        |name, i, delta| {
+            model.borrow_mut().params.visit_mut(|n, _, v| {
+                if n == name {
+                    v[i] += delta;
+                }
+            })
+        },
+        || {
+            let mut m = model.borrow_mut();
+            m.forward_train(&x).expect("forward");
+            m.backward(&labels).expect("backward")
+        },
+        1e-2,
+        6,
+    );
+}
+
+mod lenet5_leaky {
+    netc::include_network!("lenet5_leaky");
+}
+
+/// Differential test of the ReLU-mask fusion: LeNet-5 with `relu` (whose
+/// backward is fused into the next layer's backward GEMM) and with
+/// `leaky_relu(0.0)` (the same function, backward as a separate step) give
+/// the same gradients from the same weights.
+#[test]
+fn fused_relu_masks_give_the_unfused_gradients() {
+    use lenet5::LeNet5;
+    use lenet5_leaky::LeNet5Leaky;
+    let mut fused = LeNet5::with_capacity(3, 8);
+    let mut plain = LeNet5Leaky::with_capacity(99, 8);
+    let mut weights = Vec::new();
+    fused.params.visit(|_, _, v| weights.push(v.to_vec()));
+    let mut k = 0;
+    plain.params.visit_mut(|_, _, v| {
+        v.copy_from_slice(&weights[k]);
+        k += 1;
+    });
+    let x = batch::<784>(8, 4);
+    let labels = [0u32, 1, 2, 3, 4, 5, 6, 7];
+    fused.forward_train(&x).expect("forward");
+    plain.forward_train(&x).expect("forward");
+    let (a, b) =
+        (fused.backward(&labels).expect("backward"), plain.backward(&labels).expect("backward"));
+    assert_eq!(a, b, "same loss");
+    let mut ga = Vec::new();
+    fused.grads.visit(|n, _, g| ga.push((n.to_string(), g.to_vec())));
+    let mut gb = Vec::new();
+    plain.grads.visit(|n, _, g| gb.push((n.to_string(), g.to_vec())));
+    for ((name, x), (_, y)) in ga.iter().zip(&gb) {
+        for (i, (p, q)) in x.iter().zip(y).enumerate() {
+            assert!((p - q).abs() <= 1e-6 * (1.0 + p.abs()), "{name}[{i}]: fused {p}, unfused {q}");
+        }
+    }
+}

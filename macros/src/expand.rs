@@ -1,10 +1,10 @@
-//! Expansion of `network!`: check the source, then emit a type per network
-//! with its shapes and costs, or compile errors on the offending tokens.
+//! Expansion of `network!`: the same code generator as `build.rs`, or
+//! compile errors on the offending tokens.
 
 use crate::input::SourceMap;
-use netc_dsl::{diag::Diagnostic, Graph};
+use netc_dsl::diag::Diagnostic;
 use proc_macro2::{Ident, Span, TokenStream};
-use quote::{format_ident, quote, quote_spanned};
+use quote::quote;
 use std::path::PathBuf;
 
 pub fn network(tokens: TokenStream) -> syn::Result<TokenStream> {
@@ -12,8 +12,8 @@ pub fn network(tokens: TokenStream) -> syn::Result<TokenStream> {
         return network_from_file(&path, lit_span);
     }
     let map = SourceMap::from_tokens(tokens);
-    match netc_dsl::check_source("network!", &map.text) {
-        Ok(checked) => Ok(emit(&checked.graphs, quote!())),
+    match netc_dsl::Builder::new().generate("network!", &map.text) {
+        Ok(code) => parse_generated(&code),
         Err(diags) => {
             let errors = diags.items.iter().filter(|d| d.is_error()).map(|d| {
                 let (first, last) = map.spans(d.primary.span.start, d.primary.span.end);
@@ -22,6 +22,13 @@ pub fn network(tokens: TokenStream) -> syn::Result<TokenStream> {
             Err(combine(errors))
         }
     }
+}
+
+/// The generated source as tokens (its `//` comments are dropped).
+fn parse_generated(code: &str) -> syn::Result<TokenStream> {
+    code.parse::<TokenStream>().map_err(|e| {
+        syn::Error::new(Span::call_site(), format!("netc generated invalid code (a bug): {e}"))
+    })
 }
 
 /// Recognises `file = "path"`.
@@ -46,14 +53,12 @@ fn network_from_file(path: &str, span: Span) -> syn::Result<TokenStream> {
     let source = std::fs::read_to_string(&full)
         .map_err(|e| syn::Error::new(span, format!("cannot read `{}`: {e}", full.display())))?;
     let full_str = full.to_string_lossy().into_owned();
-    match netc_dsl::check_source(path, &source) {
-        // `include_str!` makes cargo rebuild when the file changes.
-        Ok(checked) => Ok(emit(
-            &checked.graphs,
-            quote!(
-                const _: &str = include_str!(#full_str);
-            ),
-        )),
+    match netc_dsl::Builder::new().generate(path, &source) {
+        Ok(code) => {
+            let generated = parse_generated(&code)?;
+            // `include_str!` makes cargo rebuild when the file changes.
+            Ok(quote!(const _: &str = include_str!(#full_str); #generated))
+        }
         Err(diags) => Err(syn::Error::new(span, format!("invalid network file\n{diags}"))),
     }
 }
@@ -94,33 +99,4 @@ fn combine(errors: impl Iterator<Item = syn::Error>) -> syn::Error {
         }
     }
     all.unwrap_or_else(|| syn::Error::new(Span::call_site(), "invalid network"))
-}
-
-fn emit(graphs: &[Graph], extra: TokenStream) -> TokenStream {
-    let types = graphs.iter().map(|g| {
-        let name = format_ident!("{}", g.name);
-        let input = &g.node(g.inputs[0]).shape.0;
-        let output = &g.node(g.output).shape.0;
-        let (input_rank, output_rank) = (input.len(), output.len());
-        let (params, macs, flops) = (g.total_params(), g.total_macs(), g.total_flops());
-        let doc = format!("The network `{}`, checked by netc at compile time.", g.name);
-        quote_spanned! {Span::call_site()=>
-            #[doc = #doc]
-            #[derive(Debug, Clone, Copy)]
-            pub struct #name;
-            impl #name {
-                /// Per-sample shape of the first input.
-                pub const INPUT: [usize; #input_rank] = [#(#input),*];
-                /// Per-sample shape of the output.
-                pub const OUTPUT: [usize; #output_rank] = [#(#output),*];
-                /// Number of learnable parameters.
-                pub const PARAMS: usize = #params;
-                /// Forward multiply-accumulates per sample (conv and dense).
-                pub const MACS_PER_SAMPLE: u64 = #macs;
-                /// Forward floating-point operations per sample.
-                pub const FLOPS_PER_SAMPLE: u64 = #flops;
-            }
-        }
-    });
-    quote! { #extra #(#types)* }
 }

@@ -7,9 +7,11 @@ mod input;
 
 use proc_macro::TokenStream;
 
-/// Checks a network written in the `.net` language, inline or from a file,
-/// at compile time, and defines a type named after it that carries its
-/// shapes and costs as constants.
+/// Compiles a network written in the `.net` language, inline or from a
+/// file, at compile time, into the same model type that `build.rs` with
+/// `netc_dsl::Builder` generates: parameters, forward and backward passes,
+/// training step, weights I/O, and shape and cost constants. Errors point at
+/// the offending tokens.
 ///
 /// (This example runs as a doctest of the `netc` facade crate, which
 /// re-exports the macro.)

@@ -1,0 +1,2 @@
+netc::network!(file = "models/does_not_exist.net");
+fn main() {}

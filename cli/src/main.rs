@@ -3,6 +3,7 @@
 
 mod check;
 mod emit;
+mod graph;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -20,6 +21,8 @@ enum Command {
     Check(check::Args),
     /// Print the Rust code generated for a `.net` file.
     Emit(emit::Args),
+    /// Draw a network as Graphviz DOT (and SVG when Graphviz is installed).
+    Graph(graph::Args),
 }
 
 fn main() -> ExitCode {
@@ -27,5 +30,6 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Check(args) => check::run(&args),
         Command::Emit(args) => emit::run(&args),
+        Command::Graph(args) => graph::run(&args),
     }
 }

@@ -203,6 +203,14 @@ thread_local! {
     static COLUMNS: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
 }
 
+/// Grows every thread's column buffer (on the current rayon pool and the
+/// calling thread) to `len` floats now, so that later convolutions of up to
+/// that size allocate nothing, whichever thread runs them.
+pub fn reserve_scratch(len: usize) {
+    with_columns(len, |_| ());
+    rayon::broadcast(|_| with_columns(len, |_| ()));
+}
+
 /// Runs `f` with this thread's column buffer of `len` floats.
 fn with_columns<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
     COLUMNS.with(|cell| match cell.try_borrow_mut() {

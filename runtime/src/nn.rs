@@ -37,6 +37,14 @@ impl From<OptimError> for Error {
     }
 }
 
+/// Sizes every thread's scratch buffers for a model whose largest
+/// convolution unrolls to `conv_columns` floats, so that its training steps
+/// allocate nothing. Generated models call it when they are created.
+pub fn reserve_scratch(conv_columns: usize) {
+    crate::gemm::reserve_scratch();
+    conv::reserve_scratch(conv_columns);
+}
+
 pub fn conv2d_forward(
     s: &Conv2d,
     x: &[f32],

@@ -128,6 +128,26 @@ fn module(
     let arena_per_sample = plans.train.size.max(plans.infer.size);
     let argmax_per_sample: usize = p.argmax_slots.iter().sum();
     let stats_len: usize = p.stat_slots.iter().map(|c| 2 * c).sum();
+    // The largest per-thread scratch of any conv: its im2col matrix, or the
+    // padded image of the direct path.
+    let conv_columns: usize = p
+        .train_forward
+        .iter()
+        .filter_map(|s| match &s.kind {
+            crate::program::StepKind::Conv { win, o, groups, .. } => {
+                let (oh, ow) = (
+                    (win.h + 2 * win.ph - win.dh * (win.kh - 1) - 1) / win.sh + 1,
+                    (win.w + 2 * win.pw - win.dw * (win.kw - 1) - 1) / win.sw + 1,
+                );
+                let im2col = win.c / groups * win.kh * win.kw * oh * ow;
+                let direct = win.c * (win.h + 2 * win.ph) * (win.w + 2 * win.pw + 16);
+                let _ = o;
+                Some(im2col.max(direct))
+            }
+            _ => None,
+        })
+        .max()
+        .unwrap_or(0);
     let (arena_size, argmax_size) =
         (emit::times(arena_per_sample, "capacity"), emit::times(argmax_per_sample, "capacity"));
 
@@ -272,6 +292,7 @@ fn module(
             pub fn with_capacity(seed: u64, capacity: usize) -> Self {
                 let mut params = #params_ty::zeros();
                 #(#inits)*
+                #rt::nn::reserve_scratch(#conv_columns);
                 Self {
                     params,
                     grads: #params_ty::zeros(),

@@ -3,6 +3,7 @@
 //! consumers), which later passes rely on.
 
 mod display;
+mod dot;
 mod op;
 
 pub use display::{layer_rows, LayerRow};

@@ -322,6 +322,21 @@ thread_local! {
     static PACK_B: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
 }
 
+/// Grows every thread's packing buffers (on the current rayon pool and the
+/// calling thread) to full blocks of the default kernels, so that later
+/// GEMMs allocate nothing, whichever thread runs them.
+pub fn reserve_scratch() {
+    let reserve = || {
+        for k in kernel::selected_family() {
+            let params::Blocking { mc, kc, nc } = k.blocking;
+            with_buffer(&PACK_A, kc * mc, |_| ());
+            with_buffer(&PACK_B, kc * nc, |_| ());
+        }
+    };
+    reserve();
+    rayon::broadcast(|_| reserve());
+}
+
 /// Runs `f` with a thread-local buffer of `len` floats starting on a 64-byte
 /// boundary: a 512-bit load that straddles two cache lines costs two loads.
 fn with_buffer<R>(

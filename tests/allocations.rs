@@ -1,0 +1,81 @@
+//! A training step allocates nothing: after the first step (which sizes the
+//! optimizer state), steps make zero heap allocations, on every thread.
+//!
+//! The loop runs inside the rayon pool, as `netc train` does. Called from a
+//! thread outside the pool, each parallel kernel is injected into the pool's
+//! queue, and rayon's injector allocates a 1.5 KB block every ~60 jobs.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+struct Counting;
+
+static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
+
+// SAFETY: forwards every call to the system allocator unchanged; it only
+// counts allocations on the side.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: the caller's contract for `alloc` is passed on unchanged.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: the caller's contract for `dealloc` is passed on unchanged.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: the caller's contract for `realloc` is passed on unchanged.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+mod lenet5 {
+    netc::include_network!("lenet5");
+}
+mod resnet20 {
+    netc::include_network!("resnet20");
+}
+
+#[test]
+fn training_steps_allocate_nothing() {
+    let pool = rayon::ThreadPoolBuilder::new().build().expect("pool");
+    pool.install(steps_allocate_nothing);
+}
+
+fn steps_allocate_nothing() {
+    let x: Vec<[f32; 784]> =
+        (0..32).map(|s| std::array::from_fn(|i| ((i + s) % 13) as f32 / 13.0)).collect();
+    let labels: Vec<u32> = (0..32).map(|i| i % 10).collect();
+    let mut model = lenet5::LeNet5::with_capacity(1, 32);
+    let opt = lenet5::LeNet5::default_optimizer().expect("optimizer");
+    for _ in 0..2 {
+        model.train_step(&x, &labels, &opt).expect("warm-up step");
+    }
+    let before = ALLOCATIONS.load(Ordering::SeqCst);
+    for _ in 0..3 {
+        model.train_step(&x, &labels, &opt).expect("step");
+    }
+    let during = ALLOCATIONS.load(Ordering::SeqCst) - before;
+    assert_eq!(during, 0, "LeNet-5 training steps allocated {during} times");
+
+    // A network with batch norm, residual adds and more layers.
+    let x: Vec<[f32; 3072]> =
+        (0..8).map(|s| std::array::from_fn(|i| ((i * 7 + s) % 11) as f32 / 11.0)).collect();
+    let labels: Vec<u32> = (0..8).collect();
+    let mut model = resnet20::ResNet20::with_capacity(1, 8);
+    let opt = resnet20::ResNet20::default_optimizer().expect("optimizer");
+    for _ in 0..2 {
+        model.train_step(&x, &labels, &opt).expect("warm-up step");
+    }
+    let before = ALLOCATIONS.load(Ordering::SeqCst);
+    model.train_step(&x, &labels, &opt).expect("step");
+    let during = ALLOCATIONS.load(Ordering::SeqCst) - before;
+    assert_eq!(during, 0, "ResNet-20 training step allocated {during} times");
+}

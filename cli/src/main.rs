@@ -2,8 +2,11 @@
 #![deny(unsafe_code)]
 
 mod check;
+mod data;
 mod emit;
 mod graph;
+mod models;
+mod train;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -23,6 +26,12 @@ enum Command {
     Emit(emit::Args),
     /// Draw a network as Graphviz DOT (and SVG when Graphviz is installed).
     Graph(graph::Args),
+    /// Train a zoo model (default: LeNet-5 on the embedded synthetic digits).
+    Train(train::TrainArgs),
+    /// Evaluate a saved checkpoint on a test set.
+    Eval(train::EvalArgs),
+    /// Classify a PGM image with a saved checkpoint.
+    Predict(train::PredictArgs),
 }
 
 fn main() -> ExitCode {
@@ -31,5 +40,8 @@ fn main() -> ExitCode {
         Command::Check(args) => check::run(&args),
         Command::Emit(args) => emit::run(&args),
         Command::Graph(args) => graph::run(&args),
+        Command::Train(args) => train::train(&args),
+        Command::Eval(args) => train::eval(&args),
+        Command::Predict(args) => train::predict(&args),
     }
 }

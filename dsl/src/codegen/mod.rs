@@ -349,7 +349,7 @@ fn module(
                 }
                 let Self { params, arena, argmax, stats, capacity, step, seed, .. } = self;
                 let (cap, arena, argmax, stats) = (*capacity, &mut arena[..], &mut argmax[..], &mut stats[..]);
-                let (_, _, _) = (argmax.len(), stats.len(), (*step, *seed));
+                let _ = (argmax.len(), stats.len(), (*step, *seed), &params);
                 arena[#in_range].copy_from_slice(x);
                 #infer_body
                 out.copy_from_slice(&arena[#out_range]);
@@ -453,7 +453,7 @@ fn training(
             self.batch = n;
             let Self { params, arena, argmax, stats, capacity, step, seed, .. } = self;
             let (cap, arena, argmax, stats, step, seed) = (*capacity, &mut arena[..], &mut argmax[..], &mut stats[..], *step, *seed);
-            let (_, _, _) = (argmax.len(), stats.len(), (step, seed));
+            let _ = (argmax.len(), stats.len(), (step, seed), &params);
             arena[#train_in_range].copy_from_slice(x);
             #train_body
             let out = &self.arena[#train_out_range];
@@ -469,7 +469,8 @@ fn training(
             let targets = #target_flat;
             let Self { params, grads, arena, argmax, stats, capacity, step, seed, .. } = self;
             let (cap, arena, argmax, stats, step, seed) = (*capacity, &mut arena[..], &mut argmax[..], &mut stats[..], *step, *seed);
-            let (_, _, _, _) = (argmax.len(), stats.len(), (step, seed), &grads);
+            // Not every network uses every buffer in every pass.
+            let _ = (argmax.len(), stats.len(), (step, seed), &grads, &params);
             let loss = {
                 let ([logits], [d]) = #rt::arena::split(arena, [(#loss_in_start, #loss_size)], [(#loss_grad_start, #loss_size)])?;
                 #loss_call

@@ -1,0 +1,71 @@
+//! Datasets for `netc train` and `netc eval`: the embedded synthetic digits,
+//! MNIST-format IDX files and CIFAR-10 binary files, all validated so that a
+//! truncated or wrong file is an error naming the file and the problem.
+
+pub mod cifar;
+pub mod idx;
+pub mod synth;
+
+use std::fmt;
+use std::path::PathBuf;
+
+/// Images as f32 in `[0, 1]`, `shape` per sample, with class labels.
+#[derive(Clone, Debug)]
+pub struct Dataset {
+    pub images: Vec<f32>,
+    pub labels: Vec<u8>,
+    pub shape: [usize; 3],
+}
+
+impl Dataset {
+    pub fn len(&self) -> usize {
+        self.labels.len()
+    }
+
+    pub fn sample_len(&self) -> usize {
+        self.shape.iter().product()
+    }
+
+    pub fn image(&self, i: usize) -> &[f32] {
+        let n = self.sample_len();
+        &self.images[i * n..(i + 1) * n]
+    }
+
+    /// The first `count` samples.
+    pub fn truncate(&mut self, count: usize) {
+        let count = count.min(self.len());
+        self.images.truncate(count * self.sample_len());
+        self.labels.truncate(count);
+    }
+}
+
+/// A dataset file that cannot be used, and why.
+#[derive(Debug)]
+pub struct DataError {
+    pub path: PathBuf,
+    pub problem: String,
+}
+
+impl fmt::Display for DataError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "`{}`: {}", self.path.display(), self.problem)
+    }
+}
+
+impl std::error::Error for DataError {}
+
+/// Reads a file, decompressing it when its name ends in `.gz`.
+pub fn read_maybe_gz(path: &std::path::Path) -> Result<Vec<u8>, DataError> {
+    use std::io::Read as _;
+    let err = |problem: String| DataError { path: path.to_path_buf(), problem };
+    let raw = std::fs::read(path).map_err(|e| err(format!("cannot read: {e}")))?;
+    if path.extension().is_some_and(|e| e == "gz") {
+        let mut out = Vec::new();
+        flate2::read::GzDecoder::new(&raw[..])
+            .read_to_end(&mut out)
+            .map_err(|e| err(format!("not valid gzip: {e}")))?;
+        Ok(out)
+    } else {
+        Ok(raw)
+    }
+}

@@ -144,7 +144,12 @@ pub fn draw(seed: u64, split: u64, index: u64, out: &mut [f32]) -> u8 {
     // Elastic distortion: a smooth displacement field of a few waves.
     let waves: Vec<(f32, f32, f32, f32)> = (0..3)
         .map(|_| {
-            (rng.range(0.1, 0.35), rng.range(0.1, 0.35), rng.range(0.0, std::f32::consts::TAU), rng.range(-1.4, 1.4))
+            (
+                rng.range(0.1, 0.35),
+                rng.range(0.1, 0.35),
+                rng.range(0.0, std::f32::consts::TAU),
+                rng.range(-1.4, 1.4),
+            )
         })
         .collect();
     let noise = rng.range(0.02, 0.12);

@@ -1,0 +1,63 @@
+//! A new crate outside the workspace, made only from the README's
+//! instructions (its `build.rs` and `src/main.rs` blocks, with path
+//! dependencies), builds and trains LeNet-5 for a step.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The ```rust block of README.md whose first line is `marker`.
+fn readme_block(readme: &str, marker: &str) -> String {
+    let start = readme
+        .find(&format!("```rust\n{marker}"))
+        .unwrap_or_else(|| panic!("README has a `{marker}` block"));
+    let body = &readme[start + "```rust\n".len()..];
+    body[..body.find("```").expect("closed block")].to_string()
+}
+
+#[test]
+fn readme_instructions_build_a_training_crate() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .canonicalize()
+        .expect("workspace root");
+    let readme = std::fs::read_to_string(root.join("README.md")).expect("README");
+    let dir = std::env::temp_dir().join(format!("netc-scratch-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("src")).expect("dir");
+    std::fs::create_dir_all(dir.join("models")).expect("dir");
+    let path = |p: &str| root.join(p).display().to_string();
+    std::fs::write(
+        dir.join("Cargo.toml"),
+        format!(
+            "[package]\nname = \"scratch\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[dependencies]\nnetc = {{ path = {:?} }}\n\n[build-dependencies]\nnetc-dsl = {{ path = {:?} }}\n\n[workspace]\n",
+            path("netc"),
+            path("dsl")
+        ),
+    )
+    .expect("Cargo.toml");
+    std::fs::copy(root.join("models/lenet5.net"), dir.join("models/lenet5.net")).expect("model");
+    std::fs::write(dir.join("build.rs"), readme_block(&readme, "// build.rs")).expect("build.rs");
+    std::fs::write(dir.join("src/main.rs"), readme_block(&readme, "// src/main.rs"))
+        .expect("main.rs");
+    // A target directory of its own, kept between runs: the outer cargo
+    // holds the workspace's lock while tests run.
+    let target = root.join("target/scratch-crate");
+    let out = Command::new(env!("CARGO"))
+        .args(["run", "--quiet"])
+        .current_dir(&dir)
+        .env("CARGO_TARGET_DIR", &target)
+        .output()
+        .expect("cargo runs");
+    assert!(
+        out.status.success(),
+        "the README's crate failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("loss "), "{stdout}");
+    assert!(
+        Path::new(&dir.join("lenet5.safetensors")).exists(),
+        "the README's program saves its weights"
+    );
+}

@@ -6,6 +6,7 @@ mod data;
 mod emit;
 mod graph;
 mod models;
+mod plot;
 mod train;
 
 use clap::{Parser, Subcommand};

@@ -368,15 +368,22 @@ fn run_training(args: &TrainArgs) -> Result<(), String> {
         let mut old = std::fs::read_to_string(&metrics).unwrap_or_default();
         old.push_str(&line);
         write_atomic(&metrics, &old).map_err(|e| format!("cannot write metrics: {e}"))?;
+        let plot_path = dir.join("training.png");
+        crate::plot::plot(
+            &crate::plot::read_metrics(&old),
+            &format!("{name} training"),
+            &plot_path,
+        )?;
         last_confusion = Some(confusion);
     }
     if let Some(c) = last_confusion {
         print!("{}", confusion_table(&c));
     }
     println!(
-        "checkpoint: {}\nmetrics: {}\ntotal time {:.1} s",
+        "checkpoint: {}\nmetrics: {}\nplot: {}\ntotal time {:.1} s",
         checkpoint.display(),
         metrics.display(),
+        dir.join("training.png").display(),
         started.elapsed().as_secs_f64()
     );
     Ok(())

@@ -31,7 +31,7 @@ enum Command {
     Train(train::TrainArgs),
     /// Evaluate a saved checkpoint on a test set.
     Eval(train::EvalArgs),
-    /// Classify a PGM image with a saved checkpoint.
+    /// Classify a PGM or PNG image with a saved checkpoint.
     Predict(train::PredictArgs),
 }
 

@@ -73,7 +73,8 @@ pub struct EvalArgs {
 
 #[derive(clap::Args, Debug)]
 pub struct PredictArgs {
-    /// A grayscale PGM image (P2 or P5), any size: it is resized to 28x28.
+    /// A PGM (P2 or P5) or PNG image, any size: it is converted to
+    /// grayscale and resized to 28x28. Digits are light on dark, as MNIST.
     image: PathBuf,
     #[arg(long, default_value = "lenet5")]
     model: String,
@@ -464,6 +465,25 @@ pub fn read_pgm(path: &Path) -> Result<(usize, usize, Vec<f32>), String> {
     Ok((w, h, pixels))
 }
 
+/// Reads a PNG (any colour type) as grayscale values in `[0, 1]`.
+pub fn read_png(path: &Path) -> Result<(usize, usize, Vec<f32>), String> {
+    let img = image::open(path)
+        .map_err(|e| format!("`{}` is not a readable PNG image: {e}", path.display()))?;
+    let gray = img.to_luma8();
+    let (w, h) = (gray.width() as usize, gray.height() as usize);
+    Ok((w, h, gray.pixels().map(|p| f32::from(p.0[0]) / 255.0).collect()))
+}
+
+/// Reads a PGM or PNG image, chosen by the file's first bytes.
+pub fn read_image(path: &Path) -> Result<(usize, usize, Vec<f32>), String> {
+    let head = std::fs::read(path).map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
+    if head.starts_with(b"\x89PNG") {
+        read_png(path)
+    } else {
+        read_pgm(path)
+    }
+}
+
 /// Nearest-neighbour resize to 28x28.
 fn resize28(w: usize, h: usize, pixels: &[f32]) -> Vec<f32> {
     (0..28 * 28).map(|i| pixels[(i / 28) * h / 28 * w + (i % 28) * w / 28]).collect()
@@ -483,7 +503,7 @@ pub fn predict(args: &PredictArgs) -> ExitCode {
             .clone()
             .unwrap_or_else(|| PathBuf::from("runs").join(name).join("model.safetensors"));
         model.load(&checkpoint).map_err(|e| e.to_string())?;
-        let (w, h, pixels) = read_pgm(&args.image)?;
+        let (w, h, pixels) = read_image(&args.image)?;
         let x = resize28(w, h, &pixels);
         let mut logits = vec![0.0f32; model.classes()];
         model.predict(&x, &mut logits).map_err(|e| e.to_string())?;
@@ -531,5 +551,19 @@ mod tests {
         assert!(read_pgm(&p2).unwrap_err().contains("truncated"));
         std::fs::write(&p2, "P6 2 2 255").expect("write");
         assert!(read_pgm(&p2).unwrap_err().contains("P2 or P5"));
+    }
+
+    #[test]
+    fn reads_png_as_grayscale() {
+        let path = std::env::temp_dir().join(format!("netc-png-{}.png", std::process::id()));
+        let img = image::RgbImage::from_fn(3, 2, |x, _| {
+            image::Rgb(if x == 0 { [255, 255, 255] } else { [0, 0, 0] })
+        });
+        img.save(&path).expect("save png");
+        let (w, h, px) = read_image(&path).expect("png");
+        assert_eq!((w, h), (3, 2));
+        assert_eq!((px[0], px[1]), (1.0, 0.0));
+        std::fs::write(&path, b"\x89PNG broken").expect("write");
+        assert!(read_image(&path).unwrap_err().contains("PNG"));
     }
 }

@@ -43,6 +43,25 @@ fn trains_resumes_and_evaluates() {
     assert!(eval.status.success(), "{}", String::from_utf8_lossy(&eval.stderr));
     assert!(String::from_utf8_lossy(&eval.stdout).contains("accuracy"));
 
+    // Classify an image file with the checkpoint: a bright vertical bar.
+    let pgm = out.join("one.pgm");
+    let mut bytes = b"P5\n28 28\n255\n".to_vec();
+    bytes.extend((0..784).map(|i| {
+        if (12..16).contains(&(i % 28)) && (4..24).contains(&(i / 28)) {
+            255u8
+        } else {
+            0
+        }
+    }));
+    std::fs::write(&pgm, bytes).expect("pgm");
+    let predicted = netc(&["predict", pgm.to_str().expect("utf-8"), "--checkpoint", c]);
+    assert!(predicted.status.success(), "{}", String::from_utf8_lossy(&predicted.stderr));
+    assert!(
+        String::from_utf8_lossy(&predicted.stdout).contains("digit"),
+        "{}",
+        String::from_utf8_lossy(&predicted.stdout)
+    );
+
     // A corrupt checkpoint is an error that names the file.
     std::fs::write(&checkpoint, b"garbage").expect("write");
     let bad = netc(&["eval", "--test-size", "16", "--checkpoint", c]);

@@ -39,6 +39,8 @@ pub trait Classifier {
     fn predict(&mut self, x: &[f32], logits: &mut [f32]) -> Result<(), Error>;
     fn save(&self, path: &Path) -> Result<(), Error>;
     fn load(&mut self, path: &Path) -> Result<(), Error>;
+    fn optimizer_state(&self) -> (&[f32], u8, u64);
+    fn set_optimizer_state(&mut self, state: &[f32], kind: u8, step: u64) -> Result<(), Error>;
 }
 
 macro_rules! classifier {
@@ -95,6 +97,17 @@ macro_rules! classifier {
             }
             fn load(&mut self, path: &Path) -> Result<(), Error> {
                 <$ty>::load(self, path)
+            }
+            fn optimizer_state(&self) -> (&[f32], u8, u64) {
+                <$ty>::optimizer_state(self)
+            }
+            fn set_optimizer_state(
+                &mut self,
+                state: &[f32],
+                kind: u8,
+                step: u64,
+            ) -> Result<(), Error> {
+                <$ty>::set_optimizer_state(self, state, kind, step)
             }
         }
     };

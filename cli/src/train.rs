@@ -226,6 +226,34 @@ fn completed_epochs(dir: &Path) -> Result<usize, String> {
         .ok_or_else(|| format!("cannot resume: `{}` has no completed_epochs line", path.display()))
 }
 
+/// Restores the optimizer's momentum or moments and the step count saved
+/// with the last checkpoint, so that a resumed run continues exactly.
+fn restore_optimizer(model: &mut dyn Classifier, dir: &Path) -> Result<(), String> {
+    let text = std::fs::read_to_string(dir.join("state.txt"))
+        .map_err(|e| format!("cannot resume: {e}"))?;
+    let field =
+        |key: &str| text.lines().find_map(|l| l.strip_prefix(key)?.trim().parse::<u64>().ok());
+    let (Some(kind), Some(step)) = (field("optimizer_kind="), field("step=")) else {
+        return Err("cannot resume: state.txt has no optimizer_kind and step".into());
+    };
+    let path = dir.join("optimizer.safetensors");
+    let mut file = netc_runtime::weights::WeightsFile::open(&path)
+        .map_err(|e| format!("cannot resume: {e}"))?;
+    // The saved state holds 0, 1 or 2 values per parameter; try each.
+    let mut restored = None;
+    for per in [0, 1, 2] {
+        let mut state = vec![0.0f32; per * model.params()];
+        if file.read_into("state", &[state.len()], &mut state).is_ok() {
+            restored = Some(state);
+            break;
+        }
+    }
+    let state = restored
+        .ok_or_else(|| format!("cannot resume: `{}` does not match the model", path.display()))?;
+    file.finish().map_err(|e| format!("cannot resume: {e}"))?;
+    model.set_optimizer_state(&state, kind as u8, step).map_err(|e| format!("cannot resume: {e}"))
+}
+
 pub fn train(args: &TrainArgs) -> ExitCode {
     if !models::NAMES.contains(&args.data.model.as_str()) {
         return fail(format!(
@@ -268,6 +296,7 @@ fn run_training(args: &TrainArgs) -> Result<(), String> {
     if args.resume {
         first_epoch = completed_epochs(&dir)?;
         model.load(&checkpoint).map_err(|e| format!("cannot resume: {e}"))?;
+        restore_optimizer(model.as_mut(), &dir)?;
         println!("resuming {name} after epoch {first_epoch} from {}", checkpoint.display());
     } else {
         std::fs::write(
@@ -357,9 +386,19 @@ fn run_training(args: &TrainArgs) -> Result<(), String> {
         // Checkpoint, then the state that names it: a crash between the two
         // leaves the previous epoch's state, which still matches a whole file.
         model.save(&checkpoint).map_err(|e| e.to_string())?;
+        let (opt_state, kind, step) = model.optimizer_state();
+        netc_runtime::weights::save(
+            &dir.join("optimizer.safetensors"),
+            &[("state".to_string(), vec![opt_state.len()], opt_state)],
+        )
+        .map_err(|e| e.to_string())?;
         write_atomic(
             &dir.join("state.txt"),
-            &format!("model={name}\ncompleted_epochs={}\nseed={}\n", epoch + 1, args.data.seed),
+            &format!(
+                "model={name}\ncompleted_epochs={}\nseed={}\noptimizer_kind={kind}\nstep={step}\n",
+                epoch + 1,
+                args.data.seed
+            ),
         )
         .map_err(|e| format!("cannot write state: {e}"))?;
         let line = format!(

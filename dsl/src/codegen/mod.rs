@@ -492,6 +492,25 @@ fn training(
             Self::apply_gradients_impl(&mut self.params, &self.grads, &mut self.opt_state, k, step, opt)
         }
 
+        /// The optimizer's state (momentum or moments, per learnable
+        /// parameter), its kind tag and the step count, for checkpoints that
+        /// resume training exactly.
+        pub fn optimizer_state(&self) -> (&[f32], u8, u64) {
+            (&self.opt_state, self.opt_kind, self.step)
+        }
+
+        /// Restores what [`Self::optimizer_state`] returned.
+        pub fn set_optimizer_state(&mut self, state: &[f32], kind: u8, step: u64) -> Result<(), #rt::Error> {
+            if state.len() % #learnable.max(1) != 0 || state.len() / #learnable.max(1) > 2 {
+                return Err(#rt::Error::Weights(format!("optimizer state of {} values does not fit {} parameters", state.len(), #learnable)));
+            }
+            self.opt_state.clear();
+            self.opt_state.extend_from_slice(state);
+            self.opt_kind = kind;
+            self.step = step;
+            Ok(())
+        }
+
         /// One step of training: forward, loss, backward and update.
         /// Returns the mean loss of the batch.
         pub fn train_step(&mut self, x: &[[f32; #in_len]], #target_param: #target_ty, opt: &#rt::nn::Optimizer) -> Result<f32, #rt::Error> {

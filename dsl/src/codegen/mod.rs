@@ -501,7 +501,8 @@ fn training(
 
         /// Restores what [`Self::optimizer_state`] returned.
         pub fn set_optimizer_state(&mut self, state: &[f32], kind: u8, step: u64) -> Result<(), #rt::Error> {
-            if state.len() % #learnable.max(1) != 0 || state.len() / #learnable.max(1) > 2 {
+            // 0, 1 or 2 values per learnable parameter.
+            if ![0, #learnable, 2 * #learnable].contains(&state.len()) {
                 return Err(#rt::Error::Weights(format!("optimizer state of {} values does not fit {} parameters", state.len(), #learnable)));
             }
             self.opt_state.clear();

@@ -416,6 +416,7 @@ fn training(
         return quote!();
     };
     let train_in_range = emit::span_range(train_in_off, in_len);
+    let twice_learnable = 2 * learnable;
     let train_out_range = emit::span_range(train_out_off, out_len);
     let loss_in = plans.train.offset(loss.input);
     let loss_grad = plans.train.offset(loss.grad);
@@ -502,7 +503,7 @@ fn training(
         /// Restores what [`Self::optimizer_state`] returned.
         pub fn set_optimizer_state(&mut self, state: &[f32], kind: u8, step: u64) -> Result<(), #rt::Error> {
             // 0, 1 or 2 values per learnable parameter.
-            if ![0, #learnable, 2 * #learnable].contains(&state.len()) {
+            if ![0, #learnable, #twice_learnable].contains(&state.len()) {
                 return Err(#rt::Error::Weights(format!("optimizer state of {} values does not fit {} parameters", state.len(), #learnable)));
             }
             self.opt_state.clear();

@@ -23,6 +23,7 @@ pub mod builder;
 pub mod check;
 pub mod codegen;
 pub mod diag;
+pub mod interp;
 pub mod ir;
 pub mod parser;
 pub mod program;

@@ -1,0 +1,177 @@
+//! Generated code against the f64 interpreter of `netc-dsl`, which runs the
+//! checked graph from the ops' definitions: forward outputs (inference and
+//! training mode) of the zoo, and every gradient against central finite
+//! differences of the interpreter's loss in f64.
+
+use netc_dsl::interp::{self, Mode, Weights};
+use std::path::Path;
+
+mod lenet5 {
+    netc::include_network!("lenet5");
+}
+mod mlp {
+    netc::include_network!("mlp");
+}
+mod resnet20 {
+    netc::include_network!("resnet20");
+}
+mod smooth {
+    netc::include_network!("smooth");
+}
+
+fn graph(file: &str) -> netc_dsl::Graph {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(file);
+    let source = std::fs::read_to_string(&path).expect("network file");
+    netc_dsl::check_source(file, &source).unwrap_or_else(|d| panic!("{d}")).graphs.remove(0)
+}
+
+fn inputs(n: usize, len: usize, seed: u64) -> Vec<f32> {
+    let mut s = seed | 1;
+    (0..n * len)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            (s >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
+        })
+        .collect()
+}
+
+fn assert_close(what: &str, got: &[f32], want: &[f64], rel: f64) {
+    assert_eq!(got.len(), want.len(), "{what}");
+    let scale = want.iter().fold(0.0f64, |m, v| m.max(v.abs())).max(1e-3);
+    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
+        assert!(
+            (f64::from(g) - w).abs() <= rel * scale,
+            "{what}[{i}]: generated {g}, interpreter {w}"
+        );
+    }
+}
+
+/// Forward in both modes, then gradients at `coords` coordinates per tensor.
+macro_rules! check_model {
+    ($ty:ty, $file:expr, $n:expr, $coords:expr) => {
+        check_model!($ty, $file, $n, $coords, 1)
+    };
+    // Every `$stride`-th parameter tensor is checked (the interpreter runs
+    // twice per coordinate, which is slow for the larger networks).
+    ($ty:ty, $file:expr, $n:expr, $coords:expr, $stride:expr) => {{
+        let g = graph($file);
+        let mut model = <$ty>::with_capacity(7, $n);
+        let mut weights = Weights::new();
+        model.params.visit(|name, _, v| {
+            weights.insert(name.to_string(), v.iter().map(|&x| f64::from(x)).collect());
+        });
+        let x = inputs($n, <$ty>::INPUT_LEN, 11);
+        let x64: Vec<f64> = x.iter().map(|&v| f64::from(v)).collect();
+        let labels: Vec<u32> = (0..$n as u32).map(|i| (i * 3) % <$ty>::OUTPUT_LEN as u32).collect();
+
+        // Inference.
+        let mut out = vec![0.0f32; $n * <$ty>::OUTPUT_LEN];
+        model.forward_flat(&x, &mut out).expect("forward");
+        let want = interp::run(&g, &weights, &x64, $n, Mode::Infer).expect("interpreter");
+        assert_close(concat!($file, " inference"), &out, interp::output(&g, &want), 1e-4);
+
+        // Training forward and the loss.
+        let chunks = x.as_chunks::<{ <$ty>::INPUT_LEN }>().0;
+        let train_out = model.forward_train(chunks).expect("forward_train").as_flattened().to_vec();
+        let want = interp::run(&g, &weights, &x64, $n, Mode::Train).expect("interpreter");
+        assert_close(
+            concat!($file, " training forward"),
+            &train_out,
+            interp::output(&g, &want),
+            1e-4,
+        );
+        let loss = model.backward(&labels).expect("backward");
+        let want_loss = interp::loss(&g, &want, $n, &labels, &[]).expect("loss");
+        assert!(
+            (f64::from(loss) - want_loss).abs() <= 1e-4 * want_loss.abs().max(1.0),
+            "loss {loss} vs {want_loss}"
+        );
+
+        // Gradients: central differences of the f64 loss.
+        let mut grads: Vec<(String, Vec<f32>)> = Vec::new();
+        model.grads.visit(|name, _, v| {
+            if !name.contains("running") {
+                grads.push((name.to_string(), v.to_vec()));
+            }
+        });
+        let eps = 1e-5;
+        for (name, grad) in grads.iter().step_by($stride) {
+            let scale = grad.iter().fold(0.0f32, |m, v| m.max(v.abs())).max(1e-4);
+            for k in 0..$coords.min(grad.len()) {
+                let i = (k * 7919 + 5) % grad.len();
+                let mut w = weights.clone();
+                w.get_mut(name).expect("tensor")[i] += eps;
+                let plus = interp::loss(
+                    &g,
+                    &interp::run(&g, &w, &x64, $n, Mode::Train).expect("run"),
+                    $n,
+                    &labels,
+                    &[],
+                )
+                .expect("loss");
+                w.get_mut(name).expect("tensor")[i] -= 2.0 * eps;
+                let minus = interp::loss(
+                    &g,
+                    &interp::run(&g, &w, &x64, $n, Mode::Train).expect("run"),
+                    $n,
+                    &labels,
+                    &[],
+                )
+                .expect("loss");
+                let numeric = (plus - minus) / (2.0 * eps);
+                let tol = 2e-3 * f64::from(scale) + 1e-3 * numeric.abs();
+                assert!(
+                    (numeric - f64::from(grad[i])).abs() <= tol,
+                    "{} {name}[{i}]: generated {}, finite difference {numeric}",
+                    $file,
+                    grad[i]
+                );
+            }
+        }
+    }};
+}
+
+#[test]
+fn lenet5_matches_the_interpreter() {
+    check_model!(lenet5::LeNet5, "../models/lenet5.net", 3, 6);
+}
+
+#[test]
+fn mlp_matches_the_interpreter() {
+    check_model!(mlp::Mlp, "../models/mlp.net", 3, 6);
+}
+
+#[test]
+fn resnet20_matches_the_interpreter() {
+    check_model!(resnet20::ResNet20, "../models/resnet20.net", 2, 1, 5);
+}
+
+#[test]
+fn smooth_network_matches_the_interpreter() {
+    check_model!(smooth::Smooth, "nets/smooth.net", 3, 6);
+}
+
+mod alexnet {
+    netc::include_network!("alexnet");
+}
+
+/// AlexNet's inference (LRN, overlapping max pools, dropout off) on one
+/// sample; its 1.1 billion multiply-adds make gradient checks too slow here.
+#[test]
+fn alexnet_inference_matches_the_interpreter() {
+    use alexnet::AlexNet;
+    let g = graph("../models/alexnet.net");
+    let mut model = AlexNet::with_capacity(3, 1);
+    let mut weights = Weights::new();
+    model.params.visit(|name, _, v| {
+        weights.insert(name.to_string(), v.iter().map(|&x| f64::from(x)).collect());
+    });
+    let x = inputs(1, AlexNet::INPUT_LEN, 5);
+    let mut out = vec![0.0f32; AlexNet::OUTPUT_LEN];
+    model.forward_flat(&x, &mut out).expect("forward");
+    let x64: Vec<f64> = x.iter().map(|&v| f64::from(v)).collect();
+    let want = interp::run(&g, &weights, &x64, 1, Mode::Infer).expect("interpreter");
+    assert_close("alexnet inference", &out, interp::output(&g, &want), 1e-4);
+}

@@ -285,15 +285,33 @@ fn col2im(s: &Conv2d, col: &[f32], g: usize, dx: &mut [f32]) {
                         continue;
                     }
                     let dst = &mut plane[ih as usize * s.w..][..s.w];
-                    let first = (j * s.dw) as isize - s.pw as isize;
-                    for (x, &v) in vals.iter().enumerate() {
-                        let iw = (x * s.sw) as isize + first;
-                        if iw >= 0 && (iw as usize) < s.w {
-                            dst[iw as usize] += v;
-                        }
-                    }
+                    add_row(dst, vals, j * s.dw, s.pw, s.sw);
                 }
             }
+        }
+    }
+}
+
+/// `dst[x·stride + offset − pad] += vals[x]` where that index is inside
+/// `dst`: the reverse of [`fill_row`].
+fn add_row(dst: &mut [f32], vals: &[f32], offset: usize, pad: usize, stride: usize) {
+    let first = offset as isize - pad as isize;
+    if stride == 1 {
+        // The valid outputs form one contiguous run: a plain vector add.
+        let lo = (-first).clamp(0, vals.len() as isize) as usize;
+        let hi = (dst.len() as isize - first).clamp(lo as isize, vals.len() as isize) as usize;
+        if hi > lo {
+            let start = (lo as isize + first) as usize;
+            for (d, &v) in dst[start..start + (hi - lo)].iter_mut().zip(&vals[lo..hi]) {
+                *d += v;
+            }
+        }
+        return;
+    }
+    for (x, &v) in vals.iter().enumerate() {
+        let i = (x * stride) as isize + first;
+        if i >= 0 && (i as usize) < dst.len() {
+            dst[i as usize] += v;
         }
     }
 }

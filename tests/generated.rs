@@ -10,20 +10,7 @@ mod mlp {
 
 use lenet5::LeNet5;
 use mlp::Mlp;
-
-fn batch<const N: usize>(n: usize, seed: u64) -> Vec<[f32; N]> {
-    let mut s = seed | 1;
-    (0..n)
-        .map(|_| {
-            std::array::from_fn(|_| {
-                s ^= s << 13;
-                s ^= s >> 7;
-                s ^= s << 17;
-                (s >> 40) as f32 / (1u64 << 24) as f32
-            })
-        })
-        .collect()
-}
+use netc_tests::batch;
 
 #[test]
 fn lenet5_constants_match_the_checker() {

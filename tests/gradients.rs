@@ -7,25 +7,13 @@
 //! LeNet-5 itself: its ReLU and max-pool kinks and f32 rounding of the loss
 //! swamp the small gradients of its first layers.)
 
+use netc_tests::batch;
+
 mod smooth {
     netc::include_network!("smooth");
 }
 mod regression {
     netc::include_network!("regression");
-}
-
-fn batch<const N: usize>(n: usize, seed: u64) -> Vec<[f32; N]> {
-    let mut s = seed | 1;
-    (0..n)
-        .map(|_| {
-            std::array::from_fn(|_| {
-                s ^= s << 13;
-                s ^= s >> 7;
-                s ^= s << 17;
-                (s >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
-            })
-        })
-        .collect()
 }
 
 /// Checks `coords` coordinates of every gradient tensor; `loss` recomputes
@@ -73,68 +61,55 @@ fn check(
     assert!(checked >= kinks, "only {checked} smooth coordinates against {kinks} kinks");
 }
 
+/// Checks every gradient of a fresh `$model` at inputs `$x` and `$targets`
+/// (labels or regression targets) against central differences of its own
+/// loss; batch-norm running statistics are buffers and are skipped.
+macro_rules! check_model {
+    ($model:expr, $x:expr, $targets:expr, $eps:expr, $coords:expr) => {{
+        let mut model = $model;
+        model.forward_train($x).expect("forward");
+        model.backward($targets).expect("backward");
+        let mut grads = Vec::new();
+        model.grads.visit(|name, _, g| {
+            if !name.contains("running") {
+                grads.push((name.to_string(), g.to_vec()));
+            }
+        });
+        let model = std::cell::RefCell::new(model);
+        check(
+            grads,
+            |name, i, delta| {
+                model.borrow_mut().params.visit_mut(|n, _, v| {
+                    if n == name {
+                        v[i] += delta;
+                    }
+                })
+            },
+            || {
+                let mut m = model.borrow_mut();
+                m.forward_train($x).expect("forward");
+                m.backward($targets).expect("backward")
+            },
+            $eps,
+            $coords,
+        );
+    }};
+}
+
 #[test]
 fn smooth_network_gradients_match_finite_differences() {
-    use smooth::Smooth;
-    let mut model = Smooth::with_capacity(5, 3);
-    let x = batch::<324>(3, 17);
-    let labels = [2u32, 0, 1];
-    model.forward_train(&x).expect("forward");
-    model.backward(&labels).expect("backward");
-    let mut grads = Vec::new();
-    model.grads.visit(|name, _, g| {
-        // Batch-norm running statistics are buffers, not parameters.
-        if !name.contains("running") {
-            grads.push((name.to_string(), g.to_vec()));
-        }
-    });
-    let model = std::cell::RefCell::new(model);
-    check(
-        grads,
-        |name, i, delta| {
-            model.borrow_mut().params.visit_mut(|n, _, v| {
-                if n == name {
-                    v[i] += delta;
-                }
-            })
-        },
-        || {
-            let mut m = model.borrow_mut();
-            m.forward_train(&x).expect("forward");
-            m.backward(&labels).expect("backward")
-        },
-        1e-2,
-        6,
-    );
+    check_model!(smooth::Smooth::with_capacity(5, 3), &batch::<324>(3, 17), &[2u32, 0, 1], 1e-2, 6);
 }
 
 #[test]
 fn regression_network_gradients_match_finite_differences() {
-    use regression::Regression;
-    let mut model = Regression::with_capacity(2, 4);
-    let x = batch::<48>(4, 23);
     let targets = [[0.5f32, -1.0], [1.0, 0.0], [-0.5, 0.25], [0.0, 2.0]];
-    model.forward_train(&x).expect("forward");
-    model.backward(&targets).expect("backward");
-    let mut grads = Vec::new();
-    model.grads.visit(|name, _, g| grads.push((name.to_string(), g.to_vec())));
-    let model = std::cell::RefCell::new(model);
-    check(
-        grads,
-        |name, i, delta| {
-            model.borrow_mut().params.visit_mut(|n, _, v| {
-                if n == name {
-                    v[i] += delta;
-                }
-            })
-        },
-        || {
-            let mut m = model.borrow_mut();
-            m.forward_train(&x).expect("forward");
-            m.backward(&targets).expect("backward")
-        },
+    check_model!(
+        regression::Regression::with_capacity(2, 4),
+        &batch::<48>(4, 23),
+        &targets,
         1e-3,
-        8,
+        8
     );
 }
 
@@ -147,31 +122,12 @@ mod lenet5 {
 
 #[test]
 fn max_pool_network_gradients_match_finite_differences() {
-    use pooling::Pooling;
-    let mut model = Pooling::with_capacity(5, 3);
-    let x = batch::<32>(3, 17);
-    let labels = [2u32, 0, 1];
-    model.forward_train(&x).expect("forward");
-    model.backward(&labels).expect("backward");
-    let mut grads = Vec::new();
-    model.grads.visit(|name, _, g| grads.push((name.to_string(), g.to_vec())));
-    let model = std::cell::RefCell::new(model);
-    check(
-        grads,
-        |name, i, delta| {
-            model.borrow_mut().params.visit_mut(|n, _, v| {
-                if n == name {
-                    v[i] += delta;
-                }
-            })
-        },
-        || {
-            let mut m = model.borrow_mut();
-            m.forward_train(&x).expect("forward");
-            m.backward(&labels).expect("backward")
-        },
+    check_model!(
+        pooling::Pooling::with_capacity(5, 3),
+        &batch::<32>(3, 17),
+        &[2u32, 0, 1],
         1e-2,
-        6,
+        6
     );
 }
 

@@ -25,16 +25,9 @@ fn graph(file: &str) -> netc_dsl::Graph {
     netc_dsl::check_source(file, &source).unwrap_or_else(|d| panic!("{d}")).graphs.remove(0)
 }
 
+/// `n` flat samples of `len` values.
 fn inputs(n: usize, len: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed | 1;
-    (0..n * len)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            (s >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
-        })
-        .collect()
+    netc_tests::batch::<1>(n * len, seed).into_iter().map(|[v]| v).collect()
 }
 
 fn assert_close(what: &str, got: &[f32], want: &[f64], rel: f64) {

@@ -316,14 +316,6 @@ fn add_row(dst: &mut [f32], vals: &[f32], offset: usize, pad: usize, stride: usi
     }
 }
 
-fn gemm_ok(r: Result<(), crate::gemm::GemmError>) {
-    // The conv checked every length before calling, so the GEMM's own checks
-    // cannot fail; a failure here is a bug in this file.
-    if let Err(e) = r {
-        unreachable!("conv2d built an invalid GEMM: {e}");
-    }
-}
-
 /// `y = act(conv(x, weight) + bias)`.
 ///
 /// Samples run in parallel on the rayon pool when `par` is `Rayon` and the
@@ -388,7 +380,7 @@ fn forward_pointwise(
         &epilogue(bias, activation),
         par,
     );
-    gemm_ok(r);
+    crate::gemm::expect_valid(r);
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -420,7 +412,7 @@ fn forward_im2col(
                 &epilogue(b, activation),
                 par,
             );
-            gemm_ok(r);
+            crate::gemm::expect_valid(r);
         }
     });
 }
@@ -595,7 +587,7 @@ fn backward_data_one(s: &Conv2d, dy: &[f32], weight: &[f32], dx: &mut [f32], par
             &Epilogue::NONE,
             par,
         );
-        gemm_ok(r);
+        crate::gemm::expect_valid(r);
         return;
     }
     dx.fill(0.0);
@@ -616,7 +608,7 @@ fn backward_data_one(s: &Conv2d, dy: &[f32], weight: &[f32], dx: &mut [f32], par
                 &Epilogue::NONE,
                 par,
             );
-            gemm_ok(r);
+            crate::gemm::expect_valid(r);
             col2im(s, col, g, dx);
         }
     });
@@ -721,7 +713,7 @@ fn weight_grad_samples(
                     &Epilogue::NONE,
                     par,
                 );
-                gemm_ok(r);
+                crate::gemm::expect_valid(r);
             }
         }
     });

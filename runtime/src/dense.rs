@@ -28,14 +28,6 @@ impl Dense {
     }
 }
 
-fn gemm_ok(r: Result<(), crate::gemm::GemmError>) {
-    // Every length was checked before the call, so the GEMM's own checks
-    // cannot fail; a failure here is a bug in this file.
-    if let Err(e) = r {
-        unreachable!("dense built an invalid GEMM: {e}");
-    }
-}
-
 /// `y = act(x·Wᵀ + b)`.
 pub fn dense_forward(
     s: &Dense,
@@ -55,7 +47,7 @@ pub fn dense_forward(
         return Ok(());
     }
     let epi = Epilogue { bias: bias.map_or(Bias::None, Bias::PerCol), activation, relu_mask: None };
-    gemm_ok(sgemm(
+    crate::gemm::expect_valid(sgemm(
         s.n,
         s.output,
         s.input,
@@ -140,7 +132,7 @@ pub fn dense_backward_data(
         activation: Activation::Identity,
         relu_mask: relu_mask.map(|m| MatRef::row_major(m, s.input)),
     };
-    gemm_ok(sgemm(
+    crate::gemm::expect_valid(sgemm(
         s.n,
         s.input,
         s.output,
@@ -174,7 +166,7 @@ pub fn dense_backward_weights(
             }
         }
     }
-    gemm_ok(sgemm(
+    crate::gemm::expect_valid(sgemm(
         s.output,
         s.input,
         s.n,

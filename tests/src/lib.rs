@@ -6,3 +6,19 @@ use std::path::PathBuf;
 pub fn zoo_path(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models").join(format!("{name}.net"))
 }
+
+/// `n` samples of `N` values in `[-1, 1)`, reproducible from `seed`
+/// (xorshift), for tests that need inputs but not particular ones.
+pub fn batch<const N: usize>(n: usize, seed: u64) -> Vec<[f32; N]> {
+    let mut s = seed | 1;
+    (0..n)
+        .map(|_| {
+            std::array::from_fn(|_| {
+                s ^= s << 13;
+                s ^= s >> 7;
+                s ^= s << 17;
+                (s >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
+            })
+        })
+        .collect()
+}

@@ -289,6 +289,14 @@ impl Grid {
     }
 }
 
+/// For callers that checked every length themselves (the conv and dense
+/// layers): a GEMM error is then a bug in the caller, not bad input.
+pub(crate) fn expect_valid(r: Result<(), GemmError>) {
+    if let Err(e) = r {
+        unreachable!("a layer built an invalid GEMM: {e}");
+    }
+}
+
 /// Below this many multiply-accumulates, threads cost more than they save.
 const PARALLEL_MIN_MACS: f64 = 4.0e6;
 

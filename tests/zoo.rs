@@ -73,7 +73,48 @@ fn layer_names_follow_state_dict_style() {
     assert!(names.contains(&"conv1"), "{names:?}");
     assert!(names.contains(&"layer1.0.conv1"), "{names:?}");
     assert!(names.contains(&"layer1.2.bn2"), "{names:?}");
-    assert!(names.contains(&"layer3.down1.conv3"), "{names:?}");
+    assert!(names.contains(&"layer3.0.downsample.0"), "{names:?}");
     let unique: std::collections::HashSet<_> = names.iter().collect();
     assert_eq!(unique.len(), names.len(), "layer names are unique");
+}
+
+/// ResNet-18's parameters and buffers have exactly torchvision's
+/// `state_dict` names and shapes (less the `num_batches_tracked` counters),
+/// so its weights load as they are.
+#[test]
+fn resnet18_state_dict_matches_torchvision() {
+    let g = check("resnet18");
+    let p = netc_dsl::program::lower(&g);
+    let ours: Vec<(String, Vec<usize>)> =
+        p.params.iter().map(|q| (q.name.clone(), q.shape.clone())).collect();
+    let bn = |name: &str, c: usize| -> Vec<(String, Vec<usize>)> {
+        ["weight", "bias", "running_mean", "running_var"]
+            .iter()
+            .map(|s| (format!("{name}.{s}"), vec![c]))
+            .collect()
+    };
+    let mut want = vec![("conv1.weight".to_string(), vec![64, 3, 7, 7])];
+    want.extend(bn("bn1", 64));
+    let mut c_in = 64;
+    for (l, c) in [(1, 64), (2, 128), (3, 256), (4, 512)] {
+        for b in 0..2 {
+            let p = format!("layer{l}.{b}");
+            let first_in = if b == 0 { c_in } else { c };
+            want.push((format!("{p}.conv1.weight"), vec![c, first_in, 3, 3]));
+            want.extend(bn(&format!("{p}.bn1"), c));
+            want.push((format!("{p}.conv2.weight"), vec![c, c, 3, 3]));
+            want.extend(bn(&format!("{p}.bn2"), c));
+            if b == 0 && l > 1 {
+                want.push((format!("{p}.downsample.0.weight"), vec![c, c_in, 1, 1]));
+                want.extend(bn(&format!("{p}.downsample.1"), c));
+            }
+        }
+        c_in = c;
+    }
+    want.push(("fc.weight".to_string(), vec![1000, 512]));
+    want.push(("fc.bias".to_string(), vec![1000]));
+    let mut ours_sorted = ours.clone();
+    ours_sorted.sort();
+    want.sort();
+    assert_eq!(ours_sorted, want);
 }

@@ -90,6 +90,7 @@ fn describe(rule: &Rule) -> &'static str {
         Rule::add_op => "`+` or `-`",
         Rule::mul_op => "`*` or `/`",
         Rule::alias | Rule::kw_as => "`as`",
+        Rule::layer_path => "a layer name",
         Rule::named_arg | Rule::positional_arg => "an argument",
         Rule::input_decl | Rule::kw_input => "`input`",
         Rule::loss_stmt | Rule::kw_loss => "`loss`",

@@ -1422,7 +1422,8 @@ fn collect_aliases<'a>(e: &'a Expr, f: &mut impl FnMut(&'a Ident)) {
                         collect_aliases(&a.value, f);
                     }
                 }
-                if let Some(a) = &s.alias {
+                // A dotted alias (`as downsample.0`) names a layer only.
+                if let Some(a) = s.alias.as_ref().filter(|a| !a.name.contains('.')) {
                     f(a);
                 }
             }

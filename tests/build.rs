@@ -9,6 +9,7 @@ fn main() {
         "nets/regression.net".to_string(),
         "nets/pooling.net".to_string(),
         "nets/lenet5_leaky.net".to_string(),
+        "nets/alexnet_nodrop.net".to_string(),
     ]);
     if let Err(e) = netc_dsl::Builder::new().compile(&files) {
         eprintln!("{e}");

@@ -63,6 +63,13 @@ impl WeightsFile {
         Ok(WeightsFile { bytes, path: shown, taken: BTreeSet::new() })
     }
 
+    /// The shape of tensor `name`, if the file has it.
+    pub fn shape(&self, name: &str) -> Option<Vec<usize>> {
+        let st = SafeTensors::deserialize(&self.bytes).ok()?;
+        let view = st.tensor(name).ok()?;
+        Some(view.shape().to_vec())
+    }
+
     /// Copies tensor `name` into `out`, checking its dtype and `shape`.
     pub fn read_into(&mut self, name: &str, shape: &[usize], out: &mut [f32]) -> Result<(), Error> {
         let st =

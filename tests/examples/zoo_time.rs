@@ -1,0 +1,78 @@
+//! Times the zoo's generated models like `bench/peers/torch_bench.py` times
+//! PyTorch's: a training step at the standard batch and inference at batch 1
+//! and at the standard batch, as JSON lines `{"system", "model", "mode",
+//! "batch", "ms"}` (median of the runs). Run inside the rayon pool, as
+//! `netc train` does.
+//!
+//! `cargo run --release -p netc-tests --example zoo_time -- [MODEL ...]`
+
+use std::time::{Duration, Instant};
+
+mod mlp {
+    netc::include_network!("mlp");
+}
+mod lenet5 {
+    netc::include_network!("lenet5");
+}
+mod resnet20 {
+    netc::include_network!("resnet20");
+}
+mod alexnet {
+    netc::include_network!("alexnet");
+}
+
+fn median_ms(mut f: impl FnMut()) -> f64 {
+    f();
+    let (start, mut times) = (Instant::now(), Vec::new());
+    while times.len() < 5 || start.elapsed() < Duration::from_secs(2) {
+        let t = Instant::now();
+        f();
+        times.push(t.elapsed().as_secs_f64() * 1e3);
+        if times.len() > 1000 {
+            break;
+        }
+    }
+    times.sort_by(f64::total_cmp);
+    times[times.len() / 2]
+}
+
+macro_rules! time_model {
+    ($ty:ty, $name:literal, $batch:expr) => {{
+        const IN: usize = <$ty>::INPUT_LEN;
+        const OUT: usize = <$ty>::OUTPUT_LEN;
+        let mut model = <$ty>::with_capacity(1, $batch);
+        let opt = <$ty>::default_optimizer().expect("zoo models name an optimizer");
+        let x: Vec<[f32; IN]> = (0..$batch).map(|s| std::array::from_fn(|i| ((i * 7 + s * 13) % 255) as f32 / 255.0)).collect();
+        let labels: Vec<u32> = (0..$batch as u32).map(|i| i % 10).collect();
+        let mut rows = vec![("train_step", $batch, median_ms(|| {
+            model.train_step(&x, &labels, &opt).expect("step");
+        }))];
+        for n in [1usize, $batch] {
+            let mut out = vec![[0.0f32; OUT]; n];
+            rows.push(("forward", n, median_ms(|| model.forward(&x[..n], &mut out).expect("forward"))));
+        }
+        for (mode, n, ms) in rows {
+            println!("{{\"system\":\"netc\",\"model\":\"{}\",\"mode\":\"{mode}\",\"batch\":{n},\"ms\":{ms:.4}}}", $name);
+        }
+    }};
+}
+
+fn main() {
+    let wanted: Vec<String> = std::env::args().skip(1).collect();
+    let run = |name: &str| wanted.is_empty() || wanted.iter().any(|w| w == name);
+    let pool = rayon::ThreadPoolBuilder::new().build().expect("pool");
+    pool.install(|| {
+        if run("mlp") {
+            time_model!(mlp::Mlp, "mlp", 128);
+        }
+        if run("lenet5") {
+            time_model!(lenet5::LeNet5, "lenet5", 64);
+        }
+        if run("resnet20") {
+            time_model!(resnet20::ResNet20, "resnet20", 64);
+        }
+        if run("alexnet") {
+            time_model!(alexnet::AlexNet, "alexnet", 8);
+        }
+    });
+}

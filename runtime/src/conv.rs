@@ -227,24 +227,25 @@ fn with_columns<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
 /// Unrolls the windows of one sample's group `g` into `col`, a row-major
 /// `[C/groups·kh·kw, out_h·out_w]` matrix; padding reads as zero.
 fn im2col(s: &Conv2d, x: &[f32], g: usize, col: &mut [f32]) {
-    let (oh, ow) = (s.out_h(), s.out_w());
-    let cg = s.c / s.groups;
-    for ci in 0..cg {
-        let plane = &x[(g * cg + ci) * s.h * s.w..][..s.h * s.w];
-        for i in 0..s.kh {
-            for j in 0..s.kw {
-                let row = &mut col[((ci * s.kh + i) * s.kw + j) * oh * ow..][..oh * ow];
-                for (y, out) in row.chunks_exact_mut(ow).enumerate() {
-                    let ih = (y * s.sh + i * s.dh) as isize - s.ph as isize;
-                    if ih < 0 || ih >= s.h as isize {
-                        out.fill(0.0);
-                        continue;
-                    }
-                    let src = &plane[ih as usize * s.w..][..s.w];
-                    fill_row(out, src, j * s.dw, s.pw, s.sw);
-                }
-            }
+    let plane = s.out_plane();
+    for (r, row) in col.chunks_exact_mut(plane).take(s.patch()).enumerate() {
+        fill_col_row(s, x, g, r, row);
+    }
+}
+
+/// Row `r` of the im2col matrix of one sample's group `g`: the input values
+/// that weight `r = (channel, i, j)` multiplies, one per output position.
+fn fill_col_row(s: &Conv2d, x: &[f32], g: usize, r: usize, row: &mut [f32]) {
+    let (cg, ow) = (s.c / s.groups, s.out_w());
+    let (ci, i, j) = (r / (s.kh * s.kw), r / s.kw % s.kh, r % s.kw);
+    let plane = &x[(g * cg + ci) * s.h * s.w..][..s.h * s.w];
+    for (y, out) in row.chunks_exact_mut(ow).enumerate() {
+        let ih = (y * s.sh + i * s.dh) as isize - s.ph as isize;
+        if ih < 0 || ih >= s.h as isize {
+            out.fill(0.0);
+            continue;
         }
+        fill_row(out, &plane[ih as usize * s.w..][..s.w], j * s.dw, s.pw, s.sw);
     }
 }
 
@@ -272,23 +273,23 @@ fn fill_row(out: &mut [f32], src: &[f32], offset: usize, pad: usize, stride: usi
 /// The reverse of [`im2col`]: adds every column entry back into the input
 /// position it was read from (padding entries are dropped).
 fn col2im(s: &Conv2d, col: &[f32], g: usize, dx: &mut [f32]) {
-    let (oh, ow) = (s.out_h(), s.out_w());
-    let cg = s.c / s.groups;
-    for ci in 0..cg {
-        let plane = &mut dx[(g * cg + ci) * s.h * s.w..][..s.h * s.w];
-        for i in 0..s.kh {
-            for j in 0..s.kw {
-                let row = &col[((ci * s.kh + i) * s.kw + j) * oh * ow..][..oh * ow];
-                for (y, vals) in row.chunks_exact(ow).enumerate() {
-                    let ih = (y * s.sh + i * s.dh) as isize - s.ph as isize;
-                    if ih < 0 || ih >= s.h as isize {
-                        continue;
-                    }
-                    let dst = &mut plane[ih as usize * s.w..][..s.w];
-                    add_row(dst, vals, j * s.dw, s.pw, s.sw);
-                }
-            }
+    let plane = s.out_plane();
+    for (r, row) in col.chunks_exact(plane).take(s.patch()).enumerate() {
+        add_col_row(s, row, g, r, dx);
+    }
+}
+
+/// Adds row `r` of an im2col-shaped gradient back into one sample's `dx`.
+fn add_col_row(s: &Conv2d, row: &[f32], g: usize, r: usize, dx: &mut [f32]) {
+    let (cg, ow) = (s.c / s.groups, s.out_w());
+    let (ci, i, j) = (r / (s.kh * s.kw), r / s.kw % s.kh, r % s.kw);
+    let plane = &mut dx[(g * cg + ci) * s.h * s.w..][..s.h * s.w];
+    for (y, vals) in row.chunks_exact(ow).enumerate() {
+        let ih = (y * s.sh + i * s.dh) as isize - s.ph as isize;
+        if ih < 0 || ih >= s.h as isize {
+            continue;
         }
+        add_row(&mut plane[ih as usize * s.w..][..s.w], vals, j * s.dw, s.pw, s.sw);
     }
 }
 
@@ -338,6 +339,7 @@ pub fn conv2d_forward(
         return Ok(());
     }
     let algo = s.forward_algo();
+
     let (in_len, out_len) = (s.c * s.h * s.w, s.o * s.out_plane());
     let one = |x: &[f32], y: &mut [f32], par: Par| match algo {
         ConvAlgo::Pointwise => forward_pointwise(s, x, weight, bias, activation, y, par),
@@ -547,8 +549,7 @@ pub fn conv2d_backward_data(
         return Ok(());
     }
     let (in_len, out_len) = (s.c * s.h * s.w, s.o * s.out_plane());
-    let one = |dy: &[f32], dx: &mut [f32], mask: Option<&[f32]>, par: Par| {
-        backward_data_one(s, dy, weight, dx, par);
+    let apply_mask = |dx: &mut [f32], mask: Option<&[f32]>| {
         if let Some(mask) = mask {
             for (d, &m) in dx.iter_mut().zip(mask) {
                 if m <= 0.0 {
@@ -556,6 +557,10 @@ pub fn conv2d_backward_data(
                 }
             }
         }
+    };
+    let one = |dy: &[f32], dx: &mut [f32], mask: Option<&[f32]>, par: Par| {
+        backward_data_one(s, dy, weight, dx, par);
+        apply_mask(dx, mask);
     };
     let masks = |i: usize| relu_mask.map(|m| &m[i * in_len..][..in_len]);
     if par == Par::Rayon && s.n > 1 {

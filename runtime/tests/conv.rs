@@ -128,6 +128,8 @@ fn each_algorithm_is_exercised() {
         (Conv2d::square(2, 3, 15, 15, 8, 4, 3, 2), ConvAlgo::Im2col),
         (Conv2d::square(2, 16, 9, 9, 16, 3, 1, 1), ConvAlgo::Im2col),
         (Conv2d::square(1, 16, 8, 8, 32, 1, 2, 0), ConvAlgo::Im2col),
+        // More samples than threads, in uneven shares.
+        (Conv2d::square(21, 16, 32, 32, 16, 3, 1, 1), ConvAlgo::Im2col),
     ];
     for (i, (s, algo)) in cases.iter().enumerate() {
         assert_eq!(s.forward_algo(), *algo, "{s:?}");

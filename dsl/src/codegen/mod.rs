@@ -134,14 +134,13 @@ fn module(
         .train_forward
         .iter()
         .filter_map(|s| match &s.kind {
-            crate::program::StepKind::Conv { win, o, groups, .. } => {
+            crate::program::StepKind::Conv { win, groups, .. } => {
                 let (oh, ow) = (
                     (win.h + 2 * win.ph - win.dh * (win.kh - 1) - 1) / win.sh + 1,
                     (win.w + 2 * win.pw - win.dw * (win.kw - 1) - 1) / win.sw + 1,
                 );
                 let im2col = win.c / groups * win.kh * win.kw * oh * ow;
                 let direct = win.c * (win.h + 2 * win.ph) * (win.w + 2 * win.pw + 16);
-                let _ = o;
                 Some(im2col.max(direct))
             }
             _ => None,
@@ -193,7 +192,6 @@ fn module(
         in_len,
         &backward_body,
         &train_body,
-        output_shape,
     );
     let default_opt = default_optimizer(p.optimizer.as_ref(), &rt);
     let loads = fields
@@ -409,7 +407,6 @@ fn training(
     in_len: usize,
     backward_body: &TokenStream,
     train_body: &TokenStream,
-    output_shape: &[usize],
 ) -> TokenStream {
     let p = ctx.p;
     let Some(loss) = &p.loss else {
@@ -423,7 +420,6 @@ fn training(
     let loss_len = p.tensor(loss.input).per_sample();
     let (loss_in_start, loss_grad_start, loss_size) =
         (emit::times(loss_in, "cap"), emit::times(loss_grad, "cap"), emit::times(loss_len, "n"));
-    let _ = output_shape;
     let (target_param, target_ty, target_flat, loss_call) = match loss.kind {
         LossKind::CrossEntropy => (
             ident("labels"),

@@ -36,12 +36,8 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static GLOBAL: Counting = Counting;
 
-mod lenet5 {
-    netc::include_network!("lenet5");
-}
-mod resnet20 {
-    netc::include_network!("resnet20");
-}
+use netc_tests::nets::lenet5;
+use netc_tests::nets::resnet20;
 
 #[test]
 fn training_steps_allocate_nothing() {

@@ -1,12 +1,8 @@
 //! The zoo compiled by build.rs: the generated models run forward, train,
 //! and report bad input as errors.
 
-mod lenet5 {
-    netc::include_network!("lenet5");
-}
-mod mlp {
-    netc::include_network!("mlp");
-}
+use netc_tests::nets::lenet5;
+use netc_tests::nets::mlp;
 
 use lenet5::LeNet5;
 use mlp::Mlp;

@@ -9,12 +9,8 @@
 
 use netc_tests::batch;
 
-mod smooth {
-    netc::include_network!("smooth");
-}
-mod regression {
-    netc::include_network!("regression");
-}
+use netc_tests::nets::regression;
+use netc_tests::nets::smooth;
 
 /// Checks `coords` coordinates of every gradient tensor; `loss` recomputes
 /// the loss (and gradients) at the current parameters.
@@ -113,12 +109,8 @@ fn regression_network_gradients_match_finite_differences() {
     );
 }
 
-mod pooling {
-    netc::include_network!("pooling");
-}
-mod lenet5 {
-    netc::include_network!("lenet5");
-}
+use netc_tests::nets::lenet5;
+use netc_tests::nets::pooling;
 
 #[test]
 fn max_pool_network_gradients_match_finite_differences() {
@@ -131,9 +123,7 @@ fn max_pool_network_gradients_match_finite_differences() {
     );
 }
 
-mod lenet5_leaky {
-    netc::include_network!("lenet5_leaky");
-}
+use netc_tests::nets::lenet5_leaky;
 
 /// Differential test of the ReLU-mask fusion: LeNet-5 with `relu` (whose
 /// backward is fused into the next layer's backward GEMM) and with

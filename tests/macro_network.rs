@@ -19,9 +19,7 @@ mod from_file {
     netc::network!(file = "../models/mlp.net");
 }
 
-mod from_build {
-    netc::include_network!("mlp");
-}
+use netc_tests::nets::mlp as from_build;
 
 fn batch(n: usize) -> Vec<[f32; 784]> {
     (0..n).map(|s| std::array::from_fn(|i| ((i * 31 + s * 17) % 97) as f32 / 97.0)).collect()

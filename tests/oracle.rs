@@ -6,18 +6,10 @@
 use netc_dsl::interp::{self, Mode, Weights};
 use std::path::Path;
 
-mod lenet5 {
-    netc::include_network!("lenet5");
-}
-mod mlp {
-    netc::include_network!("mlp");
-}
-mod resnet20 {
-    netc::include_network!("resnet20");
-}
-mod smooth {
-    netc::include_network!("smooth");
-}
+use netc_tests::nets::lenet5;
+use netc_tests::nets::mlp;
+use netc_tests::nets::resnet20;
+use netc_tests::nets::smooth;
 
 fn graph(file: &str) -> netc_dsl::Graph {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(file);
@@ -146,9 +138,7 @@ fn smooth_network_matches_the_interpreter() {
     check_model!(smooth::Smooth, "nets/smooth.net", 3, 6);
 }
 
-mod alexnet {
-    netc::include_network!("alexnet");
-}
+use netc_tests::nets::alexnet;
 
 /// AlexNet's inference (LRN, overlapping max pools, dropout off) on one
 /// sample; its 1.1 billion multiply-adds make gradient checks too slow here.

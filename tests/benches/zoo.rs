@@ -6,18 +6,10 @@
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use std::time::Duration;
 
-mod mlp {
-    netc::include_network!("mlp");
-}
-mod lenet5 {
-    netc::include_network!("lenet5");
-}
-mod resnet20 {
-    netc::include_network!("resnet20");
-}
-mod alexnet {
-    netc::include_network!("alexnet");
-}
+use netc_tests::nets::alexnet;
+use netc_tests::nets::lenet5;
+use netc_tests::nets::mlp;
+use netc_tests::nets::resnet20;
 
 fn data<const N: usize>(n: usize) -> Vec<[f32; N]> {
     (0..n).map(|s| std::array::from_fn(|i| ((i * 7 + s * 13) % 255) as f32 / 255.0)).collect()

@@ -8,12 +8,8 @@
 use netc::runtime::weights::WeightsFile;
 use netc_dsl::interp::{self, Mode, Weights};
 
-mod resnet20 {
-    netc::include_network!("resnet20");
-}
-mod alexnet_nodrop {
-    netc::include_network!("alexnet_nodrop");
-}
+use netc_tests::nets::alexnet_nodrop;
+use netc_tests::nets::resnet20;
 
 fn read(f: &mut WeightsFile, name: &str) -> Vec<f32> {
     let shape = f.shape(name).unwrap_or_else(|| panic!("no `{name}`"));

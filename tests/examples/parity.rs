@@ -12,18 +12,10 @@ use netc::runtime::optim::Sgd;
 use netc::runtime::weights::WeightsFile;
 use std::path::Path;
 
-mod mlp {
-    netc::include_network!("mlp");
-}
-mod lenet5 {
-    netc::include_network!("lenet5");
-}
-mod resnet20 {
-    netc::include_network!("resnet20");
-}
-mod alexnet_nodrop {
-    netc::include_network!("alexnet_nodrop");
-}
+use netc_tests::nets::alexnet_nodrop;
+use netc_tests::nets::lenet5;
+use netc_tests::nets::mlp;
+use netc_tests::nets::resnet20;
 
 /// `max |a − b| / max |b|` over a tensor.
 fn rel_error(a: &[f32], b: &[f32]) -> f64 {

@@ -1,12 +1,8 @@
 //! Runs training steps of one zoo model for profiling:
 //! `cargo run --release -p netc-tests --example train_profile -- resnet20 [steps]`.
 
-mod lenet5 {
-    netc::include_network!("lenet5");
-}
-mod resnet20 {
-    netc::include_network!("resnet20");
-}
+use netc_tests::nets::lenet5;
+use netc_tests::nets::resnet20;
 
 fn main() {
     let model = std::env::args().nth(1).unwrap_or_else(|| "resnet20".into());

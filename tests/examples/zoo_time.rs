@@ -8,18 +8,10 @@
 
 use std::time::{Duration, Instant};
 
-mod mlp {
-    netc::include_network!("mlp");
-}
-mod lenet5 {
-    netc::include_network!("lenet5");
-}
-mod resnet20 {
-    netc::include_network!("resnet20");
-}
-mod alexnet {
-    netc::include_network!("alexnet");
-}
+use netc_tests::nets::alexnet;
+use netc_tests::nets::lenet5;
+use netc_tests::nets::mlp;
+use netc_tests::nets::resnet20;
 
 fn median_ms(mut f: impl FnMut()) -> f64 {
     f();

@@ -22,3 +22,35 @@ pub fn batch<const N: usize>(n: usize, seed: u64) -> Vec<[f32; N]> {
         })
         .collect()
 }
+
+/// The generated code of the networks that `build.rs` compiles, built once
+/// here rather than again in every test, bench and example that runs them.
+pub mod nets {
+    pub mod mlp {
+        netc::include_network!("mlp");
+    }
+    pub mod lenet5 {
+        netc::include_network!("lenet5");
+    }
+    pub mod alexnet {
+        netc::include_network!("alexnet");
+    }
+    pub mod alexnet_nodrop {
+        netc::include_network!("alexnet_nodrop");
+    }
+    pub mod resnet20 {
+        netc::include_network!("resnet20");
+    }
+    pub mod smooth {
+        netc::include_network!("smooth");
+    }
+    pub mod regression {
+        netc::include_network!("regression");
+    }
+    pub mod pooling {
+        netc::include_network!("pooling");
+    }
+    pub mod lenet5_leaky {
+        netc::include_network!("lenet5_leaky");
+    }
+}

@@ -10,20 +10,11 @@ use netc_runtime::norm::{
 use netc_runtime::reference;
 use proptest::prelude::*;
 
-/// A deterministic pseudo-random fill in [lo, hi).
-fn fill(len: usize, seed: u64, lo: f32, hi: f32) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-    (0..len)
-        .map(|_| {
-            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            lo + ((s >> 40) as f32 / (1u64 << 24) as f32) * (hi - lo)
-        })
-        .collect()
-}
+mod common;
+use common::{central_diff_vjp, fill, widen as wide};
 
-fn wide(x: &[f32]) -> Vec<f64> {
-    x.iter().map(|&v| f64::from(v)).collect()
-}
+/// The finite-difference step.
+const H: f64 = 1e-6;
 
 /// `|got - want| <= tol·(1 + |want|)` everywhere, NaN failing.
 fn close(what: &str, got: &[f32], want: &[f64], tol: f64) -> Result<(), String> {
@@ -47,24 +38,6 @@ fn close_to_scale(what: &str, got: &[f32], want: &[f64], tol: f64) -> Result<(),
     let want_scaled: Vec<f64> = want.iter().map(|w| w / scale).collect();
     let got_scaled: Vec<f32> = got.iter().map(|&g| (f64::from(g) / scale) as f32).collect();
     close(what, &got_scaled, &want_scaled, tol)
-}
-
-/// `∂(Σ dy·f(x))/∂x` by central differences in f64, one input at a time.
-fn central_differences(x: &[f64], dy: &[f64], f: impl Fn(&[f64]) -> Vec<f64>) -> Vec<f64> {
-    let h = 1e-6;
-    let loss = |x: &[f64]| f(x).iter().zip(dy).map(|(y, g)| y * g).sum::<f64>();
-    let mut x = x.to_vec();
-    (0..x.len())
-        .map(|i| {
-            let v = x[i];
-            x[i] = v + h;
-            let up = loss(&x);
-            x[i] = v - h;
-            let down = loss(&x);
-            x[i] = v;
-            (up - down) / (2.0 * h)
-        })
-        .collect()
 }
 
 /// Shapes with at least two values per channel (one gives a NaN running
@@ -177,9 +150,9 @@ fn check_bn_backward(bn: BatchNorm, seed: u64, against_fd: bool) -> Result<(), S
     let (rm, rv) = (wide(&r.rm), wide(&r.rv));
     let y_of =
         |x: &[f64], g: &[f64], b: &[f64]| reference::batch_norm_train(bn, x, g, b, &rm, &rv).y;
-    let fd_x = central_differences(&x, &dy, |x| y_of(x, &g, &b));
-    let fd_gamma = central_differences(&g, &dy, |g| y_of(&x, g, &b));
-    let fd_beta = central_differences(&b, &dy, |b| y_of(&x, &g, b));
+    let fd_x = central_diff_vjp(&x, &dy, H, |x| y_of(x, &g, &b));
+    let fd_gamma = central_diff_vjp(&g, &dy, H, |g| y_of(&x, g, &b));
+    let fd_beta = central_diff_vjp(&b, &dy, H, |b| y_of(&x, &g, b));
     close_to_scale("dx against central differences", &dx, &fd_x, 1e-4)?;
     close("dgamma against central differences", &dgamma, &fd_gamma, 1e-4)?;
     close("dbeta against central differences", &dbeta, &fd_beta, 1e-5)
@@ -237,7 +210,7 @@ fn check_lrn(l: Lrn, seed: u64, against_fd: bool) -> Result<(), String> {
     lrn_backward(l, &x, &y, &scale, &dy, &mut dx).map_err(|e| e.to_string())?;
     close_to_scale("dx", &dx, &reference::lrn_backward(l, &xw, &dyw), 2e-5)?;
     if against_fd {
-        let fd = central_differences(&xw, &dyw, |x| reference::lrn(l, x));
+        let fd = central_diff_vjp(&xw, &dyw, H, |x| reference::lrn(l, x));
         close_to_scale("dx against central differences", &dx, &fd, 2e-5)?;
     }
     Ok(())

@@ -11,20 +11,12 @@ use netc_runtime::pool::{
 use netc_runtime::reference;
 use proptest::prelude::*;
 
-/// A deterministic pseudo-random fill in [-1, 1).
-fn fill(len: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-    (0..len)
-        .map(|_| {
-            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-        })
-        .collect()
-}
+mod common;
+use common::{central_diff_vjp, fill, widen as wide};
 
-fn wide(x: &[f32]) -> Vec<f64> {
-    x.iter().map(|&v| f64::from(v)).collect()
-}
+/// The finite-difference step. The pooling forwards are piecewise linear, so
+/// it only has to be smaller than the gap between distinct inputs.
+const H: f64 = 1e-7;
 
 /// `|got - want| <= tol·(1 + |want|)` everywhere; NaN matches only NaN and
 /// an infinity only itself.
@@ -40,26 +32,6 @@ fn close(what: &str, got: &[f32], want: &[f64], tol: f64) -> Result<(), String> 
         }
     }
     Ok(())
-}
-
-/// `Σ dy·f(x)` differentiated by central differences in f64, one input at a
-/// time. The pooling forwards are piecewise linear, so the step only has to
-/// be smaller than the gap between distinct inputs.
-fn central_differences(x: &[f64], dy: &[f64], f: impl Fn(&[f64]) -> Vec<f64>) -> Vec<f64> {
-    let h = 1e-7;
-    let loss = |x: &[f64]| f(x).iter().zip(dy).map(|(y, g)| y * g).sum::<f64>();
-    let mut x = x.to_vec();
-    (0..x.len())
-        .map(|i| {
-            let v = x[i];
-            x[i] = v + h;
-            let up = loss(&x);
-            x[i] = v - h;
-            let down = loss(&x);
-            x[i] = v;
-            (up - down) / (2.0 * h)
-        })
-        .collect()
 }
 
 /// A legal geometry: padding at most half the kernel, the padded input at
@@ -82,7 +54,7 @@ fn geometry(max_nc: usize, max_hw: usize) -> impl Strategy<Value = Pool2d> {
 /// windows have tied maxima and ATen's tie and NaN rules are exercised.
 fn check_max(p: Pool2d, seed: u64, ties: bool) -> Result<(), String> {
     assert!(p.out_h() > 0 && p.out_w() > 0, "{p:?} is legal");
-    let mut x = fill(p.x_len(), seed);
+    let mut x = fill(p.x_len(), seed, -1.0, 1.0);
     if ties {
         for v in &mut x {
             *v = match *v {
@@ -92,7 +64,7 @@ fn check_max(p: Pool2d, seed: u64, ties: bool) -> Result<(), String> {
             };
         }
     }
-    let dy = fill(p.y_len(), seed + 1);
+    let dy = fill(p.y_len(), seed + 1, -1.0, 1.0);
     let mut y = vec![f32::NAN; p.y_len()];
     let mut argmax = vec![u32::MAX; p.y_len()];
     max_pool2d_forward(p, &x, &mut y, &mut argmax).map_err(|e| e.to_string())?;
@@ -107,8 +79,8 @@ fn check_max(p: Pool2d, seed: u64, ties: bool) -> Result<(), String> {
 }
 
 fn check_avg(p: Pool2d, seed: u64) -> Result<(), String> {
-    let x = fill(p.x_len(), seed);
-    let dy = fill(p.y_len(), seed + 1);
+    let x = fill(p.x_len(), seed, -1.0, 1.0);
+    let dy = fill(p.y_len(), seed + 1, -1.0, 1.0);
     let mut y = vec![f32::NAN; p.y_len()];
     avg_pool2d_forward(p, &x, &mut y).map_err(|e| e.to_string())?;
     close("y", &y, &reference::avg_pool2d(p, &wide(&x)), 1e-6)?;
@@ -118,29 +90,29 @@ fn check_avg(p: Pool2d, seed: u64) -> Result<(), String> {
 }
 
 fn check_max_gradient(p: Pool2d, seed: u64) -> Result<(), String> {
-    let x = fill(p.x_len(), seed);
-    let dy = fill(p.y_len(), seed + 1);
+    let x = fill(p.x_len(), seed, -1.0, 1.0);
+    let dy = fill(p.y_len(), seed + 1, -1.0, 1.0);
     let mut y = vec![0.0; p.y_len()];
     let mut argmax = vec![0; p.y_len()];
     max_pool2d_forward(p, &x, &mut y, &mut argmax).map_err(|e| e.to_string())?;
     let mut dx = vec![0.0; p.x_len()];
     max_pool2d_backward(p, &dy, &argmax, &mut dx).map_err(|e| e.to_string())?;
-    let fd = central_differences(&wide(&x), &wide(&dy), |x| reference::max_pool2d(p, x).0);
+    let fd = central_diff_vjp(&wide(&x), &wide(&dy), H, |x| reference::max_pool2d(p, x).0);
     close("dx against central differences", &dx, &fd, 1e-5)
 }
 
 fn check_avg_gradient(p: Pool2d, seed: u64) -> Result<(), String> {
-    let x = fill(p.x_len(), seed);
-    let dy = fill(p.y_len(), seed + 1);
+    let x = fill(p.x_len(), seed, -1.0, 1.0);
+    let dy = fill(p.y_len(), seed + 1, -1.0, 1.0);
     let mut dx = vec![0.0; p.x_len()];
     avg_pool2d_backward(p, &dy, &mut dx).map_err(|e| e.to_string())?;
-    let fd = central_differences(&wide(&x), &wide(&dy), |x| reference::avg_pool2d(p, x));
+    let fd = central_diff_vjp(&wide(&x), &wide(&dy), H, |x| reference::avg_pool2d(p, x));
     close("dx against central differences", &dx, &fd, 1e-5)
 }
 
 fn check_global(n: usize, c: usize, h: usize, w: usize, seed: u64) -> Result<(), String> {
-    let x = fill(n * c * h * w, seed);
-    let dy = fill(n * c, seed + 1);
+    let x = fill(n * c * h * w, seed, -1.0, 1.0);
+    let dy = fill(n * c, seed + 1, -1.0, 1.0);
     let mut y = vec![f32::NAN; n * c];
     global_avg_pool_forward(n, c, h, w, &x, &mut y).map_err(|e| e.to_string())?;
     close("y", &y, &reference::global_avg_pool(n, c, h, w, &wide(&x)), 1e-6)?;
@@ -148,7 +120,7 @@ fn check_global(n: usize, c: usize, h: usize, w: usize, seed: u64) -> Result<(),
     global_avg_pool_backward(n, c, h, w, &dy, &mut dx).map_err(|e| e.to_string())?;
     close("dx", &dx, &reference::global_avg_pool_backward(n, c, h, w, &wide(&dy)), 1e-6)?;
     let fd =
-        central_differences(&wide(&x), &wide(&dy), |x| reference::global_avg_pool(n, c, h, w, x));
+        central_diff_vjp(&wide(&x), &wide(&dy), H, |x| reference::global_avg_pool(n, c, h, w, x));
     close("dx against central differences", &dx, &fd, 1e-5)
 }
 

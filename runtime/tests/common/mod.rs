@@ -55,6 +55,12 @@ pub fn central_diff(f: impl Fn(&[f64]) -> f64, x: &[f64], h: f64) -> Vec<f64> {
         .collect()
 }
 
+/// `∂(Σ dy·f(x))/∂x` by central differences with step `h`: the gradient a
+/// backward kernel computes from the output gradient `dy`.
+pub fn central_diff_vjp(x: &[f64], dy: &[f64], h: f64, f: impl Fn(&[f64]) -> Vec<f64>) -> Vec<f64> {
+    central_diff(|x| f(x).iter().zip(dy).map(|(y, g)| y * g).sum(), x, h)
+}
+
 /// Compares a kernel's f32 gradient with a finite-difference f64 one.
 pub fn assert_grad(what: &str, got: &[f32], want: &[f64], abs: f64, rel: f64) {
     assert_eq!(got.len(), want.len(), "{what}: length");

@@ -1,9 +1,9 @@
 //! `netc check FILE...`: parse and check networks, then print a layer table
 //! (or JSON) per network, or the diagnostics and a non-zero exit status.
 
-use codespan_reporting::term::termcolor::{ColorChoice, StandardStream};
+use crate::source::read_checked;
 use netc_dsl::ir::{layer_rows, LayerRow};
-use netc_dsl::{diag, Graph};
+use netc_dsl::Graph;
 use serde::Serialize;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -53,42 +53,22 @@ fn report<'a>(file: &str, g: &'a Graph) -> Report<'a> {
 
 pub fn run(args: &Args) -> ExitCode {
     let mut failed = false;
-    let mut stderr = StandardStream::stderr(ColorChoice::Auto);
     for path in &args.files {
-        let name = path.display().to_string();
-        let source = match std::fs::read_to_string(path) {
-            Ok(s) => s,
-            Err(e) => {
-                eprintln!("error: cannot read `{name}`: {e}");
-                failed = true;
-                continue;
-            }
+        let Some(source) = read_checked(path) else {
+            failed = true;
+            continue;
         };
-        match netc_dsl::check_source(&name, &source) {
-            Ok(checked) => {
-                diag::write_all(&mut stderr, &checked.warnings, &name, &source);
-                for g in &checked.graphs {
-                    if args.json {
-                        match serde_json::to_string(&report(&name, g)) {
-                            Ok(line) => println!("{line}"),
-                            Err(e) => {
-                                eprintln!("error: cannot serialise `{}`: {e}", g.name);
-                                failed = true;
-                            }
-                        }
-                    } else {
-                        println!("{name}: {}", g.table());
+        for g in &source.checked.graphs {
+            if args.json {
+                match serde_json::to_string(&report(&source.name, g)) {
+                    Ok(line) => println!("{line}"),
+                    Err(e) => {
+                        eprintln!("error: cannot serialise `{}`: {e}", g.name);
+                        failed = true;
                     }
                 }
-            }
-            Err(diags) => {
-                diag::write_all(&mut stderr, &diags.items, &name, &source);
-                let n = diags.error_count();
-                eprintln!(
-                    "error: could not check `{name}` due to {n} error{}",
-                    if n == 1 { "" } else { "s" }
-                );
-                failed = true;
+            } else {
+                println!("{}: {}", source.name, g.table());
             }
         }
     }

@@ -1,6 +1,7 @@
 //! `netc emit FILE`: prints the Rust that netc generates for a `.net` file,
 //! or with `--program` the lowered program's steps.
 
+use crate::source::read_checked;
 use netc_dsl::Builder;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -18,36 +19,17 @@ pub struct Args {
 }
 
 pub fn run(args: &Args) -> ExitCode {
-    let name = args.file.display().to_string();
-    let source = match std::fs::read_to_string(&args.file) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("error: cannot read `{name}`: {e}");
-            return ExitCode::FAILURE;
-        }
+    let Some(source) = read_checked(&args.file) else {
+        return ExitCode::FAILURE;
     };
     if args.program {
-        return match netc_dsl::check_source(&name, &source) {
-            Ok(checked) => {
-                for g in &checked.graphs {
-                    print!("{}", netc_dsl::program::lower(g).listing());
-                }
-                ExitCode::SUCCESS
-            }
-            Err(d) => {
-                eprintln!("{d}");
-                ExitCode::FAILURE
-            }
-        };
-    }
-    match Builder::new().runtime_path(args.runtime_path.clone()).generate(&name, &source) {
-        Ok(code) => {
-            print!("{code}");
-            ExitCode::SUCCESS
+        for g in &source.checked.graphs {
+            print!("{}", netc_dsl::program::lower(g).listing());
         }
-        Err(d) => {
-            eprintln!("{d}");
-            ExitCode::FAILURE
-        }
+    } else {
+        let mut builder = Builder::new();
+        builder.runtime_path(args.runtime_path.clone());
+        print!("{}", builder.generate_checked(&source.checked, &source.name, &source.text));
     }
+    ExitCode::SUCCESS
 }

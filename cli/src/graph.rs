@@ -1,6 +1,7 @@
 //! `netc graph FILE`: writes the network as Graphviz DOT, and as SVG when
 //! Graphviz's `dot` is on the PATH.
 
+use crate::source::read_checked;
 use std::path::PathBuf;
 use std::process::{Command, ExitCode, Stdio};
 
@@ -14,26 +15,14 @@ pub struct Args {
 }
 
 pub fn run(args: &Args) -> ExitCode {
-    let name = args.file.display().to_string();
-    let source = match std::fs::read_to_string(&args.file) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("error: cannot read `{name}`: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let checked = match netc_dsl::check_source(&name, &source) {
-        Ok(c) => c,
-        Err(d) => {
-            eprintln!("{d}");
-            return ExitCode::FAILURE;
-        }
+    let Some(source) = read_checked(&args.file) else {
+        return ExitCode::FAILURE;
     };
     let base = args
         .out
         .clone()
         .unwrap_or_else(|| PathBuf::from(args.file.file_stem().unwrap_or_default()));
-    for g in &checked.graphs {
+    for g in &source.checked.graphs {
         let dot_path = base.with_extension("dot");
         if let Err(e) = std::fs::write(&dot_path, g.to_dot()) {
             eprintln!("error: cannot write `{}`: {e}", dot_path.display());

@@ -7,6 +7,7 @@ mod emit;
 mod graph;
 mod models;
 mod plot;
+mod source;
 mod train;
 
 use clap::{Parser, Subcommand};

@@ -53,12 +53,19 @@ fn table_lists_every_layer_with_totals() {
 
 #[test]
 fn bad_input_exits_non_zero_with_a_located_diagnostic() {
-    let out = netc(&["check", "dsl/tests/data/err/dense_in_mismatch.net"]);
-    assert!(!out.status.success());
-    let err = String::from_utf8(out.stderr).expect("utf-8");
-    assert!(err.contains("dsl/tests/data/err/dense_in_mismatch.net:6:19"), "{err}");
-    assert!(err.contains("expects 1024 input features, found 400"), "{err}");
-    assert!(out.stdout.is_empty());
+    let file = "dsl/tests/data/err/dense_in_mismatch.net";
+    for command in [&["check"][..], &["emit"], &["emit", "--program"], &["graph"]] {
+        let out = netc(&[command, &[file]].concat());
+        assert!(!out.status.success(), "{command:?}");
+        let err = String::from_utf8(out.stderr).expect("utf-8");
+        assert!(
+            err.contains("dsl/tests/data/err/dense_in_mismatch.net:6:19"),
+            "{command:?}: {err}"
+        );
+        assert!(err.contains("expects 1024 input features, found 400"), "{command:?}: {err}");
+        assert!(!err.contains('\x1b'), "{command:?}: colour codes in a pipe: {err}");
+        assert!(out.stdout.is_empty(), "{command:?}");
+    }
 }
 
 #[test]

@@ -12,6 +12,7 @@
 
 use crate::codegen::{self, Options};
 use crate::diag::Diagnostics;
+use crate::Checked;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -72,12 +73,17 @@ impl Builder {
     /// The generated Rust for `source` (pure: no file is touched).
     pub fn generate(&self, file_name: &str, source: &str) -> Result<String, Box<Diagnostics>> {
         let checked = crate::check_source(file_name, source).map_err(Box::new)?;
+        Ok(self.generate_checked(&checked, file_name, source))
+    }
+
+    /// The generated Rust for networks already checked from `source`.
+    pub fn generate_checked(&self, checked: &Checked, file_name: &str, source: &str) -> String {
         let mut out = String::new();
         for g in &checked.graphs {
             let program = crate::program::lower(g);
             out.push_str(&codegen::generate(g, &program, file_name, source, &self.options));
         }
-        Ok(out)
+        out
     }
 
     /// Compiles each file to `<out_dir>/<file stem>.rs`, writing only files

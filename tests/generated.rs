@@ -73,3 +73,32 @@ fn mlp_trains_and_rejects_bad_input() {
     let err = model.forward_flat(&[0.0; 785], &mut out).unwrap_err();
     assert!(err.to_string().contains("`x`"), "{err}");
 }
+
+/// Inference and the backward pass reuse the training activations' memory,
+/// so a `backward` that could read overwritten activations is an error, not
+/// silently wrong gradients.
+#[test]
+fn backward_needs_its_own_forward_train() {
+    use netc::runtime::Error::NoForwardTrain;
+    let mut model = LeNet5::with_capacity(3, 4);
+    let x = batch::<784>(4, 9);
+    let labels = [1u32, 2, 3, 4];
+    let mut out = vec![[0.0f32; 10]; 4];
+
+    assert!(matches!(model.backward(&labels), Err(NoForwardTrain)), "before any forward_train");
+
+    model.forward_train(&x).expect("forward_train");
+    let loss = model.backward(&labels).expect("backward");
+    assert!(loss.is_finite());
+    assert!(matches!(model.backward(&labels), Err(NoForwardTrain)), "a second backward");
+
+    model.forward_train(&x).expect("forward_train");
+    model.forward(&x, &mut out).expect("forward");
+    let err = model.backward(&labels).unwrap_err();
+    assert!(matches!(err, NoForwardTrain), "after an inference forward: {err}");
+
+    // A forward that fails its length check touches nothing.
+    model.forward_train(&x).expect("forward_train");
+    assert!(model.forward_flat(&[0.0; 5], &mut [0.0; 10]).is_err());
+    assert_eq!(model.backward(&labels).expect("backward"), loss, "same batch, same weights");
+}

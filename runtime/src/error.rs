@@ -77,6 +77,10 @@ pub enum Error {
     },
     /// The model has no loss, so it cannot be trained.
     NoLoss,
+    /// `backward` without a `forward_train` of its own: the activations it
+    /// needs are gone (consumed by an earlier `backward`, or overwritten by
+    /// an inference `forward`, which shares their memory).
+    NoForwardTrain,
     /// A weights file that is missing, unreadable or does not match.
     Weights(String),
     Io(std::io::Error),
@@ -96,6 +100,10 @@ impl fmt::Display for Error {
                 )
             }
             Error::NoLoss => f.write_str("the network has no loss, so it cannot be trained"),
+            Error::NoForwardTrain => f.write_str(
+                "backward needs its own forward_train: each forward_train allows one backward, \
+                 and an inference forward in between overwrites the activations",
+            ),
             Error::Weights(msg) => write!(f, "weights: {msg}"),
             Error::Io(e) => write!(f, "i/o: {e}"),
         }

@@ -345,6 +345,8 @@ fn module(
                 if out.len() != n * Self::OUTPUT_LEN {
                     return Err(#rt::Error::Len(#rt::LenError { op: "forward", tensor: "out", expected: n * Self::OUTPUT_LEN, found: out.len() }));
                 }
+                // Inference shares the arena with training's activations.
+                self.batch = 0;
                 let Self { params, arena, argmax, stats, capacity, step, seed, .. } = self;
                 let (cap, arena, argmax, stats) = (*capacity, &mut arena[..], &mut argmax[..], &mut stats[..]);
                 let _ = (argmax.len(), stats.len(), (*step, *seed), &params);
@@ -438,7 +440,7 @@ fn training(
         LossKind::CrossEntropy => "`labels` are class indices, one per sample.",
         LossKind::Mse => "`targets` has the output's shape, one per sample.",
     };
-    let backward_doc = format!(" The loss of the last [`Self::forward_train`] batch and the gradients of every parameter (into `grads`). {target_doc}");
+    let backward_doc = format!(" The loss of the last [`Self::forward_train`] batch and the gradients of every parameter (into `grads`). {target_doc} Once per `forward_train`: a second call, or one after an inference `forward`, is `Err(NoForwardTrain)`.");
     quote! {
         /// The training forward pass (dropout on, batch norm on batch
         /// statistics, running statistics updated); returns the outputs.
@@ -459,9 +461,11 @@ fn training(
 
         #[doc = #backward_doc]
         pub fn backward(&mut self, #target_param: #target_ty) -> Result<f32, #rt::Error> {
-            let n = self.batch;
+            // One backward per forward_train: this one reuses the activations'
+            // memory for gradients.
+            let n = ::std::mem::replace(&mut self.batch, 0);
             if n == 0 {
-                return Err(#rt::Error::Len(#rt::LenError { op: "backward", tensor: "forward_train batch", expected: 1, found: 0 }));
+                return Err(#rt::Error::NoForwardTrain);
             }
             let targets = #target_flat;
             let Self { params, grads, arena, argmax, stats, capacity, step, seed, .. } = self;

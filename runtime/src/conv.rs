@@ -637,7 +637,7 @@ pub fn conv2d_backward_weights(
         db.fill(0.0);
         for dy in dy.chunks(out_len) {
             for (d, row) in db.iter_mut().zip(dy.chunks_exact(plane)) {
-                *d += row.iter().sum::<f32>();
+                *d += crate::reduce::sum(row);
             }
         }
     }
@@ -655,7 +655,16 @@ pub fn conv2d_backward_weights(
     // allocation once it has grown), added in at the end.
     let wlen = s.weight_len();
     let range = |t: usize| t * s.n / tasks..(t + 1) * s.n / tasks;
-    let mut pool = PARTIALS.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    // `try_lock`, not `lock`: while this thread waits in `rayon::join` it may
+    // run another caller's convolution, which must not wait for a lock its
+    // own thread holds. That rare caller allocates its partials instead.
+    let mut fresh = Vec::new();
+    let mut guard = match PARTIALS.try_lock() {
+        Ok(guard) => Some(guard),
+        Err(std::sync::TryLockError::Poisoned(e)) => Some(e.into_inner()),
+        Err(std::sync::TryLockError::WouldBlock) => None,
+    };
+    let pool = guard.as_deref_mut().unwrap_or(&mut fresh);
     if pool.len() < (tasks - 1) * wlen {
         pool.resize((tasks - 1) * wlen, 0.0);
     }

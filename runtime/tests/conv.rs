@@ -137,6 +137,34 @@ fn each_algorithm_is_exercised() {
     }
 }
 
+/// Weight gradients computed by many callers at once on one rayon pool
+/// (some find the shared partial-sum buffer busy and use their own) equal
+/// the sequential result.
+#[test]
+fn concurrent_weight_gradients_equal_sequential_ones() {
+    let s = Conv2d::square(8, 8, 16, 16, 16, 3, 1, 1);
+    let (x, dy) = (fill(s.input_len(), 1), fill(s.output_len(), 2));
+    let mut want = vec![0.0; s.weight_len()];
+    conv2d_backward_weights(&s, &x, &dy, &mut want, None, Par::Seq).expect("sequential");
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().expect("pool");
+    let results: Vec<Vec<f32>> = pool.install(|| {
+        use rayon::prelude::*;
+        (0..64)
+            .into_par_iter()
+            .map(|_| {
+                let mut dw = vec![0.0; s.weight_len()];
+                conv2d_backward_weights(&s, &x, &dy, &mut dw, None, Par::Rayon).expect("parallel");
+                dw
+            })
+            .collect()
+    });
+    for dw in &results {
+        for (i, (&g, &w)) in dw.iter().zip(&want).enumerate() {
+            assert!((g - w).abs() <= 1e-4 * (1.0 + w.abs()), "dw[{i}] = {g}, sequential {w}");
+        }
+    }
+}
+
 /// The reference's gradients are the true derivatives of its forward pass:
 /// central differences of `L = ⟨dy, conv(x, w) + b⟩` in f64.
 #[test]

@@ -287,3 +287,29 @@ fn wrong_lengths_are_errors() {
         .unwrap_err();
     assert_eq!(err.tensor, "dbias");
 }
+
+/// The fused GEMM/conv epilogue and the unfused activation kernels give the
+/// same value for every activation, edge cases included.
+#[test]
+fn fused_epilogue_activation_equals_the_unfused_one() {
+    let specials =
+        [f32::NAN, f32::INFINITY, f32::NEG_INFINITY, -100.0, -1e-30, 0.0, -0.0, 3.5, 100.0];
+    let acts = [
+        Activation::Identity,
+        Activation::Relu,
+        Activation::LeakyRelu(0.01),
+        Activation::Sigmoid,
+        Activation::Tanh,
+    ];
+    for a in acts {
+        for x in specials {
+            let (fused, unfused) = (a.apply(x), act::activate(a, x));
+            assert!(
+                fused.to_bits() == unfused.to_bits(),
+                "{a:?}({x}): fused {fused}, unfused {unfused}"
+            );
+        }
+    }
+    assert!(Activation::Relu.apply(f32::NAN).is_nan(), "ReLU passes NaN through, as PyTorch");
+    assert!(Activation::Sigmoid.apply(-100.0) > 0.0, "sigmoid keeps its tail");
+}

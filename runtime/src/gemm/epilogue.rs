@@ -16,21 +16,12 @@ pub enum Activation {
 }
 
 impl Activation {
+    /// The same scalar function as the unfused kernels' [`crate::act::activate`],
+    /// so a fused epilogue cannot differ from them (NaN through ReLU, the
+    /// tail of a very negative sigmoid).
     #[inline(always)]
     pub fn apply(self, x: f32) -> f32 {
-        match self {
-            Activation::Identity => x,
-            Activation::Relu => x.max(0.0),
-            Activation::LeakyRelu(slope) => {
-                if x > 0.0 {
-                    x
-                } else {
-                    slope * x
-                }
-            }
-            Activation::Sigmoid => 1.0 / (1.0 + (-x).exp()),
-            Activation::Tanh => x.tanh(),
-        }
+        crate::act::activate(self, x)
     }
 }
 

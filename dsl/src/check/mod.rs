@@ -53,6 +53,10 @@ pub fn check(file: &File, source: &str) -> (Vec<Graph>, Vec<Diagnostic>) {
             );
             continue;
         }
+        if let Some(d) = unusable_type_name(&net.name.name, net.name.span) {
+            checker.diags.push(d);
+            continue;
+        }
         if let Some(g) = checker.check_network(net) {
             graphs.push(g);
         }
@@ -60,6 +64,37 @@ pub fn check(file: &File, source: &str) -> (Vec<Graph>, Vec<Diagnostic>) {
     let mut diags = checker.diags;
     dedup(&mut diags);
     (graphs, diags)
+}
+
+/// The generated code names its model type after the network (and
+/// `<Name>Params` after it), so a Rust keyword cannot be one, and a
+/// primitive or a prelude item that the generated code uses would be
+/// shadowed by it.
+fn unusable_type_name(name: &str, span: Span) -> Option<Diagnostic> {
+    const KEYWORDS: &[&str] = &[
+        "_", "Self", "abstract", "as", "async", "await", "become", "box", "break", "const",
+        "continue", "crate", "do", "dyn", "else", "enum", "extern", "false", "final", "fn", "for",
+        "gen", "if", "impl", "in", "let", "loop", "macro", "match", "mod", "move", "mut",
+        "override", "priv", "pub", "ref", "return", "self", "static", "struct", "super", "trait",
+        "true", "try", "type", "typeof", "union", "unsafe", "unsized", "use", "virtual", "where",
+        "while", "yield",
+    ];
+    const USED_TYPES: &[&str] = &[
+        "Box", "Err", "None", "Ok", "Option", "Result", "Some", "String", "Vec", "bool", "f32",
+        "f64", "str", "u8", "u32", "u64", "usize",
+    ];
+    let why = if KEYWORDS.contains(&name) {
+        "is a Rust keyword"
+    } else if USED_TYPES.contains(&name) {
+        "would shadow a Rust type that generated code uses"
+    } else {
+        return None;
+    };
+    Some(
+        Diagnostic::error(format!("network name `{name}` {why}"), span)
+            .label("the generated model type takes this name")
+            .help("choose another name, such as `Net` or `MyModel`"),
+    )
 }
 
 /// Removes repeats: an error inside a block is found once per instance.

@@ -42,7 +42,8 @@ pub fn dense_forward(
     if let Some(b) = bias {
         check_len("dense_forward", "bias", b.len(), s.output)?;
     }
-    if s.n <= SMALL_BATCH {
+    // The row-at-a-time path needs whole rows; the GEMM handles empty ones.
+    if s.n <= SMALL_BATCH && s.input > 0 && s.output > 0 {
         forward_small(s, x, weight, bias, activation, y, par);
         return Ok(());
     }
@@ -160,7 +161,7 @@ pub fn dense_backward_weights(
     if let Some(db) = dbias {
         check_len("dense_backward_weights", "dbias", db.len(), s.output)?;
         db.fill(0.0);
-        for row in dy.chunks_exact(s.output) {
+        for row in dy.chunks_exact(s.output.max(1)) {
             for (d, &g) in db.iter_mut().zip(row) {
                 *d += g;
             }

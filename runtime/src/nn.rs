@@ -287,7 +287,7 @@ pub fn concat_forward(
     for (x, c) in parts {
         check_len("concat", "part", x.len(), n * c * inner)?;
     }
-    for (s, out) in y.chunks_exact_mut(total * inner).enumerate() {
+    for (s, out) in y.chunks_exact_mut((total * inner).max(1)).enumerate() {
         let mut at = 0;
         for (x, c) in parts {
             out[at..at + c * inner].copy_from_slice(&x[s * c * inner..(s + 1) * c * inner]);
@@ -309,7 +309,7 @@ pub fn concat_backward(
     for (dx, c) in parts.iter() {
         check_len("concat_backward", "part", dx.len(), n * c * inner)?;
     }
-    for (s, g) in dy.chunks_exact(total * inner).enumerate() {
+    for (s, g) in dy.chunks_exact((total * inner).max(1)).enumerate() {
         let mut at = 0;
         for (dx, c) in parts.iter_mut() {
             let len = *c * inner;

@@ -88,3 +88,32 @@ fn wrong_lengths_are_errors() {
     .unwrap_err();
     assert_eq!(err.tensor, "bias");
 }
+
+/// Layers with no inputs or no outputs, at small and large batches: no
+/// panic, and with no inputs the output is `act(bias)`.
+#[test]
+fn empty_rows_are_not_a_panic() {
+    for n in [1, 2, 5, 40] {
+        for (input, output) in [(0, 3), (3, 0), (0, 0)] {
+            let s = Dense { n, input, output };
+            let (x, w, b) = (fill(n * input, 1), fill(input * output, 2), fill(output, 3));
+            let mut y = vec![f32::NAN; n * output];
+            dense_forward(&s, &x, &w, Some(&b), Activation::Relu, &mut y, Par::Rayon)
+                .expect("forward");
+            for (i, v) in y.iter().enumerate() {
+                assert_eq!(*v, b[i % output].max(0.0), "{s:?}: y[{i}]");
+            }
+            let dy = fill(n * output, 4);
+            let mut dx = vec![f32::NAN; n * input];
+            dense_backward_data(&s, &dy, &w, None, &mut dx, Par::Rayon).expect("backward data");
+            assert!(dx.iter().all(|&v| v == 0.0), "{s:?}: dx of an empty layer");
+            let (mut dw, mut db) = (vec![f32::NAN; input * output], vec![f32::NAN; output]);
+            dense_backward_weights(&s, &x, &dy, &mut dw, Some(&mut db), Par::Rayon)
+                .expect("backward weights");
+            for (j, d) in db.iter().enumerate() {
+                let want: f32 = (0..n).map(|r| dy[r * output + j]).sum();
+                assert!((d - want).abs() <= 1e-5 * (1.0 + want.abs()), "{s:?}: db[{j}]");
+            }
+        }
+    }
+}

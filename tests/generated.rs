@@ -102,3 +102,23 @@ fn backward_needs_its_own_forward_train() {
     assert!(model.forward_flat(&[0.0; 5], &mut [0.0; 10]).is_err());
     assert_eq!(model.backward(&labels).expect("backward"), loss, "same batch, same weights");
 }
+
+/// A checkpoint's optimizer state that does not fit its kind is an error,
+/// not a state that the next step silently resets.
+#[test]
+fn optimizer_state_must_fit_its_kind() {
+    use netc::runtime::nn::Optimizer;
+    use netc::runtime::optim::Adam;
+    let mut model = Mlp::with_capacity(1, 8);
+    let x = batch::<784>(8, 5);
+    let labels = [0u32, 1, 2, 3, 4, 5, 6, 7];
+    model.train_step(&x, &labels, &Optimizer::Adam(Adam::new(1e-3))).expect("step");
+    let (state, kind, step) = model.optimizer_state();
+    let (state, learnable) = (state.to_vec(), Mlp::PARAMS);
+    assert_eq!((state.len(), kind, step), (2 * learnable, 2, 1));
+    model.set_optimizer_state(&state, kind, step).expect("its own state fits");
+    let half = &state[..learnable];
+    assert!(model.set_optimizer_state(half, 2, step).is_err(), "Adam with one moment");
+    assert!(model.set_optimizer_state(&state, 9, step).is_err(), "an unknown kind");
+    assert!(model.set_optimizer_state(half, 1, step).is_ok(), "SGD momentum");
+}

@@ -371,6 +371,19 @@ impl Optimizer {
         }
     }
 
+    /// Whether `values` state values can be the state of an optimizer of
+    /// kind tag `kind` (0: none yet) for `params` learnable parameters: a
+    /// restored state that does not fit would be silently reset.
+    pub fn state_fits(kind: u8, values: usize, params: usize) -> bool {
+        match kind {
+            0 => values == 0,
+            // SGD keeps a momentum buffer only when it has momentum.
+            1 => values == 0 || values == params,
+            2 | 3 => values == 2 * params,
+            _ => false,
+        }
+    }
+
     /// Updates one parameter tensor with its gradient; `state` holds
     /// `state_per_param()` values per parameter; `step` counts from 1.
     pub fn update(

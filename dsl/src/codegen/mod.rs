@@ -415,7 +415,6 @@ fn training(
         return quote!();
     };
     let train_in_range = emit::span_range(train_in_off, in_len);
-    let twice_learnable = 2 * learnable;
     let train_out_range = emit::span_range(train_out_off, out_len);
     let loss_in = plans.train.offset(loss.input);
     let loss_grad = plans.train.offset(loss.grad);
@@ -502,9 +501,8 @@ fn training(
 
         /// Restores what [`Self::optimizer_state`] returned.
         pub fn set_optimizer_state(&mut self, state: &[f32], kind: u8, step: u64) -> Result<(), #rt::Error> {
-            // 0, 1 or 2 values per learnable parameter.
-            if ![0, #learnable, #twice_learnable].contains(&state.len()) {
-                return Err(#rt::Error::Weights(format!("optimizer state of {} values does not fit {} parameters", state.len(), #learnable)));
+            if !#rt::nn::Optimizer::state_fits(kind, state.len(), #learnable) {
+                return Err(#rt::Error::Weights(format!("optimizer state of {} values and kind {kind} does not fit {} parameters", state.len(), #learnable)));
             }
             self.opt_state.clear();
             self.opt_state.extend_from_slice(state);

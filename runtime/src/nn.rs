@@ -395,15 +395,6 @@ impl Optimizer {
     ) -> Result<(), Error> {
         check_len("optimizer", "state", state.len(), self.state_per_param() * params.len())?;
         match self {
-            Optimizer::Sgd(s) if s.momentum == 0.0 => {
-                // Without momentum there is no buffer to keep.
-                check_len("sgd_step", "grads", grads.len(), params.len())?;
-                let (lr, wd) = (s.lr as f32, s.weight_decay as f32);
-                for (p, &g) in params.iter_mut().zip(grads) {
-                    *p -= lr * (g + wd * *p);
-                }
-                Ok(())
-            }
             Optimizer::Sgd(s) => Ok(s.step(state, params, grads)?),
             Optimizer::Adam(a) => {
                 let (m, v) = state.split_at_mut(params.len());

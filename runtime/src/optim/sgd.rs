@@ -33,7 +33,8 @@ impl Sgd {
     }
 
     /// One step on one parameter tensor, with `momentum_buf` its slice of
-    /// the state (same length as `params`; untouched when `momentum == 0`).
+    /// the state: the same length as `params`, or any length (empty) when
+    /// `momentum == 0`, which keeps no buffer.
     pub fn step(
         &self,
         momentum_buf: &mut [f32],
@@ -41,19 +42,23 @@ impl Sgd {
         grads: &[f32],
     ) -> Result<(), LenError> {
         check_len("sgd_step", "grads", grads.len(), params.len())?;
-        check_len("sgd_step", "momentum_buf", momentum_buf.len(), params.len())?;
         // PyTorch rounds each Python-float scalar to f32 at the tensor op.
         let lr = self.lr as f32;
         let momentum = self.momentum as f32;
         let wd = self.weight_decay as f32;
-        let use_momentum = self.momentum != 0.0;
-        for ((p, &g), b) in params.iter_mut().zip(grads).zip(momentum_buf.iter_mut()) {
-            let mut d = if wd != 0.0 { g + wd * *p } else { g };
-            if use_momentum {
-                *b = *b * momentum + d;
-                d = if self.nesterov { d + momentum * *b } else { *b };
+        let decayed = |p: f32, g: f32| if wd != 0.0 { g + wd * p } else { g };
+        if self.momentum == 0.0 {
+            // No buffer to keep: `momentum_buf` may be empty.
+            for (p, &g) in params.iter_mut().zip(grads) {
+                *p += -lr * decayed(*p, g);
             }
-            *p += -lr * d;
+            return Ok(());
+        }
+        check_len("sgd_step", "momentum_buf", momentum_buf.len(), params.len())?;
+        for ((p, &g), b) in params.iter_mut().zip(grads).zip(momentum_buf.iter_mut()) {
+            let d = decayed(*p, g);
+            *b = *b * momentum + d;
+            *p += -lr * if self.nesterov { d + momentum * *b } else { *b };
         }
         Ok(())
     }

@@ -326,11 +326,6 @@ fn step(ctx: &Ctx<'_>, s: &Step, plan: &MemoryPlan) -> TokenStream {
             let (y, d) = (r(y), w(d));
             quote!(#rt::nn::activation_backward_in_place(#a, #y, #d)?;)
         }
-        StepKind::ActivationBackwardTo { act: a, y, dy, dx } => {
-            let a = act(ctx, *a);
-            let (y, dy, dx) = (r(y), r(dy), w(dx));
-            quote!(#rt::nn::activation_backward(#a, #y, #dy, #dx)?;)
-        }
         StepKind::MaxPoolBackward { dy, argmax, dx, win } => {
             let (shape, am) = (pool_shape(ctx, win), argmax_range(ctx, *argmax, false));
             let (dy, dx) = (r(dy), w(dx));

@@ -260,13 +260,6 @@ pub enum StepKind {
         y: TensorId,
         d: TensorId,
     },
-    /// `dx = dy · act'(y)` out of place.
-    ActivationBackwardTo {
-        act: Act,
-        y: TensorId,
-        dy: TensorId,
-        dx: TensorId,
-    },
     MaxPoolBackward {
         dy: TensorId,
         argmax: usize,
@@ -405,7 +398,6 @@ impl StepKind {
             }
             ConvBackwardWeights { x, dy, .. } | DenseBackwardWeights { x, dy, .. } => vec![*x, *dy],
             ActivationBackward { y, d, .. } => vec![*y, *d],
-            ActivationBackwardTo { y, dy, .. } => vec![*y, *dy],
             MaxPoolBackward { dy, .. }
             | AvgPoolBackward { dy, .. }
             | GlobalAvgPoolBackward { dy, .. } => vec![*dy],
@@ -438,9 +430,7 @@ impl StepKind {
             ConvBackwardData { dx, .. } | DenseBackwardData { dx, .. } => vec![*dx],
             ConvBackwardWeights { .. } | DenseBackwardWeights { .. } => vec![],
             ActivationBackward { d, .. } => vec![*d],
-            ActivationBackwardTo { dx, .. }
-            | MaxPoolBackward { dx, .. }
-            | AvgPoolBackward { dx, .. } => vec![*dx],
+            MaxPoolBackward { dx, .. } | AvgPoolBackward { dx, .. } => vec![*dx],
             GlobalAvgPoolBackward { dx, .. }
             | SoftmaxBackward { dx, .. }
             | DropoutBackward { dx, .. } => vec![*dx],
@@ -460,7 +450,6 @@ impl StepKind {
                 | DenseBackwardData { .. }
                 | DenseBackwardWeights { .. }
                 | ActivationBackward { .. }
-                | ActivationBackwardTo { .. }
                 | MaxPoolBackward { .. }
                 | AvgPoolBackward { .. }
                 | GlobalAvgPoolBackward { .. }

@@ -1,11 +1,15 @@
 //! Prints conv2d throughput for every conv layer of AlexNet (batch 8),
 //! ResNet-20 (batch 64) and LeNet-5 (batch 64): forward, backward-data and
 //! backward-weights, as GFLOP/s and % of the measured FMA peak of all cores,
-//! with the algorithm each pass used.
+//! with the algorithm each pass used. Where Winograd applies, each pass it
+//! can compute is also timed by the algorithm not chosen, marked `-`.
 //!
 //! `cargo run --release -p netc-runtime --example conv_bench [-- --json] [--quick]`
 
-use netc_runtime::conv::{conv2d_backward_data, conv2d_backward_weights, conv2d_forward, Conv2d};
+use netc_runtime::conv::winograd;
+use netc_runtime::conv::{
+    conv2d_backward_data_using, conv2d_backward_weights, conv2d_forward_using, Conv2d, ConvAlgo,
+};
 use netc_runtime::gemm::{peak, Activation, Par};
 use std::time::{Duration, Instant};
 
@@ -77,40 +81,53 @@ fn main() {
         let mut dw = vec![0.0; s.weight_len()];
         let mut db = vec![0.0; s.o];
         let flops = 2.0 * s.macs() as f64;
-        let passes: [(&str, &str, f64); 3] = [
-            (
-                "forward",
-                s.forward_algo().name(),
-                time(flops, budget, || {
-                    conv2d_forward(&s, &x, &w, Some(&b), Activation::Relu, &mut y, Par::Rayon)
-                        .expect("valid")
-                }),
-            ),
-            (
-                "backward-data",
-                s.backward_algo().name(),
-                time(flops, budget, || {
-                    conv2d_backward_data(&s, &dy, &w, None, &mut dx, Par::Rayon).expect("valid")
-                }),
-            ),
-            (
-                "backward-weights",
-                s.backward_algo().name(),
-                time(flops, budget, || {
-                    conv2d_backward_weights(&s, &x, &dy, &mut dw, Some(&mut db), Par::Rayon)
-                        .expect("valid")
-                }),
-            ),
+        // Each pass by the algorithm the shape picks; where Winograd
+        // applies, also by the other one of the two, marked as not chosen.
+        let mut passes: Vec<(&str, ConvAlgo, bool)> = vec![
+            ("forward", s.forward_algo(), true),
+            ("backward-data", s.backward_data_algo(), true),
+            ("backward-weights", s.backward_weights_algo(), true),
         ];
-        for (pass, algo, gflops) in passes {
+        if winograd::applies(&s) {
+            let other =
+                |a| if a == ConvAlgo::Winograd { ConvAlgo::Im2col } else { ConvAlgo::Winograd };
+            passes.insert(1, ("forward", other(s.forward_algo()), false));
+            if winograd::applies_backward_data(&s) {
+                passes.insert(3, ("backward-data", other(s.backward_data_algo()), false));
+            }
+        }
+        let passes = passes.into_iter().map(|(pass, algo, chosen)| {
+            let gflops = time(flops, budget, || {
+                let r = match pass {
+                    "forward" => conv2d_forward_using(
+                        algo,
+                        &s,
+                        &x,
+                        &w,
+                        Some(&b),
+                        Activation::Relu,
+                        &mut y,
+                        Par::Rayon,
+                    ),
+                    "backward-data" => {
+                        conv2d_backward_data_using(algo, &s, &dy, &w, None, &mut dx, Par::Rayon)
+                    }
+                    _ => conv2d_backward_weights(&s, &x, &dy, &mut dw, Some(&mut db), Par::Rayon),
+                };
+                r.expect("valid");
+            });
+            (pass, algo.name(), chosen, gflops)
+        });
+        for (pass, algo, chosen, gflops) in passes {
             let pct = 100.0 * gflops / peak;
             if json {
                 println!(
-                    "{{\"model\":\"{model}\",\"layer\":\"{layer}\",\"pass\":\"{pass}\",\"algo\":\"{algo}\",\"gflops\":{gflops:.3},\"pct_of_peak\":{pct:.2}}}"
+                    "{{\"model\":\"{model}\",\"layer\":\"{layer}\",\"pass\":\"{pass}\",\"algo\":\"{algo}\",\"gflops\":{gflops:.3},\"pct_of_peak\":{pct:.2},\"chosen\":{chosen}}}"
                 );
             } else {
                 let ms = flops / gflops / 1e6;
-                println!("{model:<9} {layer:<20} {pass:<14} {gflops:>9.1} {pct:>6.1}% {algo:>14} {ms:>9.3} {:>7}", s.n);
+                let mark = if chosen { ' ' } else { '-' };
+                println!("{model:<9} {layer:<20} {pass:<14} {gflops:>9.1} {pct:>6.1}% {algo:>14}{mark} {ms:>9.3} {:>7}", s.n);
             }
         }
     }

@@ -37,12 +37,12 @@ impl From<OptimError> for Error {
     }
 }
 
-/// Sizes every thread's scratch buffers for a model whose largest
-/// convolution unrolls to `conv_columns` floats, so that its training steps
+/// Sizes every thread's scratch buffers for a model with these
+/// convolutions (at its batch capacity), so that its training steps
 /// allocate nothing. Generated models call it when they are created.
-pub fn reserve_scratch(conv_columns: usize) {
+pub fn reserve_scratch(convs: &[&Conv2d]) {
     crate::gemm::reserve_scratch();
-    conv::reserve_scratch(conv_columns);
+    conv::reserve_scratch(convs);
 }
 
 pub fn conv2d_forward(

@@ -2,6 +2,7 @@
 //! odd sizes, padding larger than 1, strides, dilation, groups and batch 1;
 //! and the reference's gradients against central finite differences in f64.
 
+use netc_runtime::conv::winograd::{self, Isa};
 use netc_runtime::conv::{
     conv2d_backward_data, conv2d_backward_weights, conv2d_forward, Conv2d, ConvAlgo,
 };
@@ -126,11 +127,16 @@ fn each_algorithm_is_exercised() {
         (Conv2d::square(2, 1, 15, 35, 8, 4, 1, 3), ConvAlgo::Direct),
         (Conv2d::square(2, 3, 15, 35, 8, 4, 1, 3), ConvAlgo::Im2col),
         (Conv2d::square(2, 3, 15, 15, 8, 4, 3, 2), ConvAlgo::Im2col),
-        (Conv2d::square(2, 16, 9, 9, 16, 3, 1, 1), ConvAlgo::Im2col),
+        (Conv2d::square(2, 16, 9, 9, 16, 3, 1, 1), ConvAlgo::Winograd),
+        (Conv2d::square(2, 3, 9, 9, 16, 3, 1, 1), ConvAlgo::Winograd),
         (Conv2d::square(1, 16, 8, 8, 32, 1, 2, 0), ConvAlgo::Im2col),
         // More samples than threads, in uneven shares.
-        (Conv2d::square(21, 16, 32, 32, 16, 3, 1, 1), ConvAlgo::Im2col),
+        (Conv2d::square(21, 16, 32, 32, 16, 3, 1, 1), ConvAlgo::Winograd),
+        (Conv2d::square(3, 8, 7, 7, 8, 3, 1, 3), ConvAlgo::Winograd),
     ];
+    // Backward-data keeps im2col for 3 input channels (measured).
+    assert_eq!(cases[6].0.backward_data_algo(), ConvAlgo::Im2col);
+    assert_eq!(cases[5].0.backward_data_algo(), ConvAlgo::Winograd);
     for (i, (s, algo)) in cases.iter().enumerate() {
         assert_eq!(s.forward_algo(), *algo, "{s:?}");
         check_all_passes(s, i as u64, Activation::Relu, Par::Seq).unwrap_or_else(|e| panic!("{e}"));
@@ -250,4 +256,113 @@ fn wrong_lengths_are_errors_naming_the_tensor() {
     let mut short = vec![0.0; 5];
     let err = conv2d_backward_data(&s, &y, &w, None, &mut short, Par::Seq).unwrap_err();
     assert_eq!(err.tensor, "input");
+}
+
+fn winograd_strategy() -> impl Strategy<Value = Conv2d> {
+    ((1usize..5, 1usize..20, 1usize..20), (1usize..12, 1usize..12), (0usize..3, 0usize..3))
+        .prop_map(|((n, c, o), (h, w), (ph, pw))| Conv2d {
+            n,
+            c,
+            h: h + 2,
+            w: w + 2,
+            o,
+            kh: 3,
+            kw: 3,
+            sh: 1,
+            sw: 1,
+            ph,
+            pw,
+            dh: 1,
+            dw: 1,
+            groups: 1,
+        })
+}
+
+/// Winograd on every instruction set this CPU has, forward with bias and
+/// activation and backward-data with the ReLU mask, against the reference.
+fn check_winograd(s: &Conv2d, seed: u64, act: Activation, par: Par) -> Result<(), TestCaseError> {
+    let x = fill(s.input_len(), seed);
+    let w = fill(s.weight_len(), seed + 1);
+    let b = fill(s.o, seed + 2);
+    let dy = fill(s.output_len(), seed + 3);
+    let mask = fill(s.input_len(), seed + 4);
+    let mut want_y = reference::conv2d_forward(s, &f64s(&x), &f64s(&w), Some(&f64s(&b)));
+    for v in &mut want_y {
+        *v = f64::from(act.apply(*v as f32));
+    }
+    let mut want_dx = reference::conv2d_backward_data(s, &f64s(&dy), &f64s(&w));
+    for (d, &m) in want_dx.iter_mut().zip(&mask) {
+        if m <= 0.0 {
+            *d = 0.0;
+        }
+    }
+    for &isa in Isa::supported() {
+        let fail = |e: netc_runtime::LenError| TestCaseError::fail(format!("{isa:?}: {e}"));
+        let mut y = vec![f32::NAN; s.output_len()];
+        winograd::forward(s, isa, &x, &w, Some(&b), act, &mut y, par).map_err(fail)?;
+        assert_close(&format!("{isa:?} forward"), &y, &want_y, s.c * 9, s)?;
+        let mut dx = vec![f32::NAN; s.input_len()];
+        winograd::backward_data(s, isa, &dy, &w, Some(&mask), &mut dx, par).map_err(fail)?;
+        assert_close(&format!("{isa:?} backward data"), &dx, &want_dx, s.o * 9, s)?;
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
+
+    #[test]
+    fn winograd_matches_the_reference(s in winograd_strategy(), seed in any::<u64>(), relu in any::<bool>(), threads in any::<bool>()) {
+        let act = if relu { Activation::Relu } else { Activation::Identity };
+        check_winograd(&s, seed, act, if threads { Par::Rayon } else { Par::Seq })?;
+    }
+}
+
+/// Model-sized Winograd shapes: many chunks, channel counts off the register
+/// blocks, AlexNet's 13x13 (tiles hanging over the edge).
+#[test]
+fn winograd_matches_the_reference_on_model_shapes() {
+    let shapes = [
+        Conv2d::square(5, 16, 32, 32, 16, 3, 1, 1),
+        Conv2d::square(3, 64, 8, 8, 64, 3, 1, 1),
+        Conv2d::square(2, 40, 13, 13, 27, 3, 1, 1),
+        Conv2d::square(17, 32, 16, 16, 32, 3, 1, 1),
+    ];
+    for (i, s) in shapes.iter().enumerate() {
+        check_winograd(s, 100 + i as u64, Activation::Relu, Par::Rayon)
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+}
+
+/// Shapes Winograd cannot compute are refused, not miscomputed.
+#[test]
+fn winograd_refuses_other_shapes() {
+    let strided = Conv2d::square(1, 4, 8, 8, 4, 3, 2, 1);
+    let (x, w) = (fill(strided.input_len(), 1), fill(strided.weight_len(), 2));
+    let mut y = vec![0.0; strided.output_len()];
+    let r = winograd::forward(
+        &strided,
+        Isa::best(),
+        &x,
+        &w,
+        None,
+        Activation::Identity,
+        &mut y,
+        Par::Seq,
+    );
+    assert!(r.is_err());
+    let padded = Conv2d::square(1, 4, 8, 8, 4, 3, 1, 3);
+    assert!(winograd::applies(&padded) && !winograd::applies_backward_data(&padded));
+    let dy = fill(padded.output_len(), 3);
+    let mut dx = vec![0.0; padded.input_len()];
+    let r = winograd::backward_data(
+        &padded,
+        Isa::best(),
+        &dy,
+        &fill(padded.weight_len(), 4),
+        None,
+        &mut dx,
+        Par::Seq,
+    );
+    assert!(r.is_err());
 }

@@ -57,7 +57,7 @@ fn grad_mut(ctx: &Ctx<'_>, q: ParamId) -> TokenStream {
     quote!(&mut grads.#f[..])
 }
 
-fn conv_shape(ctx: &Ctx<'_>, w: &Window, o: usize, groups: usize) -> TokenStream {
+pub fn conv_shape(ctx: &Ctx<'_>, w: &Window, o: usize, groups: usize) -> TokenStream {
     let rt = ctx.rt;
     let Window { c, h, w: wd, kh, kw, sh, sw, ph, pw, dh, dw } = *w;
     quote!(&#rt::conv::Conv2d { n, c: #c, h: #h, w: #wd, o: #o, kh: #kh, kw: #kw, sh: #sh, sw: #sw, ph: #ph, pw: #pw, dh: #dh, dw: #dw, groups: #groups })

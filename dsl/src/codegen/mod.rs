@@ -128,25 +128,28 @@ fn module(
     let arena_per_sample = plans.train.size.max(plans.infer.size);
     let argmax_per_sample: usize = p.argmax_slots.iter().sum();
     let stats_len: usize = p.stat_slots.iter().map(|c| 2 * c).sum();
-    // The largest per-thread scratch of any conv: its im2col matrix, or the
-    // padded image of the direct path.
-    let conv_columns: usize = p
+    // Every conv shape, at the batch capacity, for the runtime to size its
+    // per-thread scratch by the algorithms it will pick.
+    let conv_shapes: Vec<TokenStream> = p
         .train_forward
         .iter()
         .filter_map(|s| match &s.kind {
-            crate::program::StepKind::Conv { win, groups, .. } => {
-                let (oh, ow) = (
-                    (win.h + 2 * win.ph - win.dh * (win.kh - 1) - 1) / win.sh + 1,
-                    (win.w + 2 * win.pw - win.dw * (win.kw - 1) - 1) / win.sw + 1,
-                );
-                let im2col = win.c / groups * win.kh * win.kw * oh * ow;
-                let direct = win.c * (win.h + 2 * win.ph) * (win.w + 2 * win.pw + 16);
-                Some(im2col.max(direct))
+            crate::program::StepKind::Conv { win, o, groups, .. } => {
+                Some(emit::conv_shape(&ctx, win, *o, *groups))
             }
             _ => None,
         })
-        .max()
-        .unwrap_or(0);
+        .collect();
+    let reserve = if conv_shapes.is_empty() {
+        quote!(#rt::nn::reserve_scratch(&[]);)
+    } else {
+        quote! {
+            {
+                let n = capacity;
+                #rt::nn::reserve_scratch(&[#(#conv_shapes),*]);
+            }
+        }
+    };
     let (arena_size, argmax_size) =
         (emit::times(arena_per_sample, "capacity"), emit::times(argmax_per_sample, "capacity"));
 
@@ -290,7 +293,7 @@ fn module(
             pub fn with_capacity(seed: u64, capacity: usize) -> Self {
                 let mut params = #params_ty::zeros();
                 #(#inits)*
-                #rt::nn::reserve_scratch(#conv_columns);
+                #reserve
                 Self {
                     params,
                     grads: #params_ty::zeros(),

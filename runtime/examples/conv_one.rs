@@ -1,0 +1,41 @@
+//! Runs one convolution pass repeatedly on one thread, for profiling:
+//! `cargo run --release -p netc-runtime --example conv_one -- ALGO N C H W O K STRIDE PAD [SECONDS]`
+//! where ALGO is `winograd` or `im2col` (forward) or `winograd-bwd` or
+//! `im2col-bwd` (backward-data).
+
+use netc_runtime::conv::{conv2d_backward_data_using, conv2d_forward_using, Conv2d, ConvAlgo};
+use netc_runtime::gemm::{Activation, Par};
+use std::time::Instant;
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let algo_name = args.first().map_or("winograd", String::as_str);
+    let nums: Vec<usize> = args.iter().skip(1).filter_map(|a| a.parse().ok()).collect();
+    let [n, c, h, w, o, k, stride, pad] = match nums.get(..8) {
+        Some(&[n, c, h, w, o, k, s, p]) => [n, c, h, w, o, k, s, p],
+        _ => [64, 16, 32, 32, 16, 3, 1, 1],
+    };
+    let seconds = nums.get(8).copied().unwrap_or(3) as f64;
+    let s = Conv2d::square(n, c, h, w, o, k, stride, pad);
+    let algo =
+        if algo_name.starts_with("winograd") { ConvAlgo::Winograd } else { ConvAlgo::Im2col };
+    let backward = algo_name.ends_with("-bwd");
+    let x = vec![0.5f32; s.input_len()];
+    let wt = vec![0.25f32; s.weight_len()];
+    let mut y = vec![0.0f32; s.output_len()];
+    let mut dx = vec![0.0f32; s.input_len()];
+    let start = Instant::now();
+    let mut runs = 0u64;
+    while start.elapsed().as_secs_f64() < seconds {
+        let r = if backward {
+            conv2d_backward_data_using(algo, &s, &y, &wt, None, &mut dx, Par::Seq)
+        } else {
+            conv2d_forward_using(algo, &s, &x, &wt, None, Activation::Identity, &mut y, Par::Seq)
+        };
+        r.expect("valid shape for this algorithm");
+        runs += 1;
+    }
+    let secs = start.elapsed().as_secs_f64() / runs as f64;
+    let gflops = 2.0 * s.macs() as f64 / secs / 1e9;
+    println!("{algo_name} {s:?}: {:.3} ms, {gflops:.1} GFLOP/s (direct-conv FLOPs)", secs * 1e3);
+}

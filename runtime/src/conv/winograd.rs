@@ -1,0 +1,894 @@
+//! Winograd F(4x4, 3x3) for 3x3, stride-1, undilated, ungrouped
+//! convolutions (Lavin & Gray, "Fast Algorithms for Convolutional Neural
+//! Networks", 2016).
+//!
+//! Each 4x4 block of outputs (a *tile*) comes from the 6x6 input window
+//! around it as `Y = Aᵀ [Σ_c (G g_kc Gᵀ) ⊙ (Bᵀ d_c B)] A`: 36 products per
+//! tile and channel pair instead of 144. The sum over channels is 36
+//! independent matrix products, one per point ξ of the 6x6 window:
+//! `M[ξ] = U[ξ]ᵀ · V[ξ]`, with `U` the transformed weights (`[ξ][cin][cout]`)
+//! and `V` the transformed input tiles (`[ξ][cin][tile]`).
+//!
+//! Work runs in chunks of whole samples, big enough to give the products at
+//! least [`CHUNK_TILES`] columns; chunks run in parallel, each in its
+//! thread's scratch buffer. The transforms are vectorised across 16 tiles
+//! (one AVX-512 register per point of the window), the products across 16
+//! or 32 tiles.
+//!
+//! The backward-data pass of a stride-1 3x3 conv is itself such a conv: of
+//! `dy`, padded by `2 − pad`, with the weights rotated by 180° and their
+//! channel axes swapped. It reuses everything here, the ReLU mask fused into
+//! the output transform.
+//!
+//! Rounding: the transforms scale values by up to 8 (A) and 1/24 (G), so
+//! results carry a few more ulps of error than a direct sum; the tests bound
+//! it against the f64 reference.
+
+use super::{with_columns, Conv2d};
+use crate::error::{check_len, LenError};
+use crate::gemm::{Activation, Par};
+use rayon::prelude::*;
+use std::cell::RefCell;
+
+/// Tiles transformed together: one 512-bit register of f32.
+const LANES: usize = 16;
+/// Outputs per tile side.
+const TILE: usize = 4;
+/// Input window side: TILE + 3 − 1.
+const WIN: usize = 6;
+/// Points of the transformed window.
+const POINTS: usize = WIN * WIN;
+/// The fewest tiles a chunk gives the tuple GEMMs when the batch allows.
+const CHUNK_TILES: usize = 64;
+
+type Lanes = [f32; LANES];
+
+/// Kernel kinds, as const parameters of [`chunk`].
+const PORTABLE: u8 = 0;
+const AVX2: u8 = 1;
+const AVX512: u8 = 2;
+
+/// The instruction set a Winograd kernel is compiled for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Isa {
+    /// Whatever the target's baseline is (SSE2 on x86-64).
+    Portable,
+    Avx2,
+    Avx512,
+}
+
+impl Isa {
+    /// The fastest this CPU supports.
+    pub fn best() -> Isa {
+        Isa::supported().last().copied().unwrap_or(Isa::Portable)
+    }
+
+    /// Every one this CPU supports, slowest first. Detected once.
+    pub fn supported() -> &'static [Isa] {
+        static SUPPORTED: std::sync::OnceLock<Vec<Isa>> = std::sync::OnceLock::new();
+        SUPPORTED.get_or_init(|| {
+            let mut isas = vec![Isa::Portable];
+            #[cfg(target_arch = "x86_64")]
+            {
+                let fma = is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma");
+                if fma {
+                    isas.push(Isa::Avx2);
+                }
+                if fma && is_x86_feature_detected!("avx512f") {
+                    isas.push(Isa::Avx512);
+                }
+            }
+            isas
+        })
+    }
+}
+
+/// Whether the convolutions pick Winograd where it applies: yes, unless the
+/// environment sets `NETC_WINOGRAD=off`, to compare against im2col in one
+/// build. Read once.
+pub fn enabled() -> bool {
+    static ENABLED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ENABLED.get_or_init(|| std::env::var("NETC_WINOGRAD").map_or(true, |v| v != "off"))
+}
+
+/// Whether the forward pass of `s` can run here.
+pub fn applies(s: &Conv2d) -> bool {
+    s.is_valid() && (s.kh, s.kw, s.sh, s.sw, s.dh, s.dw, s.groups) == (3, 3, 1, 1, 1, 1, 1)
+}
+
+/// Whether the backward-data pass of `s` can run here: its padding,
+/// `2 − pad`, must not be negative.
+pub fn applies_backward_data(s: &Conv2d) -> bool {
+    applies(s) && s.ph <= 2 && s.pw <= 2
+}
+
+/// A stride-1 3x3 cross-correlation of `n` samples of `cin` planes of
+/// `h x w`, zero-padded by `ph, pw`, into `cout` planes.
+#[derive(Clone, Copy, Debug)]
+struct Problem {
+    n: usize,
+    cin: usize,
+    h: usize,
+    w: usize,
+    cout: usize,
+    ph: usize,
+    pw: usize,
+}
+
+impl Problem {
+    fn forward(s: &Conv2d) -> Self {
+        Problem { n: s.n, cin: s.c, h: s.h, w: s.w, cout: s.o, ph: s.ph, pw: s.pw }
+    }
+
+    fn backward_data(s: &Conv2d) -> Self {
+        let (h, w) = (s.out_h(), s.out_w());
+        Problem { n: s.n, cin: s.o, h, w, cout: s.c, ph: 2 - s.ph, pw: 2 - s.pw }
+    }
+
+    fn oh(&self) -> usize {
+        self.h + 2 * self.ph - 2
+    }
+
+    fn ow(&self) -> usize {
+        self.w + 2 * self.pw - 2
+    }
+
+    fn tiles_x(&self) -> usize {
+        self.ow().div_ceil(TILE)
+    }
+
+    fn tiles_per_sample(&self) -> usize {
+        self.oh().div_ceil(TILE) * self.tiles_x()
+    }
+
+    /// Samples per chunk, ignoring the batch: the most any chunk holds.
+    fn max_chunk_samples(&self) -> usize {
+        CHUNK_TILES.div_ceil(self.tiles_per_sample()).max(1)
+    }
+
+    /// Samples per chunk for this batch: fewer when the batch is too small
+    /// to give every thread a chunk otherwise.
+    fn chunk_samples(&self, threads: usize) -> usize {
+        self.max_chunk_samples().min(self.n.div_ceil(threads.max(1))).max(1)
+    }
+
+    /// Tile columns of a chunk of `samples`, padded to whole lane groups.
+    fn columns(&self, samples: usize) -> usize {
+        (samples * self.tiles_per_sample()).div_ceil(LANES) * LANES
+    }
+
+    /// Floats of per-thread scratch for a chunk of `samples`.
+    fn scratch_len(&self, samples: usize) -> usize {
+        Layout::new(self, samples).lens(self).iter().sum()
+    }
+
+    fn weights_len(&self) -> usize {
+        POINTS * self.cin * self.cout
+    }
+}
+
+/// Where the 3x3 taps of (output channel, input channel) sit in a weight
+/// tensor: nine contiguous floats, read backwards when `flip` (the 180°
+/// rotation of backward-data).
+#[derive(Clone, Copy)]
+struct Taps<'a> {
+    weight: &'a [f32],
+    stride_out: usize,
+    stride_in: usize,
+    flip: bool,
+}
+
+impl Taps<'_> {
+    #[inline(always)]
+    fn get(&self, out: usize, inp: usize) -> [f32; 9] {
+        let taps = &self.weight[out * self.stride_out + inp * self.stride_in..][..9];
+        let mut g = [0.0; 9];
+        for (i, v) in g.iter_mut().enumerate() {
+            *v = if self.flip { taps[8 - i] } else { taps[i] };
+        }
+        g
+    }
+}
+
+/// Per-thread scratch floats that any pass of `s` needs here, and the floats
+/// of transformed weights on the calling thread.
+pub(super) fn scratch_lens(s: &Conv2d) -> (usize, usize) {
+    if !applies(s) {
+        return (0, 0);
+    }
+    let fwd = Problem::forward(s);
+    let mut lens = (fwd.scratch_len(fwd.max_chunk_samples()), fwd.weights_len());
+    if applies_backward_data(s) {
+        let bwd = Problem::backward_data(s);
+        lens.0 = lens.0.max(bwd.scratch_len(bwd.max_chunk_samples()));
+        lens.1 = lens.1.max(bwd.weights_len());
+    }
+    lens
+}
+
+thread_local! {
+    /// Transformed weights, on the thread that called the convolution.
+    static WEIGHTS: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Grows this thread's transformed-weights buffer to `len` floats.
+pub(super) fn reserve_weights(len: usize) {
+    with_weights(len, |_| ());
+}
+
+fn with_weights<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
+    WEIGHTS.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut buf) => {
+            if buf.len() < len {
+                buf.resize(len, 0.0);
+            }
+            f(&mut buf[..len])
+        }
+        // Re-entered while this thread waits inside another Winograd call.
+        Err(_) => f(&mut vec![0.0; len]),
+    })
+}
+
+/// `y = act(conv(x, weight) + bias)` by Winograd, on the kernels of `isa`
+/// (which the CPU must support, or the portable ones run instead).
+#[allow(clippy::too_many_arguments)]
+pub fn forward(
+    s: &Conv2d,
+    isa: Isa,
+    x: &[f32],
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    activation: Activation,
+    y: &mut [f32],
+    par: Par,
+) -> Result<(), LenError> {
+    const OP: &str = "conv2d_forward (winograd)";
+    s.check(OP, x.len(), weight.len(), y.len())?;
+    if let Some(b) = bias {
+        check_len(OP, "bias", b.len(), s.o)?;
+    }
+    if !applies(s) {
+        return Err(LenError { op: OP, tensor: "shape", expected: 0, found: 0 });
+    }
+    let taps = Taps { weight, stride_out: s.c * 9, stride_in: 9, flip: false };
+    run(&Problem::forward(s), isa, taps, x, bias, activation, None, y, par);
+    Ok(())
+}
+
+/// `dx = conv_transpose(dy, weight)` by Winograd, zeroed where `relu_mask`
+/// is `≤ 0`, on the kernels of `isa`.
+pub fn backward_data(
+    s: &Conv2d,
+    isa: Isa,
+    dy: &[f32],
+    weight: &[f32],
+    relu_mask: Option<&[f32]>,
+    dx: &mut [f32],
+    par: Par,
+) -> Result<(), LenError> {
+    const OP: &str = "conv2d_backward_data (winograd)";
+    s.check(OP, dx.len(), weight.len(), dy.len())?;
+    if let Some(m) = relu_mask {
+        check_len(OP, "relu_mask", m.len(), s.input_len())?;
+    }
+    if !applies_backward_data(s) {
+        return Err(LenError { op: OP, tensor: "shape", expected: 0, found: 0 });
+    }
+    // Problem output channel c reads weight[k][c] for problem input k.
+    let taps = Taps { weight, stride_out: 9, stride_in: s.c * 9, flip: true };
+    run(&Problem::backward_data(s), isa, taps, dy, None, Activation::Identity, relu_mask, dx, par);
+    Ok(())
+}
+
+/// What one chunk computes, apart from its samples.
+#[derive(Clone, Copy)]
+struct Epi<'a> {
+    bias: Option<&'a [f32]>,
+    activation: Activation,
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run(
+    p: &Problem,
+    isa: Isa,
+    taps: Taps<'_>,
+    x: &[f32],
+    bias: Option<&[f32]>,
+    activation: Activation,
+    mask: Option<&[f32]>,
+    y: &mut [f32],
+    par: Par,
+) {
+    if p.n == 0 {
+        return;
+    }
+    let isa = if !Isa::supported().contains(&isa) {
+        Isa::Portable
+    } else if isa == Isa::Avx512 && p.scratch_len(p.max_chunk_samples()) > i32::MAX as usize {
+        // Its gathers index the scratch with 32-bit offsets.
+        Isa::Avx2
+    } else {
+        isa
+    };
+    let epi = Epi { bias, activation };
+    with_weights(p.weights_len(), |u| {
+        dispatch_weights(isa, p, taps, u);
+        let u = &*u;
+        let threads = if par == Par::Rayon { rayon::current_num_threads() } else { 1 };
+        let samples = p.chunk_samples(threads);
+        let (in_len, out_len) = (p.cin * p.h * p.w, p.cout * p.oh() * p.ow());
+        let job = |(i, (y, x)): (usize, (&mut [f32], &[f32]))| {
+            let count = y.len() / out_len;
+            let mask = mask.map(|m| &m[i * samples * out_len..][..count * out_len]);
+            with_columns(p.scratch_len(count), |scratch| {
+                dispatch_chunk(isa, p, u, x, count, epi, mask, y, scratch);
+            });
+        };
+        if threads > 1 && p.n > samples {
+            y.par_chunks_mut(samples * out_len)
+                .zip(x.par_chunks(samples * in_len))
+                .enumerate()
+                .for_each(job);
+        } else {
+            y.chunks_mut(samples * out_len)
+                .zip(x.chunks(samples * in_len))
+                .enumerate()
+                .for_each(job);
+        }
+    });
+}
+
+fn dispatch_weights(isa: Isa, p: &Problem, taps: Taps<'_>, u: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    match isa {
+        // SAFETY: `run` keeps only ISAs the CPU supports.
+        Isa::Avx512 => return unsafe { weights_avx512(p, taps, u) },
+        // SAFETY: as above.
+        Isa::Avx2 => return unsafe { weights_avx2(p, taps, u) },
+        Isa::Portable => {}
+    }
+    let _ = isa;
+    transform_weights(p, taps, u);
+}
+
+#[allow(clippy::too_many_arguments)]
+fn dispatch_chunk(
+    isa: Isa,
+    p: &Problem,
+    u: &[f32],
+    x: &[f32],
+    samples: usize,
+    epi: Epi<'_>,
+    mask: Option<&[f32]>,
+    y: &mut [f32],
+    scratch: &mut [f32],
+) {
+    #[cfg(target_arch = "x86_64")]
+    match isa {
+        // SAFETY: `run` keeps only ISAs the CPU supports.
+        Isa::Avx512 => return unsafe { chunk_avx512(p, u, x, samples, epi, mask, y, scratch) },
+        // SAFETY: as above.
+        Isa::Avx2 => return unsafe { chunk_avx2(p, u, x, samples, epi, mask, y, scratch) },
+        Isa::Portable => {}
+    }
+    let _ = isa;
+    chunk::<PORTABLE>(p, u, x, samples, epi, mask, y, scratch);
+}
+
+/// [`transform_weights`] compiled for AVX-512.
+///
+/// # Safety
+/// The CPU must support AVX-512F, AVX2 and FMA.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn weights_avx512(p: &Problem, taps: Taps<'_>, u: &mut [f32]) {
+    transform_weights(p, taps, u);
+}
+
+/// [`transform_weights`] compiled for AVX2.
+///
+/// # Safety
+/// The CPU must support AVX2 and FMA.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn weights_avx2(p: &Problem, taps: Taps<'_>, u: &mut [f32]) {
+    transform_weights(p, taps, u);
+}
+
+/// [`chunk`] compiled for AVX-512: 8 output channels by 32 tiles fill 16
+/// of the 32 vector registers with accumulators.
+///
+/// # Safety
+/// The CPU must support AVX-512F, AVX2 and FMA.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn chunk_avx512(
+    p: &Problem,
+    u: &[f32],
+    x: &[f32],
+    samples: usize,
+    epi: Epi<'_>,
+    mask: Option<&[f32]>,
+    y: &mut [f32],
+    scratch: &mut [f32],
+) {
+    chunk::<AVX512>(p, u, x, samples, epi, mask, y, scratch);
+}
+
+/// [`chunk`] compiled for AVX2: 6 output channels by 16 tiles keep 12 of
+/// the 16 vector registers for accumulators, as the 6x16 GEMM kernel does.
+///
+/// # Safety
+/// The CPU must support AVX2 and FMA.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn chunk_avx2(
+    p: &Problem,
+    u: &[f32],
+    x: &[f32],
+    samples: usize,
+    epi: Epi<'_>,
+    mask: Option<&[f32]>,
+    y: &mut [f32],
+    scratch: &mut [f32],
+) {
+    chunk::<AVX2>(p, u, x, samples, epi, mask, y, scratch);
+}
+
+/// `U[ξ][cin][cout] = (G g Gᵀ)[ξ]` for every channel pair, 16 output
+/// channels at a time.
+#[inline(always)]
+fn transform_weights(p: &Problem, taps: Taps<'_>, u: &mut [f32]) {
+    let plane = p.cin * p.cout;
+    for ci in 0..p.cin {
+        let mut k0 = 0;
+        while k0 < p.cout {
+            let width = LANES.min(p.cout - k0);
+            let mut g = [[0.0f32; LANES]; 9];
+            for l in 0..width {
+                let t = taps.get(k0 + l, ci);
+                for (gi, &v) in g.iter_mut().zip(&t) {
+                    gi[l] = v;
+                }
+            }
+            // Columns first: t = G g (6x3), then rows: U = t Gᵀ (6x6).
+            let mut t = [[[0.0f32; LANES]; 3]; WIN];
+            for j in 0..3 {
+                let col = weight_1d(&g[j], &g[3 + j], &g[6 + j]);
+                for (i, v) in col.into_iter().enumerate() {
+                    t[i][j] = v;
+                }
+            }
+            for (i, row) in t.iter().enumerate() {
+                let out = weight_1d(&row[0], &row[1], &row[2]);
+                for (j, v) in out.iter().enumerate() {
+                    let at = (i * WIN + j) * plane + ci * p.cout + k0;
+                    u[at..at + width].copy_from_slice(&v[..width]);
+                }
+            }
+            k0 += LANES;
+        }
+    }
+}
+
+/// G·(g0, g1, g2) for G = [1/4 0 0; −1/6 −1/6 −1/6; −1/6 1/6 −1/6;
+/// 1/24 1/12 1/6; 1/24 −1/12 1/6; 0 0 1], lane-wise.
+#[inline(always)]
+fn weight_1d(g0: &Lanes, g1: &Lanes, g2: &Lanes) -> [Lanes; WIN] {
+    let mut o = [[0.0; LANES]; WIN];
+    for l in 0..LANES {
+        let (a, b, c) = (g0[l], g1[l], g2[l]);
+        o[0][l] = a * 0.25;
+        o[1][l] = (a + b + c) * (-1.0 / 6.0);
+        o[2][l] = (a - b + c) * (-1.0 / 6.0);
+        o[3][l] = a * (1.0 / 24.0) + b * (1.0 / 12.0) + c * (1.0 / 6.0);
+        o[4][l] = a * (1.0 / 24.0) - b * (1.0 / 12.0) + c * (1.0 / 6.0);
+        o[5][l] = c;
+    }
+    o
+}
+
+/// Lane-wise arithmetic on [`Lanes`], in loops the compiler turns into
+/// one vector instruction each (no closures: a closure would not inherit the
+/// caller's target features).
+#[inline(always)]
+fn add(mut a: Lanes, b: Lanes) -> Lanes {
+    for l in 0..LANES {
+        a[l] += b[l];
+    }
+    a
+}
+
+#[inline(always)]
+fn sub(mut a: Lanes, b: Lanes) -> Lanes {
+    for l in 0..LANES {
+        a[l] -= b[l];
+    }
+    a
+}
+
+/// `a · k + b`.
+#[inline(always)]
+fn mul_add(mut a: Lanes, k: f32, b: Lanes) -> Lanes {
+    for l in 0..LANES {
+        a[l] = a[l] * k + b[l];
+    }
+    a
+}
+
+/// Bᵀ·d for Bᵀ = [4 0 −5 0 1 0; 0 −4 −4 1 1 0; 0 4 −4 −1 1 0;
+/// 0 −2 −1 2 1 0; 0 2 −1 −2 1 0; 0 4 0 −5 0 1].
+#[inline(always)]
+fn input_1d(d: [Lanes; WIN]) -> [Lanes; WIN] {
+    let [d0, d1, d2, d3, d4, d5] = d;
+    let (s12, d13, d42) = (add(d1, d2), sub(d1, d3), sub(d4, d2));
+    [
+        mul_add(d0, 4.0, mul_add(d2, -5.0, d4)),
+        mul_add(s12, -4.0, add(d3, d4)),
+        mul_add(sub(d1, d2), 4.0, sub(d4, d3)),
+        mul_add(d13, -2.0, d42),
+        mul_add(d13, 2.0, d42),
+        mul_add(d1, 4.0, mul_add(d3, -5.0, d5)),
+    ]
+}
+
+/// Aᵀ·m for Aᵀ = [1 1 1 1 1 0; 0 1 −1 2 −2 0; 0 1 1 4 4 0;
+/// 0 1 −1 8 −8 1].
+#[inline(always)]
+fn output_1d(m: [Lanes; WIN]) -> [Lanes; TILE] {
+    let [m0, m1, m2, m3, m4, m5] = m;
+    let (s12, d12, s34, d34) = (add(m1, m2), sub(m1, m2), add(m3, m4), sub(m3, m4));
+    [
+        add(add(m0, s12), s34),
+        mul_add(d34, 2.0, d12),
+        mul_add(s34, 4.0, s12),
+        add(mul_add(d34, 8.0, d12), m5),
+    ]
+}
+
+/// `(Bᵀ d B)` of a 6x6 window: columns first, then rows.
+#[inline(always)]
+fn input_2d(d: &[[Lanes; WIN]; WIN]) -> [[Lanes; WIN]; WIN] {
+    let mut t = [[[0.0; LANES]; WIN]; WIN];
+    for j in 0..WIN {
+        let col = input_1d([d[0][j], d[1][j], d[2][j], d[3][j], d[4][j], d[5][j]]);
+        for i in 0..WIN {
+            t[i][j] = col[i];
+        }
+    }
+    let mut v = [[[0.0; LANES]; WIN]; WIN];
+    for i in 0..WIN {
+        v[i] = input_1d(t[i]);
+    }
+    v
+}
+
+/// `(Aᵀ m A)` of a 6x6 product: columns first, then rows.
+#[inline(always)]
+fn output_2d(m: &[[Lanes; WIN]; WIN]) -> [[Lanes; TILE]; TILE] {
+    let mut t = [[[0.0; LANES]; WIN]; TILE];
+    for j in 0..WIN {
+        let col = output_1d([m[0][j], m[1][j], m[2][j], m[3][j], m[4][j], m[5][j]]);
+        for i in 0..TILE {
+            t[i][j] = col[i];
+        }
+    }
+    let mut y = [[[0.0; LANES]; TILE]; TILE];
+    for i in 0..TILE {
+        y[i] = output_1d(t[i]);
+    }
+    y
+}
+
+/// How a chunk's scratch is laid out, and where each tile's window and
+/// output block sit in it.
+///
+/// The input of the chunk is first copied into `padded` (`[sample][cin]`
+/// planes of `(4·tiles_y + 2) x (4·tiles_x + 2)` with zero borders), so every
+/// tile reads a full 6x6 window without bounds checks; the output tiles are
+/// written whole into `staged` (`[sample][cout]` planes of
+/// `4·tiles_y x 4·tiles_x`, plus one spare sample where lanes past the last
+/// tile write), then clipped into the output with the epilogue.
+#[derive(Clone, Copy, Debug)]
+struct Layout {
+    samples: usize,
+    tiles: usize,
+    cols: usize,
+    /// Padded input plane: rows, row length.
+    in_rows: usize,
+    in_row: usize,
+    /// Staged output plane: rows, row length.
+    out_rows: usize,
+    out_row: usize,
+}
+
+impl Layout {
+    fn new(p: &Problem, samples: usize) -> Self {
+        let (ty, tx) = (p.oh().div_ceil(TILE), p.tiles_x());
+        Layout {
+            samples,
+            tiles: samples * p.tiles_per_sample(),
+            cols: p.columns(samples),
+            in_rows: ty * TILE + 2,
+            in_row: tx * TILE + 2,
+            out_rows: ty * TILE,
+            out_row: tx * TILE,
+        }
+    }
+
+    fn in_plane(&self) -> usize {
+        self.in_rows * self.in_row
+    }
+
+    fn out_plane(&self) -> usize {
+        self.out_rows * self.out_row
+    }
+
+    /// Floats of V, M, padded and staged.
+    fn lens(&self, p: &Problem) -> [usize; 4] {
+        [
+            POINTS * p.cin * self.cols,
+            POINTS * p.cout * self.cols,
+            self.samples * p.cin * self.in_plane(),
+            (self.samples + 1) * p.cout * self.out_plane(),
+        ]
+    }
+
+    /// For lanes of tiles `t0..t0 + LANES`: the offset of each window in
+    /// `padded` and of each output block in `staged`, relative to channel 0.
+    /// Lanes past the last tile read sample 0 and write the spare sample.
+    #[inline(always)]
+    fn offsets(&self, p: &Problem, t0: usize) -> ([usize; LANES], [usize; LANES]) {
+        let (per_sample, tx) = (p.tiles_per_sample(), p.tiles_x());
+        let (mut win, mut out) = ([0; LANES], [0; LANES]);
+        for l in 0..LANES {
+            let t = t0 + l;
+            let (sample, r) =
+                if t < self.tiles { (t / per_sample, t % per_sample) } else { (self.samples, 0) };
+            let (y, x) = (r / tx * TILE, r % tx * TILE);
+            win[l] = (sample.min(self.samples - 1) * p.cin * self.in_rows + y) * self.in_row + x;
+            out[l] = (sample * p.cout * self.out_rows + y) * self.out_row + x;
+        }
+        (win, out)
+    }
+}
+
+/// One chunk of `samples`: transform the input tiles into `V`, multiply by
+/// `U` into `M`, transform `M` back into the output with the epilogue.
+/// `KIND` picks the kernels.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn chunk<const KIND: u8>(
+    p: &Problem,
+    u: &[f32],
+    x: &[f32],
+    samples: usize,
+    epi: Epi<'_>,
+    mask: Option<&[f32]>,
+    y: &mut [f32],
+    scratch: &mut [f32],
+) {
+    let lay = Layout::new(p, samples);
+    let [v_len, m_len, pad_len, stage_len] = lay.lens(p);
+    let (v, rest) = scratch.split_at_mut(v_len);
+    let (m, rest) = rest.split_at_mut(m_len);
+    let (padded, rest) = rest.split_at_mut(pad_len);
+    let staged = &mut rest[..stage_len];
+
+    // The zero borders of `padded` stay zero: only the interior is copied.
+    padded.fill(0.0);
+    for (plane, src) in padded.chunks_exact_mut(lay.in_plane()).zip(x.chunks_exact(p.h * p.w)) {
+        for (iy, row) in src.chunks_exact(p.w).enumerate() {
+            plane[(iy + p.ph) * lay.in_row + p.pw..][..p.w].copy_from_slice(row);
+        }
+    }
+    for t0 in (0..lay.tiles).step_by(LANES) {
+        let (win, _) = lay.offsets(p, t0);
+        for ci in 0..p.cin {
+            let plane = &padded[ci * lay.in_plane()..];
+            let at = |xi: usize| (xi * p.cin + ci) * lay.cols + t0;
+            #[cfg(target_arch = "x86_64")]
+            if KIND == AVX512 {
+                // SAFETY: KIND is AVX512 only inside `chunk_avx512`, whose
+                // caller checked that the CPU has AVX-512F.
+                unsafe { x86::input_tiles_avx512(plane, &win, lay.in_row, v, at) };
+                continue;
+            }
+            let mut d = [[[0.0; LANES]; WIN]; WIN];
+            for (a, drow) in d.iter_mut().enumerate() {
+                for (b, pt) in drow.iter_mut().enumerate() {
+                    for (l, x) in pt.iter_mut().enumerate() {
+                        *x = plane[win[l] + a * lay.in_row + b];
+                    }
+                }
+            }
+            for (i, row) in input_2d(&d).iter().enumerate() {
+                for (j, lanes) in row.iter().enumerate() {
+                    v[at(i * WIN + j)..][..LANES].copy_from_slice(lanes);
+                }
+            }
+        }
+    }
+
+    for xi in 0..POINTS {
+        let u = &u[xi * p.cin * p.cout..][..p.cin * p.cout];
+        let v = &v[xi * p.cin * lay.cols..][..p.cin * lay.cols];
+        let m = &mut m[xi * p.cout * lay.cols..][..p.cout * lay.cols];
+        tuple_gemm::<KIND>(p, u, v, m, lay.cols);
+    }
+
+    for t0 in (0..lay.tiles).step_by(LANES) {
+        let (_, out) = lay.offsets(p, t0);
+        for k in 0..p.cout {
+            let plane = &mut staged[k * lay.out_plane()..];
+            let at = |xi: usize| (xi * p.cout + k) * lay.cols + t0;
+            #[cfg(target_arch = "x86_64")]
+            if KIND == AVX512 {
+                // SAFETY: as above.
+                unsafe { x86::output_tiles_avx512(m, at, &out, lay.out_row, plane) };
+                continue;
+            }
+            let mut pts = [[[0.0; LANES]; WIN]; WIN];
+            for (i, prow) in pts.iter_mut().enumerate() {
+                for (j, pt) in prow.iter_mut().enumerate() {
+                    pt.copy_from_slice(&m[at(i * WIN + j)..][..LANES]);
+                }
+            }
+            for (a, row) in output_2d(&pts).iter().enumerate() {
+                for (b, lanes) in row.iter().enumerate() {
+                    for (l, &val) in lanes.iter().enumerate() {
+                        plane[out[l] + a * lay.out_row + b] = val;
+                    }
+                }
+            }
+        }
+    }
+
+    let (oh, ow) = (p.oh(), p.ow());
+    for (plane, (k, dst)) in staged
+        .chunks_exact(lay.out_plane())
+        .zip((0..p.cout).cycle().zip(y.chunks_exact_mut(oh * ow)))
+    {
+        let b = epi.bias.map_or(0.0, |b| b[k]);
+        for (src, dst) in plane.chunks_exact(lay.out_row).zip(dst.chunks_exact_mut(ow)) {
+            store_row(&src[..ow], b, epi.activation, dst);
+        }
+    }
+    if let Some(mask) = mask {
+        for (d, &mk) in y.iter_mut().zip(mask) {
+            if mk <= 0.0 {
+                *d = 0.0;
+            }
+        }
+    }
+}
+
+/// `dst = act(src + b)`, with the common activations in loops the compiler
+/// vectorises.
+#[inline(always)]
+fn store_row(src: &[f32], b: f32, act: Activation, dst: &mut [f32]) {
+    match act {
+        Activation::Identity => {
+            for (d, &s) in dst.iter_mut().zip(src) {
+                *d = s + b;
+            }
+        }
+        Activation::Relu => {
+            for (d, &s) in dst.iter_mut().zip(src) {
+                *d = crate::act::relu_scalar(s + b);
+            }
+        }
+        _ => {
+            for (d, &s) in dst.iter_mut().zip(src) {
+                *d = act.apply(s + b);
+            }
+        }
+    }
+}
+
+/// `M[ξ] = U[ξ]ᵀ · V[ξ]` for one point ξ: `[cout, cols]` from
+/// `[cin, cout]` and `[cin, cols]`. Blocks of output channels by tiles
+/// accumulate in registers over all input channels, by the kernel of `KIND`.
+#[inline(always)]
+fn tuple_gemm<const KIND: u8>(p: &Problem, u: &[f32], v: &[f32], m: &mut [f32], cols: usize) {
+    let g = Gemm { cin: p.cin, cout: p.cout, cols, u, v };
+    let mut k0 = 0;
+    match KIND {
+        #[cfg(target_arch = "x86_64")]
+        AVX512 => {
+            while k0 < p.cout {
+                let mut t0 = 0;
+                if k0 + 8 <= p.cout {
+                    while t0 + 32 <= cols {
+                        // SAFETY: KIND is AVX512 only inside `chunk_avx512`,
+                        // whose caller checked that the CPU has AVX-512F.
+                        unsafe { x86::block_avx512::<8, 2>(&g, m, k0, t0) };
+                        t0 += 32;
+                    }
+                    if t0 < cols {
+                        // SAFETY: as above.
+                        unsafe { x86::block_avx512::<8, 1>(&g, m, k0, t0) };
+                    }
+                    k0 += 8;
+                } else {
+                    while t0 + 32 <= cols {
+                        // SAFETY: as above.
+                        unsafe { x86::block_avx512::<1, 2>(&g, m, k0, t0) };
+                        t0 += 32;
+                    }
+                    if t0 < cols {
+                        // SAFETY: as above.
+                        unsafe { x86::block_avx512::<1, 1>(&g, m, k0, t0) };
+                    }
+                    k0 += 1;
+                }
+            }
+        }
+        #[cfg(target_arch = "x86_64")]
+        AVX2 => {
+            while k0 < p.cout {
+                let rows = if k0 + 6 <= p.cout { 6 } else { 1 };
+                for t0 in (0..cols).step_by(LANES) {
+                    if rows == 6 {
+                        // SAFETY: KIND is AVX2 only inside `chunk_avx2`,
+                        // whose caller checked that the CPU has AVX2 and FMA.
+                        unsafe { x86::block_avx2::<6>(&g, m, k0, t0) };
+                    } else {
+                        // SAFETY: as above.
+                        unsafe { x86::block_avx2::<1>(&g, m, k0, t0) };
+                    }
+                }
+                k0 += rows;
+            }
+        }
+        _ => {
+            while k0 < p.cout {
+                let rows = if k0 + 2 <= p.cout { 2 } else { 1 };
+                for t0 in (0..cols).step_by(LANES) {
+                    if rows == 2 {
+                        block_portable::<2>(&g, m, k0, t0);
+                    } else {
+                        block_portable::<1>(&g, m, k0, t0);
+                    }
+                }
+                k0 += rows;
+            }
+        }
+    }
+}
+
+/// The operands of one tuple GEMM.
+struct Gemm<'a> {
+    cin: usize,
+    cout: usize,
+    cols: usize,
+    u: &'a [f32],
+    v: &'a [f32],
+}
+
+/// Rows `k0..k0 + R` by columns `t0..t0 + 16` of `M`, in portable code.
+#[inline(always)]
+fn block_portable<const R: usize>(g: &Gemm<'_>, m: &mut [f32], k0: usize, t0: usize) {
+    let mut acc = [[0.0f32; LANES]; R];
+    for ci in 0..g.cin {
+        let vrow = &g.v[ci * g.cols + t0..][..LANES];
+        let urow = &g.u[ci * g.cout + k0..][..R];
+        for (row, &a) in acc.iter_mut().zip(urow) {
+            for (s, &b) in row.iter_mut().zip(vrow) {
+                *s += a * b;
+            }
+        }
+    }
+    for (r, row) in acc.iter().enumerate() {
+        m[(k0 + r) * g.cols + t0..][..LANES].copy_from_slice(row);
+    }
+}
+
+/// The tuple-GEMM register blocks and the AVX-512 transforms, in
+/// intrinsics: the autovectoriser turns the portable GEMM block into gathers
+/// once it is unrolled to 8 rows, and has no gathers of its own for the
+/// transforms.
+#[cfg(target_arch = "x86_64")]
+mod x86;

@@ -1,0 +1,201 @@
+//! The x86 kernels of the Winograd convolution: the tuple-GEMM register
+//! blocks for AVX-512 and AVX2, and the AVX-512 transforms, which gather
+//! each lane's window and scatter each lane's output block.
+
+use super::{Gemm, LANES, POINTS, TILE, WIN};
+use std::arch::x86_64::*;
+
+/// The lanes' offsets as a vector of indices.
+///
+/// # Safety
+/// The CPU must support AVX-512F, and every offset fit in an `i32`.
+#[target_feature(enable = "avx512f")]
+unsafe fn indices(offsets: &[usize; LANES]) -> __m512i {
+    let idx: [i32; LANES] = std::array::from_fn(|l| offsets[l] as i32);
+    // SAFETY: `idx` holds 16 i32, the 64 bytes read.
+    unsafe { _mm512_loadu_si512(idx.as_ptr().cast()) }
+}
+
+/// [`super::input_1d`] on zmm registers.
+#[target_feature(enable = "avx512f")]
+#[inline]
+fn input_1d(d: [__m512; WIN]) -> [__m512; WIN] {
+    let [d0, d1, d2, d3, d4, d5] = d;
+    let k = _mm512_set1_ps;
+    let (s12, d13, d42) = (_mm512_add_ps(d1, d2), _mm512_sub_ps(d1, d3), _mm512_sub_ps(d4, d2));
+    [
+        _mm512_fmadd_ps(d0, k(4.0), _mm512_fmadd_ps(d2, k(-5.0), d4)),
+        _mm512_fmadd_ps(s12, k(-4.0), _mm512_add_ps(d3, d4)),
+        _mm512_fmadd_ps(_mm512_sub_ps(d1, d2), k(4.0), _mm512_sub_ps(d4, d3)),
+        _mm512_fmadd_ps(d13, k(-2.0), d42),
+        _mm512_fmadd_ps(d13, k(2.0), d42),
+        _mm512_fmadd_ps(d1, k(4.0), _mm512_fmadd_ps(d3, k(-5.0), d5)),
+    ]
+}
+
+/// [`super::output_1d`] on zmm registers.
+#[target_feature(enable = "avx512f")]
+#[inline]
+fn output_1d(m: [__m512; WIN]) -> [__m512; TILE] {
+    let [m0, m1, m2, m3, m4, m5] = m;
+    let k = _mm512_set1_ps;
+    let (s12, d12) = (_mm512_add_ps(m1, m2), _mm512_sub_ps(m1, m2));
+    let (s34, d34) = (_mm512_add_ps(m3, m4), _mm512_sub_ps(m3, m4));
+    [
+        _mm512_add_ps(_mm512_add_ps(m0, s12), s34),
+        _mm512_fmadd_ps(d34, k(2.0), d12),
+        _mm512_fmadd_ps(s34, k(4.0), s12),
+        _mm512_add_ps(_mm512_fmadd_ps(d34, k(8.0), d12), m5),
+    ]
+}
+
+/// `V[at(ξ)..][..16] = (Bᵀ d B)[ξ]` for the 6x6 windows of `plane` (rows
+/// of `row` floats) at the lanes' offsets `win`.
+///
+/// # Safety
+/// The CPU must support AVX-512F; offsets must fit in an `i32`.
+#[target_feature(enable = "avx512f")]
+pub(super) unsafe fn input_tiles_avx512(
+    plane: &[f32],
+    win: &[usize; LANES],
+    row: usize,
+    v: &mut [f32],
+    at: impl Fn(usize) -> usize,
+) {
+    let far = win.iter().max().copied().unwrap_or(0) + (WIN - 1) * row + WIN - 1;
+    assert!(far < plane.len() && at(POINTS - 1) + LANES <= v.len());
+    // SAFETY: the CPU has AVX-512F and the offsets fit (the caller's word).
+    let idx = unsafe { indices(win) };
+    // Columns first: t[j] = Bᵀ·(column j of the window).
+    let mut t = [[_mm512_setzero_ps(); WIN]; WIN];
+    for (j, tj) in t.iter_mut().enumerate() {
+        let mut col = [_mm512_setzero_ps(); WIN];
+        for (a, x) in col.iter_mut().enumerate() {
+            // SAFETY: each lane reads plane[win[l] + a·row + j] ≤ plane[far].
+            *x = unsafe { _mm512_i32gather_ps::<4>(idx, plane.as_ptr().add(a * row + j)) };
+        }
+        *tj = input_1d(col);
+    }
+    // Then rows: V[i][·] = Bᵀ·(row i of Bᵀ d), gathered across `t`.
+    #[allow(clippy::needless_range_loop)]
+    for i in 0..WIN {
+        let r = input_1d([t[0][i], t[1][i], t[2][i], t[3][i], t[4][i], t[5][i]]);
+        for (j, &x) in r.iter().enumerate() {
+            // SAFETY: at(ξ) + 16 ≤ at(35) + 16 ≤ v.len(), at increasing in ξ.
+            unsafe { _mm512_storeu_ps(v.as_mut_ptr().add(at(i * WIN + j)), x) };
+        }
+    }
+}
+
+/// The 4x4 output blocks `Aᵀ M A` of the lanes, read from `m[at(ξ)..]` and
+/// scattered into `plane` (rows of `row` floats) at the offsets `out`.
+///
+/// # Safety
+/// The CPU must support AVX-512F; offsets must fit in an `i32`.
+#[target_feature(enable = "avx512f")]
+pub(super) unsafe fn output_tiles_avx512(
+    m: &[f32],
+    at: impl Fn(usize) -> usize,
+    out: &[usize; LANES],
+    row: usize,
+    plane: &mut [f32],
+) {
+    let far = out.iter().max().copied().unwrap_or(0) + (TILE - 1) * (row + 1);
+    assert!(far < plane.len() && at(POINTS - 1) + LANES <= m.len());
+    // Columns first: t[j] = Aᵀ·(column j of M).
+    let mut t = [[_mm512_setzero_ps(); TILE]; WIN];
+    for (j, tj) in t.iter_mut().enumerate() {
+        let mut col = [_mm512_setzero_ps(); WIN];
+        for (i, x) in col.iter_mut().enumerate() {
+            // SAFETY: at(ξ) + 16 ≤ m.len(), as asserted for the last ξ.
+            *x = unsafe { _mm512_loadu_ps(m.as_ptr().add(at(i * WIN + j))) };
+        }
+        *tj = output_1d(col);
+    }
+    // SAFETY: as for `indices` in `input_tiles_avx512`.
+    let idx = unsafe { indices(out) };
+    #[allow(clippy::needless_range_loop)]
+    for a in 0..TILE {
+        let r = output_1d([t[0][a], t[1][a], t[2][a], t[3][a], t[4][a], t[5][a]]);
+        for (b, &x) in r.iter().enumerate() {
+            // SAFETY: each lane writes plane[out[l] + a·row + b] ≤ plane[far].
+            unsafe { _mm512_i32scatter_ps::<4>(plane.as_mut_ptr().add(a * row + b), idx, x) };
+        }
+    }
+}
+
+/// Rows `k0..k0 + R` by columns `t0..t0 + 16·NV` of `M`: R·NV zmm
+/// accumulators, one broadcast of U and NV loads of V per input channel.
+///
+/// # Safety
+/// The CPU must support AVX-512F.
+#[target_feature(enable = "avx512f")]
+pub(super) unsafe fn block_avx512<const R: usize, const NV: usize>(
+    g: &Gemm<'_>,
+    m: &mut [f32],
+    k0: usize,
+    t0: usize,
+) {
+    // Every access below is inside these bounds, checked once here.
+    assert!(k0 + R <= g.cout && t0 + 16 * NV <= g.cols);
+    assert!(g.u.len() >= g.cin * g.cout && g.v.len() >= g.cin * g.cols);
+    assert!(m.len() >= g.cout * g.cols);
+    let mut acc = [[_mm512_setzero_ps(); NV]; R];
+    let (u, v) = (g.u.as_ptr(), g.v.as_ptr());
+    for ci in 0..g.cin {
+        let mut vr = [_mm512_setzero_ps(); NV];
+        for (j, x) in vr.iter_mut().enumerate() {
+            // SAFETY: ci·cols + t0 + 16j + 16 ≤ cin·cols ≤ v.len().
+            *x = unsafe { _mm512_loadu_ps(v.add(ci * g.cols + t0 + 16 * j)) };
+        }
+        for (r, row) in acc.iter_mut().enumerate() {
+            // SAFETY: ci·cout + k0 + r < cin·cout ≤ u.len().
+            let a = _mm512_set1_ps(unsafe { *u.add(ci * g.cout + k0 + r) });
+            for (s, &x) in row.iter_mut().zip(&vr) {
+                *s = _mm512_fmadd_ps(a, x, *s);
+            }
+        }
+    }
+    for (r, row) in acc.iter().enumerate() {
+        for (j, &s) in row.iter().enumerate() {
+            let at = (k0 + r) * g.cols + t0 + 16 * j;
+            // SAFETY: at + 16 ≤ cout·cols ≤ m.len().
+            unsafe { _mm512_storeu_ps(m.as_mut_ptr().add(at), s) };
+        }
+    }
+}
+
+/// Rows `k0..k0 + R` by columns `t0..t0 + 16` of `M`: 2R ymm
+/// accumulators.
+///
+/// # Safety
+/// The CPU must support AVX2 and FMA.
+#[target_feature(enable = "avx2,fma")]
+pub(super) unsafe fn block_avx2<const R: usize>(g: &Gemm<'_>, m: &mut [f32], k0: usize, t0: usize) {
+    assert!(k0 + R <= g.cout && t0 + 16 <= g.cols);
+    assert!(g.u.len() >= g.cin * g.cout && g.v.len() >= g.cin * g.cols);
+    assert!(m.len() >= g.cout * g.cols);
+    let mut acc = [[_mm256_setzero_ps(); 2]; R];
+    let (u, v) = (g.u.as_ptr(), g.v.as_ptr());
+    for ci in 0..g.cin {
+        // SAFETY: ci·cols + t0 + 16 ≤ cin·cols ≤ v.len().
+        let vr = unsafe {
+            let at = v.add(ci * g.cols + t0);
+            [_mm256_loadu_ps(at), _mm256_loadu_ps(at.add(8))]
+        };
+        for (r, row) in acc.iter_mut().enumerate() {
+            // SAFETY: ci·cout + k0 + r < cin·cout ≤ u.len().
+            let a = _mm256_set1_ps(unsafe { *u.add(ci * g.cout + k0 + r) });
+            row[0] = _mm256_fmadd_ps(a, vr[0], row[0]);
+            row[1] = _mm256_fmadd_ps(a, vr[1], row[1]);
+        }
+    }
+    for (r, row) in acc.iter().enumerate() {
+        let at = (k0 + r) * g.cols + t0;
+        // SAFETY: at + 16 ≤ cout·cols ≤ m.len().
+        unsafe {
+            _mm256_storeu_ps(m.as_mut_ptr().add(at), row[0]);
+            _mm256_storeu_ps(m.as_mut_ptr().add(at + 8), row[1]);
+        }
+    }
+}

@@ -1,7 +1,8 @@
-//! Runs one convolution pass repeatedly on one thread, for profiling:
+//! Runs one convolution pass repeatedly, for profiling:
 //! `cargo run --release -p netc-runtime --example conv_one -- ALGO N C H W O K STRIDE PAD [SECONDS]`
 //! where ALGO is `winograd` or `im2col` (forward) or `winograd-bwd` or
-//! `im2col-bwd` (backward-data).
+//! `im2col-bwd` (backward-data), on one thread; with a `-par` suffix
+//! (`winograd-bwd-par`), on the rayon pool.
 
 use netc_runtime::conv::{conv2d_backward_data_using, conv2d_forward_using, Conv2d, ConvAlgo};
 use netc_runtime::gemm::{Activation, Par};
@@ -19,7 +20,8 @@ fn main() {
     let s = Conv2d::square(n, c, h, w, o, k, stride, pad);
     let algo =
         if algo_name.starts_with("winograd") { ConvAlgo::Winograd } else { ConvAlgo::Im2col };
-    let backward = algo_name.ends_with("-bwd");
+    let par = if algo_name.ends_with("-par") { Par::Rayon } else { Par::Seq };
+    let backward = algo_name.trim_end_matches("-par").ends_with("-bwd");
     let x = vec![0.5f32; s.input_len()];
     let wt = vec![0.25f32; s.weight_len()];
     let mut y = vec![0.0f32; s.output_len()];
@@ -28,9 +30,9 @@ fn main() {
     let mut runs = 0u64;
     while start.elapsed().as_secs_f64() < seconds {
         let r = if backward {
-            conv2d_backward_data_using(algo, &s, &y, &wt, None, &mut dx, Par::Seq)
+            conv2d_backward_data_using(algo, &s, &y, &wt, None, &mut dx, par)
         } else {
-            conv2d_forward_using(algo, &s, &x, &wt, None, Activation::Identity, &mut y, Par::Seq)
+            conv2d_forward_using(algo, &s, &x, &wt, None, Activation::Identity, &mut y, par)
         };
         r.expect("valid shape for this algorithm");
         runs += 1;

@@ -174,7 +174,7 @@ impl Conv2d {
             ConvAlgo::Pointwise
         } else if self.c == 1 && self.fits_direct() {
             ConvAlgo::Direct
-        } else if winograd::enabled() && winograd::applies(self) {
+        } else if winograd::enabled() && winograd::applies(self) && winograd::pays(self) {
             ConvAlgo::Winograd
         } else {
             ConvAlgo::Im2col
@@ -185,7 +185,11 @@ impl Conv2d {
     pub fn backward_data_algo(&self) -> ConvAlgo {
         if self.is_pointwise() {
             ConvAlgo::Pointwise
-        } else if winograd::enabled() && self.c >= 4 && winograd::applies_backward_data(self) {
+        } else if winograd::enabled()
+            && self.c >= 4
+            && winograd::applies_backward_data(self)
+            && winograd::pays(self)
+        {
             // Measured (conv_bench): with 3 input channels, so 3 output
             // channels of this pass, im2col wins (0.48 ms against 0.72 ms
             // on ResNet-20's first conv); forward, Winograd wins even there.

@@ -6,8 +6,9 @@
 //! around it as `Y = Aᵀ [Σ_c (G g_kc Gᵀ) ⊙ (Bᵀ d_c B)] A`: 36 products per
 //! tile and channel pair instead of 144. The sum over channels is 36
 //! independent matrix products, one per point ξ of the 6x6 window:
-//! `M[ξ] = U[ξ]ᵀ · V[ξ]`, with `U` the transformed weights (`[ξ][cin][cout]`)
-//! and `V` the transformed input tiles (`[ξ][cin][tile]`).
+//! `M[ξ] = U[ξ]ᵀ · V[ξ]`, with `U` the transformed weights (`[cin][ξ][cout]`,
+//! so that input channels transform in parallel) and `V` the transformed
+//! input tiles (`[ξ][cin][tile]`).
 //!
 //! Work runs in chunks of whole samples, big enough to give the products at
 //! least [`CHUNK_TILES`] columns; chunks run in parallel, each in its
@@ -94,6 +95,19 @@ pub fn enabled() -> bool {
 /// Whether the forward pass of `s` can run here.
 pub fn applies(s: &Conv2d) -> bool {
     s.is_valid() && (s.kh, s.kw, s.sh, s.sw, s.dh, s.dw, s.groups) == (3, 3, 1, 1, 1, 1, 1)
+}
+
+/// Whether Winograd beats im2col on `s`, where it applies. Each call
+/// transforms the weights into `U`, 4x their size, and streams `U` through
+/// the tuple GEMMs: nearly free while `U` fits in L2, but for AlexNet's
+/// 384x384 convs (a 21 MB `U`) only worth it over at least 128 tiles.
+/// Measured with `conv_one` on 2 threads, Winograd against im2col, ms:
+/// 384→384 at 13x13 (16 tiles a sample): batch 1 6.3/2.0, 2 5.5/3.5,
+/// 4 7.0/6.5, 8 11.1/12.7; 64→64 at 8x8 (4 tiles): batch 8 0.17/0.28;
+/// 32→32 at 16x16: batch 1 0.024/0.054.
+pub fn pays(s: &Conv2d) -> bool {
+    let u_bytes = POINTS * s.c * s.o * 4;
+    u_bytes <= 1 << 20 || s.n * Problem::forward(s).tiles_per_sample() >= 128
 }
 
 /// Whether the backward-data pass of `s` can run here: its padding,
@@ -311,10 +325,17 @@ fn run(
         isa
     };
     let epi = Epi { bias, activation };
+    let threads = if par == Par::Rayon { rayon::current_num_threads() } else { 1 };
     with_weights(p.weights_len(), |u| {
-        dispatch_weights(isa, p, taps, u);
+        let per_channel = POINTS * p.cout;
+        let weights = |(ci, u): (usize, &mut [f32])| dispatch_weights(isa, p, taps, ci, u);
+        // Below about 64k transformed floats, splitting costs more than it saves.
+        if threads > 1 && p.weights_len() >= 1 << 16 {
+            u.par_chunks_mut(per_channel).enumerate().for_each(weights);
+        } else {
+            u.chunks_mut(per_channel).enumerate().for_each(weights);
+        }
         let u = &*u;
-        let threads = if par == Par::Rayon { rayon::current_num_threads() } else { 1 };
         let samples = p.chunk_samples(threads);
         let (in_len, out_len) = (p.cin * p.h * p.w, p.cout * p.oh() * p.ow());
         let job = |(i, (y, x)): (usize, (&mut [f32], &[f32]))| {
@@ -338,17 +359,18 @@ fn run(
     });
 }
 
-fn dispatch_weights(isa: Isa, p: &Problem, taps: Taps<'_>, u: &mut [f32]) {
+/// The transformed weights of input channel `ci`, `u` = `U[ci]`.
+fn dispatch_weights(isa: Isa, p: &Problem, taps: Taps<'_>, ci: usize, u: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     match isa {
         // SAFETY: `run` keeps only ISAs the CPU supports.
-        Isa::Avx512 => return unsafe { weights_avx512(p, taps, u) },
+        Isa::Avx512 => return unsafe { x86::weights_avx512(p.cout, taps, ci, u) },
         // SAFETY: as above.
-        Isa::Avx2 => return unsafe { weights_avx2(p, taps, u) },
+        Isa::Avx2 => return unsafe { weights_avx2(p, taps, ci, u) },
         Isa::Portable => {}
     }
     let _ = isa;
-    transform_weights(p, taps, u);
+    transform_weights(p, taps, ci, u);
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -375,24 +397,14 @@ fn dispatch_chunk(
     chunk::<PORTABLE>(p, u, x, samples, epi, mask, y, scratch);
 }
 
-/// [`transform_weights`] compiled for AVX-512.
-///
-/// # Safety
-/// The CPU must support AVX-512F, AVX2 and FMA.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx2,fma")]
-unsafe fn weights_avx512(p: &Problem, taps: Taps<'_>, u: &mut [f32]) {
-    transform_weights(p, taps, u);
-}
-
 /// [`transform_weights`] compiled for AVX2.
 ///
 /// # Safety
 /// The CPU must support AVX2 and FMA.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn weights_avx2(p: &Problem, taps: Taps<'_>, u: &mut [f32]) {
-    transform_weights(p, taps, u);
+unsafe fn weights_avx2(p: &Problem, taps: Taps<'_>, ci: usize, u: &mut [f32]) {
+    transform_weights(p, taps, ci, u);
 }
 
 /// [`chunk`] compiled for AVX-512: 8 output channels by 32 tiles fill 16
@@ -437,39 +449,40 @@ unsafe fn chunk_avx2(
     chunk::<AVX2>(p, u, x, samples, epi, mask, y, scratch);
 }
 
-/// `U[ξ][cin][cout] = (G g Gᵀ)[ξ]` for every channel pair, 16 output
-/// channels at a time.
+/// `U[ci][ξ][·] = (G g Gᵀ)[ξ]` for input channel `ci` and every output
+/// channel, 16 at a time.
 #[inline(always)]
-fn transform_weights(p: &Problem, taps: Taps<'_>, u: &mut [f32]) {
-    let plane = p.cin * p.cout;
-    for ci in 0..p.cin {
-        let mut k0 = 0;
-        while k0 < p.cout {
-            let width = LANES.min(p.cout - k0);
-            let mut g = [[0.0f32; LANES]; 9];
-            for l in 0..width {
-                let t = taps.get(k0 + l, ci);
-                for (gi, &v) in g.iter_mut().zip(&t) {
-                    gi[l] = v;
-                }
+fn transform_weights(p: &Problem, taps: Taps<'_>, ci: usize, u: &mut [f32]) {
+    let mut k0 = 0;
+    while k0 < p.cout {
+        let width = LANES.min(p.cout - k0);
+        let mut g = [[0.0f32; LANES]; 9];
+        for l in 0..width {
+            let t = taps.get(k0 + l, ci);
+            for (gi, &v) in g.iter_mut().zip(&t) {
+                gi[l] = v;
             }
-            // Columns first: t = G g (6x3), then rows: U = t Gᵀ (6x6).
-            let mut t = [[[0.0f32; LANES]; 3]; WIN];
-            for j in 0..3 {
-                let col = weight_1d(&g[j], &g[3 + j], &g[6 + j]);
-                for (i, v) in col.into_iter().enumerate() {
-                    t[i][j] = v;
-                }
+        }
+        // Columns first: t = G g (6x3), then rows: U = t Gᵀ (6x6).
+        let mut t = [[[0.0f32; LANES]; 3]; WIN];
+        for j in 0..3 {
+            let col = weight_1d(&g[j], &g[3 + j], &g[6 + j]);
+            for (i, v) in col.into_iter().enumerate() {
+                t[i][j] = v;
             }
-            for (i, row) in t.iter().enumerate() {
-                let out = weight_1d(&row[0], &row[1], &row[2]);
-                for (j, v) in out.iter().enumerate() {
-                    let at = (i * WIN + j) * plane + ci * p.cout + k0;
+        }
+        for (i, row) in t.iter().enumerate() {
+            let out = weight_1d(&row[0], &row[1], &row[2]);
+            for (j, v) in out.iter().enumerate() {
+                let at = (i * WIN + j) * p.cout + k0;
+                if width == LANES {
+                    u[at..at + LANES].copy_from_slice(v);
+                } else {
                     u[at..at + width].copy_from_slice(&v[..width]);
                 }
             }
-            k0 += LANES;
         }
+        k0 += LANES;
     }
 }
 
@@ -713,7 +726,7 @@ fn chunk<const KIND: u8>(
     }
 
     for xi in 0..POINTS {
-        let u = &u[xi * p.cin * p.cout..][..p.cin * p.cout];
+        let u = &u[xi * p.cout..];
         let v = &v[xi * p.cin * lay.cols..][..p.cin * lay.cols];
         let m = &mut m[xi * p.cout * lay.cols..][..p.cout * lay.cols];
         tuple_gemm::<KIND>(p, u, v, m, lay.cols);
@@ -789,11 +802,11 @@ fn store_row(src: &[f32], b: f32, act: Activation, dst: &mut [f32]) {
 }
 
 /// `M[ξ] = U[ξ]ᵀ · V[ξ]` for one point ξ: `[cout, cols]` from
-/// `[cin, cout]` and `[cin, cols]`. Blocks of output channels by tiles
+/// `[cin, cout]` (rows `POINTS · cout` apart in `u`) and `[cin, cols]`. Blocks of output channels by tiles
 /// accumulate in registers over all input channels, by the kernel of `KIND`.
 #[inline(always)]
 fn tuple_gemm<const KIND: u8>(p: &Problem, u: &[f32], v: &[f32], m: &mut [f32], cols: usize) {
-    let g = Gemm { cin: p.cin, cout: p.cout, cols, u, v };
+    let g = Gemm { cin: p.cin, cout: p.cout, u_row: POINTS * p.cout, cols, u, v };
     let mut k0 = 0;
     match KIND {
         #[cfg(target_arch = "x86_64")]
@@ -863,6 +876,8 @@ fn tuple_gemm<const KIND: u8>(p: &Problem, u: &[f32], v: &[f32], m: &mut [f32], 
 struct Gemm<'a> {
     cin: usize,
     cout: usize,
+    /// Floats from one input channel's row of `u` to the next.
+    u_row: usize,
     cols: usize,
     u: &'a [f32],
     v: &'a [f32],
@@ -874,7 +889,7 @@ fn block_portable<const R: usize>(g: &Gemm<'_>, m: &mut [f32], k0: usize, t0: us
     let mut acc = [[0.0f32; LANES]; R];
     for ci in 0..g.cin {
         let vrow = &g.v[ci * g.cols + t0..][..LANES];
-        let urow = &g.u[ci * g.cout + k0..][..R];
+        let urow = &g.u[ci * g.u_row + k0..][..R];
         for (row, &a) in acc.iter_mut().zip(urow) {
             for (s, &b) in row.iter_mut().zip(vrow) {
                 *s += a * b;

@@ -2,7 +2,7 @@
 //! blocks for AVX-512 and AVX2, and the AVX-512 transforms, which gather
 //! each lane's window and scatter each lane's output block.
 
-use super::{Gemm, LANES, POINTS, TILE, WIN};
+use super::{Gemm, Taps, LANES, POINTS, TILE, WIN};
 use std::arch::x86_64::*;
 
 /// The lanes' offsets as a vector of indices.
@@ -14,6 +14,72 @@ unsafe fn indices(offsets: &[usize; LANES]) -> __m512i {
     let idx: [i32; LANES] = std::array::from_fn(|l| offsets[l] as i32);
     // SAFETY: `idx` holds 16 i32, the 64 bytes read.
     unsafe { _mm512_loadu_si512(idx.as_ptr().cast()) }
+}
+
+/// [`super::weight_1d`] on zmm registers.
+#[target_feature(enable = "avx512f")]
+#[inline]
+fn weight_1d(g0: __m512, g1: __m512, g2: __m512) -> [__m512; WIN] {
+    let k = _mm512_set1_ps;
+    let (s02, sixth) = (_mm512_add_ps(g0, g2), k(-1.0 / 6.0));
+    let g0_24 = _mm512_fmadd_ps(g2, k(1.0 / 6.0), _mm512_mul_ps(g0, k(1.0 / 24.0)));
+    let g1_12 = _mm512_mul_ps(g1, k(1.0 / 12.0));
+    [
+        _mm512_mul_ps(g0, k(0.25)),
+        _mm512_mul_ps(_mm512_add_ps(s02, g1), sixth),
+        _mm512_mul_ps(_mm512_sub_ps(s02, g1), sixth),
+        _mm512_add_ps(g0_24, g1_12),
+        _mm512_sub_ps(g0_24, g1_12),
+        g2,
+    ]
+}
+
+/// `U[ci][ξ][·] = (G g Gᵀ)[ξ]` for input channel `ci`, 16 output channels
+/// at a time: each tap a masked gather across output channels.
+///
+/// # Safety
+/// The CPU must support AVX-512F.
+#[target_feature(enable = "avx512f")]
+pub(super) unsafe fn weights_avx512(cout: usize, taps: Taps<'_>, ci: usize, u: &mut [f32]) {
+    assert!(u.len() >= POINTS * cout && cout > 0);
+    let last = (cout - 1) * taps.stride_out + ci * taps.stride_in + 8;
+    assert!(last < taps.weight.len() && 15 * taps.stride_out <= i32::MAX as usize);
+    let offsets: [i32; LANES] = std::array::from_fn(|l| (l * taps.stride_out) as i32);
+    // SAFETY: `offsets` holds 16 i32, the 64 bytes read.
+    let idx = unsafe { _mm512_loadu_si512(offsets.as_ptr().cast()) };
+    let mut k0 = 0;
+    while k0 < cout {
+        let width = LANES.min(cout - k0);
+        let mask: __mmask16 = if width == LANES { !0 } else { (1 << width) - 1 };
+        let base = k0 * taps.stride_out + ci * taps.stride_in;
+        let mut g = [_mm512_setzero_ps(); 9];
+        for (q, x) in g.iter_mut().enumerate() {
+            let tap = if taps.flip { 8 - q } else { q };
+            // SAFETY: lane l < width reads weight[base + l·stride_out + tap]
+            // ≤ weight[last]; masked-off lanes read nothing.
+            *x = unsafe {
+                _mm512_mask_i32gather_ps::<4>(
+                    _mm512_setzero_ps(),
+                    mask,
+                    idx,
+                    taps.weight.as_ptr().add(base + tap),
+                )
+            };
+        }
+        // Columns first: t[j] = G·(column j of g), then rows.
+        let t: [[__m512; WIN]; 3] =
+            [weight_1d(g[0], g[3], g[6]), weight_1d(g[1], g[4], g[7]), weight_1d(g[2], g[5], g[8])];
+        #[allow(clippy::needless_range_loop)]
+        for i in 0..WIN {
+            for (j, &x) in weight_1d(t[0][i], t[1][i], t[2][i]).iter().enumerate() {
+                let at = (i * WIN + j) * cout + k0;
+                // SAFETY: lanes < width write u[at..at + width], and
+                // at + width ≤ 36·cout ≤ u.len().
+                unsafe { _mm512_mask_storeu_ps(u.as_mut_ptr().add(at), mask, x) };
+            }
+        }
+        k0 += LANES;
+    }
 }
 
 /// [`super::input_1d`] on zmm registers.
@@ -138,7 +204,7 @@ pub(super) unsafe fn block_avx512<const R: usize, const NV: usize>(
 ) {
     // Every access below is inside these bounds, checked once here.
     assert!(k0 + R <= g.cout && t0 + 16 * NV <= g.cols);
-    assert!(g.u.len() >= g.cin * g.cout && g.v.len() >= g.cin * g.cols);
+    assert!(g.u.len() >= (g.cin - 1) * g.u_row + g.cout && g.v.len() >= g.cin * g.cols);
     assert!(m.len() >= g.cout * g.cols);
     let mut acc = [[_mm512_setzero_ps(); NV]; R];
     let (u, v) = (g.u.as_ptr(), g.v.as_ptr());
@@ -149,8 +215,8 @@ pub(super) unsafe fn block_avx512<const R: usize, const NV: usize>(
             *x = unsafe { _mm512_loadu_ps(v.add(ci * g.cols + t0 + 16 * j)) };
         }
         for (r, row) in acc.iter_mut().enumerate() {
-            // SAFETY: ci·cout + k0 + r < cin·cout ≤ u.len().
-            let a = _mm512_set1_ps(unsafe { *u.add(ci * g.cout + k0 + r) });
+            // SAFETY: ci·u_row + k0 + r < (cin − 1)·u_row + cout ≤ u.len().
+            let a = _mm512_set1_ps(unsafe { *u.add(ci * g.u_row + k0 + r) });
             for (s, &x) in row.iter_mut().zip(&vr) {
                 *s = _mm512_fmadd_ps(a, x, *s);
             }
@@ -173,7 +239,7 @@ pub(super) unsafe fn block_avx512<const R: usize, const NV: usize>(
 #[target_feature(enable = "avx2,fma")]
 pub(super) unsafe fn block_avx2<const R: usize>(g: &Gemm<'_>, m: &mut [f32], k0: usize, t0: usize) {
     assert!(k0 + R <= g.cout && t0 + 16 <= g.cols);
-    assert!(g.u.len() >= g.cin * g.cout && g.v.len() >= g.cin * g.cols);
+    assert!(g.u.len() >= (g.cin - 1) * g.u_row + g.cout && g.v.len() >= g.cin * g.cols);
     assert!(m.len() >= g.cout * g.cols);
     let mut acc = [[_mm256_setzero_ps(); 2]; R];
     let (u, v) = (g.u.as_ptr(), g.v.as_ptr());
@@ -184,8 +250,8 @@ pub(super) unsafe fn block_avx2<const R: usize>(g: &Gemm<'_>, m: &mut [f32], k0:
             [_mm256_loadu_ps(at), _mm256_loadu_ps(at.add(8))]
         };
         for (r, row) in acc.iter_mut().enumerate() {
-            // SAFETY: ci·cout + k0 + r < cin·cout ≤ u.len().
-            let a = _mm256_set1_ps(unsafe { *u.add(ci * g.cout + k0 + r) });
+            // SAFETY: ci·u_row + k0 + r < (cin − 1)·u_row + cout ≤ u.len().
+            let a = _mm256_set1_ps(unsafe { *u.add(ci * g.u_row + k0 + r) });
             row[0] = _mm256_fmadd_ps(a, vr[0], row[0]);
             row[1] = _mm256_fmadd_ps(a, vr[1], row[1]);
         }

@@ -8,7 +8,8 @@
 
 use netc_runtime::conv::winograd;
 use netc_runtime::conv::{
-    conv2d_backward_data_using, conv2d_backward_weights, conv2d_forward_using, Conv2d, ConvAlgo,
+    conv2d_backward_data_using, conv2d_backward_weights_using, conv2d_forward_using, Conv2d,
+    ConvAlgo,
 };
 use netc_runtime::gemm::{peak, Activation, Par};
 use std::time::{Duration, Instant};
@@ -95,6 +96,7 @@ fn main() {
             if winograd::applies_backward_data(&s) {
                 passes.insert(3, ("backward-data", other(s.backward_data_algo()), false));
             }
+            passes.push(("backward-weights", other(s.backward_weights_algo()), false));
         }
         let passes = passes.into_iter().map(|(pass, algo, chosen)| {
             let gflops = time(flops, budget, || {
@@ -112,7 +114,15 @@ fn main() {
                     "backward-data" => {
                         conv2d_backward_data_using(algo, &s, &dy, &w, None, &mut dx, Par::Rayon)
                     }
-                    _ => conv2d_backward_weights(&s, &x, &dy, &mut dw, Some(&mut db), Par::Rayon),
+                    _ => conv2d_backward_weights_using(
+                        algo,
+                        &s,
+                        &x,
+                        &dy,
+                        &mut dw,
+                        Some(&mut db),
+                        Par::Rayon,
+                    ),
                 };
                 r.expect("valid");
             });

@@ -279,7 +279,8 @@ fn winograd_strategy() -> impl Strategy<Value = Conv2d> {
 }
 
 /// Winograd on every instruction set this CPU has, forward with bias and
-/// activation and backward-data with the ReLU mask, against the reference.
+/// activation, backward-data with the ReLU mask, and backward-weights,
+/// against the reference.
 fn check_winograd(s: &Conv2d, seed: u64, act: Activation, par: Par) -> Result<(), TestCaseError> {
     let x = fill(s.input_len(), seed);
     let w = fill(s.weight_len(), seed + 1);
@@ -296,6 +297,8 @@ fn check_winograd(s: &Conv2d, seed: u64, act: Activation, par: Par) -> Result<()
             *d = 0.0;
         }
     }
+    let (want_dw, _) = reference::conv2d_backward_weights(s, &f64s(&x), &f64s(&dy));
+    let positions = s.n * s.out_h() * s.out_w();
     for &isa in Isa::supported() {
         let fail = |e: netc_runtime::LenError| TestCaseError::fail(format!("{isa:?}: {e}"));
         let mut y = vec![f32::NAN; s.output_len()];
@@ -304,6 +307,9 @@ fn check_winograd(s: &Conv2d, seed: u64, act: Activation, par: Par) -> Result<()
         let mut dx = vec![f32::NAN; s.input_len()];
         winograd::backward_data(s, isa, &dy, &w, Some(&mask), &mut dx, par).map_err(fail)?;
         assert_close(&format!("{isa:?} backward data"), &dx, &want_dx, s.o * 9, s)?;
+        let mut dw = vec![f32::NAN; s.weight_len()];
+        winograd::backward_weights(s, isa, &x, &dy, &mut dw, par).map_err(fail)?;
+        assert_close(&format!("{isa:?} backward weights"), &dw, &want_dw, positions, s)?;
     }
     Ok(())
 }

@@ -174,7 +174,8 @@ impl Conv2d {
             ConvAlgo::Pointwise
         } else if self.c == 1 && self.fits_direct() {
             ConvAlgo::Direct
-        } else if winograd::enabled() && winograd::applies(self) && winograd::pays(self) {
+        } else if winograd::enabled() && winograd::applies(self) && winograd::pays_weight_grad(self)
+        {
             ConvAlgo::Winograd
         } else {
             ConvAlgo::Im2col
@@ -203,6 +204,8 @@ impl Conv2d {
     pub fn backward_weights_algo(&self) -> ConvAlgo {
         if self.is_pointwise() {
             ConvAlgo::Pointwise
+        } else if winograd::enabled() && winograd::applies(self) && winograd::pays(self) {
+            ConvAlgo::Winograd
         } else {
             ConvAlgo::Im2col
         }
@@ -719,11 +722,29 @@ pub fn conv2d_backward_weights(
     dbias: Option<&mut [f32]>,
     par: Par,
 ) -> Result<(), LenError> {
-    s.check("conv2d_backward_weights", x.len(), dweight.len(), dy.len())?;
+    conv2d_backward_weights_using(s.backward_weights_algo(), s, x, dy, dweight, dbias, par)
+}
+
+/// [`conv2d_backward_weights`] by `algo` rather than the one the shape
+/// picks: `Winograd`, or any other for the GEMM path.
+pub fn conv2d_backward_weights_using(
+    algo: ConvAlgo,
+    s: &Conv2d,
+    x: &[f32],
+    dy: &[f32],
+    dweight: &mut [f32],
+    dbias: Option<&mut [f32]>,
+    par: Par,
+) -> Result<(), LenError> {
+    const OP: &str = "conv2d_backward_weights";
+    s.check(OP, x.len(), dweight.len(), dy.len())?;
+    if algo == ConvAlgo::Winograd && !winograd::applies(s) {
+        return Err(LenError { op: OP, tensor: "shape", expected: 0, found: 0 });
+    }
     let plane = s.out_plane();
     let out_len = s.o * plane;
     if let Some(db) = dbias {
-        check_len("conv2d_backward_weights", "dbias", db.len(), s.o)?;
+        check_len(OP, "dbias", db.len(), s.o)?;
         db.fill(0.0);
         for dy in dy.chunks(out_len) {
             for (d, row) in db.iter_mut().zip(dy.chunks_exact(plane)) {
@@ -735,16 +756,41 @@ pub fn conv2d_backward_weights(
         dweight.fill(0.0);
         return Ok(());
     }
+    if algo == ConvAlgo::Winograd {
+        winograd::weight_grad(s, winograd::Isa::best(), x, dy, dweight, par);
+        return Ok(());
+    }
     let tasks = if par == Par::Rayon { rayon::current_num_threads().min(s.n) } else { 1 };
     if tasks <= 1 {
         weight_grad_samples(s, x, dy, 0..s.n, dweight, par);
         return Ok(());
     }
     // Samples split among tasks: the first accumulates into `dweight`, the
-    // others into partial sums from a pool that persists across calls (no
-    // allocation once it has grown), added in at the end.
+    // others into partial sums, added in at the end.
     let wlen = s.weight_len();
     let range = |t: usize| t * s.n / tasks..(t + 1) * s.n / tasks;
+    with_partials((tasks - 1) * wlen, |partials| {
+        rayon::join(
+            || weight_grad_samples(s, x, dy, range(0), dweight, Par::Seq),
+            || {
+                partials.par_chunks_mut(wlen).enumerate().for_each(|(t, part)| {
+                    weight_grad_samples(s, x, dy, range(t + 1), part, Par::Seq);
+                })
+            },
+        );
+        for part in partials.chunks_exact(wlen) {
+            for (d, &p) in dweight.iter_mut().zip(part) {
+                *d += p;
+            }
+        }
+    });
+    Ok(())
+}
+
+/// Runs `f` on `len` floats of space for the partial sums of parallel
+/// tasks, from a pool that persists across calls (no allocation once it has
+/// grown). The contents are stale: tasks overwrite their share.
+fn with_partials<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
     // `try_lock`, not `lock`: while this thread waits in `rayon::join` it may
     // run another caller's convolution, which must not wait for a lock its
     // own thread holds. That rare caller allocates its partials instead.
@@ -755,24 +801,10 @@ pub fn conv2d_backward_weights(
         Err(std::sync::TryLockError::WouldBlock) => None,
     };
     let pool = guard.as_deref_mut().unwrap_or(&mut fresh);
-    if pool.len() < (tasks - 1) * wlen {
-        pool.resize((tasks - 1) * wlen, 0.0);
+    if pool.len() < len {
+        pool.resize(len, 0.0);
     }
-    let partials = &mut pool[..(tasks - 1) * wlen];
-    rayon::join(
-        || weight_grad_samples(s, x, dy, range(0), dweight, Par::Seq),
-        || {
-            partials.par_chunks_mut(wlen).enumerate().for_each(|(t, part)| {
-                weight_grad_samples(s, x, dy, range(t + 1), part, Par::Seq);
-            })
-        },
-    );
-    for part in partials.chunks_exact(wlen) {
-        for (d, &p) in dweight.iter_mut().zip(part) {
-            *d += p;
-        }
-    }
-    Ok(())
+    f(&mut pool[..len])
 }
 
 /// `dweight = Σ_{n in samples} dy_n · im2col(x_n)ᵀ`, overwriting `dweight`.

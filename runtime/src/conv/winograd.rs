@@ -16,6 +16,9 @@
 //! (one AVX-512 register per point of the window), the products across 16
 //! or 32 tiles.
 //!
+//! The weight gradient reuses the input transform and reduces over tiles
+//! instead ([`weight_grad`]).
+//!
 //! The backward-data pass of a stride-1 3x3 conv is itself such a conv: of
 //! `dy`, padded by `2 − pad`, with the weights rotated by 180° and their
 //! channel axes swapped. It reuses everything here, the ReLU mask fused into
@@ -108,6 +111,15 @@ pub fn applies(s: &Conv2d) -> bool {
 pub fn pays(s: &Conv2d) -> bool {
     let u_bytes = POINTS * s.c * s.o * 4;
     u_bytes <= 1 << 20 || s.n * Problem::forward(s).tiles_per_sample() >= 128
+}
+
+/// Whether Winograd beats im2col on the weight gradient of `s`, where it
+/// applies: only while `U` fits in 1 MB, since every task sums into its own
+/// `W'` of that size. Measured with `conv_bench`, ms at 2 threads:
+/// ResNet-20's 16→16 1.97 against 2.93 for im2col, 64→64 1.05 against 1.73;
+/// AlexNet's conv4 (a 21 MB `W'`) 16.2 against 10.8.
+pub fn pays_weight_grad(s: &Conv2d) -> bool {
+    POINTS * s.c * s.o * 4 <= 1 << 20
 }
 
 /// Whether the backward-data pass of `s` can run here: its padding,
@@ -294,6 +306,42 @@ pub fn backward_data(
     Ok(())
 }
 
+/// `dweight = Σ_samples dy · im2col(x)ᵀ` by Winograd (overwritten), on the
+/// kernels of `isa`. The bias gradient is not Winograd's business: see
+/// [`super::conv2d_backward_weights`].
+pub fn backward_weights(
+    s: &Conv2d,
+    isa: Isa,
+    x: &[f32],
+    dy: &[f32],
+    dweight: &mut [f32],
+    par: Par,
+) -> Result<(), LenError> {
+    const OP: &str = "conv2d_backward_weights (winograd)";
+    s.check(OP, x.len(), dweight.len(), dy.len())?;
+    if !applies(s) {
+        return Err(LenError { op: OP, tensor: "shape", expected: 0, found: 0 });
+    }
+    weight_grad(s, isa, x, dy, dweight, par);
+    Ok(())
+}
+
+/// [`backward_weights`] on checked arguments.
+pub(super) fn weight_grad(
+    s: &Conv2d,
+    isa: Isa,
+    x: &[f32],
+    dy: &[f32],
+    dweight: &mut [f32],
+    par: Par,
+) {
+    if s.n == 0 {
+        dweight.fill(0.0);
+        return;
+    }
+    weight_grad::run(s, isa, x, dy, dweight, par);
+}
+
 /// What one chunk computes, apart from its samples.
 #[derive(Clone, Copy)]
 struct Epi<'a> {
@@ -316,14 +364,7 @@ fn run(
     if p.n == 0 {
         return;
     }
-    let isa = if !Isa::supported().contains(&isa) {
-        Isa::Portable
-    } else if isa == Isa::Avx512 && p.scratch_len(p.max_chunk_samples()) > i32::MAX as usize {
-        // Its gathers index the scratch with 32-bit offsets.
-        Isa::Avx2
-    } else {
-        isa
-    };
+    let isa = usable(p, isa);
     let epi = Epi { bias, activation };
     let threads = if par == Par::Rayon { rayon::current_num_threads() } else { 1 };
     with_weights(p.weights_len(), |u| {
@@ -360,6 +401,18 @@ fn run(
 }
 
 /// The transformed weights of input channel `ci`, `u` = `U[ci]`.
+/// `isa` if it can run `p` here: the CPU must support it, and the AVX-512
+/// gathers index the scratch with 32-bit offsets.
+fn usable(p: &Problem, isa: Isa) -> Isa {
+    if !Isa::supported().contains(&isa) {
+        Isa::Portable
+    } else if isa == Isa::Avx512 && p.scratch_len(p.max_chunk_samples()) > i32::MAX as usize {
+        Isa::Avx2
+    } else {
+        isa
+    }
+}
+
 fn dispatch_weights(isa: Isa, p: &Problem, taps: Taps<'_>, ci: usize, u: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     match isa {
@@ -690,40 +743,7 @@ fn chunk<const KIND: u8>(
     let (padded, rest) = rest.split_at_mut(pad_len);
     let staged = &mut rest[..stage_len];
 
-    // The zero borders of `padded` stay zero: only the interior is copied.
-    padded.fill(0.0);
-    for (plane, src) in padded.chunks_exact_mut(lay.in_plane()).zip(x.chunks_exact(p.h * p.w)) {
-        for (iy, row) in src.chunks_exact(p.w).enumerate() {
-            plane[(iy + p.ph) * lay.in_row + p.pw..][..p.w].copy_from_slice(row);
-        }
-    }
-    for t0 in (0..lay.tiles).step_by(LANES) {
-        let (win, _) = lay.offsets(p, t0);
-        for ci in 0..p.cin {
-            let plane = &padded[ci * lay.in_plane()..];
-            let at = |xi: usize| (xi * p.cin + ci) * lay.cols + t0;
-            #[cfg(target_arch = "x86_64")]
-            if KIND == AVX512 {
-                // SAFETY: KIND is AVX512 only inside `chunk_avx512`, whose
-                // caller checked that the CPU has AVX-512F.
-                unsafe { x86::input_tiles_avx512(plane, &win, lay.in_row, v, at) };
-                continue;
-            }
-            let mut d = [[[0.0; LANES]; WIN]; WIN];
-            for (a, drow) in d.iter_mut().enumerate() {
-                for (b, pt) in drow.iter_mut().enumerate() {
-                    for (l, x) in pt.iter_mut().enumerate() {
-                        *x = plane[win[l] + a * lay.in_row + b];
-                    }
-                }
-            }
-            for (i, row) in input_2d(&d).iter().enumerate() {
-                for (j, lanes) in row.iter().enumerate() {
-                    v[at(i * WIN + j)..][..LANES].copy_from_slice(lanes);
-                }
-            }
-        }
-    }
+    transform_inputs::<KIND>(p, &lay, x, padded, v);
 
     for xi in 0..POINTS {
         let u = &u[xi * p.cout..];
@@ -773,6 +793,52 @@ fn chunk<const KIND: u8>(
         for (d, &mk) in y.iter_mut().zip(mask) {
             if mk <= 0.0 {
                 *d = 0.0;
+            }
+        }
+    }
+}
+
+/// `V` of a chunk: its input copied into `padded`, then every lane group's
+/// windows transformed, by the kernels of `KIND`.
+#[inline(always)]
+fn transform_inputs<const KIND: u8>(
+    p: &Problem,
+    lay: &Layout,
+    x: &[f32],
+    padded: &mut [f32],
+    v: &mut [f32],
+) {
+    // The zero borders of `padded` stay zero: only the interior is copied.
+    padded.fill(0.0);
+    for (plane, src) in padded.chunks_exact_mut(lay.in_plane()).zip(x.chunks_exact(p.h * p.w)) {
+        for (iy, row) in src.chunks_exact(p.w).enumerate() {
+            plane[(iy + p.ph) * lay.in_row + p.pw..][..p.w].copy_from_slice(row);
+        }
+    }
+    for t0 in (0..lay.tiles).step_by(LANES) {
+        let (win, _) = lay.offsets(p, t0);
+        for ci in 0..p.cin {
+            let plane = &padded[ci * lay.in_plane()..];
+            let at = |xi: usize| (xi * p.cin + ci) * lay.cols + t0;
+            #[cfg(target_arch = "x86_64")]
+            if KIND == AVX512 {
+                // SAFETY: KIND is AVX512 only inside `chunk_avx512`, whose
+                // caller checked that the CPU has AVX-512F.
+                unsafe { x86::input_tiles_avx512(plane, &win, lay.in_row, v, at) };
+                continue;
+            }
+            let mut d = [[[0.0; LANES]; WIN]; WIN];
+            for (a, drow) in d.iter_mut().enumerate() {
+                for (b, pt) in drow.iter_mut().enumerate() {
+                    for (l, x) in pt.iter_mut().enumerate() {
+                        *x = plane[win[l] + a * lay.in_row + b];
+                    }
+                }
+            }
+            for (i, row) in input_2d(&d).iter().enumerate() {
+                for (j, lanes) in row.iter().enumerate() {
+                    v[at(i * WIN + j)..][..LANES].copy_from_slice(lanes);
+                }
             }
         }
     }
@@ -907,3 +973,5 @@ fn block_portable<const R: usize>(g: &Gemm<'_>, m: &mut [f32], k0: usize, t0: us
 /// transforms.
 #[cfg(target_arch = "x86_64")]
 mod x86;
+
+mod weight_grad;

@@ -265,3 +265,142 @@ pub(super) unsafe fn block_avx2<const R: usize>(g: &Gemm<'_>, m: &mut [f32], k0:
         }
     }
 }
+
+/// [`super::weight_grad`]'s A·y (6 from 4) on zmm registers.
+#[target_feature(enable = "avx512f")]
+#[inline]
+fn dy_1d(y: [__m512; TILE]) -> [__m512; WIN] {
+    let [y0, y1, y2, y3] = y;
+    let k = _mm512_set1_ps;
+    let (s02, s13) = (_mm512_add_ps(y0, y2), _mm512_add_ps(y1, y3));
+    let e = _mm512_fmadd_ps(y2, k(4.0), y0);
+    let f = _mm512_fmadd_ps(y3, k(8.0), _mm512_add_ps(y1, y1));
+    [
+        y0,
+        _mm512_add_ps(s02, s13),
+        _mm512_sub_ps(s02, s13),
+        _mm512_add_ps(e, f),
+        _mm512_sub_ps(e, f),
+        y3,
+    ]
+}
+
+/// `DY[at(ξ)..][..16] = (A dy Aᵀ)[ξ]` for the 4x4 blocks of `plane` (rows
+/// of `row` floats) at the lanes' offsets `out`.
+///
+/// # Safety
+/// The CPU must support AVX-512F; offsets must fit in an `i32`.
+#[target_feature(enable = "avx512f")]
+pub(super) unsafe fn dy_tiles_avx512(
+    plane: &[f32],
+    out: &[usize; LANES],
+    row: usize,
+    dyt: &mut [f32],
+    at: impl Fn(usize) -> usize,
+) {
+    let far = out.iter().max().copied().unwrap_or(0) + (TILE - 1) * (row + 1);
+    assert!(far < plane.len() && at(POINTS - 1) + LANES <= dyt.len());
+    // SAFETY: the CPU has AVX-512F and the offsets fit (the caller's word).
+    let idx = unsafe { indices(out) };
+    // Columns first: t[j] = A·(column j of the block).
+    let mut t = [[_mm512_setzero_ps(); WIN]; TILE];
+    for (j, tj) in t.iter_mut().enumerate() {
+        let mut col = [_mm512_setzero_ps(); TILE];
+        for (a, x) in col.iter_mut().enumerate() {
+            // SAFETY: each lane reads plane[out[l] + a·row + j] ≤ plane[far].
+            *x = unsafe { _mm512_i32gather_ps::<4>(idx, plane.as_ptr().add(a * row + j)) };
+        }
+        *tj = dy_1d(col);
+    }
+    #[allow(clippy::needless_range_loop)]
+    for i in 0..WIN {
+        for (j, &x) in dy_1d([t[0][i], t[1][i], t[2][i], t[3][i]]).iter().enumerate() {
+            // SAFETY: at(ξ) + 16 ≤ at(35) + 16 ≤ dyt.len(), at increasing in ξ.
+            unsafe { _mm512_storeu_ps(dyt.as_mut_ptr().add(at(i * WIN + j)), x) };
+        }
+    }
+}
+
+/// `out[k][c] += ⟨a[k], b[c]⟩` over rows of `cols` floats, for `cout` rows
+/// of `a` and `cin` of `b`: blocks of 4x4 dot products in 16 zmm
+/// accumulators, reduced across lanes once per block.
+///
+/// # Safety
+/// The CPU must support AVX-512F.
+#[target_feature(enable = "avx512f")]
+pub(super) unsafe fn dots_avx512(
+    a: &[f32],
+    b: &[f32],
+    cols: usize,
+    cout: usize,
+    cin: usize,
+    out: &mut [f32],
+) {
+    assert!(cols.is_multiple_of(LANES) && a.len() >= cout * cols && b.len() >= cin * cols);
+    assert!(out.len() >= cout * cin);
+    let d = Dots { a, b, cols, cin };
+    let mut k0 = 0;
+    while k0 < cout {
+        let rows = if k0 + 4 <= cout { 4 } else { 1 };
+        let mut c0 = 0;
+        while c0 < cin {
+            let four = c0 + 4 <= cin;
+            // SAFETY: the CPU has AVX-512F (this function's contract); the
+            // blocks stay within the rows checked above.
+            unsafe {
+                match (rows, four) {
+                    (4, true) => dot_block::<4, 4>(&d, k0, c0, out),
+                    (4, false) => dot_block::<4, 1>(&d, k0, c0, out),
+                    (_, true) => dot_block::<1, 4>(&d, k0, c0, out),
+                    (_, false) => dot_block::<1, 1>(&d, k0, c0, out),
+                }
+            }
+            c0 += if four { 4 } else { 1 };
+        }
+        k0 += rows;
+    }
+}
+
+struct Dots<'a> {
+    a: &'a [f32],
+    b: &'a [f32],
+    cols: usize,
+    cin: usize,
+}
+
+/// # Safety
+/// The CPU must support AVX-512F; rows `k0..k0 + RK` of `a` and
+/// `c0..c0 + RC` of `b` exist, and `out` holds `[k][cin]` for them.
+#[target_feature(enable = "avx512f")]
+#[inline]
+unsafe fn dot_block<const RK: usize, const RC: usize>(
+    d: &Dots<'_>,
+    k0: usize,
+    c0: usize,
+    out: &mut [f32],
+) {
+    let mut acc = [[_mm512_setzero_ps(); RC]; RK];
+    let (a, b) = (d.a.as_ptr(), d.b.as_ptr());
+    for t in (0..d.cols).step_by(LANES) {
+        let mut va = [_mm512_setzero_ps(); RK];
+        let mut vb = [_mm512_setzero_ps(); RC];
+        for (r, x) in va.iter_mut().enumerate() {
+            // SAFETY: row k0 + r of `a` exists (the caller's word), t + 16 ≤ cols.
+            *x = unsafe { _mm512_loadu_ps(a.add((k0 + r) * d.cols + t)) };
+        }
+        for (q, x) in vb.iter_mut().enumerate() {
+            // SAFETY: row c0 + q of `b` exists, t + 16 ≤ cols.
+            *x = unsafe { _mm512_loadu_ps(b.add((c0 + q) * d.cols + t)) };
+        }
+        for (row, &x) in acc.iter_mut().zip(&va) {
+            for (s, &y) in row.iter_mut().zip(&vb) {
+                *s = _mm512_fmadd_ps(x, y, *s);
+            }
+        }
+    }
+    for (r, row) in acc.iter().enumerate() {
+        for (q, &s) in row.iter().enumerate() {
+            out[(k0 + r) * d.cin + c0 + q] += _mm512_reduce_add_ps(s);
+        }
+    }
+}

@@ -1,10 +1,14 @@
 //! Runs one convolution pass repeatedly, for profiling:
 //! `cargo run --release -p netc-runtime --example conv_one -- ALGO N C H W O K STRIDE PAD [SECONDS]`
 //! where ALGO is `winograd` or `im2col` (forward) or `winograd-bwd` or
-//! `im2col-bwd` (backward-data), on one thread; with a `-par` suffix
+//! `im2col-bwd` (backward-data) or `winograd-wgrad` or `im2col-wgrad`
+//! (backward-weights), on one thread; with a `-par` suffix
 //! (`winograd-bwd-par`), on the rayon pool.
 
-use netc_runtime::conv::{conv2d_backward_data_using, conv2d_forward_using, Conv2d, ConvAlgo};
+use netc_runtime::conv::{
+    conv2d_backward_data_using, conv2d_backward_weights_using, conv2d_forward_using, Conv2d,
+    ConvAlgo,
+};
 use netc_runtime::gemm::{Activation, Par};
 use std::time::Instant;
 
@@ -22,14 +26,18 @@ fn main() {
         if algo_name.starts_with("winograd") { ConvAlgo::Winograd } else { ConvAlgo::Im2col };
     let par = if algo_name.ends_with("-par") { Par::Rayon } else { Par::Seq };
     let backward = algo_name.trim_end_matches("-par").ends_with("-bwd");
+    let wgrad = algo_name.trim_end_matches("-par").ends_with("-wgrad");
     let x = vec![0.5f32; s.input_len()];
     let wt = vec![0.25f32; s.weight_len()];
     let mut y = vec![0.0f32; s.output_len()];
     let mut dx = vec![0.0f32; s.input_len()];
+    let mut dw = vec![0.0f32; s.weight_len()];
     let start = Instant::now();
     let mut runs = 0u64;
     while start.elapsed().as_secs_f64() < seconds {
-        let r = if backward {
+        let r = if wgrad {
+            conv2d_backward_weights_using(algo, &s, &x, &y, &mut dw, None, par)
+        } else if backward {
             conv2d_backward_data_using(algo, &s, &y, &wt, None, &mut dx, par)
         } else {
             conv2d_forward_using(algo, &s, &x, &wt, None, Activation::Identity, &mut y, par)

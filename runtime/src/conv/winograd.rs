@@ -44,6 +44,9 @@ const WIN: usize = 6;
 const POINTS: usize = WIN * WIN;
 /// The fewest tiles a chunk gives the tuple GEMMs when the batch allows.
 const CHUNK_TILES: usize = 64;
+/// The same for the weight gradient, whose products reduce over tiles: each
+/// chunk ends in a reduction across lanes, which more tiles amortise.
+const GRAD_CHUNK_TILES: usize = 256;
 
 type Lanes = [f32; LANES];
 
@@ -167,15 +170,16 @@ impl Problem {
         self.oh().div_ceil(TILE) * self.tiles_x()
     }
 
-    /// Samples per chunk, ignoring the batch: the most any chunk holds.
-    fn max_chunk_samples(&self) -> usize {
-        CHUNK_TILES.div_ceil(self.tiles_per_sample()).max(1)
+    /// Samples per chunk of at least `tiles` tiles, ignoring the batch: the
+    /// most any such chunk holds.
+    fn max_chunk_samples(&self, tiles: usize) -> usize {
+        tiles.div_ceil(self.tiles_per_sample()).max(1)
     }
 
     /// Samples per chunk for this batch: fewer when the batch is too small
     /// to give every thread a chunk otherwise.
-    fn chunk_samples(&self, threads: usize) -> usize {
-        self.max_chunk_samples().min(self.n.div_ceil(threads.max(1))).max(1)
+    fn chunk_samples(&self, tiles: usize, threads: usize) -> usize {
+        self.max_chunk_samples(tiles).min(self.n.div_ceil(threads.max(1))).max(1)
     }
 
     /// Tile columns of a chunk of `samples`, padded to whole lane groups.
@@ -223,10 +227,11 @@ pub(super) fn scratch_lens(s: &Conv2d) -> (usize, usize) {
         return (0, 0);
     }
     let fwd = Problem::forward(s);
-    let mut lens = (fwd.scratch_len(fwd.max_chunk_samples()), fwd.weights_len());
+    let chunk = fwd.max_chunk_samples(CHUNK_TILES).max(fwd.max_chunk_samples(GRAD_CHUNK_TILES));
+    let mut lens = (fwd.scratch_len(chunk), fwd.weights_len());
     if applies_backward_data(s) {
         let bwd = Problem::backward_data(s);
-        lens.0 = lens.0.max(bwd.scratch_len(bwd.max_chunk_samples()));
+        lens.0 = lens.0.max(bwd.scratch_len(bwd.max_chunk_samples(CHUNK_TILES)));
         lens.1 = lens.1.max(bwd.weights_len());
     }
     lens
@@ -377,7 +382,7 @@ fn run(
             u.chunks_mut(per_channel).enumerate().for_each(weights);
         }
         let u = &*u;
-        let samples = p.chunk_samples(threads);
+        let samples = p.chunk_samples(CHUNK_TILES, threads);
         let (in_len, out_len) = (p.cin * p.h * p.w, p.cout * p.oh() * p.ow());
         let job = |(i, (y, x)): (usize, (&mut [f32], &[f32]))| {
             let count = y.len() / out_len;
@@ -406,7 +411,9 @@ fn run(
 fn usable(p: &Problem, isa: Isa) -> Isa {
     if !Isa::supported().contains(&isa) {
         Isa::Portable
-    } else if isa == Isa::Avx512 && p.scratch_len(p.max_chunk_samples()) > i32::MAX as usize {
+    } else if isa == Isa::Avx512
+        && p.scratch_len(p.max_chunk_samples(CHUNK_TILES.max(GRAD_CHUNK_TILES))) > i32::MAX as usize
+    {
         Isa::Avx2
     } else {
         isa

@@ -13,7 +13,7 @@
 
 use super::super::{with_columns, with_partials, Conv2d};
 use super::{transform_inputs, Isa, Lanes, Layout, Problem, AVX2, AVX512, LANES, PORTABLE};
-use super::{POINTS, TILE, WIN};
+use super::{GRAD_CHUNK_TILES, POINTS, TILE, WIN};
 use crate::gemm::Par;
 use rayon::prelude::*;
 
@@ -30,7 +30,7 @@ pub(in crate::conv) fn run(
     let p = Problem::forward(s);
     let isa = super::usable(&p, isa);
     let threads = if par == Par::Rayon { rayon::current_num_threads() } else { 1 };
-    let samples = p.chunk_samples(threads);
+    let samples = p.chunk_samples(GRAD_CHUNK_TILES, threads);
     let chunks = p.n.div_ceil(samples);
     let tasks = threads.min(chunks).max(1);
     let wlen = POINTS * p.cin * p.cout;

@@ -95,18 +95,22 @@ pub fn derivative_from_output(act: Activation, y: f32) -> f32 {
 /// `y = act(x)` elementwise.
 pub fn forward(act: Activation, x: &[f32], y: &mut [f32]) -> Result<(), LenError> {
     check_len("activation_forward", "y", y.len(), x.len())?;
-    for (y, &x) in y.iter_mut().zip(x) {
-        *y = activate(act, x);
-    }
+    crate::par::zip2(y, x, |y, x| {
+        for (y, &x) in y.iter_mut().zip(x) {
+            *y = activate(act, x);
+        }
+    });
     Ok(())
 }
 
 /// `x = act(x)` elementwise; the buffer then holds the `y` that
 /// [`backward`] needs.
 pub fn forward_in_place(act: Activation, x: &mut [f32]) {
-    for x in x.iter_mut() {
-        *x = activate(act, *x);
-    }
+    crate::par::each(x, |x| {
+        for x in x.iter_mut() {
+            *x = activate(act, *x);
+        }
+    });
 }
 
 /// `dx = dy · act'(x)`, with the derivative taken from the saved output `y`.
@@ -114,18 +118,22 @@ pub fn forward_in_place(act: Activation, x: &mut [f32]) {
 pub fn backward(act: Activation, y: &[f32], dy: &[f32], dx: &mut [f32]) -> Result<(), LenError> {
     check_len("activation_backward", "dy", dy.len(), y.len())?;
     check_len("activation_backward", "dx", dx.len(), y.len())?;
-    for ((dx, &dy), &y) in dx.iter_mut().zip(dy).zip(y) {
-        *dx = dy * derivative_from_output(act, y);
-    }
+    crate::par::zip3(dx, dy, y, |dx, dy, y| {
+        for ((dx, &dy), &y) in dx.iter_mut().zip(dy).zip(y) {
+            *dx = dy * derivative_from_output(act, y);
+        }
+    });
     Ok(())
 }
 
 /// [`backward`] overwriting the incoming gradient: `g = g · act'(y)`.
 pub fn backward_in_place(act: Activation, y: &[f32], g: &mut [f32]) -> Result<(), LenError> {
     check_len("activation_backward", "dy", g.len(), y.len())?;
-    for (g, &y) in g.iter_mut().zip(y) {
-        *g *= derivative_from_output(act, y);
-    }
+    crate::par::zip2(g, y, |g, y| {
+        for (g, &y) in g.iter_mut().zip(y) {
+            *g *= derivative_from_output(act, y);
+        }
+    });
     Ok(())
 }
 

@@ -20,6 +20,7 @@ pub mod loss;
 pub mod nn;
 pub mod norm;
 pub mod optim;
+mod par;
 pub mod pool;
 mod reduce;
 pub mod reference;

@@ -255,17 +255,21 @@ pub fn batch_norm_backward(
 pub fn add(a: &[f32], b: &[f32], y: &mut [f32]) -> Result<(), Error> {
     check_len("add", "b", b.len(), a.len())?;
     check_len("add", "y", y.len(), a.len())?;
-    for ((y, a), b) in y.iter_mut().zip(a).zip(b) {
-        *y = a + b;
-    }
+    crate::par::zip3(y, a, b, |y, a, b| {
+        for ((y, a), b) in y.iter_mut().zip(a).zip(b) {
+            *y = a + b;
+        }
+    });
     Ok(())
 }
 
 pub fn add_assign(acc: &mut [f32], x: &[f32]) -> Result<(), Error> {
     check_len("add_assign", "x", x.len(), acc.len())?;
-    for (a, x) in acc.iter_mut().zip(x) {
-        *a += x;
-    }
+    crate::par::zip2(acc, x, |acc, x| {
+        for (a, x) in acc.iter_mut().zip(x) {
+            *a += x;
+        }
+    });
     Ok(())
 }
 

@@ -11,6 +11,7 @@
 
 use crate::error::{check_len, LenError};
 use crate::reduce;
+use rayon::prelude::*;
 
 /// The shape and hyper-parameters of a batch norm over `[n, c, h, w]`.
 ///
@@ -96,24 +97,71 @@ pub fn batch_norm_forward_train(
         return Ok(());
     }
     let momentum = f64::from(bn.momentum);
-    for ch in 0..bn.c {
+    // Channels are independent: statistics in parallel over channels, then
+    // the normalisation in parallel over samples (contiguous in y).
+    let stats = |(ch, ((mean_out, invstd_out), (rmean, rvar))): (usize, StatsOut<'_>)| {
         let sum: f64 = bn.planes(ch).map(|r| f64::from(reduce::sum(&x[r]))).sum();
         let mean = (sum / m as f64) as f32;
         // Deviations from the rounded mean: the error this adds is
         // m·(mean rounding)², far below f32 resolution.
         let ssd: f64 = bn.planes(ch).map(|r| f64::from(reduce::sum_sq_dev(&x[r], mean))).sum();
         let var = ssd / m as f64;
-        let invstd = 1.0 / (var + eps).sqrt();
-        save_mean[ch] = mean;
-        save_invstd[ch] = invstd as f32;
-        running_mean[ch] =
-            ((1.0 - momentum) * f64::from(running_mean[ch]) + momentum * f64::from(mean)) as f32;
+        *mean_out = mean;
+        *invstd_out = (1.0 / (var + eps).sqrt()) as f32;
+        *rmean = ((1.0 - momentum) * f64::from(*rmean) + momentum * f64::from(mean)) as f32;
         let unbiased = ssd / (m - 1) as f64;
-        running_var[ch] =
-            ((1.0 - momentum) * f64::from(running_var[ch]) + momentum * unbiased) as f32;
-        normalise(bn, ch, x, y, mean, invstd as f32, gamma[ch], beta[ch]);
+        *rvar = ((1.0 - momentum) * f64::from(*rvar) + momentum * unbiased) as f32;
+    };
+    let outs = save_mean.iter_mut().zip(save_invstd.iter_mut());
+    let running = running_mean.iter_mut().zip(running_var.iter_mut());
+    if parallel(bn) {
+        let outs = save_mean.par_iter_mut().zip(save_invstd.par_iter_mut());
+        let running = running_mean.par_iter_mut().zip(running_var.par_iter_mut());
+        outs.zip(running).enumerate().for_each(stats);
+    } else {
+        outs.zip(running).enumerate().for_each(stats);
     }
+    normalise_all(bn, x, y, |ch| (save_mean[ch], save_invstd[ch]), gamma, beta);
     Ok(())
+}
+
+/// Per-channel outputs of the statistics pass: mean, invstd, and the
+/// running mean and variance.
+type StatsOut<'a> = ((&'a mut f32, &'a mut f32), (&'a mut f32, &'a mut f32));
+
+/// Whether a batch norm is big enough for its passes to pay for splitting
+/// across threads (about 10 µs of work).
+fn parallel(bn: BatchNorm) -> bool {
+    bn.x_len() >= 1 << 15 && rayon::current_num_threads() > 1
+}
+
+/// `y = (x - mean)·invstd·gamma + beta` for every channel, with
+/// `(mean, invstd)` of channel `ch` from `stats(ch)`; samples in parallel
+/// when that pays.
+fn normalise_all(
+    bn: BatchNorm,
+    x: &[f32],
+    y: &mut [f32],
+    stats: impl Fn(usize) -> (f32, f32) + Sync,
+    gamma: &[f32],
+    beta: &[f32],
+) {
+    let sample = bn.c * bn.h * bn.w;
+    let one = |(y, x): (&mut [f32], &[f32])| {
+        let one_sample = BatchNorm { n: 1, ..bn };
+        for ch in 0..bn.c {
+            let (mean, invstd) = stats(ch);
+            normalise(one_sample, ch, x, y, mean, invstd, gamma[ch], beta[ch]);
+        }
+    };
+    if sample == 0 {
+        return;
+    }
+    if parallel(bn) {
+        y.par_chunks_mut(sample).zip(x.par_chunks(sample)).for_each(one);
+    } else {
+        y.chunks_mut(sample).zip(x.chunks(sample)).for_each(one);
+    }
 }
 
 /// `y = (x - mean)·invstd·gamma + beta` on channel `ch`, folded as ATen does
@@ -157,10 +205,8 @@ pub fn batch_norm_forward_inference(
     check_len(OP, "running_mean", running_mean.len(), bn.c)?;
     check_len(OP, "running_var", running_var.len(), bn.c)?;
     check_len(OP, "y", y.len(), bn.x_len())?;
-    for ch in 0..bn.c {
-        let invstd = 1.0 / (running_var[ch] + bn.eps).sqrt();
-        normalise(bn, ch, x, y, running_mean[ch], invstd, gamma[ch], beta[ch]);
-    }
+    let stats = |ch: usize| (running_mean[ch], 1.0 / (running_var[ch] + bn.eps).sqrt());
+    normalise_all(bn, x, y, stats, gamma, beta);
     Ok(())
 }
 
@@ -195,27 +241,49 @@ pub fn batch_norm_backward(
     check_len(OP, "dgamma", dgamma.len(), bn.c)?;
     check_len(OP, "dbeta", dbeta.len(), bn.c)?;
     let m = bn.count();
-    for ch in 0..bn.c {
-        let (mean, invstd) = (save_mean[ch], save_invstd[ch]);
+    // Per-channel sums in parallel over channels, then dx in parallel over
+    // samples.
+    let sums = |(ch, (dg, db)): (usize, (&mut f32, &mut f32))| {
+        let mean = save_mean[ch];
         let sum_dy: f64 = bn.planes(ch).map(|r| f64::from(reduce::sum(&dy[r]))).sum();
         let dot: f64 =
             bn.planes(ch).map(|r| f64::from(reduce::dot_dev(&dy[r.clone()], &x[r], mean))).sum();
-        dbeta[ch] = sum_dy as f32;
-        dgamma[ch] = (dot * f64::from(invstd)) as f32;
-        if m == 0 {
-            continue;
-        }
-        let inv_m = 1.0 / m as f64;
-        let mean_dy = (sum_dy * inv_m) as f32;
-        // x̂·dgamma/m = (x - mean)·invstd²·dot/m.
-        let k = (dot * f64::from(invstd) * f64::from(invstd) * inv_m) as f32;
-        let a = gamma[ch] * invstd;
-        for r in bn.planes(ch) {
-            let planes = dx[r.clone()].iter_mut().zip(&dy[r.clone()]).zip(&x[r]);
-            for ((d, &g), &xv) in planes {
-                *d = (g - mean_dy - (xv - mean) * k) * a;
+        *db = sum_dy as f32;
+        *dg = (dot * f64::from(save_invstd[ch])) as f32;
+    };
+    if parallel(bn) {
+        dgamma.par_iter_mut().zip(dbeta.par_iter_mut()).enumerate().for_each(sums);
+    } else {
+        dgamma.iter_mut().zip(dbeta.iter_mut()).enumerate().for_each(sums);
+    }
+    let sample = bn.c * bn.h * bn.w;
+    if m == 0 || sample == 0 {
+        return Ok(());
+    }
+    let inv_m = 1.0 / m as f64;
+    let (dgamma, dbeta) = (&*dgamma, &*dbeta);
+    let one = |(dx, (dy, x)): (&mut [f32], (&[f32], &[f32]))| {
+        let one_sample = BatchNorm { n: 1, ..bn };
+        for ch in 0..bn.c {
+            let (mean, invstd) = (save_mean[ch], save_invstd[ch]);
+            let mean_dy = (f64::from(dbeta[ch]) * inv_m) as f32;
+            // x̂·dgamma/m = (x - mean)·invstd²·dot/m = (x - mean)·invstd·dgamma/m.
+            let k = (f64::from(dgamma[ch]) * f64::from(invstd) * inv_m) as f32;
+            let a = gamma[ch] * invstd;
+            for r in one_sample.planes(ch) {
+                let planes = dx[r.clone()].iter_mut().zip(&dy[r.clone()]).zip(&x[r]);
+                for ((d, &g), &xv) in planes {
+                    *d = (g - mean_dy - (xv - mean) * k) * a;
+                }
             }
         }
+    };
+    if parallel(bn) {
+        dx.par_chunks_mut(sample)
+            .zip(dy.par_chunks(sample).zip(x.par_chunks(sample)))
+            .for_each(one);
+    } else {
+        dx.chunks_mut(sample).zip(dy.chunks(sample).zip(x.chunks(sample))).for_each(one);
     }
     Ok(())
 }

@@ -143,6 +143,21 @@ fn each_algorithm_is_exercised() {
     }
 }
 
+/// Winograd is picked where it was measured to win (see `winograd::pays`):
+/// small channel products at any batch, AlexNet's 384-channel convs only
+/// over 128+ tiles and never for their weight gradient.
+#[test]
+fn winograd_is_picked_where_it_pays() {
+    let algos = |s: Conv2d| (s.forward_algo(), s.backward_data_algo(), s.backward_weights_algo());
+    let w = ConvAlgo::Winograd;
+    let i = ConvAlgo::Im2col;
+    assert_eq!(algos(Conv2d::square(64, 16, 32, 32, 16, 3, 1, 1)), (w, w, w));
+    assert_eq!(algos(Conv2d::square(1, 64, 8, 8, 64, 3, 1, 1)), (w, w, w));
+    assert_eq!(algos(Conv2d::square(8, 384, 13, 13, 384, 3, 1, 1)), (w, w, i));
+    assert_eq!(algos(Conv2d::square(1, 384, 13, 13, 384, 3, 1, 1)), (i, i, i));
+    assert_eq!(algos(Conv2d::square(64, 16, 32, 32, 32, 3, 2, 1)), (i, i, i));
+}
+
 /// Weight gradients computed by many callers at once on one rayon pool
 /// (some find the shared partial-sum buffer busy and use their own) equal
 /// the sequential result.

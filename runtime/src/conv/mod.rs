@@ -174,8 +174,7 @@ impl Conv2d {
             ConvAlgo::Pointwise
         } else if self.c == 1 && self.fits_direct() {
             ConvAlgo::Direct
-        } else if winograd::enabled() && winograd::applies(self) && winograd::pays_weight_grad(self)
-        {
+        } else if winograd::enabled() && winograd::applies(self) && winograd::pays(self) {
             ConvAlgo::Winograd
         } else {
             ConvAlgo::Im2col
@@ -204,7 +203,8 @@ impl Conv2d {
     pub fn backward_weights_algo(&self) -> ConvAlgo {
         if self.is_pointwise() {
             ConvAlgo::Pointwise
-        } else if winograd::enabled() && winograd::applies(self) && winograd::pays(self) {
+        } else if winograd::enabled() && winograd::applies(self) && winograd::pays_weight_grad(self)
+        {
             ConvAlgo::Winograd
         } else {
             ConvAlgo::Im2col

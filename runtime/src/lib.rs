@@ -2,7 +2,7 @@
 //!
 //! The runtime never depends on the compiler (`netc-dsl`); the generated code
 //! is the only contract between them. `unsafe` code lives only in the kernel
-//! modules (`gemm`, `conv`), each block with a `// SAFETY:` comment; everything is
+//! modules (`gemm`, `conv`, `dense`), each block with a `// SAFETY:` comment; everything is
 //! tested against the naive kernels of [`reference`].
 #![deny(unsafe_code)]
 
@@ -10,12 +10,14 @@ pub mod act;
 pub mod arena;
 #[allow(unsafe_code)]
 pub mod conv;
+#[allow(unsafe_code)]
 pub mod dense;
 pub mod dropout;
 pub mod error;
 #[allow(unsafe_code)]
 pub mod gemm;
 pub mod init;
+pub mod isa;
 pub mod loss;
 pub mod nn;
 pub mod norm;

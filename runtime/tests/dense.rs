@@ -117,3 +117,52 @@ fn empty_rows_are_not_a_panic() {
         }
     }
 }
+
+/// The streamed small-batch passes on every instruction set this CPU has,
+/// on shapes that cross their blocks (2,500 inputs: two input blocks of the
+/// forward, three column blocks of backward-data; 70 outputs: not a
+/// multiple of 4 rows), odd batches, both sequential and on the pool.
+#[test]
+fn streamed_passes_match_the_definition_on_every_path() {
+    use netc_runtime::dense::streamed;
+    use netc_runtime::isa::Isa;
+    for (n, par) in [(1, Par::Seq), (3, Par::Rayon), (8, Par::Rayon), (5, Par::Seq)] {
+        let s = Dense { n, input: 2500, output: 70 };
+        let (x, w, b) = (fill(n * s.input, 1), fill(s.output * s.input, 2), fill(s.output, 3));
+        let (dy, mask) = (fill(n * s.output, 4), fill(n * s.input, 5));
+        for &isa in Isa::supported() {
+            let mut y = vec![f32::NAN; n * s.output];
+            streamed::forward(&s, isa, &x, &w, Some(&b), Activation::Relu, &mut y, par).unwrap();
+            for r in 0..n {
+                for o in 0..s.output {
+                    let z: f64 = f64::from(b[o])
+                        + (0..s.input)
+                            .map(|i| f64::from(x[r * s.input + i]) * f64::from(w[o * s.input + i]))
+                            .sum::<f64>();
+                    let got = y[r * s.output + o];
+                    assert!(
+                        close(got, z.max(0.0), s.input),
+                        "{isa:?} n={n} y[{r}][{o}] = {got}, want {z}"
+                    );
+                }
+            }
+            let mut dx = vec![f32::NAN; n * s.input];
+            streamed::backward_data(&s, isa, &dy, &w, Some(&mask), &mut dx, par).unwrap();
+            for r in 0..n {
+                for i in 0..s.input {
+                    let mut d: f64 = (0..s.output)
+                        .map(|o| f64::from(dy[r * s.output + o]) * f64::from(w[o * s.input + i]))
+                        .sum();
+                    if mask[r * s.input + i] <= 0.0 {
+                        d = 0.0;
+                    }
+                    let got = dx[r * s.input + i];
+                    assert!(
+                        close(got, d, s.output),
+                        "{isa:?} n={n} dx[{r}][{i}] = {got}, want {d}"
+                    );
+                }
+            }
+        }
+    }
+}

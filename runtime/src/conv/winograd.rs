@@ -55,40 +55,7 @@ const PORTABLE: u8 = 0;
 const AVX2: u8 = 1;
 const AVX512: u8 = 2;
 
-/// The instruction set a Winograd kernel is compiled for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Isa {
-    /// Whatever the target's baseline is (SSE2 on x86-64).
-    Portable,
-    Avx2,
-    Avx512,
-}
-
-impl Isa {
-    /// The fastest this CPU supports.
-    pub fn best() -> Isa {
-        Isa::supported().last().copied().unwrap_or(Isa::Portable)
-    }
-
-    /// Every one this CPU supports, slowest first. Detected once.
-    pub fn supported() -> &'static [Isa] {
-        static SUPPORTED: std::sync::OnceLock<Vec<Isa>> = std::sync::OnceLock::new();
-        SUPPORTED.get_or_init(|| {
-            let mut isas = vec![Isa::Portable];
-            #[cfg(target_arch = "x86_64")]
-            {
-                let fma = is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma");
-                if fma {
-                    isas.push(Isa::Avx2);
-                }
-                if fma && is_x86_feature_detected!("avx512f") {
-                    isas.push(Isa::Avx512);
-                }
-            }
-            isas
-        })
-    }
-}
+pub use crate::isa::Isa;
 
 /// Whether the convolutions pick Winograd where it applies: yes, unless the
 /// environment sets `NETC_WINOGRAD=off`, to compare against im2col in one

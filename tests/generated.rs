@@ -122,3 +122,47 @@ fn optimizer_state_must_fit_its_kind() {
     assert!(model.set_optimizer_state(&state, 9, step).is_err(), "an unknown kind");
     assert!(model.set_optimizer_state(half, 1, step).is_ok(), "SGD momentum");
 }
+
+/// `forward_view` and `train_step_view` take ndarray views in any layout
+/// and agree with the slice methods; a view of the wrong shape is an error
+/// naming it.
+#[test]
+fn ndarray_views_agree_with_slices() {
+    use netc::runtime::view::ndarray::{Array4, ArrayView2, Axis};
+    let x = batch::<784>(5, 11);
+    let labels: Vec<u32> = (0..5).map(|i| (i * 3) % 10).collect();
+    let mut model = LeNet5::with_capacity(3, 8);
+    let mut want = vec![[0.0f32; 10]; 5];
+    model.forward(&x, &mut want).unwrap();
+
+    // Standard layout: borrowed.
+    let array = Array4::from_shape_vec((5, 1, 28, 28), x.as_flattened().to_vec()).unwrap();
+    let got = model.forward_view(array.view()).unwrap();
+    assert_eq!(got.shape(), &[5, 10]);
+    assert_eq!(got.as_slice().unwrap(), want.as_flattened());
+
+    // Rows and columns of every image swapped twice over: the same values
+    // in a layout that is not contiguous, which is copied.
+    let mut transposed = Array4::<f32>::zeros((5, 1, 28, 28));
+    transposed.assign(&array.view().permuted_axes([0, 1, 3, 2]));
+    let strided = transposed.view().permuted_axes([0, 1, 3, 2]);
+    assert!(!strided.is_standard_layout());
+    assert_eq!(model.forward_view(strided).unwrap(), got);
+
+    let err = model.forward_view(array.index_axis(Axis(1), 0)).unwrap_err();
+    assert!(
+        err.to_string().contains("`x` has shape [5, 28, 28], expected [n, 1, 28, 28]"),
+        "{err}"
+    );
+    let flat: ArrayView2<f32> = ArrayView2::from_shape((5, 784), x.as_flattened()).unwrap();
+    assert!(model.forward_view(flat).is_err());
+
+    // Training through a view is training through the slices.
+    let opt = LeNet5::default_optimizer().unwrap();
+    let (mut a, mut b) = (LeNet5::with_capacity(9, 8), LeNet5::with_capacity(9, 8));
+    for _ in 0..2 {
+        let la = a.train_step(&x, &labels, &opt).unwrap();
+        let lb = b.train_step_view(strided, &labels, &opt).unwrap();
+        assert_eq!(la, lb);
+    }
+}

@@ -64,6 +64,12 @@ pub fn check_min_len(
 pub enum Error {
     /// A buffer of the wrong length.
     Len(LenError),
+    /// An ndarray view whose shape is not `[n, expected...]`.
+    Shape {
+        tensor: &'static str,
+        expected: Vec<usize>,
+        found: Vec<usize>,
+    },
     /// More samples than the model was built for.
     BatchOverCapacity {
         batch: usize,
@@ -90,6 +96,10 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Error::Len(e) => e.fmt(f),
+            Error::Shape { tensor, expected, found } => {
+                let dims: Vec<String> = expected.iter().map(usize::to_string).collect();
+                write!(f, "`{tensor}` has shape {found:?}, expected [n, {}]", dims.join(", "))
+            }
             Error::BatchOverCapacity { batch, capacity } => {
                 write!(f, "batch of {batch} samples is over the model's capacity of {capacity}")
             }

@@ -341,8 +341,19 @@ fn module(
                 self.forward_flat(x.as_flattened(), out.as_flattened_mut())
             }
 
-            /// [`Self::forward`] on flat slices (for example ndarray views),
-            /// `n·INPUT_LEN` values in and `n·OUTPUT_LEN` out.
+            /// [`Self::forward`] on an ndarray view of shape
+            /// `[n, INPUT...]` in any memory layout (one that is not
+            /// row-major and contiguous is copied first); returns the
+            /// `[n, OUTPUT...]` outputs.
+            pub fn forward_view<D: #rt::view::ndarray::Dimension>(&mut self, x: #rt::view::ndarray::ArrayView<'_, f32, D>) -> Result<#rt::view::ndarray::ArrayD<f32>, #rt::Error> {
+                let x = #rt::view::samples(&x, &Self::INPUT, "x")?;
+                let mut out = #rt::view::output(x.shape()[0], &Self::OUTPUT);
+                self.forward_flat(#rt::view::flat(&x), #rt::view::flat_mut(&mut out))?;
+                Ok(out)
+            }
+
+            /// [`Self::forward`] on flat slices, `n·INPUT_LEN` values in and
+            /// `n·OUTPUT_LEN` out.
             pub fn forward_flat(&mut self, x: &[f32], out: &mut [f32]) -> Result<(), #rt::Error> {
                 let n = self.batch_of(x.len(), "x")?;
                 if out.len() != n * Self::OUTPUT_LEN {
@@ -448,7 +459,13 @@ fn training(
         /// statistics, running statistics updated); returns the outputs.
         /// Each call starts a new training step.
         pub fn forward_train(&mut self, x: &[[f32; #in_len]]) -> Result<&[[f32; #out_len]], #rt::Error> {
-            let x = x.as_flattened();
+            let out = self.forward_train_flat(x.as_flattened())?;
+            Ok(out.as_chunks::<#out_len>().0)
+        }
+
+        /// [`Self::forward_train`] on a flat slice of `n·INPUT_LEN` values;
+        /// returns the `n·OUTPUT_LEN` outputs.
+        pub fn forward_train_flat(&mut self, x: &[f32]) -> Result<&[f32], #rt::Error> {
             let n = self.batch_of(x.len(), "x")?;
             self.step += 1;
             self.batch = n;
@@ -457,8 +474,7 @@ fn training(
             let _ = (argmax.len(), stats.len(), (step, seed), &params);
             arena[#train_in_range].copy_from_slice(x);
             #train_body
-            let out = &self.arena[#train_out_range];
-            Ok(out.as_chunks::<#out_len>().0)
+            Ok(&self.arena[#train_out_range])
         }
 
         #[doc = #backward_doc]
@@ -518,6 +534,17 @@ fn training(
         /// Returns the mean loss of the batch.
         pub fn train_step(&mut self, x: &[[f32; #in_len]], #target_param: #target_ty, opt: &#rt::nn::Optimizer) -> Result<f32, #rt::Error> {
             self.forward_train(x)?;
+            let loss = self.backward(#target_param)?;
+            self.apply_gradients(opt)?;
+            Ok(loss)
+        }
+
+        /// [`Self::train_step`] on an ndarray view of shape `[n, INPUT...]`
+        /// in any memory layout (one that is not row-major and contiguous is
+        /// copied first).
+        pub fn train_step_view<D: #rt::view::ndarray::Dimension>(&mut self, x: #rt::view::ndarray::ArrayView<'_, f32, D>, #target_param: #target_ty, opt: &#rt::nn::Optimizer) -> Result<f32, #rt::Error> {
+            let x = #rt::view::samples(&x, &Self::INPUT, "x")?;
+            self.forward_train_flat(#rt::view::flat(&x))?;
             let loss = self.backward(#target_param)?;
             self.apply_gradients(opt)?;
             Ok(loss)

@@ -138,23 +138,65 @@ fn smooth_network_matches_the_interpreter() {
     check_model!(smooth::Smooth, "nets/smooth.net", 3, 6);
 }
 
-use netc_tests::nets::alexnet;
+use netc_tests::nets::{alexnet, alexnet_nodrop, resnet18, vgg11};
+
+/// Inference (and, with `train`, the training forward and its loss) of a
+/// network too big for finite differences here, on one sample.
+macro_rules! check_forward {
+    ($ty:ty, $file:expr, $train:expr) => {{
+        let g = graph($file);
+        let mut model = <$ty>::with_capacity(3, 1);
+        let mut weights = Weights::new();
+        model.params.visit(|name, _, v| {
+            weights.insert(name.to_string(), v.iter().map(|&x| f64::from(x)).collect());
+        });
+        let x = inputs(1, <$ty>::INPUT_LEN, 5);
+        let x64: Vec<f64> = x.iter().map(|&v| f64::from(v)).collect();
+        let mut out = vec![0.0f32; <$ty>::OUTPUT_LEN];
+        model.forward_flat(&x, &mut out).expect("forward");
+        let want = interp::run(&g, &weights, &x64, 1, Mode::Infer).expect("interpreter");
+        assert_close(concat!($file, " inference"), &out, interp::output(&g, &want), 1e-4);
+        if $train {
+            let train_out = model.forward_train_flat(&x).expect("forward_train").to_vec();
+            let want = interp::run(&g, &weights, &x64, 1, Mode::Train).expect("interpreter");
+            assert_close(
+                concat!($file, " training forward"),
+                &train_out,
+                interp::output(&g, &want),
+                1e-4,
+            );
+            let labels = [3u32];
+            let loss = model.backward(&labels).expect("backward");
+            let want_loss = interp::loss(&g, &want, 1, &labels, &[]).expect("loss");
+            assert!((f64::from(loss) - want_loss).abs() <= 1e-4 * want_loss.abs().max(1.0));
+        }
+    }};
+}
 
 /// AlexNet's inference (LRN, overlapping max pools, dropout off) on one
-/// sample; its 1.1 billion multiply-adds make gradient checks too slow here.
+/// sample.
 #[test]
 fn alexnet_inference_matches_the_interpreter() {
-    use alexnet::AlexNet;
-    let g = graph("../models/alexnet.net");
-    let mut model = AlexNet::with_capacity(3, 1);
-    let mut weights = Weights::new();
-    model.params.visit(|name, _, v| {
-        weights.insert(name.to_string(), v.iter().map(|&x| f64::from(x)).collect());
-    });
-    let x = inputs(1, AlexNet::INPUT_LEN, 5);
-    let mut out = vec![0.0f32; AlexNet::OUTPUT_LEN];
-    model.forward_flat(&x, &mut out).expect("forward");
-    let x64: Vec<f64> = x.iter().map(|&v| f64::from(v)).collect();
-    let want = interp::run(&g, &weights, &x64, 1, Mode::Infer).expect("interpreter");
-    assert_close("alexnet inference", &out, interp::output(&g, &want), 1e-4);
+    check_forward!(alexnet::AlexNet, "../models/alexnet.net", false);
+}
+
+/// AlexNet's gradients, with dropout left out (a random mask has no finite
+/// difference): one coordinate of every fourth tensor at one sample, since
+/// each coordinate costs two runs of 1.1 billion f64 multiply-adds.
+#[test]
+fn alexnet_gradients_match_finite_differences() {
+    check_model!(alexnet_nodrop::AlexNetNoDrop, "nets/alexnet_nodrop.net", 1, 1, 4);
+}
+
+/// ResNet-18 (torchvision's layout, 224x224): inference on running
+/// statistics, and the training forward on batch statistics.
+#[test]
+fn resnet18_matches_the_interpreter() {
+    check_forward!(resnet18::ResNet18, "../models/resnet18.net", true);
+}
+
+/// VGG-11 (224x224, 7.6 billion multiply-adds a sample): inference.
+#[test]
+fn vgg11_inference_matches_the_interpreter() {
+    check_forward!(vgg11::Vgg11, "../models/vgg11.net", false);
 }

@@ -53,4 +53,10 @@ pub mod nets {
     pub mod lenet5_leaky {
         netc::include_network!("lenet5_leaky");
     }
+    pub mod resnet18 {
+        netc::include_network!("resnet18");
+    }
+    pub mod vgg11 {
+        netc::include_network!("vgg11");
+    }
 }

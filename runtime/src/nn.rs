@@ -125,6 +125,19 @@ pub fn max_pool_backward(
     Ok(pool::max_pool2d_backward(*s, dy, argmax, dx)?)
 }
 
+/// Max-pool backward fused with the backward of `act`, whose output `y`
+/// fed the pool.
+pub fn max_pool_backward_through(
+    s: &Pool2d,
+    dy: &[f32],
+    argmax: &[u32],
+    act: Activation,
+    y: &[f32],
+    dx: &mut [f32],
+) -> Result<(), Error> {
+    Ok(pool::max_pool2d_backward_through(*s, dy, argmax, act, y, dx)?)
+}
+
 pub fn avg_pool_forward(s: &Pool2d, x: &[f32], y: &mut [f32]) -> Result<(), Error> {
     Ok(pool::avg_pool2d_forward(*s, x, y)?)
 }

@@ -12,6 +12,7 @@
 //! which fixes ties, NaN and the order of the sums.
 
 use crate::error::{check_len, LenError};
+use crate::gemm::Activation;
 use crate::reduce;
 
 /// The shape of a 2-D pooling: input `[n, c, h, w]`, a `kh x kw` window
@@ -195,6 +196,45 @@ pub fn max_pool2d_backward(
         for (&g, &i) in dyp.iter().zip(ap) {
             if let Some(d) = dxp.get_mut(i as usize) {
                 *d += g;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// [`max_pool2d_backward`] fused with the backward of the activation whose
+/// output `y` fed the pool: each `dy` lands on its argmax cell multiplied by
+/// `act'` there, read from `y` ([`crate::act::derivative_from_output`]).
+/// Every other cell of `dx` is zero either way, so the separate pass over
+/// `dx` that the activation's backward would make disappears. (For a cell
+/// that is the maximum of several overlapping windows, `Σ g·act'` instead
+/// of `(Σ g)·act'`: the same for ReLU, within rounding otherwise.)
+pub fn max_pool2d_backward_through(
+    p: Pool2d,
+    dy: &[f32],
+    argmax: &[u32],
+    act: Activation,
+    y: &[f32],
+    dx: &mut [f32],
+) -> Result<(), LenError> {
+    const OP: &str = "max_pool2d_backward_through";
+    check_len(OP, "dy", dy.len(), p.y_len())?;
+    check_len(OP, "argmax", argmax.len(), p.y_len())?;
+    check_len(OP, "activation output", y.len(), p.x_len())?;
+    check_len(OP, "dx", dx.len(), p.x_len())?;
+    dx.fill(0.0);
+    let (plane, out_plane) = (p.h * p.w, p.out_h() * p.out_w());
+    if p.y_len() == 0 {
+        return Ok(());
+    }
+    let planes = dx
+        .chunks_exact_mut(plane)
+        .zip(y.chunks_exact(plane))
+        .zip(dy.chunks_exact(out_plane).zip(argmax.chunks_exact(out_plane)));
+    for ((dxp, yp), (dyp, ap)) in planes {
+        for (&g, &i) in dyp.iter().zip(ap) {
+            if let (Some(d), Some(&yv)) = (dxp.get_mut(i as usize), yp.get(i as usize)) {
+                *d += g * crate::act::derivative_from_output(act, yv);
             }
         }
     }

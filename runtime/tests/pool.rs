@@ -4,9 +4,10 @@
 //! PyTorch's corner cases (output size, ties, NaN, `-inf`, overlapping
 //! windows, `count_include_pad`) and length errors.
 
+use netc_runtime::gemm::Activation;
 use netc_runtime::pool::{
     avg_pool2d_backward, avg_pool2d_forward, global_avg_pool_backward, global_avg_pool_forward,
-    max_pool2d_backward, max_pool2d_forward, Pool2d,
+    max_pool2d_backward, max_pool2d_backward_through, max_pool2d_forward, Pool2d,
 };
 use netc_runtime::reference;
 use proptest::prelude::*;
@@ -158,6 +159,46 @@ proptest! {
     ) {
         check_global(n, c, h, w, seed)
             .map_err(|e| TestCaseError::fail(format!("{e} in {:?}", (n, c, h, w))))?;
+    }
+}
+
+/// The pool backward with an activation's backward fused in equals the two
+/// passes one after the other: exactly for ReLU (each cell is scaled by 0 or
+/// 1), within rounding for the others (overlapping windows sum before or
+/// after the scaling).
+fn check_through(p: Pool2d, seed: u64) -> Result<(), String> {
+    let x = fill(p.x_len(), seed, -1.0, 1.0);
+    let dy = fill(p.y_len(), seed + 1, -1.0, 1.0);
+    for act in [Activation::Relu, Activation::LeakyRelu(0.1), Activation::Sigmoid, Activation::Tanh]
+    {
+        let mut y = vec![0.0; p.x_len()];
+        netc_runtime::act::forward(act, &x, &mut y).map_err(|e| e.to_string())?;
+        let (mut pooled, mut argmax) = (vec![0.0; p.y_len()], vec![0u32; p.y_len()]);
+        max_pool2d_forward(p, &y, &mut pooled, &mut argmax).map_err(|e| e.to_string())?;
+        let mut want = vec![f32::NAN; p.x_len()];
+        max_pool2d_backward(p, &dy, &argmax, &mut want).map_err(|e| e.to_string())?;
+        netc_runtime::act::backward_in_place(act, &y, &mut want).map_err(|e| e.to_string())?;
+        let mut got = vec![f32::NAN; p.x_len()];
+        max_pool2d_backward_through(p, &dy, &argmax, act, &y, &mut got)
+            .map_err(|e| e.to_string())?;
+        let exact = act == Activation::Relu;
+        for (i, (&g, &w)) in got.iter().zip(&want).enumerate() {
+            let ok = if exact { g == w } else { (g - w).abs() <= 1e-6 * (1.0 + w.abs()) };
+            if !ok {
+                return Err(format!("{act:?}: dx[{i}] = {g}, two passes give {w}"));
+            }
+        }
+    }
+    Ok(())
+}
+
+proptest! {
+    #[test]
+    fn max_pool_backward_through_an_activation_equals_two_passes(
+        p in geometry(3, 13),
+        seed in any::<u64>(),
+    ) {
+        check_through(p, seed).map_err(|e| TestCaseError::fail(format!("{e} in {p:?}")))?;
     }
 }
 

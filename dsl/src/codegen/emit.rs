@@ -137,6 +137,9 @@ fn comment(ctx: &Ctx<'_>, s: &Step) -> TokenStream {
         }
         StepKind::ConvBackwardData { mask: Some(_), .. }
         | StepKind::DenseBackwardData { mask: Some(_), .. } => "  (relu mask fused)".to_string(),
+        StepKind::MaxPoolBackward { act: Some((act, _)), .. } => {
+            format!("  ({} backward fused)", format!("{act:?}").to_lowercase())
+        }
         _ => String::new(),
     };
     let what = if backward { format!("backward of {}", node.name) } else { node.name.clone() };
@@ -326,10 +329,16 @@ fn step(ctx: &Ctx<'_>, s: &Step, plan: &MemoryPlan) -> TokenStream {
             let (y, d) = (r(y), w(d));
             quote!(#rt::nn::activation_backward_in_place(#a, #y, #d)?;)
         }
-        StepKind::MaxPoolBackward { dy, argmax, dx, win } => {
+        StepKind::MaxPoolBackward { dy, argmax, dx, win, act: None } => {
             let (shape, am) = (pool_shape(ctx, win), argmax_range(ctx, *argmax, false));
             let (dy, dx) = (r(dy), w(dx));
             quote!(#rt::nn::max_pool_backward(#shape, #dy, #am, #dx)?;)
+        }
+        StepKind::MaxPoolBackward { dy, argmax, dx, win, act: Some((a, y)) } => {
+            let (shape, am) = (pool_shape(ctx, win), argmax_range(ctx, *argmax, false));
+            let a = act(ctx, *a);
+            let (dy, y, dx) = (r(dy), r(y), w(dx));
+            quote!(#rt::nn::max_pool_backward_through(#shape, #dy, #am, #a, #y, #dx)?;)
         }
         StepKind::AvgPoolBackward { dy, dx, win } => {
             let shape = pool_shape(ctx, win);

@@ -173,7 +173,7 @@ impl Autodiff {
                 let t = self.target(*x);
                 self.emit(
                     node,
-                    MaxPoolBackward { dy: gy, argmax: *argmax, dx: t.write, win: *win },
+                    MaxPoolBackward { dy: gy, argmax: *argmax, dx: t.write, win: *win, act: None },
                 );
                 self.finish(node, &t);
             }

@@ -260,11 +260,14 @@ pub enum StepKind {
         y: TensorId,
         d: TensorId,
     },
+    /// With `act`, the backward of the activation whose output (the
+    /// tensor given) fed the pool is fused in.
     MaxPoolBackward {
         dy: TensorId,
         argmax: usize,
         dx: TensorId,
         win: Window,
+        act: Option<(Act, TensorId)>,
     },
     AvgPoolBackward {
         dy: TensorId,
@@ -398,7 +401,8 @@ impl StepKind {
             }
             ConvBackwardWeights { x, dy, .. } | DenseBackwardWeights { x, dy, .. } => vec![*x, *dy],
             ActivationBackward { y, d, .. } => vec![*y, *d],
-            MaxPoolBackward { dy, .. }
+            MaxPoolBackward { dy, act: Some((_, y)), .. } => vec![*dy, *y],
+            MaxPoolBackward { dy, act: None, .. }
             | AvgPoolBackward { dy, .. }
             | GlobalAvgPoolBackward { dy, .. } => vec![*dy],
             SoftmaxBackward { y, dy, .. } => vec![*y, *dy],

@@ -2,6 +2,7 @@
 //! its own; the verifier runs after each in debug builds.
 
 mod dead_code;
+mod fuse_pool_activation;
 mod fuse_relu_mask;
 mod plan_memory;
 
@@ -15,6 +16,7 @@ type Pass = (&'static str, fn(Program) -> Program);
 /// The pipeline, in order.
 pub const PIPELINE: &[Pass] = &[
     ("fuse_relu_mask", fuse_relu_mask::fuse_relu_mask),
+    ("fuse_pool_activation", fuse_pool_activation::fuse_pool_activation),
     ("dead_code", dead_code::remove_dead_steps),
 ];
 

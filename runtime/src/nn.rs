@@ -125,6 +125,11 @@ pub fn max_pool_backward(
     Ok(pool::max_pool2d_backward(*s, dy, argmax, dx)?)
 }
 
+/// Inference max pooling, without the argmax.
+pub fn max_pool_forward_infer(s: &Pool2d, x: &[f32], y: &mut [f32]) -> Result<(), Error> {
+    Ok(pool::max_pool2d_forward_infer(*s, x, y)?)
+}
+
 /// Max-pool backward fused with the backward of `act`, whose output `y`
 /// fed the pool.
 pub fn max_pool_backward_through(

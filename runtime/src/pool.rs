@@ -14,6 +14,7 @@
 use crate::error::{check_len, LenError};
 use crate::gemm::Activation;
 use crate::reduce;
+use rayon::prelude::*;
 
 /// The shape of a 2-D pooling: input `[n, c, h, w]`, a `kh x kw` window
 /// moved by `sh`, `sw`, with `ph`, `pw` cells of padding on each side.
@@ -135,36 +136,75 @@ pub fn max_pool2d_forward(
     if p.y_len() == 0 {
         return Ok(());
     }
-    let planes = x
-        .chunks_exact(plane)
-        .zip(y.chunks_exact_mut(oh * ow).zip(argmax.chunks_exact_mut(oh * ow)));
-    // One window at a time, unlike the average pools: the running maximum
-    // stays in a register, where a row-wise pass would load and store it for
-    // every cell.
-    for (xp, (yp, ap)) in planes {
-        for (o_r, (yr, ar)) in yp.chunks_exact_mut(ow).zip(ap.chunks_exact_mut(ow)).enumerate() {
-            let (r0, r1) = p.rows(o_r);
-            for (o_c, (yv, av)) in yr.iter_mut().zip(ar.iter_mut()).enumerate() {
-                let (c0, c1) = p.cols(o_c);
-                let mut best = f32::NEG_INFINITY;
-                // ATen's initial index: the first input cell of the window.
-                let mut best_at = r0 * p.w + c0;
-                for r in r0..r1 {
-                    let row = &xp[r * p.w + c0..r * p.w + c1];
-                    for (j, &v) in row.iter().enumerate() {
-                        if v > best || v.is_nan() {
-                            best = v;
+    let one = |(xp, (yp, ap)): (&[f32], (&mut [f32], &mut [u32]))| max_plane::<true>(p, xp, yp, ap);
+    if parallel(p) {
+        x.par_chunks(plane)
+            .zip(y.par_chunks_mut(oh * ow).zip(argmax.par_chunks_mut(oh * ow)))
+            .for_each(one);
+    } else {
+        x.chunks_exact(plane)
+            .zip(y.chunks_exact_mut(oh * ow).zip(argmax.chunks_exact_mut(oh * ow)))
+            .for_each(one);
+    }
+    Ok(())
+}
+
+/// [`max_pool2d_forward`] for inference: the same maxima, without the
+/// argmax that only a backward pass would read.
+pub fn max_pool2d_forward_infer(p: Pool2d, x: &[f32], y: &mut [f32]) -> Result<(), LenError> {
+    const OP: &str = "max_pool2d_forward_infer";
+    check_len(OP, "x", x.len(), p.x_len())?;
+    check_len(OP, "y", y.len(), p.y_len())?;
+    let (plane, out_plane) = (p.h * p.w, p.out_h() * p.out_w());
+    if p.y_len() == 0 {
+        return Ok(());
+    }
+    let one = |(xp, yp): (&[f32], &mut [f32])| max_plane::<false>(p, xp, yp, &mut []);
+    if parallel(p) {
+        x.par_chunks(plane).zip(y.par_chunks_mut(out_plane)).for_each(one);
+    } else {
+        x.chunks_exact(plane).zip(y.chunks_exact_mut(out_plane)).for_each(one);
+    }
+    Ok(())
+}
+
+/// Whether a pool is big enough for its planes to be split across threads.
+fn parallel(p: Pool2d) -> bool {
+    p.x_len() >= 1 << 15 && rayon::current_num_threads() > 1
+}
+
+/// The maxima of one plane's windows into `yp`, and with `ARGMAX` their
+/// indices into `ap`. One window at a time, unlike the average pools: the
+/// running maximum stays in a register, where a row-wise pass would load and
+/// store it for every cell.
+#[inline(always)]
+fn max_plane<const ARGMAX: bool>(p: Pool2d, xp: &[f32], yp: &mut [f32], ap: &mut [u32]) {
+    let ow = p.out_w();
+    for (o_r, yr) in yp.chunks_exact_mut(ow).enumerate() {
+        let (r0, r1) = p.rows(o_r);
+        for (o_c, yv) in yr.iter_mut().enumerate() {
+            let (c0, c1) = p.cols(o_c);
+            let mut best = f32::NEG_INFINITY;
+            // ATen's initial index: the first input cell of the window.
+            let mut best_at = r0 * p.w + c0;
+            for r in r0..r1 {
+                let row = &xp[r * p.w + c0..r * p.w + c1];
+                for (j, &v) in row.iter().enumerate() {
+                    if v > best || v.is_nan() {
+                        best = v;
+                        if ARGMAX {
                             best_at = r * p.w + c0 + j;
                         }
                     }
                 }
-                *yv = best;
-                // Fits: best_at < plane <= u32::MAX, checked above.
-                *av = best_at as u32;
+            }
+            *yv = best;
+            if ARGMAX {
+                // Fits: best_at < plane <= u32::MAX, checked by the caller.
+                ap[o_r * ow + o_c] = best_at as u32;
             }
         }
     }
-    Ok(())
 }
 
 /// The gradient of [`max_pool2d_forward`]: `dx` is overwritten with zeros,

@@ -7,7 +7,8 @@
 use netc_runtime::gemm::Activation;
 use netc_runtime::pool::{
     avg_pool2d_backward, avg_pool2d_forward, global_avg_pool_backward, global_avg_pool_forward,
-    max_pool2d_backward, max_pool2d_backward_through, max_pool2d_forward, Pool2d,
+    max_pool2d_backward, max_pool2d_backward_through, max_pool2d_forward, max_pool2d_forward_infer,
+    Pool2d,
 };
 use netc_runtime::reference;
 use proptest::prelude::*;
@@ -74,6 +75,9 @@ fn check_max(p: Pool2d, seed: u64, ties: bool) -> Result<(), String> {
     if argmax != want_argmax {
         return Err(format!("argmax {argmax:?}, expected {want_argmax:?}"));
     }
+    let mut y_infer = vec![f32::NAN; p.y_len()];
+    max_pool2d_forward_infer(p, &x, &mut y_infer).map_err(|e| e.to_string())?;
+    close("inference y", &y_infer, &want_y, 0.0)?;
     let mut dx = vec![f32::NAN; p.x_len()];
     max_pool2d_backward(p, &dy, &argmax, &mut dx).map_err(|e| e.to_string())?;
     close("dx", &dx, &reference::max_pool2d_backward(p, &wide(&dy), &want_argmax), 1e-6)

@@ -213,6 +213,11 @@ fn step(ctx: &Ctx<'_>, s: &Step, plan: &MemoryPlan) -> TokenStream {
             let (x, y) = (r(x), w(y));
             quote!(#rt::nn::max_pool_forward(#shape, #x, #y, #am)?;)
         }
+        StepKind::MaxPoolInfer { x, y, win } => {
+            let shape = pool_shape(ctx, win);
+            let (x, y) = (r(x), w(y));
+            quote!(#rt::nn::max_pool_forward_infer(#shape, #x, #y)?;)
+        }
         StepKind::AvgPool { x, y, win } => {
             let shape = pool_shape(ctx, win);
             let (x, y) = (r(x), w(y));

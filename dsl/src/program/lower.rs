@@ -149,6 +149,9 @@ impl Lowering<'_> {
     fn push(&mut self, node: NodeId, kind: StepKind) {
         let infer = match &kind {
             StepKind::Dropout { x, y, .. } => StepKind::Copy { x: *x, y: *y },
+            StepKind::MaxPool { x, y, win, .. } => {
+                StepKind::MaxPoolInfer { x: *x, y: *y, win: *win }
+            }
             StepKind::BatchNormTrain { x, y, gamma, beta, mean, var, c, inner, eps, .. } => {
                 StepKind::BatchNormInfer {
                     x: *x,

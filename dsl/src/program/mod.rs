@@ -137,6 +137,12 @@ pub enum StepKind {
         argmax: usize,
         win: Window,
     },
+    /// Inference max pooling: no argmax, since no backward will need it.
+    MaxPoolInfer {
+        x: TensorId,
+        y: TensorId,
+        win: Window,
+    },
     AvgPool {
         x: TensorId,
         y: TensorId,
@@ -386,6 +392,7 @@ impl StepKind {
             Conv { x, .. }
             | Dense { x, .. }
             | MaxPool { x, .. }
+            | MaxPoolInfer { x, .. }
             | AvgPool { x, .. }
             | GlobalAvgPool { x, .. } => vec![*x],
             Activation { x, .. }
@@ -421,6 +428,7 @@ impl StepKind {
             Conv { y, .. }
             | Dense { y, .. }
             | MaxPool { y, .. }
+            | MaxPoolInfer { y, .. }
             | AvgPool { y, .. }
             | GlobalAvgPool { y, .. } => vec![*y],
             Activation { y, .. } | Softmax { y, .. } | Dropout { y, .. } | Copy { y, .. } => {

@@ -94,6 +94,7 @@ fn check_shapes(p: &Program, k: &StepKind) -> Result<(), String> {
         }
         StepKind::Conv { x, win, .. }
         | StepKind::MaxPool { x, win, .. }
+        | StepKind::MaxPoolInfer { x, win, .. }
         | StepKind::AvgPool { x, win, .. } => {
             if len(*x) == win.c * win.h * win.w {
                 Ok(())

@@ -349,14 +349,19 @@ pub fn lrn_forward(l: Lrn, x: &[f32], y: &mut [f32], scale: &mut [f32]) -> Resul
     check_len(OP, "scale", scale.len(), l.x_len())?;
     let (c, hw) = (l.c, l.h * l.w);
     let size = l.size as f32;
-    let plane = |i: usize, ch: usize| (i * c + ch) * hw..(i * c + ch + 1) * hw;
-    for i in 0..l.n {
+    let sample = c * hw;
+    if sample == 0 {
+        return Ok(());
+    }
+    // Samples are independent: in parallel when the tensor is big enough.
+    let one = |(y, (scale, x)): (&mut [f32], (&mut [f32], &[f32]))| {
+        let plane = |ch: usize| ch * hw..(ch + 1) * hw;
         for ch in 0..c {
-            let s = &mut scale[plane(i, ch)];
+            let s = &mut scale[plane(ch)];
             s.fill(0.0);
             let (lo, hi) = l.window(ch);
             for cc in lo..hi {
-                for (sv, &xv) in s.iter_mut().zip(&x[plane(i, cc)]) {
+                for (sv, &xv) in s.iter_mut().zip(&x[plane(cc)]) {
                     *sv += xv * xv;
                 }
             }
@@ -364,13 +369,35 @@ pub fn lrn_forward(l: Lrn, x: &[f32], y: &mut [f32], scale: &mut [f32]) -> Resul
             for sv in s.iter_mut() {
                 *sv = l.k + l.alpha * (*sv / size);
             }
-            let planes = y[plane(i, ch)].iter_mut().zip(&x[plane(i, ch)]).zip(&scale[plane(i, ch)]);
-            for ((yv, &xv), &sv) in planes {
-                *yv = xv / sv.powf(l.beta);
-            }
+            divide_by_pow(&mut y[plane(ch)], &x[plane(ch)], &scale[plane(ch)], l.beta);
         }
+    };
+    if l.x_len() >= 1 << 15 && rayon::current_num_threads() > 1 {
+        y.par_chunks_mut(sample)
+            .zip(scale.par_chunks_mut(sample).zip(x.par_chunks(sample)))
+            .for_each(one);
+    } else {
+        y.chunks_mut(sample).zip(scale.chunks_mut(sample).zip(x.chunks(sample))).for_each(one);
     }
     Ok(())
+}
+
+/// `out = num / s^beta` elementwise. AlexNet's `beta = 0.75` takes
+/// `s^0.75 = √s·√√s`: two square roots vectorise, where `powf` is a
+/// library call per element (4% of an AlexNet step); other exponents keep
+/// `powf`. Within 2 ulps of it.
+#[inline]
+fn divide_by_pow(out: &mut [f32], num: &[f32], s: &[f32], beta: f32) {
+    if beta == 0.75 {
+        for ((o, &n), &sv) in out.iter_mut().zip(num).zip(s) {
+            let r = sv.sqrt();
+            *o = n / (r * r.sqrt());
+        }
+    } else {
+        for ((o, &n), &sv) in out.iter_mut().zip(num).zip(s) {
+            *o = n / sv.powf(beta);
+        }
+    }
 }
 
 /// The gradient of [`lrn_forward`], from its input `x`, output `y` and saved
@@ -397,27 +424,48 @@ pub fn lrn_backward(
     check_len(OP, "dx", dx.len(), l.x_len())?;
     let (c, hw) = (l.c, l.h * l.w);
     let coef = 2.0 * l.alpha * l.beta / l.size as f32;
-    let plane = |i: usize, ch: usize| (i * c + ch) * hw..(i * c + ch + 1) * hw;
-    for i in 0..l.n {
+    let sample = c * hw;
+    if sample == 0 {
+        return Ok(());
+    }
+    let one = |(dx, (dy, (x, (y, scale)))): (&mut [f32], (&[f32], (&[f32], (&[f32], &[f32]))))| {
+        let plane = |ch: usize| ch * hw..(ch + 1) * hw;
         for j in 0..c {
             // dx_j first collects the cross-channel sum, then becomes the
             // gradient: no scratch buffer needed.
-            let d = &mut dx[plane(i, j)];
+            let d = &mut dx[plane(j)];
             d.fill(0.0);
             let (lo, hi) = l.users(j);
             for cc in lo..hi {
-                let p = plane(i, cc);
+                let p = plane(cc);
                 let terms = d.iter_mut().zip(&dy[p.clone()]).zip(&y[p.clone()]).zip(&scale[p]);
                 for (((dv, &g), &yv), &sv) in terms {
                     *dv += g * yv / sv;
                 }
             }
-            let p = plane(i, j);
+            let p = plane(j);
             let terms = d.iter_mut().zip(&dy[p.clone()]).zip(&x[p.clone()]).zip(&scale[p]);
-            for (((dv, &g), &xv), &sv) in terms {
-                *dv = g / sv.powf(l.beta) - coef * xv * *dv;
+            if l.beta == 0.75 {
+                for (((dv, &g), &xv), &sv) in terms {
+                    let r = sv.sqrt();
+                    *dv = g / (r * r.sqrt()) - coef * xv * *dv;
+                }
+            } else {
+                for (((dv, &g), &xv), &sv) in terms {
+                    *dv = g / sv.powf(l.beta) - coef * xv * *dv;
+                }
             }
         }
+    };
+    let inputs =
+        dy.chunks(sample).zip(x.chunks(sample).zip(y.chunks(sample).zip(scale.chunks(sample))));
+    if l.x_len() >= 1 << 15 && rayon::current_num_threads() > 1 {
+        let inputs = dy
+            .par_chunks(sample)
+            .zip(x.par_chunks(sample).zip(y.par_chunks(sample).zip(scale.par_chunks(sample))));
+        dx.par_chunks_mut(sample).zip(inputs).for_each(one);
+    } else {
+        dx.chunks_mut(sample).zip(inputs).for_each(one);
     }
     Ok(())
 }

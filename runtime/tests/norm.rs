@@ -184,7 +184,11 @@ fn check_bn_inference(bn: BatchNorm, seed: u64) -> Result<(), String> {
 fn lrn_shape(max_n: usize, max_hw: usize) -> impl Strategy<Value = Lrn> {
     (
         (0..=max_n, 1usize..=8, 1..=max_hw, 1..=max_hw, 1usize..=7),
-        (prop_oneof![Just(1e-4f32), 0.1f32..3.0], 0.5f32..1.0, 0.5f32..2.0),
+        (
+            prop_oneof![Just(1e-4f32), 0.1f32..3.0],
+            prop_oneof![Just(0.75f32), 0.5f32..1.0],
+            0.5f32..2.0,
+        ),
     )
         .prop_map(|((n, c, h, w, size), (alpha, beta, k))| Lrn {
             n,
@@ -269,6 +273,9 @@ fn model_shapes_match_reference() {
     }
     let l = Lrn { alpha: 1e-3, ..Lrn::new(1, 24, 13, 13, 5) };
     check_lrn(l, 7, false).unwrap_or_else(|e| panic!("{e} in {l:?}"));
+    // AlexNet's first LRN, big enough to split samples across threads.
+    let l = Lrn { alpha: 1e-3, ..Lrn::new(2, 96, 55, 55, 5) };
+    check_lrn(l, 8, false).unwrap_or_else(|e| panic!("{e} in {l:?}"));
 }
 
 #[test]

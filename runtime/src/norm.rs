@@ -382,6 +382,10 @@ pub fn lrn_forward(l: Lrn, x: &[f32], y: &mut [f32], scale: &mut [f32]) -> Resul
     Ok(())
 }
 
+/// One sample's `dy`, `x`, `y` and `scale`, as the backward's zipped
+/// chunks hand them over.
+type LrnGradInputs<'a> = (&'a [f32], (&'a [f32], (&'a [f32], &'a [f32])));
+
 /// `out = num / s^beta` elementwise. AlexNet's `beta = 0.75` takes
 /// `s^0.75 = √s·√√s`: two square roots vectorise, where `powf` is a
 /// library call per element (4% of an AlexNet step); other exponents keep
@@ -428,7 +432,7 @@ pub fn lrn_backward(
     if sample == 0 {
         return Ok(());
     }
-    let one = |(dx, (dy, (x, (y, scale)))): (&mut [f32], (&[f32], (&[f32], (&[f32], &[f32]))))| {
+    let one = |(dx, (dy, (x, (y, scale)))): (&mut [f32], LrnGradInputs<'_>)| {
         let plane = |ch: usize| ch * hw..(ch + 1) * hw;
         for j in 0..c {
             // dx_j first collects the cross-channel sum, then becomes the

@@ -9,28 +9,123 @@ use super::MatRef;
 const MAX_STREAMS: usize = 48;
 
 /// Writes `srcs[s][p]·scale` to `dst[p·width + s]` for `p < len`: a transpose
-/// of up to `width` contiguous streams into the packed panel layout, done in
-/// blocks of 16 so the reads are vector loads.
+/// of up to `width` contiguous streams into the packed panel layout. With
+/// AVX-512, whole 16x16 blocks go through registers ([`x86`]); the rest
+/// (and every block without it) through a small buffer, 16 values of each
+/// stream at a time so the reads are vector loads.
 fn interleave(dst: &mut [f32], srcs: &[&[f32]], len: usize, width: usize, scale: f32) {
     const W: usize = 16;
-    let mut block = [[0.0f32; W]; MAX_STREAMS];
+    // The register transpose goes with the AVX-512 kernels, so that forcing
+    // another family (`NETC_GEMM_KERNEL`) also tests the buffered path.
+    let fast = super::kernel::selected().name.starts_with("avx512");
     let mut p = 0;
     while p < len {
         let w = W.min(len - p);
-        for (row, src) in block.iter_mut().zip(srcs) {
-            // A fixed-size copy compiles to vector moves; a variable-length
-            // one to a call to memcpy.
-            match <&[f32; W]>::try_from(&src[p..p + w]) {
-                Ok(full) => *row = *full,
-                Err(_) => row[..w].copy_from_slice(&src[p..p + w]),
+        let mut s0 = 0;
+        #[cfg(target_arch = "x86_64")]
+        if fast && w == W {
+            while s0 + W <= srcs.len() {
+                // SAFETY: the AVX-512 kernels are selected only on a CPU
+                // that has AVX-512F.
+                unsafe { x86::transpose16(dst, &srcs[s0..s0 + W], p, s0, width, scale) };
+                s0 += W;
             }
         }
-        for (q, out) in dst[p * width..(p + w) * width].chunks_exact_mut(width).enumerate() {
-            for (o, row) in out.iter_mut().zip(&block[..srcs.len()]) {
-                *o = scale * row[q];
-            }
-        }
+        let _ = fast;
+        interleave_block(dst, &srcs[s0..], p, w, s0, width, scale);
         p += w;
+    }
+}
+
+/// [`interleave`] for columns `p..p + w` (`w ≤ 16`) of the streams
+/// `srcs`, which start at stream `s0`, through a buffer.
+fn interleave_block(
+    dst: &mut [f32],
+    srcs: &[&[f32]],
+    p: usize,
+    w: usize,
+    s0: usize,
+    width: usize,
+    scale: f32,
+) {
+    const W: usize = 16;
+    if srcs.is_empty() {
+        return;
+    }
+    let mut block = [[0.0f32; W]; MAX_STREAMS];
+    for (row, src) in block.iter_mut().zip(srcs) {
+        // A fixed-size copy compiles to vector moves; a variable-length
+        // one to a call to memcpy.
+        match <&[f32; W]>::try_from(&src[p..p + w]) {
+            Ok(full) => *row = *full,
+            Err(_) => row[..w].copy_from_slice(&src[p..p + w]),
+        }
+    }
+    for (q, out) in dst[p * width..(p + w) * width].chunks_exact_mut(width).enumerate() {
+        for (o, row) in out[s0..].iter_mut().zip(&block[..srcs.len()]) {
+            *o = scale * row[q];
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use std::arch::x86_64::*;
+
+    /// `dst[(p + q)·width + s0 + s] = srcs[s][p + q]·scale` for a 16x16
+    /// block, by the in-register transpose: unpack pairs of rows, shuffle
+    /// pairs of pairs, then exchange 128-bit lanes.
+    ///
+    /// # Safety
+    /// The CPU must support AVX-512F.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn transpose16(
+        dst: &mut [f32],
+        srcs: &[&[f32]],
+        p: usize,
+        s0: usize,
+        width: usize,
+        scale: f32,
+    ) {
+        assert!(srcs.len() == 16 && s0 + 16 <= width && (p + 16) * width <= dst.len());
+        let k = _mm512_set1_ps(scale);
+        let mut r = [_mm512_setzero_ps(); 16];
+        for (x, src) in r.iter_mut().zip(srcs) {
+            let row = &src[p..p + 16];
+            // SAFETY: `row` holds the 16 floats read.
+            *x = _mm512_mul_ps(k, unsafe { _mm512_loadu_ps(row.as_ptr()) });
+        }
+        // Within each 128-bit lane: t[4i..4i+4] mix rows 4i..4i+4.
+        let mut t = [_mm512_setzero_ps(); 16];
+        for i in 0..8 {
+            t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+            t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+        }
+        // u[4i + j], lane l: column 4l + j of rows 4i..4i+4.
+        let mut u = [_mm512_setzero_ps(); 16];
+        for i in 0..4 {
+            u[4 * i] = _mm512_shuffle_ps::<0x44>(t[4 * i], t[4 * i + 2]);
+            u[4 * i + 1] = _mm512_shuffle_ps::<0xEE>(t[4 * i], t[4 * i + 2]);
+            u[4 * i + 2] = _mm512_shuffle_ps::<0x44>(t[4 * i + 1], t[4 * i + 3]);
+            u[4 * i + 3] = _mm512_shuffle_ps::<0xEE>(t[4 * i + 1], t[4 * i + 3]);
+        }
+        // Gather lane l of u[j], u[4 + j], u[8 + j], u[12 + j]: column 4l + j.
+        let mut out = [_mm512_setzero_ps(); 16];
+        for j in 0..4 {
+            let v0 = _mm512_shuffle_f32x4::<0x44>(u[j], u[4 + j]);
+            let v1 = _mm512_shuffle_f32x4::<0xEE>(u[j], u[4 + j]);
+            let w0 = _mm512_shuffle_f32x4::<0x44>(u[8 + j], u[12 + j]);
+            let w1 = _mm512_shuffle_f32x4::<0xEE>(u[8 + j], u[12 + j]);
+            out[j] = _mm512_shuffle_f32x4::<0x88>(v0, w0);
+            out[4 + j] = _mm512_shuffle_f32x4::<0xDD>(v0, w0);
+            out[8 + j] = _mm512_shuffle_f32x4::<0x88>(v1, w1);
+            out[12 + j] = _mm512_shuffle_f32x4::<0xDD>(v1, w1);
+        }
+        for (q, &x) in out.iter().enumerate() {
+            let at = &mut dst[(p + q) * width + s0..][..16];
+            // SAFETY: `at` holds the 16 floats written.
+            unsafe { _mm512_storeu_ps(at.as_mut_ptr(), x) };
+        }
     }
 }
 

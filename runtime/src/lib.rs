@@ -27,6 +27,7 @@ pub mod pool;
 mod reduce;
 pub mod reference;
 pub mod rng;
+mod scratch;
 pub mod view;
 pub mod weights;
 

@@ -255,15 +255,7 @@ pub fn reserve_scratch(convs: &[&Conv2d]) {
 
 /// Runs `f` with this thread's column buffer of `len` floats.
 fn with_columns<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
-    COLUMNS.with(|cell| match cell.try_borrow_mut() {
-        Ok(mut buf) => {
-            if buf.len() < len {
-                buf.resize(len, 0.0);
-            }
-            f(&mut buf[..len])
-        }
-        Err(_) => f(&mut vec![0.0; len]),
-    })
+    crate::scratch::with(&COLUMNS, len, f)
 }
 
 /// Unrolls the windows of one sample's group `g` into `col`, a row-major

@@ -215,16 +215,7 @@ pub(super) fn reserve_weights(len: usize) {
 }
 
 fn with_weights<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
-    WEIGHTS.with(|cell| match cell.try_borrow_mut() {
-        Ok(mut buf) => {
-            if buf.len() < len {
-                buf.resize(len, 0.0);
-            }
-            f(&mut buf[..len])
-        }
-        // Re-entered while this thread waits inside another Winograd call.
-        Err(_) => f(&mut vec![0.0; len]),
-    })
+    crate::scratch::with(&WEIGHTS, len, f)
 }
 
 /// `y = act(conv(x, weight) + bias)` by Winograd, on the kernels of `isa`

@@ -37,15 +37,7 @@ thread_local! {
 }
 
 fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
-    SCRATCH.with(|cell| match cell.try_borrow_mut() {
-        Ok(mut buf) => {
-            if buf.len() < len {
-                buf.resize(len, 0.0);
-            }
-            f(&mut buf[..len])
-        }
-        Err(_) => f(&mut vec![0.0; len]),
-    })
+    crate::scratch::with(&SCRATCH, len, f)
 }
 
 fn parallel(s: &Dense, par: Par) -> bool {

@@ -56,7 +56,7 @@ pub mod nets {
     pub mod resnet18 {
         netc::include_network!("resnet18");
     }
-    pub mod vgg11 {
-        netc::include_network!("vgg11");
+    pub mod vgg11_nodrop {
+        netc::include_network!("vgg11_nodrop");
     }
 }

@@ -140,30 +140,23 @@ fn smooth_network_matches_the_interpreter() {
 
 use netc_tests::nets::{alexnet, alexnet_nodrop, resnet18, vgg11_nodrop};
 
-/// Inference of a network too big for finite differences here, on one
-/// sample.
-macro_rules! check_forward {
-    ($ty:ty, $file:expr) => {{
-        let g = graph($file);
-        let mut model = <$ty>::with_capacity(3, 1);
-        let mut weights = Weights::new();
-        model.params.visit(|name, _, v| {
-            weights.insert(name.to_string(), v.iter().map(|&x| f64::from(x)).collect());
-        });
-        let x = inputs(1, <$ty>::INPUT_LEN, 5);
-        let x64: Vec<f64> = x.iter().map(|&v| f64::from(v)).collect();
-        let mut out = vec![0.0f32; <$ty>::OUTPUT_LEN];
-        model.forward_flat(&x, &mut out).expect("forward");
-        let want = interp::run(&g, &weights, &x64, 1, Mode::Infer).expect("interpreter");
-        assert_close(concat!($file, " inference"), &out, interp::output(&g, &want), 1e-4);
-    }};
-}
-
 /// AlexNet's inference (LRN, overlapping max pools, dropout off) on one
 /// sample.
 #[test]
 fn alexnet_inference_matches_the_interpreter() {
-    check_forward!(alexnet::AlexNet, "../models/alexnet.net");
+    use alexnet::AlexNet;
+    let g = graph("../models/alexnet.net");
+    let mut model = AlexNet::with_capacity(3, 1);
+    let mut weights = Weights::new();
+    model.params.visit(|name, _, v| {
+        weights.insert(name.to_string(), v.iter().map(|&x| f64::from(x)).collect());
+    });
+    let x = inputs(1, AlexNet::INPUT_LEN, 5);
+    let mut out = vec![0.0f32; AlexNet::OUTPUT_LEN];
+    model.forward_flat(&x, &mut out).expect("forward");
+    let x64: Vec<f64> = x.iter().map(|&v| f64::from(v)).collect();
+    let want = interp::run(&g, &weights, &x64, 1, Mode::Infer).expect("interpreter");
+    assert_close("alexnet inference", &out, interp::output(&g, &want), 1e-4);
 }
 
 /// AlexNet's gradients, with dropout left out (a random mask has no finite

@@ -744,20 +744,24 @@ fn chunk<const KIND: u8>(
         }
     }
 
+    // Into place with the epilogue, one output row at a time while it is in
+    // L1: bias and activation (forward), or the ReLU mask (backward-data).
     let (oh, ow) = (p.oh(), p.ow());
-    for (plane, (k, dst)) in staged
-        .chunks_exact(lay.out_plane())
-        .zip((0..p.cout).cycle().zip(y.chunks_exact_mut(oh * ow)))
+    for (i, (plane, dst)) in
+        staged.chunks_exact(lay.out_plane()).zip(y.chunks_exact_mut(oh * ow)).enumerate()
     {
-        let b = epi.bias.map_or(0.0, |b| b[k]);
-        for (src, dst) in plane.chunks_exact(lay.out_row).zip(dst.chunks_exact_mut(ow)) {
+        let b = epi.bias.map_or(0.0, |b| b[i % p.cout]);
+        let mask = mask.map(|m| &m[i * oh * ow..][..oh * ow]);
+        for (r, (src, dst)) in
+            plane.chunks_exact(lay.out_row).zip(dst.chunks_exact_mut(ow)).enumerate()
+        {
             store_row(&src[..ow], b, epi.activation, dst);
-        }
-    }
-    if let Some(mask) = mask {
-        for (d, &mk) in y.iter_mut().zip(mask) {
-            if mk <= 0.0 {
-                *d = 0.0;
+            if let Some(mask) = mask {
+                for (d, &mk) in dst.iter_mut().zip(&mask[r * ow..][..ow]) {
+                    if mk <= 0.0 {
+                        *d = 0.0;
+                    }
+                }
             }
         }
     }
@@ -832,9 +836,10 @@ fn store_row(src: &[f32], b: f32, act: Activation, dst: &mut [f32]) {
     }
 }
 
-/// `M[ξ] = U[ξ]ᵀ · V[ξ]` for one point ξ: `[cout, cols]` from
-/// `[cin, cout]` (rows `POINTS · cout` apart in `u`) and `[cin, cols]`. Blocks of output channels by tiles
-/// accumulate in registers over all input channels, by the kernel of `KIND`.
+/// `M[ξ] = U[ξ]ᵀ · V[ξ]` for one point ξ: `[cout, cols]` from `[cin, cout]`
+/// (rows `POINTS · cout` apart in `u`) and `[cin, cols]`. Blocks of output
+/// channels by tiles accumulate in registers over all input channels, by
+/// the kernel of `KIND`.
 #[inline(always)]
 fn tuple_gemm<const KIND: u8>(p: &Problem, u: &[f32], v: &[f32], m: &mut [f32], cols: usize) {
     let g = Gemm { cin: p.cin, cout: p.cout, u_row: POINTS * p.cout, cols, u, v };

@@ -1,9 +1,9 @@
-//! Blocking sizes (mc, kc, nc) derived from the cache sizes, following the
+//! Blocking sizes (mc, kc, nc) derived from the cache sizes, after the
 //! analytical model of Low et al., "Analytical Modeling Is Enough for
-//! High-Performance BLIS" (TOMS 2016): a kc x nr micro-panel of B lives in L1
-//! while micro-panels of A stream through it; an mc x kc block of A lives in
-//! L2; a kc x nc block of B lives in L3. The L1 share is calibrated by
-//! measurement (see `derive`).
+//! High-Performance BLIS" (TOMS 2016), with the roles of A and B exchanged
+//! (see the loop nest in `gemm/mod.rs`): a kc x mr micro-panel of A lives in
+//! L1 while micro-panels of B stream through it; a kc x nc block of B lives
+//! in L2; an mc x kc block of A lives in L3.
 
 use std::sync::OnceLock;
 
@@ -89,18 +89,21 @@ impl Blocking {
     /// Derives the blocking for an `mr x nr` microkernel from cache sizes.
     pub fn derive(caches: Caches, mr: usize, nr: usize) -> Blocking {
         const F32: usize = 4;
-        // L1: the kc x nr micro-panel of B fills the L1 data cache. The
-        // textbook half of L1 gives a kc too short to amortise the C tile's
-        // load and store on current cores, which stream A micro-panels from
-        // L2 at full speed; measured on a 48K-L1 core, kc of 256..512 beat
-        // 128..192 by 10-20% (see BENCHMARKS.md).
-        let kc = (caches.l1 / (nr * F32)).clamp(128, 512) / 8 * 8;
-        // L2: the packed A block (mc x kc) takes about a quarter, leaving
-        // room for the B micro-panels and C tiles passing through.
-        let mc = (caches.l2 / 4 / (kc * F32)).clamp(mr, 4096) / mr * mr;
-        // L3 (shared): the packed B block (kc x nc) takes at most a quarter,
-        // and nc is capped so that a block never dwarfs the problem.
-        let nc = (caches.l3 / 4 / (kc * F32)).clamp(nr, 4096) / nr * nr;
+        // L1: the kc x mr micro-panel of A takes at most a third, leaving
+        // the rest to the B micro-panels and C tiles passing through. kc is
+        // capped at 384: on a 48K-L1 core, 8x48 and 12x32 kernels ran within
+        // noise of each other for kc of 256..768 at 1024³, and a shorter kc
+        // wastes less on a k that is not a multiple of it.
+        let kc = (caches.l1 / 3 / (mr * F32)).clamp(64, 384) / 8 * 8;
+        // L2: the packed B block (kc x nc) takes about a third; measured at
+        // 1024³, 480 columns and 960 ran alike on a 2 MB L2.
+        let nc = (caches.l2 / 3 / (kc * F32)).clamp(nr, 4096) / nr * nr;
+        // L3 (shared by the cores): the packed A block (mc x kc) takes at
+        // most a quarter, and at most 1024 rows. Every thread keeps a full
+        // block reserved (`gemm::reserve_scratch`), so the cap bounds memory
+        // at 1.5 MB a thread; 4096 rows ran 4% faster at 2048³ only, where B
+        // is packed twice instead of once.
+        let mc = (caches.l3 / 4 / (kc * F32)).clamp(mr, 1024) / mr * mr;
         Blocking { mc, kc, nc }
     }
 }
@@ -123,8 +126,9 @@ mod tests {
         let b = Blocking::derive(caches, 8, 48);
         assert_eq!(b.mc % 8, 0);
         assert_eq!(b.nc % 48, 0);
-        assert!(b.kc * 48 * 4 <= caches.l1);
-        assert!(b.mc * b.kc * 4 <= caches.l2 / 4);
+        assert!(b.kc * 8 * 4 <= caches.l1 / 3);
+        assert!(b.kc * b.nc * 4 <= caches.l2 / 3);
+        assert!(b.mc * b.kc * 4 <= caches.l3 / 4);
         assert!(b.kc >= 64);
     }
 }

@@ -102,6 +102,45 @@ impl<'a> Epilogue<'a> {
             && self.relu_mask.is_none()
     }
 
+    /// Applies the epilogue to `row`, the elements `(i, j0..j0 + row.len())`
+    /// of C, in one pass per stage with the stage's `match` outside the loop,
+    /// so each loop vectorises. Element for element the same as [`apply`].
+    ///
+    /// [`apply`]: Epilogue::apply
+    #[inline]
+    pub fn apply_row(&self, row: &mut [f32], i: usize, j0: usize) {
+        let len = row.len();
+        match self.bias {
+            Bias::None => {}
+            Bias::PerRow(b) => {
+                let bi = b[i];
+                row.iter_mut().for_each(|v| *v += bi);
+            }
+            Bias::PerCol(b) => row.iter_mut().zip(&b[j0..j0 + len]).for_each(|(v, &bj)| *v += bj),
+        }
+        match self.activation {
+            Activation::Identity => {}
+            Activation::Relu => row.iter_mut().for_each(|v| *v = crate::act::relu_scalar(*v)),
+            Activation::LeakyRelu(slope) => {
+                row.iter_mut().for_each(|v| *v = crate::act::leaky_relu_scalar(slope, *v))
+            }
+            act => row.iter_mut().for_each(|v| *v = act.apply(*v)),
+        }
+        if let Some(mask) = &self.relu_mask {
+            if mask.cs == 1 {
+                let start = i * mask.rs + j0;
+                let mask = &mask.data[start..start + len];
+                row.iter_mut().zip(mask).for_each(|(v, &m)| *v = if m <= 0.0 { 0.0 } else { *v });
+            } else {
+                for (j, v) in row.iter_mut().enumerate() {
+                    if mask.at(i, j0 + j) <= 0.0 {
+                        *v = 0.0;
+                    }
+                }
+            }
+        }
+    }
+
     /// The final value of element `(i, j)` of C, given `v = alpha·A·B + beta·C`.
     #[inline(always)]
     pub fn apply(&self, v: f32, i: usize, j: usize) -> f32 {

@@ -503,31 +503,49 @@ impl Tile<'_, '_> {
             let mut buf = [0.0f32; MAX_TILE];
             // SAFETY: the panels are full (zero padded); `buf` holds mr rows of nr.
             unsafe { (kernel.run)(kc, ap.as_ptr(), bp.as_ptr(), buf.as_mut_ptr(), nr, false) };
-            for i in 0..rows {
-                for j in 0..cols {
-                    // SAFETY: inside the tile.
-                    let p = unsafe { c.at(i0 + i, j0 + j) };
-                    let old = if !first {
-                        // SAFETY: as above.
-                        unsafe { *p }
+            for (i, tile_row) in buf.chunks_exact(nr).take(rows).enumerate() {
+                let tile_row = &tile_row[..cols];
+                if c.cs == 1 {
+                    // SAFETY: row i0 + i of the tile, cols contiguous floats
+                    // inside C, written by this thread alone.
+                    let out = unsafe { std::slice::from_raw_parts_mut(c.at(i0 + i, j0), cols) };
+                    let pairs = out.iter_mut().zip(tile_row);
+                    if !first {
+                        pairs.for_each(|(o, &v)| *o += v);
                     } else if beta == 0.0 {
-                        0.0
+                        pairs.for_each(|(o, &v)| *o = v);
                     } else {
+                        pairs.for_each(|(o, &v)| *o = beta * *o + v);
+                    }
+                } else {
+                    for (j, &v) in tile_row.iter().enumerate() {
+                        // SAFETY: inside the tile.
+                        let p = unsafe { c.at(i0 + i, j0 + j) };
+                        // SAFETY: as above; beta == 0 on the first block never reads C.
+                        let old = match (first, beta == 0.0) {
+                            (false, _) => unsafe { *p },
+                            (true, true) => 0.0,
+                            (true, false) => beta * unsafe { *p },
+                        };
                         // SAFETY: as above.
-                        beta * unsafe { *p }
-                    };
-                    // SAFETY: as above.
-                    unsafe { *p = old + buf[i * nr + j] };
+                        unsafe { *p = old + v };
+                    }
                 }
             }
         }
         if last && !epi.is_identity() {
             for i in 0..rows {
-                for j in 0..cols {
-                    // SAFETY: inside the tile.
-                    let p = unsafe { c.at(i0 + i, j0 + j) };
-                    // SAFETY: as above.
-                    unsafe { *p = epi.apply(*p, i0 + i, j0 + j) };
+                if c.cs == 1 {
+                    // SAFETY: as above, row i0 + i of the tile.
+                    let out = unsafe { std::slice::from_raw_parts_mut(c.at(i0 + i, j0), cols) };
+                    epi.apply_row(out, i0 + i, j0);
+                } else {
+                    for j in 0..cols {
+                        // SAFETY: inside the tile.
+                        let p = unsafe { c.at(i0 + i, j0 + j) };
+                        // SAFETY: as above.
+                        unsafe { *p = epi.apply(*p, i0 + i, j0 + j) };
+                    }
                 }
             }
         }

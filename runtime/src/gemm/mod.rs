@@ -521,10 +521,12 @@ impl Tile<'_, '_> {
                     for (j, &v) in tile_row.iter().enumerate() {
                         // SAFETY: inside the tile.
                         let p = unsafe { c.at(i0 + i, j0 + j) };
-                        // SAFETY: as above; beta == 0 on the first block never reads C.
+                        // beta == 0 on the first block never reads C.
                         let old = match (first, beta == 0.0) {
+                            // SAFETY: as above.
                             (false, _) => unsafe { *p },
                             (true, true) => 0.0,
+                            // SAFETY: as above.
                             (true, false) => beta * unsafe { *p },
                         };
                         // SAFETY: as above.

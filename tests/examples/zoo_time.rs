@@ -4,7 +4,10 @@
 //! "batch", "ms"}` (median of the runs). Run inside the rayon pool, as
 //! `netc train` does.
 //!
-//! `cargo run --release -p netc-tests --example zoo_time -- [MODEL ...]`
+//! `cargo run --release -p netc-tests --example zoo_time -- [MODEL ...] [MODE/BATCH ...]`
+//!
+//! A `MODE/BATCH` argument such as `forward/1` or `train_step/64` times only
+//! that mode, for profiling one of them.
 
 use std::time::{Duration, Instant};
 
@@ -29,19 +32,24 @@ fn median_ms(mut f: impl FnMut()) -> f64 {
 }
 
 macro_rules! time_model {
-    ($ty:ty, $name:literal, $batch:expr) => {{
+    ($ty:ty, $name:literal, $batch:expr, $wanted:expr) => {{
         const IN: usize = <$ty>::INPUT_LEN;
         const OUT: usize = <$ty>::OUTPUT_LEN;
         let mut model = <$ty>::with_capacity(1, $batch);
         let opt = <$ty>::default_optimizer().expect("zoo models name an optimizer");
         let x: Vec<[f32; IN]> = (0..$batch).map(|s| std::array::from_fn(|i| ((i * 7 + s * 13) % 255) as f32 / 255.0)).collect();
         let labels: Vec<u32> = (0..$batch as u32).map(|i| i % 10).collect();
-        let mut rows = vec![("train_step", $batch, median_ms(|| {
-            model.train_step(&x, &labels, &opt).expect("step");
-        }))];
+        let mut rows = Vec::new();
+        if $wanted("train_step", $batch) {
+            rows.push(("train_step", $batch, median_ms(|| {
+                model.train_step(&x, &labels, &opt).expect("step");
+            })));
+        }
         for n in [1usize, $batch] {
-            let mut out = vec![[0.0f32; OUT]; n];
-            rows.push(("forward", n, median_ms(|| model.forward(&x[..n], &mut out).expect("forward"))));
+            if $wanted("forward", n) {
+                let mut out = vec![[0.0f32; OUT]; n];
+                rows.push(("forward", n, median_ms(|| model.forward(&x[..n], &mut out).expect("forward"))));
+            }
         }
         for (mode, n, ms) in rows {
             println!("{{\"system\":\"netc\",\"model\":\"{}\",\"mode\":\"{mode}\",\"batch\":{n},\"ms\":{ms:.4}}}", $name);
@@ -50,21 +58,25 @@ macro_rules! time_model {
 }
 
 fn main() {
-    let wanted: Vec<String> = std::env::args().skip(1).collect();
-    let run = |name: &str| wanted.is_empty() || wanted.iter().any(|w| w == name);
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let (modes, models): (Vec<&String>, Vec<&String>) = args.iter().partition(|a| a.contains('/'));
+    let run = |name: &str| models.is_empty() || models.iter().any(|w| *w == name);
+    let mode = |mode: &str, batch: usize| {
+        modes.is_empty() || modes.iter().any(|m| **m == format!("{mode}/{batch}"))
+    };
     let pool = rayon::ThreadPoolBuilder::new().build().expect("pool");
     pool.install(|| {
         if run("mlp") {
-            time_model!(mlp::Mlp, "mlp", 128);
+            time_model!(mlp::Mlp, "mlp", 128, mode);
         }
         if run("lenet5") {
-            time_model!(lenet5::LeNet5, "lenet5", 64);
+            time_model!(lenet5::LeNet5, "lenet5", 64, mode);
         }
         if run("resnet20") {
-            time_model!(resnet20::ResNet20, "resnet20", 64);
+            time_model!(resnet20::ResNet20, "resnet20", 64, mode);
         }
         if run("alexnet") {
-            time_model!(alexnet::AlexNet, "alexnet", 8);
+            time_model!(alexnet::AlexNet, "alexnet", 8, mode);
         }
     });
 }

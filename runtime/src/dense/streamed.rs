@@ -6,7 +6,8 @@
 //! few samples' rows stay in L1:
 //! - forward: tasks own blocks of output rows; each weight row meets all
 //!   samples through the inputs in blocks of [`K_BLOCK`], so the samples'
-//!   blocks stay in L1 while the weights stream;
+//!   blocks stay in L1 while the weights stream; a single sample takes four
+//!   weight rows at a time, so four streams are in flight;
 //! - backward-data: tasks own blocks of input columns; each weight row's
 //!   slice is added, scaled by `dy`, into every sample's slice of `dx`.
 //!
@@ -234,7 +235,21 @@ fn forward_rows_generic<const FMA: bool>(
     let mut k0 = 0;
     while k0 < s.input {
         let kb = K_BLOCK.min(s.input - k0);
-        for r in 0..rows {
+        let mut r = 0;
+        if s.n == 1 {
+            // One sample: four weight rows at a time, four memory streams
+            // in flight and each load of x feeding four products.
+            let xs = &x[k0..][..kb];
+            while r + 4 <= rows {
+                let w = |i: usize| &weight[(row0 + r + i) * s.input + k0..][..kb];
+                let d = dot4::<FMA>([w(0), w(1), w(2), w(3)], xs);
+                for (i, v) in d.into_iter().enumerate() {
+                    out[r + i] += v;
+                }
+                r += 4;
+            }
+        }
+        for r in r..rows {
             let w = &weight[(row0 + r) * s.input + k0..][..kb];
             let sums = &mut out[r * s.n..][..s.n];
             let xs = |sample: usize| &x[sample * s.input + k0..][..kb];
@@ -274,6 +289,32 @@ fn dot2<const FMA: bool>(w: &[f32], x0: &[f32], x1: &[f32]) -> (f32, f32) {
     let t0: f32 = wr.iter().zip(r0).map(|(w, x)| w * x).sum();
     let t1: f32 = wr.iter().zip(r1).map(|(w, x)| w * x).sum();
     (reduce(&mut a0) + t0, reduce(&mut a1) + t1)
+}
+
+/// `⟨w[i], x⟩` for four rows `w[i]`, each load of `x` feeding all four.
+#[inline(always)]
+fn dot4<const FMA: bool>(w: [&[f32]; 4], x: &[f32]) -> [f32; 4] {
+    const L: usize = 32;
+    let mut acc = [[0.0f32; L]; 4];
+    let (xc, xr) = x.as_chunks::<L>();
+    let [(w0, r0), (w1, r1), (w2, r2), (w3, r3)] = w.map(|w| w.as_chunks::<L>());
+    let fma = |a: &mut [f32; L], wv: &[f32; L], xv: &[f32; L]| {
+        for l in 0..L {
+            a[l] = if FMA { wv[l].mul_add(xv[l], a[l]) } else { a[l] + wv[l] * xv[l] };
+        }
+    };
+    for ((((xv, v0), v1), v2), v3) in xc.iter().zip(w0).zip(w1).zip(w2).zip(w3) {
+        fma(&mut acc[0], v0, xv);
+        fma(&mut acc[1], v1, xv);
+        fma(&mut acc[2], v2, xv);
+        fma(&mut acc[3], v3, xv);
+    }
+    let mut out = [0.0f32; 4];
+    for ((o, a), wr) in out.iter_mut().zip(&mut acc).zip([r0, r1, r2, r3]) {
+        let tail: f32 = wr.iter().zip(xr).map(|(w, x)| w * x).sum();
+        *o = reduce(a) + tail;
+    }
+    out
 }
 
 /// `Σ acc` by pairwise halving, each step one vector add: a plain `sum()`

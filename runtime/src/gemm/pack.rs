@@ -24,11 +24,14 @@ fn interleave(dst: &mut [f32], srcs: &[&[f32]], len: usize, width: usize, scale:
         let mut s0 = 0;
         #[cfg(target_arch = "x86_64")]
         if fast && w == W {
-            while s0 + W <= srcs.len() {
+            // Groups of up to 16 streams: A panels of 8 or 12 rows go through
+            // the same transpose, with the missing rows left as zeros.
+            while s0 < srcs.len() {
+                let group = W.min(srcs.len() - s0);
                 // SAFETY: the AVX-512 kernels are selected only on a CPU
                 // that has AVX-512F.
-                unsafe { x86::transpose16(dst, &srcs[s0..s0 + W], p, s0, width, scale) };
-                s0 += W;
+                unsafe { x86::transpose16(dst, &srcs[s0..s0 + group], p, s0, width, scale) };
+                s0 += group;
             }
         }
         let _ = fast;
@@ -72,9 +75,11 @@ fn interleave_block(
 mod x86 {
     use std::arch::x86_64::*;
 
-    /// `dst[(p + q)·width + s0 + s] = srcs[s][p + q]·scale` for a 16x16
-    /// block, by the in-register transpose: unpack pairs of rows, shuffle
-    /// pairs of pairs, then exchange 128-bit lanes.
+    /// `dst[(p + q)·width + s0 + s] = srcs[s][p + q]·scale` for a block of
+    /// 16 columns of up to 16 streams, by the in-register transpose: unpack
+    /// pairs of rows, shuffle pairs of pairs, then exchange 128-bit lanes.
+    /// With fewer than 16 streams, the absent rows are zeros and the stores
+    /// are masked to the streams present.
     ///
     /// # Safety
     /// The CPU must support AVX-512F.
@@ -87,7 +92,8 @@ mod x86 {
         width: usize,
         scale: f32,
     ) {
-        assert!(srcs.len() == 16 && s0 + 16 <= width && (p + 16) * width <= dst.len());
+        let rows = srcs.len();
+        assert!(rows <= 16 && s0 + rows <= width && (p + 16) * width <= dst.len());
         let k = _mm512_set1_ps(scale);
         let mut r = [_mm512_setzero_ps(); 16];
         for (x, src) in r.iter_mut().zip(srcs) {
@@ -121,10 +127,11 @@ mod x86 {
             out[8 + j] = _mm512_shuffle_f32x4::<0x88>(v1, w1);
             out[12 + j] = _mm512_shuffle_f32x4::<0xDD>(v1, w1);
         }
+        let mask: __mmask16 = if rows == 16 { 0xFFFF } else { (1 << rows) - 1 };
         for (q, &x) in out.iter().enumerate() {
-            let at = &mut dst[(p + q) * width + s0..][..16];
-            // SAFETY: `at` holds the 16 floats written.
-            unsafe { _mm512_storeu_ps(at.as_mut_ptr(), x) };
+            let at = &mut dst[(p + q) * width + s0..][..rows];
+            // SAFETY: `at` holds the `rows` floats the mask lets through.
+            unsafe { _mm512_mask_storeu_ps(at.as_mut_ptr(), mask, x) };
         }
     }
 }

@@ -48,3 +48,39 @@ pub(crate) fn each(y: &mut [f32], f: impl Fn(&mut [f32]) + Sync) {
         f(y);
     }
 }
+
+/// `f(p_block, s_block, g_block)` over matching blocks of two updated
+/// buffers and one input: an optimizer step with one state buffer.
+pub(crate) fn update2(
+    p: &mut [f32],
+    s: &mut [f32],
+    g: &[f32],
+    f: impl Fn(&mut [f32], &mut [f32], &[f32]) + Sync,
+) {
+    if split(p.len()) {
+        p.par_chunks_mut(BLOCK)
+            .zip(s.par_chunks_mut(BLOCK).zip(g.par_chunks(BLOCK)))
+            .for_each(|(p, (s, g))| f(p, s, g));
+    } else {
+        f(p, s, g);
+    }
+}
+
+/// `f(p_block, m_block, v_block, g_block)`: an optimizer step with two
+/// state buffers.
+pub(crate) fn update3(
+    p: &mut [f32],
+    m: &mut [f32],
+    v: &mut [f32],
+    g: &[f32],
+    f: impl Fn(&mut [f32], &mut [f32], &mut [f32], &[f32]) + Sync,
+) {
+    if split(p.len()) {
+        p.par_chunks_mut(BLOCK)
+            .zip(m.par_chunks_mut(BLOCK).zip(v.par_chunks_mut(BLOCK)))
+            .zip(g.par_chunks(BLOCK))
+            .for_each(|((p, (m, v)), g)| f(p, m, v, g));
+    } else {
+        f(p, m, v, g);
+    }
+}

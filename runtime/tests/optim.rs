@@ -234,6 +234,49 @@ fn per_tensor_state_slices_equal_one_flat_step() {
     assert_eq!(flat_state, split_state);
 }
 
+/// A tensor big enough to be split across the pool steps exactly as the
+/// same tensor stepped in small, sequential slices: the split changes who
+/// computes each element, never the arithmetic.
+#[test]
+fn big_tensors_on_the_pool_equal_sequential_slices() {
+    let len = 3 * (1 << 15) + 7;
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
+    let slices = |len: usize| (0..len).step_by(1000).map(move |a| (a, 1000.min(len - a)));
+    let adam = Adam { weight_decay: 0.01, ..Adam::new(0.01) };
+    let adamw = AdamW::new(0.01);
+    let sgds = [
+        Sgd { lr: 0.1, momentum: 0.9, nesterov: true, weight_decay: 0.01 },
+        Sgd { lr: 0.1, momentum: 0.9, nesterov: false, weight_decay: 0.0 },
+        Sgd { lr: 0.1, momentum: 0.0, nesterov: false, weight_decay: 0.01 },
+    ];
+    for t in 1..=3u64 {
+        let g = fill(len, 20 + t, -1.0, 1.0);
+        let p0 = fill(len, 40 + t, -1.0, 1.0);
+        for sgd in sgds {
+            let (mut whole, mut parts) = (p0.clone(), p0.clone());
+            let (mut ws, mut ps) = (SgdState::new(len), SgdState::new(len));
+            pool.install(|| sgd.step(ws.buffer_mut(), &mut whole, &g)).unwrap();
+            for (a, n) in slices(len) {
+                let buf = ps.tensor_mut(a, n).unwrap();
+                sgd.step(buf, &mut parts[a..a + n], &g[a..a + n]).unwrap();
+            }
+            assert_eq!(whole, parts, "{sgd:?}");
+            assert_eq!(ws, ps, "{sgd:?}");
+        }
+        let (mut whole, mut parts) = (p0.clone(), p0.clone());
+        let (mut ws, mut ps) = (AdamState::new(len), AdamState::new(len));
+        pool.install(|| adam.step(t, ws.moments_mut(), &mut whole, &g)).unwrap();
+        pool.install(|| adamw.step(t, ws.moments_mut(), &mut whole, &g)).unwrap();
+        for (a, n) in slices(len) {
+            let (p, g) = (&mut parts[a..a + n], &g[a..a + n]);
+            adam.step(t, ps.tensor_mut(a, n).unwrap(), p, g).unwrap();
+            adamw.step(t, ps.tensor_mut(a, n).unwrap(), p, g).unwrap();
+        }
+        assert_eq!(whole, parts);
+        assert_eq!(ws, ps);
+    }
+}
+
 #[test]
 fn bad_input_is_an_error() {
     let mut p = [0.0f32; 4];

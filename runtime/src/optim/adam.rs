@@ -115,17 +115,20 @@ fn adam_step(
     let l2 = l2 as f32;
     let shrink = (1.0 - h.lr * decoupled) as f32;
     let decay = decoupled != 0.0;
-    let elements = params.iter_mut().zip(grads).zip(state.m.iter_mut()).zip(state.v.iter_mut());
-    for (((p, &g), m), v) in elements {
-        if decay {
-            *p *= shrink;
+    // Memory-bound: big tensors are split across the pool (`par`).
+    crate::par::update3(params, state.m, state.v, grads, |params, m, v, grads| {
+        let elements = params.iter_mut().zip(grads).zip(m.iter_mut()).zip(v.iter_mut());
+        for (((p, &g), m), v) in elements {
+            if decay {
+                *p *= shrink;
+            }
+            let g = if l2 != 0.0 { g + l2 * *p } else { g };
+            *m += one_minus_beta1 * (g - *m);
+            *v = *v * beta2 + one_minus_beta2 * g * g;
+            let denom = v.sqrt() / bc2_sqrt + eps;
+            *p += neg_step_size * *m / denom;
         }
-        let g = if l2 != 0.0 { g + l2 * *p } else { g };
-        *m += one_minus_beta1 * (g - *m);
-        *v = *v * beta2 + one_minus_beta2 * g * g;
-        let denom = v.sqrt() / bc2_sqrt + eps;
-        *p += neg_step_size * *m / denom;
-    }
+    });
     Ok(())
 }
 

@@ -47,19 +47,25 @@ impl Sgd {
         let momentum = self.momentum as f32;
         let wd = self.weight_decay as f32;
         let decayed = |p: f32, g: f32| if wd != 0.0 { g + wd * p } else { g };
+        // Memory-bound: big tensors are split across the pool (`par`).
         if self.momentum == 0.0 {
             // No buffer to keep: `momentum_buf` may be empty.
-            for (p, &g) in params.iter_mut().zip(grads) {
-                *p += -lr * decayed(*p, g);
-            }
+            crate::par::zip2(params, grads, |params, grads| {
+                for (p, &g) in params.iter_mut().zip(grads) {
+                    *p += -lr * decayed(*p, g);
+                }
+            });
             return Ok(());
         }
         check_len("sgd_step", "momentum_buf", momentum_buf.len(), params.len())?;
-        for ((p, &g), b) in params.iter_mut().zip(grads).zip(momentum_buf.iter_mut()) {
-            let d = decayed(*p, g);
-            *b = *b * momentum + d;
-            *p += -lr * if self.nesterov { d + momentum * *b } else { *b };
-        }
+        let nesterov = self.nesterov;
+        crate::par::update2(params, momentum_buf, grads, |params, momentum_buf, grads| {
+            for ((p, &g), b) in params.iter_mut().zip(grads).zip(momentum_buf.iter_mut()) {
+                let d = decayed(*p, g);
+                *b = *b * momentum + d;
+                *p += -lr * if nesterov { d + momentum * *b } else { *b };
+            }
+        });
         Ok(())
     }
 }

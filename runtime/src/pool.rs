@@ -174,37 +174,133 @@ fn parallel(p: Pool2d) -> bool {
 }
 
 /// The maxima of one plane's windows into `yp`, and with `ARGMAX` their
-/// indices into `ap`. One window at a time, unlike the average pools: the
-/// running maximum stays in a register, where a row-wise pass would load and
-/// store it for every cell.
+/// indices into `ap`.
+///
+/// Windows wholly inside the row (all but a padded edge) are done a whole
+/// output row at a time: for each cell of the window, one pass over the
+/// row's outputs, so the compare-and-select vectorises across outputs. The
+/// edge windows go one at a time, clipped. Either way each window visits its
+/// cells in row-major order with ATen's rule (a greater value or a NaN
+/// takes over), so ties and NaNs resolve as in PyTorch.
 #[inline(always)]
 fn max_plane<const ARGMAX: bool>(p: Pool2d, xp: &[f32], yp: &mut [f32], ap: &mut [u32]) {
     let ow = p.out_w();
+    let (s, pad, kw) = (p.sw, p.pw, p.kw);
+    // Output columns o with o·s ≥ pad and o·s + kw ≤ w + pad.
+    let lo = pad.div_ceil(s).min(ow);
+    let hi = (p.w + pad).checked_sub(kw).map_or(0, |room| room / s + 1).clamp(lo, ow);
     for (o_r, yr) in yp.chunks_exact_mut(ow).enumerate() {
         let (r0, r1) = p.rows(o_r);
-        for (o_c, yv) in yr.iter_mut().enumerate() {
-            let (c0, c1) = p.cols(o_c);
-            let mut best = f32::NEG_INFINITY;
-            // ATen's initial index: the first input cell of the window.
-            let mut best_at = r0 * p.w + c0;
-            for r in r0..r1 {
-                let row = &xp[r * p.w + c0..r * p.w + c1];
-                for (j, &v) in row.iter().enumerate() {
-                    if v > best || v.is_nan() {
-                        best = v;
-                        if ARGMAX {
-                            best_at = r * p.w + c0 + j;
-                        }
-                    }
-                }
-            }
-            *yv = best;
+        let ar: &mut [u32] = if ARGMAX { &mut ap[o_r * ow..(o_r + 1) * ow] } else { &mut [] };
+        for o_c in (0..lo).chain(hi..ow) {
+            let (best, at) = max_window::<ARGMAX>(p, xp, r0, r1, o_c);
+            yr[o_c] = best;
             if ARGMAX {
-                // Fits: best_at < plane <= u32::MAX, checked by the caller.
-                ap[o_r * ow + o_c] = best_at as u32;
+                ar[o_c] = at;
+            }
+        }
+        if lo == hi {
+            continue;
+        }
+        let ys = &mut yr[lo..hi];
+        ys.fill(f32::NEG_INFINITY);
+        if ARGMAX {
+            // ATen's initial index: the first input cell of the window.
+            for (i, a) in ar[lo..hi].iter_mut().enumerate() {
+                *a = (r0 * p.w + (lo + i) * s - pad) as u32;
+            }
+        }
+        for r in r0..r1 {
+            for dc in 0..kw {
+                // Input column of output lo + i: (lo + i)·s + dc - pad.
+                let first = r * p.w + lo * s + dc - pad;
+                let ar = if ARGMAX { &mut ar[lo..hi] } else { &mut [] };
+                // A constant stride lets the loop vectorise.
+                match s {
+                    1 => max_pass::<ARGMAX, 1>(ys, ar, xp, first),
+                    2 => max_pass::<ARGMAX, 2>(ys, ar, xp, first),
+                    _ => max_pass_strided::<ARGMAX>(ys, ar, xp, first, s),
+                }
             }
         }
     }
+}
+
+/// One cell of every interior window of an output row: output `i` (of
+/// `ys`) meets input `xp[first + i·S]`.
+#[inline(always)]
+fn max_pass<const ARGMAX: bool, const S: usize>(
+    ys: &mut [f32],
+    ar: &mut [u32],
+    xp: &[f32],
+    first: usize,
+) {
+    let xs = &xp[first..first + (ys.len() - 1) * S + 1];
+    if ARGMAX {
+        let ar = &mut ar[..ys.len()];
+        for (i, (y, a)) in ys.iter_mut().zip(ar.iter_mut()).enumerate() {
+            let v = xs[i * S];
+            let take = v > *y || v.is_nan();
+            *y = if take { v } else { *y };
+            // Fits: the cell is inside the plane, whose size the caller
+            // checked against u32::MAX.
+            *a = if take { (first + i * S) as u32 } else { *a };
+        }
+    } else {
+        for (i, y) in ys.iter_mut().enumerate() {
+            let v = xs[i * S];
+            *y = if v > *y || v.is_nan() { v } else { *y };
+        }
+    }
+}
+
+/// [`max_pass`] for any other stride.
+#[inline(always)]
+fn max_pass_strided<const ARGMAX: bool>(
+    ys: &mut [f32],
+    ar: &mut [u32],
+    xp: &[f32],
+    first: usize,
+    s: usize,
+) {
+    for (i, y) in ys.iter_mut().enumerate() {
+        let v = xp[first + i * s];
+        if v > *y || v.is_nan() {
+            *y = v;
+            if ARGMAX {
+                ar[i] = (first + i * s) as u32;
+            }
+        }
+    }
+}
+
+/// The maximum of the clipped window at output `(rows r0..r1, column o_c)`,
+/// and where it is.
+#[inline(always)]
+fn max_window<const ARGMAX: bool>(
+    p: Pool2d,
+    xp: &[f32],
+    r0: usize,
+    r1: usize,
+    o_c: usize,
+) -> (f32, u32) {
+    let (c0, c1) = p.cols(o_c);
+    let mut best = f32::NEG_INFINITY;
+    // ATen's initial index: the first input cell of the window.
+    let mut best_at = r0 * p.w + c0;
+    for r in r0..r1 {
+        let row = &xp[r * p.w + c0..r * p.w + c1];
+        for (j, &v) in row.iter().enumerate() {
+            if v > best || v.is_nan() {
+                best = v;
+                if ARGMAX {
+                    best_at = r * p.w + c0 + j;
+                }
+            }
+        }
+    }
+    // Fits: best_at < plane <= u32::MAX, checked by the caller.
+    (best, best_at as u32)
 }
 
 /// The gradient of [`max_pool2d_forward`]: `dx` is overwritten with zeros,

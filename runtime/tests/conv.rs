@@ -4,7 +4,8 @@
 
 use netc_runtime::conv::winograd::{self, Isa};
 use netc_runtime::conv::{
-    conv2d_backward_data, conv2d_backward_weights, conv2d_forward, Conv2d, ConvAlgo,
+    conv2d_backward_data, conv2d_backward_weights, conv2d_forward, conv2d_forward_direct, Conv2d,
+    ConvAlgo,
 };
 use netc_runtime::gemm::{Activation, Par};
 use netc_runtime::reference::conv as reference;
@@ -386,4 +387,49 @@ fn winograd_refuses_other_shapes() {
         Par::Seq,
     );
     assert!(r.is_err());
+}
+
+/// Shapes the direct convolution takes (stride 1, no dilation, one group),
+/// with output channel counts around its blocks of 4 and 8 (so the last
+/// block overlaps the one before) and rows around its 16 outputs.
+fn direct_strategy() -> impl Strategy<Value = Conv2d> {
+    (1usize..3, 1usize..3, 1usize..21, 1usize..40, 1usize..36, 1usize..6, 1usize..6, 0usize..3)
+        .prop_map(|(n, c, o, h, w, kh, kw, pad)| Conv2d {
+            n,
+            c,
+            h,
+            w,
+            o,
+            kh,
+            kw,
+            sh: 1,
+            sw: 1,
+            ph: pad.min(kh / 2),
+            pw: pad.min(kw / 2),
+            dh: 1,
+            dw: 1,
+            groups: 1,
+        })
+        .prop_filter("window fits", |s| s.is_valid())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    /// The direct convolution on every instruction set this CPU has.
+    #[test]
+    fn direct_matches_the_reference_on_every_isa(s in direct_strategy(), seed in any::<u64>(), relu in any::<bool>()) {
+        let act = if relu { Activation::Relu } else { Activation::Identity };
+        let (x, w, b) = (fill(s.input_len(), seed), fill(s.weight_len(), seed + 1), fill(s.o, seed + 2));
+        let mut want = reference::conv2d_forward(&s, &f64s(&x), &f64s(&w), Some(&f64s(&b)));
+        for v in &mut want {
+            *v = f64::from(act.apply(*v as f32));
+        }
+        for &isa in Isa::supported() {
+            let mut y = vec![f32::NAN; s.output_len()];
+            conv2d_forward_direct(&s, isa, &x, &w, Some(&b), act, &mut y)
+                .map_err(|e| TestCaseError::fail(format!("{isa:?}: {e}")))?;
+            assert_close(&format!("{isa:?} direct"), &y, &want, s.c * s.kh * s.kw, &s)?;
+        }
+    }
 }

@@ -17,6 +17,7 @@ pub mod winograd;
 
 use crate::error::{check_len, LenError};
 use crate::gemm::{sgemm, Activation, Bias, Epilogue, MatMut, MatRef, Par};
+use crate::isa::Isa;
 use rayon::prelude::*;
 use std::cell::RefCell;
 
@@ -405,7 +406,7 @@ pub fn conv2d_forward_using(
     let (in_len, out_len) = (s.c * s.h * s.w, s.o * s.out_plane());
     let one = |x: &[f32], y: &mut [f32], par: Par| match algo {
         ConvAlgo::Pointwise => forward_pointwise(s, x, weight, bias, activation, y, par),
-        ConvAlgo::Direct => forward_direct(s, x, weight, bias, activation, y),
+        ConvAlgo::Direct => forward_direct(s, Isa::best(), x, weight, bias, activation, y),
         ConvAlgo::Im2col | ConvAlgo::Winograd => {
             forward_im2col(s, x, weight, bias, activation, y, par)
         }
@@ -416,6 +417,37 @@ pub fn conv2d_forward_using(
         for (y, x) in y.chunks_mut(out_len).zip(x.chunks(in_len)) {
             one(x, y, par);
         }
+    }
+    Ok(())
+}
+
+/// The direct forward convolution on the kernels of `isa` (the portable
+/// ones if the CPU lacks it), one sample after another: what
+/// [`conv2d_forward`] runs for one input channel, exposed so that tests can
+/// run every instruction set's path.
+pub fn conv2d_forward_direct(
+    s: &Conv2d,
+    isa: Isa,
+    x: &[f32],
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    activation: Activation,
+    y: &mut [f32],
+) -> Result<(), LenError> {
+    const OP: &str = "conv2d_forward (direct)";
+    s.check(OP, x.len(), weight.len(), y.len())?;
+    if let Some(b) = bias {
+        check_len(OP, "bias", b.len(), s.o)?;
+    }
+    if !s.fits_direct() {
+        return Err(LenError { op: OP, tensor: "shape", expected: 0, found: 0 });
+    }
+    let (in_len, out_len) = (s.c * s.h * s.w, s.o * s.out_plane());
+    if in_len == 0 || out_len == 0 {
+        return Ok(());
+    }
+    for (y, x) in y.chunks_exact_mut(out_len).zip(x.chunks_exact(in_len)) {
+        forward_direct(s, isa, x, weight, bias, activation, y);
     }
     Ok(())
 }
@@ -490,6 +522,7 @@ fn forward_im2col(
 /// outputs: no bounds checks, no partial sums written back per tap.
 fn forward_direct(
     s: &Conv2d,
+    isa: Isa,
     x: &[f32],
     weight: &[f32],
     bias: Option<&[f32]>,
@@ -505,22 +538,51 @@ fn forward_direct(
                 dst.copy_from_slice(&x[(c * s.h + iy) * s.w..][..s.w]);
             }
         }
+        // Blocks of OB output channels share each load of the input: OB
+        // independent accumulator rows hide the multiply-add latency.
         #[cfg(target_arch = "x86_64")]
-        {
-            if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
-                // SAFETY: the CPU has AVX2 and FMA, checked just above.
-                unsafe { direct_avx2(s, padded, weight, bias, activation, y) };
-                return;
-            }
+        match isa.if_supported() {
+            // SAFETY: `if_supported` keeps only ISAs the CPU has.
+            Isa::Avx512 => return unsafe { direct_avx512(s, padded, weight, bias, activation, y) },
+            // SAFETY: as above.
+            Isa::Avx2 => return unsafe { direct_avx2(s, padded, weight, bias, activation, y) },
+            Isa::Portable => {}
         }
-        direct_kernel::<false>(s, padded, weight, bias, activation, y);
+        let _ = isa;
+        match s.o {
+            4.. => direct_kernel::<false, 4>(s, padded, weight, bias, activation, y),
+            _ => direct_kernel::<false, 1>(s, padded, weight, bias, activation, y),
+        }
     });
 }
 
 /// Outputs computed together by the direct kernel: one register-sized block.
 const DIRECT_W: usize = 16;
 
-/// [`direct_kernel`] compiled for AVX2 with fused multiply-adds.
+/// [`direct_kernel`] compiled for AVX-512 (a 16-output row is one register):
+/// blocks of 8 channels.
+///
+/// # Safety
+/// The CPU must support AVX-512F and FMA.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn direct_avx512(
+    s: &Conv2d,
+    padded: &[f32],
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    act: Activation,
+    y: &mut [f32],
+) {
+    match s.o {
+        8.. => direct_kernel::<true, 8>(s, padded, weight, bias, act, y),
+        4.. => direct_kernel::<true, 4>(s, padded, weight, bias, act, y),
+        _ => direct_kernel::<true, 1>(s, padded, weight, bias, act, y),
+    }
+}
+
+/// [`direct_kernel`] compiled for AVX2 with fused multiply-adds (a
+/// 16-output row is two registers): blocks of 4 channels.
 ///
 /// # Safety
 /// The CPU must support AVX2 and FMA.
@@ -534,15 +596,21 @@ unsafe fn direct_avx2(
     act: Activation,
     y: &mut [f32],
 ) {
-    direct_kernel::<true>(s, padded, weight, bias, act, y);
+    match s.o {
+        4.. => direct_kernel::<true, 4>(s, padded, weight, bias, act, y),
+        _ => direct_kernel::<true, 1>(s, padded, weight, bias, act, y),
+    }
 }
 
-/// The direct convolution over a padded image. `FMA` selects `mul_add`, one
-/// instruction where FMA is enabled and a slow library call where it is not.
-/// No closures inside: a closure would not inherit the caller's target
-/// features, and its multiply-adds would not become FMA instructions.
+/// The direct convolution over a padded image, `OB` output channels at a
+/// time (`OB ≤ s.o`; the last block overlaps the one before rather than
+/// running short, recomputing a few channels to the same values). `FMA`
+/// selects `mul_add`, one instruction where FMA is enabled and a slow
+/// library call where it is not. No closures inside: a closure would not
+/// inherit the caller's target features, and its multiply-adds would not
+/// become FMA instructions.
 #[inline(always)]
-fn direct_kernel<const FMA: bool>(
+fn direct_kernel<const FMA: bool, const OB: usize>(
     s: &Conv2d,
     padded: &[f32],
     weight: &[f32],
@@ -554,43 +622,48 @@ fn direct_kernel<const FMA: bool>(
     let (oh, ow) = (s.out_h(), s.out_w());
     let (ph, pw) = (s.h + 2 * s.ph, s.w + 2 * s.pw + W);
     let window = s.c * s.kh * s.kw;
-    for (o, out) in y.chunks_exact_mut(oh * ow).enumerate() {
-        let b = match bias {
-            Some(bias) => bias[o],
-            None => 0.0,
-        };
-        let taps = &weight[o * window..][..window];
-        for (oy, row) in out.chunks_exact_mut(ow).enumerate() {
+    let mut next = 0;
+    while next < s.o {
+        let o0 = next.min(s.o - OB);
+        let taps: [&[f32]; OB] = std::array::from_fn(|k| &weight[(o0 + k) * window..][..window]);
+        let b: [f32; OB] = std::array::from_fn(|k| bias.map_or(0.0, |bias| bias[o0 + k]));
+        for oy in 0..oh {
             let mut x0 = 0;
             while x0 < ow {
-                let mut acc = [b; W];
+                let mut acc = b.map(|b| [b; W]);
                 for c in 0..s.c {
                     for i in 0..s.kh {
                         let src = &padded[(c * ph + oy + i) * pw + x0..][..s.kw - 1 + W];
-                        let row_taps = &taps[(c * s.kh + i) * s.kw..][..s.kw];
+                        let t0 = (c * s.kh + i) * s.kw;
                         for j in 0..s.kw {
-                            let wv = row_taps[j];
                             let seg: &[f32; W] = match src[j..j + W].try_into() {
                                 Ok(seg) => seg,
                                 Err(_) => continue,
                             };
-                            for q in 0..W {
-                                acc[q] = if FMA {
-                                    wv.mul_add(seg[q], acc[q])
-                                } else {
-                                    acc[q] + wv * seg[q]
-                                };
+                            for (acc, taps) in acc.iter_mut().zip(&taps) {
+                                let wv = taps[t0 + j];
+                                for q in 0..W {
+                                    acc[q] = if FMA {
+                                        wv.mul_add(seg[q], acc[q])
+                                    } else {
+                                        acc[q] + wv * seg[q]
+                                    };
+                                }
                             }
                         }
                     }
                 }
                 let width = W.min(ow - x0);
-                for q in 0..width {
-                    row[x0 + q] = activation.apply(acc[q]);
+                for (k, acc) in acc.iter().enumerate() {
+                    let row = &mut y[((o0 + k) * oh + oy) * ow + x0..][..width];
+                    for (o, &v) in row.iter_mut().zip(acc) {
+                        *o = activation.apply(v);
+                    }
                 }
                 x0 += W;
             }
         }
+        next = o0 + OB;
     }
 }
 

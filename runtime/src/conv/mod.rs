@@ -560,7 +560,7 @@ fn forward_direct(
 const DIRECT_W: usize = 16;
 
 /// [`direct_kernel`] compiled for AVX-512 (a 16-output row is one register):
-/// blocks of 8 channels.
+/// blocks of 8 channels, or 6 or 4 when there are fewer.
 ///
 /// # Safety
 /// The CPU must support AVX-512F and FMA.
@@ -576,6 +576,9 @@ unsafe fn direct_avx512(
 ) {
     match s.o {
         8.. => direct_kernel::<true, 8>(s, padded, weight, bias, act, y),
+        // LeNet-5's conv1: six chains where eight would cover the latency,
+        // but no channel computed twice.
+        6.. => direct_kernel::<true, 6>(s, padded, weight, bias, act, y),
         4.. => direct_kernel::<true, 4>(s, padded, weight, bias, act, y),
         _ => direct_kernel::<true, 1>(s, padded, weight, bias, act, y),
     }

@@ -115,21 +115,61 @@ fn adam_step(
     let l2 = l2 as f32;
     let shrink = (1.0 - h.lr * decoupled) as f32;
     let decay = decoupled != 0.0;
-    // Memory-bound: big tensors are split across the pool (`par`).
-    crate::par::update3(params, state.m, state.v, grads, |params, m, v, grads| {
-        let elements = params.iter_mut().zip(grads).zip(m.iter_mut()).zip(v.iter_mut());
-        for (((p, &g), m), v) in elements {
-            if decay {
-                *p *= shrink;
-            }
-            let g = if l2 != 0.0 { g + l2 * *p } else { g };
-            *m += one_minus_beta1 * (g - *m);
-            *v = *v * beta2 + one_minus_beta2 * g * g;
-            let denom = v.sqrt() / bc2_sqrt + eps;
-            *p += neg_step_size * *m / denom;
-        }
+    let k = AdamScalars {
+        neg_step_size,
+        bc2_sqrt,
+        one_minus_beta1,
+        beta2,
+        one_minus_beta2,
+        eps,
+        l2,
+        shrink,
+    };
+    // Memory-bound: big tensors are split across the pool (`par`); the
+    // choices are constants in each block's loop, so it vectorises.
+    crate::par::update3(params, state.m, state.v, grads, |p, m, v, g| match (decay, l2 != 0.0) {
+        (true, true) => adam_block::<true, true>(k, p, m, v, g),
+        (true, false) => adam_block::<true, false>(k, p, m, v, g),
+        (false, true) => adam_block::<false, true>(k, p, m, v, g),
+        (false, false) => adam_block::<false, false>(k, p, m, v, g),
     });
     Ok(())
+}
+
+/// The f32 scalars of one Adam step.
+#[derive(Clone, Copy)]
+struct AdamScalars {
+    neg_step_size: f32,
+    bc2_sqrt: f32,
+    one_minus_beta1: f32,
+    beta2: f32,
+    one_minus_beta2: f32,
+    eps: f32,
+    l2: f32,
+    shrink: f32,
+}
+
+/// The Adam update over one block: decoupled decay if `DECOUPLED`, L2
+/// decay if `L2`.
+#[inline(always)]
+fn adam_block<const DECOUPLED: bool, const L2: bool>(
+    k: AdamScalars,
+    params: &mut [f32],
+    m: &mut [f32],
+    v: &mut [f32],
+    grads: &[f32],
+) {
+    let elements = params.iter_mut().zip(grads).zip(m.iter_mut()).zip(v.iter_mut());
+    for (((p, &g), m), v) in elements {
+        if DECOUPLED {
+            *p *= k.shrink;
+        }
+        let g = if L2 { g + k.l2 * *p } else { g };
+        *m += k.one_minus_beta1 * (g - *m);
+        *v = *v * k.beta2 + k.one_minus_beta2 * g * g;
+        let denom = v.sqrt() / k.bc2_sqrt + k.eps;
+        *p += k.neg_step_size * *m / denom;
+    }
 }
 
 /// The two moment buffers of one tensor: `m` (PyTorch's `exp_avg`) and `v`

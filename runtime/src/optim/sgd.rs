@@ -46,27 +46,52 @@ impl Sgd {
         let lr = self.lr as f32;
         let momentum = self.momentum as f32;
         let wd = self.weight_decay as f32;
-        let decayed = |p: f32, g: f32| if wd != 0.0 { g + wd * p } else { g };
-        // Memory-bound: big tensors are split across the pool (`par`).
+        // Memory-bound: big tensors are split across the pool (`par`); the
+        // choices are constants in each block's loop, so it vectorises.
+        let decay = wd != 0.0;
         if self.momentum == 0.0 {
             // No buffer to keep: `momentum_buf` may be empty.
-            crate::par::zip2(params, grads, |params, grads| {
-                for (p, &g) in params.iter_mut().zip(grads) {
-                    *p += -lr * decayed(*p, g);
-                }
+            crate::par::zip2(params, grads, |p, g| match decay {
+                true => plain_block::<true>(p, g, lr, wd),
+                false => plain_block::<false>(p, g, lr, wd),
             });
             return Ok(());
         }
         check_len("sgd_step", "momentum_buf", momentum_buf.len(), params.len())?;
         let nesterov = self.nesterov;
-        crate::par::update2(params, momentum_buf, grads, |params, momentum_buf, grads| {
-            for ((p, &g), b) in params.iter_mut().zip(grads).zip(momentum_buf.iter_mut()) {
-                let d = decayed(*p, g);
-                *b = *b * momentum + d;
-                *p += -lr * if nesterov { d + momentum * *b } else { *b };
-            }
+        crate::par::update2(params, momentum_buf, grads, |p, b, g| match (decay, nesterov) {
+            (true, true) => momentum_block::<true, true>(p, b, g, lr, momentum, wd),
+            (true, false) => momentum_block::<true, false>(p, b, g, lr, momentum, wd),
+            (false, true) => momentum_block::<false, true>(p, b, g, lr, momentum, wd),
+            (false, false) => momentum_block::<false, false>(p, b, g, lr, momentum, wd),
         });
         Ok(())
+    }
+}
+
+/// `p -= lr·(g + wd·p)` (without the decay unless `DECAY`) over one block.
+#[inline(always)]
+fn plain_block<const DECAY: bool>(params: &mut [f32], grads: &[f32], lr: f32, wd: f32) {
+    for (p, &g) in params.iter_mut().zip(grads) {
+        let d = if DECAY { g + wd * *p } else { g };
+        *p += -lr * d;
+    }
+}
+
+/// The momentum update of [`Sgd::step`] over one block.
+#[inline(always)]
+fn momentum_block<const DECAY: bool, const NESTEROV: bool>(
+    params: &mut [f32],
+    buf: &mut [f32],
+    grads: &[f32],
+    lr: f32,
+    momentum: f32,
+    wd: f32,
+) {
+    for ((p, &g), b) in params.iter_mut().zip(grads).zip(buf.iter_mut()) {
+        let d = if DECAY { g + wd * *p } else { g };
+        *b = *b * momentum + d;
+        *p += -lr * if NESTEROV { d + momentum * *b } else { *b };
     }
 }
 

@@ -144,6 +144,25 @@ fn each_algorithm_is_exercised() {
     }
 }
 
+/// One sample big enough that its im2col GEMM is split across threads:
+/// each thread's panels start mid-row of the output (the im2col panels are
+/// filled from the input, not copied from a matrix), at stride 1 and 2.
+#[test]
+fn one_sample_im2col_split_across_threads() {
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(3).build().unwrap();
+    for (i, s) in
+        [Conv2d::square(1, 8, 45, 45, 48, 5, 2, 2), Conv2d::square(1, 3, 37, 41, 64, 5, 1, 1)]
+            .iter()
+            .enumerate()
+    {
+        assert_eq!(s.forward_algo(), ConvAlgo::Im2col);
+        let macs = s.o * s.out_h() * s.out_w() * s.c * s.kh * s.kw;
+        assert!(macs >= 4_000_000, "big enough to split");
+        pool.install(|| check_all_passes(s, 40 + i as u64, Activation::Relu, Par::Rayon))
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+}
+
 /// Winograd is picked where it was measured to win (see `winograd::pays`):
 /// small channel products at any batch, AlexNet's 384-channel convs only
 /// over 128+ tiles and never for their weight gradient.

@@ -71,6 +71,35 @@ impl<'a> MatMut<'a> {
     }
 }
 
+/// Where the GEMM's B panels come from: a strided matrix ([`MatRef`]), or a
+/// producer that writes them straight from its own layout, such as the
+/// convolution's im2col, which then never materialises B.
+pub trait PackB: Sync {
+    /// Writes rows `p0..p0 + kc` and columns `j0..j0 + nc` of B into `dst`
+    /// as `nc.div_ceil(nr)` panels of `kc·nr` values: for each row, `nr`
+    /// consecutive columns, the columns past `j0 + nc` zero.
+    fn pack_b(&self, dst: &mut [f32], p0: usize, kc: usize, j0: usize, nc: usize, nr: usize);
+}
+
+impl PackB for MatRef<'_> {
+    fn pack_b(&self, dst: &mut [f32], p0: usize, kc: usize, j0: usize, nc: usize, nr: usize) {
+        pack::pack_b(dst, self, p0, kc, j0, nc, nr);
+    }
+}
+
+/// A [`PackB`] whose columns start `j0` columns into another's: one
+/// thread's share of B.
+struct ColumnsFrom<'b, B: PackB> {
+    b: &'b B,
+    j0: usize,
+}
+
+impl<B: PackB> PackB for ColumnsFrom<'_, B> {
+    fn pack_b(&self, dst: &mut [f32], p0: usize, kc: usize, j0: usize, nc: usize, nr: usize) {
+        self.b.pack_b(dst, p0, kc, self.j0 + j0, nc, nr);
+    }
+}
+
 /// Whether to use threads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Par {
@@ -180,6 +209,44 @@ pub fn sgemm_with(
     epilogue: &Epilogue<'_>,
     par: Par,
 ) -> Result<(), GemmError> {
+    check_view("B", b.data.len(), k, n, b.rs, b.cs)?;
+    sgemm_from(kernel, m, n, k, alpha, a, &b, beta, c, epilogue, par)
+}
+
+/// [`sgemm`] with B's panels from `b` (see [`PackB`]), which must describe a
+/// `k x n` matrix. Not transposed: the kernel is the one that pads `m x n`
+/// least in this orientation.
+#[allow(clippy::too_many_arguments)]
+pub fn sgemm_packed_b(
+    m: usize,
+    n: usize,
+    k: usize,
+    alpha: f32,
+    a: MatRef<'_>,
+    b: &impl PackB,
+    beta: f32,
+    c: MatMut<'_>,
+    epilogue: &Epilogue<'_>,
+    par: Par,
+) -> Result<(), GemmError> {
+    sgemm_from(kernel::choose_straight(m, n), m, n, k, alpha, a, b, beta, c, epilogue, par)
+}
+
+/// The shared body of [`sgemm_with`] and [`sgemm_packed_b`], B checked.
+#[allow(clippy::too_many_arguments)]
+fn sgemm_from<B: PackB>(
+    kernel: &Kernel,
+    m: usize,
+    n: usize,
+    k: usize,
+    alpha: f32,
+    a: MatRef<'_>,
+    b: &B,
+    beta: f32,
+    c: MatMut<'_>,
+    epilogue: &Epilogue<'_>,
+    par: Par,
+) -> Result<(), GemmError> {
     if !kernel.is_supported() {
         return Err(GemmError {
             operand: "kernel",
@@ -187,7 +254,6 @@ pub fn sgemm_with(
         });
     }
     check_view("A", a.data.len(), m, k, a.rs, a.cs)?;
-    check_view("B", b.data.len(), k, n, b.rs, b.cs)?;
     check_view("C", c.data.len(), m, n, c.rs, c.cs)?;
     if m == 0 || n == 0 {
         return Ok(());
@@ -219,7 +285,7 @@ pub fn sgemm_with(
         // SAFETY: the views were checked against their slices above, C's
         // layout is non-overlapping, and `c` borrows its slice mutably for
         // this call.
-        unsafe { drive(kernel, m, n, k, alpha, &a, &b, beta, c, epilogue) };
+        unsafe { drive(kernel, m, n, k, alpha, &a, b, beta, c, epilogue) };
         return Ok(());
     }
     // One fork-join per call: each thread computes its own block of C with
@@ -235,7 +301,7 @@ pub fn sgemm_with(
         // Sub-views start at the block's first row or column; the checks
         // above bound every index they can reach (k ≥ 1, m, n ≥ 1).
         let a = MatRef { data: &a.data[rows.start * a.rs..], ..a };
-        let b = MatRef { data: &b.data[cols.start * b.cs..], ..b };
+        let b = ColumnsFrom { b, j0: cols.start };
         let epi = epilogue.offset(rows.start, cols.start);
         // SAFETY: (rows.start, cols.start) lies inside C.
         let c = unsafe { CView { ptr: c.at(rows.start, cols.start), ..c } };
@@ -381,14 +447,14 @@ fn with_buffer<R>(
 /// with distinct elements at distinct addresses, and not otherwise accessed
 /// during the call.
 #[allow(clippy::too_many_arguments)]
-unsafe fn drive(
+unsafe fn drive<B: PackB>(
     kernel: &Kernel,
     m: usize,
     n: usize,
     k: usize,
     alpha: f32,
     a: &MatRef<'_>,
-    b: &MatRef<'_>,
+    b: &B,
     beta: f32,
     c: CView,
     epi: &Epilogue<'_>,
@@ -435,7 +501,7 @@ unsafe fn drive(
                         let ncb = nc.min(n - jc);
                         let bpanels = ncb.div_ceil(nr);
                         let bblock = &mut bbuf[..bpanels * kcb * nr];
-                        pack::pack_b(bblock, b, pc, kcb, jc, ncb, nr);
+                        b.pack_b(bblock, pc, kcb, jc, ncb, nr);
                         let bblock = &*bblock;
                         // LOOP 2 (IR): mr-high panels of the A block (L1).
                         for ip in 0..apanels {

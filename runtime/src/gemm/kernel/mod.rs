@@ -143,14 +143,21 @@ pub fn selected() -> &'static Kernel {
 /// side far better than its long one. Transposing costs strided stores of C,
 /// so it must save at least a quarter of the work.
 pub fn choose(m: usize, n: usize) -> (&'static Kernel, bool) {
-    let padded = |k: &Kernel, m: usize, n: usize| m.div_ceil(k.mr) * k.mr * n.div_ceil(k.nr) * k.nr;
-    let family = selected_family();
-    let best =
-        |m, n| family.iter().copied().min_by_key(|k| padded(k, m, n)).unwrap_or_else(selected);
-    let (straight, flipped) = (best(m, n), best(n, m));
+    let (straight, flipped) = (choose_straight(m, n), choose_straight(n, m));
     if 4 * padded(flipped, n, m) < 3 * padded(straight, m, n) {
         (flipped, true)
     } else {
         (straight, false)
     }
+}
+
+/// The kernel of the default family that wastes the least work on padding
+/// for an `m x n` C, in that orientation.
+pub fn choose_straight(m: usize, n: usize) -> &'static Kernel {
+    selected_family().iter().copied().min_by_key(|k| padded(k, m, n)).unwrap_or_else(selected)
+}
+
+/// The multiply-adds per k of an `m x n` C padded to whole tiles of `k`.
+fn padded(k: &Kernel, m: usize, n: usize) -> usize {
+    m.div_ceil(k.mr) * k.mr * n.div_ceil(k.nr) * k.nr
 }

@@ -164,7 +164,7 @@ fn one_sample_im2col_split_across_threads() {
 }
 
 /// Winograd is picked where it was measured to win (see `winograd::pays`):
-/// small channel products at any batch, AlexNet's 384-channel convs only
+/// small channel products from 16 tiles a call, AlexNet's 384-channel convs only
 /// over 128+ tiles and never for their weight gradient.
 #[test]
 fn winograd_is_picked_where_it_pays() {
@@ -172,7 +172,10 @@ fn winograd_is_picked_where_it_pays() {
     let w = ConvAlgo::Winograd;
     let i = ConvAlgo::Im2col;
     assert_eq!(algos(Conv2d::square(64, 16, 32, 32, 16, 3, 1, 1)), (w, w, w));
-    assert_eq!(algos(Conv2d::square(1, 64, 8, 8, 64, 3, 1, 1)), (w, w, w));
+    assert_eq!(algos(Conv2d::square(4, 64, 8, 8, 64, 3, 1, 1)), (w, w, w));
+    // Under 16 tiles, making U costs more than the tiles save.
+    assert_eq!(algos(Conv2d::square(1, 64, 8, 8, 64, 3, 1, 1)), (i, i, i));
+    assert_eq!(algos(Conv2d::square(1, 32, 16, 16, 32, 3, 1, 1)), (w, w, w));
     assert_eq!(algos(Conv2d::square(8, 384, 13, 13, 384, 3, 1, 1)), (w, w, i));
     assert_eq!(algos(Conv2d::square(1, 384, 13, 13, 384, 3, 1, 1)), (i, i, i));
     assert_eq!(algos(Conv2d::square(64, 16, 32, 32, 32, 3, 2, 1)), (i, i, i));

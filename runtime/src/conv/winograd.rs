@@ -78,9 +78,15 @@ pub fn applies(s: &Conv2d) -> bool {
 /// 384→384 at 13x13 (16 tiles a sample): batch 1 6.3/2.0, 2 5.5/3.5,
 /// 4 7.0/6.5, 8 11.1/12.7; 64→64 at 8x8 (4 tiles): batch 8 0.17/0.28;
 /// 32→32 at 16x16: batch 1 0.024/0.054.
+///
+/// Below 16 tiles a call, even a small `U` costs more to make than the tiles
+/// save: both grow with `c·o`, but the saving also with the tiles. 64→64 at
+/// 8x8, ms: batch 1 (4 tiles) 0.196/0.063, 2 0.169/0.091, 4 (16 tiles)
+/// 0.160/0.170, 8 0.162/0.295.
 pub fn pays(s: &Conv2d) -> bool {
     let u_bytes = POINTS * s.c * s.o * 4;
-    u_bytes <= 1 << 20 || s.n * Problem::forward(s).tiles_per_sample() >= 128
+    let tiles = s.n * Problem::forward(s).tiles_per_sample();
+    tiles >= 16 && (u_bytes <= 1 << 20 || tiles >= 128)
 }
 
 /// Whether Winograd beats im2col on the weight gradient of `s`, where it
@@ -89,7 +95,7 @@ pub fn pays(s: &Conv2d) -> bool {
 /// ResNet-20's 16→16 1.97 against 2.93 for im2col, 64→64 1.05 against 1.73;
 /// AlexNet's conv4 (a 21 MB `W'`) 16.2 against 10.8.
 pub fn pays_weight_grad(s: &Conv2d) -> bool {
-    POINTS * s.c * s.o * 4 <= 1 << 20
+    POINTS * s.c * s.o * 4 <= 1 << 20 && s.n * Problem::forward(s).tiles_per_sample() >= 16
 }
 
 /// Whether the backward-data pass of `s` can run here: its padding,

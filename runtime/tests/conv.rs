@@ -4,8 +4,8 @@
 
 use netc_runtime::conv::winograd::{self, Isa};
 use netc_runtime::conv::{
-    conv2d_backward_data, conv2d_backward_weights, conv2d_forward, conv2d_forward_direct, Conv2d,
-    ConvAlgo,
+    conv2d_backward_data, conv2d_backward_weights, conv2d_backward_weights_direct, conv2d_forward,
+    conv2d_forward_direct, Conv2d, ConvAlgo,
 };
 use netc_runtime::gemm::{Activation, Par};
 use netc_runtime::reference::conv as reference;
@@ -438,7 +438,8 @@ fn direct_strategy() -> impl Strategy<Value = Conv2d> {
 proptest! {
     #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
 
-    /// The direct convolution on every instruction set this CPU has.
+    /// The direct convolution, forward and weight gradient, on every
+    /// instruction set this CPU has.
     #[test]
     fn direct_matches_the_reference_on_every_isa(s in direct_strategy(), seed in any::<u64>(), relu in any::<bool>()) {
         let act = if relu { Activation::Relu } else { Activation::Identity };
@@ -447,11 +448,17 @@ proptest! {
         for v in &mut want {
             *v = f64::from(act.apply(*v as f32));
         }
+        let dy = fill(s.output_len(), seed + 3);
+        let (want_dw, _) = reference::conv2d_backward_weights(&s, &f64s(&x), &f64s(&dy));
         for &isa in Isa::supported() {
+            let fail = |e: netc_runtime::LenError| TestCaseError::fail(format!("{isa:?}: {e}"));
             let mut y = vec![f32::NAN; s.output_len()];
-            conv2d_forward_direct(&s, isa, &x, &w, Some(&b), act, &mut y)
-                .map_err(|e| TestCaseError::fail(format!("{isa:?}: {e}")))?;
+            conv2d_forward_direct(&s, isa, &x, &w, Some(&b), act, &mut y).map_err(fail)?;
             assert_close(&format!("{isa:?} direct"), &y, &want, s.c * s.kh * s.kw, &s)?;
+            let mut dw = vec![f32::NAN; s.weight_len()];
+            conv2d_backward_weights_direct(&s, isa, &x, &dy, &mut dw).map_err(fail)?;
+            let positions = s.n * s.out_h() * s.out_w();
+            assert_close(&format!("{isa:?} direct weight gradient"), &dw, &want_dw, positions, &s)?;
         }
     }
 }

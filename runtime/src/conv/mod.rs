@@ -13,7 +13,10 @@
 //!   a per-thread scratch buffer, then one GEMM per sample and group with the
 //!   bias and activation fused into the GEMM's store.
 
+mod direct;
 pub mod winograd;
+
+pub use direct::{conv2d_backward_weights_direct, conv2d_forward_direct};
 
 use crate::error::{check_len, LenError};
 use crate::gemm::{sgemm, sgemm_packed_b, Activation, Bias, Epilogue, MatMut, MatRef, PackB, Par};
@@ -204,6 +207,8 @@ impl Conv2d {
     pub fn backward_weights_algo(&self) -> ConvAlgo {
         if self.is_pointwise() {
             ConvAlgo::Pointwise
+        } else if self.c == 1 && self.fits_direct() {
+            ConvAlgo::Direct
         } else if winograd::enabled() && winograd::applies(self) && winograd::pays_weight_grad(self)
         {
             ConvAlgo::Winograd
@@ -238,7 +243,9 @@ impl Conv2d {
     pub fn scratch_len(&self) -> usize {
         let plane = self.out_plane();
         let im2col = self.patch() * plane;
-        let direct = self.c * (self.h + 2 * self.ph) * (self.w + 2 * self.pw + DIRECT_W);
+        let dy_rows =
+            self.o * self.out_h() * self.out_w().div_ceil(direct::DIRECT_W) * direct::DIRECT_W;
+        let direct = direct::padded_len(self) + dy_rows;
         im2col.max(direct).max(winograd::scratch_lens(self).0)
     }
 }
@@ -406,7 +413,7 @@ pub fn conv2d_forward_using(
     let (in_len, out_len) = (s.c * s.h * s.w, s.o * s.out_plane());
     let one = |x: &[f32], y: &mut [f32], par: Par| match algo {
         ConvAlgo::Pointwise => forward_pointwise(s, x, weight, bias, activation, y, par),
-        ConvAlgo::Direct => forward_direct(s, Isa::best(), x, weight, bias, activation, y),
+        ConvAlgo::Direct => direct::forward_direct(s, Isa::best(), x, weight, bias, activation, y),
         ConvAlgo::Im2col | ConvAlgo::Winograd => {
             forward_im2col(s, x, weight, bias, activation, y, par)
         }
@@ -417,37 +424,6 @@ pub fn conv2d_forward_using(
         for (y, x) in y.chunks_mut(out_len).zip(x.chunks(in_len)) {
             one(x, y, par);
         }
-    }
-    Ok(())
-}
-
-/// The direct forward convolution on the kernels of `isa` (the portable
-/// ones if the CPU lacks it), one sample after another: what
-/// [`conv2d_forward`] runs for one input channel, exposed so that tests can
-/// run every instruction set's path.
-pub fn conv2d_forward_direct(
-    s: &Conv2d,
-    isa: Isa,
-    x: &[f32],
-    weight: &[f32],
-    bias: Option<&[f32]>,
-    activation: Activation,
-    y: &mut [f32],
-) -> Result<(), LenError> {
-    const OP: &str = "conv2d_forward (direct)";
-    s.check(OP, x.len(), weight.len(), y.len())?;
-    if let Some(b) = bias {
-        check_len(OP, "bias", b.len(), s.o)?;
-    }
-    if !s.fits_direct() {
-        return Err(LenError { op: OP, tensor: "shape", expected: 0, found: 0 });
-    }
-    let (in_len, out_len) = (s.c * s.h * s.w, s.o * s.out_plane());
-    if in_len == 0 || out_len == 0 {
-        return Ok(());
-    }
-    for (y, x) in y.chunks_exact_mut(out_len).zip(x.chunks_exact(in_len)) {
-        forward_direct(s, isa, x, weight, bias, activation, y);
     }
     Ok(())
 }
@@ -609,161 +585,6 @@ impl PackB for Im2colPanels<'_> {
     }
 }
 
-/// Direct convolution for few input channels (groups = 1, stride 1, no
-/// dilation). The sample is first copied into a zero-padded scratch image
-/// (with `W` spare columns), so that every tap of the window is a plain
-/// multiply-add of `W` contiguous values into a register-sized block of
-/// outputs: no bounds checks, no partial sums written back per tap.
-fn forward_direct(
-    s: &Conv2d,
-    isa: Isa,
-    x: &[f32],
-    weight: &[f32],
-    bias: Option<&[f32]>,
-    activation: Activation,
-    y: &mut [f32],
-) {
-    let (ph, pw) = (s.h + 2 * s.ph, s.w + 2 * s.pw + DIRECT_W);
-    with_columns(s.c * ph * pw, |padded| {
-        padded.fill(0.0);
-        for c in 0..s.c {
-            for iy in 0..s.h {
-                let dst = &mut padded[(c * ph + iy + s.ph) * pw + s.pw..][..s.w];
-                dst.copy_from_slice(&x[(c * s.h + iy) * s.w..][..s.w]);
-            }
-        }
-        // Blocks of OB output channels share each load of the input: OB
-        // independent accumulator rows hide the multiply-add latency.
-        #[cfg(target_arch = "x86_64")]
-        match isa.if_supported() {
-            // SAFETY: `if_supported` keeps only ISAs the CPU has.
-            Isa::Avx512 => return unsafe { direct_avx512(s, padded, weight, bias, activation, y) },
-            // SAFETY: as above.
-            Isa::Avx2 => return unsafe { direct_avx2(s, padded, weight, bias, activation, y) },
-            Isa::Portable => {}
-        }
-        let _ = isa;
-        match s.o {
-            4.. => direct_kernel::<false, 4>(s, padded, weight, bias, activation, y),
-            _ => direct_kernel::<false, 1>(s, padded, weight, bias, activation, y),
-        }
-    });
-}
-
-/// Outputs computed together by the direct kernel: one register-sized block.
-const DIRECT_W: usize = 16;
-
-/// [`direct_kernel`] compiled for AVX-512 (a 16-output row is one register):
-/// blocks of 8 channels, or 6 or 4 when there are fewer.
-///
-/// # Safety
-/// The CPU must support AVX-512F and FMA.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx2,fma")]
-unsafe fn direct_avx512(
-    s: &Conv2d,
-    padded: &[f32],
-    weight: &[f32],
-    bias: Option<&[f32]>,
-    act: Activation,
-    y: &mut [f32],
-) {
-    match s.o {
-        8.. => direct_kernel::<true, 8>(s, padded, weight, bias, act, y),
-        // LeNet-5's conv1: six chains where eight would cover the latency,
-        // but no channel computed twice.
-        6.. => direct_kernel::<true, 6>(s, padded, weight, bias, act, y),
-        4.. => direct_kernel::<true, 4>(s, padded, weight, bias, act, y),
-        _ => direct_kernel::<true, 1>(s, padded, weight, bias, act, y),
-    }
-}
-
-/// [`direct_kernel`] compiled for AVX2 with fused multiply-adds (a
-/// 16-output row is two registers): blocks of 4 channels.
-///
-/// # Safety
-/// The CPU must support AVX2 and FMA.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn direct_avx2(
-    s: &Conv2d,
-    padded: &[f32],
-    weight: &[f32],
-    bias: Option<&[f32]>,
-    act: Activation,
-    y: &mut [f32],
-) {
-    match s.o {
-        4.. => direct_kernel::<true, 4>(s, padded, weight, bias, act, y),
-        _ => direct_kernel::<true, 1>(s, padded, weight, bias, act, y),
-    }
-}
-
-/// The direct convolution over a padded image, `OB` output channels at a
-/// time (`OB ≤ s.o`; the last block overlaps the one before rather than
-/// running short, recomputing a few channels to the same values). `FMA`
-/// selects `mul_add`, one instruction where FMA is enabled and a slow
-/// library call where it is not. No closures inside: a closure would not
-/// inherit the caller's target features, and its multiply-adds would not
-/// become FMA instructions.
-#[inline(always)]
-fn direct_kernel<const FMA: bool, const OB: usize>(
-    s: &Conv2d,
-    padded: &[f32],
-    weight: &[f32],
-    bias: Option<&[f32]>,
-    activation: Activation,
-    y: &mut [f32],
-) {
-    const W: usize = DIRECT_W;
-    let (oh, ow) = (s.out_h(), s.out_w());
-    let (ph, pw) = (s.h + 2 * s.ph, s.w + 2 * s.pw + W);
-    let window = s.c * s.kh * s.kw;
-    let mut next = 0;
-    while next < s.o {
-        let o0 = next.min(s.o - OB);
-        let taps: [&[f32]; OB] = std::array::from_fn(|k| &weight[(o0 + k) * window..][..window]);
-        let b: [f32; OB] = std::array::from_fn(|k| bias.map_or(0.0, |bias| bias[o0 + k]));
-        for oy in 0..oh {
-            let mut x0 = 0;
-            while x0 < ow {
-                let mut acc = b.map(|b| [b; W]);
-                for c in 0..s.c {
-                    for i in 0..s.kh {
-                        let src = &padded[(c * ph + oy + i) * pw + x0..][..s.kw - 1 + W];
-                        let t0 = (c * s.kh + i) * s.kw;
-                        for j in 0..s.kw {
-                            let seg: &[f32; W] = match src[j..j + W].try_into() {
-                                Ok(seg) => seg,
-                                Err(_) => continue,
-                            };
-                            for (acc, taps) in acc.iter_mut().zip(&taps) {
-                                let wv = taps[t0 + j];
-                                for q in 0..W {
-                                    acc[q] = if FMA {
-                                        wv.mul_add(seg[q], acc[q])
-                                    } else {
-                                        acc[q] + wv * seg[q]
-                                    };
-                                }
-                            }
-                        }
-                    }
-                }
-                let width = W.min(ow - x0);
-                for (k, acc) in acc.iter().enumerate() {
-                    let row = &mut y[((o0 + k) * oh + oy) * ow + x0..][..width];
-                    for (o, &v) in row.iter_mut().zip(acc) {
-                        *o = activation.apply(v);
-                    }
-                }
-                x0 += W;
-            }
-        }
-        next = o0 + OB;
-    }
-}
-
 /// `dx = conv_transpose(dy, weight)`: the gradient of the input. With
 /// `relu_mask` (the forward output of a ReLU that fed this conv), `dx` is
 /// zeroed where the mask is `≤ 0`, fusing that ReLU's backward.
@@ -900,7 +721,9 @@ pub fn conv2d_backward_weights_using(
 ) -> Result<(), LenError> {
     const OP: &str = "conv2d_backward_weights";
     s.check(OP, x.len(), dweight.len(), dy.len())?;
-    if algo == ConvAlgo::Winograd && !winograd::applies(s) {
+    if algo == ConvAlgo::Winograd && !winograd::applies(s)
+        || algo == ConvAlgo::Direct && !s.fits_direct()
+    {
         return Err(LenError { op: OP, tensor: "shape", expected: 0, found: 0 });
     }
     let plane = s.out_plane();
@@ -922,9 +745,13 @@ pub fn conv2d_backward_weights_using(
         winograd::weight_grad(s, winograd::Isa::best(), x, dy, dweight, par);
         return Ok(());
     }
+    let samples = |range, dweight: &mut [f32], par| match algo {
+        ConvAlgo::Direct => direct::weight_grad_direct(s, Isa::best(), x, dy, range, dweight),
+        _ => weight_grad_samples(s, x, dy, range, dweight, par),
+    };
     let tasks = if par == Par::Rayon { rayon::current_num_threads().min(s.n) } else { 1 };
     if tasks <= 1 {
-        weight_grad_samples(s, x, dy, 0..s.n, dweight, par);
+        samples(0..s.n, dweight, par);
         return Ok(());
     }
     // Samples split among tasks: the first accumulates into `dweight`, the
@@ -933,10 +760,10 @@ pub fn conv2d_backward_weights_using(
     let range = |t: usize| t * s.n / tasks..(t + 1) * s.n / tasks;
     with_partials((tasks - 1) * wlen, |partials| {
         rayon::join(
-            || weight_grad_samples(s, x, dy, range(0), dweight, Par::Seq),
+            || samples(range(0), dweight, Par::Seq),
             || {
                 partials.par_chunks_mut(wlen).enumerate().for_each(|(t, part)| {
-                    weight_grad_samples(s, x, dy, range(t + 1), part, Par::Seq);
+                    samples(range(t + 1), part, Par::Seq);
                 })
             },
         );

@@ -269,7 +269,7 @@ fn weight_grad_sample(s: &Conv2d, isa: Isa, padded: &[f32], dyp: &[f32], dweight
         Isa::Portable => {}
     }
     let _ = isa;
-    weight_grad_all::<false>(s, padded, dyp, dweight);
+    weight_grad_all::<PLAIN>(s, padded, dyp, dweight);
 }
 
 /// [`weight_grad_taps`] compiled for AVX-512.
@@ -279,8 +279,15 @@ fn weight_grad_sample(s: &Conv2d, isa: Isa, padded: &[f32], dyp: &[f32], dweight
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx2,fma")]
 unsafe fn weight_grad_avx512(s: &Conv2d, padded: &[f32], dyp: &[f32], dweight: &mut [f32]) {
-    weight_grad_all::<true>(s, padded, dyp, dweight);
+    weight_grad_all::<AVX512>(s, padded, dyp, dweight);
 }
+
+/// `weight_grad_all`'s kernel choices: plain loops without or with
+/// `mul_add` (FMA), or AVX-512 intrinsics, where the compiler vectorised the
+/// plain loops across taps instead of along the row and spilled.
+const PLAIN: u8 = 0;
+const FMA: u8 = 1;
+const AVX512: u8 = 2;
 
 /// [`weight_grad_taps`] compiled for AVX2.
 ///
@@ -289,14 +296,14 @@ unsafe fn weight_grad_avx512(s: &Conv2d, padded: &[f32], dyp: &[f32], dweight: &
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn weight_grad_avx2(s: &Conv2d, padded: &[f32], dyp: &[f32], dweight: &mut [f32]) {
-    weight_grad_all::<true>(s, padded, dyp, dweight);
+    weight_grad_all::<FMA>(s, padded, dyp, dweight);
 }
 
 /// Every weight of one sample, for each output channel and kernel row in
 /// runs of up to 7 taps along the row (the taps a constant, so that their
 /// accumulators stay in registers).
 #[inline(always)]
-fn weight_grad_all<const FMA: bool>(s: &Conv2d, padded: &[f32], dyp: &[f32], dweight: &mut [f32]) {
+fn weight_grad_all<const KIND: u8>(s: &Conv2d, padded: &[f32], dyp: &[f32], dweight: &mut [f32]) {
     for o in 0..s.o {
         for c in 0..s.c {
             for i in 0..s.kh {
@@ -305,13 +312,13 @@ fn weight_grad_all<const FMA: bool>(s: &Conv2d, padded: &[f32], dyp: &[f32], dwe
                     let taps = (s.kw - j0).min(7);
                     let args = (s, padded, dyp, Tap { o, c, i, j0 });
                     match taps {
-                        1 => weight_grad_taps::<FMA, 1>(args, dweight),
-                        2 => weight_grad_taps::<FMA, 2>(args, dweight),
-                        3 => weight_grad_taps::<FMA, 3>(args, dweight),
-                        4 => weight_grad_taps::<FMA, 4>(args, dweight),
-                        5 => weight_grad_taps::<FMA, 5>(args, dweight),
-                        6 => weight_grad_taps::<FMA, 6>(args, dweight),
-                        _ => weight_grad_taps::<FMA, 7>(args, dweight),
+                        1 => weight_grad_taps::<KIND, 1>(args, dweight),
+                        2 => weight_grad_taps::<KIND, 2>(args, dweight),
+                        3 => weight_grad_taps::<KIND, 3>(args, dweight),
+                        4 => weight_grad_taps::<KIND, 4>(args, dweight),
+                        5 => weight_grad_taps::<KIND, 5>(args, dweight),
+                        6 => weight_grad_taps::<KIND, 6>(args, dweight),
+                        _ => weight_grad_taps::<KIND, 7>(args, dweight),
                     }
                     j0 += taps;
                 }
@@ -334,7 +341,7 @@ struct Tap {
 /// for each block of 16 outputs of `dy`'s channel `o`, one load of `dy` feeds
 /// the `KW` taps, each multiplying it with the input row shifted by the tap.
 #[inline(always)]
-fn weight_grad_taps<const FMA: bool, const KW: usize>(
+fn weight_grad_taps<const KIND: u8, const KW: usize>(
     (s, padded, dyp, at): (&Conv2d, &[f32], &[f32], Tap),
     dweight: &mut [f32],
 ) {
@@ -343,25 +350,77 @@ fn weight_grad_taps<const FMA: bool, const KW: usize>(
     let (oh, ow) = (s.out_h(), s.out_w());
     let row = ow.div_ceil(W) * W;
     let (ph, pw) = (s.h + 2 * s.ph, s.w + 2 * s.pw + W);
-    let mut acc = [[0.0f32; W]; KW];
     let dy = &dyp[o * oh * row..][..oh * row];
-    for (oy, dy_row) in dy.chunks_exact(row).enumerate() {
-        // Columns j0.. of the input row, far enough for the last block's
-        // last tap: row + KW - 1 ≤ ow + W - 1 + kw - 1 ≤ pw - j0.
-        let src = &padded[(c * ph + oy + i) * pw + j0..][..row + KW - 1];
-        for (b, d) in dy_row.chunks_exact(W).enumerate() {
-            let src = &src[b * W..][..W + KW - 1];
-            for (j, acc) in acc.iter_mut().enumerate() {
-                let seg = &src[j..j + W];
-                for q in 0..W {
-                    acc[q] =
-                        if FMA { d[q].mul_add(seg[q], acc[q]) } else { acc[q] + d[q] * seg[q] };
+    // Columns j0.. of input row oy + i, far enough for the last block's last
+    // tap: row + KW - 1 ≤ ow + W - 1 + kw - 1 ≤ pw - j0.
+    let src = |oy: usize| &padded[(c * ph + oy + i) * pw + j0..][..row + KW - 1];
+    let sums: [f32; KW] = if KIND == AVX512 {
+        #[cfg(target_arch = "x86_64")]
+        {
+            // SAFETY: KIND is AVX512 only inside `weight_grad_avx512`, whose
+            // caller checked the CPU.
+            unsafe { x86::taps::<KW>(dy, row, src) }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        unreachable!("AVX-512 kernels exist only on x86_64")
+    } else {
+        let mut acc = [[0.0f32; W]; KW];
+        for (oy, dy_row) in dy.chunks_exact(row).enumerate() {
+            let src = src(oy);
+            for (b, d) in dy_row.as_chunks::<W>().0.iter().enumerate() {
+                let src = &src[b * W..][..W + KW - 1];
+                for (j, acc) in acc.iter_mut().enumerate() {
+                    let Ok(seg) = <&[f32; W]>::try_from(&src[j..j + W]) else { continue };
+                    for q in 0..W {
+                        acc[q] = if KIND == FMA {
+                            d[q].mul_add(seg[q], acc[q])
+                        } else {
+                            acc[q] + d[q] * seg[q]
+                        };
+                    }
                 }
             }
         }
-    }
+        acc.map(|acc| crate::reduce::sum(&acc))
+    };
     let t = ((o * s.c + c) * s.kh + i) * s.kw + j0;
-    for (w, acc) in dweight[t..t + KW].iter_mut().zip(&acc) {
-        *w += crate::reduce::sum(acc);
+    for (w, sum) in dweight[t..t + KW].iter_mut().zip(sums) {
+        *w += sum;
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use super::DIRECT_W;
+    use std::arch::x86_64::*;
+
+    /// The `KW` sums of `weight_grad_taps` in zmm registers: for each block
+    /// of 16 outputs, one load of `dy` and `KW` of the shifted input row.
+    ///
+    /// # Safety
+    /// The CPU must support AVX-512F.
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    pub(super) unsafe fn taps<'a, const KW: usize>(
+        dy: &[f32],
+        row: usize,
+        src: impl Fn(usize) -> &'a [f32],
+    ) -> [f32; KW] {
+        let mut acc = [_mm512_setzero_ps(); KW];
+        for (oy, dy_row) in dy.chunks_exact(row).enumerate() {
+            let src = src(oy);
+            assert!(src.len() >= row + KW - 1);
+            for (b, d) in dy_row.as_chunks::<DIRECT_W>().0.iter().enumerate() {
+                // SAFETY: `d` holds 16 floats.
+                let d = unsafe { _mm512_loadu_ps(d.as_ptr()) };
+                for (j, acc) in acc.iter_mut().enumerate() {
+                    // SAFETY: b·16 + j + 16 ≤ row + KW - 1 ≤ src.len(),
+                    // asserted above.
+                    let seg = unsafe { _mm512_loadu_ps(src.as_ptr().add(b * DIRECT_W + j)) };
+                    *acc = _mm512_fmadd_ps(d, seg, *acc);
+                }
+            }
+        }
+        acc.map(|a| _mm512_reduce_add_ps(a))
     }
 }

@@ -1,6 +1,9 @@
-//! Runs one row-major SGEMM repeatedly, for profiling:
-//! `cargo run --release -p netc-runtime --example gemm_one -- M N K [THREADS] [SECONDS]`
-//! (defaults: 1024 1024 1024, 1 thread, 3 s). Prints GFLOP/s.
+//! Runs one SGEMM repeatedly, for profiling:
+//! `cargo run --release -p netc-runtime --example gemm_one -- M N K [THREADS] [SECONDS] [LAYOUT]`
+//! (defaults: 1024 1024 1024, 1 thread, 3 s, `nn`). LAYOUT is `nn` (A and B
+//! row-major), `nt` (B given as its row-major transpose: a dense layer's
+//! forward) or `tn` (A given as its transpose: a dense weight gradient).
+//! Prints GFLOP/s.
 
 use netc_runtime::gemm::{sgemm, Epilogue, MatMut, MatRef, Par};
 use std::time::Instant;
@@ -13,6 +16,7 @@ fn main() {
     };
     let threads = nums.get(3).copied().unwrap_or(1);
     let seconds = nums.get(4).copied().unwrap_or(3) as f64;
+    let layout = std::env::args().nth(6).unwrap_or_else(|| "nn".into());
     let a: Vec<f32> = (0..m * k).map(|i| (i % 17) as f32 / 17.0 - 0.5).collect();
     let b: Vec<f32> = (0..k * n).map(|i| (i % 13) as f32 / 13.0 - 0.5).collect();
     let mut c = vec![0.0f32; m * n];
@@ -28,8 +32,16 @@ fn main() {
                 n,
                 k,
                 1.0,
-                MatRef::row_major(&a, k),
-                MatRef::row_major(&b, n),
+                if layout == "tn" {
+                    MatRef::row_major(&a, m).t()
+                } else {
+                    MatRef::row_major(&a, k)
+                },
+                if layout == "nt" {
+                    MatRef::row_major(&b, k).t()
+                } else {
+                    MatRef::row_major(&b, n)
+                },
                 0.0,
                 MatMut::row_major(&mut c, n),
                 &Epilogue::default(),
@@ -41,5 +53,7 @@ fn main() {
         runs += 1;
     }
     let gflops = 2.0 * (m * n * k) as f64 / best / 1e9;
-    println!("{m}x{n}x{k} on {threads} thread(s): best {gflops:.1} GFLOP/s over {runs} runs");
+    println!(
+        "{m}x{n}x{k} {layout} on {threads} thread(s): best {gflops:.1} GFLOP/s over {runs} runs"
+    );
 }

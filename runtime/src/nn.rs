@@ -37,6 +37,13 @@ impl From<OptimError> for Error {
     }
 }
 
+/// Runs a whole pass of a generated model (`f`) with the pool's other
+/// thread kept polling for its parallel kernels rather than sleeping between
+/// them; see `par::awake`.
+pub fn awake<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    crate::par::awake(f)
+}
+
 /// Sizes every thread's scratch buffers for a model with these
 /// convolutions (at its batch capacity), so that its training steps
 /// allocate nothing. Generated models call it when they are created.

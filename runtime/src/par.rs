@@ -6,6 +6,7 @@
 //! microseconds.
 
 use rayon::prelude::*;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 /// Floats per parallel block (128 KB): big enough to amortise a task,
 /// small enough to balance.
@@ -82,5 +83,88 @@ pub(crate) fn update3(
             .for_each(|((p, (m, v)), g)| f(p, m, v, g));
     } else {
         f(p, m, v, g);
+    }
+}
+
+/// Runs `f` on this thread while one other thread of the pool polls for the
+/// parallel work `f` starts, instead of going to sleep between `f`'s
+/// parallel sections and being woken for each. A training step is dozens of
+/// short parallel kernels with serial gaps between them; a sleeping worker
+/// takes tens of microseconds to wake on a virtual machine, which cost the
+/// MLP's step most of what its second core gave (see BENCHMARKS.md). The
+/// poller runs any pool work it finds (`rayon::yield_now`), so it never
+/// holds work up; it stops when `f` returns or panics.
+pub(crate) fn awake<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    if rayon::current_num_threads() <= 1 {
+        return f();
+    }
+    /// Marks `f` done when dropped, so that a panic in `f` stops the poller
+    /// too (`join` waits for both sides before it unwinds).
+    struct Done<'a>(&'a AtomicBool);
+    impl Drop for Done<'_> {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::Release);
+        }
+    }
+    let done = AtomicBool::new(false);
+    let origin = AtomicUsize::new(usize::MAX);
+    let thread = || rayon::current_thread_index().unwrap_or(usize::MAX - 1);
+    let (r, ()) = rayon::join(
+        || {
+            origin.store(thread(), Ordering::Release);
+            let _done = Done(&done);
+            f()
+        },
+        || {
+            // Taken back by `f`'s own thread (while `f` waits on its own
+            // parallel work, or after `f`): nothing to poll for, and spinning
+            // there would never let `f` finish.
+            if thread() == origin.load(Ordering::Acquire) {
+                return;
+            }
+            while !done.load(Ordering::Acquire) {
+                if rayon::yield_now() != Some(rayon::Yield::Executed) {
+                    std::hint::spin_loop();
+                }
+            }
+        },
+    );
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `awake` returns what `f` returns, with `f`'s parallel work done, on
+    /// pools of one to three threads and from outside any pool.
+    #[test]
+    fn awake_runs_f_and_its_parallel_work() {
+        let work = || {
+            let mut v = vec![1.0f32; 1 << 18];
+            each(&mut v, |b| b.iter_mut().for_each(|x| *x *= 2.0));
+            let (a, b) = rayon::join(|| v.iter().sum::<f32>(), || v.len());
+            (a, b)
+        };
+        for threads in 1..=3 {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            for _ in 0..20 {
+                assert_eq!(pool.install(|| awake(work)), (2.0 * (1 << 18) as f32, 1 << 18));
+            }
+        }
+        assert_eq!(awake(work).1, 1 << 18);
+    }
+
+    /// A panic in `f` reaches the caller instead of leaving the poller
+    /// spinning (and the call hanging).
+    #[test]
+    fn a_panic_in_f_stops_the_poller() {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
+        let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            pool.install(|| awake(|| -> u32 { panic!("f failed") }))
+        }));
+        assert!(caught.is_err());
+        // The pool still works afterwards.
+        assert_eq!(pool.install(|| awake(|| 7)), 7);
     }
 }

@@ -355,6 +355,11 @@ fn module(
             /// [`Self::forward`] on flat slices, `n·INPUT_LEN` values in and
             /// `n·OUTPUT_LEN` out.
             pub fn forward_flat(&mut self, x: &[f32], out: &mut [f32]) -> Result<(), #rt::Error> {
+                // The pool's other thread stays awake for the whole pass.
+                #rt::nn::awake(move || self.forward_flat_on(x, out))
+            }
+
+            fn forward_flat_on(&mut self, x: &[f32], out: &mut [f32]) -> Result<(), #rt::Error> {
                 let n = self.batch_of(x.len(), "x")?;
                 if out.len() != n * Self::OUTPUT_LEN {
                     return Err(#rt::Error::Len(#rt::LenError { op: "forward", tensor: "out", expected: n * Self::OUTPUT_LEN, found: out.len() }));
@@ -533,10 +538,13 @@ fn training(
         /// One step of training: forward, loss, backward and update.
         /// Returns the mean loss of the batch.
         pub fn train_step(&mut self, x: &[[f32; #in_len]], #target_param: #target_ty, opt: &#rt::nn::Optimizer) -> Result<f32, #rt::Error> {
-            self.forward_train(x)?;
-            let loss = self.backward(#target_param)?;
-            self.apply_gradients(opt)?;
-            Ok(loss)
+            // The pool's other thread stays awake for the whole step.
+            #rt::nn::awake(move || {
+                self.forward_train(x)?;
+                let loss = self.backward(#target_param)?;
+                self.apply_gradients(opt)?;
+                Ok(loss)
+            })
         }
 
         /// [`Self::train_step`] on an ndarray view of shape `[n, INPUT...]`
@@ -544,10 +552,13 @@ fn training(
         /// copied first).
         pub fn train_step_view<D: #rt::view::ndarray::Dimension>(&mut self, x: #rt::view::ndarray::ArrayView<'_, f32, D>, #target_param: #target_ty, opt: &#rt::nn::Optimizer) -> Result<f32, #rt::Error> {
             let x = #rt::view::samples(&x, &Self::INPUT, "x")?;
-            self.forward_train_flat(#rt::view::flat(&x))?;
-            let loss = self.backward(#target_param)?;
-            self.apply_gradients(opt)?;
-            Ok(loss)
+            let x = #rt::view::flat(&x);
+            #rt::nn::awake(move || {
+                self.forward_train_flat(x)?;
+                let loss = self.backward(#target_param)?;
+                self.apply_gradients(opt)?;
+                Ok(loss)
+            })
         }
     }
 }

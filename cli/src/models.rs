@@ -73,18 +73,21 @@ macro_rules! classifier {
                         found: x.len(),
                     }));
                 }
-                let out = self.forward_train(chunks)?;
-                let flat = out.as_flattened();
-                if logits.len() != flat.len() {
-                    return Err(Error::Len(netc_runtime::LenError {
-                        op: "train",
-                        tensor: "logits",
-                        expected: flat.len(),
-                        found: logits.len(),
-                    }));
-                }
-                logits.copy_from_slice(flat);
-                self.backward(labels)
+                // The pool's other thread stays awake for both passes.
+                netc_runtime::nn::awake(move || {
+                    let out = self.forward_train(chunks)?;
+                    let flat = out.as_flattened();
+                    if logits.len() != flat.len() {
+                        return Err(Error::Len(netc_runtime::LenError {
+                            op: "train",
+                            tensor: "logits",
+                            expected: flat.len(),
+                            found: logits.len(),
+                        }));
+                    }
+                    logits.copy_from_slice(flat);
+                    self.backward(labels)
+                })
             }
             fn apply_gradients(&mut self, opt: &Optimizer) -> Result<(), Error> {
                 <$ty>::apply_gradients(self, opt)

@@ -468,29 +468,25 @@ fn forward_im2col(
     par: Par,
 ) {
     let (og, patch, plane) = (s.o / s.groups, s.patch(), s.out_plane());
-    if s.out_w() < FUSED_IM2COL_MIN_WIDTH {
-        return forward_im2col_copied(s, x, weight, bias, activation, y, par);
-    }
-    for g in 0..s.groups {
-        let w = &weight[g * og * patch..][..og * patch];
-        let y = &mut y[g * og * plane..][..og * plane];
-        let b = bias.map(|b| &b[g * og..][..og]);
-        // The im2col matrix is never written out: the GEMM asks for its
-        // panels, which are filled straight from the input.
-        let r = sgemm_packed_b(
-            og,
-            plane,
-            patch,
-            1.0,
-            MatRef::row_major(w, patch),
-            &Im2colPanels { s, x, g },
-            0.0,
-            MatMut::row_major(y, plane),
-            &epilogue(b, activation),
-            par,
-        );
-        crate::gemm::expect_valid(r);
-    }
+    // Wide enough rows: the im2col matrix is never written out, the GEMM
+    // asks for its panels, which are filled straight from the input.
+    let fused = s.out_w() >= FUSED_IM2COL_MIN_WIDTH;
+    with_columns(if fused { 0 } else { patch * plane }, |col| {
+        for g in 0..s.groups {
+            let w = MatRef::row_major(&weight[g * og * patch..][..og * patch], patch);
+            let y = MatMut::row_major(&mut y[g * og * plane..][..og * plane], plane);
+            let epi = epilogue(bias.map(|b| &b[g * og..][..og]), activation);
+            let r = if fused {
+                let b = Im2colPanels { s, x, g };
+                sgemm_packed_b(og, plane, patch, 1.0, w, &b, 0.0, y, &epi, par)
+            } else {
+                im2col(s, x, g, col);
+                let b = MatRef::row_major(col, plane);
+                sgemm(og, plane, patch, 1.0, w, b, 0.0, y, &epi, par)
+            };
+            crate::gemm::expect_valid(r);
+        }
+    });
 }
 
 /// Output rows narrower than this are unrolled into a whole im2col matrix
@@ -499,41 +495,6 @@ fn forward_im2col(
 /// conv2, 10 wide: forward at batch 64 3% slower fused; AlexNet's 13-wide
 /// conv3-5: forward at batch 1 8% faster fused).
 const FUSED_IM2COL_MIN_WIDTH: usize = 12;
-
-/// [`forward_im2col`] through a materialised im2col matrix.
-#[allow(clippy::too_many_arguments)]
-fn forward_im2col_copied(
-    s: &Conv2d,
-    x: &[f32],
-    weight: &[f32],
-    bias: Option<&[f32]>,
-    activation: Activation,
-    y: &mut [f32],
-    par: Par,
-) {
-    let (og, patch, plane) = (s.o / s.groups, s.patch(), s.out_plane());
-    with_columns(patch * plane, |col| {
-        for g in 0..s.groups {
-            im2col(s, x, g, col);
-            let w = &weight[g * og * patch..][..og * patch];
-            let y = &mut y[g * og * plane..][..og * plane];
-            let b = bias.map(|b| &b[g * og..][..og]);
-            let r = sgemm(
-                og,
-                plane,
-                patch,
-                1.0,
-                MatRef::row_major(w, patch),
-                MatRef::row_major(col, plane),
-                0.0,
-                MatMut::row_major(y, plane),
-                &epilogue(b, activation),
-                par,
-            );
-            crate::gemm::expect_valid(r);
-        }
-    });
-}
 
 /// The im2col matrix of one sample's group `g` (as [`im2col`] writes it) as
 /// a source of the GEMM's packed B panels.

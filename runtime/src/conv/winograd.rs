@@ -83,10 +83,28 @@ pub fn applies(s: &Conv2d) -> bool {
 /// save: both grow with `c·o`, but the saving also with the tiles. 64→64 at
 /// 8x8, ms: batch 1 (4 tiles) 0.196/0.063, 2 0.169/0.091, 4 (16 tiles)
 /// 0.160/0.170, 8 0.162/0.295.
+///
+/// Past 1 MB of `U`, it also needs at least as many output channels as
+/// input channels: the input transform grows with the input channels, and
+/// with fewer outputs to share it Winograd lost (`conv_bench`, % of peak,
+/// Winograd/im2col: AlexNet conv5 384→256 forward 52.8/56.8 and conv3's
+/// backward-data, the same 384→256 problem, 49.6/56.0; conv3 256→384
+/// forward 74.1/56.9, conv4 384→384 70.6/59.2, conv5's backward-data
+/// 256→384 75.1/54.2).
 pub fn pays(s: &Conv2d) -> bool {
-    let u_bytes = POINTS * s.c * s.o * 4;
-    let tiles = s.n * Problem::forward(s).tiles_per_sample();
-    tiles >= 16 && (u_bytes <= 1 << 20 || tiles >= 128)
+    problem_pays(&Problem::forward(s))
+}
+
+/// [`pays`] for the backward-data pass of `s`, the same algorithm on the
+/// problem from `o` channels to `c`.
+pub fn pays_backward_data(s: &Conv2d) -> bool {
+    problem_pays(&Problem::backward_data(s))
+}
+
+fn problem_pays(p: &Problem) -> bool {
+    let u_bytes = POINTS * p.cin * p.cout * 4;
+    let tiles = p.n * p.tiles_per_sample();
+    tiles >= 16 && (u_bytes <= 1 << 20 || tiles >= 128 && p.cout >= p.cin)
 }
 
 /// Whether Winograd beats im2col on the weight gradient of `s`, where it

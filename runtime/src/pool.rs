@@ -3,11 +3,12 @@
 //! `dilation = 1`, `count_include_pad = true` and no `divisor_override`, and
 //! `nn.AdaptiveAvgPool2d(1)` flattened to `[N, C]` as global average pooling.
 //!
-//! Every input plane `[H, W]` is pooled on its own, in memory order. Max
-//! pooling scans one window at a time, slicing each of its rows once. The
-//! average pools work a whole output row at a time: for each input row and
-//! each window column `j`, one strided pass over the input row updates every
-//! output of the row, so the bookkeeping is per row rather than per output.
+//! Every input plane `[H, W]` is pooled on its own, in memory order. Both
+//! pools work a whole output row at a time: for each input row and each
+//! window column `j`, one strided pass over the input row updates every
+//! output of the row, so the bookkeeping is per row rather than per output
+//! and the compare-and-select (max) or the sums (average) vectorise. Max
+//! pooling does its padded edge windows one at a time, clipped.
 //! Either way a window is visited in row-major order, as ATen visits it,
 //! which fixes ties, NaN and the order of the sums.
 

@@ -385,6 +385,17 @@ fn winograd_matches_the_reference_on_model_shapes() {
 /// Shapes Winograd cannot compute are refused, not miscomputed.
 #[test]
 fn winograd_refuses_other_shapes() {
+    // The selection rules answer "no" for shapes Winograd cannot run, rather
+    // than computing tile counts from a negative size.
+    // A pad of 3 still runs forward (over a padded copy), not backward-data.
+    for (s, want) in [
+        (Conv2d::square(1, 4, 1, 1, 4, 3, 1, 0), (false, false, false)),
+        (Conv2d::square(64, 4, 8, 8, 4, 3, 1, 3), (true, true, false)),
+        (Conv2d::square(64, 4, 8, 8, 4, 3, 2, 1), (false, false, false)),
+    ] {
+        let rules = (winograd::pays(&s), winograd::pays_weight_grad(&s));
+        assert_eq!((rules.0, rules.1, winograd::pays_backward_data(&s)), want, "{s:?}");
+    }
     let strided = Conv2d::square(1, 4, 8, 8, 4, 3, 2, 1);
     let (x, w) = (fill(strided.input_len(), 1), fill(strided.weight_len(), 2));
     let mut y = vec![0.0; strided.output_len()];
@@ -463,6 +474,29 @@ proptest! {
             conv2d_backward_weights_direct(&s, isa, &x, &dy, &mut dw).map_err(fail)?;
             let positions = s.n * s.out_h() * s.out_w();
             assert_close(&format!("{isa:?} direct weight gradient"), &dw, &want_dw, positions, &s)?;
+        }
+    }
+}
+
+/// An infinite input reaches only the weights whose windows cover it: the
+/// direct weight gradient pads `dy`'s rows to whole blocks, and those
+/// padding outputs must not meet the real input cells past the row (0·∞
+/// would make NaN in weights PyTorch leaves finite).
+#[test]
+fn direct_weight_gradient_keeps_an_infinite_input_to_its_taps() {
+    let s = Conv2d::square(1, 1, 6, 21, 2, 5, 1, 0);
+    let mut x = fill(s.input_len(), 7);
+    x[20] = f32::INFINITY; // row 0, last column: only kernel column 4 sees it
+    let dy = fill(s.output_len(), 8);
+    let (want, _) = reference::conv2d_backward_weights(&s, &f64s(&x), &f64s(&dy));
+    for &isa in Isa::supported() {
+        let mut dw = vec![0.0f32; s.weight_len()];
+        conv2d_backward_weights_direct(&s, isa, &x, &dy, &mut dw).unwrap();
+        for (i, (&g, &w)) in dw.iter().zip(&want).enumerate() {
+            assert_eq!(g.is_finite(), w.is_finite(), "{isa:?} dw[{i}] = {g}, want {w}");
+            if w.is_finite() {
+                assert!((f64::from(g) - w).abs() <= 1e-4 * (1.0 + w.abs()), "{isa:?} dw[{i}]");
+            }
         }
     }
 }

@@ -359,7 +359,7 @@ fn weight_grad_taps<const KIND: u8, const KW: usize>(
         {
             // SAFETY: KIND is AVX512 only inside `weight_grad_avx512`, whose
             // caller checked the CPU.
-            unsafe { x86::taps::<KW>(dy, row, src) }
+            unsafe { x86::taps::<KW>(dy, row, ow, src) }
         }
         #[cfg(not(target_arch = "x86_64"))]
         unreachable!("AVX-512 kernels exist only on x86_64")
@@ -369,14 +369,16 @@ fn weight_grad_taps<const KIND: u8, const KW: usize>(
             let src = src(oy);
             for (b, d) in dy_row.as_chunks::<W>().0.iter().enumerate() {
                 let src = &src[b * W..][..W + KW - 1];
+                // Outputs past the row (dy's zero padding) meet real input
+                // cells; reading those as zero keeps an infinite input
+                // from making 0·∞ = NaN in a weight it does not touch.
+                let valid = (ow - b * W).min(W);
                 for (j, acc) in acc.iter_mut().enumerate() {
                     let Ok(seg) = <&[f32; W]>::try_from(&src[j..j + W]) else { continue };
                     for q in 0..W {
-                        acc[q] = if KIND == FMA {
-                            d[q].mul_add(seg[q], acc[q])
-                        } else {
-                            acc[q] + d[q] * seg[q]
-                        };
+                        let x = if q < valid { seg[q] } else { 0.0 };
+                        acc[q] =
+                            if KIND == FMA { d[q].mul_add(x, acc[q]) } else { acc[q] + d[q] * x };
                     }
                 }
             }
@@ -404,21 +406,35 @@ mod x86 {
     pub(super) unsafe fn taps<'a, const KW: usize>(
         dy: &[f32],
         row: usize,
+        ow: usize,
         src: impl Fn(usize) -> &'a [f32],
     ) -> [f32; KW] {
         let mut acc = [_mm512_setzero_ps(); KW];
+        // Whole blocks of outputs, then the row's last, partial one, whose
+        // input lanes past the row read as zero, as in the portable kernel
+        // (0·∞ would be NaN).
+        let (full, tail) = (ow / DIRECT_W, ow % DIRECT_W);
+        let tail_mask: __mmask16 = (1 << tail) - 1;
         for (oy, dy_row) in dy.chunks_exact(row).enumerate() {
             let src = src(oy);
-            assert!(src.len() >= row + KW - 1);
-            for (b, d) in dy_row.as_chunks::<DIRECT_W>().0.iter().enumerate() {
-                // SAFETY: `d` holds 16 floats.
-                let d = unsafe { _mm512_loadu_ps(d.as_ptr()) };
+            assert!(src.len() >= row + KW - 1 && row == ow.div_ceil(DIRECT_W) * DIRECT_W);
+            let mut block = |b: usize, mask: __mmask16| {
+                // SAFETY: b < full, or b = full with a tail: b·16 + 16 ≤
+                // row = dy_row.len() (asserted above).
+                let d = unsafe { _mm512_loadu_ps(dy_row.as_ptr().add(b * DIRECT_W)) };
                 for (j, acc) in acc.iter_mut().enumerate() {
                     // SAFETY: b·16 + j + 16 ≤ row + KW - 1 ≤ src.len(),
-                    // asserted above.
-                    let seg = unsafe { _mm512_loadu_ps(src.as_ptr().add(b * DIRECT_W + j)) };
+                    // asserted above; masked-off lanes are not read.
+                    let seg =
+                        unsafe { _mm512_maskz_loadu_ps(mask, src.as_ptr().add(b * DIRECT_W + j)) };
                     *acc = _mm512_fmadd_ps(d, seg, *acc);
                 }
+            };
+            for b in 0..full {
+                block(b, 0xFFFF);
+            }
+            if tail > 0 {
+                block(full, tail_mask);
             }
         }
         acc.map(|a| _mm512_reduce_add_ps(a))

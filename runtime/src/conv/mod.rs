@@ -9,9 +9,11 @@
 //!   too thin for the GEMM to pay, so the window is applied directly;
 //! - `Winograd`: 3x3 stride-1 convs, by F(4x4, 3x3) ([`winograd`]), which
 //!   does a quarter of the multiplies; also their backward-data pass;
-//! - `Im2col`: the general case, the window unrolled into a column matrix in
-//!   a per-thread scratch buffer, then one GEMM per sample and group with the
-//!   bias and activation fused into the GEMM's store.
+//! - `Im2col`: the general case, one GEMM per sample and group with the bias
+//!   and activation fused into the GEMM's store, the window unrolled into
+//!   the GEMM's packed B panels straight from the input (or, for outputs
+//!   under 12 wide, into a column matrix in a per-thread scratch buffer
+//!   first).
 
 mod direct;
 pub mod winograd;

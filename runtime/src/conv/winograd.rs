@@ -92,13 +92,13 @@ pub fn applies(s: &Conv2d) -> bool {
 /// forward 74.1/56.9, conv4 384→384 70.6/59.2, conv5's backward-data
 /// 256→384 75.1/54.2).
 pub fn pays(s: &Conv2d) -> bool {
-    problem_pays(&Problem::forward(s))
+    applies(s) && problem_pays(&Problem::forward(s))
 }
 
 /// [`pays`] for the backward-data pass of `s`, the same algorithm on the
 /// problem from `o` channels to `c`.
 pub fn pays_backward_data(s: &Conv2d) -> bool {
-    problem_pays(&Problem::backward_data(s))
+    applies_backward_data(s) && problem_pays(&Problem::backward_data(s))
 }
 
 fn problem_pays(p: &Problem) -> bool {
@@ -111,9 +111,12 @@ fn problem_pays(p: &Problem) -> bool {
 /// applies: only while `U` fits in 1 MB, since every task sums into its own
 /// `W'` of that size. Measured with `conv_bench`, ms at 2 threads:
 /// ResNet-20's 16→16 1.97 against 2.93 for im2col, 64→64 1.05 against 1.73;
-/// AlexNet's conv4 (a 21 MB `W'`) 16.2 against 10.8.
+/// AlexNet's conv4 (a 21 MB `W'`) 16.2 against 10.8. And, as for
+/// [`pays`], only from 16 tiles a call.
 pub fn pays_weight_grad(s: &Conv2d) -> bool {
-    POINTS * s.c * s.o * 4 <= 1 << 20 && s.n * Problem::forward(s).tiles_per_sample() >= 16
+    applies(s)
+        && POINTS * s.c * s.o * 4 <= 1 << 20
+        && s.n * Problem::forward(s).tiles_per_sample() >= 16
 }
 
 /// Whether the backward-data pass of `s` can run here: its padding,

@@ -298,16 +298,11 @@ fn dot4<const FMA: bool>(w: [&[f32]; 4], x: &[f32]) -> [f32; 4] {
     let mut acc = [[0.0f32; L]; 4];
     let (xc, xr) = x.as_chunks::<L>();
     let [(w0, r0), (w1, r1), (w2, r2), (w3, r3)] = w.map(|w| w.as_chunks::<L>());
-    let fma = |a: &mut [f32; L], wv: &[f32; L], xv: &[f32; L]| {
-        for l in 0..L {
-            a[l] = if FMA { wv[l].mul_add(xv[l], a[l]) } else { a[l] + wv[l] * xv[l] };
-        }
-    };
     for ((((xv, v0), v1), v2), v3) in xc.iter().zip(w0).zip(w1).zip(w2).zip(w3) {
-        fma(&mut acc[0], v0, xv);
-        fma(&mut acc[1], v1, xv);
-        fma(&mut acc[2], v2, xv);
-        fma(&mut acc[3], v3, xv);
+        multiply_add::<FMA, L>(&mut acc[0], v0, xv);
+        multiply_add::<FMA, L>(&mut acc[1], v1, xv);
+        multiply_add::<FMA, L>(&mut acc[2], v2, xv);
+        multiply_add::<FMA, L>(&mut acc[3], v3, xv);
     }
     let mut out = [0.0f32; 4];
     for ((o, a), wr) in out.iter_mut().zip(&mut acc).zip([r0, r1, r2, r3]) {
@@ -315,6 +310,15 @@ fn dot4<const FMA: bool>(w: [&[f32]; 4], x: &[f32]) -> [f32; 4] {
         *o = reduce(a) + tail;
     }
     out
+}
+
+/// `a += w·x` lane by lane (a function, not a closure: a closure would not
+/// inherit the caller's target features).
+#[inline(always)]
+fn multiply_add<const FMA: bool, const L: usize>(a: &mut [f32; L], w: &[f32; L], x: &[f32; L]) {
+    for l in 0..L {
+        a[l] = if FMA { w[l].mul_add(x[l], a[l]) } else { a[l] + w[l] * x[l] };
+    }
 }
 
 /// `Σ acc` by pairwise halving, each step one vector add: a plain `sum()`

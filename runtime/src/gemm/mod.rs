@@ -329,7 +329,9 @@ impl Grid {
         let (mp, np) = (m.div_ceil(mr), n.div_ceil(nr));
         // The busiest thread's work: its tiles' multiply-adds, plus packing
         // its rows of A and its columns of B (each packed element costs
-        // about as much as a few multiply-adds at kernel speed).
+        // about as much as a few multiply-adds at kernel speed). B is packed
+        // once per mc rows of A; with mc 1024 that is once for nearly every
+        // model shape, which the model assumes.
         const PACK_COST: usize = 8;
         let cost = |tm: usize, tn: usize| {
             let (rows, cols) = (mp.div_ceil(tm) * mr, np.div_ceil(tn) * nr);

@@ -6,7 +6,7 @@
 //! latency. AVX-512, AVX2 and portable builds of one generic body.
 
 use super::{with_columns, Conv2d};
-use crate::error::{check_len, LenError};
+use crate::error::LenError;
 use crate::gemm::Activation;
 use crate::isa::Isa;
 
@@ -24,10 +24,7 @@ pub fn conv2d_forward_direct(
     y: &mut [f32],
 ) -> Result<(), LenError> {
     const OP: &str = "conv2d_forward (direct)";
-    s.check(OP, x.len(), weight.len(), y.len())?;
-    if let Some(b) = bias {
-        check_len(OP, "bias", b.len(), s.o)?;
-    }
+    s.check_forward(OP, x, weight, bias, y)?;
     if !s.fits_direct() {
         return Err(LenError { op: OP, tensor: "shape", expected: 0, found: 0 });
     }
@@ -269,7 +266,7 @@ fn weight_grad_sample(s: &Conv2d, isa: Isa, padded: &[f32], dyp: &[f32], dweight
         Isa::Portable => {}
     }
     let _ = isa;
-    weight_grad_all::<PLAIN>(s, padded, dyp, dweight);
+    weight_grad_all::<KIND_PLAIN>(s, padded, dyp, dweight);
 }
 
 /// [`weight_grad_taps`] compiled for AVX-512.
@@ -279,15 +276,15 @@ fn weight_grad_sample(s: &Conv2d, isa: Isa, padded: &[f32], dyp: &[f32], dweight
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx2,fma")]
 unsafe fn weight_grad_avx512(s: &Conv2d, padded: &[f32], dyp: &[f32], dweight: &mut [f32]) {
-    weight_grad_all::<AVX512>(s, padded, dyp, dweight);
+    weight_grad_all::<KIND_AVX512>(s, padded, dyp, dweight);
 }
 
 /// `weight_grad_all`'s kernel choices: plain loops without or with
-/// `mul_add` (FMA), or AVX-512 intrinsics, where the compiler vectorised the
+/// `mul_add`, or AVX-512 intrinsics, where the compiler vectorised the
 /// plain loops across taps instead of along the row and spilled.
-const PLAIN: u8 = 0;
-const FMA: u8 = 1;
-const AVX512: u8 = 2;
+const KIND_PLAIN: u8 = 0;
+const KIND_FMA: u8 = 1;
+const KIND_AVX512: u8 = 2;
 
 /// [`weight_grad_taps`] compiled for AVX2.
 ///
@@ -296,7 +293,7 @@ const AVX512: u8 = 2;
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn weight_grad_avx2(s: &Conv2d, padded: &[f32], dyp: &[f32], dweight: &mut [f32]) {
-    weight_grad_all::<FMA>(s, padded, dyp, dweight);
+    weight_grad_all::<KIND_FMA>(s, padded, dyp, dweight);
 }
 
 /// Every weight of one sample, for each output channel and kernel row in
@@ -354,10 +351,10 @@ fn weight_grad_taps<const KIND: u8, const KW: usize>(
     // Columns j0.. of input row oy + i, far enough for the last block's last
     // tap: row + KW - 1 ≤ ow + W - 1 + kw - 1 ≤ pw - j0.
     let src = |oy: usize| &padded[(c * ph + oy + i) * pw + j0..][..row + KW - 1];
-    let sums: [f32; KW] = if KIND == AVX512 {
+    let sums: [f32; KW] = if KIND == KIND_AVX512 {
         #[cfg(target_arch = "x86_64")]
         {
-            // SAFETY: KIND is AVX512 only inside `weight_grad_avx512`, whose
+            // SAFETY: KIND is KIND_AVX512 only inside `weight_grad_avx512`, whose
             // caller checked the CPU.
             unsafe { x86::taps::<KW>(dy, row, ow, src) }
         }
@@ -377,8 +374,11 @@ fn weight_grad_taps<const KIND: u8, const KW: usize>(
                     let Ok(seg) = <&[f32; W]>::try_from(&src[j..j + W]) else { continue };
                     for q in 0..W {
                         let x = if q < valid { seg[q] } else { 0.0 };
-                        acc[q] =
-                            if KIND == FMA { d[q].mul_add(x, acc[q]) } else { acc[q] + d[q] * x };
+                        acc[q] = if KIND == KIND_FMA {
+                            d[q].mul_add(x, acc[q])
+                        } else {
+                            acc[q] + d[q] * x
+                        };
                     }
                 }
             }

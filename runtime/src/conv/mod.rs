@@ -229,6 +229,22 @@ impl Conv2d {
         check_len(op, "weight", w, self.weight_len())?;
         check_len(op, "output", y, self.output_len())
     }
+
+    /// [`Self::check`] for a forward pass, with its optional bias.
+    fn check_forward(
+        &self,
+        op: &'static str,
+        x: &[f32],
+        weight: &[f32],
+        bias: Option<&[f32]>,
+        y: &[f32],
+    ) -> Result<(), LenError> {
+        self.check(op, x.len(), weight.len(), y.len())?;
+        match bias {
+            Some(b) => check_len(op, "bias", b.len(), self.o),
+            None => Ok(()),
+        }
+    }
 }
 
 /// Partial weight gradients of the parallel tasks of
@@ -281,15 +297,28 @@ fn im2col(s: &Conv2d, x: &[f32], g: usize, col: &mut [f32]) {
 /// that weight `r = (channel, i, j)` multiplies, one per output position.
 fn fill_col_row(s: &Conv2d, x: &[f32], g: usize, r: usize, row: &mut [f32]) {
     let (cg, ow) = (s.c / s.groups, s.out_w());
-    let (ci, i, j) = (r / (s.kh * s.kw), r / s.kw % s.kh, r % s.kw);
+    let (ci, i, j) = s.tap(r);
     let plane = &x[(g * cg + ci) * s.h * s.w..][..s.h * s.w];
     for (y, out) in row.chunks_exact_mut(ow).enumerate() {
-        let ih = (y * s.sh + i * s.dh) as isize - s.ph as isize;
-        if ih < 0 || ih >= s.h as isize {
-            out.fill(0.0);
-            continue;
+        match s.input_row(plane, y, i) {
+            Some(src) => fill_row(out, src, j * s.dw, s.pw, s.sw),
+            None => out.fill(0.0),
         }
-        fill_row(out, &plane[ih as usize * s.w..][..s.w], j * s.dw, s.pw, s.sw);
+    }
+}
+
+impl Conv2d {
+    /// Row `r` of the im2col matrix as (input channel within the group,
+    /// kernel row, kernel column).
+    fn tap(&self, r: usize) -> (usize, usize, usize) {
+        (r / (self.kh * self.kw), r / self.kw % self.kh, r % self.kw)
+    }
+
+    /// The row of `plane` that output row `oy` reads through kernel row `i`,
+    /// or `None` where that falls in the padding.
+    fn input_row<'a>(&self, plane: &'a [f32], oy: usize, i: usize) -> Option<&'a [f32]> {
+        let ih = (oy * self.sh + i * self.dh).checked_sub(self.ph)?;
+        (ih < self.h).then(|| &plane[ih * self.w..][..self.w])
     }
 }
 
@@ -392,10 +421,7 @@ pub fn conv2d_forward_using(
     par: Par,
 ) -> Result<(), LenError> {
     const OP: &str = "conv2d_forward";
-    s.check(OP, x.len(), weight.len(), y.len())?;
-    if let Some(b) = bias {
-        check_len(OP, "bias", b.len(), s.o)?;
-    }
+    s.check_forward(OP, x, weight, bias, y)?;
     let fits = match algo {
         ConvAlgo::Pointwise => s.is_pointwise(),
         ConvAlgo::Direct => s.fits_direct(),
@@ -512,7 +538,7 @@ impl PackB for Im2colPanels<'_> {
         const MAX_RUNS: usize = 64;
         assert!(nr <= MAX_RUNS, "panels of {nr} columns");
         let s = self.s;
-        let (ow, cg, window) = (s.out_w(), s.c / s.groups, s.kh * s.kw);
+        let (ow, cg) = (s.out_w(), s.c / s.groups);
         let panels = dst.chunks_exact_mut(kc * nr).take(nc.div_ceil(nr));
         for (panel, chunk) in panels.enumerate() {
             let first = j0 + panel * nr;
@@ -529,18 +555,13 @@ impl PackB for Im2colPanels<'_> {
             }
             for (p, out) in chunk.chunks_exact_mut(nr).take(kc).enumerate() {
                 out[cols..].fill(0.0);
-                // Row r = (channel, i, j) of the im2col matrix.
-                let r = p0 + p;
-                let (ci, i, j) = (r / window, r / s.kw % s.kh, r % s.kw);
+                let (ci, i, j) = s.tap(p0 + p);
                 let plane = &self.x[(self.g * cg + ci) * s.h * s.w..][..s.h * s.w];
                 for &(at, oy, ox, len) in &runs[..count] {
                     let out = &mut out[at..at + len];
-                    let ih = (oy * s.sh + i * s.dh) as isize - s.ph as isize;
-                    if ih < 0 || ih >= s.h as isize {
-                        out.fill(0.0);
-                    } else {
-                        let src = &plane[ih as usize * s.w..][..s.w];
-                        fill_row(out, src, j * s.dw + ox * s.sw, s.pw, s.sw);
+                    match s.input_row(plane, oy, i) {
+                        Some(src) => fill_row(out, src, j * s.dw + ox * s.sw, s.pw, s.sw),
+                        None => out.fill(0.0),
                     }
                 }
             }

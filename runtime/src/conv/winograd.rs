@@ -259,10 +259,7 @@ pub fn forward(
     par: Par,
 ) -> Result<(), LenError> {
     const OP: &str = "conv2d_forward (winograd)";
-    s.check(OP, x.len(), weight.len(), y.len())?;
-    if let Some(b) = bias {
-        check_len(OP, "bias", b.len(), s.o)?;
-    }
+    s.check_forward(OP, x, weight, bias, y)?;
     if !applies(s) {
         return Err(LenError { op: OP, tensor: "shape", expected: 0, found: 0 });
     }

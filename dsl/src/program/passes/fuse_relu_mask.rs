@@ -3,34 +3,20 @@
 //! that consumed the ReLU's output), as that GEMM's store mask. The separate
 //! pass over `d` disappears.
 
+use super::fold_activation_backward;
 use crate::program::{Act, Program, StepKind};
 
-pub fn fuse_relu_mask(mut p: Program) -> Program {
-    let mut i = 0;
-    while i < p.backward.len() {
-        if let StepKind::ActivationBackward { act: Act::Relu, y, d } = p.backward[i].kind {
-            // The most recent step writing `d` must be a backward-data GEMM
-            // without a mask yet; anything else (an accumulation, a pool)
-            // keeps the separate step.
-            let writer = p.backward[..i].iter().rposition(|s| s.kind.writes().contains(&d));
-            if let Some(w) = writer {
-                let fused = match &mut p.backward[w].kind {
-                    StepKind::ConvBackwardData { dx, mask, .. }
-                    | StepKind::DenseBackwardData { dx, mask, .. }
-                        if *dx == d && mask.is_none() =>
-                    {
-                        *mask = Some(y);
-                        true
-                    }
-                    _ => false,
-                };
-                if fused {
-                    p.backward.remove(i);
-                    continue;
-                }
-            }
+pub fn fuse_relu_mask(p: Program) -> Program {
+    // The writer must be a backward-data GEMM without a mask yet; anything
+    // else (an accumulation, a pool) keeps the separate step.
+    fold_activation_backward(p, |writer, act, y, d| match writer {
+        StepKind::ConvBackwardData { dx, mask, .. }
+        | StepKind::DenseBackwardData { dx, mask, .. }
+            if act == Act::Relu && *dx == d && mask.is_none() =>
+        {
+            *mask = Some(y);
+            true
         }
-        i += 1;
-    }
-    p
+        _ => false,
+    })
 }

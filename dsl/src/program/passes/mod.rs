@@ -8,7 +8,7 @@ mod plan_memory;
 
 pub use plan_memory::{plan_memory, MemoryPlan};
 
-use super::Program;
+use super::{Act, Program, StepKind, TensorId};
 
 /// A pass: a name (for the verifier's messages) and the function.
 type Pass = (&'static str, fn(Program) -> Program);
@@ -29,6 +29,33 @@ pub fn run(mut p: Program) -> Program {
                 unreachable!("program invalid after pass `{name}`: {e}");
             }
         }
+    }
+    p
+}
+
+/// The shared mechanism of the backward-fusion passes: each activation
+/// backward `d ← d · act'(y)` is offered to the step that last wrote `d`;
+/// `fold` returns whether that step took it over (and then updates the
+/// step), in which case the separate pass over `d` disappears. Nothing may
+/// read `d` between the writer and the activation backward: it would see
+/// the gradient before the activation's factor.
+fn fold_activation_backward(
+    mut p: Program,
+    fold: impl Fn(&mut StepKind, Act, TensorId, TensorId) -> bool,
+) -> Program {
+    let mut i = 0;
+    while i < p.backward.len() {
+        if let StepKind::ActivationBackward { act, y, d } = p.backward[i].kind {
+            let writer = p.backward[..i].iter().rposition(|s| s.kind.writes().contains(&d));
+            if let Some(w) = writer {
+                let read_between = p.backward[w + 1..i].iter().any(|s| s.kind.reads().contains(&d));
+                if !read_between && fold(&mut p.backward[w].kind, act, y, d) {
+                    p.backward.remove(i);
+                    continue;
+                }
+            }
+        }
+        i += 1;
     }
     p
 }

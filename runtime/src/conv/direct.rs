@@ -82,6 +82,12 @@ pub(super) fn padded_len(s: &Conv2d) -> usize {
     s.c * (s.h + 2 * s.ph) * (s.w + 2 * s.pw + DIRECT_W)
 }
 
+/// Floats of scratch of the weight gradient: the padded input and `dy` with
+/// its rows padded to whole vectors.
+pub(super) fn weight_grad_scratch_len(s: &Conv2d) -> usize {
+    padded_len(s) + s.o * s.out_h() * s.out_w().div_ceil(DIRECT_W) * DIRECT_W
+}
+
 /// Copies one sample into `padded` ([`padded_len`] floats), zero around it.
 fn pad_sample(s: &Conv2d, x: &[f32], padded: &mut [f32]) {
     let (ph, pw) = (s.h + 2 * s.ph, s.w + 2 * s.pw + DIRECT_W);
@@ -241,7 +247,7 @@ pub(super) fn weight_grad_direct(
     let (oh, ow) = (s.out_h(), s.out_w());
     let row = ow.div_ceil(DIRECT_W) * DIRECT_W;
     let (in_len, out_len) = (s.c * s.h * s.w, s.o * oh * ow);
-    with_columns(padded_len(s) + s.o * oh * row, |scratch| {
+    with_columns(weight_grad_scratch_len(s), |scratch| {
         let (padded, dyp) = scratch.split_at_mut(padded_len(s));
         dyp.fill(0.0);
         for n in samples {

@@ -257,14 +257,43 @@ thread_local! {
 }
 
 impl Conv2d {
-    /// Floats of per-thread scratch that any pass of this conv may use.
+    /// Floats of per-thread scratch that the passes of this conv use, each
+    /// with the algorithm it picks. Reserving for algorithms a pass does not
+    /// pick would make that memory resident for nothing (AlexNet's training
+    /// process held 86 MB of Winograd chunks sized for 16 samples, for
+    /// passes that run im2col on batches of 8).
     pub fn scratch_len(&self) -> usize {
-        let plane = self.out_plane();
-        let im2col = self.patch() * plane;
-        let dy_rows =
-            self.o * self.out_h() * self.out_w().div_ceil(direct::DIRECT_W) * direct::DIRECT_W;
-        let direct = direct::padded_len(self) + dy_rows;
-        im2col.max(direct).max(winograd::scratch_lens(self).0)
+        let im2col = self.patch() * self.out_plane();
+        let forward = match self.forward_algo() {
+            ConvAlgo::Pointwise => 0,
+            ConvAlgo::Direct => direct::padded_len(self),
+            ConvAlgo::Winograd => winograd::forward_scratch_len(self),
+            ConvAlgo::Im2col if self.out_w() >= FUSED_IM2COL_MIN_WIDTH => 0,
+            ConvAlgo::Im2col => im2col,
+        };
+        let backward_data = match self.backward_data_algo() {
+            ConvAlgo::Pointwise => 0,
+            ConvAlgo::Winograd => winograd::backward_data_scratch_len(self),
+            ConvAlgo::Direct | ConvAlgo::Im2col => im2col,
+        };
+        let weight_grad = match self.backward_weights_algo() {
+            ConvAlgo::Pointwise => 0,
+            ConvAlgo::Direct => direct::weight_grad_scratch_len(self),
+            ConvAlgo::Winograd => winograd::weight_grad_scratch_len(self),
+            ConvAlgo::Im2col => im2col,
+        };
+        forward.max(backward_data).max(weight_grad)
+    }
+
+    /// Floats of Winograd-transformed weights its passes keep on the calling
+    /// thread: none unless the forward or backward-data pass picks Winograd.
+    fn winograd_weights_len(&self) -> usize {
+        let picked = [self.forward_algo(), self.backward_data_algo()];
+        if picked.contains(&ConvAlgo::Winograd) {
+            winograd::weights_len(self)
+        } else {
+            0
+        }
     }
 }
 
@@ -273,7 +302,7 @@ impl Conv2d {
 /// convolutions of these shapes allocate nothing, whichever thread runs them.
 pub fn reserve_scratch(convs: &[&Conv2d]) {
     let len = convs.iter().map(|s| s.scratch_len()).max().unwrap_or(0);
-    let weights = convs.iter().map(|s| winograd::scratch_lens(s).1).max().unwrap_or(0);
+    let weights = convs.iter().map(|s| s.winograd_weights_len()).max().unwrap_or(0);
     with_columns(len, |_| ());
     winograd::reserve_weights(weights);
     rayon::broadcast(|_| with_columns(len, |_| ()));
@@ -457,7 +486,7 @@ pub fn conv2d_forward_using(
 }
 
 fn epilogue(bias: Option<&[f32]>, activation: Activation) -> Epilogue<'_> {
-    Epilogue { bias: bias.map_or(Bias::None, Bias::PerRow), activation, relu_mask: None }
+    Epilogue { bias: bias.map_or(Bias::None, Bias::PerRow), activation, relu_mask: None, sgd: None }
 }
 
 fn forward_pointwise(
@@ -795,7 +824,9 @@ fn weight_grad_samples(
         dweight.fill(0.0);
         return;
     }
-    with_columns(patch * plane, |col| {
+    // A pointwise conv's input is its own im2col matrix.
+    let columns = if s.is_pointwise() { 0 } else { patch * plane };
+    with_columns(columns, |col| {
         for (i, n) in samples.enumerate() {
             let (x, dy) = (&x[n * in_len..][..in_len], &dy[n * out_len..][..out_len]);
             // The first sample overwrites dweight; later ones accumulate.

@@ -214,21 +214,29 @@ impl Taps<'_> {
     }
 }
 
-/// Per-thread scratch floats that any pass of `s` needs here, and the floats
-/// of transformed weights on the calling thread.
-pub(super) fn scratch_lens(s: &Conv2d) -> (usize, usize) {
-    if !applies(s) {
-        return (0, 0);
-    }
-    let fwd = Problem::forward(s);
-    let chunk = fwd.max_chunk_samples(CHUNK_TILES).max(fwd.max_chunk_samples(GRAD_CHUNK_TILES));
-    let mut lens = (fwd.scratch_len(chunk), fwd.weights_len());
-    if applies_backward_data(s) {
-        let bwd = Problem::backward_data(s);
-        lens.0 = lens.0.max(bwd.scratch_len(bwd.max_chunk_samples(CHUNK_TILES)));
-        lens.1 = lens.1.max(bwd.weights_len());
-    }
-    lens
+/// Per-thread scratch floats of the forward pass of `s` here: the largest
+/// chunk any thread count gives, which is never more than the batch.
+pub(super) fn forward_scratch_len(s: &Conv2d) -> usize {
+    let p = Problem::forward(s);
+    p.scratch_len(p.max_chunk_samples(CHUNK_TILES).min(p.n))
+}
+
+/// [`forward_scratch_len`] for the backward-data pass.
+pub(super) fn backward_data_scratch_len(s: &Conv2d) -> usize {
+    let p = Problem::backward_data(s);
+    p.scratch_len(p.max_chunk_samples(CHUNK_TILES).min(p.n))
+}
+
+/// [`forward_scratch_len`] for the weight gradient, whose chunks are larger.
+pub(super) fn weight_grad_scratch_len(s: &Conv2d) -> usize {
+    let p = Problem::forward(s);
+    p.scratch_len(p.max_chunk_samples(GRAD_CHUNK_TILES).min(p.n))
+}
+
+/// Floats of transformed weights, kept on the calling thread, of the
+/// forward or backward-data pass of `s` here.
+pub(super) fn weights_len(s: &Conv2d) -> usize {
+    Problem::forward(s).weights_len()
 }
 
 thread_local! {

@@ -6,7 +6,8 @@
 pub mod streamed;
 
 use crate::error::{check_len, LenError};
-use crate::gemm::{sgemm, Activation, Bias, Epilogue, MatMut, MatRef, Par};
+use crate::gemm::{sgemm, Activation, Bias, Epilogue, MatMut, MatRef, Par, SgdUpdate};
+use crate::optim::Sgd;
 use crate::isa::Isa;
 
 /// The static shape of one dense layer.
@@ -51,7 +52,7 @@ pub fn dense_forward(
         streamed::forward_checked(s, Isa::best(), x, weight, bias, activation, y, par);
         return Ok(());
     }
-    let epi = Epilogue { bias: bias.map_or(Bias::None, Bias::PerCol), activation, relu_mask: None };
+    let epi = Epilogue { bias: bias.map_or(Bias::None, Bias::PerCol), activation, relu_mask: None, sgd: None };
     crate::gemm::expect_valid(sgemm(
         s.n,
         s.output,
@@ -97,6 +98,7 @@ pub fn dense_backward_data(
         bias: Bias::None,
         activation: Activation::Identity,
         relu_mask: relu_mask.map(|m| MatRef::row_major(m, s.input)),
+        sgd: None,
     };
     crate::gemm::expect_valid(sgemm(
         s.n,
@@ -123,8 +125,64 @@ pub fn dense_backward_weights(
     par: Par,
 ) -> Result<(), LenError> {
     s.check("dense_backward_weights", x.len(), dweight.len(), dy.len())?;
+    bias_grad("dense_backward_weights", s, dy, dbias)?;
+    crate::gemm::expect_valid(weight_grad_gemm(s, x, dy, 1.0, 0.0, dweight, &Epilogue::NONE, par));
+    Ok(())
+}
+
+/// The weight gradient and an SGD step on the weights in one pass, the
+/// gradient never stored: what `torch.optim.SGD` (without Nesterov) would
+/// do to `weight` and `momentum_buf` after [`dense_backward_weights`].
+/// The bias gradient, if asked for, is written as there.
+///
+/// - With momentum, the GEMM writes `g + momentum·b` into the momentum
+///   buffer and steps each weight as the tile is stored ([`SgdUpdate`]).
+/// - Without, it writes `(1 − lr·wd)·w − lr·g` straight into the weights;
+///   `momentum_buf` is unused and may be empty.
+///
+/// The results equal the unfused step's up to the order of the additions.
+/// Nesterov momentum is an error: its step needs the gradient itself.
+#[allow(clippy::too_many_arguments)]
+pub fn dense_backward_weights_sgd(
+    s: &Dense,
+    x: &[f32],
+    dy: &[f32],
+    weight: &mut [f32],
+    momentum_buf: &mut [f32],
+    dbias: Option<&mut [f32]>,
+    sgd: &Sgd,
+    par: Par,
+) -> Result<(), LenError> {
+    const OP: &str = "dense_backward_weights_sgd";
+    s.check(OP, x.len(), weight.len(), dy.len())?;
+    if sgd.nesterov {
+        // Not a length, but the same kind of caller error (as in conv's
+        // shape check): the zero lengths make `LenError` print it so.
+        return Err(LenError { op: OP, tensor: "nesterov", expected: 0, found: 0 });
+    }
+    bias_grad(OP, s, dy, dbias)?;
+    let (lr, momentum, wd) = (sgd.lr as f32, sgd.momentum as f32, sgd.weight_decay as f32);
+    let r = if sgd.momentum == 0.0 {
+        weight_grad_gemm(s, x, dy, -lr, 1.0 - lr * wd, weight, &Epilogue::NONE, par)
+    } else {
+        check_len(OP, "momentum_buf", momentum_buf.len(), weight.len())?;
+        let step = SgdUpdate::new(weight, s.input, 1, lr, wd);
+        let epi = Epilogue { sgd: Some(step), ..Epilogue::NONE };
+        weight_grad_gemm(s, x, dy, 1.0, momentum, momentum_buf, &epi, par)
+    };
+    crate::gemm::expect_valid(r);
+    Ok(())
+}
+
+/// `dbias = Σ_samples dy`, if asked for.
+fn bias_grad(
+    op: &'static str,
+    s: &Dense,
+    dy: &[f32],
+    dbias: Option<&mut [f32]>,
+) -> Result<(), LenError> {
     if let Some(db) = dbias {
-        check_len("dense_backward_weights", "dbias", db.len(), s.output)?;
+        check_len(op, "dbias", db.len(), s.output)?;
         db.fill(0.0);
         for row in dy.chunks_exact(s.output.max(1)) {
             for (d, &g) in db.iter_mut().zip(row) {
@@ -132,17 +190,31 @@ pub fn dense_backward_weights(
             }
         }
     }
-    crate::gemm::expect_valid(sgemm(
+    Ok(())
+}
+
+/// `C [out, in] = alpha·dyᵀ·x + beta·C`, then the epilogue.
+#[allow(clippy::too_many_arguments)]
+fn weight_grad_gemm(
+    s: &Dense,
+    x: &[f32],
+    dy: &[f32],
+    alpha: f32,
+    beta: f32,
+    c: &mut [f32],
+    epi: &Epilogue<'_>,
+    par: Par,
+) -> Result<(), crate::gemm::GemmError> {
+    sgemm(
         s.output,
         s.input,
         s.n,
-        1.0,
+        alpha,
         MatRef::row_major(dy, s.output).t(),
         MatRef::row_major(x, s.input),
-        0.0,
-        MatMut::row_major(dweight, s.input),
-        &Epilogue::NONE,
+        beta,
+        MatMut::row_major(c, s.input),
+        epi,
         par,
-    ));
-    Ok(())
+    )
 }

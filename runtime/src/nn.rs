@@ -114,6 +114,19 @@ pub fn dense_backward_weights(
     Ok(dense::dense_backward_weights(s, x, dy, dw, db, Par::Rayon)?)
 }
 
+#[allow(clippy::too_many_arguments)]
+pub fn dense_backward_weights_sgd(
+    s: &Dense,
+    x: &[f32],
+    dy: &[f32],
+    w: &mut [f32],
+    momentum_buf: &mut [f32],
+    db: Option<&mut [f32]>,
+    sgd: &Sgd,
+) -> Result<(), Error> {
+    Ok(dense::dense_backward_weights_sgd(s, x, dy, w, momentum_buf, db, sgd, Par::Rayon)?)
+}
+
 pub fn max_pool_forward(
     s: &Pool2d,
     x: &[f32],
@@ -410,6 +423,16 @@ impl Optimizer {
             1 => values == 0 || values == params,
             2 | 3 => values == 2 * params,
             _ => false,
+        }
+    }
+
+    /// The SGD step that [`dense_backward_weights_sgd`] can fuse into a
+    /// dense layer's weight gradient: plain SGD or heavy-ball momentum, not
+    /// Nesterov (whose step needs the gradient itself) nor Adam.
+    pub fn fusable_sgd(&self) -> Option<&Sgd> {
+        match self {
+            Optimizer::Sgd(s) if !s.nesterov => Some(s),
+            _ => None,
         }
     }
 

@@ -1,8 +1,11 @@
 //! Dense layers against the definition in f64, including the fused bias,
 //! activation and ReLU mask, over odd sizes and batch 1.
 
-use netc_runtime::dense::{dense_backward_data, dense_backward_weights, dense_forward, Dense};
+use netc_runtime::dense::{
+    dense_backward_data, dense_backward_weights, dense_backward_weights_sgd, dense_forward, Dense,
+};
 use netc_runtime::gemm::{Activation, Par};
+use netc_runtime::optim::Sgd;
 use proptest::prelude::*;
 
 fn fill(len: usize, seed: u64) -> Vec<f32> {
@@ -66,6 +69,69 @@ proptest! {
             }
         }
     }
+}
+
+/// `steps` SGD steps on one dense layer, fused (`dense_backward_weights_sgd`)
+/// and unfused (`dense_backward_weights`, then `Sgd::step`); returns the
+/// largest relative difference of the weights, momentum and bias gradient.
+fn fused_sgd_gap(s: Dense, sgd: Sgd, steps: u64, seed: u64, par: Par) -> f32 {
+    let len = s.input * s.output;
+    let mut fused = (fill(len, seed), vec![0.0; len], vec![f32::NAN; s.output]);
+    let mut plain = fused.clone();
+    let mut grads = vec![f32::NAN; len];
+    for step in 0..steps {
+        let (x, dy) = (fill(s.n * s.input, seed + 10 + step), fill(s.n * s.output, seed + 20 + step));
+        let (w, b, db) = &mut fused;
+        dense_backward_weights_sgd(&s, &x, &dy, w, b, Some(db), &sgd, par).unwrap();
+        let (w, b, db) = &mut plain;
+        dense_backward_weights(&s, &x, &dy, &mut grads, Some(db), par).unwrap();
+        sgd.step(b, w, &grads).unwrap();
+    }
+    let gap = |a: &[f32], b: &[f32]| {
+        a.iter().zip(b).map(|(x, y)| (x - y).abs() / (1.0 + y.abs())).fold(0.0f32, f32::max)
+    };
+    gap(&fused.0, &plain.0).max(gap(&fused.1, &plain.1)).max(gap(&fused.2, &plain.2))
+}
+
+proptest! {
+    #[test]
+    fn the_fused_sgd_step_is_the_unfused_one(
+        n in 0usize..9, input in 1usize..60, output in 1usize..60, seed in any::<u64>(),
+        momentum in prop::sample::select(vec![0.0, 0.9]),
+        weight_decay in prop::sample::select(vec![0.0, 5e-2]),
+        steps in 1u64..4,
+    ) {
+        let sgd = Sgd { lr: 0.1, momentum, nesterov: false, weight_decay };
+        let gap = fused_sgd_gap(Dense { n, input, output }, sgd, steps, seed, Par::Seq);
+        // Only the order of the additions differs.
+        prop_assert!(gap <= 1e-5, "gap {}", gap);
+    }
+}
+
+/// Large enough (over 4M multiply-adds) that the GEMM splits across
+/// threads, both straight and transposed (5 columns), and each thread's
+/// epilogue steps only its own weights.
+#[test]
+fn the_fused_sgd_step_is_the_unfused_one_on_the_pool() {
+    for (input, output) in [(400, 200), (5, 20_000), (20_000, 5)] {
+        for momentum in [0.0, 0.9] {
+            let sgd = Sgd { lr: 0.05, momentum, nesterov: false, weight_decay: 1e-3 };
+            let gap = fused_sgd_gap(Dense { n: 64, input, output }, sgd, 3, 7, Par::Rayon);
+            assert!(gap <= 1e-5, "{input}x{output}, momentum {momentum}: gap {gap}");
+        }
+    }
+}
+
+#[test]
+fn a_nesterov_step_cannot_be_fused() {
+    let s = Dense { n: 2, input: 3, output: 4 };
+    let sgd = Sgd { lr: 0.1, momentum: 0.9, nesterov: true, weight_decay: 0.0 };
+    let (mut w, mut b) = (vec![1.0; 12], vec![0.0; 12]);
+    let err =
+        dense_backward_weights_sgd(&s, &[1.0; 6], &[1.0; 8], &mut w, &mut b, None, &sgd, Par::Seq)
+            .unwrap_err();
+    assert_eq!(err.tensor, "nesterov");
+    assert!(w.iter().all(|&v| v == 1.0), "the weights were stepped");
 }
 
 #[test]

@@ -75,7 +75,7 @@ fn run_case(kernel: Option<&Kernel>, case: &Case, par: Par) -> Result<(), String
         _ => Activation::Tanh,
     };
     let relu_mask = case.mask.then(|| MatRef::row_major(&mask_data, n));
-    let epi = Epilogue { bias, activation, relu_mask };
+    let epi = Epilogue { bias, activation, relu_mask, sgd: None };
 
     // beta = 0 must not read C: fill it with NaN so any read shows.
     let old = if beta == 0.0 { vec![f32::NAN; clen] } else { fill(clen, seed + 4) };

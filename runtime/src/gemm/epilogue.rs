@@ -1,6 +1,9 @@
 //! What happens to each element of C as it is stored after the last kc
-//! block: bias, activation, and the ReLU backward mask. Fusing these into the
-//! store saves a pass over C while the tile is still in L1.
+//! block: bias, activation, the ReLU backward mask, and a momentum-SGD step
+//! on the weights whose gradient C is. Fusing these into the store saves a
+//! pass over C while the tile is still in L1.
+
+use std::marker::PhantomData;
 
 use super::MatRef;
 
@@ -45,7 +48,108 @@ pub enum Bias<'a> {
     PerCol(&'a [f32]),
 }
 
-/// `C = act(alpha·A·B + beta·C + bias)`, then zeroed where `relu_mask ≤ 0`.
+/// A step of SGD with heavy-ball momentum fused into the store of a weight
+/// gradient. C is the momentum buffer `b`, computed as `g + momentum·b` by
+/// the GEMM itself (`alpha = 1`, `beta = momentum`); then, per element,
+///
+/// ```text
+/// b = b + weight_decay · w
+/// w = w − lr · b
+/// ```
+///
+/// which is [`crate::optim::Sgd`]'s update without Nesterov, with the terms
+/// of `b` added in another order. The gradient itself is never stored.
+///
+/// `w` has C's shape, with its own strides; it is borrowed mutably for
+/// `'a`, and written only by the GEMM that stores C (each element once,
+/// by the thread that owns that element of C).
+#[derive(Clone, Copy, Debug)]
+pub struct SgdUpdate<'a> {
+    weights: *mut f32,
+    len: usize,
+    rs: usize,
+    cs: usize,
+    lr: f32,
+    weight_decay: f32,
+    _weights: PhantomData<&'a mut [f32]>,
+}
+
+// SAFETY: the GEMM shares an epilogue between threads that store disjoint
+// blocks of C, and an `SgdUpdate` writes only the weights of the elements
+// its thread stores.
+unsafe impl Send for SgdUpdate<'_> {}
+// SAFETY: as above.
+unsafe impl Sync for SgdUpdate<'_> {}
+
+impl<'a> SgdUpdate<'a> {
+    /// The update of `weights`, a matrix laid out with row stride `rs` and
+    /// column stride `cs` (checked against C's shape by the GEMM).
+    pub fn new(weights: &'a mut [f32], rs: usize, cs: usize, lr: f32, weight_decay: f32) -> Self {
+        SgdUpdate {
+            weights: weights.as_mut_ptr(),
+            len: weights.len(),
+            rs,
+            cs,
+            lr,
+            weight_decay,
+            _weights: PhantomData,
+        }
+    }
+
+    pub(super) fn view(&self) -> (usize, usize, usize) {
+        (self.len, self.rs, self.cs)
+    }
+
+    fn t(self) -> Self {
+        SgdUpdate { rs: self.cs, cs: self.rs, ..self }
+    }
+
+    fn offset(self, i0: usize, j0: usize) -> Self {
+        let start = (i0 * self.rs + j0 * self.cs).min(self.len);
+        SgdUpdate { weights: self.weights.wrapping_add(start), len: self.len - start, ..self }
+    }
+
+    /// Steps the weight of element `(i, j)` of C, whose momentum is `b`.
+    ///
+    /// # Safety
+    /// `(i, j)` lies inside the view the GEMM checked, and no other thread
+    /// touches this element during the call.
+    #[inline(always)]
+    unsafe fn step(&self, b: &mut f32, i: usize, j: usize) {
+        // SAFETY: forwarded from the caller.
+        let w = unsafe { &mut *self.weights.add(i * self.rs + j * self.cs) };
+        *b += self.weight_decay * *w;
+        *w += -self.lr * *b;
+    }
+
+    /// [`Self::step`] over the elements `(i, j0..j0 + row.len())`.
+    ///
+    /// # Safety
+    /// As [`Self::step`], for every element of the row.
+    #[inline]
+    unsafe fn step_row(&self, row: &mut [f32], i: usize, j0: usize) {
+        if self.cs == 1 {
+            // SAFETY: the row lies inside the checked view and is this
+            // thread's alone.
+            let w = unsafe {
+                std::slice::from_raw_parts_mut(self.weights.add(i * self.rs + j0), row.len())
+            };
+            let (lr, wd) = (self.lr, self.weight_decay);
+            for (b, w) in row.iter_mut().zip(w) {
+                *b += wd * *w;
+                *w += -lr * *b;
+            }
+        } else {
+            for (j, b) in row.iter_mut().enumerate() {
+                // SAFETY: forwarded from the caller.
+                unsafe { self.step(b, i, j0 + j) };
+            }
+        }
+    }
+}
+
+/// `C = act(alpha·A·B + beta·C + bias)`, then zeroed where `relu_mask ≤ 0`,
+/// then the SGD step of `sgd`.
 ///
 /// The mask is the output of a forward ReLU (same shape as C): the backward
 /// pass of `y = relu(z)` passes gradients only where `y > 0`.
@@ -54,18 +158,19 @@ pub struct Epilogue<'a> {
     pub bias: Bias<'a>,
     pub activation: Activation,
     pub relu_mask: Option<MatRef<'a>>,
+    pub sgd: Option<SgdUpdate<'a>>,
 }
 
 impl Default for Epilogue<'_> {
     fn default() -> Self {
-        Epilogue { bias: Bias::None, activation: Activation::Identity, relu_mask: None }
+        Epilogue::NONE
     }
 }
 
 impl<'a> Epilogue<'a> {
     /// Plain `C = alpha·A·B + beta·C`.
     pub const NONE: Epilogue<'static> =
-        Epilogue { bias: Bias::None, activation: Activation::Identity, relu_mask: None };
+        Epilogue { bias: Bias::None, activation: Activation::Identity, relu_mask: None, sgd: None };
 
     /// The same epilogue for the transposed product `Cᵀ`.
     pub fn t(&self) -> Epilogue<'a> {
@@ -77,6 +182,7 @@ impl<'a> Epilogue<'a> {
             },
             activation: self.activation,
             relu_mask: self.relu_mask.map(MatRef::t),
+            sgd: self.sgd.map(SgdUpdate::t),
         }
     }
 
@@ -93,6 +199,7 @@ impl<'a> Epilogue<'a> {
                 let start = (i0 * m.rs + j0 * m.cs).min(m.data.len());
                 MatRef { data: &m.data[start..], ..m }
             }),
+            sgd: self.sgd.map(|u| u.offset(i0, j0)),
         }
     }
 
@@ -100,6 +207,7 @@ impl<'a> Epilogue<'a> {
         matches!(self.bias, Bias::None)
             && self.activation == Activation::Identity
             && self.relu_mask.is_none()
+            && self.sgd.is_none()
     }
 
     /// Applies the epilogue to `row`, the elements `(i, j0..j0 + row.len())`
@@ -107,8 +215,12 @@ impl<'a> Epilogue<'a> {
     /// so each loop vectorises. Element for element the same as [`apply`].
     ///
     /// [`apply`]: Epilogue::apply
+    ///
+    /// # Safety
+    /// With an SGD step, as [`SgdUpdate::step`] for every element of the row:
+    /// the GEMM calls this once per element of C, on the thread that owns it.
     #[inline]
-    pub fn apply_row(&self, row: &mut [f32], i: usize, j0: usize) {
+    pub(crate) unsafe fn apply_row(&self, row: &mut [f32], i: usize, j0: usize) {
         let len = row.len();
         match self.bias {
             Bias::None => {}
@@ -139,11 +251,16 @@ impl<'a> Epilogue<'a> {
                 }
             }
         }
+        if let Some(sgd) = &self.sgd {
+            // SAFETY: forwarded from the caller.
+            unsafe { sgd.step_row(row, i, j0) };
+        }
     }
 
-    /// The final value of element `(i, j)` of C, given `v = alpha·A·B + beta·C`.
+    /// The value of element `(i, j)` of C after the bias, the activation
+    /// and the mask, given `v = alpha·A·B + beta·C`; without the SGD step.
     #[inline(always)]
-    pub fn apply(&self, v: f32, i: usize, j: usize) -> f32 {
+    pub fn value(&self, v: f32, i: usize, j: usize) -> f32 {
         let v = match self.bias {
             Bias::None => v,
             Bias::PerRow(b) => v + b[i],
@@ -154,5 +271,20 @@ impl<'a> Epilogue<'a> {
             Some(mask) if mask.at(i, j) <= 0.0 => 0.0,
             _ => v,
         }
+    }
+
+    /// The final value of element `(i, j)` of C, given `v = alpha·A·B + beta·C`:
+    /// [`Self::value`], then the SGD step.
+    ///
+    /// # Safety
+    /// With an SGD step, as [`SgdUpdate::step`].
+    #[inline(always)]
+    pub(crate) unsafe fn apply(&self, v: f32, i: usize, j: usize) -> f32 {
+        let mut v = self.value(v, i, j);
+        if let Some(sgd) = &self.sgd {
+            // SAFETY: forwarded from the caller.
+            unsafe { sgd.step(&mut v, i, j) };
+        }
+        v
     }
 }

@@ -15,7 +15,7 @@ mod pack;
 pub mod params;
 pub mod peak;
 
-pub use epilogue::{Activation, Bias, Epilogue};
+pub use epilogue::{Activation, Bias, Epilogue, SgdUpdate};
 pub use kernel::Kernel;
 
 use kernel::MAX_TILE;
@@ -153,16 +153,23 @@ fn check_view(
     Ok(())
 }
 
-/// C must not map two elements to one address: threads write disjoint
-/// columns, and that is only disjoint memory for a non-overlapping layout.
-fn check_disjoint(m: usize, n: usize, rs: usize, cs: usize) -> Result<(), GemmError> {
+/// A written operand must not map two elements to one address: threads
+/// write disjoint columns, and that is only disjoint memory for a
+/// non-overlapping layout.
+fn check_disjoint(
+    operand: &'static str,
+    m: usize,
+    n: usize,
+    rs: usize,
+    cs: usize,
+) -> Result<(), GemmError> {
     let row_major_like = cs >= 1 && rs > (n - 1) * cs;
     let col_major_like = rs >= 1 && cs > (m - 1) * rs;
     if m == 1 && cs >= 1 || n == 1 && rs >= 1 || row_major_like || col_major_like {
         Ok(())
     } else {
         Err(GemmError {
-            operand: "C",
+            operand,
             reason: format!("strides ({rs}, {cs}) make elements overlap"),
         })
     }
@@ -258,7 +265,7 @@ fn sgemm_from<B: PackB>(
     if m == 0 || n == 0 {
         return Ok(());
     }
-    check_disjoint(m, n, c.rs, c.cs)?;
+    check_disjoint("C", m, n, c.rs, c.cs)?;
     match epilogue.bias {
         Bias::PerRow(bias) if bias.len() < m => {
             return Err(GemmError {
@@ -276,6 +283,12 @@ fn sgemm_from<B: PackB>(
     }
     if let Some(mask) = &epilogue.relu_mask {
         check_view("relu_mask", mask.data.len(), m, n, mask.rs, mask.cs)?;
+    }
+    if let Some(sgd) = &epilogue.sgd {
+        // The weights are written: their elements must be distinct too.
+        let (len, rs, cs) = sgd.view();
+        check_view("sgd weights", len, m, n, rs, cs)?;
+        check_disjoint("sgd weights", m, n, rs, cs)?;
     }
     let c = CView { ptr: c.data.as_mut_ptr(), rs: c.rs, cs: c.cs };
     let worth_sharing =
@@ -469,7 +482,8 @@ unsafe fn drive<B: PackB>(
                 let p = unsafe { c.at(i, j) };
                 // SAFETY: as above; beta == 0 never reads C.
                 let v = if beta == 0.0 { 0.0 } else { beta * unsafe { *p } };
-                // SAFETY: as above.
+                // SAFETY: as above; (i, j) is this call's alone, and its
+                // epilogue runs once.
                 unsafe { *p = epi.apply(v, i, j) };
             }
         }
@@ -608,12 +622,14 @@ impl Tile<'_, '_> {
                 if c.cs == 1 {
                     // SAFETY: as above, row i0 + i of the tile.
                     let out = unsafe { std::slice::from_raw_parts_mut(c.at(i0 + i, j0), cols) };
-                    epi.apply_row(out, i0 + i, j0);
+                    // SAFETY: the row is this thread's alone, and this is
+                    // its last block, so its epilogue runs once.
+                    unsafe { epi.apply_row(out, i0 + i, j0) };
                 } else {
                     for j in 0..cols {
                         // SAFETY: inside the tile.
                         let p = unsafe { c.at(i0 + i, j0 + j) };
-                        // SAFETY: as above.
+                        // SAFETY: as above, and the epilogue runs once.
                         unsafe { *p = epi.apply(*p, i0 + i, j0 + j) };
                     }
                 }

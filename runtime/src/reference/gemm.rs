@@ -3,7 +3,8 @@
 use crate::gemm::{Epilogue, MatRef};
 
 /// `C = epilogue(alpha·A·B + beta·C)` by the definition, C row-major `m x n`.
-/// `beta == 0` ignores C's old contents, even NaN.
+/// `beta == 0` ignores C's old contents, even NaN. An epilogue's SGD step is
+/// not part of this definition: tests check it against [`crate::optim::Sgd`].
 #[allow(clippy::too_many_arguments)]
 pub fn gemm(
     m: usize,
@@ -20,7 +21,7 @@ pub fn gemm(
         for j in 0..n {
             let dot: f64 = (0..k).map(|p| f64::from(a.at(i, p)) * f64::from(b.at(p, j))).sum();
             let old = if beta == 0.0 { 0.0 } else { f64::from(beta) * f64::from(c[i * n + j]) };
-            c[i * n + j] = epilogue.apply((f64::from(alpha) * dot + old) as f32, i, j);
+            c[i * n + j] = epilogue.value((f64::from(alpha) * dot + old) as f32, i, j);
         }
     }
 }

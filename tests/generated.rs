@@ -166,3 +166,57 @@ fn ndarray_views_agree_with_slices() {
         assert_eq!(la, lb);
     }
 }
+
+/// `train_step` fuses SGD into the dense weight gradients; it must take the
+/// step that `forward_train`, `backward` and `apply_gradients` take with
+/// every gradient kept, for each optimizer (Nesterov and Adam are not fused
+/// and must still reach the plain path), up to the order of additions.
+#[test]
+fn the_fused_train_step_is_the_three_calls() {
+    use netc::runtime::nn::Optimizer;
+    use netc::runtime::optim::{Adam, Sgd};
+    let sgd = |momentum, nesterov, weight_decay| Sgd { lr: 0.05, momentum, nesterov, weight_decay };
+    let optimizers = [
+        Optimizer::Sgd(sgd(0.0, false, 0.0)),
+        Optimizer::Sgd(sgd(0.0, false, 1e-2)),
+        Optimizer::Sgd(sgd(0.9, false, 1e-2)),
+        Optimizer::Sgd(sgd(0.9, true, 0.0)),
+        Optimizer::Adam(Adam::new(1e-3)),
+    ];
+    let x = batch::<784>(6, 21);
+    let labels: Vec<u32> = (0..6).map(|i| (i * 7) % 10).collect();
+    for opt in &optimizers {
+        let (mut fused, mut kept) = (LeNet5::with_capacity(4, 8), LeNet5::with_capacity(4, 8));
+        for step in 0..3 {
+            let a = fused.train_step(&x, &labels, opt).unwrap();
+            kept.forward_train(&x).unwrap();
+            let b = kept.backward(&labels).unwrap();
+            kept.apply_gradients(opt).unwrap();
+            // The losses are of the same weights, up to the last step's rounding.
+            assert!(
+                (a - b).abs() <= 1e-5 * (1.0 + b.abs()),
+                "{opt:?} step {step}: loss {a} vs {b}"
+            );
+        }
+        let mut kept_params = Vec::new();
+        kept.params.visit(|name, _, v| kept_params.push((name.to_string(), v.to_vec())));
+        let mut i = 0;
+        fused.params.visit(|name, _, got| {
+            let (kept_name, want) = &kept_params[i];
+            assert_eq!(name, kept_name);
+            for (j, (g, w)) in got.iter().zip(want).enumerate() {
+                assert!(
+                    (g - w).abs() <= 1e-5 * (1.0 + w.abs()),
+                    "{opt:?}: {name}[{j}] = {g}, kept {w}"
+                );
+            }
+            i += 1;
+        });
+        let (state, kind, steps) = fused.optimizer_state();
+        let (kept_state, kept_kind, kept_steps) = kept.optimizer_state();
+        assert_eq!((kind, steps, state.len()), (kept_kind, kept_steps, kept_state.len()));
+        for (j, (g, w)) in state.iter().zip(kept_state).enumerate() {
+            assert!((g - w).abs() <= 1e-5 * (1.0 + w.abs()), "{opt:?}: state[{j}] = {g}, kept {w}");
+        }
+    }
+}

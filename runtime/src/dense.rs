@@ -7,8 +7,8 @@ pub mod streamed;
 
 use crate::error::{check_len, LenError};
 use crate::gemm::{sgemm, Activation, Bias, Epilogue, MatMut, MatRef, Par, SgdUpdate};
-use crate::optim::Sgd;
 use crate::isa::Isa;
+use crate::optim::Sgd;
 
 /// The static shape of one dense layer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -52,7 +52,12 @@ pub fn dense_forward(
         streamed::forward_checked(s, Isa::best(), x, weight, bias, activation, y, par);
         return Ok(());
     }
-    let epi = Epilogue { bias: bias.map_or(Bias::None, Bias::PerCol), activation, relu_mask: None, sgd: None };
+    let epi = Epilogue {
+        bias: bias.map_or(Bias::None, Bias::PerCol),
+        activation,
+        relu_mask: None,
+        sgd: None,
+    };
     crate::gemm::expect_valid(sgemm(
         s.n,
         s.output,

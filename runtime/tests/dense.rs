@@ -80,7 +80,8 @@ fn fused_sgd_gap(s: Dense, sgd: Sgd, steps: u64, seed: u64, par: Par) -> f32 {
     let mut plain = fused.clone();
     let mut grads = vec![f32::NAN; len];
     for step in 0..steps {
-        let (x, dy) = (fill(s.n * s.input, seed + 10 + step), fill(s.n * s.output, seed + 20 + step));
+        let (x, dy) =
+            (fill(s.n * s.input, seed + 10 + step), fill(s.n * s.output, seed + 20 + step));
         let (w, b, db) = &mut fused;
         dense_backward_weights_sgd(&s, &x, &dy, w, b, Some(db), &sgd, par).unwrap();
         let (w, b, db) = &mut plain;

@@ -16,6 +16,9 @@ pub struct Ctx<'a> {
     pub source: &'a str,
     pub source_name: &'a str,
     pub rt: &'a syn::Path,
+    /// Dense weights whose gradient step can take a fused SGD step
+    /// ([`Program::fusable_weights`]).
+    pub fused_weights: Vec<ParamId>,
 }
 
 /// All steps, in order.
@@ -323,11 +326,27 @@ fn step(ctx: &Ctx<'_>, s: &Step, plan: &MemoryPlan) -> TokenStream {
             let (dy, dx) = (r(dy), w(dx));
             quote!(#rt::nn::dense_backward_data(&#rt::dense::Dense { n, input: #input, output: #output }, #dy, #wt, #mask, #dx)?;)
         }
-        StepKind::DenseBackwardWeights { x, dy, dw, db, input, output } => {
-            let dw = grad_mut(ctx, *dw);
+        StepKind::DenseBackwardWeights { x, dy, dw: q, db, input, output } => {
+            let shape = quote!(&#rt::dense::Dense { n, input: #input, output: #output });
+            let dw = grad_mut(ctx, *q);
             let db = db.map(|b| grad_mut(ctx, b)).map_or(quote!(None), |b| quote!(Some(#b)));
             let (x, dy) = (r(x), r(dy));
-            quote!(#rt::nn::dense_backward_weights(&#rt::dense::Dense { n, input: #input, output: #output }, #x, #dy, #dw, #db)?;)
+            let unfused = quote!(#rt::nn::dense_backward_weights(#shape, #x, #dy, #dw, #db)?);
+            if ctx.fused_weights.contains(q) {
+                // `fused` and `state_k` (momentum values per parameter) come
+                // from `backward_with`; the step's slice of the optimizer
+                // state sits at the tensor's learnable offset.
+                let (w, start) = (param_mut(ctx, *q), p.learnable_offset(*q));
+                let end = start + p.param(*q).len();
+                quote! {
+                    match fused {
+                        Some(sgd) => #rt::nn::dense_backward_weights_sgd(#shape, #x, #dy, #w, &mut opt_state[state_k * #start..state_k * #end], #db, sgd)?,
+                        None => #unfused,
+                    }
+                }
+            } else {
+                quote!(#unfused;)
+            }
         }
         StepKind::ActivationBackward { act: a, y, d } => {
             let a = act(ctx, *a);

@@ -82,7 +82,7 @@ fn module(
     let name = format_ident!("{}", p.name);
     let params_ty = format_ident!("{}Params", p.name);
     let plans = plans(p);
-    let ctx = emit::Ctx { p, g, source, source_name, rt: &rt };
+    let ctx = emit::Ctx { p, g, source, source_name, rt: &rt, fused_weights: p.fusable_weights() };
 
     let fields: Vec<_> = p.params.iter().map(|q| field(&q.name)).collect();
     let lens: Vec<usize> = p.params.iter().map(|q| q.len()).collect();
@@ -202,11 +202,17 @@ fn module(
         .zip(&names)
         .zip(&shapes)
         .map(|((f, n), s)| quote!(file.read_into(#n, #s, &mut loaded.#f[..])?;));
-    let learnable_steps = p.params.iter().filter(|q| q.learnable).scan(0usize, |offset, q| {
-        let (o, f) = (*offset, field(&q.name));
-        *offset += q.len();
-        let (start, end) = (emit::times(o, "k"), emit::times(*offset, "k"));
-        Some(quote!(opt.update(step, &mut params.#f[..], &grads.#f[..], &mut opt_state[#start..#end])?;))
+    let learnable_steps = p.params.iter().enumerate().filter(|(_, q)| q.learnable).map(|(i, q)| {
+        let o = p.learnable_offset(crate::program::ParamId(i));
+        let f = field(&q.name);
+        let (start, end) = (emit::times(o, "k"), emit::times(o + q.len(), "k"));
+        let update = quote!(opt.update(step, &mut params.#f[..], &grads.#f[..], &mut opt_state[#start..#end])?;);
+        if ctx.fused_weights.contains(&crate::program::ParamId(i)) {
+            // Already stepped by its weight gradient when `fused`.
+            quote!(if !fused { #update })
+        } else {
+            update
+        }
     });
 
     quote! {
@@ -408,7 +414,9 @@ fn module(
                 k: usize,
                 step: u64,
                 opt: &#rt::nn::Optimizer,
+                fused: bool,
             ) -> Result<(), #rt::Error> {
+                let _ = fused;
                 #(#learnable_steps)*
                 Ok(())
             }
@@ -484,6 +492,14 @@ fn training(
 
         #[doc = #backward_doc]
         pub fn backward(&mut self, #target_param: #target_ty) -> Result<f32, #rt::Error> {
+            self.backward_with(#target_param, None)
+        }
+
+        /// [`Self::backward`]; with `fused`, the dense weights whose
+        /// gradient is computed last take that SGD step as it is computed
+        /// (their gradients are not stored), on optimizer state that
+        /// [`Self::reset_optimizer_state`] has sized.
+        fn backward_with(&mut self, #target_param: #target_ty, fused: Option<&#rt::optim::Sgd>) -> Result<f32, #rt::Error> {
             // One backward per forward_train: this one reuses the activations'
             // memory for gradients.
             let n = ::std::mem::replace(&mut self.batch, 0);
@@ -491,10 +507,12 @@ fn training(
                 return Err(#rt::Error::NoForwardTrain);
             }
             let targets = #target_flat;
-            let Self { params, grads, arena, argmax, stats, capacity, step, seed, .. } = self;
+            let Self { params, grads, arena, argmax, stats, opt_state, capacity, step, seed, .. } = self;
             let (cap, arena, argmax, stats, step, seed) = (*capacity, &mut arena[..], &mut argmax[..], &mut stats[..], *step, *seed);
+            // Momentum values per parameter of the fused step.
+            let state_k = fused.map_or(0, |sgd| usize::from(sgd.momentum != 0.0));
             // Not every network uses every buffer in every pass.
-            let _ = (argmax.len(), stats.len(), (step, seed), &grads, &params);
+            let _ = (argmax.len(), stats.len(), (step, seed), &grads, &params, &opt_state, state_k);
             let loss = {
                 let ([logits], [d]) = #rt::arena::split(arena, [(#loss_in_start, #loss_size)], [(#loss_grad_start, #loss_size)])?;
                 #loss_call
@@ -507,13 +525,37 @@ fn training(
         /// optimizer's state lives in the model and is reset when the kind
         /// of optimizer changes.
         pub fn apply_gradients(&mut self, opt: &#rt::nn::Optimizer) -> Result<(), #rt::Error> {
+            let k = self.reset_optimizer_state(opt);
+            let step = self.step.max(1);
+            Self::apply_gradients_impl(&mut self.params, &self.grads, &mut self.opt_state, k, step, opt, false)
+        }
+
+        /// Zeroes the optimizer state if it belongs to another kind of
+        /// optimizer (or none yet); returns its values per parameter.
+        fn reset_optimizer_state(&mut self, opt: &#rt::nn::Optimizer) -> usize {
             let k = opt.state_per_param();
             if self.opt_kind != opt.kind() || self.opt_state.len() != k * #learnable {
                 self.opt_state = vec![0.0; k * #learnable];
                 self.opt_kind = opt.kind();
             }
+            k
+        }
+
+        /// `backward` and `apply_gradients`, with the SGD step fused into
+        /// the dense weight gradients where `opt` allows
+        /// (`Optimizer::fusable_sgd`): those gradients are never
+        /// stored, which saves a pass over them and their memory.
+        fn backward_and_update(&mut self, #target_param: #target_ty, opt: &#rt::nn::Optimizer) -> Result<f32, #rt::Error> {
+            let Some(sgd) = opt.fusable_sgd() else {
+                let loss = self.backward(#target_param)?;
+                self.apply_gradients(opt)?;
+                return Ok(loss);
+            };
+            let k = self.reset_optimizer_state(opt);
+            let loss = self.backward_with(#target_param, Some(sgd))?;
             let step = self.step.max(1);
-            Self::apply_gradients_impl(&mut self.params, &self.grads, &mut self.opt_state, k, step, opt)
+            Self::apply_gradients_impl(&mut self.params, &self.grads, &mut self.opt_state, k, step, opt, true)?;
+            Ok(loss)
         }
 
         /// The optimizer's state (momentum or moments, per learnable
@@ -537,13 +579,18 @@ fn training(
 
         /// One step of training: forward, loss, backward and update.
         /// Returns the mean loss of the batch.
+        ///
+        /// With SGD (plain or heavy-ball momentum, not Nesterov), the step of
+        /// a dense layer's weights is fused into their gradient, which is
+        /// then never stored: `grads` does not hold those tensors' gradients
+        /// after this call. [`Self::forward_train`], [`Self::backward`] and
+        /// [`Self::apply_gradients`] take the same step with every gradient
+        /// kept.
         pub fn train_step(&mut self, x: &[[f32; #in_len]], #target_param: #target_ty, opt: &#rt::nn::Optimizer) -> Result<f32, #rt::Error> {
             // The pool's other thread stays awake for the whole step.
             #rt::nn::awake(move || {
                 self.forward_train(x)?;
-                let loss = self.backward(#target_param)?;
-                self.apply_gradients(opt)?;
-                Ok(loss)
+                self.backward_and_update(#target_param, opt)
             })
         }
 
@@ -555,9 +602,7 @@ fn training(
             let x = #rt::view::flat(&x);
             #rt::nn::awake(move || {
                 self.forward_train_flat(x)?;
-                let loss = self.backward(#target_param)?;
-                self.apply_gradients(opt)?;
-                Ok(loss)
+                self.backward_and_update(#target_param, opt)
             })
         }
     }

@@ -142,17 +142,8 @@ impl Autodiff {
                 if *act != super::Act::Identity {
                     self.emit(node, ActivationBackward { act: *act, y, d: gy });
                 }
-                self.emit(
-                    node,
-                    DenseBackwardWeights {
-                        x: *x,
-                        dy: gy,
-                        dw: *w,
-                        db: *b,
-                        input: *input,
-                        output: *output,
-                    },
-                );
+                // Backward-data first: it reads the weights, which an SGD
+                // step fused into the weight gradient then changes.
                 if self.needs_grad(*x) {
                     let t = self.target(*x);
                     self.emit(
@@ -168,6 +159,17 @@ impl Autodiff {
                     );
                     self.finish(node, &t);
                 }
+                self.emit(
+                    node,
+                    DenseBackwardWeights {
+                        x: *x,
+                        dy: gy,
+                        dw: *w,
+                        db: *b,
+                        input: *input,
+                        output: *output,
+                    },
+                );
             }
             MaxPool { x, argmax, win, .. } if self.needs_grad(*x) => {
                 let t = self.target(*x);

@@ -382,6 +382,29 @@ impl Program {
     pub fn learnable_count(&self) -> usize {
         self.params.iter().filter(|p| p.learnable).map(ParamInfo::len).sum()
     }
+
+    /// Where `q`'s values start among the learnable parameters, which is
+    /// where its optimizer state starts (per state value).
+    pub fn learnable_offset(&self, q: ParamId) -> usize {
+        self.params[..q.0].iter().filter(|p| p.learnable).map(ParamInfo::len).sum()
+    }
+
+    /// The dense weights whose gradient step an SGD step can be fused into:
+    /// no later backward step reads those weights, so stepping them in
+    /// place cannot change a gradient still to be computed.
+    pub fn fusable_weights(&self) -> Vec<ParamId> {
+        let read_after = |i: usize, q: ParamId| {
+            self.backward[i + 1..].iter().any(|s| s.kind.param_reads().contains(&q))
+        };
+        self.backward
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| match s.kind {
+                StepKind::DenseBackwardWeights { dw, .. } if !read_after(i, dw) => Some(dw),
+                _ => None,
+            })
+            .collect()
+    }
 }
 
 impl StepKind {
@@ -418,6 +441,42 @@ impl StepKind {
             BatchNormBackward { x, dy, .. } => vec![*x, *dy],
             ConcatBackward { dy, .. } => vec![*dy],
             AddAssign { acc, x } => vec![*acc, *x],
+        }
+    }
+
+    /// The parameters the step reads (not those whose gradient it writes).
+    pub fn param_reads(&self) -> Vec<ParamId> {
+        use StepKind::*;
+        match self {
+            Conv { w, b, .. } | Dense { w, b, .. } => std::iter::once(*w).chain(*b).collect(),
+            BatchNormTrain { gamma, beta, mean, var, .. }
+            | BatchNormInfer { gamma, beta, mean, var, .. } => vec![*gamma, *beta, *mean, *var],
+            ConvBackwardData { w, .. } | DenseBackwardData { w, .. } => vec![*w],
+            BatchNormBackward { gamma, .. } => vec![*gamma],
+            // Listed, not `_`: a new step that reads a parameter must say so
+            // here, or an SGD step could be fused before it reads.
+            MaxPool { .. }
+            | MaxPoolInfer { .. }
+            | AvgPool { .. }
+            | GlobalAvgPool { .. }
+            | Activation { .. }
+            | Softmax { .. }
+            | Dropout { .. }
+            | Lrn { .. }
+            | Copy { .. }
+            | Add { .. }
+            | Concat { .. }
+            | ConvBackwardWeights { .. }
+            | DenseBackwardWeights { .. }
+            | ActivationBackward { .. }
+            | MaxPoolBackward { .. }
+            | AvgPoolBackward { .. }
+            | GlobalAvgPoolBackward { .. }
+            | SoftmaxBackward { .. }
+            | DropoutBackward { .. }
+            | LrnBackward { .. }
+            | ConcatBackward { .. }
+            | AddAssign { .. } => vec![],
         }
     }
 

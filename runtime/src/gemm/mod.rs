@@ -168,10 +168,7 @@ fn check_disjoint(
     if m == 1 && cs >= 1 || n == 1 && rs >= 1 || row_major_like || col_major_like {
         Ok(())
     } else {
-        Err(GemmError {
-            operand,
-            reason: format!("strides ({rs}, {cs}) make elements overlap"),
-        })
+        Err(GemmError { operand, reason: format!("strides ({rs}, {cs}) make elements overlap") })
     }
 }
 

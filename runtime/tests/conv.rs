@@ -144,6 +144,21 @@ fn each_algorithm_is_exercised() {
     }
 }
 
+/// Small output planes put several samples' im2col matrices side by side in
+/// one GEMM: LeNet-5's conv2 at a batch that splits into uneven chunks (of
+/// 8 samples, and across threads), with and without groups.
+#[test]
+fn samples_side_by_side_in_one_gemm() {
+    let grouped = Conv2d { groups: 2, ..Conv2d::square(13, 6, 9, 9, 4, 3, 2, 1) };
+    for (i, s) in [Conv2d::square(21, 6, 14, 14, 16, 5, 1, 0), grouped].iter().enumerate() {
+        assert_eq!(s.forward_algo(), ConvAlgo::Im2col, "{s:?}");
+        for par in [Par::Seq, Par::Rayon] {
+            check_all_passes(s, 60 + i as u64, Activation::Relu, par)
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+    }
+}
+
 /// One sample big enough that its im2col GEMM is split across threads:
 /// each thread's panels start mid-row of the output (the im2col panels are
 /// filled from the input, not copied from a matrix), at stride 1 and 2.

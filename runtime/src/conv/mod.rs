@@ -13,8 +13,10 @@
 //!   and activation fused into the GEMM's store, the window unrolled into
 //!   the GEMM's packed B panels straight from the input (or, for outputs
 //!   under 12 wide, into a column matrix in a per-thread scratch buffer
-//!   first).
+//!   first); output planes under 256 put several samples' matrices side by
+//!   side in one GEMM instead ([`batched`]).
 
+mod batched;
 mod direct;
 pub mod winograd;
 
@@ -263,12 +265,20 @@ impl Conv2d {
     /// process held 86 MB of Winograd chunks sized for 16 samples, for
     /// passes that run im2col on batches of 8).
     pub fn scratch_len(&self) -> usize {
-        let im2col = self.patch() * self.out_plane();
+        let im2col = match batched::samples_per_gemm(self) {
+            1 => self.patch() * self.out_plane(),
+            most => batched::scratch_len(self, most),
+        };
         let forward = match self.forward_algo() {
             ConvAlgo::Pointwise => 0,
             ConvAlgo::Direct => direct::padded_len(self),
             ConvAlgo::Winograd => winograd::forward_scratch_len(self),
-            ConvAlgo::Im2col if self.out_w() >= FUSED_IM2COL_MIN_WIDTH => 0,
+            ConvAlgo::Im2col
+                if self.out_w() >= FUSED_IM2COL_MIN_WIDTH
+                    && batched::samples_per_gemm(self) == 1 =>
+            {
+                0
+            }
             ConvAlgo::Im2col => im2col,
         };
         let backward_data = match self.backward_data_algo() {
@@ -314,11 +324,12 @@ fn with_columns<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
 }
 
 /// Unrolls the windows of one sample's group `g` into `col`, a row-major
-/// `[C/groups·kh·kw, out_h·out_w]` matrix; padding reads as zero.
-fn im2col(s: &Conv2d, x: &[f32], g: usize, col: &mut [f32]) {
+/// `[C/groups·kh·kw, out_h·out_w]` matrix with rows `ld` floats apart;
+/// padding reads as zero.
+fn im2col(s: &Conv2d, x: &[f32], g: usize, col: &mut [f32], ld: usize) {
     let plane = s.out_plane();
-    for (r, row) in col.chunks_exact_mut(plane).take(s.patch()).enumerate() {
-        fill_col_row(s, x, g, r, row);
+    for r in 0..s.patch() {
+        fill_col_row(s, x, g, r, &mut col[r * ld..][..plane]);
     }
 }
 
@@ -328,10 +339,15 @@ fn fill_col_row(s: &Conv2d, x: &[f32], g: usize, r: usize, row: &mut [f32]) {
     let (cg, ow) = (s.c / s.groups, s.out_w());
     let (ci, i, j) = s.tap(r);
     let plane = &x[(g * cg + ci) * s.h * s.w..][..s.h * s.w];
+    // Stride 1 with this tap's columns inside the input: every output row
+    // is one plain run, without fill_row's clipping (which, per run of 10
+    // floats in LeNet-5's conv2, cost more than the copy).
+    let start = (j * s.dw).checked_sub(s.pw).filter(|&c| s.sw == 1 && c + ow <= s.w);
     for (y, out) in row.chunks_exact_mut(ow).enumerate() {
-        match s.input_row(plane, y, i) {
-            Some(src) => fill_row(out, src, j * s.dw, s.pw, s.sw),
-            None => out.fill(0.0),
+        match (s.input_row(plane, y, i), start) {
+            (Some(src), Some(c)) => copy_run(out, &src[c..c + ow]),
+            (Some(src), None) => fill_row(out, src, j * s.dw, s.pw, s.sw),
+            (None, _) => out.fill(0.0),
         }
     }
 }
@@ -361,7 +377,7 @@ fn fill_row(out: &mut [f32], src: &[f32], offset: usize, pad: usize, stride: usi
         out[..lo].fill(0.0);
         if hi > lo {
             let start = (lo as isize + first) as usize;
-            out[lo..hi].copy_from_slice(&src[start..start + (hi - lo)]);
+            copy_run(&mut out[lo..hi], &src[start..start + (hi - lo)]);
         }
         out[hi..].fill(0.0);
         return;
@@ -372,12 +388,43 @@ fn fill_row(out: &mut [f32], src: &[f32], offset: usize, pad: usize, stride: usi
     }
 }
 
+/// `dst.copy_from_slice(src)` for the short runs of im2col (an output row:
+/// 10 floats in LeNet-5's conv2), where the call into libc's memmove cost
+/// more than the copy (half of that conv's forward). Runs of 8 or more go
+/// as 8-float blocks, the last one overlapping the one before.
+#[inline(always)]
+fn copy_run(dst: &mut [f32], src: &[f32]) {
+    let len = dst.len();
+    if len >= 64 {
+        dst.copy_from_slice(src);
+    } else if len >= COPY_BLOCK {
+        for at in (0..len - COPY_BLOCK).step_by(COPY_BLOCK) {
+            copy_block(dst, src, at);
+        }
+        copy_block(dst, src, len - COPY_BLOCK);
+    } else {
+        for (d, s) in dst.iter_mut().zip(src) {
+            *d = *s;
+        }
+    }
+}
+
+const COPY_BLOCK: usize = 8;
+
+/// `dst[at..at + 8] = src[at..at + 8]` as one array move.
+#[inline(always)]
+fn copy_block(dst: &mut [f32], src: &[f32], at: usize) {
+    let from: &[f32; COPY_BLOCK] = src[at..at + COPY_BLOCK].try_into().expect("8 floats");
+    let to: &mut [f32; COPY_BLOCK] = (&mut dst[at..at + COPY_BLOCK]).try_into().expect("8 floats");
+    *to = *from;
+}
+
 /// The reverse of [`im2col`]: adds every column entry back into the input
 /// position it was read from (padding entries are dropped).
-fn col2im(s: &Conv2d, col: &[f32], g: usize, dx: &mut [f32]) {
+fn col2im(s: &Conv2d, col: &[f32], g: usize, dx: &mut [f32], ld: usize) {
     let plane = s.out_plane();
-    for (r, row) in col.chunks_exact(plane).take(s.patch()).enumerate() {
-        add_col_row(s, row, g, r, dx);
+    for r in 0..s.patch() {
+        add_col_row(s, &col[r * ld..][..plane], g, r, dx);
     }
 }
 
@@ -386,12 +433,26 @@ fn add_col_row(s: &Conv2d, row: &[f32], g: usize, r: usize, dx: &mut [f32]) {
     let (cg, ow) = (s.c / s.groups, s.out_w());
     let (ci, i, j) = (r / (s.kh * s.kw), r / s.kw % s.kh, r % s.kw);
     let plane = &mut dx[(g * cg + ci) * s.h * s.w..][..s.h * s.w];
+    // As in `fill_col_row`: an interior tap of a stride-1 conv adds plain runs.
+    let start = (j * s.dw).checked_sub(s.pw).filter(|&c| s.sw == 1 && c + ow <= s.w);
     for (y, vals) in row.chunks_exact(ow).enumerate() {
         let ih = (y * s.sh + i * s.dh) as isize - s.ph as isize;
         if ih < 0 || ih >= s.h as isize {
             continue;
         }
-        add_row(&mut plane[ih as usize * s.w..][..s.w], vals, j * s.dw, s.pw, s.sw);
+        let dst = &mut plane[ih as usize * s.w..][..s.w];
+        match start {
+            Some(c) => add_run(&mut dst[c..c + ow], vals),
+            None => add_row(dst, vals, j * s.dw, s.pw, s.sw),
+        }
+    }
+}
+
+/// `dst += vals`.
+#[inline(always)]
+fn add_run(dst: &mut [f32], vals: &[f32]) {
+    for (d, &v) in dst.iter_mut().zip(vals) {
+        *d += v;
     }
 }
 
@@ -468,6 +529,20 @@ pub fn conv2d_forward_using(
     }
 
     let (in_len, out_len) = (s.c * s.h * s.w, s.o * s.out_plane());
+    let threads = if par == Par::Rayon { rayon::current_num_threads() } else { 1 };
+    let chunk = batched::chunk_samples(s, threads);
+    if algo == ConvAlgo::Im2col && chunk > 1 {
+        let job = |(y, x): (&mut [f32], &[f32]), par: Par| {
+            batched::forward(s, x, weight, bias, activation, y, par)
+        };
+        if threads > 1 && s.n > chunk {
+            let chunks = y.par_chunks_mut(chunk * out_len).zip(x.par_chunks(chunk * in_len));
+            chunks.for_each(|c| job(c, Par::Seq));
+        } else {
+            job((y, x), par);
+        }
+        return Ok(());
+    }
     let one = |x: &[f32], y: &mut [f32], par: Par| match algo {
         ConvAlgo::Pointwise => forward_pointwise(s, x, weight, bias, activation, y, par),
         ConvAlgo::Direct => direct::forward_direct(s, Isa::best(), x, weight, bias, activation, y),
@@ -537,7 +612,7 @@ fn forward_im2col(
                 let b = Im2colPanels { s, x, g };
                 sgemm_packed_b(og, plane, patch, 1.0, w, &b, 0.0, y, &epi, par)
             } else {
-                im2col(s, x, g, col);
+                im2col(s, x, g, col, plane);
                 let b = MatRef::row_major(col, plane);
                 sgemm(og, plane, patch, 1.0, w, b, 0.0, y, &epi, par)
             };
@@ -652,6 +727,22 @@ pub fn conv2d_backward_data_using(
         apply_mask(dx, mask);
     };
     let masks = |i: usize| relu_mask.map(|m| &m[i * in_len..][..in_len]);
+    let threads = if par == Par::Rayon { rayon::current_num_threads() } else { 1 };
+    let chunk = batched::chunk_samples(s, threads);
+    if !s.is_pointwise() && chunk > 1 {
+        let job = |(i, (dx, dy)): (usize, (&mut [f32], &[f32])), par: Par| {
+            let cnt = dx.len() / in_len;
+            batched::backward_data(s, dy, weight, dx, par);
+            apply_mask(dx, relu_mask.map(|m| &m[i * chunk * in_len..][..cnt * in_len]));
+        };
+        if threads > 1 && s.n > chunk {
+            let chunks = dx.par_chunks_mut(chunk * in_len).zip(dy.par_chunks(chunk * out_len));
+            chunks.enumerate().for_each(|c| job(c, Par::Seq));
+        } else {
+            job((0, (dx, dy)), par);
+        }
+        return Ok(());
+    }
     if par == Par::Rayon && s.n > 1 {
         dx.par_chunks_mut(in_len)
             .zip(dy.par_chunks(out_len))
@@ -703,7 +794,7 @@ fn backward_data_one(s: &Conv2d, dy: &[f32], weight: &[f32], dx: &mut [f32], par
                 par,
             );
             crate::gemm::expect_valid(r);
-            col2im(s, col, g, dx);
+            col2im(s, col, g, dx, plane);
         }
     });
 }
@@ -824,6 +915,9 @@ fn weight_grad_samples(
         dweight.fill(0.0);
         return;
     }
+    if batched::samples_per_gemm(s) > 1 {
+        return batched::weight_grad(s, x, dy, samples, dweight, par);
+    }
     // A pointwise conv's input is its own im2col matrix.
     let columns = if s.is_pointwise() { 0 } else { patch * plane };
     with_columns(columns, |col| {
@@ -838,7 +932,7 @@ fn weight_grad_samples(
                 let b = if s.is_pointwise() {
                     MatRef::row_major(x, plane).t()
                 } else {
-                    im2col(s, x, g, col);
+                    im2col(s, x, g, col, plane);
                     MatRef::row_major(col, plane).t()
                 };
                 let r = sgemm(

@@ -1,0 +1,158 @@
+//! The im2col path over several samples at once, for small output planes.
+//!
+//! With one GEMM per sample, a plane of 100 outputs (LeNet-5's conv2) makes
+//! GEMMs of 100 columns: a third of the last panel is padding, and the
+//! weights are packed again for every sample. Here the im2col matrices of
+//! `cnt` samples sit side by side, `[patch, cnt·plane]`, so one GEMM covers
+//! them all; `dy` is gathered into (and the forward output scattered out
+//! of) the matching `[og, cnt·plane]` layout, a copy of one tensor.
+
+use super::{col2im, epilogue, im2col, with_columns, Conv2d};
+use crate::gemm::{sgemm, Activation, Epilogue, MatMut, MatRef, Par};
+
+/// Output planes at least this large keep one GEMM per sample, which then
+/// has enough columns (and its own packed panels fill faster from the
+/// input, see `Im2colPanels`).
+const MAX_PLANE: usize = 256;
+
+/// Groups with at least this many output channels keep one GEMM per
+/// sample too: their weights fill the GEMM's rows, and side by side the
+/// larger matrices measured slower (`conv_bench`, ResNet-20's 32->64 3x3
+/// stride-2 conv, plane 64: forward 1.08 -> 1.23 ms), while LeNet-5's conv2
+/// (16 channels, plane 100) gained (forward 0.43 -> 0.29 ms).
+const MAX_GROUP_OUTPUTS: usize = 32;
+
+/// The most floats of im2col columns one GEMM takes (512 KB), so the matrix
+/// is still in L2 when the GEMM packs it: LeNet-5's conv2 forward took
+/// 0.40 ms with 4 MB, 0.38 with 1 MB and 0.35 with 512 KB.
+const MAX_COLUMNS: usize = 1 << 17;
+
+/// Samples whose matrices one GEMM takes side by side: 1 unless the plane
+/// is small, and never more than the batch.
+pub(super) fn samples_per_gemm(s: &Conv2d) -> usize {
+    if s.out_plane() >= MAX_PLANE || s.o / s.groups >= MAX_GROUP_OUTPUTS || s.is_pointwise() {
+        return 1;
+    }
+    (MAX_COLUMNS / (s.patch() * s.out_plane()).max(1)).clamp(1, s.n.max(1))
+}
+
+/// Samples per chunk when `threads` threads share the batch: every thread
+/// gets a chunk when the batch allows.
+pub(super) fn chunk_samples(s: &Conv2d, threads: usize) -> usize {
+    samples_per_gemm(s).min(s.n.div_ceil(threads.max(1))).max(1)
+}
+
+/// Floats of per-thread scratch for a chunk of `cnt` samples: the columns
+/// and one group's `[og, cnt·plane]` block.
+pub(super) fn scratch_len(s: &Conv2d, cnt: usize) -> usize {
+    (s.patch() + s.o / s.groups) * cnt * s.out_plane()
+}
+
+/// The forward pass of the samples of `x` into `y`.
+pub(super) fn forward(
+    s: &Conv2d,
+    x: &[f32],
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    activation: Activation,
+    y: &mut [f32],
+    par: Par,
+) {
+    let (og, patch, plane) = (s.o / s.groups, s.patch(), s.out_plane());
+    let (in_len, out_len) = (s.c * s.h * s.w, s.o * plane);
+    let cnt = y.len() / out_len;
+    let cols = cnt * plane;
+    with_columns(scratch_len(s, cnt), |scratch| {
+        let (col, out) = scratch.split_at_mut(patch * cols);
+        for g in 0..s.groups {
+            for (i, x) in x.chunks_exact(in_len).take(cnt).enumerate() {
+                im2col(s, x, g, &mut col[i * plane..], cols);
+            }
+            let w = MatRef::row_major(&weight[g * og * patch..][..og * patch], patch);
+            let c = MatMut::row_major(&mut out[..og * cols], cols);
+            let epi = epilogue(bias.map(|b| &b[g * og..][..og]), activation);
+            let r = sgemm(og, cols, patch, 1.0, w, MatRef::row_major(col, cols), 0.0, c, &epi, par);
+            crate::gemm::expect_valid(r);
+            for (oc, row) in out.chunks_exact(cols).take(og).enumerate() {
+                for (i, src) in row.chunks_exact(plane).enumerate() {
+                    y[i * out_len + (g * og + oc) * plane..][..plane].copy_from_slice(src);
+                }
+            }
+        }
+    });
+}
+
+/// Gathers group `g` of the `cnt` samples of `dy` into `[og, cnt·plane]`.
+fn gather(s: &Conv2d, dy: &[f32], g: usize, cnt: usize, out: &mut [f32]) {
+    let (og, plane) = (s.o / s.groups, s.out_plane());
+    let (out_len, cols) = (s.o * plane, cnt * plane);
+    for (oc, row) in out.chunks_exact_mut(cols).take(og).enumerate() {
+        for (i, dst) in row.chunks_exact_mut(plane).enumerate() {
+            dst.copy_from_slice(&dy[i * out_len + (g * og + oc) * plane..][..plane]);
+        }
+    }
+}
+
+/// The backward-data pass of the samples of `dy` into `dx` (overwritten).
+pub(super) fn backward_data(s: &Conv2d, dy: &[f32], weight: &[f32], dx: &mut [f32], par: Par) {
+    let (og, patch, plane) = (s.o / s.groups, s.patch(), s.out_plane());
+    let in_len = s.c * s.h * s.w;
+    let cnt = dx.len() / in_len;
+    let cols = cnt * plane;
+    dx.fill(0.0);
+    with_columns(scratch_len(s, cnt), |scratch| {
+        let (col, dyg) = scratch.split_at_mut(patch * cols);
+        for g in 0..s.groups {
+            gather(s, dy, g, cnt, dyg);
+            // dcol [patch, cols] = W_gᵀ [patch, og] · dy_g [og, cols]
+            let w = MatRef::row_major(&weight[g * og * patch..][..og * patch], patch).t();
+            let b = MatRef::row_major(&dyg[..og * cols], cols);
+            let c = MatMut::row_major(col, cols);
+            let r = sgemm(patch, cols, og, 1.0, w, b, 0.0, c, &Epilogue::NONE, par);
+            crate::gemm::expect_valid(r);
+            for (i, dx) in dx.chunks_exact_mut(in_len).take(cnt).enumerate() {
+                col2im(s, &col[i * plane..], g, dx, cols);
+            }
+        }
+    });
+}
+
+/// `dweight = Σ_{n in samples} dy_n · im2col(x_n)ᵀ`, overwritten, in
+/// chunks of [`samples_per_gemm`] samples.
+pub(super) fn weight_grad(
+    s: &Conv2d,
+    x: &[f32],
+    dy: &[f32],
+    samples: std::ops::Range<usize>,
+    dweight: &mut [f32],
+    par: Par,
+) {
+    let (og, patch, plane) = (s.o / s.groups, s.patch(), s.out_plane());
+    let (in_len, out_len) = (s.c * s.h * s.w, s.o * plane);
+    let per_gemm = samples_per_gemm(s);
+    with_columns(scratch_len(s, per_gemm.min(samples.len())), |scratch| {
+        let mut first = samples.start;
+        while first < samples.end {
+            let cnt = per_gemm.min(samples.end - first);
+            let cols = cnt * plane;
+            let (col, dyg) = scratch.split_at_mut(patch * cols);
+            let x = &x[first * in_len..][..cnt * in_len];
+            let dy = &dy[first * out_len..][..cnt * out_len];
+            // The first chunk overwrites dweight; later ones accumulate.
+            let beta = if first == samples.start { 0.0 } else { 1.0 };
+            for g in 0..s.groups {
+                for (i, x) in x.chunks_exact(in_len).enumerate() {
+                    im2col(s, x, g, &mut col[i * plane..], cols);
+                }
+                gather(s, dy, g, cnt, dyg);
+                // dW_g [og, patch] += dy_g [og, cols] · colᵀ [cols, patch]
+                let a = MatRef::row_major(&dyg[..og * cols], cols);
+                let b = MatRef::row_major(&col[..patch * cols], cols).t();
+                let c = MatMut::row_major(&mut dweight[g * og * patch..][..og * patch], patch);
+                let r = sgemm(og, patch, cols, 1.0, a, b, beta, c, &Epilogue::NONE, par);
+                crate::gemm::expect_valid(r);
+            }
+            first += cnt;
+        }
+    });
+}

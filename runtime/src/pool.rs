@@ -185,6 +185,9 @@ fn parallel(p: Pool2d) -> bool {
 /// takes over), so ties and NaNs resolve as in PyTorch.
 #[inline(always)]
 fn max_plane<const ARGMAX: bool>(p: Pool2d, xp: &[f32], yp: &mut [f32], ap: &mut [u32]) {
+    if (p.kh, p.kw, p.sh, p.sw, p.ph, p.pw) == (2, 2, 2, 2, 0, 0) {
+        return max_plane_2x2::<ARGMAX>(p, xp, yp, ap);
+    }
     let ow = p.out_w();
     let (s, pad, kw) = (p.sw, p.pw, p.kw);
     // Output columns o with o·s ≥ pad and o·s + kw ≤ w + pad.
@@ -222,6 +225,39 @@ fn max_plane<const ARGMAX: bool>(p: Pool2d, xp: &[f32], yp: &mut [f32], ap: &mut
                     2 => max_pass::<ARGMAX, 2>(ys, ar, xp, first),
                     _ => max_pass_strided::<ARGMAX>(ys, ar, xp, first, s),
                 }
+            }
+        }
+    }
+}
+
+/// [`max_plane`] for 2x2 windows at stride 2 without padding (LeNet-5,
+/// VGG): the four cells of a window are compared in registers, in ATen's
+/// order, and each output is written once. The row passes of the general
+/// path read and wrote every output and index four times (LeNet-5's
+/// pooling forward was an eighth of its training step).
+#[inline(always)]
+fn max_plane_2x2<const ARGMAX: bool>(p: Pool2d, xp: &[f32], yp: &mut [f32], ap: &mut [u32]) {
+    let (ow, w) = (p.out_w(), p.w);
+    for (o_r, yr) in yp.chunks_exact_mut(ow).enumerate() {
+        let top = &xp[2 * o_r * w..][..2 * ow];
+        let bottom = &xp[(2 * o_r + 1) * w..][..2 * ow];
+        let ar: &mut [u32] = if ARGMAX { &mut ap[o_r * ow..][..ow] } else { &mut [] };
+        for (o, y) in yr.iter_mut().enumerate() {
+            let cells = [top[2 * o], top[2 * o + 1], bottom[2 * o], bottom[2 * o + 1]];
+            // Starting from the first cell is ATen's start from −∞ with the
+            // first cell's index: the first cell wins unless it is −∞, and
+            // then the index is the same.
+            let (mut best, mut at) = (cells[0], 0);
+            for (k, &v) in cells.iter().enumerate().skip(1) {
+                if v > best || v.is_nan() {
+                    (best, at) = (v, k);
+                }
+            }
+            *y = best;
+            if ARGMAX {
+                // Fits: the caller checked the plane against u32::MAX.
+                let first = 2 * o_r * w + 2 * o;
+                ar[o] = (first + at / 2 * w + at % 2) as u32;
             }
         }
     }

@@ -1,5 +1,6 @@
 //! A training step allocates nothing: after the first step (which sizes the
-//! optimizer state), steps make zero heap allocations, on every thread.
+//! optimizer state), steps make zero heap allocations, on every thread; nor
+//! does inference once warm.
 //!
 //! The loop runs inside the rayon pool, as `netc train` does. Called from a
 //! thread outside the pool, each parallel kernel is injected into the pool's
@@ -74,4 +75,14 @@ fn steps_allocate_nothing() {
     model.train_step(&x, &labels, &opt).expect("step");
     let during = ALLOCATIONS.load(Ordering::SeqCst) - before;
     assert_eq!(during, 0, "ResNet-20 training step allocated {during} times");
+
+    // Inference, at batch 1 and at the capacity, once warm.
+    for n in [1, 8] {
+        let mut out = vec![[0.0f32; 10]; n];
+        model.forward(&x[..n], &mut out).expect("warm-up forward");
+        let before = ALLOCATIONS.load(Ordering::SeqCst);
+        model.forward(&x[..n], &mut out).expect("forward");
+        let during = ALLOCATIONS.load(Ordering::SeqCst) - before;
+        assert_eq!(during, 0, "ResNet-20 forward at batch {n} allocated {during} times");
+    }
 }

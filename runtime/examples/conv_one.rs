@@ -1,8 +1,9 @@
 //! Runs one convolution pass repeatedly, for profiling:
 //! `cargo run --release -p netc-runtime --example conv_one -- ALGO N C H W O K STRIDE PAD [SECONDS]`
-//! where ALGO is `winograd` or `im2col` (forward) or `winograd-bwd` or
-//! `im2col-bwd` (backward-data) or `winograd-wgrad` or `im2col-wgrad`
-//! (backward-weights), on one thread; with a `-par` suffix
+//! where ALGO is `winograd`, `im2col` or `direct` (forward) or
+//! `winograd-bwd` or `im2col-bwd` (backward-data) or `winograd-wgrad`,
+//! `im2col-wgrad` or `direct-wgrad` (backward-weights), on one thread; with
+//! a `-par` suffix
 //! (`winograd-bwd-par`), on the rayon pool.
 
 use netc_runtime::conv::{
@@ -22,8 +23,13 @@ fn main() {
     };
     let seconds = nums.get(8).copied().unwrap_or(3) as f64;
     let s = Conv2d::square(n, c, h, w, o, k, stride, pad);
-    let algo =
-        if algo_name.starts_with("winograd") { ConvAlgo::Winograd } else { ConvAlgo::Im2col };
+    let algo = if algo_name.starts_with("winograd") {
+        ConvAlgo::Winograd
+    } else if algo_name.starts_with("direct") {
+        ConvAlgo::Direct
+    } else {
+        ConvAlgo::Im2col
+    };
     let par = if algo_name.ends_with("-par") { Par::Rayon } else { Par::Seq };
     let backward = algo_name.trim_end_matches("-par").ends_with("-bwd");
     let wgrad = algo_name.trim_end_matches("-par").ends_with("-wgrad");

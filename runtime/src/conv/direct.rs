@@ -412,7 +412,11 @@ fn weight_grad_taps<const KIND: u8, const KW: usize>(
                 }
             }
         }
-        acc.map(|acc| crate::reduce::sum(&acc))
+        let mut sums = [0.0f32; KW];
+        for (sum, acc) in sums.iter_mut().zip(&acc) {
+            *sum = crate::reduce::sum(acc);
+        }
+        sums
     };
     let t = ((o * s.c + c) * s.kh + i) * s.kw + j0;
     for (w, sum) in dweight[t..t + KW].iter_mut().zip(sums) {
@@ -466,6 +470,12 @@ mod x86 {
                 block(full, tail_mask);
             }
         }
-        acc.map(|a| _mm512_reduce_add_ps(a))
+        // A loop, not `acc.map(..)`: a closure does not inherit this
+        // function's target features, and the map ran out of line.
+        let mut sums = [0.0f32; KW];
+        for (sum, a) in sums.iter_mut().zip(acc) {
+            *sum = _mm512_reduce_add_ps(a);
+        }
+        sums
     }
 }

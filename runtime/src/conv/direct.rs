@@ -95,7 +95,7 @@ fn pad_sample(s: &Conv2d, x: &[f32], padded: &mut [f32]) {
     for c in 0..s.c {
         for iy in 0..s.h {
             let dst = &mut padded[(c * ph + iy + s.ph) * pw + s.pw..][..s.w];
-            super::copy_run(dst, &x[(c * s.h + iy) * s.w..][..s.w]);
+            dst.copy_from_slice(&x[(c * s.h + iy) * s.w..][..s.w]);
         }
     }
 }
@@ -174,12 +174,7 @@ fn direct_kernel<const FMA: bool, const OB: usize>(
         for oy in 0..oh {
             let mut x0 = 0;
             while x0 < ow {
-                // Not `b.map(..)`: that was an out-of-line call returning
-                // the whole block through memmove, 40% of LeNet-5's conv1.
-                let mut acc = [[0.0f32; W]; OB];
-                for (acc, &b) in acc.iter_mut().zip(&b) {
-                    *acc = [b; W];
-                }
+                let mut acc = b.map(|b| [b; W]);
                 for c in 0..s.c {
                     for i in 0..s.kh {
                         let src = &padded[(c * ph + oy + i) * pw + x0..][..s.kw - 1 + W];
@@ -205,32 +200,14 @@ fn direct_kernel<const FMA: bool, const OB: usize>(
                 let width = W.min(ow - x0);
                 for (k, acc) in acc.iter().enumerate() {
                     let row = &mut y[((o0 + k) * oh + oy) * ow + x0..][..width];
-                    store_block(row, acc, activation);
+                    for (o, &v) in row.iter_mut().zip(acc) {
+                        *o = activation.apply(v);
+                    }
                 }
                 x0 += W;
             }
         }
         next = o0 + OB;
-    }
-}
-
-/// `row = act(acc)` for the first `row.len()` outputs of a block: whole
-/// blocks as one array store (a variable-length copy was a memcpy call,
-/// 17% of LeNet-5's conv1), the activation's `match` outside the loop.
-#[inline(always)]
-fn store_block(row: &mut [f32], acc: &[f32; DIRECT_W], activation: Activation) {
-    match (<&mut [f32; DIRECT_W]>::try_from(&mut *row), activation) {
-        (Ok(row), Activation::Identity) => *row = *acc,
-        (Ok(row), Activation::Relu) => {
-            for (o, &v) in row.iter_mut().zip(acc) {
-                *o = crate::act::relu_scalar(v);
-            }
-        }
-        _ => {
-            for (o, &v) in row.iter_mut().zip(acc) {
-                *o = activation.apply(v);
-            }
-        }
     }
 }
 
@@ -412,11 +389,7 @@ fn weight_grad_taps<const KIND: u8, const KW: usize>(
                 }
             }
         }
-        let mut sums = [0.0f32; KW];
-        for (sum, acc) in sums.iter_mut().zip(&acc) {
-            *sum = crate::reduce::sum(acc);
-        }
-        sums
+        acc.map(|acc| crate::reduce::sum(&acc))
     };
     let t = ((o * s.c + c) * s.kh + i) * s.kw + j0;
     for (w, sum) in dweight[t..t + KW].iter_mut().zip(sums) {
@@ -470,12 +443,6 @@ mod x86 {
                 block(full, tail_mask);
             }
         }
-        // A loop, not `acc.map(..)`: a closure does not inherit this
-        // function's target features, and the map ran out of line.
-        let mut sums = [0.0f32; KW];
-        for (sum, a) in sums.iter_mut().zip(acc) {
-            *sum = _mm512_reduce_add_ps(a);
-        }
-        sums
+        acc.map(|a| _mm512_reduce_add_ps(a))
     }
 }

@@ -337,10 +337,11 @@ fn step(ctx: &Ctx<'_>, s: &Step, plan: &MemoryPlan) -> TokenStream {
                 // from `backward_with`; the step's slice of the optimizer
                 // state sits at the tensor's learnable offset.
                 let (w, start) = (param_mut(ctx, *q), p.learnable_offset(*q));
-                let end = start + p.param(*q).len();
+                let end = times(start + p.param(*q).len(), "state_k");
+                let start = times(start, "state_k");
                 quote! {
                     match fused {
-                        Some(sgd) => #rt::nn::dense_backward_weights_sgd(#shape, #x, #dy, #w, &mut opt_state[state_k * #start..state_k * #end], #db, sgd)?,
+                        Some(sgd) => #rt::nn::dense_backward_weights_sgd(#shape, #x, #dy, #w, &mut opt_state[#start..#end], #db, sgd)?,
                         None => #unfused,
                     }
                 }

@@ -40,10 +40,32 @@ static GLOBAL: Counting = Counting;
 use netc_tests::nets::lenet5;
 use netc_tests::nets::resnet20;
 
+/// On a pool of one thread, the convolutions that put several samples side
+/// by side in one GEMM work through the batch a chunk at a time, inside the
+/// scratch `with_capacity` reserved for a chunk: even the first forward
+/// allocates nothing.
+fn one_thread_inference_allocates_nothing() {
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build().expect("pool");
+    pool.install(|| {
+        let x: Vec<[f32; 784]> =
+            (0..32).map(|s| std::array::from_fn(|i| ((i + s) % 13) as f32 / 13.0)).collect();
+        let mut model = lenet5::LeNet5::with_capacity(1, 32);
+        let mut out = vec![[0.0f32; 10]; 32];
+        // Not even the first call: `with_capacity` reserved every buffer.
+        let before = ALLOCATIONS.load(Ordering::SeqCst);
+        model.forward(&x, &mut out).expect("forward");
+        let during = ALLOCATIONS.load(Ordering::SeqCst) - before;
+        assert_eq!(during, 0, "LeNet-5's first forward on one thread allocated {during} times");
+    });
+}
+
+/// One test, not several: the allocation counter is global, and tests run
+/// in parallel.
 #[test]
 fn training_steps_allocate_nothing() {
     let pool = rayon::ThreadPoolBuilder::new().build().expect("pool");
     pool.install(steps_allocate_nothing);
+    one_thread_inference_allocates_nothing();
 }
 
 fn steps_allocate_nothing() {

@@ -146,7 +146,9 @@ pub fn dense_backward_weights(
 ///   `momentum_buf` is unused and may be empty.
 ///
 /// The results equal the unfused step's up to the order of the additions.
-/// Nesterov momentum is an error: its step needs the gradient itself.
+/// Nesterov momentum is an error: its step needs the gradient itself. So is
+/// plain SGD with `lr·weight_decay = 1`, whose `beta = 0` would let the
+/// GEMM skip reading the weights, turning a NaN weight finite.
 #[allow(clippy::too_many_arguments)]
 pub fn dense_backward_weights_sgd(
     s: &Dense,
@@ -160,17 +162,22 @@ pub fn dense_backward_weights_sgd(
 ) -> Result<(), LenError> {
     const OP: &str = "dense_backward_weights_sgd";
     s.check(OP, x.len(), weight.len(), dy.len())?;
+    // Not lengths, but the same kind of caller error (as in conv's shape
+    // check): the zero lengths make `LenError` print them so.
     if sgd.nesterov {
-        // Not a length, but the same kind of caller error (as in conv's
-        // shape check): the zero lengths make `LenError` print it so.
         return Err(LenError { op: OP, tensor: "nesterov", expected: 0, found: 0 });
+    }
+    if !sgd.fusable() {
+        return Err(LenError { op: OP, tensor: "weight_decay", expected: 0, found: 0 });
+    }
+    if sgd.momentum != 0.0 {
+        check_len(OP, "momentum_buf", momentum_buf.len(), weight.len())?;
     }
     bias_grad(OP, s, dy, dbias)?;
     let (lr, momentum, wd) = (sgd.lr as f32, sgd.momentum as f32, sgd.weight_decay as f32);
     let r = if sgd.momentum == 0.0 {
         weight_grad_gemm(s, x, dy, -lr, 1.0 - lr * wd, weight, &Epilogue::NONE, par)
     } else {
-        check_len(OP, "momentum_buf", momentum_buf.len(), weight.len())?;
         let step = SgdUpdate::new(weight, s.input, 1, lr, wd);
         let epi = Epilogue { sgd: Some(step), ..Epilogue::NONE };
         weight_grad_gemm(s, x, dy, 1.0, momentum, momentum_buf, &epi, par)

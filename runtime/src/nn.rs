@@ -427,11 +427,11 @@ impl Optimizer {
     }
 
     /// The SGD step that [`dense_backward_weights_sgd`] can fuse into a
-    /// dense layer's weight gradient: plain SGD or heavy-ball momentum, not
-    /// Nesterov (whose step needs the gradient itself) nor Adam.
+    /// dense layer's weight gradient: plain SGD or heavy-ball momentum
+    /// ([`Sgd::fusable`]), not Nesterov nor Adam.
     pub fn fusable_sgd(&self) -> Option<&Sgd> {
         match self {
-            Optimizer::Sgd(s) if !s.nesterov => Some(s),
+            Optimizer::Sgd(s) if s.fusable() => Some(s),
             _ => None,
         }
     }

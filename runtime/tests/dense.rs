@@ -135,6 +135,23 @@ fn a_nesterov_step_cannot_be_fused() {
     assert!(w.iter().all(|&v| v == 1.0), "the weights were stepped");
 }
 
+/// Plain SGD with `lr·weight_decay = 1` makes the fused GEMM's beta 0, which
+/// would not read (so not keep) a NaN weight: it is refused, untouched.
+#[test]
+fn a_step_that_zeroes_the_decayed_weights_cannot_be_fused() {
+    use netc_runtime::nn::Optimizer;
+    let s = Dense { n: 2, input: 3, output: 4 };
+    let sgd = Sgd { lr: 0.5, momentum: 0.0, nesterov: false, weight_decay: 2.0 };
+    assert!(!sgd.fusable());
+    assert!(Optimizer::Sgd(sgd).fusable_sgd().is_none());
+    let mut w = vec![f32::NAN; 12];
+    let err =
+        dense_backward_weights_sgd(&s, &[1.0; 6], &[1.0; 8], &mut w, &mut [], None, &sgd, Par::Seq)
+            .unwrap_err();
+    assert_eq!(err.tensor, "weight_decay");
+    assert!(w.iter().all(|v| v.is_nan()), "the weights were stepped");
+}
+
 #[test]
 fn wrong_lengths_are_errors() {
     let s = Dense { n: 2, input: 3, output: 4 };

@@ -13,8 +13,10 @@
 //!   and activation fused into the GEMM's store, the window unrolled into
 //!   the GEMM's packed B panels straight from the input (or, for outputs
 //!   under 12 wide, into a column matrix in a per-thread scratch buffer
-//!   first); output planes under 256 put several samples' matrices side by
-//!   side in one GEMM instead ([`batched`]).
+//!   first); small convs (output planes under 256, under 32 output channels
+//!   per group, batches that give each thread more than one sample) put
+//!   several samples' matrices side by side in one GEMM instead
+//!   ([`batched`]).
 
 mod batched;
 mod direct;
@@ -254,7 +256,10 @@ impl Conv2d {
 static PARTIALS: std::sync::Mutex<Vec<f32>> = std::sync::Mutex::new(Vec::new());
 
 thread_local! {
-    /// The im2col matrix of one sample and group, reused across calls.
+    /// Per-thread scratch of the convolutions, reused across calls: the
+    /// im2col matrix of one sample and group, or of several samples side by
+    /// side with their `[og, cols]` block ([`batched`]), or the padded
+    /// buffers of the direct and Winograd paths.
     static COLUMNS: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
 }
 
@@ -535,11 +540,11 @@ pub fn conv2d_forward_using(
         let job = |(y, x): (&mut [f32], &[f32]), par: Par| {
             batched::forward(s, x, weight, bias, activation, y, par)
         };
-        if threads > 1 && s.n > chunk {
+        if threads > 1 {
             let chunks = y.par_chunks_mut(chunk * out_len).zip(x.par_chunks(chunk * in_len));
             chunks.for_each(|c| job(c, Par::Seq));
         } else {
-            job((y, x), par);
+            y.chunks_mut(chunk * out_len).zip(x.chunks(chunk * in_len)).for_each(|c| job(c, par));
         }
         return Ok(());
     }
@@ -735,11 +740,12 @@ pub fn conv2d_backward_data_using(
             batched::backward_data(s, dy, weight, dx, par);
             apply_mask(dx, relu_mask.map(|m| &m[i * chunk * in_len..][..cnt * in_len]));
         };
-        if threads > 1 && s.n > chunk {
+        if threads > 1 {
             let chunks = dx.par_chunks_mut(chunk * in_len).zip(dy.par_chunks(chunk * out_len));
             chunks.enumerate().for_each(|c| job(c, Par::Seq));
         } else {
-            job((0, (dx, dy)), par);
+            let chunks = dx.chunks_mut(chunk * in_len).zip(dy.chunks(chunk * out_len));
+            chunks.enumerate().for_each(|c| job(c, par));
         }
         return Ok(());
     }

@@ -61,8 +61,10 @@ pub enum Bias<'a> {
 /// of `b` added in another order. The gradient itself is never stored.
 ///
 /// `w` has C's shape, with its own strides; it is borrowed mutably for
-/// `'a`, and written only by the GEMM that stores C (each element once,
-/// by the thread that owns that element of C).
+/// `'a`. Only this crate can make one ([`SgdUpdate::new`] is crate-private),
+/// and it hands each to a single GEMM call, which writes each weight once,
+/// on the thread that owns that element of C: an `SgdUpdate` copied into two
+/// concurrent GEMMs would race on the weights, so none is ever given out.
 #[derive(Clone, Copy, Debug)]
 pub struct SgdUpdate<'a> {
     weights: *mut f32,
@@ -76,15 +78,22 @@ pub struct SgdUpdate<'a> {
 
 // SAFETY: the GEMM shares an epilogue between threads that store disjoint
 // blocks of C, and an `SgdUpdate` writes only the weights of the elements
-// its thread stores.
+// its thread stores; no two GEMMs get the same one (see the type's docs).
 unsafe impl Send for SgdUpdate<'_> {}
 // SAFETY: as above.
 unsafe impl Sync for SgdUpdate<'_> {}
 
 impl<'a> SgdUpdate<'a> {
     /// The update of `weights`, a matrix laid out with row stride `rs` and
-    /// column stride `cs` (checked against C's shape by the GEMM).
-    pub fn new(weights: &'a mut [f32], rs: usize, cs: usize, lr: f32, weight_decay: f32) -> Self {
+    /// column stride `cs` (checked against C's shape by the GEMM). The
+    /// caller passes it to one GEMM call only.
+    pub(crate) fn new(
+        weights: &'a mut [f32],
+        rs: usize,
+        cs: usize,
+        lr: f32,
+        weight_decay: f32,
+    ) -> Self {
         SgdUpdate {
             weights: weights.as_mut_ptr(),
             len: weights.len(),

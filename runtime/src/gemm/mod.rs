@@ -113,7 +113,7 @@ pub enum Par {
 /// An argument that does not describe a valid GEMM.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct GemmError {
-    /// `A`, `B`, `C`, `bias` or `relu_mask`.
+    /// `A`, `B`, `C`, `bias`, `relu_mask`, `sgd weights` or `kernel`.
     pub operand: &'static str,
     pub reason: String,
 }

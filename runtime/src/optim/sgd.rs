@@ -27,6 +27,16 @@ pub struct Sgd {
 }
 
 impl Sgd {
+    /// Whether this step can be fused into a weight gradient's GEMM
+    /// (`dense::dense_backward_weights_sgd`): not Nesterov, whose step needs
+    /// the gradient itself, and not plain SGD with `lr·weight_decay = 1`
+    /// (in f32), where the fused step's `beta = 1 − lr·weight_decay` is 0
+    /// and the GEMM would not read a NaN weight.
+    pub fn fusable(&self) -> bool {
+        let decayed = 1.0 - (self.lr as f32) * (self.weight_decay as f32);
+        !self.nesterov && (self.momentum != 0.0 || decayed != 0.0)
+    }
+
     /// Plain SGD: no momentum, no weight decay.
     pub fn new(lr: f64) -> Self {
         Sgd { lr, momentum: 0.0, nesterov: false, weight_decay: 0.0 }

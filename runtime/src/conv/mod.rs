@@ -16,10 +16,10 @@
 //!   first); small convs (output planes under 256, under 32 output channels
 //!   per group, batches that give each thread more than one sample) put
 //!   several samples' matrices side by side in one GEMM instead
-//!   ([`batched`]).
+//!   ([`im2col_gemm`]).
 
-mod batched;
 mod direct;
+mod im2col_gemm;
 pub mod winograd;
 
 pub use direct::{conv2d_backward_weights_direct, conv2d_forward_direct};
@@ -258,7 +258,7 @@ static PARTIALS: std::sync::Mutex<Vec<f32>> = std::sync::Mutex::new(Vec::new());
 thread_local! {
     /// Per-thread scratch of the convolutions, reused across calls: the
     /// im2col matrix of one sample and group, or of several samples side by
-    /// side with their `[og, cols]` block ([`batched`]), or the padded
+    /// side with their `[og, cols]` block ([`im2col_gemm`]), or the padded
     /// buffers of the direct and Winograd paths.
     static COLUMNS: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
 }
@@ -270,17 +270,14 @@ impl Conv2d {
     /// process held 86 MB of Winograd chunks sized for 16 samples, for
     /// passes that run im2col on batches of 8).
     pub fn scratch_len(&self) -> usize {
-        let im2col = match batched::samples_per_gemm(self) {
-            1 => self.patch() * self.out_plane(),
-            most => batched::scratch_len(self, most),
-        };
+        let im2col = im2col_gemm::scratch_len(self, im2col_gemm::samples_per_gemm(self));
         let forward = match self.forward_algo() {
             ConvAlgo::Pointwise => 0,
             ConvAlgo::Direct => direct::padded_len(self),
             ConvAlgo::Winograd => winograd::forward_scratch_len(self),
             ConvAlgo::Im2col
                 if self.out_w() >= FUSED_IM2COL_MIN_WIDTH
-                    && batched::samples_per_gemm(self) == 1 =>
+                    && im2col_gemm::samples_per_gemm(self) == 1 =>
             {
                 0
             }
@@ -535,10 +532,10 @@ pub fn conv2d_forward_using(
 
     let (in_len, out_len) = (s.c * s.h * s.w, s.o * s.out_plane());
     let threads = if par == Par::Rayon { rayon::current_num_threads() } else { 1 };
-    let chunk = batched::chunk_samples(s, threads);
+    let chunk = im2col_gemm::chunk_samples(s, threads);
     if algo == ConvAlgo::Im2col && chunk > 1 {
         let job = |(y, x): (&mut [f32], &[f32]), par: Par| {
-            batched::forward(s, x, weight, bias, activation, y, par)
+            im2col_gemm::forward(s, x, weight, bias, activation, y, par)
         };
         if threads > 1 {
             let chunks = y.par_chunks_mut(chunk * out_len).zip(x.par_chunks(chunk * in_len));
@@ -604,26 +601,19 @@ fn forward_im2col(
     y: &mut [f32],
     par: Par,
 ) {
-    let (og, patch, plane) = (s.o / s.groups, s.patch(), s.out_plane());
+    if s.out_w() < FUSED_IM2COL_MIN_WIDTH {
+        return im2col_gemm::forward(s, x, weight, bias, activation, y, par);
+    }
     // Wide enough rows: the im2col matrix is never written out, the GEMM
     // asks for its panels, which are filled straight from the input.
-    let fused = s.out_w() >= FUSED_IM2COL_MIN_WIDTH;
-    with_columns(if fused { 0 } else { patch * plane }, |col| {
-        for g in 0..s.groups {
-            let w = MatRef::row_major(&weight[g * og * patch..][..og * patch], patch);
-            let y = MatMut::row_major(&mut y[g * og * plane..][..og * plane], plane);
-            let epi = epilogue(bias.map(|b| &b[g * og..][..og]), activation);
-            let r = if fused {
-                let b = Im2colPanels { s, x, g };
-                sgemm_packed_b(og, plane, patch, 1.0, w, &b, 0.0, y, &epi, par)
-            } else {
-                im2col(s, x, g, col, plane);
-                let b = MatRef::row_major(col, plane);
-                sgemm(og, plane, patch, 1.0, w, b, 0.0, y, &epi, par)
-            };
-            crate::gemm::expect_valid(r);
-        }
-    });
+    let (og, patch, plane) = (s.o / s.groups, s.patch(), s.out_plane());
+    for g in 0..s.groups {
+        let w = MatRef::row_major(&weight[g * og * patch..][..og * patch], patch);
+        let y = MatMut::row_major(&mut y[g * og * plane..][..og * plane], plane);
+        let epi = epilogue(bias.map(|b| &b[g * og..][..og]), activation);
+        let b = Im2colPanels { s, x, g };
+        crate::gemm::expect_valid(sgemm_packed_b(og, plane, patch, 1.0, w, &b, 0.0, y, &epi, par));
+    }
 }
 
 /// Output rows narrower than this are unrolled into a whole im2col matrix
@@ -733,11 +723,11 @@ pub fn conv2d_backward_data_using(
     };
     let masks = |i: usize| relu_mask.map(|m| &m[i * in_len..][..in_len]);
     let threads = if par == Par::Rayon { rayon::current_num_threads() } else { 1 };
-    let chunk = batched::chunk_samples(s, threads);
+    let chunk = im2col_gemm::chunk_samples(s, threads);
     if !s.is_pointwise() && chunk > 1 {
         let job = |(i, (dx, dy)): (usize, (&mut [f32], &[f32])), par: Par| {
             let cnt = dx.len() / in_len;
-            batched::backward_data(s, dy, weight, dx, par);
+            im2col_gemm::backward_data(s, dy, weight, dx, par);
             apply_mask(dx, relu_mask.map(|m| &m[i * chunk * in_len..][..cnt * in_len]));
         };
         if threads > 1 {
@@ -763,7 +753,7 @@ pub fn conv2d_backward_data_using(
 }
 
 fn backward_data_one(s: &Conv2d, dy: &[f32], weight: &[f32], dx: &mut [f32], par: Par) {
-    let (og, patch, plane) = (s.o / s.groups, s.patch(), s.out_plane());
+    let plane = s.out_plane();
     if s.is_pointwise() {
         // dx [C, HW] = Wᵀ [C, O] · dy [O, HW]
         let r = sgemm(
@@ -781,28 +771,7 @@ fn backward_data_one(s: &Conv2d, dy: &[f32], weight: &[f32], dx: &mut [f32], par
         crate::gemm::expect_valid(r);
         return;
     }
-    dx.fill(0.0);
-    with_columns(patch * plane, |col| {
-        for g in 0..s.groups {
-            // dcol [patch, plane] = W_gᵀ [patch, og] · dy_g [og, plane]
-            let w = &weight[g * og * patch..][..og * patch];
-            let dyg = &dy[g * og * plane..][..og * plane];
-            let r = sgemm(
-                patch,
-                plane,
-                og,
-                1.0,
-                MatRef::row_major(w, patch).t(),
-                MatRef::row_major(dyg, plane),
-                0.0,
-                MatMut::row_major(col, plane),
-                &Epilogue::NONE,
-                par,
-            );
-            crate::gemm::expect_valid(r);
-            col2im(s, col, g, dx, plane);
-        }
-    });
+    im2col_gemm::backward_data(s, dy, weight, dx, par);
 }
 
 /// `dweight = Σ_samples dy · im2col(x)ᵀ`, and `dbias = Σ dy` over samples
@@ -915,46 +884,33 @@ fn weight_grad_samples(
     dweight: &mut [f32],
     par: Par,
 ) {
-    let (og, patch, plane) = (s.o / s.groups, s.patch(), s.out_plane());
+    let plane = s.out_plane();
     let (in_len, out_len) = (s.c * s.h * s.w, s.o * plane);
     if samples.is_empty() {
         dweight.fill(0.0);
         return;
     }
-    if batched::samples_per_gemm(s) > 1 {
-        return batched::weight_grad(s, x, dy, samples, dweight, par);
+    if !s.is_pointwise() {
+        return im2col_gemm::weight_grad(s, x, dy, samples, dweight, par);
     }
-    // A pointwise conv's input is its own im2col matrix.
-    let columns = if s.is_pointwise() { 0 } else { patch * plane };
-    with_columns(columns, |col| {
-        for (i, n) in samples.enumerate() {
-            let (x, dy) = (&x[n * in_len..][..in_len], &dy[n * out_len..][..out_len]);
-            // The first sample overwrites dweight; later ones accumulate.
-            let beta = if i == 0 { 0.0 } else { 1.0 };
-            for g in 0..s.groups {
-                let dyg = &dy[g * og * plane..][..og * plane];
-                let dw = &mut dweight[g * og * patch..][..og * patch];
-                // dW_g [og, patch] += dy_g [og, plane] · colᵀ [plane, patch]
-                let b = if s.is_pointwise() {
-                    MatRef::row_major(x, plane).t()
-                } else {
-                    im2col(s, x, g, col, plane);
-                    MatRef::row_major(col, plane).t()
-                };
-                let r = sgemm(
-                    og,
-                    patch,
-                    plane,
-                    1.0,
-                    MatRef::row_major(dyg, plane),
-                    b,
-                    beta,
-                    MatMut::row_major(dw, patch),
-                    &Epilogue::NONE,
-                    par,
-                );
-                crate::gemm::expect_valid(r);
-            }
-        }
-    });
+    // A pointwise conv (one group) is its own im2col matrix.
+    for (i, n) in samples.enumerate() {
+        let (x, dy) = (&x[n * in_len..][..in_len], &dy[n * out_len..][..out_len]);
+        // The first sample overwrites dweight; later ones accumulate.
+        let beta = if i == 0 { 0.0 } else { 1.0 };
+        // dW [o, c] += dy [o, plane] · xᵀ [plane, c]
+        let r = sgemm(
+            s.o,
+            s.c,
+            plane,
+            1.0,
+            MatRef::row_major(dy, plane),
+            MatRef::row_major(x, plane).t(),
+            beta,
+            MatMut::row_major(dweight, s.c),
+            &Epilogue::NONE,
+            par,
+        );
+        crate::gemm::expect_valid(r);
+    }
 }

@@ -1,11 +1,14 @@
-//! The im2col path over several samples at once, for small output planes.
+//! The im2col passes as GEMMs over a chunk of samples: one sample, or
+//! several side by side for small output planes.
 //!
 //! With one GEMM per sample, a plane of 100 outputs (LeNet-5's conv2) makes
 //! GEMMs of 100 columns: a third of the last panel is padding, and the
-//! weights are packed again for every sample. Here the im2col matrices of
-//! `cnt` samples sit side by side, `[patch, cnt·plane]`, so one GEMM covers
-//! them all; `dy` is gathered into (and the forward output scattered out
-//! of) the matching `[og, cnt·plane]` layout, a copy of one tensor.
+//! weights are packed again for every sample. [`samples_per_gemm`] picks
+//! such shapes; their im2col matrices then sit side by side,
+//! `[patch, cnt·plane]`, so one GEMM covers them all, and `dy` is gathered
+//! into (the forward output scattered out of) the matching `[og, cnt·plane]`
+//! layout, a copy of one tensor. With one sample, `dy` and the output are
+//! used in place.
 
 use super::{col2im, epilogue, im2col, with_columns, Conv2d};
 use crate::gemm::{sgemm, Activation, Epilogue, MatMut, MatRef, Par};
@@ -42,10 +45,11 @@ pub(super) fn chunk_samples(s: &Conv2d, threads: usize) -> usize {
     samples_per_gemm(s).min(s.n.div_ceil(threads.max(1))).max(1)
 }
 
-/// Floats of per-thread scratch for a chunk of `cnt` samples: the columns
-/// and one group's `[og, cnt·plane]` block.
+/// Floats of per-thread scratch for a chunk of `cnt` samples: the columns,
+/// and for several samples one group's `[og, cnt·plane]` block.
 pub(super) fn scratch_len(s: &Conv2d, cnt: usize) -> usize {
-    (s.patch() + s.o / s.groups) * cnt * s.out_plane()
+    let block = if cnt > 1 { s.o / s.groups } else { 0 };
+    (s.patch() + block) * cnt * s.out_plane()
 }
 
 /// The forward pass of the samples of `x` into `y`.
@@ -69,10 +73,17 @@ pub(super) fn forward(
                 im2col(s, x, g, &mut col[i * plane..], cols);
             }
             let w = MatRef::row_major(&weight[g * og * patch..][..og * patch], patch);
-            let c = MatMut::row_major(&mut out[..og * cols], cols);
+            let b = MatRef::row_major(col, cols);
             let epi = epilogue(bias.map(|b| &b[g * og..][..og]), activation);
-            let r = sgemm(og, cols, patch, 1.0, w, MatRef::row_major(col, cols), 0.0, c, &epi, par);
-            crate::gemm::expect_valid(r);
+            // One sample: straight into its rows of `y`.
+            let c = match cnt {
+                1 => MatMut::row_major(&mut y[g * og * plane..][..og * plane], plane),
+                _ => MatMut::row_major(&mut out[..og * cols], cols),
+            };
+            crate::gemm::expect_valid(sgemm(og, cols, patch, 1.0, w, b, 0.0, c, &epi, par));
+            if cnt == 1 {
+                continue;
+            }
             for (oc, row) in out.chunks_exact(cols).take(og).enumerate() {
                 for (i, src) in row.chunks_exact(plane).enumerate() {
                     y[i * out_len + (g * og + oc) * plane..][..plane].copy_from_slice(src);
@@ -82,15 +93,26 @@ pub(super) fn forward(
     });
 }
 
-/// Gathers group `g` of the `cnt` samples of `dy` into `[og, cnt·plane]`.
-fn gather(s: &Conv2d, dy: &[f32], g: usize, cnt: usize, out: &mut [f32]) {
+/// Group `g` of the `cnt` samples of `dy` as one `[og, cnt·plane]` matrix:
+/// one sample's rows in place, several gathered into `buf`.
+fn group_rows<'a>(
+    s: &Conv2d,
+    dy: &'a [f32],
+    g: usize,
+    cnt: usize,
+    buf: &'a mut [f32],
+) -> &'a [f32] {
     let (og, plane) = (s.o / s.groups, s.out_plane());
     let (out_len, cols) = (s.o * plane, cnt * plane);
-    for (oc, row) in out.chunks_exact_mut(cols).take(og).enumerate() {
+    if cnt == 1 {
+        return &dy[g * og * plane..][..og * plane];
+    }
+    for (oc, row) in buf.chunks_exact_mut(cols).take(og).enumerate() {
         for (i, dst) in row.chunks_exact_mut(plane).enumerate() {
             dst.copy_from_slice(&dy[i * out_len + (g * og + oc) * plane..][..plane]);
         }
     }
+    &buf[..og * cols]
 }
 
 /// The backward-data pass of the samples of `dy` into `dx` (overwritten).
@@ -101,12 +123,11 @@ pub(super) fn backward_data(s: &Conv2d, dy: &[f32], weight: &[f32], dx: &mut [f3
     let cols = cnt * plane;
     dx.fill(0.0);
     with_columns(scratch_len(s, cnt), |scratch| {
-        let (col, dyg) = scratch.split_at_mut(patch * cols);
+        let (col, buf) = scratch.split_at_mut(patch * cols);
         for g in 0..s.groups {
-            gather(s, dy, g, cnt, dyg);
             // dcol [patch, cols] = W_gᵀ [patch, og] · dy_g [og, cols]
             let w = MatRef::row_major(&weight[g * og * patch..][..og * patch], patch).t();
-            let b = MatRef::row_major(&dyg[..og * cols], cols);
+            let b = MatRef::row_major(group_rows(s, dy, g, cnt, buf), cols);
             let c = MatMut::row_major(col, cols);
             let r = sgemm(patch, cols, og, 1.0, w, b, 0.0, c, &Epilogue::NONE, par);
             crate::gemm::expect_valid(r);
@@ -118,7 +139,8 @@ pub(super) fn backward_data(s: &Conv2d, dy: &[f32], weight: &[f32], dx: &mut [f3
 }
 
 /// `dweight = Σ_{n in samples} dy_n · im2col(x_n)ᵀ`, overwritten, in
-/// chunks of [`samples_per_gemm`] samples.
+/// chunks of [`samples_per_gemm`] samples (one GEMM per sample for most
+/// shapes).
 pub(super) fn weight_grad(
     s: &Conv2d,
     x: &[f32],
@@ -135,7 +157,7 @@ pub(super) fn weight_grad(
         while first < samples.end {
             let cnt = per_gemm.min(samples.end - first);
             let cols = cnt * plane;
-            let (col, dyg) = scratch.split_at_mut(patch * cols);
+            let (col, buf) = scratch.split_at_mut(patch * cols);
             let x = &x[first * in_len..][..cnt * in_len];
             let dy = &dy[first * out_len..][..cnt * out_len];
             // The first chunk overwrites dweight; later ones accumulate.
@@ -144,9 +166,8 @@ pub(super) fn weight_grad(
                 for (i, x) in x.chunks_exact(in_len).enumerate() {
                     im2col(s, x, g, &mut col[i * plane..], cols);
                 }
-                gather(s, dy, g, cnt, dyg);
                 // dW_g [og, patch] += dy_g [og, cols] · colᵀ [cols, patch]
-                let a = MatRef::row_major(&dyg[..og * cols], cols);
+                let a = MatRef::row_major(group_rows(s, dy, g, cnt, buf), cols);
                 let b = MatRef::row_major(&col[..patch * cols], cols).t();
                 let c = MatMut::row_major(&mut dweight[g * og * patch..][..og * patch], patch);
                 let r = sgemm(og, patch, cols, 1.0, a, b, beta, c, &Epilogue::NONE, par);

@@ -532,19 +532,12 @@ pub fn conv2d_forward_using(
 
     let (in_len, out_len) = (s.c * s.h * s.w, s.o * s.out_plane());
     let threads = if par == Par::Rayon { rayon::current_num_threads() } else { 1 };
-    let chunk = im2col_gemm::chunk_samples(s, threads);
-    if algo == ConvAlgo::Im2col && chunk > 1 {
-        let job = |(y, x): (&mut [f32], &[f32]), par: Par| {
-            im2col_gemm::forward(s, x, weight, bias, activation, y, par)
-        };
-        if threads > 1 {
-            let chunks = y.par_chunks_mut(chunk * out_len).zip(x.par_chunks(chunk * in_len));
-            chunks.for_each(|c| job(c, Par::Seq));
-        } else {
-            y.chunks_mut(chunk * out_len).zip(x.chunks(chunk * in_len)).for_each(|c| job(c, par));
-        }
-        return Ok(());
-    }
+    // A chunk of samples per task: one, except for the im2col shapes whose
+    // samples share a GEMM ([`im2col_gemm::samples_per_gemm`]).
+    let chunk = match algo {
+        ConvAlgo::Im2col => im2col_gemm::chunk_samples(s, threads),
+        _ => 1,
+    };
     let one = |x: &[f32], y: &mut [f32], par: Par| match algo {
         ConvAlgo::Pointwise => forward_pointwise(s, x, weight, bias, activation, y, par),
         ConvAlgo::Direct => direct::forward_direct(s, Isa::best(), x, weight, bias, activation, y),
@@ -552,10 +545,11 @@ pub fn conv2d_forward_using(
             forward_im2col(s, x, weight, bias, activation, y, par)
         }
     };
-    if par == Par::Rayon && s.n > 1 {
-        y.par_chunks_mut(out_len).zip(x.par_chunks(in_len)).for_each(|(y, x)| one(x, y, Par::Seq));
+    if threads > 1 && s.n > chunk {
+        let chunks = y.par_chunks_mut(chunk * out_len).zip(x.par_chunks(chunk * in_len));
+        chunks.for_each(|(y, x)| one(x, y, Par::Seq));
     } else {
-        for (y, x) in y.chunks_mut(out_len).zip(x.chunks(in_len)) {
+        for (y, x) in y.chunks_mut(chunk * out_len).zip(x.chunks(chunk * in_len)) {
             one(x, y, par);
         }
     }
@@ -591,6 +585,8 @@ fn forward_pointwise(
     crate::gemm::expect_valid(r);
 }
 
+/// The im2col forward of a chunk of samples (see [`im2col_gemm`]); one
+/// sample with wide output rows fills the GEMM's panels from the input.
 #[allow(clippy::too_many_arguments)]
 fn forward_im2col(
     s: &Conv2d,
@@ -601,7 +597,8 @@ fn forward_im2col(
     y: &mut [f32],
     par: Par,
 ) {
-    if s.out_w() < FUSED_IM2COL_MIN_WIDTH {
+    // Several samples, or narrow rows: a whole im2col matrix first.
+    if y.len() > s.o * s.out_plane() || s.out_w() < FUSED_IM2COL_MIN_WIDTH {
         return im2col_gemm::forward(s, x, weight, bias, activation, y, par);
     }
     // Wide enough rows: the im2col matrix is never written out, the GEMM
@@ -717,42 +714,26 @@ pub fn conv2d_backward_data_using(
             }
         }
     };
-    let one = |dy: &[f32], dx: &mut [f32], mask: Option<&[f32]>, par: Par| {
-        backward_data_one(s, dy, weight, dx, par);
-        apply_mask(dx, mask);
-    };
-    let masks = |i: usize| relu_mask.map(|m| &m[i * in_len..][..in_len]);
     let threads = if par == Par::Rayon { rayon::current_num_threads() } else { 1 };
     let chunk = im2col_gemm::chunk_samples(s, threads);
-    if !s.is_pointwise() && chunk > 1 {
-        let job = |(i, (dx, dy)): (usize, (&mut [f32], &[f32])), par: Par| {
-            let cnt = dx.len() / in_len;
-            im2col_gemm::backward_data(s, dy, weight, dx, par);
-            apply_mask(dx, relu_mask.map(|m| &m[i * chunk * in_len..][..cnt * in_len]));
-        };
-        if threads > 1 {
-            let chunks = dx.par_chunks_mut(chunk * in_len).zip(dy.par_chunks(chunk * out_len));
-            chunks.enumerate().for_each(|c| job(c, Par::Seq));
-        } else {
-            let chunks = dx.chunks_mut(chunk * in_len).zip(dy.chunks(chunk * out_len));
-            chunks.enumerate().for_each(|c| job(c, par));
-        }
-        return Ok(());
-    }
-    if par == Par::Rayon && s.n > 1 {
-        dx.par_chunks_mut(in_len)
-            .zip(dy.par_chunks(out_len))
-            .enumerate()
-            .for_each(|(i, (dx, dy))| one(dy, dx, masks(i), Par::Seq));
+    let one = |i: usize, dy: &[f32], dx: &mut [f32], par: Par| {
+        backward_data_chunk(s, dy, weight, dx, par);
+        apply_mask(dx, relu_mask.map(|m| &m[i * chunk * in_len..][..dx.len()]));
+    };
+    if threads > 1 && s.n > chunk {
+        let chunks = dx.par_chunks_mut(chunk * in_len).zip(dy.par_chunks(chunk * out_len));
+        chunks.enumerate().for_each(|(i, (dx, dy))| one(i, dy, dx, Par::Seq));
     } else {
-        for (i, (dx, dy)) in dx.chunks_mut(in_len).zip(dy.chunks(out_len)).enumerate() {
-            one(dy, dx, masks(i), par);
+        let chunks = dx.chunks_mut(chunk * in_len).zip(dy.chunks(chunk * out_len));
+        for (i, (dx, dy)) in chunks.enumerate() {
+            one(i, dy, dx, par);
         }
     }
     Ok(())
 }
 
-fn backward_data_one(s: &Conv2d, dy: &[f32], weight: &[f32], dx: &mut [f32], par: Par) {
+/// The backward-data pass of a chunk of samples (one, if pointwise).
+fn backward_data_chunk(s: &Conv2d, dy: &[f32], weight: &[f32], dx: &mut [f32], par: Par) {
     let plane = s.out_plane();
     if s.is_pointwise() {
         // dx [C, HW] = Wᵀ [C, O] · dy [O, HW]

@@ -546,15 +546,11 @@ fn training(
         /// (`Optimizer::fusable_sgd`): those gradients are never
         /// stored, which saves a pass over them and their memory.
         fn backward_and_update(&mut self, #target_param: #target_ty, opt: &#rt::nn::Optimizer) -> Result<f32, #rt::Error> {
-            let Some(sgd) = opt.fusable_sgd() else {
-                let loss = self.backward(#target_param)?;
-                self.apply_gradients(opt)?;
-                return Ok(loss);
-            };
+            let fused = opt.fusable_sgd();
             let k = self.reset_optimizer_state(opt);
-            let loss = self.backward_with(#target_param, Some(sgd))?;
+            let loss = self.backward_with(#target_param, fused)?;
             let step = self.step.max(1);
-            Self::apply_gradients_impl(&mut self.params, &self.grads, &mut self.opt_state, k, step, opt, true)?;
+            Self::apply_gradients_impl(&mut self.params, &self.grads, &mut self.opt_state, k, step, opt, fused.is_some())?;
             Ok(loss)
         }
 

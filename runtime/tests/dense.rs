@@ -123,6 +123,19 @@ fn the_fused_sgd_step_is_the_unfused_one_on_the_pool() {
     }
 }
 
+/// A batch longer than the GEMM's kc block (384 here): beta applies on the
+/// first block only and the SGD step on the last only.
+#[test]
+fn the_fused_sgd_step_is_the_unfused_one_over_several_k_blocks() {
+    for momentum in [0.0, 0.9] {
+        let sgd = Sgd { lr: 0.05, momentum, nesterov: false, weight_decay: 1e-3 };
+        for par in [Par::Seq, Par::Rayon] {
+            let gap = fused_sgd_gap(Dense { n: 1000, input: 37, output: 29 }, sgd, 2, 11, par);
+            assert!(gap <= 1e-5, "momentum {momentum}, {par:?}: gap {gap}");
+        }
+    }
+}
+
 #[test]
 fn a_nesterov_step_cannot_be_fused() {
     let s = Dense { n: 2, input: 3, output: 4 };

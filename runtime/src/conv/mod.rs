@@ -270,17 +270,13 @@ impl Conv2d {
     /// process held 86 MB of Winograd chunks sized for 16 samples, for
     /// passes that run im2col on batches of 8).
     pub fn scratch_len(&self) -> usize {
-        let im2col = im2col_gemm::scratch_len(self, im2col_gemm::samples_per_gemm(self));
+        let per_gemm = im2col_gemm::samples_per_gemm(self);
+        let im2col = im2col_gemm::scratch_len(self, per_gemm);
         let forward = match self.forward_algo() {
             ConvAlgo::Pointwise => 0,
             ConvAlgo::Direct => direct::padded_len(self),
             ConvAlgo::Winograd => winograd::forward_scratch_len(self),
-            ConvAlgo::Im2col
-                if self.out_w() >= FUSED_IM2COL_MIN_WIDTH
-                    && im2col_gemm::samples_per_gemm(self) == 1 =>
-            {
-                0
-            }
+            ConvAlgo::Im2col if per_gemm == 1 && self.fills_panels() => 0,
             ConvAlgo::Im2col => im2col,
         };
         let backward_data = match self.backward_data_algo() {
@@ -598,7 +594,7 @@ fn forward_im2col(
     par: Par,
 ) {
     // Several samples, or narrow rows: a whole im2col matrix first.
-    if y.len() > s.o * s.out_plane() || s.out_w() < FUSED_IM2COL_MIN_WIDTH {
+    if y.len() > s.o * s.out_plane() || !s.fills_panels() {
         return im2col_gemm::forward(s, x, weight, bias, activation, y, par);
     }
     // Wide enough rows: the im2col matrix is never written out, the GEMM
@@ -610,6 +606,14 @@ fn forward_im2col(
         let epi = epilogue(bias.map(|b| &b[g * og..][..og]), activation);
         let b = Im2colPanels { s, x, g };
         crate::gemm::expect_valid(sgemm_packed_b(og, plane, patch, 1.0, w, &b, 0.0, y, &epi, par));
+    }
+}
+
+impl Conv2d {
+    /// Whether one sample's im2col forward fills the GEMM's panels straight
+    /// from the input (rows of at least [`FUSED_IM2COL_MIN_WIDTH`]).
+    fn fills_panels(&self) -> bool {
+        self.out_w() >= FUSED_IM2COL_MIN_WIDTH
     }
 }
 

@@ -186,6 +186,12 @@ impl Problem {
         Layout::new(self, samples).lens(self).iter().sum()
     }
 
+    /// Scratch of the largest chunk of at least `tiles` tiles any thread
+    /// count gives: one thread's, which never holds more than the batch.
+    fn largest_scratch_len(&self, tiles: usize) -> usize {
+        self.scratch_len(self.chunk_samples(tiles, 1))
+    }
+
     fn weights_len(&self) -> usize {
         POINTS * self.cin * self.cout
     }
@@ -214,23 +220,19 @@ impl Taps<'_> {
     }
 }
 
-/// Per-thread scratch floats of the forward pass of `s` here: the largest
-/// chunk any thread count gives, which is never more than the batch.
+/// Per-thread scratch floats of the forward pass of `s` here.
 pub(super) fn forward_scratch_len(s: &Conv2d) -> usize {
-    let p = Problem::forward(s);
-    p.scratch_len(p.max_chunk_samples(CHUNK_TILES).min(p.n))
+    Problem::forward(s).largest_scratch_len(CHUNK_TILES)
 }
 
 /// [`forward_scratch_len`] for the backward-data pass.
 pub(super) fn backward_data_scratch_len(s: &Conv2d) -> usize {
-    let p = Problem::backward_data(s);
-    p.scratch_len(p.max_chunk_samples(CHUNK_TILES).min(p.n))
+    Problem::backward_data(s).largest_scratch_len(CHUNK_TILES)
 }
 
 /// [`forward_scratch_len`] for the weight gradient, whose chunks are larger.
 pub(super) fn weight_grad_scratch_len(s: &Conv2d) -> usize {
-    let p = Problem::forward(s);
-    p.scratch_len(p.max_chunk_samples(GRAD_CHUNK_TILES).min(p.n))
+    Problem::forward(s).largest_scratch_len(GRAD_CHUNK_TILES)
 }
 
 /// Floats of transformed weights, kept on the calling thread, of the

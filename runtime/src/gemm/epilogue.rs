@@ -127,8 +127,7 @@ impl<'a> SgdUpdate<'a> {
     unsafe fn step(&self, b: &mut f32, i: usize, j: usize) {
         // SAFETY: forwarded from the caller.
         let w = unsafe { &mut *self.weights.add(i * self.rs + j * self.cs) };
-        *b += self.weight_decay * *w;
-        *w += -self.lr * *b;
+        sgd_step(b, w, self.lr, self.weight_decay);
     }
 
     /// [`Self::step`] over the elements `(i, j0..j0 + row.len())`.
@@ -145,8 +144,7 @@ impl<'a> SgdUpdate<'a> {
             };
             let (lr, wd) = (self.lr, self.weight_decay);
             for (b, w) in row.iter_mut().zip(w) {
-                *b += wd * *w;
-                *w += -lr * *b;
+                sgd_step(b, w, lr, wd);
             }
         } else {
             for (j, b) in row.iter_mut().enumerate() {
@@ -155,6 +153,13 @@ impl<'a> SgdUpdate<'a> {
             }
         }
     }
+}
+
+/// One element of [`SgdUpdate`]: `b += wd·w; w -= lr·b`.
+#[inline(always)]
+fn sgd_step(b: &mut f32, w: &mut f32, lr: f32, weight_decay: f32) {
+    *b += weight_decay * *w;
+    *w += -lr * *b;
 }
 
 /// `C = act(alpha·A·B + beta·C + bias)`, then zeroed where `relu_mask ≤ 0`,

@@ -11,9 +11,9 @@
 //!   does a quarter of the multiplies; also their backward-data pass;
 //! - `Im2col`: the general case, one GEMM per sample and group with the bias
 //!   and activation fused into the GEMM's store, the window unrolled into
-//!   the GEMM's packed B panels straight from the input (or, for outputs
-//!   under 12 wide, into a column matrix in a per-thread scratch buffer
-//!   first); small convs (output planes under 256, under 32 output channels
+//!   the GEMM's packed B panels straight from the input (zero-padded first
+//!   into a per-thread scratch buffer, so that every run is a plain copy);
+//!   small convs (output planes under 256, under 32 output channels
 //!   per group, batches that give each thread more than one sample) put
 //!   several samples' matrices side by side in one GEMM instead
 //!   ([`im2col_gemm`]).
@@ -276,8 +276,9 @@ impl Conv2d {
             ConvAlgo::Pointwise => 0,
             ConvAlgo::Direct => direct::padded_len(self),
             ConvAlgo::Winograd => winograd::forward_scratch_len(self),
-            ConvAlgo::Im2col if per_gemm == 1 && self.fills_panels() => 0,
-            ConvAlgo::Im2col => im2col,
+            ConvAlgo::Im2col if per_gemm == 1 => self.padded_group_len(),
+            // A chunk of one sample (a batch of 1) pads its input instead.
+            ConvAlgo::Im2col => im2col.max(self.padded_group_len()),
         };
         let backward_data = match self.backward_data_algo() {
             ConvAlgo::Pointwise => 0,
@@ -582,7 +583,7 @@ fn forward_pointwise(
 }
 
 /// The im2col forward of a chunk of samples (see [`im2col_gemm`]); one
-/// sample with wide output rows fills the GEMM's panels from the input.
+/// sample fills the GEMM's panels from its (padded) input instead.
 #[allow(clippy::too_many_arguments)]
 fn forward_im2col(
     s: &Conv2d,
@@ -593,43 +594,75 @@ fn forward_im2col(
     y: &mut [f32],
     par: Par,
 ) {
-    // Several samples, or narrow rows: a whole im2col matrix first.
-    if y.len() > s.o * s.out_plane() || !s.fills_panels() {
+    if y.len() > s.o * s.out_plane() {
         return im2col_gemm::forward(s, x, weight, bias, activation, y, par);
     }
-    // Wide enough rows: the im2col matrix is never written out, the GEMM
-    // asks for its panels, which are filled straight from the input.
+    // One sample: the im2col matrix is never written out, the GEMM asks for
+    // its panels, which are filled from the input, zero-padded first so that
+    // every run is a plain copy.
     let (og, patch, plane) = (s.o / s.groups, s.patch(), s.out_plane());
-    for g in 0..s.groups {
-        let w = MatRef::row_major(&weight[g * og * patch..][..og * patch], patch);
-        let y = MatMut::row_major(&mut y[g * og * plane..][..og * plane], plane);
-        let epi = epilogue(bias.map(|b| &b[g * og..][..og]), activation);
-        let b = Im2colPanels { s, x, g };
-        crate::gemm::expect_valid(sgemm_packed_b(og, plane, patch, 1.0, w, &b, 0.0, y, &epi, par));
-    }
+    with_columns(s.padded_group_len(), |buf| {
+        for g in 0..s.groups {
+            let w = MatRef::row_major(&weight[g * og * patch..][..og * patch], patch);
+            let y = MatMut::row_major(&mut y[g * og * plane..][..og * plane], plane);
+            let epi = epilogue(bias.map(|b| &b[g * og..][..og]), activation);
+            let b = Im2colPanels { s, padded: s.pad_group(x, g, buf) };
+            crate::gemm::expect_valid(sgemm_packed_b(
+                og, plane, patch, 1.0, w, &b, 0.0, y, &epi, par,
+            ));
+        }
+    });
 }
 
 impl Conv2d {
-    /// Whether one sample's im2col forward fills the GEMM's panels straight
-    /// from the input (rows of at least [`FUSED_IM2COL_MIN_WIDTH`]).
-    fn fills_panels(&self) -> bool {
-        self.out_w() >= FUSED_IM2COL_MIN_WIDTH
+    /// Height and width of an input plane with its zero padding.
+    fn padded_dims(&self) -> (usize, usize) {
+        (self.h + 2 * self.ph, self.w + 2 * self.pw)
+    }
+
+    /// Floats of one group's padded input, which [`Self::pad_group`] writes
+    /// into scratch: none without padding, where the input serves as it is.
+    fn padded_group_len(&self) -> usize {
+        if self.ph == 0 && self.pw == 0 {
+            return 0;
+        }
+        let (hp, wp) = self.padded_dims();
+        self.c / self.groups * hp * wp
+    }
+
+    /// Group `g` of one sample `x`, zero-padded on every side into `buf`
+    /// (its first [`Self::padded_group_len`] floats), or `x`'s own planes
+    /// when there is no padding.
+    fn pad_group<'a>(&self, x: &'a [f32], g: usize, buf: &'a mut [f32]) -> &'a [f32] {
+        let cg = self.c / self.groups;
+        let planes = &x[g * cg * self.h * self.w..][..cg * self.h * self.w];
+        let len = self.padded_group_len();
+        if len == 0 {
+            return planes;
+        }
+        let (hp, wp) = self.padded_dims();
+        let buf = &mut buf[..len];
+        for (dst, src) in buf.chunks_exact_mut(hp * wp).zip(planes.chunks_exact(self.h * self.w)) {
+            dst[..self.ph * wp].fill(0.0);
+            for (row, src) in dst[self.ph * wp..].chunks_exact_mut(wp).zip(src.chunks_exact(self.w))
+            {
+                row[..self.pw].fill(0.0);
+                copy_run(&mut row[self.pw..self.pw + self.w], src);
+                row[self.pw + self.w..].fill(0.0);
+            }
+            dst[(self.ph + self.h) * wp..].fill(0.0);
+        }
+        buf
     }
 }
 
-/// Output rows narrower than this are unrolled into a whole im2col matrix
-/// first: a GEMM panel of 48 columns would span more than four output rows,
-/// and filling it run by run cost more than the copy it saves (LeNet-5's
-/// conv2, 10 wide: forward at batch 64 3% slower fused; AlexNet's 13-wide
-/// conv3-5: forward at batch 1 8% faster fused).
-const FUSED_IM2COL_MIN_WIDTH: usize = 12;
-
-/// The im2col matrix of one sample's group `g` (as [`im2col`] writes it) as
-/// a source of the GEMM's packed B panels.
+/// The im2col matrix of one sample's group (as [`im2col`] writes it) as a
+/// source of the GEMM's packed B panels, read from the group's input with
+/// its padding written out ([`Conv2d::pad_group`]): every tap of every
+/// output then lies inside it, so a panel row is a few plain runs.
 struct Im2colPanels<'a> {
     s: &'a Conv2d,
-    x: &'a [f32],
-    g: usize,
+    padded: &'a [f32],
 }
 
 impl PackB for Im2colPanels<'_> {
@@ -638,30 +671,34 @@ impl PackB for Im2colPanels<'_> {
         const MAX_RUNS: usize = 64;
         assert!(nr <= MAX_RUNS, "panels of {nr} columns");
         let s = self.s;
-        let (ow, cg) = (s.out_w(), s.c / s.groups);
+        let ow = s.out_w();
+        let (hp, wp) = s.padded_dims();
         let panels = dst.chunks_exact_mut(kc * nr).take(nc.div_ceil(nr));
         for (panel, chunk) in panels.enumerate() {
             let first = j0 + panel * nr;
             let cols = nr.min(j0 + nc - first);
             // The panel's columns as runs along output rows: (offset in the
-            // panel row, output row, output column, length).
-            let mut runs = [(0usize, 0usize, 0usize, 0usize); MAX_RUNS];
+            // panel row, offset of the run's first input in a padded plane,
+            // length).
+            let mut runs = [(0usize, 0usize, 0usize); MAX_RUNS];
             let (mut count, mut done) = (0, 0);
             while done < cols {
                 let (oy, ox) = ((first + done) / ow, (first + done) % ow);
                 let len = (ow - ox).min(cols - done);
-                runs[count] = (done, oy, ox, len);
+                runs[count] = (done, oy * s.sh * wp + ox * s.sw, len);
                 (count, done) = (count + 1, done + len);
             }
             for (p, out) in chunk.chunks_exact_mut(nr).take(kc).enumerate() {
                 out[cols..].fill(0.0);
                 let (ci, i, j) = s.tap(p0 + p);
-                let plane = &self.x[(self.g * cg + ci) * s.h * s.w..][..s.h * s.w];
-                for &(at, oy, ox, len) in &runs[..count] {
+                let tap = &self.padded[ci * hp * wp + i * s.dh * wp + j * s.dw..];
+                for &(at, from, len) in &runs[..count] {
                     let out = &mut out[at..at + len];
-                    match s.input_row(plane, oy, i) {
-                        Some(src) => fill_row(out, src, j * s.dw + ox * s.sw, s.pw, s.sw),
-                        None => out.fill(0.0),
+                    if s.sw == 1 {
+                        copy_run(out, &tap[from..from + len]);
+                    } else {
+                        let src = tap[from..].iter().step_by(s.sw);
+                        out.iter_mut().zip(src).for_each(|(o, &v)| *o = v);
                     }
                 }
             }

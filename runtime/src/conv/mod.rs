@@ -366,7 +366,10 @@ impl Conv2d {
     }
 }
 
-/// `out[x] = src[x·stride + offset − pad]`, zero outside `src`.
+/// `out[x] = src[x·stride + offset − pad]`, zero outside `src`. Kept out
+/// of line: inlined into [`im2col`], it slowed that function's plain-run
+/// loop by a sixth (LeNet-5's conv2, which never clips).
+#[inline(never)]
 fn fill_row(out: &mut [f32], src: &[f32], offset: usize, pad: usize, stride: usize) {
     let first = offset as isize - pad as isize;
     if stride == 1 {

@@ -376,7 +376,12 @@ pub(crate) fn expect_valid(r: Result<(), GemmError>) {
 }
 
 /// Below this many multiply-accumulates, threads cost more than they save.
-const PARALLEL_MIN_MACS: f64 = 4.0e6;
+/// Generated models keep the pool's other thread polling through a pass
+/// (`nn::awake`), so a fork-join is cheap: at 1M rather than 4M, ResNet-20's
+/// batch-1 forward shares its 64-channel and stride-2 convs (1.2-2.4M) and
+/// took 0.83-0.84 ms against 0.87-0.91 (`zoo_time`, interleaved), with the
+/// MLP and LeNet-5 unchanged.
+const PARALLEL_MIN_MACS: f64 = 1.0e6;
 
 /// C as a raw pointer, so that threads can write disjoint tiles of it.
 #[derive(Clone, Copy)]

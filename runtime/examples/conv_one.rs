@@ -40,17 +40,21 @@ fn main() {
     let mut dw = vec![0.0f32; s.weight_len()];
     let start = Instant::now();
     let mut runs = 0u64;
-    while start.elapsed().as_secs_f64() < seconds {
-        let r = if wgrad {
-            conv2d_backward_weights_using(algo, &s, &x, &y, &mut dw, None, par)
-        } else if backward {
-            conv2d_backward_data_using(algo, &s, &y, &wt, None, &mut dx, par)
-        } else {
-            conv2d_forward_using(algo, &s, &x, &wt, None, Activation::Identity, &mut y, par)
-        };
-        r.expect("valid shape for this algorithm");
-        runs += 1;
-    }
+    // As in a generated model's pass, the pool's other thread polls for
+    // work instead of sleeping between calls.
+    netc_runtime::nn::awake(|| {
+        while start.elapsed().as_secs_f64() < seconds {
+            let r = if wgrad {
+                conv2d_backward_weights_using(algo, &s, &x, &y, &mut dw, None, par)
+            } else if backward {
+                conv2d_backward_data_using(algo, &s, &y, &wt, None, &mut dx, par)
+            } else {
+                conv2d_forward_using(algo, &s, &x, &wt, None, Activation::Identity, &mut y, par)
+            };
+            r.expect("valid shape for this algorithm");
+            runs += 1;
+        }
+    });
     let secs = start.elapsed().as_secs_f64() / runs as f64;
     let gflops = 2.0 * s.macs() as f64 / secs / 1e9;
     println!("{algo_name} {s:?}: {:.3} ms, {gflops:.1} GFLOP/s (direct-conv FLOPs)", secs * 1e3);

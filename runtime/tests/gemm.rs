@@ -4,7 +4,8 @@
 //! path. Kernels this CPU lacks are skipped with a logged line.
 
 use netc_runtime::gemm::{
-    kernel, sgemm, sgemm_with, Activation, Bias, Epilogue, Kernel, MatMut, MatRef, Par,
+    kernel, sgemm, sgemm_prepacked, sgemm_with, Activation, Bias, Epilogue, Kernel, MatMut, MatRef,
+    PackedA, Par,
 };
 use netc_runtime::reference;
 use proptest::prelude::*;
@@ -321,4 +322,78 @@ fn odd_thread_counts_split_c_exactly() {
                 .unwrap_or_else(|e| panic!("{threads} threads: {e}"));
         }
     }
+}
+
+/// A matrix packed once ([`PackedA`]) gives what packing it on every call
+/// gives, bit for bit (the same kernel sums in the same order): on every
+/// supported kernel family, rows off the panel height, k over three kc
+/// blocks, with and without threads (whose row split must find its panels),
+/// reused for a second product, and repacked for another shape.
+#[test]
+fn prepacked_a_matches_packing_per_call() {
+    for kernel in supported_kernels() {
+        let kc = kernel.blocking.kc;
+        // The last is tall and narrow: the threads split its rows.
+        let shapes = [
+            (kernel.mr * 3 + 1, 37, 3 * kc + 5),
+            (5, 130, 17),
+            (kernel.mr * 9 + 7, 64, kc),
+            (kernel.mr * 40 + 3, 5, kc + 1),
+        ];
+        let mut packed = PackedA::new();
+        for (i, &(m, n, k)) in shapes.iter().enumerate() {
+            let a = fill(m * k, 10 + i as u64);
+            packed.pack(kernel, m, k, MatRef::row_major(&a, k)).unwrap();
+            assert_eq!(packed.packed_as().map(|(m, k, _)| (m, k)), Some((m, k)));
+            for (round, par) in [Par::Seq, Par::Rayon].into_iter().enumerate() {
+                let b = fill(k * n, 20 + (i * 2 + round) as u64);
+                let bias = fill(m, 30);
+                let epi = Epilogue {
+                    bias: Bias::PerRow(&bias),
+                    activation: Activation::Relu,
+                    relu_mask: None,
+                    sgd: None,
+                };
+                let mut want = vec![0.0f32; m * n];
+                sgemm_with(
+                    kernel,
+                    m,
+                    n,
+                    k,
+                    1.0,
+                    MatRef::row_major(&a, k),
+                    MatRef::row_major(&b, n),
+                    0.0,
+                    MatMut::row_major(&mut want, n),
+                    &epi,
+                    par,
+                )
+                .unwrap();
+                let mut got = vec![f32::NAN; m * n];
+                sgemm_prepacked(
+                    &packed,
+                    n,
+                    &MatRef::row_major(&b, n),
+                    0.0,
+                    MatMut::row_major(&mut got, n),
+                    &epi,
+                    par,
+                )
+                .unwrap();
+                let first_diff = got.iter().zip(&want).position(|(g, w)| g != w);
+                assert_eq!(first_diff, None, "{} {m}x{n}x{k} {par:?}", kernel.name);
+            }
+        }
+    }
+    let mut c = vec![0.0f32; 4];
+    let err = sgemm_prepacked(
+        &PackedA::new(),
+        2,
+        &MatRef::row_major(&[0.0; 4], 2),
+        0.0,
+        MatMut::row_major(&mut c, 2),
+        &Epilogue::default(),
+        Par::Seq,
+    );
+    assert_eq!(err.unwrap_err().operand, "A");
 }

@@ -12,13 +12,16 @@
 mod epilogue;
 pub mod kernel;
 mod pack;
+mod packed;
 pub mod params;
 pub mod peak;
 
 pub use epilogue::{Activation, Bias, Epilogue, SgdUpdate};
 pub use kernel::Kernel;
+pub use packed::PackedA;
 
 use kernel::MAX_TILE;
+use packed::{PackA, PackedRows};
 use rayon::prelude::*;
 use std::cell::RefCell;
 use std::fmt;
@@ -213,6 +216,7 @@ pub fn sgemm_with(
     epilogue: &Epilogue<'_>,
     par: Par,
 ) -> Result<(), GemmError> {
+    check_view("A", a.data.len(), m, k, a.rs, a.cs)?;
     check_view("B", b.data.len(), k, n, b.rs, b.cs)?;
     sgemm_from(kernel, m, n, k, alpha, a, &b, beta, c, epilogue, par)
 }
@@ -233,18 +237,39 @@ pub fn sgemm_packed_b(
     epilogue: &Epilogue<'_>,
     par: Par,
 ) -> Result<(), GemmError> {
+    check_view("A", a.data.len(), m, k, a.rs, a.cs)?;
     sgemm_from(kernel::choose_straight(m, n), m, n, k, alpha, a, b, beta, c, epilogue, par)
 }
 
-/// The shared body of [`sgemm_with`] and [`sgemm_packed_b`], B checked.
+/// [`sgemm_packed_b`] with A packed beforehand ([`PackedA`]) and alpha 1,
+/// on the kernel it was packed for: for a matrix many products share, such
+/// as a conv's weights across inference calls.
+pub fn sgemm_prepacked(
+    a: &PackedA,
+    n: usize,
+    b: &impl PackB,
+    beta: f32,
+    c: MatMut<'_>,
+    epilogue: &Epilogue<'_>,
+    par: Par,
+) -> Result<(), GemmError> {
+    let Some((m, k, kernel)) = a.packed_as() else {
+        return Err(GemmError { operand: "A", reason: "not packed yet".into() });
+    };
+    let a = PackedRows { packed: a, first: 0 };
+    sgemm_from(kernel, m, n, k, 1.0, a, b, beta, c, epilogue, par)
+}
+
+/// The shared body of [`sgemm_with`], [`sgemm_packed_b`] and
+/// [`sgemm_prepacked`], A and B checked.
 #[allow(clippy::too_many_arguments)]
-fn sgemm_from<B: PackB>(
+fn sgemm_from<A: PackA, B: PackB>(
     kernel: &Kernel,
     m: usize,
     n: usize,
     k: usize,
     alpha: f32,
-    a: MatRef<'_>,
+    a: A,
     b: &B,
     beta: f32,
     c: MatMut<'_>,
@@ -257,7 +282,6 @@ fn sgemm_from<B: PackB>(
             reason: format!("`{}` is not supported by this CPU", kernel.name),
         });
     }
-    check_view("A", a.data.len(), m, k, a.rs, a.cs)?;
     check_view("C", c.data.len(), m, n, c.rs, c.cs)?;
     if m == 0 || n == 0 {
         return Ok(());
@@ -310,7 +334,7 @@ fn sgemm_from<B: PackB>(
         }
         // Sub-views start at the block's first row or column; the checks
         // above bound every index they can reach (k ≥ 1, m, n ≥ 1).
-        let a = MatRef { data: &a.data[rows.start * a.rs..], ..a };
+        let a = a.from_row(rows.start);
         let b = ColumnsFrom { b, j0: cols.start };
         let epi = epilogue.offset(rows.start, cols.start);
         // SAFETY: (rows.start, cols.start) lies inside C.
@@ -464,13 +488,13 @@ fn with_buffer<R>(
 /// with distinct elements at distinct addresses, and not otherwise accessed
 /// during the call.
 #[allow(clippy::too_many_arguments)]
-unsafe fn drive<B: PackB>(
+unsafe fn drive<A: PackA, B: PackB>(
     kernel: &Kernel,
     m: usize,
     n: usize,
     k: usize,
     alpha: f32,
-    a: &MatRef<'_>,
+    a: &A,
     b: &B,
     beta: f32,
     c: CView,
@@ -510,9 +534,7 @@ unsafe fn drive<B: PackB>(
                 for pc in (0..k).step_by(kc) {
                     let kcb = kc.min(k - pc);
                     let (first, last) = (pc == 0, pc + kcb == k);
-                    let ablock = &mut abuf[..apanels * kcb * mr];
-                    pack::pack_a(ablock, a, ic, mcb, pc, kcb, mr, alpha);
-                    let ablock = &*ablock;
+                    let ablock = a.block(abuf, ic, mcb, pc, kcb, mr, alpha);
                     let tile = Tile { kernel, kc: kcb, first, last, beta, epi, c };
                     // LOOP 3 (JC): split n into nc; pack a kc x nc block of B (L2).
                     for jc in (0..n).step_by(nc) {

@@ -199,9 +199,9 @@ fn the_fused_train_step_is_the_three_calls() {
             );
         }
         let mut kept_params = Vec::new();
-        kept.params.visit(|name, _, v| kept_params.push((name.to_string(), v.to_vec())));
+        kept.params().visit(|name, _, v| kept_params.push((name.to_string(), v.to_vec())));
         let mut i = 0;
-        fused.params.visit(|name, _, got| {
+        fused.params().visit(|name, _, got| {
             let (kept_name, want) = &kept_params[i];
             assert_eq!(name, kept_name);
             for (j, (g, w)) in got.iter().zip(want).enumerate() {
@@ -218,5 +218,61 @@ fn the_fused_train_step_is_the_three_calls() {
         for (j, (g, w)) in state.iter().zip(kept_state).enumerate() {
             assert!((g - w).abs() <= 1e-5 * (1.0 + w.abs()), "{opt:?}: state[{j}] = {g}, kept {w}");
         }
+    }
+}
+
+/// `forward` keeps its conv weights prepared across calls (Regression's conv
+/// at batch 1: packed for its one-sample GEMM); every way the parameters
+/// change must clear that, so a model that ran `forward` before the change
+/// answers as one that did not: `params_mut`, `load`, `apply_gradients` and
+/// `train_step` (plain SGD, whose dense steps are fused, and Nesterov).
+#[test]
+fn forward_follows_every_change_of_the_weights() {
+    use netc::runtime::nn::Optimizer;
+    use netc::runtime::optim::Sgd;
+    use netc_tests::nets::regression::Regression;
+    type Change = fn(&mut Regression, &[[f32; 48]]);
+    fn sgd(momentum: f64, nesterov: bool) -> Optimizer {
+        Optimizer::Sgd(Sgd { lr: 0.1, momentum, nesterov, weight_decay: 0.0 })
+    }
+    const TARGETS: [[f32; 2]; 1] = [[0.5, -0.25]];
+    let changes: [(&str, Change); 5] = [
+        ("params_mut", |m, _| {
+            m.params_mut().visit_mut(|_, _, v| v.iter_mut().for_each(|w| *w *= -1.5))
+        }),
+        ("load", |m, _| {
+            let path =
+                std::env::temp_dir().join(format!("netc-cache-{}.safetensors", std::process::id()));
+            let mut other = Regression::with_capacity(99, 4);
+            other.params_mut().visit_mut(|_, _, v| v.iter_mut().for_each(|w| *w += 0.5));
+            other.save(&path).unwrap();
+            m.load(&path).unwrap();
+            std::fs::remove_file(&path).unwrap();
+        }),
+        ("apply_gradients", |m, x| {
+            m.forward_train(x).unwrap();
+            m.backward(&TARGETS).unwrap();
+            m.apply_gradients(&sgd(0.9, true)).unwrap();
+        }),
+        ("train_step (fused SGD)", |m, x| {
+            m.train_step(x, &TARGETS, &sgd(0.0, false)).unwrap();
+        }),
+        ("train_step (Nesterov)", |m, x| {
+            m.train_step(x, &TARGETS, &sgd(0.9, true)).unwrap();
+        }),
+    ];
+    let x = batch::<48>(1, 31);
+    for (what, change) in changes {
+        let (mut warm, mut cold) =
+            (Regression::with_capacity(5, 4), Regression::with_capacity(5, 4));
+        let mut before = [[0.0f32; 2]; 1];
+        warm.forward(&x, &mut before).unwrap();
+        change(&mut warm, &x);
+        change(&mut cold, &x);
+        let (mut got, mut want) = ([[0.0f32; 2]; 1], [[0.0f32; 2]; 1]);
+        warm.forward(&x, &mut got).unwrap();
+        cold.forward(&x, &mut want).unwrap();
+        assert_ne!(before, want, "{what} changed nothing the test can see");
+        assert_eq!(got, want, "{what}: forward kept the old conv weights");
     }
 }

@@ -75,7 +75,7 @@ macro_rules! check_model {
         check(
             grads,
             |name, i, delta| {
-                model.borrow_mut().params.visit_mut(|n, _, v| {
+                model.borrow_mut().params_mut().visit_mut(|n, _, v| {
                     if n == name {
                         v[i] += delta;
                     }
@@ -136,9 +136,9 @@ fn fused_relu_masks_give_the_unfused_gradients() {
     let mut fused = LeNet5::with_capacity(3, 8);
     let mut plain = LeNet5Leaky::with_capacity(99, 8);
     let mut weights = Vec::new();
-    fused.params.visit(|_, _, v| weights.push(v.to_vec()));
+    fused.params().visit(|_, _, v| weights.push(v.to_vec()));
     let mut k = 0;
-    plain.params.visit_mut(|_, _, v| {
+    plain.params_mut().visit_mut(|_, _, v| {
         v.copy_from_slice(&weights[k]);
         k += 1;
     });

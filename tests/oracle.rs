@@ -44,7 +44,7 @@ macro_rules! check_model {
         let g = graph($file);
         let mut model = <$ty>::with_capacity(7, $n);
         let mut weights = Weights::new();
-        model.params.visit(|name, _, v| {
+        model.params().visit(|name, _, v| {
             weights.insert(name.to_string(), v.iter().map(|&x| f64::from(x)).collect());
         });
         let x = inputs($n, <$ty>::INPUT_LEN, 11);
@@ -148,7 +148,7 @@ fn alexnet_inference_matches_the_interpreter() {
     let g = graph("../models/alexnet.net");
     let mut model = AlexNet::with_capacity(3, 1);
     let mut weights = Weights::new();
-    model.params.visit(|name, _, v| {
+    model.params().visit(|name, _, v| {
         weights.insert(name.to_string(), v.iter().map(|&x| f64::from(x)).collect());
     });
     let x = inputs(1, AlexNet::INPUT_LEN, 5);

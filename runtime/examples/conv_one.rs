@@ -2,13 +2,14 @@
 //! `cargo run --release -p netc-runtime --example conv_one -- ALGO N C H W O K STRIDE PAD [SECONDS]`
 //! where ALGO is `winograd`, `im2col` or `direct` (forward) or
 //! `winograd-bwd` or `im2col-bwd` (backward-data) or `winograd-wgrad`,
-//! `im2col-wgrad` or `direct-wgrad` (backward-weights), on one thread; with
-//! a `-par` suffix
+//! `im2col-wgrad` or `direct-wgrad` (backward-weights), or `cached`
+//! (inference forward with its transformed weights kept), on one thread;
+//! with a `-par` suffix
 //! (`winograd-bwd-par`), on the rayon pool.
 
 use netc_runtime::conv::{
-    conv2d_backward_data_using, conv2d_backward_weights_using, conv2d_forward_using, Conv2d,
-    ConvAlgo,
+    conv2d_backward_data_using, conv2d_backward_weights_using, conv2d_forward_cached,
+    conv2d_forward_using, Conv2d, ConvAlgo, ForwardCache,
 };
 use netc_runtime::gemm::{Activation, Par};
 use std::time::Instant;
@@ -33,6 +34,8 @@ fn main() {
     let par = if algo_name.ends_with("-par") { Par::Rayon } else { Par::Seq };
     let backward = algo_name.trim_end_matches("-par").ends_with("-bwd");
     let wgrad = algo_name.trim_end_matches("-par").ends_with("-wgrad");
+    let cached = algo_name.starts_with("cached");
+    let mut cache = ForwardCache::new();
     let x = vec![0.5f32; s.input_len()];
     let wt = vec![0.25f32; s.weight_len()];
     let mut y = vec![0.0f32; s.output_len()];
@@ -44,7 +47,18 @@ fn main() {
     // work instead of sleeping between calls.
     netc_runtime::nn::awake(|| {
         while start.elapsed().as_secs_f64() < seconds {
-            let r = if wgrad {
+            let r = if cached {
+                conv2d_forward_cached(
+                    &s,
+                    &x,
+                    &wt,
+                    None,
+                    Activation::Identity,
+                    &mut y,
+                    &mut cache,
+                    par,
+                )
+            } else if wgrad {
                 conv2d_backward_weights_using(algo, &s, &x, &y, &mut dw, None, par)
             } else if backward {
                 conv2d_backward_data_using(algo, &s, &y, &wt, None, &mut dx, par)

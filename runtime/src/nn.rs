@@ -63,6 +63,20 @@ pub fn conv2d_forward(
     Ok(conv::conv2d_forward(s, x, w, b, act, y, Par::Rayon)?)
 }
 
+/// [`conv2d_forward`] for inference, with the weights' transform kept in
+/// `cache` across calls (see [`conv::ForwardCache`]).
+pub fn conv2d_forward_cached(
+    s: &Conv2d,
+    x: &[f32],
+    w: &[f32],
+    b: Option<&[f32]>,
+    act: Activation,
+    y: &mut [f32],
+    cache: &mut conv::ForwardCache,
+) -> Result<(), Error> {
+    Ok(conv::conv2d_forward_cached(s, x, w, b, act, y, cache, Par::Rayon)?)
+}
+
 pub fn conv2d_backward_data(
     s: &Conv2d,
     dy: &[f32],

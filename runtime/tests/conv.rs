@@ -5,7 +5,7 @@
 use netc_runtime::conv::winograd::{self, Isa};
 use netc_runtime::conv::{
     conv2d_backward_data, conv2d_backward_weights, conv2d_backward_weights_direct, conv2d_forward,
-    conv2d_forward_direct, Conv2d, ConvAlgo,
+    conv2d_forward_cached, conv2d_forward_direct, Conv2d, ConvAlgo, ForwardCache,
 };
 use netc_runtime::gemm::{Activation, Par};
 use netc_runtime::reference::conv as reference;
@@ -512,6 +512,122 @@ fn direct_weight_gradient_keeps_an_infinite_input_to_its_taps() {
             if w.is_finite() {
                 assert!((f64::from(g) - w).abs() <= 1e-4 * (1.0 + w.abs()), "{isa:?} dw[{i}]");
             }
+        }
+    }
+}
+
+/// The inference forward with the weights prepared once: against the
+/// reference on the first call and on calls after, for Winograd's kept `U`,
+/// the im2col GEMMs' packed weights (one sample, several on the pool, and
+/// groups), and a pass that keeps nothing (pointwise); and after
+/// `invalidate`, on new weights.
+#[test]
+fn cached_forward_matches_the_reference_and_follows_invalidation() {
+    let grouped = Conv2d { groups: 2, ..Conv2d::square(1, 6, 7, 7, 4, 3, 1, 1) };
+    // (shape, whether the cache keeps a prepared form)
+    let shapes = [
+        (Conv2d::square(1, 64, 8, 8, 64, 3, 1, 1), true),
+        (Conv2d::square(3, 16, 13, 11, 24, 3, 1, 2), true),
+        (Conv2d::square(5, 5, 9, 9, 40, 5, 2, 1), true),
+        (grouped, true),
+        (Conv2d::square(2, 8, 5, 5, 16, 1, 1, 0), false),
+    ];
+    for (i, (s, kept)) in shapes.iter().enumerate() {
+        let seed = 300 + 10 * i as u64;
+        let x = fill(s.input_len(), seed);
+        let b = fill(s.o, seed + 1);
+        let mut cache = ForwardCache::new();
+        for (round, w_seed) in [seed + 2, seed + 2, seed + 3].into_iter().enumerate() {
+            let w = fill(s.weight_len(), w_seed);
+            if round == 2 {
+                // The weights change: until invalidated, the cache answers
+                // with the old ones, which is why the models clear it.
+                let mut stale = vec![0.0; s.output_len()];
+                conv2d_forward_cached(
+                    s,
+                    &x,
+                    &w,
+                    Some(&b),
+                    Activation::Relu,
+                    &mut stale,
+                    &mut cache,
+                    Par::Rayon,
+                )
+                .unwrap();
+                let mut fresh = vec![0.0; s.output_len()];
+                conv2d_forward(s, &x, &w, Some(&b), Activation::Relu, &mut fresh, Par::Rayon)
+                    .unwrap();
+                assert_eq!(stale != fresh, *kept, "{s:?}: stale weights answered");
+                cache.invalidate();
+            }
+            let mut want = reference::conv2d_forward(s, &f64s(&x), &f64s(&w), Some(&f64s(&b)));
+            for v in &mut want {
+                *v = v.max(0.0);
+            }
+            for par in [Par::Rayon, Par::Seq] {
+                let mut y = vec![f32::NAN; s.output_len()];
+                conv2d_forward_cached(
+                    s,
+                    &x,
+                    &w,
+                    Some(&b),
+                    Activation::Relu,
+                    &mut y,
+                    &mut cache,
+                    par,
+                )
+                .unwrap();
+                assert_eq!(cache.is_ready(), *kept, "{s:?}");
+                assert_close(&format!("round {round} {par:?}"), &y, &want, s.c * s.kh * s.kw, s)
+                    .unwrap_or_else(|e| panic!("{e}"));
+            }
+        }
+        let mut y = vec![0.0; s.output_len()];
+        let w = fill(s.weight_len(), seed + 3);
+        let err = conv2d_forward_cached(
+            s,
+            &x[1..],
+            &w,
+            None,
+            Activation::Relu,
+            &mut y,
+            &mut cache,
+            Par::Seq,
+        );
+        assert!(err.unwrap_err().to_string().contains("input"), "{s:?}");
+    }
+}
+
+/// The batch picks the forward algorithm (AlexNet's 13x13 convs: im2col at
+/// batch 1, Winograd at 8), so one cache serves both, each form made when
+/// first needed and both cleared by `invalidate`.
+#[test]
+fn cached_forward_serves_batches_that_pick_other_algorithms() {
+    let (one, eight) =
+        (Conv2d::square(1, 96, 13, 13, 96, 3, 1, 1), Conv2d::square(8, 96, 13, 13, 96, 3, 1, 1));
+    assert_eq!((one.forward_algo(), eight.forward_algo()), (ConvAlgo::Im2col, ConvAlgo::Winograd));
+    let x = fill(eight.input_len(), 1);
+    let mut cache = ForwardCache::new();
+    for w_seed in [2, 3] {
+        let w = fill(eight.weight_len(), w_seed);
+        cache.invalidate();
+        for s in [&one, &eight, &one] {
+            let x = &x[..s.input_len()];
+            let want = reference::conv2d_forward(s, &f64s(x), &f64s(&w), None);
+            let mut y = vec![f32::NAN; s.output_len()];
+            conv2d_forward_cached(
+                s,
+                x,
+                &w,
+                None,
+                Activation::Identity,
+                &mut y,
+                &mut cache,
+                Par::Rayon,
+            )
+            .unwrap();
+            assert_close(&format!("n = {}", s.n), &y, &want, s.c * 9, s)
+                .unwrap_or_else(|e| panic!("{e}"));
         }
     }
 }

@@ -46,7 +46,7 @@ macro_rules! probe {
         let mut file = WeightsFile::open(&init).expect("init");
         let mut w = Weights::new();
         let mut names = Vec::new();
-        model.params.visit(|name, _, _| names.push(name.to_string()));
+        model.params().visit(|name, _, _| names.push(name.to_string()));
         for name in &names {
             w.insert(name.clone(), read(&mut file, name).iter().map(|&v| f64::from(v)).collect());
         }

@@ -61,7 +61,7 @@ macro_rules! parity {
             Optimizer::Sgd(Sgd { lr: 0.01, momentum: 0.9, nesterov: false, weight_decay: 0.0 });
         model.apply_gradients(&opt).expect("update");
         let mut after = Vec::new();
-        model.params.visit(|name, _, v| after.push((name.to_string(), v.to_vec())));
+        model.params().visit(|name, _, v| after.push((name.to_string(), v.to_vec())));
         for (name, v) in &after {
             let key = format!("after.{name}");
             rows.push((key.clone(), rel_error(v, &read(&mut expected, &key)), 1e-3));

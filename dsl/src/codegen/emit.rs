@@ -19,6 +19,10 @@ pub struct Ctx<'a> {
     /// Dense weights whose gradient step can take a fused SGD step
     /// ([`Program::fusable_weights`]).
     pub fused_weights: Vec<ParamId>,
+    /// Conv weights whose forward steps keep their transformed weights
+    /// across calls, each in `forward_caches[i]` (inference only: in
+    /// training the weights change every step).
+    pub forward_caches: Vec<ParamId>,
 }
 
 /// All steps, in order.
@@ -199,11 +203,16 @@ fn step(ctx: &Ctx<'_>, s: &Step, plan: &MemoryPlan) -> TokenStream {
     };
     let call = match &s.kind {
         StepKind::Conv { x, y, w: wt, b, act: a, win, o, groups } => {
-            let shape = conv_shape(ctx, win, *o, *groups);
+            let (shape, wt_id) = (conv_shape(ctx, win, *o, *groups), wt);
             let (wt, b, a) = (param(ctx, *wt), b.map(|b| param(ctx, b)), act(ctx, *a));
             let b = b.map_or(quote!(None), |b| quote!(Some(#b)));
             let (x, y) = (r(x), w(y));
-            quote!(#rt::nn::conv2d_forward(#shape, #x, #wt, #b, #a, #y)?;)
+            match ctx.forward_caches.iter().position(|q| q == wt_id) {
+                Some(i) => {
+                    quote!(#rt::nn::conv2d_forward_cached(#shape, #x, #wt, #b, #a, #y, &mut forward_caches[#i])?;)
+                }
+                None => quote!(#rt::nn::conv2d_forward(#shape, #x, #wt, #b, #a, #y)?;),
+            }
         }
         StepKind::Dense { x, y, w: wt, b, act: a, input, output } => {
             let (wt, a) = (param(ctx, *wt), act(ctx, *a));

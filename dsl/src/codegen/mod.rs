@@ -82,7 +82,25 @@ fn module(
     let name = format_ident!("{}", p.name);
     let params_ty = format_ident!("{}Params", p.name);
     let plans = plans(p);
-    let ctx = emit::Ctx { p, g, source, source_name, rt: &rt, fused_weights: p.fusable_weights() };
+    let ctx = emit::Ctx {
+        p,
+        g,
+        source,
+        source_name,
+        rt: &rt,
+        fused_weights: p.fusable_weights(),
+        forward_caches: Vec::new(),
+    };
+    let cached_convs: Vec<crate::program::ParamId> = p
+        .infer_forward
+        .iter()
+        .filter_map(|s| match &s.kind {
+            crate::program::StepKind::Conv { w, .. } => Some(*w),
+            _ => None,
+        })
+        .collect();
+    let forward_caches = cached_convs.len();
+    let infer_ctx = emit::Ctx { forward_caches: cached_convs, fused_weights: Vec::new(), ..ctx };
 
     let fields: Vec<_> = p.params.iter().map(|q| field(&q.name)).collect();
     let lens: Vec<usize> = p.params.iter().map(|q| q.len()).collect();
@@ -167,7 +185,7 @@ fn module(
         }
     });
 
-    let infer_body = emit::steps(&ctx, &p.infer_forward, &plans.infer);
+    let infer_body = emit::steps(&infer_ctx, &p.infer_forward, &plans.infer);
     let train_body = emit::steps(&ctx, &p.train_forward, &plans.train);
     let backward_body = emit::steps(&ctx, &p.backward, &plans.train);
     let in_range = emit::span_range(plans.infer.offset(p.input), in_len);
@@ -250,8 +268,9 @@ fn module(
         #[doc = #doc]
         #[derive(Debug)]
         pub struct #name {
-            /// The parameters and buffers.
-            pub params: #params_ty,
+            /// The parameters and buffers: read them with `params`, change
+            /// them with `params_mut`.
+            params: #params_ty,
             /// The gradient of each learnable parameter after `backward`.
             pub grads: #params_ty,
             arena: Vec<f32>,
@@ -259,6 +278,9 @@ fn module(
             stats: Vec<f32>,
             opt_state: Vec<f32>,
             opt_kind: u8,
+            /// The conv weights transformed for inference, per conv,
+            /// cleared whenever `params` may change.
+            forward_caches: Vec<#rt::conv::ForwardCache>,
             capacity: usize,
             batch: usize,
             step: u64,
@@ -308,10 +330,31 @@ fn module(
                     stats: vec![0.0; #stats_len],
                     opt_state: Vec::new(),
                     opt_kind: 0,
+                    forward_caches: (0..#forward_caches).map(|_| #rt::conv::ForwardCache::new()).collect(),
                     capacity,
                     batch: 0,
                     step: 0,
                     seed,
+                }
+            }
+
+            /// The parameters and buffers.
+            pub fn params(&self) -> &#params_ty {
+                &self.params
+            }
+
+            /// The parameters and buffers, to change: the next `forward`
+            /// transforms the conv weights it keeps for inference again.
+            pub fn params_mut(&mut self) -> &mut #params_ty {
+                self.weights_changed();
+                &mut self.params
+            }
+
+            /// Forgets every form of the weights made from them, since they
+            /// may be about to change.
+            fn weights_changed(&mut self) {
+                for cache in &mut self.forward_caches {
+                    cache.invalidate();
                 }
             }
 
@@ -372,9 +415,9 @@ fn module(
                 }
                 // Inference shares the arena with training's activations.
                 self.batch = 0;
-                let Self { params, arena, argmax, stats, capacity, step, seed, .. } = self;
-                let (cap, arena, argmax, stats) = (*capacity, &mut arena[..], &mut argmax[..], &mut stats[..]);
-                let _ = (argmax.len(), stats.len(), (*step, *seed), &params);
+                let Self { params, arena, argmax, stats, forward_caches, capacity, step, seed, .. } = self;
+                let (cap, arena, argmax, stats, forward_caches) = (*capacity, &mut arena[..], &mut argmax[..], &mut stats[..], &mut forward_caches[..]);
+                let _ = (argmax.len(), stats.len(), forward_caches.len(), (*step, *seed), &params);
                 arena[#in_range].copy_from_slice(x);
                 #infer_body
                 out.copy_from_slice(&arena[#out_range]);
@@ -398,6 +441,7 @@ fn module(
                 let mut loaded = self.params.clone();
                 #(#loads)*
                 file.finish()?;
+                self.weights_changed();
                 self.params = loaded;
                 Ok(())
             }
@@ -527,6 +571,7 @@ fn training(
         pub fn apply_gradients(&mut self, opt: &#rt::nn::Optimizer) -> Result<(), #rt::Error> {
             let k = self.reset_optimizer_state(opt);
             let step = self.step.max(1);
+            self.weights_changed();
             Self::apply_gradients_impl(&mut self.params, &self.grads, &mut self.opt_state, k, step, opt, false)
         }
 
@@ -548,6 +593,7 @@ fn training(
         fn backward_and_update(&mut self, #target_param: #target_ty, opt: &#rt::nn::Optimizer) -> Result<f32, #rt::Error> {
             let fused = opt.fusable_sgd();
             let k = self.reset_optimizer_state(opt);
+            self.weights_changed();
             let loss = self.backward_with(#target_param, fused)?;
             let step = self.step.max(1);
             Self::apply_gradients_impl(&mut self.params, &self.grads, &mut self.opt_state, k, step, opt, fused.is_some())?;

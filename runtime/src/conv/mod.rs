@@ -20,12 +20,17 @@
 
 mod direct;
 mod im2col_gemm;
+mod prepared;
 pub mod winograd;
 
 pub use direct::{conv2d_backward_weights_direct, conv2d_forward_direct};
+pub use prepared::{conv2d_forward_cached, ForwardCache};
 
 use crate::error::{check_len, LenError};
-use crate::gemm::{sgemm, sgemm_packed_b, Activation, Bias, Epilogue, MatMut, MatRef, PackB, Par};
+use crate::gemm::{
+    sgemm, sgemm_packed_b, sgemm_prepacked, Activation, Bias, Epilogue, MatMut, MatRef, PackB,
+    PackedA, Par,
+};
 use crate::isa::Isa;
 use rayon::prelude::*;
 use std::cell::RefCell;
@@ -600,19 +605,46 @@ fn forward_im2col(
     if y.len() > s.o * s.out_plane() {
         return im2col_gemm::forward(s, x, weight, bias, activation, y, par);
     }
-    // One sample: the im2col matrix is never written out, the GEMM asks for
-    // its panels, which are filled from the input, zero-padded first so that
-    // every run is a plain copy.
+    forward_one_sample(s, x, GroupWeights::Plain(weight), bias, activation, y, par);
+}
+
+/// The weights of a conv's groups as its im2col GEMMs take them.
+#[derive(Clone, Copy)]
+enum GroupWeights<'a> {
+    /// The weight tensor, packed by each GEMM.
+    Plain(&'a [f32]),
+    /// Each group's weights packed once ([`ForwardCache`]).
+    Packed(&'a [PackedA]),
+}
+
+/// One sample's im2col forward: the im2col matrix is never written out, the
+/// GEMM asks for its panels, which are filled from the input, zero-padded
+/// first so that every run is a plain copy.
+fn forward_one_sample(
+    s: &Conv2d,
+    x: &[f32],
+    weights: GroupWeights<'_>,
+    bias: Option<&[f32]>,
+    activation: Activation,
+    y: &mut [f32],
+    par: Par,
+) {
     let (og, patch, plane) = (s.o / s.groups, s.patch(), s.out_plane());
     with_columns(s.padded_group_len(), |buf| {
         for g in 0..s.groups {
-            let w = MatRef::row_major(&weight[g * og * patch..][..og * patch], patch);
             let y = MatMut::row_major(&mut y[g * og * plane..][..og * plane], plane);
             let epi = epilogue(bias.map(|b| &b[g * og..][..og]), activation);
             let b = Im2colPanels { s, padded: s.pad_group(x, g, buf) };
-            crate::gemm::expect_valid(sgemm_packed_b(
-                og, plane, patch, 1.0, w, &b, 0.0, y, &epi, par,
-            ));
+            let r = match weights {
+                GroupWeights::Plain(w) => {
+                    let w = MatRef::row_major(&w[g * og * patch..][..og * patch], patch);
+                    sgemm_packed_b(og, plane, patch, 1.0, w, &b, 0.0, y, &epi, par)
+                }
+                GroupWeights::Packed(packed) => {
+                    sgemm_prepacked(&packed[g], plane, &b, 0.0, y, &epi, par)
+                }
+            };
+            crate::gemm::expect_valid(r);
         }
     });
 }

@@ -273,9 +273,41 @@ pub fn forward(
     if !applies(s) {
         return Err(LenError { op: OP, tensor: "shape", expected: 0, found: 0 });
     }
-    let taps = Taps { weight, stride_out: s.c * 9, stride_in: 9, flip: false };
-    run(&Problem::forward(s), isa, taps, x, bias, activation, None, y, par);
+    run(&Problem::forward(s), isa, forward_taps(s, weight), x, bias, activation, None, y, par);
     Ok(())
+}
+
+fn forward_taps<'w>(s: &Conv2d, weight: &'w [f32]) -> Taps<'w> {
+    Taps { weight, stride_out: s.c * 9, stride_in: 9, flip: false }
+}
+
+/// Writes into `u` (resized to [`weights_len`]) the transformed weights
+/// that [`forward_transformed`] takes: made once, they serve every forward
+/// call until the weights change. `s.n` does not matter.
+pub(super) fn transform_forward_weights(s: &Conv2d, weight: &[f32], u: &mut Vec<f32>, par: Par) {
+    let p = Problem::forward(s);
+    u.resize(p.weights_len(), 0.0);
+    transform_all_weights(&p, Isa::best(), forward_taps(s, weight), u, par);
+}
+
+/// [`forward`] on weights already transformed by
+/// [`transform_forward_weights`]; the caller checked the other lengths.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn forward_transformed(
+    s: &Conv2d,
+    isa: Isa,
+    x: &[f32],
+    u: &[f32],
+    bias: Option<&[f32]>,
+    activation: Activation,
+    y: &mut [f32],
+    par: Par,
+) {
+    let p = Problem::forward(s);
+    debug_assert_eq!(u.len(), p.weights_len());
+    if p.n > 0 {
+        run_transformed(&p, isa, u, x, Epi { bias, activation }, None, y, par);
+    }
 }
 
 /// `dx = conv_transpose(dy, weight)` by Winograd, zeroed where `relu_mask`
@@ -361,40 +393,57 @@ fn run(
     if p.n == 0 {
         return;
     }
-    let isa = usable(p, isa);
-    let epi = Epi { bias, activation };
-    let threads = if par == Par::Rayon { rayon::current_num_threads() } else { 1 };
     with_weights(p.weights_len(), |u| {
-        let per_channel = POINTS * p.cout;
-        let weights = |(ci, u): (usize, &mut [f32])| dispatch_weights(isa, p, taps, ci, u);
-        // Below about 64k transformed floats, splitting costs more than it saves.
-        if threads > 1 && p.weights_len() >= 1 << 16 {
-            u.par_chunks_mut(per_channel).enumerate().for_each(weights);
-        } else {
-            u.chunks_mut(per_channel).enumerate().for_each(weights);
-        }
-        let u = &*u;
-        let samples = p.chunk_samples(CHUNK_TILES, threads);
-        let (in_len, out_len) = (p.cin * p.h * p.w, p.cout * p.oh() * p.ow());
-        let job = |(i, (y, x)): (usize, (&mut [f32], &[f32]))| {
-            let count = y.len() / out_len;
-            let mask = mask.map(|m| &m[i * samples * out_len..][..count * out_len]);
-            with_columns(p.scratch_len(count), |scratch| {
-                dispatch_chunk(isa, p, u, x, count, epi, mask, y, scratch);
-            });
-        };
-        if threads > 1 && p.n > samples {
-            y.par_chunks_mut(samples * out_len)
-                .zip(x.par_chunks(samples * in_len))
-                .enumerate()
-                .for_each(job);
-        } else {
-            y.chunks_mut(samples * out_len)
-                .zip(x.chunks(samples * in_len))
-                .enumerate()
-                .for_each(job);
-        }
+        transform_all_weights(p, isa, taps, u, par);
+        run_transformed(p, isa, u, x, Epi { bias, activation }, mask, y, par);
     });
+}
+
+/// Fills `u` with `U`, all `p.weights_len()` floats of it.
+fn transform_all_weights(p: &Problem, isa: Isa, taps: Taps<'_>, u: &mut [f32], par: Par) {
+    let isa = usable(p, isa);
+    let threads = if par == Par::Rayon { rayon::current_num_threads() } else { 1 };
+    let per_channel = POINTS * p.cout;
+    let weights = |(ci, u): (usize, &mut [f32])| dispatch_weights(isa, p, taps, ci, u);
+    // Below about 64k transformed floats, splitting costs more than it saves.
+    if threads > 1 && p.weights_len() >= 1 << 16 {
+        u.par_chunks_mut(per_channel).enumerate().for_each(weights);
+    } else {
+        u.chunks_mut(per_channel).enumerate().for_each(weights);
+    }
+}
+
+/// The products and transforms of every chunk of samples, on `U` made.
+#[allow(clippy::too_many_arguments)]
+fn run_transformed(
+    p: &Problem,
+    isa: Isa,
+    u: &[f32],
+    x: &[f32],
+    epi: Epi<'_>,
+    mask: Option<&[f32]>,
+    y: &mut [f32],
+    par: Par,
+) {
+    let isa = usable(p, isa);
+    let threads = if par == Par::Rayon { rayon::current_num_threads() } else { 1 };
+    let samples = p.chunk_samples(CHUNK_TILES, threads);
+    let (in_len, out_len) = (p.cin * p.h * p.w, p.cout * p.oh() * p.ow());
+    let job = |(i, (y, x)): (usize, (&mut [f32], &[f32]))| {
+        let count = y.len() / out_len;
+        let mask = mask.map(|m| &m[i * samples * out_len..][..count * out_len]);
+        with_columns(p.scratch_len(count), |scratch| {
+            dispatch_chunk(isa, p, u, x, count, epi, mask, y, scratch);
+        });
+    };
+    if threads > 1 && p.n > samples {
+        y.par_chunks_mut(samples * out_len)
+            .zip(x.par_chunks(samples * in_len))
+            .enumerate()
+            .for_each(job);
+    } else {
+        y.chunks_mut(samples * out_len).zip(x.chunks(samples * in_len)).enumerate().for_each(job);
+    }
 }
 
 /// The transformed weights of input channel `ci`, `u` = `U[ci]`.

@@ -334,7 +334,7 @@ fn sgemm_from<A: PackA, B: PackB>(
         }
         // Sub-views start at the block's first row or column; the checks
         // above bound every index they can reach (k ≥ 1, m, n ≥ 1).
-        let a = a.from_row(rows.start);
+        let a = a.rows_from(rows.start);
         let b = ColumnsFrom { b, j0: cols.start };
         let epi = epilogue.offset(rows.start, cols.start);
         // SAFETY: (rows.start, cols.start) lies inside C.

@@ -70,7 +70,7 @@ pub(super) trait PackA: Sync {
 
     /// The same source from row `i0` on (a multiple of `mr`): one thread's
     /// rows.
-    fn from_row(&self, i0: usize) -> Self
+    fn rows_from(&self, i0: usize) -> Self
     where
         Self: Sized;
 }
@@ -91,7 +91,7 @@ impl PackA for MatRef<'_> {
         block
     }
 
-    fn from_row(&self, i0: usize) -> Self {
+    fn rows_from(&self, i0: usize) -> Self {
         MatRef { data: &self.data[i0 * self.rs..], ..*self }
     }
 }
@@ -120,7 +120,7 @@ impl PackA for PackedRows<'_> {
         &self.packed.data[p0 * rows + panel * kc * mr..][..mc.div_ceil(mr) * kc * mr]
     }
 
-    fn from_row(&self, i0: usize) -> Self {
+    fn rows_from(&self, i0: usize) -> Self {
         PackedRows { first: self.first + i0, ..*self }
     }
 }

@@ -1,0 +1,115 @@
+//! Inference-time weights: a conv's weights in the form its forward pass
+//! consumes, made once and reused while the weights stay the same.
+//!
+//! Every forward call otherwise remakes that form: the im2col GEMMs pack
+//! (transpose) each group's weights into A panels, Winograd transforms them
+//! into `U`. In training the weights change every step, so that is part of
+//! the price; at inference they do not, and at batch 1 the packing is a
+//! large share of a small conv (ResNet-20's, AlexNet's at 13x13). The
+//! generated models keep one [`ForwardCache`] per conv for `forward` and
+//! clear it whenever their parameters change.
+
+use super::{forward_one_sample, im2col_gemm, winograd, Conv2d, ConvAlgo, GroupWeights};
+use crate::error::LenError;
+use crate::gemm::{kernel, Activation, MatRef, PackedA, Par};
+use crate::isa::Isa;
+use rayon::prelude::*;
+
+/// A conv's weights in the form its inference forward pass takes, or
+/// nothing yet. Which weights is the caller's business: it must call
+/// [`ForwardCache::invalidate`] whenever they change, or the cache keeps
+/// answering with the old ones.
+#[derive(Clone, Debug, Default)]
+pub struct ForwardCache {
+    /// Winograd's `U`, for a conv whose forward pass is Winograd, when
+    /// `transformed_ready`.
+    transformed: Vec<f32>,
+    transformed_ready: bool,
+    /// Each group's weights in A panels, for one-sample im2col GEMMs, when
+    /// `packed_ready`. The batch picks the algorithm, so a model called at
+    /// several batch sizes may need both forms.
+    packed: Vec<PackedA>,
+    packed_ready: bool,
+}
+
+impl ForwardCache {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Forgets the weights: the next call prepares them again, in the
+    /// memory it already holds.
+    pub fn invalidate(&mut self) {
+        (self.transformed_ready, self.packed_ready) = (false, false);
+    }
+
+    /// Whether the cache holds prepared weights, in either form.
+    pub fn is_ready(&self) -> bool {
+        self.transformed_ready || self.packed_ready
+    }
+}
+
+/// [`super::conv2d_forward`] with the weights prepared once in `cache`
+/// (on the first call after [`ForwardCache::invalidate`]): Winograd's
+/// transform, or the im2col GEMMs' packed weights where each GEMM takes one
+/// sample. Other passes (pointwise, direct, several samples a GEMM) run as
+/// `conv2d_forward` does. `weight` must be the weights the cache was made
+/// from, or `cache` invalidated.
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d_forward_cached(
+    s: &Conv2d,
+    x: &[f32],
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    activation: Activation,
+    y: &mut [f32],
+    cache: &mut ForwardCache,
+    par: Par,
+) -> Result<(), LenError> {
+    let algo = s.forward_algo();
+    let threads = if par == Par::Rayon { rayon::current_num_threads() } else { 1 };
+    let per_sample = algo == ConvAlgo::Im2col && im2col_gemm::chunk_samples(s, threads) == 1;
+    if algo != ConvAlgo::Winograd && !per_sample {
+        return super::conv2d_forward_using(algo, s, x, weight, bias, activation, y, par);
+    }
+    s.check_forward("conv2d_forward_cached", x, weight, bias, y)?;
+    if s.n == 0 {
+        return Ok(());
+    }
+    if algo == ConvAlgo::Winograd {
+        if !cache.transformed_ready {
+            winograd::transform_forward_weights(s, weight, &mut cache.transformed, par);
+            cache.transformed_ready = true;
+        }
+        let u = &cache.transformed;
+        winograd::forward_transformed(s, Isa::best(), x, u, bias, activation, y, par);
+        return Ok(());
+    }
+    if !cache.packed_ready {
+        pack_groups(s, weight, &mut cache.packed);
+        cache.packed_ready = true;
+    }
+    let weights = GroupWeights::Packed(&cache.packed);
+    let (in_len, out_len) = (s.c * s.h * s.w, s.o * s.out_plane());
+    if threads > 1 && s.n > 1 {
+        let samples = y.par_chunks_mut(out_len).zip(x.par_chunks(in_len));
+        samples.for_each(|(y, x)| forward_one_sample(s, x, weights, bias, activation, y, Par::Seq));
+    } else {
+        for (y, x) in y.chunks_mut(out_len).zip(x.chunks(in_len)) {
+            forward_one_sample(s, x, weights, bias, activation, y, par);
+        }
+    }
+    Ok(())
+}
+
+/// Packs each group's `[og, patch]` weights for the kernel its one-sample
+/// GEMM would pick.
+fn pack_groups(s: &Conv2d, weight: &[f32], packed: &mut Vec<PackedA>) {
+    let (og, patch) = (s.o / s.groups, s.patch());
+    let kernel = kernel::choose_straight(og, s.out_plane());
+    packed.resize_with(s.groups, PackedA::new);
+    for (g, p) in packed.iter_mut().enumerate() {
+        let w = MatRef::row_major(&weight[g * og * patch..][..og * patch], patch);
+        crate::gemm::expect_valid(p.pack(kernel, og, patch, w));
+    }
+}

@@ -10,8 +10,8 @@
 //! layout, a copy of one tensor. With one sample, `dy` and the output are
 //! used in place.
 
-use super::{col2im, epilogue, im2col, with_columns, Conv2d};
-use crate::gemm::{sgemm, Activation, Epilogue, MatMut, MatRef, Par};
+use super::{col2im, epilogue, im2col, with_columns, Conv2d, Im2colPanels};
+use crate::gemm::{sgemm, sgemm_packed_b, Activation, Epilogue, MatMut, MatRef, Par};
 
 /// Output planes at least this large keep one GEMM per sample, which then
 /// has enough columns (and its own packed panels fill faster from the
@@ -45,14 +45,18 @@ pub(super) fn chunk_samples(s: &Conv2d, threads: usize) -> usize {
     samples_per_gemm(s).min(s.n.div_ceil(threads.max(1))).max(1)
 }
 
-/// Floats of per-thread scratch for a chunk of `cnt` samples: the columns,
-/// and for several samples one group's `[og, cnt·plane]` block.
+/// Floats of per-thread scratch for a chunk of `cnt` samples: the columns
+/// (backward passes) or the padded inputs (forward), and for several
+/// samples one group's `[og, cnt·plane]` block.
 pub(super) fn scratch_len(s: &Conv2d, cnt: usize) -> usize {
     let block = if cnt > 1 { s.o / s.groups } else { 0 };
-    (s.patch() + block) * cnt * s.out_plane()
+    let columns_or_inputs = (s.patch() * cnt * s.out_plane()).max(cnt * s.padded_group_len());
+    block * cnt * s.out_plane() + columns_or_inputs
 }
 
-/// The forward pass of the samples of `x` into `y`.
+/// The forward pass of the samples of `x` into `y`. The GEMM fills its
+/// panels from the (padded) inputs, as one sample's does
+/// ([`super::Im2colPanels`]); its output block is scattered into `y`.
 pub(super) fn forward(
     s: &Conv2d,
     x: &[f32],
@@ -63,27 +67,20 @@ pub(super) fn forward(
     par: Par,
 ) {
     let (og, patch, plane) = (s.o / s.groups, s.patch(), s.out_plane());
-    let (in_len, out_len) = (s.c * s.h * s.w, s.o * plane);
+    let out_len = s.o * plane;
     let cnt = y.len() / out_len;
     let cols = cnt * plane;
     with_columns(scratch_len(s, cnt), |scratch| {
-        let (col, out) = scratch.split_at_mut(patch * cols);
+        let (out, pad) = scratch.split_at_mut(og * cols);
         for g in 0..s.groups {
-            for (i, x) in x.chunks_exact(in_len).take(cnt).enumerate() {
-                im2col(s, x, g, &mut col[i * plane..], cols);
-            }
             let w = MatRef::row_major(&weight[g * og * patch..][..og * patch], patch);
-            let b = MatRef::row_major(col, cols);
+            let (padded, sample_stride) = s.pad_samples(x, cnt, g, pad);
+            let b = Im2colPanels { s, padded, sample_stride };
             let epi = epilogue(bias.map(|b| &b[g * og..][..og]), activation);
-            // One sample: straight into its rows of `y`.
-            let c = match cnt {
-                1 => MatMut::row_major(&mut y[g * og * plane..][..og * plane], plane),
-                _ => MatMut::row_major(&mut out[..og * cols], cols),
-            };
-            crate::gemm::expect_valid(sgemm(og, cols, patch, 1.0, w, b, 0.0, c, &epi, par));
-            if cnt == 1 {
-                continue;
-            }
+            let c = MatMut::row_major(&mut out[..og * cols], cols);
+            crate::gemm::expect_valid(sgemm_packed_b(
+                og, cols, patch, 1.0, w, &b, 0.0, c, &epi, par,
+            ));
             for (oc, row) in out.chunks_exact(cols).take(og).enumerate() {
                 for (i, src) in row.chunks_exact(plane).enumerate() {
                     y[i * out_len + (g * og + oc) * plane..][..plane].copy_from_slice(src);

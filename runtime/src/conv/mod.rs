@@ -634,7 +634,8 @@ fn forward_one_sample(
         for g in 0..s.groups {
             let y = MatMut::row_major(&mut y[g * og * plane..][..og * plane], plane);
             let epi = epilogue(bias.map(|b| &b[g * og..][..og]), activation);
-            let b = Im2colPanels { s, padded: s.pad_group(x, g, buf) };
+            let (padded, sample_stride) = s.pad_samples(x, 1, g, buf);
+            let b = Im2colPanels { s, padded, sample_stride };
             let r = match weights {
                 GroupWeights::Plain(w) => {
                     let w = MatRef::row_major(&w[g * og * patch..][..og * patch], patch);
@@ -655,7 +656,7 @@ impl Conv2d {
         (self.h + 2 * self.ph, self.w + 2 * self.pw)
     }
 
-    /// Floats of one group's padded input, which [`Self::pad_group`] writes
+    /// Floats of one group's padded input, which [`Self::pad_samples`] writes
     /// into scratch: none without padding, where the input serves as it is.
     fn padded_group_len(&self) -> usize {
         if self.ph == 0 && self.pw == 0 {
@@ -665,39 +666,52 @@ impl Conv2d {
         self.c / self.groups * hp * wp
     }
 
-    /// Group `g` of one sample `x`, zero-padded on every side into `buf`
-    /// (its first [`Self::padded_group_len`] floats), or `x`'s own planes
-    /// when there is no padding.
-    fn pad_group<'a>(&self, x: &'a [f32], g: usize, buf: &'a mut [f32]) -> &'a [f32] {
-        let cg = self.c / self.groups;
-        let planes = &x[g * cg * self.h * self.w..][..cg * self.h * self.w];
+    /// Group `g` of the first `cnt` samples of `x`, each zero-padded on
+    /// every side into `buf` (`cnt` times [`Self::padded_group_len`]
+    /// floats), or `x`'s own planes when there is no padding; with the
+    /// floats from one sample's planes to the next.
+    fn pad_samples<'a>(
+        &self,
+        x: &'a [f32],
+        cnt: usize,
+        g: usize,
+        buf: &'a mut [f32],
+    ) -> (&'a [f32], usize) {
+        let (cg, in_len, plane) = (self.c / self.groups, self.c * self.h * self.w, self.h * self.w);
         let len = self.padded_group_len();
         if len == 0 {
-            return planes;
+            return (&x[g * cg * plane..], in_len);
         }
         let (hp, wp) = self.padded_dims();
-        let buf = &mut buf[..len];
-        for (dst, src) in buf.chunks_exact_mut(hp * wp).zip(planes.chunks_exact(self.h * self.w)) {
-            dst[..self.ph * wp].fill(0.0);
-            for (row, src) in dst[self.ph * wp..].chunks_exact_mut(wp).zip(src.chunks_exact(self.w))
-            {
-                row[..self.pw].fill(0.0);
-                copy_run(&mut row[self.pw..self.pw + self.w], src);
-                row[self.pw + self.w..].fill(0.0);
+        let buf = &mut buf[..cnt * len];
+        for (dst, x) in buf.chunks_exact_mut(len).zip(x.chunks_exact(in_len)) {
+            let planes = &x[g * cg * plane..][..cg * plane];
+            for (dst, src) in dst.chunks_exact_mut(hp * wp).zip(planes.chunks_exact(plane)) {
+                dst[..self.ph * wp].fill(0.0);
+                let rows = dst[self.ph * wp..].chunks_exact_mut(wp).zip(src.chunks_exact(self.w));
+                for (row, src) in rows {
+                    row[..self.pw].fill(0.0);
+                    copy_run(&mut row[self.pw..self.pw + self.w], src);
+                    row[self.pw + self.w..].fill(0.0);
+                }
+                dst[(self.ph + self.h) * wp..].fill(0.0);
             }
-            dst[(self.ph + self.h) * wp..].fill(0.0);
         }
-        buf
+        (buf, len)
     }
 }
 
 /// The im2col matrix of one sample's group (as [`im2col`] writes it) as a
 /// source of the GEMM's packed B panels, read from the group's input with
-/// its padding written out ([`Conv2d::pad_group`]): every tap of every
+/// its padding written out ([`Conv2d::pad_samples`]): every tap of every
 /// output then lies inside it, so a panel row is a few plain runs.
+///
+/// Several samples side by side ([`im2col_gemm`]) are `sample_stride`
+/// floats apart in `padded`; their columns follow each other.
 struct Im2colPanels<'a> {
     s: &'a Conv2d,
     padded: &'a [f32],
+    sample_stride: usize,
 }
 
 impl PackB for Im2colPanels<'_> {
@@ -706,7 +720,7 @@ impl PackB for Im2colPanels<'_> {
         const MAX_RUNS: usize = 64;
         assert!(nr <= MAX_RUNS, "panels of {nr} columns");
         let s = self.s;
-        let ow = s.out_w();
+        let (ow, plane) = (s.out_w(), s.out_plane());
         let (hp, wp) = s.padded_dims();
         let panels = dst.chunks_exact_mut(kc * nr).take(nc.div_ceil(nr));
         for (panel, chunk) in panels.enumerate() {
@@ -718,9 +732,11 @@ impl PackB for Im2colPanels<'_> {
             let mut runs = [(0usize, 0usize, 0usize); MAX_RUNS];
             let (mut count, mut done) = (0, 0);
             while done < cols {
-                let (oy, ox) = ((first + done) / ow, (first + done) % ow);
+                let (sample, at) = ((first + done) / plane, (first + done) % plane);
+                let (oy, ox) = (at / ow, at % ow);
                 let len = (ow - ox).min(cols - done);
-                runs[count] = (done, oy * s.sh * wp + ox * s.sw, len);
+                let from = sample * self.sample_stride + oy * s.sh * wp + ox * s.sw;
+                runs[count] = (done, from, len);
                 (count, done) = (count + 1, done + len);
             }
             // The taps of rows p0.. in order, stepped rather than divided

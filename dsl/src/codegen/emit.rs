@@ -19,9 +19,9 @@ pub struct Ctx<'a> {
     /// Dense weights whose gradient step can take a fused SGD step
     /// ([`Program::fusable_weights`]).
     pub fused_weights: Vec<ParamId>,
-    /// Conv weights whose forward steps keep their transformed weights
-    /// across calls, each in `forward_caches[i]` (inference only: in
-    /// training the weights change every step).
+    /// Conv weights whose forward steps keep them prepared (packed or
+    /// Winograd-transformed) across calls, each in `forward_caches[i]`
+    /// (inference only: in training the weights change every step).
     pub forward_caches: Vec<ParamId>,
 }
 
@@ -203,11 +203,11 @@ fn step(ctx: &Ctx<'_>, s: &Step, plan: &MemoryPlan) -> TokenStream {
     };
     let call = match &s.kind {
         StepKind::Conv { x, y, w: wt, b, act: a, win, o, groups } => {
-            let (shape, wt_id) = (conv_shape(ctx, win, *o, *groups), wt);
+            let (shape, weight_id) = (conv_shape(ctx, win, *o, *groups), *wt);
             let (wt, b, a) = (param(ctx, *wt), b.map(|b| param(ctx, b)), act(ctx, *a));
             let b = b.map_or(quote!(None), |b| quote!(Some(#b)));
             let (x, y) = (r(x), w(y));
-            match ctx.forward_caches.iter().position(|q| q == wt_id) {
+            match ctx.forward_caches.iter().position(|&q| q == weight_id) {
                 Some(i) => {
                     quote!(#rt::nn::conv2d_forward_cached(#shape, #x, #wt, #b, #a, #y, &mut forward_caches[#i])?;)
                 }

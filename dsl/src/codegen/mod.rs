@@ -278,8 +278,8 @@ fn module(
             stats: Vec<f32>,
             opt_state: Vec<f32>,
             opt_kind: u8,
-            /// The conv weights transformed for inference, per conv,
-            /// cleared whenever `params` may change.
+            /// Each conv's weights prepared for inference (packed or
+            /// Winograd-transformed), cleared whenever `params` may change.
             forward_caches: Vec<#rt::conv::ForwardCache>,
             capacity: usize,
             batch: usize,
@@ -344,7 +344,7 @@ fn module(
             }
 
             /// The parameters and buffers, to change: the next `forward`
-            /// transforms the conv weights it keeps for inference again.
+            /// prepares the conv weights it keeps for inference again.
             pub fn params_mut(&mut self) -> &mut #params_ty {
                 self.weights_changed();
                 &mut self.params

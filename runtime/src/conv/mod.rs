@@ -290,9 +290,8 @@ impl Conv2d {
             ConvAlgo::Pointwise => 0,
             ConvAlgo::Direct => direct::padded_len(self),
             ConvAlgo::Winograd => winograd::forward_scratch_len(self),
-            ConvAlgo::Im2col if per_gemm == 1 => self.padded_group_len(),
-            // A chunk of one sample (a batch of 1) pads its input instead.
-            ConvAlgo::Im2col => im2col.max(self.padded_group_len()),
+            // The padded inputs of a chunk (im2col_gemm::scratch_len).
+            ConvAlgo::Im2col => im2col,
         };
         let backward_data = match self.backward_data_algo() {
             ConvAlgo::Pointwise => 0,

@@ -542,7 +542,25 @@ pub fn conv2d_forward_using(
     if algo == ConvAlgo::Winograd {
         return winograd::forward(s, winograd::Isa::best(), x, weight, bias, activation, y, par);
     }
+    forward_samples(algo, s, x, weight, None, bias, activation, y, par);
+    Ok(())
+}
 
+/// A checked forward pass by `algo` (not Winograd), its samples shared out
+/// between the threads. `packed`: each group's weights packed once
+/// ([`ForwardCache`]), for the im2col GEMMs that take one sample.
+#[allow(clippy::too_many_arguments)]
+fn forward_samples(
+    algo: ConvAlgo,
+    s: &Conv2d,
+    x: &[f32],
+    weight: &[f32],
+    packed: Option<&[PackedA]>,
+    bias: Option<&[f32]>,
+    activation: Activation,
+    y: &mut [f32],
+    par: Par,
+) {
     let (in_len, out_len) = (s.c * s.h * s.w, s.o * s.out_plane());
     let threads = if par == Par::Rayon { rayon::current_num_threads() } else { 1 };
     // A chunk of samples per task: one, except for the im2col shapes whose
@@ -555,7 +573,7 @@ pub fn conv2d_forward_using(
         ConvAlgo::Pointwise => forward_pointwise(s, x, weight, bias, activation, y, par),
         ConvAlgo::Direct => direct::forward_direct(s, Isa::best(), x, weight, bias, activation, y),
         ConvAlgo::Im2col | ConvAlgo::Winograd => {
-            forward_im2col(s, x, weight, bias, activation, y, par)
+            forward_im2col(s, x, weight, packed, bias, activation, y, par)
         }
     };
     if threads > 1 && s.n > chunk {
@@ -566,7 +584,6 @@ pub fn conv2d_forward_using(
             one(x, y, par);
         }
     }
-    Ok(())
 }
 
 fn epilogue(bias: Option<&[f32]>, activation: Activation) -> Epilogue<'_> {
@@ -605,6 +622,7 @@ fn forward_im2col(
     s: &Conv2d,
     x: &[f32],
     weight: &[f32],
+    packed: Option<&[PackedA]>,
     bias: Option<&[f32]>,
     activation: Activation,
     y: &mut [f32],
@@ -613,25 +631,19 @@ fn forward_im2col(
     if y.len() > s.o * s.out_plane() {
         return im2col_gemm::forward(s, x, weight, bias, activation, y, par);
     }
-    forward_one_sample(s, x, GroupWeights::Plain(weight), bias, activation, y, par);
-}
-
-/// The weights of a conv's groups as its im2col GEMMs take them.
-#[derive(Clone, Copy)]
-enum GroupWeights<'a> {
-    /// The weight tensor, packed by each GEMM.
-    Plain(&'a [f32]),
-    /// Each group's weights packed once ([`ForwardCache`]).
-    Packed(&'a [PackedA]),
+    forward_one_sample(s, x, weight, packed, bias, activation, y, par);
 }
 
 /// One sample's im2col forward: the im2col matrix is never written out, the
 /// GEMM asks for its panels, which are filled from the input, zero-padded
-/// first so that every run is a plain copy.
+/// first so that every run is a plain copy. The weights are `packed` when
+/// given, else packed by each GEMM from `weight`.
+#[allow(clippy::too_many_arguments)]
 fn forward_one_sample(
     s: &Conv2d,
     x: &[f32],
-    weights: GroupWeights<'_>,
+    weight: &[f32],
+    packed: Option<&[PackedA]>,
     bias: Option<&[f32]>,
     activation: Activation,
     y: &mut [f32],
@@ -644,13 +656,11 @@ fn forward_one_sample(
             let epi = epilogue(bias.map(|b| &b[g * og..][..og]), activation);
             let (padded, sample_stride) = s.pad_samples(x, 1, g, buf);
             let b = Im2colPanels { s, padded, sample_stride };
-            let r = match weights {
-                GroupWeights::Plain(w) => {
-                    let w = MatRef::row_major(&w[g * og * patch..][..og * patch], patch);
+            let r = match packed {
+                Some(packed) => sgemm_prepacked(&packed[g], plane, &b, 0.0, y, &epi, par),
+                None => {
+                    let w = MatRef::row_major(&weight[g * og * patch..][..og * patch], patch);
                     sgemm_packed_b(og, plane, patch, 1.0, w, &b, 0.0, y, &epi, par)
-                }
-                GroupWeights::Packed(packed) => {
-                    sgemm_prepacked(&packed[g], plane, &b, 0.0, y, &epi, par)
                 }
             };
             crate::gemm::expect_valid(r);

@@ -9,11 +9,10 @@
 //! generated models keep one [`ForwardCache`] per conv for `forward` and
 //! clear it whenever their parameters change.
 
-use super::{forward_one_sample, im2col_gemm, winograd, Conv2d, ConvAlgo, GroupWeights};
+use super::{forward_samples, im2col_gemm, winograd, Conv2d, ConvAlgo};
 use crate::error::LenError;
 use crate::gemm::{kernel, Activation, MatRef, PackedA, Par};
 use crate::isa::Isa;
-use rayon::prelude::*;
 
 /// A conv's weights in the form its inference forward pass takes, or
 /// nothing yet. Which weights is the caller's business: it must call
@@ -89,16 +88,8 @@ pub fn conv2d_forward_cached(
         pack_groups(s, weight, &mut cache.packed);
         cache.packed_ready = true;
     }
-    let weights = GroupWeights::Packed(&cache.packed);
-    let (in_len, out_len) = (s.c * s.h * s.w, s.o * s.out_plane());
-    if threads > 1 && s.n > 1 {
-        let samples = y.par_chunks_mut(out_len).zip(x.par_chunks(in_len));
-        samples.for_each(|(y, x)| forward_one_sample(s, x, weights, bias, activation, y, Par::Seq));
-    } else {
-        for (y, x) in y.chunks_mut(out_len).zip(x.chunks(in_len)) {
-            forward_one_sample(s, x, weights, bias, activation, y, par);
-        }
-    }
+    let packed = Some(&cache.packed[..]);
+    forward_samples(algo, s, x, weight, packed, bias, activation, y, par);
     Ok(())
 }
 

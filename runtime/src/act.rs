@@ -92,25 +92,56 @@ pub fn derivative_from_output(act: Activation, y: f32) -> f32 {
     }
 }
 
+/// Binds `$f` to `act`'s scalar function and expands `$body` once per
+/// activation, so that each loop is compiled for one function: a `match`
+/// inside the loop kept ReLU's forward from being vectorised (27 GB/s, where
+/// an add of the same size ran at 68; `norm_bench`).
+macro_rules! per_activation {
+    ($act:expr, |$f:ident| $body:expr) => {
+        match $act {
+            Activation::Identity => {
+                let $f = |x: f32| x;
+                $body
+            }
+            Activation::Relu => {
+                let $f = relu_scalar;
+                $body
+            }
+            Activation::LeakyRelu(slope) => {
+                let $f = move |x: f32| leaky_relu_scalar(slope, x);
+                $body
+            }
+            Activation::Sigmoid => {
+                let $f = sigmoid_scalar;
+                $body
+            }
+            Activation::Tanh => {
+                let $f = f32::tanh;
+                $body
+            }
+        }
+    };
+}
+
 /// `y = act(x)` elementwise.
 pub fn forward(act: Activation, x: &[f32], y: &mut [f32]) -> Result<(), LenError> {
     check_len("activation_forward", "y", y.len(), x.len())?;
-    crate::par::zip2(y, x, |y, x| {
+    per_activation!(act, |f| crate::par::zip2(y, x, |y, x| {
         for (y, &x) in y.iter_mut().zip(x) {
-            *y = activate(act, x);
+            *y = f(x);
         }
-    });
+    }));
     Ok(())
 }
 
 /// `x = act(x)` elementwise; the buffer then holds the `y` that
 /// [`backward`] needs.
 pub fn forward_in_place(act: Activation, x: &mut [f32]) {
-    crate::par::each(x, |x| {
+    per_activation!(act, |f| crate::par::each(x, |x| {
         for x in x.iter_mut() {
-            *x = activate(act, *x);
+            *x = f(*x);
         }
-    });
+    }));
 }
 
 /// `dx = dy · act'(x)`, with the derivative taken from the saved output `y`.

@@ -100,12 +100,9 @@ pub fn batch_norm_forward_train(
     // Channels are independent: statistics in parallel over channels, then
     // the normalisation in parallel over samples (contiguous in y).
     let stats = |(ch, ((mean_out, invstd_out), (rmean, rvar))): (usize, StatsOut<'_>)| {
-        let sum: f64 = bn.planes(ch).map(|r| f64::from(reduce::sum(&x[r]))).sum();
-        let mean = (sum / m as f64) as f32;
-        // Deviations from the rounded mean: the error this adds is
-        // m·(mean rounding)², far below f32 resolution.
-        let ssd: f64 = bn.planes(ch).map(|r| f64::from(reduce::sum_sq_dev(&x[r], mean))).sum();
+        let (mean, ssd) = channel_moments(bn, ch, x);
         let var = ssd / m as f64;
+        let mean = mean as f32;
         *mean_out = mean;
         *invstd_out = (1.0 / (var + eps).sqrt()) as f32;
         *rmean = ((1.0 - momentum) * f64::from(*rmean) + momentum * f64::from(mean)) as f32;
@@ -123,6 +120,34 @@ pub fn batch_norm_forward_train(
     }
     normalise_all(bn, x, y, |ch| (save_mean[ch], save_invstd[ch]), gamma, beta);
     Ok(())
+}
+
+/// The mean of channel `ch` and the sum of squared deviations from it, in
+/// one pass over memory: each plane's own mean and squared deviations are
+/// taken while it sits in L1 (two passes there, so no cancellation), and
+/// the planes are merged in f64 by Chan, Golub and LeVeque's pairwise
+/// update. Reading the channel twice from memory cost a third of the
+/// forward pass.
+fn channel_moments(bn: BatchNorm, ch: usize, x: &[f32]) -> (f64, f64) {
+    let (mut count, mut mean, mut ssd) = (0.0f64, 0.0f64, 0.0f64);
+    for r in bn.planes(ch) {
+        let plane = &x[r];
+        if plane.is_empty() {
+            continue;
+        }
+        let len = plane.len() as f64;
+        let plane_mean = f64::from(reduce::sum(plane)) / len;
+        // About the rounded mean `a`: Σ(x - a)² = Σ(x - μ)² + len·(μ - a)².
+        let rounded = plane_mean as f32;
+        let off = plane_mean - f64::from(rounded);
+        let plane_ssd = f64::from(reduce::sum_sq_dev(plane, rounded)) - len * off * off;
+        let delta = plane_mean - mean;
+        let total = count + len;
+        mean += delta * len / total;
+        ssd += plane_ssd.max(0.0) + delta * delta * count * len / total;
+        count = total;
+    }
+    (mean, ssd)
 }
 
 /// Per-channel outputs of the statistics pass: mean, invstd, and the
@@ -245,9 +270,12 @@ pub fn batch_norm_backward(
     // samples.
     let sums = |(ch, (dg, db)): (usize, (&mut f32, &mut f32))| {
         let mean = save_mean[ch];
-        let sum_dy: f64 = bn.planes(ch).map(|r| f64::from(reduce::sum(&dy[r]))).sum();
-        let dot: f64 =
-            bn.planes(ch).map(|r| f64::from(reduce::dot_dev(&dy[r.clone()], &x[r], mean))).sum();
+        let (mut sum_dy, mut dot) = (0.0f64, 0.0f64);
+        for r in bn.planes(ch) {
+            let (s, d) = reduce::sum_and_dot_dev(&dy[r.clone()], &x[r], mean);
+            sum_dy += f64::from(s);
+            dot += f64::from(d);
+        }
         *db = sum_dy as f32;
         *dg = (dot * f64::from(save_invstd[ch])) as f32;
     };

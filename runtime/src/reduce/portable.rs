@@ -1,8 +1,6 @@
-//! Contiguous f32 reductions shared by the pooling and normalisation kernels.
-//!
-//! Each keeps eight independent partial sums: the compiler turns them into one
-//! vector register, and splitting a long sum eight ways also keeps its
-//! rounding error far below that of one running f32 total.
+//! The reductions in plain Rust, for any CPU: eight independent partial
+//! sums, which the compiler turns into vector registers of the baseline
+//! instruction set. Also the oracle the SIMD versions are tested against.
 
 const LANES: usize = 8;
 
@@ -15,7 +13,7 @@ fn fold(acc: [f32; LANES], tail: f32) -> f32 {
 
 /// `Σ x`.
 #[inline]
-pub(crate) fn sum(x: &[f32]) -> f32 {
+pub(super) fn sum(x: &[f32]) -> f32 {
     let mut acc = [0.0f32; LANES];
     let chunks = x.chunks_exact(LANES);
     let tail: f32 = chunks.remainder().iter().sum();
@@ -30,7 +28,7 @@ pub(crate) fn sum(x: &[f32]) -> f32 {
 /// `Σ (x - mean)²`: the two-pass variance, which unlike `Σx² - m·mean²`
 /// cannot cancel to a negative number.
 #[inline]
-pub(crate) fn sum_sq_dev(x: &[f32], mean: f32) -> f32 {
+pub(super) fn sum_sq_dev(x: &[f32], mean: f32) -> f32 {
     let mut acc = [0.0f32; LANES];
     let chunks = x.chunks_exact(LANES);
     let tail: f32 = chunks.remainder().iter().map(|&v| (v - mean) * (v - mean)).sum();
@@ -43,19 +41,25 @@ pub(crate) fn sum_sq_dev(x: &[f32], mean: f32) -> f32 {
     fold(acc, tail)
 }
 
-/// `Σ dy·(x - mean)`, over the shorter of the two slices.
+/// `(Σ dy, Σ dy·(x - mean))` in one pass over both slices (the shorter
+/// one's length), so each is read from memory once.
 #[inline]
-pub(crate) fn dot_dev(dy: &[f32], x: &[f32], mean: f32) -> f32 {
+pub(super) fn sum_and_dot_dev(dy: &[f32], x: &[f32], mean: f32) -> (f32, f32) {
     let len = dy.len().min(x.len());
     let (dy, x) = (&dy[..len], &x[..len]);
-    let mut acc = [0.0f32; LANES];
+    let (mut sum, mut dot) = ([0.0f32; LANES], [0.0f32; LANES]);
     let dyc = dy.chunks_exact(LANES);
     let xc = x.chunks_exact(LANES);
-    let tail: f32 = dyc.remainder().iter().zip(xc.remainder()).map(|(&g, &v)| g * (v - mean)).sum();
+    let (mut sum_tail, mut dot_tail) = (0.0f32, 0.0f32);
+    for (&g, &v) in dyc.remainder().iter().zip(xc.remainder()) {
+        sum_tail += g;
+        dot_tail += g * (v - mean);
+    }
     for (g, v) in dyc.zip(xc) {
-        for ((a, &g), &v) in acc.iter_mut().zip(g).zip(v) {
-            *a += g * (v - mean);
+        for l in 0..LANES {
+            sum[l] += g[l];
+            dot[l] += g[l] * (v[l] - mean);
         }
     }
-    fold(acc, tail)
+    (fold(sum, sum_tail), fold(dot, dot_tail))
 }

@@ -750,6 +750,15 @@ impl Layout {
         ]
     }
 
+    /// Whether the output blocks can be written (or, for the weight
+    /// gradient, read) in place: the planes are whole tiles, so the staged
+    /// layout is the tensor's own, and the lanes cover whole tiles, so no
+    /// lane reaches the spare sample. Then staging is a copy for nothing
+    /// (and a fill of the spare sample).
+    fn in_place(&self, p: &Problem) -> bool {
+        self.out_rows == p.oh() && self.out_row == p.ow() && self.tiles % LANES == 0
+    }
+
     /// For lanes of tiles `t0..t0 + LANES`: the offset of each window in
     /// `padded` and of each output block in `staged`, relative to channel 0.
     /// Lanes past the last tile read sample 0 and write the spare sample.
@@ -800,10 +809,12 @@ fn chunk<const KIND: u8>(
         tuple_gemm::<KIND>(p, u, v, m, lay.cols);
     }
 
+    let in_place = lay.in_place(p);
+    let out_buf: &mut [f32] = if in_place { &mut *y } else { staged };
     for t0 in (0..lay.tiles).step_by(LANES) {
         let (_, out) = lay.offsets(p, t0);
         for k in 0..p.cout {
-            let plane = &mut staged[k * lay.out_plane()..];
+            let plane = &mut out_buf[k * lay.out_plane()..];
             let at = |xi: usize| (xi * p.cout + k) * lay.cols + t0;
             #[cfg(target_arch = "x86_64")]
             if KIND == AVX512 {
@@ -830,15 +841,18 @@ fn chunk<const KIND: u8>(
     // Into place with the epilogue, one output row at a time while it is in
     // L1: bias and activation (forward), or the ReLU mask (backward-data).
     let (oh, ow) = (p.oh(), p.ow());
-    for (i, (plane, dst)) in
-        staged.chunks_exact(lay.out_plane()).zip(y.chunks_exact_mut(oh * ow)).enumerate()
-    {
+    let plain = epi.bias.is_none() && epi.activation == Activation::Identity && mask.is_none();
+    if in_place && plain {
+        return;
+    }
+    for (i, dst) in y.chunks_exact_mut(oh * ow).enumerate() {
         let b = epi.bias.map_or(0.0, |b| b[i % p.cout]);
         let mask = mask.map(|m| &m[i * oh * ow..][..oh * ow]);
-        for (r, (src, dst)) in
-            plane.chunks_exact(lay.out_row).zip(dst.chunks_exact_mut(ow)).enumerate()
-        {
-            store_row(&src[..ow], b, epi.activation, dst);
+        for (r, dst) in dst.chunks_exact_mut(ow).enumerate() {
+            if !in_place {
+                dst.copy_from_slice(&staged[i * lay.out_plane() + r * lay.out_row..][..ow]);
+            }
+            finish_row(dst, b, epi.activation);
             if let Some(mask) = mask {
                 for (d, &mk) in dst.iter_mut().zip(&mask[r * ow..][..ow]) {
                     if mk <= 0.0 {
@@ -896,26 +910,15 @@ fn transform_inputs<const KIND: u8>(
     }
 }
 
-/// `dst = act(src + b)`, with the common activations in loops the compiler
+/// `row = act(row + b)`, with the common activations in loops the compiler
 /// vectorises.
 #[inline(always)]
-fn store_row(src: &[f32], b: f32, act: Activation, dst: &mut [f32]) {
+fn finish_row(row: &mut [f32], b: f32, act: Activation) {
     match act {
-        Activation::Identity => {
-            for (d, &s) in dst.iter_mut().zip(src) {
-                *d = s + b;
-            }
-        }
-        Activation::Relu => {
-            for (d, &s) in dst.iter_mut().zip(src) {
-                *d = crate::act::relu_scalar(s + b);
-            }
-        }
-        _ => {
-            for (d, &s) in dst.iter_mut().zip(src) {
-                *d = act.apply(s + b);
-            }
-        }
+        Activation::Identity if b == 0.0 => {}
+        Activation::Identity => row.iter_mut().for_each(|v| *v += b),
+        Activation::Relu => row.iter_mut().for_each(|v| *v = crate::act::relu_scalar(*v + b)),
+        _ => row.iter_mut().for_each(|v| *v = act.apply(*v + b)),
     }
 }
 

@@ -137,18 +137,24 @@ fn chunk<const KIND: u8>(
     transform_inputs::<KIND>(p, &lay, x, padded, v);
 
     // dy into whole tiles, zero past its edges and in the spare sample that
-    // lanes past the last tile read, so those add nothing.
-    staged.fill(0.0);
-    let (oh, ow) = (p.oh(), p.ow());
-    for (plane, src) in staged.chunks_exact_mut(lay.out_plane()).zip(dy.chunks_exact(oh * ow)) {
-        for (row, src) in plane.chunks_exact_mut(lay.out_row).zip(src.chunks_exact(ow)) {
-            row[..ow].copy_from_slice(src);
+    // lanes past the last tile read, so those add nothing; read in place
+    // when it is whole tiles already.
+    let dy_tiles: &[f32] = if lay.in_place(p) {
+        dy
+    } else {
+        staged.fill(0.0);
+        let (oh, ow) = (p.oh(), p.ow());
+        for (plane, src) in staged.chunks_exact_mut(lay.out_plane()).zip(dy.chunks_exact(oh * ow)) {
+            for (row, src) in plane.chunks_exact_mut(lay.out_row).zip(src.chunks_exact(ow)) {
+                row[..ow].copy_from_slice(src);
+            }
         }
-    }
+        staged
+    };
     for t0 in (0..lay.tiles).step_by(LANES) {
         let (_, out) = lay.offsets(p, t0);
         for k in 0..p.cout {
-            let plane = &staged[k * lay.out_plane()..];
+            let plane = &dy_tiles[k * lay.out_plane()..];
             let at = |xi: usize| (xi * p.cout + k) * lay.cols + t0;
             #[cfg(target_arch = "x86_64")]
             if KIND == AVX512 {

@@ -41,6 +41,11 @@ macro_rules! time_model {
         let labels: Vec<u32> = (0..$batch as u32).map(|i| i % 10).collect();
         let mut rows = Vec::new();
         if $wanted("train_step", $batch) {
+            // The first step also allocates the optimizer state: timed
+            // apart (on stderr), and kept out of the median.
+            let t = std::time::Instant::now();
+            model.train_step(&x, &labels, &opt).expect("step");
+            eprintln!("{}: first train_step {:.1} ms", $name, t.elapsed().as_secs_f64() * 1e3);
             rows.push(("train_step", $batch, median_ms(|| {
                 model.train_step(&x, &labels, &opt).expect("step");
             })));

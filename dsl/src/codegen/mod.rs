@@ -580,7 +580,7 @@ fn training(
         fn reset_optimizer_state(&mut self, opt: &#rt::nn::Optimizer) -> usize {
             let k = opt.state_per_param();
             if self.opt_kind != opt.kind() || self.opt_state.len() != k * #learnable {
-                self.opt_state = vec![0.0; k * #learnable];
+                self.opt_state = #rt::nn::zeroed_state(k * #learnable);
                 self.opt_kind = opt.kind();
             }
             k

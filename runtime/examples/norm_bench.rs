@@ -1,6 +1,6 @@
 //! Prints the time of the memory-bound passes around ResNet-20's convs at
-//! batch 64: batch norm forward (training) and backward, ReLU forward and
-//! backward, and the residual add, per activation shape, on the rayon pool
+//! batch 64: batch norm forward (training, alone and with its ReLU fused)
+//! and backward, ReLU forward and backward, and the residual add, per activation shape, on the rayon pool
 //! inside `nn::awake` as a model's step runs them. Each line also gives the
 //! GB/s the pass moves (its tensors read and written once).
 //!
@@ -49,13 +49,18 @@ fn main() {
         let mut dx = vec![0.0f32; len];
         let (mut dgamma, mut dbeta) = (vec![0.0f32; c], vec![0.0f32; c]);
         nn::awake(|| {
-            let ms = median_ms(|| {
-                nn::batch_norm_forward_train(
-                    &bn, &x, &gamma, &beta, &mut rmean, &mut rvar, &mut saved, &mut y,
-                )
-                .expect("lengths")
-            });
-            report(&shape, "batch_norm forward", ms, 2, len);
+            for (act, pass) in [
+                (Activation::Identity, "batch_norm forward"),
+                (Activation::Relu, "batch_norm+relu forward"),
+            ] {
+                let ms = median_ms(|| {
+                    nn::batch_norm_forward_train(
+                        &bn, act, &x, &gamma, &beta, &mut rmean, &mut rvar, &mut saved, &mut y,
+                    )
+                    .expect("lengths")
+                });
+                report(&shape, pass, ms, 2, len);
+            }
             let ms = median_ms(|| {
                 nn::batch_norm_backward(
                     &bn,

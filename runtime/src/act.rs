@@ -99,29 +99,31 @@ pub fn derivative_from_output(act: Activation, y: f32) -> f32 {
 macro_rules! per_activation {
     ($act:expr, |$f:ident| $body:expr) => {
         match $act {
-            Activation::Identity => {
+            $crate::gemm::Activation::Identity => {
                 let $f = |x: f32| x;
                 $body
             }
-            Activation::Relu => {
-                let $f = relu_scalar;
+            $crate::gemm::Activation::Relu => {
+                let $f = $crate::act::relu_scalar;
                 $body
             }
-            Activation::LeakyRelu(slope) => {
-                let $f = move |x: f32| leaky_relu_scalar(slope, x);
+            $crate::gemm::Activation::LeakyRelu(slope) => {
+                let $f = move |x: f32| $crate::act::leaky_relu_scalar(slope, x);
                 $body
             }
-            Activation::Sigmoid => {
-                let $f = sigmoid_scalar;
+            $crate::gemm::Activation::Sigmoid => {
+                let $f = $crate::act::sigmoid_scalar;
                 $body
             }
-            Activation::Tanh => {
+            $crate::gemm::Activation::Tanh => {
                 let $f = f32::tanh;
                 $body
             }
         }
     };
 }
+
+pub(crate) use per_activation;
 
 /// `y = act(x)` elementwise.
 pub fn forward(act: Activation, x: &[f32], y: &mut [f32]) -> Result<(), LenError> {

@@ -264,11 +264,13 @@ pub fn lrn_backward(
     Ok(norm::lrn_backward(*l, x, y, scale, dy, dx)?)
 }
 
-/// Training-mode batch norm; `saved` holds the batch mean then the inverse
-/// standard deviation, `2·C` values, for the backward pass.
+/// Training-mode batch norm, then `activation` (fused into the store);
+/// `saved` holds the batch mean then the inverse standard deviation, `2·C`
+/// values, for the backward pass.
 #[allow(clippy::too_many_arguments)]
 pub fn batch_norm_forward_train(
     bn: &BatchNorm,
+    activation: Activation,
     x: &[f32],
     gamma: &[f32],
     beta: &[f32],
@@ -279,21 +281,14 @@ pub fn batch_norm_forward_train(
 ) -> Result<(), Error> {
     check_len("batch_norm_forward_train", "saved", saved.len(), 2 * bn.c)?;
     let (mean, invstd) = saved.split_at_mut(bn.c);
-    Ok(norm::batch_norm_forward_train(
-        *bn,
-        x,
-        gamma,
-        beta,
-        y,
-        mean,
-        invstd,
-        running_mean,
-        running_var,
-    )?)
+    let stats = (mean, invstd, running_mean, running_var);
+    Ok(norm::batch_norm_forward_train_act(*bn, activation, x, gamma, beta, y, stats)?)
 }
 
+/// Inference-mode batch norm, then `activation` (fused into the store).
 pub fn batch_norm_forward_infer(
     bn: &BatchNorm,
+    activation: Activation,
     x: &[f32],
     gamma: &[f32],
     beta: &[f32],
@@ -301,7 +296,8 @@ pub fn batch_norm_forward_infer(
     running_var: &[f32],
     y: &mut [f32],
 ) -> Result<(), Error> {
-    Ok(norm::batch_norm_forward_inference(*bn, x, gamma, beta, running_mean, running_var, y)?)
+    let running = (running_mean, running_var);
+    Ok(norm::batch_norm_forward_inference_act(*bn, activation, x, gamma, beta, running, y)?)
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -9,7 +9,10 @@
 //! inside a plane, f64 across planes) and applies one fused multiply-add per
 //! cell. LRN mixes a window of planes of the same sample.
 
+use crate::act::per_activation;
 use crate::error::{check_len, LenError};
+use crate::gemm::Activation;
+
 use crate::reduce;
 use rayon::prelude::*;
 
@@ -80,6 +83,25 @@ pub fn batch_norm_forward_train(
     running_mean: &mut [f32],
     running_var: &mut [f32],
 ) -> Result<(), LenError> {
+    let stats = (save_mean, save_invstd, running_mean, running_var);
+    batch_norm_forward_train_act(bn, Activation::Identity, x, gamma, beta, y, stats)
+}
+
+/// [`batch_norm_forward_train`] with `activation` applied to each output
+/// as it is stored: `y = act(bn(x))` in one pass where a separate
+/// activation would read and write `y` again. The statistics are those of
+/// `bn(x)`, before the activation. `stats` is `(save_mean, save_invstd,
+/// running_mean, running_var)`.
+pub fn batch_norm_forward_train_act(
+    bn: BatchNorm,
+    activation: Activation,
+    x: &[f32],
+    gamma: &[f32],
+    beta: &[f32],
+    y: &mut [f32],
+    stats: TrainStats<'_>,
+) -> Result<(), LenError> {
+    let (save_mean, save_invstd, running_mean, running_var) = stats;
     const OP: &str = "batch_norm_forward_train";
     check_len(OP, "x", x.len(), bn.x_len())?;
     check_len(OP, "gamma", gamma.len(), bn.c)?;
@@ -118,9 +140,13 @@ pub fn batch_norm_forward_train(
     } else {
         outs.zip(running).enumerate().for_each(stats);
     }
-    normalise_all(bn, x, y, |ch| (save_mean[ch], save_invstd[ch]), gamma, beta);
+    normalise_all(bn, x, y, |ch| (save_mean[ch], save_invstd[ch]), gamma, beta, activation);
     Ok(())
 }
+
+/// The per-channel buffers of a training-mode forward: `(save_mean,
+/// save_invstd, running_mean, running_var)`.
+pub type TrainStats<'a> = (&'a mut [f32], &'a mut [f32], &'a mut [f32], &'a mut [f32]);
 
 /// The mean of channel `ch` and the sum of squared deviations from it, in
 /// one pass over memory: each plane's own mean and squared deviations are
@@ -170,27 +196,31 @@ fn normalise_all(
     stats: impl Fn(usize) -> (f32, f32) + Sync,
     gamma: &[f32],
     beta: &[f32],
+    activation: Activation,
 ) {
     let sample = bn.c * bn.h * bn.w;
-    let one = |(y, x): (&mut [f32], &[f32])| {
-        let one_sample = BatchNorm { n: 1, ..bn };
-        for ch in 0..bn.c {
-            let (mean, invstd) = stats(ch);
-            normalise(one_sample, ch, x, y, mean, invstd, gamma[ch], beta[ch]);
-        }
-    };
     if sample == 0 {
         return;
     }
-    if parallel(bn) {
-        y.par_chunks_mut(sample).zip(x.par_chunks(sample)).for_each(one);
-    } else {
-        y.chunks_mut(sample).zip(x.chunks(sample)).for_each(one);
-    }
+    // One loop per activation, so that each is vectorised.
+    per_activation!(activation, |act| {
+        let one = |(y, x): (&mut [f32], &[f32])| {
+            let one_sample = BatchNorm { n: 1, ..bn };
+            for ch in 0..bn.c {
+                let (mean, invstd) = stats(ch);
+                normalise(one_sample, ch, x, y, mean, invstd, gamma[ch], beta[ch], act);
+            }
+        };
+        if parallel(bn) {
+            y.par_chunks_mut(sample).zip(x.par_chunks(sample)).for_each(one);
+        } else {
+            y.chunks_mut(sample).zip(x.chunks(sample)).for_each(one);
+        }
+    })
 }
 
-/// `y = (x - mean)·invstd·gamma + beta` on channel `ch`, folded as ATen does
-/// into one multiply-add per cell.
+/// `y = act((x - mean)·invstd·gamma + beta)` on channel `ch`, the affine
+/// part folded as ATen does into one multiply-add per cell.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn normalise(
@@ -202,12 +232,13 @@ fn normalise(
     invstd: f32,
     gamma: f32,
     beta: f32,
+    act: impl Fn(f32) -> f32,
 ) {
     let scale = invstd * gamma;
     let shift = beta - mean * scale;
     for r in bn.planes(ch) {
         for (yv, &xv) in y[r.clone()].iter_mut().zip(&x[r]) {
-            *yv = xv * scale + shift;
+            *yv = act(xv * scale + shift);
         }
     }
 }
@@ -223,6 +254,22 @@ pub fn batch_norm_forward_inference(
     running_var: &[f32],
     y: &mut [f32],
 ) -> Result<(), LenError> {
+    let running = (running_mean, running_var);
+    batch_norm_forward_inference_act(bn, Activation::Identity, x, gamma, beta, running, y)
+}
+
+/// [`batch_norm_forward_inference`] with `activation` applied to each
+/// output as it is stored. `running` is `(running_mean, running_var)`.
+pub fn batch_norm_forward_inference_act(
+    bn: BatchNorm,
+    activation: Activation,
+    x: &[f32],
+    gamma: &[f32],
+    beta: &[f32],
+    running: (&[f32], &[f32]),
+    y: &mut [f32],
+) -> Result<(), LenError> {
+    let (running_mean, running_var) = running;
     const OP: &str = "batch_norm_forward_inference";
     check_len(OP, "x", x.len(), bn.x_len())?;
     check_len(OP, "gamma", gamma.len(), bn.c)?;
@@ -231,7 +278,7 @@ pub fn batch_norm_forward_inference(
     check_len(OP, "running_var", running_var.len(), bn.c)?;
     check_len(OP, "y", y.len(), bn.x_len())?;
     let stats = |ch: usize| (running_mean[ch], 1.0 / (running_var[ch] + bn.eps).sqrt());
-    normalise_all(bn, x, y, stats, gamma, beta);
+    normalise_all(bn, x, y, stats, gamma, beta, activation);
     Ok(())
 }
 

@@ -3,9 +3,12 @@
 //! central differences of the reference forward, the running-statistics
 //! update, PyTorch's window and edge cases, and length errors.
 
+use netc_runtime::act;
+use netc_runtime::gemm::Activation;
 use netc_runtime::norm::{
-    batch_norm_backward, batch_norm_forward_inference, batch_norm_forward_train, lrn_backward,
-    lrn_forward, BatchNorm, Lrn,
+    batch_norm_backward, batch_norm_forward_inference, batch_norm_forward_inference_act,
+    batch_norm_forward_train, batch_norm_forward_train_act, lrn_backward, lrn_forward, BatchNorm,
+    Lrn,
 };
 use netc_runtime::reference;
 use proptest::prelude::*;
@@ -249,6 +252,22 @@ proptest! {
     }
 
     #[test]
+    fn batch_norm_with_a_fused_activation_is_the_activation_of_batch_norm(
+        bn in bn_shape(4, 9),
+        seed in any::<u64>(),
+        which in 0usize..4,
+    ) {
+        let activation = [
+            Activation::Relu,
+            Activation::LeakyRelu(0.1),
+            Activation::Sigmoid,
+            Activation::Tanh,
+        ][which];
+        check_fused_activation(bn, seed, activation)
+            .map_err(|e| TestCaseError::fail(format!("{e} in {bn:?}, {activation:?}")))?;
+    }
+
+    #[test]
     fn lrn_matches_reference(l in lrn_shape(3, 9), seed in any::<u64>()) {
         check_lrn(l, seed, false).map_err(|e| TestCaseError::fail(format!("{e} in {l:?}")))?;
     }
@@ -257,6 +276,36 @@ proptest! {
     fn lrn_backward_matches_central_differences(l in lrn_shape(2, 3), seed in any::<u64>()) {
         check_lrn(l, seed, true).map_err(|e| TestCaseError::fail(format!("{e} in {l:?}")))?;
     }
+}
+
+/// The fused forwards (training and inference) against the plain ones
+/// followed by the activation's own kernel: the same arithmetic, so the same
+/// bits, and the same statistics.
+fn check_fused_activation(bn: BatchNorm, seed: u64, activation: Activation) -> Result<(), String> {
+    let r = run_bn_train(bn, seed)?;
+    let mut want = vec![0.0f32; bn.x_len()];
+    act::forward(activation, &r.y, &mut want).map_err(|e| e.to_string())?;
+    let mut y = vec![f32::NAN; bn.x_len()];
+    let (mut mean, mut invstd) = (vec![f32::NAN; bn.c], vec![f32::NAN; bn.c]);
+    let (mut rm, mut rv) = (r.rm.clone(), r.rv.clone());
+    let stats = (&mut mean[..], &mut invstd[..], &mut rm[..], &mut rv[..]);
+    batch_norm_forward_train_act(bn, activation, &r.x, &r.gamma, &r.beta, &mut y, stats)
+        .map_err(|e| e.to_string())?;
+    let same = |a: &[f32], b: &[f32]| a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits());
+    if !same(&y, &want) || !same(&mean, &r.mean) || !same(&rv, &r.rv_after) {
+        return Err("fused training forward differs from batch norm then the activation".into());
+    }
+    let mut plain = vec![0.0f32; bn.x_len()];
+    batch_norm_forward_inference(bn, &r.x, &r.gamma, &r.beta, &r.rm, &r.rv, &mut plain)
+        .map_err(|e| e.to_string())?;
+    act::forward(activation, &plain, &mut want).map_err(|e| e.to_string())?;
+    let running = (&r.rm[..], &r.rv[..]);
+    batch_norm_forward_inference_act(bn, activation, &r.x, &r.gamma, &r.beta, running, &mut y)
+        .map_err(|e| e.to_string())?;
+    if !same(&y, &want) {
+        return Err("fused inference forward differs from batch norm then the activation".into());
+    }
+    Ok(())
 }
 
 /// Model-shaped layers: ResNet's batch norms, a dense batch norm, AlexNet's LRN.

@@ -139,7 +139,12 @@ fn comment(ctx: &Ctx<'_>, s: &Step) -> TokenStream {
         .join(" ");
     let backward = s.kind.is_backward();
     let extra = match &s.kind {
-        StepKind::Conv { act, .. } | StepKind::Dense { act, .. } if *act != Act::Identity => {
+        StepKind::Conv { act, .. }
+        | StepKind::Dense { act, .. }
+        | StepKind::BatchNormTrain { act, .. }
+        | StepKind::BatchNormInfer { act, .. }
+            if *act != Act::Identity =>
+        {
             format!("  ({} fused)", format!("{act:?}").to_lowercase())
         }
         StepKind::ConvBackwardData { mask: Some(_), .. }
@@ -263,6 +268,7 @@ fn step(ctx: &Ctx<'_>, s: &Step, plan: &MemoryPlan) -> TokenStream {
         StepKind::BatchNormTrain {
             x,
             y,
+            act: fused,
             gamma,
             beta,
             mean,
@@ -281,18 +287,18 @@ fn step(ctx: &Ctx<'_>, s: &Step, plan: &MemoryPlan) -> TokenStream {
                 param_mut(ctx, *var),
             );
             let saved = stats_range(ctx, *slot, true);
-            let (x, y) = (r(x), w(y));
+            let (x, y, act) = (r(x), w(y), act(ctx, *fused));
             quote! {
-                #rt::nn::batch_norm_forward_train(&#rt::norm::BatchNorm { n, c: #c, h: #inner, w: 1, eps: #eps, momentum: #momentum }, #x, #g, #b, #m, #v, #saved, #y)?;
+                #rt::nn::batch_norm_forward_train(&#rt::norm::BatchNorm { n, c: #c, h: #inner, w: 1, eps: #eps, momentum: #momentum }, #act, #x, #g, #b, #m, #v, #saved, #y)?;
             }
         }
-        StepKind::BatchNormInfer { x, y, gamma, beta, mean, var, c, inner, eps } => {
+        StepKind::BatchNormInfer { x, y, act: fused, gamma, beta, mean, var, c, inner, eps } => {
             let eps = f32_lit(*eps);
             let (g, b, m, v) =
                 (param(ctx, *gamma), param(ctx, *beta), param(ctx, *mean), param(ctx, *var));
-            let (x, y) = (r(x), w(y));
+            let (x, y, act) = (r(x), w(y), act(ctx, *fused));
             quote! {
-                #rt::nn::batch_norm_forward_infer(&#rt::norm::BatchNorm { n, c: #c, h: #inner, w: 1, eps: #eps, momentum: 0.1 }, #x, #g, #b, #m, #v, #y)?;
+                #rt::nn::batch_norm_forward_infer(&#rt::norm::BatchNorm { n, c: #c, h: #inner, w: 1, eps: #eps, momentum: 0.1 }, #act, #x, #g, #b, #m, #v, #y)?;
             }
         }
         StepKind::Add { a, b, y } => {

@@ -224,7 +224,10 @@ impl Autodiff {
                 );
                 self.finish(node, &t);
             }
-            BatchNormTrain { x, gamma, beta, slot, c, inner, .. } => {
+            BatchNormTrain { x, act, gamma, beta, slot, c, inner, .. } => {
+                if *act != super::Act::Identity {
+                    self.emit(node, ActivationBackward { act: *act, y, d: gy });
+                }
                 // The kernel always computes dx; without a consumer it goes
                 // to a scratch tensor that the memory plan reuses at once.
                 let t = if self.needs_grad(*x) {

@@ -152,19 +152,20 @@ impl Lowering<'_> {
             StepKind::MaxPool { x, y, win, .. } => {
                 StepKind::MaxPoolInfer { x: *x, y: *y, win: *win }
             }
-            StepKind::BatchNormTrain { x, y, gamma, beta, mean, var, c, inner, eps, .. } => {
-                StepKind::BatchNormInfer {
-                    x: *x,
-                    y: *y,
-                    gamma: *gamma,
-                    beta: *beta,
-                    mean: *mean,
-                    var: *var,
-                    c: *c,
-                    inner: *inner,
-                    eps: *eps,
-                }
-            }
+            StepKind::BatchNormTrain {
+                x, y, act, gamma, beta, mean, var, c, inner, eps, ..
+            } => StepKind::BatchNormInfer {
+                x: *x,
+                y: *y,
+                act: *act,
+                gamma: *gamma,
+                beta: *beta,
+                mean: *mean,
+                var: *var,
+                c: *c,
+                inner: *inner,
+                eps: *eps,
+            },
             other => other.clone(),
         };
         self.p.infer_forward.push(Step { node, kind: infer });
@@ -181,9 +182,10 @@ impl Lowering<'_> {
             }
             let x_shape: Vec<usize> =
                 node.inputs.first().map(|&s| g.node(s).shape.0.clone()).unwrap_or_default();
-            // Conv and dense absorb a following activation: their step writes
-            // the activation's tensor, named after the activation node.
-            let fuse = matches!(node.op, Op::Conv2d(_) | Op::Dense { .. })
+            // Conv, dense and batch norm absorb a following activation: their
+            // step writes the activation's tensor, named after the activation
+            // node.
+            let fuse = matches!(node.op, Op::Conv2d(_) | Op::Dense { .. } | Op::BatchNorm { .. })
                 .then(|| self.fused_activation(id))
                 .flatten();
             let (out_node, act) = match fuse {
@@ -320,6 +322,7 @@ impl Lowering<'_> {
                     StepKind::BatchNormTrain {
                         x: self.input_of(id, 0),
                         y,
+                        act,
                         gamma,
                         beta,
                         mean,

@@ -183,10 +183,13 @@ pub enum StepKind {
         beta: f64,
         k: f64,
     },
-    /// `slot` names the saved mean and inverse std of this layer.
+    /// `slot` names the saved mean and inverse std of this layer; `act` is
+    /// a following activation fused into the store (its backward stays a
+    /// step of its own, which reads `y`).
     BatchNormTrain {
         x: TensorId,
         y: TensorId,
+        act: Act,
         gamma: ParamId,
         beta: ParamId,
         mean: ParamId,
@@ -200,6 +203,7 @@ pub enum StepKind {
     BatchNormInfer {
         x: TensorId,
         y: TensorId,
+        act: Act,
         gamma: ParamId,
         beta: ParamId,
         mean: ParamId,

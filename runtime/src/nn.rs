@@ -286,6 +286,7 @@ pub fn batch_norm_forward_train(
 }
 
 /// Inference-mode batch norm, then `activation` (fused into the store).
+#[allow(clippy::too_many_arguments)]
 pub fn batch_norm_forward_infer(
     bn: &BatchNorm,
     activation: Activation,

@@ -756,7 +756,7 @@ impl Layout {
     /// lane reaches the spare sample. Then staging is a copy for nothing
     /// (and a fill of the spare sample).
     fn in_place(&self, p: &Problem) -> bool {
-        self.out_rows == p.oh() && self.out_row == p.ow() && self.tiles % LANES == 0
+        self.out_rows == p.oh() && self.out_row == p.ow() && self.tiles.is_multiple_of(LANES)
     }
 
     /// For lanes of tiles `t0..t0 + LANES`: the offset of each window in

@@ -3,17 +3,26 @@
 
 use std::arch::x86_64::*;
 
-/// Loads `x[i..i + 16]`, or the `n - i < 16` floats left, zero-filled.
+/// The 16 floats of `x` from `i`, or the `x.len() - i < 16` left there
+/// with zeros after them.
 ///
 /// # Safety
 /// `i < x.len()`, and the CPU must support AVX-512F.
 #[inline(always)]
-unsafe fn tail(x: &[f32], i: usize) -> __m512 {
+unsafe fn load(x: &[f32], i: usize) -> __m512 {
     let left = x.len() - i;
     let mask: __mmask16 = if left >= 16 { 0xffff } else { (1u16 << left) - 1 };
-    // SAFETY: the mask covers only the floats inside the slice; masked-off
+    // SAFETY: the mask covers only floats inside the slice; masked-off
     // lanes are not read.
     unsafe { _mm512_maskz_loadu_ps(mask, x.as_ptr().add(i)) }
+}
+
+/// The sum of the four accumulators' lanes.
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn total(acc: [__m512; 4]) -> f32 {
+    let pairs = (_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3]));
+    _mm512_reduce_add_ps(_mm512_add_ps(pairs.0, pairs.1))
 }
 
 /// `Σ x`.
@@ -22,26 +31,22 @@ unsafe fn tail(x: &[f32], i: usize) -> __m512 {
 /// The CPU must support AVX-512F.
 #[target_feature(enable = "avx512f")]
 pub(super) unsafe fn sum(x: &[f32]) -> f32 {
-    let (n, p) = (x.len(), x.as_ptr());
+    let n = x.len();
     let mut acc = [_mm512_setzero_ps(); 4];
     let mut i = 0;
-    // SAFETY (loop bodies): each load reads 16 floats below n.
     while i + 64 <= n {
         for (k, a) in acc.iter_mut().enumerate() {
-            *a = _mm512_add_ps(*a, unsafe { _mm512_loadu_ps(p.add(i + 16 * k)) });
+            // SAFETY: i + 16k < n; the caller vouches for the CPU.
+            *a = _mm512_add_ps(*a, unsafe { load(x, i + 16 * k) });
         }
         i += 64;
     }
-    while i + 16 <= n {
-        acc[0] = _mm512_add_ps(acc[0], unsafe { _mm512_loadu_ps(p.add(i)) });
+    while i < n {
+        // SAFETY: i < n; the caller vouches for the CPU.
+        acc[0] = _mm512_add_ps(acc[0], unsafe { load(x, i) });
         i += 16;
     }
-    if i < n {
-        // SAFETY: i < n.
-        acc[1] = _mm512_add_ps(acc[1], unsafe { tail(x, i) });
-    }
-    let total = _mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3]));
-    _mm512_reduce_add_ps(total)
+    total(acc)
 }
 
 /// `Σ (x - mean)²`.
@@ -50,36 +55,28 @@ pub(super) unsafe fn sum(x: &[f32]) -> f32 {
 /// The CPU must support AVX-512F.
 #[target_feature(enable = "avx512f")]
 pub(super) unsafe fn sum_sq_dev(x: &[f32], mean: f32) -> f32 {
-    let (n, p) = (x.len(), x.as_ptr());
+    let n = x.len();
     let m = _mm512_set1_ps(mean);
     let mut acc = [_mm512_setzero_ps(); 4];
     let mut i = 0;
-    let step = |acc: __m512, v: __m512| {
-        let d = _mm512_sub_ps(v, m);
-        _mm512_fmadd_ps(d, d, acc)
-    };
-    // SAFETY (loop bodies): each load reads 16 floats below n.
     while i + 64 <= n {
         for (k, a) in acc.iter_mut().enumerate() {
-            *a = step(*a, unsafe { _mm512_loadu_ps(p.add(i + 16 * k)) });
+            // SAFETY: i + 16k < n; the caller vouches for the CPU.
+            let d = _mm512_sub_ps(unsafe { load(x, i + 16 * k) }, m);
+            *a = _mm512_fmadd_ps(d, d, *a);
         }
         i += 64;
     }
-    while i + 16 <= n {
-        acc[0] = step(acc[0], unsafe { _mm512_loadu_ps(p.add(i)) });
+    while i < n {
+        // Lanes past the end are zero in `load`, and masked out of `d`.
+        let lanes = (n - i).min(16);
+        let mask: __mmask16 = if lanes == 16 { 0xffff } else { (1u16 << lanes) - 1 };
+        // SAFETY: i < n; the caller vouches for the CPU.
+        let d = _mm512_maskz_sub_ps(mask, unsafe { load(x, i) }, m);
+        acc[0] = _mm512_fmadd_ps(d, d, acc[0]);
         i += 16;
     }
-    if i < n {
-        // The zero-filled lanes are masked out of the sum.
-        let left = n - i;
-        let mask: __mmask16 = (1u16 << left) - 1;
-        // SAFETY: i < n.
-        let v = unsafe { tail(x, i) };
-        let d = _mm512_maskz_sub_ps(mask, v, m);
-        acc[1] = _mm512_fmadd_ps(d, d, acc[1]);
-    }
-    let total = _mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3]));
-    _mm512_reduce_add_ps(total)
+    total(acc)
 }
 
 /// `(Σ dy, Σ dy·(x - mean))`.
@@ -89,37 +86,27 @@ pub(super) unsafe fn sum_sq_dev(x: &[f32], mean: f32) -> f32 {
 /// AVX-512F.
 #[target_feature(enable = "avx512f")]
 pub(super) unsafe fn sum_and_dot_dev(dy: &[f32], x: &[f32], mean: f32) -> (f32, f32) {
-    let (n, pg, px) = (dy.len(), dy.as_ptr(), x.as_ptr());
+    let n = dy.len();
     let m = _mm512_set1_ps(mean);
-    let mut sums = [_mm512_setzero_ps(); 4];
-    let mut dots = [_mm512_setzero_ps(); 4];
+    let (mut sums, mut dots) = ([_mm512_setzero_ps(); 4], [_mm512_setzero_ps(); 4]);
     let mut i = 0;
-    // SAFETY (loop bodies): each load reads 16 floats below n of both
-    // slices, which the caller made the same length.
     while i + 64 <= n {
         for k in 0..4 {
-            let g = unsafe { _mm512_loadu_ps(pg.add(i + 16 * k)) };
-            let v = unsafe { _mm512_loadu_ps(px.add(i + 16 * k)) };
+            // SAFETY: i + 16k < n, the length of both slices; the caller
+            // vouches for the CPU.
+            let (g, v) = unsafe { (load(dy, i + 16 * k), load(x, i + 16 * k)) };
             sums[k] = _mm512_add_ps(sums[k], g);
             dots[k] = _mm512_fmadd_ps(g, _mm512_sub_ps(v, m), dots[k]);
         }
         i += 64;
     }
-    while i + 16 <= n {
-        let g = unsafe { _mm512_loadu_ps(pg.add(i)) };
-        let v = unsafe { _mm512_loadu_ps(px.add(i)) };
+    while i < n {
+        // Zero lanes of dy past the end add nothing to either sum.
+        // SAFETY: as above.
+        let (g, v) = unsafe { (load(dy, i), load(x, i)) };
         sums[0] = _mm512_add_ps(sums[0], g);
         dots[0] = _mm512_fmadd_ps(g, _mm512_sub_ps(v, m), dots[0]);
         i += 16;
     }
-    if i < n {
-        // Zero-filled lanes of dy add nothing to either sum.
-        // SAFETY: i < n for both slices.
-        let (g, v) = unsafe { (tail(dy, i), tail(x, i)) };
-        sums[1] = _mm512_add_ps(sums[1], g);
-        dots[1] = _mm512_fmadd_ps(g, _mm512_sub_ps(v, m), dots[1]);
-    }
-    let s = _mm512_add_ps(_mm512_add_ps(sums[0], sums[1]), _mm512_add_ps(sums[2], sums[3]));
-    let d = _mm512_add_ps(_mm512_add_ps(dots[0], dots[1]), _mm512_add_ps(dots[2], dots[3]));
-    (_mm512_reduce_add_ps(s), _mm512_reduce_add_ps(d))
+    (total(sums), total(dots))
 }

@@ -398,9 +398,59 @@ unsafe fn dot_block<const RK: usize, const RC: usize>(
             }
         }
     }
+    if RK == 4 && RC == 4 {
+        // The 16 sums at once: lane 4r + q of `sums` is row r, column q.
+        let sums = sum16([
+            acc[0][0], acc[0][1], acc[0][2], acc[0][3], acc[1][0], acc[1][1], acc[1][2], acc[1][3],
+            acc[2][0], acc[2][1], acc[2][2], acc[2][3], acc[3][0], acc[3][1], acc[3][2], acc[3][3],
+        ]);
+        let mut lanes = [0.0f32; 16];
+        // SAFETY: `lanes` holds the 16 floats stored.
+        unsafe { _mm512_storeu_ps(lanes.as_mut_ptr(), sums) };
+        for (r, four) in lanes.chunks_exact(4).enumerate() {
+            let at = &mut out[(k0 + r) * d.cin + c0..][..4];
+            for (o, &v) in at.iter_mut().zip(four) {
+                *o += v;
+            }
+        }
+        return;
+    }
     for (r, row) in acc.iter().enumerate() {
         for (q, &s) in row.iter().enumerate() {
             out[(k0 + r) * d.cin + c0 + q] += _mm512_reduce_add_ps(s);
         }
     }
+}
+
+/// Lane `j` of the result is the sum of the 16 lanes of `v[j]`: the lanes
+/// are added pairwise while the vectors are transposed, 45 instructions
+/// where 16 separate horizontal sums take about 130. Each horizontal sum
+/// ended a block of 256 multiply-adds of the weight gradient, so they cost
+/// about a third of its dot products.
+#[target_feature(enable = "avx512f")]
+#[inline]
+fn sum16(v: [__m512; 16]) -> __m512 {
+    // Within each 128-bit lane: pairs of vectors, then pairs of pairs.
+    let mut p = [_mm512_setzero_ps(); 8];
+    for (i, p) in p.iter_mut().enumerate() {
+        let (a, b) = (v[2 * i], v[2 * i + 1]);
+        // [a0+a2, b0+b2, a1+a3, b1+b3] in each 128-bit lane.
+        *p = _mm512_add_ps(_mm512_unpacklo_ps(a, b), _mm512_unpackhi_ps(a, b));
+    }
+    let mut q = [_mm512_setzero_ps(); 4];
+    for (i, q) in q.iter_mut().enumerate() {
+        let (a, b) = (p[2 * i], p[2 * i + 1]);
+        // Each 128-bit lane: the partial sums of v[4i..4i + 4], in order.
+        *q = _mm512_add_ps(_mm512_shuffle_ps::<0x44>(a, b), _mm512_shuffle_ps::<0xEE>(a, b));
+    }
+    // Across the four 128-bit lanes.
+    let y01 = _mm512_add_ps(
+        _mm512_shuffle_f32x4::<0x44>(q[0], q[1]),
+        _mm512_shuffle_f32x4::<0xEE>(q[0], q[1]),
+    );
+    let y23 = _mm512_add_ps(
+        _mm512_shuffle_f32x4::<0x44>(q[2], q[3]),
+        _mm512_shuffle_f32x4::<0xEE>(q[2], q[3]),
+    );
+    _mm512_add_ps(_mm512_shuffle_f32x4::<0x88>(y01, y23), _mm512_shuffle_f32x4::<0xDD>(y01, y23))
 }

@@ -2,7 +2,9 @@
 //! ResNet-20 (batch 64) and LeNet-5 (batch 64): forward, backward-data and
 //! backward-weights, as GFLOP/s and % of the measured FMA peak of all cores,
 //! with the algorithm each pass used. Where Winograd applies, each pass it
-//! can compute is also timed by the algorithm not chosen, marked `-`.
+//! can compute is also timed by the algorithm not chosen, marked `-`. Each
+//! conv has the bias and fused activation it has in its model, and the
+//! passes run inside `nn::awake`, as a model's do.
 //!
 //! `cargo run --release -p netc-runtime --example conv_bench [-- --json] [--quick]`
 
@@ -72,6 +74,12 @@ fn main() {
             "model", "layer", "pass", "GFLOP/s", "% peak", "algo", "ms", "batch"
         );
     }
+    // Inside `nn::awake`, as a model's pass runs: the pool's other thread
+    // polls, so each parallel call is a cheap fork-join.
+    netc_runtime::nn::awake(|| run_all(json, budget, peak));
+}
+
+fn run_all(json: bool, budget: Duration, peak: f64) {
     for (model, layer, s) in layers() {
         let x = fill(s.input_len());
         let w = fill(s.weight_len());
@@ -82,6 +90,15 @@ fn main() {
         let mut dw = vec![0.0; s.weight_len()];
         let mut db = vec![0.0; s.o];
         let flops = 2.0 * s.macs() as f64;
+        // As the models have them: AlexNet's and LeNet-5's convs add a bias
+        // and fuse their ReLU; ResNet-20's have neither (batch norm follows),
+        // so their weight gradient has no bias gradient to sum either.
+        let with_bias = model != "resnet20";
+        let (bias, act) = if with_bias {
+            (Some(&b[..]), Activation::Relu)
+        } else {
+            (None, Activation::Identity)
+        };
         // Each pass by the algorithm the shape picks; where Winograd
         // applies, also by the other one of the two, marked as not chosen.
         let mut passes: Vec<(&str, ConvAlgo, bool)> = vec![
@@ -101,16 +118,9 @@ fn main() {
         let passes = passes.into_iter().map(|(pass, algo, chosen)| {
             let gflops = time(flops, budget, || {
                 let r = match pass {
-                    "forward" => conv2d_forward_using(
-                        algo,
-                        &s,
-                        &x,
-                        &w,
-                        Some(&b),
-                        Activation::Relu,
-                        &mut y,
-                        Par::Rayon,
-                    ),
+                    "forward" => {
+                        conv2d_forward_using(algo, &s, &x, &w, bias, act, &mut y, Par::Rayon)
+                    }
                     "backward-data" => {
                         conv2d_backward_data_using(algo, &s, &dy, &w, None, &mut dx, Par::Rayon)
                     }
@@ -120,7 +130,7 @@ fn main() {
                         &x,
                         &dy,
                         &mut dw,
-                        Some(&mut db),
+                        if with_bias { Some(&mut db) } else { None },
                         Par::Rayon,
                     ),
                 };

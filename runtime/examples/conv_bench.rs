@@ -94,11 +94,8 @@ fn run_all(json: bool, budget: Duration, peak: f64) {
         // and fuse their ReLU; ResNet-20's have neither (batch norm follows),
         // so their weight gradient has no bias gradient to sum either.
         let with_bias = model != "resnet20";
-        let (bias, act) = if with_bias {
-            (Some(&b[..]), Activation::Relu)
-        } else {
-            (None, Activation::Identity)
-        };
+        let (bias, act) =
+            if with_bias { (Some(&b[..]), Activation::Relu) } else { (None, Activation::Identity) };
         // Each pass by the algorithm the shape picks; where Winograd
         // applies, also by the other one of the two, marked as not chosen.
         let mut passes: Vec<(&str, ConvAlgo, bool)> = vec![

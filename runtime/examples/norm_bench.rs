@@ -81,8 +81,10 @@ fn main() {
                 act::backward_in_place(Activation::Relu, &x, &mut dx).expect("lengths")
             });
             report(&shape, "relu backward", ms, 3, len);
-            let ms = median_ms(|| nn::add(&x, &dy, &mut y).expect("lengths"));
-            report(&shape, "add", ms, 3, len);
+            for (act, pass) in [(Activation::Identity, "add"), (Activation::Relu, "add+relu")] {
+                let ms = median_ms(|| nn::add(&x, &dy, act, &mut y).expect("lengths"));
+                report(&shape, pass, ms, 3, len);
+            }
         });
     }
 }

@@ -317,14 +317,16 @@ pub fn batch_norm_backward(
     Ok(norm::batch_norm_backward(*bn, x, dy, gamma, mean, invstd, dx, dgamma, dbeta)?)
 }
 
-pub fn add(a: &[f32], b: &[f32], y: &mut [f32]) -> Result<(), Error> {
+/// `y = activation(a + b)`: a residual join with the activation that
+/// follows it fused into the store.
+pub fn add(a: &[f32], b: &[f32], activation: Activation, y: &mut [f32]) -> Result<(), Error> {
     check_len("add", "b", b.len(), a.len())?;
     check_len("add", "y", y.len(), a.len())?;
-    crate::par::zip3(y, a, b, |y, a, b| {
+    crate::act::per_activation!(activation, |f| crate::par::zip3(y, a, b, |y, a, b| {
         for ((y, a), b) in y.iter_mut().zip(a).zip(b) {
-            *y = a + b;
+            *y = f(a + b);
         }
-    });
+    }));
     Ok(())
 }
 

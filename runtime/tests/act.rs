@@ -314,3 +314,25 @@ fn fused_epilogue_activation_equals_the_unfused_one() {
     }
     assert!(Activation::Relu.apply(f32::NAN).is_nan(), "ReLU passes NaN through, as PyTorch");
 }
+
+/// The residual add with each activation fused: the activation of the sum,
+/// bit for bit as the activation's own kernel gives it, at a length that
+/// splits across threads and one that does not.
+#[test]
+fn add_with_a_fused_activation_is_the_activation_of_the_sum() {
+    for len in [37, 1 << 16] {
+        let (a, b) = (fill(len, 3, -2.0, 2.0), fill(len, 4, -2.0, 2.0));
+        let sum: Vec<f32> = a.iter().zip(&b).map(|(x, y)| x + y).collect();
+        for act in ACTIVATIONS {
+            let mut want = vec![0.0f32; len];
+            act::forward(act, &sum, &mut want).unwrap();
+            let mut got = vec![f32::NAN; len];
+            netc_runtime::nn::add(&a, &b, act, &mut got).unwrap();
+            let same = got.iter().zip(&want).all(|(g, w)| g.to_bits() == w.to_bits());
+            assert!(same, "{act:?} at length {len}");
+        }
+    }
+    let err = netc_runtime::nn::add(&[0.0; 3], &[0.0; 2], Activation::Relu, &mut [0.0; 3]);
+    let msg = err.unwrap_err().to_string();
+    assert!(msg.contains("`b` has 2 elements, expected 3"), "the short operand is named: {msg}");
+}

@@ -143,6 +143,7 @@ fn comment(ctx: &Ctx<'_>, s: &Step) -> TokenStream {
         | StepKind::Dense { act, .. }
         | StepKind::BatchNormTrain { act, .. }
         | StepKind::BatchNormInfer { act, .. }
+        | StepKind::Add { act, .. }
             if *act != Act::Identity =>
         {
             format!("  ({} fused)", format!("{act:?}").to_lowercase())
@@ -301,9 +302,10 @@ fn step(ctx: &Ctx<'_>, s: &Step, plan: &MemoryPlan) -> TokenStream {
                 #rt::nn::batch_norm_forward_infer(&#rt::norm::BatchNorm { n, c: #c, h: #inner, w: 1, eps: #eps, momentum: 0.1 }, #act, #x, #g, #b, #m, #v, #y)?;
             }
         }
-        StepKind::Add { a, b, y } => {
+        StepKind::Add { a, b, y, act: fused } => {
             let (a, b, y) = (r(a), r(b), w(y));
-            quote!(#rt::nn::add(#a, #b, #y)?;)
+            let act = act(ctx, *fused);
+            quote!(#rt::nn::add(#a, #b, #act, #y)?;)
         }
         StepKind::AddAssign { acc, x } => {
             let (x, acc) = (r(x), w(acc));

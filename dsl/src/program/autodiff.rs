@@ -252,7 +252,10 @@ impl Autodiff {
                 );
                 self.finish(node, &t);
             }
-            Add { a, b, .. } => {
+            Add { a, b, act, .. } => {
+                if *act != super::Act::Identity {
+                    self.emit(node, ActivationBackward { act: *act, y, d: gy });
+                }
                 // The gradient flows unchanged to both operands: the second
                 // gets a copy (or an accumulation), the first the buffer.
                 if self.needs_grad(*b) {

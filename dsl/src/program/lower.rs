@@ -185,9 +185,14 @@ impl Lowering<'_> {
             // Conv, dense and batch norm absorb a following activation: their
             // step writes the activation's tensor, named after the activation
             // node.
-            let fuse = matches!(node.op, Op::Conv2d(_) | Op::Dense { .. } | Op::BatchNorm { .. })
-                .then(|| self.fused_activation(id))
-                .flatten();
+            // So does a binary add (a residual join); an n-ary one ends in
+            // accumulations, after which the activation would have to come.
+            let absorbs = match node.op {
+                Op::Conv2d(_) | Op::Dense { .. } | Op::BatchNorm { .. } => true,
+                Op::Add => node.inputs.len() == 2,
+                _ => false,
+            };
+            let fuse = absorbs.then(|| self.fused_activation(id)).flatten();
             let (out_node, act) = match fuse {
                 Some(a) => {
                     fused[a.0] = true;
@@ -337,7 +342,7 @@ impl Lowering<'_> {
                 Op::Add => {
                     // An n-ary add is a binary add and then accumulations.
                     let (a, b) = (self.input_of(id, 0), self.input_of(id, 1));
-                    self.push(id, StepKind::Add { a, b, y });
+                    self.push(id, StepKind::Add { a, b, y, act });
                     for k in 2..node.inputs.len() {
                         let x = self.input_of(id, k);
                         self.push(id, StepKind::AddAssign { acc: y, x });

@@ -212,10 +212,13 @@ pub enum StepKind {
         inner: usize,
         eps: f64,
     },
+    /// `y = act(a + b)`: a following activation fused in, as for batch
+    /// norm (its backward stays a step of its own).
     Add {
         a: TensorId,
         b: TensorId,
         y: TensorId,
+        act: Act,
     },
     /// Channel concatenation; `parts` are (tensor, channels); `inner` is H·W.
     Concat {

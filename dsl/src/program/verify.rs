@@ -79,7 +79,7 @@ fn check_shapes(p: &Program, k: &StepKind) -> Result<(), String> {
         StepKind::Activation { x, y, .. }
         | StepKind::Copy { x, y }
         | StepKind::Dropout { x, y, .. } => same(*x, *y),
-        StepKind::Add { a, b, y } => same(*a, *b).and(same(*a, *y)),
+        StepKind::Add { a, b, y, .. } => same(*a, *b).and(same(*a, *y)),
         StepKind::AddAssign { acc, x } => same(*acc, *x),
         StepKind::Dense { x, y, input, output, .. } => {
             if len(*x) == *input && len(*y) == *output {

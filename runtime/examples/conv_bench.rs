@@ -14,7 +14,10 @@ use netc_runtime::conv::{
     ConvAlgo,
 };
 use netc_runtime::gemm::{peak, Activation, Par};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+mod common;
+use common::{best_gflops as time, fill};
 
 fn layers() -> Vec<(&'static str, &'static str, Conv2d)> {
     let sq = Conv2d::square;
@@ -35,25 +38,6 @@ fn layers() -> Vec<(&'static str, &'static str, Conv2d)> {
         ("lenet5", "conv1", sq(64, 1, 28, 28, 6, 5, 1, 2)),
         ("lenet5", "conv2", sq(64, 6, 14, 14, 16, 5, 1, 0)),
     ]
-}
-
-fn fill(len: usize) -> Vec<f32> {
-    (0..len).map(|i| ((i * 7919 % 1000) as f32 / 500.0) - 1.0).collect()
-}
-
-/// Best GFLOP/s of repeated runs of `f` for about `budget`.
-fn time(flops: f64, budget: Duration, mut f: impl FnMut()) -> f64 {
-    f();
-    let start = Instant::now();
-    let mut best = f64::INFINITY;
-    let mut runs = 0;
-    while runs < 3 || start.elapsed() < budget {
-        let t = Instant::now();
-        f();
-        best = best.min(t.elapsed().as_secs_f64());
-        runs += 1;
-    }
-    flops / best / 1e9
 }
 
 fn main() {

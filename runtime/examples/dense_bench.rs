@@ -5,24 +5,9 @@
 
 use netc_runtime::dense::{dense_backward_data, dense_backward_weights, dense_forward, Dense};
 use netc_runtime::gemm::{Activation, Par};
-use std::time::{Duration, Instant};
 
-fn fill(len: usize) -> Vec<f32> {
-    (0..len).map(|i| ((i * 7919 % 1000) as f32 / 500.0) - 1.0).collect()
-}
-
-/// Median ms of runs of `f` for about half a second.
-fn median_ms(mut f: impl FnMut()) -> f64 {
-    f();
-    let (start, mut times) = (Instant::now(), Vec::new());
-    while times.len() < 5 || start.elapsed() < Duration::from_millis(500) {
-        let t = Instant::now();
-        f();
-        times.push(t.elapsed().as_secs_f64() * 1e3);
-    }
-    times.sort_by(f64::total_cmp);
-    times[times.len() / 2]
-}
+mod common;
+use common::{fill, median_ms};
 
 fn main() {
     let layers = [

@@ -5,7 +5,10 @@
 //! `cargo run --release -p netc-runtime --example gemm_bench [-- --json] [--quick]`
 
 use netc_runtime::gemm::{kernel, peak, sgemm, Epilogue, MatMut, MatRef, Par};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+mod common;
+use common::{best_gflops as time, fill};
 
 /// (label, m, n, k): the im2col GEMMs of convs are `[out_ch] x [out_h·out_w]
 /// x [in_ch·kh·kw]` per sample; dense layers are `[batch] x [out] x [in]`.
@@ -23,28 +26,6 @@ const MODEL_SHAPES: &[(&str, usize, usize, usize)] = &[
     ("mlp fc2 b128", 128, 256, 512),
     ("mlp fc3 b128", 128, 10, 256),
 ];
-
-fn fill(len: usize) -> Vec<f32> {
-    (0..len).map(|i| ((i * 7919 % 1000) as f32 / 500.0) - 1.0).collect()
-}
-
-/// Best GFLOP/s of repeated runs of `f`, for about `budget`.
-fn time(flops: f64, budget: Duration, mut f: impl FnMut()) -> f64 {
-    f(); // warm up caches and packing buffers
-    let start = Instant::now();
-    let mut best = f64::INFINITY;
-    let mut runs = 0;
-    while runs < 3 || start.elapsed() < budget {
-        let t = Instant::now();
-        f();
-        best = best.min(t.elapsed().as_secs_f64());
-        runs += 1;
-        if runs > 10_000 {
-            break;
-        }
-    }
-    flops / best / 1e9
-}
 
 struct Row {
     label: String,

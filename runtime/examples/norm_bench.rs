@@ -1,8 +1,9 @@
 //! Prints the time of the memory-bound passes around ResNet-20's convs at
-//! batch 64: batch norm forward (training, alone and with its ReLU fused)
-//! and backward, ReLU forward and backward, and the residual add, per activation shape, on the rayon pool
-//! inside `nn::awake` as a model's step runs them. Each line also gives the
-//! GB/s the pass moves (its tensors read and written once).
+//! batch 64, per activation shape: batch norm forward (training, alone and
+//! with its ReLU fused) and backward, ReLU forward and backward, and the
+//! residual add (alone and with its ReLU fused). They run on the rayon pool
+//! inside `nn::awake`, as a model's step runs them. Each line also gives
+//! the GB/s the pass moves (its tensors read and written once).
 //!
 //! `cargo run --release -p netc-runtime --example norm_bench`
 
@@ -10,24 +11,9 @@ use netc_runtime::act;
 use netc_runtime::gemm::Activation;
 use netc_runtime::nn;
 use netc_runtime::norm::BatchNorm;
-use std::time::{Duration, Instant};
 
-fn fill(len: usize) -> Vec<f32> {
-    (0..len).map(|i| ((i * 7919 % 1000) as f32 / 500.0) - 1.0).collect()
-}
-
-/// Median ms of runs of `f` for about half a second.
-fn median_ms(mut f: impl FnMut()) -> f64 {
-    f();
-    let (start, mut times) = (Instant::now(), Vec::new());
-    while times.len() < 5 || start.elapsed() < Duration::from_millis(500) {
-        let t = Instant::now();
-        f();
-        times.push(t.elapsed().as_secs_f64() * 1e3);
-    }
-    times.sort_by(f64::total_cmp);
-    times[times.len() / 2]
-}
+mod common;
+use common::{fill, median_ms};
 
 fn report(shape: &str, pass: &str, ms: f64, tensors: usize, len: usize) {
     let gbs = (tensors * len * 4) as f64 / (ms * 1e-3) / 1e9;

@@ -92,75 +92,47 @@ pub fn derivative_from_output(act: Activation, y: f32) -> f32 {
     }
 }
 
-/// Binds `$f` to `act`'s scalar function and expands `$body` once per
-/// activation, so that each loop is compiled for one function: a `match`
-/// inside the loop kept ReLU's forward from being vectorised (27 GB/s, where
-/// an add of the same size ran at 68; `norm_bench`).
+/// Expands `$body` once per activation, with `$f` bound to a closure that
+/// applies that one variant (`$fun(variant, x)`, with `$fun` [`activate`]
+/// or [`derivative_from_output`]). Inside each closure the variant is a
+/// constant, so the `match` folds away and every loop is compiled, and
+/// vectorised, for one function. With the `match` inside the loop, ReLU's
+/// forward ran at 27 GB/s where an add of the same size ran at 68, and its
+/// backward at 35 GB/s or 95 depending on the build (`norm_bench`).
 macro_rules! per_activation {
-    ($act:expr, |$f:ident| $body:expr) => {
+    ($act:expr, $fun:path, |$f:ident| $body:expr) => {{
+        use $crate::gemm::Activation as A;
         match $act {
-            $crate::gemm::Activation::Identity => {
-                let $f = |x: f32| x;
+            A::Identity => {
+                let $f = |v: f32| $fun(A::Identity, v);
                 $body
             }
-            $crate::gemm::Activation::Relu => {
-                let $f = $crate::act::relu_scalar;
+            A::Relu => {
+                let $f = |v: f32| $fun(A::Relu, v);
                 $body
             }
-            $crate::gemm::Activation::LeakyRelu(slope) => {
-                let $f = move |x: f32| $crate::act::leaky_relu_scalar(slope, x);
+            A::LeakyRelu(slope) => {
+                let $f = move |v: f32| $fun(A::LeakyRelu(slope), v);
                 $body
             }
-            $crate::gemm::Activation::Sigmoid => {
-                let $f = $crate::act::sigmoid_scalar;
+            A::Sigmoid => {
+                let $f = |v: f32| $fun(A::Sigmoid, v);
                 $body
             }
-            $crate::gemm::Activation::Tanh => {
-                let $f = f32::tanh;
+            A::Tanh => {
+                let $f = |v: f32| $fun(A::Tanh, v);
                 $body
             }
         }
-    };
+    }};
 }
 
 pub(crate) use per_activation;
 
-/// [`per_activation`] for backward passes: binds `$d` to the derivative of
-/// `act` as a function of its output `y` ([`derivative_from_output`]).
-/// ReLU's backward with the `match` inside its loop ran at 35 GB/s in one
-/// build and 95 in another (`norm_bench`); a function per activation makes
-/// its vectorisation not depend on the optimiser's whims.
-macro_rules! per_derivative {
-    ($act:expr, |$d:ident| $body:expr) => {
-        match $act {
-            $crate::gemm::Activation::Identity => {
-                let $d = |_: f32| 1.0f32;
-                $body
-            }
-            $crate::gemm::Activation::Relu => {
-                let $d = |y: f32| if y > 0.0 { 1.0f32 } else { 0.0 };
-                $body
-            }
-            $crate::gemm::Activation::LeakyRelu(slope) => {
-                let $d = move |y: f32| if y > 0.0 { 1.0f32 } else { slope };
-                $body
-            }
-            $crate::gemm::Activation::Sigmoid => {
-                let $d = |y: f32| y * (1.0 - y);
-                $body
-            }
-            $crate::gemm::Activation::Tanh => {
-                let $d = |y: f32| 1.0 - y * y;
-                $body
-            }
-        }
-    };
-}
-
 /// `y = act(x)` elementwise.
 pub fn forward(act: Activation, x: &[f32], y: &mut [f32]) -> Result<(), LenError> {
     check_len("activation_forward", "y", y.len(), x.len())?;
-    per_activation!(act, |f| crate::par::zip2(y, x, |y, x| {
+    per_activation!(act, activate, |f| crate::par::zip2(y, x, |y, x| {
         for (y, &x) in y.iter_mut().zip(x) {
             *y = f(x);
         }
@@ -171,7 +143,7 @@ pub fn forward(act: Activation, x: &[f32], y: &mut [f32]) -> Result<(), LenError
 /// `x = act(x)` elementwise; the buffer then holds the `y` that
 /// [`backward`] needs.
 pub fn forward_in_place(act: Activation, x: &mut [f32]) {
-    per_activation!(act, |f| crate::par::each(x, |x| {
+    per_activation!(act, activate, |f| crate::par::each(x, |x| {
         for x in x.iter_mut() {
             *x = f(*x);
         }
@@ -183,7 +155,7 @@ pub fn forward_in_place(act: Activation, x: &mut [f32]) {
 pub fn backward(act: Activation, y: &[f32], dy: &[f32], dx: &mut [f32]) -> Result<(), LenError> {
     check_len("activation_backward", "dy", dy.len(), y.len())?;
     check_len("activation_backward", "dx", dx.len(), y.len())?;
-    per_derivative!(act, |d| crate::par::zip3(dx, dy, y, |dx, dy, y| {
+    per_activation!(act, derivative_from_output, |d| crate::par::zip3(dx, dy, y, |dx, dy, y| {
         for ((dx, &dy), &y) in dx.iter_mut().zip(dy).zip(y) {
             *dx = dy * d(y);
         }
@@ -194,7 +166,7 @@ pub fn backward(act: Activation, y: &[f32], dy: &[f32], dx: &mut [f32]) -> Resul
 /// [`backward`] overwriting the incoming gradient: `g = g · act'(y)`.
 pub fn backward_in_place(act: Activation, y: &[f32], g: &mut [f32]) -> Result<(), LenError> {
     check_len("activation_backward", "dy", g.len(), y.len())?;
-    per_derivative!(act, |d| crate::par::zip2(g, y, |g, y| {
+    per_activation!(act, derivative_from_output, |d| crate::par::zip2(g, y, |g, y| {
         for (g, &y) in g.iter_mut().zip(y) {
             *g *= d(y);
         }

@@ -322,11 +322,16 @@ pub fn batch_norm_backward(
 pub fn add(a: &[f32], b: &[f32], activation: Activation, y: &mut [f32]) -> Result<(), Error> {
     check_len("add", "b", b.len(), a.len())?;
     check_len("add", "y", y.len(), a.len())?;
-    crate::act::per_activation!(activation, |f| crate::par::zip3(y, a, b, |y, a, b| {
-        for ((y, a), b) in y.iter_mut().zip(a).zip(b) {
-            *y = f(a + b);
+    crate::act::per_activation!(activation, crate::act::activate, |f| crate::par::zip3(
+        y,
+        a,
+        b,
+        |y, a, b| {
+            for ((y, a), b) in y.iter_mut().zip(a).zip(b) {
+                *y = f(a + b);
+            }
         }
-    }));
+    ));
     Ok(())
 }
 

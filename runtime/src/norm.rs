@@ -5,14 +5,14 @@
 //! (`nn.LocalResponseNorm`).
 //!
 //! A channel of an NCHW tensor is `n` contiguous planes of `h·w` cells, one
-//! per sample, so batch norm reduces plane by plane (f32 in eight lanes
-//! inside a plane, f64 across planes) and applies one fused multiply-add per
-//! cell. LRN mixes a window of planes of the same sample.
+//! per sample, so batch norm reduces plane by plane (f32 in many lanes
+//! inside a plane, see `reduce`; f64 across planes) and applies one fused
+//! multiply-add per cell, with a following activation fused in when asked.
+//! LRN mixes a window of planes of the same sample.
 
 use crate::act::per_activation;
 use crate::error::{check_len, LenError};
 use crate::gemm::Activation;
-
 use crate::reduce;
 use rayon::prelude::*;
 
@@ -152,8 +152,8 @@ pub type TrainStats<'a> = (&'a mut [f32], &'a mut [f32], &'a mut [f32], &'a mut 
 /// one pass over memory: each plane's own mean and squared deviations are
 /// taken while it sits in L1 (two passes there, so no cancellation), and
 /// the planes are merged in f64 by Chan, Golub and LeVeque's pairwise
-/// update. Reading the channel twice from memory cost a third of the
-/// forward pass.
+/// update. With the reductions in AVX-512, this took the forward at
+/// 64x16x32x32 from 0.28-0.30 to 0.22 ms (`norm_bench`).
 fn channel_moments(bn: BatchNorm, ch: usize, x: &[f32]) -> (f64, f64) {
     let (mut count, mut mean, mut ssd) = (0.0f64, 0.0f64, 0.0f64);
     for r in bn.planes(ch) {
@@ -203,7 +203,7 @@ fn normalise_all(
         return;
     }
     // One loop per activation, so that each is vectorised.
-    per_activation!(activation, |act| {
+    per_activation!(activation, crate::act::activate, |act| {
         let one = |(y, x): (&mut [f32], &[f32])| {
             let one_sample = BatchNorm { n: 1, ..bn };
             for ch in 0..bn.c {

@@ -138,19 +138,13 @@ fn comment(ctx: &Ctx<'_>, s: &Step) -> TokenStream {
         .collect::<Vec<_>>()
         .join(" ");
     let backward = s.kind.is_backward();
-    let extra = match &s.kind {
-        StepKind::Conv { act, .. }
-        | StepKind::Dense { act, .. }
-        | StepKind::BatchNormTrain { act, .. }
-        | StepKind::BatchNormInfer { act, .. }
-        | StepKind::Add { act, .. }
-            if *act != Act::Identity =>
-        {
-            format!("  ({} fused)", format!("{act:?}").to_lowercase())
+    let extra = match (&s.kind, s.kind.fused_activation()) {
+        (_, Some(act)) => format!("  ({} fused)", format!("{act:?}").to_lowercase()),
+        (StepKind::ConvBackwardData { mask: Some(_), .. }, _)
+        | (StepKind::DenseBackwardData { mask: Some(_), .. }, _) => {
+            "  (relu mask fused)".to_string()
         }
-        StepKind::ConvBackwardData { mask: Some(_), .. }
-        | StepKind::DenseBackwardData { mask: Some(_), .. } => "  (relu mask fused)".to_string(),
-        StepKind::MaxPoolBackward { act: Some((act, _)), .. } => {
+        (StepKind::MaxPoolBackward { act: Some((act, _)), .. }, _) => {
             format!("  ({} backward fused)", format!("{act:?}").to_lowercase())
         }
         _ => String::new(),

@@ -104,11 +104,11 @@ impl Autodiff {
         };
         // A step whose output does not reach the loss contributes nothing.
         let Some(&gy) = self.grad.get(&y) else { return };
+        if let Some(act) = step.kind.fused_activation() {
+            self.emit(node, ActivationBackward { act, y, d: gy });
+        }
         match &step.kind {
-            Conv { x, w, b, act, win, o, groups, .. } => {
-                if *act != super::Act::Identity {
-                    self.emit(node, ActivationBackward { act: *act, y, d: gy });
-                }
+            Conv { x, w, b, win, o, groups, .. } => {
                 self.emit(
                     node,
                     ConvBackwardWeights {
@@ -138,10 +138,7 @@ impl Autodiff {
                     self.finish(node, &t);
                 }
             }
-            Dense { x, w, b, act, input, output, .. } => {
-                if *act != super::Act::Identity {
-                    self.emit(node, ActivationBackward { act: *act, y, d: gy });
-                }
+            Dense { x, w, b, input, output, .. } => {
                 // Backward-data first: it reads the weights, which an SGD
                 // step fused into the weight gradient then changes.
                 if self.needs_grad(*x) {
@@ -224,10 +221,7 @@ impl Autodiff {
                 );
                 self.finish(node, &t);
             }
-            BatchNormTrain { x, act, gamma, beta, slot, c, inner, .. } => {
-                if *act != super::Act::Identity {
-                    self.emit(node, ActivationBackward { act: *act, y, d: gy });
-                }
+            BatchNormTrain { x, gamma, beta, slot, c, inner, .. } => {
                 // The kernel always computes dx; without a consumer it goes
                 // to a scratch tensor that the memory plan reuses at once.
                 let t = if self.needs_grad(*x) {
@@ -252,10 +246,7 @@ impl Autodiff {
                 );
                 self.finish(node, &t);
             }
-            Add { a, b, act, .. } => {
-                if *act != super::Act::Identity {
-                    self.emit(node, ActivationBackward { act: *act, y, d: gy });
-                }
+            Add { a, b, .. } => {
                 // The gradient flows unchanged to both operands: the second
                 // gets a copy (or an accumulation), the first the buffer.
                 if self.needs_grad(*b) {

@@ -182,11 +182,11 @@ impl Lowering<'_> {
             }
             let x_shape: Vec<usize> =
                 node.inputs.first().map(|&s| g.node(s).shape.0.clone()).unwrap_or_default();
-            // Conv, dense and batch norm absorb a following activation: their
-            // step writes the activation's tensor, named after the activation
-            // node.
-            // So does a binary add (a residual join); an n-ary one ends in
-            // accumulations, after which the activation would have to come.
+            // Conv, dense, batch norm and a binary add (a residual join)
+            // absorb a following activation: their step writes the
+            // activation's tensor, named after the activation node. An n-ary
+            // add ends in accumulations, after which the activation would
+            // have to come, so it does not.
             let absorbs = match node.op {
                 Op::Conv2d(_) | Op::Dense { .. } | Op::BatchNorm { .. } => true,
                 Op::Add => node.inputs.len() == 2,

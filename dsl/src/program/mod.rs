@@ -415,6 +415,20 @@ impl Program {
 }
 
 impl StepKind {
+    /// The activation fused into this step's store, if any: its backward
+    /// is a step of its own, emitted before the step's other gradients.
+    pub fn fused_activation(&self) -> Option<Act> {
+        use StepKind::*;
+        match self {
+            Conv { act, .. }
+            | Dense { act, .. }
+            | BatchNormTrain { act, .. }
+            | BatchNormInfer { act, .. }
+            | Add { act, .. } => Some(*act).filter(|a| *a != Act::Identity),
+            _ => None,
+        }
+    }
+
     /// The tensors the step reads.
     pub fn reads(&self) -> Vec<TensorId> {
         use StepKind::*;

@@ -562,7 +562,7 @@ fn forward_samples(
     par: Par,
 ) {
     let (in_len, out_len) = (s.c * s.h * s.w, s.o * s.out_plane());
-    let threads = if par == Par::Rayon { rayon::current_num_threads() } else { 1 };
+    let threads = par.threads();
     // A chunk of samples per task: one, except for the im2col shapes whose
     // samples share a GEMM ([`im2col_gemm::samples_per_gemm`]).
     let chunk = match algo {
@@ -836,7 +836,7 @@ pub fn conv2d_backward_data_using(
             }
         }
     };
-    let threads = if par == Par::Rayon { rayon::current_num_threads() } else { 1 };
+    let threads = par.threads();
     let chunk = im2col_gemm::chunk_samples(s, threads);
     let one = |i: usize, dy: &[f32], dx: &mut [f32], par: Par| {
         backward_data_chunk(s, dy, weight, dx, par);
@@ -931,7 +931,7 @@ pub fn conv2d_backward_weights_using(
         ConvAlgo::Direct => direct::weight_grad_direct(s, Isa::best(), x, dy, range, dweight),
         _ => weight_grad_samples(s, x, dy, range, dweight, par),
     };
-    let tasks = if par == Par::Rayon { rayon::current_num_threads().min(s.n) } else { 1 };
+    let tasks = par.threads().min(s.n);
     if tasks <= 1 {
         samples(0..s.n, dweight, par);
         return Ok(());

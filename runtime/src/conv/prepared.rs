@@ -66,7 +66,7 @@ pub fn conv2d_forward_cached(
     par: Par,
 ) -> Result<(), LenError> {
     let algo = s.forward_algo();
-    let threads = if par == Par::Rayon { rayon::current_num_threads() } else { 1 };
+    let threads = par.threads();
     let per_sample = algo == ConvAlgo::Im2col && im2col_gemm::chunk_samples(s, threads) == 1;
     if algo != ConvAlgo::Winograd && !per_sample {
         return super::conv2d_forward_using(algo, s, x, weight, bias, activation, y, par);

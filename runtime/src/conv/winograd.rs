@@ -402,7 +402,7 @@ fn run(
 /// Fills `u` with `U`, all `p.weights_len()` floats of it.
 fn transform_all_weights(p: &Problem, isa: Isa, taps: Taps<'_>, u: &mut [f32], par: Par) {
     let isa = usable(p, isa);
-    let threads = if par == Par::Rayon { rayon::current_num_threads() } else { 1 };
+    let threads = par.threads();
     let per_channel = POINTS * p.cout;
     let weights = |(ci, u): (usize, &mut [f32])| dispatch_weights(isa, p, taps, ci, u);
     // Below about 64k transformed floats, splitting costs more than it saves.
@@ -426,7 +426,7 @@ fn run_transformed(
     par: Par,
 ) {
     let isa = usable(p, isa);
-    let threads = if par == Par::Rayon { rayon::current_num_threads() } else { 1 };
+    let threads = par.threads();
     let samples = p.chunk_samples(CHUNK_TILES, threads);
     let (in_len, out_len) = (p.cin * p.h * p.w, p.cout * p.oh() * p.ow());
     let job = |(i, (y, x)): (usize, (&mut [f32], &[f32]))| {

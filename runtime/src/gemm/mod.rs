@@ -113,6 +113,17 @@ pub enum Par {
     Rayon,
 }
 
+impl Par {
+    /// How many threads a call made with this setting may use: the current
+    /// pool's for `Rayon`, else one.
+    pub fn threads(self) -> usize {
+        match self {
+            Par::Seq => 1,
+            Par::Rayon => rayon::current_num_threads(),
+        }
+    }
+}
+
 /// An argument that does not describe a valid GEMM.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct GemmError {
@@ -314,7 +325,7 @@ fn sgemm_from<A: PackA, B: PackB>(
     let c = CView { ptr: c.data.as_mut_ptr(), rs: c.rs, cs: c.cs };
     let worth_sharing =
         k > 0 && alpha != 0.0 && (m as f64) * (n as f64) * (k as f64) >= PARALLEL_MIN_MACS;
-    let threads = if par == Par::Rayon && worth_sharing { rayon::current_num_threads() } else { 1 };
+    let threads = if worth_sharing { par.threads() } else { 1 };
     if threads <= 1 {
         // SAFETY: the views were checked against their slices above, C's
         // layout is non-overlapping, and `c` borrows its slice mutably for

@@ -29,7 +29,7 @@ pub(in crate::conv) fn run(
 ) {
     let p = Problem::forward(s);
     let isa = super::usable(&p, isa);
-    let threads = if par == Par::Rayon { rayon::current_num_threads() } else { 1 };
+    let threads = par.threads();
     let samples = p.chunk_samples(GRAD_CHUNK_TILES, threads);
     let chunks = p.n.div_ceil(samples);
     let tasks = threads.min(chunks).max(1);

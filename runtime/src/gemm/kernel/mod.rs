@@ -33,6 +33,10 @@ pub struct Kernel {
     pub nr: usize,
     pub run: MicroKernel,
     pub blocking: Blocking,
+    /// The time of one multiply-add relative to the family's fastest
+    /// kernel, in percent, as measured in full GEMMs: the chooser weighs
+    /// padding against it.
+    pub cost_percent: usize,
     supported: fn() -> bool,
 }
 
@@ -58,6 +62,7 @@ fn all() -> &'static [Kernel] {
             run,
             blocking: Blocking::from_env(mr, nr)
                 .unwrap_or_else(|| Blocking::derive(caches, mr, nr)),
+            cost_percent: 100,
             supported,
         };
         #[allow(unused_mut)]
@@ -79,13 +84,20 @@ fn all() -> &'static [Kernel] {
                 x86::avx512_kernel as MicroKernel,
                 x86::has_avx512,
             ));
-            kernels.push(make(
-                "avx512_12x32",
-                12,
-                32,
-                x86::avx512_12x32_kernel as MicroKernel,
-                x86::has_avx512,
-            ));
+            // 12x32 loads 14 values for every 24 FMAs where 8x48 loads 11:
+            // on shapes both tile exactly (960³, ResNet's 192x3136x576,
+            // AlexNet conv1's 96x12544x363) it ran 2-9% slower, and at 1024³,
+            // which 8x48 pads by 3%, 4-8% slower (`gemm_one`, interleaved).
+            kernels.push(Kernel {
+                cost_percent: 106,
+                ..make(
+                    "avx512_12x32",
+                    12,
+                    32,
+                    x86::avx512_12x32_kernel as MicroKernel,
+                    x86::has_avx512,
+                )
+            });
         }
         kernels
     })
@@ -137,7 +149,7 @@ pub fn selected() -> &'static Kernel {
 }
 
 /// The kernel of the default family, and the orientation (`C` or `Cᵀ`), that
-/// waste the least work on padding for an `m x n` C. Model-shaped GEMMs often
+/// waste the least time on padding for an `m x n` C. Model-shaped GEMMs often
 /// have 16 or 64 rows or columns, which one tile shape covers exactly and
 /// another does not, or a narrow side (10 classes) that fits a tile's short
 /// side far better than its long one. Transposing costs strided stores of C,
@@ -151,13 +163,14 @@ pub fn choose(m: usize, n: usize) -> (&'static Kernel, bool) {
     }
 }
 
-/// The kernel of the default family that wastes the least work on padding
+/// The kernel of the default family that wastes the least time on padding
 /// for an `m x n` C, in that orientation.
 pub fn choose_straight(m: usize, n: usize) -> &'static Kernel {
     selected_family().iter().copied().min_by_key(|k| padded(k, m, n)).unwrap_or_else(selected)
 }
 
-/// The multiply-adds per k of an `m x n` C padded to whole tiles of `k`.
+/// The cost per k of an `m x n` C padded to whole tiles of `k`: its
+/// multiply-adds, weighed by the kernel's speed.
 fn padded(k: &Kernel, m: usize, n: usize) -> usize {
-    m.div_ceil(k.mr) * k.mr * n.div_ceil(k.nr) * k.nr
+    m.div_ceil(k.mr) * k.mr * n.div_ceil(k.nr) * k.nr * k.cost_percent
 }

@@ -26,6 +26,13 @@ fn interleave(dst: &mut [f32], srcs: &[&[f32]], len: usize, width: usize, scale:
         if fast && w == W {
             // Groups of up to 16 streams: A panels of 8 or 12 rows go through
             // the same transpose, with the missing rows left as zeros.
+            if srcs.len() == 8 && width == 8 {
+                // The 8-row A panels of the 8x48 kernel: a transpose of
+                // their own, half the shuffles and whole-vector stores.
+                // SAFETY: as below.
+                unsafe { x86::transpose8(dst, srcs, p, scale) };
+                s0 = 8;
+            }
             while s0 < srcs.len() {
                 let group = W.min(srcs.len() - s0);
                 // SAFETY: the AVX-512 kernels are selected only on a CPU
@@ -74,6 +81,58 @@ fn interleave_block(
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use std::arch::x86_64::*;
+
+    /// `dst[(p + q)·8 + s] = srcs[s][p + q]·scale` for a block of 16
+    /// columns of exactly 8 streams: [`transpose16`]'s first two steps on
+    /// the 8 rows, then each output vector takes two columns' 128-bit
+    /// halves from the four vectors that hold them.
+    ///
+    /// # Safety
+    /// The CPU must support AVX-512F.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn transpose8(dst: &mut [f32], srcs: &[&[f32]], p: usize, scale: f32) {
+        assert!(srcs.len() == 8 && (p + 16) * 8 <= dst.len());
+        let k = _mm512_set1_ps(scale);
+        let mut r = [_mm512_setzero_ps(); 8];
+        for (x, src) in r.iter_mut().zip(srcs) {
+            let row = &src[p..p + 16];
+            // SAFETY: `row` holds the 16 floats read.
+            *x = _mm512_mul_ps(k, unsafe { _mm512_loadu_ps(row.as_ptr()) });
+        }
+        let mut t = [_mm512_setzero_ps(); 8];
+        for i in 0..4 {
+            t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+            t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+        }
+        // u[4i + j], lane l: column 4l + j of rows 4i..4i+4.
+        let mut u = [_mm512_setzero_ps(); 8];
+        for i in 0..2 {
+            u[4 * i] = _mm512_shuffle_ps::<0x44>(t[4 * i], t[4 * i + 2]);
+            u[4 * i + 1] = _mm512_shuffle_ps::<0xEE>(t[4 * i], t[4 * i + 2]);
+            u[4 * i + 2] = _mm512_shuffle_ps::<0x44>(t[4 * i + 1], t[4 * i + 3]);
+            u[4 * i + 3] = _mm512_shuffle_ps::<0xEE>(t[4 * i + 1], t[4 * i + 3]);
+        }
+        // Columns 4l + j and 4l + j + 1 (j = 0 or 2) fill one vector:
+        // [u[j] lane l, u[4 + j] lane l, u[j + 1] lane l, u[5 + j] lane l].
+        // The immediate repeats lane l, so the first two shuffles give
+        // [a, a, b, b] of lane l; 0x88 then keeps lanes 0 and 2 of each.
+        macro_rules! columns {
+            ($l:literal, $imm:literal) => {
+                for j in [0, 2] {
+                    let lo = _mm512_shuffle_f32x4::<$imm>(u[j], u[4 + j]);
+                    let hi = _mm512_shuffle_f32x4::<$imm>(u[j + 1], u[5 + j]);
+                    let out = _mm512_shuffle_f32x4::<0x88>(lo, hi);
+                    let at = &mut dst[(p + 4 * $l + j) * 8..][..16];
+                    // SAFETY: `at` holds the 16 floats stored.
+                    unsafe { _mm512_storeu_ps(at.as_mut_ptr(), out) };
+                }
+            };
+        }
+        columns!(0, 0x00);
+        columns!(1, 0x55);
+        columns!(2, 0xAA);
+        columns!(3, 0xFF);
+    }
 
     /// `dst[(p + q)·width + s0 + s] = srcs[s][p + q]·scale` for a block of
     /// 16 columns of up to 16 streams, by the in-register transpose: unpack

@@ -85,9 +85,9 @@ fn all() -> &'static [Kernel] {
                 x86::has_avx512,
             ));
             // 12x32 loads 14 values for every 24 FMAs where 8x48 loads 11:
-            // on shapes both tile exactly (960³, ResNet's 192x3136x576,
-            // AlexNet conv1's 96x12544x363) it ran 2-9% slower, and at 1024³,
-            // which 8x48 pads by 3%, 4-8% slower (`gemm_one`, interleaved).
+            // on shapes both tile exactly (960³, 192x3136x576, 96x12544x363)
+            // it ran 2-9% slower, and at 1024³, which 8x48 pads by 3%, 4-8%
+            // slower (`sgemm_with` on each, interleaved in one process).
             kernels.push(Kernel {
                 cost_percent: 106,
                 ..make(

@@ -2,7 +2,7 @@
 //! blocks for AVX-512 and AVX2, and the AVX-512 transforms, which gather
 //! each lane's window and scatter each lane's output block.
 
-use super::{Gemm, Taps, LANES, POINTS, TILE, WIN};
+use super::{Gemm, Taps, Windows, LANES, POINTS, TILE, WIN};
 use std::arch::x86_64::*;
 
 /// The lanes' offsets as a vector of indices.
@@ -115,30 +115,35 @@ fn output_1d(m: [__m512; WIN]) -> [__m512; TILE] {
     ]
 }
 
-/// `V[at(ξ)..][..16] = (Bᵀ d B)[ξ]` for the 6x6 windows of `plane` (rows
-/// of `row` floats) at the lanes' offsets `win`.
+/// `V[at(ξ)..][..16] = (Bᵀ d B)[ξ]` for the 6x6 windows `win` of `plane`
+/// (rows of `row` floats, unpadded): each window column gathered with the
+/// lanes whose elements lie inside the plane, zero elsewhere.
 ///
 /// # Safety
-/// The CPU must support AVX-512F; offsets must fit in an `i32`.
+/// The CPU must support AVX-512F, and for every lane `l`, row `a` and
+/// column `j` that `win` marks inside, `plane[win.offsets[l] + a·row + j]`
+/// must exist.
 #[target_feature(enable = "avx512f")]
 pub(super) unsafe fn input_tiles_avx512(
     plane: &[f32],
-    win: &[usize; LANES],
+    win: &Windows,
     row: usize,
     v: &mut [f32],
     at: impl Fn(usize) -> usize,
 ) {
-    let far = win.iter().max().copied().unwrap_or(0) + (WIN - 1) * row + WIN - 1;
-    assert!(far < plane.len() && at(POINTS - 1) + LANES <= v.len());
-    // SAFETY: the CPU has AVX-512F and the offsets fit (the caller's word).
-    let idx = unsafe { indices(win) };
+    assert!(at(POINTS - 1) + LANES <= v.len());
+    // SAFETY: `offsets` holds 16 i32, the 64 bytes read.
+    let idx = unsafe { _mm512_loadu_si512(win.offsets.as_ptr().cast()) };
     // Columns first: t[j] = Bᵀ·(column j of the window).
     let mut t = [[_mm512_setzero_ps(); WIN]; WIN];
     for (j, tj) in t.iter_mut().enumerate() {
         let mut col = [_mm512_setzero_ps(); WIN];
         for (a, x) in col.iter_mut().enumerate() {
-            // SAFETY: each lane reads plane[win[l] + a·row + j] ≤ plane[far].
-            *x = unsafe { _mm512_i32gather_ps::<4>(idx, plane.as_ptr().add(a * row + j)) };
+            let lanes: __mmask16 = win.rows[a] & win.cols[j];
+            let base = plane.as_ptr().wrapping_add(a * row + j);
+            // SAFETY: the lanes in `lanes` read inside `plane` (the
+            // caller's word); the others read nothing.
+            *x = unsafe { _mm512_mask_i32gather_ps::<4>(_mm512_setzero_ps(), lanes, idx, base) };
         }
         *tj = input_1d(col);
     }

@@ -865,15 +865,26 @@ fn chunk<const KIND: u8>(
 
     let in_place = lay.in_place(p);
     let out_buf: &mut [f32] = if in_place { &mut *y } else { staged };
+    // Lanes that are two runs of 8 neighbouring tiles along a tile row
+    // write whole rows of 32 outputs, not scatters.
+    let runs_of_8 = p.tiles_x().is_multiple_of(8);
     for t0 in (0..lay.tiles).step_by(LANES) {
         let (_, out) = lay.offsets(p, t0);
+        let two_runs = runs_of_8 && t0 + LANES <= lay.tiles;
         for k in 0..p.cout {
             let plane = &mut out_buf[k * lay.out_plane()..];
             let at = |xi: usize| (xi * p.cout + k) * lay.cols + t0;
             #[cfg(target_arch = "x86_64")]
             if KIND == AVX512 {
-                // SAFETY: as above.
-                unsafe { x86::output_tiles_avx512(m, at, &out, lay.out_row, plane) };
+                if two_runs {
+                    let starts = [out[0], out[8]];
+                    // SAFETY: as above; lanes 0-7 and 8-15 are 8 tiles side
+                    // by side each, in whole-tile rows of `out_row` floats.
+                    unsafe { x86::output_runs_avx512(m, at, starts, lay.out_row, plane) };
+                } else {
+                    // SAFETY: as above.
+                    unsafe { x86::output_tiles_avx512(m, at, &out, lay.out_row, plane) };
+                }
                 continue;
             }
             let mut pts = [[[0.0; LANES]; WIN]; WIN];

@@ -195,6 +195,66 @@ pub(super) unsafe fn output_tiles_avx512(
     }
 }
 
+/// [`output_tiles_avx512`] for lanes that are two runs of 8 tiles side by
+/// side, starting at `starts[0]` and `starts[1]` in `plane`: each output row
+/// of a run is 32 contiguous floats, made from the lanes' 4-float rows by
+/// a 4x4 transpose of floats and then of 128-bit lanes, and stored whole.
+///
+/// # Safety
+/// The CPU must support AVX-512F.
+#[target_feature(enable = "avx512f")]
+pub(super) unsafe fn output_runs_avx512(
+    m: &[f32],
+    at: impl Fn(usize) -> usize,
+    starts: [usize; 2],
+    row: usize,
+    plane: &mut [f32],
+) {
+    let far = starts[0].max(starts[1]) + (TILE - 1) * row + 32;
+    assert!(far <= plane.len() && at(POINTS - 1) + LANES <= m.len());
+    let mut t = [[_mm512_setzero_ps(); TILE]; WIN];
+    for (j, tj) in t.iter_mut().enumerate() {
+        let mut col = [_mm512_setzero_ps(); WIN];
+        for (i, x) in col.iter_mut().enumerate() {
+            // SAFETY: at(ξ) + 16 ≤ m.len(), as asserted for the last ξ.
+            *x = unsafe { _mm512_loadu_ps(m.as_ptr().add(at(i * WIN + j))) };
+        }
+        *tj = output_1d(col);
+    }
+    #[allow(clippy::needless_range_loop)]
+    for a in 0..TILE {
+        // r[b], lane l: output (a, b) of tile l.
+        let r = output_1d([t[0][a], t[1][a], t[2][a], t[3][a], t[4][a], t[5][a]]);
+        // Within each 128-bit lane L: w[e] holds tile 4L + e's 4 outputs.
+        let (u0, u1) = (_mm512_unpacklo_ps(r[0], r[1]), _mm512_unpackhi_ps(r[0], r[1]));
+        let (u2, u3) = (_mm512_unpacklo_ps(r[2], r[3]), _mm512_unpackhi_ps(r[2], r[3]));
+        let pd = _mm512_castps_pd;
+        let w = [
+            _mm512_castpd_ps(_mm512_unpacklo_pd(pd(u0), pd(u2))),
+            _mm512_castpd_ps(_mm512_unpackhi_pd(pd(u0), pd(u2))),
+            _mm512_castpd_ps(_mm512_unpacklo_pd(pd(u1), pd(u3))),
+            _mm512_castpd_ps(_mm512_unpackhi_pd(pd(u1), pd(u3))),
+        ];
+        // Tiles 0-3 are lane 0 of w[0..4], tiles 4-7 lane 1, and so on.
+        let lo01 = _mm512_shuffle_f32x4::<0x44>(w[0], w[1]);
+        let lo23 = _mm512_shuffle_f32x4::<0x44>(w[2], w[3]);
+        let hi01 = _mm512_shuffle_f32x4::<0xEE>(w[0], w[1]);
+        let hi23 = _mm512_shuffle_f32x4::<0xEE>(w[2], w[3]);
+        let rows = [
+            [_mm512_shuffle_f32x4::<0x88>(lo01, lo23), _mm512_shuffle_f32x4::<0xDD>(lo01, lo23)],
+            [_mm512_shuffle_f32x4::<0x88>(hi01, hi23), _mm512_shuffle_f32x4::<0xDD>(hi01, hi23)],
+        ];
+        for (run, halves) in rows.iter().enumerate() {
+            let dst = &mut plane[starts[run] + a * row..][..32];
+            // SAFETY: `dst` holds the 32 floats stored.
+            unsafe {
+                _mm512_storeu_ps(dst.as_mut_ptr(), halves[0]);
+                _mm512_storeu_ps(dst.as_mut_ptr().add(16), halves[1]);
+            }
+        }
+    }
+}
+
 /// Rows `k0..k0 + R` by columns `t0..t0 + 16·NV` of `M`: R·NV zmm
 /// accumulators, one broadcast of U and NV loads of V per input channel.
 ///

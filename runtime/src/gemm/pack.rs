@@ -82,36 +82,52 @@ fn interleave_block(
 mod x86 {
     use std::arch::x86_64::*;
 
+    /// The first two steps of the register transposes: columns `p..p + 16`
+    /// of up to `N` streams (`N` = 8 or 16; absent streams are zeros),
+    /// scaled, then mixed so that `u[4i + j]`, lane `l`, holds column
+    /// `4l + j` of streams `4i..4i + 4`: unpack pairs of rows, then shuffle
+    /// pairs of pairs.
+    ///
+    /// # Safety
+    /// The CPU must support AVX-512F.
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    unsafe fn quads<const N: usize>(srcs: &[&[f32]], p: usize, scale: f32) -> [__m512; N] {
+        let k = _mm512_set1_ps(scale);
+        let mut r = [_mm512_setzero_ps(); N];
+        for (x, src) in r.iter_mut().zip(srcs) {
+            let row = &src[p..p + 16];
+            // SAFETY: `row` holds the 16 floats read.
+            *x = _mm512_mul_ps(k, unsafe { _mm512_loadu_ps(row.as_ptr()) });
+        }
+        // Within each 128-bit lane: t[4i..4i+4] mix rows 4i..4i+4.
+        let mut t = [_mm512_setzero_ps(); N];
+        for i in 0..N / 2 {
+            t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+            t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+        }
+        let mut u = [_mm512_setzero_ps(); N];
+        for i in 0..N / 4 {
+            u[4 * i] = _mm512_shuffle_ps::<0x44>(t[4 * i], t[4 * i + 2]);
+            u[4 * i + 1] = _mm512_shuffle_ps::<0xEE>(t[4 * i], t[4 * i + 2]);
+            u[4 * i + 2] = _mm512_shuffle_ps::<0x44>(t[4 * i + 1], t[4 * i + 3]);
+            u[4 * i + 3] = _mm512_shuffle_ps::<0xEE>(t[4 * i + 1], t[4 * i + 3]);
+        }
+        u
+    }
+
     /// `dst[(p + q)·8 + s] = srcs[s][p + q]·scale` for a block of 16
-    /// columns of exactly 8 streams: [`transpose16`]'s first two steps on
-    /// the 8 rows, then each output vector takes two columns' 128-bit
-    /// halves from the four vectors that hold them.
+    /// columns of exactly 8 streams: [`quads`] on the 8 rows, then each
+    /// output vector takes two columns' 128-bit halves from the four
+    /// vectors that hold them.
     ///
     /// # Safety
     /// The CPU must support AVX-512F.
     #[target_feature(enable = "avx512f")]
     pub(super) unsafe fn transpose8(dst: &mut [f32], srcs: &[&[f32]], p: usize, scale: f32) {
         assert!(srcs.len() == 8 && (p + 16) * 8 <= dst.len());
-        let k = _mm512_set1_ps(scale);
-        let mut r = [_mm512_setzero_ps(); 8];
-        for (x, src) in r.iter_mut().zip(srcs) {
-            let row = &src[p..p + 16];
-            // SAFETY: `row` holds the 16 floats read.
-            *x = _mm512_mul_ps(k, unsafe { _mm512_loadu_ps(row.as_ptr()) });
-        }
-        let mut t = [_mm512_setzero_ps(); 8];
-        for i in 0..4 {
-            t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
-            t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
-        }
-        // u[4i + j], lane l: column 4l + j of rows 4i..4i+4.
-        let mut u = [_mm512_setzero_ps(); 8];
-        for i in 0..2 {
-            u[4 * i] = _mm512_shuffle_ps::<0x44>(t[4 * i], t[4 * i + 2]);
-            u[4 * i + 1] = _mm512_shuffle_ps::<0xEE>(t[4 * i], t[4 * i + 2]);
-            u[4 * i + 2] = _mm512_shuffle_ps::<0x44>(t[4 * i + 1], t[4 * i + 3]);
-            u[4 * i + 3] = _mm512_shuffle_ps::<0xEE>(t[4 * i + 1], t[4 * i + 3]);
-        }
+        // SAFETY: the CPU has AVX-512F (the caller's word).
+        let u: [__m512; 8] = unsafe { quads(srcs, p, scale) };
         // Columns 4l + j and 4l + j + 1 (j = 0 or 2) fill one vector:
         // [u[j] lane l, u[4 + j] lane l, u[j + 1] lane l, u[5 + j] lane l].
         // The immediate repeats lane l, so the first two shuffles give
@@ -153,27 +169,8 @@ mod x86 {
     ) {
         let rows = srcs.len();
         assert!(rows <= 16 && s0 + rows <= width && (p + 16) * width <= dst.len());
-        let k = _mm512_set1_ps(scale);
-        let mut r = [_mm512_setzero_ps(); 16];
-        for (x, src) in r.iter_mut().zip(srcs) {
-            let row = &src[p..p + 16];
-            // SAFETY: `row` holds the 16 floats read.
-            *x = _mm512_mul_ps(k, unsafe { _mm512_loadu_ps(row.as_ptr()) });
-        }
-        // Within each 128-bit lane: t[4i..4i+4] mix rows 4i..4i+4.
-        let mut t = [_mm512_setzero_ps(); 16];
-        for i in 0..8 {
-            t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
-            t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
-        }
-        // u[4i + j], lane l: column 4l + j of rows 4i..4i+4.
-        let mut u = [_mm512_setzero_ps(); 16];
-        for i in 0..4 {
-            u[4 * i] = _mm512_shuffle_ps::<0x44>(t[4 * i], t[4 * i + 2]);
-            u[4 * i + 1] = _mm512_shuffle_ps::<0xEE>(t[4 * i], t[4 * i + 2]);
-            u[4 * i + 2] = _mm512_shuffle_ps::<0x44>(t[4 * i + 1], t[4 * i + 3]);
-            u[4 * i + 3] = _mm512_shuffle_ps::<0xEE>(t[4 * i + 1], t[4 * i + 3]);
-        }
+        // SAFETY: the CPU has AVX-512F (the caller's word).
+        let u: [__m512; 16] = unsafe { quads(srcs, p, scale) };
         // Gather lane l of u[j], u[4 + j], u[8 + j], u[12 + j]: column 4l + j.
         let mut out = [_mm512_setzero_ps(); 16];
         for j in 0..4 {

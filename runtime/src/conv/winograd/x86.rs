@@ -158,6 +158,27 @@ pub(super) unsafe fn input_tiles_avx512(
     }
 }
 
+/// The first half of the output transform: `t[j] = Aᵀ·(column j of M)`,
+/// M's points read from `m[at(ξ)..][..16]`.
+///
+/// # Safety
+/// The CPU must support AVX-512F, and `at(35) + 16 ≤ m.len()`, `at`
+/// increasing.
+#[target_feature(enable = "avx512f")]
+#[inline]
+unsafe fn output_columns(m: &[f32], at: &impl Fn(usize) -> usize) -> [[__m512; TILE]; WIN] {
+    let mut t = [[_mm512_setzero_ps(); TILE]; WIN];
+    for (j, tj) in t.iter_mut().enumerate() {
+        let mut col = [_mm512_setzero_ps(); WIN];
+        for (i, x) in col.iter_mut().enumerate() {
+            // SAFETY: at(ξ) + 16 ≤ m.len() (the caller's word).
+            *x = unsafe { _mm512_loadu_ps(m.as_ptr().add(at(i * WIN + j))) };
+        }
+        *tj = output_1d(col);
+    }
+    t
+}
+
 /// The 4x4 output blocks `Aᵀ M A` of the lanes, read from `m[at(ξ)..]` and
 /// scattered into `plane` (rows of `row` floats) at the offsets `out`.
 ///
@@ -173,16 +194,8 @@ pub(super) unsafe fn output_tiles_avx512(
 ) {
     let far = out.iter().max().copied().unwrap_or(0) + (TILE - 1) * (row + 1);
     assert!(far < plane.len() && at(POINTS - 1) + LANES <= m.len());
-    // Columns first: t[j] = Aᵀ·(column j of M).
-    let mut t = [[_mm512_setzero_ps(); TILE]; WIN];
-    for (j, tj) in t.iter_mut().enumerate() {
-        let mut col = [_mm512_setzero_ps(); WIN];
-        for (i, x) in col.iter_mut().enumerate() {
-            // SAFETY: at(ξ) + 16 ≤ m.len(), as asserted for the last ξ.
-            *x = unsafe { _mm512_loadu_ps(m.as_ptr().add(at(i * WIN + j))) };
-        }
-        *tj = output_1d(col);
-    }
+    // SAFETY: the CPU has AVX-512F, and `m` was checked for the last ξ.
+    let t = unsafe { output_columns(m, &at) };
     // SAFETY: as for `indices` in `input_tiles_avx512`.
     let idx = unsafe { indices(out) };
     #[allow(clippy::needless_range_loop)]
@@ -212,15 +225,8 @@ pub(super) unsafe fn output_runs_avx512(
 ) {
     let far = starts[0].max(starts[1]) + (TILE - 1) * row + 32;
     assert!(far <= plane.len() && at(POINTS - 1) + LANES <= m.len());
-    let mut t = [[_mm512_setzero_ps(); TILE]; WIN];
-    for (j, tj) in t.iter_mut().enumerate() {
-        let mut col = [_mm512_setzero_ps(); WIN];
-        for (i, x) in col.iter_mut().enumerate() {
-            // SAFETY: at(ξ) + 16 ≤ m.len(), as asserted for the last ξ.
-            *x = unsafe { _mm512_loadu_ps(m.as_ptr().add(at(i * WIN + j))) };
-        }
-        *tj = output_1d(col);
-    }
+    // SAFETY: the CPU has AVX-512F, and `m` was checked for the last ξ.
+    let t = unsafe { output_columns(m, &at) };
     #[allow(clippy::needless_range_loop)]
     for a in 0..TILE {
         // r[b], lane l: output (a, b) of tile l.

@@ -373,11 +373,18 @@ impl Grid {
     fn new(m: usize, n: usize, k: usize, mr: usize, nr: usize, threads: usize) -> Grid {
         let (mp, np) = (m.div_ceil(mr), n.div_ceil(nr));
         // The busiest thread's work: its tiles' multiply-adds, plus packing
-        // its rows of A and its columns of B (each packed element costs
-        // about as much as a few multiply-adds at kernel speed). B is packed
-        // once per mc rows of A; with mc 1024 that is once for nearly every
-        // model shape, which the model assumes.
-        const PACK_COST: usize = 8;
+        // its rows of A and its columns of B. B is packed once per mc rows
+        // of A; with mc 1024 that is once for nearly every model shape,
+        // which the model assumes. A packed element costs dozens of
+        // multiply-adds at kernel speed: a transposing pack ran at about
+        // 0.5 ns an element (11% of the MLP's training step), a
+        // multiply-add at 0.01 ns. At 8, the MLP's fc1 forward split its
+        // 128 samples, so each thread packed all of the weights, half of
+        // them last written by the other core's SGD step; at 32 it splits
+        // the outputs: MLP step 1.96-2.18 -> 1.84-2.06 ms, though its
+        // inference at batch 128, whose weights stay in both caches, went
+        // 0.69-0.72 -> 0.74-0.78 ms (`zoo_time`, interleaved).
+        const PACK_COST: usize = 32;
         let cost = |tm: usize, tn: usize| {
             let (rows, cols) = (mp.div_ceil(tm) * mr, np.div_ceil(tn) * nr);
             rows * cols * k + PACK_COST * (rows + cols) * k

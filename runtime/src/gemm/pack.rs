@@ -351,8 +351,10 @@ fn copy_moves(out: &mut [f32], src: &[f32]) {
     }
 }
 
-/// Packs one B panel of `cols` columns (padded to `nr`) starting at `j`.
-pub fn pack_b_panel(
+/// Packs one B panel of `cols` columns (padded to `nr`) starting at `j`:
+/// the last, partial panel of a row-contiguous B ([`pack_b`] deals the
+/// whole ones row by row), or any panel of another layout.
+fn pack_b_panel(
     chunk: &mut [f32],
     b: &MatRef<'_>,
     p0: usize,
@@ -361,24 +363,14 @@ pub fn pack_b_panel(
     cols: usize,
     nr: usize,
 ) {
-    if b.cs == 1 && cols == nr {
-        // Rows of B are contiguous: copy them, with fixed-size copies for
-        // the kernels' widths (a variable-length copy calls memcpy).
-        match nr {
-            16 => copy_rows::<16>(chunk, b, p0, kc, j),
-            32 => copy_rows::<32>(chunk, b, p0, kc, j),
-            48 => copy_rows::<48>(chunk, b, p0, kc, j),
-            _ => {
-                for p in 0..kc {
-                    let start = (p0 + p) * b.rs + j;
-                    chunk[p * nr..(p + 1) * nr].copy_from_slice(&b.data[start..start + nr]);
-                }
-            }
-        }
-        return;
-    }
     if cols < nr {
         chunk.fill(0.0);
+    }
+    if b.cs == 1 {
+        for (p, out) in chunk.chunks_exact_mut(nr).take(kc).enumerate() {
+            out[..cols].copy_from_slice(&b.data[(p0 + p) * b.rs + j..][..cols]);
+        }
+        return;
     }
     if b.rs == 1 && nr <= MAX_STREAMS {
         // Columns of B are contiguous (B is a transposed row-major matrix):
@@ -395,13 +387,6 @@ pub fn pack_b_panel(
         for c in 0..cols {
             chunk[p * nr + c] = b.at(p0 + p, j + c);
         }
-    }
-}
-
-/// Copies `kc` rows of `N` contiguous values of B into a packed panel.
-fn copy_rows<const N: usize>(chunk: &mut [f32], b: &MatRef<'_>, p0: usize, kc: usize, j: usize) {
-    for (p, out) in chunk.chunks_exact_mut(N).take(kc).enumerate() {
-        copy_moves(out, &b.data[(p0 + p) * b.rs + j..][..N]);
     }
 }
 

@@ -1,8 +1,11 @@
 //! Fully connected layers, PyTorch's `nn.Linear`: `y = x·Wᵀ + b` with weight
 //! `[out, in]`, over a batch of rows. Every pass is one GEMM, the bias, the
 //! activation and the ReLU backward mask fused into its store; except at
-//! small batches, where [`streamed`] reads the weights once instead.
+//! small batches, where [`streamed`] reads the weights once instead, and
+//! the forward pass of cache-sized weights, which [`dot`] computes without
+//! packing.
 
+pub mod dot;
 pub mod streamed;
 
 use crate::error::{check_len, LenError};
@@ -50,6 +53,10 @@ pub fn dense_forward(
     // The streamed path needs whole rows; the GEMM handles empty ones.
     if s.n <= STREAM_BATCH && s.input > 0 && s.output > 0 {
         streamed::forward_checked(s, Isa::best(), x, weight, bias, activation, y, par);
+        return Ok(());
+    }
+    if dot::preferred(s) {
+        dot::forward_checked(s, Isa::best(), x, weight, bias, activation, y, par);
         return Ok(());
     }
     let epi = Epilogue {

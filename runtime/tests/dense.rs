@@ -263,3 +263,51 @@ fn streamed_passes_match_the_definition_on_every_path() {
         }
     }
 }
+
+proptest! {
+    /// The dot-product forward on every instruction set this CPU has, with
+    /// tiles cut at every edge: batches not a multiple of 3 samples, outputs
+    /// not a multiple of 8 rows, inputs not a multiple of 16 lanes, and past
+    /// one input block (1,024); each activation kind, with and without bias,
+    /// on one thread and on the pool, the weights at every offset from a
+    /// cache line (`shift` floats).
+    #[test]
+    fn dot_forward_matches_the_definition_on_every_path(
+        n in 1usize..14,
+        input in prop_oneof![1usize..70, 1020usize..1100],
+        output in 1usize..30,
+        seed in any::<u64>(),
+        activation in prop_oneof![Just(Activation::Identity), Just(Activation::Relu), Just(Activation::Tanh)],
+        biased in any::<bool>(),
+        pooled in any::<bool>(),
+        shift in 0usize..16,
+    ) {
+        use netc_runtime::dense::dot;
+        use netc_runtime::isa::Isa;
+        let s = Dense { n, input, output };
+        let (x, b) = (fill(n * input, seed), fill(output, seed + 2));
+        let mut shifted = vec![0.0f32; output * input + 32];
+        let at = shifted.as_ptr().align_offset(64) + shift;
+        shifted[at..at + output * input].copy_from_slice(&fill(output * input, seed + 1));
+        let w = &shifted[at..at + output * input];
+        let bias = biased.then_some(&b[..]);
+        let par = if pooled { Par::Rayon } else { Par::Seq };
+        for &isa in Isa::supported() {
+            let mut y = vec![f32::NAN; n * output];
+            dot::forward(&s, isa, &x, w, bias, activation, &mut y, par).unwrap();
+            for r in 0..n {
+                for o in 0..output {
+                    let z = bias.map_or(0.0, |b| f64::from(b[o]))
+                        + (0..input).map(|i| f64::from(x[r * input + i]) * f64::from(w[o * input + i])).sum::<f64>();
+                    let want = match activation {
+                        Activation::Relu => z.max(0.0),
+                        Activation::Tanh => z.tanh(),
+                        _ => z,
+                    };
+                    let got = y[r * output + o];
+                    prop_assert!(close(got, want, input), "{:?} y[{}][{}] = {}, want {}", isa, r, o, got, want);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,222 @@
+//! The AVX-512 tile of the dot-product forward: 8 weight rows × 3 samples
+//! of 16-lane partial sums in 24 zmm registers, their lanes added by a
+//! transposing tree at the end.
+
+use super::{sweep, Columns, Store, ROWS, SAMPLES};
+use crate::dense::Dense;
+use std::arch::x86_64::*;
+use std::ops::Range;
+
+/// [`super::outputs_of`] on AVX-512.
+///
+/// # Safety
+/// The CPU must support AVX-512F and FMA, and no other thread may touch
+/// the columns `outputs` of `y` during the call.
+pub(super) unsafe fn outputs_of(
+    s: &Dense,
+    x: &[f32],
+    weight: &[f32],
+    store: &Store<'_>,
+    y: &Columns<'_>,
+    outputs: Range<usize>,
+) {
+    let tile = |w: &[f32], x: &[f32], ld, rows, samples, kb| {
+        // SAFETY: the caller vouches for the CPU; `tile` checks the slices.
+        unsafe { tile(w, x, ld, rows, samples, kb) }
+    };
+    // SAFETY: the columns are this call's, as the caller promises.
+    unsafe { sweep(s, x, weight, store, y, outputs, tile) };
+}
+
+/// [`super::Tile`] on AVX-512: whole tiles of 8 rows in registers, the
+/// rows of a partial one (the last few outputs) one at a time.
+///
+/// # Safety
+/// The CPU must support AVX-512F and FMA.
+#[target_feature(enable = "avx512f,fma")]
+unsafe fn tile(
+    w: &[f32],
+    x: &[f32],
+    ld: usize,
+    rows: usize,
+    samples: usize,
+    kb: usize,
+) -> [[f32; ROWS]; SAMPLES] {
+    // Every row read below lies inside its slice: the loads stop at kb.
+    assert!(rows <= ROWS && samples <= SAMPLES && kb <= ld);
+    assert!(w.len() >= (rows - 1) * ld + kb && x.len() >= (samples - 1) * ld + kb);
+    let mut sums = [[0.0f32; ROWS]; SAMPLES];
+    let (w, x) = (w.as_ptr(), x.as_ptr());
+    if rows == ROWS {
+        match samples {
+            // SAFETY: ROWS rows of `w` and 3 of `x` hold kb floats each, as
+            // asserted; the CPU is the caller's.
+            3 => sums = unsafe { dots::<ROWS, 3>(w, x, ld, kb) },
+            // SAFETY: as above, with 2 rows of `x`.
+            2 => sums[..2].copy_from_slice(&unsafe { dots::<ROWS, 2>(w, x, ld, kb) }),
+            // SAFETY: as above, with 1 row of `x`.
+            _ => sums[..1].copy_from_slice(&unsafe { dots::<ROWS, 1>(w, x, ld, kb) }),
+        }
+        return sums;
+    }
+    // A partial tile, the last few outputs: one weight row at a time.
+    for r in 0..rows {
+        // SAFETY: row r is one of the `rows` asserted rows.
+        let w = unsafe { w.add(r * ld) };
+        let mut part = [[0.0f32; 1]; SAMPLES];
+        match samples {
+            // SAFETY: 1 row of `w` and 3 of `x` hold kb floats each, as
+            // asserted; the CPU is the caller's.
+            3 => part = unsafe { dots::<1, 3>(w, x, ld, kb) },
+            // SAFETY: as above, with 2 rows of `x`.
+            2 => part[..2].copy_from_slice(&unsafe { dots::<1, 2>(w, x, ld, kb) }),
+            // SAFETY: as above, with 1 row of `x`.
+            _ => part[..1].copy_from_slice(&unsafe { dots::<1, 1>(w, x, ld, kb) }),
+        }
+        for (sample, p) in sums.iter_mut().zip(part) {
+            sample[r] = p[0];
+        }
+    }
+    sums
+}
+
+/// `sums[s][r] = ⟨w[r], x[s]⟩` over `kb` floats, rows `ld` apart: per 16
+/// inputs, R + S loads and R·S multiply-adds, one accumulator each.
+///
+/// A 64-byte load that straddles two cache lines costs two: with the
+/// weight rows 16 bytes off, the MLP's fc1 forward ran 25% slower. So
+/// when every weight row has the same offset (`ld` a multiple of 16
+/// floats), a masked first step brings them to a line boundary, and the
+/// whole steps after it load whole lines of the weights.
+///
+/// # Safety
+/// `R` rows at `w` and `S` rows at `x`, `ld` apart, must hold `kb` floats
+/// each; the CPU must support AVX-512F and FMA.
+#[target_feature(enable = "avx512f,fma")]
+#[inline]
+unsafe fn dots<const R: usize, const S: usize>(
+    w: *const f32,
+    x: *const f32,
+    ld: usize,
+    kb: usize,
+) -> [[f32; R]; S] {
+    let mut acc = [[_mm512_setzero_ps(); S]; R];
+    // Each row's own pointer, so that a load is one instruction off a base
+    // register and the k offset. No closures here: one would not inherit
+    // this function's features.
+    let mut ws = [w; R];
+    for (r, p) in ws.iter_mut().enumerate() {
+        // SAFETY: row r starts inside `w`'s rows.
+        *p = unsafe { w.add(r * ld) };
+    }
+    let mut xs = [x; S];
+    for (s, p) in xs.iter_mut().enumerate() {
+        // SAFETY: as above, in `x`.
+        *p = unsafe { x.add(s * ld) };
+    }
+    let misaligned = (w as usize % 64) / 4;
+    let head = if ld.is_multiple_of(16) && misaligned != 0 { (16 - misaligned).min(kb) } else { 0 };
+    if head > 0 {
+        // SAFETY: the mask's lanes stay below kb.
+        unsafe { step(&mut acc, &ws, &xs, 0, (1u16 << head) - 1) };
+    }
+    let mut k = head;
+    while k + 32 <= kb {
+        // SAFETY: k + 32 ≤ kb.
+        unsafe { step(&mut acc, &ws, &xs, k, 0xffff) };
+        // SAFETY: as above.
+        unsafe { step(&mut acc, &ws, &xs, k + 16, 0xffff) };
+        k += 32;
+    }
+    while k < kb {
+        let left = kb - k;
+        let mask: __mmask16 = if left >= 16 { 0xffff } else { (1u16 << left) - 1 };
+        // SAFETY: the mask's lanes stay below kb.
+        unsafe { step(&mut acc, &ws, &xs, k, mask) };
+        k += 16;
+    }
+    let mut sums = [[0.0f32; R]; S];
+    for (s, out) in sums.iter_mut().enumerate() {
+        if R == ROWS {
+            let mut column = [_mm512_setzero_ps(); ROWS];
+            for (c, acc_r) in column.iter_mut().zip(&acc) {
+                *c = acc_r[s];
+            }
+            out.copy_from_slice(&lane_sums8(column));
+        } else {
+            for (o, acc_r) in out.iter_mut().zip(&acc) {
+                *o = _mm512_reduce_add_ps(acc_r[s]);
+            }
+        }
+    }
+    sums
+}
+/// The lane sums of eight vectors, `[Σv0, …, Σv7]`: pairs interleaved
+/// and added, then quads, then the four 128-bit quarters; 16 shuffles and
+/// 8 adds, where eight separate reductions would take 32 and 32.
+#[target_feature(enable = "avx512f")]
+#[inline]
+fn lane_sums8(v: [__m512; 8]) -> [f32; 8] {
+    let (ab, cd, ef, gh) = (pair(v[0], v[1]), pair(v[2], v[3]), pair(v[4], v[5]), pair(v[6], v[7]));
+    let (abcd, efgh) = (quad(ab, cd), quad(ef, gh));
+    // Quarters [abcd 0+2, abcd 1+3, efgh 0+2, efgh 1+3].
+    let halves = _mm512_add_ps(
+        _mm512_shuffle_f32x4::<0b01_00_01_00>(abcd, efgh),
+        _mm512_shuffle_f32x4::<0b11_10_11_10>(abcd, efgh),
+    );
+    // Quarters [abcd, abcd, efgh, efgh], then the first and third.
+    let total = _mm512_add_ps(halves, _mm512_shuffle_f32x4::<0b10_11_00_01>(halves, halves));
+    let low = _mm512_castps512_ps256(_mm512_shuffle_f32x4::<0b00_00_10_00>(total, total));
+    let mut out = [0.0f32; 8];
+    // SAFETY: `out` holds the 8 floats stored.
+    unsafe { _mm256_storeu_ps(out.as_mut_ptr(), low) };
+    out
+}
+
+/// Per 128-bit quarter: `[a0+a2, b0+b2, a1+a3, b1+b3]` of its lanes.
+#[target_feature(enable = "avx512f")]
+#[inline]
+fn pair(a: __m512, b: __m512) -> __m512 {
+    _mm512_add_ps(_mm512_unpacklo_ps(a, b), _mm512_unpackhi_ps(a, b))
+}
+
+/// Per 128-bit quarter: `[Σa, Σb, Σc, Σd]` of its lanes, from two
+/// [`pair`]s.
+#[target_feature(enable = "avx512f")]
+#[inline]
+fn quad(p: __m512, q: __m512) -> __m512 {
+    _mm512_add_ps(
+        _mm512_shuffle_ps::<0b01_00_01_00>(p, q),
+        _mm512_shuffle_ps::<0b11_10_11_10>(p, q),
+    )
+}
+
+/// One step of [`dots`]: the `mask`ed lanes of the 16 floats from `k` of
+/// every row, multiplied and added into `acc`. Masked-off lanes read
+/// nothing and add zero.
+///
+/// # Safety
+/// Every row must hold the masked lanes from `k`; the CPU must support
+/// AVX-512F and FMA.
+#[target_feature(enable = "avx512f,fma")]
+#[inline]
+unsafe fn step<const R: usize, const S: usize>(
+    acc: &mut [[__m512; S]; R],
+    ws: &[*const f32; R],
+    xs: &[*const f32; S],
+    k: usize,
+    mask: __mmask16,
+) {
+    let mut xv = [_mm512_setzero_ps(); S];
+    for (v, p) in xv.iter_mut().zip(xs) {
+        // SAFETY: the caller vouches for the lanes.
+        *v = unsafe { _mm512_maskz_loadu_ps(mask, p.add(k)) };
+    }
+    for (acc_r, p) in acc.iter_mut().zip(ws) {
+        // SAFETY: as above.
+        let wv = unsafe { _mm512_maskz_loadu_ps(mask, p.add(k)) };
+        for (a, v) in acc_r.iter_mut().zip(&xv) {
+            *a = _mm512_fmadd_ps(wv, *v, *a);
+        }
+    }
+}

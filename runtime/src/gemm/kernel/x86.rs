@@ -1,7 +1,7 @@
 //! x86_64 microkernels: AVX2+FMA (6x16, 12 ymm accumulators) and AVX-512F
-//! (8x48, 24 zmm accumulators). Both broadcast one element of A and multiply
-//! it with whole rows of the packed B panel, so C rows are stored with
-//! contiguous vector stores.
+//! (8x48 and 12x32 with 24 zmm accumulators, 8x32 with 16). All broadcast
+//! one element of A and multiply it with whole rows of the packed B panel,
+//! so C rows are stored with contiguous vector stores.
 
 use std::arch::x86_64::*;
 
@@ -165,4 +165,19 @@ pub unsafe fn avx512_12x32_kernel(
 ) {
     // SAFETY: forwarded from the caller; the target features are enabled here.
     unsafe { body_avx512::<12, 2>(kc, a, b, c, rsc, accumulate) }
+}
+
+/// # Safety
+/// As [`super::MicroKernel`], on a CPU with AVX-512F.
+#[target_feature(enable = "avx512f")]
+pub unsafe fn avx512_8x32_kernel(
+    kc: usize,
+    a: *const f32,
+    b: *const f32,
+    c: *mut f32,
+    rsc: usize,
+    accumulate: bool,
+) {
+    // SAFETY: forwarded from the caller; the target features are enabled here.
+    unsafe { body_avx512::<8, 2>(kc, a, b, c, rsc, accumulate) }
 }

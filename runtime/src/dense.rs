@@ -2,8 +2,9 @@
 //! `[out, in]`, over a batch of rows. Every pass is one GEMM, the bias, the
 //! activation and the ReLU backward mask fused into its store; except at
 //! small batches, where [`streamed`] reads the weights once instead, and
-//! the forward pass of cache-sized weights, which [`dot`] computes without
-//! packing.
+//! on AVX-512 the forward pass from 2 samples (of any weights up to 64
+//! samples, of cache-sized ones at any batch), which [`dot`] computes
+//! without packing.
 
 pub mod dot;
 pub mod streamed;
@@ -50,14 +51,17 @@ pub fn dense_forward(
     if let Some(b) = bias {
         check_len("dense_forward", "bias", b.len(), s.output)?;
     }
-    // The streamed path needs whole rows; the GEMM handles empty ones.
-    if s.n <= STREAM_BATCH && s.input > 0 && s.output > 0 {
-        streamed::forward_checked(s, Isa::best(), x, weight, bias, activation, y, par);
-        return Ok(());
-    }
-    if dot::preferred(s) {
-        dot::forward_checked(s, Isa::best(), x, weight, bias, activation, y, par);
-        return Ok(());
+    // The streamed and dot paths need whole rows; the GEMM handles empty
+    // ones.
+    if s.input > 0 && s.output > 0 {
+        if dot::preferred(s) {
+            dot::forward_checked(s, Isa::best(), x, weight, bias, activation, y, par);
+            return Ok(());
+        }
+        if s.n <= STREAM_BATCH {
+            streamed::forward_checked(s, Isa::best(), x, weight, bias, activation, y, par);
+            return Ok(());
+        }
     }
     let epi = Epilogue {
         bias: bias.map_or(Bias::None, Bias::PerCol),
@@ -85,7 +89,8 @@ pub fn dense_forward(
 /// packing reads and writes all of it for a product that reads each weight
 /// only `n` times. Measured with `dense_bench` on AlexNet's fc6 (9216 ->
 /// 4096), ms, streamed against the GEMM: batch 8 forward 13.3/24.7,
-/// backward-data 9.0/13.0; at batch 32 the GEMM wins (24.6/38.7).
+/// backward-data 9.0/13.0; at batch 32 the GEMM wins (24.6/38.7). On
+/// AVX-512 the forward pass takes [`dot`] from 2 samples.
 const STREAM_BATCH: usize = 8;
 
 /// `dx = dy·W`, zeroed where `relu_mask ≤ 0` when given (the forward output

@@ -272,7 +272,7 @@ proptest! {
     /// not a multiple of 8 rows, inputs not a multiple of 16 lanes, and past
     /// one input block (1,024); each activation kind, with and without bias,
     /// on one thread and on the pool, the weights at every offset from a
-    /// cache line (`shift` floats).
+    /// cache line (`shift` floats), which must not change a bit of `y`.
     #[test]
     fn dot_forward_matches_the_definition_on_every_path(
         n in 1usize..14,
@@ -288,15 +288,28 @@ proptest! {
         use netc_runtime::isa::Isa;
         let s = Dense { n, input, output };
         let (x, b) = (fill(n * input, seed), fill(output, seed + 2));
-        let mut shifted = vec![0.0f32; output * input + 32];
-        let at = shifted.as_ptr().align_offset(64) + shift;
-        shifted[at..at + output * input].copy_from_slice(&fill(output * input, seed + 1));
+        let at_offset = |shift: usize| {
+            let mut buf = vec![0.0f32; output * input + 32];
+            let at = buf.as_ptr().align_offset(64) + shift;
+            buf[at..at + output * input].copy_from_slice(&fill(output * input, seed + 1));
+            (buf, at)
+        };
+        let (shifted, at) = at_offset(shift);
         let w = &shifted[at..at + output * input];
+        let (aligned, at0) = at_offset(0);
+        let w0 = &aligned[at0..at0 + output * input];
         let bias = biased.then_some(&b[..]);
         let par = if pooled { Par::Rayon } else { Par::Seq };
         for &isa in Isa::supported() {
             let mut y = vec![f32::NAN; n * output];
             dot::forward(&s, isa, &x, w, bias, activation, &mut y, par).unwrap();
+            // Where the weights lie must not change the order of the sums.
+            let mut y0 = vec![f32::NAN; n * output];
+            dot::forward(&s, isa, &x, w0, bias, activation, &mut y0, par).unwrap();
+            prop_assert!(
+                y.iter().zip(&y0).all(|(a, b)| a.to_bits() == b.to_bits()),
+                "{:?}: weights {} floats off a line give other outputs", isa, shift
+            );
             for r in 0..n {
                 for o in 0..output {
                     let z = bias.map_or(0.0, |b| f64::from(b[o]))

@@ -14,8 +14,9 @@
 //! inputs.
 //!
 //! The weight rows of a tile stay in L1 while the samples stream past them
-//! from L2, so every thread reads all the samples (hence [`MAX_WEIGHTS`]:
-//! beyond it the GEMM's blocking pays) and its share of the weights.
+//! from L2, so every thread reads all the samples and its share of the
+//! weights, once: at a few samples the pass runs at the speed of memory,
+//! where the GEMM first packs all the weights (see [`preferred`]).
 
 #[cfg(target_arch = "x86_64")]
 mod x86;
@@ -36,17 +37,26 @@ pub(crate) const SAMPLES: usize = 3;
 /// Inputs per block: a tile's weight rows (32 KB) stay in L1 across all of
 /// a thread's samples.
 const K_BLOCK: usize = 1024;
-/// Above this many weights (8 MB) the GEMM takes the forward pass: each
-/// thread here reads every weight, from memory once they no longer fit in
-/// the caches.
-pub(crate) const MAX_WEIGHTS: usize = 1 << 21;
+/// Up to this many weights (8 MB), the forward pass runs here at any
+/// batch; above it, up to [`MAX_BATCH`] samples.
+const MAX_WEIGHTS: usize = 1 << 21;
+/// With more weights than [`MAX_WEIGHTS`], the GEMM takes batches above
+/// this: at 128 samples of 4096 -> 4096 it ran 18.2 ms against 23.0 here,
+/// while at 64 samples of AlexNet's fc6 (9216 -> 4096) this ran 28.5 ms
+/// against its 47.7 (throwaway `dense_forward` timing, 2 threads).
+const MAX_BATCH: usize = 64;
 /// Below this many multiply-adds, one thread does it all.
 const PARALLEL_MACS: usize = 1 << 20;
 
 /// Whether [`super::dense_forward`] takes this path for `s` on this CPU:
-/// only the AVX-512 tile is faster than the GEMM.
+/// only the AVX-512 tile beats the alternatives, and from 2 samples (one
+/// sample streams four weight rows at a time, [`super::streamed`], 4.2
+/// against 4.3-4.4 ms on fc6). From 2 to 8 samples it replaced the
+/// streamed pass, whose samples' blocks did not stay in L1: fc6 at batch
+/// 8, 7.2-7.4 against 16.2-16.9 ms; fc7 2.4-2.5 against 5.8-5.9; at batch
+/// 2, 4.9-5.0 against 7.4.
 pub(crate) fn preferred(s: &Dense) -> bool {
-    Isa::best() == Isa::Avx512 && s.weight_len() <= MAX_WEIGHTS
+    Isa::best() == Isa::Avx512 && s.n >= 2 && (s.weight_len() <= MAX_WEIGHTS || s.n <= MAX_BATCH)
 }
 
 /// `y = act(x·Wᵀ + b)` by dot products, on the kernels of `isa` (the

@@ -87,7 +87,8 @@ unsafe fn tile(
 /// weight rows 16 bytes off, the MLP's fc1 forward ran 25% slower. So
 /// when every weight row has the same offset (`ld` a multiple of 16
 /// floats), a masked first step brings them to a line boundary, and the
-/// whole steps after it load whole lines of the weights.
+/// whole steps after it load whole lines of the weights. Every input still
+/// adds into the lane it would from an aligned start, in the same order.
 ///
 /// # Safety
 /// `R` rows at `w` and `S` rows at `x`, `ld` apart, must hold `kb` floats
@@ -117,8 +118,17 @@ unsafe fn dots<const R: usize, const S: usize>(
     let misaligned = (w as usize % 64) / 4;
     let head = if ld.is_multiple_of(16) && misaligned != 0 { (16 - misaligned).min(kb) } else { 0 };
     if head > 0 {
-        // SAFETY: the mask's lanes stay below kb.
-        unsafe { step(&mut acc, &ws, &xs, 0, (1u16 << head) - 1) };
+        // Inputs 0..head go to the top `head` lanes, so that every input k
+        // sits in lane (k - head) mod 16, as in the whole steps after; the
+        // lanes are turned back below. The lanes below read nothing.
+        let shift = 16 - head;
+        let mut wh = ws;
+        wh.iter_mut().for_each(|p| *p = p.wrapping_sub(shift));
+        let mut xh = xs;
+        xh.iter_mut().for_each(|p| *p = p.wrapping_sub(shift));
+        let mask = (((1u32 << head) - 1) << shift) as __mmask16;
+        // SAFETY: the masked lanes are inputs 0..head of each row.
+        unsafe { step(&mut acc, &wh, &xh, 0, mask) };
     }
     let mut k = head;
     while k + 32 <= kb {
@@ -135,17 +145,24 @@ unsafe fn dots<const R: usize, const S: usize>(
         unsafe { step(&mut acc, &ws, &xs, k, mask) };
         k += 16;
     }
+    // Lane l turned back to holding the inputs k ≡ l (mod 16), after a
+    // head: the sums then add in the same order wherever the
+    // weights lie, so that equal models give equal outputs.
+    let turn: [i32; 16] = std::array::from_fn(|l| ((l + 16 - head) % 16) as i32);
+    // SAFETY: `turn` holds 16 i32, the 64 bytes read.
+    let turn = unsafe { _mm512_loadu_si512(turn.as_ptr().cast()) };
     let mut sums = [[0.0f32; R]; S];
     for (s, out) in sums.iter_mut().enumerate() {
         if R == ROWS {
             let mut column = [_mm512_setzero_ps(); ROWS];
             for (c, acc_r) in column.iter_mut().zip(&acc) {
-                *c = acc_r[s];
+                *c = if head > 0 { _mm512_permutexvar_ps(turn, acc_r[s]) } else { acc_r[s] };
             }
             out.copy_from_slice(&lane_sums8(column));
         } else {
             for (o, acc_r) in out.iter_mut().zip(&acc) {
-                *o = _mm512_reduce_add_ps(acc_r[s]);
+                let a = if head > 0 { _mm512_permutexvar_ps(turn, acc_r[s]) } else { acc_r[s] };
+                *o = _mm512_reduce_add_ps(a);
             }
         }
     }

@@ -35,6 +35,19 @@ impl Dense {
         check_len(op, "weight", w, self.weight_len())?;
         check_len(op, "output", y, self.n * self.output)
     }
+
+    /// The lengths of a forward pass's tensors, bias included.
+    fn check_forward(
+        &self,
+        op: &'static str,
+        x: &[f32],
+        w: &[f32],
+        bias: Option<&[f32]>,
+        y: &[f32],
+    ) -> Result<(), LenError> {
+        self.check(op, x.len(), w.len(), y.len())?;
+        bias.map_or(Ok(()), |b| check_len(op, "bias", b.len(), self.output))
+    }
 }
 
 /// `y = act(x·Wᵀ + b)`.
@@ -47,10 +60,7 @@ pub fn dense_forward(
     y: &mut [f32],
     par: Par,
 ) -> Result<(), LenError> {
-    s.check("dense_forward", x.len(), weight.len(), y.len())?;
-    if let Some(b) = bias {
-        check_len("dense_forward", "bias", b.len(), s.output)?;
-    }
+    s.check_forward("dense_forward", x, weight, bias, y)?;
     // The streamed and dot paths need whole rows; the GEMM handles empty
     // ones.
     if s.input > 0 && s.output > 0 {

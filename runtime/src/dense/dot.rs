@@ -22,7 +22,7 @@
 mod x86;
 
 use super::Dense;
-use crate::error::{check_len, LenError};
+use crate::error::LenError;
 use crate::gemm::{Activation, Par};
 use crate::isa::Isa;
 use rayon::prelude::*;
@@ -72,10 +72,7 @@ pub fn forward(
     y: &mut [f32],
     par: Par,
 ) -> Result<(), LenError> {
-    s.check("dense_forward (dot)", x.len(), weight.len(), y.len())?;
-    if let Some(b) = bias {
-        check_len("dense_forward (dot)", "bias", b.len(), s.output)?;
-    }
+    s.check_forward("dense_forward (dot)", x, weight, bias, y)?;
     forward_checked(s, isa, x, weight, bias, activation, y, par);
     Ok(())
 }

@@ -58,10 +58,7 @@ pub fn forward(
     y: &mut [f32],
     par: Par,
 ) -> Result<(), LenError> {
-    s.check("dense_forward (streamed)", x.len(), weight.len(), y.len())?;
-    if let Some(b) = bias {
-        check_len("dense_forward (streamed)", "bias", b.len(), s.output)?;
-    }
+    s.check_forward("dense_forward (streamed)", x, weight, bias, y)?;
     if s.n > 0 && s.input > 0 && s.output > 0 {
         forward_checked(s, isa, x, weight, bias, activation, y, par);
     } else {

@@ -153,6 +153,37 @@ struct Store<'a> {
 }
 
 impl Store<'_> {
+    /// [`Self::write`] for a whole tile's [`ROWS`] outputs, in fixed-size
+    /// steps the compiler turns into a few vector instructions. Against
+    /// [`Self::write`]'s per-element loop (the activation's `match` and the
+    /// block flags inside), interleaved: MLP fc2 at batch 128 0.164-0.181
+    /// -> 0.154-0.159 ms, LeNet-5's fc2 at 64 0.022 -> 0.018 ms.
+    #[inline(always)]
+    fn write_whole(
+        &self,
+        out: &mut [f32; ROWS],
+        o0: usize,
+        sums: &[f32; ROWS],
+        first: bool,
+        last: bool,
+    ) {
+        let mut v = *sums;
+        if !first {
+            v.iter_mut().zip(out.iter()).for_each(|(v, &o)| *v += o);
+        }
+        if last {
+            if let Some(Ok(b)) = self.bias.map(|b| <&[f32; ROWS]>::try_from(&b[o0..o0 + ROWS])) {
+                v.iter_mut().zip(b).for_each(|(v, &b)| *v += b);
+            }
+            match self.activation {
+                Activation::Identity => {}
+                Activation::Relu => v.iter_mut().for_each(|v| *v = crate::act::relu_scalar(*v)),
+                act => v.iter_mut().for_each(|v| *v = act.apply(*v)),
+            }
+        }
+        *out = v;
+    }
+
     /// Writes `sums` into `out`, a sample's outputs from `o0`: overwriting
     /// on the first block of inputs, adding on later ones, the bias and
     /// activation applied after the last.
@@ -235,7 +266,11 @@ unsafe fn sweep(
                 for (i, row_sums) in sums.iter().take(count).enumerate() {
                     // SAFETY: inside `outputs`, which are this call's.
                     let out = unsafe { y.row_part(s0 + i, o0, rows) };
-                    store.write(out, o0, &row_sums[..rows], first, last);
+                    if let Ok(whole) = <&mut [f32; ROWS]>::try_from(&mut *out) {
+                        store.write_whole(whole, o0, row_sums, first, last);
+                    } else {
+                        store.write(out, o0, &row_sums[..rows], first, last);
+                    }
                 }
             }
         }

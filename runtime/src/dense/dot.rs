@@ -1,5 +1,6 @@
-//! Dense forward at batches past [`super::streamed`]'s, while the weights
-//! fit in the caches: register-blocked dot products of weight rows with
+//! The dense forward pass from 2 samples on AVX-512 (of any weights up to
+//! [`MAX_BATCH`] samples, of cache-sized ones at any batch; see
+//! [`preferred`]): register-blocked dot products of weight rows with
 //! sample rows, both read where they lie.
 //!
 //! `y = x·Wᵀ` multiplies two matrices that are both contiguous along the
@@ -172,7 +173,8 @@ impl Store<'_> {
             v.iter_mut().zip(out.iter()).for_each(|(v, &o)| *v += o);
         }
         if last {
-            if let Some(Ok(b)) = self.bias.map(|b| <&[f32; ROWS]>::try_from(&b[o0..o0 + ROWS])) {
+            if let Some(b) = self.bias {
+                let b: &[f32; ROWS] = b[o0..o0 + ROWS].try_into().expect("a slice of ROWS");
                 v.iter_mut().zip(b).for_each(|(v, &b)| *v += b);
             }
             match self.activation {

@@ -28,8 +28,9 @@ pub(super) unsafe fn outputs_of(
     unsafe { sweep(s, x, weight, store, y, outputs, tile) };
 }
 
-/// [`super::Tile`] on AVX-512: whole tiles of 8 rows in registers, the
-/// rows of a partial one (the last few outputs) one at a time.
+/// The tile of [`super::sweep`] on AVX-512: whole tiles of 8 rows in
+/// registers, the rows of a partial one (the last few outputs) one at a
+/// time.
 ///
 /// # Safety
 /// The CPU must support AVX-512F and FMA.
@@ -43,7 +44,7 @@ unsafe fn tile(
     kb: usize,
 ) -> [[f32; ROWS]; SAMPLES] {
     // Every row read below lies inside its slice: the loads stop at kb.
-    assert!(rows <= ROWS && samples <= SAMPLES && kb <= ld);
+    assert!((1..=ROWS).contains(&rows) && (1..=SAMPLES).contains(&samples) && kb <= ld);
     assert!(w.len() >= (rows - 1) * ld + kb && x.len() >= (samples - 1) * ld + kb);
     let mut sums = [[0.0f32; ROWS]; SAMPLES];
     let (w, x) = (w.as_ptr(), x.as_ptr());
@@ -103,8 +104,8 @@ unsafe fn dots<const R: usize, const S: usize>(
 ) -> [[f32; R]; S] {
     let mut acc = [[_mm512_setzero_ps(); S]; R];
     // Each row's own pointer, so that a load is one instruction off a base
-    // register and the k offset. No closures here: one would not inherit
-    // this function's features.
+    // register and the k offset. No intrinsics inside closures here: a
+    // closure would not inherit this function's features.
     let mut ws = [w; R];
     for (r, p) in ws.iter_mut().enumerate() {
         // SAFETY: row r starts inside `w`'s rows.
@@ -146,8 +147,8 @@ unsafe fn dots<const R: usize, const S: usize>(
         k += 16;
     }
     // Lane l turned back to holding the inputs k ≡ l (mod 16), after a
-    // head: the sums then add in the same order wherever the
-    // weights lie, so that equal models give equal outputs.
+    // head: the sums then add in the same order wherever the weights lie,
+    // so that equal models give equal outputs.
     let turn: [i32; 16] = std::array::from_fn(|l| ((l + 16 - head) % 16) as i32);
     // SAFETY: `turn` holds 16 i32, the 64 bytes read.
     let turn = unsafe { _mm512_loadu_si512(turn.as_ptr().cast()) };
@@ -168,6 +169,7 @@ unsafe fn dots<const R: usize, const S: usize>(
     }
     sums
 }
+
 /// The lane sums of eight vectors, `[Σv0, …, Σv7]`: pairs interleaved
 /// and added, then quads, then the four 128-bit quarters; 16 shuffles and
 /// 8 adds, where eight separate reductions would take 32 and 32.

@@ -149,21 +149,29 @@ unsafe fn dots<const R: usize, const S: usize>(
     // Lane l turned back to holding the inputs k ≡ l (mod 16), after a
     // head: the sums then add in the same order wherever the weights lie,
     // so that equal models give equal outputs.
-    let turn: [i32; 16] = std::array::from_fn(|l| ((l + 16 - head) % 16) as i32);
-    // SAFETY: `turn` holds 16 i32, the 64 bytes read.
-    let turn = unsafe { _mm512_loadu_si512(turn.as_ptr().cast()) };
+    let turn = if head > 0 {
+        let idx: [i32; 16] = std::array::from_fn(|l| ((l + 16 - head) % 16) as i32);
+        // SAFETY: `idx` holds 16 i32, the 64 bytes read.
+        Some(unsafe { _mm512_loadu_si512(idx.as_ptr().cast()) })
+    } else {
+        None
+    };
     let mut sums = [[0.0f32; R]; S];
     for (s, out) in sums.iter_mut().enumerate() {
+        let mut column = [_mm512_setzero_ps(); R];
+        for (c, acc_r) in column.iter_mut().zip(&acc) {
+            *c = match turn {
+                Some(t) => _mm512_permutexvar_ps(t, acc_r[s]),
+                None => acc_r[s],
+            };
+        }
         if R == ROWS {
-            let mut column = [_mm512_setzero_ps(); ROWS];
-            for (c, acc_r) in column.iter_mut().zip(&acc) {
-                *c = if head > 0 { _mm512_permutexvar_ps(turn, acc_r[s]) } else { acc_r[s] };
-            }
-            out.copy_from_slice(&lane_sums8(column));
+            let mut eight = [_mm512_setzero_ps(); ROWS];
+            eight.copy_from_slice(&column);
+            out.copy_from_slice(&lane_sums8(eight));
         } else {
-            for (o, acc_r) in out.iter_mut().zip(&acc) {
-                let a = if head > 0 { _mm512_permutexvar_ps(turn, acc_r[s]) } else { acc_r[s] };
-                *o = _mm512_reduce_add_ps(a);
+            for (o, c) in out.iter_mut().zip(column) {
+                *o = _mm512_reduce_add_ps(c);
             }
         }
     }

@@ -122,62 +122,29 @@ microkernel!(
     _mm512_add_ps
 );
 
-/// # Safety
-/// As [`super::MicroKernel`], on a CPU with AVX2 and FMA.
-#[target_feature(enable = "avx2,fma")]
-pub unsafe fn avx2_kernel(
-    kc: usize,
-    a: *const f32,
-    b: *const f32,
-    c: *mut f32,
-    rsc: usize,
-    accumulate: bool,
-) {
-    // SAFETY: forwarded from the caller; the target features are enabled here.
-    unsafe { body_avx2::<AVX2_MR, { AVX2_NR / 8 }>(kc, a, b, c, rsc, accumulate) }
+/// A [`super::MicroKernel`]: `$body` on `$mr` rows of `$nv` vectors,
+/// compiled for `$features`.
+macro_rules! kernel_entry {
+    ($name:ident, $features:literal, $body:ident, $mr:expr, $nv:expr) => {
+        /// # Safety
+        /// As [`super::MicroKernel`], on a CPU with the target features.
+        #[target_feature(enable = $features)]
+        pub unsafe fn $name(
+            kc: usize,
+            a: *const f32,
+            b: *const f32,
+            c: *mut f32,
+            rsc: usize,
+            accumulate: bool,
+        ) {
+            // SAFETY: forwarded from the caller; the target features are
+            // enabled here.
+            unsafe { $body::<{ $mr }, { $nv }>(kc, a, b, c, rsc, accumulate) }
+        }
+    };
 }
 
-/// # Safety
-/// As [`super::MicroKernel`], on a CPU with AVX-512F.
-#[target_feature(enable = "avx512f")]
-pub unsafe fn avx512_kernel(
-    kc: usize,
-    a: *const f32,
-    b: *const f32,
-    c: *mut f32,
-    rsc: usize,
-    accumulate: bool,
-) {
-    // SAFETY: forwarded from the caller; the target features are enabled here.
-    unsafe { body_avx512::<AVX512_MR, { AVX512_NR / 16 }>(kc, a, b, c, rsc, accumulate) }
-}
-
-/// # Safety
-/// As [`super::MicroKernel`], on a CPU with AVX-512F.
-#[target_feature(enable = "avx512f")]
-pub unsafe fn avx512_12x32_kernel(
-    kc: usize,
-    a: *const f32,
-    b: *const f32,
-    c: *mut f32,
-    rsc: usize,
-    accumulate: bool,
-) {
-    // SAFETY: forwarded from the caller; the target features are enabled here.
-    unsafe { body_avx512::<12, 2>(kc, a, b, c, rsc, accumulate) }
-}
-
-/// # Safety
-/// As [`super::MicroKernel`], on a CPU with AVX-512F.
-#[target_feature(enable = "avx512f")]
-pub unsafe fn avx512_8x32_kernel(
-    kc: usize,
-    a: *const f32,
-    b: *const f32,
-    c: *mut f32,
-    rsc: usize,
-    accumulate: bool,
-) {
-    // SAFETY: forwarded from the caller; the target features are enabled here.
-    unsafe { body_avx512::<8, 2>(kc, a, b, c, rsc, accumulate) }
-}
+kernel_entry!(avx2_kernel, "avx2,fma", body_avx2, AVX2_MR, AVX2_NR / 8);
+kernel_entry!(avx512_kernel, "avx512f", body_avx512, AVX512_MR, AVX512_NR / 16);
+kernel_entry!(avx512_12x32_kernel, "avx512f", body_avx512, 12, 2);
+kernel_entry!(avx512_8x32_kernel, "avx512f", body_avx512, 8, 2);

@@ -6,7 +6,9 @@
 //! conv has the bias and fused activation it has in its model, and the
 //! passes run inside `nn::awake`, as a model's do.
 //!
-//! `cargo run --release -p netc-runtime --example conv_bench [-- --json] [--quick]`
+//! `cargo run --release -p netc-runtime --example conv_bench [-- --json] [--quick] [MODEL ...]`
+//!
+//! Naming models (`alexnet`, `resnet20`, `lenet5`) times only their layers.
 
 use netc_runtime::conv::winograd;
 use netc_runtime::conv::{
@@ -60,11 +62,14 @@ fn main() {
     }
     // Inside `nn::awake`, as a model's pass runs: the pool's other thread
     // polls, so each parallel call is a cheap fork-join.
-    netc_runtime::nn::awake(|| run_all(json, budget, peak));
+    let models: Vec<&str> =
+        args.iter().skip(1).filter(|a| !a.starts_with("--")).map(String::as_str).collect();
+    let wanted = |model: &str| models.is_empty() || models.contains(&model);
+    netc_runtime::nn::awake(|| run_all(json, budget, peak, wanted));
 }
 
-fn run_all(json: bool, budget: Duration, peak: f64) {
-    for (model, layer, s) in layers() {
+fn run_all(json: bool, budget: Duration, peak: f64, wanted: impl Fn(&str) -> bool) {
+    for (model, layer, s) in layers().into_iter().filter(|(model, ..)| wanted(model)) {
         let x = fill(s.input_len());
         let w = fill(s.weight_len());
         let b = fill(s.o);

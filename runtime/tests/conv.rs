@@ -4,8 +4,9 @@
 
 use netc_runtime::conv::winograd::{self, Isa};
 use netc_runtime::conv::{
-    conv2d_backward_data, conv2d_backward_weights, conv2d_backward_weights_direct, conv2d_forward,
-    conv2d_forward_cached, conv2d_forward_direct, Conv2d, ConvAlgo, ForwardCache,
+    conv2d_backward_data, conv2d_backward_data_direct, conv2d_backward_weights,
+    conv2d_backward_weights_direct, conv2d_forward, conv2d_forward_cached, conv2d_forward_direct,
+    Conv2d, ConvAlgo, ForwardCache,
 };
 use netc_runtime::gemm::{Activation, Par};
 use netc_runtime::reference::conv as reference;
@@ -126,33 +127,51 @@ fn each_algorithm_is_exercised() {
         (Conv2d::square(2, 16, 8, 8, 32, 1, 1, 0), ConvAlgo::Pointwise),
         (Conv2d::square(1, 1, 28, 28, 6, 5, 1, 2), ConvAlgo::Direct),
         (Conv2d::square(2, 1, 15, 35, 8, 4, 1, 3), ConvAlgo::Direct),
-        (Conv2d::square(2, 3, 15, 35, 8, 4, 1, 3), ConvAlgo::Im2col),
+        (Conv2d::square(2, 3, 15, 35, 8, 4, 1, 3), ConvAlgo::Direct),
+        (Conv2d::square(2, 3, 15, 35, 72, 4, 1, 3), ConvAlgo::Im2col),
         (Conv2d::square(2, 3, 15, 15, 8, 4, 3, 2), ConvAlgo::Im2col),
         (Conv2d::square(2, 16, 9, 9, 16, 3, 1, 1), ConvAlgo::Winograd),
-        (Conv2d::square(2, 3, 9, 9, 16, 3, 1, 1), ConvAlgo::Im2col),
+        (Conv2d::square(2, 3, 9, 9, 16, 3, 1, 1), ConvAlgo::Direct),
         (Conv2d::square(1, 16, 8, 8, 32, 1, 2, 0), ConvAlgo::Im2col),
         // More samples than threads, in uneven shares.
         (Conv2d::square(21, 16, 32, 32, 16, 3, 1, 1), ConvAlgo::Winograd),
         (Conv2d::square(3, 8, 7, 7, 8, 3, 1, 3), ConvAlgo::Winograd),
     ];
-    // With 3 input channels, forward and backward-data take im2col
+    // With 3 input channels, forward takes direct and backward-data im2col
     // (measured) while the weight gradient takes Winograd.
-    assert_eq!(cases[6].0.backward_data_algo(), ConvAlgo::Im2col);
-    assert_eq!(cases[6].0.backward_weights_algo(), ConvAlgo::Winograd);
-    assert_eq!(cases[5].0.backward_data_algo(), ConvAlgo::Winograd);
+    assert_eq!(cases[7].0.backward_data_algo(), ConvAlgo::Im2col);
+    assert_eq!(cases[7].0.backward_weights_algo(), ConvAlgo::Winograd);
+    assert_eq!(cases[6].0.backward_data_algo(), ConvAlgo::Winograd);
     for (i, (s, algo)) in cases.iter().enumerate() {
         assert_eq!(s.forward_algo(), *algo, "{s:?}");
         check_all_passes(s, i as u64, Activation::Relu, Par::Seq).unwrap_or_else(|e| panic!("{e}"));
     }
 }
 
+/// LeNet-5's convs take the direct path for all three passes; so does
+/// ResNet-20's first conv forward, while its 16-channel convs take Winograd.
+#[test]
+fn small_stride_1_convs_go_direct() {
+    let algos = |s: Conv2d| (s.forward_algo(), s.backward_data_algo(), s.backward_weights_algo());
+    let d = ConvAlgo::Direct;
+    assert_eq!(algos(Conv2d::square(64, 1, 28, 28, 6, 5, 1, 2)), (d, ConvAlgo::Im2col, d));
+    assert_eq!(algos(Conv2d::square(64, 6, 14, 14, 16, 5, 1, 0)), (d, d, d));
+    assert_eq!(Conv2d::square(64, 3, 32, 32, 16, 3, 1, 1).forward_algo(), d);
+    assert_eq!(Conv2d::square(64, 16, 32, 32, 16, 3, 1, 1).forward_algo(), ConvAlgo::Winograd);
+    // Many output channels keep im2col; a lone sample with more than a
+    // few channels keeps the GEMM that splits it between threads.
+    assert_eq!(Conv2d::square(8, 96, 27, 27, 256, 5, 1, 2).forward_algo(), ConvAlgo::Im2col);
+    assert_eq!(Conv2d::square(1, 16, 14, 14, 32, 5, 1, 0).forward_algo(), ConvAlgo::Im2col);
+    assert_eq!(Conv2d::square(1, 6, 14, 14, 16, 5, 1, 0).forward_algo(), d);
+}
+
 /// Small output planes put several samples' im2col matrices side by side in
-/// one GEMM: LeNet-5's conv2 at a batch that splits into uneven chunks (of
-/// 8 samples, and across threads), with and without groups.
+/// one GEMM: a batch that splits into uneven chunks (of 8 samples, and
+/// across threads), with and without groups.
 #[test]
 fn samples_side_by_side_in_one_gemm() {
     let grouped = Conv2d { groups: 2, ..Conv2d::square(13, 6, 9, 9, 4, 3, 2, 1) };
-    for (i, s) in [Conv2d::square(21, 6, 14, 14, 16, 5, 1, 0), grouped].iter().enumerate() {
+    for (i, s) in [Conv2d::square(21, 6, 27, 27, 16, 5, 2, 0), grouped].iter().enumerate() {
         assert_eq!(s.forward_algo(), ConvAlgo::Im2col, "{s:?}");
         for par in [Par::Seq, Par::Rayon] {
             check_all_passes(s, 60 + i as u64, Activation::Relu, par)
@@ -443,12 +462,18 @@ fn winograd_refuses_other_shapes() {
     assert!(r.is_err());
 }
 
-/// Shapes the direct convolution takes (stride 1, no dilation, one group),
-/// with output channel counts around its blocks of 4 and 8 (so the last
-/// block overlaps the one before) and rows around its 16 outputs.
+/// Shapes the direct convolution takes (stride 1, no dilation, one group):
+/// channel counts on both sides of its blocks of 1, 2, 4, 6 and 8 (the
+/// last block overlapping the one before), planes from one position to
+/// many vectors of 16, kernels wider than its runs of 5 taps, and padding
+/// up to and past the kernel (backward-data crops `dy` then).
 fn direct_strategy() -> impl Strategy<Value = Conv2d> {
-    (1usize..3, 1usize..3, 1usize..21, 1usize..40, 1usize..36, 1usize..6, 1usize..6, 0usize..3)
-        .prop_map(|(n, c, o, h, w, kh, kw, pad)| Conv2d {
+    (
+        (1usize..4, 1usize..8, 1usize..21),
+        (1usize..30, 1usize..36),
+        (1usize..8, 1usize..8, 0usize..5, 0usize..5),
+    )
+        .prop_map(|((n, c, o), (h, w), (kh, kw, ph, pw))| Conv2d {
             n,
             c,
             h,
@@ -458,8 +483,8 @@ fn direct_strategy() -> impl Strategy<Value = Conv2d> {
             kw,
             sh: 1,
             sw: 1,
-            ph: pad.min(kh / 2),
-            pw: pad.min(kw / 2),
+            ph,
+            pw,
             dh: 1,
             dw: 1,
             groups: 1,
@@ -470,8 +495,8 @@ fn direct_strategy() -> impl Strategy<Value = Conv2d> {
 proptest! {
     #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
 
-    /// The direct convolution, forward and weight gradient, on every
-    /// instruction set this CPU has.
+    /// The direct convolution, forward, backward-data and weight gradient,
+    /// on every instruction set this CPU has.
     #[test]
     fn direct_matches_the_reference_on_every_isa(s in direct_strategy(), seed in any::<u64>(), relu in any::<bool>()) {
         let act = if relu { Activation::Relu } else { Activation::Identity };
@@ -482,6 +507,7 @@ proptest! {
         }
         let dy = fill(s.output_len(), seed + 3);
         let (want_dw, _) = reference::conv2d_backward_weights(&s, &f64s(&x), &f64s(&dy));
+        let want_dx = reference::conv2d_backward_data(&s, &f64s(&dy), &f64s(&w));
         for &isa in Isa::supported() {
             let fail = |e: netc_runtime::LenError| TestCaseError::fail(format!("{isa:?}: {e}"));
             let mut y = vec![f32::NAN; s.output_len()];
@@ -491,6 +517,9 @@ proptest! {
             conv2d_backward_weights_direct(&s, isa, &x, &dy, &mut dw).map_err(fail)?;
             let positions = s.n * s.out_h() * s.out_w();
             assert_close(&format!("{isa:?} direct weight gradient"), &dw, &want_dw, positions, &s)?;
+            let mut dx = vec![f32::NAN; s.input_len()];
+            conv2d_backward_data_direct(&s, isa, &dy, &w, &mut dx).map_err(fail)?;
+            assert_close(&format!("{isa:?} direct backward-data"), &dx, &want_dx, s.o * s.kh * s.kw, &s)?;
         }
     }
 }

@@ -1,19 +1,200 @@
-//! The direct convolution, for few input channels (LeNet's first layer,
-//! one channel): im2col's matrix would be too thin for the GEMM to pay, so
-//! the window is applied straight from a zero-padded copy of the sample.
-//! Forward and the weight gradient; blocks of output channels share each
-//! load of the input, so their independent accumulators hide the FMA
-//! latency. AVX-512, AVX2 and portable builds of one generic body.
+//! The direct convolution, for stride-1, undilated, ungrouped convs with
+//! few channels (LeNet-5's two): forward, backward-data and the weight
+//! gradient, with no im2col matrix. Through im2col such shapes spend more
+//! time moving data than multiplying: LeNet-5's conv2 spent 47% of its
+//! forward packing the GEMM's panels, 60% of its backward-data in col2im.
+//!
+//! Every pass lays its output on the grid of its zero-padded input. With
+//! the input planes padded to `rows × grid` floats, output `(oy, ox)` sits
+//! at position `p = oy·grid + ox`, and tap `(i, j)` of its window reads
+//! input `p + i·grid + j`. So for every tap, 16 consecutive positions read
+//! 16 consecutive floats, one vector load, whatever the width of a row.
+//! The `grid - out_w` positions at the end of each grid row are computed
+//! and dropped: 40 of LeNet-5's conv2's 140, where 16-wide blocks along its
+//! 10-wide rows would drop 60 of 160.
+//!
+//! - Forward: a block of output channels × vectors of positions sits in
+//!   registers; per tap, a load of each vector of the input and one
+//!   broadcast weight per channel.
+//! - Backward-data is the forward pass of `dy`, zero-padded by `k - 1 - pad`
+//!   on each side, through the weights flipped with their channel axes
+//!   swapped, which the kernel reads in place through signed strides.
+//! - Weight gradient: `dw[o][c][i][j] = Σ_p dy[o][p]·x[c][p + i·grid + j]`
+//!   with `dy` laid on the same grid, zero at the dropped positions. Blocks
+//!   of output channels × taps of a kernel row sum over a few samples kept
+//!   in L1, then across their lanes.
+//!
+//! AVX-512 kernels, and AVX2 and portable builds of one generic body.
 
-use super::{with_columns, Conv2d};
+use super::{copy_run, with_columns, Conv2d};
+use crate::act::{activate, per_activation};
 use crate::error::LenError;
 use crate::gemm::Activation;
 use crate::isa::Isa;
 
+/// Positions per vector.
+const LANES: usize = 16;
+
+/// Floats of samples that one round of the weight gradient keeps: their
+/// padded inputs and their `dy` on the grid. 64 KB, past L1, but each
+/// round ends in lane sums of its accumulators, and fewer rounds paid
+/// more (LeNet-5's conv2 on one thread, `conv_one`: 32 KB 0.56 ms, 64 KB
+/// 0.47, 128 KB 0.44; its conv1, whose planes are larger, 0.24-0.25 at
+/// each).
+const WEIGHT_GRAD_CHUNK: usize = 16384;
+
+/// One pass's geometry: `cin` input planes, zero-padded to `rows × grid`
+/// floats, and `cout` output planes of `out_h × out_w`, through a
+/// `kh × kw` window at stride 1.
+#[derive(Clone, Copy, Debug)]
+struct Grid {
+    cin: usize,
+    cout: usize,
+    rows: usize,
+    grid: usize,
+    kh: usize,
+    kw: usize,
+    out_h: usize,
+    out_w: usize,
+}
+
+impl Grid {
+    /// The forward pass, and the weight gradient: the input padded by the
+    /// conv's padding.
+    fn forward(s: &Conv2d) -> Grid {
+        Grid {
+            cin: s.c,
+            cout: s.o,
+            rows: s.h + 2 * s.ph,
+            grid: s.w + 2 * s.pw,
+            kh: s.kh,
+            kw: s.kw,
+            out_h: s.out_h(),
+            out_w: s.out_w(),
+        }
+    }
+
+    /// The backward-data pass: `dy` padded so that every input position
+    /// sees a whole window, `(h + kh - 1) × (w + kw - 1)`.
+    fn backward_data(s: &Conv2d) -> Grid {
+        Grid {
+            cin: s.o,
+            cout: s.c,
+            rows: s.h + s.kh - 1,
+            grid: s.w + s.kw - 1,
+            kh: s.kh,
+            kw: s.kw,
+            out_h: s.h,
+            out_w: s.w,
+        }
+    }
+
+    fn plane(&self) -> usize {
+        self.rows * self.grid
+    }
+
+    /// Vectors of positions of one output plane, rounded up to whole
+    /// blocks of `block`.
+    fn vectors(&self, block: usize) -> usize {
+        (self.out_h * self.grid).div_ceil(LANES).div_ceil(block) * block
+    }
+
+    /// Floats of one sample's padded input when `vectors` vectors of
+    /// positions are computed: its planes, and past the last one room for
+    /// the last vectors' reads.
+    fn input_len(&self, vectors: usize) -> usize {
+        let reach = (self.kh - 1) * self.grid + self.kw - 1 + vectors * LANES;
+        ((self.cin - 1) * self.plane() + reach).max(self.cin * self.plane())
+    }
+
+    /// Where `planes` planes of `h × w` go in this grid's input: at row
+    /// `top`, column `left` (negative where the pass drops the first rows or
+    /// columns), `stride` floats from plane to plane.
+    fn input_layout(&self, (h, w): (usize, usize), (top, left): (isize, isize)) -> Placement {
+        Placement { h, w, top, left, rows: self.rows, grid: self.grid, stride: self.plane() }
+    }
+
+    /// `dy`'s place on the grid in the weight gradient: its rows at the
+    /// start of the grid's rows, `vectors` vectors from plane to plane.
+    fn output_layout(&self, vectors: usize) -> Placement {
+        let (h, w) = (self.out_h, self.out_w);
+        Placement { h, w, top: 0, left: 0, rows: h, grid: self.grid, stride: vectors * LANES }
+    }
+}
+
+/// How planes of `h × w` floats are copied into zero-filled planes of
+/// `rows × grid` floats, `stride` apart: at row `top`, column `left`, and
+/// cropped to them.
+#[derive(Clone, Copy)]
+struct Placement {
+    h: usize,
+    w: usize,
+    top: isize,
+    left: isize,
+    rows: usize,
+    grid: usize,
+    stride: usize,
+}
+
+impl Placement {
+    /// Zeroes `dst` and copies the planes of `src` into it.
+    fn place(&self, src: &[f32], dst: &mut [f32]) {
+        dst.fill(0.0);
+        let first = (-self.left).max(0) as usize;
+        let last = (self.grid as isize - self.left).clamp(0, self.w as isize) as usize;
+        if first >= last {
+            return;
+        }
+        let planes = src.chunks_exact(self.h * self.w).zip(dst.chunks_mut(self.stride));
+        for (src, dst) in planes {
+            for (y, row) in src.chunks_exact(self.w).enumerate() {
+                let r = self.top + y as isize;
+                if (0..self.rows as isize).contains(&r) {
+                    let at = r as usize * self.grid + (self.left + first as isize) as usize;
+                    copy_run(&mut dst[at..at + last - first], &row[first..last]);
+                }
+            }
+        }
+    }
+}
+
+/// Where weight (output channel, input channel, i, j) of a pass lies in the
+/// conv's weights `[o][c][kh][kw]`:
+/// `base + out·d_out + inp·d_in + i·d_row + j·d_col`. Both passes' maps are
+/// one-to-one onto the whole tensor.
+#[derive(Clone, Copy)]
+struct Taps {
+    base: isize,
+    d_out: isize,
+    d_in: isize,
+    d_row: isize,
+    d_col: isize,
+}
+
+impl Taps {
+    fn forward(s: &Conv2d) -> Taps {
+        let (kw, window) = (s.kw as isize, (s.kh * s.kw) as isize);
+        Taps { base: 0, d_out: s.c as isize * window, d_in: window, d_row: kw, d_col: 1 }
+    }
+
+    /// Backward-data's weight `(c, o, i, j)` is the forward's
+    /// `(o, c, kh - 1 - i, kw - 1 - j)`.
+    fn backward_data(s: &Conv2d) -> Taps {
+        let (kw, window) = (s.kw as isize, (s.kh * s.kw) as isize);
+        Taps { base: window - 1, d_out: window, d_in: s.c as isize * window, d_row: -kw, d_col: -1 }
+    }
+
+    /// The index of the first weight of row `i` of input channel `inp` of
+    /// output channel `out`.
+    fn row(&self, out: usize, inp: usize, i: usize) -> isize {
+        self.base + out as isize * self.d_out + inp as isize * self.d_in + i as isize * self.d_row
+    }
+}
+
 /// The direct forward convolution on the kernels of `isa` (the portable
 /// ones if the CPU lacks it), one sample after another: what
-/// [`super::conv2d_forward`] runs for one input channel, exposed so that tests can
-/// run every instruction set's path.
+/// [`super::conv2d_forward`] runs for the shapes that pick it, exposed so
+/// that tests can run every instruction set's path.
 pub fn conv2d_forward_direct(
     s: &Conv2d,
     isa: Isa,
@@ -38,183 +219,34 @@ pub fn conv2d_forward_direct(
     Ok(())
 }
 
-/// Direct convolution for few input channels (groups = 1, stride 1, no
-/// dilation). The sample is first copied into a zero-padded scratch image
-/// (with `W` spare columns), so that every tap of the window is a plain
-/// multiply-add of `W` contiguous values into a register-sized block of
-/// outputs: no bounds checks, no partial sums written back per tap.
-pub(super) fn forward_direct(
+/// [`conv2d_backward_data_direct`]'s pass: `dx` (overwritten) from `dy`,
+/// one sample after another, on the kernels of `isa`.
+pub fn conv2d_backward_data_direct(
     s: &Conv2d,
     isa: Isa,
-    x: &[f32],
+    dy: &[f32],
     weight: &[f32],
-    bias: Option<&[f32]>,
-    activation: Activation,
-    y: &mut [f32],
-) {
-    with_columns(padded_len(s), |padded| {
-        pad_sample(s, x, padded);
-        // Blocks of OB output channels share each load of the input: OB
-        // independent accumulator rows hide the multiply-add latency.
-        #[cfg(target_arch = "x86_64")]
-        match isa.if_supported() {
-            // SAFETY: `if_supported` keeps only ISAs the CPU has.
-            Isa::Avx512 => return unsafe { direct_avx512(s, padded, weight, bias, activation, y) },
-            // SAFETY: as above.
-            Isa::Avx2 => return unsafe { direct_avx2(s, padded, weight, bias, activation, y) },
-            Isa::Portable => {}
-        }
-        let _ = isa;
-        match s.o {
-            4.. => direct_kernel::<false, 4>(s, padded, weight, bias, activation, y),
-            _ => direct_kernel::<false, 1>(s, padded, weight, bias, activation, y),
-        }
-    });
-}
-
-/// Outputs computed together by the direct kernel: one register-sized block.
-pub(super) const DIRECT_W: usize = 16;
-
-/// Floats of a sample's zero-padded copy: each plane has the padding around
-/// it and `DIRECT_W` spare columns, so that a block of outputs never reads
-/// past its row.
-pub(super) fn padded_len(s: &Conv2d) -> usize {
-    s.c * (s.h + 2 * s.ph) * (s.w + 2 * s.pw + DIRECT_W)
-}
-
-/// Floats of scratch of the weight gradient: the padded input and `dy` with
-/// its rows padded to whole vectors.
-pub(super) fn weight_grad_scratch_len(s: &Conv2d) -> usize {
-    padded_len(s) + s.o * s.out_h() * s.out_w().div_ceil(DIRECT_W) * DIRECT_W
-}
-
-/// Copies one sample into `padded` ([`padded_len`] floats), zero around it.
-fn pad_sample(s: &Conv2d, x: &[f32], padded: &mut [f32]) {
-    let (ph, pw) = (s.h + 2 * s.ph, s.w + 2 * s.pw + DIRECT_W);
-    padded.fill(0.0);
-    for c in 0..s.c {
-        for iy in 0..s.h {
-            let dst = &mut padded[(c * ph + iy + s.ph) * pw + s.pw..][..s.w];
-            dst.copy_from_slice(&x[(c * s.h + iy) * s.w..][..s.w]);
-        }
+    dx: &mut [f32],
+) -> Result<(), LenError> {
+    const OP: &str = "conv2d_backward_data (direct)";
+    s.check(OP, dx.len(), weight.len(), dy.len())?;
+    if !s.fits_direct() {
+        return Err(LenError { op: OP, tensor: "shape", expected: 0, found: 0 });
     }
-}
-
-/// [`direct_kernel`] compiled for AVX-512 (a 16-output row is one register):
-/// blocks of 8 channels, or 6 or 4 when there are fewer.
-///
-/// # Safety
-/// The CPU must support AVX-512F and FMA.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx2,fma")]
-unsafe fn direct_avx512(
-    s: &Conv2d,
-    padded: &[f32],
-    weight: &[f32],
-    bias: Option<&[f32]>,
-    act: Activation,
-    y: &mut [f32],
-) {
-    match s.o {
-        8.. => direct_kernel::<true, 8>(s, padded, weight, bias, act, y),
-        // LeNet-5's conv1: six chains where eight would cover the latency,
-        // but no channel computed twice.
-        6.. => direct_kernel::<true, 6>(s, padded, weight, bias, act, y),
-        4.. => direct_kernel::<true, 4>(s, padded, weight, bias, act, y),
-        _ => direct_kernel::<true, 1>(s, padded, weight, bias, act, y),
+    let (in_len, out_len) = (s.c * s.h * s.w, s.o * s.out_plane());
+    if in_len == 0 || out_len == 0 {
+        return Ok(());
     }
-}
-
-/// [`direct_kernel`] compiled for AVX2 with fused multiply-adds (a
-/// 16-output row is two registers): blocks of 4 channels.
-///
-/// # Safety
-/// The CPU must support AVX2 and FMA.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn direct_avx2(
-    s: &Conv2d,
-    padded: &[f32],
-    weight: &[f32],
-    bias: Option<&[f32]>,
-    act: Activation,
-    y: &mut [f32],
-) {
-    match s.o {
-        4.. => direct_kernel::<true, 4>(s, padded, weight, bias, act, y),
-        _ => direct_kernel::<true, 1>(s, padded, weight, bias, act, y),
+    for (dx, dy) in dx.chunks_exact_mut(in_len).zip(dy.chunks_exact(out_len)) {
+        backward_data_direct(s, isa, dy, weight, dx);
     }
-}
-
-/// The direct convolution over a padded image, `OB` output channels at a
-/// time (`OB ≤ s.o`; the last block overlaps the one before rather than
-/// running short, recomputing a few channels to the same values). `FMA`
-/// selects `mul_add`, one instruction where FMA is enabled and a slow
-/// library call where it is not. No closures inside: a closure would not
-/// inherit the caller's target features, and its multiply-adds would not
-/// become FMA instructions.
-#[inline(always)]
-fn direct_kernel<const FMA: bool, const OB: usize>(
-    s: &Conv2d,
-    padded: &[f32],
-    weight: &[f32],
-    bias: Option<&[f32]>,
-    activation: Activation,
-    y: &mut [f32],
-) {
-    const W: usize = DIRECT_W;
-    let (oh, ow) = (s.out_h(), s.out_w());
-    let (ph, pw) = (s.h + 2 * s.ph, s.w + 2 * s.pw + W);
-    let window = s.c * s.kh * s.kw;
-    let mut next = 0;
-    while next < s.o {
-        let o0 = next.min(s.o - OB);
-        let taps: [&[f32]; OB] = std::array::from_fn(|k| &weight[(o0 + k) * window..][..window]);
-        let b: [f32; OB] = std::array::from_fn(|k| bias.map_or(0.0, |bias| bias[o0 + k]));
-        for oy in 0..oh {
-            let mut x0 = 0;
-            while x0 < ow {
-                let mut acc = b.map(|b| [b; W]);
-                for c in 0..s.c {
-                    for i in 0..s.kh {
-                        let src = &padded[(c * ph + oy + i) * pw + x0..][..s.kw - 1 + W];
-                        let t0 = (c * s.kh + i) * s.kw;
-                        for j in 0..s.kw {
-                            let seg: &[f32; W] = match src[j..j + W].try_into() {
-                                Ok(seg) => seg,
-                                Err(_) => continue,
-                            };
-                            for (acc, taps) in acc.iter_mut().zip(&taps) {
-                                let wv = taps[t0 + j];
-                                for q in 0..W {
-                                    acc[q] = if FMA {
-                                        wv.mul_add(seg[q], acc[q])
-                                    } else {
-                                        acc[q] + wv * seg[q]
-                                    };
-                                }
-                            }
-                        }
-                    }
-                }
-                let width = W.min(ow - x0);
-                for (k, acc) in acc.iter().enumerate() {
-                    let row = &mut y[((o0 + k) * oh + oy) * ow + x0..][..width];
-                    for (o, &v) in row.iter_mut().zip(acc) {
-                        *o = activation.apply(v);
-                    }
-                }
-                x0 += W;
-            }
-        }
-        next = o0 + OB;
-    }
+    Ok(())
 }
 
 /// The weight gradient by the direct path, `dweight = Σ_samples dy ⋆ x`
 /// (overwritten), on the kernels of `isa` (the portable ones if the CPU
-/// lacks it), one sample after another; exposed so that tests can run every
-/// instruction set's path. The bias gradient is not computed here.
+/// lacks it); exposed so that tests can run every instruction set's path.
+/// The bias gradient is not computed here.
 pub fn conv2d_backward_weights_direct(
     s: &Conv2d,
     isa: Isa,
@@ -231,10 +263,218 @@ pub fn conv2d_backward_weights_direct(
     Ok(())
 }
 
-/// `dweight = Σ_{n in samples} dy_n ⋆ x_n`, overwriting `dweight`: each
-/// sample and its `dy` are copied into scratch, zero-padded (the input as
-/// for the forward, `dy`'s rows to whole 16-float blocks), then every
-/// weight is a sum of products of whole blocks.
+/// One sample's forward pass.
+pub(super) fn forward_direct(
+    s: &Conv2d,
+    isa: Isa,
+    x: &[f32],
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    activation: Activation,
+    y: &mut [f32],
+) {
+    let g = Grid::forward(s);
+    let placement = g.input_layout((s.h, s.w), (s.ph as isize, s.pw as isize));
+    let pass = Pass { g, isa, taps: Taps::forward(s), weight, bias, activation };
+    pass.run(|padded| placement.place(x, padded), y);
+}
+
+/// One sample's backward-data pass, `dx` overwritten.
+pub(super) fn backward_data_direct(
+    s: &Conv2d,
+    isa: Isa,
+    dy: &[f32],
+    weight: &[f32],
+    dx: &mut [f32],
+) {
+    let g = Grid::backward_data(s);
+    // dy row oy feeds input rows oy - ph .. oy - ph + kh - 1, so it goes
+    // kh - 1 - ph rows down the padded plane (up, cropped, if ph ≥ kh).
+    let at = ((s.kh - 1) as isize - s.ph as isize, (s.kw - 1) as isize - s.pw as isize);
+    let placement = g.input_layout((s.out_h(), s.out_w()), at);
+    let taps = Taps::backward_data(s);
+    let pass = Pass { g, isa, taps, weight, bias: None, activation: Activation::Identity };
+    pass.run(|padded| placement.place(dy, padded), dx);
+}
+
+/// Floats of per-thread scratch of one sample's forward pass.
+pub(super) fn forward_scratch_len(s: &Conv2d) -> usize {
+    Pass::scratch_len(&Grid::forward(s))
+}
+
+/// Floats of per-thread scratch of one sample's backward-data pass.
+pub(super) fn backward_data_scratch_len(s: &Conv2d) -> usize {
+    Pass::scratch_len(&Grid::backward_data(s))
+}
+
+/// Floats of per-thread scratch of the weight gradient.
+pub(super) fn weight_grad_scratch_len(s: &Conv2d) -> usize {
+    let per_sample = WeightGrad::sample_len(&Grid::forward(s));
+    (WEIGHT_GRAD_CHUNK / per_sample).clamp(1, s.n.max(1)) * per_sample
+}
+
+/// A forward-shaped pass over one sample: [`Grid`], weights read through
+/// [`Taps`], each output channel's bias (none: zero) and activation.
+struct Pass<'a> {
+    g: Grid,
+    isa: Isa,
+    taps: Taps,
+    weight: &'a [f32],
+    bias: Option<&'a [f32]>,
+    activation: Activation,
+}
+
+/// Output channels × vectors of positions in one block of the forward
+/// kernel: 24 accumulators (of 32 registers) whatever the channel count.
+#[cfg(target_arch = "x86_64")]
+fn avx512_block(cout: usize) -> (usize, usize) {
+    match cout {
+        8.. => (8, 3),
+        6.. => (6, 4),
+        4.. => (4, 6),
+        2.. => (2, 8),
+        _ => (1, 8),
+    }
+}
+
+impl Pass<'_> {
+    /// Vectors of positions the kernel of the best ISA computes per plane:
+    /// whole blocks.
+    fn vectors(g: &Grid, isa: Isa) -> usize {
+        #[cfg(target_arch = "x86_64")]
+        if isa.if_supported() == Isa::Avx512 {
+            return g.vectors(avx512_block(g.cout).1);
+        }
+        let _ = isa;
+        g.vectors(1)
+    }
+
+    fn scratch_len(g: &Grid) -> usize {
+        let vectors = Pass::vectors(g, Isa::best());
+        g.input_len(vectors) + g.cout * vectors * LANES
+    }
+
+    /// Runs the pass: `fill` writes the padded input planes into scratch,
+    /// the kernel computes every output position of the grid, and the
+    /// activation takes the kept ones into `out`.
+    fn run(&self, fill: impl FnOnce(&mut [f32]), out: &mut [f32]) {
+        let g = &self.g;
+        let vectors = Pass::vectors(g, self.isa);
+        let (in_len, z_len) = (g.input_len(vectors), g.cout * vectors * LANES);
+        assert_eq!(self.weight.len(), g.cout * g.cin * g.kh * g.kw, "weights of the pass");
+        assert_eq!(out.len(), g.cout * g.out_h * g.out_w, "outputs of the pass");
+        with_columns(in_len + z_len, |scratch| {
+            let (padded, z) = scratch.split_at_mut(in_len);
+            fill(padded);
+            self.kernel(padded, z, vectors);
+            let planes =
+                out.chunks_exact_mut(g.out_h * g.out_w).zip(z.chunks_exact(vectors * LANES));
+            // One loop per activation: matched per element, the activation
+            // took three quarters of LeNet-5's conv1 forward.
+            per_activation!(self.activation, activate, |f| {
+                for (out, z) in planes {
+                    for (out, z) in out.chunks_exact_mut(g.out_w).zip(z.chunks_exact(g.grid)) {
+                        for (o, &v) in out.iter_mut().zip(z) {
+                            *o = f(v);
+                        }
+                    }
+                }
+            });
+        });
+    }
+
+    /// Every position vector of every output channel into `z` (`cout`
+    /// planes of `vectors` vectors), bias added.
+    fn kernel(&self, padded: &[f32], z: &mut [f32], vectors: usize) {
+        assert!(
+            padded.len() >= self.g.input_len(vectors) && z.len() == self.g.cout * vectors * LANES
+        );
+        #[cfg(target_arch = "x86_64")]
+        match self.isa.if_supported() {
+            // SAFETY: `if_supported` keeps only ISAs the CPU has; the
+            // lengths are asserted above.
+            Isa::Avx512 => return unsafe { x86::forward(self, padded, z, vectors) },
+            // SAFETY: as above.
+            Isa::Avx2 => return unsafe { self.kernel_avx2(padded, z, vectors) },
+            Isa::Portable => {}
+        }
+        self.kernel_generic::<false>(padded, z, vectors);
+    }
+
+    /// [`Self::kernel_generic`] compiled for AVX2 with FMA.
+    ///
+    /// # Safety
+    /// The CPU must support AVX2 and FMA.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn kernel_avx2(&self, padded: &[f32], z: &mut [f32], vectors: usize) {
+        self.kernel_generic::<true>(padded, z, vectors);
+    }
+
+    /// The kernel in plain loops, 4 output channels (or 1) × one vector of
+    /// positions at a time. `FMA` selects `mul_add`, one instruction where
+    /// FMA is enabled and a slow library call where it is not.
+    #[inline(always)]
+    fn kernel_generic<const FMA: bool>(&self, padded: &[f32], z: &mut [f32], vectors: usize) {
+        match self.g.cout {
+            4.. => self.blocks_generic::<FMA, 4>(padded, z, vectors),
+            _ => self.blocks_generic::<FMA, 1>(padded, z, vectors),
+        }
+    }
+
+    /// Blocks of `OB` output channels (`OB ≤ cout`; the last block
+    /// overlaps the one before rather than running short, recomputing a
+    /// few channels to the same values).
+    #[inline(always)]
+    fn blocks_generic<const FMA: bool, const OB: usize>(
+        &self,
+        padded: &[f32],
+        z: &mut [f32],
+        vectors: usize,
+    ) {
+        let g = &self.g;
+        let mut next = 0;
+        while next < g.cout {
+            let o0 = next.min(g.cout - OB);
+            let bias: [f32; OB] =
+                std::array::from_fn(|b| self.bias.map_or(0.0, |bias| bias[o0 + b]));
+            for v in 0..vectors {
+                let mut acc = bias.map(|b| [b; LANES]);
+                for ci in 0..g.cin {
+                    for i in 0..g.kh {
+                        let row =
+                            &padded[ci * g.plane() + i * g.grid + v * LANES..][..g.kw - 1 + LANES];
+                        let rows: [isize; OB] =
+                            std::array::from_fn(|b| self.taps.row(o0 + b, ci, i));
+                        for j in 0..g.kw {
+                            let Ok(seg) = <&[f32; LANES]>::try_from(&row[j..j + LANES]) else {
+                                continue;
+                            };
+                            for (acc, &at) in acc.iter_mut().zip(&rows) {
+                                let w = self.weight[(at + j as isize * self.taps.d_col) as usize];
+                                for q in 0..LANES {
+                                    acc[q] = if FMA {
+                                        w.mul_add(seg[q], acc[q])
+                                    } else {
+                                        acc[q] + w * seg[q]
+                                    };
+                                }
+                            }
+                        }
+                    }
+                }
+                for (b, acc) in acc.iter().enumerate() {
+                    z[((o0 + b) * vectors + v) * LANES..][..LANES].copy_from_slice(acc);
+                }
+            }
+            next = o0 + OB;
+        }
+    }
+}
+
+/// `dweight = Σ_{n in samples} dy_n ⋆ x_n`, overwriting `dweight`: a few
+/// samples at a time, each padded input and `dy` laid on the grid in
+/// scratch, then every weight summed over them.
 pub(super) fn weight_grad_direct(
     s: &Conv2d,
     isa: Isa,
@@ -244,205 +484,420 @@ pub(super) fn weight_grad_direct(
     dweight: &mut [f32],
 ) {
     dweight.fill(0.0);
-    let (oh, ow) = (s.out_h(), s.out_w());
-    let row = ow.div_ceil(DIRECT_W) * DIRECT_W;
-    let (in_len, out_len) = (s.c * s.h * s.w, s.o * oh * ow);
-    with_columns(weight_grad_scratch_len(s), |scratch| {
-        let (padded, dyp) = scratch.split_at_mut(padded_len(s));
-        dyp.fill(0.0);
-        for n in samples {
-            pad_sample(s, &x[n * in_len..][..in_len], padded);
-            let dy = &dy[n * out_len..][..out_len];
-            for (dst, src) in dyp.chunks_exact_mut(row).zip(dy.chunks_exact(ow)) {
-                dst[..ow].copy_from_slice(src);
+    let g = Grid::forward(s);
+    let (in_len, out_len) = (s.c * s.h * s.w, s.o * s.out_plane());
+    if in_len == 0 || out_len == 0 || samples.is_empty() {
+        return;
+    }
+    let wg = WeightGrad::new(g);
+    let per_sample = WeightGrad::sample_len(&g);
+    let chunk = (WEIGHT_GRAD_CHUNK / per_sample).clamp(1, samples.len());
+    let inputs = g.input_layout((s.h, s.w), (s.ph as isize, s.pw as isize));
+    let outputs = g.output_layout(wg.vectors);
+    with_columns(chunk * per_sample, |scratch| {
+        let (xs, dys) = scratch.split_at_mut(chunk * wg.x_len);
+        let mut first = samples.start;
+        while first < samples.end {
+            let cnt = chunk.min(samples.end - first);
+            let x = &x[first * in_len..][..cnt * in_len];
+            let dy = &dy[first * out_len..][..cnt * out_len];
+            first += cnt;
+            if !x.iter().all(|v| v.is_finite()) {
+                // The dropped positions multiply the input by zero: an
+                // infinity there would make NaN in weights PyTorch keeps
+                // finite.
+                weight_grad_term_by_term(s, x, dy, dweight);
+                continue;
             }
-            weight_grad_sample(s, isa, padded, dyp, dweight);
+            let xs = &mut xs[..cnt * wg.x_len];
+            for (dst, x) in xs.chunks_exact_mut(wg.x_len).zip(x.chunks_exact(in_len)) {
+                inputs.place(x, dst);
+            }
+            let dys = &mut dys[..cnt * wg.dy_len];
+            for (dst, dy) in dys.chunks_exact_mut(wg.dy_len).zip(dy.chunks_exact(out_len)) {
+                outputs.place(dy, dst);
+            }
+            wg.add(isa, xs, dys, dweight);
         }
     });
 }
 
-/// Adds one padded sample's weight gradient into `dweight`.
-fn weight_grad_sample(s: &Conv2d, isa: Isa, padded: &[f32], dyp: &[f32], dweight: &mut [f32]) {
-    #[cfg(target_arch = "x86_64")]
-    match isa.if_supported() {
-        // SAFETY: `if_supported` keeps only ISAs the CPU has.
-        Isa::Avx512 => return unsafe { weight_grad_avx512(s, padded, dyp, dweight) },
-        // SAFETY: as above.
-        Isa::Avx2 => return unsafe { weight_grad_avx2(s, padded, dyp, dweight) },
-        Isa::Portable => {}
-    }
-    let _ = isa;
-    weight_grad_all::<KIND_PLAIN>(s, padded, dyp, dweight);
-}
-
-/// [`weight_grad_taps`] compiled for AVX-512.
-///
-/// # Safety
-/// The CPU must support AVX-512F and FMA.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx2,fma")]
-unsafe fn weight_grad_avx512(s: &Conv2d, padded: &[f32], dyp: &[f32], dweight: &mut [f32]) {
-    weight_grad_all::<KIND_AVX512>(s, padded, dyp, dweight);
-}
-
-/// `weight_grad_all`'s kernel choices: plain loops without or with
-/// `mul_add`, or AVX-512 intrinsics, where the compiler vectorised the
-/// plain loops across taps instead of along the row and spilled.
-const KIND_PLAIN: u8 = 0;
-const KIND_FMA: u8 = 1;
-const KIND_AVX512: u8 = 2;
-
-/// [`weight_grad_taps`] compiled for AVX2.
-///
-/// # Safety
-/// The CPU must support AVX2 and FMA.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn weight_grad_avx2(s: &Conv2d, padded: &[f32], dyp: &[f32], dweight: &mut [f32]) {
-    weight_grad_all::<KIND_FMA>(s, padded, dyp, dweight);
-}
-
-/// Every weight of one sample, for each output channel and kernel row in
-/// runs of up to 7 taps along the row (the taps a constant, so that their
-/// accumulators stay in registers).
-#[inline(always)]
-fn weight_grad_all<const KIND: u8>(s: &Conv2d, padded: &[f32], dyp: &[f32], dweight: &mut [f32]) {
-    for o in 0..s.o {
-        for c in 0..s.c {
-            for i in 0..s.kh {
-                let mut j0 = 0;
-                while j0 < s.kw {
-                    let taps = (s.kw - j0).min(7);
-                    let args = (s, padded, dyp, Tap { o, c, i, j0 });
-                    match taps {
-                        1 => weight_grad_taps::<KIND, 1>(args, dweight),
-                        2 => weight_grad_taps::<KIND, 2>(args, dweight),
-                        3 => weight_grad_taps::<KIND, 3>(args, dweight),
-                        4 => weight_grad_taps::<KIND, 4>(args, dweight),
-                        5 => weight_grad_taps::<KIND, 5>(args, dweight),
-                        6 => weight_grad_taps::<KIND, 6>(args, dweight),
-                        _ => weight_grad_taps::<KIND, 7>(args, dweight),
-                    }
-                    j0 += taps;
+/// One sample's `dw[o][c][i][j] += Σ dy[o][oy][ox]·x[c][oy + i - ph][ox + j - pw]`
+/// over the positions inside the input, term by term.
+fn weight_grad_term_by_term(s: &Conv2d, x: &[f32], dy: &[f32], dweight: &mut [f32]) {
+    let (oh, ow, in_len, out_len) = (s.out_h(), s.out_w(), s.c * s.h * s.w, s.o * s.out_plane());
+    for (x, dy) in x.chunks_exact(in_len).zip(dy.chunks_exact(out_len)) {
+        for (t, dw) in dweight.iter_mut().enumerate() {
+            let (o, c, i, j) =
+                (t / (s.c * s.kh * s.kw), t / (s.kh * s.kw) % s.c, t / s.kw % s.kh, t % s.kw);
+            for oy in 0..oh {
+                let Some(iy) = (oy + i).checked_sub(s.ph).filter(|&iy| iy < s.h) else { continue };
+                for ox in 0..ow {
+                    let Some(ix) = (ox + j).checked_sub(s.pw).filter(|&ix| ix < s.w) else {
+                        continue;
+                    };
+                    *dw += dy[(o * oh + oy) * ow + ox] * x[(c * s.h + iy) * s.w + ix];
                 }
             }
         }
     }
 }
 
-/// The first of a run of weights: output channel, input channel, kernel
-/// row, kernel column.
-#[derive(Clone, Copy)]
-struct Tap {
-    o: usize,
-    c: usize,
-    i: usize,
-    j0: usize,
+/// The weight gradient's sums over samples laid on the grid: padded
+/// inputs `x_len` floats apart, `dy` planes of `vectors` vectors, zero at
+/// the dropped positions, `dy_len` floats from sample to sample.
+struct WeightGrad {
+    g: Grid,
+    vectors: usize,
+    x_len: usize,
+    dy_len: usize,
 }
 
-/// Adds one sample's gradient of the `KW` weights `(o, c, i, j0..j0 + KW)`:
-/// for each block of 16 outputs of `dy`'s channel `o`, one load of `dy` feeds
-/// the `KW` taps, each multiplying it with the input row shifted by the tap.
-#[inline(always)]
-fn weight_grad_taps<const KIND: u8, const KW: usize>(
-    (s, padded, dyp, at): (&Conv2d, &[f32], &[f32], Tap),
-    dweight: &mut [f32],
-) {
-    const W: usize = DIRECT_W;
-    let Tap { o, c, i, j0 } = at;
-    let (oh, ow) = (s.out_h(), s.out_w());
-    let row = ow.div_ceil(W) * W;
-    let (ph, pw) = (s.h + 2 * s.ph, s.w + 2 * s.pw + W);
-    let dy = &dyp[o * oh * row..][..oh * row];
-    // Columns j0.. of input row oy + i, far enough for the last block's last
-    // tap: row + KW - 1 ≤ ow + W - 1 + kw - 1 ≤ pw - j0.
-    let src = |oy: usize| &padded[(c * ph + oy + i) * pw + j0..][..row + KW - 1];
-    let sums: [f32; KW] = if KIND == KIND_AVX512 {
+/// The most taps of a kernel row one block of the weight gradient sums.
+const WEIGHT_GRAD_TAPS: usize = 5;
+
+impl WeightGrad {
+    fn new(g: Grid) -> WeightGrad {
+        let vectors = g.vectors(1);
+        WeightGrad { g, vectors, x_len: g.input_len(vectors), dy_len: g.cout * vectors * LANES }
+    }
+
+    /// Floats of scratch per sample.
+    fn sample_len(g: &Grid) -> usize {
+        let wg = WeightGrad::new(*g);
+        wg.x_len + wg.dy_len
+    }
+
+    /// The index in `dweight` of weight `(o, c, i, j)`.
+    fn index(&self, o: usize, c: usize, i: usize, j: usize) -> usize {
+        ((o * self.g.cin + c) * self.g.kh + i) * self.g.kw + j
+    }
+
+    /// Adds the samples' sums into `dweight`.
+    fn add(&self, isa: Isa, xs: &[f32], dys: &[f32], dweight: &mut [f32]) {
+        let g = &self.g;
+        assert_eq!(xs.len() / self.x_len, dys.len() / self.dy_len, "samples of x and dy");
+        assert!(xs.len().is_multiple_of(self.x_len) && dys.len().is_multiple_of(self.dy_len));
+        assert_eq!(dweight.len(), g.cout * g.cin * g.kh * g.kw, "dweight");
         #[cfg(target_arch = "x86_64")]
-        {
-            // SAFETY: KIND is KIND_AVX512 only inside `weight_grad_avx512`, whose
-            // caller checked the CPU.
-            unsafe { x86::taps::<KW>(dy, row, ow, src) }
+        match isa.if_supported() {
+            // SAFETY: `if_supported` keeps only ISAs the CPU has; the
+            // lengths are asserted above.
+            Isa::Avx512 => return unsafe { x86::weight_grad(self, xs, dys, dweight) },
+            // SAFETY: as above.
+            Isa::Avx2 => return unsafe { self.add_avx2(xs, dys, dweight) },
+            Isa::Portable => {}
         }
-        #[cfg(not(target_arch = "x86_64"))]
-        unreachable!("AVX-512 kernels exist only on x86_64")
-    } else {
-        let mut acc = [[0.0f32; W]; KW];
-        for (oy, dy_row) in dy.chunks_exact(row).enumerate() {
-            let src = src(oy);
-            for (b, d) in dy_row.as_chunks::<W>().0.iter().enumerate() {
-                let src = &src[b * W..][..W + KW - 1];
-                // Outputs past the row (dy's zero padding) meet real input
-                // cells; reading those as zero keeps an infinite input
-                // from making 0·∞ = NaN in a weight it does not touch.
-                let valid = (ow - b * W).min(W);
-                for (j, acc) in acc.iter_mut().enumerate() {
-                    let Ok(seg) = <&[f32; W]>::try_from(&src[j..j + W]) else { continue };
-                    for q in 0..W {
-                        let x = if q < valid { seg[q] } else { 0.0 };
-                        acc[q] = if KIND == KIND_FMA {
-                            d[q].mul_add(x, acc[q])
-                        } else {
-                            acc[q] + d[q] * x
-                        };
+        self.add_generic::<false>(xs, dys, dweight);
+    }
+
+    /// [`Self::add_generic`] compiled for AVX2 with FMA.
+    ///
+    /// # Safety
+    /// The CPU must support AVX2 and FMA.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn add_avx2(&self, xs: &[f32], dys: &[f32], dweight: &mut [f32]) {
+        self.add_generic::<true>(xs, dys, dweight);
+    }
+
+    /// Each output channel and kernel row in runs of up to
+    /// [`WEIGHT_GRAD_TAPS`] taps (a constant, so that their accumulators
+    /// stay in registers).
+    #[inline(always)]
+    fn add_generic<const FMA: bool>(&self, xs: &[f32], dys: &[f32], dweight: &mut [f32]) {
+        let g = &self.g;
+        for o in 0..g.cout {
+            for c in 0..g.cin {
+                for i in 0..g.kh {
+                    let mut j0 = 0;
+                    while j0 < g.kw {
+                        let at = (o, c, i, j0);
+                        match g.kw - j0 {
+                            1 => self.taps_generic::<FMA, 1>(xs, dys, at, dweight),
+                            2 => self.taps_generic::<FMA, 2>(xs, dys, at, dweight),
+                            3 => self.taps_generic::<FMA, 3>(xs, dys, at, dweight),
+                            4 => self.taps_generic::<FMA, 4>(xs, dys, at, dweight),
+                            _ => self.taps_generic::<FMA, WEIGHT_GRAD_TAPS>(xs, dys, at, dweight),
+                        }
+                        j0 += WEIGHT_GRAD_TAPS;
                     }
                 }
             }
         }
-        acc.map(|acc| crate::reduce::sum(&acc))
-    };
-    let t = ((o * s.c + c) * s.kh + i) * s.kw + j0;
-    for (w, sum) in dweight[t..t + KW].iter_mut().zip(sums) {
-        *w += sum;
+    }
+
+    /// Adds the `JB` weights `(o, c, i, j0..j0 + JB)`: for each vector of
+    /// positions, one load of `dy` feeds the `JB` taps.
+    #[inline(always)]
+    fn taps_generic<const FMA: bool, const JB: usize>(
+        &self,
+        xs: &[f32],
+        dys: &[f32],
+        (o, c, i, j0): (usize, usize, usize, usize),
+        dweight: &mut [f32],
+    ) {
+        let g = &self.g;
+        let mut acc = [[0.0f32; LANES]; JB];
+        for (x, dy) in xs.chunks_exact(self.x_len).zip(dys.chunks_exact(self.dy_len)) {
+            let x = &x[c * g.plane() + i * g.grid + j0..];
+            let dy = &dy[o * self.vectors * LANES..][..self.vectors * LANES];
+            for (v, d) in dy.as_chunks::<LANES>().0.iter().enumerate() {
+                let x = &x[v * LANES..][..LANES + JB - 1];
+                for (j, acc) in acc.iter_mut().enumerate() {
+                    let Ok(seg) = <&[f32; LANES]>::try_from(&x[j..j + LANES]) else { continue };
+                    for q in 0..LANES {
+                        acc[q] =
+                            if FMA { d[q].mul_add(seg[q], acc[q]) } else { acc[q] + d[q] * seg[q] };
+                    }
+                }
+            }
+        }
+        for (j, acc) in acc.iter().enumerate() {
+            dweight[self.index(o, c, i, j0 + j)] += crate::reduce::sum(acc);
+        }
     }
 }
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use super::DIRECT_W;
+    use super::{avx512_block, Pass, WeightGrad, LANES, WEIGHT_GRAD_TAPS};
+    use crate::reduce::lane_sums8;
     use std::arch::x86_64::*;
 
-    /// The `KW` sums of `weight_grad_taps` in zmm registers: for each block
-    /// of 16 outputs, one load of `dy` and `KW` of the shifted input row.
+    /// [`Pass::kernel`] in AVX-512: blocks of output channels × vectors of
+    /// positions ([`avx512_block`]).
     ///
     /// # Safety
-    /// The CPU must support AVX-512F.
-    #[target_feature(enable = "avx512f")]
-    #[inline]
-    pub(super) unsafe fn taps<'a, const KW: usize>(
-        dy: &[f32],
-        row: usize,
-        ow: usize,
-        src: impl Fn(usize) -> &'a [f32],
-    ) -> [f32; KW] {
-        let mut acc = [_mm512_setzero_ps(); KW];
-        // Whole blocks of outputs, then the row's last, partial one, whose
-        // input lanes past the row read as zero, as in the portable kernel
-        // (0·∞ would be NaN).
-        let (full, tail) = (ow / DIRECT_W, ow % DIRECT_W);
-        let tail_mask: __mmask16 = (1 << tail) - 1;
-        for (oy, dy_row) in dy.chunks_exact(row).enumerate() {
-            let src = src(oy);
-            assert!(src.len() >= row + KW - 1 && row == ow.div_ceil(DIRECT_W) * DIRECT_W);
-            let mut block = |b: usize, mask: __mmask16| {
-                // SAFETY: b < full, or b = full with a tail: b·16 + 16 ≤
-                // row = dy_row.len() (asserted above).
-                let d = unsafe { _mm512_loadu_ps(dy_row.as_ptr().add(b * DIRECT_W)) };
-                for (j, acc) in acc.iter_mut().enumerate() {
-                    // SAFETY: b·16 + j + 16 ≤ row + KW - 1 ≤ src.len(),
-                    // asserted above; masked-off lanes are not read.
-                    let seg =
-                        unsafe { _mm512_maskz_loadu_ps(mask, src.as_ptr().add(b * DIRECT_W + j)) };
-                    *acc = _mm512_fmadd_ps(d, seg, *acc);
-                }
-            };
-            for b in 0..full {
-                block(b, 0xFFFF);
-            }
-            if tail > 0 {
-                block(full, tail_mask);
+    /// The CPU must support AVX-512F and FMA; `padded` must hold
+    /// `g.input_len(vectors)` floats, `z` `g.cout · vectors · 16`, and the
+    /// weights `cout · cin · kh · kw`; `vectors` is a whole number of blocks.
+    #[target_feature(enable = "avx512f,fma")]
+    pub(super) unsafe fn forward(pass: &Pass, padded: &[f32], z: &mut [f32], vectors: usize) {
+        // SAFETY: passed on from the caller; each arm's block is the one
+        // `Pass::vectors` rounded `vectors` up to.
+        unsafe {
+            match avx512_block(pass.g.cout) {
+                (8, 3) => blocks::<8, 3>(pass, padded, z, vectors),
+                (6, 4) => blocks::<6, 4>(pass, padded, z, vectors),
+                (4, 6) => blocks::<4, 6>(pass, padded, z, vectors),
+                (2, 8) => blocks::<2, 8>(pass, padded, z, vectors),
+                _ => blocks::<1, 8>(pass, padded, z, vectors),
             }
         }
-        acc.map(|a| _mm512_reduce_add_ps(a))
+    }
+
+    /// `OB` output channels at a time (the last block overlapping the one
+    /// before), `PB` vectors of positions at a time.
+    ///
+    /// # Safety
+    /// As [`forward`], with `OB ≤ cout` and `vectors` a multiple of `PB`.
+    #[target_feature(enable = "avx512f,fma")]
+    #[inline]
+    unsafe fn blocks<const OB: usize, const PB: usize>(
+        pass: &Pass,
+        padded: &[f32],
+        z: &mut [f32],
+        vectors: usize,
+    ) {
+        let g = &pass.g;
+        let mut next = 0;
+        while next < g.cout {
+            let o0 = next.min(g.cout - OB);
+            let mut bias = [0.0f32; OB];
+            if let Some(b) = pass.bias {
+                bias.copy_from_slice(&b[o0..o0 + OB]);
+            }
+            for v0 in (0..vectors).step_by(PB) {
+                // SAFETY: passed on from the caller; v0 + PB ≤ vectors.
+                unsafe { tile::<OB, PB>(pass, padded, z, vectors, (o0, v0), bias) };
+            }
+            next = o0 + OB;
+        }
+    }
+
+    /// Output channels `o0..o0 + OB` at position vectors `v0..v0 + PB`: per
+    /// tap, `PB` loads of the padded input and `OB` broadcast weights.
+    ///
+    /// # Safety
+    /// As [`blocks`], with `o0 + OB ≤ cout` and `v0 + PB ≤ vectors`.
+    #[target_feature(enable = "avx512f,fma")]
+    #[inline]
+    unsafe fn tile<const OB: usize, const PB: usize>(
+        pass: &Pass,
+        padded: &[f32],
+        z: &mut [f32],
+        vectors: usize,
+        (o0, v0): (usize, usize),
+        bias: [f32; OB],
+    ) {
+        let (g, taps) = (&pass.g, &pass.taps);
+        let mut acc = [[_mm512_setzero_ps(); PB]; OB];
+        for (acc, &b) in acc.iter_mut().zip(&bias) {
+            *acc = [_mm512_set1_ps(b); PB];
+        }
+        for ci in 0..g.cin {
+            for i in 0..g.kh {
+                // SAFETY: the furthest read, of the last tap of the last
+                // vector, ends at ci·plane + i·grid + kw - 1 + (v0 + PB)·16
+                // ≤ g.input_len(vectors) ≤ padded.len().
+                let x = unsafe { padded.as_ptr().add(ci * g.plane() + i * g.grid + v0 * LANES) };
+                let mut w = [pass.weight.as_ptr(); OB];
+                for (b, w) in w.iter_mut().enumerate() {
+                    // SAFETY: `Taps` maps every (out, in, i, j) of the pass
+                    // one-to-one into the weights, whose length the caller
+                    // checked; j = 0 is such a tap.
+                    *w = unsafe { w.offset(taps.row(o0 + b, ci, i)) };
+                }
+                for j in 0..g.kw {
+                    let mut xs = [_mm512_setzero_ps(); PB];
+                    for (k, xv) in xs.iter_mut().enumerate() {
+                        // SAFETY: inside the furthest read above.
+                        *xv = unsafe { _mm512_loadu_ps(x.add(j + k * LANES)) };
+                    }
+                    for (acc, w) in acc.iter_mut().zip(&w) {
+                        // SAFETY: tap (o0 + b, ci, i, j) of the pass.
+                        let wv = _mm512_set1_ps(unsafe { *w.offset(j as isize * taps.d_col) });
+                        for (acc, xv) in acc.iter_mut().zip(&xs) {
+                            *acc = _mm512_fmadd_ps(wv, *xv, *acc);
+                        }
+                    }
+                }
+            }
+        }
+        for (b, acc) in acc.iter().enumerate() {
+            for (k, acc) in acc.iter().enumerate() {
+                let at = ((o0 + b) * vectors + v0 + k) * LANES;
+                // SAFETY: o0 + b < cout and v0 + k < vectors, so the 16
+                // floats lie inside z's cout · vectors · 16.
+                unsafe { _mm512_storeu_ps(z.as_mut_ptr().add(at), *acc) };
+            }
+        }
+    }
+
+    /// [`WeightGrad::add`] in AVX-512: blocks of 4, 2 or 1 output channels
+    /// × up to [`WEIGHT_GRAD_TAPS`] taps of a kernel row.
+    ///
+    /// # Safety
+    /// The CPU must support AVX-512F and FMA; the lengths are as
+    /// `WeightGrad::add` asserts.
+    #[target_feature(enable = "avx512f,fma")]
+    pub(super) unsafe fn weight_grad(
+        wg: &WeightGrad,
+        xs: &[f32],
+        dys: &[f32],
+        dweight: &mut [f32],
+    ) {
+        let g = &wg.g;
+        let mut o0 = 0;
+        while o0 < g.cout {
+            let ob = match g.cout - o0 {
+                4.. => 4,
+                2..=3 => 2,
+                _ => 1,
+            };
+            for c in 0..g.cin {
+                for i in 0..g.kh {
+                    for j0 in (0..g.kw).step_by(WEIGHT_GRAD_TAPS) {
+                        let at = (o0, c, i, j0);
+                        // SAFETY: passed on from the caller; the block's
+                        // channels and taps exist.
+                        unsafe {
+                            match ob {
+                                4 => taps_of::<4>(wg, xs, dys, at, dweight),
+                                2 => taps_of::<2>(wg, xs, dys, at, dweight),
+                                _ => taps_of::<1>(wg, xs, dys, at, dweight),
+                            }
+                        }
+                    }
+                }
+            }
+            o0 += ob;
+        }
+    }
+
+    /// [`weight_grad_block`] for the taps left in the row from `j0`.
+    ///
+    /// # Safety
+    /// As [`weight_grad_block`].
+    #[target_feature(enable = "avx512f,fma")]
+    #[inline]
+    unsafe fn taps_of<const OB: usize>(
+        wg: &WeightGrad,
+        xs: &[f32],
+        dys: &[f32],
+        at: (usize, usize, usize, usize),
+        dweight: &mut [f32],
+    ) {
+        // SAFETY: passed on from the caller; JB ≤ kw - j0.
+        unsafe {
+            match wg.g.kw - at.3 {
+                1 => weight_grad_block::<OB, 1>(wg, xs, dys, at, dweight),
+                2 => weight_grad_block::<OB, 2>(wg, xs, dys, at, dweight),
+                3 => weight_grad_block::<OB, 3>(wg, xs, dys, at, dweight),
+                4 => weight_grad_block::<OB, 4>(wg, xs, dys, at, dweight),
+                _ => weight_grad_block::<OB, WEIGHT_GRAD_TAPS>(wg, xs, dys, at, dweight),
+            }
+        }
+    }
+
+    /// Adds the weights `(o0..o0 + OB, c, i, j0..j0 + JB)`, summed over the
+    /// samples and their position vectors, into `dweight`: per vector, `JB`
+    /// loads of the input, `OB` of `dy`, `OB·JB` multiply-adds; then the
+    /// lanes of the accumulators, eight at a time.
+    ///
+    /// # Safety
+    /// As [`weight_grad`], with `o0 + OB ≤ cout` and `j0 + JB ≤ kw`.
+    #[target_feature(enable = "avx512f,fma")]
+    #[inline]
+    unsafe fn weight_grad_block<const OB: usize, const JB: usize>(
+        wg: &WeightGrad,
+        xs: &[f32],
+        dys: &[f32],
+        (o0, c, i, j0): (usize, usize, usize, usize),
+        dweight: &mut [f32],
+    ) {
+        let g = &wg.g;
+        let dy_plane = wg.vectors * LANES;
+        let mut acc = [[_mm512_setzero_ps(); JB]; OB];
+        for (x, dy) in xs.chunks_exact(wg.x_len).zip(dys.chunks_exact(wg.dy_len)) {
+            // SAFETY: the furthest read, of the last tap of the last
+            // vector, ends at c·plane + i·grid + j0 + JB - 1 + vectors·16
+            // ≤ g.input_len(vectors) = x_len.
+            let x = unsafe { x.as_ptr().add(c * g.plane() + i * g.grid + j0) };
+            // SAFETY: o0 + OB ≤ cout planes of dy_plane floats: dy_len.
+            let dy = unsafe { dy.as_ptr().add(o0 * dy_plane) };
+            for v in 0..wg.vectors {
+                let mut xv = [_mm512_setzero_ps(); JB];
+                for (j, xv) in xv.iter_mut().enumerate() {
+                    // SAFETY: inside the furthest read above.
+                    *xv = unsafe { _mm512_loadu_ps(x.add(v * LANES + j)) };
+                }
+                for (b, acc) in acc.iter_mut().enumerate() {
+                    // SAFETY: vector v of dy's plane b of the block.
+                    let d = unsafe { _mm512_loadu_ps(dy.add(b * dy_plane + v * LANES)) };
+                    for (acc, xv) in acc.iter_mut().zip(&xv) {
+                        *acc = _mm512_fmadd_ps(d, *xv, *acc);
+                    }
+                }
+            }
+        }
+        // The OB·JB ≤ 20 accumulators' lane sums, eight at a time.
+        let mut all = [_mm512_setzero_ps(); 24];
+        for (k, v) in acc.iter().flatten().enumerate() {
+            all[k] = *v;
+        }
+        let mut sums = [0.0f32; 24];
+        for (sums, eight) in
+            sums.chunks_exact_mut(8).zip(all.chunks_exact(8)).take((OB * JB).div_ceil(8))
+        {
+            let eight: [__m512; 8] = eight.try_into().expect("eight vectors");
+            sums.copy_from_slice(&lane_sums8(eight));
+        }
+        for b in 0..OB {
+            for j in 0..JB {
+                dweight[wg.index(o0 + b, c, i, j0 + j)] += sums[b * JB + j];
+            }
+        }
     }
 }

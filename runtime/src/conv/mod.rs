@@ -5,8 +5,10 @@
 //! Each pass has a few algorithms; [`Conv2d::forward_algo`] picks one from the
 //! shape alone, so the code generator can call the chosen one directly:
 //! - `Pointwise`: a 1x1, stride-1, unpadded conv is a plain GEMM per sample;
-//! - `Direct`: few input channels (LeNet's first layer) make im2col's matrix
-//!   too thin for the GEMM to pay, so the window is applied directly;
+//! - `Direct`: stride-1 convs with few channels (LeNet-5's, ResNet-20's
+//!   first): the window applied straight from the padded input, with no
+//!   im2col matrix, whose copies cost such shapes more than their
+//!   multiplies (`direct.rs`);
 //! - `Winograd`: 3x3 stride-1 convs, by F(4x4, 3x3) ([`winograd`]), which
 //!   does a quarter of the multiplies; also their backward-data pass;
 //! - `Im2col`: the general case, one GEMM per sample and group with the bias
@@ -23,7 +25,9 @@ mod im2col_gemm;
 mod prepared;
 pub mod winograd;
 
-pub use direct::{conv2d_backward_weights_direct, conv2d_forward_direct};
+pub use direct::{
+    conv2d_backward_data_direct, conv2d_backward_weights_direct, conv2d_forward_direct,
+};
 pub use prepared::{conv2d_forward_cached, ForwardCache};
 
 use crate::error::{check_len, LenError};
@@ -177,18 +181,25 @@ impl Conv2d {
             && self.groups == 1
     }
 
-    /// Whether the direct kernel can compute this shape (it pays only for
-    /// few input channels).
+    /// Whether the direct kernel can compute this shape.
     fn fits_direct(&self) -> bool {
         self.groups == 1 && self.sh == 1 && self.sw == 1 && self.dh == 1 && self.dw == 1
     }
 
     /// The forward algorithm for this shape.
+    ///
+    /// Direct against im2col, measured (`conv_one`, 2 threads, batch 64):
+    /// LeNet-5's conv2 (6 -> 16, 5x5, 14x14) 0.31 against 0.52 ms; 3 -> 16
+    /// 3x3 at 32x32 0.33 against 0.51; 16 -> 32 5x5 at 14x14 0.79 against
+    /// 1.40; 64 -> 64 3x3 at 8x8 1.52 against 1.66. AlexNet's conv2 (96 ->
+    /// 256) runs 13% slower direct, so many output channels keep im2col.
+    /// So do single samples with more than a few channels, whose im2col
+    /// GEMMs split between the threads and use weights packed once
+    /// ([`ForwardCache`]): ResNet-20's batch-1 inference took 0.62 ms with
+    /// them, 0.68-0.71 with its 16- to 64-channel convs direct.
     pub fn forward_algo(&self) -> ConvAlgo {
         if self.is_pointwise() {
             ConvAlgo::Pointwise
-        } else if self.c == 1 && self.fits_direct() {
-            ConvAlgo::Direct
         } else if winograd::enabled()
             && self.c >= 8
             && winograd::applies(self)
@@ -200,6 +211,8 @@ impl Conv2d {
             // ms (batch 1: 0.019 against 0.012), 4 channels 0.75 against
             // 0.60, 8 channels 0.94 against 1.07.
             ConvAlgo::Winograd
+        } else if self.fits_direct() && self.o <= 64 && (self.n > 1 || self.c * self.o <= 128) {
+            ConvAlgo::Direct
         } else {
             ConvAlgo::Im2col
         }
@@ -218,6 +231,21 @@ impl Conv2d {
             // channels of this pass, im2col wins (0.48 ms against 0.72 ms
             // on ResNet-20's first conv); forward, Winograd wins even there.
             ConvAlgo::Winograd
+        } else if self.fits_direct()
+            && (4..=64).contains(&self.c)
+            && self.o <= 64
+            && (self.o <= 16 || self.kh * self.kw <= 9)
+            && (self.n > 1 || self.c * self.o <= 128)
+        {
+            // Direct runs the full correlation of `dy`, padded by the window:
+            // taps on the padding are wasted work, a larger share for wide
+            // windows on small planes. Measured against im2col (`conv_one`,
+            // batch 64): 8 -> 8 3x3 at 16x16 0.09 against 0.26 ms, 64 -> 64
+            // 3x3 at 8x8 1.66 against 2.18, LeNet-5's conv2 (5x5 into 6
+            // channels) 0.53 against 0.59 on one thread; but 16 -> 32 5x5 at
+            // 14x14 1.61 against 1.40, and into 3 channels 0.57 against 0.52.
+            // One sample runs on one thread, as in the forward pass.
+            ConvAlgo::Direct
         } else {
             ConvAlgo::Im2col
         }
@@ -227,11 +255,17 @@ impl Conv2d {
     pub fn backward_weights_algo(&self) -> ConvAlgo {
         if self.is_pointwise() {
             ConvAlgo::Pointwise
-        } else if self.c == 1 && self.fits_direct() {
-            ConvAlgo::Direct
         } else if winograd::enabled() && winograd::applies(self) && winograd::pays_weight_grad(self)
         {
             ConvAlgo::Winograd
+        } else if self.fits_direct() && self.c * self.o <= 256 {
+            // Measured against im2col (`conv_one`, batch 64): LeNet-5's conv2
+            // (6 x 16 channels) 0.44 against 0.69 ms on one thread, 3 -> 16
+            // 3x3 at 32x32 0.67 against 0.90, 8 -> 8 3x3 at 16x16 0.18
+            // against 0.43; but 32 -> 32 3x3 at 16x16 2.66 against 2.28, and
+            // 16 -> 32 5x5 at 14x14 1.62 against 1.23: with more channels,
+            // the samples' planes no longer fit in L1.
+            ConvAlgo::Direct
         } else {
             ConvAlgo::Im2col
         }
@@ -288,7 +322,7 @@ impl Conv2d {
         let im2col = im2col_gemm::scratch_len(self, per_gemm);
         let forward = match self.forward_algo() {
             ConvAlgo::Pointwise => 0,
-            ConvAlgo::Direct => direct::padded_len(self),
+            ConvAlgo::Direct => direct::forward_scratch_len(self),
             ConvAlgo::Winograd => winograd::forward_scratch_len(self),
             // The padded inputs of a chunk (im2col_gemm::scratch_len).
             ConvAlgo::Im2col => im2col,
@@ -296,7 +330,8 @@ impl Conv2d {
         let backward_data = match self.backward_data_algo() {
             ConvAlgo::Pointwise => 0,
             ConvAlgo::Winograd => winograd::backward_data_scratch_len(self),
-            ConvAlgo::Direct | ConvAlgo::Im2col => im2col,
+            ConvAlgo::Direct => direct::backward_data_scratch_len(self),
+            ConvAlgo::Im2col => im2col,
         };
         let weight_grad = match self.backward_weights_algo() {
             ConvAlgo::Pointwise => 0,
@@ -817,7 +852,9 @@ pub fn conv2d_backward_data_using(
     if let Some(m) = relu_mask {
         check_len(OP, "relu_mask", m.len(), s.input_len())?;
     }
-    if algo == ConvAlgo::Winograd && !winograd::applies_backward_data(s) {
+    if algo == ConvAlgo::Winograd && !winograd::applies_backward_data(s)
+        || algo == ConvAlgo::Direct && !s.fits_direct()
+    {
         return Err(LenError { op: OP, tensor: "shape", expected: 0, found: 0 });
     }
     if s.n == 0 {
@@ -837,9 +874,15 @@ pub fn conv2d_backward_data_using(
         }
     };
     let threads = par.threads();
-    let chunk = im2col_gemm::chunk_samples(s, threads);
+    let chunk = match algo {
+        ConvAlgo::Direct => 1,
+        _ => im2col_gemm::chunk_samples(s, threads),
+    };
     let one = |i: usize, dy: &[f32], dx: &mut [f32], par: Par| {
-        backward_data_chunk(s, dy, weight, dx, par);
+        match algo {
+            ConvAlgo::Direct => direct::backward_data_direct(s, Isa::best(), dy, weight, dx),
+            _ => backward_data_chunk(s, dy, weight, dx, par),
+        }
         apply_mask(dx, relu_mask.map(|m| &m[i * chunk * in_len..][..dx.len()]));
     };
     if threads > 1 && s.n > chunk {

@@ -11,6 +11,9 @@ mod portable;
 #[cfg(target_arch = "x86_64")]
 mod x86;
 
+#[cfg(target_arch = "x86_64")]
+pub(crate) use x86::lane_sums8;
+
 use crate::isa::Isa;
 
 /// `Σ x`.

@@ -4,6 +4,7 @@
 
 use super::{sweep, Columns, Store, ROWS, SAMPLES};
 use crate::dense::Dense;
+use crate::reduce::lane_sums8;
 use std::arch::x86_64::*;
 use std::ops::Range;
 
@@ -176,46 +177,6 @@ unsafe fn dots<const R: usize, const S: usize>(
         }
     }
     sums
-}
-
-/// The lane sums of eight vectors, `[Σv0, …, Σv7]`: pairs interleaved
-/// and added, then quads, then the four 128-bit quarters; 16 shuffles and
-/// 8 adds, where eight separate reductions would take 32 and 32.
-#[target_feature(enable = "avx512f")]
-#[inline]
-fn lane_sums8(v: [__m512; 8]) -> [f32; 8] {
-    let (ab, cd, ef, gh) = (pair(v[0], v[1]), pair(v[2], v[3]), pair(v[4], v[5]), pair(v[6], v[7]));
-    let (abcd, efgh) = (quad(ab, cd), quad(ef, gh));
-    // Quarters [abcd 0+2, abcd 1+3, efgh 0+2, efgh 1+3].
-    let halves = _mm512_add_ps(
-        _mm512_shuffle_f32x4::<0b01_00_01_00>(abcd, efgh),
-        _mm512_shuffle_f32x4::<0b11_10_11_10>(abcd, efgh),
-    );
-    // Quarters [abcd, abcd, efgh, efgh], then the first and third.
-    let total = _mm512_add_ps(halves, _mm512_shuffle_f32x4::<0b10_11_00_01>(halves, halves));
-    let low = _mm512_castps512_ps256(_mm512_shuffle_f32x4::<0b00_00_10_00>(total, total));
-    let mut out = [0.0f32; 8];
-    // SAFETY: `out` holds the 8 floats stored.
-    unsafe { _mm256_storeu_ps(out.as_mut_ptr(), low) };
-    out
-}
-
-/// Per 128-bit quarter: `[a0+a2, b0+b2, a1+a3, b1+b3]` of its lanes.
-#[target_feature(enable = "avx512f")]
-#[inline]
-fn pair(a: __m512, b: __m512) -> __m512 {
-    _mm512_add_ps(_mm512_unpacklo_ps(a, b), _mm512_unpackhi_ps(a, b))
-}
-
-/// Per 128-bit quarter: `[Σa, Σb, Σc, Σd]` of its lanes, from two
-/// [`pair`]s.
-#[target_feature(enable = "avx512f")]
-#[inline]
-fn quad(p: __m512, q: __m512) -> __m512 {
-    _mm512_add_ps(
-        _mm512_shuffle_ps::<0b01_00_01_00>(p, q),
-        _mm512_shuffle_ps::<0b11_10_11_10>(p, q),
-    )
 }
 
 /// One step of [`dots`]: the `mask`ed lanes of the 16 floats from `k` of

@@ -221,6 +221,70 @@ fn the_fused_train_step_is_the_three_calls() {
     }
 }
 
+/// On a pool of several threads, LeNet-5's `train_step` splits the batch
+/// between them (`runtime::shard`), each thread running the whole step on
+/// its samples: it must take the step that the three calls take on the
+/// whole batch, leave every gradient of the batch in `grads`, and report a
+/// bad label by its place in the batch without moving the weights. Three
+/// threads split 29 samples unevenly.
+#[test]
+fn the_sharded_train_step_is_the_three_calls() {
+    use netc::runtime::nn::Optimizer;
+    use netc::runtime::optim::{Adam, Sgd};
+    let sgd = Optimizer::Sgd(Sgd { lr: 0.05, momentum: 0.9, nesterov: false, weight_decay: 1e-3 });
+    let close = |what: &str, got: &[f32], want: &[f32]| {
+        for (j, (g, w)) in got.iter().zip(want).enumerate() {
+            assert!((g - w).abs() <= 2e-5 * (1.0 + w.abs()), "{what}[{j}] = {g}, whole batch {w}");
+        }
+    };
+    for (threads, n) in [(2, 32), (3, 29)] {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+        assert_eq!(pool.install(|| netc::runtime::shard::count(n, 32)), threads);
+        for opt in [&sgd, &Optimizer::Adam(Adam::new(1e-3))] {
+            let x = batch::<784>(n, 3);
+            let labels: Vec<u32> = (0..n as u32).map(|i| (i * 7) % 10).collect();
+            let (mut sharded, mut whole) =
+                (LeNet5::with_capacity(5, 32), LeNet5::with_capacity(5, 32));
+            for step in 0..3 {
+                let a = pool.install(|| sharded.train_step(&x, &labels, opt)).unwrap();
+                whole.forward_train(&x).unwrap();
+                let b = whole.backward(&labels).unwrap();
+                whole.apply_gradients(opt).unwrap();
+                assert!((a - b).abs() <= 1e-5 * (1.0 + b.abs()), "step {step}: loss {a} vs {b}");
+            }
+            let mut want = Vec::new();
+            whole.params().visit(|_, _, v| want.push(v.to_vec()));
+            whole.grads.visit(|_, _, v| want.push(v.to_vec()));
+            let mut i = 0;
+            let mut check = |name: &str, _: &[usize], got: &[f32]| {
+                close(&format!("{threads} threads, {opt:?}: {name}"), got, &want[i]);
+                i += 1;
+            };
+            sharded.params().visit(&mut check);
+            sharded.grads.visit(&mut check);
+            assert_eq!(sharded.steps(), whole.steps());
+
+            let mut bad = labels.clone();
+            bad[n - 2] = 10;
+            let before = sharded.params().clone();
+            let err = pool.install(|| sharded.train_step(&x, &bad, opt)).unwrap_err();
+            assert!(
+                matches!(err, netc::runtime::Error::Label { sample, label: 10, .. } if sample == n - 2),
+                "{err}"
+            );
+            let err = pool.install(|| sharded.train_step(&x, &labels[1..], opt)).unwrap_err();
+            assert!(err.to_string().contains("labels"), "{err}");
+            let mut i = 0;
+            let mut unchanged = Vec::new();
+            before.visit(|_, _, v| unchanged.push(v.to_vec()));
+            sharded.params().visit(|name, _, v| {
+                assert_eq!(v, &unchanged[i][..], "{name} moved on a failed step");
+                i += 1;
+            });
+        }
+    }
+}
+
 /// `forward` keeps its conv weights prepared across calls (Regression's conv
 /// at batch 1: packed for its one-sample GEMM); every way the parameters
 /// change must clear that, so a model that ran `forward` before the change

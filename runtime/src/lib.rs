@@ -29,6 +29,7 @@ mod reduce;
 pub mod reference;
 pub mod rng;
 mod scratch;
+pub mod shard;
 pub mod view;
 pub mod weights;
 

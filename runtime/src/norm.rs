@@ -183,7 +183,7 @@ type StatsOut<'a> = ((&'a mut f32, &'a mut f32), (&'a mut f32, &'a mut f32));
 /// Whether a batch norm is big enough for its passes to pay for splitting
 /// across threads (about 10 µs of work).
 fn parallel(bn: BatchNorm) -> bool {
-    bn.x_len() >= 1 << 15 && rayon::current_num_threads() > 1
+    bn.x_len() >= 1 << 15 && crate::par::threads() > 1
 }
 
 /// `y = (x - mean)·invstd·gamma + beta` for every channel, with
@@ -447,7 +447,7 @@ pub fn lrn_forward(l: Lrn, x: &[f32], y: &mut [f32], scale: &mut [f32]) -> Resul
             divide_by_pow(&mut y[plane(ch)], &x[plane(ch)], &scale[plane(ch)], l.beta);
         }
     };
-    if l.x_len() >= 1 << 15 && rayon::current_num_threads() > 1 {
+    if l.x_len() >= 1 << 15 && crate::par::threads() > 1 {
         y.par_chunks_mut(sample)
             .zip(scale.par_chunks_mut(sample).zip(x.par_chunks(sample)))
             .for_each(one);
@@ -538,7 +538,7 @@ pub fn lrn_backward(
     };
     let inputs =
         dy.chunks(sample).zip(x.chunks(sample).zip(y.chunks(sample).zip(scale.chunks(sample))));
-    if l.x_len() >= 1 << 15 && rayon::current_num_threads() > 1 {
+    if l.x_len() >= 1 << 15 && crate::par::threads() > 1 {
         let inputs = dy
             .par_chunks(sample)
             .zip(x.par_chunks(sample).zip(y.par_chunks(sample).zip(scale.par_chunks(sample))));

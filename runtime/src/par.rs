@@ -6,14 +6,44 @@
 //! microseconds.
 
 use rayon::prelude::*;
+use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+thread_local! {
+    /// Set while this thread runs one shard of a data-parallel step.
+    static ALONE: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Threads a kernel may split its work between: the current pool's, or
+/// one inside [`alone`].
+pub(crate) fn threads() -> usize {
+    if ALONE.get() {
+        1
+    } else {
+        rayon::current_num_threads()
+    }
+}
+
+/// Runs `f` with every kernel it calls kept on this thread: one shard of a
+/// data-parallel training step, while the pool's other threads run the
+/// others ([`crate::shard`]).
+pub(crate) fn alone<R>(f: impl FnOnce() -> R) -> R {
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            ALONE.set(self.0);
+        }
+    }
+    let _restore = Restore(ALONE.replace(true));
+    f()
+}
 
 /// Floats per parallel block (128 KB): big enough to amortise a task,
 /// small enough to balance.
 const BLOCK: usize = 1 << 15;
 
 fn split(len: usize) -> bool {
-    len >= 2 * BLOCK && rayon::current_num_threads() > 1
+    len >= 2 * BLOCK && threads() > 1
 }
 
 /// `f(y_block, x_block)` over matching blocks of `y` and `x`.

@@ -171,7 +171,7 @@ pub fn max_pool2d_forward_infer(p: Pool2d, x: &[f32], y: &mut [f32]) -> Result<(
 
 /// Whether a pool is big enough for its planes to be split across threads.
 fn parallel(p: Pool2d) -> bool {
-    p.x_len() >= 1 << 15 && rayon::current_num_threads() > 1
+    p.x_len() >= 1 << 15 && crate::par::threads() > 1
 }
 
 /// The maxima of one plane's windows into `yp`, and with `ARGMAX` their

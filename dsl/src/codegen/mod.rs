@@ -188,6 +188,37 @@ fn module(
     let infer_body = emit::steps(&infer_ctx, &p.infer_forward, &plans.infer);
     let train_body = emit::steps(&ctx, &p.train_forward, &plans.train);
     let backward_body = emit::steps(&ctx, &p.backward, &plans.train);
+    // A data-parallel step (`runtime::shard`) needs passes that treat the
+    // samples independently: batch norm's statistics span the batch, and
+    // dropout numbers its mask across it. Its shards keep every gradient,
+    // so their backward pass fuses no SGD step.
+    let independent = p.stat_slots.is_empty()
+        && !p
+            .train_forward
+            .iter()
+            .any(|s| matches!(s.kind, crate::program::StepKind::Dropout { .. }));
+    // It pays where each weight serves many multiply-adds of a sample
+    // (convs): every thread reads all the weights for its own samples, and
+    // the step then averages the gradients and takes the optimizer's step
+    // in passes of their own. Measured (`zoo_time`, 2 threads): LeNet-5,
+    // 0.15 weights per MAC, 1.53-1.66 -> 1.27-1.33 ms; the MLP, one weight
+    // per MAC, 1.52-1.59 -> 1.67-1.72 ms.
+    let reuses_weights = (learnable as u64) * WEIGHT_REUSE_TO_SHARD <= macs;
+    let shard_backward = (p.loss.is_some() && independent && reuses_weights).then(|| {
+        let unfused = emit::Ctx { fused_weights: Vec::new(), forward_caches: Vec::new(), ..ctx };
+        emit::steps(&unfused, &p.backward, &plans.train)
+    });
+    let (shard_field, shard_init) = match shard_backward {
+        Some(_) => (
+            quote!(
+                /// The gradients of a data-parallel step's shards; the
+                /// first is `grads`'s storage during the step.
+                shard_grads: Vec<#params_ty>,
+            ),
+            quote!(shard_grads: Vec::new(),),
+        ),
+        None => (quote!(), quote!()),
+    };
     let in_range = emit::span_range(plans.infer.offset(p.input), in_len);
     let out_range = emit::span_range(plans.infer.offset(p.output), out_len);
     let train_in_off = plans.train.offset(p.input);
@@ -213,6 +244,12 @@ fn module(
         in_len,
         &backward_body,
         &train_body,
+        shard_backward.as_ref().map(|backward| Sharding {
+            params_ty: &params_ty,
+            backward,
+            arena_per_sample,
+            argmax_per_sample,
+        }),
     );
     let default_opt = default_optimizer(p.optimizer.as_ref(), &rt);
     let loads = fields
@@ -263,6 +300,16 @@ fn module(
             pub fn visit_mut(&mut self, mut f: impl FnMut(&str, &[usize], &mut [f32])) {
                 #( f(#names, #shapes, &mut self.#fields[..]); )*
             }
+
+            /// `self = a·self + b·other`, tensor by tensor: how a
+            /// data-parallel step averages its shards' gradients.
+            pub fn mix(&mut self, a: f32, other: &Self, b: f32) {
+                #(
+                    for (x, &y) in self.#fields.iter_mut().zip(other.#fields.iter()) {
+                        *x = a * *x + b * y;
+                    }
+                )*
+            }
         }
 
         #[doc = #doc]
@@ -285,6 +332,7 @@ fn module(
             batch: usize,
             step: u64,
             seed: u64,
+            #shard_field
         }
 
         #[allow(dead_code)]
@@ -335,6 +383,7 @@ fn module(
                     batch: 0,
                     step: 0,
                     seed,
+                    #shard_init
                 }
             }
 
@@ -468,6 +517,19 @@ fn module(
     }
 }
 
+/// Forward multiply-adds per sample per learnable weight from which a
+/// model gets a data-parallel training step (see `module`).
+const WEIGHT_REUSE_TO_SHARD: u64 = 4;
+
+/// What a model's data-parallel training step needs from `module`.
+struct Sharding<'a> {
+    params_ty: &'a syn::Ident,
+    /// The backward pass with every gradient kept.
+    backward: &'a TokenStream,
+    arena_per_sample: usize,
+    argmax_per_sample: usize,
+}
+
 #[allow(clippy::too_many_arguments)]
 fn training(
     ctx: &emit::Ctx<'_>,
@@ -480,6 +542,7 @@ fn training(
     in_len: usize,
     backward_body: &TokenStream,
     train_body: &TokenStream,
+    sharding: Option<Sharding<'_>>,
 ) -> TokenStream {
     let p = ctx.p;
     let Some(loss) = &p.loss else {
@@ -504,6 +567,101 @@ fn training(
             quote!(&[[f32; #loss_len]]),
             quote!(targets.as_flattened()),
             quote!(#rt::nn::mse(n, #loss_len, logits, targets, d)?),
+        ),
+    };
+    let (target_flat_ty, target_per_sample) = match loss.kind {
+        LossKind::CrossEntropy => (quote!(&[u32]), 1),
+        LossKind::Mse => (quote!(&[f32]), loss_len),
+    };
+    let (targets_start, targets_len) =
+        (emit::times(target_per_sample, "first"), emit::times(target_per_sample, "n"));
+    let loss_view = quote! {
+        let ([logits], [d]) = #rt::arena::split(arena, [(#loss_in_start, #loss_size)], [(#loss_grad_start, #loss_size)])?;
+        #loss_call
+    };
+    let (sharded, try_sharded, try_sharded_flat) = match sharding {
+        None => (quote!(), quote!(), quote!()),
+        Some(Sharding { params_ty, backward, arena_per_sample, argmax_per_sample }) => (
+            quote! {
+                /// One shard of a data-parallel [`Self::train_step`]: the
+                /// forward pass, loss and backward pass of its samples, in
+                /// its part of the buffers, into `grads`.
+                #[allow(clippy::too_many_arguments)]
+                fn train_shard(
+                    params: &#params_ty,
+                    grads: &mut #params_ty,
+                    shard: #rt::shard::Shard<'_>,
+                    x: &[f32],
+                    targets: #target_flat_ty,
+                    step: u64,
+                    seed: u64,
+                ) -> Result<f32, #rt::Error> {
+                    let #rt::shard::Shard { first, n, cap, arena, argmax } = shard;
+                    let x = &x[first * #in_len..][..n * #in_len];
+                    let targets = &targets[#targets_start..][..#targets_len];
+                    let stats: &mut [f32] = &mut [];
+                    let _ = (argmax.len(), stats.len(), (step, seed), &params, &grads);
+                    arena[#train_in_range].copy_from_slice(x);
+                    #train_body
+                    let loss = { #loss_view };
+                    #backward
+                    Ok(loss)
+                }
+
+                /// [`Self::train_step`] split by samples between the pool's
+                /// threads (`runtime::shard`), or `None` where it does not
+                /// split: one thread, too few samples per thread, or targets
+                /// of the wrong length, which the kernel-by-kernel step then
+                /// reports.
+                fn train_step_sharded(&mut self, x: &[f32], targets: #target_flat_ty, opt: &#rt::nn::Optimizer) -> Result<Option<f32>, #rt::Error> {
+                    let n = self.batch_of(x.len(), "x")?;
+                    let shards = #rt::shard::count(n, self.capacity);
+                    if shards < 2 || targets.len() != #targets_len {
+                        return Ok(None);
+                    }
+                    self.step += 1;
+                    self.batch = 0;
+                    while self.shard_grads.len() < shards {
+                        self.shard_grads.push(#params_ty::zeros());
+                    }
+                    // Shard 0 writes into `grads`, which ends the step holding
+                    // the whole batch's gradients.
+                    ::std::mem::swap(&mut self.grads, &mut self.shard_grads[0]);
+                    let Self { params, arena, argmax, shard_grads, capacity, step, seed, .. } = self;
+                    let (params, step, seed) = (&*params, *step, *seed);
+                    let buffers = #rt::shard::Buffers {
+                        arena: &mut arena[..],
+                        arena_per_sample: #arena_per_sample,
+                        argmax: &mut argmax[..],
+                        argmax_per_sample: #argmax_per_sample,
+                    };
+                    let loss = #rt::shard::run(
+                        n,
+                        *capacity,
+                        buffers,
+                        &mut shard_grads[..shards],
+                        |shard, grads| Self::train_shard(params, grads, shard, x, targets, step, seed),
+                        |a, x, b, y| a.mix(x, b, y),
+                    );
+                    ::std::mem::swap(&mut self.grads, &mut self.shard_grads[0]);
+                    let loss = loss?;
+                    let k = self.reset_optimizer_state(opt);
+                    self.weights_changed();
+                    let step = self.step;
+                    Self::apply_gradients_impl(&mut self.params, &self.grads, &mut self.opt_state, k, step, opt, false)?;
+                    Ok(Some(loss))
+                }
+            },
+            quote! {
+                if let Some(loss) = self.train_step_sharded(x.as_flattened(), #target_flat, opt)? {
+                    return Ok(loss);
+                }
+            },
+            quote! {
+                if let Some(loss) = self.train_step_sharded(x, #target_flat, opt)? {
+                    return Ok(loss);
+                }
+            },
         ),
     };
     let target_doc = match loss.kind {
@@ -557,10 +715,7 @@ fn training(
             let state_k = fused.map_or(0, |sgd| usize::from(sgd.momentum != 0.0));
             // Not every network uses every buffer in every pass.
             let _ = (argmax.len(), stats.len(), (step, seed), &grads, &params, &opt_state, state_k);
-            let loss = {
-                let ([logits], [d]) = #rt::arena::split(arena, [(#loss_in_start, #loss_size)], [(#loss_grad_start, #loss_size)])?;
-                #loss_call
-            };
+            let loss = { #loss_view };
             #backward_body
             Ok(loss)
         }
@@ -628,13 +783,21 @@ fn training(
         /// after this call. [`Self::forward_train`], [`Self::backward`] and
         /// [`Self::apply_gradients`] take the same step with every gradient
         /// kept.
+        ///
+        /// A network without batch norm or dropout, on a pool of several
+        /// threads, splits a batch of at least 8 samples per thread between
+        /// the threads, each running the whole step on its share; `grads`
+        /// then holds every gradient of the batch, and nothing is fused.
         pub fn train_step(&mut self, x: &[[f32; #in_len]], #target_param: #target_ty, opt: &#rt::nn::Optimizer) -> Result<f32, #rt::Error> {
             // The pool's other thread stays awake for the whole step.
             #rt::nn::awake(move || {
+                #try_sharded
                 self.forward_train(x)?;
                 self.backward_and_update(#target_param, opt)
             })
         }
+
+        #sharded
 
         /// [`Self::train_step`] on an ndarray view of shape `[n, INPUT...]`
         /// in any memory layout (one that is not row-major and contiguous is
@@ -643,6 +806,7 @@ fn training(
             let x = #rt::view::samples(&x, &Self::INPUT, "x")?;
             let x = #rt::view::flat(&x);
             #rt::nn::awake(move || {
+                #try_sharded_flat
                 self.forward_train_flat(x)?;
                 self.backward_and_update(#target_param, opt)
             })

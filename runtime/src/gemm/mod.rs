@@ -119,7 +119,7 @@ impl Par {
     pub fn threads(self) -> usize {
         match self {
             Par::Seq => 1,
-            Par::Rayon => rayon::current_num_threads(),
+            Par::Rayon => crate::par::threads(),
         }
     }
 }

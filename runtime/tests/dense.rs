@@ -111,6 +111,19 @@ proptest! {
     }
 }
 
+/// The fused step flushes momentum that decays below f32's normal range,
+/// as `Sgd::step` does: a zero gradient halves it each step here.
+#[test]
+fn the_fused_sgd_step_flushes_subnormal_momentum() {
+    let tiny = f32::MIN_POSITIVE;
+    let s = Dense { n: 1, input: 2, output: 1 };
+    let sgd = Sgd { lr: 0.1, momentum: 0.5, nesterov: false, weight_decay: 0.0 };
+    let (mut w, mut b) = (vec![1.0f32; 2], vec![tiny, 4.0 * tiny]);
+    dense_backward_weights_sgd(&s, &[0.0; 2], &[1.0], &mut w, &mut b, None, &sgd, Par::Seq)
+        .unwrap();
+    assert_eq!(b, [0.0, 2.0 * tiny]);
+}
+
 /// Large enough (over 4M multiply-adds) that the GEMM splits across
 /// threads, both straight and transposed (5 columns), and each thread's
 /// epilogue steps only its own weights.

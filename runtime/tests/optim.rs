@@ -6,7 +6,7 @@
 mod common;
 
 use common::fill;
-use netc_runtime::optim::{Adam, AdamState, AdamW, OptimError, Sgd, SgdState};
+use netc_runtime::optim::{Adam, AdamMoments, AdamState, AdamW, OptimError, Sgd, SgdState};
 use netc_runtime::reference;
 use proptest::prelude::*;
 
@@ -76,6 +76,24 @@ fn adam_trace(
             p[0]
         })
         .collect()
+}
+
+/// State that decays below f32's normal range is flushed to zero (x86
+/// computes on subnormals a hundred times slower), and only that: a
+/// normal value just above the range keeps decaying as PyTorch's would.
+#[test]
+fn decayed_state_is_flushed_below_the_normal_range() {
+    let tiny = f32::MIN_POSITIVE;
+    let sgd = Sgd { lr: 0.1, momentum: 0.5, nesterov: false, weight_decay: 0.0 };
+    let (mut p, mut b) = ([1.0f32, 1.0], [tiny, 4.0 * tiny]);
+    sgd.step(&mut b, &mut p, &[0.0, 0.0]).unwrap();
+    assert_eq!(b, [0.0, 2.0 * tiny], "half of the smallest normal is subnormal");
+
+    let (mut p, mut m, mut v) = ([1.0f32, 1.0], [tiny, 20.0 * tiny], [0.0f32, 0.0]);
+    let moments = AdamMoments { m: &mut m, v: &mut v };
+    Adam::new(1e-3).step(1, moments, &mut p, &[0.0, 0.0]).unwrap();
+    assert_eq!(m[0], 0.0, "0.9 of the smallest normal is subnormal");
+    assert!(m[1].is_normal() && m[1] < 20.0 * tiny, "{}", m[1]);
 }
 
 #[test]

@@ -158,7 +158,9 @@ impl<'a> SgdUpdate<'a> {
 /// One element of [`SgdUpdate`]: `b += wd·w; w -= lr·b`.
 #[inline(always)]
 fn sgd_step(b: &mut f32, w: &mut f32, lr: f32, weight_decay: f32) {
-    *b += weight_decay * *w;
+    // Flushed as `optim::Sgd` flushes it: the next step's GEMM multiplies
+    // it by the momentum.
+    *b = crate::optim::flush_subnormal(*b + weight_decay * *w);
     *w += -lr * *b;
 }
 

@@ -165,8 +165,8 @@ fn adam_block<const DECOUPLED: bool, const L2: bool>(
             *p *= k.shrink;
         }
         let g = if L2 { g + k.l2 * *p } else { g };
-        *m += k.one_minus_beta1 * (g - *m);
-        *v = *v * k.beta2 + k.one_minus_beta2 * g * g;
+        *m = super::flush_subnormal(*m + k.one_minus_beta1 * (g - *m));
+        *v = super::flush_subnormal(*v * k.beta2 + k.one_minus_beta2 * g * g);
         let denom = v.sqrt() / k.bc2_sqrt + k.eps;
         *p += k.neg_step_size * *m / denom;
     }

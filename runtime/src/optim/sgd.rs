@@ -100,7 +100,7 @@ fn momentum_block<const DECAY: bool, const NESTEROV: bool>(
 ) {
     for ((p, &g), b) in params.iter_mut().zip(grads).zip(buf.iter_mut()) {
         let d = if DECAY { g + wd * *p } else { g };
-        *b = *b * momentum + d;
+        *b = super::flush_subnormal(*b * momentum + d);
         *p += -lr * if NESTEROV { d + momentum * *b } else { *b };
     }
 }

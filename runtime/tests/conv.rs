@@ -524,6 +524,34 @@ proptest! {
     }
 }
 
+/// The weight gradient's kernel with the output channels in the lanes
+/// (AVX-512, square 3x3 and 5x5 windows, 12 or more of each block's 16
+/// channels): LeNet-5's conv2, a partial second block, rectangular inputs,
+/// padding wider than the window's half, and more samples than one round
+/// keeps.
+#[test]
+fn direct_weight_gradient_with_channels_in_lanes() {
+    let sq = Conv2d::square;
+    let shapes = [
+        sq(3, 6, 14, 14, 16, 5, 1, 0),
+        Conv2d { h: 9, w: 13, ..sq(2, 4, 9, 9, 12, 3, 1, 1) },
+        sq(2, 3, 7, 7, 24, 5, 1, 2),
+        Conv2d { ph: 2, pw: 0, ..sq(1, 2, 6, 6, 13, 3, 1, 0) },
+        sq(9, 8, 16, 16, 16, 3, 1, 1),
+    ];
+    for (k, s) in shapes.iter().enumerate() {
+        let (x, dy) = (fill(s.input_len(), 30 + k as u64), fill(s.output_len(), 40 + k as u64));
+        let (want, _) = reference::conv2d_backward_weights(s, &f64s(&x), &f64s(&dy));
+        for &isa in Isa::supported() {
+            let mut dw = vec![f32::NAN; s.weight_len()];
+            conv2d_backward_weights_direct(s, isa, &x, &dy, &mut dw).unwrap();
+            let positions = s.n * s.out_h() * s.out_w();
+            assert_close(&format!("{isa:?}"), &dw, &want, positions, s)
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+    }
+}
+
 /// An infinite input reaches only the weights whose windows cover it: the
 /// direct weight gradient pads `dy`'s rows to whole blocks, and those
 /// padding outputs must not meet the real input cells past the row (0·∞

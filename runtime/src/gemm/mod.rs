@@ -18,6 +18,7 @@ pub mod peak;
 
 pub use epilogue::{Activation, Bias, Epilogue, SgdUpdate};
 pub use kernel::Kernel;
+pub(crate) use pack::interleave;
 pub use packed::PackedA;
 
 use kernel::MAX_TILE;

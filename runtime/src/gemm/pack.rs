@@ -13,7 +13,7 @@ const MAX_STREAMS: usize = 48;
 /// AVX-512, whole 16x16 blocks go through registers ([`x86`]); the rest
 /// (and every block without it) through a small buffer, 16 values of each
 /// stream at a time so the reads are vector loads.
-fn interleave(dst: &mut [f32], srcs: &[&[f32]], len: usize, width: usize, scale: f32) {
+pub(crate) fn interleave(dst: &mut [f32], srcs: &[&[f32]], len: usize, width: usize, scale: f32) {
     const W: usize = 16;
     // The register transpose goes with the AVX-512 kernels, so that forcing
     // another family (`NETC_GEMM_KERNEL`) also tests the buffered path.

@@ -552,6 +552,32 @@ fn direct_weight_gradient_with_channels_in_lanes() {
     }
 }
 
+/// Backward-data by scattering (AVX-512, windows that shrink the plane by 2
+/// or more on each side): input channel counts that take every block of
+/// the kernel (8, 6, 4, 2, 1), rectangular planes and windows, padding.
+#[test]
+fn direct_backward_data_by_scattering() {
+    let sq = Conv2d::square;
+    let shapes = [
+        sq(3, 6, 14, 14, 16, 5, 1, 0),
+        Conv2d { h: 11, w: 17, kw: 6, ..sq(2, 9, 11, 11, 5, 7, 1, 1) },
+        sq(2, 7, 12, 12, 3, 5, 1, 0),
+        Conv2d { w: 9, ..sq(1, 3, 8, 8, 20, 5, 1, 0) },
+        sq(2, 1, 9, 9, 2, 7, 1, 0),
+    ];
+    for (k, s) in shapes.iter().enumerate() {
+        let (w, dy) = (fill(s.weight_len(), 50 + k as u64), fill(s.output_len(), 60 + k as u64));
+        let want = reference::conv2d_backward_data(s, &f64s(&dy), &f64s(&w));
+        for &isa in Isa::supported() {
+            let mut dx = vec![f32::NAN; s.input_len()];
+            conv2d_backward_data_direct(s, isa, &dy, &w, &mut dx).unwrap();
+            let terms = s.o * s.kh * s.kw;
+            assert_close(&format!("{isa:?}"), &dx, &want, terms, s)
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+    }
+}
+
 /// An infinite input reaches only the weights whose windows cover it: the
 /// direct weight gradient pads `dy`'s rows to whole blocks, and those
 /// padding outputs must not meet the real input cells past the row (0·∞

@@ -287,6 +287,10 @@ pub(super) fn backward_data_direct(
     weight: &[f32],
     dx: &mut [f32],
 ) {
+    #[cfg(target_arch = "x86_64")]
+    if scatters(s, isa) {
+        return backward_data_scatter(s, dy, weight, dx);
+    }
     let g = Grid::backward_data(s);
     // dy row oy feeds input rows oy - ph .. oy - ph + kh - 1, so it goes
     // kh - 1 - ph rows down the padded plane (up, cropped, if ph ≥ kh).
@@ -304,7 +308,65 @@ pub(super) fn forward_scratch_len(s: &Conv2d) -> usize {
 
 /// Floats of per-thread scratch of one sample's backward-data pass.
 pub(super) fn backward_data_scratch_len(s: &Conv2d) -> usize {
+    #[cfg(target_arch = "x86_64")]
+    if scatters(s, Isa::best()) {
+        return scatter_scratch_len(s);
+    }
     Pass::scratch_len(&Grid::backward_data(s))
+}
+
+/// Whether backward-data scatters (AVX-512) rather than correlating the
+/// padded `dy`: where the window shrinks the plane by 2 or more on each
+/// side, so that `dy`'s padding would be most of the correlation's work.
+/// Measured (`conv_one direct-bwd`, one thread, batch 64): 6 -> 16 5x5
+/// unpadded at 14x14 (LeNet-5's conv2) 0.35 against 0.48 ms, 32 -> 32 5x5
+/// at 12x12 2.50 against 4.07, 8 -> 8 7x7 at 20x20 1.12 against 1.43; but
+/// 8 -> 8 3x3 unpadded 0.21 against 0.18, and padded convs lose (64 -> 64
+/// 3x3 at 8x8: 3.30 against 2.84).
+#[cfg(target_arch = "x86_64")]
+fn scatters(s: &Conv2d, isa: Isa) -> bool {
+    isa.if_supported() == Isa::Avx512 && s.kh >= 2 * s.ph + 5 && s.kw >= 2 * s.pw + 5
+}
+
+/// Position vectors a block of the scatter kernel takes.
+#[cfg(target_arch = "x86_64")]
+const SCATTER_VECTORS: usize = 3;
+
+/// The padded input gradient and `dy` on the forward grid.
+#[cfg(target_arch = "x86_64")]
+fn scatter_scratch_len(s: &Conv2d) -> usize {
+    let g = Grid::forward(s);
+    let vectors = g.vectors(SCATTER_VECTORS);
+    g.input_len(vectors) + g.cout * vectors * LANES
+}
+
+/// One sample's backward-data pass by scattering, on AVX-512: `dy` laid on
+/// the forward grid (zero at the dropped positions), and for each tap
+/// `(i, j)` and input channel `c`, the 16-position vectors of
+/// `Σ_o w[o][c][i][j]·dy[o]` added into the padded input gradient at the
+/// tap's shift, `i·grid + j`. Unlike the correlation of the padded `dy`,
+/// no multiply meets the padding: LeNet-5's conv2 does 21.6k vector
+/// multiply-adds a sample instead of 38.4k.
+#[cfg(target_arch = "x86_64")]
+fn backward_data_scatter(s: &Conv2d, dy: &[f32], weight: &[f32], dx: &mut [f32]) {
+    let g = Grid::forward(s);
+    let vectors = g.vectors(SCATTER_VECTORS);
+    let in_len = g.input_len(vectors);
+    let outputs = g.output_layout(vectors);
+    with_columns(scatter_scratch_len(s), |scratch| {
+        let (padded, dys) = scratch.split_at_mut(in_len);
+        outputs.place(dy, dys);
+        padded.fill(0.0);
+        // SAFETY: the caller checked the CPU; the lengths are as the
+        // kernel's contract asks, built here.
+        unsafe { x86::scatter(&g, weight, dys, vectors, padded) };
+        for (c, plane) in dx.chunks_exact_mut(s.h * s.w).enumerate() {
+            for (y, row) in plane.chunks_exact_mut(s.w).enumerate() {
+                let at = c * g.plane() + (y + s.ph) * g.grid + s.pw;
+                copy_run(row, &padded[at..at + s.w]);
+            }
+        }
+    })
 }
 
 /// Floats of per-thread scratch of the weight gradient.
@@ -714,7 +776,7 @@ impl WeightGrad {
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use super::{avx512_block, Pass, WeightGrad, LANES, WEIGHT_GRAD_TAPS};
+    use super::{avx512_block, Grid, Pass, WeightGrad, LANES, SCATTER_VECTORS, WEIGHT_GRAD_TAPS};
     use crate::reduce::lane_sums8;
     use std::arch::x86_64::*;
 
@@ -824,6 +886,109 @@ mod x86 {
                 // SAFETY: o0 + b < cout and v0 + k < vectors, so the 16
                 // floats lie inside z's cout · vectors · 16.
                 unsafe { _mm512_storeu_ps(z.as_mut_ptr().add(at), *acc) };
+            }
+        }
+    }
+
+    /// [`super::backward_data_scatter`]'s sums: for each tap, blocks of 8,
+    /// 6, 4, 2 or 1 input channels × [`SCATTER_VECTORS`] position vectors in
+    /// registers, a multiply-add per output channel, then added into
+    /// `padded`, each channel's into its own plane.
+    ///
+    /// # Safety
+    /// The CPU must support AVX-512F and FMA; `weight` holds `cout` rows of
+    /// `cin·kh·kw`, `dys` `cout` planes of `vectors` vectors (a multiple of
+    /// `SCATTER_VECTORS`), and `padded` `g.input_len(vectors)` floats.
+    #[target_feature(enable = "avx512f,fma")]
+    pub(super) unsafe fn scatter(
+        g: &Grid,
+        weight: &[f32],
+        dys: &[f32],
+        vectors: usize,
+        padded: &mut [f32],
+    ) {
+        let patch = g.cin * g.kh * g.kw;
+        assert!(weight.len() == g.cout * patch && dys.len() == g.cout * vectors * LANES);
+        assert!(padded.len() >= g.input_len(vectors) && vectors.is_multiple_of(SCATTER_VECTORS));
+        for t in 0..g.kh * g.kw {
+            let mut c0 = 0;
+            while c0 < g.cin {
+                let rows = match g.cin - c0 {
+                    8.. => 8,
+                    6..=7 => 6,
+                    4..=5 => 4,
+                    2..=3 => 2,
+                    _ => 1,
+                };
+                for v0 in (0..vectors).step_by(SCATTER_VECTORS) {
+                    let at = (t, c0, v0);
+                    // SAFETY: passed on from the caller; c0 + rows ≤ cin
+                    // and v0 + SCATTER_VECTORS ≤ vectors.
+                    unsafe {
+                        match rows {
+                            8 => scatter_tile::<8>(g, weight, dys, vectors, padded, at),
+                            6 => scatter_tile::<6>(g, weight, dys, vectors, padded, at),
+                            4 => scatter_tile::<4>(g, weight, dys, vectors, padded, at),
+                            2 => scatter_tile::<2>(g, weight, dys, vectors, padded, at),
+                            _ => scatter_tile::<1>(g, weight, dys, vectors, padded, at),
+                        }
+                    }
+                }
+                c0 += rows;
+            }
+        }
+    }
+
+    /// Tap `t` of input channels `c0..c0 + R` at position vectors
+    /// `v0..v0 + 3`.
+    ///
+    /// # Safety
+    /// As [`scatter`], with `t < kh·kw`, `c0 + R ≤ cin` and `v0 + 3 ≤
+    /// vectors`.
+    #[target_feature(enable = "avx512f,fma")]
+    #[inline]
+    unsafe fn scatter_tile<const R: usize>(
+        g: &Grid,
+        weight: &[f32],
+        dys: &[f32],
+        vectors: usize,
+        padded: &mut [f32],
+        (t, c0, v0): (usize, usize, usize),
+    ) {
+        const PB: usize = SCATTER_VECTORS;
+        let window = g.kh * g.kw;
+        let patch = g.cin * window;
+        let mut acc = [[_mm512_setzero_ps(); PB]; R];
+        for o in 0..g.cout {
+            // SAFETY: vectors v0..v0 + PB of dy's plane o.
+            let d = unsafe { dys.as_ptr().add((o * vectors + v0) * LANES) };
+            let mut dv = [_mm512_setzero_ps(); PB];
+            for (k, dv) in dv.iter_mut().enumerate() {
+                // SAFETY: as above.
+                *dv = unsafe { _mm512_loadu_ps(d.add(k * LANES)) };
+            }
+            // SAFETY: tap t of channels c0..c0 + R in output channel o's row.
+            let w = unsafe { weight.as_ptr().add(o * patch + c0 * window + t) };
+            for (r, acc) in acc.iter_mut().enumerate() {
+                // SAFETY: as above, r < R.
+                let wv = _mm512_set1_ps(unsafe { *w.add(r * window) });
+                for (acc, dv) in acc.iter_mut().zip(&dv) {
+                    *acc = _mm512_fmadd_ps(wv, *dv, *acc);
+                }
+            }
+        }
+        let shift = t / g.kw * g.grid + t % g.kw + v0 * LANES;
+        for (r, acc) in acc.iter().enumerate() {
+            let at = (c0 + r) * g.plane() + shift;
+            // The furthest write ends at (cin - 1)·plane + (kh - 1)·grid +
+            // kw - 1 + vectors·16 ≤ g.input_len(vectors) ≤ padded.len().
+            let dst = &mut padded[at..at + PB * LANES];
+            for (k, acc) in acc.iter().enumerate() {
+                // SAFETY: `dst` holds the PB·16 floats.
+                unsafe {
+                    let p = dst.as_mut_ptr().add(k * LANES);
+                    _mm512_storeu_ps(p, _mm512_add_ps(_mm512_loadu_ps(p), *acc));
+                }
             }
         }
     }

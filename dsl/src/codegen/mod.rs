@@ -575,6 +575,7 @@ fn training(
     };
     let (targets_start, targets_len) =
         (emit::times(target_per_sample, "first"), emit::times(target_per_sample, "n"));
+    let (x_start, x_len) = (emit::times(in_len, "first"), emit::times(in_len, "n"));
     let loss_view = quote! {
         let ([logits], [d]) = #rt::arena::split(arena, [(#loss_in_start, #loss_size)], [(#loss_grad_start, #loss_size)])?;
         #loss_call
@@ -597,7 +598,7 @@ fn training(
                     seed: u64,
                 ) -> Result<f32, #rt::Error> {
                     let #rt::shard::Shard { first, n, cap, arena, argmax } = shard;
-                    let x = &x[first * #in_len..][..n * #in_len];
+                    let x = &x[#x_start..][..#x_len];
                     let targets = &targets[#targets_start..][..#targets_len];
                     let stats: &mut [f32] = &mut [];
                     let _ = (argmax.len(), stats.len(), (step, seed), &params, &grads);

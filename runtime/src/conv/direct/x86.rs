@@ -1,0 +1,415 @@
+//! The direct convolution's AVX-512 kernels: the forward tile, the
+//! scattering backward-data, and both weight-gradient kernels.
+
+use super::{avx512_block, Grid, Pass, WeightGrad, LANES, SCATTER_VECTORS, WEIGHT_GRAD_TAPS};
+use crate::reduce::lane_sums8;
+use std::arch::x86_64::*;
+
+/// [`Pass::kernel`] in AVX-512: blocks of output channels × vectors of
+/// positions ([`avx512_block`]).
+///
+/// # Safety
+/// The CPU must support AVX-512F and FMA; `padded` must hold
+/// `g.input_len(vectors)` floats, `z` `g.cout · vectors · 16`, and the
+/// weights `cout · cin · kh · kw`; `vectors` is a whole number of blocks.
+#[target_feature(enable = "avx512f,fma")]
+pub(super) unsafe fn forward(pass: &Pass, padded: &[f32], z: &mut [f32], vectors: usize) {
+    // SAFETY: passed on from the caller; each arm's block is the one
+    // `Pass::vectors` rounded `vectors` up to.
+    unsafe {
+        match avx512_block(pass.g.cout) {
+            (8, 3) => blocks::<8, 3>(pass, padded, z, vectors),
+            (6, 4) => blocks::<6, 4>(pass, padded, z, vectors),
+            (4, 6) => blocks::<4, 6>(pass, padded, z, vectors),
+            (2, 8) => blocks::<2, 8>(pass, padded, z, vectors),
+            _ => blocks::<1, 8>(pass, padded, z, vectors),
+        }
+    }
+}
+
+/// `OB` output channels at a time (the last block overlapping the one
+/// before), `PB` vectors of positions at a time.
+///
+/// # Safety
+/// As [`forward`], with `OB ≤ cout` and `vectors` a multiple of `PB`.
+#[target_feature(enable = "avx512f,fma")]
+#[inline]
+unsafe fn blocks<const OB: usize, const PB: usize>(
+    pass: &Pass,
+    padded: &[f32],
+    z: &mut [f32],
+    vectors: usize,
+) {
+    let g = &pass.g;
+    let mut next = 0;
+    while next < g.cout {
+        let o0 = next.min(g.cout - OB);
+        let mut bias = [0.0f32; OB];
+        if let Some(b) = pass.bias {
+            bias.copy_from_slice(&b[o0..o0 + OB]);
+        }
+        for v0 in (0..vectors).step_by(PB) {
+            // SAFETY: passed on from the caller; v0 + PB ≤ vectors.
+            unsafe { tile::<OB, PB>(pass, padded, z, vectors, (o0, v0), bias) };
+        }
+        next = o0 + OB;
+    }
+}
+
+/// Output channels `o0..o0 + OB` at position vectors `v0..v0 + PB`: per
+/// tap, `PB` loads of the padded input and `OB` broadcast weights.
+///
+/// # Safety
+/// As [`blocks`], with `o0 + OB ≤ cout` and `v0 + PB ≤ vectors`.
+#[target_feature(enable = "avx512f,fma")]
+#[inline]
+unsafe fn tile<const OB: usize, const PB: usize>(
+    pass: &Pass,
+    padded: &[f32],
+    z: &mut [f32],
+    vectors: usize,
+    (o0, v0): (usize, usize),
+    bias: [f32; OB],
+) {
+    let (g, taps) = (&pass.g, &pass.taps);
+    let mut acc = [[_mm512_setzero_ps(); PB]; OB];
+    for (acc, &b) in acc.iter_mut().zip(&bias) {
+        *acc = [_mm512_set1_ps(b); PB];
+    }
+    for ci in 0..g.cin {
+        for i in 0..g.kh {
+            // SAFETY: the furthest read, of the last tap of the last
+            // vector, ends at ci·plane + i·grid + kw - 1 + (v0 + PB)·16
+            // ≤ g.input_len(vectors) ≤ padded.len().
+            let x = unsafe { padded.as_ptr().add(ci * g.plane() + i * g.grid + v0 * LANES) };
+            let mut w = [pass.weight.as_ptr(); OB];
+            for (b, w) in w.iter_mut().enumerate() {
+                // SAFETY: `Taps` maps every (out, in, i, j) of the pass
+                // one-to-one into the weights, whose length the caller
+                // checked; j = 0 is such a tap.
+                *w = unsafe { w.offset(taps.row(o0 + b, ci, i)) };
+            }
+            for j in 0..g.kw {
+                let mut xs = [_mm512_setzero_ps(); PB];
+                for (k, xv) in xs.iter_mut().enumerate() {
+                    // SAFETY: inside the furthest read above.
+                    *xv = unsafe { _mm512_loadu_ps(x.add(j + k * LANES)) };
+                }
+                for (acc, w) in acc.iter_mut().zip(&w) {
+                    // SAFETY: tap (o0 + b, ci, i, j) of the pass.
+                    let wv = _mm512_set1_ps(unsafe { *w.offset(j as isize * taps.d_col) });
+                    for (acc, xv) in acc.iter_mut().zip(&xs) {
+                        *acc = _mm512_fmadd_ps(wv, *xv, *acc);
+                    }
+                }
+            }
+        }
+    }
+    for (b, acc) in acc.iter().enumerate() {
+        for (k, acc) in acc.iter().enumerate() {
+            let at = ((o0 + b) * vectors + v0 + k) * LANES;
+            // SAFETY: o0 + b < cout and v0 + k < vectors, so the 16
+            // floats lie inside z's cout · vectors · 16.
+            unsafe { _mm512_storeu_ps(z.as_mut_ptr().add(at), *acc) };
+        }
+    }
+}
+
+/// [`super::backward_data_scatter`]'s sums: for each tap, blocks of 8,
+/// 6, 4, 2 or 1 input channels × [`SCATTER_VECTORS`] position vectors in
+/// registers, a multiply-add per output channel, then added into
+/// `padded`, each channel's into its own plane.
+///
+/// # Safety
+/// The CPU must support AVX-512F and FMA; `weight` holds `cout` rows of
+/// `cin·kh·kw`, `dys` `cout` planes of `vectors` vectors (a multiple of
+/// `SCATTER_VECTORS`), and `padded` `g.input_len(vectors)` floats.
+#[target_feature(enable = "avx512f,fma")]
+pub(super) unsafe fn scatter(
+    g: &Grid,
+    weight: &[f32],
+    dys: &[f32],
+    vectors: usize,
+    padded: &mut [f32],
+) {
+    let patch = g.cin * g.kh * g.kw;
+    assert!(weight.len() == g.cout * patch && dys.len() == g.cout * vectors * LANES);
+    assert!(padded.len() >= g.input_len(vectors) && vectors.is_multiple_of(SCATTER_VECTORS));
+    for t in 0..g.kh * g.kw {
+        let mut c0 = 0;
+        while c0 < g.cin {
+            let rows = match g.cin - c0 {
+                8.. => 8,
+                6..=7 => 6,
+                4..=5 => 4,
+                2..=3 => 2,
+                _ => 1,
+            };
+            for v0 in (0..vectors).step_by(SCATTER_VECTORS) {
+                let at = (t, c0, v0);
+                // SAFETY: passed on from the caller; c0 + rows ≤ cin
+                // and v0 + SCATTER_VECTORS ≤ vectors.
+                unsafe {
+                    match rows {
+                        8 => scatter_tile::<8>(g, weight, dys, vectors, padded, at),
+                        6 => scatter_tile::<6>(g, weight, dys, vectors, padded, at),
+                        4 => scatter_tile::<4>(g, weight, dys, vectors, padded, at),
+                        2 => scatter_tile::<2>(g, weight, dys, vectors, padded, at),
+                        _ => scatter_tile::<1>(g, weight, dys, vectors, padded, at),
+                    }
+                }
+            }
+            c0 += rows;
+        }
+    }
+}
+
+/// Tap `t` of input channels `c0..c0 + R` at position vectors
+/// `v0..v0 + 3`.
+///
+/// # Safety
+/// As [`scatter`], with `t < kh·kw`, `c0 + R ≤ cin` and `v0 + 3 ≤
+/// vectors`.
+#[target_feature(enable = "avx512f,fma")]
+#[inline]
+unsafe fn scatter_tile<const R: usize>(
+    g: &Grid,
+    weight: &[f32],
+    dys: &[f32],
+    vectors: usize,
+    padded: &mut [f32],
+    (t, c0, v0): (usize, usize, usize),
+) {
+    const PB: usize = SCATTER_VECTORS;
+    let window = g.kh * g.kw;
+    let patch = g.cin * window;
+    let mut acc = [[_mm512_setzero_ps(); PB]; R];
+    for o in 0..g.cout {
+        // SAFETY: vectors v0..v0 + PB of dy's plane o.
+        let d = unsafe { dys.as_ptr().add((o * vectors + v0) * LANES) };
+        let mut dv = [_mm512_setzero_ps(); PB];
+        for (k, dv) in dv.iter_mut().enumerate() {
+            // SAFETY: as above.
+            *dv = unsafe { _mm512_loadu_ps(d.add(k * LANES)) };
+        }
+        // SAFETY: tap t of channels c0..c0 + R in output channel o's row.
+        let w = unsafe { weight.as_ptr().add(o * patch + c0 * window + t) };
+        for (r, acc) in acc.iter_mut().enumerate() {
+            // SAFETY: as above, r < R.
+            let wv = _mm512_set1_ps(unsafe { *w.add(r * window) });
+            for (acc, dv) in acc.iter_mut().zip(&dv) {
+                *acc = _mm512_fmadd_ps(wv, *dv, *acc);
+            }
+        }
+    }
+    let shift = t / g.kw * g.grid + t % g.kw + v0 * LANES;
+    for (r, acc) in acc.iter().enumerate() {
+        let at = (c0 + r) * g.plane() + shift;
+        // The furthest write ends at (cin - 1)·plane + (kh - 1)·grid +
+        // kw - 1 + vectors·16 ≤ g.input_len(vectors) ≤ padded.len().
+        let dst = &mut padded[at..at + PB * LANES];
+        for (k, acc) in acc.iter().enumerate() {
+            // SAFETY: `dst` holds the PB·16 floats.
+            unsafe {
+                let p = dst.as_mut_ptr().add(k * LANES);
+                _mm512_storeu_ps(p, _mm512_add_ps(_mm512_loadu_ps(p), *acc));
+            }
+        }
+    }
+}
+
+/// [`WeightGrad::add`] with 16 output channels in the lanes of each
+/// accumulator, one per tap of a `K x K` window of one input channel
+/// (25 registers for 5x5): per kept position, one load of the 16
+/// channels' `dy` and a broadcast of the input under each tap. No grid
+/// positions are dropped and no lanes summed.
+///
+/// # Safety
+/// The CPU must support AVX-512F and FMA; the lengths are as
+/// `WeightGrad::add` asserts, and `wg.channel_lanes` holds.
+#[target_feature(enable = "avx512f,fma")]
+pub(super) unsafe fn weight_grad_lanes(
+    wg: &WeightGrad,
+    xs: &[f32],
+    dys: &[f32],
+    dweight: &mut [f32],
+) {
+    // SAFETY: passed on; `channel_lanes` admits only these windows.
+    unsafe {
+        match wg.g.kw {
+            3 => lanes_k::<3>(wg, xs, dys, dweight),
+            _ => lanes_k::<5>(wg, xs, dys, dweight),
+        }
+    }
+}
+
+/// [`weight_grad_lanes`] for `K x K` windows.
+///
+/// # Safety
+/// As [`weight_grad_lanes`], with `kh = kw = K`.
+#[target_feature(enable = "avx512f,fma")]
+#[inline]
+unsafe fn lanes_k<const K: usize>(wg: &WeightGrad, xs: &[f32], dys: &[f32], dweight: &mut [f32]) {
+    let g = &wg.g;
+    assert!(g.kh == K && g.kw == K);
+    let positions = g.out_h * g.out_w;
+    for b in 0..g.cout.div_ceil(LANES) {
+        for c in 0..g.cin {
+            let mut acc = [[_mm512_setzero_ps(); K]; K];
+            for (x, dy) in xs.chunks_exact(wg.x_len).zip(dys.chunks_exact(wg.dy_len)) {
+                // Input row oy + i of plane c holds the taps of row i:
+                // the furthest read, (out_h - 1 + K - 1)·grid + out_w -
+                // 1 + K - 1, is inside the plane, whose rows and grid
+                // are out_h + K - 1 and out_w + K - 1.
+                let plane = x[c * g.plane()..][..g.plane()].as_ptr();
+                let dy = dy[b * positions * LANES..][..positions * LANES].as_ptr();
+                for oy in 0..g.out_h {
+                    for ox in 0..g.out_w {
+                        // SAFETY: position (oy, ox) of the block's
+                        // `[positions][16]`.
+                        let d = unsafe { _mm512_loadu_ps(dy.add((oy * g.out_w + ox) * LANES)) };
+                        for (i, acc) in acc.iter_mut().enumerate() {
+                            for (j, acc) in acc.iter_mut().enumerate() {
+                                // SAFETY: inside the plane, as above.
+                                let x = unsafe { *plane.add((oy + i) * g.grid + ox + j) };
+                                *acc = _mm512_fmadd_ps(d, _mm512_set1_ps(x), *acc);
+                            }
+                        }
+                    }
+                }
+            }
+            let lanes = (g.cout - b * LANES).min(LANES);
+            for (i, acc) in acc.iter().enumerate() {
+                for (j, acc) in acc.iter().enumerate() {
+                    let mut sums = [0.0f32; LANES];
+                    // SAFETY: `sums` holds the 16 floats stored.
+                    unsafe { _mm512_storeu_ps(sums.as_mut_ptr(), *acc) };
+                    for (l, sum) in sums.iter().take(lanes).enumerate() {
+                        dweight[wg.index(b * LANES + l, c, i, j)] += sum;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// [`WeightGrad::add`] in AVX-512: blocks of 4, 2 or 1 output channels
+/// × up to [`WEIGHT_GRAD_TAPS`] taps of a kernel row.
+///
+/// # Safety
+/// The CPU must support AVX-512F and FMA; the lengths are as
+/// `WeightGrad::add` asserts.
+#[target_feature(enable = "avx512f,fma")]
+pub(super) unsafe fn weight_grad(wg: &WeightGrad, xs: &[f32], dys: &[f32], dweight: &mut [f32]) {
+    let g = &wg.g;
+    let mut o0 = 0;
+    while o0 < g.cout {
+        let ob = match g.cout - o0 {
+            4.. => 4,
+            2..=3 => 2,
+            _ => 1,
+        };
+        for c in 0..g.cin {
+            for i in 0..g.kh {
+                for j0 in (0..g.kw).step_by(WEIGHT_GRAD_TAPS) {
+                    let at = (o0, c, i, j0);
+                    // SAFETY: passed on from the caller; the block's
+                    // channels and taps exist.
+                    unsafe {
+                        match ob {
+                            4 => taps_of::<4>(wg, xs, dys, at, dweight),
+                            2 => taps_of::<2>(wg, xs, dys, at, dweight),
+                            _ => taps_of::<1>(wg, xs, dys, at, dweight),
+                        }
+                    }
+                }
+            }
+        }
+        o0 += ob;
+    }
+}
+
+/// [`weight_grad_block`] for the taps left in the row from `j0`.
+///
+/// # Safety
+/// As [`weight_grad_block`].
+#[target_feature(enable = "avx512f,fma")]
+#[inline]
+unsafe fn taps_of<const OB: usize>(
+    wg: &WeightGrad,
+    xs: &[f32],
+    dys: &[f32],
+    at: (usize, usize, usize, usize),
+    dweight: &mut [f32],
+) {
+    // SAFETY: passed on from the caller; JB ≤ kw - j0.
+    unsafe {
+        match wg.g.kw - at.3 {
+            1 => weight_grad_block::<OB, 1>(wg, xs, dys, at, dweight),
+            2 => weight_grad_block::<OB, 2>(wg, xs, dys, at, dweight),
+            3 => weight_grad_block::<OB, 3>(wg, xs, dys, at, dweight),
+            4 => weight_grad_block::<OB, 4>(wg, xs, dys, at, dweight),
+            _ => weight_grad_block::<OB, WEIGHT_GRAD_TAPS>(wg, xs, dys, at, dweight),
+        }
+    }
+}
+
+/// Adds the weights `(o0..o0 + OB, c, i, j0..j0 + JB)`, summed over the
+/// samples and their position vectors, into `dweight`: per vector, `JB`
+/// loads of the input, `OB` of `dy`, `OB·JB` multiply-adds; then the
+/// lanes of the accumulators, eight at a time.
+///
+/// # Safety
+/// As [`weight_grad`], with `o0 + OB ≤ cout` and `j0 + JB ≤ kw`.
+#[target_feature(enable = "avx512f,fma")]
+#[inline]
+unsafe fn weight_grad_block<const OB: usize, const JB: usize>(
+    wg: &WeightGrad,
+    xs: &[f32],
+    dys: &[f32],
+    (o0, c, i, j0): (usize, usize, usize, usize),
+    dweight: &mut [f32],
+) {
+    let g = &wg.g;
+    let dy_plane = wg.vectors * LANES;
+    let mut acc = [[_mm512_setzero_ps(); JB]; OB];
+    for (x, dy) in xs.chunks_exact(wg.x_len).zip(dys.chunks_exact(wg.dy_len)) {
+        // SAFETY: the furthest read, of the last tap of the last
+        // vector, ends at c·plane + i·grid + j0 + JB - 1 + vectors·16
+        // ≤ g.input_len(vectors) = x_len.
+        let x = unsafe { x.as_ptr().add(c * g.plane() + i * g.grid + j0) };
+        // SAFETY: o0 + OB ≤ cout planes of dy_plane floats: dy_len.
+        let dy = unsafe { dy.as_ptr().add(o0 * dy_plane) };
+        for v in 0..wg.vectors {
+            let mut xv = [_mm512_setzero_ps(); JB];
+            for (j, xv) in xv.iter_mut().enumerate() {
+                // SAFETY: inside the furthest read above.
+                *xv = unsafe { _mm512_loadu_ps(x.add(v * LANES + j)) };
+            }
+            for (b, acc) in acc.iter_mut().enumerate() {
+                // SAFETY: vector v of dy's plane b of the block.
+                let d = unsafe { _mm512_loadu_ps(dy.add(b * dy_plane + v * LANES)) };
+                for (acc, xv) in acc.iter_mut().zip(&xv) {
+                    *acc = _mm512_fmadd_ps(d, *xv, *acc);
+                }
+            }
+        }
+    }
+    // The OB·JB ≤ 20 accumulators' lane sums, eight at a time.
+    let mut all = [_mm512_setzero_ps(); 24];
+    for (k, v) in acc.iter().flatten().enumerate() {
+        all[k] = *v;
+    }
+    let mut sums = [0.0f32; 24];
+    for (sums, eight) in
+        sums.chunks_exact_mut(8).zip(all.chunks_exact(8)).take((OB * JB).div_ceil(8))
+    {
+        let eight: [__m512; 8] = eight.try_into().expect("eight vectors");
+        sums.copy_from_slice(&lane_sums8(eight));
+    }
+    for b in 0..OB {
+        for j in 0..JB {
+            dweight[wg.index(o0 + b, c, i, j0 + j)] += sums[b * JB + j];
+        }
+    }
+}

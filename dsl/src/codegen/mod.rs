@@ -580,9 +580,9 @@ fn training(
         let ([logits], [d]) = #rt::arena::split(arena, [(#loss_in_start, #loss_size)], [(#loss_grad_start, #loss_size)])?;
         #loss_call
     };
-    let (sharded, try_sharded, try_sharded_flat) = match sharding {
-        None => (quote!(), quote!(), quote!()),
-        Some(Sharding { params_ty, backward, arena_per_sample, argmax_per_sample }) => (
+    let sharded = match sharding {
+        None => quote!(),
+        Some(Sharding { params_ty, backward, arena_per_sample, argmax_per_sample }) => {
             quote! {
                 /// One shard of a data-parallel [`Self::train_step`]: the
                 /// forward pass, loss and backward pass of its samples, in
@@ -646,25 +646,23 @@ fn training(
                     );
                     ::std::mem::swap(&mut self.grads, &mut self.shard_grads[0]);
                     let loss = loss?;
-                    let k = self.reset_optimizer_state(opt);
-                    self.weights_changed();
-                    let step = self.step;
-                    Self::apply_gradients_impl(&mut self.params, &self.grads, &mut self.opt_state, k, step, opt, false)?;
+                    self.apply_gradients(opt)?;
                     Ok(Some(loss))
                 }
-            },
-            quote! {
-                if let Some(loss) = self.train_step_sharded(x.as_flattened(), #target_flat, opt)? {
-                    return Ok(loss);
-                }
-            },
-            quote! {
-                if let Some(loss) = self.train_step_sharded(x, #target_flat, opt)? {
-                    return Ok(loss);
-                }
-            },
-        ),
+            }
+        }
     };
+    // `train_step`'s first try, on its input as a flat slice `x`.
+    let try_sharded = |x: TokenStream| match sharded.is_empty() {
+        true => quote!(),
+        false => quote! {
+            if let Some(loss) = self.train_step_sharded(#x, #target_flat, opt)? {
+                return Ok(loss);
+            }
+        },
+    };
+    let (try_sharded, try_sharded_flat) =
+        (try_sharded(quote!(x.as_flattened())), try_sharded(quote!(x)));
     let target_doc = match loss.kind {
         LossKind::CrossEntropy => "`labels` are class indices, one per sample.",
         LossKind::Mse => "`targets` has the output's shape, one per sample.",

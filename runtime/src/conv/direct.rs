@@ -219,8 +219,10 @@ pub fn conv2d_forward_direct(
     Ok(())
 }
 
-/// [`conv2d_backward_data_direct`]'s pass: `dx` (overwritten) from `dy`,
-/// one sample after another, on the kernels of `isa`.
+/// The direct backward-data pass, `dx` (overwritten) from `dy`, one
+/// sample after another, on the kernels of `isa` (the portable ones if the
+/// CPU lacks it); exposed so that tests can run every instruction set's
+/// path.
 pub fn conv2d_backward_data_direct(
     s: &Conv2d,
     isa: Isa,
@@ -585,24 +587,15 @@ pub(super) fn weight_grad_direct(
     });
 }
 
-/// One sample's `dw[o][c][i][j] += Σ dy[o][oy][ox]·x[c][oy + i - ph][ox + j - pw]`
-/// over the positions inside the input, term by term.
+/// `dweight += Σ dy ⋆ x` over the samples of `x` by the naive reference
+/// (in f64), which sums only the positions inside the input: the slow path
+/// for inputs with infinities or NaNs.
 fn weight_grad_term_by_term(s: &Conv2d, x: &[f32], dy: &[f32], dweight: &mut [f32]) {
-    let (oh, ow, in_len, out_len) = (s.out_h(), s.out_w(), s.c * s.h * s.w, s.o * s.out_plane());
-    for (x, dy) in x.chunks_exact(in_len).zip(dy.chunks_exact(out_len)) {
-        for (t, dw) in dweight.iter_mut().enumerate() {
-            let (o, c, i, j) =
-                (t / (s.c * s.kh * s.kw), t / (s.kh * s.kw) % s.c, t / s.kw % s.kh, t % s.kw);
-            for oy in 0..oh {
-                let Some(iy) = (oy + i).checked_sub(s.ph).filter(|&iy| iy < s.h) else { continue };
-                for ox in 0..ow {
-                    let Some(ix) = (ox + j).checked_sub(s.pw).filter(|&ix| ix < s.w) else {
-                        continue;
-                    };
-                    *dw += dy[(o * oh + oy) * ow + ox] * x[(c * s.h + iy) * s.w + ix];
-                }
-            }
-        }
+    let f64s = |v: &[f32]| v.iter().map(|&v| f64::from(v)).collect::<Vec<f64>>();
+    let chunk = Conv2d { n: x.len() / (s.c * s.h * s.w), ..*s };
+    let (dw, _) = crate::reference::conv::conv2d_backward_weights(&chunk, &f64s(x), &f64s(dy));
+    for (d, w) in dweight.iter_mut().zip(dw) {
+        *d += w as f32;
     }
 }
 

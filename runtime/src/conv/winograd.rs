@@ -742,11 +742,22 @@ impl Layout {
         self.out_rows * self.out_row
     }
 
+    /// Floats from one point ξ of `V` to the next (see [`spread`]).
+    fn v_point(&self, p: &Problem) -> usize {
+        spread(p.cin * self.cols)
+    }
+
+    /// Floats from one point ξ of `M` (or of the weight gradient's
+    /// transformed `dy`) to the next (see [`spread`]).
+    fn m_point(&self, p: &Problem) -> usize {
+        spread(p.cout * self.cols)
+    }
+
     /// Floats of V, M, padded and staged.
     fn lens(&self, p: &Problem) -> [usize; 4] {
         [
-            POINTS * p.cin * self.cols,
-            POINTS * p.cout * self.cols,
+            POINTS * self.v_point(p),
+            POINTS * self.m_point(p),
             self.samples * p.cin * self.in_plane(),
             (self.samples + 1) * p.cout * self.out_plane(),
         ]
@@ -832,6 +843,108 @@ impl Layout {
     }
 }
 
+/// `len` rounded up to an odd number of cache lines. A transform stores (or
+/// loads) the 36 points of one channel of 16 tiles together, one line each,
+/// `len` floats apart: at a multiple of 4 KB, as with 16 channels of 64
+/// tiles, all 36 lines fell in one set of the L1 cache, and each store
+/// waited on a line the one before had evicted. An odd number of lines puts
+/// them in 36 different sets.
+fn spread(len: usize) -> usize {
+    (len.div_ceil(LINE_FLOATS) | 1) * LINE_FLOATS
+}
+
+/// Floats in a 64-byte cache line.
+const LINE_FLOATS: usize = 16;
+
+/// The other way the AVX-512 input transform reads the windows of 16 lanes
+/// of tiles, without gathers (36 of them per channel cost about half of a
+/// 16-channel conv's forward pass). Where the lanes' windows lie in few
+/// input rows of at most 32 floats (every plane of ResNet-20, and AlexNet's
+/// 13x13), each window row `a` loads those whole rows into a 64-float table,
+/// one *slot* per tile row the lanes touch, and each window column is picked
+/// out of the table by two-source permutes. Padding is lanes masked to zero.
+#[derive(Clone, Copy, Debug)]
+struct RowTable {
+    /// Floats per slot: the plane's width rounded up to 8, 16 or 32.
+    slot: usize,
+    /// Slots in use, at most `64 / slot`.
+    slots: usize,
+    /// Each slot's offset of window row 0, relative to channel 0 (negative
+    /// where that row is padding above the plane).
+    start: [isize; MAX_SLOTS],
+    /// For window row `a`, the slots whose row lies inside the plane.
+    inside: [u8; WIN],
+    /// For window column `j`, the table position each lane reads, modulo 32.
+    idx: [[i32; LANES]; WIN],
+    /// For window column `j`, the lanes reading the table's first 32 floats
+    /// and those reading its last 32, each inside the plane.
+    low: [u16; WIN],
+    high: [u16; WIN],
+}
+
+/// Slots of a [`RowTable`] at most: eight rows of up to 8 floats.
+const MAX_SLOTS: usize = 8;
+/// Floats in a [`RowTable`]: four 512-bit registers.
+const TABLE: usize = 64;
+
+impl Layout {
+    /// The [`RowTable`] of tiles `t0..t0 + LANES` in a chunk of `x`, or
+    /// `None` where the plane is wider than 32 or the lanes touch more tile
+    /// rows than a table holds. Panics unless every sample the lanes read
+    /// lies whole in `x`.
+    fn row_table(&self, p: &Problem, t0: usize, x: &[f32]) -> Option<RowTable> {
+        let slot = [8, 16, 32].into_iter().find(|&s| p.w <= s)?;
+        let (per_sample, tx) = (p.tiles_per_sample(), p.tiles_x());
+        let plane = p.h * p.w;
+        let mut t = RowTable {
+            slot,
+            slots: 0,
+            start: [0; MAX_SLOTS],
+            inside: [0; WIN],
+            idx: [[0; LANES]; WIN],
+            low: [0; WIN],
+            high: [0; WIN],
+        };
+        // The tile row of each slot, to find a lane's slot.
+        let mut rows = [(usize::MAX, usize::MAX); MAX_SLOTS];
+        for l in 0..LANES.min(self.tiles.saturating_sub(t0)) {
+            let (sample, r) = ((t0 + l) / per_sample, (t0 + l) % per_sample);
+            let (ty, tcol) = (r / tx, r % tx);
+            let s = match rows[..t.slots].iter().position(|&k| k == (sample, ty)) {
+                Some(s) => s,
+                None if (t.slots + 1) * slot <= TABLE => {
+                    assert!((sample + 1) * p.cin * plane <= x.len());
+                    let y0 = (ty * TILE) as isize - p.ph as isize;
+                    rows[t.slots] = (sample, ty);
+                    t.start[t.slots] = (sample * p.cin * plane) as isize + y0 * p.w as isize;
+                    for (a, inside) in t.inside.iter_mut().enumerate() {
+                        if (0..p.h as isize).contains(&(y0 + a as isize)) {
+                            *inside |= 1 << t.slots;
+                        }
+                    }
+                    t.slots += 1;
+                    t.slots - 1
+                }
+                None => return None,
+            };
+            let x0 = (tcol * TILE) as isize - p.pw as isize;
+            for j in 0..WIN {
+                let col = x0 + j as isize;
+                if (0..p.w as isize).contains(&col) {
+                    let at = s * slot + col as usize;
+                    t.idx[j][l] = (at % 32) as i32;
+                    if at < 32 {
+                        t.low[j] |= 1 << l;
+                    } else {
+                        t.high[j] |= 1 << l;
+                    }
+                }
+            }
+        }
+        Some(t)
+    }
+}
+
 /// One chunk of `samples`: transform the input tiles into `V`, multiply by
 /// `U` into `M`, transform `M` back into the output with the epilogue.
 /// `KIND` picks the kernels.
@@ -858,8 +971,8 @@ fn chunk<const KIND: u8>(
 
     for xi in 0..POINTS {
         let u = &u[xi * p.cout..];
-        let v = &v[xi * p.cin * lay.cols..][..p.cin * lay.cols];
-        let m = &mut m[xi * p.cout * lay.cols..][..p.cout * lay.cols];
+        let v = &v[xi * lay.v_point(p)..][..p.cin * lay.cols];
+        let m = &mut m[xi * lay.m_point(p)..][..p.cout * lay.cols];
         tuple_gemm::<KIND>(p, u, v, m, lay.cols);
     }
 
@@ -873,7 +986,7 @@ fn chunk<const KIND: u8>(
         let two_runs = runs_of_8 && t0 + LANES <= lay.tiles;
         for k in 0..p.cout {
             let plane = &mut out_buf[k * lay.out_plane()..];
-            let at = |xi: usize| (xi * p.cout + k) * lay.cols + t0;
+            let at = |xi: usize| xi * lay.m_point(p) + k * lay.cols + t0;
             #[cfg(target_arch = "x86_64")]
             if KIND == AVX512 {
                 if two_runs {
@@ -946,10 +1059,20 @@ fn transform_inputs<const KIND: u8>(
         // ResNet-20's training step) is not made.
         let _ = padded;
         for t0 in (0..lay.tiles).step_by(LANES) {
+            if let Some(table) = lay.row_table(p, t0, x) {
+                for ci in 0..p.cin {
+                    let plane = &x[ci * p.h * p.w..];
+                    let at = |xi: usize| xi * lay.v_point(p) + ci * lay.cols + t0;
+                    // SAFETY: as below; `row_table` checked that the samples
+                    // whose rows the table loads lie whole in `x`.
+                    unsafe { x86::input_tiles_by_rows(plane, &table, p.w, v, at) };
+                }
+                continue;
+            }
             let win = lay.windows(p, t0, x);
             for ci in 0..p.cin {
                 let plane = &x[ci * p.h * p.w..];
-                let at = |xi: usize| (xi * p.cin + ci) * lay.cols + t0;
+                let at = |xi: usize| xi * lay.v_point(p) + ci * lay.cols + t0;
                 // SAFETY: KIND is AVX512 only inside the `chunk_avx512`s,
                 // whose callers checked that the CPU has AVX-512F; `windows`
                 // checked the elements the lanes read, for every channel.
@@ -969,7 +1092,7 @@ fn transform_inputs<const KIND: u8>(
         let (win, _) = lay.offsets(p, t0);
         for ci in 0..p.cin {
             let plane = &padded[ci * lay.in_plane()..];
-            let at = |xi: usize| (xi * p.cin + ci) * lay.cols + t0;
+            let at = |xi: usize| xi * lay.v_point(p) + ci * lay.cols + t0;
             let mut d = [[[0.0; LANES]; WIN]; WIN];
             for (a, drow) in d.iter_mut().enumerate() {
                 for (b, pt) in drow.iter_mut().enumerate() {

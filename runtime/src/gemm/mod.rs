@@ -463,41 +463,12 @@ pub fn reserve_scratch() {
     let reserve = || {
         for k in kernel::selected_family() {
             let params::Blocking { mc, kc, nc } = k.blocking;
-            with_buffer(&PACK_A, kc * mc, |_| ());
-            with_buffer(&PACK_B, kc * nc, |_| ());
+            crate::scratch::with(&PACK_A, kc * mc, |_| ());
+            crate::scratch::with(&PACK_B, kc * nc, |_| ());
         }
     };
     reserve();
     rayon::broadcast(|_| reserve());
-}
-
-/// Runs `f` with a thread-local buffer of `len` floats starting on a 64-byte
-/// boundary: a 512-bit load that straddles two cache lines costs two loads.
-fn with_buffer<R>(
-    key: &'static std::thread::LocalKey<RefCell<Vec<f32>>>,
-    len: usize,
-    f: impl FnOnce(&mut [f32]) -> R,
-) -> R {
-    const ALIGN_FLOATS: usize = 64 / std::mem::size_of::<f32>();
-    let aligned = |buf: &mut Vec<f32>| {
-        if buf.len() < len + ALIGN_FLOATS {
-            buf.resize(len + ALIGN_FLOATS, 0.0);
-        }
-        let offset = buf.as_ptr().align_offset(64).min(ALIGN_FLOATS);
-        offset..offset + len
-    };
-    key.with(|cell| match cell.try_borrow_mut() {
-        Ok(mut buf) => {
-            let range = aligned(&mut buf);
-            f(&mut buf[range])
-        }
-        // Re-entered on this thread: use a temporary buffer.
-        Err(_) => {
-            let mut buf = Vec::new();
-            let range = aligned(&mut buf);
-            f(&mut buf[range])
-        }
-    })
 }
 
 /// The five loops.
@@ -543,8 +514,8 @@ unsafe fn drive<A: PackA, B: PackB>(
     // of B micro-panels) and the packed B block is the one kept in L2. In
     // BLIS's order (B micro-panel in L1, A streaming) the same kernels ran
     // 8-13% slower at 1024-2048 (BENCHMARKS.md).
-    with_buffer(&PACK_A, kc * mc.min(m.div_ceil(mr) * mr), |abuf| {
-        with_buffer(&PACK_B, kc * nc.min(n.div_ceil(nr) * nr), |bbuf| {
+    crate::scratch::with(&PACK_A, kc * mc.min(m.div_ceil(mr) * mr), |abuf| {
+        crate::scratch::with(&PACK_B, kc * nc.min(n.div_ceil(nr) * nr), |bbuf| {
             // LOOP 5 (IC): split m into mc.
             for ic in (0..m).step_by(mc) {
                 let mcb = mc.min(m - ic);

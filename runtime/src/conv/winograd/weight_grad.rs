@@ -155,7 +155,7 @@ fn chunk<const KIND: u8>(
         let (_, out) = lay.offsets(p, t0);
         for k in 0..p.cout {
             let plane = &dy_tiles[k * lay.out_plane()..];
-            let at = |xi: usize| (xi * p.cout + k) * lay.cols + t0;
+            let at = |xi: usize| xi * lay.m_point(p) + k * lay.cols + t0;
             #[cfg(target_arch = "x86_64")]
             if KIND == AVX512 {
                 // SAFETY: KIND is AVX512 only inside `chunk_avx512`, whose
@@ -180,8 +180,8 @@ fn chunk<const KIND: u8>(
     }
 
     for xi in 0..POINTS {
-        let a = &dyt[xi * p.cout * lay.cols..][..p.cout * lay.cols];
-        let b = &v[xi * p.cin * lay.cols..][..p.cin * lay.cols];
+        let a = &dyt[xi * lay.m_point(p)..][..p.cout * lay.cols];
+        let b = &v[xi * lay.v_point(p)..][..p.cin * lay.cols];
         let out = &mut part[xi * p.cout * p.cin..][..p.cout * p.cin];
         #[cfg(target_arch = "x86_64")]
         if KIND == AVX512 {

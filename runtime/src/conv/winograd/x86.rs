@@ -2,7 +2,7 @@
 //! blocks for AVX-512 and AVX2, and the AVX-512 transforms, which gather
 //! each lane's window and scatter each lane's output block.
 
-use super::{Gemm, Taps, Windows, LANES, POINTS, TILE, WIN};
+use super::{Gemm, RowTable, Taps, Windows, LANES, POINTS, TABLE, TILE, WIN};
 use std::arch::x86_64::*;
 
 /// The lanes' offsets as a vector of indices.
@@ -152,6 +152,71 @@ pub(super) unsafe fn input_tiles_avx512(
     for i in 0..WIN {
         let r = input_1d([t[0][i], t[1][i], t[2][i], t[3][i], t[4][i], t[5][i]]);
         for (j, &x) in r.iter().enumerate() {
+            // SAFETY: at(ξ) + 16 ≤ at(35) + 16 ≤ v.len(), at increasing in ξ.
+            unsafe { _mm512_storeu_ps(v.as_mut_ptr().add(at(i * WIN + j)), x) };
+        }
+    }
+}
+
+/// [`input_tiles_avx512`] reading the windows through a [`RowTable`]: for
+/// each window row, the table's rows loaded whole, then each lane's six
+/// columns permuted out of them.
+///
+/// # Safety
+/// The CPU must support AVX-512F, and for every slot `s` and window row `a`
+/// that `table` marks inside, `plane[table.start[s] + a·row..][..row]` must
+/// exist, with `row` at most `table.slot`.
+#[target_feature(enable = "avx512f")]
+pub(super) unsafe fn input_tiles_by_rows(
+    plane: &[f32],
+    table: &RowTable,
+    row: usize,
+    v: &mut [f32],
+    at: impl Fn(usize) -> usize,
+) {
+    assert!(at(POINTS - 1) + LANES <= v.len() && row <= table.slot);
+    // dB: each window row's six columns, transformed along the row.
+    let mut rows = [[_mm512_setzero_ps(); WIN]; WIN];
+    for (a, row_out) in rows.iter_mut().enumerate() {
+        let mut tab = [_mm512_setzero_ps(); TABLE / LANES];
+        for s in 0..table.slots {
+            if table.inside[a] & (1 << s) == 0 {
+                continue;
+            }
+            let src = plane.as_ptr().wrapping_offset(table.start[s] + (a * row) as isize);
+            // The row's floats go to table positions s·slot.., 16 at a time
+            // (8 where two 8-float slots share a register).
+            for e in (0..row).step_by(LANES) {
+                let pos = s * table.slot + e;
+                let (reg, lane) = (pos / LANES, pos % LANES);
+                let count = (row - e).min(LANES - lane);
+                let mask = (((1u32 << count) - 1) << lane) as __mmask16;
+                // SAFETY: the lanes in `mask` read src[e..e + count], inside
+                // the row the caller vouched for; the others read nothing.
+                tab[reg] = unsafe {
+                    _mm512_mask_loadu_ps(tab[reg], mask, src.wrapping_add(e).wrapping_sub(lane))
+                };
+            }
+        }
+        let mut d = [_mm512_setzero_ps(); WIN];
+        for (j, dj) in d.iter_mut().enumerate() {
+            // SAFETY: `idx[j]` holds 16 i32, the 64 bytes read.
+            let idx = unsafe { _mm512_loadu_si512(table.idx[j].as_ptr().cast()) };
+            let low = _mm512_maskz_permutex2var_ps(table.low[j], tab[0], idx, tab[1]);
+            *dj = if table.high[j] == 0 {
+                low
+            } else {
+                let high = _mm512_maskz_permutex2var_ps(table.high[j], tab[2], idx, tab[3]);
+                _mm512_mask_mov_ps(low, table.high[j], high)
+            };
+        }
+        *row_out = input_1d(d);
+    }
+    // Then columns: V[i][j] = Bᵀ·(column j of dB).
+    #[allow(clippy::needless_range_loop)]
+    for j in 0..WIN {
+        let col = input_1d(std::array::from_fn(|a| rows[a][j]));
+        for (i, &x) in col.iter().enumerate() {
             // SAFETY: at(ξ) + 16 ≤ at(35) + 16 ≤ v.len(), at increasing in ξ.
             unsafe { _mm512_storeu_ps(v.as_mut_ptr().add(at(i * WIN + j)), x) };
         }

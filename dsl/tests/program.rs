@@ -81,6 +81,9 @@ fn memory_plans_are_sound_and_smaller_than_the_sum() {
         let steps: Vec<&Step> = p.train_forward.iter().chain(&p.backward).collect();
         let plan = plan_memory(&p, &steps, &[p.input, loss.grad], &[p.train_output]);
         assert_no_overlap(&p, &steps, &plan);
+        // Every tensor on a 64-byte line of the runtime's aligned arena.
+        assert!(plan.offsets.iter().flatten().all(|o| o % 16 == 0), "{name}: {:?}", plan.offsets);
+        assert_eq!(plan.size % 16, 0, "{name}");
         let sum: usize = p.tensors.iter().map(|t| t.per_sample()).sum();
         assert!(plan.size < sum, "{name}: plan {} vs sum {sum}", plan.size);
         let infer: Vec<&Step> = p.infer_forward.iter().collect();

@@ -320,7 +320,7 @@ fn module(
             params: #params_ty,
             /// The gradient of each learnable parameter after `backward`.
             pub grads: #params_ty,
-            arena: Vec<f32>,
+            arena: #rt::arena::Arena,
             argmax: Vec<u32>,
             stats: Vec<f32>,
             opt_state: Vec<f32>,
@@ -373,7 +373,7 @@ fn module(
                 Self {
                     params,
                     grads: #params_ty::zeros(),
-                    arena: vec![0.0; #arena_size],
+                    arena: #rt::arena::Arena::zeros(#arena_size),
                     argmax: vec![0; #argmax_size],
                     stats: vec![0.0; #stats_len],
                     opt_state: Vec::new(),

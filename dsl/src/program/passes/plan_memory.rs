@@ -9,6 +9,10 @@
 
 use crate::program::{Program, Step, TensorId};
 
+/// Floats in a 64-byte cache line, the alignment of the runtime's
+/// `arena::Arena`.
+const ALIGN_FLOATS: usize = 16;
+
 /// Where each tensor lives in the arena.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MemoryPlan {
@@ -58,7 +62,10 @@ pub fn plan_memory(
     let mut placed: Vec<(usize, usize, usize, usize)> = Vec::new(); // (offset, len, first, last)
     let mut size = 0;
     for t in order {
-        let len = p.tensors[t].per_sample();
+        // Whole cache lines: with every block a multiple of 16 floats, every
+        // offset is too, and each tensor starts on a line of the 64-byte
+        // aligned arena, for any capacity.
+        let len = p.tensors[t].per_sample().next_multiple_of(ALIGN_FLOATS);
         // Blocks of tensors live at the same time as `t`, by offset.
         let mut busy: Vec<(usize, usize)> = placed
             .iter()

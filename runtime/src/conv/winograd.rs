@@ -865,21 +865,24 @@ const LINE_FLOATS: usize = 16;
 /// out of the table by two-source permutes. Padding is lanes masked to zero.
 #[derive(Clone, Copy, Debug)]
 struct RowTable {
-    /// Floats per slot: the plane's width rounded up to 8, 16 or 32.
-    slot: usize,
-    /// Slots in use, at most `64 / slot`.
-    slots: usize,
-    /// Each slot's offset of window row 0, relative to channel 0 (negative
-    /// where that row is padding above the plane).
-    start: [isize; MAX_SLOTS],
-    /// For window row `a`, the slots whose row lies inside the plane.
-    inside: [u8; WIN],
+    /// For window row `a` and table register `q`, the (at most two) masked
+    /// loads that fill it.
+    loads: [[[RowLoad; 2]; TABLE / LANES]; WIN],
     /// For window column `j`, the table position each lane reads, modulo 32.
     idx: [[i32; LANES]; WIN],
     /// For window column `j`, the lanes reading the table's first 32 floats
     /// and those reading its last 32, each inside the plane.
     low: [u16; WIN],
     high: [u16; WIN],
+}
+
+/// One masked load of 16 floats into a table register: lane `l` in `mask`
+/// gets `plane[offset + l]`, the others zero (or, for a register's second
+/// load, what its first put there). A zero mask loads nothing.
+#[derive(Clone, Copy, Debug, Default)]
+struct RowLoad {
+    offset: isize,
+    mask: u16,
 }
 
 /// Slots of a [`RowTable`] at most: eight rows of up to 8 floats.
@@ -897,33 +900,42 @@ impl Layout {
         let (per_sample, tx) = (p.tiles_per_sample(), p.tiles_x());
         let plane = p.h * p.w;
         let mut t = RowTable {
-            slot,
-            slots: 0,
-            start: [0; MAX_SLOTS],
-            inside: [0; WIN],
+            loads: [[[RowLoad::default(); 2]; TABLE / LANES]; WIN],
             idx: [[0; LANES]; WIN],
             low: [0; WIN],
             high: [0; WIN],
         };
         // The tile row of each slot, to find a lane's slot.
-        let mut rows = [(usize::MAX, usize::MAX); MAX_SLOTS];
+        let (mut rows, mut slots) = ([(usize::MAX, usize::MAX); MAX_SLOTS], 0);
         for l in 0..LANES.min(self.tiles.saturating_sub(t0)) {
             let (sample, r) = ((t0 + l) / per_sample, (t0 + l) % per_sample);
             let (ty, tcol) = (r / tx, r % tx);
-            let s = match rows[..t.slots].iter().position(|&k| k == (sample, ty)) {
+            let s = match rows[..slots].iter().position(|&k| k == (sample, ty)) {
                 Some(s) => s,
-                None if (t.slots + 1) * slot <= TABLE => {
+                None if (slots + 1) * slot <= TABLE => {
                     assert!((sample + 1) * p.cin * plane <= x.len());
+                    rows[slots] = (sample, ty);
                     let y0 = (ty * TILE) as isize - p.ph as isize;
-                    rows[t.slots] = (sample, ty);
-                    t.start[t.slots] = (sample * p.cin * plane) as isize + y0 * p.w as isize;
-                    for (a, inside) in t.inside.iter_mut().enumerate() {
-                        if (0..p.h as isize).contains(&(y0 + a as isize)) {
-                            *inside |= 1 << t.slots;
+                    // The slot's floats go to table positions slots·slot..,
+                    // 16 at a time (8 where two 8-float slots share a
+                    // register, the second one's load the register's second).
+                    for (a, loads) in t.loads.iter_mut().enumerate() {
+                        let y = y0 + a as isize;
+                        if !(0..p.h as isize).contains(&y) {
+                            continue;
+                        }
+                        let start = (sample * p.cin * plane) as isize + y * p.w as isize;
+                        for e in (0..p.w).step_by(LANES) {
+                            let pos = slots * slot + e;
+                            let (reg, lane) = (pos / LANES, pos % LANES);
+                            let count = (p.w - e).min(LANES - lane);
+                            let mask = (((1u32 << count) - 1) << lane) as u16;
+                            let offset = start + e as isize - lane as isize;
+                            loads[reg][usize::from(lane > 0)] = RowLoad { offset, mask };
                         }
                     }
-                    t.slots += 1;
-                    t.slots - 1
+                    slots += 1;
+                    slots - 1
                 }
                 None => return None,
             };
@@ -1065,7 +1077,7 @@ fn transform_inputs<const KIND: u8>(
                     let at = |xi: usize| xi * lay.v_point(p) + ci * lay.cols + t0;
                     // SAFETY: as below; `row_table` checked that the samples
                     // whose rows the table loads lie whole in `x`.
-                    unsafe { x86::input_tiles_by_rows(plane, &table, p.w, v, at) };
+                    unsafe { x86::input_tiles_by_rows(plane, &table, v, at) };
                 }
                 continue;
             }

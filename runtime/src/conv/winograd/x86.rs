@@ -2,7 +2,7 @@
 //! blocks for AVX-512 and AVX2, and the AVX-512 transforms, which gather
 //! each lane's window and scatter each lane's output block.
 
-use super::{Gemm, RowTable, Taps, Windows, LANES, POINTS, TABLE, TILE, WIN};
+use super::{Gemm, RowLoad, RowTable, Taps, Windows, LANES, POINTS, TABLE, TILE, WIN};
 use std::arch::x86_64::*;
 
 /// The lanes' offsets as a vector of indices.
@@ -159,45 +159,36 @@ pub(super) unsafe fn input_tiles_avx512(
 }
 
 /// [`input_tiles_avx512`] reading the windows through a [`RowTable`]: for
-/// each window row, the table's rows loaded whole, then each lane's six
-/// columns permuted out of them.
+/// each window row, the table's rows loaded whole into four registers, then
+/// each lane's six columns permuted out of them.
 ///
 /// # Safety
-/// The CPU must support AVX-512F, and for every slot `s` and window row `a`
-/// that `table` marks inside, `plane[table.start[s] + a·row..][..row]` must
-/// exist, with `row` at most `table.slot`.
+/// The CPU must support AVX-512F, and for every load of `table`, `plane`
+/// must hold the elements `offset + l` of the lanes `l` in its mask.
 #[target_feature(enable = "avx512f")]
 pub(super) unsafe fn input_tiles_by_rows(
     plane: &[f32],
     table: &RowTable,
-    row: usize,
     v: &mut [f32],
     at: impl Fn(usize) -> usize,
 ) {
-    assert!(at(POINTS - 1) + LANES <= v.len() && row <= table.slot);
+    assert!(at(POINTS - 1) + LANES <= v.len());
     // dB: each window row's six columns, transformed along the row.
     let mut rows = [[_mm512_setzero_ps(); WIN]; WIN];
     for (a, row_out) in rows.iter_mut().enumerate() {
-        let mut tab = [_mm512_setzero_ps(); TABLE / LANES];
-        for s in 0..table.slots {
-            if table.inside[a] & (1 << s) == 0 {
-                continue;
+        let tab: [__m512; TABLE / LANES] = std::array::from_fn(|q| {
+            let [first, second] = table.loads[a][q];
+            let src = |load: RowLoad| plane.as_ptr().wrapping_offset(load.offset);
+            // SAFETY: the lanes in each mask read inside `plane` (the
+            // caller's word); the others read nothing.
+            let reg = unsafe { _mm512_maskz_loadu_ps(first.mask, src(first)) };
+            if second.mask == 0 {
+                reg
+            } else {
+                // SAFETY: as above.
+                unsafe { _mm512_mask_loadu_ps(reg, second.mask, src(second)) }
             }
-            let src = plane.as_ptr().wrapping_offset(table.start[s] + (a * row) as isize);
-            // The row's floats go to table positions s·slot.., 16 at a time
-            // (8 where two 8-float slots share a register).
-            for e in (0..row).step_by(LANES) {
-                let pos = s * table.slot + e;
-                let (reg, lane) = (pos / LANES, pos % LANES);
-                let count = (row - e).min(LANES - lane);
-                let mask = (((1u32 << count) - 1) << lane) as __mmask16;
-                // SAFETY: the lanes in `mask` read src[e..e + count], inside
-                // the row the caller vouched for; the others read nothing.
-                tab[reg] = unsafe {
-                    _mm512_mask_loadu_ps(tab[reg], mask, src.wrapping_add(e).wrapping_sub(lane))
-                };
-            }
-        }
+        });
         let mut d = [_mm512_setzero_ps(); WIN];
         for (j, dj) in d.iter_mut().enumerate() {
             // SAFETY: `idx[j]` holds 16 i32, the 64 bytes read.

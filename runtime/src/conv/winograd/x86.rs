@@ -317,6 +317,9 @@ pub(super) unsafe fn output_runs_avx512(
     }
 }
 
+/// Input channels ahead that [`block_avx512`] prefetches U.
+const U_AHEAD: usize = 16;
+
 /// Rows `k0..k0 + R` by columns `t0..t0 + 16·NV` of `M`: R·NV zmm
 /// accumulators, one broadcast of U and NV loads of V per input channel.
 ///
@@ -336,6 +339,11 @@ pub(super) unsafe fn block_avx512<const R: usize, const NV: usize>(
     let mut acc = [[_mm512_setzero_ps(); NV]; R];
     let (u, v) = (g.u.as_ptr(), g.v.as_ptr());
     for ci in 0..g.cin {
+        // U's rows lie `u_row` floats apart, too far for the hardware
+        // prefetchers: fetch the row U_AHEAD channels on, or each channel's
+        // first broadcast waits on L2 or memory.
+        // A prefetch cannot fault, whatever the address.
+        _mm_prefetch::<_MM_HINT_T0>(u.wrapping_add((ci + U_AHEAD) * g.u_row + k0).cast());
         let mut vr = [_mm512_setzero_ps(); NV];
         for (j, x) in vr.iter_mut().enumerate() {
             // SAFETY: ci·cols + t0 + 16j + 16 ≤ cin·cols ≤ v.len().

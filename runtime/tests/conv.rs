@@ -213,10 +213,11 @@ fn winograd_is_picked_where_it_pays() {
     assert_eq!(algos(Conv2d::square(1, 64, 8, 8, 64, 3, 1, 1)), (i, i, i));
     assert_eq!(algos(Conv2d::square(1, 32, 16, 16, 32, 3, 1, 1)), (w, w, w));
     assert_eq!(algos(Conv2d::square(8, 384, 13, 13, 384, 3, 1, 1)), (w, w, i));
-    // Past 1 MB of U, only with at least as many outputs as inputs: AlexNet's
-    // conv3 (256->384) forward, conv5 (384->256) backward-data.
-    assert_eq!(algos(Conv2d::square(8, 256, 13, 13, 384, 3, 1, 1)), (w, i, i));
-    assert_eq!(algos(Conv2d::square(8, 384, 13, 13, 256, 3, 1, 1)), (i, w, i));
+    // Past 1 MB of U, forward and backward-data from 128 tiles whatever the
+    // channel counts: AlexNet's conv3 (256->384) and conv5 (384->256).
+    assert_eq!(algos(Conv2d::square(8, 256, 13, 13, 384, 3, 1, 1)), (w, w, i));
+    assert_eq!(algos(Conv2d::square(8, 384, 13, 13, 256, 3, 1, 1)), (w, w, i));
+    assert_eq!(algos(Conv2d::square(4, 384, 13, 13, 256, 3, 1, 1)), (i, i, i));
     assert_eq!(algos(Conv2d::square(1, 384, 13, 13, 384, 3, 1, 1)), (i, i, i));
     assert_eq!(algos(Conv2d::square(64, 16, 32, 32, 32, 3, 2, 1)), (i, i, i));
 }

@@ -84,13 +84,13 @@ pub fn applies(s: &Conv2d) -> bool {
 /// 8x8, ms: batch 1 (4 tiles) 0.196/0.063, 2 0.169/0.091, 4 (16 tiles)
 /// 0.160/0.170, 8 0.162/0.295.
 ///
-/// Past 1 MB of `U`, it also needs at least as many output channels as
-/// input channels: the input transform grows with the input channels, and
-/// with fewer outputs to share it Winograd lost (`conv_bench`, % of peak,
-/// Winograd/im2col: AlexNet conv5 384→256 forward 52.8/56.8 and conv3's
-/// backward-data, the same 384→256 problem, 49.6/56.0; conv3 256→384
-/// forward 74.1/56.9, conv4 384→384 70.6/59.2, conv5's backward-data
-/// 256→384 75.1/54.2).
+/// Past 1 MB of `U`, any channel counts: with `U` prefetched and its rows
+/// off a single cache set, `conv_bench` (% of peak, Winograd/im2col, batch
+/// 8) read AlexNet's conv5 forward, 384→256, 94.7/62.3 and conv3's
+/// backward-data, the same 384→256 problem, 96.9/54.6 (before, 52.8/56.8
+/// and 49.6/56.0, when these needed as many outputs as inputs); conv3
+/// forward 88.5/63.1, conv4 94.6/63.0. At batch 4 (64 tiles) the two ran
+/// close, ms: 384→384 7.6/7.0, 384→256 3.8/4.7, 256→384 4.6/4.9.
 pub fn pays(s: &Conv2d) -> bool {
     applies(s) && problem_pays(&Problem::forward(s))
 }
@@ -104,7 +104,7 @@ pub fn pays_backward_data(s: &Conv2d) -> bool {
 fn problem_pays(p: &Problem) -> bool {
     let u_bytes = POINTS * p.cin * p.cout * 4;
     let tiles = p.n * p.tiles_per_sample();
-    tiles >= 16 && (u_bytes <= 1 << 20 || tiles >= 128 && p.cout >= p.cin)
+    tiles >= 16 && (u_bytes <= 1 << 20 || tiles >= 128)
 }
 
 /// Whether Winograd beats im2col on the weight gradient of `s`, where it

@@ -115,9 +115,33 @@ fn output_1d(m: [__m512; WIN]) -> [__m512; TILE] {
     ]
 }
 
-/// `V[at(ξ)..][..16] = (Bᵀ d B)[ξ]` for the 6x6 windows `win` of `plane`
-/// (rows of `row` floats, unpadded): each window column gathered with the
-/// lanes whose elements lie inside the plane, zero elsewhere.
+/// `V[at(ξ)..][..16] = (Bᵀ d B)[ξ]` for the 6x6 window `d` (`d[a][j]`: row
+/// `a`, column `j`, one tile a lane): columns first, then rows. Both ways of
+/// reading the windows end here, so they round alike.
+///
+/// # Safety
+/// The CPU must support AVX-512F.
+#[target_feature(enable = "avx512f")]
+#[inline]
+unsafe fn store_window(d: &[[__m512; WIN]; WIN], v: &mut [f32], at: impl Fn(usize) -> usize) {
+    assert!(at(POINTS - 1) + LANES <= v.len());
+    // t[j] = Bᵀ·(column j of the window).
+    let t: [[__m512; WIN]; WIN] =
+        std::array::from_fn(|j| input_1d(std::array::from_fn(|a| d[a][j])));
+    // V[i][·] = Bᵀ·(row i of Bᵀ d), gathered across `t`.
+    #[allow(clippy::needless_range_loop)]
+    for i in 0..WIN {
+        let r = input_1d(std::array::from_fn(|j| t[j][i]));
+        for (j, &x) in r.iter().enumerate() {
+            // SAFETY: at(ξ) + 16 ≤ at(35) + 16 ≤ v.len(), at increasing in ξ.
+            unsafe { _mm512_storeu_ps(v.as_mut_ptr().add(at(i * WIN + j)), x) };
+        }
+    }
+}
+
+/// [`store_window`] for the 6x6 windows `win` of `plane` (rows of `row`
+/// floats, unpadded): each window element gathered with the lanes whose
+/// elements lie inside the plane, zero elsewhere.
 ///
 /// # Safety
 /// The CPU must support AVX-512F, and for every lane `l`, row `a` and
@@ -131,36 +155,24 @@ pub(super) unsafe fn input_tiles_avx512(
     v: &mut [f32],
     at: impl Fn(usize) -> usize,
 ) {
-    assert!(at(POINTS - 1) + LANES <= v.len());
     // SAFETY: `offsets` holds 16 i32, the 64 bytes read.
     let idx = unsafe { _mm512_loadu_si512(win.offsets.as_ptr().cast()) };
-    // Columns first: t[j] = Bᵀ·(column j of the window).
-    let mut t = [[_mm512_setzero_ps(); WIN]; WIN];
-    for (j, tj) in t.iter_mut().enumerate() {
-        let mut col = [_mm512_setzero_ps(); WIN];
-        for (a, x) in col.iter_mut().enumerate() {
+    let d: [[__m512; WIN]; WIN] = std::array::from_fn(|a| {
+        std::array::from_fn(|j| {
             let lanes: __mmask16 = win.rows[a] & win.cols[j];
             let base = plane.as_ptr().wrapping_add(a * row + j);
             // SAFETY: the lanes in `lanes` read inside `plane` (the
             // caller's word); the others read nothing.
-            *x = unsafe { _mm512_mask_i32gather_ps::<4>(_mm512_setzero_ps(), lanes, idx, base) };
-        }
-        *tj = input_1d(col);
-    }
-    // Then rows: V[i][·] = Bᵀ·(row i of Bᵀ d), gathered across `t`.
-    #[allow(clippy::needless_range_loop)]
-    for i in 0..WIN {
-        let r = input_1d([t[0][i], t[1][i], t[2][i], t[3][i], t[4][i], t[5][i]]);
-        for (j, &x) in r.iter().enumerate() {
-            // SAFETY: at(ξ) + 16 ≤ at(35) + 16 ≤ v.len(), at increasing in ξ.
-            unsafe { _mm512_storeu_ps(v.as_mut_ptr().add(at(i * WIN + j)), x) };
-        }
-    }
+            unsafe { _mm512_mask_i32gather_ps::<4>(_mm512_setzero_ps(), lanes, idx, base) }
+        })
+    });
+    // SAFETY: the CPU has AVX-512F (the caller's word).
+    unsafe { store_window(&d, v, at) };
 }
 
-/// [`input_tiles_avx512`] reading the windows through a [`RowTable`]: for
-/// each window row, the table's rows loaded whole into four registers, then
-/// each lane's six columns permuted out of them.
+/// [`store_window`] for windows read through a [`RowTable`]: for each
+/// window row, the table's rows loaded whole into four registers, then each
+/// lane's six columns permuted out of them.
 ///
 /// # Safety
 /// The CPU must support AVX-512F, and for every load of `table`, `plane`
@@ -172,10 +184,7 @@ pub(super) unsafe fn input_tiles_by_rows(
     v: &mut [f32],
     at: impl Fn(usize) -> usize,
 ) {
-    assert!(at(POINTS - 1) + LANES <= v.len());
-    // dB: each window row's six columns, transformed along the row.
-    let mut rows = [[_mm512_setzero_ps(); WIN]; WIN];
-    for (a, row_out) in rows.iter_mut().enumerate() {
+    let d: [[__m512; WIN]; WIN] = std::array::from_fn(|a| {
         let tab: [__m512; TABLE / LANES] = std::array::from_fn(|q| {
             let [first, second] = table.loads[a][q];
             let src = |load: RowLoad| plane.as_ptr().wrapping_offset(load.offset);
@@ -189,29 +198,20 @@ pub(super) unsafe fn input_tiles_by_rows(
                 unsafe { _mm512_mask_loadu_ps(reg, second.mask, src(second)) }
             }
         });
-        let mut d = [_mm512_setzero_ps(); WIN];
-        for (j, dj) in d.iter_mut().enumerate() {
+        std::array::from_fn(|j| {
             // SAFETY: `idx[j]` holds 16 i32, the 64 bytes read.
             let idx = unsafe { _mm512_loadu_si512(table.idx[j].as_ptr().cast()) };
             let low = _mm512_maskz_permutex2var_ps(table.low[j], tab[0], idx, tab[1]);
-            *dj = if table.high[j] == 0 {
+            if table.high[j] == 0 {
                 low
             } else {
                 let high = _mm512_maskz_permutex2var_ps(table.high[j], tab[2], idx, tab[3]);
                 _mm512_mask_mov_ps(low, table.high[j], high)
-            };
-        }
-        *row_out = input_1d(d);
-    }
-    // Then columns: V[i][j] = Bᵀ·(column j of dB).
-    #[allow(clippy::needless_range_loop)]
-    for j in 0..WIN {
-        let col = input_1d(std::array::from_fn(|a| rows[a][j]));
-        for (i, &x) in col.iter().enumerate() {
-            // SAFETY: at(ξ) + 16 ≤ at(35) + 16 ≤ v.len(), at increasing in ξ.
-            unsafe { _mm512_storeu_ps(v.as_mut_ptr().add(at(i * WIN + j)), x) };
-        }
-    }
+            }
+        })
+    });
+    // SAFETY: the CPU has AVX-512F (the caller's word).
+    unsafe { store_window(&d, v, at) };
 }
 
 /// The first half of the output transform: `t[j] = Aᵀ·(column j of M)`,

@@ -7,7 +7,18 @@
 use std::ops::{Deref, DerefMut, Range};
 
 /// Floats in 64 bytes: a cache line, and one 512-bit vector.
-pub const ALIGN_FLOATS: usize = 16;
+pub const ALIGN_FLOATS: usize = 64 / std::mem::size_of::<f32>();
+
+/// Grows `buf` to hold `len` floats starting on a 64-byte boundary, and
+/// returns where they are. The allocator aligns large blocks to 16 bytes
+/// only, and then every 512-bit access straddles two cache lines.
+pub(crate) fn aligned_range(buf: &mut Vec<f32>, len: usize) -> Range<usize> {
+    if buf.len() < len + ALIGN_FLOATS {
+        buf.resize(len + ALIGN_FLOATS, 0.0);
+    }
+    let start = buf.as_ptr().align_offset(64).min(ALIGN_FLOATS);
+    start..start + len
+}
 
 /// A model's arena: zeroed floats starting on a 64-byte boundary. The memory
 /// plan puts every tensor at a multiple of [`ALIGN_FLOATS`] per sample, so
@@ -22,8 +33,8 @@ pub struct Arena {
 impl Arena {
     /// `len` zeroed floats.
     pub fn zeros(len: usize) -> Arena {
-        let buf = vec![0.0; len + ALIGN_FLOATS];
-        let start = buf.as_ptr().align_offset(64).min(ALIGN_FLOATS);
+        let mut buf = Vec::new();
+        let start = aligned_range(&mut buf, len).start;
         Arena { buf, start, len }
     }
 }

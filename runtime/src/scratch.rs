@@ -2,38 +2,28 @@
 //! that grows to the largest request and is reused after, so steady-state
 //! calls allocate nothing.
 
+use crate::arena::aligned_range;
 use std::cell::RefCell;
 use std::thread::LocalKey;
 
 /// A per-thread buffer of floats.
 pub(crate) type Buffer = LocalKey<RefCell<Vec<f32>>>;
 
-/// Floats in 64 bytes, the cache line and the 512-bit vector.
-const ALIGN_FLOATS: usize = 64 / std::mem::size_of::<f32>();
-
 /// Runs `f` on `len` floats of this thread's `buffer`, grown if needed,
-/// starting on a 64-byte boundary. The allocator aligns large blocks to 16
-/// bytes only, and then every 512-bit access of a kernel straddles two cache
-/// lines: the Winograd transforms' 64-byte stores ran at about half speed.
+/// starting on a 64-byte boundary ([`aligned_range`]): misaligned, the
+/// Winograd transforms' 64-byte stores ran at about half speed.
 /// The contents are stale: callers overwrite what they read. If the buffer
 /// is already borrowed (this thread re-entered the kernel while waiting in a
 /// rayon join), `f` gets a fresh allocation instead.
 pub(crate) fn with<R>(buffer: &'static Buffer, len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
-    let aligned = |buf: &mut Vec<f32>| {
-        if buf.len() < len + ALIGN_FLOATS {
-            buf.resize(len + ALIGN_FLOATS, 0.0);
-        }
-        let offset = buf.as_ptr().align_offset(64).min(ALIGN_FLOATS);
-        offset..offset + len
-    };
     buffer.with(|cell| match cell.try_borrow_mut() {
         Ok(mut buf) => {
-            let range = aligned(&mut buf);
+            let range = aligned_range(&mut buf, len);
             f(&mut buf[range])
         }
         Err(_) => {
             let mut buf = Vec::new();
-            let range = aligned(&mut buf);
+            let range = aligned_range(&mut buf, len);
             f(&mut buf[range])
         }
     })

@@ -29,6 +29,7 @@
 //! it against the f64 reference.
 
 use super::{with_columns, Conv2d};
+use crate::arena::ALIGN_FLOATS;
 use crate::error::{check_len, LenError};
 use crate::gemm::{Activation, Par};
 use rayon::prelude::*;
@@ -869,11 +870,8 @@ impl Layout {
 /// waited on a line the one before had evicted. An odd number of lines puts
 /// them in 36 different sets.
 fn spread(len: usize) -> usize {
-    (len.div_ceil(LINE_FLOATS) | 1) * LINE_FLOATS
+    (len.div_ceil(ALIGN_FLOATS) | 1) * ALIGN_FLOATS
 }
-
-/// Floats in a 64-byte cache line.
-const LINE_FLOATS: usize = 16;
 
 /// The other way the AVX-512 input transform reads the windows of 16 lanes
 /// of tiles, without its 36 gathers per channel (with them, the aligned

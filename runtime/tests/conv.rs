@@ -220,6 +220,10 @@ fn winograd_is_picked_where_it_pays() {
     assert_eq!(algos(Conv2d::square(4, 384, 13, 13, 256, 3, 1, 1)), (i, i, i));
     assert_eq!(algos(Conv2d::square(1, 384, 13, 13, 384, 3, 1, 1)), (i, i, i));
     assert_eq!(algos(Conv2d::square(64, 16, 32, 32, 32, 3, 2, 1)), (i, i, i));
+    // With U made once (inference), from 16 tiles whatever U's size.
+    assert_eq!(Conv2d::square(1, 384, 13, 13, 384, 3, 1, 1).prepared_forward_algo(), w);
+    assert_eq!(Conv2d::square(1, 64, 8, 8, 64, 3, 1, 1).prepared_forward_algo(), i);
+    assert_eq!(Conv2d::square(8, 3, 32, 32, 16, 3, 1, 1).prepared_forward_algo(), ConvAlgo::Direct);
 }
 
 /// Weight gradients computed by many callers at once on one rayon pool
@@ -422,6 +426,24 @@ fn winograd_matches_the_reference_on_model_shapes() {
     }
 }
 
+/// Fewer samples than threads: each sample's output channels are cut into
+/// parts that run on their own threads, including parts off the tuple
+/// GEMM's blocks of 8 channels and a last part shorter than the others.
+#[test]
+fn winograd_splits_few_samples_across_threads() {
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(3).build().unwrap();
+    let shapes = [
+        Conv2d::square(1, 24, 13, 13, 27, 3, 1, 1),
+        Conv2d::square(2, 16, 10, 10, 40, 3, 1, 1),
+        Conv2d::square(1, 8, 9, 9, 5, 3, 1, 1),
+        Conv2d { pw: 2, ..Conv2d::square(1, 12, 11, 8, 17, 3, 1, 0) },
+    ];
+    for (i, s) in shapes.iter().enumerate() {
+        pool.install(|| check_winograd(s, 200 + i as u64, Activation::Relu, Par::Rayon))
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+}
+
 /// Shapes Winograd cannot compute are refused, not miscomputed.
 #[test]
 fn winograd_refuses_other_shapes() {
@@ -616,6 +638,7 @@ fn cached_forward_matches_the_reference_and_follows_invalidation() {
     // (shape, whether the cache keeps a prepared form)
     let shapes = [
         (Conv2d::square(1, 64, 8, 8, 64, 3, 1, 1), true),
+        (Conv2d::square(1, 48, 13, 13, 40, 3, 1, 1), true),
         (Conv2d::square(3, 16, 13, 11, 24, 3, 1, 2), true),
         (Conv2d::square(5, 5, 9, 9, 40, 5, 2, 1), true),
         (grouped, true),
@@ -687,14 +710,15 @@ fn cached_forward_matches_the_reference_and_follows_invalidation() {
     }
 }
 
-/// The batch picks the forward algorithm (AlexNet's 13x13 convs: im2col at
-/// batch 1, Winograd at 8), so one cache serves both, each form made when
-/// first needed and both cleared by `invalidate`.
+/// The batch picks the forward algorithm (64 channels at 8x8: im2col at
+/// batch 1, under 16 tiles, and Winograd at 8), so one cache serves both,
+/// each form made when first needed and both cleared by `invalidate`.
 #[test]
 fn cached_forward_serves_batches_that_pick_other_algorithms() {
     let (one, eight) =
-        (Conv2d::square(1, 96, 13, 13, 96, 3, 1, 1), Conv2d::square(8, 96, 13, 13, 96, 3, 1, 1));
-    assert_eq!((one.forward_algo(), eight.forward_algo()), (ConvAlgo::Im2col, ConvAlgo::Winograd));
+        (Conv2d::square(1, 64, 8, 8, 64, 3, 1, 1), Conv2d::square(8, 64, 8, 8, 64, 3, 1, 1));
+    let algos = (one.prepared_forward_algo(), eight.prepared_forward_algo());
+    assert_eq!(algos, (ConvAlgo::Im2col, ConvAlgo::Winograd));
     let x = fill(eight.input_len(), 1);
     let mut cache = ForwardCache::new();
     for w_seed in [2, 3] {

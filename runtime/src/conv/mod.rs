@@ -218,6 +218,24 @@ impl Conv2d {
         }
     }
 
+    /// The forward algorithm when the weights are prepared once for many
+    /// calls ([`conv2d_forward_cached`]): Winograd also where making its
+    /// transformed weights on every call would not pay
+    /// ([`winograd::pays_prepared`]).
+    pub fn prepared_forward_algo(&self) -> ConvAlgo {
+        match self.forward_algo() {
+            ConvAlgo::Im2col
+                if winograd::enabled()
+                    && self.c >= 8
+                    && winograd::applies(self)
+                    && winograd::pays_prepared(self) =>
+            {
+                ConvAlgo::Winograd
+            }
+            algo => algo,
+        }
+    }
+
     /// The algorithm of the backward-data pass for this shape.
     pub fn backward_data_algo(&self) -> ConvAlgo {
         if self.is_pointwise() {
@@ -320,13 +338,14 @@ impl Conv2d {
     pub fn scratch_len(&self) -> usize {
         let per_gemm = im2col_gemm::samples_per_gemm(self);
         let im2col = im2col_gemm::scratch_len(self, per_gemm);
-        let forward = match self.forward_algo() {
+        // Training and inference (weights prepared) may pick differently.
+        let forward = [self.forward_algo(), self.prepared_forward_algo()].map(|algo| match algo {
             ConvAlgo::Pointwise => 0,
             ConvAlgo::Direct => direct::forward_scratch_len(self),
             ConvAlgo::Winograd => winograd::forward_scratch_len(self),
             // The padded inputs of a chunk (im2col_gemm::scratch_len).
             ConvAlgo::Im2col => im2col,
-        };
+        });
         let backward_data = match self.backward_data_algo() {
             ConvAlgo::Pointwise => 0,
             ConvAlgo::Winograd => winograd::backward_data_scratch_len(self),
@@ -339,7 +358,7 @@ impl Conv2d {
             ConvAlgo::Winograd => winograd::weight_grad_scratch_len(self),
             ConvAlgo::Im2col => im2col,
         };
-        forward.max(backward_data).max(weight_grad)
+        forward[0].max(forward[1]).max(backward_data).max(weight_grad)
     }
 
     /// Floats of Winograd-transformed weights its passes keep on the calling

@@ -65,7 +65,7 @@ pub fn conv2d_forward_cached(
     cache: &mut ForwardCache,
     par: Par,
 ) -> Result<(), LenError> {
-    let algo = s.forward_algo();
+    let algo = s.prepared_forward_algo();
     let threads = par.threads();
     let per_sample = algo == ConvAlgo::Im2col && im2col_gemm::chunk_samples(s, threads) == 1;
     if algo != ConvAlgo::Winograd && !per_sample {

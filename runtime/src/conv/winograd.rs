@@ -96,6 +96,16 @@ pub fn pays(s: &Conv2d) -> bool {
     applies(s) && problem_pays(&Problem::forward(s))
 }
 
+/// Whether Winograd beats im2col on `s` when `U` is made once for many
+/// forward calls ([`super::conv2d_forward_cached`]): from 16 tiles a call,
+/// whatever the size of `U`, which then costs only its reading. Measured
+/// with `conv_one cached-par` (ms, Winograd against im2col with its weights
+/// packed once), AlexNet's 13x13 convs at batch 1: 256→384 0.65/1.86,
+/// 384→384 0.95/2.66, 384→256 0.64/1.78; 384→384 at batch 4 4.1/9.5.
+pub fn pays_prepared(s: &Conv2d) -> bool {
+    applies(s) && s.n * Problem::forward(s).tiles_per_sample() >= 16
+}
+
 /// [`pays`] for the backward-data pass of `s`, the same algorithm on the
 /// problem from `o` channels to `c`.
 pub fn pays_backward_data(s: &Conv2d) -> bool {
@@ -137,16 +147,31 @@ struct Problem {
     cout: usize,
     ph: usize,
     pw: usize,
+    /// Output channels in `U` (`[cin][ξ][u_cout]`): the whole conv's
+    /// `cout`, also in the parts [`Problem::outputs`] makes of it.
+    u_cout: usize,
 }
 
 impl Problem {
     fn forward(s: &Conv2d) -> Self {
-        Problem { n: s.n, cin: s.c, h: s.h, w: s.w, cout: s.o, ph: s.ph, pw: s.pw }
+        Problem::new(s.n, s.c, s.h, s.w, s.o, s.ph, s.pw)
     }
 
     fn backward_data(s: &Conv2d) -> Self {
         let (h, w) = (s.out_h(), s.out_w());
-        Problem { n: s.n, cin: s.o, h, w, cout: s.c, ph: 2 - s.ph, pw: 2 - s.pw }
+        Problem::new(s.n, s.o, h, w, s.c, 2 - s.ph, 2 - s.pw)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn new(n: usize, cin: usize, h: usize, w: usize, cout: usize, ph: usize, pw: usize) -> Self {
+        Problem { n, cin, h, w, cout, ph, pw, u_cout: cout }
+    }
+
+    /// The part of one sample's problem that makes output channels
+    /// `k0..k0 + count`, on `U` from its column `k0` on: its rows keep the
+    /// whole conv's stride.
+    fn outputs(&self, count: usize) -> Self {
+        Problem { n: 1, cout: count, ..*self }
     }
 
     fn oh(&self) -> usize {
@@ -157,16 +182,15 @@ impl Problem {
         self.w + 2 * self.pw - 2
     }
 
-    /// Floats from one input channel's row of `U` (`[ξ][cout]`) to the
-    /// next. At a multiple of 4 KB (36·256 floats, say), every row's start
-    /// fell in one L1 set, and the tuple GEMM's prefetches of the rows ahead
+    /// Floats from one input channel's row of `U` to the next. At a multiple of
+    /// 4 KB (36·256 floats, say), every row's start fell in one L1 set, and the tuple GEMM's prefetches of the rows ahead
     /// evicted one another: such rows are [`spread`] to an odd number of
     /// cache lines (AlexNet's conv5 forward, `conv_one winograd-par`,
     /// 9.9-10.2 -> 6.6 ms). Spreading the 36·64 floats of ResNet-20's
     /// 64-channel convs too read 7% slower on two threads, and no faster
     /// on one, so the others keep their length.
     fn u_row(&self) -> usize {
-        let len = POINTS * self.cout;
+        let len = POINTS * self.u_cout;
         if len.is_multiple_of(1024) {
             spread(len)
         } else {
@@ -445,6 +469,9 @@ fn run_transformed(
 ) {
     let isa = usable(p, isa);
     let threads = par.threads();
+    if threads > 1 && p.n < threads {
+        return run_output_parts(p, isa, u, x, epi, mask, y, threads);
+    }
     let samples = p.chunk_samples(CHUNK_TILES, threads);
     let (in_len, out_len) = (p.cin * p.h * p.w, p.cout * p.oh() * p.ow());
     let job = |(i, (y, x)): (usize, (&mut [f32], &[f32]))| {
@@ -462,6 +489,40 @@ fn run_transformed(
     } else {
         y.chunks_mut(samples * out_len).zip(x.chunks(samples * in_len)).enumerate().for_each(job);
     }
+}
+
+/// [`run_transformed`] for fewer samples than threads, which one chunk per
+/// sample would leave idle: each sample's output channels are cut into
+/// parts, one per thread, that run in parallel as problems of their own on
+/// their columns of `U`. Every part transforms the sample's whole input
+/// again, a small cost beside its products where `cout` is large (AlexNet's
+/// 13x13 convs at batch 1, the case this serves).
+#[allow(clippy::too_many_arguments)]
+fn run_output_parts(
+    p: &Problem,
+    isa: Isa,
+    u: &[f32],
+    x: &[f32],
+    epi: Epi<'_>,
+    mask: Option<&[f32]>,
+    y: &mut [f32],
+    threads: usize,
+) {
+    let (in_len, plane) = (p.cin * p.h * p.w, p.oh() * p.ow());
+    let out_len = p.cout * plane;
+    // Whole blocks of the tuple GEMM's 8 output channels.
+    let part = p.cout.div_ceil(threads.div_ceil(p.n)).next_multiple_of(8);
+    y.par_chunks_mut(out_len).zip(x.par_chunks(in_len)).enumerate().for_each(|(i, (y, x))| {
+        y.par_chunks_mut(part * plane).enumerate().for_each(|(j, y)| {
+            let (k0, count) = (j * part, y.len() / plane);
+            let sub = p.outputs(count);
+            let epi = Epi { bias: epi.bias.map(|b| &b[k0..][..count]), ..epi };
+            let mask = mask.map(|m| &m[i * out_len + k0 * plane..][..count * plane]);
+            with_columns(sub.scratch_len(1), |scratch| {
+                dispatch_chunk(isa, &sub, &u[k0..], x, 1, epi, mask, y, scratch);
+            });
+        });
+    });
 }
 
 /// The transformed weights of input channel `ci`, `u` = `U[ci]`.
@@ -1000,7 +1061,7 @@ fn chunk<const KIND: u8>(
     transform_inputs::<KIND>(p, &lay, x, padded, v);
 
     for xi in 0..POINTS {
-        let u = &u[xi * p.cout..];
+        let u = &u[xi * p.u_cout..];
         let v = &v[xi * lay.v_point(p)..][..p.cin * lay.cols];
         let m = &mut m[xi * lay.m_point(p)..][..p.cout * lay.cols];
         tuple_gemm::<KIND>(p, u, v, m, lay.cols);

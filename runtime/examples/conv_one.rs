@@ -1,6 +1,7 @@
 //! Runs one convolution pass repeatedly, for profiling:
 //! `cargo run --release -p netc-runtime --example conv_one -- ALGO N C H W O K STRIDE PAD [SECONDS]`
-//! where ALGO is `winograd`, `im2col` or `direct` (forward) or
+//! where ALGO is `winograd`, `split` (5x5 as four 3x3 Winograd convs),
+//! `im2col` or `direct` (forward) or
 //! `winograd-bwd` or `im2col-bwd` (backward-data) or `winograd-wgrad`,
 //! `im2col-wgrad` or `direct-wgrad` (backward-weights), or `cached`
 //! (inference forward with its transformed weights kept), on one thread;
@@ -24,7 +25,9 @@ fn main() {
     };
     let seconds = nums.get(8).copied().unwrap_or(3) as f64;
     let s = Conv2d::square(n, c, h, w, o, k, stride, pad);
-    let algo = if algo_name.starts_with("winograd") {
+    let algo = if algo_name.starts_with("split") {
+        ConvAlgo::WinogradSplit
+    } else if algo_name.starts_with("winograd") {
         ConvAlgo::Winograd
     } else if algo_name.starts_with("direct") {
         ConvAlgo::Direct

@@ -4,9 +4,9 @@
 
 use netc_runtime::conv::winograd::{self, Isa};
 use netc_runtime::conv::{
-    conv2d_backward_data, conv2d_backward_data_direct, conv2d_backward_weights,
-    conv2d_backward_weights_direct, conv2d_forward, conv2d_forward_cached, conv2d_forward_direct,
-    Conv2d, ConvAlgo, ForwardCache,
+    conv2d_backward_data, conv2d_backward_data_direct, conv2d_backward_data_using,
+    conv2d_backward_weights, conv2d_backward_weights_direct, conv2d_forward, conv2d_forward_cached,
+    conv2d_forward_direct, conv2d_forward_using, Conv2d, ConvAlgo, ForwardCache,
 };
 use netc_runtime::gemm::{Activation, Par};
 use netc_runtime::reference::conv as reference;
@@ -158,9 +158,13 @@ fn small_stride_1_convs_go_direct() {
     assert_eq!(algos(Conv2d::square(64, 6, 14, 14, 16, 5, 1, 0)), (d, d, d));
     assert_eq!(Conv2d::square(64, 3, 32, 32, 16, 3, 1, 1).forward_algo(), d);
     assert_eq!(Conv2d::square(64, 16, 32, 32, 16, 3, 1, 1).forward_algo(), ConvAlgo::Winograd);
-    // Many output channels keep im2col; a lone sample with more than a
-    // few channels keeps the GEMM that splits it between threads.
-    assert_eq!(Conv2d::square(8, 96, 27, 27, 256, 5, 1, 2).forward_algo(), ConvAlgo::Im2col);
+    // From 32 input channels, 5x5 convs go Winograd, their kernels split
+    // in 3x3 pieces; a lone sample with more than a few channels keeps the
+    // GEMM that splits it between threads.
+    let split = ConvAlgo::WinogradSplit;
+    assert_eq!(Conv2d::square(8, 96, 27, 27, 256, 5, 1, 2).forward_algo(), split);
+    assert_eq!(Conv2d::square(64, 32, 16, 16, 64, 5, 1, 2).forward_algo(), split);
+    assert_eq!(Conv2d::square(64, 16, 14, 14, 32, 5, 1, 0).forward_algo(), d);
     assert_eq!(Conv2d::square(1, 16, 14, 14, 32, 5, 1, 0).forward_algo(), ConvAlgo::Im2col);
     assert_eq!(Conv2d::square(1, 6, 14, 14, 16, 5, 1, 0).forward_algo(), d);
 }
@@ -424,6 +428,87 @@ fn winograd_matches_the_reference_on_model_shapes() {
         check_winograd(s, 100 + i as u64, Activation::Relu, Par::Rayon)
             .unwrap_or_else(|e| panic!("{e}"));
     }
+}
+
+fn split_strategy() -> impl Strategy<Value = Conv2d> {
+    ((1usize..4, 1usize..14, 1usize..20), (1usize..10, 1usize..10), (0usize..5, 0usize..5))
+        .prop_map(|((n, c, o), (h, w), (ph, pw))| Conv2d {
+            h: h + 4,
+            w: w + 4,
+            ph,
+            pw,
+            ..Conv2d::square(n, c, 1, 1, o, 5, 1, 0)
+        })
+}
+
+/// 5x5 stride-1 convs as four 3x3 Winograd convs, forward with bias and
+/// activation and backward-data with the ReLU mask, against the reference,
+/// on one thread or the pool, over odd sizes and every padding up to 4.
+fn check_split(s: &Conv2d, seed: u64, act: Activation, par: Par) -> Result<(), TestCaseError> {
+    let algo = ConvAlgo::WinogradSplit;
+    let x = fill(s.input_len(), seed);
+    let w = fill(s.weight_len(), seed + 1);
+    let b = fill(s.o, seed + 2);
+    let dy = fill(s.output_len(), seed + 3);
+    let mask = fill(s.input_len(), seed + 4);
+    let mut want_y = reference::conv2d_forward(s, &f64s(&x), &f64s(&w), Some(&f64s(&b)));
+    for v in &mut want_y {
+        *v = f64::from(act.apply(*v as f32));
+    }
+    let mut want_dx = reference::conv2d_backward_data(s, &f64s(&dy), &f64s(&w));
+    for (d, &m) in want_dx.iter_mut().zip(&mask) {
+        if m <= 0.0 {
+            *d = 0.0;
+        }
+    }
+    let fail = |e: netc_runtime::LenError| TestCaseError::fail(e.to_string());
+    let mut y = vec![f32::NAN; s.output_len()];
+    conv2d_forward_using(algo, s, &x, &w, Some(&b), act, &mut y, par).map_err(fail)?;
+    assert_close("split forward", &y, &want_y, 4 * s.c * 9, s)?;
+    let mut dx = vec![f32::NAN; s.input_len()];
+    conv2d_backward_data_using(algo, s, &dy, &w, Some(&mask), &mut dx, par).map_err(fail)?;
+    assert_close("split backward data", &dx, &want_dx, 4 * s.o * 9, s)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    #[test]
+    fn split_5x5_matches_the_reference(s in split_strategy(), seed in any::<u64>(), relu in any::<bool>(), threads in any::<bool>()) {
+        let act = if relu { Activation::Relu } else { Activation::Identity };
+        check_split(&s, seed, act, if threads { Par::Rayon } else { Par::Seq })?;
+    }
+}
+
+/// AlexNet's conv2 in miniature (5x5, pad 2, 27x27) is picked split where
+/// it pays, and shapes the split cannot compute are refused.
+#[test]
+fn split_5x5_on_model_shapes_and_refusals() {
+    let conv2 = Conv2d::square(2, 24, 27, 27, 40, 5, 1, 2);
+    check_split(&conv2, 7, Activation::Relu, Par::Rayon).unwrap_or_else(|e| panic!("{e}"));
+    let alexnet = Conv2d::square(8, 96, 27, 27, 256, 5, 1, 2);
+    let split = ConvAlgo::WinogradSplit;
+    assert_eq!((alexnet.forward_algo(), alexnet.backward_data_algo()), (split, ConvAlgo::Im2col));
+    let one = Conv2d { n: 1, ..alexnet };
+    assert_eq!((one.forward_algo(), one.prepared_forward_algo()), (ConvAlgo::Im2col, split));
+    let (x, w) = (vec![0.0; 4 * 5 * 5], vec![0.0; 4 * 4 * 9]);
+    let three = Conv2d::square(1, 4, 5, 5, 4, 3, 1, 1);
+    let r = conv2d_forward_using(
+        split,
+        &three,
+        &x,
+        &w,
+        None,
+        Activation::Identity,
+        &mut [0.0; 100],
+        Par::Seq,
+    );
+    assert!(r.is_err(), "a 3x3 conv is not split");
+    let wide_pad = Conv2d::square(1, 4, 3, 3, 4, 5, 1, 5);
+    let (dy, w) = (vec![0.0; wide_pad.output_len()], vec![0.0; wide_pad.weight_len()]);
+    let mut dx = vec![0.0; wide_pad.input_len()];
+    let r = conv2d_backward_data_using(split, &wide_pad, &dy, &w, None, &mut dx, Par::Seq);
+    assert!(r.is_err(), "backward-data needs pad <= 4");
 }
 
 /// Fewer samples than threads: each sample's output channels are cut into

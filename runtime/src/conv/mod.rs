@@ -11,6 +11,11 @@
 //!   multiplies (`direct.rs`);
 //! - `Winograd`: 3x3 stride-1 convs, by F(4x4, 3x3) ([`winograd`]), which
 //!   does a quarter of the multiplies; also their backward-data pass;
+//! - `WinogradSplit`: 5x5 stride-1 convs by the same F(4x4, 3x3), the
+//!   kernel split into four 3x3 pieces ([`winograd_split`]): 9 multiplies
+//!   per output against 25 (their backward-data pass runs so too when
+//!   asked, [`conv2d_backward_data_using`], but is not picked: it measured
+//!   slower than im2col);
 //! - `Im2col`: the general case, one GEMM per sample and group with the bias
 //!   and activation fused into the GEMM's store, the window unrolled into
 //!   the GEMM's packed B panels straight from the input (zero-padded first
@@ -24,6 +29,7 @@ mod direct;
 mod im2col_gemm;
 mod prepared;
 pub mod winograd;
+mod winograd_split;
 
 pub use direct::{
     conv2d_backward_data_direct, conv2d_backward_weights_direct, conv2d_forward_direct,
@@ -67,6 +73,7 @@ pub enum ConvAlgo {
     Pointwise,
     Direct,
     Winograd,
+    WinogradSplit,
     Im2col,
 }
 
@@ -76,6 +83,7 @@ impl ConvAlgo {
             ConvAlgo::Pointwise => "pointwise-gemm",
             ConvAlgo::Direct => "direct",
             ConvAlgo::Winograd => "winograd-f4x4",
+            ConvAlgo::WinogradSplit => "winograd-f4x4-split5x5",
             ConvAlgo::Im2col => "im2col-gemm",
         }
     }
@@ -211,6 +219,13 @@ impl Conv2d {
             // ms (batch 1: 0.019 against 0.012), 4 channels 0.75 against
             // 0.60, 8 channels 0.94 against 1.07.
             ConvAlgo::Winograd
+        } else if winograd::enabled() && self.c >= 32 && winograd_split::pays(self) {
+            // Measured (conv_one, 2 threads, batch 64), split against direct
+            // and im2col: 32 -> 64 at 16x16 6.1 against 10.0 and 9.5 ms; but
+            // 16 -> 32 at 14x14 1.25 against 1.09 and 1.55, 8 -> 16 at 28x28
+            // 2.5 against 1.8 and 2.6. AlexNet's conv2 (batch 8): 24.3 ms
+            // against 35.7 by im2col.
+            ConvAlgo::WinogradSplit
         } else if self.fits_direct() && self.o <= 64 && (self.n > 1 || self.c * self.o <= 128) {
             ConvAlgo::Direct
         } else {
@@ -221,18 +236,17 @@ impl Conv2d {
     /// The forward algorithm when the weights are prepared once for many
     /// calls ([`conv2d_forward_cached`]): Winograd also where making its
     /// transformed weights on every call would not pay
-    /// ([`winograd::pays_prepared`]).
+    /// ([`winograd::pays_prepared`], [`winograd_split::pays_prepared`]).
     pub fn prepared_forward_algo(&self) -> ConvAlgo {
-        match self.forward_algo() {
-            ConvAlgo::Im2col
-                if winograd::enabled()
-                    && self.c >= 8
-                    && winograd::applies(self)
-                    && winograd::pays_prepared(self) =>
-            {
-                ConvAlgo::Winograd
-            }
-            algo => algo,
+        let algo = self.forward_algo();
+        if algo != ConvAlgo::Im2col || !winograd::enabled() || self.c < 8 {
+            algo
+        } else if winograd::pays_prepared(self) {
+            ConvAlgo::Winograd
+        } else if self.c >= 32 && winograd_split::pays_prepared(self) {
+            ConvAlgo::WinogradSplit
+        } else {
+            algo
         }
     }
 
@@ -343,12 +357,18 @@ impl Conv2d {
             ConvAlgo::Pointwise => 0,
             ConvAlgo::Direct => direct::forward_scratch_len(self),
             ConvAlgo::Winograd => winograd::forward_scratch_len(self),
+            ConvAlgo::WinogradSplit => {
+                winograd::forward_scratch_len(&winograd_split::stacked(self))
+            }
             // The padded inputs of a chunk (im2col_gemm::scratch_len).
             ConvAlgo::Im2col => im2col,
         });
         let backward_data = match self.backward_data_algo() {
             ConvAlgo::Pointwise => 0,
             ConvAlgo::Winograd => winograd::backward_data_scratch_len(self),
+            ConvAlgo::WinogradSplit => {
+                winograd::forward_scratch_len(&winograd_split::backward_data_stacked(self))
+            }
             ConvAlgo::Direct => direct::backward_data_scratch_len(self),
             ConvAlgo::Im2col => im2col,
         };
@@ -356,7 +376,7 @@ impl Conv2d {
             ConvAlgo::Pointwise => 0,
             ConvAlgo::Direct => direct::weight_grad_scratch_len(self),
             ConvAlgo::Winograd => winograd::weight_grad_scratch_len(self),
-            ConvAlgo::Im2col => im2col,
+            ConvAlgo::WinogradSplit | ConvAlgo::Im2col => im2col,
         };
         forward[0].max(forward[1]).max(backward_data).max(weight_grad)
     }
@@ -365,8 +385,22 @@ impl Conv2d {
     /// thread: none unless the forward or backward-data pass picks Winograd.
     fn winograd_weights_len(&self) -> usize {
         let picked = [self.forward_algo(), self.backward_data_algo()];
+        let mut len = 0;
         if picked.contains(&ConvAlgo::Winograd) {
-            winograd::weights_len(self)
+            len = winograd::weights_len(self);
+        }
+        if picked.contains(&ConvAlgo::WinogradSplit) {
+            len = len.max(winograd_split::weights_len(self));
+        }
+        len
+    }
+
+    /// Floats of stacked inputs and weights the split 5x5 passes keep on
+    /// the calling thread: none unless a pass picks them.
+    fn split_scratch_len(&self) -> usize {
+        let picked = [self.forward_algo(), self.prepared_forward_algo(), self.backward_data_algo()];
+        if picked.contains(&ConvAlgo::WinogradSplit) {
+            winograd_split::scratch_len(self)
         } else {
             0
         }
@@ -379,8 +413,10 @@ impl Conv2d {
 pub fn reserve_scratch(convs: &[&Conv2d]) {
     let len = convs.iter().map(|s| s.scratch_len()).max().unwrap_or(0);
     let weights = convs.iter().map(|s| s.winograd_weights_len()).max().unwrap_or(0);
+    let stacked = convs.iter().map(|s| s.split_scratch_len()).max().unwrap_or(0);
     with_columns(len, |_| ());
     winograd::reserve_weights(weights);
+    winograd_split::reserve(stacked);
     rayon::broadcast(|_| with_columns(len, |_| ()));
 }
 
@@ -585,6 +621,7 @@ pub fn conv2d_forward_using(
         ConvAlgo::Pointwise => s.is_pointwise(),
         ConvAlgo::Direct => s.fits_direct(),
         ConvAlgo::Winograd => winograd::applies(s),
+        ConvAlgo::WinogradSplit => winograd_split::applies(s),
         ConvAlgo::Im2col => true,
     };
     if !fits {
@@ -595,6 +632,10 @@ pub fn conv2d_forward_using(
     }
     if algo == ConvAlgo::Winograd {
         return winograd::forward(s, winograd::Isa::best(), x, weight, bias, activation, y, par);
+    }
+    if algo == ConvAlgo::WinogradSplit {
+        winograd_split::forward(s, x, weight, bias, activation, y, par);
+        return Ok(());
     }
     forward_samples(algo, s, x, weight, None, bias, activation, y, par);
     Ok(())
@@ -626,7 +667,7 @@ fn forward_samples(
     let one = |x: &[f32], y: &mut [f32], par: Par| match algo {
         ConvAlgo::Pointwise => forward_pointwise(s, x, weight, bias, activation, y, par),
         ConvAlgo::Direct => direct::forward_direct(s, Isa::best(), x, weight, bias, activation, y),
-        ConvAlgo::Im2col | ConvAlgo::Winograd => {
+        ConvAlgo::Im2col | ConvAlgo::Winograd | ConvAlgo::WinogradSplit => {
             forward_im2col(s, x, weight, packed, bias, activation, y, par)
         }
     };
@@ -872,6 +913,7 @@ pub fn conv2d_backward_data_using(
         check_len(OP, "relu_mask", m.len(), s.input_len())?;
     }
     if algo == ConvAlgo::Winograd && !winograd::applies_backward_data(s)
+        || algo == ConvAlgo::WinogradSplit && !winograd_split::applies_backward_data(s)
         || algo == ConvAlgo::Direct && !s.fits_direct()
     {
         return Err(LenError { op: OP, tensor: "shape", expected: 0, found: 0 });
@@ -881,6 +923,10 @@ pub fn conv2d_backward_data_using(
     }
     if algo == ConvAlgo::Winograd {
         return winograd::backward_data(s, winograd::Isa::best(), dy, weight, relu_mask, dx, par);
+    }
+    if algo == ConvAlgo::WinogradSplit {
+        winograd_split::backward_data(s, dy, weight, relu_mask, dx, par);
+        return Ok(());
     }
     let (in_len, out_len) = (s.c * s.h * s.w, s.o * s.out_plane());
     let apply_mask = |dx: &mut [f32], mask: Option<&[f32]>| {

@@ -9,7 +9,7 @@
 //! generated models keep one [`ForwardCache`] per conv for `forward` and
 //! clear it whenever their parameters change.
 
-use super::{forward_samples, im2col_gemm, winograd, Conv2d, ConvAlgo};
+use super::{forward_samples, im2col_gemm, winograd, winograd_split, Conv2d, ConvAlgo};
 use crate::error::LenError;
 use crate::gemm::{kernel, Activation, MatRef, PackedA, Par};
 use crate::isa::Isa;
@@ -68,20 +68,31 @@ pub fn conv2d_forward_cached(
     let algo = s.prepared_forward_algo();
     let threads = par.threads();
     let per_sample = algo == ConvAlgo::Im2col && im2col_gemm::chunk_samples(s, threads) == 1;
-    if algo != ConvAlgo::Winograd && !per_sample {
+    let transformed = matches!(algo, ConvAlgo::Winograd | ConvAlgo::WinogradSplit);
+    if !transformed && !per_sample {
         return super::conv2d_forward_using(algo, s, x, weight, bias, activation, y, par);
     }
     s.check_forward("conv2d_forward_cached", x, weight, bias, y)?;
     if s.n == 0 {
         return Ok(());
     }
-    if algo == ConvAlgo::Winograd {
+    let split = algo == ConvAlgo::WinogradSplit;
+    if transformed {
         if !cache.transformed_ready {
-            winograd::transform_forward_weights(s, weight, &mut cache.transformed, par);
+            let u = &mut cache.transformed;
+            if split {
+                winograd_split::transform_forward_weights(s, weight, u, par);
+            } else {
+                winograd::transform_forward_weights(s, weight, u, par);
+            }
             cache.transformed_ready = true;
         }
         let u = &cache.transformed;
-        winograd::forward_transformed(s, Isa::best(), x, u, bias, activation, y, par);
+        if split {
+            winograd_split::forward_transformed(s, x, u, bias, activation, y, par);
+        } else {
+            winograd::forward_transformed(s, Isa::best(), x, u, bias, activation, y, par);
+        }
         return Ok(());
     }
     if !cache.packed_ready {

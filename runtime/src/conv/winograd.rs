@@ -938,21 +938,24 @@ fn spread(len: usize) -> usize {
 /// of tiles, without its 36 gathers per channel (with them, the aligned
 /// 16->16 forward pass at 32x32 read 1.70-1.74 ms on one thread; with
 /// this, 1.41-1.43). Where the lanes' windows lie in few
-/// input rows of at most 32 floats (every plane of ResNet-20, and AlexNet's
-/// 13x13), each window row `a` loads those whole rows into a 64-float table,
-/// one *slot* per tile row the lanes touch, and each window column is picked
-/// out of the table by two-source permutes. Padding is lanes masked to zero.
+/// input rows of at most 32 floats (every plane of ResNet-20, AlexNet's
+/// 13x13 and the 29x29 stacked planes of its split conv2), each window row
+/// `a` loads those whole rows into a table of up to 128 floats, one *slot*
+/// per tile row the lanes touch, and each window column is picked out of
+/// the table by two-source permutes, one per pair of registers the table
+/// fills. Padding is lanes masked to zero.
 #[derive(Clone, Copy, Debug)]
 struct RowTable {
     /// For window row `a` and table register `q`, the (at most two) masked
     /// loads that fill it.
     loads: [[[RowLoad; 2]; TABLE / LANES]; WIN],
+    /// Registers the slots fill, a whole number of pairs.
+    regs: usize,
     /// For window column `j`, the table position each lane reads, modulo 32.
     idx: [[i32; LANES]; WIN],
-    /// For window column `j`, the lanes reading the table's first 32 floats
-    /// and those reading its last 32, each inside the plane.
-    low: [u16; WIN],
-    high: [u16; WIN],
+    /// For window column `j` and register pair `r`, the lanes reading the
+    /// table's floats `32r..32r + 32`, each inside the plane.
+    pairs: [[u16; TABLE / 32]; WIN],
 }
 
 /// One masked load of 16 floats into a table register: lane `l` in `mask`
@@ -964,10 +967,10 @@ struct RowLoad {
     mask: u16,
 }
 
-/// Slots of a [`RowTable`] at most: eight rows of up to 8 floats.
-const MAX_SLOTS: usize = 8;
-/// Floats in a [`RowTable`]: four 512-bit registers.
-const TABLE: usize = 64;
+/// Slots of a [`RowTable`] at most: sixteen rows of up to 8 floats.
+const MAX_SLOTS: usize = 16;
+/// Floats in a [`RowTable`] at most: eight 512-bit registers.
+const TABLE: usize = 128;
 
 impl Layout {
     /// The [`RowTable`] of tiles `t0..t0 + LANES` in a chunk of `x`, or
@@ -980,9 +983,9 @@ impl Layout {
         let plane = p.h * p.w;
         let mut t = RowTable {
             loads: [[[RowLoad::default(); 2]; TABLE / LANES]; WIN],
+            regs: 0,
             idx: [[0; LANES]; WIN],
-            low: [0; WIN],
-            high: [0; WIN],
+            pairs: [[0; TABLE / 32]; WIN],
         };
         // The tile row of each slot, to find a lane's slot.
         let (mut rows, mut slots) = ([(usize::MAX, usize::MAX); MAX_SLOTS], 0);
@@ -1024,14 +1027,11 @@ impl Layout {
                 if (0..p.w as isize).contains(&col) {
                     let at = s * slot + col as usize;
                     t.idx[j][l] = (at % 32) as i32;
-                    if at < 32 {
-                        t.low[j] |= 1 << l;
-                    } else {
-                        t.high[j] |= 1 << l;
-                    }
+                    t.pairs[j][at / 32] |= 1 << l;
                 }
             }
         }
+        t.regs = (slots * slot).div_ceil(2 * LANES) * 2;
         Some(t)
     }
 }

@@ -171,7 +171,7 @@ pub(super) unsafe fn input_tiles_avx512(
 }
 
 /// [`store_window`] for windows read through a [`RowTable`]: for each
-/// window row, the table's rows loaded whole into four registers, then each
+/// window row, the table's rows loaded whole into up to eight registers, then each
 /// lane's six columns permuted out of them.
 ///
 /// # Safety
@@ -184,32 +184,36 @@ pub(super) unsafe fn input_tiles_by_rows(
     v: &mut [f32],
     at: impl Fn(usize) -> usize,
 ) {
-    let d: [[__m512; WIN]; WIN] = std::array::from_fn(|a| {
-        let tab: [__m512; TABLE / LANES] = std::array::from_fn(|q| {
-            let [first, second] = table.loads[a][q];
+    let pairs = table.regs / 2;
+    // Plain loops, not `array::from_fn`: its closures were not inlined, and
+    // their calls took a third of this function's time.
+    let mut d = [[_mm512_setzero_ps(); WIN]; WIN];
+    for (drow, loads) in d.iter_mut().zip(&table.loads) {
+        let mut tab = [_mm512_setzero_ps(); TABLE / LANES];
+        for (reg, &[first, second]) in tab.iter_mut().zip(loads).take(table.regs) {
             let src = |load: RowLoad| plane.as_ptr().wrapping_offset(load.offset);
             // SAFETY: the lanes in each mask read inside `plane` (the
             // caller's word); the others read nothing.
-            let reg = unsafe { _mm512_maskz_loadu_ps(first.mask, src(first)) };
-            if second.mask == 0 {
-                reg
-            } else {
+            *reg = unsafe { _mm512_maskz_loadu_ps(first.mask, src(first)) };
+            if second.mask != 0 {
                 // SAFETY: as above.
-                unsafe { _mm512_mask_loadu_ps(reg, second.mask, src(second)) }
+                *reg = unsafe { _mm512_mask_loadu_ps(*reg, second.mask, src(second)) };
             }
-        });
-        std::array::from_fn(|j| {
+        }
+        for (j, x) in drow.iter_mut().enumerate() {
             // SAFETY: `idx[j]` holds 16 i32, the 64 bytes read.
             let idx = unsafe { _mm512_loadu_si512(table.idx[j].as_ptr().cast()) };
-            let low = _mm512_maskz_permutex2var_ps(table.low[j], tab[0], idx, tab[1]);
-            if table.high[j] == 0 {
-                low
-            } else {
-                let high = _mm512_maskz_permutex2var_ps(table.high[j], tab[2], idx, tab[3]);
-                _mm512_mask_mov_ps(low, table.high[j], high)
+            let lanes = table.pairs[j];
+            *x = _mm512_maskz_permutex2var_ps(lanes[0], tab[0], idx, tab[1]);
+            for r in 1..pairs {
+                if lanes[r] != 0 {
+                    let part =
+                        _mm512_maskz_permutex2var_ps(lanes[r], tab[2 * r], idx, tab[2 * r + 1]);
+                    *x = _mm512_mask_mov_ps(*x, lanes[r], part);
+                }
             }
-        })
-    });
+        }
+    }
     // SAFETY: the CPU has AVX-512F (the caller's word).
     unsafe { store_window(&d, v, at) };
 }

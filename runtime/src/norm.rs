@@ -428,11 +428,12 @@ pub fn lrn_forward(l: Lrn, x: &[f32], y: &mut [f32], scale: &mut [f32]) -> Resul
     if sample == 0 {
         return Ok(());
     }
-    // Samples are independent: in parallel when the tensor is big enough.
-    let one = |(y, (scale, x)): (&mut [f32], (&mut [f32], &[f32]))| {
+    // Output channels `ch0..` of one sample `x` into the matching planes of
+    // `y` and `scale`.
+    let channels = |ch0: usize, y: &mut [f32], scale: &mut [f32], x: &[f32]| {
         let plane = |ch: usize| ch * hw..(ch + 1) * hw;
-        for ch in 0..c {
-            let s = &mut scale[plane(ch)];
+        for (i, (y, s)) in y.chunks_exact_mut(hw).zip(scale.chunks_exact_mut(hw)).enumerate() {
+            let ch = ch0 + i;
             s.fill(0.0);
             let (lo, hi) = l.window(ch);
             for cc in lo..hi {
@@ -444,15 +445,28 @@ pub fn lrn_forward(l: Lrn, x: &[f32], y: &mut [f32], scale: &mut [f32]) -> Resul
             for sv in s.iter_mut() {
                 *sv = l.k + l.alpha * (*sv / size);
             }
-            divide_by_pow(&mut y[plane(ch)], &x[plane(ch)], &scale[plane(ch)], l.beta);
+            divide_by_pow(y, &x[plane(ch)], s, l.beta);
         }
     };
-    if l.x_len() >= 1 << 15 && crate::par::threads() > 1 {
+    // Samples are independent, and so are output channels: in parallel
+    // when the tensor is big enough, a sample's channels split between the
+    // threads when there are fewer samples than threads (batch-1
+    // inference).
+    let threads = crate::par::threads();
+    if l.x_len() >= 1 << 15 && threads > 1 {
+        let block = if l.n < threads { c.div_ceil(threads) * hw } else { sample };
         y.par_chunks_mut(sample)
             .zip(scale.par_chunks_mut(sample).zip(x.par_chunks(sample)))
-            .for_each(one);
+            .for_each(|(y, (scale, x))| {
+                let blocks = y.par_chunks_mut(block).zip(scale.par_chunks_mut(block));
+                blocks.enumerate().for_each(|(b, (y, s))| channels(b * block / hw, y, s, x));
+            });
     } else {
-        y.chunks_mut(sample).zip(scale.chunks_mut(sample).zip(x.chunks(sample))).for_each(one);
+        for (y, (scale, x)) in
+            y.chunks_mut(sample).zip(scale.chunks_mut(sample).zip(x.chunks(sample)))
+        {
+            channels(0, y, scale, x);
+        }
     }
     Ok(())
 }

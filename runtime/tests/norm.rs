@@ -278,6 +278,19 @@ proptest! {
     }
 }
 
+/// Tensors big enough to run in parallel (the proptests' are not): a lone
+/// sample, whose output channels split between the threads, in uneven
+/// blocks, and two samples on three threads.
+#[test]
+fn lrn_in_parallel_matches_reference() {
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(3).build().unwrap();
+    let big = Lrn { alpha: 0.3, k: 1.5, ..Lrn::new(1, 37, 31, 29, 5) };
+    for (i, l) in [big, Lrn { n: 2, size: 4, ..big }].into_iter().enumerate() {
+        assert!(l.x_len() >= 1 << 15, "large enough to go parallel");
+        pool.install(|| check_lrn(l, 90 + i as u64, false)).unwrap_or_else(|e| panic!("{e}"));
+    }
+}
+
 /// The fused forwards (training and inference) against the plain ones
 /// followed by the activation's own kernel: the same arithmetic, so the same
 /// bits, and the same statistics.

@@ -158,10 +158,16 @@ impl<'a> SgdUpdate<'a> {
 /// One element of [`SgdUpdate`]: `b += wd·w; w -= lr·b`.
 #[inline(always)]
 fn sgd_step(b: &mut f32, w: &mut f32, lr: f32, weight_decay: f32) {
+    // `w` read once, before `b` is stored: written as two updates in
+    // place, the compiler read `w` again after the store to `b`, and the
+    // two buffers, both page-aligned allocations, share their addresses'
+    // low 12 bits, so that load waited on the store (MLP's fc1 step).
+    let (old_b, old_w) = (*b, *w);
     // Flushed as `optim::Sgd` flushes it: the next step's GEMM multiplies
     // it by the momentum.
-    *b = crate::optim::flush_subnormal(*b + weight_decay * *w);
-    *w += -lr * *b;
+    let new_b = crate::optim::flush_subnormal(old_b + weight_decay * old_w);
+    *b = new_b;
+    *w = old_w + -lr * new_b;
 }
 
 /// `C = act(alpha·A·B + beta·C + bias)`, then zeroed where `relu_mask ≤ 0`,

@@ -11,11 +11,11 @@
 //!
 //! Naming models (`alexnet`, `resnet20`, `lenet5`) times only their layers.
 
-use netc_runtime::conv::winograd;
 use netc_runtime::conv::{
     conv2d_backward_data_using, conv2d_backward_weights_using, conv2d_forward_using, Conv2d,
     ConvAlgo,
 };
+use netc_runtime::conv::{winograd, winograd_split};
 use netc_runtime::gemm::{peak, Activation, Par};
 use std::time::Duration;
 
@@ -101,6 +101,15 @@ fn run_all(json: bool, budget: Duration, peak: f64, wanted: impl Fn(&str) -> boo
                 passes.insert(3, ("backward-data", other(s.backward_data_algo()), false));
             }
             passes.push(("backward-weights", other(s.backward_weights_algo()), false));
+        } else if winograd_split::applies(&s) {
+            // 5x5: the split Winograd against im2col, for the two passes it
+            // computes.
+            let split = ConvAlgo::WinogradSplit;
+            let other = |a| if a == split { ConvAlgo::Im2col } else { split };
+            passes.insert(1, ("forward", other(s.forward_algo()), false));
+            if winograd_split::applies_backward_data(&s) {
+                passes.insert(3, ("backward-data", other(s.backward_data_algo()), false));
+            }
         }
         // Where a pass goes direct, also by im2col, which it replaced.
         let passes = passes.into_iter().flat_map(|(pass, algo, chosen)| {

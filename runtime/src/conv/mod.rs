@@ -14,8 +14,8 @@
 //! - `WinogradSplit`: 5x5 stride-1 convs by the same F(4x4, 3x3), the
 //!   kernel split into four 3x3 pieces ([`winograd_split`]): 9 multiplies
 //!   per output against 25 (their backward-data pass runs so too when
-//!   asked, [`conv2d_backward_data_using`], but is not picked: it measured
-//!   slower than im2col);
+//!   asked, [`conv2d_backward_data_using`], but is not picked: see
+//!   [`winograd_split`]);
 //! - `Im2col`: the general case, one GEMM per sample and group with the bias
 //!   and activation fused into the GEMM's store, the window unrolled into
 //!   the GEMM's packed B panels straight from the input (zero-padded first
@@ -29,7 +29,7 @@ mod direct;
 mod im2col_gemm;
 mod prepared;
 pub mod winograd;
-mod winograd_split;
+pub mod winograd_split;
 
 pub use direct::{
     conv2d_backward_data_direct, conv2d_backward_weights_direct, conv2d_forward_direct,

@@ -516,6 +516,26 @@ fn copy_run(dst: &mut [f32], src: &[f32]) {
 
 const COPY_BLOCK: usize = 8;
 
+/// Zeroes `row` outside `left..left + width`. Where each edge fits in
+/// 8 floats, the row's first and last 8 are zeroed as whole blocks, for the
+/// copy of the run to overwrite: filling the one or two padding floats of
+/// each edge called into libc's memset, 7% of ResNet-20's batch-1
+/// inference (its 8x8 convs' padded rows).
+#[inline(always)]
+fn zero_edges(row: &mut [f32], left: usize, width: usize) {
+    let (len, right) = (row.len(), row.len() - left - width);
+    if len >= COPY_BLOCK && left <= COPY_BLOCK && right <= COPY_BLOCK {
+        let head: &mut [f32; COPY_BLOCK] = (&mut row[..COPY_BLOCK]).try_into().expect("8 floats");
+        *head = [0.0; COPY_BLOCK];
+        let tail: &mut [f32; COPY_BLOCK] =
+            (&mut row[len - COPY_BLOCK..]).try_into().expect("8 floats");
+        *tail = [0.0; COPY_BLOCK];
+    } else {
+        row[..left].fill(0.0);
+        row[left + width..].fill(0.0);
+    }
+}
+
 /// `dst[at..at + 8] = src[at..at + 8]` as one array move.
 #[inline(always)]
 fn copy_block(dst: &mut [f32], src: &[f32], at: usize) {
@@ -803,9 +823,8 @@ impl Conv2d {
                 dst[..self.ph * wp].fill(0.0);
                 let rows = dst[self.ph * wp..].chunks_exact_mut(wp).zip(src.chunks_exact(self.w));
                 for (row, src) in rows {
-                    row[..self.pw].fill(0.0);
+                    zero_edges(row, self.pw, self.w);
                     copy_run(&mut row[self.pw..self.pw + self.w], src);
-                    row[self.pw + self.w..].fill(0.0);
                 }
                 dst[(self.ph + self.h) * wp..].fill(0.0);
             }

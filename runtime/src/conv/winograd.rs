@@ -78,7 +78,9 @@ pub fn applies(s: &Conv2d) -> bool {
 /// Measured with `conv_one` on 2 threads, Winograd against im2col, ms:
 /// 384→384 at 13x13 (16 tiles a sample): batch 1 6.3/2.0, 2 5.5/3.5,
 /// 4 7.0/6.5, 8 11.1/12.7; 64→64 at 8x8 (4 tiles): batch 8 0.17/0.28;
-/// 32→32 at 16x16: batch 1 0.024/0.054.
+/// 32→32 at 16x16: batch 1 0.024/0.054. (Those were on the Intel VM, with
+/// a lone sample on one thread; with its output channels split between
+/// the threads, on the AMD VM, 384→384 at batch 1 read 2.9/2.8.)
 ///
 /// Below 16 tiles a call, even a small `U` costs more to make than the tiles
 /// save: both grow with `c·o`, but the saving also with the tiles. 64→64 at

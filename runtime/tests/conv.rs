@@ -365,25 +365,45 @@ fn winograd_strategy() -> impl Strategy<Value = Conv2d> {
         })
 }
 
+/// Operands of one conv from `seed`, and the reference's forward pass
+/// (with bias, then `act`) and backward-data pass (zeroed where `mask` is
+/// `≤ 0`).
+struct Case {
+    x: Vec<f32>,
+    w: Vec<f32>,
+    b: Vec<f32>,
+    dy: Vec<f32>,
+    mask: Vec<f32>,
+    want_y: Vec<f64>,
+    want_dx: Vec<f64>,
+}
+
+impl Case {
+    fn new(s: &Conv2d, seed: u64, act: Activation) -> Self {
+        let x = fill(s.input_len(), seed);
+        let w = fill(s.weight_len(), seed + 1);
+        let b = fill(s.o, seed + 2);
+        let dy = fill(s.output_len(), seed + 3);
+        let mask = fill(s.input_len(), seed + 4);
+        let mut want_y = reference::conv2d_forward(s, &f64s(&x), &f64s(&w), Some(&f64s(&b)));
+        for v in &mut want_y {
+            *v = f64::from(act.apply(*v as f32));
+        }
+        let mut want_dx = reference::conv2d_backward_data(s, &f64s(&dy), &f64s(&w));
+        for (d, &m) in want_dx.iter_mut().zip(&mask) {
+            if m <= 0.0 {
+                *d = 0.0;
+            }
+        }
+        Case { x, w, b, dy, mask, want_y, want_dx }
+    }
+}
+
 /// Winograd on every instruction set this CPU has, forward with bias and
 /// activation, backward-data with the ReLU mask, and backward-weights,
 /// against the reference.
 fn check_winograd(s: &Conv2d, seed: u64, act: Activation, par: Par) -> Result<(), TestCaseError> {
-    let x = fill(s.input_len(), seed);
-    let w = fill(s.weight_len(), seed + 1);
-    let b = fill(s.o, seed + 2);
-    let dy = fill(s.output_len(), seed + 3);
-    let mask = fill(s.input_len(), seed + 4);
-    let mut want_y = reference::conv2d_forward(s, &f64s(&x), &f64s(&w), Some(&f64s(&b)));
-    for v in &mut want_y {
-        *v = f64::from(act.apply(*v as f32));
-    }
-    let mut want_dx = reference::conv2d_backward_data(s, &f64s(&dy), &f64s(&w));
-    for (d, &m) in want_dx.iter_mut().zip(&mask) {
-        if m <= 0.0 {
-            *d = 0.0;
-        }
-    }
+    let Case { x, w, b, dy, mask, want_y, want_dx } = Case::new(s, seed, act);
     let (want_dw, _) = reference::conv2d_backward_weights(s, &f64s(&x), &f64s(&dy));
     let positions = s.n * s.out_h() * s.out_w();
     for &isa in Isa::supported() {
@@ -446,21 +466,7 @@ fn split_strategy() -> impl Strategy<Value = Conv2d> {
 /// on one thread or the pool, over odd sizes and every padding up to 4.
 fn check_split(s: &Conv2d, seed: u64, act: Activation, par: Par) -> Result<(), TestCaseError> {
     let algo = ConvAlgo::WinogradSplit;
-    let x = fill(s.input_len(), seed);
-    let w = fill(s.weight_len(), seed + 1);
-    let b = fill(s.o, seed + 2);
-    let dy = fill(s.output_len(), seed + 3);
-    let mask = fill(s.input_len(), seed + 4);
-    let mut want_y = reference::conv2d_forward(s, &f64s(&x), &f64s(&w), Some(&f64s(&b)));
-    for v in &mut want_y {
-        *v = f64::from(act.apply(*v as f32));
-    }
-    let mut want_dx = reference::conv2d_backward_data(s, &f64s(&dy), &f64s(&w));
-    for (d, &m) in want_dx.iter_mut().zip(&mask) {
-        if m <= 0.0 {
-            *d = 0.0;
-        }
-    }
+    let Case { x, w, b, dy, mask, want_y, want_dx } = Case::new(s, seed, act);
     let fail = |e: netc_runtime::LenError| TestCaseError::fail(e.to_string());
     let mut y = vec![f32::NAN; s.output_len()];
     conv2d_forward_using(algo, s, &x, &w, Some(&b), act, &mut y, par).map_err(fail)?;

@@ -93,22 +93,23 @@ fn run_all(json: bool, budget: Duration, peak: f64, wanted: impl Fn(&str) -> boo
             ("backward-data", s.backward_data_algo(), true),
             ("backward-weights", s.backward_weights_algo(), true),
         ];
-        if winograd::applies(&s) {
-            let other =
-                |a| if a == ConvAlgo::Winograd { ConvAlgo::Im2col } else { ConvAlgo::Winograd };
+        // (Winograd's kind, whether it computes backward-data, and
+        // backward-weights): 3x3 all three passes, 5x5 (split) the first two.
+        let winograd_kind = if winograd::applies(&s) {
+            Some((ConvAlgo::Winograd, winograd::applies_backward_data(&s), true))
+        } else if winograd_split::applies(&s) {
+            Some((ConvAlgo::WinogradSplit, winograd_split::applies_backward_data(&s), false))
+        } else {
+            None
+        };
+        if let Some((kind, backward_data, weights)) = winograd_kind {
+            let other = |a| if a == kind { ConvAlgo::Im2col } else { kind };
             passes.insert(1, ("forward", other(s.forward_algo()), false));
-            if winograd::applies_backward_data(&s) {
+            if backward_data {
                 passes.insert(3, ("backward-data", other(s.backward_data_algo()), false));
             }
-            passes.push(("backward-weights", other(s.backward_weights_algo()), false));
-        } else if winograd_split::applies(&s) {
-            // 5x5: the split Winograd against im2col, for the two passes it
-            // computes.
-            let split = ConvAlgo::WinogradSplit;
-            let other = |a| if a == split { ConvAlgo::Im2col } else { split };
-            passes.insert(1, ("forward", other(s.forward_algo()), false));
-            if winograd_split::applies_backward_data(&s) {
-                passes.insert(3, ("backward-data", other(s.backward_data_algo()), false));
+            if weights {
+                passes.push(("backward-weights", other(s.backward_weights_algo()), false));
             }
         }
         // Where a pass goes direct, also by im2col, which it replaced.

@@ -385,25 +385,32 @@ impl Conv2d {
     /// thread: none unless the forward or backward-data pass picks Winograd.
     fn winograd_weights_len(&self) -> usize {
         let picked = [self.forward_algo(), self.backward_data_algo()];
+        let split = ConvAlgo::WinogradSplit;
         let mut len = 0;
         if picked.contains(&ConvAlgo::Winograd) {
             len = winograd::weights_len(self);
         }
-        if picked.contains(&ConvAlgo::WinogradSplit) {
-            len = len.max(winograd_split::weights_len(self));
+        for (backward_data, algo) in [false, true].into_iter().zip(picked) {
+            if algo == split {
+                len = len.max(winograd_split::weights_len(self, backward_data));
+            }
         }
         len
     }
 
     /// Floats of stacked inputs and weights the split 5x5 passes keep on
-    /// the calling thread: none unless a pass picks them.
+    /// the calling thread: for the passes that pick them, in training or
+    /// inference.
     fn split_scratch_len(&self) -> usize {
-        let picked = [self.forward_algo(), self.prepared_forward_algo(), self.backward_data_algo()];
-        if picked.contains(&ConvAlgo::WinogradSplit) {
-            winograd_split::scratch_len(self)
-        } else {
-            0
-        }
+        let split = ConvAlgo::WinogradSplit;
+        let forward = [self.forward_algo(), self.prepared_forward_algo()].contains(&split);
+        let backward_data = self.backward_data_algo() == split;
+        [(forward, false), (backward_data, true)]
+            .into_iter()
+            .filter(|&(picked, _)| picked)
+            .map(|(_, backward_data)| winograd_split::scratch_len(self, backward_data))
+            .max()
+            .unwrap_or(0)
     }
 }
 

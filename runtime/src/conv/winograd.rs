@@ -43,6 +43,9 @@ const TILE: usize = 4;
 const WIN: usize = 6;
 /// Points of the transformed window.
 const POINTS: usize = WIN * WIN;
+/// The fewest tiles a call needs for Winograd to pay at all, whatever the
+/// weights cost: below, most of a 16-lane group is padding ([`pays`]).
+const MIN_TILES: usize = 16;
 /// The fewest tiles a chunk gives the tuple GEMMs when the batch allows.
 const CHUNK_TILES: usize = 64;
 /// The same for the weight gradient, whose products reduce over tiles: each
@@ -105,7 +108,7 @@ pub fn pays(s: &Conv2d) -> bool {
 /// packed once), AlexNet's 13x13 convs at batch 1: 256→384 0.65/1.86,
 /// 384→384 0.95/2.66, 384→256 0.64/1.78; 384→384 at batch 4 4.1/9.5.
 pub fn pays_prepared(s: &Conv2d) -> bool {
-    applies(s) && s.n * Problem::forward(s).tiles_per_sample() >= 16
+    applies(s) && s.n * Problem::forward(s).tiles_per_sample() >= MIN_TILES
 }
 
 /// [`pays`] for the backward-data pass of `s`, the same algorithm on the
@@ -117,7 +120,7 @@ pub fn pays_backward_data(s: &Conv2d) -> bool {
 fn problem_pays(p: &Problem) -> bool {
     let u_bytes = POINTS * p.cin * p.cout * 4;
     let tiles = p.n * p.tiles_per_sample();
-    tiles >= 16 && (u_bytes <= 1 << 20 || tiles >= 128)
+    tiles >= MIN_TILES && (u_bytes <= 1 << 20 || tiles >= 128)
 }
 
 /// Whether Winograd beats im2col on the weight gradient of `s`, where it
@@ -129,7 +132,7 @@ fn problem_pays(p: &Problem) -> bool {
 pub fn pays_weight_grad(s: &Conv2d) -> bool {
     applies(s)
         && POINTS * s.c * s.o * 4 <= 1 << 20
-        && s.n * Problem::forward(s).tiles_per_sample() >= 16
+        && s.n * Problem::forward(s).tiles_per_sample() >= MIN_TILES
 }
 
 /// Whether the backward-data pass of `s` can run here: its padding,
@@ -184,9 +187,10 @@ impl Problem {
         self.w + 2 * self.pw - 2
     }
 
-    /// Floats from one input channel's row of `U` to the next. At a multiple of
-    /// 4 KB (36·256 floats, say), every row's start fell in one L1 set, and the tuple GEMM's prefetches of the rows ahead
-    /// evicted one another: such rows are [`spread`] to an odd number of
+    /// Floats from one input channel's row of `U` to the next. At a
+    /// multiple of 4 KB (36·256 floats, say), every row's start fell in one
+    /// L1 set, and the tuple GEMM's prefetches of the rows ahead evicted one
+    /// another: such rows are [`spread`] to an odd number of
     /// cache lines (AlexNet's conv5 forward, `conv_one winograd-par`,
     /// 9.9-10.2 -> 6.6 ms). Spreading the 36·64 floats of ResNet-20's
     /// 64-channel convs too read 7% slower on two threads, and no faster

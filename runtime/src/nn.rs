@@ -180,8 +180,8 @@ pub fn max_pool_forward_infer(s: &Pool2d, x: &[f32], y: &mut [f32]) -> Result<()
     Ok(pool::max_pool2d_forward_infer(*s, x, y)?)
 }
 
-/// Max-pool backward fused with the backward of `act`, whose output `y`
-/// fed the pool.
+/// Max-pool backward fused with the backward of `act`, whose output fed
+/// the pool; `y` is the pool's output.
 pub fn max_pool_backward_through(
     s: &Pool2d,
     dy: &[f32],

@@ -5,10 +5,11 @@
 //! windows, `count_include_pad`) and length errors.
 
 use netc_runtime::gemm::Activation;
+use netc_runtime::isa::Isa;
 use netc_runtime::pool::{
     avg_pool2d_backward, avg_pool2d_forward, global_avg_pool_backward, global_avg_pool_forward,
-    max_pool2d_backward, max_pool2d_backward_through, max_pool2d_forward, max_pool2d_forward_infer,
-    Pool2d,
+    max_pool2d_backward, max_pool2d_backward_on, max_pool2d_backward_through_on,
+    max_pool2d_forward, max_pool2d_forward_infer_on, max_pool2d_forward_on, Pool2d,
 };
 use netc_runtime::reference;
 use proptest::prelude::*;
@@ -67,20 +68,24 @@ fn check_max(p: Pool2d, seed: u64, ties: bool) -> Result<(), String> {
         }
     }
     let dy = fill(p.y_len(), seed + 1, -1.0, 1.0);
-    let mut y = vec![f32::NAN; p.y_len()];
-    let mut argmax = vec![u32::MAX; p.y_len()];
-    max_pool2d_forward(p, &x, &mut y, &mut argmax).map_err(|e| e.to_string())?;
     let (want_y, want_argmax) = reference::max_pool2d(p, &wide(&x));
-    close("y", &y, &want_y, 0.0)?;
-    if argmax != want_argmax {
-        return Err(format!("argmax {argmax:?}, expected {want_argmax:?}"));
+    let want_dx = reference::max_pool2d_backward(p, &wide(&dy), &want_argmax);
+    for &isa in Isa::supported() {
+        let mut y = vec![f32::NAN; p.y_len()];
+        let mut argmax = vec![u32::MAX; p.y_len()];
+        max_pool2d_forward_on(isa, p, &x, &mut y, &mut argmax).map_err(|e| e.to_string())?;
+        close(&format!("{isa:?} y"), &y, &want_y, 0.0)?;
+        if argmax != want_argmax {
+            return Err(format!("{isa:?} argmax {argmax:?}, expected {want_argmax:?}"));
+        }
+        let mut y_infer = vec![f32::NAN; p.y_len()];
+        max_pool2d_forward_infer_on(isa, p, &x, &mut y_infer).map_err(|e| e.to_string())?;
+        close(&format!("{isa:?} inference y"), &y_infer, &want_y, 0.0)?;
+        let mut dx = vec![f32::NAN; p.x_len()];
+        max_pool2d_backward_on(isa, p, &dy, &argmax, &mut dx).map_err(|e| e.to_string())?;
+        close(&format!("{isa:?} dx"), &dx, &want_dx, 1e-6)?;
     }
-    let mut y_infer = vec![f32::NAN; p.y_len()];
-    max_pool2d_forward_infer(p, &x, &mut y_infer).map_err(|e| e.to_string())?;
-    close("inference y", &y_infer, &want_y, 0.0)?;
-    let mut dx = vec![f32::NAN; p.x_len()];
-    max_pool2d_backward(p, &dy, &argmax, &mut dx).map_err(|e| e.to_string())?;
-    close("dx", &dx, &reference::max_pool2d_backward(p, &wide(&dy), &want_argmax), 1e-6)
+    Ok(())
 }
 
 fn check_avg(p: Pool2d, seed: u64) -> Result<(), String> {
@@ -182,18 +187,27 @@ fn check_through(p: Pool2d, seed: u64) -> Result<(), String> {
         let mut want = vec![f32::NAN; p.x_len()];
         max_pool2d_backward(p, &dy, &argmax, &mut want).map_err(|e| e.to_string())?;
         netc_runtime::act::backward_in_place(act, &y, &mut want).map_err(|e| e.to_string())?;
-        let mut got = vec![f32::NAN; p.x_len()];
-        max_pool2d_backward_through(p, &dy, &argmax, act, &y, &mut got)
-            .map_err(|e| e.to_string())?;
-        let exact = act == Activation::Relu;
-        for (i, (&g, &w)) in got.iter().zip(&want).enumerate() {
-            let ok = if exact { g == w } else { (g - w).abs() <= 1e-6 * (1.0 + w.abs()) };
-            if !ok {
-                return Err(format!("{act:?}: dx[{i}] = {g}, two passes give {w}"));
+        for &isa in Isa::supported() {
+            let mut got = vec![f32::NAN; p.x_len()];
+            max_pool2d_backward_through_on(isa, p, &dy, &argmax, act, &pooled, &mut got)
+                .map_err(|e| e.to_string())?;
+            let exact = act == Activation::Relu;
+            for (i, (&g, &w)) in got.iter().zip(&want).enumerate() {
+                let ok = if exact { g == w } else { (g - w).abs() <= 1e-6 * (1.0 + w.abs()) };
+                if !ok {
+                    return Err(format!("{isa:?} {act:?}: dx[{i}] = {g}, two passes give {w}"));
+                }
             }
         }
     }
     Ok(())
+}
+
+/// 2x2 windows at stride 2 without padding, which have kernels of their
+/// own: odd sizes, rows of several 16-window blocks and a short last one.
+fn geometry_2x2() -> impl Strategy<Value = Pool2d> {
+    (0usize..=2, 1usize..=3, 2usize..=9, 2usize..=75)
+        .prop_map(|(n, c, h, w)| Pool2d::square(n, c, h, w, 2, 2, 0))
 }
 
 proptest! {
@@ -202,6 +216,12 @@ proptest! {
         p in geometry(3, 13),
         seed in any::<u64>(),
     ) {
+        check_through(p, seed).map_err(|e| TestCaseError::fail(format!("{e} in {p:?}")))?;
+    }
+
+    #[test]
+    fn max_pool_2x2_matches_reference(p in geometry_2x2(), seed in any::<u64>(), ties: bool) {
+        check_max(p, seed, ties).map_err(|e| TestCaseError::fail(format!("{e} in {p:?}")))?;
         check_through(p, seed).map_err(|e| TestCaseError::fail(format!("{e} in {p:?}")))?;
     }
 }
@@ -256,6 +276,30 @@ fn max_pool_ties_nan_and_infinity_follow_aten() {
     assert!(y.iter().all(|&v| v == f32::NEG_INFINITY));
     // Each window points at its first input cell, as ATen's initial index.
     assert_eq!(argmax, [0, 0, 1, 0, 0, 1, 2, 2, 3]);
+}
+
+/// An argmax that is not a cell of its window (so not one the forward
+/// wrote) still gets its gradient as ATen's scatter would give it, and one
+/// outside the plane is skipped, on every path, the 2x2 kernels included.
+#[test]
+fn max_pool_backward_takes_any_argmax_in_the_plane() {
+    let p = Pool2d::square(1, 1, 4, 5, 2, 2, 0);
+    let dy = [1.0, 2.0, 3.0, 4.0];
+    // Window 0 names window 3's cell (3, 3), window 1 a cell past the plane.
+    let argmax = [18, 99, 10, 18];
+    let mut want = [0.0; 20];
+    want[10] = 3.0;
+    want[18] = 5.0;
+    for &isa in Isa::supported() {
+        let mut dx = [f32::NAN; 20];
+        max_pool2d_backward_on(isa, p, &dy, &argmax, &mut dx).unwrap();
+        assert_eq!(dx, want, "{isa:?}");
+        let pooled = [0.5; 4];
+        let mut dx = [f32::NAN; 20];
+        max_pool2d_backward_through_on(isa, p, &dy, &argmax, Activation::Relu, &pooled, &mut dx)
+            .unwrap();
+        assert_eq!(dx, want, "{isa:?} through ReLU");
+    }
 }
 
 #[test]

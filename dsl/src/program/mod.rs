@@ -273,8 +273,9 @@ pub enum StepKind {
         y: TensorId,
         d: TensorId,
     },
-    /// With `act`, the backward of the activation whose output (the
-    /// tensor given) fed the pool is fused in.
+    /// With `act`, the backward of the activation whose output fed the
+    /// pool is fused in; the tensor given is the pool's output, from which
+    /// `act'` is read at each window's maximum.
     MaxPoolBackward {
         dy: TensorId,
         argmax: usize,

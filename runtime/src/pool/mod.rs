@@ -14,8 +14,13 @@
 
 use crate::error::{check_len, LenError};
 use crate::gemm::Activation;
+use crate::isa::Isa;
 use crate::reduce;
 use rayon::prelude::*;
+
+#[cfg(target_arch = "x86_64")]
+#[allow(unsafe_code)]
+mod x86;
 
 /// The shape of a 2-D pooling: input `[n, c, h, w]`, a `kh x kw` window
 /// moved by `sh`, `sw`, with `ph`, `pw` cells of padding on each side.
@@ -76,6 +81,12 @@ impl Pool2d {
         self.n * self.c * self.out_h() * self.out_w()
     }
 
+    /// Whether the windows are 2x2 at stride 2 without padding: they tile
+    /// the plane without overlapping, and have kernels of their own.
+    fn is_2x2(&self) -> bool {
+        (self.kh, self.kw, self.sh, self.sw, self.ph, self.pw) == (2, 2, 2, 2, 0, 0)
+    }
+
     /// The input rows `[start, end)` that output row `o` sees, padding cut off.
     /// For a legal geometry every window holds at least one input cell.
     #[inline(always)]
@@ -125,6 +136,18 @@ pub fn max_pool2d_forward(
     y: &mut [f32],
     argmax: &mut [u32],
 ) -> Result<(), LenError> {
+    max_pool2d_forward_on(Isa::best(), p, x, y, argmax)
+}
+
+/// [`max_pool2d_forward`] on the kernels of `isa` (the portable ones if the
+/// CPU lacks it), so that tests can run every path the CPU has.
+pub fn max_pool2d_forward_on(
+    isa: Isa,
+    p: Pool2d,
+    x: &[f32],
+    y: &mut [f32],
+    argmax: &mut [u32],
+) -> Result<(), LenError> {
     const OP: &str = "max_pool2d_forward";
     check_len(OP, "x", x.len(), p.x_len())?;
     check_len(OP, "y", y.len(), p.y_len())?;
@@ -137,7 +160,8 @@ pub fn max_pool2d_forward(
     if p.y_len() == 0 {
         return Ok(());
     }
-    let one = |(xp, (yp, ap)): (&[f32], (&mut [f32], &mut [u32]))| max_plane::<true>(p, xp, yp, ap);
+    let one =
+        |(xp, (yp, ap)): (&[f32], (&mut [f32], &mut [u32]))| max_plane::<true>(isa, p, xp, yp, ap);
     if parallel(p) {
         x.par_chunks(plane)
             .zip(y.par_chunks_mut(oh * ow).zip(argmax.par_chunks_mut(oh * ow)))
@@ -153,6 +177,17 @@ pub fn max_pool2d_forward(
 /// [`max_pool2d_forward`] for inference: the same maxima, without the
 /// argmax that only a backward pass would read.
 pub fn max_pool2d_forward_infer(p: Pool2d, x: &[f32], y: &mut [f32]) -> Result<(), LenError> {
+    max_pool2d_forward_infer_on(Isa::best(), p, x, y)
+}
+
+/// [`max_pool2d_forward_infer`] on the kernels of `isa` (the portable ones
+/// if the CPU lacks it).
+pub fn max_pool2d_forward_infer_on(
+    isa: Isa,
+    p: Pool2d,
+    x: &[f32],
+    y: &mut [f32],
+) -> Result<(), LenError> {
     const OP: &str = "max_pool2d_forward_infer";
     check_len(OP, "x", x.len(), p.x_len())?;
     check_len(OP, "y", y.len(), p.y_len())?;
@@ -160,7 +195,7 @@ pub fn max_pool2d_forward_infer(p: Pool2d, x: &[f32], y: &mut [f32]) -> Result<(
     if p.y_len() == 0 {
         return Ok(());
     }
-    let one = |(xp, yp): (&[f32], &mut [f32])| max_plane::<false>(p, xp, yp, &mut []);
+    let one = |(xp, yp): (&[f32], &mut [f32])| max_plane::<false>(isa, p, xp, yp, &mut []);
     if parallel(p) {
         x.par_chunks(plane).zip(y.par_chunks_mut(out_plane)).for_each(one);
     } else {
@@ -184,8 +219,13 @@ fn parallel(p: Pool2d) -> bool {
 /// cells in row-major order with ATen's rule (a greater value or a NaN
 /// takes over), so ties and NaNs resolve as in PyTorch.
 #[inline(always)]
-fn max_plane<const ARGMAX: bool>(p: Pool2d, xp: &[f32], yp: &mut [f32], ap: &mut [u32]) {
-    if (p.kh, p.kw, p.sh, p.sw, p.ph, p.pw) == (2, 2, 2, 2, 0, 0) {
+fn max_plane<const ARGMAX: bool>(isa: Isa, p: Pool2d, xp: &[f32], yp: &mut [f32], ap: &mut [u32]) {
+    if p.is_2x2() {
+        #[cfg(target_arch = "x86_64")]
+        if isa == Isa::Avx512 && x86::max_plane::<ARGMAX>(p.w, p.out_w(), xp, yp, ap) {
+            return;
+        }
+        let _ = isa;
         return max_plane_2x2::<ARGMAX>(p, xp, yp, ap);
     }
     let ow = p.out_w();
@@ -353,36 +393,50 @@ pub fn max_pool2d_backward(
     argmax: &[u32],
     dx: &mut [f32],
 ) -> Result<(), LenError> {
+    max_pool2d_backward_on(Isa::best(), p, dy, argmax, dx)
+}
+
+/// [`max_pool2d_backward`] on the kernels of `isa` (the portable ones if
+/// the CPU lacks it).
+pub fn max_pool2d_backward_on(
+    isa: Isa,
+    p: Pool2d,
+    dy: &[f32],
+    argmax: &[u32],
+    dx: &mut [f32],
+) -> Result<(), LenError> {
     const OP: &str = "max_pool2d_backward";
     check_len(OP, "dy", dy.len(), p.y_len())?;
     check_len(OP, "argmax", argmax.len(), p.y_len())?;
     check_len(OP, "dx", dx.len(), p.x_len())?;
-    dx.fill(0.0);
-    let out_plane = p.out_h() * p.out_w();
-    if p.y_len() == 0 {
-        return Ok(());
-    }
-    let planes = dx
-        .chunks_exact_mut(p.h * p.w)
-        .zip(dy.chunks_exact(out_plane).zip(argmax.chunks_exact(out_plane)));
-    for (dxp, (dyp, ap)) in planes {
-        for (&g, &i) in dyp.iter().zip(ap) {
-            if let Some(d) = dxp.get_mut(i as usize) {
-                *d += g;
-            }
-        }
-    }
+    max_backward(isa, p, dy, argmax, None, dx);
     Ok(())
 }
 
 /// [`max_pool2d_backward`] fused with the backward of the activation whose
-/// output `y` fed the pool: each `dy` lands on its argmax cell multiplied by
-/// `act'` there, read from `y` ([`crate::act::derivative_from_output`]).
-/// Every other cell of `dx` is zero either way, so the separate pass over
-/// `dx` that the activation's backward would make disappears. (For a cell
-/// that is the maximum of several overlapping windows, `Σ g·act'` instead
-/// of `(Σ g)·act'`: the same for ReLU, within rounding otherwise.)
+/// output fed the pool: each `dy` lands on its argmax cell multiplied by
+/// `act'` there ([`crate::act::derivative_from_output`]), read from `y`,
+/// the pool's output, which is the activation's output at that cell. So
+/// the activation's output need not outlive the pool's forward, and every
+/// other cell of `dx` is zero either way, so the separate pass over `dx`
+/// that the activation's backward would make disappears. (For a cell that
+/// is the maximum of several overlapping windows, `Σ g·act'` instead of
+/// `(Σ g)·act'`: the same for ReLU, within rounding otherwise.)
 pub fn max_pool2d_backward_through(
+    p: Pool2d,
+    dy: &[f32],
+    argmax: &[u32],
+    act: Activation,
+    y: &[f32],
+    dx: &mut [f32],
+) -> Result<(), LenError> {
+    max_pool2d_backward_through_on(Isa::best(), p, dy, argmax, act, y, dx)
+}
+
+/// [`max_pool2d_backward_through`] on the kernels of `isa` (the portable
+/// ones if the CPU lacks it).
+pub fn max_pool2d_backward_through_on(
+    isa: Isa,
     p: Pool2d,
     dy: &[f32],
     argmax: &[u32],
@@ -393,25 +447,63 @@ pub fn max_pool2d_backward_through(
     const OP: &str = "max_pool2d_backward_through";
     check_len(OP, "dy", dy.len(), p.y_len())?;
     check_len(OP, "argmax", argmax.len(), p.y_len())?;
-    check_len(OP, "activation output", y.len(), p.x_len())?;
+    check_len(OP, "y", y.len(), p.y_len())?;
     check_len(OP, "dx", dx.len(), p.x_len())?;
-    dx.fill(0.0);
+    max_backward(isa, p, dy, argmax, Some((act, y)), dx);
+    Ok(())
+}
+
+/// The max-pool gradient of checked operands, plane by plane: `dx`
+/// overwritten, each `dy` (times `act'` of the pool's output `y` there,
+/// with `act`) added at its argmax cell, an argmax outside its plane
+/// skipped.
+fn max_backward(
+    isa: Isa,
+    p: Pool2d,
+    dy: &[f32],
+    argmax: &[u32],
+    act: Option<(Activation, &[f32])>,
+    dx: &mut [f32],
+) {
     let (plane, out_plane) = (p.h * p.w, p.out_h() * p.out_w());
     if p.y_len() == 0 {
-        return Ok(());
+        dx.fill(0.0);
+        return;
     }
     let planes = dx
         .chunks_exact_mut(plane)
-        .zip(y.chunks_exact(plane))
         .zip(dy.chunks_exact(out_plane).zip(argmax.chunks_exact(out_plane)));
-    for ((dxp, yp), (dyp, ap)) in planes {
-        for (&g, &i) in dyp.iter().zip(ap) {
-            if let (Some(d), Some(&yv)) = (dxp.get_mut(i as usize), yp.get(i as usize)) {
-                *d += g * crate::act::derivative_from_output(act, yv);
-            }
+    for (c, (dxp, (dyp, ap))) in planes.enumerate() {
+        let yp = act.map(|(act, y)| (act, &y[c * out_plane..][..out_plane]));
+        #[cfg(target_arch = "x86_64")]
+        if p.is_2x2() && isa == Isa::Avx512 && x86::backward_plane(p.w, p.out_w(), dyp, ap, yp, dxp)
+        {
+            zero_uncovered_2x2(p, dxp);
+            continue;
+        }
+        let _ = isa;
+        dxp.fill(0.0);
+        for (o, (&g, &i)) in dyp.iter().zip(ap).enumerate() {
+            let Some(d) = dxp.get_mut(i as usize) else { continue };
+            *d += match yp {
+                None => g,
+                Some((act, yp)) => g * crate::act::derivative_from_output(act, yp[o]),
+            };
         }
     }
-    Ok(())
+}
+
+/// Zeroes the cells of a plane that no 2x2 window covers: its last column
+/// and row when `w` and `h` are odd, which the window kernels do not write.
+#[cfg(target_arch = "x86_64")]
+fn zero_uncovered_2x2(p: Pool2d, dxp: &mut [f32]) {
+    let covered = 2 * p.out_h();
+    if p.w > 2 * p.out_w() {
+        for row in dxp[..covered * p.w].chunks_exact_mut(p.w) {
+            row[2 * p.out_w()..].fill(0.0);
+        }
+    }
+    dxp[covered * p.w..].fill(0.0);
 }
 
 /// Average pooling, as `nn.AvgPool2d(kernel, stride, padding)` with the

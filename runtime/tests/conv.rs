@@ -641,6 +641,57 @@ proptest! {
     }
 }
 
+/// Shapes the forward kernel with 16 output channels in the lanes takes
+/// (AVX-512): whole blocks of 16 channels, rows of 4 to 12 outputs, and
+/// any window, padding and channel count around them; some have fewer
+/// rows than a block.
+fn channel_lanes_strategy() -> impl Strategy<Value = Conv2d> {
+    (
+        (1usize..4, 1usize..7, 1usize..4),
+        (1usize..16, 4usize..13),
+        (1usize..7, 1usize..7, 0usize..3, 0usize..3),
+    )
+        .prop_map(|((n, c, blocks), (out_h, out_w), (kh, kw, ph, pw))| Conv2d {
+            n,
+            c,
+            h: (out_h + kh).saturating_sub(1 + 2 * ph).max(1),
+            w: (out_w + kw).saturating_sub(1 + 2 * pw).max(1),
+            o: 16 * blocks,
+            kh,
+            kw,
+            sh: 1,
+            sw: 1,
+            ph,
+            pw,
+            dh: 1,
+            dw: 1,
+            groups: 1,
+        })
+        .prop_filter("window fits", |s| s.is_valid())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    /// The direct forward with the output channels in the lanes, with bias
+    /// and each kind of activation, on every instruction set this CPU has.
+    #[test]
+    fn direct_forward_with_channels_in_lanes(s in channel_lanes_strategy(), seed in any::<u64>(), act in 0usize..3) {
+        let act = [Activation::Identity, Activation::Relu, Activation::Tanh][act];
+        let (x, w, b) = (fill(s.input_len(), seed), fill(s.weight_len(), seed + 1), fill(s.o, seed + 2));
+        let mut want = reference::conv2d_forward(&s, &f64s(&x), &f64s(&w), Some(&f64s(&b)));
+        for v in &mut want {
+            *v = f64::from(act.apply(*v as f32));
+        }
+        for &isa in Isa::supported() {
+            let mut y = vec![f32::NAN; s.output_len()];
+            conv2d_forward_direct(&s, isa, &x, &w, Some(&b), act, &mut y)
+                .map_err(|e| TestCaseError::fail(format!("{isa:?}: {e}")))?;
+            assert_close(&format!("{isa:?} direct"), &y, &want, s.c * s.kh * s.kw, &s)?;
+        }
+    }
+}
+
 /// The weight gradient's kernel with the output channels in the lanes
 /// (AVX-512, square 3x3 and 5x5 windows, 12 or more of each block's 16
 /// channels): LeNet-5's conv2, a partial second block, rectangular inputs,

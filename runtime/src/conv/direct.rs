@@ -213,8 +213,9 @@ pub fn conv2d_forward_direct(
     if in_len == 0 || out_len == 0 {
         return Ok(());
     }
+    let lanes_w = channel_lanes_weights(s, isa, weight);
     for (y, x) in y.chunks_exact_mut(out_len).zip(x.chunks_exact(in_len)) {
-        forward_direct(s, isa, x, weight, bias, activation, y);
+        forward_direct(s, isa, x, weight, lanes_w.as_deref(), bias, activation, y);
     }
     Ok(())
 }
@@ -265,20 +266,91 @@ pub fn conv2d_backward_weights_direct(
     Ok(())
 }
 
-/// One sample's forward pass.
+/// One sample's forward pass; `lanes_w`, the weights laid out by
+/// [`channel_lanes_weights`] where the shape takes that kernel.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn forward_direct(
     s: &Conv2d,
     isa: Isa,
     x: &[f32],
     weight: &[f32],
+    lanes_w: Option<&[f32]>,
     bias: Option<&[f32]>,
     activation: Activation,
     y: &mut [f32],
 ) {
     let g = Grid::forward(s);
     let placement = g.input_layout((s.h, s.w), (s.ph as isize, s.pw as isize));
+    #[cfg(target_arch = "x86_64")]
+    if let Some(lanes_w) = lanes_w.filter(|_| forward_in_channel_lanes(s, isa)) {
+        return forward_channel_lanes(&g, &placement, x, lanes_w, bias, activation, y);
+    }
+    let _ = lanes_w;
     let pass = Pass { g, isa, taps: Taps::forward(s), weight, bias, activation };
     pass.run(|padded| placement.place(x, padded), y);
+}
+
+/// Output rows × positions per row of a block of the forward kernel with
+/// the output channels in the lanes, for rows `out_w` wide: the whole row,
+/// and as many rows as keep at most 24 accumulators.
+pub(super) fn lanes_block(out_w: usize) -> Option<(usize, usize)> {
+    match out_w {
+        4 => Some((6, 4)),
+        5 | 6 => Some((4, out_w)),
+        7 | 8 => Some((3, out_w)),
+        9..=12 => Some((2, out_w)),
+        _ => None,
+    }
+}
+
+/// Whether the forward puts 16 output channels in the lanes (AVX-512, whole
+/// blocks of 16 channels, rows of 4 to 12 outputs) rather than 16
+/// positions: on a narrow grid the positions dropped at the end of each
+/// row are a large share of the other kernel's vectors (LeNet-5's conv2:
+/// 44 of 144), and this one computes only the kept ones.
+pub(super) fn forward_in_channel_lanes(s: &Conv2d, isa: Isa) -> bool {
+    cfg!(target_arch = "x86_64")
+        && isa.if_supported() == Isa::Avx512
+        && s.o.is_multiple_of(LANES)
+        && lanes_block(s.out_w()).is_some_and(|(rows, _)| rows <= s.out_h())
+}
+
+/// The weights for [`forward_in_channel_lanes`], if the shape takes it:
+/// for each block of 16 output channels, `[c·kh·kw][16]`, the block's
+/// weights of one tap side by side. Laid out once per call, not per sample.
+pub(super) fn channel_lanes_weights(s: &Conv2d, isa: Isa, weight: &[f32]) -> Option<Vec<f32>> {
+    if !forward_in_channel_lanes(s, isa) {
+        return None;
+    }
+    let taps = s.c * s.kh * s.kw;
+    let mut lanes_w = vec![0.0; s.o * taps];
+    for (block, rows) in
+        lanes_w.chunks_exact_mut(taps * LANES).zip(weight.chunks_exact(taps * LANES))
+    {
+        let rows: Vec<&[f32]> = rows.chunks_exact(taps).collect();
+        crate::gemm::interleave(block, &rows, taps, LANES, 1.0);
+    }
+    Some(lanes_w)
+}
+
+/// One sample's forward pass with the output channels in the lanes
+/// ([`forward_in_channel_lanes`]).
+#[cfg(target_arch = "x86_64")]
+fn forward_channel_lanes(
+    g: &Grid,
+    placement: &Placement,
+    x: &[f32],
+    lanes_w: &[f32],
+    bias: Option<&[f32]>,
+    activation: Activation,
+    y: &mut [f32],
+) {
+    with_columns(g.cin * g.plane(), |padded| {
+        placement.place(x, padded);
+        // SAFETY: the caller checked the CPU and the shape
+        // (`forward_in_channel_lanes`); the kernel asserts the lengths.
+        unsafe { x86::forward_lanes(g, padded, lanes_w, bias, activation, y) }
+    })
 }
 
 /// One sample's backward-data pass, `dx` overwritten.

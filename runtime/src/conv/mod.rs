@@ -691,9 +691,16 @@ fn forward_samples(
         ConvAlgo::Im2col => im2col_gemm::chunk_samples(s, threads),
         _ => 1,
     };
+    let lanes_w = match algo {
+        ConvAlgo::Direct => direct::channel_lanes_weights(s, Isa::best(), weight),
+        _ => None,
+    };
     let one = |x: &[f32], y: &mut [f32], par: Par| match algo {
         ConvAlgo::Pointwise => forward_pointwise(s, x, weight, bias, activation, y, par),
-        ConvAlgo::Direct => direct::forward_direct(s, Isa::best(), x, weight, bias, activation, y),
+        ConvAlgo::Direct => {
+            let lanes_w = lanes_w.as_deref();
+            direct::forward_direct(s, Isa::best(), x, weight, lanes_w, bias, activation, y)
+        }
         ConvAlgo::Im2col | ConvAlgo::Winograd | ConvAlgo::WinogradSplit => {
             forward_im2col(s, x, weight, packed, bias, activation, y, par)
         }

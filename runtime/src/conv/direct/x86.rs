@@ -1,7 +1,11 @@
 //! The direct convolution's AVX-512 kernels: the forward tile, the
 //! scattering backward-data, and both weight-gradient kernels.
 
-use super::{avx512_block, Grid, Pass, WeightGrad, LANES, SCATTER_VECTORS, WEIGHT_GRAD_TAPS};
+use super::{
+    avx512_block, lanes_block, Grid, Pass, WeightGrad, LANES, SCATTER_VECTORS, WEIGHT_GRAD_TAPS,
+};
+use crate::act::{activate, per_activation};
+use crate::gemm::Activation;
 use crate::reduce::lane_sums8;
 use std::arch::x86_64::*;
 
@@ -111,6 +115,120 @@ unsafe fn tile<const OB: usize, const PB: usize>(
             // SAFETY: o0 + b < cout and v0 + k < vectors, so the 16
             // floats lie inside z's cout · vectors · 16.
             unsafe { _mm512_storeu_ps(z.as_mut_ptr().add(at), *acc) };
+        }
+    }
+}
+
+/// [`super::forward_channel_lanes`]'s kernel: for each block of 16 output
+/// channels, blocks of `R` output rows × the whole `C`-wide row of
+/// positions, one accumulator per position; per tap, one load of the 16
+/// channels' weights and a broadcast input per position. Then the
+/// activation, and each channel's values to its own plane of `y`.
+///
+/// # Safety
+/// The CPU must support AVX-512F and FMA; `padded` holds the `cin` padded
+/// planes, `lanes_w` the weights as [`super::channel_lanes_weights`] lays
+/// them out, `bias` (if any) and `y` `cout` values and planes; `cout` is a
+/// multiple of 16 and [`lanes_block`] takes `out_w`, with as many rows as
+/// `out_h` has.
+#[target_feature(enable = "avx512f,fma")]
+pub(super) unsafe fn forward_lanes(
+    g: &Grid,
+    padded: &[f32],
+    lanes_w: &[f32],
+    bias: Option<&[f32]>,
+    act: Activation,
+    y: &mut [f32],
+) {
+    // SAFETY: passed on from the caller, the block being `lanes_block`'s.
+    unsafe {
+        match lanes_block(g.out_w) {
+            Some((6, 4)) => lanes_rows::<6, 4>(g, padded, lanes_w, bias, act, y),
+            Some((4, 5)) => lanes_rows::<4, 5>(g, padded, lanes_w, bias, act, y),
+            Some((4, 6)) => lanes_rows::<4, 6>(g, padded, lanes_w, bias, act, y),
+            Some((3, 7)) => lanes_rows::<3, 7>(g, padded, lanes_w, bias, act, y),
+            Some((3, 8)) => lanes_rows::<3, 8>(g, padded, lanes_w, bias, act, y),
+            Some((2, 9)) => lanes_rows::<2, 9>(g, padded, lanes_w, bias, act, y),
+            Some((2, 10)) => lanes_rows::<2, 10>(g, padded, lanes_w, bias, act, y),
+            Some((2, 11)) => lanes_rows::<2, 11>(g, padded, lanes_w, bias, act, y),
+            Some((2, 12)) => lanes_rows::<2, 12>(g, padded, lanes_w, bias, act, y),
+            other => unreachable!("no channels-in-lanes block for {other:?}"),
+        }
+    }
+}
+
+/// [`forward_lanes`] by blocks of `R` rows of `C = out_w` positions (the
+/// last block overlapping the one before rather than running short).
+///
+/// # Safety
+/// As [`forward_lanes`], with `C == out_w` and `R <= out_h`.
+#[target_feature(enable = "avx512f,fma")]
+#[inline]
+unsafe fn lanes_rows<const R: usize, const C: usize>(
+    g: &Grid,
+    padded: &[f32],
+    lanes_w: &[f32],
+    bias: Option<&[f32]>,
+    act: Activation,
+    y: &mut [f32],
+) {
+    assert!(C == g.out_w && R <= g.out_h && g.cout.is_multiple_of(LANES));
+    let taps = g.cin * g.kh * g.kw;
+    let out_plane = g.out_h * g.out_w;
+    assert!(padded.len() >= g.cin * g.plane() && lanes_w.len() == g.cout * taps);
+    assert!(y.len() == g.cout * out_plane && bias.is_none_or(|b| b.len() == g.cout));
+    let mut tile = [[[0.0f32; LANES]; C]; R];
+    for ob in 0..g.cout / LANES {
+        let b = match bias {
+            // SAFETY: bias holds cout ≥ (ob + 1)·16 values.
+            Some(b) => unsafe { _mm512_loadu_ps(b.as_ptr().add(ob * LANES)) },
+            None => _mm512_setzero_ps(),
+        };
+        let w = &lanes_w[ob * taps * LANES..][..taps * LANES];
+        let mut next = 0;
+        while next < g.out_h {
+            let oy0 = next.min(g.out_h - R);
+            let mut acc = [[b; C]; R];
+            for ci in 0..g.cin {
+                for i in 0..g.kh {
+                    // The furthest read, of position (R - 1, C - 1) at tap
+                    // (i, kw - 1), is row oy0 + R - 1 + i ≤ out_h - 1 + kh
+                    // - 1 < rows and column C - 1 + kw - 1 < grid of plane
+                    // ci: inside `padded`.
+                    let x = &padded[ci * g.plane() + (oy0 + i) * g.grid..];
+                    let wr = &w[(ci * g.kh + i) * g.kw * LANES..][..g.kw * LANES];
+                    for j in 0..g.kw {
+                        // SAFETY: tap (ci, i, j)'s 16 weights, inside wr.
+                        let wv = unsafe { _mm512_loadu_ps(wr.as_ptr().add(j * LANES)) };
+                        for (r, acc) in acc.iter_mut().enumerate() {
+                            for (c, acc) in acc.iter_mut().enumerate() {
+                                // SAFETY: inside the furthest read above,
+                                // which lies inside x.
+                                let v = unsafe { *x.get_unchecked(r * g.grid + c + j) };
+                                *acc = _mm512_fmadd_ps(_mm512_set1_ps(v), wv, *acc);
+                            }
+                        }
+                    }
+                }
+            }
+            for (tile, acc) in tile.iter_mut().zip(&acc) {
+                for (t, acc) in tile.iter_mut().zip(acc) {
+                    // SAFETY: 16 floats into an array of 16.
+                    unsafe { _mm512_storeu_ps(t.as_mut_ptr(), *acc) };
+                }
+            }
+            // Rows oy0..oy0 + R of each of the block's 16 planes.
+            per_activation!(act, activate, |f| {
+                for o in 0..LANES {
+                    let plane = &mut y[(ob * LANES + o) * out_plane + oy0 * C..][..R * C];
+                    for (row, tile) in plane.chunks_exact_mut(C).zip(&tile) {
+                        for (v, t) in row.iter_mut().zip(tile) {
+                            *v = f(t[o]);
+                        }
+                    }
+                }
+            });
+            next = oy0 + R;
         }
     }
 }

@@ -213,10 +213,11 @@ pub fn conv2d_forward_direct(
     if in_len == 0 || out_len == 0 {
         return Ok(());
     }
-    let lanes_w = channel_lanes_weights(s, isa, weight);
-    for (y, x) in y.chunks_exact_mut(out_len).zip(x.chunks_exact(in_len)) {
-        forward_direct(s, isa, x, weight, lanes_w.as_deref(), bias, activation, y);
-    }
+    with_channel_lanes_weights(s, isa, weight, |lanes_w| {
+        for (y, x) in y.chunks_exact_mut(out_len).zip(x.chunks_exact(in_len)) {
+            forward_direct(s, isa, x, weight, lanes_w, bias, activation, y);
+        }
+    });
     Ok(())
 }
 
@@ -267,7 +268,7 @@ pub fn conv2d_backward_weights_direct(
 }
 
 /// One sample's forward pass; `lanes_w`, the weights laid out by
-/// [`channel_lanes_weights`] where the shape takes that kernel.
+/// [`with_channel_lanes_weights`] where the shape takes that kernel.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn forward_direct(
     s: &Conv2d,
@@ -315,22 +316,52 @@ pub(super) fn forward_in_channel_lanes(s: &Conv2d, isa: Isa) -> bool {
         && lanes_block(s.out_w()).is_some_and(|(rows, _)| rows <= s.out_h())
 }
 
-/// The weights for [`forward_in_channel_lanes`], if the shape takes it:
-/// for each block of 16 output channels, `[c·kh·kw][16]`, the block's
-/// weights of one tap side by side. Laid out once per call, not per sample.
-pub(super) fn channel_lanes_weights(s: &Conv2d, isa: Isa, weight: &[f32]) -> Option<Vec<f32>> {
+thread_local! {
+    /// The weights of the forward with the output channels in the lanes,
+    /// laid out by the thread that runs the call.
+    static LANES_WEIGHTS: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Floats of [`with_channel_lanes_weights`]'s scratch for a conv whose
+/// forward pass is direct (0 if the shape does not take that kernel).
+pub(super) fn lanes_weights_len(s: &Conv2d) -> usize {
+    if forward_in_channel_lanes(s, Isa::best()) {
+        s.o * s.c * s.kh * s.kw
+    } else {
+        0
+    }
+}
+
+/// Grows this thread's [`with_channel_lanes_weights`] scratch to `len`.
+pub(super) fn reserve_lanes_weights(len: usize) {
+    crate::scratch::with(&LANES_WEIGHTS, len, |_| ());
+}
+
+/// Runs `f` on the weights laid out for [`forward_in_channel_lanes`], or
+/// on `None` if the shape does not take it: for each block of 16 output
+/// channels, `[c·kh·kw][16]`, the block's weights of one tap side by side.
+/// Laid out once per call, not per sample, in this thread's scratch.
+pub(super) fn with_channel_lanes_weights<R>(
+    s: &Conv2d,
+    isa: Isa,
+    weight: &[f32],
+    f: impl FnOnce(Option<&[f32]>) -> R,
+) -> R {
     if !forward_in_channel_lanes(s, isa) {
-        return None;
+        return f(None);
     }
     let taps = s.c * s.kh * s.kw;
-    let mut lanes_w = vec![0.0; s.o * taps];
-    for (block, rows) in
-        lanes_w.chunks_exact_mut(taps * LANES).zip(weight.chunks_exact(taps * LANES))
-    {
-        let rows: Vec<&[f32]> = rows.chunks_exact(taps).collect();
-        crate::gemm::interleave(block, &rows, taps, LANES, 1.0);
-    }
-    Some(lanes_w)
+    crate::scratch::with(&LANES_WEIGHTS, s.o * taps, |lanes_w| {
+        let blocks = weight.chunks_exact(taps * LANES);
+        for (block, rows) in lanes_w.chunks_exact_mut(taps * LANES).zip(blocks) {
+            let mut channels: [&[f32]; LANES] = [&[]; LANES];
+            for (c, row) in channels.iter_mut().zip(rows.chunks_exact(taps)) {
+                *c = row;
+            }
+            crate::gemm::interleave(block, &channels, taps, LANES, 1.0);
+        }
+        f(Some(lanes_w))
+    })
 }
 
 /// One sample's forward pass with the output channels in the lanes

@@ -421,10 +421,22 @@ pub fn reserve_scratch(convs: &[&Conv2d]) {
     let len = convs.iter().map(|s| s.scratch_len()).max().unwrap_or(0);
     let weights = convs.iter().map(|s| s.winograd_weights_len()).max().unwrap_or(0);
     let stacked = convs.iter().map(|s| s.split_scratch_len()).max().unwrap_or(0);
-    with_columns(len, |_| ());
+    let lanes = convs
+        .iter()
+        .filter(|s| s.forward_algo() == ConvAlgo::Direct)
+        .map(|s| direct::lanes_weights_len(s))
+        .max()
+        .unwrap_or(0);
+    let reserve = || {
+        with_columns(len, |_| ());
+        direct::reserve_lanes_weights(lanes);
+    };
+    reserve();
     winograd::reserve_weights(weights);
     winograd_split::reserve(stacked);
-    rayon::broadcast(|_| with_columns(len, |_| ()));
+    // Any thread of the pool may run a whole conv call: one shard of a
+    // data-parallel step lays out its conv's weights itself.
+    rayon::broadcast(|_| reserve());
 }
 
 /// Runs `f` with this thread's column buffer of `len` floats.
@@ -691,27 +703,28 @@ fn forward_samples(
         ConvAlgo::Im2col => im2col_gemm::chunk_samples(s, threads),
         _ => 1,
     };
-    let lanes_w = match algo {
-        ConvAlgo::Direct => direct::channel_lanes_weights(s, Isa::best(), weight),
-        _ => None,
+    let mut run = |lanes_w: Option<&[f32]>| {
+        let one = |x: &[f32], y: &mut [f32], par: Par| match algo {
+            ConvAlgo::Pointwise => forward_pointwise(s, x, weight, bias, activation, y, par),
+            ConvAlgo::Direct => {
+                direct::forward_direct(s, Isa::best(), x, weight, lanes_w, bias, activation, y)
+            }
+            ConvAlgo::Im2col | ConvAlgo::Winograd | ConvAlgo::WinogradSplit => {
+                forward_im2col(s, x, weight, packed, bias, activation, y, par)
+            }
+        };
+        if threads > 1 && s.n > chunk {
+            let chunks = y.par_chunks_mut(chunk * out_len).zip(x.par_chunks(chunk * in_len));
+            chunks.for_each(|(y, x)| one(x, y, Par::Seq));
+        } else {
+            for (y, x) in y.chunks_mut(chunk * out_len).zip(x.chunks(chunk * in_len)) {
+                one(x, y, par);
+            }
+        }
     };
-    let one = |x: &[f32], y: &mut [f32], par: Par| match algo {
-        ConvAlgo::Pointwise => forward_pointwise(s, x, weight, bias, activation, y, par),
-        ConvAlgo::Direct => {
-            let lanes_w = lanes_w.as_deref();
-            direct::forward_direct(s, Isa::best(), x, weight, lanes_w, bias, activation, y)
-        }
-        ConvAlgo::Im2col | ConvAlgo::Winograd | ConvAlgo::WinogradSplit => {
-            forward_im2col(s, x, weight, packed, bias, activation, y, par)
-        }
-    };
-    if threads > 1 && s.n > chunk {
-        let chunks = y.par_chunks_mut(chunk * out_len).zip(x.par_chunks(chunk * in_len));
-        chunks.for_each(|(y, x)| one(x, y, Par::Seq));
-    } else {
-        for (y, x) in y.chunks_mut(chunk * out_len).zip(x.chunks(chunk * in_len)) {
-            one(x, y, par);
-        }
+    match algo {
+        ConvAlgo::Direct => direct::with_channel_lanes_weights(s, Isa::best(), weight, run),
+        _ => run(None),
     }
 }
 

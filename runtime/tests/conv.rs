@@ -591,20 +591,9 @@ fn direct_strategy() -> impl Strategy<Value = Conv2d> {
         (1usize..8, 1usize..8, 0usize..5, 0usize..5),
     )
         .prop_map(|((n, c, o), (h, w), (kh, kw, ph, pw))| Conv2d {
-            n,
-            c,
-            h,
-            w,
-            o,
-            kh,
             kw,
-            sh: 1,
-            sw: 1,
-            ph,
             pw,
-            dh: 1,
-            dw: 1,
-            groups: 1,
+            ..Conv2d::square(n, c, h, w, o, kh, 1, ph)
         })
         .prop_filter("window fits", |s| s.is_valid())
 }
@@ -651,21 +640,10 @@ fn channel_lanes_strategy() -> impl Strategy<Value = Conv2d> {
         (1usize..16, 4usize..13),
         (1usize..7, 1usize..7, 0usize..3, 0usize..3),
     )
-        .prop_map(|((n, c, blocks), (out_h, out_w), (kh, kw, ph, pw))| Conv2d {
-            n,
-            c,
-            h: (out_h + kh).saturating_sub(1 + 2 * ph).max(1),
-            w: (out_w + kw).saturating_sub(1 + 2 * pw).max(1),
-            o: 16 * blocks,
-            kh,
-            kw,
-            sh: 1,
-            sw: 1,
-            ph,
-            pw,
-            dh: 1,
-            dw: 1,
-            groups: 1,
+        .prop_map(|((n, c, blocks), (out_h, out_w), (kh, kw, ph, pw))| {
+            let h = (out_h + kh).saturating_sub(1 + 2 * ph).max(1);
+            let w = (out_w + kw).saturating_sub(1 + 2 * pw).max(1);
+            Conv2d { kw, pw, ..Conv2d::square(n, c, h, w, 16 * blocks, kh, 1, ph) }
         })
         .prop_filter("window fits", |s| s.is_valid())
 }

@@ -26,8 +26,9 @@ pub(super) fn max_plane<const ARGMAX: bool>(
     if Isa::Avx512.if_supported() != Isa::Avx512 || ow == 0 {
         return false;
     }
-    assert!(2 * ow <= w && xp.len() >= 2 * (yp.len() / ow) * w && xp.len() <= u32::MAX as usize);
-    assert!(!ARGMAX || ap.len() == yp.len());
+    assert!(2 * ow <= w && xp.len() >= 2 * (yp.len() / ow) * w);
+    // The indices are 32-bit: the training forward refuses larger planes.
+    assert!(!ARGMAX || (ap.len() == yp.len() && xp.len() <= u32::MAX as usize));
     // SAFETY: the CPU has AVX-512F; the lengths are asserted above.
     unsafe { max_plane_2x2::<ARGMAX>(w, ow, xp, yp, ap) };
     true

@@ -283,6 +283,8 @@ pub(super) fn forward_direct(
     let g = Grid::forward(s);
     let placement = g.input_layout((s.h, s.w), (s.ph as isize, s.pw as isize));
     #[cfg(target_arch = "x86_64")]
+    // Checked again per sample (a few comparisons): the kernel is unsafe
+    // on a CPU without AVX-512, whatever the caller passed.
     if let Some(lanes_w) = lanes_w.filter(|_| forward_in_channel_lanes(s, isa)) {
         return forward_channel_lanes(&g, &placement, x, lanes_w, bias, activation, y);
     }
@@ -292,16 +294,10 @@ pub(super) fn forward_direct(
 }
 
 /// Output rows × positions per row of a block of the forward kernel with
-/// the output channels in the lanes, for rows `out_w` wide: the whole row,
-/// and as many rows as keep at most 24 accumulators.
+/// the output channels in the lanes, for rows `out_w` wide (4 to 12): the
+/// whole row, and as many rows as keep at most 24 accumulators.
 pub(super) fn lanes_block(out_w: usize) -> Option<(usize, usize)> {
-    match out_w {
-        4 => Some((6, 4)),
-        5 | 6 => Some((4, out_w)),
-        7 | 8 => Some((3, out_w)),
-        9..=12 => Some((2, out_w)),
-        _ => None,
-    }
+    (4..=12).contains(&out_w).then(|| (24 / out_w, out_w))
 }
 
 /// Whether the forward puts 16 output channels in the lanes (AVX-512, whole

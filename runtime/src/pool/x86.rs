@@ -46,12 +46,14 @@ pub(super) fn backward_plane(
     act: Option<(Activation, &[f32])>,
     dxp: &mut [f32],
 ) -> bool {
-    if Isa::Avx512.if_supported() != Isa::Avx512 || ow == 0 {
+    // The indices are compared in 32 bits: larger planes (which no forward
+    // can have pooled) take the scalar path.
+    if Isa::Avx512.if_supported() != Isa::Avx512 || ow == 0 || dxp.len() > u32::MAX as usize {
         return false;
     }
     let rows = 2 * (dyp.len() / ow);
     assert!(2 * ow <= w && ap.len() == dyp.len() && dxp.len() >= rows * w);
-    assert!(dxp.len() <= u32::MAX as usize && act.is_none_or(|(_, y)| y.len() == dyp.len()));
+    assert!(act.is_none_or(|(_, y)| y.len() == dyp.len()));
     // SAFETY: the CPU has AVX-512F; the lengths are asserted above.
     unsafe { max_plane_2x2_backward(w, ow, dyp, ap, act, dxp) }
 }

@@ -127,7 +127,7 @@ unsafe fn tile<const OB: usize, const PB: usize>(
 ///
 /// # Safety
 /// The CPU must support AVX-512F and FMA; `padded` holds the `cin` padded
-/// planes, `lanes_w` the weights as [`super::channel_lanes_weights`] lays
+/// planes, `lanes_w` the weights as [`super::with_channel_lanes_weights`] lays
 /// them out, `bias` (if any) and `y` `cout` values and planes; `cout` is a
 /// multiple of 16 and [`lanes_block`] takes `out_w`, with as many rows as
 /// `out_h` has.

@@ -698,9 +698,10 @@ fn direct_weight_gradient_with_channels_in_lanes() {
     }
 }
 
-/// Backward-data by scattering (AVX-512, windows that shrink the plane by 2
-/// or more on each side): input channel counts that take every block of
-/// the kernel (8, 6, 4, 2, 1), rectangular planes and windows, padding.
+/// Backward-data by scattering (AVX-512: windows that shrink the plane by 2
+/// or more on each side, or `dy` with 16 channels or more): input channel
+/// counts that take every block of the kernel (8, 6, 4, 2, 1), rectangular
+/// planes and windows, rows past 16 columns, padding up to the window.
 #[test]
 fn direct_backward_data_by_scattering() {
     let sq = Conv2d::square;
@@ -710,6 +711,8 @@ fn direct_backward_data_by_scattering() {
         sq(2, 7, 12, 12, 3, 5, 1, 0),
         Conv2d { w: 9, ..sq(1, 3, 8, 8, 20, 5, 1, 0) },
         sq(2, 1, 9, 9, 2, 7, 1, 0),
+        Conv2d { w: 19, kw: 3, pw: 2, ..sq(2, 5, 6, 6, 16, 3, 1, 1) },
+        sq(1, 8, 5, 5, 17, 3, 1, 1),
     ];
     for (k, s) in shapes.iter().enumerate() {
         let (w, dy) = (fill(s.weight_len(), 50 + k as u64), fill(s.output_len(), 60 + k as u64));

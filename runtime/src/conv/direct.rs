@@ -18,7 +18,9 @@
 //!   broadcast weight per channel.
 //! - Backward-data is the forward pass of `dy`, zero-padded by `k - 1 - pad`
 //!   on each side, through the weights flipped with their channel axes
-//!   swapped, which the kernel reads in place through signed strides.
+//!   swapped, which the kernel reads in place through signed strides. On
+//!   AVX-512, where the window shrinks the plane by 2 or more on each side,
+//!   it scatters `dy` instead: no multiply meets the padding ([`Scatter`]).
 //! - Weight gradient: `dw[o][c][i][j] = Σ_p dy[o][p]·x[c][p + i·grid + j]`
 //!   with `dy` laid on the same grid, zero at the dropped positions. Blocks
 //!   of output channels × taps of a kernel row sum over a few samples kept
@@ -411,61 +413,110 @@ pub(super) fn forward_scratch_len(s: &Conv2d) -> usize {
 pub(super) fn backward_data_scratch_len(s: &Conv2d) -> usize {
     #[cfg(target_arch = "x86_64")]
     if scatters(s, Isa::best()) {
-        return scatter_scratch_len(s);
+        return Scatter::new(s).parts_len();
     }
     Pass::scratch_len(&Grid::backward_data(s))
 }
 
 /// Whether backward-data scatters (AVX-512) rather than correlating the
 /// padded `dy`: where the window shrinks the plane by 2 or more on each
-/// side, so that `dy`'s padding would be most of the correlation's work.
-/// Measured (`conv_one direct-bwd`, one thread, batch 64): 6 -> 16 5x5
-/// unpadded at 14x14 (LeNet-5's conv2) 0.35 against 0.48 ms, 32 -> 32 5x5
-/// at 12x12 2.50 against 4.07, 8 -> 8 7x7 at 20x20 1.12 against 1.43; but
-/// 8 -> 8 3x3 unpadded 0.21 against 0.18, and padded convs lose (64 -> 64
-/// 3x3 at 8x8: 3.30 against 2.84).
+/// side, so that `dy`'s padding would be most of the correlation's work,
+/// or where `dy` has 16 channels or more, so that each addition into the
+/// part planes follows that many multiply-adds. Measured (`conv_one
+/// direct-bwd`, one thread, batch 64, ms, scatter against correlation):
+/// 6 -> 16 5x5 unpadded at 14x14 (LeNet-5's conv2) 0.40 / 0.47 (the
+/// correlation's figure from before the part planes), 64 -> 64 3x3 padded
+/// at 8x8 3.07 / 4.04, 16 -> 16 5x5 padded by 2 at 12x12 1.30 / 1.46, 8 ->
+/// 8 3x3 unpadded at 16x16 0.22 / 0.23; 16 -> 16 3x3 padded at 16x16 0.84
+/// / 0.83 (even); but with few channels and padding the correlation wins:
+/// 4 -> 4 3x3 at 28x28 0.31 / 0.21, 3 -> 8 3x3 at 32x32 1.02 / 0.48.
 #[cfg(target_arch = "x86_64")]
 fn scatters(s: &Conv2d, isa: Isa) -> bool {
-    isa.if_supported() == Isa::Avx512 && s.kh >= 2 * s.ph + 5 && s.kw >= 2 * s.pw + 5
+    let shrinks = s.kh >= 2 * s.ph + 5 && s.kw >= 2 * s.pw + 5;
+    isa.if_supported() == Isa::Avx512 && (shrinks || s.o >= 16) && s.kw <= MAX_SCATTER_KW
 }
 
-/// Position vectors a block of the scatter kernel takes.
+/// The widest window that backward-data scatters: the kernel gathers its
+/// part planes with a table of one load per tap column, on the stack.
 #[cfg(target_arch = "x86_64")]
-const SCATTER_VECTORS: usize = 3;
+const MAX_SCATTER_KW: usize = 32;
 
-/// The padded input gradient and `dy` on the forward grid.
+/// The geometry of backward-data by scattering. `dy`'s planes are read in
+/// place, as rows of `out_w` packed one after the other, 16 positions to a
+/// vector. Tap `(i, j)` sends `dy[y][x]` to padded-input position
+/// `(y + i, x + j)`, and with the rows packed, `(y + i)·out_w + x` is one
+/// shift, `i·out_w`, for every position, where `j` is not. So the kernel
+/// sums each tap column `j` apart, into a part plane of
+/// `(out_h + kh - 1) × out_w` per input channel, each of its rows the row
+/// of the input gradient shifted left by `j`; then adds the `kw` parts of
+/// each row, shifted back, into `dx`.
 #[cfg(target_arch = "x86_64")]
-fn scatter_scratch_len(s: &Conv2d) -> usize {
-    let g = Grid::forward(s);
-    let vectors = g.vectors(SCATTER_VECTORS);
-    g.input_len(vectors) + g.cout * vectors * LANES
+#[derive(Clone, Copy, Debug)]
+struct Scatter {
+    cin: usize,
+    cout: usize,
+    kh: usize,
+    kw: usize,
+    h: usize,
+    w: usize,
+    ph: usize,
+    pw: usize,
+    out_h: usize,
+    out_w: usize,
 }
 
-/// One sample's backward-data pass by scattering, on AVX-512: `dy` laid on
-/// the forward grid (zero at the dropped positions), and for each tap
-/// `(i, j)` and input channel `c`, the 16-position vectors of
-/// `Σ_o w[o][c][i][j]·dy[o]` added into the padded input gradient at the
-/// tap's shift, `i·grid + j`. Unlike the correlation of the padded `dy`,
-/// no multiply meets the padding: LeNet-5's conv2 does 21.6k vector
-/// multiply-adds a sample instead of 38.4k.
+#[cfg(target_arch = "x86_64")]
+impl Scatter {
+    fn new(s: &Conv2d) -> Scatter {
+        let (h, w, ph, pw) = (s.h, s.w, s.ph, s.pw);
+        let (cin, cout, kh, kw) = (s.c, s.o, s.kh, s.kw);
+        Scatter { cin, cout, kh, kw, h, w, ph, pw, out_h: s.out_h(), out_w: s.out_w() }
+    }
+
+    fn out_plane(&self) -> usize {
+        self.out_h * self.out_w
+    }
+
+    /// Vectors of one plane of `dy`, the last one partial unless the plane
+    /// is a multiple of 16.
+    fn vectors(&self) -> usize {
+        self.out_plane().div_ceil(LANES)
+    }
+
+    /// Floats from one part plane to the next: its rows, and room for the
+    /// last vector of `dy` at the last tap row, which runs up to 15 floats
+    /// past them.
+    fn part_stride(&self) -> usize {
+        let reach = (self.kh - 1) * self.out_w + self.vectors() * LANES;
+        reach.max((self.out_h + self.kh - 1) * self.out_w).next_multiple_of(LANES)
+    }
+
+    /// Floats of the part planes, `kw` sets of `cin`.
+    fn parts_len(&self) -> usize {
+        self.kw * self.cin * self.part_stride()
+    }
+}
+
+/// One sample's backward-data pass by scattering, on AVX-512: for each tap
+/// `(i, j)` and input channel `c`, the vectors of
+/// `Σ_o w[o][c][i][j]·dy[o]` added into part plane `(j, c)` at row `i`
+/// ([`Scatter`]), then the parts gathered into `dx`. Unlike the
+/// correlation of the padded `dy`, no multiply meets the padding, and
+/// only the last vector of each plane of `dy` has idle lanes: LeNet-5's
+/// conv2 does 16.8k vector multiply-adds a sample, where the correlation
+/// does 38.4k and the scatter on the forward grid (which computed the
+/// grid's dropped columns too) did 21.6k.
 #[cfg(target_arch = "x86_64")]
 fn backward_data_scatter(s: &Conv2d, dy: &[f32], weight: &[f32], dx: &mut [f32]) {
-    let g = Grid::forward(s);
-    let vectors = g.vectors(SCATTER_VECTORS);
-    let in_len = g.input_len(vectors);
-    let outputs = g.output_layout(vectors);
-    with_columns(scatter_scratch_len(s), |scratch| {
-        let (padded, dys) = scratch.split_at_mut(in_len);
-        outputs.place(dy, dys);
-        padded.fill(0.0);
-        // SAFETY: the caller checked the CPU; the lengths are as the
-        // kernel's contract asks, built here.
-        unsafe { x86::scatter(&g, weight, dys, vectors, padded) };
-        for (c, plane) in dx.chunks_exact_mut(s.h * s.w).enumerate() {
-            for (y, row) in plane.chunks_exact_mut(s.w).enumerate() {
-                let at = c * g.plane() + (y + s.ph) * g.grid + s.pw;
-                copy_run(row, &padded[at..at + s.w]);
-            }
+    let sc = Scatter::new(s);
+    with_columns(sc.parts_len(), |parts| {
+        parts.fill(0.0);
+        // SAFETY: the caller checked the CPU (`scatters`); the lengths are
+        // the conv's, checked by the entry point, and the parts' are built
+        // here.
+        unsafe {
+            x86::scatter(&sc, weight, dy, parts);
+            x86::gather_parts(&sc, parts, dx);
         }
     })
 }

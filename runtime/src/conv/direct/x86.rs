@@ -1,9 +1,8 @@
 //! The direct convolution's AVX-512 kernels: the forward tile, the
 //! scattering backward-data, and both weight-gradient kernels.
 
-use super::{
-    avx512_block, lanes_block, Grid, Pass, WeightGrad, LANES, SCATTER_VECTORS, WEIGHT_GRAD_TAPS,
-};
+use super::MAX_SCATTER_KW;
+use super::{avx512_block, lanes_block, Grid, Pass, Scatter, WeightGrad, LANES, WEIGHT_GRAD_TAPS};
 use crate::act::{activate, per_activation};
 use crate::gemm::Activation;
 use crate::reduce::lane_sums8;
@@ -234,81 +233,111 @@ unsafe fn lanes_rows<const R: usize, const C: usize>(
 }
 
 /// [`super::backward_data_scatter`]'s sums: for each tap, blocks of 8,
-/// 6, 4, 2 or 1 input channels × [`SCATTER_VECTORS`] position vectors in
-/// registers, a multiply-add per output channel, then added into
-/// `padded`, each channel's into its own plane.
+/// 6, 4, 2 or 1 input channels × up to 4 vectors of `dy` in registers, a
+/// multiply-add per output channel, then added into the part planes
+/// ([`Scatter`]), each channel's into its own. The parts must start
+/// zeroed.
 ///
 /// # Safety
 /// The CPU must support AVX-512F and FMA; `weight` holds `cout` rows of
-/// `cin·kh·kw`, `dys` `cout` planes of `vectors` vectors (a multiple of
-/// `SCATTER_VECTORS`), and `padded` `g.input_len(vectors)` floats.
+/// `cin·kh·kw`, `dy` `cout` planes of `out_h·out_w`, and `parts`
+/// `sc.parts_len()` floats.
 #[target_feature(enable = "avx512f,fma")]
-pub(super) unsafe fn scatter(
-    g: &Grid,
-    weight: &[f32],
-    dys: &[f32],
-    vectors: usize,
-    padded: &mut [f32],
-) {
-    let patch = g.cin * g.kh * g.kw;
-    assert!(weight.len() == g.cout * patch && dys.len() == g.cout * vectors * LANES);
-    assert!(padded.len() >= g.input_len(vectors) && vectors.is_multiple_of(SCATTER_VECTORS));
-    for t in 0..g.kh * g.kw {
+pub(super) unsafe fn scatter(sc: &Scatter, weight: &[f32], dy: &[f32], parts: &mut [f32]) {
+    assert!(weight.len() == sc.cout * sc.cin * sc.kh * sc.kw);
+    assert!(dy.len() == sc.cout * sc.out_plane() && parts.len() == sc.parts_len());
+    let vectors = sc.vectors();
+    for t in 0..sc.kh * sc.kw {
         let mut c0 = 0;
-        while c0 < g.cin {
-            let rows = match g.cin - c0 {
+        while c0 < sc.cin {
+            let rows = match sc.cin - c0 {
                 8.. => 8,
                 6..=7 => 6,
                 4..=5 => 4,
                 2..=3 => 2,
                 _ => 1,
             };
-            for v0 in (0..vectors).step_by(SCATTER_VECTORS) {
+            // 24 accumulators at most: 8 × 3, 6 × 4.
+            let widest = if rows == 8 { 3 } else { 4 };
+            let mut v0 = 0;
+            while v0 < vectors {
+                let pb = widest.min(vectors - v0);
                 let at = (t, c0, v0);
-                // SAFETY: passed on from the caller; c0 + rows ≤ cin
-                // and v0 + SCATTER_VECTORS ≤ vectors.
+                // SAFETY: passed on from the caller; c0 + rows ≤ cin and
+                // v0 + pb ≤ vectors.
                 unsafe {
                     match rows {
-                        8 => scatter_tile::<8>(g, weight, dys, vectors, padded, at),
-                        6 => scatter_tile::<6>(g, weight, dys, vectors, padded, at),
-                        4 => scatter_tile::<4>(g, weight, dys, vectors, padded, at),
-                        2 => scatter_tile::<2>(g, weight, dys, vectors, padded, at),
-                        _ => scatter_tile::<1>(g, weight, dys, vectors, padded, at),
+                        8 => scatter_block::<8>(sc, weight, dy, parts, at, pb),
+                        6 => scatter_block::<6>(sc, weight, dy, parts, at, pb),
+                        4 => scatter_block::<4>(sc, weight, dy, parts, at, pb),
+                        2 => scatter_block::<2>(sc, weight, dy, parts, at, pb),
+                        _ => scatter_block::<1>(sc, weight, dy, parts, at, pb),
                     }
                 }
+                v0 += pb;
             }
             c0 += rows;
         }
     }
 }
 
-/// Tap `t` of input channels `c0..c0 + R` at position vectors
-/// `v0..v0 + 3`.
+/// [`scatter_tile`] for `pb` (1 to 4) vectors.
 ///
 /// # Safety
-/// As [`scatter`], with `t < kh·kw`, `c0 + R ≤ cin` and `v0 + 3 ≤
+/// As [`scatter_tile`], with `v0 + pb ≤ vectors`.
+#[target_feature(enable = "avx512f,fma")]
+#[inline]
+unsafe fn scatter_block<const R: usize>(
+    sc: &Scatter,
+    weight: &[f32],
+    dy: &[f32],
+    parts: &mut [f32],
+    at: (usize, usize, usize),
+    pb: usize,
+) {
+    // SAFETY: passed on from the caller.
+    unsafe {
+        match pb {
+            4 => scatter_tile::<R, 4>(sc, weight, dy, parts, at),
+            3 => scatter_tile::<R, 3>(sc, weight, dy, parts, at),
+            2 => scatter_tile::<R, 2>(sc, weight, dy, parts, at),
+            _ => scatter_tile::<R, 1>(sc, weight, dy, parts, at),
+        }
+    }
+}
+
+/// Tap `t` of input channels `c0..c0 + R` at vectors `v0..v0 + PB` of
+/// `dy`, added into part planes `(t % kw, c0..c0 + R)` at row `t / kw`.
+/// The last vector of a plane loads its live lanes only.
+///
+/// # Safety
+/// As [`scatter`], with `t < kh·kw`, `c0 + R ≤ cin` and `v0 + PB ≤
 /// vectors`.
 #[target_feature(enable = "avx512f,fma")]
 #[inline]
-unsafe fn scatter_tile<const R: usize>(
-    g: &Grid,
+unsafe fn scatter_tile<const R: usize, const PB: usize>(
+    sc: &Scatter,
     weight: &[f32],
-    dys: &[f32],
-    vectors: usize,
-    padded: &mut [f32],
+    dy: &[f32],
+    parts: &mut [f32],
     (t, c0, v0): (usize, usize, usize),
 ) {
-    const PB: usize = SCATTER_VECTORS;
-    let window = g.kh * g.kw;
-    let patch = g.cin * window;
+    let (window, plane) = (sc.kh * sc.kw, sc.out_plane());
+    let patch = sc.cin * window;
+    // Each vector's live lanes: all 16 but in the last, partial one.
+    let masks: [__mmask16; PB] = std::array::from_fn(|k| {
+        let live = (plane - (v0 + k) * LANES).min(LANES);
+        (((1u32 << live) - 1) & 0xffff) as __mmask16
+    });
     let mut acc = [[_mm512_setzero_ps(); PB]; R];
-    for o in 0..g.cout {
-        // SAFETY: vectors v0..v0 + PB of dy's plane o.
-        let d = unsafe { dys.as_ptr().add((o * vectors + v0) * LANES) };
+    for o in 0..sc.cout {
+        // SAFETY: vectors v0..v0 + PB of dy's plane o; the masks keep the
+        // loads inside the plane.
+        let d = unsafe { dy.as_ptr().add(o * plane + v0 * LANES) };
         let mut dv = [_mm512_setzero_ps(); PB];
         for (k, dv) in dv.iter_mut().enumerate() {
             // SAFETY: as above.
-            *dv = unsafe { _mm512_loadu_ps(d.add(k * LANES)) };
+            *dv = unsafe { _mm512_maskz_loadu_ps(masks[k], d.add(k * LANES)) };
         }
         // SAFETY: tap t of channels c0..c0 + R in output channel o's row.
         let w = unsafe { weight.as_ptr().add(o * patch + c0 * window + t) };
@@ -320,17 +349,72 @@ unsafe fn scatter_tile<const R: usize>(
             }
         }
     }
-    let shift = t / g.kw * g.grid + t % g.kw + v0 * LANES;
+    let (i, j) = (t / sc.kw, t % sc.kw);
+    let stride = sc.part_stride();
     for (r, acc) in acc.iter().enumerate() {
-        let at = (c0 + r) * g.plane() + shift;
-        // The furthest write ends at (cin - 1)·plane + (kh - 1)·grid +
-        // kw - 1 + vectors·16 ≤ g.input_len(vectors) ≤ padded.len().
-        let dst = &mut padded[at..at + PB * LANES];
+        let at = (j * sc.cin + c0 + r) * stride + i * sc.out_w + v0 * LANES;
+        // The furthest write ends at (kh - 1)·out_w + vectors·16 ≤ the
+        // part stride (`Scatter::part_stride`).
+        let dst = &mut parts[at..at + PB * LANES];
         for (k, acc) in acc.iter().enumerate() {
             // SAFETY: `dst` holds the PB·16 floats.
             unsafe {
                 let p = dst.as_mut_ptr().add(k * LANES);
                 _mm512_storeu_ps(p, _mm512_add_ps(_mm512_loadu_ps(p), *acc));
+            }
+        }
+    }
+}
+
+/// `dx` from the part planes of [`scatter`]: each row of input channel
+/// `c` is row `y + ph` of its `kw` parts, part `j` shifted right by `j`,
+/// cropped to the columns `pw..pw + w` of the padded row; 16 columns at a
+/// time, with masked loads where a part's row does not reach.
+///
+/// # Safety
+/// The CPU must support AVX-512F; `parts` holds `sc.parts_len()` floats
+/// and `dx` `cin·h·w`.
+#[target_feature(enable = "avx512f")]
+pub(super) unsafe fn gather_parts(sc: &Scatter, parts: &[f32], dx: &mut [f32]) {
+    assert!(parts.len() == sc.parts_len() && dx.len() == sc.cin * sc.h * sc.w);
+    let stride = sc.part_stride();
+    // Lanes lo..hi of 16, as a mask (empty where hi ≤ lo).
+    let lanes = |lo: isize, hi: isize| -> __mmask16 {
+        let (lo, hi) = (lo.clamp(0, 16) as u32, hi.clamp(0, 16) as u32);
+        if hi <= lo {
+            0
+        } else {
+            (((1u32 << hi) - 1) & !((1u32 << lo) - 1)) as __mmask16
+        }
+    };
+    assert!(sc.kw <= MAX_SCATTER_KW);
+    for x0 in (0..sc.w).step_by(LANES) {
+        // Lane l is column x0 + l of dx, column x0 + l + pw - j of part
+        // j's row, which holds columns 0..out_w: where to load and which
+        // lanes, for each part (the same in every row).
+        let mut loads = [(0isize, 0 as __mmask16); MAX_SCATTER_KW];
+        for (j, load) in loads.iter_mut().enumerate().take(sc.kw) {
+            let shift = x0 as isize + sc.pw as isize - j as isize;
+            *load = (
+                (j * sc.cin) as isize * stride as isize + shift,
+                lanes(-shift, sc.out_w as isize - shift),
+            );
+        }
+        let (x_len, loads) = ((sc.w - x0).min(LANES), &loads[..sc.kw]);
+        let store = lanes(0, x_len as isize);
+        for c in 0..sc.cin {
+            for y in 0..sc.h {
+                let row = c * stride + (y + sc.ph) * sc.out_w;
+                let mut sum = _mm512_setzero_ps();
+                for &(at, keep) in loads {
+                    let p = parts.as_ptr().wrapping_add(row).wrapping_offset(at);
+                    // SAFETY: the mask keeps the lanes inside the part's
+                    // row, which `parts` holds.
+                    sum = _mm512_add_ps(sum, unsafe { _mm512_maskz_loadu_ps(keep, p) });
+                }
+                let out = &mut dx[(c * sc.h + y) * sc.w + x0..][..x_len];
+                // SAFETY: the mask covers `out`'s floats.
+                unsafe { _mm512_mask_storeu_ps(out.as_mut_ptr(), store, sum) };
             }
         }
     }

@@ -38,7 +38,8 @@ use crate::isa::Isa;
 const LANES: usize = 16;
 
 /// Floats of samples that one round of the weight gradient keeps: their
-/// padded inputs and their `dy` on the grid. 64 KB, past L1, but each
+/// inputs in the kernel's layout (and for the channels-in-lanes kernel
+/// their `dy`). 64 KB, past L1, but each
 /// round ends in lane sums of its accumulators, and fewer rounds paid
 /// more (LeNet-5's conv2 on one thread, `conv_one`: 32 KB 0.56 ms, 64 KB
 /// 0.47, 128 KB 0.44; its conv1, whose planes are larger, 0.24-0.25 at
@@ -114,13 +115,6 @@ impl Grid {
     /// columns), `stride` floats from plane to plane.
     fn input_layout(&self, (h, w): (usize, usize), (top, left): (isize, isize)) -> Placement {
         Placement { h, w, top, left, rows: self.rows, grid: self.grid, stride: self.plane() }
-    }
-
-    /// `dy`'s place on the grid in the weight gradient: its rows at the
-    /// start of the grid's rows, `vectors` vectors from plane to plane.
-    fn output_layout(&self, vectors: usize) -> Placement {
-        let (h, w) = (self.out_h, self.out_w);
-        Placement { h, w, top: 0, left: 0, rows: h, grid: self.grid, stride: vectors * LANES }
     }
 }
 
@@ -487,14 +481,22 @@ impl Scatter {
     /// last vector of `dy` at the last tap row, which runs up to 15 floats
     /// past them.
     fn part_stride(&self) -> usize {
-        let reach = (self.kh - 1) * self.out_w + self.vectors() * LANES;
-        reach.max((self.out_h + self.kh - 1) * self.out_w).next_multiple_of(LANES)
+        shifted_plane_stride(self.kh, self.out_h, self.out_w)
     }
 
     /// Floats of the part planes, `kw` sets of `cin`.
     fn parts_len(&self) -> usize {
         self.kw * self.cin * self.part_stride()
     }
+}
+
+/// Floats from one plane of `out_h + kh - 1` packed rows of `out_w` to the
+/// next, where each vector of a packed `out_h × out_w` plane is read (or
+/// written) at every row shift `i·out_w`, `i < kh`: the rows, and room for
+/// the last vector, which runs up to 15 floats past the plane it starts in.
+fn shifted_plane_stride(kh: usize, out_h: usize, out_w: usize) -> usize {
+    let reach = (kh - 1) * out_w + (out_h * out_w).div_ceil(LANES) * LANES;
+    reach.max((out_h + kh - 1) * out_w).next_multiple_of(LANES)
 }
 
 /// One sample's backward-data pass by scattering, on AVX-512: for each tap
@@ -707,7 +709,6 @@ pub(super) fn weight_grad_direct(
     let per_sample = wg.sample_len();
     let chunk = (WEIGHT_GRAD_CHUNK / per_sample).clamp(1, samples.len());
     let inputs = g.input_layout((s.h, s.w), (s.ph as isize, s.pw as isize));
-    let outputs = g.output_layout(wg.vectors);
     with_columns(chunk * per_sample, |scratch| {
         let (xs, dys) = scratch.split_at_mut(chunk * wg.x_len);
         let mut first = samples.start;
@@ -716,65 +717,61 @@ pub(super) fn weight_grad_direct(
             let x = &x[first * in_len..][..cnt * in_len];
             let dy = &dy[first * out_len..][..cnt * out_len];
             first += cnt;
-            if !wg.channel_lanes && !x.iter().all(|v| v.is_finite()) {
-                // The dropped positions multiply the input by zero: an
-                // infinity there would make NaN in weights PyTorch keeps
-                // finite. (The channels-in-lanes kernel reads only the
-                // kept positions.)
-                weight_grad_term_by_term(s, x, dy, dweight);
-                continue;
-            }
             let xs = &mut xs[..cnt * wg.x_len];
             for (dst, x) in xs.chunks_exact_mut(wg.x_len).zip(x.chunks_exact(in_len)) {
-                inputs.place(x, dst);
+                wg.lay_out_x(&inputs, x, dst);
+            }
+            if !wg.channel_lanes {
+                wg.add(isa, xs, dy, dweight);
+                continue;
             }
             let dys = &mut dys[..cnt * wg.dy_len];
             for (dst, dy) in dys.chunks_exact_mut(wg.dy_len).zip(dy.chunks_exact(out_len)) {
-                wg.lay_out_dy(&outputs, dy, dst);
+                wg.lay_out_dy(dy, dst);
             }
             wg.add(isa, xs, dys, dweight);
         }
     });
 }
 
-/// `dweight += Σ dy ⋆ x` over the samples of `x` by the naive reference
-/// (in f64), which sums only the positions inside the input: the slow path
-/// for inputs with infinities or NaNs.
-fn weight_grad_term_by_term(s: &Conv2d, x: &[f32], dy: &[f32], dweight: &mut [f32]) {
-    let f64s = |v: &[f32]| v.iter().map(|&v| f64::from(v)).collect::<Vec<f64>>();
-    let chunk = Conv2d { n: x.len() / (s.c * s.h * s.w), ..*s };
-    let (dw, _) = crate::reference::conv::conv2d_backward_weights(&chunk, &f64s(x), &f64s(dy));
-    for (d, w) in dweight.iter_mut().zip(dw) {
-        *d += w as f32;
-    }
-}
-
-/// The weight gradient's sums over samples laid on the grid: padded
-/// inputs `x_len` floats apart, and `dy_len` floats of each sample's `dy`:
-/// planes of `vectors` vectors, zero at the dropped positions; or, for
-/// [`WeightGrad::channel_lanes`], blocks of 16 channels each laid out
-/// position by position (`[positions][16]`, zero past the last channel).
+/// The weight gradient's sums over samples, `x_len` floats of scratch for
+/// each sample's input and `dy_len` of its `dy`, in one of two layouts:
+/// - By tap columns (the default): `dy` read in place, its rows packed
+///   (`vectors` vectors a plane, the last one partial unless the plane is
+///   a multiple of 16), and the input as `kw` sets of `cin` planes, plane
+///   `(j, c)` holding the padded input's rows shifted left by `j`, packed
+///   to `out_w` columns, `column_stride` floats apart. Weight `(o, c, i,
+///   j)` is then `Σ_q dy[o][q]·x[j][c][q + i·out_w]` over the packed
+///   positions `q`: every product pairs a position with its input, so no
+///   position is computed to be dropped, and an infinite input reaches
+///   only its own taps.
+/// - For [`WeightGrad::channel_lanes`]: the padded input on the grid, and
+///   `dy` in blocks of 16 channels each laid out position by position
+///   (`[positions][16]`, zero past the last channel).
 struct WeightGrad {
     g: Grid,
     vectors: usize,
+    column_stride: usize,
     x_len: usize,
     dy_len: usize,
     channel_lanes: bool,
 }
 
-/// The most taps of a kernel row one block of the weight gradient sums.
+/// The most taps of a kernel column one block of the weight gradient sums.
 const WEIGHT_GRAD_TAPS: usize = 5;
 
 impl WeightGrad {
     fn new(g: Grid, isa: Isa) -> WeightGrad {
-        let vectors = g.vectors(1);
+        let out_plane = g.out_h * g.out_w;
+        let vectors = out_plane.div_ceil(LANES);
+        let column_stride = shifted_plane_stride(g.kh, g.out_h, g.out_w);
         let channel_lanes = WeightGrad::channel_lanes(&g, isa);
-        let dy_len = if channel_lanes {
-            g.cout.div_ceil(LANES) * g.out_h * g.out_w * LANES
+        let (x_len, dy_len) = if channel_lanes {
+            (g.input_len(g.vectors(1)), g.cout.div_ceil(LANES) * out_plane * LANES)
         } else {
-            g.cout * vectors * LANES
+            (g.kw * g.cin * column_stride, g.cout * out_plane)
         };
-        WeightGrad { g, vectors, x_len: g.input_len(vectors), dy_len, channel_lanes }
+        WeightGrad { g, vectors, column_stride, x_len, dy_len, channel_lanes }
     }
 
     /// Whether the AVX-512 kernel with the output channels in the lanes
@@ -785,7 +782,8 @@ impl WeightGrad {
     /// thread, batch 64): 6 -> 16 5x5 at 14x14 (LeNet-5's conv2) 0.25
     /// against 0.49 ms, 8 -> 24 5x5 at 16x16 1.65 against 2.28, 4 -> 12
     /// 3x3 0.22 against 0.24; but 8 -> 8 3x3 0.33 against 0.31, and 1 -> 6
-    /// 5x5 (LeNet-5's conv1) 0.42 against 0.22.
+    /// 5x5 (LeNet-5's conv1) 0.42 against 0.22. (The other kernel's figures
+    /// are from before its tap-column layout.)
     fn channel_lanes(g: &Grid, isa: Isa) -> bool {
         cfg!(target_arch = "x86_64")
             && isa.if_supported() == Isa::Avx512
@@ -793,16 +791,50 @@ impl WeightGrad {
             && 4 * g.cout >= 3 * g.cout.div_ceil(LANES) * LANES
     }
 
-    /// Floats of scratch per sample.
+    /// Floats of scratch per sample: `dy` is read in place but for the
+    /// channels-in-lanes kernel.
     fn sample_len(&self) -> usize {
-        self.x_len + self.dy_len
+        self.x_len + if self.channel_lanes { self.dy_len } else { 0 }
     }
 
-    /// One sample's `dy` into `dst` in this kernel's layout.
-    fn lay_out_dy(&self, outputs: &Placement, dy: &[f32], dst: &mut [f32]) {
-        if !self.channel_lanes {
-            return outputs.place(dy, dst);
+    /// One sample's input into `dst` in this kernel's layout; `grid` is
+    /// the input's place on the grid, for the channels-in-lanes kernel.
+    fn lay_out_x(&self, grid: &Placement, x: &[f32], dst: &mut [f32]) {
+        if self.channel_lanes {
+            return grid.place(x, dst);
         }
+        let g = &self.g;
+        let (in_h, in_w) = (grid.h, grid.w);
+        let (top, left) = (grid.top, grid.left);
+        for (j, set) in dst.chunks_exact_mut(g.cin * self.column_stride).enumerate() {
+            // Column x of the set's rows is input column x + j - left.
+            let shift = j as isize - left;
+            let first = (-shift).clamp(0, g.out_w as isize) as usize;
+            let last = (in_w as isize - shift).clamp(first as isize, g.out_w as isize) as usize;
+            for (plane, x) in
+                set.chunks_exact_mut(self.column_stride).zip(x.chunks_exact(in_h * in_w))
+            {
+                let (rows, slack) = plane.split_at_mut(g.rows * g.out_w);
+                slack.fill(0.0);
+                for (r, row) in rows.chunks_exact_mut(g.out_w).enumerate() {
+                    let y = r as isize - top;
+                    if !(0..in_h as isize).contains(&y) || first == last {
+                        row.fill(0.0);
+                        continue;
+                    }
+                    let src = &x[y as usize * in_w..][..in_w];
+                    row[..first].fill(0.0);
+                    let from = (first as isize + shift) as usize;
+                    copy_run(&mut row[first..last], &src[from..from + last - first]);
+                    row[last..].fill(0.0);
+                }
+            }
+        }
+    }
+
+    /// One sample's `dy` into `dst` for the channels-in-lanes kernel.
+    fn lay_out_dy(&self, dy: &[f32], dst: &mut [f32]) {
+        debug_assert!(self.channel_lanes);
         // The GEMM's packing transpose: 16 channels' rows into lanes, in
         // registers for whole blocks of 16 positions (element by element,
         // this took a sixth of LeNet-5's conv2 weight gradient).
@@ -859,7 +891,7 @@ impl WeightGrad {
         self.add_generic::<true>(xs, dys, dweight);
     }
 
-    /// Each output channel and kernel row in runs of up to
+    /// Each output channel and kernel column in runs of up to
     /// [`WEIGHT_GRAD_TAPS`] taps (a constant, so that their accumulators
     /// stay in registers).
     #[inline(always)]
@@ -867,52 +899,59 @@ impl WeightGrad {
         let g = &self.g;
         for o in 0..g.cout {
             for c in 0..g.cin {
-                for i in 0..g.kh {
-                    let mut j0 = 0;
-                    while j0 < g.kw {
-                        let at = (o, c, i, j0);
-                        match g.kw - j0 {
+                for j in 0..g.kw {
+                    let mut i0 = 0;
+                    while i0 < g.kh {
+                        let at = (o, c, i0, j);
+                        match g.kh - i0 {
                             1 => self.taps_generic::<FMA, 1>(xs, dys, at, dweight),
                             2 => self.taps_generic::<FMA, 2>(xs, dys, at, dweight),
                             3 => self.taps_generic::<FMA, 3>(xs, dys, at, dweight),
                             4 => self.taps_generic::<FMA, 4>(xs, dys, at, dweight),
                             _ => self.taps_generic::<FMA, WEIGHT_GRAD_TAPS>(xs, dys, at, dweight),
                         }
-                        j0 += WEIGHT_GRAD_TAPS;
+                        i0 += WEIGHT_GRAD_TAPS;
                     }
                 }
             }
         }
     }
 
-    /// Adds the `JB` weights `(o, c, i, j0..j0 + JB)`: for each vector of
-    /// positions, one load of `dy` feeds the `JB` taps.
+    /// Adds the `IB` weights `(o, c, i0..i0 + IB, j)`: for each vector of
+    /// packed positions, one load of `dy` feeds the `IB` taps, whose inputs
+    /// lie `out_w` floats apart in tap column `j`; the partial last vector
+    /// takes its live lanes only.
     #[inline(always)]
-    fn taps_generic<const FMA: bool, const JB: usize>(
+    fn taps_generic<const FMA: bool, const IB: usize>(
         &self,
         xs: &[f32],
         dys: &[f32],
-        (o, c, i, j0): (usize, usize, usize, usize),
+        (o, c, i0, j): (usize, usize, usize, usize),
         dweight: &mut [f32],
     ) {
         let g = &self.g;
-        let mut acc = [[0.0f32; LANES]; JB];
+        let plane = g.out_h * g.out_w;
+        let mut acc = [[0.0f32; LANES]; IB];
+        let fma = |d: f32, x: f32, acc: f32| if FMA { d.mul_add(x, acc) } else { acc + d * x };
         for (x, dy) in xs.chunks_exact(self.x_len).zip(dys.chunks_exact(self.dy_len)) {
-            let x = &x[c * g.plane() + i * g.grid + j0..];
-            let dy = &dy[o * self.vectors * LANES..][..self.vectors * LANES];
-            for (v, d) in dy.as_chunks::<LANES>().0.iter().enumerate() {
-                let x = &x[v * LANES..][..LANES + JB - 1];
-                for (j, acc) in acc.iter_mut().enumerate() {
-                    let Ok(seg) = <&[f32; LANES]>::try_from(&x[j..j + LANES]) else { continue };
+            let x = &x[(j * g.cin + c) * self.column_stride..][..self.column_stride];
+            let (full, tail) = dy[o * plane..][..plane].as_chunks::<LANES>();
+            for (ii, acc) in acc.iter_mut().enumerate() {
+                let x = &x[(i0 + ii) * g.out_w..];
+                for (v, d) in full.iter().enumerate() {
+                    let seg: &[f32; LANES] = x[v * LANES..][..LANES].try_into().expect("16");
                     for q in 0..LANES {
-                        acc[q] =
-                            if FMA { d[q].mul_add(seg[q], acc[q]) } else { acc[q] + d[q] * seg[q] };
+                        acc[q] = fma(d[q], seg[q], acc[q]);
                     }
+                }
+                let seg = &x[full.len() * LANES..][..tail.len()];
+                for (q, (&d, &x)) in tail.iter().zip(seg).enumerate() {
+                    acc[q] = fma(d, x, acc[q]);
                 }
             }
         }
-        for (j, acc) in acc.iter().enumerate() {
-            dweight[self.index(o, c, i, j0 + j)] += crate::reduce::sum(acc);
+        for (ii, acc) in acc.iter().enumerate() {
+            dweight[self.index(o, c, i0 + ii, j)] += crate::reduce::sum(acc);
         }
     }
 }

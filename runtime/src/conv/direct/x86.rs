@@ -495,14 +495,16 @@ unsafe fn lanes_k<const K: usize>(wg: &WeightGrad, xs: &[f32], dys: &[f32], dwei
     }
 }
 
-/// [`WeightGrad::add`] in AVX-512: blocks of 4, 2 or 1 output channels
-/// × up to [`WEIGHT_GRAD_TAPS`] taps of a kernel row.
+/// [`WeightGrad::add`] in AVX-512, in its tap-column layout: blocks of 4,
+/// 2 or 1 output channels × up to [`WEIGHT_GRAD_TAPS`] taps of a kernel
+/// column.
 ///
 /// # Safety
 /// The CPU must support AVX-512F and FMA; the lengths are as
-/// `WeightGrad::add` asserts.
+/// `WeightGrad::add` asserts, and `wg.channel_lanes` does not hold.
 #[target_feature(enable = "avx512f,fma")]
 pub(super) unsafe fn weight_grad(wg: &WeightGrad, xs: &[f32], dys: &[f32], dweight: &mut [f32]) {
+    assert!(!wg.channel_lanes);
     let g = &wg.g;
     let mut o0 = 0;
     while o0 < g.cout {
@@ -512,9 +514,9 @@ pub(super) unsafe fn weight_grad(wg: &WeightGrad, xs: &[f32], dys: &[f32], dweig
             _ => 1,
         };
         for c in 0..g.cin {
-            for i in 0..g.kh {
-                for j0 in (0..g.kw).step_by(WEIGHT_GRAD_TAPS) {
-                    let at = (o0, c, i, j0);
+            for j in 0..g.kw {
+                for i0 in (0..g.kh).step_by(WEIGHT_GRAD_TAPS) {
+                    let at = (o0, c, i0, j);
                     // SAFETY: passed on from the caller; the block's
                     // channels and taps exist.
                     unsafe {
@@ -531,7 +533,7 @@ pub(super) unsafe fn weight_grad(wg: &WeightGrad, xs: &[f32], dys: &[f32], dweig
     }
 }
 
-/// [`weight_grad_block`] for the taps left in the row from `j0`.
+/// [`weight_grad_block`] for the taps left in the column from `i0`.
 ///
 /// # Safety
 /// As [`weight_grad_block`].
@@ -544,9 +546,9 @@ unsafe fn taps_of<const OB: usize>(
     at: (usize, usize, usize, usize),
     dweight: &mut [f32],
 ) {
-    // SAFETY: passed on from the caller; JB ≤ kw - j0.
+    // SAFETY: passed on from the caller; IB ≤ kh - i0.
     unsafe {
-        match wg.g.kw - at.3 {
+        match wg.g.kh - at.2 {
             1 => weight_grad_block::<OB, 1>(wg, xs, dys, at, dweight),
             2 => weight_grad_block::<OB, 2>(wg, xs, dys, at, dweight),
             3 => weight_grad_block::<OB, 3>(wg, xs, dys, at, dweight),
@@ -556,62 +558,67 @@ unsafe fn taps_of<const OB: usize>(
     }
 }
 
-/// Adds the weights `(o0..o0 + OB, c, i, j0..j0 + JB)`, summed over the
-/// samples and their position vectors, into `dweight`: per vector, `JB`
-/// loads of the input, `OB` of `dy`, `OB·JB` multiply-adds; then the
+/// Adds the weights `(o0..o0 + OB, c, i0..i0 + IB, j)`, summed over the
+/// samples and their packed positions, into `dweight`: per vector, `IB`
+/// loads of tap column `j`'s input (`out_w` floats apart), `OB` of `dy`,
+/// `OB·IB` multiply-adds, the partial last vector masked in both; then the
 /// lanes of the accumulators, eight at a time.
 ///
 /// # Safety
-/// As [`weight_grad`], with `o0 + OB ≤ cout` and `j0 + JB ≤ kw`.
+/// As [`weight_grad`], with `o0 + OB ≤ cout` and `i0 + IB ≤ kh`.
 #[target_feature(enable = "avx512f,fma")]
 #[inline]
-unsafe fn weight_grad_block<const OB: usize, const JB: usize>(
+unsafe fn weight_grad_block<const OB: usize, const IB: usize>(
     wg: &WeightGrad,
     xs: &[f32],
     dys: &[f32],
-    (o0, c, i, j0): (usize, usize, usize, usize),
+    (o0, c, i0, j): (usize, usize, usize, usize),
     dweight: &mut [f32],
 ) {
     let g = &wg.g;
-    let dy_plane = wg.vectors * LANES;
-    let mut acc = [[_mm512_setzero_ps(); JB]; OB];
+    let plane = g.out_h * g.out_w;
+    let live = plane - (wg.vectors - 1) * LANES;
+    let tail = (((1u32 << live) - 1) & 0xffff) as __mmask16;
+    let mut acc = [[_mm512_setzero_ps(); IB]; OB];
     for (x, dy) in xs.chunks_exact(wg.x_len).zip(dys.chunks_exact(wg.dy_len)) {
-        // SAFETY: the furthest read, of the last tap of the last
-        // vector, ends at c·plane + i·grid + j0 + JB - 1 + vectors·16
-        // ≤ g.input_len(vectors) = x_len.
-        let x = unsafe { x.as_ptr().add(c * g.plane() + i * g.grid + j0) };
-        // SAFETY: o0 + OB ≤ cout planes of dy_plane floats: dy_len.
-        let dy = unsafe { dy.as_ptr().add(o0 * dy_plane) };
+        // SAFETY: the furthest read, of the last vector at the last tap,
+        // ends at (j·cin + c)·column_stride + (kh - 1)·out_w + vectors·16
+        // ≤ (j·cin + c + 1)·column_stride ≤ x_len.
+        let x = unsafe { x.as_ptr().add((j * g.cin + c) * wg.column_stride + i0 * g.out_w) };
+        // SAFETY: o0 + OB ≤ cout planes of `plane` floats: dy_len; the
+        // last vector's loads are masked to the plane.
+        let dy = unsafe { dy.as_ptr().add(o0 * plane) };
         for v in 0..wg.vectors {
-            let mut xv = [_mm512_setzero_ps(); JB];
-            for (j, xv) in xv.iter_mut().enumerate() {
+            let keep = if v + 1 == wg.vectors { tail } else { 0xffff };
+            let mut xv = [_mm512_setzero_ps(); IB];
+            for (i, xv) in xv.iter_mut().enumerate() {
                 // SAFETY: inside the furthest read above.
-                *xv = unsafe { _mm512_loadu_ps(x.add(v * LANES + j)) };
+                *xv = unsafe { _mm512_maskz_loadu_ps(keep, x.add(v * LANES + i * g.out_w)) };
             }
             for (b, acc) in acc.iter_mut().enumerate() {
-                // SAFETY: vector v of dy's plane b of the block.
-                let d = unsafe { _mm512_loadu_ps(dy.add(b * dy_plane + v * LANES)) };
+                // SAFETY: vector v of dy's plane o0 + b, masked to it.
+                let d = unsafe { _mm512_maskz_loadu_ps(keep, dy.add(b * plane + v * LANES)) };
                 for (acc, xv) in acc.iter_mut().zip(&xv) {
                     *acc = _mm512_fmadd_ps(d, *xv, *acc);
                 }
             }
         }
     }
-    // The OB·JB ≤ 20 accumulators' lane sums, eight at a time.
+    // The OB·IB ≤ 20 accumulators' lane sums, eight at a time.
     let mut all = [_mm512_setzero_ps(); 24];
     for (k, v) in acc.iter().flatten().enumerate() {
         all[k] = *v;
     }
     let mut sums = [0.0f32; 24];
     for (sums, eight) in
-        sums.chunks_exact_mut(8).zip(all.chunks_exact(8)).take((OB * JB).div_ceil(8))
+        sums.chunks_exact_mut(8).zip(all.chunks_exact(8)).take((OB * IB).div_ceil(8))
     {
         let eight: [__m512; 8] = eight.try_into().expect("eight vectors");
         sums.copy_from_slice(&lane_sums8(eight));
     }
     for b in 0..OB {
-        for j in 0..JB {
-            dweight[wg.index(o0 + b, c, i, j0 + j)] += sums[b * JB + j];
+        for i in 0..IB {
+            dweight[wg.index(o0 + b, c, i0 + i, j)] += sums[b * IB + i];
         }
     }
 }

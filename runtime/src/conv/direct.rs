@@ -4,27 +4,35 @@
 //! time moving data than multiplying: LeNet-5's conv2 spent 47% of its
 //! forward packing the GEMM's panels, 60% of its backward-data in col2im.
 //!
-//! Every pass lays its output on the grid of its zero-padded input. With
-//! the input planes padded to `rows × grid` floats, output `(oy, ox)` sits
-//! at position `p = oy·grid + ox`, and tap `(i, j)` of its window reads
-//! input `p + i·grid + j`. So for every tap, 16 consecutive positions read
-//! 16 consecutive floats, one vector load, whatever the width of a row.
-//! The `grid - out_w` positions at the end of each grid row are computed
-//! and dropped: 40 of LeNet-5's conv2's 140, where 16-wide blocks along its
-//! 10-wide rows would drop 60 of 160.
+//! Two layouts let 16 consecutive positions read 16 consecutive floats, one
+//! vector load, for every tap, whatever the width of a row:
+//! - The grid: with the input planes padded to `rows × grid` floats, output
+//!   `(oy, ox)` sits at position `p = oy·grid + ox`, and tap `(i, j)` of its
+//!   window reads input `p + i·grid + j`. The `grid - out_w` positions at
+//!   the end of each grid row are computed and dropped: 40 of LeNet-5's
+//!   conv2's 140, where 16-wide blocks along its 10-wide rows would drop 60
+//!   of 160.
+//! - Tap columns: the output's rows packed, `p = oy·out_w + ox`, and the
+//!   input as `kw` copies, copy `j` shifted left by `j` columns and packed
+//!   to `out_w`: tap `(i, j)` reads copy `j` at `p + i·out_w`. No position
+//!   is dropped, at the price of the copies (or, scattering, of `kw` part
+//!   planes to add up).
 //!
-//! - Forward: a block of output channels × vectors of positions sits in
-//!   registers; per tap, a load of each vector of the input and one
-//!   broadcast weight per channel.
+//! - Forward, on the grid: a block of output channels × vectors of
+//!   positions sits in registers; per tap, a load of each vector of the
+//!   input and one broadcast weight per channel.
 //! - Backward-data is the forward pass of `dy`, zero-padded by `k - 1 - pad`
 //!   on each side, through the weights flipped with their channel axes
 //!   swapped, which the kernel reads in place through signed strides. On
-//!   AVX-512, where the window shrinks the plane by 2 or more on each side,
-//!   it scatters `dy` instead: no multiply meets the padding ([`Scatter`]).
-//! - Weight gradient: `dw[o][c][i][j] = Σ_p dy[o][p]·x[c][p + i·grid + j]`
-//!   with `dy` laid on the same grid, zero at the dropped positions. Blocks
-//!   of output channels × taps of a kernel row sum over a few samples kept
-//!   in L1, then across their lanes.
+//!   AVX-512, where the window shrinks the plane by 2 or more on each side
+//!   or `dy` has 16 channels or more, it scatters `dy` by tap columns
+//!   instead: no multiply meets the padding ([`Scatter`]).
+//! - Weight gradient, by tap columns: `dw[o][c][i][j] = Σ_p dy[o][p]·x_j[c][p
+//!   + i·out_w]`, `dy` read in place. Blocks of output channels × taps of a
+//!   kernel column sum over a few samples kept in L1, then across their
+//!   lanes ([`WeightGrad`]).
+//! - The forward and the weight gradient with 16 output channels in the
+//!   lanes, on AVX-512, read the grid but compute only the kept positions.
 //!
 //! AVX-512 kernels, and AVX2 and portable builds of one generic body.
 

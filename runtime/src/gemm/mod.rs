@@ -203,7 +203,8 @@ pub fn sgemm(
     epilogue: &Epilogue<'_>,
     par: Par,
 ) -> Result<(), GemmError> {
-    let (kernel, transpose) = kernel::choose(m, n);
+    let threads = if worth_sharing(m, n, k, alpha) { par.threads() } else { 1 };
+    let (kernel, transpose) = choose(m, n, k, threads);
     if transpose {
         // Cᵀ = Bᵀ·Aᵀ: the same product with rows and columns swapped, which
         // pads far less when n is much narrower than a tile (n = 10 classes).
@@ -324,9 +325,7 @@ fn sgemm_from<A: PackA, B: PackB>(
         check_disjoint("sgd weights", m, n, rs, cs)?;
     }
     let c = CView { ptr: c.data.as_mut_ptr(), rs: c.rs, cs: c.cs };
-    let worth_sharing =
-        k > 0 && alpha != 0.0 && (m as f64) * (n as f64) * (k as f64) >= PARALLEL_MIN_MACS;
-    let threads = if worth_sharing { par.threads() } else { 1 };
+    let threads = if worth_sharing(m, n, k, alpha) { par.threads() } else { 1 };
     if threads <= 1 {
         // SAFETY: the views were checked against their slices above, C's
         // layout is non-overlapping, and `c` borrows its slice mutably for
@@ -356,6 +355,41 @@ fn sgemm_from<A: PackA, B: PackB>(
         unsafe { drive(kernel, rows.len(), cols.len(), k, alpha, &a, &b, beta, c, &epi) };
     });
     Ok(())
+}
+
+/// Whether an `m x n x k` product is worth splitting between threads.
+fn worth_sharing(m: usize, n: usize, k: usize, alpha: f32) -> bool {
+    k > 0 && alpha != 0.0 && (m as f64) * (n as f64) * (k as f64) >= PARALLEL_MIN_MACS
+}
+
+/// The kernel and orientation for an `m x n x k` product on `threads`
+/// threads: [`kernel::choose`]'s rule (the least time on padding, and a
+/// transposed C only if that saves a quarter), weighed on the busiest
+/// thread's block of C rather than on the whole. A kernel whose panels
+/// split unevenly leaves the other thread waiting: the MLP's fc2
+/// backward-data, 128 x 512, falls into 11 panels of 48 columns, 6 of
+/// them on one thread, where 32-column panels split 8 and 8.
+fn choose(m: usize, n: usize, k: usize, threads: usize) -> (&'static Kernel, bool) {
+    if threads <= 1 {
+        return kernel::choose(m, n);
+    }
+    let busiest = |kernel: &Kernel, m: usize, n: usize| {
+        let grid = Grid::new(m, n, k, kernel.mr, kernel.nr, threads);
+        grid.busiest_tiles() * kernel.cost_percent
+    };
+    let best = |m: usize, n: usize| {
+        kernel::selected_family()
+            .iter()
+            .map(|&kernel| (kernel, busiest(kernel, m, n)))
+            .min_by_key(|&(_, cost)| cost)
+            .unwrap_or_else(|| (kernel::selected(), busiest(kernel::selected(), m, n)))
+    };
+    let ((straight, cost), (flipped, flipped_cost)) = (best(m, n), best(n, m));
+    if 4 * flipped_cost < 3 * cost {
+        (flipped, true)
+    } else {
+        (straight, false)
+    }
 }
 
 /// How `threads` threads split C: a `tm x tn` grid of blocks, cut on panel
@@ -396,6 +430,16 @@ impl Grid {
             .min_by_key(|&(tm, tn)| cost(tm, tn))
             .unwrap_or((1, threads));
         Grid { m, n, mr, nr, tm, tn }
+    }
+
+    /// The elements of the largest block, padded to whole tiles.
+    fn busiest_tiles(&self) -> usize {
+        let tiles = |len: usize, step: usize| len.div_ceil(step) * step;
+        (0..self.tm * self.tn)
+            .map(|t| self.part(t))
+            .map(|(rows, cols)| tiles(rows.len(), self.mr) * tiles(cols.len(), self.nr))
+            .max()
+            .unwrap_or(0)
     }
 
     /// The rows and columns of C that thread `t` computes.
@@ -649,5 +693,23 @@ impl Tile<'_, '_> {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Grid;
+
+    /// The busiest block of a split, padded to whole tiles: 512 columns in
+    /// 48-wide panels split 6 and 5 (the first block 288 wide), in 32-wide
+    /// ones 8 and 8; rows in 12-high panels, 11 of them for 128 rows, split
+    /// 6 and 5 (72 rows).
+    #[test]
+    fn busiest_block_counts_whole_tiles() {
+        assert_eq!(Grid::new(128, 512, 256, 8, 48, 2).busiest_tiles(), 128 * 288);
+        assert_eq!(Grid::new(128, 512, 256, 8, 32, 2).busiest_tiles(), 128 * 256);
+        let rows = Grid { m: 128, n: 64, mr: 12, nr: 32, tm: 2, tn: 1 };
+        assert_eq!(rows.busiest_tiles(), 72 * 64);
+        assert_eq!(Grid::new(7, 5, 3, 8, 48, 1).busiest_tiles(), 8 * 48);
     }
 }

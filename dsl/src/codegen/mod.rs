@@ -580,6 +580,16 @@ fn training(
         let ([logits], [d]) = #rt::arena::split(arena, [(#loss_in_start, #loss_size)], [(#loss_grad_start, #loss_size)])?;
         #loss_call
     };
+    // Only a step that can shard says so in its docs.
+    let shard_doc = sharding.is_some().then(|| {
+        quote! {
+            ///
+            /// On a pool of several threads, a batch of at least 8 samples
+            /// per thread is split between the threads, each running the
+            /// whole step on its share; `grads` then holds every gradient
+            /// of the batch, and nothing is fused.
+        }
+    });
     let sharded = match sharding {
         None => quote!(),
         Some(Sharding { params_ty, backward, arena_per_sample, argmax_per_sample }) => {
@@ -782,11 +792,7 @@ fn training(
         /// after this call. [`Self::forward_train`], [`Self::backward`] and
         /// [`Self::apply_gradients`] take the same step with every gradient
         /// kept.
-        ///
-        /// A network without batch norm or dropout, on a pool of several
-        /// threads, splits a batch of at least 8 samples per thread between
-        /// the threads, each running the whole step on its share; `grads`
-        /// then holds every gradient of the batch, and nothing is fused.
+        #shard_doc
         pub fn train_step(&mut self, x: &[[f32; #in_len]], #target_param: #target_ty, opt: &#rt::nn::Optimizer) -> Result<f32, #rt::Error> {
             // The pool's other thread stays awake for the whole step.
             #rt::nn::awake(move || {

@@ -155,6 +155,122 @@ impl<'a> SgdUpdate<'a> {
     }
 }
 
+impl SgdUpdate<'_> {
+    /// `b = beta·b + g`, then [`Self::step`], over the elements
+    /// `(i, j0..j0 + g.len())`: `b` is their row of C (the momentum), `g`
+    /// the GEMM's sums for it. The same arithmetic as scaling C by beta, adding the
+    /// tile into it and stepping the weights, in one pass instead of three.
+    ///
+    /// # Safety
+    /// As [`Self::step`] for every element of the row; the weights' rows
+    /// are contiguous (`cs == 1`).
+    #[inline(always)]
+    unsafe fn momentum_row(&self, g: &[f32], b: &mut [f32], beta: f32, i: usize, j0: usize) {
+        assert!(self.cs == 1 && g.len() == b.len());
+        // SAFETY: the row lies inside the checked view and is this thread's
+        // alone.
+        let w =
+            unsafe { std::slice::from_raw_parts_mut(self.weights.add(i * self.rs + j0), b.len()) };
+        let (lr, wd) = (self.lr, self.weight_decay);
+        for ((b, w), &g) in b.iter_mut().zip(w).zip(g) {
+            *b = beta * *b + g;
+            sgd_step(b, w, lr, wd);
+        }
+    }
+
+    /// [`Self::momentum_row`] in AVX-512, 16 elements at a time and the
+    /// rest under a mask: compiled from the loop above, a tile's rows of 48
+    /// went two vectors at a time and left 16 to a 4-wide loop. The same
+    /// operations in the same order, so the same results.
+    ///
+    /// # Safety
+    /// As [`Self::momentum_row`], on a CPU with AVX-512F.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn momentum_row_avx512(&self, g: &[f32], b: &mut [f32], beta: f32, i: usize, j0: usize) {
+        use std::arch::x86_64::*;
+        assert!(self.cs == 1 && g.len() == b.len());
+        let len = b.len();
+        // SAFETY: the row lies inside the checked view and is this thread's
+        // alone.
+        let w = unsafe { self.weights.add(i * self.rs + j0) };
+        let (beta, g, b) = (_mm512_set1_ps(beta), g.as_ptr(), b.as_mut_ptr());
+        let (neg_lr, wd) = (_mm512_set1_ps(-self.lr), _mm512_set1_ps(self.weight_decay));
+        let min = _mm512_set1_ps(f32::MIN_POSITIVE);
+        for at in (0..len).step_by(16) {
+            let live = (len - at).min(16);
+            let keep = (((1u32 << live) - 1) & 0xffff) as __mmask16;
+            // SAFETY: lanes at..at + live of the three rows, which hold len
+            // floats each.
+            unsafe {
+                let (bp, wp, gp) = (b.add(at), w.add(at), g.add(at));
+                let (old_b, old_w) =
+                    (_mm512_maskz_loadu_ps(keep, bp), _mm512_maskz_loadu_ps(keep, wp));
+                let m = _mm512_add_ps(_mm512_mul_ps(beta, old_b), _mm512_maskz_loadu_ps(keep, gp));
+                let new_b = _mm512_add_ps(m, _mm512_mul_ps(wd, old_w));
+                // `optim::flush_subnormal`: zero where |b| < the smallest
+                // normal, NaN kept.
+                let normal = _mm512_cmp_ps_mask::<_CMP_NLT_UQ>(_mm512_abs_ps(new_b), min);
+                let new_b = _mm512_maskz_mov_ps(normal, new_b);
+                _mm512_mask_storeu_ps(bp, keep, new_b);
+                _mm512_mask_storeu_ps(wp, keep, _mm512_add_ps(old_w, _mm512_mul_ps(neg_lr, new_b)));
+            }
+        }
+    }
+
+    /// [`Self::momentum_row`] compiled for the instruction set of
+    /// `kernel`'s family, so that each kernel's tests run their own: in
+    /// baseline SSE it took as long as the AVX-512 kernel's FMAs on the
+    /// MLP's fc1 weight gradient.
+    ///
+    /// # Safety
+    /// As [`Self::momentum_row`]; `kernel` is supported by this CPU.
+    pub(crate) unsafe fn momentum_row_for(
+        &self,
+        kernel: &super::Kernel,
+        g: &[f32],
+        b: &mut [f32],
+        beta: f32,
+        i: usize,
+        j0: usize,
+    ) {
+        #[cfg(target_arch = "x86_64")]
+        {
+            /// # Safety
+            /// As `momentum_row`, on a CPU with AVX2.
+            #[target_feature(enable = "avx2")]
+            unsafe fn avx2(
+                s: &SgdUpdate,
+                g: &[f32],
+                b: &mut [f32],
+                beta: f32,
+                i: usize,
+                j0: usize,
+            ) {
+                // SAFETY: forwarded.
+                unsafe { s.momentum_row(g, b, beta, i, j0) }
+            }
+            if kernel.name.starts_with("avx512") {
+                // SAFETY: the kernel's family is supported, and with it AVX-512F.
+                return unsafe { self.momentum_row_avx512(g, b, beta, i, j0) };
+            }
+            if kernel.name.starts_with("avx2") {
+                // SAFETY: as above, AVX2.
+                return unsafe { avx2(self, g, b, beta, i, j0) };
+            }
+        }
+        let _ = kernel;
+        // SAFETY: forwarded.
+        unsafe { self.momentum_row(g, b, beta, i, j0) }
+    }
+}
+
+/// [`sgd_step`], for the GEMM's tests to build their expected values with.
+#[cfg(test)]
+pub(super) fn sgd_step_for_tests(b: &mut f32, w: &mut f32, lr: f32, weight_decay: f32) {
+    sgd_step(b, w, lr, weight_decay);
+}
+
 /// One element of [`SgdUpdate`]: `b += wd·w; w -= lr·b`.
 #[inline(always)]
 fn sgd_step(b: &mut f32, w: &mut f32, lr: f32, weight_decay: f32) {
@@ -222,6 +338,21 @@ impl<'a> Epilogue<'a> {
                 MatRef { data: &m.data[start..], ..m }
             }),
             sgd: self.sgd.map(|u| u.offset(i0, j0)),
+        }
+    }
+
+    /// The SGD step, where it is the whole epilogue and its weights' rows
+    /// are contiguous: what the GEMM fuses with the momentum's scaling
+    /// ([`SgdUpdate::momentum_row`]).
+    pub(crate) fn sgd_alone(&self) -> Option<&SgdUpdate<'a>> {
+        match self {
+            Epilogue {
+                bias: Bias::None,
+                activation: Activation::Identity,
+                relu_mask: None,
+                sgd: Some(sgd),
+            } if sgd.cs == 1 => Some(sgd),
+            _ => None,
         }
     }
 

@@ -623,6 +623,25 @@ impl Tile<'_, '_> {
     unsafe fn run(&self, ap: &[f32], bp: &[f32], i0: usize, j0: usize, rows: usize, cols: usize) {
         let Tile { kernel, kc, first, last, beta, epi, c } = *self;
         let (mr, nr) = (kernel.mr, kernel.nr);
+        let sgd = epi.sgd_alone().filter(|_| first && last && beta != 0.0);
+        if let (Some(sgd), true) = (sgd, rows == mr && cols == nr && c.cs == 1) {
+            // One k block, and the epilogue is SGD with momentum (C): the
+            // kernel's tile on the stack, then C scaled by beta, the tile
+            // added and the weights stepped, in one pass.
+            let mut buf = [0.0f32; MAX_TILE];
+            // SAFETY: the panels hold kc·mr and kc·nr floats; `buf` holds mr
+            // rows of nr.
+            unsafe { (kernel.run)(kc, ap.as_ptr(), bp.as_ptr(), buf.as_mut_ptr(), nr, false) };
+            for (i, g) in buf.chunks_exact(nr).take(rows).enumerate() {
+                // SAFETY: row i0 + i of the tile, cols contiguous floats
+                // inside C, written by this thread alone.
+                let b = unsafe { std::slice::from_raw_parts_mut(c.at(i0 + i, j0), cols) };
+                // SAFETY: as above, and this is the row's only epilogue; the
+                // kernel ran, so its family is supported.
+                unsafe { sgd.momentum_row_for(kernel, g, b, beta, i0 + i, j0) };
+            }
+            return;
+        }
         if rows == mr && cols == nr && c.cs == 1 {
             // Full tile, unit column stride: the kernel stores straight into C.
             if first && beta != 0.0 && beta != 1.0 {
@@ -698,7 +717,45 @@ impl Tile<'_, '_> {
 
 #[cfg(test)]
 mod tests {
-    use super::Grid;
+    use super::{kernel, sgemm_with, Epilogue, Grid, MatMut, MatRef, Par, SgdUpdate};
+
+    /// The SGD step with momentum fused into the weight gradient's tiles
+    /// (one k block) is, bit for bit, the GEMM `C = beta·C + A·B` followed
+    /// by the step: on every kernel this CPU runs (each family's compiled
+    /// pass), on whole tiles and edge ones, with a momentum that goes
+    /// subnormal and is flushed.
+    #[test]
+    fn momentum_step_fused_into_tiles_is_the_step_after_the_gemm() {
+        let (m, n, k) = (17, 100, 20);
+        let (beta, lr, wd) = (0.9f32, 0.1f32, 0.05f32);
+        let value = |i: usize| ((i * 7919) % 201) as f32 / 100.0 - 1.0;
+        let mut a: Vec<f32> = (0..m * k).map(value).collect();
+        a[..k].fill(0.0); // row 0's gradient is zero ...
+        let b: Vec<f32> = (0..k * n).map(|i| value(i + 5)).collect();
+        let mut momentum: Vec<f32> = (0..m * n).map(|i| value(i + 9)).collect();
+        let mut weights: Vec<f32> = (0..m * n).map(|i| value(i + 13)).collect();
+        momentum[..n].fill(f32::MIN_POSITIVE); // ... and its momentum decays
+        weights[..n].fill(0.0); // past the normal range: flushed.
+        for kern in kernel::compiled().iter().filter(|k| k.is_supported()) {
+            let (mut want_b, mut want_w) = (momentum.clone(), weights.clone());
+            let (a_ref, b_ref) = (MatRef::row_major(&a, k), MatRef::row_major(&b, n));
+            let c = MatMut::row_major(&mut want_b, n);
+            sgemm_with(kern, m, n, k, 1.0, a_ref, b_ref, beta, c, &Epilogue::NONE, Par::Seq)
+                .unwrap();
+            for (b, w) in want_b.iter_mut().zip(want_w.iter_mut()) {
+                super::epilogue::sgd_step_for_tests(b, w, lr, wd);
+            }
+            let (mut got_b, mut got_w) = (momentum.clone(), weights.clone());
+            let step = SgdUpdate::new(&mut got_w, n, 1, lr, wd);
+            let epi = Epilogue { sgd: Some(step), ..Epilogue::NONE };
+            let c = MatMut::row_major(&mut got_b, n);
+            sgemm_with(kern, m, n, k, 1.0, a_ref, b_ref, beta, c, &epi, Par::Seq).unwrap();
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&got_b), bits(&want_b), "{}: momentum", kern.name);
+            assert_eq!(bits(&got_w), bits(&want_w), "{}: weights", kern.name);
+            assert!(got_b[..n].iter().all(|&b| b == 0.0), "{}: flushed", kern.name);
+        }
+    }
 
     /// The busiest block of a split, padded to whole tiles: 512 columns in
     /// 48-wide panels split 6 and 5 (the first block 288 wide), in 32-wide

@@ -363,33 +363,19 @@ fn worth_sharing(m: usize, n: usize, k: usize, alpha: f32) -> bool {
 }
 
 /// The kernel and orientation for an `m x n x k` product on `threads`
-/// threads: [`kernel::choose`]'s rule (the least time on padding, and a
-/// transposed C only if that saves a quarter), weighed on the busiest
-/// thread's block of C rather than on the whole. A kernel whose panels
-/// split unevenly leaves the other thread waiting: the MLP's fc2
-/// backward-data, 128 x 512, falls into 11 panels of 48 columns, 6 of
-/// them on one thread, where 32-column panels split 8 and 8.
+/// threads: [`kernel::choose`]'s rule, weighed on the busiest thread's
+/// block of C rather than on the whole. A kernel whose panels split
+/// unevenly leaves the other thread waiting: the MLP's fc2 backward-data,
+/// 128 x 512, falls into 11 panels of 48 columns, 6 of them on one thread,
+/// where 32-column panels split 8 and 8.
 fn choose(m: usize, n: usize, k: usize, threads: usize) -> (&'static Kernel, bool) {
     if threads <= 1 {
         return kernel::choose(m, n);
     }
-    let busiest = |kernel: &Kernel, m: usize, n: usize| {
+    kernel::choose_by(m, n, |kernel, m, n| {
         let grid = Grid::new(m, n, k, kernel.mr, kernel.nr, threads);
         grid.busiest_tiles() * kernel.cost_percent
-    };
-    let best = |m: usize, n: usize| {
-        kernel::selected_family()
-            .iter()
-            .map(|&kernel| (kernel, busiest(kernel, m, n)))
-            .min_by_key(|&(_, cost)| cost)
-            .unwrap_or_else(|| (kernel::selected(), busiest(kernel::selected(), m, n)))
-    };
-    let ((straight, cost), (flipped, flipped_cost)) = (best(m, n), best(n, m));
-    if 4 * flipped_cost < 3 * cost {
-        (flipped, true)
-    } else {
-        (straight, false)
-    }
+    })
 }
 
 /// How `threads` threads split C: a `tm x tn` grid of blocks, cut on panel

@@ -169,11 +169,28 @@ pub fn selected() -> &'static Kernel {
 /// waste the least time on padding for an `m x n` C. Model-shaped GEMMs often
 /// have 16 or 64 rows or columns, which one tile shape covers exactly and
 /// another does not, or a narrow side (10 classes) that fits a tile's short
-/// side far better than its long one. Transposing costs strided stores of C,
-/// so it must save at least a quarter of the work.
+/// side far better than its long one.
 pub fn choose(m: usize, n: usize) -> (&'static Kernel, bool) {
-    let (straight, flipped) = (choose_straight(m, n), choose_straight(n, m));
-    if 4 * padded(flipped, n, m) < 3 * padded(straight, m, n) {
+    choose_by(m, n, padded)
+}
+
+/// The kernel of the default family, and the orientation, that make
+/// `cost(kernel, rows, cols)` least. Transposing costs strided stores of C,
+/// so it must save at least a quarter of the work.
+pub fn choose_by(
+    m: usize,
+    n: usize,
+    cost: impl Fn(&Kernel, usize, usize) -> usize,
+) -> (&'static Kernel, bool) {
+    let best = |m: usize, n: usize| {
+        let family = selected_family().iter().copied();
+        family.map(|k| (k, cost(k, m, n))).min_by_key(|&(_, c)| c).unwrap_or_else(|| {
+            let k = selected();
+            (k, cost(k, m, n))
+        })
+    };
+    let ((straight, cost), (flipped, flipped_cost)) = (best(m, n), best(n, m));
+    if 4 * flipped_cost < 3 * cost {
         (flipped, true)
     } else {
         (straight, false)

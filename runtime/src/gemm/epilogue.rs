@@ -158,8 +158,9 @@ impl<'a> SgdUpdate<'a> {
 impl SgdUpdate<'_> {
     /// `b = beta·b + g`, then [`Self::step`], over the elements
     /// `(i, j0..j0 + g.len())`: `b` is their row of C (the momentum), `g`
-    /// the GEMM's sums for it. The same arithmetic as scaling C by beta, adding the
-    /// tile into it and stepping the weights, in one pass instead of three.
+    /// the GEMM's sums for it. The same arithmetic as scaling C by beta,
+    /// adding the tile into it and stepping the weights, in one pass
+    /// instead of three.
     ///
     /// # Safety
     /// As [`Self::step`] for every element of the row; the weights' rows
@@ -218,10 +219,8 @@ impl SgdUpdate<'_> {
         }
     }
 
-    /// [`Self::momentum_row`] compiled for the instruction set of
-    /// `kernel`'s family, so that each kernel's tests run their own: in
-    /// baseline SSE it took as long as the AVX-512 kernel's FMAs on the
-    /// MLP's fc1 weight gradient.
+    /// [`Self::momentum_row`] on the instruction set of `kernel`'s family,
+    /// so that each kernel's tests run their own pass.
     ///
     /// # Safety
     /// As [`Self::momentum_row`]; `kernel` is supported by this CPU.

@@ -544,6 +544,9 @@ unsafe fn drive<A: PackA, B: PackB>(
     // of B micro-panels) and the packed B block is the one kept in L2. In
     // BLIS's order (B micro-panel in L1, A streaming) the same kernels ran
     // 8-13% slower at 1024-2048 (BENCHMARKS.md).
+    // The stack tile of the tiles that do not store straight into C, zeroed
+    // once per call rather than per tile.
+    let mut buf = [0.0f32; MAX_TILE];
     crate::scratch::with(&PACK_A, kc * mc.min(m.div_ceil(mr) * mr), |abuf| {
         crate::scratch::with(&PACK_B, kc * nc.min(n.div_ceil(nr) * nr), |bbuf| {
             // LOOP 5 (IC): split m into mc.
@@ -571,9 +574,10 @@ unsafe fn drive<A: PackA, B: PackB>(
                             for jp in 0..bpanels {
                                 let bp = &bblock[jp * kcb * nr..(jp + 1) * kcb * nr];
                                 let j0 = jc + jp * nr;
+                                let size = (mr.min(m - i0), nr.min(n - j0));
                                 // SAFETY: the tile lies inside C, which this
                                 // call writes alone.
-                                unsafe { tile.run(ap, bp, i0, j0, mr.min(m - i0), nr.min(n - j0)) };
+                                unsafe { tile.run(ap, bp, (i0, j0), size, &mut buf) };
                             }
                         }
                     }
@@ -602,33 +606,26 @@ struct Tile<'k, 'e> {
 unsafe impl Sync for Tile<'_, '_> {}
 
 impl Tile<'_, '_> {
-    /// Computes the `rows x cols` tile of C at `(i0, j0)` (rows ≤ mr, cols ≤ nr).
+    /// Computes the `rows x cols` tile of C at `(i0, j0)` (rows ≤ mr, cols ≤ nr),
+    /// through `buf` where it does not store straight into C.
     ///
     /// # Safety
     /// The tile must lie inside C, and no other thread may touch it.
-    unsafe fn run(&self, ap: &[f32], bp: &[f32], i0: usize, j0: usize, rows: usize, cols: usize) {
+    unsafe fn run(
+        &self,
+        ap: &[f32],
+        bp: &[f32],
+        (i0, j0): (usize, usize),
+        (rows, cols): (usize, usize),
+        buf: &mut [f32; MAX_TILE],
+    ) {
         let Tile { kernel, kc, first, last, beta, epi, c } = *self;
         let (mr, nr) = (kernel.mr, kernel.nr);
-        let sgd = epi.sgd_alone().filter(|_| first && last && beta != 0.0);
-        if let (Some(sgd), true) = (sgd, rows == mr && cols == nr && c.cs == 1) {
-            // One k block, and the epilogue is SGD with momentum (C): the
-            // kernel's tile on the stack, then C scaled by beta, the tile
-            // added and the weights stepped, in one pass.
-            let mut buf = [0.0f32; MAX_TILE];
-            // SAFETY: the panels hold kc·mr and kc·nr floats; `buf` holds mr
-            // rows of nr.
-            unsafe { (kernel.run)(kc, ap.as_ptr(), bp.as_ptr(), buf.as_mut_ptr(), nr, false) };
-            for (i, g) in buf.chunks_exact(nr).take(rows).enumerate() {
-                // SAFETY: row i0 + i of the tile, cols contiguous floats
-                // inside C, written by this thread alone.
-                let b = unsafe { std::slice::from_raw_parts_mut(c.at(i0 + i, j0), cols) };
-                // SAFETY: as above, and this is the row's only epilogue; the
-                // kernel ran, so its family is supported.
-                unsafe { sgd.momentum_row_for(kernel, g, b, beta, i0 + i, j0) };
-            }
-            return;
-        }
-        if rows == mr && cols == nr && c.cs == 1 {
+        // One k block, and the epilogue is SGD with momentum (C): the tile
+        // goes through the stack, and C is scaled by beta, the tile added
+        // and the weights stepped in one pass.
+        let fused_sgd = epi.sgd_alone().filter(|_| first && last && beta != 0.0 && c.cs == 1);
+        if fused_sgd.is_none() && rows == mr && cols == nr && c.cs == 1 {
             // Full tile, unit column stride: the kernel stores straight into C.
             if first && beta != 0.0 && beta != 1.0 {
                 for i in 0..rows {
@@ -644,10 +641,21 @@ impl Tile<'_, '_> {
             // checked to be supported.
             unsafe { (kernel.run)(kc, ap.as_ptr(), bp.as_ptr(), c.at(i0, j0), c.rs, accumulate) };
         } else {
-            // Edge tile or strided C: compute into a stack tile, then merge.
-            let mut buf = [0.0f32; MAX_TILE];
+            // Edge tile, strided C or the fused SGD step: compute into the
+            // stack tile, then merge.
             // SAFETY: the panels are full (zero padded); `buf` holds mr rows of nr.
             unsafe { (kernel.run)(kc, ap.as_ptr(), bp.as_ptr(), buf.as_mut_ptr(), nr, false) };
+            if let Some(sgd) = fused_sgd {
+                for (i, g) in buf.chunks_exact(nr).take(rows).enumerate() {
+                    // SAFETY: row i0 + i of the tile, cols contiguous floats
+                    // inside C, written by this thread alone.
+                    let b = unsafe { std::slice::from_raw_parts_mut(c.at(i0 + i, j0), cols) };
+                    // SAFETY: as above, and this is the row's only epilogue;
+                    // the kernel ran, so its family is supported.
+                    unsafe { sgd.momentum_row_for(kernel, &g[..cols], b, beta, i0 + i, j0) };
+                }
+                return;
+            }
             for (i, tile_row) in buf.chunks_exact(nr).take(rows).enumerate() {
                 let tile_row = &tile_row[..cols];
                 if c.cs == 1 {

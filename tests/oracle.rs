@@ -54,13 +54,13 @@ macro_rules! check_model {
         // Inference.
         let mut out = vec![0.0f32; $n * <$ty>::OUTPUT_LEN];
         model.forward_flat(&x, &mut out).expect("forward");
-        let want = interp::run(&g, &weights, &x64, $n, Mode::Infer).expect("interpreter");
+        let want = interp::run(&g, &weights, &[&x64], $n, Mode::Infer).expect("interpreter");
         assert_close(concat!($file, " inference"), &out, interp::output(&g, &want), 1e-4);
 
         // Training forward and the loss.
         let chunks = x.as_chunks::<{ <$ty>::INPUT_LEN }>().0;
         let train_out = model.forward_train(chunks).expect("forward_train").as_flattened().to_vec();
-        let want = interp::run(&g, &weights, &x64, $n, Mode::Train).expect("interpreter");
+        let want = interp::run(&g, &weights, &[&x64], $n, Mode::Train).expect("interpreter");
         assert_close(
             concat!($file, " training forward"),
             &train_out,
@@ -90,7 +90,7 @@ macro_rules! check_model {
                 w.get_mut(name).expect("tensor")[i] += eps;
                 let plus = interp::loss(
                     &g,
-                    &interp::run(&g, &w, &x64, $n, Mode::Train).expect("run"),
+                    &interp::run(&g, &w, &[&x64], $n, Mode::Train).expect("run"),
                     $n,
                     &labels,
                     &[],
@@ -99,7 +99,7 @@ macro_rules! check_model {
                 w.get_mut(name).expect("tensor")[i] -= 2.0 * eps;
                 let minus = interp::loss(
                     &g,
-                    &interp::run(&g, &w, &x64, $n, Mode::Train).expect("run"),
+                    &interp::run(&g, &w, &[&x64], $n, Mode::Train).expect("run"),
                     $n,
                     &labels,
                     &[],
@@ -155,7 +155,7 @@ fn alexnet_inference_matches_the_interpreter() {
     let mut out = vec![0.0f32; AlexNet::OUTPUT_LEN];
     model.forward_flat(&x, &mut out).expect("forward");
     let x64: Vec<f64> = x.iter().map(|&v| f64::from(v)).collect();
-    let want = interp::run(&g, &weights, &x64, 1, Mode::Infer).expect("interpreter");
+    let want = interp::run(&g, &weights, &[&x64], 1, Mode::Infer).expect("interpreter");
     assert_close("alexnet inference", &out, interp::output(&g, &want), 1e-4);
 }
 

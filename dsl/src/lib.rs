@@ -25,6 +25,7 @@ pub mod codegen;
 pub mod diag;
 pub mod interp;
 pub mod ir;
+pub mod ops;
 pub mod parser;
 pub mod program;
 

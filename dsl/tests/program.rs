@@ -2,7 +2,7 @@
 //! ReLU masks fuse into backward GEMMs, and the memory plan never overlaps
 //! two tensors that are live at once.
 
-use netc_dsl::program::{lower, passes::plan_memory, Program, Step, StepKind};
+use netc_dsl::program::{lower, passes::plan_memory, Arg, Program, Step};
 
 fn zoo(name: &str) -> Program {
     // The zoo, plus the test network that covers every backward rule.
@@ -35,11 +35,12 @@ fn lenet5_program_listing() {
 fn relu_masks_fuse_into_backward_gemms() {
     let p = zoo("mlp");
     let separate =
-        p.backward.iter().filter(|s| matches!(s.kind, StepKind::ActivationBackward { .. })).count();
+        p.backward.iter().filter(|s| s.kernel == "activation_backward_in_place").count();
     let fused = p
         .backward
         .iter()
-        .filter(|s| matches!(s.kind, StepKind::DenseBackwardData { mask: Some(_), .. }))
+        .filter(|s| s.kernel == "dense_backward_data")
+        .filter(|s| s.args.iter().any(|a| matches!(a, Arg::ReluMask(Some(_)))))
         .count();
     // fc1 and fc2 carry fused ReLUs whose masks go into fc2's and fc3's
     // backward-data GEMMs.
@@ -52,7 +53,7 @@ fn assert_no_overlap(p: &Program, steps: &[&Step], plan: &netc_dsl::program::pas
         let uses: Vec<usize> = steps
             .iter()
             .enumerate()
-            .filter(|(_, s)| s.kind.reads().iter().chain(&s.kind.writes()).any(|x| x.0 == t))
+            .filter(|(_, s)| s.reads().iter().chain(&s.writes()).any(|x| x.0 == t))
             .map(|(i, _)| i)
             .collect();
         (uses.first().copied(), uses.last().copied())
@@ -79,7 +80,7 @@ fn memory_plans_are_sound_and_smaller_than_the_sum() {
         let p = zoo(name);
         let loss = p.loss.as_ref().expect("loss");
         let steps: Vec<&Step> = p.train_forward.iter().chain(&p.backward).collect();
-        let plan = plan_memory(&p, &steps, &[p.input, loss.grad], &[p.train_output]);
+        let plan = plan_memory(&p, &steps, &[p.inputs[0].tensor, loss.grad], &[p.train_output]);
         assert_no_overlap(&p, &steps, &plan);
         // Every tensor on a 64-byte line of the runtime's aligned arena.
         assert!(plan.offsets.iter().flatten().all(|o| o % 16 == 0), "{name}: {:?}", plan.offsets);
@@ -87,7 +88,7 @@ fn memory_plans_are_sound_and_smaller_than_the_sum() {
         let sum: usize = p.tensors.iter().map(|t| t.per_sample()).sum();
         assert!(plan.size < sum, "{name}: plan {} vs sum {sum}", plan.size);
         let infer: Vec<&Step> = p.infer_forward.iter().collect();
-        let iplan = plan_memory(&p, &infer, &[p.input], &[p.output]);
+        let iplan = plan_memory(&p, &infer, &[p.inputs[0].tensor], &[p.output]);
         assert_no_overlap(&p, &infer, &iplan);
         assert!(iplan.size < plan.size, "{name}: inference needs less than training");
     }

@@ -4,6 +4,7 @@
 //! their formulas give.
 
 use netc_dsl::ir::{Conv2d, Op, Pool2d, Shape};
+use netc_dsl::ops::PoolKind;
 use proptest::prelude::*;
 
 /// Counts the window start positions that fit in the padded input, stepping
@@ -20,7 +21,7 @@ proptest! {
         c in 1usize..5, h in 1usize..40, w in 1usize..40,
         kh in 1usize..8, kw in 1usize..8, s in 1usize..5, p in 0usize..4, d in 1usize..4,
     ) {
-        let op = Op::Conv2d(Conv2d {
+        let op = Op::new(Conv2d {
             out_channels: 3, kernel: [kh, kw], stride: [s, s], pad: [p, p],
             dilation: [d, d], groups: 1, bias: true,
         });
@@ -36,7 +37,7 @@ proptest! {
     fn pool_extent_counts_window_positions(
         h in 1usize..30, w in 1usize..30, k in 1usize..6, s in 1usize..4, p in 0usize..3,
     ) {
-        let op = Op::MaxPool(Pool2d { kernel: [k, k], stride: [s, s], pad: [p, p] });
+        let op = Op::new(Pool2d { kind: PoolKind::Max, kernel: [k, k], stride: [s, s], pad: [p, p] });
         let x = Shape(vec![2, h, w]);
         let (ph, pw) = (positions(h, k, s, p, 1), positions(w, k, s, p, 1));
         match op.infer(&[&x]) {

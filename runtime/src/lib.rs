@@ -24,6 +24,7 @@ pub mod nn;
 pub mod norm;
 pub mod optim;
 mod par;
+pub mod pass;
 pub mod pool;
 #[allow(unsafe_code)]
 mod reduce;

@@ -166,13 +166,20 @@ pub fn max_pool_forward(
     Ok(pool::max_pool2d_forward(*s, x, y, argmax)?)
 }
 
+/// Max-pool backward; with `through`, fused with the backward of the
+/// activation whose output fed the pool, `act'` read from the pool's
+/// output `y`.
 pub fn max_pool_backward(
     s: &Pool2d,
     dy: &[f32],
     argmax: &[u32],
+    through: Option<(Activation, &[f32])>,
     dx: &mut [f32],
 ) -> Result<(), Error> {
-    Ok(pool::max_pool2d_backward(*s, dy, argmax, dx)?)
+    match through {
+        None => Ok(pool::max_pool2d_backward(*s, dy, argmax, dx)?),
+        Some((act, y)) => max_pool_backward_through(s, dy, argmax, act, y, dx),
+    }
 }
 
 /// Inference max pooling, without the argmax.

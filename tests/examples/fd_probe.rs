@@ -54,7 +54,7 @@ macro_rules! probe {
         let loss = |w: &Weights| {
             interp::loss(
                 &g,
-                &interp::run(&g, w, &x64, n, Mode::Train).expect("run"),
+                &interp::run(&g, w, &[&x64], n, Mode::Train).expect("run"),
                 n,
                 &labels,
                 &[],

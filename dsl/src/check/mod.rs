@@ -7,8 +7,8 @@
 //! a name is evaluated on first use, and a use during its own evaluation is a
 //! cycle.
 
-mod args;
-mod ops;
+pub(crate) mod args;
+mod training;
 mod scope;
 mod value;
 
@@ -16,7 +16,7 @@ use crate::ast::*;
 use crate::diag::{did_you_mean, line_col, Diagnostic, Severity};
 use crate::ir::{Graph, Loss, LossKind, Node, NodeId, Op, Shape, MAX_ELEMENTS};
 use args::GivenArg;
-use ops::Arity;
+use crate::ops::{self, Arity};
 use scope::{Entry, NameKind, Namer, Scope, StmtState};
 use std::collections::{HashMap, HashSet};
 pub use value::Value;
@@ -290,7 +290,7 @@ impl<'a> Checker<'a> {
                 return None;
             }
             let producer = &b.nodes[id.0];
-            if producer.op == Op::Softmax {
+            if producer.op.name() == "softmax" {
                 let mut d =
                     Diagnostic::error("`cross_entropy` applies softmax itself", producer.span)
                         .label("this softmax is applied twice")
@@ -358,7 +358,7 @@ impl<'a> Checker<'a> {
             return None;
         }
         b.paths.insert(name.name.clone());
-        self.push_node(b, name.name.clone(), Op::Input, Vec::new(), Shape(dims), name.span)
+        self.push_node(b, name.name.clone(), Op::input(), Vec::new(), Shape(dims), name.span)
     }
 
     /// Evaluates a list of positive integers, such as a shape.
@@ -630,11 +630,11 @@ impl<'a> Checker<'a> {
         scope: &mut Scope<'a>,
         call: &'a Call,
     ) -> Option<(LossKind, (Value, Span))> {
-        let Some(&(_, kind)) = ops::LOSSES.iter().find(|(n, _)| *n == call.name.name) else {
+        let Some(&(_, kind)) = training::LOSSES.iter().find(|(n, _)| *n == call.name.name) else {
             let mut d = Diagnostic::error(format!("unknown loss `{}`", call.name), call.name.span)
                 .label("not a loss")
                 .note("the losses are `cross_entropy` and `mse`");
-            if let Some(best) = did_you_mean(&call.name.name, ops::LOSSES.iter().map(|(n, _)| *n)) {
+            if let Some(best) = did_you_mean(&call.name.name, training::LOSSES.iter().map(|(n, _)| *n)) {
                 d = d.help(format!("did you mean `{best}`?"));
             }
             self.diags.push(d);
@@ -681,14 +681,14 @@ impl<'a> Checker<'a> {
         scope: &mut Scope<'a>,
         call: &'a Call,
     ) -> Option<crate::ir::Optimizer> {
-        let Some(&(name, specs)) = ops::OPTIMIZERS.iter().find(|(n, _)| *n == call.name.name)
+        let Some(&(name, specs)) = training::OPTIMIZERS.iter().find(|(n, _)| *n == call.name.name)
         else {
             let mut d =
                 Diagnostic::error(format!("unknown optimizer `{}`", call.name), call.name.span)
                     .label("not an optimizer")
                     .note("the optimizers are `sgd`, `adam` and `adamw`");
             if let Some(best) =
-                did_you_mean(&call.name.name, ops::OPTIMIZERS.iter().map(|(n, _)| *n))
+                did_you_mean(&call.name.name, training::OPTIMIZERS.iter().map(|(n, _)| *n))
             {
                 d = d.help(format!("did you mean `{best}`?"));
             }
@@ -697,7 +697,7 @@ impl<'a> Checker<'a> {
         };
         let given = self.eval_args(b, scope, &call.args);
         let bound = args::bind(name, specs, &given, call.span, &mut self.diags)?;
-        let opt = ops::build_optimizer(name, &bound);
+        let opt = training::build_optimizer(name, &bound);
         if let crate::ir::Optimizer::Sgd { nesterov: true, momentum, .. } = opt {
             if momentum == 0.0 {
                 self.diags.push(
@@ -881,7 +881,7 @@ impl<'a> Checker<'a> {
                 }
             }
             (Value::Tensor(a), Value::Tensor(c)) if op == BinOp::Add => {
-                self.make_node(b, scope, &Op::Add, None, vec![(*a, lspan), (*c, rspan)], span, None)
+                self.make_node(b, scope, &Op::add(), None, vec![(*a, lspan), (*c, rspan)], span, None)
             }
             _ => self.error(
                 Diagnostic::error(
@@ -1089,11 +1089,11 @@ impl<'a> Checker<'a> {
         let config = &given[leading..];
 
         if let Some(def) = ops::find_op(name) {
-            if !call.parens && def.specs.iter().any(|s| s.default == args::Lit::Required) {
+            if !call.parens && def.args.iter().any(|s| s.default == args::Lit::Required) {
                 return self.error(
                     Diagnostic::error(format!("`{name}` needs arguments"), call.span)
                         .label("no arguments given")
-                        .help(format!("the signature is `{}`", args::usage(name, def.specs))),
+                        .help(format!("the signature is `{}`", args::usage(name, def.args))),
                 );
             }
             match (def.arity, inputs.len()) {
@@ -1115,6 +1115,13 @@ impl<'a> Checker<'a> {
                             .help("combine tensors first with `+` or `concat`"),
                     );
                 }
+                (Arity::Two, n) if n != 2 => {
+                    return self.error(
+                        Diagnostic::error(format!("`{name}` takes two inputs, found {n}"), call.span)
+                            .label(format!("{n} inputs"))
+                            .help(format!("write `{name}(a, b)` or `a -> {name}(b)`")),
+                    )
+                }
                 (Arity::Many, 1) => {
                     return self.error(
                         Diagnostic::error(format!("`{name}` needs at least two inputs"), call.span)
@@ -1124,25 +1131,11 @@ impl<'a> Checker<'a> {
                 }
                 _ => {}
             }
-            let Some(bound) = args::bind(name, def.specs, config, call.span, &mut self.diags)
+            let Some(bound) = args::bind(name, def.args, config, call.span, &mut self.diags)
             else {
                 return Value::Poisoned;
             };
-            let op = ops::build_op(def, &bound);
-            if let (Op::Dense { .. }, Some(expected)) = (&op, bound.int("in")) {
-                let found = &b.nodes[inputs[0].0 .0].shape;
-                if found.rank() == 1 && found.dims()[0] != expected {
-                    return self.error(
-                        Diagnostic::error(
-                            format!("shape mismatch: `dense` expects {expected} input features, found {}", found.dims()[0]),
-                            call.span,
-                        )
-                        .label(format!("expects [{expected}]"))
-                        .secondary(inputs[0].1, format!("this gives {found}"))
-                        .help("drop `in:` to let it be inferred"),
-                    );
-                }
-            }
+            let op = (def.build)(&bound);
             return self.make_node(b, scope, &op, Some(&bound), inputs, call.span, path);
         }
 
@@ -1161,7 +1154,7 @@ impl<'a> Checker<'a> {
 
         if is_loss_or_optimizer(name) {
             let what =
-                if ops::LOSSES.iter().any(|(n, _)| *n == name) { "loss" } else { "optimizer" };
+                if training::LOSSES.iter().any(|(n, _)| *n == name) { "loss" } else { "optimizer" };
             return self.error(
                 Diagnostic::error(format!("`{name}` is a {what}, not a layer"), call.name.span)
                     .label(format!("a {what} cannot appear in a chain"))
@@ -1206,7 +1199,7 @@ impl<'a> Checker<'a> {
                 }
                 p
             }
-            None => scope.namer().auto(op.name_stem(), &mut b.paths),
+            None => scope.namer().auto(op.stem(), &mut b.paths),
         };
         let shapes: Vec<&Shape> = inputs.iter().map(|(id, _)| &b.nodes[id.0].shape).collect();
         let shape = match op.infer(&shapes) {
@@ -1442,7 +1435,7 @@ fn misplaced(keyword: &str, span: Span, help: &str) -> Diagnostic {
 }
 
 fn is_loss_or_optimizer(name: &str) -> bool {
-    ops::LOSSES.iter().any(|(n, _)| *n == name) || ops::OPTIMIZERS.iter().any(|(n, _)| *n == name)
+    training::LOSSES.iter().any(|(n, _)| *n == name) || training::OPTIMIZERS.iter().any(|(n, _)| *n == name)
 }
 
 /// Calls `f` on every `as` name in `e` that binds a value in the enclosing

@@ -1,7 +1,7 @@
 //! Names in generated code: Rust fields for `state_dict` names, and the
 //! comment markers that become `//` comments after formatting.
 
-use proc_macro2::{Ident, Span};
+use proc_macro2::{Ident, Literal, Span};
 
 /// `layer1.0.conv1.weight` → `layer1_0_conv1_weight`.
 pub fn field(state_dict_name: &str) -> Ident {
@@ -17,14 +17,44 @@ pub fn ident(s: &str) -> Ident {
     Ident::new(s, Span::call_site())
 }
 
+/// An integer literal without a type suffix, as a person writes it.
+pub fn lit(v: usize) -> Literal {
+    Literal::usize_unsuffixed(v)
+}
+
+/// Names the generated code uses for its own locals, which a view must not
+/// shadow.
+const RESERVED: &[&str] = &[
+    "n", "cap", "arena", "argmax", "stats", "seed", "step", "params", "grads", "fused",
+    "forward_caches", "targets", "labels", "loss", "logits", "d", "out", "self", "opt",
+    "first", "shard",
+];
+
+/// The arena view of a tensor, named after its `.net` layer: a layer's
+/// output `conv1` is `conv1_out`, its gradient `conv1.grad` is
+/// `conv1_grad`, a network input keeps its name.
+pub fn view_name(tensor: &str, is_input: bool) -> Ident {
+    let mut s: String =
+        tensor.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' }).collect();
+    if !is_input && !tensor.contains('.') {
+        s.push_str("_out");
+    }
+    if s.starts_with(|c: char| c.is_ascii_digit()) {
+        s.insert(0, '_');
+    }
+    if RESERVED.contains(&s.as_str()) || syn::parse_str::<Ident>(&s).is_err() {
+        s.push_str("_in");
+    }
+    Ident::new(&s, Span::call_site())
+}
+
 /// The marker macro name: `__netc_comment!("text");` statements are turned
 /// into `// text` lines once prettyplease has formatted the code (it drops
 /// ordinary comments, which are not tokens).
 pub const COMMENT_MARKER: &str = "__netc_comment";
 
 /// Replaces every `__netc_comment!("...");` statement, which prettyplease
-/// may have split over several lines, with a `//` comment, and drops the
-/// `usize` suffixes that quote puts on integer literals.
+/// may have split over several lines, with a `//` comment.
 pub fn expand_comments(code: &str) -> String {
     let mut out = String::with_capacity(code.len());
     let mut lines = code.lines();
@@ -32,7 +62,7 @@ pub fn expand_comments(code: &str) -> String {
     while let Some(line) = lines.next() {
         let trimmed = line.trim_start();
         let Some(rest) = trimmed.strip_prefix(&opener) else {
-            out.push_str(&strip_usize_suffixes(line));
+            out.push_str(line);
             out.push('\n');
             continue;
         };
@@ -54,27 +84,6 @@ pub fn expand_comments(code: &str) -> String {
     out
 }
 
-/// `4704usize` → `4704` (outside string literals, which never hold digits
-/// followed by `usize` in generated code).
-fn strip_usize_suffixes(line: &str) -> String {
-    let bytes = line.as_bytes();
-    let mut out = String::with_capacity(line.len());
-    let mut i = 0;
-    while i < line.len() {
-        if line[i..].starts_with("usize") && i > 0 && bytes[i - 1].is_ascii_digit() {
-            let after = bytes.get(i + 5).copied();
-            if !after.is_some_and(|b| b.is_ascii_alphanumeric() || b == b'_') {
-                i += 5;
-                continue;
-            }
-        }
-        let c = line[i..].chars().next().unwrap_or(' ');
-        out.push(c);
-        i += c.len_utf8();
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -86,11 +95,19 @@ mod tests {
     }
 
     #[test]
+    fn views_take_layer_names() {
+        assert_eq!(view_name("conv1", false).to_string(), "conv1_out");
+        assert_eq!(view_name("conv1.grad", false).to_string(), "conv1_grad");
+        assert_eq!(view_name("layer1.0.bn1.grad_part", false).to_string(), "layer1_0_bn1_grad_part");
+        assert_eq!(view_name("x", true).to_string(), "x");
+        assert_eq!(view_name("n", true).to_string(), "n_in");
+    }
+
+    #[test]
     fn markers_become_comments() {
         let code = "fn f() {\n    __netc_comment!(\"a \\\"b\\\"\");\n    g();\n}\n";
         assert_eq!(expand_comments(code), "fn f() {\n    // a \"b\"\n    g();\n}\n");
-        let split =
-            "    __netc_comment!(\n        \"long text\"\n    );\n    let a = [0usize; 3usize];\n";
+        let split = "    __netc_comment!(\n        \"long text\"\n    );\n    let a = [0; 3];\n";
         assert_eq!(expand_comments(split), "    // long text\n    let a = [0; 3];\n");
     }
 }

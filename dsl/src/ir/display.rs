@@ -1,7 +1,7 @@
 //! The layer table printed by `netc check`: one row per node with its op,
 //! output shape, parameters and cost.
 
-use super::{Graph, Op};
+use super::Graph;
 use std::fmt::Write as _;
 
 /// One row of the layer table.
@@ -18,48 +18,6 @@ pub struct LayerRow {
     pub flops: u64,
 }
 
-fn pair(p: [usize; 2]) -> String {
-    if p[0] == p[1] {
-        p[0].to_string()
-    } else {
-        format!("{}x{}", p[0], p[1])
-    }
-}
-
-fn detail(op: &Op) -> String {
-    match op {
-        Op::Conv2d(c) => {
-            let mut s = format!(
-                "{}@{}x{} s{} p{}",
-                c.out_channels,
-                c.kernel[0],
-                c.kernel[1],
-                pair(c.stride),
-                pair(c.pad)
-            );
-            if c.dilation != [1, 1] {
-                let _ = write!(s, " d{}", pair(c.dilation));
-            }
-            if c.groups != 1 {
-                let _ = write!(s, " g{}", c.groups);
-            }
-            if !c.bias {
-                s.push_str(" nobias");
-            }
-            s
-        }
-        Op::MaxPool(p) | Op::AvgPool(p) => {
-            format!("{}x{} s{} p{}", p.kernel[0], p.kernel[1], pair(p.stride), pair(p.pad))
-        }
-        Op::Dense { units, bias } => format!("{units}{}", if *bias { "" } else { " nobias" }),
-        Op::LeakyRelu { slope } => format!("{slope}"),
-        Op::Dropout { p } => format!("p={p}"),
-        Op::Lrn { size, alpha, beta, k } => format!("{size} a={alpha} b={beta} k={k}"),
-        Op::BatchNorm { eps, momentum } => format!("eps={eps:e} momentum={momentum}"),
-        _ => String::new(),
-    }
-}
-
 /// The rows of the layer table, in topological order.
 pub fn layer_rows(g: &Graph) -> Vec<LayerRow> {
     g.nodes
@@ -67,7 +25,7 @@ pub fn layer_rows(g: &Graph) -> Vec<LayerRow> {
         .map(|n| LayerRow {
             name: n.name.clone(),
             op: n.op.name(),
-            detail: detail(&n.op),
+            detail: n.op.detail(),
             inputs: n.inputs.iter().map(|&i| g.node(i).name.clone()).collect(),
             shape: n.shape.0.clone(),
             params: g.param_count_of(n),

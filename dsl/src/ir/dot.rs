@@ -22,7 +22,7 @@ impl Graph {
             let params = self.param_count_of(n);
             let extra = if params > 0 { format!("\\n{params} params") } else { String::new() };
             let label = format!("{}\\n{} {}{extra}", escape(&n.name), n.op.name(), n.shape);
-            let style = if n.op == super::Op::Input {
+            let style = if n.op.is_input() {
                 ", style=\"rounded,filled\", fillcolor=\"#e8f0fe\""
             } else {
                 ""

@@ -4,10 +4,9 @@
 
 mod display;
 mod dot;
-mod op;
 
+pub use crate::ops::{Conv2d, Op, OpError, ParamSpec, Pool2d};
 pub use display::{layer_rows, LayerRow};
-pub use op::{Conv2d, Op, OpError, ParamSpec, Pool2d};
 
 use crate::ast::Span;
 use std::fmt;

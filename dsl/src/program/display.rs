@@ -1,24 +1,22 @@
 //! A readable listing of a program's steps, for `netc emit --program` and
 //! for debugging passes.
 
-use super::{Program, Step};
+use super::{Program, Step, TensorId};
 use std::fmt::{self, Write as _};
 
 impl Program {
     fn list(&self, out: &mut String, title: &str, steps: &[Step]) -> fmt::Result {
         writeln!(out, "{title}:")?;
         for s in steps {
-            let names = |ts: Vec<super::TensorId>| {
+            let names = |ts: Vec<TensorId>| {
                 ts.iter().map(|t| self.tensor(*t).name.clone()).collect::<Vec<_>>().join(", ")
             };
-            let kind = format!("{:?}", s.kind);
-            let op = kind.split([' ', '{']).next().unwrap_or("");
-            writeln!(out, "  {op:<22} {} <- {}", names(s.kind.writes()), names(s.kind.reads()))?;
+            writeln!(out, "  {:<32} {} <- {}", s.kernel, names(s.writes()), names(s.reads()))?;
         }
         Ok(())
     }
 
-    /// The steps of every pass, one per line: `Op  writes <- reads`.
+    /// The steps of every pass, one per line: `kernel  writes <- reads`.
     pub fn listing(&self) -> String {
         let mut out = String::new();
         let _ = self.list(&mut out, "inference", &self.infer_forward);

@@ -1,25 +1,83 @@
-//! Lowering: the checked graph becomes the forward steps of a program, with
-//! one tensor per node output (flatten aliases its input), one parameter per
-//! learnable tensor or buffer, and epilogue fusion: a conv or dense layer
-//! whose only consumer is an activation computes that activation in its
-//! GEMM's store. Then autodiff adds the backward steps, and the passes run.
+//! Lowering: the checked graph becomes the forward steps of a program. The
+//! driver gives each node its output tensor and its parameters, then asks
+//! the node's op for its steps ([`crate::ops::OpKind::lower`]). It also
+//! fuses: a layer that can absorb an activation (conv, dense, batch norm, a
+//! binary add) computes its only consumer's activation in its own store.
+//! Then autodiff adds the backward steps, and the passes run.
 
 use super::{
-    autodiff, passes, verify, Act, Init, LossStep, ParamId, ParamInfo, Program, Step, StepKind,
-    TensorId, TensorInfo, Window,
+    autodiff, passes, verify, Act, Arg, Input, LossStep, ParamId, ParamInfo, Program, Step,
+    TensorId, TensorInfo,
 };
-use crate::ir::{Graph, NodeId, Op, Pool2d};
+use crate::ir::{Graph, Node, NodeId, Shape};
 
 /// Lowers a checked graph into an optimised, verified program.
 pub fn lower(g: &Graph) -> Program {
-    let mut l = Lowering {
-        g,
-        p: empty_program(g),
-        tensor_of: vec![None; g.nodes.len()],
-        dropout_layers: 0,
-    };
-    l.forward();
-    let p = autodiff::differentiate(l.p);
+    let mut p = empty_program(g);
+    let mut records: Vec<Option<Lowered>> = vec![None; g.nodes.len()];
+    let mut tensor_of: Vec<Option<TensorId>> = vec![None; g.nodes.len()];
+    let mut fused = vec![false; g.nodes.len()];
+    let mut dropout_layers = 0;
+    for (i, node) in g.nodes.iter().enumerate() {
+        if fused[i] {
+            continue;
+        }
+        let id = NodeId(i);
+        let xs: Vec<TensorId> = node
+            .inputs
+            .iter()
+            .map(|s| tensor_of[s.0].unwrap_or_else(|| unreachable!("inputs lower first")))
+            .collect();
+        if node.op.is_alias() {
+            tensor_of[i] = Some(xs[0]);
+            continue;
+        }
+        let (out_node, act) = match fusable_consumer(g, id, &xs) {
+            Some((a, act)) => {
+                fused[a.0] = true;
+                (a, act)
+            }
+            None => (id, Act::IDENTITY),
+        };
+        // A fused layer's tensor keeps the layer's name: `conv1`, not `relu1`.
+        let y = new_tensor(&mut p, node.name.clone(), &g.node(out_node).shape.0);
+        tensor_of[i] = Some(y);
+        tensor_of[out_node.0] = Some(y);
+        let params = g
+            .params_of(node)
+            .into_iter()
+            .map(|spec| {
+                p.params.push(ParamInfo {
+                    name: format!("{}.{}", node.name, spec.name),
+                    shape: spec.shape.0,
+                    learnable: spec.learnable,
+                    init: spec.init,
+                });
+                ParamId(p.params.len() - 1)
+            })
+            .collect();
+        let mut cx = LowerCx {
+            g,
+            node,
+            id,
+            p: &mut p,
+            rec: Lowered { y, xs, params, act, slot: 0, extra: Vec::new(), layer: 0 },
+            dropout_layers: &mut dropout_layers,
+        };
+        node.op.lower(&mut cx);
+        records[i] = Some(cx.rec);
+    }
+    let output = tensor_of[g.output.0].unwrap_or_else(|| unreachable!("the output is lowered"));
+    p.output = output;
+    p.train_output = output;
+    if let Some(loss) = &g.loss {
+        let input = tensor_of[loss.input.0].unwrap_or_else(|| unreachable!("the loss input"));
+        let shape = p.tensor(input).shape.clone();
+        let name = format!("{}.grad", p.tensor(input).name);
+        let grad = new_tensor(&mut p, name, &shape);
+        p.loss = Some(LossStep { kind: loss.kind, input, grad, node: loss.input });
+    }
+    let p = autodiff::differentiate(g, p, &records);
     debug_verify(&p, "autodiff");
     let p = passes::run(p);
     debug_verify(&p, "passes");
@@ -40,7 +98,7 @@ fn empty_program(g: &Graph) -> Program {
         name: g.name.clone(),
         tensors: Vec::new(),
         params: Vec::new(),
-        input: TensorId(0),
+        inputs: Vec::new(),
         output: TensorId(0),
         train_output: TensorId(0),
         train_forward: Vec::new(),
@@ -53,323 +111,137 @@ fn empty_program(g: &Graph) -> Program {
     }
 }
 
-struct Lowering<'g> {
-    g: &'g Graph,
-    p: Program,
-    tensor_of: Vec<Option<TensorId>>,
-    dropout_layers: u32,
+fn new_tensor(p: &mut Program, name: String, shape: &[usize]) -> TensorId {
+    p.tensors.push(TensorInfo { name, shape: shape.to_vec() });
+    TensorId(p.tensors.len() - 1)
 }
 
-fn act_of(op: &Op) -> Option<Act> {
-    match op {
-        Op::Relu => Some(Act::Relu),
-        Op::LeakyRelu { slope } => Some(Act::LeakyRelu(*slope)),
-        Op::Sigmoid => Some(Act::Sigmoid),
-        Op::Tanh => Some(Act::Tanh),
+/// The activation node fused into `id`'s store: `id`'s op absorbs
+/// activations, its only consumer is one, and `id` is neither the output
+/// nor the loss input. An activation whose derivative needs its input is
+/// fused only where no backward pass reads it: a network without a loss.
+fn fusable_consumer(g: &Graph, id: NodeId, xs: &[TensorId]) -> Option<(NodeId, Act)> {
+    if !g.node(id).op.absorbs_activation(xs.len()) {
+        return None;
+    }
+    let special = id == g.output || g.loss.as_ref().is_some_and(|l| l.input == id);
+    let consumers: Vec<usize> =
+        (0..g.nodes.len()).filter(|&i| g.nodes[i].inputs.contains(&id)).collect();
+    match consumers.as_slice() {
+        [only] if !special => {
+            let act = g.nodes[*only].op.activation()?;
+            let kept = act.derivative_needs_input() && g.loss.is_some();
+            (!kept).then_some((NodeId(*only), act))
+        }
         _ => None,
     }
 }
 
-fn window(
-    x: &[usize],
-    kernel: [usize; 2],
-    stride: [usize; 2],
-    pad: [usize; 2],
-    dilation: [usize; 2],
-) -> Window {
-    Window {
-        c: x[0],
-        h: x[1],
-        w: x[2],
-        kh: kernel[0],
-        kw: kernel[1],
-        sh: stride[0],
-        sw: stride[1],
-        ph: pad[0],
-        pw: pad[1],
-        dh: dilation[0],
-        dw: dilation[1],
-    }
+/// What lowering made for one node, which its vector-Jacobian product reads.
+#[derive(Clone, Debug)]
+pub struct Lowered {
+    /// The output tensor (the fused activation's, if one was fused).
+    pub y: TensorId,
+    /// The input tensors, in the node's input order.
+    pub xs: Vec<TensorId>,
+    /// The node's parameters, in the op's `params` order.
+    pub params: Vec<ParamId>,
+    /// A fused activation, or the identity.
+    pub act: Act,
+    /// The node's argmax or statistics slot, if it has one.
+    pub slot: usize,
+    /// Tensors the op made besides its output (LRN's scale).
+    pub extra: Vec<TensorId>,
+    /// The dropout layer number, which keys its masks.
+    pub layer: u32,
 }
 
-fn pool_window(x: &[usize], p: &Pool2d) -> Window {
-    window(x, p.kernel, p.stride, p.pad, [1, 1])
+/// What an op's lowering works with: its node, its tensors and parameters,
+/// and where its steps go.
+#[derive(Debug)]
+pub struct LowerCx<'a> {
+    pub g: &'a Graph,
+    pub node: &'a Node,
+    pub id: NodeId,
+    p: &'a mut Program,
+    pub rec: Lowered,
+    dropout_layers: &'a mut u32,
+}
+
+impl LowerCx<'_> {
+    /// The per-sample shape of input `i`.
+    pub fn x_shape(&self, i: usize) -> &Shape {
+        &self.g.node(self.node.inputs[i]).shape
+    }
+
+    /// Input `i` read whole.
+    pub fn x(&self, i: usize) -> Arg {
+        Arg::In(self.rec.xs[i], self.x_shape(i).elements())
+    }
+
+    /// The output written whole.
+    pub fn y(&self) -> Arg {
+        Arg::Out(self.rec.y, self.node.shape.elements())
+    }
+
+    pub fn param(&self, i: usize) -> ParamId {
+        self.rec.params[i]
+    }
+
+    /// The fused activation as an argument.
+    pub fn act(&self) -> Arg {
+        Arg::Act(self.rec.act)
+    }
+
+    /// The same step in the training and the inference pass.
+    pub fn both(&mut self, kernel: &'static str, args: Vec<Arg>) {
+        self.train(kernel, args.clone());
+        self.infer(kernel, args);
+    }
+
+    pub fn train(&mut self, kernel: &'static str, args: Vec<Arg>) {
+        self.p.train_forward.push(Step::new(self.id, kernel, args));
+    }
+
+    pub fn infer(&mut self, kernel: &'static str, args: Vec<Arg>) {
+        self.p.infer_forward.push(Step::new(self.id, kernel, args));
+    }
+
+    /// A further tensor of this node, named `<layer>.<suffix>`.
+    pub fn extra_tensor(&mut self, suffix: &str, shape: &[usize]) -> TensorId {
+        let t = new_tensor(self.p, format!("{}.{suffix}", self.node.name), shape);
+        self.rec.extra.push(t);
+        t
+    }
+
+    /// Declares the output tensor a network input.
+    pub fn declare_input(&mut self) {
+        self.p.inputs.push(Input { name: self.node.name.clone(), tensor: self.rec.y });
+    }
+
+    /// A new argmax slot of `len` indices per sample.
+    pub fn argmax_slot(&mut self, len: usize) -> usize {
+        self.p.argmax_slots.push(len);
+        self.rec.slot = self.p.argmax_slots.len() - 1;
+        self.rec.slot
+    }
+
+    /// A new statistics slot for `channels` channels.
+    pub fn stats_slot(&mut self, channels: usize) -> usize {
+        self.p.stat_slots.push(channels);
+        self.rec.slot = self.p.stat_slots.len() - 1;
+        self.rec.slot
+    }
+
+    /// Numbers this node among the dropout layers, from 1.
+    pub fn dropout_layer(&mut self) -> u32 {
+        *self.dropout_layers += 1;
+        self.rec.layer = *self.dropout_layers;
+        self.rec.layer
+    }
 }
 
 /// Channels and the product of the remaining dims of a per-sample shape.
-fn channels_inner(shape: &[usize]) -> (usize, usize) {
+pub fn channels_inner(shape: &[usize]) -> (usize, usize) {
     (shape.first().copied().unwrap_or(1), shape.iter().skip(1).product())
-}
-
-impl Lowering<'_> {
-    fn tensor(&mut self, name: String, shape: &[usize]) -> TensorId {
-        self.p.tensors.push(TensorInfo { name, shape: shape.to_vec() });
-        TensorId(self.p.tensors.len() - 1)
-    }
-
-    fn param(
-        &mut self,
-        node: &str,
-        suffix: &str,
-        shape: Vec<usize>,
-        learnable: bool,
-        init: Init,
-    ) -> ParamId {
-        self.p.params.push(ParamInfo { name: format!("{node}.{suffix}"), shape, learnable, init });
-        ParamId(self.p.params.len() - 1)
-    }
-
-    fn input_of(&self, id: NodeId, i: usize) -> TensorId {
-        let src = self.g.node(id).inputs[i];
-        self.tensor_of[src.0]
-            .unwrap_or_else(|| unreachable!("inputs are lowered before their consumers"))
-    }
-
-    fn consumers(&self, id: NodeId) -> Vec<NodeId> {
-        self.g
-            .nodes
-            .iter()
-            .enumerate()
-            .filter(|(_, n)| n.inputs.contains(&id))
-            .map(|(i, _)| NodeId(i))
-            .collect()
-    }
-
-    /// The activation node fused into `id`'s store, if `id`'s only consumer
-    /// is an activation and `id` is neither the output nor the loss input.
-    fn fused_activation(&self, id: NodeId) -> Option<NodeId> {
-        let special =
-            |n: NodeId| n == self.g.output || self.g.loss.as_ref().is_some_and(|l| l.input == n);
-        match self.consumers(id).as_slice() {
-            [only] if act_of(&self.g.node(*only).op).is_some() && !special(id) => Some(*only),
-            _ => None,
-        }
-    }
-
-    fn push(&mut self, node: NodeId, kind: StepKind) {
-        let infer = match &kind {
-            StepKind::Dropout { x, y, .. } => StepKind::Copy { x: *x, y: *y },
-            StepKind::MaxPool { x, y, win, .. } => {
-                StepKind::MaxPoolInfer { x: *x, y: *y, win: *win }
-            }
-            StepKind::BatchNormTrain {
-                x, y, act, gamma, beta, mean, var, c, inner, eps, ..
-            } => StepKind::BatchNormInfer {
-                x: *x,
-                y: *y,
-                act: *act,
-                gamma: *gamma,
-                beta: *beta,
-                mean: *mean,
-                var: *var,
-                c: *c,
-                inner: *inner,
-                eps: *eps,
-            },
-            other => other.clone(),
-        };
-        self.p.infer_forward.push(Step { node, kind: infer });
-        self.p.train_forward.push(Step { node, kind });
-    }
-
-    fn forward(&mut self) {
-        let g = self.g;
-        let mut fused: Vec<bool> = vec![false; g.nodes.len()];
-        for (i, node) in g.nodes.iter().enumerate() {
-            let id = NodeId(i);
-            if fused[i] {
-                continue;
-            }
-            let x_shape: Vec<usize> =
-                node.inputs.first().map(|&s| g.node(s).shape.0.clone()).unwrap_or_default();
-            // Conv, dense, batch norm and a binary add (a residual join)
-            // absorb a following activation: their step writes the
-            // activation's tensor, named after the activation node. An n-ary
-            // add ends in accumulations, after which the activation would
-            // have to come, so it does not.
-            let absorbs = match node.op {
-                Op::Conv2d(_) | Op::Dense { .. } | Op::BatchNorm { .. } => true,
-                Op::Add => node.inputs.len() == 2,
-                _ => false,
-            };
-            let fuse = absorbs.then(|| self.fused_activation(id)).flatten();
-            let (out_node, act) = match fuse {
-                Some(a) => {
-                    fused[a.0] = true;
-                    (a, act_of(&g.node(a).op).unwrap_or(Act::Identity))
-                }
-                None => (id, Act::Identity),
-            };
-            if matches!(node.op, Op::Flatten) {
-                self.tensor_of[i] = Some(self.input_of(id, 0));
-                continue;
-            }
-            // A fused layer's tensor keeps the layer's name: `conv1`, not `relu1`.
-            let y = self.tensor(node.name.clone(), &g.node(out_node).shape.0);
-            self.tensor_of[i] = Some(y);
-            self.tensor_of[out_node.0] = Some(y);
-            let name = node.name.clone();
-            let kind = match &node.op {
-                Op::Input => {
-                    self.p.input = y;
-                    continue;
-                }
-                Op::Conv2d(c) => {
-                    let win = window(&x_shape, c.kernel, c.stride, c.pad, c.dilation);
-                    let fan_in = x_shape[0] / c.groups * c.kernel[0] * c.kernel[1];
-                    let w = self.param(
-                        &name,
-                        "weight",
-                        vec![c.out_channels, x_shape[0] / c.groups, c.kernel[0], c.kernel[1]],
-                        true,
-                        Init::UniformFanIn { fan_in },
-                    );
-                    let b = c.bias.then(|| {
-                        self.param(
-                            &name,
-                            "bias",
-                            vec![c.out_channels],
-                            true,
-                            Init::UniformFanIn { fan_in },
-                        )
-                    });
-                    StepKind::Conv {
-                        x: self.input_of(id, 0),
-                        y,
-                        w,
-                        b,
-                        act,
-                        win,
-                        o: c.out_channels,
-                        groups: c.groups,
-                    }
-                }
-                Op::Dense { units, bias } => {
-                    let input = x_shape[0];
-                    let w = self.param(
-                        &name,
-                        "weight",
-                        vec![*units, input],
-                        true,
-                        Init::UniformFanIn { fan_in: input },
-                    );
-                    let b = bias.then(|| {
-                        self.param(
-                            &name,
-                            "bias",
-                            vec![*units],
-                            true,
-                            Init::UniformFanIn { fan_in: input },
-                        )
-                    });
-                    StepKind::Dense { x: self.input_of(id, 0), y, w, b, act, input, output: *units }
-                }
-                Op::MaxPool(p) => {
-                    self.p.argmax_slots.push(node.shape.elements());
-                    let argmax = self.p.argmax_slots.len() - 1;
-                    StepKind::MaxPool {
-                        x: self.input_of(id, 0),
-                        y,
-                        argmax,
-                        win: pool_window(&x_shape, p),
-                    }
-                }
-                Op::AvgPool(p) => {
-                    StepKind::AvgPool { x: self.input_of(id, 0), y, win: pool_window(&x_shape, p) }
-                }
-                Op::GlobalAvgPool => StepKind::GlobalAvgPool {
-                    x: self.input_of(id, 0),
-                    y,
-                    c: x_shape[0],
-                    hw: x_shape[1] * x_shape[2],
-                },
-                Op::Relu | Op::LeakyRelu { .. } | Op::Sigmoid | Op::Tanh => StepKind::Activation {
-                    act: act_of(&node.op).unwrap_or(Act::Identity),
-                    x: self.input_of(id, 0),
-                    y,
-                },
-                Op::Softmax => {
-                    let (c, inner) = channels_inner(&x_shape);
-                    StepKind::Softmax { x: self.input_of(id, 0), y, c, inner }
-                }
-                Op::Dropout { p } => {
-                    self.dropout_layers += 1;
-                    StepKind::Dropout {
-                        x: self.input_of(id, 0),
-                        y,
-                        p: *p,
-                        layer: self.dropout_layers,
-                    }
-                }
-                Op::Lrn { size, alpha, beta, k } => {
-                    let (c, inner) = channels_inner(&x_shape);
-                    let scale = self.tensor(format!("{name}.scale"), &x_shape);
-                    StepKind::Lrn {
-                        x: self.input_of(id, 0),
-                        y,
-                        scale,
-                        c,
-                        inner,
-                        size: *size,
-                        alpha: *alpha,
-                        beta: *beta,
-                        k: *k,
-                    }
-                }
-                Op::BatchNorm { eps, momentum } => {
-                    let (c, inner) = channels_inner(&x_shape);
-                    let gamma = self.param(&name, "weight", vec![c], true, Init::Ones);
-                    let beta = self.param(&name, "bias", vec![c], true, Init::Zeros);
-                    let mean = self.param(&name, "running_mean", vec![c], false, Init::Zeros);
-                    let var = self.param(&name, "running_var", vec![c], false, Init::Ones);
-                    self.p.stat_slots.push(c);
-                    let slot = self.p.stat_slots.len() - 1;
-                    StepKind::BatchNormTrain {
-                        x: self.input_of(id, 0),
-                        y,
-                        act,
-                        gamma,
-                        beta,
-                        mean,
-                        var,
-                        slot,
-                        c,
-                        inner,
-                        eps: *eps,
-                        momentum: *momentum,
-                    }
-                }
-                Op::Add => {
-                    // An n-ary add is a binary add and then accumulations.
-                    let (a, b) = (self.input_of(id, 0), self.input_of(id, 1));
-                    self.push(id, StepKind::Add { a, b, y, act });
-                    for k in 2..node.inputs.len() {
-                        let x = self.input_of(id, k);
-                        self.push(id, StepKind::AddAssign { acc: y, x });
-                    }
-                    continue;
-                }
-                Op::Concat => {
-                    let inner = channels_inner(&node.shape.0).1;
-                    let parts = (0..node.inputs.len())
-                        .map(|k| (self.input_of(id, k), g.node(node.inputs[k]).shape.0[0]))
-                        .collect();
-                    StepKind::Concat { parts, y, inner }
-                }
-                Op::Flatten => unreachable!("handled above"),
-            };
-            self.push(id, kind);
-        }
-        let output = self.tensor_of[g.output.0]
-            .unwrap_or_else(|| unreachable!("the output node is lowered"));
-        self.p.output = output;
-        self.p.train_output = output;
-        if let Some(loss) = &g.loss {
-            let input = self.tensor_of[loss.input.0]
-                .unwrap_or_else(|| unreachable!("the loss input is lowered"));
-            let shape = self.p.tensor(input).shape.clone();
-            let grad = self.tensor(format!("d.{}", self.p.tensor(input).name), &shape);
-            self.p.loss = Some(LossStep { kind: loss.kind, input, grad, node: loss.input });
-        }
-    }
 }

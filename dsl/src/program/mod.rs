@@ -4,13 +4,18 @@
 //! backward pass side by side, then optimised by passes, each followed by
 //! the verifier in debug builds.
 //!
+//! A step is data: the name of a runtime kernel and its typed arguments
+//! ([`Arg`]). What a step reads and writes, the verifier, the memory plan
+//! and the emitted call are all derived from those arguments, once, so a
+//! new kernel needs no new case anywhere here.
+//!
 //! ```text
 //! Graph ─lower→ forward steps ─autodiff→ backward steps ─passes→ Program
 //! ```
 
-mod autodiff;
+pub(crate) mod autodiff;
 mod display;
-mod lower;
+pub(crate) mod lower;
 pub mod passes;
 mod verify;
 
@@ -26,7 +31,7 @@ pub struct TensorId(pub usize);
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct TensorInfo {
-    /// For comments and debugging, such as `conv1` or `d.conv1`.
+    /// Names the generated local: `conv1`, `conv1.grad`, `lrn1.scale`.
     pub name: String,
     /// The per-sample shape.
     pub shape: Vec<usize>,
@@ -63,26 +68,35 @@ impl ParamInfo {
     }
 }
 
-/// How a parameter starts, as PyTorch initialises the same layer.
+pub use crate::ops::Init;
+
+/// An elementwise activation as a runtime kernel sees it: the variant of
+/// the runtime's `Activation`, and whether its derivative needs its input
+/// (GELU, SiLU) or can be read from its output (ReLU, sigmoid, tanh).
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub enum Init {
-    /// `U(-1/√fan_in, 1/√fan_in)`: PyTorch's default for conv and linear
-    /// weights (`kaiming_uniform_(a = √5)`) and biases alike.
-    UniformFanIn {
-        fan_in: usize,
-    },
-    Ones,
-    Zeros,
+pub struct Act {
+    /// The `.net` name, for comments.
+    pub name: &'static str,
+    /// The runtime variant: `Relu`, `LeakyRelu`, or a gated one's `Gelu`.
+    pub variant: &'static str,
+    /// A gated activation `x·g(x)`: `Activation::Gated(Gated::<variant>)`.
+    pub gated: bool,
+    /// The argument of a variant that takes one (leaky ReLU's slope).
+    pub arg: Option<f64>,
 }
 
-/// An activation fused into the step that produces its input.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub enum Act {
-    Identity,
-    Relu,
-    LeakyRelu(f64),
-    Sigmoid,
-    Tanh,
+impl Act {
+    pub const IDENTITY: Act = Act { name: "identity", variant: "Identity", gated: false, arg: None };
+
+    pub fn is_identity(&self) -> bool {
+        self.variant == "Identity"
+    }
+
+    /// Whether the backward pass needs the activation's input: then a
+    /// training pass cannot drop the pre-activation by fusing it away.
+    pub fn derivative_needs_input(&self) -> bool {
+        self.gated
+    }
 }
 
 /// The static per-sample geometry of a 2-D window op (conv or pool).
@@ -101,246 +115,189 @@ pub struct Window {
     pub dw: usize,
 }
 
-/// One kernel call.
+/// A runtime shape struct, built with the batch `n` at the call.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Geometry {
+    Conv { win: Window, o: usize, groups: usize },
+    Pool(Window),
+    Dense { input: usize, output: usize },
+    Lrn { c: usize, inner: usize, size: usize, alpha: f64, beta: f64, k: f64 },
+    BatchNorm { c: usize, inner: usize, eps: f64, momentum: f64 },
+}
+
+/// One argument of a kernel call.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Arg {
+    /// The batch size `n`.
+    Batch,
+    /// The model's seed and step count, which key dropout masks.
+    Seed,
+    StepCount,
+    /// A tensor read, with the per-sample length the kernel expects.
+    In(TensorId, usize),
+    /// A tensor written.
+    Out(TensorId, usize),
+    /// A tensor read and written in place.
+    InOut(TensorId, usize),
+    /// A parameter read.
+    Param(ParamId),
+    /// A buffer the training pass updates (batch-norm running statistics).
+    Buffer(ParamId),
+    /// A parameter's gradient, written.
+    Grad(ParamId),
+    /// A layer's slot of saved max-pool argmax indices.
+    Argmax { slot: usize, write: bool },
+    /// A layer's slot of saved batch-norm statistics.
+    Stats { slot: usize, write: bool },
+    Usize(usize),
+    F32(f64),
+    U16(u16),
+    Act(Act),
+    Shape(Geometry),
+    /// Channel blocks of a concat: `(tensor, channels)`, read or written.
+    Parts { parts: Vec<(TensorId, usize, usize)>, write: bool },
+    /// `Some(x)` or `None`.
+    Optional(Option<Box<Arg>>),
+    /// Where a ReLU's backward can be folded into this step's store: its
+    /// output `y`, once a pass has folded it.
+    ReluMask(Option<TensorId>),
+    /// Where an activation's backward can be folded into a pool backward:
+    /// the activation and the pool's output, once a pass has folded it.
+    Through(Option<(Act, TensorId)>),
+    /// This conv's prepared weights, kept across inference calls.
+    Cache,
+}
+
+impl Arg {
+    pub fn opt(a: Option<Arg>) -> Arg {
+        Arg::Optional(a.map(Box::new))
+    }
+
+    /// Calls `f` with each tensor of the argument, how it is touched, and
+    /// the per-sample length the kernel expects of it, where it says.
+    fn visit_tensors(&self, f: &mut impl FnMut(TensorId, Access, Option<usize>)) {
+        match self {
+            Arg::In(t, len) => f(*t, Access::Read, Some(*len)),
+            Arg::Out(t, len) => f(*t, Access::Write, Some(*len)),
+            Arg::InOut(t, len) => f(*t, Access::Update, Some(*len)),
+            Arg::Parts { parts, write } => {
+                for &(t, _, len) in parts {
+                    f(t, if *write { Access::Write } else { Access::Read }, Some(len));
+                }
+            }
+            Arg::Optional(Some(inner)) => inner.visit_tensors(f),
+            Arg::ReluMask(Some(y)) | Arg::Through(Some((_, y))) => f(*y, Access::Read, None),
+            Arg::Optional(None)
+            | Arg::ReluMask(None)
+            | Arg::Through(None)
+            | Arg::Batch
+            | Arg::Seed
+            | Arg::StepCount
+            | Arg::Param(_)
+            | Arg::Buffer(_)
+            | Arg::Grad(_)
+            | Arg::Argmax { .. }
+            | Arg::Stats { .. }
+            | Arg::Usize(_)
+            | Arg::F32(_)
+            | Arg::U16(_)
+            | Arg::Act(_)
+            | Arg::Shape(_)
+            | Arg::Cache => {}
+        }
+    }
+
+    fn param_read(&self) -> Option<ParamId> {
+        match self {
+            Arg::Param(q) | Arg::Buffer(q) => Some(*q),
+            Arg::Optional(Some(inner)) => inner.param_read(),
+            Arg::Optional(None)
+            | Arg::Batch
+            | Arg::Seed
+            | Arg::StepCount
+            | Arg::In(..)
+            | Arg::Out(..)
+            | Arg::InOut(..)
+            | Arg::Grad(_)
+            | Arg::Argmax { .. }
+            | Arg::Stats { .. }
+            | Arg::Usize(_)
+            | Arg::F32(_)
+            | Arg::U16(_)
+            | Arg::Act(_)
+            | Arg::Shape(_)
+            | Arg::Parts { .. }
+            | Arg::ReluMask(_)
+            | Arg::Through(_)
+            | Arg::Cache => None,
+        }
+    }
+}
+
+/// How a step touches a tensor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    Read,
+    Write,
+    Update,
+}
+
+/// One kernel call: `runtime::nn::<kernel>(args...)`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Step {
     /// The graph node it implements (for comments: layer name and line).
     pub node: NodeId,
-    pub kind: StepKind,
+    pub kernel: &'static str,
+    pub args: Vec<Arg>,
 }
 
-#[derive(Clone, Debug, PartialEq)]
-pub enum StepKind {
-    // ----- forward -----
-    Conv {
-        x: TensorId,
-        y: TensorId,
-        w: ParamId,
-        b: Option<ParamId>,
-        act: Act,
-        win: Window,
-        o: usize,
-        groups: usize,
-    },
-    Dense {
-        x: TensorId,
-        y: TensorId,
-        w: ParamId,
-        b: Option<ParamId>,
-        act: Act,
-        input: usize,
-        output: usize,
-    },
-    MaxPool {
-        x: TensorId,
-        y: TensorId,
-        argmax: usize,
-        win: Window,
-    },
-    /// Inference max pooling: no argmax, since no backward will need it.
-    MaxPoolInfer {
-        x: TensorId,
-        y: TensorId,
-        win: Window,
-    },
-    AvgPool {
-        x: TensorId,
-        y: TensorId,
-        win: Window,
-    },
-    GlobalAvgPool {
-        x: TensorId,
-        y: TensorId,
-        c: usize,
-        hw: usize,
-    },
-    Activation {
-        act: Act,
-        x: TensorId,
-        y: TensorId,
-    },
-    Softmax {
-        x: TensorId,
-        y: TensorId,
-        c: usize,
-        inner: usize,
-    },
-    /// Training-mode dropout; `layer` keys its mask.
-    Dropout {
-        x: TensorId,
-        y: TensorId,
-        p: f64,
-        layer: u32,
-    },
-    Lrn {
-        x: TensorId,
-        y: TensorId,
-        scale: TensorId,
-        c: usize,
-        inner: usize,
-        size: usize,
-        alpha: f64,
-        beta: f64,
-        k: f64,
-    },
-    /// `slot` names the saved mean and inverse std of this layer; `act` is
-    /// a following activation fused into the store (its backward stays a
-    /// step of its own, which reads `y`).
-    BatchNormTrain {
-        x: TensorId,
-        y: TensorId,
-        act: Act,
-        gamma: ParamId,
-        beta: ParamId,
-        mean: ParamId,
-        var: ParamId,
-        slot: usize,
-        c: usize,
-        inner: usize,
-        eps: f64,
-        momentum: f64,
-    },
-    BatchNormInfer {
-        x: TensorId,
-        y: TensorId,
-        act: Act,
-        gamma: ParamId,
-        beta: ParamId,
-        mean: ParamId,
-        var: ParamId,
-        c: usize,
-        inner: usize,
-        eps: f64,
-    },
-    /// `y = act(a + b)`: a following activation fused in, as for batch
-    /// norm (its backward stays a step of its own).
-    Add {
-        a: TensorId,
-        b: TensorId,
-        y: TensorId,
-        act: Act,
-    },
-    /// Channel concatenation; `parts` are (tensor, channels); `inner` is H·W.
-    Concat {
-        parts: Vec<(TensorId, usize)>,
-        y: TensorId,
-        inner: usize,
-    },
-    Copy {
-        x: TensorId,
-        y: TensorId,
-    },
+impl Step {
+    pub fn new(node: NodeId, kernel: &'static str, args: Vec<Arg>) -> Self {
+        Step { node, kernel, args }
+    }
 
-    // ----- backward -----
-    ConvBackwardData {
-        dy: TensorId,
-        w: ParamId,
-        mask: Option<TensorId>,
-        dx: TensorId,
-        win: Window,
-        o: usize,
-        groups: usize,
-    },
-    ConvBackwardWeights {
-        x: TensorId,
-        dy: TensorId,
-        dw: ParamId,
-        db: Option<ParamId>,
-        win: Window,
-        o: usize,
-        groups: usize,
-    },
-    DenseBackwardData {
-        dy: TensorId,
-        w: ParamId,
-        mask: Option<TensorId>,
-        dx: TensorId,
-        input: usize,
-        output: usize,
-    },
-    DenseBackwardWeights {
-        x: TensorId,
-        dy: TensorId,
-        dw: ParamId,
-        db: Option<ParamId>,
-        input: usize,
-        output: usize,
-    },
-    /// `d ← d · act'(y)`, in place: the gradient of an activation's output
-    /// becomes the gradient of its input.
-    ActivationBackward {
-        act: Act,
-        y: TensorId,
-        d: TensorId,
-    },
-    /// With `act`, the backward of the activation whose output fed the
-    /// pool is fused in; the tensor given is the pool's output, from which
-    /// `act'` is read at each window's maximum.
-    MaxPoolBackward {
-        dy: TensorId,
-        argmax: usize,
-        dx: TensorId,
-        win: Window,
-        act: Option<(Act, TensorId)>,
-    },
-    AvgPoolBackward {
-        dy: TensorId,
-        dx: TensorId,
-        win: Window,
-    },
-    GlobalAvgPoolBackward {
-        dy: TensorId,
-        dx: TensorId,
-        c: usize,
-        hw: usize,
-    },
-    SoftmaxBackward {
-        y: TensorId,
-        dy: TensorId,
-        dx: TensorId,
-        c: usize,
-        inner: usize,
-    },
-    DropoutBackward {
-        dy: TensorId,
-        dx: TensorId,
-        p: f64,
-        layer: u32,
-    },
-    LrnBackward {
-        x: TensorId,
-        y: TensorId,
-        scale: TensorId,
-        dy: TensorId,
-        dx: TensorId,
-        c: usize,
-        inner: usize,
-        size: usize,
-        alpha: f64,
-        beta: f64,
-        k: f64,
-    },
-    BatchNormBackward {
-        x: TensorId,
-        gamma: ParamId,
-        slot: usize,
-        dy: TensorId,
-        dx: TensorId,
-        dgamma: ParamId,
-        dbeta: ParamId,
-        c: usize,
-        inner: usize,
-    },
-    ConcatBackward {
-        dy: TensorId,
-        parts: Vec<(TensorId, usize)>,
-        inner: usize,
-    },
-    /// `acc += x`: a second gradient contribution to a tensor used twice.
-    AddAssign {
-        acc: TensorId,
-        x: TensorId,
-    },
+    /// Every tensor argument with how it is touched, in argument order.
+    pub fn tensors(&self) -> Vec<(TensorId, Access)> {
+        self.tensor_lengths().into_iter().map(|(t, a, _)| (t, a)).collect()
+    }
+
+    /// [`Self::tensors`] with the per-sample length the kernel expects of
+    /// each, where its argument says.
+    pub fn tensor_lengths(&self) -> Vec<(TensorId, Access, Option<usize>)> {
+        let mut out = Vec::new();
+        for a in &self.args {
+            a.visit_tensors(&mut |t, access, len| out.push((t, access, len)));
+        }
+        out
+    }
+
+    /// The tensors the step reads (updated ones included).
+    pub fn reads(&self) -> Vec<TensorId> {
+        self.tensors().into_iter().filter(|(_, a)| *a != Access::Write).map(|(t, _)| t).collect()
+    }
+
+    /// The tensors the step writes (updated ones included).
+    pub fn writes(&self) -> Vec<TensorId> {
+        self.tensors().into_iter().filter(|(_, a)| *a != Access::Read).map(|(t, _)| t).collect()
+    }
+
+    /// The parameters the step reads (not those whose gradient it writes).
+    pub fn param_reads(&self) -> Vec<ParamId> {
+        self.args.iter().filter_map(Arg::param_read).collect()
+    }
+
+    /// The parameter gradients the step writes.
+    pub fn grads(&self) -> Vec<ParamId> {
+        self.args.iter().filter_map(|a| if let Arg::Grad(q) = a { Some(*q) } else { None }).collect()
+    }
+
+    /// The activation fused into this step's store, if any.
+    pub fn fused_activation(&self) -> Option<Act> {
+        self.args.iter().find_map(|a| match a {
+            Arg::Act(act) if !act.is_identity() => Some(*act),
+            _ => None,
+        })
+    }
 }
 
 /// The loss, between the forward and backward passes.
@@ -354,14 +311,21 @@ pub struct LossStep {
     pub node: NodeId,
 }
 
+/// A network input: its name (the generated argument's) and tensor.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Input {
+    pub name: String,
+    pub tensor: TensorId,
+}
+
 /// A checked network, lowered and differentiated.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Program {
     pub name: String,
     pub tensors: Vec<TensorInfo>,
     pub params: Vec<ParamInfo>,
-    /// The network input (one; more are a later extension).
-    pub input: TensorId,
+    /// The network inputs, in declaration order.
+    pub inputs: Vec<Input>,
     /// The output of the inference pass.
     pub output: TensorId,
     /// The output of the training forward pass (the same layer's tensor).
@@ -387,6 +351,10 @@ impl Program {
         &self.params[p.0]
     }
 
+    pub fn is_input(&self, t: TensorId) -> bool {
+        self.inputs.iter().any(|i| i.tensor == t)
+    }
+
     pub fn learnable_count(&self) -> usize {
         self.params.iter().filter(|p| p.learnable).map(ParamInfo::len).sum()
     }
@@ -395,167 +363,5 @@ impl Program {
     /// where its optimizer state starts (per state value).
     pub fn learnable_offset(&self, q: ParamId) -> usize {
         self.params[..q.0].iter().filter(|p| p.learnable).map(ParamInfo::len).sum()
-    }
-
-    /// The dense weights whose gradient step an SGD step can be fused into:
-    /// no later backward step reads those weights, so stepping them in
-    /// place cannot change a gradient still to be computed.
-    pub fn fusable_weights(&self) -> Vec<ParamId> {
-        let read_after = |i: usize, q: ParamId| {
-            self.backward[i + 1..].iter().any(|s| s.kind.param_reads().contains(&q))
-        };
-        self.backward
-            .iter()
-            .enumerate()
-            .filter_map(|(i, s)| match s.kind {
-                StepKind::DenseBackwardWeights { dw, .. } if !read_after(i, dw) => Some(dw),
-                _ => None,
-            })
-            .collect()
-    }
-}
-
-impl StepKind {
-    /// The activation fused into this step's store, if any: its backward
-    /// is a step of its own, emitted before the step's other gradients.
-    pub fn fused_activation(&self) -> Option<Act> {
-        use StepKind::*;
-        match self {
-            Conv { act, .. }
-            | Dense { act, .. }
-            | BatchNormTrain { act, .. }
-            | BatchNormInfer { act, .. }
-            | Add { act, .. } => Some(*act).filter(|a| *a != Act::Identity),
-            _ => None,
-        }
-    }
-
-    /// The tensors the step reads.
-    pub fn reads(&self) -> Vec<TensorId> {
-        use StepKind::*;
-        match self {
-            Conv { x, .. }
-            | Dense { x, .. }
-            | MaxPool { x, .. }
-            | MaxPoolInfer { x, .. }
-            | AvgPool { x, .. }
-            | GlobalAvgPool { x, .. } => vec![*x],
-            Activation { x, .. }
-            | Softmax { x, .. }
-            | Dropout { x, .. }
-            | Lrn { x, .. }
-            | Copy { x, .. } => vec![*x],
-            BatchNormTrain { x, .. } | BatchNormInfer { x, .. } => vec![*x],
-            Add { a, b, .. } => vec![*a, *b],
-            Concat { parts, .. } => parts.iter().map(|p| p.0).collect(),
-            ConvBackwardData { dy, mask, .. } | DenseBackwardData { dy, mask, .. } => {
-                std::iter::once(*dy).chain(*mask).collect()
-            }
-            ConvBackwardWeights { x, dy, .. } | DenseBackwardWeights { x, dy, .. } => vec![*x, *dy],
-            ActivationBackward { y, d, .. } => vec![*y, *d],
-            MaxPoolBackward { dy, act: Some((_, y)), .. } => vec![*dy, *y],
-            MaxPoolBackward { dy, act: None, .. }
-            | AvgPoolBackward { dy, .. }
-            | GlobalAvgPoolBackward { dy, .. } => vec![*dy],
-            SoftmaxBackward { y, dy, .. } => vec![*y, *dy],
-            DropoutBackward { dy, .. } => vec![*dy],
-            LrnBackward { x, y, scale, dy, .. } => vec![*x, *y, *scale, *dy],
-            BatchNormBackward { x, dy, .. } => vec![*x, *dy],
-            ConcatBackward { dy, .. } => vec![*dy],
-            AddAssign { acc, x } => vec![*acc, *x],
-        }
-    }
-
-    /// The parameters the step reads (not those whose gradient it writes).
-    pub fn param_reads(&self) -> Vec<ParamId> {
-        use StepKind::*;
-        match self {
-            Conv { w, b, .. } | Dense { w, b, .. } => std::iter::once(*w).chain(*b).collect(),
-            BatchNormTrain { gamma, beta, mean, var, .. }
-            | BatchNormInfer { gamma, beta, mean, var, .. } => vec![*gamma, *beta, *mean, *var],
-            ConvBackwardData { w, .. } | DenseBackwardData { w, .. } => vec![*w],
-            BatchNormBackward { gamma, .. } => vec![*gamma],
-            // Listed, not `_`: a new step that reads a parameter must say so
-            // here, or an SGD step could be fused before it reads.
-            MaxPool { .. }
-            | MaxPoolInfer { .. }
-            | AvgPool { .. }
-            | GlobalAvgPool { .. }
-            | Activation { .. }
-            | Softmax { .. }
-            | Dropout { .. }
-            | Lrn { .. }
-            | Copy { .. }
-            | Add { .. }
-            | Concat { .. }
-            | ConvBackwardWeights { .. }
-            | DenseBackwardWeights { .. }
-            | ActivationBackward { .. }
-            | MaxPoolBackward { .. }
-            | AvgPoolBackward { .. }
-            | GlobalAvgPoolBackward { .. }
-            | SoftmaxBackward { .. }
-            | DropoutBackward { .. }
-            | LrnBackward { .. }
-            | ConcatBackward { .. }
-            | AddAssign { .. } => vec![],
-        }
-    }
-
-    /// The tensors the step writes.
-    pub fn writes(&self) -> Vec<TensorId> {
-        use StepKind::*;
-        match self {
-            Conv { y, .. }
-            | Dense { y, .. }
-            | MaxPool { y, .. }
-            | MaxPoolInfer { y, .. }
-            | AvgPool { y, .. }
-            | GlobalAvgPool { y, .. } => vec![*y],
-            Activation { y, .. } | Softmax { y, .. } | Dropout { y, .. } | Copy { y, .. } => {
-                vec![*y]
-            }
-            Lrn { y, scale, .. } => vec![*y, *scale],
-            BatchNormTrain { y, .. }
-            | BatchNormInfer { y, .. }
-            | Add { y, .. }
-            | Concat { y, .. } => vec![*y],
-            ConvBackwardData { dx, .. } | DenseBackwardData { dx, .. } => vec![*dx],
-            ConvBackwardWeights { .. } | DenseBackwardWeights { .. } => vec![],
-            ActivationBackward { d, .. } => vec![*d],
-            MaxPoolBackward { dx, .. } | AvgPoolBackward { dx, .. } => vec![*dx],
-            GlobalAvgPoolBackward { dx, .. }
-            | SoftmaxBackward { dx, .. }
-            | DropoutBackward { dx, .. } => vec![*dx],
-            LrnBackward { dx, .. } | BatchNormBackward { dx, .. } => vec![*dx],
-            ConcatBackward { parts, .. } => parts.iter().map(|p| p.0).collect(),
-            AddAssign { acc, .. } => vec![*acc],
-        }
-    }
-
-    /// Whether the step belongs to the backward pass.
-    pub fn is_backward(&self) -> bool {
-        use StepKind::*;
-        matches!(
-            self,
-            ConvBackwardData { .. }
-                | ConvBackwardWeights { .. }
-                | DenseBackwardData { .. }
-                | DenseBackwardWeights { .. }
-                | ActivationBackward { .. }
-                | MaxPoolBackward { .. }
-                | AvgPoolBackward { .. }
-                | GlobalAvgPoolBackward { .. }
-                | SoftmaxBackward { .. }
-                | DropoutBackward { .. }
-                | LrnBackward { .. }
-                | BatchNormBackward { .. }
-                | ConcatBackward { .. }
-        )
-    }
-
-    /// Whether the step reads and writes one tensor on purpose.
-    pub fn is_in_place(&self) -> bool {
-        matches!(self, StepKind::ActivationBackward { .. } | StepKind::AddAssign { .. })
     }
 }

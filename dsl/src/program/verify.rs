@@ -1,14 +1,21 @@
 //! The program verifier: every tensor is written before it is read, a step
-//! never reads what it writes (except the in-place kinds), tensors and
-//! parameters exist, and shapes agree. Passes run it after themselves in
-//! debug builds; a failure is a compiler bug.
+//! reads what it writes only through an in-place argument, tensors and
+//! parameters exist, and every tensor argument has the length its kernel
+//! expects. All of it is read off the steps' arguments, so every kernel is
+//! checked the same way. Passes run it after themselves in debug builds; a
+//! failure is a compiler bug.
 
-use super::{Program, Step, StepKind, TensorId};
+use super::{Access, Program, Step, TensorId};
 use std::collections::HashSet;
 
 pub fn verify(p: &Program) -> Result<(), String> {
     let tensor_ok = |t: TensorId| t.0 < p.tensors.len();
-    let mut written: HashSet<TensorId> = [p.input].into_iter().collect();
+    for t in p.inputs.iter().map(|i| i.tensor).chain([p.output, p.train_output]) {
+        if !tensor_ok(t) {
+            return Err(format!("tensor {} does not exist", t.0));
+        }
+    }
+    let mut written: HashSet<TensorId> = p.inputs.iter().map(|i| i.tensor).collect();
     check_steps(p, &p.infer_forward, &mut written.clone(), "inference")?;
     check_steps(p, &p.train_forward, &mut written, "training forward")?;
     if let Some(loss) = &p.loss {
@@ -20,13 +27,7 @@ pub fn verify(p: &Program) -> Result<(), String> {
         }
         written.insert(loss.grad);
     }
-    check_steps(p, &p.backward, &mut written, "backward")?;
-    for t in [p.input, p.output, p.train_output] {
-        if !tensor_ok(t) {
-            return Err(format!("tensor {} does not exist", t.0));
-        }
-    }
-    Ok(())
+    check_steps(p, &p.backward, &mut written, "backward")
 }
 
 fn check_steps(
@@ -36,78 +37,45 @@ fn check_steps(
     pass: &str,
 ) -> Result<(), String> {
     for (i, s) in steps.iter().enumerate() {
-        let (reads, writes) = (s.kind.reads(), s.kind.writes());
-        for t in reads.iter().chain(&writes) {
+        let at = || format!("{pass} step {i} (`{}`)", s.kernel);
+        let tensors = s.tensors();
+        for (t, _) in &tensors {
             if t.0 >= p.tensors.len() {
-                return Err(format!("{pass} step {i} uses tensor {} which does not exist", t.0));
+                return Err(format!("{} uses tensor {} which does not exist", at(), t.0));
             }
         }
-        for t in &reads {
-            if !written.contains(t) {
-                return Err(format!(
-                    "{pass} step {i} ({:?}) reads `{}` before it is written",
-                    s.kind,
-                    p.tensor(*t).name
-                ));
+        for q in s.param_reads().into_iter().chain(s.grads()) {
+            if q.0 >= p.params.len() {
+                return Err(format!("{} uses parameter {} which does not exist", at(), q.0));
             }
         }
-        if !s.kind.is_in_place() && writes.iter().any(|w| reads.contains(w)) {
-            return Err(format!("{pass} step {i} reads and writes the same tensor: {:?}", s.kind));
+        for (t, access) in &tensors {
+            if *access != Access::Write && !written.contains(t) {
+                return Err(format!("{} reads `{}` before it is written", at(), p.tensor(*t).name));
+            }
         }
-        check_shapes(p, &s.kind).map_err(|e| format!("{pass} step {i}: {e}"))?;
-        written.extend(writes);
+        let reads: Vec<TensorId> =
+            tensors.iter().filter(|(_, a)| *a == Access::Read).map(|(t, _)| *t).collect();
+        if tensors.iter().any(|(t, a)| *a == Access::Write && reads.contains(t)) {
+            return Err(format!("{} reads and writes one tensor outside an in-place argument", at()));
+        }
+        check_lengths(p, s).map_err(|e| format!("{}: {e}", at()))?;
+        written.extend(s.writes());
     }
     Ok(())
 }
 
-fn check_shapes(p: &Program, k: &StepKind) -> Result<(), String> {
-    let len = |t: TensorId| p.tensor(t).per_sample();
-    let same = |a: TensorId, b: TensorId| {
-        if len(a) == len(b) {
-            Ok(())
-        } else {
-            Err(format!(
-                "`{}` has {} elements per sample, `{}` {}",
-                p.tensor(a).name,
-                len(a),
-                p.tensor(b).name,
-                len(b)
-            ))
+/// Every tensor argument's expected length against the tensor's.
+fn check_lengths(p: &Program, s: &Step) -> Result<(), String> {
+    for (t, _, expected) in s.tensor_lengths() {
+        let found = p.tensor(t).per_sample();
+        if expected.is_some_and(|e| e != found) {
+            return Err(format!(
+                "`{}` has {found} elements per sample, the kernel expects {}",
+                p.tensor(t).name,
+                expected.unwrap_or(found)
+            ));
         }
-    };
-    match k {
-        StepKind::Activation { x, y, .. }
-        | StepKind::Copy { x, y }
-        | StepKind::Dropout { x, y, .. } => same(*x, *y),
-        StepKind::Add { a, b, y, .. } => same(*a, *b).and(same(*a, *y)),
-        StepKind::AddAssign { acc, x } => same(*acc, *x),
-        StepKind::Dense { x, y, input, output, .. } => {
-            if len(*x) == *input && len(*y) == *output {
-                Ok(())
-            } else {
-                Err(format!(
-                    "dense {input}->{output} on `{}` and `{}`",
-                    p.tensor(*x).name,
-                    p.tensor(*y).name
-                ))
-            }
-        }
-        StepKind::Conv { x, win, .. }
-        | StepKind::MaxPool { x, win, .. }
-        | StepKind::MaxPoolInfer { x, win, .. }
-        | StepKind::AvgPool { x, win, .. } => {
-            if len(*x) == win.c * win.h * win.w {
-                Ok(())
-            } else {
-                Err(format!(
-                    "window input `{}` is not {}x{}x{}",
-                    p.tensor(*x).name,
-                    win.c,
-                    win.h,
-                    win.w
-                ))
-            }
-        }
-        _ => Ok(()),
     }
+    Ok(())
 }

@@ -7,7 +7,7 @@ use std::collections::HashSet;
 
 pub fn remove_dead_steps(mut p: Program) -> Program {
     let backward_reads: HashSet<TensorId> =
-        p.backward.iter().flat_map(|s| s.kind.reads()).collect();
+        p.backward.iter().flat_map(|s| s.reads()).collect();
     let mut train_live: HashSet<TensorId> = backward_reads;
     train_live.insert(p.train_output);
     if let Some(loss) = &p.loss {
@@ -24,8 +24,8 @@ pub fn remove_dead_steps(mut p: Program) -> Program {
 fn keep_live(steps: Vec<Step>, mut live: HashSet<TensorId>) -> Vec<Step> {
     let mut kept: Vec<Step> = Vec::with_capacity(steps.len());
     for step in steps.into_iter().rev() {
-        if step.kind.writes().iter().any(|t| live.contains(t)) {
-            live.extend(step.kind.reads());
+        if step.writes().iter().any(|t| live.contains(t)) {
+            live.extend(step.reads());
             kept.push(step);
         }
     }

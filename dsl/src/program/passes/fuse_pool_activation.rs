@@ -7,30 +7,45 @@
 //! `act'` is read from the pool's output rather than the activation's: a
 //! window's maximum is the activation's output at its argmax cell. The
 //! activation's output (four times the pool's, for 2x2 windows) then dies
-//! with the pool's forward instead of being kept for the backward.
+//! with the pool's forward instead of being kept for the backward. So only
+//! activations whose derivative is a function of their output qualify.
 
 use super::fold_activation_backward;
-use crate::program::{Program, StepKind, TensorId};
+use crate::program::{Arg, Program, TensorId};
 
 pub fn fuse_pool_activation(p: Program) -> Program {
     // Each training max pool's argmax slot, with its input and output.
     let pools: Vec<(usize, TensorId, TensorId)> = p
         .train_forward
         .iter()
-        .filter_map(|s| match s.kind {
-            StepKind::MaxPool { x, y, argmax, .. } => Some((argmax, x, y)),
-            _ => None,
+        .filter_map(|s| {
+            let slot = s.args.iter().find_map(|a| match a {
+                Arg::Argmax { slot, write: true } => Some(*slot),
+                _ => None,
+            })?;
+            let x = s.reads().first().copied()?;
+            let y = s.writes().first().copied()?;
+            Some((slot, x, y))
         })
         .collect();
-    // The writer must be a max-pool backward with nothing fused yet, whose
-    // forward pooled the activation's output.
-    fold_activation_backward(p, |writer, act, y, d| match writer {
-        StepKind::MaxPoolBackward { dx, argmax, act: fused @ None, .. } if *dx == d => {
-            let pooled = pools.iter().find(|&&(slot, x, _)| slot == *argmax && x == y);
-            let Some(&(_, _, pooled)) = pooled else { return false };
-            *fused = Some((act, pooled));
-            true
+    fold_activation_backward(p, |writer, act, y, _| {
+        if act.derivative_needs_input() {
+            return false;
         }
-        _ => false,
+        let slot = writer.args.iter().find_map(|a| match a {
+            Arg::Argmax { slot, write: false } => Some(*slot),
+            _ => None,
+        });
+        let Some(slot) = slot else { return false };
+        let Some(&(_, _, pooled)) = pools.iter().find(|&&(s, x, _)| s == slot && x == y) else {
+            return false;
+        };
+        match writer.args.iter_mut().find(|a| matches!(a, Arg::Through(None))) {
+            Some(through) => {
+                *through = Arg::Through(Some((act, pooled)));
+                true
+            }
+            None => false,
+        }
     })
 }

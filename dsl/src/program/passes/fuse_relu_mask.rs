@@ -1,22 +1,23 @@
 //! Backward fusion: a ReLU's backward, `d ← d · [y > 0]`, is folded into the
-//! GEMM that produced `d` (the backward-data pass of the conv or dense layer
-//! that consumed the ReLU's output), as that GEMM's store mask. The separate
-//! pass over `d` disappears.
+//! step that produced `d` when that step has a ReLU-mask slot (the
+//! backward-data GEMM of a conv or dense layer that consumed the ReLU's
+//! output): the GEMM's store applies the mask. The separate pass over `d`
+//! disappears.
 
 use super::fold_activation_backward;
-use crate::program::{Act, Program, StepKind};
+use crate::program::Arg;
 
-pub fn fuse_relu_mask(p: Program) -> Program {
-    // The writer must be a backward-data GEMM without a mask yet; anything
-    // else (an accumulation, a pool) keeps the separate step.
-    fold_activation_backward(p, |writer, act, y, d| match writer {
-        StepKind::ConvBackwardData { dx, mask, .. }
-        | StepKind::DenseBackwardData { dx, mask, .. }
-            if act == Act::Relu && *dx == d && mask.is_none() =>
-        {
-            *mask = Some(y);
-            true
+pub fn fuse_relu_mask(p: crate::program::Program) -> crate::program::Program {
+    fold_activation_backward(p, |writer, act, y, _| {
+        if act.variant != "Relu" {
+            return false;
         }
-        _ => false,
+        match writer.args.iter_mut().find(|a| matches!(a, Arg::ReluMask(None))) {
+            Some(slot) => {
+                *slot = Arg::ReluMask(Some(y));
+                true
+            }
+            None => false,
+        }
     })
 }

@@ -8,7 +8,7 @@ mod plan_memory;
 
 pub use plan_memory::{plan_memory, MemoryPlan};
 
-use super::{Act, Program, StepKind, TensorId};
+use super::{Act, Arg, Program, Step, TensorId};
 
 /// A pass: a name (for the verifier's messages) and the function.
 type Pass = (&'static str, fn(Program) -> Program);
@@ -41,15 +41,15 @@ pub fn run(mut p: Program) -> Program {
 /// the gradient before the activation's factor.
 fn fold_activation_backward(
     mut p: Program,
-    fold: impl Fn(&mut StepKind, Act, TensorId, TensorId) -> bool,
+    fold: impl Fn(&mut Step, Act, TensorId, TensorId) -> bool,
 ) -> Program {
     let mut i = 0;
     while i < p.backward.len() {
-        if let StepKind::ActivationBackward { act, y, d } = p.backward[i].kind {
-            let writer = p.backward[..i].iter().rposition(|s| s.kind.writes().contains(&d));
+        if let Some((act, y, d)) = activation_backward(&p.backward[i]) {
+            let writer = p.backward[..i].iter().rposition(|s| s.writes().contains(&d));
             if let Some(w) = writer {
-                let read_between = p.backward[w + 1..i].iter().any(|s| s.kind.reads().contains(&d));
-                if !read_between && fold(&mut p.backward[w].kind, act, y, d) {
+                let read_between = p.backward[w + 1..i].iter().any(|s| s.reads().contains(&d));
+                if !read_between && fold(&mut p.backward[w], act, y, d) {
                     p.backward.remove(i);
                     continue;
                 }
@@ -58,4 +58,16 @@ fn fold_activation_backward(
         i += 1;
     }
     p
+}
+
+/// `(act, y, d)` of an in-place activation backward `d ← d · act'(y)`.
+fn activation_backward(s: &Step) -> Option<(Act, TensorId, TensorId)> {
+    match s.args.as_slice() {
+        [Arg::Act(act), Arg::In(y, _), Arg::InOut(d, _)]
+            if s.kernel == "activation_backward_in_place" =>
+        {
+            Some((*act, *y, *d))
+        }
+        _ => None,
+    }
 }

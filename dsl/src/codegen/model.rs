@@ -1,0 +1,269 @@
+//! The generated model struct: its buffers, constants, constructor,
+//! accessors, and safetensors save and load.
+
+use super::names::{field, lit};
+use super::steps::{conv_shape, times};
+use super::Module;
+use crate::ir::{Graph, Optimizer};
+use crate::program::Init;
+use proc_macro2::TokenStream;
+use quote::quote;
+
+pub fn model(m: &Module<'_>, g: &Graph, source_name: &str) -> TokenStream {
+    let (p, s, rt, name, params_ty) = (m.p(), m.schedule(), m.rt, &m.name, &m.params_ty);
+    let first = &m.inputs[0];
+    let input_shape = p.tensor(first.tensor).shape.iter().map(|&d| lit(d));
+    let output_shape = p.tensor(p.output).shape.iter().map(|&d| lit(d));
+    let (in_rank, out_rank) = (lit(p.tensor(first.tensor).shape.len()), lit(p.tensor(p.output).shape.len()));
+    let (in_len, out_len) = (lit(first.len), lit(m.out_len));
+    let input_count = lit(m.inputs.len());
+    let input_lens = m.inputs.iter().map(|i| lit(i.len));
+    let learnable = lit(p.learnable_count());
+    let (macs, flops) = (g.total_macs(), g.total_flops());
+    let unplanned = lit(p.tensors.iter().map(|t| t.per_sample() * 4).sum());
+    let (train_bytes, infer_bytes) = (lit(s.train.size * 4), lit(s.infer.size * 4));
+    let stats_len = lit(p.stat_slots.iter().map(|c| 2 * c).sum());
+    let caches = lit(s.caches.iter().flatten().count());
+    let convs = s.convs.iter().map(|(w, o, groups)| conv_shape(rt, w, *o, *groups));
+    let reserve = if s.convs.is_empty() {
+        quote!(#rt::nn::reserve_scratch(&[]);)
+    } else {
+        quote! {{
+            let n = capacity;
+            #rt::nn::reserve_scratch(&[#(#convs),*]);
+        }}
+    };
+    let (arena_size, argmax_size) = (times(s.arena_per_sample, "capacity"), times(s.argmax_per_sample, "capacity"));
+    // One RNG stream per tensor, so that tensors are independent.
+    let inits = p.params.iter().enumerate().map(|(i, q)| {
+        let (f, stream) = (field(&q.name), i as u64);
+        match q.init {
+            Init::UniformFanIn { fan_in } => {
+                let bound = 1.0 / (fan_in.max(1) as f64).sqrt();
+                quote!(#rt::init::uniform(&mut params.#f[..], #bound, seed, #stream);)
+            }
+            Init::Ones => quote!(params.#f.fill(1.0);),
+            Init::Zeros => quote!(params.#f.fill(0.0);),
+        }
+    });
+    let mutable_params = if p.params.is_empty() { quote!() } else { quote!(mut) };
+    let (shard_field, shard_init) = if s.shards {
+        (
+            quote! {
+                /// The gradients of a data-parallel step's shards; the
+                /// first is `grads`'s storage during the step.
+                shard_grads: Vec<#params_ty>,
+            },
+            quote!(shard_grads: Vec::new(),),
+        )
+    } else {
+        (quote!(), quote!())
+    };
+    let doc = format!(
+        " The network `{}` from `{}`: {} parameters, {} multiply-accumulates per sample.",
+        p.name,
+        source_name,
+        p.learnable_count(),
+        macs
+    );
+    let input_doc = if m.inputs.len() == 1 {
+        " Per-sample shape of the input.".to_string()
+    } else {
+        format!(" Per-sample shape of the first input, `{}`.", first.name)
+    };
+    let default_opt = default_optimizer(p.optimizer.as_ref(), rt);
+    let io = io(m);
+    quote! {
+        #[doc = #doc]
+        #[derive(Debug)]
+        pub struct #name {
+            /// The parameters and buffers: read them with `params`, change
+            /// them with `params_mut`.
+            params: #params_ty,
+            /// The gradient of each learnable parameter after `backward`.
+            pub grads: #params_ty,
+            arena: #rt::arena::Arena,
+            argmax: Vec<u32>,
+            stats: Vec<f32>,
+            opt_state: Vec<f32>,
+            opt_kind: u8,
+            /// Each conv's weights prepared for inference (packed or
+            /// Winograd-transformed), cleared whenever `params` may change.
+            forward_caches: Vec<#rt::conv::ForwardCache>,
+            capacity: usize,
+            batch: usize,
+            step: u64,
+            seed: u64,
+            #shard_field
+        }
+
+        #[allow(dead_code)]
+        impl #name {
+            #[doc = #input_doc]
+            pub const INPUT: [usize; #in_rank] = [#(#input_shape),*];
+            /// Per-sample shape of the output.
+            pub const OUTPUT: [usize; #out_rank] = [#(#output_shape),*];
+            pub const INPUT_LEN: usize = #in_len;
+            /// Values per sample of each input, in declaration order.
+            pub const INPUT_LENS: [usize; #input_count] = [#(#input_lens),*];
+            pub const OUTPUT_LEN: usize = #out_len;
+            /// Learnable parameters.
+            pub const PARAMS: usize = #learnable;
+            /// Forward multiply-accumulates per sample.
+            pub const MACS_PER_SAMPLE: u64 = #macs;
+            /// Forward floating-point operations per sample.
+            pub const FLOPS_PER_SAMPLE: u64 = #flops;
+            /// Arena bytes per sample of the planned training pass.
+            pub const TRAIN_ARENA_BYTES_PER_SAMPLE: usize = #train_bytes;
+            /// Arena bytes per sample of the planned inference pass.
+            pub const INFER_ARENA_BYTES_PER_SAMPLE: usize = #infer_bytes;
+            /// Bytes per sample of all tensors without a memory plan.
+            pub const UNPLANNED_BYTES_PER_SAMPLE: usize = #unplanned;
+            /// The batch capacity of [`Self::new`].
+            pub const DEFAULT_CAPACITY: usize = 64;
+
+            /// A model with PyTorch's default initialisation, reproducible
+            /// from `seed`, for batches of up to [`Self::DEFAULT_CAPACITY`].
+            pub fn new(seed: u64) -> Self {
+                Self::with_capacity(seed, Self::DEFAULT_CAPACITY)
+            }
+
+            /// A model for batches of up to `capacity` samples. All memory
+            /// for training is allocated here and by the first training step.
+            pub fn with_capacity(seed: u64, capacity: usize) -> Self {
+                let #mutable_params params = #params_ty::zeros();
+                #(#inits)*
+                #reserve
+                Self {
+                    params,
+                    grads: #params_ty::zeros(),
+                    arena: #rt::arena::Arena::zeros(#arena_size),
+                    argmax: vec![0; #argmax_size],
+                    stats: vec![0.0; #stats_len],
+                    opt_state: Vec::new(),
+                    opt_kind: 0,
+                    forward_caches: (0..#caches).map(|_| #rt::conv::ForwardCache::new()).collect(),
+                    capacity,
+                    batch: 0,
+                    step: 0,
+                    seed,
+                    #shard_init
+                }
+            }
+
+            /// The parameters and buffers.
+            pub fn params(&self) -> &#params_ty {
+                &self.params
+            }
+
+            /// The parameters and buffers, to change: the next `forward`
+            /// prepares the conv weights it keeps for inference again.
+            pub fn params_mut(&mut self) -> &mut #params_ty {
+                self.weights_changed();
+                &mut self.params
+            }
+
+            /// Forgets every form of the weights made from them, since they
+            /// may be about to change.
+            fn weights_changed(&mut self) {
+                for cache in &mut self.forward_caches {
+                    cache.invalidate();
+                }
+            }
+
+            /// The largest batch this model accepts.
+            pub fn capacity(&self) -> usize {
+                self.capacity
+            }
+
+            /// Training steps taken so far.
+            pub fn steps(&self) -> u64 {
+                self.step
+            }
+
+            /// The optimizer of the `.net` file, if it names one.
+            pub fn default_optimizer() -> Option<#rt::nn::Optimizer> {
+                #default_opt
+            }
+
+            /// The batch of the inputs `(length, name)`: each holds the
+            /// same number of whole samples, at most the capacity.
+            fn batch_of(&self, inputs: &[(usize, &'static str)]) -> Result<usize, #rt::Error> {
+                let mut batch = None;
+                for (&(len, tensor), per_sample) in inputs.iter().zip(Self::INPUT_LENS) {
+                    let n = len / per_sample;
+                    let expected = match batch {
+                        Some(b) if b != n || !len.is_multiple_of(per_sample) => b * per_sample,
+                        None if !len.is_multiple_of(per_sample) => (n + 1) * per_sample,
+                        _ => len,
+                    };
+                    if expected != len {
+                        return Err(#rt::Error::Len(#rt::LenError { op: "input", tensor, expected, found: len }));
+                    }
+                    batch = Some(n);
+                }
+                let n = batch.unwrap_or(0);
+                if n > self.capacity {
+                    return Err(#rt::Error::BatchOverCapacity { batch: n, capacity: self.capacity });
+                }
+                Ok(n)
+            }
+
+            #io
+        }
+    }
+}
+
+fn io(m: &Module<'_>) -> TokenStream {
+    let (p, rt) = (m.p(), m.rt);
+    let fields: Vec<_> = p.params.iter().map(|q| field(&q.name)).collect();
+    let names: Vec<&str> = p.params.iter().map(|q| q.name.as_str()).collect();
+    let dims: Vec<TokenStream> = p
+        .params
+        .iter()
+        .map(|q| {
+            let d = q.shape.iter().map(|&d| lit(d));
+            quote!(#(#d),*)
+        })
+        .collect();
+    let loads = fields.iter().zip(&names).zip(&dims).map(|((f, n), d)| quote!(file.read_into(#n, &[#d], &mut loaded.#f[..])?;));
+    let loaded = if p.params.is_empty() { quote!(let loaded = self.params.clone();) } else { quote!(let mut loaded = self.params.clone();) };
+    quote! {
+        /// Saves the parameters and buffers to a safetensors file,
+        /// atomically: a crash leaves the old file or the new one.
+        pub fn save(&self, path: impl AsRef<::std::path::Path>) -> Result<(), #rt::Error> {
+            let tensors: Vec<(String, Vec<usize>, &[f32])> = vec![
+                #( (#names.to_string(), vec![#dims], &self.params.#fields[..]), )*
+            ];
+            #rt::weights::save(path.as_ref(), &tensors)
+        }
+
+        /// Loads parameters and buffers saved by [`Self::save`] or from a
+        /// PyTorch `state_dict` with the same names. On any error (a
+        /// missing, unknown or misshapen tensor) the model is unchanged.
+        pub fn load(&mut self, path: impl AsRef<::std::path::Path>) -> Result<(), #rt::Error> {
+            let mut file = #rt::weights::WeightsFile::open(path.as_ref())?;
+            #loaded
+            #(#loads)*
+            file.finish()?;
+            self.weights_changed();
+            self.params = loaded;
+            Ok(())
+        }
+    }
+}
+
+fn default_optimizer(opt: Option<&Optimizer>, rt: &syn::Path) -> TokenStream {
+    match opt {
+        None => quote!(None),
+        Some(Optimizer::Sgd { lr, momentum, nesterov, weight_decay }) => quote! {
+            Some(#rt::nn::Optimizer::Sgd(#rt::optim::Sgd { lr: #lr, momentum: #momentum, nesterov: #nesterov, weight_decay: #weight_decay }))
+        },
+        Some(Optimizer::Adam { lr, beta1, beta2, eps, weight_decay, decoupled }) => {
+            let kind = if *decoupled { quote!(AdamW) } else { quote!(Adam) };
+            quote! {
+                Some(#rt::nn::Optimizer::#kind(#rt::optim::#kind { lr: #lr, beta1: #beta1, beta2: #beta2, eps: #eps, weight_decay: #weight_decay }))
+            }
+        }
+    }
+}

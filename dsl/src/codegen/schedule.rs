@@ -1,0 +1,236 @@
+//! The schedule: every decision about the generated code, made before any
+//! token is built. The emitters only print it.
+//!
+//! - the memory plans of the training and the inference pass;
+//! - which dense weight gradients take their SGD step as they are computed;
+//! - whether a training step shards the batch across threads;
+//! - which buffers each pass reads, so that its function asks for those.
+
+use crate::program::passes::{plan_memory, MemoryPlan};
+use crate::ir::Graph;
+use crate::program::{Arg, Geometry, ParamId, Program, Step, Window};
+
+/// Forward multiply-adds per sample per learnable weight from which a
+/// model gets a data-parallel training step: each thread reads all the
+/// weights for its own samples, which pays only where a weight serves many
+/// multiply-adds (convs), not one (a dense layer).
+pub const WEIGHT_REUSE_TO_SHARD: u64 = 4;
+
+#[derive(Debug)]
+pub struct Schedule {
+    /// The plan of the training pass (forward, loss, backward).
+    pub train: MemoryPlan,
+    /// The plan of the inference pass.
+    pub infer: MemoryPlan,
+    /// The dense weights whose SGD step is fused into their gradient's GEMM.
+    pub fused_sgd: Vec<ParamId>,
+    /// Whether `train_step` can split a batch between threads.
+    pub shards: bool,
+    /// Floats per sample of the arena that both passes share.
+    pub arena_per_sample: usize,
+    pub argmax_per_sample: usize,
+    /// The index of each inference step's prepared-weights cache, if it
+    /// keeps one.
+    pub caches: Vec<Option<usize>>,
+    /// Every conv's geometry, for the runtime to size its scratch.
+    pub convs: Vec<(Window, usize, usize)>,
+    /// What each pass's function takes.
+    pub infer_uses: Uses,
+    pub forward_uses: Uses,
+    pub backward_uses: Uses,
+}
+
+/// The buffers and values a sequence of steps uses.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Uses {
+    pub n: bool,
+    pub arena: bool,
+    pub argmax: bool,
+    pub stats: bool,
+    pub seed: bool,
+    pub step: bool,
+    pub params: bool,
+    /// Buffers the pass updates (batch-norm running statistics).
+    pub params_mut: bool,
+    pub grads: bool,
+    pub caches: bool,
+}
+
+impl Uses {
+    pub fn of(steps: &[Step]) -> Uses {
+        let mut u = Uses::default();
+        for s in steps {
+            for a in &s.args {
+                u.add(a);
+            }
+        }
+        u
+    }
+
+    fn add(&mut self, a: &Arg) {
+        match a {
+            Arg::Batch | Arg::Shape(_) => self.n = true,
+            Arg::In(..) | Arg::Out(..) | Arg::InOut(..) | Arg::Parts { .. } => {
+                self.n = true;
+                self.arena = true;
+            }
+            Arg::ReluMask(Some(_)) | Arg::Through(Some(_)) => self.arena = true,
+            Arg::Param(_) => self.params = true,
+            Arg::Buffer(_) => self.params_mut = true,
+            Arg::Grad(_) => self.grads = true,
+            Arg::Argmax { .. } => self.argmax = true,
+            Arg::Stats { .. } => self.stats = true,
+            Arg::Seed => self.seed = true,
+            Arg::StepCount => self.step = true,
+            Arg::Cache => self.caches = true,
+            Arg::Optional(Some(inner)) => self.add(inner),
+            Arg::Optional(None)
+            | Arg::ReluMask(None)
+            | Arg::Through(None)
+            | Arg::Usize(_)
+            | Arg::F32(_)
+            | Arg::U16(_)
+            | Arg::Act(_) => {}
+        }
+    }
+}
+
+pub fn schedule(g: &Graph, p: &Program) -> Schedule {
+    let inputs: Vec<_> = p.inputs.iter().map(|i| i.tensor).collect();
+    let mut train_steps: Vec<&Step> = p.train_forward.iter().collect();
+    let mut pinned_first = inputs.clone();
+    if let Some(loss) = &p.loss {
+        // The loss writes its gradient between the passes; pin it from the
+        // start so it never shares memory with the forward activations it
+        // is computed from.
+        pinned_first.push(loss.grad);
+        pinned_first.push(loss.input);
+    }
+    train_steps.extend(p.backward.iter());
+    let train = plan_memory(p, &train_steps, &pinned_first, &[p.train_output]);
+    let infer_steps: Vec<&Step> = p.infer_forward.iter().collect();
+    let infer = plan_memory(p, &infer_steps, &inputs, &[p.output]);
+    let fused_sgd = fusable_weights(p);
+    let forward_uses = Uses::of(&p.train_forward);
+    let mut backward_uses = Uses::of(&p.backward);
+    backward_uses.n = p.loss.is_some();
+    backward_uses.arena = p.loss.is_some();
+    Schedule {
+        arena_per_sample: train.size.max(infer.size),
+        argmax_per_sample: p.argmax_slots.iter().sum(),
+        shards: shards(g, p, &forward_uses),
+        caches: infer_caches(p),
+        convs: convs(p),
+        train,
+        infer,
+        fused_sgd,
+        infer_uses: Uses::of(&p.infer_forward),
+        forward_uses,
+        backward_uses,
+    }
+}
+
+/// The dense weights whose gradient step an SGD step can be fused into:
+/// no later backward step reads those weights, so stepping them in place
+/// cannot change a gradient still to be computed.
+fn fusable_weights(p: &Program) -> Vec<ParamId> {
+    let read_after =
+        |i: usize, q: ParamId| p.backward[i + 1..].iter().any(|s| s.param_reads().contains(&q));
+    p.backward
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| s.kernel == "dense_backward_weights")
+        .filter_map(|(i, s)| s.grads().first().copied().filter(|&q| !read_after(i, q)))
+        .collect()
+}
+
+/// A data-parallel step needs passes that treat the samples independently:
+/// batch norm's statistics span the batch, and dropout numbers its mask
+/// across it. It must pay too: see [`WEIGHT_REUSE_TO_SHARD`].
+fn shards(g: &Graph, p: &Program, forward: &Uses) -> bool {
+    let independent = !forward.stats && !forward.seed && !forward.params_mut;
+    let macs = g.total_macs();
+    let reuses_weights = (p.learnable_count() as u64).saturating_mul(WEIGHT_REUSE_TO_SHARD) <= macs;
+    p.loss.is_some() && independent && reuses_weights
+}
+
+/// Numbers the inference steps that keep prepared weights.
+fn infer_caches(p: &Program) -> Vec<Option<usize>> {
+    let mut next = 0;
+    p.infer_forward
+        .iter()
+        .map(|s| {
+            s.args.contains(&Arg::Cache).then(|| {
+                next += 1;
+                next - 1
+            })
+        })
+        .collect()
+}
+
+fn convs(p: &Program) -> Vec<(Window, usize, usize)> {
+    let mut out = Vec::new();
+    for s in &p.train_forward {
+        for a in &s.args {
+            if let Arg::Shape(Geometry::Conv { win, o, groups }) = a {
+                out.push((*win, *o, *groups));
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn schedule_of(src: &str) -> (Program, Schedule) {
+        let checked = crate::check_source("t.net", src).expect("valid");
+        let g = &checked.graphs[0];
+        let p = crate::program::lower(g);
+        let s = schedule(g, &p);
+        (p, s)
+    }
+
+    const CONVNET: &str = "network C {
+        input x: [1, 12, 12]
+        x -> conv2d(8, kernel: 3) -> relu -> conv2d(8, kernel: 3) -> relu -> max_pool(2)
+          -> flatten -> dense(16) -> relu -> dense(4) as logits
+        loss cross_entropy(logits)
+    }";
+
+    #[test]
+    fn convnet_shards_and_fuses_its_dense_weights() {
+        let (p, s) = schedule_of(CONVNET);
+        assert!(s.shards, "convs reuse their weights enough to shard");
+        let names: Vec<&str> = s.fused_sgd.iter().map(|&q| p.param(q).name.as_str()).collect();
+        assert_eq!(names, ["logits.weight", "fc1.weight"]);
+        assert_eq!(s.caches.iter().flatten().count(), 2);
+        assert_eq!(s.convs.len(), 2);
+        assert!(s.forward_uses.argmax && !s.forward_uses.stats && !s.forward_uses.seed);
+    }
+
+    #[test]
+    fn mlp_does_not_shard_and_batch_norm_blocks_sharding() {
+        let (_, s) = schedule_of(
+            "network M { input x: [64]\n x -> dense(64) -> relu -> dense(3) as y\n loss cross_entropy(y) }",
+        );
+        assert!(!s.shards, "a dense layer's weight serves one multiply-add per sample");
+        let (_, s) = schedule_of(
+            "network B { input x: [1, 8, 8]\n x -> conv2d(4, kernel: 3) -> batch_norm -> relu -> flatten -> dense(3) as y\n loss cross_entropy(y) }",
+        );
+        assert!(!s.shards && s.forward_uses.params_mut && s.forward_uses.stats);
+    }
+
+    #[test]
+    fn inputs_are_planned_apart_and_live_from_the_start() {
+        let (p, s) = schedule_of(
+            "network T { input a: [8]\n input b: [8]\n ha = a -> dense(4)\n hb = b -> dense(4)\n y = concat(ha, hb) -> dense(3)\n loss cross_entropy(y) }",
+        );
+        let [a, b] = [p.inputs[0].tensor, p.inputs[1].tensor];
+        for plan in [&s.train, &s.infer] {
+            let (oa, ob) = (plan.offset(a), plan.offset(b));
+            assert!(oa + 8 <= ob || ob + 8 <= oa, "inputs overlap: {oa} and {ob}");
+        }
+    }
+}

@@ -1,0 +1,313 @@
+//! One kernel call per program step, printed from the step's arguments:
+//! its arena views (named after the `.net` layers), the call with literal
+//! shapes, and a comment naming the `.net` line, the layer and the shapes.
+
+use super::names::{field, lit, view_name, COMMENT_MARKER};
+use super::schedule::Schedule;
+use crate::ir::Graph;
+use crate::program::passes::MemoryPlan;
+use crate::program::{Access, Act, Arg, Geometry, Program, Step, TensorId, Window};
+use proc_macro2::{Ident, Literal, Span, TokenStream};
+use quote::quote;
+
+/// What printing a sequence of steps needs.
+pub struct Printer<'a> {
+    pub p: &'a Program,
+    pub g: &'a Graph,
+    pub schedule: &'a Schedule,
+    pub source: &'a str,
+    pub source_name: &'a str,
+    pub rt: &'a syn::Path,
+}
+
+/// Which sequence is printed: it decides the memory plan, the caches and
+/// the fused SGD steps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sequence {
+    Infer,
+    TrainForward,
+    Backward,
+}
+
+impl Printer<'_> {
+    pub fn plan(&self, seq: Sequence) -> &MemoryPlan {
+        match seq {
+            Sequence::Infer => &self.schedule.infer,
+            Sequence::TrainForward | Sequence::Backward => &self.schedule.train,
+        }
+    }
+
+    /// Every step of a sequence, in order.
+    pub fn steps(&self, seq: Sequence) -> TokenStream {
+        let steps = match seq {
+            Sequence::Infer => &self.p.infer_forward,
+            Sequence::TrainForward => &self.p.train_forward,
+            Sequence::Backward => &self.p.backward,
+        };
+        let calls = steps.iter().enumerate().map(|(i, s)| self.step(seq, i, s));
+        quote!(#(#calls)*)
+    }
+
+    /// `[off·cap, off·cap + n·len)` of tensor `t`.
+    pub fn region(&self, seq: Sequence, t: TensorId) -> TokenStream {
+        let (start, size) = (times(self.plan(seq).offset(t), "cap"), times(self.p.tensor(t).per_sample(), "n"));
+        quote!((#start, #size))
+    }
+
+    fn step(&self, seq: Sequence, index: usize, s: &Step) -> TokenStream {
+        let rt = self.rt;
+        // Arena views: each tensor once, reads first, then writes.
+        let mut reads: Vec<TensorId> = Vec::new();
+        let mut writes: Vec<TensorId> = Vec::new();
+        for (t, access) in s.tensors() {
+            let list = if access == Access::Read { &mut reads } else { &mut writes };
+            if !list.contains(&t) {
+                list.push(t);
+            }
+        }
+        let mut views: Vec<(TensorId, Ident)> = Vec::new();
+        for &t in reads.iter().chain(&writes) {
+            let base = view_name(&self.p.tensor(t).name, self.p.is_input(t));
+            let mut name = base.clone();
+            let mut k = 2;
+            while views.iter().any(|(_, v)| *v == name) {
+                name = Ident::new(&format!("{base}_{k}"), Span::call_site());
+                k += 1;
+            }
+            views.push((t, name));
+        }
+        let view = |t: TensorId| -> TokenStream {
+            let v = views.iter().find(|(u, _)| *u == t).map(|(_, v)| v.clone());
+            let v = v.unwrap_or_else(|| unreachable!("every tensor of a step has a view"));
+            quote!(#v)
+        };
+        let fused = (seq == Sequence::Backward)
+            .then(|| s.grads().into_iter().find(|q| self.schedule.fused_sgd.contains(q)))
+            .flatten();
+        let args: Vec<TokenStream> = s.args.iter().map(|a| self.arg(seq, index, a, &view)).collect();
+        let kernel = Ident::new(s.kernel, Span::call_site());
+        let call = match fused {
+            None => quote!(#rt::nn::#kernel(#(#args),*)?;),
+            Some(q) => {
+                // The weight gradient takes its SGD step in its GEMM when
+                // the pass owns the parameters and is asked to.
+                let (off, len) = (lit(self.p.learnable_offset(q)), lit(self.p.param(q).len()));
+                let mut fused_args = Vec::new();
+                for (a, tokens) in s.args.iter().zip(&args) {
+                    if *a == Arg::Grad(q) {
+                        let f = field(&self.p.param(q).name);
+                        fused_args.push(quote!(&mut params.#f[..]));
+                        fused_args.push(quote!(fused.state(#off, #len)));
+                    } else {
+                        fused_args.push(tokens.clone());
+                    }
+                }
+                quote! {
+                    match (fused.as_mut(), params.exclusive()) {
+                        (Some(fused), Some(params)) => {
+                            let sgd = fused.sgd;
+                            #rt::nn::dense_backward_weights_sgd(#(#fused_args,)* sgd)?
+                        }
+                    _ => #rt::nn::#kernel(#(#args),*)?,
+                    }
+                }
+            }
+        };
+        let comment = self.comment(seq, s);
+        if views.is_empty() {
+            return quote! { #comment #call };
+        }
+        let (r_vars, w_vars): (Vec<&Ident>, Vec<&Ident>) = (
+            views[..reads.len()].iter().map(|(_, v)| v).collect(),
+            views[reads.len()..].iter().map(|(_, v)| v).collect(),
+        );
+        let rr = reads.iter().map(|&t| self.region(seq, t));
+        let wr = writes.iter().map(|&t| self.region(seq, t));
+        quote! {
+            #comment
+            {
+                let ([#(#r_vars),*], [#(#w_vars),*]) = #rt::arena::split(arena, [#(#rr),*], [#(#wr),*])?;
+                #call
+            }
+        }
+    }
+
+    fn arg(&self, seq: Sequence, index: usize, a: &Arg, view: &impl Fn(TensorId) -> TokenStream) -> TokenStream {
+        let rt = self.rt;
+        let p = self.p;
+        match a {
+            Arg::Batch => quote!(n),
+            Arg::Seed => quote!(seed),
+            Arg::StepCount => quote!(step),
+            Arg::In(t, _) | Arg::Out(t, _) | Arg::InOut(t, _) => view(*t),
+            Arg::Param(q) => {
+                let f = field(&p.param(*q).name);
+                quote!(&params.#f[..])
+            }
+            Arg::Buffer(q) => {
+                let f = field(&p.param(*q).name);
+                quote!(&mut params.#f[..])
+            }
+            Arg::Grad(q) => {
+                let f = field(&p.param(*q).name);
+                quote!(&mut grads.#f[..])
+            }
+            Arg::Argmax { slot, write } => {
+                let off: usize = p.argmax_slots[..*slot].iter().sum();
+                let range = span_range(off, p.argmax_slots[*slot]);
+                if *write {
+                    quote!(&mut argmax[#range])
+                } else {
+                    quote!(&argmax[#range])
+                }
+            }
+            Arg::Stats { slot, write } => {
+                let off: usize = p.stat_slots[..*slot].iter().map(|c| 2 * c).sum();
+                let (start, end) = (lit(off), lit(off + 2 * p.stat_slots[*slot]));
+                if *write {
+                    quote!(&mut stats[#start..#end])
+                } else {
+                    quote!(&stats[#start..#end])
+                }
+            }
+            Arg::Usize(v) => {
+                let v = lit(*v);
+                quote!(#v)
+            }
+            Arg::F32(v) => {
+                let v = Literal::f32_suffixed(*v as f32);
+                quote!(#v)
+            }
+            Arg::U16(v) => {
+                let v = Literal::u16_suffixed(*v);
+                quote!(#v)
+            }
+            Arg::Act(act) => activation(rt, act),
+            Arg::Shape(g) => geometry(rt, g),
+            Arg::Parts { parts, write } => {
+                let items = parts.iter().map(|&(t, c, _)| {
+                    let (v, c) = (view(t), lit(c));
+                    quote!((#v, #c))
+                });
+                if *write {
+                    quote!(&mut [#(#items),*])
+                } else {
+                    quote!(&[#(#items),*])
+                }
+            }
+            Arg::Optional(None) | Arg::ReluMask(None) | Arg::Through(None) => quote!(None),
+            Arg::Optional(Some(inner)) => {
+                let inner = self.arg(seq, index, inner, view);
+                quote!(Some(#inner))
+            }
+            Arg::ReluMask(Some(y)) => {
+                let y = view(*y);
+                quote!(Some(#y))
+            }
+            Arg::Through(Some((act, y))) => {
+                let (act, y) = (activation(rt, act), view(*y));
+                quote!(Some((#act, #y)))
+            }
+            Arg::Cache => {
+                let i = self.schedule.caches.get(index).copied().flatten();
+                let i = lit(i.unwrap_or_else(|| unreachable!("the schedule numbers every cache")));
+                quote!(&mut forward_caches[#i])
+            }
+        }
+    }
+
+    /// The comment above a step: `file:line  layer = source  [in] -> [out]`.
+    fn comment(&self, seq: Sequence, s: &Step) -> TokenStream {
+        let node = self.g.node(s.node);
+        let line = super::line_of(self.source, node.span.start);
+        let inputs: Vec<String> = node.inputs.iter().map(|&i| self.g.node(i).shape.to_string()).collect();
+        let snippet = self.source.get(node.span.range()).unwrap_or("").split_whitespace().collect::<Vec<_>>().join(" ");
+        let mut extra = String::new();
+        if let Some(act) = s.fused_activation() {
+            extra = format!("  ({} fused)", act.name);
+        }
+        for a in &s.args {
+            if let Arg::ReluMask(Some(_)) = a {
+                extra = "  (relu mask fused)".to_string();
+            }
+            if let Arg::Through(Some((act, _))) = a {
+                extra = format!("  ({} backward fused)", act.name);
+            }
+        }
+        let what = if seq == Sequence::Backward { format!("backward of {}", node.name) } else { node.name.clone() };
+        let text = format!(
+            "{}:{line}  {what} = {snippet}  {} -> {}{extra}",
+            self.source_name,
+            inputs.join(" + "),
+            node.shape
+        );
+        let marker = Ident::new(COMMENT_MARKER, Span::call_site());
+        quote!(#marker!(#text);)
+    }
+}
+
+fn activation(rt: &syn::Path, a: &Act) -> TokenStream {
+    let variant = Ident::new(a.variant, Span::call_site());
+    match (a.gated, a.arg) {
+        (true, _) => quote!(#rt::gemm::Activation::Gated(#rt::act::Gated::#variant)),
+        (false, Some(v)) => {
+            let v = Literal::f32_suffixed(v as f32);
+            quote!(#rt::gemm::Activation::#variant(#v))
+        }
+        (false, None) => quote!(#rt::gemm::Activation::#variant),
+    }
+}
+
+fn geometry(rt: &syn::Path, g: &Geometry) -> TokenStream {
+    match *g {
+        Geometry::Conv { win, o, groups } => conv_shape(rt, &win, o, groups),
+        Geometry::Pool(w) => {
+            let [c, h, wd, kh, kw, sh, sw, ph, pw] = [w.c, w.h, w.w, w.kh, w.kw, w.sh, w.sw, w.ph, w.pw].map(lit);
+            quote!(&#rt::pool::Pool2d { n, c: #c, h: #h, w: #wd, kh: #kh, kw: #kw, sh: #sh, sw: #sw, ph: #ph, pw: #pw })
+        }
+        Geometry::Dense { input, output } => {
+            let (input, output) = (lit(input), lit(output));
+            quote!(&#rt::dense::Dense { n, input: #input, output: #output })
+        }
+        Geometry::Lrn { c, inner, size, alpha, beta, k } => {
+            let [c, inner, size] = [c, inner, size].map(lit);
+            let [alpha, beta, k] = [alpha, beta, k].map(|v| Literal::f32_suffixed(v as f32));
+            quote!(&#rt::norm::Lrn { n, c: #c, h: #inner, w: 1, size: #size, alpha: #alpha, beta: #beta, k: #k })
+        }
+        Geometry::BatchNorm { c, inner, eps, momentum } => {
+            let [c, inner] = [c, inner].map(lit);
+            let [eps, momentum] = [eps, momentum].map(|v| Literal::f32_suffixed(v as f32));
+            quote!(&#rt::norm::BatchNorm { n, c: #c, h: #inner, w: 1, eps: #eps, momentum: #momentum })
+        }
+    }
+}
+
+/// A conv's runtime shape for a batch `n` in scope.
+pub fn conv_shape(rt: &syn::Path, w: &Window, o: usize, groups: usize) -> TokenStream {
+    let [c, h, wd, kh, kw, sh, sw, ph, pw, dh, dw, o, groups] =
+        [w.c, w.h, w.w, w.kh, w.kw, w.sh, w.sw, w.ph, w.pw, w.dh, w.dw, o, groups].map(lit);
+    quote!(&#rt::conv::Conv2d { n, c: #c, h: #h, w: #wd, o: #o, kh: #kh, kw: #kw, sh: #sh, sw: #sw, ph: #ph, pw: #pw, dh: #dh, dw: #dw, groups: #groups })
+}
+
+/// `k · var` as tokens, without the `0 ·` and `1 ·` that clippy rejects.
+pub fn times(k: usize, var: &str) -> TokenStream {
+    let v = Ident::new(var, Span::call_site());
+    match k {
+        0 => quote!(0),
+        1 => quote!(#v),
+        k => {
+            let k = lit(k);
+            quote!(#k * #v)
+        }
+    }
+}
+
+/// The half-open range `[off·cap, off·cap + n·len)`.
+pub fn span_range(off: usize, len: usize) -> TokenStream {
+    let (start, size) = (times(off, "cap"), times(len, "n"));
+    if off == 0 {
+        quote!(0..#size)
+    } else {
+        quote!(#start..#start + #size)
+    }
+}

@@ -1,0 +1,348 @@
+//! The generated training methods, and the training forward and backward
+//! passes: their steps, printed once each, in functions that the
+//! whole-batch and the sharded training step share.
+
+use super::forward::{cap_binding, destructure, own_pass};
+use super::names::{field, lit};
+use super::steps::{span_range, times, Sequence};
+use super::Module;
+use crate::ir::LossKind;
+use crate::program::ParamId;
+use proc_macro2::TokenStream;
+use quote::quote;
+
+/// How the targets of the loss are passed.
+pub struct Targets {
+    /// `labels` or `targets`.
+    pub param: TokenStream,
+    /// `&[u32]` or `&[[f32; L]]`.
+    pub ty: TokenStream,
+    /// The same as a flat slice.
+    pub flat: TokenStream,
+    pub flat_ty: TokenStream,
+    /// Values per sample.
+    pub per_sample: usize,
+}
+
+pub fn targets(m: &Module<'_>) -> Option<Targets> {
+    let loss = m.p().loss.as_ref()?;
+    let len = lit(m.p().tensor(loss.input).per_sample());
+    Some(match loss.kind {
+        LossKind::CrossEntropy => Targets {
+            param: quote!(labels),
+            ty: quote!(&[u32]),
+            flat: quote!(labels),
+            flat_ty: quote!(&[u32]),
+            per_sample: 1,
+        },
+        LossKind::Mse => Targets {
+            param: quote!(targets),
+            ty: quote!(&[[f32; #len]]),
+            flat: quote!(targets.as_flattened()),
+            flat_ty: quote!(&[f32]),
+            per_sample: m.p().tensor(loss.input).per_sample(),
+        },
+    })
+}
+
+pub fn training(m: &Module<'_>) -> TokenStream {
+    let Some(t) = targets(m) else { return quote!() };
+    let (p, s, rt, name) = (m.p(), m.schedule(), m.rt, &m.name);
+    let (tp, tty, tflat) = (&t.param, &t.ty, &t.flat);
+    let out_len = lit(m.out_len);
+    let out_range = span_range(s.train.offset(p.train_output), m.out_len);
+    let out_cap = cap_binding(s.train.offset(p.train_output));
+    let (samples, flat, args, flattened) = (m.sample_params(), m.flat_params(), m.args(), m.flattened());
+    let batch_of = m.batch_of();
+    let copy = m.copy_inputs(Sequence::TrainForward, false);
+    let own = own_pass(m);
+    let forward_params = if s.forward_uses.params_mut { quote!(params,) } else { quote!(&*params,) };
+    let fused = !s.fused_sgd.is_empty();
+    let backward_call = if fused {
+        quote!(Self::backward_pass(#own, #rt::pass::ParamsRef::Exclusive(params), grads, targets, fused.map(|sgd| #rt::pass::FusedSgd { sgd, state: &mut opt_state[..] })))
+    } else {
+        quote!(Self::backward_pass(#own, params, grads, targets))
+    };
+    let (fused_param, fused_arg, fused_flag) = if fused {
+        (quote!(fused: Option<&#rt::optim::Sgd>,), quote!(opt.fusable_sgd()), quote!(fused.is_some()))
+    } else {
+        (quote!(), quote!(), quote!(false))
+    };
+    let backward_with_call = if fused { quote!(self.backward_with(#tp, fused)?) } else { quote!(self.backward_with(#tp)?) };
+    let fused_binding = if fused { quote!(let fused = #fused_arg;) } else { quote!() };
+    let self_fields = if fused { quote!(opt_state,) } else { quote!() };
+    let passes = passes(m, &t);
+    let apply = apply_gradients_impl(m);
+    let shard_doc = s.shards.then(|| {
+        quote! {
+            ///
+            /// On a pool of several threads, a batch of at least 8 samples
+            /// per thread is split between the threads, each running the
+            /// whole step on its share; `grads` then holds every gradient
+            /// of the batch, and nothing is fused.
+        }
+    });
+    let try_sharded = |inputs: Vec<TokenStream>| {
+        s.shards.then(|| {
+            quote! {
+                if let Some(loss) = self.train_step_sharded(#(#inputs,)* #tflat, opt)? {
+                    return Ok(loss);
+                }
+            }
+        })
+    };
+    let try_sharded_nested = try_sharded(flattened.clone());
+    let try_sharded_flat = try_sharded(args.iter().map(|a| quote!(#a)).collect());
+    let views = m.inputs.iter().map(|i| {
+        let (arg, name) = (&i.arg, &i.name);
+        let dims = p.tensor(i.tensor).shape.iter().map(|&d| lit(d));
+        quote! {
+            let #arg = #rt::view::samples(&#arg, &[#(#dims),*], #name)?;
+            let #arg = #rt::view::flat(&#arg);
+        }
+    });
+    let view_tys: Vec<_> = (0..m.inputs.len()).map(|k| quote::format_ident!("D{k}")).collect();
+    let view_params = m.inputs.iter().zip(&view_tys).map(|(i, d)| {
+        let arg = &i.arg;
+        quote!(#arg: #rt::view::ndarray::ArrayView<'_, f32, #d>)
+    });
+    let target_doc = match t.per_sample {
+        1 => "`labels` are class indices, one per sample.",
+        _ => "`targets` has the output's shape, one per sample.",
+    };
+    let backward_doc = format!(" The loss of the last [`Self::forward_train`] batch and the gradients of every parameter (into `grads`). {target_doc} Once per `forward_train`: a second call, or one after an inference `forward`, is `Err(NoForwardTrain)`.");
+    let learnable = lit(p.learnable_count());
+    let backward_plain = if fused { quote!(self.backward_with(#tp, None)) } else { quote!(self.backward_with(#tp)) };
+    quote! {
+        #[allow(dead_code)]
+        impl #name {
+            /// The training forward pass (dropout on, batch norm on batch
+            /// statistics, running statistics updated); returns the outputs.
+            /// Each call starts a new training step.
+            pub fn forward_train(&mut self, #(#samples),*) -> Result<&[[f32; #out_len]], #rt::Error> {
+                let out = self.forward_train_flat(#(#flattened),*)?;
+                Ok(out.as_chunks::<#out_len>().0)
+            }
+
+            /// [`Self::forward_train`] on flat slices of `n·INPUT_LEN`
+            /// values; returns the `n·OUTPUT_LEN` outputs.
+            pub fn forward_train_flat(&mut self, #(#flat),*) -> Result<&[f32], #rt::Error> {
+                #batch_of
+                self.step += 1;
+                self.batch = n;
+                let Self { params, arena, argmax, stats, capacity, step, seed, .. } = self;
+                #copy
+                Self::train_forward_pass(#own, #forward_params)?;
+                #out_cap
+                Ok(&arena[#out_range])
+            }
+
+            #[doc = #backward_doc]
+            pub fn backward(&mut self, #tp: #tty) -> Result<f32, #rt::Error> {
+                #backward_plain
+            }
+
+            /// [`Self::backward`]; with `fused`, the dense weights whose
+            /// gradient is computed last take that SGD step as it is
+            /// computed (their gradients are not stored), on optimizer state
+            /// that [`Self::reset_optimizer_state`] has sized.
+            fn backward_with(&mut self, #tp: #tty, #fused_param) -> Result<f32, #rt::Error> {
+                // One backward per forward_train: this one reuses the
+                // activations' memory for gradients.
+                let n = ::std::mem::replace(&mut self.batch, 0);
+                if n == 0 {
+                    return Err(#rt::Error::NoForwardTrain);
+                }
+                let targets = #tflat;
+                let Self { params, grads, arena, argmax, stats, #self_fields capacity, step, seed, .. } = self;
+                #backward_call
+            }
+
+            /// Updates every learnable parameter from `grads` with `opt`; the
+            /// optimizer's state lives in the model and is reset when the kind
+            /// of optimizer changes.
+            pub fn apply_gradients(&mut self, opt: &#rt::nn::Optimizer) -> Result<(), #rt::Error> {
+                let k = self.reset_optimizer_state(opt);
+                let step = self.step.max(1);
+                self.weights_changed();
+                Self::apply_gradients_impl(&mut self.params, &self.grads, &mut self.opt_state, k, step, opt, false)
+            }
+
+            /// Zeroes the optimizer state if it belongs to another kind of
+            /// optimizer (or none yet); returns its values per parameter.
+            fn reset_optimizer_state(&mut self, opt: &#rt::nn::Optimizer) -> usize {
+                let k = opt.state_per_param();
+                if self.opt_kind != opt.kind() || self.opt_state.len() != k * #learnable {
+                    self.opt_state = #rt::nn::zeroed_state(k * #learnable);
+                    self.opt_kind = opt.kind();
+                }
+                k
+            }
+
+            /// `backward` and `apply_gradients`, with the SGD step fused into
+            /// the dense weight gradients where `opt` allows
+            /// (`Optimizer::fusable_sgd`): those gradients are never
+            /// stored, which saves a pass over them and their memory.
+            fn backward_and_update(&mut self, #tp: #tty, opt: &#rt::nn::Optimizer) -> Result<f32, #rt::Error> {
+                #fused_binding
+                let k = self.reset_optimizer_state(opt);
+                self.weights_changed();
+                let loss = #backward_with_call;
+                let step = self.step.max(1);
+                Self::apply_gradients_impl(&mut self.params, &self.grads, &mut self.opt_state, k, step, opt, #fused_flag)?;
+                Ok(loss)
+            }
+
+            /// The optimizer's state (momentum or moments, per learnable
+            /// parameter), its kind tag and the step count, for checkpoints
+            /// that resume training exactly.
+            pub fn optimizer_state(&self) -> (&[f32], u8, u64) {
+                (&self.opt_state, self.opt_kind, self.step)
+            }
+
+            /// Restores what [`Self::optimizer_state`] returned.
+            pub fn set_optimizer_state(&mut self, state: &[f32], kind: u8, step: u64) -> Result<(), #rt::Error> {
+                if !#rt::nn::Optimizer::state_fits(kind, state.len(), #learnable) {
+                    return Err(#rt::Error::Weights(format!("optimizer state of {} values and kind {kind} does not fit {} parameters", state.len(), #learnable)));
+                }
+                self.opt_state.clear();
+                self.opt_state.extend_from_slice(state);
+                self.opt_kind = kind;
+                self.step = step;
+                Ok(())
+            }
+
+            /// One step of training: forward, loss, backward and update.
+            /// Returns the mean loss of the batch.
+            ///
+            /// With SGD (plain or heavy-ball momentum, not Nesterov), the step
+            /// of a dense layer's weights may be fused into their gradient,
+            /// which is then never stored: `grads` does not hold those
+            /// tensors' gradients after this call. [`Self::forward_train`],
+            /// [`Self::backward`] and [`Self::apply_gradients`] take the same
+            /// step with every gradient kept.
+            #shard_doc
+            pub fn train_step(&mut self, #(#samples,)* #tp: #tty, opt: &#rt::nn::Optimizer) -> Result<f32, #rt::Error> {
+                // The pool's other thread stays awake for the whole step.
+                #rt::nn::awake(move || {
+                    #try_sharded_nested
+                    self.forward_train(#(#args),*)?;
+                    self.backward_and_update(#tp, opt)
+                })
+            }
+
+            /// [`Self::train_step`] on ndarray views of shape `[n, INPUT...]`
+            /// in any memory layout (one that is not row-major and
+            /// contiguous is copied first).
+            pub fn train_step_view<#(#view_tys: #rt::view::ndarray::Dimension),*>(&mut self, #(#view_params,)* #tp: #tty, opt: &#rt::nn::Optimizer) -> Result<f32, #rt::Error> {
+                #(#views)*
+                #rt::nn::awake(move || {
+                    #try_sharded_flat
+                    self.forward_train_flat(#(#args),*)?;
+                    self.backward_and_update(#tp, opt)
+                })
+            }
+
+            #passes
+        }
+
+        impl #name {
+            #apply
+        }
+    }
+}
+
+/// The training forward pass and the loss-and-backward pass.
+fn passes(m: &Module<'_>, t: &Targets) -> TokenStream {
+    let (p, s, rt, params_ty) = (m.p(), m.schedule(), m.rt, &m.params_ty);
+    let Some(loss) = &p.loss else { return quote!() };
+    let (fwd_pass, fwd_destructure) = destructure(m, &s.forward_uses);
+    let forward = m.printer.steps(Sequence::TrainForward);
+    let forward_params = if s.forward_uses.params_mut {
+        quote!(params: &mut #params_ty)
+    } else if s.forward_uses.params {
+        quote!(params: &#params_ty)
+    } else {
+        quote!(_params: &#params_ty)
+    };
+    let (bwd_pass, bwd_destructure) = destructure(m, &s.backward_uses);
+    let backward = m.printer.steps(Sequence::Backward);
+    let fused = !s.fused_sgd.is_empty();
+    let (params_decl, fused_decl) = if fused {
+        (quote!(mut params: #rt::pass::ParamsRef<'_, #params_ty>), quote!(mut fused: Option<#rt::pass::FusedSgd<'_>>,))
+    } else if s.backward_uses.params {
+        (quote!(params: &#params_ty), quote!())
+    } else {
+        (quote!(_params: &#params_ty), quote!())
+    };
+    let grads_decl = if s.backward_uses.grads { quote!(grads) } else { quote!(_grads) };
+    let len = p.tensor(loss.input).per_sample();
+    let (loss_in, loss_grad) = (times(s.train.offset(loss.input), "cap"), times(s.train.offset(loss.grad), "cap"));
+    let (size, len_lit) = (times(len, "n"), lit(len));
+    let kernel = match loss.kind {
+        LossKind::CrossEntropy => quote!(cross_entropy),
+        LossKind::Mse => quote!(mse),
+    };
+    let flat_ty = &t.flat_ty;
+    quote! {
+        /// The training forward pass's kernels over the inputs in the arena.
+        fn train_forward_pass(#fwd_pass: #rt::pass::Pass<'_>, #forward_params) -> Result<(), #rt::Error> {
+            #fwd_destructure
+            #forward
+            Ok(())
+        }
+
+        /// The loss of the training forward pass's outputs against
+        /// `targets`, then the backward pass's kernels.
+        fn backward_pass(#bwd_pass: #rt::pass::Pass<'_>, #params_decl, #grads_decl: &mut #params_ty, targets: #flat_ty, #fused_decl) -> Result<f32, #rt::Error> {
+            #bwd_destructure
+            let loss = {
+                let ([logits], [d]) = #rt::arena::split(arena, [(#loss_in, #size)], [(#loss_grad, #size)])?;
+                #rt::nn::#kernel(n, #len_lit, logits, targets, d)?
+            };
+            #backward
+            Ok(loss)
+        }
+    }
+}
+
+/// One optimizer update per learnable tensor; the ones a fused SGD step
+/// already took are skipped when `fused`.
+fn apply_gradients_impl(m: &Module<'_>) -> TokenStream {
+    let (p, s, rt, params_ty) = (m.p(), m.schedule(), m.rt, &m.params_ty);
+    let updates: Vec<TokenStream> = p
+        .params
+        .iter()
+        .enumerate()
+        .filter(|(_, q)| q.learnable)
+        .map(|(i, q)| {
+            let o = p.learnable_offset(ParamId(i));
+            let f = field(&q.name);
+            let (start, end) = (times(o, "k"), times(o + q.len(), "k"));
+            let update = quote!(opt.update(step, &mut params.#f[..], &grads.#f[..], &mut opt_state[#start..#end])?;);
+            if s.fused_sgd.contains(&ParamId(i)) {
+                quote!(if !fused { #update })
+            } else {
+                update
+            }
+        })
+        .collect();
+    let fused = if s.fused_sgd.is_empty() { quote!(_fused) } else { quote!(fused) };
+    if updates.is_empty() {
+        return quote! {
+            /// There is nothing to update: the network learns no parameter.
+            fn apply_gradients_impl(_params: &mut #params_ty, _grads: &#params_ty, _opt_state: &mut [f32], _k: usize, _step: u64, _opt: &#rt::nn::Optimizer, _fused: bool) -> Result<(), #rt::Error> {
+                Ok(())
+            }
+        };
+    }
+    quote! {
+        /// One optimizer update of every learnable tensor, from its
+        /// gradient and its slice of the optimizer state.
+        #[allow(clippy::too_many_arguments)]
+        fn apply_gradients_impl(params: &mut #params_ty, grads: &#params_ty, opt_state: &mut [f32], k: usize, step: u64, opt: &#rt::nn::Optimizer, #fused: bool) -> Result<(), #rt::Error> {
+            #(#updates)*
+            Ok(())
+        }
+    }
+}

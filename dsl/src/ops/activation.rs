@@ -1,0 +1,190 @@
+//! Elementwise activations: `relu`, `leaky_relu(slope)`, `sigmoid`, `tanh`,
+//! `gelu` and `silu`. One table row each: its name, its argument, the
+//! runtime's `Activation` variant, whether its derivative needs its input,
+//! its f64 definition and its cost. Layers that can (conv, dense, batch
+//! norm, a binary add) apply an activation in their own store.
+
+use super::{first, Arity, Op, OpDef, OpError, OpKind};
+use crate::check::args::{pos, ArgSpec, Bound, Kind, Lit};
+use crate::interp::{EvalCx, InterpError};
+use crate::ir::Shape;
+use crate::program::autodiff::VjpCx;
+use crate::program::lower::LowerCx;
+use crate::program::{Act, Arg};
+
+/// One elementwise activation.
+#[derive(Debug)]
+pub struct Spec {
+    name: &'static str,
+    /// The one argument, if it takes one (leaky ReLU's slope).
+    arg: Option<ArgSpec>,
+    /// The runtime's `Activation` variant (of `Gated` when `gated`).
+    variant: &'static str,
+    /// `x·g(x)`, whose derivative needs `x`.
+    gated: bool,
+    /// `f(x, arg)` in f64.
+    f: fn(f64, f64) -> f64,
+    /// Floating-point operations per element.
+    flops: u64,
+}
+
+const SLOPE: &[ArgSpec] = &[pos("slope", Kind::Float, Lit::Float(0.01))];
+
+const fn def(spec: &'static Spec, args: &'static [ArgSpec], build: fn(&Bound) -> Op) -> OpDef {
+    OpDef { name: spec.name, args, arity: Arity::One, build }
+}
+
+fn build(spec: &'static Spec, a: &Bound) -> Op {
+    let arg = spec.arg.and_then(|s| a.float(s.name));
+    Op::new(Activation { spec, arg })
+}
+
+static RELU_SPEC: Spec =
+    Spec { name: "relu", arg: None, variant: "Relu", gated: false, f: |x, _| x.max(0.0), flops: 1 };
+static LEAKY_RELU_SPEC: Spec = Spec {
+    name: "leaky_relu",
+    arg: Some(SLOPE[0]),
+    variant: "LeakyRelu",
+    gated: false,
+    f: |x, slope| if x > 0.0 { x } else { slope * x },
+    flops: 1,
+};
+static SIGMOID_SPEC: Spec = Spec {
+    name: "sigmoid",
+    arg: None,
+    variant: "Sigmoid",
+    gated: false,
+    f: |x, _| sigmoid(x),
+    flops: 1,
+};
+static TANH_SPEC: Spec =
+    Spec { name: "tanh", arg: None, variant: "Tanh", gated: false, f: |x, _| x.tanh(), flops: 1 };
+/// `x·Φ(x)`, PyTorch's exact (erf) form.
+static GELU_SPEC: Spec = Spec {
+    name: "gelu",
+    arg: None,
+    variant: "Gelu",
+    gated: true,
+    f: |x, _| 0.5 * x * (1.0 + erf(x / std::f64::consts::SQRT_2)),
+    flops: 5,
+};
+/// `x·σ(x)`.
+static SILU_SPEC: Spec =
+    Spec { name: "silu", arg: None, variant: "Silu", gated: true, f: |x, _| x * sigmoid(x), flops: 2 };
+
+pub const RELU: OpDef = def(&RELU_SPEC, &[], |a| build(&RELU_SPEC, a));
+pub const LEAKY_RELU: OpDef = def(&LEAKY_RELU_SPEC, SLOPE, |a| build(&LEAKY_RELU_SPEC, a));
+pub const SIGMOID: OpDef = def(&SIGMOID_SPEC, &[], |a| build(&SIGMOID_SPEC, a));
+pub const TANH: OpDef = def(&TANH_SPEC, &[], |a| build(&TANH_SPEC, a));
+pub const GELU: OpDef = def(&GELU_SPEC, &[], |a| build(&GELU_SPEC, a));
+pub const SILU: OpDef = def(&SILU_SPEC, &[], |a| build(&SILU_SPEC, a));
+
+fn sigmoid(x: f64) -> f64 {
+    1.0 / (1.0 + (-x).exp())
+}
+
+/// erf in f64 to about 1e-15: its Taylor series near 0, a continued
+/// fraction of erfc beyond (the interpreter's oracle needs no speed).
+fn erf(x: f64) -> f64 {
+    let a = x.abs();
+    if a < 2.5 {
+        // erf(x) = 2/√π Σ (-1)^k x^(2k+1) / (k! (2k+1))
+        let (mut term, mut sum, x2) = (a, a, a * a);
+        for k in 1..80 {
+            term *= -x2 / k as f64;
+            let add = term / (2 * k + 1) as f64;
+            sum += add;
+            if add.abs() < 1e-17 * sum.abs() {
+                break;
+            }
+        }
+        (2.0 / std::f64::consts::PI.sqrt() * sum).copysign(x)
+    } else {
+        // erfc(a) = e^(-a²)/√π · 1/(a + 1/2/(a + 1/(a + 3/2/(a + ...))))
+        let mut frac = 0.0;
+        for k in (1..60).rev() {
+            frac = (k as f64 / 2.0) / (a + frac);
+        }
+        let erfc = (-a * a).exp() / std::f64::consts::PI.sqrt() / (a + frac);
+        (1.0 - erfc).copysign(x)
+    }
+}
+
+/// An elementwise activation with its argument.
+#[derive(Debug)]
+pub struct Activation {
+    spec: &'static Spec,
+    arg: Option<f64>,
+}
+
+impl OpKind for Activation {
+    fn name(&self) -> &'static str {
+        self.spec.name
+    }
+
+    fn detail(&self) -> String {
+        self.arg.map(|a| format!("{a}")).unwrap_or_default()
+    }
+
+    fn infer(&self, inputs: &[&Shape]) -> Result<Shape, OpError> {
+        Ok(first(inputs))
+    }
+
+    fn flops(&self, _: &[&Shape], out: &Shape) -> u64 {
+        (out.elements() as u64).saturating_mul(self.spec.flops)
+    }
+
+    fn activation(&self) -> Option<Act> {
+        Some(Act {
+            name: self.spec.name,
+            variant: self.spec.variant,
+            gated: self.spec.gated,
+            arg: self.arg,
+        })
+    }
+
+    fn lower(&self, cx: &mut LowerCx<'_>) {
+        let act = self.activation().map_or(Arg::Act(Act::IDENTITY), Arg::Act);
+        let args = vec![act, cx.x(0), cx.y()];
+        cx.both("activation_forward", args);
+    }
+
+    /// In place on the output's gradient, which then becomes the input's.
+    fn vjp(&self, cx: &mut VjpCx<'_>) {
+        if !cx.needs_grad(0) {
+            return;
+        }
+        let Some(act) = self.activation() else { return };
+        let d = Arg::InOut(cx.gy, cx.y_len());
+        if act.derivative_needs_input() {
+            let x = cx.x(0);
+            cx.emit("activation_backward_from_input_in_place", vec![Arg::Act(act), x, d]);
+        } else {
+            let y = cx.y();
+            cx.emit("activation_backward_in_place", vec![Arg::Act(act), y, d]);
+        }
+        cx.pass_through(0);
+    }
+
+    fn eval(&self, cx: &EvalCx<'_>, y: &mut [f64]) -> Result<(), InterpError> {
+        let arg = self.arg.unwrap_or(0.0);
+        for (o, &v) in y.iter_mut().zip(cx.xs[0]) {
+            *o = (self.spec.f)(v, arg);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::erf;
+
+    #[test]
+    fn erf_matches_known_values() {
+        // Values from Abramowitz and Stegun, table 7.1, and erf(∞) = 1.
+        for (x, want) in [(0.0, 0.0), (0.5, 0.520_499_877_813_046_5), (1.0, 0.842_700_792_949_714_9), (2.0, 0.995_322_265_018_952_7), (3.0, 0.999_977_909_503_001_4), (6.0, 1.0)] {
+            assert!((erf(x) - want).abs() < 1e-14, "erf({x}) = {}, want {want}", erf(x));
+            assert!((erf(-x) + want).abs() < 1e-14);
+        }
+    }
+}

@@ -1,0 +1,256 @@
+//! `conv2d(channels, kernel, stride, pad, dilation, groups, bias)`: 2-D
+//! cross-correlation as PyTorch's `nn.Conv2d`, weight `[O, C/groups, kh, kw]`,
+//! output sizes by its floor rule. The runtime picks the algorithm.
+
+use super::{expect_image, first, Arity, Init, Op, OpDef, OpError, OpKind, ParamSpec};
+use crate::check::args::{named, pos, ArgSpec, Bound, Kind, Lit};
+use crate::interp::{EvalCx, InterpError};
+use crate::ir::Shape;
+use crate::program::autodiff::VjpCx;
+use crate::program::lower::LowerCx;
+use crate::program::{Arg, Geometry, Window};
+use std::fmt::Write as _;
+
+const ARGS: &[ArgSpec] = &[
+    pos("channels", Kind::Size, Lit::Required),
+    pos("kernel", Kind::Pair, Lit::Required),
+    named("stride", Kind::Pair, Lit::Int(1)),
+    named("pad", Kind::PairCount, Lit::Int(0)),
+    named("dilation", Kind::Pair, Lit::Int(1)),
+    named("groups", Kind::Size, Lit::Int(1)),
+    named("bias", Kind::Bool, Lit::Bool(true)),
+];
+
+pub const DEF: OpDef = OpDef { name: "conv2d", args: ARGS, arity: Arity::One, build };
+
+fn build(a: &Bound) -> Op {
+    Op::new(Conv2d {
+        out_channels: a.int("channels").unwrap_or_default(),
+        kernel: a.pair("kernel").unwrap_or_default(),
+        stride: a.pair("stride").unwrap_or_default(),
+        pad: a.pair("pad").unwrap_or_default(),
+        dilation: a.pair("dilation").unwrap_or_default(),
+        groups: a.int("groups").unwrap_or_default(),
+        bias: a.bool("bias").unwrap_or_default(),
+    })
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Conv2d {
+    pub out_channels: usize,
+    pub kernel: [usize; 2],
+    pub stride: [usize; 2],
+    pub pad: [usize; 2],
+    pub dilation: [usize; 2],
+    pub groups: usize,
+    pub bias: bool,
+}
+
+/// `p` as `3` or `3x5`.
+pub fn pair(p: [usize; 2]) -> String {
+    if p[0] == p[1] {
+        p[0].to_string()
+    } else {
+        format!("{}x{}", p[0], p[1])
+    }
+}
+
+/// One spatial output extent, PyTorch's floor rule, or `None` when the
+/// (dilated) window does not fit in the padded input.
+fn out_extent(input: usize, kernel: usize, stride: usize, pad: usize, dilation: usize) -> Option<usize> {
+    let padded = input.checked_add(pad.checked_mul(2)?)?;
+    let span = dilation.checked_mul(kernel.checked_sub(1)?)?.checked_add(1)?;
+    let room = padded.checked_sub(span)?;
+    Some(room / stride + 1)
+}
+
+/// The output extents of a window op, or an error naming it.
+pub fn window_out(
+    op: &str,
+    x: &Shape,
+    kernel: [usize; 2],
+    stride: [usize; 2],
+    pad: [usize; 2],
+    dilation: [usize; 2],
+) -> Result<[usize; 2], OpError> {
+    let (_, h, w) = expect_image(op, x)?;
+    let mut out = [0; 2];
+    for (axis, extent) in [h, w].into_iter().enumerate() {
+        out[axis] = out_extent(extent, kernel[axis], stride[axis], pad[axis], dilation[axis]).ok_or_else(|| {
+            let reach = dilation[axis].saturating_mul(kernel[axis].saturating_sub(1)).saturating_add(1);
+            let what = if dilation[axis] > 1 { "dilated kernel" } else { "kernel" };
+            OpError::new(
+                format!(
+                    "`{op}` {what} is larger than its input: {reach} > {} ({extent} + 2·{} padding)",
+                    extent.saturating_add(pad[axis].saturating_mul(2)),
+                    pad[axis]
+                ),
+                format!("input is {x}"),
+            )
+            .at("kernel")
+            .help("use a smaller kernel, more padding, or remove a pooling layer before this one")
+        })?;
+    }
+    Ok(out)
+}
+
+/// The runtime's window geometry of an image input.
+pub fn window(x: &[usize], kernel: [usize; 2], stride: [usize; 2], pad: [usize; 2], dilation: [usize; 2]) -> Window {
+    Window {
+        c: x[0],
+        h: x[1],
+        w: x[2],
+        kh: kernel[0],
+        kw: kernel[1],
+        sh: stride[0],
+        sw: stride[1],
+        ph: pad[0],
+        pw: pad[1],
+        dh: dilation[0],
+        dw: dilation[1],
+    }
+}
+
+impl Conv2d {
+    fn geometry(&self, x: &Shape) -> Arg {
+        let win = window(x.dims(), self.kernel, self.stride, self.pad, self.dilation);
+        Arg::Shape(Geometry::Conv { win, o: self.out_channels, groups: self.groups })
+    }
+
+    fn fan_in(&self, channels: usize) -> usize {
+        channels / self.groups.max(1) * self.kernel[0] * self.kernel[1]
+    }
+}
+
+impl OpKind for Conv2d {
+    fn name(&self) -> &'static str {
+        "conv2d"
+    }
+
+    fn stem(&self) -> &'static str {
+        "conv"
+    }
+
+    fn detail(&self) -> String {
+        let mut s = format!(
+            "{}@{}x{} s{} p{}",
+            self.out_channels,
+            self.kernel[0],
+            self.kernel[1],
+            pair(self.stride),
+            pair(self.pad)
+        );
+        if self.dilation != [1, 1] {
+            let _ = write!(s, " d{}", pair(self.dilation));
+        }
+        if self.groups != 1 {
+            let _ = write!(s, " g{}", self.groups);
+        }
+        if !self.bias {
+            s.push_str(" nobias");
+        }
+        s
+    }
+
+    fn infer(&self, inputs: &[&Shape]) -> Result<Shape, OpError> {
+        let x = first(inputs);
+        let (channels, _, _) = expect_image("conv2d", &x)?;
+        if channels % self.groups != 0 || self.out_channels % self.groups != 0 {
+            return Err(OpError::new(
+                format!(
+                    "`groups: {}` must divide both the {channels} input and the {} output channels",
+                    self.groups, self.out_channels
+                ),
+                format!("input is {x}"),
+            )
+            .at("groups"));
+        }
+        let [h, w] = window_out("conv2d", &x, self.kernel, self.stride, self.pad, self.dilation)?;
+        Ok(Shape(vec![self.out_channels, h, w]))
+    }
+
+    fn params(&self, inputs: &[&Shape]) -> Vec<ParamSpec> {
+        let channels = first(inputs).dims().first().copied().unwrap_or(0);
+        let init = Init::UniformFanIn { fan_in: self.fan_in(channels) };
+        let mut p = vec![ParamSpec::learnable(
+            "weight",
+            vec![self.out_channels, channels / self.groups.max(1), self.kernel[0], self.kernel[1]],
+            init,
+        )];
+        if self.bias {
+            p.push(ParamSpec::learnable("bias", vec![self.out_channels], init));
+        }
+        p
+    }
+
+    fn macs(&self, inputs: &[&Shape], out: &Shape) -> u64 {
+        let channels = first(inputs).dims().first().copied().unwrap_or(0);
+        (out.elements() as u64).saturating_mul(self.fan_in(channels) as u64)
+    }
+
+    fn flops(&self, inputs: &[&Shape], out: &Shape) -> u64 {
+        let bias = if self.bias { out.elements() as u64 } else { 0 };
+        self.macs(inputs, out).saturating_mul(2).saturating_add(bias)
+    }
+
+    fn absorbs_activation(&self, _: usize) -> bool {
+        true
+    }
+
+    fn lower(&self, cx: &mut LowerCx<'_>) {
+        let shape = self.geometry(cx.x_shape(0));
+        let bias = self.bias.then(|| Arg::Param(cx.param(1)));
+        let args = vec![shape, cx.x(0), Arg::Param(cx.param(0)), Arg::opt(bias), cx.act(), cx.y()];
+        cx.train("conv2d_forward", args.clone());
+        // Inference keeps each conv's weights prepared across calls.
+        let mut cached = args;
+        cached.push(Arg::Cache);
+        cx.infer("conv2d_forward_cached", cached);
+    }
+
+    fn vjp(&self, cx: &mut VjpCx<'_>) {
+        let shape = self.geometry(cx.x_shape(0));
+        let (w, b) = (cx.rec.params[0], self.bias.then(|| Arg::Grad(cx.rec.params[1])));
+        let args = vec![shape.clone(), cx.x(0), cx.dy(), Arg::Grad(w), Arg::opt(b)];
+        cx.emit("conv2d_backward_weights", args);
+        let dy = cx.dy();
+        cx.grad_into(0, "conv2d_backward_data", |dx| {
+            vec![shape, dy, Arg::Param(w), Arg::ReluMask(None), dx]
+        });
+    }
+
+    fn eval(&self, cx: &EvalCx<'_>, y: &mut [f64]) -> Result<(), InterpError> {
+        let (xs, x) = (cx.x_shapes[0], cx.xs[0]);
+        let (ci, h, wd) = (xs[0], xs[1], xs[2]);
+        let (o, oh, ow) = (cx.y_shape[0], cx.y_shape[1], cx.y_shape[2]);
+        let (cg, og) = (ci / self.groups, o / self.groups);
+        let [kh, kw] = self.kernel;
+        let wt = cx.param("weight")?;
+        let b = if self.bias { Some(cx.param("bias")?) } else { None };
+        for s in 0..cx.n {
+            for oc in 0..o {
+                let g0 = oc / og;
+                for oy in 0..oh {
+                    for ox in 0..ow {
+                        let mut acc = b.map_or(0.0, |b| b[oc]);
+                        for k in 0..cg {
+                            for i in 0..kh {
+                                for j in 0..kw {
+                                    let iy = (oy * self.stride[0] + i * self.dilation[0]) as isize - self.pad[0] as isize;
+                                    let ix = (ox * self.stride[1] + j * self.dilation[1]) as isize - self.pad[1] as isize;
+                                    if iy < 0 || ix < 0 || iy >= h as isize || ix >= wd as isize {
+                                        continue;
+                                    }
+                                    let xv = x[((s * ci + g0 * cg + k) * h + iy as usize) * wd + ix as usize];
+                                    acc += wt[((oc * cg + k) * kh + i) * kw + j] * xv;
+                                }
+                            }
+                        }
+                        y[((s * o + oc) * oh + oy) * ow + ox] = acc;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,65 @@
+//! `dropout(p)`: inverted dropout in training, the identity at inference.
+//! Masks are regenerated from a counter-based RNG keyed on the seed, the
+//! step and the layer, never stored.
+
+use super::{first, Arity, Op, OpDef, OpError, OpKind};
+use crate::check::args::{pos, ArgSpec, Kind, Lit};
+use crate::interp::{EvalCx, InterpError};
+use crate::ir::Shape;
+use crate::program::autodiff::VjpCx;
+use crate::program::lower::LowerCx;
+use crate::program::Arg;
+
+const ARGS: &[ArgSpec] = &[pos("p", Kind::Fraction, Lit::Float(0.5))];
+
+pub const DEF: OpDef = OpDef {
+    name: "dropout",
+    args: ARGS,
+    arity: Arity::One,
+    build: |a| Op::new(Dropout { p: a.float("p").unwrap_or_default() }),
+};
+
+#[derive(Debug)]
+pub struct Dropout {
+    pub p: f64,
+}
+
+impl OpKind for Dropout {
+    fn name(&self) -> &'static str {
+        "dropout"
+    }
+
+    fn stem(&self) -> &'static str {
+        "drop"
+    }
+
+    fn detail(&self) -> String {
+        format!("p={}", self.p)
+    }
+
+    fn infer(&self, inputs: &[&Shape]) -> Result<Shape, OpError> {
+        Ok(first(inputs))
+    }
+
+    fn flops(&self, _: &[&Shape], _: &Shape) -> u64 {
+        0
+    }
+
+    fn lower(&self, cx: &mut LowerCx<'_>) {
+        let layer = cx.dropout_layer();
+        let (p, layer) = (Arg::F32(self.p), Arg::U16(layer as u16));
+        cx.train("dropout_forward", vec![p, Arg::Seed, Arg::StepCount, layer, cx.x(0), cx.y()]);
+        cx.infer("copy", vec![cx.x(0), cx.y()]);
+    }
+
+    fn vjp(&self, cx: &mut VjpCx<'_>) {
+        let (p, layer, dy) = (Arg::F32(self.p), Arg::U16(cx.rec.layer as u16), cx.dy());
+        cx.grad_into(0, "dropout_backward", |dx| vec![p, Arg::Seed, Arg::StepCount, layer, dy, dx]);
+    }
+
+    /// The identity: an oracle cannot share the generated code's masks.
+    fn eval(&self, cx: &EvalCx<'_>, y: &mut [f64]) -> Result<(), InterpError> {
+        y.copy_from_slice(cx.xs[0]);
+        Ok(())
+    }
+}

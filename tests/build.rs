@@ -11,6 +11,7 @@ fn main() {
         "nets/lenet5_leaky.net".to_string(),
         "nets/alexnet_nodrop.net".to_string(),
         "nets/vgg11_nodrop.net".to_string(),
+        "nets/two_inputs.net".to_string(),
     ]);
     if let Err(e) = netc_dsl::Builder::new().compile(&files) {
         eprintln!("{e}");

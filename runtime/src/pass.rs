@@ -5,19 +5,70 @@
 //! a function over these, and called by the whole-batch and the sharded
 //! training step alike.
 
+use crate::arena::{split, ArenaError, Views};
 use crate::optim::Sgd;
 
-/// The buffers of one pass over `n` samples, laid out for `cap`.
+/// The buffers of one pass over `n` samples.
 #[derive(Debug)]
 pub struct Pass<'a> {
     pub n: usize,
-    pub cap: usize,
-    pub arena: &'a mut [f32],
-    pub argmax: &'a mut [u32],
+    pub arena: Regions<'a>,
+    pub argmax: Regions<'a, u32>,
     pub stats: &'a mut [f32],
     /// The training step and the model's seed, which key dropout masks.
     pub step: u64,
     pub seed: u64,
+}
+
+/// The activation arena of a model of capacity `cap`, as a pass over `n`
+/// samples sees it: tensor regions are given per sample.
+#[derive(Debug)]
+pub struct Regions<'a, T = f32> {
+    arena: &'a mut [T],
+    n: usize,
+    cap: usize,
+}
+
+impl<'a, T> Regions<'a, T> {
+    pub fn new(arena: &'a mut [T], n: usize, cap: usize) -> Self {
+        Regions { arena, n, cap }
+    }
+
+    fn range(&self, offset: usize, len: usize) -> Result<std::ops::Range<usize>, ArenaError> {
+        let start = offset.saturating_mul(self.cap);
+        let end = start.saturating_add(len.saturating_mul(self.n));
+        if end > self.arena.len() {
+            return Err(ArenaError(format!("region {start}..{end} outside a buffer of {}", self.arena.len())));
+        }
+        Ok(start..end)
+    }
+
+    /// The region at per-sample `(offset, len)`, to read.
+    pub fn get(&self, offset: usize, len: usize) -> Result<&[T], ArenaError> {
+        let r = self.range(offset, len)?;
+        Ok(&self.arena[r])
+    }
+
+    /// The region at per-sample `(offset, len)`, to write.
+    pub fn get_mut(&mut self, offset: usize, len: usize) -> Result<&mut [T], ArenaError> {
+        let r = self.range(offset, len)?;
+        Ok(&mut self.arena[r])
+    }
+}
+
+impl Regions<'_, f32> {
+    /// Views of the tensors at per-sample `(offset, length)`: tensor `t`
+    /// of `len` values a sample lives at `[offset·cap, offset·cap + n·len)`.
+    /// Reads are shared, writes exclusive ([`crate::arena::split`]).
+    pub fn split<const R: usize, const W: usize>(
+        &mut self,
+        reads: [(usize, usize); R],
+        writes: [(usize, usize); W],
+    ) -> Result<Views<'_, R, W>, ArenaError> {
+        let (n, cap) = (self.n, self.cap);
+        let region = |(offset, len): (usize, usize)| (offset.saturating_mul(cap), len.saturating_mul(n));
+        split(self.arena, reads.map(region), writes.map(region))
+    }
 }
 
 /// Parameters as a backward pass sees them: its own, which a fused SGD
@@ -66,3 +117,32 @@ impl FusedSgd<'_> {
         self.state.get_mut(offset * k..(offset + len) * k).unwrap_or_default()
     }
 }
+
+/// A kernel's shape, which a generated model keeps as a constant for any
+/// batch and sets the batch of at each call.
+pub trait Batched: Copy {
+    fn with_batch(self, n: usize) -> Self;
+}
+
+/// `shape` for a batch of `n`.
+pub fn batch<S: Batched>(shape: S, n: usize) -> S {
+    shape.with_batch(n)
+}
+
+macro_rules! batched {
+    ($($ty:ty),*) => {$(
+        impl Batched for $ty {
+            fn with_batch(self, n: usize) -> Self {
+                Self { n, ..self }
+            }
+        }
+    )*};
+}
+
+batched!(
+    crate::conv::Conv2d,
+    crate::pool::Pool2d,
+    crate::dense::Dense,
+    crate::norm::Lrn,
+    crate::norm::BatchNorm
+);

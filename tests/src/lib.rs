@@ -26,6 +26,9 @@ pub fn batch<const N: usize>(n: usize, seed: u64) -> Vec<[f32; N]> {
 /// The generated code of the networks that `build.rs` compiles, built once
 /// here rather than again in every test, bench and example that runs them.
 pub mod nets {
+    pub mod two_inputs {
+        netc::include_network!("two_inputs");
+    }
     pub mod mlp {
         netc::include_network!("mlp");
     }

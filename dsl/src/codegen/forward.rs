@@ -17,10 +17,10 @@ pub fn destructure(m: &Module<'_>, uses: &Uses) -> (TokenStream, TokenStream) {
         fields.push(quote!(n));
     }
     if uses.arena {
-        fields.push(quote!(cap));
-        fields.push(quote!(arena));
+        fields.push(quote!(mut arena));
     }
-    for (used, f) in [(uses.argmax, quote!(argmax)), (uses.stats, quote!(stats)), (uses.step, quote!(step)), (uses.seed, quote!(seed))] {
+    let argmax = if uses.argmax_mut { quote!(mut argmax) } else { quote!(argmax) };
+    for (used, f) in [(uses.argmax, argmax), (uses.stats, quote!(stats)), (uses.step, quote!(step)), (uses.seed, quote!(seed))] {
         if used {
             fields.push(f);
         }
@@ -31,10 +31,16 @@ pub fn destructure(m: &Module<'_>, uses: &Uses) -> (TokenStream, TokenStream) {
     (quote!(pass), quote!(let #rt::pass::Pass { #(#fields,)* .. } = pass;))
 }
 
+/// `use <runtime> as rt;`, which the printed steps name the runtime by.
+pub fn use_runtime(m: &Module<'_>) -> TokenStream {
+    let rt = m.rt;
+    quote!(use #rt as rt;)
+}
+
 /// A `Pass` over the model's own buffers (`self` destructured into them).
 pub fn own_pass(m: &Module<'_>) -> TokenStream {
     let rt = m.rt;
-    quote!(#rt::pass::Pass { n, cap: *capacity, arena: &mut arena[..], argmax: &mut argmax[..], stats: &mut stats[..], step: *step, seed: *seed })
+    quote!(#rt::pass::Pass { n, arena: #rt::pass::Regions::new(&mut arena[..], n, *capacity), argmax: #rt::pass::Regions::new(&mut argmax[..], n, *capacity), stats: &mut stats[..], step: *step, seed: *seed })
 }
 
 pub fn inference(m: &Module<'_>) -> TokenStream {
@@ -70,6 +76,7 @@ pub fn inference(m: &Module<'_>) -> TokenStream {
     let cap = cap_binding(m.printer.plan(Sequence::Infer).offset(p.output));
     let batch_of = m.batch_of();
     let own = own_pass(m);
+    let use_rt = use_runtime(m);
     quote! {
         #[allow(dead_code)]
         impl #name {
@@ -113,6 +120,7 @@ pub fn inference(m: &Module<'_>) -> TokenStream {
 
             /// The inference pass's kernels over the inputs in the arena.
             fn infer_pass(#pass: #rt::pass::Pass<'_>, #params_decl #caches_decl) -> Result<(), #rt::Error> {
+                #use_rt
                 #destructure
                 #body
                 Ok(())

@@ -153,6 +153,8 @@ fn module(g: &Graph, p: &Program, source_name: &str, source: &str, options: &Opt
     let rt: syn::Path =
         syn::parse_str(&options.runtime_path).unwrap_or_else(|_| syn::parse_quote!(::netc::runtime));
     let schedule = schedule::schedule(g, p);
+    // Each pass function says `use <runtime> as rt;`, so its steps are short.
+    let local_rt: syn::Path = syn::parse_quote!(rt);
     let inputs = p
         .inputs
         .iter()
@@ -163,7 +165,7 @@ fn module(g: &Graph, p: &Program, source_name: &str, source: &str, options: &Opt
         })
         .collect();
     let m = Module {
-        printer: Printer { p, g, schedule: &schedule, source, source_name, rt: &rt },
+        printer: Printer { p, g, schedule: &schedule, source, source_name, rt: &local_rt },
         rt: &rt,
         name: format_ident!("{}", p.name),
         params_ty: format_ident!("{}Params", p.name),

@@ -2,7 +2,7 @@
 //! accessors, and safetensors save and load.
 
 use super::names::{field, lit};
-use super::steps::{conv_shape, times};
+use super::steps::{geometry_const, geometry_type, geometry_with, times};
 use super::Module;
 use crate::ir::{Graph, Optimizer};
 use crate::program::Init;
@@ -24,14 +24,17 @@ pub fn model(m: &Module<'_>, g: &Graph, source_name: &str) -> TokenStream {
     let (train_bytes, infer_bytes) = (lit(s.train.size * 4), lit(s.infer.size * 4));
     let stats_len = lit(p.stat_slots.iter().map(|c| 2 * c).sum());
     let caches = lit(s.caches.iter().flatten().count());
-    let convs = s.convs.iter().map(|(w, o, groups)| conv_shape(rt, w, *o, *groups));
-    let reserve = if s.convs.is_empty() {
+    let conv_nodes: Vec<_> = s
+        .geometries
+        .iter()
+        .filter(|(_, g)| matches!(g, crate::program::Geometry::Conv { .. }))
+        .map(|(id, _)| geometry_const(&g.node(*id).name))
+        .collect();
+    let convs = conv_nodes.iter().map(|c| quote!(&#rt::conv::Conv2d { n: capacity, ..Self::#c }));
+    let reserve = if conv_nodes.is_empty() {
         quote!(#rt::nn::reserve_scratch(&[]);)
     } else {
-        quote! {{
-            let n = capacity;
-            #rt::nn::reserve_scratch(&[#(#convs),*]);
-        }}
+        quote!(#rt::nn::reserve_scratch(&[#(#convs),*]);)
     };
     let (arena_size, argmax_size) = (times(s.arena_per_sample, "capacity"), times(s.argmax_per_sample, "capacity"));
     // One RNG stream per tensor, so that tensors are independent.
@@ -73,6 +76,12 @@ pub fn model(m: &Module<'_>, g: &Graph, source_name: &str) -> TokenStream {
     };
     let default_opt = default_optimizer(p.optimizer.as_ref(), rt);
     let io = io(m);
+    let shape_consts = s.geometries.iter().map(|(id, geo)| {
+        let (ty, name) = (geometry_type(rt, geo), geometry_const(&g.node(*id).name));
+        let value = geometry_with(rt, geo, &quote!(0));
+        let doc = format!(" The shape of `{}`, for any batch.", g.node(*id).name);
+        quote!(#[doc = #doc] const #name: #ty = #value;)
+    });
     quote! {
         #[doc = #doc]
         #[derive(Debug)]
@@ -121,6 +130,7 @@ pub fn model(m: &Module<'_>, g: &Graph, source_name: &str) -> TokenStream {
             pub const UNPLANNED_BYTES_PER_SAMPLE: usize = #unplanned;
             /// The batch capacity of [`Self::new`].
             pub const DEFAULT_CAPACITY: usize = 64;
+            #(#shape_consts)*
 
             /// A model with PyTorch's default initialisation, reproducible
             /// from `seed`, for batches of up to [`Self::DEFAULT_CAPACITY`].

@@ -27,7 +27,7 @@ pub fn lit(v: usize) -> Literal {
 const RESERVED: &[&str] = &[
     "n", "cap", "arena", "argmax", "stats", "seed", "step", "params", "grads", "fused",
     "forward_caches", "targets", "labels", "loss", "logits", "d", "out", "self", "opt",
-    "first", "shard",
+    "first", "shard", "rt",
 ];
 
 /// The arena view of a tensor, named after its `.net` layer: a layer's
@@ -36,7 +36,10 @@ const RESERVED: &[&str] = &[
 pub fn view_name(tensor: &str, is_input: bool) -> Ident {
     let mut s: String =
         tensor.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' }).collect();
-    if !is_input && !tensor.contains('.') {
+    let made_by_lowering = ["grad", "grad_part", "grad_unused", "scale"]
+        .iter()
+        .any(|suffix| tensor.rsplit('.').next() == Some(suffix) && tensor.contains('.'));
+    if !is_input && !made_by_lowering {
         s.push_str("_out");
     }
     if s.starts_with(|c: char| c.is_ascii_digit()) {
@@ -99,6 +102,8 @@ mod tests {
         assert_eq!(view_name("conv1", false).to_string(), "conv1_out");
         assert_eq!(view_name("conv1.grad", false).to_string(), "conv1_grad");
         assert_eq!(view_name("layer1.0.bn1.grad_part", false).to_string(), "layer1_0_bn1_grad_part");
+        assert_eq!(view_name("layer1.0.conv1", false).to_string(), "layer1_0_conv1_out");
+        assert_eq!(view_name("lrn1.scale", false).to_string(), "lrn1_scale");
         assert_eq!(view_name("x", true).to_string(), "x");
         assert_eq!(view_name("n", true).to_string(), "n_in");
     }

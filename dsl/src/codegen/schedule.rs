@@ -7,8 +7,8 @@
 //! - which buffers each pass reads, so that its function asks for those.
 
 use crate::program::passes::{plan_memory, MemoryPlan};
-use crate::ir::Graph;
-use crate::program::{Arg, Geometry, ParamId, Program, Step, Window};
+use crate::ir::{Graph, NodeId};
+use crate::program::{Arg, Geometry, ParamId, Program, Step};
 
 /// Forward multiply-adds per sample per learnable weight from which a
 /// model gets a data-parallel training step: each thread reads all the
@@ -32,8 +32,8 @@ pub struct Schedule {
     /// The index of each inference step's prepared-weights cache, if it
     /// keeps one.
     pub caches: Vec<Option<usize>>,
-    /// Every conv's geometry, for the runtime to size its scratch.
-    pub convs: Vec<(Window, usize, usize)>,
+    /// The shape of each layer that has one, the same in every pass.
+    pub geometries: Vec<(NodeId, Geometry)>,
     /// What each pass's function takes.
     pub infer_uses: Uses,
     pub forward_uses: Uses,
@@ -46,6 +46,8 @@ pub struct Uses {
     pub n: bool,
     pub arena: bool,
     pub argmax: bool,
+    /// Whether the argmax indices are written (not only read).
+    pub argmax_mut: bool,
     pub stats: bool,
     pub seed: bool,
     pub step: bool,
@@ -70,15 +72,15 @@ impl Uses {
     fn add(&mut self, a: &Arg) {
         match a {
             Arg::Batch | Arg::Shape(_) => self.n = true,
-            Arg::In(..) | Arg::Out(..) | Arg::InOut(..) | Arg::Parts { .. } => {
-                self.n = true;
-                self.arena = true;
-            }
+            Arg::In(..) | Arg::Out(..) | Arg::InOut(..) | Arg::Parts { .. } => self.arena = true,
             Arg::ReluMask(Some(_)) | Arg::Through(Some(_)) => self.arena = true,
             Arg::Param(_) => self.params = true,
             Arg::Buffer(_) => self.params_mut = true,
             Arg::Grad(_) => self.grads = true,
-            Arg::Argmax { .. } => self.argmax = true,
+            Arg::Argmax { write, .. } => {
+                self.argmax = true;
+                self.argmax_mut |= *write;
+            }
             Arg::Stats { .. } => self.stats = true,
             Arg::Seed => self.seed = true,
             Arg::StepCount => self.step = true,
@@ -120,7 +122,7 @@ pub fn schedule(g: &Graph, p: &Program) -> Schedule {
         argmax_per_sample: p.argmax_slots.iter().sum(),
         shards: shards(g, p, &forward_uses),
         caches: infer_caches(p),
-        convs: convs(p),
+        geometries: geometries(p),
         train,
         infer,
         fused_sgd,
@@ -168,15 +170,21 @@ fn infer_caches(p: &Program) -> Vec<Option<usize>> {
         .collect()
 }
 
-fn convs(p: &Program) -> Vec<(Window, usize, usize)> {
-    let mut out = Vec::new();
-    for s in &p.train_forward {
+/// Each layer's shape, where every step of the layer uses the same one.
+fn geometries(p: &Program) -> Vec<(NodeId, Geometry)> {
+    let mut out: Vec<(NodeId, Geometry)> = Vec::new();
+    let mut mixed: Vec<NodeId> = Vec::new();
+    for s in p.infer_forward.iter().chain(&p.train_forward).chain(&p.backward) {
         for a in &s.args {
-            if let Arg::Shape(Geometry::Conv { win, o, groups }) = a {
-                out.push((*win, *o, *groups));
+            let Arg::Shape(g) = a else { continue };
+            match out.iter().find(|(id, _)| *id == s.node) {
+                None => out.push((s.node, *g)),
+                Some((_, known)) if known != g => mixed.push(s.node),
+                Some(_) => {}
             }
         }
     }
+    out.retain(|(id, _)| !mixed.contains(id));
     out
 }
 
@@ -206,7 +214,7 @@ mod tests {
         let names: Vec<&str> = s.fused_sgd.iter().map(|&q| p.param(q).name.as_str()).collect();
         assert_eq!(names, ["logits.weight", "fc1.weight"]);
         assert_eq!(s.caches.iter().flatten().count(), 2);
-        assert_eq!(s.convs.len(), 2);
+        assert_eq!(s.geometries.len(), 5, "two convs, a pool and two dense layers");
         assert!(s.forward_uses.argmax && !s.forward_uses.stats && !s.forward_uses.seed);
     }
 

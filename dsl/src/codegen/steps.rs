@@ -6,7 +6,7 @@ use super::names::{field, lit, view_name, COMMENT_MARKER};
 use super::schedule::Schedule;
 use crate::ir::Graph;
 use crate::program::passes::MemoryPlan;
-use crate::program::{Access, Act, Arg, Geometry, Program, Step, TensorId, Window};
+use crate::program::{Access, Act, Arg, Geometry, Program, Step, TensorId};
 use proc_macro2::{Ident, Literal, Span, TokenStream};
 use quote::quote;
 
@@ -48,10 +48,10 @@ impl Printer<'_> {
         quote!(#(#calls)*)
     }
 
-    /// `[off·cap, off·cap + n·len)` of tensor `t`.
+    /// Tensor `t`'s per-sample `(offset, length)` in `seq`'s plan.
     pub fn region(&self, seq: Sequence, t: TensorId) -> TokenStream {
-        let (start, size) = (times(self.plan(seq).offset(t), "cap"), times(self.p.tensor(t).per_sample(), "n"));
-        quote!((#start, #size))
+        let (offset, len) = (lit(self.plan(seq).offset(t)), lit(self.p.tensor(t).per_sample()));
+        quote!((#offset, #len))
     }
 
     fn step(&self, seq: Sequence, index: usize, s: &Step) -> TokenStream {
@@ -126,7 +126,7 @@ impl Printer<'_> {
         quote! {
             #comment
             {
-                let ([#(#r_vars),*], [#(#w_vars),*]) = #rt::arena::split(arena, [#(#rr),*], [#(#wr),*])?;
+                let ([#(#r_vars),*], [#(#w_vars),*]) = arena.split([#(#rr),*], [#(#wr),*])?;
                 #call
             }
         }
@@ -153,12 +153,12 @@ impl Printer<'_> {
                 quote!(&mut grads.#f[..])
             }
             Arg::Argmax { slot, write } => {
-                let off: usize = p.argmax_slots[..*slot].iter().sum();
-                let range = span_range(off, p.argmax_slots[*slot]);
+                let off = lit(p.argmax_slots[..*slot].iter().sum());
+                let len = lit(p.argmax_slots[*slot]);
                 if *write {
-                    quote!(&mut argmax[#range])
+                    quote!(argmax.get_mut(#off, #len)?)
                 } else {
-                    quote!(&argmax[#range])
+                    quote!(argmax.get(#off, #len)?)
                 }
             }
             Arg::Stats { slot, write } => {
@@ -183,7 +183,7 @@ impl Printer<'_> {
                 quote!(#v)
             }
             Arg::Act(act) => activation(rt, act),
-            Arg::Shape(g) => geometry(rt, g),
+            Arg::Shape(g) => self.shape(index, seq, g),
             Arg::Parts { parts, write } => {
                 let items = parts.iter().map(|&(t, c, _)| {
                     let (v, c) = (view(t), lit(c));
@@ -212,6 +212,26 @@ impl Printer<'_> {
                 let i = self.schedule.caches.get(index).copied().flatten();
                 let i = lit(i.unwrap_or_else(|| unreachable!("the schedule numbers every cache")));
                 quote!(&mut forward_caches[#i])
+            }
+        }
+    }
+
+    /// A kernel's shape: the layer's constant with the batch `n`.
+    fn shape(&self, index: usize, seq: Sequence, g: &Geometry) -> TokenStream {
+        let steps = match seq {
+            Sequence::Infer => &self.p.infer_forward,
+            Sequence::TrainForward => &self.p.train_forward,
+            Sequence::Backward => &self.p.backward,
+        };
+        let node = steps[index].node;
+        match self.schedule.geometries.iter().find(|(id, _)| *id == node) {
+            Some((_, known)) if known == g => {
+                let (rt, name) = (self.rt, geometry_const(&self.g.node(node).name));
+                quote!(&#rt::pass::batch(Self::#name, n))
+            }
+            _ => {
+                let literal = geometry(self.rt, g);
+                quote!(&#literal)
             }
         }
     }
@@ -258,35 +278,56 @@ fn activation(rt: &syn::Path, a: &Act) -> TokenStream {
     }
 }
 
-fn geometry(rt: &syn::Path, g: &Geometry) -> TokenStream {
+/// The runtime type of a shape.
+pub fn geometry_type(rt: &syn::Path, g: &Geometry) -> TokenStream {
+    match g {
+        Geometry::Conv { .. } => quote!(#rt::conv::Conv2d),
+        Geometry::Pool(_) => quote!(#rt::pool::Pool2d),
+        Geometry::Dense { .. } => quote!(#rt::dense::Dense),
+        Geometry::Lrn { .. } => quote!(#rt::norm::Lrn),
+        Geometry::BatchNorm { .. } => quote!(#rt::norm::BatchNorm),
+    }
+}
+
+/// The constant of a layer's shape: `layer1.0.conv1` → `LAYER1_0_CONV1`.
+pub fn geometry_const(layer: &str) -> Ident {
+    let name = field(layer).to_string().to_uppercase();
+    Ident::new(&format!("{}_SHAPE", name.trim_start_matches('_')), Span::call_site())
+}
+
+/// The shape as a literal, with the batch `n` in scope.
+pub fn geometry(rt: &syn::Path, g: &Geometry) -> TokenStream {
+    geometry_with(rt, g, &quote!(n))
+}
+
+/// The shape as a literal whose batch field is `n: <batch>`.
+pub fn geometry_with(rt: &syn::Path, g: &Geometry, batch: &TokenStream) -> TokenStream {
+    let n = if batch.to_string() == "n" { quote!(n) } else { quote!(n: #batch) };
     match *g {
-        Geometry::Conv { win, o, groups } => conv_shape(rt, &win, o, groups),
+        Geometry::Conv { win: w, o, groups } => {
+            let [c, h, wd, kh, kw, sh, sw, ph, pw, dh, dw, o, groups] =
+                [w.c, w.h, w.w, w.kh, w.kw, w.sh, w.sw, w.ph, w.pw, w.dh, w.dw, o, groups].map(lit);
+            quote!(#rt::conv::Conv2d { #n, c: #c, h: #h, w: #wd, o: #o, kh: #kh, kw: #kw, sh: #sh, sw: #sw, ph: #ph, pw: #pw, dh: #dh, dw: #dw, groups: #groups })
+        }
         Geometry::Pool(w) => {
             let [c, h, wd, kh, kw, sh, sw, ph, pw] = [w.c, w.h, w.w, w.kh, w.kw, w.sh, w.sw, w.ph, w.pw].map(lit);
-            quote!(&#rt::pool::Pool2d { n, c: #c, h: #h, w: #wd, kh: #kh, kw: #kw, sh: #sh, sw: #sw, ph: #ph, pw: #pw })
+            quote!(#rt::pool::Pool2d { #n, c: #c, h: #h, w: #wd, kh: #kh, kw: #kw, sh: #sh, sw: #sw, ph: #ph, pw: #pw })
         }
         Geometry::Dense { input, output } => {
             let (input, output) = (lit(input), lit(output));
-            quote!(&#rt::dense::Dense { n, input: #input, output: #output })
+            quote!(#rt::dense::Dense { #n, input: #input, output: #output })
         }
         Geometry::Lrn { c, inner, size, alpha, beta, k } => {
             let [c, inner, size] = [c, inner, size].map(lit);
             let [alpha, beta, k] = [alpha, beta, k].map(|v| Literal::f32_suffixed(v as f32));
-            quote!(&#rt::norm::Lrn { n, c: #c, h: #inner, w: 1, size: #size, alpha: #alpha, beta: #beta, k: #k })
+            quote!(#rt::norm::Lrn { #n, c: #c, h: #inner, w: 1, size: #size, alpha: #alpha, beta: #beta, k: #k })
         }
         Geometry::BatchNorm { c, inner, eps, momentum } => {
             let [c, inner] = [c, inner].map(lit);
             let [eps, momentum] = [eps, momentum].map(|v| Literal::f32_suffixed(v as f32));
-            quote!(&#rt::norm::BatchNorm { n, c: #c, h: #inner, w: 1, eps: #eps, momentum: #momentum })
+            quote!(#rt::norm::BatchNorm { #n, c: #c, h: #inner, w: 1, eps: #eps, momentum: #momentum })
         }
     }
-}
-
-/// A conv's runtime shape for a batch `n` in scope.
-pub fn conv_shape(rt: &syn::Path, w: &Window, o: usize, groups: usize) -> TokenStream {
-    let [c, h, wd, kh, kw, sh, sw, ph, pw, dh, dw, o, groups] =
-        [w.c, w.h, w.w, w.kh, w.kw, w.sh, w.sw, w.ph, w.pw, w.dh, w.dw, o, groups].map(lit);
-    quote!(&#rt::conv::Conv2d { n, c: #c, h: #h, w: #wd, o: #o, kh: #kh, kw: #kw, sh: #sh, sw: #sw, ph: #ph, pw: #pw, dh: #dh, dw: #dw, groups: #groups })
 }
 
 /// `k · var` as tokens, without the `0 ·` and `1 ·` that clippy rejects.

@@ -2,7 +2,7 @@
 //! passes: their steps, printed once each, in functions that the
 //! whole-batch and the sharded training step share.
 
-use super::forward::{cap_binding, destructure, own_pass};
+use super::forward::{cap_binding, destructure, own_pass, use_runtime};
 use super::names::{field, lit};
 use super::steps::{span_range, times, Sequence};
 use super::Module;
@@ -277,8 +277,8 @@ fn passes(m: &Module<'_>, t: &Targets) -> TokenStream {
     };
     let grads_decl = if s.backward_uses.grads { quote!(grads) } else { quote!(_grads) };
     let len = p.tensor(loss.input).per_sample();
-    let (loss_in, loss_grad) = (times(s.train.offset(loss.input), "cap"), times(s.train.offset(loss.grad), "cap"));
-    let (size, len_lit) = (times(len, "n"), lit(len));
+    let (loss_in, loss_grad, len_lit) = (lit(s.train.offset(loss.input)), lit(s.train.offset(loss.grad)), lit(len));
+    let use_rt = use_runtime(m);
     let kernel = match loss.kind {
         LossKind::CrossEntropy => quote!(cross_entropy),
         LossKind::Mse => quote!(mse),
@@ -287,6 +287,7 @@ fn passes(m: &Module<'_>, t: &Targets) -> TokenStream {
     quote! {
         /// The training forward pass's kernels over the inputs in the arena.
         fn train_forward_pass(#fwd_pass: #rt::pass::Pass<'_>, #forward_params) -> Result<(), #rt::Error> {
+            #use_rt
             #fwd_destructure
             #forward
             Ok(())
@@ -295,9 +296,10 @@ fn passes(m: &Module<'_>, t: &Targets) -> TokenStream {
         /// The loss of the training forward pass's outputs against
         /// `targets`, then the backward pass's kernels.
         fn backward_pass(#bwd_pass: #rt::pass::Pass<'_>, #params_decl, #grads_decl: &mut #params_ty, targets: #flat_ty, #fused_decl) -> Result<f32, #rt::Error> {
+            #use_rt
             #bwd_destructure
             let loss = {
-                let ([logits], [d]) = #rt::arena::split(arena, [(#loss_in, #size)], [(#loss_grad, #size)])?;
+                let ([logits], [d]) = arena.split([(#loss_in, #len_lit)], [(#loss_grad, #len_lit)])?;
                 #rt::nn::#kernel(n, #len_lit, logits, targets, d)?
             };
             #backward

@@ -293,9 +293,12 @@ impl Step {
 
     /// The activation fused into this step's store, if any.
     pub fn fused_activation(&self) -> Option<Act> {
-        self.args.iter().find_map(|a| match a {
-            Arg::Act(act) if !act.is_identity() => Some(*act),
-            _ => None,
+        self.args.iter().find_map(|a| {
+            if let Arg::Act(act) = a {
+                Some(*act).filter(|act| !act.is_identity())
+            } else {
+                None
+            }
         })
     }
 }

@@ -19,9 +19,12 @@ pub fn fuse_pool_activation(p: Program) -> Program {
         .train_forward
         .iter()
         .filter_map(|s| {
-            let slot = s.args.iter().find_map(|a| match a {
-                Arg::Argmax { slot, write: true } => Some(*slot),
-                _ => None,
+            let slot = s.args.iter().find_map(|a| {
+                if let Arg::Argmax { slot, write: true } = a {
+                    Some(*slot)
+                } else {
+                    None
+                }
             })?;
             let x = s.reads().first().copied()?;
             let y = s.writes().first().copied()?;
@@ -32,9 +35,12 @@ pub fn fuse_pool_activation(p: Program) -> Program {
         if act.derivative_needs_input() {
             return false;
         }
-        let slot = writer.args.iter().find_map(|a| match a {
-            Arg::Argmax { slot, write: false } => Some(*slot),
-            _ => None,
+        let slot = writer.args.iter().find_map(|a| {
+            if let Arg::Argmax { slot, write: false } = a {
+                Some(*slot)
+            } else {
+                None
+            }
         });
         let Some(slot) = slot else { return false };
         let Some(&(_, _, pooled)) = pools.iter().find(|&&(s, x, _)| s == slot && x == y) else {

@@ -62,12 +62,12 @@ fn fold_activation_backward(
 
 /// `(act, y, d)` of an in-place activation backward `d ← d · act'(y)`.
 fn activation_backward(s: &Step) -> Option<(Act, TensorId, TensorId)> {
-    match s.args.as_slice() {
-        [Arg::Act(act), Arg::In(y, _), Arg::InOut(d, _)]
-            if s.kernel == "activation_backward_in_place" =>
-        {
-            Some((*act, *y, *d))
-        }
-        _ => None,
+    if s.kernel != "activation_backward_in_place" {
+        return None;
+    }
+    if let [Arg::Act(act), Arg::In(y, _), Arg::InOut(d, _)] = s.args.as_slice() {
+        Some((*act, *y, *d))
+    } else {
+        None
     }
 }

@@ -48,7 +48,8 @@ fn check(a: &[f32], b: &[f32], dy: &[f32]) -> Result<(), String> {
 fn mul_and_its_backward_at_odd_sizes() {
     for (t, &len) in SIZES.iter().enumerate() {
         let t = t as u64;
-        let (a, b, dy) = (fill(len, t, -3.0, 3.0), fill(len, t + 50, -3.0, 3.0), fill(len, t + 99, -1.0, 1.0));
+        let (a, b, dy) =
+            (fill(len, t, -3.0, 3.0), fill(len, t + 50, -3.0, 3.0), fill(len, t + 99, -1.0, 1.0));
         check(&a, &b, &dy).unwrap_or_else(|e| panic!("{e}"));
     }
 }

@@ -380,10 +380,17 @@ fn output_based_backwards_refuse_gated_activations() {
         let argmax = vec![0u32; p.y_len()];
         let mut px = vec![0.0f32; p.x_len()];
         let op = "max_pool2d_backward_through";
-        is_needs_input(nn::max_pool_backward_through(&p, &pooled, &argmax, a, &pooled, &mut px), op);
-        is_needs_input(pool::max_pool2d_backward_through(p, &pooled, &argmax, a, &pooled, &mut px), op);
+        is_needs_input(
+            nn::max_pool_backward_through(&p, &pooled, &argmax, a, &pooled, &mut px),
+            op,
+        );
+        is_needs_input(
+            pool::max_pool2d_backward_through(p, &pooled, &argmax, a, &pooled, &mut px),
+            op,
+        );
         for &isa in Isa::supported() {
-            let r = pool::max_pool2d_backward_through_on(isa, p, &pooled, &argmax, a, &pooled, &mut px);
+            let r =
+                pool::max_pool2d_backward_through_on(isa, p, &pooled, &argmax, a, &pooled, &mut px);
             is_needs_input(r, op);
         }
     }
@@ -523,8 +530,10 @@ fn batch_norm_and_add_with_a_fused_gated_activation() {
             let (mut m, mut v) = (vec![0.0; bn.c], vec![1.0; bn.c]);
             let mut saved = vec![0.0; 2 * bn.c];
             let mut y = vec![f32::NAN; bn.x_len()];
-            nn::batch_norm_forward_train(&bn, act, &x, &gamma, &beta, &mut m, &mut v, &mut saved, &mut y)
-                .unwrap();
+            nn::batch_norm_forward_train(
+                &bn, act, &x, &gamma, &beta, &mut m, &mut v, &mut saved, &mut y,
+            )
+            .unwrap();
             y
         };
         assert_near(&format!("bn train {g:?}"), &train(a), &activated(g, &train(id)));

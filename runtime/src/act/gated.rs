@@ -94,7 +94,7 @@ impl Gated {
 fn exp(x: f32) -> f32 {
     const LO: f32 = -87.33;
     const ROUND: f32 = 12_582_912.0;
-    const LN2_HI: f32 = 0.693_359_375;
+    const LN2_HI: f32 = 0.693_359_4;
     const LN2_LO: f32 = -2.121_944_4e-4;
     // A comparison rather than `max`, which would turn NaN into LO.
     let xc = if x < LO { LO } else { x };
@@ -106,7 +106,7 @@ fn exp(x: f32) -> f32 {
     let p = p * r + 8.333_452e-3;
     let p = p * r + 4.166_579_6e-2;
     let p = p * r + 1.666_666_5e-1;
-    let p = p * r + 5.000_000_1e-1;
+    let p = p * r + 0.5;
     let er = p * (r * r) + r + 1.0;
     // `n` sits in k's low mantissa bits; wrapping, so that the garbage a NaN
     // leaves there cannot trip the overflow checks of a debug build.
@@ -193,13 +193,7 @@ impl GeluTanhGate {
     /// multiplies a 0 rather than an infinity.
     #[inline(always)]
     fn parts(x: f32) -> (f32, f32, f32) {
-        let xc = if x > 16.0 {
-            16.0
-        } else if x < -16.0 {
-            -16.0
-        } else {
-            x
-        };
+        let xc = x.clamp(-16.0, 16.0);
         let x2 = xc * xc;
         let two_u_abs = 2.0 * Self::SQRT_2_OVER_PI * xc.abs() * (1.0 + Self::CUBIC * x2);
         let (s, ss) = sigmoid_parts(exp(-two_u_abs), x < 0.0);

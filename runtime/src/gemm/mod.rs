@@ -16,9 +16,9 @@ mod packed;
 pub mod params;
 pub mod peak;
 
-pub use epilogue::{Activation, Bias, Epilogue, SgdUpdate};
 /// The gated activations, one variant of [`Activation`].
 pub use crate::act::Gated;
+pub use epilogue::{Activation, Bias, Epilogue, SgdUpdate};
 pub use kernel::Kernel;
 pub(crate) use pack::interleave;
 pub use packed::PackedA;

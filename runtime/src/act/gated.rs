@@ -17,8 +17,8 @@
 //! agree with the unfused kernels bit for bit.
 //!
 //! Adding an activation of this form: a variant of [`Gated`], a gate type
-//! implementing [`Gate`] beside the others, its arm in [`per_gate`], and
-//! its formulas in `reference/act.rs`.
+//! implementing `Gate` beside the others, its arm in `per_gate!`, and its
+//! formulas in `reference/act.rs`.
 
 use crate::error::{check_len, LenError};
 use crate::isa::Isa;

@@ -90,6 +90,11 @@ pub enum Error {
     /// A weights file that is missing, unreadable or does not match.
     Weights(String),
     Io(std::io::Error),
+    /// A backward pass from an activation's output, given an activation
+    /// (GELU, SiLU) whose derivative needs its input.
+    NeedsInput {
+        op: &'static str,
+    },
 }
 
 impl fmt::Display for Error {
@@ -116,6 +121,9 @@ impl fmt::Display for Error {
             ),
             Error::Weights(msg) => write!(f, "weights: {msg}"),
             Error::Io(e) => write!(f, "i/o: {e}"),
+            Error::NeedsInput { op } => {
+                write!(f, "{op}: this activation's derivative needs its input, not its output")
+            }
         }
     }
 }

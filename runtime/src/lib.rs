@@ -2,7 +2,8 @@
 //!
 //! The runtime never depends on the compiler (`netc-dsl`); the generated code
 //! is the only contract between them. `unsafe` code lives only in the kernel
-//! modules (`gemm`, `conv`, `dense`, `reduce`, and `pool`'s `x86`), each
+//! modules (`gemm`, `conv`, `dense`, `reduce`, `pool`'s `x86` and `act`'s
+//! `gated`), each
 //! block with a `// SAFETY:` comment; everything is tested against the naive
 //! kernels of [`reference`].
 #![deny(unsafe_code)]
@@ -14,6 +15,7 @@ pub mod conv;
 #[allow(unsafe_code)]
 pub mod dense;
 pub mod dropout;
+pub mod elementwise;
 pub mod error;
 #[allow(unsafe_code)]
 pub mod gemm;

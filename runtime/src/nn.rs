@@ -14,6 +14,8 @@ use crate::norm::{self, BatchNorm, Lrn};
 use crate::optim::{Adam, AdamMoments, AdamW, OptimError, Sgd};
 use crate::pool::{self, Pool2d};
 
+/// Output-based: a gated activation is [`Error::NeedsInput`]; see
+/// [`activation_backward_from_input_in_place`].
 pub use crate::act::{
     backward as activation_backward, backward_in_place as activation_backward_in_place,
 };
@@ -197,7 +199,7 @@ pub fn max_pool_backward_through(
     y: &[f32],
     dx: &mut [f32],
 ) -> Result<(), Error> {
-    Ok(pool::max_pool2d_backward_through(*s, dy, argmax, act, y, dx)?)
+    pool::max_pool2d_backward_through(*s, dy, argmax, act, y, dx)
 }
 
 pub fn avg_pool_forward(s: &Pool2d, x: &[f32], y: &mut [f32]) -> Result<(), Error> {
@@ -340,6 +342,34 @@ pub fn add(a: &[f32], b: &[f32], activation: Activation, y: &mut [f32]) -> Resul
         }
     ));
     Ok(())
+}
+
+/// `d = d · act'(x)` from the activation's INPUT `x`: every activation,
+/// and the only backward the gated ones (GELU, SiLU) have, which training
+/// runs as a step of its own with the pre-activation kept.
+pub fn activation_backward_from_input_in_place(
+    act: Activation,
+    x: &[f32],
+    d: &mut [f32],
+) -> Result<(), Error> {
+    Ok(crate::act::backward_from_input_in_place(act, x, d)?)
+}
+
+/// `y = a ⊙ b`, elementwise over same-shape tensors.
+pub fn mul(a: &[f32], b: &[f32], y: &mut [f32]) -> Result<(), Error> {
+    Ok(crate::elementwise::mul(a, b, y)?)
+}
+
+/// The backward of [`mul`]: `da = dy ⊙ b`, `db = dy ⊙ a` (overwritten);
+/// `None` skips one.
+pub fn mul_backward(
+    a: &[f32],
+    b: &[f32],
+    dy: &[f32],
+    da: Option<&mut [f32]>,
+    db: Option<&mut [f32]>,
+) -> Result<(), Error> {
+    Ok(crate::elementwise::mul_backward(a, b, dy, da, db)?)
 }
 
 pub fn add_assign(acc: &mut [f32], x: &[f32]) -> Result<(), Error> {

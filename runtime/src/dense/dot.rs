@@ -180,6 +180,7 @@ impl Store<'_> {
             match self.activation {
                 Activation::Identity => {}
                 Activation::Relu => v.iter_mut().for_each(|v| *v = crate::act::relu_scalar(*v)),
+                Activation::Gated(g) => crate::act::gated::forward_row(g, &mut v),
                 act => v.iter_mut().for_each(|v| *v = act.apply(*v)),
             }
         }

@@ -6,6 +6,7 @@
 use std::marker::PhantomData;
 
 use super::MatRef;
+use crate::act::Gated;
 
 /// An activation applied after the bias.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -16,9 +17,19 @@ pub enum Activation {
     LeakyRelu(f32),
     Sigmoid,
     Tanh,
+    /// `x·g(x)`: GELU, SiLU. Their derivative needs the input, so they are
+    /// fused only into inference passes ([`Activation::needs_input`]).
+    Gated(Gated),
 }
 
 impl Activation {
+    /// Whether `act'` must be computed from the activation's input: the
+    /// output-based backward kernels cannot serve such an activation, and
+    /// refuse it with [`crate::Error::NeedsInput`].
+    pub fn needs_input(self) -> bool {
+        matches!(self, Activation::Gated(_))
+    }
+
     /// The unfused kernels' scalar functions ([`crate::act::activate`]), so
     /// that ReLU passes NaN through in both; except sigmoid, kept in its
     /// short form here: the overflow-safe branch of the unfused one made
@@ -33,6 +44,7 @@ impl Activation {
             Activation::LeakyRelu(slope) => crate::act::leaky_relu_scalar(slope, x),
             Activation::Sigmoid => 1.0 / (1.0 + (-x).exp()),
             Activation::Tanh => x.tanh(),
+            Activation::Gated(g) => g.forward(x),
         }
     }
 }
@@ -388,6 +400,7 @@ impl<'a> Epilogue<'a> {
             Activation::LeakyRelu(slope) => {
                 row.iter_mut().for_each(|v| *v = crate::act::leaky_relu_scalar(slope, *v))
             }
+            Activation::Gated(g) => crate::act::gated::forward_row(g, row),
             act => row.iter_mut().for_each(|v| *v = act.apply(*v)),
         }
         if let Some(mask) = &self.relu_mask {

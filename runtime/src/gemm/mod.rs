@@ -16,6 +16,8 @@ mod packed;
 pub mod params;
 pub mod peak;
 
+/// The gated activations, one variant of [`Activation`].
+pub use crate::act::Gated;
 pub use epilogue::{Activation, Bias, Epilogue, SgdUpdate};
 pub use kernel::Kernel;
 pub(crate) use pack::interleave;

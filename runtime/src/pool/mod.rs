@@ -12,7 +12,7 @@
 //! Either way a window is visited in row-major order, as ATen visits it,
 //! which fixes ties, NaN and the order of the sums.
 
-use crate::error::{check_len, LenError};
+use crate::error::{check_len, Error, LenError};
 use crate::gemm::Activation;
 use crate::isa::Isa;
 use crate::reduce;
@@ -421,7 +421,9 @@ pub fn max_pool2d_backward_on(
 /// other cell of `dx` is zero either way, so the separate pass over `dx`
 /// that the activation's backward would make disappears. (For a cell that
 /// is the maximum of several overlapping windows, `Σ g·act'` instead of
-/// `(Σ g)·act'`: the same for ReLU, within rounding otherwise.)
+/// `(Σ g)·act'`: the same for ReLU, within rounding otherwise.) A gated
+/// activation, whose derivative needs its input, is
+/// [`Error::NeedsInput`].
 pub fn max_pool2d_backward_through(
     p: Pool2d,
     dy: &[f32],
@@ -429,7 +431,7 @@ pub fn max_pool2d_backward_through(
     act: Activation,
     y: &[f32],
     dx: &mut [f32],
-) -> Result<(), LenError> {
+) -> Result<(), Error> {
     max_pool2d_backward_through_on(Isa::best(), p, dy, argmax, act, y, dx)
 }
 
@@ -443,8 +445,11 @@ pub fn max_pool2d_backward_through_on(
     act: Activation,
     y: &[f32],
     dx: &mut [f32],
-) -> Result<(), LenError> {
+) -> Result<(), Error> {
     const OP: &str = "max_pool2d_backward_through";
+    if act.needs_input() {
+        return Err(Error::NeedsInput { op: OP });
+    }
     check_len(OP, "dy", dy.len(), p.y_len())?;
     check_len(OP, "argmax", argmax.len(), p.y_len())?;
     check_len(OP, "y", y.len(), p.y_len())?;

@@ -202,6 +202,9 @@ fn derivative_from_output(act: Activation, y: __m512) -> __m512 {
         ),
         Activation::Sigmoid => _mm512_mul_ps(y, _mm512_sub_ps(one, y)),
         Activation::Tanh => _mm512_sub_ps(one, _mm512_mul_ps(y, y)),
+        // Refused before any kernel runs (`max_pool2d_backward_through_on`);
+        // NaN, as the scalar function gives, rather than a panic.
+        Activation::Gated(_) => _mm512_set1_ps(f32::NAN),
     }
 }
 

@@ -10,7 +10,10 @@ mod norm;
 mod optim;
 mod pool;
 
-pub use act::{activation_backward, activation_forward, bias_add_act, softmax, softmax_backward};
+pub use act::{
+    activation_backward, activation_forward, bias_add_act, erf, erfc, gated, gated_derivative,
+    softmax, softmax_backward,
+};
 pub use gemm::gemm;
 pub use loss::{mse, softmax_cross_entropy};
 pub use norm::{

@@ -2,16 +2,29 @@
 //!
 //! Backward passes take the saved forward OUTPUT `y`, not the input: the
 //! output is what the forward pass leaves in memory anyway (and in-place
-//! forwards destroy the input), and for every activation here the
-//! derivative is a function of `y`. ReLU and leaky ReLU follow PyTorch at
-//! 0: the gradient there is that of the negative side (`0`, `slope`).
+//! forwards destroy the input), and for every activation here but the
+//! gated ones ([`gated`]) the derivative is a function of `y`. Those
+//! (GELU, SiLU) have their backward from the input only, and the
+//! output-based entry points refuse them with [`Error::NeedsInput`]; the
+//! `*_from_input` ones serve every activation. ReLU and leaky ReLU follow
+//! PyTorch at 0: the gradient there is that of the negative side (`0`,
+//! `slope`).
 //!
 //! Shapes are flat buffers plus explicit dimensions; every kernel checks
 //! lengths before touching memory and returns a [`LenError`] naming the
 //! buffer. Nothing here allocates.
 
-use crate::error::{check_len, LenError};
+// Its vectorised kernels call functions compiled for AVX2 and AVX-512.
+#[allow(unsafe_code)]
+pub mod gated;
+
+use crate::error::{check_len, Error, LenError};
 pub use crate::gemm::Activation;
+pub use gated::{
+    gated_backward_from_input, gated_backward_from_input_in_place,
+    gated_backward_from_input_in_place_on, gated_backward_from_input_on, gated_forward,
+    gated_forward_in_place, gated_forward_in_place_on, gated_forward_on, Gated,
+};
 
 /// `n·c·hw` without overflow panics: an impossible product saturates, and
 /// then no buffer can match it, so the caller gets a length error.
@@ -60,6 +73,7 @@ pub fn activate(act: Activation, x: f32) -> f32 {
         Activation::LeakyRelu(slope) => leaky_relu_scalar(slope, x),
         Activation::Sigmoid => sigmoid_scalar(x),
         Activation::Tanh => x.tanh(),
+        Activation::Gated(g) => g.forward(x),
     }
 }
 
@@ -68,7 +82,9 @@ pub fn activate(act: Activation, x: f32) -> f32 {
 /// For leaky ReLU this needs `slope ≥ 0`: only then does `y > 0` mean
 /// `x > 0` (PyTorch rejects in-place leaky ReLU with a negative slope in
 /// autograd for the same reason). Use [`leaky_relu_backward_from_input`]
-/// otherwise.
+/// otherwise. A gated activation has no such formula: NaN, so that a
+/// caller that skipped [`Activation::needs_input`] sees it rather than a
+/// plausible wrong gradient (every slice kernel here refuses them first).
 #[inline(always)]
 pub fn derivative_from_output(act: Activation, y: f32) -> f32 {
     match act {
@@ -89,6 +105,49 @@ pub fn derivative_from_output(act: Activation, y: f32) -> f32 {
         }
         Activation::Sigmoid => y * (1.0 - y),
         Activation::Tanh => 1.0 - y * y,
+        Activation::Gated(_) => f32::NAN,
+    }
+}
+
+/// `act'(x)` from the input `x`, for every activation; at ReLU's kink and
+/// for NaN the same choices as the output-based one (the negative side).
+#[inline(always)]
+pub fn derivative_from_input(act: Activation, x: f32) -> f32 {
+    match act {
+        Activation::Identity => 1.0,
+        Activation::Relu => {
+            if x > 0.0 {
+                1.0
+            } else {
+                0.0
+            }
+        }
+        Activation::LeakyRelu(slope) => {
+            if x > 0.0 {
+                1.0
+            } else {
+                slope
+            }
+        }
+        Activation::Sigmoid => {
+            let s = sigmoid_scalar(x);
+            s * (1.0 - s)
+        }
+        Activation::Tanh => {
+            let t = x.tanh();
+            1.0 - t * t
+        }
+        Activation::Gated(g) => g.derivative(x),
+    }
+}
+
+/// The error the output-based backward kernels give for an activation
+/// whose derivative needs its input.
+fn refuse_gated(op: &'static str, act: Activation) -> Result<(), Error> {
+    if act.needs_input() {
+        Err(Error::NeedsInput { op })
+    } else {
+        Ok(())
     }
 }
 
@@ -123,6 +182,10 @@ macro_rules! per_activation {
                 let $f = |v: f32| $fun(A::Tanh, v);
                 $body
             }
+            A::Gated(g) => $crate::act::gated::per_gate!(g, |G| {
+                let $f = |v: f32| $fun(A::Gated(<G as $crate::act::gated::Gate>::WHICH), v);
+                $body
+            }),
         }
     }};
 }
@@ -132,6 +195,9 @@ pub(crate) use per_activation;
 /// `y = act(x)` elementwise.
 pub fn forward(act: Activation, x: &[f32], y: &mut [f32]) -> Result<(), LenError> {
     check_len("activation_forward", "y", y.len(), x.len())?;
+    if let Activation::Gated(g) = act {
+        return gated_forward(g, x, y);
+    }
     per_activation!(act, activate, |f| crate::par::zip2(y, x, |y, x| {
         for (y, &x) in y.iter_mut().zip(x) {
             *y = f(x);
@@ -143,6 +209,9 @@ pub fn forward(act: Activation, x: &[f32], y: &mut [f32]) -> Result<(), LenError
 /// `x = act(x)` elementwise; the buffer then holds the `y` that
 /// [`backward`] needs.
 pub fn forward_in_place(act: Activation, x: &mut [f32]) {
+    if let Activation::Gated(g) = act {
+        return gated_forward_in_place(g, x);
+    }
     per_activation!(act, activate, |f| crate::par::each(x, |x| {
         for x in x.iter_mut() {
             *x = f(*x);
@@ -151,8 +220,20 @@ pub fn forward_in_place(act: Activation, x: &mut [f32]) {
 }
 
 /// `dx = dy · act'(x)`, with the derivative taken from the saved output `y`.
-/// `dx` may not alias `dy`; see [`backward_in_place`] for that.
-pub fn backward(act: Activation, y: &[f32], dy: &[f32], dx: &mut [f32]) -> Result<(), LenError> {
+/// `dx` may not alias `dy`; see [`backward_in_place`] for that. A gated
+/// activation is [`Error::NeedsInput`]: see [`backward_from_input`].
+pub fn backward(act: Activation, y: &[f32], dy: &[f32], dx: &mut [f32]) -> Result<(), Error> {
+    refuse_gated("activation_backward", act)?;
+    Ok(backward_from_output(act, y, dy, dx)?)
+}
+
+/// [`backward`] of an activation known not to be gated.
+fn backward_from_output(
+    act: Activation,
+    y: &[f32],
+    dy: &[f32],
+    dx: &mut [f32],
+) -> Result<(), LenError> {
     check_len("activation_backward", "dy", dy.len(), y.len())?;
     check_len("activation_backward", "dx", dx.len(), y.len())?;
     per_activation!(act, derivative_from_output, |d| crate::par::zip3(dx, dy, y, |dx, dy, y| {
@@ -164,11 +245,61 @@ pub fn backward(act: Activation, y: &[f32], dy: &[f32], dx: &mut [f32]) -> Resul
 }
 
 /// [`backward`] overwriting the incoming gradient: `g = g · act'(y)`.
-pub fn backward_in_place(act: Activation, y: &[f32], g: &mut [f32]) -> Result<(), LenError> {
+pub fn backward_in_place(act: Activation, y: &[f32], g: &mut [f32]) -> Result<(), Error> {
+    refuse_gated("activation_backward", act)?;
+    Ok(backward_in_place_from_output(act, y, g)?)
+}
+
+/// [`backward_in_place`] of an activation known not to be gated.
+fn backward_in_place_from_output(
+    act: Activation,
+    y: &[f32],
+    g: &mut [f32],
+) -> Result<(), LenError> {
     check_len("activation_backward", "dy", g.len(), y.len())?;
     per_activation!(act, derivative_from_output, |d| crate::par::zip2(g, y, |g, y| {
         for (g, &y) in g.iter_mut().zip(y) {
             *g *= d(y);
+        }
+    }));
+    Ok(())
+}
+
+/// `dx = dy · act'(x)` from the forward's INPUT `x`: every activation,
+/// gated ones included. `dx` may not alias `dy`.
+pub fn backward_from_input(
+    act: Activation,
+    x: &[f32],
+    dy: &[f32],
+    dx: &mut [f32],
+) -> Result<(), LenError> {
+    if let Activation::Gated(g) = act {
+        return gated_backward_from_input(g, x, dy, dx);
+    }
+    check_len("activation_backward_from_input", "dy", dy.len(), x.len())?;
+    check_len("activation_backward_from_input", "dx", dx.len(), x.len())?;
+    per_activation!(act, derivative_from_input, |d| crate::par::zip3(dx, dy, x, |dx, dy, x| {
+        for ((dx, &dy), &x) in dx.iter_mut().zip(dy).zip(x) {
+            *dx = dy * d(x);
+        }
+    }));
+    Ok(())
+}
+
+/// [`backward_from_input`] overwriting the incoming gradient:
+/// `d = d · act'(x)`.
+pub fn backward_from_input_in_place(
+    act: Activation,
+    x: &[f32],
+    d: &mut [f32],
+) -> Result<(), LenError> {
+    if let Activation::Gated(g) = act {
+        return gated_backward_from_input_in_place(g, x, d);
+    }
+    check_len("activation_backward_from_input", "d", d.len(), x.len())?;
+    per_activation!(act, derivative_from_input, |f| crate::par::zip2(d, x, |d, x| {
+        for (d, &x) in d.iter_mut().zip(x) {
+            *d *= f(x);
         }
     }));
     Ok(())
@@ -186,11 +317,11 @@ macro_rules! named_activation {
         }
         #[doc = concat!("`dx = dy · ", $doc, "'(x)`, from the saved output `y`.")]
         pub fn $bwd(y: &[f32], dy: &[f32], dx: &mut [f32]) -> Result<(), LenError> {
-            backward($act, y, dy, dx)
+            backward_from_output($act, y, dy, dx)
         }
         #[doc = concat!("`g = g · ", $doc, "'(x)`, from the saved output `y`.")]
         pub fn $bwd_in_place(y: &[f32], g: &mut [f32]) -> Result<(), LenError> {
-            backward_in_place($act, y, g)
+            backward_in_place_from_output($act, y, g)
         }
     };
 }
@@ -239,12 +370,12 @@ pub fn leaky_relu_backward(
     dy: &[f32],
     dx: &mut [f32],
 ) -> Result<(), LenError> {
-    backward(Activation::LeakyRelu(slope), y, dy, dx)
+    backward_from_output(Activation::LeakyRelu(slope), y, dy, dx)
 }
 
 /// `g = g · leaky_relu'(x)` from the saved output `y`; needs `slope ≥ 0`.
 pub fn leaky_relu_backward_in_place(slope: f32, y: &[f32], g: &mut [f32]) -> Result<(), LenError> {
-    backward_in_place(Activation::LeakyRelu(slope), y, g)
+    backward_in_place_from_output(Activation::LeakyRelu(slope), y, g)
 }
 
 /// `dx = dy · leaky_relu'(x)` from the INPUT `x`: correct for any slope,
@@ -357,12 +488,16 @@ pub fn bias_add_act(
     if hw == 0 {
         return Ok(());
     }
-    for (i, channel) in x.chunks_exact_mut(hw).enumerate() {
-        let b = bias[i % c];
-        for x in channel {
-            *x = activate(act, *x + b);
+    // One loop per activation, as in `forward`, so a gated one is not a
+    // `match` per element.
+    per_activation!(act, activate, |f| {
+        for (i, channel) in x.chunks_exact_mut(hw).enumerate() {
+            let b = bias[i % c];
+            for x in channel {
+                *x = f(*x + b);
+            }
         }
-    }
+    });
     Ok(())
 }
 
@@ -384,18 +519,21 @@ pub fn bias_add_act_to(
     if hw == 0 {
         return Ok(());
     }
-    for (i, (y, x)) in y.chunks_exact_mut(hw).zip(x.chunks_exact(hw)).enumerate() {
-        let b = bias[i % c];
-        for (y, &x) in y.iter_mut().zip(x) {
-            *y = activate(act, x + b);
+    per_activation!(act, activate, |f| {
+        for (i, (y, x)) in y.chunks_exact_mut(hw).zip(x.chunks_exact(hw)).enumerate() {
+            let b = bias[i % c];
+            for (y, &x) in y.iter_mut().zip(x) {
+                *y = f(x + b);
+            }
         }
-    }
+    });
     Ok(())
 }
 
 /// The backward of [`bias_add_act`] in one pass: `dz = dy · act'(z)` from
 /// the saved output `y`, and `dbias[c] = Σ_{n, hw} dz` (overwritten, not
-/// accumulated). `dz` is the gradient for whatever produced `x`.
+/// accumulated). `dz` is the gradient for whatever produced `x`. A gated
+/// activation is [`Error::NeedsInput`].
 #[allow(clippy::too_many_arguments)]
 pub fn bias_act_backward(
     n: usize,
@@ -406,7 +544,8 @@ pub fn bias_act_backward(
     dy: &[f32],
     dz: &mut [f32],
     dbias: &mut [f32],
-) -> Result<(), LenError> {
+) -> Result<(), Error> {
+    refuse_gated("bias_act_backward", act)?;
     let len = numel(&[n, c, hw]);
     check_len("bias_act_backward", "y", y.len(), len)?;
     check_len("bias_act_backward", "dy", dy.len(), len)?;

@@ -1,5 +1,5 @@
-"""Times the vendor BLAS SGEMMs on the square sizes the GEMM issue's
-targets name, for comparison with `gemm_bench` run in the same minutes:
+"""Times the vendor BLAS SGEMMs on large squares (1024³ and 2048³ by
+default), for comparison with `gemm_bench` run in the same minutes:
 PyTorch's `torch.mm` (MKL, or oneDNN, as the wheel ships) and NumPy's `@`
 (OpenBLAS). Prints one JSON object per line, in `gemm_bench --json`'s
 fields: {"impl", "m", "n", "k", "threads", "gflops"} (best of the runs: the

@@ -97,10 +97,8 @@ pub fn dense_forward(
 /// Up to this many samples, the forward and backward-data passes stream the
 /// weight matrix once ([`streamed`]) instead of packing it for the GEMM:
 /// packing reads and writes all of it for a product that reads each weight
-/// only `n` times. Measured with `dense_bench` on AlexNet's fc6 (9216 ->
-/// 4096), ms, streamed against the GEMM: batch 8 forward 13.3/24.7,
-/// backward-data 9.0/13.0; at batch 32 the GEMM wins (24.6/38.7). On
-/// AVX-512 the forward pass takes [`dot`] from 2 samples.
+/// only `n` times; by 32 samples the GEMM wins. On AVX-512 the forward
+/// pass takes [`dot`] from 2 samples.
 const STREAM_BATCH: usize = 8;
 
 /// `dx = dy·W`, zeroed where `relu_mask ≤ 0` when given (the forward output

@@ -51,8 +51,8 @@ pub fn awake<R: Send>(f: impl FnOnce() -> R + Send) -> R {
 /// written; when it is read first (a momentum buffer, scaled by its
 /// coefficient before anything is added), the write that follows faults
 /// again, copies the page and flushes every core's TLB, which in a VM is an
-/// interrupt per page to the other cores. AlexNet's first training step
-/// took 1201 ms, against 356 ms for the next (`zoo_time`).
+/// interrupt per page to the other cores: it made AlexNet's first training
+/// step several times slower than the next.
 pub fn zeroed_state(len: usize) -> Vec<f32> {
     let mut state = Vec::with_capacity(len);
     // Hidden from the optimiser, which could otherwise turn the allocation

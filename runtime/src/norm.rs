@@ -152,8 +152,7 @@ pub type TrainStats<'a> = (&'a mut [f32], &'a mut [f32], &'a mut [f32], &'a mut 
 /// one pass over memory: each plane's own mean and squared deviations are
 /// taken while it sits in L1 (two passes there, so no cancellation), and
 /// the planes are merged in f64 by Chan, Golub and LeVeque's pairwise
-/// update. With the reductions in AVX-512, this took the forward at
-/// 64x16x32x32 from 0.28-0.30 to 0.22 ms (`norm_bench`).
+/// update.
 fn channel_moments(bn: BatchNorm, ch: usize, x: &[f32]) -> (f64, f64) {
     let (mut count, mut mean, mut ssd) = (0.0f64, 0.0f64, 0.0f64);
     for r in bn.planes(ch) {
@@ -477,8 +476,8 @@ type LrnGradInputs<'a> = (&'a [f32], (&'a [f32], (&'a [f32], &'a [f32])));
 
 /// `out = num / s^beta` elementwise. AlexNet's `beta = 0.75` takes
 /// `s^0.75 = √s·√√s`: two square roots vectorise, where `powf` is a
-/// library call per element (4% of an AlexNet step); other exponents keep
-/// `powf`. Within 2 ulps of it.
+/// library call per element; other exponents keep `powf`. Within 2 ulps of
+/// it.
 #[inline]
 fn divide_by_pow(out: &mut [f32], num: &[f32], s: &[f32], beta: f32) {
     if beta == 0.75 {

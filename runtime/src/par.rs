@@ -121,8 +121,7 @@ pub(crate) fn update3(
 /// parallel sections and being woken for each. A training step is dozens of
 /// short parallel kernels with serial gaps between them; a sleeping worker
 /// takes tens of microseconds to wake on a virtual machine, which cost the
-/// MLP's step most of what its second core gave (see BENCHMARKS.md). The
-/// poller runs any pool work it finds (`rayon::yield_now`), so it never
+/// MLP's step most of what its second core gave. The poller runs any pool work it finds (`rayon::yield_now`), so it never
 /// holds work up; it stops when `f` returns or panics.
 pub(crate) fn awake<R: Send>(f: impl FnOnce() -> R + Send) -> R {
     if rayon::current_num_threads() <= 1 {

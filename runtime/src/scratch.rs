@@ -10,8 +10,8 @@ use std::thread::LocalKey;
 pub(crate) type Buffer = LocalKey<RefCell<Vec<f32>>>;
 
 /// Runs `f` on `len` floats of this thread's `buffer`, grown if needed,
-/// starting on a 64-byte boundary ([`aligned_range`]): misaligned, the
-/// Winograd transforms' 64-byte stores ran at about half speed.
+/// starting on a 64-byte boundary ([`aligned_range`]), so that no 64-byte
+/// store into it straddles two cache lines.
 /// The contents are stale: callers overwrite what they read. If the buffer
 /// is already borrowed (this thread re-entered the kernel while waiting in a
 /// rayon join), `f` gets a fresh allocation instead.

@@ -6,8 +6,7 @@
 //! This is for networks of small layers. LeNet-5's step is two dozen
 //! kernels of a few microseconds to a few hundred; split kernel by kernel,
 //! each fork-join divides little work, and the second core idles through the
-//! serial gaps between them (rayon's stealing and polling took a fifth of a
-//! step's samples). Split by samples, the threads meet once per step.
+//! serial gaps between them. Split by samples, the threads meet once per step.
 //!
 //! Generated models whose passes treat samples independently (no batch
 //! norm, whose statistics span the batch, and no dropout, whose masks are

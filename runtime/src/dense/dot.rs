@@ -6,9 +6,8 @@
 //! `y = x·Wᵀ` multiplies two matrices that are both contiguous along the
 //! inputs (`x [n][in]`, `W [out][in]`). The GEMM's kernels broadcast one
 //! operand and load the other in vectors along the outputs, so for this
-//! product they pack both, transposing each: in the MLP's batch-128
-//! inference those transposes took a fifth of the time (`perf`,
-//! `transpose16` and `transpose8`). Here one vector load of a weight row
+//! product they pack both, transposing each, and a transposing pack costs
+//! far more than the copy it replaces. Here one vector load of a weight row
 //! and one of a sample row meet in a multiply-add lane by lane; a tile
 //! keeps [`ROWS`] weight rows × [`SAMPLES`] samples of such partial sums in
 //! registers and adds each one's lanes once, at the end of its block of
@@ -42,20 +41,16 @@ const K_BLOCK: usize = 1024;
 /// batch; above it, up to [`MAX_BATCH`] samples.
 const MAX_WEIGHTS: usize = 1 << 21;
 /// With more weights than [`MAX_WEIGHTS`], the GEMM takes batches above
-/// this: at 128 samples of 4096 -> 4096 it ran 18.2 ms against 23.0 here,
-/// while at 64 samples of AlexNet's fc6 (9216 -> 4096) this ran 28.5 ms
-/// against its 47.7 (throwaway `dense_forward` timing, 2 threads).
+/// this, where its packing of the weights is shared by enough samples.
 const MAX_BATCH: usize = 64;
 /// Below this many multiply-adds, one thread does it all.
 const PARALLEL_MACS: usize = 1 << 20;
 
 /// Whether [`super::dense_forward`] takes this path for `s` on this CPU:
-/// only the AVX-512 tile beats the alternatives, and from 2 samples (one
-/// sample streams four weight rows at a time, [`super::streamed`], 4.2
-/// against 4.3-4.4 ms on fc6). From 2 to 8 samples it replaced the
-/// streamed pass, whose samples' blocks did not stay in L1: fc6 at batch
-/// 8, 7.2-7.4 against 16.2-16.9 ms; fc7 2.4-2.5 against 5.8-5.9; at batch
-/// 2, 4.9-5.0 against 7.4.
+/// only the AVX-512 tile beats the alternatives, and from 2 samples: one
+/// sample is as fast streamed four weight rows at a time
+/// ([`super::streamed`]), while from 2 samples the streamed pass's blocks
+/// of samples no longer stay in L1.
 pub(crate) fn preferred(s: &Dense) -> bool {
     Isa::best() == Isa::Avx512 && s.n >= 2 && (s.weight_len() <= MAX_WEIGHTS || s.n <= MAX_BATCH)
 }
@@ -114,9 +109,7 @@ pub(super) fn forward_checked(
 /// `y`, shared by threads that each write their own range of its columns
 /// (outputs) in every row. The threads split the outputs, not the samples,
 /// so that each reads only its share of the weights: in training, the
-/// share its own core's SGD step has just written (see `gemm::Grid`). Split
-/// by samples, each thread read all of them, and the MLP's training step
-/// ran 6% slower than on the GEMM, though its inference ran 20% faster.
+/// share its own core's SGD step has just written (see `gemm::Grid`).
 struct Columns<'a> {
     ptr: *mut f32,
     len: usize,
@@ -155,10 +148,9 @@ struct Store<'a> {
 
 impl Store<'_> {
     /// [`Self::write`] for a whole tile's [`ROWS`] outputs, in fixed-size
-    /// steps the compiler turns into a few vector instructions. Against
-    /// [`Self::write`]'s per-element loop (the activation's `match` and the
-    /// block flags inside), interleaved: MLP fc2 at batch 128 0.164-0.181
-    /// -> 0.154-0.159 ms, LeNet-5's fc2 at 64 0.022 -> 0.018 ms.
+    /// steps the compiler turns into a few vector instructions, where
+    /// [`Self::write`]'s per-element loop keeps the activation's `match` and
+    /// the block flags inside.
     #[inline(always)]
     fn write_whole(
         &self,

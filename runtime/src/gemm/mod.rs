@@ -398,15 +398,11 @@ impl Grid {
         // The busiest thread's work: its tiles' multiply-adds, plus packing
         // its rows of A and its columns of B. B is packed once per mc rows
         // of A; with mc 1024 that is once for nearly every model shape,
-        // which the model assumes. A packed element costs dozens of
-        // multiply-adds at kernel speed: a transposing pack ran at about
-        // 0.5 ns an element (11% of the MLP's training step), a
-        // multiply-add at 0.01 ns. At 8, the MLP's fc1 forward split its
-        // 128 samples, so each thread packed all of the weights, half of
-        // them last written by the other core's SGD step; at 32 it splits
-        // the outputs: MLP step 1.96-2.18 -> 1.84-2.06 ms, though its
-        // inference at batch 128, whose weights stay in both caches, went
-        // 0.69-0.72 -> 0.74-0.78 ms (`zoo_time`, interleaved).
+        // which the model assumes. A packed element (above all a
+        // transposing pack) costs dozens of multiply-adds at kernel speed;
+        // weighed so, a dense layer's forward splits its outputs rather than
+        // its samples, and in training each thread packs only the weights
+        // its own core's SGD step just wrote.
         const PACK_COST: usize = 32;
         let cost = |tm: usize, tn: usize| {
             let (rows, cols) = (mp.div_ceil(tm) * mr, np.div_ceil(tn) * nr);
@@ -452,10 +448,9 @@ pub(crate) fn expect_valid(r: Result<(), GemmError>) {
 
 /// Below this many multiply-accumulates, threads cost more than they save.
 /// Generated models keep the pool's other thread polling through a pass
-/// (`nn::awake`), so a fork-join is cheap: at 1M rather than 4M, ResNet-20's
-/// batch-1 forward shares its 64-channel and stride-2 convs (1.2-2.4M) and
-/// took 0.83-0.84 ms against 0.87-0.91 (`zoo_time`, interleaved), with the
-/// MLP and LeNet-5 unchanged.
+/// (`nn::awake`), so a fork-join is cheap enough for ResNet-20's batch-1
+/// forward to gain from sharing its 64-channel and stride-2 convs
+/// (1.2-2.4M).
 const PARALLEL_MIN_MACS: f64 = 1.0e6;
 
 /// C as a raw pointer, so that threads can write disjoint tiles of it.
@@ -543,9 +538,7 @@ unsafe fn drive<A: PackA, B: PackB>(
     // kernels broadcast A and load whole vectors of B, and broadcasts are
     // many small loads that must hit L1, while vector loads stream well from
     // L2. So the A micro-panel is the one kept in L1 (reused across a sweep
-    // of B micro-panels) and the packed B block is the one kept in L2. In
-    // BLIS's order (B micro-panel in L1, A streaming) the same kernels ran
-    // 8-13% slower at 1024-2048 (BENCHMARKS.md).
+    // of B micro-panels) and the packed B block is the one kept in L2.
     // The stack tile of the tiles that do not store straight into C, zeroed
     // once per call rather than per tile.
     let mut buf = [0.0f32; MAX_TILE];

@@ -267,7 +267,7 @@ pub fn pack_b(
         // Rows of B are contiguous: read each row once, front to back, and
         // deal its nr-wide pieces out to the panels. Panel by panel, every
         // row would be a new page (B's rows are often 4 KB apart), which
-        // the prefetchers do not follow: at 1024³ that took 9% of the GEMM.
+        // the prefetchers do not follow.
         match nr {
             16 => deal_rows::<16>(dst, b, p0, kc, j0, whole),
             32 => deal_rows::<32>(dst, b, p0, kc, j0, whole),

@@ -91,18 +91,17 @@ impl Blocking {
         const F32: usize = 4;
         // L1: the kc x mr micro-panel of A takes at most a third, leaving
         // the rest to the B micro-panels and C tiles passing through. kc is
-        // capped at 384: on a 48K-L1 core, 8x48 and 12x32 kernels ran within
-        // noise of each other for kc of 256..768 at 1024³, and a shorter kc
-        // wastes less on a k that is not a multiple of it.
+        // capped at 384: a longer kc gains nothing, and a shorter one wastes
+        // less on a k that is not a multiple of it.
         let kc = (caches.l1 / 3 / (mr * F32)).clamp(64, 384) / 8 * 8;
-        // L2: the packed B block (kc x nc) takes about a third; measured at
-        // 1024³, 480 columns and 960 ran alike on a 2 MB L2.
+        // L2: the packed B block (kc x nc) takes about a third; a wider
+        // block gains nothing.
         let nc = (caches.l2 / 3 / (kc * F32)).clamp(nr, 4096) / nr * nr;
         // L3 (shared by the cores): the packed A block (mc x kc) takes at
         // most a quarter, and at most 1024 rows. Every thread keeps a full
         // block reserved (`gemm::reserve_scratch`), so the cap bounds memory
-        // at 1.5 MB a thread; 4096 rows ran 4% faster at 2048³ only, where B
-        // is packed twice instead of once.
+        // at 1.5 MB a thread; more rows only help where B would otherwise
+        // be packed twice.
         let mc = (caches.l3 / 4 / (kc * F32)).clamp(mr, 1024) / mr * mr;
         Blocking { mc, kc, nc }
     }

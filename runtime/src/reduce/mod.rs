@@ -2,9 +2,7 @@
 //!
 //! Each keeps many independent partial sums. A vector add has a latency of
 //! about four cycles, so a sum kept in one or two registers runs at a few
-//! floats a cycle however fast memory is: batch norm's statistics, with
-//! eight lanes in baseline SSE, ran at 24-29 GB/s from L2 (`norm_bench`).
-//! The AVX-512 versions keep four registers per sum. Splitting a long sum
+//! floats a cycle however fast memory is. The AVX-512 versions keep four registers per sum. Splitting a long sum
 //! also keeps its rounding error far below that of one running f32 total.
 
 mod portable;

@@ -85,11 +85,10 @@ unsafe fn tile(
 /// `sums[s][r] = ⟨w[r], x[s]⟩` over `kb` floats, rows `ld` apart: per 16
 /// inputs, R + S loads and R·S multiply-adds, one accumulator each.
 ///
-/// A 64-byte load that straddles two cache lines costs two: with the
-/// weight rows 16 bytes off, the MLP's fc1 forward ran 25% slower. So
-/// when every weight row has the same offset (`ld` a multiple of 16
-/// floats), a masked first step brings them to a line boundary, and the
-/// whole steps after it load whole lines of the weights. Every input still
+/// A 64-byte load that straddles two cache lines costs two. So when every
+/// weight row has the same offset (`ld` a multiple of 16 floats), a masked
+/// first step brings them to a line boundary, and the whole steps after it
+/// load whole lines of the weights. Every input still
 /// adds into the lane it would from an aligned start, in the same order.
 ///
 /// # Safety

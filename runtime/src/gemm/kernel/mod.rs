@@ -84,10 +84,8 @@ fn all() -> &'static [Kernel] {
                 x86::avx512_kernel as MicroKernel,
                 x86::has_avx512,
             ));
-            // 12x32 loads 14 values for every 24 FMAs where 8x48 loads 11:
-            // on shapes both tile exactly (960³, 192x3136x576, 96x12544x363)
-            // it ran 2-9% slower, and at 1024³, which 8x48 pads by 3%, 4-8%
-            // slower (`sgemm_with` on each, interleaved in one process).
+            // 12x32 loads 14 values for every 24 FMAs where 8x48 loads 11,
+            // so it runs slower on shapes both tile exactly.
             kernels.push(Kernel {
                 cost_percent: 106,
                 ..make(
@@ -98,13 +96,9 @@ fn all() -> &'static [Kernel] {
                     x86::has_avx512,
                 )
             });
-            // 8x32 keeps 16 accumulators and loads 10 values for 16 FMAs:
-            // `kernel_ceiling 384` read it at 81-87% of peak against 87-92%
-            // for 8x48. It tiles exactly the sides of 16, 32 and 64 that
-            // small model GEMMs have, which 8x48 pads by up to half: with
-            // it, `gemm_bench` against matrixmultiply went 0.95-1.01 ->
-            // 1.11 at 64³, 1.02 -> 1.07-1.10 on ResNet-20's 32-channel
-            // GEMM and 0.96-1.10 -> 1.14-1.18 on its 64-channel one.
+            // 8x32 loads 10 values for 16 FMAs, slower than 8x48 alone, but
+            // it tiles exactly the sides of 16, 32 and 64 that small model
+            // GEMMs have, which 8x48 pads by up to half.
             kernels.push(Kernel {
                 cost_percent: 105,
                 ..make(

@@ -12,6 +12,8 @@ fn main() {
         "nets/alexnet_nodrop.net".to_string(),
         "nets/vgg11_nodrop.net".to_string(),
         "nets/two_inputs.net".to_string(),
+        "nets/gated.net".to_string(),
+        "nets/gated_infer.net".to_string(),
     ]);
     if let Err(e) = netc_dsl::Builder::new().compile(&files) {
         eprintln!("{e}");

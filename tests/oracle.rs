@@ -134,6 +134,29 @@ fn resnet20_matches_the_interpreter() {
 }
 
 #[test]
+fn gelu_silu_and_mul_match_the_interpreter() {
+    check_model!(netc_tests::nets::gated::Gated, "nets/gated.net", 3, 6);
+}
+
+/// GELU and SiLU fused into a conv's and a dense layer's store.
+#[test]
+fn fused_gated_activations_match_the_interpreter() {
+    use netc_tests::nets::gated_infer::GatedInfer;
+    let g = graph("nets/gated_infer.net");
+    let mut model = GatedInfer::with_capacity(5, 4);
+    let mut weights = Weights::new();
+    model.params().visit(|name, _, v| {
+        weights.insert(name.to_string(), v.iter().map(|&x| f64::from(x)).collect());
+    });
+    let x = inputs(4, GatedInfer::INPUT_LEN, 9);
+    let mut out = vec![0.0f32; 4 * GatedInfer::OUTPUT_LEN];
+    model.forward_flat(&x, &mut out).expect("forward");
+    let x64: Vec<f64> = x.iter().map(|&v| f64::from(v)).collect();
+    let want = interp::run(&g, &weights, &[&x64], 4, Mode::Infer).expect("interpreter");
+    assert_close("gated inference", &out, interp::output(&g, &want), 1e-5);
+}
+
+#[test]
 fn smooth_network_matches_the_interpreter() {
     check_model!(smooth::Smooth, "nets/smooth.net", 3, 6);
 }

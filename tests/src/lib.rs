@@ -26,6 +26,12 @@ pub fn batch<const N: usize>(n: usize, seed: u64) -> Vec<[f32; N]> {
 /// The generated code of the networks that `build.rs` compiles, built once
 /// here rather than again in every test, bench and example that runs them.
 pub mod nets {
+    pub mod gated {
+        netc::include_network!("gated");
+    }
+    pub mod gated_infer {
+        netc::include_network!("gated_infer");
+    }
     pub mod two_inputs {
         netc::include_network!("two_inputs");
     }

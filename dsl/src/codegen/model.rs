@@ -76,6 +76,12 @@ pub fn model(m: &Module<'_>, g: &Graph, source_name: &str) -> TokenStream {
     };
     let default_opt = default_optimizer(p.optimizer.as_ref(), rt);
     let io = io(m);
+    // Only a network with a loss trains, and keeps an optimizer's state.
+    let (opt_fields, opt_init) = if p.loss.is_some() {
+        (quote!(opt_state: Vec<f32>, opt_kind: u8,), quote!(opt_state: Vec::new(), opt_kind: 0,))
+    } else {
+        (quote!(), quote!())
+    };
     let shape_consts = s.geometries.iter().map(|(id, geo)| {
         let (ty, name) = (geometry_type(rt, geo), geometry_const(&g.node(*id).name));
         let value = geometry_with(rt, geo, &quote!(0));
@@ -94,8 +100,7 @@ pub fn model(m: &Module<'_>, g: &Graph, source_name: &str) -> TokenStream {
             arena: #rt::arena::Arena,
             argmax: Vec<u32>,
             stats: Vec<f32>,
-            opt_state: Vec<f32>,
-            opt_kind: u8,
+            #opt_fields
             /// Each conv's weights prepared for inference (packed or
             /// Winograd-transformed), cleared whenever `params` may change.
             forward_caches: Vec<#rt::conv::ForwardCache>,
@@ -150,8 +155,7 @@ pub fn model(m: &Module<'_>, g: &Graph, source_name: &str) -> TokenStream {
                     arena: #rt::arena::Arena::zeros(#arena_size),
                     argmax: vec![0; #argmax_size],
                     stats: vec![0.0; #stats_len],
-                    opt_state: Vec::new(),
-                    opt_kind: 0,
+                    #opt_init
                     forward_caches: (0..#caches).map(|_| #rt::conv::ForwardCache::new()).collect(),
                     capacity,
                     batch: 0,

@@ -123,12 +123,12 @@ impl Printer<'_> {
         );
         let rr = reads.iter().map(|&t| self.region(seq, t));
         let wr = writes.iter().map(|&t| self.region(seq, t));
+        // No block of its own: each step's views end with its call, and the
+        // next step's shadow them.
         quote! {
             #comment
-            {
-                let ([#(#r_vars),*], [#(#w_vars),*]) = arena.split([#(#rr),*], [#(#wr),*])?;
-                #call
-            }
+            let ([#(#r_vars),*], [#(#w_vars),*]) = arena.split([#(#rr),*], [#(#wr),*])?;
+            #call
         }
     }
 

@@ -66,9 +66,16 @@ pub enum ConvError {
     /// A buffer of the wrong length.
     Len(LenError),
     /// A shape no convolution has ([`Conv2d::is_valid`]).
-    InvalidShape { op: &'static str, shape: Conv2d },
+    InvalidShape { op: &'static str, shape: Box<Conv2d> },
     /// A valid shape that the algorithm asked for cannot compute.
-    Unsupported { op: &'static str, algo: ConvAlgo, shape: Conv2d },
+    Unsupported { op: &'static str, algo: ConvAlgo, shape: Box<Conv2d> },
+}
+
+impl ConvError {
+    /// [`ConvError::Unsupported`] of `algo` on `shape`.
+    pub(crate) fn unsupported(op: &'static str, algo: ConvAlgo, shape: &Conv2d) -> Self {
+        ConvError::Unsupported { op, algo, shape: Box::new(*shape) }
+    }
 }
 
 impl fmt::Display for ConvError {

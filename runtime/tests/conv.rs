@@ -361,7 +361,7 @@ fn invalid_shapes_and_unsupported_algorithms_have_their_own_errors() {
     let (x, w) = (vec![0.0; s.input_len()], vec![0.0; s.weight_len()]);
     let mut y = vec![0.0; s.output_len()];
     let err = conv2d_forward(&s, &x, &w, None, Activation::Identity, &mut y, Par::Seq).unwrap_err();
-    assert_eq!(err, ConvError::InvalidShape { op: "conv2d_forward", shape: s });
+    assert_eq!(err, ConvError::InvalidShape { op: "conv2d_forward", shape: Box::new(s) });
     let shown = err.to_string();
     assert!(shown.starts_with("conv2d_forward: invalid shape (n 1, 3x8x8 -> 4,"), "{shown}");
     assert!(shown.ends_with("groups must divide both channel counts"), "{shown}");
@@ -385,7 +385,7 @@ fn invalid_shapes_and_unsupported_algorithms_have_their_own_errors() {
     let err = r.unwrap_err();
     assert_eq!(
         err,
-        ConvError::Unsupported { op: "conv2d_forward", algo: ConvAlgo::Direct, shape: s }
+        ConvError::Unsupported { op: "conv2d_forward", algo: ConvAlgo::Direct, shape: Box::new(s) }
     );
     assert!(err.to_string().starts_with("conv2d_forward: the direct algorithm cannot compute ("));
     // A generated model sees each as its own variant; lengths stay `Len`.

@@ -311,7 +311,7 @@ pub fn conv2d_forward_direct(
     const OP: &str = "conv2d_forward (direct)";
     s.check_forward(OP, x, weight, bias, y)?;
     if !applies(s) {
-        return Err(ConvError::Unsupported { op: OP, algo: ConvAlgo::Direct, shape: *s });
+        return Err(ConvError::unsupported(OP, ConvAlgo::Direct, s));
     }
     let (in_len, out_len) = (s.c * s.h * s.w, s.o * s.out_plane());
     if in_len == 0 || out_len == 0 {
@@ -339,7 +339,7 @@ pub fn conv2d_backward_data_direct(
     const OP: &str = "conv2d_backward_data (direct)";
     s.check(OP, dx.len(), weight.len(), dy.len())?;
     if !applies(s) {
-        return Err(ConvError::Unsupported { op: OP, algo: ConvAlgo::Direct, shape: *s });
+        return Err(ConvError::unsupported(OP, ConvAlgo::Direct, s));
     }
     let (in_len, out_len) = (s.c * s.h * s.w, s.o * s.out_plane());
     if in_len == 0 || out_len == 0 {
@@ -365,7 +365,7 @@ pub fn conv2d_backward_weights_direct(
     const OP: &str = "conv2d_backward_weights (direct)";
     s.check(OP, x.len(), dweight.len(), dy.len())?;
     if !applies(s) {
-        return Err(ConvError::Unsupported { op: OP, algo: ConvAlgo::Direct, shape: *s });
+        return Err(ConvError::unsupported(OP, ConvAlgo::Direct, s));
     }
     weight_grad_direct(s, isa, x, dy, 0..s.n, dweight);
     Ok(())

@@ -432,7 +432,7 @@ fn applicable(
     if algorithm.applies(s, pass) {
         Ok(algorithm)
     } else {
-        Err(ConvError::Unsupported { op, algo, shape: *s })
+        Err(ConvError::unsupported(op, algo, s))
     }
 }
 

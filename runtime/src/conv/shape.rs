@@ -126,7 +126,7 @@ impl Conv2d {
         y: usize,
     ) -> Result<(), ConvError> {
         if !self.is_valid() {
-            return Err(ConvError::InvalidShape { op, shape: *self });
+            return Err(ConvError::InvalidShape { op, shape: Box::new(*self) });
         }
         check_len(op, "input", x, self.input_len())?;
         check_len(op, "weight", w, self.weight_len())?;

@@ -373,7 +373,7 @@ pub fn forward(
     const OP: &str = "conv2d_forward (winograd)";
     s.check_forward(OP, x, weight, bias, y)?;
     if !applies(s) {
-        return Err(ConvError::Unsupported { op: OP, algo: ConvAlgo::Winograd, shape: *s });
+        return Err(ConvError::unsupported(OP, ConvAlgo::Winograd, s));
     }
     forward_unchecked(s, isa, x, weight, bias, activation, y, par);
     Ok(())
@@ -444,7 +444,7 @@ pub fn backward_data(
         check_len(OP, "relu_mask", m.len(), s.input_len())?;
     }
     if !applies_backward_data(s) {
-        return Err(ConvError::Unsupported { op: OP, algo: ConvAlgo::Winograd, shape: *s });
+        return Err(ConvError::unsupported(OP, ConvAlgo::Winograd, s));
     }
     backward_data_unchecked(s, isa, dy, weight, relu_mask, dx, par);
     Ok(())
@@ -479,7 +479,7 @@ pub fn backward_weights(
     const OP: &str = "conv2d_backward_weights (winograd)";
     s.check(OP, x.len(), dweight.len(), dy.len())?;
     if !applies(s) {
-        return Err(ConvError::Unsupported { op: OP, algo: ConvAlgo::Winograd, shape: *s });
+        return Err(ConvError::unsupported(OP, ConvAlgo::Winograd, s));
     }
     weight_grad(s, isa, x, dy, dweight, par);
     Ok(())

@@ -1,8 +1,11 @@
-//! The error every runtime kernel returns when a buffer does not have the
-//! length its shape needs. Kernels check lengths up front (O(1)), so a wrong
-//! buffer is an `Err` naming the tensor, never a panic or an out-of-bounds
-//! read.
+//! The runtime's errors: a buffer of the wrong length ([`LenError`]), a
+//! convolution that cannot run ([`ConvError`]), and the [`Error`] of a
+//! generated model's methods. Kernels check their arguments up front (O(1)),
+//! so a wrong buffer or shape is an `Err` naming it, never a panic or an
+//! out-of-bounds read.
 
+use crate::conv::{Conv2d, ConvAlgo};
+use crate::optim::OptimizerError;
 use std::fmt;
 
 /// A buffer whose length does not match the shape of the op.
@@ -57,6 +60,54 @@ pub fn check_min_len(
     }
 }
 
+/// Why a convolution refused its arguments.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ConvError {
+    /// A buffer of the wrong length.
+    Len(LenError),
+    /// A shape no convolution has ([`Conv2d::is_valid`]).
+    InvalidShape { op: &'static str, shape: Box<Conv2d> },
+    /// A valid shape that the algorithm asked for cannot compute.
+    Unsupported { op: &'static str, algo: ConvAlgo, shape: Box<Conv2d> },
+}
+
+impl ConvError {
+    /// [`ConvError::Unsupported`] of `algo` on `shape`.
+    pub(crate) fn unsupported(op: &'static str, algo: ConvAlgo, shape: &Conv2d) -> Self {
+        ConvError::Unsupported { op, algo, shape: Box::new(*shape) }
+    }
+}
+
+impl fmt::Display for ConvError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConvError::Len(e) => e.fmt(f),
+            ConvError::InvalidShape { op, shape } => {
+                let why = shape.invalid_reason().unwrap_or("it is valid");
+                write!(f, "{op}: invalid shape ({shape}): {why}")
+            }
+            ConvError::Unsupported { op, algo, shape } => {
+                write!(f, "{op}: the {} algorithm cannot compute ({shape})", algo.name())
+            }
+        }
+    }
+}
+
+impl std::error::Error for ConvError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            ConvError::Len(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<LenError> for ConvError {
+    fn from(e: LenError) -> Self {
+        ConvError::Len(e)
+    }
+}
+
 /// Any error a generated model's methods return: bad input from the caller
 /// (wrong lengths, a batch over capacity, labels out of range) or a weights
 /// file that cannot be used. Each names what was wrong.
@@ -87,6 +138,11 @@ pub enum Error {
     /// needs are gone (consumed by an earlier `backward`, or overwritten by
     /// an inference `forward`, which shares their memory).
     NoForwardTrain,
+    /// A convolution that cannot run; its length errors are [`Error::Len`].
+    Conv(ConvError),
+    /// An optimizer step that cannot run; its length errors are
+    /// [`Error::Len`].
+    Optimizer(OptimizerError),
     /// A weights file that is missing, unreadable or does not match.
     Weights(String),
     Io(std::io::Error),
@@ -119,6 +175,8 @@ impl fmt::Display for Error {
                 "backward needs its own forward_train: each forward_train allows one backward, \
                  and an inference forward in between overwrites the activations",
             ),
+            Error::Conv(e) => e.fmt(f),
+            Error::Optimizer(e) => e.fmt(f),
             Error::Weights(msg) => write!(f, "weights: {msg}"),
             Error::Io(e) => write!(f, "i/o: {e}"),
             Error::NeedsInput { op } => {
@@ -132,6 +190,8 @@ impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Error::Len(e) => Some(e),
+            Error::Conv(e) => Some(e),
+            Error::Optimizer(e) => Some(e),
             Error::Io(e) => Some(e),
             _ => None,
         }
@@ -141,6 +201,26 @@ impl std::error::Error for Error {
 impl From<LenError> for Error {
     fn from(e: LenError) -> Self {
         Error::Len(e)
+    }
+}
+
+/// Length errors stay [`Error::Len`], whichever kernel found them.
+impl From<ConvError> for Error {
+    fn from(e: ConvError) -> Self {
+        match e {
+            ConvError::Len(e) => Error::Len(e),
+            e => Error::Conv(e),
+        }
+    }
+}
+
+/// Length errors stay [`Error::Len`], whichever kernel found them.
+impl From<OptimizerError> for Error {
+    fn from(e: OptimizerError) -> Self {
+        match e {
+            OptimizerError::Len(e) => Error::Len(e),
+            e => Error::Optimizer(e),
+        }
     }
 }
 

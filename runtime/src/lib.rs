@@ -2,15 +2,13 @@
 //!
 //! The runtime never depends on the compiler (`netc-dsl`); the generated code
 //! is the only contract between them. `unsafe` code lives only in the kernel
-//! modules (`gemm`, `conv`, `dense`, `reduce`, `pool`'s `x86` and `act`'s
-//! `gated`), each
-//! block with a `// SAFETY:` comment; everything is tested against the naive
-//! kernels of [`reference`].
+//! modules (`gemm`, `conv`'s `direct` and `winograd`, `dense`, `reduce`,
+//! `pool`'s `x86` and `act`'s `gated`), each block with a `// SAFETY:`
+//! comment; everything is tested against the naive kernels of [`reference`].
 #![deny(unsafe_code)]
 
 pub mod act;
 pub mod arena;
-#[allow(unsafe_code)]
 pub mod conv;
 #[allow(unsafe_code)]
 pub mod dense;

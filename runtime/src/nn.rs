@@ -11,7 +11,7 @@ use crate::error::{check_len, Error};
 use crate::gemm::{Activation, Par};
 use crate::loss::{self, LossError};
 use crate::norm::{self, BatchNorm, Lrn};
-use crate::optim::{Adam, AdamMoments, AdamW, OptimError, Sgd};
+use crate::optim::{Adam, AdamMoments, AdamW, Sgd};
 use crate::pool::{self, Pool2d};
 
 /// Output-based: a gated activation is [`Error::NeedsInput`]; see
@@ -26,15 +26,6 @@ impl From<LossError> for Error {
         match e {
             LossError::Len(e) => Error::Len(e),
             LossError::Label { sample, label, classes } => Error::Label { sample, label, classes },
-        }
-    }
-}
-
-impl From<OptimError> for Error {
-    fn from(e: OptimError) -> Self {
-        match e {
-            OptimError::Len(e) => Error::Len(e),
-            OptimError::ZeroStep => Error::Weights("the optimizer step count starts at 1".into()),
         }
     }
 }

@@ -3,11 +3,13 @@
 //! and the reference's gradients against central finite differences in f64.
 
 use netc_runtime::conv::winograd::{self, Isa};
+use netc_runtime::conv::winograd_split;
 use netc_runtime::conv::{
     conv2d_backward_data, conv2d_backward_data_direct, conv2d_backward_data_using,
     conv2d_backward_weights, conv2d_backward_weights_direct, conv2d_forward, conv2d_forward_cached,
     conv2d_forward_direct, conv2d_forward_using, Conv2d, ConvAlgo, ForwardCache,
 };
+use netc_runtime::error::ConvError;
 use netc_runtime::gemm::{Activation, Par};
 use netc_runtime::reference::conv as reference;
 use proptest::prelude::*;
@@ -328,21 +330,170 @@ fn relu_mask_zeroes_the_input_gradient() {
     }
 }
 
+/// The tensor a length error names.
+fn tensor(r: Result<(), ConvError>) -> &'static str {
+    match r {
+        Err(ConvError::Len(e)) => e.tensor,
+        other => panic!("not a length error: {other:?}"),
+    }
+}
+
 #[test]
 fn wrong_lengths_are_errors_naming_the_tensor() {
     let s = Conv2d::square(2, 3, 8, 8, 4, 3, 1, 1);
     let x = vec![0.0; s.input_len()];
     let w = vec![0.0; s.weight_len() - 1];
     let mut y = vec![0.0; s.output_len()];
-    let err = conv2d_forward(&s, &x, &w, None, Activation::Identity, &mut y, Par::Seq).unwrap_err();
-    assert_eq!(err.tensor, "weight");
+    let r = conv2d_forward(&s, &x, &w, None, Activation::Identity, &mut y, Par::Seq);
+    assert_eq!(tensor(r), "weight");
     let w = vec![0.0; s.weight_len()];
-    let err = conv2d_forward(&s, &x, &w, Some(&[0.0; 3]), Activation::Identity, &mut y, Par::Seq)
-        .unwrap_err();
-    assert_eq!(err.tensor, "bias");
+    let r = conv2d_forward(&s, &x, &w, Some(&[0.0; 3]), Activation::Identity, &mut y, Par::Seq);
+    assert_eq!(tensor(r), "bias");
     let mut short = vec![0.0; 5];
-    let err = conv2d_backward_data(&s, &y, &w, None, &mut short, Par::Seq).unwrap_err();
-    assert_eq!(err.tensor, "input");
+    let r = conv2d_backward_data(&s, &y, &w, None, &mut short, Par::Seq);
+    assert_eq!(tensor(r), "input");
+}
+
+#[test]
+fn invalid_shapes_and_unsupported_algorithms_have_their_own_errors() {
+    // Groups that do not divide the channels.
+    let s = Conv2d { groups: 2, ..Conv2d::square(1, 3, 8, 8, 4, 3, 1, 1) };
+    let (x, w) = (vec![0.0; s.input_len()], vec![0.0; s.weight_len()]);
+    let mut y = vec![0.0; s.output_len()];
+    let err = conv2d_forward(&s, &x, &w, None, Activation::Identity, &mut y, Par::Seq).unwrap_err();
+    assert_eq!(err, ConvError::InvalidShape { op: "conv2d_forward", shape: Box::new(s) });
+    let shown = err.to_string();
+    assert!(shown.starts_with("conv2d_forward: invalid shape (n 1, 3x8x8 -> 4,"), "{shown}");
+    assert!(shown.ends_with("groups must divide both channel counts"), "{shown}");
+    // A window larger than the padded input.
+    let s = Conv2d::square(1, 1, 2, 2, 1, 5, 1, 1);
+    assert_eq!(s.invalid_reason(), Some("the dilated window is larger than the padded input"));
+    // A valid shape that the algorithm asked for cannot compute.
+    let s = Conv2d::square(1, 4, 8, 8, 4, 3, 2, 1);
+    let (x, w) = (vec![0.0; s.input_len()], vec![0.0; s.weight_len()]);
+    let mut y = vec![0.0; s.output_len()];
+    let r = conv2d_forward_using(
+        ConvAlgo::Direct,
+        &s,
+        &x,
+        &w,
+        None,
+        Activation::Identity,
+        &mut y,
+        Par::Seq,
+    );
+    let err = r.unwrap_err();
+    assert_eq!(
+        err,
+        ConvError::Unsupported { op: "conv2d_forward", algo: ConvAlgo::Direct, shape: Box::new(s) }
+    );
+    assert!(err.to_string().starts_with("conv2d_forward: the direct algorithm cannot compute ("));
+    // A generated model sees each as its own variant; lengths stay `Len`.
+    let model = netc_runtime::Error::from(err);
+    assert!(matches!(model, netc_runtime::Error::Conv(ConvError::Unsupported { .. })));
+    let len = netc_runtime::Error::from(ConvError::Len(netc_runtime::LenError {
+        op: "conv2d_forward",
+        tensor: "weight",
+        expected: 2,
+        found: 1,
+    }));
+    assert!(matches!(len, netc_runtime::Error::Len(_)));
+}
+
+/// The selection rule as it stood before the algorithms became
+/// `ConvAlgorithm`s, kept to show that the split moved no shape.
+fn old_rule(s: &Conv2d) -> [ConvAlgo; 4] {
+    use ConvAlgo::*;
+    let pointwise = (s.kh, s.kw, s.sh, s.sw, s.ph, s.pw, s.groups) == (1, 1, 1, 1, 0, 0, 1);
+    let direct = s.groups == 1 && s.sh == 1 && s.sw == 1 && s.dh == 1 && s.dw == 1;
+    let on = winograd::enabled();
+    let forward = if pointwise {
+        Pointwise
+    } else if on && s.c >= 8 && winograd::applies(s) && winograd::pays(s) {
+        Winograd
+    } else if on && s.c >= 32 && winograd_split::pays(s) {
+        WinogradSplit
+    } else if direct && s.o <= 64 && (s.n > 1 || s.c * s.o <= 128) {
+        Direct
+    } else {
+        Im2col
+    };
+    let prepared = if forward != Im2col || !on || s.c < 8 {
+        forward
+    } else if winograd::pays_prepared(s) {
+        Winograd
+    } else if s.c >= 32 && winograd_split::pays_prepared(s) {
+        WinogradSplit
+    } else {
+        forward
+    };
+    let backward_data = if pointwise {
+        Pointwise
+    } else if on
+        && s.c >= 4
+        && winograd::applies_backward_data(s)
+        && winograd::pays_backward_data(s)
+    {
+        Winograd
+    } else if direct
+        && (4..=64).contains(&s.c)
+        && s.o <= 64
+        && (s.o <= 16 || s.kh * s.kw <= 9)
+        && (s.n > 1 || s.c * s.o <= 128)
+    {
+        Direct
+    } else {
+        Im2col
+    };
+    let backward_weights = if pointwise {
+        Pointwise
+    } else if on && winograd::applies(s) && winograd::pays_weight_grad(s) {
+        Winograd
+    } else if direct && s.c * s.o <= 256 {
+        Direct
+    } else {
+        Im2col
+    };
+    [forward, prepared, backward_data, backward_weights]
+}
+
+#[test]
+fn selection_is_the_old_rule() {
+    let mut shapes = 0;
+    for n in [1, 2, 8, 64] {
+        for (c, o) in [(1, 6), (3, 16), (4, 8), (6, 16), (8, 8), (16, 32), (32, 64), (64, 64)]
+            .into_iter()
+            .chain([(96, 256), (256, 384), (384, 384), (3, 72), (48, 16), (128, 8)])
+        {
+            for hw in [5, 8, 13, 14, 16, 27, 32] {
+                for (k, stride, pad) in [(1, 1, 0), (1, 2, 0), (3, 1, 1), (3, 1, 0), (3, 2, 1)]
+                    .into_iter()
+                    .chain([(3, 1, 3), (5, 1, 2), (5, 1, 0), (5, 1, 5), (4, 1, 3), (7, 2, 3)])
+                {
+                    for (dilation, groups) in [(1, 1), (2, 1), (1, 2)] {
+                        let s = Conv2d {
+                            dh: dilation,
+                            dw: dilation,
+                            groups,
+                            ..Conv2d::square(n, c, hw, hw, o, k, stride, pad)
+                        };
+                        if !s.is_valid() {
+                            continue;
+                        }
+                        let new = [
+                            s.forward_algo(),
+                            s.prepared_forward_algo(),
+                            s.backward_data_algo(),
+                            s.backward_weights_algo(),
+                        ];
+                        assert_eq!(new, old_rule(&s), "{s:?}");
+                        shapes += 1;
+                    }
+                }
+            }
+        }
+    }
+    assert!(shapes > 10_000, "{shapes} shapes");
 }
 
 fn winograd_strategy() -> impl Strategy<Value = Conv2d> {
@@ -407,7 +558,7 @@ fn check_winograd(s: &Conv2d, seed: u64, act: Activation, par: Par) -> Result<()
     let (want_dw, _) = reference::conv2d_backward_weights(s, &f64s(&x), &f64s(&dy));
     let positions = s.n * s.out_h() * s.out_w();
     for &isa in Isa::supported() {
-        let fail = |e: netc_runtime::LenError| TestCaseError::fail(format!("{isa:?}: {e}"));
+        let fail = |e: ConvError| TestCaseError::fail(format!("{isa:?}: {e}"));
         let mut y = vec![f32::NAN; s.output_len()];
         winograd::forward(s, isa, &x, &w, Some(&b), act, &mut y, par).map_err(fail)?;
         assert_close(&format!("{isa:?} forward"), &y, &want_y, s.c * 9, s)?;
@@ -467,7 +618,7 @@ fn split_strategy() -> impl Strategy<Value = Conv2d> {
 fn check_split(s: &Conv2d, seed: u64, act: Activation, par: Par) -> Result<(), TestCaseError> {
     let algo = ConvAlgo::WinogradSplit;
     let Case { x, w, b, dy, mask, want_y, want_dx } = Case::new(s, seed, act);
-    let fail = |e: netc_runtime::LenError| TestCaseError::fail(e.to_string());
+    let fail = |e: ConvError| TestCaseError::fail(e.to_string());
     let mut y = vec![f32::NAN; s.output_len()];
     conv2d_forward_using(algo, s, &x, &w, Some(&b), act, &mut y, par).map_err(fail)?;
     assert_close("split forward", &y, &want_y, 4 * s.c * 9, s)?;
@@ -615,7 +766,7 @@ proptest! {
         let (want_dw, _) = reference::conv2d_backward_weights(&s, &f64s(&x), &f64s(&dy));
         let want_dx = reference::conv2d_backward_data(&s, &f64s(&dy), &f64s(&w));
         for &isa in Isa::supported() {
-            let fail = |e: netc_runtime::LenError| TestCaseError::fail(format!("{isa:?}: {e}"));
+            let fail = |e: ConvError| TestCaseError::fail(format!("{isa:?}: {e}"));
             let mut y = vec![f32::NAN; s.output_len()];
             conv2d_forward_direct(&s, isa, &x, &w, Some(&b), act, &mut y).map_err(fail)?;
             assert_close(&format!("{isa:?} direct"), &y, &want, s.c * s.kh * s.kw, &s)?;

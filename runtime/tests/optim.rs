@@ -6,7 +6,7 @@
 mod common;
 
 use common::fill;
-use netc_runtime::optim::{Adam, AdamMoments, AdamState, AdamW, OptimError, Sgd, SgdState};
+use netc_runtime::optim::{Adam, AdamMoments, AdamState, AdamW, OptimizerError, Sgd, SgdState};
 use netc_runtime::reference;
 use proptest::prelude::*;
 
@@ -63,7 +63,7 @@ fn sgd_by_hand() {
 
 /// Runs an Adam-like `step` for `grads.len()` steps from `p0`.
 fn adam_trace(
-    step: impl Fn(u64, &mut AdamState, &mut [f32], &[f32]) -> Result<(), OptimError>,
+    step: impl Fn(u64, &mut AdamState, &mut [f32], &[f32]) -> Result<(), OptimizerError>,
     p0: f32,
     grads: &[f32],
 ) -> Vec<f32> {
@@ -307,11 +307,18 @@ fn bad_input_is_an_error() {
     assert!(sgd.step(&mut [], &mut p, &g).is_ok());
     let mut state = AdamState::new(4);
     let adam = Adam::new(0.1);
-    assert_eq!(adam.step(0, state.moments_mut(), &mut p, &g), Err(OptimError::ZeroStep));
-    assert_eq!(OptimError::ZeroStep.to_string(), "adam: `step` is 1-based, found 0");
+    let zero_step = OptimizerError::ZeroStep { optimizer: "adam" };
+    assert_eq!(adam.step(0, state.moments_mut(), &mut p, &g), Err(zero_step.clone()));
+    assert_eq!(zero_step.to_string(), "adam: `step` is 1-based, found 0");
+    let adamw_zero = AdamW::new(0.1).step(0, state.moments_mut(), &mut p, &g);
+    assert_eq!(adamw_zero, Err(OptimizerError::ZeroStep { optimizer: "adamw" }));
+    // A generated model reports it as its own variant, not as a weights error.
+    let model_error = netc_runtime::Error::from(zero_step);
+    assert!(matches!(model_error, netc_runtime::Error::Optimizer(_)), "{model_error:?}");
+    assert_eq!(model_error.to_string(), "adam: `step` is 1-based, found 0");
     assert!(matches!(
         adam.step(1, state.tensor_mut(0, 3).unwrap(), &mut p, &g),
-        Err(OptimError::Len(e)) if e.tensor == "m"
+        Err(OptimizerError::Len(e)) if e.tensor == "m"
     ));
     assert!(AdamW::new(0.1).step(1, state.moments_mut(), &mut p, &g[..2]).is_err());
     assert!(state.tensor_mut(2, 3).is_err());

@@ -1,8 +1,8 @@
 //! The direct convolution, for stride-1, undilated, ungrouped convs with
 //! few channels (LeNet-5's two): forward, backward-data and the weight
 //! gradient, with no im2col matrix. Through im2col such shapes spend more
-//! time moving data than multiplying: LeNet-5's conv2 spent 47% of its
-//! forward packing the GEMM's panels, 60% of its backward-data in col2im.
+//! time moving data than multiplying: packing the GEMM's panels forward,
+//! col2im backward.
 //!
 //! Two layouts let 16 consecutive positions read 16 consecutive floats, one
 //! vector load, for every tap, whatever the width of a row:
@@ -36,22 +36,122 @@
 //!
 //! AVX-512 kernels, and AVX2 and portable builds of one generic body.
 
-use super::{copy_run, with_columns, Conv2d};
+use super::im2col::copy_run;
+use super::tuning::{
+    DIRECT_BACKWARD_DATA_CHANNELS, DIRECT_BACKWARD_DATA_NARROW_TAPS,
+    DIRECT_BACKWARD_DATA_WIDE_MAX_OUTPUTS, DIRECT_MAX_OUTPUTS, DIRECT_ONE_SAMPLE_MAX_CHANNELS,
+    DIRECT_WEIGHT_GRAD_MAX_CHANNELS,
+};
+use super::{with_columns, Conv2d, ConvAlgo, ConvAlgorithm, Scratch};
 use crate::act::{activate, per_activation};
-use crate::error::LenError;
-use crate::gemm::Activation;
+use crate::error::ConvError;
+use crate::gemm::{Activation, Par};
 use crate::isa::Isa;
+
+/// [`ConvAlgo::Direct`].
+#[derive(Debug)]
+pub(super) struct Direct;
+
+/// Whether the direct kernels compute `s`: stride 1, no dilation, one
+/// group.
+pub(super) fn applies(s: &Conv2d) -> bool {
+    s.groups == 1 && s.sh == 1 && s.sw == 1 && s.dh == 1 && s.dw == 1
+}
+
+impl ConvAlgorithm for Direct {
+    fn algo(&self) -> ConvAlgo {
+        ConvAlgo::Direct
+    }
+
+    fn name(&self) -> &'static str {
+        "direct"
+    }
+
+    fn applies(&self, s: &Conv2d, _pass: super::Pass) -> bool {
+        applies(s)
+    }
+
+    fn picks(&self, s: &Conv2d, pass: super::Pass) -> bool {
+        // A single sample runs on one thread here.
+        let threads_busy = s.n > 1 || s.c * s.o <= DIRECT_ONE_SAMPLE_MAX_CHANNELS;
+        applies(s)
+            && match pass {
+                super::Pass::Forward => s.o <= DIRECT_MAX_OUTPUTS && threads_busy,
+                super::Pass::BackwardData => {
+                    DIRECT_BACKWARD_DATA_CHANNELS.contains(&s.c)
+                        && s.o <= DIRECT_MAX_OUTPUTS
+                        && (s.o <= DIRECT_BACKWARD_DATA_WIDE_MAX_OUTPUTS
+                            || s.kh * s.kw <= DIRECT_BACKWARD_DATA_NARROW_TAPS)
+                        && threads_busy
+                }
+                super::Pass::BackwardWeights => s.c * s.o <= DIRECT_WEIGHT_GRAD_MAX_CHANNELS,
+            }
+    }
+
+    fn scratch(&self, s: &Conv2d, pass: super::Pass) -> Scratch {
+        match pass {
+            super::Pass::Forward => Scratch {
+                columns: forward_scratch_len(s),
+                lanes_weights: lanes_weights_len(s),
+                ..Scratch::default()
+            },
+            super::Pass::BackwardData => {
+                Scratch { columns: backward_data_scratch_len(s), ..Scratch::default() }
+            }
+            super::Pass::BackwardWeights => {
+                Scratch { columns: weight_grad_scratch_len(s), ..Scratch::default() }
+            }
+        }
+    }
+
+    fn forward(
+        &self,
+        s: &Conv2d,
+        x: &[f32],
+        weight: &[f32],
+        bias: Option<&[f32]>,
+        activation: Activation,
+        y: &mut [f32],
+        par: Par,
+    ) {
+        let isa = Isa::best();
+        with_channel_lanes_weights(s, isa, weight, |lanes_w| {
+            super::forward_chunks(s, 1, x, y, par, |x, y, _| {
+                forward_direct(s, isa, x, weight, lanes_w, bias, activation, y)
+            })
+        });
+    }
+
+    fn backward_data(
+        &self,
+        s: &Conv2d,
+        dy: &[f32],
+        weight: &[f32],
+        relu_mask: Option<&[f32]>,
+        dx: &mut [f32],
+        par: Par,
+    ) {
+        let isa = Isa::best();
+        super::backward_data_chunks(s, 1, dy, dx, relu_mask, par, |dy, dx, _| {
+            backward_data_direct(s, isa, dy, weight, dx)
+        });
+    }
+
+    fn backward_weights(&self, s: &Conv2d, x: &[f32], dy: &[f32], dweight: &mut [f32], par: Par) {
+        let isa = Isa::best();
+        super::weight_grad_tasks(s, dweight, par, |samples, dweight, _| {
+            weight_grad_direct(s, isa, x, dy, samples, dweight)
+        });
+    }
+}
 
 /// Positions per vector.
 const LANES: usize = 16;
 
 /// Floats of samples that one round of the weight gradient keeps: their
 /// inputs in the kernel's layout (and for the channels-in-lanes kernel
-/// their `dy`). 64 KB, past L1, but each
-/// round ends in lane sums of its accumulators, and fewer rounds paid
-/// more (LeNet-5's conv2 on one thread, `conv_one`: 32 KB 0.56 ms, 64 KB
-/// 0.47, 128 KB 0.44; its conv1, whose planes are larger, 0.24-0.25 at
-/// each).
+/// their `dy`). 64 KB, past L1, but each round ends in lane sums of its
+/// accumulators, and fewer rounds paid more.
 const WEIGHT_GRAD_CHUNK: usize = 16384;
 
 /// One pass's geometry: `cin` input planes, zero-padded to `rows × grid`
@@ -207,11 +307,11 @@ pub fn conv2d_forward_direct(
     bias: Option<&[f32]>,
     activation: Activation,
     y: &mut [f32],
-) -> Result<(), LenError> {
+) -> Result<(), ConvError> {
     const OP: &str = "conv2d_forward (direct)";
     s.check_forward(OP, x, weight, bias, y)?;
-    if !s.fits_direct() {
-        return Err(LenError { op: OP, tensor: "shape", expected: 0, found: 0 });
+    if !applies(s) {
+        return Err(ConvError::unsupported(OP, ConvAlgo::Direct, s));
     }
     let (in_len, out_len) = (s.c * s.h * s.w, s.o * s.out_plane());
     if in_len == 0 || out_len == 0 {
@@ -235,11 +335,11 @@ pub fn conv2d_backward_data_direct(
     dy: &[f32],
     weight: &[f32],
     dx: &mut [f32],
-) -> Result<(), LenError> {
+) -> Result<(), ConvError> {
     const OP: &str = "conv2d_backward_data (direct)";
     s.check(OP, dx.len(), weight.len(), dy.len())?;
-    if !s.fits_direct() {
-        return Err(LenError { op: OP, tensor: "shape", expected: 0, found: 0 });
+    if !applies(s) {
+        return Err(ConvError::unsupported(OP, ConvAlgo::Direct, s));
     }
     let (in_len, out_len) = (s.c * s.h * s.w, s.o * s.out_plane());
     if in_len == 0 || out_len == 0 {
@@ -261,11 +361,11 @@ pub fn conv2d_backward_weights_direct(
     x: &[f32],
     dy: &[f32],
     dweight: &mut [f32],
-) -> Result<(), LenError> {
+) -> Result<(), ConvError> {
     const OP: &str = "conv2d_backward_weights (direct)";
     s.check(OP, x.len(), dweight.len(), dy.len())?;
-    if !s.fits_direct() {
-        return Err(LenError { op: OP, tensor: "shape", expected: 0, found: 0 });
+    if !applies(s) {
+        return Err(ConvError::unsupported(OP, ConvAlgo::Direct, s));
     }
     weight_grad_direct(s, isa, x, dy, 0..s.n, dweight);
     Ok(())
@@ -421,21 +521,18 @@ pub(super) fn backward_data_scratch_len(s: &Conv2d) -> usize {
 }
 
 /// Whether backward-data scatters (AVX-512) rather than correlating the
-/// padded `dy`: where the window shrinks the plane by 2 or more on each
-/// side, so that `dy`'s padding would be most of the correlation's work,
-/// or where `dy` has 16 channels or more, so that each addition into the
-/// part planes follows that many multiply-adds. Measured (`conv_one
-/// direct-bwd`, one thread, batch 64, ms, scatter against correlation):
-/// 6 -> 16 5x5 unpadded at 14x14 (LeNet-5's conv2) 0.40 / 0.47 (the
-/// correlation's figure from before the part planes), 64 -> 64 3x3 padded
-/// at 8x8 3.07 / 4.04, 16 -> 16 5x5 padded by 2 at 12x12 1.30 / 1.46, 8 ->
-/// 8 3x3 unpadded at 16x16 0.22 / 0.23; 16 -> 16 3x3 padded at 16x16 0.84
-/// / 0.83 (even); but with few channels and padding the correlation wins:
-/// 4 -> 4 3x3 at 28x28 0.31 / 0.21, 3 -> 8 3x3 at 32x32 1.02 / 0.48.
+/// padded `dy`: where the window shrinks the plane enough, or `dy` has
+/// enough channels ([`super::tuning::SCATTER_MIN_SHRINK`],
+/// [`super::tuning::SCATTER_MIN_OUTPUTS`]); with
+/// few channels and padding the correlation wins.
 #[cfg(target_arch = "x86_64")]
 fn scatters(s: &Conv2d, isa: Isa) -> bool {
-    let shrinks = s.kh >= 2 * s.ph + 5 && s.kw >= 2 * s.pw + 5;
-    isa.if_supported() == Isa::Avx512 && (shrinks || s.o >= 16) && s.kw <= MAX_SCATTER_KW
+    use super::tuning::{SCATTER_MIN_OUTPUTS, SCATTER_MIN_SHRINK};
+    let window = |k: usize, pad: usize| k > 2 * (pad + SCATTER_MIN_SHRINK);
+    let shrinks = window(s.kh, s.ph) && window(s.kw, s.pw);
+    isa.if_supported() == Isa::Avx512
+        && (shrinks || s.o >= SCATTER_MIN_OUTPUTS)
+        && s.kw <= MAX_SCATTER_KW
 }
 
 /// The widest window that backward-data scatters: the kernel gathers its
@@ -594,7 +691,7 @@ impl Pass<'_> {
             let planes =
                 out.chunks_exact_mut(g.out_h * g.out_w).zip(z.chunks_exact(vectors * LANES));
             // One loop per activation: matched per element, the activation
-            // took three quarters of LeNet-5's conv1 forward.
+            // took most of LeNet-5's conv1 forward.
             per_activation!(self.activation, activate, |f| {
                 for (out, z) in planes {
                     for (out, z) in out.chunks_exact_mut(g.out_w).zip(z.chunks_exact(g.grid)) {
@@ -785,13 +882,8 @@ impl WeightGrad {
     /// Whether the AVX-512 kernel with the output channels in the lanes
     /// takes this shape: square 3x3 and 5x5 windows, whose taps all stay in
     /// registers, and at least three quarters of its lanes in use. It sums
-    /// over the kept positions only, with no lane sums to end each round.
-    /// Measured against the other kernel (`conv_one direct-wgrad`, one
-    /// thread, batch 64): 6 -> 16 5x5 at 14x14 (LeNet-5's conv2) 0.25
-    /// against 0.49 ms, 8 -> 24 5x5 at 16x16 1.65 against 2.28, 4 -> 12
-    /// 3x3 0.22 against 0.24; but 8 -> 8 3x3 0.33 against 0.31, and 1 -> 6
-    /// 5x5 (LeNet-5's conv1) 0.42 against 0.22. (The other kernel's figures
-    /// are from before its tap-column layout.)
+    /// over the kept positions only, with no lane sums to end each round;
+    /// with fewer channels in use the other kernel wins.
     fn channel_lanes(g: &Grid, isa: Isa) -> bool {
         cfg!(target_arch = "x86_64")
             && isa.if_supported() == Isa::Avx512
@@ -845,7 +937,7 @@ impl WeightGrad {
         debug_assert!(self.channel_lanes);
         // The GEMM's packing transpose: 16 channels' rows into lanes, in
         // registers for whole blocks of 16 positions (element by element,
-        // this took a sixth of LeNet-5's conv2 weight gradient).
+        // this was a visible share of LeNet-5's conv2 weight gradient).
         let positions = self.g.out_h * self.g.out_w;
         let mut rows: [&[f32]; LANES] = [&[]; LANES];
         for (b, block) in dst.chunks_exact_mut(positions * LANES).enumerate() {

@@ -10,33 +10,23 @@
 //! layout, a copy of one tensor. With one sample, `dy` and the output are
 //! used in place.
 
-use super::{col2im, epilogue, im2col, with_columns, Conv2d, Im2colPanels};
+use super::im2col::{col2im, im2col, Im2colPanels};
+use super::tuning::{
+    IM2COL_BATCHED_MAX_COLUMNS, IM2COL_BATCHED_MAX_GROUP_OUTPUTS, IM2COL_BATCHED_MAX_PLANE,
+};
+use super::{epilogue, pointwise, with_columns, Conv2d};
 use crate::gemm::{sgemm, sgemm_packed_b, Activation, Epilogue, MatMut, MatRef, Par};
-
-/// Output planes at least this large keep one GEMM per sample, which then
-/// has enough columns (and its own packed panels fill faster from the
-/// input, see `Im2colPanels`).
-const MAX_PLANE: usize = 256;
-
-/// Groups with at least this many output channels keep one GEMM per
-/// sample too: their weights fill the GEMM's rows, and side by side the
-/// larger matrices measured slower (`conv_bench`, ResNet-20's 32->64 3x3
-/// stride-2 conv, plane 64: forward 1.08 -> 1.23 ms), while LeNet-5's conv2
-/// (16 channels, plane 100) gained (forward 0.43 -> 0.29 ms).
-const MAX_GROUP_OUTPUTS: usize = 32;
-
-/// The most floats of im2col columns one GEMM takes (512 KB), so the matrix
-/// is still in L2 when the GEMM packs it: LeNet-5's conv2 forward took
-/// 0.40 ms with 4 MB, 0.38 with 1 MB and 0.35 with 512 KB.
-const MAX_COLUMNS: usize = 1 << 17;
 
 /// Samples whose matrices one GEMM takes side by side: 1 unless the plane
 /// is small, and never more than the batch.
 pub(super) fn samples_per_gemm(s: &Conv2d) -> usize {
-    if s.out_plane() >= MAX_PLANE || s.o / s.groups >= MAX_GROUP_OUTPUTS || s.is_pointwise() {
+    if s.out_plane() >= IM2COL_BATCHED_MAX_PLANE
+        || s.o / s.groups >= IM2COL_BATCHED_MAX_GROUP_OUTPUTS
+        || pointwise::applies(s)
+    {
         return 1;
     }
-    (MAX_COLUMNS / (s.patch() * s.out_plane()).max(1)).clamp(1, s.n.max(1))
+    (IM2COL_BATCHED_MAX_COLUMNS / (s.patch() * s.out_plane()).max(1)).clamp(1, s.n.max(1))
 }
 
 /// Samples per chunk when `threads` threads share the batch: every thread
@@ -56,7 +46,7 @@ pub(super) fn scratch_len(s: &Conv2d, cnt: usize) -> usize {
 
 /// The forward pass of the samples of `x` into `y`. The GEMM fills its
 /// panels from the (padded) inputs, as one sample's does
-/// ([`super::Im2colPanels`]); its output block is scattered into `y`.
+/// ([`Im2colPanels`]); its output block is scattered into `y`.
 pub(super) fn forward(
     s: &Conv2d,
     x: &[f32],

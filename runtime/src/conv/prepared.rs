@@ -9,8 +9,8 @@
 //! generated models keep one [`ForwardCache`] per conv for `forward` and
 //! clear it whenever their parameters change.
 
-use super::{forward_samples, im2col_gemm, winograd, winograd_split, Conv2d, ConvAlgo};
-use crate::error::LenError;
+use super::{im2col, im2col_gemm, winograd, winograd_split, Conv2d, ConvAlgo};
+use crate::error::ConvError;
 use crate::gemm::{kernel, Activation, MatRef, PackedA, Par};
 use crate::isa::Isa;
 
@@ -64,7 +64,7 @@ pub fn conv2d_forward_cached(
     y: &mut [f32],
     cache: &mut ForwardCache,
     par: Par,
-) -> Result<(), LenError> {
+) -> Result<(), ConvError> {
     let algo = s.prepared_forward_algo();
     let threads = par.threads();
     let per_sample = algo == ConvAlgo::Im2col && im2col_gemm::chunk_samples(s, threads) == 1;
@@ -100,7 +100,7 @@ pub fn conv2d_forward_cached(
         cache.packed_ready = true;
     }
     let packed = Some(&cache.packed[..]);
-    forward_samples(algo, s, x, weight, packed, bias, activation, y, par);
+    im2col::forward_samples(s, x, weight, packed, bias, activation, y, par);
     Ok(())
 }
 

@@ -28,9 +28,13 @@
 //! results carry a few more ulps of error than a direct sum; the tests bound
 //! it against the f64 reference.
 
-use super::{with_columns, Conv2d};
+use super::tuning::{
+    WINOGRAD_BACKWARD_DATA_MIN_CHANNELS, WINOGRAD_CACHED_U_BYTES, WINOGRAD_LARGE_U_MIN_TILES,
+    WINOGRAD_MIN_CHANNELS, WINOGRAD_MIN_TILES, WINOGRAD_WEIGHT_GRAD_MAX_U_BYTES,
+};
+use super::{with_columns, Conv2d, ConvAlgo, ConvAlgorithm, Pass, Scratch};
 use crate::arena::ALIGN_FLOATS;
-use crate::error::{check_len, LenError};
+use crate::error::{check_len, ConvError};
 use crate::gemm::{Activation, Par};
 use rayon::prelude::*;
 use std::cell::RefCell;
@@ -43,9 +47,6 @@ const TILE: usize = 4;
 const WIN: usize = 6;
 /// Points of the transformed window.
 const POINTS: usize = WIN * WIN;
-/// The fewest tiles a call needs for Winograd to pay at all, whatever the
-/// weights cost: below, most of a 16-lane group is padding ([`pays`]).
-const MIN_TILES: usize = 16;
 /// The fewest tiles a chunk gives the tuple GEMMs when the batch allows.
 const CHUNK_TILES: usize = 64;
 /// The same for the weight gradient, whose products reduce over tiles: each
@@ -60,6 +61,80 @@ const AVX2: u8 = 1;
 const AVX512: u8 = 2;
 
 pub use crate::isa::Isa;
+
+/// [`ConvAlgo::Winograd`].
+#[derive(Debug)]
+pub(super) struct Winograd;
+
+impl ConvAlgorithm for Winograd {
+    fn algo(&self) -> ConvAlgo {
+        ConvAlgo::Winograd
+    }
+
+    fn name(&self) -> &'static str {
+        "winograd-f4x4"
+    }
+
+    fn applies(&self, s: &Conv2d, pass: Pass) -> bool {
+        match pass {
+            Pass::Forward | Pass::BackwardWeights => applies(s),
+            Pass::BackwardData => applies_backward_data(s),
+        }
+    }
+
+    fn picks(&self, s: &Conv2d, pass: Pass) -> bool {
+        enabled()
+            && match pass {
+                Pass::Forward => s.c >= WINOGRAD_MIN_CHANNELS && pays(s),
+                Pass::BackwardData => {
+                    s.c >= WINOGRAD_BACKWARD_DATA_MIN_CHANNELS && pays_backward_data(s)
+                }
+                Pass::BackwardWeights => pays_weight_grad(s),
+            }
+    }
+
+    fn picks_prepared(&self, s: &Conv2d) -> bool {
+        enabled() && s.c >= WINOGRAD_MIN_CHANNELS && pays_prepared(s)
+    }
+
+    fn scratch(&self, s: &Conv2d, pass: Pass) -> Scratch {
+        let (columns, winograd_weights) = match pass {
+            Pass::Forward => (forward_scratch_len(s), weights_len(s)),
+            Pass::BackwardData => (backward_data_scratch_len(s), weights_len(s)),
+            Pass::BackwardWeights => (weight_grad_scratch_len(s), 0),
+        };
+        Scratch { columns, winograd_weights, ..Scratch::default() }
+    }
+
+    fn forward(
+        &self,
+        s: &Conv2d,
+        x: &[f32],
+        weight: &[f32],
+        bias: Option<&[f32]>,
+        activation: Activation,
+        y: &mut [f32],
+        par: Par,
+    ) {
+        forward_unchecked(s, Isa::best(), x, weight, bias, activation, y, par);
+    }
+
+    fn backward_data(
+        &self,
+        s: &Conv2d,
+        dy: &[f32],
+        weight: &[f32],
+        relu_mask: Option<&[f32]>,
+        dx: &mut [f32],
+        par: Par,
+    ) {
+        backward_data_unchecked(s, Isa::best(), dy, weight, relu_mask, dx, par);
+    }
+
+    fn backward_weights(&self, s: &Conv2d, x: &[f32], dy: &[f32], dweight: &mut [f32], par: Par) {
+        weight_grad(s, Isa::best(), x, dy, dweight, par);
+    }
+}
 
 /// Whether the convolutions pick Winograd where it applies: yes, unless the
 /// environment sets `NETC_WINOGRAD=off`, to compare against im2col in one
@@ -76,39 +151,21 @@ pub fn applies(s: &Conv2d) -> bool {
 
 /// Whether Winograd beats im2col on `s`, where it applies. Each call
 /// transforms the weights into `U`, 4x their size, and streams `U` through
-/// the tuple GEMMs: nearly free while `U` fits in L2, but for AlexNet's
-/// 384x384 convs (a 21 MB `U`) only worth it over at least 128 tiles.
-/// Measured with `conv_one` on 2 threads, Winograd against im2col, ms:
-/// 384→384 at 13x13 (16 tiles a sample): batch 1 6.3/2.0, 2 5.5/3.5,
-/// 4 7.0/6.5, 8 11.1/12.7; 64→64 at 8x8 (4 tiles): batch 8 0.17/0.28;
-/// 32→32 at 16x16: batch 1 0.024/0.054. (Those were on the Intel VM, with
-/// a lone sample on one thread; with its output channels split between
-/// the threads, on the AMD VM, 384→384 at batch 1 read 2.9/2.8.)
-///
-/// Below 16 tiles a call, even a small `U` costs more to make than the tiles
-/// save: both grow with `c·o`, but the saving also with the tiles. 64→64 at
-/// 8x8, ms: batch 1 (4 tiles) 0.196/0.063, 2 0.169/0.091, 4 (16 tiles)
-/// 0.160/0.170, 8 0.162/0.295.
-///
-/// Past 1 MB of `U`, any channel counts: with `U` prefetched and its rows
-/// off a single cache set, `conv_bench` (% of peak, Winograd/im2col, batch
-/// 8) read AlexNet's conv5 forward, 384→256, 94.7/62.3 and conv3's
-/// backward-data, the same 384→256 problem, 96.9/54.6 (before, 52.8/56.8
-/// and 49.6/56.0, when these needed as many outputs as inputs); conv3
-/// forward 88.5/63.1, conv4 94.6/63.0. At batch 4 (64 tiles) the two ran
-/// close, ms: 384→384 7.6/7.0, 384→256 3.8/4.7, 256→384 4.6/4.9.
+/// the tuple GEMMs: nearly free while `U` fits in L2, but a larger `U` pays
+/// only over many tiles ([`WINOGRAD_LARGE_U_MIN_TILES`]); and below
+/// [`WINOGRAD_MIN_TILES`] a call, even a small `U` costs more to make than
+/// the tiles save, since both grow with `c·o` but the saving also with the
+/// tiles.
 pub fn pays(s: &Conv2d) -> bool {
     applies(s) && problem_pays(&Problem::forward(s))
 }
 
 /// Whether Winograd beats im2col on `s` when `U` is made once for many
-/// forward calls ([`super::conv2d_forward_cached`]): from 16 tiles a call,
-/// whatever the size of `U`, which then costs only its reading. Measured
-/// with `conv_one cached-par` (ms, Winograd against im2col with its weights
-/// packed once), AlexNet's 13x13 convs at batch 1: 256→384 0.65/1.86,
-/// 384→384 0.95/2.66, 384→256 0.64/1.78; 384→384 at batch 4 4.1/9.5.
+/// forward calls ([`super::conv2d_forward_cached`]): from
+/// [`WINOGRAD_MIN_TILES`] a call, whatever the size of `U`, which then
+/// costs only its reading.
 pub fn pays_prepared(s: &Conv2d) -> bool {
-    applies(s) && s.n * Problem::forward(s).tiles_per_sample() >= MIN_TILES
+    applies(s) && s.n * Problem::forward(s).tiles_per_sample() >= WINOGRAD_MIN_TILES
 }
 
 /// [`pays`] for the backward-data pass of `s`, the same algorithm on the
@@ -120,19 +177,18 @@ pub fn pays_backward_data(s: &Conv2d) -> bool {
 fn problem_pays(p: &Problem) -> bool {
     let u_bytes = POINTS * p.cin * p.cout * 4;
     let tiles = p.n * p.tiles_per_sample();
-    tiles >= MIN_TILES && (u_bytes <= 1 << 20 || tiles >= 128)
+    tiles >= WINOGRAD_MIN_TILES
+        && (u_bytes <= WINOGRAD_CACHED_U_BYTES || tiles >= WINOGRAD_LARGE_U_MIN_TILES)
 }
 
 /// Whether Winograd beats im2col on the weight gradient of `s`, where it
-/// applies: only while `U` fits in 1 MB, since every task sums into its own
-/// `W'` of that size. Measured with `conv_bench`, ms at 2 threads:
-/// ResNet-20's 16→16 1.97 against 2.93 for im2col, 64→64 1.05 against 1.73;
-/// AlexNet's conv4 (a 21 MB `W'`) 16.2 against 10.8. And, as for
-/// [`pays`], only from 16 tiles a call.
+/// applies: only while `U` is small ([`WINOGRAD_WEIGHT_GRAD_MAX_U_BYTES`]),
+/// since every task sums into its own `W'` of that size, and, as for
+/// [`pays`], only from [`WINOGRAD_MIN_TILES`] a call.
 pub fn pays_weight_grad(s: &Conv2d) -> bool {
     applies(s)
-        && POINTS * s.c * s.o * 4 <= 1 << 20
-        && s.n * Problem::forward(s).tiles_per_sample() >= MIN_TILES
+        && POINTS * s.c * s.o * 4 <= WINOGRAD_WEIGHT_GRAD_MAX_U_BYTES
+        && s.n * Problem::forward(s).tiles_per_sample() >= WINOGRAD_MIN_TILES
 }
 
 /// Whether the backward-data pass of `s` can run here: its padding,
@@ -190,11 +246,9 @@ impl Problem {
     /// Floats from one input channel's row of `U` to the next. At a
     /// multiple of 4 KB (36·256 floats, say), every row's start fell in one
     /// L1 set, and the tuple GEMM's prefetches of the rows ahead evicted one
-    /// another: such rows are [`spread`] to an odd number of
-    /// cache lines (AlexNet's conv5 forward, `conv_one winograd-par`,
-    /// 9.9-10.2 -> 6.6 ms). Spreading the 36·64 floats of ResNet-20's
-    /// 64-channel convs too read 7% slower on two threads, and no faster
-    /// on one, so the others keep their length.
+    /// another: such rows are [`spread`] to an odd number of cache lines.
+    /// Spreading the 36·64 floats of ResNet-20's 64-channel convs too ran
+    /// slower, so the others keep their length.
     fn u_row(&self) -> usize {
         let len = POINTS * self.u_cout;
         if len.is_multiple_of(1024) {
@@ -315,14 +369,29 @@ pub fn forward(
     activation: Activation,
     y: &mut [f32],
     par: Par,
-) -> Result<(), LenError> {
+) -> Result<(), ConvError> {
     const OP: &str = "conv2d_forward (winograd)";
     s.check_forward(OP, x, weight, bias, y)?;
     if !applies(s) {
-        return Err(LenError { op: OP, tensor: "shape", expected: 0, found: 0 });
+        return Err(ConvError::unsupported(OP, ConvAlgo::Winograd, s));
     }
-    run(&Problem::forward(s), isa, forward_taps(s, weight), x, bias, activation, None, y, par);
+    forward_unchecked(s, isa, x, weight, bias, activation, y, par);
     Ok(())
+}
+
+/// [`forward`] on checked arguments.
+#[allow(clippy::too_many_arguments)]
+fn forward_unchecked(
+    s: &Conv2d,
+    isa: Isa,
+    x: &[f32],
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    activation: Activation,
+    y: &mut [f32],
+    par: Par,
+) {
+    run(&Problem::forward(s), isa, forward_taps(s, weight), x, bias, activation, None, y, par);
 }
 
 fn forward_taps<'w>(s: &Conv2d, weight: &'w [f32]) -> Taps<'w> {
@@ -368,19 +437,32 @@ pub fn backward_data(
     relu_mask: Option<&[f32]>,
     dx: &mut [f32],
     par: Par,
-) -> Result<(), LenError> {
+) -> Result<(), ConvError> {
     const OP: &str = "conv2d_backward_data (winograd)";
     s.check(OP, dx.len(), weight.len(), dy.len())?;
     if let Some(m) = relu_mask {
         check_len(OP, "relu_mask", m.len(), s.input_len())?;
     }
     if !applies_backward_data(s) {
-        return Err(LenError { op: OP, tensor: "shape", expected: 0, found: 0 });
+        return Err(ConvError::unsupported(OP, ConvAlgo::Winograd, s));
     }
+    backward_data_unchecked(s, isa, dy, weight, relu_mask, dx, par);
+    Ok(())
+}
+
+/// [`backward_data`] on checked arguments.
+fn backward_data_unchecked(
+    s: &Conv2d,
+    isa: Isa,
+    dy: &[f32],
+    weight: &[f32],
+    relu_mask: Option<&[f32]>,
+    dx: &mut [f32],
+    par: Par,
+) {
     // Problem output channel c reads weight[k][c] for problem input k.
     let taps = Taps { weight, stride_out: 9, stride_in: s.c * 9, flip: true };
     run(&Problem::backward_data(s), isa, taps, dy, None, Activation::Identity, relu_mask, dx, par);
-    Ok(())
 }
 
 /// `dweight = Σ_samples dy · im2col(x)ᵀ` by Winograd (overwritten), on the
@@ -393,25 +475,18 @@ pub fn backward_weights(
     dy: &[f32],
     dweight: &mut [f32],
     par: Par,
-) -> Result<(), LenError> {
+) -> Result<(), ConvError> {
     const OP: &str = "conv2d_backward_weights (winograd)";
     s.check(OP, x.len(), dweight.len(), dy.len())?;
     if !applies(s) {
-        return Err(LenError { op: OP, tensor: "shape", expected: 0, found: 0 });
+        return Err(ConvError::unsupported(OP, ConvAlgo::Winograd, s));
     }
     weight_grad(s, isa, x, dy, dweight, par);
     Ok(())
 }
 
 /// [`backward_weights`] on checked arguments.
-pub(super) fn weight_grad(
-    s: &Conv2d,
-    isa: Isa,
-    x: &[f32],
-    dy: &[f32],
-    dweight: &mut [f32],
-    par: Par,
-) {
+fn weight_grad(s: &Conv2d, isa: Isa, x: &[f32], dy: &[f32], dweight: &mut [f32], par: Par) {
     if s.n == 0 {
         dweight.fill(0.0);
         return;
@@ -941,9 +1016,7 @@ fn spread(len: usize) -> usize {
 }
 
 /// The other way the AVX-512 input transform reads the windows of 16 lanes
-/// of tiles, without its 36 gathers per channel (with them, the aligned
-/// 16->16 forward pass at 32x32 read 1.70-1.74 ms on one thread; with
-/// this, 1.41-1.43). Where the lanes' windows lie in few
+/// of tiles, without its 36 gathers per channel, which are slower. Where the lanes' windows lie in few
 /// input rows of at most 32 floats (every plane of ResNet-20, AlexNet's
 /// 13x13 and the 29x29 stacked planes of its split conv2), each window row
 /// `a` loads those whole rows into a table of up to 128 floats, one *slot*
@@ -1152,8 +1225,7 @@ fn transform_inputs<const KIND: u8>(
     #[cfg(target_arch = "x86_64")]
     if KIND == AVX512 {
         // The masked gathers read the windows from `x` itself, so the
-        // padded copy (a memset and a copy of every plane, 7-9% of
-        // ResNet-20's training step) is not made.
+        // padded copy (a memset and a copy of every plane) is not made.
         let _ = padded;
         for t0 in (0..lay.tiles).step_by(LANES) {
             if let Some(table) = lay.row_table(p, t0, x) {

@@ -16,16 +16,90 @@
 //! The backward-data pass of such a conv is itself one: of `dy` padded by
 //! `4 − pad`, with the kernel rotated by 180° and its channel axes swapped,
 //! split the same way, the ReLU mask applied after. It runs when asked but
-//! no shape picks it: alone it beat im2col on AlexNet's conv2 (`conv_one`,
-//! batch 8: 36.0-38.6 against 38.6-40.4 ms) and on 64 -> 32 channels at
-//! 16x16 (8.3 against 12.7), but AlexNet's training step read 327-373 ms
-//! with it against 322-342 without. Its stacked `dy` is 28 MB at batch 8,
-//! and in the step, unlike in the loop, nothing of it is still in cache.
+//! no shape picks it: alone it beats im2col, but in a training step, where
+//! nothing of its large stacked `dy` is still in cache, it does not. There
+//! is no split weight gradient.
 
-use super::{copy_run, winograd, zero_edges, Conv2d};
+use super::im2col::{copy_run, zero_edges};
+use super::tuning::SPLIT_MIN_CHANNELS;
+use super::{winograd, Conv2d, ConvAlgo, ConvAlgorithm, Pass, Scratch};
 use crate::gemm::{Activation, Par};
 use crate::isa::Isa;
 use std::cell::RefCell;
+
+/// [`ConvAlgo::WinogradSplit`].
+#[derive(Debug)]
+pub(super) struct WinogradSplit;
+
+impl ConvAlgorithm for WinogradSplit {
+    fn algo(&self) -> ConvAlgo {
+        ConvAlgo::WinogradSplit
+    }
+
+    fn name(&self) -> &'static str {
+        "winograd-f4x4-split5x5"
+    }
+
+    fn applies(&self, s: &Conv2d, pass: Pass) -> bool {
+        match pass {
+            Pass::Forward => applies(s),
+            Pass::BackwardData => applies_backward_data(s),
+            Pass::BackwardWeights => false,
+        }
+    }
+
+    fn picks(&self, s: &Conv2d, pass: Pass) -> bool {
+        pass == Pass::Forward && winograd::enabled() && s.c >= SPLIT_MIN_CHANNELS && pays(s)
+    }
+
+    fn picks_prepared(&self, s: &Conv2d) -> bool {
+        winograd::enabled() && s.c >= SPLIT_MIN_CHANNELS && pays_prepared(s)
+    }
+
+    fn scratch(&self, s: &Conv2d, pass: Pass) -> Scratch {
+        let backward_data = match pass {
+            Pass::Forward => false,
+            Pass::BackwardData => true,
+            Pass::BackwardWeights => return Scratch::default(),
+        };
+        Scratch {
+            columns: winograd::forward_scratch_len(&stacked_pass(s, backward_data)),
+            winograd_weights: weights_len(s, backward_data),
+            stacked: scratch_len(s, backward_data),
+            ..Scratch::default()
+        }
+    }
+
+    fn forward(
+        &self,
+        s: &Conv2d,
+        x: &[f32],
+        weight: &[f32],
+        bias: Option<&[f32]>,
+        activation: Activation,
+        y: &mut [f32],
+        par: Par,
+    ) {
+        forward(s, x, weight, bias, activation, y, par);
+    }
+
+    fn backward_data(
+        &self,
+        s: &Conv2d,
+        dy: &[f32],
+        weight: &[f32],
+        relu_mask: Option<&[f32]>,
+        dx: &mut [f32],
+        par: Par,
+    ) {
+        backward_data(s, dy, weight, relu_mask, dx, par);
+    }
+
+    /// Never called ([`ConvAlgorithm::applies`] says no); im2col's, were it.
+    fn backward_weights(&self, s: &Conv2d, x: &[f32], dy: &[f32], dweight: &mut [f32], par: Par) {
+        ConvAlgo::Im2col.algorithm().backward_weights(s, x, dy, dweight, par);
+    }
+}
 
 /// The pieces' offsets `(a, b)` into the 6x6 kernel, in channel-block order.
 const OFFSETS: [(usize, usize); 4] = [(0, 0), (0, 3), (3, 0), (3, 3)];
@@ -60,7 +134,7 @@ pub fn pays_prepared(s: &Conv2d) -> bool {
 }
 
 /// The unpadded 3x3 conv over the stacked inputs that computes `s`.
-pub(super) fn stacked(s: &Conv2d) -> Conv2d {
+fn stacked(s: &Conv2d) -> Conv2d {
     let (h, w) = (s.out_h() + 2, s.out_w() + 2);
     Conv2d { c: 4 * s.c, h, w, kh: 3, kw: 3, ph: 0, pw: 0, ..*s }
 }
@@ -73,7 +147,7 @@ fn transposed(s: &Conv2d) -> Conv2d {
 }
 
 /// [`stacked`] of the backward-data pass of `s`.
-pub(super) fn backward_data_stacked(s: &Conv2d) -> Conv2d {
+fn backward_data_stacked(s: &Conv2d) -> Conv2d {
     stacked(&transposed(s))
 }
 
@@ -89,13 +163,13 @@ fn stacked_pass(s: &Conv2d, backward_data: bool) -> Conv2d {
 
 /// Floats of the calling thread's scratch that one pass of `s` uses: the
 /// stacked inputs and weights.
-pub(super) fn scratch_len(s: &Conv2d, backward_data: bool) -> usize {
+fn scratch_len(s: &Conv2d, backward_data: bool) -> usize {
     let st = stacked_pass(s, backward_data);
     st.input_len() + st.weight_len()
 }
 
 /// Floats of `U` one pass of `s` makes on the calling thread.
-pub(super) fn weights_len(s: &Conv2d, backward_data: bool) -> usize {
+fn weights_len(s: &Conv2d, backward_data: bool) -> usize {
     winograd::weights_len(&stacked_pass(s, backward_data))
 }
 
@@ -105,7 +179,7 @@ pub(super) fn reserve(len: usize) {
 }
 
 /// `y = act(conv(x, weight) + bias)`; the caller checked the lengths.
-pub(super) fn forward(
+fn forward(
     s: &Conv2d,
     x: &[f32],
     weight: &[f32],
@@ -129,7 +203,7 @@ fn forward_taps<'w>(
 
 /// `dx = conv_transpose(dy, weight)`, zeroed where `relu_mask` is `≤ 0`;
 /// the caller checked the lengths and [`applies_backward_data`].
-pub(super) fn backward_data(
+fn backward_data(
     s: &Conv2d,
     dy: &[f32],
     weight: &[f32],

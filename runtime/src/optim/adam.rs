@@ -2,7 +2,7 @@
 //! (`amsgrad=False`, `maximize=False`), with the step count passed in so
 //! that one training step can update many tensors with the same `t`.
 
-use super::{range_mut, OptimError};
+use super::{range_mut, OptimizerError};
 use crate::error::{check_len, LenError};
 
 /// `torch.optim.Adam(lr, betas=(beta1, beta2), eps, weight_decay)`.
@@ -52,8 +52,9 @@ impl Adam {
         state: AdamMoments<'_>,
         params: &mut [f32],
         grads: &[f32],
-    ) -> Result<(), OptimError> {
-        let h = Hyper { lr: self.lr, beta1: self.beta1, beta2: self.beta2, eps: self.eps };
+    ) -> Result<(), OptimizerError> {
+        let (lr, beta1, beta2, eps) = (self.lr, self.beta1, self.beta2, self.eps);
+        let h = Hyper { name: "adam", lr, beta1, beta2, eps };
         adam_step(h, self.weight_decay, 0.0, step, state, params, grads)
     }
 }
@@ -71,14 +72,17 @@ impl AdamW {
         state: AdamMoments<'_>,
         params: &mut [f32],
         grads: &[f32],
-    ) -> Result<(), OptimError> {
-        let h = Hyper { lr: self.lr, beta1: self.beta1, beta2: self.beta2, eps: self.eps };
+    ) -> Result<(), OptimizerError> {
+        let (lr, beta1, beta2, eps) = (self.lr, self.beta1, self.beta2, self.eps);
+        let h = Hyper { name: "adamw", lr, beta1, beta2, eps };
         adam_step(h, 0.0, self.weight_decay, step, state, params, grads)
     }
 }
 
 #[derive(Clone, Copy)]
 struct Hyper {
+    /// The optimizer's name in errors.
+    name: &'static str,
     lr: f64,
     beta1: f64,
     beta2: f64,
@@ -96,12 +100,12 @@ fn adam_step(
     state: AdamMoments<'_>,
     params: &mut [f32],
     grads: &[f32],
-) -> Result<(), OptimError> {
+) -> Result<(), OptimizerError> {
     check_len("adam_step", "grads", grads.len(), params.len())?;
     check_len("adam_step", "m", state.m.len(), params.len())?;
     check_len("adam_step", "v", state.v.len(), params.len())?;
     if step == 0 {
-        return Err(OptimError::ZeroStep);
+        return Err(OptimizerError::ZeroStep { optimizer: h.name });
     }
     let t = step as f64;
     let bias_correction1 = 1.0 - h.beta1.powf(t);

@@ -38,36 +38,39 @@ pub(crate) fn flush_subnormal(x: f32) -> f32 {
     }
 }
 
-/// Why an Adam or AdamW step was refused.
+/// Why an optimizer step was refused.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum OptimError {
+pub enum OptimizerError {
     /// A buffer does not match the parameter tensor.
     Len(LenError),
-    /// The step count is 1-based; at 0 the bias corrections divide by zero.
-    ZeroStep,
+    /// Step 0 of `optimizer` (`adam`, `adamw`): the count is 1-based, and
+    /// at 0 the bias corrections divide by zero.
+    ZeroStep { optimizer: &'static str },
 }
 
-impl fmt::Display for OptimError {
+impl fmt::Display for OptimizerError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            OptimError::Len(e) => e.fmt(f),
-            OptimError::ZeroStep => write!(f, "adam: `step` is 1-based, found 0"),
+            OptimizerError::Len(e) => e.fmt(f),
+            OptimizerError::ZeroStep { optimizer } => {
+                write!(f, "{optimizer}: `step` is 1-based, found 0")
+            }
         }
     }
 }
 
-impl std::error::Error for OptimError {
+impl std::error::Error for OptimizerError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            OptimError::Len(e) => Some(e),
-            OptimError::ZeroStep => None,
+            OptimizerError::Len(e) => Some(e),
+            OptimizerError::ZeroStep { .. } => None,
         }
     }
 }
 
-impl From<LenError> for OptimError {
+impl From<LenError> for OptimizerError {
     fn from(e: LenError) -> Self {
-        OptimError::Len(e)
+        OptimizerError::Len(e)
     }
 }
 

@@ -247,7 +247,7 @@ fn two_input_network_matches_the_interpreter() {
     let eps = 1e-6;
     for (name, grad) in &grads {
         let scale = grad.iter().fold(0.0f32, |m, v| m.max(v.abs())).max(1e-4);
-        for i in 0..grad.len() {
+        for (i, &analytic) in grad.iter().enumerate() {
             let mut w = weights.clone();
             let loss_at = |w: &Weights| {
                 let outs = interp::run(&g, w, &[&a64, &b64], n, Mode::Train).expect("run");
@@ -259,9 +259,9 @@ fn two_input_network_matches_the_interpreter() {
             let minus = loss_at(&w);
             let numeric = (plus - minus) / (2.0 * eps);
             assert!(
-                (numeric - f64::from(grad[i])).abs() <= 1e-3 * f64::from(scale) + 1e-4 * numeric.abs(),
-                "{name}[{i}]: generated {}, finite difference {numeric}",
-                grad[i]
+                (numeric - f64::from(analytic)).abs()
+                    <= 1e-3 * f64::from(scale) + 1e-4 * numeric.abs(),
+                "{name}[{i}]: generated {analytic}, finite difference {numeric}"
             );
         }
     }

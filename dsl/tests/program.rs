@@ -34,8 +34,7 @@ fn lenet5_program_listing() {
 #[test]
 fn relu_masks_fuse_into_backward_gemms() {
     let p = zoo("mlp");
-    let separate =
-        p.backward.iter().filter(|s| s.kernel == "activation_backward_in_place").count();
+    let separate = p.backward.iter().filter(|s| s.kernel == "activation_backward_in_place").count();
     let fused = p
         .backward
         .iter()

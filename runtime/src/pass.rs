@@ -38,7 +38,10 @@ impl<'a, T> Regions<'a, T> {
         let start = offset.saturating_mul(self.cap);
         let end = start.saturating_add(len.saturating_mul(self.n));
         if end > self.arena.len() {
-            return Err(ArenaError(format!("region {start}..{end} outside a buffer of {}", self.arena.len())));
+            return Err(ArenaError(format!(
+                "region {start}..{end} outside a buffer of {}",
+                self.arena.len()
+            )));
         }
         Ok(start..end)
     }
@@ -66,7 +69,8 @@ impl Regions<'_, f32> {
         writes: [(usize, usize); W],
     ) -> Result<Views<'_, R, W>, ArenaError> {
         let (n, cap) = (self.n, self.cap);
-        let region = |(offset, len): (usize, usize)| (offset.saturating_mul(cap), len.saturating_mul(n));
+        let region =
+            |(offset, len): (usize, usize)| (offset.saturating_mul(cap), len.saturating_mul(n));
         split(self.arena, reads.map(region), writes.map(region))
     }
 }

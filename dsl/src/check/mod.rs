@@ -8,15 +8,15 @@
 //! cycle.
 
 pub(crate) mod args;
-mod training;
 mod scope;
+mod training;
 mod value;
 
 use crate::ast::*;
 use crate::diag::{did_you_mean, line_col, Diagnostic, Severity};
 use crate::ir::{Graph, Loss, LossKind, Node, NodeId, Op, Shape, MAX_ELEMENTS};
-use args::GivenArg;
 use crate::ops::{self, Arity};
+use args::GivenArg;
 use scope::{Entry, NameKind, Namer, Scope, StmtState};
 use std::collections::{HashMap, HashSet};
 pub use value::Value;
@@ -634,7 +634,9 @@ impl<'a> Checker<'a> {
             let mut d = Diagnostic::error(format!("unknown loss `{}`", call.name), call.name.span)
                 .label("not a loss")
                 .note("the losses are `cross_entropy` and `mse`");
-            if let Some(best) = did_you_mean(&call.name.name, training::LOSSES.iter().map(|(n, _)| *n)) {
+            if let Some(best) =
+                did_you_mean(&call.name.name, training::LOSSES.iter().map(|(n, _)| *n))
+            {
                 d = d.help(format!("did you mean `{best}`?"));
             }
             self.diags.push(d);
@@ -880,9 +882,15 @@ impl<'a> Checker<'a> {
                     )
                 }
             }
-            (Value::Tensor(a), Value::Tensor(c)) if op == BinOp::Add => {
-                self.make_node(b, scope, &Op::add(), None, vec![(*a, lspan), (*c, rspan)], span, None)
-            }
+            (Value::Tensor(a), Value::Tensor(c)) if op == BinOp::Add => self.make_node(
+                b,
+                scope,
+                &Op::add(),
+                None,
+                vec![(*a, lspan), (*c, rspan)],
+                span,
+                None,
+            ),
             _ => self.error(
                 Diagnostic::error(
                     format!(
@@ -1117,9 +1125,12 @@ impl<'a> Checker<'a> {
                 }
                 (Arity::Two, n) if n != 2 => {
                     return self.error(
-                        Diagnostic::error(format!("`{name}` takes two inputs, found {n}"), call.span)
-                            .label(format!("{n} inputs"))
-                            .help(format!("write `{name}(a, b)` or `a -> {name}(b)`")),
+                        Diagnostic::error(
+                            format!("`{name}` takes two inputs, found {n}"),
+                            call.span,
+                        )
+                        .label(format!("{n} inputs"))
+                        .help(format!("write `{name}(a, b)` or `a -> {name}(b)`")),
                     )
                 }
                 (Arity::Many, 1) => {
@@ -1131,8 +1142,7 @@ impl<'a> Checker<'a> {
                 }
                 _ => {}
             }
-            let Some(bound) = args::bind(name, def.args, config, call.span, &mut self.diags)
-            else {
+            let Some(bound) = args::bind(name, def.args, config, call.span, &mut self.diags) else {
                 return Value::Poisoned;
             };
             let op = (def.build)(&bound);
@@ -1435,7 +1445,8 @@ fn misplaced(keyword: &str, span: Span, help: &str) -> Diagnostic {
 }
 
 fn is_loss_or_optimizer(name: &str) -> bool {
-    training::LOSSES.iter().any(|(n, _)| *n == name) || training::OPTIMIZERS.iter().any(|(n, _)| *n == name)
+    training::LOSSES.iter().any(|(n, _)| *n == name)
+        || training::OPTIMIZERS.iter().any(|(n, _)| *n == name)
 }
 
 /// Calls `f` on every `as` name in `e` that binds a value in the enclosing

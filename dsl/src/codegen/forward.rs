@@ -20,7 +20,12 @@ pub fn destructure(m: &Module<'_>, uses: &Uses) -> (TokenStream, TokenStream) {
         fields.push(quote!(mut arena));
     }
     let argmax = if uses.argmax_mut { quote!(mut argmax) } else { quote!(argmax) };
-    for (used, f) in [(uses.argmax, argmax), (uses.stats, quote!(stats)), (uses.step, quote!(step)), (uses.seed, quote!(seed))] {
+    for (used, f) in [
+        (uses.argmax, argmax),
+        (uses.stats, quote!(stats)),
+        (uses.step, quote!(step)),
+        (uses.seed, quote!(seed)),
+    ] {
         if used {
             fields.push(f);
         }
@@ -60,7 +65,8 @@ pub fn inference(m: &Module<'_>) -> TokenStream {
     };
     let out_len = lit(m.out_len);
     let out_range = span_range(m.printer.plan(Sequence::Infer).offset(p.output), m.out_len);
-    let (samples, flat, args, flattened) = (m.sample_params(), m.flat_params(), m.args(), m.flattened());
+    let (samples, flat, args, flattened) =
+        (m.sample_params(), m.flat_params(), m.args(), m.flattened());
     let views = m.inputs.iter().map(|i| {
         let (arg, name) = (&i.arg, &i.name);
         let dims = p.tensor(i.tensor).shape.iter().map(|&d| lit(d));

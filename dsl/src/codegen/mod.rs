@@ -41,7 +41,13 @@ impl Default for Options {
 }
 
 /// The generated module for one network, as formatted Rust source.
-pub fn generate(g: &Graph, p: &Program, source_name: &str, source: &str, options: &Options) -> String {
+pub fn generate(
+    g: &Graph,
+    p: &Program,
+    source_name: &str,
+    source: &str,
+    options: &Options,
+) -> String {
     let tokens = module(g, p, source_name, source, options);
     let file: syn::File = match syn::parse2(tokens.clone()) {
         Ok(f) => f,
@@ -96,10 +102,13 @@ impl Module<'_> {
 
     /// `a: &[f32], b: &[f32]`.
     pub fn flat_params(&self) -> Vec<TokenStream> {
-        self.inputs.iter().map(|i| {
-            let arg = &i.arg;
-            quote!(#arg: &[f32])
-        }).collect()
+        self.inputs
+            .iter()
+            .map(|i| {
+                let arg = &i.arg;
+                quote!(#arg: &[f32])
+            })
+            .collect()
     }
 
     /// `a, b`.
@@ -109,10 +118,13 @@ impl Module<'_> {
 
     /// `a.as_flattened(), b.as_flattened()`.
     pub fn flattened(&self) -> Vec<TokenStream> {
-        self.inputs.iter().map(|i| {
-            let arg = &i.arg;
-            quote!(#arg.as_flattened())
-        }).collect()
+        self.inputs
+            .iter()
+            .map(|i| {
+                let arg = &i.arg;
+                quote!(#arg.as_flattened())
+            })
+            .collect()
     }
 
     /// Checks every input's length and returns the batch (`let n = ...;`).
@@ -149,9 +161,15 @@ impl Module<'_> {
 /// Names a method's own parameters take, which an input's must not.
 const METHOD_NAMES: &[&str] = &["out", "labels", "targets", "opt", "self", "n", "x_view"];
 
-fn module(g: &Graph, p: &Program, source_name: &str, source: &str, options: &Options) -> TokenStream {
-    let rt: syn::Path =
-        syn::parse_str(&options.runtime_path).unwrap_or_else(|_| syn::parse_quote!(::netc::runtime));
+fn module(
+    g: &Graph,
+    p: &Program,
+    source_name: &str,
+    source: &str,
+    options: &Options,
+) -> TokenStream {
+    let rt: syn::Path = syn::parse_str(&options.runtime_path)
+        .unwrap_or_else(|_| syn::parse_quote!(::netc::runtime));
     let schedule = schedule::schedule(g, p);
     // Each pass function says `use <runtime> as rt;`, so its steps are short.
     let local_rt: syn::Path = syn::parse_quote!(rt);
@@ -160,8 +178,14 @@ fn module(g: &Graph, p: &Program, source_name: &str, source: &str, options: &Opt
         .iter()
         .map(|i| {
             let base = names::field(&i.name).to_string();
-            let arg = if METHOD_NAMES.contains(&base.as_str()) { format!("{base}_in") } else { base };
-            InputSig { arg: ident(&arg), name: i.name.clone(), len: p.tensor(i.tensor).per_sample(), tensor: i.tensor }
+            let arg =
+                if METHOD_NAMES.contains(&base.as_str()) { format!("{base}_in") } else { base };
+            InputSig {
+                arg: ident(&arg),
+                name: i.name.clone(),
+                len: p.tensor(i.tensor).per_sample(),
+                tensor: i.tensor,
+            }
         })
         .collect();
     let m = Module {

@@ -14,7 +14,8 @@ pub fn model(m: &Module<'_>, g: &Graph, source_name: &str) -> TokenStream {
     let first = &m.inputs[0];
     let input_shape = p.tensor(first.tensor).shape.iter().map(|&d| lit(d));
     let output_shape = p.tensor(p.output).shape.iter().map(|&d| lit(d));
-    let (in_rank, out_rank) = (lit(p.tensor(first.tensor).shape.len()), lit(p.tensor(p.output).shape.len()));
+    let (in_rank, out_rank) =
+        (lit(p.tensor(first.tensor).shape.len()), lit(p.tensor(p.output).shape.len()));
     let (in_len, out_len) = (lit(first.len), lit(m.out_len));
     let input_count = lit(m.inputs.len());
     let input_lens = m.inputs.iter().map(|i| lit(i.len));
@@ -36,7 +37,8 @@ pub fn model(m: &Module<'_>, g: &Graph, source_name: &str) -> TokenStream {
     } else {
         quote!(#rt::nn::reserve_scratch(&[#(#convs),*]);)
     };
-    let (arena_size, argmax_size) = (times(s.arena_per_sample, "capacity"), times(s.argmax_per_sample, "capacity"));
+    let (arena_size, argmax_size) =
+        (times(s.arena_per_sample, "capacity"), times(s.argmax_per_sample, "capacity"));
     // One RNG stream per tensor, so that tensors are independent.
     let inits = p.params.iter().enumerate().map(|(i, q)| {
         let (f, stream) = (field(&q.name), i as u64);
@@ -240,8 +242,16 @@ fn io(m: &Module<'_>) -> TokenStream {
             quote!(#(#d),*)
         })
         .collect();
-    let loads = fields.iter().zip(&names).zip(&dims).map(|((f, n), d)| quote!(file.read_into(#n, &[#d], &mut loaded.#f[..])?;));
-    let loaded = if p.params.is_empty() { quote!(let loaded = self.params.clone();) } else { quote!(let mut loaded = self.params.clone();) };
+    let loads = fields
+        .iter()
+        .zip(&names)
+        .zip(&dims)
+        .map(|((f, n), d)| quote!(file.read_into(#n, &[#d], &mut loaded.#f[..])?;));
+    let loaded = if p.params.is_empty() {
+        quote!(let loaded = self.params.clone();)
+    } else {
+        quote!(let mut loaded = self.params.clone();)
+    };
     quote! {
         /// Saves the parameters and buffers to a safetensors file,
         /// atomically: a crash leaves the old file or the new one.

@@ -25,17 +25,38 @@ pub fn lit(v: usize) -> Literal {
 /// Names the generated code uses for its own locals, which a view must not
 /// shadow.
 const RESERVED: &[&str] = &[
-    "n", "cap", "arena", "argmax", "stats", "seed", "step", "params", "grads", "fused",
-    "forward_caches", "targets", "labels", "loss", "logits", "d", "out", "self", "opt",
-    "first", "shard", "rt",
+    "n",
+    "cap",
+    "arena",
+    "argmax",
+    "stats",
+    "seed",
+    "step",
+    "params",
+    "grads",
+    "fused",
+    "forward_caches",
+    "targets",
+    "labels",
+    "loss",
+    "logits",
+    "d",
+    "out",
+    "self",
+    "opt",
+    "first",
+    "shard",
+    "rt",
 ];
 
 /// The arena view of a tensor, named after its `.net` layer: a layer's
 /// output `conv1` is `conv1_out`, its gradient `conv1.grad` is
 /// `conv1_grad`, a network input keeps its name.
 pub fn view_name(tensor: &str, is_input: bool) -> Ident {
-    let mut s: String =
-        tensor.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' }).collect();
+    let mut s: String = tensor
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' })
+        .collect();
     let made_by_lowering = ["grad", "grad_part", "grad_unused", "scale"]
         .iter()
         .any(|suffix| tensor.rsplit('.').next() == Some(suffix) && tensor.contains('.'));
@@ -101,7 +122,10 @@ mod tests {
     fn views_take_layer_names() {
         assert_eq!(view_name("conv1", false).to_string(), "conv1_out");
         assert_eq!(view_name("conv1.grad", false).to_string(), "conv1_grad");
-        assert_eq!(view_name("layer1.0.bn1.grad_part", false).to_string(), "layer1_0_bn1_grad_part");
+        assert_eq!(
+            view_name("layer1.0.bn1.grad_part", false).to_string(),
+            "layer1_0_bn1_grad_part"
+        );
         assert_eq!(view_name("layer1.0.conv1", false).to_string(), "layer1_0_conv1_out");
         assert_eq!(view_name("lrn1.scale", false).to_string(), "lrn1_scale");
         assert_eq!(view_name("x", true).to_string(), "x");

@@ -23,9 +23,19 @@ pub fn params_struct(m: &Module<'_>) -> TokenStream {
     let docs: Vec<String> = p
         .params
         .iter()
-        .map(|q| format!(" `{}`, shape {:?}{}", q.name, q.shape, if q.learnable { "" } else { " (buffer)" }))
+        .map(|q| {
+            format!(
+                " `{}`, shape {:?}{}",
+                q.name,
+                q.shape,
+                if q.learnable { "" } else { " (buffer)" }
+            )
+        })
         .collect();
-    let doc = format!(" The parameters and buffers of [`{}`], named and shaped as PyTorch's `state_dict`.", p.name);
+    let doc = format!(
+        " The parameters and buffers of [`{}`], named and shaped as PyTorch's `state_dict`.",
+        p.name
+    );
     // Only a model that shards its training step averages gradients.
     let mix = m.schedule().shards.then(|| {
         quote! {

@@ -6,8 +6,8 @@
 //! - whether a training step shards the batch across threads;
 //! - which buffers each pass reads, so that its function asks for those.
 
-use crate::program::passes::{plan_memory, MemoryPlan};
 use crate::ir::{Graph, NodeId};
+use crate::program::passes::{plan_memory, MemoryPlan};
 use crate::program::{Arg, Geometry, ParamId, Program, Step};
 
 /// Forward multiply-adds per sample per learnable weight from which a

@@ -27,9 +27,7 @@ pub fn sharded(m: &Module<'_>) -> TokenStream {
         quote!(#rt::pass::ParamsRef::Shared(params))
     };
     let no_fused = if s.fused_sgd.is_empty() { quote!() } else { quote!(None) };
-    let pass = |arena: TokenStream, argmax: TokenStream| {
-        quote!(#rt::pass::Pass { n, arena: #rt::pass::Regions::new(#arena, n, cap), argmax: #rt::pass::Regions::new(#argmax, n, cap), stats: &mut [], step, seed })
-    };
+    let pass = |arena: TokenStream, argmax: TokenStream| quote!(#rt::pass::Pass { n, arena: #rt::pass::Regions::new(#arena, n, cap), argmax: #rt::pass::Regions::new(#argmax, n, cap), stats: &mut [], step, seed });
     let (first_pass, second_pass) =
         (pass(quote!(&mut *arena), quote!(&mut *argmax)), pass(quote!(arena), quote!(argmax)));
     quote! {

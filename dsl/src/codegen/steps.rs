@@ -84,7 +84,8 @@ impl Printer<'_> {
         let fused = (seq == Sequence::Backward)
             .then(|| s.grads().into_iter().find(|q| self.schedule.fused_sgd.contains(q)))
             .flatten();
-        let args: Vec<TokenStream> = s.args.iter().map(|a| self.arg(seq, index, a, &view)).collect();
+        let args: Vec<TokenStream> =
+            s.args.iter().map(|a| self.arg(seq, index, a, &view)).collect();
         let kernel = Ident::new(s.kernel, Span::call_site());
         let call = match fused {
             None => quote!(#rt::nn::#kernel(#(#args),*)?;),
@@ -132,7 +133,13 @@ impl Printer<'_> {
         }
     }
 
-    fn arg(&self, seq: Sequence, index: usize, a: &Arg, view: &impl Fn(TensorId) -> TokenStream) -> TokenStream {
+    fn arg(
+        &self,
+        seq: Sequence,
+        index: usize,
+        a: &Arg,
+        view: &impl Fn(TensorId) -> TokenStream,
+    ) -> TokenStream {
         let rt = self.rt;
         let p = self.p;
         match a {
@@ -240,8 +247,15 @@ impl Printer<'_> {
     fn comment(&self, seq: Sequence, s: &Step) -> TokenStream {
         let node = self.g.node(s.node);
         let line = super::line_of(self.source, node.span.start);
-        let inputs: Vec<String> = node.inputs.iter().map(|&i| self.g.node(i).shape.to_string()).collect();
-        let snippet = self.source.get(node.span.range()).unwrap_or("").split_whitespace().collect::<Vec<_>>().join(" ");
+        let inputs: Vec<String> =
+            node.inputs.iter().map(|&i| self.g.node(i).shape.to_string()).collect();
+        let snippet = self
+            .source
+            .get(node.span.range())
+            .unwrap_or("")
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ");
         let mut extra = String::new();
         if let Some(act) = s.fused_activation() {
             extra = format!("  ({} fused)", act.name);
@@ -254,7 +268,11 @@ impl Printer<'_> {
                 extra = format!("  ({} backward fused)", act.name);
             }
         }
-        let what = if seq == Sequence::Backward { format!("backward of {}", node.name) } else { node.name.clone() };
+        let what = if seq == Sequence::Backward {
+            format!("backward of {}", node.name)
+        } else {
+            node.name.clone()
+        };
         let text = format!(
             "{}:{line}  {what} = {snippet}  {} -> {}{extra}",
             self.source_name,
@@ -310,7 +328,8 @@ pub fn geometry_with(rt: &syn::Path, g: &Geometry, batch: &TokenStream) -> Token
             quote!(#rt::conv::Conv2d { #n, c: #c, h: #h, w: #wd, o: #o, kh: #kh, kw: #kw, sh: #sh, sw: #sw, ph: #ph, pw: #pw, dh: #dh, dw: #dw, groups: #groups })
         }
         Geometry::Pool(w) => {
-            let [c, h, wd, kh, kw, sh, sw, ph, pw] = [w.c, w.h, w.w, w.kh, w.kw, w.sh, w.sw, w.ph, w.pw].map(lit);
+            let [c, h, wd, kh, kw, sh, sw, ph, pw] =
+                [w.c, w.h, w.w, w.kh, w.kw, w.sh, w.sw, w.ph, w.pw].map(lit);
             quote!(#rt::pool::Pool2d { #n, c: #c, h: #h, w: #wd, kh: #kh, kw: #kw, sh: #sh, sw: #sw, ph: #ph, pw: #pw })
         }
         Geometry::Dense { input, output } => {

@@ -52,11 +52,13 @@ pub fn training(m: &Module<'_>) -> TokenStream {
     let out_len = lit(m.out_len);
     let out_range = span_range(s.train.offset(p.train_output), m.out_len);
     let out_cap = cap_binding(s.train.offset(p.train_output));
-    let (samples, flat, args, flattened) = (m.sample_params(), m.flat_params(), m.args(), m.flattened());
+    let (samples, flat, args, flattened) =
+        (m.sample_params(), m.flat_params(), m.args(), m.flattened());
     let batch_of = m.batch_of();
     let copy = m.copy_inputs(Sequence::TrainForward, false);
     let own = own_pass(m);
-    let forward_params = if s.forward_uses.params_mut { quote!(params,) } else { quote!(&*params,) };
+    let forward_params =
+        if s.forward_uses.params_mut { quote!(params,) } else { quote!(&*params,) };
     let fused = !s.fused_sgd.is_empty();
     let backward_call = if fused {
         quote!(Self::backward_pass(#own, #rt::pass::ParamsRef::Exclusive(params), grads, targets, fused.map(|sgd| #rt::pass::FusedSgd { sgd, state: &mut opt_state[..] })))
@@ -64,11 +66,19 @@ pub fn training(m: &Module<'_>) -> TokenStream {
         quote!(Self::backward_pass(#own, params, grads, targets))
     };
     let (fused_param, fused_arg, fused_flag) = if fused {
-        (quote!(fused: Option<&#rt::optim::Sgd>,), quote!(opt.fusable_sgd()), quote!(fused.is_some()))
+        (
+            quote!(fused: Option<&#rt::optim::Sgd>,),
+            quote!(opt.fusable_sgd()),
+            quote!(fused.is_some()),
+        )
     } else {
         (quote!(), quote!(), quote!(false))
     };
-    let backward_with_call = if fused { quote!(self.backward_with(#tp, fused)?) } else { quote!(self.backward_with(#tp)?) };
+    let backward_with_call = if fused {
+        quote!(self.backward_with(#tp, fused)?)
+    } else {
+        quote!(self.backward_with(#tp)?)
+    };
     let fused_binding = if fused { quote!(let fused = #fused_arg;) } else { quote!() };
     let self_fields = if fused { quote!(opt_state,) } else { quote!() };
     let passes = passes(m, &t);
@@ -112,7 +122,8 @@ pub fn training(m: &Module<'_>) -> TokenStream {
     };
     let backward_doc = format!(" The loss of the last [`Self::forward_train`] batch and the gradients of every parameter (into `grads`). {target_doc} Once per `forward_train`: a second call, or one after an inference `forward`, is `Err(NoForwardTrain)`.");
     let learnable = lit(p.learnable_count());
-    let backward_plain = if fused { quote!(self.backward_with(#tp, None)) } else { quote!(self.backward_with(#tp)) };
+    let backward_plain =
+        if fused { quote!(self.backward_with(#tp, None)) } else { quote!(self.backward_with(#tp)) };
     quote! {
         #[allow(dead_code)]
         impl #name {
@@ -269,7 +280,10 @@ fn passes(m: &Module<'_>, t: &Targets) -> TokenStream {
     let backward = m.printer.steps(Sequence::Backward);
     let fused = !s.fused_sgd.is_empty();
     let (params_decl, fused_decl) = if fused {
-        (quote!(mut params: #rt::pass::ParamsRef<'_, #params_ty>), quote!(mut fused: Option<#rt::pass::FusedSgd<'_>>,))
+        (
+            quote!(mut params: #rt::pass::ParamsRef<'_, #params_ty>),
+            quote!(mut fused: Option<#rt::pass::FusedSgd<'_>>,),
+        )
     } else if s.backward_uses.params {
         (quote!(params: &#params_ty), quote!())
     } else {
@@ -277,7 +291,8 @@ fn passes(m: &Module<'_>, t: &Targets) -> TokenStream {
     };
     let grads_decl = if s.backward_uses.grads { quote!(grads) } else { quote!(_grads) };
     let len = p.tensor(loss.input).per_sample();
-    let (loss_in, loss_grad, len_lit) = (lit(s.train.offset(loss.input)), lit(s.train.offset(loss.grad)), lit(len));
+    let (loss_in, loss_grad, len_lit) =
+        (lit(s.train.offset(loss.input)), lit(s.train.offset(loss.grad)), lit(len));
     let use_rt = use_runtime(m);
     let kernel = match loss.kind {
         LossKind::CrossEntropy => quote!(cross_entropy),

@@ -69,8 +69,14 @@ static GELU_SPEC: Spec = Spec {
     flops: 5,
 };
 /// `x·σ(x)`.
-static SILU_SPEC: Spec =
-    Spec { name: "silu", arg: None, variant: "Silu", gated: true, f: |x, _| x * sigmoid(x), flops: 2 };
+static SILU_SPEC: Spec = Spec {
+    name: "silu",
+    arg: None,
+    variant: "Silu",
+    gated: true,
+    f: |x, _| x * sigmoid(x),
+    flops: 2,
+};
 
 pub const RELU: OpDef = def(&RELU_SPEC, &[], |a| build(&RELU_SPEC, a));
 pub const LEAKY_RELU: OpDef = def(&LEAKY_RELU_SPEC, SLOPE, |a| build(&LEAKY_RELU_SPEC, a));
@@ -182,7 +188,14 @@ mod tests {
     #[test]
     fn erf_matches_known_values() {
         // Values from Abramowitz and Stegun, table 7.1, and erf(∞) = 1.
-        for (x, want) in [(0.0, 0.0), (0.5, 0.520_499_877_813_046_5), (1.0, 0.842_700_792_949_714_9), (2.0, 0.995_322_265_018_952_7), (3.0, 0.999_977_909_503_001_4), (6.0, 1.0)] {
+        for (x, want) in [
+            (0.0, 0.0),
+            (0.5, 0.520_499_877_813_046_5),
+            (1.0, 0.842_700_792_949_714_9),
+            (2.0, 0.995_322_265_018_952_7),
+            (3.0, 0.999_977_909_503_001_4),
+            (6.0, 1.0),
+        ] {
             assert!((erf(x) - want).abs() < 1e-14, "erf({x}) = {}, want {want}", erf(x));
             assert!((erf(-x) + want).abs() < 1e-14);
         }

@@ -21,7 +21,9 @@ impl OpKind for Add {
 
     fn infer(&self, inputs: &[&Shape]) -> Result<Shape, OpError> {
         same_shapes(inputs, "add", "+").map_err(|e| {
-            e.help("project the shortcut, e.g. `conv2d(c, kernel: 1, stride: s)`, so the shapes agree")
+            e.help(
+                "project the shortcut, e.g. `conv2d(c, kernel: 1, stride: s)`, so the shapes agree",
+            )
         })
     }
 

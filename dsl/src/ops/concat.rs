@@ -45,8 +45,7 @@ impl OpKind for Concat {
         let parts = (0..cx.rec.xs.len())
             .map(|k| (cx.rec.xs[k], cx.x_shape(k).dims()[0], cx.x_shape(k).elements()))
             .collect();
-        let args =
-            vec![Arg::Batch, Arg::Usize(inner), Arg::Parts { parts, write: false }, cx.y()];
+        let args = vec![Arg::Batch, Arg::Usize(inner), Arg::Parts { parts, write: false }, cx.y()];
         cx.both("concat_forward", args);
     }
 
@@ -79,7 +78,8 @@ impl OpKind for Concat {
         for t in &cx.xs {
             let part = t.len() / n.max(1);
             for s in 0..n {
-                y[s * total + at..s * total + at + part].copy_from_slice(&t[s * part..(s + 1) * part]);
+                y[s * total + at..s * total + at + part]
+                    .copy_from_slice(&t[s * part..(s + 1) * part]);
             }
             at += part;
         }

@@ -57,7 +57,13 @@ pub fn pair(p: [usize; 2]) -> String {
 
 /// One spatial output extent, PyTorch's floor rule, or `None` when the
 /// (dilated) window does not fit in the padded input.
-fn out_extent(input: usize, kernel: usize, stride: usize, pad: usize, dilation: usize) -> Option<usize> {
+fn out_extent(
+    input: usize,
+    kernel: usize,
+    stride: usize,
+    pad: usize,
+    dilation: usize,
+) -> Option<usize> {
     let padded = input.checked_add(pad.checked_mul(2)?)?;
     let span = dilation.checked_mul(kernel.checked_sub(1)?)?.checked_add(1)?;
     let room = padded.checked_sub(span)?;
@@ -95,7 +101,13 @@ pub fn window_out(
 }
 
 /// The runtime's window geometry of an image input.
-pub fn window(x: &[usize], kernel: [usize; 2], stride: [usize; 2], pad: [usize; 2], dilation: [usize; 2]) -> Window {
+pub fn window(
+    x: &[usize],
+    kernel: [usize; 2],
+    stride: [usize; 2],
+    pad: [usize; 2],
+    dilation: [usize; 2],
+) -> Window {
     Window {
         c: x[0],
         h: x[1],
@@ -155,7 +167,7 @@ impl OpKind for Conv2d {
     fn infer(&self, inputs: &[&Shape]) -> Result<Shape, OpError> {
         let x = first(inputs);
         let (channels, _, _) = expect_image("conv2d", &x)?;
-        if channels % self.groups != 0 || self.out_channels % self.groups != 0 {
+        if !channels.is_multiple_of(self.groups) || !self.out_channels.is_multiple_of(self.groups) {
             return Err(OpError::new(
                 format!(
                     "`groups: {}` must divide both the {channels} input and the {} output channels",
@@ -236,12 +248,15 @@ impl OpKind for Conv2d {
                         for k in 0..cg {
                             for i in 0..kh {
                                 for j in 0..kw {
-                                    let iy = (oy * self.stride[0] + i * self.dilation[0]) as isize - self.pad[0] as isize;
-                                    let ix = (ox * self.stride[1] + j * self.dilation[1]) as isize - self.pad[1] as isize;
+                                    let iy = (oy * self.stride[0] + i * self.dilation[0]) as isize
+                                        - self.pad[0] as isize;
+                                    let ix = (ox * self.stride[1] + j * self.dilation[1]) as isize
+                                        - self.pad[1] as isize;
                                     if iy < 0 || ix < 0 || iy >= h as isize || ix >= wd as isize {
                                         continue;
                                     }
-                                    let xv = x[((s * ci + g0 * cg + k) * h + iy as usize) * wd + ix as usize];
+                                    let xv = x[((s * ci + g0 * cg + k) * h + iy as usize) * wd
+                                        + ix as usize];
                                     acc += wt[((oc * cg + k) * kh + i) * kw + j] * xv;
                                 }
                             }

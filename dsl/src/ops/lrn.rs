@@ -68,7 +68,8 @@ impl OpKind for Lrn {
     fn lower(&self, cx: &mut LowerCx<'_>) {
         let x_shape = cx.x_shape(0).clone();
         let scale = cx.extra_tensor("scale", x_shape.dims());
-        let args = vec![self.geometry(&x_shape), cx.x(0), cx.y(), Arg::Out(scale, x_shape.elements())];
+        let args =
+            vec![self.geometry(&x_shape), cx.x(0), cx.y(), Arg::Out(scale, x_shape.elements())];
         cx.both("lrn_forward", args);
     }
 

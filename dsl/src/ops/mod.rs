@@ -221,7 +221,9 @@ impl OpError {
 pub enum Init {
     /// `U(-1/√fan_in, 1/√fan_in)`: PyTorch's default for conv and linear
     /// weights (`kaiming_uniform_(a = √5)`) and biases alike.
-    UniformFanIn { fan_in: usize },
+    UniformFanIn {
+        fan_in: usize,
+    },
     Ones,
     Zeros,
 }

@@ -18,18 +18,10 @@ const ARGS: &[ArgSpec] = &[
     named("pad", Kind::PairCount, Lit::Int(0)),
 ];
 
-pub const MAX_POOL: OpDef = OpDef {
-    name: "max_pool",
-    args: ARGS,
-    arity: Arity::One,
-    build: |a| build(PoolKind::Max, a),
-};
-pub const AVG_POOL: OpDef = OpDef {
-    name: "avg_pool",
-    args: ARGS,
-    arity: Arity::One,
-    build: |a| build(PoolKind::Avg, a),
-};
+pub const MAX_POOL: OpDef =
+    OpDef { name: "max_pool", args: ARGS, arity: Arity::One, build: |a| build(PoolKind::Max, a) };
+pub const AVG_POOL: OpDef =
+    OpDef { name: "avg_pool", args: ARGS, arity: Arity::One, build: |a| build(PoolKind::Avg, a) };
 pub const GLOBAL_AVG_POOL: OpDef = OpDef {
     name: "global_avg_pool",
     args: &[],

@@ -31,7 +31,10 @@ pub fn differentiate(g: &Graph, mut p: Program, records: &[Option<Lowered>]) -> 
         if !rec.act.is_identity() {
             // A fused activation's backward comes first, in place.
             let len = cx.y_len();
-            cx.emit("activation_backward_in_place", vec![Arg::Act(rec.act), Arg::In(rec.y, len), Arg::InOut(gy, len)]);
+            cx.emit(
+                "activation_backward_in_place",
+                vec![Arg::Act(rec.act), Arg::In(rec.y, len), Arg::InOut(gy, len)],
+            );
         }
         node.op.vjp(&mut cx);
     }
@@ -179,7 +182,12 @@ impl VjpCx<'_> {
 
     /// The common case: input `i`'s gradient from one kernel writing
     /// `dx` (its last argument slot given by `args(dx)`).
-    pub fn grad_into(&mut self, i: usize, kernel: &'static str, args: impl FnOnce(Arg) -> Vec<Arg>) {
+    pub fn grad_into(
+        &mut self,
+        i: usize,
+        kernel: &'static str,
+        args: impl FnOnce(Arg) -> Vec<Arg>,
+    ) {
         if !self.needs_grad(i) {
             return;
         }

@@ -86,7 +86,8 @@ pub struct Act {
 }
 
 impl Act {
-    pub const IDENTITY: Act = Act { name: "identity", variant: "Identity", gated: false, arg: None };
+    pub const IDENTITY: Act =
+        Act { name: "identity", variant: "Identity", gated: false, arg: None };
 
     pub fn is_identity(&self) -> bool {
         self.variant == "Identity"
@@ -146,16 +147,25 @@ pub enum Arg {
     /// A parameter's gradient, written.
     Grad(ParamId),
     /// A layer's slot of saved max-pool argmax indices.
-    Argmax { slot: usize, write: bool },
+    Argmax {
+        slot: usize,
+        write: bool,
+    },
     /// A layer's slot of saved batch-norm statistics.
-    Stats { slot: usize, write: bool },
+    Stats {
+        slot: usize,
+        write: bool,
+    },
     Usize(usize),
     F32(f64),
     U16(u16),
     Act(Act),
     Shape(Geometry),
     /// Channel blocks of a concat: `(tensor, channels)`, read or written.
-    Parts { parts: Vec<(TensorId, usize, usize)>, write: bool },
+    Parts {
+        parts: Vec<(TensorId, usize, usize)>,
+        write: bool,
+    },
     /// `Some(x)` or `None`.
     Optional(Option<Box<Arg>>),
     /// Where a ReLU's backward can be folded into this step's store: its
@@ -288,7 +298,10 @@ impl Step {
 
     /// The parameter gradients the step writes.
     pub fn grads(&self) -> Vec<ParamId> {
-        self.args.iter().filter_map(|a| if let Arg::Grad(q) = a { Some(*q) } else { None }).collect()
+        self.args
+            .iter()
+            .filter_map(|a| if let Arg::Grad(q) = a { Some(*q) } else { None })
+            .collect()
     }
 
     /// The activation fused into this step's store, if any.

@@ -57,7 +57,10 @@ fn check_steps(
         let reads: Vec<TensorId> =
             tensors.iter().filter(|(_, a)| *a == Access::Read).map(|(t, _)| *t).collect();
         if tensors.iter().any(|(t, a)| *a == Access::Write && reads.contains(t)) {
-            return Err(format!("{} reads and writes one tensor outside an in-place argument", at()));
+            return Err(format!(
+                "{} reads and writes one tensor outside an in-place argument",
+                at()
+            ));
         }
         check_lengths(p, s).map_err(|e| format!("{}: {e}", at()))?;
         written.extend(s.writes());

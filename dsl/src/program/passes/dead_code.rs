@@ -6,8 +6,7 @@ use crate::program::{Program, Step, TensorId};
 use std::collections::HashSet;
 
 pub fn remove_dead_steps(mut p: Program) -> Program {
-    let backward_reads: HashSet<TensorId> =
-        p.backward.iter().flat_map(|s| s.reads()).collect();
+    let backward_reads: HashSet<TensorId> = p.backward.iter().flat_map(|s| s.reads()).collect();
     let mut train_live: HashSet<TensorId> = backward_reads;
     train_live.insert(p.train_output);
     if let Some(loss) = &p.loss {

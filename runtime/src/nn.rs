@@ -150,6 +150,23 @@ pub fn dense_backward_weights_sgd(
     Ok(dense::dense_backward_weights_sgd(s, x, dy, w, momentum_buf, db, sgd, Par::Rayon)?)
 }
 
+/// The weight gradient of a dense layer into `target`: stored, or taken at
+/// once as an SGD step ([`dense_backward_weights_sgd`]).
+pub fn dense_backward_weights_into(
+    s: &Dense,
+    x: &[f32],
+    dy: &[f32],
+    target: crate::pass::WeightGrad<'_>,
+    db: Option<&mut [f32]>,
+) -> Result<(), Error> {
+    match target {
+        crate::pass::WeightGrad::Store(dw) => dense_backward_weights(s, x, dy, dw, db),
+        crate::pass::WeightGrad::Step { weights, state, sgd } => {
+            dense_backward_weights_sgd(s, x, dy, weights, state, db, sgd)
+        }
+    }
+}
+
 pub fn max_pool_forward(
     s: &Pool2d,
     x: &[f32],

@@ -6,6 +6,7 @@
 //! training step alike.
 
 use crate::arena::{split, ArenaError, Views};
+use crate::error::{Error, LenError};
 use crate::optim::Sgd;
 
 /// The buffers of one pass over `n` samples.
@@ -120,6 +121,58 @@ impl FusedSgd<'_> {
         let k = usize::from(self.sgd.momentum != 0.0);
         self.state.get_mut(offset * k..(offset + len) * k).unwrap_or_default()
     }
+}
+
+/// Where a weight gradient goes: stored in the gradients, or taken at once
+/// as an SGD step of the weights (which then never store it).
+#[derive(Debug)]
+pub enum WeightGrad<'a> {
+    Store(&'a mut [f32]),
+    Step { weights: &'a mut [f32], state: &'a mut [f32], sgd: &'a Sgd },
+}
+
+impl<'a> WeightGrad<'a> {
+    /// A step of `weights` where the pass owns them and has a fused SGD
+    /// step to take (`learnable` locates their optimizer state); else the
+    /// gradient is stored in `grad`.
+    pub fn new(
+        fused: Option<&'a mut FusedSgd<'_>>,
+        weights: Option<&'a mut [f32]>,
+        grad: &'a mut [f32],
+        learnable: (usize, usize),
+    ) -> Self {
+        match (fused, weights) {
+            (Some(fused), Some(weights)) => {
+                let sgd = fused.sgd;
+                WeightGrad::Step { weights, state: fused.state(learnable.0, learnable.1), sgd }
+            }
+            _ => WeightGrad::Store(grad),
+        }
+    }
+}
+
+/// The batch of the inputs `(length, name)`, each `per_sample[i]` values a
+/// sample: every input holds the same number of whole samples, at most
+/// `capacity`.
+pub fn batch_of(inputs: &[(usize, &'static str)], per_sample: &[usize], capacity: usize) -> Result<usize, Error> {
+    let mut batch = None;
+    for (&(len, tensor), &per) in inputs.iter().zip(per_sample) {
+        let n = len / per.max(1);
+        let expected = match batch {
+            Some(b) => b * per,
+            None if len % per.max(1) != 0 => (n + 1) * per,
+            None => len,
+        };
+        if expected != len {
+            return Err(Error::Len(LenError { op: "input", tensor, expected, found: len }));
+        }
+        batch = Some(n);
+    }
+    let n = batch.unwrap_or(0);
+    if n > capacity {
+        return Err(Error::BatchOverCapacity { batch: n, capacity });
+    }
+    Ok(n)
 }
 
 /// A kernel's shape, which a generated model keeps as a constant for any

@@ -133,7 +133,8 @@ impl Module<'_> {
             let (arg, name) = (&i.arg, &i.name);
             quote!((#arg.len(), #name))
         });
-        quote!(let n = self.batch_of(&[#(#lens),*])?;)
+        let rt = self.rt;
+        quote!(let n = #rt::pass::batch_of(&[#(#lens),*], &Self::INPUT_LENS, self.capacity)?;)
     }
 
     /// Copies the inputs into the arena, at their offsets in `seq`'s plan;

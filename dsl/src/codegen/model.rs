@@ -202,29 +202,6 @@ pub fn model(m: &Module<'_>, g: &Graph, source_name: &str) -> TokenStream {
                 #default_opt
             }
 
-            /// The batch of the inputs `(length, name)`: each holds the
-            /// same number of whole samples, at most the capacity.
-            fn batch_of(&self, inputs: &[(usize, &'static str)]) -> Result<usize, #rt::Error> {
-                let mut batch = None;
-                for (&(len, tensor), per_sample) in inputs.iter().zip(Self::INPUT_LENS) {
-                    let n = len / per_sample;
-                    let expected = match batch {
-                        Some(b) if b != n || !len.is_multiple_of(per_sample) => b * per_sample,
-                        None if !len.is_multiple_of(per_sample) => (n + 1) * per_sample,
-                        _ => len,
-                    };
-                    if expected != len {
-                        return Err(#rt::Error::Len(#rt::LenError { op: "input", tensor, expected, found: len }));
-                    }
-                    batch = Some(n);
-                }
-                let n = batch.unwrap_or(0);
-                if n > self.capacity {
-                    return Err(#rt::Error::BatchOverCapacity { batch: n, capacity: self.capacity });
-                }
-                Ok(n)
-            }
-
             #io
         }
     }

@@ -90,27 +90,21 @@ impl Printer<'_> {
         let call = match fused {
             None => quote!(#rt::nn::#kernel(#(#args),*)?;),
             Some(q) => {
-                // The weight gradient takes its SGD step in its GEMM when
-                // the pass owns the parameters and is asked to.
+                // The weight gradient becomes an SGD step in its GEMM when
+                // the pass owns the parameters and is asked to take one.
+                let f = field(&self.p.param(q).name);
                 let (off, len) = (lit(self.p.learnable_offset(q)), lit(self.p.param(q).len()));
-                let mut fused_args = Vec::new();
-                for (a, tokens) in s.args.iter().zip(&args) {
+                let into_args = s.args.iter().zip(&args).map(|(a, tokens)| {
                     if *a == Arg::Grad(q) {
-                        let f = field(&self.p.param(q).name);
-                        fused_args.push(quote!(&mut params.#f[..]));
-                        fused_args.push(quote!(fused.state(#off, #len)));
+                        quote!(weight_grad)
                     } else {
-                        fused_args.push(tokens.clone());
+                        tokens.clone()
                     }
-                }
+                });
+                let kernel = Ident::new(&format!("{}_into", s.kernel), Span::call_site());
                 quote! {
-                    match (fused.as_mut(), params.exclusive()) {
-                        (Some(fused), Some(params)) => {
-                            let sgd = fused.sgd;
-                            #rt::nn::dense_backward_weights_sgd(#(#fused_args,)* sgd)?
-                        }
-                    _ => #rt::nn::#kernel(#(#args),*)?,
-                    }
+                    let weight_grad = #rt::pass::WeightGrad::new(fused.as_mut(), params.exclusive().map(|p| &mut p.#f[..]), &mut grads.#f[..], (#off, #len));
+                    #rt::nn::#kernel(#(#into_args),*)?;
                 }
             }
         };

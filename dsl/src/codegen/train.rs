@@ -4,7 +4,7 @@
 
 use super::forward::{cap_binding, destructure, own_pass, use_runtime};
 use super::names::{field, lit};
-use super::steps::{span_range, times, Sequence};
+use super::steps::{span_range, Sequence};
 use super::Module;
 use crate::ir::LossKind;
 use crate::program::ParamId;
@@ -335,8 +335,8 @@ fn apply_gradients_impl(m: &Module<'_>) -> TokenStream {
         .map(|(i, q)| {
             let o = p.learnable_offset(ParamId(i));
             let f = field(&q.name);
-            let (start, end) = (times(o, "k"), times(o + q.len(), "k"));
-            let update = quote!(opt.update(step, &mut params.#f[..], &grads.#f[..], &mut opt_state[#start..#end])?;);
+            let (offset, len) = (lit(o), lit(q.len()));
+            let update = quote!(update!(#f, #offset, #len););
             if s.fused_sgd.contains(&ParamId(i)) {
                 quote!(if !fused { #update })
             } else {
@@ -358,6 +358,12 @@ fn apply_gradients_impl(m: &Module<'_>) -> TokenStream {
         /// gradient and its slice of the optimizer state.
         #[allow(clippy::too_many_arguments)]
         fn apply_gradients_impl(params: &mut #params_ty, grads: &#params_ty, opt_state: &mut [f32], k: usize, step: u64, opt: &#rt::nn::Optimizer, #fused: bool) -> Result<(), #rt::Error> {
+            // A tensor's state: `k` values for each of its learnable values.
+            macro_rules! update {
+                ($tensor:ident, $offset:expr, $len:expr) => {
+                    opt.update(step, &mut params.$tensor[..], &grads.$tensor[..], &mut opt_state[$offset * k..($offset + $len) * k])?
+                };
+            }
             #(#updates)*
             Ok(())
         }

@@ -1307,70 +1307,9 @@ impl<'a> Checker<'a> {
                 },
             );
         }
-        let mut given: Vec<Option<(Value, Span)>> = vec![None; def.params.len()];
-        let mut next_positional = 0;
-        let mut ok = true;
-        for arg in config {
-            let index = match &arg.name {
-                None => {
-                    let i = next_positional;
-                    next_positional += 1;
-                    if i >= def.params.len() {
-                        ok = false;
-                        self.diags.push(
-                            Diagnostic::error(
-                                format!("too many arguments to block `{name}`"),
-                                arg.span,
-                            )
-                            .label("unexpected argument")
-                            .secondary(
-                                def.name.span,
-                                format!("`{name}` takes {} parameters", def.params.len()),
-                            ),
-                        );
-                        continue;
-                    }
-                    i
-                }
-                Some((arg_name, span)) => {
-                    match def.params.iter().position(|p| p.name.name == *arg_name) {
-                        Some(i) => i,
-                        None => {
-                            ok = false;
-                            let mut d = Diagnostic::error(
-                                format!("unknown argument `{arg_name}` for block `{name}`"),
-                                *span,
-                            )
-                            .label("no such parameter")
-                            .secondary(def.name.span, format!("`{name}` is defined here"));
-                            if let Some(best) = did_you_mean(
-                                arg_name,
-                                def.params.iter().map(|p| p.name.name.as_str()),
-                            ) {
-                                d = d.help(format!("did you mean `{best}`?"));
-                            }
-                            self.diags.push(d);
-                            continue;
-                        }
-                    }
-                }
-            };
-            if given[index].is_some() {
-                ok = false;
-                self.diags.push(
-                    Diagnostic::error(
-                        format!("argument `{}` is given twice", def.params[index].name),
-                        arg.span,
-                    )
-                    .label("given again here"),
-                );
-                continue;
-            }
-            given[index] = Some((arg.value.clone(), arg.value_span));
-        }
-        if !ok {
+        let Some(given) = self.bind_block_args(def, config) else {
             return Value::Poisoned;
-        }
+        };
         b.block_stack.push(name);
         for (param, value) in def.params.iter().zip(given) {
             let value = match (value, &param.default) {
@@ -1435,6 +1374,79 @@ impl<'a> Checker<'a> {
         }
         result
     }
+
+    /// Binds a block call's arguments to the block's parameters: positional,
+    /// then named. `None` when any is wrong (each reported).
+    fn bind_block_args(
+        &mut self,
+        def: &'a BlockDef,
+        config: &[GivenArg],
+    ) -> Option<Vec<Option<(Value, Span)>>> {
+        let name = def.name.name.as_str();
+        let mut given: Vec<Option<(Value, Span)>> = vec![None; def.params.len()];
+        let mut next_positional = 0;
+        let mut ok = true;
+        for arg in config {
+            let index = match &arg.name {
+                None => {
+                    let i = next_positional;
+                    next_positional += 1;
+                    if i >= def.params.len() {
+                        ok = false;
+                        self.diags.push(
+                            Diagnostic::error(
+                                format!("too many arguments to block `{name}`"),
+                                arg.span,
+                            )
+                            .label("unexpected argument")
+                            .secondary(
+                                def.name.span,
+                                format!("`{name}` takes {} parameters", def.params.len()),
+                            ),
+                        );
+                        continue;
+                    }
+                    i
+                }
+                Some((arg_name, span)) => {
+                    match def.params.iter().position(|p| p.name.name == *arg_name) {
+                        Some(i) => i,
+                        None => {
+                            ok = false;
+                            let mut d = Diagnostic::error(
+                                format!("unknown argument `{arg_name}` for block `{name}`"),
+                                *span,
+                            )
+                            .label("no such parameter")
+                            .secondary(def.name.span, format!("`{name}` is defined here"));
+                            if let Some(best) = did_you_mean(
+                                arg_name,
+                                def.params.iter().map(|p| p.name.name.as_str()),
+                            ) {
+                                d = d.help(format!("did you mean `{best}`?"));
+                            }
+                            self.diags.push(d);
+                            continue;
+                        }
+                    }
+                }
+            };
+            if given[index].is_some() {
+                ok = false;
+                self.diags.push(
+                    Diagnostic::error(
+                        format!("argument `{}` is given twice", def.params[index].name),
+                        arg.span,
+                    )
+                    .label("given again here"),
+                );
+                continue;
+            }
+            given[index] = Some((arg.value.clone(), arg.value_span));
+        }
+        ok.then_some(given)
+    }
+
 }
 
 fn misplaced(keyword: &str, span: Span, help: &str) -> Diagnostic {

@@ -11,85 +11,25 @@ use quote::quote;
 
 pub fn model(m: &Module<'_>, g: &Graph, source_name: &str) -> TokenStream {
     let (p, s, rt, name, params_ty) = (m.p(), m.schedule(), m.rt, &m.name, &m.params_ty);
-    let first = &m.inputs[0];
-    let input_shape = p.tensor(first.tensor).shape.iter().map(|&d| lit(d));
-    let output_shape = p.tensor(p.output).shape.iter().map(|&d| lit(d));
-    let (in_rank, out_rank) =
-        (lit(p.tensor(first.tensor).shape.len()), lit(p.tensor(p.output).shape.len()));
-    let (in_len, out_len) = (lit(first.len), lit(m.out_len));
-    let input_count = lit(m.inputs.len());
-    let input_lens = m.inputs.iter().map(|i| lit(i.len));
-    let learnable = lit(p.learnable_count());
-    let (macs, flops) = (g.total_macs(), g.total_flops());
-    let unplanned = lit(p.tensors.iter().map(|t| t.per_sample() * 4).sum());
-    let (train_bytes, infer_bytes) = (lit(s.train.size * 4), lit(s.infer.size * 4));
-    let stats_len = lit(p.stat_slots.iter().map(|c| 2 * c).sum());
-    let caches = lit(s.caches.iter().flatten().count());
-    let conv_nodes: Vec<_> = s
-        .geometries
-        .iter()
-        .filter(|(_, g)| matches!(g, crate::program::Geometry::Conv { .. }))
-        .map(|(id, _)| geometry_const(&g.node(*id).name))
-        .collect();
-    let convs = conv_nodes.iter().map(|c| quote!(&#rt::conv::Conv2d { n: capacity, ..Self::#c }));
-    let reserve = if conv_nodes.is_empty() {
-        quote!(#rt::nn::reserve_scratch(&[]);)
-    } else {
-        quote!(#rt::nn::reserve_scratch(&[#(#convs),*]);)
-    };
-    let (arena_size, argmax_size) =
-        (times(s.arena_per_sample, "capacity"), times(s.argmax_per_sample, "capacity"));
-    // One RNG stream per tensor, so that tensors are independent.
-    let inits = p.params.iter().enumerate().map(|(i, q)| {
-        let (f, stream) = (field(&q.name), i as u64);
-        match q.init {
-            Init::UniformFanIn { fan_in } => {
-                let bound = 1.0 / (fan_in.max(1) as f64).sqrt();
-                quote!(#rt::init::uniform(&mut params.#f[..], #bound, seed, #stream);)
-            }
-            Init::Ones => quote!(params.#f.fill(1.0);),
-            Init::Zeros => quote!(params.#f.fill(0.0);),
-        }
-    });
-    let mutable_params = if p.params.is_empty() { quote!() } else { quote!(mut) };
-    let (shard_field, shard_init) = if s.shards {
-        (
+    let (shard_field, opt_fields) = (
+        s.shards.then(|| {
             quote! {
                 /// The gradients of a data-parallel step's shards; the
                 /// first is `grads`'s storage during the step.
                 shard_grads: Vec<#params_ty>,
-            },
-            quote!(shard_grads: Vec::new(),),
-        )
-    } else {
-        (quote!(), quote!())
-    };
+            }
+        }),
+        // Only a network with a loss trains, and keeps an optimizer's state.
+        p.loss.is_some().then(|| quote!(opt_state: Vec<f32>, opt_kind: u8,)),
+    );
     let doc = format!(
         " The network `{}` from `{}`: {} parameters, {} multiply-accumulates per sample.",
         p.name,
         source_name,
         p.learnable_count(),
-        macs
+        g.total_macs()
     );
-    let input_doc = if m.inputs.len() == 1 {
-        " Per-sample shape of the input.".to_string()
-    } else {
-        format!(" Per-sample shape of the first input, `{}`.", first.name)
-    };
-    let default_opt = default_optimizer(p.optimizer.as_ref(), rt);
-    let io = io(m);
-    // Only a network with a loss trains, and keeps an optimizer's state.
-    let (opt_fields, opt_init) = if p.loss.is_some() {
-        (quote!(opt_state: Vec<f32>, opt_kind: u8,), quote!(opt_state: Vec::new(), opt_kind: 0,))
-    } else {
-        (quote!(), quote!())
-    };
-    let shape_consts = s.geometries.iter().map(|(id, geo)| {
-        let (ty, name) = (geometry_type(rt, geo), geometry_const(&g.node(*id).name));
-        let value = geometry_with(rt, geo, &quote!(0));
-        let doc = format!(" The shape of `{}`, for any batch.", g.node(*id).name);
-        quote!(#[doc = #doc] const #name: #ty = #value;)
-    });
+    let (consts, constructor, accessors, io) = (consts(m, g), constructor(m, g), accessors(m), io(m));
     quote! {
         #[doc = #doc]
         #[derive(Debug)]
@@ -115,94 +55,167 @@ pub fn model(m: &Module<'_>, g: &Graph, source_name: &str) -> TokenStream {
 
         #[allow(dead_code)]
         impl #name {
-            #[doc = #input_doc]
-            pub const INPUT: [usize; #in_rank] = [#(#input_shape),*];
-            /// Per-sample shape of the output.
-            pub const OUTPUT: [usize; #out_rank] = [#(#output_shape),*];
-            pub const INPUT_LEN: usize = #in_len;
-            /// Values per sample of each input, in declaration order.
-            pub const INPUT_LENS: [usize; #input_count] = [#(#input_lens),*];
-            pub const OUTPUT_LEN: usize = #out_len;
-            /// Learnable parameters.
-            pub const PARAMS: usize = #learnable;
-            /// Forward multiply-accumulates per sample.
-            pub const MACS_PER_SAMPLE: u64 = #macs;
-            /// Forward floating-point operations per sample.
-            pub const FLOPS_PER_SAMPLE: u64 = #flops;
-            /// Arena bytes per sample of the planned training pass.
-            pub const TRAIN_ARENA_BYTES_PER_SAMPLE: usize = #train_bytes;
-            /// Arena bytes per sample of the planned inference pass.
-            pub const INFER_ARENA_BYTES_PER_SAMPLE: usize = #infer_bytes;
-            /// Bytes per sample of all tensors without a memory plan.
-            pub const UNPLANNED_BYTES_PER_SAMPLE: usize = #unplanned;
-            /// The batch capacity of [`Self::new`].
-            pub const DEFAULT_CAPACITY: usize = 64;
-            #(#shape_consts)*
-
-            /// A model with PyTorch's default initialisation, reproducible
-            /// from `seed`, for batches of up to [`Self::DEFAULT_CAPACITY`].
-            pub fn new(seed: u64) -> Self {
-                Self::with_capacity(seed, Self::DEFAULT_CAPACITY)
-            }
-
-            /// A model for batches of up to `capacity` samples. All memory
-            /// for training is allocated here and by the first training step.
-            pub fn with_capacity(seed: u64, capacity: usize) -> Self {
-                let #mutable_params params = #params_ty::zeros();
-                #(#inits)*
-                #reserve
-                Self {
-                    params,
-                    grads: #params_ty::zeros(),
-                    arena: #rt::arena::Arena::zeros(#arena_size),
-                    argmax: vec![0; #argmax_size],
-                    stats: vec![0.0; #stats_len],
-                    #opt_init
-                    forward_caches: (0..#caches).map(|_| #rt::conv::ForwardCache::new()).collect(),
-                    capacity,
-                    batch: 0,
-                    step: 0,
-                    seed,
-                    #shard_init
-                }
-            }
-
-            /// The parameters and buffers.
-            pub fn params(&self) -> &#params_ty {
-                &self.params
-            }
-
-            /// The parameters and buffers, to change: the next `forward`
-            /// prepares the conv weights it keeps for inference again.
-            pub fn params_mut(&mut self) -> &mut #params_ty {
-                self.weights_changed();
-                &mut self.params
-            }
-
-            /// Forgets every form of the weights made from them, since they
-            /// may be about to change.
-            fn weights_changed(&mut self) {
-                for cache in &mut self.forward_caches {
-                    cache.invalidate();
-                }
-            }
-
-            /// The largest batch this model accepts.
-            pub fn capacity(&self) -> usize {
-                self.capacity
-            }
-
-            /// Training steps taken so far.
-            pub fn steps(&self) -> u64 {
-                self.step
-            }
-
-            /// The optimizer of the `.net` file, if it names one.
-            pub fn default_optimizer() -> Option<#rt::nn::Optimizer> {
-                #default_opt
-            }
-
+            #consts
+            #constructor
+            #accessors
             #io
+        }
+    }
+}
+
+/// The model's constants: shapes, sizes, costs, and each layer's kernel shape.
+fn consts(m: &Module<'_>, g: &Graph) -> TokenStream {
+    let (p, s, rt) = (m.p(), m.schedule(), m.rt);
+    let first = &m.inputs[0];
+    let input_shape = p.tensor(first.tensor).shape.iter().map(|&d| lit(d));
+    let output_shape = p.tensor(p.output).shape.iter().map(|&d| lit(d));
+    let (in_rank, out_rank) =
+        (lit(p.tensor(first.tensor).shape.len()), lit(p.tensor(p.output).shape.len()));
+    let (in_len, out_len) = (lit(first.len), lit(m.out_len));
+    let input_count = lit(m.inputs.len());
+    let input_lens = m.inputs.iter().map(|i| lit(i.len));
+    let learnable = lit(p.learnable_count());
+    let (macs, flops) = (g.total_macs(), g.total_flops());
+    let unplanned = lit(p.tensors.iter().map(|t| t.per_sample() * 4).sum());
+    let (train_bytes, infer_bytes) = (lit(s.train.size * 4), lit(s.infer.size * 4));
+    let input_doc = if m.inputs.len() == 1 {
+        " Per-sample shape of the input.".to_string()
+    } else {
+        format!(" Per-sample shape of the first input, `{}`.", first.name)
+    };
+    let shape_consts = s.geometries.iter().map(|(id, geo)| {
+        let (ty, name) = (geometry_type(rt, geo), geometry_const(&g.node(*id).name));
+        let value = geometry_with(rt, geo, &quote!(0));
+        let doc = format!(" The shape of `{}`, for any batch.", g.node(*id).name);
+        quote!(#[doc = #doc] const #name: #ty = #value;)
+    });
+    quote! {
+        #[doc = #input_doc]
+        pub const INPUT: [usize; #in_rank] = [#(#input_shape),*];
+        /// Per-sample shape of the output.
+        pub const OUTPUT: [usize; #out_rank] = [#(#output_shape),*];
+        pub const INPUT_LEN: usize = #in_len;
+        /// Values per sample of each input, in declaration order.
+        pub const INPUT_LENS: [usize; #input_count] = [#(#input_lens),*];
+        pub const OUTPUT_LEN: usize = #out_len;
+        /// Learnable parameters.
+        pub const PARAMS: usize = #learnable;
+        /// Forward multiply-accumulates per sample.
+        pub const MACS_PER_SAMPLE: u64 = #macs;
+        /// Forward floating-point operations per sample.
+        pub const FLOPS_PER_SAMPLE: u64 = #flops;
+        /// Arena bytes per sample of the planned training pass.
+        pub const TRAIN_ARENA_BYTES_PER_SAMPLE: usize = #train_bytes;
+        /// Arena bytes per sample of the planned inference pass.
+        pub const INFER_ARENA_BYTES_PER_SAMPLE: usize = #infer_bytes;
+        /// Bytes per sample of all tensors without a memory plan.
+        pub const UNPLANNED_BYTES_PER_SAMPLE: usize = #unplanned;
+        /// The batch capacity of [`Self::new`].
+        pub const DEFAULT_CAPACITY: usize = 64;
+        #(#shape_consts)*
+    }
+}
+
+/// `new` and `with_capacity`: the parameters initialised, every buffer
+/// allocated, the runtime's scratch reserved.
+fn constructor(m: &Module<'_>, g: &Graph) -> TokenStream {
+    let (p, s, rt, params_ty) = (m.p(), m.schedule(), m.rt, &m.params_ty);
+    let stats_len = lit(p.stat_slots.iter().map(|c| 2 * c).sum());
+    let caches = lit(s.caches.iter().flatten().count());
+    let convs = s
+        .geometries
+        .iter()
+        .filter(|(_, geo)| matches!(geo, crate::program::Geometry::Conv { .. }))
+        .map(|(id, _)| {
+            let c = geometry_const(&g.node(*id).name);
+            quote!(&#rt::conv::Conv2d { n: capacity, ..Self::#c })
+        });
+    let (arena_size, argmax_size) =
+        (times(s.arena_per_sample, "capacity"), times(s.argmax_per_sample, "capacity"));
+    // One RNG stream per tensor, so that tensors are independent.
+    let inits = p.params.iter().enumerate().map(|(i, q)| {
+        let (f, stream) = (field(&q.name), i as u64);
+        match q.init {
+            Init::UniformFanIn { fan_in } => {
+                let bound = 1.0 / (fan_in.max(1) as f64).sqrt();
+                quote!(#rt::init::uniform(&mut params.#f[..], #bound, seed, #stream);)
+            }
+            Init::Ones => quote!(params.#f.fill(1.0);),
+            Init::Zeros => quote!(params.#f.fill(0.0);),
+        }
+    });
+    let mutable_params = if p.params.is_empty() { quote!() } else { quote!(mut) };
+    let shard_init = s.shards.then(|| quote!(shard_grads: Vec::new(),));
+    let opt_init = p.loss.is_some().then(|| quote!(opt_state: Vec::new(), opt_kind: 0,));
+    quote! {
+        /// A model with PyTorch's default initialisation, reproducible
+        /// from `seed`, for batches of up to [`Self::DEFAULT_CAPACITY`].
+        pub fn new(seed: u64) -> Self {
+            Self::with_capacity(seed, Self::DEFAULT_CAPACITY)
+        }
+
+        /// A model for batches of up to `capacity` samples. All memory
+        /// for training is allocated here and by the first training step.
+        pub fn with_capacity(seed: u64, capacity: usize) -> Self {
+            let #mutable_params params = #params_ty::zeros();
+            #(#inits)*
+            #rt::nn::reserve_scratch(&[#(#convs),*]);
+            Self {
+                params,
+                grads: #params_ty::zeros(),
+                arena: #rt::arena::Arena::zeros(#arena_size),
+                argmax: vec![0; #argmax_size],
+                stats: vec![0.0; #stats_len],
+                #opt_init
+                forward_caches: (0..#caches).map(|_| #rt::conv::ForwardCache::new()).collect(),
+                capacity,
+                batch: 0,
+                step: 0,
+                seed,
+                #shard_init
+            }
+        }
+    }
+}
+
+/// Reading and changing the parameters, and the model's settings.
+fn accessors(m: &Module<'_>) -> TokenStream {
+    let (p, rt, params_ty) = (m.p(), m.rt, &m.params_ty);
+    let default_opt = default_optimizer(p.optimizer.as_ref(), rt);
+    quote! {
+        /// The parameters and buffers.
+        pub fn params(&self) -> &#params_ty {
+            &self.params
+        }
+
+        /// The parameters and buffers, to change: the next `forward`
+        /// prepares the conv weights it keeps for inference again.
+        pub fn params_mut(&mut self) -> &mut #params_ty {
+            self.weights_changed();
+            &mut self.params
+        }
+
+        /// Forgets every form of the weights made from them, since they
+        /// may be about to change.
+        fn weights_changed(&mut self) {
+            for cache in &mut self.forward_caches {
+                cache.invalidate();
+            }
+        }
+
+        /// The largest batch this model accepts.
+        pub fn capacity(&self) -> usize {
+            self.capacity
+        }
+
+        /// Training steps taken so far.
+        pub fn steps(&self) -> u64 {
+            self.step
+        }
+
+        /// The optimizer of the `.net` file, if it names one.
+        pub fn default_optimizer() -> Option<#rt::nn::Optimizer> {
+            #default_opt
         }
     }
 }

@@ -47,42 +47,174 @@ pub fn targets(m: &Module<'_>) -> Option<Targets> {
 
 pub fn training(m: &Module<'_>) -> TokenStream {
     let Some(t) = targets(m) else { return quote!() };
-    let (p, s, rt, name) = (m.p(), m.schedule(), m.rt, &m.name);
+    let name = &m.name;
+    let (forward_backward, updates, steps) = (pass_methods(m, &t), update_methods(m, &t), step_methods(m, &t));
+    let (passes, apply) = (passes(m, &t), apply_gradients_impl(m));
+    quote! {
+        #[allow(dead_code)]
+        impl #name {
+            #forward_backward
+            #updates
+            #steps
+            #passes
+        }
+
+        impl #name {
+            #apply
+        }
+    }
+}
+
+/// Whether the dense weight gradients may take a fused SGD step.
+fn fuses(m: &Module<'_>) -> bool {
+    !m.schedule().fused_sgd.is_empty()
+}
+
+/// `forward_train`, `backward` and their flat and internal forms.
+fn pass_methods(m: &Module<'_>, t: &Targets) -> TokenStream {
+    let (p, s, rt) = (m.p(), m.schedule(), m.rt);
     let (tp, tty, tflat) = (&t.param, &t.ty, &t.flat);
     let out_len = lit(m.out_len);
     let out_range = span_range(s.train.offset(p.train_output), m.out_len);
     let out_cap = cap_binding(s.train.offset(p.train_output));
-    let (samples, flat, args, flattened) =
-        (m.sample_params(), m.flat_params(), m.args(), m.flattened());
-    let batch_of = m.batch_of();
-    let copy = m.copy_inputs(Sequence::TrainForward, false);
-    let own = own_pass(m);
+    let (samples, flat, flattened) = (m.sample_params(), m.flat_params(), m.flattened());
+    let (batch_of, copy, own) = (m.batch_of(), m.copy_inputs(Sequence::TrainForward, false), own_pass(m));
     let forward_params =
         if s.forward_uses.params_mut { quote!(params,) } else { quote!(&*params,) };
-    let fused = !s.fused_sgd.is_empty();
+    let fused = fuses(m);
     let backward_call = if fused {
         quote!(Self::backward_pass(#own, #rt::pass::ParamsRef::Exclusive(params), grads, targets, fused.map(|sgd| #rt::pass::FusedSgd { sgd, state: &mut opt_state[..] })))
     } else {
         quote!(Self::backward_pass(#own, params, grads, targets))
     };
-    let (fused_param, fused_arg, fused_flag) = if fused {
-        (
-            quote!(fused: Option<&#rt::optim::Sgd>,),
-            quote!(opt.fusable_sgd()),
-            quote!(fused.is_some()),
-        )
-    } else {
-        (quote!(), quote!(), quote!(false))
+    let fused_param = fused.then(|| quote!(fused: Option<&#rt::optim::Sgd>,));
+    let self_fields = fused.then(|| quote!(opt_state,));
+    let backward_plain =
+        if fused { quote!(self.backward_with(#tp, None)) } else { quote!(self.backward_with(#tp)) };
+    let target_doc = match t.per_sample {
+        1 => "`labels` are class indices, one per sample.",
+        _ => "`targets` has the output's shape, one per sample.",
     };
-    let backward_with_call = if fused {
-        quote!(self.backward_with(#tp, fused)?)
-    } else {
-        quote!(self.backward_with(#tp)?)
-    };
-    let fused_binding = if fused { quote!(let fused = #fused_arg;) } else { quote!() };
-    let self_fields = if fused { quote!(opt_state,) } else { quote!() };
-    let passes = passes(m, &t);
-    let apply = apply_gradients_impl(m);
+    let backward_doc = format!(" The loss of the last [`Self::forward_train`] batch and the gradients of every parameter (into `grads`). {target_doc} Once per `forward_train`: a second call, or one after an inference `forward`, is `Err(NoForwardTrain)`.");
+    quote! {
+        /// The training forward pass (dropout on, batch norm on batch
+        /// statistics, running statistics updated); returns the outputs.
+        /// Each call starts a new training step.
+        pub fn forward_train(&mut self, #(#samples),*) -> Result<&[[f32; #out_len]], #rt::Error> {
+            let out = self.forward_train_flat(#(#flattened),*)?;
+            Ok(out.as_chunks::<#out_len>().0)
+        }
+
+        /// [`Self::forward_train`] on flat slices of `n·INPUT_LEN`
+        /// values; returns the `n·OUTPUT_LEN` outputs.
+        pub fn forward_train_flat(&mut self, #(#flat),*) -> Result<&[f32], #rt::Error> {
+            #batch_of
+            self.step += 1;
+            self.batch = n;
+            let Self { params, arena, argmax, stats, capacity, step, seed, .. } = self;
+            #copy
+            Self::train_forward_pass(#own, #forward_params)?;
+            #out_cap
+            Ok(&arena[#out_range])
+        }
+
+        #[doc = #backward_doc]
+        pub fn backward(&mut self, #tp: #tty) -> Result<f32, #rt::Error> {
+            #backward_plain
+        }
+
+        /// [`Self::backward`]; with `fused`, the dense weights whose
+        /// gradient is computed last take that SGD step as it is
+        /// computed (their gradients are not stored), on optimizer state
+        /// that [`Self::reset_optimizer_state`] has sized.
+        fn backward_with(&mut self, #tp: #tty, #fused_param) -> Result<f32, #rt::Error> {
+            // One backward per forward_train: this one reuses the
+            // activations' memory for gradients.
+            let n = ::std::mem::replace(&mut self.batch, 0);
+            if n == 0 {
+                return Err(#rt::Error::NoForwardTrain);
+            }
+            let targets = #tflat;
+            let Self { params, grads, arena, argmax, stats, #self_fields capacity, step, seed, .. } = self;
+            #backward_call
+        }
+
+    }
+}
+
+/// `apply_gradients`, the fused step, and the optimizer's state.
+fn update_methods(m: &Module<'_>, t: &Targets) -> TokenStream {
+    let (p, rt) = (m.p(), m.rt);
+    let (tp, tty) = (&t.param, &t.ty);
+    let learnable = lit(p.learnable_count());
+    let fused = fuses(m);
+    let fused_binding = fused.then(|| quote!(let fused = opt.fusable_sgd();));
+    let backward_with_call =
+        if fused { quote!(self.backward_with(#tp, fused)?) } else { quote!(self.backward_with(#tp)?) };
+    let fused_flag = if fused { quote!(fused.is_some()) } else { quote!(false) };
+    quote! {
+        /// Updates every learnable parameter from `grads` with `opt`; the
+        /// optimizer's state lives in the model and is reset when the kind
+        /// of optimizer changes.
+        pub fn apply_gradients(&mut self, opt: &#rt::nn::Optimizer) -> Result<(), #rt::Error> {
+            let k = self.reset_optimizer_state(opt);
+            let step = self.step.max(1);
+            self.weights_changed();
+            Self::apply_gradients_impl(&mut self.params, &self.grads, &mut self.opt_state, k, step, opt, false)
+        }
+
+        /// Zeroes the optimizer state if it belongs to another kind of
+        /// optimizer (or none yet); returns its values per parameter.
+        fn reset_optimizer_state(&mut self, opt: &#rt::nn::Optimizer) -> usize {
+            let k = opt.state_per_param();
+            if self.opt_kind != opt.kind() || self.opt_state.len() != k * #learnable {
+                self.opt_state = #rt::nn::zeroed_state(k * #learnable);
+                self.opt_kind = opt.kind();
+            }
+            k
+        }
+
+        /// `backward` and `apply_gradients`, with the SGD step fused into
+        /// the dense weight gradients where `opt` allows
+        /// (`Optimizer::fusable_sgd`): those gradients are never
+        /// stored, which saves a pass over them and their memory.
+        fn backward_and_update(&mut self, #tp: #tty, opt: &#rt::nn::Optimizer) -> Result<f32, #rt::Error> {
+            #fused_binding
+            let k = self.reset_optimizer_state(opt);
+            self.weights_changed();
+            let loss = #backward_with_call;
+            let step = self.step.max(1);
+            Self::apply_gradients_impl(&mut self.params, &self.grads, &mut self.opt_state, k, step, opt, #fused_flag)?;
+            Ok(loss)
+        }
+
+        /// The optimizer's state (momentum or moments, per learnable
+        /// parameter), its kind tag and the step count, for checkpoints
+        /// that resume training exactly.
+        pub fn optimizer_state(&self) -> (&[f32], u8, u64) {
+            (&self.opt_state, self.opt_kind, self.step)
+        }
+
+        /// Restores what [`Self::optimizer_state`] returned.
+        pub fn set_optimizer_state(&mut self, state: &[f32], kind: u8, step: u64) -> Result<(), #rt::Error> {
+            if !#rt::nn::Optimizer::state_fits(kind, state.len(), #learnable) {
+                return Err(#rt::Error::Weights(format!("optimizer state of {} values and kind {kind} does not fit {} parameters", state.len(), #learnable)));
+            }
+            self.opt_state.clear();
+            self.opt_state.extend_from_slice(state);
+            self.opt_kind = kind;
+            self.step = step;
+            Ok(())
+        }
+
+    }
+}
+
+/// `train_step` on sample arrays and on ndarray views.
+fn step_methods(m: &Module<'_>, t: &Targets) -> TokenStream {
+    let (p, s, rt) = (m.p(), m.schedule(), m.rt);
+    let (tp, tty, tflat) = (&t.param, &t.ty, &t.flat);
+    let (samples, args, flattened) = (m.sample_params(), m.args(), m.flattened());
     let shard_doc = s.shards.then(|| {
         quote! {
             ///
@@ -116,150 +248,38 @@ pub fn training(m: &Module<'_>) -> TokenStream {
         let arg = &i.arg;
         quote!(#arg: #rt::view::ndarray::ArrayView<'_, f32, #d>)
     });
-    let target_doc = match t.per_sample {
-        1 => "`labels` are class indices, one per sample.",
-        _ => "`targets` has the output's shape, one per sample.",
-    };
-    let backward_doc = format!(" The loss of the last [`Self::forward_train`] batch and the gradients of every parameter (into `grads`). {target_doc} Once per `forward_train`: a second call, or one after an inference `forward`, is `Err(NoForwardTrain)`.");
-    let learnable = lit(p.learnable_count());
-    let backward_plain =
-        if fused { quote!(self.backward_with(#tp, None)) } else { quote!(self.backward_with(#tp)) };
     quote! {
-        #[allow(dead_code)]
-        impl #name {
-            /// The training forward pass (dropout on, batch norm on batch
-            /// statistics, running statistics updated); returns the outputs.
-            /// Each call starts a new training step.
-            pub fn forward_train(&mut self, #(#samples),*) -> Result<&[[f32; #out_len]], #rt::Error> {
-                let out = self.forward_train_flat(#(#flattened),*)?;
-                Ok(out.as_chunks::<#out_len>().0)
-            }
-
-            /// [`Self::forward_train`] on flat slices of `n·INPUT_LEN`
-            /// values; returns the `n·OUTPUT_LEN` outputs.
-            pub fn forward_train_flat(&mut self, #(#flat),*) -> Result<&[f32], #rt::Error> {
-                #batch_of
-                self.step += 1;
-                self.batch = n;
-                let Self { params, arena, argmax, stats, capacity, step, seed, .. } = self;
-                #copy
-                Self::train_forward_pass(#own, #forward_params)?;
-                #out_cap
-                Ok(&arena[#out_range])
-            }
-
-            #[doc = #backward_doc]
-            pub fn backward(&mut self, #tp: #tty) -> Result<f32, #rt::Error> {
-                #backward_plain
-            }
-
-            /// [`Self::backward`]; with `fused`, the dense weights whose
-            /// gradient is computed last take that SGD step as it is
-            /// computed (their gradients are not stored), on optimizer state
-            /// that [`Self::reset_optimizer_state`] has sized.
-            fn backward_with(&mut self, #tp: #tty, #fused_param) -> Result<f32, #rt::Error> {
-                // One backward per forward_train: this one reuses the
-                // activations' memory for gradients.
-                let n = ::std::mem::replace(&mut self.batch, 0);
-                if n == 0 {
-                    return Err(#rt::Error::NoForwardTrain);
-                }
-                let targets = #tflat;
-                let Self { params, grads, arena, argmax, stats, #self_fields capacity, step, seed, .. } = self;
-                #backward_call
-            }
-
-            /// Updates every learnable parameter from `grads` with `opt`; the
-            /// optimizer's state lives in the model and is reset when the kind
-            /// of optimizer changes.
-            pub fn apply_gradients(&mut self, opt: &#rt::nn::Optimizer) -> Result<(), #rt::Error> {
-                let k = self.reset_optimizer_state(opt);
-                let step = self.step.max(1);
-                self.weights_changed();
-                Self::apply_gradients_impl(&mut self.params, &self.grads, &mut self.opt_state, k, step, opt, false)
-            }
-
-            /// Zeroes the optimizer state if it belongs to another kind of
-            /// optimizer (or none yet); returns its values per parameter.
-            fn reset_optimizer_state(&mut self, opt: &#rt::nn::Optimizer) -> usize {
-                let k = opt.state_per_param();
-                if self.opt_kind != opt.kind() || self.opt_state.len() != k * #learnable {
-                    self.opt_state = #rt::nn::zeroed_state(k * #learnable);
-                    self.opt_kind = opt.kind();
-                }
-                k
-            }
-
-            /// `backward` and `apply_gradients`, with the SGD step fused into
-            /// the dense weight gradients where `opt` allows
-            /// (`Optimizer::fusable_sgd`): those gradients are never
-            /// stored, which saves a pass over them and their memory.
-            fn backward_and_update(&mut self, #tp: #tty, opt: &#rt::nn::Optimizer) -> Result<f32, #rt::Error> {
-                #fused_binding
-                let k = self.reset_optimizer_state(opt);
-                self.weights_changed();
-                let loss = #backward_with_call;
-                let step = self.step.max(1);
-                Self::apply_gradients_impl(&mut self.params, &self.grads, &mut self.opt_state, k, step, opt, #fused_flag)?;
-                Ok(loss)
-            }
-
-            /// The optimizer's state (momentum or moments, per learnable
-            /// parameter), its kind tag and the step count, for checkpoints
-            /// that resume training exactly.
-            pub fn optimizer_state(&self) -> (&[f32], u8, u64) {
-                (&self.opt_state, self.opt_kind, self.step)
-            }
-
-            /// Restores what [`Self::optimizer_state`] returned.
-            pub fn set_optimizer_state(&mut self, state: &[f32], kind: u8, step: u64) -> Result<(), #rt::Error> {
-                if !#rt::nn::Optimizer::state_fits(kind, state.len(), #learnable) {
-                    return Err(#rt::Error::Weights(format!("optimizer state of {} values and kind {kind} does not fit {} parameters", state.len(), #learnable)));
-                }
-                self.opt_state.clear();
-                self.opt_state.extend_from_slice(state);
-                self.opt_kind = kind;
-                self.step = step;
-                Ok(())
-            }
-
-            /// One step of training: forward, loss, backward and update.
-            /// Returns the mean loss of the batch.
-            ///
-            /// With SGD (plain or heavy-ball momentum, not Nesterov), the step
-            /// of a dense layer's weights may be fused into their gradient,
-            /// which is then never stored: `grads` does not hold those
-            /// tensors' gradients after this call. [`Self::forward_train`],
-            /// [`Self::backward`] and [`Self::apply_gradients`] take the same
-            /// step with every gradient kept.
-            #shard_doc
-            pub fn train_step(&mut self, #(#samples,)* #tp: #tty, opt: &#rt::nn::Optimizer) -> Result<f32, #rt::Error> {
-                // The pool's other thread stays awake for the whole step.
-                #rt::nn::awake(move || {
-                    #try_sharded_nested
-                    self.forward_train(#(#args),*)?;
-                    self.backward_and_update(#tp, opt)
-                })
-            }
-
-            /// [`Self::train_step`] on ndarray views of shape `[n, INPUT...]`
-            /// in any memory layout (one that is not row-major and
-            /// contiguous is copied first).
-            pub fn train_step_view<#(#view_tys: #rt::view::ndarray::Dimension),*>(&mut self, #(#view_params,)* #tp: #tty, opt: &#rt::nn::Optimizer) -> Result<f32, #rt::Error> {
-                #(#views)*
-                #rt::nn::awake(move || {
-                    #try_sharded_flat
-                    self.forward_train_flat(#(#args),*)?;
-                    self.backward_and_update(#tp, opt)
-                })
-            }
-
-            #passes
+        /// One step of training: forward, loss, backward and update.
+        /// Returns the mean loss of the batch.
+        ///
+        /// With SGD (plain or heavy-ball momentum, not Nesterov), the step
+        /// of a dense layer's weights may be fused into their gradient,
+        /// which is then never stored: `grads` does not hold those
+        /// tensors' gradients after this call. [`Self::forward_train`],
+        /// [`Self::backward`] and [`Self::apply_gradients`] take the same
+        /// step with every gradient kept.
+        #shard_doc
+        pub fn train_step(&mut self, #(#samples,)* #tp: #tty, opt: &#rt::nn::Optimizer) -> Result<f32, #rt::Error> {
+            // The pool's other thread stays awake for the whole step.
+            #rt::nn::awake(move || {
+                #try_sharded_nested
+                self.forward_train(#(#args),*)?;
+                self.backward_and_update(#tp, opt)
+            })
         }
 
-        impl #name {
-            #apply
+        /// [`Self::train_step`] on ndarray views of shape `[n, INPUT...]`
+        /// in any memory layout (one that is not row-major and
+        /// contiguous is copied first).
+        pub fn train_step_view<#(#view_tys: #rt::view::ndarray::Dimension),*>(&mut self, #(#view_params,)* #tp: #tty, opt: &#rt::nn::Optimizer) -> Result<f32, #rt::Error> {
+            #(#views)*
+            #rt::nn::awake(move || {
+                #try_sharded_flat
+                self.forward_train_flat(#(#args),*)?;
+                self.backward_and_update(#tp, opt)
+            })
         }
+
     }
 }
 

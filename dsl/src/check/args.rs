@@ -27,6 +27,8 @@ pub enum Kind {
     /// A number in `[0, 1)`.
     Fraction,
     Bool,
+    /// One of a few names, written bare: `approximate: tanh`.
+    Word(&'static [&'static str]),
 }
 
 impl Kind {
@@ -36,6 +38,7 @@ impl Kind {
             Kind::Pair | Kind::PairCount => "an integer or a pair `[h, w]`",
             Kind::Float | Kind::Positive | Kind::NonNegative | Kind::Fraction => "a number",
             Kind::Bool => "`true` or `false`",
+            Kind::Word(_) => "a name",
         }
     }
 }
@@ -50,6 +53,7 @@ pub enum Lit {
     Int(i64),
     Float(f64),
     Bool(bool),
+    Word(&'static str),
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -76,6 +80,7 @@ pub enum ArgValue {
     Pair([usize; 2]),
     Float(f64),
     Bool(bool),
+    Word(&'static str),
 }
 
 /// One argument as written: its name if given, its value and where it is.
@@ -130,6 +135,13 @@ impl Bound {
         }
     }
 
+    pub fn word(&self, name: &str) -> Option<&'static str> {
+        match self.find(name)?.0 {
+            ArgValue::Word(w) => Some(w),
+            _ => None,
+        }
+    }
+
     pub fn bool(&self, name: &str) -> Option<bool> {
         match self.find(name)?.0 {
             ArgValue::Bool(v) => Some(v),
@@ -148,6 +160,7 @@ pub fn usage(callee: &str, specs: &[ArgSpec]) -> String {
             Lit::Int(v) => format!("{}: {v}", s.name),
             Lit::Float(v) => format!("{}: {v}", s.name),
             Lit::Bool(v) => format!("{}: {v}", s.name),
+            Lit::Word(v) => format!("{}: {v}", s.name),
         })
         .collect();
     format!("{callee}({})", parts.join(", "))
@@ -249,6 +262,7 @@ pub fn bind(
                 Lit::Int(v) => Some((ArgValue::Int(v as usize), call_span)),
                 Lit::Float(v) => Some((ArgValue::Float(v), call_span)),
                 Lit::Bool(v) => Some((ArgValue::Bool(v), call_span)),
+                Lit::Word(v) => Some((ArgValue::Word(v), call_span)),
             },
         };
         values.push((spec.name, value));
@@ -356,6 +370,22 @@ fn convert(
             }
         }
         (Kind::Bool, Value::Bool(b)) => Some(ArgValue::Bool(*b)),
+        (Kind::Word(choices), Value::Word(w)) => match choices.iter().find(|c| **c == w) {
+            Some(choice) => Some(ArgValue::Word(choice)),
+            None => {
+                let list: Vec<String> = choices.iter().map(|c| format!("`{c}`")).collect();
+                let mut d = Diagnostic::error(
+                    format!("`{}` of `{callee}` is one of {}, found `{w}`", spec.name, list.join(", ")),
+                    span,
+                )
+                .label("not a choice");
+                if let Some(best) = did_you_mean(w, choices.iter().copied()) {
+                    d = d.help(format!("did you mean `{best}`?"));
+                }
+                diags.push(d);
+                None
+            }
+        },
         _ => wrong_type(diags),
     }
 }

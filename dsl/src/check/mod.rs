@@ -642,7 +642,7 @@ impl<'a> Checker<'a> {
             self.diags.push(d);
             return None;
         };
-        let args = self.eval_args(b, scope, &call.args);
+        let args = self.eval_args(b, scope, &call.args, &[]);
         let mut tensors =
             args.iter().filter(|a| matches!(a.value, Value::Tensor(_) | Value::Poisoned));
         let first = tensors.next();
@@ -697,7 +697,7 @@ impl<'a> Checker<'a> {
             self.diags.push(d);
             return None;
         };
-        let given = self.eval_args(b, scope, &call.args);
+        let given = self.eval_args(b, scope, &call.args, &[]);
         let bound = args::bind(name, specs, &given, call.span, &mut self.diags)?;
         let opt = training::build_optimizer(name, &bound);
         if let crate::ir::Optimizer::Sgd { nesterov: true, momentum, .. } = opt {
@@ -909,16 +909,24 @@ impl<'a> Checker<'a> {
         }
     }
 
+    /// Evaluates call arguments; a bare name given to one of `words`, the
+    /// arguments that take a name, is that name.
     fn eval_args(
         &mut self,
         b: &mut Build<'a>,
         scope: &mut Scope<'a>,
         args: &'a [Arg],
+        words: &[&str],
     ) -> Vec<GivenArg> {
         args.iter()
             .map(|a| GivenArg {
                 name: a.name.as_ref().map(|n| (n.name.clone(), n.span)),
-                value: self.eval(b, scope, &a.value),
+                value: match (&a.name, &a.value.kind) {
+                    (Some(n), ExprKind::Name(word)) if words.contains(&n.name.as_str()) => {
+                        Value::Word(word.name.clone())
+                    }
+                    _ => self.eval(b, scope, &a.value),
+                },
                 value_span: a.value.span,
                 span: a.span,
             })
@@ -1081,7 +1089,10 @@ impl<'a> Checker<'a> {
         alias: Option<&'a Ident>,
     ) -> Value {
         let name = call.name.name.as_str();
-        let given = self.eval_args(b, scope, &call.args);
+        let words: Vec<&str> = ops::find_op(name)
+            .map(|d| d.args.iter().filter(|a| matches!(a.kind, args::Kind::Word(_))).map(|a| a.name).collect())
+            .unwrap_or_default();
+        let given = self.eval_args(b, scope, &call.args, &words);
         if given.iter().any(|a| a.value == Value::Poisoned) || b.aborted {
             return Value::Poisoned;
         }

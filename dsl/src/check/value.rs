@@ -11,6 +11,8 @@ pub enum Value {
     /// The output of a node in the graph being built.
     Tensor(NodeId),
     List(Vec<(Value, Span)>),
+    /// A bare name given to an argument that takes one of a few names.
+    Word(String),
     /// The value of an expression whose error was already reported. It
     /// propagates silently, so one cause gives one error.
     Poisoned,
@@ -25,6 +27,7 @@ impl Value {
             Value::Bool(v) => format!("`{v}`"),
             Value::Tensor(_) => "a tensor".to_string(),
             Value::List(_) => "a list".to_string(),
+            Value::Word(w) => format!("the name `{w}`"),
             Value::Poisoned => "an erroneous value".to_string(),
         }
     }

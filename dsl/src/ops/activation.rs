@@ -5,7 +5,7 @@
 //! norm, a binary add) apply an activation in their own store.
 
 use super::{first, Arity, Op, OpDef, OpError, OpKind};
-use crate::check::args::{pos, ArgSpec, Bound, Kind, Lit};
+use crate::check::args::{named, pos, ArgSpec, Bound, Kind, Lit};
 use crate::interp::{EvalCx, InterpError};
 use crate::ir::Shape;
 use crate::program::autodiff::VjpCx;
@@ -26,9 +26,13 @@ pub struct Spec {
     f: fn(f64, f64) -> f64,
     /// Floating-point operations per element.
     flops: u64,
+    /// Its form in the layer table, where the name does not say it all.
+    detail: &'static str,
 }
 
 const SLOPE: &[ArgSpec] = &[pos("slope", Kind::Float, Lit::Float(0.01))];
+const APPROXIMATE: &[ArgSpec] =
+    &[named("approximate", Kind::Word(&["none", "tanh"]), Lit::Word("none"))];
 
 const fn def(spec: &'static Spec, args: &'static [ArgSpec], build: fn(&Bound) -> Op) -> OpDef {
     OpDef { name: spec.name, args, arity: Arity::One, build }
@@ -40,7 +44,7 @@ fn build(spec: &'static Spec, a: &Bound) -> Op {
 }
 
 static RELU_SPEC: Spec =
-    Spec { name: "relu", arg: None, variant: "Relu", gated: false, f: |x, _| x.max(0.0), flops: 1 };
+    Spec { name: "relu", arg: None, variant: "Relu", gated: false, f: |x, _| x.max(0.0), flops: 1, detail: "" };
 static LEAKY_RELU_SPEC: Spec = Spec {
     name: "leaky_relu",
     arg: Some(SLOPE[0]),
@@ -48,6 +52,7 @@ static LEAKY_RELU_SPEC: Spec = Spec {
     gated: false,
     f: |x, slope| if x > 0.0 { x } else { slope * x },
     flops: 1,
+    detail: "",
 };
 static SIGMOID_SPEC: Spec = Spec {
     name: "sigmoid",
@@ -56,9 +61,10 @@ static SIGMOID_SPEC: Spec = Spec {
     gated: false,
     f: |x, _| sigmoid(x),
     flops: 1,
+    detail: "",
 };
 static TANH_SPEC: Spec =
-    Spec { name: "tanh", arg: None, variant: "Tanh", gated: false, f: |x, _| x.tanh(), flops: 1 };
+    Spec { name: "tanh", arg: None, variant: "Tanh", gated: false, f: |x, _| x.tanh(), flops: 1, detail: "" };
 /// `x·Φ(x)`, PyTorch's exact (erf) form.
 static GELU_SPEC: Spec = Spec {
     name: "gelu",
@@ -67,6 +73,20 @@ static GELU_SPEC: Spec = Spec {
     gated: true,
     f: |x, _| 0.5 * x * (1.0 + erf(x / std::f64::consts::SQRT_2)),
     flops: 5,
+    detail: "",
+};
+/// `x·Φ(x)` with Φ by PyTorch's tanh formula, `approximate: tanh`.
+static GELU_TANH_SPEC: Spec = Spec {
+    name: "gelu",
+    arg: None,
+    variant: "GeluTanh",
+    gated: true,
+    f: |x, _| {
+        let inner = (2.0 / std::f64::consts::PI).sqrt() * (x + 0.044715 * x * x * x);
+        0.5 * x * (1.0 + inner.tanh())
+    },
+    flops: 9,
+    detail: "approximate: tanh",
 };
 /// `x·σ(x)`.
 static SILU_SPEC: Spec = Spec {
@@ -76,13 +96,17 @@ static SILU_SPEC: Spec = Spec {
     gated: true,
     f: |x, _| x * sigmoid(x),
     flops: 2,
+    detail: "",
 };
 
 pub const RELU: OpDef = def(&RELU_SPEC, &[], |a| build(&RELU_SPEC, a));
 pub const LEAKY_RELU: OpDef = def(&LEAKY_RELU_SPEC, SLOPE, |a| build(&LEAKY_RELU_SPEC, a));
 pub const SIGMOID: OpDef = def(&SIGMOID_SPEC, &[], |a| build(&SIGMOID_SPEC, a));
 pub const TANH: OpDef = def(&TANH_SPEC, &[], |a| build(&TANH_SPEC, a));
-pub const GELU: OpDef = def(&GELU_SPEC, &[], |a| build(&GELU_SPEC, a));
+pub const GELU: OpDef = def(&GELU_SPEC, APPROXIMATE, |a| match a.word("approximate") {
+    Some("tanh") => build(&GELU_TANH_SPEC, a),
+    _ => build(&GELU_SPEC, a),
+});
 pub const SILU: OpDef = def(&SILU_SPEC, &[], |a| build(&SILU_SPEC, a));
 
 fn sigmoid(x: f64) -> f64 {
@@ -129,7 +153,7 @@ impl OpKind for Activation {
     }
 
     fn detail(&self) -> String {
-        self.arg.map(|a| format!("{a}")).unwrap_or_default()
+        self.arg.map_or_else(|| self.spec.detail.to_string(), |a| format!("{a}"))
     }
 
     fn infer(&self, inputs: &[&Shape]) -> Result<Shape, OpError> {

@@ -14,6 +14,7 @@ fn main() {
         "nets/two_inputs.net".to_string(),
         "nets/gated.net".to_string(),
         "nets/gated_infer.net".to_string(),
+        "nets/no_params.net".to_string(),
     ]);
     if let Err(e) = netc_dsl::Builder::new().compile(&files) {
         eprintln!("{e}");

@@ -340,3 +340,21 @@ fn forward_follows_every_change_of_the_weights() {
         assert_eq!(got, want, "{what}: forward kept the old conv weights");
     }
 }
+
+/// A network without parameters trains (its loss is the loss of its input)
+/// and saves an empty checkpoint.
+#[test]
+fn a_network_without_parameters_runs() {
+    use netc::runtime::{nn::Optimizer, optim::Sgd};
+    use netc_tests::nets::no_params::NoParams;
+    let mut model = NoParams::with_capacity(1, 8);
+    assert_eq!(NoParams::PARAMS, 0);
+    let x = batch::<4>(8, 3);
+    let targets = vec![[0.0f32; 4]; 8];
+    let opt = Optimizer::Sgd(Sgd { lr: 0.1, momentum: 0.0, nesterov: false, weight_decay: 0.0 });
+    let loss = model.train_step(&x, &targets, &opt).expect("step");
+    assert!(loss.is_finite() && loss > 0.0, "{loss}");
+    let mut out = vec![[0.0f32; 4]; 8];
+    model.forward(&x, &mut out).expect("forward");
+    assert_eq!(out, x, "dropout is the identity at inference");
+}

@@ -154,7 +154,11 @@ impl<'a> WeightGrad<'a> {
 /// The batch of the inputs `(length, name)`, each `per_sample[i]` values a
 /// sample: every input holds the same number of whole samples, at most
 /// `capacity`.
-pub fn batch_of(inputs: &[(usize, &'static str)], per_sample: &[usize], capacity: usize) -> Result<usize, Error> {
+pub fn batch_of(
+    inputs: &[(usize, &'static str)],
+    per_sample: &[usize],
+    capacity: usize,
+) -> Result<usize, Error> {
     let mut batch = None;
     for (&(len, tensor), &per) in inputs.iter().zip(per_sample) {
         let n = len / per.max(1);

@@ -32,6 +32,9 @@ pub mod nets {
     pub mod gated_infer {
         netc::include_network!("gated_infer");
     }
+    pub mod no_params {
+        netc::include_network!("no_params");
+    }
     pub mod two_inputs {
         netc::include_network!("two_inputs");
     }

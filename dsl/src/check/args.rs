@@ -375,7 +375,11 @@ fn convert(
             None => {
                 let list: Vec<String> = choices.iter().map(|c| format!("`{c}`")).collect();
                 let mut d = Diagnostic::error(
-                    format!("`{}` of `{callee}` is one of {}, found `{w}`", spec.name, list.join(", ")),
+                    format!(
+                        "`{}` of `{callee}` is one of {}, found `{w}`",
+                        spec.name,
+                        list.join(", ")
+                    ),
                     span,
                 )
                 .label("not a choice");

@@ -1090,7 +1090,13 @@ impl<'a> Checker<'a> {
     ) -> Value {
         let name = call.name.name.as_str();
         let words: Vec<&str> = ops::find_op(name)
-            .map(|d| d.args.iter().filter(|a| matches!(a.kind, args::Kind::Word(_))).map(|a| a.name).collect())
+            .map(|d| {
+                d.args
+                    .iter()
+                    .filter(|a| matches!(a.kind, args::Kind::Word(_)))
+                    .map(|a| a.name)
+                    .collect()
+            })
             .unwrap_or_default();
         let given = self.eval_args(b, scope, &call.args, &words);
         if given.iter().any(|a| a.value == Value::Poisoned) || b.aborted {
@@ -1457,7 +1463,6 @@ impl<'a> Checker<'a> {
         }
         ok.then_some(given)
     }
-
 }
 
 fn misplaced(keyword: &str, span: Span, help: &str) -> Diagnostic {

@@ -36,10 +36,15 @@ pub fn destructure(m: &Module<'_>, uses: &Uses) -> (TokenStream, TokenStream) {
     (quote!(pass), quote!(let #rt::pass::Pass { #(#fields,)* .. } = pass;))
 }
 
-/// `use <runtime> as rt;`, which the printed steps name the runtime by.
-pub fn use_runtime(m: &Module<'_>) -> TokenStream {
+/// `use <runtime> as rt;`, which the printed steps name the runtime by,
+/// where there are any.
+pub fn use_runtime(m: &Module<'_>, steps: &[crate::program::Step]) -> TokenStream {
     let rt = m.rt;
-    quote!(use #rt as rt;)
+    if steps.is_empty() {
+        quote!()
+    } else {
+        quote!(use #rt as rt;)
+    }
 }
 
 /// A `Pass` over the model's own buffers (`self` destructured into them).
@@ -82,7 +87,7 @@ pub fn inference(m: &Module<'_>) -> TokenStream {
     let cap = cap_binding(m.printer.plan(Sequence::Infer).offset(p.output));
     let batch_of = m.batch_of();
     let own = own_pass(m);
-    let use_rt = use_runtime(m);
+    let use_rt = use_runtime(m, &p.infer_forward);
     quote! {
         #[allow(dead_code)]
         impl #name {

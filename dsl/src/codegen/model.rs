@@ -29,7 +29,8 @@ pub fn model(m: &Module<'_>, g: &Graph, source_name: &str) -> TokenStream {
         p.learnable_count(),
         g.total_macs()
     );
-    let (consts, constructor, accessors, io) = (consts(m, g), constructor(m, g), accessors(m), io(m));
+    let (consts, constructor, accessors, io) =
+        (consts(m, g), constructor(m, g), accessors(m), io(m));
     quote! {
         #[doc = #doc]
         #[derive(Debug)]
@@ -237,6 +238,7 @@ fn io(m: &Module<'_>) -> TokenStream {
         .zip(&names)
         .zip(&dims)
         .map(|((f, n), d)| quote!(file.read_into(#n, &[#d], &mut loaded.#f[..])?;));
+    let mutable = if p.params.is_empty() { quote!() } else { quote!(mut) };
     let loaded = if p.params.is_empty() {
         quote!(let loaded = self.params.clone();)
     } else {
@@ -256,7 +258,7 @@ fn io(m: &Module<'_>) -> TokenStream {
         /// PyTorch `state_dict` with the same names. On any error (a
         /// missing, unknown or misshapen tensor) the model is unchanged.
         pub fn load(&mut self, path: impl AsRef<::std::path::Path>) -> Result<(), #rt::Error> {
-            let mut file = #rt::weights::WeightsFile::open(path.as_ref())?;
+            let #mutable file = #rt::weights::WeightsFile::open(path.as_ref())?;
             #loaded
             #(#loads)*
             file.finish()?;

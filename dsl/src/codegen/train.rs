@@ -48,7 +48,8 @@ pub fn targets(m: &Module<'_>) -> Option<Targets> {
 pub fn training(m: &Module<'_>) -> TokenStream {
     let Some(t) = targets(m) else { return quote!() };
     let name = &m.name;
-    let (forward_backward, updates, steps) = (pass_methods(m, &t), update_methods(m, &t), step_methods(m, &t));
+    let (forward_backward, updates, steps) =
+        (pass_methods(m, &t), update_methods(m, &t), step_methods(m, &t));
     let (passes, apply) = (passes(m, &t), apply_gradients_impl(m));
     quote! {
         #[allow(dead_code)]
@@ -78,7 +79,8 @@ fn pass_methods(m: &Module<'_>, t: &Targets) -> TokenStream {
     let out_range = span_range(s.train.offset(p.train_output), m.out_len);
     let out_cap = cap_binding(s.train.offset(p.train_output));
     let (samples, flat, flattened) = (m.sample_params(), m.flat_params(), m.flattened());
-    let (batch_of, copy, own) = (m.batch_of(), m.copy_inputs(Sequence::TrainForward, false), own_pass(m));
+    let (batch_of, copy, own) =
+        (m.batch_of(), m.copy_inputs(Sequence::TrainForward, false), own_pass(m));
     let forward_params =
         if s.forward_uses.params_mut { quote!(params,) } else { quote!(&*params,) };
     let fused = fuses(m);
@@ -147,10 +149,19 @@ fn update_methods(m: &Module<'_>, t: &Targets) -> TokenStream {
     let (p, rt) = (m.p(), m.rt);
     let (tp, tty) = (&t.param, &t.ty);
     let learnable = lit(p.learnable_count());
+    let state_len = super::steps::times(p.learnable_count(), "k");
+    let state_differs = if p.learnable_count() == 0 {
+        quote!(!self.opt_state.is_empty())
+    } else {
+        quote!(self.opt_state.len() != #state_len)
+    };
     let fused = fuses(m);
     let fused_binding = fused.then(|| quote!(let fused = opt.fusable_sgd();));
-    let backward_with_call =
-        if fused { quote!(self.backward_with(#tp, fused)?) } else { quote!(self.backward_with(#tp)?) };
+    let backward_with_call = if fused {
+        quote!(self.backward_with(#tp, fused)?)
+    } else {
+        quote!(self.backward_with(#tp)?)
+    };
     let fused_flag = if fused { quote!(fused.is_some()) } else { quote!(false) };
     quote! {
         /// Updates every learnable parameter from `grads` with `opt`; the
@@ -167,8 +178,8 @@ fn update_methods(m: &Module<'_>, t: &Targets) -> TokenStream {
         /// optimizer (or none yet); returns its values per parameter.
         fn reset_optimizer_state(&mut self, opt: &#rt::nn::Optimizer) -> usize {
             let k = opt.state_per_param();
-            if self.opt_kind != opt.kind() || self.opt_state.len() != k * #learnable {
-                self.opt_state = #rt::nn::zeroed_state(k * #learnable);
+            if self.opt_kind != opt.kind() || #state_differs {
+                self.opt_state = #rt::nn::zeroed_state(#state_len);
                 self.opt_kind = opt.kind();
             }
             k
@@ -313,7 +324,7 @@ fn passes(m: &Module<'_>, t: &Targets) -> TokenStream {
     let len = p.tensor(loss.input).per_sample();
     let (loss_in, loss_grad, len_lit) =
         (lit(s.train.offset(loss.input)), lit(s.train.offset(loss.grad)), lit(len));
-    let use_rt = use_runtime(m);
+    let (use_forward_rt, use_rt) = (use_runtime(m, &p.train_forward), use_runtime(m, &p.backward));
     let kernel = match loss.kind {
         LossKind::CrossEntropy => quote!(cross_entropy),
         LossKind::Mse => quote!(mse),
@@ -322,7 +333,7 @@ fn passes(m: &Module<'_>, t: &Targets) -> TokenStream {
     quote! {
         /// The training forward pass's kernels over the inputs in the arena.
         fn train_forward_pass(#fwd_pass: #rt::pass::Pass<'_>, #forward_params) -> Result<(), #rt::Error> {
-            #use_rt
+            #use_forward_rt
             #fwd_destructure
             #forward
             Ok(())

@@ -43,8 +43,15 @@ fn build(spec: &'static Spec, a: &Bound) -> Op {
     Op::new(Activation { spec, arg })
 }
 
-static RELU_SPEC: Spec =
-    Spec { name: "relu", arg: None, variant: "Relu", gated: false, f: |x, _| x.max(0.0), flops: 1, detail: "" };
+static RELU_SPEC: Spec = Spec {
+    name: "relu",
+    arg: None,
+    variant: "Relu",
+    gated: false,
+    f: |x, _| x.max(0.0),
+    flops: 1,
+    detail: "",
+};
 static LEAKY_RELU_SPEC: Spec = Spec {
     name: "leaky_relu",
     arg: Some(SLOPE[0]),
@@ -63,8 +70,15 @@ static SIGMOID_SPEC: Spec = Spec {
     flops: 1,
     detail: "",
 };
-static TANH_SPEC: Spec =
-    Spec { name: "tanh", arg: None, variant: "Tanh", gated: false, f: |x, _| x.tanh(), flops: 1, detail: "" };
+static TANH_SPEC: Spec = Spec {
+    name: "tanh",
+    arg: None,
+    variant: "Tanh",
+    gated: false,
+    f: |x, _| x.tanh(),
+    flops: 1,
+    detail: "",
+};
 /// `x·Φ(x)`, PyTorch's exact (erf) form.
 static GELU_SPEC: Spec = Spec {
     name: "gelu",

@@ -91,8 +91,7 @@ impl OpKind for Dense {
     }
 
     fn flops(&self, inputs: &[&Shape], out: &Shape) -> u64 {
-        let bias = if self.bias { out.elements() as u64 } else { 0 };
-        self.macs(inputs, out).saturating_mul(2).saturating_add(bias)
+        super::gemm_flops(self.macs(inputs, out), self.bias, out)
     }
 
     fn absorbs_activation(&self, _: usize) -> bool {

@@ -289,3 +289,10 @@ pub fn same_shapes(inputs: &[&Shape], what: &str, symbol: &str) -> Result<Shape,
 pub fn first(inputs: &[&Shape]) -> Shape {
     inputs.first().copied().cloned().unwrap_or_default()
 }
+
+/// The FLOPs of a conv or dense layer: a multiply and an add per MAC, and
+/// an add per output for a bias.
+pub fn gemm_flops(macs: u64, bias: bool, out: &Shape) -> u64 {
+    let bias = if bias { out.elements() as u64 } else { 0 };
+    macs.saturating_mul(2).saturating_add(bias)
+}

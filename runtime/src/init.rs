@@ -221,3 +221,22 @@ pub fn default_bias(bias: &mut [f32], fans: Fans, seed: u64, stream: u64) -> Res
     uniform(bias, inv_sqrt(fans.fan_in), seed, stream);
     Ok(())
 }
+
+/// How a generated model starts one tensor.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Start {
+    /// [`uniform`] in `[-bound, bound)`.
+    Uniform(f64),
+    /// Every value the same.
+    Fill(f32),
+}
+
+impl Start {
+    /// Starts `values`, drawing from RNG stream `stream` of `seed`.
+    pub fn apply(self, values: &mut [f32], seed: u64, stream: u64) {
+        match self {
+            Start::Uniform(bound) => uniform(values, bound, seed, stream),
+            Start::Fill(v) => values.fill(v),
+        }
+    }
+}

@@ -9,6 +9,81 @@ use crate::arena::{split, ArenaError, Views};
 use crate::error::{Error, LenError};
 use crate::optim::Sgd;
 
+/// A generated model's per-sample buffers for up to `capacity` samples:
+/// the activation arena, the max-pool argmax indices, and batch norm's
+/// saved statistics.
+#[derive(Debug)]
+pub struct Memory {
+    pub arena: crate::arena::Arena,
+    pub argmax: Vec<u32>,
+    pub stats: Vec<f32>,
+    pub capacity: usize,
+}
+
+impl Memory {
+    /// Zeroed buffers of `arena` floats and `argmax` indices per sample,
+    /// and `stats` statistics.
+    pub fn new(capacity: usize, arena: usize, argmax: usize, stats: usize) -> Self {
+        Memory {
+            arena: crate::arena::Arena::zeros(arena.saturating_mul(capacity)),
+            argmax: vec![0; argmax.saturating_mul(capacity)],
+            stats: vec![0.0; stats],
+            capacity,
+        }
+    }
+
+    /// The buffers as a pass over `n` samples at training step `step` of a
+    /// model seeded with `seed` sees them.
+    pub fn pass(&mut self, n: usize, step_seed: (u64, u64)) -> Pass<'_> {
+        Pass::new(
+            n,
+            self.capacity,
+            &mut self.arena[..],
+            &mut self.argmax,
+            &mut self.stats,
+            step_seed,
+        )
+    }
+}
+
+/// An optimizer's state as a model keeps it between steps: its values
+/// (per learnable parameter, as many as the optimizer needs) and the kind
+/// of optimizer they belong to (`Optimizer::kind`, 0 for none yet).
+#[derive(Debug, Default)]
+pub struct OptimizerState {
+    pub values: Vec<f32>,
+    pub kind: u8,
+}
+
+impl OptimizerState {
+    /// Zeroes the state if it belongs to another kind of optimizer (or
+    /// none yet), for `learnable` parameters; returns its values per
+    /// parameter.
+    pub fn reset_for(&mut self, opt: &crate::nn::Optimizer, learnable: usize) -> usize {
+        let k = opt.state_per_param();
+        if self.kind != opt.kind() || self.values.len() != k * learnable {
+            self.values = crate::nn::zeroed_state(k * learnable);
+            self.kind = opt.kind();
+        }
+        k
+    }
+
+    /// Restores a state that [`Self::values`] and [`Self::kind`] held, for
+    /// `learnable` parameters; one that cannot fit is an error.
+    pub fn restore(&mut self, values: &[f32], kind: u8, learnable: usize) -> Result<(), Error> {
+        if !crate::nn::Optimizer::state_fits(kind, values.len(), learnable) {
+            return Err(Error::Weights(format!(
+                "optimizer state of {} values and kind {kind} does not fit {learnable} parameters",
+                values.len()
+            )));
+        }
+        self.values.clear();
+        self.values.extend_from_slice(values);
+        self.kind = kind;
+        Ok(())
+    }
+}
+
 /// The buffers of one pass over `n` samples.
 #[derive(Debug)]
 pub struct Pass<'a> {
@@ -19,6 +94,27 @@ pub struct Pass<'a> {
     /// The training step and the model's seed, which key dropout masks.
     pub step: u64,
     pub seed: u64,
+}
+
+impl<'a> Pass<'a> {
+    /// A pass over `n` samples in a model's buffers, laid out for `cap`.
+    pub fn new(
+        n: usize,
+        cap: usize,
+        arena: &'a mut [f32],
+        argmax: &'a mut [u32],
+        stats: &'a mut [f32],
+        (step, seed): (u64, u64),
+    ) -> Self {
+        Pass {
+            n,
+            arena: Regions::new(arena, n, cap),
+            argmax: Regions::new(argmax, n, cap),
+            stats,
+            step,
+            seed,
+        }
+    }
 }
 
 /// The activation arena of a model of capacity `cap`, as a pass over `n`
@@ -51,6 +147,13 @@ impl<'a, T> Regions<'a, T> {
     pub fn get(&self, offset: usize, len: usize) -> Result<&[T], ArenaError> {
         let r = self.range(offset, len)?;
         Ok(&self.arena[r])
+    }
+
+    /// The region at per-sample `(offset, len)`, for as long as the buffer
+    /// is borrowed: how a method returns a pass's outputs.
+    pub fn take(self, offset: usize, len: usize) -> Result<&'a mut [T], ArenaError> {
+        let r = self.range(offset, len)?;
+        Ok(&mut self.arena[r])
     }
 
     /// The region at per-sample `(offset, len)`, to write.
@@ -207,3 +310,39 @@ batched!(
     crate::norm::Lrn,
     crate::norm::BatchNorm
 );
+
+/// A conv's shape, batch 0, from `[c, h, w, o, kh, kw, sh, sw, ph, pw, dh,
+/// dw, groups]`: the one-line form in which generated code keeps its
+/// layers' shapes.
+pub const fn conv2d(d: [usize; 13]) -> crate::conv::Conv2d {
+    let [c, h, w, o, kh, kw, sh, sw, ph, pw, dh, dw, groups] = d;
+    crate::conv::Conv2d { n: 0, c, h, w, o, kh, kw, sh, sw, ph, pw, dh, dw, groups }
+}
+
+/// A pooling window's shape, batch 0, from `[c, h, w, kh, kw, sh, sw, ph, pw]`.
+pub const fn pool2d(d: [usize; 9]) -> crate::pool::Pool2d {
+    let [c, h, w, kh, kw, sh, sw, ph, pw] = d;
+    crate::pool::Pool2d { n: 0, c, h, w, kh, kw, sh, sw, ph, pw }
+}
+
+/// A dense layer's shape, batch 0.
+pub const fn dense(input: usize, output: usize) -> crate::dense::Dense {
+    crate::dense::Dense { n: 0, input, output }
+}
+
+/// An LRN's shape, batch 0, over `c` channels of `inner` values each.
+pub const fn lrn(
+    c: usize,
+    inner: usize,
+    size: usize,
+    alpha: f32,
+    beta: f32,
+    k: f32,
+) -> crate::norm::Lrn {
+    crate::norm::Lrn { n: 0, c, h: inner, w: 1, size, alpha, beta, k }
+}
+
+/// A batch norm's shape, batch 0, over `c` channels of `inner` values each.
+pub const fn batch_norm(c: usize, inner: usize, eps: f32, momentum: f32) -> crate::norm::BatchNorm {
+    crate::norm::BatchNorm { n: 0, c, h: inner, w: 1, eps, momentum }
+}

@@ -3,37 +3,29 @@
 
 use super::names::lit;
 use super::schedule::Uses;
-use super::steps::{span_range, Sequence};
+use super::steps::Sequence;
 use super::Module;
 use proc_macro2::TokenStream;
 use quote::{format_ident, quote};
 
-/// `let Pass { n, cap, arena, .. } = pass;` with the fields `uses` needs,
-/// and the name the pass parameter takes.
-pub fn destructure(m: &Module<'_>, uses: &Uses) -> (TokenStream, TokenStream) {
-    let rt = m.rt;
-    let mut fields = Vec::new();
-    if uses.n {
-        fields.push(quote!(n));
-    }
-    if uses.arena {
-        fields.push(quote!(mut arena));
-    }
-    let argmax = if uses.argmax_mut { quote!(mut argmax) } else { quote!(argmax) };
-    for (used, f) in [
-        (uses.argmax, argmax),
-        (uses.stats, quote!(stats)),
-        (uses.step, quote!(step)),
-        (uses.seed, quote!(seed)),
+/// The locals a pass function takes from its `pass: &mut Pass`: those its
+/// steps use; and the name of the pass parameter (`_pass` if none).
+pub fn destructure(uses: &Uses) -> (TokenStream, TokenStream) {
+    let mut lets = Vec::new();
+    for (used, binding) in [
+        (uses.n, quote!(let n = pass.n;)),
+        (uses.arena, quote!(let arena = &mut pass.arena;)),
+        (uses.argmax, quote!(let argmax = &mut pass.argmax;)),
+        (uses.stats, quote!(let stats = &mut *pass.stats;)),
+        (uses.step, quote!(let step = pass.step;)),
+        (uses.seed, quote!(let seed = pass.seed;)),
     ] {
         if used {
-            fields.push(f);
+            lets.push(binding);
         }
     }
-    if fields.is_empty() {
-        return (quote!(_pass), quote!());
-    }
-    (quote!(pass), quote!(let #rt::pass::Pass { #(#fields,)* .. } = pass;))
+    let name = if lets.is_empty() { quote!(_pass) } else { quote!(pass) };
+    (name, quote!(#(#lets)*))
 }
 
 /// `use <runtime> as rt;`, which the printed steps name the runtime by,
@@ -47,29 +39,18 @@ pub fn use_runtime(m: &Module<'_>, steps: &[crate::program::Step]) -> TokenStrea
     }
 }
 
-/// A `Pass` over the model's own buffers (`self` destructured into them).
-pub fn own_pass(m: &Module<'_>) -> TokenStream {
-    let rt = m.rt;
-    quote!(#rt::pass::Pass { n, arena: #rt::pass::Regions::new(&mut arena[..], n, *capacity), argmax: #rt::pass::Regions::new(&mut argmax[..], n, *capacity), stats: &mut stats[..], step: *step, seed: *seed })
-}
-
 pub fn inference(m: &Module<'_>) -> TokenStream {
     let (p, rt, name, params_ty) = (m.p(), m.rt, &m.name, &m.params_ty);
     let uses = m.schedule().infer_uses;
-    let (pass, destructure) = destructure(m, &uses);
+    let ((pass_name, destructure), use_rt) = (destructure(&uses), use_runtime(m, &p.infer_forward));
     let body = m.printer.steps(Sequence::Infer);
-    let (params_decl, params_arg) = if uses.params || uses.params_mut {
-        (quote!(params: &#params_ty,), quote!(params,))
-    } else {
-        (quote!(), quote!())
-    };
-    let (caches_decl, caches_arg) = if uses.caches {
-        (quote!(forward_caches: &mut [#rt::conv::ForwardCache],), quote!(forward_caches,))
-    } else {
-        (quote!(), quote!())
-    };
+    let uses_params = uses.params || uses.params_mut;
+    let params_decl = uses_params.then(|| quote!(params: &#params_ty,));
+    let params_arg = uses_params.then(|| quote!(&self.params,));
+    let caches_decl = uses.caches.then(|| quote!(forward_caches: &mut [#rt::conv::ForwardCache],));
+    let caches_arg = uses.caches.then(|| quote!(&mut self.forward_caches,));
     let out_len = lit(m.out_len);
-    let out_range = span_range(m.printer.plan(Sequence::Infer).offset(p.output), m.out_len);
+    let out_offset = lit(m.printer.plan(Sequence::Infer).offset(p.output));
     let (samples, flat, args, flattened) =
         (m.sample_params(), m.flat_params(), m.args(), m.flattened());
     let views = m.inputs.iter().map(|i| {
@@ -83,11 +64,8 @@ pub fn inference(m: &Module<'_>) -> TokenStream {
         quote!(#arg: #rt::view::ndarray::ArrayView<'_, f32, #d>)
     });
     let first = &m.inputs[0].arg;
-    let copy = m.copy_inputs(Sequence::Infer, false);
-    let cap = cap_binding(m.printer.plan(Sequence::Infer).offset(p.output));
-    let batch_of = m.batch_of();
-    let own = own_pass(m);
-    let use_rt = use_runtime(m, &p.infer_forward);
+    let (copy, batch_of, own_pass) =
+        (m.copy_inputs(Sequence::Infer, false), m.batch_of(), m.own_pass());
     quote! {
         #[allow(dead_code)]
         impl #name {
@@ -116,35 +94,23 @@ pub fn inference(m: &Module<'_>) -> TokenStream {
 
             fn forward_flat_on(&mut self, #(#flat,)* out: &mut [f32]) -> Result<(), #rt::Error> {
                 #batch_of
-                if out.len() != n * Self::OUTPUT_LEN {
-                    return Err(#rt::Error::Len(#rt::LenError { op: "forward", tensor: "out", expected: n * Self::OUTPUT_LEN, found: out.len() }));
-                }
+                #rt::error::check_len("forward", "out", out.len(), n * Self::OUTPUT_LEN)?;
                 // Inference shares the arena with training's activations.
                 self.batch = 0;
-                let Self { #params_arg #caches_arg arena, argmax, stats, capacity, step, seed, .. } = self;
+                #own_pass
                 #copy
-                Self::infer_pass(#own, #params_arg #caches_arg)?;
-                #cap
-                out.copy_from_slice(&arena[#out_range]);
+                Self::infer_pass(&mut pass, #params_arg #caches_arg)?;
+                out.copy_from_slice(pass.arena.get(#out_offset, #out_len)?);
                 Ok(())
             }
 
             /// The inference pass's kernels over the inputs in the arena.
-            fn infer_pass(#pass: #rt::pass::Pass<'_>, #params_decl #caches_decl) -> Result<(), #rt::Error> {
+            fn infer_pass(#pass_name: &mut #rt::pass::Pass<'_>, #params_decl #caches_decl) -> Result<(), #rt::Error> {
                 #use_rt
                 #destructure
                 #body
                 Ok(())
             }
         }
-    }
-}
-
-/// `let cap = *capacity;` where a range at `offset` needs it.
-pub fn cap_binding(offset: usize) -> TokenStream {
-    if offset == 0 {
-        quote!()
-    } else {
-        quote!(let cap = *capacity;)
     }
 }

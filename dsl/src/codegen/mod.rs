@@ -134,26 +134,28 @@ impl Module<'_> {
             quote!((#arg.len(), #name))
         });
         let rt = self.rt;
-        quote!(let n = #rt::pass::batch_of(&[#(#lens),*], &Self::INPUT_LENS, self.capacity)?;)
+        quote!(let n = #rt::pass::batch_of(&[#(#lens),*], &Self::INPUT_LENS, self.memory.capacity)?;)
     }
 
-    /// Copies the inputs into the arena, at their offsets in `seq`'s plan;
-    /// `first` skips that many samples of each (for a shard).
+    /// `let mut pass = ...;`: a pass over the model's own buffers.
+    pub fn own_pass(&self) -> TokenStream {
+        quote!(let mut pass = self.memory.pass(n, (self.step, self.seed));)
+    }
+
+    /// Copies the inputs into `pass`'s arena, at their offsets in
+    /// `seq`'s plan; `first` skips that many samples of each (for a shard).
     pub fn copy_inputs(&self, seq: steps::Sequence, first: bool) -> TokenStream {
         let copies = self.inputs.iter().map(|i| {
-            let offset = self.printer.plan(seq).offset(i.tensor);
-            let range = steps::span_range(offset, i.len);
-            let cap = if first { quote!() } else { forward::cap_binding(offset) };
+            let (offset, len) =
+                (names::lit(self.printer.plan(seq).offset(i.tensor)), names::lit(i.len));
             let arg = &i.arg;
-            if first {
-                let (start, len) = (steps::times(i.len, "first"), steps::times(i.len, "n"));
-                quote!(arena[#range].copy_from_slice(&#arg[#start..][..#len]);)
+            let values = if first {
+                let (start, count) = (steps::times(i.len, "first"), steps::times(i.len, "n"));
+                quote!(&#arg[#start..][..#count])
             } else {
-                quote!({
-                    #cap
-                    arena[#range].copy_from_slice(#arg);
-                })
-            }
+                quote!(#arg)
+            };
+            quote!(pass.arena.get_mut(#offset, #len)?.copy_from_slice(#values);)
         });
         quote!(#(#copies)*)
     }

@@ -1,8 +1,8 @@
 //! The generated model struct: its buffers, constants, constructor,
 //! accessors, and safetensors save and load.
 
-use super::names::{field, lit};
-use super::steps::{geometry_const, geometry_type, geometry_with, times};
+use super::names::lit;
+use super::steps::{geometry_const, geometry_const_value, geometry_type};
 use super::Module;
 use crate::ir::{Graph, Optimizer};
 use crate::program::Init;
@@ -20,7 +20,7 @@ pub fn model(m: &Module<'_>, g: &Graph, source_name: &str) -> TokenStream {
             }
         }),
         // Only a network with a loss trains, and keeps an optimizer's state.
-        p.loss.is_some().then(|| quote!(opt_state: Vec<f32>, opt_kind: u8,)),
+        p.loss.is_some().then(|| quote!(opt: #rt::pass::OptimizerState,)),
     );
     let doc = format!(
         " The network `{}` from `{}`: {} parameters, {} multiply-accumulates per sample.",
@@ -40,14 +40,12 @@ pub fn model(m: &Module<'_>, g: &Graph, source_name: &str) -> TokenStream {
             params: #params_ty,
             /// The gradient of each learnable parameter after `backward`.
             pub grads: #params_ty,
-            arena: #rt::arena::Arena,
-            argmax: Vec<u32>,
-            stats: Vec<f32>,
+            /// The activations, argmax indices and statistics of a batch.
+            memory: #rt::pass::Memory,
             #opt_fields
             /// Each conv's weights prepared for inference (packed or
             /// Winograd-transformed), cleared whenever `params` may change.
             forward_caches: Vec<#rt::conv::ForwardCache>,
-            capacity: usize,
             batch: usize,
             step: u64,
             seed: u64,
@@ -86,8 +84,8 @@ fn consts(m: &Module<'_>, g: &Graph) -> TokenStream {
     };
     let shape_consts = s.geometries.iter().map(|(id, geo)| {
         let (ty, name) = (geometry_type(rt, geo), geometry_const(&g.node(*id).name));
-        let value = geometry_with(rt, geo, &quote!(0));
-        let doc = format!(" The shape of `{}`, for any batch.", g.node(*id).name);
+        let (value, words) = geometry_const_value(rt, geo);
+        let doc = format!(" `{}`: {words}.", g.node(*id).name);
         quote!(#[doc = #doc] const #name: #ty = #value;)
     });
     quote! {
@@ -131,23 +129,18 @@ fn constructor(m: &Module<'_>, g: &Graph) -> TokenStream {
             let c = geometry_const(&g.node(*id).name);
             quote!(&#rt::conv::Conv2d { n: capacity, ..Self::#c })
         });
-    let (arena_size, argmax_size) =
-        (times(s.arena_per_sample, "capacity"), times(s.argmax_per_sample, "capacity"));
-    // One RNG stream per tensor, so that tensors are independent.
-    let inits = p.params.iter().enumerate().map(|(i, q)| {
-        let (f, stream) = (field(&q.name), i as u64);
-        match q.init {
-            Init::UniformFanIn { fan_in } => {
-                let bound = 1.0 / (fan_in.max(1) as f64).sqrt();
-                quote!(#rt::init::uniform(&mut params.#f[..], #bound, seed, #stream);)
-            }
-            Init::Ones => quote!(params.#f.fill(1.0);),
-            Init::Zeros => quote!(params.#f.fill(0.0);),
+    let (arena, argmax) = (lit(s.arena_per_sample), lit(s.argmax_per_sample));
+    let count = lit(p.params.len());
+    let starts = p.params.iter().map(|q| match q.init {
+        Init::UniformFanIn { fan_in } => {
+            let bound = 1.0 / (fan_in.max(1) as f64).sqrt();
+            quote!(#rt::init::Start::Uniform(#bound))
         }
+        Init::Ones => quote!(#rt::init::Start::Fill(1.0)),
+        Init::Zeros => quote!(#rt::init::Start::Fill(0.0)),
     });
-    let mutable_params = if p.params.is_empty() { quote!() } else { quote!(mut) };
     let shard_init = s.shards.then(|| quote!(shard_grads: Vec::new(),));
-    let opt_init = p.loss.is_some().then(|| quote!(opt_state: Vec::new(), opt_kind: 0,));
+    let opt_init = p.loss.is_some().then(|| quote!(opt: #rt::pass::OptimizerState::default(),));
     quote! {
         /// A model with PyTorch's default initialisation, reproducible
         /// from `seed`, for batches of up to [`Self::DEFAULT_CAPACITY`].
@@ -155,21 +148,25 @@ fn constructor(m: &Module<'_>, g: &Graph) -> TokenStream {
             Self::with_capacity(seed, Self::DEFAULT_CAPACITY)
         }
 
+        /// How each tensor starts, as PyTorch initialises its layer, in the
+        /// order of the parameters' `TENSORS`.
+        const STARTS: [#rt::init::Start; #count] = [#(#starts),*];
+
         /// A model for batches of up to `capacity` samples. All memory
         /// for training is allocated here and by the first training step.
         pub fn with_capacity(seed: u64, capacity: usize) -> Self {
-            let #mutable_params params = #params_ty::zeros();
-            #(#inits)*
+            let mut params = #params_ty::zeros();
+            // One RNG stream per tensor, so that tensors are independent.
+            for (stream, (values, start)) in params.tensors_mut().into_iter().zip(Self::STARTS).enumerate() {
+                start.apply(values, seed, stream as u64);
+            }
             #rt::nn::reserve_scratch(&[#(#convs),*]);
             Self {
                 params,
                 grads: #params_ty::zeros(),
-                arena: #rt::arena::Arena::zeros(#arena_size),
-                argmax: vec![0; #argmax_size],
-                stats: vec![0.0; #stats_len],
+                memory: #rt::pass::Memory::new(capacity, #arena, #argmax, #stats_len),
                 #opt_init
                 forward_caches: (0..#caches).map(|_| #rt::conv::ForwardCache::new()).collect(),
-                capacity,
                 batch: 0,
                 step: 0,
                 seed,
@@ -206,7 +203,7 @@ fn accessors(m: &Module<'_>) -> TokenStream {
 
         /// The largest batch this model accepts.
         pub fn capacity(&self) -> usize {
-            self.capacity
+            self.memory.capacity
         }
 
         /// Training steps taken so far.
@@ -221,36 +218,18 @@ fn accessors(m: &Module<'_>) -> TokenStream {
     }
 }
 
+/// `save` and `load`, through the parameters' table of tensors.
 fn io(m: &Module<'_>) -> TokenStream {
-    let (p, rt) = (m.p(), m.rt);
-    let fields: Vec<_> = p.params.iter().map(|q| field(&q.name)).collect();
-    let names: Vec<&str> = p.params.iter().map(|q| q.name.as_str()).collect();
-    let dims: Vec<TokenStream> = p
-        .params
-        .iter()
-        .map(|q| {
-            let d = q.shape.iter().map(|&d| lit(d));
-            quote!(#(#d),*)
-        })
-        .collect();
-    let loads = fields
-        .iter()
-        .zip(&names)
-        .zip(&dims)
-        .map(|((f, n), d)| quote!(file.read_into(#n, &[#d], &mut loaded.#f[..])?;));
-    let mutable = if p.params.is_empty() { quote!() } else { quote!(mut) };
-    let loaded = if p.params.is_empty() {
-        quote!(let loaded = self.params.clone();)
-    } else {
-        quote!(let mut loaded = self.params.clone();)
-    };
+    let (rt, params_ty) = (m.rt, &m.params_ty);
     quote! {
         /// Saves the parameters and buffers to a safetensors file,
         /// atomically: a crash leaves the old file or the new one.
         pub fn save(&self, path: impl AsRef<::std::path::Path>) -> Result<(), #rt::Error> {
-            let tensors: Vec<(String, Vec<usize>, &[f32])> = vec![
-                #( (#names.to_string(), vec![#dims], &self.params.#fields[..]), )*
-            ];
+            let tensors: Vec<(String, Vec<usize>, &[f32])> = #params_ty::TENSORS
+                .iter()
+                .zip(self.params.tensors())
+                .map(|((name, shape), values)| (name.to_string(), shape.to_vec(), values))
+                .collect();
             #rt::weights::save(path.as_ref(), &tensors)
         }
 
@@ -258,9 +237,11 @@ fn io(m: &Module<'_>) -> TokenStream {
         /// PyTorch `state_dict` with the same names. On any error (a
         /// missing, unknown or misshapen tensor) the model is unchanged.
         pub fn load(&mut self, path: impl AsRef<::std::path::Path>) -> Result<(), #rt::Error> {
-            let #mutable file = #rt::weights::WeightsFile::open(path.as_ref())?;
-            #loaded
-            #(#loads)*
+            let mut file = #rt::weights::WeightsFile::open(path.as_ref())?;
+            let mut loaded = self.params.clone();
+            for ((name, shape), values) in #params_ty::TENSORS.iter().zip(loaded.tensors_mut()) {
+                file.read_into(name, shape, values)?;
+            }
             file.finish()?;
             self.weights_changed();
             self.params = loaded;

@@ -1,5 +1,6 @@
 //! The generated parameter struct: one boxed array per `state_dict` tensor,
-//! with visitors and the arithmetic a data-parallel step needs.
+//! a table of their names and shapes, and the visitors, checkpoints and
+//! arithmetic that walk that table.
 
 use super::names::{field, lit};
 use super::Module;
@@ -11,70 +12,47 @@ pub fn params_struct(m: &Module<'_>) -> TokenStream {
     let params_ty = &m.params_ty;
     let fields: Vec<_> = p.params.iter().map(|q| field(&q.name)).collect();
     let lens: Vec<_> = p.params.iter().map(|q| lit(q.len())).collect();
-    let names: Vec<&str> = p.params.iter().map(|q| q.name.as_str()).collect();
-    let shapes: Vec<TokenStream> = p
-        .params
-        .iter()
-        .map(|q| {
-            let dims = q.shape.iter().map(|&d| lit(d));
-            quote!(&[#(#dims),*])
-        })
-        .collect();
-    let docs: Vec<String> = p
-        .params
-        .iter()
-        .map(|q| {
-            format!(
-                " `{}`, shape {:?}{}",
-                q.name,
-                q.shape,
-                if q.learnable { "" } else { " (buffer)" }
-            )
-        })
-        .collect();
+    let count = lit(p.params.len());
+    let table = p.params.iter().map(|q| {
+        let (name, dims) = (&q.name, q.shape.iter().map(|&d| lit(d)));
+        quote!((#name, &[#(#dims),*]))
+    });
+    let docs = p.params.iter().map(|q| {
+        let buffer = if q.learnable { "" } else { " (buffer)" };
+        format!(" `{}`, shape {:?}{buffer}", q.name, q.shape)
+    });
     let doc = format!(
         " The parameters and buffers of [`{}`], named and shaped as PyTorch's `state_dict`.",
         p.name
     );
+    // Built on the heap: a large array on the stack would overflow it.
+    let zeros = if p.params.is_empty() {
+        quote!(Self {})
+    } else {
+        quote! {
+            fn boxed<const N: usize>() -> Box<[f32; N]> {
+                match vec![0.0f32; N].into_boxed_slice().try_into() {
+                    Ok(b) => b,
+                    Err(_) => unreachable!("a boxed slice of N floats converts to an array of N"),
+                }
+            }
+            Self { #( #fields: boxed::<#lens>(), )* }
+        }
+    };
     // Only a model that shards its training step averages gradients.
     let mix = m.schedule().shards.then(|| {
         quote! {
             /// `self = a·self + b·other`, tensor by tensor: how a
             /// data-parallel step averages its shards' gradients.
             pub fn mix(&mut self, a: f32, other: &Self, b: f32) {
-                #(
-                    for (x, &y) in self.#fields.iter_mut().zip(other.#fields.iter()) {
+                for (x, y) in self.tensors_mut().into_iter().zip(other.tensors()) {
+                    for (x, &y) in x.iter_mut().zip(y) {
                         *x = a * *x + b * y;
                     }
-                )*
+                }
             }
         }
     });
-    if p.params.is_empty() {
-        // Nothing to visit: the visitors take their callback only to keep
-        // the API of every model the same.
-        return quote! {
-            #[doc = #doc]
-            #[derive(Clone, Debug)]
-            pub struct #params_ty {}
-
-            #[allow(dead_code)]
-            impl #params_ty {
-                /// Every tensor set to zero (there are none).
-                pub fn zeros() -> Self {
-                    Self {}
-                }
-
-                /// Visits every tensor (there are none).
-                pub fn visit(&self, _visitor: impl FnMut(&str, &[usize], &[f32])) {}
-
-                /// Visits every tensor mutably (there are none).
-                pub fn visit_mut(&mut self, _visitor: impl FnMut(&str, &[usize], &mut [f32])) {}
-
-                #mix
-            }
-        };
-    }
     quote! {
         #[doc = #doc]
         #[derive(Clone, Debug)]
@@ -84,26 +62,36 @@ pub fn params_struct(m: &Module<'_>) -> TokenStream {
 
         #[allow(dead_code)]
         impl #params_ty {
+            /// Every tensor's `state_dict` name and shape, in order.
+            pub const TENSORS: [(&'static str, &'static [usize]); #count] = [#(#table),*];
+
             /// Every tensor set to zero.
             pub fn zeros() -> Self {
-                // Built on the heap: a large array on the stack would overflow it.
-                fn boxed<const N: usize>() -> Box<[f32; N]> {
-                    match vec![0.0f32; N].into_boxed_slice().try_into() {
-                        Ok(b) => b,
-                        Err(_) => unreachable!("a boxed slice of N floats converts to an array of N"),
-                    }
-                }
-                Self { #( #fields: boxed::<#lens>(), )* }
+                #zeros
+            }
+
+            /// Every tensor's values, in the order of [`Self::TENSORS`].
+            pub fn tensors(&self) -> [&[f32]; #count] {
+                [#(&self.#fields[..]),*]
+            }
+
+            /// Every tensor's values, to change.
+            pub fn tensors_mut(&mut self) -> [&mut [f32]; #count] {
+                [#(&mut self.#fields[..]),*]
             }
 
             /// Visits every tensor as `(state_dict name, shape, values)`.
             pub fn visit(&self, mut f: impl FnMut(&str, &[usize], &[f32])) {
-                #( f(#names, #shapes, &self.#fields[..]); )*
+                for ((name, shape), values) in Self::TENSORS.iter().zip(self.tensors()) {
+                    f(name, shape, values);
+                }
             }
 
             /// Visits every tensor mutably.
             pub fn visit_mut(&mut self, mut f: impl FnMut(&str, &[usize], &mut [f32])) {
-                #( f(#names, #shapes, &mut self.#fields[..]); )*
+                for ((name, shape), values) in Self::TENSORS.iter().zip(self.tensors_mut()) {
+                    f(name, shape, values);
+                }
             }
 
             #mix

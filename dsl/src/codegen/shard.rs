@@ -27,9 +27,6 @@ pub fn sharded(m: &Module<'_>) -> TokenStream {
         quote!(#rt::pass::ParamsRef::Shared(params))
     };
     let no_fused = if s.fused_sgd.is_empty() { quote!() } else { quote!(None) };
-    let pass = |arena: TokenStream, argmax: TokenStream| quote!(#rt::pass::Pass { n, arena: #rt::pass::Regions::new(#arena, n, cap), argmax: #rt::pass::Regions::new(#argmax, n, cap), stats: &mut [], step, seed });
-    let (first_pass, second_pass) =
-        (pass(quote!(&mut *arena), quote!(&mut *argmax)), pass(quote!(arena), quote!(argmax)));
     quote! {
         impl #name {
             /// One shard of a data-parallel [`Self::train_step`]: the
@@ -41,14 +38,15 @@ pub fn sharded(m: &Module<'_>) -> TokenStream {
                 shard: #rt::shard::Shard<'_>,
                 inputs: [&[f32]; #k],
                 targets: #flat_ty,
-                (step, seed): (u64, u64),
+                step_seed: (u64, u64),
             ) -> Result<f32, #rt::Error> {
                 let #rt::shard::Shard { first, n, cap, arena, argmax } = shard;
                 let [#(#args),*] = inputs;
+                let mut pass = #rt::pass::Pass::new(n, cap, arena, argmax, &mut [], step_seed);
                 #copy
                 let targets = &targets[#targets_start..][..#targets_len];
-                Self::train_forward_pass(#first_pass, params)?;
-                Self::backward_pass(#second_pass, #shared, grads, targets, #no_fused)
+                Self::train_forward_pass(&mut pass, params)?;
+                Self::backward_pass(&mut pass, #shared, grads, targets, #no_fused)
             }
 
             /// [`Self::train_step`] split by samples between the pool's
@@ -58,7 +56,7 @@ pub fn sharded(m: &Module<'_>) -> TokenStream {
             /// reports.
             fn train_step_sharded(&mut self, #(#flat,)* targets: #flat_ty, opt: &#rt::nn::Optimizer) -> Result<Option<f32>, #rt::Error> {
                 #batch_of
-                let shards = #rt::shard::count(n, self.capacity);
+                let shards = #rt::shard::count(n, self.memory.capacity);
                 if shards < 2 || targets.len() != #full_targets {
                     return Ok(None);
                 }
@@ -70,17 +68,17 @@ pub fn sharded(m: &Module<'_>) -> TokenStream {
                 // Shard 0 writes into `grads`, which ends the step holding
                 // the whole batch's gradients.
                 ::std::mem::swap(&mut self.grads, &mut self.shard_grads[0]);
-                let Self { params, arena, argmax, shard_grads, capacity, step, seed, .. } = self;
+                let Self { params, memory, shard_grads, step, seed, .. } = self;
                 let (params, step_seed) = (&*params, (*step, *seed));
                 let buffers = #rt::shard::Buffers {
-                    arena: &mut arena[..],
+                    arena: &mut memory.arena[..],
                     arena_per_sample: #arena_per_sample,
-                    argmax: &mut argmax[..],
+                    argmax: &mut memory.argmax[..],
                     argmax_per_sample: #argmax_per_sample,
                 };
                 let loss = #rt::shard::run(
                     n,
-                    *capacity,
+                    memory.capacity,
                     buffers,
                     &mut shard_grads[..shards],
                     |shard, grads| Self::train_shard(params, grads, shard, [#(#args),*], targets, step_seed),

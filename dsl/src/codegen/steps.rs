@@ -307,14 +307,53 @@ pub fn geometry_const(layer: &str) -> Ident {
     Ident::new(&format!("{}_SHAPE", name.trim_start_matches('_')), Span::call_site())
 }
 
-/// The shape as a literal, with the batch `n` in scope.
-pub fn geometry(rt: &syn::Path, g: &Geometry) -> TokenStream {
-    geometry_with(rt, g, &quote!(n))
+/// A layer's shape as a constant of batch 0, through the runtime's one-line
+/// constructors, with a doc line that says it in words.
+pub fn geometry_const_value(rt: &syn::Path, g: &Geometry) -> (TokenStream, String) {
+    let f32_lit = |v: f64| Literal::f32_suffixed(v as f32);
+    match *g {
+        Geometry::Conv { win: w, o, groups } => {
+            let d =
+                [w.c, w.h, w.w, o, w.kh, w.kw, w.sh, w.sw, w.ph, w.pw, w.dh, w.dw, groups].map(lit);
+            let words = format!(
+                "{}x{}x{} -> {o} channels, kernel {}x{}, stride {}x{}, padding {}x{}, dilation {}x{}, groups {groups}",
+                w.c, w.h, w.w, w.kh, w.kw, w.sh, w.sw, w.ph, w.pw, w.dh, w.dw
+            );
+            (quote!(#rt::pass::conv2d([#(#d),*])), words)
+        }
+        Geometry::Pool(w) => {
+            let d = [w.c, w.h, w.w, w.kh, w.kw, w.sh, w.sw, w.ph, w.pw].map(lit);
+            let words = format!(
+                "{}x{}x{}, window {}x{}, stride {}x{}, padding {}x{}",
+                w.c, w.h, w.w, w.kh, w.kw, w.sh, w.sw, w.ph, w.pw
+            );
+            (quote!(#rt::pass::pool2d([#(#d),*])), words)
+        }
+        Geometry::Dense { input, output } => {
+            let (i, o) = (lit(input), lit(output));
+            (quote!(#rt::pass::dense(#i, #o)), format!("{input} -> {output} features"))
+        }
+        Geometry::Lrn { c, inner, size, alpha, beta, k } => {
+            let [c_l, inner_l, size_l] = [c, inner, size].map(lit);
+            let [a, b, k_l] = [alpha, beta, k].map(f32_lit);
+            let words = format!(
+                "{c} channels of {inner}, window {size}, alpha {alpha}, beta {beta}, k {k}"
+            );
+            (quote!(#rt::pass::lrn(#c_l, #inner_l, #size_l, #a, #b, #k_l)), words)
+        }
+        Geometry::BatchNorm { c, inner, eps, momentum } => {
+            let [c_l, inner_l] = [c, inner].map(lit);
+            let [e, m] = [eps, momentum].map(f32_lit);
+            let words = format!("{c} channels of {inner}, eps {eps:e}, momentum {momentum}");
+            (quote!(#rt::pass::batch_norm(#c_l, #inner_l, #e, #m)), words)
+        }
+    }
 }
 
-/// The shape as a literal whose batch field is `n: <batch>`.
-pub fn geometry_with(rt: &syn::Path, g: &Geometry, batch: &TokenStream) -> TokenStream {
-    let n = if batch.to_string() == "n" { quote!(n) } else { quote!(n: #batch) };
+/// The shape as a literal, with the batch `n` in scope: for a layer whose
+/// steps do not share one shape.
+pub fn geometry(rt: &syn::Path, g: &Geometry) -> TokenStream {
+    let n = quote!(n);
     match *g {
         Geometry::Conv { win: w, o, groups } => {
             let [c, h, wd, kh, kw, sh, sw, ph, pw, dh, dw, o, groups] =
@@ -353,15 +392,5 @@ pub fn times(k: usize, var: &str) -> TokenStream {
             let k = lit(k);
             quote!(#k * #v)
         }
-    }
-}
-
-/// The half-open range `[off·cap, off·cap + n·len)`.
-pub fn span_range(off: usize, len: usize) -> TokenStream {
-    let (start, size) = (times(off, "cap"), times(len, "n"));
-    if off == 0 {
-        quote!(0..#size)
-    } else {
-        quote!(#start..#start + #size)
     }
 }

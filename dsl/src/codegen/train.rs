@@ -2,9 +2,9 @@
 //! passes: their steps, printed once each, in functions that the
 //! whole-batch and the sharded training step share.
 
-use super::forward::{cap_binding, destructure, own_pass, use_runtime};
+use super::forward::{destructure, use_runtime};
 use super::names::{field, lit};
-use super::steps::{span_range, Sequence};
+use super::steps::Sequence;
 use super::Module;
 use crate::ir::LossKind;
 use crate::program::ParamId;
@@ -76,21 +76,27 @@ fn pass_methods(m: &Module<'_>, t: &Targets) -> TokenStream {
     let (p, s, rt) = (m.p(), m.schedule(), m.rt);
     let (tp, tty, tflat) = (&t.param, &t.ty, &t.flat);
     let out_len = lit(m.out_len);
-    let out_range = span_range(s.train.offset(p.train_output), m.out_len);
-    let out_cap = cap_binding(s.train.offset(p.train_output));
+    let out_offset = lit(s.train.offset(p.train_output));
     let (samples, flat, flattened) = (m.sample_params(), m.flat_params(), m.flattened());
-    let (batch_of, copy, own) =
-        (m.batch_of(), m.copy_inputs(Sequence::TrainForward, false), own_pass(m));
+    let (batch_of, copy, own_pass) =
+        (m.batch_of(), m.copy_inputs(Sequence::TrainForward, false), m.own_pass());
     let forward_params =
-        if s.forward_uses.params_mut { quote!(params,) } else { quote!(&*params,) };
+        if s.forward_uses.params_mut { quote!(&mut self.params) } else { quote!(&self.params) };
     let fused = fuses(m);
     let backward_call = if fused {
-        quote!(Self::backward_pass(#own, #rt::pass::ParamsRef::Exclusive(params), grads, targets, fused.map(|sgd| #rt::pass::FusedSgd { sgd, state: &mut opt_state[..] })))
+        quote! {
+            #own_pass
+            let fused = fused.map(|sgd| #rt::pass::FusedSgd { sgd, state: &mut self.opt.values[..] });
+            let params = #rt::pass::ParamsRef::Exclusive(&mut self.params);
+            Self::backward_pass(&mut pass, params, &mut self.grads, targets, fused)
+        }
     } else {
-        quote!(Self::backward_pass(#own, params, grads, targets))
+        quote! {
+            #own_pass
+            Self::backward_pass(&mut pass, &self.params, &mut self.grads, targets)
+        }
     };
     let fused_param = fused.then(|| quote!(fused: Option<&#rt::optim::Sgd>,));
-    let self_fields = fused.then(|| quote!(opt_state,));
     let backward_plain =
         if fused { quote!(self.backward_with(#tp, None)) } else { quote!(self.backward_with(#tp)) };
     let target_doc = match t.per_sample {
@@ -113,11 +119,10 @@ fn pass_methods(m: &Module<'_>, t: &Targets) -> TokenStream {
             #batch_of
             self.step += 1;
             self.batch = n;
-            let Self { params, arena, argmax, stats, capacity, step, seed, .. } = self;
+            #own_pass
             #copy
-            Self::train_forward_pass(#own, #forward_params)?;
-            #out_cap
-            Ok(&arena[#out_range])
+            Self::train_forward_pass(&mut pass, #forward_params)?;
+            Ok(pass.arena.take(#out_offset, #out_len)?)
         }
 
         #[doc = #backward_doc]
@@ -128,7 +133,7 @@ fn pass_methods(m: &Module<'_>, t: &Targets) -> TokenStream {
         /// [`Self::backward`]; with `fused`, the dense weights whose
         /// gradient is computed last take that SGD step as it is
         /// computed (their gradients are not stored), on optimizer state
-        /// that [`Self::reset_optimizer_state`] has sized.
+        /// that `OptimizerState::reset_for` has sized.
         fn backward_with(&mut self, #tp: #tty, #fused_param) -> Result<f32, #rt::Error> {
             // One backward per forward_train: this one reuses the
             // activations' memory for gradients.
@@ -137,7 +142,6 @@ fn pass_methods(m: &Module<'_>, t: &Targets) -> TokenStream {
                 return Err(#rt::Error::NoForwardTrain);
             }
             let targets = #tflat;
-            let Self { params, grads, arena, argmax, stats, #self_fields capacity, step, seed, .. } = self;
             #backward_call
         }
 
@@ -146,15 +150,8 @@ fn pass_methods(m: &Module<'_>, t: &Targets) -> TokenStream {
 
 /// `apply_gradients`, the fused step, and the optimizer's state.
 fn update_methods(m: &Module<'_>, t: &Targets) -> TokenStream {
-    let (p, rt) = (m.p(), m.rt);
+    let rt = m.rt;
     let (tp, tty) = (&t.param, &t.ty);
-    let learnable = lit(p.learnable_count());
-    let state_len = super::steps::times(p.learnable_count(), "k");
-    let state_differs = if p.learnable_count() == 0 {
-        quote!(!self.opt_state.is_empty())
-    } else {
-        quote!(self.opt_state.len() != #state_len)
-    };
     let fused = fuses(m);
     let fused_binding = fused.then(|| quote!(let fused = opt.fusable_sgd();));
     let backward_with_call = if fused {
@@ -168,21 +165,10 @@ fn update_methods(m: &Module<'_>, t: &Targets) -> TokenStream {
         /// optimizer's state lives in the model and is reset when the kind
         /// of optimizer changes.
         pub fn apply_gradients(&mut self, opt: &#rt::nn::Optimizer) -> Result<(), #rt::Error> {
-            let k = self.reset_optimizer_state(opt);
+            let k = self.opt.reset_for(opt, Self::PARAMS);
             let step = self.step.max(1);
             self.weights_changed();
-            Self::apply_gradients_impl(&mut self.params, &self.grads, &mut self.opt_state, k, step, opt, false)
-        }
-
-        /// Zeroes the optimizer state if it belongs to another kind of
-        /// optimizer (or none yet); returns its values per parameter.
-        fn reset_optimizer_state(&mut self, opt: &#rt::nn::Optimizer) -> usize {
-            let k = opt.state_per_param();
-            if self.opt_kind != opt.kind() || #state_differs {
-                self.opt_state = #rt::nn::zeroed_state(#state_len);
-                self.opt_kind = opt.kind();
-            }
-            k
+            Self::apply_gradients_impl(&mut self.params, &self.grads, &mut self.opt.values, k, step, opt, false)
         }
 
         /// `backward` and `apply_gradients`, with the SGD step fused into
@@ -191,11 +177,11 @@ fn update_methods(m: &Module<'_>, t: &Targets) -> TokenStream {
         /// stored, which saves a pass over them and their memory.
         fn backward_and_update(&mut self, #tp: #tty, opt: &#rt::nn::Optimizer) -> Result<f32, #rt::Error> {
             #fused_binding
-            let k = self.reset_optimizer_state(opt);
+            let k = self.opt.reset_for(opt, Self::PARAMS);
             self.weights_changed();
             let loss = #backward_with_call;
             let step = self.step.max(1);
-            Self::apply_gradients_impl(&mut self.params, &self.grads, &mut self.opt_state, k, step, opt, #fused_flag)?;
+            Self::apply_gradients_impl(&mut self.params, &self.grads, &mut self.opt.values, k, step, opt, #fused_flag)?;
             Ok(loss)
         }
 
@@ -203,17 +189,12 @@ fn update_methods(m: &Module<'_>, t: &Targets) -> TokenStream {
         /// parameter), its kind tag and the step count, for checkpoints
         /// that resume training exactly.
         pub fn optimizer_state(&self) -> (&[f32], u8, u64) {
-            (&self.opt_state, self.opt_kind, self.step)
+            (&self.opt.values, self.opt.kind, self.step)
         }
 
         /// Restores what [`Self::optimizer_state`] returned.
         pub fn set_optimizer_state(&mut self, state: &[f32], kind: u8, step: u64) -> Result<(), #rt::Error> {
-            if !#rt::nn::Optimizer::state_fits(kind, state.len(), #learnable) {
-                return Err(#rt::Error::Weights(format!("optimizer state of {} values and kind {kind} does not fit {} parameters", state.len(), #learnable)));
-            }
-            self.opt_state.clear();
-            self.opt_state.extend_from_slice(state);
-            self.opt_kind = kind;
+            self.opt.restore(state, kind, Self::PARAMS)?;
             self.step = step;
             Ok(())
         }
@@ -298,7 +279,7 @@ fn step_methods(m: &Module<'_>, t: &Targets) -> TokenStream {
 fn passes(m: &Module<'_>, t: &Targets) -> TokenStream {
     let (p, s, rt, params_ty) = (m.p(), m.schedule(), m.rt, &m.params_ty);
     let Some(loss) = &p.loss else { return quote!() };
-    let (fwd_pass, fwd_destructure) = destructure(m, &s.forward_uses);
+    let (fwd_pass, fwd_destructure) = destructure(&s.forward_uses);
     let forward = m.printer.steps(Sequence::TrainForward);
     let forward_params = if s.forward_uses.params_mut {
         quote!(params: &mut #params_ty)
@@ -307,7 +288,7 @@ fn passes(m: &Module<'_>, t: &Targets) -> TokenStream {
     } else {
         quote!(_params: &#params_ty)
     };
-    let (bwd_pass, bwd_destructure) = destructure(m, &s.backward_uses);
+    let (bwd_pass, bwd_destructure) = destructure(&s.backward_uses);
     let backward = m.printer.steps(Sequence::Backward);
     let fused = !s.fused_sgd.is_empty();
     let (params_decl, fused_decl) = if fused {
@@ -332,7 +313,7 @@ fn passes(m: &Module<'_>, t: &Targets) -> TokenStream {
     let flat_ty = &t.flat_ty;
     quote! {
         /// The training forward pass's kernels over the inputs in the arena.
-        fn train_forward_pass(#fwd_pass: #rt::pass::Pass<'_>, #forward_params) -> Result<(), #rt::Error> {
+        fn train_forward_pass(#fwd_pass: &mut #rt::pass::Pass<'_>, #forward_params) -> Result<(), #rt::Error> {
             #use_forward_rt
             #fwd_destructure
             #forward
@@ -341,7 +322,7 @@ fn passes(m: &Module<'_>, t: &Targets) -> TokenStream {
 
         /// The loss of the training forward pass's outputs against
         /// `targets`, then the backward pass's kernels.
-        fn backward_pass(#bwd_pass: #rt::pass::Pass<'_>, #params_decl, #grads_decl: &mut #params_ty, targets: #flat_ty, #fused_decl) -> Result<f32, #rt::Error> {
+        fn backward_pass(#bwd_pass: &mut #rt::pass::Pass<'_>, #params_decl, #grads_decl: &mut #params_ty, targets: #flat_ty, #fused_decl) -> Result<f32, #rt::Error> {
             #use_rt
             #bwd_destructure
             let loss = {

@@ -5,6 +5,7 @@
 //! `netc train` does.
 //!
 //! `cargo run --release -p netc-tests --example zoo_time -- [MODEL ...] [MODE/BATCH ...]`
+//! (`resnet18` and `vgg11`, at batch 8, only when named)
 //!
 //! A `MODE/BATCH` argument such as `forward/1` or `train_step/64` times only
 //! that mode, for profiling one of them.
@@ -14,7 +15,12 @@ use std::time::{Duration, Instant};
 use netc_tests::nets::alexnet;
 use netc_tests::nets::lenet5;
 use netc_tests::nets::mlp;
+use netc_tests::nets::resnet18;
 use netc_tests::nets::resnet20;
+
+mod vgg11 {
+    netc::include_network!("vgg11");
+}
 
 fn median_ms(mut f: impl FnMut()) -> f64 {
     f();
@@ -82,6 +88,14 @@ fn main() {
         }
         if run("alexnet") {
             time_model!(alexnet::AlexNet, "alexnet", 8, mode);
+        }
+        // The 224x224 networks take seconds a step: timed only when named.
+        let named = |name: &str| models.iter().any(|w| *w == name);
+        if named("resnet18") {
+            time_model!(resnet18::ResNet18, "resnet18", 8, mode);
+        }
+        if named("vgg11") {
+            time_model!(vgg11::Vgg11, "vgg11", 8, mode);
         }
     });
 }

@@ -6,7 +6,9 @@
 //! samples, of cache-sized ones at any batch), which [`dot`] computes
 //! without packing.
 
+#[allow(unsafe_code)]
 pub mod dot;
+#[allow(unsafe_code)]
 pub mod streamed;
 
 use crate::error::{check_len, LenError};

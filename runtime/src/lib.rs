@@ -2,7 +2,8 @@
 //!
 //! The runtime never depends on the compiler (`netc-dsl`); the generated code
 //! is the only contract between them. `unsafe` code lives only in the kernel
-//! modules (`gemm`, `conv`'s `direct` and `winograd`, `dense`, `reduce`,
+//! modules (`gemm`, `conv`'s `direct` and `winograd`, `dense`'s `dot` and
+//! `streamed`, `reduce`,
 //! `pool`'s `x86` and `act`'s `gated`), each block with a `// SAFETY:`
 //! comment; everything is tested against the naive kernels of [`reference`].
 #![deny(unsafe_code)]
@@ -10,7 +11,6 @@
 pub mod act;
 pub mod arena;
 pub mod conv;
-#[allow(unsafe_code)]
 pub mod dense;
 pub mod dropout;
 pub mod elementwise;

@@ -12,7 +12,10 @@
 mod epilogue;
 pub mod kernel;
 mod pack;
+// The modules below hold no `unsafe`, though the rest of `gemm` does.
+#[deny(unsafe_code)]
 mod packed;
+#[deny(unsafe_code)]
 pub mod params;
 pub mod peak;
 

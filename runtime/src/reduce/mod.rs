@@ -5,6 +5,7 @@
 //! floats a cycle however fast memory is. The AVX-512 versions keep four registers per sum. Splitting a long sum
 //! also keeps its rounding error far below that of one running f32 total.
 
+#[deny(unsafe_code)]
 mod portable;
 #[cfg(target_arch = "x86_64")]
 mod x86;

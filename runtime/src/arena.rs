@@ -72,7 +72,7 @@ impl std::error::Error for ArenaError {}
 
 impl From<ArenaError> for crate::error::Error {
     fn from(e: ArenaError) -> Self {
-        crate::error::Error::Weights(e.0)
+        crate::error::Error::Arena(e)
     }
 }
 

@@ -151,6 +151,9 @@ pub enum Error {
     NeedsInput {
         op: &'static str,
     },
+    /// A region of a model's buffers that does not fit them: the buffers
+    /// were made for another model or capacity.
+    Arena(crate::arena::ArenaError),
 }
 
 impl fmt::Display for Error {
@@ -182,6 +185,7 @@ impl fmt::Display for Error {
             Error::NeedsInput { op } => {
                 write!(f, "{op}: this activation's derivative needs its input, not its output")
             }
+            Error::Arena(e) => e.fmt(f),
         }
     }
 }
@@ -193,6 +197,7 @@ impl std::error::Error for Error {
             Error::Conv(e) => Some(e),
             Error::Optimizer(e) => Some(e),
             Error::Io(e) => Some(e),
+            Error::Arena(e) => Some(e),
             _ => None,
         }
     }

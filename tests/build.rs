@@ -15,6 +15,8 @@ fn main() {
         "nets/gated.net".to_string(),
         "nets/gated_infer.net".to_string(),
         "nets/no_params.net".to_string(),
+        "nets/branch.net".to_string(),
+        "nets/names.net".to_string(),
     ]);
     if let Err(e) = netc_dsl::Builder::new().compile(&files) {
         eprintln!("{e}");

@@ -156,6 +156,18 @@ fn fused_gated_activations_match_the_interpreter() {
     assert_close("gated inference", &out, interp::output(&g, &want), 1e-5);
 }
 
+/// The loss's input is not the output, and forward steps follow it.
+#[test]
+fn a_loss_on_another_branch_matches_the_interpreter() {
+    check_model!(netc_tests::nets::branch::Branch, "nets/branch.net", 3, 6);
+}
+
+/// An input and a layer named as the generated code's own locals.
+#[test]
+fn names_of_generated_locals_are_free_to_use() {
+    check_model!(netc_tests::nets::names::Names, "nets/names.net", 3, 6);
+}
+
 #[test]
 fn smooth_network_matches_the_interpreter() {
     check_model!(smooth::Smooth, "nets/smooth.net", 3, 6);

@@ -132,6 +132,9 @@ impl<'a, T> Regions<'a, T> {
     }
 
     fn range(&self, offset: usize, len: usize) -> Result<std::ops::Range<usize>, ArenaError> {
+        if self.n > self.cap {
+            return Err(ArenaError(format!("{} samples in buffers for {}", self.n, self.cap)));
+        }
         let start = offset.saturating_mul(self.cap);
         let end = start.saturating_add(len.saturating_mul(self.n));
         if end > self.arena.len() {

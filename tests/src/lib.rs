@@ -35,6 +35,12 @@ pub mod nets {
     pub mod no_params {
         netc::include_network!("no_params");
     }
+    pub mod branch {
+        netc::include_network!("branch");
+    }
+    pub mod names {
+        netc::include_network!("names");
+    }
     pub mod two_inputs {
         netc::include_network!("two_inputs");
     }

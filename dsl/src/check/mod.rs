@@ -1132,7 +1132,7 @@ impl<'a> Checker<'a> {
                             )),
                     )
                 }
-                (Arity::One, n) if n > 1 => {
+                (Arity::One, n @ 2..) => {
                     let extra = inputs[1].1;
                     return self.error(
                         Diagnostic::error(format!("`{name}` takes one input, found {n}"), extra)
@@ -1140,7 +1140,7 @@ impl<'a> Checker<'a> {
                             .help("combine tensors first with `+` or `concat`"),
                     );
                 }
-                (Arity::Two, n) if n != 2 => {
+                (Arity::Two, n @ (1 | 3..)) => {
                     return self.error(
                         Diagnostic::error(
                             format!("`{name}` takes two inputs, found {n}"),
@@ -1157,7 +1157,7 @@ impl<'a> Checker<'a> {
                             .help(format!("write `{name}(a, b)` or `a -> {name}(b)`")),
                     )
                 }
-                _ => {}
+                (Arity::One, 1) | (Arity::Two, 2) | (Arity::Many, 2..) => {}
             }
             let Some(bound) = args::bind(name, def.args, config, call.span, &mut self.diags) else {
                 return Value::Poisoned;

@@ -64,6 +64,8 @@ pub fn inference(m: &Module<'_>) -> TokenStream {
         quote!(#arg: #rt::view::ndarray::ArrayView<'_, f32, #d>)
     });
     let first = &m.inputs[0].arg;
+    // Inference overwrites the activations a `backward` would read.
+    let forget_batch = p.loss.is_some().then(|| quote!(self.batch = 0;));
     let (copy, batch_of, own_pass) =
         (m.copy_inputs(Sequence::Infer, false), m.batch_of(), m.own_pass());
     quote! {
@@ -95,8 +97,7 @@ pub fn inference(m: &Module<'_>) -> TokenStream {
             fn forward_flat_on(&mut self, #(#flat,)* out: &mut [f32]) -> Result<(), #rt::Error> {
                 #batch_of
                 #rt::error::check_len("forward", "out", out.len(), n * Self::OUTPUT_LEN)?;
-                // Inference shares the arena with training's activations.
-                self.batch = 0;
+                #forget_batch
                 #own_pass
                 #copy
                 Self::infer_pass(&mut pass, #params_arg #caches_arg)?;

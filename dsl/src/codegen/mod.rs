@@ -162,7 +162,33 @@ impl Module<'_> {
 }
 
 /// Names a method's own parameters take, which an input's must not.
-const METHOD_NAMES: &[&str] = &["out", "labels", "targets", "opt", "self", "n", "x_view"];
+const METHOD_NAMES: &[&str] = &[
+    "out",
+    "labels",
+    "targets",
+    "opt",
+    "self",
+    "n",
+    "pass",
+    "first",
+    "cap",
+    "arena",
+    "argmax",
+    "params",
+    "grads",
+    "step_seed",
+    "memory",
+    "shard_grads",
+    "step",
+    "seed",
+    "shards",
+    "buffers",
+    "shard",
+    "inputs",
+    "fused",
+    "loss",
+    "k",
+];
 
 fn module(
     g: &Graph,

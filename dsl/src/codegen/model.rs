@@ -22,6 +22,13 @@ pub fn model(m: &Module<'_>, g: &Graph, source_name: &str) -> TokenStream {
         // Only a network with a loss trains, and keeps an optimizer's state.
         p.loss.is_some().then(|| quote!(opt: #rt::pass::OptimizerState,)),
     );
+    let batch_field = p.loss.is_some().then(|| {
+        quote! {
+            /// The batch of the last `forward_train`, which its `backward`
+            /// needs; 0 once used or overwritten.
+            batch: usize,
+        }
+    });
     let doc = format!(
         " The network `{}` from `{}`: {} parameters, {} multiply-accumulates per sample.",
         p.name,
@@ -43,10 +50,10 @@ pub fn model(m: &Module<'_>, g: &Graph, source_name: &str) -> TokenStream {
             /// The activations, argmax indices and statistics of a batch.
             memory: #rt::pass::Memory,
             #opt_fields
+            #batch_field
             /// Each conv's weights prepared for inference (packed or
             /// Winograd-transformed), cleared whenever `params` may change.
             forward_caches: Vec<#rt::conv::ForwardCache>,
-            batch: usize,
             step: u64,
             seed: u64,
             #shard_field
@@ -140,7 +147,8 @@ fn constructor(m: &Module<'_>, g: &Graph) -> TokenStream {
         Init::Zeros => quote!(#rt::init::Start::Fill(0.0)),
     });
     let shard_init = s.shards.then(|| quote!(shard_grads: Vec::new(),));
-    let opt_init = p.loss.is_some().then(|| quote!(opt: #rt::pass::OptimizerState::default(),));
+    let opt_init =
+        p.loss.is_some().then(|| quote!(opt: #rt::pass::OptimizerState::default(), batch: 0,));
     quote! {
         /// A model with PyTorch's default initialisation, reproducible
         /// from `seed`, for batches of up to [`Self::DEFAULT_CAPACITY`].
@@ -167,7 +175,6 @@ fn constructor(m: &Module<'_>, g: &Graph) -> TokenStream {
                 memory: #rt::pass::Memory::new(capacity, #arena, #argmax, #stats_len),
                 #opt_init
                 forward_caches: (0..#caches).map(|_| #rt::conv::ForwardCache::new()).collect(),
-                batch: 0,
                 step: 0,
                 seed,
                 #shard_init

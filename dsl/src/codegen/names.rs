@@ -47,6 +47,8 @@ const RESERVED: &[&str] = &[
     "first",
     "shard",
     "rt",
+    "weight_grad",
+    "pass",
 ];
 
 /// The arena view of a tensor, named after its `.net` layer: a layer's

@@ -99,17 +99,16 @@ impl Uses {
 
 pub fn schedule(g: &Graph, p: &Program) -> Schedule {
     let inputs: Vec<_> = p.inputs.iter().map(|i| i.tensor).collect();
-    let mut train_steps: Vec<&Step> = p.train_forward.iter().collect();
-    let mut pinned_first = inputs.clone();
-    if let Some(loss) = &p.loss {
-        // The loss writes its gradient between the passes; pin it from the
-        // start so it never shares memory with the forward activations it
-        // is computed from.
-        pinned_first.push(loss.grad);
-        pinned_first.push(loss.input);
-    }
-    train_steps.extend(p.backward.iter());
-    let train = plan_memory(p, &train_steps, &pinned_first, &[p.train_output]);
+    // The loss runs between the passes: a step of its own in the plan,
+    // reading its input and writing its gradient, so that no later forward
+    // step takes the input's memory before the loss has read it.
+    let loss_step = p.loss.as_ref().map(|l| {
+        let len = p.tensor(l.input).per_sample();
+        Step::new(l.node, "loss", vec![Arg::In(l.input, len), Arg::Out(l.grad, len)])
+    });
+    let train_steps: Vec<&Step> =
+        p.train_forward.iter().chain(loss_step.as_ref()).chain(&p.backward).collect();
+    let train = plan_memory(p, &train_steps, &inputs, &[p.train_output]);
     let infer_steps: Vec<&Step> = p.infer_forward.iter().collect();
     let infer = plan_memory(p, &infer_steps, &inputs, &[p.output]);
     let fused_sgd = fusable_weights(p);
@@ -153,7 +152,7 @@ fn shards(g: &Graph, p: &Program, forward: &Uses) -> bool {
     let independent = !forward.stats && !forward.seed && !forward.params_mut;
     let macs = g.total_macs();
     let reuses_weights = (p.learnable_count() as u64).saturating_mul(WEIGHT_REUSE_TO_SHARD) <= macs;
-    p.loss.is_some() && independent && reuses_weights
+    p.loss.is_some() && independent && reuses_weights && macs > 0
 }
 
 /// Numbers the inference steps that keep prepared weights.

@@ -251,7 +251,9 @@ impl Printer<'_> {
             .collect::<Vec<_>>()
             .join(" ");
         let mut extra = String::new();
-        if let Some(act) = s.fused_activation() {
+        // An activation's own step carries its activation too; only
+        // another op's store has one fused.
+        if let Some(act) = s.fused_activation().filter(|_| node.op.activation().is_none()) {
             extra = format!("  ({} fused)", act.name);
         }
         for a in &s.args {

@@ -30,7 +30,9 @@ pub struct Spec {
     detail: &'static str,
 }
 
-const SLOPE: &[ArgSpec] = &[pos("slope", Kind::Float, Lit::Float(0.01))];
+/// Non-negative: the backward reads the derivative from the output, which
+/// only then tells the two sides apart.
+const SLOPE: &[ArgSpec] = &[pos("slope", Kind::NonNegative, Lit::Float(0.01))];
 const APPROXIMATE: &[ArgSpec] =
     &[named("approximate", Kind::Word(&["none", "tanh"]), Lit::Word("none"))];
 

@@ -100,8 +100,9 @@ impl OpKind for BatchNorm {
         cx.infer("batch_norm_forward_infer", args);
     }
 
-    /// The kernel always computes dx; without a consumer it goes to a
-    /// scratch tensor that the memory plan reuses at once.
+    /// The kernel always computes dx; where the input needs no gradient (a
+    /// network input) it goes to a scratch tensor that the memory plan
+    /// reuses at once.
     fn vjp(&self, cx: &mut VjpCx<'_>) {
         let shape = self.geometry(cx.x_shape(0));
         let [gamma, beta] = [cx.rec.params[0], cx.rec.params[1]];

@@ -219,6 +219,9 @@ impl OpKind for Conv2d {
         cx.infer("conv2d_forward_cached", cached);
     }
 
+    /// Weights first: no SGD step is fused into a conv's weight gradient,
+    /// so backward-data may read the weights after it (dense's order is the
+    /// other way round for that reason).
     fn vjp(&self, cx: &mut VjpCx<'_>) {
         let shape = self.geometry(cx.x_shape(0));
         let (w, b) = (cx.rec.params[0], self.bias.then(|| Arg::Grad(cx.rec.params[1])));

@@ -172,11 +172,13 @@ impl VjpCx<'_> {
         if !self.needs_grad(i) {
             return;
         }
-        let (gy, len) = (self.gy, self.x_len(i));
-        let t = self.target(i);
-        match t.accumulate_into {
-            Some(acc) => self.emit("add_assign", vec![Arg::InOut(acc, len), Arg::In(gy, len)]),
-            None => self.emit("copy", vec![Arg::In(gy, len), Arg::Out(t.write, len)]),
+        let (x, gy, len) = (self.rec.xs[i], self.gy, self.x_len(i));
+        match self.ad.grad.get(&x) {
+            Some(&acc) => self.emit("add_assign", vec![Arg::InOut(acc, len), Arg::In(gy, len)]),
+            None => {
+                let t = self.target(i);
+                self.emit("copy", vec![Arg::In(gy, len), Arg::Out(t.write, len)]);
+            }
         }
     }
 

@@ -161,7 +161,8 @@ pub enum Arg {
     U16(u16),
     Act(Act),
     Shape(Geometry),
-    /// Channel blocks of a concat: `(tensor, channels)`, read or written.
+    /// Channel blocks of a concat: `(tensor, channels, per-sample length)`,
+    /// read or written.
     Parts {
         parts: Vec<(TensorId, usize, usize)>,
         write: bool,

@@ -1,5 +1,5 @@
-//! The program verifier: every tensor is written before it is read, a step
-//! reads what it writes only through an in-place argument, tensors and
+//! The program verifier: every tensor is written before it is read, a
+//! tensor a step writes is no other argument of that step, tensors and
 //! parameters exist, and every tensor argument has the length its kernel
 //! expects. All of it is read off the steps' arguments, so every kernel is
 //! checked the same way. Passes run it after themselves in debug builds; a

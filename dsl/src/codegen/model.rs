@@ -24,8 +24,7 @@ pub fn model(m: &Module<'_>, g: &Graph, source_name: &str) -> TokenStream {
     );
     let batch_field = p.loss.is_some().then(|| {
         quote! {
-            /// The batch of the last `forward_train`, which its `backward`
-            /// needs; 0 once used or overwritten.
+            /// The batch `backward` needs; 0 once used or overwritten.
             batch: usize,
         }
     });

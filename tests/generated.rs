@@ -358,3 +358,28 @@ fn a_network_without_parameters_runs() {
     model.forward(&x, &mut out).expect("forward");
     assert_eq!(out, x, "dropout is the identity at inference");
 }
+
+/// Batch norm over features refuses a batch of one sample (one value per
+/// channel, no variance) with an error naming the layer, and keeps its
+/// running statistics: before, they turned NaN and so did every later
+/// `forward`.
+#[test]
+fn batch_norm_refuses_one_value_per_channel() {
+    use netc_tests::nets::dense_bn::DenseBn;
+    let mut model = DenseBn::with_capacity(2, 4);
+    let opt = DenseBn::default_optimizer().expect("the file names one");
+    let x = batch::<6>(2, 9);
+    let err = model.train_step(&x[..1], &[1], &opt).expect_err("one sample");
+    assert!(err.to_string().contains("`bn1`"), "{err}");
+    let mut running_var = Vec::new();
+    model.params().visit(|name, _, v| {
+        if name == "bn1.running_var" {
+            running_var = v.to_vec();
+        }
+    });
+    assert_eq!(running_var, vec![1.0; 4], "the running statistics are untouched");
+    let mut out = vec![[0.0f32; 3]; 2];
+    model.forward(&x, &mut out).expect("forward");
+    assert!(out.as_flattened().iter().all(|v| v.is_finite()));
+    model.train_step(&x, &[1, 2], &opt).expect("two samples train");
+}

@@ -41,7 +41,8 @@ fn main() {
             ] {
                 let ms = median_ms(|| {
                     nn::batch_norm_forward_train(
-                        &bn, act, &x, &gamma, &beta, &mut rmean, &mut rvar, &mut saved, &mut y,
+                        &bn, "bn", act, &x, &gamma, &beta, &mut rmean, &mut rvar, &mut saved,
+                        &mut y,
                     )
                     .expect("lengths")
                 });

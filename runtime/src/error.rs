@@ -151,6 +151,12 @@ pub enum Error {
     NeedsInput {
         op: &'static str,
     },
+    /// Batch norm trained on fewer than two values per channel (a batch
+    /// of one sample of `[C]` or `[C, 1, 1]`), which have no variance.
+    OneValuePerChannel {
+        layer: &'static str,
+        values: usize,
+    },
     /// A region of a model's buffers that does not fit them: the buffers
     /// were made for another model or capacity.
     Arena(crate::arena::ArenaError),
@@ -186,6 +192,11 @@ impl fmt::Display for Error {
                 write!(f, "{op}: this activation's derivative needs its input, not its output")
             }
             Error::Arena(e) => e.fmt(f),
+            Error::OneValuePerChannel { layer, values } => write!(
+                f,
+                "batch norm `{layer}` is trained on {values} value per channel; it needs at \
+                 least 2, so a batch of at least 2 samples"
+            ),
         }
     }
 }

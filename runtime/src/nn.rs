@@ -285,8 +285,12 @@ pub fn lrn_backward(
 /// `saved` holds the batch mean then the inverse standard deviation, `2·C`
 /// values, for the backward pass.
 #[allow(clippy::too_many_arguments)]
+/// One value per channel has no variance: PyTorch refuses such a batch,
+/// and so does this, before the running statistics take a NaN. `layer`
+/// names the layer in that error.
 pub fn batch_norm_forward_train(
     bn: &BatchNorm,
+    layer: &'static str,
     activation: Activation,
     x: &[f32],
     gamma: &[f32],
@@ -296,6 +300,10 @@ pub fn batch_norm_forward_train(
     saved: &mut [f32],
     y: &mut [f32],
 ) -> Result<(), Error> {
+    let values = bn.n.saturating_mul(bn.h).saturating_mul(bn.w);
+    if values < 2 {
+        return Err(Error::OneValuePerChannel { layer, values });
+    }
     check_len("batch_norm_forward_train", "saved", saved.len(), 2 * bn.c)?;
     let (mean, invstd) = saved.split_at_mut(bn.c);
     let stats = (mean, invstd, running_mean, running_var);

@@ -531,7 +531,7 @@ fn batch_norm_and_add_with_a_fused_gated_activation() {
             let mut saved = vec![0.0; 2 * bn.c];
             let mut y = vec![f32::NAN; bn.x_len()];
             nn::batch_norm_forward_train(
-                &bn, act, &x, &gamma, &beta, &mut m, &mut v, &mut saved, &mut y,
+                &bn, "bn", act, &x, &gamma, &beta, &mut m, &mut v, &mut saved, &mut y,
             )
             .unwrap();
             y

@@ -41,6 +41,9 @@ pub mod nets {
     pub mod names {
         netc::include_network!("names");
     }
+    pub mod dense_bn {
+        netc::include_network!("dense_bn");
+    }
     pub mod two_inputs {
         netc::include_network!("two_inputs");
     }

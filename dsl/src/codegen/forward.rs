@@ -76,10 +76,8 @@ pub fn inference(m: &Module<'_>) -> TokenStream {
                 self.forward_flat(#(#flattened,)* out.as_flattened_mut())
             }
 
-            /// [`Self::forward`] on ndarray views of shape `[n, INPUT...]`
-            /// in any memory layout (one that is not row-major and
-            /// contiguous is copied first); returns the `[n, OUTPUT...]`
-            /// outputs.
+            /// [`Self::forward`] on ndarray views `[n, INPUT...]` of any layout
+            /// (copied first unless row-major); returns `[n, OUTPUT...]`.
             pub fn forward_view<#(#view_tys: #rt::view::ndarray::Dimension),*>(&mut self, #(#view_params),*) -> Result<#rt::view::ndarray::ArrayD<f32>, #rt::Error> {
                 #(#views)*
                 let mut out = #rt::view::output(#first.shape()[0], &Self::OUTPUT);

@@ -92,7 +92,8 @@ impl Uses {
             | Arg::Usize(_)
             | Arg::F32(_)
             | Arg::U16(_)
-            | Arg::Act(_) => {}
+            | Arg::Act(_)
+            | Arg::Layer(_) => {}
         }
     }
 }

@@ -209,6 +209,7 @@ impl Printer<'_> {
                 let (act, y) = (activation(rt, act), view(*y));
                 quote!(Some((#act, #y)))
             }
+            Arg::Layer(name) => quote!(#name),
             Arg::Cache => {
                 let i = self.schedule.caches.get(index).copied().flatten();
                 let i = lit(i.unwrap_or_else(|| unreachable!("the schedule numbers every cache")));

@@ -118,10 +118,11 @@ fn pass_methods(m: &Module<'_>, t: &Targets) -> TokenStream {
         pub fn forward_train_flat(&mut self, #(#flat),*) -> Result<&[f32], #rt::Error> {
             #batch_of
             self.step += 1;
-            self.batch = n;
+            self.batch = 0;
             #own_pass
             #copy
             Self::train_forward_pass(&mut pass, #forward_params)?;
+            self.batch = n;
             Ok(pass.arena.take(#out_offset, #out_len)?)
         }
 

@@ -86,6 +86,7 @@ impl OpKind for BatchNorm {
             "batch_norm_forward_train",
             vec![
                 shape.clone(),
+                Arg::Layer(cx.node.name.clone()),
                 act.clone(),
                 x.clone(),
                 g.clone(),

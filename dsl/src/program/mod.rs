@@ -177,6 +177,8 @@ pub enum Arg {
     Through(Option<(Act, TensorId)>),
     /// This conv's prepared weights, kept across inference calls.
     Cache,
+    /// The layer's name, for the kernel's errors.
+    Layer(String),
 }
 
 impl Arg {
@@ -214,7 +216,8 @@ impl Arg {
             | Arg::U16(_)
             | Arg::Act(_)
             | Arg::Shape(_)
-            | Arg::Cache => {}
+            | Arg::Cache
+            | Arg::Layer(_) => {}
         }
     }
 
@@ -240,7 +243,8 @@ impl Arg {
             | Arg::Parts { .. }
             | Arg::ReluMask(_)
             | Arg::Through(_)
-            | Arg::Cache => None,
+            | Arg::Cache
+            | Arg::Layer(_) => None,
         }
     }
 }

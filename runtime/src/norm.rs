@@ -180,7 +180,8 @@ fn channel_moments(bn: BatchNorm, ch: usize, x: &[f32]) -> (f64, f64) {
 type StatsOut<'a> = ((&'a mut f32, &'a mut f32), (&'a mut f32, &'a mut f32));
 
 /// Whether a batch norm is big enough for its passes to pay for splitting
-/// across threads (about 10 µs of work).
+/// across threads: below that, waking the other thread costs more than
+/// it saves.
 fn parallel(bn: BatchNorm) -> bool {
     bn.x_len() >= 1 << 15 && crate::par::threads() > 1
 }

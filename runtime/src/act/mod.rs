@@ -155,9 +155,8 @@ fn refuse_gated(op: &'static str, act: Activation) -> Result<(), Error> {
 /// applies that one variant (`$fun(variant, x)`, with `$fun` [`activate`]
 /// or [`derivative_from_output`]). Inside each closure the variant is a
 /// constant, so the `match` folds away and every loop is compiled, and
-/// vectorised, for one function. With the `match` inside the loop, ReLU's
-/// forward ran at 27 GB/s where an add of the same size ran at 68, and its
-/// backward at 35 GB/s or 95 depending on the build (`norm_bench`).
+/// vectorised, for one function; with the `match` inside the loop, the
+/// loops ran at a fraction of memory speed.
 macro_rules! per_activation {
     ($act:expr, $fun:path, |$f:ident| $body:expr) => {{
         use $crate::gemm::Activation as A;

@@ -32,10 +32,9 @@ impl Activation {
 
     /// The unfused kernels' scalar functions ([`crate::act::activate`]), so
     /// that ReLU passes NaN through in both; except sigmoid, kept in its
-    /// short form here: the overflow-safe branch of the unfused one made
-    /// every fused epilogue 3–8% slower (it stops the activation `match`
-    /// from being hoisted out of the tile loop), and the two differ only
-    /// below x ≈ −87, where sigmoid is under 1e-38.
+    /// short form here: the overflow-safe branch of the unfused one stops
+    /// the activation `match` from being hoisted out of the tile loop,
+    /// and the two differ only below x ≈ −87, where sigmoid is under 1e-38.
     #[inline(always)]
     pub fn apply(self, x: f32) -> f32 {
         match self {

@@ -286,8 +286,8 @@ fn max_plane_2x2<const ARGMAX: bool>(p: Pool2d, xp: &[f32], yp: &mut [f32], ap: 
         for (o, (y, (t, b))) in yr.iter_mut().zip(pairs).enumerate() {
             // Starting from the first cell is ATen's start from −∞ with the
             // first cell's index: the first cell wins unless it is −∞, and
-            // then the index is the same. Selects rather than branches:
-            // LeNet-5's one-thread step went 2.45-2.65 -> 2.34-2.59 ms.
+            // then the index is the same. Selects rather than branches, which
+            // a window's unpredictable maximum would mispredict.
             let (mut best, mut at) = (t[0], 0u32);
             for (k, v) in [(1, t[1]), (w as u32, b[0]), (w as u32 + 1, b[1])] {
                 let take = v > best || v.is_nan();

@@ -284,10 +284,11 @@ pub fn lrn_backward(
 /// Training-mode batch norm, then `activation` (fused into the store);
 /// `saved` holds the batch mean then the inverse standard deviation, `2·C`
 /// values, for the backward pass.
-#[allow(clippy::too_many_arguments)]
+///
 /// One value per channel has no variance: PyTorch refuses such a batch,
 /// and so does this, before the running statistics take a NaN. `layer`
 /// names the layer in that error.
+#[allow(clippy::too_many_arguments)]
 pub fn batch_norm_forward_train(
     bn: &BatchNorm,
     layer: &'static str,

@@ -131,10 +131,16 @@ impl<'a, T> Regions<'a, T> {
         Regions { arena, n, cap }
     }
 
-    fn range(&self, offset: usize, len: usize) -> Result<std::ops::Range<usize>, ArenaError> {
+    /// A batch over the capacity would lay tensors over one another.
+    fn check_batch(&self) -> Result<(), ArenaError> {
         if self.n > self.cap {
             return Err(ArenaError(format!("{} samples in buffers for {}", self.n, self.cap)));
         }
+        Ok(())
+    }
+
+    fn range(&self, offset: usize, len: usize) -> Result<std::ops::Range<usize>, ArenaError> {
+        self.check_batch()?;
         let start = offset.saturating_mul(self.cap);
         let end = start.saturating_add(len.saturating_mul(self.n));
         if end > self.arena.len() {

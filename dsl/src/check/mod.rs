@@ -1089,7 +1089,8 @@ impl<'a> Checker<'a> {
         alias: Option<&'a Ident>,
     ) -> Value {
         let name = call.name.name.as_str();
-        let words: Vec<&str> = ops::find_op(name)
+        let op = ops::find_op(name);
+        let words: Vec<&str> = op
             .map(|d| {
                 d.args
                     .iter()
@@ -1113,7 +1114,7 @@ impl<'a> Checker<'a> {
         }));
         let config = &given[leading..];
 
-        if let Some(def) = ops::find_op(name) {
+        if let Some(def) = op {
             if !call.parens && def.args.iter().any(|s| s.default == args::Lit::Required) {
                 return self.error(
                     Diagnostic::error(format!("`{name}` needs arguments"), call.span)

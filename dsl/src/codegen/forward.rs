@@ -6,7 +6,7 @@ use super::schedule::Uses;
 use super::steps::Sequence;
 use super::Module;
 use proc_macro2::TokenStream;
-use quote::{format_ident, quote};
+use quote::quote;
 
 /// The locals a pass function takes from its `pass: &mut Pass`: those its
 /// steps use; and the name of the pass parameter (`_pass` if none).
@@ -53,16 +53,7 @@ pub fn inference(m: &Module<'_>) -> TokenStream {
     let out_offset = lit(m.printer.plan(Sequence::Infer).offset(p.output));
     let (samples, flat, args, flattened) =
         (m.sample_params(), m.flat_params(), m.args(), m.flattened());
-    let views = m.inputs.iter().map(|i| {
-        let (arg, name) = (&i.arg, &i.name);
-        let dims = p.tensor(i.tensor).shape.iter().map(|&d| lit(d));
-        quote!(let #arg = #rt::view::samples(&#arg, &[#(#dims),*], #name)?;)
-    });
-    let view_tys: Vec<_> = (0..m.inputs.len()).map(|k| format_ident!("D{k}")).collect();
-    let view_params = m.inputs.iter().zip(&view_tys).map(|(i, d)| {
-        let arg = &i.arg;
-        quote!(#arg: #rt::view::ndarray::ArrayView<'_, f32, #d>)
-    });
+    let (view_generics, view_params, views) = m.view_inputs();
     let first = &m.inputs[0].arg;
     // Inference overwrites the activations a `backward` would read.
     let forget_batch = p.loss.is_some().then(|| quote!(self.batch = 0;));
@@ -78,7 +69,7 @@ pub fn inference(m: &Module<'_>) -> TokenStream {
 
             /// [`Self::forward`] on ndarray views `[n, INPUT...]` of any layout
             /// (copied first unless row-major); returns `[n, OUTPUT...]`.
-            pub fn forward_view<#(#view_tys: #rt::view::ndarray::Dimension),*>(&mut self, #(#view_params),*) -> Result<#rt::view::ndarray::ArrayD<f32>, #rt::Error> {
+            pub fn forward_view #view_generics (&mut self, #(#view_params),*) -> Result<#rt::view::ndarray::ArrayD<f32>, #rt::Error> {
                 #(#views)*
                 let mut out = #rt::view::output(#first.shape()[0], &Self::OUTPUT);
                 self.forward_flat(#(#rt::view::flat(&#args),)* #rt::view::flat_mut(&mut out))?;

@@ -127,6 +127,34 @@ impl Module<'_> {
             .collect()
     }
 
+    /// The ndarray-view form of the inputs: the generics `<D0: Dimension,
+    /// ...>`, the parameters `a: ArrayView<f32, D0>, ...`, and the checks
+    /// that turn each view into samples of its input's shape.
+    pub fn view_inputs(&self) -> (TokenStream, Vec<TokenStream>, Vec<TokenStream>) {
+        let rt = self.rt;
+        let dims: Vec<Ident> = (0..self.inputs.len()).map(|k| format_ident!("D{k}")).collect();
+        let generics = quote!(<#(#dims: #rt::view::ndarray::Dimension),*>);
+        let params = self
+            .inputs
+            .iter()
+            .zip(&dims)
+            .map(|(i, d)| {
+                let arg = &i.arg;
+                quote!(#arg: #rt::view::ndarray::ArrayView<'_, f32, #d>)
+            })
+            .collect();
+        let checks = self
+            .inputs
+            .iter()
+            .map(|i| {
+                let (arg, name) = (&i.arg, &i.name);
+                let shape = self.p().tensor(i.tensor).shape.iter().map(|&d| names::lit(d));
+                quote!(let #arg = #rt::view::samples(&#arg, &[#(#shape),*], #name)?;)
+            })
+            .collect();
+        (generics, params, checks)
+    }
+
     /// Checks every input's length and returns the batch (`let n = ...;`).
     pub fn batch_of(&self) -> TokenStream {
         let lens = self.inputs.iter().map(|i| {

@@ -2,11 +2,12 @@
 //! accessors, and safetensors save and load.
 
 use super::names::lit;
-use super::steps::{geometry_const, geometry_const_value, geometry_type};
+use super::steps::{geometry_const_value, geometry_type};
 use super::Module;
 use crate::ir::{Graph, Optimizer};
 use crate::program::Init;
 use proc_macro2::TokenStream;
+use proc_macro2::{Ident, Span};
 use quote::quote;
 
 pub fn model(m: &Module<'_>, g: &Graph, source_name: &str) -> TokenStream {
@@ -35,8 +36,7 @@ pub fn model(m: &Module<'_>, g: &Graph, source_name: &str) -> TokenStream {
         p.learnable_count(),
         g.total_macs()
     );
-    let (consts, constructor, accessors, io) =
-        (consts(m, g), constructor(m, g), accessors(m), io(m));
+    let (consts, constructor, accessors, io) = (consts(m, g), constructor(m), accessors(m), io(m));
     quote! {
         #[doc = #doc]
         #[derive(Debug)]
@@ -88,10 +88,11 @@ fn consts(m: &Module<'_>, g: &Graph) -> TokenStream {
     } else {
         format!(" Per-sample shape of the first input, `{}`.", first.name)
     };
-    let shape_consts = s.geometries.iter().map(|(id, geo)| {
-        let (ty, name) = (geometry_type(rt, geo), geometry_const(&g.node(*id).name));
-        let (value, words) = geometry_const_value(rt, geo);
-        let doc = format!(" `{}`: {words}.", g.node(*id).name);
+    let shape_consts = s.shapes.iter().map(|shape| {
+        let ty = geometry_type(rt, &shape.geometry);
+        let name = Ident::new(&shape.name, Span::call_site());
+        let (value, words) = geometry_const_value(rt, &shape.geometry);
+        let doc = format!(" `{}`: {words}.", g.node(shape.node).name);
         quote!(#[doc = #doc] const #name: #ty = #value;)
     });
     quote! {
@@ -123,16 +124,16 @@ fn consts(m: &Module<'_>, g: &Graph) -> TokenStream {
 
 /// `new` and `with_capacity`: the parameters initialised, every buffer
 /// allocated, the runtime's scratch reserved.
-fn constructor(m: &Module<'_>, g: &Graph) -> TokenStream {
+fn constructor(m: &Module<'_>) -> TokenStream {
     let (p, s, rt, params_ty) = (m.p(), m.schedule(), m.rt, &m.params_ty);
     let stats_len = lit(p.stat_slots.iter().map(|c| 2 * c).sum());
     let caches = lit(s.caches.iter().flatten().count());
     let convs = s
-        .geometries
+        .shapes
         .iter()
-        .filter(|(_, geo)| matches!(geo, crate::program::Geometry::Conv { .. }))
-        .map(|(id, _)| {
-            let c = geometry_const(&g.node(*id).name);
+        .filter(|shape| matches!(shape.geometry, crate::program::Geometry::Conv { .. }))
+        .map(|shape| {
+            let c = Ident::new(&shape.name, Span::call_site());
             quote!(&#rt::conv::Conv2d { n: capacity, ..Self::#c })
         });
     let (arena, argmax) = (lit(s.arena_per_sample), lit(s.argmax_per_sample));

@@ -55,18 +55,12 @@ const RESERVED: &[&str] = &[
 /// output `conv1` is `conv1_out`, its gradient `conv1.grad` is
 /// `conv1_grad`, a network input keeps its name.
 pub fn view_name(tensor: &str, is_input: bool) -> Ident {
-    let mut s: String = tensor
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' })
-        .collect();
+    let mut s = field(tensor).to_string();
     let made_by_lowering = ["grad", "grad_part", "grad_unused", "scale"]
         .iter()
         .any(|suffix| tensor.rsplit('.').next() == Some(suffix) && tensor.contains('.'));
     if !is_input && !made_by_lowering {
         s.push_str("_out");
-    }
-    if s.starts_with(|c: char| c.is_ascii_digit()) {
-        s.insert(0, '_');
     }
     if RESERVED.contains(&s.as_str()) || syn::parse_str::<Ident>(&s).is_err() {
         s.push_str("_in");

@@ -32,8 +32,9 @@ pub struct Schedule {
     /// The index of each inference step's prepared-weights cache, if it
     /// keeps one.
     pub caches: Vec<Option<usize>>,
-    /// The shape of each layer that has one, the same in every pass.
-    pub geometries: Vec<(NodeId, Geometry)>,
+    /// Each distinct kernel shape of a layer, with the name of the
+    /// constant that holds it.
+    pub shapes: Vec<LayerShape>,
     /// What each pass's function takes.
     pub infer_uses: Uses,
     pub forward_uses: Uses,
@@ -122,7 +123,7 @@ pub fn schedule(g: &Graph, p: &Program) -> Schedule {
         argmax_per_sample: p.argmax_slots.iter().sum(),
         shards: shards(g, p, &forward_uses),
         caches: infer_caches(p),
-        geometries: geometries(p),
+        shapes: shapes(g, p),
         train,
         infer,
         fused_sgd,
@@ -170,21 +171,39 @@ fn infer_caches(p: &Program) -> Vec<Option<usize>> {
         .collect()
 }
 
-/// Each layer's shape, where every step of the layer uses the same one.
-fn geometries(p: &Program) -> Vec<(NodeId, Geometry)> {
-    let mut out: Vec<(NodeId, Geometry)> = Vec::new();
-    let mut mixed: Vec<NodeId> = Vec::new();
+/// A kernel shape of a layer, kept in a constant of the generated model.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LayerShape {
+    pub node: NodeId,
+    pub geometry: Geometry,
+    /// `layer1.0.conv1` → `LAYER1_0_CONV1_SHAPE` (then `_2`, ... should a
+    /// layer's steps ever differ in shape).
+    pub name: String,
+}
+
+impl Schedule {
+    /// The constant holding `g` for `node`'s steps.
+    pub fn shape(&self, node: NodeId, g: &Geometry) -> &LayerShape {
+        let found = self.shapes.iter().find(|s| s.node == node && s.geometry == *g);
+        found.unwrap_or_else(|| unreachable!("the schedule names every step's shape"))
+    }
+}
+
+fn shapes(g: &Graph, p: &Program) -> Vec<LayerShape> {
+    let mut out: Vec<LayerShape> = Vec::new();
     for s in p.infer_forward.iter().chain(&p.train_forward).chain(&p.backward) {
         for a in &s.args {
-            let Arg::Shape(g) = a else { continue };
-            match out.iter().find(|(id, _)| *id == s.node) {
-                None => out.push((s.node, *g)),
-                Some((_, known)) if known != g => mixed.push(s.node),
-                Some(_) => {}
+            let Arg::Shape(geometry) = a else { continue };
+            if out.iter().any(|l| l.node == s.node && l.geometry == *geometry) {
+                continue;
             }
+            let field = super::names::field(&g.node(s.node).name).to_string();
+            let base = format!("{}_SHAPE", field.to_uppercase());
+            let k = out.iter().filter(|l| l.node == s.node).count();
+            let name = if k == 0 { base } else { format!("{base}_{}", k + 1) };
+            out.push(LayerShape { node: s.node, geometry: *geometry, name });
         }
     }
-    out.retain(|(id, _)| !mixed.contains(id));
     out
 }
 
@@ -214,7 +233,8 @@ mod tests {
         let names: Vec<&str> = s.fused_sgd.iter().map(|&q| p.param(q).name.as_str()).collect();
         assert_eq!(names, ["logits.weight", "fc1.weight"]);
         assert_eq!(s.caches.iter().flatten().count(), 2);
-        assert_eq!(s.geometries.len(), 5, "two convs, a pool and two dense layers");
+        assert_eq!(s.shapes.len(), 5, "two convs, a pool and two dense layers");
+        assert_eq!(s.shapes[0].name, "CONV1_SHAPE");
         assert!(s.forward_uses.argmax && !s.forward_uses.stats && !s.forward_uses.seed);
     }
 

@@ -4,7 +4,7 @@
 
 use super::names::{field, lit, view_name, COMMENT_MARKER};
 use super::schedule::Schedule;
-use crate::ir::Graph;
+use crate::ir::{Graph, NodeId};
 use crate::program::passes::MemoryPlan;
 use crate::program::{Access, Act, Arg, Geometry, Program, Step, TensorId};
 use proc_macro2::{Ident, Literal, Span, TokenStream};
@@ -85,7 +85,7 @@ impl Printer<'_> {
             .then(|| s.grads().into_iter().find(|q| self.schedule.fused_sgd.contains(q)))
             .flatten();
         let args: Vec<TokenStream> =
-            s.args.iter().map(|a| self.arg(seq, index, a, &view)).collect();
+            s.args.iter().map(|a| self.arg(s.node, index, a, &view)).collect();
         let kernel = Ident::new(s.kernel, Span::call_site());
         let call = match fused {
             None => quote!(#rt::nn::#kernel(#(#args),*)?;),
@@ -127,9 +127,10 @@ impl Printer<'_> {
         }
     }
 
+    /// One argument of step `index` of its sequence, of layer `node`.
     fn arg(
         &self,
-        seq: Sequence,
+        node: NodeId,
         index: usize,
         a: &Arg,
         view: &impl Fn(TensorId) -> TokenStream,
@@ -184,7 +185,10 @@ impl Printer<'_> {
                 quote!(#v)
             }
             Arg::Act(act) => activation(rt, act),
-            Arg::Shape(g) => self.shape(index, seq, g),
+            Arg::Shape(g) => {
+                let name = Ident::new(&self.schedule.shape(node, g).name, Span::call_site());
+                quote!(&#rt::pass::batch(Self::#name, n))
+            }
             Arg::Parts { parts, write } => {
                 let items = parts.iter().map(|&(t, c, _)| {
                     let (v, c) = (view(t), lit(c));
@@ -198,7 +202,7 @@ impl Printer<'_> {
             }
             Arg::Optional(None) | Arg::ReluMask(None) | Arg::Through(None) => quote!(None),
             Arg::Optional(Some(inner)) => {
-                let inner = self.arg(seq, index, inner, view);
+                let inner = self.arg(node, index, inner, view);
                 quote!(Some(#inner))
             }
             Arg::ReluMask(Some(y)) => {
@@ -214,26 +218,6 @@ impl Printer<'_> {
                 let i = self.schedule.caches.get(index).copied().flatten();
                 let i = lit(i.unwrap_or_else(|| unreachable!("the schedule numbers every cache")));
                 quote!(&mut forward_caches[#i])
-            }
-        }
-    }
-
-    /// A kernel's shape: the layer's constant with the batch `n`.
-    fn shape(&self, index: usize, seq: Sequence, g: &Geometry) -> TokenStream {
-        let steps = match seq {
-            Sequence::Infer => &self.p.infer_forward,
-            Sequence::TrainForward => &self.p.train_forward,
-            Sequence::Backward => &self.p.backward,
-        };
-        let node = steps[index].node;
-        match self.schedule.geometries.iter().find(|(id, _)| *id == node) {
-            Some((_, known)) if known == g => {
-                let (rt, name) = (self.rt, geometry_const(&self.g.node(node).name));
-                quote!(&#rt::pass::batch(Self::#name, n))
-            }
-            _ => {
-                let literal = geometry(self.rt, g);
-                quote!(&#literal)
             }
         }
     }
@@ -304,12 +288,6 @@ pub fn geometry_type(rt: &syn::Path, g: &Geometry) -> TokenStream {
     }
 }
 
-/// The constant of a layer's shape: `layer1.0.conv1` → `LAYER1_0_CONV1`.
-pub fn geometry_const(layer: &str) -> Ident {
-    let name = field(layer).to_string().to_uppercase();
-    Ident::new(&format!("{}_SHAPE", name.trim_start_matches('_')), Span::call_site())
-}
-
 /// A layer's shape as a constant of batch 0, through the runtime's one-line
 /// constructors, with a doc line that says it in words.
 pub fn geometry_const_value(rt: &syn::Path, g: &Geometry) -> (TokenStream, String) {
@@ -349,38 +327,6 @@ pub fn geometry_const_value(rt: &syn::Path, g: &Geometry) -> (TokenStream, Strin
             let [e, m] = [eps, momentum].map(f32_lit);
             let words = format!("{c} channels of {inner}, eps {eps:e}, momentum {momentum}");
             (quote!(#rt::pass::batch_norm(#c_l, #inner_l, #e, #m)), words)
-        }
-    }
-}
-
-/// The shape as a literal, with the batch `n` in scope: for a layer whose
-/// steps do not share one shape.
-pub fn geometry(rt: &syn::Path, g: &Geometry) -> TokenStream {
-    let n = quote!(n);
-    match *g {
-        Geometry::Conv { win: w, o, groups } => {
-            let [c, h, wd, kh, kw, sh, sw, ph, pw, dh, dw, o, groups] =
-                [w.c, w.h, w.w, w.kh, w.kw, w.sh, w.sw, w.ph, w.pw, w.dh, w.dw, o, groups].map(lit);
-            quote!(#rt::conv::Conv2d { #n, c: #c, h: #h, w: #wd, o: #o, kh: #kh, kw: #kw, sh: #sh, sw: #sw, ph: #ph, pw: #pw, dh: #dh, dw: #dw, groups: #groups })
-        }
-        Geometry::Pool(w) => {
-            let [c, h, wd, kh, kw, sh, sw, ph, pw] =
-                [w.c, w.h, w.w, w.kh, w.kw, w.sh, w.sw, w.ph, w.pw].map(lit);
-            quote!(#rt::pool::Pool2d { #n, c: #c, h: #h, w: #wd, kh: #kh, kw: #kw, sh: #sh, sw: #sw, ph: #ph, pw: #pw })
-        }
-        Geometry::Dense { input, output } => {
-            let (input, output) = (lit(input), lit(output));
-            quote!(#rt::dense::Dense { #n, input: #input, output: #output })
-        }
-        Geometry::Lrn { c, inner, size, alpha, beta, k } => {
-            let [c, inner, size] = [c, inner, size].map(lit);
-            let [alpha, beta, k] = [alpha, beta, k].map(|v| Literal::f32_suffixed(v as f32));
-            quote!(#rt::norm::Lrn { #n, c: #c, h: #inner, w: 1, size: #size, alpha: #alpha, beta: #beta, k: #k })
-        }
-        Geometry::BatchNorm { c, inner, eps, momentum } => {
-            let [c, inner] = [c, inner].map(lit);
-            let [eps, momentum] = [eps, momentum].map(|v| Literal::f32_suffixed(v as f32));
-            quote!(#rt::norm::BatchNorm { #n, c: #c, h: #inner, w: 1, eps: #eps, momentum: #momentum })
         }
     }
 }

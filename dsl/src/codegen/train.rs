@@ -205,7 +205,7 @@ fn update_methods(m: &Module<'_>, t: &Targets) -> TokenStream {
 
 /// `train_step` on sample arrays and on ndarray views.
 fn step_methods(m: &Module<'_>, t: &Targets) -> TokenStream {
-    let (p, s, rt) = (m.p(), m.schedule(), m.rt);
+    let (s, rt) = (m.schedule(), m.rt);
     let (tp, tty, tflat) = (&t.param, &t.ty, &t.flat);
     let (samples, args, flattened) = (m.sample_params(), m.args(), m.flattened());
     let shard_doc = s.shards.then(|| {
@@ -228,19 +228,8 @@ fn step_methods(m: &Module<'_>, t: &Targets) -> TokenStream {
     };
     let try_sharded_nested = try_sharded(flattened.clone());
     let try_sharded_flat = try_sharded(args.iter().map(|a| quote!(#a)).collect());
-    let views = m.inputs.iter().map(|i| {
-        let (arg, name) = (&i.arg, &i.name);
-        let dims = p.tensor(i.tensor).shape.iter().map(|&d| lit(d));
-        quote! {
-            let #arg = #rt::view::samples(&#arg, &[#(#dims),*], #name)?;
-            let #arg = #rt::view::flat(&#arg);
-        }
-    });
-    let view_tys: Vec<_> = (0..m.inputs.len()).map(|k| quote::format_ident!("D{k}")).collect();
-    let view_params = m.inputs.iter().zip(&view_tys).map(|(i, d)| {
-        let arg = &i.arg;
-        quote!(#arg: #rt::view::ndarray::ArrayView<'_, f32, #d>)
-    });
+    let (view_generics, view_params, checks) = m.view_inputs();
+    let flat_views = m.args().into_iter().map(|arg| quote!(let #arg = #rt::view::flat(&#arg);));
     quote! {
         /// One step of training: forward, loss, backward and update.
         /// Returns the mean loss of the batch.
@@ -264,8 +253,9 @@ fn step_methods(m: &Module<'_>, t: &Targets) -> TokenStream {
         /// [`Self::train_step`] on ndarray views of shape `[n, INPUT...]`
         /// in any memory layout (one that is not row-major and
         /// contiguous is copied first).
-        pub fn train_step_view<#(#view_tys: #rt::view::ndarray::Dimension),*>(&mut self, #(#view_params,)* #tp: #tty, opt: &#rt::nn::Optimizer) -> Result<f32, #rt::Error> {
-            #(#views)*
+        pub fn train_step_view #view_generics (&mut self, #(#view_params,)* #tp: #tty, opt: &#rt::nn::Optimizer) -> Result<f32, #rt::Error> {
+            #(#checks)*
+            #(#flat_views)*
             #rt::nn::awake(move || {
                 #try_sharded_flat
                 self.forward_train_flat(#(#args),*)?;

@@ -18,6 +18,12 @@ pub fn lower(g: &Graph) -> Program {
     let mut tensor_of: Vec<Option<TensorId>> = vec![None; g.nodes.len()];
     let mut fused = vec![false; g.nodes.len()];
     let mut dropout_layers = 0;
+    let mut consumers: Vec<Vec<usize>> = vec![Vec::new(); g.nodes.len()];
+    for (i, node) in g.nodes.iter().enumerate() {
+        for input in &node.inputs {
+            consumers[input.0].push(i);
+        }
+    }
     for (i, node) in g.nodes.iter().enumerate() {
         if fused[i] {
             continue;
@@ -32,7 +38,7 @@ pub fn lower(g: &Graph) -> Program {
             tensor_of[i] = Some(xs[0]);
             continue;
         }
-        let (out_node, act) = match fusable_consumer(g, id, &xs) {
+        let (out_node, act) = match fusable_consumer(g, id, &xs, &consumers[i]) {
             Some((a, act)) => {
                 fused[a.0] = true;
                 (a, act)
@@ -120,14 +126,17 @@ fn new_tensor(p: &mut Program, name: String, shape: &[usize]) -> TensorId {
 /// activations, its only consumer is one, and `id` is neither the output
 /// nor the loss input. An activation whose derivative needs its input is
 /// fused only where no backward pass reads it: a network without a loss.
-fn fusable_consumer(g: &Graph, id: NodeId, xs: &[TensorId]) -> Option<(NodeId, Act)> {
+fn fusable_consumer(
+    g: &Graph,
+    id: NodeId,
+    xs: &[TensorId],
+    consumers: &[usize],
+) -> Option<(NodeId, Act)> {
     if !g.node(id).op.absorbs_activation(xs.len()) {
         return None;
     }
     let special = id == g.output || g.loss.as_ref().is_some_and(|l| l.input == id);
-    let consumers: Vec<usize> =
-        (0..g.nodes.len()).filter(|&i| g.nodes[i].inputs.contains(&id)).collect();
-    match consumers.as_slice() {
+    match consumers {
         [only] if !special => {
             let act = g.nodes[*only].op.activation()?;
             let kept = act.derivative_needs_input() && g.loss.is_some();

@@ -46,7 +46,7 @@ pub fn plan_memory(
     };
     for (i, s) in steps.iter().enumerate() {
         let at = i + 1;
-        for t in s.reads().into_iter().chain(s.writes()) {
+        for (t, _) in s.tensors() {
             touch(t, at);
         }
     }

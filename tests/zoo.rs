@@ -77,43 +77,45 @@ fn layer_names_follow_state_dict_style() {
     assert_eq!(unique.len(), names.len(), "layer names are unique");
 }
 
-/// ResNet-18's parameters and buffers have exactly torchvision's
-/// `state_dict` names and shapes (less the `num_batches_tracked` counters),
-/// so its weights load as they are.
+/// Zoo files that follow a torchvision model, by name; each has the
+/// model's `state_dict` layout in `tests/torchvision/` (written by
+/// `bench/peers/state_dicts.py`).
+const TORCHVISION: &[&str] = &["resnet18", "resnet50", "densenet121"];
+
+/// Each model's parameters and buffers have exactly torchvision's
+/// `state_dict` names and shapes, less the batch-norm `num_batches_tracked`
+/// counters, so its weights load as they are; and its learnable parameters
+/// add up to torchvision's count.
 #[test]
-fn resnet18_state_dict_matches_torchvision() {
-    let g = check("resnet18");
-    let p = netc_dsl::program::lower(&g);
-    let ours: Vec<(String, Vec<usize>)> =
-        p.params.iter().map(|q| (q.name.clone(), q.shape.clone())).collect();
-    let bn = |name: &str, c: usize| -> Vec<(String, Vec<usize>)> {
-        ["weight", "bias", "running_mean", "running_var"]
-            .iter()
-            .map(|s| (format!("{name}.{s}"), vec![c]))
-            .collect()
-    };
-    let mut want = vec![("conv1.weight".to_string(), vec![64, 3, 7, 7])];
-    want.extend(bn("bn1", 64));
-    let mut c_in = 64;
-    for (l, c) in [(1, 64), (2, 128), (3, 256), (4, 512)] {
-        for b in 0..2 {
-            let p = format!("layer{l}.{b}");
-            let first_in = if b == 0 { c_in } else { c };
-            want.push((format!("{p}.conv1.weight"), vec![c, first_in, 3, 3]));
-            want.extend(bn(&format!("{p}.bn1"), c));
-            want.push((format!("{p}.conv2.weight"), vec![c, c, 3, 3]));
-            want.extend(bn(&format!("{p}.bn2"), c));
-            if b == 0 && l > 1 {
-                want.push((format!("{p}.downsample.0.weight"), vec![c, c_in, 1, 1]));
-                want.extend(bn(&format!("{p}.downsample.1"), c));
-            }
-        }
-        c_in = c;
+fn state_dicts_match_torchvision() {
+    for name in TORCHVISION {
+        let g = check(name);
+        let path = format!("{}/torchvision/{name}.txt", env!("CARGO_MANIFEST_DIR"));
+        let text = std::fs::read_to_string(&path).expect("fixture exists");
+        let mut lines = text.lines();
+        let header = lines.next().expect("header");
+        let count: usize =
+            header.split_whitespace().nth(3).and_then(|n| n.parse().ok()).expect(header);
+        assert_eq!(g.total_params(), count, "{name}: parameter count");
+
+        let mut want: Vec<(String, Vec<usize>)> = lines
+            .filter(|l| !l.contains("num_batches_tracked"))
+            .map(|l| {
+                let mut words = l.split_whitespace();
+                let key = words.next().expect("key").to_string();
+                (key, words.filter(|w| *w != "-").map(|w| w.parse().expect(l)).collect())
+            })
+            .collect();
+        let p = netc_dsl::program::lower(&g);
+        let mut ours: Vec<(String, Vec<usize>)> =
+            p.params.iter().map(|q| (q.name.clone(), q.shape.clone())).collect();
+        ours.sort();
+        want.sort();
+        let missing: Vec<_> = want.iter().filter(|w| !ours.contains(w)).collect();
+        let extra: Vec<_> = ours.iter().filter(|o| !want.contains(o)).collect();
+        assert!(
+            missing.is_empty() && extra.is_empty(),
+            "{name}: missing {missing:?}, extra {extra:?}"
+        );
     }
-    want.push(("fc.weight".to_string(), vec![1000, 512]));
-    want.push(("fc.bias".to_string(), vec![1000]));
-    let mut ours_sorted = ours.clone();
-    ours_sorted.sort();
-    want.sort();
-    assert_eq!(ours_sorted, want);
 }

@@ -40,7 +40,13 @@ macro_rules! check_model {
     };
     // Every `$stride`-th parameter tensor is checked (the interpreter runs
     // twice per coordinate, which is slow for the larger networks).
-    ($ty:ty, $file:expr, $n:expr, $coords:expr, $stride:expr) => {{
+    ($ty:ty, $file:expr, $n:expr, $coords:expr, $stride:expr) => {
+        check_model!($ty, $file, $n, $coords, $stride, 0.0)
+    };
+    // `$slack` widens each gradient's tolerance by that fraction of its
+    // tensor's largest gradient, for networks whose float32 gradients are
+    // ill-conditioned (see `resnet50_matches_the_interpreter`).
+    ($ty:ty, $file:expr, $n:expr, $coords:expr, $stride:expr, $slack:expr) => {{
         let g = graph($file);
         let mut model = <$ty>::with_capacity(7, $n);
         let mut weights = Weights::new();
@@ -81,32 +87,24 @@ macro_rules! check_model {
                 grads.push((name.to_string(), v.to_vec()));
             }
         });
-        let eps = 1e-5;
+        let loss_at = |w: &Weights, x: &[f64]| {
+            let run = interp::run(&g, w, &[x], $n, Mode::Train).expect("run");
+            interp::loss(&g, &run, $n, &labels, &[]).expect("loss")
+        };
+        let central = |name: &str, i: usize, x: &[f64]| {
+            let eps = 1e-5;
+            let mut w = weights.clone();
+            w.get_mut(name).expect("tensor")[i] += eps;
+            let plus = loss_at(&w, x);
+            w.get_mut(name).expect("tensor")[i] -= 2.0 * eps;
+            (plus - loss_at(&w, x)) / (2.0 * eps)
+        };
         for (name, grad) in grads.iter().step_by($stride) {
             let scale = grad.iter().fold(0.0f32, |m, v| m.max(v.abs())).max(1e-4);
             for k in 0..$coords.min(grad.len()) {
                 let i = (k * 7919 + 5) % grad.len();
-                let mut w = weights.clone();
-                w.get_mut(name).expect("tensor")[i] += eps;
-                let plus = interp::loss(
-                    &g,
-                    &interp::run(&g, &w, &[&x64], $n, Mode::Train).expect("run"),
-                    $n,
-                    &labels,
-                    &[],
-                )
-                .expect("loss");
-                w.get_mut(name).expect("tensor")[i] -= 2.0 * eps;
-                let minus = interp::loss(
-                    &g,
-                    &interp::run(&g, &w, &[&x64], $n, Mode::Train).expect("run"),
-                    $n,
-                    &labels,
-                    &[],
-                )
-                .expect("loss");
-                let numeric = (plus - minus) / (2.0 * eps);
-                let tol = 2e-3 * f64::from(scale) + 1e-3 * numeric.abs();
+                let numeric = central(name, i, &x64);
+                let tol = (2e-3 + $slack) * f64::from(scale) + 1e-3 * numeric.abs();
                 assert!(
                     (numeric - f64::from(grad[i])).abs() <= tol,
                     "{} {name}[{i}]: generated {}, finite difference {numeric}",
@@ -173,7 +171,7 @@ fn smooth_network_matches_the_interpreter() {
     check_model!(smooth::Smooth, "nets/smooth.net", 3, 6);
 }
 
-use netc_tests::nets::{alexnet, alexnet_nodrop, resnet18, vgg11_nodrop};
+use netc_tests::nets::{alexnet, alexnet_nodrop, densenet121, resnet18, resnet50, vgg11_nodrop};
 
 /// AlexNet's inference (LRN, overlapping max pools, dropout off) on one
 /// sample.
@@ -209,6 +207,29 @@ fn alexnet_gradients_match_finite_differences() {
 #[test]
 fn resnet18_matches_the_interpreter() {
     check_model!(resnet18::ResNet18, "../models/resnet18.net", 1, 1, 31);
+}
+
+/// ResNet-50 (torchvision's layout, 224x224, 4.1 billion multiply-adds a
+/// sample): both forwards, and one coordinate of every 53rd gradient tensor.
+///
+/// Fifty layers of batch norm at initialisation, trained on one sample, are
+/// ill-conditioned: float32 rounding moves the gradients of the early layers
+/// by several percent of the tensor's largest, up to a fifth of it in
+/// PyTorch's own float32 gradients against its float64 ones. The gradients
+/// here are held to that (a wrong sign, branch or tensor is far outside it);
+/// every op's gradient is checked tightly on the small networks, and the
+/// model's against PyTorch's in `bench/peers`.
+#[test]
+fn resnet50_matches_the_interpreter() {
+    check_model!(resnet50::ResNet50, "../models/resnet50.net", 1, 1, 53, 0.2);
+}
+
+/// DenseNet-121 (torchvision's layout, 224x224): 58 dense layers, each
+/// concatenating its input with its new channels; both forwards, and one
+/// coordinate of every 120th gradient tensor, held as ResNet-50's.
+#[test]
+fn densenet121_matches_the_interpreter() {
+    check_model!(densenet121::DenseNet121, "../models/densenet121.net", 1, 1, 120, 0.2);
 }
 
 /// VGG-11 (224x224, 7.6 billion multiply-adds a sample), with dropout left

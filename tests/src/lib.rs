@@ -80,4 +80,10 @@ pub mod nets {
     pub mod vgg11_nodrop {
         netc::include_network!("vgg11_nodrop");
     }
+    pub mod resnet50 {
+        netc::include_network!("resnet50");
+    }
+    pub mod densenet121 {
+        netc::include_network!("densenet121");
+    }
 }

@@ -92,9 +92,23 @@ class AlexNet(nn.Module):
         return self.fc3(x)
 
 
+def torchvision_model(name):
+    """A torchvision model built with `weights=None` (nothing is
+    downloaded), whose `state_dict` the zoo's `.net` file follows."""
+
+    def build():
+        import torchvision.models as tv
+
+        return getattr(tv, name)(weights=None)
+
+    return build
+
+
 ZOO = {
     "mlp": (Mlp, (784,), 128),
     "lenet5": (LeNet5, (1, 28, 28), 64),
     "resnet20": (ResNet20, (3, 32, 32), 64),
     "alexnet": (AlexNet, (3, 227, 227), 8),
+    "resnet50": (torchvision_model("resnet50"), (3, 224, 224), 8),
+    "densenet121": (torchvision_model("densenet121"), (3, 224, 224), 8),
 }

@@ -23,9 +23,11 @@ use netc::runtime::weights::WeightsFile;
 use std::path::Path;
 
 use netc_tests::nets::alexnet_nodrop;
+use netc_tests::nets::densenet121;
 use netc_tests::nets::lenet5;
 use netc_tests::nets::mlp;
 use netc_tests::nets::resnet20;
+use netc_tests::nets::resnet50;
 
 /// `max |a − b| / max |b|` over a tensor.
 fn rel_error(a: &[f32], b: &[f32]) -> f64 {
@@ -169,6 +171,8 @@ fn main() {
         "lenet5" => parity!(lenet5::LeNet5, "lenet5", dir),
         "resnet20" => parity!(resnet20::ResNet20, "resnet20", dir),
         "alexnet" => parity!(alexnet_nodrop::AlexNetNoDrop, "alexnet", dir),
+        "resnet50" => parity!(resnet50::ResNet50, "resnet50", dir),
+        "densenet121" => parity!(densenet121::DenseNet121, "densenet121", dir),
         other => {
             eprintln!("unknown model `{other}`");
             2

@@ -5,7 +5,7 @@
 //! `netc train` does.
 //!
 //! `cargo run --release -p netc-tests --example zoo_time -- [MODEL ...] [MODE/BATCH ...]`
-//! (`resnet18` and `vgg11`, at batch 8, only when named)
+//! (the 224x224 torchvision networks, at batch 8, only when named)
 //!
 //! A `MODE/BATCH` argument such as `forward/1` or `train_step/64` times only
 //! that mode, for profiling one of them.
@@ -13,10 +13,12 @@
 use std::time::{Duration, Instant};
 
 use netc_tests::nets::alexnet;
+use netc_tests::nets::densenet121;
 use netc_tests::nets::lenet5;
 use netc_tests::nets::mlp;
 use netc_tests::nets::resnet18;
 use netc_tests::nets::resnet20;
+use netc_tests::nets::resnet50;
 
 mod vgg11 {
     netc::include_network!("vgg11");
@@ -96,6 +98,12 @@ fn main() {
         }
         if named("vgg11") {
             time_model!(vgg11::Vgg11, "vgg11", 8, mode);
+        }
+        if named("resnet50") {
+            time_model!(resnet50::ResNet50, "resnet50", 8, mode);
+        }
+        if named("densenet121") {
+            time_model!(densenet121::DenseNet121, "densenet121", 8, mode);
         }
     });
 }

@@ -171,7 +171,9 @@ fn smooth_network_matches_the_interpreter() {
     check_model!(smooth::Smooth, "nets/smooth.net", 3, 6);
 }
 
-use netc_tests::nets::{alexnet, alexnet_nodrop, densenet121, resnet18, resnet50, vgg11_nodrop};
+use netc_tests::nets::{
+    alexnet, alexnet_nodrop, dense_block, densenet121, resnet18, resnet50, vgg11_nodrop,
+};
 
 /// AlexNet's inference (LRN, overlapping max pools, dropout off) on one
 /// sample.
@@ -222,6 +224,13 @@ fn resnet18_matches_the_interpreter() {
 #[test]
 fn resnet50_matches_the_interpreter() {
     check_model!(resnet50::ResNet50, "../models/resnet50.net", 1, 1, 53, 0.2);
+}
+
+/// A DenseNet-style network at small size: twenty layers that each
+/// concatenate their input with their new channels; every gradient tensor.
+#[test]
+fn dense_blocks_match_the_interpreter() {
+    check_model!(dense_block::DenseBlock, "nets/dense_block.net", 2, 3);
 }
 
 /// DenseNet-121 (torchvision's layout, 224x224): 58 dense layers, each

@@ -44,6 +44,9 @@ pub mod nets {
     pub mod dense_bn {
         netc::include_network!("dense_bn");
     }
+    pub mod dense_block {
+        netc::include_network!("dense_block");
+    }
     pub mod two_inputs {
         netc::include_network!("two_inputs");
     }

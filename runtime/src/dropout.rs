@@ -6,6 +6,11 @@
 //! As in PyTorch's `nn.Dropout`, an element is kept with probability
 //! `1 − p` and scaled by `1/(1 − p)` in training, so inference is the
 //! identity; `p = 0` is the identity and `p = 1` zeroes everything.
+//!
+//! Stochastic depth (torchvision's `StochasticDepth`) is the same with one
+//! decision per sample (`DepthMode::Row`, the decision of element `i` of
+//! the stream for sample `i`) or one for the whole batch
+//! (`DepthMode::Batch`, element 0's).
 
 use std::fmt;
 
@@ -126,5 +131,60 @@ impl Dropout {
     /// [`Dropout::backward`] overwriting the incoming gradient.
     pub fn backward_in_place(&self, key: DropoutKey, g: &mut [f32]) {
         self.apply(key, g, None);
+    }
+}
+
+/// Which elements share one keep decision of stochastic depth:
+/// torchvision's `mode`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DepthMode {
+    /// Each sample of the batch on its own, as residual networks drop
+    /// their branches per sample (EfficientNet's training).
+    Row,
+    /// The whole batch at once.
+    Batch,
+}
+
+impl Dropout {
+    /// Stochastic depth's factor for sample `sample`: `1/(1 − p)` if kept,
+    /// else 0.
+    pub fn depth_scale(&self, key: DropoutKey, mode: DepthMode, sample: usize) -> f32 {
+        let index = match mode {
+            DepthMode::Row => sample as u64,
+            DepthMode::Batch => 0,
+        };
+        if self.keeps(key, index) {
+            self.scale
+        } else {
+            0.0
+        }
+    }
+
+    /// Stochastic depth in training: `y = x · depth_scale` sample by
+    /// sample over `[n, per_sample]`; a multiply, as torchvision's
+    /// `input * noise`, so a dropped NaN stays NaN. With `dy` for `x` and
+    /// `dx` for `y` it is the backward too, the mask regenerated from
+    /// `key`.
+    pub fn depth_forward(
+        &self,
+        key: DropoutKey,
+        mode: DepthMode,
+        per_sample: usize,
+        x: &[f32],
+        y: &mut [f32],
+    ) -> Result<(), LenError> {
+        check_len("stochastic_depth", "y", y.len(), x.len())?;
+        if per_sample == 0 {
+            return Ok(());
+        }
+        check_len("stochastic_depth", "x", x.len(), x.len() / per_sample * per_sample)?;
+        for (i, (y, x)) in y.chunks_exact_mut(per_sample).zip(x.chunks_exact(per_sample)).enumerate()
+        {
+            let scale = self.depth_scale(key, mode, i);
+            for (y, &x) in y.iter_mut().zip(x) {
+                *y = x * scale;
+            }
+        }
+        Ok(())
     }
 }

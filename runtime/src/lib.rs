@@ -26,6 +26,7 @@ pub mod optim;
 mod par;
 pub mod pass;
 pub mod pool;
+pub mod prelu;
 #[allow(unsafe_code)]
 mod reduce;
 pub mod reference;

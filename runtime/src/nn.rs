@@ -6,7 +6,7 @@
 
 use crate::conv::{self, Conv2d};
 use crate::dense::{self, Dense};
-use crate::dropout::{Dropout, DropoutKey};
+use crate::dropout::{DepthMode, Dropout, DropoutKey};
 use crate::error::{check_len, Error};
 use crate::gemm::{Activation, Par};
 use crate::loss::{self, LossError};
@@ -20,6 +20,7 @@ pub use crate::act::{
     backward as activation_backward, backward_in_place as activation_backward_in_place,
 };
 pub use crate::act::{forward as activation_forward, softmax as softmax_forward, softmax_backward};
+pub use crate::act::{log_softmax as log_softmax_forward, log_softmax_backward};
 
 impl From<LossError> for Error {
     fn from(e: LossError) -> Self {
@@ -264,6 +265,107 @@ pub fn dropout_backward(
     let d = Dropout::new(p)
         .map_err(|e| Error::Weights(format!("invalid dropout probability {}", e.0)))?;
     Ok(d.backward(DropoutKey { seed, step, layer }, dy, dx)?)
+}
+
+/// Stochastic depth in training, torchvision's `mode="row"`: each sample
+/// kept, scaled by `1/(1 − p)`, or zeroed, by the mask keyed by
+/// `(seed, step, layer)` and the sample's index in the batch.
+#[allow(clippy::too_many_arguments)]
+pub fn stochastic_depth_forward(
+    p: f32,
+    seed: u64,
+    step: u64,
+    layer: u16,
+    per_sample: usize,
+    x: &[f32],
+    y: &mut [f32],
+) -> Result<(), Error> {
+    depth(p, DropoutKey { seed, step, layer }, DepthMode::Row, per_sample, x, y)
+}
+
+/// The backward of [`stochastic_depth_forward`]: the same mask on `dy`.
+#[allow(clippy::too_many_arguments)]
+pub fn stochastic_depth_backward(
+    p: f32,
+    seed: u64,
+    step: u64,
+    layer: u16,
+    per_sample: usize,
+    dy: &[f32],
+    dx: &mut [f32],
+) -> Result<(), Error> {
+    depth(p, DropoutKey { seed, step, layer }, DepthMode::Row, per_sample, dy, dx)
+}
+
+/// Stochastic depth in training, torchvision's `mode="batch"`: one
+/// decision for the whole batch.
+#[allow(clippy::too_many_arguments)]
+pub fn stochastic_depth_batch_forward(
+    p: f32,
+    seed: u64,
+    step: u64,
+    layer: u16,
+    per_sample: usize,
+    x: &[f32],
+    y: &mut [f32],
+) -> Result<(), Error> {
+    depth(p, DropoutKey { seed, step, layer }, DepthMode::Batch, per_sample, x, y)
+}
+
+/// The backward of [`stochastic_depth_batch_forward`].
+#[allow(clippy::too_many_arguments)]
+pub fn stochastic_depth_batch_backward(
+    p: f32,
+    seed: u64,
+    step: u64,
+    layer: u16,
+    per_sample: usize,
+    dy: &[f32],
+    dx: &mut [f32],
+) -> Result<(), Error> {
+    depth(p, DropoutKey { seed, step, layer }, DepthMode::Batch, per_sample, dy, dx)
+}
+
+fn depth(
+    p: f32,
+    key: DropoutKey,
+    mode: DepthMode,
+    per_sample: usize,
+    x: &[f32],
+    y: &mut [f32],
+) -> Result<(), Error> {
+    let d = Dropout::new(p).map_err(|e| {
+        Error::Weights(format!("invalid stochastic depth probability {}", e.0))
+    })?;
+    Ok(d.depth_forward(key, mode, per_sample, x, y)?)
+}
+
+/// PReLU over `[n, c, hw]` with `weight` its `c` slopes.
+pub fn prelu_forward(
+    n: usize,
+    c: usize,
+    hw: usize,
+    weight: &[f32],
+    x: &[f32],
+    y: &mut [f32],
+) -> Result<(), Error> {
+    Ok(crate::prelu::prelu_forward(n, c, hw, weight, x, y)?)
+}
+
+/// PReLU's backward: `dx` (unless `None`) and the slopes' gradient, both
+/// overwritten.
+#[allow(clippy::too_many_arguments)]
+pub fn prelu_backward(
+    n: usize,
+    c: usize,
+    hw: usize,
+    x: &[f32],
+    weight: &[f32],
+    dy: &[f32],
+    dx: Option<&mut [f32]>,
+    dweight: &mut [f32],
+) -> Result<(), Error> {
+    Ok(crate::prelu::prelu_backward(n, c, hw, x, weight, dy, dx, dweight)?)
 }
 
 pub fn lrn_forward(l: &Lrn, x: &[f32], y: &mut [f32], scale: &mut [f32]) -> Result<(), Error> {

@@ -1,4 +1,5 @@
-//! Gated activations `f(x) = x·g(x)` (GELU, its tanh form, SiLU): forward,
+//! Gated activations `f(x) = x·g(x)` (GELU, its tanh form, SiLU,
+//! hardswish): forward,
 //! and backward from the INPUT, vectorised for each instruction set.
 //!
 //! Their derivative `f'(x) = g(x) + x·g'(x)` is a function of `x`, not of
@@ -20,6 +21,7 @@
 //! implementing `Gate` beside the others, its arm in `per_gate!`, and its
 //! formulas in `reference/act.rs`.
 
+use super::math::exp;
 use crate::error::{check_len, LenError};
 use crate::isa::Isa;
 
@@ -32,6 +34,8 @@ pub enum Gated {
     GeluTanh,
     /// `silu` (swish): `x·σ(x)`.
     Silu,
+    /// `hardswish`: `x·min(max(x + 3, 0), 6)/6`.
+    HardSwish,
 }
 
 /// The arithmetic of one gated activation on one element. Implemented by
@@ -63,6 +67,10 @@ macro_rules! per_gate {
                 type $G = $crate::act::gated::SiluGate;
                 $body
             }
+            $crate::act::Gated::HardSwish => {
+                type $G = $crate::act::gated::HardSwishGate;
+                $body
+            }
         }
     };
 }
@@ -80,42 +88,6 @@ impl Gated {
     #[inline(always)]
     pub fn derivative(self, x: f32) -> f32 {
         per_gate!(self, |G| G::derivative(x))
-    }
-}
-
-/// `e^x` for `x ≤ 88`; 0 where the result would be subnormal
-/// (`x < −87.33`), NaN for NaN.
-///
-/// Cephes' `expf`: `x = n·ln2 + r` with `|r| ≤ ln2/2` (ln 2 in two parts,
-/// so `r` is exact), a degree-7 polynomial for `e^r`, and `2^n` built in
-/// the exponent bits. `n` is rounded by adding 1.5·2²³, which leaves it in
-/// the low mantissa bits; a saturating `as i32` would cost more per lane.
-#[inline(always)]
-fn exp(x: f32) -> f32 {
-    const LO: f32 = -87.33;
-    const ROUND: f32 = 12_582_912.0;
-    const LN2_HI: f32 = 0.693_359_4;
-    const LN2_LO: f32 = -2.121_944_4e-4;
-    // A comparison rather than `max`, which would turn NaN into LO.
-    let xc = if x < LO { LO } else { x };
-    let k = xc * std::f32::consts::LOG2_E + ROUND;
-    let n = k - ROUND;
-    let r = (xc - n * LN2_HI) - n * LN2_LO;
-    let p = 1.987_569_1e-4;
-    let p = p * r + 1.398_199_9e-3;
-    let p = p * r + 8.333_452e-3;
-    let p = p * r + 4.166_579_6e-2;
-    let p = p * r + 1.666_666_5e-1;
-    let p = p * r + 0.5;
-    let er = p * (r * r) + r + 1.0;
-    // `n` sits in k's low mantissa bits; wrapping, so that the garbage a NaN
-    // leaves there cannot trip the overflow checks of a debug build.
-    let n_bits = k.to_bits().wrapping_sub(ROUND.to_bits()) as i32;
-    let scale = f32::from_bits((n_bits.wrapping_add(127) as u32) << 23);
-    if x < LO {
-        0.0
-    } else {
-        er * scale
     }
 }
 
@@ -232,6 +204,43 @@ impl Gate for SiluGate {
     fn derivative(x: f32) -> f32 {
         let (s, ss) = sigmoid_parts(exp(-x.abs()), x < 0.0);
         s + x * ss
+    }
+}
+
+/// [`Gated::HardSwish`]: `g = hardsigmoid`, so `f' = g + x/6` on
+/// `(−3, 3)`, `x/3 + 1/2`. The bounds follow PyTorch's
+/// `hardswish_backward`: 0 below −3, `x/3 + 1/2` on `[−3, 3]` (so −1/2 at
+/// −3 and 3/2 at 3, the one-sided slopes of neither side), 1 above 3.
+#[derive(Debug)]
+pub(crate) struct HardSwishGate;
+
+impl Gate for HardSwishGate {
+    const WHICH: Gated = Gated::HardSwish;
+
+    /// `(x · relu6(x + 3)) / 6`, in PyTorch's order of operations.
+    #[inline(always)]
+    fn forward(x: f32) -> f32 {
+        let r = x + 3.0;
+        let relu6 = if r < 0.0 {
+            0.0
+        } else if r > 6.0 {
+            6.0
+        } else {
+            r
+        };
+        x * relu6 / 6.0
+    }
+
+    #[inline(always)]
+    fn derivative(x: f32) -> f32 {
+        let middle = x / 3.0 + 0.5;
+        if x < -3.0 {
+            0.0
+        } else if x > 3.0 {
+            1.0
+        } else {
+            middle
+        }
     }
 }
 

@@ -4,11 +4,12 @@
 //! output is what the forward pass leaves in memory anyway (and in-place
 //! forwards destroy the input), and for every activation here but the
 //! gated ones ([`gated`]) the derivative is a function of `y`. Those
-//! (GELU, SiLU) have their backward from the input only, and the
+//! (GELU, SiLU, hardswish) have their backward from the input only, and the
 //! output-based entry points refuse them with [`Error::NeedsInput`]; the
 //! `*_from_input` ones serve every activation. ReLU and leaky ReLU follow
 //! PyTorch at 0: the gradient there is that of the negative side (`0`,
-//! `slope`).
+//! `slope`), and so do ELU (`alpha`), hardtanh and hardsigmoid (0 at
+//! their bounds).
 //!
 //! Shapes are flat buffers plus explicit dimensions; every kernel checks
 //! lengths before touching memory and returns a [`LenError`] naming the
@@ -17,6 +18,7 @@
 // Its vectorised kernels call functions compiled for AVX2 and AVX-512.
 #[allow(unsafe_code)]
 pub mod gated;
+mod math;
 
 use crate::error::{check_len, Error, LenError};
 pub use crate::gemm::Activation;
@@ -64,6 +66,39 @@ pub fn sigmoid_scalar(x: f32) -> f32 {
     }
 }
 
+/// `x` clamped to `[min, max]`, passing NaN through as PyTorch's
+/// `hardtanh` does.
+#[inline(always)]
+pub fn hardtanh_scalar(min: f32, max: f32, x: f32) -> f32 {
+    if x < min {
+        min
+    } else if x > max {
+        max
+    } else {
+        x
+    }
+}
+
+/// `min(max(x + 3, 0), 6) / 6`, PyTorch's `hardsigmoid` to the bit.
+#[inline(always)]
+pub fn hardsigmoid_scalar(x: f32) -> f32 {
+    hardtanh_scalar(0.0, 6.0, x + 3.0) / 6.0
+}
+
+/// `x` if `x > 0`, else `alpha·(eˣ − 1)`, with an `eˣ − 1` that keeps its
+/// digits near 0 and vectorises. The exponential's argument is clamped to
+/// the negative side, whose result is the one kept.
+#[inline(always)]
+pub fn elu_scalar(alpha: f32, x: f32) -> f32 {
+    let negative_side = if x > 0.0 { 0.0 } else { x };
+    let e = alpha * math::expm1(negative_side);
+    if x > 0.0 {
+        x
+    } else {
+        e
+    }
+}
+
 /// `act(x)` for one element.
 #[inline(always)]
 pub fn activate(act: Activation, x: f32) -> f32 {
@@ -73,6 +108,9 @@ pub fn activate(act: Activation, x: f32) -> f32 {
         Activation::LeakyRelu(slope) => leaky_relu_scalar(slope, x),
         Activation::Sigmoid => sigmoid_scalar(x),
         Activation::Tanh => x.tanh(),
+        Activation::HardTanh(min, max) => hardtanh_scalar(min, max, x),
+        Activation::HardSigmoid => hardsigmoid_scalar(x),
+        Activation::Elu(alpha) => elu_scalar(alpha, x),
         Activation::Gated(g) => g.forward(x),
     }
 }
@@ -105,6 +143,18 @@ pub fn derivative_from_output(act: Activation, y: f32) -> f32 {
         }
         Activation::Sigmoid => y * (1.0 - y),
         Activation::Tanh => 1.0 - y * y,
+        // `y` is strictly inside `(min, max)` exactly where `x` is.
+        Activation::HardTanh(min, max) => inside(min, max, y, 1.0),
+        // Likewise but at x = 3 − 2⁻²², whose x + 3 rounds to 6: PyTorch's
+        // forward gives 1 there too, but its gradient 1/6 where this is 0.
+        Activation::HardSigmoid => inside(0.0, 1.0, y, 1.0 / 6.0),
+        Activation::Elu(alpha) => {
+            if y > 0.0 {
+                1.0
+            } else {
+                y + alpha
+            }
+        }
         Activation::Gated(_) => f32::NAN,
     }
 }
@@ -137,7 +187,29 @@ pub fn derivative_from_input(act: Activation, x: f32) -> f32 {
             let t = x.tanh();
             1.0 - t * t
         }
+        Activation::HardTanh(min, max) => inside(min, max, x, 1.0),
+        Activation::HardSigmoid => inside(-3.0, 3.0, x, 1.0 / 6.0),
+        Activation::Elu(alpha) => {
+            let negative_side = if x > 0.0 { 0.0 } else { x };
+            let e = alpha * math::exp(negative_side);
+            if x > 0.0 {
+                1.0
+            } else {
+                e
+            }
+        }
         Activation::Gated(g) => g.derivative(x),
+    }
+}
+
+/// `slope` strictly inside `(lo, hi)`, else 0: PyTorch's `hardtanh` and
+/// `hardsigmoid` backwards, which pass no gradient at the bounds.
+#[inline(always)]
+fn inside(lo: f32, hi: f32, v: f32, slope: f32) -> f32 {
+    if v > lo && v < hi {
+        slope
+    } else {
+        0.0
     }
 }
 
@@ -179,6 +251,18 @@ macro_rules! per_activation {
             }
             A::Tanh => {
                 let $f = |v: f32| $fun(A::Tanh, v);
+                $body
+            }
+            A::HardTanh(min, max) => {
+                let $f = move |v: f32| $fun(A::HardTanh(min, max), v);
+                $body
+            }
+            A::HardSigmoid => {
+                let $f = |v: f32| $fun(A::HardSigmoid, v);
+                $body
+            }
+            A::Elu(alpha) => {
+                let $f = move |v: f32| $fun(A::Elu(alpha), v);
                 $body
             }
             A::Gated(g) => $crate::act::gated::per_gate!(g, |G| {
@@ -465,6 +549,121 @@ pub fn softmax_backward(
             let dot: f32 = fibre().map(|i| dy[i] * y[i]).sum();
             for i in fibre() {
                 dx[i] = y[i] * (dy[i] - dot);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Log-softmax over the channel axis of `[n, c, hw]` (PyTorch's
+/// `log_softmax(x, dim=1)`): `y_c = (x_c − m) − ln Σ_k e^(x_k − m)` with
+/// `m` the fibre's maximum, so no exponential overflows and the largest
+/// logit's term is exactly 1, keeping the logarithm's argument in
+/// `[1, c]`: no `ln 0` for logits far below the maximum, whose `y` is then
+/// their exact distance below it.
+pub fn log_softmax(
+    n: usize,
+    c: usize,
+    hw: usize,
+    x: &[f32],
+    y: &mut [f32],
+) -> Result<(), LenError> {
+    let len = numel(&[n, c, hw]);
+    check_len("log_softmax", "x", x.len(), len)?;
+    check_len("log_softmax", "y", y.len(), len)?;
+    if c == 0 || hw == 0 {
+        return Ok(());
+    }
+    let stride = c * hw;
+    for (x, y) in x.chunks_exact(stride).zip(y.chunks_exact_mut(stride)) {
+        if hw == 1 {
+            log_softmax_row(x, y);
+            continue;
+        }
+        for s in 0..hw {
+            let fibre = || (s..stride).step_by(hw);
+            let max = fibre().map(|i| x[i]).fold(f32::NEG_INFINITY, f32::max);
+            let sum: f32 = fibre().map(|i| math::exp(x[i] - max)).sum();
+            let log_sum = sum.ln();
+            for i in fibre() {
+                y[i] = (x[i] - max) - log_sum;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// [`log_softmax`] of one contiguous row (`hw = 1`, logits): the maximum
+/// and the sum over lanes of eight running side by side, and the
+/// exponential the vectorisable one, so that every loop vectorises.
+fn log_softmax_row(x: &[f32], y: &mut [f32]) {
+    const LANES: usize = 8;
+    let mut lanes = [f32::NEG_INFINITY; LANES];
+    let (whole, tail) = x.as_chunks::<LANES>();
+    for chunk in whole {
+        for (m, &v) in lanes.iter_mut().zip(chunk) {
+            *m = if v > *m || v.is_nan() { v } else { *m };
+        }
+    }
+    let max = tail.iter().chain(&lanes).fold(f32::NEG_INFINITY, |m, &v| {
+        if v > m || v.is_nan() {
+            v
+        } else {
+            m
+        }
+    });
+    // The shifted logits go to `y` first, then their exponentials are
+    // summed from there.
+    for (y, &v) in y.iter_mut().zip(x) {
+        *y = v - max;
+    }
+    let mut sums = [0.0f32; LANES];
+    let (whole, tail) = y.as_chunks::<LANES>();
+    for chunk in whole {
+        for (s, &v) in sums.iter_mut().zip(chunk) {
+            *s += math::exp(v);
+        }
+    }
+    let sum = tail.iter().map(|&v| math::exp(v)).sum::<f32>() + sums.iter().sum::<f32>();
+    let log_sum = sum.ln();
+    for y in y.iter_mut() {
+        *y -= log_sum;
+    }
+}
+
+/// The log-softmax VJP from the saved output `y`:
+/// `dx_c = dy_c − e^(y_c) · Σ_k dy_k` over each channel fibre.
+pub fn log_softmax_backward(
+    n: usize,
+    c: usize,
+    hw: usize,
+    y: &[f32],
+    dy: &[f32],
+    dx: &mut [f32],
+) -> Result<(), LenError> {
+    let len = numel(&[n, c, hw]);
+    check_len("log_softmax_backward", "y", y.len(), len)?;
+    check_len("log_softmax_backward", "dy", dy.len(), len)?;
+    check_len("log_softmax_backward", "dx", dx.len(), len)?;
+    if c == 0 || hw == 0 {
+        return Ok(());
+    }
+    let stride = c * hw;
+    for ((y, dy), dx) in
+        y.chunks_exact(stride).zip(dy.chunks_exact(stride)).zip(dx.chunks_exact_mut(stride))
+    {
+        if hw == 1 {
+            let total: f32 = dy.iter().sum();
+            for ((dx, &dy), &y) in dx.iter_mut().zip(dy).zip(y) {
+                *dx = dy - math::exp(y) * total;
+            }
+            continue;
+        }
+        for s in 0..hw {
+            let fibre = || (s..stride).step_by(hw);
+            let total: f32 = fibre().map(|i| dy[i]).sum();
+            for i in fibre() {
+                dx[i] = dy[i] - math::exp(y[i]) * total;
             }
         }
     }

@@ -17,7 +17,14 @@ pub enum Activation {
     LeakyRelu(f32),
     Sigmoid,
     Tanh,
-    /// `x·g(x)`: GELU, SiLU. Their derivative needs the input, so they are
+    /// `x` clamped to `[min, max]`: PyTorch's `hardtanh(min_val, max_val)`,
+    /// and `relu6` as `HardTanh(0.0, 6.0)` (PyTorch's `relu6` is that call).
+    HardTanh(f32, f32),
+    /// `min(max(x + 3, 0), 6) / 6`.
+    HardSigmoid,
+    /// `x` if `x > 0`, else `alpha·(eˣ − 1)`.
+    Elu(f32),
+    /// `x·g(x)`: GELU, SiLU, hardswish. Their derivative needs the input, so they are
     /// fused only into inference passes ([`Activation::needs_input`]).
     Gated(Gated),
 }
@@ -43,6 +50,9 @@ impl Activation {
             Activation::LeakyRelu(slope) => crate::act::leaky_relu_scalar(slope, x),
             Activation::Sigmoid => 1.0 / (1.0 + (-x).exp()),
             Activation::Tanh => x.tanh(),
+            Activation::HardTanh(min, max) => crate::act::hardtanh_scalar(min, max, x),
+            Activation::HardSigmoid => crate::act::hardsigmoid_scalar(x),
+            Activation::Elu(alpha) => crate::act::elu_scalar(alpha, x),
             Activation::Gated(g) => g.forward(x),
         }
     }
@@ -398,6 +408,12 @@ impl<'a> Epilogue<'a> {
             Activation::Relu => row.iter_mut().for_each(|v| *v = crate::act::relu_scalar(*v)),
             Activation::LeakyRelu(slope) => {
                 row.iter_mut().for_each(|v| *v = crate::act::leaky_relu_scalar(slope, *v))
+            }
+            Activation::HardTanh(min, max) => {
+                row.iter_mut().for_each(|v| *v = crate::act::hardtanh_scalar(min, max, *v))
+            }
+            Activation::Elu(alpha) => {
+                row.iter_mut().for_each(|v| *v = crate::act::elu_scalar(alpha, *v))
             }
             Activation::Gated(g) => crate::act::gated::forward_row(g, row),
             act => row.iter_mut().for_each(|v| *v = act.apply(*v)),

@@ -202,10 +202,26 @@ fn derivative_from_output(act: Activation, y: __m512) -> __m512 {
         ),
         Activation::Sigmoid => _mm512_mul_ps(y, _mm512_sub_ps(one, y)),
         Activation::Tanh => _mm512_sub_ps(one, _mm512_mul_ps(y, y)),
+        Activation::HardTanh(min, max) => inside(y, min, max, one),
+        Activation::HardSigmoid => inside(y, 0.0, 1.0, _mm512_set1_ps(1.0 / 6.0)),
+        Activation::Elu(alpha) => _mm512_mask_mov_ps(
+            _mm512_add_ps(y, _mm512_set1_ps(alpha)),
+            _mm512_cmp_ps_mask::<_CMP_GT_OQ>(y, zero),
+            one,
+        ),
         // Refused before any kernel runs (`max_pool2d_backward_through_on`);
         // NaN, as the scalar function gives, rather than a panic.
         Activation::Gated(_) => _mm512_set1_ps(f32::NAN),
     }
+}
+
+/// `slope` in the lanes where `lo < y < hi`, else 0.
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn inside(y: __m512, lo: f32, hi: f32, slope: __m512) -> __m512 {
+    let above = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(y, _mm512_set1_ps(lo));
+    let below = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(y, _mm512_set1_ps(hi));
+    _mm512_maskz_mov_ps(above & below, slope)
 }
 
 /// The gradient of [`max_plane_2x2`] for one plane: each window's `dy`

@@ -24,6 +24,15 @@ fn activate(act: Activation, x: f64) -> f64 {
         }
         Activation::Sigmoid => 1.0 / (1.0 + (-x).exp()),
         Activation::Tanh => x.tanh(),
+        Activation::HardTanh(min, max) => x.clamp(f64::from(min), f64::from(max)),
+        Activation::HardSigmoid => (x + 3.0).clamp(0.0, 6.0) / 6.0,
+        Activation::Elu(alpha) => {
+            if x > 0.0 {
+                x
+            } else {
+                f64::from(alpha) * x.exp_m1()
+            }
+        }
         Activation::Gated(g) => gated(g, x),
     }
 }
@@ -45,6 +54,18 @@ fn derivative(act: Activation, x: f64) -> f64 {
             s * (1.0 - s)
         }
         Activation::Tanh => 1.0 - x.tanh() * x.tanh(),
+        // PyTorch passes no gradient at the bounds.
+        Activation::HardTanh(min, max) => {
+            f64::from(u8::from(f64::from(min) < x && x < f64::from(max)))
+        }
+        Activation::HardSigmoid => f64::from(u8::from(-3.0 < x && x < 3.0)) / 6.0,
+        Activation::Elu(alpha) => {
+            if x > 0.0 {
+                1.0
+            } else {
+                f64::from(alpha) * x.exp()
+            }
+        }
         Activation::Gated(g) => gated_derivative(g, x),
     }
 }
@@ -95,6 +116,7 @@ pub fn gated(g: Gated, x: f64) -> f64 {
             0.5 * x * (1.0 + u.tanh())
         }
         Gated::Silu => x / (1.0 + (-x).exp()),
+        Gated::HardSwish => x * (x + 3.0).clamp(0.0, 6.0) / 6.0,
     }
 }
 
@@ -113,6 +135,16 @@ pub fn gated_derivative(g: Gated, x: f64) -> f64 {
         Gated::Silu => {
             let s = 1.0 / (1.0 + (-x).exp());
             s * (1.0 + x * (1.0 - s))
+        }
+        // PyTorch's bounds: the middle formula on the closed [−3, 3].
+        Gated::HardSwish => {
+            if x < -3.0 {
+                0.0
+            } else if x > 3.0 {
+                1.0
+            } else {
+                x / 3.0 + 0.5
+            }
         }
     }
 }
@@ -169,6 +201,79 @@ pub fn softmax_backward(n: usize, c: usize, hw: usize, x: &[f32], dy: &[f32]) ->
         }
     }
     dx
+}
+
+/// Log-softmax over the channels of `[n, c, hw]` by the definition
+/// `x_c − ln Σ_k exp(x_k)`, the sum shifted by the max so that the oracle
+/// itself does not overflow.
+pub fn log_softmax(n: usize, c: usize, hw: usize, x: &[f32]) -> Vec<f32> {
+    let mut y = vec![0.0; n * c * hw];
+    for i in 0..n {
+        for s in 0..hw {
+            let at = |k: usize| i * c * hw + k * hw + s;
+            let max = (0..c).map(|k| f64::from(x[at(k)])).fold(f64::NEG_INFINITY, f64::max);
+            let sum: f64 = (0..c).map(|k| (f64::from(x[at(k)]) - max).exp()).sum();
+            for k in 0..c {
+                y[at(k)] = (f64::from(x[at(k)]) - max - sum.ln()) as f32;
+            }
+        }
+    }
+    y
+}
+
+/// The log-softmax VJP through its Jacobian `J_jk = δ_jk − softmax_k`.
+pub fn log_softmax_backward(n: usize, c: usize, hw: usize, x: &[f32], dy: &[f32]) -> Vec<f32> {
+    let p = softmax(n, c, hw, x);
+    let mut dx = vec![0.0; n * c * hw];
+    for i in 0..n {
+        for s in 0..hw {
+            let at = |k: usize| i * c * hw + k * hw + s;
+            for k in 0..c {
+                let pk = f64::from(p[at(k)]);
+                let sum: f64 = (0..c)
+                    .map(|j| {
+                        let jac = if j == k { 1.0 - pk } else { -pk };
+                        f64::from(dy[at(j)]) * jac
+                    })
+                    .sum();
+                dx[at(k)] = sum as f32;
+            }
+        }
+    }
+    dx
+}
+
+/// PReLU over `[n, c, hw]`: `x` where `x > 0`, else `weight[channel]·x`.
+pub fn prelu(n: usize, c: usize, hw: usize, weight: &[f32], x: &[f32]) -> Vec<f32> {
+    (0..n * c * hw)
+        .map(|i| {
+            let (v, a) = (f64::from(x[i]), f64::from(weight[(i / hw) % c]));
+            (if v > 0.0 { v } else { a * v }) as f32
+        })
+        .collect()
+}
+
+/// PReLU's `(dx, dweight)`, PyTorch's choice at 0 (the negative side).
+pub fn prelu_backward(
+    n: usize,
+    c: usize,
+    hw: usize,
+    weight: &[f32],
+    x: &[f32],
+    dy: &[f32],
+) -> (Vec<f32>, Vec<f32>) {
+    let mut dx = vec![0.0; n * c * hw];
+    let mut dweight = vec![0.0f64; c];
+    for i in 0..n * c * hw {
+        let (v, g, k) = (f64::from(x[i]), f64::from(dy[i]), (i / hw) % c);
+        if v > 0.0 {
+            dx[i] = g as f32;
+        } else {
+            dx[i] = (f64::from(weight[k]) * g) as f32;
+            dweight[k] += v * g;
+        }
+    }
+    (dx, dweight.into_iter().map(|v| v as f32).collect())
 }
 
 /// `act(x + bias[channel])` over `[n, c, hw]`.

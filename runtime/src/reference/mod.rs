@@ -4,6 +4,7 @@
 
 mod act;
 pub mod conv;
+mod dropout;
 mod gemm;
 mod loss;
 mod norm;
@@ -12,8 +13,9 @@ mod pool;
 
 pub use act::{
     activation_backward, activation_forward, bias_add_act, erf, erfc, gated, gated_derivative,
-    softmax, softmax_backward,
+    log_softmax, log_softmax_backward, prelu, prelu_backward, softmax, softmax_backward,
 };
+pub use dropout::stochastic_depth;
 pub use gemm::gemm;
 pub use loss::{mse, softmax_cross_entropy};
 pub use norm::{

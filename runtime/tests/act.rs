@@ -10,12 +10,18 @@ use netc_runtime::act::{self, Activation};
 use netc_runtime::reference;
 use proptest::prelude::*;
 
-const ACTIVATIONS: [Activation; 5] = [
+const ACTIVATIONS: [Activation; 10] = [
     Activation::Identity,
     Activation::Relu,
     Activation::LeakyRelu(0.1),
     Activation::Sigmoid,
     Activation::Tanh,
+    Activation::HardTanh(-1.0, 1.0),
+    // relu6
+    Activation::HardTanh(0.0, 6.0),
+    Activation::HardSigmoid,
+    Activation::Elu(1.0),
+    Activation::Elu(0.3),
 ];
 
 /// The activations in f64, for finite differences.
@@ -32,15 +38,25 @@ fn act64(act: Activation, x: f64) -> f64 {
         }
         Activation::Sigmoid => 1.0 / (1.0 + (-x).exp()),
         Activation::Tanh => x.tanh(),
+        Activation::HardTanh(min, max) => x.clamp(f64::from(min), f64::from(max)),
+        Activation::HardSigmoid => (x + 3.0).clamp(0.0, 6.0) / 6.0,
+        Activation::Elu(alpha) => {
+            if x > 0.0 {
+                x
+            } else {
+                f64::from(alpha) * x.exp_m1()
+            }
+        }
         Activation::Gated(g) => reference::gated(g, x),
     }
 }
 
-/// Inputs away from the kink at 0, where central differences of ReLU
+/// Inputs away from the kinks (ReLU's and ELU's at 0, hardtanh's at ±1,
+/// relu6's at 0 and 6, hardsigmoid's at ±3), where central differences
 /// straddle two slopes.
-fn away_from_zero(x: &mut [f32]) {
+fn away_from_kinks(x: &mut [f32]) {
     for x in x.iter_mut() {
-        if x.abs() < 0.05 {
+        if [0.0, -1.0, 1.0, 6.0, -3.0, 3.0].iter().any(|k| (*x - k).abs() < 0.05) {
             *x = 0.5;
         }
     }
@@ -69,7 +85,7 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
 
     #[test]
-    fn elementwise_matches_reference(len in 0usize..70, which in 0usize..5, seed in any::<u64>()) {
+    fn elementwise_matches_reference(len in 0usize..70, which in 0usize..ACTIVATIONS.len(), seed in any::<u64>()) {
         let act = ACTIVATIONS[which];
         let x = fill(len, seed, -6.0, 6.0);
         let dy = fill(len, seed + 1, -2.0, 2.0);
@@ -111,8 +127,25 @@ proptest! {
     }
 
     #[test]
+    fn log_softmax_matches_reference(
+        n in 1usize..5, c in 1usize..40, hw in 1usize..6, seed in any::<u64>(), scale in 0.1f32..60.0,
+    ) {
+        let len = n * c * hw;
+        let x = fill(len, seed, -scale, scale);
+        let dy = fill(len, seed + 1, -1.0, 1.0);
+        let mut y = vec![f32::NAN; len];
+        act::log_softmax(n, c, hw, &x, &mut y).unwrap();
+        check_close("log_softmax", &y, &reference::log_softmax(n, c, hw, &x), 1e-5, 1e-6)
+            .map_err(TestCaseError::fail)?;
+        let mut dx = vec![f32::NAN; len];
+        act::log_softmax_backward(n, c, hw, &y, &dy, &mut dx).unwrap();
+        let want = reference::log_softmax_backward(n, c, hw, &x, &dy);
+        check_close("dx", &dx, &want, 1e-5, 1e-4).map_err(TestCaseError::fail)?;
+    }
+
+    #[test]
     fn bias_add_act_matches_reference(
-        n in 1usize..4, c in 1usize..9, hw in 1usize..11, which in 0usize..5, seed in any::<u64>(),
+        n in 1usize..4, c in 1usize..9, hw in 1usize..11, which in 0usize..ACTIVATIONS.len(), seed in any::<u64>(),
     ) {
         let act = ACTIVATIONS[which];
         let len = n * c * hw;
@@ -146,7 +179,7 @@ fn elementwise_backward_matches_central_differences() {
     for (t, act) in ACTIVATIONS.into_iter().enumerate() {
         for len in [1, 7, 33] {
             let mut x = fill(len, 10 + t as u64, -3.0, 3.0);
-            away_from_zero(&mut x);
+            away_from_kinks(&mut x);
             let dy = fill(len, 20 + t as u64, -1.0, 1.0);
             let mut y = vec![0.0; len];
             act::forward(act, &x, &mut y).unwrap();
@@ -242,7 +275,7 @@ fn bias_act_backward_matches_central_differences() {
     for (t, a) in ACTIVATIONS.into_iter().enumerate() {
         let mut x = fill(len, 50 + t as u64, -2.0, 2.0);
         let bias = vec![0.0f32; c];
-        away_from_zero(&mut x);
+        away_from_kinks(&mut x);
         let dy = fill(len, 60 + t as u64, -1.0, 1.0);
         let mut y = vec![0.0; len];
         act::bias_add_act_to(n, c, hw, &x, &bias, a, &mut y).unwrap();
@@ -296,14 +329,7 @@ fn wrong_lengths_are_errors() {
 fn fused_epilogue_activation_equals_the_unfused_one() {
     let specials =
         [f32::NAN, f32::INFINITY, f32::NEG_INFINITY, -100.0, -1e-30, 0.0, -0.0, 3.5, 100.0];
-    let acts = [
-        Activation::Identity,
-        Activation::Relu,
-        Activation::LeakyRelu(0.01),
-        Activation::Sigmoid,
-        Activation::Tanh,
-    ];
-    for a in acts {
+    for a in ACTIVATIONS {
         for x in specials {
             let (fused, unfused) = (a.apply(x), act::activate(a, x));
             let same = fused == unfused
@@ -336,4 +362,112 @@ fn add_with_a_fused_activation_is_the_activation_of_the_sum() {
     let err = netc_runtime::nn::add(&[0.0; 3], &[0.0; 2], Activation::Relu, &mut [0.0; 3]);
     let msg = err.unwrap_err().to_string();
     assert!(msg.contains("`b` has 2 elements, expected 3"), "the short operand is named: {msg}");
+}
+
+/// The bounds of hardtanh, relu6 and hardsigmoid pass no gradient, as
+/// PyTorch's `hardtanh_backward` and `hardsigmoid_backward` (strict
+/// inequalities); ELU at 0 takes its negative side's `alpha`; NaN passes
+/// through the forwards. From the output and from the input alike.
+#[test]
+fn pytorch_conventions_at_the_bounds() {
+    let cases: [(Activation, Vec<f32>, Vec<f32>, Vec<f32>); 4] = [
+        (
+            Activation::HardTanh(-1.0, 1.0),
+            vec![-1.0, 1.0, -0.999, 0.999, -7.0, 7.0],
+            vec![-1.0, 1.0, -0.999, 0.999, -1.0, 1.0],
+            vec![0.0, 0.0, 1.0, 1.0, 0.0, 0.0],
+        ),
+        (
+            Activation::HardTanh(0.0, 6.0),
+            vec![0.0, 6.0, 3.0, -1.0, 8.0, 1e-3],
+            vec![0.0, 6.0, 3.0, 0.0, 6.0, 1e-3],
+            vec![0.0, 0.0, 1.0, 0.0, 0.0, 1.0],
+        ),
+        (
+            Activation::HardSigmoid,
+            vec![-3.0, 3.0, 0.0, -4.0, 4.0, -2.9],
+            vec![0.0, 1.0, 0.5, 0.0, 1.0, 0.1 / 6.0],
+            vec![0.0, 0.0, 1.0 / 6.0, 0.0, 0.0, 1.0 / 6.0],
+        ),
+        (
+            Activation::Elu(0.5),
+            vec![0.0, -1.0, 2.0, -100.0],
+            vec![0.0, 0.5 * (-1.0f32).exp_m1(), 2.0, -0.5],
+            vec![0.5, 0.5 * (-1.0f32).exp(), 1.0, 0.0],
+        ),
+    ];
+    for (a, x, want_y, want_d) in cases {
+        let mut y = vec![f32::NAN; x.len()];
+        act::forward(a, &x, &mut y).unwrap();
+        assert_close(&format!("{a:?} y"), &y, &want_y, 1e-7, 1e-6);
+        let mut d = vec![1.0f32; x.len()];
+        act::backward_in_place(a, &y, &mut d).unwrap();
+        assert_close(&format!("{a:?} dx from y"), &d, &want_d, 1e-7, 1e-6);
+        let mut d = vec![1.0f32; x.len()];
+        act::backward_from_input_in_place(a, &x, &mut d).unwrap();
+        assert_close(&format!("{a:?} dx from x"), &d, &want_d, 1e-7, 1e-6);
+        let mut nan = [0.0f32];
+        act::forward(a, &[f32::NAN], &mut nan).unwrap();
+        assert!(nan[0].is_nan(), "{a:?} passes NaN through");
+    }
+    // The one input where hardsigmoid's output does not tell its slope from
+    // its flat side: x + 3 rounds to 6 at x = 3 − 2⁻²², so the forward gives
+    // 1 (as PyTorch's does) and the output-based derivative 0, while the
+    // input-based one (PyTorch's) is 1/6.
+    let x = 3.0f32 - 2f32.powi(-22);
+    assert_eq!(act::activate(Activation::HardSigmoid, x), 1.0);
+    assert_eq!(act::derivative_from_output(Activation::HardSigmoid, 1.0), 0.0);
+    assert_eq!(act::derivative_from_input(Activation::HardSigmoid, x), 1.0 / 6.0);
+}
+
+/// ELU's `eˣ − 1` keeps its relative accuracy near 0, where `exp(x) − 1`
+/// cancels, and meets the far tail at exactly `−alpha`.
+#[test]
+fn elu_is_accurate_near_zero_and_in_the_tail() {
+    for x in [-1e-8f32, -1e-5, -0.01, -0.3, -0.49, -0.5, -0.51, -2.0, -20.0, -90.0, -1e4] {
+        let got = act::activate(Activation::Elu(1.0), x);
+        let want = f64::from(x).exp_m1();
+        let rel = (f64::from(got) - want).abs() / want.abs();
+        assert!(rel <= 3e-7, "elu({x}) = {got}, want {want}: relative error {rel:e}");
+    }
+    assert_eq!(act::activate(Activation::Elu(2.0), f32::NEG_INFINITY), -2.0);
+    assert_eq!(act::activate(Activation::Elu(2.0), f32::INFINITY), f32::INFINITY);
+}
+
+fn log_softmax64(n: usize, c: usize, hw: usize, x: &[f64]) -> Vec<f64> {
+    softmax64(n, c, hw, x).into_iter().map(f64::ln).collect()
+}
+
+#[test]
+fn log_softmax_backward_matches_central_differences() {
+    for &(n, c, hw) in &[(1, 1, 1), (1, 5, 1), (3, 17, 1), (2, 3, 5), (1, 7, 3)] {
+        let len = n * c * hw;
+        let x = fill(len, len as u64, -3.0, 3.0);
+        let dy = fill(len, len as u64 + 1, -1.0, 1.0);
+        let mut y = vec![0.0; len];
+        act::log_softmax(n, c, hw, &x, &mut y).unwrap();
+        let mut dx = vec![0.0; len];
+        act::log_softmax_backward(n, c, hw, &y, &dy, &mut dx).unwrap();
+        let dy64 = widen(&dy);
+        let want = central_diff(|x| dot(&dy64, &log_softmax64(n, c, hw, x)), &widen(&x), 1e-6);
+        assert_grad("log_softmax dx", &dx, &want, 1e-5, 1e-4);
+    }
+}
+
+/// Logits thousands apart give each its exact distance below the largest
+/// (less the log of the sum), where `ln(softmax)` would be `ln 0`.
+#[test]
+fn log_softmax_is_stable_for_huge_logits() {
+    for (n, c, hw) in [(1, 4, 1), (1, 4, 2)] {
+        let x: Vec<f32> = [1000.0f32, -1000.0, 0.0, 1000.0].iter().flat_map(|&v| vec![v; hw]).collect();
+        let mut y = vec![0.0f32; x.len()];
+        act::log_softmax(n, c, hw, &x, &mut y).unwrap();
+        let ln2 = std::f32::consts::LN_2;
+        let want: Vec<f32> =
+            [-ln2, -2000.0 - ln2, -1000.0 - ln2, -ln2].iter().flat_map(|&v| vec![v; hw]).collect();
+        assert_close("log_softmax", &y, &want, 1e-6, 1e-6);
+    }
+    let mut short = vec![0.0f32; 5];
+    assert!(act::log_softmax(2, 3, 1, &[0.0; 6], &mut short).is_err());
+    assert!(act::log_softmax_backward(2, 3, 1, &[0.0; 6], &[0.0; 6], &mut short).is_err());
 }

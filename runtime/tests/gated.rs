@@ -1,4 +1,4 @@
-//! The gated activations (GELU, tanh GELU, SiLU): forward and input-based
+//! The gated activations (GELU, tanh GELU, SiLU, hardswish): forward and input-based
 //! backward against the f64 reference on every instruction set the CPU
 //! has, the reference against its own finite differences, the fused
 //! forward kernels against unfused ones, and the output-based backwards
@@ -17,7 +17,7 @@ use netc_runtime::pool::{self, Pool2d};
 use netc_runtime::{nn, reference, Error};
 use proptest::prelude::*;
 
-const GATED: [Gated; 3] = [Gated::Gelu, Gated::GeluTanh, Gated::Silu];
+const GATED: [Gated; 4] = [Gated::Gelu, Gated::GeluTanh, Gated::Silu, Gated::HardSwish];
 
 const SIZES: [usize; 8] = [0, 1, 15, 16, 17, 33, 1000, 100_003];
 
@@ -242,7 +242,7 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
 
     #[test]
-    fn random_lengths_and_values(len in 0usize..300, which in 0usize..3, seed in any::<u64>(), scale in 0.1f32..20.0) {
+    fn random_lengths_and_values(len in 0usize..300, which in 0usize..GATED.len(), seed in any::<u64>(), scale in 0.1f32..20.0) {
         let g = GATED[which];
         let x = fill(len, seed, -scale, scale);
         let dy = fill(len, seed ^ 1, -3.0, 3.0);
@@ -298,6 +298,10 @@ fn backward_from_input_serves_every_activation() {
         Activation::Gated(Gated::Gelu),
         Activation::Gated(Gated::GeluTanh),
         Activation::Gated(Gated::Silu),
+        Activation::Gated(Gated::HardSwish),
+        Activation::HardTanh(-1.0, 2.0),
+        Activation::HardSigmoid,
+        Activation::Elu(0.5),
     ];
     for len in [0, 1, 17, 100_003] {
         let x = fill(len, len as u64, -6.0, 6.0);
@@ -560,5 +564,24 @@ fn batch_norm_and_add_with_a_fused_gated_activation() {
         let mut in_place = z.clone();
         act::bias_add_act(n, c, hw, &bias, a, &mut in_place).unwrap();
         assert!(same_bits(&in_place, &y));
+    }
+}
+
+/// Hardswish's derivative at and around its bounds, as PyTorch's
+/// `hardswish_backward`: 0 below −3, `x/3 + 1/2` on the closed [−3, 3]
+/// (−1/2 at −3, 3/2 at 3), 1 above 3; the forward is 0 and `x` beyond.
+#[test]
+fn hardswish_follows_pytorch_at_its_bounds() {
+    let x = [-3.0f32, 3.0, -3.001, 3.001, 0.0, 1.5];
+    // `x·6/6` in PyTorch's order, which rounds.
+    let want_y = [0.0f32, 3.0, 0.0, 3.001 * 6.0 / 6.0, 0.0, 1.125];
+    let want_d = [-0.5f32, 1.5, 0.0, 1.0, 0.5, 1.0];
+    for &isa in Isa::supported() {
+        let mut y = [f32::NAN; 6];
+        act::gated_forward_on(isa, Gated::HardSwish, &x, &mut y).unwrap();
+        assert_eq!(y, want_y, "{isa:?}");
+        let mut d = [1.0f32; 6];
+        act::gated_backward_from_input_in_place_on(isa, Gated::HardSwish, &x, &mut d).unwrap();
+        assert_eq!(d, want_d, "{isa:?}");
     }
 }

@@ -178,8 +178,16 @@ proptest! {
 fn check_through(p: Pool2d, seed: u64) -> Result<(), String> {
     let x = fill(p.x_len(), seed, -1.0, 1.0);
     let dy = fill(p.y_len(), seed + 1, -1.0, 1.0);
-    for act in [Activation::Relu, Activation::LeakyRelu(0.1), Activation::Sigmoid, Activation::Tanh]
-    {
+    let acts = [
+        Activation::Relu,
+        Activation::LeakyRelu(0.1),
+        Activation::Sigmoid,
+        Activation::Tanh,
+        Activation::HardTanh(-0.5, 0.5),
+        Activation::HardSigmoid,
+        Activation::Elu(0.7),
+    ];
+    for act in acts {
         let mut y = vec![0.0; p.x_len()];
         netc_runtime::act::forward(act, &x, &mut y).map_err(|e| e.to_string())?;
         let (mut pooled, mut argmax) = (vec![0.0; p.y_len()], vec![0u32; p.y_len()]);

@@ -7,7 +7,7 @@ use super::Module;
 use crate::ir::{Graph, Optimizer};
 use crate::program::Init;
 use proc_macro2::TokenStream;
-use proc_macro2::{Ident, Span};
+use proc_macro2::{Ident, Literal, Span};
 use quote::quote;
 
 pub fn model(m: &Module<'_>, g: &Graph, source_name: &str) -> TokenStream {
@@ -145,6 +145,10 @@ fn constructor(m: &Module<'_>) -> TokenStream {
         }
         Init::Ones => quote!(#rt::init::Start::Fill(1.0)),
         Init::Zeros => quote!(#rt::init::Start::Fill(0.0)),
+        Init::Constant(v) => {
+            let v = Literal::f32_suffixed(v as f32);
+            quote!(#rt::init::Start::Fill(#v))
+        }
     });
     let shard_init = s.shards.then(|| quote!(shard_grads: Vec::new(),));
     let opt_init =

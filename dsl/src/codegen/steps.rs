@@ -267,13 +267,11 @@ impl Printer<'_> {
 
 fn activation(rt: &syn::Path, a: &Act) -> TokenStream {
     let variant = Ident::new(a.variant, Span::call_site());
-    match (a.gated, a.arg) {
+    let args: Vec<Literal> = a.args.iter().flatten().map(|&v| Literal::f32_suffixed(v as f32)).collect();
+    match (a.gated, args.is_empty()) {
         (true, _) => quote!(#rt::gemm::Activation::Gated(#rt::act::Gated::#variant)),
-        (false, Some(v)) => {
-            let v = Literal::f32_suffixed(v as f32);
-            quote!(#rt::gemm::Activation::#variant(#v))
-        }
-        (false, None) => quote!(#rt::gemm::Activation::#variant),
+        (false, false) => quote!(#rt::gemm::Activation::#variant(#(#args),*)),
+        (false, true) => quote!(#rt::gemm::Activation::#variant),
     }
 }
 

@@ -1,7 +1,8 @@
 //! Elementwise activations: `relu`, `leaky_relu(slope)`, `sigmoid`, `tanh`,
-//! `gelu` and `silu`. One table row each: its name, its argument, the
-//! runtime's `Activation` variant, whether its derivative needs its input,
-//! its f64 definition and its cost. Layers that can (conv, dense, batch
+//! `gelu`, `silu`, `relu6`, `hardtanh(min_val, max_val)`, `hardsigmoid`,
+//! `hardswish` and `elu(alpha)`. One table row each: its name, its
+//! arguments, the runtime's `Activation` variant, whether its derivative
+//! needs its input, its f64 definition and its cost. Layers that can (conv, dense, batch
 //! norm, a binary add) apply an activation in their own store.
 
 use super::{first, Arity, Op, OpDef, OpError, OpKind};
@@ -16,14 +17,14 @@ use crate::program::{Act, Arg};
 #[derive(Debug)]
 pub struct Spec {
     name: &'static str,
-    /// The one argument, if it takes one (leaky ReLU's slope).
-    arg: Option<ArgSpec>,
+    /// The arguments the source may write (leaky ReLU's slope).
+    args: &'static [ArgSpec],
     /// The runtime's `Activation` variant (of `Gated` when `gated`).
     variant: &'static str,
     /// `x·g(x)`, whose derivative needs `x`.
     gated: bool,
-    /// `f(x, arg)` in f64.
-    f: fn(f64, f64) -> f64,
+    /// `f(x, args)` in f64, the unused arguments 0.
+    f: fn(f64, [f64; 2]) -> f64,
     /// Floating-point operations per element.
     flops: u64,
     /// Its form in the layer table, where the name does not say it all.
@@ -35,19 +36,31 @@ pub struct Spec {
 const SLOPE: &[ArgSpec] = &[pos("slope", Kind::NonNegative, Lit::Float(0.01))];
 const APPROXIMATE: &[ArgSpec] =
     &[named("approximate", Kind::Word(&["none", "tanh"]), Lit::Word("none"))];
+/// PyTorch's `nn.Hardtanh(min_val=-1.0, max_val=1.0)`; `infer` checks
+/// that `min_val < max_val`, as PyTorch asserts.
+const BOUNDS: &[ArgSpec] = &[
+    pos("min_val", Kind::Float, Lit::Float(-1.0)),
+    pos("max_val", Kind::Float, Lit::Float(1.0)),
+];
+/// Positive: only then is the output positive exactly where the input
+/// is, so that the backward can read the derivative from it.
+const ALPHA: &[ArgSpec] = &[pos("alpha", Kind::Positive, Lit::Float(1.0))];
 
-const fn def(spec: &'static Spec, args: &'static [ArgSpec], build: fn(&Bound) -> Op) -> OpDef {
-    OpDef { name: spec.name, args, arity: Arity::One, build }
+const fn def(spec: &'static Spec, build: fn(&Bound) -> Op) -> OpDef {
+    OpDef { name: spec.name, args: spec.args, arity: Arity::One, build }
 }
 
 fn build(spec: &'static Spec, a: &Bound) -> Op {
-    let arg = spec.arg.and_then(|s| a.float(s.name));
-    Op::new(Activation { spec, arg })
+    let mut args = [None; 2];
+    for (slot, arg) in args.iter_mut().zip(spec.args) {
+        *slot = a.float(arg.name);
+    }
+    Op::new(Activation { spec, args })
 }
 
 static RELU_SPEC: Spec = Spec {
     name: "relu",
-    arg: None,
+    args: &[],
     variant: "Relu",
     gated: false,
     f: |x, _| x.max(0.0),
@@ -56,16 +69,16 @@ static RELU_SPEC: Spec = Spec {
 };
 static LEAKY_RELU_SPEC: Spec = Spec {
     name: "leaky_relu",
-    arg: Some(SLOPE[0]),
+    args: SLOPE,
     variant: "LeakyRelu",
     gated: false,
-    f: |x, slope| if x > 0.0 { x } else { slope * x },
+    f: |x, [slope, _]| if x > 0.0 { x } else { slope * x },
     flops: 1,
     detail: "",
 };
 static SIGMOID_SPEC: Spec = Spec {
     name: "sigmoid",
-    arg: None,
+    args: &[],
     variant: "Sigmoid",
     gated: false,
     f: |x, _| sigmoid(x),
@@ -74,7 +87,7 @@ static SIGMOID_SPEC: Spec = Spec {
 };
 static TANH_SPEC: Spec = Spec {
     name: "tanh",
-    arg: None,
+    args: &[],
     variant: "Tanh",
     gated: false,
     f: |x, _| x.tanh(),
@@ -84,7 +97,7 @@ static TANH_SPEC: Spec = Spec {
 /// `x·Φ(x)`, PyTorch's exact (erf) form.
 static GELU_SPEC: Spec = Spec {
     name: "gelu",
-    arg: None,
+    args: APPROXIMATE,
     variant: "Gelu",
     gated: true,
     f: |x, _| 0.5 * x * (1.0 + erf(x / std::f64::consts::SQRT_2)),
@@ -94,7 +107,7 @@ static GELU_SPEC: Spec = Spec {
 /// `x·Φ(x)` with Φ by PyTorch's tanh formula, `approximate: tanh`.
 static GELU_TANH_SPEC: Spec = Spec {
     name: "gelu",
-    arg: None,
+    args: APPROXIMATE,
     variant: "GeluTanh",
     gated: true,
     f: |x, _| {
@@ -107,23 +120,92 @@ static GELU_TANH_SPEC: Spec = Spec {
 /// `x·σ(x)`.
 static SILU_SPEC: Spec = Spec {
     name: "silu",
-    arg: None,
+    args: &[],
     variant: "Silu",
     gated: true,
     f: |x, _| x * sigmoid(x),
     flops: 2,
     detail: "",
 };
+/// `min(max(x, 0), 6)`: the runtime's hardtanh on `[0, 6]`, as PyTorch's
+/// `relu6` is.
+static RELU6_SPEC: Spec = Spec {
+    name: "relu6",
+    args: &[],
+    variant: "HardTanh",
+    gated: false,
+    f: |x, _| clamp(x, 0.0, 6.0),
+    flops: 2,
+    detail: "",
+};
+/// `min(max(x, min_val), max_val)`.
+static HARDTANH_SPEC: Spec = Spec {
+    name: "hardtanh",
+    args: BOUNDS,
+    variant: "HardTanh",
+    gated: false,
+    f: |x, [min, max]| clamp(x, min, max),
+    flops: 2,
+    detail: "",
+};
+/// `relu6(x + 3) / 6`.
+static HARDSIGMOID_SPEC: Spec = Spec {
+    name: "hardsigmoid",
+    args: &[],
+    variant: "HardSigmoid",
+    gated: false,
+    f: |x, _| clamp(x + 3.0, 0.0, 6.0) / 6.0,
+    flops: 4,
+    detail: "",
+};
+/// `x·relu6(x + 3) / 6`.
+static HARDSWISH_SPEC: Spec = Spec {
+    name: "hardswish",
+    args: &[],
+    variant: "HardSwish",
+    gated: true,
+    f: |x, _| x * clamp(x + 3.0, 0.0, 6.0) / 6.0,
+    flops: 5,
+    detail: "",
+};
+/// `x` where `x > 0`, else `alpha·(eˣ − 1)`.
+static ELU_SPEC: Spec = Spec {
+    name: "elu",
+    args: ALPHA,
+    variant: "Elu",
+    gated: false,
+    f: |x, [alpha, _]| if x > 0.0 { x } else { alpha * x.exp_m1() },
+    flops: 3,
+    detail: "",
+};
 
-pub const RELU: OpDef = def(&RELU_SPEC, &[], |a| build(&RELU_SPEC, a));
-pub const LEAKY_RELU: OpDef = def(&LEAKY_RELU_SPEC, SLOPE, |a| build(&LEAKY_RELU_SPEC, a));
-pub const SIGMOID: OpDef = def(&SIGMOID_SPEC, &[], |a| build(&SIGMOID_SPEC, a));
-pub const TANH: OpDef = def(&TANH_SPEC, &[], |a| build(&TANH_SPEC, a));
-pub const GELU: OpDef = def(&GELU_SPEC, APPROXIMATE, |a| match a.word("approximate") {
+pub const RELU: OpDef = def(&RELU_SPEC, |a| build(&RELU_SPEC, a));
+pub const LEAKY_RELU: OpDef = def(&LEAKY_RELU_SPEC, |a| build(&LEAKY_RELU_SPEC, a));
+pub const SIGMOID: OpDef = def(&SIGMOID_SPEC, |a| build(&SIGMOID_SPEC, a));
+pub const TANH: OpDef = def(&TANH_SPEC, |a| build(&TANH_SPEC, a));
+pub const GELU: OpDef = def(&GELU_SPEC, |a| match a.word("approximate") {
     Some("tanh") => build(&GELU_TANH_SPEC, a),
     _ => build(&GELU_SPEC, a),
 });
-pub const SILU: OpDef = def(&SILU_SPEC, &[], |a| build(&SILU_SPEC, a));
+pub const SILU: OpDef = def(&SILU_SPEC, |a| build(&SILU_SPEC, a));
+pub const RELU6: OpDef =
+    def(&RELU6_SPEC, |_| Op::new(Activation { spec: &RELU6_SPEC, args: [Some(0.0), Some(6.0)] }));
+pub const HARDTANH: OpDef = def(&HARDTANH_SPEC, |a| build(&HARDTANH_SPEC, a));
+pub const HARDSIGMOID: OpDef = def(&HARDSIGMOID_SPEC, |a| build(&HARDSIGMOID_SPEC, a));
+pub const HARDSWISH: OpDef = def(&HARDSWISH_SPEC, |a| build(&HARDSWISH_SPEC, a));
+pub const ELU: OpDef = def(&ELU_SPEC, |a| build(&ELU_SPEC, a));
+
+/// `x` clamped to `[min, max]` (`f64::clamp` would panic on bounds the
+/// checker has not seen yet).
+fn clamp(x: f64, min: f64, max: f64) -> f64 {
+    if x < min {
+        min
+    } else if x > max {
+        max
+    } else {
+        x
+    }
+}
 
 fn sigmoid(x: f64) -> f64 {
     1.0 / (1.0 + (-x).exp())
@@ -156,11 +238,11 @@ fn erf(x: f64) -> f64 {
     }
 }
 
-/// An elementwise activation with its argument.
+/// An elementwise activation with its arguments.
 #[derive(Debug)]
 pub struct Activation {
     spec: &'static Spec,
-    arg: Option<f64>,
+    args: [Option<f64>; 2],
 }
 
 impl OpKind for Activation {
@@ -169,10 +251,25 @@ impl OpKind for Activation {
     }
 
     fn detail(&self) -> String {
-        self.arg.map_or_else(|| self.spec.detail.to_string(), |a| format!("{a}"))
+        let written: Vec<String> =
+            self.args.iter().take(self.spec.args.len()).flatten().map(|a| format!("{a}")).collect();
+        if written.is_empty() {
+            self.spec.detail.to_string()
+        } else {
+            written.join(", ")
+        }
     }
 
     fn infer(&self, inputs: &[&Shape]) -> Result<Shape, OpError> {
+        if let [Some(min), Some(max)] = self.args {
+            if min >= max {
+                return Err(OpError::new(
+                    format!("`{}` needs min_val < max_val, found {min} and {max}", self.spec.name),
+                    "empty range",
+                )
+                .at("max_val"));
+            }
+        }
         Ok(first(inputs))
     }
 
@@ -185,7 +282,7 @@ impl OpKind for Activation {
             name: self.spec.name,
             variant: self.spec.variant,
             gated: self.spec.gated,
-            arg: self.arg,
+            args: self.args,
         })
     }
 
@@ -213,9 +310,9 @@ impl OpKind for Activation {
     }
 
     fn eval(&self, cx: &EvalCx<'_>, y: &mut [f64]) -> Result<(), InterpError> {
-        let arg = self.arg.unwrap_or(0.0);
+        let args = self.args.map(|a| a.unwrap_or(0.0));
         for (o, &v) in y.iter_mut().zip(cx.xs[0]) {
-            *o = (self.spec.f)(v, arg);
+            *o = (self.spec.f)(v, args);
         }
         Ok(())
     }

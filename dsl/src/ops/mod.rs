@@ -17,10 +17,13 @@ mod dense;
 mod dropout;
 mod flatten;
 mod input;
+mod log_softmax;
 mod lrn;
 mod mul;
 mod pool;
+mod prelu;
 mod softmax;
+mod stochastic_depth;
 
 pub use conv::Conv2d;
 pub use pool::{Pool2d, PoolKind};
@@ -48,8 +51,16 @@ pub const OPS: &[OpDef] = &[
     activation::TANH,
     activation::GELU,
     activation::SILU,
+    activation::RELU6,
+    activation::HARDTANH,
+    activation::HARDSIGMOID,
+    activation::HARDSWISH,
+    activation::ELU,
+    prelu::DEF,
     softmax::DEF,
+    log_softmax::DEF,
     dropout::DEF,
+    stochastic_depth::DEF,
     lrn::DEF,
     batch_norm::DEF,
     add::DEF,
@@ -226,6 +237,8 @@ pub enum Init {
     },
     Ones,
     Zeros,
+    /// Every element this value (PReLU's slopes start at 0.25).
+    Constant(f64),
 }
 
 /// A tensor owned by a layer, named as its `state_dict` suffix.

@@ -72,7 +72,8 @@ pub use crate::ops::Init;
 
 /// An elementwise activation as a runtime kernel sees it: the variant of
 /// the runtime's `Activation`, and whether its derivative needs its input
-/// (GELU, SiLU) or can be read from its output (ReLU, sigmoid, tanh).
+/// (GELU, SiLU, hardswish) or can be read from its output (ReLU, sigmoid,
+/// tanh, hardtanh, ELU, ...).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Act {
     /// The `.net` name, for comments.
@@ -81,13 +82,14 @@ pub struct Act {
     pub variant: &'static str,
     /// A gated activation `x·g(x)`: `Activation::Gated(Gated::<variant>)`.
     pub gated: bool,
-    /// The argument of a variant that takes one (leaky ReLU's slope).
-    pub arg: Option<f64>,
+    /// The arguments of a variant that takes them, in order (leaky ReLU's
+    /// slope; hardtanh's bounds); unused slots are `None`.
+    pub args: [Option<f64>; 2],
 }
 
 impl Act {
     pub const IDENTITY: Act =
-        Act { name: "identity", variant: "Identity", gated: false, arg: None };
+        Act { name: "identity", variant: "Identity", gated: false, args: [None; 2] };
 
     pub fn is_identity(&self) -> bool {
         self.variant == "Identity"

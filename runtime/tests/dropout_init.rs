@@ -1,12 +1,15 @@
 //! The counter-based RNG (Random123 known answers, bulk fills equal to the
 //! per-element functions, moments), dropout (same key same mask, other
 //! step or layer other mask, kept fraction, backward regenerating the
-//! forward mask) and the initialisers (fans as PyTorch computes them,
+//! forward mask), stochastic depth (whole samples or the whole batch
+//! against the reference's masks) and the initialisers (fans as PyTorch computes them,
 //! moments against the formulas, reproducibility by seed).
 
 mod common;
 
-use netc_runtime::dropout::{Dropout, DropoutKey};
+use netc_runtime::dropout::{DepthMode, Dropout, DropoutKey};
+use netc_runtime::{nn, reference};
+use proptest::prelude::*;
 use netc_runtime::init::{self, FanMode, Fans, Nonlinearity};
 use netc_runtime::rng;
 
@@ -253,4 +256,83 @@ fn initialisation_is_reproducible_by_seed_and_stream() {
     assert_eq!(run(3, 4), run(3, 4));
     assert_ne!(run(3, 4), run(4, 4));
     assert_ne!(run(3, 4), run(3, 5));
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    /// Stochastic depth against the reference's masks, drawn from the
+    /// definition, over odd batch and sample sizes, in both modes, through
+    /// the kernel and the generated code's entry points; the backward
+    /// applies the forward's mask. `p` values whose `(1 − p)·2²⁴` is whole,
+    /// where the reference's f64 comparison and the kernel's integer one
+    /// cannot differ.
+    #[test]
+    fn stochastic_depth_matches_the_reference(
+        n in 1usize..40, per_sample in 1usize..13, which_p in 0usize..4, batch in any::<bool>(),
+        step in 0u64..1000, layer in 0u16..9, seed in any::<u64>(),
+    ) {
+        let p = [0.0f32, 0.125, 0.5, 0.75][which_p];
+        let mode = if batch { DepthMode::Batch } else { DepthMode::Row };
+        let k = DropoutKey { seed, step, layer };
+        let x = common::fill(n * per_sample, seed ^ 5, -2.0, 2.0);
+        let want = reference::stochastic_depth(f64::from(p), k, mode, per_sample, &x);
+        let drop = Dropout::new(p).unwrap();
+        let mut y = vec![f32::NAN; x.len()];
+        drop.depth_forward(k, mode, per_sample, &x, &mut y).unwrap();
+        // Within the rounding of `1/(1 − p)` to f32.
+        common::check_close("y", &y, &want, 0.0, 2e-7).map_err(TestCaseError::fail)?;
+        let (fwd, bwd): (Entry, Entry) = if batch {
+            (nn::stochastic_depth_batch_forward, nn::stochastic_depth_batch_backward)
+        } else {
+            (nn::stochastic_depth_forward, nn::stochastic_depth_backward)
+        };
+        let mut y2 = vec![f32::NAN; x.len()];
+        fwd(p, seed, step, layer, per_sample, &x, &mut y2).unwrap();
+        prop_assert_eq!(&y2, &y);
+        let mut dx = vec![f32::NAN; x.len()];
+        bwd(p, seed, step, layer, per_sample, &x, &mut dx).unwrap();
+        prop_assert_eq!(&dx, &y);
+    }
+}
+
+type Entry = fn(f32, u64, u64, u16, usize, &[f32], &mut [f32]) -> Result<(), netc_runtime::Error>;
+
+/// Row mode drops whole samples, about `p` of them, each decided on its
+/// own; batch mode keeps or drops the batch at once; `p = 0` is the
+/// identity, and a bad `p` an error.
+#[test]
+fn stochastic_depth_drops_whole_samples() {
+    let (n, per_sample) = (20_000, 3);
+    let x = vec![1.0f32; n * per_sample];
+    let drop = Dropout::new(0.25).unwrap();
+    let mut y = vec![f32::NAN; x.len()];
+    drop.depth_forward(key(3, 1), DepthMode::Row, per_sample, &x, &mut y).unwrap();
+    let mut kept = 0;
+    for sample in y.chunks(per_sample) {
+        assert!(sample.iter().all(|&v| v == sample[0]), "one decision per sample: {sample:?}");
+        assert!(sample[0] == 0.0 || sample[0] == 1.0 / 0.75, "{sample:?}");
+        kept += usize::from(sample[0] != 0.0);
+    }
+    let sd = (0.25f64 * 0.75 / n as f64).sqrt();
+    assert!((kept as f64 / n as f64 - 0.75).abs() < 5.0 * sd, "kept {kept} of {n}");
+
+    let mut outcomes = Vec::new();
+    for step in 0..40 {
+        let mut y = vec![f32::NAN; 12];
+        drop.depth_forward(key(step, 1), DepthMode::Batch, 3, &x[..12], &mut y).unwrap();
+        assert!(y.iter().all(|&v| v == y[0]), "one decision per batch: {y:?}");
+        outcomes.push(y[0] != 0.0);
+    }
+    assert!(outcomes.contains(&true) && outcomes.contains(&false), "{outcomes:?}");
+
+    let mut y = vec![f32::NAN; 6];
+    nn::stochastic_depth_forward(0.0, 1, 1, 1, 3, &x[..6], &mut y).unwrap();
+    assert_eq!(y, &x[..6], "p = 0 keeps everything unscaled");
+    let err = nn::stochastic_depth_forward(1.5, 1, 1, 1, 3, &x[..6], &mut y).unwrap_err();
+    assert!(err.to_string().contains("1.5"), "{err}");
+    let err = nn::stochastic_depth_forward(0.5, 1, 1, 1, 3, &x[..6], &mut y[..5]).unwrap_err();
+    assert!(err.to_string().contains("`y`"), "{err}");
+    let err = nn::stochastic_depth_forward(0.5, 1, 1, 1, 4, &x[..6], &mut y).unwrap_err();
+    assert!(err.to_string().contains("`x`"), "a partial sample: {err}");
 }

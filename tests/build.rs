@@ -20,6 +20,8 @@ fn main() {
         "nets/names.net".to_string(),
         "nets/dense_bn.net".to_string(),
         "nets/dense_block.net".to_string(),
+        "nets/modern.net".to_string(),
+        "nets/depth.net".to_string(),
     ]);
     if let Err(e) = netc_dsl::Builder::new().compile(&files) {
         eprintln!("{e}");

@@ -383,3 +383,81 @@ fn batch_norm_refuses_one_value_per_channel() {
     assert!(out.as_flattened().iter().all(|v| v.is_finite()));
     model.train_step(&x, &[1, 2], &opt).expect("two samples train");
 }
+
+/// Stochastic depth in training: each output is its branch's dense layer
+/// times the mask that the runtime's reference draws from the model's
+/// seed, the step and the layer (per sample in row mode, once per batch in
+/// batch mode), and the weight gradients carry the same masks; at
+/// inference it is the identity.
+#[test]
+fn stochastic_depth_masks_match_the_reference() {
+    use netc::runtime::dropout::{DepthMode, DropoutKey};
+    use netc::runtime::reference;
+    use netc_tests::nets::depth::Depth;
+    use std::collections::HashMap;
+    let (n, seed) = (16, 3);
+    let mut model = Depth::with_capacity(seed, n);
+    let mut params: HashMap<String, Vec<f32>> = HashMap::new();
+    model.params().visit(|name, _, v| {
+        params.insert(name.to_string(), v.to_vec());
+    });
+    let x = batch::<6>(n, 5);
+    let targets = batch::<5>(n, 6);
+    // `W x + b` of a dense layer [5, 6], sample by sample.
+    let dense = |layer: &str| -> Vec<f64> {
+        let (w, b) = (&params[&format!("{layer}.weight")], &params[&format!("{layer}.bias")]);
+        x.iter()
+            .flat_map(|x| {
+                (0..5).map(move |o| {
+                    f64::from(b[o])
+                        + (0..6).map(|i| f64::from(w[o * 6 + i]) * f64::from(x[i])).sum::<f64>()
+                })
+            })
+            .collect()
+    };
+    let (z1, z2) = (dense("fc1"), dense("fc2"));
+    let assert_near = |what: &str, got: &[f32], want: &[f64]| {
+        for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
+            assert!((f64::from(g) - w).abs() <= 1e-5 * (1.0 + w.abs()), "{what}[{i}]: {g}, want {w}");
+        }
+    };
+    let mut out = vec![[0.0f32; 5]; n];
+    model.forward(&x, &mut out).expect("forward");
+    let sum: Vec<f64> = z1.iter().zip(&z2).map(|(a, b)| a + b).collect();
+    assert_near("inference", out.as_flattened(), &sum);
+
+    let (mut row_outcomes, mut batch_outcomes) = (Vec::new(), Vec::new());
+    for step in 1..=12u64 {
+        let got = model.forward_train(&x).expect("forward_train").as_flattened().to_vec();
+        // Each sample's factor, 0 or 1/(1 − p): the mask of a sample of ones.
+        let factors = |p: f64, layer: u16, mode: DepthMode| -> Vec<f64> {
+            let key = DropoutKey { seed, step, layer };
+            let ones = vec![1.0f32; n];
+            reference::stochastic_depth(p, key, mode, 1, &ones).into_iter().map(f64::from).collect()
+        };
+        let (m1, m2) = (factors(0.5, 1, DepthMode::Row), factors(0.25, 2, DepthMode::Batch));
+        let y: Vec<f64> = (0..n * 5).map(|i| m1[i / 5] * z1[i] + m2[i / 5] * z2[i]).collect();
+        assert_near(&format!("training output at step {step}"), &got, &y);
+        row_outcomes.extend(m1.iter().map(|&m| m != 0.0));
+        batch_outcomes.push(m2[0] != 0.0);
+
+        // E = ½·Σ(y − t)² / n, so dE/dy = (y − t)/n, masked on the way back.
+        let dy: Vec<f64> = (0..n * 5).map(|i| (y[i] - f64::from(targets[i / 5][i % 5])) / n as f64).collect();
+        model.backward(&targets).expect("backward");
+        let mut grads: HashMap<String, Vec<f32>> = HashMap::new();
+        model.grads.visit(|name, _, v| {
+            grads.insert(name.to_string(), v.to_vec());
+        });
+        for (layer, m) in [("fc1", &m1), ("fc2", &m2)] {
+            let dw: Vec<f64> = (0..30)
+                .map(|k| (0..n).map(|s| m[s] * dy[s * 5 + k / 6] * f64::from(x[s][k % 6])).sum())
+                .collect();
+            let db: Vec<f64> = (0..5).map(|o| (0..n).map(|s| m[s] * dy[s * 5 + o]).sum()).collect();
+            assert_near(&format!("{layer}.weight grad at step {step}"), &grads[&format!("{layer}.weight")], &dw);
+            assert_near(&format!("{layer}.bias grad at step {step}"), &grads[&format!("{layer}.bias")], &db);
+        }
+    }
+    for outcomes in [row_outcomes, batch_outcomes] {
+        assert!(outcomes.contains(&true) && outcomes.contains(&false), "{outcomes:?}");
+    }
+}

@@ -136,6 +136,14 @@ fn gelu_silu_and_mul_match_the_interpreter() {
     check_model!(netc_tests::nets::gated::Gated, "nets/gated.net", 3, 6);
 }
 
+/// relu6, hardtanh, hardsigmoid, hardswish, ELU, PReLU and log-softmax,
+/// fused into producers and on their own, in both modes and every
+/// gradient (PReLU's slopes included).
+#[test]
+fn modern_activations_match_the_interpreter() {
+    check_model!(netc_tests::nets::modern::Modern, "nets/modern.net", 3, 6);
+}
+
 /// GELU and SiLU fused into a conv's and a dense layer's store.
 #[test]
 fn fused_gated_activations_match_the_interpreter() {

@@ -47,6 +47,12 @@ pub mod nets {
     pub mod dense_block {
         netc::include_network!("dense_block");
     }
+    pub mod modern {
+        netc::include_network!("modern");
+    }
+    pub mod depth {
+        netc::include_network!("depth");
+    }
     pub mod two_inputs {
         netc::include_network!("two_inputs");
     }

@@ -17,6 +17,9 @@ use crate::program::{Act, Arg};
 #[derive(Debug)]
 pub struct Spec {
     name: &'static str,
+    /// The stem of automatic layer names, which must not end in a digit
+    /// (`relu6_1`, not `relu61`).
+    stem: &'static str,
     /// The arguments the source may write (leaky ReLU's slope).
     args: &'static [ArgSpec],
     /// The runtime's `Activation` variant (of `Gated` when `gated`).
@@ -60,6 +63,7 @@ fn build(spec: &'static Spec, a: &Bound) -> Op {
 
 static RELU_SPEC: Spec = Spec {
     name: "relu",
+    stem: "relu",
     args: &[],
     variant: "Relu",
     gated: false,
@@ -69,6 +73,7 @@ static RELU_SPEC: Spec = Spec {
 };
 static LEAKY_RELU_SPEC: Spec = Spec {
     name: "leaky_relu",
+    stem: "leaky_relu",
     args: SLOPE,
     variant: "LeakyRelu",
     gated: false,
@@ -78,6 +83,7 @@ static LEAKY_RELU_SPEC: Spec = Spec {
 };
 static SIGMOID_SPEC: Spec = Spec {
     name: "sigmoid",
+    stem: "sigmoid",
     args: &[],
     variant: "Sigmoid",
     gated: false,
@@ -87,6 +93,7 @@ static SIGMOID_SPEC: Spec = Spec {
 };
 static TANH_SPEC: Spec = Spec {
     name: "tanh",
+    stem: "tanh",
     args: &[],
     variant: "Tanh",
     gated: false,
@@ -97,6 +104,7 @@ static TANH_SPEC: Spec = Spec {
 /// `x·Φ(x)`, PyTorch's exact (erf) form.
 static GELU_SPEC: Spec = Spec {
     name: "gelu",
+    stem: "gelu",
     args: APPROXIMATE,
     variant: "Gelu",
     gated: true,
@@ -107,6 +115,7 @@ static GELU_SPEC: Spec = Spec {
 /// `x·Φ(x)` with Φ by PyTorch's tanh formula, `approximate: tanh`.
 static GELU_TANH_SPEC: Spec = Spec {
     name: "gelu",
+    stem: "gelu",
     args: APPROXIMATE,
     variant: "GeluTanh",
     gated: true,
@@ -120,6 +129,7 @@ static GELU_TANH_SPEC: Spec = Spec {
 /// `x·σ(x)`.
 static SILU_SPEC: Spec = Spec {
     name: "silu",
+    stem: "silu",
     args: &[],
     variant: "Silu",
     gated: true,
@@ -131,6 +141,7 @@ static SILU_SPEC: Spec = Spec {
 /// `relu6` is.
 static RELU6_SPEC: Spec = Spec {
     name: "relu6",
+    stem: "relu6_",
     args: &[],
     variant: "HardTanh",
     gated: false,
@@ -141,6 +152,7 @@ static RELU6_SPEC: Spec = Spec {
 /// `min(max(x, min_val), max_val)`.
 static HARDTANH_SPEC: Spec = Spec {
     name: "hardtanh",
+    stem: "hardtanh",
     args: BOUNDS,
     variant: "HardTanh",
     gated: false,
@@ -151,6 +163,7 @@ static HARDTANH_SPEC: Spec = Spec {
 /// `relu6(x + 3) / 6`.
 static HARDSIGMOID_SPEC: Spec = Spec {
     name: "hardsigmoid",
+    stem: "hardsigmoid",
     args: &[],
     variant: "HardSigmoid",
     gated: false,
@@ -161,6 +174,7 @@ static HARDSIGMOID_SPEC: Spec = Spec {
 /// `x·relu6(x + 3) / 6`.
 static HARDSWISH_SPEC: Spec = Spec {
     name: "hardswish",
+    stem: "hardswish",
     args: &[],
     variant: "HardSwish",
     gated: true,
@@ -171,6 +185,7 @@ static HARDSWISH_SPEC: Spec = Spec {
 /// `x` where `x > 0`, else `alpha·(eˣ − 1)`.
 static ELU_SPEC: Spec = Spec {
     name: "elu",
+    stem: "elu",
     args: ALPHA,
     variant: "Elu",
     gated: false,
@@ -248,6 +263,10 @@ pub struct Activation {
 impl OpKind for Activation {
     fn name(&self) -> &'static str {
         self.spec.name
+    }
+
+    fn stem(&self) -> &'static str {
+        self.spec.stem
     }
 
     fn detail(&self) -> String {

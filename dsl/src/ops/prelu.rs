@@ -65,10 +65,10 @@ impl OpKind for Prelu {
                     "`prelu` has {} slopes for an input of {channels} channels",
                     self.num_parameters
                 ),
-                format!("input is {x}"),
+                format!("expects 1 or {channels}"),
             )
             .at("num_parameters")
-            .help(format!("use 1 (one slope) or {channels} (one per channel)")));
+            .help("PReLU has one slope for every channel, or one per channel"));
         }
         Ok(x)
     }

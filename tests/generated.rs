@@ -418,7 +418,10 @@ fn stochastic_depth_masks_match_the_reference() {
     let (z1, z2) = (dense("fc1"), dense("fc2"));
     let assert_near = |what: &str, got: &[f32], want: &[f64]| {
         for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
-            assert!((f64::from(g) - w).abs() <= 1e-5 * (1.0 + w.abs()), "{what}[{i}]: {g}, want {w}");
+            assert!(
+                (f64::from(g) - w).abs() <= 1e-5 * (1.0 + w.abs()),
+                "{what}[{i}]: {g}, want {w}"
+            );
         }
     };
     let mut out = vec![[0.0f32; 5]; n];
@@ -442,7 +445,8 @@ fn stochastic_depth_masks_match_the_reference() {
         batch_outcomes.push(m2[0] != 0.0);
 
         // E = ½·Σ(y − t)² / n, so dE/dy = (y − t)/n, masked on the way back.
-        let dy: Vec<f64> = (0..n * 5).map(|i| (y[i] - f64::from(targets[i / 5][i % 5])) / n as f64).collect();
+        let dy: Vec<f64> =
+            (0..n * 5).map(|i| (y[i] - f64::from(targets[i / 5][i % 5])) / n as f64).collect();
         model.backward(&targets).expect("backward");
         let mut grads: HashMap<String, Vec<f32>> = HashMap::new();
         model.grads.visit(|name, _, v| {
@@ -453,8 +457,16 @@ fn stochastic_depth_masks_match_the_reference() {
                 .map(|k| (0..n).map(|s| m[s] * dy[s * 5 + k / 6] * f64::from(x[s][k % 6])).sum())
                 .collect();
             let db: Vec<f64> = (0..5).map(|o| (0..n).map(|s| m[s] * dy[s * 5 + o]).sum()).collect();
-            assert_near(&format!("{layer}.weight grad at step {step}"), &grads[&format!("{layer}.weight")], &dw);
-            assert_near(&format!("{layer}.bias grad at step {step}"), &grads[&format!("{layer}.bias")], &db);
+            assert_near(
+                &format!("{layer}.weight grad at step {step}"),
+                &grads[&format!("{layer}.weight")],
+                &dw,
+            );
+            assert_near(
+                &format!("{layer}.bias grad at step {step}"),
+                &grads[&format!("{layer}.bias")],
+                &db,
+            );
         }
     }
     for outcomes in [row_outcomes, batch_outcomes] {

@@ -144,7 +144,8 @@ fn modern_activations_match_the_interpreter() {
     check_model!(netc_tests::nets::modern::Modern, "nets/modern.net", 3, 6);
 }
 
-/// GELU and SiLU fused into a conv's and a dense layer's store.
+/// GELU, SiLU and hardswish fused into conv, batch norm, add and dense
+/// layers' stores.
 #[test]
 fn fused_gated_activations_match_the_interpreter() {
     use netc_tests::nets::gated_infer::GatedInfer;

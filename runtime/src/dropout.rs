@@ -178,7 +178,8 @@ impl Dropout {
             return Ok(());
         }
         check_len("stochastic_depth", "x", x.len(), x.len() / per_sample * per_sample)?;
-        for (i, (y, x)) in y.chunks_exact_mut(per_sample).zip(x.chunks_exact(per_sample)).enumerate()
+        for (i, (y, x)) in
+            y.chunks_exact_mut(per_sample).zip(x.chunks_exact(per_sample)).enumerate()
         {
             let scale = self.depth_scale(key, mode, i);
             for (y, &x) in y.iter_mut().zip(x) {

@@ -334,9 +334,8 @@ fn depth(
     x: &[f32],
     y: &mut [f32],
 ) -> Result<(), Error> {
-    let d = Dropout::new(p).map_err(|e| {
-        Error::Weights(format!("invalid stochastic depth probability {}", e.0))
-    })?;
+    let d = Dropout::new(p)
+        .map_err(|e| Error::Weights(format!("invalid stochastic depth probability {}", e.0)))?;
     Ok(d.depth_forward(key, mode, per_sample, x, y)?)
 }
 

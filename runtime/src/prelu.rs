@@ -74,7 +74,8 @@ pub fn prelu_backward(
                 *dx = if x > 0.0 { dy } else { a * dy };
             }
         }
-        let partial: f32 = x.iter().zip(dy).map(|(&x, &dy)| if x > 0.0 { 0.0 } else { x * dy }).sum();
+        let partial: f32 =
+            x.iter().zip(dy).map(|(&x, &dy)| if x > 0.0 { 0.0 } else { x * dy }).sum();
         dweight[k] += partial;
     }
     Ok(())

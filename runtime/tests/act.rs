@@ -459,7 +459,8 @@ fn log_softmax_backward_matches_central_differences() {
 #[test]
 fn log_softmax_is_stable_for_huge_logits() {
     for (n, c, hw) in [(1, 4, 1), (1, 4, 2)] {
-        let x: Vec<f32> = [1000.0f32, -1000.0, 0.0, 1000.0].iter().flat_map(|&v| vec![v; hw]).collect();
+        let x: Vec<f32> =
+            [1000.0f32, -1000.0, 0.0, 1000.0].iter().flat_map(|&v| vec![v; hw]).collect();
         let mut y = vec![0.0f32; x.len()];
         act::log_softmax(n, c, hw, &x, &mut y).unwrap();
         let ln2 = std::f32::consts::LN_2;

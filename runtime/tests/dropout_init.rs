@@ -8,10 +8,10 @@
 mod common;
 
 use netc_runtime::dropout::{DepthMode, Dropout, DropoutKey};
-use netc_runtime::{nn, reference};
-use proptest::prelude::*;
 use netc_runtime::init::{self, FanMode, Fans, Nonlinearity};
 use netc_runtime::rng;
+use netc_runtime::{nn, reference};
+use proptest::prelude::*;
 
 /// Mean and (population) variance in f64.
 fn moments(x: &[f32]) -> (f64, f64) {

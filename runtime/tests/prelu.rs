@@ -85,8 +85,7 @@ fn wrong_lengths_are_errors() {
     let err = prelu::prelu_backward(2, 3, 2, &x, &[0.25; 3], &x, Some(&mut y[..11]), &mut dw)
         .unwrap_err();
     assert_eq!(err.tensor, "dx");
-    let err =
-        prelu::prelu_backward(2, 3, 2, &x, &[0.25; 3], &x[..11], None, &mut dw).unwrap_err();
+    let err = prelu::prelu_backward(2, 3, 2, &x, &[0.25; 3], &x[..11], None, &mut dw).unwrap_err();
     assert_eq!(err.tensor, "dy");
     let err = prelu::prelu_backward(2, 3, 2, &x, &[0.25; 3], &x, None, &mut dw[..2]).unwrap_err();
     assert_eq!(err.tensor, "dweight");

@@ -267,7 +267,8 @@ impl Printer<'_> {
 
 fn activation(rt: &syn::Path, a: &Act) -> TokenStream {
     let variant = Ident::new(a.variant, Span::call_site());
-    let args: Vec<Literal> = a.args.iter().flatten().map(|&v| Literal::f32_suffixed(v as f32)).collect();
+    let args: Vec<Literal> =
+        a.args.iter().flatten().map(|&v| Literal::f32_suffixed(v as f32)).collect();
     match (a.gated, args.is_empty()) {
         (true, _) => quote!(#rt::gemm::Activation::Gated(#rt::act::Gated::#variant)),
         (false, false) => quote!(#rt::gemm::Activation::#variant(#(#args),*)),

@@ -41,10 +41,8 @@ const APPROXIMATE: &[ArgSpec] =
     &[named("approximate", Kind::Word(&["none", "tanh"]), Lit::Word("none"))];
 /// PyTorch's `nn.Hardtanh(min_val=-1.0, max_val=1.0)`; `infer` checks
 /// that `min_val < max_val`, as PyTorch asserts.
-const BOUNDS: &[ArgSpec] = &[
-    pos("min_val", Kind::Float, Lit::Float(-1.0)),
-    pos("max_val", Kind::Float, Lit::Float(1.0)),
-];
+const BOUNDS: &[ArgSpec] =
+    &[pos("min_val", Kind::Float, Lit::Float(-1.0)), pos("max_val", Kind::Float, Lit::Float(1.0))];
 /// Positive: only then is the output positive exactly where the input
 /// is, so that the backward can read the derivative from it.
 const ALPHA: &[ArgSpec] = &[pos("alpha", Kind::Positive, Lit::Float(1.0))];

@@ -12,10 +12,8 @@ use crate::program::autodiff::VjpCx;
 use crate::program::lower::{channels_inner, LowerCx};
 use crate::program::Arg;
 
-const ARGS: &[ArgSpec] = &[
-    pos("num_parameters", Kind::Size, Lit::Int(1)),
-    named("init", Kind::Float, Lit::Float(0.25)),
-];
+const ARGS: &[ArgSpec] =
+    &[pos("num_parameters", Kind::Size, Lit::Int(1)), named("init", Kind::Float, Lit::Float(0.25))];
 
 pub const DEF: OpDef = OpDef {
     name: "prelu",

@@ -76,7 +76,8 @@ impl OpKind for StochasticDepth {
         let layer = cx.dropout_layer();
         let per_sample = cx.x_shape(0).elements();
         let (p, layer) = (Arg::F32(self.p), Arg::U16(layer as u16));
-        let args = vec![p, Arg::Seed, Arg::StepCount, layer, Arg::Usize(per_sample), cx.x(0), cx.y()];
+        let args =
+            vec![p, Arg::Seed, Arg::StepCount, layer, Arg::Usize(per_sample), cx.x(0), cx.y()];
         cx.train(self.kernels().0, args);
         cx.infer("copy", vec![cx.x(0), cx.y()]);
     }

@@ -605,13 +605,17 @@ fn log_softmax_row(x: &[f32], y: &mut [f32]) {
             *m = if v > *m || v.is_nan() { v } else { *m };
         }
     }
-    let max = tail.iter().chain(&lanes).fold(f32::NEG_INFINITY, |m, &v| {
-        if v > m || v.is_nan() {
-            v
-        } else {
-            m
-        }
-    });
+    let max =
+        tail.iter().chain(&lanes).fold(
+            f32::NEG_INFINITY,
+            |m, &v| {
+                if v > m || v.is_nan() {
+                    v
+                } else {
+                    m
+                }
+            },
+        );
     // The shifted logits go to `y` first, then their exponentials are
     // summed from there.
     for (y, &v) in y.iter_mut().zip(x) {

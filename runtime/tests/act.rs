@@ -370,7 +370,9 @@ fn add_with_a_fused_activation_is_the_activation_of_the_sum() {
 /// through the forwards. From the output and from the input alike.
 #[test]
 fn pytorch_conventions_at_the_bounds() {
-    let cases: [(Activation, Vec<f32>, Vec<f32>, Vec<f32>); 4] = [
+    // An activation, inputs, and its outputs and derivatives there.
+    type Case = (Activation, Vec<f32>, Vec<f32>, Vec<f32>);
+    let cases: [Case; 4] = [
         (
             Activation::HardTanh(-1.0, 1.0),
             vec![-1.0, 1.0, -0.999, 0.999, -7.0, 7.0],

@@ -220,15 +220,7 @@ impl Gate for HardSwishGate {
     /// `(x · relu6(x + 3)) / 6`, in PyTorch's order of operations.
     #[inline(always)]
     fn forward(x: f32) -> f32 {
-        let r = x + 3.0;
-        let relu6 = if r < 0.0 {
-            0.0
-        } else if r > 6.0 {
-            6.0
-        } else {
-            r
-        };
-        x * relu6 / 6.0
+        x * crate::act::hardtanh_scalar(0.0, 6.0, x + 3.0) / 6.0
     }
 
     #[inline(always)]

@@ -1,7 +1,8 @@
 //! 2-D pooling over f32 NCHW tensors, forward and backward, with PyTorch's
-//! semantics: `nn.MaxPool2d` and `nn.AvgPool2d` with `ceil_mode = false`,
-//! `dilation = 1`, `count_include_pad = true` and no `divisor_override`, and
-//! `nn.AdaptiveAvgPool2d(1)` flattened to `[N, C]` as global average pooling.
+//! semantics: `nn.MaxPool2d` and `nn.AvgPool2d` with `dilation = 1`, either
+//! `ceil_mode`, either `count_include_pad` and no `divisor_override`;
+//! `nn.AdaptiveAvgPool2d(1)` flattened to `[N, C]` as global average
+//! pooling; and `nn.AdaptiveAvgPool2d((oh, ow))` (in [`adaptive`]).
 //!
 //! Every input plane `[H, W]` is pooled on its own, in memory order. Both
 //! pools work a whole output row at a time: for each input row and each
@@ -18,17 +19,23 @@ use crate::isa::Isa;
 use crate::reduce;
 use rayon::prelude::*;
 
+mod adaptive;
 #[cfg(target_arch = "x86_64")]
 #[allow(unsafe_code)]
 mod x86;
+
+pub use adaptive::{
+    adaptive_avg_pool2d_backward, adaptive_avg_pool2d_forward, bin as adaptive_bin, AdaptivePool2d,
+};
 
 /// The shape of a 2-D pooling: input `[n, c, h, w]`, a `kh x kw` window
 /// moved by `sh`, `sw`, with `ph`, `pw` cells of padding on each side.
 ///
 /// The geometry PyTorch accepts is `kh, kw, sh, sw >= 1`, `ph <= kh / 2`,
-/// `pw <= kw / 2` and `h, w >= 1`. For any other geometry [`out_h`](Self::out_h)
-/// or [`out_w`](Self::out_w) is 0, so the output is empty and a caller that
-/// expected outputs gets a length error on `y`, never a panic.
+/// `pw <= kw / 2`, `h, w >= 1` and at least one output. For any other
+/// geometry [`out_h`](Self::out_h) or [`out_w`](Self::out_w) is 0, so the
+/// output is empty and a caller that expected outputs gets a length error
+/// on `y`, never a panic.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Pool2d {
     pub n: usize,
@@ -41,33 +48,63 @@ pub struct Pool2d {
     pub sw: usize,
     pub ph: usize,
     pub pw: usize,
+    /// PyTorch's `ceil_mode`: the output size rounds up, so a last window
+    /// may run past the padded input (it is clipped), as long as it starts
+    /// inside the input or its left padding.
+    pub ceil_mode: bool,
+    /// PyTorch's `count_include_pad`, for average pooling only: padding
+    /// cells count in a window's divisor (never the cells past the padded
+    /// input that a ceil-mode window reaches).
+    pub count_include_pad: bool,
 }
 
-/// PyTorch's floor-mode output size, `(len + 2·pad - k) / stride + 1`, or 0
-/// for an illegal geometry.
-fn out_dim(len: usize, k: usize, stride: usize, pad: usize) -> usize {
-    if len == 0 || k == 0 || stride == 0 || pad > k / 2 || len + 2 * pad < k {
-        0
+/// PyTorch's output size (`pooling_output_shape`), or 0 for an illegal
+/// geometry: `(len + 2·pad - k) / stride + 1` rounded down, or in ceil mode
+/// rounded up and then one less if the last window would start in the
+/// right padding.
+fn out_dim(len: usize, k: usize, stride: usize, pad: usize, ceil_mode: bool) -> usize {
+    if len == 0 || k == 0 || stride == 0 || pad > k / 2 {
+        return 0;
+    }
+    let round_up = if ceil_mode { stride - 1 } else { 0 };
+    let Some(room) = (len + 2 * pad + round_up).checked_sub(k) else { return 0 };
+    let out = room / stride + 1;
+    if ceil_mode && (out - 1) * stride >= len + pad {
+        out - 1
     } else {
-        (len + 2 * pad - k) / stride + 1
+        out
     }
 }
 
 impl Pool2d {
     /// A square `k x k` window with stride `s` and padding `p`, as
-    /// `nn.MaxPool2d(k, s, p)`.
+    /// `nn.MaxPool2d(k, s, p)`: PyTorch's defaults, floor mode and padding
+    /// counted in an average's divisor.
     pub fn square(n: usize, c: usize, h: usize, w: usize, k: usize, s: usize, p: usize) -> Self {
-        Pool2d { n, c, h, w, kh: k, kw: k, sh: s, sw: s, ph: p, pw: p }
+        Pool2d {
+            n,
+            c,
+            h,
+            w,
+            kh: k,
+            kw: k,
+            sh: s,
+            sw: s,
+            ph: p,
+            pw: p,
+            ceil_mode: false,
+            count_include_pad: true,
+        }
     }
 
-    /// Output rows: `(h + 2·ph - kh) / sh + 1`, rounded down.
+    /// Output rows: `(h + 2·ph - kh) / sh + 1`, rounded as `ceil_mode` says.
     pub fn out_h(&self) -> usize {
-        out_dim(self.h, self.kh, self.sh, self.ph)
+        out_dim(self.h, self.kh, self.sh, self.ph, self.ceil_mode)
     }
 
-    /// Output columns: `(w + 2·pw - kw) / sw + 1`, rounded down.
+    /// Output columns: `(w + 2·pw - kw) / sw + 1`, rounded as `ceil_mode` says.
     pub fn out_w(&self) -> usize {
-        out_dim(self.w, self.kw, self.sw, self.pw)
+        out_dim(self.w, self.kw, self.sw, self.pw, self.ceil_mode)
     }
 
     /// Elements of the input `[n, c, h, w]` (and of `dx`).
@@ -81,10 +118,33 @@ impl Pool2d {
         self.n * self.c * self.out_h() * self.out_w()
     }
 
-    /// Whether the windows are 2x2 at stride 2 without padding: they tile
-    /// the plane without overlapping, and have kernels of their own.
+    /// Whether the windows are 2x2 at stride 2 without padding, each wholly
+    /// inside the plane (a ceil-mode window past an odd edge is not): they
+    /// tile the plane without overlapping, and have kernels of their own.
     fn is_2x2(&self) -> bool {
         (self.kh, self.kw, self.sh, self.sw, self.ph, self.pw) == (2, 2, 2, 2, 0, 0)
+            && 2 * self.out_h() <= self.h
+            && 2 * self.out_w() <= self.w
+    }
+
+    /// The divisor of average window `o` along one axis: its cells inside
+    /// the padded input with `count_include_pad`, else inside the input.
+    /// Their product is ATen's `divide_factor`.
+    #[inline(always)]
+    fn count(&self, o: usize, s: usize, p: usize, k: usize, len: usize) -> usize {
+        if self.count_include_pad {
+            (o * s + k).min(len + 2 * p) - o * s
+        } else {
+            let (start, end) = window(o, s, p, k, len);
+            end - start
+        }
+    }
+
+    /// ATen's divisor of average window `(o_r, o_c)`.
+    #[inline(always)]
+    fn divisor(&self, o_r: usize, o_c: usize) -> f32 {
+        let rows = self.count(o_r, self.sh, self.ph, self.kh, self.h);
+        (rows * self.count(o_c, self.sw, self.pw, self.kw, self.w)) as f32
     }
 
     /// The input rows `[start, end)` that output row `o` sees, padding cut off.
@@ -511,10 +571,12 @@ fn zero_uncovered_2x2(p: Pool2d, dxp: &mut [f32]) {
     dxp[covered * p.w..].fill(0.0);
 }
 
-/// Average pooling, as `nn.AvgPool2d(kernel, stride, padding)` with the
-/// defaults `count_include_pad = true`, `divisor_override = None`: padding
-/// counts as zeros and the divisor is always `kh·kw`. The window is summed
-/// in f32, row by row, then divided, as ATen's CPU kernel does.
+/// Average pooling, as `nn.AvgPool2d(kernel, stride, padding, ceil_mode,
+/// count_include_pad)` without `divisor_override`: padding counts as zeros,
+/// and each window is divided by ATen's `divide_factor`, its cells inside
+/// the padded input (`count_include_pad`) or inside the input, which is
+/// `kh·kw` in floor mode with padding counted. The window is summed in f32,
+/// row by row, then divided, as ATen's CPU kernel does.
 pub fn avg_pool2d_forward(p: Pool2d, x: &[f32], y: &mut [f32]) -> Result<(), LenError> {
     const OP: &str = "avg_pool2d_forward";
     check_len(OP, "x", x.len(), p.x_len())?;
@@ -523,9 +585,6 @@ pub fn avg_pool2d_forward(p: Pool2d, x: &[f32], y: &mut [f32]) -> Result<(), Len
     if p.y_len() == 0 {
         return Ok(());
     }
-    // With floor mode and pad <= kernel/2 no window reaches past the padding,
-    // so ATen's divisor `(hend - hstart)·(wend - wstart)` is always kh·kw.
-    let divisor = (p.kh * p.kw) as f32;
     for (xp, yp) in x.chunks_exact(p.h * p.w).zip(y.chunks_exact_mut(oh * ow)) {
         for (o_r, yr) in yp.chunks_exact_mut(ow).enumerate() {
             let (r0, r1) = p.rows(o_r);
@@ -543,8 +602,8 @@ pub fn avg_pool2d_forward(p: Pool2d, x: &[f32], y: &mut [f32]) -> Result<(), Len
                     }
                 }
             }
-            for yv in yr {
-                *yv /= divisor;
+            for (o_c, yv) in yr.iter_mut().enumerate() {
+                *yv /= p.divisor(o_r, o_c);
             }
         }
     }
@@ -552,7 +611,7 @@ pub fn avg_pool2d_forward(p: Pool2d, x: &[f32], y: &mut [f32]) -> Result<(), Len
 }
 
 /// The gradient of [`avg_pool2d_forward`]: `dx` is overwritten, each input
-/// cell receiving `dy / (kh·kw)` from every window that covers it.
+/// cell receiving `dy / divisor` from every window that covers it.
 pub fn avg_pool2d_backward(p: Pool2d, dy: &[f32], dx: &mut [f32]) -> Result<(), LenError> {
     const OP: &str = "avg_pool2d_backward";
     check_len(OP, "dy", dy.len(), p.y_len())?;
@@ -562,7 +621,6 @@ pub fn avg_pool2d_backward(p: Pool2d, dy: &[f32], dx: &mut [f32]) -> Result<(), 
     if p.y_len() == 0 {
         return Ok(());
     }
-    let divisor = (p.kh * p.kw) as f32;
     for (dxp, dyp) in dx.chunks_exact_mut(p.h * p.w).zip(dy.chunks_exact(oh * ow)) {
         for (o_r, dyr) in dyp.chunks_exact(ow).enumerate() {
             let (r0, r1) = p.rows(o_r);
@@ -574,8 +632,8 @@ pub fn avg_pool2d_backward(p: Pool2d, dy: &[f32], dx: &mut [f32]) -> Result<(), 
                         continue;
                     }
                     let cells = dxr[lo * p.sw + j - p.pw..].iter_mut().step_by(p.sw);
-                    for (d, &g) in cells.zip(&dyr[lo..hi]) {
-                        *d += g / divisor;
+                    for (o_c, (d, &g)) in cells.zip(&dyr[lo..hi]).enumerate() {
+                        *d += g / p.divisor(o_r, lo + o_c);
                     }
                 }
             }

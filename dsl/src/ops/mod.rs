@@ -21,6 +21,7 @@ mod lrn;
 mod mul;
 mod pool;
 mod softmax;
+mod upsample;
 
 pub use conv::Conv2d;
 pub use pool::{Pool2d, PoolKind};
@@ -40,6 +41,8 @@ pub const OPS: &[OpDef] = &[
     pool::MAX_POOL,
     pool::AVG_POOL,
     pool::GLOBAL_AVG_POOL,
+    pool::ADAPTIVE_AVG_POOL,
+    upsample::DEF,
     dense::DEF,
     flatten::DEF,
     activation::RELU,

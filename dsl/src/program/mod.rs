@@ -120,7 +120,12 @@ pub struct Window {
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Geometry {
     Conv { win: Window, o: usize, groups: usize },
-    Pool(Window),
+    /// A pooling window, with PyTorch's `ceil_mode` and `count_include_pad`.
+    Pool { win: Window, ceil_mode: bool, count_include_pad: bool },
+    /// Adaptive pooling of `[c, h, w]` into `[c, oh, ow]`.
+    AdaptivePool { c: usize, h: usize, w: usize, oh: usize, ow: usize },
+    /// Upsampling of `[c, h, w]` by `sh`, `sw`.
+    Upsample { c: usize, h: usize, w: usize, sh: usize, sw: usize },
     Dense { input: usize, output: usize },
     Lrn { c: usize, inner: usize, size: usize, alpha: f64, beta: f64, k: f64 },
     BatchNorm { c: usize, inner: usize, eps: f64, momentum: f64 },

@@ -626,7 +626,9 @@ pub fn avg_pool2d_backward(p: Pool2d, dy: &[f32], dx: &mut [f32]) -> Result<(), 
             let (r0, r1) = p.rows(o_r);
             for r in r0..r1 {
                 let dxr = &mut dxp[r * p.w..(r + 1) * p.w];
-                for j in 0..p.kw {
+                // Window cells right to left, so that the windows of a row
+                // add into a cell left to right, in ATen's order.
+                for j in (0..p.kw).rev() {
                     let (lo, hi) = span(j, p.sw, p.pw, p.w, ow);
                     if lo == hi {
                         continue;

@@ -219,7 +219,11 @@ pub fn avg_pool_backward(s: &Pool2d, dy: &[f32], dx: &mut [f32]) -> Result<(), E
     Ok(pool::avg_pool2d_backward(*s, dy, dx)?)
 }
 
-pub fn adaptive_avg_pool_forward(s: &AdaptivePool2d, x: &[f32], y: &mut [f32]) -> Result<(), Error> {
+pub fn adaptive_avg_pool_forward(
+    s: &AdaptivePool2d,
+    x: &[f32],
+    y: &mut [f32],
+) -> Result<(), Error> {
     Ok(pool::adaptive_avg_pool2d_forward(*s, x, y)?)
 }
 

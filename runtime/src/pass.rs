@@ -332,7 +332,11 @@ pub const fn conv2d(d: [usize; 13]) -> crate::conv::Conv2d {
 
 /// A pooling window's shape, batch 0, from `[c, h, w, kh, kw, sh, sw, ph, pw]`
 /// and PyTorch's `ceil_mode` and `count_include_pad`.
-pub const fn pool2d(d: [usize; 9], ceil_mode: bool, count_include_pad: bool) -> crate::pool::Pool2d {
+pub const fn pool2d(
+    d: [usize; 9],
+    ceil_mode: bool,
+    count_include_pad: bool,
+) -> crate::pool::Pool2d {
     let [c, h, w, kh, kw, sh, sw, ph, pw] = d;
     crate::pool::Pool2d { n: 0, c, h, w, kh, kw, sh, sw, ph, pw, ceil_mode, count_include_pad }
 }

@@ -50,13 +50,15 @@ fn geometry(max_nc: usize, max_hw: usize) -> impl Strategy<Value = Pool2d> {
         (0usize..3, 0usize..3),
         (any::<bool>(), any::<bool>()),
     )
-        .prop_map(|((n, c, h, w), (kh, kw, sh, sw), (ph, pw), (ceil_mode, count_include_pad))| {
-            let (ph, pw) = (ph % (kh / 2 + 1), pw % (kw / 2 + 1));
-            let (rh, rw) = if ceil_mode { (sh - 1, sw - 1) } else { (0, 0) };
-            let h = h.max(kh.saturating_sub(2 * ph + rh));
-            let w = w.max(kw.saturating_sub(2 * pw + rw));
-            Pool2d { n, c, h, w, kh, kw, sh, sw, ph, pw, ceil_mode, count_include_pad }
-        })
+        .prop_map(
+            |((n, c, h, w), (kh, kw, sh, sw), (ph, pw), (ceil_mode, count_include_pad))| {
+                let (ph, pw) = (ph % (kh / 2 + 1), pw % (kw / 2 + 1));
+                let (rh, rw) = if ceil_mode { (sh - 1, sw - 1) } else { (0, 0) };
+                let h = h.max(kh.saturating_sub(2 * ph + rh));
+                let w = w.max(kw.saturating_sub(2 * pw + rw));
+                Pool2d { n, c, h, w, kh, kw, sh, sw, ph, pw, ceil_mode, count_include_pad }
+            },
+        )
 }
 
 /// With `ties`, inputs are multiples of 1/4 with some `-inf` and NaN, so
@@ -246,7 +248,11 @@ fn model_shapes_match_reference() {
         Pool2d { n: 1, c: 2, h: 17, w: 31, kh: 5, kw: 3, sh: 3, sw: 1, ph: 2, pw: 1, ..floor },
         Pool2d { ceil_mode: true, ..Pool2d::square(1, 8, 55, 55, 3, 2, 0) }, // SqueezeNet
         Pool2d { ceil_mode: true, ..Pool2d::square(1, 4, 28, 28, 3, 2, 0) }, // GoogLeNet
-        Pool2d { ceil_mode: true, count_include_pad: false, ..Pool2d::square(1, 3, 14, 13, 3, 2, 1) },
+        Pool2d {
+            ceil_mode: true,
+            count_include_pad: false,
+            ..Pool2d::square(1, 3, 14, 13, 3, 2, 1)
+        },
     ];
     for (t, p) in shapes.into_iter().enumerate() {
         check_max(p, t as u64, t % 2 == 1).unwrap_or_else(|e| panic!("max: {e} in {p:?}"));

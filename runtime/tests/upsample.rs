@@ -45,9 +45,8 @@ fn check(p: Upsample2d, bilinear: bool, seed: u64) -> Result<(), String> {
     let mut dx = vec![f32::NAN; p.x_len()];
     backward(p, &dy, &mut dx).map_err(|e| e.to_string())?;
     close("dx", &dx, &reference::upsample2d_backward(p, bilinear, &wide(&dy)), 1e-5)?;
-    let fd = central_diff_vjp(&wide(&x), &wide(&dy), 1e-6, |x| {
-        reference::upsample2d(p, bilinear, x)
-    });
+    let fd =
+        central_diff_vjp(&wide(&x), &wide(&dy), 1e-6, |x| reference::upsample2d(p, bilinear, x));
     close("dx against central differences", &dx, &fd, 1e-5)
 }
 

@@ -25,7 +25,8 @@ const ARGS: &[ArgSpec] = &[
 pub const DEF: OpDef = OpDef { name: "conv2d", args: ARGS, arity: Arity::One, build };
 
 fn build(a: &Bound) -> Op {
-    let (kernel, dilation) = (a.pair("kernel").unwrap_or_default(), a.pair("dilation").unwrap_or_default());
+    let (kernel, dilation) =
+        (a.pair("kernel").unwrap_or_default(), a.pair("dilation").unwrap_or_default());
     let same = a.word("pad") == Some("same");
     // `same` pads half of PyTorch's total d·(k−1) on each side (`infer`
     // refuses an odd total); `valid` is a word, not a pair, so no padding.

@@ -82,19 +82,17 @@ impl OpKind for Upsample {
         let x = first(inputs);
         let (c, h, w) = expect_image("upsample", &x)?;
         let [sh, sw] = self.scale;
-        let dims = h.checked_mul(sh).zip(w.checked_mul(sw));
-        match dims {
-            Some((oh, ow))
-                if c.checked_mul(oh).and_then(|v| v.checked_mul(ow)).is_some_and(|e| e <= MAX_ELEMENTS) =>
-            {
-                Ok(Shape(vec![c, oh, ow]))
-            }
-            _ => Err(OpError::new(
+        // Saturated extents fail the element count below.
+        let (oh, ow) = (h.saturating_mul(sh), w.saturating_mul(sw));
+        let elements = c.checked_mul(oh).and_then(|v| v.checked_mul(ow));
+        if elements.is_none_or(|e| e > MAX_ELEMENTS) {
+            return Err(OpError::new(
                 format!("`upsample` by {} makes {x} too large", super::conv::pair(self.scale)),
                 format!("more than {MAX_ELEMENTS} elements per sample"),
             )
-            .at("scale")),
+            .at("scale"));
         }
+        Ok(Shape(vec![c, oh, ow]))
     }
 
     /// Nearest copies; bilinear blends four inputs with 6 multiplies and 3
@@ -135,7 +133,9 @@ impl OpKind for Upsample {
                     y[(plane * oh + oy) * ow + ox] = if self.bilinear {
                         let (rows, cols) = (linear_taps(oy, sh, h), linear_taps(ox, sw, w));
                         rows.iter()
-                            .flat_map(|&(r, wr)| cols.iter().map(move |&(col, wc)| (r, col, wr * wc)))
+                            .flat_map(|&(r, wr)| {
+                                cols.iter().map(move |&(col, wc)| (r, col, wr * wc))
+                            })
                             .map(|(r, col, weight)| weight * at(r, col))
                             .sum()
                     } else {

@@ -116,15 +116,15 @@ pub struct Window {
     pub dw: usize,
 }
 
-/// A runtime shape struct, built with the batch `n` at the call.
+/// A runtime shape struct, built with the batch `n` at the call. A pool
+/// carries PyTorch's `ceil_mode` and `count_include_pad`; an adaptive pool
+/// maps `[c, h, w]` to `[c, oh, ow]`; an upsampling multiplies `h` and `w`
+/// by `sh` and `sw`.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Geometry {
     Conv { win: Window, o: usize, groups: usize },
-    /// A pooling window, with PyTorch's `ceil_mode` and `count_include_pad`.
     Pool { win: Window, ceil_mode: bool, count_include_pad: bool },
-    /// Adaptive pooling of `[c, h, w]` into `[c, oh, ow]`.
     AdaptivePool { c: usize, h: usize, w: usize, oh: usize, ow: usize },
-    /// Upsampling of `[c, h, w]` by `sh`, `sw`.
     Upsample { c: usize, h: usize, w: usize, sh: usize, sw: usize },
     Dense { input: usize, output: usize },
     Lrn { c: usize, inner: usize, size: usize, alpha: f64, beta: f64, k: f64 },

@@ -62,11 +62,8 @@ fn avg_divisor(p: &Pool2d, o_r: usize, o_c: usize) -> f64 {
     for i in 0..p.kh {
         for j in 0..p.kw {
             let in_padded = o_r * p.sh + i < p.h + 2 * p.ph && o_c * p.sw + j < p.w + 2 * p.pw;
-            let counts = if p.count_include_pad {
-                in_padded
-            } else {
-                cell(p, o_r, o_c, i, j).is_some()
-            };
+            let counts =
+                if p.count_include_pad { in_padded } else { cell(p, o_r, o_c, i, j).is_some() };
             count += usize::from(counts);
         }
     }

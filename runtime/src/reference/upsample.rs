@@ -35,8 +35,10 @@ pub fn upsample2d(p: Upsample2d, bilinear: bool, x: &[f64]) -> Vec<f64> {
     for q in 0..p.n * p.c {
         for o_r in 0..oh {
             for o_c in 0..ow {
-                y[(q * oh + o_r) * ow + o_c] =
-                    taps(p, bilinear, o_r, o_c).iter().map(|&(at, wt)| wt * x[q * plane + at]).sum();
+                y[(q * oh + o_r) * ow + o_c] = taps(p, bilinear, o_r, o_c)
+                    .iter()
+                    .map(|&(at, wt)| wt * x[q * plane + at])
+                    .sum();
             }
         }
     }

@@ -140,11 +140,17 @@ impl Pool2d {
         }
     }
 
-    /// ATen's divisor of average window `(o_r, o_c)`.
-    #[inline(always)]
-    fn divisor(&self, o_r: usize, o_c: usize) -> f32 {
-        let rows = self.count(o_r, self.sh, self.ph, self.kh, self.h);
-        (rows * self.count(o_c, self.sw, self.pw, self.kw, self.w)) as f32
+    /// Each output column's divisor factor ([`Self::count`]) into `cols`.
+    fn col_counts(&self, cols: &mut [f32]) {
+        for (o_c, d) in cols.iter_mut().enumerate() {
+            *d = self.count(o_c, self.sw, self.pw, self.kw, self.w) as f32;
+        }
+    }
+
+    /// Output row `o_r`'s divisor factor. Times a column's it is ATen's
+    /// `divide_factor` exactly (counts are far below 2²⁴).
+    fn row_count(&self, o_r: usize) -> f32 {
+        self.count(o_r, self.sh, self.ph, self.kh, self.h) as f32
     }
 
     /// The input rows `[start, end)` that output row `o` sees, padding cut off.
@@ -159,6 +165,12 @@ impl Pool2d {
     fn cols(&self, o: usize) -> (usize, usize) {
         window(o, self.sw, self.pw, self.kw, self.w)
     }
+}
+
+thread_local! {
+    /// The column divisors of an average pooling, or a row of its output
+    /// gradients divided by them.
+    static AVG_ROW: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// The clipped input range of window `o`. The window starts at `o·s - p` in
@@ -364,8 +376,9 @@ fn max_plane_2x2<const ARGMAX: bool>(p: Pool2d, xp: &[f32], yp: &mut [f32], ap: 
 }
 
 /// One cell of every interior window of an output row: output `i` (of
-/// `ys`) meets input `xp[first + i·S]`.
-#[inline(always)]
+/// `ys`) meets input `xp[first + i·S]`. Out of line: inlined into the plane
+/// loop, its registers spilled inside this, the hot loop.
+#[inline(never)]
 fn max_pass<const ARGMAX: bool, const S: usize>(
     ys: &mut [f32],
     ar: &mut [u32],
@@ -585,29 +598,53 @@ pub fn avg_pool2d_forward(p: Pool2d, x: &[f32], y: &mut [f32]) -> Result<(), Len
     if p.y_len() == 0 {
         return Ok(());
     }
-    for (xp, yp) in x.chunks_exact(p.h * p.w).zip(y.chunks_exact_mut(oh * ow)) {
-        for (o_r, yr) in yp.chunks_exact_mut(ow).enumerate() {
-            let (r0, r1) = p.rows(o_r);
-            yr.fill(0.0);
-            for r in r0..r1 {
-                let xr = &xp[r * p.w..(r + 1) * p.w];
-                for j in 0..p.kw {
-                    let (lo, hi) = span(j, p.sw, p.pw, p.w, ow);
-                    if lo == hi {
-                        continue;
-                    }
-                    let cells = xr[lo * p.sw + j - p.pw..].iter().step_by(p.sw);
-                    for (yv, &v) in yr[lo..hi].iter_mut().zip(cells) {
-                        *yv += v;
-                    }
+    crate::scratch::with(&AVG_ROW, ow, |cols| {
+        p.col_counts(cols);
+        for (xp, yp) in x.chunks_exact(p.h * p.w).zip(y.chunks_exact_mut(oh * ow)) {
+            for (o_r, yr) in yp.chunks_exact_mut(ow).enumerate() {
+                avg_row(p, xp, o_r, yr);
+                let rows = p.row_count(o_r);
+                for (yv, &c) in yr.iter_mut().zip(cols.iter()) {
+                    *yv /= rows * c;
                 }
             }
-            for (o_c, yv) in yr.iter_mut().enumerate() {
-                *yv /= p.divisor(o_r, o_c);
+        }
+    });
+    Ok(())
+}
+
+/// The sums of output row `o_r`'s windows into `yr`: for each input row
+/// and window column, one strided pass over the row's outputs.
+#[inline(always)]
+fn avg_row(p: Pool2d, xp: &[f32], o_r: usize, yr: &mut [f32]) {
+    let (r0, r1) = p.rows(o_r);
+    yr.fill(0.0);
+    for r in r0..r1 {
+        let xr = &xp[r * p.w..(r + 1) * p.w];
+        for j in 0..p.kw {
+            let (lo, hi) = span(j, p.sw, p.pw, p.w, yr.len());
+            if lo == hi {
+                continue;
+            }
+            let (ys, first) = (&mut yr[lo..hi], lo * p.sw + j - p.pw);
+            // A constant stride lets the loop vectorise.
+            match p.sw {
+                1 => avg_pass::<1>(ys, &xr[first..]),
+                2 => avg_pass::<2>(ys, &xr[first..]),
+                s => ys.iter_mut().zip(xr[first..].iter().step_by(s)).for_each(|(y, &v)| *y += v),
             }
         }
     }
-    Ok(())
+}
+
+/// One cell of every window of a stretch of an output row: output `i` adds
+/// input `xs[i·S]`.
+#[inline(never)]
+fn avg_pass<const S: usize>(ys: &mut [f32], xs: &[f32]) {
+    let xs = &xs[..(ys.len() - 1) * S + 1];
+    for (i, y) in ys.iter_mut().enumerate() {
+        *y += xs[i * S];
+    }
 }
 
 /// The gradient of [`avg_pool2d_forward`]: `dx` is overwritten, each input
@@ -621,27 +658,54 @@ pub fn avg_pool2d_backward(p: Pool2d, dy: &[f32], dx: &mut [f32]) -> Result<(), 
     if p.y_len() == 0 {
         return Ok(());
     }
-    for (dxp, dyp) in dx.chunks_exact_mut(p.h * p.w).zip(dy.chunks_exact(oh * ow)) {
-        for (o_r, dyr) in dyp.chunks_exact(ow).enumerate() {
-            let (r0, r1) = p.rows(o_r);
-            for r in r0..r1 {
-                let dxr = &mut dxp[r * p.w..(r + 1) * p.w];
-                // Window cells right to left, so that the windows of a row
-                // add into a cell left to right, in ATen's order.
-                for j in (0..p.kw).rev() {
-                    let (lo, hi) = span(j, p.sw, p.pw, p.w, ow);
-                    if lo == hi {
-                        continue;
-                    }
-                    let cells = dxr[lo * p.sw + j - p.pw..].iter_mut().step_by(p.sw);
-                    for (o_c, (d, &g)) in cells.zip(&dyr[lo..hi]).enumerate() {
-                        *d += g / p.divisor(o_r, lo + o_c);
-                    }
+    // ATen divides each output gradient once, then adds the share to every
+    // cell of the window: `shares` is a row of them.
+    crate::scratch::with(&AVG_ROW, 2 * ow, |buf| {
+        let (cols, shares) = buf.split_at_mut(ow);
+        p.col_counts(cols);
+        for (dxp, dyp) in dx.chunks_exact_mut(p.h * p.w).zip(dy.chunks_exact(oh * ow)) {
+            for (o_r, dyr) in dyp.chunks_exact(ow).enumerate() {
+                let rows = p.row_count(o_r);
+                for ((s, &g), &c) in shares.iter_mut().zip(dyr).zip(cols.iter()) {
+                    *s = g / (rows * c);
                 }
+                avg_row_backward(p, shares, o_r, dxp);
+            }
+        }
+    });
+    Ok(())
+}
+
+/// Adds output row `o_r`'s `shares` to the cells of their windows.
+#[inline(always)]
+fn avg_row_backward(p: Pool2d, shares: &[f32], o_r: usize, dxp: &mut [f32]) {
+    let (r0, r1) = p.rows(o_r);
+    for r in r0..r1 {
+        let dxr = &mut dxp[r * p.w..(r + 1) * p.w];
+        // Window cells right to left, so that the windows of a row add into
+        // a cell left to right, in ATen's order.
+        for j in (0..p.kw).rev() {
+            let (lo, hi) = span(j, p.sw, p.pw, p.w, shares.len());
+            if lo == hi {
+                continue;
+            }
+            let (gs, first) = (&shares[lo..hi], lo * p.sw + j - p.pw);
+            match p.sw {
+                1 => avg_pass_backward::<1>(gs, &mut dxr[first..]),
+                2 => avg_pass_backward::<2>(gs, &mut dxr[first..]),
+                s => dxr[first..].iter_mut().step_by(s).zip(gs).for_each(|(d, &g)| *d += g),
             }
         }
     }
-    Ok(())
+}
+
+/// [`avg_pass`] backward: input `dxs[i·S]` gets output `i`'s share.
+#[inline(never)]
+fn avg_pass_backward<const S: usize>(gs: &[f32], dxs: &mut [f32]) {
+    let dxs = &mut dxs[..(gs.len() - 1) * S + 1];
+    for (i, &g) in gs.iter().enumerate() {
+        dxs[i * S] += g;
+    }
 }
 
 /// Global average pooling, `[n, c, h, w] -> [n, c]`: the mean of each plane,

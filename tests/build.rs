@@ -22,6 +22,7 @@ fn main() {
         "nets/dense_block.net".to_string(),
         "nets/modern.net".to_string(),
         "nets/depth.net".to_string(),
+        "nets/resample.net".to_string(),
     ]);
     if let Err(e) = netc_dsl::Builder::new().compile(&files) {
         eprintln!("{e}");

@@ -175,6 +175,14 @@ fn names_of_generated_locals_are_free_to_use() {
     check_model!(netc_tests::nets::names::Names, "nets/names.net", 3, 6);
 }
 
+/// Ceil-mode max and average pooling (with and without padding in the
+/// divisor), nearest and bilinear upsampling, adaptive pooling and
+/// `pad: same`: both forwards and every gradient.
+#[test]
+fn resampling_ops_match_the_interpreter() {
+    check_model!(netc_tests::nets::resample::Resample, "nets/resample.net", 3, 6);
+}
+
 #[test]
 fn smooth_network_matches_the_interpreter() {
     check_model!(smooth::Smooth, "nets/smooth.net", 3, 6);

@@ -15,6 +15,15 @@ fn positions(input: usize, kernel: usize, stride: usize, pad: usize, dilation: u
     (0..padded).step_by(stride).filter(|start| start + reach <= padded).count()
 }
 
+/// Counts PyTorch's ceil-mode windows one by one: each starts inside the
+/// input or its left padding, and overhangs the padded input by less than
+/// a stride (which for all but the first says the window before it did
+/// not reach the end).
+fn ceil_positions(input: usize, kernel: usize, stride: usize, pad: usize) -> usize {
+    let padded = input + 2 * pad;
+    (0..input + pad).step_by(stride).filter(|start| start + kernel < padded + stride).count()
+}
+
 proptest! {
     #[test]
     fn conv_extent_counts_window_positions(
@@ -23,7 +32,7 @@ proptest! {
     ) {
         let op = Op::new(Conv2d {
             out_channels: 3, kernel: [kh, kw], stride: [s, s], pad: [p, p],
-            dilation: [d, d], groups: 1, bias: true,
+            dilation: [d, d], groups: 1, bias: true, same: false,
         });
         let x = Shape(vec![c, h, w]);
         let (ph, pw) = (positions(h, kh, s, p, d), positions(w, kw, s, p, d));
@@ -36,10 +45,18 @@ proptest! {
     #[test]
     fn pool_extent_counts_window_positions(
         h in 1usize..30, w in 1usize..30, k in 1usize..6, s in 1usize..4, p in 0usize..3,
+        ceil_mode: bool,
     ) {
-        let op = Op::new(Pool2d { kind: PoolKind::Max, kernel: [k, k], stride: [s, s], pad: [p, p] });
+        let op = Op::new(Pool2d {
+            kind: PoolKind::Avg, kernel: [k, k], stride: [s, s], pad: [p, p],
+            ceil_mode, count_include_pad: true,
+        });
         let x = Shape(vec![2, h, w]);
-        let (ph, pw) = (positions(h, k, s, p, 1), positions(w, k, s, p, 1));
+        let (ph, pw) = if ceil_mode {
+            (ceil_positions(h, k, s, p), ceil_positions(w, k, s, p))
+        } else {
+            (positions(h, k, s, p, 1), positions(w, k, s, p, 1))
+        };
         match op.infer(&[&x]) {
             Ok(out) => prop_assert_eq!(out.dims(), &[2, ph, pw]),
             Err(_) => prop_assert!(p > k / 2 || ph == 0 || pw == 0),

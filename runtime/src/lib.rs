@@ -33,6 +33,7 @@ pub mod reference;
 pub mod rng;
 mod scratch;
 pub mod shard;
+pub mod upsample;
 pub mod view;
 pub mod weights;
 

@@ -12,7 +12,8 @@ use crate::gemm::{Activation, Par};
 use crate::loss::{self, LossError};
 use crate::norm::{self, BatchNorm, Lrn};
 use crate::optim::{Adam, AdamMoments, AdamW, Sgd};
-use crate::pool::{self, Pool2d};
+use crate::pool::{self, AdaptivePool2d, Pool2d};
+use crate::upsample::{self, Upsample2d};
 
 /// Output-based: a gated activation is [`Error::NeedsInput`]; see
 /// [`activation_backward_from_input_in_place`].
@@ -217,6 +218,38 @@ pub fn avg_pool_forward(s: &Pool2d, x: &[f32], y: &mut [f32]) -> Result<(), Erro
 
 pub fn avg_pool_backward(s: &Pool2d, dy: &[f32], dx: &mut [f32]) -> Result<(), Error> {
     Ok(pool::avg_pool2d_backward(*s, dy, dx)?)
+}
+
+pub fn adaptive_avg_pool_forward(
+    s: &AdaptivePool2d,
+    x: &[f32],
+    y: &mut [f32],
+) -> Result<(), Error> {
+    Ok(pool::adaptive_avg_pool2d_forward(*s, x, y)?)
+}
+
+pub fn adaptive_avg_pool_backward(
+    s: &AdaptivePool2d,
+    dy: &[f32],
+    dx: &mut [f32],
+) -> Result<(), Error> {
+    Ok(pool::adaptive_avg_pool2d_backward(*s, dy, dx)?)
+}
+
+pub fn upsample_nearest_forward(s: &Upsample2d, x: &[f32], y: &mut [f32]) -> Result<(), Error> {
+    Ok(upsample::upsample_nearest2d_forward(*s, x, y)?)
+}
+
+pub fn upsample_nearest_backward(s: &Upsample2d, dy: &[f32], dx: &mut [f32]) -> Result<(), Error> {
+    Ok(upsample::upsample_nearest2d_backward(*s, dy, dx)?)
+}
+
+pub fn upsample_bilinear_forward(s: &Upsample2d, x: &[f32], y: &mut [f32]) -> Result<(), Error> {
+    Ok(upsample::upsample_bilinear2d_forward(*s, x, y)?)
+}
+
+pub fn upsample_bilinear_backward(s: &Upsample2d, dy: &[f32], dx: &mut [f32]) -> Result<(), Error> {
+    Ok(upsample::upsample_bilinear2d_backward(*s, dy, dx)?)
 }
 
 pub fn global_avg_pool_forward(

@@ -315,6 +315,8 @@ macro_rules! batched {
 batched!(
     crate::conv::Conv2d,
     crate::pool::Pool2d,
+    crate::pool::AdaptivePool2d,
+    crate::upsample::Upsample2d,
     crate::dense::Dense,
     crate::norm::Lrn,
     crate::norm::BatchNorm
@@ -328,10 +330,27 @@ pub const fn conv2d(d: [usize; 13]) -> crate::conv::Conv2d {
     crate::conv::Conv2d { n: 0, c, h, w, o, kh, kw, sh, sw, ph, pw, dh, dw, groups }
 }
 
-/// A pooling window's shape, batch 0, from `[c, h, w, kh, kw, sh, sw, ph, pw]`.
-pub const fn pool2d(d: [usize; 9]) -> crate::pool::Pool2d {
+/// A pooling window's shape, batch 0, from `[c, h, w, kh, kw, sh, sw, ph, pw]`
+/// and PyTorch's `ceil_mode` and `count_include_pad`.
+pub const fn pool2d(
+    d: [usize; 9],
+    ceil_mode: bool,
+    count_include_pad: bool,
+) -> crate::pool::Pool2d {
     let [c, h, w, kh, kw, sh, sw, ph, pw] = d;
-    crate::pool::Pool2d { n: 0, c, h, w, kh, kw, sh, sw, ph, pw }
+    crate::pool::Pool2d { n: 0, c, h, w, kh, kw, sh, sw, ph, pw, ceil_mode, count_include_pad }
+}
+
+/// An adaptive pooling's shape, batch 0, from `[c, h, w, oh, ow]`.
+pub const fn adaptive_pool2d(d: [usize; 5]) -> crate::pool::AdaptivePool2d {
+    let [c, h, w, oh, ow] = d;
+    crate::pool::AdaptivePool2d { n: 0, c, h, w, oh, ow }
+}
+
+/// An upsampling's shape, batch 0, from `[c, h, w, sh, sw]`.
+pub const fn upsample2d(d: [usize; 5]) -> crate::upsample::Upsample2d {
+    let [c, h, w, sh, sw] = d;
+    crate::upsample::Upsample2d { n: 0, c, h, w, sh, sw }
 }
 
 /// A dense layer's shape, batch 0.

@@ -53,6 +53,9 @@ pub mod nets {
     pub mod depth {
         netc::include_network!("depth");
     }
+    pub mod resample {
+        netc::include_network!("resample");
+    }
     pub mod two_inputs {
         netc::include_network!("two_inputs");
     }

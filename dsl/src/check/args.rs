@@ -18,6 +18,9 @@ pub enum Kind {
     Pair,
     /// An integer ≥ 0, or a list `[h, w]` of them.
     PairCount,
+    /// A convolution's padding: as [`Kind::PairCount`], or `same` or `valid`
+    /// written bare, as PyTorch's `padding='same'` and `'valid'`.
+    Padding,
     /// Any finite number.
     Float,
     /// A number > 0.
@@ -36,12 +39,35 @@ impl Kind {
         match self {
             Kind::Size => "an integer",
             Kind::Pair | Kind::PairCount => "an integer or a pair `[h, w]`",
+            Kind::Padding => "an integer, a pair `[h, w]`, `same` or `valid`",
             Kind::Float | Kind::Positive | Kind::NonNegative | Kind::Fraction => "a number",
             Kind::Bool => "`true` or `false`",
             Kind::Word(_) => "a name",
         }
     }
+
+    /// Whether a bare name given to an argument of this kind is a word
+    /// rather than a value: always for [`Kind::Word`]; for [`Kind::Padding`]
+    /// when no value of that name is `bound`, so that a block's `pad: p`
+    /// still passes its parameter.
+    pub fn takes_word(self, bound: bool) -> bool {
+        match self {
+            Kind::Word(_) => true,
+            Kind::Padding => !bound,
+            Kind::Size
+            | Kind::Pair
+            | Kind::PairCount
+            | Kind::Float
+            | Kind::Positive
+            | Kind::NonNegative
+            | Kind::Fraction
+            | Kind::Bool => false,
+        }
+    }
 }
+
+/// The words a [`Kind::Padding`] argument takes.
+const PADDING_WORDS: &[&str] = &["same", "valid"];
 
 /// A default value of an optional argument.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -325,11 +351,11 @@ fn convert(
         (Kind::Size, Value::Int(v)) => {
             int_in_range(callee, spec, *v, 1, span, diags).map(ArgValue::Int)
         }
-        (Kind::Pair | Kind::PairCount, Value::Int(v)) => {
+        (Kind::Pair | Kind::PairCount | Kind::Padding, Value::Int(v)) => {
             let min = if spec.kind == Kind::Pair { 1 } else { 0 };
             int_in_range(callee, spec, *v, min, span, diags).map(ArgValue::Int)
         }
-        (Kind::Pair | Kind::PairCount, Value::List(items)) => {
+        (Kind::Pair | Kind::PairCount | Kind::Padding, Value::List(items)) => {
             let min = if spec.kind == Kind::Pair { 1 } else { 0 };
             match items.as_slice() {
                 [(Value::Int(a), sa), (Value::Int(b), sb)] => {
@@ -370,26 +396,33 @@ fn convert(
             }
         }
         (Kind::Bool, Value::Bool(b)) => Some(ArgValue::Bool(*b)),
-        (Kind::Word(choices), Value::Word(w)) => match choices.iter().find(|c| **c == w) {
-            Some(choice) => Some(ArgValue::Word(choice)),
-            None => {
-                let list: Vec<String> = choices.iter().map(|c| format!("`{c}`")).collect();
-                let mut d = Diagnostic::error(
-                    format!(
-                        "`{}` of `{callee}` is one of {}, found `{w}`",
-                        spec.name,
-                        list.join(", ")
-                    ),
-                    span,
-                )
-                .label("not a choice");
-                if let Some(best) = did_you_mean(w, choices.iter().copied()) {
-                    d = d.help(format!("did you mean `{best}`?"));
-                }
-                diags.push(d);
-                None
-            }
-        },
+        (Kind::Word(choices), Value::Word(w)) => word(callee, spec, choices, w, span, diags),
+        (Kind::Padding, Value::Word(w)) => word(callee, spec, PADDING_WORDS, w, span, diags),
         _ => wrong_type(diags),
     }
+}
+
+/// `w` if it is one of `choices`, else a diagnostic listing them.
+fn word(
+    callee: &str,
+    spec: &ArgSpec,
+    choices: &'static [&'static str],
+    w: &str,
+    span: Span,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<ArgValue> {
+    if let Some(choice) = choices.iter().find(|c| **c == w) {
+        return Some(ArgValue::Word(choice));
+    }
+    let list: Vec<String> = choices.iter().map(|c| format!("`{c}`")).collect();
+    let mut d = Diagnostic::error(
+        format!("`{}` of `{callee}` is one of {}, found `{w}`", spec.name, list.join(", ")),
+        span,
+    )
+    .label("not a choice");
+    if let Some(best) = did_you_mean(w, choices.iter().copied()) {
+        d = d.help(format!("did you mean `{best}`?"));
+    }
+    diags.push(d);
+    None
 }

@@ -910,19 +910,24 @@ impl<'a> Checker<'a> {
     }
 
     /// Evaluates call arguments; a bare name given to one of `words`, the
-    /// arguments that take a name, is that name.
+    /// arguments that take a name, is that name where its kind says
+    /// ([`args::Kind::takes_word`]).
     fn eval_args(
         &mut self,
         b: &mut Build<'a>,
         scope: &mut Scope<'a>,
         args: &'a [Arg],
-        words: &[&str],
+        words: &[(&str, args::Kind)],
     ) -> Vec<GivenArg> {
         args.iter()
             .map(|a| GivenArg {
                 name: a.name.as_ref().map(|n| (n.name.clone(), n.span)),
                 value: match (&a.name, &a.value.kind) {
-                    (Some(n), ExprKind::Name(word)) if words.contains(&n.name.as_str()) => {
+                    (Some(n), ExprKind::Name(word))
+                        if words.iter().any(|&(arg, kind)| {
+                            arg == n.name && kind.takes_word(scope.names.contains_key(&word.name))
+                        }) =>
+                    {
                         Value::Word(word.name.clone())
                     }
                     _ => self.eval(b, scope, &a.value),
@@ -1090,12 +1095,12 @@ impl<'a> Checker<'a> {
     ) -> Value {
         let name = call.name.name.as_str();
         let op = ops::find_op(name);
-        let words: Vec<&str> = op
+        let words: Vec<(&str, args::Kind)> = op
             .map(|d| {
                 d.args
                     .iter()
-                    .filter(|a| matches!(a.kind, args::Kind::Word(_)))
-                    .map(|a| a.name)
+                    .filter(|a| a.kind.takes_word(false))
+                    .map(|a| (a.name, a.kind))
                     .collect()
             })
             .unwrap_or_default();

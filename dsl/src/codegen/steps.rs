@@ -280,7 +280,9 @@ fn activation(rt: &syn::Path, a: &Act) -> TokenStream {
 pub fn geometry_type(rt: &syn::Path, g: &Geometry) -> TokenStream {
     match g {
         Geometry::Conv { .. } => quote!(#rt::conv::Conv2d),
-        Geometry::Pool(_) => quote!(#rt::pool::Pool2d),
+        Geometry::Pool { .. } => quote!(#rt::pool::Pool2d),
+        Geometry::AdaptivePool { .. } => quote!(#rt::pool::AdaptivePool2d),
+        Geometry::Upsample { .. } => quote!(#rt::upsample::Upsample2d),
         Geometry::Dense { .. } => quote!(#rt::dense::Dense),
         Geometry::Lrn { .. } => quote!(#rt::norm::Lrn),
         Geometry::BatchNorm { .. } => quote!(#rt::norm::BatchNorm),
@@ -301,13 +303,29 @@ pub fn geometry_const_value(rt: &syn::Path, g: &Geometry) -> (TokenStream, Strin
             );
             (quote!(#rt::pass::conv2d([#(#d),*])), words)
         }
-        Geometry::Pool(w) => {
+        Geometry::Pool { win: w, ceil_mode, count_include_pad } => {
             let d = [w.c, w.h, w.w, w.kh, w.kw, w.sh, w.sw, w.ph, w.pw].map(lit);
-            let words = format!(
+            let mut words = format!(
                 "{}x{}x{}, window {}x{}, stride {}x{}, padding {}x{}",
                 w.c, w.h, w.w, w.kh, w.kw, w.sh, w.sw, w.ph, w.pw
             );
-            (quote!(#rt::pass::pool2d([#(#d),*])), words)
+            if ceil_mode {
+                words.push_str(", ceil mode");
+            }
+            if !count_include_pad {
+                words.push_str(", padding not counted");
+            }
+            (quote!(#rt::pass::pool2d([#(#d),*], #ceil_mode, #count_include_pad)), words)
+        }
+        Geometry::AdaptivePool { c, h, w, oh, ow } => {
+            let d = [c, h, w, oh, ow].map(lit);
+            let words = format!("{c}x{h}x{w} -> {oh}x{ow} bins");
+            (quote!(#rt::pass::adaptive_pool2d([#(#d),*])), words)
+        }
+        Geometry::Upsample { c, h, w, sh, sw } => {
+            let d = [c, h, w, sh, sw].map(lit);
+            let words = format!("{c}x{h}x{w}, factor {sh}x{sw}");
+            (quote!(#rt::pass::upsample2d([#(#d),*])), words)
         }
         Geometry::Dense { input, output } => {
             let (i, o) = (lit(input), lit(output));

@@ -1,6 +1,7 @@
 //! `conv2d(channels, kernel, stride, pad, dilation, groups, bias)`: 2-D
 //! cross-correlation as PyTorch's `nn.Conv2d`, weight `[O, C/groups, kh, kw]`,
-//! output sizes by its floor rule. The runtime picks the algorithm.
+//! output sizes by its floor rule. `pad: same` and `pad: valid` are
+//! PyTorch's `padding='same'` and `'valid'`. The runtime picks the algorithm.
 
 use super::{expect_image, first, Arity, Init, Op, OpDef, OpError, OpKind, ParamSpec};
 use crate::check::args::{named, pos, ArgSpec, Bound, Kind, Lit};
@@ -15,7 +16,7 @@ const ARGS: &[ArgSpec] = &[
     pos("channels", Kind::Size, Lit::Required),
     pos("kernel", Kind::Pair, Lit::Required),
     named("stride", Kind::Pair, Lit::Int(1)),
-    named("pad", Kind::PairCount, Lit::Int(0)),
+    named("pad", Kind::Padding, Lit::Int(0)),
     named("dilation", Kind::Pair, Lit::Int(1)),
     named("groups", Kind::Size, Lit::Int(1)),
     named("bias", Kind::Bool, Lit::Bool(true)),
@@ -24,14 +25,25 @@ const ARGS: &[ArgSpec] = &[
 pub const DEF: OpDef = OpDef { name: "conv2d", args: ARGS, arity: Arity::One, build };
 
 fn build(a: &Bound) -> Op {
+    let (kernel, dilation) =
+        (a.pair("kernel").unwrap_or_default(), a.pair("dilation").unwrap_or_default());
+    let same = a.word("pad") == Some("same");
+    // `same` pads half of PyTorch's total d·(k−1) on each side (`infer`
+    // refuses an odd total); `valid` is a word, not a pair, so no padding.
+    let pad = if same {
+        [0, 1].map(|axis| dilation[axis] * kernel[axis].saturating_sub(1) / 2)
+    } else {
+        a.pair("pad").unwrap_or_default()
+    };
     Op::new(Conv2d {
         out_channels: a.int("channels").unwrap_or_default(),
-        kernel: a.pair("kernel").unwrap_or_default(),
+        kernel,
         stride: a.pair("stride").unwrap_or_default(),
-        pad: a.pair("pad").unwrap_or_default(),
-        dilation: a.pair("dilation").unwrap_or_default(),
+        pad,
+        dilation,
         groups: a.int("groups").unwrap_or_default(),
         bias: a.bool("bias").unwrap_or_default(),
+        same,
     })
 }
 
@@ -44,6 +56,9 @@ pub struct Conv2d {
     pub dilation: [usize; 2],
     pub groups: usize,
     pub bias: bool,
+    /// `pad: same`: `pad` holds its resolution, valid for stride 1 and an
+    /// even total padding only, which `infer` checks.
+    pub same: bool,
 }
 
 /// `p` as `3` or `3x5`.
@@ -132,6 +147,36 @@ impl Conv2d {
     fn fan_in(&self, channels: usize) -> usize {
         channels / self.groups.max(1) * self.kernel[0] * self.kernel[1]
     }
+
+    /// PyTorch's `padding='same'` keeps the input size: stride 1, and a
+    /// total padding `d·(k−1)` per axis that the runtime's symmetric
+    /// padding can split evenly (PyTorch puts an odd one's extra cell on
+    /// the right and bottom).
+    fn check_same(&self) -> Result<(), OpError> {
+        if self.stride != [1, 1] {
+            return Err(OpError::new(
+                format!("`pad: same` needs stride 1, found stride {}", pair(self.stride)),
+                format!("not with stride {}", pair(self.stride)),
+            )
+            .at("pad")
+            .help("give the padding as a number: a strided convolution cannot keep the input size, and PyTorch refuses it too"));
+        }
+        for (axis, what) in ["height", "width"].into_iter().enumerate() {
+            let total = self.dilation[axis] * (self.kernel[axis] - 1);
+            if total % 2 == 1 {
+                return Err(OpError::new(
+                    format!(
+                        "`pad: same` cannot split an odd padding of {total} across the {what}: the kernel spans {}",
+                        total + 1
+                    ),
+                    "needs an odd kernel span",
+                )
+                .at("pad")
+                .help("netc pads both sides alike; use an odd kernel (or dilation), or give `pad` and crop"));
+            }
+        }
+        Ok(())
+    }
 }
 
 impl OpKind for Conv2d {
@@ -167,6 +212,9 @@ impl OpKind for Conv2d {
     fn infer(&self, inputs: &[&Shape]) -> Result<Shape, OpError> {
         let x = first(inputs);
         let (channels, _, _) = expect_image("conv2d", &x)?;
+        if self.same {
+            self.check_same()?;
+        }
         if !channels.is_multiple_of(self.groups) || !self.out_channels.is_multiple_of(self.groups) {
             return Err(OpError::new(
                 format!(

@@ -24,6 +24,7 @@ mod pool;
 mod prelu;
 mod softmax;
 mod stochastic_depth;
+mod upsample;
 
 pub use conv::Conv2d;
 pub use pool::{Pool2d, PoolKind};
@@ -43,6 +44,8 @@ pub const OPS: &[OpDef] = &[
     pool::MAX_POOL,
     pool::AVG_POOL,
     pool::GLOBAL_AVG_POOL,
+    pool::ADAPTIVE_AVG_POOL,
+    upsample::DEF,
     dense::DEF,
     flatten::DEF,
     activation::RELU,

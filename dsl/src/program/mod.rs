@@ -118,11 +118,16 @@ pub struct Window {
     pub dw: usize,
 }
 
-/// A runtime shape struct, built with the batch `n` at the call.
+/// A runtime shape struct, built with the batch `n` at the call. A pool
+/// carries PyTorch's `ceil_mode` and `count_include_pad`; an adaptive pool
+/// maps `[c, h, w]` to `[c, oh, ow]`; an upsampling multiplies `h` and `w`
+/// by `sh` and `sw`.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Geometry {
     Conv { win: Window, o: usize, groups: usize },
-    Pool(Window),
+    Pool { win: Window, ceil_mode: bool, count_include_pad: bool },
+    AdaptivePool { c: usize, h: usize, w: usize, oh: usize, ow: usize },
+    Upsample { c: usize, h: usize, w: usize, sh: usize, sw: usize },
     Dense { input: usize, output: usize },
     Lrn { c: usize, inner: usize, size: usize, alpha: f64, beta: f64, k: f64 },
     BatchNorm { c: usize, inner: usize, eps: f64, momentum: f64 },

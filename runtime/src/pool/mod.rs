@@ -1,7 +1,8 @@
 //! 2-D pooling over f32 NCHW tensors, forward and backward, with PyTorch's
-//! semantics: `nn.MaxPool2d` and `nn.AvgPool2d` with `ceil_mode = false`,
-//! `dilation = 1`, `count_include_pad = true` and no `divisor_override`, and
-//! `nn.AdaptiveAvgPool2d(1)` flattened to `[N, C]` as global average pooling.
+//! semantics: `nn.MaxPool2d` and `nn.AvgPool2d` with `dilation = 1`, either
+//! `ceil_mode`, either `count_include_pad` and no `divisor_override`;
+//! `nn.AdaptiveAvgPool2d(1)` flattened to `[N, C]` as global average
+//! pooling; and `nn.AdaptiveAvgPool2d((oh, ow))` (in [`adaptive`]).
 //!
 //! Every input plane `[H, W]` is pooled on its own, in memory order. Both
 //! pools work a whole output row at a time: for each input row and each
@@ -18,17 +19,23 @@ use crate::isa::Isa;
 use crate::reduce;
 use rayon::prelude::*;
 
+mod adaptive;
 #[cfg(target_arch = "x86_64")]
 #[allow(unsafe_code)]
 mod x86;
+
+pub use adaptive::{
+    adaptive_avg_pool2d_backward, adaptive_avg_pool2d_forward, bin as adaptive_bin, AdaptivePool2d,
+};
 
 /// The shape of a 2-D pooling: input `[n, c, h, w]`, a `kh x kw` window
 /// moved by `sh`, `sw`, with `ph`, `pw` cells of padding on each side.
 ///
 /// The geometry PyTorch accepts is `kh, kw, sh, sw >= 1`, `ph <= kh / 2`,
-/// `pw <= kw / 2` and `h, w >= 1`. For any other geometry [`out_h`](Self::out_h)
-/// or [`out_w`](Self::out_w) is 0, so the output is empty and a caller that
-/// expected outputs gets a length error on `y`, never a panic.
+/// `pw <= kw / 2`, `h, w >= 1` and at least one output. For any other
+/// geometry [`out_h`](Self::out_h) or [`out_w`](Self::out_w) is 0, so the
+/// output is empty and a caller that expected outputs gets a length error
+/// on `y`, never a panic.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Pool2d {
     pub n: usize,
@@ -41,33 +48,63 @@ pub struct Pool2d {
     pub sw: usize,
     pub ph: usize,
     pub pw: usize,
+    /// PyTorch's `ceil_mode`: the output size rounds up, so a last window
+    /// may run past the padded input (it is clipped), as long as it starts
+    /// inside the input or its left padding.
+    pub ceil_mode: bool,
+    /// PyTorch's `count_include_pad`, for average pooling only: padding
+    /// cells count in a window's divisor (never the cells past the padded
+    /// input that a ceil-mode window reaches).
+    pub count_include_pad: bool,
 }
 
-/// PyTorch's floor-mode output size, `(len + 2·pad - k) / stride + 1`, or 0
-/// for an illegal geometry.
-fn out_dim(len: usize, k: usize, stride: usize, pad: usize) -> usize {
-    if len == 0 || k == 0 || stride == 0 || pad > k / 2 || len + 2 * pad < k {
-        0
+/// PyTorch's output size (`pooling_output_shape`), or 0 for an illegal
+/// geometry: `(len + 2·pad - k) / stride + 1` rounded down, or in ceil mode
+/// rounded up and then one less if the last window would start in the
+/// right padding.
+fn out_dim(len: usize, k: usize, stride: usize, pad: usize, ceil_mode: bool) -> usize {
+    if len == 0 || k == 0 || stride == 0 || pad > k / 2 {
+        return 0;
+    }
+    let round_up = if ceil_mode { stride - 1 } else { 0 };
+    let Some(room) = (len + 2 * pad + round_up).checked_sub(k) else { return 0 };
+    let out = room / stride + 1;
+    if ceil_mode && (out - 1) * stride >= len + pad {
+        out - 1
     } else {
-        (len + 2 * pad - k) / stride + 1
+        out
     }
 }
 
 impl Pool2d {
     /// A square `k x k` window with stride `s` and padding `p`, as
-    /// `nn.MaxPool2d(k, s, p)`.
+    /// `nn.MaxPool2d(k, s, p)`: PyTorch's defaults, floor mode and padding
+    /// counted in an average's divisor.
     pub fn square(n: usize, c: usize, h: usize, w: usize, k: usize, s: usize, p: usize) -> Self {
-        Pool2d { n, c, h, w, kh: k, kw: k, sh: s, sw: s, ph: p, pw: p }
+        Pool2d {
+            n,
+            c,
+            h,
+            w,
+            kh: k,
+            kw: k,
+            sh: s,
+            sw: s,
+            ph: p,
+            pw: p,
+            ceil_mode: false,
+            count_include_pad: true,
+        }
     }
 
-    /// Output rows: `(h + 2·ph - kh) / sh + 1`, rounded down.
+    /// Output rows: `(h + 2·ph - kh) / sh + 1`, rounded as `ceil_mode` says.
     pub fn out_h(&self) -> usize {
-        out_dim(self.h, self.kh, self.sh, self.ph)
+        out_dim(self.h, self.kh, self.sh, self.ph, self.ceil_mode)
     }
 
-    /// Output columns: `(w + 2·pw - kw) / sw + 1`, rounded down.
+    /// Output columns: `(w + 2·pw - kw) / sw + 1`, rounded as `ceil_mode` says.
     pub fn out_w(&self) -> usize {
-        out_dim(self.w, self.kw, self.sw, self.pw)
+        out_dim(self.w, self.kw, self.sw, self.pw, self.ceil_mode)
     }
 
     /// Elements of the input `[n, c, h, w]` (and of `dx`).
@@ -81,10 +118,39 @@ impl Pool2d {
         self.n * self.c * self.out_h() * self.out_w()
     }
 
-    /// Whether the windows are 2x2 at stride 2 without padding: they tile
-    /// the plane without overlapping, and have kernels of their own.
+    /// Whether the windows are 2x2 at stride 2 without padding, each wholly
+    /// inside the plane (a ceil-mode window past an odd edge is not): they
+    /// tile the plane without overlapping, and have kernels of their own.
     fn is_2x2(&self) -> bool {
         (self.kh, self.kw, self.sh, self.sw, self.ph, self.pw) == (2, 2, 2, 2, 0, 0)
+            && 2 * self.out_h() <= self.h
+            && 2 * self.out_w() <= self.w
+    }
+
+    /// The divisor of average window `o` along one axis: its cells inside
+    /// the padded input with `count_include_pad`, else inside the input.
+    /// Their product is ATen's `divide_factor`.
+    #[inline(always)]
+    fn count(&self, o: usize, s: usize, p: usize, k: usize, len: usize) -> usize {
+        if self.count_include_pad {
+            (o * s + k).min(len + 2 * p) - o * s
+        } else {
+            let (start, end) = window(o, s, p, k, len);
+            end - start
+        }
+    }
+
+    /// Each output column's divisor factor ([`Self::count`]) into `cols`.
+    fn col_counts(&self, cols: &mut [f32]) {
+        for (o_c, d) in cols.iter_mut().enumerate() {
+            *d = self.count(o_c, self.sw, self.pw, self.kw, self.w) as f32;
+        }
+    }
+
+    /// Output row `o_r`'s divisor factor. Times a column's it is ATen's
+    /// `divide_factor` exactly (counts are far below 2²⁴).
+    fn row_count(&self, o_r: usize) -> f32 {
+        self.count(o_r, self.sh, self.ph, self.kh, self.h) as f32
     }
 
     /// The input rows `[start, end)` that output row `o` sees, padding cut off.
@@ -99,6 +165,12 @@ impl Pool2d {
     fn cols(&self, o: usize) -> (usize, usize) {
         window(o, self.sw, self.pw, self.kw, self.w)
     }
+}
+
+thread_local! {
+    /// The column divisors of an average pooling, or a row of its output
+    /// gradients divided by them.
+    static AVG_ROW: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// The clipped input range of window `o`. The window starts at `o·s - p` in
@@ -304,8 +376,9 @@ fn max_plane_2x2<const ARGMAX: bool>(p: Pool2d, xp: &[f32], yp: &mut [f32], ap: 
 }
 
 /// One cell of every interior window of an output row: output `i` (of
-/// `ys`) meets input `xp[first + i·S]`.
-#[inline(always)]
+/// `ys`) meets input `xp[first + i·S]`. Out of line: inlined into the plane
+/// loop, its registers spilled inside this, the hot loop.
+#[inline(never)]
 fn max_pass<const ARGMAX: bool, const S: usize>(
     ys: &mut [f32],
     ar: &mut [u32],
@@ -511,10 +584,12 @@ fn zero_uncovered_2x2(p: Pool2d, dxp: &mut [f32]) {
     dxp[covered * p.w..].fill(0.0);
 }
 
-/// Average pooling, as `nn.AvgPool2d(kernel, stride, padding)` with the
-/// defaults `count_include_pad = true`, `divisor_override = None`: padding
-/// counts as zeros and the divisor is always `kh·kw`. The window is summed
-/// in f32, row by row, then divided, as ATen's CPU kernel does.
+/// Average pooling, as `nn.AvgPool2d(kernel, stride, padding, ceil_mode,
+/// count_include_pad)` without `divisor_override`: padding counts as zeros,
+/// and each window is divided by ATen's `divide_factor`, its cells inside
+/// the padded input (`count_include_pad`) or inside the input, which is
+/// `kh·kw` in floor mode with padding counted. The window is summed in f32,
+/// row by row, then divided, as ATen's CPU kernel does.
 pub fn avg_pool2d_forward(p: Pool2d, x: &[f32], y: &mut [f32]) -> Result<(), LenError> {
     const OP: &str = "avg_pool2d_forward";
     check_len(OP, "x", x.len(), p.x_len())?;
@@ -523,36 +598,57 @@ pub fn avg_pool2d_forward(p: Pool2d, x: &[f32], y: &mut [f32]) -> Result<(), Len
     if p.y_len() == 0 {
         return Ok(());
     }
-    // With floor mode and pad <= kernel/2 no window reaches past the padding,
-    // so ATen's divisor `(hend - hstart)·(wend - wstart)` is always kh·kw.
-    let divisor = (p.kh * p.kw) as f32;
-    for (xp, yp) in x.chunks_exact(p.h * p.w).zip(y.chunks_exact_mut(oh * ow)) {
-        for (o_r, yr) in yp.chunks_exact_mut(ow).enumerate() {
-            let (r0, r1) = p.rows(o_r);
-            yr.fill(0.0);
-            for r in r0..r1 {
-                let xr = &xp[r * p.w..(r + 1) * p.w];
-                for j in 0..p.kw {
-                    let (lo, hi) = span(j, p.sw, p.pw, p.w, ow);
-                    if lo == hi {
-                        continue;
-                    }
-                    let cells = xr[lo * p.sw + j - p.pw..].iter().step_by(p.sw);
-                    for (yv, &v) in yr[lo..hi].iter_mut().zip(cells) {
-                        *yv += v;
-                    }
+    crate::scratch::with(&AVG_ROW, ow, |cols| {
+        p.col_counts(cols);
+        for (xp, yp) in x.chunks_exact(p.h * p.w).zip(y.chunks_exact_mut(oh * ow)) {
+            for (o_r, yr) in yp.chunks_exact_mut(ow).enumerate() {
+                avg_row(p, xp, o_r, yr);
+                let rows = p.row_count(o_r);
+                for (yv, &c) in yr.iter_mut().zip(cols.iter()) {
+                    *yv /= rows * c;
                 }
             }
-            for yv in yr {
-                *yv /= divisor;
-            }
         }
-    }
+    });
     Ok(())
 }
 
+/// The sums of output row `o_r`'s windows into `yr`: for each input row
+/// and window column, one strided pass over the row's outputs.
+#[inline(always)]
+fn avg_row(p: Pool2d, xp: &[f32], o_r: usize, yr: &mut [f32]) {
+    let (r0, r1) = p.rows(o_r);
+    yr.fill(0.0);
+    for r in r0..r1 {
+        let xr = &xp[r * p.w..(r + 1) * p.w];
+        for j in 0..p.kw {
+            let (lo, hi) = span(j, p.sw, p.pw, p.w, yr.len());
+            if lo == hi {
+                continue;
+            }
+            let (ys, first) = (&mut yr[lo..hi], lo * p.sw + j - p.pw);
+            // A constant stride lets the loop vectorise.
+            match p.sw {
+                1 => avg_pass::<1>(ys, &xr[first..]),
+                2 => avg_pass::<2>(ys, &xr[first..]),
+                s => ys.iter_mut().zip(xr[first..].iter().step_by(s)).for_each(|(y, &v)| *y += v),
+            }
+        }
+    }
+}
+
+/// One cell of every window of a stretch of an output row: output `i` adds
+/// input `xs[i·S]`.
+#[inline(never)]
+fn avg_pass<const S: usize>(ys: &mut [f32], xs: &[f32]) {
+    let xs = &xs[..(ys.len() - 1) * S + 1];
+    for (i, y) in ys.iter_mut().enumerate() {
+        *y += xs[i * S];
+    }
+}
+
 /// The gradient of [`avg_pool2d_forward`]: `dx` is overwritten, each input
-/// cell receiving `dy / (kh·kw)` from every window that covers it.
+/// cell receiving `dy / divisor` from every window that covers it.
 pub fn avg_pool2d_backward(p: Pool2d, dy: &[f32], dx: &mut [f32]) -> Result<(), LenError> {
     const OP: &str = "avg_pool2d_backward";
     check_len(OP, "dy", dy.len(), p.y_len())?;
@@ -562,26 +658,54 @@ pub fn avg_pool2d_backward(p: Pool2d, dy: &[f32], dx: &mut [f32]) -> Result<(), 
     if p.y_len() == 0 {
         return Ok(());
     }
-    let divisor = (p.kh * p.kw) as f32;
-    for (dxp, dyp) in dx.chunks_exact_mut(p.h * p.w).zip(dy.chunks_exact(oh * ow)) {
-        for (o_r, dyr) in dyp.chunks_exact(ow).enumerate() {
-            let (r0, r1) = p.rows(o_r);
-            for r in r0..r1 {
-                let dxr = &mut dxp[r * p.w..(r + 1) * p.w];
-                for j in 0..p.kw {
-                    let (lo, hi) = span(j, p.sw, p.pw, p.w, ow);
-                    if lo == hi {
-                        continue;
-                    }
-                    let cells = dxr[lo * p.sw + j - p.pw..].iter_mut().step_by(p.sw);
-                    for (d, &g) in cells.zip(&dyr[lo..hi]) {
-                        *d += g / divisor;
-                    }
+    // ATen divides each output gradient once, then adds the share to every
+    // cell of the window: `shares` is a row of them.
+    crate::scratch::with(&AVG_ROW, 2 * ow, |buf| {
+        let (cols, shares) = buf.split_at_mut(ow);
+        p.col_counts(cols);
+        for (dxp, dyp) in dx.chunks_exact_mut(p.h * p.w).zip(dy.chunks_exact(oh * ow)) {
+            for (o_r, dyr) in dyp.chunks_exact(ow).enumerate() {
+                let rows = p.row_count(o_r);
+                for ((s, &g), &c) in shares.iter_mut().zip(dyr).zip(cols.iter()) {
+                    *s = g / (rows * c);
                 }
+                avg_row_backward(p, shares, o_r, dxp);
+            }
+        }
+    });
+    Ok(())
+}
+
+/// Adds output row `o_r`'s `shares` to the cells of their windows.
+#[inline(always)]
+fn avg_row_backward(p: Pool2d, shares: &[f32], o_r: usize, dxp: &mut [f32]) {
+    let (r0, r1) = p.rows(o_r);
+    for r in r0..r1 {
+        let dxr = &mut dxp[r * p.w..(r + 1) * p.w];
+        // Window cells right to left, so that the windows of a row add into
+        // a cell left to right, in ATen's order.
+        for j in (0..p.kw).rev() {
+            let (lo, hi) = span(j, p.sw, p.pw, p.w, shares.len());
+            if lo == hi {
+                continue;
+            }
+            let (gs, first) = (&shares[lo..hi], lo * p.sw + j - p.pw);
+            match p.sw {
+                1 => avg_pass_backward::<1>(gs, &mut dxr[first..]),
+                2 => avg_pass_backward::<2>(gs, &mut dxr[first..]),
+                s => dxr[first..].iter_mut().step_by(s).zip(gs).for_each(|(d, &g)| *d += g),
             }
         }
     }
-    Ok(())
+}
+
+/// [`avg_pass`] backward: input `dxs[i·S]` gets output `i`'s share.
+#[inline(never)]
+fn avg_pass_backward<const S: usize>(gs: &[f32], dxs: &mut [f32]) {
+    let dxs = &mut dxs[..(gs.len() - 1) * S + 1];
+    for (i, &g) in gs.iter().enumerate() {
+        dxs[i * S] += g;
+    }
 }
 
 /// Global average pooling, `[n, c, h, w] -> [n, c]`: the mean of each plane,

@@ -10,6 +10,7 @@ mod loss;
 mod norm;
 mod optim;
 mod pool;
+mod upsample;
 
 pub use act::{
     activation_backward, activation_forward, bias_add_act, erf, erfc, gated, gated_derivative,
@@ -24,6 +25,7 @@ pub use norm::{
 };
 pub use optim::{adam_step, sgd_step};
 pub use pool::{
-    avg_pool2d, avg_pool2d_backward, global_avg_pool, global_avg_pool_backward, max_pool2d,
-    max_pool2d_backward,
+    adaptive_avg_pool2d, adaptive_avg_pool2d_backward, avg_pool2d, avg_pool2d_backward,
+    global_avg_pool, global_avg_pool_backward, max_pool2d, max_pool2d_backward,
 };
+pub use upsample::{upsample2d, upsample2d_backward};

@@ -59,10 +59,11 @@ impl ConvAlgorithm for Depthwise {
     }
 
     fn scratch(&self, s: &Conv2d, pass: Pass) -> Scratch {
-        let lanes = lanes(Isa::best());
         let columns = match pass {
-            Pass::Forward | Pass::BackwardWeights => Layout::forward(s, lanes).len(),
-            Pass::BackwardData => Layout::backward_data(s, lanes).len(),
+            Pass::Forward | Pass::BackwardWeights => {
+                Layout::forward(s, lanes(path(Isa::best(), s.out_w()))).len()
+            }
+            Pass::BackwardData => Layout::backward_data(s, lanes(path(Isa::best(), s.w))).len(),
         };
         Scratch { columns, ..Scratch::default() }
     }
@@ -162,9 +163,19 @@ pub fn conv2d_backward_weights_depthwise(
 
 /// Floats per vector on `isa`'s path.
 fn lanes(isa: Isa) -> usize {
-    match isa.if_supported() {
+    match isa {
         Isa::Avx512 => 16,
         Isa::Avx2 | Isa::Portable => 8,
+    }
+}
+
+/// The path of `isa` (the portable one if the CPU lacks it) for planes
+/// whose rows are `width` floats: rows no wider than an AVX2 vector take
+/// AVX2, so that half of each 16-float vector is not padding.
+fn path(isa: Isa, width: usize) -> Isa {
+    match isa.if_supported() {
+        Isa::Avx512 if width <= 8 => Isa::Avx2,
+        isa => isa,
     }
 }
 
@@ -198,7 +209,13 @@ struct Layout {
     dh: usize,
     dw: usize,
     flipped: bool,
+    /// The first [`NEAR_TAPS`] taps' offsets ([`Self::tap`]), worked out
+    /// once: every plane of a call reads through them.
+    near: [usize; NEAR_TAPS],
 }
+
+/// Taps whose offsets a [`Layout`] keeps: a 5x5 window's.
+const NEAR_TAPS: usize = 25;
 
 impl Layout {
     /// The forward pass's and the weight gradient's: the input padded, in
@@ -225,7 +242,9 @@ impl Layout {
             dh: s.dh,
             dw: s.dw,
             flipped: false,
+            near: [0; NEAR_TAPS],
         }
+        .with_near_taps()
     }
 
     /// Backward-data's: each of `dy`'s planes spread out by the strides and
@@ -251,7 +270,16 @@ impl Layout {
             dh: s.dh,
             dw: s.dw,
             flipped: true,
+            near: [0; NEAR_TAPS],
         }
+        .with_near_taps()
+    }
+
+    fn with_near_taps(mut self) -> Layout {
+        for t in 0..self.taps().min(NEAR_TAPS) {
+            self.near[t] = self.far_tap(t);
+        }
+        self
     }
 
     fn plane_len(&self) -> usize {
@@ -271,6 +299,14 @@ impl Layout {
     /// Taps in the order of the weights (`planes × kh × kw`): where each
     /// reads, relative to its output's first read.
     fn tap(&self, t: usize) -> usize {
+        match self.near.get(t) {
+            Some(&offset) => offset,
+            None => self.far_tap(t),
+        }
+    }
+
+    /// [`Self::tap`] worked out.
+    fn far_tap(&self, t: usize) -> usize {
         let (p, i, j) = (t / (self.kh * self.kw), t / self.kw % self.kh, t % self.kw);
         let (i, j) = if self.flipped { (self.kh - 1 - i, self.kw - 1 - j) } else { (i, j) };
         p * self.plane_len() + self.at(i * self.dh, j * self.dw)
@@ -384,7 +420,7 @@ fn forward(
     y: &mut [f32],
     par: Par,
 ) {
-    let isa = isa.if_supported();
+    let isa = path(isa, s.out_w());
     let layout = Layout::forward(s, lanes(isa));
     let (multiplier, taps) = (s.o / s.c, s.kh * s.kw);
     let (in_plane, out_plane) = (s.h * s.w, s.out_h() * s.out_w());
@@ -418,7 +454,7 @@ fn backward_data(
     dx: &mut [f32],
     par: Par,
 ) {
-    let isa = isa.if_supported();
+    let isa = path(isa, s.w);
     let layout = Layout::backward_data(s, lanes(isa));
     let taps = layout.taps();
     let (in_plane, out_plane) = (s.h * s.w, s.out_h() * s.out_w());
@@ -461,8 +497,8 @@ fn convolve(
     per_activation!(activation, activate, |f| {
         #[cfg(target_arch = "x86_64")]
         match isa {
-            // SAFETY: the callers pass `isa.if_supported()`, an instruction
-            // set the CPU has; the lengths are asserted above.
+            // SAFETY: the callers pass an `isa` from `path`, one the CPU
+            // has; the lengths are asserted above.
             Isa::Avx512 => return unsafe { convolve_avx512(layout, scratch, w, bias, f, y) },
             // SAFETY: as above.
             Isa::Avx2 => return unsafe { convolve_avx2(layout, scratch, w, bias, f, y) },
@@ -610,7 +646,7 @@ fn store<const R: usize, const V: usize>(
 /// `dweight = Σ_samples dy ⋆ x`, overwritten, on checked arguments: the
 /// channels shared out between the threads, each summing over the batch.
 fn weight_grad(s: &Conv2d, isa: Isa, x: &[f32], dy: &[f32], dweight: &mut [f32], par: Par) {
-    let isa = isa.if_supported();
+    let isa = path(isa, s.out_w());
     let layout = Layout::forward(s, lanes(isa));
     let (multiplier, taps) = (s.o / s.c, s.kh * s.kw);
     let (in_plane, out_plane) = (s.h * s.w, s.out_h() * s.out_w());
@@ -649,8 +685,8 @@ fn correlate(layout: &Layout, isa: Isa, scratch: &[f32], dy: &[f32], dweight: &m
     assert_eq!(dy.len(), layout.out_h * layout.out_w, "output gradient plane");
     #[cfg(target_arch = "x86_64")]
     match isa {
-        // SAFETY: the callers pass `isa.if_supported()`, an instruction set
-        // the CPU has; the lengths are asserted above.
+        // SAFETY: the callers pass an `isa` from `path`, one the CPU has;
+        // the lengths are asserted above.
         Isa::Avx512 => return unsafe { correlate_avx512(layout, scratch, dy, dweight) },
         // SAFETY: as above.
         Isa::Avx2 => return unsafe { correlate_avx2(layout, scratch, dy, dweight) },
@@ -679,8 +715,9 @@ unsafe fn correlate_avx2(layout: &Layout, scratch: &[f32], dy: &[f32], dweight: 
     correlate_generic::<8, true>(layout, scratch, dy, dweight);
 }
 
-/// A 3x3 window's nine sums in registers at once; any other window a tap
-/// at a time.
+/// The sums of a 3x3 window in registers at once, of a 5x5 window too on
+/// AVX-512 (32 registers) and a row of it at a time on the others; any
+/// other window four taps at a time.
 #[inline(always)]
 fn correlate_generic<const V: usize, const FMA: bool>(
     layout: &Layout,
@@ -688,13 +725,33 @@ fn correlate_generic<const V: usize, const FMA: bool>(
     dy: &[f32],
     dweight: &mut [f32],
 ) {
-    if let Ok(dweight) = <&mut [f32; 9]>::try_from(&mut *dweight) {
-        let taps: [usize; 9] = std::array::from_fn(|t| layout.tap(t));
-        return sums::<V, FMA, 9>(layout, scratch, &taps, dy, dweight);
+    fn taps<const T: usize>(layout: &Layout, first: usize) -> [usize; T] {
+        std::array::from_fn(|t| layout.tap(first + t))
     }
-    for (t, dweight) in dweight.iter_mut().enumerate() {
-        let dweight: &mut [f32; 1] = std::slice::from_mut(dweight).try_into().expect("one tap");
-        sums::<V, FMA, 1>(layout, scratch, &[layout.tap(t)], dy, dweight);
+    if let Ok(dweight) = <&mut [f32; 9]>::try_from(&mut *dweight) {
+        return sums::<V, FMA, 9>(layout, scratch, &taps(layout, 0), dy, dweight);
+    }
+    if V == 16 {
+        if let Ok(dweight) = <&mut [f32; 25]>::try_from(&mut *dweight) {
+            return sums::<V, FMA, 25>(layout, scratch, &taps(layout, 0), dy, dweight);
+        }
+    }
+    if dweight.len() == 25 {
+        for (i, dweight) in dweight.chunks_exact_mut(5).enumerate() {
+            let dweight = dweight.try_into().expect("a row of 5");
+            sums::<V, FMA, 5>(layout, scratch, &taps(layout, 5 * i), dy, dweight);
+        }
+        return;
+    }
+    let first = dweight.len() / 4 * 4;
+    let mut quads = dweight.chunks_exact_mut(4);
+    for (q, dweight) in quads.by_ref().enumerate() {
+        let dweight = dweight.try_into().expect("four taps");
+        sums::<V, FMA, 4>(layout, scratch, &taps(layout, 4 * q), dy, dweight);
+    }
+    for (t, dweight) in quads.into_remainder().iter_mut().enumerate() {
+        let dweight = std::slice::from_mut(dweight).try_into().expect("one tap");
+        sums::<V, FMA, 1>(layout, scratch, &taps(layout, first + t), dy, dweight);
     }
 }
 
@@ -712,9 +769,10 @@ fn sums<const V: usize, const FMA: bool, const T: usize>(
     let mut acc = [[0.0f32; V]; T];
     for (oy, dy) in dy.chunks_exact(out_w).enumerate() {
         for ox in (0..out_w).step_by(V) {
-            let mut g = [0.0f32; V];
-            let n = V.min(out_w - ox);
-            g[..n].copy_from_slice(&dy[ox..ox + n]);
+            let g: [f32; V] = match dy.get(ox..ox + V) {
+                Some(g) => g.try_into().expect("a vector"),
+                None => std::array::from_fn(|l| dy.get(ox + l).copied().unwrap_or(0.0)),
+            };
             let base = oy * layout.row_step + ox;
             for (acc, &offset) in acc.iter_mut().zip(taps) {
                 let x: &[f32; V] = scratch[base + offset..][..V].try_into().expect("a vector");

@@ -120,6 +120,9 @@ pub struct Window {
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Geometry {
     Conv { win: Window, o: usize, groups: usize },
+    /// A transposed conv: `win` is its input and window, `o` its output
+    /// channels.
+    ConvTranspose { win: Window, o: usize, output_pad: [usize; 2], groups: usize },
     Pool(Window),
     Dense { input: usize, output: usize },
     Lrn { c: usize, inner: usize, size: usize, alpha: f64, beta: f64, k: f64 },

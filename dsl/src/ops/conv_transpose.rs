@@ -70,16 +70,15 @@ impl ConvTranspose2d {
         self.out_channels / self.groups.max(1) * self.kernel[0] * self.kernel[1]
     }
 
-    /// The output extent along `axis` from the input's, or `None` where the
-    /// padding leaves nothing (or the sum overflows).
-    fn out_extent(&self, axis: usize, input: usize) -> Option<usize> {
+    /// The output extent along `axis` before the padding crops it, or
+    /// `None` if it overflows.
+    fn uncropped_extent(&self, axis: usize, input: usize) -> Option<usize> {
         let span = self.dilation[axis].checked_mul(self.kernel[axis] - 1)?;
-        let full = (input.checked_sub(1)?)
+        (input.checked_sub(1)?)
             .checked_mul(self.stride[axis])?
             .checked_add(span)?
             .checked_add(self.output_pad[axis])?
-            .checked_add(1)?;
-        full.checked_sub(self.pad[axis].checked_mul(2)?).filter(|&e| e > 0)
+            .checked_add(1)
     }
 
     /// `output_pad` below the stride or the dilation on both axes, as
@@ -90,13 +89,16 @@ impl ConvTranspose2d {
             if self.output_pad[axis] >= limit {
                 return Err(OpError::new(
                     format!(
-                        "`output_pad: {}` must be smaller than the stride or the dilation ({limit})",
+                        "`output_pad: {}` must be smaller than the stride or the dilation",
                         pair(self.output_pad)
                     ),
-                    "output padding too large",
+                    format!("stride {}, dilation {}", pair(self.stride), pair(self.dilation)),
                 )
                 .at("output_pad")
-                .help("make `output_pad` smaller than the stride: it picks which of the output sizes that a strided conv maps to this input size to produce"));
+                .help(format!(
+                    "use an `output_pad` below {limit}, the larger of the two; it picks one of the \
+                     output sizes that give this input size"
+                )));
             }
         }
         Ok(())
@@ -114,7 +116,7 @@ impl OpKind for ConvTranspose2d {
 
     fn detail(&self) -> String {
         let mut s = format!(
-            "{}@{}x{}ᵀ s{} p{}",
+            "{}@{}x{} s{} p{}",
             self.out_channels,
             self.kernel[0],
             self.kernel[1],
@@ -152,12 +154,16 @@ impl OpKind for ConvTranspose2d {
         self.check_output_pad()?;
         let mut out = [0; 2];
         for (axis, extent) in [h, w].into_iter().enumerate() {
-            out[axis] = self.out_extent(axis, extent).ok_or_else(|| {
+            let uncropped = self.uncropped_extent(axis, extent);
+            let cropped = uncropped.and_then(|e| e.checked_sub(self.pad[axis].checked_mul(2)?));
+            out[axis] = cropped.filter(|&e| e > 0).ok_or_else(|| {
+                let made = uncropped.map_or("too many".to_string(), |e| e.to_string());
                 OpError::new(
                     format!(
-                        "`conv_transpose2d` padding leaves no output: 2·{} padding removes the whole {} output",
-                        self.pad[axis],
-                        ["height", "width"][axis]
+                        "`pad: {}` crops the whole output: `conv_transpose2d` makes {made} {} and the padding removes 2·{}",
+                        pair(self.pad),
+                        ["rows", "columns"][axis],
+                        self.pad[axis]
                     ),
                     format!("input is {x}"),
                 )

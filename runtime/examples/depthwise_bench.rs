@@ -49,12 +49,14 @@ fn main() {
 }
 
 fn run(name: &str, s: &Conv2d, budget: Duration) {
-    let (x, w, b, dy) = (fill(s.input_len()), fill(s.weight_len()), fill(s.o), fill(s.output_len()));
+    let (x, w, b, dy) =
+        (fill(s.input_len()), fill(s.weight_len()), fill(s.o), fill(s.output_len()));
     let (mut y, mut dx, mut dw) =
         (vec![0.0; s.output_len()], vec![0.0; s.input_len()], vec![0.0; s.weight_len()]);
     let mut db = vec![0.0; s.o];
     let floats = |n: usize| 4.0 * n as f64;
-    let (input, output, weight) = (floats(s.input_len()), floats(s.output_len()), floats(s.weight_len()));
+    let (input, output, weight) =
+        (floats(s.input_len()), floats(s.output_len()), floats(s.weight_len()));
     let passes = [
         ("forward", input + weight + floats(s.o) + output),
         ("backward-data", output + weight + input),

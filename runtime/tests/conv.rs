@@ -1054,7 +1054,8 @@ fn depthwise_strategy() -> impl Strategy<Value = Conv2d> {
 /// backward-data and weight gradient, on every instruction set this CPU
 /// has, on one thread or several.
 fn check_depthwise(s: &Conv2d, seed: u64, act: Activation, par: Par) -> Result<(), TestCaseError> {
-    let (x, w, b) = (fill(s.input_len(), seed), fill(s.weight_len(), seed + 1), fill(s.o, seed + 2));
+    let (x, w, b) =
+        (fill(s.input_len(), seed), fill(s.weight_len(), seed + 1), fill(s.o, seed + 2));
     let mut want = reference::conv2d_forward(s, &f64s(&x), &f64s(&w), Some(&f64s(&b)));
     for v in &mut want {
         *v = f64::from(act.apply(*v as f32));
@@ -1115,7 +1116,8 @@ fn depthwise_layers_take_their_own_path() {
     for (i, s) in shapes.iter().enumerate() {
         let algos = [s.forward_algo(), s.backward_data_algo(), s.backward_weights_algo()];
         assert_eq!(algos, [ConvAlgo::Depthwise; 3], "{s:?}");
-        check_all_passes(s, i as u64, Activation::Relu, Par::Rayon).unwrap_or_else(|e| panic!("{e}"));
+        check_all_passes(s, i as u64, Activation::Relu, Par::Rayon)
+            .unwrap_or_else(|e| panic!("{e}"));
         check_depthwise(s, i as u64, Activation::Relu, Par::Seq).unwrap_or_else(|e| panic!("{e}"));
     }
     let wide = Conv2d { o: 40, ..depthwise(8, 14, 3, 1) };

@@ -113,7 +113,8 @@ fn shape_strategy() -> impl Strategy<Value = ConvTranspose2d> {
 
 fn check(s: &ConvTranspose2d, seed: u64, act: Activation, par: Par) -> Result<(), TestCaseError> {
     let fail = |e: ConvError| TestCaseError::fail(e.to_string());
-    let (x, w, b) = (fill(s.input_len(), seed), fill(s.weight_len(), seed + 1), fill(s.o, seed + 2));
+    let (x, w, b) =
+        (fill(s.input_len(), seed), fill(s.weight_len(), seed + 1), fill(s.o, seed + 2));
     let dy = fill(s.output_len(), seed + 3);
     let mut y = vec![f32::NAN; s.output_len()];
     conv_transpose2d_forward(s, &x, &w, Some(&b), act, &mut y, par).map_err(fail)?;
@@ -179,7 +180,8 @@ fn output_sizes_follow_pytorch() {
     assert_eq!(square(1, 1, 7, 1, 3, 2, 1, 1).out_h(), 14);
     assert_eq!(square(1, 1, 7, 1, 3, 2, 1, 0).out_h(), 13);
     assert_eq!(square(1, 1, 16, 1, 4, 2, 1, 0).out_h(), 32);
-    let dilated = ConvTranspose2d { dh: 2, dw: 3, oph: 1, opw: 2, ..square(1, 1, 5, 1, 3, 1, 0, 0) };
+    let dilated =
+        ConvTranspose2d { dh: 2, dw: 3, oph: 1, opw: 2, ..square(1, 1, 5, 1, 3, 1, 0, 0) };
     assert_eq!((dilated.out_h(), dilated.out_w()), (5 + 4 + 1, 5 + 6 + 2));
 }
 
@@ -211,7 +213,13 @@ fn invalid_shapes_are_errors() {
     assert_eq!(nothing.invalid_reason(), Some("the padding leaves no output"));
     let s = square(2, 2, 4, 3, 3, 2, 1, 1);
     let mut dx = vec![0.0; s.input_len() + 1];
-    let err = conv_transpose2d_backward_data(&s, &fill(s.output_len(), 1), &fill(s.weight_len(), 2), &mut dx, Par::Seq);
+    let err = conv_transpose2d_backward_data(
+        &s,
+        &fill(s.output_len(), 1),
+        &fill(s.weight_len(), 2),
+        &mut dx,
+        Par::Seq,
+    );
     assert!(matches!(err, Err(ConvError::Len(e)) if e.tensor == "input"));
 }
 

@@ -303,7 +303,7 @@ pub fn geometry_const_value(rt: &syn::Path, g: &Geometry) -> (TokenStream, Strin
             );
             (quote!(#rt::pass::conv2d([#(#d),*])), words)
         }
-        Geometry::ConvTranspose { win: w, o, output_pad: [oph, opw], groups } => {
+        Geometry::ConvTranspose { win: w, o, oph, opw, groups } => {
             let d = [
                 w.c, w.h, w.w, o, w.kh, w.kw, w.sh, w.sw, w.ph, w.pw, oph, opw, w.dh, w.dw, groups,
             ]

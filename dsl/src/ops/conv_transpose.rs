@@ -58,7 +58,8 @@ impl ConvTranspose2d {
         Arg::Shape(Geometry::ConvTranspose {
             win,
             o: self.out_channels,
-            output_pad: self.output_pad,
+            oph: self.output_pad[0],
+            opw: self.output_pad[1],
             groups: self.groups,
         })
     }
@@ -218,9 +219,7 @@ impl OpKind for ConvTranspose2d {
         let args = vec![shape.clone(), cx.x(0), cx.dy(), Arg::Grad(w), Arg::opt(b)];
         cx.emit("conv_transpose2d_backward_weights", args);
         let dy = cx.dy();
-        cx.grad_into(0, "conv_transpose2d_backward_data", |dx| {
-            vec![shape, dy, Arg::Param(w), dx]
-        });
+        cx.grad_into(0, "conv_transpose2d_backward_data", |dx| vec![shape, dy, Arg::Param(w), dx]);
     }
 
     /// `y[o, h·s − p + i·d, w·s − p + j·d] += weight[c, o mod O/G, i, j] ·

@@ -116,13 +116,13 @@ pub struct Window {
     pub dw: usize,
 }
 
-/// A runtime shape struct, built with the batch `n` at the call.
+/// A runtime shape struct, built with the batch `n` at the call. A
+/// transposed conv's `win` is its input and window, `o` its output
+/// channels, `oph` and `opw` its output padding.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Geometry {
     Conv { win: Window, o: usize, groups: usize },
-    /// A transposed conv: `win` is its input and window, `o` its output
-    /// channels.
-    ConvTranspose { win: Window, o: usize, output_pad: [usize; 2], groups: usize },
+    ConvTranspose { win: Window, o: usize, oph: usize, opw: usize, groups: usize },
     Pool(Window),
     Dense { input: usize, output: usize },
     Lrn { c: usize, inner: usize, size: usize, alpha: f64, beta: f64, k: f64 },

@@ -463,7 +463,8 @@ fn backward_data(
     plane_tasks((dx, in_plane), source, per_task, par, |first, dx, dy| {
         with_columns(layout.len(), |scratch| {
             scratch.fill(0.0);
-            let planes = dx.chunks_exact_mut(in_plane).zip(dy.chunks_exact(layout.planes * out_plane));
+            let planes =
+                dx.chunks_exact_mut(in_plane).zip(dy.chunks_exact(layout.planes * out_plane));
             for (k, (dx, dy)) in planes.enumerate() {
                 layout.place(dy, (s.out_h(), s.out_w()), scratch);
                 let plane = first + k;
@@ -661,7 +662,8 @@ fn weight_grad(s: &Conv2d, isa: Isa, x: &[f32], dy: &[f32], dweight: &mut [f32],
                 for n in 0..s.n {
                     let x = &x[(n * s.c + c) * in_plane..][..in_plane];
                     layout.place(x, (s.h, s.w), scratch);
-                    let dy = &dy[(n * s.c + c) * multiplier * out_plane..][..multiplier * out_plane];
+                    let dy =
+                        &dy[(n * s.c + c) * multiplier * out_plane..][..multiplier * out_plane];
                     let planes = dy.chunks_exact(out_plane).zip(dweight.chunks_exact_mut(taps));
                     for (dy, dweight) in planes {
                         correlate(&layout, isa, scratch, dy, dweight);

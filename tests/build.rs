@@ -23,6 +23,7 @@ fn main() {
         "nets/modern.net".to_string(),
         "nets/depth.net".to_string(),
         "nets/resample.net".to_string(),
+        "nets/decoder.net".to_string(),
     ]);
     if let Err(e) = netc_dsl::Builder::new().compile(&files) {
         eprintln!("{e}");

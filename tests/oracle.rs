@@ -132,6 +132,11 @@ fn resnet20_matches_the_interpreter() {
 }
 
 #[test]
+fn transposed_convolutions_match_the_interpreter() {
+    check_model!(netc_tests::nets::decoder::Decoder, "nets/decoder.net", 3, 6);
+}
+
+#[test]
 fn gelu_silu_and_mul_match_the_interpreter() {
     check_model!(netc_tests::nets::gated::Gated, "nets/gated.net", 3, 6);
 }

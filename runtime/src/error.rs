@@ -5,6 +5,7 @@
 //! out-of-bounds read.
 
 use crate::conv::{Conv2d, ConvAlgo};
+use crate::conv_transpose::ConvTranspose2d;
 use crate::optim::OptimizerError;
 use std::fmt;
 
@@ -69,6 +70,8 @@ pub enum ConvError {
     InvalidShape { op: &'static str, shape: Box<Conv2d> },
     /// A valid shape that the algorithm asked for cannot compute.
     Unsupported { op: &'static str, algo: ConvAlgo, shape: Box<Conv2d> },
+    /// A shape no transposed convolution has ([`ConvTranspose2d::is_valid`]).
+    InvalidTranspose { op: &'static str, shape: Box<ConvTranspose2d> },
 }
 
 impl ConvError {
@@ -88,6 +91,10 @@ impl fmt::Display for ConvError {
             }
             ConvError::Unsupported { op, algo, shape } => {
                 write!(f, "{op}: the {} algorithm cannot compute ({shape})", algo.name())
+            }
+            ConvError::InvalidTranspose { op, shape } => {
+                let why = shape.invalid_reason().unwrap_or("it is valid");
+                write!(f, "{op}: invalid shape ({shape}): {why}")
             }
         }
     }

@@ -11,6 +11,7 @@
 pub mod act;
 pub mod arena;
 pub mod conv;
+pub mod conv_transpose;
 pub mod dense;
 pub mod dropout;
 pub mod elementwise;

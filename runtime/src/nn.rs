@@ -5,6 +5,7 @@
 //! [`Error`].
 
 use crate::conv::{self, Conv2d};
+use crate::conv_transpose::{self, ConvTranspose2d};
 use crate::dense::{self, Dense};
 use crate::dropout::{DepthMode, Dropout, DropoutKey};
 use crate::error::{check_len, Error};
@@ -106,6 +107,36 @@ pub fn conv2d_backward_weights(
     db: Option<&mut [f32]>,
 ) -> Result<(), Error> {
     Ok(conv::conv2d_backward_weights(s, x, dy, dw, db, Par::Rayon)?)
+}
+
+pub fn conv_transpose2d_forward(
+    s: &ConvTranspose2d,
+    x: &[f32],
+    w: &[f32],
+    b: Option<&[f32]>,
+    act: Activation,
+    y: &mut [f32],
+) -> Result<(), Error> {
+    Ok(conv_transpose::conv_transpose2d_forward(s, x, w, b, act, y, Par::Rayon)?)
+}
+
+pub fn conv_transpose2d_backward_data(
+    s: &ConvTranspose2d,
+    dy: &[f32],
+    w: &[f32],
+    dx: &mut [f32],
+) -> Result<(), Error> {
+    Ok(conv_transpose::conv_transpose2d_backward_data(s, dy, w, dx, Par::Rayon)?)
+}
+
+pub fn conv_transpose2d_backward_weights(
+    s: &ConvTranspose2d,
+    x: &[f32],
+    dy: &[f32],
+    dw: &mut [f32],
+    db: Option<&mut [f32]>,
+) -> Result<(), Error> {
+    Ok(conv_transpose::conv_transpose2d_backward_weights(s, x, dy, dw, db, Par::Rayon)?)
 }
 
 pub fn dense_forward(

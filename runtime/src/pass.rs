@@ -314,6 +314,7 @@ macro_rules! batched {
 
 batched!(
     crate::conv::Conv2d,
+    crate::conv_transpose::ConvTranspose2d,
     crate::pool::Pool2d,
     crate::pool::AdaptivePool2d,
     crate::upsample::Upsample2d,
@@ -328,6 +329,30 @@ batched!(
 pub const fn conv2d(d: [usize; 13]) -> crate::conv::Conv2d {
     let [c, h, w, o, kh, kw, sh, sw, ph, pw, dh, dw, groups] = d;
     crate::conv::Conv2d { n: 0, c, h, w, o, kh, kw, sh, sw, ph, pw, dh, dw, groups }
+}
+
+/// A transposed conv's shape, batch 0, from `[c, h, w, o, kh, kw, sh, sw,
+/// ph, pw, oph, opw, dh, dw, groups]`.
+pub const fn conv_transpose2d(d: [usize; 15]) -> crate::conv_transpose::ConvTranspose2d {
+    let [c, h, w, o, kh, kw, sh, sw, ph, pw, oph, opw, dh, dw, groups] = d;
+    crate::conv_transpose::ConvTranspose2d {
+        n: 0,
+        c,
+        h,
+        w,
+        o,
+        kh,
+        kw,
+        sh,
+        sw,
+        ph,
+        pw,
+        oph,
+        opw,
+        dh,
+        dw,
+        groups,
+    }
 }
 
 /// A pooling window's shape, batch 0, from `[c, h, w, kh, kw, sh, sw, ph, pw]`

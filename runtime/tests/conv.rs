@@ -5,9 +5,11 @@
 use netc_runtime::conv::winograd::{self, Isa};
 use netc_runtime::conv::winograd_split;
 use netc_runtime::conv::{
-    conv2d_backward_data, conv2d_backward_data_direct, conv2d_backward_data_using,
-    conv2d_backward_weights, conv2d_backward_weights_direct, conv2d_forward, conv2d_forward_cached,
-    conv2d_forward_direct, conv2d_forward_using, Conv2d, ConvAlgo, ForwardCache,
+    conv2d_backward_data, conv2d_backward_data_depthwise, conv2d_backward_data_direct,
+    conv2d_backward_data_using, conv2d_backward_weights, conv2d_backward_weights_depthwise,
+    conv2d_backward_weights_direct, conv2d_forward, conv2d_forward_cached,
+    conv2d_forward_depthwise, conv2d_forward_direct, conv2d_forward_using, Conv2d, ConvAlgo,
+    ForwardCache,
 };
 use netc_runtime::error::ConvError;
 use netc_runtime::gemm::{Activation, Par};
@@ -1016,5 +1018,126 @@ fn cached_forward_serves_batches_that_pick_other_algorithms() {
             assert_close(&format!("n = {}", s.n), &y, &want, s.c * 9, s)
                 .unwrap_or_else(|e| panic!("{e}"));
         }
+    }
+}
+
+/// Depthwise shapes: one input channel per group, up to 4 output channels
+/// each, odd planes, every window up to 7, strides up to 3, padding and
+/// dilation.
+fn depthwise_strategy() -> impl Strategy<Value = Conv2d> {
+    (
+        (1usize..4, 1usize..7, 1usize..5),
+        (1usize..40, 1usize..40),
+        (1usize..8, 1usize..8, 1usize..4, 1usize..4),
+        (0usize..4, 0usize..4, 1usize..4, 1usize..4),
+    )
+        .prop_map(|((n, c, multiplier), (h, w), (kh, kw, sh, sw), (ph, pw, dh, dw))| Conv2d {
+            n,
+            c,
+            h,
+            w,
+            o: c * multiplier,
+            kh,
+            kw,
+            sh,
+            sw,
+            ph,
+            pw,
+            dh,
+            dw,
+            groups: c,
+        })
+        .prop_filter("window fits", |s| s.is_valid())
+}
+
+/// The depthwise kernels, forward (with bias and activation),
+/// backward-data and weight gradient, on every instruction set this CPU
+/// has, on one thread or several.
+fn check_depthwise(s: &Conv2d, seed: u64, act: Activation, par: Par) -> Result<(), TestCaseError> {
+    let (x, w, b) =
+        (fill(s.input_len(), seed), fill(s.weight_len(), seed + 1), fill(s.o, seed + 2));
+    let mut want = reference::conv2d_forward(s, &f64s(&x), &f64s(&w), Some(&f64s(&b)));
+    for v in &mut want {
+        *v = f64::from(act.apply(*v as f32));
+    }
+    let dy = fill(s.output_len(), seed + 3);
+    let (want_dw, _) = reference::conv2d_backward_weights(s, &f64s(&x), &f64s(&dy));
+    let want_dx = reference::conv2d_backward_data(s, &f64s(&dy), &f64s(&w));
+    let positions = s.n * s.out_h() * s.out_w();
+    for &isa in Isa::supported() {
+        let fail = |e: ConvError| TestCaseError::fail(format!("{isa:?}: {e}"));
+        let mut y = vec![f32::NAN; s.output_len()];
+        conv2d_forward_depthwise(s, isa, &x, &w, Some(&b), act, &mut y, par).map_err(fail)?;
+        assert_close(&format!("{isa:?} depthwise"), &y, &want, s.kh * s.kw, s)?;
+        let mut dx = vec![f32::NAN; s.input_len()];
+        conv2d_backward_data_depthwise(s, isa, &dy, &w, &mut dx, par).map_err(fail)?;
+        let terms = s.o / s.c * s.kh * s.kw;
+        assert_close(&format!("{isa:?} depthwise backward-data"), &dx, &want_dx, terms, s)?;
+        let mut dw = vec![f32::NAN; s.weight_len()];
+        conv2d_backward_weights_depthwise(s, isa, &x, &dy, &mut dw, par).map_err(fail)?;
+        assert_close(&format!("{isa:?} depthwise weight gradient"), &dw, &want_dw, positions, s)?;
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
+
+    #[test]
+    fn depthwise_matches_the_reference_on_every_isa(
+        s in depthwise_strategy(),
+        seed in any::<u64>(),
+        act in 0usize..3,
+        threads in any::<bool>(),
+    ) {
+        let act = [Activation::Identity, Activation::Relu, Activation::Sigmoid][act];
+        check_depthwise(&s, seed, act, if threads { Par::Rayon } else { Par::Seq })?;
+    }
+}
+
+/// MobileNetV2's and EfficientNet's depthwise layers (channels cut down)
+/// take the depthwise path for every pass, and match the reference; a
+/// larger multiplier, or one channel in all, does not.
+#[test]
+fn depthwise_layers_take_their_own_path() {
+    let depthwise = |c, hw, k, stride| Conv2d {
+        groups: c,
+        ..Conv2d::square(2, c, hw, hw, c, k, stride, k / 2)
+    };
+    let shapes = [
+        depthwise(8, 112, 3, 1),
+        depthwise(12, 56, 3, 2),
+        depthwise(16, 7, 3, 1),
+        depthwise(6, 28, 5, 2),
+        depthwise(10, 14, 5, 1),
+        Conv2d { dh: 2, dw: 2, ph: 2, pw: 2, ..depthwise(5, 17, 3, 1) },
+        Conv2d { o: 20, ..depthwise(10, 9, 3, 1) },
+    ];
+    for (i, s) in shapes.iter().enumerate() {
+        let algos = [s.forward_algo(), s.backward_data_algo(), s.backward_weights_algo()];
+        assert_eq!(algos, [ConvAlgo::Depthwise; 3], "{s:?}");
+        check_all_passes(s, i as u64, Activation::Relu, Par::Rayon)
+            .unwrap_or_else(|e| panic!("{e}"));
+        check_depthwise(s, i as u64, Activation::Relu, Par::Seq).unwrap_or_else(|e| panic!("{e}"));
+    }
+    let wide = Conv2d { o: 40, ..depthwise(8, 14, 3, 1) };
+    assert_eq!(wide.forward_algo(), ConvAlgo::Im2col);
+    assert_eq!(Conv2d::square(2, 1, 28, 28, 2, 5, 1, 2).forward_algo(), ConvAlgo::Direct);
+}
+
+/// The fused ReLU mask of the depthwise backward-data zeroes where the
+/// mask is not positive, and leaves the rest as it was.
+#[test]
+fn depthwise_backward_data_applies_the_relu_mask() {
+    let s = Conv2d { groups: 6, ..Conv2d::square(3, 6, 11, 9, 6, 3, 2, 1) };
+    let (dy, w) = (fill(s.output_len(), 1), fill(s.weight_len(), 2));
+    let mask = fill(s.input_len(), 3);
+    let mut plain = vec![f32::NAN; s.input_len()];
+    conv2d_backward_data(&s, &dy, &w, None, &mut plain, Par::Rayon).unwrap();
+    let mut masked = vec![f32::NAN; s.input_len()];
+    conv2d_backward_data(&s, &dy, &w, Some(&mask), &mut masked, Par::Rayon).unwrap();
+    assert_eq!(s.backward_data_algo(), ConvAlgo::Depthwise);
+    for ((&p, &m), &k) in plain.iter().zip(&masked).zip(&mask) {
+        assert_eq!(m, if k <= 0.0 { 0.0 } else { p });
     }
 }

@@ -56,6 +56,9 @@ pub mod nets {
     pub mod resample {
         netc::include_network!("resample");
     }
+    pub mod decoder {
+        netc::include_network!("decoder");
+    }
     pub mod two_inputs {
         netc::include_network!("two_inputs");
     }

@@ -5,7 +5,7 @@ use super::names::lit;
 use super::steps::{geometry_const_value, geometry_type};
 use super::Module;
 use crate::ir::{Graph, Optimizer};
-use crate::program::Init;
+use crate::program::{Geometry, Init};
 use proc_macro2::TokenStream;
 use proc_macro2::{Ident, Literal, Span};
 use quote::quote;
@@ -128,14 +128,23 @@ fn constructor(m: &Module<'_>) -> TokenStream {
     let (p, s, rt, params_ty) = (m.p(), m.schedule(), m.rt, &m.params_ty);
     let stats_len = lit(p.stat_slots.iter().map(|c| 2 * c).sum());
     let caches = lit(s.caches.iter().flatten().count());
-    let convs = s
-        .shapes
-        .iter()
-        .filter(|shape| matches!(shape.geometry, crate::program::Geometry::Conv { .. }))
-        .map(|shape| {
-            let c = Ident::new(&shape.name, Span::call_site());
-            quote!(&#rt::conv::Conv2d { n: capacity, ..Self::#c })
-        });
+    // A transposed conv runs on the passes of its conv, whose scratch it
+    // reserves.
+    let convs = s.shapes.iter().filter_map(|shape| {
+        let c = Ident::new(&shape.name, Span::call_site());
+        match shape.geometry {
+            Geometry::Conv { .. } => Some(quote!(&#rt::conv::Conv2d { n: capacity, ..Self::#c })),
+            Geometry::ConvTranspose { .. } => Some(
+                quote!(&#rt::conv_transpose::ConvTranspose2d { n: capacity, ..Self::#c }.conv()),
+            ),
+            Geometry::Pool { .. }
+            | Geometry::AdaptivePool { .. }
+            | Geometry::Upsample { .. }
+            | Geometry::Dense { .. }
+            | Geometry::Lrn { .. }
+            | Geometry::BatchNorm { .. } => None,
+        }
+    });
     let (arena, argmax) = (lit(s.arena_per_sample), lit(s.argmax_per_sample));
     let count = lit(p.params.len());
     let starts = p.params.iter().map(|q| match q.init {

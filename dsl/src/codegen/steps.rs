@@ -280,6 +280,7 @@ fn activation(rt: &syn::Path, a: &Act) -> TokenStream {
 pub fn geometry_type(rt: &syn::Path, g: &Geometry) -> TokenStream {
     match g {
         Geometry::Conv { .. } => quote!(#rt::conv::Conv2d),
+        Geometry::ConvTranspose { .. } => quote!(#rt::conv_transpose::ConvTranspose2d),
         Geometry::Pool { .. } => quote!(#rt::pool::Pool2d),
         Geometry::AdaptivePool { .. } => quote!(#rt::pool::AdaptivePool2d),
         Geometry::Upsample { .. } => quote!(#rt::upsample::Upsample2d),
@@ -302,6 +303,17 @@ pub fn geometry_const_value(rt: &syn::Path, g: &Geometry) -> (TokenStream, Strin
                 w.c, w.h, w.w, w.kh, w.kw, w.sh, w.sw, w.ph, w.pw, w.dh, w.dw
             );
             (quote!(#rt::pass::conv2d([#(#d),*])), words)
+        }
+        Geometry::ConvTranspose { win: w, o, oph, opw, groups } => {
+            let d = [
+                w.c, w.h, w.w, o, w.kh, w.kw, w.sh, w.sw, w.ph, w.pw, oph, opw, w.dh, w.dw, groups,
+            ]
+            .map(lit);
+            let words = format!(
+                "{}x{}x{} -> {o} channels transposed, kernel {}x{}, stride {}x{}, padding {}x{}, output padding {oph}x{opw}, dilation {}x{}, groups {groups}",
+                w.c, w.h, w.w, w.kh, w.kw, w.sh, w.sw, w.ph, w.pw, w.dh, w.dw
+            );
+            (quote!(#rt::pass::conv_transpose2d([#(#d),*])), words)
         }
         Geometry::Pool { win: w, ceil_mode, count_include_pad } => {
             let d = [w.c, w.h, w.w, w.kh, w.kw, w.sh, w.sw, w.ph, w.pw].map(lit);

@@ -13,6 +13,7 @@ mod add;
 mod batch_norm;
 mod concat;
 mod conv;
+mod conv_transpose;
 mod dense;
 mod dropout;
 mod flatten;
@@ -41,6 +42,7 @@ use std::sync::Arc;
 /// Every op of the language: its name, signature and builder.
 pub const OPS: &[OpDef] = &[
     conv::DEF,
+    conv_transpose::DEF,
     pool::MAX_POOL,
     pool::AVG_POOL,
     pool::GLOBAL_AVG_POOL,

@@ -118,13 +118,16 @@ pub struct Window {
     pub dw: usize,
 }
 
-/// A runtime shape struct, built with the batch `n` at the call. A pool
+/// A runtime shape struct, built with the batch `n` at the call. A
+/// transposed conv's `win` is its input and window, `o` its output
+/// channels, `oph` and `opw` its output padding. A pool
 /// carries PyTorch's `ceil_mode` and `count_include_pad`; an adaptive pool
 /// maps `[c, h, w]` to `[c, oh, ow]`; an upsampling multiplies `h` and `w`
 /// by `sh` and `sw`.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Geometry {
     Conv { win: Window, o: usize, groups: usize },
+    ConvTranspose { win: Window, o: usize, oph: usize, opw: usize, groups: usize },
     Pool { win: Window, ceil_mode: bool, count_include_pad: bool },
     AdaptivePool { c: usize, h: usize, w: usize, oh: usize, ow: usize },
     Upsample { c: usize, h: usize, w: usize, sh: usize, sw: usize },

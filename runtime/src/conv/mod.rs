@@ -13,6 +13,8 @@
 //! - `WinogradSplit` ([`winograd_split`]): 5x5 stride-1 convs by the same
 //!   F(4x4, 3x3), the kernel split into four 3x3 pieces: 9 multiplies per
 //!   output against 25;
+//! - `Depthwise` (`depthwise.rs`): one input channel per group, each plane
+//!   convolved directly along its rows rather than by a GEMM of one row;
 //! - `Direct` (`direct.rs`): stride-1 convs with few channels, the window
 //!   applied straight from the padded input, with no im2col matrix, whose
 //!   copies cost such shapes more than their multiplies;
@@ -22,6 +24,8 @@
 //! This file holds the trait, the selection, the scratch the passes share,
 //! and the checked entry points, which dispatch once per call.
 
+#[allow(unsafe_code)]
+mod depthwise;
 #[allow(unsafe_code)]
 mod direct;
 mod im2col;
@@ -34,6 +38,9 @@ mod tuning;
 pub mod winograd;
 pub mod winograd_split;
 
+pub use depthwise::{
+    conv2d_backward_data_depthwise, conv2d_backward_weights_depthwise, conv2d_forward_depthwise,
+};
 pub use direct::{
     conv2d_backward_data_direct, conv2d_backward_weights_direct, conv2d_forward_direct,
 };
@@ -50,6 +57,7 @@ use std::ops::Range;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ConvAlgo {
     Pointwise,
+    Depthwise,
     Direct,
     Winograd,
     WinogradSplit,
@@ -65,6 +73,7 @@ impl ConvAlgo {
     fn algorithm(self) -> &'static dyn ConvAlgorithm {
         match self {
             ConvAlgo::Pointwise => &pointwise::Pointwise,
+            ConvAlgo::Depthwise => &depthwise::Depthwise,
             ConvAlgo::Direct => &direct::Direct,
             ConvAlgo::Winograd => &winograd::Winograd,
             ConvAlgo::WinogradSplit => &winograd_split::WinogradSplit,
@@ -172,8 +181,9 @@ pub(crate) trait ConvAlgorithm: Sync {
 
 /// Every algorithm, in the order the selection asks them: each special case
 /// before the general one, im2col, which computes every shape.
-const ALGORITHMS: [&dyn ConvAlgorithm; 5] = [
+const ALGORITHMS: [&dyn ConvAlgorithm; 6] = [
     &pointwise::Pointwise,
+    &depthwise::Depthwise,
     &winograd::Winograd,
     &winograd_split::WinogradSplit,
     &direct::Direct,

@@ -37,6 +37,13 @@ pub(super) const WINOGRAD_WEIGHT_GRAD_MAX_U_BYTES: usize = 1 << 20;
 /// than the multiplies it saves.
 pub(super) const SPLIT_MIN_CHANNELS: usize = 32;
 
+// The depthwise convolution (`depthwise.rs`).
+
+/// Output channels per input channel up to which a depthwise conv goes by
+/// its own kernels: with more, each group is a GEMM with enough rows of
+/// weights to reuse its im2col columns.
+pub(super) const DEPTHWISE_MAX_MULTIPLIER: usize = 4;
+
 // The direct convolution (`direct.rs`).
 
 /// Output channels up to which the forward pass goes direct: with more,

@@ -5,6 +5,7 @@
 mod act;
 pub mod conv;
 mod gemm;
+mod layout;
 mod loss;
 mod norm;
 mod optim;
@@ -15,10 +16,11 @@ pub use act::{
     softmax, softmax_backward,
 };
 pub use gemm::gemm;
+pub use layout::{mul_channels, mul_channels_backward, permute};
 pub use loss::{mse, softmax_cross_entropy};
 pub use norm::{
-    batch_norm_backward, batch_norm_inference, batch_norm_train, lrn, lrn_backward, lrn_scale,
-    BatchNormTrain,
+    batch_norm_backward, batch_norm_inference, batch_norm_train, group_norm, group_norm_backward,
+    layer_norm, layer_norm_backward, lrn, lrn_backward, lrn_scale, BatchNormTrain,
 };
 pub use optim::{adam_step, sgd_step};
 pub use pool::{

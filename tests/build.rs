@@ -20,6 +20,8 @@ fn main() {
         "nets/names.net".to_string(),
         "nets/dense_bn.net".to_string(),
         "nets/dense_block.net".to_string(),
+        "nets/norms.net".to_string(),
+        "nets/shuffle_se.net".to_string(),
     ]);
     if let Err(e) = netc_dsl::Builder::new().compile(&files) {
         eprintln!("{e}");

@@ -47,6 +47,12 @@ pub mod nets {
     pub mod dense_block {
         netc::include_network!("dense_block");
     }
+    pub mod norms {
+        netc::include_network!("norms");
+    }
+    pub mod shuffle_se {
+        netc::include_network!("shuffle_se");
+    }
     pub mod two_inputs {
         netc::include_network!("two_inputs");
     }

@@ -16,10 +16,14 @@ mod conv;
 mod dense;
 mod dropout;
 mod flatten;
+mod group_norm;
 mod input;
+mod layer_norm;
 mod lrn;
 mod mul;
+mod permute;
 mod pool;
+mod reshape;
 mod softmax;
 
 pub use conv::Conv2d;
@@ -42,6 +46,8 @@ pub const OPS: &[OpDef] = &[
     pool::GLOBAL_AVG_POOL,
     dense::DEF,
     flatten::DEF,
+    reshape::DEF,
+    permute::DEF,
     activation::RELU,
     activation::LEAKY_RELU,
     activation::SIGMOID,
@@ -52,6 +58,8 @@ pub const OPS: &[OpDef] = &[
     dropout::DEF,
     lrn::DEF,
     batch_norm::DEF,
+    layer_norm::DEF,
+    group_norm::DEF,
     add::DEF,
     mul::DEF,
     concat::DEF,
@@ -165,6 +173,11 @@ impl Op {
     /// The elementwise sum of its inputs, as `a + b` writes it.
     pub fn add() -> Self {
         Op::new(add::Add)
+    }
+
+    /// The elementwise product of two inputs, as `a * b` writes it.
+    pub fn mul() -> Self {
+        Op::new(mul::Mul)
     }
 }
 

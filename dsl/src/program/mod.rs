@@ -124,7 +124,18 @@ pub enum Geometry {
     Dense { input: usize, output: usize },
     Lrn { c: usize, inner: usize, size: usize, alpha: f64, beta: f64, k: f64 },
     BatchNorm { c: usize, inner: usize, eps: f64, momentum: f64 },
+    /// `rows` rows of `len` values a sample, each normalised on its own.
+    LayerNorm { rows: usize, len: usize, eps: f64 },
+    GroupNorm { c: usize, inner: usize, groups: usize, eps: f64 },
+    /// Output axis `i` is input axis `perm[i]` of `dims`, `rank` of each
+    /// used.
+    Permute { rank: usize, dims: [usize; MAX_PERMUTE_RANK], perm: [usize; MAX_PERMUTE_RANK] },
+    /// `c` channels of `inner` values, each scaled by its own factor.
+    ChannelScale { c: usize, inner: usize },
 }
+
+/// The largest rank `permute` takes: the runtime's `permute::MAX_RANK`.
+pub const MAX_PERMUTE_RANK: usize = 8;
 
 /// One argument of a kernel call.
 #[derive(Clone, Debug, PartialEq)]

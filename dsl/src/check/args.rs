@@ -411,7 +411,20 @@ fn convert(
             for (item, item_span) in items {
                 match item {
                     Value::Int(v) => ints.push(int_within_limit(callee, spec, *v, *item_span, diags)),
-                    _ => return wrong_type(diags),
+                    other => {
+                        diags.push(
+                            Diagnostic::error(
+                                format!(
+                                    "`{}` of `{callee}` expects a list of integers, found {} in it",
+                                    spec.name,
+                                    other.describe()
+                                ),
+                                *item_span,
+                            )
+                            .label("not an integer"),
+                        );
+                        return None;
+                    }
                 }
             }
             ints.into_iter().collect::<Option<Vec<i64>>>().map(ArgValue::Ints)

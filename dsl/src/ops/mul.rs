@@ -59,7 +59,11 @@ impl OpKind for Mul {
             }
         }
         same_shapes(inputs, "multiply", "mul").map_err(|e| {
-            e.help("a per-channel scale of a [C, H, W] tensor is [C] or [C, 1, 1]")
+            if inputs.iter().any(|s| s.rank() >= 2) {
+                e.help("a per-channel scale of a [C, H, W] tensor is [C] or [C, 1, 1]")
+            } else {
+                e
+            }
         })
     }
 

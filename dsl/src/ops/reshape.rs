@@ -71,13 +71,10 @@ impl OpKind for Reshape {
         }
         let fits = if inferred == 1 { elements % known == 0 } else { elements == known };
         if !fits {
-            return Err(self.error(
-                format!(
-                    "cannot reshape {x} ({elements} values a sample) into {}",
-                    self.written()
-                ),
-                &x,
-            ));
+            let message =
+                format!("cannot reshape {x} ({elements} values a sample) into {}", self.written());
+            let help = format!("the dims must multiply to {elements}; the batch is not written");
+            return Err(self.error(message, &x).help(help));
         }
         let dims = self
             .shape

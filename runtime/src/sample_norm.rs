@@ -246,7 +246,8 @@ pub fn layer_norm_backward(
             for ((x, dy), s) in rows {
                 let (mean, rstd) = (s[0], s[1]);
                 let end = start + dw.len();
-                let cols = dw.iter_mut().zip(db.iter_mut()).zip(&x[start..end]).zip(&dy[start..end]);
+                let cols =
+                    dw.iter_mut().zip(db.iter_mut()).zip(&x[start..end]).zip(&dy[start..end]);
                 for (((w, b), &x), &g) in cols {
                     *w += g * ((x - mean) * rstd);
                     *b += g;

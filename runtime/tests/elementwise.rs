@@ -146,7 +146,8 @@ fn check_channels(n: usize, c: usize, inner: usize, seed: u64) -> Result<(), Str
         }
     }
     let mut only = vec![f32::NAN; cs.scale_len()];
-    nn::mul_channels_backward(&cs, &x, &s, &dy, None, Some(&mut only)).map_err(|e| e.to_string())?;
+    nn::mul_channels_backward(&cs, &x, &s, &dy, None, Some(&mut only))
+        .map_err(|e| e.to_string())?;
     if only != ds {
         return Err("dscale alone differs".into());
     }

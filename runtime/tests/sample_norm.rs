@@ -24,7 +24,9 @@ fn close(what: &str, got: &[f32], want: &[f64], tol: f64) -> Result<(), String> 
     }
     let scale = want.iter().fold(1.0f64, |m, w| m.max(w.abs()));
     for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
-        if !((f64::from(g) - w).abs() <= tol * scale) {
+        // Written so that a NaN fails.
+        let ok = (f64::from(g) - w).abs() <= tol * scale;
+        if !ok {
             return Err(format!("{what}[{i}] = {g}, expected {w}"));
         }
     }
@@ -152,9 +154,12 @@ fn reference_gradients_match_central_differences() {
     let dy = widen(&fill(ln.x_len(), 8, -1.0, 1.0));
     let (w, b) = (widen(&fill(5, 9, 0.5, 1.5)), widen(&fill(5, 10, -1.0, 1.0)));
     let (dx, dw, db) = reference::layer_norm_backward(ln, &x, Some(&w), &dy);
-    let num_dx = central_diff_vjp(&x, &dy, 1e-6, |x| reference::layer_norm(ln, x, Some((&w, &b))).0);
-    let num_dw = central_diff_vjp(&w, &dy, 1e-6, |w| reference::layer_norm(ln, &x, Some((w, &b))).0);
-    let num_db = central_diff_vjp(&b, &dy, 1e-6, |b| reference::layer_norm(ln, &x, Some((&w, b))).0);
+    let num_dx =
+        central_diff_vjp(&x, &dy, 1e-6, |x| reference::layer_norm(ln, x, Some((&w, &b))).0);
+    let num_dw =
+        central_diff_vjp(&w, &dy, 1e-6, |w| reference::layer_norm(ln, &x, Some((w, &b))).0);
+    let num_db =
+        central_diff_vjp(&b, &dy, 1e-6, |b| reference::layer_norm(ln, &x, Some((&w, b))).0);
     for (got, want) in [(&dx, &num_dx), (&dw, &num_dw), (&db, &num_db)] {
         for (g, n) in got.iter().zip(want.iter()) {
             assert!((g - n).abs() < 1e-6, "layer norm: {g} vs {n}");
@@ -166,9 +171,12 @@ fn reference_gradients_match_central_differences() {
     let dy = widen(&fill(gn.x_len(), 12, -1.0, 1.0));
     let (w, b) = (widen(&fill(6, 13, 0.5, 1.5)), widen(&fill(6, 14, -1.0, 1.0)));
     let (dx, dw, db) = reference::group_norm_backward(gn, &x, Some(&w), &dy);
-    let num_dx = central_diff_vjp(&x, &dy, 1e-6, |x| reference::group_norm(gn, x, Some((&w, &b))).0);
-    let num_dw = central_diff_vjp(&w, &dy, 1e-6, |w| reference::group_norm(gn, &x, Some((w, &b))).0);
-    let num_db = central_diff_vjp(&b, &dy, 1e-6, |b| reference::group_norm(gn, &x, Some((&w, b))).0);
+    let num_dx =
+        central_diff_vjp(&x, &dy, 1e-6, |x| reference::group_norm(gn, x, Some((&w, &b))).0);
+    let num_dw =
+        central_diff_vjp(&w, &dy, 1e-6, |w| reference::group_norm(gn, &x, Some((w, &b))).0);
+    let num_db =
+        central_diff_vjp(&b, &dy, 1e-6, |b| reference::group_norm(gn, &x, Some((&w, b))).0);
     for (got, want) in [(&dx, &num_dx), (&dw, &num_dw), (&db, &num_db)] {
         for (g, n) in got.iter().zip(want.iter()) {
             assert!((g - n).abs() < 1e-6, "group norm: {g} vs {n}");
@@ -213,7 +221,7 @@ fn wrong_lengths_are_errors_naming_the_tensor() {
     assert_eq!(len_error(r).0, "bias");
     let r = nn::layer_norm_forward(&ln, &x, None, None, Some(&mut saved[..11]), &mut y);
     assert_eq!(len_error(r), ("saved".into(), 12, 11));
-    let mut dx = vec![0.0f32; 24];
+    let mut dx = [0.0f32; 24];
     let r = nn::layer_norm_backward(&ln, &x, None, &saved, &x, Some(&mut dx[..20]), None, None);
     assert_eq!(len_error(r), ("dx".into(), 24, 20));
 
@@ -225,7 +233,8 @@ fn wrong_lengths_are_errors_naming_the_tensor() {
     let mut saved = vec![0.0f32; 6];
     nn::group_norm_forward(&gn, &x, Some(&w), Some(&w), Some(&mut saved), &mut y).unwrap();
     let (mut dw, mut db) = (vec![0.0f32; 6], vec![0.0f32; 5]);
-    let r = nn::group_norm_backward(&gn, &x, Some(&w), &saved, &x, None, Some(&mut dw), Some(&mut db));
+    let r =
+        nn::group_norm_backward(&gn, &x, Some(&w), &saved, &x, None, Some(&mut dw), Some(&mut db));
     assert_eq!(len_error(r), ("dbias".into(), 6, 5));
 }
 

@@ -12,9 +12,11 @@ use netc::runtime::pass::{batch, group_norm, layer_norm};
 use netc::runtime::weights::WeightsFile;
 use std::path::Path;
 
-/// The cases of `norm_parity.py`: name, layer or group norm, input shape,
-/// normalised dims or groups, affine, eps.
-const CASES: &[(&str, bool, &[usize], &[usize], bool, f32)] = &[
+/// A case of `norm_parity.py`: name, layer (or group) norm, input shape,
+/// normalised dims (or groups), affine, eps.
+type Case = (&'static str, bool, &'static [usize], &'static [usize], bool, f32);
+
+const CASES: &[Case] = &[
     ("ln_whole", true, &[3, 6, 5, 7], &[6, 5, 7], true, 1e-5),
     ("ln_last", true, &[3, 6, 5, 7], &[7], true, 1e-5),
     ("ln_rows", true, &[4, 33], &[33], false, 1e-3),

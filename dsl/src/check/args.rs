@@ -110,7 +110,11 @@ pub struct Bound {
 
 impl Bound {
     fn find(&self, name: &str) -> Option<(&ArgValue, Span)> {
-        self.values.iter().find(|(n, _)| *n == name).and_then(|(_, v)| v.as_ref()).map(|(v, s)| (v, *s))
+        self.values
+            .iter()
+            .find(|(n, _)| *n == name)
+            .and_then(|(_, v)| v.as_ref())
+            .map(|(v, s)| (v, *s))
     }
 
     /// The span of an argument if it was written, else of the whole call.
@@ -410,7 +414,9 @@ fn convert(
             let mut ints = Vec::with_capacity(items.len());
             for (item, item_span) in items {
                 match item {
-                    Value::Int(v) => ints.push(int_within_limit(callee, spec, *v, *item_span, diags)),
+                    Value::Int(v) => {
+                        ints.push(int_within_limit(callee, spec, *v, *item_span, diags))
+                    }
                     other => {
                         diags.push(
                             Diagnostic::error(

@@ -112,7 +112,8 @@ impl OpKind for GroupNorm {
     fn eval(&self, cx: &EvalCx<'_>, y: &mut [f64]) -> Result<(), InterpError> {
         let (c, inner) = channels_inner(cx.x_shapes[0]);
         let row = c / self.groups * inner;
-        let affine = if self.affine { Some((cx.param("weight")?, cx.param("bias")?)) } else { None };
+        let affine =
+            if self.affine { Some((cx.param("weight")?, cx.param("bias")?)) } else { None };
         for (r, (xr, yr)) in cx.xs[0].chunks(row).zip(y.chunks_mut(row)).enumerate() {
             let (mean, rstd) = row_stats(xr, self.eps);
             let first_channel = (r % self.groups) * (c / self.groups);

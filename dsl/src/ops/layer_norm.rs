@@ -45,10 +45,8 @@ impl LayerNorm {
     /// the last dims of `x`, as PyTorch requires.
     fn normalized_dims(&self, x: &Shape) -> Result<Vec<usize>, OpError> {
         let Some(written) = &self.normalized_shape else { return Ok(x.dims().to_vec()) };
-        let as_text = format!(
-            "[{}]",
-            written.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", ")
-        );
+        let as_text =
+            format!("[{}]", written.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", "));
         let k = written.len();
         let fits = k >= 1
             && k <= x.rank()
@@ -63,7 +61,9 @@ impl LayerNorm {
             k => format!("the last {k} dims of the input are {}", trailing(k)),
         };
         Err(OpError::new(
-            format!("`normalized_shape` {as_text} of `layer_norm` does not end the input shape {x}"),
+            format!(
+                "`normalized_shape` {as_text} of `layer_norm` does not end the input shape {x}"
+            ),
             format!("input is {x}"),
         )
         .at("normalized_shape")
@@ -147,7 +147,8 @@ impl OpKind for LayerNorm {
     fn eval(&self, cx: &EvalCx<'_>, y: &mut [f64]) -> Result<(), InterpError> {
         let x = cx.xs[0];
         let (_, len) = self.rows_len(&Shape(cx.x_shapes[0].to_vec()));
-        let affine = if self.affine { Some((cx.param("weight")?, cx.param("bias")?)) } else { None };
+        let affine =
+            if self.affine { Some((cx.param("weight")?, cx.param("bias")?)) } else { None };
         for (xr, yr) in x.chunks(len).zip(y.chunks_mut(len)) {
             let (mean, rstd) = row_stats(xr, self.eps);
             for (j, (yv, xv)) in yr.iter_mut().zip(xr).enumerate() {

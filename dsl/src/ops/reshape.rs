@@ -69,7 +69,7 @@ impl OpKind for Reshape {
         for &d in self.shape.iter().filter(|&&d| d > 0) {
             known = known.saturating_mul(d as u128).min(MAX_ELEMENTS as u128 + 1);
         }
-        let fits = if inferred == 1 { elements % known == 0 } else { elements == known };
+        let fits = if inferred == 1 { elements.is_multiple_of(known) } else { elements == known };
         if !fits {
             let message =
                 format!("cannot reshape {x} ({elements} values a sample) into {}", self.written());

@@ -116,7 +116,11 @@ pub struct Window {
     pub dw: usize,
 }
 
-/// A runtime shape struct, built with the batch `n` at the call.
+/// A runtime shape struct, built with the batch `n` at the call. A layer
+/// norm normalises `rows` rows of `len` values a sample; a permutation's
+/// output axis `i` is input axis `perm[i]` of `dims`, `rank` of each used;
+/// a channel scale multiplies `c` channels of `inner` values by one factor
+/// each.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Geometry {
     Conv { win: Window, o: usize, groups: usize },
@@ -124,18 +128,17 @@ pub enum Geometry {
     Dense { input: usize, output: usize },
     Lrn { c: usize, inner: usize, size: usize, alpha: f64, beta: f64, k: f64 },
     BatchNorm { c: usize, inner: usize, eps: f64, momentum: f64 },
-    /// `rows` rows of `len` values a sample, each normalised on its own.
     LayerNorm { rows: usize, len: usize, eps: f64 },
     GroupNorm { c: usize, inner: usize, groups: usize, eps: f64 },
-    /// Output axis `i` is input axis `perm[i]` of `dims`, `rank` of each
-    /// used.
-    Permute { rank: usize, dims: [usize; MAX_PERMUTE_RANK], perm: [usize; MAX_PERMUTE_RANK] },
-    /// `c` channels of `inner` values, each scaled by its own factor.
+    Permute { rank: usize, dims: Axes, perm: Axes },
     ChannelScale { c: usize, inner: usize },
 }
 
 /// The largest rank `permute` takes: the runtime's `permute::MAX_RANK`.
 pub const MAX_PERMUTE_RANK: usize = 8;
+
+/// Sizes or axes of a permuted sample, `rank` of them used.
+pub type Axes = [usize; MAX_PERMUTE_RANK];
 
 /// One argument of a kernel call.
 #[derive(Clone, Debug, PartialEq)]

@@ -226,7 +226,9 @@ pub fn layer_norm(
 ) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
     let (xhat, mean, rstd) = normalise_rows(x, ln.len, f64::from(ln.eps));
     let y = match affine {
-        Some((w, b)) => xhat.iter().enumerate().map(|(i, v)| v * w[i % ln.len] + b[i % ln.len]).collect(),
+        Some((w, b)) => {
+            xhat.iter().enumerate().map(|(i, v)| v * w[i % ln.len] + b[i % ln.len]).collect()
+        }
         None => xhat,
     };
     (y, mean, rstd)

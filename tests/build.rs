@@ -24,6 +24,8 @@ fn main() {
         "nets/depth.net".to_string(),
         "nets/resample.net".to_string(),
         "nets/decoder.net".to_string(),
+        "nets/norms.net".to_string(),
+        "nets/shuffle_se.net".to_string(),
     ]);
     if let Err(e) = netc_dsl::Builder::new().compile(&files) {
         eprintln!("{e}");

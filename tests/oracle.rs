@@ -152,6 +152,16 @@ fn modern_activations_match_the_interpreter() {
 /// GELU, SiLU and hardswish fused into conv, batch norm, add and dense
 /// layers' stores.
 #[test]
+fn layer_and_group_norms_match_the_interpreter() {
+    check_model!(netc_tests::nets::norms::Norms, "nets/norms.net", 3, 8);
+}
+
+#[test]
+fn channel_shuffle_and_squeeze_excitation_match_the_interpreter() {
+    check_model!(netc_tests::nets::shuffle_se::ShuffleSe, "nets/shuffle_se.net", 3, 8);
+}
+
+#[test]
 fn fused_gated_activations_match_the_interpreter() {
     use netc_tests::nets::gated_infer::GatedInfer;
     let g = graph("nets/gated_infer.net");

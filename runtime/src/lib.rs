@@ -26,12 +26,14 @@ pub mod norm;
 pub mod optim;
 mod par;
 pub mod pass;
+pub mod permute;
 pub mod pool;
 pub mod prelu;
 #[allow(unsafe_code)]
 mod reduce;
 pub mod reference;
 pub mod rng;
+pub mod sample_norm;
 mod scratch;
 pub mod shard;
 pub mod upsample;

@@ -8,12 +8,15 @@ use crate::conv::{self, Conv2d};
 use crate::conv_transpose::{self, ConvTranspose2d};
 use crate::dense::{self, Dense};
 use crate::dropout::{DepthMode, Dropout, DropoutKey};
-use crate::error::{check_len, Error};
+use crate::elementwise::ChannelScale;
+use crate::error::{check_len, Error, LenError};
 use crate::gemm::{Activation, Par};
 use crate::loss::{self, LossError};
 use crate::norm::{self, BatchNorm, Lrn};
 use crate::optim::{Adam, AdamMoments, AdamW, Sgd};
+use crate::permute::Permute;
 use crate::pool::{self, AdaptivePool2d, Pool2d};
+use crate::sample_norm::{self, GroupNorm, LayerNorm};
 use crate::upsample::{self, Upsample2d};
 
 /// Output-based: a gated activation is [`Error::NeedsInput`]; see
@@ -508,6 +511,89 @@ pub fn batch_norm_backward(
     Ok(norm::batch_norm_backward(*bn, x, dy, gamma, mean, invstd, dx, dgamma, dbeta)?)
 }
 
+/// Layer norm (either mode: it has no running statistics); `weight` and
+/// `bias` are both given or both `None` (`elementwise_affine = False`), and
+/// `saved`, in training, receives each row's mean and `rstd` for the
+/// backward.
+pub fn layer_norm_forward(
+    s: &LayerNorm,
+    x: &[f32],
+    weight: Option<&[f32]>,
+    bias: Option<&[f32]>,
+    saved: Option<&mut [f32]>,
+    y: &mut [f32],
+) -> Result<(), Error> {
+    let affine = affine_pair("layer_norm_forward", weight, bias)?;
+    Ok(sample_norm::layer_norm_forward(*s, x, affine, y, saved)?)
+}
+
+/// The backward of [`layer_norm_forward`]; `None` skips a gradient.
+#[allow(clippy::too_many_arguments)]
+pub fn layer_norm_backward(
+    s: &LayerNorm,
+    x: &[f32],
+    weight: Option<&[f32]>,
+    saved: &[f32],
+    dy: &[f32],
+    dx: Option<&mut [f32]>,
+    dweight: Option<&mut [f32]>,
+    dbias: Option<&mut [f32]>,
+) -> Result<(), Error> {
+    let grads = affine_pair("layer_norm_backward", dweight, dbias)?;
+    Ok(sample_norm::layer_norm_backward(*s, x, weight, saved, dy, dx, grads)?)
+}
+
+/// Group norm (either mode), as [`layer_norm_forward`] with per-channel
+/// `weight` and `bias`.
+pub fn group_norm_forward(
+    s: &GroupNorm,
+    x: &[f32],
+    weight: Option<&[f32]>,
+    bias: Option<&[f32]>,
+    saved: Option<&mut [f32]>,
+    y: &mut [f32],
+) -> Result<(), Error> {
+    let affine = affine_pair("group_norm_forward", weight, bias)?;
+    Ok(sample_norm::group_norm_forward(*s, x, affine, y, saved)?)
+}
+
+/// The backward of [`group_norm_forward`]; `None` skips a gradient.
+#[allow(clippy::too_many_arguments)]
+pub fn group_norm_backward(
+    s: &GroupNorm,
+    x: &[f32],
+    weight: Option<&[f32]>,
+    saved: &[f32],
+    dy: &[f32],
+    dx: Option<&mut [f32]>,
+    dweight: Option<&mut [f32]>,
+    dbias: Option<&mut [f32]>,
+) -> Result<(), Error> {
+    let grads = affine_pair("group_norm_backward", dweight, dbias)?;
+    Ok(sample_norm::group_norm_backward(*s, x, weight, saved, dy, dx, grads)?)
+}
+
+/// `(weight, bias)` when both are given, `None` when neither is; one
+/// without the other is a length error of the missing one.
+fn affine_pair<T>(
+    op: &'static str,
+    weight: Option<T>,
+    bias: Option<T>,
+) -> Result<Option<(T, T)>, LenError> {
+    match (weight, bias) {
+        (Some(w), Some(b)) => Ok(Some((w, b))),
+        (None, None) => Ok(None),
+        (Some(_), None) => Err(LenError { op, tensor: "bias", expected: 1, found: 0 }),
+        (None, Some(_)) => Err(LenError { op, tensor: "weight", expected: 1, found: 0 }),
+    }
+}
+
+/// Each sample's axes permuted: `permute` and, with the inverse shape, its
+/// backward.
+pub fn permute(s: &Permute, x: &[f32], y: &mut [f32]) -> Result<(), Error> {
+    Ok(crate::permute::permute(*s, x, y)?)
+}
+
 /// `y = activation(a + b)`: a residual join with the activation that
 /// follows it fused into the store.
 pub fn add(a: &[f32], b: &[f32], activation: Activation, y: &mut [f32]) -> Result<(), Error> {
@@ -552,6 +638,29 @@ pub fn mul_backward(
     db: Option<&mut [f32]>,
 ) -> Result<(), Error> {
     Ok(crate::elementwise::mul_backward(a, b, dy, da, db)?)
+}
+
+/// `y = x · scale` with one scale per channel of each sample.
+pub fn mul_channels(
+    s: &ChannelScale,
+    x: &[f32],
+    scale: &[f32],
+    y: &mut [f32],
+) -> Result<(), Error> {
+    Ok(crate::elementwise::mul_channels(*s, x, scale, y)?)
+}
+
+/// The backward of [`mul_channels`]: `dx = dy · scale`, `dscale = Σ dy·x`
+/// per plane (overwritten); `None` skips one.
+pub fn mul_channels_backward(
+    s: &ChannelScale,
+    x: &[f32],
+    scale: &[f32],
+    dy: &[f32],
+    dx: Option<&mut [f32]>,
+    dscale: Option<&mut [f32]>,
+) -> Result<(), Error> {
+    Ok(crate::elementwise::mul_channels_backward(*s, x, scale, dy, dx, dscale)?)
 }
 
 pub fn add_assign(acc: &mut [f32], x: &[f32]) -> Result<(), Error> {

@@ -320,7 +320,11 @@ batched!(
     crate::upsample::Upsample2d,
     crate::dense::Dense,
     crate::norm::Lrn,
-    crate::norm::BatchNorm
+    crate::norm::BatchNorm,
+    crate::sample_norm::LayerNorm,
+    crate::sample_norm::GroupNorm,
+    crate::permute::Permute,
+    crate::elementwise::ChannelScale
 );
 
 /// A conv's shape, batch 0, from `[c, h, w, o, kh, kw, sh, sw, ph, pw, dh,
@@ -398,4 +402,34 @@ pub const fn lrn(
 /// A batch norm's shape, batch 0, over `c` channels of `inner` values each.
 pub const fn batch_norm(c: usize, inner: usize, eps: f32, momentum: f32) -> crate::norm::BatchNorm {
     crate::norm::BatchNorm { n: 0, c, h: inner, w: 1, eps, momentum }
+}
+
+/// A layer norm's shape, batch 0: `rows` rows of `len` values a sample.
+pub const fn layer_norm(rows: usize, len: usize, eps: f32) -> crate::sample_norm::LayerNorm {
+    crate::sample_norm::LayerNorm { n: 0, rows, len, eps }
+}
+
+/// A group norm's shape, batch 0, over `c` channels of `inner` values each.
+pub const fn group_norm(
+    c: usize,
+    inner: usize,
+    groups: usize,
+    eps: f32,
+) -> crate::sample_norm::GroupNorm {
+    crate::sample_norm::GroupNorm { n: 0, c, inner, groups, eps }
+}
+
+/// A permutation's shape, batch 0: the sample's `dims` and the input axis
+/// of each output axis, `rank` of each used (the rest are padding).
+pub const fn permute(
+    rank: usize,
+    dims: [usize; crate::permute::MAX_RANK],
+    perm: [usize; crate::permute::MAX_RANK],
+) -> crate::permute::Permute {
+    crate::permute::Permute { n: 0, rank, dims, perm }
+}
+
+/// A per-channel product's shape, batch 0, over `c` channels of `inner`.
+pub const fn channel_scale(c: usize, inner: usize) -> crate::elementwise::ChannelScale {
+    crate::elementwise::ChannelScale { n: 0, c, inner }
 }

@@ -113,3 +113,73 @@ fn wrong_lengths_are_errors_naming_the_tensor() {
     let err = elementwise::mul_backward(&a, &a, &a, None, Some(&mut [0.0; 2])).unwrap_err();
     assert_eq!((err.op, err.tensor), ("mul_backward", "db"));
 }
+
+/// The per-channel product and its backward against the f64 reference:
+/// `dscale` sums a plane, so it is compared with a tolerance.
+fn check_channels(n: usize, c: usize, inner: usize, seed: u64) -> Result<(), String> {
+    use netc_runtime::elementwise::ChannelScale;
+    let cs = ChannelScale { n, c, inner };
+    let x = fill(cs.x_len(), seed, -3.0, 3.0);
+    let s = fill(cs.scale_len(), seed + 1, -2.0, 2.0);
+    let dy = fill(cs.x_len(), seed + 2, -1.0, 1.0);
+    let mut y = vec![f32::NAN; cs.x_len()];
+    nn::mul_channels(&cs, &x, &s, &mut y).map_err(|e| e.to_string())?;
+    let wide = |v: &[f32]| v.iter().map(|&v| f64::from(v)).collect::<Vec<f64>>();
+    let want = netc_runtime::reference::mul_channels(cs, &wide(&x), &wide(&s));
+    // The f64 product of two f32 values is exact, so rounded it is the
+    // f32 product.
+    let round = |v: &[f64]| v.iter().map(|&v| v as f32).collect::<Vec<f32>>();
+    if !same_bits(&y, &round(&want)) {
+        return Err(format!("mul_channels {n}x{c}x{inner}"));
+    }
+    let (want_dx, want_ds) =
+        netc_runtime::reference::mul_channels_backward(cs, &wide(&x), &wide(&s), &wide(&dy));
+    let (mut dx, mut ds) = (vec![f32::NAN; cs.x_len()], vec![f32::NAN; cs.scale_len()]);
+    nn::mul_channels_backward(&cs, &x, &s, &dy, Some(&mut dx), Some(&mut ds))
+        .map_err(|e| e.to_string())?;
+    if !same_bits(&dx, &round(&want_dx)) {
+        return Err(format!("mul_channels_backward dx {n}x{c}x{inner}"));
+    }
+    for (i, (&g, &w)) in ds.iter().zip(&want_ds).enumerate() {
+        if (f64::from(g) - w).abs() > 1e-5 * (inner as f64).max(1.0) * 3.0 {
+            return Err(format!("dscale[{i}] = {g}, expected {w}"));
+        }
+    }
+    let mut only = vec![f32::NAN; cs.scale_len()];
+    nn::mul_channels_backward(&cs, &x, &s, &dy, None, Some(&mut only))
+        .map_err(|e| e.to_string())?;
+    if only != ds {
+        return Err("dscale alone differs".into());
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    #[test]
+    fn mul_channels_matches_the_reference(
+        n in 0usize..4, c in 1usize..9, inner in 1usize..70, seed in any::<u64>(),
+    ) {
+        check_channels(n, c, inner, seed).map_err(TestCaseError::fail)?;
+    }
+}
+
+#[test]
+fn big_channel_products_split_across_threads() {
+    check_channels(3, 40, 33 * 33, 5).unwrap_or_else(|e| panic!("{e}"));
+}
+
+#[test]
+fn channel_products_check_lengths() {
+    use netc_runtime::elementwise::ChannelScale;
+    let cs = ChannelScale { n: 2, c: 3, inner: 4 };
+    let (x, s) = (vec![1.0f32; 24], vec![1.0f32; 5]);
+    let mut y = vec![0.0f32; 24];
+    assert_eq!(len_error(nn::mul_channels(&cs, &x, &s, &mut y)), ("scale".into(), 6, 5));
+    let mut ds = vec![0.0f32; 6];
+    let r = nn::mul_channels_backward(&cs, &x, &s[..], &x, None, Some(&mut ds));
+    assert_eq!(len_error(r), ("scale".into(), 6, 5));
+    let r = nn::mul_channels_backward(&cs, &x, &ds.clone(), &x, Some(&mut y[..3]), None);
+    assert_eq!(len_error(r), ("dx".into(), 24, 3));
+}

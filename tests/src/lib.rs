@@ -59,6 +59,12 @@ pub mod nets {
     pub mod decoder {
         netc::include_network!("decoder");
     }
+    pub mod norms {
+        netc::include_network!("norms");
+    }
+    pub mod shuffle_se {
+        netc::include_network!("shuffle_se");
+    }
     pub mod two_inputs {
         netc::include_network!("two_inputs");
     }

@@ -32,6 +32,10 @@ pub enum Kind {
     Bool,
     /// One of a few names, written bare: `approximate: tanh`.
     Word(&'static [&'static str]),
+    /// A list of integers `[a, b, ...]`, or one integer as a list of one:
+    /// shapes and axis orders. Their ranges are the op's to check, since
+    /// they depend on the input's shape (reshape's `-1`, permute's axes).
+    Ints,
 }
 
 impl Kind {
@@ -43,6 +47,7 @@ impl Kind {
             Kind::Float | Kind::Positive | Kind::NonNegative | Kind::Fraction => "a number",
             Kind::Bool => "`true` or `false`",
             Kind::Word(_) => "a name",
+            Kind::Ints => "a list of integers",
         }
     }
 
@@ -100,13 +105,15 @@ pub const fn named(name: &'static str, kind: Kind, default: Lit) -> ArgSpec {
 }
 
 /// A validated argument value.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum ArgValue {
     Int(usize),
     Pair([usize; 2]),
     Float(f64),
     Bool(bool),
     Word(&'static str),
+    /// Each within `±MAX_ARG`.
+    Ints(Vec<i64>),
 }
 
 /// One argument as written: its name if given, its value and where it is.
@@ -128,8 +135,12 @@ pub struct Bound {
 }
 
 impl Bound {
-    fn find(&self, name: &str) -> Option<(ArgValue, Span)> {
-        self.values.iter().find(|(n, _)| *n == name).and_then(|(_, v)| *v)
+    fn find(&self, name: &str) -> Option<(&ArgValue, Span)> {
+        self.values
+            .iter()
+            .find(|(n, _)| *n == name)
+            .and_then(|(_, v)| v.as_ref())
+            .map(|(v, s)| (v, *s))
     }
 
     /// The span of an argument if it was written, else of the whole call.
@@ -139,38 +150,46 @@ impl Bound {
 
     pub fn int(&self, name: &str) -> Option<usize> {
         match self.find(name)?.0 {
-            ArgValue::Int(v) => Some(v),
-            ArgValue::Pair([a, _]) => Some(a),
+            ArgValue::Int(v) => Some(*v),
+            ArgValue::Pair([a, _]) => Some(*a),
             _ => None,
         }
     }
 
     pub fn pair(&self, name: &str) -> Option<[usize; 2]> {
         match self.find(name)?.0 {
-            ArgValue::Int(v) => Some([v, v]),
-            ArgValue::Pair(p) => Some(p),
+            ArgValue::Int(v) => Some([*v, *v]),
+            ArgValue::Pair(p) => Some(*p),
             _ => None,
         }
     }
 
     pub fn float(&self, name: &str) -> Option<f64> {
         match self.find(name)?.0 {
-            ArgValue::Float(v) => Some(v),
-            ArgValue::Int(v) => Some(v as f64),
+            ArgValue::Float(v) => Some(*v),
+            ArgValue::Int(v) => Some(*v as f64),
             _ => None,
         }
     }
 
     pub fn word(&self, name: &str) -> Option<&'static str> {
         match self.find(name)?.0 {
-            ArgValue::Word(w) => Some(w),
+            ArgValue::Word(w) => Some(*w),
             _ => None,
         }
     }
 
     pub fn bool(&self, name: &str) -> Option<bool> {
         match self.find(name)?.0 {
-            ArgValue::Bool(v) => Some(v),
+            ArgValue::Bool(v) => Some(*v),
+            _ => None,
+        }
+    }
+
+    /// A list of integers, as written.
+    pub fn ints(&self, name: &str) -> Option<Vec<i64>> {
+        match self.find(name)?.0 {
+            ArgValue::Ints(v) => Some(v.clone()),
             _ => None,
         }
     }
@@ -325,6 +344,24 @@ fn int_in_range(
     usize::try_from(v).ok()
 }
 
+/// `v` if its magnitude is within [`MAX_ARG`], else a diagnostic.
+fn int_within_limit(
+    callee: &str,
+    spec: &ArgSpec,
+    v: i64,
+    span: Span,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<i64> {
+    if v.unsigned_abs() > MAX_ARG as u64 {
+        diags.push(
+            Diagnostic::error(format!("`{}` of `{callee}` is too large: {v}", spec.name), span)
+                .label(format!("the limit is {MAX_ARG}")),
+        );
+        return None;
+    }
+    Some(v)
+}
+
 fn convert(
     callee: &str,
     spec: &ArgSpec,
@@ -396,6 +433,34 @@ fn convert(
             }
         }
         (Kind::Bool, Value::Bool(b)) => Some(ArgValue::Bool(*b)),
+        (Kind::Ints, Value::Int(v)) => {
+            int_within_limit(callee, spec, *v, span, diags).map(|v| ArgValue::Ints(vec![v]))
+        }
+        (Kind::Ints, Value::List(items)) => {
+            let mut ints = Vec::with_capacity(items.len());
+            for (item, item_span) in items {
+                match item {
+                    Value::Int(v) => {
+                        ints.push(int_within_limit(callee, spec, *v, *item_span, diags))
+                    }
+                    other => {
+                        diags.push(
+                            Diagnostic::error(
+                                format!(
+                                    "`{}` of `{callee}` expects a list of integers, found {} in it",
+                                    spec.name,
+                                    other.describe()
+                                ),
+                                *item_span,
+                            )
+                            .label("not an integer"),
+                        );
+                        return None;
+                    }
+                }
+            }
+            ints.into_iter().collect::<Option<Vec<i64>>>().map(ArgValue::Ints)
+        }
         (Kind::Word(choices), Value::Word(w)) => word(callee, spec, choices, w, span, diags),
         (Kind::Padding, Value::Word(w)) => word(callee, spec, PADDING_WORDS, w, span, diags),
         _ => wrong_type(diags),

@@ -882,15 +882,10 @@ impl<'a> Checker<'a> {
                     )
                 }
             }
-            (Value::Tensor(a), Value::Tensor(c)) if op == BinOp::Add => self.make_node(
-                b,
-                scope,
-                &Op::add(),
-                None,
-                vec![(*a, lspan), (*c, rspan)],
-                span,
-                None,
-            ),
+            (Value::Tensor(a), Value::Tensor(c)) if matches!(op, BinOp::Add | BinOp::Mul) => {
+                let op = if op == BinOp::Add { Op::add() } else { Op::mul() };
+                self.make_node(b, scope, &op, None, vec![(*a, lspan), (*c, rspan)], span, None)
+            }
             _ => self.error(
                 Diagnostic::error(
                     format!(
@@ -904,7 +899,7 @@ impl<'a> Checker<'a> {
                 .label("unsupported operands")
                 .secondary(lspan, l.describe())
                 .secondary(rspan, r.describe())
-                .note("tensors support only `+`; numbers support `+ - * /`"),
+                .note("tensors support `+` and `*`; numbers support `+ - * /`"),
             ),
         }
     }

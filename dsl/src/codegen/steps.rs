@@ -287,6 +287,10 @@ pub fn geometry_type(rt: &syn::Path, g: &Geometry) -> TokenStream {
         Geometry::Dense { .. } => quote!(#rt::dense::Dense),
         Geometry::Lrn { .. } => quote!(#rt::norm::Lrn),
         Geometry::BatchNorm { .. } => quote!(#rt::norm::BatchNorm),
+        Geometry::LayerNorm { .. } => quote!(#rt::sample_norm::LayerNorm),
+        Geometry::GroupNorm { .. } => quote!(#rt::sample_norm::GroupNorm),
+        Geometry::Permute { .. } => quote!(#rt::permute::Permute),
+        Geometry::ChannelScale { .. } => quote!(#rt::elementwise::ChannelScale),
     }
 }
 
@@ -356,6 +360,27 @@ pub fn geometry_const_value(rt: &syn::Path, g: &Geometry) -> (TokenStream, Strin
             let [e, m] = [eps, momentum].map(f32_lit);
             let words = format!("{c} channels of {inner}, eps {eps:e}, momentum {momentum}");
             (quote!(#rt::pass::batch_norm(#c_l, #inner_l, #e, #m)), words)
+        }
+        Geometry::LayerNorm { rows, len, eps } => {
+            let ([r, l], e) = ([rows, len].map(lit), f32_lit(eps));
+            let words = format!("{rows} rows of {len} values, eps {eps:e}");
+            (quote!(#rt::pass::layer_norm(#r, #l, #e)), words)
+        }
+        Geometry::GroupNorm { c, inner, groups, eps } => {
+            let ([c_l, inner_l, g], e) = ([c, inner, groups].map(lit), f32_lit(eps));
+            let words = format!("{c} channels of {inner} in {groups} groups, eps {eps:e}");
+            (quote!(#rt::pass::group_norm(#c_l, #inner_l, #g, #e)), words)
+        }
+        Geometry::Permute { rank, dims, perm } => {
+            let (r, d, p) = (lit(rank), dims.map(lit), perm.map(lit));
+            let words =
+                format!("{:?} with its axes in the order {:?}", &dims[..rank], &perm[..rank]);
+            (quote!(#rt::pass::permute(#r, [#(#d),*], [#(#p),*])), words)
+        }
+        Geometry::ChannelScale { c, inner } => {
+            let (c_l, inner_l) = (lit(c), lit(inner));
+            let words = format!("{c} channels of {inner}, one scale each");
+            (quote!(#rt::pass::channel_scale(#c_l, #inner_l)), words)
         }
     }
 }

@@ -17,12 +17,16 @@ mod conv_transpose;
 mod dense;
 mod dropout;
 mod flatten;
+mod group_norm;
 mod input;
 mod log_softmax;
+mod layer_norm;
 mod lrn;
 mod mul;
+mod permute;
 mod pool;
 mod prelu;
+mod reshape;
 mod softmax;
 mod stochastic_depth;
 mod upsample;
@@ -50,6 +54,8 @@ pub const OPS: &[OpDef] = &[
     upsample::DEF,
     dense::DEF,
     flatten::DEF,
+    reshape::DEF,
+    permute::DEF,
     activation::RELU,
     activation::LEAKY_RELU,
     activation::SIGMOID,
@@ -68,6 +74,8 @@ pub const OPS: &[OpDef] = &[
     stochastic_depth::DEF,
     lrn::DEF,
     batch_norm::DEF,
+    layer_norm::DEF,
+    group_norm::DEF,
     add::DEF,
     mul::DEF,
     concat::DEF,
@@ -181,6 +189,11 @@ impl Op {
     /// The elementwise sum of its inputs, as `a + b` writes it.
     pub fn add() -> Self {
         Op::new(add::Add)
+    }
+
+    /// The elementwise product of two inputs, as `a * b` writes it.
+    pub fn mul() -> Self {
+        Op::new(mul::Mul)
     }
 }
 

@@ -124,6 +124,10 @@ pub struct Window {
 /// carries PyTorch's `ceil_mode` and `count_include_pad`; an adaptive pool
 /// maps `[c, h, w]` to `[c, oh, ow]`; an upsampling multiplies `h` and `w`
 /// by `sh` and `sw`.
+/// A layer norm normalises `rows` rows of `len` values a sample; a
+/// permutation's output axis `i` is input axis `perm[i]` of `dims`, `rank`
+/// of each used; a channel scale multiplies `c` channels of `inner` values
+/// by one factor each.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Geometry {
     Conv { win: Window, o: usize, groups: usize },
@@ -134,7 +138,17 @@ pub enum Geometry {
     Dense { input: usize, output: usize },
     Lrn { c: usize, inner: usize, size: usize, alpha: f64, beta: f64, k: f64 },
     BatchNorm { c: usize, inner: usize, eps: f64, momentum: f64 },
+    LayerNorm { rows: usize, len: usize, eps: f64 },
+    GroupNorm { c: usize, inner: usize, groups: usize, eps: f64 },
+    Permute { rank: usize, dims: Axes, perm: Axes },
+    ChannelScale { c: usize, inner: usize },
 }
+
+/// The largest rank `permute` takes: the runtime's `permute::MAX_RANK`.
+pub const MAX_PERMUTE_RANK: usize = 8;
+
+/// Sizes or axes of a permuted sample, `rank` of them used.
+pub type Axes = [usize; MAX_PERMUTE_RANK];
 
 /// One argument of a kernel call.
 #[derive(Clone, Debug, PartialEq)]

@@ -6,6 +6,7 @@ mod act;
 pub mod conv;
 mod dropout;
 mod gemm;
+mod layout;
 mod loss;
 mod norm;
 mod optim;
@@ -18,10 +19,11 @@ pub use act::{
 };
 pub use dropout::stochastic_depth;
 pub use gemm::gemm;
+pub use layout::{mul_channels, mul_channels_backward, permute};
 pub use loss::{mse, softmax_cross_entropy};
 pub use norm::{
-    batch_norm_backward, batch_norm_inference, batch_norm_train, lrn, lrn_backward, lrn_scale,
-    BatchNormTrain,
+    batch_norm_backward, batch_norm_inference, batch_norm_train, group_norm, group_norm_backward,
+    layer_norm, layer_norm_backward, lrn, lrn_backward, lrn_scale, BatchNormTrain,
 };
 pub use optim::{adam_step, sgd_step};
 pub use pool::{

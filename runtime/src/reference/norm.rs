@@ -1,9 +1,11 @@
-//! The reference normalisation kernels, in f64 from the definitions: batch
-//! norm with the textbook step-by-step gradient, and LRN computed the way
-//! PyTorch's `local_response_norm` does it (zero-pad the squares along the
-//! channels, average-pool them) with its gradient from the full Jacobian.
+//! The reference normalisation kernels, in f64 from the definitions: batch,
+//! layer and group norm with the textbook step-by-step gradient, and LRN
+//! computed the way PyTorch's `local_response_norm` does it (zero-pad the
+//! squares along the channels, average-pool them) with its gradient from
+//! the full Jacobian.
 
 use crate::norm::{BatchNorm, Lrn};
+use crate::sample_norm::{GroupNorm, LayerNorm};
 
 /// Everything a training-mode batch norm produces.
 #[derive(Clone, Debug, PartialEq)]
@@ -174,4 +176,127 @@ pub fn lrn_backward(l: Lrn, x: &[f64], dy: &[f64]) -> Vec<f64> {
         }
     }
     dx
+}
+
+/// The normalised rows of `x` (rows of `len` values): `(x̂, mean, rstd)`,
+/// with the biased variance.
+fn normalise_rows(x: &[f64], len: usize, eps: f64) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+    let (mut xhat, mut means, mut rstds) = (vec![0.0; x.len()], Vec::new(), Vec::new());
+    for (r, row) in x.chunks(len).enumerate() {
+        let mean = row.iter().sum::<f64>() / len as f64;
+        let var = row.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / len as f64;
+        let rstd = 1.0 / (var + eps).sqrt();
+        for (j, v) in row.iter().enumerate() {
+            xhat[r * len + j] = (v - mean) * rstd;
+        }
+        means.push(mean);
+        rstds.push(rstd);
+    }
+    (xhat, means, rstds)
+}
+
+/// The gradient through `x̂ = (x - mean)·rstd` of each row, by the chain
+/// rule one step at a time (through the variance and the mean), from the
+/// gradient `dxhat` of the normalised values.
+fn normalise_rows_backward(x: &[f64], len: usize, eps: f64, dxhat: &[f64]) -> Vec<f64> {
+    let m = len as f64;
+    let mut dx = vec![0.0; x.len()];
+    for (r, row) in x.chunks(len).enumerate() {
+        let g = &dxhat[r * len..(r + 1) * len];
+        let mean = row.iter().sum::<f64>() / m;
+        let var = row.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / m;
+        let std = (var + eps).sqrt();
+        let dvar: f64 =
+            row.iter().zip(g).map(|(v, g)| g * (v - mean) * -0.5 * (var + eps).powf(-1.5)).sum();
+        let dmean: f64 = g.iter().map(|g| -g / std).sum::<f64>()
+            + dvar * row.iter().map(|v| -2.0 * (v - mean)).sum::<f64>() / m;
+        for (j, v) in row.iter().enumerate() {
+            dx[r * len + j] = g[j] / std + dvar * 2.0 * (v - mean) / m + dmean / m;
+        }
+    }
+    dx
+}
+
+/// Layer norm as `nn.LayerNorm`: `(y, mean, rstd)`, the statistics per
+/// row. `affine` is `(weight, bias)` of `len` values each.
+pub fn layer_norm(
+    ln: LayerNorm,
+    x: &[f64],
+    affine: Option<(&[f64], &[f64])>,
+) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+    let (xhat, mean, rstd) = normalise_rows(x, ln.len, f64::from(ln.eps));
+    let y = match affine {
+        Some((w, b)) => {
+            xhat.iter().enumerate().map(|(i, v)| v * w[i % ln.len] + b[i % ln.len]).collect()
+        }
+        None => xhat,
+    };
+    (y, mean, rstd)
+}
+
+/// The gradient of [`layer_norm`]: `(dx, dweight, dbias)`, the last two
+/// empty without `weight`.
+pub fn layer_norm_backward(
+    ln: LayerNorm,
+    x: &[f64],
+    weight: Option<&[f64]>,
+    dy: &[f64],
+) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+    let eps = f64::from(ln.eps);
+    let (xhat, _, _) = normalise_rows(x, ln.len, eps);
+    let w = |i: usize| weight.map_or(1.0, |w| w[i % ln.len]);
+    let dxhat: Vec<f64> = dy.iter().enumerate().map(|(i, g)| g * w(i)).collect();
+    let dx = normalise_rows_backward(x, ln.len, eps, &dxhat);
+    let (mut dw, mut db) = (vec![0.0; ln.len], vec![0.0; ln.len]);
+    for (i, g) in dy.iter().enumerate() {
+        dw[i % ln.len] += g * xhat[i];
+        db[i % ln.len] += g;
+    }
+    if weight.is_none() {
+        (dw, db) = (Vec::new(), Vec::new());
+    }
+    (dx, dw, db)
+}
+
+/// Group norm as `nn.GroupNorm`: `(y, mean, rstd)`, the statistics per
+/// group of each sample. `affine` is `(weight, bias)` of `c` values each.
+pub fn group_norm(
+    gn: GroupNorm,
+    x: &[f64],
+    affine: Option<(&[f64], &[f64])>,
+) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+    let len = gn.c / gn.groups * gn.inner;
+    let (xhat, mean, rstd) = normalise_rows(x, len, f64::from(gn.eps));
+    let ch = |i: usize| i / gn.inner % gn.c;
+    let y = match affine {
+        Some((w, b)) => xhat.iter().enumerate().map(|(i, v)| v * w[ch(i)] + b[ch(i)]).collect(),
+        None => xhat,
+    };
+    (y, mean, rstd)
+}
+
+/// The gradient of [`group_norm`]: `(dx, dweight, dbias)`, the last two
+/// empty without `weight`.
+pub fn group_norm_backward(
+    gn: GroupNorm,
+    x: &[f64],
+    weight: Option<&[f64]>,
+    dy: &[f64],
+) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+    let eps = f64::from(gn.eps);
+    let len = gn.c / gn.groups * gn.inner;
+    let (xhat, _, _) = normalise_rows(x, len, eps);
+    let ch = |i: usize| i / gn.inner % gn.c;
+    let dxhat: Vec<f64> =
+        dy.iter().enumerate().map(|(i, g)| g * weight.map_or(1.0, |w| w[ch(i)])).collect();
+    let dx = normalise_rows_backward(x, len, eps, &dxhat);
+    let (mut dw, mut db) = (vec![0.0; gn.c], vec![0.0; gn.c]);
+    for (i, g) in dy.iter().enumerate() {
+        dw[ch(i)] += g * xhat[i];
+        db[ch(i)] += g;
+    }
+    if weight.is_none() {
+        (dw, db) = (Vec::new(), Vec::new());
+    }
+    (dx, dw, db)
 }

@@ -472,6 +472,58 @@ pub fn mse(
     Ok(loss::mse_with_grad(n, features, y, targets, dy)?)
 }
 
+/// [`cross_entropy`] with PyTorch's label smoothing and class weights
+/// (`F.cross_entropy(weight=, label_smoothing=)`).
+pub fn cross_entropy_with(
+    n: usize,
+    classes: usize,
+    logits: &[f32],
+    labels: &[u32],
+    label_smoothing: f32,
+    weight: Option<&[f32]>,
+    dlogits: &mut [f32],
+) -> Result<f32, Error> {
+    let options = loss::CrossEntropyOptions { label_smoothing, weight };
+    Ok(loss::softmax_cross_entropy_with(n, classes, logits, labels, options, dlogits)?)
+}
+
+/// Mean binary cross-entropy on logits against float targets (multi-label),
+/// and its gradient.
+pub fn bce_with_logits(
+    n: usize,
+    features: usize,
+    logits: &[f32],
+    targets: &[f32],
+    pos_weight: Option<&[f32]>,
+    dlogits: &mut [f32],
+) -> Result<f32, Error> {
+    Ok(loss::bce_with_logits(n, features, logits, targets, pos_weight, dlogits)?)
+}
+
+/// Mean smooth L1 loss against float targets, and its gradient.
+pub fn smooth_l1(
+    n: usize,
+    features: usize,
+    y: &[f32],
+    targets: &[f32],
+    beta: f32,
+    dy: &mut [f32],
+) -> Result<f32, Error> {
+    Ok(loss::smooth_l1(n, features, y, targets, beta, dy)?)
+}
+
+/// Mean Huber loss against float targets, and its gradient.
+pub fn huber(
+    n: usize,
+    features: usize,
+    y: &[f32],
+    targets: &[f32],
+    delta: f32,
+    dy: &mut [f32],
+) -> Result<f32, Error> {
+    Ok(loss::huber(n, features, y, targets, delta, dy)?)
+}
+
 /// An optimizer and its hyperparameters; the model keeps the state.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Optimizer {

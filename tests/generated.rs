@@ -383,3 +383,40 @@ fn batch_norm_refuses_one_value_per_channel() {
     assert!(out.as_flattened().iter().all(|v| v.is_finite()));
     model.train_step(&x, &[1, 2], &opt).expect("two samples train");
 }
+
+/// Each loss's generated `train_step` takes its own kind of targets, fits a
+/// fixed batch (the loss falls), and refuses targets of the wrong length
+/// with an error naming them.
+#[test]
+fn every_loss_trains_on_its_own_targets() {
+    use netc_tests::nets::losses::{
+        HuberRegression, MultiLabel, SmoothL1Regression, SmoothedWeighted,
+    };
+    macro_rules! fits {
+        ($ty:ty, $targets:expr) => {{
+            let mut model = <$ty>::with_capacity(3, 16);
+            let x = netc_tests::batch::<{ <$ty>::INPUT_LEN }>(16, 5);
+            let opt = <$ty>::default_optimizer().expect("the file names an optimizer");
+            let first = model.train_step(&x, $targets, &opt).expect("step");
+            let mut last = first;
+            for _ in 0..60 {
+                last = model.train_step(&x, $targets, &opt).expect("step");
+            }
+            assert!(last < 0.9 * first, "{}: loss {first} -> {last}", stringify!($ty));
+            let err = model.train_step(&x, &$targets[..15], &opt).expect_err("short targets");
+            err
+        }};
+    }
+    let soft = |n: usize, seed| -> Vec<[f32; 5]> {
+        netc_tests::batch::<5>(n, seed).iter().map(|t| t.map(|v| f32::from(v > 0.0))).collect()
+    };
+    let err = fits!(MultiLabel, &soft(16, 9));
+    assert!(err.to_string().contains("`targets`"), "{err}");
+    let err = fits!(HuberRegression, &netc_tests::batch::<3>(16, 9));
+    assert!(err.to_string().contains("`targets`"), "{err}");
+    let err = fits!(SmoothL1Regression, &netc_tests::batch::<3>(16, 9));
+    assert!(err.to_string().contains("`targets`"), "{err}");
+    let labels: Vec<u32> = (0..16).map(|i| i % 4).collect();
+    let err = fits!(SmoothedWeighted, &labels);
+    assert!(err.to_string().contains("`labels`"), "{err}");
+}

@@ -33,21 +33,32 @@ fn assert_close(what: &str, got: &[f32], want: &[f64], rel: f64) {
     }
 }
 
+/// Network `name` of `file`.
+fn graph_named(file: &str, name: &str) -> netc_dsl::Graph {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(file);
+    let source = std::fs::read_to_string(&path).expect("network file");
+    let checked = netc_dsl::check_source(file, &source).unwrap_or_else(|d| panic!("{d}"));
+    checked.graphs.into_iter().find(|g| g.name == name).expect("the network")
+}
+
 /// Forward in both modes, then gradients at `coords` coordinates per tensor.
 macro_rules! check_model {
-    ($ty:ty, $file:expr, $n:expr, $coords:expr) => {
-        check_model!($ty, $file, $n, $coords, 1)
-    };
-    // Every `$stride`-th parameter tensor is checked (the interpreter runs
-    // twice per coordinate, which is slow for the larger networks).
-    ($ty:ty, $file:expr, $n:expr, $coords:expr, $stride:expr) => {
-        check_model!($ty, $file, $n, $coords, $stride, 0.0)
-    };
-    // `$slack` widens each gradient's tolerance by that fraction of its
-    // tensor's largest gradient, for networks whose float32 gradients are
-    // ill-conditioned (see `resnet50_matches_the_interpreter`).
-    ($ty:ty, $file:expr, $n:expr, $coords:expr, $stride:expr, $slack:expr) => {{
-        let g = graph($file);
+    // A loss on float targets of the output's shape, in [0, 1].
+    (float $ty:ty, $file:expr, $network:expr, $n:expr, $coords:expr) => {{
+        let targets: Vec<f32> =
+            inputs($n, <$ty>::OUTPUT_LEN, 13).iter().map(|v| (v + 1.0) / 2.0).collect();
+        let targets64: Vec<f64> = targets.iter().map(|&v| f64::from(v)).collect();
+        let chunks = targets.as_chunks::<{ <$ty>::OUTPUT_LEN }>().0;
+        check_model!(@run $ty, graph_named($file, $network), $file, $n, $coords, 1, 0.0, chunks, &[], &targets64)
+    }};
+    // Class-index labels, network `$network` of the file.
+    (labels $ty:ty, $file:expr, $network:expr, $n:expr, $coords:expr) => {{
+        let labels: Vec<u32> = (0..$n as u32).map(|i| (i * 3) % <$ty>::OUTPUT_LEN as u32).collect();
+        check_model!(@run $ty, graph_named($file, $network), $file, $n, $coords, 1, 0.0, &labels, &labels, &[])
+    }};
+    (@run $ty:ty, $graph:expr, $file:expr, $n:expr, $coords:expr, $stride:expr, $slack:expr, $targets:expr, $labels:expr, $floats:expr) => {{
+        let g = $graph;
+        let (labels, floats): (&[u32], &[f64]) = ($labels, $floats);
         let mut model = <$ty>::with_capacity(7, $n);
         let mut weights = Weights::new();
         model.params().visit(|name, _, v| {
@@ -55,7 +66,6 @@ macro_rules! check_model {
         });
         let x = inputs($n, <$ty>::INPUT_LEN, 11);
         let x64: Vec<f64> = x.iter().map(|&v| f64::from(v)).collect();
-        let labels: Vec<u32> = (0..$n as u32).map(|i| (i * 3) % <$ty>::OUTPUT_LEN as u32).collect();
 
         // Inference.
         let mut out = vec![0.0f32; $n * <$ty>::OUTPUT_LEN];
@@ -73,8 +83,8 @@ macro_rules! check_model {
             interp::output(&g, &want),
             1e-4,
         );
-        let loss = model.backward(&labels).expect("backward");
-        let want_loss = interp::loss(&g, &want, $n, &labels, &[]).expect("loss");
+        let loss = model.backward($targets).expect("backward");
+        let want_loss = interp::loss(&g, &want, $n, labels, floats).expect("loss");
         assert!(
             (f64::from(loss) - want_loss).abs() <= 1e-4 * want_loss.abs().max(1.0),
             "loss {loss} vs {want_loss}"
@@ -89,7 +99,7 @@ macro_rules! check_model {
         });
         let loss_at = |w: &Weights, x: &[f64]| {
             let run = interp::run(&g, w, &[x], $n, Mode::Train).expect("run");
-            interp::loss(&g, &run, $n, &labels, &[]).expect("loss")
+            interp::loss(&g, &run, $n, labels, floats).expect("loss")
         };
         let central = |name: &str, i: usize, x: &[f64]| {
             let eps = 1e-5;
@@ -113,6 +123,21 @@ macro_rules! check_model {
                 );
             }
         }
+    }};
+    ($ty:ty, $file:expr, $n:expr, $coords:expr) => {
+        check_model!($ty, $file, $n, $coords, 1)
+    };
+    // Every `$stride`-th parameter tensor is checked (the interpreter runs
+    // twice per coordinate, which is slow for the larger networks).
+    ($ty:ty, $file:expr, $n:expr, $coords:expr, $stride:expr) => {
+        check_model!($ty, $file, $n, $coords, $stride, 0.0)
+    };
+    // `$slack` widens each gradient's tolerance by that fraction of its
+    // tensor's largest gradient, for networks whose float32 gradients are
+    // ill-conditioned (see `resnet50_matches_the_interpreter`).
+    ($ty:ty, $file:expr, $n:expr, $coords:expr, $stride:expr, $slack:expr) => {{
+        let labels: Vec<u32> = (0..$n as u32).map(|i| (i * 3) % <$ty>::OUTPUT_LEN as u32).collect();
+        check_model!(@run $ty, graph($file), $file, $n, $coords, $stride, $slack, &labels, &labels, &[])
     }};
 }
 
@@ -312,4 +337,26 @@ fn two_input_network_matches_the_interpreter() {
     // Inputs of different batches are an error naming the second.
     let err = model.forward_flat(&a, &b[..8 * (n - 1)], &mut out).expect_err("batches differ");
     assert!(err.to_string().contains('b'), "{err}");
+}
+
+use netc_tests::nets::losses;
+
+#[test]
+fn bce_with_logits_and_pos_weight_match_the_interpreter() {
+    check_model!(float losses::MultiLabel, "nets/losses.net", "MultiLabel", 4, 40);
+}
+
+#[test]
+fn smoothed_weighted_cross_entropy_matches_the_interpreter() {
+    check_model!(labels losses::SmoothedWeighted, "nets/losses.net", "SmoothedWeighted", 5, 40);
+}
+
+#[test]
+fn huber_matches_the_interpreter() {
+    check_model!(float losses::HuberRegression, "nets/losses.net", "HuberRegression", 4, 40);
+}
+
+#[test]
+fn smooth_l1_matches_the_interpreter() {
+    check_model!(float losses::SmoothL1Regression, "nets/losses.net", "SmoothL1Regression", 4, 40);
 }

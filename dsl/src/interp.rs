@@ -99,7 +99,9 @@ impl<'a> EvalCx<'a> {
     }
 }
 
-/// The mean loss of the batch, as the generated code defines it.
+/// The mean loss of the batch, as the generated code defines it: `labels`
+/// for cross-entropy, `targets` (the scored tensor's shape, `n` samples)
+/// for the others.
 pub fn loss(
     g: &Graph,
     outputs: &[Vec<f64>],
@@ -110,26 +112,85 @@ pub fn loss(
     let loss = g.loss.as_ref().ok_or_else(|| InterpError("the network has no loss".into()))?;
     let y = &outputs[loss.input.0];
     let len = g.node(loss.input).shape.elements();
-    match loss.kind {
-        LossKind::CrossEntropy => {
-            let mut total = 0.0;
-            for s in 0..n {
-                let row = &y[s * len..(s + 1) * len];
-                let max = row.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-                let lse = max + row.iter().map(|v| (v - max).exp()).sum::<f64>().ln();
-                let label =
-                    *labels.get(s).ok_or_else(|| InterpError("too few labels".into()))? as usize;
-                total += lse
-                    - row
-                        .get(label)
-                        .ok_or_else(|| InterpError(format!("label {label} out of range")))?;
-            }
-            Ok(total / n as f64)
+    if !loss.kind.takes_labels() && targets.len() != y.len() {
+        return Err(InterpError(format!("{} targets for {} outputs", targets.len(), y.len())));
+    }
+    let elements = y.len() as f64;
+    let pairs = y.iter().zip(targets).map(|(&y, &t)| (y, t));
+    match &loss.kind {
+        LossKind::CrossEntropy { label_smoothing, weight } => {
+            cross_entropy(y, len, n, labels, *label_smoothing, weight.as_deref())
         }
-        LossKind::Mse => {
-            Ok(y.iter().zip(targets).map(|(a, t)| 0.5 * (t - a).powi(2)).sum::<f64>() / n as f64)
+        LossKind::Mse => Ok(pairs.map(|(y, t)| 0.5 * (t - y).powi(2)).sum::<f64>() / n as f64),
+        LossKind::BceWithLogits { pos_weight } => {
+            let total: f64 = pairs
+                .enumerate()
+                .map(|(i, (x, t))| {
+                    let pw = pos_weight.as_ref().map_or(1.0, |pw| pw[(i % len) % pw.len()]);
+                    // −[pw·t·log σ(x) + (1 − t)·log(1 − σ(x))], with log σ(x) = −softplus(−x).
+                    pw * t * softplus(-x) + (1.0 - t) * softplus(x)
+                })
+                .sum();
+            Ok(total / elements)
+        }
+        LossKind::SmoothL1 { beta } => {
+            let total: f64 = pairs
+                .map(|(y, t)| {
+                    let d = (y - t).abs();
+                    if d < *beta {
+                        0.5 * d * d / beta
+                    } else {
+                        d - 0.5 * beta
+                    }
+                })
+                .sum();
+            Ok(total / elements)
+        }
+        LossKind::Huber { delta } => {
+            let total: f64 = pairs
+                .map(|(y, t)| {
+                    let d = (y - t).abs();
+                    if d < *delta {
+                        0.5 * d * d
+                    } else {
+                        delta * (d - 0.5 * delta)
+                    }
+                })
+                .sum();
+            Ok(total / elements)
         }
     }
+}
+
+/// `log(1 + eˣ)` without overflow.
+fn softplus(x: f64) -> f64 {
+    x.max(0.0) + (-x.abs()).exp().ln_1p()
+}
+
+/// `F.cross_entropy` from its definition: the weighted negative
+/// log-likelihood and the weighted mean over classes of `−log p`, mixed by
+/// `eps` and divided by the labels' total weight.
+fn cross_entropy(
+    y: &[f64],
+    classes: usize,
+    n: usize,
+    labels: &[u32],
+    eps: f64,
+    weight: Option<&[f64]>,
+) -> Result<f64, InterpError> {
+    let w = |c: usize| weight.map_or(1.0, |w| w[c]);
+    let (mut total, mut total_weight) = (0.0, 0.0);
+    for s in 0..n {
+        let row = &y[s * classes..(s + 1) * classes];
+        let max = row.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let lse = max + row.iter().map(|v| (v - max).exp()).sum::<f64>().ln();
+        let label = *labels.get(s).ok_or_else(|| InterpError("too few labels".into()))? as usize;
+        let x = row.get(label).ok_or_else(|| InterpError(format!("label {label} out of range")))?;
+        let smooth: f64 = row.iter().enumerate().map(|(c, v)| w(c) * (lse - v)).sum();
+        total += (1.0 - eps) * w(label) * (lse - x) + eps / classes as f64 * smooth;
+        total_weight += w(label);
+    }
+    Ok(total / total_weight)
 }
 
 /// The output node's values.

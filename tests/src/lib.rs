@@ -47,6 +47,9 @@ pub mod nets {
     pub mod dense_block {
         netc::include_network!("dense_block");
     }
+    pub mod losses {
+        netc::include_network!("losses");
+    }
     pub mod two_inputs {
         netc::include_network!("two_inputs");
     }

@@ -29,6 +29,8 @@ pub enum Kind {
     Bool,
     /// One of a few names, written bare: `approximate: tanh`.
     Word(&'static [&'static str]),
+    /// A list of numbers ≥ 0: `weight: [1.0, 2.5, 0.5]`.
+    Numbers,
 }
 
 impl Kind {
@@ -39,6 +41,7 @@ impl Kind {
             Kind::Float | Kind::Positive | Kind::NonNegative | Kind::Fraction => "a number",
             Kind::Bool => "`true` or `false`",
             Kind::Word(_) => "a name",
+            Kind::Numbers => "a list of numbers",
         }
     }
 }
@@ -74,13 +77,14 @@ pub const fn named(name: &'static str, kind: Kind, default: Lit) -> ArgSpec {
 }
 
 /// A validated argument value.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum ArgValue {
     Int(usize),
     Pair([usize; 2]),
     Float(f64),
     Bool(bool),
     Word(&'static str),
+    Numbers(Vec<f64>),
 }
 
 /// One argument as written: its name if given, its value and where it is.
@@ -102,13 +106,20 @@ pub struct Bound {
 }
 
 impl Bound {
-    fn find(&self, name: &str) -> Option<(ArgValue, Span)> {
-        self.values.iter().find(|(n, _)| *n == name).and_then(|(_, v)| *v)
+    fn find(&self, name: &str) -> Option<&(ArgValue, Span)> {
+        self.values.iter().find(|(n, _)| *n == name).and_then(|(_, v)| v.as_ref())
     }
 
     /// The span of an argument if it was written, else of the whole call.
     pub fn span(&self, name: &str) -> Span {
-        self.find(name).map_or(self.call_span, |(_, s)| s)
+        self.find(name).map_or(self.call_span, |(_, s)| *s)
+    }
+
+    pub fn numbers(&self, name: &str) -> Option<Vec<f64>> {
+        match &self.find(name)?.0 {
+            ArgValue::Numbers(v) => Some(v.clone()),
+            _ => None,
+        }
     }
 
     pub fn int(&self, name: &str) -> Option<usize> {
@@ -368,6 +379,28 @@ fn convert(
                 }
                 None => Some(ArgValue::Float(v)),
             }
+        }
+        (Kind::Numbers, Value::List(items)) => {
+            let mut numbers = Vec::with_capacity(items.len());
+            for (item, item_span) in items {
+                let v = match item {
+                    Value::Int(i) => *i as f64,
+                    Value::Float(f) => *f,
+                    _ => return wrong_type(diags),
+                };
+                if v < 0.0 {
+                    diags.push(
+                        Diagnostic::error(
+                            format!("`{}` of `{callee}` cannot be negative, found {v}", spec.name),
+                            *item_span,
+                        )
+                        .label("out of range"),
+                    );
+                    return None;
+                }
+                numbers.push(v);
+            }
+            Some(ArgValue::Numbers(numbers))
         }
         (Kind::Bool, Value::Bool(b)) => Some(ArgValue::Bool(*b)),
         (Kind::Word(choices), Value::Word(w)) => match choices.iter().find(|c| **c == w) {

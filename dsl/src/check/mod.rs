@@ -206,7 +206,7 @@ impl<'a> Checker<'a> {
 
         // The output: `output`, else the loss input, else the last bare chain.
         let output =
-            scope.output.clone().or_else(|| scope.loss.as_ref().map(|l| l.1.clone())).or_else(
+            scope.output.clone().or_else(|| scope.loss.as_ref().map(|l| l.input.clone())).or_else(
                 || {
                     scope
                         .expr_results
@@ -273,11 +273,11 @@ impl<'a> Checker<'a> {
         scope: &Scope<'a>,
         keep: &mut HashSet<NodeId>,
     ) -> Option<Loss> {
-        let (kind, (value, span)) = scope.loss.clone()?;
+        let training::LossDecl { kind, input: (value, span), list } = scope.loss.clone()?;
         let Value::Tensor(id) = value else { return None };
         keep.insert(id);
         let shape = &b.nodes[id.0].shape;
-        if kind == LossKind::CrossEntropy {
+        if let LossKind::CrossEntropy { .. } = kind {
             if shape.rank() != 1 || shape.dims()[0] < 2 {
                 self.diags.push(
                     Diagnostic::error(
@@ -299,6 +299,10 @@ impl<'a> Checker<'a> {
                 d.severity = Severity::Warning;
                 self.diags.push(d);
             }
+        }
+        if let Some(d) = list.and_then(|list| loss_list_mismatch(&kind, shape, list, span)) {
+            self.diags.push(d);
+            return None;
         }
         Some(Loss { kind, input: id, span })
     }
@@ -590,8 +594,8 @@ impl<'a> Checker<'a> {
             StmtKind::Loss(call) => {
                 if in_block {
                     self.diags.push(misplaced("loss", stmt.span, "put the `loss` in the network"));
-                } else if let Some((_, (_, first))) = &scope.loss {
-                    let first = *first;
+                } else if let Some(first) = &scope.loss {
+                    let first = first.input.1;
                     self.diags.push(
                         Diagnostic::error("a network has at most one `loss`", stmt.span)
                             .label("second `loss`")
@@ -629,11 +633,12 @@ impl<'a> Checker<'a> {
         b: &mut Build<'a>,
         scope: &mut Scope<'a>,
         call: &'a Call,
-    ) -> Option<(LossKind, (Value, Span))> {
-        let Some(&(_, kind)) = training::LOSSES.iter().find(|(n, _)| *n == call.name.name) else {
+    ) -> Option<training::LossDecl> {
+        let Some(&(name, specs)) = training::LOSSES.iter().find(|(n, _)| *n == call.name.name)
+        else {
             let mut d = Diagnostic::error(format!("unknown loss `{}`", call.name), call.name.span)
                 .label("not a loss")
-                .note("the losses are `cross_entropy` and `mse`");
+                .note(format!("the losses are {}", training::loss_list()));
             if let Some(best) =
                 did_you_mean(&call.name.name, training::LOSSES.iter().map(|(n, _)| *n))
             {
@@ -643,38 +648,28 @@ impl<'a> Checker<'a> {
             return None;
         };
         let args = self.eval_args(b, scope, &call.args, &[]);
-        let mut tensors =
-            args.iter().filter(|a| matches!(a.value, Value::Tensor(_) | Value::Poisoned));
-        let first = tensors.next();
-        if let Some(extra) = args
-            .iter()
-            .find(|a| a.name.is_some() || !matches!(a.value, Value::Tensor(_) | Value::Poisoned))
-            .or_else(|| tensors.next())
-        {
+        let is_tensor = |a: &GivenArg| matches!(a.value, Value::Tensor(_) | Value::Poisoned);
+        let Some(first) = args.first().filter(|a| a.name.is_none() && is_tensor(a)) else {
             self.diags.push(
-                Diagnostic::error(
-                    format!("`{}` takes exactly one argument, the tensor to score", call.name),
-                    extra.span,
-                )
-                .label("unexpected argument")
-                .help(format!("write `loss {}(logits)`", call.name)),
+                Diagnostic::error(format!("`{name}` needs the tensor to score"), call.span)
+                    .label("no input")
+                    .help(format!("write `loss {name}(logits)`, the tensor first")),
+            );
+            return None;
+        };
+        if let Some(extra) = args[1..].iter().find(|a| matches!(a.value, Value::Tensor(_))) {
+            self.diags.push(
+                Diagnostic::error(format!("`{name}` scores exactly one tensor"), extra.span)
+                    .label("a second tensor")
+                    .help(format!("write `loss {name}(logits)`")),
             );
             return None;
         }
-        match first {
-            Some(a) => Some((kind, (a.value.clone(), a.value_span))),
-            None => {
-                self.diags.push(
-                    Diagnostic::error(
-                        format!("`{}` needs the tensor to score", call.name),
-                        call.span,
-                    )
-                    .label("no input")
-                    .help(format!("write `loss {}(logits)`", call.name)),
-                );
-                None
-            }
-        }
+        let bound = args::bind(name, specs, &args[1..], call.span, &mut self.diags)?;
+        let list =
+            training::LOSS_LISTS.iter().find(|l| bound.numbers(l).is_some()).map(|l| bound.span(l));
+        let kind = training::build_loss(name, &bound);
+        Some(training::LossDecl { kind, input: (first.value.clone(), first.value_span), list })
     }
 
     fn eval_optimizer(
@@ -1514,4 +1509,44 @@ fn collect_stage_aliases<'a>(stages: &'a [Stage], f: &mut impl FnMut(&'a Ident))
             f(a);
         }
     }
+}
+
+/// A class-weight or `pos_weight` list whose length does not fit the scored
+/// tensor `shape`: one value per class, or (`pos_weight`, as PyTorch
+/// broadcasts it) per element of the last axis, or a single value.
+fn loss_list_mismatch(
+    kind: &LossKind,
+    shape: &Shape,
+    list: Span,
+    input: Span,
+) -> Option<Diagnostic> {
+    let last = shape.dims().last().copied().unwrap_or(1);
+    let (arg, found, fits, expected) = match kind {
+        LossKind::CrossEntropy { weight: Some(w), .. } => {
+            ("weight", w.len(), w.len() == last, format!("one per class, {last}"))
+        }
+        LossKind::BceWithLogits { pos_weight: Some(w) } => (
+            "pos_weight",
+            w.len(),
+            w.len() == last || w.len() == 1,
+            format!("one per element of the last axis, {last} (or 1)"),
+        ),
+        LossKind::CrossEntropy { weight: None, .. }
+        | LossKind::BceWithLogits { pos_weight: None }
+        | LossKind::Mse
+        | LossKind::SmoothL1 { .. }
+        | LossKind::Huber { .. } => return None,
+    };
+    if fits {
+        return None;
+    }
+    let s = if found == 1 { "" } else { "s" };
+    Some(
+        Diagnostic::error(
+            format!("`{arg}` of `{}` has {found} value{s}, expected {expected}", kind.name()),
+            list,
+        )
+        .label(format!("{found} value{s}"))
+        .secondary(input, format!("this is {shape}")),
+    )
 }

@@ -3,7 +3,7 @@
 
 use super::value::Value;
 use crate::ast::{Span, Stmt};
-use crate::ir::{LossKind, Optimizer};
+use crate::ir::Optimizer;
 use std::collections::{HashMap, HashSet};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -89,7 +89,7 @@ pub struct Scope<'a> {
     pub block: Option<String>,
     /// `out` of a block or `output` of a network.
     pub output: Option<(Value, Span)>,
-    pub loss: Option<(LossKind, (Value, Span))>,
+    pub loss: Option<super::training::LossDecl>,
     /// The optimizer (if its arguments were valid) and the statement's span.
     pub optimizer: Option<(Option<Optimizer>, Span)>,
     /// Values of bare expression statements, to find unused results.

@@ -148,13 +148,15 @@ fn fusable_weights(p: &Program) -> Vec<ParamId> {
 }
 
 /// A data-parallel step needs passes that treat the samples independently:
-/// batch norm's statistics span the batch, and dropout numbers its mask
-/// across it. It must pay too: see [`WEIGHT_REUSE_TO_SHARD`].
+/// batch norm's statistics span the batch, dropout numbers its mask across
+/// it, and class weights divide the loss by the whole batch's weight. It
+/// must pay too: see [`WEIGHT_REUSE_TO_SHARD`].
 fn shards(g: &Graph, p: &Program, forward: &Uses) -> bool {
     let independent = !forward.stats && !forward.seed && !forward.params_mut;
     let macs = g.total_macs();
     let reuses_weights = (p.learnable_count() as u64).saturating_mul(WEIGHT_REUSE_TO_SHARD) <= macs;
-    p.loss.is_some() && independent && reuses_weights && macs > 0
+    let sample_mean = p.loss.as_ref().is_some_and(|l| l.kind.is_sample_mean());
+    sample_mean && independent && reuses_weights && macs > 0
 }
 
 /// Numbers the inference steps that keep prepared weights.
@@ -248,6 +250,18 @@ mod tests {
             "network B { input x: [1, 8, 8]\n x -> conv2d(4, kernel: 3) -> batch_norm -> relu -> flatten -> dense(3) as y\n loss cross_entropy(y) }",
         );
         assert!(!s.shards && s.forward_uses.params_mut && s.forward_uses.stats);
+    }
+
+    #[test]
+    fn class_weights_keep_the_batch_whole() {
+        let weighted = CONVNET.replace(
+            "cross_entropy(logits)",
+            "cross_entropy(logits, label_smoothing: 0.1, weight: [1, 2, 1, 0.5])",
+        );
+        assert!(!schedule_of(&weighted).1.shards, "the divisor spans the batch");
+        let smoothed =
+            CONVNET.replace("cross_entropy(logits)", "cross_entropy(logits, label_smoothing: 0.1)");
+        assert!(schedule_of(&smoothed).1.shards, "smoothing alone is a mean over samples");
     }
 
     #[test]

@@ -27,15 +27,15 @@ pub struct Targets {
 pub fn targets(m: &Module<'_>) -> Option<Targets> {
     let loss = m.p().loss.as_ref()?;
     let len = lit(m.p().tensor(loss.input).per_sample());
-    Some(match loss.kind {
-        LossKind::CrossEntropy => Targets {
+    Some(match loss.kind.takes_labels() {
+        true => Targets {
             param: quote!(labels),
             ty: quote!(&[u32]),
             flat: quote!(labels),
             flat_ty: quote!(&[u32]),
             per_sample: 1,
         },
-        LossKind::Mse => Targets {
+        false => Targets {
             param: quote!(targets),
             ty: quote!(&[[f32; #len]]),
             flat: quote!(targets.as_flattened()),
@@ -99,9 +99,9 @@ fn pass_methods(m: &Module<'_>, t: &Targets) -> TokenStream {
     let fused_param = fused.then(|| quote!(fused: Option<&#rt::optim::Sgd>,));
     let backward_plain =
         if fused { quote!(self.backward_with(#tp, None)) } else { quote!(self.backward_with(#tp)) };
-    let target_doc = match t.per_sample {
-        1 => "`labels` are class indices, one per sample.",
-        _ => "`targets` has the output's shape, one per sample.",
+    let target_doc = match m.p().loss.as_ref().is_some_and(|l| l.kind.takes_labels()) {
+        true => "`labels` are class indices, one per sample.",
+        false => "`targets` has the scored tensor's shape, one per sample.",
     };
     let backward_doc = format!(" The loss of the last [`Self::forward_train`] batch and the gradients of every parameter (into `grads`). {target_doc} Once per `forward_train`: a second call, or one after an inference `forward`, is `Err(NoForwardTrain)`.");
     quote! {
@@ -297,10 +297,7 @@ fn passes(m: &Module<'_>, t: &Targets) -> TokenStream {
     let (loss_in, loss_grad, len_lit) =
         (lit(s.train.offset(loss.input)), lit(s.train.offset(loss.grad)), lit(len));
     let (use_forward_rt, use_rt) = (use_runtime(m, &p.train_forward), use_runtime(m, &p.backward));
-    let kernel = match loss.kind {
-        LossKind::CrossEntropy => quote!(cross_entropy),
-        LossKind::Mse => quote!(mse),
-    };
+    let loss_call = loss_call(&loss.kind, rt, &len_lit);
     let flat_ty = &t.flat_ty;
     quote! {
         /// The training forward pass's kernels over the inputs in the arena.
@@ -318,10 +315,46 @@ fn passes(m: &Module<'_>, t: &Targets) -> TokenStream {
             #bwd_destructure
             let loss = {
                 let ([logits], [d]) = arena.split([(#loss_in, #len_lit)], [(#loss_grad, #len_lit)])?;
-                #rt::nn::#kernel(n, #len_lit, logits, targets, d)?
+                #loss_call
             };
             #backward
             Ok(loss)
+        }
+    }
+}
+
+/// The loss kernel's call on `logits` (the scored tensor), `targets` and
+/// its gradient `d`, with the loss's options as literals.
+fn loss_call(kind: &LossKind, rt: &syn::Path, len: &proc_macro2::Literal) -> TokenStream {
+    let list = |values: &Option<Vec<f64>>| match values {
+        Some(v) => {
+            let v = v.iter().map(|&x| x as f32);
+            quote!(Some(&[#(#v),*]))
+        }
+        None => quote!(None),
+    };
+    match kind {
+        LossKind::CrossEntropy { label_smoothing, weight }
+            if *label_smoothing == 0.0 && weight.is_none() =>
+        {
+            quote!(#rt::nn::cross_entropy(n, #len, logits, targets, d)?)
+        }
+        LossKind::CrossEntropy { label_smoothing, weight } => {
+            let (eps, weight) = (*label_smoothing as f32, list(weight));
+            quote!(#rt::nn::cross_entropy_with(n, #len, logits, targets, #eps, #weight, d)?)
+        }
+        LossKind::Mse => quote!(#rt::nn::mse(n, #len, logits, targets, d)?),
+        LossKind::BceWithLogits { pos_weight } => {
+            let pos_weight = list(pos_weight);
+            quote!(#rt::nn::bce_with_logits(n, #len, logits, targets, #pos_weight, d)?)
+        }
+        LossKind::SmoothL1 { beta } => {
+            let beta = *beta as f32;
+            quote!(#rt::nn::smooth_l1(n, #len, logits, targets, #beta, d)?)
+        }
+        LossKind::Huber { delta } => {
+            let delta = *delta as f32;
+            quote!(#rt::nn::huber(n, #len, logits, targets, #delta, d)?)
         }
     }
 }

@@ -67,12 +67,85 @@ pub struct Node {
     pub span: Span,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// A loss and its options, with PyTorch's definitions and `reduction='mean'`.
+#[derive(Clone, Debug, PartialEq)]
 pub enum LossKind {
-    /// Softmax followed by cross-entropy against class-index labels.
-    CrossEntropy,
+    /// Softmax followed by cross-entropy against class-index labels
+    /// (`F.cross_entropy`): with label smoothing `ε`, `(1 − ε)·nll + ε·mean
+    /// over classes of −log p`; with a weight per class, the weighted sum
+    /// divided by the labels' total weight.
+    CrossEntropy { label_smoothing: f64, weight: Option<Vec<f64>> },
     /// `E = ½·Σ(t − y)²` against targets of the output's shape, averaged over the batch.
     Mse,
+    /// Binary cross-entropy on logits against float targets of the output's
+    /// shape (multi-label), averaged over every element; `pos_weight`
+    /// broadcasts over the output's last axis.
+    BceWithLogits { pos_weight: Option<Vec<f64>> },
+    /// `SmoothL1Loss(beta)` against float targets, averaged over every element.
+    SmoothL1 { beta: f64 },
+    /// `HuberLoss(delta)` against float targets, averaged over every element.
+    Huber { delta: f64 },
+}
+
+/// The loss as the language writes it, with the options that differ from
+/// the defaults: `cross_entropy(label_smoothing: 0.1)`, `huber(delta: 1)`.
+impl fmt::Display for LossKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let list = |v: &[f64]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>().join(", ");
+        let mut options = Vec::new();
+        match self {
+            LossKind::CrossEntropy { label_smoothing, weight } => {
+                if *label_smoothing != 0.0 {
+                    options.push(format!("label_smoothing: {label_smoothing}"));
+                }
+                if let Some(w) = weight {
+                    options.push(format!("weight: [{}]", list(w)));
+                }
+            }
+            LossKind::BceWithLogits { pos_weight: Some(w) } => {
+                options.push(format!("pos_weight: [{}]", list(w)));
+            }
+            LossKind::SmoothL1 { beta } => options.push(format!("beta: {beta}")),
+            LossKind::Huber { delta } => options.push(format!("delta: {delta}")),
+            LossKind::BceWithLogits { pos_weight: None } | LossKind::Mse => {}
+        }
+        f.write_str(self.name())?;
+        if !options.is_empty() {
+            write!(f, "({})", options.join(", "))?;
+        }
+        Ok(())
+    }
+}
+
+impl LossKind {
+    /// The loss's name in the language.
+    pub fn name(&self) -> &'static str {
+        match self {
+            LossKind::CrossEntropy { .. } => "cross_entropy",
+            LossKind::Mse => "mse",
+            LossKind::BceWithLogits { .. } => "bce_with_logits",
+            LossKind::SmoothL1 { .. } => "smooth_l1",
+            LossKind::Huber { .. } => "huber",
+        }
+    }
+
+    /// Whether the targets are class indices (else floats of the output's shape).
+    pub fn takes_labels(&self) -> bool {
+        match self {
+            LossKind::CrossEntropy { .. } => true,
+            LossKind::Mse
+            | LossKind::BceWithLogits { .. }
+            | LossKind::SmoothL1 { .. }
+            | LossKind::Huber { .. } => false,
+        }
+    }
+
+    /// Whether the loss of a batch is the mean of its samples' losses, so
+    /// that shards of the batch can be averaged by their samples: not with
+    /// class weights, whose divisor spans the whole batch.
+    pub fn is_sample_mean(&self) -> bool {
+        !matches!(self, LossKind::CrossEntropy { weight: Some(_), .. })
+    }
 }
 
 #[derive(Clone, Debug, PartialEq)]

@@ -81,7 +81,7 @@ pub fn lower(g: &Graph) -> Program {
         let shape = p.tensor(input).shape.clone();
         let name = format!("{}.grad", p.tensor(input).name);
         let grad = new_tensor(&mut p, name, &shape);
-        p.loss = Some(LossStep { kind: loss.kind, input, grad, node: loss.input });
+        p.loss = Some(LossStep { kind: loss.kind.clone(), input, grad, node: loss.input });
     }
     let p = autodiff::differentiate(g, p, &records);
     debug_verify(&p, "autodiff");

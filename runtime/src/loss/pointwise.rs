@@ -66,7 +66,12 @@ pub fn bce_with_logits(
     let period = match pos_weight {
         Some(pw) if pw.is_empty() || features % pw.len() != 0 => {
             let found = pw.len();
-            return Err(LenError { op: "bce_with_logits", tensor: "pos_weight", expected: features, found });
+            return Err(LenError {
+                op: "bce_with_logits",
+                tensor: "pos_weight",
+                expected: features,
+                found,
+            });
         }
         Some(pw) => pw.len(),
         None => features.max(1),

@@ -108,7 +108,13 @@ pub fn smooth_l1(y: &[f32], t: &[f32], beta: f64) -> (f64, Vec<f32>) {
             grad.push((d / beta / len) as f32);
         } else {
             loss += d.abs() - 0.5 * beta;
-            let sign = if d > 0.0 { 1.0 } else if d < 0.0 { -1.0 } else { 0.0 };
+            let sign = if d > 0.0 {
+                1.0
+            } else if d < 0.0 {
+                -1.0
+            } else {
+                0.0
+            };
             grad.push((sign / len) as f32);
         }
     }

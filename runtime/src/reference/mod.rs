@@ -15,7 +15,9 @@ pub use act::{
     softmax, softmax_backward,
 };
 pub use gemm::gemm;
-pub use loss::{bce_with_logits, huber, mse, smooth_l1, softmax_cross_entropy, softmax_cross_entropy_with};
+pub use loss::{
+    bce_with_logits, huber, mse, smooth_l1, softmax_cross_entropy, softmax_cross_entropy_with,
+};
 pub use norm::{
     batch_norm_backward, batch_norm_inference, batch_norm_train, lrn, lrn_backward, lrn_scale,
     BatchNormTrain,

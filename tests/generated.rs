@@ -175,7 +175,13 @@ fn ndarray_views_agree_with_slices() {
 fn the_fused_train_step_is_the_three_calls() {
     use netc::runtime::nn::Optimizer;
     use netc::runtime::optim::{Adam, Sgd};
-    let sgd = |momentum, nesterov, weight_decay| Sgd { lr: 0.05, momentum, nesterov, weight_decay };
+    let sgd = |momentum, nesterov, weight_decay| Sgd {
+        lr: 0.05,
+        momentum,
+        nesterov,
+        weight_decay,
+        clip_norm: None,
+    };
     let optimizers = [
         Optimizer::Sgd(sgd(0.0, false, 0.0)),
         Optimizer::Sgd(sgd(0.0, false, 1e-2)),
@@ -231,7 +237,13 @@ fn the_fused_train_step_is_the_three_calls() {
 fn the_sharded_train_step_is_the_three_calls() {
     use netc::runtime::nn::Optimizer;
     use netc::runtime::optim::{Adam, Sgd};
-    let sgd = Optimizer::Sgd(Sgd { lr: 0.05, momentum: 0.9, nesterov: false, weight_decay: 1e-3 });
+    let sgd = Optimizer::Sgd(Sgd {
+        lr: 0.05,
+        momentum: 0.9,
+        nesterov: false,
+        weight_decay: 1e-3,
+        clip_norm: None,
+    });
     let close = |what: &str, got: &[f32], want: &[f32]| {
         for (j, (g, w)) in got.iter().zip(want).enumerate() {
             assert!((g - w).abs() <= 2e-5 * (1.0 + w.abs()), "{what}[{j}] = {g}, whole batch {w}");
@@ -297,7 +309,7 @@ fn forward_follows_every_change_of_the_weights() {
     use netc_tests::nets::regression::Regression;
     type Change = fn(&mut Regression, &[[f32; 48]]);
     fn sgd(momentum: f64, nesterov: bool) -> Optimizer {
-        Optimizer::Sgd(Sgd { lr: 0.1, momentum, nesterov, weight_decay: 0.0 })
+        Optimizer::Sgd(Sgd { lr: 0.1, momentum, nesterov, weight_decay: 0.0, clip_norm: None })
     }
     const TARGETS: [[f32; 2]; 1] = [[0.5, -0.25]];
     let changes: [(&str, Change); 5] = [
@@ -351,7 +363,13 @@ fn a_network_without_parameters_runs() {
     assert_eq!(NoParams::PARAMS, 0);
     let x = batch::<4>(8, 3);
     let targets = vec![[0.0f32; 4]; 8];
-    let opt = Optimizer::Sgd(Sgd { lr: 0.1, momentum: 0.0, nesterov: false, weight_decay: 0.0 });
+    let opt = Optimizer::Sgd(Sgd {
+        lr: 0.1,
+        momentum: 0.0,
+        nesterov: false,
+        weight_decay: 0.0,
+        clip_norm: None,
+    });
     let loss = model.train_step(&x, &targets, &opt).expect("step");
     assert!(loss.is_finite() && loss > 0.0, "{loss}");
     let mut out = vec![[0.0f32; 4]; 8];

@@ -566,6 +566,15 @@ impl Optimizer {
         }
     }
 
+    /// The global gradient norm to clip to before each step, if any.
+    pub fn clip_norm(&self) -> Option<f64> {
+        match self {
+            Optimizer::Sgd(s) => s.clip_norm,
+            Optimizer::Adam(a) => a.clip_norm,
+            Optimizer::AdamW(a) => a.clip_norm,
+        }
+    }
+
     /// The SGD step that [`dense_backward_weights_sgd`] can fuse into a
     /// dense layer's weight gradient: plain SGD or heavy-ball momentum
     /// ([`Sgd::fusable`]), not Nesterov nor Adam.

@@ -63,6 +63,7 @@ const SGD: &[ArgSpec] = &[
     named("momentum", Kind::Fraction, Lit::Float(0.0)),
     named("nesterov", Kind::Bool, Lit::Bool(false)),
     named("weight_decay", Kind::NonNegative, Lit::Float(0.0)),
+    named("clip_norm", Kind::Positive, Lit::Absent),
 ];
 const ADAM: &[ArgSpec] = &[
     pos("lr", Kind::Positive, Lit::Float(1e-3)),
@@ -70,6 +71,7 @@ const ADAM: &[ArgSpec] = &[
     named("beta2", Kind::Fraction, Lit::Float(0.999)),
     named("eps", Kind::Positive, Lit::Float(1e-8)),
     named("weight_decay", Kind::NonNegative, Lit::Float(0.0)),
+    named("clip_norm", Kind::Positive, Lit::Absent),
 ];
 const ADAMW: &[ArgSpec] = &[
     pos("lr", Kind::Positive, Lit::Float(1e-3)),
@@ -77,6 +79,7 @@ const ADAMW: &[ArgSpec] = &[
     named("beta2", Kind::Fraction, Lit::Float(0.999)),
     named("eps", Kind::Positive, Lit::Float(1e-8)),
     named("weight_decay", Kind::NonNegative, Lit::Float(0.01)),
+    named("clip_norm", Kind::Positive, Lit::Absent),
 ];
 
 pub const OPTIMIZERS: &[(&str, &[ArgSpec])] = &[("sgd", SGD), ("adam", ADAM), ("adamw", ADAMW)];
@@ -89,6 +92,7 @@ pub fn build_optimizer(name: &str, a: &Bound) -> Optimizer {
             momentum: f("momentum", 0.0),
             nesterov: a.bool("nesterov").unwrap_or(false),
             weight_decay: f("weight_decay", 0.0),
+            clip_norm: a.float("clip_norm"),
         },
         _ => Optimizer::Adam {
             lr: f("lr", 1e-3),
@@ -97,6 +101,7 @@ pub fn build_optimizer(name: &str, a: &Bound) -> Optimizer {
             eps: f("eps", 1e-8),
             weight_decay: f("weight_decay", 0.0),
             decoupled: name == "adamw",
+            clip_norm: a.float("clip_norm"),
         },
     }
 }

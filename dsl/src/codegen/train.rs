@@ -164,12 +164,13 @@ fn update_methods(m: &Module<'_>, t: &Targets) -> TokenStream {
     quote! {
         /// Updates every learnable parameter from `grads` with `opt`; the
         /// optimizer's state lives in the model and is reset when the kind
-        /// of optimizer changes.
+        /// of optimizer changes. With `opt`'s `clip_norm`, `grads` are
+        /// first scaled to that global norm (and keep the scaled values).
         pub fn apply_gradients(&mut self, opt: &#rt::nn::Optimizer) -> Result<(), #rt::Error> {
             let k = self.opt.reset_for(opt, Self::PARAMS);
             let step = self.step.max(1);
             self.weights_changed();
-            Self::apply_gradients_impl(&mut self.params, &self.grads, &mut self.opt.values, k, step, opt, false)
+            Self::apply_gradients_impl(&mut self.params, &mut self.grads, &mut self.opt.values, k, step, opt, false)
         }
 
         /// `backward` and `apply_gradients`, with the SGD step fused into
@@ -182,7 +183,7 @@ fn update_methods(m: &Module<'_>, t: &Targets) -> TokenStream {
             self.weights_changed();
             let loss = #backward_with_call;
             let step = self.step.max(1);
-            Self::apply_gradients_impl(&mut self.params, &self.grads, &mut self.opt.values, k, step, opt, #fused_flag)?;
+            Self::apply_gradients_impl(&mut self.params, &mut self.grads, &mut self.opt.values, k, step, opt, #fused_flag)?;
             Ok(loss)
         }
 
@@ -384,16 +385,24 @@ fn apply_gradients_impl(m: &Module<'_>) -> TokenStream {
     if updates.is_empty() {
         return quote! {
             /// There is nothing to update: the network learns no parameter.
-            fn apply_gradients_impl(_params: &mut #params_ty, _grads: &#params_ty, _opt_state: &mut [f32], _k: usize, _step: u64, _opt: &#rt::nn::Optimizer, _fused: bool) -> Result<(), #rt::Error> {
+            fn apply_gradients_impl(_params: &mut #params_ty, _grads: &mut #params_ty, _opt_state: &mut [f32], _k: usize, _step: u64, _opt: &#rt::nn::Optimizer, _fused: bool) -> Result<(), #rt::Error> {
                 Ok(())
             }
         };
     }
+    let learnable_grads = p.params.iter().filter(|q| q.learnable).map(|q| {
+        let f = field(&q.name);
+        quote!(&mut grads.#f[..])
+    });
     quote! {
         /// One optimizer update of every learnable tensor, from its
-        /// gradient and its slice of the optimizer state.
+        /// gradient (clipped first to `opt`'s global norm, if it has one)
+        /// and its slice of the optimizer state.
         #[allow(clippy::too_many_arguments)]
-        fn apply_gradients_impl(params: &mut #params_ty, grads: &#params_ty, opt_state: &mut [f32], k: usize, step: u64, opt: &#rt::nn::Optimizer, #fused: bool) -> Result<(), #rt::Error> {
+        fn apply_gradients_impl(params: &mut #params_ty, grads: &mut #params_ty, opt_state: &mut [f32], k: usize, step: u64, opt: &#rt::nn::Optimizer, #fused: bool) -> Result<(), #rt::Error> {
+            if let Some(max_norm) = opt.clip_norm() {
+                #rt::optim::clip_grad_norm(&mut [#(#learnable_grads),*], max_norm);
+            }
             // A tensor's state: `k` values for each of its learnable values.
             macro_rules! update {
                 ($tensor:ident, $offset:expr, $len:expr) => {

@@ -155,10 +155,26 @@ pub struct Loss {
     pub span: Span,
 }
 
+/// The optimizer of the `optimizer` statement; `clip_norm` clips the
+/// gradients' global L2 norm before each step.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Optimizer {
-    Sgd { lr: f64, momentum: f64, nesterov: bool, weight_decay: f64 },
-    Adam { lr: f64, beta1: f64, beta2: f64, eps: f64, weight_decay: f64, decoupled: bool },
+    Sgd {
+        lr: f64,
+        momentum: f64,
+        nesterov: bool,
+        weight_decay: f64,
+        clip_norm: Option<f64>,
+    },
+    Adam {
+        lr: f64,
+        beta1: f64,
+        beta2: f64,
+        eps: f64,
+        weight_decay: f64,
+        decoupled: bool,
+        clip_norm: Option<f64>,
+    },
 }
 
 /// A checked network.

@@ -22,7 +22,7 @@ pub use norm::{
     batch_norm_backward, batch_norm_inference, batch_norm_train, lrn, lrn_backward, lrn_scale,
     BatchNormTrain,
 };
-pub use optim::{adam_step, sgd_step};
+pub use optim::{adam_step, clip_grad_norm, sgd_step};
 pub use pool::{
     avg_pool2d, avg_pool2d_backward, global_avg_pool, global_avg_pool_backward, max_pool2d,
     max_pool2d_backward,

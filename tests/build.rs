@@ -21,6 +21,7 @@ fn main() {
         "nets/dense_bn.net".to_string(),
         "nets/dense_block.net".to_string(),
         "nets/losses.net".to_string(),
+        "nets/train_controls.net".to_string(),
     ]);
     if let Err(e) = netc_dsl::Builder::new().compile(&files) {
         eprintln!("{e}");

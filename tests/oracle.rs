@@ -360,3 +360,117 @@ fn huber_matches_the_interpreter() {
 fn smooth_l1_matches_the_interpreter() {
     check_model!(float losses::SmoothL1Regression, "nets/losses.net", "SmoothL1Regression", 4, 40);
 }
+
+use netc_tests::nets::train_controls;
+
+/// Two optimizer steps of a network with `train` statements (frozen layers,
+/// multipliers) and clipping: the generated `apply_gradients` and
+/// `train_step` against the interpreter's steps from the same gradients;
+/// the gradients of the layers that learn against finite differences of
+/// the interpreter's loss, and frozen layers' weights unchanged, bit for
+/// bit.
+macro_rules! check_training {
+    ($ty:ty, $file:expr, $network:expr, $frozen:expr) => {{
+        let g = graph_named($file, $network);
+        let n = 6;
+        let x = inputs(n, <$ty>::INPUT_LEN, 31);
+        let x64: Vec<f64> = x.iter().map(|&v| f64::from(v)).collect();
+        let labels: Vec<u32> = (0..n as u32).map(|i| (i * 5 + 1) % <$ty>::OUTPUT_LEN as u32).collect();
+        let chunks = x.as_chunks::<{ <$ty>::INPUT_LEN }>().0;
+        let opt = <$ty>::default_optimizer().expect("optimizer");
+        let (mut stepwise, mut whole) = (<$ty>::with_capacity(3, n), <$ty>::with_capacity(3, n));
+        let weights_of = |m: &$ty| {
+            let mut w = Weights::new();
+            m.params().visit(|name, _, v| {
+                w.insert(name.to_string(), v.iter().map(|&x| f64::from(x)).collect());
+            });
+            w
+        };
+        let start = weights_of(&stepwise);
+        let mut want = start.clone();
+        let mut state = interp::OptimizerState::new();
+        for step in 1..=2u64 {
+            stepwise.forward_train(chunks).expect("forward");
+            stepwise.backward(&labels).expect("backward");
+            let grads = {
+                let mut w = Weights::new();
+                stepwise.grads.visit(|name, _, v| {
+                    w.insert(name.to_string(), v.iter().map(|&x| f64::from(x)).collect());
+                });
+                w
+            };
+            if step == 1 {
+                // The gradients of the layers that learn are right, and the
+                // frozen ones are never computed.
+                let loss_at = |w: &Weights| {
+                    let outs = interp::run(&g, w, &[&x64], n, Mode::Train).expect("run");
+                    interp::loss(&g, &outs, n, &labels, &[]).expect("loss")
+                };
+                for (name, grad) in &grads {
+                    if $frozen.iter().any(|f: &&str| name.starts_with(&format!("{f}."))) {
+                        assert!(grad.iter().all(|&v| v == 0.0), "{name} of a frozen layer has a gradient");
+                        continue;
+                    }
+                    let scale = grad.iter().fold(0.0f64, |m, v| m.max(v.abs())).max(1e-4);
+                    for k in 0..5.min(grad.len()) {
+                        let i = (k * 7919 + 5) % grad.len();
+                        let mut w = want.clone();
+                        w.get_mut(name).expect("tensor")[i] += 1e-5;
+                        let plus = loss_at(&w);
+                        w.get_mut(name).expect("tensor")[i] -= 2e-5;
+                        let numeric = (plus - loss_at(&w)) / 2e-5;
+                        assert!(
+                            (numeric - grad[i]).abs() <= 2e-3 * scale + 1e-3 * numeric.abs(),
+                            "{name}[{i}]: generated {}, finite difference {numeric}", grad[i]
+                        );
+                    }
+                }
+            }
+            interp::apply_optimizer(&g, &mut want, &grads, &mut state, step).expect("step");
+            stepwise.apply_gradients(&opt).expect("apply");
+            whole.train_step(chunks, &labels, &opt).expect("train_step");
+            for (label, model) in [("apply_gradients", &stepwise), ("train_step", &whole)] {
+                let got = weights_of(model);
+                for (name, w) in &want {
+                    let scale = w.iter().fold(0.0f64, |m, v| m.max(v.abs())).max(1e-3);
+                    for (i, (&a, &b)) in got[name].iter().zip(w).enumerate() {
+                        assert!((a - b).abs() <= 1e-5 * scale, "{label} step {step}: {name}[{i}] = {a}, interpreter {b}");
+                    }
+                }
+            }
+        }
+        // Frozen layers did not move; every other tensor did.
+        let end = weights_of(&whole);
+        for (name, w) in &start {
+            let frozen = $frozen.iter().any(|f: &&str| name.starts_with(&format!("{f}.")));
+            let moved = end[name] != *w;
+            assert_eq!(moved, !frozen, "{name}: moved {moved}, frozen {frozen}");
+        }
+    }};
+}
+
+#[test]
+fn frozen_layers_multipliers_and_clipping_match_the_interpreter() {
+    use train_controls::Controls;
+    check_training!(Controls, "nets/train_controls.net", "Controls", ["stem"]);
+    // The clipping had something to do: the first gradient's norm is above
+    // the file's `clip_norm: 0.2`.
+    let mut model = Controls::with_capacity(3, 6);
+    let x = inputs(6, Controls::INPUT_LEN, 31);
+    model.forward_train_flat(&x).expect("forward");
+    model.backward(&[1, 0, 2, 1, 0, 2]).expect("backward");
+    let mut squares = 0.0f64;
+    model.grads.visit(|_, _, v| squares += v.iter().map(|&g| f64::from(g).powi(2)).sum::<f64>());
+    assert!(squares.sqrt() > 0.2, "norm {}", squares.sqrt());
+}
+
+#[test]
+fn adamw_multipliers_on_a_block_and_a_frozen_middle_match_the_interpreter() {
+    check_training!(train_controls::ControlsAdam, "nets/train_controls.net", "ControlsAdam", ["frozen_mid"]);
+}
+
+#[test]
+fn fused_sgd_with_a_multiplier_matches_the_interpreter() {
+    let none: [&str; 0] = [];
+    check_training!(train_controls::ControlsFused, "nets/train_controls.net", "ControlsFused", none);
+}

@@ -3,11 +3,15 @@
 //! runtime. It is the oracle that generated code is tested against, forward
 //! and (through finite differences of its loss) backward.
 //!
+//! It also takes optimizer steps ([`apply_optimizer`]) from given
+//! gradients, with the `train` statements' multipliers and the optimizer's
+//! clipping, for checking generated training steps.
+//!
 //! Conventions are PyTorch's, as in `ops`. Batch norm runs in training
 //! mode (batch statistics) or inference mode (running statistics); dropout
 //! is the identity (an oracle cannot share the generated code's masks).
 
-use crate::ir::{Graph, LossKind, NodeId};
+use crate::ir::{Graph, LossKind, Multipliers, NodeId, Optimizer};
 use std::collections::HashMap;
 
 /// Parameters and buffers by `state_dict` name, as flat f64 vectors.
@@ -201,4 +205,76 @@ pub fn output<'a>(g: &Graph, outputs: &'a [Vec<f64>]) -> &'a [f64] {
 /// The node of a layer by name.
 pub fn node_named(g: &Graph, name: &str) -> Option<NodeId> {
     g.nodes.iter().position(|n| n.name == name).map(NodeId)
+}
+
+/// An optimizer's state by parameter name: SGD's momentum buffer, or Adam's
+/// two moments.
+pub type OptimizerState = HashMap<String, (Vec<f64>, Vec<f64>)>;
+
+/// One step of the network's optimizer on `weights` from `grads` (by
+/// name), at 1-based `step`, as PyTorch takes it: `clip_grad_norm_` over
+/// the gradients of every learnable parameter of an unfrozen layer, then
+/// each tensor's step with `lr·lr_mult` and `weight_decay·decay_mult`;
+/// frozen layers take none.
+pub fn apply_optimizer(
+    g: &Graph,
+    weights: &mut Weights,
+    grads: &Weights,
+    state: &mut OptimizerState,
+    step: u64,
+) -> Result<(), InterpError> {
+    let opt = g.optimizer.as_ref().ok_or_else(|| InterpError("no optimizer".into()))?;
+    let mut stepped: Vec<(String, Multipliers)> = Vec::new();
+    for (node, m) in g.nodes.iter().zip(&g.multipliers) {
+        for spec in g.params_of(node).iter().filter(|p| p.learnable && !m.frozen()) {
+            stepped.push((format!("{}.{}", node.name, spec.name), *m));
+        }
+    }
+    let grad_of = |name: &str| grads.get(name).ok_or_else(|| InterpError(format!("no gradient for `{name}`")));
+    let clip_norm = match opt {
+        Optimizer::Sgd { clip_norm, .. } | Optimizer::Adam { clip_norm, .. } => *clip_norm,
+    };
+    let mut scale = 1.0;
+    if let Some(max_norm) = clip_norm {
+        let mut squares = 0.0;
+        for (name, _) in &stepped {
+            squares += grad_of(name)?.iter().map(|v| v * v).sum::<f64>();
+        }
+        scale = (max_norm / (squares.sqrt() + 1e-6)).min(1.0);
+    }
+    for (name, m) in &stepped {
+        let g = grad_of(name)?;
+        let p = weights.get_mut(name).ok_or_else(|| InterpError(format!("no weights for `{name}`")))?;
+        let (a, b) = state.entry(name.clone()).or_insert_with(|| (vec![0.0; p.len()], vec![0.0; p.len()]));
+        for i in 0..p.len() {
+            let grad = g[i] * scale;
+            match *opt {
+                Optimizer::Sgd { lr, momentum, nesterov, weight_decay, .. } => {
+                    let d = grad + weight_decay * m.decay * p[i];
+                    a[i] = momentum * a[i] + d;
+                    let d = match (momentum == 0.0, nesterov) {
+                        (true, _) => d,
+                        (false, true) => d + momentum * a[i],
+                        (false, false) => a[i],
+                    };
+                    p[i] -= lr * m.lr * d;
+                }
+                Optimizer::Adam { lr, beta1, beta2, eps, weight_decay, decoupled, .. } => {
+                    let (lr, wd) = (lr * m.lr, weight_decay * m.decay);
+                    let grad = if decoupled {
+                        p[i] *= 1.0 - lr * wd;
+                        grad
+                    } else {
+                        grad + wd * p[i]
+                    };
+                    a[i] = beta1 * a[i] + (1.0 - beta1) * grad;
+                    b[i] = beta2 * b[i] + (1.0 - beta2) * grad * grad;
+                    let m_hat = a[i] / (1.0 - beta1.powi(step as i32));
+                    let v_hat = b[i] / (1.0 - beta2.powi(step as i32));
+                    p[i] -= lr * m_hat / (v_hat.sqrt() + eps);
+                }
+            }
+        }
+    }
+    Ok(())
 }

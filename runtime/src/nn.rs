@@ -566,6 +566,29 @@ impl Optimizer {
         }
     }
 
+    /// The optimizer for a layer with Caffe's `lr_mult` and `decay_mult`
+    /// (a PyTorch parameter group): `lr·lr_mult` and
+    /// `weight_decay·decay_mult`, everything else the same.
+    pub fn scaled(&self, lr_mult: f64, decay_mult: f64) -> Optimizer {
+        match *self {
+            Optimizer::Sgd(s) => Optimizer::Sgd(Sgd {
+                lr: s.lr * lr_mult,
+                weight_decay: s.weight_decay * decay_mult,
+                ..s
+            }),
+            Optimizer::Adam(a) => Optimizer::Adam(Adam {
+                lr: a.lr * lr_mult,
+                weight_decay: a.weight_decay * decay_mult,
+                ..a
+            }),
+            Optimizer::AdamW(a) => Optimizer::AdamW(AdamW {
+                lr: a.lr * lr_mult,
+                weight_decay: a.weight_decay * decay_mult,
+                ..a
+            }),
+        }
+    }
+
     /// The global gradient norm to clip to before each step, if any.
     pub fn clip_norm(&self) -> Option<f64> {
         match self {

@@ -50,6 +50,9 @@ pub mod nets {
     pub mod losses {
         netc::include_network!("losses");
     }
+    pub mod train_controls {
+        netc::include_network!("train_controls");
+    }
     pub mod two_inputs {
         netc::include_network!("two_inputs");
     }

@@ -14,7 +14,7 @@ mod value;
 
 use crate::ast::*;
 use crate::diag::{did_you_mean, line_col, Diagnostic, Severity};
-use crate::ir::{Graph, Loss, LossKind, Node, NodeId, Op, Shape, MAX_ELEMENTS};
+use crate::ir::{Graph, Loss, LossKind, Multipliers, Node, NodeId, Op, Shape, MAX_ELEMENTS};
 use crate::ops::{self, Arity};
 use args::GivenArg;
 use scope::{Entry, NameKind, Namer, Scope, StmtState};
@@ -235,6 +235,7 @@ impl<'a> Checker<'a> {
         };
         let mut keep: HashSet<NodeId> = output_node.into_iter().collect();
         let loss = self.finish_loss(&b, &scope, &mut keep);
+        let multipliers = self.multipliers(&b, &scope);
         let optimizer = scope.optimizer.clone();
         if let (Some((_, span)), None) = (&optimizer, &scope.loss) {
             self.diags.push(
@@ -259,6 +260,7 @@ impl<'a> Checker<'a> {
             output: output_node?,
             loss,
             optimizer: optimizer.and_then(|(o, _)| o),
+            multipliers,
             span: net.span,
         })
     }
@@ -305,6 +307,69 @@ impl<'a> Checker<'a> {
             return None;
         }
         Some(Loss { kind, input: id, span })
+    }
+
+    /// Each node's multipliers from the `train` statements, in order (a
+    /// later statement overrides an earlier one for the layers both name).
+    fn multipliers(&mut self, b: &Build<'a>, scope: &Scope<'a>) -> Vec<Multipliers> {
+        let mut out = vec![Multipliers::ONE; b.nodes.len()];
+        for (call, given) in &scope.train {
+            let Some(bound) = args::bind("train", training::TRAIN, given, call.span, &mut self.diags)
+            else {
+                continue;
+            };
+            let Some(m) = self.train_multipliers(&bound) else { continue };
+            let path = &call.name.name;
+            let nested = format!("{path}.");
+            let layers: Vec<usize> = (0..b.nodes.len())
+                .filter(|&i| b.nodes[i].name == *path || b.nodes[i].name.starts_with(&nested))
+                .collect();
+            if layers.is_empty() {
+                let mut d = Diagnostic::error(format!("no layer named `{path}`"), call.name.span)
+                    .label("not a layer of this network");
+                let names = b.nodes.iter().map(|n| n.name.as_str());
+                if let Some(best) = did_you_mean(path, names) {
+                    d = d.help(format!("did you mean `{best}`?"));
+                }
+                self.diags.push(d);
+                continue;
+            }
+            let learns = |i: &usize| {
+                let node = &b.nodes[*i];
+                let shapes: Vec<&Shape> = node.inputs.iter().map(|x| &b.nodes[x.0].shape).collect();
+                node.op.params(&shapes).iter().any(|p| p.learnable)
+            };
+            if !layers.iter().any(learns) {
+                self.diags.push(
+                    Diagnostic::error(format!("`{path}` has no learnable parameters"), call.name.span)
+                        .label("nothing to train here")
+                        .help("name a layer with weights, such as a `conv2d` or a `dense`"),
+                );
+                continue;
+            }
+            for i in layers {
+                out[i] = m;
+            }
+        }
+        out
+    }
+
+    /// `frozen: true` is `lr_mult: 0`; both at once must agree.
+    fn train_multipliers(&mut self, bound: &args::Bound) -> Option<Multipliers> {
+        let (lr, decay) = (bound.float("lr_mult")?, bound.float("decay_mult")?);
+        if bound.bool("frozen") != Some(true) {
+            return Some(Multipliers { lr, decay });
+        }
+        if lr != 1.0 {
+            self.diags.push(
+                Diagnostic::error("a frozen layer takes no step", bound.span("lr_mult"))
+                    .label("`lr_mult` of a frozen layer")
+                    .secondary(bound.span("frozen"), "frozen here")
+                    .help("drop `lr_mult`, or `frozen` (`lr_mult: 0` freezes too)"),
+            );
+            return None;
+        }
+        Some(Multipliers { lr: 0.0, decay })
     }
 
     /// Reports bindings and chains whose values nothing uses.
@@ -485,6 +550,9 @@ impl<'a> Checker<'a> {
                         defs.push((a, Entry::Pending { stmt: i, span: a.span }, true))
                     });
                 }
+                // A `train` statement names layers, which exist only once
+                // the body is checked; it is resolved then.
+                StmtKind::Train(_) => {}
                 StmtKind::Loss(c) | StmtKind::Optimizer(c) => {
                     for arg in &c.args {
                         collect_aliases(&arg.value, &mut |a| {
@@ -603,6 +671,18 @@ impl<'a> Checker<'a> {
                     );
                 } else {
                     scope.loss = self.eval_loss(b, scope, call);
+                }
+            }
+            StmtKind::Train(call) => {
+                if in_block {
+                    self.diags.push(misplaced(
+                        "train",
+                        stmt.span,
+                        "name the layers from the network: `train layer1.conv1(...)`",
+                    ));
+                } else {
+                    let given = self.eval_args(b, scope, &call.args, &[]);
+                    scope.train.push((call, given));
                 }
             }
             StmtKind::Optimizer(call) => {

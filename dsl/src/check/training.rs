@@ -82,6 +82,13 @@ const ADAMW: &[ArgSpec] = &[
     named("clip_norm", Kind::Positive, Lit::Absent),
 ];
 
+/// The options of a `train` statement.
+pub const TRAIN: &[ArgSpec] = &[
+    named("frozen", Kind::Bool, Lit::Bool(false)),
+    named("lr_mult", Kind::NonNegative, Lit::Float(1.0)),
+    named("decay_mult", Kind::NonNegative, Lit::Float(1.0)),
+];
+
 pub const OPTIMIZERS: &[(&str, &[ArgSpec])] = &[("sgd", SGD), ("adam", ADAM), ("adamw", ADAMW)];
 
 pub fn build_optimizer(name: &str, a: &Bound) -> Optimizer {

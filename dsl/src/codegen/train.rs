@@ -364,16 +364,20 @@ fn loss_call(kind: &LossKind, rt: &syn::Path, len: &proc_macro2::Literal) -> Tok
 /// already took are skipped when `fused`.
 fn apply_gradients_impl(m: &Module<'_>) -> TokenStream {
     let (p, s, rt, params_ty) = (m.p(), m.schedule(), m.rt, &m.params_ty);
-    let updates: Vec<TokenStream> = p
-        .params
-        .iter()
-        .enumerate()
-        .filter(|(_, q)| q.learnable)
+    // A frozen layer's tensors take no step, and their gradients (none,
+    // or batch norm's by-products) are no part of the clipped norm.
+    let stepped = || p.params.iter().enumerate().filter(|(_, q)| q.learnable && !q.multipliers.frozen());
+    let updates: Vec<TokenStream> = stepped()
         .map(|(i, q)| {
             let o = p.learnable_offset(ParamId(i));
             let f = field(&q.name);
             let (offset, len) = (lit(o), lit(q.len()));
-            let update = quote!(update!(#f, #offset, #len););
+            let update = if q.multipliers == crate::ir::Multipliers::ONE {
+                quote!(update!(#f, #offset, #len, opt);)
+            } else {
+                let (lr, decay) = (q.multipliers.lr, q.multipliers.decay);
+                quote!(update!(#f, #offset, #len, &opt.scaled(#lr, #decay));)
+            };
             if s.fused_sgd.contains(&ParamId(i)) {
                 quote!(if !fused { #update })
             } else {
@@ -390,7 +394,7 @@ fn apply_gradients_impl(m: &Module<'_>) -> TokenStream {
             }
         };
     }
-    let learnable_grads = p.params.iter().filter(|q| q.learnable).map(|q| {
+    let learnable_grads = stepped().map(|(_, q)| {
         let f = field(&q.name);
         quote!(&mut grads.#f[..])
     });
@@ -405,8 +409,8 @@ fn apply_gradients_impl(m: &Module<'_>) -> TokenStream {
             }
             // A tensor's state: `k` values for each of its learnable values.
             macro_rules! update {
-                ($tensor:ident, $offset:expr, $len:expr) => {
-                    opt.update(step, &mut params.$tensor[..], &grads.$tensor[..], &mut opt_state[$offset * k..($offset + $len) * k])?
+                ($tensor:ident, $offset:expr, $len:expr, $opt:expr) => {
+                    $opt.update(step, &mut params.$tensor[..], &grads.$tensor[..], &mut opt_state[$offset * k..($offset + $len) * k])?
                 };
             }
             #(#updates)*

@@ -177,6 +177,24 @@ pub enum Optimizer {
     },
 }
 
+/// How the optimizer treats a layer's learnable parameters, as Caffe's
+/// `lr_mult` and `decay_mult` (PyTorch's parameter groups): their step
+/// takes `lr·lr` and `weight_decay·decay`. A layer with `lr` 0 is frozen:
+/// its parameters take no step and their gradients are not computed.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Multipliers {
+    pub lr: f64,
+    pub decay: f64,
+}
+
+impl Multipliers {
+    pub const ONE: Multipliers = Multipliers { lr: 1.0, decay: 1.0 };
+
+    pub fn frozen(&self) -> bool {
+        self.lr == 0.0
+    }
+}
+
 /// A checked network.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Graph {
@@ -187,6 +205,8 @@ pub struct Graph {
     pub output: NodeId,
     pub loss: Option<Loss>,
     pub optimizer: Option<Optimizer>,
+    /// Each node's multipliers (`train` statements), by node index.
+    pub multipliers: Vec<Multipliers>,
     /// The whole `network` item.
     pub span: Span,
 }

@@ -58,6 +58,7 @@ pub fn lower(g: &Graph) -> Program {
                     shape: spec.shape.0,
                     learnable: spec.learnable,
                     init: spec.init,
+                    multipliers: g.multipliers[i],
                 });
                 ParamId(p.params.len() - 1)
             })

@@ -375,7 +375,8 @@ macro_rules! check_training {
         let n = 6;
         let x = inputs(n, <$ty>::INPUT_LEN, 31);
         let x64: Vec<f64> = x.iter().map(|&v| f64::from(v)).collect();
-        let labels: Vec<u32> = (0..n as u32).map(|i| (i * 5 + 1) % <$ty>::OUTPUT_LEN as u32).collect();
+        let labels: Vec<u32> =
+            (0..n as u32).map(|i| (i * 5 + 1) % <$ty>::OUTPUT_LEN as u32).collect();
         let chunks = x.as_chunks::<{ <$ty>::INPUT_LEN }>().0;
         let opt = <$ty>::default_optimizer().expect("optimizer");
         let (mut stepwise, mut whole) = (<$ty>::with_capacity(3, n), <$ty>::with_capacity(3, n));
@@ -408,7 +409,10 @@ macro_rules! check_training {
                 };
                 for (name, grad) in &grads {
                     if $frozen.iter().any(|f: &&str| name.starts_with(&format!("{f}."))) {
-                        assert!(grad.iter().all(|&v| v == 0.0), "{name} of a frozen layer has a gradient");
+                        assert!(
+                            grad.iter().all(|&v| v == 0.0),
+                            "{name} of a frozen layer has a gradient"
+                        );
                         continue;
                     }
                     let scale = grad.iter().fold(0.0f64, |m, v| m.max(v.abs())).max(1e-4);
@@ -421,7 +425,8 @@ macro_rules! check_training {
                         let numeric = (plus - loss_at(&w)) / 2e-5;
                         assert!(
                             (numeric - grad[i]).abs() <= 2e-3 * scale + 1e-3 * numeric.abs(),
-                            "{name}[{i}]: generated {}, finite difference {numeric}", grad[i]
+                            "{name}[{i}]: generated {}, finite difference {numeric}",
+                            grad[i]
                         );
                     }
                 }
@@ -434,7 +439,10 @@ macro_rules! check_training {
                 for (name, w) in &want {
                     let scale = w.iter().fold(0.0f64, |m, v| m.max(v.abs())).max(1e-3);
                     for (i, (&a, &b)) in got[name].iter().zip(w).enumerate() {
-                        assert!((a - b).abs() <= 1e-5 * scale, "{label} step {step}: {name}[{i}] = {a}, interpreter {b}");
+                        assert!(
+                            (a - b).abs() <= 1e-5 * scale,
+                            "{label} step {step}: {name}[{i}] = {a}, interpreter {b}"
+                        );
                     }
                 }
             }
@@ -466,11 +474,21 @@ fn frozen_layers_multipliers_and_clipping_match_the_interpreter() {
 
 #[test]
 fn adamw_multipliers_on_a_block_and_a_frozen_middle_match_the_interpreter() {
-    check_training!(train_controls::ControlsAdam, "nets/train_controls.net", "ControlsAdam", ["frozen_mid"]);
+    check_training!(
+        train_controls::ControlsAdam,
+        "nets/train_controls.net",
+        "ControlsAdam",
+        ["frozen_mid"]
+    );
 }
 
 #[test]
 fn fused_sgd_with_a_multiplier_matches_the_interpreter() {
     let none: [&str; 0] = [];
-    check_training!(train_controls::ControlsFused, "nets/train_controls.net", "ControlsFused", none);
+    check_training!(
+        train_controls::ControlsFused,
+        "nets/train_controls.net",
+        "ControlsFused",
+        none
+    );
 }

@@ -230,7 +230,9 @@ pub fn apply_optimizer(
             stepped.push((format!("{}.{}", node.name, spec.name), *m));
         }
     }
-    let grad_of = |name: &str| grads.get(name).ok_or_else(|| InterpError(format!("no gradient for `{name}`")));
+    let grad_of = |name: &str| {
+        grads.get(name).ok_or_else(|| InterpError(format!("no gradient for `{name}`")))
+    };
     let clip_norm = match opt {
         Optimizer::Sgd { clip_norm, .. } | Optimizer::Adam { clip_norm, .. } => *clip_norm,
     };
@@ -244,8 +246,10 @@ pub fn apply_optimizer(
     }
     for (name, m) in &stepped {
         let g = grad_of(name)?;
-        let p = weights.get_mut(name).ok_or_else(|| InterpError(format!("no weights for `{name}`")))?;
-        let (a, b) = state.entry(name.clone()).or_insert_with(|| (vec![0.0; p.len()], vec![0.0; p.len()]));
+        let p =
+            weights.get_mut(name).ok_or_else(|| InterpError(format!("no weights for `{name}`")))?;
+        let (a, b) =
+            state.entry(name.clone()).or_insert_with(|| (vec![0.0; p.len()], vec![0.0; p.len()]));
         for i in 0..p.len() {
             let grad = g[i] * scale;
             match *opt {

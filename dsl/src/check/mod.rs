@@ -314,7 +314,8 @@ impl<'a> Checker<'a> {
     fn multipliers(&mut self, b: &Build<'a>, scope: &Scope<'a>) -> Vec<Multipliers> {
         let mut out = vec![Multipliers::ONE; b.nodes.len()];
         for (call, given) in &scope.train {
-            let Some(bound) = args::bind("train", training::TRAIN, given, call.span, &mut self.diags)
+            let Some(bound) =
+                args::bind("train", training::TRAIN, given, call.span, &mut self.diags)
             else {
                 continue;
             };
@@ -341,9 +342,12 @@ impl<'a> Checker<'a> {
             };
             if !layers.iter().any(learns) {
                 self.diags.push(
-                    Diagnostic::error(format!("`{path}` has no learnable parameters"), call.name.span)
-                        .label("nothing to train here")
-                        .help("name a layer with weights, such as a `conv2d` or a `dense`"),
+                    Diagnostic::error(
+                        format!("`{path}` has no learnable parameters"),
+                        call.name.span,
+                    )
+                    .label("nothing to train here")
+                    .help("name a layer with weights, such as a `conv2d` or a `dense`"),
                 );
                 continue;
             }

@@ -1,8 +1,8 @@
 //! Scopes of the checker: the names a network or block instance defines,
 //! the evaluation state of its statements, and how its layers are named.
 
-use super::value::Value;
 use super::args::GivenArg;
+use super::value::Value;
 use crate::ast::{Call, Span, Stmt};
 use crate::ir::Optimizer;
 use std::collections::{HashMap, HashSet};

@@ -262,7 +262,8 @@ mod tests {
         ));
         let names: Vec<&str> = s.fused_sgd.iter().map(|&q| p.param(q).name.as_str()).collect();
         assert_eq!(names, ["logits.weight"], "fc1 has a multiplier");
-        let weight_grads = p.backward.iter().filter(|st| st.kernel == "conv2d_backward_weights").count();
+        let weight_grads =
+            p.backward.iter().filter(|st| st.kernel == "conv2d_backward_weights").count();
         assert_eq!(weight_grads, 1, "only conv2 computes its weights' gradient");
         // conv1 is the first layer and frozen: nothing flows into its
         // output, so conv2 computes no input gradient either.

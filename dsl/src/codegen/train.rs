@@ -366,7 +366,8 @@ fn apply_gradients_impl(m: &Module<'_>) -> TokenStream {
     let (p, s, rt, params_ty) = (m.p(), m.schedule(), m.rt, &m.params_ty);
     // A frozen layer's tensors take no step, and their gradients (none,
     // or batch norm's by-products) are no part of the clipped norm.
-    let stepped = || p.params.iter().enumerate().filter(|(_, q)| q.learnable && !q.multipliers.frozen());
+    let stepped =
+        || p.params.iter().enumerate().filter(|(_, q)| q.learnable && !q.multipliers.frozen());
     let updates: Vec<TokenStream> = stepped()
         .map(|(i, q)| {
             let o = p.learnable_offset(ParamId(i));

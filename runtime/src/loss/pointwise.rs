@@ -64,7 +64,7 @@ pub fn bce_with_logits(
 ) -> Result<f32, LenError> {
     let len = check("bce_with_logits", batch, features, x, t, dx)?;
     let period = match pos_weight {
-        Some(pw) if pw.is_empty() || features % pw.len() != 0 => {
+        Some(pw) if pw.is_empty() || !features.is_multiple_of(pw.len()) => {
             let found = pw.len();
             return Err(LenError {
                 op: "bce_with_logits",

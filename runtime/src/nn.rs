@@ -600,7 +600,7 @@ impl Optimizer {
 
     /// The SGD step that [`dense_backward_weights_sgd`] can fuse into a
     /// dense layer's weight gradient: plain SGD or heavy-ball momentum
-    /// ([`Sgd::fusable`]), not Nesterov nor Adam.
+    /// without clipping ([`Sgd::fusable`]), not Nesterov nor Adam.
     pub fn fusable_sgd(&self) -> Option<&Sgd> {
         match self {
             Optimizer::Sgd(s) if s.fusable() => Some(s),

@@ -235,10 +235,10 @@ fn step_methods(m: &Module<'_>, t: &Targets) -> TokenStream {
         /// One step of training: forward, loss, backward and update.
         /// Returns the mean loss of the batch.
         ///
-        /// With SGD (plain or heavy-ball momentum, not Nesterov), the step
-        /// of a dense layer's weights may be fused into their gradient,
-        /// which is then never stored: `grads` does not hold those
-        /// tensors' gradients after this call. [`Self::forward_train`],
+        /// With SGD (plain or heavy-ball momentum, not Nesterov, no
+        /// clipping), the step of a dense layer's weights may be fused
+        /// into their gradient, which is then never stored: `grads` does
+        /// not hold those tensors' gradients after this call. [`Self::forward_train`],
         /// [`Self::backward`] and [`Self::apply_gradients`] take the same
         /// step with every gradient kept.
         #shard_doc

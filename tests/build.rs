@@ -26,6 +26,8 @@ fn main() {
         "nets/decoder.net".to_string(),
         "nets/norms.net".to_string(),
         "nets/shuffle_se.net".to_string(),
+        "nets/losses.net".to_string(),
+        "nets/train_controls.net".to_string(),
     ]);
     if let Err(e) = netc_dsl::Builder::new().compile(&files) {
         eprintln!("{e}");

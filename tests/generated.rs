@@ -175,7 +175,13 @@ fn ndarray_views_agree_with_slices() {
 fn the_fused_train_step_is_the_three_calls() {
     use netc::runtime::nn::Optimizer;
     use netc::runtime::optim::{Adam, Sgd};
-    let sgd = |momentum, nesterov, weight_decay| Sgd { lr: 0.05, momentum, nesterov, weight_decay };
+    let sgd = |momentum, nesterov, weight_decay| Sgd {
+        lr: 0.05,
+        momentum,
+        nesterov,
+        weight_decay,
+        clip_norm: None,
+    };
     let optimizers = [
         Optimizer::Sgd(sgd(0.0, false, 0.0)),
         Optimizer::Sgd(sgd(0.0, false, 1e-2)),
@@ -231,7 +237,13 @@ fn the_fused_train_step_is_the_three_calls() {
 fn the_sharded_train_step_is_the_three_calls() {
     use netc::runtime::nn::Optimizer;
     use netc::runtime::optim::{Adam, Sgd};
-    let sgd = Optimizer::Sgd(Sgd { lr: 0.05, momentum: 0.9, nesterov: false, weight_decay: 1e-3 });
+    let sgd = Optimizer::Sgd(Sgd {
+        lr: 0.05,
+        momentum: 0.9,
+        nesterov: false,
+        weight_decay: 1e-3,
+        clip_norm: None,
+    });
     let close = |what: &str, got: &[f32], want: &[f32]| {
         for (j, (g, w)) in got.iter().zip(want).enumerate() {
             assert!((g - w).abs() <= 2e-5 * (1.0 + w.abs()), "{what}[{j}] = {g}, whole batch {w}");
@@ -297,7 +309,7 @@ fn forward_follows_every_change_of_the_weights() {
     use netc_tests::nets::regression::Regression;
     type Change = fn(&mut Regression, &[[f32; 48]]);
     fn sgd(momentum: f64, nesterov: bool) -> Optimizer {
-        Optimizer::Sgd(Sgd { lr: 0.1, momentum, nesterov, weight_decay: 0.0 })
+        Optimizer::Sgd(Sgd { lr: 0.1, momentum, nesterov, weight_decay: 0.0, clip_norm: None })
     }
     const TARGETS: [[f32; 2]; 1] = [[0.5, -0.25]];
     let changes: [(&str, Change); 5] = [
@@ -351,7 +363,13 @@ fn a_network_without_parameters_runs() {
     assert_eq!(NoParams::PARAMS, 0);
     let x = batch::<4>(8, 3);
     let targets = vec![[0.0f32; 4]; 8];
-    let opt = Optimizer::Sgd(Sgd { lr: 0.1, momentum: 0.0, nesterov: false, weight_decay: 0.0 });
+    let opt = Optimizer::Sgd(Sgd {
+        lr: 0.1,
+        momentum: 0.0,
+        nesterov: false,
+        weight_decay: 0.0,
+        clip_norm: None,
+    });
     let loss = model.train_step(&x, &targets, &opt).expect("step");
     assert!(loss.is_finite() && loss > 0.0, "{loss}");
     let mut out = vec![[0.0f32; 4]; 8];
@@ -472,4 +490,41 @@ fn stochastic_depth_masks_match_the_reference() {
     for outcomes in [row_outcomes, batch_outcomes] {
         assert!(outcomes.contains(&true) && outcomes.contains(&false), "{outcomes:?}");
     }
+}
+
+/// Each loss's generated `train_step` takes its own kind of targets, fits a
+/// fixed batch (the loss falls), and refuses targets of the wrong length
+/// with an error naming them.
+#[test]
+fn every_loss_trains_on_its_own_targets() {
+    use netc_tests::nets::losses::{
+        HuberRegression, MultiLabel, SmoothL1Regression, SmoothedWeighted,
+    };
+    macro_rules! fits {
+        ($ty:ty, $targets:expr) => {{
+            let mut model = <$ty>::with_capacity(3, 16);
+            let x = netc_tests::batch::<{ <$ty>::INPUT_LEN }>(16, 5);
+            let opt = <$ty>::default_optimizer().expect("the file names an optimizer");
+            let first = model.train_step(&x, $targets, &opt).expect("step");
+            let mut last = first;
+            for _ in 0..60 {
+                last = model.train_step(&x, $targets, &opt).expect("step");
+            }
+            assert!(last < 0.9 * first, "{}: loss {first} -> {last}", stringify!($ty));
+            let err = model.train_step(&x, &$targets[..15], &opt).expect_err("short targets");
+            err
+        }};
+    }
+    let soft = |n: usize, seed| -> Vec<[f32; 5]> {
+        netc_tests::batch::<5>(n, seed).iter().map(|t| t.map(|v| f32::from(v > 0.0))).collect()
+    };
+    let err = fits!(MultiLabel, &soft(16, 9));
+    assert!(err.to_string().contains("`targets`"), "{err}");
+    let err = fits!(HuberRegression, &netc_tests::batch::<3>(16, 9));
+    assert!(err.to_string().contains("`targets`"), "{err}");
+    let err = fits!(SmoothL1Regression, &netc_tests::batch::<3>(16, 9));
+    assert!(err.to_string().contains("`targets`"), "{err}");
+    let labels: Vec<u32> = (0..16).map(|i| i % 4).collect();
+    let err = fits!(SmoothedWeighted, &labels);
+    assert!(err.to_string().contains("`labels`"), "{err}");
 }

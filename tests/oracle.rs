@@ -33,21 +33,32 @@ fn assert_close(what: &str, got: &[f32], want: &[f64], rel: f64) {
     }
 }
 
+/// Network `name` of `file`.
+fn graph_named(file: &str, name: &str) -> netc_dsl::Graph {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(file);
+    let source = std::fs::read_to_string(&path).expect("network file");
+    let checked = netc_dsl::check_source(file, &source).unwrap_or_else(|d| panic!("{d}"));
+    checked.graphs.into_iter().find(|g| g.name == name).expect("the network")
+}
+
 /// Forward in both modes, then gradients at `coords` coordinates per tensor.
 macro_rules! check_model {
-    ($ty:ty, $file:expr, $n:expr, $coords:expr) => {
-        check_model!($ty, $file, $n, $coords, 1)
-    };
-    // Every `$stride`-th parameter tensor is checked (the interpreter runs
-    // twice per coordinate, which is slow for the larger networks).
-    ($ty:ty, $file:expr, $n:expr, $coords:expr, $stride:expr) => {
-        check_model!($ty, $file, $n, $coords, $stride, 0.0)
-    };
-    // `$slack` widens each gradient's tolerance by that fraction of its
-    // tensor's largest gradient, for networks whose float32 gradients are
-    // ill-conditioned (see `resnet50_matches_the_interpreter`).
-    ($ty:ty, $file:expr, $n:expr, $coords:expr, $stride:expr, $slack:expr) => {{
-        let g = graph($file);
+    // A loss on float targets of the output's shape, in [0, 1].
+    (float $ty:ty, $file:expr, $network:expr, $n:expr, $coords:expr) => {{
+        let targets: Vec<f32> =
+            inputs($n, <$ty>::OUTPUT_LEN, 13).iter().map(|v| (v + 1.0) / 2.0).collect();
+        let targets64: Vec<f64> = targets.iter().map(|&v| f64::from(v)).collect();
+        let chunks = targets.as_chunks::<{ <$ty>::OUTPUT_LEN }>().0;
+        check_model!(@run $ty, graph_named($file, $network), $file, $n, $coords, 1, 0.0, chunks, &[], &targets64)
+    }};
+    // Class-index labels, network `$network` of the file.
+    (labels $ty:ty, $file:expr, $network:expr, $n:expr, $coords:expr) => {{
+        let labels: Vec<u32> = (0..$n as u32).map(|i| (i * 3) % <$ty>::OUTPUT_LEN as u32).collect();
+        check_model!(@run $ty, graph_named($file, $network), $file, $n, $coords, 1, 0.0, &labels, &labels, &[])
+    }};
+    (@run $ty:ty, $graph:expr, $file:expr, $n:expr, $coords:expr, $stride:expr, $slack:expr, $targets:expr, $labels:expr, $floats:expr) => {{
+        let g = $graph;
+        let (labels, floats): (&[u32], &[f64]) = ($labels, $floats);
         let mut model = <$ty>::with_capacity(7, $n);
         let mut weights = Weights::new();
         model.params().visit(|name, _, v| {
@@ -55,7 +66,6 @@ macro_rules! check_model {
         });
         let x = inputs($n, <$ty>::INPUT_LEN, 11);
         let x64: Vec<f64> = x.iter().map(|&v| f64::from(v)).collect();
-        let labels: Vec<u32> = (0..$n as u32).map(|i| (i * 3) % <$ty>::OUTPUT_LEN as u32).collect();
 
         // Inference.
         let mut out = vec![0.0f32; $n * <$ty>::OUTPUT_LEN];
@@ -73,8 +83,8 @@ macro_rules! check_model {
             interp::output(&g, &want),
             1e-4,
         );
-        let loss = model.backward(&labels).expect("backward");
-        let want_loss = interp::loss(&g, &want, $n, &labels, &[]).expect("loss");
+        let loss = model.backward($targets).expect("backward");
+        let want_loss = interp::loss(&g, &want, $n, labels, floats).expect("loss");
         assert!(
             (f64::from(loss) - want_loss).abs() <= 1e-4 * want_loss.abs().max(1.0),
             "loss {loss} vs {want_loss}"
@@ -89,7 +99,7 @@ macro_rules! check_model {
         });
         let loss_at = |w: &Weights, x: &[f64]| {
             let run = interp::run(&g, w, &[x], $n, Mode::Train).expect("run");
-            interp::loss(&g, &run, $n, &labels, &[]).expect("loss")
+            interp::loss(&g, &run, $n, labels, floats).expect("loss")
         };
         let central = |name: &str, i: usize, x: &[f64]| {
             let eps = 1e-5;
@@ -113,6 +123,21 @@ macro_rules! check_model {
                 );
             }
         }
+    }};
+    ($ty:ty, $file:expr, $n:expr, $coords:expr) => {
+        check_model!($ty, $file, $n, $coords, 1)
+    };
+    // Every `$stride`-th parameter tensor is checked (the interpreter runs
+    // twice per coordinate, which is slow for the larger networks).
+    ($ty:ty, $file:expr, $n:expr, $coords:expr, $stride:expr) => {
+        check_model!($ty, $file, $n, $coords, $stride, 0.0)
+    };
+    // `$slack` widens each gradient's tolerance by that fraction of its
+    // tensor's largest gradient, for networks whose float32 gradients are
+    // ill-conditioned (see `resnet50_matches_the_interpreter`).
+    ($ty:ty, $file:expr, $n:expr, $coords:expr, $stride:expr, $slack:expr) => {{
+        let labels: Vec<u32> = (0..$n as u32).map(|i| (i * 3) % <$ty>::OUTPUT_LEN as u32).collect();
+        check_model!(@run $ty, graph($file), $file, $n, $coords, $stride, $slack, &labels, &labels, &[])
     }};
 }
 
@@ -344,4 +369,158 @@ fn two_input_network_matches_the_interpreter() {
     // Inputs of different batches are an error naming the second.
     let err = model.forward_flat(&a, &b[..8 * (n - 1)], &mut out).expect_err("batches differ");
     assert!(err.to_string().contains('b'), "{err}");
+}
+
+use netc_tests::nets::losses;
+
+#[test]
+fn bce_with_logits_and_pos_weight_match_the_interpreter() {
+    check_model!(float losses::MultiLabel, "nets/losses.net", "MultiLabel", 4, 40);
+}
+
+#[test]
+fn smoothed_weighted_cross_entropy_matches_the_interpreter() {
+    check_model!(labels losses::SmoothedWeighted, "nets/losses.net", "SmoothedWeighted", 5, 40);
+}
+
+#[test]
+fn huber_matches_the_interpreter() {
+    check_model!(float losses::HuberRegression, "nets/losses.net", "HuberRegression", 4, 40);
+}
+
+#[test]
+fn smooth_l1_matches_the_interpreter() {
+    check_model!(float losses::SmoothL1Regression, "nets/losses.net", "SmoothL1Regression", 4, 40);
+}
+
+use netc_tests::nets::train_controls;
+
+/// Two optimizer steps of a network with `train` statements (frozen layers,
+/// multipliers) and clipping: the generated `apply_gradients` and
+/// `train_step` against the interpreter's steps from the same gradients;
+/// the gradients of the layers that learn against finite differences of
+/// the interpreter's loss, and frozen layers' weights unchanged, bit for
+/// bit.
+macro_rules! check_training {
+    ($ty:ty, $file:expr, $network:expr, $frozen:expr) => {{
+        let g = graph_named($file, $network);
+        let n = 6;
+        let x = inputs(n, <$ty>::INPUT_LEN, 31);
+        let x64: Vec<f64> = x.iter().map(|&v| f64::from(v)).collect();
+        let labels: Vec<u32> =
+            (0..n as u32).map(|i| (i * 5 + 1) % <$ty>::OUTPUT_LEN as u32).collect();
+        let chunks = x.as_chunks::<{ <$ty>::INPUT_LEN }>().0;
+        let opt = <$ty>::default_optimizer().expect("optimizer");
+        let (mut stepwise, mut whole) = (<$ty>::with_capacity(3, n), <$ty>::with_capacity(3, n));
+        let weights_of = |m: &$ty| {
+            let mut w = Weights::new();
+            m.params().visit(|name, _, v| {
+                w.insert(name.to_string(), v.iter().map(|&x| f64::from(x)).collect());
+            });
+            w
+        };
+        let start = weights_of(&stepwise);
+        let mut want = start.clone();
+        let mut state = interp::OptimizerState::new();
+        for step in 1..=2u64 {
+            stepwise.forward_train(chunks).expect("forward");
+            stepwise.backward(&labels).expect("backward");
+            let grads = {
+                let mut w = Weights::new();
+                stepwise.grads.visit(|name, _, v| {
+                    w.insert(name.to_string(), v.iter().map(|&x| f64::from(x)).collect());
+                });
+                w
+            };
+            if step == 1 {
+                // The gradients of the layers that learn are right, and the
+                // frozen ones are never computed.
+                let loss_at = |w: &Weights| {
+                    let outs = interp::run(&g, w, &[&x64], n, Mode::Train).expect("run");
+                    interp::loss(&g, &outs, n, &labels, &[]).expect("loss")
+                };
+                for (name, grad) in &grads {
+                    if $frozen.iter().any(|f: &&str| name.starts_with(&format!("{f}."))) {
+                        assert!(
+                            grad.iter().all(|&v| v == 0.0),
+                            "{name} of a frozen layer has a gradient"
+                        );
+                        continue;
+                    }
+                    let scale = grad.iter().fold(0.0f64, |m, v| m.max(v.abs())).max(1e-4);
+                    for k in 0..5.min(grad.len()) {
+                        let i = (k * 7919 + 5) % grad.len();
+                        let mut w = want.clone();
+                        w.get_mut(name).expect("tensor")[i] += 1e-5;
+                        let plus = loss_at(&w);
+                        w.get_mut(name).expect("tensor")[i] -= 2e-5;
+                        let numeric = (plus - loss_at(&w)) / 2e-5;
+                        assert!(
+                            (numeric - grad[i]).abs() <= 2e-3 * scale + 1e-3 * numeric.abs(),
+                            "{name}[{i}]: generated {}, finite difference {numeric}",
+                            grad[i]
+                        );
+                    }
+                }
+            }
+            interp::apply_optimizer(&g, &mut want, &grads, &mut state, step).expect("step");
+            stepwise.apply_gradients(&opt).expect("apply");
+            whole.train_step(chunks, &labels, &opt).expect("train_step");
+            for (label, model) in [("apply_gradients", &stepwise), ("train_step", &whole)] {
+                let got = weights_of(model);
+                for (name, w) in &want {
+                    let scale = w.iter().fold(0.0f64, |m, v| m.max(v.abs())).max(1e-3);
+                    for (i, (&a, &b)) in got[name].iter().zip(w).enumerate() {
+                        assert!(
+                            (a - b).abs() <= 1e-5 * scale,
+                            "{label} step {step}: {name}[{i}] = {a}, interpreter {b}"
+                        );
+                    }
+                }
+            }
+        }
+        // Frozen layers did not move; every other tensor did.
+        let end = weights_of(&whole);
+        for (name, w) in &start {
+            let frozen = $frozen.iter().any(|f: &&str| name.starts_with(&format!("{f}.")));
+            let moved = end[name] != *w;
+            assert_eq!(moved, !frozen, "{name}: moved {moved}, frozen {frozen}");
+        }
+    }};
+}
+
+#[test]
+fn frozen_layers_multipliers_and_clipping_match_the_interpreter() {
+    use train_controls::Controls;
+    check_training!(Controls, "nets/train_controls.net", "Controls", ["stem"]);
+    // The clipping had something to do: the first gradient's norm is above
+    // the file's `clip_norm: 0.2`.
+    let mut model = Controls::with_capacity(3, 6);
+    let x = inputs(6, Controls::INPUT_LEN, 31);
+    model.forward_train_flat(&x).expect("forward");
+    model.backward(&[1, 0, 2, 1, 0, 2]).expect("backward");
+    let mut squares = 0.0f64;
+    model.grads.visit(|_, _, v| squares += v.iter().map(|&g| f64::from(g).powi(2)).sum::<f64>());
+    assert!(squares.sqrt() > 0.2, "norm {}", squares.sqrt());
+}
+
+#[test]
+fn adamw_multipliers_on_a_block_and_a_frozen_middle_match_the_interpreter() {
+    check_training!(
+        train_controls::ControlsAdam,
+        "nets/train_controls.net",
+        "ControlsAdam",
+        ["frozen_mid"]
+    );
+}
+
+#[test]
+fn fused_sgd_with_a_multiplier_matches_the_interpreter() {
+    let none: [&str; 0] = [];
+    check_training!(
+        train_controls::ControlsFused,
+        "nets/train_controls.net",
+        "ControlsFused",
+        none
+    );
 }

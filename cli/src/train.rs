@@ -128,13 +128,22 @@ fn optimizer(args: &TrainArgs, model: &dyn Classifier) -> Result<Optimizer, Stri
             momentum: 0.9,
             nesterov: false,
             weight_decay: 0.0,
+            clip_norm: None,
         })),
-        Some("sgd") => {
-            Optimizer::Sgd(Sgd { lr: 0.05, momentum: 0.0, nesterov: false, weight_decay: 0.0 })
-        }
-        Some("momentum") => {
-            Optimizer::Sgd(Sgd { lr: 0.05, momentum: 0.9, nesterov: false, weight_decay: 0.0 })
-        }
+        Some("sgd") => Optimizer::Sgd(Sgd {
+            lr: 0.05,
+            momentum: 0.0,
+            nesterov: false,
+            weight_decay: 0.0,
+            clip_norm: None,
+        }),
+        Some("momentum") => Optimizer::Sgd(Sgd {
+            lr: 0.05,
+            momentum: 0.9,
+            nesterov: false,
+            weight_decay: 0.0,
+            clip_norm: None,
+        }),
         Some("adam") => Optimizer::Adam(Adam::new(1e-3)),
         Some(other) => {
             return Err(format!("unknown optimizer `{other}`: use sgd, momentum or adam"))

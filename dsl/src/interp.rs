@@ -3,11 +3,15 @@
 //! runtime. It is the oracle that generated code is tested against, forward
 //! and (through finite differences of its loss) backward.
 //!
+//! It also takes optimizer steps ([`apply_optimizer`]) from given
+//! gradients, with the `train` statements' multipliers and the optimizer's
+//! clipping, for checking generated training steps.
+//!
 //! Conventions are PyTorch's, as in `ops`. Batch norm runs in training
 //! mode (batch statistics) or inference mode (running statistics); dropout
 //! is the identity (an oracle cannot share the generated code's masks).
 
-use crate::ir::{Graph, LossKind, NodeId};
+use crate::ir::{Graph, LossKind, Multipliers, NodeId, Optimizer};
 use std::collections::HashMap;
 
 /// Parameters and buffers by `state_dict` name, as flat f64 vectors.
@@ -99,7 +103,9 @@ impl<'a> EvalCx<'a> {
     }
 }
 
-/// The mean loss of the batch, as the generated code defines it.
+/// The mean loss of the batch, as the generated code defines it: `labels`
+/// for cross-entropy, `targets` (the scored tensor's shape, `n` samples)
+/// for the others.
 pub fn loss(
     g: &Graph,
     outputs: &[Vec<f64>],
@@ -110,26 +116,85 @@ pub fn loss(
     let loss = g.loss.as_ref().ok_or_else(|| InterpError("the network has no loss".into()))?;
     let y = &outputs[loss.input.0];
     let len = g.node(loss.input).shape.elements();
-    match loss.kind {
-        LossKind::CrossEntropy => {
-            let mut total = 0.0;
-            for s in 0..n {
-                let row = &y[s * len..(s + 1) * len];
-                let max = row.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-                let lse = max + row.iter().map(|v| (v - max).exp()).sum::<f64>().ln();
-                let label =
-                    *labels.get(s).ok_or_else(|| InterpError("too few labels".into()))? as usize;
-                total += lse
-                    - row
-                        .get(label)
-                        .ok_or_else(|| InterpError(format!("label {label} out of range")))?;
-            }
-            Ok(total / n as f64)
+    if !loss.kind.takes_labels() && targets.len() != y.len() {
+        return Err(InterpError(format!("{} targets for {} outputs", targets.len(), y.len())));
+    }
+    let elements = y.len() as f64;
+    let pairs = y.iter().zip(targets).map(|(&y, &t)| (y, t));
+    match &loss.kind {
+        LossKind::CrossEntropy { label_smoothing, weight } => {
+            cross_entropy(y, len, n, labels, *label_smoothing, weight.as_deref())
         }
-        LossKind::Mse => {
-            Ok(y.iter().zip(targets).map(|(a, t)| 0.5 * (t - a).powi(2)).sum::<f64>() / n as f64)
+        LossKind::Mse => Ok(pairs.map(|(y, t)| 0.5 * (t - y).powi(2)).sum::<f64>() / n as f64),
+        LossKind::BceWithLogits { pos_weight } => {
+            let total: f64 = pairs
+                .enumerate()
+                .map(|(i, (x, t))| {
+                    let pw = pos_weight.as_ref().map_or(1.0, |pw| pw[(i % len) % pw.len()]);
+                    // −[pw·t·log σ(x) + (1 − t)·log(1 − σ(x))], with log σ(x) = −softplus(−x).
+                    pw * t * softplus(-x) + (1.0 - t) * softplus(x)
+                })
+                .sum();
+            Ok(total / elements)
+        }
+        LossKind::SmoothL1 { beta } => {
+            let total: f64 = pairs
+                .map(|(y, t)| {
+                    let d = (y - t).abs();
+                    if d < *beta {
+                        0.5 * d * d / beta
+                    } else {
+                        d - 0.5 * beta
+                    }
+                })
+                .sum();
+            Ok(total / elements)
+        }
+        LossKind::Huber { delta } => {
+            let total: f64 = pairs
+                .map(|(y, t)| {
+                    let d = (y - t).abs();
+                    if d < *delta {
+                        0.5 * d * d
+                    } else {
+                        delta * (d - 0.5 * delta)
+                    }
+                })
+                .sum();
+            Ok(total / elements)
         }
     }
+}
+
+/// `log(1 + eˣ)` without overflow.
+fn softplus(x: f64) -> f64 {
+    x.max(0.0) + (-x.abs()).exp().ln_1p()
+}
+
+/// `F.cross_entropy` from its definition: the weighted negative
+/// log-likelihood and the weighted mean over classes of `−log p`, mixed by
+/// `eps` and divided by the labels' total weight.
+fn cross_entropy(
+    y: &[f64],
+    classes: usize,
+    n: usize,
+    labels: &[u32],
+    eps: f64,
+    weight: Option<&[f64]>,
+) -> Result<f64, InterpError> {
+    let w = |c: usize| weight.map_or(1.0, |w| w[c]);
+    let (mut total, mut total_weight) = (0.0, 0.0);
+    for s in 0..n {
+        let row = &y[s * classes..(s + 1) * classes];
+        let max = row.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let lse = max + row.iter().map(|v| (v - max).exp()).sum::<f64>().ln();
+        let label = *labels.get(s).ok_or_else(|| InterpError("too few labels".into()))? as usize;
+        let x = row.get(label).ok_or_else(|| InterpError(format!("label {label} out of range")))?;
+        let smooth: f64 = row.iter().enumerate().map(|(c, v)| w(c) * (lse - v)).sum();
+        total += (1.0 - eps) * w(label) * (lse - x) + eps / classes as f64 * smooth;
+        total_weight += w(label);
+    }
+    Ok(total / total_weight)
 }
 
 /// The output node's values.
@@ -140,4 +205,80 @@ pub fn output<'a>(g: &Graph, outputs: &'a [Vec<f64>]) -> &'a [f64] {
 /// The node of a layer by name.
 pub fn node_named(g: &Graph, name: &str) -> Option<NodeId> {
     g.nodes.iter().position(|n| n.name == name).map(NodeId)
+}
+
+/// An optimizer's state by parameter name: SGD's momentum buffer, or Adam's
+/// two moments.
+pub type OptimizerState = HashMap<String, (Vec<f64>, Vec<f64>)>;
+
+/// One step of the network's optimizer on `weights` from `grads` (by
+/// name), at 1-based `step`, as PyTorch takes it: `clip_grad_norm_` over
+/// the gradients of every learnable parameter of an unfrozen layer, then
+/// each tensor's step with `lr·lr_mult` and `weight_decay·decay_mult`;
+/// frozen layers take none.
+pub fn apply_optimizer(
+    g: &Graph,
+    weights: &mut Weights,
+    grads: &Weights,
+    state: &mut OptimizerState,
+    step: u64,
+) -> Result<(), InterpError> {
+    let opt = g.optimizer.as_ref().ok_or_else(|| InterpError("no optimizer".into()))?;
+    let mut stepped: Vec<(String, Multipliers)> = Vec::new();
+    for (node, m) in g.nodes.iter().zip(&g.multipliers) {
+        for spec in g.params_of(node).iter().filter(|p| p.learnable && !m.frozen()) {
+            stepped.push((format!("{}.{}", node.name, spec.name), *m));
+        }
+    }
+    let grad_of = |name: &str| {
+        grads.get(name).ok_or_else(|| InterpError(format!("no gradient for `{name}`")))
+    };
+    let clip_norm = match opt {
+        Optimizer::Sgd { clip_norm, .. } | Optimizer::Adam { clip_norm, .. } => *clip_norm,
+    };
+    let mut scale = 1.0;
+    if let Some(max_norm) = clip_norm {
+        let mut squares = 0.0;
+        for (name, _) in &stepped {
+            squares += grad_of(name)?.iter().map(|v| v * v).sum::<f64>();
+        }
+        scale = (max_norm / (squares.sqrt() + 1e-6)).min(1.0);
+    }
+    for (name, m) in &stepped {
+        let g = grad_of(name)?;
+        let p =
+            weights.get_mut(name).ok_or_else(|| InterpError(format!("no weights for `{name}`")))?;
+        let (a, b) =
+            state.entry(name.clone()).or_insert_with(|| (vec![0.0; p.len()], vec![0.0; p.len()]));
+        for i in 0..p.len() {
+            let grad = g[i] * scale;
+            match *opt {
+                Optimizer::Sgd { lr, momentum, nesterov, weight_decay, .. } => {
+                    let d = grad + weight_decay * m.decay * p[i];
+                    a[i] = momentum * a[i] + d;
+                    let d = match (momentum == 0.0, nesterov) {
+                        (true, _) => d,
+                        (false, true) => d + momentum * a[i],
+                        (false, false) => a[i],
+                    };
+                    p[i] -= lr * m.lr * d;
+                }
+                Optimizer::Adam { lr, beta1, beta2, eps, weight_decay, decoupled, .. } => {
+                    let (lr, wd) = (lr * m.lr, weight_decay * m.decay);
+                    let grad = if decoupled {
+                        p[i] *= 1.0 - lr * wd;
+                        grad
+                    } else {
+                        grad + wd * p[i]
+                    };
+                    a[i] = beta1 * a[i] + (1.0 - beta1) * grad;
+                    b[i] = beta2 * b[i] + (1.0 - beta2) * grad * grad;
+                    let m_hat = a[i] / (1.0 - beta1.powi(step as i32));
+                    let v_hat = b[i] / (1.0 - beta2.powi(step as i32));
+                    p[i] -= lr * m_hat / (v_hat.sqrt() + eps);
+                }
+            }
+        }
+    }
+    Ok(())
 }

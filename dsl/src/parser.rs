@@ -95,6 +95,7 @@ fn describe(rule: &Rule) -> &'static str {
         Rule::input_decl | Rule::kw_input => "`input`",
         Rule::loss_stmt | Rule::kw_loss => "`loss`",
         Rule::optimizer_stmt | Rule::kw_optimizer => "`optimizer`",
+        Rule::train_stmt | Rule::kw_train => "`train`",
         Rule::output_stmt | Rule::kw_output => "`output`",
         Rule::out_stmt | Rule::kw_out => "`out`",
         Rule::binding | Rule::expr_stmt => "a statement",
@@ -219,6 +220,7 @@ fn is_keyword(word: &str) -> bool {
             | "out"
             | "loss"
             | "optimizer"
+            | "train"
             | "repeat"
             | "as"
             | "true"
@@ -316,6 +318,13 @@ impl AstBuilder {
             Rule::optimizer_stmt => {
                 inner.next();
                 StmtKind::Optimizer(self.call(inner.next().expect("grammar: optimizer call")))
+            }
+            Rule::train_stmt => {
+                inner.next();
+                let layer = inner.next().expect("grammar: train layer");
+                let name = Ident { name: layer.as_str().to_string(), span: span_of(&layer) };
+                let args = inner.map(|a| self.arg(a)).collect();
+                StmtKind::Train(Call { name, args, parens: true, span })
             }
             Rule::output_stmt => {
                 inner.next();
@@ -450,25 +459,25 @@ impl AstBuilder {
         }
         let mut inner = pair.into_inner();
         let name = self.ident(inner.next().expect("grammar: call name"));
-        let args = inner
-            .map(|a| {
-                let span = span_of(&a);
-                match a.as_rule() {
-                    Rule::named_arg => {
-                        let mut parts = a.into_inner();
-                        let name = self.ident(parts.next().expect("grammar: arg name"));
-                        let value = self.expr(parts.next().expect("grammar: arg value"));
-                        Arg { name: Some(name), value, span }
-                    }
-                    _ => Arg {
-                        name: None,
-                        value: self.expr(a.into_inner().next().expect("grammar: arg")),
-                        span,
-                    },
-                }
-            })
-            .collect();
+        let args = inner.map(|a| self.arg(a)).collect();
         Call { name, args, parens: true, span }
+    }
+
+    fn arg(&mut self, a: Pair<'_, Rule>) -> Arg {
+        let span = span_of(&a);
+        match a.as_rule() {
+            Rule::named_arg => {
+                let mut parts = a.into_inner();
+                let name = self.ident(parts.next().expect("grammar: arg name"));
+                let value = self.expr(parts.next().expect("grammar: arg value"));
+                Arg { name: Some(name), value, span }
+            }
+            _ => Arg {
+                name: None,
+                value: self.expr(a.into_inner().next().expect("grammar: arg")),
+                span,
+            },
+        }
     }
 
     fn stage(&mut self, pair: Pair<'_, Rule>) -> Stage {

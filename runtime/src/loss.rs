@@ -1,9 +1,16 @@
 //! Losses and their gradients: softmax cross-entropy fused with its
-//! backward, and the halved sum-of-squares error.
+//! backward (with PyTorch's label smoothing and class weights), the halved
+//! sum-of-squares error, and the elementwise losses of [`pointwise`]
+//! (binary cross-entropy on logits, smooth L1, Huber).
 //!
-//! Both reduce by the mean over the BATCH, and the gradients already carry
-//! the `1/N`, so the generated training step feeds them straight into the
-//! backward of the last layer.
+//! Each reduces by a mean (over the batch, its targets' weights, or every
+//! element, as its PyTorch counterpart does), and the gradients already
+//! carry that divisor, so the generated training step feeds them straight
+//! into the backward of the last layer.
+
+mod pointwise;
+
+pub use pointwise::{bce_with_logits, huber, smooth_l1};
 
 use std::fmt;
 
@@ -144,6 +151,75 @@ pub fn softmax_cross_entropy<L: ClassIndex>(
         total += f64::from(sum.ln() - (row[class] - max));
     }
     Ok((total / batch as f64) as f32)
+}
+
+/// The options of PyTorch's `F.cross_entropy` beyond the plain mean:
+/// `label_smoothing` ε in `[0, 1)` and a `weight` per class.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct CrossEntropyOptions<'a> {
+    pub label_smoothing: f32,
+    pub weight: Option<&'a [f32]>,
+}
+
+/// [`softmax_cross_entropy`] with label smoothing and class weights, as
+/// `F.cross_entropy(logits, labels, weight, label_smoothing=ε)`:
+///
+/// ```text
+/// loss = Σ_n [(1 − ε)·w[y_n]·(−log p_n[y_n]) + ε/C·Σ_c w[c]·(−log p_n[c])] / Σ_n w[y_n]
+/// ```
+///
+/// with `w = 1` without weights (the divisor is then the batch). Writes
+/// `dlogits = [p·((1 − ε)·w[y] + ε/C·Σ_c w[c]) − (1 − ε)·w[y]·onehot(y) − ε/C·w] / Σ_n w[y_n]`.
+/// A batch whose labels all weigh 0 gives NaN, as PyTorch's `0/0`.
+pub fn softmax_cross_entropy_with<L: ClassIndex>(
+    batch: usize,
+    classes: usize,
+    logits: &[f32],
+    labels: &[L],
+    options: CrossEntropyOptions<'_>,
+    dlogits: &mut [f32],
+) -> Result<f32, LossError> {
+    let CrossEntropyOptions { label_smoothing: eps, weight } = options;
+    if eps == 0.0 && weight.is_none() {
+        return softmax_cross_entropy(batch, classes, logits, labels, dlogits);
+    }
+    check_batch(batch, classes, logits, labels)?;
+    check_len("softmax_cross_entropy", "dlogits", dlogits.len(), logits.len())?;
+    if let Some(w) = weight {
+        check_len("softmax_cross_entropy", "weight", w.len(), classes)?;
+    }
+    if classes == 0 {
+        return Ok(f32::NAN);
+    }
+    let w = |c: usize| weight.map_or(1.0, |w| w[c]);
+    // The divisor: the weights of the samples' labels (the batch without weights).
+    let mut total_weight = 0.0f64;
+    for (sample, &label) in labels.iter().enumerate() {
+        total_weight += f64::from(w(class_of(label, sample, classes)?));
+    }
+    let inv_total = (1.0 / total_weight) as f32;
+    let smooth = eps / classes as f32;
+    let weight_sum: f32 = (0..classes).map(w).sum();
+    let mut total = 0.0f64;
+    let rows = logits.chunks_exact(classes).zip(dlogits.chunks_exact_mut(classes));
+    for (sample, ((row, drow), &label)) in rows.zip(labels).enumerate() {
+        let class = class_of(label, sample, classes)?;
+        let (max, lse) = max_and_log_sum_exp(row);
+        let target_weight = (1.0 - eps) * w(class);
+        let p_scale = target_weight + smooth * weight_sum;
+        // −log p_c = lse − (x_c − max), in PyTorch's order.
+        let mut smoothed = 0.0f32;
+        for (c, (d, &x)) in drow.iter_mut().zip(row).enumerate() {
+            let shifted = x - max;
+            smoothed += w(c) * (lse - shifted);
+            let p = (shifted - lse).exp();
+            *d = (p * p_scale - smooth * w(c)) * inv_total;
+        }
+        drow[class] -= target_weight * inv_total;
+        let nll = lse - (row[class] - max);
+        total += f64::from(target_weight * nll) + f64::from(smooth * smoothed);
+    }
+    Ok((total / total_weight) as f32)
 }
 
 /// The loss of [`softmax_cross_entropy`] without the gradient, for

@@ -746,6 +746,58 @@ pub fn mse(
     Ok(loss::mse_with_grad(n, features, y, targets, dy)?)
 }
 
+/// [`cross_entropy`] with PyTorch's label smoothing and class weights
+/// (`F.cross_entropy(weight=, label_smoothing=)`).
+pub fn cross_entropy_with(
+    n: usize,
+    classes: usize,
+    logits: &[f32],
+    labels: &[u32],
+    label_smoothing: f32,
+    weight: Option<&[f32]>,
+    dlogits: &mut [f32],
+) -> Result<f32, Error> {
+    let options = loss::CrossEntropyOptions { label_smoothing, weight };
+    Ok(loss::softmax_cross_entropy_with(n, classes, logits, labels, options, dlogits)?)
+}
+
+/// Mean binary cross-entropy on logits against float targets (multi-label),
+/// and its gradient.
+pub fn bce_with_logits(
+    n: usize,
+    features: usize,
+    logits: &[f32],
+    targets: &[f32],
+    pos_weight: Option<&[f32]>,
+    dlogits: &mut [f32],
+) -> Result<f32, Error> {
+    Ok(loss::bce_with_logits(n, features, logits, targets, pos_weight, dlogits)?)
+}
+
+/// Mean smooth L1 loss against float targets, and its gradient.
+pub fn smooth_l1(
+    n: usize,
+    features: usize,
+    y: &[f32],
+    targets: &[f32],
+    beta: f32,
+    dy: &mut [f32],
+) -> Result<f32, Error> {
+    Ok(loss::smooth_l1(n, features, y, targets, beta, dy)?)
+}
+
+/// Mean Huber loss against float targets, and its gradient.
+pub fn huber(
+    n: usize,
+    features: usize,
+    y: &[f32],
+    targets: &[f32],
+    delta: f32,
+    dy: &mut [f32],
+) -> Result<f32, Error> {
+    Ok(loss::huber(n, features, y, targets, delta, dy)?)
+}
+
 /// An optimizer and its hyperparameters; the model keeps the state.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Optimizer {
@@ -788,9 +840,41 @@ impl Optimizer {
         }
     }
 
+    /// The optimizer for a layer with Caffe's `lr_mult` and `decay_mult`
+    /// (a PyTorch parameter group): `lr·lr_mult` and
+    /// `weight_decay·decay_mult`, everything else the same.
+    pub fn scaled(&self, lr_mult: f64, decay_mult: f64) -> Optimizer {
+        match *self {
+            Optimizer::Sgd(s) => Optimizer::Sgd(Sgd {
+                lr: s.lr * lr_mult,
+                weight_decay: s.weight_decay * decay_mult,
+                ..s
+            }),
+            Optimizer::Adam(a) => Optimizer::Adam(Adam {
+                lr: a.lr * lr_mult,
+                weight_decay: a.weight_decay * decay_mult,
+                ..a
+            }),
+            Optimizer::AdamW(a) => Optimizer::AdamW(AdamW {
+                lr: a.lr * lr_mult,
+                weight_decay: a.weight_decay * decay_mult,
+                ..a
+            }),
+        }
+    }
+
+    /// The global gradient norm to clip to before each step, if any.
+    pub fn clip_norm(&self) -> Option<f64> {
+        match self {
+            Optimizer::Sgd(s) => s.clip_norm,
+            Optimizer::Adam(a) => a.clip_norm,
+            Optimizer::AdamW(a) => a.clip_norm,
+        }
+    }
+
     /// The SGD step that [`dense_backward_weights_sgd`] can fuse into a
     /// dense layer's weight gradient: plain SGD or heavy-ball momentum
-    /// ([`Sgd::fusable`]), not Nesterov nor Adam.
+    /// without clipping ([`Sgd::fusable`]), not Nesterov nor Adam.
     pub fn fusable_sgd(&self) -> Option<&Sgd> {
         match self {
             Optimizer::Sgd(s) if s.fusable() => Some(s),

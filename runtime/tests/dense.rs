@@ -104,7 +104,7 @@ proptest! {
         weight_decay in prop::sample::select(vec![0.0, 5e-2]),
         steps in 1u64..4,
     ) {
-        let sgd = Sgd { lr: 0.1, momentum, nesterov: false, weight_decay };
+        let sgd = Sgd { lr: 0.1, momentum, nesterov: false, weight_decay, clip_norm: None };
         let gap = fused_sgd_gap(Dense { n, input, output }, sgd, steps, seed, Par::Seq);
         // Only the order of the additions differs.
         prop_assert!(gap <= 1e-5, "gap {}", gap);
@@ -117,7 +117,7 @@ proptest! {
 fn the_fused_sgd_step_flushes_subnormal_momentum() {
     let tiny = f32::MIN_POSITIVE;
     let s = Dense { n: 1, input: 2, output: 1 };
-    let sgd = Sgd { lr: 0.1, momentum: 0.5, nesterov: false, weight_decay: 0.0 };
+    let sgd = Sgd { lr: 0.1, momentum: 0.5, nesterov: false, weight_decay: 0.0, clip_norm: None };
     let (mut w, mut b) = (vec![1.0f32; 2], vec![tiny, 4.0 * tiny]);
     dense_backward_weights_sgd(&s, &[0.0; 2], &[1.0], &mut w, &mut b, None, &sgd, Par::Seq)
         .unwrap();
@@ -131,7 +131,8 @@ fn the_fused_sgd_step_flushes_subnormal_momentum() {
 fn the_fused_sgd_step_is_the_unfused_one_on_the_pool() {
     for (input, output) in [(400, 200), (5, 20_000), (20_000, 5)] {
         for momentum in [0.0, 0.9] {
-            let sgd = Sgd { lr: 0.05, momentum, nesterov: false, weight_decay: 1e-3 };
+            let sgd =
+                Sgd { lr: 0.05, momentum, nesterov: false, weight_decay: 1e-3, clip_norm: None };
             let gap = fused_sgd_gap(Dense { n: 64, input, output }, sgd, 3, 7, Par::Rayon);
             assert!(gap <= 1e-5, "{input}x{output}, momentum {momentum}: gap {gap}");
         }
@@ -143,7 +144,7 @@ fn the_fused_sgd_step_is_the_unfused_one_on_the_pool() {
 #[test]
 fn the_fused_sgd_step_is_the_unfused_one_over_several_k_blocks() {
     for momentum in [0.0, 0.9] {
-        let sgd = Sgd { lr: 0.05, momentum, nesterov: false, weight_decay: 1e-3 };
+        let sgd = Sgd { lr: 0.05, momentum, nesterov: false, weight_decay: 1e-3, clip_norm: None };
         for par in [Par::Seq, Par::Rayon] {
             let gap = fused_sgd_gap(Dense { n: 1000, input: 37, output: 29 }, sgd, 2, 11, par);
             assert!(gap <= 1e-5, "momentum {momentum}, {par:?}: gap {gap}");
@@ -154,7 +155,7 @@ fn the_fused_sgd_step_is_the_unfused_one_over_several_k_blocks() {
 #[test]
 fn a_nesterov_step_cannot_be_fused() {
     let s = Dense { n: 2, input: 3, output: 4 };
-    let sgd = Sgd { lr: 0.1, momentum: 0.9, nesterov: true, weight_decay: 0.0 };
+    let sgd = Sgd { lr: 0.1, momentum: 0.9, nesterov: true, weight_decay: 0.0, clip_norm: None };
     let (mut w, mut b) = (vec![1.0; 12], vec![0.0; 12]);
     let err =
         dense_backward_weights_sgd(&s, &[1.0; 6], &[1.0; 8], &mut w, &mut b, None, &sgd, Par::Seq)
@@ -169,7 +170,7 @@ fn a_nesterov_step_cannot_be_fused() {
 fn a_step_that_zeroes_the_decayed_weights_cannot_be_fused() {
     use netc_runtime::nn::Optimizer;
     let s = Dense { n: 2, input: 3, output: 4 };
-    let sgd = Sgd { lr: 0.5, momentum: 0.0, nesterov: false, weight_decay: 2.0 };
+    let sgd = Sgd { lr: 0.5, momentum: 0.0, nesterov: false, weight_decay: 2.0, clip_norm: None };
     assert!(!sgd.fusable());
     assert!(Optimizer::Sgd(sgd).fusable_sgd().is_none());
     let mut w = vec![f32::NAN; 12];

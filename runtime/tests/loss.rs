@@ -162,3 +162,146 @@ fn wrong_lengths_are_errors() {
     assert_eq!(loss::mse_backward(2, 3, &x, &x, &mut g5).unwrap_err().tensor, "dy");
     assert_eq!(loss::mse_with_grad(3, 3, &x, &x, &mut g6).unwrap_err().tensor, "y");
 }
+
+/// Class weights in `[0.1, 2)`, one per class.
+fn class_weights(classes: usize, seed: u64) -> Vec<f32> {
+    fill(classes, seed, 0.1, 2.0)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    #[test]
+    fn smoothed_weighted_cross_entropy_matches_reference(
+        batch in 1usize..9, classes in 1usize..14, seed in any::<u64>(), scale in 0.1f32..30.0,
+        eps in 0.0f32..0.99, weighted in any::<bool>(),
+    ) {
+        let logits = fill(batch * classes, seed, -scale, scale);
+        let labels = labels_for(batch, classes, seed + 1);
+        let weight = weighted.then(|| class_weights(classes, seed + 2));
+        let (want_loss, want_grad) = reference::softmax_cross_entropy_with(
+            batch, classes, &logits, &labels, f64::from(eps), weight.as_deref());
+        let mut grad = vec![f32::NAN; batch * classes];
+        let options = loss::CrossEntropyOptions { label_smoothing: eps, weight: weight.as_deref() };
+        let got = loss::softmax_cross_entropy_with(batch, classes, &logits, &labels, options, &mut grad).unwrap();
+        prop_assert!((f64::from(got) - want_loss).abs() <= 2e-5 * (1.0 + want_loss.abs()), "{} vs {}", got, want_loss);
+        check_close("dlogits", &grad, &want_grad, 1e-6, 1e-4).map_err(TestCaseError::fail)?;
+    }
+
+    #[test]
+    fn bce_with_logits_matches_reference(
+        batch in 1usize..9, features in 1usize..23, seed in any::<u64>(), scale in 0.1f32..12.0,
+        period in 0usize..4,
+    ) {
+        let len = batch * features;
+        let x = fill(len, seed, -scale, scale);
+        // Soft targets in [0, 1], not only 0 and 1.
+        let t = fill(len, seed + 1, 0.0, 1.0);
+        // `period` 0 is no pos_weight; else a length that divides `features`.
+        let divisors: Vec<usize> = (1..=features).filter(|d| features % d == 0).collect();
+        let pw = (period > 0).then(|| fill(divisors[period % divisors.len()], seed + 2, 0.2, 4.0));
+        let (want_loss, want_grad) = reference::bce_with_logits(features, &x, &t, pw.as_deref());
+        let mut grad = vec![f32::NAN; len];
+        let got = loss::bce_with_logits(batch, features, &x, &t, pw.as_deref(), &mut grad).unwrap();
+        prop_assert!((f64::from(got) - want_loss).abs() <= 1e-5 * (1.0 + want_loss.abs()), "{} vs {}", got, want_loss);
+        check_close("dx", &grad, &want_grad, 1e-7, 1e-4).map_err(TestCaseError::fail)?;
+    }
+
+    #[test]
+    fn smooth_l1_and_huber_match_reference(
+        batch in 1usize..9, features in 1usize..300, seed in any::<u64>(), width in 0.0f32..3.0,
+    ) {
+        let len = batch * features;
+        let y = fill(len, seed, -4.0, 4.0);
+        let t = fill(len, seed + 1, -4.0, 4.0);
+        let mut grad = vec![f32::NAN; len];
+        let (want_loss, want_grad) = reference::smooth_l1(&y, &t, f64::from(width));
+        let got = loss::smooth_l1(batch, features, &y, &t, width, &mut grad).unwrap();
+        prop_assert!((f64::from(got) - want_loss).abs() <= 1e-5 * (1.0 + want_loss), "{} vs {}", got, want_loss);
+        check_close("smooth_l1 dy", &grad, &want_grad, 1e-7, 1e-4).map_err(TestCaseError::fail)?;
+        let delta = width.max(1e-3);
+        let (want_loss, want_grad) = reference::huber(&y, &t, f64::from(delta));
+        let got = loss::huber(batch, features, &y, &t, delta, &mut grad).unwrap();
+        prop_assert!((f64::from(got) - want_loss).abs() <= 1e-5 * (1.0 + want_loss), "{} vs {}", got, want_loss);
+        check_close("huber dy", &grad, &want_grad, 1e-7, 1e-4).map_err(TestCaseError::fail)?;
+    }
+}
+
+#[test]
+fn smoothed_weighted_cross_entropy_gradient_matches_central_differences() {
+    let (batch, classes) = (4, 5);
+    let logits = fill(batch * classes, 3, -4.0, 4.0);
+    let labels = labels_for(batch, classes, 9);
+    let weight = class_weights(classes, 4);
+    let mut grad = vec![0.0; batch * classes];
+    let options = loss::CrossEntropyOptions { label_smoothing: 0.2, weight: Some(&weight) };
+    loss::softmax_cross_entropy_with(batch, classes, &logits, &labels, options, &mut grad).unwrap();
+    let f = |x: &[f64]| {
+        let x: Vec<f32> = x.iter().map(|&v| v as f32).collect();
+        reference::softmax_cross_entropy_with(batch, classes, &x, &labels, 0.2, Some(&weight)).0
+    };
+    // The reference in f64 from f32 logits: a step well above f32 rounding.
+    assert_grad("dlogits", &grad, &central_diff(f, &widen(&logits), 1e-3), 1e-4, 1e-2);
+}
+
+#[test]
+fn cross_entropy_options_follow_pytorch_on_a_worked_example() {
+    // Uniform logits over 4 classes: −log p = ln 4 for every class, so any
+    // smoothing leaves the loss at ln 4; the weights' mean is per label.
+    let logits = [0.0f32; 8];
+    let labels = [1u32, 3];
+    let mut grad = [0.0f32; 8];
+    let weight = [1.0f32, 2.0, 3.0, 4.0];
+    let options = loss::CrossEntropyOptions { label_smoothing: 0.3, weight: Some(&weight) };
+    let got = loss::softmax_cross_entropy_with(2, 4, &logits, &labels, options, &mut grad).unwrap();
+    // nll = ln 4 (weighted mean), smooth = Σ_c w_c ln 4 / 4 per sample / (2 + 4) · 2
+    //     = (10/4 · ln 4 · 2) / 6 = ln 4 · 5/6.
+    let want = 0.7 * 4f32.ln() + 0.3 * 4f32.ln() * 5.0 / 6.0;
+    assert!((got - want).abs() < 1e-6, "{got} vs {want}");
+    // The gradient of every sample sums to 0 without weights only; check
+    // one value by hand: sample 0, class 0: [p·(0.7·2 + 0.3/4·10) − 0.3/4·1] / 6.
+    let want0 = (0.25 * (0.7 * 2.0 + 0.075 * 10.0) - 0.075) / 6.0;
+    assert!((grad[0] - want0).abs() < 1e-7, "{} vs {want0}", grad[0]);
+    // Without options it is the plain kernel, bit for bit.
+    let mut plain = [0.0f32; 8];
+    let a = loss::softmax_cross_entropy(2, 4, &logits, &labels, &mut plain).unwrap();
+    let b = loss::softmax_cross_entropy_with(2, 4, &logits, &labels, Default::default(), &mut grad)
+        .unwrap();
+    assert_eq!((a, plain), (b, grad));
+}
+
+#[test]
+fn bce_with_logits_is_stable_for_huge_logits() {
+    let x = [1000.0f32, -1000.0, 1000.0, -1000.0];
+    let t = [1.0f32, 0.0, 0.0, 1.0];
+    let mut dx = [f32::NAN; 4];
+    let got = loss::bce_with_logits(1, 4, &x, &t, None, &mut dx).unwrap();
+    // Right and sure twice (0), wrong and sure twice (1000 each).
+    assert_eq!(got, 500.0);
+    assert_close("dx", &dx, &[0.0, 0.0, 0.25, -0.25], 1e-7, 0.0);
+}
+
+#[test]
+fn smooth_l1_with_zero_beta_is_l1() {
+    let y = [1.0f32, -2.0, 0.5, 3.0];
+    let t = [0.0f32, 0.0, 0.5, 1.0];
+    let mut dy = [f32::NAN; 4];
+    assert_eq!(loss::smooth_l1(2, 2, &y, &t, 0.0, &mut dy).unwrap(), (1.0 + 2.0 + 0.0 + 2.0) / 4.0);
+    assert_eq!(dy, [0.25, -0.25, 0.0, 0.25]);
+}
+
+#[test]
+fn float_target_losses_name_their_wrong_buffer() {
+    let x = [0.0f32; 6];
+    let mut g5 = [0.0f32; 5];
+    let mut g6 = [0.0f32; 6];
+    let e = loss::bce_with_logits(2, 3, &x, &x[..5], None, &mut g6).unwrap_err();
+    assert_eq!((e.op, e.tensor), ("bce_with_logits", "targets"));
+    let e = loss::bce_with_logits(2, 3, &x, &x, Some(&[1.0, 2.0]), &mut g6).unwrap_err();
+    assert_eq!(e.tensor, "pos_weight");
+    assert_eq!(loss::smooth_l1(2, 3, &x, &x, 1.0, &mut g5).unwrap_err().tensor, "dy");
+    assert_eq!(loss::huber(2, 3, &x[..5], &x, 1.0, &mut g6).unwrap_err().tensor, "y");
+    let options = loss::CrossEntropyOptions { label_smoothing: 0.1, weight: Some(&[1.0, 2.0]) };
+    let e = loss::softmax_cross_entropy_with(2, 3, &x, &[0u32, 1], options, &mut g6).unwrap_err();
+    assert!(matches!(e, LossError::Len(ref l) if l.tensor == "weight"), "{e}");
+}

@@ -36,7 +36,8 @@ fn sgd_by_hand() {
     assert_near(sgd_trace(Sgd::new(0.1), 1.0, &[0.5])[0], 0.95, "plain");
 
     // Momentum 0.9, gradient 1: buffers 1, 1.9, 2.71.
-    let momentum = Sgd { lr: 0.1, momentum: 0.9, nesterov: false, weight_decay: 0.0 };
+    let momentum =
+        Sgd { lr: 0.1, momentum: 0.9, nesterov: false, weight_decay: 0.0, clip_norm: None };
     for (got, want) in sgd_trace(momentum, 1.0, &[1.0; 3]).into_iter().zip([0.9, 0.71, 0.439]) {
         assert_near(got, want, "momentum");
     }
@@ -48,14 +49,14 @@ fn sgd_by_hand() {
     }
 
     // L2 decay 0.1 with no gradient: p·(1 − 0.5·0.1) each step.
-    let decay = Sgd { lr: 0.5, momentum: 0.0, nesterov: false, weight_decay: 0.1 };
+    let decay = Sgd { lr: 0.5, momentum: 0.0, nesterov: false, weight_decay: 0.1, clip_norm: None };
     for (got, want) in sgd_trace(decay, 2.0, &[0.0; 2]).into_iter().zip([1.9, 1.805]) {
         assert_near(got, want, "weight decay");
     }
 
     // Decay enters the momentum buffer: b1 = 1 + 0.1·1 = 1.1, p1 = 0.89;
     // b2 = 0.9·1.1 + 1 + 0.089 = 2.079, p2 = 0.89 − 0.2079.
-    let both = Sgd { lr: 0.1, momentum: 0.9, nesterov: false, weight_decay: 0.1 };
+    let both = Sgd { lr: 0.1, momentum: 0.9, nesterov: false, weight_decay: 0.1, clip_norm: None };
     for (got, want) in sgd_trace(both, 1.0, &[1.0; 2]).into_iter().zip([0.89, 0.6821]) {
         assert_near(got, want, "momentum + decay");
     }
@@ -84,7 +85,7 @@ fn adam_trace(
 #[test]
 fn decayed_state_is_flushed_below_the_normal_range() {
     let tiny = f32::MIN_POSITIVE;
-    let sgd = Sgd { lr: 0.1, momentum: 0.5, nesterov: false, weight_decay: 0.0 };
+    let sgd = Sgd { lr: 0.1, momentum: 0.5, nesterov: false, weight_decay: 0.0, clip_norm: None };
     let (mut p, mut b) = ([1.0f32, 1.0], [tiny, 4.0 * tiny]);
     sgd.step(&mut b, &mut p, &[0.0, 0.0]).unwrap();
     assert_eq!(b, [0.0, 2.0 * tiny], "half of the smallest normal is subnormal");
@@ -184,7 +185,7 @@ proptest! {
 
     #[test]
     fn sgd_matches_reference(r in run_strategy()) {
-        let sgd = Sgd { lr: r.lr, momentum: r.momentum, nesterov: r.nesterov, weight_decay: r.wd };
+        let sgd = Sgd { lr: r.lr, momentum: r.momentum, nesterov: r.nesterov, weight_decay: r.wd, clip_norm: None };
         let mut p = fill(r.len, r.seed, -1.0, 1.0);
         let mut p64: Vec<f64> = p.iter().map(|&x| f64::from(x)).collect();
         let mut state = SgdState::new(r.len);
@@ -209,10 +210,10 @@ proptest! {
             let g = fill(r.len, r.seed + t, -1.0, 1.0);
             let g64: Vec<f64> = g.iter().map(|&x| f64::from(x)).collect();
             if decoupled {
-                let opt = AdamW { lr: r.lr, beta1, beta2, eps, weight_decay: r.wd };
+                let opt = AdamW { lr: r.lr, beta1, beta2, eps, weight_decay: r.wd, clip_norm: None };
                 opt.step(t, state.moments_mut(), &mut p, &g).unwrap();
             } else {
-                let opt = Adam { lr: r.lr, beta1, beta2, eps, weight_decay: r.wd };
+                let opt = Adam { lr: r.lr, beta1, beta2, eps, weight_decay: r.wd, clip_norm: None };
                 opt.step(t, state.moments_mut(), &mut p, &g).unwrap();
             }
             reference::adam_step(
@@ -229,7 +230,7 @@ proptest! {
 fn per_tensor_state_slices_equal_one_flat_step() {
     let (a, b) = (5, 8);
     let adam = Adam { weight_decay: 0.01, ..Adam::new(0.01) };
-    let sgd = Sgd { lr: 0.1, momentum: 0.9, nesterov: true, weight_decay: 0.01 };
+    let sgd = Sgd { lr: 0.1, momentum: 0.9, nesterov: true, weight_decay: 0.01, clip_norm: None };
     let mut flat = fill(a + b, 1, -1.0, 1.0);
     let (mut wa, mut wb) = (flat[..a].to_vec(), flat[a..].to_vec());
     let mut flat_sgd = flat.clone();
@@ -263,9 +264,9 @@ fn big_tensors_on_the_pool_equal_sequential_slices() {
     let adam = Adam { weight_decay: 0.01, ..Adam::new(0.01) };
     let adamw = AdamW::new(0.01);
     let sgds = [
-        Sgd { lr: 0.1, momentum: 0.9, nesterov: true, weight_decay: 0.01 },
-        Sgd { lr: 0.1, momentum: 0.9, nesterov: false, weight_decay: 0.0 },
-        Sgd { lr: 0.1, momentum: 0.0, nesterov: false, weight_decay: 0.01 },
+        Sgd { lr: 0.1, momentum: 0.9, nesterov: true, weight_decay: 0.01, clip_norm: None },
+        Sgd { lr: 0.1, momentum: 0.9, nesterov: false, weight_decay: 0.0, clip_norm: None },
+        Sgd { lr: 0.1, momentum: 0.0, nesterov: false, weight_decay: 0.01, clip_norm: None },
     ];
     for t in 1..=3u64 {
         let g = fill(len, 20 + t, -1.0, 1.0);
@@ -325,4 +326,51 @@ fn bad_input_is_an_error() {
     assert!(state.tensor_mut(usize::MAX, 2).is_err());
     assert!(SgdState::new(4).tensor_mut(4, 1).is_err());
     assert_eq!(p, [0.0; 4], "refused steps write nothing");
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    /// Clipping by the global norm over several tensors of odd sizes,
+    /// against the f64 reference, with `max_norm` both above and below
+    /// the norm.
+    #[test]
+    fn clip_grad_norm_matches_reference(
+        sizes in proptest::collection::vec(0usize..5000, 1..5),
+        seed in any::<u64>(),
+        max_norm in 0.01f64..100.0,
+    ) {
+        let mut grads: Vec<Vec<f32>> =
+            sizes.iter().enumerate().map(|(i, &n)| fill(n, seed + i as u64, -1.0, 1.0)).collect();
+        let mut want: Vec<Vec<f64>> =
+            grads.iter().map(|g| g.iter().map(|&v| f64::from(v)).collect()).collect();
+        let want_norm = reference::clip_grad_norm(&mut want, max_norm);
+        let mut views: Vec<&mut [f32]> = grads.iter_mut().map(|g| &mut g[..]).collect();
+        let norm = netc_runtime::optim::clip_grad_norm(&mut views, max_norm);
+        prop_assert!((norm - want_norm).abs() <= 1e-5 * (1.0 + want_norm), "{} vs {}", norm, want_norm);
+        for (g, w) in grads.iter().zip(&want) {
+            for (&g, &w) in g.iter().zip(w) {
+                prop_assert!((f64::from(g) - w).abs() <= 1e-6 * (1.0 + w.abs()), "{} vs {}", g, w);
+            }
+        }
+    }
+}
+
+#[test]
+fn clipping_leaves_small_gradients_alone_and_turns_fusion_off() {
+    let mut a = [3.0f32, 0.0];
+    let mut b = [4.0f32];
+    // Norm 5: a max of 10 leaves the gradients as they are.
+    assert_eq!(netc_runtime::optim::clip_grad_norm(&mut [&mut a, &mut b], 10.0), 5.0);
+    assert_eq!((a, b), ([3.0, 0.0], [4.0]));
+    // A max of 1 scales them by 1/(5 + 1e-6).
+    netc_runtime::optim::clip_grad_norm(&mut [&mut a, &mut b], 1.0);
+    assert!((a[0] - 0.6).abs() < 1e-6 && (b[0] - 0.8).abs() < 1e-6, "{a:?} {b:?}");
+    // Zero gradients stay zero (the 1e-6 keeps the scale finite).
+    let mut z = [0.0f32; 3];
+    assert_eq!(netc_runtime::optim::clip_grad_norm(&mut [&mut z], 1.0), 0.0);
+    assert_eq!(z, [0.0; 3]);
+    let sgd = Sgd { momentum: 0.9, ..Sgd::new(0.1) };
+    assert!(sgd.fusable());
+    assert!(!Sgd { clip_norm: Some(1.0), ..sgd }.fusable(), "the scale needs every gradient first");
 }

@@ -148,8 +148,13 @@ macro_rules! parity {
                 checks.push(Check::new(key, g, 1e-3, &mut expected));
             }
         }
-        let opt =
-            Optimizer::Sgd(Sgd { lr: 0.01, momentum: 0.9, nesterov: false, weight_decay: 0.0 });
+        let opt = Optimizer::Sgd(Sgd {
+            lr: 0.01,
+            momentum: 0.9,
+            nesterov: false,
+            weight_decay: 0.0,
+            clip_norm: None,
+        });
         model.apply_gradients(&opt).expect("update");
         let mut after = Vec::new();
         model.params().visit(|name, _, v| after.push((format!("after.{name}"), v.to_vec())));

@@ -65,6 +65,12 @@ pub mod nets {
     pub mod shuffle_se {
         netc::include_network!("shuffle_se");
     }
+    pub mod losses {
+        netc::include_network!("losses");
+    }
+    pub mod train_controls {
+        netc::include_network!("train_controls");
+    }
     pub mod two_inputs {
         netc::include_network!("two_inputs");
     }

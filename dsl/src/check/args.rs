@@ -36,6 +36,8 @@ pub enum Kind {
     /// shapes and axis orders. Their ranges are the op's to check, since
     /// they depend on the input's shape (reshape's `-1`, permute's axes).
     Ints,
+    /// A list of numbers ≥ 0: `weight: [1.0, 2.5, 0.5]`.
+    Numbers,
 }
 
 impl Kind {
@@ -48,6 +50,7 @@ impl Kind {
             Kind::Bool => "`true` or `false`",
             Kind::Word(_) => "a name",
             Kind::Ints => "a list of integers",
+            Kind::Numbers => "a list of numbers",
         }
     }
 
@@ -66,7 +69,9 @@ impl Kind {
             | Kind::Positive
             | Kind::NonNegative
             | Kind::Fraction
-            | Kind::Bool => false,
+            | Kind::Bool
+            | Kind::Ints
+            | Kind::Numbers => false,
         }
     }
 }
@@ -114,6 +119,7 @@ pub enum ArgValue {
     Word(&'static str),
     /// Each within `±MAX_ARG`.
     Ints(Vec<i64>),
+    Numbers(Vec<f64>),
 }
 
 /// One argument as written: its name if given, its value and where it is.
@@ -145,7 +151,14 @@ impl Bound {
 
     /// The span of an argument if it was written, else of the whole call.
     pub fn span(&self, name: &str) -> Span {
-        self.find(name).map_or(self.call_span, |(_, s)| s)
+        self.find(name).map_or(self.call_span, |(_, s)| *s)
+    }
+
+    pub fn numbers(&self, name: &str) -> Option<Vec<f64>> {
+        match &self.find(name)?.0 {
+            ArgValue::Numbers(v) => Some(v.clone()),
+            _ => None,
+        }
     }
 
     pub fn int(&self, name: &str) -> Option<usize> {
@@ -431,6 +444,28 @@ fn convert(
                 }
                 None => Some(ArgValue::Float(v)),
             }
+        }
+        (Kind::Numbers, Value::List(items)) => {
+            let mut numbers = Vec::with_capacity(items.len());
+            for (item, item_span) in items {
+                let v = match item {
+                    Value::Int(i) => *i as f64,
+                    Value::Float(f) => *f,
+                    _ => return wrong_type(diags),
+                };
+                if v < 0.0 {
+                    diags.push(
+                        Diagnostic::error(
+                            format!("`{}` of `{callee}` cannot be negative, found {v}", spec.name),
+                            *item_span,
+                        )
+                        .label("out of range"),
+                    );
+                    return None;
+                }
+                numbers.push(v);
+            }
+            Some(ArgValue::Numbers(numbers))
         }
         (Kind::Bool, Value::Bool(b)) => Some(ArgValue::Bool(*b)),
         (Kind::Ints, Value::Int(v)) => {

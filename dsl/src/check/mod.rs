@@ -14,7 +14,7 @@ mod value;
 
 use crate::ast::*;
 use crate::diag::{did_you_mean, line_col, Diagnostic, Severity};
-use crate::ir::{Graph, Loss, LossKind, Node, NodeId, Op, Shape, MAX_ELEMENTS};
+use crate::ir::{Graph, Loss, LossKind, Multipliers, Node, NodeId, Op, Shape, MAX_ELEMENTS};
 use crate::ops::{self, Arity};
 use args::GivenArg;
 use scope::{Entry, NameKind, Namer, Scope, StmtState};
@@ -206,7 +206,7 @@ impl<'a> Checker<'a> {
 
         // The output: `output`, else the loss input, else the last bare chain.
         let output =
-            scope.output.clone().or_else(|| scope.loss.as_ref().map(|l| l.1.clone())).or_else(
+            scope.output.clone().or_else(|| scope.loss.as_ref().map(|l| l.input.clone())).or_else(
                 || {
                     scope
                         .expr_results
@@ -235,6 +235,7 @@ impl<'a> Checker<'a> {
         };
         let mut keep: HashSet<NodeId> = output_node.into_iter().collect();
         let loss = self.finish_loss(&b, &scope, &mut keep);
+        let multipliers = self.multipliers(&b, &scope);
         let optimizer = scope.optimizer.clone();
         if let (Some((_, span)), None) = (&optimizer, &scope.loss) {
             self.diags.push(
@@ -259,6 +260,7 @@ impl<'a> Checker<'a> {
             output: output_node?,
             loss,
             optimizer: optimizer.and_then(|(o, _)| o),
+            multipliers,
             span: net.span,
         })
     }
@@ -273,11 +275,11 @@ impl<'a> Checker<'a> {
         scope: &Scope<'a>,
         keep: &mut HashSet<NodeId>,
     ) -> Option<Loss> {
-        let (kind, (value, span)) = scope.loss.clone()?;
+        let training::LossDecl { kind, input: (value, span), list } = scope.loss.clone()?;
         let Value::Tensor(id) = value else { return None };
         keep.insert(id);
         let shape = &b.nodes[id.0].shape;
-        if kind == LossKind::CrossEntropy {
+        if let LossKind::CrossEntropy { .. } = kind {
             if shape.rank() != 1 || shape.dims()[0] < 2 {
                 self.diags.push(
                     Diagnostic::error(
@@ -300,7 +302,78 @@ impl<'a> Checker<'a> {
                 self.diags.push(d);
             }
         }
+        if let Some(d) = list.and_then(|list| loss_list_mismatch(&kind, shape, list, span)) {
+            self.diags.push(d);
+            return None;
+        }
         Some(Loss { kind, input: id, span })
+    }
+
+    /// Each node's multipliers from the `train` statements, in order (a
+    /// later statement overrides an earlier one for the layers both name).
+    fn multipliers(&mut self, b: &Build<'a>, scope: &Scope<'a>) -> Vec<Multipliers> {
+        let mut out = vec![Multipliers::ONE; b.nodes.len()];
+        for (call, given) in &scope.train {
+            let Some(bound) =
+                args::bind("train", training::TRAIN, given, call.span, &mut self.diags)
+            else {
+                continue;
+            };
+            let Some(m) = self.train_multipliers(&bound) else { continue };
+            let path = &call.name.name;
+            let nested = format!("{path}.");
+            let layers: Vec<usize> = (0..b.nodes.len())
+                .filter(|&i| b.nodes[i].name == *path || b.nodes[i].name.starts_with(&nested))
+                .collect();
+            if layers.is_empty() {
+                let mut d = Diagnostic::error(format!("no layer named `{path}`"), call.name.span)
+                    .label("not a layer of this network");
+                let names = b.nodes.iter().map(|n| n.name.as_str());
+                if let Some(best) = did_you_mean(path, names) {
+                    d = d.help(format!("did you mean `{best}`?"));
+                }
+                self.diags.push(d);
+                continue;
+            }
+            let learns = |i: &usize| {
+                let node = &b.nodes[*i];
+                let shapes: Vec<&Shape> = node.inputs.iter().map(|x| &b.nodes[x.0].shape).collect();
+                node.op.params(&shapes).iter().any(|p| p.learnable)
+            };
+            if !layers.iter().any(learns) {
+                self.diags.push(
+                    Diagnostic::error(
+                        format!("`{path}` has no learnable parameters"),
+                        call.name.span,
+                    )
+                    .label("nothing to train here")
+                    .help("name a layer with weights, such as a `conv2d` or a `dense`"),
+                );
+                continue;
+            }
+            for i in layers {
+                out[i] = m;
+            }
+        }
+        out
+    }
+
+    /// `frozen: true` is `lr_mult: 0`; both at once must agree.
+    fn train_multipliers(&mut self, bound: &args::Bound) -> Option<Multipliers> {
+        let (lr, decay) = (bound.float("lr_mult")?, bound.float("decay_mult")?);
+        if bound.bool("frozen") != Some(true) {
+            return Some(Multipliers { lr, decay });
+        }
+        if lr != 1.0 {
+            self.diags.push(
+                Diagnostic::error("a frozen layer takes no step", bound.span("lr_mult"))
+                    .label("`lr_mult` of a frozen layer")
+                    .secondary(bound.span("frozen"), "frozen here")
+                    .help("drop `lr_mult`, or `frozen` (`lr_mult: 0` freezes too)"),
+            );
+            return None;
+        }
+        Some(Multipliers { lr: 0.0, decay })
     }
 
     /// Reports bindings and chains whose values nothing uses.
@@ -481,6 +554,9 @@ impl<'a> Checker<'a> {
                         defs.push((a, Entry::Pending { stmt: i, span: a.span }, true))
                     });
                 }
+                // A `train` statement names layers, which exist only once
+                // the body is checked; it is resolved then.
+                StmtKind::Train(_) => {}
                 StmtKind::Loss(c) | StmtKind::Optimizer(c) => {
                     for arg in &c.args {
                         collect_aliases(&arg.value, &mut |a| {
@@ -590,8 +666,8 @@ impl<'a> Checker<'a> {
             StmtKind::Loss(call) => {
                 if in_block {
                     self.diags.push(misplaced("loss", stmt.span, "put the `loss` in the network"));
-                } else if let Some((_, (_, first))) = &scope.loss {
-                    let first = *first;
+                } else if let Some(first) = &scope.loss {
+                    let first = first.input.1;
                     self.diags.push(
                         Diagnostic::error("a network has at most one `loss`", stmt.span)
                             .label("second `loss`")
@@ -599,6 +675,18 @@ impl<'a> Checker<'a> {
                     );
                 } else {
                     scope.loss = self.eval_loss(b, scope, call);
+                }
+            }
+            StmtKind::Train(call) => {
+                if in_block {
+                    self.diags.push(misplaced(
+                        "train",
+                        stmt.span,
+                        "name the layers from the network: `train layer1.conv1(...)`",
+                    ));
+                } else {
+                    let given = self.eval_args(b, scope, &call.args, &[]);
+                    scope.train.push((call, given));
                 }
             }
             StmtKind::Optimizer(call) => {
@@ -629,11 +717,12 @@ impl<'a> Checker<'a> {
         b: &mut Build<'a>,
         scope: &mut Scope<'a>,
         call: &'a Call,
-    ) -> Option<(LossKind, (Value, Span))> {
-        let Some(&(_, kind)) = training::LOSSES.iter().find(|(n, _)| *n == call.name.name) else {
+    ) -> Option<training::LossDecl> {
+        let Some(&(name, specs)) = training::LOSSES.iter().find(|(n, _)| *n == call.name.name)
+        else {
             let mut d = Diagnostic::error(format!("unknown loss `{}`", call.name), call.name.span)
                 .label("not a loss")
-                .note("the losses are `cross_entropy` and `mse`");
+                .note(format!("the losses are {}", training::loss_list()));
             if let Some(best) =
                 did_you_mean(&call.name.name, training::LOSSES.iter().map(|(n, _)| *n))
             {
@@ -643,38 +732,28 @@ impl<'a> Checker<'a> {
             return None;
         };
         let args = self.eval_args(b, scope, &call.args, &[]);
-        let mut tensors =
-            args.iter().filter(|a| matches!(a.value, Value::Tensor(_) | Value::Poisoned));
-        let first = tensors.next();
-        if let Some(extra) = args
-            .iter()
-            .find(|a| a.name.is_some() || !matches!(a.value, Value::Tensor(_) | Value::Poisoned))
-            .or_else(|| tensors.next())
-        {
+        let is_tensor = |a: &GivenArg| matches!(a.value, Value::Tensor(_) | Value::Poisoned);
+        let Some(first) = args.first().filter(|a| a.name.is_none() && is_tensor(a)) else {
             self.diags.push(
-                Diagnostic::error(
-                    format!("`{}` takes exactly one argument, the tensor to score", call.name),
-                    extra.span,
-                )
-                .label("unexpected argument")
-                .help(format!("write `loss {}(logits)`", call.name)),
+                Diagnostic::error(format!("`{name}` needs the tensor to score"), call.span)
+                    .label("no input")
+                    .help(format!("write `loss {name}(logits)`, the tensor first")),
+            );
+            return None;
+        };
+        if let Some(extra) = args[1..].iter().find(|a| matches!(a.value, Value::Tensor(_))) {
+            self.diags.push(
+                Diagnostic::error(format!("`{name}` scores exactly one tensor"), extra.span)
+                    .label("a second tensor")
+                    .help(format!("write `loss {name}(logits)`")),
             );
             return None;
         }
-        match first {
-            Some(a) => Some((kind, (a.value.clone(), a.value_span))),
-            None => {
-                self.diags.push(
-                    Diagnostic::error(
-                        format!("`{}` needs the tensor to score", call.name),
-                        call.span,
-                    )
-                    .label("no input")
-                    .help(format!("write `loss {}(logits)`", call.name)),
-                );
-                None
-            }
-        }
+        let bound = args::bind(name, specs, &args[1..], call.span, &mut self.diags)?;
+        let list =
+            training::LOSS_LISTS.iter().find(|l| bound.numbers(l).is_some()).map(|l| bound.span(l));
+        let kind = training::build_loss(name, &bound);
+        Some(training::LossDecl { kind, input: (first.value.clone(), first.value_span), list })
     }
 
     fn eval_optimizer(
@@ -1514,4 +1593,44 @@ fn collect_stage_aliases<'a>(stages: &'a [Stage], f: &mut impl FnMut(&'a Ident))
             f(a);
         }
     }
+}
+
+/// A class-weight or `pos_weight` list whose length does not fit the scored
+/// tensor `shape`: one value per class, or (`pos_weight`, as PyTorch
+/// broadcasts it) per element of the last axis, or a single value.
+fn loss_list_mismatch(
+    kind: &LossKind,
+    shape: &Shape,
+    list: Span,
+    input: Span,
+) -> Option<Diagnostic> {
+    let last = shape.dims().last().copied().unwrap_or(1);
+    let (arg, found, fits, expected) = match kind {
+        LossKind::CrossEntropy { weight: Some(w), .. } => {
+            ("weight", w.len(), w.len() == last, format!("one per class, {last}"))
+        }
+        LossKind::BceWithLogits { pos_weight: Some(w) } => (
+            "pos_weight",
+            w.len(),
+            w.len() == last || w.len() == 1,
+            format!("one per element of the last axis, {last} (or 1)"),
+        ),
+        LossKind::CrossEntropy { weight: None, .. }
+        | LossKind::BceWithLogits { pos_weight: None }
+        | LossKind::Mse
+        | LossKind::SmoothL1 { .. }
+        | LossKind::Huber { .. } => return None,
+    };
+    if fits {
+        return None;
+    }
+    let s = if found == 1 { "" } else { "s" };
+    Some(
+        Diagnostic::error(
+            format!("`{arg}` of `{}` has {found} value{s}, expected {expected}", kind.name()),
+            list,
+        )
+        .label(format!("{found} value{s}"))
+        .secondary(input, format!("this is {shape}")),
+    )
 }

@@ -1,9 +1,10 @@
 //! Scopes of the checker: the names a network or block instance defines,
 //! the evaluation state of its statements, and how its layers are named.
 
+use super::args::GivenArg;
 use super::value::Value;
-use crate::ast::{Span, Stmt};
-use crate::ir::{LossKind, Optimizer};
+use crate::ast::{Call, Span, Stmt};
+use crate::ir::Optimizer;
 use std::collections::{HashMap, HashSet};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -89,9 +90,11 @@ pub struct Scope<'a> {
     pub block: Option<String>,
     /// `out` of a block or `output` of a network.
     pub output: Option<(Value, Span)>,
-    pub loss: Option<(LossKind, (Value, Span))>,
+    pub loss: Option<super::training::LossDecl>,
     /// The optimizer (if its arguments were valid) and the statement's span.
     pub optimizer: Option<(Option<Optimizer>, Span)>,
+    /// The `train` statements, resolved once every layer exists.
+    pub train: Vec<(&'a Call, Vec<GivenArg>)>,
     /// Values of bare expression statements, to find unused results.
     pub expr_results: Vec<(Value, Span)>,
     /// `as` names reported as duplicates; they are ignored afterwards.
@@ -109,6 +112,7 @@ impl<'a> Scope<'a> {
             output: None,
             loss: None,
             optimizer: None,
+            train: Vec::new(),
             expr_results: Vec::new(),
             bad_aliases: HashSet::new(),
         }

@@ -271,15 +271,23 @@ fn io(m: &Module<'_>) -> TokenStream {
 }
 
 fn default_optimizer(opt: Option<&Optimizer>, rt: &syn::Path) -> TokenStream {
+    let clip = |c: &Option<f64>| match c {
+        Some(c) => quote!(Some(#c)),
+        None => quote!(None),
+    };
     match opt {
         None => quote!(None),
-        Some(Optimizer::Sgd { lr, momentum, nesterov, weight_decay }) => quote! {
-            Some(#rt::nn::Optimizer::Sgd(#rt::optim::Sgd { lr: #lr, momentum: #momentum, nesterov: #nesterov, weight_decay: #weight_decay }))
-        },
-        Some(Optimizer::Adam { lr, beta1, beta2, eps, weight_decay, decoupled }) => {
-            let kind = if *decoupled { quote!(AdamW) } else { quote!(Adam) };
+        Some(Optimizer::Sgd { lr, momentum, nesterov, weight_decay, clip_norm }) => {
+            let clip_norm = clip(clip_norm);
             quote! {
-                Some(#rt::nn::Optimizer::#kind(#rt::optim::#kind { lr: #lr, beta1: #beta1, beta2: #beta2, eps: #eps, weight_decay: #weight_decay }))
+                Some(#rt::nn::Optimizer::Sgd(#rt::optim::Sgd { lr: #lr, momentum: #momentum, nesterov: #nesterov, weight_decay: #weight_decay, clip_norm: #clip_norm }))
+            }
+        }
+        Some(Optimizer::Adam { lr, beta1, beta2, eps, weight_decay, decoupled, clip_norm }) => {
+            let kind = if *decoupled { quote!(AdamW) } else { quote!(Adam) };
+            let clip_norm = clip(clip_norm);
+            quote! {
+                Some(#rt::nn::Optimizer::#kind(#rt::optim::#kind { lr: #lr, beta1: #beta1, beta2: #beta2, eps: #eps, weight_decay: #weight_decay, clip_norm: #clip_norm }))
             }
         }
     }

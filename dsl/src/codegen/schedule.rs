@@ -135,7 +135,8 @@ pub fn schedule(g: &Graph, p: &Program) -> Schedule {
 
 /// The dense weights whose gradient step an SGD step can be fused into:
 /// no later backward step reads those weights, so stepping them in place
-/// cannot change a gradient still to be computed.
+/// cannot change a gradient still to be computed; and their layer has no
+/// multipliers, since the fused step is the optimizer's own.
 fn fusable_weights(p: &Program) -> Vec<ParamId> {
     let read_after =
         |i: usize, q: ParamId| p.backward[i + 1..].iter().any(|s| s.param_reads().contains(&q));
@@ -144,17 +145,20 @@ fn fusable_weights(p: &Program) -> Vec<ParamId> {
         .enumerate()
         .filter(|(_, s)| s.kernel == "dense_backward_weights")
         .filter_map(|(i, s)| s.grads().first().copied().filter(|&q| !read_after(i, q)))
+        .filter(|&q| p.param(q).multipliers == crate::ir::Multipliers::ONE)
         .collect()
 }
 
 /// A data-parallel step needs passes that treat the samples independently:
-/// batch norm's statistics span the batch, and dropout numbers its mask
-/// across it. It must pay too: see [`WEIGHT_REUSE_TO_SHARD`].
+/// batch norm's statistics span the batch, dropout numbers its mask across
+/// it, and class weights divide the loss by the whole batch's weight. It
+/// must pay too: see [`WEIGHT_REUSE_TO_SHARD`].
 fn shards(g: &Graph, p: &Program, forward: &Uses) -> bool {
     let independent = !forward.stats && !forward.seed && !forward.params_mut;
     let macs = g.total_macs();
     let reuses_weights = (p.learnable_count() as u64).saturating_mul(WEIGHT_REUSE_TO_SHARD) <= macs;
-    p.loss.is_some() && independent && reuses_weights && macs > 0
+    let sample_mean = p.loss.as_ref().is_some_and(|l| l.kind.is_sample_mean());
+    sample_mean && independent && reuses_weights && macs > 0
 }
 
 /// Numbers the inference steps that keep prepared weights.
@@ -248,6 +252,34 @@ mod tests {
             "network B { input x: [1, 8, 8]\n x -> conv2d(4, kernel: 3) -> batch_norm -> relu -> flatten -> dense(3) as y\n loss cross_entropy(y) }",
         );
         assert!(!s.shards && s.forward_uses.params_mut && s.forward_uses.stats);
+    }
+
+    #[test]
+    fn multipliers_keep_their_weights_unfused_and_frozen_layers_skip_backward() {
+        let (p, s) = schedule_of(&CONVNET.replace(
+            "loss cross_entropy(logits)",
+            "loss cross_entropy(logits)\n train fc1(lr_mult: 2)\n train conv1(frozen: true)",
+        ));
+        let names: Vec<&str> = s.fused_sgd.iter().map(|&q| p.param(q).name.as_str()).collect();
+        assert_eq!(names, ["logits.weight"], "fc1 has a multiplier");
+        let weight_grads =
+            p.backward.iter().filter(|st| st.kernel == "conv2d_backward_weights").count();
+        assert_eq!(weight_grads, 1, "only conv2 computes its weights' gradient");
+        // conv1 is the first layer and frozen: nothing flows into its
+        // output, so conv2 computes no input gradient either.
+        assert!(!p.backward.iter().any(|st| st.kernel == "conv2d_backward_data"));
+    }
+
+    #[test]
+    fn class_weights_keep_the_batch_whole() {
+        let weighted = CONVNET.replace(
+            "cross_entropy(logits)",
+            "cross_entropy(logits, label_smoothing: 0.1, weight: [1, 2, 1, 0.5])",
+        );
+        assert!(!schedule_of(&weighted).1.shards, "the divisor spans the batch");
+        let smoothed =
+            CONVNET.replace("cross_entropy(logits)", "cross_entropy(logits, label_smoothing: 0.1)");
+        assert!(schedule_of(&smoothed).1.shards, "smoothing alone is a mean over samples");
     }
 
     #[test]

@@ -27,15 +27,15 @@ pub struct Targets {
 pub fn targets(m: &Module<'_>) -> Option<Targets> {
     let loss = m.p().loss.as_ref()?;
     let len = lit(m.p().tensor(loss.input).per_sample());
-    Some(match loss.kind {
-        LossKind::CrossEntropy => Targets {
+    Some(match loss.kind.takes_labels() {
+        true => Targets {
             param: quote!(labels),
             ty: quote!(&[u32]),
             flat: quote!(labels),
             flat_ty: quote!(&[u32]),
             per_sample: 1,
         },
-        LossKind::Mse => Targets {
+        false => Targets {
             param: quote!(targets),
             ty: quote!(&[[f32; #len]]),
             flat: quote!(targets.as_flattened()),
@@ -99,9 +99,9 @@ fn pass_methods(m: &Module<'_>, t: &Targets) -> TokenStream {
     let fused_param = fused.then(|| quote!(fused: Option<&#rt::optim::Sgd>,));
     let backward_plain =
         if fused { quote!(self.backward_with(#tp, None)) } else { quote!(self.backward_with(#tp)) };
-    let target_doc = match t.per_sample {
-        1 => "`labels` are class indices, one per sample.",
-        _ => "`targets` has the output's shape, one per sample.",
+    let target_doc = match m.p().loss.as_ref().is_some_and(|l| l.kind.takes_labels()) {
+        true => "`labels` are class indices, one per sample.",
+        false => "`targets` has the scored tensor's shape, one per sample.",
     };
     let backward_doc = format!(" The loss of the last [`Self::forward_train`] batch and the gradients of every parameter (into `grads`). {target_doc} Once per `forward_train`: a second call, or one after an inference `forward`, is `Err(NoForwardTrain)`.");
     quote! {
@@ -164,12 +164,13 @@ fn update_methods(m: &Module<'_>, t: &Targets) -> TokenStream {
     quote! {
         /// Updates every learnable parameter from `grads` with `opt`; the
         /// optimizer's state lives in the model and is reset when the kind
-        /// of optimizer changes.
+        /// of optimizer changes. With `opt`'s `clip_norm`, `grads` are
+        /// first scaled to that global norm (and keep the scaled values).
         pub fn apply_gradients(&mut self, opt: &#rt::nn::Optimizer) -> Result<(), #rt::Error> {
             let k = self.opt.reset_for(opt, Self::PARAMS);
             let step = self.step.max(1);
             self.weights_changed();
-            Self::apply_gradients_impl(&mut self.params, &self.grads, &mut self.opt.values, k, step, opt, false)
+            Self::apply_gradients_impl(&mut self.params, &mut self.grads, &mut self.opt.values, k, step, opt, false)
         }
 
         /// `backward` and `apply_gradients`, with the SGD step fused into
@@ -182,7 +183,7 @@ fn update_methods(m: &Module<'_>, t: &Targets) -> TokenStream {
             self.weights_changed();
             let loss = #backward_with_call;
             let step = self.step.max(1);
-            Self::apply_gradients_impl(&mut self.params, &self.grads, &mut self.opt.values, k, step, opt, #fused_flag)?;
+            Self::apply_gradients_impl(&mut self.params, &mut self.grads, &mut self.opt.values, k, step, opt, #fused_flag)?;
             Ok(loss)
         }
 
@@ -234,10 +235,10 @@ fn step_methods(m: &Module<'_>, t: &Targets) -> TokenStream {
         /// One step of training: forward, loss, backward and update.
         /// Returns the mean loss of the batch.
         ///
-        /// With SGD (plain or heavy-ball momentum, not Nesterov), the step
-        /// of a dense layer's weights may be fused into their gradient,
-        /// which is then never stored: `grads` does not hold those
-        /// tensors' gradients after this call. [`Self::forward_train`],
+        /// With SGD (plain or heavy-ball momentum, not Nesterov, no
+        /// clipping), the step of a dense layer's weights may be fused
+        /// into their gradient, which is then never stored: `grads` does
+        /// not hold those tensors' gradients after this call. [`Self::forward_train`],
         /// [`Self::backward`] and [`Self::apply_gradients`] take the same
         /// step with every gradient kept.
         #shard_doc
@@ -297,10 +298,7 @@ fn passes(m: &Module<'_>, t: &Targets) -> TokenStream {
     let (loss_in, loss_grad, len_lit) =
         (lit(s.train.offset(loss.input)), lit(s.train.offset(loss.grad)), lit(len));
     let (use_forward_rt, use_rt) = (use_runtime(m, &p.train_forward), use_runtime(m, &p.backward));
-    let kernel = match loss.kind {
-        LossKind::CrossEntropy => quote!(cross_entropy),
-        LossKind::Mse => quote!(mse),
-    };
+    let loss_call = loss_call(&loss.kind, rt, &len_lit);
     let flat_ty = &t.flat_ty;
     quote! {
         /// The training forward pass's kernels over the inputs in the arena.
@@ -318,10 +316,46 @@ fn passes(m: &Module<'_>, t: &Targets) -> TokenStream {
             #bwd_destructure
             let loss = {
                 let ([logits], [d]) = arena.split([(#loss_in, #len_lit)], [(#loss_grad, #len_lit)])?;
-                #rt::nn::#kernel(n, #len_lit, logits, targets, d)?
+                #loss_call
             };
             #backward
             Ok(loss)
+        }
+    }
+}
+
+/// The loss kernel's call on `logits` (the scored tensor), `targets` and
+/// its gradient `d`, with the loss's options as literals.
+fn loss_call(kind: &LossKind, rt: &syn::Path, len: &proc_macro2::Literal) -> TokenStream {
+    let list = |values: &Option<Vec<f64>>| match values {
+        Some(v) => {
+            let v = v.iter().map(|&x| x as f32);
+            quote!(Some(&[#(#v),*]))
+        }
+        None => quote!(None),
+    };
+    match kind {
+        LossKind::CrossEntropy { label_smoothing, weight }
+            if *label_smoothing == 0.0 && weight.is_none() =>
+        {
+            quote!(#rt::nn::cross_entropy(n, #len, logits, targets, d)?)
+        }
+        LossKind::CrossEntropy { label_smoothing, weight } => {
+            let (eps, weight) = (*label_smoothing as f32, list(weight));
+            quote!(#rt::nn::cross_entropy_with(n, #len, logits, targets, #eps, #weight, d)?)
+        }
+        LossKind::Mse => quote!(#rt::nn::mse(n, #len, logits, targets, d)?),
+        LossKind::BceWithLogits { pos_weight } => {
+            let pos_weight = list(pos_weight);
+            quote!(#rt::nn::bce_with_logits(n, #len, logits, targets, #pos_weight, d)?)
+        }
+        LossKind::SmoothL1 { beta } => {
+            let beta = *beta as f32;
+            quote!(#rt::nn::smooth_l1(n, #len, logits, targets, #beta, d)?)
+        }
+        LossKind::Huber { delta } => {
+            let delta = *delta as f32;
+            quote!(#rt::nn::huber(n, #len, logits, targets, #delta, d)?)
         }
     }
 }
@@ -330,16 +364,21 @@ fn passes(m: &Module<'_>, t: &Targets) -> TokenStream {
 /// already took are skipped when `fused`.
 fn apply_gradients_impl(m: &Module<'_>) -> TokenStream {
     let (p, s, rt, params_ty) = (m.p(), m.schedule(), m.rt, &m.params_ty);
-    let updates: Vec<TokenStream> = p
-        .params
-        .iter()
-        .enumerate()
-        .filter(|(_, q)| q.learnable)
+    // A frozen layer's tensors take no step, and their gradients (none,
+    // or batch norm's by-products) are no part of the clipped norm.
+    let stepped =
+        || p.params.iter().enumerate().filter(|(_, q)| q.learnable && !q.multipliers.frozen());
+    let updates: Vec<TokenStream> = stepped()
         .map(|(i, q)| {
             let o = p.learnable_offset(ParamId(i));
             let f = field(&q.name);
             let (offset, len) = (lit(o), lit(q.len()));
-            let update = quote!(update!(#f, #offset, #len););
+            let update = if q.multipliers == crate::ir::Multipliers::ONE {
+                quote!(update!(#f, #offset, #len, opt);)
+            } else {
+                let (lr, decay) = (q.multipliers.lr, q.multipliers.decay);
+                quote!(update!(#f, #offset, #len, &opt.scaled(#lr, #decay));)
+            };
             if s.fused_sgd.contains(&ParamId(i)) {
                 quote!(if !fused { #update })
             } else {
@@ -351,20 +390,28 @@ fn apply_gradients_impl(m: &Module<'_>) -> TokenStream {
     if updates.is_empty() {
         return quote! {
             /// There is nothing to update: the network learns no parameter.
-            fn apply_gradients_impl(_params: &mut #params_ty, _grads: &#params_ty, _opt_state: &mut [f32], _k: usize, _step: u64, _opt: &#rt::nn::Optimizer, _fused: bool) -> Result<(), #rt::Error> {
+            fn apply_gradients_impl(_params: &mut #params_ty, _grads: &mut #params_ty, _opt_state: &mut [f32], _k: usize, _step: u64, _opt: &#rt::nn::Optimizer, _fused: bool) -> Result<(), #rt::Error> {
                 Ok(())
             }
         };
     }
+    let learnable_grads = stepped().map(|(_, q)| {
+        let f = field(&q.name);
+        quote!(&mut grads.#f[..])
+    });
     quote! {
         /// One optimizer update of every learnable tensor, from its
-        /// gradient and its slice of the optimizer state.
+        /// gradient (clipped first to `opt`'s global norm, if it has one)
+        /// and its slice of the optimizer state.
         #[allow(clippy::too_many_arguments)]
-        fn apply_gradients_impl(params: &mut #params_ty, grads: &#params_ty, opt_state: &mut [f32], k: usize, step: u64, opt: &#rt::nn::Optimizer, #fused: bool) -> Result<(), #rt::Error> {
+        fn apply_gradients_impl(params: &mut #params_ty, grads: &mut #params_ty, opt_state: &mut [f32], k: usize, step: u64, opt: &#rt::nn::Optimizer, #fused: bool) -> Result<(), #rt::Error> {
+            if let Some(max_norm) = opt.clip_norm() {
+                #rt::optim::clip_grad_norm(&mut [#(#learnable_grads),*], max_norm);
+            }
             // A tensor's state: `k` values for each of its learnable values.
             macro_rules! update {
-                ($tensor:ident, $offset:expr, $len:expr) => {
-                    opt.update(step, &mut params.$tensor[..], &grads.$tensor[..], &mut opt_state[$offset * k..($offset + $len) * k])?
+                ($tensor:ident, $offset:expr, $len:expr, $opt:expr) => {
+                    $opt.update(step, &mut params.$tensor[..], &grads.$tensor[..], &mut opt_state[$offset * k..($offset + $len) * k])?
                 };
             }
             #(#updates)*

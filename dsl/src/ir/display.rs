@@ -112,7 +112,7 @@ impl Graph {
         if let Some(loss) = &self.loss {
             let _ = writeln!(
                 out,
-                "loss:                    {:?} on `{}`",
+                "loss:                    {} on `{}`",
                 loss.kind,
                 self.node(loss.input).name
             );

@@ -67,12 +67,85 @@ pub struct Node {
     pub span: Span,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// A loss and its options, with PyTorch's definitions and `reduction='mean'`.
+#[derive(Clone, Debug, PartialEq)]
 pub enum LossKind {
-    /// Softmax followed by cross-entropy against class-index labels.
-    CrossEntropy,
+    /// Softmax followed by cross-entropy against class-index labels
+    /// (`F.cross_entropy`): with label smoothing `ε`, `(1 − ε)·nll + ε·mean
+    /// over classes of −log p`; with a weight per class, the weighted sum
+    /// divided by the labels' total weight.
+    CrossEntropy { label_smoothing: f64, weight: Option<Vec<f64>> },
     /// `E = ½·Σ(t − y)²` against targets of the output's shape, averaged over the batch.
     Mse,
+    /// Binary cross-entropy on logits against float targets of the output's
+    /// shape (multi-label), averaged over every element; `pos_weight`
+    /// broadcasts over the output's last axis.
+    BceWithLogits { pos_weight: Option<Vec<f64>> },
+    /// `SmoothL1Loss(beta)` against float targets, averaged over every element.
+    SmoothL1 { beta: f64 },
+    /// `HuberLoss(delta)` against float targets, averaged over every element.
+    Huber { delta: f64 },
+}
+
+/// The loss as the language writes it, with the options that differ from
+/// the defaults: `cross_entropy(label_smoothing: 0.1)`, `huber(delta: 1)`.
+impl fmt::Display for LossKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let list = |v: &[f64]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>().join(", ");
+        let mut options = Vec::new();
+        match self {
+            LossKind::CrossEntropy { label_smoothing, weight } => {
+                if *label_smoothing != 0.0 {
+                    options.push(format!("label_smoothing: {label_smoothing}"));
+                }
+                if let Some(w) = weight {
+                    options.push(format!("weight: [{}]", list(w)));
+                }
+            }
+            LossKind::BceWithLogits { pos_weight: Some(w) } => {
+                options.push(format!("pos_weight: [{}]", list(w)));
+            }
+            LossKind::SmoothL1 { beta } => options.push(format!("beta: {beta}")),
+            LossKind::Huber { delta } => options.push(format!("delta: {delta}")),
+            LossKind::BceWithLogits { pos_weight: None } | LossKind::Mse => {}
+        }
+        f.write_str(self.name())?;
+        if !options.is_empty() {
+            write!(f, "({})", options.join(", "))?;
+        }
+        Ok(())
+    }
+}
+
+impl LossKind {
+    /// The loss's name in the language.
+    pub fn name(&self) -> &'static str {
+        match self {
+            LossKind::CrossEntropy { .. } => "cross_entropy",
+            LossKind::Mse => "mse",
+            LossKind::BceWithLogits { .. } => "bce_with_logits",
+            LossKind::SmoothL1 { .. } => "smooth_l1",
+            LossKind::Huber { .. } => "huber",
+        }
+    }
+
+    /// Whether the targets are class indices (else floats of the output's shape).
+    pub fn takes_labels(&self) -> bool {
+        match self {
+            LossKind::CrossEntropy { .. } => true,
+            LossKind::Mse
+            | LossKind::BceWithLogits { .. }
+            | LossKind::SmoothL1 { .. }
+            | LossKind::Huber { .. } => false,
+        }
+    }
+
+    /// Whether the loss of a batch is the mean of its samples' losses, so
+    /// that shards of the batch can be averaged by their samples: not with
+    /// class weights, whose divisor spans the whole batch.
+    pub fn is_sample_mean(&self) -> bool {
+        !matches!(self, LossKind::CrossEntropy { weight: Some(_), .. })
+    }
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -82,10 +155,44 @@ pub struct Loss {
     pub span: Span,
 }
 
+/// The optimizer of the `optimizer` statement; `clip_norm` clips the
+/// gradients' global L2 norm before each step.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Optimizer {
-    Sgd { lr: f64, momentum: f64, nesterov: bool, weight_decay: f64 },
-    Adam { lr: f64, beta1: f64, beta2: f64, eps: f64, weight_decay: f64, decoupled: bool },
+    Sgd {
+        lr: f64,
+        momentum: f64,
+        nesterov: bool,
+        weight_decay: f64,
+        clip_norm: Option<f64>,
+    },
+    Adam {
+        lr: f64,
+        beta1: f64,
+        beta2: f64,
+        eps: f64,
+        weight_decay: f64,
+        decoupled: bool,
+        clip_norm: Option<f64>,
+    },
+}
+
+/// How the optimizer treats a layer's learnable parameters, as Caffe's
+/// `lr_mult` and `decay_mult` (PyTorch's parameter groups): their step
+/// takes `lr·lr` and `weight_decay·decay`. A layer with `lr` 0 is frozen:
+/// its parameters take no step and their gradients are not computed.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Multipliers {
+    pub lr: f64,
+    pub decay: f64,
+}
+
+impl Multipliers {
+    pub const ONE: Multipliers = Multipliers { lr: 1.0, decay: 1.0 };
+
+    pub fn frozen(&self) -> bool {
+        self.lr == 0.0
+    }
 }
 
 /// A checked network.
@@ -98,6 +205,8 @@ pub struct Graph {
     pub output: NodeId,
     pub loss: Option<Loss>,
     pub optimizer: Option<Optimizer>,
+    /// Each node's multipliers (`train` statements), by node index.
+    pub multipliers: Vec<Multipliers>,
     /// The whole `network` item.
     pub span: Span,
 }

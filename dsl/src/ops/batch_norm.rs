@@ -103,7 +103,8 @@ impl OpKind for BatchNorm {
 
     /// The kernel always computes dx; where the input needs no gradient (a
     /// network input) it goes to a scratch tensor that the memory plan
-    /// reuses at once.
+    /// reuses at once. The parameters' gradients are the sums dx is made
+    /// of, so a frozen batch norm still writes them (and takes no step).
     fn vjp(&self, cx: &mut VjpCx<'_>) {
         let shape = self.geometry(cx.x_shape(0));
         let [gamma, beta] = [cx.rec.params[0], cx.rec.params[1]];

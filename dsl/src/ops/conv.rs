@@ -273,8 +273,10 @@ impl OpKind for Conv2d {
     fn vjp(&self, cx: &mut VjpCx<'_>) {
         let shape = self.geometry(cx.x_shape(0));
         let (w, b) = (cx.rec.params[0], self.bias.then(|| Arg::Grad(cx.rec.params[1])));
-        let args = vec![shape.clone(), cx.x(0), cx.dy(), Arg::Grad(w), Arg::opt(b)];
-        cx.emit("conv2d_backward_weights", args);
+        if cx.learns() {
+            let args = vec![shape.clone(), cx.x(0), cx.dy(), Arg::Grad(w), Arg::opt(b)];
+            cx.emit("conv2d_backward_weights", args);
+        }
         let dy = cx.dy();
         cx.grad_into(0, "conv2d_backward_data", |dx| {
             vec![shape, dy, Arg::Param(w), Arg::ReluMask(None), dx]

@@ -114,9 +114,11 @@ impl OpKind for Dense {
         cx.grad_into(0, "dense_backward_data", |dx| {
             vec![data_shape, dy, Arg::Param(w), Arg::ReluMask(None), dx]
         });
-        let b = self.bias.then(|| Arg::Grad(cx.rec.params[1]));
-        let args = vec![shape, cx.x(0), cx.dy(), Arg::Grad(w), Arg::opt(b)];
-        cx.emit("dense_backward_weights", args);
+        if cx.learns() {
+            let b = self.bias.then(|| Arg::Grad(cx.rec.params[1]));
+            let args = vec![shape, cx.x(0), cx.dy(), Arg::Grad(w), Arg::opt(b)];
+            cx.emit("dense_backward_weights", args);
+        }
     }
 
     fn eval(&self, cx: &EvalCx<'_>, y: &mut [f64]) -> Result<(), InterpError> {

@@ -6,6 +6,11 @@
 //! consumers receives its first contribution directly and later ones
 //! through a temporary and an `add_assign`. An activation's backward works
 //! in place, so its input's gradient reuses its output's gradient buffer.
+//!
+//! As PyTorch's autograd, a tensor needs a gradient only if a learnable,
+//! unfrozen parameter lies upstream of it: the layers before the first one
+//! that learns compute no gradient at all, and a frozen layer computes its
+//! input's gradient but not its weights'.
 
 use super::lower::Lowered;
 use super::{Arg, Program, Step, TensorId, TensorInfo};
@@ -14,18 +19,21 @@ use std::collections::HashMap;
 
 pub fn differentiate(g: &Graph, mut p: Program, records: &[Option<Lowered>]) -> Program {
     let Some(loss) = p.loss.clone() else { return p };
-    let inputs: Vec<TensorId> = p.inputs.iter().map(|i| i.tensor).collect();
     let mut ad = Autodiff {
         grad: HashMap::new(),
         steps: Vec::new(),
         tensors: std::mem::take(&mut p.tensors),
-        inputs,
+        requires: requires_grad(g),
     };
     ad.grad.insert(loss.input, loss.grad);
     for (i, rec) in records.iter().enumerate().rev() {
         let Some(rec) = rec else { continue };
-        // A node whose output does not reach the loss contributes nothing.
+        // A node whose output does not reach the loss contributes nothing,
+        // nor does one with nothing upstream to learn.
         let Some(&gy) = ad.grad.get(&rec.y) else { continue };
+        if !ad.requires[i] {
+            continue;
+        }
         let node = &g.nodes[i];
         let mut cx = VjpCx { g, node: NodeId(i), rec, gy, ad: &mut ad };
         if !rec.act.is_identity() {
@@ -49,8 +57,20 @@ struct Autodiff {
     grad: HashMap<TensorId, TensorId>,
     steps: Vec<Step>,
     tensors: Vec<TensorInfo>,
-    /// The network inputs need no gradient.
-    inputs: Vec<TensorId>,
+    /// By node: whether its output needs a gradient.
+    requires: Vec<bool>,
+}
+
+/// By node: whether a learnable parameter of an unfrozen layer lies at or
+/// upstream of it (network inputs need no gradient). Nodes are in
+/// topological order.
+fn requires_grad(g: &Graph) -> Vec<bool> {
+    let mut requires = vec![false; g.nodes.len()];
+    for (i, node) in g.nodes.iter().enumerate() {
+        let learns = !g.multipliers[i].frozen() && g.param_count_of(node) > 0;
+        requires[i] = learns || node.inputs.iter().any(|x| requires[x.0]);
+    }
+    requires
 }
 
 /// Where a step should write a gradient contribution, and whether that
@@ -106,9 +126,15 @@ impl VjpCx<'_> {
         self.ad.steps.push(Step::new(self.node, kernel, args));
     }
 
-    /// Whether input `i` needs a gradient (network inputs do not).
+    /// Whether input `i` needs a gradient: network inputs do not, nor
+    /// tensors with no unfrozen parameter upstream.
     pub fn needs_grad(&self, i: usize) -> bool {
-        !self.ad.inputs.contains(&self.rec.xs[i])
+        self.ad.requires[self.g.node(self.node).inputs[i].0]
+    }
+
+    /// Whether the layer's own parameters get gradients (it is not frozen).
+    pub fn learns(&self) -> bool {
+        !self.g.multipliers[self.node.0].frozen()
     }
 
     fn new_tensor(&mut self, name: String, like: TensorId) -> TensorId {

@@ -24,7 +24,7 @@ impl Program {
         if let Some(loss) = &self.loss {
             let _ = writeln!(
                 out,
-                "loss {:?}: {} <- {}",
+                "loss {}: {} <- {}",
                 loss.kind,
                 self.tensor(loss.grad).name,
                 self.tensor(loss.input).name

@@ -58,6 +58,7 @@ pub fn lower(g: &Graph) -> Program {
                     shape: spec.shape.0,
                     learnable: spec.learnable,
                     init: spec.init,
+                    multipliers: g.multipliers[i],
                 });
                 ParamId(p.params.len() - 1)
             })
@@ -81,7 +82,7 @@ pub fn lower(g: &Graph) -> Program {
         let shape = p.tensor(input).shape.clone();
         let name = format!("{}.grad", p.tensor(input).name);
         let grad = new_tensor(&mut p, name, &shape);
-        p.loss = Some(LossStep { kind: loss.kind, input, grad, node: loss.input });
+        p.loss = Some(LossStep { kind: loss.kind.clone(), input, grad, node: loss.input });
     }
     let p = autodiff::differentiate(g, p, &records);
     debug_verify(&p, "autodiff");

@@ -22,7 +22,7 @@ mod verify;
 pub use lower::lower;
 pub use verify::verify;
 
-use crate::ir::{LossKind, NodeId, Optimizer};
+use crate::ir::{LossKind, Multipliers, NodeId, Optimizer};
 
 /// A tensor of the program (an activation, a gradient or a scratch buffer),
 /// stored in the arena: `per_sample` f32 values for each sample of the batch.
@@ -56,6 +56,8 @@ pub struct ParamInfo {
     /// (batch-norm running statistics) do not.
     pub learnable: bool,
     pub init: Init,
+    /// The layer's `lr_mult` and `decay_mult`; `lr` 0 for a frozen layer.
+    pub multipliers: Multipliers,
 }
 
 impl ParamInfo {

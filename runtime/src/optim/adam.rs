@@ -24,6 +24,9 @@ pub struct Adam {
     pub beta2: f64,
     pub eps: f64,
     pub weight_decay: f64,
+    /// Clip the gradients' global L2 norm to this before the step; see
+    /// [`super::Sgd::clip_norm`].
+    pub clip_norm: Option<f64>,
 }
 
 /// `torch.optim.AdamW(lr, betas=(beta1, beta2), eps, weight_decay)`: Adam
@@ -36,12 +39,15 @@ pub struct AdamW {
     pub beta2: f64,
     pub eps: f64,
     pub weight_decay: f64,
+    /// Clip the gradients' global L2 norm to this before the step; see
+    /// [`super::Sgd::clip_norm`].
+    pub clip_norm: Option<f64>,
 }
 
 impl Adam {
     /// PyTorch's defaults: betas (0.9, 0.999), eps 1e-8, no weight decay.
     pub fn new(lr: f64) -> Self {
-        Adam { lr, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.0 }
+        Adam { lr, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.0, clip_norm: None }
     }
 
     /// One step on one parameter tensor. `step` is the 1-based number of
@@ -62,7 +68,7 @@ impl Adam {
 impl AdamW {
     /// PyTorch's defaults: betas (0.9, 0.999), eps 1e-8, weight decay 0.01.
     pub fn new(lr: f64) -> Self {
-        AdamW { lr, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.01 }
+        AdamW { lr, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.01, clip_norm: None }
     }
 
     /// One step on one parameter tensor; see [`Adam::step`].

@@ -1,6 +1,8 @@
 //! Optimizers as PyTorch's `torch.optim` defines them: [`Sgd`] (momentum,
 //! Nesterov, L2 weight decay), [`Adam`] (L2 weight decay) and [`AdamW`]
-//! (decoupled weight decay).
+//! (decoupled weight decay); and gradient clipping by the global norm
+//! ([`clip_grad_norm`]), which each optimizer's `clip_norm` asks a model's
+//! training step for.
 //!
 //! An optimizer is a plain struct of hyperparameters; its state lives in a
 //! state struct allocated once for a parameter count ([`SgdState`],
@@ -13,11 +15,13 @@
 //! f32 where PyTorch's tensor ops round them.
 
 mod adam;
+mod clip;
 mod sgd;
 
 use std::fmt;
 
 pub use adam::{Adam, AdamMoments, AdamState, AdamW};
+pub use clip::{clip_grad_norm, global_norm};
 pub use sgd::{Sgd, SgdState};
 
 use crate::error::LenError;

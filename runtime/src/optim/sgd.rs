@@ -24,22 +24,28 @@ pub struct Sgd {
     pub momentum: f64,
     pub nesterov: bool,
     pub weight_decay: f64,
+    /// Clip the gradients' global L2 norm to this before the step
+    /// ([`super::clip_grad_norm`]). The norm spans every learnable tensor,
+    /// so a model's training step applies it; [`Sgd::step`] on one tensor
+    /// does not.
+    pub clip_norm: Option<f64>,
 }
 
 impl Sgd {
     /// Whether this step can be fused into a weight gradient's GEMM
     /// (`dense::dense_backward_weights_sgd`): not Nesterov, whose step needs
-    /// the gradient itself, and not plain SGD with `lr·weight_decay = 1`
-    /// (in f32), where the fused step's `beta = 1 − lr·weight_decay` is 0
-    /// and the GEMM would not read a NaN weight.
+    /// the gradient itself; not with clipping, whose scale needs every
+    /// gradient first; and not plain SGD with `lr·weight_decay = 1` (in
+    /// f32), where the fused step's `beta = 1 − lr·weight_decay` is 0 and
+    /// the GEMM would not read a NaN weight.
     pub fn fusable(&self) -> bool {
         let decayed = 1.0 - (self.lr as f32) * (self.weight_decay as f32);
-        !self.nesterov && (self.momentum != 0.0 || decayed != 0.0)
+        !self.nesterov && self.clip_norm.is_none() && (self.momentum != 0.0 || decayed != 0.0)
     }
 
     /// Plain SGD: no momentum, no weight decay.
     pub fn new(lr: f64) -> Self {
-        Sgd { lr, momentum: 0.0, nesterov: false, weight_decay: 0.0 }
+        Sgd { lr, momentum: 0.0, nesterov: false, weight_decay: 0.0, clip_norm: None }
     }
 
     /// One step on one parameter tensor, with `momentum_buf` its slice of

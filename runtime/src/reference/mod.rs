@@ -20,12 +20,14 @@ pub use act::{
 pub use dropout::stochastic_depth;
 pub use gemm::gemm;
 pub use layout::{mul_channels, mul_channels_backward, permute};
-pub use loss::{mse, softmax_cross_entropy};
+pub use loss::{
+    bce_with_logits, huber, mse, smooth_l1, softmax_cross_entropy, softmax_cross_entropy_with,
+};
 pub use norm::{
     batch_norm_backward, batch_norm_inference, batch_norm_train, group_norm, group_norm_backward,
     layer_norm, layer_norm_backward, lrn, lrn_backward, lrn_scale, BatchNormTrain,
 };
-pub use optim::{adam_step, sgd_step};
+pub use optim::{adam_step, clip_grad_norm, sgd_step};
 pub use pool::{
     adaptive_avg_pool2d, adaptive_avg_pool2d_backward, avg_pool2d, avg_pool2d_backward,
     global_avg_pool, global_avg_pool_backward, max_pool2d, max_pool2d_backward,

@@ -56,3 +56,17 @@ pub fn adam_step(
         p[i] -= lr * m_hat / (v_hat.sqrt() + eps);
     }
 }
+
+/// `torch.nn.utils.clip_grad_norm_(max_norm)`: the L2 norm of every
+/// gradient taken together; when `max_norm / (norm + 1e-6) < 1`, every
+/// gradient is multiplied by it. Returns the norm before clipping.
+pub fn clip_grad_norm(grads: &mut [Vec<f64>], max_norm: f64) -> f64 {
+    let norm = grads.iter().flatten().map(|g| g * g).sum::<f64>().sqrt();
+    let coef = max_norm / (norm + 1e-6);
+    if coef < 1.0 {
+        for g in grads.iter_mut().flatten() {
+            *g *= coef;
+        }
+    }
+    norm
+}

@@ -151,7 +151,7 @@ impl Bound {
 
     /// The span of an argument if it was written, else of the whole call.
     pub fn span(&self, name: &str) -> Span {
-        self.find(name).map_or(self.call_span, |(_, s)| *s)
+        self.find(name).map_or(self.call_span, |(_, s)| s)
     }
 
     pub fn numbers(&self, name: &str) -> Option<Vec<f64>> {

@@ -142,7 +142,11 @@ fn constructor(m: &Module<'_>) -> TokenStream {
             | Geometry::Upsample { .. }
             | Geometry::Dense { .. }
             | Geometry::Lrn { .. }
-            | Geometry::BatchNorm { .. } => None,
+            | Geometry::BatchNorm { .. }
+            | Geometry::LayerNorm { .. }
+            | Geometry::GroupNorm { .. }
+            | Geometry::Permute { .. }
+            | Geometry::ChannelScale { .. } => None,
         }
     });
     let (arena, argmax) = (lit(s.arena_per_sample), lit(s.argmax_per_sample));

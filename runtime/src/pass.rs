@@ -359,9 +359,14 @@ pub const fn conv_transpose2d(d: [usize; 15]) -> crate::conv_transpose::ConvTran
     }
 }
 
-/// A pooling window's shape, batch 0, from `[c, h, w, kh, kw, sh, sw, ph, pw]`
-/// and PyTorch's `ceil_mode` and `count_include_pad`.
-pub const fn pool2d(
+/// A pooling window's shape, batch 0, from `[c, h, w, kh, kw, sh, sw, ph, pw]`,
+/// with PyTorch's defaults: floor mode, padding counted in an average.
+pub const fn pool2d(d: [usize; 9]) -> crate::pool::Pool2d {
+    pool2d_modes(d, false, true)
+}
+
+/// [`pool2d`] with PyTorch's `ceil_mode` and `count_include_pad`.
+pub const fn pool2d_modes(
     d: [usize; 9],
     ceil_mode: bool,
     count_include_pad: bool,

@@ -331,7 +331,13 @@ pub fn geometry_const_value(rt: &syn::Path, g: &Geometry) -> (TokenStream, Strin
             if !count_include_pad {
                 words.push_str(", padding not counted");
             }
-            (quote!(#rt::pass::pool2d([#(#d),*], #ceil_mode, #count_include_pad)), words)
+            // PyTorch's defaults keep the short form, a line in the generated code.
+            let shape = if !ceil_mode && count_include_pad {
+                quote!(#rt::pass::pool2d([#(#d),*]))
+            } else {
+                quote!(#rt::pass::pool2d_modes([#(#d),*], #ceil_mode, #count_include_pad))
+            };
+            (shape, words)
         }
         Geometry::AdaptivePool { c, h, w, oh, ow } => {
             let d = [c, h, w, oh, ow].map(lit);

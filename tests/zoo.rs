@@ -80,7 +80,16 @@ fn layer_names_follow_state_dict_style() {
 /// Zoo files that follow a torchvision model, by name; each has the
 /// model's `state_dict` layout in `tests/torchvision/` (written by
 /// `bench/peers/state_dicts.py`).
-const TORCHVISION: &[&str] = &["resnet18", "resnet50", "densenet121"];
+const TORCHVISION: &[&str] = &[
+    "resnet18",
+    "resnet50",
+    "densenet121",
+    "mobilenet_v2",
+    "mobilenet_v3_small",
+    "squeezenet1_1",
+    "googlenet",
+    "efficientnet_b0",
+];
 
 /// Each model's parameters and buffers have exactly torchvision's
 /// `state_dict` names and shapes, less the batch-norm `num_batches_tracked`

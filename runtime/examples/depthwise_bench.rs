@@ -30,6 +30,9 @@ fn layers() -> Vec<(&'static str, Conv2d)> {
         ("mobilenetv2 960x7x7 3x3 s1", depthwise(960, 7, 3, 1)),
         ("efficientnet 240x28x28 5x5 s2", depthwise(240, 28, 5, 2)),
         ("efficientnet 672x14x14 5x5 s1", depthwise(672, 14, 5, 1)),
+        ("32x56x56 3x3 s1, 2 outputs each", Conv2d { o: 64, ..depthwise(32, 56, 3, 1) }),
+        ("32x56x56 3x3 s1, 4 outputs each", Conv2d { o: 128, ..depthwise(32, 56, 3, 1) }),
+        ("32x56x56 3x3 s1, 8 outputs each", Conv2d { o: 256, ..depthwise(32, 56, 3, 1) }),
     ]
 }
 

@@ -21,7 +21,7 @@
 //! at the end of each plane. Each pass is one generic body compiled for
 //! AVX-512, AVX2 with FMA and the portable baseline, chosen at run time.
 
-use super::tuning::DEPTHWISE_MAX_MULTIPLIER;
+use super::tuning::{DEPTHWISE_BACKWARD_DATA_MAX_MULTIPLIER, DEPTHWISE_MAX_MULTIPLIER};
 use super::{with_columns, Conv2d, ConvAlgo, ConvAlgorithm, Pass, Scratch};
 use crate::act::{activate, per_activation};
 use crate::error::ConvError;
@@ -52,10 +52,16 @@ impl ConvAlgorithm for Depthwise {
         applies(s)
     }
 
-    fn picks(&self, s: &Conv2d, _pass: Pass) -> bool {
+    fn picks(&self, s: &Conv2d, pass: Pass) -> bool {
+        let multiplier = s.o / s.c;
         // One channel in all is an ordinary conv, which the direct path
         // takes with its output channels blocked.
-        applies(s) && s.c > 1 && s.o / s.c <= DEPTHWISE_MAX_MULTIPLIER
+        applies(s)
+            && s.c > 1
+            && match pass {
+                Pass::Forward | Pass::BackwardWeights => multiplier <= DEPTHWISE_MAX_MULTIPLIER,
+                Pass::BackwardData => multiplier <= DEPTHWISE_BACKWARD_DATA_MAX_MULTIPLIER,
+            }
     }
 
     fn scratch(&self, s: &Conv2d, pass: Pass) -> Scratch {
@@ -361,11 +367,30 @@ impl Layout {
                 continue;
             }
             let start = self.at(r, (b0 as isize + shift) as usize);
-            let values = src[b0..end].iter().step_by(self.phases);
-            for (d, &v) in dst[start..].iter_mut().zip(values) {
-                *d = v;
-            }
+            gather(&src[b0..end], self.phases, &mut dst[start..]);
         }
+    }
+}
+
+/// `dst[k] = src[k·step]` for every `k·step` in `src`: the columns of one
+/// phase. Stride 2 reads pairs, a form the compiler vectorises.
+fn gather(src: &[f32], step: usize, dst: &mut [f32]) {
+    if step == 2 {
+        let pairs = src.chunks_exact(2);
+        let last = pairs.remainder().first();
+        let mut dst = dst.iter_mut();
+        // Pairs first: `zip` takes from its first side before it finds
+        // the second exhausted.
+        for (pair, d) in pairs.zip(dst.by_ref()) {
+            *d = pair[0];
+        }
+        if let (Some(d), Some(&v)) = (dst.next(), last) {
+            *d = v;
+        }
+        return;
+    }
+    for (d, &v) in dst.iter_mut().zip(src.iter().step_by(step)) {
+        *d = v;
     }
 }
 

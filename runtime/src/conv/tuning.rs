@@ -39,10 +39,15 @@ pub(super) const SPLIT_MIN_CHANNELS: usize = 32;
 
 // The depthwise convolution (`depthwise.rs`).
 
-/// Output channels per input channel up to which a depthwise conv goes by
-/// its own kernels: with more, each group is a GEMM with enough rows of
-/// weights to reuse its im2col columns.
+/// Output channels per input channel up to which a depthwise conv's
+/// forward pass and weight gradient go by its own kernels: with more, each
+/// group is a GEMM with enough rows of weights to reuse its im2col columns.
 pub(super) const DEPTHWISE_MAX_MULTIPLIER: usize = 4;
+
+/// The same for the backward-data pass, which spreads out and reads the
+/// `dy` planes of every output channel of an input channel, where im2col's
+/// GEMM sums them in one pass.
+pub(super) const DEPTHWISE_BACKWARD_DATA_MAX_MULTIPLIER: usize = 1;
 
 // The direct convolution (`direct.rs`).
 

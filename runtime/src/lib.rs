@@ -3,9 +3,9 @@
 //! The runtime never depends on the compiler (`netc-dsl`); the generated code
 //! is the only contract between them. `unsafe` code lives only in the kernel
 //! modules (`gemm`, `conv`'s `direct` and `winograd`, `dense`'s `dot` and
-//! `streamed`, `reduce`, `pool`'s `x86` and `act`'s `gated`), each block
-//! with a `// SAFETY:` comment; everything is tested against the naive
-//! kernels of [`reference`].
+//! `streamed`, `reduce`, `pool`'s `x86`, and `act`'s `gated` and `lanes`),
+//! each block with a `// SAFETY:` comment; everything is tested against the
+//! naive kernels of [`reference`].
 #![deny(unsafe_code)]
 
 pub mod act;

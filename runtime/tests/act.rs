@@ -1,12 +1,13 @@
-//! Activations, softmax and the fused bias + activation against the naive
-//! reference over random shapes (batch 1 and odd sizes included), every
-//! backward against central differences in f64, and wrong lengths as
-//! errors.
+//! Activations, softmax, log-softmax and the fused bias + activation
+//! against the naive reference over random shapes (batch 1 and odd sizes
+//! included) on every instruction set the CPU has, every backward against
+//! central differences in f64, and wrong lengths as errors.
 
 mod common;
 
 use common::{assert_close, assert_grad, central_diff, check_close, fill, widen};
 use netc_runtime::act::{self, Activation};
+use netc_runtime::isa::Isa;
 use netc_runtime::reference;
 use proptest::prelude::*;
 
@@ -77,6 +78,10 @@ fn softmax64(n: usize, c: usize, hw: usize, x: &[f64]) -> Vec<f64> {
     y
 }
 
+fn same_bits(a: &[f32], b: &[f32]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(a, b)| a.to_bits() == b.to_bits())
+}
+
 fn dot(a: &[f64], b: &[f64]) -> f64 {
     a.iter().zip(b).map(|(a, b)| a * b).sum()
 }
@@ -104,6 +109,26 @@ proptest! {
         let mut g = dy.clone();
         act::backward_in_place(act, &y, &mut g).unwrap();
         prop_assert_eq!(&g, &dx);
+        let mut from_input = vec![f32::NAN; len];
+        act::backward_from_input(act, &x, &dy, &mut from_input).unwrap();
+        check_close("dx from x", &from_input, &reference::activation_backward(act, &x, &dy), 1e-6, 1e-5)
+            .map_err(TestCaseError::fail)?;
+
+        // Every instruction set's kernels give the same bits.
+        for &isa in Isa::supported() {
+            let mut y_isa = vec![f32::NAN; len];
+            act::forward_on(isa, act, &x, &mut y_isa).unwrap();
+            prop_assert!(same_bits(&y_isa, &y), "{:?} {:?} forward", isa, act);
+            let mut y_isa = x.clone();
+            act::forward_in_place_on(isa, act, &mut y_isa);
+            prop_assert!(same_bits(&y_isa, &y), "{:?} {:?} forward in place", isa, act);
+            let mut dx_isa = vec![f32::NAN; len];
+            act::backward_on(isa, act, &y, &dy, &mut dx_isa).unwrap();
+            prop_assert!(same_bits(&dx_isa, &dx), "{:?} {:?} backward", isa, act);
+            let mut dx_isa = vec![f32::NAN; len];
+            act::backward_from_input_on(isa, act, &x, &dy, &mut dx_isa).unwrap();
+            prop_assert!(same_bits(&dx_isa, &from_input), "{:?} {:?} backward from x", isa, act);
+        }
     }
 
     #[test]

@@ -18,10 +18,14 @@
 // Its vectorised kernels call functions compiled for AVX2 and AVX-512.
 #[allow(unsafe_code)]
 pub mod gated;
+// Likewise.
+#[allow(unsafe_code)]
+mod lanes;
 mod math;
 
 use crate::error::{check_len, Error, LenError};
 pub use crate::gemm::Activation;
+use crate::isa::Isa;
 pub use gated::{
     gated_backward_from_input, gated_backward_from_input_in_place,
     gated_backward_from_input_in_place_on, gated_backward_from_input_on, gated_forward,
@@ -275,43 +279,58 @@ macro_rules! per_activation {
 
 pub(crate) use per_activation;
 
-/// `y = act(x)` elementwise.
+/// `y = act(x)` elementwise, on the best instruction set this CPU has.
 pub fn forward(act: Activation, x: &[f32], y: &mut [f32]) -> Result<(), LenError> {
+    forward_on(Isa::best(), act, x, y)
+}
+
+/// [`forward`] on the kernels of `isa` (the portable ones if the CPU lacks
+/// it), so that tests can run every path.
+pub fn forward_on(isa: Isa, act: Activation, x: &[f32], y: &mut [f32]) -> Result<(), LenError> {
     check_len("activation_forward", "y", y.len(), x.len())?;
     if let Activation::Gated(g) = act {
-        return gated_forward(g, x, y);
+        return gated::gated_forward_on(isa, g, x, y);
     }
-    per_activation!(act, activate, |f| crate::par::zip2(y, x, |y, x| {
-        for (y, &x) in y.iter_mut().zip(x) {
-            *y = f(x);
-        }
-    }));
+    per_activation!(act, activate, |f| crate::par::zip2(y, x, |y, x| lanes::map_on(isa, f, x, y)));
     Ok(())
 }
 
 /// `x = act(x)` elementwise; the buffer then holds the `y` that
 /// [`backward`] needs.
 pub fn forward_in_place(act: Activation, x: &mut [f32]) {
+    forward_in_place_on(Isa::best(), act, x)
+}
+
+/// [`forward_in_place`] on the kernels of `isa`.
+pub fn forward_in_place_on(isa: Isa, act: Activation, x: &mut [f32]) {
     if let Activation::Gated(g) = act {
-        return gated_forward_in_place(g, x);
+        return gated::gated_forward_in_place_on(isa, g, x);
     }
-    per_activation!(act, activate, |f| crate::par::each(x, |x| {
-        for x in x.iter_mut() {
-            *x = f(*x);
-        }
-    }));
+    per_activation!(act, activate, |f| crate::par::each(x, |x| lanes::map_in_place_on(isa, f, x)));
 }
 
 /// `dx = dy · act'(x)`, with the derivative taken from the saved output `y`.
 /// `dx` may not alias `dy`; see [`backward_in_place`] for that. A gated
 /// activation is [`Error::NeedsInput`]: see [`backward_from_input`].
 pub fn backward(act: Activation, y: &[f32], dy: &[f32], dx: &mut [f32]) -> Result<(), Error> {
+    backward_on(Isa::best(), act, y, dy, dx)
+}
+
+/// [`backward`] on the kernels of `isa`.
+pub fn backward_on(
+    isa: Isa,
+    act: Activation,
+    y: &[f32],
+    dy: &[f32],
+    dx: &mut [f32],
+) -> Result<(), Error> {
     refuse_gated("activation_backward", act)?;
-    Ok(backward_from_output(act, y, dy, dx)?)
+    Ok(backward_from_output(isa, act, y, dy, dx)?)
 }
 
 /// [`backward`] of an activation known not to be gated.
 fn backward_from_output(
+    isa: Isa,
     act: Activation,
     y: &[f32],
     dy: &[f32],
@@ -320,9 +339,7 @@ fn backward_from_output(
     check_len("activation_backward", "dy", dy.len(), y.len())?;
     check_len("activation_backward", "dx", dx.len(), y.len())?;
     per_activation!(act, derivative_from_output, |d| crate::par::zip3(dx, dy, y, |dx, dy, y| {
-        for ((dx, &dy), &y) in dx.iter_mut().zip(dy).zip(y) {
-            *dx = dy * d(y);
-        }
+        lanes::scale_on(isa, d, y, dy, dx)
     }));
     Ok(())
 }
@@ -330,20 +347,19 @@ fn backward_from_output(
 /// [`backward`] overwriting the incoming gradient: `g = g · act'(y)`.
 pub fn backward_in_place(act: Activation, y: &[f32], g: &mut [f32]) -> Result<(), Error> {
     refuse_gated("activation_backward", act)?;
-    Ok(backward_in_place_from_output(act, y, g)?)
+    Ok(backward_in_place_from_output(Isa::best(), act, y, g)?)
 }
 
 /// [`backward_in_place`] of an activation known not to be gated.
 fn backward_in_place_from_output(
+    isa: Isa,
     act: Activation,
     y: &[f32],
     g: &mut [f32],
 ) -> Result<(), LenError> {
     check_len("activation_backward", "dy", g.len(), y.len())?;
     per_activation!(act, derivative_from_output, |d| crate::par::zip2(g, y, |g, y| {
-        for (g, &y) in g.iter_mut().zip(y) {
-            *g *= d(y);
-        }
+        lanes::scale_in_place_on(isa, d, y, g)
     }));
     Ok(())
 }
@@ -356,15 +372,24 @@ pub fn backward_from_input(
     dy: &[f32],
     dx: &mut [f32],
 ) -> Result<(), LenError> {
+    backward_from_input_on(Isa::best(), act, x, dy, dx)
+}
+
+/// [`backward_from_input`] on the kernels of `isa`.
+pub fn backward_from_input_on(
+    isa: Isa,
+    act: Activation,
+    x: &[f32],
+    dy: &[f32],
+    dx: &mut [f32],
+) -> Result<(), LenError> {
     if let Activation::Gated(g) = act {
-        return gated_backward_from_input(g, x, dy, dx);
+        return gated::gated_backward_from_input_on(isa, g, x, dy, dx);
     }
     check_len("activation_backward_from_input", "dy", dy.len(), x.len())?;
     check_len("activation_backward_from_input", "dx", dx.len(), x.len())?;
     per_activation!(act, derivative_from_input, |d| crate::par::zip3(dx, dy, x, |dx, dy, x| {
-        for ((dx, &dy), &x) in dx.iter_mut().zip(dy).zip(x) {
-            *dx = dy * d(x);
-        }
+        lanes::scale_on(isa, d, x, dy, dx)
     }));
     Ok(())
 }
@@ -380,10 +405,9 @@ pub fn backward_from_input_in_place(
         return gated_backward_from_input_in_place(g, x, d);
     }
     check_len("activation_backward_from_input", "d", d.len(), x.len())?;
+    let isa = Isa::best();
     per_activation!(act, derivative_from_input, |f| crate::par::zip2(d, x, |d, x| {
-        for (d, &x) in d.iter_mut().zip(x) {
-            *d *= f(x);
-        }
+        lanes::scale_in_place_on(isa, f, x, d)
     }));
     Ok(())
 }
@@ -400,11 +424,11 @@ macro_rules! named_activation {
         }
         #[doc = concat!("`dx = dy · ", $doc, "'(x)`, from the saved output `y`.")]
         pub fn $bwd(y: &[f32], dy: &[f32], dx: &mut [f32]) -> Result<(), LenError> {
-            backward_from_output($act, y, dy, dx)
+            backward_from_output(Isa::best(), $act, y, dy, dx)
         }
         #[doc = concat!("`g = g · ", $doc, "'(x)`, from the saved output `y`.")]
         pub fn $bwd_in_place(y: &[f32], g: &mut [f32]) -> Result<(), LenError> {
-            backward_in_place_from_output($act, y, g)
+            backward_in_place_from_output(Isa::best(), $act, y, g)
         }
     };
 }
@@ -453,12 +477,12 @@ pub fn leaky_relu_backward(
     dy: &[f32],
     dx: &mut [f32],
 ) -> Result<(), LenError> {
-    backward_from_output(Activation::LeakyRelu(slope), y, dy, dx)
+    backward_from_output(Isa::best(), Activation::LeakyRelu(slope), y, dy, dx)
 }
 
 /// `g = g · leaky_relu'(x)` from the saved output `y`; needs `slope ≥ 0`.
 pub fn leaky_relu_backward_in_place(slope: f32, y: &[f32], g: &mut [f32]) -> Result<(), LenError> {
-    backward_in_place_from_output(Activation::LeakyRelu(slope), y, g)
+    backward_in_place_from_output(Isa::best(), Activation::LeakyRelu(slope), y, g)
 }
 
 /// `dx = dy · leaky_relu'(x)` from the INPUT `x`: correct for any slope,

@@ -1,8 +1,22 @@
 //! Compiles every zoo model with the `build.rs` API, as a user would.
 
 fn main() {
-    let models =
-        ["mlp", "lenet5", "alexnet", "resnet20", "resnet18", "vgg11", "resnet50", "densenet121"];
+    let models = [
+        "mlp",
+        "lenet5",
+        "alexnet",
+        "resnet20",
+        "resnet18",
+        "vgg11",
+        "resnet50",
+        "densenet121",
+        "mobilenet_v2",
+        "mobilenet_v3_small",
+        "squeezenet1_1",
+        "googlenet",
+        "efficientnet_b0",
+        "autoencoder",
+    ];
     let mut files: Vec<String> = models.iter().map(|m| format!("../models/{m}.net")).collect();
     // Test networks that exercise every op's backward rule.
     files.extend([

@@ -229,26 +229,36 @@ fn smooth_network_matches_the_interpreter() {
 }
 
 use netc_tests::nets::{
-    alexnet, alexnet_nodrop, dense_block, densenet121, resnet18, resnet50, vgg11_nodrop,
+    alexnet, alexnet_nodrop, dense_block, densenet121, efficientnet_b0, googlenet, mobilenet_v2,
+    mobilenet_v3_small, resnet18, resnet50, squeezenet1_1, vgg11_nodrop,
 };
+
+/// Inference of one sample against the interpreter, for the networks with
+/// dropout or stochastic depth in training, whose random masks have no
+/// counterpart there (every op's training pass and gradient is checked on
+/// the small test networks).
+macro_rules! check_inference {
+    ($ty:ty, $file:expr) => {{
+        let g = graph($file);
+        let mut model = <$ty>::with_capacity(3, 1);
+        let mut weights = Weights::new();
+        model.params().visit(|name, _, v| {
+            weights.insert(name.to_string(), v.iter().map(|&x| f64::from(x)).collect());
+        });
+        let x = inputs(1, <$ty>::INPUT_LEN, 5);
+        let mut out = vec![0.0f32; <$ty>::OUTPUT_LEN];
+        model.forward_flat(&x, &mut out).expect("forward");
+        let x64: Vec<f64> = x.iter().map(|&v| f64::from(v)).collect();
+        let want = interp::run(&g, &weights, &[&x64], 1, Mode::Infer).expect("interpreter");
+        assert_close(concat!($file, " inference"), &out, interp::output(&g, &want), 1e-4);
+    }};
+}
 
 /// AlexNet's inference (LRN, overlapping max pools, dropout off) on one
 /// sample.
 #[test]
 fn alexnet_inference_matches_the_interpreter() {
-    use alexnet::AlexNet;
-    let g = graph("../models/alexnet.net");
-    let mut model = AlexNet::with_capacity(3, 1);
-    let mut weights = Weights::new();
-    model.params().visit(|name, _, v| {
-        weights.insert(name.to_string(), v.iter().map(|&x| f64::from(x)).collect());
-    });
-    let x = inputs(1, AlexNet::INPUT_LEN, 5);
-    let mut out = vec![0.0f32; AlexNet::OUTPUT_LEN];
-    model.forward_flat(&x, &mut out).expect("forward");
-    let x64: Vec<f64> = x.iter().map(|&v| f64::from(v)).collect();
-    let want = interp::run(&g, &weights, &[&x64], 1, Mode::Infer).expect("interpreter");
-    assert_close("alexnet inference", &out, interp::output(&g, &want), 1e-4);
+    check_inference!(alexnet::AlexNet, "../models/alexnet.net");
 }
 
 /// AlexNet's gradients, with dropout left out (a random mask has no finite
@@ -296,6 +306,36 @@ fn dense_blocks_match_the_interpreter() {
 #[test]
 fn densenet121_matches_the_interpreter() {
     check_model!(densenet121::DenseNet121, "../models/densenet121.net", 1, 1, 120, 0.2);
+}
+
+/// MobileNetV2: depthwise convs, ReLU6, inverted residuals.
+#[test]
+fn mobilenet_v2_inference_matches_the_interpreter() {
+    check_inference!(mobilenet_v2::MobileNetV2, "../models/mobilenet_v2.net");
+}
+
+/// MobileNetV3-Small: hard swish, squeeze-and-excitation with hard sigmoid gates.
+#[test]
+fn mobilenet_v3_small_inference_matches_the_interpreter() {
+    check_inference!(mobilenet_v3_small::MobileNetV3Small, "../models/mobilenet_v3_small.net");
+}
+
+/// SqueezeNet 1.1: fire modules, max pools in ceil mode.
+#[test]
+fn squeezenet1_1_inference_matches_the_interpreter() {
+    check_inference!(squeezenet1_1::SqueezeNet11, "../models/squeezenet1_1.net");
+}
+
+/// GoogLeNet: inception branches, padded pools in ceil mode.
+#[test]
+fn googlenet_inference_matches_the_interpreter() {
+    check_inference!(googlenet::GoogLeNet, "../models/googlenet.net");
+}
+
+/// EfficientNet-B0: SiLU, squeeze-and-excitation, stochastic depth (off at inference).
+#[test]
+fn efficientnet_b0_inference_matches_the_interpreter() {
+    check_inference!(efficientnet_b0::EfficientNetB0, "../models/efficientnet_b0.net");
 }
 
 /// VGG-11 (224x224, 7.6 billion multiply-adds a sample), with dropout left

@@ -113,4 +113,22 @@ pub mod nets {
     pub mod densenet121 {
         netc::include_network!("densenet121");
     }
+    pub mod mobilenet_v2 {
+        netc::include_network!("mobilenet_v2");
+    }
+    pub mod mobilenet_v3_small {
+        netc::include_network!("mobilenet_v3_small");
+    }
+    pub mod squeezenet1_1 {
+        netc::include_network!("squeezenet1_1");
+    }
+    pub mod googlenet {
+        netc::include_network!("googlenet");
+    }
+    pub mod efficientnet_b0 {
+        netc::include_network!("efficientnet_b0");
+    }
+    pub mod autoencoder {
+        netc::include_network!("autoencoder");
+    }
 }

@@ -111,4 +111,6 @@ ZOO = {
     "alexnet": (AlexNet, (3, 227, 227), 8),
     "resnet50": (torchvision_model("resnet50"), (3, 224, 224), 8),
     "densenet121": (torchvision_model("densenet121"), (3, 224, 224), 8),
+    "mobilenet_v2": (torchvision_model("mobilenet_v2"), (3, 224, 224), 16),
+    "squeezenet1_1": (torchvision_model("squeezenet1_1"), (3, 224, 224), 16),
 }

@@ -16,9 +16,11 @@ use netc_tests::nets::alexnet;
 use netc_tests::nets::densenet121;
 use netc_tests::nets::lenet5;
 use netc_tests::nets::mlp;
+use netc_tests::nets::mobilenet_v2;
 use netc_tests::nets::resnet18;
 use netc_tests::nets::resnet20;
 use netc_tests::nets::resnet50;
+use netc_tests::nets::squeezenet1_1;
 
 mod vgg11 {
     netc::include_network!("vgg11");
@@ -101,6 +103,12 @@ fn main() {
         }
         if named("resnet50") {
             time_model!(resnet50::ResNet50, "resnet50", 8, mode);
+        }
+        if named("mobilenet_v2") {
+            time_model!(mobilenet_v2::MobileNetV2, "mobilenet_v2", 16, mode);
+        }
+        if named("squeezenet1_1") {
+            time_model!(squeezenet1_1::SqueezeNet11, "squeezenet1_1", 16, mode);
         }
         if named("densenet121") {
             time_model!(densenet121::DenseNet121, "densenet121", 8, mode);

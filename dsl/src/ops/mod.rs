@@ -20,7 +20,6 @@ mod flatten;
 mod group_norm;
 mod input;
 mod layer_norm;
-mod log_softmax;
 mod lrn;
 mod mul;
 mod permute;
@@ -69,7 +68,7 @@ pub const OPS: &[OpDef] = &[
     activation::ELU,
     prelu::DEF,
     softmax::DEF,
-    log_softmax::DEF,
+    softmax::LOG_SOFTMAX,
     dropout::DEF,
     stochastic_depth::DEF,
     lrn::DEF,

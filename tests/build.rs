@@ -25,7 +25,6 @@ fn main() {
         "nets/pooling.net".to_string(),
         "nets/lenet5_leaky.net".to_string(),
         "nets/alexnet_nodrop.net".to_string(),
-        "nets/vgg11_nodrop.net".to_string(),
         "nets/two_inputs.net".to_string(),
         "nets/gated.net".to_string(),
         "nets/gated_infer.net".to_string(),

@@ -66,7 +66,8 @@ class ResNet20(nn.Module):
 
 class AlexNet(nn.Module):
     """Single tower, LRN after conv1 and conv2; dropout as in the zoo file
-    (disabled for parity: the two frameworks' masks differ)."""
+    (one module applied twice, which `masks.use_netc_masks` numbers as the
+    file's two dropout layers)."""
 
     def __init__(self, p=0.5):
         super().__init__()
@@ -92,14 +93,32 @@ class AlexNet(nn.Module):
         return self.fc3(x)
 
 
-def torchvision_model(name):
+class Autoencoder(nn.Module):
+    """models/autoencoder.net: two strided convs, a transposed conv, a
+    bilinear upsampling and a conv back to the image."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 8, 3, 2, 1)
+        self.conv2 = nn.Conv2d(8, 16, 3, 2, 1)
+        self.deconv1 = nn.ConvTranspose2d(16, 8, 3, 2, 1, output_padding=1)
+        self.conv3 = nn.Conv2d(8, 1, 3, padding=1)
+
+    def forward(self, x):
+        code = torch.relu(self.conv2(torch.relu(self.conv1(x))))
+        y = torch.relu(self.deconv1(code))
+        y = nn.functional.interpolate(y, scale_factor=2, mode="bilinear", align_corners=False)
+        return torch.sigmoid(self.conv3(y))
+
+
+def torchvision_model(name, **kwargs):
     """A torchvision model built with `weights=None` (nothing is
     downloaded), whose `state_dict` the zoo's `.net` file follows."""
 
     def build():
         import torchvision.models as tv
 
-        return getattr(tv, name)(weights=None)
+        return getattr(tv, name)(weights=None, **kwargs)
 
     return build
 
@@ -113,4 +132,12 @@ ZOO = {
     "densenet121": (torchvision_model("densenet121"), (3, 224, 224), 8),
     "mobilenet_v2": (torchvision_model("mobilenet_v2"), (3, 224, 224), 16),
     "squeezenet1_1": (torchvision_model("squeezenet1_1"), (3, 224, 224), 16),
+    "mobilenet_v3_small": (torchvision_model("mobilenet_v3_small"), (3, 224, 224), 16),
+    "googlenet": (torchvision_model("googlenet", aux_logits=False, init_weights=False), (3, 224, 224), 16),
+    "efficientnet_b0": (torchvision_model("efficientnet_b0"), (3, 224, 224), 16),
+    "autoencoder": (Autoencoder, (1, 28, 28), 64),
 }
+
+# Models trained to reproduce their input (netc's `mse`: half the summed
+# squared error over the batch size) rather than to classify.
+RECONSTRUCT = {"autoencoder"}

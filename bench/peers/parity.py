@@ -10,7 +10,7 @@ a bug:
 - `exact.<key>`: the same step in float64, from the same weights and batch;
 - `jump.<key>`: how far that float64 result moves when the batch is
   multiplied by (1 + 1e-6·N(0, 1)), the largest `max|a−b| / max|b|` over
-  three draws. 1e-6 is the relative rounding error of a float32 layer
+  six draws. 1e-6 is the relative rounding error of a float32 layer
   output that sums a few hundred products. ReLU and max-pool make the
   gradient jump where an input crosses a kink or a tie, so any float32
   implementation may land that far from the exact answer.
@@ -21,22 +21,34 @@ import sys
 import torch
 from safetensors.torch import save_file
 
-from models import ZOO
+from masks import use_netc_masks
+from models import RECONSTRUCT, ZOO
 
 PERTURBATION = 1e-6
-DRAWS = 3
+DRAWS = 6
+
+
+def build(cls, name):
+    """The model with netc's dropout and stochastic-depth masks of the
+    `parity` example's first step (seed 0, step 1)."""
+    model = cls()
+    use_netc_masks(model, seed=0, step=1)
+    return model
 
 
 def step(cls, name, init, x, labels, dtype):
     """One training step (forward, cross-entropy, backward, SGD with
     momentum) in `dtype`; returns every tensor the parity check compares."""
-    model = cls() if name != "alexnet" else cls(p=0.0)
+    model = build(cls, name)
     model.load_state_dict(init)
     model = model.to(dtype)
     model.train()  # batch norm on batch statistics, as netc's train step
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     logits = model(x.to(dtype))
-    loss = torch.nn.functional.cross_entropy(logits, labels)
+    if name in RECONSTRUCT:
+        loss = 0.5 * (logits - x.to(dtype)).pow(2).sum() / x.shape[0]
+    else:
+        loss = torch.nn.functional.cross_entropy(logits, labels)
     opt.zero_grad()
     loss.backward()
     out = {"logits": logits.detach().clone(), "loss": loss.detach().reshape(1)}
@@ -55,7 +67,7 @@ def main():
     cls, shape, batch = ZOO[name]
     batch = int(sys.argv[3]) if len(sys.argv) > 3 else min(batch, 16)
     torch.manual_seed(0)
-    model = cls() if name != "alexnet" else cls(p=0.0)
+    model = build(cls, name)
     init = {k: v.detach().clone().contiguous() for k, v in model.state_dict().items()}
     save_file({k: v for k, v in init.items() if "num_batches" not in k}, f"{out}/{name}.init.safetensors")
     x = torch.rand(batch, *shape)

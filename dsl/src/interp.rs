@@ -40,13 +40,44 @@ pub enum Mode {
 
 /// Runs the graph on a batch of `n` samples (`inputs` holds `n` samples of
 /// each network input, in declaration order) and returns every node's
-/// output, `n·len` values each.
+/// output, `n·len` values each. Dropout and stochastic depth are the
+/// identity here, their expectation; [`run_training`] gives them masks.
 pub fn run(
     g: &Graph,
     w: &Weights,
     inputs: &[&[f64]],
     n: usize,
     mode: Mode,
+) -> Result<Vec<Vec<f64>>, InterpError> {
+    run_with(g, w, inputs, n, mode, None)
+}
+
+/// Whether element (or, for stochastic depth, decision) `index` of the
+/// mask of layer `layer` (its number in [`Graph::mask_layers`]) is kept at
+/// drop probability `p`. The interpreter has no random numbers of its own:
+/// a test passes the runtime's, so that the training pass it computes is
+/// the generated code's, masks included.
+pub type Keeps<'a> = &'a dyn Fn(u16, u64, f32) -> bool;
+
+/// [`run`] in training mode, with the masks of dropout and stochastic
+/// depth decided by `keeps`.
+pub fn run_training(
+    g: &Graph,
+    w: &Weights,
+    inputs: &[&[f64]],
+    n: usize,
+    keeps: Keeps<'_>,
+) -> Result<Vec<Vec<f64>>, InterpError> {
+    run_with(g, w, inputs, n, Mode::Train, Some(keeps))
+}
+
+fn run_with(
+    g: &Graph,
+    w: &Weights,
+    inputs: &[&[f64]],
+    n: usize,
+    mode: Mode,
+    keeps: Option<Keeps<'_>>,
 ) -> Result<Vec<Vec<f64>>, InterpError> {
     if inputs.len() != g.inputs.len() {
         return Err(InterpError(format!(
@@ -55,6 +86,7 @@ pub fn run(
             g.inputs.len()
         )));
     }
+    let mask_layers = g.mask_layers();
     let mut out: Vec<Vec<f64>> = Vec::with_capacity(g.nodes.len());
     for (i, node) in g.nodes.iter().enumerate() {
         let feed = g.inputs.iter().position(|id| id.0 == i).map(|k| inputs[k]);
@@ -67,12 +99,25 @@ pub fn run(
             mode,
             weights: w,
             feed,
+            mask: keeps.zip(mask_layers[i]).map(|(keeps, layer)| Mask { keeps, layer }),
         };
         let mut y = vec![0.0; n * node.shape.elements()];
         node.op.eval(&cx, &mut y)?;
         out.push(y);
     }
     Ok(out)
+}
+
+/// A masked layer's keep decisions in a training run.
+struct Mask<'a> {
+    keeps: Keeps<'a>,
+    layer: u16,
+}
+
+impl std::fmt::Debug for Mask<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Mask {{ layer: {} }}", self.layer)
+    }
 }
 
 /// What an op's f64 evaluation works with.
@@ -88,6 +133,7 @@ pub struct EvalCx<'a> {
     pub mode: Mode,
     weights: &'a Weights,
     feed: Option<&'a [f64]>,
+    mask: Option<Mask<'a>>,
 }
 
 impl<'a> EvalCx<'a> {
@@ -95,6 +141,18 @@ impl<'a> EvalCx<'a> {
     pub fn param(&self, suffix: &str) -> Result<&'a Vec<f64>, InterpError> {
         let key = format!("{}.{suffix}", self.name);
         self.weights.get(&key).ok_or_else(|| InterpError(format!("no weights for `{key}`")))
+    }
+
+    /// The factor of mask element `index` at drop probability `p`:
+    /// `1/(1 − p)` if kept, else 0; 1 (the expectation) when the run has
+    /// no masks. `p` is rounded to f32 as the generated code's is.
+    pub fn mask_scale(&self, index: u64, p: f64) -> f64 {
+        let p = p as f32;
+        match &self.mask {
+            None => 1.0,
+            Some(m) if (m.keeps)(m.layer, index, p) && p < 1.0 => 1.0 / (1.0 - f64::from(p)),
+            Some(_) => 0.0,
+        }
     }
 
     /// The values fed to a network input.

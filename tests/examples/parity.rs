@@ -12,22 +12,36 @@
 //! tolerance is reported as a kink when netc's distance from the float64
 //! result is within twice the larger of that jump and PyTorch float32's own
 //! distance from float64 (twice: another rounding may cross two kinks
-//! where one draw crossed one). Only tensors that this does not explain
-//! fail the run; a bug moves a gradient by far more.
+//! where one draw crossed one). A tensor whose exact value is zero up to
+//! rounding is reported as noise (see `Check::rounding_residue`). Only
+//! tensors that these do not explain fail the run; a bug moves a gradient
+//! by far more.
 //!
-//! `cargo run --release -p netc-tests --example parity -- MODEL DIR`
+//! The model is made with seed 0, so its first step's dropout and
+//! stochastic-depth masks are those `parity.py` gives PyTorch
+//! (`bench/peers/masks.py`).
+//!
+//! `cargo run --release -p netc-tests --example parity -- MODEL DIR`; with
+//! `NETC_PARITY_DUMP` set it also writes netc's logits and gradients to
+//! `DIR/MODEL.netc.safetensors`, to look at a failure element by element.
 
 use netc::runtime::nn::Optimizer;
 use netc::runtime::optim::Sgd;
 use netc::runtime::weights::WeightsFile;
 use std::path::Path;
 
-use netc_tests::nets::alexnet_nodrop;
+use netc_tests::nets::alexnet;
+use netc_tests::nets::autoencoder;
 use netc_tests::nets::densenet121;
+use netc_tests::nets::efficientnet_b0;
+use netc_tests::nets::googlenet;
 use netc_tests::nets::lenet5;
 use netc_tests::nets::mlp;
+use netc_tests::nets::mobilenet_v2;
+use netc_tests::nets::mobilenet_v3_small;
 use netc_tests::nets::resnet20;
 use netc_tests::nets::resnet50;
+use netc_tests::nets::squeezenet1_1;
 
 /// `max |a − b| / max |b|` over a tensor.
 fn rel_error(a: &[f32], b: &[f32]) -> f64 {
@@ -78,6 +92,16 @@ impl Check {
     fn at_kink(&self) -> bool {
         self.vs_exact.is_some_and(|e| e.netc <= 2.0 * e.pytorch.max(e.jump).max(self.tolerance))
     }
+
+    /// A tensor whose exact value is zero up to rounding (PyTorch's own
+    /// float32 result is further from float64 than float64's largest
+    /// value), such as the running mean of a batch norm after a bias-free
+    /// conv of normalised inputs: two float32 summation orders leave
+    /// residues of different size, so netc passes within ten times
+    /// PyTorch's.
+    fn rounding_residue(&self) -> bool {
+        self.vs_exact.is_some_and(|e| e.pytorch > 1.0 && e.netc <= 10.0 * e.pytorch)
+    }
 }
 
 /// Prints one line per tensor and a summary; returns how many tensors
@@ -89,6 +113,8 @@ fn report(model: &str, checks: &[Check]) -> usize {
             "ok"
         } else if c.at_kink() {
             "kink"
+        } else if c.rounding_residue() {
+            "noise"
         } else {
             "FAIL"
         };
@@ -107,7 +133,7 @@ fn report(model: &str, checks: &[Check]) -> usize {
     }
     let worst = checks.iter().map(|c| c.vs_pytorch).fold(0.0f64, f64::max);
     println!(
-        "{model}: {} tensors compared, worst {worst:.2e}; {over} over tolerance, {} of them at a kink, {failed} failed",
+        "{model}: {} tensors compared, worst {worst:.2e}; {over} over tolerance, {} of them at a kink or rounding residue, {failed} failed",
         checks.len(),
         over - failed
     );
@@ -122,7 +148,17 @@ fn read(file: &mut WeightsFile, name: &str) -> Vec<f32> {
 }
 
 macro_rules! parity {
-    ($ty:ty, $name:expr, $dir:expr) => {{
+    // A classifier: cross-entropy on the labels.
+    ($ty:ty, $name:expr, $dir:expr) => {
+        parity!(@run $ty, $name, $dir, |model: &mut $ty, _x: &[f32], labels: &[u32]| model.backward(labels))
+    };
+    // An autoencoder: its loss (mse) against the input itself.
+    (reconstruct $ty:ty, $name:expr, $dir:expr) => {
+        parity!(@run $ty, $name, $dir, |model: &mut $ty, x: &[f32], _labels: &[u32]| {
+            model.backward(x.as_chunks::<{ <$ty>::OUTPUT_LEN }>().0)
+        })
+    };
+    (@run $ty:ty, $name:expr, $dir:expr, $backward:expr) => {{
         let dir = Path::new($dir);
         let mut expected = WeightsFile::open(&dir.join(format!("{}.expected.safetensors", $name)))
             .expect("expected file");
@@ -136,13 +172,20 @@ macro_rules! parity {
             .expect("forward")
             .as_flattened()
             .to_vec();
-        let loss = model.backward(&labels).expect("backward");
+        let loss = ($backward)(&mut model, &x, &labels).expect("backward");
         let mut checks = vec![
             Check::new("logits", &logits, 1e-4, &mut expected),
             Check::new("loss", &[loss], 1e-4, &mut expected),
         ];
         let mut grads = Vec::new();
         model.grads.visit(|name, _, g| grads.push((format!("grad.{name}"), g.to_vec())));
+        if std::env::var_os("NETC_PARITY_DUMP").is_some() {
+            let mut all: Vec<(String, Vec<usize>, &[f32])> =
+                vec![("logits".into(), vec![logits.len()], &logits[..])];
+            all.extend(grads.iter().map(|(k, g)| (k.clone(), vec![g.len()], &g[..])));
+            let path = dir.join(format!("{}.netc.safetensors", $name));
+            netc::runtime::weights::save(&path, &all).expect("dump");
+        }
         for (key, g) in &grads {
             if expected.shape(key).is_some() {
                 checks.push(Check::new(key, g, 1e-3, &mut expected));
@@ -175,9 +218,17 @@ fn main() {
         "mlp" => parity!(mlp::Mlp, "mlp", dir),
         "lenet5" => parity!(lenet5::LeNet5, "lenet5", dir),
         "resnet20" => parity!(resnet20::ResNet20, "resnet20", dir),
-        "alexnet" => parity!(alexnet_nodrop::AlexNetNoDrop, "alexnet", dir),
+        "alexnet" => parity!(alexnet::AlexNet, "alexnet", dir),
         "resnet50" => parity!(resnet50::ResNet50, "resnet50", dir),
         "densenet121" => parity!(densenet121::DenseNet121, "densenet121", dir),
+        "mobilenet_v2" => parity!(mobilenet_v2::MobileNetV2, "mobilenet_v2", dir),
+        "mobilenet_v3_small" => {
+            parity!(mobilenet_v3_small::MobileNetV3Small, "mobilenet_v3_small", dir)
+        }
+        "squeezenet1_1" => parity!(squeezenet1_1::SqueezeNet11, "squeezenet1_1", dir),
+        "googlenet" => parity!(googlenet::GoogLeNet, "googlenet", dir),
+        "autoencoder" => parity!(reconstruct autoencoder::Autoencoder, "autoencoder", dir),
+        "efficientnet_b0" => parity!(efficientnet_b0::EfficientNetB0, "efficientnet_b0", dir),
         other => {
             eprintln!("unknown model `{other}`");
             2

@@ -104,8 +104,8 @@ pub mod nets {
     pub mod resnet18 {
         netc::include_network!("resnet18");
     }
-    pub mod vgg11_nodrop {
-        netc::include_network!("vgg11_nodrop");
+    pub mod vgg11 {
+        netc::include_network!("vgg11");
     }
     pub mod resnet50 {
         netc::include_network!("resnet50");

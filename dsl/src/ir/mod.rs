@@ -243,6 +243,23 @@ impl Graph {
         self.nodes.iter().map(|n| self.param_count_of(n)).sum()
     }
 
+    /// Each node's number among the layers that draw a random mask in
+    /// training (dropout, stochastic depth), from 1 in node order: the
+    /// `layer` of its mask key, which the generated code and the
+    /// interpreter must agree on.
+    pub fn mask_layers(&self) -> Vec<Option<u16>> {
+        let mut next = 0u16;
+        self.nodes
+            .iter()
+            .map(|n| {
+                n.op.draws_mask().then(|| {
+                    next += 1;
+                    next
+                })
+            })
+            .collect()
+    }
+
     pub fn total_macs(&self) -> u64 {
         self.nodes.iter().map(|n| self.macs_of(n)).sum()
     }

@@ -46,20 +46,26 @@ impl OpKind for Dropout {
     }
 
     fn lower(&self, cx: &mut LowerCx<'_>) {
-        let layer = cx.dropout_layer();
-        let (p, layer) = (Arg::F32(self.p), Arg::U16(layer as u16));
+        let layer = cx.mask_layer();
+        let (p, layer) = (Arg::F32(self.p), Arg::U16(layer));
         cx.train("dropout_forward", vec![p, Arg::Seed, Arg::StepCount, layer, cx.x(0), cx.y()]);
         cx.infer("copy", vec![cx.x(0), cx.y()]);
     }
 
     fn vjp(&self, cx: &mut VjpCx<'_>) {
-        let (p, layer, dy) = (Arg::F32(self.p), Arg::U16(cx.rec.layer as u16), cx.dy());
+        let (p, layer, dy) = (Arg::F32(self.p), Arg::U16(cx.rec.layer), cx.dy());
         cx.grad_into(0, "dropout_backward", |dx| vec![p, Arg::Seed, Arg::StepCount, layer, dy, dx]);
     }
 
-    /// The identity: an oracle cannot share the generated code's masks.
+    fn draws_mask(&self) -> bool {
+        true
+    }
+
+    /// Element `i` of the batch scaled by its mask's factor.
     fn eval(&self, cx: &EvalCx<'_>, y: &mut [f64]) -> Result<(), InterpError> {
-        y.copy_from_slice(cx.xs[0]);
+        for (i, (y, &x)) in y.iter_mut().zip(cx.xs[0]).enumerate() {
+            *y = x * cx.mask_scale(i as u64, self.p);
+        }
         Ok(())
     }
 }

@@ -151,6 +151,12 @@ pub trait OpKind: fmt::Debug + Send + Sync {
         false
     }
 
+    /// Whether training draws a random mask keyed by the layer's number
+    /// (see [`crate::ir::Graph::mask_layers`]).
+    fn draws_mask(&self) -> bool {
+        false
+    }
+
     /// Whether the output is the input's memory, reinterpreted (flatten).
     fn is_alias(&self) -> bool {
         false

@@ -73,9 +73,9 @@ impl OpKind for StochasticDepth {
     }
 
     fn lower(&self, cx: &mut LowerCx<'_>) {
-        let layer = cx.dropout_layer();
+        let layer = cx.mask_layer();
         let per_sample = cx.x_shape(0).elements();
-        let (p, layer) = (Arg::F32(self.p), Arg::U16(layer as u16));
+        let (p, layer) = (Arg::F32(self.p), Arg::U16(layer));
         let args =
             vec![p, Arg::Seed, Arg::StepCount, layer, Arg::Usize(per_sample), cx.x(0), cx.y()];
         cx.train(self.kernels().0, args);
@@ -83,18 +83,33 @@ impl OpKind for StochasticDepth {
     }
 
     fn vjp(&self, cx: &mut VjpCx<'_>) {
-        let (p, layer, dy) = (Arg::F32(self.p), Arg::U16(cx.rec.layer as u16), cx.dy());
+        let (p, layer, dy) = (Arg::F32(self.p), Arg::U16(cx.rec.layer), cx.dy());
         let per_sample = Arg::Usize(cx.x_len(0));
         cx.grad_into(0, self.kernels().1, |dx| {
             vec![p, Arg::Seed, Arg::StepCount, layer, per_sample, dy, dx]
         });
     }
 
-    /// The identity, the training output's expectation: an oracle cannot
-    /// share the generated code's masks (tests check those against the
-    /// runtime's reference instead).
+    fn draws_mask(&self) -> bool {
+        true
+    }
+
+    /// Each sample scaled by its decision's factor: decision `sample` in
+    /// row mode, decision 0 for the whole batch.
     fn eval(&self, cx: &EvalCx<'_>, y: &mut [f64]) -> Result<(), InterpError> {
-        y.copy_from_slice(cx.xs[0]);
+        let per_sample = y.len() / cx.n.max(1);
+        if per_sample == 0 {
+            return Ok(());
+        }
+        for (sample, (y, x)) in
+            y.chunks_mut(per_sample).zip(cx.xs[0].chunks(per_sample)).enumerate()
+        {
+            let decision = if self.whole_batch { 0 } else { sample as u64 };
+            let scale = cx.mask_scale(decision, self.p);
+            for (y, &x) in y.iter_mut().zip(x) {
+                *y = x * scale;
+            }
+        }
         Ok(())
     }
 }

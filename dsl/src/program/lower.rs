@@ -17,7 +17,7 @@ pub fn lower(g: &Graph) -> Program {
     let mut records: Vec<Option<Lowered>> = vec![None; g.nodes.len()];
     let mut tensor_of: Vec<Option<TensorId>> = vec![None; g.nodes.len()];
     let mut fused = vec![false; g.nodes.len()];
-    let mut dropout_layers = 0;
+    let mask_layers = g.mask_layers();
     let mut consumers: Vec<Vec<usize>> = vec![Vec::new(); g.nodes.len()];
     for (i, node) in g.nodes.iter().enumerate() {
         for input in &node.inputs {
@@ -69,7 +69,7 @@ pub fn lower(g: &Graph) -> Program {
             id,
             p: &mut p,
             rec: Lowered { y, xs, params, act, slot: 0, extra: Vec::new(), layer: 0 },
-            dropout_layers: &mut dropout_layers,
+            mask_layer: mask_layers[i],
         };
         node.op.lower(&mut cx);
         records[i] = Some(cx.rec);
@@ -162,8 +162,8 @@ pub struct Lowered {
     pub slot: usize,
     /// Tensors the op made besides its output (LRN's scale).
     pub extra: Vec<TensorId>,
-    /// The dropout layer number, which keys its masks.
-    pub layer: u32,
+    /// The node's number among the layers drawing masks, which keys them.
+    pub layer: u16,
 }
 
 /// What an op's lowering works with: its node, its tensors and parameters,
@@ -175,7 +175,7 @@ pub struct LowerCx<'a> {
     pub id: NodeId,
     p: &'a mut Program,
     pub rec: Lowered,
-    dropout_layers: &'a mut u32,
+    mask_layer: Option<u16>,
 }
 
 impl LowerCx<'_> {
@@ -243,11 +243,12 @@ impl LowerCx<'_> {
         self.rec.slot
     }
 
-    /// Numbers this node among the dropout layers, from 1.
-    pub fn dropout_layer(&mut self) -> u32 {
-        *self.dropout_layers += 1;
-        self.rec.layer = *self.dropout_layers;
-        self.rec.layer
+    /// This node's number among the layers that draw masks, kept for its
+    /// backward pass.
+    pub fn mask_layer(&mut self) -> u16 {
+        let layer = self.mask_layer.unwrap_or_else(|| unreachable!("the op draws a mask"));
+        self.rec.layer = layer;
+        layer
     }
 }
 

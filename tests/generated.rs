@@ -528,3 +528,49 @@ fn every_loss_trains_on_its_own_targets() {
     let err = fits!(SmoothedWeighted, &labels);
     assert!(err.to_string().contains("`labels`"), "{err}");
 }
+
+/// The object-safe `Model` interface gives what the inherent methods give,
+/// to the bit, and refuses targets of the wrong kind.
+#[test]
+fn the_model_trait_matches_the_inherent_methods() {
+    use netc::runtime::model::{Model, TargetKind, Targets};
+    let n = 4;
+    let x: Vec<f32> = batch::<784>(n, 5).concat();
+    let labels: Vec<u32> = (0..n as u32).map(|i| i * 3 % 10).collect();
+
+    let mut direct = LeNet5::with_capacity(9, n);
+    let direct_logits = direct.forward_train_flat(&x).expect("forward").to_vec();
+    let direct_loss = direct.backward(&labels).expect("backward");
+
+    let mut boxed: Box<dyn Model> = Box::new(LeNet5::with_capacity(9, n));
+    assert_eq!(boxed.name(), "LeNet5");
+    assert_eq!((boxed.input_shape(), boxed.output_shape()), (&[1, 28, 28][..], &[10][..]));
+    assert_eq!(boxed.target_kind(), TargetKind::Labels { classes: 10 });
+    assert_eq!((boxed.param_count(), boxed.capacity()), (LeNet5::PARAMS, n));
+    let mut logits = vec![0.0; n * 10];
+    let loss = boxed.forward_backward(&x, Targets::Labels(&labels), &mut logits).expect("step");
+    assert_eq!(loss.to_bits(), direct_loss.to_bits());
+    assert_eq!(logits, direct_logits);
+    let mut count = 0;
+    boxed.visit_params(&mut |_, shape, values| {
+        assert_eq!(shape.iter().product::<usize>(), values.len());
+        count += values.len();
+    });
+    assert_eq!(count, LeNet5::PARAMS);
+
+    let wrong = boxed.forward_backward(&x, Targets::Values(&x), &mut logits);
+    assert!(wrong.unwrap_err().to_string().contains("class labels"));
+    let short = boxed.forward_backward(&x, Targets::Labels(&labels), &mut logits[..5]);
+    assert!(short.unwrap_err().to_string().contains("outputs"));
+
+    // A loss on values takes whole samples of them.
+    use netc_tests::nets::regression::Regression;
+    let mut reg: Box<dyn Model> = Box::new(Regression::with_capacity(1, 2));
+    let TargetKind::Values { len } = reg.target_kind() else { panic!("mse takes values") };
+    let inputs = vec![0.5; 2 * reg.input_len()];
+    let mut out = vec![0.0; 2 * reg.output_len()];
+    let targets = vec![0.25; 2 * len];
+    assert!(reg.forward_backward(&inputs, Targets::Values(&targets), &mut out).is_ok());
+    let ragged = reg.forward_backward(&inputs, Targets::Values(&targets[1..]), &mut out);
+    assert!(ragged.unwrap_err().to_string().contains("targets"));
+}

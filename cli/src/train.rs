@@ -1,12 +1,14 @@
-//! `netc train`, `netc eval` and `netc predict`: train a zoo model compiled
-//! at build time on the embedded synthetic digits (no download), on MNIST
-//! IDX files or on CIFAR-10; checkpoint it atomically each epoch under
-//! `runs/<model>/`, resume from the last completed epoch, and evaluate or
-//! classify with a saved checkpoint.
+//! `netc train`, `netc eval` and `netc predict`: train a network (a zoo
+//! model compiled in, or a `.net` file built on first use) on the embedded
+//! synthetic digits (no download), on MNIST IDX files or on CIFAR-10,
+//! checked against the network's input shape and classes; checkpoint it
+//! atomically each epoch under `runs/<model>/`, resume from the last
+//! completed epoch, and evaluate or classify with a saved checkpoint.
 
 use crate::data::{cifar, idx, synth, DataError, Dataset};
-use crate::models::{self, Classifier};
+use crate::{netfile, zoo, Network};
 use indicatif::{ProgressBar, ProgressStyle};
+use netc_runtime::model::{Model, TargetKind, Targets};
 use netc_runtime::nn::Optimizer;
 use netc_runtime::optim::{Adam, Sgd};
 use std::fmt::Write as _;
@@ -16,14 +18,18 @@ use std::time::Instant;
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct DataArgs {
-    /// The model: lenet5, mlp or linear (digits) or resnet20 (CIFAR-10).
+    /// A `.net` file to train; netc builds it once (cached) and runs it.
+    /// Without it, `--model` names a zoo model.
+    file: Option<PathBuf>,
+    /// A zoo model: lenet5, mlp, linear (digits), resnet20 (CIFAR-10),
+    /// alexnet, vgg11, resnet18 (224x224 images).
     #[arg(long, default_value = "lenet5")]
     model: String,
     /// A directory with MNIST or Fashion-MNIST IDX files (raw or .gz);
-    /// without it, digits models use the embedded synthetic digits.
-    #[arg(long)]
+    /// without it and `--cifar`, the embedded synthetic digits.
+    #[arg(long, conflicts_with = "cifar")]
     data: Option<PathBuf>,
-    /// A directory with the CIFAR-10 binary files (for resnet20).
+    /// A directory with the CIFAR-10 binary files.
     #[arg(long)]
     cifar: Option<PathBuf>,
     /// Use only the first N training samples.
@@ -40,6 +46,16 @@ pub struct DataArgs {
     threads: Option<usize>,
 }
 
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OptimizerChoice {
+    /// Plain SGD, learning rate 0.05.
+    Sgd,
+    /// SGD with momentum 0.9, learning rate 0.05.
+    Momentum,
+    /// Adam, learning rate 1e-3.
+    Adam,
+}
+
 #[derive(clap::Args, Debug)]
 pub struct TrainArgs {
     #[command(flatten)]
@@ -48,9 +64,9 @@ pub struct TrainArgs {
     epochs: usize,
     #[arg(long, default_value_t = 64)]
     batch: usize,
-    /// sgd, momentum or adam; default: the `.net` file's optimizer.
-    #[arg(long)]
-    optimizer: Option<String>,
+    /// Default: the `.net` file's optimizer, else SGD with momentum.
+    #[arg(long, value_enum)]
+    optimizer: Option<OptimizerChoice>,
     /// Learning rate (overrides the optimizer's).
     #[arg(long)]
     lr: Option<f64>,
@@ -74,13 +90,40 @@ pub struct EvalArgs {
 #[derive(clap::Args, Debug)]
 pub struct PredictArgs {
     /// A PGM (P2 or P5) or PNG image, any size: it is converted to
-    /// grayscale and resized to 28x28. Digits are light on dark, as MNIST.
+    /// grayscale and resized to the network's input. Digits are light on
+    /// dark, as MNIST.
     image: PathBuf,
+    /// A `.net` file (built once, cached) instead of a zoo model.
+    #[arg(long)]
+    file: Option<PathBuf>,
     #[arg(long, default_value = "lenet5")]
     model: String,
     /// The checkpoint; default `runs/<model>/model.safetensors`.
     #[arg(long)]
     checkpoint: Option<PathBuf>,
+}
+
+/// Which network a command runs.
+enum Chosen {
+    /// Compiled into this binary: a zoo model, or the network this binary
+    /// was built for.
+    Built(Network),
+    /// A `.net` file to build and run.
+    File(PathBuf),
+}
+
+/// The network of a command: the one compiled in, else the file, else the
+/// zoo model by name.
+fn choose(built: Option<Network>, file: Option<&Path>, model: &str) -> Result<Chosen, String> {
+    if let Some(network) = built {
+        return Ok(Chosen::Built(network));
+    }
+    if let Some(file) = file {
+        return Ok(Chosen::File(file.to_path_buf()));
+    }
+    zoo::find(model).map(Chosen::Built).ok_or_else(|| {
+        format!("unknown model `{model}`: choose one of {}, or give a .net file", zoo::names())
+    })
 }
 
 fn fail(msg: impl std::fmt::Display) -> ExitCode {
@@ -96,21 +139,22 @@ fn pool(threads: Option<usize>) -> Result<rayon::ThreadPool, String> {
     b.build().map_err(|e| format!("cannot start threads: {e}"))
 }
 
-/// The train and test splits the model expects.
-fn load(args: &DataArgs) -> Result<(Dataset, Dataset), String> {
+/// The train and test splits the flags choose, with a description of
+/// their source for messages.
+fn load(args: &DataArgs) -> Result<(Dataset, Dataset, String), String> {
     let wrap = |e: DataError| e.to_string();
-    let (mut train, mut test) = if models::wants_cifar(&args.model) {
-        let dir = args
-            .cifar
-            .as_ref()
-            .ok_or("resnet20 trains on CIFAR-10: give its directory with --cifar DIR")?;
-        cifar::load_dir(dir).map_err(wrap)?
+    let (mut train, mut test, what) = if let Some(dir) = &args.cifar {
+        let (train, test) = cifar::load_dir(dir).map_err(wrap)?;
+        (train, test, format!("the CIFAR-10 files in `{}`", dir.display()))
     } else if let Some(dir) = &args.data {
-        idx::load_dir(dir).map_err(wrap)?
+        let (train, test) = idx::load_dir(dir).map_err(wrap)?;
+        (train, test, format!("the IDX files in `{}`", dir.display()))
     } else {
         let n_train = args.train_size.unwrap_or(synth::TRAIN_SIZE);
         let n_test = args.test_size.unwrap_or(synth::TEST_SIZE);
-        (synth::generate(args.seed, true, n_train), synth::generate(args.seed, false, n_test))
+        let (train, test) =
+            (synth::generate(args.seed, true, n_train), synth::generate(args.seed, false, n_test));
+        (train, test, "the embedded synthetic digits".to_string())
     };
     if let Some(n) = args.train_size {
         train.truncate(n);
@@ -118,36 +162,50 @@ fn load(args: &DataArgs) -> Result<(Dataset, Dataset), String> {
     if let Some(n) = args.test_size {
         test.truncate(n);
     }
-    Ok((train, test))
+    Ok((train, test, what))
 }
 
-fn optimizer(args: &TrainArgs, model: &dyn Classifier) -> Result<Optimizer, String> {
-    let mut opt = match args.optimizer.as_deref() {
-        None => model.default_optimizer().unwrap_or(Optimizer::Sgd(Sgd {
-            lr: 0.01,
-            momentum: 0.9,
-            nesterov: false,
-            weight_decay: 0.0,
-            clip_norm: None,
-        })),
-        Some("sgd") => Optimizer::Sgd(Sgd {
-            lr: 0.05,
-            momentum: 0.0,
-            nesterov: false,
-            weight_decay: 0.0,
-            clip_norm: None,
-        }),
-        Some("momentum") => Optimizer::Sgd(Sgd {
-            lr: 0.05,
-            momentum: 0.9,
-            nesterov: false,
-            weight_decay: 0.0,
-            clip_norm: None,
-        }),
-        Some("adam") => Optimizer::Adam(Adam::new(1e-3)),
-        Some(other) => {
-            return Err(format!("unknown optimizer `{other}`: use sgd, momentum or adam"))
-        }
+/// Checks that `data` fits `model`: the sample shape (a flat input takes
+/// any sample of as many values) and the number of classes.
+fn check_fit(
+    model: &dyn Model,
+    name: &str,
+    (train, test): (&Dataset, &Dataset),
+    what: &str,
+) -> Result<(), String> {
+    let takes = model.input_shape();
+    let data = train;
+    let fits = takes == &data.shape[..] || (takes.len() == 1 && takes[0] == data.sample_len());
+    if !fits {
+        return Err(format!(
+            "`{name}` takes samples of shape {takes:?}; {what} hold samples of shape {:?} \
+             (sources: --data DIR for 28x28 IDX digits, --cifar DIR for 3x32x32 CIFAR-10 \
+             images, neither for the synthetic digits)",
+            data.shape
+        ));
+    }
+    let classes = train.classes().max(test.classes());
+    match model.target_kind() {
+        TargetKind::Labels { classes: c } if c == classes => Ok(()),
+        TargetKind::Labels { classes: c } => Err(format!(
+            "`{name}` scores {c} classes; {what} have {classes}: give its last layer {classes} outputs"
+        )),
+        TargetKind::Values { len } => Err(format!(
+            "`{name}`'s loss takes {len} target values per sample; `netc train` trains on class \
+             labels (cross-entropy) only"
+        )),
+    }
+}
+
+fn optimizer(args: &TrainArgs, model: &dyn Model) -> Optimizer {
+    let sgd = |lr, momentum| {
+        Optimizer::Sgd(Sgd { lr, momentum, nesterov: false, weight_decay: 0.0, clip_norm: None })
+    };
+    let mut opt = match args.optimizer {
+        None => model.default_optimizer().unwrap_or(sgd(0.01, 0.9)),
+        Some(OptimizerChoice::Sgd) => sgd(0.05, 0.0),
+        Some(OptimizerChoice::Momentum) => sgd(0.05, 0.9),
+        Some(OptimizerChoice::Adam) => Optimizer::Adam(Adam::new(1e-3)),
     };
     if let Some(lr) = args.lr {
         match &mut opt {
@@ -156,7 +214,7 @@ fn optimizer(args: &TrainArgs, model: &dyn Classifier) -> Result<Optimizer, Stri
             Optimizer::AdamW(a) => a.lr = lr,
         }
     }
-    Ok(opt)
+    opt
 }
 
 /// A permutation of `0..n` from `seed` (Fisher–Yates with SplitMix64).
@@ -179,11 +237,11 @@ fn argmax(row: &[f32]) -> usize {
 
 /// Accuracy and confusion matrix (`[true][predicted]`) over a dataset.
 fn evaluate(
-    model: &mut dyn Classifier,
+    model: &mut dyn Model,
     data: &Dataset,
     batch: usize,
 ) -> Result<(f64, Vec<Vec<usize>>), String> {
-    let classes = model.classes();
+    let classes = model.output_len();
     let mut confusion = vec![vec![0usize; classes]; classes];
     let mut logits = vec![0.0f32; batch * classes];
     let per = data.sample_len();
@@ -237,7 +295,7 @@ fn completed_epochs(dir: &Path) -> Result<usize, String> {
 
 /// Restores the optimizer's momentum or moments and the step count saved
 /// with the last checkpoint, so that a resumed run continues exactly.
-fn restore_optimizer(model: &mut dyn Classifier, dir: &Path) -> Result<(), String> {
+fn restore_optimizer(model: &mut dyn Model, dir: &Path) -> Result<(), String> {
     let text = std::fs::read_to_string(dir.join("state.txt"))
         .map_err(|e| format!("cannot resume: {e}"))?;
     let field =
@@ -251,7 +309,7 @@ fn restore_optimizer(model: &mut dyn Classifier, dir: &Path) -> Result<(), Strin
     // The saved state holds 0, 1 or 2 values per parameter; try each.
     let mut restored = None;
     for per in [0, 1, 2] {
-        let mut state = vec![0.0f32; per * model.params()];
+        let mut state = vec![0.0f32; per * model.param_count()];
         if file.read_into("state", &[state.len()], &mut state).is_ok() {
             restored = Some(state);
             break;
@@ -263,14 +321,12 @@ fn restore_optimizer(model: &mut dyn Classifier, dir: &Path) -> Result<(), Strin
     model.set_optimizer_state(&state, kind as u8, step).map_err(|e| format!("cannot resume: {e}"))
 }
 
-pub fn train(args: &TrainArgs) -> ExitCode {
-    if !models::NAMES.contains(&args.data.model.as_str()) {
-        return fail(format!(
-            "unknown model `{}`: choose one of {}",
-            args.data.model,
-            models::NAMES.join(", ")
-        ));
-    }
+pub fn train(args: &TrainArgs, built: Option<Network>) -> ExitCode {
+    let network = match choose(built, args.data.file.as_deref(), &args.data.model) {
+        Ok(Chosen::Built(n)) => n,
+        Ok(Chosen::File(file)) => return netfile::run(&file),
+        Err(e) => return fail(e),
+    };
     if args.batch == 0 {
         return fail("--batch must be at least 1");
     }
@@ -278,27 +334,21 @@ pub fn train(args: &TrainArgs) -> ExitCode {
         Ok(p) => p,
         Err(e) => return fail(e),
     };
-    match pool.install(|| run_training(args)) {
+    match pool.install(|| run_training(args, network)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(e),
     }
 }
 
-fn run_training(args: &TrainArgs) -> Result<(), String> {
-    let name = args.data.model.as_str();
+fn run_training(args: &TrainArgs, network: Network) -> Result<(), String> {
+    let name = network.name;
+    let started = Instant::now();
+    let mut model = (network.factory)(args.data.seed, args.batch);
+    let (train, test, what) = load(&args.data)?;
+    check_fit(model.as_ref(), name, (&train, &test), &what)?;
     let dir = args.out.join(name);
     std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create `{}`: {e}", dir.display()))?;
-    let started = Instant::now();
-    let (train, test) = load(&args.data)?;
-    let mut model = models::create(name, args.data.seed, args.batch).ok_or("unknown model")?;
-    if train.sample_len() != model.input_len() {
-        return Err(format!(
-            "{name} takes {} values per sample; the data has {}",
-            model.input_len(),
-            train.sample_len()
-        ));
-    }
-    let opt = optimizer(args, model.as_ref())?;
+    let opt = optimizer(args, model.as_ref());
     let checkpoint = dir.join("model.safetensors");
     let metrics = dir.join("metrics.csv");
     let mut first_epoch = 0;
@@ -316,7 +366,7 @@ fn run_training(args: &TrainArgs) -> Result<(), String> {
     }
     println!(
         "training {name} ({} parameters) on {} samples, testing on {}, batch {}, {:?}, {} threads (data ready in {:.1} s)",
-        model.params(),
+        model.param_count(),
         train.len(),
         test.len(),
         args.batch,
@@ -325,7 +375,7 @@ fn run_training(args: &TrainArgs) -> Result<(), String> {
         started.elapsed().as_secs_f64()
     );
     let per = train.sample_len();
-    let classes = model.classes();
+    let classes = model.output_len();
     let mut x = vec![0.0f32; args.batch * per];
     let mut labels = vec![0u32; args.batch];
     let mut logits = vec![0.0f32; args.batch * classes];
@@ -354,8 +404,9 @@ fn run_training(args: &TrainArgs) -> Result<(), String> {
                 x[k * per..(k + 1) * per].copy_from_slice(train.image(i));
                 labels[k] = u32::from(train.labels[i]);
             }
-            let loss =
-                model.forward_backward(&x, &labels, &mut logits).map_err(|e| e.to_string())?;
+            let loss = model
+                .forward_backward(&x, Targets::Labels(&labels), &mut logits)
+                .map_err(|e| e.to_string())?;
             model.apply_gradients(&opt).map_err(|e| e.to_string())?;
             if !loss.is_finite() {
                 return Err(format!(
@@ -438,20 +489,26 @@ fn run_training(args: &TrainArgs) -> Result<(), String> {
     Ok(())
 }
 
-pub fn eval(args: &EvalArgs) -> ExitCode {
+pub fn eval(args: &EvalArgs, built: Option<Network>) -> ExitCode {
+    let network = match choose(built, args.data.file.as_deref(), &args.data.model) {
+        Ok(Chosen::Built(n)) => n,
+        Ok(Chosen::File(file)) => return netfile::run(&file),
+        Err(e) => return fail(e),
+    };
     let pool = match pool(args.data.threads) {
         Ok(p) => p,
         Err(e) => return fail(e),
     };
     let result = pool.install(|| -> Result<(), String> {
-        let name = args.data.model.as_str();
-        let mut model = models::create(name, 0, 256).ok_or(format!("unknown model `{name}`"))?;
+        let name = network.name;
+        let mut model = (network.factory)(0, 256);
         let checkpoint = args
             .checkpoint
             .clone()
             .unwrap_or_else(|| PathBuf::from("runs").join(name).join("model.safetensors"));
         model.load(&checkpoint).map_err(|e| e.to_string())?;
-        let (_, test) = load(&args.data)?;
+        let (train, test, what) = load(&args.data)?;
+        check_fit(model.as_ref(), name, (&train, &test), &what)?;
         let (acc, confusion) = evaluate(model.as_mut(), &test, 256)?;
         println!("{name} on {} test samples: accuracy {:.2}%", test.len(), 100.0 * acc);
         print!("{}", confusion_table(&confusion));
@@ -532,34 +589,43 @@ pub fn read_image(path: &Path) -> Result<(usize, usize, Vec<f32>), String> {
     }
 }
 
-/// Nearest-neighbour resize to 28x28.
-fn resize28(w: usize, h: usize, pixels: &[f32]) -> Vec<f32> {
-    (0..28 * 28).map(|i| pixels[(i / 28) * h / 28 * w + (i % 28) * w / 28]).collect()
+/// Nearest-neighbour resize to `side`x`side`.
+fn resize(w: usize, h: usize, pixels: &[f32], side: usize) -> Vec<f32> {
+    (0..side * side).map(|i| pixels[(i / side) * h / side * w + (i % side) * w / side]).collect()
 }
 
-pub fn predict(args: &PredictArgs) -> ExitCode {
+pub fn predict(args: &PredictArgs, built: Option<Network>) -> ExitCode {
+    let network = match choose(built, args.file.as_deref(), &args.model) {
+        Ok(Chosen::Built(n)) => n,
+        Ok(Chosen::File(file)) => return netfile::run(&file),
+        Err(e) => return fail(e),
+    };
     let result = (|| -> Result<(), String> {
-        let name = args.model.as_str();
-        if models::wants_cifar(name) {
-            return Err(format!(
-                "`netc predict` classifies digit images; {name} takes CIFAR images"
-            ));
-        }
-        let mut model = models::create(name, 0, 1).ok_or(format!("unknown model `{name}`"))?;
+        let name = network.name;
+        let mut model = (network.factory)(0, 1);
+        let side = match model.input_shape() {
+            [1, h, w] if h == w => *h,
+            [n] if (*n as f64).sqrt().fract() == 0.0 => (*n as f64).sqrt() as usize,
+            other => {
+                return Err(format!(
+                    "`netc predict` classifies grayscale square images; `{name}` takes {other:?}"
+                ))
+            }
+        };
         let checkpoint = args
             .checkpoint
             .clone()
             .unwrap_or_else(|| PathBuf::from("runs").join(name).join("model.safetensors"));
         model.load(&checkpoint).map_err(|e| e.to_string())?;
         let (w, h, pixels) = read_image(&args.image)?;
-        let x = resize28(w, h, &pixels);
-        let mut logits = vec![0.0f32; model.classes()];
+        let x = resize(w, h, &pixels, side);
+        let mut logits = vec![0.0f32; model.output_len()];
         model.predict(&x, &mut logits).map_err(|e| e.to_string())?;
         let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
         let exp: Vec<f32> = logits.iter().map(|l| (l - max).exp()).collect();
         let sum: f32 = exp.iter().sum();
         let best = argmax(&logits);
-        println!("{}: digit {best} (probability {:.3})", args.image.display(), exp[best] / sum);
+        println!("{}: class {best} (probability {:.3})", args.image.display(), exp[best] / sum);
         Ok(())
     })();
     match result {

@@ -57,7 +57,7 @@ fn trains_resumes_and_evaluates() {
     let predicted = netc(&["predict", pgm.to_str().expect("utf-8"), "--checkpoint", c]);
     assert!(predicted.status.success(), "{}", String::from_utf8_lossy(&predicted.stderr));
     assert!(
-        String::from_utf8_lossy(&predicted.stdout).contains("digit"),
+        String::from_utf8_lossy(&predicted.stdout).contains("class"),
         "{}",
         String::from_utf8_lossy(&predicted.stdout)
     );
@@ -135,7 +135,12 @@ fn bad_arguments_are_errors() {
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("unknown model `gpt`"));
     let o = netc(&["train", "--model", "resnet20", "--epochs", "1"]);
-    assert!(String::from_utf8_lossy(&o.stderr).contains("--cifar"));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(
+        err.contains("[3, 32, 32]") && err.contains("[1, 28, 28]") && err.contains("--cifar"),
+        "{err}"
+    );
     let o = netc(&[
         "train",
         "--data",
@@ -179,4 +184,125 @@ fn resuming_loses_nothing() {
     let a = std::fs::read(straight.join("lenet5/model.safetensors")).expect("weights");
     let b = std::fs::read(split.join("lenet5/model.safetensors")).expect("weights");
     assert!(a == b, "resumed training diverged from uninterrupted training");
+}
+
+/// CIFAR-10 batch files of `per_file` records each, labels `i % 10`.
+fn fake_cifar(dir: &Path, per_file: usize) {
+    let record = |i: usize| {
+        let mut r = vec![(i % 10) as u8];
+        r.extend((0..3 * 32 * 32).map(|p| ((p * 7 + i * 13) % 256) as u8));
+        r
+    };
+    let file = |name: &str| {
+        let bytes: Vec<u8> = (0..per_file).flat_map(record).collect();
+        std::fs::write(dir.join(name), bytes).expect("write");
+    };
+    for b in 1..=5 {
+        file(&format!("data_batch_{b}.bin"));
+    }
+    file("test_batch.bin");
+}
+
+/// A digits network given CIFAR-10 is an error naming both shapes, not a
+/// silent run on the synthetic digits.
+#[test]
+fn a_data_source_of_the_wrong_shape_is_an_error() {
+    let dir = tmp("cifar-shape");
+    fake_cifar(&dir, 10);
+    let d = dir.to_str().expect("utf-8");
+    let o = netc(&["train", "--model", "lenet5", "--cifar", d, "--epochs", "1"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(err.contains("`lenet5` takes samples of shape [1, 28, 28]"), "{err}");
+    assert!(err.contains("CIFAR-10 files") && err.contains("[3, 32, 32]"), "{err}");
+}
+
+/// `netc` with the cache of built `.net` files that these tests share, so
+/// netc's crates build into it once.
+fn netc_cached(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_netc"))
+        .args(args)
+        .env("NETC_CACHE_DIR", Path::new(env!("CARGO_TARGET_TMPDIR")).join("netc-cache"))
+        .output()
+        .expect("netc runs")
+}
+
+/// The README's own network, written outside the repository, trains from
+/// `netc train FILE.net`, evaluates, and a second run reuses the build.
+#[test]
+fn a_net_file_outside_the_repository_trains() {
+    let dir = tmp("own-net");
+    let file = dir.join("tiny.net");
+    std::fs::write(
+        &file,
+        "network Tiny {\n    input x: [1, 28, 28]\n    \
+         logits = x -> conv2d(8, kernel: 3, pad: 1) -> relu -> max_pool(2)\n        \
+         -> conv2d(16, kernel: 3, pad: 1) -> relu -> max_pool(2) -> flatten -> dense(10)\n    \
+         loss cross_entropy(logits)\n    optimizer adam(lr: 2e-3)\n}\n",
+    )
+    .expect("write");
+    let (f, o) = (file.to_str().expect("utf-8"), dir.to_str().expect("utf-8"));
+    let args = ["train", f, "--epochs", "1", "--train-size", "2048", "--test-size", "256"];
+    let first = netc_cached(&[&args[..], &["--out", o]].concat());
+    let text = String::from_utf8_lossy(&first.stdout);
+    assert!(first.status.success(), "{}\n{text}", String::from_utf8_lossy(&first.stderr));
+    assert!(text.contains("training tiny (") && text.contains("epoch 1:"), "{text}");
+    let accuracy: f64 = text
+        .lines()
+        .find_map(|l| l.split("test accuracy ").nth(1)?.split('%').next()?.parse().ok())
+        .expect("a test accuracy");
+    assert!(accuracy > 50.0, "one epoch on 2048 digits learns something: {text}");
+    let checkpoint = dir.join("tiny/model.safetensors");
+    assert!(checkpoint.is_file());
+
+    let again = netc_cached(&[
+        "eval",
+        f,
+        "--test-size",
+        "64",
+        "--checkpoint",
+        checkpoint.to_str().expect("utf-8"),
+    ]);
+    let err = String::from_utf8_lossy(&again.stderr);
+    assert!(again.status.success(), "{err}");
+    assert!(!err.contains("Compiling"), "an unchanged file is not rebuilt: {err}");
+    assert!(String::from_utf8_lossy(&again.stdout).contains("tiny on 64 test samples"));
+}
+
+/// A network whose output does not match the data's classes is an error
+/// that says how many each has.
+#[test]
+fn a_class_count_mismatch_is_an_error() {
+    let dir = tmp("classes");
+    let file = dir.join("five.net");
+    std::fs::write(
+        &file,
+        "network Five {\n    input x: [1, 28, 28]\n    \
+         logits = x -> flatten -> dense(5)\n    loss cross_entropy(logits)\n}\n",
+    )
+    .expect("write");
+    let f = file.to_str().expect("utf-8");
+    let o = netc_cached(&["train", f, "--epochs", "1", "--train-size", "64", "--test-size", "16"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(err.contains("`five` scores 5 classes") && err.contains("have 10"), "{err}");
+}
+
+/// A file with errors prints the checker's diagnostics and builds nothing.
+#[test]
+fn a_net_file_with_errors_is_diagnosed_before_any_build() {
+    let dir = tmp("bad-file");
+    let file = dir.join("broken.net");
+    std::fs::write(&file, "network Broken {\n    input x: [4]\n    y = x -> dense(0)\n}\n")
+        .expect("write");
+    let cache = dir.join("cache");
+    let o = Command::new(env!("CARGO_BIN_EXE_netc"))
+        .args(["train", file.to_str().expect("utf-8")])
+        .env("NETC_CACHE_DIR", &cache)
+        .output()
+        .expect("netc runs");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(err.contains("broken.net:3"), "a diagnostic with its place: {err}");
+    assert!(!cache.exists(), "nothing is written before the file checks");
 }

@@ -167,6 +167,12 @@ pub enum Error {
     /// A region of a model's buffers that does not fit them: the buffers
     /// were made for another model or capacity.
     Arena(crate::arena::ArenaError),
+    /// Targets of the wrong kind for the network's loss: class labels for
+    /// a loss on values, or values for cross-entropy.
+    WrongTargets {
+        /// What the loss takes: "class labels" or "target values".
+        takes: &'static str,
+    },
 }
 
 impl fmt::Display for Error {
@@ -199,6 +205,7 @@ impl fmt::Display for Error {
                 write!(f, "{op}: this activation's derivative needs its input, not its output")
             }
             Error::Arena(e) => e.fmt(f),
+            Error::WrongTargets { takes } => write!(f, "the network's loss takes {takes}"),
             Error::OneValuePerChannel { layer, values } => write!(
                 f,
                 "batch norm `{layer}` is trained on {values} value per channel; it needs at \

@@ -21,6 +21,7 @@ pub mod gemm;
 pub mod init;
 pub mod isa;
 pub mod loss;
+pub mod model;
 pub mod nn;
 pub mod norm;
 pub mod optim;
@@ -41,6 +42,7 @@ pub mod view;
 pub mod weights;
 
 pub use error::{Error, LenError};
+pub use model::Model;
 
 /// The element type of every tensor the generated code handles.
 pub type Scalar = f32;

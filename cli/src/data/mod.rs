@@ -31,6 +31,11 @@ impl Dataset {
         &self.images[i * n..(i + 1) * n]
     }
 
+    /// Classes: one more than the largest label.
+    pub fn classes(&self) -> usize {
+        self.labels.iter().max().map_or(0, |&l| usize::from(l) + 1)
+    }
+
     /// The first `count` samples.
     pub fn truncate(&mut self, count: usize) {
         let count = count.min(self.len());

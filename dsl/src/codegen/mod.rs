@@ -12,6 +12,7 @@
 
 mod forward;
 mod model;
+mod model_trait;
 mod names;
 mod params;
 pub mod schedule;
@@ -258,12 +259,14 @@ fn module(
     let inference = forward::inference(&m);
     let training = train::training(&m);
     let sharded = shard::sharded(&m);
+    let model_trait = model_trait::model_trait(&m);
     quote! {
         #params
         #model
         #inference
         #training
         #sharded
+        #model_trait
     }
 }
 

@@ -1,0 +1,79 @@
+//! The `netc` command as a library. The `netc` binary calls [`main`]; the
+//! binary that `netc train FILE.net` builds for a network calls
+//! [`main_for`] with that network, so both parse the same command line and
+//! run the same training loop.
+#![deny(unsafe_code)]
+
+mod check;
+mod data;
+mod emit;
+mod graph;
+mod netfile;
+mod plot;
+mod source;
+mod train;
+mod zoo;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+pub use netc_runtime::model::Model;
+
+/// Makes a network: `(seed, capacity)` to a model taking batches of up to
+/// `capacity` samples, its weights drawn from `seed`.
+pub type Factory = fn(u64, usize) -> Box<dyn Model>;
+
+/// A network the command runs: its name (runs go to `<out>/<name>/`) and
+/// its factory.
+#[derive(Clone, Copy, Debug)]
+pub struct Network {
+    pub name: &'static str,
+    pub factory: Factory,
+}
+
+#[derive(Parser, Debug)]
+#[command(name = "netc", version, about = "The netc neural-network compiler")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Check `.net` files and print each network's layer table.
+    Check(check::Args),
+    /// Print the Rust code generated for a `.net` file.
+    Emit(emit::Args),
+    /// Draw a network as Graphviz DOT (and SVG when Graphviz is installed).
+    Graph(graph::Args),
+    /// Train a network: a `.net` file, or a zoo model by `--model`
+    /// (default: LeNet-5 on the embedded synthetic digits).
+    Train(train::TrainArgs),
+    /// Evaluate a saved checkpoint on a test set.
+    Eval(train::EvalArgs),
+    /// Classify a PGM or PNG image with a saved checkpoint.
+    Predict(train::PredictArgs),
+}
+
+/// The `netc` command.
+pub fn main() -> ExitCode {
+    run(None)
+}
+
+/// The `netc` command with `network` compiled in: `train`, `eval` and
+/// `predict` use it whatever file or `--model` the command line names.
+pub fn main_for(network: Network) -> ExitCode {
+    run(Some(network))
+}
+
+fn run(built: Option<Network>) -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Check(args) => check::run(&args),
+        Command::Emit(args) => emit::run(&args),
+        Command::Graph(args) => graph::run(&args),
+        Command::Train(args) => train::train(&args, built),
+        Command::Eval(args) => train::eval(&args, built),
+        Command::Predict(args) => train::predict(&args, built),
+    }
+}

@@ -1,0 +1,115 @@
+//! `impl Model for <Network>`: the runtime's object-safe interface over the
+//! generated inherent methods, for networks of one input with a loss (the
+//! ones a program can train without knowing their type).
+
+use super::names::lit;
+use super::train::targets;
+use super::Module;
+use proc_macro2::TokenStream;
+use quote::quote;
+
+pub fn model_trait(m: &Module<'_>) -> TokenStream {
+    let (Some(t), Some(loss)) = (targets(m), m.p().loss.as_ref()) else { return quote!() };
+    if m.inputs.len() != 1 {
+        return quote!();
+    }
+    let (rt, name, params_ty) = (m.rt, &m.name, &m.params_ty);
+    let network = m.p().name.clone();
+    let per_sample = lit(t.per_sample);
+    let (kind, backward) = if loss.kind.takes_labels() {
+        let classes = lit(m.p().tensor(loss.input).per_sample());
+        (
+            quote!(#rt::model::TargetKind::Labels { classes: #classes }),
+            quote! {
+                match targets {
+                    #rt::model::Targets::Labels(labels) => self.backward(labels),
+                    #rt::model::Targets::Values(_) => {
+                        Err(#rt::Error::WrongTargets { takes: "class labels" })
+                    }
+                }
+            },
+        )
+    } else {
+        (
+            quote!(#rt::model::TargetKind::Values { len: #per_sample }),
+            quote! {
+                match targets {
+                    #rt::model::Targets::Values(values) => {
+                        self.backward(#rt::model::samples::<#per_sample>("backward", "targets", values)?)
+                    }
+                    #rt::model::Targets::Labels(_) => {
+                        Err(#rt::Error::WrongTargets { takes: "target values" })
+                    }
+                }
+            },
+        )
+    };
+    quote! {
+        impl #rt::model::Model for #name {
+            fn name(&self) -> &'static str {
+                #network
+            }
+            fn input_shape(&self) -> &'static [usize] {
+                &Self::INPUT
+            }
+            fn output_shape(&self) -> &'static [usize] {
+                &Self::OUTPUT
+            }
+            fn target_kind(&self) -> #rt::model::TargetKind {
+                #kind
+            }
+            fn param_count(&self) -> usize {
+                Self::PARAMS
+            }
+            fn macs_per_sample(&self) -> u64 {
+                Self::MACS_PER_SAMPLE
+            }
+            fn capacity(&self) -> usize {
+                #name::capacity(self)
+            }
+            fn default_optimizer(&self) -> Option<#rt::nn::Optimizer> {
+                Self::default_optimizer()
+            }
+            fn predict(&mut self, x: &[f32], out: &mut [f32]) -> Result<(), #rt::Error> {
+                self.forward_flat(x, out)
+            }
+            fn forward_backward(
+                &mut self,
+                x: &[f32],
+                targets: #rt::model::Targets<'_>,
+                outputs: &mut [f32],
+            ) -> Result<f32, #rt::Error> {
+                // The pool's other thread stays awake for both passes.
+                #rt::nn::awake(move || {
+                    let out = self.forward_train_flat(x)?;
+                    #rt::error::check_len("forward_backward", "outputs", outputs.len(), out.len())?;
+                    outputs.copy_from_slice(out);
+                    #backward
+                })
+            }
+            fn apply_gradients(&mut self, opt: &#rt::nn::Optimizer) -> Result<(), #rt::Error> {
+                #name::apply_gradients(self, opt)
+            }
+            fn save(&self, path: &::std::path::Path) -> Result<(), #rt::Error> {
+                #name::save(self, path)
+            }
+            fn load(&mut self, path: &::std::path::Path) -> Result<(), #rt::Error> {
+                #name::load(self, path)
+            }
+            fn optimizer_state(&self) -> (&[f32], u8, u64) {
+                #name::optimizer_state(self)
+            }
+            fn set_optimizer_state(
+                &mut self,
+                state: &[f32],
+                kind: u8,
+                step: u64,
+            ) -> Result<(), #rt::Error> {
+                #name::set_optimizer_state(self, state, kind, step)
+            }
+            fn visit_params(&self, f: &mut #rt::model::TensorVisitor<'_>) {
+                #params_ty::visit(self.params(), f)
+            }
+        }
+    }
+}

@@ -1,0 +1,102 @@
+//! The interface every generated network of one input and a loss
+//! implements, so that a program (the `netc` command among them) can
+//! train, evaluate, save and load any network without knowing its type.
+//!
+//! The generated inherent methods stay the fast, statically shaped API;
+//! this trait works on flat slices and is object-safe, so a model can live
+//! in a `Box<dyn Model>` chosen at run time.
+
+use std::path::Path;
+
+use crate::nn::Optimizer;
+use crate::Error;
+
+/// What the loss compares the network's output with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TargetKind {
+    /// One class index per sample, below `classes` (cross-entropy).
+    Labels { classes: usize },
+    /// `len` values per sample, of the scored tensor's shape (mse, BCE,
+    /// smooth L1, Huber).
+    Values { len: usize },
+}
+
+/// A batch's targets, of the model's [`TargetKind`].
+#[derive(Clone, Copy, Debug)]
+pub enum Targets<'a> {
+    Labels(&'a [u32]),
+    Values(&'a [f32]),
+}
+
+/// A callback given each tensor's name, shape and values.
+pub type TensorVisitor<'a> = dyn FnMut(&str, &[usize], &[f32]) + 'a;
+
+/// A generated network of one input, with a loss.
+pub trait Model: Send {
+    /// The network's name in its `.net` file.
+    fn name(&self) -> &'static str;
+    /// The shape of one input sample, such as `[1, 28, 28]`.
+    fn input_shape(&self) -> &'static [usize];
+    /// The shape of one output sample.
+    fn output_shape(&self) -> &'static [usize];
+    /// What the loss is computed against.
+    fn target_kind(&self) -> TargetKind;
+    /// Learnable parameters.
+    fn param_count(&self) -> usize;
+    /// Multiply-accumulates of one sample's forward pass.
+    fn macs_per_sample(&self) -> u64;
+    /// The largest batch a call accepts.
+    fn capacity(&self) -> usize;
+    /// The optimizer of the `.net` file, if it names one.
+    fn default_optimizer(&self) -> Option<Optimizer>;
+    /// Inference on `n` samples (`x.len() / input length`), writing `n`
+    /// output samples into `out`.
+    fn predict(&mut self, x: &[f32], out: &mut [f32]) -> Result<(), Error>;
+    /// The training forward and backward passes on a batch: writes the
+    /// batch's outputs into `outputs` and returns the mean loss. The
+    /// gradients wait for [`Model::apply_gradients`].
+    fn forward_backward(
+        &mut self,
+        x: &[f32],
+        targets: Targets<'_>,
+        outputs: &mut [f32],
+    ) -> Result<f32, Error>;
+    /// One optimizer step with the gradients of the last backward pass.
+    fn apply_gradients(&mut self, opt: &Optimizer) -> Result<(), Error>;
+    /// Writes the parameters (and batch-norm statistics) as safetensors.
+    fn save(&self, path: &Path) -> Result<(), Error>;
+    /// Reads parameters written by [`Model::save`] or by PyTorch under the
+    /// same names; on an error the model is unchanged.
+    fn load(&mut self, path: &Path) -> Result<(), Error>;
+    /// The optimizer's state (momentum or moments), its kind and the step
+    /// count, for checkpoints.
+    fn optimizer_state(&self) -> (&[f32], u8, u64);
+    /// Restores what [`Model::optimizer_state`] gave.
+    fn set_optimizer_state(&mut self, state: &[f32], kind: u8, step: u64) -> Result<(), Error>;
+    /// Every parameter tensor: name, shape, values.
+    fn visit_params(&self, f: &mut TensorVisitor<'_>);
+
+    /// Values of one input sample.
+    fn input_len(&self) -> usize {
+        self.input_shape().iter().product()
+    }
+
+    /// Values of one output sample.
+    fn output_len(&self) -> usize {
+        self.output_shape().iter().product()
+    }
+}
+
+/// `x` as whole samples of `N` values, or the length error naming `tensor`.
+pub fn samples<'a, const N: usize>(
+    op: &'static str,
+    tensor: &'static str,
+    x: &'a [f32],
+) -> Result<&'a [[f32; N]], Error> {
+    let (chunks, rest) = x.as_chunks::<N>();
+    if rest.is_empty() {
+        Ok(chunks)
+    } else {
+        Err(Error::Len(crate::LenError { op, tensor, expected: chunks.len() * N, found: x.len() }))
+    }
+}

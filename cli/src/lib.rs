@@ -8,8 +8,11 @@ mod check;
 mod data;
 mod emit;
 mod graph;
+mod image;
 mod netfile;
+mod network;
 mod plot;
+mod predict;
 mod source;
 mod train;
 mod zoo;
@@ -52,7 +55,7 @@ enum Command {
     /// Evaluate a saved checkpoint on a test set.
     Eval(train::EvalArgs),
     /// Classify a PGM or PNG image with a saved checkpoint.
-    Predict(train::PredictArgs),
+    Predict(predict::PredictArgs),
 }
 
 /// The `netc` command.
@@ -74,6 +77,19 @@ fn run(built: Option<Network>) -> ExitCode {
         Command::Graph(args) => graph::run(&args),
         Command::Train(args) => train::train(&args, built),
         Command::Eval(args) => train::eval(&args, built),
-        Command::Predict(args) => train::predict(&args, built),
+        Command::Predict(args) => predict::predict(&args, built),
     }
+}
+
+pub(crate) fn fail(msg: impl std::fmt::Display) -> ExitCode {
+    eprintln!("error: {msg}");
+    ExitCode::FAILURE
+}
+
+pub(crate) fn pool(threads: Option<usize>) -> Result<rayon::ThreadPool, String> {
+    let mut b = rayon::ThreadPoolBuilder::new();
+    if let Some(t) = threads {
+        b = b.num_threads(t.max(1));
+    }
+    b.build().map_err(|e| format!("cannot start threads: {e}"))
 }

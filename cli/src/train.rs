@@ -1,50 +1,19 @@
-//! `netc train`, `netc eval` and `netc predict`: train a network (a zoo
-//! model compiled in, or a `.net` file built on first use) on the embedded
-//! synthetic digits (no download), on MNIST IDX files or on CIFAR-10,
-//! checked against the network's input shape and classes; checkpoint it
-//! atomically each epoch under `runs/<model>/`, resume from the last
-//! completed epoch, and evaluate or classify with a saved checkpoint.
+//! `netc train` and `netc eval`: train a network (a zoo model compiled in,
+//! or a `.net` file built on first use) on the data the flags choose;
+//! checkpoint it atomically each epoch under `runs/<model>/`, resume from
+//! the last completed epoch, and evaluate a saved checkpoint.
 
-use crate::data::{cifar, idx, synth, DataError, Dataset};
-use crate::{netfile, zoo, Network};
+use crate::data::{check_fit, load, DataArgs, Dataset};
+use crate::network::{choose, Chosen};
+use crate::{fail, netfile, pool, Network};
 use indicatif::{ProgressBar, ProgressStyle};
-use netc_runtime::model::{Model, TargetKind, Targets};
+use netc_runtime::model::{Model, Targets};
 use netc_runtime::nn::Optimizer;
 use netc_runtime::optim::{Adam, Sgd};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
-
-#[derive(clap::Args, Debug, Clone)]
-pub struct DataArgs {
-    /// A `.net` file to train; netc builds it once (cached) and runs it.
-    /// Without it, `--model` names a zoo model.
-    file: Option<PathBuf>,
-    /// A zoo model: lenet5, mlp, linear (digits), resnet20 (CIFAR-10),
-    /// alexnet, vgg11, resnet18 (224x224 images).
-    #[arg(long, default_value = "lenet5")]
-    model: String,
-    /// A directory with MNIST or Fashion-MNIST IDX files (raw or .gz);
-    /// without it and `--cifar`, the embedded synthetic digits.
-    #[arg(long, conflicts_with = "cifar")]
-    data: Option<PathBuf>,
-    /// A directory with the CIFAR-10 binary files.
-    #[arg(long)]
-    cifar: Option<PathBuf>,
-    /// Use only the first N training samples.
-    #[arg(long)]
-    train_size: Option<usize>,
-    /// Use only the first N test samples.
-    #[arg(long)]
-    test_size: Option<usize>,
-    /// Seed of the synthetic data, the initial weights and the shuffling.
-    #[arg(long, default_value_t = 1)]
-    seed: u64,
-    /// Worker threads (default: all cores).
-    #[arg(long)]
-    threads: Option<usize>,
-}
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum OptimizerChoice {
@@ -87,116 +56,6 @@ pub struct EvalArgs {
     checkpoint: Option<PathBuf>,
 }
 
-#[derive(clap::Args, Debug)]
-pub struct PredictArgs {
-    /// A PGM (P2 or P5) or PNG image, any size: it is converted to
-    /// grayscale and resized to the network's input. Digits are light on
-    /// dark, as MNIST.
-    image: PathBuf,
-    /// A `.net` file (built once, cached) instead of a zoo model.
-    #[arg(long)]
-    file: Option<PathBuf>,
-    #[arg(long, default_value = "lenet5")]
-    model: String,
-    /// The checkpoint; default `runs/<model>/model.safetensors`.
-    #[arg(long)]
-    checkpoint: Option<PathBuf>,
-}
-
-/// Which network a command runs.
-enum Chosen {
-    /// Compiled into this binary: a zoo model, or the network this binary
-    /// was built for.
-    Built(Network),
-    /// A `.net` file to build and run.
-    File(PathBuf),
-}
-
-/// The network of a command: the one compiled in, else the file, else the
-/// zoo model by name.
-fn choose(built: Option<Network>, file: Option<&Path>, model: &str) -> Result<Chosen, String> {
-    if let Some(network) = built {
-        return Ok(Chosen::Built(network));
-    }
-    if let Some(file) = file {
-        return Ok(Chosen::File(file.to_path_buf()));
-    }
-    zoo::find(model).map(Chosen::Built).ok_or_else(|| {
-        format!("unknown model `{model}`: choose one of {}, or give a .net file", zoo::names())
-    })
-}
-
-fn fail(msg: impl std::fmt::Display) -> ExitCode {
-    eprintln!("error: {msg}");
-    ExitCode::FAILURE
-}
-
-fn pool(threads: Option<usize>) -> Result<rayon::ThreadPool, String> {
-    let mut b = rayon::ThreadPoolBuilder::new();
-    if let Some(t) = threads {
-        b = b.num_threads(t.max(1));
-    }
-    b.build().map_err(|e| format!("cannot start threads: {e}"))
-}
-
-/// The train and test splits the flags choose, with a description of
-/// their source for messages.
-fn load(args: &DataArgs) -> Result<(Dataset, Dataset, String), String> {
-    let wrap = |e: DataError| e.to_string();
-    let (mut train, mut test, what) = if let Some(dir) = &args.cifar {
-        let (train, test) = cifar::load_dir(dir).map_err(wrap)?;
-        (train, test, format!("the CIFAR-10 files in `{}`", dir.display()))
-    } else if let Some(dir) = &args.data {
-        let (train, test) = idx::load_dir(dir).map_err(wrap)?;
-        (train, test, format!("the IDX files in `{}`", dir.display()))
-    } else {
-        let n_train = args.train_size.unwrap_or(synth::TRAIN_SIZE);
-        let n_test = args.test_size.unwrap_or(synth::TEST_SIZE);
-        let (train, test) =
-            (synth::generate(args.seed, true, n_train), synth::generate(args.seed, false, n_test));
-        (train, test, "the embedded synthetic digits".to_string())
-    };
-    if let Some(n) = args.train_size {
-        train.truncate(n);
-    }
-    if let Some(n) = args.test_size {
-        test.truncate(n);
-    }
-    Ok((train, test, what))
-}
-
-/// Checks that `data` fits `model`: the sample shape (a flat input takes
-/// any sample of as many values) and the number of classes.
-fn check_fit(
-    model: &dyn Model,
-    name: &str,
-    (train, test): (&Dataset, &Dataset),
-    what: &str,
-) -> Result<(), String> {
-    let takes = model.input_shape();
-    let data = train;
-    let fits = takes == &data.shape[..] || (takes.len() == 1 && takes[0] == data.sample_len());
-    if !fits {
-        return Err(format!(
-            "`{name}` takes samples of shape {takes:?}; {what} hold samples of shape {:?} \
-             (sources: --data DIR for 28x28 IDX digits, --cifar DIR for 3x32x32 CIFAR-10 \
-             images, neither for the synthetic digits)",
-            data.shape
-        ));
-    }
-    let classes = train.classes().max(test.classes());
-    match model.target_kind() {
-        TargetKind::Labels { classes: c } if c == classes => Ok(()),
-        TargetKind::Labels { classes: c } => Err(format!(
-            "`{name}` scores {c} classes; {what} have {classes}: give its last layer {classes} outputs"
-        )),
-        TargetKind::Values { len } => Err(format!(
-            "`{name}`'s loss takes {len} target values per sample; `netc train` trains on class \
-             labels (cross-entropy) only"
-        )),
-    }
-}
-
 fn optimizer(args: &TrainArgs, model: &dyn Model) -> Optimizer {
     let sgd = |lr, momentum| {
         Optimizer::Sgd(Sgd { lr, momentum, nesterov: false, weight_decay: 0.0, clip_norm: None })
@@ -231,7 +90,7 @@ fn shuffled(n: usize, seed: u64) -> Vec<usize> {
     order
 }
 
-fn argmax(row: &[f32]) -> usize {
+pub fn argmax(row: &[f32]) -> usize {
     row.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map_or(0, |(i, _)| i)
 }
 
@@ -520,120 +379,6 @@ pub fn eval(args: &EvalArgs, built: Option<Network>) -> ExitCode {
     }
 }
 
-/// Reads a binary (P5) or text (P2) PGM into values in `[0, 1]`.
-pub fn read_pgm(path: &Path) -> Result<(usize, usize, Vec<f32>), String> {
-    let bytes =
-        std::fs::read(path).map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
-    let bad = |why: &str| format!("`{}` is not a PGM image: {why}", path.display());
-    // Header tokens, skipping `#` comments.
-    let mut pos = 0;
-    let mut tokens = Vec::new();
-    while tokens.len() < 4 && pos < bytes.len() {
-        while pos < bytes.len() && bytes[pos].is_ascii_whitespace() {
-            pos += 1;
-        }
-        if bytes.get(pos) == Some(&b'#') {
-            while pos < bytes.len() && bytes[pos] != b'\n' {
-                pos += 1;
-            }
-            continue;
-        }
-        let start = pos;
-        while pos < bytes.len() && !bytes[pos].is_ascii_whitespace() {
-            pos += 1;
-        }
-        tokens.push(String::from_utf8_lossy(&bytes[start..pos]).into_owned());
-    }
-    let [magic, w, h, max] = tokens.as_slice() else { return Err(bad("incomplete header")) };
-    let (w, h, max): (usize, usize, usize) = match (w.parse(), h.parse(), max.parse()) {
-        (Ok(w), Ok(h), Ok(m)) if w > 0 && h > 0 && (1..=255).contains(&m) => (w, h, m),
-        _ => return Err(bad("bad width, height or maximum (8-bit only)")),
-    };
-    let pixels: Vec<f32> = match magic.as_str() {
-        "P5" => {
-            let data =
-                bytes.get(pos + 1..pos + 1 + w * h).ok_or_else(|| bad("truncated pixel data"))?;
-            data.iter().map(|&p| f32::from(p) / max as f32).collect()
-        }
-        "P2" => {
-            let text = String::from_utf8_lossy(&bytes[pos..]);
-            let values: Result<Vec<f32>, _> =
-                text.split_whitespace().take(w * h).map(|t| t.parse::<f32>()).collect();
-            let values = values.map_err(|_| bad("non-numeric pixel"))?;
-            if values.len() != w * h {
-                return Err(bad("truncated pixel data"));
-            }
-            values.into_iter().map(|v| v / max as f32).collect()
-        }
-        _ => return Err(bad("magic is not P2 or P5")),
-    };
-    Ok((w, h, pixels))
-}
-
-/// Reads a PNG (any colour type) as grayscale values in `[0, 1]`.
-pub fn read_png(path: &Path) -> Result<(usize, usize, Vec<f32>), String> {
-    let img = image::open(path)
-        .map_err(|e| format!("`{}` is not a readable PNG image: {e}", path.display()))?;
-    let gray = img.to_luma8();
-    let (w, h) = (gray.width() as usize, gray.height() as usize);
-    Ok((w, h, gray.pixels().map(|p| f32::from(p.0[0]) / 255.0).collect()))
-}
-
-/// Reads a PGM or PNG image, chosen by the file's first bytes.
-pub fn read_image(path: &Path) -> Result<(usize, usize, Vec<f32>), String> {
-    let head = std::fs::read(path).map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
-    if head.starts_with(b"\x89PNG") {
-        read_png(path)
-    } else {
-        read_pgm(path)
-    }
-}
-
-/// Nearest-neighbour resize to `side`x`side`.
-fn resize(w: usize, h: usize, pixels: &[f32], side: usize) -> Vec<f32> {
-    (0..side * side).map(|i| pixels[(i / side) * h / side * w + (i % side) * w / side]).collect()
-}
-
-pub fn predict(args: &PredictArgs, built: Option<Network>) -> ExitCode {
-    let network = match choose(built, args.file.as_deref(), &args.model) {
-        Ok(Chosen::Built(n)) => n,
-        Ok(Chosen::File(file)) => return netfile::run(&file),
-        Err(e) => return fail(e),
-    };
-    let result = (|| -> Result<(), String> {
-        let name = network.name;
-        let mut model = (network.factory)(0, 1);
-        let side = match model.input_shape() {
-            [1, h, w] if h == w => *h,
-            [n] if (*n as f64).sqrt().fract() == 0.0 => (*n as f64).sqrt() as usize,
-            other => {
-                return Err(format!(
-                    "`netc predict` classifies grayscale square images; `{name}` takes {other:?}"
-                ))
-            }
-        };
-        let checkpoint = args
-            .checkpoint
-            .clone()
-            .unwrap_or_else(|| PathBuf::from("runs").join(name).join("model.safetensors"));
-        model.load(&checkpoint).map_err(|e| e.to_string())?;
-        let (w, h, pixels) = read_image(&args.image)?;
-        let x = resize(w, h, &pixels, side);
-        let mut logits = vec![0.0f32; model.output_len()];
-        model.predict(&x, &mut logits).map_err(|e| e.to_string())?;
-        let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-        let exp: Vec<f32> = logits.iter().map(|l| (l - max).exp()).collect();
-        let sum: f32 = exp.iter().sum();
-        let best = argmax(&logits);
-        println!("{}: class {best} (probability {:.3})", args.image.display(), exp[best] / sum);
-        Ok(())
-    })();
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => fail(e),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -646,38 +391,5 @@ mod tests {
         assert_eq!(sorted, (0..100).collect::<Vec<_>>());
         assert_eq!(a, shuffled(100, 3));
         assert_ne!(a, shuffled(100, 4));
-    }
-
-    #[test]
-    fn reads_pgm_and_rejects_bad_ones() {
-        let dir = std::env::temp_dir().join(format!("netc-pgm-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("dir");
-        let p5 = dir.join("a.pgm");
-        let mut bytes = b"P5\n# comment\n2 2\n255\n".to_vec();
-        bytes.extend([0, 255, 128, 64]);
-        std::fs::write(&p5, &bytes).expect("write");
-        let (w, h, px) = read_pgm(&p5).expect("valid");
-        assert_eq!((w, h, px[1]), (2, 2, 1.0));
-        let p2 = dir.join("b.pgm");
-        std::fs::write(&p2, "P2 2 1 15 0 15").expect("write");
-        assert_eq!(read_pgm(&p2).expect("valid").2, [0.0, 1.0]);
-        std::fs::write(&p2, "P5 2 2 255 ab").expect("write");
-        assert!(read_pgm(&p2).unwrap_err().contains("truncated"));
-        std::fs::write(&p2, "P6 2 2 255").expect("write");
-        assert!(read_pgm(&p2).unwrap_err().contains("P2 or P5"));
-    }
-
-    #[test]
-    fn reads_png_as_grayscale() {
-        let path = std::env::temp_dir().join(format!("netc-png-{}.png", std::process::id()));
-        let img = image::RgbImage::from_fn(3, 2, |x, _| {
-            image::Rgb(if x == 0 { [255, 255, 255] } else { [0, 0, 0] })
-        });
-        img.save(&path).expect("save png");
-        let (w, h, px) = read_image(&path).expect("png");
-        assert_eq!((w, h), (3, 2));
-        assert_eq!((px[0], px[1]), (1.0, 0.0));
-        std::fs::write(&path, b"\x89PNG broken").expect("write");
-        assert!(read_image(&path).unwrap_err().contains("PNG"));
     }
 }

@@ -4,7 +4,10 @@
 
 pub mod cifar;
 pub mod idx;
+mod sources;
 pub mod synth;
+
+pub use sources::{check_fit, load, DataArgs};
 
 use std::fmt;
 use std::path::PathBuf;

@@ -1,0 +1,116 @@
+//! Reading single images for `netc predict`: PGM (P2 and P5) and PNG,
+//! as grayscale values in `[0, 1]`, and resizing them to a network's input.
+
+use std::path::Path;
+
+/// Reads a binary (P5) or text (P2) PGM into values in `[0, 1]`.
+pub fn read_pgm(path: &Path) -> Result<(usize, usize, Vec<f32>), String> {
+    let bytes =
+        std::fs::read(path).map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
+    let bad = |why: &str| format!("`{}` is not a PGM image: {why}", path.display());
+    // Header tokens, skipping `#` comments.
+    let mut pos = 0;
+    let mut tokens = Vec::new();
+    while tokens.len() < 4 && pos < bytes.len() {
+        while pos < bytes.len() && bytes[pos].is_ascii_whitespace() {
+            pos += 1;
+        }
+        if bytes.get(pos) == Some(&b'#') {
+            while pos < bytes.len() && bytes[pos] != b'\n' {
+                pos += 1;
+            }
+            continue;
+        }
+        let start = pos;
+        while pos < bytes.len() && !bytes[pos].is_ascii_whitespace() {
+            pos += 1;
+        }
+        tokens.push(String::from_utf8_lossy(&bytes[start..pos]).into_owned());
+    }
+    let [magic, w, h, max] = tokens.as_slice() else { return Err(bad("incomplete header")) };
+    let (w, h, max): (usize, usize, usize) = match (w.parse(), h.parse(), max.parse()) {
+        (Ok(w), Ok(h), Ok(m)) if w > 0 && h > 0 && (1..=255).contains(&m) => (w, h, m),
+        _ => return Err(bad("bad width, height or maximum (8-bit only)")),
+    };
+    let pixels: Vec<f32> = match magic.as_str() {
+        "P5" => {
+            let data =
+                bytes.get(pos + 1..pos + 1 + w * h).ok_or_else(|| bad("truncated pixel data"))?;
+            data.iter().map(|&p| f32::from(p) / max as f32).collect()
+        }
+        "P2" => {
+            let text = String::from_utf8_lossy(&bytes[pos..]);
+            let values: Result<Vec<f32>, _> =
+                text.split_whitespace().take(w * h).map(|t| t.parse::<f32>()).collect();
+            let values = values.map_err(|_| bad("non-numeric pixel"))?;
+            if values.len() != w * h {
+                return Err(bad("truncated pixel data"));
+            }
+            values.into_iter().map(|v| v / max as f32).collect()
+        }
+        _ => return Err(bad("magic is not P2 or P5")),
+    };
+    Ok((w, h, pixels))
+}
+
+/// Reads a PNG (any colour type) as grayscale values in `[0, 1]`.
+pub fn read_png(path: &Path) -> Result<(usize, usize, Vec<f32>), String> {
+    let img = image::open(path)
+        .map_err(|e| format!("`{}` is not a readable PNG image: {e}", path.display()))?;
+    let gray = img.to_luma8();
+    let (w, h) = (gray.width() as usize, gray.height() as usize);
+    Ok((w, h, gray.pixels().map(|p| f32::from(p.0[0]) / 255.0).collect()))
+}
+
+/// Reads a PGM or PNG image, chosen by the file's first bytes.
+pub fn read_image(path: &Path) -> Result<(usize, usize, Vec<f32>), String> {
+    let head = std::fs::read(path).map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
+    if head.starts_with(b"\x89PNG") {
+        read_png(path)
+    } else {
+        read_pgm(path)
+    }
+}
+
+/// Nearest-neighbour resize to `side`x`side`.
+pub fn resize(w: usize, h: usize, pixels: &[f32], side: usize) -> Vec<f32> {
+    (0..side * side).map(|i| pixels[(i / side) * h / side * w + (i % side) * w / side]).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_pgm_and_rejects_bad_ones() {
+        let dir = std::env::temp_dir().join(format!("netc-pgm-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let p5 = dir.join("a.pgm");
+        let mut bytes = b"P5\n# comment\n2 2\n255\n".to_vec();
+        bytes.extend([0, 255, 128, 64]);
+        std::fs::write(&p5, &bytes).expect("write");
+        let (w, h, px) = read_pgm(&p5).expect("valid");
+        assert_eq!((w, h, px[1]), (2, 2, 1.0));
+        let p2 = dir.join("b.pgm");
+        std::fs::write(&p2, "P2 2 1 15 0 15").expect("write");
+        assert_eq!(read_pgm(&p2).expect("valid").2, [0.0, 1.0]);
+        std::fs::write(&p2, "P5 2 2 255 ab").expect("write");
+        assert!(read_pgm(&p2).unwrap_err().contains("truncated"));
+        std::fs::write(&p2, "P6 2 2 255").expect("write");
+        assert!(read_pgm(&p2).unwrap_err().contains("P2 or P5"));
+    }
+
+    #[test]
+    fn reads_png_as_grayscale() {
+        let path = std::env::temp_dir().join(format!("netc-png-{}.png", std::process::id()));
+        let img = image::RgbImage::from_fn(3, 2, |x, _| {
+            image::Rgb(if x == 0 { [255, 255, 255] } else { [0, 0, 0] })
+        });
+        img.save(&path).expect("save png");
+        let (w, h, px) = read_image(&path).expect("png");
+        assert_eq!((w, h), (3, 2));
+        assert_eq!((px[0], px[1]), (1.0, 0.0));
+        std::fs::write(&path, b"\x89PNG broken").expect("write");
+        assert!(read_image(&path).unwrap_err().contains("PNG"));
+    }
+}

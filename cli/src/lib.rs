@@ -5,10 +5,15 @@
 #![deny(unsafe_code)]
 
 mod check;
+mod checkpoint;
 mod data;
 mod emit;
+mod evaluate;
+mod events;
 mod graph;
+mod hyper;
 mod image;
+mod metrics;
 mod netfile;
 mod network;
 mod plot;
@@ -53,7 +58,7 @@ enum Command {
     /// (default: LeNet-5 on the embedded synthetic digits).
     Train(train::TrainArgs),
     /// Evaluate a saved checkpoint on a test set.
-    Eval(train::EvalArgs),
+    Eval(evaluate::EvalArgs),
     /// Classify a PGM or PNG image with a saved checkpoint.
     Predict(predict::PredictArgs),
 }
@@ -76,7 +81,7 @@ fn run(built: Option<Network>) -> ExitCode {
         Command::Emit(args) => emit::run(&args),
         Command::Graph(args) => graph::run(&args),
         Command::Train(args) => train::train(&args, built),
-        Command::Eval(args) => train::eval(&args, built),
+        Command::Eval(args) => evaluate::eval(&args, built),
         Command::Predict(args) => predict::predict(&args, built),
     }
 }

@@ -1,8 +1,8 @@
 //! `netc predict`: classifies one image with a saved checkpoint.
 
+use crate::evaluate::argmax;
 use crate::image::{read_image, resize};
 use crate::network::{choose, Chosen};
-use crate::train::argmax;
 use crate::{fail, netfile, Network};
 use std::path::PathBuf;
 use std::process::ExitCode;

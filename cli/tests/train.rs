@@ -1,6 +1,7 @@
 //! `netc train` end to end on small synthetic data: checkpoints, metrics,
 //! resume, a kill in the middle of training, eval, and a corrupt checkpoint.
 
+use netc_runtime::weights::WeightsFile;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -16,9 +17,14 @@ fn tmp(tag: &str) -> PathBuf {
     d
 }
 
+/// A checkpoint's recorded metadata value of `key`.
+fn recorded(dir: &Path, key: &str) -> Option<u64> {
+    let file = WeightsFile::open(&dir.join("lenet5/checkpoint.safetensors")).ok()?;
+    file.metadata(key)?.parse().ok()
+}
+
 fn completed(dir: &Path) -> Option<usize> {
-    let text = std::fs::read_to_string(dir.join("lenet5/state.txt")).ok()?;
-    text.lines().find_map(|l| l.strip_prefix("completed_epochs=")?.parse().ok())
+    recorded(dir, "netc.completed_epochs").map(|e| e as usize)
 }
 
 const SMALL: &[&str] = &["train", "--train-size", "512", "--test-size", "128", "--batch", "32"];
@@ -249,8 +255,8 @@ fn a_net_file_outside_the_repository_trains() {
     assert!(text.contains("training tiny (") && text.contains("epoch 1:"), "{text}");
     let accuracy: f64 = text
         .lines()
-        .find_map(|l| l.split("test accuracy ").nth(1)?.split('%').next()?.parse().ok())
-        .expect("a test accuracy");
+        .find_map(|l| l.split("val accuracy ").nth(1)?.split('%').next()?.parse().ok())
+        .expect("a val accuracy");
     assert!(accuracy > 50.0, "one epoch on 2048 digits learns something: {text}");
     let checkpoint = dir.join("tiny/model.safetensors");
     assert!(checkpoint.is_file());
@@ -305,4 +311,141 @@ fn a_net_file_with_errors_is_diagnosed_before_any_build() {
     assert!(!o.status.success());
     assert!(err.contains("broken.net:3"), "a diagnostic with its place: {err}");
     assert!(!cache.exists(), "nothing is written before the file checks");
+}
+
+/// Killed with SIGKILL again and again at moments that move through the
+/// epochs, a run always leaves a checkpoint whose optimizer step matches
+/// its epoch count, resumes from it, and ends with the weights of a run
+/// never interrupted, to the bit.
+#[test]
+fn a_kill_loop_never_leaves_a_torn_checkpoint() {
+    let (killed, straight) = (tmp("kill-loop"), tmp("kill-straight"));
+    let args = |out: &Path| -> Vec<String> {
+        let mut v: Vec<String> =
+            ["train", "--train-size", "1024", "--test-size", "64", "--batch", "32"]
+                .map(String::from)
+                .to_vec();
+        v.extend(
+            ["--epochs", "6", "--schedule", "cosine", "--threads", "2", "--out"].map(String::from),
+        );
+        v.push(out.to_str().expect("utf-8").to_string());
+        v
+    };
+    let batches_per_epoch = 1024 / 32;
+    let mut kills = 0;
+    for delay_ms in [150u64, 260, 330, 420, 510, 640, 800] {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_netc"));
+        command.args(args(&killed)).stdout(Stdio::null()).stderr(Stdio::null());
+        if completed(&killed).is_some() {
+            command.arg("--resume");
+        }
+        let mut child = command.spawn().expect("spawn");
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        if child.try_wait().expect("poll").is_none() {
+            child.kill().expect("SIGKILL");
+            kills += 1;
+        }
+        let _ = child.wait();
+        if let Some(epochs) = completed(&killed) {
+            let step = recorded(&killed, "netc.step").expect("the step is recorded");
+            assert_eq!(step, (epochs * batches_per_epoch) as u64, "weights and optimizer agree");
+            let metrics =
+                std::fs::read_to_string(killed.join("lenet5/metrics.csv")).expect("metrics");
+            assert!(metrics.lines().count() > epochs, "metrics cover the checkpoint");
+        }
+        if completed(&killed) == Some(6) {
+            break;
+        }
+    }
+    assert!(kills >= 2, "the loop killed the run mid-way at least twice");
+    let mut finish = args(&killed);
+    if completed(&killed).is_some() {
+        finish.push("--resume".into());
+    }
+    let o = Command::new(env!("CARGO_BIN_EXE_netc")).args(&finish).output().expect("netc runs");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = Command::new(env!("CARGO_BIN_EXE_netc")).args(args(&straight)).output().expect("runs");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let a = std::fs::read(killed.join("lenet5/model.safetensors")).expect("weights");
+    let b = std::fs::read(straight.join("lenet5/model.safetensors")).expect("weights");
+    assert!(a == b, "the killed and resumed run diverged from the uninterrupted one");
+}
+
+/// A corrupt checkpoint is an error naming it, and is left as it was.
+#[test]
+fn resuming_from_a_corrupt_checkpoint_is_an_error_that_keeps_it() {
+    let out = tmp("corrupt-resume");
+    let o = out.to_str().expect("utf-8");
+    let first = netc(&[SMALL, &["--epochs", "1", "--out", o]].concat());
+    assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
+    let path = out.join("lenet5/checkpoint.safetensors");
+    let mut bytes = std::fs::read(&path).expect("checkpoint");
+    let half = bytes.len() / 2;
+    bytes.truncate(half);
+    std::fs::write(&path, &bytes).expect("write");
+    let resumed = netc(&[SMALL, &["--epochs", "2", "--out", o, "--resume"]].concat());
+    let err = String::from_utf8_lossy(&resumed.stderr);
+    assert!(!resumed.status.success());
+    assert!(err.contains("checkpoint.safetensors"), "{err}");
+    assert_eq!(std::fs::read(&path).expect("still there"), bytes, "the file is untouched");
+    let other_seed =
+        netc(&[SMALL, &["--epochs", "2", "--out", o, "--resume", "--seed", "9"]].concat());
+    assert!(!other_seed.status.success());
+}
+
+/// With a learning rate too small to move a weight, the loss never
+/// improves, and `--patience 1` stops the run after its second epoch.
+#[test]
+fn early_stopping_ends_a_run_that_does_not_improve() {
+    let out = tmp("patience");
+    let o = out.to_str().expect("utf-8");
+    let run = netc(
+        &[SMALL, &["--epochs", "10", "--out", o, "--lr", "1e-30", "--patience", "1"]].concat(),
+    );
+    let text = String::from_utf8_lossy(&run.stdout);
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    assert!(text.contains("stopped early"), "{text}");
+    assert_eq!(completed(&out), Some(2));
+    assert!(out.join("lenet5/best.safetensors").is_file());
+}
+
+/// `--json` prints one parseable object per event.
+#[test]
+fn json_events_parse() {
+    let out = tmp("json");
+    let o = out.to_str().expect("utf-8");
+    let run = netc(
+        &[
+            SMALL,
+            &[
+                "--epochs",
+                "2",
+                "--out",
+                o,
+                "--json",
+                "--schedule",
+                "step",
+                "--step-size",
+                "1",
+                "--gamma",
+                "0.5",
+            ],
+        ]
+        .concat(),
+    );
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let events: Vec<serde_json::Value> = String::from_utf8_lossy(&run.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l}: {e}")))
+        .collect();
+    let kinds: Vec<&str> = events.iter().filter_map(|e| e["event"].as_str()).collect();
+    assert_eq!(kinds.first(), Some(&"start"));
+    assert_eq!(kinds.last(), Some(&"end"));
+    assert_eq!(kinds.iter().filter(|k| **k == "step").count(), 2 * 512 / 32);
+    let epochs: Vec<&serde_json::Value> = events.iter().filter(|e| e["event"] == "epoch").collect();
+    assert_eq!(epochs.len(), 2);
+    let (lr1, lr2) = (epochs[0]["lr"].as_f64().expect("lr"), epochs[1]["lr"].as_f64().expect("lr"));
+    assert!((lr2 - lr1 * 0.5).abs() < 1e-12, "step decay halves the rate: {lr1} {lr2}");
+    let bad = netc(&["train", "--schedule", "step", "--epochs", "1"]);
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--step-size"));
 }

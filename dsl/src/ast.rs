@@ -92,6 +92,8 @@ pub enum StmtKind {
     Loss(Call),
     /// `optimizer adam(lr: 1e-3)`.
     Optimizer(Call),
+    /// `schedule cosine(warmup: 5)`.
+    Schedule(Call),
     /// `train conv1(frozen: true)`: the call's name is a layer path.
     Train(Call),
 }

@@ -95,6 +95,7 @@ fn describe(rule: &Rule) -> &'static str {
         Rule::input_decl | Rule::kw_input => "`input`",
         Rule::loss_stmt | Rule::kw_loss => "`loss`",
         Rule::optimizer_stmt | Rule::kw_optimizer => "`optimizer`",
+        Rule::schedule_stmt | Rule::kw_schedule => "`schedule`",
         Rule::train_stmt | Rule::kw_train => "`train`",
         Rule::output_stmt | Rule::kw_output => "`output`",
         Rule::out_stmt | Rule::kw_out => "`out`",
@@ -318,6 +319,10 @@ impl AstBuilder {
             Rule::optimizer_stmt => {
                 inner.next();
                 StmtKind::Optimizer(self.call(inner.next().expect("grammar: optimizer call")))
+            }
+            Rule::schedule_stmt => {
+                inner.next();
+                StmtKind::Schedule(self.call(inner.next().expect("grammar: schedule call")))
             }
             Rule::train_stmt => {
                 inner.next();

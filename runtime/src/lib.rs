@@ -35,6 +35,7 @@ mod reduce;
 pub mod reference;
 pub mod rng;
 pub mod sample_norm;
+pub mod schedule;
 mod scratch;
 pub mod shard;
 pub mod upsample;

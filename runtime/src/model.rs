@@ -9,6 +9,8 @@
 use std::path::Path;
 
 use crate::nn::Optimizer;
+use crate::schedule::Schedule;
+use crate::weights::WeightsFile;
 use crate::Error;
 
 /// What the loss compares the network's output with.
@@ -49,6 +51,8 @@ pub trait Model: Send {
     fn capacity(&self) -> usize;
     /// The optimizer of the `.net` file, if it names one.
     fn default_optimizer(&self) -> Option<Optimizer>;
+    /// The learning-rate schedule of the `.net` file, if it names one.
+    fn default_schedule(&self) -> Option<Schedule>;
     /// Inference on `n` samples (`x.len() / input length`), writing `n`
     /// output samples into `out`.
     fn predict(&mut self, x: &[f32], out: &mut [f32]) -> Result<(), Error>;
@@ -68,6 +72,10 @@ pub trait Model: Send {
     /// Reads parameters written by [`Model::save`] or by PyTorch under the
     /// same names; on an error the model is unchanged.
     fn load(&mut self, path: &Path) -> Result<(), Error>;
+    /// Reads the parameters from an open file that may hold more tensors
+    /// (a checkpoint's optimizer state), leaving those to the caller; on
+    /// an error the model is unchanged.
+    fn load_from(&mut self, file: &mut WeightsFile) -> Result<(), Error>;
     /// The optimizer's state (momentum or moments), its kind and the step
     /// count, for checkpoints.
     fn optimizer_state(&self) -> (&[f32], u8, u64);

@@ -16,6 +16,17 @@ use std::path::Path;
 
 /// Writes `tensors` (name, shape, values) to `path` atomically.
 pub fn save(path: &Path, tensors: &[(String, Vec<usize>, &[f32])]) -> Result<(), Error> {
+    save_with_metadata(path, tensors, &[])
+}
+
+/// [`save`] with `metadata` (key, value) in the file's header, so that one
+/// file can hold a whole training checkpoint: weights, optimizer state and
+/// progress, written together or not at all.
+pub fn save_with_metadata(
+    path: &Path,
+    tensors: &[(String, Vec<usize>, &[f32])],
+    metadata: &[(String, String)],
+) -> Result<(), Error> {
     let bytes: Vec<Vec<u8>> =
         tensors.iter().map(|(_, _, v)| v.iter().flat_map(|x| x.to_le_bytes()).collect()).collect();
     let mut views = Vec::with_capacity(tensors.len());
@@ -24,8 +35,9 @@ pub fn save(path: &Path, tensors: &[(String, Vec<usize>, &[f32])]) -> Result<(),
             .map_err(|e| Error::Weights(format!("tensor `{name}`: {e}")))?;
         views.push((name.clone(), view));
     }
+    let metadata = (!metadata.is_empty()).then(|| metadata.iter().cloned().collect());
     let encoded =
-        safetensors::serialize(views, &None).map_err(|e| Error::Weights(e.to_string()))?;
+        safetensors::serialize(views, &metadata).map_err(|e| Error::Weights(e.to_string()))?;
     let file_name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -61,6 +73,12 @@ impl WeightsFile {
             Error::Weights(format!("`{shown}` is not a valid safetensors file: {e}"))
         })?;
         Ok(WeightsFile { bytes, path: shown, taken: BTreeSet::new() })
+    }
+
+    /// The header's metadata value of `key`, if it has one.
+    pub fn metadata(&self, key: &str) -> Option<String> {
+        let (_, header) = SafeTensors::read_metadata(&self.bytes).ok()?;
+        header.metadata().as_ref()?.get(key).cloned()
     }
 
     /// The shape of tensor `name`, if the file has it.
@@ -160,6 +178,18 @@ mod tests {
         assert!(err.contains("conv.weight"), "{err}");
         let err = f.finish().unwrap_err().to_string();
         assert!(err.contains("fc.bias"), "unread tensors are reported: {err}");
+    }
+
+    #[test]
+    fn metadata_travels_with_the_tensors() {
+        let path = dir().join("meta.safetensors");
+        let meta = [("netc.epoch".to_string(), "3".to_string())];
+        save_with_metadata(&path, &[("w".into(), vec![1], &[2.0])], &meta).expect("save");
+        let f = WeightsFile::open(&path).expect("open");
+        assert_eq!(f.metadata("netc.epoch").as_deref(), Some("3"));
+        assert_eq!(f.metadata("absent"), None);
+        save(&path, &[("w".into(), vec![1], &[2.0])]).expect("save");
+        assert_eq!(WeightsFile::open(&path).expect("open").metadata("netc.epoch"), None);
     }
 
     #[test]

@@ -237,12 +237,22 @@ impl<'a> Checker<'a> {
         let loss = self.finish_loss(&b, &scope, &mut keep);
         let multipliers = self.multipliers(&b, &scope);
         let optimizer = scope.optimizer.clone();
-        if let (Some((_, span)), None) = (&optimizer, &scope.loss) {
-            self.diags.push(
-                Diagnostic::error("an optimizer is given but the network has no `loss`", *span)
+        let schedule = scope.schedule.clone();
+        let training_spans = [
+            ("an optimizer", optimizer.as_ref().map(|o| o.1)),
+            ("a schedule", schedule.as_ref().map(|s| s.1)),
+        ];
+        for (what, span) in training_spans {
+            if let (Some(span), None) = (span, &scope.loss) {
+                self.diags.push(
+                    Diagnostic::error(
+                        format!("{what} is given but the network has no `loss`"),
+                        span,
+                    )
                     .label("training needs a loss")
                     .help("add `loss cross_entropy(logits)` or `loss mse(y)`"),
-            );
+                );
+            }
         }
         // Unused values are usually the echo of another error; report them
         // only when they are the whole story.
@@ -260,6 +270,7 @@ impl<'a> Checker<'a> {
             output: output_node?,
             loss,
             optimizer: optimizer.and_then(|(o, _)| o),
+            schedule: schedule.and_then(|(s, _)| s),
             multipliers,
             span: net.span,
         })
@@ -557,7 +568,7 @@ impl<'a> Checker<'a> {
                 // A `train` statement names layers, which exist only once
                 // the body is checked; it is resolved then.
                 StmtKind::Train(_) => {}
-                StmtKind::Loss(c) | StmtKind::Optimizer(c) => {
+                StmtKind::Loss(c) | StmtKind::Optimizer(c) | StmtKind::Schedule(c) => {
                     for arg in &c.args {
                         collect_aliases(&arg.value, &mut |a| {
                             defs.push((a, Entry::Pending { stmt: i, span: a.span }, true))
@@ -690,22 +701,16 @@ impl<'a> Checker<'a> {
                 }
             }
             StmtKind::Optimizer(call) => {
-                if in_block {
-                    self.diags.push(misplaced(
-                        "optimizer",
-                        stmt.span,
-                        "put the `optimizer` in the network",
-                    ));
-                } else if let Some((_, first)) = &scope.optimizer {
-                    let first = *first;
-                    self.diags.push(
-                        Diagnostic::error("a network has at most one `optimizer`", stmt.span)
-                            .label("second `optimizer`")
-                            .secondary(first, "first `optimizer` here"),
-                    );
-                } else {
+                if self.once_per_network("optimizer", in_block, scope.optimizer.as_ref(), stmt.span)
+                {
                     let opt = self.eval_optimizer(b, scope, call);
                     scope.optimizer = Some((opt, stmt.span));
+                }
+            }
+            StmtKind::Schedule(call) => {
+                if self.once_per_network("schedule", in_block, scope.schedule.as_ref(), stmt.span) {
+                    let schedule = self.eval_schedule(b, scope, call);
+                    scope.schedule = Some((schedule, stmt.span));
                 }
             }
         }
@@ -754,6 +759,69 @@ impl<'a> Checker<'a> {
             training::LOSS_LISTS.iter().find(|l| bound.numbers(l).is_some()).map(|l| bound.span(l));
         let kind = training::build_loss(name, &bound);
         Some(training::LossDecl { kind, input: (first.value.clone(), first.value_span), list })
+    }
+
+    /// Whether a statement that a network has at most one of (`what`)
+    /// may stand here: not in a block, and not after an earlier one
+    /// (`first`). Reports why not.
+    fn once_per_network<T>(
+        &mut self,
+        what: &str,
+        in_block: bool,
+        first: Option<&(T, Span)>,
+        span: Span,
+    ) -> bool {
+        if in_block {
+            self.diags.push(misplaced(what, span, &format!("put the `{what}` in the network")));
+            return false;
+        }
+        if let Some((_, first)) = first {
+            self.diags.push(
+                Diagnostic::error(format!("a network has at most one `{what}`"), span)
+                    .label(format!("second `{what}`"))
+                    .secondary(*first, format!("first `{what}` here")),
+            );
+            return false;
+        }
+        true
+    }
+
+    fn eval_schedule(
+        &mut self,
+        b: &mut Build<'a>,
+        scope: &mut Scope<'a>,
+        call: &'a Call,
+    ) -> Option<crate::ir::Schedule> {
+        let Some(&(name, specs)) = training::SCHEDULES.iter().find(|(n, _)| *n == call.name.name)
+        else {
+            let mut d =
+                Diagnostic::error(format!("unknown schedule `{}`", call.name), call.name.span)
+                    .label("not a schedule")
+                    .note("the schedules are `constant`, `step`, `multistep` and `cosine`");
+            if let Some(best) =
+                did_you_mean(&call.name.name, training::SCHEDULES.iter().map(|(n, _)| *n))
+            {
+                d = d.help(format!("did you mean `{best}`?"));
+            }
+            self.diags.push(d);
+            return None;
+        };
+        let given = self.eval_args(b, scope, &call.args, &[]);
+        let bound = args::bind(name, specs, &given, call.span, &mut self.diags)?;
+        if let Some(milestones) = bound.numbers("milestones") {
+            let increasing = milestones.windows(2).all(|w| w[0] < w[1]);
+            if milestones.is_empty() || !increasing || milestones.iter().any(|m| *m <= 0.0) {
+                self.diags.push(
+                    Diagnostic::error(
+                        "milestones are epochs in increasing order, each above 0",
+                        bound.span("milestones"),
+                    )
+                    .label("such as `[30, 60, 90]`"),
+                );
+                return None;
+            }
+        }
+        Some(training::build_schedule(name, &bound))
     }
 
     fn eval_optimizer(

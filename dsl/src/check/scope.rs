@@ -93,6 +93,8 @@ pub struct Scope<'a> {
     pub loss: Option<super::training::LossDecl>,
     /// The optimizer (if its arguments were valid) and the statement's span.
     pub optimizer: Option<(Option<Optimizer>, Span)>,
+    /// The schedule (if its arguments were valid) and the statement's span.
+    pub schedule: Option<(Option<crate::ir::Schedule>, Span)>,
     /// The `train` statements, resolved once every layer exists.
     pub train: Vec<(&'a Call, Vec<GivenArg>)>,
     /// Values of bare expression statements, to find unused results.
@@ -112,6 +114,7 @@ impl<'a> Scope<'a> {
             output: None,
             loss: None,
             optimizer: None,
+            schedule: None,
             train: Vec::new(),
             expr_results: Vec::new(),
             bad_aliases: HashSet::new(),

@@ -1,11 +1,11 @@
-//! The losses and optimizers as the language sees them: their argument
+//! The losses, optimizers and schedules as the language sees them: their argument
 //! signatures, and how bound arguments become IR values. (The ops live in
 //! `crate::ops`, one module each.)
 
 use super::args::{named, pos, ArgSpec, Bound, Kind, Lit};
 use super::value::Value;
 use crate::ast::Span;
-use crate::ir::{LossKind, Optimizer};
+use crate::ir::{Decay, LossKind, Optimizer, Schedule};
 
 const CROSS_ENTROPY: &[ArgSpec] = &[
     named("label_smoothing", Kind::Fraction, Lit::Float(0.0)),
@@ -90,6 +90,39 @@ pub const TRAIN: &[ArgSpec] = &[
 ];
 
 pub const OPTIMIZERS: &[(&str, &[ArgSpec])] = &[("sgd", SGD), ("adam", ADAM), ("adamw", ADAMW)];
+
+const WARMUP: ArgSpec = named("warmup", Kind::NonNegative, Lit::Float(0.0));
+const CONSTANT: &[ArgSpec] = &[WARMUP];
+const STEP: &[ArgSpec] = &[
+    pos("step_size", Kind::Positive, Lit::Required),
+    named("gamma", Kind::Positive, Lit::Float(0.1)),
+    WARMUP,
+];
+const MULTISTEP: &[ArgSpec] = &[
+    pos("milestones", Kind::Numbers, Lit::Required),
+    named("gamma", Kind::Positive, Lit::Float(0.1)),
+    WARMUP,
+];
+const COSINE: &[ArgSpec] = &[named("min_lr", Kind::NonNegative, Lit::Float(0.0)), WARMUP];
+
+/// The learning-rate schedules, PyTorch's names without `LR`; epochs are
+/// counted in whole epochs, warmup in (fractional) epochs.
+pub const SCHEDULES: &[(&str, &[ArgSpec])] =
+    &[("constant", CONSTANT), ("step", STEP), ("multistep", MULTISTEP), ("cosine", COSINE)];
+
+pub fn build_schedule(name: &str, a: &Bound) -> Schedule {
+    let f = |n: &str, d: f64| a.float(n).unwrap_or(d);
+    let decay = match name {
+        "step" => Decay::Step { every: f("step_size", 1.0), gamma: f("gamma", 0.1) },
+        "multistep" => Decay::MultiStep {
+            milestones: a.numbers("milestones").unwrap_or_default(),
+            gamma: f("gamma", 0.1),
+        },
+        "cosine" => Decay::Cosine { min_lr: f("min_lr", 0.0) },
+        _ => Decay::Constant,
+    };
+    Schedule { decay, warmup: f("warmup", 0.0) }
+}
 
 pub fn build_optimizer(name: &str, a: &Bound) -> Optimizer {
     let f = |n: &str, d: f64| a.float(n).unwrap_or(d);

@@ -4,7 +4,7 @@
 use super::names::lit;
 use super::steps::{geometry_const_value, geometry_type};
 use super::Module;
-use crate::ir::{Graph, Optimizer};
+use crate::ir::{Decay, Graph, Optimizer, Schedule};
 use crate::program::{Geometry, Init};
 use proc_macro2::TokenStream;
 use proc_macro2::{Ident, Literal, Span};
@@ -204,6 +204,7 @@ fn constructor(m: &Module<'_>) -> TokenStream {
 fn accessors(m: &Module<'_>) -> TokenStream {
     let (p, rt, params_ty) = (m.p(), m.rt, &m.params_ty);
     let default_opt = default_optimizer(p.optimizer.as_ref(), rt);
+    let default_schedule = default_schedule(m.printer.g.schedule.as_ref(), rt);
     quote! {
         /// The parameters and buffers.
         pub fn params(&self) -> &#params_ty {
@@ -239,6 +240,11 @@ fn accessors(m: &Module<'_>) -> TokenStream {
         pub fn default_optimizer() -> Option<#rt::nn::Optimizer> {
             #default_opt
         }
+
+        /// The learning-rate schedule of the `.net` file, if it names one.
+        pub fn default_schedule() -> Option<#rt::schedule::Schedule> {
+            #default_schedule
+        }
     }
 }
 
@@ -262,16 +268,44 @@ fn io(m: &Module<'_>) -> TokenStream {
         /// missing, unknown or misshapen tensor) the model is unchanged.
         pub fn load(&mut self, path: impl AsRef<::std::path::Path>) -> Result<(), #rt::Error> {
             let mut file = #rt::weights::WeightsFile::open(path.as_ref())?;
-            let mut loaded = self.params.clone();
-            for ((name, shape), values) in #params_ty::TENSORS.iter().zip(loaded.tensors_mut()) {
-                file.read_into(name, shape, values)?;
-            }
+            let loaded = self.read_params(&mut file)?;
             file.finish()?;
             self.weights_changed();
             self.params = loaded;
             Ok(())
         }
+
+        /// Loads the parameters and buffers from an open weights file that
+        /// may hold more (a checkpoint's optimizer state); unchanged on an
+        /// error.
+        pub fn load_from(&mut self, file: &mut #rt::weights::WeightsFile) -> Result<(), #rt::Error> {
+            let loaded = self.read_params(file)?;
+            self.weights_changed();
+            self.params = loaded;
+            Ok(())
+        }
+
+        fn read_params(&self, file: &mut #rt::weights::WeightsFile) -> Result<#params_ty, #rt::Error> {
+            let mut loaded = self.params.clone();
+            for ((name, shape), values) in #params_ty::TENSORS.iter().zip(loaded.tensors_mut()) {
+                file.read_into(name, shape, values)?;
+            }
+            Ok(loaded)
+        }
     }
+}
+
+fn default_schedule(schedule: Option<&Schedule>, rt: &syn::Path) -> TokenStream {
+    let Some(Schedule { decay, warmup }) = schedule else { return quote!(None) };
+    let decay = match decay {
+        Decay::Constant => quote!(Constant),
+        Decay::Step { every, gamma } => quote!(Step { every: #every, gamma: #gamma }),
+        Decay::MultiStep { milestones, gamma } => {
+            quote!(MultiStep { milestones: vec![#(#milestones),*], gamma: #gamma })
+        }
+        Decay::Cosine { min_lr } => quote!(Cosine { min_lr: #min_lr }),
+    };
+    quote!(Some(#rt::schedule::Schedule { decay: #rt::schedule::Decay::#decay, warmup: #warmup }))
 }
 
 fn default_optimizer(opt: Option<&Optimizer>, rt: &syn::Path) -> TokenStream {

@@ -70,6 +70,9 @@ pub fn model_trait(m: &Module<'_>) -> TokenStream {
             fn default_optimizer(&self) -> Option<#rt::nn::Optimizer> {
                 Self::default_optimizer()
             }
+            fn default_schedule(&self) -> Option<#rt::schedule::Schedule> {
+                Self::default_schedule()
+            }
             fn predict(&mut self, x: &[f32], out: &mut [f32]) -> Result<(), #rt::Error> {
                 self.forward_flat(x, out)
             }
@@ -95,6 +98,9 @@ pub fn model_trait(m: &Module<'_>) -> TokenStream {
             }
             fn load(&mut self, path: &::std::path::Path) -> Result<(), #rt::Error> {
                 #name::load(self, path)
+            }
+            fn load_from(&mut self, file: &mut #rt::weights::WeightsFile) -> Result<(), #rt::Error> {
+                #name::load_from(self, file)
             }
             fn optimizer_state(&self) -> (&[f32], u8, u64) {
                 #name::optimizer_state(self)

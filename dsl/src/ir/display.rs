@@ -120,6 +120,9 @@ impl Graph {
         if let Some(opt) = &self.optimizer {
             let _ = writeln!(out, "optimizer:               {opt:?}");
         }
+        if let Some(schedule) = &self.schedule {
+            let _ = writeln!(out, "schedule:                {schedule:?}");
+        }
         out
     }
 }

@@ -177,6 +177,23 @@ pub enum Optimizer {
     },
 }
 
+/// The learning-rate schedule of the `schedule` statement: a decay over
+/// the run's epochs after `warmup` epochs of linear warmup.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Schedule {
+    pub decay: Decay,
+    pub warmup: f64,
+}
+
+/// How a [`Schedule`] decays the rate; epochs are epochs completed.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Decay {
+    Constant,
+    Step { every: f64, gamma: f64 },
+    MultiStep { milestones: Vec<f64>, gamma: f64 },
+    Cosine { min_lr: f64 },
+}
+
 /// How the optimizer treats a layer's learnable parameters, as Caffe's
 /// `lr_mult` and `decay_mult` (PyTorch's parameter groups): their step
 /// takes `lr·lr` and `weight_decay·decay`. A layer with `lr` 0 is frozen:
@@ -205,6 +222,7 @@ pub struct Graph {
     pub output: NodeId,
     pub loss: Option<Loss>,
     pub optimizer: Option<Optimizer>,
+    pub schedule: Option<Schedule>,
     /// Each node's multipliers (`train` statements), by node index.
     pub multipliers: Vec<Multipliers>,
     /// The whole `network` item.

@@ -574,3 +574,20 @@ fn the_model_trait_matches_the_inherent_methods() {
     let ragged = reg.forward_backward(&inputs, Targets::Values(&targets[1..]), &mut out);
     assert!(ragged.unwrap_err().to_string().contains("targets"));
 }
+
+/// The `schedule` statement reaches the generated model and its `Model`
+/// interface; a file without one has none.
+#[test]
+fn the_files_schedule_is_the_models_default() {
+    use netc::runtime::model::Model;
+    use netc::runtime::schedule::{Decay, Schedule};
+    use netc_tests::nets::train_controls::{Controls, ControlsAdam};
+    let want = Schedule {
+        decay: Decay::MultiStep { milestones: vec![2.0, 5.0], gamma: 0.5 },
+        warmup: 0.25,
+    };
+    assert_eq!(Controls::default_schedule(), Some(want.clone()));
+    let boxed: Box<dyn Model> = Box::new(Controls::with_capacity(1, 2));
+    assert_eq!(boxed.default_schedule(), Some(want));
+    assert_eq!(ControlsAdam::default_schedule(), None);
+}

@@ -89,6 +89,7 @@ const TORCHVISION: &[&str] = &[
     "squeezenet1_1",
     "googlenet",
     "efficientnet_b0",
+    "vgg11",
 ];
 
 /// Each model's parameters and buffers have exactly torchvision's

@@ -20,6 +20,7 @@ MODELS = {
     "squeezenet1_1": lambda: tv.squeezenet1_1(weights=None),
     "googlenet": lambda: tv.googlenet(weights=None, aux_logits=False, init_weights=False),
     "efficientnet_b0": lambda: tv.efficientnet_b0(weights=None),
+    "vgg11": lambda: tv.vgg11(weights=None),
 }
 
 

@@ -19,6 +19,34 @@ pub fn save(path: &Path, tensors: &[(String, Vec<usize>, &[f32])]) -> Result<(),
     save_with_metadata(path, tensors, &[])
 }
 
+/// A model's weights as PyTorch's `state_dict` has them: `tensors`, plus a
+/// `num_batches_tracked` counter (int64, `steps`) beside every batch norm's
+/// `running_mean`, so that `load_state_dict(strict=True)` takes the file;
+/// the header names the network and netc's version.
+pub fn save_model(
+    path: &Path,
+    tensors: &[(String, Vec<usize>, &[f32])],
+    steps: u64,
+    network: &str,
+) -> Result<(), Error> {
+    let bytes = float_bytes(tensors);
+    let mut views = float_views(tensors, &bytes)?;
+    let count = i64::try_from(steps).unwrap_or(i64::MAX).to_le_bytes();
+    for (name, _, _) in tensors {
+        if let Some(layer) = name.strip_suffix(".running_mean") {
+            let counter = format!("{layer}.num_batches_tracked");
+            let view = TensorView::new(Dtype::I64, vec![], &count)
+                .map_err(|e| Error::Weights(format!("tensor `{counter}`: {e}")))?;
+            views.push((counter, view));
+        }
+    }
+    let metadata = [
+        ("netc.network".to_string(), network.to_string()),
+        ("netc.version".to_string(), env!("CARGO_PKG_VERSION").to_string()),
+    ];
+    write_views(path, views, &metadata)
+}
+
 /// [`save`] with `metadata` (key, value) in the file's header, so that one
 /// file can hold a whole training checkpoint: weights, optimizer state and
 /// progress, written together or not at all.
@@ -27,14 +55,37 @@ pub fn save_with_metadata(
     tensors: &[(String, Vec<usize>, &[f32])],
     metadata: &[(String, String)],
 ) -> Result<(), Error> {
-    let bytes: Vec<Vec<u8>> =
-        tensors.iter().map(|(_, _, v)| v.iter().flat_map(|x| x.to_le_bytes()).collect()).collect();
-    let mut views = Vec::with_capacity(tensors.len());
-    for ((name, shape, _), data) in tensors.iter().zip(&bytes) {
-        let view = TensorView::new(Dtype::F32, shape.clone(), data)
-            .map_err(|e| Error::Weights(format!("tensor `{name}`: {e}")))?;
-        views.push((name.clone(), view));
-    }
+    let bytes = float_bytes(tensors);
+    write_views(path, float_views(tensors, &bytes)?, metadata)
+}
+
+/// The f32 tensors' bytes, little-endian, for their views to borrow.
+fn float_bytes(tensors: &[(String, Vec<usize>, &[f32])]) -> Vec<Vec<u8>> {
+    tensors.iter().map(|(_, _, v)| v.iter().flat_map(|x| x.to_le_bytes()).collect()).collect()
+}
+
+fn float_views<'a>(
+    tensors: &[(String, Vec<usize>, &[f32])],
+    bytes: &'a [Vec<u8>],
+) -> Result<Vec<(String, TensorView<'a>)>, Error> {
+    tensors
+        .iter()
+        .zip(bytes)
+        .map(|((name, shape, _), data)| {
+            TensorView::new(Dtype::F32, shape.clone(), data)
+                .map(|view| (name.clone(), view))
+                .map_err(|e| Error::Weights(format!("tensor `{name}`: {e}")))
+        })
+        .collect()
+}
+
+/// Serialises `views` and writes them to `path` through a temporary file
+/// that is flushed and renamed over the target.
+fn write_views(
+    path: &Path,
+    views: Vec<(String, TensorView<'_>)>,
+    metadata: &[(String, String)],
+) -> Result<(), Error> {
     let metadata = (!metadata.is_empty()).then(|| metadata.iter().cloned().collect());
     let encoded =
         safetensors::serialize(views, &metadata).map_err(|e| Error::Weights(e.to_string()))?;
@@ -53,6 +104,19 @@ pub fn save_with_metadata(
         let _ = std::fs::remove_file(&tmp);
         Error::Io(e)
     })
+}
+
+/// An IEEE half-precision value, exactly, as f32 (every f16 is one).
+fn f16_to_f32(h: u16) -> f32 {
+    let sign = if h & 0x8000 != 0 { -1.0 } else { 1.0 };
+    let exponent = i32::from((h >> 10) & 0x1f);
+    let fraction = f32::from(h & 0x3ff);
+    match exponent {
+        0 => sign * fraction * 2f32.powi(-24),
+        0x1f if fraction == 0.0 => sign * f32::INFINITY,
+        0x1f => f32::NAN,
+        e => sign * (1.0 + fraction / 1024.0) * 2f32.powi(e - 15),
+    }
 }
 
 /// A weights file read into memory, handing out its tensors by name.
@@ -95,13 +159,16 @@ impl WeightsFile {
         let view = st
             .tensor(name)
             .map_err(|_| Error::Weights(format!("`{}` has no tensor `{name}`", self.path)))?;
-        if view.dtype() != Dtype::F32 {
-            return Err(Error::Weights(format!(
-                "tensor `{name}` in `{}` is {:?}, expected F32",
-                self.path,
-                view.dtype()
-            )));
-        }
+        let width = match view.dtype() {
+            Dtype::F32 => 4,
+            Dtype::F16 | Dtype::BF16 => 2,
+            other => {
+                return Err(Error::Weights(format!(
+                    "tensor `{name}` in `{}` is {other:?}; netc reads F32, F16 and BF16",
+                    self.path
+                )))
+            }
+        };
         if view.shape() != shape {
             return Err(Error::Weights(format!(
                 "tensor `{name}` in `{}` has shape {:?}, expected {shape:?}",
@@ -110,15 +177,30 @@ impl WeightsFile {
             )));
         }
         let data = view.data();
-        if data.len() != out.len() * 4 {
+        if data.len() != out.len() * width {
             return Err(Error::Weights(format!(
                 "tensor `{name}` in `{}` has {} bytes",
                 self.path,
                 data.len()
             )));
         }
-        for (o, b) in out.iter_mut().zip(data.chunks_exact(4)) {
-            *o = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+        match view.dtype() {
+            Dtype::F16 => {
+                for (o, b) in out.iter_mut().zip(data.chunks_exact(2)) {
+                    *o = f16_to_f32(u16::from_le_bytes([b[0], b[1]]));
+                }
+            }
+            // bfloat16 is the top half of a float32.
+            Dtype::BF16 => {
+                for (o, b) in out.iter_mut().zip(data.chunks_exact(2)) {
+                    *o = f32::from_bits(u32::from(u16::from_le_bytes([b[0], b[1]])) << 16);
+                }
+            }
+            _ => {
+                for (o, b) in out.iter_mut().zip(data.chunks_exact(4)) {
+                    *o = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+                }
+            }
         }
         self.taken.insert(name.to_string());
         Ok(())
@@ -178,6 +260,54 @@ mod tests {
         assert!(err.contains("conv.weight"), "{err}");
         let err = f.finish().unwrap_err().to_string();
         assert!(err.contains("fc.bias"), "unread tensors are reported: {err}");
+    }
+
+    #[test]
+    fn half_precision_tensors_are_upcast_exactly() {
+        let cases: [(u16, f32); 7] = [
+            (0x3c00, 1.0),
+            (0xc000, -2.0),
+            (0x3555, 0.333_251_95),
+            (0x0001, 5.960_464_5e-8),
+            (0x7bff, 65504.0),
+            (0x7c00, f32::INFINITY),
+            (0x0000, 0.0),
+        ];
+        for (bits, want) in cases {
+            assert_eq!(f16_to_f32(bits), want, "{bits:#06x}");
+        }
+        assert!(f16_to_f32(0x7e00).is_nan());
+        let path = dir().join("half.safetensors");
+        let f16: Vec<u8> = [0x3c00u16, 0xc000].iter().flat_map(|h| h.to_le_bytes()).collect();
+        let bf16: Vec<u8> = [0x3f80u16, 0xc040].iter().flat_map(|h| h.to_le_bytes()).collect();
+        let views = vec![
+            ("h".to_string(), TensorView::new(Dtype::F16, vec![2], &f16).expect("view")),
+            ("b".to_string(), TensorView::new(Dtype::BF16, vec![2], &bf16).expect("view")),
+        ];
+        write_views(&path, views, &[]).expect("write");
+        let mut f = WeightsFile::open(&path).expect("open");
+        let mut out = [0.0f32; 2];
+        f.read_into("h", &[2], &mut out).expect("f16");
+        assert_eq!(out, [1.0, -2.0]);
+        f.read_into("b", &[2], &mut out).expect("bf16");
+        assert_eq!(out, [1.0, -3.0]);
+    }
+
+    #[test]
+    fn models_write_batch_norm_counters_and_their_name() {
+        let path = dir().join("model.safetensors");
+        let (mean, w) = ([0.5f32; 2], [1.0f32; 2]);
+        let tensors = [
+            ("bn1.weight".to_string(), vec![2], &w[..]),
+            ("bn1.running_mean".to_string(), vec![2], &mean[..]),
+        ];
+        save_model(&path, &tensors, 7, "Net").expect("save");
+        let file = WeightsFile::open(&path).expect("open");
+        assert_eq!(file.metadata("netc.network").as_deref(), Some("Net"));
+        assert_eq!(file.shape("bn1.num_batches_tracked"), Some(vec![]));
+        let st = SafeTensors::deserialize(&file.bytes).expect("valid");
+        let counter = st.tensor("bn1.num_batches_tracked").expect("counter");
+        assert_eq!((counter.dtype(), counter.data()), (Dtype::I64, &7i64.to_le_bytes()[..]));
     }
 
     #[test]

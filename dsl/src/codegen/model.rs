@@ -250,17 +250,19 @@ fn accessors(m: &Module<'_>) -> TokenStream {
 
 /// `save` and `load`, through the parameters' table of tensors.
 fn io(m: &Module<'_>) -> TokenStream {
-    let (rt, params_ty) = (m.rt, &m.params_ty);
+    let (rt, params_ty, network) = (m.rt, &m.params_ty, &m.p().name);
     quote! {
         /// Saves the parameters and buffers to a safetensors file,
-        /// atomically: a crash leaves the old file or the new one.
+        /// atomically (a crash leaves the old file or the new one), with
+        /// each batch norm's `num_batches_tracked` (the training steps
+        /// taken), as PyTorch's `state_dict` has them.
         pub fn save(&self, path: impl AsRef<::std::path::Path>) -> Result<(), #rt::Error> {
             let tensors: Vec<(String, Vec<usize>, &[f32])> = #params_ty::TENSORS
                 .iter()
                 .zip(self.params.tensors())
                 .map(|((name, shape), values)| (name.to_string(), shape.to_vec(), values))
                 .collect();
-            #rt::weights::save(path.as_ref(), &tensors)
+            #rt::weights::save_model(path.as_ref(), &tensors, self.step, #network)
         }
 
         /// Loads parameters and buffers saved by [`Self::save`] or from a

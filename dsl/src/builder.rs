@@ -3,7 +3,8 @@
 //! `OUT_DIR`, included with `netc::include_network!("name")`.
 //!
 //! ```no_run
-//! // build.rs: diagnostics are printed rustc-style and fail the build.
+//! // build.rs: warnings show in cargo's output; errors print rustc-style,
+//! // once, and fail the build.
 //! if let Err(e) = netc_dsl::Builder::new().compile(&["models/lenet5.net"]) {
 //!     eprintln!("{e}");
 //!     std::process::exit(1);
@@ -34,6 +35,12 @@ pub enum BuildError {
     },
     /// No output directory: neither `out_dir` nor `OUT_DIR` is set.
     NoOutDir,
+    /// Two files whose modules would have the same name.
+    StemCollision {
+        stem: String,
+        first: PathBuf,
+        second: PathBuf,
+    },
 }
 
 impl fmt::Display for BuildError {
@@ -46,6 +53,12 @@ impl fmt::Display for BuildError {
             BuildError::NoOutDir => {
                 f.write_str("error: no output directory: set `out_dir` or run from build.rs")
             }
+            BuildError::StemCollision { stem, first, second } => write!(
+                f,
+                "error: `{}` and `{}` would both become the module `{stem}`: rename one",
+                first.display(),
+                second.display()
+            ),
         }
     }
 }
@@ -88,26 +101,40 @@ impl Builder {
 
     /// Compiles each file to `<out_dir>/<file stem>.rs`, writing only files
     /// whose contents change, and tells cargo to rerun when a file changes.
-    /// Diagnostics are printed to stderr and returned as the error.
+    /// Warnings go to cargo (`cargo:warning`, shown with the build);
+    /// errors come back as the error, to print once. Two files with the
+    /// same stem would write the same module: that is an error naming both.
     pub fn compile(&self, files: &[impl AsRef<Path>]) -> Result<(), BuildError> {
         let out_dir = match &self.out_dir {
             Some(d) => d.clone(),
             None => std::env::var_os("OUT_DIR").map(PathBuf::from).ok_or(BuildError::NoOutDir)?,
         };
+        let mut stems: Vec<(String, PathBuf)> = Vec::new();
         for file in files {
             let path = file.as_ref();
-            println!("cargo:rerun-if-changed={}", path.display());
-            let source = std::fs::read_to_string(path)
-                .map_err(|error| BuildError::Io { path: path.to_path_buf(), error })?;
-            let name = path.display().to_string();
-            let code = self.generate(&name, &source).map_err(|d| {
-                eprintln!("{d}");
-                BuildError::Diagnostics(d)
-            })?;
             let stem = path
                 .file_stem()
                 .map(|s| s.to_string_lossy().into_owned())
                 .unwrap_or_else(|| "network".into());
+            if let Some((_, first)) = stems.iter().find(|(s, _)| *s == stem) {
+                return Err(BuildError::StemCollision {
+                    stem,
+                    first: first.clone(),
+                    second: path.to_path_buf(),
+                });
+            }
+            stems.push((stem.clone(), path.to_path_buf()));
+            println!("cargo:rerun-if-changed={}", path.display());
+            let source = std::fs::read_to_string(path)
+                .map_err(|error| BuildError::Io { path: path.to_path_buf(), error })?;
+            let name = path.display().to_string();
+            let checked = crate::check_source(&name, &source)
+                .map_err(|d| BuildError::Diagnostics(Box::new(d)))?;
+            for w in &checked.warnings {
+                let (line, col) = w.line_col(&source);
+                println!("cargo:warning={name}:{line}:{col}: {}", w.message);
+            }
+            let code = self.generate_checked(&checked, &name, &source);
             let target = out_dir.join(format!("{stem}.rs"));
             write_if_changed(&target, &code)
                 .map_err(|error| BuildError::Io { path: target.clone(), error })?;
@@ -123,4 +150,43 @@ fn write_if_changed(path: &Path, contents: &str) -> std::io::Result<()> {
         return Ok(());
     }
     std::fs::write(path, contents)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp(tag: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("netc-builder-{tag}-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("a")).expect("dir");
+        std::fs::create_dir_all(dir.join("b")).expect("dir");
+        dir
+    }
+
+    const NET: &str = "network N {\n    input x: [4]\n    y = x -> dense(2)\n    loss mse(y)\n}\n";
+
+    #[test]
+    fn two_files_of_one_stem_are_an_error_naming_both() {
+        let dir = temp("stems");
+        let (a, b) = (dir.join("a/net.net"), dir.join("b/net.net"));
+        std::fs::write(&a, NET).expect("write");
+        std::fs::write(&b, NET).expect("write");
+        let err = Builder::new().out_dir(&dir).compile(&[&a, &b]).unwrap_err().to_string();
+        assert!(
+            err.contains("a/net.net") && err.contains("b/net.net") && err.contains("`net`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn errors_are_returned_for_the_caller_to_print() {
+        let dir = temp("errors");
+        let bad = dir.join("bad.net");
+        std::fs::write(&bad, "network N {\n    input x: [4]\n    y = x -> dense(0)\n}\n")
+            .expect("write");
+        let err = Builder::new().out_dir(&dir).compile(&[&bad]).unwrap_err();
+        assert!(matches!(err, BuildError::Diagnostics(_)));
+        assert!(err.to_string().contains("bad.net:3"), "{err}");
+        assert!(!dir.join("bad.rs").exists(), "nothing is written for a file with errors");
+    }
 }

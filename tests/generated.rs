@@ -591,3 +591,122 @@ fn the_files_schedule_is_the_models_default() {
     assert_eq!(boxed.default_schedule(), Some(want));
     assert_eq!(ControlsAdam::default_schedule(), None);
 }
+
+/// `Model::train_step` takes the generated step (sharded here: 32 samples
+/// over the pool) and counts the correct predictions of the logits it
+/// trained on, as the forward pass alone gives them.
+#[test]
+fn the_trait_step_counts_correct_predictions() {
+    use netc::runtime::model::{Model, Targets};
+    use netc::runtime::nn::Optimizer;
+    use netc::runtime::optim::Sgd;
+    let n = 32;
+    let x: Vec<f32> = batch::<784>(n, 8).concat();
+    let labels: Vec<u32> = (0..n as u32).map(|i| i % 10).collect();
+    let opt = Optimizer::Sgd(Sgd {
+        lr: 0.1,
+        momentum: 0.9,
+        nesterov: false,
+        weight_decay: 0.0,
+        clip_norm: None,
+    });
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().expect("pool");
+    pool.install(|| {
+        let mut model: Box<dyn Model> = Box::new(LeNet5::with_capacity(4, n));
+        for _ in 0..3 {
+            let mut reference = LeNet5::with_capacity(0, n);
+            model.visit_params(&mut |name, _, values| {
+                reference.params_mut().visit_mut(|other, _, target| {
+                    if other == name {
+                        target.copy_from_slice(values);
+                    }
+                });
+            });
+            let logits = reference.forward_train_flat(&x).expect("forward").to_vec();
+            let want = logits
+                .chunks(10)
+                .zip(&labels)
+                .filter(|(row, &l)| {
+                    let best =
+                        row.iter().enumerate().fold(0, |b, (i, v)| if *v > row[b] { i } else { b });
+                    best == l as usize
+                })
+                .count() as u64;
+            let want_loss = reference.backward(&labels).expect("backward");
+            let (loss, correct) =
+                model.train_step(&x, Targets::Labels(&labels), &opt).expect("step");
+            assert_eq!(correct, want);
+            assert!((loss - want_loss).abs() <= 1e-5 * want_loss.abs(), "{loss} {want_loss}");
+        }
+    });
+}
+
+/// An inference pass between two training steps changes nothing: the
+/// steps read only what they write, whatever the shared buffers hold.
+#[test]
+fn inference_between_training_steps_changes_nothing() {
+    use netc::runtime::nn::Optimizer;
+    use netc::runtime::optim::Sgd;
+    let n = 32;
+    let x = batch::<784>(n, 21);
+    let labels: Vec<u32> = (0..n as u32).map(|i| (i * 7) % 10).collect();
+    let opt = Optimizer::Sgd(Sgd {
+        lr: 0.05,
+        momentum: 0.9,
+        nesterov: false,
+        weight_decay: 0.0,
+        clip_norm: None,
+    });
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().expect("pool");
+    pool.install(|| {
+        let (mut a, mut b) = (LeNet5::with_capacity(5, n), LeNet5::with_capacity(5, n));
+        for step in 0..4 {
+            a.train_step(&x, &labels, &opt).expect("step");
+            b.train_step(&x, &labels, &opt).expect("step");
+            let m = [7, n, 1, n - 1][step as usize];
+            let mut out = vec![0.0f32; m * 10];
+            a.forward_flat(&batch::<784>(m, 100 + step).concat(), &mut out).expect("forward");
+        }
+        let (mut wa, mut wb) = (Vec::new(), Vec::new());
+        a.params().visit(|_, _, v| wa.extend_from_slice(v));
+        b.params().visit(|_, _, v| wb.extend_from_slice(v));
+        assert!(wa == wb, "the inference pass leaked into training");
+    });
+}
+
+/// A model rebuilt from another's weights, optimizer state and step count
+/// continues exactly as the original does: a training step depends on
+/// nothing else the model keeps.
+#[test]
+fn a_restored_model_steps_as_the_original() {
+    use netc::runtime::nn::Optimizer;
+    use netc::runtime::optim::Sgd;
+    let n = 32;
+    let x = batch::<784>(n, 22);
+    let labels: Vec<u32> = (0..n as u32).map(|i| (i * 3) % 10).collect();
+    let opt = Optimizer::Sgd(Sgd {
+        lr: 0.05,
+        momentum: 0.9,
+        nesterov: false,
+        weight_decay: 0.0,
+        clip_norm: None,
+    });
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().expect("pool");
+    pool.install(|| {
+        let mut original = LeNet5::with_capacity(6, n);
+        for _ in 0..2 {
+            original.train_step(&x, &labels, &opt).expect("step");
+        }
+        let mut restored = LeNet5::with_capacity(99, n);
+        *restored.params_mut() = original.params().clone();
+        let (state, kind, step) = original.optimizer_state();
+        let state = state.to_vec();
+        restored.set_optimizer_state(&state, kind, step).expect("restore");
+        original.train_step(&x, &labels, &opt).expect("step");
+        restored.train_step(&x, &labels, &opt).expect("step");
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        original.params().visit(|_, _, v| a.extend_from_slice(v));
+        restored.params().visit(|_, _, v| b.extend_from_slice(v));
+        assert!(a == b, "the restored model's step differs");
+    });
+}

@@ -7,7 +7,7 @@
 
 use crate::checkpoint::{self, Progress};
 use crate::data::{check_fit, load, DataArgs, Dataset};
-use crate::evaluate::{argmax, confusion_table, evaluate, Evaluation};
+use crate::evaluate::{confusion_table, evaluate, Evaluation};
 use crate::events::Events;
 use crate::hyper::{self, HyperArgs};
 use crate::metrics::{Epoch, Records};
@@ -119,10 +119,9 @@ impl Run<'_> {
         events: &mut Events,
     ) -> Result<EpochTotals, String> {
         let (args, train, batch) = (self.args, self.train, self.args.batch);
-        let (per, classes) = (train.sample_len(), model.output_len());
+        let per = train.sample_len();
         let mut x = vec![0.0f32; batch * per];
         let mut labels = vec![0u32; batch];
-        let mut logits = vec![0.0f32; batch * classes];
         let order = shuffled(train.len(), args.data.seed ^ (epoch as u64 + 1));
         let started = Instant::now();
         let (mut loss_sum, mut correct, mut data_seconds) = (0.0f64, 0usize, 0.0f64);
@@ -139,24 +138,20 @@ impl Run<'_> {
             let progress = (epoch * self.batches + b + 1) as f64 / self.batches as f64;
             lr = self.schedule.lr(hyper::lr_of(&self.base), progress, args.epochs as f64);
             hyper::set_lr(&mut opt, lr);
-            let loss = model
-                .forward_backward(&x, Targets::Labels(&labels), &mut logits)
-                .map_err(|e| e.to_string())?;
+            // The generated step: sharded across threads and with SGD fused
+            // into the backward pass where the network allows.
+            let (loss, right) =
+                model.train_step(&x, Targets::Labels(&labels), &opt).map_err(|e| e.to_string())?;
             if !loss.is_finite() {
                 return Err(format!(
                     "the loss diverged ({loss}) at epoch {}, batch {b}: lower --lr",
                     epoch + 1
                 ));
             }
-            model.apply_gradients(&opt).map_err(|e| e.to_string())?;
             let step = (epoch * self.batches + b + 1) as u64;
             let smoothed = records.step(step, progress, f64::from(loss), lr);
             loss_sum += f64::from(loss);
-            correct += logits
-                .chunks(classes)
-                .zip(&labels)
-                .filter(|(row, &l)| argmax(row) == l as usize)
-                .count();
+            correct += right as usize;
             events.step(step, progress, f64::from(loss), smoothed, lr);
         }
         let samples = self.batches * batch;

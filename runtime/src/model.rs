@@ -65,6 +65,16 @@ pub trait Model: Send {
         targets: Targets<'_>,
         outputs: &mut [f32],
     ) -> Result<f32, Error>;
+    /// A whole training step (forward, backward and `opt`'s update) on the
+    /// fastest path the network has (data-parallel shards, SGD fused into
+    /// the backward pass); returns the mean loss and, for class labels,
+    /// how many samples were predicted right before the update.
+    fn train_step(
+        &mut self,
+        x: &[f32],
+        targets: Targets<'_>,
+        opt: &Optimizer,
+    ) -> Result<(f32, u64), Error>;
     /// One optimizer step with the gradients of the last backward pass.
     fn apply_gradients(&mut self, opt: &Optimizer) -> Result<(), Error>;
     /// Writes the parameters (and batch-norm statistics) as safetensors.

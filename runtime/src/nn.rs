@@ -735,6 +735,20 @@ pub fn cross_entropy(
     Ok(loss::softmax_cross_entropy(n, classes, logits, labels, dlogits)?)
 }
 
+/// How many of `n` rows of `logits` have their largest value (the first,
+/// on a tie) at their label: a classification step's correct predictions.
+pub fn count_correct(n: usize, classes: usize, logits: &[f32], labels: &[u32]) -> u64 {
+    logits
+        .chunks_exact(classes.max(1))
+        .zip(labels)
+        .take(n)
+        .filter(|(row, &label)| {
+            let best = row.iter().enumerate().fold(0, |b, (i, v)| if *v > row[b] { i } else { b });
+            best as u64 == u64::from(label)
+        })
+        .count() as u64
+}
+
 /// `½·Σ(t − y)²` averaged over the batch, and its gradient.
 pub fn mse(
     n: usize,

@@ -94,6 +94,10 @@ pub struct Pass<'a> {
     /// The training step and the model's seed, which key dropout masks.
     pub step: u64,
     pub seed: u64,
+    /// Samples whose largest logit is their label, counted by a
+    /// classification loss as it runs, so a training step can report its
+    /// accuracy without keeping the logits.
+    pub correct: u64,
 }
 
 impl<'a> Pass<'a> {
@@ -113,6 +117,7 @@ impl<'a> Pass<'a> {
             stats,
             step,
             seed,
+            correct: 0,
         }
     }
 }

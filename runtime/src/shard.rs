@@ -69,9 +69,9 @@ pub fn run<G: Send>(
     capacity: usize,
     buffers: Buffers<'_>,
     grads: &mut [G],
-    step: impl Fn(Shard<'_>, &mut G) -> Result<f32, Error> + Sync,
+    step: impl Fn(Shard<'_>, &mut G) -> Result<(f32, u64), Error> + Sync,
     mix: impl Fn(&mut G, f32, &G, f32),
-) -> Result<f32, Error> {
+) -> Result<(f32, u64), Error> {
     let shards = grads.len();
     assert!(shards >= 1 && n >= shards, "{shards} shards of {n} samples");
     let cap = capacity / shards;
@@ -87,14 +87,14 @@ pub fn run<G: Send>(
             && buffers.argmax.len() >= shards * plan.argmax_chunk,
         "buffers for {capacity} samples"
     );
-    let weighted_losses = plan.run(0, buffers.arena, buffers.argmax, grads, &step)?;
+    let (weighted_losses, correct) = plan.run(0, buffers.arena, buffers.argmax, grads, &step)?;
     let (first, rest) = grads.split_first_mut().expect("one shard at least");
     let weight = |t: usize| plan.samples(t).len() as f32 / n as f32;
     for (t, g) in rest.iter().enumerate() {
         let own = if t == 0 { weight(0) } else { 1.0 };
         mix(first, own, g, weight(t + 1));
     }
-    Ok(weighted_losses / n as f32)
+    Ok((weighted_losses / n as f32, correct))
 }
 
 /// How [`run`] divides a batch and the buffers.
@@ -121,21 +121,21 @@ impl Plan {
         arena: &mut [f32],
         argmax: &mut [u32],
         grads: &mut [G],
-        step: &(impl Fn(Shard<'_>, &mut G) -> Result<f32, Error> + Sync),
-    ) -> Result<f32, Error> {
+        step: &(impl Fn(Shard<'_>, &mut G) -> Result<(f32, u64), Error> + Sync),
+    ) -> Result<(f32, u64), Error> {
         if let [g] = grads {
             let samples = self.samples(t0);
             let (first, n) = (samples.start, samples.len());
             let arena = &mut arena[..self.arena_chunk];
             let argmax = &mut argmax[..self.argmax_chunk];
             let shard = Shard { first, n, cap: self.cap, arena, argmax };
-            let loss = crate::par::alone(|| step(shard, g)).map_err(|e| match e {
+            let (loss, correct) = crate::par::alone(|| step(shard, g)).map_err(|e| match e {
                 Error::Label { sample, label, classes } => {
                     Error::Label { sample: sample + first, label, classes }
                 }
                 e => e,
             })?;
-            return Ok(loss * n as f32);
+            return Ok((loss * n as f32, correct));
         }
         let half = grads.len() / 2;
         let (ga, gb) = grads.split_at_mut(half);
@@ -145,7 +145,8 @@ impl Plan {
             || self.run(t0, aa, xa, ga, step),
             || self.run(t0 + half, ab, xb, gb, step),
         );
-        Ok(a? + b?)
+        let ((la, ca), (lb, cb)) = (a?, b?);
+        Ok((la + lb, ca + cb))
     }
 }
 
@@ -172,9 +173,10 @@ mod tests {
                 argmax_per_sample: 1,
             };
             // Each shard's "gradient" is the sum of its sample indices, its
-            // loss the mean of them: the batch's loss is the mean index.
+            // loss the mean of them: the batch's loss is the mean index. Its
+            // count is its first sample's index: the counts add up.
             let mut grads = vec![0.0f64; 3];
-            let loss = run(
+            let (loss, correct) = run(
                 n,
                 32,
                 buffers,
@@ -185,12 +187,13 @@ mod tests {
                     assert!(s.n <= s.cap);
                     s.arena[..2 * s.n].fill(1.0);
                     *g = (s.first..s.first + s.n).map(|i| i as f64).sum::<f64>() / s.n as f64;
-                    Ok(*g as f32)
+                    Ok((*g as f32, s.first as u64))
                 },
                 |a, x, b, y| *a = *a * f64::from(x) + *b * f64::from(y),
             )
             .unwrap();
             assert!((loss - 14.0).abs() < 1e-5, "{loss}");
+            assert_eq!(correct, 9 + 19, "shards start at samples 0, 9 and 19");
             assert!((grads[0] - 14.0).abs() < 1e-5, "{}", grads[0]);
             // Every sample's arena cells written once: 9 + 10 + 10.
             assert_eq!(arena.iter().filter(|&&v| v == 1.0).count(), 2 * n);
@@ -205,7 +208,7 @@ mod tests {
                 },
                 &mut grads,
                 |s, _| match s.first {
-                    0 => Ok(0.0),
+                    0 => Ok((0.0, 0)),
                     _ => Err(Error::Label { sample: 1, label: 10, classes: 10 }),
                 },
                 |_, _, _, _| {},

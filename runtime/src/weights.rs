@@ -14,6 +14,9 @@ use std::collections::BTreeSet;
 use std::io::Write as _;
 use std::path::Path;
 
+/// The header entry that holds netc's metadata, one `key=value` per line.
+const METADATA: &str = "netc";
+
 /// Writes `tensors` (name, shape, values) to `path` atomically.
 pub fn save(path: &Path, tensors: &[(String, Vec<usize>, &[f32])]) -> Result<(), Error> {
     save_with_metadata(path, tensors, &[])
@@ -86,7 +89,18 @@ fn write_views(
     views: Vec<(String, TensorView<'_>)>,
     metadata: &[(String, String)],
 ) -> Result<(), Error> {
-    let metadata = (!metadata.is_empty()).then(|| metadata.iter().cloned().collect());
+    // One header entry holding every pair in the given order: safetensors
+    // keeps metadata in a hash map, whose order changes from process to
+    // process, and equal weights must give equal files.
+    if let Some((k, v)) = metadata.iter().find(|(k, v)| k.contains(['=', '\n']) || v.contains('\n'))
+    {
+        return Err(Error::Weights(format!(
+            "metadata `{k}` = `{v}` holds `=` in its key or a newline"
+        )));
+    }
+    let packed: String = metadata.iter().map(|(k, v)| format!("{k}={v}\n")).collect();
+    let metadata =
+        (!metadata.is_empty()).then(|| [(METADATA.to_string(), packed)].into_iter().collect());
     let encoded =
         safetensors::serialize(views, &metadata).map_err(|e| Error::Weights(e.to_string()))?;
     let file_name = path
@@ -142,7 +156,8 @@ impl WeightsFile {
     /// The header's metadata value of `key`, if it has one.
     pub fn metadata(&self, key: &str) -> Option<String> {
         let (_, header) = SafeTensors::read_metadata(&self.bytes).ok()?;
-        header.metadata().as_ref()?.get(key).cloned()
+        let packed = header.metadata().as_ref()?.get(METADATA)?;
+        packed.lines().find_map(|l| l.strip_prefix(key)?.strip_prefix('=')).map(str::to_string)
     }
 
     /// The shape of tensor `name`, if the file has it.
@@ -320,6 +335,19 @@ mod tests {
         assert_eq!(f.metadata("absent"), None);
         save(&path, &[("w".into(), vec![1], &[2.0])]).expect("save");
         assert_eq!(WeightsFile::open(&path).expect("open").metadata("netc.epoch"), None);
+        // Many pairs give the same bytes every time.
+        let many: Vec<(String, String)> =
+            (0..20).map(|i| (format!("netc.key{i}"), i.to_string())).collect();
+        save_with_metadata(&path, &[("w".into(), vec![1], &[2.0])], &many).expect("save");
+        let first = std::fs::read(&path).expect("read");
+        save_with_metadata(&path, &[("w".into(), vec![1], &[2.0])], &many).expect("save");
+        assert_eq!(std::fs::read(&path).expect("read"), first);
+        assert_eq!(
+            WeightsFile::open(&path).expect("open").metadata("netc.key13").as_deref(),
+            Some("13")
+        );
+        let bad = [("a".to_string(), "x\ny".to_string())];
+        assert!(save_with_metadata(&path, &[("w".into(), vec![1], &[2.0])], &bad).is_err());
     }
 
     #[test]

@@ -27,6 +27,9 @@ pub fn model(m: &Module<'_>, g: &Graph, source_name: &str) -> TokenStream {
         quote! {
             /// The batch `backward` needs; 0 once used or overwritten.
             batch: usize,
+            /// The last training batch's correct predictions (class-label
+            /// losses; 0 for the others).
+            correct: u64,
         }
     });
     let doc = format!(
@@ -164,8 +167,10 @@ fn constructor(m: &Module<'_>) -> TokenStream {
         }
     });
     let shard_init = s.shards.then(|| quote!(shard_grads: Vec::new(),));
-    let opt_init =
-        p.loss.is_some().then(|| quote!(opt: #rt::pass::OptimizerState::default(), batch: 0,));
+    let opt_init = p
+        .loss
+        .is_some()
+        .then(|| quote!(opt: #rt::pass::OptimizerState::default(), batch: 0, correct: 0,));
     quote! {
         /// A model with PyTorch's default initialisation, reproducible
         /// from `seed`, for batches of up to [`Self::DEFAULT_CAPACITY`].

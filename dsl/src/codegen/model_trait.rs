@@ -16,15 +16,17 @@ pub fn model_trait(m: &Module<'_>) -> TokenStream {
     let (rt, name, params_ty) = (m.rt, &m.name, &m.params_ty);
     let network = m.p().name.clone();
     let per_sample = lit(t.per_sample);
-    let (kind, backward) = if loss.kind.takes_labels() {
+    let in_len = lit(m.inputs[0].len);
+    // The targets as the generated methods take them, or the error.
+    let (kind, typed) = if loss.kind.takes_labels() {
         let classes = lit(m.p().tensor(loss.input).per_sample());
         (
             quote!(#rt::model::TargetKind::Labels { classes: #classes }),
             quote! {
                 match targets {
-                    #rt::model::Targets::Labels(labels) => self.backward(labels),
+                    #rt::model::Targets::Labels(labels) => labels,
                     #rt::model::Targets::Values(_) => {
-                        Err(#rt::Error::WrongTargets { takes: "class labels" })
+                        return Err(#rt::Error::WrongTargets { takes: "class labels" })
                     }
                 }
             },
@@ -35,10 +37,10 @@ pub fn model_trait(m: &Module<'_>) -> TokenStream {
             quote! {
                 match targets {
                     #rt::model::Targets::Values(values) => {
-                        self.backward(#rt::model::samples::<#per_sample>("backward", "targets", values)?)
+                        #rt::model::samples::<#per_sample>("train", "targets", values)?
                     }
                     #rt::model::Targets::Labels(_) => {
-                        Err(#rt::Error::WrongTargets { takes: "target values" })
+                        return Err(#rt::Error::WrongTargets { takes: "target values" })
                     }
                 }
             },
@@ -83,12 +85,24 @@ pub fn model_trait(m: &Module<'_>) -> TokenStream {
                 outputs: &mut [f32],
             ) -> Result<f32, #rt::Error> {
                 // The pool's other thread stays awake for both passes.
+                let targets = #typed;
                 #rt::nn::awake(move || {
                     let out = self.forward_train_flat(x)?;
                     #rt::error::check_len("forward_backward", "outputs", outputs.len(), out.len())?;
                     outputs.copy_from_slice(out);
-                    #backward
+                    self.backward(targets)
                 })
+            }
+            fn train_step(
+                &mut self,
+                x: &[f32],
+                targets: #rt::model::Targets<'_>,
+                opt: &#rt::nn::Optimizer,
+            ) -> Result<(f32, u64), #rt::Error> {
+                let targets = #typed;
+                let x = #rt::model::samples::<#in_len>("train", "x", x)?;
+                let loss = #name::train_step(self, x, targets, opt)?;
+                Ok((loss, self.correct))
             }
             fn apply_gradients(&mut self, opt: &#rt::nn::Optimizer) -> Result<(), #rt::Error> {
                 #name::apply_gradients(self, opt)

@@ -39,14 +39,15 @@ pub fn sharded(m: &Module<'_>) -> TokenStream {
                 inputs: [&[f32]; #k],
                 targets: #flat_ty,
                 step_seed: (u64, u64),
-            ) -> Result<f32, #rt::Error> {
+            ) -> Result<(f32, u64), #rt::Error> {
                 let #rt::shard::Shard { first, n, cap, arena, argmax } = shard;
                 let [#(#args),*] = inputs;
                 let mut pass = #rt::pass::Pass::new(n, cap, arena, argmax, &mut [], step_seed);
                 #copy
                 let targets = &targets[#targets_start..][..#targets_len];
                 Self::train_forward_pass(&mut pass, params)?;
-                Self::backward_pass(&mut pass, #shared, grads, targets, #no_fused)
+                let loss = Self::backward_pass(&mut pass, #shared, grads, targets, #no_fused)?;
+                Ok((loss, pass.correct))
             }
 
             /// [`Self::train_step`] split by samples between the pool's
@@ -85,7 +86,8 @@ pub fn sharded(m: &Module<'_>) -> TokenStream {
                     |a, x, b, y| a.mix(x, b, y),
                 );
                 ::std::mem::swap(&mut self.grads, &mut self.shard_grads[0]);
-                let loss = loss?;
+                let (loss, correct) = loss?;
+                self.correct = correct;
                 self.apply_gradients(opt)?;
                 Ok(Some(loss))
             }

@@ -88,12 +88,16 @@ fn pass_methods(m: &Module<'_>, t: &Targets) -> TokenStream {
             #own_pass
             let fused = fused.map(|sgd| #rt::pass::FusedSgd { sgd, state: &mut self.opt.values[..] });
             let params = #rt::pass::ParamsRef::Exclusive(&mut self.params);
-            Self::backward_pass(&mut pass, params, &mut self.grads, targets, fused)
+            let loss = Self::backward_pass(&mut pass, params, &mut self.grads, targets, fused);
+            self.correct = pass.correct;
+            loss
         }
     } else {
         quote! {
             #own_pass
-            Self::backward_pass(&mut pass, &self.params, &mut self.grads, targets)
+            let loss = Self::backward_pass(&mut pass, &self.params, &mut self.grads, targets);
+            self.correct = pass.correct;
+            loss
         }
     };
     let fused_param = fused.then(|| quote!(fused: Option<&#rt::optim::Sgd>,));
@@ -185,6 +189,13 @@ fn update_methods(m: &Module<'_>, t: &Targets) -> TokenStream {
             let step = self.step.max(1);
             Self::apply_gradients_impl(&mut self.params, &mut self.grads, &mut self.opt.values, k, step, opt, #fused_flag)?;
             Ok(loss)
+        }
+
+        /// How many samples of the last training batch (`train_step` or
+        /// `backward`) had their largest output at their label; 0 for a
+        /// loss on target values.
+        pub fn last_correct(&self) -> u64 {
+            self.correct
         }
 
         /// The optimizer's state (momentum or moments, per learnable
@@ -299,6 +310,17 @@ fn passes(m: &Module<'_>, t: &Targets) -> TokenStream {
         (lit(s.train.offset(loss.input)), lit(s.train.offset(loss.grad)), lit(len));
     let (use_forward_rt, use_rt) = (use_runtime(m, &p.train_forward), use_runtime(m, &p.backward));
     let loss_call = loss_call(&loss.kind, rt, &len_lit);
+    // Classification losses count the correct predictions while the logits
+    // are at hand; the backward pass reuses their memory.
+    let loss_value = if loss.kind.takes_labels() {
+        quote! {
+            let loss = #loss_call;
+            #bwd_pass.correct += #rt::nn::count_correct(n, #len_lit, logits, targets);
+            loss
+        }
+    } else {
+        loss_call
+    };
     let flat_ty = &t.flat_ty;
     quote! {
         /// The training forward pass's kernels over the inputs in the arena.
@@ -316,7 +338,7 @@ fn passes(m: &Module<'_>, t: &Targets) -> TokenStream {
             #bwd_destructure
             let loss = {
                 let ([logits], [d]) = arena.split([(#loss_in, #len_lit)], [(#loss_grad, #len_lit)])?;
-                #loss_call
+                #loss_value
             };
             #backward
             Ok(loss)

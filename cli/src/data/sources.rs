@@ -101,7 +101,7 @@ pub fn load(args: &DataArgs, input_shape: &[usize]) -> Result<(Dataset, Dataset,
         (None, Some(fraction)) => {
             let (kept, held) = split::hold_out(&train, fraction, args.seed)?;
             what.push_str(&format!(
-                ", {} held out for testing (--val {fraction}, seed {})",
+                ", {} held out for evaluation (--val {fraction}, seed {})",
                 held.len(),
                 args.seed
             ));
@@ -177,7 +177,8 @@ fn normalization(args: &DataArgs, train: &Dataset) -> Result<Normalization, Stri
 }
 
 /// Checks that `data` fits `model`: the sample shape (a flat input takes
-/// any sample of as many values) and the number of classes.
+/// any sample of as many values) and the number of classes (no more than
+/// the network scores; fewer gives a warning).
 pub fn check_fit(
     model: &dyn Model,
     name: &str,
@@ -199,6 +200,16 @@ pub fn check_fit(
     let classes = train.classes().max(test.classes());
     match model.target_kind() {
         TargetKind::Labels { classes: c } if c == classes => Ok(()),
+        // Fewer classes than outputs trains (the extra outputs are never a
+        // target), as a pretrained head or a zoo model on a small folder.
+        TargetKind::Labels { classes: c } if c > classes => {
+            eprintln!(
+                "warning: `{name}` scores {c} classes; {what} have {classes}, so outputs \
+                 {classes} to {} are never a target",
+                c - 1
+            );
+            Ok(())
+        }
         TargetKind::Labels { classes: c } => Err(format!(
             "`{name}` scores {c} classes; {what} have {classes}: give its last layer {classes} outputs"
         )),

@@ -387,6 +387,30 @@ mod tests {
         assert_eq!(out.into_raw(), [2.0, 2.0, 3.0, 3.0]);
     }
 
+    /// Against torchvision (`tests/data/torchvision/make.py`): a 23x17
+    /// image shrunk and a 5x7 one enlarged to 8x8, grey and RGB. PIL
+    /// resizes in bytes where netc resizes in f32, so they differ by up to
+    /// a rounding step.
+    #[test]
+    fn decoding_matches_torchvision() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/torchvision");
+        let expected = std::fs::read_to_string(dir.join("expected.txt")).expect("expected.txt");
+        let mut checked = 0;
+        for line in expected.lines().filter(|l| !l.starts_with('#')) {
+            let mut words = line.split(' ');
+            let file = dir.join(words.next().expect("file"));
+            let channels: usize = words.next().expect("channels").parse().expect("channels");
+            let want: Vec<f32> = words.map(|w| w.parse().expect("value")).collect();
+            let mut got = vec![0.0; channels * 64];
+            decode_into(&file, [channels, 8, 8], &mut got).expect("decodes");
+            assert_eq!(want.len(), got.len());
+            let worst = got.iter().zip(&want).map(|(g, w)| (g - w).abs()).fold(0.0, f32::max);
+            assert!(worst <= 1.0 / 255.0 + 1e-6, "{line:.20}: off by {worst}");
+            checked += 1;
+        }
+        assert_eq!(checked, 4);
+    }
+
     #[test]
     fn loads_classes_in_sorted_order_as_grey_or_rgb() {
         let d = dir("classes");

@@ -219,3 +219,65 @@ pub fn check_fit(
         )),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(clap::Parser, Debug)]
+    struct Cli {
+        #[command(flatten)]
+        data: DataArgs,
+    }
+
+    fn load_with(args: &[&str], input: &[usize]) -> Result<(Dataset, Dataset, String), String> {
+        let cli = Cli::try_parse_from([&["netc"][..], args].concat()).map_err(|e| e.to_string())?;
+        load(&cli.data, input)
+    }
+
+    fn csv_file(tag: &str, rows: usize) -> String {
+        let path =
+            std::env::temp_dir().join(format!("netc-sources-{tag}-{}.csv", std::process::id()));
+        let text: String = (0..rows).map(|i| format!("{i},{}\n", ["b", "a"][i % 2])).collect();
+        std::fs::write(&path, format!("x,y\n{text}")).expect("write");
+        path.display().to_string()
+    }
+
+    #[test]
+    fn val_splits_sources_without_a_test_set_only() {
+        let file = csv_file("val", 40);
+        let (train, test, what) =
+            load_with(&["--csv", &file, "--val", "0.25"], &[1]).expect("load");
+        assert_eq!((train.len(), test.len(), train.shape), (30, 10, [1, 1, 1]));
+        assert!(what.contains("10 held out") && what.contains("0 = a, 1 = b"), "{what}");
+        let e = load_with(&["--csv", &file], &[1]).unwrap_err();
+        assert!(e.contains("no test split") && e.contains("--val"), "{e}");
+        let e = load_with(&["--val", "0.5", "--train-size", "10", "--test-size", "10"], &[1])
+            .unwrap_err();
+        assert!(e.contains("own test split"), "{e}");
+        // --train-size and --test-size cut the parts after the split.
+        let (train, test, _) = load_with(
+            &["--csv", &file, "--val", "0.5", "--train-size", "7", "--test-size", "3"],
+            &[1],
+        )
+        .expect("load");
+        assert_eq!((train.len(), test.len()), (7, 3));
+    }
+
+    #[test]
+    fn flags_that_do_not_apply_are_errors() {
+        let file = csv_file("flags", 4);
+        let e = load_with(&["--csv", &file, "--val", "0.5", "--mean", "0.5", "--std", "1"], &[1])
+            .unwrap_err();
+        assert!(e.contains("--images"), "{e}");
+        let e = load_with(&["--images", "x", "--mean", "0.5"], &[1, 4, 4]).unwrap_err();
+        assert!(e.contains("--std"), "{e}");
+        let e = load_with(&["--label-column", "y"], &[1]).unwrap_err();
+        assert!(e.contains("--csv"), "{e}");
+        for input in [&[784][..], &[2, 4, 4], &[3, 4]] {
+            let e = load_with(&["--images", "x", "--val", "0.5"], input).unwrap_err();
+            assert!(e.contains("--images") && e.contains(&format!("{input:?}")), "{e}");
+        }
+    }
+}

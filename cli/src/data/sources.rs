@@ -99,7 +99,7 @@ pub fn load(args: &DataArgs, input_shape: &[usize]) -> Result<(Dataset, Dataset,
             ))
         }
         (None, Some(fraction)) => {
-            let (kept, held) = split::hold_out(&train, fraction, args.seed)?;
+            let (kept, held) = split::hold_out(train, fraction, args.seed)?;
             what.push_str(&format!(
                 ", {} held out for evaluation (--val {fraction}, seed {})",
                 held.len(),

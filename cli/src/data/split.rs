@@ -12,8 +12,9 @@ const STREAM: u64 = 0x5641_4c5f_5350_4c54;
 
 /// Splits `data` into (kept, held out): in each class, `fraction` of its
 /// samples (rounded, and never all of a class) chosen by `seed`. Both
-/// parts keep the samples' original order.
-pub fn hold_out(data: &Dataset, fraction: f64, seed: u64) -> Result<(Dataset, Dataset), String> {
+/// parts keep the samples' original order; the kept part reuses `data`'s
+/// memory, so only the held-out part is copied.
+pub fn hold_out(mut data: Dataset, fraction: f64, seed: u64) -> Result<(Dataset, Dataset), String> {
     if !(fraction > 0.0 && fraction < 1.0) {
         return Err(format!("--val {fraction} is not a fraction between 0 and 1"));
     }
@@ -37,7 +38,17 @@ pub fn hold_out(data: &Dataset, fraction: f64, seed: u64) -> Result<(Dataset, Da
     }
     kept.sort_unstable();
     held.sort_unstable();
-    Ok((data.select(&kept), data.select(&held)))
+    let held = data.select(&held);
+    // In ascending order each kept sample moves down, never over one
+    // still to move.
+    let per = data.sample_len();
+    for (to, &from) in kept.iter().enumerate() {
+        data.images.copy_within(from * per..(from + 1) * per, to * per);
+        data.labels[to] = data.labels[from];
+    }
+    data.truncate(kept.len());
+    data.images.shrink_to_fit();
+    Ok((data, held))
 }
 
 #[cfg(test)]
@@ -64,7 +75,7 @@ mod tests {
     #[test]
     fn holds_out_the_fraction_of_every_class() {
         let d = data();
-        let (kept, held) = hold_out(&d, 0.2, 5).expect("split");
+        let (kept, held) = hold_out(d.clone(), 0.2, 5).expect("split");
         assert_eq!((kept.len(), held.len()), (128, 32));
         let count = |s: &Dataset, c: u8| s.labels.iter().filter(|&&l| l == c).count();
         assert_eq!([count(&held, 0), count(&held, 1), count(&held, 2)], [20, 10, 2]);
@@ -85,22 +96,22 @@ mod tests {
     #[test]
     fn depends_only_on_the_seed() {
         let d = data();
-        let a = hold_out(&d, 0.3, 9).expect("split").1.images;
-        assert_eq!(a, hold_out(&d, 0.3, 9).expect("split").1.images);
-        assert_ne!(a, hold_out(&d, 0.3, 10).expect("split").1.images);
+        let a = hold_out(d.clone(), 0.3, 9).expect("split").1.images;
+        assert_eq!(a, hold_out(d.clone(), 0.3, 9).expect("split").1.images);
+        assert_ne!(a, hold_out(d.clone(), 0.3, 10).expect("split").1.images);
     }
 
     #[test]
     fn bad_fractions_and_tiny_sets_are_errors() {
         let d = data();
         for f in [0.0, 1.0, -0.5, 2.0, f64::NAN] {
-            assert!(hold_out(&d, f, 1).unwrap_err().contains("between 0 and 1"), "{f}");
+            assert!(hold_out(d.clone(), f, 1).unwrap_err().contains("between 0 and 1"), "{f}");
         }
-        let e = hold_out(&d, 0.001, 1).unwrap_err();
+        let e = hold_out(d.clone(), 0.001, 1).unwrap_err();
         assert!(e.contains("holds out none"), "{e}");
         // A class of one sample stays in the training part.
         let one = Dataset::new(vec![0.0, 1.0, 2.0], vec![0, 0, 1], [1, 1, 1]);
-        let (kept, held) = hold_out(&one, 0.9, 1).expect("split");
+        let (kept, held) = hold_out(one, 0.9, 1).expect("split");
         assert_eq!((kept.labels.as_slice(), held.labels.as_slice()), (&[0, 1][..], &[0][..]));
     }
 }

@@ -43,6 +43,9 @@ pub fn load(dir: &Path, shape: [usize; 3]) -> Result<Folder, DataError> {
     let (train, skipped) = decode_tree(&classes, shape)?;
     let mut description =
         format!("the {} images of {} classes in `{}`", train.len(), names.len(), root.display());
+    if skipped > 0 {
+        description.push_str(&format!(" ({skipped} other files skipped)"));
+    }
     let test = match &test_dir {
         Some(test_dir) => {
             let labelled = class_folders_named(test_dir)?
@@ -59,7 +62,7 @@ pub fn load(dir: &Path, shape: [usize; 3]) -> Result<Folder, DataError> {
             }
             let (test, test_skipped) = decode_labelled(&labelled, shape)?;
             description.push_str(&format!(
-                ", testing on the {} in `{}`",
+                ", evaluating on the {} in `{}`",
                 test.len(),
                 test_dir.display()
             ));
@@ -70,9 +73,6 @@ pub fn load(dir: &Path, shape: [usize; 3]) -> Result<Folder, DataError> {
         }
         None => None,
     };
-    if skipped > 0 {
-        description.push_str(&format!(" ({skipped} other files in the training classes skipped)"));
-    }
     description.push_str(&format!("; classes {}", class_list(&names)));
     Ok(Folder { train, test, description })
 }
@@ -448,6 +448,15 @@ mod tests {
         png(&d.join("val/zebra/a.png"), 5, [9, 9, 9]);
         let e = load(&d, [1, 5, 5]).unwrap_err().to_string();
         assert!(e.contains("zebra") && e.contains("not among the training classes"), "{e}");
+        // Without val/, test/ is the evaluation split; an empty one is an error.
+        std::fs::remove_dir_all(d.join("val")).expect("remove");
+        std::fs::create_dir_all(d.join("test")).expect("dir");
+        let e = load(&d, [1, 5, 5]).unwrap_err().to_string();
+        assert!(e.contains("test`") && e.contains("no class folders"), "{e}");
+        png(&d.join("test/cat/a.png"), 5, [9, 9, 9]);
+        let f = load(&d, [1, 5, 5]).expect("folder");
+        assert_eq!(f.test.expect("a test split").labels, [0]);
+        assert!(f.description.contains("evaluating on the 1 in"), "{}", f.description);
     }
 
     #[test]

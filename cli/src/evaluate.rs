@@ -97,7 +97,7 @@ pub fn eval(args: &EvalArgs, built: Option<Network>) -> ExitCode {
             .clone()
             .unwrap_or_else(|| PathBuf::from("runs").join(name).join("model.safetensors"));
         model.load(&checkpoint).map_err(|e| e.to_string())?;
-        let (train, test, what) = load(&args.data)?;
+        let (train, test, what) = load(&args.data, model.input_shape())?;
         check_fit(model.as_ref(), name, (&train, &test), &what)?;
         let result = evaluate(model.as_mut(), &test, 256)?;
         println!(

@@ -33,6 +33,7 @@ impl Events {
         name: &str,
         params: usize,
         (train, eval): (usize, usize),
+        data: &str,
         batch: usize,
         opt: &Optimizer,
         schedule: &Schedule,
@@ -43,15 +44,15 @@ impl Events {
         if self.json {
             let line = json!({
                 "event": "start", "network": name, "parameters": params,
-                "train_samples": train, "eval_samples": eval, "batch": batch,
+                "train_samples": train, "eval_samples": eval, "data": data, "batch": batch,
                 "optimizer": format!("{opt:?}"), "schedule": format!("{schedule:?}"),
                 "threads": threads, "seconds": ready,
             });
             println!("{line}");
         } else {
             println!(
-                "training {name} ({params} parameters) on {train} samples, evaluating on {eval}, \
-                 batch {batch}, {opt:?}, {schedule:?}, {threads} threads (data ready in {ready:.1} s)"
+                "training {name} ({params} parameters) on {train} samples of {data}, evaluating \
+                 on {eval}, batch {batch}, {opt:?}, {schedule:?}, {threads} threads (data ready in {ready:.1} s)"
             );
         }
     }
@@ -101,7 +102,7 @@ impl Events {
         } else {
             println!(
                 "epoch {}: train loss {:.4}, train accuracy {:.2}%, val loss {:.4}, val accuracy \
-                 {:.2}%{}, lr {:.3e}, {:.0} samples/s, {:.1} s (data {:.2} s)",
+                 {:.2}%{}, lr {:.3e}, {:.0} samples/s, {:.1} s (data wait {:.2} s)",
                 e.epoch,
                 e.train_loss,
                 100.0 * e.train_accuracy,

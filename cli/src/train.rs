@@ -6,6 +6,7 @@
 //! metric stops improving. `--resume` continues from the checkpoint exactly.
 
 use crate::checkpoint::{self, Progress};
+use crate::data::loader::Loader;
 use crate::data::{check_fit, load, DataArgs, Dataset};
 use crate::evaluate::{confusion_table, evaluate, Evaluation};
 use crate::events::Events;
@@ -18,6 +19,7 @@ use netc_runtime::nn::Optimizer;
 use netc_runtime::schedule::Schedule;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Instant;
 
 /// The metric early stopping and the best checkpoint follow.
@@ -55,6 +57,10 @@ pub struct TrainArgs {
     /// Continue from the checkpoint in `<out>/<model>/`.
     #[arg(long)]
     resume: bool,
+    /// Augment the training images each epoch: a random crop of the image
+    /// padded by 4 pixels, and a horizontal flip half the time.
+    #[arg(long)]
+    augment: bool,
 }
 
 pub fn train(args: &TrainArgs, built: Option<Network>) -> ExitCode {
@@ -94,6 +100,7 @@ fn shuffled(n: usize, seed: u64) -> Vec<usize> {
 struct Run<'a> {
     args: &'a TrainArgs,
     train: &'a Dataset,
+    loader: Loader,
     base: Optimizer,
     schedule: Schedule,
     batches: usize,
@@ -119,29 +126,22 @@ impl Run<'_> {
         events: &mut Events,
     ) -> Result<EpochTotals, String> {
         let (args, train, batch) = (self.args, self.train, self.args.batch);
-        let per = train.sample_len();
-        let mut x = vec![0.0f32; batch * per];
-        let mut labels = vec![0u32; batch];
         let order = shuffled(train.len(), args.data.seed ^ (epoch as u64 + 1));
         let started = Instant::now();
-        let (mut loss_sum, mut correct, mut data_seconds) = (0.0f64, 0usize, 0.0f64);
+        let (mut loss_sum, mut correct) = (0.0f64, 0usize);
         let mut opt = self.base;
         let mut lr = hyper::lr_of(&opt);
         events.epoch_start(epoch, args.epochs, self.batches);
+        let mut batches = self.loader.epoch(order, epoch)?;
         for b in 0..self.batches {
-            let gathering = Instant::now();
-            for (k, &i) in order[b * batch..(b + 1) * batch].iter().enumerate() {
-                x[k * per..(k + 1) * per].copy_from_slice(train.image(i));
-                labels[k] = u32::from(train.labels[i]);
-            }
-            data_seconds += gathering.elapsed().as_secs_f64();
+            let (x, labels) = batches.next().ok_or("the batch loader stopped early")?;
             let progress = (epoch * self.batches + b + 1) as f64 / self.batches as f64;
             lr = self.schedule.lr(hyper::lr_of(&self.base), progress, args.epochs as f64);
             hyper::set_lr(&mut opt, lr);
             // The generated step: sharded across threads and with SGD fused
             // into the backward pass where the network allows.
             let (loss, right) =
-                model.train_step(&x, Targets::Labels(&labels), &opt).map_err(|e| e.to_string())?;
+                model.train_step(x, Targets::Labels(labels), &opt).map_err(|e| e.to_string())?;
             if !loss.is_finite() {
                 return Err(format!(
                     "the loss diverged ({loss}) at epoch {}, batch {b}: lower --lr",
@@ -160,7 +160,7 @@ impl Run<'_> {
             accuracy: correct as f64 / samples as f64,
             lr,
             seconds: started.elapsed().as_secs_f64(),
-            data_seconds,
+            data_seconds: batches.waited().as_secs_f64(),
             samples,
         })
     }
@@ -209,8 +209,11 @@ fn run_training(args: &TrainArgs, network: Network) -> Result<(), String> {
     let name = network.name;
     let started = Instant::now();
     let mut model = (network.factory)(args.data.seed, args.batch);
-    let (train, test, what) = load(&args.data)?;
+    let (train, test, what) = load(&args.data, model.input_shape())?;
     check_fit(model.as_ref(), name, (&train, &test), &what)?;
+    let train = Arc::new(train);
+    let loader =
+        Loader::new(Arc::clone(&train), args.batch, args.augment.then_some(args.data.seed), &what)?;
     let base = hyper::optimizer(&args.hyper, model.as_ref())?;
     let schedule = hyper::schedule(&args.hyper, model.as_ref())?;
     let batches = train.len() / args.batch;
@@ -232,12 +235,13 @@ fn run_training(args: &TrainArgs, network: Network) -> Result<(), String> {
         name,
         model.param_count(),
         (train.len(), test.len()),
+        &what,
         args.batch,
         &base,
         &schedule,
         started,
     );
-    let run = Run { args, train: &train, base, schedule, batches };
+    let run = Run { args, train: &train, loader, base, schedule, batches };
     let mut last: Option<Evaluation> = None;
     let patience_spent = |p: &Progress| args.patience.is_some_and(|n| p.stale_epochs >= n);
     for epoch in progress.completed_epochs..args.epochs {

@@ -449,3 +449,198 @@ fn json_events_parse() {
     let bad = netc(&["train", "--schedule", "step", "--epochs", "1"]);
     assert!(String::from_utf8_lossy(&bad.stderr).contains("--step-size"));
 }
+
+/// An ImageFolder tree in `dir`: three classes (a horizontal bar, a
+/// vertical bar, a filled square at varying places) of `per_class` images,
+/// every third one a JPEG and every fourth 36x32 rather than 28x28, so the
+/// folder source decodes both formats and resizes.
+fn image_folder(dir: &Path, per_class: usize) {
+    let mut state = 12345u32;
+    let mut next = move |n: u32| {
+        state = state.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+        (state >> 16) % n
+    };
+    for (class, name) in ["horizontal", "square", "vertical"].iter().enumerate() {
+        std::fs::create_dir_all(dir.join(name)).expect("dir");
+        for i in 0..per_class {
+            let (w, h) = if i % 4 == 0 { (36, 32) } else { (28, 28) };
+            let (a, b) = (6 + next(12), 6 + next(12));
+            let img = image::RgbImage::from_fn(w, h, |x, y| {
+                let on = match class {
+                    0 => (a..a + 4).contains(&y) && (4..24).contains(&x),
+                    1 => (a..a + 8).contains(&x) && (b..b + 8).contains(&y),
+                    _ => (a..a + 4).contains(&x) && (4..24).contains(&y),
+                };
+                let v = if on { 230 } else { 20 } as u8;
+                image::Rgb([v, v / 2 + (x * 3) as u8, v])
+            });
+            let path = if i % 3 == 0 {
+                dir.join(name).join(format!("{i:03}.jpg"))
+            } else {
+                dir.join(name).join(format!("{i:03}.png"))
+            };
+            img.save(&path).expect("save image");
+        }
+    }
+}
+
+#[test]
+fn an_image_folder_trains_with_a_held_out_split_and_augmentation() {
+    let dir = tmp("folder");
+    let images = dir.join("images");
+    image_folder(&images, 40);
+    let (d, o) = (images.to_str().expect("utf-8"), dir.to_str().expect("utf-8"));
+    let args = ["train", "--model", "lenet5", "--images", d, "--val", "0.25", "--batch", "16"];
+    let first = netc(&[&args[..], &["--epochs", "1", "--augment", "--out", o]].concat());
+    let text = String::from_utf8_lossy(&first.stdout);
+    assert!(first.status.success(), "{}\n{text}", String::from_utf8_lossy(&first.stderr));
+    assert!(text.contains("on 90 samples of the 120 images of 3 classes"), "{text}");
+    assert!(text.contains("classes 0 = horizontal, 1 = square, 2 = vertical"), "{text}");
+    assert!(
+        text.contains("30 held out for evaluation") && text.contains("evaluating on 30"),
+        "{text}"
+    );
+    assert!(text.contains("normalised by the training set's mean ["), "{text}");
+    assert!(text.contains("epoch 1:") && text.contains("data wait"), "{text}");
+
+    // Given statistics are used and said so.
+    let given = netc(
+        &[&args[..], &["--epochs", "1", "--mean", "0.5", "--std", "0.25", "--out", o]].concat(),
+    );
+    let text = String::from_utf8_lossy(&given.stdout);
+    let err = String::from_utf8_lossy(&given.stderr);
+    assert!(given.status.success(), "{err}");
+    assert!(
+        text.contains("normalised by --mean and --std mean [0.5000] and std [0.2500]"),
+        "{text}"
+    );
+    // LeNet-5 scores ten classes; the folder has three.
+    assert!(err.contains("warning: `lenet5` scores 10 classes") && err.contains("3 to 9"), "{err}");
+}
+
+/// With augmentation and a held-out split, one epoch then a resumed second
+/// ends with the same weights as two epochs straight: the split, the
+/// statistics and every crop and flip depend only on the seed.
+/// Whether two safetensors files hold the same header (as JSON, whatever
+/// the order of its keys) and the same tensor bytes.
+fn same_tensors(a: &Path, b: &Path) -> bool {
+    let split = |path: &Path| {
+        let bytes = std::fs::read(path).expect("weights");
+        let len = u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes")) as usize;
+        let header: serde_json::Value =
+            serde_json::from_slice(&bytes[8..8 + len]).expect("a JSON header");
+        (header, bytes[8 + len..].to_vec())
+    };
+    split(a) == split(b)
+}
+
+#[test]
+fn an_augmented_image_run_resumes_identically() {
+    let dir = tmp("folder-resume");
+    let images = dir.join("images");
+    image_folder(&images, 16);
+    let d = images.to_str().expect("utf-8");
+    let run = |out: &Path, epochs: &str, resume: bool| {
+        let mut args = vec!["train", "--images", d, "--val", "0.25", "--augment", "--batch", "8"];
+        args.extend(["--threads", "2", "--epochs", epochs, "--out", out.to_str().expect("utf-8")]);
+        if resume {
+            args.push("--resume");
+        }
+        let o = netc(&args);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    };
+    let (straight, split) = (dir.join("straight"), dir.join("split"));
+    run(&straight, "2", false);
+    run(&split, "1", false);
+    run(&split, "2", true);
+    let (a, b) =
+        (straight.join("lenet5/model.safetensors"), split.join("lenet5/model.safetensors"));
+    assert!(
+        same_tensors(&a, &b),
+        "resumed augmented training diverged from uninterrupted training"
+    );
+}
+
+#[test]
+fn bad_image_folders_and_flags_are_errors() {
+    let dir = tmp("folder-bad");
+    let images = dir.join("images");
+    image_folder(&images, 4);
+    let d = images.to_str().expect("utf-8");
+    let out = dir.to_str().expect("utf-8");
+    let fails = |args: &[&str], want: &[&str]| {
+        let o = netc(&[&["train", "--epochs", "1", "--out", out][..], args].concat());
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success(), "{args:?} succeeded");
+        assert!(!err.contains("panicked"), "{err}");
+        for w in want {
+            assert!(err.contains(w), "`{w}` missing from: {err}");
+        }
+    };
+    fails(&["--images", d], &["no test split", "--val"]);
+    fails(&["--val", "0.2"], &["--val", "synthetic digits", "own test split"]);
+    fails(&["--images", d, "--val", "1.5"], &["--val 1.5", "between 0 and 1"]);
+    fails(&["--model", "mlp", "--images", d, "--val", "0.5"], &["--images", "[784]"]);
+    fails(&["--images", d, "--val", "0.5", "--mean", "0.5,0.5", "--std", "1"], &["--mean has 2"]);
+    fails(&["--images", d, "--val", "0.5", "--mean", "0.5", "--std", "0"], &["--std 0"]);
+    fails(&["--images", d, "--csv", d], &["cannot be used with"]);
+    std::fs::write(images.join("square/zz.png"), b"\x89PNG\r\n\x1a\nnot really").expect("write");
+    fails(&["--images", d, "--val", "0.5"], &["zz.png", "not a readable PNG or JPEG"]);
+    fails(&["--images", &dir.join("nowhere").to_string_lossy(), "--val", "0.5"], &["nowhere"]);
+}
+
+/// A tiny MLP `.net` file trains on a CSV table with named classes.
+#[test]
+fn a_csv_table_trains_a_net_file() {
+    let dir = tmp("csv");
+    let file = dir.join("table.net");
+    std::fs::write(
+        &file,
+        "network Table {\n    input x: [3]\n    \
+         logits = x -> dense(16) -> relu -> dense(3)\n    \
+         loss cross_entropy(logits)\n    optimizer adam(lr: 1e-2)\n}\n",
+    )
+    .expect("write");
+    // Three well-separated clusters; the label is a name in the middle.
+    let mut csv = String::from("x,kind,y,z\n");
+    for i in 0..240 {
+        let class = i % 3;
+        let jitter = |k: usize| ((i * 37 + k * 11) % 17) as f32 / 17.0 - 0.5;
+        let centre = [(-2.0, 0.0), (2.0, 1.0), (0.0, -2.0)][class];
+        let name = ["ruby", "amber", "jade"][class];
+        let (x, y, z) = (centre.0 + jitter(0), centre.1 + jitter(1), jitter(2));
+        csv.push_str(&format!("{x},{name},{y},{z}\n"));
+    }
+    let table = dir.join("gems.csv");
+    std::fs::write(&table, csv).expect("write");
+    let (f, t, o) = (
+        file.to_str().expect("utf-8"),
+        table.to_str().expect("utf-8"),
+        dir.to_str().expect("utf-8"),
+    );
+    let args = ["train", f, "--csv", t, "--label-column", "kind", "--val", "0.25"];
+    let run = netc_cached(&[&args[..], &["--epochs", "5", "--batch", "16", "--out", o]].concat());
+    let text = String::from_utf8_lossy(&run.stdout);
+    assert!(run.status.success(), "{}\n{text}", String::from_utf8_lossy(&run.stderr));
+    assert!(text.contains("3 features: x, y, z"), "{text}");
+    assert!(text.contains("classes 0 = amber, 1 = jade, 2 = ruby"), "{text}");
+    assert!(text.contains("60 held out for evaluation"), "{text}");
+    let accuracy: f64 = text
+        .lines()
+        .rev()
+        .find_map(|l| l.split("val accuracy ").nth(1)?.split('%').next()?.parse().ok())
+        .expect("a test accuracy");
+    assert!(accuracy > 90.0, "separated clusters are learnt: {text}");
+
+    // A ragged row is an error naming the file and the line.
+    std::fs::write(&table, "x,kind,y,z\n1,ruby,2,3\n4,jade,5\n").expect("write");
+    let bad = netc_cached(&[&args[..], &["--epochs", "1", "--out", o]].concat());
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(!bad.status.success());
+    assert!(err.contains("gems.csv") && err.contains("line 3 has 3 fields"), "{err}");
+    // A missing label column too.
+    let missing =
+        netc_cached(&["train", f, "--csv", t, "--label-column", "colour", "--val", "0.5"]);
+    let err = String::from_utf8_lossy(&missing.stderr);
+    assert!(err.contains("gems.csv") && err.contains("`colour`"), "{err}");
+}

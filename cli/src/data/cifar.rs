@@ -17,8 +17,7 @@ pub fn load_file(path: &Path) -> Result<Dataset, DataError> {
             bytes.len()
         )));
     }
-    let mut d =
-        Dataset { images: Vec::with_capacity(bytes.len()), labels: Vec::new(), shape: [3, 32, 32] };
+    let mut d = Dataset::new(Vec::with_capacity(bytes.len()), Vec::new(), [3, 32, 32]);
     for (i, rec) in bytes.chunks_exact(RECORD).enumerate() {
         if rec[0] > 9 {
             return Err(err(format!("record {i} has label {}, not a CIFAR-10 class", rec[0])));
@@ -31,7 +30,7 @@ pub fn load_file(path: &Path) -> Result<Dataset, DataError> {
 
 /// `data_batch_1.bin` … `data_batch_5.bin` and `test_batch.bin` in `dir`.
 pub fn load_dir(dir: &Path) -> Result<(Dataset, Dataset), DataError> {
-    let mut train = Dataset { images: Vec::new(), labels: Vec::new(), shape: [3, 32, 32] };
+    let mut train = Dataset::new(Vec::new(), Vec::new(), [3, 32, 32]);
     for b in 1..=5 {
         let part = load_file(&dir.join(format!("data_batch_{b}.bin")))?;
         train.images.extend(part.images);

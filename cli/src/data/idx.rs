@@ -71,11 +71,11 @@ pub fn load_pair(images: &Path, labels: &Path) -> Result<Dataset, DataError> {
             problem: format!("label {l} of sample {i} is not a digit class"),
         });
     }
-    Ok(Dataset {
-        images: pixels.iter().map(|&p| f32::from(p) / 255.0).collect(),
-        labels: labels_bytes,
-        shape: [1, dims[1], dims[2]],
-    })
+    Ok(Dataset::new(
+        pixels.iter().map(|&p| f32::from(p) / 255.0).collect(),
+        labels_bytes,
+        [1, dims[1], dims[2]],
+    ))
 }
 
 /// MNIST's four files in `dir`: (train, test).

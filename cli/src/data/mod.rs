@@ -1,10 +1,18 @@
 //! Datasets for `netc train` and `netc eval`: the embedded synthetic digits,
-//! MNIST-format IDX files and CIFAR-10 binary files, all validated so that a
-//! truncated or wrong file is an error naming the file and the problem.
+//! MNIST-format IDX files, CIFAR-10 binary files, folders of images and CSV
+//! tables, all validated so that a truncated or wrong file is an error
+//! naming the file and the problem; the held-out split, augmentation and
+//! the batch loader that feeds the training loop.
 
+pub mod augment;
 pub mod cifar;
+pub mod csv;
+pub mod folder;
 pub mod idx;
+pub mod loader;
+mod rng;
 mod sources;
+pub mod split;
 pub mod synth;
 
 pub use sources::{check_fit, load, DataArgs};
@@ -12,12 +20,21 @@ pub use sources::{check_fit, load, DataArgs};
 use std::fmt;
 use std::path::PathBuf;
 
-/// Images as f32 in `[0, 1]`, `shape` per sample, with class labels.
+/// Samples as f32 of `shape` each, with class labels: images in `[0, 1]`
+/// unless `normalization` says how they were mapped from there.
 #[derive(Clone, Debug)]
 pub struct Dataset {
     pub images: Vec<f32>,
     pub labels: Vec<u8>,
     pub shape: [usize; 3],
+    pub normalization: Option<Normalization>,
+}
+
+/// The per-channel map `(v - mean) / std` applied to values in `[0, 1]`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Normalization {
+    pub mean: Vec<f32>,
+    pub std: Vec<f32>,
 }
 
 impl Dataset {
@@ -32,6 +49,30 @@ impl Dataset {
     pub fn image(&self, i: usize) -> &[f32] {
         let n = self.sample_len();
         &self.images[i * n..(i + 1) * n]
+    }
+
+    /// Samples of `shape`, not normalised.
+    pub fn new(images: Vec<f32>, labels: Vec<u8>, shape: [usize; 3]) -> Self {
+        Dataset { images, labels, shape, normalization: None }
+    }
+
+    /// The value a black pixel has in channel `c`: what padding fills with.
+    pub fn black(&self, c: usize) -> f32 {
+        self.normalization.as_ref().map_or(0.0, |n| -n.mean[c] / n.std[c])
+    }
+
+    /// The samples at `indices`, in that order.
+    pub fn select(&self, indices: &[usize]) -> Dataset {
+        let mut images = Vec::with_capacity(indices.len() * self.sample_len());
+        for &i in indices {
+            images.extend_from_slice(self.image(i));
+        }
+        Dataset {
+            images,
+            labels: indices.iter().map(|&i| self.labels[i]).collect(),
+            shape: self.shape,
+            normalization: self.normalization.clone(),
+        }
     }
 
     /// Classes: one more than the largest label.

@@ -9,6 +9,7 @@
 //! same on every run and machine, and the train and test splits never share
 //! a sample.
 
+use super::rng::Rng;
 use super::Dataset;
 use rayon::prelude::*;
 
@@ -65,37 +66,6 @@ fn template(digit: usize) -> Vec<Vec<(f32, f32)>> {
             s.extend([(0.7, 0.35), (0.62, 0.9)]);
             vec![s]
         }
-    }
-}
-
-/// SplitMix64: a small, good, seekable generator for sample parameters.
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64, split: u64, index: u64) -> Self {
-        let mut r = Rng(seed
-            ^ split.wrapping_mul(0x9E37_79B9_7F4A_7C15)
-            ^ index.wrapping_mul(0xD1B5_4A32_D192_ED03));
-        r.next();
-        r
-    }
-
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in `[lo, hi)`.
-    fn range(&mut self, lo: f32, hi: f32) -> f32 {
-        lo + (hi - lo) * ((self.next() >> 40) as f32 / (1u64 << 24) as f32)
-    }
-
-    /// Approximately normal: the sum of four uniforms, rescaled.
-    fn normal(&mut self) -> f32 {
-        ((0..4).map(|_| self.range(0.0, 1.0)).sum::<f32>() - 2.0) * 1.732
     }
 }
 
@@ -181,7 +151,7 @@ pub fn generate(seed: u64, train: bool, count: usize) -> Dataset {
         .enumerate()
         .map(|(i, img)| draw(seed, split, i as u64, img))
         .collect();
-    Dataset { images, labels, shape: [1, SIDE, SIDE] }
+    Dataset::new(images, labels, [1, SIDE, SIDE])
 }
 
 #[cfg(test)]

@@ -204,8 +204,8 @@ pub fn check_fit(
         // target), as a pretrained head or a zoo model on a small folder.
         TargetKind::Labels { classes: c } if c > classes => {
             eprintln!(
-                "warning: `{name}` scores {c} classes; {what} have {classes}, so outputs \
-                 {classes} to {} are never a target",
+                "warning: `{name}` scores {c} classes and the data has {classes}: outputs \
+                 {classes} to {} are never a target (data: {what})",
                 c - 1
             );
             Ok(())

@@ -30,6 +30,7 @@ pub mod pass;
 pub mod permute;
 pub mod pool;
 pub mod prelu;
+pub mod profile;
 #[allow(unsafe_code)]
 mod reduce;
 pub mod reference;

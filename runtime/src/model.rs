@@ -11,6 +11,7 @@ use std::path::Path;
 use crate::nn::Optimizer;
 use crate::schedule::Schedule;
 use crate::weights::WeightsFile;
+use crate::profile::{Profile, Slot, StepProfile};
 use crate::Error;
 
 /// What the loss compares the network's output with.
@@ -93,6 +94,30 @@ pub trait Model: Send {
     fn set_optimizer_state(&mut self, state: &[f32], kind: u8, step: u64) -> Result<(), Error>;
     /// Every parameter tensor: name, shape, values.
     fn visit_params(&self, f: &mut TensorVisitor<'_>);
+
+    /// Where the training passes record per-layer times, and the layers'
+    /// names; `None` for a model whose passes do not mark their layers.
+    fn profile_slot(&mut self) -> Option<Slot<'_>> {
+        None
+    }
+
+    /// [`Model::forward_backward`] with each layer's steps timed: the same
+    /// kernels on the same values, so the loss, outputs and gradients are
+    /// those of the plain call. `None` if the model cannot be profiled.
+    fn profile_forward_backward(
+        &mut self,
+        x: &[f32],
+        targets: Targets<'_>,
+        outputs: &mut [f32],
+    ) -> Result<Option<StepProfile>, Error> {
+        let Some(slot) = self.profile_slot() else { return Ok(None) };
+        *slot.profile = Some(Profile::default());
+        let loss = self.forward_backward(x, targets, outputs);
+        let Some(Slot { layers, profile }) = self.profile_slot() else { return Ok(None) };
+        // Detached before `?`, so that an error leaves later calls unprofiled.
+        let profile = profile.take().unwrap_or_default();
+        Ok(Some(StepProfile::new(loss?, layers, &profile)))
+    }
 
     /// Values of one input sample.
     fn input_len(&self) -> usize {

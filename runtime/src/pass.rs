@@ -8,16 +8,19 @@
 use crate::arena::{split, ArenaError, Views};
 use crate::error::{Error, LenError};
 use crate::optim::Sgd;
+use crate::profile::{Profile, Profiler};
 
 /// A generated model's per-sample buffers for up to `capacity` samples:
 /// the activation arena, the max-pool argmax indices, and batch norm's
-/// saved statistics.
+/// saved statistics; and the profile its passes time their layers into,
+/// when one is attached.
 #[derive(Debug)]
 pub struct Memory {
     pub arena: crate::arena::Arena,
     pub argmax: Vec<u32>,
     pub stats: Vec<f32>,
     pub capacity: usize,
+    pub profile: Option<Profile>,
 }
 
 impl Memory {
@@ -29,20 +32,23 @@ impl Memory {
             argmax: vec![0; argmax.saturating_mul(capacity)],
             stats: vec![0.0; stats],
             capacity,
+            profile: None,
         }
     }
 
     /// The buffers as a pass over `n` samples at training step `step` of a
     /// model seeded with `seed` sees them.
     pub fn pass(&mut self, n: usize, step_seed: (u64, u64)) -> Pass<'_> {
-        Pass::new(
+        let mut pass = Pass::new(
             n,
             self.capacity,
             &mut self.arena[..],
             &mut self.argmax,
             &mut self.stats,
             step_seed,
-        )
+        );
+        pass.profiler = Profiler::new(self.profile.as_mut());
+        pass
     }
 }
 
@@ -98,6 +104,8 @@ pub struct Pass<'a> {
     /// classification loss as it runs, so a training step can report its
     /// accuracy without keeping the logits.
     pub correct: u64,
+    /// Where the training passes mark the end of each layer's steps.
+    pub profiler: Profiler<'a>,
 }
 
 impl<'a> Pass<'a> {
@@ -118,6 +126,7 @@ impl<'a> Pass<'a> {
             step,
             seed,
             correct: 0,
+            profiler: Profiler::default(),
         }
     }
 }

@@ -19,6 +19,7 @@ pub fn destructure(uses: &Uses) -> (TokenStream, TokenStream) {
         (uses.stats, quote!(let stats = &mut *pass.stats;)),
         (uses.step, quote!(let step = pass.step;)),
         (uses.seed, quote!(let seed = pass.seed;)),
+        (uses.laps, quote!(let profiler = &mut pass.profiler;)),
     ] {
         if used {
             lets.push(binding);

@@ -57,6 +57,9 @@ pub struct Uses {
     pub params_mut: bool,
     pub grads: bool,
     pub caches: bool,
+    /// Whether the pass marks the end of each layer's steps on its
+    /// profiler (the training passes do).
+    pub laps: bool,
 }
 
 impl Uses {
@@ -114,10 +117,12 @@ pub fn schedule(g: &Graph, p: &Program) -> Schedule {
     let infer_steps: Vec<&Step> = p.infer_forward.iter().collect();
     let infer = plan_memory(p, &infer_steps, &inputs, &[p.output]);
     let fused_sgd = fusable_weights(p);
-    let forward_uses = Uses::of(&p.train_forward);
+    let mut forward_uses = Uses::of(&p.train_forward);
+    forward_uses.laps = !p.train_forward.is_empty();
     let mut backward_uses = Uses::of(&p.backward);
     backward_uses.n = p.loss.is_some();
     backward_uses.arena = p.loss.is_some();
+    backward_uses.laps = p.loss.is_some();
     Schedule {
         arena_per_sample: train.size.max(infer.size),
         argmax_per_sample: p.argmax_slots.iter().sum(),

@@ -44,8 +44,24 @@ impl Printer<'_> {
             Sequence::TrainForward => &self.p.train_forward,
             Sequence::Backward => &self.p.backward,
         };
-        let calls = steps.iter().enumerate().map(|(i, s)| self.step(seq, i, s));
+        let calls = steps.iter().enumerate().map(|(i, s)| {
+            let call = self.step(seq, i, s);
+            let next = steps.get(i + 1).map(|next| next.node);
+            let lap = (next != Some(s.node)).then(|| self.lap(seq, s.node));
+            quote!(#call #lap)
+        });
         quote!(#(#calls)*)
+    }
+
+    /// The mark that ends layer `node`'s steps in a training pass, for
+    /// per-layer timing (`runtime::profile`); inference has none.
+    fn lap(&self, seq: Sequence, node: NodeId) -> TokenStream {
+        let layer = lit(node.0);
+        match seq {
+            Sequence::Infer => quote!(),
+            Sequence::TrainForward => quote!(profiler.forward(#layer);),
+            Sequence::Backward => quote!(profiler.backward(#layer);),
+        }
     }
 
     /// Tensor `t`'s per-sample `(offset, length)` in `seq`'s plan.

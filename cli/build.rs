@@ -32,7 +32,7 @@ fn main() {
         );
         let _ = writeln!(
             entries,
-            "    crate::Network {{ name: \"{stem}\", factory: |seed, capacity| Box::new({stem}::{ty}::with_capacity(seed, capacity)) }},"
+            "    crate::Network {{ name: \"{stem}\", factory: |seed, capacity| Box::new({stem}::{ty}::with_capacity(seed, capacity)), source: include_str!(concat!(env!(\"CARGO_MANIFEST_DIR\"), \"/{file}\")) }},"
         );
     }
     let _ = writeln!(index, "/// The zoo's trainable models, by file stem.\npub const MODELS: &[crate::Network] = &[\n{entries}];");

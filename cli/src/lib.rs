@@ -4,6 +4,7 @@
 //! run the same training loop.
 #![deny(unsafe_code)]
 
+mod bench;
 mod check;
 mod checkpoint;
 mod data;
@@ -31,12 +32,14 @@ pub use netc_runtime::model::Model;
 /// `capacity` samples, its weights drawn from `seed`.
 pub type Factory = fn(u64, usize) -> Box<dyn Model>;
 
-/// A network the command runs: its name (runs go to `<out>/<name>/`) and
-/// its factory.
+/// A network the command runs: its name (runs go to `<out>/<name>/`), its
+/// factory, and the `.net` text it was compiled from (`bench` takes each
+/// layer's FLOPs from the checker).
 #[derive(Clone, Copy, Debug)]
 pub struct Network {
     pub name: &'static str,
     pub factory: Factory,
+    pub source: &'static str,
 }
 
 #[derive(Parser, Debug)]
@@ -61,6 +64,9 @@ enum Command {
     Eval(evaluate::EvalArgs),
     /// Classify a PGM or PNG image with a saved checkpoint.
     Predict(predict::PredictArgs),
+    /// Time each layer's forward and backward pass, the training step and
+    /// inference, against the machine's measured FMA peak.
+    Bench(bench::BenchArgs),
 }
 
 /// The `netc` command.
@@ -68,8 +74,9 @@ pub fn main() -> ExitCode {
     run(None)
 }
 
-/// The `netc` command with `network` compiled in: `train`, `eval` and
-/// `predict` use it whatever file or `--model` the command line names.
+/// The `netc` command with `network` compiled in: `train`, `eval`,
+/// `predict` and `bench` use it whatever file or `--model` the command
+/// line names.
 pub fn main_for(network: Network) -> ExitCode {
     run(Some(network))
 }
@@ -83,6 +90,7 @@ fn run(built: Option<Network>) -> ExitCode {
         Command::Train(args) => train::train(&args, built),
         Command::Eval(args) => evaluate::eval(&args, built),
         Command::Predict(args) => predict::predict(&args, built),
+        Command::Bench(args) => bench::bench(&args, built),
     }
 }
 

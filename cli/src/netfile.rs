@@ -115,7 +115,7 @@ fn prepare(file: &Path) -> Result<PathBuf, String> {
         &source.name,
         &source.text,
     );
-    write_crate(&dir, &package, &stem, &graph.name, &code, sources)?;
+    write_crate(&dir, &package, (&stem, &graph.name), (&code, &source.text), sources)?;
     let target = root.join("target");
     eprintln!("netc: building `{}` (cached in {})", file.display(), dir.display());
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
@@ -137,13 +137,13 @@ fn prepare(file: &Path) -> Result<PathBuf, String> {
 }
 
 /// Writes the crate's files, each only when it changed, so that cargo
-/// finds a second run's build up to date.
+/// finds a second run's build up to date: the generated `code` and the
+/// `.net` text it came from, which the binary embeds.
 fn write_crate(
     dir: &Path,
     package: &str,
-    stem: &str,
-    network: &str,
-    code: &str,
+    (stem, network): (&str, &str),
+    (code, text): (&str, &str),
     sources: &Path,
 ) -> Result<(), String> {
     let src = dir.join("src");
@@ -164,7 +164,8 @@ fn write_crate(
          #[allow(clippy::all, dead_code, unused)]\nmod model;\n\n\
          fn main() -> std::process::ExitCode {{\n    \
          netc_cli::main_for(netc_cli::Network {{\n        name: {stem:?},\n        \
-         factory: |seed, capacity| Box::new(model::{network}::with_capacity(seed, capacity)),\n    \
+         factory: |seed, capacity| Box::new(model::{network}::with_capacity(seed, capacity)),\n        \
+         source: include_str!(\"network.net\"),\n    \
          }})\n}}\n"
     );
     let write = |path: PathBuf, text: &str| -> Result<(), String> {
@@ -176,6 +177,7 @@ fn write_crate(
     write(dir.join("Cargo.toml"), &manifest)?;
     write(src.join("main.rs"), &main)?;
     write(src.join("model.rs"), code)?;
+    write(src.join("network.net"), text)?;
     // netc's own lock file pins the dependencies it was tested with, and
     // lets cargo resolve without the network.
     let lock = dir.join("Cargo.lock");

@@ -104,6 +104,9 @@ enum Record<'a> {
     Loss {
         median_ns: u64,
         share_of_step: f64,
+        /// The last profiled step's loss: a diverged (non-finite) one
+        /// would make the times those of another computation.
+        last_value: f32,
     },
     Total(&'a Total),
 }
@@ -116,6 +119,7 @@ struct Report {
     peak: f64,
     layers: Vec<Layer>,
     loss_ns: u64,
+    last_loss: f32,
     totals: Vec<Total>,
 }
 
@@ -137,6 +141,19 @@ fn random_batch(model: &dyn Model, n: usize) -> (Vec<f32>, Vec<u32>, Vec<f32>) {
         }
         TargetKind::Values { len } => (x, Vec::new(), (0..n * len).map(|_| next()).collect()),
     }
+}
+
+/// `opt` at learning rate 0: its update does the same work but leaves the
+/// weights as they are, so every timed step computes the same values and
+/// the times do not drift as the network memorises the batch (its
+/// gradients shrinking toward subnormal values, which x86 computes slowly).
+fn at_rest(mut opt: Optimizer) -> Optimizer {
+    match &mut opt {
+        Optimizer::Sgd(s) => s.lr = 0.0,
+        Optimizer::Adam(a) => a.lr = 0.0,
+        Optimizer::AdamW(a) => a.lr = 0.0,
+    }
+    opt
 }
 
 /// The median time of `f` over at least `args.runs` runs and
@@ -195,8 +212,8 @@ fn measure(args: &BenchArgs, network: Network) -> Result<Report, String> {
     let (x, labels, values) = random_batch(model.as_ref(), n);
     let targets =
         if values.is_empty() { Targets::Labels(&labels) } else { Targets::Values(&values) };
-    let sgd = Sgd { lr: 0.01, momentum: 0.9, nesterov: false, weight_decay: 0.0, clip_norm: None };
-    let opt = model.default_optimizer().unwrap_or(Optimizer::Sgd(sgd));
+    let sgd = Sgd { lr: 0.0, momentum: 0.9, nesterov: false, weight_decay: 0.0, clip_norm: None };
+    let opt = at_rest(model.default_optimizer().unwrap_or(Optimizer::Sgd(sgd)));
     let mut out = vec![0.0f32; n * model.output_len()];
     let (step, step_runs) = median_time(args, || {
         timed(|| {
@@ -253,6 +270,7 @@ fn measure(args: &BenchArgs, network: Network) -> Result<Report, String> {
         peak,
         layers,
         loss_ns: loss.as_nanos() as u64,
+        last_loss: profiles.last().map_or(f32::NAN, |p| p.loss),
         totals,
     })
 }
@@ -315,7 +333,11 @@ impl Report {
                 .layers
                 .iter()
                 .map(Record::Layer)
-                .chain([Record::Loss { median_ns: self.loss_ns, share_of_step: loss_share }])
+                .chain([Record::Loss {
+                    median_ns: self.loss_ns,
+                    share_of_step: loss_share,
+                    last_value: self.last_loss,
+                }])
                 .chain(self.totals.iter().map(Record::Total));
             for record in records {
                 match serde_json::to_string(&record) {
@@ -375,10 +397,12 @@ impl Report {
             dash(),
         ]);
         let mut out = format!(
-            "{}: batch {}, {} threads, medians of timed runs after 2 warm-up runs\n\
+            "{}: batch {}, {} threads, random inputs and targets (last loss {:.4}), \
+             the update at learning rate 0, \
+             medians of timed runs after 2 warm-up runs\n\
              GFLOP/s count the checker's forward FLOPs (`netc check`) times the batch: \
              fwd over the forward time, train three times them over forward plus backward\n\n",
-            self.network, self.batch, self.threads
+            self.network, self.batch, self.threads, self.last_loss
         );
         out.push_str(&columns(&rows));
         out.push('\n');

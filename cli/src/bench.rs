@@ -215,23 +215,21 @@ fn measure(args: &BenchArgs, network: Network) -> Result<Report, String> {
     let sgd = Sgd { lr: 0.0, momentum: 0.9, nesterov: false, weight_decay: 0.0, clip_norm: None };
     let opt = at_rest(model.default_optimizer().unwrap_or(Optimizer::Sgd(sgd)));
     let mut out = vec![0.0f32; n * model.output_len()];
+    // Plain and profiled steps alternate, so that whatever else the
+    // machine runs falls on both alike.
+    let mut profiles: Vec<StepProfile> = Vec::new();
     let (step, step_runs) = median_time(args, || {
-        timed(|| {
+        let plain = timed(|| {
             model.forward_backward(&x, targets, &mut out)?;
             model.apply_gradients(&opt)
-        })
-    })?;
-    let mut profiles: Vec<StepProfile> = Vec::new();
-    median_time(args, || {
-        let t = Instant::now();
+        })?;
         let profile = model
             .profile_forward_backward(&x, targets, &mut out)
             .map_err(|e| e.to_string())?
             .ok_or_else(|| format!("`{}` does not time its layers", model.name()))?;
-        let elapsed = t.elapsed();
         model.apply_gradients(&opt).map_err(|e| e.to_string())?;
         profiles.push(profile);
-        Ok(elapsed)
+        Ok(plain)
     })?;
     // The warm-up runs' profiles are not part of the medians.
     let profiles = &profiles[2..];

@@ -9,9 +9,9 @@
 use std::path::Path;
 
 use crate::nn::Optimizer;
+use crate::profile::{Profile, Slot, StepProfile};
 use crate::schedule::Schedule;
 use crate::weights::WeightsFile;
-use crate::profile::{Profile, Slot, StepProfile};
 use crate::Error;
 
 /// What the loss compares the network's output with.

@@ -36,6 +36,12 @@ impl Memory {
         }
     }
 
+    /// The profile the passes time their layers into, and the layers'
+    /// names (a model's `LAYERS`).
+    pub fn profile_slot(&mut self, layers: &'static str) -> crate::profile::Slot<'_> {
+        crate::profile::Slot { layers, profile: &mut self.profile }
+    }
+
     /// The buffers as a pass over `n` samples at training step `step` of a
     /// model seeded with `seed` sees them.
     pub fn pass(&mut self, n: usize, step_seed: (u64, u64)) -> Pass<'_> {

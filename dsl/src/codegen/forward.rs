@@ -9,7 +9,8 @@ use proc_macro2::TokenStream;
 use quote::quote;
 
 /// The locals a pass function takes from its `pass: &mut Pass`: those its
-/// steps use; and the name of the pass parameter (`_pass` if none).
+/// steps use; and the name of the pass parameter (`_pass` if it is not
+/// used).
 pub fn destructure(uses: &Uses) -> (TokenStream, TokenStream) {
     let mut lets = Vec::new();
     for (used, binding) in [
@@ -19,13 +20,13 @@ pub fn destructure(uses: &Uses) -> (TokenStream, TokenStream) {
         (uses.stats, quote!(let stats = &mut *pass.stats;)),
         (uses.step, quote!(let step = pass.step;)),
         (uses.seed, quote!(let seed = pass.seed;)),
-        (uses.laps, quote!(let profiler = &mut pass.profiler;)),
     ] {
         if used {
             lets.push(binding);
         }
     }
-    let name = if lets.is_empty() { quote!(_pass) } else { quote!(pass) };
+    // Laps use `pass.profiler` directly, a field apart from the others.
+    let name = if lets.is_empty() && !uses.laps { quote!(_pass) } else { quote!(pass) };
     (name, quote!(#(#lets)*))
 }
 

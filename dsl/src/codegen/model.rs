@@ -84,6 +84,9 @@ fn consts(m: &Module<'_>, g: &Graph) -> TokenStream {
     let input_lens = m.inputs.iter().map(|i| lit(i.len));
     let learnable = lit(p.learnable_count());
     let (macs, flops) = (g.total_macs(), g.total_flops());
+    // Layer names are identifiers: spaces separate them.
+    let layers: Vec<&str> = g.nodes.iter().map(|n| n.name.as_str()).collect();
+    let layers = layers.join(" ");
     let unplanned = lit(p.tensors.iter().map(|t| t.per_sample() * 4).sum());
     let (train_bytes, infer_bytes) = (lit(s.train.size * 4), lit(s.infer.size * 4));
     let input_doc = if m.inputs.len() == 1 {
@@ -113,6 +116,9 @@ fn consts(m: &Module<'_>, g: &Graph) -> TokenStream {
         pub const MACS_PER_SAMPLE: u64 = #macs;
         /// Forward floating-point operations per sample.
         pub const FLOPS_PER_SAMPLE: u64 = #flops;
+        /// Every layer (node) of the `.net` file in order, separated by
+        /// spaces: the names of per-layer timing's rows.
+        pub const LAYERS: &str = #layers;
         /// Arena bytes per sample of the planned training pass.
         pub const TRAIN_ARENA_BYTES_PER_SAMPLE: usize = #train_bytes;
         /// Arena bytes per sample of the planned inference pass.

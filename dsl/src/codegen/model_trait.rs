@@ -16,9 +16,6 @@ pub fn model_trait(m: &Module<'_>) -> TokenStream {
     let (rt, name, params_ty) = (m.rt, &m.name, &m.params_ty);
     let network = m.p().name.clone();
     let per_sample = lit(t.per_sample);
-    // Layer names are identifiers: spaces separate them.
-    let layers: Vec<&str> = m.printer.g.nodes.iter().map(|n| n.name.as_str()).collect();
-    let layers = layers.join(" ");
     let in_len = lit(m.inputs[0].len);
     // The targets as the generated methods take them, or the error.
     let (kind, typed) = if loss.kind.takes_labels() {
@@ -134,7 +131,7 @@ pub fn model_trait(m: &Module<'_>) -> TokenStream {
                 #params_ty::visit(self.params(), f)
             }
             fn profile_slot(&mut self) -> Option<#rt::profile::Slot<'_>> {
-                Some(#rt::profile::Slot { layers: #layers, profile: &mut self.memory.profile })
+                Some(self.memory.profile_slot(Self::LAYERS))
             }
         }
     }

@@ -59,8 +59,8 @@ impl Printer<'_> {
         let layer = lit(node.0);
         match seq {
             Sequence::Infer => quote!(),
-            Sequence::TrainForward => quote!(profiler.forward(#layer);),
-            Sequence::Backward => quote!(profiler.backward(#layer);),
+            Sequence::TrainForward => quote!(pass.profiler.forward(#layer);),
+            Sequence::Backward => quote!(pass.profiler.backward(#layer);),
         }
     }
 

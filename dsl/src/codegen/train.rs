@@ -340,7 +340,7 @@ fn passes(m: &Module<'_>, t: &Targets) -> TokenStream {
                 let ([logits], [d]) = arena.split([(#loss_in, #len_lit)], [(#loss_grad, #len_lit)])?;
                 #loss_value
             };
-            profiler.loss();
+            pass.profiler.loss();
             #backward
             Ok(loss)
         }

@@ -231,6 +231,10 @@ fn measure(args: &BenchArgs, network: Network) -> Result<Report, String> {
         profiles.push(profile);
         Ok(plain)
     })?;
+    // What `netc train` runs: data-parallel shards or SGD fused into the
+    // backward pass where the network allows them.
+    let (fast, fast_runs) =
+        median_time(args, || timed(|| model.train_step(&x, targets, &opt).map(|_| ())))?;
     // The warm-up runs' profiles are not part of the medians.
     let profiles = &profiles[2..];
     let (layers, loss) = layer_medians(&rows, profiles, n, step)?;
@@ -256,7 +260,8 @@ fn measure(args: &BenchArgs, network: Network) -> Result<Report, String> {
         }
     };
     let totals = vec![
-        total("training step (forward, backward, update)", n, step, step_runs, 3.0 * flops),
+        total("training step, kernel by kernel", n, step, step_runs, 3.0 * flops),
+        total("training step, train_step (as netc train)", n, fast, fast_runs, 3.0 * flops),
         total("inference", 1, one, one_runs, flops),
         total("inference", n, full, full_runs, flops),
     ];
@@ -320,6 +325,8 @@ fn layer_medians(
 }
 
 impl Report {
+    /// The kernel-by-kernel training step, which the profiled steps time
+    /// layer by layer.
     fn step_ns(&self) -> u64 {
         self.totals.first().map_or(0, |t| t.median_ns)
     }
@@ -398,6 +405,8 @@ impl Report {
             "{}: batch {}, {} threads, random inputs and targets (last loss {:.4}), \
              the update at learning rate 0, \
              medians of timed runs after 2 warm-up runs\n\
+             % of step: over the kernel-by-kernel training step (forward_backward, \
+             apply_gradients), whose passes the layers' times come from\n\
              GFLOP/s count the checker's forward FLOPs (`netc check`) times the batch: \
              fwd over the forward time, train three times them over forward plus backward\n\n",
             self.network, self.batch, self.threads, self.last_loss
@@ -406,7 +415,7 @@ impl Report {
         out.push('\n');
         for t in &self.totals {
             out.push_str(&format!(
-                "{:<42} batch {:>4}: {:>10} ms  {:>9.0} samples/s  {:>7.1} GFLOP/s  {:>5.1}% of peak  ({} runs)\n",
+                "{:<41} batch {:>4}: {:>10} ms  {:>9.0} samples/s  {:>7.1} GFLOP/s  {:>5.1}% of peak  ({} runs)\n",
                 t.what,
                 t.batch,
                 ms(t.median_ns),

@@ -16,39 +16,8 @@ use netc_runtime::gemm::{Activation, Par};
 use netc_runtime::reference::conv as reference;
 use proptest::prelude::*;
 
-fn fill(len: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15).wrapping_add(1);
-    (0..len)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-        })
-        .collect()
-}
-
-fn f64s(v: &[f32]) -> Vec<f64> {
-    v.iter().map(|&x| f64::from(x)).collect()
-}
-
-fn assert_close(
-    what: &str,
-    got: &[f32],
-    want: &[f64],
-    terms: usize,
-    s: &Conv2d,
-) -> Result<(), TestCaseError> {
-    prop_assert_eq!(got.len(), want.len());
-    // f32 rounding grows with the number of terms summed; anything looser
-    // would hide a wrong scale factor on a long sum.
-    let tol = 1e-6 * (terms as f64 + 10.0);
-    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
-        let ok = (f64::from(g) - w).abs() <= tol * (1.0 + w.abs());
-        prop_assert!(ok, "{} [{}]: got {}, want {} for {:?}", what, i, g, w, s);
-    }
-    Ok(())
-}
+mod common;
+use common::conv::{assert_close, f64s, fill};
 
 fn shape_strategy() -> impl Strategy<Value = Conv2d> {
     (

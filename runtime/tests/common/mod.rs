@@ -2,6 +2,8 @@
 //! tolerant comparison and central differences in f64.
 #![allow(dead_code)]
 
+pub mod conv;
+
 /// A deterministic pseudo-random fill in [lo, hi).
 pub fn fill(len: usize, seed: u64, lo: f32, hi: f32) -> Vec<f32> {
     let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);

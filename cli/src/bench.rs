@@ -148,11 +148,7 @@ fn random_batch(model: &dyn Model, n: usize) -> (Vec<f32>, Vec<u32>, Vec<f32>) {
 /// the times do not drift as the network memorises the batch (its
 /// gradients shrinking toward subnormal values, which x86 computes slowly).
 fn at_rest(mut opt: Optimizer) -> Optimizer {
-    match &mut opt {
-        Optimizer::Sgd(s) => s.lr = 0.0,
-        Optimizer::Adam(a) => a.lr = 0.0,
-        Optimizer::AdamW(a) => a.lr = 0.0,
-    }
+    opt.set_lr(0.0);
     opt
 }
 

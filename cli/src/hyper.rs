@@ -74,35 +74,15 @@ pub fn optimizer(args: &HyperArgs, model: &dyn Model) -> Result<Optimizer, Strin
         if !(lr > 0.0 && lr.is_finite()) {
             return Err(format!("--lr must be a positive number, not {lr}"));
         }
-        set_lr(&mut opt, lr);
+        opt.set_lr(lr);
     }
     if let Some(decay) = args.weight_decay {
         if !(decay >= 0.0 && decay.is_finite()) {
             return Err(format!("--weight-decay must be 0 or more, not {decay}"));
         }
-        match &mut opt {
-            Optimizer::Sgd(s) => s.weight_decay = decay,
-            Optimizer::Adam(a) => a.weight_decay = decay,
-            Optimizer::AdamW(a) => a.weight_decay = decay,
-        }
+        opt.set_weight_decay(decay);
     }
     Ok(opt)
-}
-
-pub fn lr_of(opt: &Optimizer) -> f64 {
-    match opt {
-        Optimizer::Sgd(s) => s.lr,
-        Optimizer::Adam(a) => a.lr,
-        Optimizer::AdamW(a) => a.lr,
-    }
-}
-
-pub fn set_lr(opt: &mut Optimizer, lr: f64) {
-    match opt {
-        Optimizer::Sgd(s) => s.lr = lr,
-        Optimizer::Adam(a) => a.lr = lr,
-        Optimizer::AdamW(a) => a.lr = lr,
-    }
 }
 
 /// The run's schedule.

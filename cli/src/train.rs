@@ -130,14 +130,14 @@ impl Run<'_> {
         let started = Instant::now();
         let (mut loss_sum, mut correct) = (0.0f64, 0usize);
         let mut opt = self.base;
-        let mut lr = hyper::lr_of(&opt);
+        let mut lr = opt.lr();
         events.epoch_start(epoch, args.epochs, self.batches);
         let mut batches = self.loader.epoch(order, epoch)?;
         for b in 0..self.batches {
             let (x, labels) = batches.next().ok_or("the batch loader stopped early")?;
             let progress = (epoch * self.batches + b + 1) as f64 / self.batches as f64;
-            lr = self.schedule.lr(hyper::lr_of(&self.base), progress, args.epochs as f64);
-            hyper::set_lr(&mut opt, lr);
+            lr = self.schedule.lr(self.base.lr(), progress, args.epochs as f64);
+            opt.set_lr(lr);
             // The generated step: sharded across threads and with SGD fused
             // into the backward pass where the network allows.
             let (loss, right) =

@@ -854,6 +854,33 @@ impl Optimizer {
         }
     }
 
+    /// The learning rate.
+    pub fn lr(&self) -> f64 {
+        match self {
+            Optimizer::Sgd(s) => s.lr,
+            Optimizer::Adam(a) => a.lr,
+            Optimizer::AdamW(a) => a.lr,
+        }
+    }
+
+    /// Sets the learning rate, as a schedule does between steps.
+    pub fn set_lr(&mut self, lr: f64) {
+        match self {
+            Optimizer::Sgd(s) => s.lr = lr,
+            Optimizer::Adam(a) => a.lr = lr,
+            Optimizer::AdamW(a) => a.lr = lr,
+        }
+    }
+
+    /// Sets the weight decay (L2 for SGD and Adam, decoupled for AdamW).
+    pub fn set_weight_decay(&mut self, decay: f64) {
+        match self {
+            Optimizer::Sgd(s) => s.weight_decay = decay,
+            Optimizer::Adam(a) => a.weight_decay = decay,
+            Optimizer::AdamW(a) => a.weight_decay = decay,
+        }
+    }
+
     /// The optimizer for a layer with Caffe's `lr_mult` and `decay_mult`
     /// (a PyTorch parameter group): `lr·lr_mult` and
     /// `weight_decay·decay_mult`, everything else the same.

@@ -74,14 +74,15 @@ fn mlp_trains_and_rejects_bad_input() {
     assert!(err.to_string().contains("`x`"), "{err}");
 }
 
-/// Inference and the backward pass reuse the training activations' memory,
-/// so a `backward` that could read overwritten activations is an error, not
-/// silently wrong gradients.
+/// The backward pass reuses the training activations' memory, so a second
+/// `backward` is an error, not silently wrong gradients. Inference runs in
+/// buffers of its own and does not disturb a pending `backward`.
 #[test]
 fn backward_needs_its_own_forward_train() {
     use netc::runtime::Error::NoForwardTrain;
     let mut model = LeNet5::with_capacity(3, 4);
     let x = batch::<784>(4, 9);
+    let other = batch::<784>(4, 10);
     let labels = [1u32, 2, 3, 4];
     let mut out = vec![[0.0f32; 10]; 4];
 
@@ -90,12 +91,19 @@ fn backward_needs_its_own_forward_train() {
     model.forward_train(&x).expect("forward_train");
     let loss = model.backward(&labels).expect("backward");
     assert!(loss.is_finite());
+    let grads: Vec<Vec<f32>> =
+        model.grads().expect("gradients").tensors().map(<[f32]>::to_vec).into();
     assert!(matches!(model.backward(&labels), Err(NoForwardTrain)), "a second backward");
 
     model.forward_train(&x).expect("forward_train");
-    model.forward(&x, &mut out).expect("forward");
-    let err = model.backward(&labels).unwrap_err();
-    assert!(matches!(err, NoForwardTrain), "after an inference forward: {err}");
+    model.forward(&other, &mut out).expect("forward");
+    assert_eq!(model.backward(&labels).expect("backward after forward"), loss);
+    let after: Vec<Vec<f32>> =
+        model.grads().expect("gradients").tensors().map(<[f32]>::to_vec).into();
+    assert!(
+        grads == after,
+        "an inference between forward_train and backward changed the gradients"
+    );
 
     // A forward that fails its length check touches nothing.
     model.forward_train(&x).expect("forward_train");
@@ -131,7 +139,7 @@ fn ndarray_views_agree_with_slices() {
     use netc::runtime::view::ndarray::{Array4, ArrayView2, Axis};
     let x = batch::<784>(5, 11);
     let labels: Vec<u32> = (0..5).map(|i| (i * 3) % 10).collect();
-    let mut model = LeNet5::with_capacity(3, 8);
+    let model = LeNet5::with_capacity(3, 8);
     let mut want = vec![[0.0f32; 10]; 5];
     model.forward(&x, &mut want).unwrap();
 
@@ -266,14 +274,17 @@ fn the_sharded_train_step_is_the_three_calls() {
             }
             let mut want = Vec::new();
             whole.params().visit(|_, _, v| want.push(v.to_vec()));
-            whole.grads.visit(|_, _, v| want.push(v.to_vec()));
+            whole
+                .grads()
+                .expect("gradients after a backward pass")
+                .visit(|_, _, v| want.push(v.to_vec()));
             let mut i = 0;
             let mut check = |name: &str, _: &[usize], got: &[f32]| {
                 close(&format!("{threads} threads, {opt:?}: {name}"), got, &want[i]);
                 i += 1;
             };
             sharded.params().visit(&mut check);
-            sharded.grads.visit(&mut check);
+            sharded.grads().expect("gradients after a backward pass").visit(&mut check);
             assert_eq!(sharded.steps(), whole.steps());
 
             let mut bad = labels.clone();
@@ -467,7 +478,7 @@ fn stochastic_depth_masks_match_the_reference() {
             (0..n * 5).map(|i| (y[i] - f64::from(targets[i / 5][i % 5])) / n as f64).collect();
         model.backward(&targets).expect("backward");
         let mut grads: HashMap<String, Vec<f32>> = HashMap::new();
-        model.grads.visit(|name, _, v| {
+        model.grads().expect("gradients after a backward pass").visit(|name, _, v| {
             grads.insert(name.to_string(), v.to_vec());
         });
         for (layer, m) in [("fc1", &m1), ("fc2", &m2)] {

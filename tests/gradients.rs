@@ -66,7 +66,7 @@ macro_rules! check_model {
         model.forward_train($x).expect("forward");
         model.backward($targets).expect("backward");
         let mut grads = Vec::new();
-        model.grads.visit(|name, _, g| {
+        model.grads().expect("gradients after a backward pass").visit(|name, _, g| {
             if !name.contains("running") {
                 grads.push((name.to_string(), g.to_vec()));
             }
@@ -150,9 +150,15 @@ fn fused_relu_masks_give_the_unfused_gradients() {
         (fused.backward(&labels).expect("backward"), plain.backward(&labels).expect("backward"));
     assert_eq!(a, b, "same loss");
     let mut ga = Vec::new();
-    fused.grads.visit(|n, _, g| ga.push((n.to_string(), g.to_vec())));
+    fused
+        .grads()
+        .expect("gradients after a backward pass")
+        .visit(|n, _, g| ga.push((n.to_string(), g.to_vec())));
     let mut gb = Vec::new();
-    plain.grads.visit(|n, _, g| gb.push((n.to_string(), g.to_vec())));
+    plain
+        .grads()
+        .expect("gradients after a backward pass")
+        .visit(|n, _, g| gb.push((n.to_string(), g.to_vec())));
     for ((name, x), (_, y)) in ga.iter().zip(&gb) {
         for (i, (p, q)) in x.iter().zip(y).enumerate() {
             assert!((p - q).abs() <= 1e-6 * (1.0 + p.abs()), "{name}[{i}]: fused {p}, unfused {q}");

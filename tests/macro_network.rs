@@ -33,7 +33,10 @@ macro_rules! outputs_and_grads {
         let logits: Vec<f32> = model.forward_train(&x).expect("forward").as_flattened().to_vec();
         let loss = model.backward(&[1, 3, 5, 7]).expect("backward");
         let mut grads = Vec::new();
-        model.grads.visit(|_, _, g| grads.extend_from_slice(g));
+        model
+            .grads()
+            .expect("gradients after a backward pass")
+            .visit(|_, _, g| grads.extend_from_slice(g));
         (logits, loss, grads)
     }};
 }

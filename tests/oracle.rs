@@ -104,7 +104,7 @@ macro_rules! check_model {
 
         // Gradients: central differences of the f64 loss.
         let mut grads: Vec<(String, Vec<f32>)> = Vec::new();
-        model.grads.visit(|name, _, v| {
+        model.grads().expect("gradients after a backward pass").visit(|name, _, v| {
             if !name.contains("running") {
                 grads.push((name.to_string(), v.to_vec()));
             }
@@ -202,7 +202,7 @@ fn channel_shuffle_and_squeeze_excitation_match_the_interpreter() {
 fn fused_gated_activations_match_the_interpreter() {
     use netc_tests::nets::gated_infer::GatedInfer;
     let g = graph("nets/gated_infer.net");
-    let mut model = GatedInfer::with_capacity(5, 4);
+    let model = GatedInfer::with_capacity(5, 4);
     let mut weights = Weights::new();
     model.params().visit(|name, _, v| {
         weights.insert(name.to_string(), v.iter().map(|&x| f64::from(x)).collect());
@@ -388,7 +388,10 @@ fn two_input_network_matches_the_interpreter() {
     assert!((f64::from(loss) - want_loss).abs() <= 1e-5 * want_loss.abs().max(1.0));
 
     let mut grads: Vec<(String, Vec<f32>)> = Vec::new();
-    model.grads.visit(|name, _, v| grads.push((name.to_string(), v.to_vec())));
+    model
+        .grads()
+        .expect("gradients after a backward pass")
+        .visit(|name, _, v| grads.push((name.to_string(), v.to_vec())));
     assert_eq!(grads.len(), 6, "both branches and the head have a weight and a bias");
     let eps = 1e-6;
     for (name, grad) in &grads {
@@ -474,7 +477,7 @@ macro_rules! check_training {
             stepwise.backward(&labels).expect("backward");
             let grads = {
                 let mut w = Weights::new();
-                stepwise.grads.visit(|name, _, v| {
+                stepwise.grads().expect("gradients after a backward pass").visit(|name, _, v| {
                     w.insert(name.to_string(), v.iter().map(|&x| f64::from(x)).collect());
                 });
                 w
@@ -547,7 +550,10 @@ fn frozen_layers_multipliers_and_clipping_match_the_interpreter() {
     model.forward_train_flat(&x).expect("forward");
     model.backward(&[1, 0, 2, 1, 0, 2]).expect("backward");
     let mut squares = 0.0f64;
-    model.grads.visit(|_, _, v| squares += v.iter().map(|&g| f64::from(g).powi(2)).sum::<f64>());
+    model
+        .grads()
+        .expect("gradients after a backward pass")
+        .visit(|_, _, v| squares += v.iter().map(|&g| f64::from(g).powi(2)).sum::<f64>());
     assert!(squares.sqrt() > 0.2, "norm {}", squares.sqrt());
 }
 

@@ -156,7 +156,14 @@ fn adds_up_to_the_step(model: &mut dyn Model, n: usize) {
 #[test]
 fn lenet5_profiles_exactly_and_names_every_layer() {
     let make = || lenet5::LeNet5::with_capacity(3, 16);
-    let grads = |m: &lenet5::LeNet5| m.grads.tensors().iter().map(|t| t.to_vec()).collect();
+    let grads = |m: &lenet5::LeNet5| {
+        m.grads()
+            .expect("gradients after a backward pass")
+            .tensors()
+            .iter()
+            .map(|t| t.to_vec())
+            .collect()
+    };
     let step = same_as_plain(make, grads, 16);
     names_every_layer(&step, "../models/lenet5.net");
     adds_up_to_the_step(&mut make(), 16);
@@ -165,7 +172,14 @@ fn lenet5_profiles_exactly_and_names_every_layer() {
 #[test]
 fn resnet20_profiles_exactly_and_names_every_layer() {
     let make = || resnet20::ResNet20::with_capacity(5, 4);
-    let grads = |m: &resnet20::ResNet20| m.grads.tensors().iter().map(|t| t.to_vec()).collect();
+    let grads = |m: &resnet20::ResNet20| {
+        m.grads()
+            .expect("gradients after a backward pass")
+            .tensors()
+            .iter()
+            .map(|t| t.to_vec())
+            .collect()
+    };
     let step = same_as_plain(make, grads, 4);
     names_every_layer(&step, "../models/resnet20.net");
     adds_up_to_the_step(&mut make(), 4);

@@ -235,7 +235,7 @@ fn measure(args: &BenchArgs, network: Network) -> Result<Report, String> {
     let profiles = &profiles[2..];
     let (layers, loss) = layer_medians(&rows, profiles, n, step)?;
     let in_len = model.input_len();
-    let mut infer = |batch: usize| {
+    let infer = |batch: usize| {
         let mut out = vec![0.0f32; batch * model.output_len()];
         median_time(args, || timed(|| model.predict(&x[..batch * in_len], &mut out)))
     };

@@ -38,7 +38,7 @@ fn main() {
     let backward = algo_name.trim_end_matches("-par").ends_with("-bwd");
     let wgrad = algo_name.trim_end_matches("-par").ends_with("-wgrad");
     let cached = algo_name.starts_with("cached");
-    let mut cache = ForwardCache::new();
+    let cache = ForwardCache::new();
     let x = vec![0.5f32; s.input_len()];
     let wt = vec![0.25f32; s.weight_len()];
     let mut y = vec![0.0f32; s.output_len()];
@@ -51,16 +51,7 @@ fn main() {
     netc_runtime::nn::awake(|| {
         while start.elapsed().as_secs_f64() < seconds {
             let r = if cached {
-                conv2d_forward_cached(
-                    &s,
-                    &x,
-                    &wt,
-                    None,
-                    Activation::Identity,
-                    &mut y,
-                    &mut cache,
-                    par,
-                )
+                conv2d_forward_cached(&s, &x, &wt, None, Activation::Identity, &mut y, &cache, par)
             } else if wgrad {
                 conv2d_backward_weights_using(algo, &s, &x, &y, &mut dw, None, par)
             } else if backward {

@@ -35,7 +35,7 @@ pub enum Targets<'a> {
 pub type TensorVisitor<'a> = dyn FnMut(&str, &[usize], &[f32]) + 'a;
 
 /// A generated network of one input, with a loss.
-pub trait Model: Send {
+pub trait Model: Send + Sync {
     /// The network's name in its `.net` file.
     fn name(&self) -> &'static str;
     /// The shape of one input sample, such as `[1, 28, 28]`.
@@ -56,7 +56,7 @@ pub trait Model: Send {
     fn default_schedule(&self) -> Option<Schedule>;
     /// Inference on `n` samples (`x.len() / input length`), writing `n`
     /// output samples into `out`.
-    fn predict(&mut self, x: &[f32], out: &mut [f32]) -> Result<(), Error>;
+    fn predict(&self, x: &[f32], out: &mut [f32]) -> Result<(), Error>;
     /// The training forward and backward passes on a batch: writes the
     /// batch's outputs into `outputs` and returns the mean loss. The
     /// gradients wait for [`Model::apply_gradients`].

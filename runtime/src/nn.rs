@@ -87,7 +87,7 @@ pub fn conv2d_forward_cached(
     b: Option<&[f32]>,
     act: Activation,
     y: &mut [f32],
-    cache: &mut conv::ForwardCache,
+    cache: &conv::ForwardCache,
 ) -> Result<(), Error> {
     Ok(conv::conv2d_forward_cached(s, x, w, b, act, y, cache, Par::Rayon)?)
 }

@@ -14,6 +14,10 @@ use crate::profile::{Profile, Profiler};
 /// the activation arena, the max-pool argmax indices, and batch norm's
 /// saved statistics; and the profile its passes time their layers into,
 /// when one is attached.
+///
+/// Nothing is allocated until the first pass ([`Memory::pass`] or
+/// [`Memory::allocate`]), so a model that only ever runs inference never
+/// holds its training buffers.
 #[derive(Debug)]
 pub struct Memory {
     pub arena: crate::arena::Arena,
@@ -21,19 +25,51 @@ pub struct Memory {
     pub stats: Vec<f32>,
     pub capacity: usize,
     pub profile: Option<Profile>,
+    /// Floats and indices per sample, and statistics in all, that the
+    /// buffers take once allocated.
+    sizes: (usize, usize, usize),
 }
 
 impl Memory {
-    /// Zeroed buffers of `arena` floats and `argmax` indices per sample,
-    /// and `stats` statistics.
+    /// Buffers of `arena` floats and `argmax` indices per sample, and
+    /// `stats` statistics, allocated (zeroed) by the first pass.
     pub fn new(capacity: usize, arena: usize, argmax: usize, stats: usize) -> Self {
         Memory {
-            arena: crate::arena::Arena::zeros(arena.saturating_mul(capacity)),
-            argmax: vec![0; argmax.saturating_mul(capacity)],
-            stats: vec![0.0; stats],
+            arena: crate::arena::Arena::zeros(0),
+            argmax: Vec::new(),
+            stats: Vec::new(),
             capacity,
             profile: None,
+            sizes: (arena, argmax, stats),
         }
+    }
+
+    /// Allocates the buffers for `capacity` samples, if they are not yet;
+    /// returns whether it did.
+    pub fn allocate(&mut self) -> bool {
+        let (arena, argmax, stats) = self.sizes;
+        let (arena, argmax) =
+            (arena.saturating_mul(self.capacity), argmax.saturating_mul(self.capacity));
+        if (self.arena.len(), self.argmax.len(), self.stats.len()) == (arena, argmax, stats) {
+            return false;
+        }
+        if self.arena.len() != arena {
+            self.arena = crate::arena::Arena::zeros(arena);
+        }
+        self.argmax.resize(argmax, 0);
+        self.stats.resize(stats, 0.0);
+        true
+    }
+
+    /// Grows the buffers to hold `n` samples, if they hold fewer.
+    pub fn grow_to(&mut self, n: usize) {
+        self.capacity = self.capacity.max(n);
+        self.allocate();
+    }
+
+    /// Bytes the buffers hold now.
+    pub fn allocated_bytes(&self) -> usize {
+        4 * (self.arena.len() + self.argmax.len() + self.stats.len())
     }
 
     /// The profile the passes time their layers into, and the layers'
@@ -43,8 +79,9 @@ impl Memory {
     }
 
     /// The buffers as a pass over `n` samples at training step `step` of a
-    /// model seeded with `seed` sees them.
+    /// model seeded with `seed` sees them, allocated first if they are not.
     pub fn pass(&mut self, n: usize, step_seed: (u64, u64)) -> Pass<'_> {
+        self.allocate();
         let mut pass = Pass::new(
             n,
             self.capacity,
@@ -55,6 +92,65 @@ impl Memory {
         );
         pass.profiler = Profiler::new(self.profile.as_mut());
         pass
+    }
+}
+
+/// Runs `f` on this thread's inference buffers of one model type (`slot`,
+/// a `thread_local!` of the generated code), made or grown to hold `n`
+/// samples of `sizes` (as [`Memory::new`] takes them).
+///
+/// This is how `forward(&self)` runs on a model shared between threads:
+/// each thread has its own buffers, kept between calls, so the hot path
+/// takes no lock and allocates nothing once the buffers are big enough. A
+/// call made while another is running on the same thread (a pool thread
+/// that picked up a second inference while waiting for its first) finds
+/// the slot empty and makes buffers of its own; the larger are kept.
+pub fn with_workspace<R>(
+    slot: &'static std::thread::LocalKey<std::cell::Cell<Option<Memory>>>,
+    n: usize,
+    sizes: (usize, usize, usize),
+    f: impl FnOnce(&mut Memory) -> R,
+) -> R {
+    let taken = slot.with(|s| s.take());
+    let mut memory = taken.unwrap_or_else(|| Memory::new(n, sizes.0, sizes.1, sizes.2));
+    memory.grow_to(n);
+    let result = f(&mut memory);
+    slot.with(|s| {
+        let keep = match s.take() {
+            Some(other) if other.capacity > memory.capacity => other,
+            _ => memory,
+        };
+        s.set(Some(keep));
+    });
+    result
+}
+
+/// Frees this thread's inference buffers of one model type (see
+/// [`with_workspace`]); the next inference on the thread makes them again.
+pub fn release_workspace(slot: &'static std::thread::LocalKey<std::cell::Cell<Option<Memory>>>) {
+    slot.with(|s| s.set(None));
+}
+
+/// What a generated model holds, in bytes, by purpose
+/// (`memory_usage`). The inference buffers are per thread and not counted.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MemoryUsage {
+    /// Parameters and buffers (the `state_dict`).
+    pub params: usize,
+    /// Conv weights prepared for inference (packed or transformed).
+    pub prepared: usize,
+    /// Gradients, allocated by the first backward pass.
+    pub grads: usize,
+    /// The optimizer's state, allocated by the first update.
+    pub optimizer: usize,
+    /// The training activations and shards' gradients, allocated by the
+    /// first training step.
+    pub training: usize,
+}
+
+impl MemoryUsage {
+    pub fn total(&self) -> usize {
+        self.params + self.prepared + self.grads + self.optimizer + self.training
     }
 }
 

@@ -907,7 +907,7 @@ fn cached_forward_matches_the_reference_and_follows_invalidation() {
                     Some(&b),
                     Activation::Relu,
                     &mut stale,
-                    &mut cache,
+                    &cache,
                     Par::Rayon,
                 )
                 .unwrap();
@@ -923,17 +923,8 @@ fn cached_forward_matches_the_reference_and_follows_invalidation() {
             }
             for par in [Par::Rayon, Par::Seq] {
                 let mut y = vec![f32::NAN; s.output_len()];
-                conv2d_forward_cached(
-                    s,
-                    &x,
-                    &w,
-                    Some(&b),
-                    Activation::Relu,
-                    &mut y,
-                    &mut cache,
-                    par,
-                )
-                .unwrap();
+                conv2d_forward_cached(s, &x, &w, Some(&b), Activation::Relu, &mut y, &cache, par)
+                    .unwrap();
                 assert_eq!(cache.is_ready(), *kept, "{s:?}");
                 assert_close(&format!("round {round} {par:?}"), &y, &want, s.c * s.kh * s.kw, s)
                     .unwrap_or_else(|e| panic!("{e}"));
@@ -941,16 +932,8 @@ fn cached_forward_matches_the_reference_and_follows_invalidation() {
         }
         let mut y = vec![0.0; s.output_len()];
         let w = fill(s.weight_len(), seed + 3);
-        let err = conv2d_forward_cached(
-            s,
-            &x[1..],
-            &w,
-            None,
-            Activation::Relu,
-            &mut y,
-            &mut cache,
-            Par::Seq,
-        );
+        let err =
+            conv2d_forward_cached(s, &x[1..], &w, None, Activation::Relu, &mut y, &cache, Par::Seq);
         assert!(err.unwrap_err().to_string().contains("input"), "{s:?}");
     }
 }
@@ -973,17 +956,8 @@ fn cached_forward_serves_batches_that_pick_other_algorithms() {
             let x = &x[..s.input_len()];
             let want = reference::conv2d_forward(s, &f64s(x), &f64s(&w), None);
             let mut y = vec![f32::NAN; s.output_len()];
-            conv2d_forward_cached(
-                s,
-                x,
-                &w,
-                None,
-                Activation::Identity,
-                &mut y,
-                &mut cache,
-                Par::Rayon,
-            )
-            .unwrap();
+            conv2d_forward_cached(s, x, &w, None, Activation::Identity, &mut y, &cache, Par::Rayon)
+                .unwrap();
             assert_close(&format!("n = {}", s.n), &y, &want, s.c * 9, s)
                 .unwrap_or_else(|e| panic!("{e}"));
         }

@@ -469,9 +469,9 @@ fn conv2d_forward_with_a_fused_gated_activation() {
         let mut y = vec![f32::NAN; s.output_len()];
         nn::conv2d_forward(&s, &x, &w, Some(&b), a, &mut y).unwrap();
         assert_near(&format!("nn::conv2d_forward {s:?}"), &y, &activated(g, &pre));
-        let mut cache = conv::ForwardCache::default();
+        let cache = conv::ForwardCache::default();
         let mut y = vec![f32::NAN; s.output_len()];
-        nn::conv2d_forward_cached(&s, &x, &w, Some(&b), a, &mut y, &mut cache).unwrap();
+        nn::conv2d_forward_cached(&s, &x, &w, Some(&b), a, &mut y, &cache).unwrap();
         assert_near(&format!("cached {s:?}"), &y, &activated(g, &pre));
     }
 }

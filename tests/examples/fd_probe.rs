@@ -32,7 +32,7 @@ macro_rules! probe {
         model.forward_train(x.as_chunks::<{ <$ty>::INPUT_LEN }>().0).expect("forward");
         model.backward(&labels).expect("backward");
         let mut ours = Vec::new();
-        model.grads.visit(|name, _, g| {
+        model.grads().expect("gradients after a backward pass").visit(|name, _, g| {
             if name == $tensor {
                 ours = g.to_vec();
             }

@@ -178,7 +178,7 @@ macro_rules! parity {
             Check::new("loss", &[loss], 1e-4, &mut expected),
         ];
         let mut grads = Vec::new();
-        model.grads.visit(|name, _, g| grads.push((format!("grad.{name}"), g.to_vec())));
+        model.grads().expect("gradients after a backward pass").visit(|name, _, g| grads.push((format!("grad.{name}"), g.to_vec())));
         if std::env::var_os("NETC_PARITY_DUMP").is_some() {
             let mut all: Vec<(String, Vec<usize>, &[f32])> =
                 vec![("logits".into(), vec![logits.len()], &logits[..])];

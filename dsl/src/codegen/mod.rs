@@ -156,14 +156,15 @@ impl Module<'_> {
         (generics, params, checks)
     }
 
-    /// Checks every input's length and returns the batch (`let n = ...;`).
-    pub fn batch_of(&self) -> TokenStream {
+    /// Checks every input's length and returns the batch (`let n = ...;`),
+    /// which must be at most `capacity`.
+    pub fn batch_of(&self, capacity: TokenStream) -> TokenStream {
         let lens = self.inputs.iter().map(|i| {
             let (arg, name) = (&i.arg, &i.name);
             quote!((#arg.len(), #name))
         });
         let rt = self.rt;
-        quote!(let n = #rt::pass::batch_of(&[#(#lens),*], &Self::INPUT_LENS, self.memory.capacity)?;)
+        quote!(let n = #rt::pass::batch_of(&[#(#lens),*], &Self::INPUT_LENS, #capacity)?;)
     }
 
     /// `let mut pass = ...;`: a pass over the model's own buffers.

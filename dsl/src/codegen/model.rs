@@ -20,8 +20,16 @@ pub fn model(m: &Module<'_>, g: &Graph, source_name: &str) -> TokenStream {
                 shard_grads: Vec<#params_ty>,
             }
         }),
-        // Only a network with a loss trains, and keeps an optimizer's state.
-        p.loss.is_some().then(|| quote!(opt: #rt::pass::OptimizerState,)),
+        // Only a network with a loss trains, and keeps gradients and an
+        // optimizer's state.
+        p.loss.is_some().then(|| {
+            quote! {
+                /// The gradient of each learnable parameter, allocated by
+                /// the first backward pass.
+                grads: Option<#params_ty>,
+                opt: #rt::pass::OptimizerState,
+            }
+        }),
     );
     let batch_field = p.loss.is_some().then(|| {
         quote! {
@@ -47,14 +55,14 @@ pub fn model(m: &Module<'_>, g: &Graph, source_name: &str) -> TokenStream {
             /// The parameters and buffers: read them with `params`, change
             /// them with `params_mut`.
             params: #params_ty,
-            /// The gradient of each learnable parameter after `backward`.
-            pub grads: #params_ty,
-            /// The activations, argmax indices and statistics of a batch.
+            /// The activations, argmax indices and statistics of a
+            /// training batch, allocated by the first training step.
             memory: #rt::pass::Memory,
             #opt_fields
             #batch_field
             /// Each conv's weights prepared for inference (packed or
-            /// Winograd-transformed), cleared whenever `params` may change.
+            /// Winograd-transformed) by the first `forward` that needs them,
+            /// cleared whenever `params` may change.
             forward_caches: Vec<#rt::conv::ForwardCache>,
             step: u64,
             seed: u64,
@@ -131,15 +139,81 @@ fn consts(m: &Module<'_>, g: &Graph) -> TokenStream {
     }
 }
 
-/// `new` and `with_capacity`: the parameters initialised, every buffer
-/// allocated, the runtime's scratch reserved.
+/// `new` and `with_capacity`: the parameters initialised; the training
+/// buffers wait for the first training step.
 fn constructor(m: &Module<'_>) -> TokenStream {
     let (p, s, rt, params_ty) = (m.p(), m.schedule(), m.rt, &m.params_ty);
     let stats_len = lit(p.stat_slots.iter().map(|c| 2 * c).sum());
     let caches = lit(s.caches.iter().flatten().count());
+    let (arena, argmax) = (lit(s.arena_per_sample), lit(s.argmax_per_sample));
+    let count = lit(p.params.len());
+    let starts = p.params.iter().map(|q| match q.init {
+        Init::UniformFanIn { fan_in } => {
+            let bound = 1.0 / (fan_in.max(1) as f64).sqrt();
+            quote!(#rt::init::Start::Uniform(#bound))
+        }
+        Init::Ones => quote!(#rt::init::Start::Fill(1.0)),
+        Init::Zeros => quote!(#rt::init::Start::Fill(0.0)),
+        Init::Constant(v) => {
+            let v = Literal::f32_suffixed(v as f32);
+            quote!(#rt::init::Start::Fill(#v))
+        }
+    });
+    let shard_init = s.shards.then(|| quote!(shard_grads: Vec::new(),));
+    let opt_init = p.loss.is_some().then(
+        || quote!(grads: None, opt: #rt::pass::OptimizerState::default(), batch: 0, correct: 0,),
+    );
+    let reserve = p.loss.is_some().then(|| reserve_training(m));
+    quote! {
+        /// A model with PyTorch's default initialisation, reproducible
+        /// from `seed`, that trains on batches of up to
+        /// [`Self::DEFAULT_CAPACITY`] samples.
+        pub fn new(seed: u64) -> Self {
+            Self::with_capacity(seed, Self::DEFAULT_CAPACITY)
+        }
+
+        /// How each tensor starts, as PyTorch initialises its layer, in the
+        /// order of the parameters' `TENSORS`.
+        const STARTS: [#rt::init::Start; #count] = [#(#starts),*];
+
+        /// A model that trains on batches of up to `capacity` samples.
+        /// It holds only its parameters until the first training step,
+        /// which allocates the gradients, the optimizer's state and the
+        /// training buffers for `capacity` samples; inference never does.
+        pub fn with_capacity(seed: u64, capacity: usize) -> Self {
+            let mut params = #params_ty::zeros();
+            // One RNG stream per tensor, so that tensors are independent.
+            for (stream, (values, start)) in params.tensors_mut().into_iter().zip(Self::STARTS).enumerate() {
+                start.apply(values, seed, stream as u64);
+            }
+            Self::from_params(params, seed, capacity)
+        }
+
+        /// A model of these parameters, seeded with `seed` (for its
+        /// dropout masks), that trains on batches of up to `capacity`.
+        fn from_params(params: #params_ty, seed: u64, capacity: usize) -> Self {
+            Self {
+                params,
+                memory: #rt::pass::Memory::new(capacity, #arena, #argmax, #stats_len),
+                #opt_init
+                forward_caches: (0..#caches).map(|_| #rt::conv::ForwardCache::new()).collect(),
+                step: 0,
+                seed,
+                #shard_init
+            }
+        }
+
+        #reserve
+    }
+}
+
+/// `reserve_training`: the training buffers, and every pool thread's conv
+/// scratch, for the model's capacity.
+fn reserve_training(m: &Module<'_>) -> TokenStream {
+    let (s, rt) = (m.schedule(), m.rt);
     // A transposed conv runs on the passes of its conv, whose scratch it
     // reserves.
-    let convs = s.shapes.iter().filter_map(|shape| {
+    let convs: Vec<TokenStream> = s.shapes.iter().filter_map(|shape| {
         let c = Ident::new(&shape.name, Span::call_site());
         match shape.geometry {
             Geometry::Conv { .. } => Some(quote!(&#rt::conv::Conv2d { n: capacity, ..Self::#c })),
@@ -157,55 +231,16 @@ fn constructor(m: &Module<'_>) -> TokenStream {
             | Geometry::Permute { .. }
             | Geometry::ChannelScale { .. } => None,
         }
-    });
-    let (arena, argmax) = (lit(s.arena_per_sample), lit(s.argmax_per_sample));
-    let count = lit(p.params.len());
-    let starts = p.params.iter().map(|q| match q.init {
-        Init::UniformFanIn { fan_in } => {
-            let bound = 1.0 / (fan_in.max(1) as f64).sqrt();
-            quote!(#rt::init::Start::Uniform(#bound))
-        }
-        Init::Ones => quote!(#rt::init::Start::Fill(1.0)),
-        Init::Zeros => quote!(#rt::init::Start::Fill(0.0)),
-        Init::Constant(v) => {
-            let v = Literal::f32_suffixed(v as f32);
-            quote!(#rt::init::Start::Fill(#v))
-        }
-    });
-    let shard_init = s.shards.then(|| quote!(shard_grads: Vec::new(),));
-    let opt_init = p
-        .loss
-        .is_some()
-        .then(|| quote!(opt: #rt::pass::OptimizerState::default(), batch: 0, correct: 0,));
+    }).collect();
+    let capacity = (!convs.is_empty()).then(|| quote!(let capacity = self.memory.capacity;));
     quote! {
-        /// A model with PyTorch's default initialisation, reproducible
-        /// from `seed`, for batches of up to [`Self::DEFAULT_CAPACITY`].
-        pub fn new(seed: u64) -> Self {
-            Self::with_capacity(seed, Self::DEFAULT_CAPACITY)
-        }
-
-        /// How each tensor starts, as PyTorch initialises its layer, in the
-        /// order of the parameters' `TENSORS`.
-        const STARTS: [#rt::init::Start; #count] = [#(#starts),*];
-
-        /// A model for batches of up to `capacity` samples. All memory
-        /// for training is allocated here and by the first training step.
-        pub fn with_capacity(seed: u64, capacity: usize) -> Self {
-            let mut params = #params_ty::zeros();
-            // One RNG stream per tensor, so that tensors are independent.
-            for (stream, (values, start)) in params.tensors_mut().into_iter().zip(Self::STARTS).enumerate() {
-                start.apply(values, seed, stream as u64);
-            }
-            #rt::nn::reserve_scratch(&[#(#convs),*]);
-            Self {
-                params,
-                grads: #params_ty::zeros(),
-                memory: #rt::pass::Memory::new(capacity, #arena, #argmax, #stats_len),
-                #opt_init
-                forward_caches: (0..#caches).map(|_| #rt::conv::ForwardCache::new()).collect(),
-                step: 0,
-                seed,
-                #shard_init
+        /// Allocates the training buffers and sizes every pool thread's
+        /// conv scratch for the capacity, once, so that training steps
+        /// allocate nothing after the first.
+        fn reserve_training(&mut self) {
+            if self.memory.allocate() {
+                #capacity
+                #rt::nn::reserve_scratch(&[#(#convs),*]);
             }
         }
     }
@@ -214,6 +249,16 @@ fn constructor(m: &Module<'_>) -> TokenStream {
 /// Reading and changing the parameters, and the model's settings.
 fn accessors(m: &Module<'_>) -> TokenStream {
     let (p, rt, params_ty) = (m.p(), m.rt, &m.params_ty);
+    let shards =
+        m.schedule().shards.then(|| quote!(+ self.shard_grads.iter().map(tensors).sum::<usize>()));
+    let usage = match p.loss {
+        Some(_) => quote! {
+            grads: self.grads.as_ref().map_or(0, tensors),
+            optimizer: 4 * self.opt.values.len(),
+            training: self.memory.allocated_bytes() #shards,
+        },
+        None => quote!(grads: 0, optimizer: 0, training: 0,),
+    };
     let default_opt = default_optimizer(p.optimizer.as_ref(), rt);
     let default_schedule = default_schedule(m.printer.g.schedule.as_ref(), rt);
     quote! {
@@ -237,9 +282,26 @@ fn accessors(m: &Module<'_>) -> TokenStream {
             }
         }
 
-        /// The largest batch this model accepts.
+        /// The largest batch this model trains on (inference takes any).
         pub fn capacity(&self) -> usize {
             self.memory.capacity
+        }
+
+        /// The bytes the model holds, by purpose: after inference alone,
+        /// only the parameters and the prepared conv weights.
+        pub fn memory_usage(&self) -> #rt::pass::MemoryUsage {
+            let tensors = |p: &#params_ty| p.tensors().iter().map(|t| 4 * t.len()).sum::<usize>();
+            #rt::pass::MemoryUsage {
+                params: tensors(&self.params),
+                prepared: self.forward_caches.iter().map(#rt::conv::ForwardCache::bytes).sum(),
+                #usage
+            }
+        }
+
+        /// The seed the model was made with, which keys its dropout
+        /// masks (with the training step).
+        pub fn seed(&self) -> u64 {
+            self.seed
         }
 
         /// Training steps taken so far.

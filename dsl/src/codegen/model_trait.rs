@@ -75,7 +75,7 @@ pub fn model_trait(m: &Module<'_>) -> TokenStream {
             fn default_schedule(&self) -> Option<#rt::schedule::Schedule> {
                 Self::default_schedule()
             }
-            fn predict(&mut self, x: &[f32], out: &mut [f32]) -> Result<(), #rt::Error> {
+            fn predict(&self, x: &[f32], out: &mut [f32]) -> Result<(), #rt::Error> {
                 self.forward_flat(x, out)
             }
             fn forward_backward(

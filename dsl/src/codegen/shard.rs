@@ -16,7 +16,7 @@ pub fn sharded(m: &Module<'_>) -> TokenStream {
     let flat_ty = &t.flat_ty;
     let (flat, args) = (m.flat_params(), m.args());
     let k = lit(m.inputs.len());
-    let batch_of = m.batch_of();
+    let batch_of = m.batch_of(quote!(self.memory.capacity));
     let copy = m.copy_inputs(Sequence::TrainForward, true);
     let (targets_start, targets_len) = (times(t.per_sample, "first"), times(t.per_sample, "n"));
     let full_targets = times(t.per_sample, "n");
@@ -61,6 +61,7 @@ pub fn sharded(m: &Module<'_>) -> TokenStream {
                 if shards < 2 || targets.len() != #full_targets {
                     return Ok(None);
                 }
+                self.reserve_training();
                 self.step += 1;
                 self.batch = 0;
                 while self.shard_grads.len() < shards {
@@ -68,7 +69,8 @@ pub fn sharded(m: &Module<'_>) -> TokenStream {
                 }
                 // Shard 0 writes into `grads`, which ends the step holding
                 // the whole batch's gradients.
-                ::std::mem::swap(&mut self.grads, &mut self.shard_grads[0]);
+                let grads = self.grads.get_or_insert_with(#params_ty::zeros);
+                ::std::mem::swap(grads, &mut self.shard_grads[0]);
                 let Self { params, memory, shard_grads, step, seed, .. } = self;
                 let (params, step_seed) = (&*params, (*step, *seed));
                 let buffers = #rt::shard::Buffers {
@@ -85,7 +87,8 @@ pub fn sharded(m: &Module<'_>) -> TokenStream {
                     |shard, grads| Self::train_shard(params, grads, shard, [#(#args),*], targets, step_seed),
                     |a, x, b, y| a.mix(x, b, y),
                 );
-                ::std::mem::swap(&mut self.grads, &mut self.shard_grads[0]);
+                let grads = self.grads.get_or_insert_with(#params_ty::zeros);
+                ::std::mem::swap(grads, &mut self.shard_grads[0]);
                 let (loss, correct) = loss?;
                 self.correct = correct;
                 self.apply_gradients(opt)?;

@@ -233,7 +233,7 @@ impl Printer<'_> {
             Arg::Cache => {
                 let i = self.schedule.caches.get(index).copied().flatten();
                 let i = lit(i.unwrap_or_else(|| unreachable!("the schedule numbers every cache")));
-                quote!(&mut forward_caches[#i])
+                quote!(&forward_caches[#i])
             }
         }
     }

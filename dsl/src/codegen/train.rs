@@ -73,13 +73,16 @@ fn fuses(m: &Module<'_>) -> bool {
 
 /// `forward_train`, `backward` and their flat and internal forms.
 fn pass_methods(m: &Module<'_>, t: &Targets) -> TokenStream {
-    let (p, s, rt) = (m.p(), m.schedule(), m.rt);
+    let (p, s, rt, params_ty) = (m.p(), m.schedule(), m.rt, &m.params_ty);
     let (tp, tty, tflat) = (&t.param, &t.ty, &t.flat);
     let out_len = lit(m.out_len);
     let out_offset = lit(s.train.offset(p.train_output));
     let (samples, flat, flattened) = (m.sample_params(), m.flat_params(), m.flattened());
-    let (batch_of, copy, own_pass) =
-        (m.batch_of(), m.copy_inputs(Sequence::TrainForward, false), m.own_pass());
+    let (batch_of, copy, own_pass) = (
+        m.batch_of(quote!(self.memory.capacity)),
+        m.copy_inputs(Sequence::TrainForward, false),
+        m.own_pass(),
+    );
     let forward_params =
         if s.forward_uses.params_mut { quote!(&mut self.params) } else { quote!(&self.params) };
     let fused = fuses(m);
@@ -88,14 +91,16 @@ fn pass_methods(m: &Module<'_>, t: &Targets) -> TokenStream {
             #own_pass
             let fused = fused.map(|sgd| #rt::pass::FusedSgd { sgd, state: &mut self.opt.values[..] });
             let params = #rt::pass::ParamsRef::Exclusive(&mut self.params);
-            let loss = Self::backward_pass(&mut pass, params, &mut self.grads, targets, fused);
+            let grads = self.grads.get_or_insert_with(#params_ty::zeros);
+            let loss = Self::backward_pass(&mut pass, params, grads, targets, fused);
             self.correct = pass.correct;
             loss
         }
     } else {
         quote! {
             #own_pass
-            let loss = Self::backward_pass(&mut pass, &self.params, &mut self.grads, targets);
+            let grads = self.grads.get_or_insert_with(#params_ty::zeros);
+            let loss = Self::backward_pass(&mut pass, &self.params, grads, targets);
             self.correct = pass.correct;
             loss
         }
@@ -107,7 +112,7 @@ fn pass_methods(m: &Module<'_>, t: &Targets) -> TokenStream {
         true => "`labels` are class indices, one per sample.",
         false => "`targets` has the scored tensor's shape, one per sample.",
     };
-    let backward_doc = format!(" The loss of the last [`Self::forward_train`] batch and the gradients of every parameter (into `grads`). {target_doc} Once per `forward_train`: a second call, or one after an inference `forward`, is `Err(NoForwardTrain)`.");
+    let backward_doc = format!(" The loss of the last [`Self::forward_train`] batch and the gradients of every parameter (into `grads`). {target_doc} Once per `forward_train`: a second call is `Err(NoForwardTrain)`. Inference in between does not disturb it: it runs in buffers of its own.");
     quote! {
         /// The training forward pass (dropout on, batch norm on batch
         /// statistics, running statistics updated); returns the outputs.
@@ -121,6 +126,7 @@ fn pass_methods(m: &Module<'_>, t: &Targets) -> TokenStream {
         /// values; returns the `n·OUTPUT_LEN` outputs.
         pub fn forward_train_flat(&mut self, #(#flat),*) -> Result<&[f32], #rt::Error> {
             #batch_of
+            self.reserve_training();
             self.step += 1;
             self.batch = 0;
             #own_pass
@@ -155,7 +161,7 @@ fn pass_methods(m: &Module<'_>, t: &Targets) -> TokenStream {
 
 /// `apply_gradients`, the fused step, and the optimizer's state.
 fn update_methods(m: &Module<'_>, t: &Targets) -> TokenStream {
-    let rt = m.rt;
+    let (rt, params_ty) = (m.rt, &m.params_ty);
     let (tp, tty) = (&t.param, &t.ty);
     let fused = fuses(m);
     let fused_binding = fused.then(|| quote!(let fused = opt.fusable_sgd();));
@@ -174,7 +180,8 @@ fn update_methods(m: &Module<'_>, t: &Targets) -> TokenStream {
             let k = self.opt.reset_for(opt, Self::PARAMS);
             let step = self.step.max(1);
             self.weights_changed();
-            Self::apply_gradients_impl(&mut self.params, &mut self.grads, &mut self.opt.values, k, step, opt, false)
+            let grads = self.grads.get_or_insert_with(#params_ty::zeros);
+            Self::apply_gradients_impl(&mut self.params, grads, &mut self.opt.values, k, step, opt, false)
         }
 
         /// `backward` and `apply_gradients`, with the SGD step fused into
@@ -187,8 +194,16 @@ fn update_methods(m: &Module<'_>, t: &Targets) -> TokenStream {
             self.weights_changed();
             let loss = #backward_with_call;
             let step = self.step.max(1);
-            Self::apply_gradients_impl(&mut self.params, &mut self.grads, &mut self.opt.values, k, step, opt, #fused_flag)?;
+            let grads = self.grads.get_or_insert_with(#params_ty::zeros);
+            Self::apply_gradients_impl(&mut self.params, grads, &mut self.opt.values, k, step, opt, #fused_flag)?;
             Ok(loss)
+        }
+
+        /// The gradient of each learnable parameter after the last
+        /// `backward` (or `train_step`, less the fused ones); `None`
+        /// before the first.
+        pub fn grads(&self) -> Option<&#params_ty> {
+            self.grads.as_ref()
         }
 
         /// How many samples of the last training batch (`train_step` or

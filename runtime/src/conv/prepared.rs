@@ -13,22 +13,26 @@ use super::{im2col, im2col_gemm, winograd, winograd_split, Conv2d, ConvAlgo};
 use crate::error::ConvError;
 use crate::gemm::{kernel, Activation, MatRef, PackedA, Par};
 use crate::isa::Isa;
+use std::sync::OnceLock;
 
 /// A conv's weights in the form its inference forward pass takes, or
 /// nothing yet. Which weights is the caller's business: it must call
 /// [`ForwardCache::invalidate`] whenever they change, or the cache keeps
 /// answering with the old ones.
+///
+/// Made once and then only read, so one cache serves every thread that
+/// runs the model's inference at once. The first caller prepares the
+/// weights on its own thread, with no parallel work: a pool thread that
+/// waited on a parallel preparation could pick up another inference of the
+/// same model and wait on the preparation it is itself running.
 #[derive(Clone, Debug, Default)]
 pub struct ForwardCache {
-    /// Winograd's `U`, for a conv whose forward pass is Winograd, when
-    /// `transformed_ready`.
-    transformed: Vec<f32>,
-    transformed_ready: bool,
-    /// Each group's weights in A panels, for one-sample im2col GEMMs, when
-    /// `packed_ready`. The batch picks the algorithm, so a model called at
-    /// several batch sizes may need both forms.
-    packed: Vec<PackedA>,
-    packed_ready: bool,
+    /// Winograd's `U`, for a conv whose forward pass is Winograd.
+    transformed: OnceLock<Vec<f32>>,
+    /// Each group's weights in A panels, for one-sample im2col GEMMs. The
+    /// batch picks the algorithm, so a model called at several batch sizes
+    /// may need both forms.
+    packed: OnceLock<Vec<PackedA>>,
 }
 
 impl ForwardCache {
@@ -36,15 +40,22 @@ impl ForwardCache {
         Self::default()
     }
 
-    /// Forgets the weights: the next call prepares them again, in the
-    /// memory it already holds.
+    /// Forgets the weights: the next call prepares them again.
     pub fn invalidate(&mut self) {
-        (self.transformed_ready, self.packed_ready) = (false, false);
+        self.transformed.take();
+        self.packed.take();
     }
 
     /// Whether the cache holds prepared weights, in either form.
     pub fn is_ready(&self) -> bool {
-        self.transformed_ready || self.packed_ready
+        self.transformed.get().is_some() || self.packed.get().is_some()
+    }
+
+    /// Bytes the prepared weights take.
+    pub fn bytes(&self) -> usize {
+        let transformed = self.transformed.get().map_or(0, |u| 4 * u.len());
+        let packed = self.packed.get().map_or(0, |p| p.iter().map(PackedA::bytes).sum());
+        transformed + packed
     }
 }
 
@@ -62,7 +73,7 @@ pub fn conv2d_forward_cached(
     bias: Option<&[f32]>,
     activation: Activation,
     y: &mut [f32],
-    cache: &mut ForwardCache,
+    cache: &ForwardCache,
     par: Par,
 ) -> Result<(), ConvError> {
     let algo = s.prepared_forward_algo();
@@ -78,16 +89,15 @@ pub fn conv2d_forward_cached(
     }
     let split = algo == ConvAlgo::WinogradSplit;
     if transformed {
-        if !cache.transformed_ready {
-            let u = &mut cache.transformed;
+        let u = cache.transformed.get_or_init(|| {
+            let mut u = Vec::new();
             if split {
-                winograd_split::transform_forward_weights(s, weight, u, par);
+                winograd_split::transform_forward_weights(s, weight, &mut u, Par::Seq);
             } else {
-                winograd::transform_forward_weights(s, weight, u, par);
+                winograd::transform_forward_weights(s, weight, &mut u, Par::Seq);
             }
-            cache.transformed_ready = true;
-        }
-        let u = &cache.transformed;
+            u
+        });
         if split {
             winograd_split::forward_transformed(s, x, u, bias, activation, y, par);
         } else {
@@ -95,23 +105,20 @@ pub fn conv2d_forward_cached(
         }
         return Ok(());
     }
-    if !cache.packed_ready {
-        pack_groups(s, weight, &mut cache.packed);
-        cache.packed_ready = true;
-    }
-    let packed = Some(&cache.packed[..]);
-    im2col::forward_samples(s, x, weight, packed, bias, activation, y, par);
+    let packed = cache.packed.get_or_init(|| pack_groups(s, weight));
+    im2col::forward_samples(s, x, weight, Some(&packed[..]), bias, activation, y, par);
     Ok(())
 }
 
 /// Packs each group's `[og, patch]` weights for the kernel its one-sample
 /// GEMM would pick.
-fn pack_groups(s: &Conv2d, weight: &[f32], packed: &mut Vec<PackedA>) {
+fn pack_groups(s: &Conv2d, weight: &[f32]) -> Vec<PackedA> {
     let (og, patch) = (s.o / s.groups, s.patch());
     let kernel = kernel::choose_straight(og, s.out_plane());
-    packed.resize_with(s.groups, PackedA::new);
+    let mut packed: Vec<PackedA> = (0..s.groups).map(|_| PackedA::new()).collect();
     for (g, p) in packed.iter_mut().enumerate() {
         let w = MatRef::row_major(&weight[g * og * patch..][..og * patch], patch);
         crate::gemm::expect_valid(p.pack(kernel, og, patch, w));
     }
+    packed
 }

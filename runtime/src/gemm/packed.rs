@@ -43,6 +43,11 @@ impl PackedA {
         Ok(())
     }
 
+    /// Bytes the packed panels take.
+    pub fn bytes(&self) -> usize {
+        4 * self.data.len()
+    }
+
     /// Rows, columns and the kernel of the last [`Self::pack`], if any.
     pub fn packed_as(&self) -> Option<(usize, usize, &'static Kernel)> {
         self.kernel.map(|kernel| (self.m, self.k, kernel))

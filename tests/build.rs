@@ -41,8 +41,13 @@ fn main() {
         "nets/shuffle_se.net".to_string(),
         "nets/losses.net".to_string(),
         "nets/train_controls.net".to_string(),
+        "nets/lenet5_five.net".to_string(),
     ]);
-    if let Err(e) = netc_dsl::Builder::new().compile(&files) {
+    // A network with weights in its code, as a user ships a trained model.
+    let embedded = netc_dsl::Builder::new()
+        .embed_weights("nets/two_inputs.net", "weights/two_inputs.safetensors")
+        .compile(&files);
+    if let Err(e) = embedded {
         eprintln!("{e}");
         std::process::exit(1);
     }

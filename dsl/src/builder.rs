@@ -22,6 +22,8 @@ use std::path::{Path, PathBuf};
 pub struct Builder {
     out_dir: Option<PathBuf>,
     options: Options,
+    /// Weights files to embed, by the `.net` file they belong to.
+    embedded: Vec<(PathBuf, PathBuf)>,
 }
 
 /// Why a compilation failed.
@@ -41,6 +43,13 @@ pub enum BuildError {
         first: PathBuf,
         second: PathBuf,
     },
+    /// A weights file to embed that does not fit its network, or is given
+    /// for a `.net` file of several networks.
+    Weights {
+        path: PathBuf,
+        network: String,
+        problem: String,
+    },
 }
 
 impl fmt::Display for BuildError {
@@ -59,6 +68,9 @@ impl fmt::Display for BuildError {
                 first.display(),
                 second.display()
             ),
+            BuildError::Weights { path, network, problem } => {
+                write!(f, "error: cannot embed `{}` in `{network}`: {problem}", path.display())
+            }
         }
     }
 }
@@ -80,6 +92,20 @@ impl Builder {
     /// `::netc::runtime` (use `::netc_runtime` when depending on it directly).
     pub fn runtime_path(&mut self, path: impl Into<String>) -> &mut Self {
         self.options.runtime_path = path.into();
+        self
+    }
+
+    /// Embeds the safetensors file `weights` in the code of the network of
+    /// `net_file` (as given to [`Builder::compile`]): the network gets
+    /// `EMBEDDED_WEIGHTS` and `embedded()`, a model of those weights. The
+    /// build checks that the file holds exactly the network's tensors, and
+    /// reruns when it changes.
+    pub fn embed_weights(
+        &mut self,
+        net_file: impl Into<PathBuf>,
+        weights: impl Into<PathBuf>,
+    ) -> &mut Self {
+        self.embedded.push((net_file.into(), weights.into()));
         self
     }
 
@@ -134,12 +160,41 @@ impl Builder {
                 let (line, col) = w.line_col(&source);
                 println!("cargo:warning={name}:{line}:{col}: {}", w.message);
             }
-            let code = self.generate_checked(&checked, &name, &source);
+            let mut code = self.generate_checked(&checked, &name, &source);
+            if let Some((_, weights)) = self.embedded.iter().find(|(net, _)| net == path) {
+                code.push_str(&self.embed(&checked, weights)?);
+            }
             let target = out_dir.join(format!("{stem}.rs"));
             write_if_changed(&target, &code)
                 .map_err(|error| BuildError::Io { path: target.clone(), error })?;
         }
         Ok(())
+    }
+}
+
+impl Builder {
+    /// The code that embeds `weights` in the one network of `checked`,
+    /// once the file is found to fit it.
+    fn embed(&self, checked: &Checked, weights: &Path) -> Result<String, BuildError> {
+        let fail = |network: &str, problem: String| BuildError::Weights {
+            path: weights.to_path_buf(),
+            network: network.to_string(),
+            problem,
+        };
+        let [g] = checked.graphs.as_slice() else {
+            let names: Vec<&str> = checked.graphs.iter().map(|g| g.name.as_str()).collect();
+            return Err(fail(&names.join(", "), "the file holds several networks".into()));
+        };
+        println!("cargo:rerun-if-changed={}", weights.display());
+        let bytes = std::fs::read(weights)
+            .map_err(|error| BuildError::Io { path: weights.to_path_buf(), error })?;
+        let program = crate::program::lower(g);
+        codegen::check_weights(&program, &bytes).map_err(|problem| fail(&g.name, problem))?;
+        // `include_bytes!` resolves a relative path against the generated
+        // file, in `OUT_DIR`.
+        let absolute = std::fs::canonicalize(weights)
+            .map_err(|error| BuildError::Io { path: weights.to_path_buf(), error })?;
+        Ok(codegen::embedded_weights(&program, &absolute, &self.options.runtime_path))
     }
 }
 
@@ -188,5 +243,49 @@ mod tests {
         assert!(matches!(err, BuildError::Diagnostics(_)));
         assert!(err.to_string().contains("bad.net:3"), "{err}");
         assert!(!dir.join("bad.rs").exists(), "nothing is written for a file with errors");
+    }
+
+    /// Writes a safetensors file of f32 zeros of these shapes.
+    fn weights(path: &Path, tensors: &[(&str, &[usize])]) {
+        use safetensors::tensor::{Dtype, TensorView};
+        let data: Vec<Vec<u8>> =
+            tensors.iter().map(|(_, s)| vec![0u8; 4 * s.iter().product::<usize>()]).collect();
+        let views: Vec<(String, TensorView<'_>)> = tensors
+            .iter()
+            .zip(&data)
+            .map(|((n, s), d)| {
+                (n.to_string(), TensorView::new(Dtype::F32, s.to_vec(), d).expect("view"))
+            })
+            .collect();
+        std::fs::write(path, safetensors::serialize(views, &None).expect("serialize"))
+            .expect("write");
+    }
+
+    #[test]
+    fn embedded_weights_are_checked_against_the_network() {
+        let dir = temp("embed");
+        let net = dir.join("n.net");
+        std::fs::write(&net, NET).expect("write");
+        let good = dir.join("good.safetensors");
+        weights(&good, &[("fc1.weight", &[2, 4]), ("fc1.bias", &[2])]);
+        Builder::new().out_dir(&dir).embed_weights(&net, &good).compile(&[&net]).expect("fits");
+        let code = std::fs::read_to_string(dir.join("n.rs")).expect("generated");
+        assert!(code.contains("include_bytes!") && code.contains("pub fn embedded()"), "{code}");
+
+        let bad = dir.join("bad.safetensors");
+        weights(&bad, &[("fc1.weight", &[3, 4]), ("fc9.bias", &[2])]);
+        let err = Builder::new().out_dir(&dir).embed_weights(&net, &bad).compile(&[&net]);
+        let err = err.unwrap_err().to_string();
+        for part in
+            ["bad.safetensors", "`N`", "fc1.weight", "[3, 4]", "lacks `fc1.bias`", "fc9.bias"]
+        {
+            assert!(err.contains(part), "`{part}` not in: {err}");
+        }
+
+        let two = dir.join("two.net");
+        std::fs::write(&two, format!("{NET}{}", NET.replace("network N", "network M")))
+            .expect("write");
+        let err = Builder::new().out_dir(&dir).embed_weights(&two, &good).compile(&[&two]);
+        assert!(err.unwrap_err().to_string().contains("several networks"));
     }
 }

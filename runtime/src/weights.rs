@@ -10,7 +10,8 @@
 use crate::error::Error;
 use safetensors::tensor::{Dtype, TensorView};
 use safetensors::SafeTensors;
-use std::collections::BTreeSet;
+use std::borrow::Cow;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write as _;
 use std::path::Path;
 
@@ -133,24 +134,34 @@ fn f16_to_f32(h: u16) -> f32 {
     }
 }
 
-/// A weights file read into memory, handing out its tensors by name.
+/// A weights file in memory (read from disk, or bytes the program holds,
+/// such as weights embedded with `include_bytes!`), handing out its
+/// tensors by name.
 #[derive(Debug)]
-pub struct WeightsFile {
-    bytes: Vec<u8>,
+pub struct WeightsFile<'a> {
+    bytes: Cow<'a, [u8]>,
     path: String,
     taken: BTreeSet<String>,
 }
 
-impl WeightsFile {
+impl WeightsFile<'static> {
     /// Reads and validates the file's header.
     pub fn open(path: &Path) -> Result<Self, Error> {
         let shown = path.display().to_string();
         let bytes = std::fs::read(path)
             .map_err(|e| Error::Weights(format!("cannot read `{shown}`: {e}")))?;
+        WeightsFile::from_bytes(Cow::Owned(bytes), &shown)
+    }
+}
+
+impl<'a> WeightsFile<'a> {
+    /// Validates the header of safetensors `bytes`, which errors call
+    /// `name`.
+    pub fn from_bytes(bytes: Cow<'a, [u8]>, name: &str) -> Result<Self, Error> {
         SafeTensors::deserialize(&bytes).map_err(|e| {
-            Error::Weights(format!("`{shown}` is not a valid safetensors file: {e}"))
+            Error::Weights(format!("`{name}` is not a valid safetensors file: {e}"))
         })?;
-        Ok(WeightsFile { bytes, path: shown, taken: BTreeSet::new() })
+        Ok(WeightsFile { bytes, path: name.to_string(), taken: BTreeSet::new() })
     }
 
     /// The header's metadata value of `key`, if it has one.
@@ -165,6 +176,15 @@ impl WeightsFile {
         let st = SafeTensors::deserialize(&self.bytes).ok()?;
         let view = st.tensor(name).ok()?;
         Some(view.shape().to_vec())
+    }
+
+    /// Every tensor's name, sorted.
+    pub fn names(&self) -> Vec<String> {
+        let mut names: Vec<String> = SafeTensors::deserialize(&self.bytes)
+            .map(|st| st.names().into_iter().cloned().collect())
+            .unwrap_or_default();
+        names.sort();
+        names
     }
 
     /// Copies tensor `name` into `out`, checking its dtype and `shape`.
@@ -225,13 +245,10 @@ impl WeightsFile {
     /// different architecture must not load silently. PyTorch's
     /// `num_batches_tracked` counters are accepted and ignored.
     pub fn finish(self) -> Result<(), Error> {
-        let st =
-            SafeTensors::deserialize(&self.bytes).map_err(|e| Error::Weights(e.to_string()))?;
-        let mut unknown: Vec<String> = st
+        let mut unknown: Vec<String> = self
             .names()
             .into_iter()
-            .filter(|n| !self.taken.contains(n.as_str()) && !n.ends_with("num_batches_tracked"))
-            .cloned()
+            .filter(|n| !self.taken.contains(n.as_str()) && !is_counter(n))
             .collect();
         unknown.sort();
         match unknown.first() {
@@ -242,6 +259,192 @@ impl WeightsFile {
                 unknown.len()
             ))),
         }
+    }
+
+    /// Loads the file's tensors into a model's `tensors` (each its
+    /// `state_dict` name, shape and values) as `options` say, and reports
+    /// what matched. On an error, `tensors` may be partly written: the
+    /// generated models load into a copy of their parameters.
+    pub fn load(
+        &mut self,
+        tensors: &mut [(&str, &[usize], &mut [f32])],
+        options: &LoadOptions<'_>,
+    ) -> Result<LoadReport, Error> {
+        let mut report = LoadReport::default();
+        // The model's name of each file tensor, after the remapping.
+        let mut sources: BTreeMap<String, String> = BTreeMap::new();
+        for file_name in self.names().into_iter().filter(|n| !is_counter(n)) {
+            let Some(model_name) =
+                options.remap.as_ref().map_or(Some(file_name.clone()), |f| f(&file_name))
+            else {
+                report.dropped.push(file_name);
+                continue;
+            };
+            if let Some(other) = sources.insert(model_name.clone(), file_name.clone()) {
+                return Err(Error::Weights(format!(
+                    "`{other}` and `{file_name}` in `{}` both map to `{model_name}`",
+                    self.path
+                )));
+            }
+        }
+        for (name, shape, values) in tensors.iter_mut() {
+            let Some(file_name) = sources.remove(*name) else {
+                report.missing.push(name.to_string());
+                continue;
+            };
+            let found = self.shape(&file_name).unwrap_or_default();
+            if found != *shape && options.skip_mismatched {
+                report.mismatched.push(Mismatch {
+                    name: name.to_string(),
+                    file: found,
+                    model: shape.to_vec(),
+                });
+                continue;
+            }
+            self.read_into(&file_name, shape, values)?;
+            report.loaded.push(name.to_string());
+        }
+        report.unexpected = sources.into_values().collect();
+        let refused = [
+            (!options.missing_ok, "the file lacks", &report.missing),
+            (!options.unexpected_ok, "the model does not have", &report.unexpected),
+        ];
+        for (refuse, what, names) in refused {
+            if refuse && !names.is_empty() {
+                let shown: Vec<String> = names.iter().take(5).map(|n| format!("`{n}`")).collect();
+                let more = if names.len() > 5 { ", …" } else { "" };
+                return Err(Error::Weights(format!(
+                    "`{}`: {what} {} tensor(s): {}{more}",
+                    self.path,
+                    names.len(),
+                    shown.join(", ")
+                )));
+            }
+        }
+        Ok(report)
+    }
+}
+
+/// PyTorch's batch-norm step counters, which netc writes and need not read.
+fn is_counter(name: &str) -> bool {
+    name.ends_with("num_batches_tracked")
+}
+
+/// How [`WeightsFile::load`] matches a file's tensors to a model's.
+///
+/// The default, [`LoadOptions::strict`], is PyTorch's
+/// `load_state_dict(strict=True)`: every tensor of the model must be in the
+/// file, and every tensor of the file in the model, with the same shape.
+pub struct LoadOptions<'f> {
+    /// Model tensors the file lacks keep their values (reported as
+    /// missing) instead of failing the load.
+    pub missing_ok: bool,
+    /// File tensors the model does not have are ignored (reported as
+    /// unexpected) instead of failing the load.
+    pub unexpected_ok: bool,
+    /// A tensor whose shape differs keeps the model's values (reported as
+    /// mismatched) instead of failing the load: how a new head is
+    /// fine-tuned onto saved weights.
+    pub skip_mismatched: bool,
+    /// The model's name for each file tensor's name, or `None` to leave
+    /// that tensor out (reported as dropped).
+    pub remap: Option<Box<RemapFn<'f>>>,
+}
+
+/// A key-remapping function of [`LoadOptions`].
+pub type RemapFn<'f> = dyn Fn(&str) -> Option<String> + 'f;
+
+impl Default for LoadOptions<'_> {
+    fn default() -> Self {
+        Self::strict()
+    }
+}
+
+impl std::fmt::Debug for LoadOptions<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoadOptions")
+            .field("missing_ok", &self.missing_ok)
+            .field("unexpected_ok", &self.unexpected_ok)
+            .field("skip_mismatched", &self.skip_mismatched)
+            .field("remap", &self.remap.as_ref().map(|_| "fn"))
+            .finish()
+    }
+}
+
+impl<'f> LoadOptions<'f> {
+    /// Every tensor on both sides, with the same shapes.
+    pub fn strict() -> Self {
+        LoadOptions { missing_ok: false, unexpected_ok: false, skip_mismatched: false, remap: None }
+    }
+
+    /// PyTorch's `strict=False`: missing and unexpected tensors are
+    /// reported, not refused. Shapes must still match.
+    pub fn non_strict() -> Self {
+        LoadOptions { missing_ok: true, unexpected_ok: true, ..Self::strict() }
+    }
+
+    /// With [`LoadOptions::skip_mismatched`] set.
+    pub fn skip_mismatched(mut self) -> Self {
+        self.skip_mismatched = true;
+        self
+    }
+
+    /// With a key-remapping function: `f(file name)` is the model's name
+    /// for that tensor, or `None` to leave it out.
+    pub fn remap(mut self, f: impl Fn(&str) -> Option<String> + 'f) -> Self {
+        self.remap = Some(Box::new(f));
+        self
+    }
+}
+
+/// What a [`WeightsFile::load`] did, by the model's tensor names (the
+/// file's for `dropped` and `unexpected`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LoadReport {
+    pub loaded: Vec<String>,
+    /// Model tensors the file lacks; they keep their values.
+    pub missing: Vec<String>,
+    /// File tensors (by their remapped name) the model does not have.
+    pub unexpected: Vec<String>,
+    /// Tensors whose shapes differ; they keep the model's values.
+    pub mismatched: Vec<Mismatch>,
+    /// File tensors the remapping left out.
+    pub dropped: Vec<String>,
+}
+
+/// A tensor whose shape in the file is not the model's.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Mismatch {
+    pub name: String,
+    pub file: Vec<usize>,
+    pub model: Vec<usize>,
+}
+
+impl LoadReport {
+    /// Whether every tensor of the model was loaded, and nothing else
+    /// was in the file.
+    pub fn is_complete(&self) -> bool {
+        self.missing.is_empty() && self.unexpected.is_empty() && self.mismatched.is_empty()
+    }
+}
+
+impl std::fmt::Display for LoadReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} tensor(s) loaded", self.loaded.len())?;
+        let lists = [
+            ("missing", &self.missing),
+            ("unexpected", &self.unexpected),
+            ("dropped", &self.dropped),
+        ];
+        for (what, names) in lists {
+            if !names.is_empty() {
+                write!(f, "; {what}: {}", names.join(", "))?;
+            }
+        }
+        for m in &self.mismatched {
+            write!(f, "; `{}` kept: {:?} in the file, {:?} in the model", m.name, m.file, m.model)?;
+        }
+        Ok(())
     }
 }
 

@@ -71,6 +71,9 @@ pub mod nets {
     pub mod train_controls {
         netc::include_network!("train_controls");
     }
+    pub mod lenet5_five {
+        netc::include_network!("lenet5_five");
+    }
     pub mod two_inputs {
         netc::include_network!("two_inputs");
     }

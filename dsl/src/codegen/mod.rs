@@ -10,6 +10,7 @@
 //! the kernel calls, once per sequence, and one file per part of the
 //! module ([`params`], [`model`], [`forward`], [`train`], [`shard`]).
 
+mod embed;
 mod forward;
 mod model;
 mod model_trait;
@@ -19,6 +20,8 @@ pub mod schedule;
 mod shard;
 mod steps;
 mod train;
+
+pub use embed::{check_weights, embedded_weights};
 
 use crate::diag::line_col;
 use crate::ir::Graph;

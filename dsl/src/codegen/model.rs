@@ -321,9 +321,11 @@ fn accessors(m: &Module<'_>) -> TokenStream {
     }
 }
 
-/// `save` and `load`, through the parameters' table of tensors.
+/// `save`, the ways to load, and the constructors from weights, through
+/// the parameters' table of tensors.
 fn io(m: &Module<'_>) -> TokenStream {
     let (rt, params_ty, network) = (m.rt, &m.params_ty, &m.p().name);
+    let w = quote!(#rt::weights);
     quote! {
         /// Saves the parameters and buffers to a safetensors file,
         /// atomically (a crash leaves the old file or the new one), with
@@ -338,34 +340,76 @@ fn io(m: &Module<'_>) -> TokenStream {
             #rt::weights::save_model(path.as_ref(), &tensors, self.step, #network)
         }
 
+        /// A model of the weights in a safetensors file (saved by
+        /// [`Self::save`], or a PyTorch `state_dict` with the same names),
+        /// loaded strictly. It holds only its parameters until it trains.
+        pub fn from_file(path: impl AsRef<::std::path::Path>) -> Result<Self, #rt::Error> {
+            Self::from_weights(&mut #w::WeightsFile::open(path.as_ref())?)
+        }
+
+        /// [`Self::from_file`] on the bytes of a safetensors file, such as
+        /// weights embedded with `include_bytes!`.
+        pub fn from_bytes(bytes: &[u8]) -> Result<Self, #rt::Error> {
+            Self::from_weights(&mut #w::WeightsFile::from_bytes(bytes.into(), "weights bytes")?)
+        }
+
+        fn from_weights(file: &mut #w::WeightsFile) -> Result<Self, #rt::Error> {
+            let mut params = #params_ty::zeros();
+            Self::load_params(&mut params, file, &#w::LoadOptions::strict())?;
+            Ok(Self::from_params(params, 0, Self::DEFAULT_CAPACITY))
+        }
+
         /// Loads parameters and buffers saved by [`Self::save`] or from a
-        /// PyTorch `state_dict` with the same names. On any error (a
-        /// missing, unknown or misshapen tensor) the model is unchanged.
+        /// PyTorch `state_dict` with the same names, strictly: every
+        /// tensor on both sides, with the same shapes. On any error the
+        /// model is unchanged.
         pub fn load(&mut self, path: impl AsRef<::std::path::Path>) -> Result<(), #rt::Error> {
-            let mut file = #rt::weights::WeightsFile::open(path.as_ref())?;
-            let loaded = self.read_params(&mut file)?;
-            file.finish()?;
-            self.weights_changed();
-            self.params = loaded;
-            Ok(())
+            self.load_with(path, &#w::LoadOptions::strict()).map(drop)
+        }
+
+        /// [`Self::load`] as `options` say (non-strict, remapped names,
+        /// skipping tensors of another shape, as when fine-tuning a new
+        /// head); returns what matched. On any error the model is
+        /// unchanged.
+        pub fn load_with(&mut self, path: impl AsRef<::std::path::Path>, options: &#w::LoadOptions<'_>) -> Result<#w::LoadReport, #rt::Error> {
+            self.load_file(&mut #w::WeightsFile::open(path.as_ref())?, options)
+        }
+
+        /// [`Self::load`] from the bytes of a safetensors file.
+        pub fn load_bytes(&mut self, bytes: &[u8]) -> Result<(), #rt::Error> {
+            self.load_bytes_with(bytes, &#w::LoadOptions::strict()).map(drop)
+        }
+
+        /// [`Self::load_with`] from the bytes of a safetensors file.
+        pub fn load_bytes_with(&mut self, bytes: &[u8], options: &#w::LoadOptions<'_>) -> Result<#w::LoadReport, #rt::Error> {
+            self.load_file(&mut #w::WeightsFile::from_bytes(bytes.into(), "weights bytes")?, options)
         }
 
         /// Loads the parameters and buffers from an open weights file that
         /// may hold more (a checkpoint's optimizer state); unchanged on an
         /// error.
-        pub fn load_from(&mut self, file: &mut #rt::weights::WeightsFile) -> Result<(), #rt::Error> {
-            let loaded = self.read_params(file)?;
-            self.weights_changed();
-            self.params = loaded;
-            Ok(())
+        pub fn load_from(&mut self, file: &mut #w::WeightsFile) -> Result<(), #rt::Error> {
+            let options = #w::LoadOptions { unexpected_ok: true, ..#w::LoadOptions::strict() };
+            self.load_file(file, &options).map(drop)
         }
 
-        fn read_params(&self, file: &mut #rt::weights::WeightsFile) -> Result<#params_ty, #rt::Error> {
+        /// Loads into a copy of the parameters, which replaces them only
+        /// if the whole load succeeds.
+        fn load_file(&mut self, file: &mut #w::WeightsFile, options: &#w::LoadOptions<'_>) -> Result<#w::LoadReport, #rt::Error> {
             let mut loaded = self.params.clone();
-            for ((name, shape), values) in #params_ty::TENSORS.iter().zip(loaded.tensors_mut()) {
-                file.read_into(name, shape, values)?;
-            }
-            Ok(loaded)
+            let report = Self::load_params(&mut loaded, file, options)?;
+            self.weights_changed();
+            self.params = loaded;
+            Ok(report)
+        }
+
+        fn load_params(params: &mut #params_ty, file: &mut #w::WeightsFile, options: &#w::LoadOptions<'_>) -> Result<#w::LoadReport, #rt::Error> {
+            let mut tensors: Vec<(&str, &[usize], &mut [f32])> = #params_ty::TENSORS
+                .iter()
+                .zip(params.tensors_mut())
+                .map(|(&(name, shape), values)| (name, shape, values))
+                .collect();
+            file.load(&mut tensors, options)
         }
     }
 }

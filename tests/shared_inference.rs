@@ -129,3 +129,22 @@ fn inference_allocates_no_training_state() {
     // The update changed the weights: the prepared forms are gone.
     assert_eq!(usage.prepared, 0, "{usage:?}");
 }
+
+/// Without kept prepared weights, inference holds nothing beyond the
+/// parameters and gives the same outputs, bit for bit, at batches that
+/// pick Winograd and one-sample GEMMs.
+#[test]
+fn lean_inference_gives_the_same_outputs() {
+    let x = batch::<3072>(8, 25);
+    let kept = ResNet20::new(8);
+    let mut lean = ResNet20::new(8);
+    lean.keep_prepared_weights(false);
+    for n in [1, 2, 8] {
+        let (mut want, mut got) = (vec![[0.0f32; 10]; n], vec![[0.0f32; 10]; n]);
+        kept.forward(&x[..n], &mut want).unwrap();
+        lean.forward(&x[..n], &mut got).unwrap();
+        assert!(got == want, "batch {n}: {got:?} != {want:?}");
+    }
+    assert!(kept.memory_usage().prepared > 0);
+    assert_eq!(lean.memory_usage().prepared, 0);
+}

@@ -306,20 +306,20 @@ impl<'a> WeightsFile<'a> {
         }
         report.unexpected = sources.into_values().collect();
         let refused = [
-            (!options.missing_ok, "the file lacks", &report.missing),
-            (!options.unexpected_ok, "the model does not have", &report.unexpected),
+            (!options.missing_ok, "lacks", &report.missing),
+            (!options.unexpected_ok, "has, and the model does not,", &report.unexpected),
         ];
-        for (refuse, what, names) in refused {
-            if refuse && !names.is_empty() {
+        let problems: Vec<String> = refused
+            .into_iter()
+            .filter(|(refuse, _, names)| *refuse && !names.is_empty())
+            .map(|(_, what, names)| {
                 let shown: Vec<String> = names.iter().take(5).map(|n| format!("`{n}`")).collect();
                 let more = if names.len() > 5 { ", …" } else { "" };
-                return Err(Error::Weights(format!(
-                    "`{}`: {what} {} tensor(s): {}{more}",
-                    self.path,
-                    names.len(),
-                    shown.join(", ")
-                )));
-            }
+                format!("the file {what} {} tensor(s): {}{more}", names.len(), shown.join(", "))
+            })
+            .collect();
+        if !problems.is_empty() {
+            return Err(Error::Weights(format!("`{}`: {}", self.path, problems.join("; "))));
         }
         Ok(report)
     }

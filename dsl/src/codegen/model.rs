@@ -274,6 +274,19 @@ fn accessors(m: &Module<'_>) -> TokenStream {
             &mut self.params
         }
 
+        /// Whether inference keeps each conv's weights in the form its
+        /// forward pass takes, prepared by the first call that needs it
+        /// (the default). Off, the model holds nothing beyond its
+        /// parameters and prepares those forms in scratch on every call:
+        /// the outputs are the same, the smallest memory footprint, at
+        /// the price of repeating that work, most of a small conv's time
+        /// at batch 1.
+        pub fn keep_prepared_weights(&mut self, keep: bool) {
+            for cache in &mut self.forward_caches {
+                cache.keep(keep);
+            }
+        }
+
         /// Forgets every form of the weights made from them, since they
         /// may be about to change.
         fn weights_changed(&mut self) {

@@ -33,6 +33,9 @@ pub struct ForwardCache {
     /// batch picks the algorithm, so a model called at several batch sizes
     /// may need both forms.
     packed: OnceLock<Vec<PackedA>>,
+    /// Whether the forms are kept; when not, each call prepares what it
+    /// needs in scratch, by the same code, and the results are the same.
+    lean: bool,
 }
 
 impl ForwardCache {
@@ -44,6 +47,14 @@ impl ForwardCache {
     pub fn invalidate(&mut self) {
         self.transformed.take();
         self.packed.take();
+    }
+
+    /// Whether to keep the prepared forms (the default) or prepare them on
+    /// each call, which holds no memory beyond the weights but repeats
+    /// the preparation: most of a small conv's time at batch 1.
+    pub fn keep(&mut self, keep: bool) {
+        self.lean = !keep;
+        self.invalidate();
     }
 
     /// Whether the cache holds prepared weights, in either form.
@@ -80,7 +91,7 @@ pub fn conv2d_forward_cached(
     let threads = par.threads();
     let per_sample = algo == ConvAlgo::Im2col && im2col_gemm::chunk_samples(s, threads) == 1;
     let transformed = matches!(algo, ConvAlgo::Winograd | ConvAlgo::WinogradSplit);
-    if !transformed && !per_sample {
+    if cache.lean || (!transformed && !per_sample) {
         return super::conv2d_forward_using(algo, s, x, weight, bias, activation, y, par);
     }
     s.check_forward("conv2d_forward_cached", x, weight, bias, y)?;

@@ -41,7 +41,7 @@ fn main() {
         "nets/shuffle_se.net".to_string(),
         "nets/losses.net".to_string(),
         "nets/train_controls.net".to_string(),
-        "nets/lenet5_five.net".to_string(),
+        "../examples/models/lenet5_five.net".to_string(),
     ]);
     // A network with weights in its code, as a user ships a trained model.
     let embedded = netc_dsl::Builder::new()

@@ -61,3 +61,54 @@ fn readme_instructions_build_a_training_crate() {
         "the README's program saves its weights"
     );
 }
+
+/// Runs `cargo args` in `dir`, in the scratch crates' target directory,
+/// and returns its standard output; a failure shows both streams.
+fn cargo(dir: &Path, args: &[&str]) -> String {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let out = Command::new(env!("CARGO"))
+        .args(args)
+        .current_dir(dir)
+        .env("CARGO_TARGET_DIR", root.join("target/scratch-crate"))
+        .output()
+        .expect("cargo runs");
+    let (stdout, stderr) =
+        (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "`cargo {}` failed:\n{stdout}\n{stderr}", args.join(" "));
+    stdout.into_owned()
+}
+
+/// The last `held-out accuracy N%` of a program's output.
+fn last_accuracy(output: &str) -> f64 {
+    let at = output.rfind("held-out accuracy ").expect("an accuracy line");
+    let rest = &output[at + "held-out accuracy ".len()..];
+    rest[..rest.find('%').expect("a percentage")].parse().expect("a number")
+}
+
+/// The examples crate, outside the workspace with netc as a path
+/// dependency and LeNet-5's weights embedded by its build.rs: a training
+/// loop of its own learns the digits and saves them; a five-class head is
+/// fine-tuned onto those weights; an inference server shares one model
+/// between threads and answers four clients at once, bit for bit as
+/// `forward` does.
+#[test]
+fn examples_train_fine_tune_and_serve() {
+    let examples = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples");
+    let weights =
+        std::env::temp_dir().join(format!("netc-examples-{}.safetensors", std::process::id()));
+    let weights = weights.to_str().expect("a UTF-8 temp dir");
+    let run = |bin: &str, args: &[&str]| {
+        let mut all = vec!["run", "--quiet", "--bin", bin, "--"];
+        all.extend(args);
+        cargo(&examples, &all)
+    };
+    let trained = run("custom_loop", &[weights]);
+    assert!(last_accuracy(&trained) >= 90.0, "{trained}");
+    let tuned = run("fine_tune", &[weights]);
+    assert!(tuned.contains("8 tensor(s) loaded; `fc3.weight` kept: [10, 84]"), "{tuned}");
+    assert!(last_accuracy(&tuned) >= 90.0, "{tuned}");
+    let embedded = run("fine_tune", &[]);
+    assert!(embedded.contains("8 tensor(s) loaded"), "{embedded}");
+    let served = run("serve", &["--self-test"]);
+    assert!(served.contains("self-test: 200 answers to 4 clients at once"), "{served}");
+}

@@ -1,0 +1,13 @@
+//! Compiles the networks the examples use. LeNet-5 carries weights trained
+//! on the digits the examples draw, embedded in its code, so that `serve`
+//! needs no file at run time.
+
+fn main() {
+    let built = netc_dsl::Builder::new()
+        .embed_weights("../models/lenet5.net", "weights/lenet5.safetensors")
+        .compile(&["../models/lenet5.net", "models/lenet5_five.net"]);
+    if let Err(e) = built {
+        eprintln!("{e}");
+        std::process::exit(1);
+    }
+}

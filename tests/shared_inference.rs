@@ -131,8 +131,8 @@ fn inference_allocates_no_training_state() {
 }
 
 /// Without kept prepared weights, inference holds nothing beyond the
-/// parameters and gives the same outputs, bit for bit, at batches that
-/// pick Winograd and one-sample GEMMs.
+/// parameters and gives the same outputs to rounding (im2col in place of
+/// Winograd), at batches that pick Winograd and one-sample GEMMs.
 #[test]
 fn lean_inference_gives_the_same_outputs() {
     let x = batch::<3072>(8, 25);
@@ -143,7 +143,9 @@ fn lean_inference_gives_the_same_outputs() {
         let (mut want, mut got) = (vec![[0.0f32; 10]; n], vec![[0.0f32; 10]; n]);
         kept.forward(&x[..n], &mut want).unwrap();
         lean.forward(&x[..n], &mut got).unwrap();
-        assert!(got == want, "batch {n}: {got:?} != {want:?}");
+        for (g, w) in got.as_flattened().iter().zip(want.as_flattened()) {
+            assert!((g - w).abs() <= 1e-4 * (1.0 + w.abs()), "batch {n}: {got:?} != {want:?}");
+        }
     }
     assert!(kept.memory_usage().prepared > 0);
     assert_eq!(lean.memory_usage().prepared, 0);

@@ -33,8 +33,9 @@ pub struct ForwardCache {
     /// batch picks the algorithm, so a model called at several batch sizes
     /// may need both forms.
     packed: OnceLock<Vec<PackedA>>,
-    /// Whether the forms are kept; when not, each call prepares what it
-    /// needs in scratch, by the same code, and the results are the same.
+    /// Whether the forms are kept; when not, each call runs an algorithm
+    /// whose scratch is small (im2col in place of Winograd, whose
+    /// transformed weights are up to four times the weights).
     lean: bool,
 }
 
@@ -49,9 +50,11 @@ impl ForwardCache {
         self.packed.take();
     }
 
-    /// Whether to keep the prepared forms (the default) or prepare them on
-    /// each call, which holds no memory beyond the weights but repeats
-    /// the preparation: most of a small conv's time at batch 1.
+    /// Whether to keep the prepared forms (the default), or hold nothing
+    /// beyond the weights: each call then packs its weights again (most
+    /// of a small conv's time at batch 1) and runs im2col where the kept
+    /// forms would run Winograd, whose transform of the weights is larger
+    /// than they are. The outputs agree to rounding, not bit for bit.
     pub fn keep(&mut self, keep: bool) {
         self.lean = !keep;
         self.invalidate();
@@ -91,7 +94,11 @@ pub fn conv2d_forward_cached(
     let threads = par.threads();
     let per_sample = algo == ConvAlgo::Im2col && im2col_gemm::chunk_samples(s, threads) == 1;
     let transformed = matches!(algo, ConvAlgo::Winograd | ConvAlgo::WinogradSplit);
-    if cache.lean || (!transformed && !per_sample) {
+    if cache.lean {
+        let algo = if transformed { ConvAlgo::Im2col } else { algo };
+        return super::conv2d_forward_using(algo, s, x, weight, bias, activation, y, par);
+    }
+    if !transformed && !per_sample {
         return super::conv2d_forward_using(algo, s, x, weight, bias, activation, y, par);
     }
     s.check_forward("conv2d_forward_cached", x, weight, bias, y)?;

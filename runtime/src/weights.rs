@@ -8,11 +8,10 @@
 //! and shape, and reports tensors in the file that the model does not have.
 
 use crate::error::Error;
-use safetensors::tensor::{Dtype, TensorView};
-use safetensors::SafeTensors;
+use safetensors::tensor::{Dtype, Metadata, TensorInfo, TensorView};
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::Write as _;
+use std::io::{Read as _, Seek as _, Write as _};
 use std::path::Path;
 
 /// The header entry that holds netc's metadata, one `key=value` per line.
@@ -134,67 +133,156 @@ fn f16_to_f32(h: u16) -> f32 {
     }
 }
 
-/// A weights file in memory (read from disk, or bytes the program holds,
-/// such as weights embedded with `include_bytes!`), handing out its
-/// tensors by name.
+/// Values read from disk at a time.
+const CHUNK_VALUES: usize = 16 * 1024;
+
+/// Widens little-endian `dtype` values (F32, F16 or BF16) into `out`.
+fn convert(dtype: Dtype, data: &[u8], out: &mut [f32]) {
+    match dtype {
+        Dtype::F16 => {
+            for (o, b) in out.iter_mut().zip(data.chunks_exact(2)) {
+                *o = f16_to_f32(u16::from_le_bytes([b[0], b[1]]));
+            }
+        }
+        // bfloat16 is the top half of a float32.
+        Dtype::BF16 => {
+            for (o, b) in out.iter_mut().zip(data.chunks_exact(2)) {
+                *o = f32::from_bits(u32::from(u16::from_le_bytes([b[0], b[1]])) << 16);
+            }
+        }
+        _ => {
+            for (o, b) in out.iter_mut().zip(data.chunks_exact(4)) {
+                *o = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+            }
+        }
+    }
+}
+
+/// A weights file, handing out its tensors by name: on disk, read one
+/// tensor at a time so that loading never holds the file and the model at
+/// once, or bytes the program holds, such as weights embedded with
+/// `include_bytes!`.
 #[derive(Debug)]
 pub struct WeightsFile<'a> {
-    bytes: Cow<'a, [u8]>,
+    source: Source<'a>,
+    header: Metadata,
+    /// Where the tensors' data starts: after the header.
+    data_start: u64,
     path: String,
     taken: BTreeSet<String>,
 }
 
+#[derive(Debug)]
+enum Source<'a> {
+    File(std::fs::File),
+    Bytes(Cow<'a, [u8]>),
+}
+
 impl WeightsFile<'static> {
-    /// Reads and validates the file's header.
+    /// Opens the file and reads and validates its header.
     pub fn open(path: &Path) -> Result<Self, Error> {
         let shown = path.display().to_string();
-        let bytes = std::fs::read(path)
-            .map_err(|e| Error::Weights(format!("cannot read `{shown}`: {e}")))?;
-        WeightsFile::from_bytes(Cow::Owned(bytes), &shown)
+        let cannot = |e: std::io::Error| Error::Weights(format!("cannot read `{shown}`: {e}"));
+        let mut file = std::fs::File::open(path).map_err(cannot)?;
+        let total = file.metadata().map_err(cannot)?.len();
+        let mut length = [0u8; 8];
+        file.read_exact(&mut length).map_err(|e| invalid(&shown, e))?;
+        let n = u64::from_le_bytes(length);
+        if n > total.saturating_sub(8) || n > MAX_HEADER {
+            return Err(invalid(&shown, format!("a header of {n} bytes in a file of {total}")));
+        }
+        let mut header = vec![0u8; n as usize];
+        file.read_exact(&mut header).map_err(|e| invalid(&shown, e))?;
+        let header = parse_header(&header, total - 8 - n).map_err(|e| invalid(&shown, e))?;
+        Ok(WeightsFile {
+            source: Source::File(file),
+            header,
+            data_start: 8 + n,
+            path: shown,
+            taken: BTreeSet::new(),
+        })
     }
+}
+
+/// The most header bytes a file may claim, as the safetensors crate allows.
+const MAX_HEADER: u64 = 100_000_000;
+
+fn invalid(path: &str, why: impl std::fmt::Display) -> Error {
+    Error::Weights(format!("`{path}` is not a valid safetensors file: {why}"))
+}
+
+/// The header's tensors, checked to tile the `data` bytes after it
+/// exactly, in order, each as long as its shape and dtype make it.
+fn parse_header(header: &[u8], data: u64) -> Result<Metadata, String> {
+    let text = std::str::from_utf8(header).map_err(|e| format!("header: {e}"))?;
+    let metadata: Metadata = serde_json::from_str(text).map_err(|e| format!("header: {e}"))?;
+    let mut tensors: Vec<(String, &TensorInfo)> = metadata.tensors().into_iter().collect();
+    tensors.sort_by_key(|(_, info)| info.data_offsets);
+    let mut end = 0;
+    for (name, info) in tensors {
+        let (start, stop) = info.data_offsets;
+        let elements = info.shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
+        let bytes = elements.and_then(|e| e.checked_mul(info.dtype.size()));
+        if start != end || stop < start || bytes != Some(stop - start) {
+            return Err(format!("tensor `{name}` at bytes {start}..{stop} does not fit its shape and dtype or follow the one before"));
+        }
+        end = stop;
+    }
+    if end as u64 != data {
+        return Err(format!("the tensors take {end} bytes, the file holds {data}"));
+    }
+    Ok(metadata)
 }
 
 impl<'a> WeightsFile<'a> {
     /// Validates the header of safetensors `bytes`, which errors call
     /// `name`.
     pub fn from_bytes(bytes: Cow<'a, [u8]>, name: &str) -> Result<Self, Error> {
-        SafeTensors::deserialize(&bytes).map_err(|e| {
-            Error::Weights(format!("`{name}` is not a valid safetensors file: {e}"))
-        })?;
-        Ok(WeightsFile { bytes, path: name.to_string(), taken: BTreeSet::new() })
+        let length: [u8; 8] = bytes
+            .get(..8)
+            .and_then(|b| b.try_into().ok())
+            .ok_or_else(|| invalid(name, "shorter than its header's length"))?;
+        let n = u64::from_le_bytes(length);
+        let total = bytes.len() as u64;
+        if n > total - 8 || n > MAX_HEADER {
+            return Err(invalid(name, format!("a header of {n} bytes in {total}")));
+        }
+        let header =
+            parse_header(&bytes[8..8 + n as usize], total - 8 - n).map_err(|e| invalid(name, e))?;
+        Ok(WeightsFile {
+            source: Source::Bytes(bytes),
+            header,
+            data_start: 8 + n,
+            path: name.to_string(),
+            taken: BTreeSet::new(),
+        })
     }
 
     /// The header's metadata value of `key`, if it has one.
     pub fn metadata(&self, key: &str) -> Option<String> {
-        let (_, header) = SafeTensors::read_metadata(&self.bytes).ok()?;
-        let packed = header.metadata().as_ref()?.get(METADATA)?;
+        let packed = self.header.metadata().as_ref()?.get(METADATA)?;
         packed.lines().find_map(|l| l.strip_prefix(key)?.strip_prefix('=')).map(str::to_string)
     }
 
     /// The shape of tensor `name`, if the file has it.
     pub fn shape(&self, name: &str) -> Option<Vec<usize>> {
-        let st = SafeTensors::deserialize(&self.bytes).ok()?;
-        let view = st.tensor(name).ok()?;
-        Some(view.shape().to_vec())
+        self.header.info(name).map(|info| info.shape.clone())
     }
 
     /// Every tensor's name, sorted.
     pub fn names(&self) -> Vec<String> {
-        let mut names: Vec<String> = SafeTensors::deserialize(&self.bytes)
-            .map(|st| st.names().into_iter().cloned().collect())
-            .unwrap_or_default();
+        let mut names: Vec<String> = self.header.tensors().into_keys().collect();
         names.sort();
         names
     }
 
     /// Copies tensor `name` into `out`, checking its dtype and `shape`.
     pub fn read_into(&mut self, name: &str, shape: &[usize], out: &mut [f32]) -> Result<(), Error> {
-        let st =
-            SafeTensors::deserialize(&self.bytes).map_err(|e| Error::Weights(e.to_string()))?;
-        let view = st
-            .tensor(name)
-            .map_err(|_| Error::Weights(format!("`{}` has no tensor `{name}`", self.path)))?;
-        let width = match view.dtype() {
+        let info = self
+            .header
+            .info(name)
+            .ok_or_else(|| Error::Weights(format!("`{}` has no tensor `{name}`", self.path)))?;
+        let width = match info.dtype {
             Dtype::F32 => 4,
             Dtype::F16 | Dtype::BF16 => 2,
             other => {
@@ -204,36 +292,35 @@ impl<'a> WeightsFile<'a> {
                 )))
             }
         };
-        if view.shape() != shape {
+        if info.shape != shape {
             return Err(Error::Weights(format!(
                 "tensor `{name}` in `{}` has shape {:?}, expected {shape:?}",
-                self.path,
-                view.shape()
+                self.path, info.shape
             )));
         }
-        let data = view.data();
-        if data.len() != out.len() * width {
+        let (start, stop) = info.data_offsets;
+        if stop - start != out.len() * width {
             return Err(Error::Weights(format!(
-                "tensor `{name}` in `{}` has {} bytes",
+                "tensor `{name}` in `{}` has {} bytes for {} values",
                 self.path,
-                data.len()
+                stop - start,
+                out.len()
             )));
         }
-        match view.dtype() {
-            Dtype::F16 => {
-                for (o, b) in out.iter_mut().zip(data.chunks_exact(2)) {
-                    *o = f16_to_f32(u16::from_le_bytes([b[0], b[1]]));
-                }
-            }
-            // bfloat16 is the top half of a float32.
-            Dtype::BF16 => {
-                for (o, b) in out.iter_mut().zip(data.chunks_exact(2)) {
-                    *o = f32::from_bits(u32::from(u16::from_le_bytes([b[0], b[1]])) << 16);
-                }
-            }
-            _ => {
-                for (o, b) in out.iter_mut().zip(data.chunks_exact(4)) {
-                    *o = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+        let (dtype, at) = (info.dtype, self.data_start + start as u64);
+        match &mut self.source {
+            Source::Bytes(bytes) => convert(dtype, &bytes[at as usize..][..stop - start], out),
+            Source::File(file) => {
+                let cannot = |e: std::io::Error| {
+                    Error::Weights(format!("cannot read tensor `{name}` of `{}`: {e}", self.path))
+                };
+                file.seek(std::io::SeekFrom::Start(at)).map_err(cannot)?;
+                // A chunk at a time, so that no copy of the tensor is held.
+                let mut chunk = vec![0u8; CHUNK_VALUES * width];
+                for values in out.chunks_mut(CHUNK_VALUES) {
+                    let bytes = &mut chunk[..values.len() * width];
+                    file.read_exact(bytes).map_err(cannot)?;
+                    convert(dtype, bytes, values);
                 }
             }
         }
@@ -523,7 +610,8 @@ mod tests {
         let file = WeightsFile::open(&path).expect("open");
         assert_eq!(file.metadata("netc.network").as_deref(), Some("Net"));
         assert_eq!(file.shape("bn1.num_batches_tracked"), Some(vec![]));
-        let st = SafeTensors::deserialize(&file.bytes).expect("valid");
+        let bytes = std::fs::read(&path).expect("read");
+        let st = safetensors::SafeTensors::deserialize(&bytes).expect("valid");
         let counter = st.tensor("bn1.num_batches_tracked").expect("counter");
         assert_eq!((counter.dtype(), counter.data()), (Dtype::I64, &7i64.to_le_bytes()[..]));
     }
@@ -571,5 +659,59 @@ mod tests {
         let mut v = [0.0];
         f.read_into("w", &[1], &mut v).expect("read");
         assert_eq!(v, [1.0]);
+    }
+
+    /// A file read from disk a chunk at a time gives the same values as
+    /// its bytes in memory, for tensors longer than a chunk, in every
+    /// dtype; a header whose offsets do not tile the data is an error.
+    #[test]
+    fn streamed_reads_equal_reads_from_bytes() {
+        let path = dir().join("streamed.safetensors");
+        let long: Vec<f32> = (0..3 * CHUNK_VALUES + 17).map(|i| (i as f32).sin()).collect();
+        let half: Vec<u8> =
+            (0..CHUNK_VALUES + 5).flat_map(|i| (i as u16 % 0x7000).to_le_bytes()).collect();
+        let long_bytes: Vec<u8> = long.iter().flat_map(|x| x.to_le_bytes()).collect();
+        let views = vec![
+            (
+                "long".to_string(),
+                TensorView::new(Dtype::F32, vec![long.len()], &long_bytes).expect("view"),
+            ),
+            (
+                "half".to_string(),
+                TensorView::new(Dtype::F16, vec![CHUNK_VALUES + 5], &half).expect("view"),
+            ),
+        ];
+        write_views(&path, views, &[]).expect("write");
+        let bytes = std::fs::read(&path).expect("read");
+        let mut from_disk = WeightsFile::open(&path).expect("open");
+        let mut from_bytes =
+            WeightsFile::from_bytes(Cow::Borrowed(&bytes), "bytes").expect("bytes");
+        for (name, len) in [("long", long.len()), ("half", CHUNK_VALUES + 5)] {
+            let (mut a, mut b) = (vec![0.0; len], vec![1.0; len]);
+            from_disk.read_into(name, &[len], &mut a).expect("disk");
+            from_bytes.read_into(name, &[len], &mut b).expect("bytes");
+            assert!(a == b, "{name}");
+        }
+        let mut read = vec![0.0; long.len()];
+        from_disk.read_into("long", &[long.len()], &mut read).expect("again");
+        assert_eq!(read, long);
+
+        // A shape one value short: the offsets no longer fit it.
+        let n = u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes")) as usize;
+        let header = std::str::from_utf8(&bytes[8..8 + n]).expect("utf-8");
+        let shape = format!("\"shape\":[{}]", long.len());
+        let moved = header.replacen(&shape, &format!("\"shape\":[{}]", long.len() - 1), 1);
+        assert_ne!(moved, header, "the header names the shape as expected");
+        let mut bad = bytes[..8].to_vec();
+        bad.extend_from_slice(moved.as_bytes());
+        bad.extend_from_slice(&bytes[8 + n..]);
+        let err = WeightsFile::from_bytes(Cow::Owned(bad.clone()), "bad").unwrap_err().to_string();
+        assert!(err.contains("does not fit"), "{err}");
+        let bad_path = dir().join("bad-offsets.safetensors");
+        std::fs::write(&bad_path, &bad).expect("write");
+        assert!(WeightsFile::open(&bad_path).is_err());
+        // Cut short: the data is shorter than the header says.
+        std::fs::write(&bad_path, &bytes[..bytes.len() - 3]).expect("write");
+        assert!(WeightsFile::open(&bad_path).unwrap_err().to_string().contains("file holds"));
     }
 }

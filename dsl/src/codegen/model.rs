@@ -278,9 +278,10 @@ fn accessors(m: &Module<'_>) -> TokenStream {
         /// forward pass takes, prepared by the first call that needs it
         /// (the default). Off, the model holds nothing beyond its
         /// parameters, and inference takes the least memory: each call
-        /// packs the weights again (most of a small conv's time at batch
-        /// 1) and runs im2col where Winograd's transformed weights would
-        /// be larger than the weights. The outputs agree to rounding.
+        /// packs the weights again, which is most of a small conv's time
+        /// at batch 1, and runs im2col where Winograd's transformed
+        /// weights would be larger than the weights. The outputs agree to
+        /// rounding.
         pub fn keep_prepared_weights(&mut self, keep: bool) {
             for cache in &mut self.forward_caches {
                 cache.keep(keep);

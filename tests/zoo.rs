@@ -6,7 +6,7 @@ use netc_tests::zoo_path;
 fn check(name: &str) -> netc_dsl::Graph {
     let path = zoo_path(name);
     let source = std::fs::read_to_string(&path).expect("zoo file exists");
-    match netc_dsl::check_source(&format!("models/{name}.net"), &source) {
+    match netc_dsl::check_source(&format!("cli/models/{name}.net"), &source) {
         Ok(mut checked) => {
             assert!(checked.warnings.is_empty(), "warnings in {name}: {:?}", checked.warnings);
             assert_eq!(checked.graphs.len(), 1);

@@ -129,3 +129,19 @@ fn state_dicts_match_torchvision() {
         );
     }
 }
+
+/// netc's `example_generated` module documents the generated API on a copy
+/// of the zoo's LeNet-5 inside the `netc` package (a package cannot read
+/// outside itself); the copy must stay the zoo's network.
+#[test]
+fn the_documented_example_is_the_zoos_lenet5() {
+    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../netc/src/example_generated/lenet5.net");
+    let example = std::fs::read_to_string(example).expect("netc's example file");
+    let zoo = std::fs::read_to_string(zoo_path("lenet5")).expect("zoo file");
+    assert!(
+        example == zoo,
+        "netc/src/example_generated/lenet5.net differs from cli/models/lenet5.net: copy one onto the other"
+    );
+    assert_eq!(netc::example_generated::LeNet5::PARAMS, check("lenet5").total_params());
+}

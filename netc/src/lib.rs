@@ -9,7 +9,8 @@
 //!   included with [`include_network!`];
 //! - the [`network!`] macro, inline or with `file = "..."`.
 //!
-//! [`example_generated`] shows the API of a generated model on LeNet-5.
+//! The `example_generated` module (with the `example-generated` feature,
+//! which docs.rs enables) shows the API of a generated model on LeNet-5.
 //!
 //! ```
 //! netc::network! {

@@ -9,7 +9,7 @@ use std::fmt::Write as _;
 const MODELS: &[&str] = &["lenet5", "mlp", "linear", "resnet20", "alexnet", "vgg11", "resnet18"];
 
 fn main() {
-    let files: Vec<String> = MODELS.iter().map(|m| format!("../models/{m}.net")).collect();
+    let files: Vec<String> = MODELS.iter().map(|m| format!("models/{m}.net")).collect();
     if let Err(e) = netc_dsl::Builder::new().runtime_path("::netc_runtime").compile(&files) {
         eprintln!("{e}");
         std::process::exit(1);

@@ -4,8 +4,8 @@
 
 fn main() {
     let built = netc_dsl::Builder::new()
-        .embed_weights("../models/lenet5.net", "weights/lenet5.safetensors")
-        .compile(&["../models/lenet5.net", "models/lenet5_five.net"]);
+        .embed_weights("../cli/models/lenet5.net", "weights/lenet5.safetensors")
+        .compile(&["../cli/models/lenet5.net", "models/lenet5_five.net"]);
     if let Err(e) = built {
         eprintln!("{e}");
         std::process::exit(1);

@@ -17,7 +17,7 @@ fn main() {
         "efficientnet_b0",
         "autoencoder",
     ];
-    let mut files: Vec<String> = models.iter().map(|m| format!("../models/{m}.net")).collect();
+    let mut files: Vec<String> = models.iter().map(|m| format!("../cli/models/{m}.net")).collect();
     // Test networks that exercise every op's backward rule.
     files.extend([
         "nets/smooth.net".to_string(),

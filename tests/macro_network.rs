@@ -3,7 +3,7 @@
 
 mod inline {
     netc::network! {
-        // The text of models/mlp.net, inline.
+        // The text of cli/models/mlp.net, inline.
         network Mlp {
             input x: [784]
             logits = x -> dense(512) -> relu
@@ -16,7 +16,7 @@ mod inline {
 }
 
 mod from_file {
-    netc::network!(file = "../models/mlp.net");
+    netc::network!(file = "../cli/models/mlp.net");
 }
 
 use netc_tests::nets::mlp as from_build;

@@ -155,17 +155,17 @@ macro_rules! check_model {
 
 #[test]
 fn lenet5_matches_the_interpreter() {
-    check_model!(lenet5::LeNet5, "../models/lenet5.net", 3, 6);
+    check_model!(lenet5::LeNet5, "../cli/models/lenet5.net", 3, 6);
 }
 
 #[test]
 fn mlp_matches_the_interpreter() {
-    check_model!(mlp::Mlp, "../models/mlp.net", 3, 6);
+    check_model!(mlp::Mlp, "../cli/models/mlp.net", 3, 6);
 }
 
 #[test]
 fn resnet20_matches_the_interpreter() {
-    check_model!(resnet20::ResNet20, "../models/resnet20.net", 2, 1, 5);
+    check_model!(resnet20::ResNet20, "../cli/models/resnet20.net", 2, 1, 5);
 }
 
 #[test]
@@ -251,7 +251,7 @@ use netc_tests::nets::{
 /// coordinate costs two runs of 1.1 billion f64 multiply-adds.
 #[test]
 fn alexnet_matches_the_interpreter() {
-    check_model!(alexnet::AlexNet, "../models/alexnet.net", 1, 1, 4);
+    check_model!(alexnet::AlexNet, "../cli/models/alexnet.net", 1, 1, 4);
 }
 
 /// ResNet-18 (torchvision's layout, 224x224): inference on running
@@ -260,7 +260,7 @@ fn alexnet_matches_the_interpreter() {
 /// multiply-adds), at one sample.
 #[test]
 fn resnet18_matches_the_interpreter() {
-    check_model!(resnet18::ResNet18, "../models/resnet18.net", 1, 1, 31);
+    check_model!(resnet18::ResNet18, "../cli/models/resnet18.net", 1, 1, 31);
 }
 
 /// ResNet-50 (torchvision's layout, 224x224, 4.1 billion multiply-adds a
@@ -275,7 +275,7 @@ fn resnet18_matches_the_interpreter() {
 /// model's against PyTorch's in `bench/peers`.
 #[test]
 fn resnet50_matches_the_interpreter() {
-    check_model!(resnet50::ResNet50, "../models/resnet50.net", 1, 1, 53, 0.2);
+    check_model!(resnet50::ResNet50, "../cli/models/resnet50.net", 1, 1, 53, 0.2);
 }
 
 /// A DenseNet-style network at small size: twenty layers that each
@@ -290,7 +290,7 @@ fn dense_blocks_match_the_interpreter() {
 /// coordinate of every 120th gradient tensor, held as ResNet-50's.
 #[test]
 fn densenet121_matches_the_interpreter() {
-    check_model!(densenet121::DenseNet121, "../models/densenet121.net", 1, 1, 120, 0.2);
+    check_model!(densenet121::DenseNet121, "../cli/models/densenet121.net", 1, 1, 120, 0.2);
 }
 
 /// MobileNetV2: depthwise convs, ReLU6, inverted residuals, dropout; one
@@ -299,7 +299,7 @@ fn densenet121_matches_the_interpreter() {
 /// of the first layers are 2% from its float64 ones, netc's 0.6%).
 #[test]
 fn mobilenet_v2_matches_the_interpreter() {
-    check_model!(mobilenet_v2::MobileNetV2, "../models/mobilenet_v2.net", 1, 1, 31, 0.2);
+    check_model!(mobilenet_v2::MobileNetV2, "../cli/models/mobilenet_v2.net", 1, 1, 31, 0.2);
 }
 
 /// MobileNetV3-Small: hard swish, squeeze-and-excitation with hard sigmoid
@@ -308,7 +308,7 @@ fn mobilenet_v2_matches_the_interpreter() {
 fn mobilenet_v3_small_matches_the_interpreter() {
     check_model!(
         mobilenet_v3_small::MobileNetV3Small,
-        "../models/mobilenet_v3_small.net",
+        "../cli/models/mobilenet_v3_small.net",
         1,
         1,
         29
@@ -319,21 +319,21 @@ fn mobilenet_v3_small_matches_the_interpreter() {
 /// every 7th gradient tensor.
 #[test]
 fn squeezenet1_1_matches_the_interpreter() {
-    check_model!(squeezenet1_1::SqueezeNet11, "../models/squeezenet1_1.net", 1, 1, 7);
+    check_model!(squeezenet1_1::SqueezeNet11, "../cli/models/squeezenet1_1.net", 1, 1, 7);
 }
 
 /// GoogLeNet: inception branches, padded pools in ceil mode; one coordinate
 /// of every 35th gradient tensor, held as ResNet-50's (57 batch norms).
 #[test]
 fn googlenet_matches_the_interpreter() {
-    check_model!(googlenet::GoogLeNet, "../models/googlenet.net", 1, 1, 35, 0.2);
+    check_model!(googlenet::GoogLeNet, "../cli/models/googlenet.net", 1, 1, 35, 0.2);
 }
 
 /// EfficientNet-B0: SiLU, squeeze-and-excitation, stochastic depth with the
 /// generated code's masks; one coordinate of every 43rd gradient tensor.
 #[test]
 fn efficientnet_b0_matches_the_interpreter() {
-    check_model!(efficientnet_b0::EfficientNetB0, "../models/efficientnet_b0.net", 1, 1, 43);
+    check_model!(efficientnet_b0::EfficientNetB0, "../cli/models/efficientnet_b0.net", 1, 1, 43);
 }
 
 /// The digits autoencoder: strided convs, a transposed conv, bilinear
@@ -342,7 +342,7 @@ fn efficientnet_b0_matches_the_interpreter() {
 #[test]
 fn autoencoder_matches_the_interpreter() {
     use netc_tests::nets::autoencoder::Autoencoder;
-    check_model!(float Autoencoder, "../models/autoencoder.net", "Autoencoder", 3, 8);
+    check_model!(float Autoencoder, "../cli/models/autoencoder.net", "Autoencoder", 3, 8);
 }
 
 /// VGG-11 (224x224, 7.6 billion multiply-adds a sample, dropout):
@@ -350,7 +350,7 @@ fn autoencoder_matches_the_interpreter() {
 /// gradient tensor.
 #[test]
 fn vgg11_matches_the_interpreter() {
-    check_model!(vgg11::Vgg11, "../models/vgg11.net", 1, 1, 11);
+    check_model!(vgg11::Vgg11, "../cli/models/vgg11.net", 1, 1, 11);
 }
 
 /// A network of two inputs: both are arguments of every generated method,

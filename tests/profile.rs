@@ -165,7 +165,7 @@ fn lenet5_profiles_exactly_and_names_every_layer() {
             .collect()
     };
     let step = same_as_plain(make, grads, 16);
-    names_every_layer(&step, "../models/lenet5.net");
+    names_every_layer(&step, "../cli/models/lenet5.net");
     adds_up_to_the_step(&mut make(), 16);
 }
 
@@ -181,7 +181,7 @@ fn resnet20_profiles_exactly_and_names_every_layer() {
             .collect()
     };
     let step = same_as_plain(make, grads, 4);
-    names_every_layer(&step, "../models/resnet20.net");
+    names_every_layer(&step, "../cli/models/resnet20.net");
     adds_up_to_the_step(&mut make(), 4);
 }
 

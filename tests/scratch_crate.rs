@@ -35,7 +35,8 @@ fn readme_instructions_build_a_training_crate() {
         ),
     )
     .expect("Cargo.toml");
-    std::fs::copy(root.join("models/lenet5.net"), dir.join("models/lenet5.net")).expect("model");
+    std::fs::copy(root.join("cli/models/lenet5.net"), dir.join("models/lenet5.net"))
+        .expect("model");
     std::fs::write(dir.join("build.rs"), readme_block(&readme, "// build.rs")).expect("build.rs");
     std::fs::write(dir.join("src/main.rs"), readme_block(&readme, "// src/main.rs"))
         .expect("main.rs");

@@ -6,7 +6,7 @@ use netc_tests::zoo_path;
 fn check(name: &str) -> netc_dsl::Graph {
     let path = zoo_path(name);
     let source = std::fs::read_to_string(&path).expect("zoo file exists");
-    match netc_dsl::check_source(&format!("models/{name}.net"), &source) {
+    match netc_dsl::check_source(&format!("cli/models/{name}.net"), &source) {
         Ok(mut checked) => {
             assert!(checked.warnings.is_empty(), "warnings in {name}: {:?}", checked.warnings);
             assert_eq!(checked.graphs.len(), 1);
@@ -128,4 +128,20 @@ fn state_dicts_match_torchvision() {
             "{name}: missing {missing:?}, extra {extra:?}"
         );
     }
+}
+
+/// netc's `example_generated` module documents the generated API on a copy
+/// of the zoo's LeNet-5 inside the `netc` package (a package cannot read
+/// outside itself); the copy must stay the zoo's network.
+#[test]
+fn the_documented_example_is_the_zoos_lenet5() {
+    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../netc/src/example_generated/lenet5.net");
+    let example = std::fs::read_to_string(example).expect("netc's example file");
+    let zoo = std::fs::read_to_string(zoo_path("lenet5")).expect("zoo file");
+    assert!(
+        example == zoo,
+        "netc/src/example_generated/lenet5.net differs from cli/models/lenet5.net: copy one onto the other"
+    );
+    assert_eq!(netc::example_generated::LeNet5::PARAMS, check("lenet5").total_params());
 }

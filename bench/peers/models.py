@@ -94,7 +94,7 @@ class AlexNet(nn.Module):
 
 
 class Autoencoder(nn.Module):
-    """models/autoencoder.net: two strided convs, a transposed conv, a
+    """cli/models/autoencoder.net: two strided convs, a transposed conv, a
     bilinear upsampling and a conv back to the image."""
 
     def __init__(self):

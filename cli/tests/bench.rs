@@ -20,9 +20,9 @@ fn netc(args: &[&str]) -> Output {
 /// Few runs: these tests check what is printed, not how fast.
 const QUICK: &[&str] = &["--runs", "3", "--seconds", "0"];
 
-/// The layer names of `models/<model>.net`, as `netc check --json` gives them.
+/// The layer names of `cli/models/<model>.net`, as `netc check --json` gives them.
 fn layers_of(model: &str) -> Vec<String> {
-    let out = netc(&["check", "--json", &format!("models/{model}.net")]);
+    let out = netc(&["check", "--json", &format!("cli/models/{model}.net")]);
     assert!(out.status.success());
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
     let layers = v["layers"].as_array().expect("layers");

@@ -6,7 +6,7 @@ use netc_dsl::program::{lower, passes::plan_memory, Arg, Program, Step};
 
 fn zoo(name: &str) -> Program {
     // The zoo, plus the test network that covers every backward rule.
-    let dir = if name == "smooth" { "../tests/nets" } else { "../models" };
+    let dir = if name == "smooth" { "../tests/nets" } else { "../cli/models" };
     let path =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(dir).join(format!("{name}.net"));
     let source = std::fs::read_to_string(path).expect("zoo file");

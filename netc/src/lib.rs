@@ -1,8 +1,16 @@
 //! netc: a neural-network compiler for Rust.
 //!
-//! Networks are written in the `.net` language, checked at build time, and
-//! (as the code generator lands) compiled to statically shaped Rust. This
-//! facade re-exports the [`network!`] macro and the runtime.
+//! Networks are written in the `.net` language, checked at build time
+//! (every tensor shape inferred), differentiated, and compiled to statically
+//! shaped Rust that calls netc's kernels. There are two ways in, which give
+//! the same model type:
+//!
+//! - a `.net` file compiled by `netc_dsl::Builder` in `build.rs` and
+//!   included with [`include_network!`];
+//! - the [`network!`] macro, inline or with `file = "..."`.
+//!
+//! The `example_generated` module (with the `example-generated` feature,
+//! which docs.rs enables) shows the API of a generated model on LeNet-5.
 //!
 //! ```
 //! netc::network! {
@@ -18,6 +26,12 @@
 //! assert_eq!(Tiny::MACS_PER_SAMPLE, 4 * 3 + 3 * 2);
 //! ```
 #![deny(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+// Generated code names the runtime `::netc::runtime`, as in a user's crate;
+// this lets `example_generated` be compiled here exactly as it is there.
+#[cfg(feature = "example-generated")]
+extern crate self as netc;
 
 pub use netc_macros::network;
 
@@ -30,3 +44,7 @@ macro_rules! include_network {
     };
 }
 pub use netc_runtime as runtime;
+
+#[cfg(feature = "example-generated")]
+#[cfg_attr(docsrs, doc(cfg(feature = "example-generated")))]
+pub mod example_generated;

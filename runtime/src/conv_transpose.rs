@@ -4,7 +4,7 @@
 //!
 //! It is a convolution's passes with their roles swapped, so it runs on the
 //! convolution's kernels ([`crate::conv`]) and whatever algorithm they pick:
-//! its forward pass is the backward-data pass of the conv [`Self::conv`]
+//! its forward pass is the backward-data pass of the conv [`ConvTranspose2d::conv`]
 //! from `O` channels of the output's size to `C` of the input's, whose
 //! weight has exactly this layout; its backward-data pass is that conv's
 //! forward pass; its weight gradient is that conv's weight gradient with

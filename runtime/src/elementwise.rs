@@ -20,7 +20,7 @@ pub fn mul(a: &[f32], b: &[f32], y: &mut [f32]) -> Result<(), LenError> {
 
 /// The backward of [`mul`]: `da = dy ⊙ b` and `db = dy ⊙ a`, each
 /// overwritten; `None` skips that gradient (an operand that needs none).
-/// Two passes, one per gradient, each the shape of a [`crate::par`]
+/// Two passes, one per gradient, each the shape of a `crate::par`
 /// helper; both read `dy`, which a fused pass would read once.
 pub fn mul_backward(
     a: &[f32],

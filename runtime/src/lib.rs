@@ -5,7 +5,7 @@
 //! modules (`gemm`, `conv`'s `direct` and `winograd`, `dense`'s `dot` and
 //! `streamed`, `reduce`, `pool`'s `x86`, and `act`'s `gated` and `lanes`),
 //! each block with a `// SAFETY:` comment; everything is tested against the
-//! naive kernels of [`reference`].
+//! naive kernels of [`reference`](mod@reference).
 #![deny(unsafe_code)]
 
 pub mod act;

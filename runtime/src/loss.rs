@@ -1,6 +1,6 @@
 //! Losses and their gradients: softmax cross-entropy fused with its
 //! backward (with PyTorch's label smoothing and class weights), the halved
-//! sum-of-squares error, and the elementwise losses of [`pointwise`]
+//! sum-of-squares error, and the elementwise losses of `pointwise`
 //! (binary cross-entropy on logits, smooth L1, Huber).
 //!
 //! Each reduces by a mean (over the batch, its targets' weights, or every

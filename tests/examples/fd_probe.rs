@@ -84,7 +84,9 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     let (model, tensor, dir) = (args[1].as_str(), args[2].as_str(), args[3].as_str());
     match model {
-        "resnet20" => probe!(resnet20::ResNet20, "resnet20", "models/resnet20.net", tensor, dir),
+        "resnet20" => {
+            probe!(resnet20::ResNet20, "resnet20", "cli/models/resnet20.net", tensor, dir)
+        }
         _ => probe!(
             alexnet_nodrop::AlexNetNoDrop,
             "alexnet",

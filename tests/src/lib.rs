@@ -2,9 +2,9 @@
 
 use std::path::PathBuf;
 
-/// The path of a zoo model, `models/<name>.net`, from the workspace root.
+/// The path of a zoo model, `cli/models/<name>.net`, from the workspace root.
 pub fn zoo_path(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models").join(format!("{name}.net"))
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../cli/models").join(format!("{name}.net"))
 }
 
 /// `n` samples of `N` values in `[-1, 1)`, reproducible from `seed`

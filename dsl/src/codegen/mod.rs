@@ -6,9 +6,9 @@
 //! kernel call naming its `.net` line, layer and shapes.
 //!
 //! It runs in stages: [`schedule`] decides everything (memory plans, fused
-//! SGD steps, sharding, caches); the emitters then only print: [`steps`]
+//! SGD steps, sharding, caches); the emitters then only print: `steps`
 //! the kernel calls, once per sequence, and one file per part of the
-//! module ([`params`], [`model`], [`forward`], [`train`], [`shard`]).
+//! module (`params`, `model`, `forward`, `train`, `shard`).
 
 mod embed;
 mod forward;

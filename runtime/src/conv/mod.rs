@@ -2,9 +2,9 @@
 //! with PyTorch's semantics (`nn.Conv2d`: weight `[O, C/groups, kh, kw]`,
 //! cross-correlation, zero padding, floor output size, dilation, groups).
 //!
-//! Each pass has a few algorithms, each a [`ConvAlgorithm`] in a file of its
+//! Each pass has a few algorithms, each a `ConvAlgorithm` in a file of its
 //! own. The shape alone picks one ([`Conv2d::forward_algo`] and the like),
-//! by asking them in turn against the thresholds of [`tuning`], so that the
+//! by asking them in turn against the thresholds of `tuning`, so that the
 //! code generator knows the choice:
 //! - `Pointwise` (`pointwise.rs`): a 1x1, stride-1, unpadded conv is a plain
 //!   GEMM per sample;

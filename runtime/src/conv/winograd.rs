@@ -11,13 +11,13 @@
 //! input tiles (`[ξ][cin][tile]`).
 //!
 //! Work runs in chunks of whole samples, big enough to give the products at
-//! least [`CHUNK_TILES`] columns; chunks run in parallel, each in its
+//! least `CHUNK_TILES` columns; chunks run in parallel, each in its
 //! thread's scratch buffer. The transforms are vectorised across 16 tiles
 //! (one AVX-512 register per point of the window), the products across 16
 //! or 32 tiles.
 //!
 //! The weight gradient reuses the input transform and reduces over tiles
-//! instead ([`weight_grad`]).
+//! instead (`weight_grad`).
 //!
 //! The backward-data pass of a stride-1 3x3 conv is itself such a conv: of
 //! `dy`, padded by `2 − pad`, with the weights rotated by 180° and their
@@ -152,8 +152,8 @@ pub fn applies(s: &Conv2d) -> bool {
 /// Whether Winograd beats im2col on `s`, where it applies. Each call
 /// transforms the weights into `U`, 4x their size, and streams `U` through
 /// the tuple GEMMs: nearly free while `U` fits in L2, but a larger `U` pays
-/// only over many tiles ([`WINOGRAD_LARGE_U_MIN_TILES`]); and below
-/// [`WINOGRAD_MIN_TILES`] a call, even a small `U` costs more to make than
+/// only over many tiles (`WINOGRAD_LARGE_U_MIN_TILES`); and below
+/// `WINOGRAD_MIN_TILES` a call, even a small `U` costs more to make than
 /// the tiles save, since both grow with `c·o` but the saving also with the
 /// tiles.
 pub fn pays(s: &Conv2d) -> bool {
@@ -162,7 +162,7 @@ pub fn pays(s: &Conv2d) -> bool {
 
 /// Whether Winograd beats im2col on `s` when `U` is made once for many
 /// forward calls ([`super::conv2d_forward_cached`]): from
-/// [`WINOGRAD_MIN_TILES`] a call, whatever the size of `U`, which then
+/// `WINOGRAD_MIN_TILES` a call, whatever the size of `U`, which then
 /// costs only its reading.
 pub fn pays_prepared(s: &Conv2d) -> bool {
     applies(s) && s.n * Problem::forward(s).tiles_per_sample() >= WINOGRAD_MIN_TILES
@@ -182,9 +182,9 @@ fn problem_pays(p: &Problem) -> bool {
 }
 
 /// Whether Winograd beats im2col on the weight gradient of `s`, where it
-/// applies: only while `U` is small ([`WINOGRAD_WEIGHT_GRAD_MAX_U_BYTES`]),
+/// applies: only while `U` is small (`WINOGRAD_WEIGHT_GRAD_MAX_U_BYTES`),
 /// since every task sums into its own `W'` of that size, and, as for
-/// [`pays`], only from [`WINOGRAD_MIN_TILES`] a call.
+/// [`pays`], only from `WINOGRAD_MIN_TILES` a call.
 pub fn pays_weight_grad(s: &Conv2d) -> bool {
     applies(s)
         && POINTS * s.c * s.o * 4 <= WINOGRAD_WEIGHT_GRAD_MAX_U_BYTES

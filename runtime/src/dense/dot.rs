@@ -1,6 +1,6 @@
 //! The dense forward pass from 2 samples on AVX-512 (of any weights up to
-//! [`MAX_BATCH`] samples, of cache-sized ones at any batch; see
-//! [`preferred`]): register-blocked dot products of weight rows with
+//! `MAX_BATCH` samples, of cache-sized ones at any batch; see
+//! `preferred`): register-blocked dot products of weight rows with
 //! sample rows, both read where they lie.
 //!
 //! `y = x·Wᵀ` multiplies two matrices that are both contiguous along the
@@ -9,14 +9,14 @@
 //! product they pack both, transposing each, and a transposing pack costs
 //! far more than the copy it replaces. Here one vector load of a weight row
 //! and one of a sample row meet in a multiply-add lane by lane; a tile
-//! keeps [`ROWS`] weight rows × [`SAMPLES`] samples of such partial sums in
+//! keeps `ROWS` weight rows × `SAMPLES` samples of such partial sums in
 //! registers and adds each one's lanes once, at the end of its block of
 //! inputs.
 //!
 //! The weight rows of a tile stay in L1 while the samples stream past them
 //! from L2, so every thread reads all the samples and its share of the
 //! weights, once: at a few samples the pass runs at the speed of memory,
-//! where the GEMM first packs all the weights (see [`preferred`]).
+//! where the GEMM first packs all the weights (see `preferred`).
 
 #[cfg(target_arch = "x86_64")]
 mod x86;

@@ -5,7 +5,7 @@
 //! product; here the weights stream from memory once, in blocks, while the
 //! few samples' rows stay in L1:
 //! - forward: tasks own blocks of output rows; each weight row meets all
-//!   samples through the inputs in blocks of [`K_BLOCK`], so the samples'
+//!   samples through the inputs in blocks of `K_BLOCK`, so the samples'
 //!   blocks stay in L1 while the weights stream; a single sample takes four
 //!   weight rows at a time, so four streams are in flight;
 //! - backward-data: tasks own blocks of input columns; each weight row's

@@ -82,7 +82,7 @@ pub enum Bias<'a> {
 /// of `b` added in another order. The gradient itself is never stored.
 ///
 /// `w` has C's shape, with its own strides; it is borrowed mutably for
-/// `'a`. Only this crate can make one ([`SgdUpdate::new`] is crate-private),
+/// `'a`. Only this crate can make one (`SgdUpdate::new` is crate-private),
 /// and it hands each to a single GEMM call, which writes each weight once,
 /// on the thread that owns that element of C: an `SgdUpdate` copied into two
 /// concurrent GEMMs would race on the weights, so none is ever given out.

@@ -2,7 +2,7 @@
 //! semantics: `nn.MaxPool2d` and `nn.AvgPool2d` with `dilation = 1`, either
 //! `ceil_mode`, either `count_include_pad` and no `divisor_override`;
 //! `nn.AdaptiveAvgPool2d(1)` flattened to `[N, C]` as global average
-//! pooling; and `nn.AdaptiveAvgPool2d((oh, ow))` (in [`adaptive`]).
+//! pooling; and `nn.AdaptiveAvgPool2d((oh, ow))` (in `adaptive`).
 //!
 //! Every input plane `[H, W]` is pooled on its own, in memory order. Both
 //! pools work a whole output row at a time: for each input row and each

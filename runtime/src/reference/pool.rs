@@ -70,7 +70,7 @@ fn avg_divisor(p: &Pool2d, o_r: usize, o_c: usize) -> f64 {
     count as f64
 }
 
-/// Average pooling with zero padding, divided as [`avg_divisor`] says.
+/// Average pooling with zero padding, divided as `avg_divisor` says.
 pub fn avg_pool2d(p: Pool2d, x: &[f64]) -> Vec<f64> {
     let (oh, ow, plane) = (p.out_h(), p.out_w(), p.h * p.w);
     let mut y = vec![0.0; p.y_len()];

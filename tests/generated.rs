@@ -413,6 +413,38 @@ fn batch_norm_refuses_one_value_per_channel() {
     model.train_step(&x, &[1, 2], &opt).expect("two samples train");
 }
 
+/// A batch of one sample is refused before the training pass runs: a
+/// batch norm over images earlier in the network, which would have had
+/// values enough, keeps its running statistics too, and nothing else of
+/// the model moves (parameters, buffers, the step count); `backward` has
+/// no batch to work on.
+#[test]
+fn a_refused_batch_leaves_the_whole_model_unchanged() {
+    use netc_tests::nets::dense_bn::DeepBn;
+    let mut model = DeepBn::with_capacity(2, 4);
+    let opt = DeepBn::default_optimizer().expect("the file names one");
+    let x = batch::<18>(3, 4);
+    model.train_step(&x[..2], &[0, 2], &opt).expect("two samples train");
+    let snapshot = |m: &DeepBn| {
+        let mut all = Vec::new();
+        m.params().visit(|name, _, v| all.push((name.to_string(), v.to_vec())));
+        (all, m.optimizer_state().0.to_vec(), m.optimizer_state().2)
+    };
+    let before = snapshot(&model);
+    let err = model.train_step(&x[2..], &[1], &opt).expect_err("one sample");
+    assert!(err.to_string().contains("`head_bn`"), "{err}");
+    let err = model.forward_train(&x[2..]).expect_err("one sample");
+    assert!(err.to_string().contains("`head_bn`"), "{err}");
+    assert!(model.backward(&[1]).is_err(), "no batch to go back through");
+    assert!(before == snapshot(&model), "the refused batch changed the model");
+    model.train_step(&x[1..], &[2, 1], &opt).expect("two samples train");
+    // The trainer asks the model, to refuse `--batch 1` before any step.
+    use netc::runtime::model::Model;
+    assert_eq!(Model::single_value_batch_norm(&model), Some("head_bn"));
+    let lenet = lenet5::LeNet5::with_capacity(1, 1);
+    assert_eq!(Model::single_value_batch_norm(&lenet), None);
+}
+
 /// Stochastic depth in training: each output is its branch's dense layer
 /// times the mask that the runtime's reference draws from the model's
 /// seed, the step and the layer (per sample in row mode, once per batch in

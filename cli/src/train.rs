@@ -39,6 +39,9 @@ pub struct TrainArgs {
     hyper: HyperArgs,
     #[arg(long, default_value_t = 2)]
     epochs: usize,
+    /// Samples per training step. The last partial batch of each epoch
+    /// is dropped (its samples come back in later epochs' orders), so no
+    /// step sees a smaller batch than this.
     #[arg(long, default_value_t = 64)]
     batch: usize,
     /// Stop after this many epochs without improvement of --monitor.
@@ -216,6 +219,14 @@ fn run_training(args: &TrainArgs, network: Network) -> Result<(), String> {
         Loader::new(Arc::clone(&train), args.batch, args.augment.then_some(args.data.seed), &what)?;
     let base = hyper::optimizer(&args.hyper, model.as_ref())?;
     let schedule = hyper::schedule(&args.hyper, model.as_ref())?;
+    if let (1, Some(layer)) = (args.batch, model.single_value_batch_norm()) {
+        return Err(format!(
+            "--batch 1 gives batch norm `{layer}` one value per channel, which it cannot train \
+             on: use a batch of at least 2"
+        ));
+    }
+    // The last partial batch of an epoch is dropped, never trained on: it
+    // could be a single sample, which batch norm refuses.
     let batches = train.len() / args.batch;
     if batches == 0 {
         return Err(format!(

@@ -95,6 +95,13 @@ pub trait Model: Send + Sync {
     /// Every parameter tensor: name, shape, values.
     fn visit_params(&self, f: &mut TensorVisitor<'_>);
 
+    /// The batch norm that has one value per channel in a sample (over
+    /// `[C]` or `[C, 1, 1]`), if there is one: the model refuses to train
+    /// on a batch of one sample, which would give it no variance.
+    fn single_value_batch_norm(&self) -> Option<&'static str> {
+        None
+    }
+
     /// Where the training passes record per-layer times, and the layers'
     /// names; `None` for a model whose passes do not mark their layers.
     fn profile_slot(&mut self) -> Option<Slot<'_>> {

@@ -449,6 +449,18 @@ pub fn lrn_backward(
     Ok(norm::lrn_backward(*l, x, y, scale, dy, dx)?)
 }
 
+/// Refuses a training batch of `n` samples that gives batch norm `layer`,
+/// of `inner` values per channel in a sample, fewer than two values per
+/// channel. The generated training pass calls it before its first kernel,
+/// so that a refused batch leaves every running statistic as it was.
+pub fn batch_norm_batch(layer: &'static str, n: usize, inner: usize) -> Result<(), Error> {
+    let values = n.saturating_mul(inner);
+    if values < 2 {
+        return Err(Error::OneValuePerChannel { layer, values });
+    }
+    Ok(())
+}
+
 /// Training-mode batch norm, then `activation` (fused into the store);
 /// `saved` holds the batch mean then the inverse standard deviation, `2·C`
 /// values, for the backward pass.
@@ -469,10 +481,7 @@ pub fn batch_norm_forward_train(
     saved: &mut [f32],
     y: &mut [f32],
 ) -> Result<(), Error> {
-    let values = bn.n.saturating_mul(bn.h).saturating_mul(bn.w);
-    if values < 2 {
-        return Err(Error::OneValuePerChannel { layer, values });
-    }
+    batch_norm_batch(layer, bn.n, bn.h.saturating_mul(bn.w))?;
     check_len("batch_norm_forward_train", "saved", saved.len(), 2 * bn.c)?;
     let (mean, invstd) = saved.split_at_mut(bn.c);
     let stats = (mean, invstd, running_mean, running_var);

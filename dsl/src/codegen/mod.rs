@@ -25,7 +25,7 @@ pub use embed::{check_weights, embedded_weights};
 
 use crate::diag::line_col;
 use crate::ir::Graph;
-use crate::program::Program;
+use crate::program::{Arg, Geometry, Program};
 use names::ident;
 use proc_macro2::{Ident, TokenStream};
 use quote::{format_ident, quote};
@@ -168,6 +168,29 @@ impl Module<'_> {
         });
         let rt = self.rt;
         quote!(let n = #rt::pass::batch_of(&[#(#lens),*], &Self::INPUT_LENS, #capacity)?;)
+    }
+
+    /// The first batch norm with one value per channel in a sample (over
+    /// `[C]` or `[C, 1, 1]`), which cannot train on a batch of one sample.
+    pub fn single_value_batch_norm(&self) -> Option<&str> {
+        self.p().train_forward.iter().find_map(|step| {
+            let [Arg::Shape(Geometry::BatchNorm { inner: 1, .. }), Arg::Layer(layer), ..] =
+                step.args.as_slice()
+            else {
+                return None;
+            };
+            Some(layer.as_str())
+        })
+    }
+
+    /// The check that refuses a batch of one sample before the training
+    /// pass runs, where [`Self::single_value_batch_norm`] has a layer:
+    /// failing at that layer's kernel would leave the batch norms before it
+    /// with updated running statistics.
+    pub fn batch_norm_guard(&self) -> TokenStream {
+        let Some(layer) = self.single_value_batch_norm() else { return quote!() };
+        let rt = self.rt;
+        quote!(#rt::nn::batch_norm_batch(#layer, n, 1)?;)
     }
 
     /// `let mut pass = ...;`: a pass over the model's own buffers.

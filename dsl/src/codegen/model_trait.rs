@@ -46,6 +46,13 @@ pub fn model_trait(m: &Module<'_>) -> TokenStream {
             },
         )
     };
+    let single_value = m.single_value_batch_norm().map(|layer| {
+        quote! {
+            fn single_value_batch_norm(&self) -> Option<&'static str> {
+                Some(#layer)
+            }
+        }
+    });
     quote! {
         impl #rt::model::Model for #name {
             fn name(&self) -> &'static str {
@@ -130,6 +137,7 @@ pub fn model_trait(m: &Module<'_>) -> TokenStream {
             fn visit_params(&self, f: &mut #rt::model::TensorVisitor<'_>) {
                 #params_ty::visit(self.params(), f)
             }
+            #single_value
             fn profile_slot(&mut self) -> Option<#rt::profile::Slot<'_>> {
                 Some(self.memory.profile_slot(Self::LAYERS))
             }

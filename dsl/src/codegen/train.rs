@@ -85,7 +85,7 @@ fn pass_methods(m: &Module<'_>, t: &Targets) -> TokenStream {
     );
     let forward_params =
         if s.forward_uses.params_mut { quote!(&mut self.params) } else { quote!(&self.params) };
-    let fused = fuses(m);
+    let (fused, guard) = (fuses(m), m.batch_norm_guard());
     let backward_call = if fused {
         quote! {
             #own_pass
@@ -126,6 +126,7 @@ fn pass_methods(m: &Module<'_>, t: &Targets) -> TokenStream {
         /// values; returns the `n·OUTPUT_LEN` outputs.
         pub fn forward_train_flat(&mut self, #(#flat),*) -> Result<&[f32], #rt::Error> {
             #batch_of
+            #guard
             self.reserve_training();
             self.step += 1;
             self.batch = 0;

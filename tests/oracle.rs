@@ -577,3 +577,11 @@ fn fused_sgd_with_a_multiplier_matches_the_interpreter() {
         none
     );
 }
+
+/// A network of activations and pools alone, trained against labels: no
+/// parameter, so only its forward passes and loss are compared.
+#[test]
+fn a_network_of_pools_and_activations_matches_the_interpreter() {
+    use netc_tests::nets::no_params::PoolsOnly;
+    check_model!(labels PoolsOnly, "nets/no_params.net", "PoolsOnly", 3, 1);
+}

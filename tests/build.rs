@@ -1,4 +1,12 @@
-//! Compiles every zoo model with the `build.rs` API, as a user would.
+//! Compiles every zoo model with the `build.rs` API, as a user would, and
+//! the random networks of the differential test.
+
+#[path = "random/generate.rs"]
+#[allow(dead_code)]
+mod generate;
+
+use std::fmt::Write as _;
+use std::path::Path;
 
 fn main() {
     let models = [
@@ -51,4 +59,69 @@ fn main() {
         eprintln!("{e}");
         std::process::exit(1);
     }
+    random_networks();
+}
+
+/// The networks of seeds `NETC_DIFF_SEED..+NETC_DIFF_COUNT` (default 1 and
+/// 60), each generated as a `.net` file and compiled to Rust in
+/// `$OUT_DIR/random/`, and `$OUT_DIR/random_nets.rs`, which the
+/// differential test includes: a module and a test per network. A network
+/// that the checker refuses, or whose compilation panics, becomes a test
+/// that fails with its seed, message and source, so that one bad network
+/// fails one test and not the build.
+fn random_networks() {
+    let var = |name: &str, default: u64| {
+        println!("cargo:rerun-if-env-changed={name}");
+        std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    };
+    let (first, count) = (var("NETC_DIFF_SEED", 1), var("NETC_DIFF_COUNT", 60));
+    println!("cargo:rerun-if-changed=random/generate.rs");
+    let out = std::env::var("OUT_DIR").expect("cargo sets OUT_DIR");
+    let dir = Path::new(&out).join("random");
+    std::fs::create_dir_all(&dir).expect("the random networks' folder");
+    let mut index = String::new();
+    for seed in first..first + count {
+        let net = generate::generate(seed);
+        let stem = &net.name;
+        let file = format!("{stem}.net");
+        std::fs::write(dir.join(&file), &net.source).expect("a random network's file");
+        let source_const = format!("include_str!(concat!(env!(\"OUT_DIR\"), \"/random/{file}\"))");
+        let compiled = std::panic::catch_unwind(|| {
+            netc_dsl::Builder::new().generate(&file, &net.source).map_err(|d| d.to_string())
+        });
+        let code = match compiled {
+            Ok(Ok(code)) => code,
+            Ok(Err(refused)) => {
+                let message = format!("the checker refused it:\n{refused}");
+                writeln!(index, "#[test]\nfn {stem}() {{ refused({seed}, {message:?}, {source_const}); }}")
+                    .expect("a string");
+                continue;
+            }
+            Err(_) => {
+                let message = "netc panicked compiling it (see the build script's output)";
+                writeln!(index, "#[test]\nfn {stem}() {{ refused({seed}, {message:?}, {source_const}); }}")
+                    .expect("a string");
+                continue;
+            }
+        };
+        std::fs::write(dir.join(format!("{stem}.rs")), code).expect("a random network's code");
+        let ty = stem.to_uppercase();
+        let inputs: Vec<String> =
+            net.input_lens.iter().enumerate().map(|(i, len)| format!("({i}, {len})")).collect();
+        let targets = match net.targets {
+            generate::Targets::None => "infer".to_string(),
+            generate::Targets::Labels { classes } => format!("labels {classes}"),
+            generate::Targets::Values { len } => format!("values {len}"),
+        };
+        let optimizer = if net.optimizer { "optimizer" } else { "none" };
+        writeln!(
+            index,
+            "mod {stem} {{ include!(concat!(env!(\"OUT_DIR\"), \"/random/{stem}.rs\")); }}\n\
+             #[test]\nfn {stem}() {{ check_net!({stem}::{ty}, {seed}, {source_const}, {}, [{}], {targets}, {optimizer}); }}",
+            net.batch,
+            inputs.join(", ")
+        )
+        .expect("a string");
+    }
+    std::fs::write(Path::new(&out).join("random_nets.rs"), index).expect("random_nets.rs");
 }

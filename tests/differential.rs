@@ -1,0 +1,275 @@
+//! Differential test of the compiler: random valid networks
+//! (`random/generate.rs`), compiled to Rust by `build.rs` into this one
+//! test crate, each checked against the f64 interpreter: the inference
+//! output, the training forward and loss (with the generated code's
+//! dropout masks), every gradient against central differences of the
+//! interpreter's loss, the parameters after one optimizer step (kernel by
+//! kernel and by `train_step`), and inference again on the trained
+//! weights and running statistics.
+//!
+//! `build.rs` compiles the seeds `NETC_DIFF_SEED..+NETC_DIFF_COUNT`
+//! (default 1 and 60); `tests/differential.sh` runs many more, a batch per
+//! build. A failing network prints its seed and its `.net` source.
+
+#![deny(warnings)]
+
+#[path = "random/generate.rs"]
+#[allow(dead_code)]
+mod generate;
+
+use netc::runtime::dropout::{Dropout, DropoutKey};
+use netc_dsl::interp::{self, Mode, Weights};
+
+/// Prints the failing network's seed and source when a check panics.
+struct Report {
+    seed: u64,
+    source: &'static str,
+}
+
+impl Drop for Report {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!(
+                "random network of seed {} failed (NETC_DIFF_SEED={} NETC_DIFF_COUNT=1 reruns it alone):\n{}",
+                self.seed, self.seed, self.source
+            );
+        }
+    }
+}
+
+/// A network the generator wrote that netc could not compile (used only
+/// by the tests `build.rs` writes for such networks).
+#[allow(dead_code)]
+fn refused(seed: u64, message: &str, source: &'static str) {
+    let _report = Report { seed, source };
+    panic!("{message}");
+}
+
+/// One network's graph and inputs, and the interpreter's side of each
+/// check.
+struct Case {
+    graph: netc_dsl::Graph,
+    seed: u64,
+    n: usize,
+    inputs: Vec<Vec<f32>>,
+    inputs64: Vec<Vec<f64>>,
+}
+
+/// Largest magnitude of `v`, at least `floor`.
+fn scale_of(v: impl Iterator<Item = f64>, floor: f64) -> f64 {
+    v.fold(0.0f64, |m, x| m.max(x.abs())).max(floor)
+}
+
+fn assert_close(what: &str, got: &[f32], want: &[f64], rel: f64) {
+    assert_eq!(got.len(), want.len(), "{what}: lengths");
+    let scale = scale_of(want.iter().copied(), 1e-3);
+    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
+        assert!(
+            (f64::from(g) - w).abs() <= rel * scale,
+            "{what}[{i}]: generated {g}, interpreter {w}"
+        );
+    }
+}
+
+/// The model's parameters (or gradients) as the interpreter takes them.
+fn weights_of(visit: impl FnOnce(&mut dyn FnMut(&str, &[usize], &[f32]))) -> Weights {
+    let mut w = Weights::new();
+    visit(&mut |name, _, v| {
+        w.insert(name.to_string(), v.iter().map(|&x| f64::from(x)).collect());
+    });
+    w
+}
+
+impl Case {
+    fn new(seed: u64, source: &str, n: usize, lens: &[usize]) -> Case {
+        let checked = netc_dsl::check_source("random.net", source).unwrap_or_else(|d| panic!("{d}"));
+        let graph = checked.graphs.into_iter().next().expect("one network");
+        let inputs: Vec<Vec<f32>> = lens
+            .iter()
+            .enumerate()
+            .map(|(k, &len)| {
+                let seed = seed.wrapping_mul(31).wrapping_add(k as u64 + 1);
+                netc_tests::batch::<1>(n * len, seed).into_iter().map(|[v]| v).collect()
+            })
+            .collect();
+        let inputs64 =
+            inputs.iter().map(|x| x.iter().map(|&v| f64::from(v)).collect()).collect();
+        Case { graph, seed, n, inputs, inputs64 }
+    }
+
+    fn feeds(&self) -> Vec<&[f64]> {
+        self.inputs64.iter().map(|v| v.as_slice()).collect()
+    }
+
+    fn infer(&self, what: &str, weights: &Weights, out: &[f32]) {
+        let outs = interp::run(&self.graph, weights, &self.feeds(), self.n, Mode::Infer)
+            .expect("interpreter");
+        assert_close(what, out, interp::output(&self.graph, &outs), 1e-4);
+    }
+
+    fn train_run(&self, weights: &Weights, step: u64) -> Vec<Vec<f64>> {
+        let seed = self.seed;
+        let keeps = move |layer: u16, index: u64, p: f32| {
+            let dropout = Dropout::new(p).expect("a checked probability");
+            dropout.keeps(DropoutKey { seed, step, layer }, index)
+        };
+        interp::run_training(&self.graph, weights, &self.feeds(), self.n, &keeps)
+            .expect("interpreter")
+    }
+
+    /// The training forward's output and loss, then every gradient at up
+    /// to three coordinates a tensor.
+    fn train(&self, weights: &Weights, step: u64, out: &[f32], loss: f32, grads: &Weights, t: &T) {
+        let (labels, floats) = (t.labels.as_slice(), t.floats.as_slice());
+        let outs = self.train_run(weights, step);
+        assert_close("training forward", out, interp::output(&self.graph, &outs), 1e-4);
+        let want = interp::loss(&self.graph, &outs, self.n, labels, floats).expect("loss");
+        assert!(
+            (f64::from(loss) - want).abs() <= 1e-4 * want.abs().max(1.0),
+            "loss: generated {loss}, interpreter {want}"
+        );
+        let loss_at = |w: &Weights| {
+            let outs = self.train_run(w, step);
+            interp::loss(&self.graph, &outs, self.n, labels, floats).expect("loss")
+        };
+        let learnable = || grads.iter().filter(|(name, _)| !name.contains("running_"));
+        // A gradient that is zero by the maths (a bias before a batch
+        // norm) is float32 rounding of the others: a floor from them.
+        let floor = 1e-2 * scale_of(learnable().flat_map(|(_, g)| g.iter().copied()), 1e-2);
+        for (name, grad) in learnable() {
+            let scale = scale_of(grad.iter().copied(), floor);
+            for k in 0..3.min(grad.len()) {
+                let i = (k * 7919 + 5) % grad.len();
+                let eps = 1e-5;
+                let mut w = weights.clone();
+                w.get_mut(name).expect("tensor")[i] += eps;
+                let plus = loss_at(&w);
+                w.get_mut(name).expect("tensor")[i] -= 2.0 * eps;
+                let numeric = (plus - loss_at(&w)) / (2.0 * eps);
+                assert!(
+                    (numeric - grad[i]).abs() <= 2e-3 * scale + 1e-3 * numeric.abs(),
+                    "gradient {name}[{i}]: generated {}, finite difference {numeric}",
+                    grad[i]
+                );
+            }
+        }
+    }
+
+    /// One optimizer step from `grads`, against the model's parameters
+    /// after it (`what` names how the model took it).
+    fn step(&self, what: &str, before: &Weights, grads: &Weights, after: &Weights) {
+        let mut want = before.clone();
+        let mut state = interp::OptimizerState::new();
+        interp::apply_optimizer(&self.graph, &mut want, grads, &mut state, 1).expect("step");
+        for (name, w) in &want {
+            if name.contains("running_") {
+                continue;
+            }
+            let scale = scale_of(w.iter().copied(), 1e-3);
+            for (i, (&a, &b)) in after[name].iter().zip(w).enumerate() {
+                assert!((a - b).abs() <= 1e-5 * scale, "{what}: {name}[{i}] = {a}, interpreter {b}");
+            }
+        }
+    }
+}
+
+/// A batch's targets for both sides.
+struct T {
+    labels: Vec<u32>,
+    floats: Vec<f64>,
+}
+
+/// The checks of one network: `$ty`, `$seed`, its source, the batch, its
+/// inputs as `(index, values a sample)`, its targets (`infer`, `labels
+/// CLASSES` or `values LEN`) and whether it has an optimizer.
+macro_rules! check_net {
+    ($ty:ty, $seed:expr, $source:expr, $n:expr, [$(($i:tt, $len:tt)),*], $($rest:tt)*) => {{
+        let _report = Report { seed: $seed, source: $source };
+        let case = Case::new($seed, $source, $n, &[$($len),*]);
+        #[allow(unused_mut)]
+        let mut model = <$ty>::with_capacity($seed, $n);
+        let weights = weights_of(|f| model.params().visit(f));
+        let x = &case.inputs;
+        let mut out = vec![0.0f32; $n * <$ty>::OUTPUT_LEN];
+        model.forward_flat($(&x[$i],)* &mut out).expect("forward");
+        case.infer("inference", &weights, &out);
+        check_net!(@train $ty, case, model, weights, $n, [$(($i, $len)),*], $($rest)*);
+    }};
+    (@train $ty:ty, $case:ident, $model:ident, $weights:ident, $n:expr, $inputs:tt, infer, none) => {};
+    (@train $ty:ty, $case:ident, $model:ident, $weights:ident, $n:expr, $inputs:tt, labels $classes:literal, $opt:ident) => {{
+        let labels: Vec<u32> = (0..$n as u32).map(|s| (s * 5 + 1) % $classes).collect();
+        let t = T { labels: labels.clone(), floats: Vec::new() };
+        check_net!(@learn $ty, $case, $model, $weights, $n, $inputs, &labels[..], t, $opt);
+    }};
+    (@train $ty:ty, $case:ident, $model:ident, $weights:ident, $n:expr, $inputs:tt, values $len:literal, $opt:ident) => {{
+        let flat: Vec<f32> = netc_tests::batch::<1>($n * $len, $case.seed ^ 0xF00D)
+            .into_iter()
+            .map(|[v]| (v + 1.0) / 2.0)
+            .collect();
+        let targets = flat.as_chunks::<$len>().0;
+        let t = T { labels: Vec::new(), floats: flat.iter().map(|&v| f64::from(v)).collect() };
+        check_net!(@learn $ty, $case, $model, $weights, $n, $inputs, targets, t, $opt);
+    }};
+    (@learn $ty:ty, $case:ident, $model:ident, $weights:ident, $n:expr, [$(($i:tt, $len:tt)),*], $targets:expr, $t:ident, $opt:ident) => {{
+        let x = &$case.inputs;
+        let out = $model.forward_train_flat($(&x[$i]),*).expect("forward_train").to_vec();
+        let step = $model.steps();
+        let loss = $model.backward($targets).expect("backward");
+        let grads = weights_of(|f| $model.grads.visit(f));
+        $case.train(&$weights, step, &out, loss, &grads, &$t);
+        check_net!(@step $opt, $ty, $case, $model, $weights, grads, $n, [$(($i, $len)),*], $targets);
+    }};
+    (@step none, $($rest:tt)*) => {};
+    (@step optimizer, $ty:ty, $case:ident, $model:ident, $weights:ident, $grads:ident, $n:expr, [$(($i:tt, $len:tt)),*], $targets:expr) => {{
+        let opt = <$ty>::default_optimizer().expect("the file names one");
+        $model.apply_gradients(&opt).expect("apply_gradients");
+        let after = weights_of(|f| $model.params().visit(f));
+        $case.step("apply_gradients", &$weights, &$grads, &after);
+        // The whole step, which may fuse SGD into the dense layers'
+        // gradients, from the same start.
+        let mut whole = <$ty>::with_capacity($case.seed, $n);
+        let x = &$case.inputs;
+        whole.train_step($(x[$i].as_chunks::<$len>().0,)* $targets, &opt).expect("train_step");
+        let whole_after = weights_of(|f| whole.params().visit(f));
+        $case.step("train_step", &$weights, &$grads, &whole_after);
+        // Inference on the trained weights and running statistics.
+        let mut out = vec![0.0f32; $n * <$ty>::OUTPUT_LEN];
+        $model.forward_flat($(&x[$i],)* &mut out).expect("forward");
+        $case.infer("inference after a step", &after, &out);
+    }};
+}
+
+include!(concat!(env!("OUT_DIR"), "/random_nets.rs"));
+
+/// The generator writes every op of the language: a new op must be added
+/// to it (and to `generate::COVERED`).
+#[test]
+fn the_generator_covers_every_op() {
+    for def in netc_dsl::ops::OPS {
+        assert!(
+            generate::COVERED.contains(&def.name),
+            "the random network generator never writes `{}`",
+            def.name
+        );
+    }
+}
+
+/// Many more networks than are compiled are checked by the checker, and
+/// every op of [`generate::COVERED`] appears in some of them.
+#[test]
+fn generated_networks_check_and_cover_every_op() {
+    let mut seen = vec![false; generate::COVERED.len()];
+    for seed in 10_000..10_400 {
+        let net = generate::generate(seed);
+        if let Err(d) = netc_dsl::check_source("random.net", &net.source) {
+            panic!("seed {seed}: the checker refused\n{d}\n{}", net.source);
+        }
+        for (k, op) in generate::COVERED.iter().enumerate() {
+            seen[k] |= net.source.contains(&format!("{op}(")) || net.source.contains(&format!("> {op}\n"))
+                || net.source.contains(&format!("> {op} "));
+        }
+    }
+    let missing: Vec<&str> =
+        generate::COVERED.iter().zip(&seen).filter(|(_, s)| !**s).map(|(op, _)| *op).collect();
+    assert!(missing.is_empty(), "no generated network uses {missing:?}");
+}

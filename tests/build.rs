@@ -63,7 +63,7 @@ fn main() {
 }
 
 /// The networks of seeds `NETC_DIFF_SEED..+NETC_DIFF_COUNT` (default 1 and
-/// 60), each generated as a `.net` file and compiled to Rust in
+/// 100), each generated as a `.net` file and compiled to Rust in
 /// `$OUT_DIR/random/`, and `$OUT_DIR/random_nets.rs`, which the
 /// differential test includes: a module and a test per network. A network
 /// that the checker refuses, or whose compilation panics, becomes a test
@@ -74,7 +74,7 @@ fn random_networks() {
         println!("cargo:rerun-if-env-changed={name}");
         std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
     };
-    let (first, count) = (var("NETC_DIFF_SEED", 1), var("NETC_DIFF_COUNT", 60));
+    let (first, count) = (var("NETC_DIFF_SEED", 1), var("NETC_DIFF_COUNT", 100));
     println!("cargo:rerun-if-changed=random/generate.rs");
     let out = std::env::var("OUT_DIR").expect("cargo sets OUT_DIR");
     let dir = Path::new(&out).join("random");

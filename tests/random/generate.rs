@@ -124,8 +124,12 @@ struct Gen {
     blocks: Vec<String>,
     values: Vec<Value>,
     count: usize,
-    single_value_bn: bool,
+    /// The fewest values a channel of a batch norm has in a sample.
+    min_bn_inner: usize,
     learnable: bool,
+    /// Layers (or block instances) with learnable parameters named with
+    /// `as`, for `train` statements.
+    named: Vec<String>,
 }
 
 fn list(dims: &[usize]) -> String {
@@ -158,6 +162,17 @@ impl Gen {
     fn fresh(&mut self) -> String {
         self.count += 1;
         format!("v{}", self.count)
+    }
+
+    /// `text`, named with `as` a quarter of the time: a learnable layer
+    /// that `train` statements may then name.
+    fn maybe_named(&mut self, text: String) -> String {
+        if !self.rng.chance(25) {
+            return text;
+        }
+        let name = format!("l{}", self.named.len() + 1);
+        self.named.push(name.clone());
+        format!("{text} as {name}")
     }
 
     fn float(&mut self, choices: &[&'static str]) -> &'static str {
@@ -215,7 +230,7 @@ impl Gen {
             9 if shape.len() == 1 || shape.len() == 3 => {
                 self.learnable = true;
                 let inner: usize = shape[1..].iter().product();
-                self.single_value_bn |= inner == 1;
+                self.min_bn_inner = self.min_bn_inner.min(inner);
                 match self.rng.chance(50) {
                     true => "batch_norm".into(),
                     false => format!(
@@ -226,8 +241,15 @@ impl Gen {
                 }
             }
             10 => {
-                // Over the last k dims of the sample.
-                let k = self.rng.range(1, shape.len());
+                // Over the last k dims of the sample, at least 3 values:
+                // fewer make an ill-conditioned (or constant) output
+                // whose float32 rounding the gradients then amplify.
+                let Some(fewest) =
+                    (1..=shape.len()).find(|&k| shape[shape.len() - k..].iter().product::<usize>() >= 3)
+                else {
+                    return self.activation();
+                };
+                let k = self.rng.range(fewest, shape.len());
                 let affine = self.rng.chance(70);
                 self.learnable |= affine;
                 let eps = self.float(&["1e-5", "1e-3"]);
@@ -240,7 +262,13 @@ impl Gen {
                 }
             }
             11 if shape.len() == 1 || shape.len() == 3 => {
-                let divisors: Vec<usize> = (1..=c).filter(|g| c % g == 0).collect();
+                // Groups of at least 3 values, as layer norm's.
+                let inner: usize = shape[1..].iter().product();
+                let divisors: Vec<usize> =
+                    (1..=c).filter(|g| c % g == 0 && c / g * inner >= 3).collect();
+                if divisors.is_empty() {
+                    return self.activation();
+                }
                 let groups = self.rng.pick(&divisors);
                 let affine = self.rng.chance(70);
                 self.learnable |= affine;
@@ -281,7 +309,7 @@ impl Gen {
             pair(sh, sw),
             pair(dh, dw)
         );
-        Some((text, vec![out, oh, ow]))
+        Some((self.maybe_named(text), vec![out, oh, ow]))
     }
 
     /// A conv_transpose2d over `[c, h, w]` that stays small.
@@ -307,7 +335,7 @@ impl Gen {
             "conv_transpose2d({out}, kernel: {k}, stride: {s}, pad: {p}, output_pad: {output_pad}, groups: {groups}, dilation: {d}, bias: {})",
             r.chance(60)
         );
-        Some((text, vec![out, oh, ow]))
+        Some((self.maybe_named(text), vec![out, oh, ow]))
     }
 
     /// A max or average pool over `[c, h, w]`.
@@ -387,7 +415,7 @@ impl Gen {
                     true => format!("dense({units}, bias: false, in: {f})"),
                     false => format!("dense({units})"),
                 };
-                Some((text, vec![units]))
+                Some((self.maybe_named(text), vec![units]))
             }
             2 => {
                 // Back to an image: f = c·h·w with h, w > 1 where possible.
@@ -555,8 +583,7 @@ impl Gen {
         };
         if a.shape.len() == 3 {
             // Conv over [c, h, w] then batch norm: h·w values a channel.
-            let inner = a.shape[1] * a.shape[2];
-            self.single_value_bn |= inner == 1;
+            self.min_bn_inner = self.min_bn_inner.min(a.shape[1] * a.shape[2]);
         }
         self.blocks.push(def);
         let text = match times {
@@ -564,6 +591,7 @@ impl Gen {
             n if self.rng.chance(50) => format!("{} -> repeat {n} {call}", a.name),
             n => format!("{} -> repeat {n} {{ {call} -> {} }}", a.name, self.activation()),
         };
+        let text = self.maybe_named(text);
         self.bind(text, a.shape);
     }
 
@@ -591,8 +619,9 @@ pub fn generate(seed: u64) -> Net {
         blocks: Vec::new(),
         values: Vec::new(),
         count: 0,
-        single_value_bn: false,
+        min_bn_inner: usize::MAX,
         learnable: false,
+        named: Vec::new(),
     };
     let name = format!("r{seed}");
     let mut header = Vec::new();
@@ -684,11 +713,20 @@ pub fn generate(seed: u64) -> Net {
             _ => format!("adamw(lr: 0.01, beta1: 0.8, beta2: 0.99, eps: 1e-6{clip})"),
         };
         tail.push(format!("    optimizer {text}"));
+        for layer in g.named.clone() {
+            let settings = match g.rng.range(0, 5) {
+                0 => "frozen: true",
+                1 => "lr_mult: 2.5",
+                2 => "decay_mult: 0",
+                3 => "lr_mult: 0.5, decay_mult: 3",
+                _ => continue,
+            };
+            tail.push(format!("    train {layer}({settings})"));
+        }
     }
-    let batch = match g.single_value_bn {
-        true => g.rng.range(2, 4),
-        false => g.rng.pick(&[1, 2, 3, 5]),
-    };
+    // 17 samples split between two threads where the step shards. Batch
+    // norm gets at least 3 values a channel, as the other norms do.
+    let batch = g.rng.pick(&[1, 2, 3, 5, 17]).max(3usize.div_ceil(g.min_bn_inner));
     let mut source = format!("// random network, seed {seed}\n");
     for b in &g.blocks {
         source.push_str(b);

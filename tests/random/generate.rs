@@ -106,7 +106,8 @@ impl Rng {
 
 /// The sizes that stress kernels' edges: 1, primes, one past a power.
 const ODD: &[usize] = &[1, 2, 3, 5, 7, 9, 17];
-/// The largest height or width a value may take.
+/// The largest height or width a value may take (a wide network's may
+/// be larger).
 const MAX_SIDE: usize = 12;
 /// The most channels a value may take.
 const MAX_CHANNELS: usize = 9;
@@ -124,6 +125,11 @@ struct Gen {
     blocks: Vec<String>,
     values: Vec<Value>,
     count: usize,
+    /// The largest side and channel count values may take: a quarter of
+    /// the networks are wide, with the channels and tiles from which the
+    /// conv kernels pick Winograd and their direct paths.
+    max_side: usize,
+    max_channels: usize,
     /// The fewest values a channel of a batch norm has in a sample.
     min_bn_inner: usize,
     learnable: bool,
@@ -280,13 +286,25 @@ impl Gen {
 
     /// A conv2d over `[c, h, w]`, or `None` if the draw gives no output.
     fn conv(&mut self, c: usize, h: usize, w: usize) -> Option<(String, Vec<usize>)> {
+        let (max_side, max_channels) = (self.max_side, self.max_channels);
         let r = &mut self.rng;
         let groups_of_c: Vec<usize> = (1..=c).filter(|g| c % g == 0).collect();
-        let groups = if r.chance(30) { r.pick(&groups_of_c) } else { 1 };
-        let out = groups * r.range(1, (MAX_CHANNELS / groups).max(1));
-        let (kh, kw) = (r.pick(&[1, 1, 2, 3, 3, 5]), r.pick(&[1, 2, 3, 3, 5]));
-        let (sh, sw) = (r.pick(&[1, 1, 1, 2, 3]), r.pick(&[1, 1, 2]));
-        let (dh, dw) = (r.pick(&[1, 1, 1, 2]), r.pick(&[1, 1, 2, 3]));
+        let (groups, out) = match r.range(0, 9) {
+            // Depthwise, with up to 4 outputs a channel.
+            0 | 1 => (c, c * r.range(1, (max_channels / c).clamp(1, 4))),
+            2 | 3 => {
+                let groups = r.pick(&groups_of_c);
+                (groups, groups * r.range(1, (max_channels / groups).max(1)))
+            }
+            _ => (1, r.range(1, max_channels)),
+        };
+        let (mut kh, mut kw) = (r.pick(&[1, 1, 2, 3, 3, 5]), r.pick(&[1, 2, 3, 3, 5]));
+        let (mut sh, mut sw) = (r.pick(&[1, 1, 1, 2, 3]), r.pick(&[1, 1, 2]));
+        let (mut dh, mut dw) = (r.pick(&[1, 1, 1, 2]), r.pick(&[1, 1, 2, 3]));
+        if max_side > MAX_SIDE && r.chance(50) {
+            // Winograd's shape: 3x3, stride 1, no dilation.
+            (kh, kw, sh, sw, dh, dw) = (3, 3, 1, 1, 1, 1);
+        }
         let bias = r.chance(70);
         let same = sh == 1 && sw == 1 && (dh * (kh - 1)) % 2 == 0 && (dw * (kw - 1)) % 2 == 0;
         let (pad_text, (oh, ow)) = if same && r.chance(30) {
@@ -295,7 +313,7 @@ impl Gen {
             let (ph, pw) = (r.range(0, kh), r.range(0, kw));
             let oh = windows(h, ph, dh * (kh - 1) + 1, sh)?;
             let ow = windows(w, pw, dw * (kw - 1) + 1, sw)?;
-            if oh > MAX_SIDE || ow > MAX_SIDE {
+            if oh > max_side || ow > max_side {
                 return None;
             }
             let pad = if ph == pw { ph.to_string() } else { list(&[ph, pw]) };
@@ -317,7 +335,7 @@ impl Gen {
         let r = &mut self.rng;
         let groups_of_c: Vec<usize> = (1..=c).filter(|g| c % g == 0).collect();
         let groups = if r.chance(30) { r.pick(&groups_of_c) } else { 1 };
-        let out = groups * r.range(1, (MAX_CHANNELS / groups).max(1));
+        let out = groups * r.range(1, (self.max_channels / groups).max(1));
         let k = r.pick(&[1, 2, 3, 4]);
         let (s, d) = (r.pick(&[1, 2, 3]), r.pick(&[1, 1, 2]));
         let p = r.range(0, (d * (k - 1)) / 2);
@@ -327,7 +345,7 @@ impl Gen {
             (full > 2 * p).then(|| full - 2 * p)
         };
         let (oh, ow) = (size(h)?, size(w)?);
-        if oh > MAX_SIDE || ow > MAX_SIDE {
+        if oh > self.max_side || ow > self.max_side {
             return None;
         }
         self.learnable = true;
@@ -374,7 +392,7 @@ impl Gen {
             }
             6 => {
                 let (sh, sw) = (self.rng.range(1, 3), self.rng.range(1, 3));
-                if h * sh > MAX_SIDE || w * sw > MAX_SIDE {
+                if h * sh > self.max_side || w * sw > self.max_side {
                     return None;
                 }
                 let mode = self.rng.pick(&["nearest", "bilinear"]);
@@ -396,7 +414,7 @@ impl Gen {
             10 => {
                 let dims = self.rng.pick(&[[0, 2, 1], [1, 0, 2], [2, 1, 0], [1, 2, 0]]);
                 let out: Vec<usize> = dims.iter().map(|&d| shape[d]).collect();
-                if out[0] > MAX_CHANNELS * 2 || out[1] > MAX_SIDE || out[2] > MAX_SIDE {
+                if out[0] > self.max_channels * 2 || out[1] > self.max_side || out[2] > self.max_side {
                     return None;
                 }
                 Some((format!("permute({})", list(&dims)), out))
@@ -425,7 +443,7 @@ impl Gen {
                         let rest = f / c;
                         (1..=rest).filter(move |h| rest % h == 0).map(move |h| (c, h, rest / h))
                     })
-                    .filter(|&(c, h, w)| c <= MAX_CHANNELS && h <= MAX_SIDE && w <= MAX_SIDE)
+                    .filter(|&(c, h, w)| c <= self.max_channels && h <= self.max_side && w <= self.max_side)
                     .collect();
                 if splits.is_empty() {
                     return None;
@@ -536,7 +554,7 @@ impl Gen {
             let fits: Vec<usize> = (0..self.values.len())
                 .filter(|&j| j != i && self.values[j].shape[1..] == a.shape[1..])
                 .filter(|&j| self.values[j].shape.len() == a.shape.len())
-                .filter(|&j| self.values[j].shape[0] + a.shape[0] <= 2 * MAX_CHANNELS)
+                .filter(|&j| self.values[j].shape[0] + a.shape[0] <= 2 * self.max_channels)
                 .collect();
             if !fits.is_empty() {
                 let j = self.rng.pick(&fits);
@@ -620,12 +638,18 @@ pub fn generate(seed: u64) -> Net {
         values: Vec::new(),
         count: 0,
         min_bn_inner: usize::MAX,
+        max_side: MAX_SIDE,
+        max_channels: MAX_CHANNELS,
         learnable: false,
         named: Vec::new(),
     };
     let name = format!("r{seed}");
     let mut header = Vec::new();
     let mut input_lens = Vec::new();
+    let wide = g.rng.chance(25);
+    if wide {
+        (g.max_side, g.max_channels) = (18, 40);
+    }
     let inputs = if g.rng.chance(75) { 1 } else { g.rng.range(2, 3) };
     // Several inputs often share a shape, so that they can be joined.
     let shared = g.rng.chance(60);
@@ -633,6 +657,9 @@ pub fn generate(seed: u64) -> Net {
     for i in 0..inputs {
         if i == 0 || !shared {
             shape = match g.rng.chance(70) {
+                true if wide => {
+                    vec![g.rng.pick(&[4, 8, 9, 16, 33]), g.rng.pick(&[7, 8, 9, 16]), g.rng.pick(&[8, 11, 17])]
+                }
                 true => vec![g.rng.range(1, 4), g.rng.pick(&[1, 2, 3, 5, 7, 8, 9]), g.rng.pick(&[1, 2, 3, 6, 7, 11])],
                 false => vec![g.rng.pick(ODD)],
             };
@@ -642,7 +669,7 @@ pub fn generate(seed: u64) -> Net {
         input_lens.push(shape.iter().product());
         g.values.push(Value { name: input, shape: shape.clone(), used: false });
     }
-    let statements = g.rng.range(1, 6);
+    let statements = if wide { g.rng.range(1, 3) } else { g.rng.range(1, 6) };
     for _ in 0..statements {
         g.statement();
     }

@@ -237,7 +237,7 @@ macro_rules! check_net {
         let out = $model.forward_train_flat($(&x[$i]),*).expect("forward_train").to_vec();
         let step = $model.steps();
         let loss = $model.backward($targets).expect("backward");
-        let grads = weights_of(|f| $model.grads.visit(f));
+        let grads = weights_of(|f| $model.grads().expect("gradients after backward").visit(f));
         $case.train(&$weights, step, &out, loss, &grads, &$t);
         check_net!(@step $opt, $ty, $case, $model, $weights, grads, $n, [$(($i, $len)),*], $targets);
     }};

@@ -63,8 +63,8 @@ fn main() {
 }
 
 /// The networks of seeds `NETC_DIFF_SEED..+NETC_DIFF_COUNT` (default 1 and
-/// 100), each generated as a `.net` file and compiled to Rust in
-/// `$OUT_DIR/random/`, and `$OUT_DIR/random_nets.rs`, which the
+/// 100) and the regression files `random/regressions/*.net`, each compiled
+/// to Rust in `$OUT_DIR/random/`, and `$OUT_DIR/random_nets.rs`, which the
 /// differential test includes: a module and a test per network. A network
 /// that the checker refuses, or whose compilation panics, becomes a test
 /// that fails with its seed, message and source, so that one bad network
@@ -76,52 +76,108 @@ fn random_networks() {
     };
     let (first, count) = (var("NETC_DIFF_SEED", 1), var("NETC_DIFF_COUNT", 100));
     println!("cargo:rerun-if-changed=random/generate.rs");
+    println!("cargo:rerun-if-changed=random/regressions");
     let out = std::env::var("OUT_DIR").expect("cargo sets OUT_DIR");
     let dir = Path::new(&out).join("random");
     std::fs::create_dir_all(&dir).expect("the random networks' folder");
     let mut index = String::new();
     for seed in first..first + count {
         let net = generate::generate(seed);
-        let stem = &net.name;
-        let file = format!("{stem}.net");
-        std::fs::write(dir.join(&file), &net.source).expect("a random network's file");
-        let source_const = format!("include_str!(concat!(env!(\"OUT_DIR\"), \"/random/{file}\"))");
-        let compiled = std::panic::catch_unwind(|| {
-            netc_dsl::Builder::new().generate(&file, &net.source).map_err(|d| d.to_string())
-        });
-        let code = match compiled {
-            Ok(Ok(code)) => code,
-            Ok(Err(refused)) => {
-                let message = format!("the checker refused it:\n{refused}");
-                writeln!(index, "#[test]\nfn {stem}() {{ refused({seed}, {message:?}, {source_const}); }}")
-                    .expect("a string");
-                continue;
-            }
-            Err(_) => {
-                let message = "netc panicked compiling it (see the build script's output)";
-                writeln!(index, "#[test]\nfn {stem}() {{ refused({seed}, {message:?}, {source_const}); }}")
-                    .expect("a string");
-                continue;
-            }
-        };
-        std::fs::write(dir.join(format!("{stem}.rs")), code).expect("a random network's code");
-        let ty = stem.to_uppercase();
-        let inputs: Vec<String> =
-            net.input_lens.iter().enumerate().map(|(i, len)| format!("({i}, {len})")).collect();
-        let targets = match net.targets {
-            generate::Targets::None => "infer".to_string(),
-            generate::Targets::Labels { classes } => format!("labels {classes}"),
-            generate::Targets::Values { len } => format!("values {len}"),
-        };
-        let optimizer = if net.optimizer { "optimizer" } else { "none" };
-        writeln!(
-            index,
-            "mod {stem} {{ include!(concat!(env!(\"OUT_DIR\"), \"/random/{stem}.rs\")); }}\n\
-             #[test]\nfn {stem}() {{ check_net!({stem}::{ty}, {seed}, {source_const}, {}, [{}], {targets}, {optimizer}); }}",
-            net.batch,
-            inputs.join(", ")
-        )
-        .expect("a string");
+        let ty = net.name.to_uppercase();
+        write_case(&mut index, &dir, &net, &ty);
     }
-    std::fs::write(Path::new(&out).join("random_nets.rs"), index).expect("random_nets.rs");
+    let mut regressions: Vec<_> = std::fs::read_dir("random/regressions")
+        .map(|entries| entries.filter_map(|e| Some(e.ok()?.path())).collect())
+        .unwrap_or_default();
+    regressions.sort();
+    for path in regressions.iter().filter(|p| p.extension().is_some_and(|e| e == "net")) {
+        println!("cargo:rerun-if-changed={}", path.display());
+        let (net, ty) = regression(path);
+        write_case(&mut index, &dir, &net, &ty);
+    }
+    write_if_changed(&Path::new(&out).join("random_nets.rs"), &index);
+}
+
+/// A regression file as the generator would have described it: its
+/// `// seed: N` and `// batch: N` comments (default 1 and 2), and its
+/// inputs, loss and optimizer from the checker; and its network's name.
+fn regression(path: &Path) -> (generate::Net, String) {
+    let source = std::fs::read_to_string(path).expect("a regression file");
+    let stem = path.file_stem().and_then(|s| s.to_str()).expect("a file name").to_string();
+    let comment = |key: &str| {
+        source.lines().find_map(|l| l.trim().strip_prefix(key)?.trim().parse::<u64>().ok())
+    };
+    let (seed, batch) = (comment("// seed:").unwrap_or(1), comment("// batch:").unwrap_or(2));
+    let checked = netc_dsl::check_source(&stem, &source).unwrap_or_else(|d| panic!("{d}"));
+    let g = &checked.graphs[0];
+    let input_lens = g.inputs.iter().map(|&i| g.node(i).shape.elements()).collect();
+    let targets = match &g.loss {
+        None => generate::Targets::None,
+        Some(loss) if loss.kind.takes_labels() => {
+            generate::Targets::Labels { classes: g.node(loss.input).shape.elements() }
+        }
+        Some(loss) => generate::Targets::Values { len: g.node(loss.input).shape.elements() },
+    };
+    let net = generate::Net {
+        name: stem,
+        seed,
+        source,
+        input_lens,
+        batch: batch as usize,
+        targets,
+        optimizer: g.optimizer.is_some(),
+    };
+    (net, g.name.clone())
+}
+
+/// The module and test of one network (`ty` its type) in `index`.
+fn write_case(index: &mut String, dir: &Path, net: &generate::Net, ty: &str) {
+    let (stem, seed) = (&net.name, net.seed);
+    let file = format!("{stem}.net");
+    write_if_changed(&dir.join(&file), &net.source);
+    let source_const = format!("include_str!(concat!(env!(\"OUT_DIR\"), \"/random/{file}\"))");
+    let compiled = std::panic::catch_unwind(|| {
+        netc_dsl::Builder::new().generate(&file, &net.source).map_err(|d| d.to_string())
+    });
+    let code = match compiled {
+        Ok(Ok(code)) => code,
+        Ok(Err(refused)) => {
+            let message = format!("the checker refused it:\n{refused}");
+            writeln!(index, "#[test]\nfn {stem}() {{ refused({seed}, {message:?}, {source_const}); }}")
+                .expect("a string");
+            return;
+        }
+        Err(_) => {
+            let message = "netc panicked compiling it (see the build script's output)";
+            writeln!(index, "#[test]\nfn {stem}() {{ refused({seed}, {message:?}, {source_const}); }}")
+                .expect("a string");
+            return;
+        }
+    };
+    write_if_changed(&dir.join(format!("{stem}.rs")), &code);
+    let inputs: Vec<String> =
+        net.input_lens.iter().enumerate().map(|(i, len)| format!("({i}, {len})")).collect();
+    let targets = match net.targets {
+        generate::Targets::None => "infer".to_string(),
+        generate::Targets::Labels { classes } => format!("labels {classes}"),
+        generate::Targets::Values { len } => format!("values {len}"),
+    };
+    let optimizer = if net.optimizer { "optimizer" } else { "none" };
+    writeln!(
+        index,
+        "mod {stem} {{ include!(concat!(env!(\"OUT_DIR\"), \"/random/{stem}.rs\")); }}\n\
+         #[test]\nfn {stem}() {{ check_net!({stem}::{ty}, {seed}, {source_const}, {}, [{}], {targets}, {optimizer}); }}",
+        net.batch,
+        inputs.join(", ")
+    )
+    .expect("a string");
+}
+
+/// Writes `text` unless the file holds it already, so that an unchanged
+/// network does not make cargo rebuild the test.
+fn write_if_changed(path: &Path, text: &str) {
+    if std::fs::read_to_string(path).is_ok_and(|old| old == text) {
+        return;
+    }
+    std::fs::write(path, text).unwrap_or_else(|e| panic!("cannot write `{}`: {e}", path.display()));
 }

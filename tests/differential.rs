@@ -8,8 +8,17 @@
 //! weights and running statistics.
 //!
 //! `build.rs` compiles the seeds `NETC_DIFF_SEED..+NETC_DIFF_COUNT`
-//! (default 1 and 100); `tests/differential.sh` runs many more, a batch per
-//! build. A failing network prints its seed and its `.net` source.
+//! (default 1 and 100) and the regression files of
+//! `random/regressions/`; `tests/differential.sh` runs many more, a batch
+//! per build. A failing network prints its seed and its `.net` source; its
+//! minimised form belongs in `random/regressions/`.
+//!
+//! Tolerances are relative to each tensor's largest value. A gradient at
+//! a kink (a ReLU's or a clamp's input, an L1 residual, at its bound) may
+//! be either side's slope, and one that is zero by the maths (a bias
+//! before a batch norm) the float32 rounding of the others. The generator
+//! avoids what is ill-conditioned rather than wrong: a norm over fewer than
+//! four values, or after a whole batch zeroed.
 
 #![deny(warnings)]
 
@@ -166,7 +175,7 @@ impl Case {
                 // A gradient that is zero by the maths (a bias before a
                 // batch norm) is the float32 rounding of larger terms.
                 let zero = [central, left, right].iter().all(|d| d.abs() < 1e-9)
-                    && grad[i].abs() <= 1e-3 * global;
+                    && grad[i].abs() <= 1e-2 * global;
                 assert!(
                     zero || close(central) || close(left) || close(right),
                     "gradient {name}[{i}]: generated {}, finite difference {central} \

@@ -753,3 +753,58 @@ fn a_restored_model_steps_as_the_original() {
         assert!(a == b, "the restored model's step differs");
     });
 }
+
+/// Corrupt checkpoints (truncated, bytes overwritten, header lengths and
+/// offsets of extreme values) are errors that leave the model as it was, or
+/// load whole; none panics. The header's length is bytes 0..8 and its JSON
+/// follows, so the first hundred bytes get most of the damage.
+#[test]
+fn corrupt_checkpoints_are_errors_that_change_nothing() {
+    use netc_tests::nets::dense_bn::DeepBn;
+    let path = std::env::temp_dir().join(format!("netc-corrupt-{}.safetensors", std::process::id()));
+    DeepBn::with_capacity(5, 2).save(&path).expect("save");
+    let valid = std::fs::read(&path).expect("read");
+    let _ = std::fs::remove_file(&path);
+    let mut model = DeepBn::with_capacity(6, 2);
+    let snapshot = |m: &DeepBn| {
+        let mut all = Vec::new();
+        m.params().visit(|name, _, v| all.push((name.to_string(), v.to_vec())));
+        all
+    };
+    let before = snapshot(&model);
+    let mut s = 0x2545_F491_4F6C_DD1Du64;
+    let mut next = |below: usize| {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        (s % below as u64) as usize
+    };
+    let (mut refused, mut loaded) = (0, 0);
+    for _ in 0..3000 {
+        let mut bad = valid.clone();
+        for _ in 0..1 + next(3) {
+            let at = if next(2) == 0 { next(100.min(bad.len())) } else { next(bad.len()) };
+            match next(4) {
+                0 => bad.truncate(at),
+                1 => bad[at] = next(256) as u8,
+                2 => bad.iter_mut().skip(at).take(8).for_each(|b| *b = [0x00, 0xFF][next(2)]),
+                _ => bad.insert(at, b"0123456789,:\"[]{}"[next(17)]),
+            }
+            if bad.is_empty() {
+                break;
+            }
+        }
+        match model.load_bytes(&bad) {
+            Ok(()) => {
+                // Damage to the tensors' bytes alone loads other values.
+                loaded += 1;
+                model = DeepBn::with_capacity(6, 2);
+            }
+            Err(_) => {
+                refused += 1;
+                assert!(snapshot(&model) == before, "a refused checkpoint changed the model");
+            }
+        }
+    }
+    assert!(refused > 2000, "{refused} refused, {loaded} loaded");
+}

@@ -32,18 +32,22 @@ pub fn read_pgm(path: &Path) -> Result<(usize, usize, Vec<f32>), String> {
         (Ok(w), Ok(h), Ok(m)) if w > 0 && h > 0 && (1..=255).contains(&m) => (w, h, m),
         _ => return Err(bad("bad width, height or maximum (8-bit only)")),
     };
+    // A corrupt header's sizes can overflow their product.
+    let count = w.checked_mul(h).ok_or_else(|| bad("width times height overflows"))?;
     let pixels: Vec<f32> = match magic.as_str() {
         "P5" => {
-            let data =
-                bytes.get(pos + 1..pos + 1 + w * h).ok_or_else(|| bad("truncated pixel data"))?;
+            let data = bytes
+                .get(pos + 1..)
+                .and_then(|rest| rest.get(..count))
+                .ok_or_else(|| bad("truncated pixel data"))?;
             data.iter().map(|&p| f32::from(p) / max as f32).collect()
         }
         "P2" => {
             let text = String::from_utf8_lossy(&bytes[pos..]);
             let values: Result<Vec<f32>, _> =
-                text.split_whitespace().take(w * h).map(|t| t.parse::<f32>()).collect();
+                text.split_whitespace().take(count).map(|t| t.parse::<f32>()).collect();
             let values = values.map_err(|_| bad("non-numeric pixel"))?;
-            if values.len() != w * h {
+            if values.len() != count {
                 return Err(bad("truncated pixel data"));
             }
             values.into_iter().map(|v| v / max as f32).collect()
@@ -112,5 +116,34 @@ mod tests {
         assert_eq!((px[0], px[1]), (1.0, 0.0));
         std::fs::write(&path, b"\x89PNG broken").expect("write");
         assert!(read_image(&path).unwrap_err().contains("PNG"));
+    }
+
+    /// Corrupt PGM (binary and text) and PNG files are errors, never a
+    /// panic (a width times height that overflows was one).
+    #[test]
+    fn corrupt_images_are_errors() {
+        let dir = std::env::temp_dir().join(format!("netc-image-corrupt-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let mut p5 = b"P5\n# comment\n3 2\n255\n".to_vec();
+        p5.extend([0, 255, 128, 64, 7, 9]);
+        let p2 = b"P2\n3 2\n15\n0 15 7\n1 2 3\n".to_vec();
+        let png_path = dir.join("valid.png");
+        image::GrayImage::from_fn(5, 3, |x, y| image::Luma([(x * 40 + y) as u8]))
+            .save(&png_path)
+            .expect("save png");
+        let png = std::fs::read(&png_path).expect("png");
+        let path = dir.join("corrupt");
+        for (seed, valid) in [(5, &p5), (6, &p2), (7, &png)] {
+            for bad in crate::mutate::variants(valid, 300, seed) {
+                std::fs::write(&path, &bad).expect("write");
+                if let Ok((w, h, pixels)) = read_image(&path) {
+                    assert_eq!(pixels.len(), w * h);
+                }
+            }
+        }
+        std::fs::write(&path, "P5 4294967296 4294967296 255 ab").expect("write");
+        assert!(read_pgm(&path).is_err());
+        std::fs::write(&path, "P2 18446744073709551615 2 255 1 2").expect("write");
+        assert!(read_pgm(&path).is_err());
     }
 }

@@ -15,6 +15,8 @@ mod graph;
 mod hyper;
 mod image;
 mod metrics;
+#[cfg(test)]
+mod mutate;
 mod netfile;
 mod network;
 mod plot;

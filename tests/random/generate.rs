@@ -219,11 +219,10 @@ impl Gen {
             }
             5 => self.rng.pick(&["softmax", "log_softmax"]).into(),
             6 => format!("dropout({})", self.float(&["0.5", "0.2", "0.0", "0.75"])),
-            7 => format!(
-                "stochastic_depth({}, mode: {})",
-                self.float(&["0.5", "0.2"]),
-                self.rng.pick(&["row", "batch"])
-            ),
+            // Batch mode only on a residual branch (`statement`): a
+            // whole batch zeroed makes the norms after it divide rounding
+            // noise by their epsilon.
+            7 => format!("stochastic_depth({}, mode: row)", self.float(&["0.5", "0.2"])),
             8 if shape.len() == 1 || shape.len() == 3 => {
                 let size = self.rng.range(1, c + 2);
                 let (alpha, beta, k) = (
@@ -526,11 +525,19 @@ impl Gen {
             self.values[j].used = true;
             return self.bind(format!("{} * {b}", a.name), a.shape);
         }
-        if join == 2 && a.shape.len() == 3 {
-            // A residual: a shape-keeping branch added back.
+        if join == 2 {
+            // A residual: a shape-keeping branch added back, sometimes
+            // dropped as stochastic depth drops it (EfficientNet's).
             self.values[i].used = true;
-            let c = a.shape[0];
-            let branch = format!("{} -> conv2d({c}, kernel: 3, pad: 1) -> {}", a.name, self.activation());
+            let layer = match a.shape.len() {
+                1 => format!("dense({})", a.shape[0]),
+                _ => format!("conv2d({}, kernel: 3, pad: 1)", a.shape[0]),
+            };
+            let mut branch = format!("{} -> {layer} -> {}", a.name, self.activation());
+            if self.rng.chance(50) {
+                let mode = self.rng.pick(&["row", "batch"]);
+                branch = format!("{branch} -> stochastic_depth({}, mode: {mode})", self.float(&["0.5", "0.2"]));
+            }
             self.learnable = true;
             let text = format!("({branch}) + {}", a.name);
             return self.bind(text, a.shape);
@@ -752,8 +759,8 @@ pub fn generate(seed: u64) -> Net {
         }
     }
     // 17 samples split between two threads where the step shards. Batch
-    // norm gets at least 3 values a channel, as the other norms do.
-    let batch = g.rng.pick(&[1, 2, 3, 5, 17]).max(3usize.div_ceil(g.min_bn_inner));
+    // norm gets at least 4 values a channel.
+    let batch = g.rng.pick(&[1, 2, 3, 5, 17]).max(4usize.div_ceil(g.min_bn_inner));
     let mut source = format!("// random network, seed {seed}\n");
     for b in &g.blocks {
         source.push_str(b);

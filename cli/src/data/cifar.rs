@@ -63,4 +63,20 @@ mod tests {
         assert!(load_file(&good).unwrap_err().to_string().contains("label 10"));
         assert!(load_dir(&d).unwrap_err().to_string().contains("data_batch_1.bin"));
     }
+
+    /// Corrupt batch files are errors or whole records, never a panic.
+    #[test]
+    fn corrupt_files_are_errors() {
+        let d = std::env::temp_dir().join(format!("netc-cifar-corrupt-{}", std::process::id()));
+        std::fs::create_dir_all(&d).expect("dir");
+        let mut bytes: Vec<u8> = (0..2 * RECORD).map(|i| (i % 251) as u8).collect();
+        (bytes[0], bytes[RECORD]) = (3, 9);
+        let path = d.join("test_batch.bin");
+        for bad in crate::mutate::variants(&bytes, 300, 4) {
+            std::fs::write(&path, &bad).expect("write");
+            if let Ok(data) = load_file(&path) {
+                assert_eq!(data.images.len(), data.labels.len() * RECORD - data.labels.len());
+            }
+        }
+    }
 }

@@ -315,4 +315,17 @@ mod tests {
         let e = load(&dir.join("missing.csv"), Columns::default()).unwrap_err().to_string();
         assert!(e.contains("missing.csv") && e.contains("cannot read"), "{e}");
     }
+
+    /// Corrupt tables are errors or tables of whole rows, never a panic.
+    #[test]
+    fn corrupt_tables_are_errors() {
+        let valid = "a,b,\"c, q\",label\n1,2,3,x\n4,5e-1,\"6\",y\n7,8,9,x\n";
+        for bad in crate::mutate::variants(valid.as_bytes(), 1000, 8) {
+            let text = String::from_utf8_lossy(&bad);
+            if let Ok(t) = table(&text, Columns::default()) {
+                let per_row = t.data.shape.iter().product::<usize>();
+                assert_eq!(t.data.images.len(), t.data.labels.len() * per_row);
+            }
+        }
+    }
 }

@@ -29,7 +29,11 @@ fn parse(
         })
         .collect::<Result<_, _>>()?;
     let header = 4 + 4 * rank;
-    let expected: usize = dims.iter().product();
+    // A corrupt header's dimensions can overflow their product.
+    let expected = dims
+        .iter()
+        .try_fold(1usize, |n, &d| n.checked_mul(d))
+        .ok_or_else(|| err(format!("header dimensions {dims:?} overflow")))?;
     let data = &bytes[header.min(bytes.len())..];
     if data.len() != expected {
         return Err(err(format!(
@@ -168,5 +172,42 @@ mod tests {
         let fake = d.join("x.gz");
         std::fs::write(&fake, b"plain").expect("write");
         assert!(read_maybe_gz(&fake).unwrap_err().to_string().contains("gzip"));
+    }
+
+    /// Corrupt files, raw and gzip-compressed, are errors, never a panic
+    /// (a header whose dimensions overflow was one).
+    #[test]
+    fn corrupt_files_are_errors() {
+        let d = dir("corrupt");
+        let pixels: Vec<u8> = (0..2 * 3 * 5).map(|i| i as u8).collect();
+        let images = idx(0x0803, &[2, 3, 5], &pixels);
+        let labels = idx(0x0801, &[2], &[1, 7]);
+        let (ipath, lpath) = (d.join("images"), d.join("labels"));
+        std::fs::write(&lpath, &labels).expect("write");
+        for bad in crate::mutate::variants(&images, 500, 1) {
+            std::fs::write(&ipath, &bad).expect("write");
+            if let Ok(data) = load_pair(&ipath, &lpath) {
+                assert_eq!(data.images.len(), data.labels.len() * data.shape.iter().product::<usize>());
+            }
+        }
+        std::fs::write(&ipath, &images).expect("write");
+        for bad in crate::mutate::variants(&labels, 300, 2) {
+            std::fs::write(&lpath, &bad).expect("write");
+            let _ = load_pair(&ipath, &lpath);
+        }
+        // Dimensions whose product overflows.
+        let huge = idx(0x0803, &[u32::MAX, u32::MAX, u32::MAX], &pixels);
+        assert!(parse(&ipath, &huge, 0x0803, 3).is_err());
+        let gz_path = d.join("images.gz");
+        for bad in crate::mutate::variants(&images, 100, 3) {
+            use std::io::Write as _;
+            let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            e.write_all(&bad).expect("gzip");
+            let gz = e.finish().expect("gzip");
+            for corrupt in crate::mutate::variants(&gz, 3, bad.len() as u64) {
+                std::fs::write(&gz_path, &corrupt).expect("write");
+                let _ = load_pair(&gz_path, &lpath);
+            }
+        }
     }
 }

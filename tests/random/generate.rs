@@ -759,8 +759,13 @@ pub fn generate(seed: u64) -> Net {
         }
     }
     // 17 samples split between two threads where the step shards. Batch
-    // norm gets at least 4 values a channel.
-    let batch = g.rng.pick(&[1, 2, 3, 5, 17]).max(4usize.div_ceil(g.min_bn_inner));
+    // norm gets at least 4 values a channel, and two samples: of one, its
+    // output's spatial mean is its bias, which a norm after a global pool
+    // would then divide by its epsilon.
+    let batch = match g.min_bn_inner {
+        usize::MAX => g.rng.pick(&[1, 2, 3, 5, 17]),
+        inner => g.rng.pick(&[2, 3, 5, 17]).max(4usize.div_ceil(inner)),
+    };
     let mut source = format!("// random network, seed {seed}\n");
     for b in &g.blocks {
         source.push_str(b);

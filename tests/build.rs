@@ -143,14 +143,20 @@ fn write_case(index: &mut String, dir: &Path, net: &generate::Net, ty: &str) {
         Ok(Ok(code)) => code,
         Ok(Err(refused)) => {
             let message = format!("the checker refused it:\n{refused}");
-            writeln!(index, "#[test]\nfn {stem}() {{ refused({seed}, {message:?}, {source_const}); }}")
-                .expect("a string");
+            writeln!(
+                index,
+                "#[test]\nfn {stem}() {{ refused({seed}, {message:?}, {source_const}); }}"
+            )
+            .expect("a string");
             return;
         }
         Err(_) => {
             let message = "netc panicked compiling it (see the build script's output)";
-            writeln!(index, "#[test]\nfn {stem}() {{ refused({seed}, {message:?}, {source_const}); }}")
-                .expect("a string");
+            writeln!(
+                index,
+                "#[test]\nfn {stem}() {{ refused({seed}, {message:?}, {source_const}); }}"
+            )
+            .expect("a string");
             return;
         }
     };

@@ -91,7 +91,8 @@ fn weights_of(visit: impl FnOnce(&mut dyn FnMut(&str, &[usize], &[f32]))) -> Wei
 
 impl Case {
     fn new(seed: u64, source: &str, n: usize, lens: &[usize]) -> Case {
-        let checked = netc_dsl::check_source("random.net", source).unwrap_or_else(|d| panic!("{d}"));
+        let checked =
+            netc_dsl::check_source("random.net", source).unwrap_or_else(|d| panic!("{d}"));
         let graph = checked.graphs.into_iter().next().expect("one network");
         let inputs: Vec<Vec<f32>> = lens
             .iter()
@@ -101,8 +102,7 @@ impl Case {
                 netc_tests::batch::<1>(n * len, seed).into_iter().map(|[v]| v).collect()
             })
             .collect();
-        let inputs64 =
-            inputs.iter().map(|x| x.iter().map(|&v| f64::from(v)).collect()).collect();
+        let inputs64 = inputs.iter().map(|x| x.iter().map(|&v| f64::from(v)).collect()).collect();
         Case { graph, seed, n, inputs, inputs64 }
     }
 
@@ -166,9 +166,8 @@ impl Case {
                 w.get_mut(name).expect("tensor")[i] -= 2.0 * eps;
                 let minus = loss_at(&w);
                 let central = (plus - minus) / (2.0 * eps);
-                let close = |numeric: f64| {
-                    (numeric - grad[i]).abs() <= 2e-3 * scale + 1e-3 * numeric.abs()
-                };
+                let close =
+                    |numeric: f64| (numeric - grad[i]).abs() <= 2e-3 * scale + 1e-3 * numeric.abs();
                 // At a kink (a ReLU or clamp input, or an L1 residual, at
                 // exactly its bound) the gradient is one side's slope.
                 let (left, right) = ((at - minus) / eps, (plus - at) / eps);
@@ -198,7 +197,10 @@ impl Case {
             }
             let scale = scale_of(w.iter().copied(), 1e-3);
             for (i, (&a, &b)) in after[name].iter().zip(w).enumerate() {
-                assert!((a - b).abs() <= 1e-5 * scale, "{what}: {name}[{i}] = {a}, interpreter {b}");
+                assert!(
+                    (a - b).abs() <= 1e-5 * scale,
+                    "{what}: {name}[{i}] = {a}, interpreter {b}"
+                );
             }
         }
     }
@@ -296,7 +298,8 @@ fn generated_networks_check_and_cover_every_op() {
             panic!("seed {seed}: the checker refused\n{d}\n{}", net.source);
         }
         for (k, op) in generate::COVERED.iter().enumerate() {
-            seen[k] |= net.source.contains(&format!("{op}(")) || net.source.contains(&format!("> {op}\n"))
+            seen[k] |= net.source.contains(&format!("{op}("))
+                || net.source.contains(&format!("> {op}\n"))
                 || net.source.contains(&format!("> {op} "));
         }
     }

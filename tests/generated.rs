@@ -761,7 +761,8 @@ fn a_restored_model_steps_as_the_original() {
 #[test]
 fn corrupt_checkpoints_are_errors_that_change_nothing() {
     use netc_tests::nets::dense_bn::DeepBn;
-    let path = std::env::temp_dir().join(format!("netc-corrupt-{}.safetensors", std::process::id()));
+    let path =
+        std::env::temp_dir().join(format!("netc-corrupt-{}.safetensors", std::process::id()));
     DeepBn::with_capacity(5, 2).save(&path).expect("save");
     let valid = std::fs::read(&path).expect("read");
     let _ = std::fs::remove_file(&path);

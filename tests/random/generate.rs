@@ -249,8 +249,8 @@ impl Gen {
                 // Over the last k dims of the sample, at least 3 values:
                 // fewer make an ill-conditioned (or constant) output
                 // whose float32 rounding the gradients then amplify.
-                let Some(fewest) =
-                    (1..=shape.len()).find(|&k| shape[shape.len() - k..].iter().product::<usize>() >= 3)
+                let Some(fewest) = (1..=shape.len())
+                    .find(|&k| shape[shape.len() - k..].iter().product::<usize>() >= 3)
                 else {
                     return self.activation();
                 };
@@ -270,14 +270,17 @@ impl Gen {
                 // Groups of at least 3 values, as layer norm's.
                 let inner: usize = shape[1..].iter().product();
                 let divisors: Vec<usize> =
-                    (1..=c).filter(|g| c % g == 0 && c / g * inner >= 3).collect();
+                    (1..=c).filter(|g| c.is_multiple_of(*g) && c / g * inner >= 3).collect();
                 if divisors.is_empty() {
                     return self.activation();
                 }
                 let groups = self.rng.pick(&divisors);
                 let affine = self.rng.chance(70);
                 self.learnable |= affine;
-                format!("group_norm({groups}, eps: {}, affine: {affine})", self.float(&["1e-5", "1e-3"]))
+                format!(
+                    "group_norm({groups}, eps: {}, affine: {affine})",
+                    self.float(&["1e-5", "1e-3"])
+                )
             }
             _ => self.activation(),
         }
@@ -287,7 +290,7 @@ impl Gen {
     fn conv(&mut self, c: usize, h: usize, w: usize) -> Option<(String, Vec<usize>)> {
         let (max_side, max_channels) = (self.max_side, self.max_channels);
         let r = &mut self.rng;
-        let groups_of_c: Vec<usize> = (1..=c).filter(|g| c % g == 0).collect();
+        let groups_of_c: Vec<usize> = (1..=c).filter(|g| c.is_multiple_of(*g)).collect();
         let (groups, out) = match r.range(0, 9) {
             // Depthwise, with up to 4 outputs a channel.
             0 | 1 => (c, c * r.range(1, (max_channels / c).clamp(1, 4))),
@@ -332,7 +335,7 @@ impl Gen {
     /// A conv_transpose2d over `[c, h, w]` that stays small.
     fn conv_transpose(&mut self, c: usize, h: usize, w: usize) -> Option<(String, Vec<usize>)> {
         let r = &mut self.rng;
-        let groups_of_c: Vec<usize> = (1..=c).filter(|g| c % g == 0).collect();
+        let groups_of_c: Vec<usize> = (1..=c).filter(|g| c.is_multiple_of(*g)).collect();
         let groups = if r.chance(30) { r.pick(&groups_of_c) } else { 1 };
         let out = groups * r.range(1, (self.max_channels / groups).max(1));
         let k = r.pick(&[1, 2, 3, 4]);
@@ -402,7 +405,7 @@ impl Gen {
             8 => Some(("flatten".into(), vec![c * h * w])),
             9 => {
                 // A channel shuffle, as ShuffleNet's.
-                let divisors: Vec<usize> = (1..=c).filter(|g| c % g == 0).collect();
+                let divisors: Vec<usize> = (1..=c).filter(|g| c.is_multiple_of(*g)).collect();
                 let g = self.rng.pick(&divisors);
                 let text = format!(
                     "reshape([{g}, {}, {h}, {w}]) -> permute([1, 0, 2, 3]) -> reshape([-1, {h}, {w}])",
@@ -413,7 +416,10 @@ impl Gen {
             10 => {
                 let dims = self.rng.pick(&[[0, 2, 1], [1, 0, 2], [2, 1, 0], [1, 2, 0]]);
                 let out: Vec<usize> = dims.iter().map(|&d| shape[d]).collect();
-                if out[0] > self.max_channels * 2 || out[1] > self.max_side || out[2] > self.max_side {
+                if out[0] > self.max_channels * 2
+                    || out[1] > self.max_side
+                    || out[2] > self.max_side
+                {
                     return None;
                 }
                 Some((format!("permute({})", list(&dims)), out))
@@ -437,12 +443,16 @@ impl Gen {
             2 => {
                 // Back to an image: f = c·h·w with h, w > 1 where possible.
                 let splits: Vec<(usize, usize, usize)> = (1..=f)
-                    .filter(|c| f % c == 0)
+                    .filter(|c| f.is_multiple_of(*c))
                     .flat_map(|c| {
                         let rest = f / c;
-                        (1..=rest).filter(move |h| rest % h == 0).map(move |h| (c, h, rest / h))
+                        (1..=rest)
+                            .filter(move |h| rest.is_multiple_of(*h))
+                            .map(move |h| (c, h, rest / h))
                     })
-                    .filter(|&(c, h, w)| c <= self.max_channels && h <= self.max_side && w <= self.max_side)
+                    .filter(|&(c, h, w)| {
+                        c <= self.max_channels && h <= self.max_side && w <= self.max_side
+                    })
                     .collect();
                 if splits.is_empty() {
                     return None;
@@ -536,7 +546,10 @@ impl Gen {
             let mut branch = format!("{} -> {layer} -> {}", a.name, self.activation());
             if self.rng.chance(50) {
                 let mode = self.rng.pick(&["row", "batch"]);
-                branch = format!("{branch} -> stochastic_depth({}, mode: {mode})", self.float(&["0.5", "0.2"]));
+                branch = format!(
+                    "{branch} -> stochastic_depth({}, mode: {mode})",
+                    self.float(&["0.5", "0.2"])
+                );
             }
             self.learnable = true;
             let text = format!("({branch}) + {}", a.name);
@@ -665,9 +678,17 @@ pub fn generate(seed: u64) -> Net {
         if i == 0 || !shared {
             shape = match g.rng.chance(70) {
                 true if wide => {
-                    vec![g.rng.pick(&[4, 8, 9, 16, 33]), g.rng.pick(&[7, 8, 9, 16]), g.rng.pick(&[8, 11, 17])]
+                    vec![
+                        g.rng.pick(&[4, 8, 9, 16, 33]),
+                        g.rng.pick(&[7, 8, 9, 16]),
+                        g.rng.pick(&[8, 11, 17]),
+                    ]
                 }
-                true => vec![g.rng.range(1, 4), g.rng.pick(&[1, 2, 3, 5, 7, 8, 9]), g.rng.pick(&[1, 2, 3, 6, 7, 11])],
+                true => vec![
+                    g.rng.range(1, 4),
+                    g.rng.pick(&[1, 2, 3, 5, 7, 8, 9]),
+                    g.rng.pick(&[1, 2, 3, 6, 7, 11]),
+                ],
                 false => vec![g.rng.pick(ODD)],
             };
         }

@@ -187,7 +187,10 @@ mod tests {
         for bad in crate::mutate::variants(&images, 500, 1) {
             std::fs::write(&ipath, &bad).expect("write");
             if let Ok(data) = load_pair(&ipath, &lpath) {
-                assert_eq!(data.images.len(), data.labels.len() * data.shape.iter().product::<usize>());
+                assert_eq!(
+                    data.images.len(),
+                    data.labels.len() * data.shape.iter().product::<usize>()
+                );
             }
         }
         std::fs::write(&ipath, &images).expect("write");

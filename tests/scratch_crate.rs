@@ -91,7 +91,8 @@ fn last_accuracy(output: &str) -> f64 {
 /// loop of its own learns the digits and saves them; a five-class head is
 /// fine-tuned onto those weights; an inference server shares one model
 /// between threads and answers four clients at once, bit for bit as
-/// `forward` does.
+/// `forward` does; a ResNet-18 used only for inference stays within its
+/// memory target.
 #[test]
 fn examples_train_fine_tune_and_serve() {
     let examples = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples");
@@ -112,4 +113,11 @@ fn examples_train_fine_tune_and_serve() {
     assert!(embedded.contains("8 tensor(s) loaded"), "{embedded}");
     let served = run("serve", &["--self-test"]);
     assert!(served.contains("self-test: 200 answers to 4 clients at once"), "{served}");
+    // A ResNet-18 made for inference, holding nothing beyond its weights,
+    // run on one sample: what the process gains stays within 1.3 times the
+    // weights plus the inference arena.
+    let memory = run("inference_memory", &["resnet18", "lean"]);
+    let at = memory.find("peak less the start ").expect("a ratio") + "peak less the start ".len();
+    let ratio: f64 = memory[at..].split(' ').next().and_then(|r| r.parse().ok()).expect("a number");
+    assert!(ratio <= 1.3, "{memory}");
 }

@@ -9,6 +9,14 @@ pub mod lenet5_five {
     netc::include_network!("lenet5_five");
 }
 
+pub mod resnet18 {
+    netc::include_network!("resnet18");
+}
+
+pub mod alexnet {
+    netc::include_network!("alexnet");
+}
+
 /// Side of the square images.
 pub const SIDE: usize = 28;
 

@@ -2,14 +2,14 @@
 //! process's high-water mark of resident memory (`VmHWM`) against the
 //! weights and the inference arena, for ResNet-18 or AlexNet.
 //!
-//! `cargo run --release -p netc-tests --example inference_memory -- resnet18 [lean] [weights.safetensors]`
+//! `cargo run --release --bin inference_memory -- resnet18 [lean] [weights.safetensors]`
 //!
 //! With a weights file the model is made by `from_file`; without, by
 //! `new`. `lean` turns off the prepared conv weights
 //! (`keep_prepared_weights(false)`). Prints one line of bytes and the ratio
 //! `peak / (weights + arena)`; run each model in a process of its own.
 
-use netc_tests::nets::{alexnet::AlexNet, resnet18::ResNet18};
+use netc_examples::{alexnet::AlexNet, resnet18::ResNet18};
 
 /// Kilobytes of the `/proc/self/status` field `key`.
 fn status_kb(key: &str) -> usize {

@@ -717,7 +717,11 @@ fn pool(
         return Err(ctx.unsupported("its kernel is larger than the padded input"));
     };
     let op = if average { "avg_pool" } else { "max_pool" };
-    let mut stage = format!("{op}({}, stride: {}", pair(kh, kw), pair(sh, sw));
+    let mut stage = format!("{op}({}", pair(kh, kw));
+    // `.net`'s stride defaults to the kernel, ONNX's to 1.
+    if (sh, sw) != (kh, kw) {
+        stage.push_str(&format!(", stride: {}", pair(sh, sw)));
+    }
     if (ph, pw) != (0, 0) {
         stage.push_str(&format!(", pad: {}", pair(ph, pw)));
     }

@@ -450,7 +450,7 @@ fn reshape(ctx: &Ctx<'_>, values: &Values, em: &mut Emitter) -> Result<Value, Im
     }
     let known: usize = dims.iter().product();
     if let Some(i) = infer {
-        if known == 0 || count % known != 0 {
+        if known == 0 || !count.is_multiple_of(known) {
             return Err(ctx
                 .unsupported(format!("{count} values cannot take the shape {:?}", target.values)));
         }
@@ -498,7 +498,7 @@ fn clip(ctx: &Ctx<'_>, values: &Values, em: &mut Emitter) -> Result<Value, Impor
     let hi = clip_bound(ctx, values, 2, "max")?.filter(|v| v.is_finite());
     let stage = match (lo, hi) {
         (None, None) => return same(ctx, values, em, 0),
-        (Some(lo), None) if lo == 0.0 => "relu".to_string(),
+        (Some(0.0), None) => "relu".to_string(),
         (Some(lo), Some(hi)) if lo == 0.0 && hi == 6.0 => "relu6".to_string(),
         (Some(lo), Some(hi)) if lo < hi => {
             format!("hardtanh(min_val: {}, max_val: {})", num(lo as f32), num(hi as f32))

@@ -212,7 +212,7 @@ fn decode_tensor(r: &mut Reader<'_>) -> Result<Tensor, ProtoError> {
 /// Little-endian raw data of the element types the importer computes with.
 fn raw_values(bytes: &[u8], data_type: i32) -> Option<Vec<f64>> {
     fn chunks<const N: usize>(bytes: &[u8], f: impl Fn([u8; N]) -> f64) -> Option<Vec<f64>> {
-        if bytes.len() % N != 0 {
+        if !bytes.len().is_multiple_of(N) {
             return None;
         }
         Some(bytes.chunks_exact(N).map(|c| f(c.try_into().expect("chunk of N bytes"))).collect())

@@ -14,6 +14,7 @@ mod events;
 mod graph;
 mod hyper;
 mod image;
+mod import;
 mod metrics;
 #[cfg(test)]
 mod mutate;
@@ -69,6 +70,9 @@ enum Command {
     /// Time each layer's forward and backward pass, the training step and
     /// inference, against the machine's measured FMA peak.
     Bench(bench::BenchArgs),
+    /// Import an ONNX model as a `.net` file and a safetensors file of its
+    /// weights.
+    Import(import::Args),
 }
 
 /// The `netc` command.
@@ -93,6 +97,7 @@ fn run(built: Option<Network>) -> ExitCode {
         Command::Eval(args) => evaluate::eval(&args, built),
         Command::Predict(args) => predict::predict(&args, built),
         Command::Bench(args) => bench::bench(&args, built),
+        Command::Import(args) => import::run(&args),
     }
 }
 

@@ -1,0 +1,150 @@
+"""Writes the ONNX import fixtures of tests/onnx: small PyTorch models
+exported with the TorchScript exporter (opset 17, no constant folding, so
+the shape plumbing PyTorch emits is in the files), each beside a
+safetensors file of a fixed input (`input`) and onnxruntime's output on it
+(`output`). `--big` also writes torchvision's squeezenet1_1 (weights=None,
+about 5 MB), which the Rust test uses only when it is present.
+
+Run from the repository root: /work/venv/bin/python bench/peers/onnx_fixtures.py
+"""
+import argparse
+import os
+
+import numpy as np
+import onnxruntime as ort
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from safetensors.numpy import save_file
+
+OUT = os.path.join(os.path.dirname(__file__), "..", "..", "tests", "onnx")
+
+
+class Mlp(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc1 = nn.Linear(20, 32)
+        self.fc2 = nn.Linear(32, 16)
+        self.fc3 = nn.Linear(16, 10)
+
+    def forward(self, x):
+        x = torch.tanh(self.fc1(x))
+        x = torch.sigmoid(self.fc2(x))
+        return F.log_softmax(self.fc3(x), dim=1)
+
+
+class LeNet5(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 6, 5, padding=2)
+        self.conv2 = nn.Conv2d(6, 16, 5)
+        self.fc1 = nn.Linear(16 * 5 * 5, 120)
+        self.fc2 = nn.Linear(120, 84)
+        self.fc3 = nn.Linear(84, 10)
+
+    def forward(self, x):
+        x = F.max_pool2d(F.relu(self.conv1(x)), 2)
+        x = F.max_pool2d(F.relu(self.conv2(x)), 2)
+        # view(size(0), -1) is what brings Shape, Gather, Unsqueeze, Concat
+        # and Reshape into the export.
+        x = x.view(x.size(0), -1)
+        x = F.relu(self.fc1(x))
+        x = F.relu(self.fc2(x))
+        return self.fc3(x)
+
+
+class SmallCnn(nn.Module):
+    """BN, a residual Add, a grouped and a dilated conv, Concat, pools with
+    padding and ceil mode, LeakyReLU, ReLU6, Hardtanh, Dropout, MatMul + Add
+    and Softmax."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8), nn.ReLU())
+        self.branch = nn.Sequential(
+            nn.Conv2d(8, 8, 3, padding=1, groups=2), nn.BatchNorm2d(8)
+        )
+        self.side = nn.Conv2d(8, 4, 3, padding=2, dilation=2, stride=1)
+        self.pool_avg = nn.AvgPool2d(3, stride=2, padding=1, ceil_mode=True, count_include_pad=False)
+        self.pool_max = nn.MaxPool2d(3, stride=2, padding=1, ceil_mode=True)
+        self.conv3 = nn.Conv2d(12, 16, 3, stride=2, padding=1)
+        self.pool_avg2 = nn.AvgPool2d(2, stride=1, padding=1, count_include_pad=True)
+        self.drop = nn.Dropout(0.3)
+        self.w = nn.Parameter(torch.randn(16, 10) * 0.3)
+        self.b = nn.Parameter(torch.randn(10) * 0.1)
+
+    def forward(self, x):
+        x = self.stem(x)
+        x = F.relu(self.branch(x) + x)
+        x = torch.cat([x, F.leaky_relu(self.side(x), 0.1)], dim=1)
+        x = self.pool_max(self.pool_avg(x))
+        x = F.relu6(self.conv3(x))
+        x = F.hardtanh(self.pool_avg2(x), -0.5, 0.5)
+        x = torch.flatten(F.adaptive_avg_pool2d(x, 1), 1)
+        x = self.drop(x)
+        return F.softmax(x @ self.w + self.b, dim=1)
+
+
+def randomise_bn(model, gen):
+    """Makes batch norm's running statistics and affine terms non-trivial,
+    so that the test sees them."""
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            with torch.no_grad():
+                m.running_mean.copy_(torch.randn(m.num_features, generator=gen) * 0.2)
+                m.running_var.copy_(torch.rand(m.num_features, generator=gen) + 0.5)
+                m.weight.copy_(torch.rand(m.num_features, generator=gen) + 0.5)
+                m.bias.copy_(torch.randn(m.num_features, generator=gen) * 0.2)
+
+
+def write(name, model, shape, gen):
+    model.eval()
+    randomise_bn(model, gen)
+    x = torch.randn(*shape, generator=gen)
+    path = os.path.join(OUT, name + ".onnx")
+    torch.onnx.export(
+        model, (x,), path, input_names=["input"], output_names=["output"],
+        opset_version=17, do_constant_folding=False, dynamo=False,
+    )
+    sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    (y,) = sess.run(None, {"input": x.numpy()})
+    with torch.no_grad():
+        diff = np.abs(model(x).numpy() - y).max()
+    save_file({"input": x.numpy(), "output": y}, os.path.join(OUT, name + ".io.safetensors"))
+    print(f"{name}: {os.path.getsize(path)} bytes, torch vs onnxruntime max diff {diff:.2e}")
+
+
+def write_unsupported():
+    """A graph whose second node, an Erf, the importer does not map."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["r"], name="relu0"), helper.make_node("Erf", ["r"], ["y"], name="erf0")],
+        "unsupported",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    onnx.save(model, os.path.join(OUT, "unsupported.onnx"))
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--big", action="store_true", help="also write squeezenet1_1 (not committed)")
+    args = parser.parse_args()
+    os.makedirs(OUT, exist_ok=True)
+    gen = torch.Generator().manual_seed(26)
+    torch.manual_seed(26)
+    write("mlp", Mlp(), (2, 20), gen)
+    write("lenet5", LeNet5(), (2, 1, 28, 28), gen)
+    write("small_cnn", SmallCnn(), (2, 3, 15, 15), gen)
+    write_unsupported()
+    if args.big:
+        import torchvision
+
+        write("squeezenet1_1", torchvision.models.squeezenet1_1(weights=None), (1, 3, 224, 224), gen)
+
+
+if __name__ == "__main__":
+    main()

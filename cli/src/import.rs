@@ -1,0 +1,86 @@
+//! `netc import model.onnx [-o model.net]`: an ONNX model to a `.net`
+//! source and a safetensors file of its weights beside it. On any error
+//! nothing is written.
+
+use crate::fail;
+use netc_dsl::import::onnx;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// The `.onnx` file to import.
+    file: PathBuf,
+    /// The `.net` file to write (default: the input's name with `.net`);
+    /// the weights go beside it, with `.safetensors`.
+    #[arg(short, long)]
+    output: Option<PathBuf>,
+    /// The network's name (default: from the file name, in CamelCase).
+    #[arg(long)]
+    name: Option<String>,
+}
+
+pub fn run(args: &Args) -> ExitCode {
+    let net_path = args.output.clone().unwrap_or_else(|| args.file.with_extension("net"));
+    let weights_path = net_path.with_extension("safetensors");
+    let name = args.name.clone().unwrap_or_else(|| network_name(&args.file));
+    let bytes = match std::fs::read(&args.file) {
+        Ok(b) => b,
+        Err(e) => return fail(format!("cannot read {}: {e}", args.file.display())),
+    };
+    let imported = match onnx::import(&bytes, &name) {
+        Ok(i) => i,
+        Err(e) => return fail(format!("{}: {e}", args.file.display())),
+    };
+    for (path, contents) in
+        [(&net_path, imported.source.as_bytes()), (&weights_path, &imported.safetensors()[..])]
+    {
+        if let Err(e) = std::fs::write(path, contents) {
+            return fail(format!("cannot write {}: {e}", path.display()));
+        }
+    }
+    let values: usize = imported.weights.iter().map(|w| w.values.len()).sum();
+    println!(
+        "wrote {} (network {name}) and {} ({} tensors, {values} values)",
+        net_path.display(),
+        weights_path.display(),
+        imported.weights.len()
+    );
+    ExitCode::SUCCESS
+}
+
+/// `small_cnn.onnx` gives `SmallCnn`; a name that would not start with a
+/// letter gets `Net` in front.
+fn network_name(file: &Path) -> String {
+    let stem = file.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let mut name: String = stem
+        .split(|c: char| !c.is_ascii_alphanumeric())
+        .filter(|part| !part.is_empty())
+        .map(|part| {
+            let mut chars = part.chars();
+            chars
+                .next()
+                .map(|c| c.to_ascii_uppercase())
+                .into_iter()
+                .chain(chars)
+                .collect::<String>()
+        })
+        .collect();
+    if !name.starts_with(|c: char| c.is_ascii_alphabetic()) {
+        name.insert_str(0, "Net");
+    }
+    name
+}
+
+#[cfg(test)]
+mod tests {
+    use super::network_name;
+    use std::path::Path;
+
+    #[test]
+    fn network_names_are_camel_case() {
+        assert_eq!(network_name(Path::new("dir/small_cnn.onnx")), "SmallCnn");
+        assert_eq!(network_name(Path::new("squeezenet1_1.onnx")), "Squeezenet11");
+        assert_eq!(network_name(Path::new("3d-model.onnx")), "Net3dModel");
+    }
+}

@@ -245,13 +245,7 @@ fn the_fused_train_step_is_the_three_calls() {
 fn the_sharded_train_step_is_the_three_calls() {
     use netc::runtime::nn::Optimizer;
     use netc::runtime::optim::{Adam, Sgd};
-    let sgd = Optimizer::Sgd(Sgd {
-        lr: 0.05,
-        momentum: 0.9,
-        nesterov: false,
-        weight_decay: 1e-3,
-        clip_norm: None,
-    });
+    let sgd = Optimizer::Sgd(Sgd { momentum: 0.9, weight_decay: 1e-3, ..Sgd::new(0.05) });
     let close = |what: &str, got: &[f32], want: &[f32]| {
         for (j, (g, w)) in got.iter().zip(want).enumerate() {
             assert!((g - w).abs() <= 2e-5 * (1.0 + w.abs()), "{what}[{j}] = {g}, whole batch {w}");
@@ -374,13 +368,7 @@ fn a_network_without_parameters_runs() {
     assert_eq!(NoParams::PARAMS, 0);
     let x = batch::<4>(8, 3);
     let targets = vec![[0.0f32; 4]; 8];
-    let opt = Optimizer::Sgd(Sgd {
-        lr: 0.1,
-        momentum: 0.0,
-        nesterov: false,
-        weight_decay: 0.0,
-        clip_norm: None,
-    });
+    let opt = Optimizer::Sgd(Sgd::new(0.1));
     let loss = model.train_step(&x, &targets, &opt).expect("step");
     assert!(loss.is_finite() && loss > 0.0, "{loss}");
     let mut out = vec![[0.0f32; 4]; 8];
@@ -646,13 +634,7 @@ fn the_trait_step_counts_correct_predictions() {
     let n = 32;
     let x: Vec<f32> = batch::<784>(n, 8).concat();
     let labels: Vec<u32> = (0..n as u32).map(|i| i % 10).collect();
-    let opt = Optimizer::Sgd(Sgd {
-        lr: 0.1,
-        momentum: 0.9,
-        nesterov: false,
-        weight_decay: 0.0,
-        clip_norm: None,
-    });
+    let opt = Optimizer::Sgd(Sgd { momentum: 0.9, ..Sgd::new(0.1) });
     let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().expect("pool");
     pool.install(|| {
         let mut model: Box<dyn Model> = Box::new(LeNet5::with_capacity(4, n));
@@ -693,13 +675,7 @@ fn inference_between_training_steps_changes_nothing() {
     let n = 32;
     let x = batch::<784>(n, 21);
     let labels: Vec<u32> = (0..n as u32).map(|i| (i * 7) % 10).collect();
-    let opt = Optimizer::Sgd(Sgd {
-        lr: 0.05,
-        momentum: 0.9,
-        nesterov: false,
-        weight_decay: 0.0,
-        clip_norm: None,
-    });
+    let opt = Optimizer::Sgd(Sgd { momentum: 0.9, ..Sgd::new(0.05) });
     let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().expect("pool");
     pool.install(|| {
         let (mut a, mut b) = (LeNet5::with_capacity(5, n), LeNet5::with_capacity(5, n));
@@ -727,13 +703,7 @@ fn a_restored_model_steps_as_the_original() {
     let n = 32;
     let x = batch::<784>(n, 22);
     let labels: Vec<u32> = (0..n as u32).map(|i| (i * 3) % 10).collect();
-    let opt = Optimizer::Sgd(Sgd {
-        lr: 0.05,
-        momentum: 0.9,
-        nesterov: false,
-        weight_decay: 0.0,
-        clip_norm: None,
-    });
+    let opt = Optimizer::Sgd(Sgd { momentum: 0.9, ..Sgd::new(0.05) });
     let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().expect("pool");
     pool.install(|| {
         let mut original = LeNet5::with_capacity(6, n);

@@ -153,17 +153,16 @@ fn adds_up_to_the_step(model: &mut dyn Model, n: usize) {
     assert!(sum <= step.mul_f64(1.5) && sum >= step.mul_f64(0.3), "layers {sum:?}, step {step:?}");
 }
 
+/// Copies of a model's gradient tensors.
+fn owned(tensors: &[&[f32]]) -> Vec<Vec<f32>> {
+    tensors.iter().map(|t| t.to_vec()).collect()
+}
+
 #[test]
 fn lenet5_profiles_exactly_and_names_every_layer() {
     let make = || lenet5::LeNet5::with_capacity(3, 16);
-    let grads = |m: &lenet5::LeNet5| {
-        m.grads()
-            .expect("gradients after a backward pass")
-            .tensors()
-            .iter()
-            .map(|t| t.to_vec())
-            .collect()
-    };
+    let grads =
+        |m: &lenet5::LeNet5| owned(&m.grads().expect("gradients after a backward pass").tensors());
     let step = same_as_plain(make, grads, 16);
     names_every_layer(&step, "../cli/models/lenet5.net");
     adds_up_to_the_step(&mut make(), 16);
@@ -173,12 +172,7 @@ fn lenet5_profiles_exactly_and_names_every_layer() {
 fn resnet20_profiles_exactly_and_names_every_layer() {
     let make = || resnet20::ResNet20::with_capacity(5, 4);
     let grads = |m: &resnet20::ResNet20| {
-        m.grads()
-            .expect("gradients after a backward pass")
-            .tensors()
-            .iter()
-            .map(|t| t.to_vec())
-            .collect()
+        owned(&m.grads().expect("gradients after a backward pass").tensors())
     };
     let step = same_as_plain(make, grads, 4);
     names_every_layer(&step, "../cli/models/resnet20.net");

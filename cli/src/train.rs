@@ -88,13 +88,10 @@ pub fn train(args: &TrainArgs, built: Option<Network>) -> ExitCode {
 /// A permutation of `0..n` from `seed` (Fisher–Yates with SplitMix64).
 fn shuffled(n: usize, seed: u64) -> Vec<usize> {
     let mut order: Vec<usize> = (0..n).collect();
-    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut rng =
+        netc_runtime::splitmix::SplitMix64::new(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
     for i in (1..n).rev() {
-        s = s.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = s;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        order.swap(i, ((z ^ (z >> 31)) % (i as u64 + 1)) as usize);
+        order.swap(i, rng.below(i + 1));
     }
     order
 }

@@ -1,21 +1,8 @@
 //! `netc bench` end to end: the per-layer table, its JSON form, a `.net`
 //! file built and timed like `train`, and bad arguments.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn netc(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_netc"))
-        .args(args)
-        .current_dir(root())
-        .env("NETC_CACHE_DIR", Path::new(env!("CARGO_TARGET_TMPDIR")).join("netc-cache"))
-        .output()
-        .expect("netc runs")
-}
+mod common;
+use common::{netc, scratch, TINY_NET};
 
 /// Few runs: these tests check what is printed, not how fast.
 const QUICK: &[&str] = &["--runs", "3", "--seconds", "0"];
@@ -104,17 +91,9 @@ fn json_has_one_object_per_layer_and_per_total() {
 /// in the cache the train tests share) and timed with the same arguments.
 #[test]
 fn a_net_file_is_built_and_timed() {
-    let dir = std::env::temp_dir().join(format!("netc-bench-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("dir");
+    let dir = scratch("bench-net");
     let file = dir.join("tiny.net");
-    std::fs::write(
-        &file,
-        "network Tiny {\n    input x: [1, 28, 28]\n    \
-         logits = x -> conv2d(8, kernel: 3, pad: 1) -> relu -> max_pool(2)\n        \
-         -> conv2d(16, kernel: 3, pad: 1) -> relu -> max_pool(2) -> flatten -> dense(10)\n    \
-         loss cross_entropy(logits)\n    optimizer adam(lr: 2e-3)\n}\n",
-    )
-    .expect("write");
+    std::fs::write(&file, TINY_NET).expect("write");
     let f = file.to_str().expect("utf-8");
     let out = netc(&[&["bench", f, "--batch", "2", "--json"][..], QUICK].concat());
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));

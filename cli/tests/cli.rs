@@ -1,19 +1,7 @@
 //! `netc check` end to end: tables, JSON counts, exit codes and diagnostics.
 
-use std::path::PathBuf;
-use std::process::{Command, Output};
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn netc(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_netc"))
-        .args(args)
-        .current_dir(root())
-        .output()
-        .expect("netc runs")
-}
+mod common;
+use common::netc;
 
 fn json_of(model: &str) -> serde_json::Value {
     let out = netc(&["check", "--json", &format!("cli/models/{model}.net")]);

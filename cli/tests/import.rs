@@ -1,33 +1,24 @@
 //! `netc import`: the files it writes check and hold the weights the
 //! network names; a model it cannot import leaves nothing behind.
 
+mod common;
+use common::{netc, scratch};
 use std::path::PathBuf;
-use std::process::Command;
 
 fn fixture(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/onnx").join(name)
-}
-
-fn scratch(tag: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("netc-import-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("scratch dir");
-    dir
 }
 
 #[test]
 fn import_writes_a_net_file_that_checks_and_its_weights() {
     let dir = scratch("lenet");
     let net = dir.join("lenet.net");
-    let out = Command::new(env!("CARGO_BIN_EXE_netc"))
-        .args([
-            "import".as_ref(),
-            fixture("lenet5.onnx").as_os_str(),
-            "-o".as_ref(),
-            net.as_os_str(),
-        ])
-        .output()
-        .expect("netc runs");
+    let out = netc(&[
+        "import".as_ref(),
+        fixture("lenet5.onnx").as_os_str(),
+        "-o".as_ref(),
+        net.as_os_str(),
+    ]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let source = std::fs::read_to_string(&net).expect("the .net file");
     assert!(source.contains("network Lenet5") && source.contains("dense(10) as fc3"), "{source}");
@@ -47,15 +38,12 @@ fn import_writes_a_net_file_that_checks_and_its_weights() {
 fn an_unsupported_model_writes_nothing() {
     let dir = scratch("unsupported");
     let net = dir.join("u.net");
-    let out = Command::new(env!("CARGO_BIN_EXE_netc"))
-        .args([
-            "import".as_ref(),
-            fixture("unsupported.onnx").as_os_str(),
-            "-o".as_ref(),
-            net.as_os_str(),
-        ])
-        .output()
-        .expect("netc runs");
+    let out = netc(&[
+        "import".as_ref(),
+        fixture("unsupported.onnx").as_os_str(),
+        "-o".as_ref(),
+        net.as_os_str(),
+    ]);
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("node `erf0` (op `Erf`, opset 17)"), "{stderr}");

@@ -1,6 +1,8 @@
 //! `netc train` end to end on small synthetic data: checkpoints, metrics,
 //! resume, a kill in the middle of training, eval, and a corrupt checkpoint.
 
+mod common;
+
 use netc_runtime::weights::WeightsFile;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -225,31 +227,16 @@ fn a_data_source_of_the_wrong_shape_is_an_error() {
 
 /// `netc` with the cache of built `.net` files that these tests share, so
 /// netc's crates build into it once.
-fn netc_cached(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_netc"))
-        .args(args)
-        .env("NETC_CACHE_DIR", Path::new(env!("CARGO_TARGET_TMPDIR")).join("netc-cache"))
-        .output()
-        .expect("netc runs")
-}
-
 /// The README's own network, written outside the repository, trains from
 /// `netc train FILE.net`, evaluates, and a second run reuses the build.
 #[test]
 fn a_net_file_outside_the_repository_trains() {
     let dir = tmp("own-net");
     let file = dir.join("tiny.net");
-    std::fs::write(
-        &file,
-        "network Tiny {\n    input x: [1, 28, 28]\n    \
-         logits = x -> conv2d(8, kernel: 3, pad: 1) -> relu -> max_pool(2)\n        \
-         -> conv2d(16, kernel: 3, pad: 1) -> relu -> max_pool(2) -> flatten -> dense(10)\n    \
-         loss cross_entropy(logits)\n    optimizer adam(lr: 2e-3)\n}\n",
-    )
-    .expect("write");
+    std::fs::write(&file, common::TINY_NET).expect("write");
     let (f, o) = (file.to_str().expect("utf-8"), dir.to_str().expect("utf-8"));
     let args = ["train", f, "--epochs", "1", "--train-size", "2048", "--test-size", "256"];
-    let first = netc_cached(&[&args[..], &["--out", o]].concat());
+    let first = common::netc(&[&args[..], &["--out", o]].concat());
     let text = String::from_utf8_lossy(&first.stdout);
     assert!(first.status.success(), "{}\n{text}", String::from_utf8_lossy(&first.stderr));
     assert!(text.contains("training tiny (") && text.contains("epoch 1:"), "{text}");
@@ -261,7 +248,7 @@ fn a_net_file_outside_the_repository_trains() {
     let checkpoint = dir.join("tiny/model.safetensors");
     assert!(checkpoint.is_file());
 
-    let again = netc_cached(&[
+    let again = common::netc(&[
         "eval",
         f,
         "--test-size",
@@ -288,7 +275,7 @@ fn a_class_count_mismatch_is_an_error() {
     )
     .expect("write");
     let f = file.to_str().expect("utf-8");
-    let o = netc_cached(&["train", f, "--epochs", "1", "--train-size", "64", "--test-size", "16"]);
+    let o = common::netc(&["train", f, "--epochs", "1", "--train-size", "64", "--test-size", "16"]);
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success());
     assert!(err.contains("`five` scores 5 classes") && err.contains("have 10"), "{err}");
@@ -619,7 +606,7 @@ fn a_csv_table_trains_a_net_file() {
         dir.to_str().expect("utf-8"),
     );
     let args = ["train", f, "--csv", t, "--label-column", "kind", "--val", "0.25"];
-    let run = netc_cached(&[&args[..], &["--epochs", "5", "--batch", "16", "--out", o]].concat());
+    let run = common::netc(&[&args[..], &["--epochs", "5", "--batch", "16", "--out", o]].concat());
     let text = String::from_utf8_lossy(&run.stdout);
     assert!(run.status.success(), "{}\n{text}", String::from_utf8_lossy(&run.stderr));
     assert!(text.contains("3 features: x, y, z"), "{text}");
@@ -634,13 +621,13 @@ fn a_csv_table_trains_a_net_file() {
 
     // A ragged row is an error naming the file and the line.
     std::fs::write(&table, "x,kind,y,z\n1,ruby,2,3\n4,jade,5\n").expect("write");
-    let bad = netc_cached(&[&args[..], &["--epochs", "1", "--out", o]].concat());
+    let bad = common::netc(&[&args[..], &["--epochs", "1", "--out", o]].concat());
     let err = String::from_utf8_lossy(&bad.stderr);
     assert!(!bad.status.success());
     assert!(err.contains("gems.csv") && err.contains("line 3 has 3 fields"), "{err}");
     // A missing label column too.
     let missing =
-        netc_cached(&["train", f, "--csv", t, "--label-column", "colour", "--val", "0.5"]);
+        common::netc(&["train", f, "--csv", t, "--label-column", "colour", "--val", "0.5"]);
     let err = String::from_utf8_lossy(&missing.stderr);
     assert!(err.contains("gems.csv") && err.contains("`colour`"), "{err}");
 }

@@ -39,6 +39,7 @@ pub mod sample_norm;
 pub mod schedule;
 mod scratch;
 pub mod shard;
+pub mod splitmix;
 pub mod upsample;
 pub mod view;
 pub mod weights;

@@ -2,31 +2,28 @@
 //! synthetic sample, a held-out split or an augmentation derives from its
 //! seed and indices alone, the same on every run, thread and machine.
 
+use netc_runtime::splitmix::SplitMix64;
+
 /// A SplitMix64 stream keyed by three numbers (a seed and two indices).
 #[derive(Debug)]
-pub struct Rng(u64);
+pub struct Rng(SplitMix64);
 
 impl Rng {
     pub fn new(seed: u64, a: u64, b: u64) -> Self {
-        let mut r = Rng(seed
-            ^ a.wrapping_mul(0x9E37_79B9_7F4A_7C15)
-            ^ b.wrapping_mul(0xD1B5_4A32_D192_ED03));
+        let mut r = Rng(SplitMix64::new(
+            seed ^ a.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ b.wrapping_mul(0xD1B5_4A32_D192_ED03),
+        ));
         r.next();
         r
     }
 
     pub fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        self.0.next_u64()
     }
 
-    /// Uniform in `0..n` (`n` > 0); the modulo bias is below 2^-40 for
-    /// the sizes used here.
+    /// Uniform in `0..n` (`n` > 0).
     pub fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
+        self.0.below(n)
     }
 
     /// Uniform in `[lo, hi)`.

@@ -42,13 +42,63 @@ fn cross_entropy(row: &[f32], label: usize) -> f64 {
 /// Loss, accuracy and confusion matrix of `model` on `data`, by batches of
 /// up to `batch`.
 pub fn evaluate(model: &mut dyn Model, data: &Dataset, batch: usize) -> Result<Evaluation, String> {
+    Ok(tally(model, data, 0..data.len(), batch)?.finish())
+}
+
+/// What an evaluation adds up, over some of the samples: the sums that
+/// ranks evaluating their own shares of a test set add together.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Tally {
+    /// The cross-entropies' sum.
+    pub loss: f64,
+    /// `[true][predicted]` counts.
+    pub confusion: Vec<Vec<usize>>,
+}
+
+impl Tally {
+    /// The tally as numbers, to be summed across ranks.
+    pub fn to_numbers(&self) -> Vec<f64> {
+        let counts = self.confusion.iter().flatten().map(|&c| c as f64);
+        std::iter::once(self.loss).chain(counts).collect()
+    }
+
+    /// The tally [`Tally::to_numbers`] gave (or a sum of such).
+    pub fn from_numbers(numbers: &[f64], classes: usize) -> Tally {
+        let confusion = (0..classes)
+            .map(|t| (0..classes).map(|p| numbers[1 + t * classes + p] as usize).collect())
+            .collect();
+        Tally { loss: numbers[0], confusion }
+    }
+
+    /// The mean loss, accuracy and confusion matrix.
+    pub fn finish(self) -> Evaluation {
+        let classes = self.confusion.len();
+        let count: usize = self.confusion.iter().flatten().sum();
+        let correct: usize = (0..classes).map(|c| self.confusion[c][c]).sum();
+        let count = count.max(1) as f64;
+        Evaluation {
+            loss: self.loss / count,
+            accuracy: correct as f64 / count,
+            confusion: self.confusion,
+        }
+    }
+}
+
+/// The tally of `model` on `samples` of `data`, by batches of up to
+/// `batch`.
+pub fn tally(
+    model: &mut dyn Model,
+    data: &Dataset,
+    samples: std::ops::Range<usize>,
+    batch: usize,
+) -> Result<Tally, String> {
     let classes = model.output_len();
     let mut confusion = vec![vec![0usize; classes]; classes];
     let mut logits = vec![0.0f32; batch * classes];
     let per = data.sample_len();
     let mut loss = 0.0;
-    for start in (0..data.len()).step_by(batch) {
-        let n = batch.min(data.len() - start);
+    for start in samples.clone().step_by(batch) {
+        let n = batch.min(samples.end - start);
         let x = &data.images[start * per..(start + n) * per];
         model.predict(x, &mut logits[..n * classes]).map_err(|e| e.to_string())?;
         for (row, &label) in
@@ -58,9 +108,7 @@ pub fn evaluate(model: &mut dyn Model, data: &Dataset, batch: usize) -> Result<E
             confusion[usize::from(label)][argmax(row)] += 1;
         }
     }
-    let correct: usize = (0..classes).map(|c| confusion[c][c]).sum();
-    let count = data.len().max(1) as f64;
-    Ok(Evaluation { loss: loss / count, accuracy: correct as f64 / count, confusion })
+    Ok(Tally { loss, confusion })
 }
 
 pub fn confusion_table(confusion: &[Vec<usize>]) -> String {

@@ -14,15 +14,25 @@ use std::time::Instant;
 pub struct Events {
     json: bool,
     bar: Option<ProgressBar>,
+    /// Nothing is printed: a data-parallel run's ranks other than 0.
+    silent: bool,
+    /// The data-parallel ranks training together.
+    ranks: usize,
 }
 
 impl Events {
-    pub fn new(json: bool) -> Events {
-        Events { json, bar: None }
+    /// Events printed by a run of `ranks` ranks (1 for a plain run).
+    pub fn new(json: bool, ranks: usize) -> Events {
+        Events { json, bar: None, silent: false, ranks }
+    }
+
+    /// A rank that prints nothing, rank 0 speaking for the job.
+    pub fn silent() -> Events {
+        Events { json: false, bar: None, silent: true, ranks: 1 }
     }
 
     pub fn resumed(&self, name: &str, epochs: usize, checkpoint: &Path) {
-        if !self.json {
+        if !self.json && !self.silent {
             println!("resuming {name} after epoch {epochs} from {}", checkpoint.display());
         }
     }
@@ -39,26 +49,34 @@ impl Events {
         schedule: &Schedule,
         started: Instant,
     ) {
-        let threads = rayon::current_num_threads();
+        if self.silent {
+            return;
+        }
+        let (threads, ranks) = (rayon::current_num_threads(), self.ranks);
         let ready = started.elapsed().as_secs_f64();
         if self.json {
             let line = json!({
                 "event": "start", "network": name, "parameters": params,
                 "train_samples": train, "eval_samples": eval, "data": data, "batch": batch,
                 "optimizer": format!("{opt:?}"), "schedule": format!("{schedule:?}"),
-                "threads": threads, "seconds": ready,
+                "ranks": ranks, "threads": threads, "seconds": ready,
             });
             println!("{line}");
         } else {
+            let workers = if ranks > 1 {
+                format!("{ranks} ranks of {threads} threads")
+            } else {
+                format!("{threads} threads")
+            };
             println!(
                 "training {name} ({params} parameters) on {train} samples of {data}, evaluating \
-                 on {eval}, batch {batch}, {opt:?}, {schedule:?}, {threads} threads (data ready in {ready:.1} s)"
+                 on {eval}, batch {batch}, {opt:?}, {schedule:?}, {workers} (data ready in {ready:.1} s)"
             );
         }
     }
 
     pub fn epoch_start(&mut self, epoch: usize, epochs: usize, batches: usize) {
-        if self.json {
+        if self.json || self.silent {
             return;
         }
         let bar = ProgressBar::new(batches as u64);
@@ -86,9 +104,14 @@ impl Events {
         }
     }
 
-    pub fn epoch(&mut self, e: &Epoch, improved: bool) {
+    /// The end of an epoch; `communicating` is the time its steps spent
+    /// summing gradients across ranks, in a data-parallel run.
+    pub fn epoch(&mut self, e: &Epoch, improved: bool, communicating: Option<f64>) {
         if let Some(bar) = self.bar.take() {
             bar.finish();
+        }
+        if self.silent {
+            return;
         }
         if self.json {
             let line = json!({
@@ -96,7 +119,8 @@ impl Events {
                 "train_accuracy": e.train_accuracy, "val_loss": e.val_loss,
                 "val_accuracy": e.val_accuracy, "lr": e.lr,
                 "samples_per_second": e.samples_per_second, "seconds": e.seconds,
-                "data_seconds": e.data_seconds, "best": improved,
+                "data_seconds": e.data_seconds, "communication_seconds": communicating,
+                "best": improved,
             });
             println!("{line}");
         } else {
@@ -114,6 +138,12 @@ impl Events {
                 e.seconds,
                 e.data_seconds
             );
+            if let Some(c) = communicating {
+                println!(
+                    "  summing gradients across ranks: {c:.2} s of the epoch's {:.1} s",
+                    e.seconds
+                );
+            }
         }
     }
 
@@ -125,6 +155,9 @@ impl Events {
         confusion: Option<String>,
         started: Instant,
     ) {
+        if self.silent {
+            return;
+        }
         let seconds = started.elapsed().as_secs_f64();
         if self.json {
             let line = json!({

@@ -8,6 +8,7 @@ mod bench;
 mod check;
 mod checkpoint;
 mod data;
+mod distributed;
 mod emit;
 mod evaluate;
 mod events;

@@ -8,7 +8,8 @@
 use crate::checkpoint::{self, Progress};
 use crate::data::loader::Loader;
 use crate::data::{check_fit, load, DataArgs, Dataset};
-use crate::evaluate::{confusion_table, evaluate, Evaluation};
+use crate::distributed::{self, Alone, Group};
+use crate::evaluate::{confusion_table, tally, Evaluation, Tally};
 use crate::events::Events;
 use crate::hyper::{self, HyperArgs};
 use crate::metrics::{Epoch, Records};
@@ -17,6 +18,7 @@ use crate::{fail, netfile, pool, Network};
 use netc_runtime::model::{Model, Targets};
 use netc_runtime::nn::Optimizer;
 use netc_runtime::schedule::Schedule;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -64,6 +66,15 @@ pub struct TrainArgs {
     /// padded by 4 pixels, and a horizontal flip half the time.
     #[arg(long)]
     augment: bool,
+    /// Train as N data-parallel ranks that are threads of this process,
+    /// each with its share of every batch: what `mpirun -np N netc train`
+    /// does across processes, bit for bit.
+    #[arg(long, value_name = "N")]
+    local_ranks: Option<usize>,
+    /// After every epoch, compare a fingerprint of the parameters across
+    /// the data-parallel ranks, and stop if they differ.
+    #[arg(long)]
+    check_replicas: bool,
 }
 
 pub fn train(args: &TrainArgs, built: Option<Network>) -> ExitCode {
@@ -75,14 +86,97 @@ pub fn train(args: &TrainArgs, built: Option<Network>) -> ExitCode {
     if args.batch == 0 {
         return fail("--batch must be at least 1");
     }
-    let pool = match pool(args.data.threads) {
-        Ok(p) => p,
-        Err(e) => return fail(e),
-    };
-    match pool.install(|| run_training(args, network)) {
+    match launch(args, network) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(e),
     }
+}
+
+/// Trains on the ranks that `--local-ranks` or the MPI launcher give, or
+/// alone.
+fn launch(args: &TrainArgs, network: Network) -> Result<(), String> {
+    let mpirun = distributed::launched_by_mpirun();
+    match args.local_ranks {
+        Some(_) if mpirun => Err("--local-ranks runs ranks as threads of one process; under \
+                                  mpirun, its -np gives the ranks"
+            .into()),
+        Some(0) => Err("--local-ranks must be at least 1".into()),
+        Some(n) => {
+            let results = distributed::run_local(n, |group| train_as(args, network, group, n))?;
+            let failed: Vec<(usize, String)> =
+                results.into_iter().enumerate().filter_map(|(r, e)| Some((r, e.err()?))).collect();
+            match failed.as_slice() {
+                [] => Ok(()),
+                // One error, or the same on every rank: said once.
+                [(_, e), ..] if failed.iter().all(|(_, other)| other == e) => Err(e.clone()),
+                _ => {
+                    let each: Vec<String> =
+                        failed.iter().map(|(r, e)| format!("rank {r}: {e}")).collect();
+                    Err(each.join("\nerror: "))
+                }
+            }
+        }
+        None if mpirun => over_mpi(args, network),
+        None => train_as(args, network, &Alone, 1),
+    }
+}
+
+/// Trains as this process's MPI rank. An error every rank reached alike
+/// is told by rank 0 and ends each rank by itself; an error on one rank
+/// ends the whole job, since the others would wait for it forever.
+#[cfg(feature = "mpi")]
+fn over_mpi(args: &TrainArgs, network: Network) -> Result<(), String> {
+    let (universe, group) = distributed::mpi::init().ok_or("MPI did not start")?;
+    let here = distributed::mpi::ranks_on_this_machine();
+    match train_as(args, network, &group, here) {
+        Err(e) if group.size() > 1 && distributed::failure_known().0 => {
+            if group.rank() == 0 {
+                return Err(e);
+            }
+            if distributed::failure_known().1 {
+                eprintln!("error: rank {}: {e}", group.rank());
+            }
+            // Finalised before the exit, which skips destructors.
+            drop(universe);
+            std::process::exit(1)
+        }
+        Err(e) if group.size() > 1 => {
+            eprintln!("error: rank {}: {e}", group.rank());
+            distributed::mpi::abort()
+        }
+        result => result,
+    }
+}
+
+/// Under mpirun without MPI built in: one rank is a plain run; several
+/// would each train alone and overwrite each other's files.
+#[cfg(not(feature = "mpi"))]
+fn over_mpi(args: &TrainArgs, network: Network) -> Result<(), String> {
+    let size = ["OMPI_COMM_WORLD_SIZE", "PMI_SIZE"]
+        .iter()
+        .find_map(|k| std::env::var(k).ok()?.parse::<usize>().ok())
+        .unwrap_or(1);
+    if size <= 1 {
+        return train_as(args, network, &Alone, 1);
+    }
+    Err("this netc was built without MPI, so its ranks cannot train together: build netc-cli \
+         with `--features mpi`, or use --local-ranks on one machine"
+        .into())
+}
+
+/// Trains as `group`'s rank, one of `ranks_here` on this machine, in a
+/// pool of `--threads` threads (default: this rank's share of the cores).
+fn train_as(
+    args: &TrainArgs,
+    network: Network,
+    group: &dyn Group,
+    ranks_here: usize,
+) -> Result<(), String> {
+    let threads = match (args.data.threads, ranks_here) {
+        (None, 1) => None,
+        (threads, _) => Some(threads.unwrap_or_else(|| distributed::default_threads(ranks_here))),
+    };
+    pool(threads)?.install(|| run_training(args, network, group))
 }
 
 /// A permutation of `0..n` from `seed` (Fisher–Yates with SplitMix64).
@@ -104,6 +198,9 @@ struct Run<'a> {
     base: Optimizer,
     schedule: Schedule,
     batches: usize,
+    /// The ranks training together, and this rank's samples of each batch.
+    group: &'a dyn Group,
+    share: Range<usize>,
 }
 
 /// An epoch's training figures.
@@ -114,6 +211,8 @@ struct EpochTotals {
     seconds: f64,
     data_seconds: f64,
     samples: usize,
+    /// Seconds spent summing gradients across ranks.
+    communicating: Option<f64>,
 }
 
 impl Run<'_> {
@@ -126,7 +225,14 @@ impl Run<'_> {
         events: &mut Events,
     ) -> Result<EpochTotals, String> {
         let (args, train, batch) = (self.args, self.train, self.args.batch);
-        let order = shuffled(train.len(), args.data.seed ^ (epoch as u64 + 1));
+        // The order is the whole job's, whatever the ranks: each trains on
+        // its share of every batch.
+        let mut order = shuffled(train.len(), args.data.seed ^ (epoch as u64 + 1));
+        if self.group.size() > 1 {
+            order =
+                order.chunks_exact(batch).flat_map(|b| b[self.share.clone()].to_vec()).collect();
+        }
+        let mut parallel = distributed::Step::default();
         let started = Instant::now();
         let (mut loss_sum, mut correct) = (0.0f64, 0usize);
         let mut opt = self.base;
@@ -138,15 +244,18 @@ impl Run<'_> {
             let progress = (epoch * self.batches + b + 1) as f64 / self.batches as f64;
             lr = self.schedule.lr(self.base.lr(), progress, args.epochs as f64);
             opt.set_lr(lr);
-            // The generated step: sharded across threads and with SGD fused
-            // into the backward pass where the network allows.
-            let (loss, right) =
-                model.train_step(x, Targets::Labels(labels), &opt).map_err(|e| e.to_string())?;
+            let (loss, right) = if self.group.size() == 1 {
+                // The generated step: sharded across threads and with SGD
+                // fused into the backward pass where the network allows.
+                model.train_step(x, Targets::Labels(labels), &opt).map_err(|e| e.to_string())?
+            } else {
+                parallel.run(model, self.group, (x, labels), batch, &opt)?
+            };
             if !loss.is_finite() {
-                return Err(format!(
+                return Err(distributed::shared_failure(format!(
                     "the loss diverged ({loss}) at epoch {}, batch {b}: lower --lr",
                     epoch + 1
-                ));
+                )));
             }
             let step = (epoch * self.batches + b + 1) as u64;
             let smoothed = records.step(step, progress, f64::from(loss), lr);
@@ -162,6 +271,7 @@ impl Run<'_> {
             seconds: started.elapsed().as_secs_f64(),
             data_seconds: batches.waited().as_secs_f64(),
             samples,
+            communicating: (self.group.size() > 1).then(|| parallel.communicating.as_secs_f64()),
         })
     }
 }
@@ -205,23 +315,71 @@ fn start(
     Ok((progress, records))
 }
 
-fn run_training(args: &TrainArgs, network: Network) -> Result<(), String> {
-    let name = network.name;
-    let started = Instant::now();
-    let mut model = (network.factory)(args.data.seed, args.batch);
-    let (train, test, what) = load(&args.data, model.input_shape())?;
-    check_fit(model.as_ref(), name, (&train, &test), &what)?;
-    let train = Arc::new(train);
-    let loader =
-        Loader::new(Arc::clone(&train), args.batch, args.augment.then_some(args.data.seed), &what)?;
-    let base = hyper::optimizer(&args.hyper, model.as_ref())?;
-    let schedule = hyper::schedule(&args.hyper, model.as_ref())?;
-    if let (1, Some(layer)) = (args.batch, model.single_value_batch_norm()) {
+/// The whole job's loss, accuracy and confusion matrix on `test`, each
+/// rank evaluating its share of the samples.
+fn evaluate_together(
+    model: &mut dyn Model,
+    group: &dyn Group,
+    test: &Dataset,
+    batch: usize,
+) -> Result<Evaluation, String> {
+    let (rank, size) = (group.rank(), group.size());
+    let own = tally(model, test, distributed::shard(test.len(), rank, size), batch)?;
+    if size == 1 {
+        return Ok(own.finish());
+    }
+    let sums = distributed::sum_f64(group, &own.to_numbers())?;
+    Ok(Tally::from_numbers(&sums, model.output_len()).finish())
+}
+
+/// The model this rank trains, with the data it trains on, every rank
+/// agreeing that all of them could start.
+fn prepare(
+    args: &TrainArgs,
+    network: Network,
+    group: &dyn Group,
+    share: &Range<usize>,
+) -> Result<(Box<dyn Model>, Dataset, Dataset, String), String> {
+    let source = distributed::fingerprint(network.name.bytes().chain(network.source.bytes()));
+    distributed::agree(group, source, "the network (its name and .net source)")
+        .map_err(|e| format!("{e}: every rank must train the same network"))?;
+    if share.is_empty() {
         return Err(format!(
-            "--batch 1 gives batch norm `{layer}` one value per channel, which it cannot train \
-             on: use a batch of at least 2"
+            "--batch {} leaves rank {} of {} no samples: give a batch of at least {}",
+            args.batch,
+            group.rank(),
+            group.size(),
+            group.size()
         ));
     }
+    let model = (network.factory)(args.data.seed, share.len());
+    let loaded = load(&args.data, model.input_shape()).and_then(|(train, test, what)| {
+        check_fit(model.as_ref(), network.name, (&train, &test), &what)?;
+        Ok((train, test, what))
+    });
+    let (train, test, what) = distributed::all_succeed(group, loaded, "load its data")?;
+    // The smallest share, which every rank computes alike.
+    let fewest = args.batch / group.size();
+    if let (1, Some(layer)) = (fewest, model.single_value_batch_norm()) {
+        return Err(format!(
+            "a shard of one sample gives batch norm `{layer}` one value per channel, which it \
+             cannot train on: use a batch of at least {}",
+            2 * group.size()
+        ));
+    }
+    Ok((model, train, test, what))
+}
+
+fn run_training(args: &TrainArgs, network: Network, group: &dyn Group) -> Result<(), String> {
+    let (name, leader) = (network.name, group.rank() == 0);
+    let started = Instant::now();
+    let share = distributed::shard(args.batch, group.rank(), group.size());
+    let (mut model, train, test, what) = prepare(args, network, group, &share)?;
+    let train = Arc::new(train);
+    let augment = args.augment.then_some(args.data.seed);
+    let loader = Loader::new(Arc::clone(&train), share.len(), augment, &what)?;
+    let base = hyper::optimizer(&args.hyper, model.as_ref())?;
+    let schedule = hyper::schedule(&args.hyper, model.as_ref())?;
     // The last partial batch of an epoch is dropped, never trained on: it
     // could be a single sample, which batch norm refuses.
     let batches = train.len() / args.batch;
@@ -233,9 +391,13 @@ fn run_training(args: &TrainArgs, network: Network) -> Result<(), String> {
         ));
     }
     let dir = args.out.join(name);
-    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create `{}`: {e}", dir.display()))?;
-    let (mut progress, mut records) = start(args, name, &dir, model.as_mut())?;
-    let mut events = Events::new(args.json);
+    if leader {
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| format!("cannot create `{}`: {e}", dir.display()))?;
+    }
+    let resumed = start(args, name, &dir, model.as_mut());
+    let (mut progress, mut records) = distributed::all_succeed(group, resumed, "resume")?;
+    let mut events = if leader { Events::new(args.json, group.size()) } else { Events::silent() };
     if args.resume {
         events.resumed(name, progress.completed_epochs, &dir.join(checkpoint::FILE));
     }
@@ -249,7 +411,7 @@ fn run_training(args: &TrainArgs, network: Network) -> Result<(), String> {
         &schedule,
         started,
     );
-    let run = Run { args, train: &train, loader, base, schedule, batches };
+    let run = Run { args, train: &train, loader, base, schedule, batches, group, share };
     let mut last: Option<Evaluation> = None;
     let patience_spent = |p: &Progress| args.patience.is_some_and(|n| p.stale_epochs >= n);
     for epoch in progress.completed_epochs..args.epochs {
@@ -257,7 +419,13 @@ fn run_training(args: &TrainArgs, network: Network) -> Result<(), String> {
             break;
         }
         let totals = run.epoch(model.as_mut(), epoch, &mut records, &mut events)?;
-        let result = evaluate(model.as_mut(), &test, args.batch)?;
+        distributed::average_buffers(model.as_mut(), group)?;
+        if args.check_replicas {
+            let params = distributed::fingerprint_params(model.as_ref());
+            distributed::agree(group, params, "the parameters")
+                .map_err(|e| format!("after epoch {}, {e}: the replicas diverged", epoch + 1))?;
+        }
+        let result = evaluate_together(model.as_mut(), group, &test, args.batch)?;
         let value = match args.monitor {
             Monitor::Loss => result.loss,
             Monitor::Accuracy => result.accuracy,
@@ -266,7 +434,6 @@ fn run_training(args: &TrainArgs, network: Network) -> Result<(), String> {
         if improved {
             progress.best = Some((value, epoch + 1));
             progress.stale_epochs = 0;
-            model.save(&dir.join("best.safetensors")).map_err(|e| e.to_string())?;
         } else {
             progress.stale_epochs += 1;
         }
@@ -283,13 +450,10 @@ fn run_training(args: &TrainArgs, network: Network) -> Result<(), String> {
             data_seconds: totals.data_seconds,
         };
         records.epochs.push(row);
-        // The records first: on resume they are cut back to the checkpoint,
-        // which is written last and so decides where the run stands.
-        records.write(&dir)?;
-        crate::plot::plot(&records, &format!("{name} training"), &dir.join("training.png"))?;
-        model.save(&dir.join("model.safetensors")).map_err(|e| e.to_string())?;
-        checkpoint::write(&dir, model.as_ref(), &progress)?;
-        events.epoch(&row, improved);
+        if leader {
+            write_epoch(&dir, model.as_ref(), (&progress, &records), improved)?;
+        }
+        events.epoch(&row, improved, totals.communicating);
         last = Some(result);
     }
     let stopped_early = patience_spent(&progress) && progress.completed_epochs < args.epochs;
@@ -301,6 +465,26 @@ fn run_training(args: &TrainArgs, network: Network) -> Result<(), String> {
         started,
     );
     Ok(())
+}
+
+/// What an epoch leaves in the run's directory: the best weights when they
+/// improved, the records, the plot, the weights and the checkpoint.
+fn write_epoch(
+    dir: &Path,
+    model: &dyn Model,
+    (progress, records): (&Progress, &Records),
+    improved: bool,
+) -> Result<(), String> {
+    if improved {
+        model.save(&dir.join("best.safetensors")).map_err(|e| e.to_string())?;
+    }
+    // The records first: on resume they are cut back to the checkpoint,
+    // which is written last and so decides where the run stands.
+    records.write(dir)?;
+    let title = format!("{} training", progress.network);
+    crate::plot::plot(records, &title, &dir.join("training.png"))?;
+    model.save(&dir.join("model.safetensors")).map_err(|e| e.to_string())?;
+    checkpoint::write(dir, model, progress)
 }
 
 #[cfg(test)]

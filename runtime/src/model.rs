@@ -94,6 +94,15 @@ pub trait Model: Send + Sync {
     fn set_optimizer_state(&mut self, state: &[f32], kind: u8, step: u64) -> Result<(), Error>;
     /// Every parameter tensor: name, shape, values.
     fn visit_params(&self, f: &mut TensorVisitor<'_>);
+    /// The gradients of the learned tensors that the last backward pass
+    /// left for [`Model::apply_gradients`], in the order of
+    /// [`Model::visit_params`]; empty before the first backward pass. A
+    /// data-parallel trainer sums them across processes in between.
+    fn gradients_mut(&mut self) -> Vec<&mut [f32]>;
+    /// The tensors that are not learned (batch norm's running statistics),
+    /// in the order of [`Model::visit_params`], for a data-parallel trainer
+    /// to average across processes.
+    fn buffers_mut(&mut self) -> Vec<&mut [f32]>;
 
     /// The batch norm that has one value per channel in a sample (over
     /// `[C]` or `[C, 1, 1]`), if there is one: the model refuses to train

@@ -137,6 +137,15 @@ pub fn model_trait(m: &Module<'_>) -> TokenStream {
             fn visit_params(&self, f: &mut #rt::model::TensorVisitor<'_>) {
                 #params_ty::visit(self.params(), f)
             }
+            fn gradients_mut(&mut self) -> Vec<&mut [f32]> {
+                let Some(grads) = self.grads.as_mut() else { return Vec::new() };
+                let tensors = grads.tensors_mut().into_iter().zip(#params_ty::LEARNABLE);
+                tensors.filter_map(|(t, learned)| learned.then_some(t)).collect()
+            }
+            fn buffers_mut(&mut self) -> Vec<&mut [f32]> {
+                let tensors = self.params_mut().tensors_mut().into_iter().zip(#params_ty::LEARNABLE);
+                tensors.filter_map(|(t, learned)| (!learned).then_some(t)).collect()
+            }
             #single_value
             fn profile_slot(&mut self) -> Option<#rt::profile::Slot<'_>> {
                 Some(self.memory.profile_slot(Self::LAYERS))

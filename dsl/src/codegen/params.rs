@@ -13,6 +13,7 @@ pub fn params_struct(m: &Module<'_>) -> TokenStream {
     let fields: Vec<_> = p.params.iter().map(|q| field(&q.name)).collect();
     let lens: Vec<_> = p.params.iter().map(|q| lit(q.len())).collect();
     let count = lit(p.params.len());
+    let learnable = p.params.iter().map(|q| q.learnable);
     let table = p.params.iter().map(|q| {
         let (name, dims) = (&q.name, q.shape.iter().map(|&d| lit(d)));
         quote!((#name, &[#(#dims),*]))
@@ -64,6 +65,9 @@ pub fn params_struct(m: &Module<'_>) -> TokenStream {
         impl #params_ty {
             /// Every tensor's `state_dict` name and shape, in order.
             pub const TENSORS: [(&'static str, &'static [usize]); #count] = [#(#table),*];
+
+            /// Whether each tensor is learned, rather than a buffer.
+            pub const LEARNABLE: [bool; #count] = [#(#learnable),*];
 
             /// Every tensor set to zero.
             pub fn zeros() -> Self {

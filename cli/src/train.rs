@@ -343,16 +343,16 @@ fn prepare(
     let source = distributed::fingerprint(network.name.bytes().chain(network.source.bytes()));
     distributed::agree(group, source, "the network (its name and .net source)")
         .map_err(|e| format!("{e}: every rank must train the same network"))?;
-    if share.is_empty() {
-        return Err(format!(
-            "--batch {} leaves rank {} of {} no samples: give a batch of at least {}",
+    if args.batch < group.size() {
+        return Err(distributed::shared_failure(format!(
+            "--batch {} is smaller than the {} ranks, each of which trains on a share of every \
+             batch: give a batch of at least {}",
             args.batch,
-            group.rank(),
             group.size(),
             group.size()
-        ));
+        )));
     }
-    let model = (network.factory)(args.data.seed, share.len());
+    let model = (network.factory)(args.data.seed, share.len().max(1));
     let loaded = load(&args.data, model.input_shape()).and_then(|(train, test, what)| {
         check_fit(model.as_ref(), network.name, (&train, &test), &what)?;
         Ok((train, test, what))

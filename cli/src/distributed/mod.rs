@@ -34,6 +34,8 @@ pub fn shared_failure(message: String) -> String {
 
 /// How the failure this process stops on is known: `(shared, own)`,
 /// whether every rank knows of it and whether it is this rank's own.
+/// Only MPI ranks, each a process of its own, ask.
+#[cfg_attr(not(feature = "mpi"), allow(dead_code))]
 pub fn failure_known() -> (bool, bool) {
     (SHARED_FAILURE.load(Ordering::Relaxed), OWN_FAILURE.load(Ordering::Relaxed))
 }

@@ -131,11 +131,13 @@ fn over_mpi(args: &TrainArgs, network: Network) -> Result<(), String> {
     match train_as(args, network, &group, here) {
         Err(e) if group.size() > 1 && distributed::failure_known().0 => {
             if group.rank() == 0 {
-                return Err(e);
-            }
-            if distributed::failure_known().1 {
+                eprintln!("error: {e}");
+            } else if distributed::failure_known().1 {
                 eprintln!("error: rank {}: {e}", group.rank());
             }
+            // Every rank stops here: once all have spoken, none of their
+            // exits can make the launcher kill a rank before it has.
+            distributed::mpi::barrier();
             // Finalised before the exit, which skips destructors.
             drop(universe);
             std::process::exit(1)

@@ -35,6 +35,11 @@ pub fn ranks_on_this_machine() -> usize {
         .unwrap_or(1)
 }
 
+/// Waits until every rank is here.
+pub fn barrier() {
+    SimpleCommunicator::world().barrier();
+}
+
 /// Ends the whole job: the launcher stops every rank.
 pub fn abort() -> ! {
     SimpleCommunicator::world().abort(1)

@@ -120,7 +120,7 @@ impl Case {
         let seed = self.seed;
         let keeps = move |layer: u16, index: u64, p: f32| {
             let dropout = Dropout::new(p).expect("a checked probability");
-            dropout.keeps(DropoutKey { seed, step, layer }, index)
+            dropout.keeps(DropoutKey { seed, step, layer, first: 0 }, index)
         };
         interp::run_training(&self.graph, weights, &self.feeds(), self.n, &keeps)
             .expect("interpreter")

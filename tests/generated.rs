@@ -483,7 +483,7 @@ fn stochastic_depth_masks_match_the_reference() {
         let got = model.forward_train(&x).expect("forward_train").as_flattened().to_vec();
         // Each sample's factor, 0 or 1/(1 − p): the mask of a sample of ones.
         let factors = |p: f64, layer: u16, mode: DepthMode| -> Vec<f64> {
-            let key = DropoutKey { seed, step, layer };
+            let key = DropoutKey { seed, step, layer, first: 0 };
             let ones = vec![1.0f32; n];
             reference::stochastic_depth(p, key, mode, 1, &ones).into_iter().map(f64::from).collect()
         };

@@ -47,7 +47,7 @@ fn graph_named(file: &str, name: &str) -> netc_dsl::Graph {
 fn runtime_masks(seed: u64, step: u64) -> impl Fn(u16, u64, f32) -> bool {
     move |layer, index, p| {
         let dropout = Dropout::new(p).expect("a checked probability");
-        dropout.keeps(DropoutKey { seed, step, layer }, index)
+        dropout.keeps(DropoutKey { seed, step, layer, first: 0 }, index)
     }
 }
 

@@ -377,6 +377,8 @@ fn run_training(args: &TrainArgs, network: Network, group: &dyn Group) -> Result
     let started = Instant::now();
     let share = distributed::shard(args.batch, group.rank(), group.size());
     let (mut model, train, test, what) = prepare(args, network, group, &share)?;
+    // Dropout masks follow the samples' places in the whole batch.
+    model.set_first_sample(share.start as u64);
     let train = Arc::new(train);
     let augment = args.augment.then_some(args.data.seed);
     let loader = Loader::new(Arc::clone(&train), share.len(), augment, &what)?;

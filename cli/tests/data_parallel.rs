@@ -86,3 +86,31 @@ fn a_batch_smaller_than_the_ranks_is_an_error() {
     assert_eq!(err.matches("error:").count(), 1, "said once: {err}");
     assert!(!out.join("lenet5/checkpoint.safetensors").exists());
 }
+
+/// A network with dropout, whose masks must not repeat across ranks.
+const DROPOUT_NET: &str = "network Dropped {\n    input x: [1, 28, 28]\n    \
+    logits = x -> flatten -> dense(64) -> relu -> dropout(0.5) -> dense(10)\n    \
+    loss cross_entropy(logits)\n    optimizer sgd(lr: 0.05)\n}\n";
+
+/// Each rank numbers its samples from its share's place in the whole
+/// batch, so two ranks draw the dropout masks one process draws for the
+/// same samples, and train as it does to rounding.
+#[test]
+fn ranks_draw_the_whole_batch_dropout_masks() {
+    let dir = scratch("dp-dropout");
+    let file = dir.join("dropped.net");
+    std::fs::write(&file, DROPOUT_NET).expect("write");
+    let f = file.to_str().expect("utf-8");
+    let run = |out: &str, extra: &[&str]| {
+        let o = dir.join(out);
+        let base = ["train", f, "--train-size", "640", "--test-size", "64", "--batch", "32"];
+        let tail = ["--epochs", "1", "--out", o.to_str().expect("utf-8")];
+        let r = netc(&[&base[..], &tail, extra].concat());
+        assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+        o.join("dropped/model.safetensors")
+    };
+    let ranks = run("ranks", &["--local-ranks", "2", "--threads", "1"]);
+    let plain = run("plain", &["--threads", "1"]);
+    let difference = relative_difference(&ranks, &plain);
+    assert!(difference < 1e-5, "relative difference {difference:e}");
+}

@@ -1,7 +1,9 @@
 //! Inverted dropout whose mask is never stored: the keep decision for
 //! element `i` is a pure function of `(seed, step, layer, i)` through the
 //! counter-based RNG, so the backward pass regenerates exactly the mask the
-//! forward pass used, and a run is reproducible from its seed.
+//! forward pass used, and a run is reproducible from its seed. `i` counts
+//! from the start of the whole batch, so a pass over a part of it (a
+//! data-parallel rank's share) draws the part's own mask.
 //!
 //! As in PyTorch's `nn.Dropout`, an element is kept with probability
 //! `1 − p` and scaled by `1/(1 − p)` in training, so inference is the
@@ -18,16 +20,36 @@ use crate::error::{check_len, LenError};
 use crate::rng;
 
 /// Which mask: the training run's `seed`, the optimizer `step` and the
-/// dropout `layer` (its index in the network).
+/// dropout `layer` (its index in the network), from draw `first` on.
 ///
 /// The RNG stream is `step` in the low 48 bits and `layer` in the high 16,
 /// so masks differ for every step below 2⁴⁸ and layer below 2¹⁶; the
-/// element index is the counter.
+/// element index (stochastic depth's sample index) in the whole batch is
+/// the counter, and `first` is that of the slice's first element.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct DropoutKey {
     pub seed: u64,
     pub step: u64,
     pub layer: u16,
+    pub first: u64,
+}
+
+/// What keys the masks of one training pass: the run's `seed`, the
+/// optimizer `step`, and the index in the whole batch of the pass's first
+/// sample (not 0 for a data-parallel rank's share of the batch).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct MaskKey {
+    pub seed: u64,
+    pub step: u64,
+    pub first_sample: u64,
+}
+
+impl MaskKey {
+    /// The key of `layer`'s mask over samples of `per_sample` draws.
+    pub fn layer(self, layer: u16, per_sample: usize) -> DropoutKey {
+        let first = self.first_sample.wrapping_mul(per_sample as u64);
+        DropoutKey { seed: self.seed, step: self.step, layer, first }
+    }
 }
 
 impl DropoutKey {
@@ -81,8 +103,8 @@ impl Dropout {
         (rng::block(key.seed, key.stream(), index / 4)[(index % 4) as usize] >> 8) < self.keep_below
     }
 
-    /// `out[i] = input[i] · mask[i] / (1 − p)`, four elements per RNG
-    /// block; with no `input`, `out` is scaled in place.
+    /// `out[i] = input[i] · mask[key.first + i] / (1 − p)`, four elements
+    /// per RNG block; with no `input`, `out` is scaled in place.
     fn apply(&self, key: DropoutKey, out: &mut [f32], input: Option<&[f32]>) {
         if self.p == 0.0 {
             if let Some(input) = input {
@@ -91,12 +113,22 @@ impl Dropout {
             return;
         }
         let stream = key.stream();
-        for (b, chunk) in out.chunks_mut(4).enumerate() {
-            let words = rng::block(key.seed, stream, b as u64);
-            for (j, (o, &w)) in chunk.iter_mut().zip(&words).enumerate() {
-                let x = input.map_or(*o, |input| input[4 * b + j]);
-                *o = if (w >> 8) < self.keep_below { x * self.scale } else { 0.0 };
+        // The slice starts `lead` draws into its first block.
+        let lead = (key.first % 4) as usize;
+        let mut i = 0;
+        let mut block = key.first / 4;
+        while i < out.len() {
+            let words = rng::block(key.seed, stream, block);
+            let skip = if i == 0 { lead } else { 0 };
+            for &w in &words[skip..] {
+                if i == out.len() {
+                    break;
+                }
+                let x = input.map_or(out[i], |input| input[i]);
+                out[i] = if (w >> 8) < self.keep_below { x * self.scale } else { 0.0 };
+                i += 1;
             }
+            block += 1;
         }
     }
 
@@ -146,11 +178,12 @@ pub enum DepthMode {
 }
 
 impl Dropout {
-    /// Stochastic depth's factor for sample `sample`: `1/(1 − p)` if kept,
-    /// else 0.
+    /// Stochastic depth's factor for sample `sample` of the slice:
+    /// `1/(1 − p)` if kept, else 0. Samples count from `key.first` in the
+    /// whole batch, whose one decision in batch mode is the first.
     pub fn depth_scale(&self, key: DropoutKey, mode: DepthMode, sample: usize) -> f32 {
         let index = match mode {
-            DepthMode::Row => sample as u64,
+            DepthMode::Row => key.first + sample as u64,
             DepthMode::Batch => 0,
         };
         if self.keeps(key, index) {

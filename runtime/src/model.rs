@@ -99,6 +99,11 @@ pub trait Model: Send + Sync {
     /// [`Model::visit_params`]; empty before the first backward pass. A
     /// data-parallel trainer sums them across processes in between.
     fn gradients_mut(&mut self) -> Vec<&mut [f32]>;
+    /// Numbers the samples of the coming training passes from `first` in
+    /// the whole batch, which keys their dropout masks: a data-parallel
+    /// rank training on samples `first..` of each batch draws their masks,
+    /// whatever the number of ranks.
+    fn set_first_sample(&mut self, first: u64);
     /// The tensors that are not learned (batch norm's running statistics),
     /// in the order of [`Model::visit_params`], for a data-parallel trainer
     /// to average across processes.

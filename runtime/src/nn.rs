@@ -7,7 +7,7 @@
 use crate::conv::{self, Conv2d};
 use crate::conv_transpose::{self, ConvTranspose2d};
 use crate::dense::{self, Dense};
-use crate::dropout::{DepthMode, Dropout, DropoutKey};
+use crate::dropout::{DepthMode, Dropout, DropoutKey, MaskKey};
 use crate::elementwise::ChannelScale;
 use crate::error::{check_len, Error, LenError};
 use crate::gemm::{Activation, Par};
@@ -306,91 +306,84 @@ pub fn global_avg_pool_backward(
     Ok(pool::global_avg_pool_backward(n, c, hw, 1, dy, dx)?)
 }
 
-/// Training dropout with the mask keyed by `(seed, step, layer)`.
+/// Training dropout with the mask keyed by the pass's `masks` and
+/// `layer`, over samples of `per_sample` elements.
 pub fn dropout_forward(
     p: f32,
-    seed: u64,
-    step: u64,
+    masks: MaskKey,
     layer: u16,
+    per_sample: usize,
     x: &[f32],
     y: &mut [f32],
 ) -> Result<(), Error> {
     let d = Dropout::new(p)
         .map_err(|e| Error::Weights(format!("invalid dropout probability {}", e.0)))?;
-    Ok(d.forward(DropoutKey { seed, step, layer }, x, y)?)
+    Ok(d.forward(masks.layer(layer, per_sample), x, y)?)
 }
 
 /// Regenerates the forward mask and applies it to the gradient.
 pub fn dropout_backward(
     p: f32,
-    seed: u64,
-    step: u64,
+    masks: MaskKey,
     layer: u16,
+    per_sample: usize,
     dy: &[f32],
     dx: &mut [f32],
 ) -> Result<(), Error> {
     let d = Dropout::new(p)
         .map_err(|e| Error::Weights(format!("invalid dropout probability {}", e.0)))?;
-    Ok(d.backward(DropoutKey { seed, step, layer }, dy, dx)?)
+    Ok(d.backward(masks.layer(layer, per_sample), dy, dx)?)
 }
 
 /// Stochastic depth in training, torchvision's `mode="row"`: each sample
 /// kept, scaled by `1/(1 − p)`, or zeroed, by the mask keyed by
-/// `(seed, step, layer)` and the sample's index in the batch.
-#[allow(clippy::too_many_arguments)]
+/// the pass's `masks`, `layer` and the sample's index in the batch.
 pub fn stochastic_depth_forward(
     p: f32,
-    seed: u64,
-    step: u64,
+    masks: MaskKey,
     layer: u16,
     per_sample: usize,
     x: &[f32],
     y: &mut [f32],
 ) -> Result<(), Error> {
-    depth(p, DropoutKey { seed, step, layer }, DepthMode::Row, per_sample, x, y)
+    depth(p, masks.layer(layer, 1), DepthMode::Row, per_sample, x, y)
 }
 
 /// The backward of [`stochastic_depth_forward`]: the same mask on `dy`.
-#[allow(clippy::too_many_arguments)]
 pub fn stochastic_depth_backward(
     p: f32,
-    seed: u64,
-    step: u64,
+    masks: MaskKey,
     layer: u16,
     per_sample: usize,
     dy: &[f32],
     dx: &mut [f32],
 ) -> Result<(), Error> {
-    depth(p, DropoutKey { seed, step, layer }, DepthMode::Row, per_sample, dy, dx)
+    depth(p, masks.layer(layer, 1), DepthMode::Row, per_sample, dy, dx)
 }
 
 /// Stochastic depth in training, torchvision's `mode="batch"`: one
 /// decision for the whole batch.
-#[allow(clippy::too_many_arguments)]
 pub fn stochastic_depth_batch_forward(
     p: f32,
-    seed: u64,
-    step: u64,
+    masks: MaskKey,
     layer: u16,
     per_sample: usize,
     x: &[f32],
     y: &mut [f32],
 ) -> Result<(), Error> {
-    depth(p, DropoutKey { seed, step, layer }, DepthMode::Batch, per_sample, x, y)
+    depth(p, masks.layer(layer, 1), DepthMode::Batch, per_sample, x, y)
 }
 
 /// The backward of [`stochastic_depth_batch_forward`].
-#[allow(clippy::too_many_arguments)]
 pub fn stochastic_depth_batch_backward(
     p: f32,
-    seed: u64,
-    step: u64,
+    masks: MaskKey,
     layer: u16,
     per_sample: usize,
     dy: &[f32],
     dx: &mut [f32],
 ) -> Result<(), Error> {
-    depth(p, DropoutKey { seed, step, layer }, DepthMode::Batch, per_sample, dy, dx)
+    depth(p, masks.layer(layer, 1), DepthMode::Batch, per_sample, dy, dx)
 }
 
 fn depth(

@@ -6,6 +6,7 @@
 //! training step alike.
 
 use crate::arena::{split, ArenaError, Views};
+use crate::dropout::MaskKey;
 use crate::error::{Error, LenError};
 use crate::optim::Sgd;
 use crate::profile::{Profile, Profiler};
@@ -80,7 +81,7 @@ impl Memory {
 
     /// The buffers as a pass over `n` samples at training step `step` of a
     /// model seeded with `seed` sees them, allocated first if they are not.
-    pub fn pass(&mut self, n: usize, step_seed: (u64, u64)) -> Pass<'_> {
+    pub fn pass(&mut self, n: usize, masks: MaskKey) -> Pass<'_> {
         self.allocate();
         let mut pass = Pass::new(
             n,
@@ -88,7 +89,7 @@ impl Memory {
             &mut self.arena[..],
             &mut self.argmax,
             &mut self.stats,
-            step_seed,
+            masks,
         );
         pass.profiler = Profiler::new(self.profile.as_mut());
         pass
@@ -199,9 +200,8 @@ pub struct Pass<'a> {
     pub arena: Regions<'a>,
     pub argmax: Regions<'a, u32>,
     pub stats: &'a mut [f32],
-    /// The training step and the model's seed, which key dropout masks.
-    pub step: u64,
-    pub seed: u64,
+    /// What keys the pass's dropout masks.
+    pub masks: MaskKey,
     /// Samples whose largest logit is their label, counted by a
     /// classification loss as it runs, so a training step can report its
     /// accuracy without keeping the logits.
@@ -218,15 +218,14 @@ impl<'a> Pass<'a> {
         arena: &'a mut [f32],
         argmax: &'a mut [u32],
         stats: &'a mut [f32],
-        (step, seed): (u64, u64),
+        masks: MaskKey,
     ) -> Self {
         Pass {
             n,
             arena: Regions::new(arena, n, cap),
             argmax: Regions::new(argmax, n, cap),
             stats,
-            step,
-            seed,
+            masks,
             correct: 0,
             profiler: Profiler::default(),
         }

@@ -7,7 +7,7 @@
 
 mod common;
 
-use netc_runtime::dropout::{DepthMode, Dropout, DropoutKey};
+use netc_runtime::dropout::{DepthMode, Dropout, DropoutKey, MaskKey};
 use netc_runtime::init::{self, FanMode, Fans, Nonlinearity};
 use netc_runtime::rng;
 use netc_runtime::{nn, reference};
@@ -84,7 +84,7 @@ fn other_seeds_and_streams_give_other_numbers() {
 }
 
 fn key(step: u64, layer: u16) -> DropoutKey {
-    DropoutKey { seed: 1234, step, layer }
+    DropoutKey { seed: 1234, step, layer, first: 0 }
 }
 
 #[test]
@@ -274,7 +274,7 @@ proptest! {
     ) {
         let p = [0.0f32, 0.125, 0.5, 0.75][which_p];
         let mode = if batch { DepthMode::Batch } else { DepthMode::Row };
-        let k = DropoutKey { seed, step, layer };
+        let k = DropoutKey { seed, step, layer, first: 0 };
         let x = common::fill(n * per_sample, seed ^ 5, -2.0, 2.0);
         let want = reference::stochastic_depth(f64::from(p), k, mode, per_sample, &x);
         let drop = Dropout::new(p).unwrap();
@@ -287,16 +287,47 @@ proptest! {
         } else {
             (nn::stochastic_depth_forward, nn::stochastic_depth_backward)
         };
+        let masks = MaskKey { seed, step, first_sample: 0 };
         let mut y2 = vec![f32::NAN; x.len()];
-        fwd(p, seed, step, layer, per_sample, &x, &mut y2).unwrap();
+        fwd(p, masks, layer, per_sample, &x, &mut y2).unwrap();
         prop_assert_eq!(&y2, &y);
         let mut dx = vec![f32::NAN; x.len()];
-        bwd(p, seed, step, layer, per_sample, &x, &mut dx).unwrap();
+        bwd(p, masks, layer, per_sample, &x, &mut dx).unwrap();
         prop_assert_eq!(&dx, &y);
+    }
+
+    /// A batch split at any sample into two passes, the second numbering
+    /// its samples from the split, draws the whole batch's masks: dropout
+    /// and both modes of stochastic depth, forward and backward.
+    #[test]
+    fn a_split_batch_draws_the_whole_batch_masks(
+        n in 2usize..30, per_sample in 1usize..11, split in 1usize..29, step in 0u64..100,
+        seed in any::<u64>(), which_p in 0usize..3,
+    ) {
+        let split = split.min(n - 1);
+        let p = [0.125f32, 0.5, 0.875][which_p];
+        let x = common::fill(n * per_sample, seed ^ 3, -2.0, 2.0);
+        let whole = MaskKey { seed, step, first_sample: 0 };
+        let (head, tail) = x.split_at(split * per_sample);
+        let kernels: [Entry; 6] = [
+            nn::dropout_forward, nn::dropout_backward,
+            nn::stochastic_depth_forward, nn::stochastic_depth_backward,
+            nn::stochastic_depth_batch_forward, nn::stochastic_depth_batch_backward,
+        ];
+        for kernel in kernels {
+            let mut all = vec![f32::NAN; x.len()];
+            kernel(p, whole, 3, per_sample, &x, &mut all).unwrap();
+            let mut parts = vec![f32::NAN; x.len()];
+            let (first, second) = parts.split_at_mut(split * per_sample);
+            kernel(p, whole, 3, per_sample, head, first).unwrap();
+            let rest = MaskKey { first_sample: split as u64, ..whole };
+            kernel(p, rest, 3, per_sample, tail, second).unwrap();
+            prop_assert_eq!(&parts, &all);
+        }
     }
 }
 
-type Entry = fn(f32, u64, u64, u16, usize, &[f32], &mut [f32]) -> Result<(), netc_runtime::Error>;
+type Entry = fn(f32, MaskKey, u16, usize, &[f32], &mut [f32]) -> Result<(), netc_runtime::Error>;
 
 /// Row mode drops whole samples, about `p` of them, each decided on its
 /// own; batch mode keeps or drops the batch at once; `p = 0` is the
@@ -327,12 +358,13 @@ fn stochastic_depth_drops_whole_samples() {
     assert!(outcomes.contains(&true) && outcomes.contains(&false), "{outcomes:?}");
 
     let mut y = vec![f32::NAN; 6];
-    nn::stochastic_depth_forward(0.0, 1, 1, 1, 3, &x[..6], &mut y).unwrap();
+    let masks = MaskKey { seed: 1, step: 1, first_sample: 0 };
+    nn::stochastic_depth_forward(0.0, masks, 1, 3, &x[..6], &mut y).unwrap();
     assert_eq!(y, &x[..6], "p = 0 keeps everything unscaled");
-    let err = nn::stochastic_depth_forward(1.5, 1, 1, 1, 3, &x[..6], &mut y).unwrap_err();
+    let err = nn::stochastic_depth_forward(1.5, masks, 1, 3, &x[..6], &mut y).unwrap_err();
     assert!(err.to_string().contains("1.5"), "{err}");
-    let err = nn::stochastic_depth_forward(0.5, 1, 1, 1, 3, &x[..6], &mut y[..5]).unwrap_err();
+    let err = nn::stochastic_depth_forward(0.5, masks, 1, 3, &x[..6], &mut y[..5]).unwrap_err();
     assert!(err.to_string().contains("`y`"), "{err}");
-    let err = nn::stochastic_depth_forward(0.5, 1, 1, 1, 4, &x[..6], &mut y).unwrap_err();
+    let err = nn::stochastic_depth_forward(0.5, masks, 1, 4, &x[..6], &mut y).unwrap_err();
     assert!(err.to_string().contains("`x`"), "a partial sample: {err}");
 }

@@ -18,8 +18,7 @@ pub fn destructure(uses: &Uses) -> (TokenStream, TokenStream) {
         (uses.arena, quote!(let arena = &mut pass.arena;)),
         (uses.argmax, quote!(let argmax = &mut pass.argmax;)),
         (uses.stats, quote!(let stats = &mut *pass.stats;)),
-        (uses.step, quote!(let step = pass.step;)),
-        (uses.seed, quote!(let seed = pass.seed;)),
+        (uses.masks, quote!(let masks = pass.masks;)),
     ] {
         if used {
             lets.push(binding);
@@ -102,7 +101,7 @@ pub fn inference(m: &Module<'_>) -> TokenStream {
                 #rt::error::check_len("forward", "out", out.len(), n * Self::OUTPUT_LEN)?;
                 #rt::pass::with_workspace(Self::workspace(), n, Self::INFER_SIZES, |memory| {
                     // Inference draws no dropout mask: no step or seed.
-                    let mut pass = memory.pass(n, (0, 0));
+                    let mut pass = memory.pass(n, Default::default());
                     #copy
                     Self::infer_pass(&mut pass, #params_arg #caches_arg)?;
                     out.copy_from_slice(pass.arena.get(#out_offset, #out_len)?);

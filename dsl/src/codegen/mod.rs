@@ -195,7 +195,10 @@ impl Module<'_> {
 
     /// `let mut pass = ...;`: a pass over the model's own buffers.
     pub fn own_pass(&self) -> TokenStream {
-        quote!(let mut pass = self.memory.pass(n, (self.step, self.seed));)
+        quote! {
+            let masks = self.mask_key();
+            let mut pass = self.memory.pass(n, masks);
+        }
     }
 
     /// Copies the inputs into `pass`'s arena, at their offsets in
@@ -232,7 +235,7 @@ const METHOD_NAMES: &[&str] = &[
     "argmax",
     "params",
     "grads",
-    "step_seed",
+    "masks",
     "memory",
     "shard_grads",
     "step",

@@ -66,6 +66,9 @@ pub fn model(m: &Module<'_>, g: &Graph, source_name: &str) -> TokenStream {
             forward_caches: Vec<#rt::conv::ForwardCache>,
             step: u64,
             seed: u64,
+            /// The index in the whole batch of the first sample a training
+            /// pass sees: not 0 on a data-parallel rank.
+            first_sample: u64,
             #shard_field
         }
 
@@ -199,6 +202,7 @@ fn constructor(m: &Module<'_>) -> TokenStream {
                 forward_caches: (0..#caches).map(|_| #rt::conv::ForwardCache::new()).collect(),
                 step: 0,
                 seed,
+                first_sample: 0,
                 #shard_init
             }
         }
@@ -316,6 +320,19 @@ fn accessors(m: &Module<'_>) -> TokenStream {
         /// masks (with the training step).
         pub fn seed(&self) -> u64 {
             self.seed
+        }
+
+        /// Numbers the samples of the coming training passes from `first`
+        /// in the whole batch, which keys their dropout masks: a
+        /// data-parallel rank that trains on samples `first..` of each
+        /// batch draws the masks a whole-batch step would draw for them.
+        pub fn set_first_sample(&mut self, first: u64) {
+            self.first_sample = first;
+        }
+
+        /// What keys the dropout masks of the coming training pass.
+        fn mask_key(&self) -> #rt::dropout::MaskKey {
+            #rt::dropout::MaskKey { seed: self.seed, step: self.step, first_sample: self.first_sample }
         }
 
         /// Training steps taken so far.

@@ -142,6 +142,9 @@ pub fn model_trait(m: &Module<'_>) -> TokenStream {
                 let tensors = grads.tensors_mut().into_iter().zip(#params_ty::LEARNABLE);
                 tensors.filter_map(|(t, learned)| learned.then_some(t)).collect()
             }
+            fn set_first_sample(&mut self, first: u64) {
+                #name::set_first_sample(self, first)
+            }
             fn buffers_mut(&mut self) -> Vec<&mut [f32]> {
                 let tensors = self.params_mut().tensors_mut().into_iter().zip(#params_ty::LEARNABLE);
                 tensors.filter_map(|(t, learned)| (!learned).then_some(t)).collect()

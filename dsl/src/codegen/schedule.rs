@@ -50,8 +50,8 @@ pub struct Uses {
     /// Whether the argmax indices are written (not only read).
     pub argmax_mut: bool,
     pub stats: bool,
-    pub seed: bool,
-    pub step: bool,
+    /// Whether the pass draws dropout masks.
+    pub masks: bool,
     pub params: bool,
     /// Buffers the pass updates (batch-norm running statistics).
     pub params_mut: bool,
@@ -86,8 +86,7 @@ impl Uses {
                 self.argmax_mut |= *write;
             }
             Arg::Stats { .. } => self.stats = true,
-            Arg::Seed => self.seed = true,
-            Arg::StepCount => self.step = true,
+            Arg::Masks => self.masks = true,
             Arg::Cache => self.caches = true,
             Arg::Optional(Some(inner)) => self.add(inner),
             Arg::Optional(None)
@@ -159,7 +158,7 @@ fn fusable_weights(p: &Program) -> Vec<ParamId> {
 /// it, and class weights divide the loss by the whole batch's weight. It
 /// must pay too: see [`WEIGHT_REUSE_TO_SHARD`].
 fn shards(g: &Graph, p: &Program, forward: &Uses) -> bool {
-    let independent = !forward.stats && !forward.seed && !forward.params_mut;
+    let independent = !forward.stats && !forward.masks && !forward.params_mut;
     let macs = g.total_macs();
     let reuses_weights = (p.learnable_count() as u64).saturating_mul(WEIGHT_REUSE_TO_SHARD) <= macs;
     let sample_mean = p.loss.as_ref().is_some_and(|l| l.kind.is_sample_mean());
@@ -244,7 +243,7 @@ mod tests {
         assert_eq!(s.caches.iter().flatten().count(), 2);
         assert_eq!(s.shapes.len(), 5, "two convs, a pool and two dense layers");
         assert_eq!(s.shapes[0].name, "CONV1_SHAPE");
-        assert!(s.forward_uses.argmax && !s.forward_uses.stats && !s.forward_uses.seed);
+        assert!(s.forward_uses.argmax && !s.forward_uses.stats && !s.forward_uses.masks);
     }
 
     #[test]

@@ -38,11 +38,12 @@ pub fn sharded(m: &Module<'_>) -> TokenStream {
                 shard: #rt::shard::Shard<'_>,
                 inputs: [&[f32]; #k],
                 targets: #flat_ty,
-                step_seed: (u64, u64),
+                masks: #rt::dropout::MaskKey,
             ) -> Result<(f32, u64), #rt::Error> {
                 let #rt::shard::Shard { first, n, cap, arena, argmax } = shard;
                 let [#(#args),*] = inputs;
-                let mut pass = #rt::pass::Pass::new(n, cap, arena, argmax, &mut [], step_seed);
+                let masks = #rt::dropout::MaskKey { first_sample: masks.first_sample + first as u64, ..masks };
+                let mut pass = #rt::pass::Pass::new(n, cap, arena, argmax, &mut [], masks);
                 #copy
                 let targets = &targets[#targets_start..][..#targets_len];
                 Self::train_forward_pass(&mut pass, params)?;
@@ -71,8 +72,9 @@ pub fn sharded(m: &Module<'_>) -> TokenStream {
                 // the whole batch's gradients.
                 let grads = self.grads.get_or_insert_with(#params_ty::zeros);
                 ::std::mem::swap(grads, &mut self.shard_grads[0]);
-                let Self { params, memory, shard_grads, step, seed, .. } = self;
-                let (params, step_seed) = (&*params, (*step, *seed));
+                let masks = self.mask_key();
+                let Self { params, memory, shard_grads, .. } = self;
+                let params = &*params;
                 let buffers = #rt::shard::Buffers {
                     arena: &mut memory.arena[..],
                     arena_per_sample: #arena_per_sample,
@@ -84,7 +86,7 @@ pub fn sharded(m: &Module<'_>) -> TokenStream {
                     memory.capacity,
                     buffers,
                     &mut shard_grads[..shards],
-                    |shard, grads| Self::train_shard(params, grads, shard, [#(#args),*], targets, step_seed),
+                    |shard, grads| Self::train_shard(params, grads, shard, [#(#args),*], targets, masks),
                     |a, x, b, y| a.mix(x, b, y),
                 );
                 let grads = self.grads.get_or_insert_with(#params_ty::zeros);

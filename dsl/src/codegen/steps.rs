@@ -155,8 +155,7 @@ impl Printer<'_> {
         let p = self.p;
         match a {
             Arg::Batch => quote!(n),
-            Arg::Seed => quote!(seed),
-            Arg::StepCount => quote!(step),
+            Arg::Masks => quote!(masks),
             Arg::In(t, _) | Arg::Out(t, _) | Arg::InOut(t, _) => view(*t),
             Arg::Param(q) => {
                 let f = field(&p.param(*q).name);

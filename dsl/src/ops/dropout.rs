@@ -47,14 +47,16 @@ impl OpKind for Dropout {
 
     fn lower(&self, cx: &mut LowerCx<'_>) {
         let layer = cx.mask_layer();
+        let per_sample = Arg::Usize(cx.x_shape(0).elements());
         let (p, layer) = (Arg::F32(self.p), Arg::U16(layer));
-        cx.train("dropout_forward", vec![p, Arg::Seed, Arg::StepCount, layer, cx.x(0), cx.y()]);
+        cx.train("dropout_forward", vec![p, Arg::Masks, layer, per_sample, cx.x(0), cx.y()]);
         cx.infer("copy", vec![cx.x(0), cx.y()]);
     }
 
     fn vjp(&self, cx: &mut VjpCx<'_>) {
         let (p, layer, dy) = (Arg::F32(self.p), Arg::U16(cx.rec.layer), cx.dy());
-        cx.grad_into(0, "dropout_backward", |dx| vec![p, Arg::Seed, Arg::StepCount, layer, dy, dx]);
+        let per_sample = Arg::Usize(cx.x_len(0));
+        cx.grad_into(0, "dropout_backward", |dx| vec![p, Arg::Masks, layer, per_sample, dy, dx]);
     }
 
     fn draws_mask(&self) -> bool {

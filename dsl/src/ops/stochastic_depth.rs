@@ -76,8 +76,7 @@ impl OpKind for StochasticDepth {
         let layer = cx.mask_layer();
         let per_sample = cx.x_shape(0).elements();
         let (p, layer) = (Arg::F32(self.p), Arg::U16(layer));
-        let args =
-            vec![p, Arg::Seed, Arg::StepCount, layer, Arg::Usize(per_sample), cx.x(0), cx.y()];
+        let args = vec![p, Arg::Masks, layer, Arg::Usize(per_sample), cx.x(0), cx.y()];
         cx.train(self.kernels().0, args);
         cx.infer("copy", vec![cx.x(0), cx.y()]);
     }
@@ -85,9 +84,7 @@ impl OpKind for StochasticDepth {
     fn vjp(&self, cx: &mut VjpCx<'_>) {
         let (p, layer, dy) = (Arg::F32(self.p), Arg::U16(cx.rec.layer), cx.dy());
         let per_sample = Arg::Usize(cx.x_len(0));
-        cx.grad_into(0, self.kernels().1, |dx| {
-            vec![p, Arg::Seed, Arg::StepCount, layer, per_sample, dy, dx]
-        });
+        cx.grad_into(0, self.kernels().1, |dx| vec![p, Arg::Masks, layer, per_sample, dy, dx]);
     }
 
     fn draws_mask(&self) -> bool {

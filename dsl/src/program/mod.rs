@@ -157,9 +157,9 @@ pub type Axes = [usize; MAX_PERMUTE_RANK];
 pub enum Arg {
     /// The batch size `n`.
     Batch,
-    /// The model's seed and step count, which key dropout masks.
-    Seed,
-    StepCount,
+    /// What keys the pass's dropout masks (the model's seed, its step
+    /// count and the pass's first sample in the whole batch).
+    Masks,
     /// A tensor read, with the per-sample length the kernel expects.
     In(TensorId, usize),
     /// A tensor written.
@@ -230,8 +230,7 @@ impl Arg {
             | Arg::ReluMask(None)
             | Arg::Through(None)
             | Arg::Batch
-            | Arg::Seed
-            | Arg::StepCount
+            | Arg::Masks
             | Arg::Param(_)
             | Arg::Buffer(_)
             | Arg::Grad(_)
@@ -253,8 +252,7 @@ impl Arg {
             Arg::Optional(Some(inner)) => inner.param_read(),
             Arg::Optional(None)
             | Arg::Batch
-            | Arg::Seed
-            | Arg::StepCount
+            | Arg::Masks
             | Arg::In(..)
             | Arg::Out(..)
             | Arg::InOut(..)

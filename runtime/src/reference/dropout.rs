@@ -22,7 +22,7 @@ pub fn stochastic_depth(
         .enumerate()
         .flat_map(|(i, sample)| {
             let index = match mode {
-                DepthMode::Row => i as u64,
+                DepthMode::Row => key.first + i as u64,
                 DepthMode::Batch => 0,
             };
             let word = rng::block(key.seed, stream, index / 4)[(index % 4) as usize];

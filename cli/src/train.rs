@@ -273,7 +273,7 @@ impl Run<'_> {
             seconds: started.elapsed().as_secs_f64(),
             data_seconds: batches.waited().as_secs_f64(),
             samples,
-            communicating: (self.group.size() > 1).then(|| parallel.communicating.as_secs_f64()),
+            communicating: (self.group.size() > 1).then_some(parallel.communicating.as_secs_f64()),
         })
     }
 }

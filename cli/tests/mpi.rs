@@ -205,7 +205,7 @@ fn resnet20_on_two_ranks_learns_as_one_process() {
     let dir = scratch("mpi-resnet20");
     let data = dir.join("cifar");
     std::fs::create_dir_all(&data).expect("dir");
-    common::learnable_cifar(&data, 200, 500);
+    common::learnable_cifar(&data, 800, 1000);
     let d = data.to_str().expect("utf-8").to_string();
     let accuracy = |out: &Path| -> f64 {
         let metrics = std::fs::read_to_string(out.join("resnet20/metrics.csv")).expect("metrics");

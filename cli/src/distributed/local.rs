@@ -94,11 +94,11 @@ pub fn run_local<T: Send>(
     // channels[a][b] carries a's messages to b.
     let mut senders: Vec<Vec<Sender<Message>>> = (0..size).map(|_| Vec::new()).collect();
     let mut receivers: Vec<Vec<Mutex<Receiver<Message>>>> = (0..size).map(|_| Vec::new()).collect();
-    for a in 0..size {
-        for b in 0..size {
+    for to_each in &mut senders {
+        for from_this in &mut receivers {
             let (tx, rx) = channel();
-            senders[a].push(tx);
-            receivers[b].push(Mutex::new(rx));
+            to_each.push(tx);
+            from_this.push(Mutex::new(rx));
         }
     }
     let ranks: Vec<Local> = senders

@@ -109,7 +109,7 @@ mod tests {
             if g.rank() == 1 {
                 return Ok(());
             }
-            all_reduce_sum(g, &mut vec![1.0; 10], &mut Vec::new())
+            all_reduce_sum(g, &mut [1.0; 10], &mut Vec::new())
         })
         .expect("threads");
         assert!(out[0].as_ref().unwrap_err().contains("rank"), "{:?}", out[0]);

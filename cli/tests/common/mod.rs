@@ -80,7 +80,7 @@ pub fn learnable_cifar(dir: &Path, per_file: usize, test: usize) {
         for channel in 0..3 {
             for p in 0..32 * 32 {
                 let (y, x) = (p / 32, p % 32);
-                let light = (x / 8 + y / 8 + class) % 2 == 0;
+                let light = (x / 8 + y / 8 + class).is_multiple_of(2);
                 let base =
                     if light { class * 25 + channel * 60 } else { class * 53 + channel * 17 + 128 };
                 let noise = rng.below(81) as i64 - 40;

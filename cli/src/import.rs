@@ -38,7 +38,7 @@ pub fn run(args: &Args) -> ExitCode {
         Err(e) => return fail(format!("cannot read {}: {e}", args.file.display())),
     };
     if caffe::is_prototxt(&args.file, &bytes) {
-        return caffe::run(args, &bytes, &net_path, &name);
+        return caffe::run(args, &bytes, &net_path);
     }
     let imported = match onnx::import(&bytes, &name) {
         Ok(i) => i,
@@ -63,7 +63,7 @@ pub fn run(args: &Args) -> ExitCode {
 
 /// `small_cnn.onnx` gives `SmallCnn`; a name that would not start with a
 /// letter gets `Net` in front.
-fn network_name(file: &Path) -> String {
+pub(crate) fn network_name(file: &Path) -> String {
     let stem = file.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
     let mut name: String = stem
         .split(|c: char| !c.is_ascii_alphanumeric())

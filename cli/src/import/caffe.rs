@@ -4,7 +4,7 @@
 //! written: the network then starts from its own initialisation, as a net
 //! trained from scratch in Caffe does. On any error nothing is written.
 
-use super::Args;
+use super::{network_name, Args};
 use crate::fail;
 use netc_dsl::import::caffe;
 use std::path::Path;
@@ -20,10 +20,16 @@ pub(super) fn is_prototxt(file: &Path, bytes: &[u8]) -> bool {
     }
 }
 
-pub(super) fn run(args: &Args, bytes: &[u8], net_path: &Path, name: &str) -> ExitCode {
+pub(super) fn run(args: &Args, bytes: &[u8], net_path: &Path) -> ExitCode {
     let Ok(text) = std::str::from_utf8(bytes) else {
         return fail(format!("{}: a prototxt is text, and this file is not UTF-8", args.file.display()));
     };
+    // A prototxt names its net (`LeNet`), where its file is often `deploy`.
+    let name = args.name.clone().unwrap_or_else(|| {
+        let from_net = caffe::net_name(text).map(|n| network_name(Path::new(&n)));
+        from_net.unwrap_or_else(|| network_name(&args.file))
+    });
+    let name = name.as_str();
     let model = match &args.weights {
         Some(path) => match std::fs::read(path) {
             Ok(b) => Some(b),

@@ -97,6 +97,12 @@ impl fmt::Display for CaffeError {
 
 impl std::error::Error for CaffeError {}
 
+/// The `name` a `.prototxt` gives its net, if it parses and has one.
+pub fn net_name(prototxt: &str) -> Option<String> {
+    let net = proto::parse_prototxt(prototxt).ok()?;
+    Some(net.msg().string("name")).filter(|n| !n.is_empty())
+}
+
 /// Imports the text of a `.prototxt` as the network `network_name`, with
 /// the weights of `caffemodel` when given (without it, `weights` is empty
 /// and the network starts from its own initialisation).

@@ -9,11 +9,11 @@
 
 mod caffe_support;
 
+use caffe_support::nets::{self, every_layer_reference, every_layer_weights, lenet_reference, lenet_weights, Weights};
 use caffe_support::{self as caffe_ref, Blob, Conv, Rng, T};
 use netc_dsl::import::caffe::{import, CaffeError, Options};
 use netc_dsl::interp::{self, Mode};
 use proptest::prelude::*;
-use std::collections::HashMap;
 use std::path::PathBuf;
 
 fn prototxt(name: &str) -> String {
@@ -84,45 +84,22 @@ fn flat(samples: &[T]) -> Vec<f64> {
     samples.iter().flat_map(|s| s.v.iter().copied()).collect()
 }
 
-type Weights = HashMap<&'static str, Vec<Blob>>;
-
-fn lenet_weights(rng: &mut Rng) -> Weights {
-    let mut w = Weights::new();
-    w.insert("conv1", vec![rng.weights(&[20, 1, 5, 5], 25), rng.blob(&[20], -0.1, 0.1)]);
-    w.insert("conv2", vec![rng.weights(&[50, 20, 5, 5], 500), rng.blob(&[50], -0.1, 0.1)]);
-    w.insert("ip1", vec![rng.weights(&[500, 800], 800), rng.blob(&[500], -0.1, 0.1)]);
-    w.insert("ip2", vec![rng.weights(&[10, 500], 500), rng.blob(&[10], -0.1, 0.1)]);
-    w
-}
-
-fn lenet_reference(x: &T, w: &Weights) -> T {
-    let conv = |x: &T, name: &str| caffe_ref::conv(x, &w[name][0], Some(&w[name][1]), Conv::square(5, 1, 0));
-    let pool = |x: &T| caffe_ref::pool(x, false, (2, 2), (2, 2), (0, 0));
-    let ip = |x: &T, name: &str| caffe_ref::inner_product(x, &w[name][0], Some(&w[name][1]), false);
-    let x = pool(&conv(&pool(&conv(x, "conv1")), "conv2"));
-    caffe_ref::softmax(&ip(&caffe_ref::relu(&ip(&x, "ip1"), 0.0), "ip2"))
-}
-
 #[test]
 fn lenet_computes_what_caffe_computes_in_both_formats() {
     let mut rng = Rng::new(26);
     let w = lenet_weights(&mut rng);
     let x = samples(&mut rng, 3, 1, 28, 28);
     let want: Vec<f64> = x.iter().flat_map(|s| lenet_reference(s, &w).v).collect();
-    let layers = ["conv1", "conv2", "ip1", "ip2"];
-    let current: Vec<(&str, &str, Vec<Blob>)> = layers
-        .iter()
-        .map(|&l| (l, if l.starts_with("conv") { "Convolution" } else { "InnerProduct" }, w[l].clone()))
-        .collect();
+    let current = nets::layers(&w, &nets::LENET);
     let model = caffe_ref::caffemodel("LeNet", &current);
     let got = run_imported(&prototxt("lenet.prototxt"), &model, &flat(&x), 3);
     let worst = caffe_ref::worst_relative(&got, &want);
     eprintln!("lenet: worst difference {worst:.2e}");
     assert!(worst < 1e-5, "{worst}");
     // V1: enum types (CONVOLUTION 4, INNER_PRODUCT 14) and legacy 4-d blobs.
-    let v1: Vec<(&str, u64, Vec<Blob>)> = layers
+    let v1: Vec<(&str, u64, Vec<Blob>)> = nets::LENET
         .iter()
-        .map(|&l| (l, if l.starts_with("conv") { 4 } else { 14 }, w[l].clone()))
+        .map(|&(l, kind)| (l, if kind == "Convolution" { 4 } else { 14 }, w[l].clone()))
         .collect();
     let model = caffe_ref::caffemodel_v1("LeNet", &v1);
     let got = run_imported(&prototxt("lenet_v1.prototxt"), &model, &flat(&x), 3);
@@ -175,65 +152,13 @@ fn reduced_caffenet_computes_what_caffe_computes() {
     assert!(worst < 1e-5, "{worst}");
 }
 
-fn every_layer_weights(rng: &mut Rng) -> Weights {
-    let mut w = Weights::new();
-    w.insert("conv_a", vec![rng.weights(&[4, 3, 3, 3], 27), rng.blob(&[4], -0.1, 0.1)]);
-    // Statistics summed with a moving-average factor of 0.5: the mean is
-    // blob 0 / 0.5.
-    let stats = |rng: &mut Rng, c: usize, factor: f32| {
-        vec![rng.blob(&[c], -0.2, 0.2), rng.blob(&[c], 0.2, 1.0), Blob { shape: vec![1], values: vec![factor] }]
-    };
-    w.insert("bn_a", stats(rng, 4, 0.5));
-    w.insert("scale_a", vec![rng.blob(&[4], 0.5, 1.5), rng.blob(&[4], -0.5, 0.5)]);
-    w.insert("conv_b", vec![rng.weights(&[4, 3, 3, 1], 9)]);
-    w.insert("conv_c", vec![rng.weights(&[4, 4, 3, 3], 36), rng.blob(&[4], -0.1, 0.1)]);
-    w.insert("up", vec![rng.weights(&[4, 2, 3, 3], 9), rng.blob(&[4], -0.1, 0.1)]);
-    w.insert("ip_d", vec![rng.weights(&[196, 6], 196), rng.blob(&[6], -0.1, 0.1)]);
-    w.insert("bn_f", stats(rng, 10, 2.0));
-    w.insert("ip_out", vec![rng.weights(&[3, 10], 10), rng.blob(&[3], -0.1, 0.1)]);
-    w
-}
-
-fn every_layer_reference(x: &T, w: &Weights) -> T {
-    let a = caffe_ref::conv(x, &w["conv_a"][0], Some(&w["conv_a"][1]), Conv::square(3, 1, 1));
-    let a = caffe_ref::batch_norm(&a, &w["bn_a"], 1e-3, Some((&w["scale_a"][0], &w["scale_a"][1])));
-    let a = caffe_ref::pool(&caffe_ref::relu(&a, 0.1), false, (3, 3), (2, 2), (1, 1));
-    let b_conv = Conv { k: (3, 1), s: (1, 1), p: (1, 0), d: (1, 1), g: 1 };
-    let b = caffe_ref::sigmoid(&caffe_ref::conv(x, &w["conv_b"][0], None, b_conv));
-    let b = caffe_ref::pool(&b, true, (3, 3), (2, 2), (1, 1));
-    let cat = caffe_ref::concat(&caffe_ref::eltwise(&a, &b, false), &caffe_ref::eltwise(&a, &b, true));
-    let norm = caffe_ref::tanh(&caffe_ref::lrn(&cat, 3, 0.5, 0.75, 2.0));
-    let dilated = Conv { d: (2, 2), g: 2, ..Conv::square(3, 1, 2) };
-    let c = caffe_ref::conv(&norm, &w["conv_c"][0], Some(&w["conv_c"][1]), dilated);
-    let up = caffe_ref::deconv(&c, &w["up"][0], Some(&w["up"][1]), Conv { g: 2, ..Conv::square(3, 2, 0) });
-    let d = caffe_ref::pool(&up, true, (2, 2), (2, 2), (1, 1));
-    assert_eq!((d.h, d.w), (7, 7), "Caffe clips the last window of 13 cells padded by 1");
-    let pooled = caffe_ref::eltwise(&caffe_ref::global_pool(&d, true), &caffe_ref::global_pool(&d, false), false);
-    let ip_d = caffe_ref::inner_product(&d, &w["ip_d"][0], Some(&w["ip_d"][1]), true);
-    let features = caffe_ref::concat(&pooled, &ip_d);
-    let features = caffe_ref::batch_norm(&features, &w["bn_f"], 1e-5, None);
-    let logits = caffe_ref::inner_product(&features, &w["ip_out"][0], Some(&w["ip_out"][1]), false);
-    caffe_ref::softmax(&logits)
-}
-
 #[test]
 fn every_mapped_layer_computes_what_caffe_computes() {
     let mut rng = Rng::new(7);
     let w = every_layer_weights(&mut rng);
     let x = samples(&mut rng, 2, 3, 10, 10);
     let want: Vec<f64> = x.iter().flat_map(|s| every_layer_reference(s, &w).v).collect();
-    let kinds = [
-        ("conv_a", "Convolution"),
-        ("bn_a", "BatchNorm"),
-        ("scale_a", "Scale"),
-        ("conv_b", "Convolution"),
-        ("conv_c", "Convolution"),
-        ("up", "Deconvolution"),
-        ("ip_d", "InnerProduct"),
-        ("bn_f", "BatchNorm"),
-        ("ip_out", "InnerProduct"),
-    ];
-    let layers: Vec<(&str, &str, Vec<Blob>)> = kinds.iter().map(|&(l, k)| (l, k, w[l].clone())).collect();
+    let layers = nets::layers(&w, &nets::EVERY_LAYER);
     let model = caffe_ref::caffemodel("EveryLayer", &layers);
     let text = prototxt("every_layer.prototxt");
     let got = run_imported(&text, &model, &flat(&x), 2);

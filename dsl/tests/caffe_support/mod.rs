@@ -7,6 +7,8 @@
 
 #![allow(dead_code)]
 
+pub mod nets;
+
 /// A blob: its shape and values.
 #[derive(Clone, Debug)]
 pub struct Blob {

@@ -21,19 +21,29 @@ mod every_layer {
 }
 
 fn prototxt(stem: &str) -> String {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("caffe").join(format!("{stem}.prototxt"));
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("caffe")
+        .join(format!("{stem}.prototxt"));
     std::fs::read_to_string(path).expect("fixture")
 }
 
 /// The caffemodel of `w`, imported with the prototxt `stem`: the
 /// safetensors weights and the interpreter's output on `x`.
-fn imported(stem: &str, w: &Weights, kinds: &[(&str, &str)], x: &[f32], batch: usize) -> (Vec<u8>, Vec<f64>) {
+fn imported(
+    stem: &str,
+    w: &Weights,
+    kinds: &[(&str, &str)],
+    x: &[f32],
+    batch: usize,
+) -> (Vec<u8>, Vec<f64>) {
     let model = caffe_support::caffemodel(stem, &nets::layers(w, kinds));
-    let imported = import(&prototxt(stem), Some(&model), "Net", &Options::default()).expect("import");
+    let imported =
+        import(&prototxt(stem), Some(&model), "Net", &Options::default()).expect("import");
     let checked = netc_dsl::check_source("net.net", &imported.source).expect("checks");
     let g = &checked.graphs[0];
     let x64: Vec<f64> = x.iter().map(|&v| f64::from(v)).collect();
-    let outputs = interp::run(g, &imported.interp_weights(), &[&x64], batch, Mode::Infer).expect("interpreter");
+    let outputs = interp::run(g, &imported.interp_weights(), &[&x64], batch, Mode::Infer)
+        .expect("interpreter");
     (imported.safetensors(), interp::output(g, &outputs).to_vec())
 }
 
@@ -61,7 +71,8 @@ fn compiled_lenet_computes_what_caffe_computes() {
     let mut out = vec![0.0f32; batch * lenet::CaffeLenet::OUTPUT_LEN];
     model.forward_flat(&x, &mut out).expect("forward");
     let reference: Vec<f64> = samples.iter().flat_map(|s| nets::lenet_reference(s, &w).v).collect();
-    let (vs_interp, vs_caffe) = (worst_relative(&widen(&out), &interpreted), worst_relative(&widen(&out), &reference));
+    let (vs_interp, vs_caffe) =
+        (worst_relative(&widen(&out), &interpreted), worst_relative(&widen(&out), &reference));
     eprintln!("compiled lenet: {vs_interp:.2e} from the interpreter, {vs_caffe:.2e} from the Caffe reference");
     assert!(vs_interp < 1e-5 && vs_caffe < 1e-5);
 }
@@ -77,8 +88,10 @@ fn compiled_every_layer_net_computes_what_caffe_computes() {
     model.load_bytes(&weights).expect("the imported weights load");
     let mut out = vec![0.0f32; batch * every_layer::CaffeEveryLayer::OUTPUT_LEN];
     model.forward_flat(&x, &mut out).expect("forward");
-    let reference: Vec<f64> = samples.iter().flat_map(|s| nets::every_layer_reference(s, &w).v).collect();
-    let (vs_interp, vs_caffe) = (worst_relative(&widen(&out), &interpreted), worst_relative(&widen(&out), &reference));
+    let reference: Vec<f64> =
+        samples.iter().flat_map(|s| nets::every_layer_reference(s, &w).v).collect();
+    let (vs_interp, vs_caffe) =
+        (worst_relative(&widen(&out), &interpreted), worst_relative(&widen(&out), &reference));
     eprintln!("compiled every-layer net: {vs_interp:.2e} from the interpreter, {vs_caffe:.2e} from the Caffe reference");
     assert!(vs_interp < 1e-5 && vs_caffe < 1e-5);
 }

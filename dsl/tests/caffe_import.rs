@@ -9,7 +9,9 @@
 
 mod caffe_support;
 
-use caffe_support::nets::{self, every_layer_reference, every_layer_weights, lenet_reference, lenet_weights, Weights};
+use caffe_support::nets::{
+    self, every_layer_reference, every_layer_weights, lenet_reference, lenet_weights, Weights,
+};
 use caffe_support::{self as caffe_ref, Blob, Conv, Rng, T};
 use netc_dsl::import::caffe::{import, CaffeError, Options};
 use netc_dsl::interp::{self, Mode};
@@ -35,9 +37,16 @@ fn imports_with_params(file: &str) -> (String, usize) {
 fn lenet_imports_with_its_published_parameter_count() {
     let (source, params) = imports_with_params("lenet.prototxt");
     assert_eq!(params, 431_080, "{source}");
-    for part in ["input data: [1, 28, 28]", "conv2d(20, kernel: 5) as conv1", "max_pool(2)",
-        "flatten", "dense(500) as ip1", "relu", "dense(10) as ip2", "softmax"]
-    {
+    for part in [
+        "input data: [1, 28, 28]",
+        "conv2d(20, kernel: 5) as conv1",
+        "max_pool(2)",
+        "flatten",
+        "dense(500) as ip1",
+        "relu",
+        "dense(10) as ip2",
+        "softmax",
+    ] {
         assert!(source.contains(part), "{part} missing from\n{source}");
     }
 }
@@ -54,10 +63,15 @@ fn the_v1_format_gives_the_same_network() {
 fn caffenet_imports_with_its_published_parameter_count() {
     let (source, params) = imports_with_params("caffenet.prototxt");
     assert_eq!(params, 60_965_224, "{source}");
-    for part in ["input data: [3, 227, 227]", "conv2d(96, kernel: 11, stride: 4) as conv1",
-        "conv2d(256, kernel: 5, pad: 2, groups: 2) as conv2", "max_pool(3, stride: 2)",
-        "lrn(5, alpha: 0.0001, beta: 0.75, k: 1.0)", "dropout(0.5)", "dense(1000) as fc8"]
-    {
+    for part in [
+        "input data: [3, 227, 227]",
+        "conv2d(96, kernel: 11, stride: 4) as conv1",
+        "conv2d(256, kernel: 5, pad: 2, groups: 2) as conv2",
+        "max_pool(3, stride: 2)",
+        "lrn(5, alpha: 0.0001, beta: 0.75, k: 1.0)",
+        "dropout(0.5)",
+        "dense(1000) as fc8",
+    ] {
         assert!(source.contains(part), "{part} missing from\n{source}");
     }
 }
@@ -128,7 +142,9 @@ fn reduced_caffenet_computes_what_caffe_computes() {
     }
     let x = samples(&mut rng, 2, 3, 67, 67);
     let reference = |x: &T| {
-        let conv = |x: &T, name: &str, c: Conv| caffe_ref::relu(&caffe_ref::conv(x, &w[name][0], Some(&w[name][1]), c), 0.0);
+        let conv = |x: &T, name: &str, c: Conv| {
+            caffe_ref::relu(&caffe_ref::conv(x, &w[name][0], Some(&w[name][1]), c), 0.0)
+        };
         let pool = |x: &T| caffe_ref::pool(x, false, (3, 3), (2, 2), (0, 0));
         let norm = |x: &T| caffe_ref::lrn(x, 5, 1e-4, 0.75, 1.0);
         let grouped = |k, p| Conv { g: 2, ..Conv::square(k, 1, p) };
@@ -136,15 +152,23 @@ fn reduced_caffenet_computes_what_caffe_computes() {
         let x = norm(&pool(&conv(&x, "conv2", grouped(5, 2))));
         let x = conv(&conv(&x, "conv3", Conv::square(3, 1, 1)), "conv4", grouped(3, 1));
         let x = pool(&conv(&x, "conv5", grouped(3, 1)));
-        let fc = |x: &T, name: &str| caffe_ref::inner_product(x, &w[name][0], Some(&w[name][1]), false);
+        let fc =
+            |x: &T, name: &str| caffe_ref::inner_product(x, &w[name][0], Some(&w[name][1]), false);
         let x = caffe_ref::relu(&fc(&caffe_ref::relu(&fc(&x, "fc6"), 0.0), "fc7"), 0.0);
         caffe_ref::softmax(&fc(&x, "fc8"))
     };
     let want: Vec<f64> = x.iter().flat_map(|s| reference(s).v).collect();
-    let layers: Vec<(&str, &str, Vec<Blob>)> = ["conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7", "fc8"]
-        .iter()
-        .map(|&l| (l, if l.starts_with("conv") { "Convolution" } else { "InnerProduct" }, w[l].clone()))
-        .collect();
+    let layers: Vec<(&str, &str, Vec<Blob>)> =
+        ["conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7", "fc8"]
+            .iter()
+            .map(|&l| {
+                (
+                    l,
+                    if l.starts_with("conv") { "Convolution" } else { "InnerProduct" },
+                    w[l].clone(),
+                )
+            })
+            .collect();
     let model = caffe_ref::caffemodel("CaffeNet", &layers);
     let got = run_imported(&prototxt("caffenet_small.prototxt"), &model, &flat(&x), 2);
     let worst = caffe_ref::worst_relative(&got, &want);
@@ -166,11 +190,17 @@ fn every_mapped_layer_computes_what_caffe_computes() {
     eprintln!("every layer: worst difference {worst:.2e}");
     assert!(worst < 1e-5, "{worst}");
     let source = import(&text, Some(&model), "Net", &Options::default()).expect("import").source;
-    for part in ["max_pool(3, stride: 2, pad: 1, ceil_mode: true)", "avg_pool(2, pad: 1)",
-        "batch_norm(eps: 0.001, momentum: 0.001) as bn_a", "leaky_relu(slope: 0.1)",
-        "conv_transpose2d(4, kernel: 3, stride: 2, groups: 2) as up", "global_avg_pool", "mul(",
-        "lrn(3, alpha: 0.5, beta: 0.75, k: 2.0)", "dropout(0.3)"]
-    {
+    for part in [
+        "max_pool(3, stride: 2, pad: 1, ceil_mode: true)",
+        "avg_pool(2, pad: 1)",
+        "batch_norm(eps: 0.001, momentum: 0.001) as bn_a",
+        "leaky_relu(slope: 0.1)",
+        "conv_transpose2d(4, kernel: 3, stride: 2, groups: 2) as up",
+        "global_avg_pool",
+        "mul(",
+        "lrn(3, alpha: 0.5, beta: 0.75, k: 2.0)",
+        "dropout(0.3)",
+    ] {
         assert!(source.contains(part), "{part} missing from\n{source}");
     }
 }
@@ -180,7 +210,10 @@ fn a_training_net_gets_its_loss_and_needs_the_shape_of_its_data() {
     let text = prototxt("lenet_train_test.prototxt");
     let err = import(&text, None, "Net", &Options::default()).expect_err("no shape for Data");
     let message = err.to_string();
-    assert!(message.contains("layer `mnist` (Data)") && message.contains("--input-shape"), "{message}");
+    assert!(
+        message.contains("layer `mnist` (Data)") && message.contains("--input-shape"),
+        "{message}"
+    );
     let options = Options { input_shape: Some(vec![1, 28, 28]) };
     let imported = import(&text, None, "Net", &options).expect("import");
     let source = &imported.source;
@@ -234,7 +267,8 @@ fn a_blob_of_the_wrong_shape_names_its_layer() {
 fn a_truncated_caffemodel_gives_the_offset() {
     let mut rng = Rng::new(2);
     let w = lenet_weights(&mut rng);
-    let layers: Vec<(&str, &str, Vec<Blob>)> = ["conv1", "conv2"].iter().map(|&l| (l, "Convolution", w[l].clone())).collect();
+    let layers: Vec<(&str, &str, Vec<Blob>)> =
+        ["conv1", "conv2"].iter().map(|&l| (l, "Convolution", w[l].clone())).collect();
     let model = caffe_ref::caffemodel("LeNet", &layers);
     let cut = model.len() / 2;
     let err = import(&prototxt("lenet.prototxt"), Some(&model[..cut]), "Net", &Options::default())
@@ -248,7 +282,8 @@ fn a_truncated_caffemodel_gives_the_offset() {
 fn a_layer_missing_from_the_caffemodel_is_an_error() {
     let mut rng = Rng::new(3);
     let w = lenet_weights(&mut rng);
-    let layers: Vec<(&str, &str, Vec<Blob>)> = ["conv1", "conv2", "ip1"].iter().map(|&l| (l, "X", w[l].clone())).collect();
+    let layers: Vec<(&str, &str, Vec<Blob>)> =
+        ["conv1", "conv2", "ip1"].iter().map(|&l| (l, "X", w[l].clone())).collect();
     let model = caffe_ref::caffemodel("LeNet", &layers);
     let err = import(&prototxt("lenet.prototxt"), Some(&model), "Net", &Options::default())
         .expect_err("ip2 missing");

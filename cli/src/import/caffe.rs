@@ -22,7 +22,10 @@ pub(super) fn is_prototxt(file: &Path, bytes: &[u8]) -> bool {
 
 pub(super) fn run(args: &Args, bytes: &[u8], net_path: &Path) -> ExitCode {
     let Ok(text) = std::str::from_utf8(bytes) else {
-        return fail(format!("{}: a prototxt is text, and this file is not UTF-8", args.file.display()));
+        return fail(format!(
+            "{}: a prototxt is text, and this file is not UTF-8",
+            args.file.display()
+        ));
     };
     // A prototxt names its net (`LeNet`), where its file is often `deploy`.
     let name = args.name.clone().unwrap_or_else(|| {

@@ -346,9 +346,8 @@ pub fn batch_norm(x: &T, stats: &[Blob], eps: f64, scale: Option<(&Blob, &Blob)>
     for ch in 0..x.c {
         let mean = f64::from(stats[0].values[ch]) * inverse;
         let var = f64::from(stats[1].values[ch]) * inverse;
-        let (g, b) = scale.map_or((1.0, 0.0), |(g, b)| {
-            (f64::from(g.values[ch]), f64::from(b.values[ch]))
-        });
+        let (g, b) =
+            scale.map_or((1.0, 0.0), |(g, b)| (f64::from(g.values[ch]), f64::from(b.values[ch])));
         for cell in &mut out.v[ch * plane..(ch + 1) * plane] {
             *cell = (*cell - mean) / (var + eps).sqrt() * g + b;
         }

@@ -70,20 +70,33 @@ impl<'a> Ctx<'a, '_> {
     fn top(&self) -> Result<String, CaffeError> {
         match self.plan.tops[self.index].as_slice() {
             [key] => Ok(key.clone()),
-            tops => Err(self.unsupported(format!("it writes {} blobs; it must write one", tops.len()))),
+            tops => {
+                Err(self.unsupported(format!("it writes {} blobs; it must write one", tops.len())))
+            }
         }
     }
 
     /// The layer's blobs in the caffemodel, checked against the shapes
     /// its prototxt settings give; `None` without a caffemodel.
-    fn weights(&self, layer: &Layer<'_>, shapes: &[Vec<usize>]) -> Result<Option<Vec<Vec<f32>>>, CaffeError> {
+    fn weights(
+        &self,
+        layer: &Layer<'_>,
+        shapes: &[Vec<usize>],
+    ) -> Result<Option<Vec<Vec<f32>>>, CaffeError> {
         let Some(all) = self.blobs else { return Ok(None) };
         let fail = |message: String| CaffeError::Blob { layer: layer.name.clone(), message };
         let blobs = all.get(&layer.name).ok_or_else(|| {
-            fail("the caffemodel has no weights for this layer (Caffe matches layers by name)".into())
+            fail(
+                "the caffemodel has no weights for this layer (Caffe matches layers by name)"
+                    .into(),
+            )
         })?;
         if blobs.len() != shapes.len() {
-            return Err(fail(format!("{} blobs where the layer has {}", blobs.len(), shapes.len())));
+            return Err(fail(format!(
+                "{} blobs where the layer has {}",
+                blobs.len(),
+                shapes.len()
+            )));
         }
         let mut out = Vec::with_capacity(shapes.len());
         for (i, (blob, want)) in blobs.iter().zip(shapes).enumerate() {
@@ -298,7 +311,13 @@ fn data_layer(ctx: &Ctx<'_, '_>, values: &mut Values, em: &mut Emitter) -> Resul
 
 /// A 2-d setting: `base_h` and `base_w`, or `name` once or twice, or the
 /// default.
-fn setting_2d(ctx: &Ctx<'_, '_>, p: &Msg<'_>, base: &str, name: &str, default: u32) -> Result<(i64, i64), CaffeError> {
+fn setting_2d(
+    ctx: &Ctx<'_, '_>,
+    p: &Msg<'_>,
+    base: &str,
+    name: &str,
+    default: u32,
+) -> Result<(i64, i64), CaffeError> {
     let (h, w) = (format!("{base}_h"), format!("{base}_w"));
     if p.has(&h) || p.has(&w) {
         if !(p.has(&h) && p.has(&w)) && name != "pad" {
@@ -311,7 +330,10 @@ fn setting_2d(ctx: &Ctx<'_, '_>, p: &Msg<'_>, base: &str, name: &str, default: u
         [] => Ok((i64::from(default), i64::from(default))),
         [v] => Ok((i64::from(v), i64::from(v))),
         [h, w] => Ok((i64::from(h), i64::from(w))),
-        _ => Err(ctx.unsupported(format!("{} values of `{name}`; a 2-d layer takes one or two", values.len()))),
+        _ => Err(ctx.unsupported(format!(
+            "{} values of `{name}`; a 2-d layer takes one or two",
+            values.len()
+        ))),
     }
 }
 
@@ -327,7 +349,12 @@ fn image(ctx: &Ctx<'_, '_>, values: &Values, em: &mut Emitter) -> Result<Flow, C
     Ok(layout(em, x))
 }
 
-fn conv(ctx: &Ctx<'_, '_>, values: &Values, em: &mut Emitter, transposed: bool) -> Result<Value, CaffeError> {
+fn conv(
+    ctx: &Ctx<'_, '_>,
+    values: &Values,
+    em: &mut Emitter,
+    transposed: bool,
+) -> Result<Value, CaffeError> {
     let p = ctx.param("convolution_param");
     let x = image(ctx, values, em)?;
     let kernel = setting_2d(ctx, &p, "kernel", "kernel_size", 0)?;
@@ -340,21 +367,27 @@ fn conv(ctx: &Ctx<'_, '_>, values: &Values, em: &mut Emitter, transposed: bool) 
         _ => return Err(ctx.unsupported("a dilation of more than two values")),
     };
     let (m, c, groups) = (p.u32("num_output") as usize, x.onnx[1], p.u32("group") as usize);
-    if kernel.0 < 1 || kernel.1 < 1 || stride.0 < 1 || stride.1 < 1 || dilation.0 < 1 || dilation.1 < 1 {
+    if kernel.0 < 1
+        || kernel.1 < 1
+        || stride.0 < 1
+        || stride.1 < 1
+        || dilation.0 < 1
+        || dilation.1 < 1
+    {
         return Err(ctx.unsupported("its kernel, stride and dilation must be positive"));
     }
     if p.i32("axis") != 1 {
         return Err(ctx.unsupported("a convolution over an axis other than 1"));
     }
     if m == 0 || groups == 0 || c % groups != 0 || m % groups != 0 {
-        return Err(ctx.unsupported(format!(
-            "{m} outputs in {groups} groups do not fit {c} input channels"
-        )));
+        return Err(ctx
+            .unsupported(format!("{m} outputs in {groups} groups do not fit {c} input channels")));
     }
     let out = |size: usize, k: i64, s: i64, p: i64, d: i64| -> Option<usize> {
         let span = d * (k - 1) + 1;
         let size = size as i64;
-        let o = if transposed { s * (size - 1) + span - 2 * p } else { (size + 2 * p - span) / s + 1 };
+        let o =
+            if transposed { s * (size - 1) + span - 2 * p } else { (size + 2 * p - span) / s + 1 };
         (size + 2 * p >= span || transposed).then_some(o).filter(|&o| o > 0).map(|o| o as usize)
     };
     let h = out(x.onnx[2], kernel.0, stride.0, pad.0, dilation.0);
@@ -366,7 +399,9 @@ fn conv(ctx: &Ctx<'_, '_>, values: &Values, em: &mut Emitter, transposed: bool) 
     let name = em.layer_name(&crate::import::onnx::emit::sanitise(&ctx.layer().name));
     let op = if transposed { "conv_transpose2d" } else { "conv2d" };
     let mut stage = format!("{op}({m}, kernel: {}", pair(kernel.0, kernel.1));
-    for (arg, (a, b), default) in [("stride", stride, 1), ("pad", pad, 0), ("dilation", dilation, 1)] {
+    for (arg, (a, b), default) in
+        [("stride", stride, 1), ("pad", pad, 0), ("dilation", dilation, 1)]
+    {
         if (a, b) != (default, default) {
             stage.push_str(&format!(", {arg}: {}", pair(a, b)));
         }
@@ -389,10 +424,20 @@ fn conv(ctx: &Ctx<'_, '_>, values: &Values, em: &mut Emitter, transposed: bool) 
 }
 
 /// Records a layer's tensors, when the caffemodel gave them.
-fn push_weights(em: &mut Emitter, layer: &str, suffixes: &[&str], shapes: &[Vec<usize>], values: Option<Vec<Vec<f32>>>) {
+fn push_weights(
+    em: &mut Emitter,
+    layer: &str,
+    suffixes: &[&str],
+    shapes: &[Vec<usize>],
+    values: Option<Vec<Vec<f32>>>,
+) {
     let Some(values) = values else { return };
     for ((suffix, shape), values) in suffixes.iter().zip(shapes).zip(values) {
-        em.weights.push(NamedTensor { name: format!("{layer}.{suffix}"), shape: shape.clone(), values });
+        em.weights.push(NamedTensor {
+            name: format!("{layer}.{suffix}"),
+            shape: shape.clone(),
+            values,
+        });
     }
 }
 
@@ -455,14 +500,17 @@ fn pool(ctx: &Ctx<'_, '_>, values: &Values, em: &mut Emitter) -> Result<Value, C
         return Err(ctx.unsupported("its kernel and stride must be positive"));
     }
     if 2 * ph > kh || 2 * pw > kw {
-        return Err(ctx.unsupported("a pad above half the kernel (the `.net` pools, as PyTorch's, refuse it)"));
+        return Err(ctx.unsupported(
+            "a pad above half the kernel (the `.net` pools, as PyTorch's, refuse it)",
+        ));
     }
     if h + 2 * ph < kh || w + 2 * pw < kw {
         return Err(ctx.unsupported(format!("its kernel does not fit its bottom of {:?}", x.onnx)));
     }
     let ceil = p.enum_name("round_mode") == "CEIL";
     let padded = ph > 0 || pw > 0;
-    let want = (caffe_pooled(h, kh, sh, ph, ceil, padded), caffe_pooled(w, kw, sw, pw, ceil, padded));
+    let want =
+        (caffe_pooled(h, kh, sh, ph, ceil, padded), caffe_pooled(w, kw, sw, pw, ceil, padded));
     let floor = (torch_pooled(h, kh, sh, ph, false), torch_pooled(w, kw, sw, pw, false));
     let ceiled = (torch_pooled(h, kh, sh, ph, true), torch_pooled(w, kw, sw, pw, true));
     let ceil_mode = if want == floor {
@@ -489,7 +537,11 @@ fn pool(ctx: &Ctx<'_, '_>, values: &Values, em: &mut Emitter) -> Result<Value, C
     reshaping(ctx, em, &x, stage, vec![n, c, want.0 as usize, want.1 as usize])
 }
 
-fn inner_product(ctx: &Ctx<'_, '_>, values: &Values, em: &mut Emitter) -> Result<Value, CaffeError> {
+fn inner_product(
+    ctx: &Ctx<'_, '_>,
+    values: &Values,
+    em: &mut Emitter,
+) -> Result<Value, CaffeError> {
     let p = ctx.param("inner_product_param");
     if p.i32("axis") != 1 {
         return Err(ctx.unsupported("an inner product over axes other than all but the batch"));
@@ -570,7 +622,11 @@ fn softmax(ctx: &Ctx<'_, '_>, values: &Values, em: &mut Emitter) -> Result<Value
 
 /// The scores of a SoftmaxWithLoss, which becomes the network's
 /// `cross_entropy` loss: its bottom 1 must be the data layer's labels.
-fn softmax_with_loss(ctx: &Ctx<'_, '_>, values: &Values, em: &mut Emitter) -> Result<Flow, CaffeError> {
+fn softmax_with_loss(
+    ctx: &Ctx<'_, '_>,
+    values: &Values,
+    em: &mut Emitter,
+) -> Result<Flow, CaffeError> {
     let x = ctx.tensor(values, 0)?;
     if !matches!(ctx.bottom(values, 1)?, Value::Label) {
         return Err(ctx.unsupported("its labels are computed, not read by a data layer"));
@@ -588,7 +644,9 @@ fn softmax_with_loss(ctx: &Ctx<'_, '_>, values: &Values, em: &mut Emitter) -> Re
     if loss.has("ignore_label") {
         return Err(ctx.unsupported("an ignore_label; `cross_entropy` scores every sample"));
     }
-    if loss.enum_name("normalization") == "NONE" || (loss.has("normalize") && !loss.bool("normalize")) {
+    if loss.enum_name("normalization") == "NONE"
+        || (loss.has("normalize") && !loss.bool("normalize"))
+    {
         return Err(ctx.unsupported("a summed loss; `cross_entropy` averages over the batch"));
     }
     match ctx.layer().params.f32s("loss_weight")[..] {
@@ -602,7 +660,12 @@ fn softmax_with_loss(ctx: &Ctx<'_, '_>, values: &Values, em: &mut Emitter) -> Re
 
 /// Tensors of the same Caffe shape (or, with `concat_axis`, the same but
 /// along that axis), in their Caffe layout.
-fn operands(ctx: &Ctx<'_, '_>, values: &Values, em: &mut Emitter, concat: bool) -> Result<Vec<Flow>, CaffeError> {
+fn operands(
+    ctx: &Ctx<'_, '_>,
+    values: &Values,
+    em: &mut Emitter,
+    concat: bool,
+) -> Result<Vec<Flow>, CaffeError> {
     let count = ctx.plan.bottoms[ctx.index].len();
     if count < 2 {
         return Err(ctx.unsupported(format!("it has {count} bottoms; it joins two or more")));
@@ -613,17 +676,27 @@ fn operands(ctx: &Ctx<'_, '_>, values: &Values, em: &mut Emitter, concat: bool) 
         let same = f.onnx.len() == first.len()
             && f.onnx.iter().zip(first).enumerate().all(|(i, (a, b))| a == b || (concat && i == 1));
         if !same {
-            return Err(ctx.unsupported(format!("its bottoms of {:?} and {:?} do not fit", first, f.onnx)));
+            return Err(
+                ctx.unsupported(format!("its bottoms of {:?} and {:?} do not fit", first, f.onnx))
+            );
         }
     }
     let same_layout = flows.iter().all(|f| f.net == flows[0].net);
-    Ok(if same_layout && !concat { flows } else { flows.into_iter().map(|f| layout(em, f)).collect() })
+    Ok(if same_layout && !concat {
+        flows
+    } else {
+        flows.into_iter().map(|f| layout(em, f)).collect()
+    })
 }
 
 fn concat(ctx: &Ctx<'_, '_>, values: &Values, em: &mut Emitter) -> Result<Value, CaffeError> {
     let p = ctx.param("concat_param");
     let flows = operands(ctx, values, em, true)?;
-    let requested = if p.has("axis") || !p.has("concat_dim") { p.i32("axis") } else { p.u32("concat_dim") as i32 };
+    let requested = if p.has("axis") || !p.has("concat_dim") {
+        p.i32("axis")
+    } else {
+        p.u32("concat_dim") as i32
+    };
     if axis(ctx, requested, flows[0].onnx.len())? != 1 {
         return Err(ctx.unsupported("only a concat along axis 1 (the channels) maps to `concat`"));
     }
@@ -677,7 +750,8 @@ fn following_scale(ctx: &Ctx<'_, '_>, key: &str) -> Option<usize> {
     if ctx.plan.uses_of(key) != 1 {
         return None;
     }
-    let next = (ctx.index + 1..ctx.layers.len()).find(|&j| ctx.plan.bottoms[j].iter().any(|k| k == key))?;
+    let next = (ctx.index + 1..ctx.layers.len())
+        .find(|&j| ctx.plan.bottoms[j].iter().any(|k| k == key))?;
     (ctx.layers[next].kind == "Scale" && ctx.plan.bottoms[next].len() == 1).then_some(next)
 }
 
@@ -693,7 +767,9 @@ fn batch_norm(
     let p = ctx.param("batch_norm_param");
     let x = ctx.tensor(values, 0)?;
     if x.onnx.len() != 2 && x.onnx.len() != 4 {
-        return Err(ctx.unsupported(format!("its bottom of {:?} is not (N, C) or (N, C, H, W)", x.onnx)));
+        return Err(
+            ctx.unsupported(format!("its bottom of {:?} is not (N, C) or (N, C, H, W)", x.onnx))
+        );
     }
     let x = layout(em, x);
     let c = x.onnx[1];
@@ -708,7 +784,8 @@ fn batch_norm(
             return Err(CaffeError::Unsupported {
                 layer: layer.name.clone(),
                 kind: layer.kind.clone(),
-                reason: "only a Scale per channel (axis 1, num_axes 1) folds into `batch_norm`".into(),
+                reason: "only a Scale per channel (axis 1, num_axes 1) folds into `batch_norm`"
+                    .into(),
             });
         }
         let mut shapes = vec![vec![c]];
@@ -736,7 +813,13 @@ fn batch_norm(
         let scaled = |v: Vec<f32>| v.iter().map(|&s| s * inverse).collect::<Vec<f32>>();
         let tensors = vec![gamma, beta, scaled(mean), scaled(variance)];
         let shapes = vec![vec![c]; 4];
-        push_weights(em, &name, &["weight", "bias", "running_mean", "running_var"], &shapes, Some(tensors));
+        push_weights(
+            em,
+            &name,
+            &["weight", "bias", "running_mean", "running_var"],
+            &shapes,
+            Some(tensors),
+        );
     }
     let mut args = Vec::new();
     let eps = p.f32("eps");
@@ -751,7 +834,11 @@ fn batch_norm(
     if momentum != 0.1 {
         args.push(format!("momentum: {}", num(momentum)));
     }
-    let stage = if args.is_empty() { format!("batch_norm as {name}") } else { format!("batch_norm({}) as {name}", args.join(", ")) };
+    let stage = if args.is_empty() {
+        format!("batch_norm as {name}")
+    } else {
+        format!("batch_norm({}) as {name}", args.join(", "))
+    };
     let uses = ctx.plan.uses_of(&top);
     let (onnx, net) = (x.onnx.clone(), x.net.clone());
     Ok((top, Value::Tensor(em.pipe(&x, stage, uses, onnx, net))))

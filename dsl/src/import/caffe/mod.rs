@@ -133,13 +133,8 @@ pub fn import(
         if absorbed[index] {
             continue;
         }
-        let ctx = layers::Ctx {
-            layers: &layers,
-            index,
-            plan: &plan,
-            blobs: blobs.as_ref(),
-            options,
-        };
+        let ctx =
+            layers::Ctx { layers: &layers, index, plan: &plan, blobs: blobs.as_ref(), options };
         if let Some(scored) = layers::map_layer(&ctx, &mut values, &mut em, &mut absorbed)? {
             if loss.replace(scored).is_some() {
                 return Err(CaffeError::Net(

@@ -355,7 +355,8 @@ mod tests {
 
     #[test]
     fn v1_types_are_renamed() {
-        let net = parse_prototxt("layers { name: \"c\" type: CONVOLUTION top: \"c\" }").expect("v1");
+        let net =
+            parse_prototxt("layers { name: \"c\" type: CONVOLUTION top: \"c\" }").expect("v1");
         let layers = net.layers();
         assert_eq!(layers[0].kind, "Convolution");
         assert_eq!(layers[0].params.msg("convolution_param").u32("group"), 1);

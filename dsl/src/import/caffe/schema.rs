@@ -389,7 +389,11 @@ const MESSAGES: &[Message] = &[
     },
     Message {
         name: "HDF5DataParameter",
-        fields: &[opt("source", 1, Str), opt("batch_size", 2, U32), def("shuffle", 3, Bool, "false")],
+        fields: &[
+            opt("source", 1, Str),
+            opt("batch_size", 2, U32),
+            def("shuffle", 3, Bool, "false"),
+        ],
         enums: &[],
     },
     Message {
@@ -512,7 +516,10 @@ const MESSAGES: &[Message] = &[
     },
     Message {
         name: "SoftmaxParameter",
-        fields: &[def("engine", 1, E("SoftmaxParameter.Engine"), "DEFAULT"), def("axis", 2, I32, "1")],
+        fields: &[
+            def("engine", 1, E("SoftmaxParameter.Engine"), "DEFAULT"),
+            def("axis", 2, I32, "1"),
+        ],
         enums: &[ENGINE],
     },
     Message {
@@ -619,7 +626,10 @@ fn layer_protos() -> [DescriptorProto; 2] {
         Enum { name: "LayerType", values: V1_LAYER_TYPES },
         Enum { name: "DimCheckMode", values: &[("STRICT", 0), ("PERMISSIVE", 1)] },
     ];
-    [message_proto("LayerParameter", &layer, &[]), message_proto("V1LayerParameter", &v1, &v1_enums)]
+    [
+        message_proto("LayerParameter", &layer, &[]),
+        message_proto("V1LayerParameter", &v1, &v1_enums),
+    ]
 }
 
 fn file_proto() -> FileDescriptorProto {

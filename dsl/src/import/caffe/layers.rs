@@ -147,7 +147,7 @@ pub(crate) fn map_layer(
         "ReLU" => {
             let slope = ctx.param("relu_param").f32("negative_slope");
             let stage = match slope {
-                s if s == 0.0 => "relu".to_string(),
+                0.0 => "relu".to_string(),
                 s if s > 0.0 => format!("leaky_relu(slope: {})", num(s)),
                 s => return Err(ctx.unsupported(format!("a negative_slope of {s} is below 0"))),
             };
@@ -164,7 +164,7 @@ pub(crate) fn map_layer(
             same_shape(ctx, values, em, format!("dropout({})", num(p)))?
         }
         "Softmax" => softmax(ctx, values, em)?,
-        "SoftmaxWithLoss" => return softmax_with_loss(ctx, values, em).map(Some),
+        "SoftmaxWithLoss" => return softmax_with_loss(ctx, values).map(Some),
         "Concat" => concat(ctx, values, em)?,
         "Eltwise" => eltwise(ctx, values, em)?,
         "Flatten" => flatten(ctx, values, em)?,
@@ -585,7 +585,7 @@ fn lrn(ctx: &Ctx<'_, '_>, values: &Values, em: &mut Emitter) -> Result<Value, Ca
     }
     let size = p.u32("local_size");
     // Caffe centres the window only for odd sizes, and refuses even ones.
-    if size % 2 == 0 {
+    if size.is_multiple_of(2) {
         return Err(ctx.unsupported(format!("a local_size of {size}; Caffe takes odd sizes")));
     }
     let x = image(ctx, values, em)?;
@@ -622,11 +622,7 @@ fn softmax(ctx: &Ctx<'_, '_>, values: &Values, em: &mut Emitter) -> Result<Value
 
 /// The scores of a SoftmaxWithLoss, which becomes the network's
 /// `cross_entropy` loss: its bottom 1 must be the data layer's labels.
-fn softmax_with_loss(
-    ctx: &Ctx<'_, '_>,
-    values: &Values,
-    em: &mut Emitter,
-) -> Result<Flow, CaffeError> {
+fn softmax_with_loss(ctx: &Ctx<'_, '_>, values: &Values) -> Result<Flow, CaffeError> {
     let x = ctx.tensor(values, 0)?;
     if !matches!(ctx.bottom(values, 1)?, Value::Label) {
         return Err(ctx.unsupported("its labels are computed, not read by a data layer"));
@@ -651,10 +647,9 @@ fn softmax_with_loss(
     }
     match ctx.layer().params.f32s("loss_weight")[..] {
         [] => {}
-        [w] if w == 1.0 => {}
+        [1.0] => {}
         _ => return Err(ctx.unsupported("a loss_weight other than 1")),
     }
-    let _ = em;
     Ok(x)
 }
 

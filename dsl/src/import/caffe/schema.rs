@@ -611,7 +611,7 @@ fn layer_protos() -> [DescriptorProto; 2] {
     let params = |v1: bool| {
         LAYER_PARAMS.iter().filter_map(move |&(name, message, number, v1_number)| {
             let number = if v1 { v1_number } else { number };
-            (number != 0).then(|| Field {
+            (number != 0).then_some(Field {
                 name,
                 number,
                 ty: M(message),

@@ -60,6 +60,29 @@ fn main() {
         std::process::exit(1);
     }
     random_networks();
+    caffe_networks();
+}
+
+/// Caffe nets imported at build time, as a user would import one and
+/// compile the `.net` it gives: `$OUT_DIR/caffe_<stem>.rs`.
+fn caffe_networks() {
+    let out = std::env::var("OUT_DIR").expect("cargo sets OUT_DIR");
+    let dir = Path::new(&out).join("caffe");
+    std::fs::create_dir_all(&dir).expect("the Caffe networks' folder");
+    for (stem, name) in [("lenet", "CaffeLenet"), ("every_layer", "CaffeEveryLayer")] {
+        let prototxt = format!("caffe/{stem}.prototxt");
+        println!("cargo:rerun-if-changed={prototxt}");
+        let text = std::fs::read_to_string(&prototxt).expect("a Caffe fixture");
+        let options = netc_dsl::import::caffe::Options::default();
+        let imported = netc_dsl::import::caffe::import(&text, None, name, &options)
+            .unwrap_or_else(|e| panic!("{prototxt}: {e}"));
+        let net = dir.join(format!("caffe_{stem}.net"));
+        write_if_changed(&net, &imported.source);
+        if let Err(e) = netc_dsl::Builder::new().compile(&[&net]) {
+            eprintln!("{e}");
+            std::process::exit(1);
+        }
+    }
 }
 
 /// The networks of seeds `NETC_DIFF_SEED..+NETC_DIFF_COUNT` (default 1 and

@@ -1,6 +1,8 @@
 //! `netc import model.onnx [-o model.net]`: an ONNX model to a `.net`
 //! source and a safetensors file of its weights beside it. On any error
-//! nothing is written.
+//! nothing is written. A Caffe `.prototxt` goes to `import/caffe.rs`.
+
+mod caffe;
 
 use crate::fail;
 use netc_dsl::import::onnx;
@@ -9,7 +11,7 @@ use std::process::ExitCode;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// The `.onnx` file to import.
+    /// The `.onnx` file, or Caffe `.prototxt`, to import.
     file: PathBuf,
     /// The `.net` file to write (default: the input's name with `.net`);
     /// the weights go beside it, with `.safetensors`.
@@ -18,6 +20,13 @@ pub struct Args {
     /// The network's name (default: from the file name, in CamelCase).
     #[arg(long)]
     name: Option<String>,
+    /// Caffe: the `.caffemodel` of the prototxt's trained weights (without
+    /// it, only the `.net` file is written).
+    #[arg(long)]
+    weights: Option<PathBuf>,
+    /// Caffe: the per-sample shape a `Data` layer reads, such as `1,28,28`.
+    #[arg(long, value_delimiter = ',')]
+    input_shape: Option<Vec<usize>>,
 }
 
 pub fn run(args: &Args) -> ExitCode {
@@ -28,6 +37,9 @@ pub fn run(args: &Args) -> ExitCode {
         Ok(b) => b,
         Err(e) => return fail(format!("cannot read {}: {e}", args.file.display())),
     };
+    if caffe::is_prototxt(&args.file, &bytes) {
+        return caffe::run(args, &bytes, &net_path);
+    }
     let imported = match onnx::import(&bytes, &name) {
         Ok(i) => i,
         Err(e) => return fail(format!("{}: {e}", args.file.display())),
@@ -51,7 +63,7 @@ pub fn run(args: &Args) -> ExitCode {
 
 /// `small_cnn.onnx` gives `SmallCnn`; a name that would not start with a
 /// letter gets `Net` in front.
-fn network_name(file: &Path) -> String {
+pub(crate) fn network_name(file: &Path) -> String {
     let stem = file.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
     let mut name: String = stem
         .split(|c: char| !c.is_ascii_alphanumeric())

@@ -71,8 +71,8 @@ enum Command {
     /// Time each layer's forward and backward pass, the training step and
     /// inference, against the machine's measured FMA peak.
     Bench(bench::BenchArgs),
-    /// Import an ONNX model as a `.net` file and a safetensors file of its
-    /// weights.
+    /// Import an ONNX model, or a Caffe prototxt and caffemodel, as a
+    /// `.net` file and a safetensors file of its weights.
     Import(import::Args),
 }
 

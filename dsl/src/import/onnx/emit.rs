@@ -32,6 +32,8 @@ struct Text {
 }
 
 pub(crate) struct Emitter {
+    /// The framework the model comes from, named in the header.
+    origin: &'static str,
     texts: Vec<Text>,
     lines: Vec<String>,
     pub inputs: Vec<String>,
@@ -53,11 +55,22 @@ impl Emitter {
         {
             *uses.entry(name.clone()).or_default() += 1;
         }
+        let reserved = graph.initializer.iter().map(|t| layer_path(&t.name));
+        Emitter::with_uses("ONNX", uses, reserved)
+    }
+
+    /// An emitter for a model from `origin` (a framework's name, for the
+    /// header), given the uses of each of its values by name and the layer
+    /// names to keep free for its layers.
+    pub fn with_uses(
+        origin: &'static str,
+        uses: HashMap<String, usize>,
+        reserved: impl IntoIterator<Item = String>,
+    ) -> Emitter {
         let mut taken: HashSet<String> = KEYWORDS.iter().map(|k| k.to_string()).collect();
-        for t in &graph.initializer {
-            taken.insert(layer_path(&t.name));
-        }
+        taken.extend(reserved);
         Emitter {
+            origin,
             texts: Vec::new(),
             lines: Vec::new(),
             inputs: Vec::new(),
@@ -177,6 +190,11 @@ impl Emitter {
         name
     }
 
+    /// A `//` comment among the statements, after the inputs.
+    pub fn comment(&mut self, text: &str) {
+        self.lines.push(format!("// {text}"));
+    }
+
     pub fn weight(&mut self, layer: &str, suffix: &str, shape: Vec<usize>, values: &[f64]) {
         let values = values.iter().map(|&v| v as f32).collect();
         self.weights.push(NamedTensor { name: format!("{layer}.{suffix}"), shape, values });
@@ -184,18 +202,47 @@ impl Emitter {
 
     /// The whole source, its output `flow`.
     pub fn finish(&mut self, network_name: &str, flow: &Flow) -> String {
-        let mut out =
-            format!("// Imported from ONNX by `netc import`.\nnetwork {network_name} {{\n");
-        for input in &self.inputs {
-            out.push_str(&format!("    {input}\n"));
-        }
         let text = &self.texts[flow.id];
-        let output = render(&text.head, &text.stages);
-        for line in &self.lines {
+        let output = format!("output {}", render(&text.head, &text.stages));
+        self.network(network_name, &[output])
+    }
+
+    /// The whole source, with `loss(flow)` as its last statement: the
+    /// loss's input is the network's output.
+    pub fn finish_with_loss(&mut self, network_name: &str, flow: &Flow, loss: &str) -> String {
+        let scored = self.bind(flow);
+        self.network(network_name, &[format!("loss {loss}({scored})")])
+    }
+
+    fn network(&self, network_name: &str, last: &[String]) -> String {
+        let origin = self.origin;
+        let mut out =
+            format!("// Imported from {origin} by `netc import`.\nnetwork {network_name} {{\n");
+        for line in self.inputs.iter().chain(&self.lines).chain(last) {
             out.push_str(&format!("    {line}\n"));
         }
-        out.push_str(&format!("    output {output}\n}}\n"));
+        out.push_str("}\n");
         out
+    }
+}
+
+/// A number as `.net` writes it: the shortest text that reads back as the
+/// same f32, always with a fraction or an exponent.
+pub(crate) fn num(v: f32) -> String {
+    let s = format!("{v:?}");
+    if s.contains(['.', 'e', 'E']) || s.contains("inf") || s.contains("NaN") {
+        s
+    } else {
+        format!("{s}.0")
+    }
+}
+
+/// An integer or, when the two differ, an `[h, w]` pair.
+pub(crate) fn pair(h: i64, w: i64) -> String {
+    if h == w {
+        h.to_string()
+    } else {
+        format!("[{h}, {w}]")
     }
 }
 

@@ -9,7 +9,7 @@
 //! The source is checked before it is returned: an import the checker
 //! refuses is an error, not a file.
 
-mod emit;
+pub(crate) mod emit;
 mod ops;
 pub mod proto;
 

@@ -1,7 +1,7 @@
 //! The mapping of each ONNX node: a `.net` stage for a layer, or a value
 //! computed at import time for constants and shape plumbing.
 
-use super::emit::Emitter;
+use super::emit::{num, pair, Emitter};
 use super::proto::{Attribute, Graph, Node};
 use super::{constant, Const, Flow, ImportError, Value};
 use std::collections::HashMap;
@@ -156,26 +156,6 @@ pub(crate) fn map_node(
     };
     values.insert(out, value);
     Ok(())
-}
-
-/// A number as `.net` writes it: the shortest text that reads back as the
-/// same f32, always with a fraction or an exponent.
-fn num(v: f32) -> String {
-    let s = format!("{v:?}");
-    if s.contains(['.', 'e', 'E']) || s.contains("inf") || s.contains("NaN") {
-        s
-    } else {
-        format!("{s}.0")
-    }
-}
-
-/// An integer or, when the two differ, an `[h, w]` pair.
-fn pair(h: i64, w: i64) -> String {
-    if h == w {
-        h.to_string()
-    } else {
-        format!("[{h}, {w}]")
-    }
 }
 
 /// `flow` with its `.net` shape brought back to its ONNX per-sample shape

@@ -44,6 +44,8 @@ pub mod readers {
     pub use crate::data::idx::pair_from_bytes as idx;
     pub use crate::data::{decode_maybe_gz, DataError, Dataset};
     pub use crate::image::decode_image as image;
+    pub use crate::metrics::Records;
+    pub use crate::plot::render as plot;
 }
 
 /// Makes a network: `(seed, capacity)` to a model taking batches of up to

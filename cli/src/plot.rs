@@ -38,12 +38,21 @@ fn panel(
     series: &[Series],
 ) -> Result<(), String> {
     let err = |e: &dyn std::fmt::Display| format!("cannot draw the {caption} panel: {e}");
+    let x = 0.0..epochs.max(1.0);
+    // Plotters' pixel arithmetic overflows for a point far off the axes:
+    // each is kept within one axis length of them, still off the chart.
+    let near = |v: f64, r: &std::ops::Range<f64>| {
+        let span = r.end - r.start;
+        v.clamp(r.start - span, r.end + span)
+    };
+    let (xr, yr) = (x.clone(), y.clone());
+    let on_chart = move |&(px, py): &(f64, f64)| (near(px, &xr), near(py, &yr));
     let mut chart = ChartBuilder::on(area)
         .caption(caption, ("sans-serif", 18))
         .margin(14)
         .x_label_area_size(40)
         .y_label_area_size(64)
-        .build_cartesian_2d(0.0..epochs.max(1.0), y)
+        .build_cartesian_2d(x, y)
         .map_err(|e| err(&e))?;
     chart
         .configure_mesh()
@@ -55,13 +64,13 @@ fn panel(
     for s in series.iter().filter(|s| !s.points.is_empty()) {
         let color = s.color;
         chart
-            .draw_series(LineSeries::new(s.points.clone(), color.stroke_width(2)))
+            .draw_series(LineSeries::new(s.points.iter().map(&on_chart), color.stroke_width(2)))
             .map_err(|e| err(&e))?
             .label(s.label)
             .legend(move |(x, y)| PathElement::new([(x, y), (x + 18, y)], color.stroke_width(2)));
         if s.dots {
             chart
-                .draw_series(s.points.iter().map(|&p| Circle::new(p, 4, color.filled())))
+                .draw_series(s.points.iter().map(|p| Circle::new(on_chart(p), 4, color.filled())))
                 .map_err(|e| err(&e))?;
         }
     }
@@ -192,7 +201,8 @@ mod tests {
 
     /// Records with infinite, NaN and huge values (a resumed run reads
     /// whatever its CSV files hold) draw without those points: an
-    /// infinite loss made the axis range infinite and plotters loop.
+    /// infinite loss made the axis range infinite and plotters loop, and
+    /// a point far off the axes overflowed its pixel arithmetic.
     #[test]
     fn extreme_records_draw() {
         let cases = [
@@ -201,6 +211,10 @@ mod tests {
             (1, 1e308, 1e308, 1e308),
             (usize::MAX, 1.0, f64::INFINITY, f64::NAN),
             (0, -1e308, -1.0, f64::NEG_INFINITY),
+            // Far off the axes, but within the limit: plotters' pixel
+            // arithmetic overflowed (found by the `metrics` fuzz target).
+            (1, -1e154, 0.1, 0.5),
+            (2, 1e200, -1e250, 1e200),
         ];
         for (epoch, loss, lr, progress) in cases {
             let mut records = Records::default();

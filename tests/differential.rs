@@ -204,6 +204,46 @@ impl Case {
             }
         }
     }
+
+    /// The generated model's learning-rate schedule against the file's,
+    /// rate by rate over a run of six epochs, by PyTorch's formulas.
+    fn schedule(&self, got: Option<netc::runtime::schedule::Schedule>) {
+        let (Some(want), Some(got)) = (&self.graph.schedule, &got) else {
+            assert_eq!(self.graph.schedule.is_some(), got.is_some(), "default_schedule()");
+            return;
+        };
+        let (base, epochs) = (0.1, 6.0);
+        for progress in [0.125, 0.5, 0.75, 1.0, 1.25, 2.0, 2.5, 3.0, 3.5, 5.0, 5.875, 6.0] {
+            let expected = reference_lr(want, base, progress, epochs);
+            let lr = got.lr(base, progress, epochs);
+            assert!(
+                (lr - expected).abs() <= 1e-12 * base,
+                "the rate at {progress} epochs of {want:?}: generated {lr}, reference {expected}"
+            );
+        }
+    }
+}
+
+/// The rate of `schedule` for the step that ends at `progress` epochs of
+/// a run of `epochs`: linear warmup, then `StepLR`, `MultiStepLR` or
+/// `CosineAnnealingLR` over the epochs completed before the step.
+fn reference_lr(schedule: &netc_dsl::ir::Schedule, base: f64, progress: f64, epochs: f64) -> f64 {
+    use netc_dsl::ir::Decay;
+    if progress < schedule.warmup {
+        return base * progress / schedule.warmup;
+    }
+    let completed = (progress.ceil() - 1.0).max(0.0);
+    match &schedule.decay {
+        Decay::Constant => base,
+        Decay::Step { every, gamma } => base * gamma.powi((completed / every).floor() as i32),
+        Decay::MultiStep { milestones, gamma } => {
+            milestones.iter().filter(|&&m| m <= completed).fold(base, |lr, _| lr * gamma)
+        }
+        Decay::Cosine { min_lr } => {
+            let t = ((progress - schedule.warmup) / (epochs - schedule.warmup)).min(1.0);
+            min_lr + (base - min_lr) * (1.0 + (std::f64::consts::PI * t).cos()) / 2.0
+        }
+    }
 }
 
 /// A batch's targets for both sides.
@@ -269,6 +309,7 @@ macro_rules! check_net {
         let mut out = vec![0.0f32; $n * <$ty>::OUTPUT_LEN];
         $model.forward_flat($(&x[$i],)* &mut out).expect("forward");
         $case.infer("inference after a step", &after, &out);
+        $case.schedule(<$ty>::default_schedule());
     }};
 }
 
@@ -306,4 +347,11 @@ fn generated_networks_check_and_cover_every_op() {
     let missing: Vec<&str> =
         generate::COVERED.iter().zip(&seen).filter(|(_, s)| !**s).map(|(op, _)| *op).collect();
     assert!(missing.is_empty(), "no generated network uses {missing:?}");
+    for kind in generate::SCHEDULES {
+        assert!(
+            (10_000..10_400)
+                .any(|seed| generate::generate(seed).source.contains(&format!("schedule {kind}("))),
+            "no generated network has a `{kind}` schedule"
+        );
+    }
 }

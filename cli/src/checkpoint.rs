@@ -62,8 +62,21 @@ pub fn write(dir: &Path, model: &dyn Model, progress: &Progress) -> Result<(), S
 pub fn read(dir: &Path, network: &str, model: &mut dyn Model) -> Result<Progress, String> {
     let path = dir.join(FILE);
     let shown = path.display().to_string();
+    let file =
+        WeightsFile::open(&path).map_err(|e| format!("cannot resume from `{shown}`: {e}"))?;
+    read_file(file, &shown, network, model)
+}
+
+/// [`read`] from an open checkpoint that errors call `shown`. On an error
+/// `model` is unchanged: its weights and its optimizer state are both
+/// replaced or neither is.
+pub fn read_file(
+    mut file: WeightsFile<'_>,
+    shown: &str,
+    network: &str,
+    model: &mut dyn Model,
+) -> Result<Progress, String> {
     let bad = |why: String| format!("cannot resume from `{shown}`: {why}");
-    let mut file = WeightsFile::open(&path).map_err(|e| bad(e.to_string()))?;
     let field = |key: &str| {
         file.metadata(key).ok_or_else(|| bad(format!("it has no `{key}`: not a netc checkpoint")))
     };
@@ -95,10 +108,123 @@ pub fn read(dir: &Path, network: &str, model: &mut dyn Model) -> Result<Progress
         Some([len]) => *len,
         _ => return Err(bad(format!("it has no `{OPTIMIZER_STATE}` vector"))),
     };
+    // The header's shape was checked against the bytes the file holds.
     let mut state = vec![0.0f32; len];
     file.read_into(OPTIMIZER_STATE, &[len], &mut state).map_err(|e| bad(e.to_string()))?;
-    model.load_from(&mut file).map_err(|e| bad(e.to_string()))?;
-    file.finish().map_err(|e| bad(e.to_string()))?;
+    // Every check that can fail comes before the first change, and the
+    // optimizer state (set atomically) is put back if the weights fail.
+    refuse_unknown_tensors(&file, model).map_err(bad)?;
+    let (old_state, old_kind, old_step) = model.optimizer_state();
+    let old = (old_state.to_vec(), old_kind, old_step);
     model.set_optimizer_state(&state, kind, step).map_err(|e| bad(e.to_string()))?;
+    if let Err(e) = model.load_from(&mut file) {
+        model
+            .set_optimizer_state(&old.0, old.1, old.2)
+            .expect("a model takes back its own optimizer state");
+        return Err(bad(e.to_string()));
+    }
+    file.finish().map_err(|e| bad(e.to_string()))?;
     Ok(progress)
+}
+
+/// Fails, as [`WeightsFile::finish`] would after loading, if the file
+/// holds a tensor that is neither the model's nor the optimizer state.
+fn refuse_unknown_tensors(file: &WeightsFile<'_>, model: &dyn Model) -> Result<(), String> {
+    let mut known = std::collections::BTreeSet::new();
+    model.visit_params(&mut |name, _, _| {
+        known.insert(name.to_string());
+    });
+    let unknown: Vec<String> = file
+        .names()
+        .into_iter()
+        .filter(|n| !known.contains(n) && n != OPTIMIZER_STATE && !weights::is_batch_counter(n))
+        .collect();
+    match unknown.first() {
+        None => Ok(()),
+        Some(first) => Err(format!(
+            "it has {} tensor(s) the model does not have, such as `{first}`",
+            unknown.len()
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    type Tensors = Vec<(String, Vec<usize>, Vec<f32>)>;
+
+    fn tensors(model: &dyn Model) -> Tensors {
+        let mut all = Vec::new();
+        model.visit_params(&mut |name, shape, values| {
+            all.push((name.to_string(), shape.to_vec(), values.to_vec()))
+        });
+        all
+    }
+
+    fn optimizer(model: &dyn Model) -> (Vec<f32>, u8, u64) {
+        let (state, kind, step) = model.optimizer_state();
+        (state.to_vec(), kind, step)
+    }
+
+    /// Writes a checkpoint of `tensors` with the optimizer state `state` of
+    /// `kind`, as [`write`] lays it out.
+    fn checkpoint(dir: &Path, tensors: &Tensors, state: &[f32], kind: u8) {
+        let mut all: Vec<(String, Vec<usize>, &[f32])> =
+            tensors.iter().map(|(n, s, v)| (n.clone(), s.clone(), &v[..])).collect();
+        all.push((OPTIMIZER_STATE.to_string(), vec![state.len()], state));
+        let metadata: Vec<(String, String)> = [
+            ("netc.network", "linear".to_string()),
+            ("netc.completed_epochs", "3".into()),
+            ("netc.seed", "1".into()),
+            ("netc.optimizer_kind", kind.to_string()),
+            ("netc.step", "30".into()),
+            ("netc.best", String::new()),
+            ("netc.stale_epochs", "0".into()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        weights::save_with_metadata(&dir.join(FILE), &all, &metadata).expect("write");
+    }
+
+    /// A checkpoint refused for a tensor the model lacks, for an optimizer
+    /// state that does not fit or for a weight of the wrong shape leaves
+    /// the model's weights and optimizer state as they were (the weights
+    /// used to be replaced before the first two were found).
+    #[test]
+    fn a_refused_checkpoint_leaves_the_model_unchanged() {
+        let linear = crate::zoo::find("linear").expect("zoo model").factory;
+        let dir = std::env::temp_dir().join(format!("netc-checkpoint-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let saved = tensors(&*linear(1, 2));
+        let momentum: Vec<f32> = (0..linear(1, 2).param_count()).map(|i| i as f32).collect();
+        let mut model = linear(2, 2);
+        let (before, state_before) = (tensors(&*model), optimizer(&*model));
+        assert_ne!(before, saved);
+
+        let mut extra = saved.clone();
+        extra.push(("extra.weight".into(), vec![2], vec![1.0, 2.0]));
+        checkpoint(&dir, &extra, &momentum, 1);
+        let e = read(&dir, "linear", &mut *model).unwrap_err();
+        assert!(e.contains("1 tensor(s) the model does not have, such as `extra.weight`"), "{e}");
+        assert_eq!((tensors(&*model), optimizer(&*model)), (before.clone(), state_before.clone()));
+
+        checkpoint(&dir, &saved, &[1.0; 3], 2);
+        let e = read(&dir, "linear", &mut *model).unwrap_err();
+        assert!(e.contains("optimizer state of 3 values and kind 2"), "{e}");
+        assert_eq!((tensors(&*model), optimizer(&*model)), (before.clone(), state_before.clone()));
+
+        let mut misshapen = saved.clone();
+        let (_, shape, values) = &mut misshapen[0];
+        *shape = vec![1, values.len()];
+        checkpoint(&dir, &misshapen, &momentum, 1);
+        assert!(read(&dir, "linear", &mut *model).unwrap_err().contains("shape"));
+        assert_eq!((tensors(&*model), optimizer(&*model)), (before, state_before));
+
+        checkpoint(&dir, &saved, &momentum, 1);
+        let progress = read(&dir, "linear", &mut *model).expect("a whole checkpoint loads");
+        assert_eq!((progress.completed_epochs, progress.seed), (3, 1));
+        assert_eq!((tensors(&*model), optimizer(&*model)), (saved, (momentum, 1, 30)));
+    }
 }

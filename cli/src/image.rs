@@ -3,10 +3,35 @@
 
 use std::path::Path;
 
-/// Reads a binary (P5) or text (P2) PGM into values in `[0, 1]`.
-pub fn read_pgm(path: &Path) -> Result<(usize, usize, Vec<f32>), String> {
-    let bytes =
-        std::fs::read(path).map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
+/// The most pixels an image may have, and the most bytes its decoder may
+/// allocate: a PNG or JPEG header states any size up to 2³² a side, and a
+/// small file of a highly compressible image can claim a huge one, so the
+/// size is checked before any pixel buffer is made.
+pub const MAX_PIXELS: u64 = 1 << 26;
+const MAX_DECODER_ALLOC: u64 = 512 << 20;
+
+/// Decodes a PNG or JPEG (its format from its content) of at most
+/// [`MAX_PIXELS`] pixels.
+pub fn decode_limited(bytes: &[u8]) -> Result<image::DynamicImage, String> {
+    let reader = || {
+        let mut reader = image::io::Reader::new(std::io::Cursor::new(bytes))
+            .with_guessed_format()
+            .map_err(|e| e.to_string())?;
+        let mut limits = image::io::Limits::default();
+        limits.max_alloc = Some(MAX_DECODER_ALLOC);
+        reader.limits(limits);
+        Ok::<_, String>(reader)
+    };
+    let (w, h) = reader()?.into_dimensions().map_err(|e| e.to_string())?;
+    if u64::from(w) * u64::from(h) > MAX_PIXELS {
+        return Err(format!("{w}x{h} pixels is more than netc reads ({MAX_PIXELS})"));
+    }
+    reader()?.decode().map_err(|e| e.to_string())
+}
+
+/// Decodes the bytes of a binary (P5) or text (P2) PGM read from `path`
+/// into values in `[0, 1]`.
+pub fn decode_pgm(path: &Path, bytes: &[u8]) -> Result<(usize, usize, Vec<f32>), String> {
     let bad = |why: &str| format!("`{}` is not a PGM image: {why}", path.display());
     // Header tokens, skipping `#` comments.
     let mut pos = 0;
@@ -57,22 +82,31 @@ pub fn read_pgm(path: &Path) -> Result<(usize, usize, Vec<f32>), String> {
     Ok((w, h, pixels))
 }
 
-/// Reads a PNG (any colour type) as grayscale values in `[0, 1]`.
-pub fn read_png(path: &Path) -> Result<(usize, usize, Vec<f32>), String> {
-    let img = image::open(path)
+/// Decodes the bytes of a PNG (any colour type) read from `path` as
+/// grayscale values in `[0, 1]`.
+pub fn decode_png(path: &Path, bytes: &[u8]) -> Result<(usize, usize, Vec<f32>), String> {
+    let img = decode_limited(bytes)
         .map_err(|e| format!("`{}` is not a readable PNG image: {e}", path.display()))?;
     let gray = img.to_luma8();
     let (w, h) = (gray.width() as usize, gray.height() as usize);
     Ok((w, h, gray.pixels().map(|p| f32::from(p.0[0]) / 255.0).collect()))
 }
 
+fn read(path: &Path) -> Result<Vec<u8>, String> {
+    std::fs::read(path).map_err(|e| format!("cannot read `{}`: {e}", path.display()))
+}
+
 /// Reads a PGM or PNG image, chosen by the file's first bytes.
 pub fn read_image(path: &Path) -> Result<(usize, usize, Vec<f32>), String> {
-    let head = std::fs::read(path).map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
-    if head.starts_with(b"\x89PNG") {
-        read_png(path)
+    decode_image(path, &read(path)?)
+}
+
+/// Decodes the bytes of a PGM or PNG image read from `path`.
+pub fn decode_image(path: &Path, bytes: &[u8]) -> Result<(usize, usize, Vec<f32>), String> {
+    if bytes.starts_with(b"\x89PNG") {
+        decode_png(path, bytes)
     } else {
-        read_pgm(path)
+        decode_pgm(path, bytes)
     }
 }
 
@@ -93,15 +127,15 @@ mod tests {
         let mut bytes = b"P5\n# comment\n2 2\n255\n".to_vec();
         bytes.extend([0, 255, 128, 64]);
         std::fs::write(&p5, &bytes).expect("write");
-        let (w, h, px) = read_pgm(&p5).expect("valid");
+        let (w, h, px) = read_image(&p5).expect("valid");
         assert_eq!((w, h, px[1]), (2, 2, 1.0));
         let p2 = dir.join("b.pgm");
         std::fs::write(&p2, "P2 2 1 15 0 15").expect("write");
-        assert_eq!(read_pgm(&p2).expect("valid").2, [0.0, 1.0]);
+        assert_eq!(read_image(&p2).expect("valid").2, [0.0, 1.0]);
         std::fs::write(&p2, "P5 2 2 255 ab").expect("write");
-        assert!(read_pgm(&p2).unwrap_err().contains("truncated"));
+        assert!(read_image(&p2).unwrap_err().contains("truncated"));
         std::fs::write(&p2, "P6 2 2 255").expect("write");
-        assert!(read_pgm(&p2).unwrap_err().contains("P2 or P5"));
+        assert!(read_image(&p2).unwrap_err().contains("P2 or P5"));
     }
 
     #[test]
@@ -142,8 +176,35 @@ mod tests {
             }
         }
         std::fs::write(&path, "P5 4294967296 4294967296 255 ab").expect("write");
-        assert!(read_pgm(&path).is_err());
+        assert!(read_image(&path).is_err());
         std::fs::write(&path, "P2 18446744073709551615 2 255 1 2").expect("write");
-        assert!(read_pgm(&path).is_err());
+        assert!(read_image(&path).is_err());
+    }
+
+    /// A PNG whose header claims more pixels than netc reads is refused
+    /// before a pixel buffer of that size is made, here and in an image
+    /// folder.
+    #[test]
+    fn huge_images_are_refused_from_the_header() {
+        let dir = std::env::temp_dir().join(format!("netc-image-huge-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let path = dir.join("small.png");
+        image::GrayImage::from_fn(4, 4, |x, _| image::Luma([x as u8])).save(&path).expect("png");
+        let mut png = std::fs::read(&path).expect("png");
+        // IHDR: length, type, then width and height (big-endian), covered
+        // by the chunk's CRC.
+        assert_eq!(&png[12..16], b"IHDR");
+        png[16..20].copy_from_slice(&30_000u32.to_be_bytes());
+        png[20..24].copy_from_slice(&30_000u32.to_be_bytes());
+        let mut crc = flate2::Crc::new();
+        crc.update(&png[12..29]);
+        png[29..33].copy_from_slice(&crc.sum().to_be_bytes());
+        let e = decode_image(&path, &png).unwrap_err();
+        assert!(e.contains("30000x30000 pixels is more than netc reads"), "{e}");
+        let mut out = [0.0; 16];
+        let e = crate::data::folder::decode_bytes_into(&path, &png, [1, 4, 4], &mut out)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("more than netc reads"), "{e}");
     }
 }

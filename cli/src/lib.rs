@@ -32,6 +32,22 @@ use std::process::ExitCode;
 
 pub use netc_runtime::model::Model;
 
+/// The readers of the files the command takes, on bytes already read, for
+/// the fuzz targets in `fuzz/`: each gives a value or an error naming the
+/// file, never a panic.
+#[doc(hidden)]
+pub mod readers {
+    pub use crate::checkpoint::{read_file as checkpoint, Progress};
+    pub use crate::data::cifar::from_bytes as cifar;
+    pub use crate::data::csv::{from_bytes as csv, Columns, Table};
+    pub use crate::data::folder::decode_bytes_into as folder_image;
+    pub use crate::data::idx::pair_from_bytes as idx;
+    pub use crate::data::{decode_maybe_gz, DataError, Dataset};
+    pub use crate::image::decode_image as image;
+    pub use crate::metrics::Records;
+    pub use crate::plot::render as plot;
+}
+
 /// Makes a network: `(seed, capacity)` to a model taking batches of up to
 /// `capacity` samples, its weights drawn from `seed`.
 pub type Factory = fn(u64, usize) -> Box<dyn Model>;

@@ -89,10 +89,24 @@ impl Records {
     /// Reads the files a run left in `dir`, keeping the first
     /// `completed_epochs` epochs and their steps.
     pub fn read(dir: &Path, completed_epochs: usize) -> Result<Records, String> {
-        let rows = |name: &str, width: usize| -> Result<Vec<Vec<f64>>, String> {
+        let read = |name: &str| {
             let path = dir.join(name);
-            let text = std::fs::read_to_string(&path)
-                .map_err(|e| format!("cannot resume: `{}`: {e}", path.display()))?;
+            match std::fs::read_to_string(&path) {
+                Ok(text) => Ok((path, text)),
+                Err(e) => Err(format!("cannot resume: `{}`: {e}", path.display())),
+            }
+        };
+        let (epochs, steps) = (read("metrics.csv")?, read("steps.csv")?);
+        Self::parse((&epochs.0, &epochs.1), (&steps.0, &steps.1), completed_epochs)
+    }
+
+    /// [`Records::read`] from the `(path, text)` of each file.
+    pub fn parse(
+        epochs: (&Path, &str),
+        steps: (&Path, &str),
+        completed_epochs: usize,
+    ) -> Result<Records, String> {
+        let rows = |(path, text): (&Path, &str), width: usize| -> Result<Vec<Vec<f64>>, String> {
             text.lines()
                 .skip(1)
                 .enumerate()
@@ -104,7 +118,7 @@ impl Records {
                 })
                 .collect()
         };
-        let epochs: Vec<Epoch> = rows("metrics.csv", 9)?
+        let epochs: Vec<Epoch> = rows(epochs, 9)?
             .into_iter()
             .map(|v| Epoch {
                 epoch: v[0] as usize,
@@ -120,7 +134,7 @@ impl Records {
             .filter(|e| e.epoch <= completed_epochs)
             .collect();
         let mut records = Records { epochs, ..Records::default() };
-        for v in rows("steps.csv", 5)? {
+        for v in rows(steps, 5)? {
             if v[1] <= completed_epochs as f64 + 1e-9 {
                 records.step(v[0] as u64, v[1], v[2], v[4]);
             }

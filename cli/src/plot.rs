@@ -38,12 +38,21 @@ fn panel(
     series: &[Series],
 ) -> Result<(), String> {
     let err = |e: &dyn std::fmt::Display| format!("cannot draw the {caption} panel: {e}");
+    let x = 0.0..epochs.max(1.0);
+    // Plotters' pixel arithmetic overflows for a point far off the axes:
+    // each is kept within one axis length of them, still off the chart.
+    let near = |v: f64, r: &std::ops::Range<f64>| {
+        let span = r.end - r.start;
+        v.clamp(r.start - span, r.end + span)
+    };
+    let (xr, yr) = (x.clone(), y.clone());
+    let on_chart = move |&(px, py): &(f64, f64)| (near(px, &xr), near(py, &yr));
     let mut chart = ChartBuilder::on(area)
         .caption(caption, ("sans-serif", 18))
         .margin(14)
         .x_label_area_size(40)
         .y_label_area_size(64)
-        .build_cartesian_2d(0.0..epochs.max(1.0), y)
+        .build_cartesian_2d(x, y)
         .map_err(|e| err(&e))?;
     chart
         .configure_mesh()
@@ -55,13 +64,13 @@ fn panel(
     for s in series.iter().filter(|s| !s.points.is_empty()) {
         let color = s.color;
         chart
-            .draw_series(LineSeries::new(s.points.clone(), color.stroke_width(2)))
+            .draw_series(LineSeries::new(s.points.iter().map(&on_chart), color.stroke_width(2)))
             .map_err(|e| err(&e))?
             .label(s.label)
             .legend(move |(x, y)| PathElement::new([(x, y), (x + 18, y)], color.stroke_width(2)));
         if s.dots {
             chart
-                .draw_series(s.points.iter().map(|&p| Circle::new(p, 4, color.filled())))
+                .draw_series(s.points.iter().map(|p| Circle::new(on_chart(p), 4, color.filled())))
                 .map_err(|e| err(&e))?;
         }
     }
@@ -75,20 +84,44 @@ fn panel(
         .map_err(|e| err(&e))
 }
 
+/// The points a chart can take: finite, and small enough that the axis
+/// ranges computed from them stay finite (an infinite range made plotters
+/// loop without end). Records read back on resume may hold anything.
+fn drawable(points: impl Iterator<Item = (f64, f64)>) -> Vec<(f64, f64)> {
+    const LIMIT: f64 = 1e300;
+    points.filter(|(x, y)| x.abs() <= LIMIT && y.abs() <= LIMIT).collect()
+}
+
+/// The plot's size in pixels.
+const WIDTH: u32 = 1500;
+const HEIGHT: u32 = 440;
+
 /// Draws the run's records to a PNG at `path`.
 pub fn plot(records: &Records, title: &str, path: &Path) -> Result<(), String> {
+    let pixels = render(records, title)?;
+    image::save_buffer(path, &pixels, WIDTH, HEIGHT, image::ColorType::Rgb8)
+        .map_err(|e| format!("cannot write `{}`: {e}", path.display()))
+}
+
+/// Draws the run's records as RGB pixels, row by row.
+pub fn render(records: &Records, title: &str) -> Result<Vec<u8>, String> {
     font()?;
-    let err = |e: &dyn std::fmt::Display| format!("cannot draw `{}`: {e}", path.display());
-    let root = BitMapBackend::new(path, (1500, 440)).into_drawing_area();
+    let mut pixels = vec![0u8; (WIDTH * HEIGHT * 3) as usize];
+    draw(records, title, BitMapBackend::with_buffer(&mut pixels, (WIDTH, HEIGHT)))?;
+    Ok(pixels)
+}
+
+fn draw(records: &Records, title: &str, backend: BitMapBackend<'_>) -> Result<(), String> {
+    let err = |e: &dyn std::fmt::Display| format!("cannot draw the plot: {e}");
+    let root = backend.into_drawing_area();
     root.fill(&WHITE).map_err(|e| err(&e))?;
     let root = root.titled(title, ("sans-serif", 22)).map_err(|e| err(&e))?;
     let panels = root.split_evenly((1, 3));
     let epochs = records.epochs.last().map_or(1.0, |e| e.epoch as f64);
     let per_epoch = |f: fn(&crate::metrics::Epoch) -> f64| -> Vec<(f64, f64)> {
-        records.epochs.iter().map(|e| (e.epoch as f64, f(e))).collect()
+        drawable(records.epochs.iter().map(|e| (e.epoch as f64, f(e))))
     };
-    let smoothed: Vec<(f64, f64)> =
-        records.steps.iter().map(|s| (s.progress, s.smoothed)).collect();
+    let smoothed = drawable(records.steps.iter().map(|s| (s.progress, s.smoothed)));
     let losses = [
         Series {
             label: "step (smoothed)",
@@ -123,7 +156,7 @@ pub fn plot(records: &Records, title: &str, path: &Path) -> Result<(), String> {
         epochs,
         &accuracy,
     )?;
-    let lr: Vec<(f64, f64)> = records.steps.iter().map(|s| (s.progress, s.lr)).collect();
+    let lr = drawable(records.steps.iter().map(|s| (s.progress, s.lr)));
     let top = lr.iter().map(|p| p.1).fold(1e-12f64, f64::max);
     let rate = [Series { label: "per step", color: GREEN, points: lr, dots: false }];
     panel(&panels[2], "learning rate", 0.0..top * 1.1, epochs, &rate)?;
@@ -164,5 +197,40 @@ mod tests {
         let bytes = std::fs::read(&path).expect("png written");
         assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n");
         assert!(bytes.len() > 10_000, "a real image, not an empty one");
+    }
+
+    /// Records with infinite, NaN and huge values (a resumed run reads
+    /// whatever its CSV files hold) draw without those points: an
+    /// infinite loss made the axis range infinite and plotters loop, and
+    /// a point far off the axes overflowed its pixel arithmetic.
+    #[test]
+    fn extreme_records_draw() {
+        let cases = [
+            (1, f64::INFINITY, 0.1, 0.5),
+            (1, f64::NAN, 0.1, 0.5),
+            (1, 1e308, 1e308, 1e308),
+            (usize::MAX, 1.0, f64::INFINITY, f64::NAN),
+            (0, -1e308, -1.0, f64::NEG_INFINITY),
+            // Far off the axes, but within the limit: plotters' pixel
+            // arithmetic overflowed (found by the `metrics` fuzz target).
+            (1, -1e154, 0.1, 0.5),
+            (2, 1e200, -1e250, 1e200),
+        ];
+        for (epoch, loss, lr, progress) in cases {
+            let mut records = Records::default();
+            records.step(1, progress, loss, lr);
+            records.epochs.push(Epoch {
+                epoch,
+                train_loss: loss,
+                train_accuracy: loss,
+                val_loss: 0.4,
+                val_accuracy: 0.9,
+                lr,
+                samples_per_second: 1.0,
+                seconds: 1.0,
+                data_seconds: 0.0,
+            });
+            render(&records, "extreme").expect("drawn");
+        }
     }
 }

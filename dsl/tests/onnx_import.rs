@@ -147,3 +147,159 @@ proptest! {
         let _ = import(&bytes, "Mutated");
     }
 }
+
+/// Protobuf's wire format, enough to write small ONNX models by hand.
+mod wire {
+    fn varint(mut v: u64, out: &mut Vec<u8>) {
+        loop {
+            let byte = (v & 0x7f) as u8;
+            v >>= 7;
+            if v == 0 {
+                out.push(byte);
+                return;
+            }
+            out.push(byte | 0x80);
+        }
+    }
+
+    fn int(field: u64, v: u64, out: &mut Vec<u8>) {
+        varint(field << 3, out);
+        varint(v, out);
+    }
+
+    fn bytes(field: u64, b: &[u8], out: &mut Vec<u8>) {
+        varint((field << 3) | 2, out);
+        varint(b.len() as u64, out);
+        out.extend_from_slice(b);
+    }
+
+    /// A `TensorProto` of int64 (`floats` empty) or float values, as raw data.
+    pub fn tensor(name: &str, dims: &[u64], int64s: &[i64], floats: &[f32]) -> Vec<u8> {
+        let mut t = Vec::new();
+        for &d in dims {
+            int(1, d, &mut t);
+        }
+        int(2, if floats.is_empty() { 7 } else { 1 }, &mut t);
+        bytes(8, name.as_bytes(), &mut t);
+        let raw: Vec<u8> = if floats.is_empty() {
+            int64s.iter().flat_map(|v| v.to_le_bytes()).collect()
+        } else {
+            floats.iter().flat_map(|v| v.to_le_bytes()).collect()
+        };
+        bytes(9, &raw, &mut t);
+        t
+    }
+
+    /// A `NodeProto` with integer attributes.
+    pub fn node(op: &str, inputs: &[&str], output: &str, attrs: &[(&str, i64)]) -> Vec<u8> {
+        let mut n = Vec::new();
+        for i in inputs {
+            bytes(1, i.as_bytes(), &mut n);
+        }
+        bytes(2, output.as_bytes(), &mut n);
+        bytes(3, output.as_bytes(), &mut n);
+        bytes(4, op.as_bytes(), &mut n);
+        for (name, value) in attrs {
+            let mut a = Vec::new();
+            bytes(1, name.as_bytes(), &mut a);
+            int(3, *value as u64, &mut a);
+            int(20, 2, &mut a);
+            bytes(5, &a, &mut n);
+        }
+        n
+    }
+
+    /// A float `ValueInfoProto` of fixed dims.
+    pub fn value(name: &str, dims: &[u64]) -> Vec<u8> {
+        let mut shape = Vec::new();
+        for &d in dims {
+            let mut dim = Vec::new();
+            int(1, d, &mut dim);
+            bytes(1, &dim, &mut shape);
+        }
+        let mut tensor_type = Vec::new();
+        int(1, 1, &mut tensor_type);
+        bytes(2, &shape, &mut tensor_type);
+        let mut ty = Vec::new();
+        bytes(1, &tensor_type, &mut ty);
+        let mut v = Vec::new();
+        bytes(1, name.as_bytes(), &mut v);
+        bytes(2, &ty, &mut v);
+        v
+    }
+
+    /// A `ModelProto` of opset 13 whose graph maps `input` to `output`.
+    pub fn model(
+        nodes: &[Vec<u8>],
+        initializers: &[Vec<u8>],
+        input: &[u8],
+        output: &[u8],
+    ) -> Vec<u8> {
+        let mut g = Vec::new();
+        for n in nodes {
+            bytes(1, n, &mut g);
+        }
+        bytes(2, b"g", &mut g);
+        for t in initializers {
+            bytes(5, t, &mut g);
+        }
+        bytes(11, input, &mut g);
+        bytes(12, output, &mut g);
+        let mut opset = Vec::new();
+        int(2, 13, &mut opset);
+        let mut m = Vec::new();
+        int(1, 8, &mut m);
+        bytes(8, &opset, &mut m);
+        bytes(7, &g, &mut m);
+        m
+    }
+}
+
+/// Imports a model that gathers from the constant `data` of `dims` at
+/// `indices` along `axis`, and returns the error.
+fn gather_error(dims: &[u64], data: &[f32], indices: &[i64], axis: i64) -> String {
+    let model = wire::model(
+        &[
+            wire::node("Gather", &["data", "indices"], "g", &[("axis", axis)]),
+            wire::node("Relu", &["x"], "y", &[]),
+        ],
+        &[
+            wire::tensor("data", dims, &[], data),
+            wire::tensor("indices", &[indices.len() as u64], indices, &[]),
+        ],
+        &wire::value("x", &[1, 4]),
+        &wire::value("y", &[1, 4]),
+    );
+    import(&model, "Gather").expect_err("refused").to_string()
+}
+
+/// Constants the importer computes are sized before they are made: beside
+/// a dim of 0 the others are unbounded by the values a file holds (their
+/// product overflowed, a panic), and Gather copies a slice per index (a
+/// 40 KB file made 268 MB).
+#[test]
+fn computed_constants_are_bounded() {
+    let huge = 1 << 40;
+    let e = gather_error(&[huge, 0, huge], &[], &[0], 1);
+    assert!(e.contains("index 0 is outside a dim of 0"), "{e}");
+    let e = gather_error(&[0, huge, huge], &[], &[0], 0);
+    assert!(e.contains("index 0 is outside a dim of 0"), "{e}");
+    let data: Vec<f32> = (0..4096).map(|i| i as f32).collect();
+    let e = gather_error(&[1, 4096], &data, &[0; 8192], 0);
+    assert!(e.contains("over 16777216 values"), "{e}");
+}
+
+/// An input whose dims multiply past what the importer computes with is
+/// refused before any layer's shape is multiplied out (a flatten of it
+/// overflowed, a panic).
+#[test]
+fn huge_inputs_are_refused() {
+    let model = wire::model(
+        &[wire::node("Flatten", &["x"], "y", &[("axis", 1)])],
+        &[],
+        &wire::value("x", &[1, 1 << 31, 1 << 31, 4]),
+        &wire::value("y", &[1, 1 << 33]),
+    );
+    let e = import(&model, "Huge").expect_err("refused").to_string();
+    assert!(e.contains("has more than 4294967296 values"), "{e}");
+}

@@ -335,7 +335,7 @@ impl<'a> WeightsFile<'a> {
         let mut unknown: Vec<String> = self
             .names()
             .into_iter()
-            .filter(|n| !self.taken.contains(n.as_str()) && !is_counter(n))
+            .filter(|n| !self.taken.contains(n.as_str()) && !is_batch_counter(n))
             .collect();
         unknown.sort();
         match unknown.first() {
@@ -360,7 +360,7 @@ impl<'a> WeightsFile<'a> {
         let mut report = LoadReport::default();
         // The model's name of each file tensor, after the remapping.
         let mut sources: BTreeMap<String, String> = BTreeMap::new();
-        for file_name in self.names().into_iter().filter(|n| !is_counter(n)) {
+        for file_name in self.names().into_iter().filter(|n| !is_batch_counter(n)) {
             let Some(model_name) =
                 options.remap.as_ref().map_or(Some(file_name.clone()), |f| f(&file_name))
             else {
@@ -413,7 +413,7 @@ impl<'a> WeightsFile<'a> {
 }
 
 /// PyTorch's batch-norm step counters, which netc writes and need not read.
-fn is_counter(name: &str) -> bool {
+pub fn is_batch_counter(name: &str) -> bool {
     name.ends_with("num_batches_tracked")
 }
 

@@ -650,6 +650,31 @@ impl Gen {
 }
 
 /// The network of `seed`, named `r<seed>`.
+/// Every learning-rate schedule the generator writes: a test checks each
+/// appears.
+pub const SCHEDULES: &[&str] = &["constant", "step", "multistep", "cosine"];
+
+/// A `schedule` statement's text for half the networks that have an
+/// optimizer, each kind with and without warmup, drawn from its own stream
+/// so that the rest of a seed's network does not change with it.
+fn schedule(seed: u64) -> Option<String> {
+    let mut rng = Rng::new(seed ^ 0x5C4E_D01E);
+    if !rng.chance(50) {
+        return None;
+    }
+    let warmup = rng.pick(&["", ", warmup: 0.5", ", warmup: 1", ", warmup: 2.25"]);
+    Some(match rng.pick(SCHEDULES) {
+        "constant" => format!("constant({})", warmup.trim_start_matches(", ")),
+        "step" => {
+            format!("step({}, gamma: {}{warmup})", rng.range(1, 3), rng.pick(&["0.5", "0.1"]))
+        }
+        "multistep" => {
+            format!("multistep({}, gamma: 0.5{warmup})", rng.pick(&["[1]", "[1, 3]", "[2, 3, 5]"]))
+        }
+        _ => format!("cosine(min_lr: {}{warmup})", rng.pick(&["0.0", "1e-3"])),
+    })
+}
+
 pub fn generate(seed: u64) -> Net {
     let mut g = Gen {
         rng: Rng::new(seed),
@@ -768,6 +793,9 @@ pub fn generate(seed: u64) -> Net {
             _ => format!("adamw(lr: 0.01, beta1: 0.8, beta2: 0.99, eps: 1e-6{clip})"),
         };
         tail.push(format!("    optimizer {text}"));
+        if let Some(schedule) = schedule(seed) {
+            tail.push(format!("    schedule {schedule}"));
+        }
         for layer in g.named.clone() {
             let settings = match g.rng.range(0, 5) {
                 0 => "frozen: true",

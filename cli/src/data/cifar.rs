@@ -9,7 +9,11 @@ const RECORD: usize = 1 + 3 * 32 * 32;
 
 /// Parses one batch file.
 pub fn load_file(path: &Path) -> Result<Dataset, DataError> {
-    let bytes = read_maybe_gz(path)?;
+    from_bytes(path, &read_maybe_gz(path)?)
+}
+
+/// Parses the (decompressed) bytes of a batch file read from `path`.
+pub fn from_bytes(path: &Path, bytes: &[u8]) -> Result<Dataset, DataError> {
     let err = |problem: String| DataError { path: path.to_path_buf(), problem };
     if bytes.is_empty() || bytes.len() % RECORD != 0 {
         return Err(err(format!(

@@ -27,7 +27,11 @@ pub struct Table {
 
 /// Reads `path` (raw or `.gz`).
 pub fn load(path: &Path, columns: Columns<'_>) -> Result<Table, DataError> {
-    let bytes = read_maybe_gz(path)?;
+    from_bytes(path, read_maybe_gz(path)?, columns)
+}
+
+/// Parses the (decompressed) bytes of a table read from `path`.
+pub fn from_bytes(path: &Path, bytes: Vec<u8>, columns: Columns<'_>) -> Result<Table, DataError> {
     let text = String::from_utf8(bytes).map_err(|e| DataError {
         path: path.to_path_buf(),
         problem: format!("is not UTF-8 text (byte {})", e.utf8_error().valid_up_to()),

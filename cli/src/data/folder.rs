@@ -198,11 +198,19 @@ fn decode_labelled(
 /// Decodes one image (its format from its content) into `out`, planar
 /// `[channels, height, width]` in `[0, 1]`.
 pub fn decode_into(path: &Path, shape: [usize; 3], out: &mut [f32]) -> Result<(), DataError> {
-    let image = image::io::Reader::open(path)
-        .map_err(|e| err(path, format!("cannot read: {e}")))?
-        .with_guessed_format()
-        .map_err(|e| err(path, format!("cannot read: {e}")))?
-        .decode()
+    let bytes = std::fs::read(path).map_err(|e| err(path, format!("cannot read: {e}")))?;
+    decode_bytes_into(path, &bytes, shape, out)
+}
+
+/// [`decode_into`] on the bytes of a file read from `path`; `out` holds
+/// one sample of `shape`.
+pub fn decode_bytes_into(
+    path: &Path,
+    bytes: &[u8],
+    shape: [usize; 3],
+    out: &mut [f32],
+) -> Result<(), DataError> {
+    let image = crate::image::decode_limited(bytes)
         .map_err(|e| err(path, format!("is not a readable PNG or JPEG image: {e}")))?;
     if image.width() == 0 || image.height() == 0 {
         return Err(err(path, "is an empty image (0 pixels)"));

@@ -56,8 +56,19 @@ fn find(dir: &Path, name: &str) -> Result<PathBuf, DataError> {
 
 /// Reads an images file and a labels file into a dataset.
 pub fn load_pair(images: &Path, labels: &Path) -> Result<Dataset, DataError> {
-    let (dims, pixels) = parse(images, &read_maybe_gz(images)?, 0x0803, 3)?;
-    let (ldims, labels_bytes) = parse(labels, &read_maybe_gz(labels)?, 0x0801, 1)?;
+    pair_from_bytes(images, &read_maybe_gz(images)?, labels, &read_maybe_gz(labels)?)
+}
+
+/// The (decompressed) bytes of an images file and a labels file as a
+/// dataset; the paths name the files in errors.
+pub fn pair_from_bytes(
+    images: &Path,
+    image_bytes: &[u8],
+    labels: &Path,
+    label_bytes: &[u8],
+) -> Result<Dataset, DataError> {
+    let (dims, pixels) = parse(images, image_bytes, 0x0803, 3)?;
+    let (ldims, labels_bytes) = parse(labels, label_bytes, 0x0801, 1)?;
     if ldims[0] != dims[0] {
         return Err(DataError {
             path: labels.to_path_buf(),

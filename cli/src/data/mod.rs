@@ -103,18 +103,65 @@ impl fmt::Display for DataError {
 
 impl std::error::Error for DataError {}
 
+/// The most bytes a `.gz` file may decompress to. Deflate packs a run of
+/// zeros a thousandfold, so a small corrupt or hostile file could otherwise
+/// make the reader allocate without end; the largest files netc reads
+/// (MNIST's training images, CIFAR-10's batches) are far smaller.
+const MAX_DECOMPRESSED: u64 = 1 << 30;
+
 /// Reads a file, decompressing it when its name ends in `.gz`.
 pub fn read_maybe_gz(path: &std::path::Path) -> Result<Vec<u8>, DataError> {
-    use std::io::Read as _;
-    let err = |problem: String| DataError { path: path.to_path_buf(), problem };
-    let raw = std::fs::read(path).map_err(|e| err(format!("cannot read: {e}")))?;
+    let raw = std::fs::read(path).map_err(|e| DataError {
+        path: path.to_path_buf(),
+        problem: format!("cannot read: {e}"),
+    })?;
+    decode_maybe_gz(path, raw)
+}
+
+/// The bytes of a file read from `path`, decompressed when its name ends
+/// in `.gz`.
+pub fn decode_maybe_gz(path: &std::path::Path, raw: Vec<u8>) -> Result<Vec<u8>, DataError> {
     if path.extension().is_some_and(|e| e == "gz") {
-        let mut out = Vec::new();
-        flate2::read::GzDecoder::new(&raw[..])
-            .read_to_end(&mut out)
-            .map_err(|e| err(format!("not valid gzip: {e}")))?;
-        Ok(out)
+        gunzip(&raw, MAX_DECOMPRESSED)
+            .map_err(|problem| DataError { path: path.to_path_buf(), problem })
     } else {
         Ok(raw)
+    }
+}
+
+/// Decompresses gzip `raw`, refusing output longer than `limit` bytes.
+fn gunzip(raw: &[u8], limit: u64) -> Result<Vec<u8>, String> {
+    use std::io::Read as _;
+    let mut out = Vec::new();
+    flate2::read::GzDecoder::new(raw)
+        .take(limit + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| format!("not valid gzip: {e}"))?;
+    if out.len() as u64 > limit {
+        return Err(format!("decompresses to more than {limit} bytes"));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A small file that inflates past the limit is refused before its
+    /// output grows further.
+    #[test]
+    fn gzip_output_is_capped() {
+        use std::io::Write as _;
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        e.write_all(&vec![0u8; 1 << 20]).expect("gzip");
+        let bomb = e.finish().expect("gzip");
+        assert!(bomb.len() < 4096, "{} bytes", bomb.len());
+        assert_eq!(gunzip(&bomb, 1 << 20).expect("within the limit").len(), 1 << 20);
+        let e = gunzip(&bomb, (1 << 20) - 1).unwrap_err();
+        assert!(e.contains("more than 1048575 bytes"), "{e}");
+        let e = decode_maybe_gz(std::path::Path::new("x.gz"), b"plain".to_vec()).unwrap_err();
+        assert!(e.to_string().contains("`x.gz`: not valid gzip"), "{e}");
+        let plain = decode_maybe_gz(std::path::Path::new("x"), b"plain".to_vec());
+        assert_eq!(plain.expect("raw"), b"plain");
     }
 }

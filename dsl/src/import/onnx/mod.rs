@@ -266,7 +266,20 @@ fn static_shape(input: &proto::ValueInfo) -> Result<Vec<usize>, ImportError> {
         ))
     };
     let dims = input.dims.as_ref().ok_or_else(dynamic)?;
-    dims.iter()
+    let dims: Vec<usize> = dims
+        .iter()
         .map(|d| d.and_then(|d| usize::try_from(d).ok()).filter(|&d| d > 0).ok_or_else(dynamic))
-        .collect()
+        .collect::<Result<_, _>>()?;
+    // The shapes of every layer follow from these dims, and their sizes are
+    // multiplied out: a bound here keeps those products from overflowing.
+    match dims.iter().try_fold(1usize, |c, &d| c.checked_mul(d)) {
+        Some(count) if count <= MAX_INPUT_VALUES => Ok(dims),
+        _ => Err(ImportError::Model(format!(
+            "input `{}` of shape {dims:?} has more than {MAX_INPUT_VALUES} values",
+            input.name
+        ))),
+    }
 }
+
+/// The most values an input may have, batch included.
+const MAX_INPUT_VALUES: usize = 1 << 32;

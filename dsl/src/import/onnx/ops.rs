@@ -254,31 +254,62 @@ fn axis(ctx: &Ctx<'_>, axis: i64, rank: usize) -> Result<usize, ImportError> {
     Ok(if axis < 0 { (axis + r) as usize } else { axis as usize })
 }
 
+/// The most values a constant computed while importing (by Gather, which
+/// copies a slice per index) may hold: shape plumbing is a few values, and
+/// a small file must not make the importer allocate without end.
+const MAX_COMPUTED_VALUES: usize = 1 << 24;
+
 fn gather(ctx: &Ctx<'_>, values: &Values) -> Result<Const, ImportError> {
     let data = ctx.konst(values, 0)?;
     let indices = ctx.konst(values, 1)?;
     let ax = axis(ctx, ctx.int("axis", 0), data.dims.len())?;
-    let (outer, n, inner) = split(&data.dims, ax);
-    let mut out = Vec::with_capacity(outer * indices.values.len() * inner);
-    for o in 0..outer {
-        for &index in &indices.values {
+    let n = data.dims[ax];
+    let rows: Vec<usize> = indices
+        .values
+        .iter()
+        .map(|&index| {
             let i = if index < 0.0 { index + n as f64 } else { index };
             if i < 0.0 || i >= n as f64 {
                 return Err(ctx.unsupported(format!("index {index} is outside a dim of {n}")));
             }
-            let start = (o * n + i as usize) * inner;
-            out.extend_from_slice(&data.values[start..start + inner]);
-        }
-    }
+            Ok(i as usize)
+        })
+        .collect::<Result<_, _>>()?;
     let mut dims = data.dims[..ax].to_vec();
     dims.extend_from_slice(&indices.dims);
     dims.extend_from_slice(&data.dims[ax + 1..]);
+    let count = computed_len(ctx, &dims)?;
+    let mut out = Vec::with_capacity(count);
+    if count > 0 {
+        // No dim is 0, so each of these is at most `count`.
+        let (outer, inner) = split(&data.dims, ax);
+        for o in 0..outer {
+            for &i in &rows {
+                let start = (o * n + i) * inner;
+                out.extend_from_slice(&data.values[start..start + inner]);
+            }
+        }
+    }
     Ok(Const { dims, values: out, name: None })
 }
 
-/// The sizes before, at and after axis `ax`.
-fn split(dims: &[usize], ax: usize) -> (usize, usize, usize) {
-    (dims[..ax].iter().product(), dims[ax], dims[ax + 1..].iter().product())
+/// The number of values of a constant of `dims` that an op computes,
+/// checked before anything is made: beside a dim of 0 the other dims are
+/// not bounded by the values the file holds.
+fn computed_len(ctx: &Ctx<'_>, dims: &[usize]) -> Result<usize, ImportError> {
+    dims.iter()
+        .try_fold(1usize, |c, &d| c.checked_mul(d))
+        .filter(|&c| c <= MAX_COMPUTED_VALUES)
+        .ok_or_else(|| {
+            ctx.unsupported(format!(
+                "it computes a constant of shape {dims:?}, over {MAX_COMPUTED_VALUES} values"
+            ))
+        })
+}
+
+/// The sizes before and after axis `ax`.
+fn split(dims: &[usize], ax: usize) -> (usize, usize) {
+    (dims[..ax].iter().product(), dims[ax + 1..].iter().product())
 }
 
 fn unsqueeze(ctx: &Ctx<'_>, values: &Values) -> Result<Const, ImportError> {
@@ -348,20 +379,28 @@ fn concat(ctx: &Ctx<'_>, values: &Values, em: &mut Emitter) -> Result<Value, Imp
 fn concat_consts(ctx: &Ctx<'_>, consts: &[&Const]) -> Result<Const, ImportError> {
     let rank = consts[0].dims.len();
     let ax = axis(ctx, ctx.int("axis", 0), rank)?;
-    let outer: usize = consts[0].dims[..ax].iter().product();
     let mut dims = consts[0].dims.clone();
-    dims[ax] = consts.iter().map(|c| c.dims.get(ax).copied().unwrap_or(0)).sum();
+    dims[ax] = consts
+        .iter()
+        .try_fold(0usize, |sum, c| sum.checked_add(c.dims.get(ax).copied().unwrap_or(0)))
+        .ok_or_else(|| ctx.unsupported("its constant inputs' dims overflow"))?;
     for c in consts {
         if c.dims.len() != rank || c.dims[..ax] != dims[..ax] || c.dims[ax + 1..] != dims[ax + 1..]
         {
             return Err(ctx.unsupported("its constant inputs differ in shape"));
         }
     }
-    let mut out = Vec::new();
-    for o in 0..outer {
-        for c in consts {
-            let (_, n, inner) = split(&c.dims, ax);
-            out.extend_from_slice(&c.values[o * n * inner..(o + 1) * n * inner]);
+    let count = computed_len(ctx, &dims)?;
+    let mut out = Vec::with_capacity(count);
+    if count > 0 {
+        // No dim of the output is 0, so each of these is at most `count`.
+        let (outer, _) = split(&dims, ax);
+        for o in 0..outer {
+            for c in consts {
+                let (_, inner) = split(&c.dims, ax);
+                let slice = c.dims[ax] * inner;
+                out.extend_from_slice(&c.values[o * slice..(o + 1) * slice]);
+            }
         }
     }
     Ok(Const { dims, values: out, name: None })

@@ -11,6 +11,7 @@ mod data;
 mod distributed;
 mod emit;
 mod evaluate;
+mod export;
 mod events;
 mod graph;
 mod hyper;
@@ -74,6 +75,8 @@ enum Command {
     /// Import an ONNX model as a `.net` file and a safetensors file of its
     /// weights.
     Import(import::Args),
+    /// Export a network and its weights as an ONNX file (opset 17).
+    Export(export::Args),
 }
 
 /// The `netc` command.
@@ -99,6 +102,7 @@ fn run(built: Option<Network>) -> ExitCode {
         Command::Predict(args) => predict::predict(&args, built),
         Command::Bench(args) => bench::bench(&args, built),
         Command::Import(args) => import::run(&args),
+        Command::Export(args) => export::run(&args),
     }
 }
 

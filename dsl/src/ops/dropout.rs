@@ -2,6 +2,7 @@
 //! Masks are regenerated from a counter-based RNG keyed on the seed, the
 //! step and the layer, never stored.
 
+use crate::export::onnx::OnnxCx;
 use super::{first, Arity, Op, OpDef, OpError, OpKind};
 use crate::check::args::{pos, ArgSpec, Kind, Lit};
 use crate::interp::{EvalCx, InterpError};
@@ -43,6 +44,14 @@ impl OpKind for Dropout {
 
     fn flops(&self, _: &[&Shape], _: &Shape) -> u64 {
         0
+    }
+
+    /// `Dropout` without `training_mode` is the identity, as inference is.
+    fn onnx(&self, cx: &mut OnnxCx<'_>) -> Result<(), OpError> {
+        let ratio = cx.scalar_const(self.p);
+        let x = cx.x(0);
+        cx.output("Dropout", vec![x, ratio], Vec::new());
+        Ok(())
     }
 
     fn lower(&self, cx: &mut LowerCx<'_>) {

@@ -1,6 +1,7 @@
 //! `input x: [...]`: a network input. It has no inputs of its own; the
 //! generated methods take one argument per input, in declaration order.
 
+use crate::export::onnx::OnnxCx;
 use super::{first, OpError, OpKind};
 use crate::interp::{EvalCx, InterpError};
 use crate::ir::Shape;
@@ -25,6 +26,11 @@ impl OpKind for Input {
 
     fn is_input(&self) -> bool {
         true
+    }
+
+    /// The exporter declares inputs as the graph's; there is no node.
+    fn onnx(&self, _: &mut OnnxCx<'_>) -> Result<(), OpError> {
+        Ok(())
     }
 
     fn lower(&self, cx: &mut LowerCx<'_>) {

@@ -10,6 +10,7 @@
 //! refuses is an error, not a file.
 
 mod emit;
+pub mod encode;
 mod ops;
 pub mod proto;
 

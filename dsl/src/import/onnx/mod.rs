@@ -21,11 +21,18 @@ use std::fmt;
 /// The ONNX operator types the importer maps, in the order of the docs.
 pub const SUPPORTED_OPS: &[&str] = &[
     "Conv",
+    "ConvTranspose",
     "Relu",
     "LeakyRelu",
     "Sigmoid",
     "Tanh",
     "Clip",
+    "HardSigmoid",
+    "HardSwish",
+    "Elu",
+    "PRelu",
+    "Erf and Tanh GELU formulas",
+    "Sigmoid and Mul SiLU",
     "MaxPool",
     "AveragePool",
     "GlobalAveragePool",
@@ -35,6 +42,14 @@ pub const SUPPORTED_OPS: &[&str] = &[
     "Flatten",
     "Reshape",
     "BatchNormalization",
+    "LayerNormalization",
+    "InstanceNormalization of PyTorch's group norm",
+    "LRN",
+    "Resize",
+    "Upsample",
+    "Transpose",
+    "Sum",
+    "Mul",
     "Concat",
     "Dropout",
     "Softmax",
@@ -189,6 +204,19 @@ pub fn import(bytes: &[u8], network_name: &str) -> Result<Imported, ImportError>
         return Err(ImportError::Model("the graph has no input that is not an initializer".into()));
     }
     let mut absorbed = vec![false; graph.node.len()];
+    // Constant arithmetic is folded first, so that a pattern recognised at
+    // its first node can read the constants the file defines after it.
+    for (index, node) in graph.node.iter().enumerate() {
+        let constant_inputs = node
+            .input
+            .iter()
+            .all(|i| i.is_empty() || matches!(values.get(i), Some(Value::Const(_))));
+        if constant_inputs && ops::folds_constants(&node.op_type) {
+            let ctx = ops::Ctx { node, index, opset, graph };
+            ops::map_node(&ctx, &mut values, &mut em, &mut absorbed)?;
+            absorbed[index] = true;
+        }
+    }
     for (index, node) in graph.node.iter().enumerate() {
         if absorbed[index] {
             continue;

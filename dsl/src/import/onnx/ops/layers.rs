@@ -223,7 +223,13 @@ pub(super) fn group_norm(
     };
     let c = x.onnx.get(1).copied().unwrap_or(0);
     let groups = match target.values[..] {
-        [n, g, -1.0] if n as usize == x.onnx[0] && g >= 1.0 && c % g as usize == 0 && x.onnx.len() >= 2 => {
+        // A 0 copies the batch (Reshape's default `allowzero` 0).
+        [n, g, -1.0]
+            if (n == 0.0 || n as usize == x.onnx[0])
+                && g >= 1.0
+                && c % g as usize == 0
+                && x.onnx.len() >= 2 =>
+        {
             g as usize
         }
         _ => return Ok(None),

@@ -244,6 +244,23 @@ pub fn import(bytes: &[u8], network_name: &str) -> Result<Imported, ImportError>
     Ok(Imported { source, weights: em.weights })
 }
 
+/// A network name from a file stem: `small_cnn` gives `SmallCnn`; a name
+/// that would not start with a letter gets `Net` in front.
+pub fn network_name(stem: &str) -> String {
+    let mut name: String = stem
+        .split(|c: char| !c.is_ascii_alphanumeric())
+        .filter(|part| !part.is_empty())
+        .map(|part| {
+            let mut chars = part.chars();
+            chars.next().map(|c| c.to_ascii_uppercase()).into_iter().chain(chars).collect::<String>()
+        })
+        .collect();
+    if !name.starts_with(|c: char| c.is_ascii_alphabetic()) {
+        name.insert_str(0, "Net");
+    }
+    name
+}
+
 /// The version of the default (`ai.onnx`) operator set.
 fn default_opset(model: &proto::Model) -> Result<i64, ImportError> {
     let version = model

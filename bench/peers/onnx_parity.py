@@ -5,7 +5,8 @@ folding), imported by `netc import`, and run by netc on a random input
 (`netc export --io`, which runs the imported network and its imported
 weights through netc's f64 interpreter). onnxruntime runs PyTorch's file on
 the same input; the worst logit difference relative to the largest logit
-is printed per model, with pass or fail at 1e-5. onnxruntime also runs
+is printed per model (with the logits' standard deviation, to show that
+they are not all alike), with pass or fail at 1e-5. onnxruntime also runs
 netc's own export of the imported network (the round trip), compared the
 same way.
 
@@ -33,6 +34,19 @@ MODELS = {
 }
 
 
+def randomise_bn(model, gen):
+    """Batch norm's statistics and affine terms made non-trivial, as trained
+    ones are: with torchvision's initial ones (mean 0, variance 1) the
+    deeper models' logits shrink to their biases and hide differences."""
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            with torch.no_grad():
+                m.running_mean.copy_(torch.randn(m.num_features, generator=gen) * 0.1)
+                m.running_var.copy_(torch.rand(m.num_features, generator=gen) * 0.5 + 0.5)
+                m.weight.copy_(torch.rand(m.num_features, generator=gen) + 0.75)
+                m.bias.copy_(torch.randn(m.num_features, generator=gen) * 0.1)
+
+
 def ort_run(path, x):
     sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
     (y,) = sess.run(None, {sess.get_inputs()[0].name: x})
@@ -46,6 +60,7 @@ def relative(got, want):
 def parity(netc, name, tmp):
     torch.manual_seed(0)
     model = MODELS[name]().eval()
+    randomise_bn(model, torch.Generator().manual_seed(0))
     onnx_path = os.path.join(tmp, name + ".onnx")
     x = torch.randn(1, 3, 224, 224)
     torch.onnx.export(
@@ -65,9 +80,10 @@ def parity(netc, name, tmp):
     io = load_file(io_path)
     (x_name,) = [k for k in io if k != "output"]
     netc_logits = io["output"]
+    spread = float(netc_logits.std())
     imported = relative(netc_logits, ort_run(onnx_path, io[x_name]))
     round_trip = relative(netc_logits, ort_run(again, io[x_name]))
-    return imported, round_trip
+    return imported, round_trip, spread
 
 
 def main():
@@ -79,12 +95,12 @@ def main():
     passed = 0
     with tempfile.TemporaryDirectory() as tmp:
         for name in names:
-            imported, round_trip = parity(args.netc, name, tmp)
+            imported, round_trip, spread = parity(args.netc, name, tmp)
             ok = imported < 1e-5 and round_trip < 1e-5
             passed += ok
             print(
                 f"{name:15s} {'pass' if ok else 'FAIL'}  import vs onnxruntime {imported:.2e}"
-                f"  netc's re-export in onnxruntime {round_trip:.2e}",
+                f"  netc's re-export in onnxruntime {round_trip:.2e}  (logits' spread {spread:.2e})",
                 flush=True,
             )
     print(f"{passed} of {len(names)} within 1e-5")

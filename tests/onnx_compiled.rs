@@ -10,7 +10,9 @@ use std::path::PathBuf;
 
 /// The saved `input` and onnxruntime's `output` of `tests/onnx/<stem>`.
 fn io(stem: &str) -> (Vec<f32>, Vec<f32>) {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("onnx").join(format!("{stem}.io.safetensors"));
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("onnx")
+        .join(format!("{stem}.io.safetensors"));
     let mut file = WeightsFile::open(&path).expect("the fixture");
     let mut read = |name: &str| {
         let shape = file.shape(name).expect("tensor");

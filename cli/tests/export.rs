@@ -39,7 +39,9 @@ fn worst_difference(model: &str, dir: &Path) -> f64 {
     let onnx = dir.join(format!("{model}.onnx"));
     let net = net_file(model);
     let args = ["export".as_ref(), net.as_os_str(), "-o".as_ref(), onnx.as_os_str()];
-    let out = netc(&[&args[..], &["--batch".as_ref(), "2".as_ref(), "--seed".as_ref(), "0".as_ref()]].concat());
+    let out = netc(
+        &[&args[..], &["--batch".as_ref(), "2".as_ref(), "--seed".as_ref(), "0".as_ref()]].concat(),
+    );
     assert!(out.status.success(), "{model}: {}", String::from_utf8_lossy(&out.stderr));
     let file = decode_model(&std::fs::read(&onnx).expect("the export")).expect("decodes");
     let weights: interp::Weights =
@@ -106,7 +108,10 @@ fn a_layer_without_an_onnx_form_writes_nothing() {
     let out = netc(&["export".as_ref(), net.as_os_str(), "-o".as_ref(), onnx.as_os_str()]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("layer `lrn1` (`lrn`) cannot be exported") && err.contains("odd.net:3"), "{err}");
+    assert!(
+        err.contains("layer `lrn1` (`lrn`) cannot be exported") && err.contains("odd.net:3"),
+        "{err}"
+    );
     assert!(!onnx.exists(), "nothing is written");
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -309,7 +309,10 @@ mod tests {
         std::fs::copy(fixture, &onnx).expect("copy");
         Builder::new().out_dir(&dir).compile(&[&onnx]).expect("imports and compiles");
         let code = std::fs::read_to_string(dir.join("small_cnn.rs")).expect("generated");
-        assert!(code.contains("pub struct SmallCnn") && code.contains("pub fn embedded()"), "{code}");
+        assert!(
+            code.contains("pub struct SmallCnn") && code.contains("pub fn embedded()"),
+            "{code}"
+        );
         let net = std::fs::read_to_string(dir.join("small_cnn.net")).expect("the .net source");
         assert!(net.contains("network SmallCnn") && net.contains("as stem.0"), "{net}");
         assert!(dir.join("small_cnn.safetensors").exists());

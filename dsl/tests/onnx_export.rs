@@ -88,7 +88,8 @@ fn round_trip(name: &str, source: &str) {
         w.iter().map(|(k, v)| (k.clone(), v.iter().map(|&x| f64::from(x)).collect())).collect()
     };
     let run = |g: &Graph, w: &interp::Weights| {
-        let outs = interp::run(g, w, &[&x], batch, Mode::Infer).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let outs =
+            interp::run(g, w, &[&x], batch, Mode::Infer).unwrap_or_else(|e| panic!("{name}: {e}"));
         interp::output(g, &outs).to_vec()
     };
     let (y0, y1) = (run(&g, &wide(&w)), run(&back, &imported.interp_weights()));
@@ -140,7 +141,13 @@ fn layers_without_an_onnx_form_are_diagnostics_naming_them() {
     let ExportError::Layers(diags) = &err else { panic!("{err:?}") };
     assert_eq!(diags.len(), 2, "{err}");
     let text = netc_dsl::diag::render_all(diags, "odd.net", source);
-    for part in ["layer `lrn1` (`lrn`)", "even size (4)", "layer `pool1` (`adaptive_avg_pool`)", "uneven", "odd.net:3"] {
+    for part in [
+        "layer `lrn1` (`lrn`)",
+        "even size (4)",
+        "layer `pool1` (`adaptive_avg_pool`)",
+        "uneven",
+        "odd.net:3",
+    ] {
         assert!(text.contains(part), "{part} missing from:\n{text}");
     }
 }
@@ -152,6 +159,8 @@ fn weights_that_do_not_fit_are_an_error() {
     w.remove("fc3.bias");
     w.insert("conv1.weight".into(), vec![0.0; 3]);
     let err = export(&g, &w, 1).expect_err("bad weights").to_string();
-    assert!(err.contains("`fc3.bias` is missing") && err.contains("`conv1.weight` holds 3 values"), "{err}");
+    assert!(
+        err.contains("`fc3.bias` is missing") && err.contains("`conv1.weight` holds 3 values"),
+        "{err}"
+    );
 }
-

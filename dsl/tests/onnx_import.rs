@@ -121,7 +121,10 @@ fn asymmetric_pads_are_a_diagnostic() {
     pads.ints = vec![2, 2, 1, 1];
     let err = import(&encode_model(&model), "Lopsided").expect_err("asymmetric");
     let text = err.to_string();
-    assert!(text.contains("op `Conv`") && text.contains("[2, 2, 1, 1] are not the same on both sides"), "{text}");
+    assert!(
+        text.contains("op `Conv`") && text.contains("[2, 2, 1, 1] are not the same on both sides"),
+        "{text}"
+    );
 }
 
 /// torchvision's squeezenet1_1, about 5 MB, is not committed: the fixture

@@ -6,13 +6,13 @@
 //! norm, a binary add) apply an activation in their own store.
 
 use super::{first, Arity, Op, OpDef, OpError, OpKind};
-use crate::export::onnx::{float, OnnxCx};
 use crate::check::args::{named, pos, ArgSpec, Bound, Kind, Lit};
+use crate::export::onnx::{float, OnnxCx};
+use crate::import::onnx::proto::Attribute;
 use crate::interp::{EvalCx, InterpError};
 use crate::ir::Shape;
 use crate::program::autodiff::VjpCx;
 use crate::program::lower::LowerCx;
-use crate::import::onnx::proto::Attribute;
 use crate::program::{Act, Arg};
 
 /// One elementwise activation.

@@ -2,8 +2,8 @@
 //! shape, as residual joins use it. A binary add applies a following
 //! activation in its store; more operands are accumulated after it.
 
-use crate::export::onnx::OnnxCx;
 use super::{same_shapes, Arity, Op, OpDef, OpError, OpKind};
+use crate::export::onnx::OnnxCx;
 use crate::interp::{EvalCx, InterpError};
 use crate::ir::Shape;
 use crate::program::autodiff::VjpCx;

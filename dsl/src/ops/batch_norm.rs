@@ -3,9 +3,9 @@
 //! backward, and folded into the running statistics), running statistics
 //! at inference. A following activation is applied in its store.
 
-use crate::export::onnx::{float, OnnxCx};
 use super::{expect_channels, first, Arity, Init, Op, OpDef, OpError, OpKind, ParamSpec};
 use crate::check::args::{named, ArgSpec, Kind, Lit};
+use crate::export::onnx::{float, OnnxCx};
 use crate::interp::{EvalCx, InterpError, Mode};
 use crate::ir::Shape;
 use crate::program::autodiff::VjpCx;

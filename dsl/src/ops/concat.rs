@@ -1,8 +1,8 @@
 //! `concat(a, b, ...)`: concatenation along the channel axis; every other
 //! axis must agree.
 
-use crate::export::onnx::{int, OnnxCx};
 use super::{first, Arity, Op, OpDef, OpError, OpKind};
+use crate::export::onnx::{int, OnnxCx};
 use crate::interp::{EvalCx, InterpError};
 use crate::ir::Shape;
 use crate::program::autodiff::VjpCx;

@@ -3,9 +3,9 @@
 //! output sizes by its floor rule. `pad: same` and `pad: valid` are
 //! PyTorch's `padding='same'` and `'valid'`. The runtime picks the algorithm.
 
-use crate::export::onnx::{int, ints, pads, OnnxCx};
 use super::{expect_image, first, Arity, Init, Op, OpDef, OpError, OpKind, ParamSpec};
 use crate::check::args::{named, pos, ArgSpec, Bound, Kind, Lit};
+use crate::export::onnx::{int, ints, pads, OnnxCx};
 use crate::interp::{EvalCx, InterpError};
 use crate::ir::Shape;
 use crate::program::autodiff::VjpCx;

@@ -4,10 +4,10 @@
 //! `(H − 1)·s − 2·p + d·(k − 1) + output_pad + 1`. The runtime computes it
 //! with the passes of the conv it transposes.
 
-use crate::export::onnx::{int, ints, pads, OnnxCx};
 use super::conv::{pair, window};
 use super::{expect_image, first, Arity, Init, Op, OpDef, OpError, OpKind, ParamSpec};
 use crate::check::args::{named, pos, ArgSpec, Bound, Kind, Lit};
+use crate::export::onnx::{int, ints, pads, OnnxCx};
 use crate::interp::{EvalCx, InterpError};
 use crate::ir::Shape;
 use crate::program::autodiff::VjpCx;

@@ -2,9 +2,9 @@
 //! `nn.Linear`, weight `[out, in]`. `in:` states the expected input
 //! features, checked rather than inferred.
 
-use crate::export::onnx::{int, OnnxCx};
 use super::{first, Arity, Init, Op, OpDef, OpError, OpKind, ParamSpec};
 use crate::check::args::{named, pos, ArgSpec, Bound, Kind, Lit};
+use crate::export::onnx::{int, OnnxCx};
 use crate::interp::{EvalCx, InterpError};
 use crate::ir::Shape;
 use crate::program::autodiff::VjpCx;

@@ -2,9 +2,9 @@
 //! Masks are regenerated from a counter-based RNG keyed on the seed, the
 //! step and the layer, never stored.
 
-use crate::export::onnx::OnnxCx;
 use super::{first, Arity, Op, OpDef, OpError, OpKind};
 use crate::check::args::{pos, ArgSpec, Kind, Lit};
+use crate::export::onnx::OnnxCx;
 use crate::interp::{EvalCx, InterpError};
 use crate::ir::Shape;
 use crate::program::autodiff::VjpCx;

@@ -1,8 +1,8 @@
 //! `flatten`: `[C, H, W] -> [C·H·W]`. The output is the input's memory,
 //! so it lowers to no step at all.
 
-use crate::export::onnx::{int, OnnxCx};
 use super::{first, Arity, OpDef, OpError, OpKind};
+use crate::export::onnx::{int, OnnxCx};
 use crate::interp::{EvalCx, InterpError};
 use crate::ir::Shape;
 use crate::program::autodiff::VjpCx;

@@ -4,10 +4,10 @@
 //! channel is scaled and shifted by its `weight` and `bias`. The training
 //! pass keeps each group's statistics (`saved`) for the backward.
 
-use crate::export::onnx::{float, OnnxCx};
 use super::layer_norm::{affine_args, norm_vjp, row_stats};
 use super::{expect_channels, first, Arity, Init, Op, OpDef, OpError, OpKind, ParamSpec};
 use crate::check::args::{named, pos, ArgSpec, Kind, Lit};
+use crate::export::onnx::{float, OnnxCx};
 use crate::interp::{EvalCx, InterpError};
 use crate::ir::Shape;
 use crate::program::autodiff::VjpCx;

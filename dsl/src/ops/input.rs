@@ -1,8 +1,8 @@
 //! `input x: [...]`: a network input. It has no inputs of its own; the
 //! generated methods take one argument per input, in declaration order.
 
-use crate::export::onnx::OnnxCx;
 use super::{first, OpError, OpKind};
+use crate::export::onnx::OnnxCx;
 use crate::interp::{EvalCx, InterpError};
 use crate::ir::Shape;
 use crate::program::autodiff::VjpCx;

@@ -5,9 +5,9 @@
 //! row's mean and biased variance are its own, in training and inference
 //! alike; the training pass keeps them (`saved`) for the backward.
 
-use crate::export::onnx::{float, int, OnnxCx};
 use super::{first, Arity, Init, Op, OpDef, OpError, OpKind, ParamSpec};
 use crate::check::args::{named, pos, ArgSpec, Kind, Lit};
+use crate::export::onnx::{float, int, OnnxCx};
 use crate::interp::{EvalCx, InterpError};
 use crate::ir::Shape;
 use crate::program::autodiff::VjpCx;

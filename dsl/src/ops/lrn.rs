@@ -3,9 +3,9 @@
 //! over `size` neighbouring channels. The training pass keeps the
 //! denominators (`scale`) for its backward.
 
-use crate::export::onnx::{float, int, OnnxCx};
 use super::{expect_channels, first, Arity, Op, OpDef, OpError, OpKind};
 use crate::check::args::{named, pos, ArgSpec, Kind, Lit};
+use crate::export::onnx::{float, int, OnnxCx};
 use crate::interp::{EvalCx, InterpError};
 use crate::ir::Shape;
 use crate::program::autodiff::VjpCx;
@@ -70,7 +70,10 @@ impl OpKind for Lrn {
     fn onnx(&self, cx: &mut OnnxCx<'_>) -> Result<(), OpError> {
         if self.size % 2 == 0 {
             return Err(OpError::new(
-                format!("ONNX's `LRN` of an even size ({}) sums one channel later than PyTorch's", self.size),
+                format!(
+                    "ONNX's `LRN` of an even size ({}) sums one channel later than PyTorch's",
+                    self.size
+                ),
                 "even size",
             )
             .at("size")

@@ -4,8 +4,8 @@
 //! blocks scale features by their gates. The scale's gradient sums over the
 //! cells of each channel.
 
-use crate::export::onnx::OnnxCx;
 use super::{same_shapes, Arity, Op, OpDef, OpError, OpKind};
+use crate::export::onnx::OnnxCx;
 use crate::interp::{EvalCx, InterpError};
 use crate::ir::Shape;
 use crate::program::autodiff::{Target, VjpCx};

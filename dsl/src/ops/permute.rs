@@ -4,9 +4,9 @@
 //! first. The values are copied; the backward is the same copy with the
 //! inverse permutation.
 
-use crate::export::onnx::{ints, OnnxCx};
 use super::{first, Arity, Op, OpDef, OpError, OpKind};
 use crate::check::args::{pos, ArgSpec, Kind, Lit};
+use crate::export::onnx::{ints, OnnxCx};
 use crate::interp::{EvalCx, InterpError};
 use crate::ir::Shape;
 use crate::program::autodiff::VjpCx;

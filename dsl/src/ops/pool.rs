@@ -4,10 +4,10 @@
 //! `global_avg_pool` (`[C, H, W] -> [C]`). Max pooling saves the argmax of
 //! each window in training, for its backward.
 
-use crate::export::onnx::{int, ints, pads, OnnxCx};
 use super::conv::{pair, window, window_out};
 use super::{expect_image, first, Arity, Op, OpDef, OpError, OpKind};
 use crate::check::args::{named, pos, ArgSpec, Bound, Kind, Lit};
+use crate::export::onnx::{int, ints, pads, OnnxCx};
 use crate::interp::{EvalCx, InterpError};
 use crate::ir::{Shape, MAX_ELEMENTS};
 use crate::program::autodiff::VjpCx;
@@ -342,7 +342,10 @@ impl OpKind for AdaptiveAvgPool {
         let [h, w] = self.out;
         if d[1] % h != 0 || d[2] % w != 0 {
             return Err(OpError::new(
-                format!("its {h}x{w} bins of a {}x{} input are uneven, and no ONNX op computes them", d[1], d[2]),
+                format!(
+                    "its {h}x{w} bins of a {}x{} input are uneven, and no ONNX op computes them",
+                    d[1], d[2]
+                ),
                 format!("input is {}", cx.x_shape(0)),
             )
             .help("give an output size that divides the input's, which exports as `AveragePool`"));

@@ -4,9 +4,9 @@
 //! axis 0 of a sample, as PyTorch takes dim 1 of a batch). Its parameter
 //! is `weight [num_parameters]`, PyTorch's name and layout.
 
-use crate::export::onnx::OnnxCx;
 use super::{Arity, Init, Op, OpDef, OpError, OpKind, ParamSpec};
 use crate::check::args::{named, pos, ArgSpec, Kind, Lit};
+use crate::export::onnx::OnnxCx;
 use crate::interp::{EvalCx, InterpError};
 use crate::ir::Shape;
 use crate::program::autodiff::VjpCx;

@@ -4,9 +4,9 @@
 //! output is always the input's memory: like `flatten`, it lowers to no
 //! step at all.
 
-use crate::export::onnx::OnnxCx;
 use super::{first, Arity, Op, OpDef, OpError, OpKind};
 use crate::check::args::{pos, ArgSpec, Kind, Lit};
+use crate::export::onnx::OnnxCx;
 use crate::interp::{EvalCx, InterpError};
 use crate::ir::{Shape, MAX_ELEMENTS};
 use crate::program::autodiff::VjpCx;

@@ -3,8 +3,8 @@
 //! kernels shift by the maximum so that no exponential overflows, and both
 //! backwards read what they need from the output.
 
-use crate::export::onnx::{int, OnnxCx};
 use super::{first, Arity, Op, OpDef, OpError, OpKind};
+use crate::export::onnx::{int, OnnxCx};
 use crate::interp::{EvalCx, InterpError};
 use crate::ir::Shape;
 use crate::program::autodiff::VjpCx;

@@ -6,9 +6,9 @@
 //! the layer (numbered with the dropout layers), and, in row mode, the
 //! sample's index in the batch; they are never stored.
 
-use crate::export::onnx::OnnxCx;
 use super::{first, Arity, Op, OpDef, OpError, OpKind};
 use crate::check::args::{named, pos, ArgSpec, Kind, Lit};
+use crate::export::onnx::OnnxCx;
 use crate::interp::{EvalCx, InterpError};
 use crate::ir::Shape;
 use crate::program::autodiff::VjpCx;

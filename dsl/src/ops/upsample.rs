@@ -3,9 +3,9 @@
 //! default) or `bilinear` with `align_corners = false`. `[C, H, W]` becomes
 //! `[C, H·sh, W·sw]`.
 
-use crate::export::onnx::{string, OnnxCx};
 use super::{expect_image, first, Arity, Op, OpDef, OpError, OpKind};
 use crate::check::args::{named, pos, ArgSpec, Kind, Lit};
+use crate::export::onnx::{string, OnnxCx};
 use crate::interp::{EvalCx, InterpError};
 use crate::ir::{Shape, MAX_ELEMENTS};
 use crate::program::autodiff::VjpCx;

@@ -113,21 +113,24 @@ pub fn to_model(g: &Graph, weights: &Weights, batch: usize) -> Result<proto::Mod
         return Err(ExportError::Layers(diags));
     }
     if !missing.is_empty() {
-        return Err(ExportError::Weights(format!("the weights do not fit: {}", missing.join("; "))));
+        return Err(ExportError::Weights(format!(
+            "the weights do not fit: {}",
+            missing.join("; ")
+        )));
     }
     let out = g.node(g.output);
     graph.value_info.retain(|v| v.name != out.name);
     graph.output.push(value_info(&out.name, batch, out.shape.dims()));
-    Ok(proto::Model {
-        ir_version: IR_VERSION,
-        opset_import: vec![(String::new(), OPSET)],
-        graph,
-    })
+    Ok(proto::Model { ir_version: IR_VERSION, opset_import: vec![(String::new(), OPSET)], graph })
 }
 
 fn layer_error(node: &crate::ir::Node, reason: &str, help: Option<String>) -> Diagnostic {
     let d = Diagnostic::error(
-        format!("layer `{}` (`{}`) cannot be exported to ONNX: {reason}", node.name, node.op.name()),
+        format!(
+            "layer `{}` (`{}`) cannot be exported to ONNX: {reason}",
+            node.name,
+            node.op.name()
+        ),
         node.span,
     );
     match help {

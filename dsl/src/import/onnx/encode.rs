@@ -183,7 +183,8 @@ mod tests {
 
     #[test]
     fn a_model_reads_back_as_written() {
-        let attr = |name: &str, kind: i64| Attribute { name: name.into(), kind, ..Default::default() };
+        let attr =
+            |name: &str, kind: i64| Attribute { name: name.into(), kind, ..Default::default() };
         let node = Node {
             input: vec!["x".into(), "w".into()],
             output: vec!["y".into()],
@@ -205,8 +206,13 @@ mod tests {
             values: vec![0.5, -1.25],
             external: false,
         };
-        let shape =
-            Tensor { name: "s".into(), dims: vec![2], data_type: INT64, values: vec![-1.0, 7.0], external: false };
+        let shape = Tensor {
+            name: "s".into(),
+            dims: vec![2],
+            data_type: INT64,
+            values: vec![-1.0, 7.0],
+            external: false,
+        };
         let info = |name: &str, dims: Vec<Option<i64>>| ValueInfo {
             name: name.into(),
             elem_type: FLOAT,
@@ -236,7 +242,10 @@ mod tests {
             assert_eq!((&a.s, &a.floats, &a.ints), (&b.s, &b.floats, &b.ints));
         }
         for (a, b) in g.initializer.iter().zip(&want.initializer) {
-            assert_eq!((&a.name, &a.dims, a.data_type, &a.values), (&b.name, &b.dims, b.data_type, &b.values));
+            assert_eq!(
+                (&a.name, &a.dims, a.data_type, &a.values),
+                (&b.name, &b.dims, b.data_type, &b.values)
+            );
         }
         assert_eq!(g.input[0].dims, want.input[0].dims);
         assert_eq!(g.output[0].dims, want.output[0].dims);

@@ -252,7 +252,12 @@ pub fn network_name(stem: &str) -> String {
         .filter(|part| !part.is_empty())
         .map(|part| {
             let mut chars = part.chars();
-            chars.next().map(|c| c.to_ascii_uppercase()).into_iter().chain(chars).collect::<String>()
+            chars
+                .next()
+                .map(|c| c.to_ascii_uppercase())
+                .into_iter()
+                .chain(chars)
+                .collect::<String>()
         })
         .collect();
     if !name.starts_with(|c: char| c.is_ascii_alphabetic()) {

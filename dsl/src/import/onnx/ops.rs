@@ -99,7 +99,15 @@ impl Ctx<'_> {
 pub(crate) fn folds_constants(op_type: &str) -> bool {
     matches!(
         op_type,
-        "Constant" | "Identity" | "Cast" | "Gather" | "Unsqueeze" | "Concat" | "Reshape" | "Add" | "Mul"
+        "Constant"
+            | "Identity"
+            | "Cast"
+            | "Gather"
+            | "Unsqueeze"
+            | "Concat"
+            | "Reshape"
+            | "Add"
+            | "Mul"
     )
 }
 
@@ -983,7 +991,9 @@ fn batch_norm(ctx: &Ctx<'_>, values: &Values, em: &mut Emitter) -> Result<Value,
     // the shortest PyTorch momentum whose complement is ONNX's f32.
     let onnx_momentum = ctx.float("momentum", 0.9);
     let momentum = (1..=17)
-        .filter_map(|digits| format!("{:.*e}", digits - 1, 1.0 - f64::from(onnx_momentum)).parse().ok())
+        .filter_map(|digits| {
+            format!("{:.*e}", digits - 1, 1.0 - f64::from(onnx_momentum)).parse().ok()
+        })
         .find(|m: &f64| (1.0 - m) as f32 == onnx_momentum)
         .unwrap_or(1.0 - f64::from(onnx_momentum));
     let mut args = Vec::new();

@@ -3,7 +3,7 @@
 //! transposes, n-ary sums, products and unsqueezed tensors.
 
 use super::{
-    activation_of, activation_of_shape, axis, num, pair, pair_attr, pads_2d, regroup,
+    activation_of, activation_of_shape, axis, num, pads_2d, pair, pair_attr, regroup,
     to_onnx_layout, Ctx, Values,
 };
 use crate::import::onnx::emit::Emitter;
@@ -46,7 +46,9 @@ pub(super) fn conv_transpose(
     }
     let m = w.dims[1] * groups as usize;
     let extent = |size: usize, s: i64, p: i64, d: i64, k: i64, op: i64| {
-        usize::try_from((size as i64 - 1) * s - 2 * p + d * (k - 1) + op + 1).ok().filter(|&e| e > 0)
+        usize::try_from((size as i64 - 1) * s - 2 * p + d * (k - 1) + op + 1)
+            .ok()
+            .filter(|&e| e > 0)
     };
     let (Some(h), Some(wo)) =
         (extent(x.onnx[2], sh, ph, dh, kh, oph), extent(x.onnx[3], sw, pw, dw, kw, opw))
@@ -75,7 +77,9 @@ pub(super) fn conv_transpose(
     em.weight(&name, "weight", w.dims.clone(), &w.values);
     if let Some(b) = b {
         if b.values.len() != m {
-            return Err(ctx.unsupported(format!("a bias of {} values for {m} channels", b.values.len())));
+            return Err(
+                ctx.unsupported(format!("a bias of {} values for {m} channels", b.values.len()))
+            );
         }
         em.weight(&name, "bias", vec![m], &b.values);
     }
@@ -85,7 +89,11 @@ pub(super) fn conv_transpose(
 }
 
 /// One slope, or one per channel broadcast along axis 1.
-pub(super) fn prelu(ctx: &Ctx<'_>, values: &Values, em: &mut Emitter) -> Result<Value, ImportError> {
+pub(super) fn prelu(
+    ctx: &Ctx<'_>,
+    values: &Values,
+    em: &mut Emitter,
+) -> Result<Value, ImportError> {
     let x = ctx.tensor(values, 0)?;
     let slope = ctx.konst(values, 1)?;
     let n = slope.values.len();
@@ -162,7 +170,8 @@ pub(super) fn layer_norm(
     }
     // A scale of ones that no initializer names (PyTorch's export of
     // `elementwise_affine=False`) is no parameter.
-    let affine = scale.name.is_some() || !all(Some(&scale), 1.0, true) || !all(bias.as_ref(), 0.0, true);
+    let affine =
+        scale.name.is_some() || !all(Some(&scale), 1.0, true) || !all(bias.as_ref(), 0.0, true);
     let mut stage = String::from("layer_norm");
     if !affine {
         args.push("elementwise_affine: false".into());
@@ -182,15 +191,16 @@ pub(super) fn layer_norm(
 }
 
 /// The one node after `index` that reads `name`, if nothing else does.
-fn sole_consumer<'g>(
-    ctx: &Ctx<'g>,
-    em: &Emitter,
-    name: &str,
-) -> Option<(usize, &'g Node)> {
+fn sole_consumer<'g>(ctx: &Ctx<'g>, em: &Emitter, name: &str) -> Option<(usize, &'g Node)> {
     if em.uses_of(name) != 1 {
         return None;
     }
-    ctx.graph.node.iter().enumerate().skip(ctx.index + 1).find(|(_, n)| n.input.iter().any(|i| i == name))
+    ctx.graph
+        .node
+        .iter()
+        .enumerate()
+        .skip(ctx.index + 1)
+        .find(|(_, n)| n.input.iter().any(|i| i == name))
 }
 
 fn out(n: &Node) -> &str {
@@ -217,7 +227,8 @@ pub(super) fn group_norm(
     em: &mut Emitter,
     absorbed: &mut [bool],
 ) -> Result<Option<(Value, String)>, ImportError> {
-    let (Some(Value::Tensor(x)), Some(Value::Const(target))) = (ctx.input(values, 0)?, ctx.input(values, 1)?)
+    let (Some(Value::Tensor(x)), Some(Value::Const(target))) =
+        (ctx.input(values, 0)?, ctx.input(values, 1)?)
     else {
         return Ok(None);
     };
@@ -236,7 +247,9 @@ pub(super) fn group_norm(
     };
     let Some((i_norm, norm)) = sole_consumer(ctx, em, out(ctx.node)) else { return Ok(None) };
     let unit = |i: usize| match norm.input.get(i).and_then(|n| values.get(n)) {
-        Some(Value::Const(k)) => k.values.len() == groups && all(Some(k), if i == 1 { 1.0 } else { 0.0 }, false),
+        Some(Value::Const(k)) => {
+            k.values.len() == groups && all(Some(k), if i == 1 { 1.0 } else { 0.0 }, false)
+        }
         _ => false,
     };
     if norm.op_type != "InstanceNormalization" || !unit(1) || !unit(2) {
@@ -245,9 +258,14 @@ pub(super) fn group_norm(
     let Some((i_back, back)) = sole_consumer(ctx, em, out(norm)) else { return Ok(None) };
     let restores = back.op_type == "Reshape"
         && back.input.get(1).is_some_and(|t| match values.get(t) {
-            Some(Value::Const(k)) => k.values.iter().map(|&v| v as usize).eq(x.onnx.iter().copied()),
+            Some(Value::Const(k)) => {
+                k.values.iter().map(|&v| v as usize).eq(x.onnx.iter().copied())
+            }
             _ => ctx.graph.node.iter().any(|n| {
-                n.op_type == "Shape" && n.input.first() == ctx.node.input.first() && out(n) == t && n.attribute.is_empty()
+                n.op_type == "Shape"
+                    && n.input.first() == ctx.node.input.first()
+                    && out(n) == t
+                    && n.attribute.is_empty()
             }),
         });
     if !restores {
@@ -272,7 +290,11 @@ pub(super) fn group_norm(
             last = (*k, *a);
         }
     }
-    for j in [i_norm, i_back].into_iter().chain(scale.iter().map(|s| s.0 .0)).chain(shift.iter().map(|s| s.0 .0)) {
+    for j in [i_norm, i_back]
+        .into_iter()
+        .chain(scale.iter().map(|s| s.0 .0))
+        .chain(shift.iter().map(|s| s.0 .0))
+    {
         absorbed[j] = true;
     }
     let eps = norm.attribute.iter().find(|a| a.name == "epsilon").map_or(1e-5, |a| a.f);
@@ -314,7 +336,11 @@ fn factor(ctx: &Ctx<'_>, f: f64) -> Result<usize, ImportError> {
 }
 
 /// Resize (opset 10 and later) and the older Upsample, by whole factors.
-pub(super) fn resize(ctx: &Ctx<'_>, values: &Values, em: &mut Emitter) -> Result<Value, ImportError> {
+pub(super) fn resize(
+    ctx: &Ctx<'_>,
+    values: &Values,
+    em: &mut Emitter,
+) -> Result<Value, ImportError> {
     let x = ctx.tensor(values, 0)?;
     if x.onnx.len() != 4 {
         return Err(ctx.unsupported("only 4-d (NCHW) input maps to `upsample`"));
@@ -346,10 +372,8 @@ pub(super) fn resize(ctx: &Ctx<'_>, values: &Values, em: &mut Emitter) -> Result
         ctx.attr(name).map_or(default.to_string(), |a| String::from_utf8_lossy(&a.s).into_owned())
     };
     let mode = text("mode", "nearest");
-    let transform = text(
-        "coordinate_transformation_mode",
-        if upsample { "asymmetric" } else { "half_pixel" },
-    );
+    let transform =
+        text("coordinate_transformation_mode", if upsample { "asymmetric" } else { "half_pixel" });
     let nearest = text("nearest_mode", if upsample { "floor" } else { "round_prefer_floor" });
     let bilinear = match (mode.as_str(), transform.as_str()) {
         ("nearest", "asymmetric") if nearest == "floor" => false,
@@ -372,7 +396,11 @@ pub(super) fn resize(ctx: &Ctx<'_>, values: &Values, em: &mut Emitter) -> Result
 }
 
 /// A transpose keeping the batch first.
-pub(super) fn transpose(ctx: &Ctx<'_>, values: &Values, em: &mut Emitter) -> Result<Value, ImportError> {
+pub(super) fn transpose(
+    ctx: &Ctx<'_>,
+    values: &Values,
+    em: &mut Emitter,
+) -> Result<Value, ImportError> {
     let x = ctx.tensor(values, 0)?;
     let rank = x.onnx.len();
     let perm: Vec<usize> = match ctx.ints("perm") {
@@ -428,7 +456,10 @@ pub(super) fn sum(ctx: &Ctx<'_>, values: &Values, em: &mut Emitter) -> Result<Va
 /// Whether `scale` is a per-channel scale of `x` in ONNX's broadcasting:
 /// `[N, C, 1, ...]` against `[N, C, ...]`.
 fn scales_channels(x: &[usize], scale: &[usize]) -> bool {
-    x.len() >= 3 && scale.len() == x.len() && scale[..2] == x[..2] && scale[2..].iter().all(|&d| d == 1)
+    x.len() >= 3
+        && scale.len() == x.len()
+        && scale[..2] == x[..2]
+        && scale[2..].iter().all(|&d| d == 1)
 }
 
 /// The product of two tensors of one shape, or of a tensor by a
@@ -472,14 +503,20 @@ fn channel_scale(em: &mut Emitter, s: Flow) -> Flow {
 /// Unsqueeze of a computed tensor: trailing unit dims change only the
 /// ONNX shape (a `[C]` tensor stays `[C]` in the `.net` source); others
 /// reshape.
-pub(super) fn unsqueeze(ctx: &Ctx<'_>, values: &Values, em: &mut Emitter, x: Flow) -> Result<Value, ImportError> {
+pub(super) fn unsqueeze(
+    ctx: &Ctx<'_>,
+    values: &Values,
+    em: &mut Emitter,
+    x: Flow,
+) -> Result<Value, ImportError> {
     let axes: Vec<i64> = if ctx.opset >= 13 {
         ctx.konst(values, 1)?.values.iter().map(|&v| v as i64).collect()
     } else {
         ctx.ints("axes").ok_or_else(|| ctx.unsupported("it has no `axes`"))?.to_vec()
     };
     let rank = x.onnx.len() + axes.len();
-    let mut axes: Vec<usize> = axes.iter().map(|&a| axis(ctx, a, rank)).collect::<Result<_, _>>()?;
+    let mut axes: Vec<usize> =
+        axes.iter().map(|&a| axis(ctx, a, rank)).collect::<Result<_, _>>()?;
     axes.sort_unstable();
     let mut onnx = x.onnx.clone();
     for a in axes {

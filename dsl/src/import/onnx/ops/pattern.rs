@@ -75,9 +75,10 @@ pub(super) fn recognise(
         }
         let n = &nodes[j];
         let joins = n.input.iter().any(|i| produced.contains(&i.as_str()));
-        let closed = n.input.iter().all(|i| {
-            produced.contains(&i.as_str()) || *i == x_name || is_scalar(values, i)
-        });
+        let closed = n
+            .input
+            .iter()
+            .all(|i| produced.contains(&i.as_str()) || *i == x_name || is_scalar(values, i));
         if absorbed[j] || !may_start(&n.op_type) || !joins || !closed || n.output.len() != 1 {
             continue;
         }
@@ -145,7 +146,9 @@ fn matching(
     let got = known.get(first_output(&nodes[*last]))?;
     candidates()
         .iter()
-        .find(|(_, want)| got.iter().zip(want).all(|(g, w)| (g - w).abs() <= 1e-5 * (1.0 + w.abs())))
+        .find(|(_, want)| {
+            got.iter().zip(want).all(|(g, w)| (g - w).abs() <= 1e-5 * (1.0 + w.abs()))
+        })
         .map(|(stage, _)| *stage)
 }
 

@@ -68,7 +68,7 @@ impl OpKind for Lrn {
 
     /// ONNX's window of an even size is one channel later than PyTorch's.
     fn onnx(&self, cx: &mut OnnxCx<'_>) -> Result<(), OpError> {
-        if self.size % 2 == 0 {
+        if self.size.is_multiple_of(2) {
             return Err(OpError::new(
                 format!(
                     "ONNX's `LRN` of an even size ({}) sums one channel later than PyTorch's",

@@ -340,7 +340,7 @@ impl OpKind for AdaptiveAvgPool {
     fn onnx(&self, cx: &mut OnnxCx<'_>) -> Result<(), OpError> {
         let d = cx.x_shape(0).dims().to_vec();
         let [h, w] = self.out;
-        if d[1] % h != 0 || d[2] % w != 0 {
+        if !d[1].is_multiple_of(h) || !d[2].is_multiple_of(w) {
             return Err(OpError::new(
                 format!(
                     "its {h}x{w} bins of a {}x{} input are uneven, and no ONNX op computes them",

@@ -238,7 +238,7 @@ pub(super) fn group_norm(
         [n, g, -1.0]
             if (n == 0.0 || n as usize == x.onnx[0])
                 && g >= 1.0
-                && c % g as usize == 0
+                && c.is_multiple_of(g as usize)
                 && x.onnx.len() >= 2 =>
         {
             g as usize

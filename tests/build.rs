@@ -50,6 +50,9 @@ fn main() {
         "nets/losses.net".to_string(),
         "nets/train_controls.net".to_string(),
         "../examples/models/lenet5_five.net".to_string(),
+        // ONNX files, imported at build time with their weights embedded.
+        "onnx/small_cnn.onnx".to_string(),
+        "onnx/breadth.onnx".to_string(),
     ]);
     // A network with weights in its code, as a user ships a trained model.
     let embedded = netc_dsl::Builder::new()

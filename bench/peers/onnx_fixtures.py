@@ -1,6 +1,7 @@
 """Writes the ONNX import fixtures of tests/onnx: small PyTorch models
 exported with the TorchScript exporter (opset 17, no constant folding, so
-the shape plumbing PyTorch emits is in the files), each beside a
+the shape plumbing PyTorch emits is in the files; training mode preserved,
+so a model exported in training mode keeps its batch norm trainable), each beside a
 safetensors file of a fixed input (`input`) and onnxruntime's output on it
 (`output`). `--big` also writes torchvision's squeezenet1_1 (weights=None,
 about 5 MB), which the Rust test uses only when it is present.
@@ -85,6 +86,51 @@ class SmallCnn(nn.Module):
         return F.softmax(x @ self.w + self.b, dim=1)
 
 
+class Breadth(nn.Module):
+    """The ops beyond the first importer's: PReLU, ConvTranspose, HardSwish,
+    LayerNorm, both GELUs and SiLU (as their formulas), Mul, GroupNorm (as
+    PyTorch's InstanceNormalization decomposition), ELU, HardSigmoid,
+    a per-channel gate, nearest and bilinear Resize, and Transpose."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, padding=1)
+        self.prelu = nn.PReLU(8)
+        self.deconv = nn.ConvTranspose2d(8, 6, 3, stride=2, padding=1, output_padding=1)
+        self.ln = nn.LayerNorm([6, 8, 8])
+        self.gn = nn.GroupNorm(3, 6)
+        self.elu = nn.ELU(0.7)
+        self.se = nn.Linear(6, 6)
+        self.fc = nn.Linear(6 * 4 * 4, 10)
+
+    def forward(self, x):
+        x = self.prelu(self.conv(x))
+        x = F.hardswish(self.deconv(x))
+        x = F.gelu(self.ln(x))
+        x = F.gelu(x, approximate="tanh") * F.silu(x)
+        x = self.elu(self.gn(x))
+        g = F.hardsigmoid(self.se(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1)))
+        x = x * g.view(x.size(0), 6, 1, 1)
+        x = F.interpolate(F.avg_pool2d(x, 4), scale_factor=2, mode="nearest")
+        x = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
+        x = F.avg_pool2d(x, 2).permute(0, 2, 3, 1)
+        return F.log_softmax(self.fc(torch.flatten(x, 1)), dim=1)
+
+
+class BnTrain(nn.Module):
+    """Exported in training mode: batch norm with batch statistics, which
+    must import as a trainable `batch_norm`."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(2, 4, 3)
+        self.bn = nn.BatchNorm2d(4)
+        self.fc = nn.Linear(4 * 4 * 4, 3)
+
+    def forward(self, x):
+        return self.fc(torch.flatten(F.relu(self.bn(self.conv(x))), 1))
+
+
 def randomise_bn(model, gen):
     """Makes batch norm's running statistics and affine terms non-trivial,
     so that the test sees them."""
@@ -97,18 +143,20 @@ def randomise_bn(model, gen):
                 m.bias.copy_(torch.randn(m.num_features, generator=gen) * 0.2)
 
 
-def write(name, model, shape, gen):
-    model.eval()
+def write(name, model, shape, gen, train=False):
+    model.train(train)
     randomise_bn(model, gen)
     x = torch.randn(*shape, generator=gen)
     path = os.path.join(OUT, name + ".onnx")
     torch.onnx.export(
         model, (x,), path, input_names=["input"], output_names=["output"],
         opset_version=17, do_constant_folding=False, dynamo=False,
+        training=torch.onnx.TrainingMode.PRESERVE,
     )
     sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
     (y,) = sess.run(None, {"input": x.numpy()})
     with torch.no_grad():
+        # In training mode this updates the running statistics, after the export.
         diff = np.abs(model(x).numpy() - y).max()
     save_file({"input": x.numpy(), "output": y}, os.path.join(OUT, name + ".io.safetensors"))
     print(f"{name}: {os.path.getsize(path)} bytes, torch vs onnxruntime max diff {diff:.2e}")
@@ -139,6 +187,8 @@ def main():
     write("mlp", Mlp(), (2, 20), gen)
     write("lenet5", LeNet5(), (2, 1, 28, 28), gen)
     write("small_cnn", SmallCnn(), (2, 3, 15, 15), gen)
+    write("breadth", Breadth(), (2, 3, 4, 4), gen)
+    write("bn_train", BnTrain(), (4, 2, 6, 6), gen, train=True)
     write_unsupported()
     if args.big:
         import torchvision

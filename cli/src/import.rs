@@ -65,23 +65,7 @@ pub fn run(args: &Args) -> ExitCode {
 /// letter gets `Net` in front.
 pub(crate) fn network_name(file: &Path) -> String {
     let stem = file.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-    let mut name: String = stem
-        .split(|c: char| !c.is_ascii_alphanumeric())
-        .filter(|part| !part.is_empty())
-        .map(|part| {
-            let mut chars = part.chars();
-            chars
-                .next()
-                .map(|c| c.to_ascii_uppercase())
-                .into_iter()
-                .chain(chars)
-                .collect::<String>()
-        })
-        .collect();
-    if !name.starts_with(|c: char| c.is_ascii_alphabetic()) {
-        name.insert_str(0, "Net");
-    }
-    name
+    onnx::network_name(&stem)
 }
 
 #[cfg(test)]

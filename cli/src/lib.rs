@@ -12,6 +12,7 @@ mod distributed;
 mod emit;
 mod evaluate;
 mod events;
+mod export;
 mod graph;
 mod hyper;
 mod image;
@@ -90,6 +91,8 @@ enum Command {
     /// Import an ONNX model, or a Caffe prototxt and caffemodel, as a
     /// `.net` file and a safetensors file of its weights.
     Import(import::Args),
+    /// Export a network and its weights as an ONNX file (opset 17).
+    Export(export::Args),
 }
 
 /// The `netc` command.
@@ -115,6 +118,7 @@ fn run(built: Option<Network>) -> ExitCode {
         Command::Predict(args) => predict::predict(&args, built),
         Command::Bench(args) => bench::bench(&args, built),
         Command::Import(args) => import::run(&args),
+        Command::Export(args) => export::run(&args),
     }
 }
 

@@ -1,6 +1,8 @@
 //! The `build.rs` API, in the style of prost-build: configure a
 //! [`Builder`], then [`Builder::compile`] `.net` files into Rust modules in
-//! `OUT_DIR`, included with `netc::include_network!("name")`.
+//! `OUT_DIR`, included with `netc::include_network!("name")`. An `.onnx`
+//! file compiles too: it is imported at build time (its `.net` source and
+//! weights land in `OUT_DIR`), and its weights are embedded.
 //!
 //! ```no_run
 //! // build.rs: warnings show in cargo's output; errors print rustc-style,
@@ -50,6 +52,11 @@ pub enum BuildError {
         network: String,
         problem: String,
     },
+    /// An `.onnx` file that cannot be imported.
+    Import {
+        path: PathBuf,
+        problem: String,
+    },
 }
 
 impl fmt::Display for BuildError {
@@ -70,6 +77,9 @@ impl fmt::Display for BuildError {
             ),
             BuildError::Weights { path, network, problem } => {
                 write!(f, "error: cannot embed `{}` in `{network}`: {problem}", path.display())
+            }
+            BuildError::Import { path, problem } => {
+                write!(f, "error: cannot import `{}`: {problem}", path.display())
             }
         }
     }
@@ -151,9 +161,14 @@ impl Builder {
             }
             stems.push((stem.clone(), path.to_path_buf()));
             println!("cargo:rerun-if-changed={}", path.display());
-            let source = std::fs::read_to_string(path)
-                .map_err(|error| BuildError::Io { path: path.to_path_buf(), error })?;
-            let name = path.display().to_string();
+            let (name, source, imported_weights) = if path.extension().is_some_and(|e| e == "onnx")
+            {
+                import_onnx(path, &stem, &out_dir)?
+            } else {
+                let source = std::fs::read_to_string(path)
+                    .map_err(|error| BuildError::Io { path: path.to_path_buf(), error })?;
+                (path.display().to_string(), source, None)
+            };
             let checked = crate::check_source(&name, &source)
                 .map_err(|d| BuildError::Diagnostics(Box::new(d)))?;
             for w in &checked.warnings {
@@ -161,7 +176,8 @@ impl Builder {
                 println!("cargo:warning={name}:{line}:{col}: {}", w.message);
             }
             let mut code = self.generate_checked(&checked, &name, &source);
-            if let Some((_, weights)) = self.embedded.iter().find(|(net, _)| net == path) {
+            let weights = self.embedded.iter().find(|(net, _)| net == path).map(|(_, w)| w);
+            if let Some(weights) = weights.or(imported_weights.as_ref()) {
                 code.push_str(&self.embed(&checked, weights)?);
             }
             let target = out_dir.join(format!("{stem}.rs"));
@@ -200,8 +216,32 @@ impl Builder {
 
 /// Writes `contents` unless the file already holds exactly that, so that
 /// cargo does not rebuild dependents of an unchanged network.
-fn write_if_changed(path: &Path, contents: &str) -> std::io::Result<()> {
-    if std::fs::read_to_string(path).is_ok_and(|old| old == contents) {
+/// Imports an ONNX file at build time: its `.net` source and weights are
+/// written to `out_dir` as `<stem>.net` and `<stem>.safetensors` (the
+/// names diagnostics and the generated code's comments show), and the
+/// weights are embedded unless `embed_weights` names others.
+fn import_onnx(
+    path: &Path,
+    stem: &str,
+    out_dir: &Path,
+) -> Result<(String, String, Option<PathBuf>), BuildError> {
+    let bytes =
+        std::fs::read(path).map_err(|error| BuildError::Io { path: path.to_path_buf(), error })?;
+    let imported = crate::import::onnx::import(&bytes, &crate::import::onnx::network_name(stem))
+        .map_err(|e| BuildError::Import { path: path.to_path_buf(), problem: e.to_string() })?;
+    let net = out_dir.join(format!("{stem}.net"));
+    let weights = out_dir.join(format!("{stem}.safetensors"));
+    for (target, contents) in
+        [(&net, imported.source.as_bytes()), (&weights, &imported.safetensors()[..])]
+    {
+        write_if_changed(target, contents)
+            .map_err(|error| BuildError::Io { path: target.clone(), error })?;
+    }
+    Ok((net.display().to_string(), imported.source, Some(weights)))
+}
+
+fn write_if_changed(path: &Path, contents: impl AsRef<[u8]>) -> std::io::Result<()> {
+    if std::fs::read(path).is_ok_and(|old| old == contents.as_ref()) {
         return Ok(());
     }
     std::fs::write(path, contents)
@@ -259,6 +299,27 @@ mod tests {
             .collect();
         std::fs::write(path, safetensors::serialize(views, &None).expect("serialize"))
             .expect("write");
+    }
+
+    #[test]
+    fn an_onnx_file_is_imported_and_its_weights_embedded() {
+        let dir = temp("onnx");
+        let onnx = dir.join("small_cnn.onnx");
+        let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/onnx/small_cnn.onnx");
+        std::fs::copy(fixture, &onnx).expect("copy");
+        Builder::new().out_dir(&dir).compile(&[&onnx]).expect("imports and compiles");
+        let code = std::fs::read_to_string(dir.join("small_cnn.rs")).expect("generated");
+        assert!(
+            code.contains("pub struct SmallCnn") && code.contains("pub fn embedded()"),
+            "{code}"
+        );
+        let net = std::fs::read_to_string(dir.join("small_cnn.net")).expect("the .net source");
+        assert!(net.contains("network SmallCnn") && net.contains("as stem.0"), "{net}");
+        assert!(dir.join("small_cnn.safetensors").exists());
+
+        std::fs::write(&onnx, b"not a model").expect("write");
+        let err = Builder::new().out_dir(&dir).compile(&[&onnx]).unwrap_err().to_string();
+        assert!(err.contains("cannot import") && err.contains("small_cnn.onnx"), "{err}");
     }
 
     #[test]

@@ -23,6 +23,7 @@ pub mod builder;
 pub mod check;
 pub mod codegen;
 pub mod diag;
+pub mod export;
 pub mod import;
 pub mod interp;
 pub mod ir;

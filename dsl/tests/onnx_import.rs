@@ -28,6 +28,11 @@ fn tensor(file: &SafeTensors<'_>, name: &str) -> (Vec<usize>, Vec<f64>) {
 /// Imports `stem.onnx`, runs it on the saved input and returns the worst
 /// relative difference from onnxruntime's output.
 fn worst_difference(stem: &str) -> f64 {
+    worst_difference_in(stem, Mode::Infer)
+}
+
+/// [`worst_difference`] with batch norm in `mode`.
+fn worst_difference_in(stem: &str, mode: Mode) -> f64 {
     let bytes = std::fs::read(fixture(&format!("{stem}.onnx"))).expect("fixture");
     let imported = import(&bytes, "Imported").unwrap_or_else(|e| panic!("{stem}: {e}"));
     let checked = netc_dsl::check_source("imported.net", &imported.source)
@@ -39,7 +44,7 @@ fn worst_difference(stem: &str) -> f64 {
     let (_, want) = tensor(&io, "output");
     let n = input_shape[0];
     let weights = imported.interp_weights();
-    let outputs = interp::run(g, &weights, &[&input], n, Mode::Infer)
+    let outputs = interp::run(g, &weights, &[&input], n, mode)
         .unwrap_or_else(|e| panic!("{stem}: {e}\n{}", imported.source));
     let got = interp::output(g, &outputs);
     assert_eq!(got.len(), want.len(), "{stem}: output size");
@@ -62,6 +67,64 @@ fn lenet5_matches_onnxruntime() {
 #[test]
 fn small_cnn_matches_onnxruntime() {
     assert!(worst_difference("small_cnn") < 1e-4);
+}
+
+#[test]
+fn breadth_matches_onnxruntime() {
+    assert!(worst_difference("breadth") < 1e-5);
+}
+
+#[test]
+fn breadth_imports_each_op_as_its_layer() {
+    let bytes = std::fs::read(fixture("breadth.onnx")).expect("fixture");
+    let source = import(&bytes, "Breadth").expect("import").source;
+    for stage in [
+        "prelu(8) as prelu",
+        "conv_transpose2d(6, kernel: 3, stride: 2, pad: 1, output_pad: 1) as deconv",
+        "hardswish",
+        "layer_norm as ln",
+        "-> gelu\n",
+        "gelu(approximate: tanh)",
+        "silu",
+        "mul(",
+        "group_norm(3) as gn",
+        "elu(0.7)",
+        "hardsigmoid",
+        "upsample(2)",
+        "upsample(2, mode: bilinear)",
+        "permute([1, 2, 0])",
+    ] {
+        assert!(source.contains(stage), "{stage} missing from:\n{source}");
+    }
+}
+
+/// Exported in training mode, batch norm imports as `batch_norm`, which
+/// normalises by the batch's statistics in training, as onnxruntime does.
+#[test]
+fn a_training_mode_batch_norm_stays_trainable() {
+    assert!(worst_difference_in("bn_train", Mode::Train) < 1e-5);
+    let bytes = std::fs::read(fixture("bn_train.onnx")).expect("fixture");
+    let imported = import(&bytes, "BnTrain").expect("import");
+    assert!(imported.source.contains("batch_norm as bn"), "{}", imported.source);
+    assert!(imported.weights.iter().any(|w| w.name == "bn.running_var"));
+}
+
+/// A conv's pads changed to differ between sides (written back by the
+/// encoder) cannot be expressed: the language pads both sides alike.
+#[test]
+fn asymmetric_pads_are_a_diagnostic() {
+    use netc_dsl::import::onnx::{encode::encode_model, proto::decode_model};
+    let bytes = std::fs::read(fixture("lenet5.onnx")).expect("fixture");
+    let mut model = decode_model(&bytes).expect("decodes");
+    let conv = model.graph.node.iter_mut().find(|n| n.op_type == "Conv").expect("a conv");
+    let pads = conv.attribute.iter_mut().find(|a| a.name == "pads").expect("pads");
+    pads.ints = vec![2, 2, 1, 1];
+    let err = import(&encode_model(&model), "Lopsided").expect_err("asymmetric");
+    let text = err.to_string();
+    assert!(
+        text.contains("op `Conv`") && text.contains("[2, 2, 1, 1] are not the same on both sides"),
+        "{text}"
+    );
 }
 
 /// torchvision's squeezenet1_1, about 5 MB, is not committed: the fixture

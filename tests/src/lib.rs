@@ -71,6 +71,12 @@ pub mod nets {
     pub mod train_controls {
         netc::include_network!("train_controls");
     }
+    pub mod small_cnn {
+        netc::include_network!("small_cnn");
+    }
+    pub mod breadth {
+        netc::include_network!("breadth");
+    }
     pub mod lenet5_five {
         netc::include_network!("lenet5_five");
     }

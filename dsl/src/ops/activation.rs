@@ -7,6 +7,8 @@
 
 use super::{first, Arity, Op, OpDef, OpError, OpKind};
 use crate::check::args::{named, pos, ArgSpec, Bound, Kind, Lit};
+use crate::export::onnx::{float, OnnxCx};
+use crate::import::onnx::proto::Attribute;
 use crate::interp::{EvalCx, InterpError};
 use crate::ir::Shape;
 use crate::program::autodiff::VjpCx;
@@ -32,6 +34,8 @@ pub struct Spec {
     flops: u64,
     /// Its form in the layer table, where the name does not say it all.
     detail: &'static str,
+    /// Its ONNX nodes (opset 17), given its arguments.
+    onnx: fn(&mut OnnxCx<'_>, [f64; 2]),
 }
 
 /// Non-negative: the backward reads the derivative from the output, which
@@ -68,6 +72,7 @@ static RELU_SPEC: Spec = Spec {
     f: |x, _| x.max(0.0),
     flops: 1,
     detail: "",
+    onnx: |cx, _| unary(cx, "Relu", Vec::new()),
 };
 static LEAKY_RELU_SPEC: Spec = Spec {
     name: "leaky_relu",
@@ -78,6 +83,7 @@ static LEAKY_RELU_SPEC: Spec = Spec {
     f: |x, [slope, _]| if x > 0.0 { x } else { slope * x },
     flops: 1,
     detail: "",
+    onnx: |cx, [slope, _]| unary(cx, "LeakyRelu", vec![float("alpha", slope)]),
 };
 static SIGMOID_SPEC: Spec = Spec {
     name: "sigmoid",
@@ -88,6 +94,7 @@ static SIGMOID_SPEC: Spec = Spec {
     f: |x, _| sigmoid(x),
     flops: 1,
     detail: "",
+    onnx: |cx, _| unary(cx, "Sigmoid", Vec::new()),
 };
 static TANH_SPEC: Spec = Spec {
     name: "tanh",
@@ -98,6 +105,7 @@ static TANH_SPEC: Spec = Spec {
     f: |x, _| x.tanh(),
     flops: 1,
     detail: "",
+    onnx: |cx, _| unary(cx, "Tanh", Vec::new()),
 };
 /// `x·Φ(x)`, PyTorch's exact (erf) form.
 static GELU_SPEC: Spec = Spec {
@@ -109,6 +117,7 @@ static GELU_SPEC: Spec = Spec {
     f: |x, _| 0.5 * x * (1.0 + erf(x / std::f64::consts::SQRT_2)),
     flops: 5,
     detail: "",
+    onnx: |cx, _| gelu_erf(cx),
 };
 /// `x·Φ(x)` with Φ by PyTorch's tanh formula, `approximate: tanh`.
 static GELU_TANH_SPEC: Spec = Spec {
@@ -123,6 +132,7 @@ static GELU_TANH_SPEC: Spec = Spec {
     },
     flops: 9,
     detail: "approximate: tanh",
+    onnx: |cx, _| gelu_tanh(cx),
 };
 /// `x·σ(x)`.
 static SILU_SPEC: Spec = Spec {
@@ -134,6 +144,7 @@ static SILU_SPEC: Spec = Spec {
     f: |x, _| x * sigmoid(x),
     flops: 2,
     detail: "",
+    onnx: |cx, _| silu(cx),
 };
 /// `min(max(x, 0), 6)`: the runtime's hardtanh on `[0, 6]`, as PyTorch's
 /// `relu6` is.
@@ -146,6 +157,7 @@ static RELU6_SPEC: Spec = Spec {
     f: |x, _| clamp(x, 0.0, 6.0),
     flops: 2,
     detail: "",
+    onnx: |cx, _| clip(cx, 0.0, 6.0),
 };
 /// `min(max(x, min_val), max_val)`.
 static HARDTANH_SPEC: Spec = Spec {
@@ -157,6 +169,7 @@ static HARDTANH_SPEC: Spec = Spec {
     f: |x, [min, max]| clamp(x, min, max),
     flops: 2,
     detail: "",
+    onnx: |cx, [min, max]| clip(cx, min, max),
 };
 /// `relu6(x + 3) / 6`.
 static HARDSIGMOID_SPEC: Spec = Spec {
@@ -168,6 +181,7 @@ static HARDSIGMOID_SPEC: Spec = Spec {
     f: |x, _| clamp(x + 3.0, 0.0, 6.0) / 6.0,
     flops: 4,
     detail: "",
+    onnx: |cx, _| unary(cx, "HardSigmoid", vec![float("alpha", 1.0 / 6.0), float("beta", 0.5)]),
 };
 /// `x·relu6(x + 3) / 6`.
 static HARDSWISH_SPEC: Spec = Spec {
@@ -179,6 +193,7 @@ static HARDSWISH_SPEC: Spec = Spec {
     f: |x, _| x * clamp(x + 3.0, 0.0, 6.0) / 6.0,
     flops: 5,
     detail: "",
+    onnx: |cx, _| unary(cx, "HardSwish", Vec::new()),
 };
 /// `x` where `x > 0`, else `alpha·(eˣ − 1)`.
 static ELU_SPEC: Spec = Spec {
@@ -190,6 +205,7 @@ static ELU_SPEC: Spec = Spec {
     f: |x, [alpha, _]| if x > 0.0 { x } else { alpha * x.exp_m1() },
     flops: 3,
     detail: "",
+    onnx: |cx, [alpha, _]| unary(cx, "Elu", vec![float("alpha", alpha)]),
 };
 
 pub const RELU: OpDef = def(&RELU_SPEC, |a| build(&RELU_SPEC, a));
@@ -207,6 +223,58 @@ pub const HARDTANH: OpDef = def(&HARDTANH_SPEC, |a| build(&HARDTANH_SPEC, a));
 pub const HARDSIGMOID: OpDef = def(&HARDSIGMOID_SPEC, |a| build(&HARDSIGMOID_SPEC, a));
 pub const HARDSWISH: OpDef = def(&HARDSWISH_SPEC, |a| build(&HARDSWISH_SPEC, a));
 pub const ELU: OpDef = def(&ELU_SPEC, |a| build(&ELU_SPEC, a));
+
+/// A one-node activation.
+fn unary(cx: &mut OnnxCx<'_>, op: &str, attrs: Vec<Attribute>) {
+    let x = cx.x(0);
+    cx.output(op, vec![x], attrs);
+}
+
+/// `Clip` with its bounds as inputs, as from opset 11.
+fn clip(cx: &mut OnnxCx<'_>, min: f64, max: f64) {
+    let (x, min, max) = (cx.x(0), cx.scalar_const(min), cx.scalar_const(max));
+    cx.output("Clip", vec![x, min, max], Vec::new());
+}
+
+/// `x·σ(x)`, as PyTorch exports SiLU.
+fn silu(cx: &mut OnnxCx<'_>) {
+    let x = cx.x(0);
+    let gate = cx.node("Sigmoid", vec![x.clone()], Vec::new());
+    cx.output("Mul", vec![x, gate], Vec::new());
+}
+
+/// `x·(erf(x/√2) + 1)·½`, PyTorch's export of the exact GELU (opset 17
+/// has no `Gelu`).
+fn gelu_erf(cx: &mut OnnxCx<'_>) {
+    let x = cx.x(0);
+    let sqrt2 = cx.scalar_const(std::f64::consts::SQRT_2);
+    let scaled = cx.node("Div", vec![x.clone(), sqrt2], Vec::new());
+    let erf = cx.node("Erf", vec![scaled], Vec::new());
+    let one = cx.scalar_const(1.0);
+    let gate = cx.node("Add", vec![erf, one], Vec::new());
+    let gated = cx.node("Mul", vec![x, gate], Vec::new());
+    let half = cx.scalar_const(0.5);
+    cx.output("Mul", vec![gated, half], Vec::new());
+}
+
+/// `½·x·(1 + tanh(√(2/π)·(x + 0.044715·x³)))`, PyTorch's export of
+/// `gelu(approximate: tanh)`.
+fn gelu_tanh(cx: &mut OnnxCx<'_>) {
+    let x = cx.x(0);
+    let square = cx.node("Mul", vec![x.clone(), x.clone()], Vec::new());
+    let cube = cx.node("Mul", vec![x.clone(), square], Vec::new());
+    let kappa = cx.scalar_const(0.044715);
+    let cubic = cx.node("Mul", vec![kappa, cube], Vec::new());
+    let inner = cx.node("Add", vec![x.clone(), cubic], Vec::new());
+    let beta = cx.scalar_const((2.0 / std::f64::consts::PI).sqrt());
+    let inner = cx.node("Mul", vec![beta, inner], Vec::new());
+    let tanh = cx.node("Tanh", vec![inner], Vec::new());
+    let one = cx.scalar_const(1.0);
+    let gate = cx.node("Add", vec![one, tanh], Vec::new());
+    let gated = cx.node("Mul", vec![x, gate], Vec::new());
+    let half = cx.scalar_const(0.5);
+    cx.output("Mul", vec![half, gated], Vec::new());
+}
 
 /// `x` clamped to `[min, max]` (`f64::clamp` would panic on bounds the
 /// checker has not seen yet).
@@ -226,7 +294,7 @@ fn sigmoid(x: f64) -> f64 {
 
 /// erf in f64 to about 1e-15: its Taylor series near 0, a continued
 /// fraction of erfc beyond (the interpreter's oracle needs no speed).
-fn erf(x: f64) -> f64 {
+pub(crate) fn erf(x: f64) -> f64 {
     let a = x.abs();
     if a < 2.5 {
         // erf(x) = 2/√π Σ (-1)^k x^(2k+1) / (k! (2k+1))
@@ -301,6 +369,11 @@ impl OpKind for Activation {
             gated: self.spec.gated,
             args: self.args,
         })
+    }
+
+    fn onnx(&self, cx: &mut OnnxCx<'_>) -> Result<(), OpError> {
+        (self.spec.onnx)(cx, self.args.map(|a| a.unwrap_or(0.0)));
+        Ok(())
     }
 
     fn lower(&self, cx: &mut LowerCx<'_>) {

@@ -3,6 +3,7 @@
 //! activation in its store; more operands are accumulated after it.
 
 use super::{same_shapes, Arity, Op, OpDef, OpError, OpKind};
+use crate::export::onnx::OnnxCx;
 use crate::interp::{EvalCx, InterpError};
 use crate::ir::Shape;
 use crate::program::autodiff::VjpCx;
@@ -35,6 +36,14 @@ impl OpKind for Add {
     /// have to come, so only a binary one absorbs it.
     fn absorbs_activation(&self, inputs: usize) -> bool {
         inputs == 2
+    }
+
+    /// `Add` of two, `Sum` of more.
+    fn onnx(&self, cx: &mut OnnxCx<'_>) -> Result<(), OpError> {
+        let inputs: Vec<String> = (0..cx.inputs()).map(|i| cx.x(i)).collect();
+        let op = if inputs.len() == 2 { "Add" } else { "Sum" };
+        cx.output(op, inputs, Vec::new());
+        Ok(())
     }
 
     fn lower(&self, cx: &mut LowerCx<'_>) {

@@ -5,6 +5,7 @@
 
 use super::{expect_channels, first, Arity, Init, Op, OpDef, OpError, OpKind, ParamSpec};
 use crate::check::args::{named, ArgSpec, Kind, Lit};
+use crate::export::onnx::{float, OnnxCx};
 use crate::interp::{EvalCx, InterpError, Mode};
 use crate::ir::Shape;
 use crate::program::autodiff::VjpCx;
@@ -74,6 +75,16 @@ impl OpKind for BatchNorm {
 
     fn absorbs_activation(&self, _: usize) -> bool {
         true
+    }
+
+    /// Inference form: the running statistics; ONNX's momentum weighs the
+    /// running statistic, PyTorch's the batch's.
+    fn onnx(&self, cx: &mut OnnxCx<'_>) -> Result<(), OpError> {
+        let inputs = ["weight", "bias", "running_mean", "running_var"].map(|p| cx.param(p));
+        let x = cx.x(0);
+        let attrs = vec![float("epsilon", self.eps), float("momentum", 1.0 - self.momentum)];
+        cx.output("BatchNormalization", [vec![x], inputs.to_vec()].concat(), attrs);
+        Ok(())
     }
 
     fn lower(&self, cx: &mut LowerCx<'_>) {

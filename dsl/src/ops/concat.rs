@@ -2,6 +2,7 @@
 //! axis must agree.
 
 use super::{first, Arity, Op, OpDef, OpError, OpKind};
+use crate::export::onnx::{int, OnnxCx};
 use crate::interp::{EvalCx, InterpError};
 use crate::ir::Shape;
 use crate::program::autodiff::VjpCx;
@@ -38,6 +39,12 @@ impl OpKind for Concat {
 
     fn flops(&self, _: &[&Shape], _: &Shape) -> u64 {
         0
+    }
+
+    fn onnx(&self, cx: &mut OnnxCx<'_>) -> Result<(), OpError> {
+        let inputs: Vec<String> = (0..cx.inputs()).map(|i| cx.x(i)).collect();
+        cx.output("Concat", inputs, vec![int("axis", 1)]);
+        Ok(())
     }
 
     fn lower(&self, cx: &mut LowerCx<'_>) {

@@ -5,6 +5,7 @@
 
 use super::{expect_image, first, Arity, Init, Op, OpDef, OpError, OpKind, ParamSpec};
 use crate::check::args::{named, pos, ArgSpec, Bound, Kind, Lit};
+use crate::export::onnx::{int, ints, pads, OnnxCx};
 use crate::interp::{EvalCx, InterpError};
 use crate::ir::Shape;
 use crate::program::autodiff::VjpCx;
@@ -254,6 +255,22 @@ impl OpKind for Conv2d {
 
     fn absorbs_activation(&self, _: usize) -> bool {
         true
+    }
+
+    fn onnx(&self, cx: &mut OnnxCx<'_>) -> Result<(), OpError> {
+        let mut inputs = vec![cx.x(0), cx.param("weight")];
+        if self.bias {
+            inputs.push(cx.param("bias"));
+        }
+        let attrs = vec![
+            ints("kernel_shape", &self.kernel),
+            ints("strides", &self.stride),
+            pads(self.pad),
+            ints("dilations", &self.dilation),
+            int("group", self.groups as i64),
+        ];
+        cx.output("Conv", inputs, attrs);
+        Ok(())
     }
 
     fn lower(&self, cx: &mut LowerCx<'_>) {

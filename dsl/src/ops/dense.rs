@@ -4,6 +4,7 @@
 
 use super::{first, Arity, Init, Op, OpDef, OpError, OpKind, ParamSpec};
 use crate::check::args::{named, pos, ArgSpec, Bound, Kind, Lit};
+use crate::export::onnx::{int, OnnxCx};
 use crate::interp::{EvalCx, InterpError};
 use crate::ir::Shape;
 use crate::program::autodiff::VjpCx;
@@ -96,6 +97,15 @@ impl OpKind for Dense {
 
     fn absorbs_activation(&self, _: usize) -> bool {
         true
+    }
+
+    fn onnx(&self, cx: &mut OnnxCx<'_>) -> Result<(), OpError> {
+        let mut inputs = vec![cx.x(0), cx.param("weight")];
+        if self.bias {
+            inputs.push(cx.param("bias"));
+        }
+        cx.output("Gemm", inputs, vec![int("transB", 1)]);
+        Ok(())
     }
 
     fn lower(&self, cx: &mut LowerCx<'_>) {

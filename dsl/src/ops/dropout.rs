@@ -4,6 +4,7 @@
 
 use super::{first, Arity, Op, OpDef, OpError, OpKind};
 use crate::check::args::{pos, ArgSpec, Kind, Lit};
+use crate::export::onnx::OnnxCx;
 use crate::interp::{EvalCx, InterpError};
 use crate::ir::Shape;
 use crate::program::autodiff::VjpCx;
@@ -43,6 +44,14 @@ impl OpKind for Dropout {
 
     fn flops(&self, _: &[&Shape], _: &Shape) -> u64 {
         0
+    }
+
+    /// `Dropout` without `training_mode` is the identity, as inference is.
+    fn onnx(&self, cx: &mut OnnxCx<'_>) -> Result<(), OpError> {
+        let ratio = cx.scalar_const(self.p);
+        let x = cx.x(0);
+        cx.output("Dropout", vec![x, ratio], Vec::new());
+        Ok(())
     }
 
     fn lower(&self, cx: &mut LowerCx<'_>) {

@@ -2,6 +2,7 @@
 //! so it lowers to no step at all.
 
 use super::{first, Arity, OpDef, OpError, OpKind};
+use crate::export::onnx::{int, OnnxCx};
 use crate::interp::{EvalCx, InterpError};
 use crate::ir::Shape;
 use crate::program::autodiff::VjpCx;
@@ -31,6 +32,12 @@ impl OpKind for Flatten {
     }
 
     /// An alias has no steps: the driver maps it to its input's tensor.
+    fn onnx(&self, cx: &mut OnnxCx<'_>) -> Result<(), OpError> {
+        let x = cx.x(0);
+        cx.output("Flatten", vec![x], vec![int("axis", 1)]);
+        Ok(())
+    }
+
     fn lower(&self, _: &mut LowerCx<'_>) {}
 
     /// Nor a gradient of its own: its input's tensor is its output's.

@@ -7,6 +7,7 @@
 use super::layer_norm::{affine_args, norm_vjp, row_stats};
 use super::{expect_channels, first, Arity, Init, Op, OpDef, OpError, OpKind, ParamSpec};
 use crate::check::args::{named, pos, ArgSpec, Kind, Lit};
+use crate::export::onnx::{float, OnnxCx};
 use crate::interp::{EvalCx, InterpError};
 use crate::ir::Shape;
 use crate::program::autodiff::VjpCx;
@@ -88,6 +89,40 @@ impl OpKind for GroupNorm {
     /// As layer norm: the statistics, then one multiply-add.
     fn flops(&self, _: &[&Shape], out: &Shape) -> u64 {
         (out.elements() as u64).saturating_mul(5)
+    }
+
+    /// Opset 17 has no `GroupNormalization`: PyTorch's decomposition, an
+    /// `InstanceNormalization` of the groups, then the per-channel affine.
+    fn onnx(&self, cx: &mut OnnxCx<'_>) -> Result<(), OpError> {
+        let x_dims = cx.x_shape(0).dims().to_vec();
+        let (batch, groups) = (cx.batch() as i64, self.groups);
+        let grouped = cx.ints_const(&[batch, groups as i64, -1]);
+        let x = cx.x(0);
+        let grouped = cx.node("Reshape", vec![x, grouped], Vec::new());
+        let ones = cx.floats_const(&[groups], vec![1.0; groups]);
+        let zeros = cx.floats_const(&[groups], vec![0.0; groups]);
+        let eps = vec![float("epsilon", self.eps)];
+        let normed = cx.node("InstanceNormalization", vec![grouped, ones, zeros], eps);
+        let back: Vec<i64> =
+            std::iter::once(batch).chain(x_dims.iter().map(|&d| d as i64)).collect();
+        let back = cx.ints_const(&back);
+        if !self.affine {
+            cx.output("Reshape", vec![normed, back], Vec::new());
+            return Ok(());
+        }
+        let normed = cx.node("Reshape", vec![normed, back], Vec::new());
+        let axes: Vec<i64> = (1..x_dims.len() as i64).collect();
+        let (weight, bias) = (cx.param("weight"), cx.param("bias"));
+        let (weight, bias) = if axes.is_empty() {
+            (weight, bias)
+        } else {
+            let axes = cx.ints_const(&axes);
+            let w = cx.node("Unsqueeze", vec![weight, axes.clone()], Vec::new());
+            (w, cx.node("Unsqueeze", vec![bias, axes], Vec::new()))
+        };
+        let scaled = cx.node("Mul", vec![normed, weight], Vec::new());
+        cx.output("Add", vec![scaled, bias], Vec::new());
+        Ok(())
     }
 
     fn lower(&self, cx: &mut LowerCx<'_>) {

@@ -2,6 +2,7 @@
 //! generated methods take one argument per input, in declaration order.
 
 use super::{first, OpError, OpKind};
+use crate::export::onnx::OnnxCx;
 use crate::interp::{EvalCx, InterpError};
 use crate::ir::Shape;
 use crate::program::autodiff::VjpCx;
@@ -25,6 +26,11 @@ impl OpKind for Input {
 
     fn is_input(&self) -> bool {
         true
+    }
+
+    /// The exporter declares inputs as the graph's; there is no node.
+    fn onnx(&self, _: &mut OnnxCx<'_>) -> Result<(), OpError> {
+        Ok(())
     }
 
     fn lower(&self, cx: &mut LowerCx<'_>) {

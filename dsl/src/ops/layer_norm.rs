@@ -7,6 +7,7 @@
 
 use super::{first, Arity, Init, Op, OpDef, OpError, OpKind, ParamSpec};
 use crate::check::args::{named, pos, ArgSpec, Kind, Lit};
+use crate::export::onnx::{float, int, OnnxCx};
 use crate::interp::{EvalCx, InterpError};
 use crate::ir::Shape;
 use crate::program::autodiff::VjpCx;
@@ -120,6 +121,22 @@ impl OpKind for LayerNorm {
     /// multiply-add), then one multiply-add with the affine folded in.
     fn flops(&self, _: &[&Shape], out: &Shape) -> u64 {
         (out.elements() as u64).saturating_mul(5)
+    }
+
+    /// Without the affine terms the scale is a `Constant` of ones, so that
+    /// no initializer looks like a parameter.
+    fn onnx(&self, cx: &mut OnnxCx<'_>) -> Result<(), OpError> {
+        let dims = self.normalized_dims(cx.x_shape(0))?;
+        let mut inputs = vec![cx.x(0)];
+        if self.affine {
+            inputs.extend([cx.param("weight"), cx.param("bias")]);
+        } else {
+            let len = dims.iter().product();
+            inputs.push(cx.floats_const(&dims, vec![1.0; len]));
+        }
+        let attrs = vec![int("axis", -(dims.len() as i64)), float("epsilon", self.eps)];
+        cx.output("LayerNormalization", inputs, attrs);
+        Ok(())
     }
 
     fn lower(&self, cx: &mut LowerCx<'_>) {

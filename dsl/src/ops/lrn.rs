@@ -5,6 +5,7 @@
 
 use super::{expect_channels, first, Arity, Op, OpDef, OpError, OpKind};
 use crate::check::args::{named, pos, ArgSpec, Kind, Lit};
+use crate::export::onnx::{float, int, OnnxCx};
 use crate::interp::{EvalCx, InterpError};
 use crate::ir::Shape;
 use crate::program::autodiff::VjpCx;
@@ -63,6 +64,30 @@ impl OpKind for Lrn {
 
     fn flops(&self, _: &[&Shape], out: &Shape) -> u64 {
         (out.elements() as u64).saturating_mul(2 * self.size as u64 + 2)
+    }
+
+    /// ONNX's window of an even size is one channel later than PyTorch's.
+    fn onnx(&self, cx: &mut OnnxCx<'_>) -> Result<(), OpError> {
+        if self.size.is_multiple_of(2) {
+            return Err(OpError::new(
+                format!(
+                    "ONNX's `LRN` of an even size ({}) sums one channel later than PyTorch's",
+                    self.size
+                ),
+                "even size",
+            )
+            .at("size")
+            .help("use an odd `size`, whose window both centre alike"));
+        }
+        let attrs = vec![
+            int("size", self.size as i64),
+            float("alpha", self.alpha),
+            float("beta", self.beta),
+            float("bias", self.k),
+        ];
+        let x = cx.x(0);
+        cx.output("LRN", vec![x], attrs);
+        Ok(())
     }
 
     fn lower(&self, cx: &mut LowerCx<'_>) {

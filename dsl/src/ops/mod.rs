@@ -30,10 +30,12 @@ mod softmax;
 mod stochastic_depth;
 mod upsample;
 
+pub(crate) use activation::erf;
 pub use conv::Conv2d;
 pub use pool::{Pool2d, PoolKind};
 
 use crate::check::args::{ArgSpec, Bound};
+use crate::export::onnx::OnnxCx;
 use crate::interp::{EvalCx, InterpError};
 use crate::ir::Shape;
 use crate::program::autodiff::VjpCx;
@@ -169,6 +171,10 @@ pub trait OpKind: fmt::Debug + Send + Sync {
 
     /// The forward steps, training and inference.
     fn lower(&self, cx: &mut LowerCx<'_>);
+
+    /// The op as ONNX (opset 17) nodes computing its inference forward
+    /// pass, written through `cx`, or why it has no ONNX form.
+    fn onnx(&self, cx: &mut OnnxCx<'_>) -> Result<(), OpError>;
 
     /// The backward steps: the gradients of the inputs from `cx.gy`.
     fn vjp(&self, cx: &mut VjpCx<'_>);

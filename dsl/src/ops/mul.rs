@@ -5,6 +5,7 @@
 //! cells of each channel.
 
 use super::{same_shapes, Arity, Op, OpDef, OpError, OpKind};
+use crate::export::onnx::OnnxCx;
 use crate::interp::{EvalCx, InterpError};
 use crate::ir::Shape;
 use crate::program::autodiff::{Target, VjpCx};
@@ -69,6 +70,22 @@ impl OpKind for Mul {
 
     fn flops(&self, _: &[&Shape], out: &Shape) -> u64 {
         out.elements() as u64
+    }
+
+    /// A per-channel scale `[C]` gets unit dims to broadcast from the right.
+    fn onnx(&self, cx: &mut OnnxCx<'_>) -> Result<(), OpError> {
+        let mut inputs = vec![cx.x(0), cx.x(1)];
+        if let Some(big) = Mul::scaled(cx.x_shape(0), cx.x_shape(1)) {
+            let (rank, scale_rank) = (cx.x_shape(big).rank(), cx.x_shape(1 - big).rank());
+            if scale_rank < rank {
+                let axes: Vec<i64> = (1 + scale_rank as i64..=rank as i64).collect();
+                let axes = cx.ints_const(&axes);
+                let scale = inputs[1 - big].clone();
+                inputs[1 - big] = cx.node("Unsqueeze", vec![scale, axes], Vec::new());
+            }
+        }
+        cx.output("Mul", inputs, Vec::new());
+        Ok(())
     }
 
     fn lower(&self, cx: &mut LowerCx<'_>) {

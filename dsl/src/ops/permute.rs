@@ -6,6 +6,7 @@
 
 use super::{first, Arity, Op, OpDef, OpError, OpKind};
 use crate::check::args::{pos, ArgSpec, Kind, Lit};
+use crate::export::onnx::{ints, OnnxCx};
 use crate::interp::{EvalCx, InterpError};
 use crate::ir::Shape;
 use crate::program::autodiff::VjpCx;
@@ -103,6 +104,14 @@ impl OpKind for Permute {
 
     fn flops(&self, _: &[&Shape], _: &Shape) -> u64 {
         0
+    }
+
+    fn onnx(&self, cx: &mut OnnxCx<'_>) -> Result<(), OpError> {
+        let order = self.order(cx.x_shape(0))?;
+        let perm: Vec<usize> = std::iter::once(0).chain(order.iter().map(|a| a + 1)).collect();
+        let x = cx.x(0);
+        cx.output("Transpose", vec![x], vec![ints("perm", &perm)]);
+        Ok(())
     }
 
     fn lower(&self, cx: &mut LowerCx<'_>) {

@@ -7,6 +7,7 @@
 use super::conv::{pair, window, window_out};
 use super::{expect_image, first, Arity, Op, OpDef, OpError, OpKind};
 use crate::check::args::{named, pos, ArgSpec, Bound, Kind, Lit};
+use crate::export::onnx::{int, ints, pads, OnnxCx};
 use crate::interp::{EvalCx, InterpError};
 use crate::ir::{Shape, MAX_ELEMENTS};
 use crate::program::autodiff::VjpCx;
@@ -189,6 +190,25 @@ impl OpKind for Pool2d {
         (out.elements() as u64).saturating_mul((self.kernel[0] * self.kernel[1]) as u64)
     }
 
+    fn onnx(&self, cx: &mut OnnxCx<'_>) -> Result<(), OpError> {
+        let mut attrs = vec![
+            ints("kernel_shape", &self.kernel),
+            ints("strides", &self.stride),
+            pads(self.pad),
+            int("ceil_mode", i64::from(self.ceil_mode)),
+        ];
+        let op = match self.kind {
+            PoolKind::Max => "MaxPool",
+            PoolKind::Avg => {
+                attrs.push(int("count_include_pad", i64::from(self.count_include_pad)));
+                "AveragePool"
+            }
+        };
+        let x = cx.x(0);
+        cx.output(op, vec![x], attrs);
+        Ok(())
+    }
+
     fn lower(&self, cx: &mut LowerCx<'_>) {
         let shape = self.geometry(cx.x_shape(0));
         match self.kind {
@@ -315,6 +335,28 @@ impl OpKind for AdaptiveAvgPool {
         (d[0] as u64).saturating_mul(cells(oh, d[1])).saturating_mul(cells(ow, d[2]))
     }
 
+    /// Bins of one size are PyTorch's adaptive bins exactly when the
+    /// output divides the input; ONNX has no op for uneven ones.
+    fn onnx(&self, cx: &mut OnnxCx<'_>) -> Result<(), OpError> {
+        let d = cx.x_shape(0).dims().to_vec();
+        let [h, w] = self.out;
+        if !d[1].is_multiple_of(h) || !d[2].is_multiple_of(w) {
+            return Err(OpError::new(
+                format!(
+                    "its {h}x{w} bins of a {}x{} input are uneven, and no ONNX op computes them",
+                    d[1], d[2]
+                ),
+                format!("input is {}", cx.x_shape(0)),
+            )
+            .help("give an output size that divides the input's, which exports as `AveragePool`"));
+        }
+        let kernel = [d[1] / h, d[2] / w];
+        let attrs = vec![ints("kernel_shape", &kernel), ints("strides", &kernel)];
+        let x = cx.x(0);
+        cx.output("AveragePool", vec![x], attrs);
+        Ok(())
+    }
+
     fn lower(&self, cx: &mut LowerCx<'_>) {
         let shape = self.geometry(cx.x_shape(0));
         cx.both("adaptive_avg_pool_forward", vec![shape, cx.x(0), cx.y()]);
@@ -365,6 +407,14 @@ impl OpKind for GlobalAvgPool {
 
     fn flops(&self, inputs: &[&Shape], _: &Shape) -> u64 {
         first(inputs).elements() as u64
+    }
+
+    /// ONNX keeps the unit spatial dims, which the `[C]` output drops.
+    fn onnx(&self, cx: &mut OnnxCx<'_>) -> Result<(), OpError> {
+        let x = cx.x(0);
+        let pooled = cx.node("GlobalAveragePool", vec![x], Vec::new());
+        cx.output("Flatten", vec![pooled], vec![int("axis", 1)]);
+        Ok(())
     }
 
     fn lower(&self, cx: &mut LowerCx<'_>) {

@@ -6,6 +6,7 @@
 
 use super::{Arity, Init, Op, OpDef, OpError, OpKind, ParamSpec};
 use crate::check::args::{named, pos, ArgSpec, Kind, Lit};
+use crate::export::onnx::OnnxCx;
 use crate::interp::{EvalCx, InterpError};
 use crate::ir::Shape;
 use crate::program::autodiff::VjpCx;
@@ -77,6 +78,21 @@ impl OpKind for Prelu {
 
     fn flops(&self, _: &[&Shape], out: &Shape) -> u64 {
         out.elements() as u64
+    }
+
+    /// ONNX broadcasts the slopes from the right, so per-channel slopes of
+    /// `[C, H, W]` become `[C, 1, 1]`, as PyTorch exports them.
+    fn onnx(&self, cx: &mut OnnxCx<'_>) -> Result<(), OpError> {
+        let rank = cx.x_shape(0).rank();
+        let mut slope = cx.param("weight");
+        if self.num_parameters != 1 && rank > 1 {
+            let axes: Vec<i64> = (1..rank as i64).collect();
+            let axes = cx.ints_const(&axes);
+            slope = cx.node("Unsqueeze", vec![slope, axes], Vec::new());
+        }
+        let x = cx.x(0);
+        cx.output("PRelu", vec![x, slope], Vec::new());
+        Ok(())
     }
 
     fn lower(&self, cx: &mut LowerCx<'_>) {

@@ -6,6 +6,7 @@
 
 use super::{first, Arity, Op, OpDef, OpError, OpKind};
 use crate::check::args::{pos, ArgSpec, Kind, Lit};
+use crate::export::onnx::OnnxCx;
 use crate::interp::{EvalCx, InterpError};
 use crate::ir::{Shape, MAX_ELEMENTS};
 use crate::program::autodiff::VjpCx;
@@ -93,6 +94,18 @@ impl OpKind for Reshape {
     }
 
     /// An alias has no steps: the driver maps it to its input's tensor.
+    /// The target shape with the batch and any `-1` resolved.
+    fn onnx(&self, cx: &mut OnnxCx<'_>) -> Result<(), OpError> {
+        let dims: Vec<i64> = std::iter::once(cx.batch())
+            .chain(cx.y_shape().dims().iter().copied())
+            .map(|d| d as i64)
+            .collect();
+        let shape = cx.ints_const(&dims);
+        let x = cx.x(0);
+        cx.output("Reshape", vec![x, shape], Vec::new());
+        Ok(())
+    }
+
     fn lower(&self, _: &mut LowerCx<'_>) {}
 
     /// Nor a gradient of its own: its input's tensor is its output's.

@@ -4,6 +4,7 @@
 //! backwards read what they need from the output.
 
 use super::{first, Arity, Op, OpDef, OpError, OpKind};
+use crate::export::onnx::{int, OnnxCx};
 use crate::interp::{EvalCx, InterpError};
 use crate::ir::Shape;
 use crate::program::autodiff::VjpCx;
@@ -57,6 +58,13 @@ impl OpKind for Softmax {
     /// (the logarithm is one per fibre).
     fn flops(&self, _: &[&Shape], out: &Shape) -> u64 {
         (out.elements() as u64).saturating_mul(3)
+    }
+
+    fn onnx(&self, cx: &mut OnnxCx<'_>) -> Result<(), OpError> {
+        let op = if self.log { "LogSoftmax" } else { "Softmax" };
+        let x = cx.x(0);
+        cx.output(op, vec![x], vec![int("axis", 1)]);
+        Ok(())
     }
 
     fn lower(&self, cx: &mut LowerCx<'_>) {

@@ -8,6 +8,7 @@
 
 use super::{first, Arity, Op, OpDef, OpError, OpKind};
 use crate::check::args::{named, pos, ArgSpec, Kind, Lit};
+use crate::export::onnx::OnnxCx;
 use crate::interp::{EvalCx, InterpError};
 use crate::ir::Shape;
 use crate::program::autodiff::VjpCx;
@@ -70,6 +71,13 @@ impl OpKind for StochasticDepth {
     /// is what the count is of.
     fn flops(&self, _: &[&Shape], _: &Shape) -> u64 {
         0
+    }
+
+    /// The identity, as at inference: ONNX has no stochastic depth.
+    fn onnx(&self, cx: &mut OnnxCx<'_>) -> Result<(), OpError> {
+        let x = cx.x(0);
+        cx.output("Identity", vec![x], Vec::new());
+        Ok(())
     }
 
     fn lower(&self, cx: &mut LowerCx<'_>) {

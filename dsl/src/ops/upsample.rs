@@ -5,6 +5,7 @@
 
 use super::{expect_image, first, Arity, Op, OpDef, OpError, OpKind};
 use crate::check::args::{named, pos, ArgSpec, Kind, Lit};
+use crate::export::onnx::{string, OnnxCx};
 use crate::interp::{EvalCx, InterpError};
 use crate::ir::{Shape, MAX_ELEMENTS};
 use crate::program::autodiff::VjpCx;
@@ -103,6 +104,24 @@ impl OpKind for Upsample {
         } else {
             0
         }
+    }
+
+    /// `Resize` with PyTorch's own export settings for each mode.
+    fn onnx(&self, cx: &mut OnnxCx<'_>) -> Result<(), OpError> {
+        let [sh, sw] = self.scale;
+        let scales = cx.floats_const(&[4], vec![1.0, 1.0, sh as f64, sw as f64]);
+        let attrs = if self.bilinear {
+            vec![string("mode", "linear"), string("coordinate_transformation_mode", "half_pixel")]
+        } else {
+            vec![
+                string("mode", "nearest"),
+                string("coordinate_transformation_mode", "asymmetric"),
+                string("nearest_mode", "floor"),
+            ]
+        };
+        let x = cx.x(0);
+        cx.output("Resize", vec![x, String::new(), scales], attrs);
+        Ok(())
     }
 
     fn lower(&self, cx: &mut LowerCx<'_>) {

@@ -160,6 +160,12 @@ impl Emitter {
         self.new_flow(format!("{call}({})", names.join(", ")), uses, onnx, net)
     }
 
+    /// Forgets `n` uses of `flow` by nodes folded into another's stage.
+    pub fn drop_uses(&mut self, flow: &Flow, n: usize) {
+        let text = &mut self.texts[flow.id];
+        text.uses = text.uses.saturating_sub(n);
+    }
+
     /// Another ONNX name for the same value (Identity, an inference Dropout).
     pub fn alias(&mut self, flow: &Flow, output: &str) -> Flow {
         let text = &mut self.texts[flow.id];
@@ -284,6 +290,9 @@ pub(crate) fn layer_path(onnx_name: &str) -> String {
         .map(|(i, seg)| {
             if i > 0 && !seg.is_empty() && seg.chars().all(|c| c.is_ascii_digit()) {
                 seg.to_string()
+            } else if i > 0 && KEYWORDS.contains(&seg) {
+                // A keyword is a name after a dot (torchvision's `features.3.block.0`).
+                seg.to_string()
             } else {
                 sanitise(seg)
             }
@@ -304,5 +313,6 @@ mod tests {
         assert_eq!(layer_path("onnx::Conv_193"), "onnx__Conv_193");
         assert_eq!(layer_path("input"), "input_");
         assert_eq!(layer_path("0.weight"), "_0");
+        assert_eq!(layer_path("features.3.block.0.1.weight"), "features.3.block.0.1");
     }
 }

@@ -10,6 +10,7 @@
 //! refuses is an error, not a file.
 
 pub(crate) mod emit;
+pub mod encode;
 mod ops;
 pub mod proto;
 
@@ -20,11 +21,18 @@ use std::fmt;
 /// The ONNX operator types the importer maps, in the order of the docs.
 pub const SUPPORTED_OPS: &[&str] = &[
     "Conv",
+    "ConvTranspose",
     "Relu",
     "LeakyRelu",
     "Sigmoid",
     "Tanh",
     "Clip",
+    "HardSigmoid",
+    "HardSwish",
+    "Elu",
+    "PRelu",
+    "Erf and Tanh GELU formulas",
+    "Sigmoid and Mul SiLU",
     "MaxPool",
     "AveragePool",
     "GlobalAveragePool",
@@ -34,6 +42,14 @@ pub const SUPPORTED_OPS: &[&str] = &[
     "Flatten",
     "Reshape",
     "BatchNormalization",
+    "LayerNormalization",
+    "InstanceNormalization of PyTorch's group norm",
+    "LRN",
+    "Resize",
+    "Upsample",
+    "Transpose",
+    "Sum",
+    "Mul",
     "Concat",
     "Dropout",
     "Softmax",
@@ -188,6 +204,19 @@ pub fn import(bytes: &[u8], network_name: &str) -> Result<Imported, ImportError>
         return Err(ImportError::Model("the graph has no input that is not an initializer".into()));
     }
     let mut absorbed = vec![false; graph.node.len()];
+    // Constant arithmetic is folded first, so that a pattern recognised at
+    // its first node can read the constants the file defines after it.
+    for (index, node) in graph.node.iter().enumerate() {
+        let constant_inputs = node
+            .input
+            .iter()
+            .all(|i| i.is_empty() || matches!(values.get(i), Some(Value::Const(_))));
+        if constant_inputs && ops::folds_constants(&node.op_type) {
+            let ctx = ops::Ctx { node, index, opset, graph };
+            ops::map_node(&ctx, &mut values, &mut em, &mut absorbed)?;
+            absorbed[index] = true;
+        }
+    }
     for (index, node) in graph.node.iter().enumerate() {
         if absorbed[index] {
             continue;
@@ -213,6 +242,28 @@ pub fn import(bytes: &[u8], network_name: &str) -> Result<Imported, ImportError>
     crate::check_source(&file_name, &source)
         .map_err(|d| ImportError::Checker(format!("{d}\n{source}")))?;
     Ok(Imported { source, weights: em.weights })
+}
+
+/// A network name from a file stem: `small_cnn` gives `SmallCnn`; a name
+/// that would not start with a letter gets `Net` in front.
+pub fn network_name(stem: &str) -> String {
+    let mut name: String = stem
+        .split(|c: char| !c.is_ascii_alphanumeric())
+        .filter(|part| !part.is_empty())
+        .map(|part| {
+            let mut chars = part.chars();
+            chars
+                .next()
+                .map(|c| c.to_ascii_uppercase())
+                .into_iter()
+                .chain(chars)
+                .collect::<String>()
+        })
+        .collect();
+    if !name.starts_with(|c: char| c.is_ascii_alphabetic()) {
+        name.insert_str(0, "Net");
+    }
+    name
 }
 
 /// The version of the default (`ai.onnx`) operator set.

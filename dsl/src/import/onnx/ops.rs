@@ -1,6 +1,9 @@
 //! The mapping of each ONNX node: a `.net` stage for a layer, or a value
 //! computed at import time for constants and shape plumbing.
 
+mod layers;
+mod pattern;
+
 use super::emit::{num, pair, Emitter};
 use super::proto::{Attribute, Graph, Node};
 use super::{constant, Const, Flow, ImportError, Value};
@@ -91,6 +94,23 @@ impl Ctx<'_> {
     }
 }
 
+/// Whether a node of `op_type` of constant inputs is a constant itself,
+/// computed at import time.
+pub(crate) fn folds_constants(op_type: &str) -> bool {
+    matches!(
+        op_type,
+        "Constant"
+            | "Identity"
+            | "Cast"
+            | "Gather"
+            | "Unsqueeze"
+            | "Concat"
+            | "Reshape"
+            | "Add"
+            | "Mul"
+    )
+}
+
 /// Maps one node, recording its output value.
 pub(crate) fn map_node(
     ctx: &Ctx<'_>,
@@ -103,6 +123,17 @@ pub(crate) fn map_node(
             ctx.unsupported(format!("its domain `{}` is not the default one", ctx.node.domain))
         );
     }
+    let folded = if pattern::may_start(&ctx.node.op_type) {
+        pattern::recognise(ctx, values, em, absorbed)?
+    } else if ctx.node.op_type == "Reshape" {
+        layers::group_norm(ctx, values, em, absorbed)?
+    } else {
+        None
+    };
+    if let Some((value, name)) = folded {
+        values.insert(name, value);
+        return Ok(());
+    }
     let mut out = ctx.output()?.to_string();
     let value = match ctx.node.op_type.as_str() {
         "Constant" => Value::Const(constant_node(ctx)?),
@@ -110,7 +141,10 @@ pub(crate) fn map_node(
         "Cast" => cast(ctx, values, em)?,
         "Shape" => Value::Const(shape_of(ctx, values)?),
         "Gather" => Value::Const(gather(ctx, values)?),
-        "Unsqueeze" => Value::Const(unsqueeze(ctx, values)?),
+        "Unsqueeze" => match ctx.input(values, 0)? {
+            Some(Value::Tensor(x)) => layers::unsqueeze(ctx, values, em, x.clone())?,
+            _ => Value::Const(unsqueeze(ctx, values)?),
+        },
         "Concat" => concat(ctx, values, em)?,
         "Reshape" => reshape(ctx, values, em)?,
         "Flatten" => flatten(ctx, values, em)?,
@@ -131,6 +165,34 @@ pub(crate) fn map_node(
         "Softmax" => softmax(ctx, values, em, "softmax")?,
         "LogSoftmax" => softmax(ctx, values, em, "log_softmax")?,
         "Conv" => conv(ctx, values, em)?,
+        "ConvTranspose" => layers::conv_transpose(ctx, values, em)?,
+        "HardSigmoid" => {
+            let (alpha, beta) = (ctx.float("alpha", 0.2), ctx.float("beta", 0.5));
+            if (alpha - 1.0 / 6.0).abs() > 1e-6 || beta != 0.5 {
+                return Err(ctx.unsupported(format!(
+                    "alpha {alpha} and beta {beta}: `hardsigmoid` is PyTorch's (1/6, 0.5)"
+                )));
+            }
+            activation(ctx, values, em, "hardsigmoid".into())?
+        }
+        "HardSwish" => activation(ctx, values, em, "hardswish".into())?,
+        "Elu" => {
+            let alpha = ctx.float("alpha", 1.0);
+            let stage = if alpha == 1.0 { "elu".into() } else { format!("elu({})", num(alpha)) };
+            activation(ctx, values, em, stage)?
+        }
+        "PRelu" => layers::prelu(ctx, values, em)?,
+        "LRN" => layers::lrn(ctx, values, em)?,
+        "LayerNormalization" => layers::layer_norm(ctx, values, em)?,
+        "Resize" | "Upsample" => layers::resize(ctx, values, em)?,
+        "Transpose" => layers::transpose(ctx, values, em)?,
+        "Sum" => layers::sum(ctx, values, em)?,
+        "Mul" => match (ctx.input(values, 0)?, ctx.input(values, 1)?) {
+            (Some(Value::Const(a)), Some(Value::Const(b))) => {
+                Value::Const(elementwise(ctx, a, b, |x, y| x * y)?)
+            }
+            _ => layers::mul(ctx, values, em)?,
+        },
         "MaxPool" => pool(ctx, values, em, false)?,
         "AveragePool" => pool(ctx, values, em, true)?,
         "GlobalAveragePool" => {
@@ -327,7 +389,7 @@ fn unsqueeze(ctx: &Ctx<'_>, values: &Values) -> Result<Const, ImportError> {
     for a in axes {
         dims.insert(a.min(dims.len()), 1);
     }
-    Ok(Const { dims, values: data.values, name: None })
+    Ok(Const { dims, values: data.values, name: data.name })
 }
 
 fn concat(ctx: &Ctx<'_>, values: &Values, em: &mut Emitter) -> Result<Value, ImportError> {
@@ -480,7 +542,7 @@ fn reshape(ctx: &Ctx<'_>, values: &Values, em: &mut Emitter) -> Result<Value, Im
     }
     match ctx.input(values, 0)? {
         Some(Value::Const(c)) => {
-            Ok(Value::Const(Const { dims, values: c.values.clone(), name: None }))
+            Ok(Value::Const(Const { dims, values: c.values.clone(), name: c.name.clone() }))
         }
         Some(Value::Tensor(x)) => {
             if dims.len() < 2 || dims[0] != x.onnx[0] {
@@ -923,12 +985,11 @@ fn elementwise(
 
 fn batch_norm(ctx: &Ctx<'_>, values: &Values, em: &mut Emitter) -> Result<Value, ImportError> {
     let x = ctx.tensor(values, 0)?;
-    if ctx.int("training_mode", 0) != 0
-        || ctx.node.output.iter().skip(1).any(|o| !o.is_empty() && em.uses_of(o) > 0)
-    {
-        return Err(
-            ctx.unsupported("a training-mode batch norm (exported with its statistics outputs)")
-        );
+    // A training-mode export (PyTorch's `TrainingMode.PRESERVE`) maps to
+    // the same `batch_norm`, which trains with batch statistics; its
+    // running-statistics outputs are the layer's buffers, not values.
+    if ctx.node.output.iter().skip(1).any(|o| !o.is_empty() && em.uses_of(o) > 0) {
+        return Err(ctx.unsupported("its running-statistics outputs are used as values"));
     }
     if x.onnx.len() != 2 && x.onnx.len() != 4 {
         return Err(ctx.unsupported("only [N, C] and [N, C, H, W] input maps to `batch_norm`"));
@@ -945,8 +1006,15 @@ fn batch_norm(ctx: &Ctx<'_>, values: &Values, em: &mut Emitter) -> Result<Value,
         em.weight(&name, suffix, vec![channels], &p.values);
     }
     let eps = ctx.float("epsilon", 1e-5);
-    // ONNX's momentum weighs the running statistic, PyTorch's the batch's.
-    let momentum = 1.0 - f64::from(ctx.float("momentum", 0.9));
+    // ONNX's momentum weighs the running statistic, PyTorch's the batch's:
+    // the shortest PyTorch momentum whose complement is ONNX's f32.
+    let onnx_momentum = ctx.float("momentum", 0.9);
+    let momentum = (1..=17)
+        .filter_map(|digits| {
+            format!("{:.*e}", digits - 1, 1.0 - f64::from(onnx_momentum)).parse().ok()
+        })
+        .find(|m: &f64| (1.0 - m) as f32 == onnx_momentum)
+        .unwrap_or(1.0 - f64::from(onnx_momentum));
     let mut args = Vec::new();
     if eps != 1e-5 {
         args.push(format!("eps: {}", num(eps)));

@@ -15,7 +15,7 @@ pub fn load_file(path: &Path) -> Result<Dataset, DataError> {
 /// Parses the (decompressed) bytes of a batch file read from `path`.
 pub fn from_bytes(path: &Path, bytes: &[u8]) -> Result<Dataset, DataError> {
     let err = |problem: String| DataError { path: path.to_path_buf(), problem };
-    if bytes.is_empty() || bytes.len() % RECORD != 0 {
+    if bytes.is_empty() || !bytes.len().is_multiple_of(RECORD) {
         return Err(err(format!(
             "{} bytes is not a whole number of {RECORD}-byte records (truncated?)",
             bytes.len()

@@ -42,6 +42,10 @@ impl Dataset {
         self.labels.len()
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+
     pub fn sample_len(&self) -> usize {
         self.shape.iter().product()
     }

@@ -67,7 +67,7 @@ pub fn read(dir: &Path, network: &str, model: &mut dyn Model) -> Result<Progress
     read_file(file, &shown, network, model)
 }
 
-/// [`read`] from an open checkpoint that errors call `shown`. On an error
+/// `read` from an open checkpoint that errors call `shown`. On an error
 /// `model` is unchanged: its weights and its optimizer state are both
 /// replaced or neither is.
 pub fn read_file(

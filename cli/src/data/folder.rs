@@ -202,7 +202,7 @@ pub fn decode_into(path: &Path, shape: [usize; 3], out: &mut [f32]) -> Result<()
     decode_bytes_into(path, &bytes, shape, out)
 }
 
-/// [`decode_into`] on the bytes of a file read from `path`; `out` holds
+/// `decode_into` on the bytes of a file read from `path`; `out` holds
 /// one sample of `shape`.
 pub fn decode_bytes_into(
     path: &Path,

@@ -719,11 +719,29 @@ fn conv(ctx: &Ctx<'_>, values: &Values, em: &mut Emitter) -> Result<Value, Impor
     let (Some(h), Some(wo)) = (h, wo) else {
         return Err(ctx.unsupported("its kernel is larger than the padded input"));
     };
+    let settings = [("stride", (sh, sw), 1), ("pad", (ph, pw), 0), ("dilation", (dh, dw), 1)];
+    conv_stage(ctx, em, (x, "conv2d", &settings), groups, (&w, b.as_ref()), (m, h, wo))
+}
+
+/// A conv setting: its `.net` name, its value, and the default it is left
+/// out at.
+type Setting<'a> = (&'a str, (i64, i64), i64);
+
+/// A stage both convolutions end with: `op` of `m` channels of `h`×`wo`,
+/// its `(name, value, default)` settings written where they differ from
+/// the default, its groups and bias, its weights, and the activation after
+/// it folded in.
+fn conv_stage(
+    ctx: &Ctx<'_>,
+    em: &mut Emitter,
+    (x, op, settings): (Flow, &str, &[Setting<'_>]),
+    groups: i64,
+    (w, b): (&Const, Option<&Const>),
+    (m, h, wo): (usize, usize, usize),
+) -> Result<Value, ImportError> {
     let name = em.layer_name(w.name.as_deref().unwrap_or(&ctx.node.name));
-    let mut stage = format!("conv2d({m}, kernel: {}", pair(kh, kw));
-    for (arg, (a, b), default) in
-        [("stride", (sh, sw), 1), ("pad", (ph, pw), 0), ("dilation", (dh, dw), 1)]
-    {
+    let mut stage = format!("{op}({m}, kernel: {}", pair(w.dims[2] as i64, w.dims[3] as i64));
+    for &(arg, (a, b), default) in settings {
         if (a, b) != (default, default) {
             stage.push_str(&format!(", {arg}: {}", pair(a, b)));
         }

@@ -3,7 +3,7 @@
 //! transposes, n-ary sums, products and unsqueezed tensors.
 
 use super::{
-    activation_of, activation_of_shape, axis, num, pads_2d, pair, pair_attr, regroup,
+    activation_of, activation_of_shape, axis, conv_stage, num, pads_2d, pair, pair_attr, regroup,
     to_onnx_layout, Ctx, Values,
 };
 use crate::import::onnx::emit::Emitter;
@@ -55,37 +55,14 @@ pub(super) fn conv_transpose(
     else {
         return Err(ctx.unsupported("its padding leaves no output"));
     };
-    let name = em.layer_name(w.name.as_deref().unwrap_or(&ctx.node.name));
-    let mut stage = format!("conv_transpose2d({m}, kernel: {}", pair(kh, kw));
-    for (arg, (a, b), default) in [
+    let settings = [
         ("stride", (sh, sw), 1),
         ("pad", (ph, pw), 0),
         ("output_pad", (oph, opw), 0),
         ("dilation", (dh, dw), 1),
-    ] {
-        if (a, b) != (default, default) {
-            stage.push_str(&format!(", {arg}: {}", pair(a, b)));
-        }
-    }
-    if groups != 1 {
-        stage.push_str(&format!(", groups: {groups}"));
-    }
-    if b.is_none() {
-        stage.push_str(", bias: false");
-    }
-    stage.push_str(&format!(") as {name}"));
-    em.weight(&name, "weight", w.dims.clone(), &w.values);
-    if let Some(b) = b {
-        if b.values.len() != m {
-            return Err(
-                ctx.unsupported(format!("a bias of {} values for {m} channels", b.values.len()))
-            );
-        }
-        em.weight(&name, "bias", vec![m], &b.values);
-    }
-    let x = to_onnx_layout(em, x);
-    let onnx = vec![x.onnx[0], m, h, wo];
-    activation_of_shape(ctx, em, x, stage, onnx)
+    ];
+    let x = (x, "conv_transpose2d", &settings[..]);
+    conv_stage(ctx, em, x, groups, (&w, b.as_ref()), (m, h, wo))
 }
 
 /// One slope, or one per channel broadcast along axis 1.

@@ -31,7 +31,6 @@ pub struct Args {
 
 pub fn run(args: &Args) -> ExitCode {
     let net_path = args.output.clone().unwrap_or_else(|| args.file.with_extension("net"));
-    let weights_path = net_path.with_extension("safetensors");
     let name = args.name.clone().unwrap_or_else(|| network_name(&args.file));
     let bytes = match std::fs::read(&args.file) {
         Ok(b) => b,
@@ -44,20 +43,37 @@ pub fn run(args: &Args) -> ExitCode {
         Ok(i) => i,
         Err(e) => return fail(format!("{}: {e}", args.file.display())),
     };
-    for (path, contents) in
-        [(&net_path, imported.source.as_bytes()), (&weights_path, &imported.safetensors()[..])]
-    {
+    write(&imported, &name, &net_path, true)
+}
+
+/// Writes the imported `.net` to `net_path` and, `with_weights`, its
+/// weights beside it, and says what it wrote.
+fn write(imported: &onnx::Imported, name: &str, net_path: &Path, with_weights: bool) -> ExitCode {
+    let weights_path = net_path.with_extension("safetensors");
+    let mut files = vec![(net_path, imported.source.as_bytes().to_vec())];
+    if with_weights {
+        files.push((&weights_path, imported.safetensors()));
+    }
+    for (path, contents) in &files {
         if let Err(e) = std::fs::write(path, contents) {
             return fail(format!("cannot write {}: {e}", path.display()));
         }
     }
-    let values: usize = imported.weights.iter().map(|w| w.values.len()).sum();
-    println!(
-        "wrote {} (network {name}) and {} ({} tensors, {values} values)",
-        net_path.display(),
-        weights_path.display(),
-        imported.weights.len()
-    );
+    if with_weights {
+        let values: usize = imported.weights.iter().map(|w| w.values.len()).sum();
+        println!(
+            "wrote {} (network {name}) and {} ({} tensors, {values} values)",
+            net_path.display(),
+            weights_path.display(),
+            imported.weights.len()
+        );
+    } else {
+        println!(
+            "wrote {} (network {name}); no --weights given, so no weights file: \
+             the network starts from its own initialisation",
+            net_path.display()
+        );
+    }
     ExitCode::SUCCESS
 }
 

@@ -52,30 +52,5 @@ pub(super) fn run(args: &Args, bytes: &[u8], net_path: &Path) -> ExitCode {
         }
         Err(e) => return fail(format!("{}: {e}", args.file.display())),
     };
-    let weights_path = net_path.with_extension("safetensors");
-    let mut files = vec![(net_path, imported.source.as_bytes().to_vec())];
-    if model.is_some() {
-        files.push((&weights_path, imported.safetensors()));
-    }
-    for (path, contents) in &files {
-        if let Err(e) = std::fs::write(path, contents) {
-            return fail(format!("cannot write {}: {e}", path.display()));
-        }
-    }
-    if model.is_some() {
-        let values: usize = imported.weights.iter().map(|w| w.values.len()).sum();
-        println!(
-            "wrote {} (network {name}) and {} ({} tensors, {values} values)",
-            net_path.display(),
-            weights_path.display(),
-            imported.weights.len()
-        );
-    } else {
-        println!(
-            "wrote {} (network {name}); no --weights given, so no weights file: \
-             the network starts from its own initialisation",
-            net_path.display()
-        );
-    }
-    ExitCode::SUCCESS
+    super::write(&imported, name, net_path, model.is_some())
 }

@@ -97,6 +97,13 @@ pub fn run<G: Send>(
     Ok((weighted_losses / n as f32, correct))
 }
 
+/// The samples `t` of `shards` takes of a batch of `n`: consecutive shares
+/// in order, differing by at most one. Data-parallel ranks split a global
+/// batch the same way, so that two ranks add the products two threads do.
+pub fn share(n: usize, t: usize, shards: usize) -> std::ops::Range<usize> {
+    t * n / shards..(t + 1) * n / shards
+}
+
 /// How [`run`] divides a batch and the buffers.
 struct Plan {
     n: usize,
@@ -107,9 +114,9 @@ struct Plan {
 }
 
 impl Plan {
-    /// The samples of shard `t`: shares that differ by at most one.
+    /// The samples of shard `t`.
     fn samples(&self, t: usize) -> std::ops::Range<usize> {
-        t * self.n / self.shards..(t + 1) * self.n / self.shards
+        share(self.n, t, self.shards)
     }
 
     /// Runs shards `t0..t0 + grads.len()`, halving the range with

@@ -82,10 +82,9 @@ impl Group for Alone {
 }
 
 /// The samples of a global batch of `global` that `rank` of `size` trains
-/// on: consecutive shares that differ by at most one, in rank order, as
-/// the threads of a sharded step divide a batch.
+/// on: the share a sharded step's thread `rank` would take.
 pub fn shard(global: usize, rank: usize, size: usize) -> Range<usize> {
-    rank * global / size..(rank + 1) * global / size
+    netc_runtime::shard::share(global, rank, size)
 }
 
 /// Checks that every rank has the same `value` of `what`.

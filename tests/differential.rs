@@ -252,6 +252,20 @@ struct T {
     floats: Vec<f64>,
 }
 
+/// Every learned tensor's gradient was handed over once by the backward
+/// pass, and it was then what the pass ended with: no step wrote it after.
+fn handed_over_once_and_final(handed: &[(usize, Vec<f32>)], learned: &[Vec<f32>]) {
+    let mut seen = vec![0; learned.len()];
+    for (k, values) in handed {
+        seen[*k] += 1;
+        assert!(
+            values.iter().map(|v| v.to_bits()).eq(learned[*k].iter().map(|v| v.to_bits())),
+            "learned tensor {k}'s gradient changed after its hand-over"
+        );
+    }
+    assert!(seen.iter().all(|&s| s == 1), "hand-overs per learned tensor: {seen:?}");
+}
+
 /// The checks of one network: `$ty`, `$seed`, its source, the batch, its
 /// inputs as `(index, values a sample)`, its targets (`infer`, `labels
 /// CLASSES` or `values LEN`) and whether it has an optimizer.
@@ -287,8 +301,20 @@ macro_rules! check_net {
         let x = &$case.inputs;
         let out = $model.forward_train_flat($(&x[$i]),*).expect("forward_train").to_vec();
         let step = $model.steps();
-        let loss = $model.backward($targets).expect("backward");
+        let mut handed: Vec<(usize, Vec<f32>)> = Vec::new();
+        let mut ready = |finished: &[(usize, &[f32])]| {
+            handed.extend(finished.iter().map(|&(k, g)| (k, g.to_vec())));
+        };
+        let loss = $model.backward_streaming($targets, &mut ready).expect("backward");
         let grads = weights_of(|f| $model.grads().expect("gradients after backward").visit(f));
+        // Batch norm's running statistics are the only tensors not learned.
+        let mut learned: Vec<Vec<f32>> = Vec::new();
+        $model.grads().expect("gradients").visit(|name, _, g| {
+            if !name.contains("running_") {
+                learned.push(g.to_vec());
+            }
+        });
+        handed_over_once_and_final(&handed, &learned);
         $case.train(&$weights, step, &out, loss, &grads, &$t);
         check_net!(@step $opt, $ty, $case, $model, $weights, grads, $n, [$(($i, $len)),*], $targets);
     }};

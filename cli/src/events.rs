@@ -104,9 +104,10 @@ impl Events {
         }
     }
 
-    /// The end of an epoch; `communicating` is the time its steps spent
-    /// summing gradients across ranks, in a data-parallel run.
-    pub fn epoch(&mut self, e: &Epoch, improved: bool, communicating: Option<f64>) {
+    /// The end of an epoch; `communicating` is, in a data-parallel run,
+    /// the time its steps spent summing gradients across ranks, and of
+    /// that the time they waited for after their backward passes.
+    pub fn epoch(&mut self, e: &Epoch, improved: bool, communicating: Option<(f64, f64)>) {
         if let Some(bar) = self.bar.take() {
             bar.finish();
         }
@@ -119,7 +120,9 @@ impl Events {
                 "train_accuracy": e.train_accuracy, "val_loss": e.val_loss,
                 "val_accuracy": e.val_accuracy, "lr": e.lr,
                 "samples_per_second": e.samples_per_second, "seconds": e.seconds,
-                "data_seconds": e.data_seconds, "communication_seconds": communicating,
+                "data_seconds": e.data_seconds,
+                "communication_seconds": communicating.map(|c| c.0),
+                "communication_exposed_seconds": communicating.map(|c| c.1),
                 "best": improved,
             });
             println!("{line}");
@@ -138,9 +141,10 @@ impl Events {
                 e.seconds,
                 e.data_seconds
             );
-            if let Some(c) = communicating {
+            if let Some((summing, waited)) = communicating {
                 println!(
-                    "  summing gradients across ranks: {c:.2} s of the epoch's {:.1} s",
+                    "  summing gradients across ranks: {summing:.2} s, of which {waited:.2} s \
+                     after the backward passes (the rest beside them), in the epoch's {:.1} s",
                     e.seconds
                 );
             }

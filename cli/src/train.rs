@@ -62,6 +62,11 @@ pub struct TrainArgs {
     /// Continue from the checkpoint in `<out>/<model>/`.
     #[arg(long)]
     resume: bool,
+    /// Start from these weights (safetensors under PyTorch's names, such as
+    /// `netc import` writes) instead of the network's initialisation; every
+    /// tensor must match.
+    #[arg(long, conflicts_with = "resume")]
+    weights: Option<PathBuf>,
     /// Augment the training images each epoch: a random crop of the image
     /// padded by 4 pixels, and a horizontal flip half the time.
     #[arg(long)]
@@ -75,6 +80,11 @@ pub struct TrainArgs {
     /// the data-parallel ranks, and stop if they differ.
     #[arg(long)]
     check_replicas: bool,
+    /// In a data-parallel run, sum the gradients across ranks after the
+    /// backward pass instead of beside it, bucket by bucket as the pass
+    /// finishes them (which hides the summing behind the computing).
+    #[arg(long)]
+    sum_after_backward: bool,
 }
 
 pub fn train(args: &TrainArgs, built: Option<Network>) -> ExitCode {
@@ -213,8 +223,9 @@ struct EpochTotals {
     seconds: f64,
     data_seconds: f64,
     samples: usize,
-    /// Seconds spent summing gradients across ranks.
-    communicating: Option<f64>,
+    /// Seconds spent summing gradients across ranks, and of those the
+    /// seconds the steps waited for after their backward passes.
+    communicating: Option<(f64, f64)>,
 }
 
 impl Run<'_> {
@@ -234,7 +245,7 @@ impl Run<'_> {
             order =
                 order.chunks_exact(batch).flat_map(|b| b[self.share.clone()].to_vec()).collect();
         }
-        let mut parallel = distributed::Step::default();
+        let mut parallel = distributed::Step::new(!args.sum_after_backward);
         let started = Instant::now();
         let (mut loss_sum, mut correct) = (0.0f64, 0usize);
         let mut opt = self.base;
@@ -273,7 +284,8 @@ impl Run<'_> {
             seconds: started.elapsed().as_secs_f64(),
             data_seconds: batches.waited().as_secs_f64(),
             samples,
-            communicating: (self.group.size() > 1).then_some(parallel.communicating.as_secs_f64()),
+            communicating: (self.group.size() > 1)
+                .then_some((parallel.summing.as_secs_f64(), parallel.communicating.as_secs_f64())),
         })
     }
 }
@@ -354,7 +366,11 @@ fn prepare(
             group.size()
         )));
     }
-    let model = (network.factory)(args.data.seed, share.len().max(1));
+    let mut model = (network.factory)(args.data.seed, share.len().max(1));
+    if let Some(path) = &args.weights {
+        let read = model.load(path).map_err(|e| e.to_string());
+        distributed::all_succeed(group, read, "read its --weights")?;
+    }
     let loaded = load(&args.data, model.input_shape()).and_then(|(train, test, what)| {
         check_fit(model.as_ref(), network.name, (&train, &test), &what)?;
         Ok((train, test, what))
@@ -382,7 +398,7 @@ fn run_training(args: &TrainArgs, network: Network, group: &dyn Group) -> Result
     let train = Arc::new(train);
     let augment = args.augment.then_some(args.data.seed);
     let loader = Loader::new(Arc::clone(&train), share.len(), augment, &what)?;
-    let base = hyper::optimizer(&args.hyper, model.as_ref())?;
+    let base = hyper::optimizer(&args.hyper.step, model.as_ref())?;
     let schedule = hyper::schedule(&args.hyper, model.as_ref())?;
     // The last partial batch of an epoch is dropped, never trained on: it
     // could be a single sample, which batch norm refuses.

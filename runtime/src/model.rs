@@ -9,6 +9,7 @@
 use std::path::Path;
 
 use crate::nn::Optimizer;
+use crate::pass::GradientsReady;
 use crate::profile::{Profile, Slot, StepProfile};
 use crate::schedule::Schedule;
 use crate::weights::WeightsFile;
@@ -65,6 +66,18 @@ pub trait Model: Send + Sync {
         x: &[f32],
         targets: Targets<'_>,
         outputs: &mut [f32],
+    ) -> Result<f32, Error>;
+    /// [`Model::forward_backward`], handing each learned tensor's gradient
+    /// to `ready` (by its index in [`Model::gradients_mut`]) as soon as
+    /// the backward pass has finished it, last layers first, so that a
+    /// data-parallel trainer can sum it across processes while the rest
+    /// are computed. Every gradient is handed over once per call.
+    fn forward_backward_streaming(
+        &mut self,
+        x: &[f32],
+        targets: Targets<'_>,
+        outputs: &mut [f32],
+        ready: Option<&mut GradientsReady<'_>>,
     ) -> Result<f32, Error>;
     /// A whole training step (forward, backward and `opt`'s update) on the
     /// fastest path the network has (data-parallel shards, SGD fused into

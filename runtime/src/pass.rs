@@ -208,6 +208,39 @@ pub struct Pass<'a> {
     pub correct: u64,
     /// Where the training passes mark the end of each layer's steps.
     pub profiler: Profiler<'a>,
+    /// Who the backward pass hands each finished gradient to, if anyone.
+    pub ready: Ready<'a>,
+}
+
+/// Takes learned tensors' gradients as the backward pass finishes them:
+/// each as `(index, values)`, its index in the order of
+/// [`crate::model::Model::gradients_mut`]. A data-parallel trainer starts
+/// summing them across processes while the rest are computed.
+pub type GradientsReady<'a> = dyn FnMut(&[(usize, &[f32])]) + Send + 'a;
+
+/// A pass's taker of finished gradients: none unless a caller asks.
+#[derive(Default)]
+pub struct Ready<'a>(Option<&'a mut GradientsReady<'a>>);
+
+impl<'a> Ready<'a> {
+    pub fn new(ready: &'a mut GradientsReady<'a>) -> Self {
+        Ready(Some(ready))
+    }
+
+    /// Hands the gradients the backward pass has just finished (and will
+    /// not write again) to the taker, if there is one.
+    #[inline]
+    pub fn give(&mut self, finished: &[(usize, &[f32])]) {
+        if let Some(ready) = self.0.as_mut() {
+            ready(finished);
+        }
+    }
+}
+
+impl std::fmt::Debug for Ready<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() { "Ready(taker)" } else { "Ready(none)" })
+    }
 }
 
 impl<'a> Pass<'a> {
@@ -228,6 +261,7 @@ impl<'a> Pass<'a> {
             masks,
             correct: 0,
             profiler: Profiler::default(),
+            ready: Ready::default(),
         }
     }
 }

@@ -2,27 +2,56 @@
 //! passes on its shard of the global batch, the gradients summed over the
 //! ranks (each weighted by its share of the batch, so the sum is the whole
 //! batch's mean gradient), and the same optimizer step on every rank.
+//!
+//! The backward pass hands each gradient over as soon as it is final,
+//! last layers first. They are gathered into buckets, and a thread of the
+//! step sums each full bucket across the ranks while the backward pass
+//! goes on, so that the summing hides behind the computing. The buckets
+//! are cut where the hand-overs (fixed by the network) make them, the
+//! same on every rank, and each is summed in the ring's fixed order, so
+//! a run gives the same bits whatever the timing.
 
 use super::{all_reduce_sum, Group};
 use crate::evaluate::argmax;
 use netc_runtime::model::{Model, Targets};
 use netc_runtime::nn::Optimizer;
+use netc_runtime::pass::GradientsReady;
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
+
+/// Values of a bucket before it is sent to be summed: large enough that
+/// a ring step's latency is small beside its transfer, small enough that
+/// the first bucket starts early in the backward pass.
+const BUCKET_VALUES: usize = 1 << 16;
 
 /// The buffers a rank's steps reuse, and the time they spent reducing.
 #[derive(Debug, Default)]
 pub struct Step {
     outputs: Vec<f32>,
-    /// The weighted gradients, then the weighted loss and the count of
-    /// right predictions: one reduction carries all three.
-    flat: Vec<f32>,
-    scratch: Vec<f32>,
-    /// Time in the gradients' reduction, waiting for the slowest rank
-    /// included.
+    /// Whether the sums run beside the backward pass, or after it.
+    overlap: bool,
+    /// Time the step waited for sums after its backward pass (all of the
+    /// summing, without overlap), the slowest rank included.
     pub communicating: Duration,
+    /// Time spent summing, hidden or not.
+    pub summing: Duration,
+}
+
+/// Gradients gathered for one reduction: which tensors, in order, and
+/// their weighted values end to end.
+#[derive(Debug, Default)]
+struct Bucket {
+    tensors: Vec<(usize, usize)>,
+    values: Vec<f32>,
 }
 
 impl Step {
+    /// Steps that sum each bucket beside the backward pass (`overlap`), or
+    /// all of them after it.
+    pub fn new(overlap: bool) -> Self {
+        Step { overlap, ..Step::default() }
+    }
+
     /// Trains on this rank's `x` and `labels`, its shard of a batch of
     /// `global` samples; returns the whole batch's mean loss and how many
     /// of its samples were predicted right before the update.
@@ -36,34 +65,84 @@ impl Step {
     ) -> Result<(f32, u64), String> {
         let classes = model.output_len();
         self.outputs.resize(labels.len() * classes, 0.0);
-        let loss = model
-            .forward_backward(x, Targets::Labels(labels), &mut self.outputs)
-            .map_err(|e| e.to_string())?;
-        let right = self
-            .outputs
-            .chunks(classes)
-            .zip(labels)
-            .filter(|(row, &label)| argmax(row) == label as usize)
-            .count();
         // Weighted before the sum, as the threads of a sharded step weight
         // theirs: the same products, added in the same order for two.
         let weight = labels.len() as f32 / global as f32;
-        self.flat.clear();
-        for g in model.gradients_mut() {
-            self.flat.extend(g.iter().map(|&v| weight * v));
-        }
-        let at = self.flat.len();
-        self.flat.extend([weight * loss, right as f32]);
-        let started = Instant::now();
-        all_reduce_sum(group, &mut self.flat, &mut self.scratch)?;
-        self.communicating += started.elapsed();
-        let mut sums = self.flat.iter();
-        for g in model.gradients_mut() {
-            for (v, &sum) in g.iter_mut().zip(&mut sums) {
-                *v = sum;
+        let overlap = self.overlap;
+        let outputs = &mut self.outputs;
+        let (loss, summed, waited) = std::thread::scope(|scope| {
+            let (to_summer, full) = mpsc::channel::<Bucket>();
+            let summer = scope.spawn(move || sum_buckets(group, full));
+            // A summer that stopped has an error that its join gives.
+            let send = |bucket: &mut Bucket| drop(to_summer.send(std::mem::take(bucket)));
+            let mut bucket = Bucket::default();
+            let mut ready = |finished: &[(usize, &[f32])]| {
+                for &(k, g) in finished {
+                    bucket.tensors.push((k, g.len()));
+                    bucket.values.extend(g.iter().map(|&v| weight * v));
+                }
+                if overlap && bucket.values.len() >= BUCKET_VALUES {
+                    send(&mut bucket);
+                }
+            };
+            let ready: &mut GradientsReady<'_> = &mut ready;
+            let loss =
+                model.forward_backward_streaming(x, Targets::Labels(labels), outputs, Some(ready));
+            let right = match &loss {
+                Ok(_) => outputs
+                    .chunks(classes)
+                    .zip(labels)
+                    .filter(|(row, &label)| argmax(row) == label as usize)
+                    .count(),
+                Err(_) => 0,
+            };
+            // The last bucket carries the weighted loss and the count of
+            // right predictions too: one reduction for all three.
+            let weighted_loss = weight * loss.as_ref().copied().unwrap_or(0.0);
+            bucket.values.extend([weighted_loss, right as f32]);
+            let started = Instant::now();
+            send(&mut bucket);
+            drop(to_summer);
+            let summed =
+                summer.join().unwrap_or_else(|_| Err("the summing thread panicked".into()));
+            (loss, summed, started.elapsed())
+        });
+        loss.map_err(|e| e.to_string())?;
+        let (buckets, spent) = summed?;
+        self.communicating += waited;
+        self.summing += spent;
+        let mut gradients = model.gradients_mut();
+        let mut last = &[][..];
+        for bucket in &buckets {
+            let mut values = &bucket.values[..];
+            for &(k, len) in &bucket.tensors {
+                let (sums, rest) = values.split_at(len);
+                gradients[k].copy_from_slice(sums);
+                values = rest;
             }
+            last = values;
         }
+        let &[loss_sum, right_sum] = last else {
+            unreachable!("the last bucket ends in the loss and the count")
+        };
+        drop(gradients);
         model.apply_gradients(opt).map_err(|e| e.to_string())?;
-        Ok((self.flat[at], self.flat[at + 1] as u64))
+        Ok((loss_sum, right_sum as u64))
     }
+}
+
+/// Sums each bucket across the ranks as it arrives, until the step stops
+/// sending; returns them, summed, with the time it spent.
+fn sum_buckets(
+    group: &dyn Group,
+    full: mpsc::Receiver<Bucket>,
+) -> Result<(Vec<Bucket>, Duration), String> {
+    let (mut done, mut scratch, mut spent) = (Vec::new(), Vec::new(), Duration::ZERO);
+    for mut bucket in full {
+        let started = Instant::now();
+        all_reduce_sum(group, &mut bucket.values, &mut scratch)?;
+        spent += started.elapsed();
+        done.push(bucket);
+    }
+    Ok((done, spent))
 }

@@ -46,6 +46,7 @@ pub fn model_trait(m: &Module<'_>) -> TokenStream {
             },
         )
     };
+    let no_fused = (!m.schedule().fused_sgd.is_empty()).then(|| quote!(None,));
     let single_value = m.single_value_batch_norm().map(|layer| {
         quote! {
             fn single_value_batch_norm(&self) -> Option<&'static str> {
@@ -92,12 +93,22 @@ pub fn model_trait(m: &Module<'_>) -> TokenStream {
                 outputs: &mut [f32],
             ) -> Result<f32, #rt::Error> {
                 // The pool's other thread stays awake for both passes.
+                self.forward_backward_streaming(x, targets, outputs, None)
+            }
+            fn forward_backward_streaming(
+                &mut self,
+                x: &[f32],
+                targets: #rt::model::Targets<'_>,
+                outputs: &mut [f32],
+                ready: Option<&mut #rt::pass::GradientsReady<'_>>,
+            ) -> Result<f32, #rt::Error> {
+                // The pool's other thread stays awake for both passes.
                 let targets = #typed;
                 #rt::nn::awake(move || {
                     let out = self.forward_train_flat(x)?;
                     #rt::error::check_len("forward_backward", "outputs", outputs.len(), out.len())?;
                     outputs.copy_from_slice(out);
-                    self.backward(targets)
+                    self.backward_with(targets, #no_fused ready)
                 })
             }
             fn train_step(

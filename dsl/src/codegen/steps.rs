@@ -6,7 +6,7 @@ use super::names::{field, lit, view_name, COMMENT_MARKER};
 use super::schedule::Schedule;
 use crate::ir::{Graph, NodeId};
 use crate::program::passes::MemoryPlan;
-use crate::program::{Access, Act, Arg, Geometry, Program, Step, TensorId};
+use crate::program::{Access, Act, Arg, Geometry, ParamId, Program, Step, TensorId};
 use proc_macro2::{Ident, Literal, Span, TokenStream};
 use quote::quote;
 
@@ -44,13 +44,46 @@ impl Printer<'_> {
             Sequence::TrainForward => &self.p.train_forward,
             Sequence::Backward => &self.p.backward,
         };
+        let mut hand_overs = match seq {
+            Sequence::Backward => self.hand_overs(steps),
+            Sequence::Infer | Sequence::TrainForward => vec![TokenStream::new(); steps.len() + 1],
+        };
+        let first = std::mem::take(&mut hand_overs[0]);
         let calls = steps.iter().enumerate().map(|(i, s)| {
             let call = self.step(seq, i, s);
             let next = steps.get(i + 1).map(|next| next.node);
             let lap = (next != Some(s.node)).then(|| self.lap(seq, s.node));
-            quote!(#call #lap)
+            let ready = &hand_overs[i + 1];
+            quote!(#call #lap #ready)
         });
-        quote!(#(#calls)*)
+        quote!(#first #(#calls)*)
+    }
+
+    /// What the backward pass hands to `pass.ready` after each step (at
+    /// `i + 1`), and before the first (at 0): each learned tensor's
+    /// gradient once the last step that writes it has run, so that a
+    /// data-parallel trainer can start summing it while the rest are
+    /// computed. A gradient no step writes (a frozen layer's) is final
+    /// from the start. Indices count learned tensors in declaration order,
+    /// as `Model::gradients_mut` does.
+    fn hand_overs(&self, steps: &[Step]) -> Vec<TokenStream> {
+        let mut after: Vec<Vec<(usize, ParamId)>> = vec![Vec::new(); steps.len() + 1];
+        let learned = (0..self.p.params.len()).filter(|&q| self.p.params[q].learnable);
+        for (k, q) in learned.map(ParamId).enumerate() {
+            let last = steps.iter().rposition(|s| s.grads().contains(&q)).map_or(0, |i| i + 1);
+            after[last].push((k, q));
+        }
+        let give = |list: &Vec<(usize, ParamId)>| {
+            let items = list.iter().map(|&(k, q)| {
+                let (k, f) = (lit(k), field(&self.p.params[q.0].name));
+                quote!((#k, &grads.#f[..]))
+            });
+            quote!(pass.ready.give(&[#(#items),*]);)
+        };
+        after
+            .iter()
+            .map(|list| if list.is_empty() { TokenStream::new() } else { give(list) })
+            .collect()
     }
 
     /// The mark that ends layer `node`'s steps in a training pass, for

@@ -86,9 +86,15 @@ fn pass_methods(m: &Module<'_>, t: &Targets) -> TokenStream {
     let forward_params =
         if s.forward_uses.params_mut { quote!(&mut self.params) } else { quote!(&self.params) };
     let (fused, guard) = (fuses(m), m.batch_norm_guard());
+    let take_ready = quote! {
+        if let Some(ready) = ready {
+            pass.ready = #rt::pass::Ready::new(ready);
+        }
+    };
     let backward_call = if fused {
         quote! {
             #own_pass
+            #take_ready
             let fused = fused.map(|sgd| #rt::pass::FusedSgd { sgd, state: &mut self.opt.values[..] });
             let params = #rt::pass::ParamsRef::Exclusive(&mut self.params);
             let grads = self.grads.get_or_insert_with(#params_ty::zeros);
@@ -99,6 +105,7 @@ fn pass_methods(m: &Module<'_>, t: &Targets) -> TokenStream {
     } else {
         quote! {
             #own_pass
+            #take_ready
             let grads = self.grads.get_or_insert_with(#params_ty::zeros);
             let loss = Self::backward_pass(&mut pass, &self.params, grads, targets);
             self.correct = pass.correct;
@@ -106,8 +113,9 @@ fn pass_methods(m: &Module<'_>, t: &Targets) -> TokenStream {
         }
     };
     let fused_param = fused.then(|| quote!(fused: Option<&#rt::optim::Sgd>,));
-    let backward_plain =
-        if fused { quote!(self.backward_with(#tp, None)) } else { quote!(self.backward_with(#tp)) };
+    let no_fused = fused.then(|| quote!(None,));
+    let backward_plain = quote!(self.backward_with(#tp, #no_fused None));
+    let backward_streaming = quote!(self.backward_with(#tp, #no_fused Some(ready)));
     let target_doc = match m.p().loss.as_ref().is_some_and(|l| l.kind.takes_labels()) {
         true => "`labels` are class indices, one per sample.",
         false => "`targets` has the scored tensor's shape, one per sample.",
@@ -142,11 +150,20 @@ fn pass_methods(m: &Module<'_>, t: &Targets) -> TokenStream {
             #backward_plain
         }
 
+        /// [`Self::backward`], handing each learned tensor's gradient to
+        /// `ready` as soon as it is final, last layers first, by its index
+        /// among the learned tensors in declaration order: a data-parallel
+        /// trainer sums it across processes while the rest are computed.
+        pub fn backward_streaming(&mut self, #tp: #tty, ready: &mut #rt::pass::GradientsReady<'_>) -> Result<f32, #rt::Error> {
+            #backward_streaming
+        }
+
         /// [`Self::backward`]; with `fused`, the dense weights whose
         /// gradient is computed last take that SGD step as it is
         /// computed (their gradients are not stored), on optimizer state
-        /// that `OptimizerState::reset_for` has sized.
-        fn backward_with(&mut self, #tp: #tty, #fused_param) -> Result<f32, #rt::Error> {
+        /// that `OptimizerState::reset_for` has sized; with `ready`, each
+        /// learned tensor's gradient is handed to it once final.
+        fn backward_with(&mut self, #tp: #tty, #fused_param ready: Option<&mut #rt::pass::GradientsReady<'_>>) -> Result<f32, #rt::Error> {
             // One backward per forward_train: this one reuses the
             // activations' memory for gradients.
             let n = ::std::mem::replace(&mut self.batch, 0);
@@ -167,9 +184,9 @@ fn update_methods(m: &Module<'_>, t: &Targets) -> TokenStream {
     let fused = fuses(m);
     let fused_binding = fused.then(|| quote!(let fused = opt.fusable_sgd();));
     let backward_with_call = if fused {
-        quote!(self.backward_with(#tp, fused)?)
+        quote!(self.backward_with(#tp, fused, None)?)
     } else {
-        quote!(self.backward_with(#tp)?)
+        quote!(self.backward_with(#tp, None)?)
     };
     let fused_flag = if fused { quote!(fused.is_some()) } else { quote!(false) };
     quote! {
@@ -320,7 +337,11 @@ fn passes(m: &Module<'_>, t: &Targets) -> TokenStream {
     } else {
         (quote!(_params: &#params_ty), quote!())
     };
-    let grads_decl = if s.backward_uses.grads { quote!(grads) } else { quote!(_grads) };
+    // Learned tensors' gradients are handed over by name even where no
+    // step writes them (a frozen layer's).
+    let hands_over = p.params.iter().any(|q| q.learnable);
+    let grads_decl =
+        if s.backward_uses.grads || hands_over { quote!(grads) } else { quote!(_grads) };
     let len = p.tensor(loss.input).per_sample();
     let (loss_in, loss_grad, len_lit) =
         (lit(s.train.offset(loss.input)), lit(s.train.offset(loss.grad)), lit(len));

@@ -246,6 +246,34 @@ impl Arg {
         }
     }
 
+    /// The parameter whose gradient the argument writes, if any.
+    fn grad_written(&self) -> Option<ParamId> {
+        match self {
+            Arg::Grad(q) => Some(*q),
+            Arg::Optional(Some(inner)) => inner.grad_written(),
+            Arg::Optional(None)
+            | Arg::Batch
+            | Arg::Masks
+            | Arg::In(..)
+            | Arg::Out(..)
+            | Arg::InOut(..)
+            | Arg::Param(_)
+            | Arg::Buffer(_)
+            | Arg::Argmax { .. }
+            | Arg::Stats { .. }
+            | Arg::Usize(_)
+            | Arg::F32(_)
+            | Arg::U16(_)
+            | Arg::Act(_)
+            | Arg::Shape(_)
+            | Arg::Parts { .. }
+            | Arg::ReluMask(_)
+            | Arg::Through(_)
+            | Arg::Cache
+            | Arg::Layer(_) => None,
+        }
+    }
+
     fn param_read(&self) -> Option<ParamId> {
         match self {
             Arg::Param(q) | Arg::Buffer(q) => Some(*q),
@@ -325,12 +353,9 @@ impl Step {
         self.args.iter().filter_map(Arg::param_read).collect()
     }
 
-    /// The parameter gradients the step writes.
+    /// The parameter gradients the step writes, optional ones included.
     pub fn grads(&self) -> Vec<ParamId> {
-        self.args
-            .iter()
-            .filter_map(|a| if let Arg::Grad(q) = a { Some(*q) } else { None })
-            .collect()
+        self.args.iter().filter_map(Arg::grad_written).collect()
     }
 
     /// The activation fused into this step's store, if any.

@@ -1,14 +1,19 @@
 """ONNX import parity on torchvision models: each of ResNet-18,
-MobileNetV2, SqueezeNet 1.1 and GoogLeNet (weights=None, eval mode) is
-exported by PyTorch (opset 17, TrainingMode.PRESERVE, no constant
-folding), imported by `netc import`, and run by netc on a random input
-(`netc export --io`, which runs the imported network and its imported
-weights through netc's f64 interpreter). onnxruntime runs PyTorch's file on
-the same input; the worst logit difference relative to the largest logit
-is printed per model (with the logits' standard deviation, to show that
-they are not all alike), with pass or fail at 1e-5. onnxruntime also runs
-netc's own export of the imported network (the round trip), compared the
-same way.
+MobileNetV2, SqueezeNet 1.1 and GoogLeNet (weights=None) is exported by
+PyTorch (opset 17, TrainingMode.PRESERVE, no constant folding) and
+imported by `netc import`. Per model it prints, with pass or fail:
+
+- inference, eval mode: the logits of netc's f64 interpreter (`netc
+  export --io`) and of netc's compiled code (`netc run`) against
+  onnxruntime on PyTorch's file, within 1e-5 of the largest logit; and
+  onnxruntime on netc's own re-export of the import (the round trip);
+- one training step, train mode (batch norm on batch statistics,
+  dropout at p = 0 so that masks cannot differ): the model exported in
+  training mode, imported with `--loss cross_entropy`, and stepped once by
+  `netc run --train-steps 1` (plain SGD) against PyTorch's step on the
+  same weights, batch and labels: the loss, and for every parameter and
+  running statistic the worst difference of its change relative to the
+  largest change (PyTorch's), within 1e-4.
 
 Run from the repository root, with a release build of netc:
     cargo build --release -p netc-cli
@@ -23,7 +28,7 @@ import numpy as np
 import onnxruntime as ort
 import torch
 import torchvision
-from safetensors.numpy import load_file
+from safetensors.numpy import load_file, save_file
 
 ROOT = os.path.join(os.path.dirname(__file__), "..", "..")
 MODELS = {
@@ -57,33 +62,98 @@ def relative(got, want):
     return float(np.abs(got - want).max() / max(np.abs(want).max(), 1e-6))
 
 
-def parity(netc, name, tmp):
-    torch.manual_seed(0)
-    model = MODELS[name]().eval()
-    randomise_bn(model, torch.Generator().manual_seed(0))
-    onnx_path = os.path.join(tmp, name + ".onnx")
-    x = torch.randn(1, 3, 224, 224)
+def export(model, x, path):
     torch.onnx.export(
-        model, (x,), onnx_path, input_names=["x"], output_names=["logits"],
+        model, (x,), path, input_names=["x"], output_names=["logits"],
         opset_version=17, do_constant_folding=False, dynamo=False,
         training=torch.onnx.TrainingMode.PRESERVE,
     )
+
+
+def run(*args):
+    subprocess.run([str(a) for a in args], check=True, stdout=subprocess.DEVNULL)
+
+
+def inference(netc, name, model, tmp):
+    """The interpreter's, the compiled code's and the re-export's logits
+    against onnxruntime's, on an eval-mode export."""
+    onnx_path = os.path.join(tmp, name + ".onnx")
+    export(model.eval(), torch.randn(1, 3, 224, 224), onnx_path)
     net = os.path.join(tmp, name + ".net")
-    subprocess.run([netc, "import", onnx_path, "-o", net], check=True, stdout=subprocess.DEVNULL)
+    run(netc, "import", onnx_path, "-o", net)
     weights = os.path.join(tmp, name + ".safetensors")
     again = os.path.join(tmp, name + ".netc.onnx")
     io_path = os.path.join(tmp, name + ".io.safetensors")
-    subprocess.run(
-        [netc, "export", net, "--weights", weights, "-o", again, "--batch", "1", "--io", io_path],
-        check=True, stdout=subprocess.DEVNULL,
-    )
+    run(netc, "export", net, "--weights", weights, "-o", again, "--batch", "1", "--io", io_path)
     io = load_file(io_path)
     (x_name,) = [k for k in io if k != "output"]
-    netc_logits = io["output"]
-    spread = float(netc_logits.std())
-    imported = relative(netc_logits, ort_run(onnx_path, io[x_name]))
-    round_trip = relative(netc_logits, ort_run(again, io[x_name]))
-    return imported, round_trip, spread
+    x = io[x_name]
+    want = ort_run(onnx_path, x)
+    interpreted = io["output"]
+    return {
+        "interpreter": relative(interpreted, want),
+        "round trip": relative(interpreted, ort_run(again, x)),
+        "spread": float(interpreted.std()),
+    }
+
+
+def training_step(netc, name, model, tmp, batch=4, lr=0.01):
+    """The compiled code's eval-mode logits against onnxruntime's, and one
+    SGD step of netc against PyTorch's, on a training-mode export."""
+    for m in model.modules():
+        if isinstance(m, torch.nn.Dropout):
+            m.p = 0.0
+    model.eval()
+    onnx_eval = os.path.join(tmp, name + ".eval.onnx")
+    x = torch.randn(batch, 3, 224, 224, generator=torch.Generator().manual_seed(1))
+    labels = torch.randint(0, 1000, (batch,), generator=torch.Generator().manual_seed(2))
+    export(model, x[:1], onnx_eval)
+    model.train()
+    onnx_train = os.path.join(tmp, name + ".train.onnx")
+    export(model, x[:1], onnx_train)
+    net = os.path.join(tmp, name + "_train.net")
+    run(netc, "import", onnx_train, "-o", net, "--loss", "cross-entropy")
+    weights = os.path.join(tmp, name + "_train.safetensors")
+    inputs = os.path.join(tmp, name + ".inputs.safetensors")
+    save_file({"input": x.numpy(), "labels": labels.numpy()}, inputs)
+    out = os.path.join(tmp, name + ".out.safetensors")
+    after = os.path.join(tmp, name + ".after.safetensors")
+    run(netc, "run", net, "--weights", weights, "--inputs", inputs, "-o", out,
+        "--train-steps", "1", "--optimizer", "sgd", "--lr", lr, "--save", after)
+    got = load_file(out)
+    compiled = relative(got["output"], ort_run(onnx_eval, x.numpy()))
+
+    before = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    opt = torch.optim.SGD(model.parameters(), lr=lr)
+    opt.zero_grad()
+    loss = torch.nn.functional.cross_entropy(model(x), labels)
+    loss.backward()
+    opt.step()
+    netc_after = load_file(after)
+    worst, worst_name = 0.0, ""
+    for key, old in before.items():
+        if key.endswith("num_batches_tracked"):
+            continue
+        want = (model.state_dict()[key] - old).numpy()
+        got_change = netc_after[key] - old.numpy()
+        d = float(np.abs(got_change - want).max() / max(np.abs(want).max(), 1e-12))
+        if d > worst:
+            worst, worst_name = d, key
+    return {
+        "compiled": compiled,
+        "loss": abs(float(got["loss"][0]) - loss.item()) / abs(loss.item()),
+        "update": worst,
+        "update tensor": worst_name,
+    }
+
+
+def parity(netc, name, tmp):
+    torch.manual_seed(0)
+    model = MODELS[name]()
+    randomise_bn(model, torch.Generator().manual_seed(0))
+    result = inference(netc, name, model, tmp)
+    result.update(training_step(netc, name, model, tmp))
+    return result
 
 
 def main():
@@ -95,15 +165,19 @@ def main():
     passed = 0
     with tempfile.TemporaryDirectory() as tmp:
         for name in names:
-            imported, round_trip, spread = parity(args.netc, name, tmp)
-            ok = imported < 1e-5 and round_trip < 1e-5
+            r = parity(args.netc, name, tmp)
+            inference_ok = max(r["interpreter"], r["compiled"], r["round trip"]) < 1e-5
+            ok = inference_ok and max(r["loss"], r["update"]) < 1e-4
             passed += ok
             print(
-                f"{name:15s} {'pass' if ok else 'FAIL'}  import vs onnxruntime {imported:.2e}"
-                f"  netc's re-export in onnxruntime {round_trip:.2e}  (logits' spread {spread:.2e})",
+                f"{name:15s} {'pass' if ok else 'FAIL'}  vs onnxruntime: interpreter "
+                f"{r['interpreter']:.2e}, compiled {r['compiled']:.2e}, netc's re-export "
+                f"{r['round trip']:.2e} (logits' spread {r['spread']:.2e});  one SGD step vs "
+                f"PyTorch: loss {r['loss']:.2e}, worst update {r['update']:.2e} "
+                f"({r['update tensor']})",
                 flush=True,
             )
-    print(f"{passed} of {len(names)} within 1e-5")
+    print(f"{passed} of {len(names)} pass")
 
 
 if __name__ == "__main__":

@@ -28,8 +28,9 @@ pub enum ScheduleChoice {
     Cosine,
 }
 
+/// The optimizer flags, which every command that trains takes.
 #[derive(clap::Args, Debug, Clone)]
-pub struct HyperArgs {
+pub struct OptimizerArgs {
     /// Default: the `.net` file's optimizer, else SGD with momentum 0.9 at 0.01.
     #[arg(long, value_enum)]
     pub optimizer: Option<OptimizerChoice>,
@@ -39,6 +40,13 @@ pub struct HyperArgs {
     /// Weight decay (overrides the optimizer's).
     #[arg(long)]
     pub weight_decay: Option<f64>,
+}
+
+/// The optimizer and schedule flags of `netc train`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct HyperArgs {
+    #[command(flatten)]
+    pub step: OptimizerArgs,
     /// Learning-rate schedule; default the `.net` file's, else constant.
     #[arg(long, value_enum)]
     pub schedule: Option<ScheduleChoice>,
@@ -60,7 +68,7 @@ pub struct HyperArgs {
 }
 
 /// The run's optimizer at its base learning rate.
-pub fn optimizer(args: &HyperArgs, model: &dyn Model) -> Result<Optimizer, String> {
+pub fn optimizer(args: &OptimizerArgs, model: &dyn Model) -> Result<Optimizer, String> {
     let sgd = |lr, momentum| {
         Optimizer::Sgd(Sgd { lr, momentum, nesterov: false, weight_decay: 0.0, clip_norm: None })
     };

@@ -27,6 +27,38 @@ pub struct Args {
     /// Caffe: the per-sample shape a `Data` layer reads, such as `1,28,28`.
     #[arg(long, value_delimiter = ',')]
     input_shape: Option<Vec<usize>>,
+    /// ONNX: end the network with this loss on its output, so that
+    /// `netc train` and `netc run --train-steps` can train it as imported.
+    /// (A Caffe prototxt brings its own: `SoftmaxWithLoss`.)
+    #[arg(long, value_enum)]
+    loss: Option<LossChoice>,
+}
+
+/// The losses an imported network can end with, by the language's names.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LossChoice {
+    /// Class logits against class indices.
+    CrossEntropy,
+    /// Mean squared error against float targets.
+    Mse,
+    /// Multi-label logits against float targets in [0, 1].
+    BceWithLogits,
+    /// Smooth L1 against float targets.
+    SmoothL1,
+    /// Huber against float targets.
+    Huber,
+}
+
+impl LossChoice {
+    fn name(self) -> &'static str {
+        match self {
+            LossChoice::CrossEntropy => "cross_entropy",
+            LossChoice::Mse => "mse",
+            LossChoice::BceWithLogits => "bce_with_logits",
+            LossChoice::SmoothL1 => "smooth_l1",
+            LossChoice::Huber => "huber",
+        }
+    }
 }
 
 pub fn run(args: &Args) -> ExitCode {
@@ -37,9 +69,15 @@ pub fn run(args: &Args) -> ExitCode {
         Err(e) => return fail(format!("cannot read {}: {e}", args.file.display())),
     };
     if caffe::is_prototxt(&args.file, &bytes) {
+        if args.loss.is_some() {
+            return fail(
+                "--loss is for ONNX models; a Caffe network takes its loss from the \
+                 prototxt's SoftmaxWithLoss layer (import the train_val prototxt)",
+            );
+        }
         return caffe::run(args, &bytes, &net_path);
     }
-    let imported = match onnx::import(&bytes, &name) {
+    let imported = match onnx::import_with_loss(&bytes, &name, args.loss.map(LossChoice::name)) {
         Ok(i) => i,
         Err(e) => return fail(format!("{}: {e}", args.file.display())),
     };

@@ -24,6 +24,7 @@ mod netfile;
 mod network;
 mod plot;
 mod predict;
+mod run;
 mod source;
 mod train;
 mod zoo;
@@ -85,6 +86,9 @@ enum Command {
     Eval(evaluate::EvalArgs),
     /// Classify a PGM or PNG image with a saved checkpoint.
     Predict(predict::PredictArgs),
+    /// Run a network on a batch from a safetensors file (inference, or a
+    /// few training steps) and write its outputs and losses to another.
+    Run(run::RunArgs),
     /// Time each layer's forward and backward pass, the training step and
     /// inference, against the machine's measured FMA peak.
     Bench(bench::BenchArgs),
@@ -116,6 +120,7 @@ fn run(built: Option<Network>) -> ExitCode {
         Command::Train(args) => train::train(&args, built),
         Command::Eval(args) => evaluate::eval(&args, built),
         Command::Predict(args) => predict::predict(&args, built),
+        Command::Run(args) => run::run(&args, built),
         Command::Bench(args) => bench::bench(&args, built),
         Command::Import(args) => import::run(&args),
         Command::Export(args) => export::run(&args),

@@ -88,7 +88,8 @@ fn prepare(file: &Path) -> Result<PathBuf, String> {
         [g] => *g,
         [] => {
             return Err(format!(
-                "`{}` has no network of one input with a loss, which `netc train` needs",
+                "`{}` has no network of one input with a loss, which `netc train` needs \
+                 (`netc import --loss` gives an imported model one)",
                 file.display()
             ))
         }

@@ -184,6 +184,17 @@ pub(crate) struct Flow {
 /// Imports the bytes of a `.onnx` file as the network `network_name`
 /// (a valid `.net` network name, such as `SqueezeNet`).
 pub fn import(bytes: &[u8], network_name: &str) -> Result<Imported, ImportError> {
+    import_with_loss(bytes, network_name, None)
+}
+
+/// [`import`], with `loss NAME(output)` as the network's last statement
+/// when `loss` names one (such as `cross_entropy`), so that the imported
+/// network can be trained as it is.
+pub fn import_with_loss(
+    bytes: &[u8],
+    network_name: &str,
+    loss: Option<&str>,
+) -> Result<Imported, ImportError> {
     let model = proto::decode_model(bytes)?;
     let opset = default_opset(&model)?;
     let graph = &model.graph;
@@ -237,7 +248,10 @@ pub fn import(bytes: &[u8], network_name: &str) -> Result<Imported, ImportError>
         )));
     };
     let flow = flow.clone();
-    let source = em.finish(network_name, &flow);
+    let source = match loss {
+        None => em.finish(network_name, &flow),
+        Some(loss) => em.finish_with_loss(network_name, &flow, loss),
+    };
     let file_name = format!("{network_name}.net");
     crate::check_source(&file_name, &source)
         .map_err(|d| ImportError::Checker(format!("{d}\n{source}")))?;

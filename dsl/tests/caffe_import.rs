@@ -17,6 +17,7 @@ use netc_dsl::import::caffe::{import, CaffeError, Options};
 use netc_dsl::interp::{self, Mode};
 use proptest::prelude::*;
 use std::path::PathBuf;
+use std::time::Instant;
 
 fn prototxt(name: &str) -> String {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/caffe").join(name);
@@ -125,54 +126,60 @@ fn lenet_computes_what_caffe_computes_in_both_formats() {
 #[test]
 fn reduced_caffenet_computes_what_caffe_computes() {
     let mut rng = Rng::new(2012);
-    let mut w = Weights::new();
-    let convs: [(&str, [usize; 4]); 5] = [
-        ("conv1", [8, 3, 11, 11]),
-        ("conv2", [16, 4, 5, 5]),
-        ("conv3", [24, 16, 3, 3]),
-        ("conv4", [24, 12, 3, 3]),
-        ("conv5", [16, 12, 3, 3]),
-    ];
-    for (name, shape) in convs {
-        let fan_in = shape[1] * shape[2] * shape[3];
-        w.insert(name, vec![rng.weights(&shape, fan_in), rng.blob(&[shape[0]], -0.1, 0.1)]);
-    }
-    for (name, n, k) in [("fc6", 32, 16), ("fc7", 32, 32), ("fc8", 10, 32)] {
-        w.insert(name, vec![rng.weights(&[n, k], k), rng.blob(&[n], -0.1, 0.1)]);
-    }
+    let w = nets::caffenet_weights(&mut rng, [8, 16, 24, 24, 16], [32, 32], 67, 10);
     let x = samples(&mut rng, 2, 3, 67, 67);
-    let reference = |x: &T| {
-        let conv = |x: &T, name: &str, c: Conv| {
-            caffe_ref::relu(&caffe_ref::conv(x, &w[name][0], Some(&w[name][1]), c), 0.0)
-        };
-        let pool = |x: &T| caffe_ref::pool(x, false, (3, 3), (2, 2), (0, 0));
-        let norm = |x: &T| caffe_ref::lrn(x, 5, 1e-4, 0.75, 1.0);
-        let grouped = |k, p| Conv { g: 2, ..Conv::square(k, 1, p) };
-        let x = norm(&pool(&conv(x, "conv1", Conv::square(11, 4, 0))));
-        let x = norm(&pool(&conv(&x, "conv2", grouped(5, 2))));
-        let x = conv(&conv(&x, "conv3", Conv::square(3, 1, 1)), "conv4", grouped(3, 1));
-        let x = pool(&conv(&x, "conv5", grouped(3, 1)));
-        let fc =
-            |x: &T, name: &str| caffe_ref::inner_product(x, &w[name][0], Some(&w[name][1]), false);
-        let x = caffe_ref::relu(&fc(&caffe_ref::relu(&fc(&x, "fc6"), 0.0), "fc7"), 0.0);
-        caffe_ref::softmax(&fc(&x, "fc8"))
-    };
-    let want: Vec<f64> = x.iter().flat_map(|s| reference(s).v).collect();
-    let layers: Vec<(&str, &str, Vec<Blob>)> =
-        ["conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7", "fc8"]
-            .iter()
-            .map(|&l| {
-                (
-                    l,
-                    if l.starts_with("conv") { "Convolution" } else { "InnerProduct" },
-                    w[l].clone(),
-                )
-            })
-            .collect();
-    let model = caffe_ref::caffemodel("CaffeNet", &layers);
+    let want: Vec<f64> = x.iter().flat_map(|s| nets::caffenet_reference(s, &w).v).collect();
+    let model = caffe_ref::caffemodel("CaffeNet", &nets::caffenet_layers(&w));
     let got = run_imported(&prototxt("caffenet_small.prototxt"), &model, &flat(&x), 2);
     let worst = caffe_ref::worst_relative(&got, &want);
     eprintln!("reduced caffenet: worst difference {worst:.2e}");
+    assert!(worst < 1e-5, "{worst}");
+}
+
+/// The published CaffeNet at its full size: a caffemodel of its 60,965,224
+/// random weights is written to a temporary folder (too large to commit),
+/// read back and imported, and one sample of 3×227×227 is run through the
+/// interpreter and the naive reference.
+#[test]
+fn full_size_caffenet_computes_what_caffe_computes() {
+    let clock = Instant::now();
+    let mut rng = Rng::new(2012);
+    let w = nets::caffenet_weights(&mut rng, [96, 256, 384, 384, 256], [4096, 4096], 227, 1000);
+    let x = samples(&mut rng, 1, 3, 227, 227);
+    let dir = std::env::temp_dir().join(format!("netc-caffenet-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("a temporary folder");
+    let path = dir.join("caffenet.caffemodel");
+    std::fs::write(&path, caffe_ref::caffemodel("CaffeNet", &nets::caffenet_layers(&w)))
+        .expect("the caffemodel is written");
+    let model = std::fs::read(&path).expect("the caffemodel is read back");
+    std::fs::remove_dir_all(&dir).expect("the temporary folder is removed");
+    let written = clock.elapsed();
+    let imported = import(&prototxt("caffenet.prototxt"), Some(&model), "Net", &Options::default())
+        .unwrap_or_else(|e| panic!("{e}"));
+    drop(model);
+    let count: usize = imported.weights.iter().map(|t| t.values.len()).sum();
+    assert_eq!(count, 60_965_224, "the imported weights");
+    for t in &imported.weights {
+        assert_eq!(t.values.len(), t.shape.iter().product::<usize>(), "{}", t.name);
+    }
+    let checked = netc_dsl::check_source("net.net", &imported.source).expect("checks");
+    let g = &checked.graphs[0];
+    assert_eq!(g.total_params(), 60_965_224);
+    let imported_at = clock.elapsed();
+    let outputs = interp::run(g, &imported.interp_weights(), &[&flat(&x)], 1, Mode::Infer)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let got = interp::output(g, &outputs).to_vec();
+    let interpreted = clock.elapsed();
+    let want = nets::caffenet_reference(&x[0], &w).v;
+    let worst = caffe_ref::worst_relative(&got, &want);
+    eprintln!(
+        "full caffenet: worst difference {worst:.2e}; written {:.1?}, imported {:.1?}, \
+         interpreted {:.1?}, reference {:.1?}",
+        written,
+        imported_at - written,
+        interpreted - imported_at,
+        clock.elapsed() - interpreted
+    );
     assert!(worst < 1e-5, "{worst}");
 }
 
@@ -200,6 +207,8 @@ fn every_mapped_layer_computes_what_caffe_computes() {
         "mul(",
         "lrn(3, alpha: 0.5, beta: 0.75, k: 2.0)",
         "dropout(0.3)",
+        "prelu(4) as prelu_c",
+        "prelu(init: 0.1) as prelu_ip",
     ] {
         assert!(source.contains(part), "{part} missing from\n{source}");
     }
@@ -225,6 +234,97 @@ fn a_training_net_gets_its_loss_and_needs_the_shape_of_its_data() {
     assert_eq!(checked.graphs[0].total_params(), 431_080);
 }
 
+#[test]
+fn a_v1_split_fans_out_what_caffe_computes() {
+    let mut rng = Rng::new(22);
+    let mut w = Weights::new();
+    w.insert("conv", vec![rng.weights(&[4, 3, 3, 3], 27), rng.blob(&[4], -0.1, 0.1)]);
+    w.insert("ip", vec![rng.weights(&[5, 256], 256), rng.blob(&[5], -0.1, 0.1)]);
+    let x = samples(&mut rng, 2, 3, 8, 8);
+    let reference = |x: &T| {
+        let conv = caffe_ref::conv(x, &w["conv"][0], Some(&w["conv"][1]), Conv::square(3, 1, 1));
+        let [a, b, c] = <[T; 3]>::try_from(caffe_ref::split(&conv, 3)).expect("three tops");
+        let gated = caffe_ref::eltwise(&caffe_ref::relu(&a, 0.0), &caffe_ref::sigmoid(&b), true);
+        let sum = caffe_ref::eltwise(&gated, &c, false);
+        caffe_ref::softmax(&caffe_ref::inner_product(&sum, &w["ip"][0], Some(&w["ip"][1]), false))
+    };
+    let want: Vec<f64> = x.iter().flat_map(|s| reference(s).v).collect();
+    // V1: CONVOLUTION is 4, INNER_PRODUCT 14.
+    let model = caffe_ref::caffemodel_v1(
+        "SplitV1",
+        &[("conv", 4, w["conv"].clone()), ("ip", 14, w["ip"].clone())],
+    );
+    let text = prototxt("split_v1.prototxt");
+    let got = run_imported(&text, &model, &flat(&x), 2);
+    let worst = caffe_ref::worst_relative(&got, &want);
+    eprintln!("V1 split: worst difference {worst:.2e}");
+    assert!(worst < 1e-5, "{worst}");
+    // The Split is no stage: its tops are the convolution's output.
+    let source = import(&text, None, "Net", &Options::default()).expect("import").source;
+    assert!(!source.contains("split"), "{source}");
+}
+
+#[test]
+fn prelu_slopes_start_from_a_constant_filler_or_come_from_the_caffemodel() {
+    let mut rng = Rng::new(5);
+    let w = every_layer_weights(&mut rng);
+    let layers = nets::layers(&w, &nets::EVERY_LAYER);
+    let model = caffe_ref::caffemodel("EveryLayer", &layers);
+    let text = prototxt("every_layer.prototxt");
+    let imported = import(&text, Some(&model), "Net", &Options::default()).expect("import");
+    let slopes = |name: &str| {
+        let t = imported.weights.iter().find(|t| t.name == name).expect(name);
+        (t.shape.clone(), t.values.clone())
+    };
+    assert_eq!(slopes("prelu_c.weight"), (vec![4], w["prelu_c"][0].values.clone()));
+    assert_eq!(slopes("prelu_ip.weight"), (vec![1], w["prelu_ip"][0].values.clone()));
+    // A filler netc cannot start from is refused without a caffemodel,
+    // and does not matter with one.
+    let gaussian = text.replace(
+        "filler { type: \"constant\" value: 0.1 }",
+        "filler { type: \"gaussian\" std: 0.1 }",
+    );
+    assert_ne!(gaussian, text);
+    let err = import(&gaussian, None, "Net", &Options::default()).expect_err("gaussian");
+    let message = err.to_string();
+    for part in ["layer `prelu_ip`", "type `PReLU`", "`gaussian` filler"] {
+        assert!(message.contains(part), "{part} missing from: {message}");
+    }
+    let with_model = import(&gaussian, Some(&model), "Net", &Options::default()).expect("import");
+    assert!(with_model.source.contains("prelu as prelu_ip"), "{}", with_model.source);
+    // A shared slope is a blob of no axes in Caffe; one of shape [1] is not it.
+    let mut wrong = w.clone();
+    wrong.get_mut("prelu_ip").expect("prelu_ip")[0].shape = vec![1];
+    let model = caffe_ref::caffemodel("EveryLayer", &nets::layers(&wrong, &nets::EVERY_LAYER));
+    let err = import(&text, Some(&model), "Net", &Options::default()).expect_err("shape [1]");
+    assert!(err.to_string().contains("caffemodel: layer `prelu_ip`: blob 0 has the shape [1]"), "{err}");
+}
+
+#[test]
+fn split_tops_that_alias_or_go_unread_are_errors_naming_them() {
+    let text = prototxt("split_v1.prototxt");
+    // An in-place layer on a Split's top would change its other tops in Caffe.
+    let in_place = text.replacen("top: \"positive\"", "top: \"conv_split_0\"", 1).replacen(
+        "bottom: \"positive\"",
+        "bottom: \"conv_split_0\"",
+        1,
+    );
+    let err = import(&in_place, None, "Net", &Options::default()).expect_err("in place");
+    let message = err.to_string();
+    assert!(
+        message.contains("layer `relu`") && message.contains("in place to `conv_split_0`"),
+        "{message}"
+    );
+    // A top nothing reads is one more output of the net.
+    let unread = text.replacen("bottom: \"conv_split_2\"", "bottom: \"conv_split_0\"", 1);
+    let err = import(&unread, None, "Net", &Options::default()).expect_err("unread top");
+    assert!(err.to_string().contains("`conv_split_2`, `prob`"), "{err}");
+    let two_bottoms = text.replacen("bottom: \"conv\"\n  top: \"conv_split_0\"", "bottom: \"conv\"\n  bottom: \"data\"\n  top: \"conv_split_0\"", 1);
+    assert_ne!(two_bottoms, text);
+    let err = import(&two_bottoms, None, "Net", &Options::default()).expect_err("two bottoms");
+    assert!(err.to_string().contains("layer `conv_split` (type `Split`)"), "{err}");
+}
+
 // Bad input: each gets a diagnostic that says where.
 
 #[test]
@@ -239,10 +339,10 @@ fn a_syntax_error_gives_its_line_and_column() {
 
 #[test]
 fn an_unknown_layer_type_names_the_layer_and_lists_the_supported() {
-    let text = prototxt("lenet.prototxt").replace("type: \"ReLU\"", "type: \"PReLU\"");
-    let err = import(&text, None, "Net", &Options::default()).expect_err("PReLU");
+    let text = prototxt("lenet.prototxt").replace("type: \"ReLU\"", "type: \"ELU\"");
+    let err = import(&text, None, "Net", &Options::default()).expect_err("ELU");
     let message = err.to_string();
-    for part in ["layer `relu1`", "type `PReLU`", "supported layers:", "Convolution", "BatchNorm"] {
+    for part in ["layer `relu1`", "type `ELU`", "supported layers:", "Convolution", "PReLU", "Split"] {
         assert!(message.contains(part), "{part} missing from: {message}");
     }
 }

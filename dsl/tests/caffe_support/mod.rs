@@ -82,16 +82,20 @@ fn packed_floats(out: &mut Vec<u8>, field: u32, values: &[f32]) {
     bytes_field(out, field, &data);
 }
 
-/// `BlobProto` with a `BlobShape` (field 7) and packed data (field 5).
+/// `BlobProto` with a `BlobShape` (field 7) and packed data (field 5). A
+/// blob of no axes has no shape field, as Caffe's `Blob::ToProto` writes
+/// it (it sets the shape only by adding dims).
 fn blob_proto(blob: &Blob) -> Vec<u8> {
-    let mut shape = Vec::new();
-    let mut dims = Vec::new();
-    for &d in &blob.shape {
-        varint(&mut dims, d as u64);
-    }
-    bytes_field(&mut shape, 1, &dims);
     let mut out = Vec::new();
-    bytes_field(&mut out, 7, &shape);
+    if !blob.shape.is_empty() {
+        let mut shape = Vec::new();
+        let mut dims = Vec::new();
+        for &d in &blob.shape {
+            varint(&mut dims, d as u64);
+        }
+        bytes_field(&mut shape, 1, &dims);
+        bytes_field(&mut out, 7, &shape);
+    }
     packed_floats(&mut out, 5, &blob.values);
     out
 }
@@ -374,6 +378,26 @@ pub fn inner_product(x: &T, weight: &Blob, bias: Option<&Blob>, transpose: bool)
 
 pub fn relu(x: &T, slope: f64) -> T {
     x.map(|v| if v > 0.0 { v } else { slope * v })
+}
+
+/// Caffe's PReLU: `max(0, x) + a·min(0, x)`, with `a` the channel's
+/// slope, or the one slope of a `channel_shared` layer (a blob of no
+/// axes, one value).
+pub fn prelu(x: &T, slopes: &Blob) -> T {
+    let plane = x.h * x.w;
+    let shared = slopes.shape.is_empty();
+    assert!(shared || slopes.shape == [x.c], "one slope per channel");
+    let mut out = x.clone();
+    for (i, cell) in out.v.iter_mut().enumerate() {
+        let a = f64::from(slopes.values[if shared { 0 } else { i / plane }]);
+        *cell = cell.max(0.0) + a * cell.min(0.0);
+    }
+    out
+}
+
+/// Caffe's Split: each of its `tops` is a copy of its bottom.
+pub fn split(x: &T, tops: usize) -> Vec<T> {
+    vec![x.clone(); tops]
 }
 
 pub fn sigmoid(x: &T) -> T {

@@ -153,6 +153,7 @@ pub(crate) fn map_layer(
             };
             same_shape(ctx, values, em, stage)?
         }
+        "PReLU" => prelu(ctx, values, em)?,
         "Sigmoid" => same_shape(ctx, values, em, "sigmoid".into())?,
         "TanH" => same_shape(ctx, values, em, "tanh".into())?,
         "LRN" => lrn(ctx, values, em)?,
@@ -167,6 +168,7 @@ pub(crate) fn map_layer(
         "SoftmaxWithLoss" => return softmax_with_loss(ctx, values).map(Some),
         "Concat" => concat(ctx, values, em)?,
         "Eltwise" => eltwise(ctx, values, em)?,
+        "Split" => return split(ctx, values).map(|()| None),
         "Flatten" => flatten(ctx, values, em)?,
         "BatchNorm" => {
             let (key, value) = batch_norm(ctx, values, em, absorbed)?;
@@ -597,6 +599,66 @@ fn lrn(ctx: &Ctx<'_, '_>, values: &Values, em: &mut Emitter) -> Result<Value, Ca
     );
     let shape = x.onnx.clone();
     reshaping(ctx, em, &x, stage, shape)
+}
+
+/// Caffe's PReLU: a learned slope per channel (axis 1), or one for all
+/// with `channel_shared`; its one blob is the slopes, of shape `[C]`, or
+/// `[]` when shared. Without a caffemodel the slopes start from the
+/// layer's filler, which `prelu`'s `init` can be only when it is constant.
+fn prelu(ctx: &Ctx<'_, '_>, values: &Values, em: &mut Emitter) -> Result<Value, CaffeError> {
+    let p = ctx.param("prelu_param");
+    let x = layout(em, ctx.tensor(values, 0)?);
+    let shared = p.bool("channel_shared");
+    let slopes = if shared { 1 } else { x.onnx[1] };
+    let blob_shape = if shared { vec![] } else { vec![slopes] };
+    let blobs = ctx.weights(ctx.layer(), std::slice::from_ref(&blob_shape))?;
+    // Caffe's default filler is the constant 0.25, `prelu`'s default init.
+    let mut init = 0.25;
+    if p.has("filler") {
+        let filler = p.msg("filler");
+        match filler.string("type").as_str() {
+            "constant" if filler.f32("value").is_finite() => init = filler.f32("value"),
+            other if blobs.is_none() => {
+                return Err(ctx.unsupported(format!(
+                    "a `{other}` filler of value {} for its slopes; without a caffemodel they \
+                     start from `prelu`'s `init`, one finite constant",
+                    filler.f32("value")
+                )))
+            }
+            _ => {}
+        }
+    }
+    let name = em.layer_name(&crate::import::onnx::emit::sanitise(&ctx.layer().name));
+    push_weights(em, &name, &["weight"], &[vec![slopes]], blobs);
+    let mut args = Vec::new();
+    if !shared {
+        args.push(slopes.to_string());
+    }
+    if init != 0.25 {
+        args.push(format!("init: {}", num(init)));
+    }
+    let stage = if args.is_empty() {
+        format!("prelu as {name}")
+    } else {
+        format!("prelu({}) as {name}", args.join(", "))
+    };
+    let shape = x.onnx.clone();
+    reshaping(ctx, em, &x, stage, shape)
+}
+
+/// Caffe's Split: its tops are its bottom, under other names. The plan
+/// already reads them as the bottom; they are recorded for the blobs
+/// nothing reads, which are the net's outputs.
+fn split(ctx: &Ctx<'_, '_>, values: &mut Values) -> Result<(), CaffeError> {
+    let count = ctx.plan.bottoms[ctx.index].len();
+    if count != 1 {
+        return Err(ctx.unsupported(format!("it has {count} bottoms; a Split copies one")));
+    }
+    let value = ctx.bottom(values, 0)?.clone();
+    for key in &ctx.plan.tops[ctx.index] {
+        values.insert(key.clone(), value.clone());
+    }
+    Ok(())
 }
 
 /// A Caffe axis, negative ones counted from the end, as an index.

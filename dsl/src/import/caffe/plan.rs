@@ -1,15 +1,18 @@
 //! The data flow of a Caffe net before any layer is mapped: each write of
 //! a blob becomes a value of its own (so in-place layers, whose `top` is
 //! their `bottom`, read the version before them), and each value's uses
-//! are counted, which the emitter needs to chain or bind it.
+//! are counted, which the emitter needs to chain or bind it. A Split's
+//! tops are the tensor of its bottom under new names: a read of one is a
+//! read of that tensor.
 
 use super::proto::{Layer, Msg};
 use super::CaffeError;
 use crate::import::onnx::emit::sanitise;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 /// Layer types with parameters, named in the `.net` after their layer.
-const WITH_PARAMETERS: &[&str] = &["Convolution", "Deconvolution", "InnerProduct", "BatchNorm"];
+const WITH_PARAMETERS: &[&str] =
+    &["Convolution", "Deconvolution", "InnerProduct", "BatchNorm", "PReLU"];
 
 /// Layers that are dropped: they score the network, nothing reads them.
 pub(crate) const DROPPED: &[&str] = &["Accuracy"];
@@ -19,10 +22,11 @@ pub(crate) struct Plan {
     /// The net's own inputs (`input` with `input_shape` or `input_dim`):
     /// value and shape, batch first.
     pub net_inputs: Vec<(String, Vec<usize>)>,
-    /// Per layer, the values it reads and writes.
+    /// Per layer, the values it reads and writes. A bottom that is a
+    /// Split's top is the Split's bottom.
     pub bottoms: Vec<Vec<String>>,
     pub tops: Vec<Vec<String>>,
-    /// Reads of each value.
+    /// Reads of each value, those through Splits included.
     pub uses: HashMap<String, usize>,
     /// Values written and never read, in the order written.
     pub unread: Vec<String>,
@@ -35,6 +39,11 @@ impl Plan {
         let mut current: HashMap<String, String> = HashMap::new();
         let mut writes: HashMap<String, usize> = HashMap::new();
         let mut written = Vec::new();
+        // A Split's tops and the value each stands for; the values read.
+        let mut split_of: HashMap<String, String> = HashMap::new();
+        let mut read: HashSet<String> = HashSet::new();
+        // Values whose memory a Split shares: its bottom and its tops.
+        let mut shared: HashSet<String> = HashSet::new();
         for (name, _) in &net_inputs {
             current.insert(name.clone(), name.clone());
             writes.insert(name.clone(), 1);
@@ -50,25 +59,51 @@ impl Plan {
         };
         for layer in layers {
             let dropped = DROPPED.contains(&layer.kind.as_str());
+            let splits = layer.kind == "Split" && layer.bottoms.len() == 1;
             let mut bottoms = Vec::new();
             for blob in &layer.bottoms {
-                let key = current.get(blob).cloned().ok_or_else(|| {
+                let read_key = current.get(blob).cloned().ok_or_else(|| {
                     CaffeError::Net(format!(
                         "layer `{}` reads blob `{blob}`, which no layer before it writes",
                         layer.name
                     ))
                 })?;
+                let key = split_of.get(&read_key).cloned().unwrap_or_else(|| read_key.clone());
                 if !dropped {
-                    *plan.uses.entry(key.clone()).or_default() += 1;
+                    read.insert(read_key);
+                    // The Split's own read is counted as the reads of its tops.
+                    if !splits {
+                        *plan.uses.entry(key.clone()).or_default() += 1;
+                    }
                 }
                 bottoms.push(key);
             }
+            if splits {
+                shared.insert(bottoms[0].clone());
+            }
             let mut tops = Vec::new();
             for blob in &layer.tops {
+                // A Split's first top may be its bottom: the same memory.
+                let in_place =
+                    current.get(blob).filter(|_| !splits && layer.bottoms.contains(blob));
+                if in_place.is_some_and(|key| shared.contains(key)) {
+                    return Err(CaffeError::Unsupported {
+                        layer: layer.name.clone(),
+                        kind: layer.kind.clone(),
+                        reason: format!(
+                            "it writes in place to `{blob}`, whose memory a Split shares with \
+                             its other tops (Caffe would change them too)"
+                        ),
+                    });
+                }
                 let count = writes.entry(blob.clone()).or_default();
                 let key = if *count == 0 { blob.clone() } else { format!("{blob}#{count}") };
                 *count += 1;
                 current.insert(blob.clone(), key.clone());
+                if splits {
+                    split_of.insert(key.clone(), bottoms[0].clone());
+                    shared.insert(key.clone());
+                }
                 if !dropped && layer.kind != "SoftmaxWithLoss" {
                     written.push(key.clone());
                 }
@@ -80,7 +115,7 @@ impl Plan {
             plan.bottoms.push(bottoms);
             plan.tops.push(tops);
         }
-        plan.unread = written.into_iter().filter(|k| !plan.uses.contains_key(k)).collect();
+        plan.unread = written.into_iter().filter(|k| !read.contains(k)).collect();
         Ok(plan)
     }
 

@@ -288,11 +288,16 @@ pub(crate) struct Blob {
 
 impl Blob {
     fn read(m: &Msg<'_>) -> Blob {
+        let legacy_fields = ["num", "channels", "height", "width"];
         let (shape, legacy) = if m.has("shape") {
             let dims = m.msg("shape").i64s("dim");
             (dims.iter().map(|&d| usize::try_from(d).unwrap_or(usize::MAX)).collect(), false)
+        } else if !legacy_fields.iter().any(|f| m.has(f)) {
+            // A blob of no axes (one value, as a shared PReLU slope):
+            // Caffe writes an empty shape as no shape at all.
+            (Vec::new(), false)
         } else {
-            let dims = ["num", "channels", "height", "width"].map(|f| m.i32(f));
+            let dims = legacy_fields.map(|f| m.i32(f));
             (dims.iter().map(|&d| usize::try_from(d).unwrap_or(usize::MAX)).collect(), true)
         };
         let mut values = m.f32s("data");

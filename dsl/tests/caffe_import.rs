@@ -290,6 +290,10 @@ fn prelu_slopes_start_from_a_constant_filler_or_come_from_the_caffemodel() {
     for part in ["layer `prelu_ip`", "type `PReLU`", "`gaussian` filler"] {
         assert!(message.contains(part), "{part} missing from: {message}");
     }
+    let infinite = text.replace("value: 0.1 }", "value: inf }");
+    assert_ne!(infinite, text);
+    let err = import(&infinite, None, "Net", &Options::default()).expect_err("inf");
+    assert!(err.to_string().contains("a constant filler of inf"), "{err}");
     let with_model = import(&gaussian, Some(&model), "Net", &Options::default()).expect("import");
     assert!(with_model.source.contains("prelu as prelu_ip"), "{}", with_model.source);
     // A shared slope is a blob of no axes in Caffe; one of shape [1] is not it.
@@ -297,7 +301,10 @@ fn prelu_slopes_start_from_a_constant_filler_or_come_from_the_caffemodel() {
     wrong.get_mut("prelu_ip").expect("prelu_ip")[0].shape = vec![1];
     let model = caffe_ref::caffemodel("EveryLayer", &nets::layers(&wrong, &nets::EVERY_LAYER));
     let err = import(&text, Some(&model), "Net", &Options::default()).expect_err("shape [1]");
-    assert!(err.to_string().contains("caffemodel: layer `prelu_ip`: blob 0 has the shape [1]"), "{err}");
+    assert!(
+        err.to_string().contains("caffemodel: layer `prelu_ip`: blob 0 has the shape [1]"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -315,11 +322,24 @@ fn split_tops_that_alias_or_go_unread_are_errors_naming_them() {
         message.contains("layer `relu`") && message.contains("in place to `conv_split_0`"),
         "{message}"
     );
+    // So would one on the Split's bottom.
+    let on_bottom = text.replacen(
+        "bottom: \"conv_split_0\"\n  top: \"positive\"",
+        "bottom: \"conv\"\n  top: \"conv\"",
+        1,
+    );
+    assert_ne!(on_bottom, text);
+    let err = import(&on_bottom, None, "Net", &Options::default()).expect_err("in place");
+    assert!(err.to_string().contains("in place to `conv`, which shares its memory"), "{err}");
     // A top nothing reads is one more output of the net.
     let unread = text.replacen("bottom: \"conv_split_2\"", "bottom: \"conv_split_0\"", 1);
     let err = import(&unread, None, "Net", &Options::default()).expect_err("unread top");
     assert!(err.to_string().contains("`conv_split_2`, `prob`"), "{err}");
-    let two_bottoms = text.replacen("bottom: \"conv\"\n  top: \"conv_split_0\"", "bottom: \"conv\"\n  bottom: \"data\"\n  top: \"conv_split_0\"", 1);
+    let two_bottoms = text.replacen(
+        "bottom: \"conv\"\n  top: \"conv_split_0\"",
+        "bottom: \"conv\"\n  bottom: \"data\"\n  top: \"conv_split_0\"",
+        1,
+    );
     assert_ne!(two_bottoms, text);
     let err = import(&two_bottoms, None, "Net", &Options::default()).expect_err("two bottoms");
     assert!(err.to_string().contains("layer `conv_split` (type `Split`)"), "{err}");
@@ -342,7 +362,9 @@ fn an_unknown_layer_type_names_the_layer_and_lists_the_supported() {
     let text = prototxt("lenet.prototxt").replace("type: \"ReLU\"", "type: \"ELU\"");
     let err = import(&text, None, "Net", &Options::default()).expect_err("ELU");
     let message = err.to_string();
-    for part in ["layer `relu1`", "type `ELU`", "supported layers:", "Convolution", "PReLU", "Split"] {
+    for part in
+        ["layer `relu1`", "type `ELU`", "supported layers:", "Convolution", "PReLU", "Split"]
+    {
         assert!(message.contains(part), "{part} missing from: {message}");
     }
 }

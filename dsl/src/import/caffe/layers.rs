@@ -616,16 +616,19 @@ fn prelu(ctx: &Ctx<'_, '_>, values: &Values, em: &mut Emitter) -> Result<Value, 
     let mut init = 0.25;
     if p.has("filler") {
         let filler = p.msg("filler");
-        match filler.string("type").as_str() {
-            "constant" if filler.f32("value").is_finite() => init = filler.f32("value"),
-            other if blobs.is_none() => {
-                return Err(ctx.unsupported(format!(
-                    "a `{other}` filler of value {} for its slopes; without a caffemodel they \
-                     start from `prelu`'s `init`, one finite constant",
-                    filler.f32("value")
-                )))
-            }
-            _ => {}
+        let (kind, value) = (filler.string("type"), filler.f32("value"));
+        if kind == "constant" && value.is_finite() {
+            init = value;
+        } else if blobs.is_none() {
+            let filler = if kind == "constant" {
+                format!("a constant filler of {value}")
+            } else {
+                format!("a `{kind}` filler")
+            };
+            return Err(ctx.unsupported(format!(
+                "{filler} for its slopes; without a caffemodel they start from `prelu`'s \
+                 `init`, one finite constant"
+            )));
         }
     }
     let name = em.layer_name(&crate::import::onnx::emit::sanitise(&ctx.layer().name));

@@ -91,8 +91,8 @@ impl Plan {
                         layer: layer.name.clone(),
                         kind: layer.kind.clone(),
                         reason: format!(
-                            "it writes in place to `{blob}`, whose memory a Split shares with \
-                             its other tops (Caffe would change them too)"
+                            "it writes in place to `{blob}`, which shares its memory with a \
+                             Split's bottom and tops (Caffe would change them all)"
                         ),
                     });
                 }

@@ -9,20 +9,28 @@ imported by `netc import`. Per model it prints, with pass or fail:
   onnxruntime on netc's own re-export of the import (the round trip);
 - one training step, train mode (batch norm on batch statistics,
   dropout at p = 0 so that masks cannot differ): the model exported in
-  training mode, imported with `--loss cross_entropy`, and stepped once by
-  `netc run --train-steps 1` (plain SGD) against PyTorch's step on the
-  same weights, batch and labels: the loss, and for every parameter and
-  running statistic the worst difference of its change relative to the
-  largest change (PyTorch's), within 1e-4.
+  training mode, imported with `--loss cross-entropy`, and stepped once by
+  `netc run --train-steps 1` (plain SGD) from PyTorch's own state_dict
+  against PyTorch's step on the same batch and labels: the loss within
+  1e-5; the parameters and running statistics after the step, relative to
+  each tensor's largest, are printed. The step's change is ill-conditioned
+  in float32 (batch norm's backward sums tens of thousands of terms to
+  nearly nothing), so PyTorch's own float32 step is up to about 1e-2 from
+  its float64 step: the change is measured against the float64 one, and
+  netc's distance (the L2 norm of the difference over every parameter,
+  relative to the change's) must be at most twice PyTorch's float32
+  distance.
 
 Run from the repository root, with a release build of netc:
     cargo build --release -p netc-cli
     /work/venv/bin/python bench/peers/onnx_parity.py [--netc target/release/netc] [models...]
 """
 import argparse
+import copy
 import os
 import subprocess
 import tempfile
+import warnings
 
 import numpy as np
 import onnxruntime as ort
@@ -103,47 +111,67 @@ def training_step(netc, name, model, tmp, batch=4, lr=0.01):
     for m in model.modules():
         if isinstance(m, torch.nn.Dropout):
             m.p = 0.0
+    # Tracing in training mode updates batch norm's running statistics:
+    # every export and both steps start from this state.
+    start = {k: v.detach().clone() for k, v in model.state_dict().items()}
     model.eval()
     onnx_eval = os.path.join(tmp, name + ".eval.onnx")
     x = torch.randn(batch, 3, 224, 224, generator=torch.Generator().manual_seed(1))
     labels = torch.randint(0, 1000, (batch,), generator=torch.Generator().manual_seed(2))
-    export(model, x[:1], onnx_eval)
+    export(model, x, onnx_eval)
     model.train()
     onnx_train = os.path.join(tmp, name + ".train.onnx")
-    export(model, x[:1], onnx_train)
+    export(model, x, onnx_train)
+    model.load_state_dict(start)
     net = os.path.join(tmp, name + "_train.net")
     run(netc, "import", onnx_train, "-o", net, "--loss", "cross-entropy")
-    weights = os.path.join(tmp, name + "_train.safetensors")
+    # PyTorch's own state_dict, which loads strictly: the import kept its
+    # names.
+    weights = os.path.join(tmp, name + ".start.safetensors")
+    save_file({k: v.numpy() for k, v in start.items() if not k.endswith("num_batches_tracked")}, weights)
     inputs = os.path.join(tmp, name + ".inputs.safetensors")
     save_file({"input": x.numpy(), "labels": labels.numpy()}, inputs)
     out = os.path.join(tmp, name + ".out.safetensors")
     after = os.path.join(tmp, name + ".after.safetensors")
     run(netc, "run", net, "--weights", weights, "--inputs", inputs, "-o", out,
         "--train-steps", "1", "--optimizer", "sgd", "--lr", lr, "--save", after)
-    got = load_file(out)
-    compiled = relative(got["output"], ort_run(onnx_eval, x.numpy()))
+    got_out = load_file(out)
+    compiled = relative(got_out["output"], ort_run(onnx_eval, x.numpy()))
 
-    before = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    opt = torch.optim.SGD(model.parameters(), lr=lr)
-    opt.zero_grad()
-    loss = torch.nn.functional.cross_entropy(model(x), labels)
-    loss.backward()
-    opt.step()
+    # PyTorch's step in float32, and in float64 as the truth both are
+    # measured against.
+    truth_model = copy.deepcopy(model).double()
+    stepped = {}
+    for m, xs in ((model, x), (truth_model, x.double())):
+        opt = torch.optim.SGD(m.parameters(), lr=lr)
+        opt.zero_grad()
+        loss = torch.nn.functional.cross_entropy(m(xs), labels)
+        loss.backward()
+        opt.step()
+        stepped[m is model] = (loss.item(), m.state_dict())
+    (loss32, torch_after), (_, truth_after) = stepped[True], stepped[False]
     netc_after = load_file(after)
-    worst, worst_name = 0.0, ""
-    for key, old in before.items():
+    worst_param, worst_name, squares = 0.0, "", {"netc": 0.0, "torch": 0.0, "truth": 0.0}
+    for key, old in start.items():
         if key.endswith("num_batches_tracked"):
             continue
-        want = (model.state_dict()[key] - old).numpy()
-        got_change = netc_after[key] - old.numpy()
-        d = float(np.abs(got_change - want).max() / max(np.abs(want).max(), 1e-12))
-        if d > worst:
-            worst, worst_name = d, key
+        got, want = netc_after[key].astype(np.float64), torch_after[key].double().numpy()
+        d = float(np.abs(got - want).max() / max(np.abs(want).max(), 1e-12))
+        if d > worst_param:
+            worst_param, worst_name = d, key
+        if "running_" in key:
+            continue
+        change = truth_after[key].numpy() - old.double().numpy()
+        squares["netc"] += float(((got - old.double().numpy() - change) ** 2).sum())
+        squares["torch"] += float(((want - old.double().numpy() - change) ** 2).sum())
+        squares["truth"] += float((change ** 2).sum())
     return {
         "compiled": compiled,
-        "loss": abs(float(got["loss"][0]) - loss.item()) / abs(loss.item()),
-        "update": worst,
-        "update tensor": worst_name,
+        "loss": abs(float(got_out["loss"][0]) - loss32) / abs(loss32),
+        "params": worst_param,
+        "params tensor": worst_name,
+        "update netc": (squares["netc"] / squares["truth"]) ** 0.5,
+        "update torch": (squares["torch"] / squares["truth"]) ** 0.5,
     }
 
 
@@ -157,6 +185,7 @@ def parity(netc, name, tmp):
 
 
 def main():
+    warnings.filterwarnings("ignore")
     parser = argparse.ArgumentParser()
     parser.add_argument("--netc", default=os.path.join(ROOT, "target", "release", "netc"))
     parser.add_argument("models", nargs="*")
@@ -167,14 +196,19 @@ def main():
         for name in names:
             r = parity(args.netc, name, tmp)
             inference_ok = max(r["interpreter"], r["compiled"], r["round trip"]) < 1e-5
-            ok = inference_ok and max(r["loss"], r["update"]) < 1e-4
+            # PyTorch's own float32 step is as far from the float64 one:
+            # netc's may be up to twice as far.
+            step_ok = r["loss"] < 1e-5 and r["update netc"] <= 2 * r["update torch"] + 1e-6
+            ok = inference_ok and step_ok
             passed += ok
             print(
                 f"{name:15s} {'pass' if ok else 'FAIL'}  vs onnxruntime: interpreter "
                 f"{r['interpreter']:.2e}, compiled {r['compiled']:.2e}, netc's re-export "
                 f"{r['round trip']:.2e} (logits' spread {r['spread']:.2e});  one SGD step vs "
-                f"PyTorch: loss {r['loss']:.2e}, worst update {r['update']:.2e} "
-                f"({r['update tensor']})",
+                f"PyTorch: loss {r['loss']:.2e}, parameters after it {r['params']:.2e} "
+                f"({r['params tensor']}); the "
+                f"step's change against float64's: netc {r['update netc']:.2e}, PyTorch "
+                f"float32 {r['update torch']:.2e}",
                 flush=True,
             )
     print(f"{passed} of {len(names)} pass")

@@ -98,6 +98,53 @@ fn breadth_imports_each_op_as_its_layer() {
     }
 }
 
+/// ResNet-20 for CIFAR-10 (He et al. 2016), the architecture of
+/// cli/models/resnet20.net in PyTorch: its projection shortcuts import as
+/// 1x1 convs and batch norms beside the blocks, its residuals as `add`.
+#[test]
+fn resnet20_matches_onnxruntime() {
+    assert!(worst_difference("resnet20_cifar") < 1e-5);
+}
+
+#[test]
+fn resnet20_has_the_parameters_of_the_zoo_model() {
+    let bytes = std::fs::read(fixture("resnet20_cifar.onnx")).expect("fixture");
+    let imported = import(&bytes, "ResNet20").expect("import");
+    let checked = netc_dsl::check_source("imported.net", &imported.source).expect("checks");
+    let zoo_path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../cli/models/resnet20.net");
+    let zoo_source = std::fs::read_to_string(zoo_path).expect("the zoo model");
+    let zoo = netc_dsl::check_source("resnet20.net", &zoo_source).expect("checks");
+    let params = checked.graphs[0].total_params();
+    assert_eq!(params, zoo.graphs[0].total_params());
+    assert_eq!(params, 272_474);
+    for stage in [
+        "conv2d(32, kernel: 1, stride: 2, bias: false) as layer2.0.downsample.0",
+        "batch_norm as layer3.0.downsample.1",
+        "dense(10) as fc",
+    ] {
+        assert!(imported.source.contains(stage), "{stage} missing from:\n{}", imported.source);
+    }
+}
+
+/// PyTorch exports `LocalResponseNorm` as a decomposition (Mul, Reshape,
+/// Pad, AveragePool, an If, Reshape, Mul, Add, Pow, Div), which imports as
+/// `lrn`; the second of the fixture's has an even size.
+#[test]
+fn lrn_cnn_matches_onnxruntime() {
+    assert!(worst_difference("lrn_cnn") < 1e-5);
+    let bytes = std::fs::read(fixture("lrn_cnn.onnx")).expect("fixture");
+    let source = import(&bytes, "LrnCnn").expect("import").source;
+    for stage in [
+        "-> lrn(5, alpha: 0.1, beta: 0.75, k: 2.0)\n",
+        "-> lrn(4, alpha: 0.05, beta: 0.5, k: 1.0)\n",
+    ] {
+        assert!(source.contains(stage), "{stage} missing from:\n{source}");
+    }
+    for gone in ["mul(", "reshape", "avg_pool", "pow", "t = "] {
+        assert!(!source.contains(gone), "{gone} left in:\n{source}");
+    }
+}
+
 /// Exported in training mode, batch norm imports as `batch_norm`, which
 /// normalises by the batch's statistics in training, as onnxruntime does.
 #[test]

@@ -52,19 +52,15 @@ fn pick(data: &Const, picked: &[Vec<usize>]) -> Vec<f64> {
     let strides = strides(&data.dims);
     let mut offsets = vec![0usize];
     for (axis_picks, stride) in picked.iter().zip(&strides) {
-        offsets = offsets
-            .iter()
-            .flat_map(|&o| axis_picks.iter().map(move |&p| o + p * stride))
-            .collect();
+        offsets =
+            offsets.iter().flat_map(|&o| axis_picks.iter().map(move |&p| o + p * stride)).collect();
     }
     offsets.iter().map(|&o| data.values[o]).collect()
 }
 
-/// Slice (opset 10 and later: starts, ends, axes and steps as inputs).
+/// Slice of opset 10 and later, whose starts, ends, axes and steps are
+/// inputs (before, they were attributes, and input 1 is missing).
 pub(super) fn slice(ctx: &Ctx<'_>, values: &Values) -> Result<Const, ImportError> {
-    if ctx.opset < 10 {
-        return Err(ctx.unsupported("a Slice of attributes (before opset 10)"));
-    }
     let data = ctx.konst(values, 0)?;
     let ints = |c: Const| c.values.iter().map(|&v| v as i64).collect::<Vec<i64>>();
     let starts = ints(ctx.konst(values, 1)?);

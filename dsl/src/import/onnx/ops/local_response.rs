@@ -72,7 +72,12 @@ impl<'g> Walk<'_, 'g> {
         }
         let after = self.members.last().copied().unwrap_or(self.ctx.index);
         let graph: &'g Graph = self.ctx.graph;
-        graph.node.iter().enumerate().skip(after + 1).find(|(_, n)| n.input.iter().any(|i| i == name))
+        graph
+            .node
+            .iter()
+            .enumerate()
+            .skip(after + 1)
+            .find(|(_, n)| n.input.iter().any(|i| i == name))
     }
 
     /// [`Walk::next`] of op `op_type`, taken as a member, or an error
@@ -88,7 +93,10 @@ impl<'g> Walk<'_, 'g> {
                 let what = found.map_or("more than one node, or none".to_string(), |(_, n)| {
                     format!("a `{}`", n.op_type)
                 });
-                Err(self.fault(from, format!("its output goes to {what} where a {op_type} is due")))
+                Err(self.fault(
+                    from,
+                    format!("its output goes to {what} where the pattern has {op_type}"),
+                ))
             }
         }
     }
@@ -159,8 +167,14 @@ pub(super) fn recognise(
 ) -> Result<Option<(Value, String)>, ImportError> {
     let Some(Value::Tensor(x)) = values.get(&ctx.node.input[0]) else { return Ok(None) };
     let x = x.clone();
-    let mut walk =
-        Walk { ctx, values, em, members: Vec::new(), evaluated: Vec::new(), budget: EVALUATION_BUDGET };
+    let mut walk = Walk {
+        ctx,
+        values,
+        em,
+        members: Vec::new(),
+        evaluated: Vec::new(),
+        budget: EVALUATION_BUDGET,
+    };
     let Some((i_view, view)) = walk.next(out(ctx.node)).filter(|(_, n)| n.op_type == "Reshape")
     else {
         return Ok(None);
@@ -216,7 +230,8 @@ pub(super) fn recognise(
     }
     // The stage reads `x` once where the Mul reads it twice and the Div
     // once, and the Shapes sizing the Reshapes are gone.
-    let sized = arithmetic.iter().filter(|&&j| ctx.graph.node[j].input.first() == ctx.node.input.first());
+    let sized =
+        arithmetic.iter().filter(|&&j| ctx.graph.node[j].input.first() == ctx.node.input.first());
     em.drop_uses(&x, 2 + sized.count());
     let stage = format!(
         "lrn({size}, alpha: {}, beta: {}, k: {})",
@@ -239,7 +254,8 @@ fn arithmetic_of(walk: &Walk<'_, '_>) -> Vec<usize> {
     kept.sort_unstable();
     kept.dedup();
     loop {
-        let inside = |k: usize| k == walk.ctx.index || walk.members.contains(&k) || kept.contains(&k);
+        let inside =
+            |k: usize| k == walk.ctx.index || walk.members.contains(&k) || kept.contains(&k);
         let only_inside = |j: &usize| {
             let name = out(&nodes[*j]);
             let reads: usize = nodes
@@ -260,9 +276,14 @@ fn arithmetic_of(walk: &Walk<'_, '_>) -> Vec<usize> {
 
 /// The Pad's zeros before and after the channels (axis 2 of the 5-d view),
 /// the only axis it may pad.
-fn channel_pads(walk: &mut Walk<'_, '_>, i_pad: usize, pad: &Node) -> Result<(usize, usize), ImportError> {
+fn channel_pads(
+    walk: &mut Walk<'_, '_>,
+    i_pad: usize,
+    pad: &Node,
+) -> Result<(usize, usize), ImportError> {
     let at = walk.at(i_pad);
-    let mode = at.attr("mode").map_or("constant".into(), |a| String::from_utf8_lossy(&a.s).into_owned());
+    let mode =
+        at.attr("mode").map_or("constant".into(), |a| String::from_utf8_lossy(&a.s).into_owned());
     if mode != "constant" {
         return Err(walk.fault(i_pad, format!("its mode is {mode}, not constant")));
     }
@@ -297,7 +318,9 @@ fn window(walk: &Walk<'_, '_>, i_pool: usize) -> Result<usize, ImportError> {
     let zeros = at.ints("pads").is_none_or(|v| v.iter().all(|&p| p == 0));
     let auto_pad = at.attr("auto_pad").is_none_or(|a| a.s.is_empty() || a.s == b"NOTSET");
     match at.ints("kernel_shape") {
-        Some(&[size, 1, 1]) if size >= 1 && ones("strides") && ones("dilations") && zeros && auto_pad => {
+        Some(&[size, 1, 1])
+            if size >= 1 && ones("strides") && ones("dilations") && zeros && auto_pad =>
+        {
             Ok(size as usize)
         }
         kernel => Err(walk.fault(
@@ -317,9 +340,10 @@ fn unpool(walk: &mut Walk<'_, '_>, i_pool: usize) -> Result<usize, ImportError> 
     let graph = walk.ctx.graph;
     let pooled = out(&graph.node[i_pool]);
     let branch_reads = |n: &Node| {
-        n.attribute.iter().filter_map(|a| a.g.as_deref()).any(|g| {
-            g.node.iter().any(|m| m.input.iter().any(|i| i == pooled))
-        })
+        n.attribute
+            .iter()
+            .filter_map(|a| a.g.as_deref())
+            .any(|g| g.node.iter().any(|m| m.input.iter().any(|i| i == pooled)))
     };
     let Some((i_if, cond)) = graph
         .node
@@ -351,9 +375,14 @@ fn unpool(walk: &mut Walk<'_, '_>, i_pool: usize) -> Result<usize, ImportError> 
         if matches!(walk.values.get(&name), Some(Value::Const(_))) {
             continue;
         }
-        let found = graph.node.iter().enumerate().take(i_if).skip(i_pool + 1).find(|(_, n)| out(n) == name);
-        let Some((j, n)) = found.filter(|(_, n)| CONDITION_OPS.contains(&n.op_type.as_str())) else {
-            return Err(walk.fault(i_if, format!("its condition's `{name}` is not the pooled tensor's shape")));
+        let found =
+            graph.node.iter().enumerate().take(i_if).skip(i_pool + 1).find(|(_, n)| out(n) == name);
+        let Some((j, n)) = found.filter(|(_, n)| CONDITION_OPS.contains(&n.op_type.as_str()))
+        else {
+            return Err(walk.fault(
+                i_if,
+                format!("its condition `{name}` is not computed from the pooled tensor's shape"),
+            ));
         };
         if walk.em.uses_of(&name) != 1 {
             return Err(walk.fault(j, "its output is used beside the If's condition".into()));

@@ -53,6 +53,8 @@ fn main() {
         // ONNX files, imported at build time with their weights embedded.
         "onnx/small_cnn.onnx".to_string(),
         "onnx/breadth.onnx".to_string(),
+        "onnx/resnet20_cifar.onnx".to_string(),
+        "onnx/lrn_cnn.onnx".to_string(),
     ]);
     // A network with weights in its code, as a user ships a trained model.
     let embedded = netc_dsl::Builder::new()

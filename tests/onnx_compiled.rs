@@ -5,6 +5,8 @@
 
 use netc::runtime::weights::WeightsFile;
 use netc_tests::nets::breadth::Breadth;
+use netc_tests::nets::lrn_cnn::LrnCnn;
+use netc_tests::nets::resnet20_cifar::Resnet20Cifar;
 use netc_tests::nets::small_cnn::SmallCnn;
 use std::path::PathBuf;
 
@@ -47,4 +49,24 @@ fn breadth_compiled_from_onnx_matches_onnxruntime() {
     let mut y = vec![0f32; want.len()];
     model.forward_flat(&x, &mut y).expect("forward");
     assert!(worst("breadth", &y, &want) < 1e-5);
+}
+
+/// ResNet-20 (PyTorch's export, batch norm in inference form).
+#[test]
+fn resnet20_compiled_from_onnx_matches_onnxruntime() {
+    let (x, want) = io("resnet20_cifar");
+    let model = Resnet20Cifar::embedded().expect("embedded weights");
+    let mut y = vec![0f32; want.len()];
+    model.forward_flat(&x, &mut y).expect("forward");
+    assert!(worst("resnet20_cifar", &y, &want) < 1e-5);
+}
+
+/// PyTorch's LocalResponseNorm decomposition, imported as `lrn`.
+#[test]
+fn lrn_cnn_compiled_from_onnx_matches_onnxruntime() {
+    let (x, want) = io("lrn_cnn");
+    let model = LrnCnn::embedded().expect("embedded weights");
+    let mut y = vec![0f32; want.len()];
+    model.forward_flat(&x, &mut y).expect("forward");
+    assert!(worst("lrn_cnn", &y, &want) < 1e-5);
 }

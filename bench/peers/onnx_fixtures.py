@@ -131,6 +131,71 @@ class BnTrain(nn.Module):
         return self.fc(torch.flatten(F.relu(self.bn(self.conv(x))), 1))
 
 
+class BasicBlock(nn.Module):
+    """Two 3x3 convs with batch norm; where the width or size changes, the
+    shortcut is a strided 1x1 conv and batch norm (He et al.'s option B),
+    as cli/models/resnet20.net has it."""
+
+    def __init__(self, c_in, c, stride=1):
+        super().__init__()
+        self.conv1 = nn.Conv2d(c_in, c, 3, stride=stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(c)
+        self.conv2 = nn.Conv2d(c, c, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(c)
+        self.downsample = None
+        if stride != 1 or c_in != c:
+            self.downsample = nn.Sequential(
+                nn.Conv2d(c_in, c, 1, stride=stride, bias=False), nn.BatchNorm2d(c)
+            )
+
+    def forward(self, x):
+        y = F.relu(self.bn1(self.conv1(x)))
+        y = self.bn2(self.conv2(y))
+        shortcut = x if self.downsample is None else self.downsample(x)
+        return F.relu(y + shortcut)
+
+
+class ResNet20(nn.Module):
+    """ResNet-20 for 32x32 CIFAR-10 images (He et al. 2016, section 4.2):
+    three stages of 3 basic blocks, 16, 32 and 64 channels."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 16, 3, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(16)
+        stages, c_in = [], 16
+        for c, stride in [(16, 1), (32, 2), (64, 2)]:
+            stages.append(nn.Sequential(BasicBlock(c_in, c, stride), BasicBlock(c, c), BasicBlock(c, c)))
+            c_in = c
+        self.layer1, self.layer2, self.layer3 = stages
+        self.fc = nn.Linear(64, 10)
+
+    def forward(self, x):
+        x = F.relu(self.bn1(self.conv1(x)))
+        x = self.layer3(self.layer2(self.layer1(x)))
+        return self.fc(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
+
+
+class LrnCnn(nn.Module):
+    """AlexNet's shape in small: conv, ReLU, LocalResponseNorm, max pool,
+    twice, then a classifier. PyTorch exports LocalResponseNorm as its
+    decomposition (Mul, Reshape, Pad, AveragePool, an If, Reshape, Mul,
+    Add, Pow, Div), not as an LRN node; the second has an even size."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 8, 3, padding=1)
+        self.lrn1 = nn.LocalResponseNorm(5, alpha=0.1, beta=0.75, k=2.0)
+        self.conv2 = nn.Conv2d(8, 12, 3, padding=1)
+        self.lrn2 = nn.LocalResponseNorm(4, alpha=0.05, beta=0.5, k=1.0)
+        self.fc = nn.Linear(12 * 3 * 3, 10)
+
+    def forward(self, x):
+        x = F.max_pool2d(self.lrn1(F.relu(self.conv1(x))), 3, stride=2)
+        x = F.max_pool2d(self.lrn2(F.relu(self.conv2(x))), 3, stride=2)
+        return self.fc(torch.flatten(x, 1))
+
+
 def randomise_bn(model, gen):
     """Makes batch norm's running statistics and affine terms non-trivial,
     so that the test sees them."""
@@ -189,6 +254,8 @@ def main():
     write("small_cnn", SmallCnn(), (2, 3, 15, 15), gen)
     write("breadth", Breadth(), (2, 3, 4, 4), gen)
     write("bn_train", BnTrain(), (4, 2, 6, 6), gen, train=True)
+    write("resnet20_cifar", ResNet20(), (2, 3, 32, 32), gen)
+    write("lrn_cnn", LrnCnn(), (2, 3, 15, 15), gen)
     write_unsupported()
     if args.big:
         import torchvision

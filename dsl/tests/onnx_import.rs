@@ -4,6 +4,7 @@
 //! with onnxruntime's saved output. Malformed and unsupported files must
 //! give errors, never panics.
 
+use netc_dsl::import::onnx::proto::{Model, Node, Tensor};
 use netc_dsl::import::onnx::{import, ImportError};
 use netc_dsl::interp::{self, Mode};
 use proptest::prelude::*;
@@ -95,6 +96,234 @@ fn breadth_imports_each_op_as_its_layer() {
         "permute([1, 2, 0])",
     ] {
         assert!(source.contains(stage), "{stage} missing from:\n{source}");
+    }
+}
+
+/// ResNet-20 for CIFAR-10 (He et al. 2016), the architecture of
+/// cli/models/resnet20.net in PyTorch: its projection shortcuts import as
+/// 1x1 convs and batch norms beside the blocks, its residuals as `add`.
+#[test]
+fn resnet20_matches_onnxruntime() {
+    assert!(worst_difference("resnet20_cifar") < 1e-5);
+}
+
+#[test]
+fn resnet20_has_the_parameters_of_the_zoo_model() {
+    let bytes = std::fs::read(fixture("resnet20_cifar.onnx")).expect("fixture");
+    let imported = import(&bytes, "ResNet20").expect("import");
+    let checked = netc_dsl::check_source("imported.net", &imported.source).expect("checks");
+    let zoo_path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../cli/models/resnet20.net");
+    let zoo_source = std::fs::read_to_string(zoo_path).expect("the zoo model");
+    let zoo = netc_dsl::check_source("resnet20.net", &zoo_source).expect("checks");
+    let params = checked.graphs[0].total_params();
+    assert_eq!(params, zoo.graphs[0].total_params());
+    assert_eq!(params, 272_474);
+    for stage in [
+        "conv2d(32, kernel: 1, stride: 2, bias: false) as layer2.0.downsample.0",
+        "batch_norm as layer3.0.downsample.1",
+        "dense(10) as fc",
+    ] {
+        assert!(imported.source.contains(stage), "{stage} missing from:\n{}", imported.source);
+    }
+}
+
+/// PyTorch exports `LocalResponseNorm` as a decomposition (Mul, Reshape,
+/// Pad, AveragePool, an If, Reshape, Mul, Add, Pow, Div), which imports as
+/// `lrn`; the second of the fixture's has an even size.
+#[test]
+fn lrn_cnn_matches_onnxruntime() {
+    assert!(worst_difference("lrn_cnn") < 1e-5);
+    let bytes = std::fs::read(fixture("lrn_cnn.onnx")).expect("fixture");
+    let source = import(&bytes, "LrnCnn").expect("import").source;
+    for stage in [
+        "-> lrn(5, alpha: 0.1, beta: 0.75, k: 2.0)\n",
+        "-> lrn(4, alpha: 0.05, beta: 0.5, k: 1.0)\n",
+    ] {
+        assert!(source.contains(stage), "{stage} missing from:\n{source}");
+    }
+    for gone in ["mul(", "reshape", "avg_pool", "pow", "t = "] {
+        assert!(!source.contains(gone), "{gone} left in:\n{source}");
+    }
+}
+
+/// lrn_cnn.onnx changed by `change` (written back by the encoder): the
+/// import's error.
+fn lrn_error(change: Change) -> String {
+    use netc_dsl::import::onnx::{encode::encode_model, proto::decode_model};
+    let bytes = std::fs::read(fixture("lrn_cnn.onnx")).expect("fixture");
+    let mut model = decode_model(&bytes).expect("decodes");
+    change(&mut model);
+    import(&encode_model(&model), "Changed").expect_err("refused").to_string()
+}
+
+/// A change to a model, for a test of what the importer says of it.
+type Change = Box<dyn FnOnce(&mut Model)>;
+
+/// The node named `name` of the model's graph.
+fn node<'m>(model: &'m mut Model, name: &str) -> &'m mut Node {
+    model.graph.node.iter_mut().find(|n| n.name == name).unwrap_or_else(|| panic!("{name}"))
+}
+
+/// The tensor of the `Constant` node whose output is `output`.
+fn constant_values<'m>(model: &'m mut Model, output: &str) -> &'m mut Tensor {
+    let n = model.graph.node.iter_mut().find(|n| n.output.first().is_some_and(|o| o == output));
+    n.and_then(|n| n.attribute[0].t.as_mut()).unwrap_or_else(|| panic!("{output}"))
+}
+
+/// A decomposition of LocalResponseNorm that PyTorch would not write is an
+/// error naming the node that does not fit.
+#[test]
+fn a_changed_lrn_decomposition_names_the_node() {
+    let cases: Vec<(Change, &str, &str)> = vec![
+        (
+            Box::new(|m| {
+                constant_values(m, "onnx::Shape_28").values = vec![0., 0., 0., 0., 1., 3.]
+            }),
+            "/lrn1/Pad",
+            "pads the channels by 1 before and 3 after, where a window of 5 takes 2 and 2",
+        ),
+        (
+            Box::new(|m| {
+                constant_values(m, "onnx::Shape_28").values = vec![0., 0., 1., 1., 2., 2.]
+            }),
+            "/lrn1/Pad",
+            "pad more than the channels",
+        ),
+        (
+            Box::new(|m| node(m, "/lrn1/Pad").attribute[0].s = b"reflect".to_vec()),
+            "/lrn1/Pad",
+            "its mode is reflect, not constant",
+        ),
+        (
+            Box::new(|m| node(m, "/lrn1/Pad").input[2] = "/lrn1/Constant_18_output_0".into()),
+            "/lrn1/Pad",
+            "it pads with a value other than 0",
+        ),
+        (
+            Box::new(|m| node(m, "/lrn1/Pad").input.push("/lrn1/Constant_9_output_0".into())),
+            "/lrn1/Pad",
+            "it names the axes it pads",
+        ),
+        (
+            Box::new(|m| node(m, "/lrn1/AveragePool").op_type = "MaxPool".into()),
+            "/lrn1/Pad",
+            "its output goes to a `MaxPool` where the pattern has AveragePool",
+        ),
+        (
+            Box::new(|m| {
+                let pool = node(m, "/lrn1/AveragePool");
+                let kernel = pool.attribute.iter_mut().find(|a| a.name == "kernel_shape");
+                kernel.expect("kernel").ints = vec![5, 1, 2];
+            }),
+            "/lrn1/AveragePool",
+            "are not a window of the channels",
+        ),
+        (
+            Box::new(|m| node(m, "/lrn1/Concat_2").input.push("/lrn1/AveragePool_output_0".into())),
+            "/lrn1/AveragePool",
+            "its output is used beside the If",
+        ),
+        (
+            Box::new(|m| node(m, "/lrn1/Concat_2").input.push("/lrn1/Gather_1_output_0".into())),
+            "/lrn1/Gather_1",
+            "its output is used beside the If's condition",
+        ),
+        (
+            Box::new(|m| node(m, "/lrn1/Equal").op_type = "Less".into()),
+            "/lrn1/If",
+            "its condition `/lrn1/Equal_output_0` is not computed from the pooled tensor's shape",
+        ),
+        (
+            Box::new(|m| {
+                let branch =
+                    node(m, "/lrn1/If").attribute.iter_mut().find(|a| a.name == "else_branch");
+                branch.and_then(|a| a.g.as_mut()).expect("a branch").node[0].op_type =
+                    "Relu".into();
+            }),
+            "/lrn1/If",
+            "its else_branch is not a Squeeze or an Identity of the pooled tensor",
+        ),
+        (
+            Box::new(|m| constant_values(m, "/lrn1/Constant_3_output_0").values = vec![5.0]),
+            "/lrn1/Reshape_3",
+            "it does not reshape back to [2, 8, 15, 15]",
+        ),
+        (
+            Box::new(|m| {
+                let alpha = constant_values(m, "/lrn1/Constant_17_output_0");
+                alpha.dims = vec![2];
+                alpha.values = vec![0.1, 0.1];
+            }),
+            "/lrn1/Mul_2",
+            "its alpha is not one constant value",
+        ),
+        (
+            Box::new(|m| node(m, "/lrn1/Pow").input.swap(0, 1)),
+            "/lrn1/Pow",
+            "it does not raise the sum to a power",
+        ),
+        (
+            Box::new(|m| node(m, "/lrn1/Div").input.swap(0, 1)),
+            "/lrn1/Div",
+            "it does not divide the squared tensor",
+        ),
+    ];
+    for (change, at, reason) in cases {
+        let e = lrn_error(change);
+        assert!(e.contains(&format!("node `{at}`")) && e.contains(reason), "{at}: {reason}\n{e}");
+        assert!(
+            e.contains("PyTorch's LocalResponseNorm decomposition from node `/lrn1/Mul`"),
+            "{e}"
+        );
+    }
+}
+
+/// The shape arithmetic of the decomposition's pads is folded with its
+/// own diagnostics.
+#[test]
+fn bad_pad_arithmetic_names_the_node() {
+    let cases: Vec<(Change, &str, &str)> = vec![
+        (
+            Box::new(|m| constant_values(m, "/lrn1/Constant_12_output_0").values = vec![0.0]),
+            "/lrn1/Slice",
+            "a step of 0",
+        ),
+        (
+            Box::new(|m| {
+                let axes = constant_values(m, "/lrn1/Constant_9_output_0");
+                axes.dims = vec![2];
+                axes.values = vec![0.0, 1.0];
+            }),
+            "/lrn1/Slice",
+            "its starts, ends, axes and steps differ in length",
+        ),
+        (
+            Box::new(|m| {
+                let perm =
+                    node(m, "/lrn1/Transpose").attribute.iter_mut().find(|a| a.name == "perm");
+                perm.expect("perm").ints = vec![1, 1];
+            }),
+            "/lrn1/Transpose",
+            "perm [1, 1] is not a permutation of 2 axes",
+        ),
+        (
+            Box::new(|m| constant_values(m, "/lrn1/Constant_6_output_0").values = vec![2.0]),
+            "/lrn1/ConstantOfShape",
+            "a dim of -2",
+        ),
+        (
+            Box::new(|m| {
+                let fill = node(m, "/lrn1/ConstantOfShape").attribute[0].t.as_mut().expect("value");
+                fill.dims = vec![2];
+                fill.values = vec![0.0, 0.0];
+            }),
+            "/lrn1/ConstantOfShape",
+            "a value of 2 elements",
+        ),
+    ];
+    for (change, at, reason) in cases {
+        let e = lrn_error(change);
+        assert!(e.contains(&format!("node `{at}`")) && e.contains(reason), "{at}: {reason}\n{e}");
     }
 }
 

@@ -77,6 +77,12 @@ pub mod nets {
     pub mod breadth {
         netc::include_network!("breadth");
     }
+    pub mod resnet20_cifar {
+        netc::include_network!("resnet20_cifar");
+    }
+    pub mod lrn_cnn {
+        netc::include_network!("lrn_cnn");
+    }
     pub mod lenet5_five {
         netc::include_network!("lenet5_five");
     }

@@ -75,6 +75,11 @@ fn attribute(w: &mut Writer, a: &Attribute) {
                 w.message(5, |w| tensor(w, t));
             }
         }
+        5 => {
+            if let Some(g) = &a.g {
+                w.message(6, |w| graph(w, g));
+            }
+        }
         6 => w.packed(7, a.floats.iter().flat_map(|f| f.to_bits().to_le_bytes()).collect()),
         7 => {
             let mut packed = Writer::default();
@@ -83,7 +88,7 @@ fn attribute(w: &mut Writer, a: &Attribute) {
             }
             w.packed(8, packed.buf);
         }
-        // Graphs, sparse tensors and type protos: never written by netc.
+        // Sparse tensors and type protos: never written by netc.
         _ => {}
     }
     w.varint_field(20, a.kind as u64);

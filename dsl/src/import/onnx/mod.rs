@@ -1,8 +1,9 @@
 //! ONNX import: a `.onnx` file to a readable `.net` source and its weights.
 //!
 //! The graph is walked in its (topological) node order. Initializers and
-//! the shape plumbing PyTorch exports (Shape, Gather, Unsqueeze, Concat of
-//! constants, Constant, Cast, Identity) are evaluated here, from the static
+//! the shape plumbing PyTorch exports (Shape, Gather, Unsqueeze, Concat,
+//! Sub, Slice and Transpose of constants, ConstantOfShape, Constant, Cast,
+//! Identity) are evaluated here, from the static
 //! input shape, so that only layers reach the `.net` file. Layers with
 //! parameters are named after their ONNX initializers (`features.0.weight`
 //! gives `as features.0`), so a PyTorch export keeps its `state_dict` names.
@@ -45,6 +46,7 @@ pub const SUPPORTED_OPS: &[&str] = &[
     "LayerNormalization",
     "InstanceNormalization of PyTorch's group norm",
     "LRN",
+    "PyTorch's LocalResponseNorm decomposition",
     "Resize",
     "Upsample",
     "Transpose",
@@ -60,6 +62,7 @@ pub const SUPPORTED_OPS: &[&str] = &[
     "Gather",
     "Unsqueeze",
     "Cast",
+    "Sub, ConstantOfShape, Slice and Transpose of constants",
 ];
 
 /// The oldest default-domain opset whose operators the mapping follows.

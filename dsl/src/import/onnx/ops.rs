@@ -1,7 +1,9 @@
 //! The mapping of each ONNX node: a `.net` stage for a layer, or a value
 //! computed at import time for constants and shape plumbing.
 
+mod constants;
 mod layers;
+mod local_response;
 mod pattern;
 
 use super::emit::{num, pair, Emitter};
@@ -108,6 +110,11 @@ pub(crate) fn folds_constants(op_type: &str) -> bool {
             | "Reshape"
             | "Add"
             | "Mul"
+            | "Sub"
+            | "Shape"
+            | "ConstantOfShape"
+            | "Slice"
+            | "Transpose"
     )
 }
 
@@ -123,7 +130,14 @@ pub(crate) fn map_node(
             ctx.unsupported(format!("its domain `{}` is not the default one", ctx.node.domain))
         );
     }
-    let folded = if pattern::may_start(&ctx.node.op_type) {
+    let lrn = if local_response::may_start(ctx, values) {
+        local_response::recognise(ctx, values, em, absorbed)?
+    } else {
+        None
+    };
+    let folded = if lrn.is_some() {
+        lrn
+    } else if pattern::may_start(&ctx.node.op_type) {
         pattern::recognise(ctx, values, em, absorbed)?
     } else if ctx.node.op_type == "Reshape" {
         layers::group_norm(ctx, values, em, absorbed)?
@@ -185,7 +199,13 @@ pub(crate) fn map_node(
         "LRN" => layers::lrn(ctx, values, em)?,
         "LayerNormalization" => layers::layer_norm(ctx, values, em)?,
         "Resize" | "Upsample" => layers::resize(ctx, values, em)?,
-        "Transpose" => layers::transpose(ctx, values, em)?,
+        "Transpose" => match ctx.input(values, 0)? {
+            Some(Value::Const(c)) => Value::Const(constants::transpose(ctx, c)?),
+            _ => layers::transpose(ctx, values, em)?,
+        },
+        "Sub" => Value::Const(constants::sub(ctx, values)?),
+        "ConstantOfShape" => Value::Const(constants::constant_of_shape(ctx, values)?),
+        "Slice" => Value::Const(constants::slice(ctx, values)?),
         "Sum" => layers::sum(ctx, values, em)?,
         "Mul" => match (ctx.input(values, 0)?, ctx.input(values, 1)?) {
             (Some(Value::Const(a)), Some(Value::Const(b))) => {
@@ -503,13 +523,8 @@ fn flatten(ctx: &Ctx<'_>, values: &Values, em: &mut Emitter) -> Result<Value, Im
     regroup(ctx, em, x, onnx)
 }
 
-fn reshape(ctx: &Ctx<'_>, values: &Values, em: &mut Emitter) -> Result<Value, ImportError> {
-    let target = ctx.konst(values, 1)?;
-    let data_dims = match ctx.input(values, 0)? {
-        Some(Value::Tensor(f)) => f.onnx.clone(),
-        Some(Value::Const(c)) => c.dims.clone(),
-        None => return Err(ctx.unsupported("input 0 is missing")),
-    };
+/// The dims a Reshape to `target` gives a tensor of `data_dims`.
+fn reshaped(ctx: &Ctx<'_>, target: &Const, data_dims: &[usize]) -> Result<Vec<usize>, ImportError> {
     let count: usize = data_dims.iter().product();
     let allow_zero = ctx.int("allowzero", 0) == 1;
     let mut dims = Vec::with_capacity(target.values.len());
@@ -540,6 +555,17 @@ fn reshape(ctx: &Ctx<'_>, values: &Values, em: &mut Emitter) -> Result<Value, Im
     if dims.iter().product::<usize>() != count {
         return Err(ctx.unsupported(format!("{count} values cannot take the shape {dims:?}")));
     }
+    Ok(dims)
+}
+
+fn reshape(ctx: &Ctx<'_>, values: &Values, em: &mut Emitter) -> Result<Value, ImportError> {
+    let target = ctx.konst(values, 1)?;
+    let data_dims = match ctx.input(values, 0)? {
+        Some(Value::Tensor(f)) => f.onnx.clone(),
+        Some(Value::Const(c)) => c.dims.clone(),
+        None => return Err(ctx.unsupported("input 0 is missing")),
+    };
+    let dims = reshaped(ctx, &target, &data_dims)?;
     match ctx.input(values, 0)? {
         Some(Value::Const(c)) => {
             Ok(Value::Const(Const { dims, values: c.values.clone(), name: c.name.clone() }))

@@ -58,12 +58,15 @@ pub struct Node {
 #[derive(Clone, Debug, Default)]
 pub struct Attribute {
     pub name: String,
-    /// `AttributeType`: 1 float, 2 int, 3 string, 4 tensor, 6 floats, 7 ints.
+    /// `AttributeType`: 1 float, 2 int, 3 string, 4 tensor, 5 graph, 6 floats,
+    /// 7 ints.
     pub kind: i64,
     pub f: f32,
     pub i: i64,
     pub s: Vec<u8>,
     pub t: Option<Tensor>,
+    /// A subgraph, such as an `If`'s branch.
+    pub g: Option<Box<Graph>>,
     pub floats: Vec<f32>,
     pub ints: Vec<i64>,
 }
@@ -98,7 +101,7 @@ pub fn decode_model(bytes: &[u8]) -> Result<Model, ProtoError> {
     while let Some((field, wire)) = r.key()? {
         match (field, wire) {
             (1, Wire::Varint) => model.ir_version = r.varint()? as i64,
-            (7, Wire::Len) => model.graph = decode_graph(&mut r.sub()?)?,
+            (7, Wire::Len) => model.graph = decode_graph(&mut r.sub()?, 0)?,
             (8, Wire::Len) => model.opset_import.push(decode_opset(&mut r.sub()?)?),
             _ => r.skip(wire)?,
         }
@@ -118,11 +121,19 @@ fn decode_opset(r: &mut Reader<'_>) -> Result<(String, i64), ProtoError> {
     Ok((domain, version))
 }
 
-fn decode_graph(r: &mut Reader<'_>) -> Result<Graph, ProtoError> {
+/// How deep subgraphs (an `If`'s branches) may nest: the decoder recurses
+/// once per level, and a small file must not exhaust the stack.
+const MAX_GRAPH_DEPTH: usize = 8;
+
+/// A graph at nesting `depth` (0 for the model's own).
+fn decode_graph(r: &mut Reader<'_>, depth: usize) -> Result<Graph, ProtoError> {
+    if depth > MAX_GRAPH_DEPTH {
+        return Err(r.error(format!("subgraphs nested deeper than {MAX_GRAPH_DEPTH}")));
+    }
     let mut g = Graph::default();
     while let Some((field, wire)) = r.key()? {
         match (field, wire) {
-            (1, Wire::Len) => g.node.push(decode_node(&mut r.sub()?)?),
+            (1, Wire::Len) => g.node.push(decode_node(&mut r.sub()?, depth)?),
             (2, Wire::Len) => g.name = r.string()?,
             (5, Wire::Len) => g.initializer.push(decode_tensor(&mut r.sub()?)?),
             (11, Wire::Len) => g.input.push(decode_value_info(&mut r.sub()?)?),
@@ -134,7 +145,7 @@ fn decode_graph(r: &mut Reader<'_>) -> Result<Graph, ProtoError> {
     Ok(g)
 }
 
-fn decode_node(r: &mut Reader<'_>) -> Result<Node, ProtoError> {
+fn decode_node(r: &mut Reader<'_>, depth: usize) -> Result<Node, ProtoError> {
     let mut n = Node::default();
     while let Some((field, wire)) = r.key()? {
         match (field, wire) {
@@ -142,7 +153,7 @@ fn decode_node(r: &mut Reader<'_>) -> Result<Node, ProtoError> {
             (2, Wire::Len) => n.output.push(r.string()?),
             (3, Wire::Len) => n.name = r.string()?,
             (4, Wire::Len) => n.op_type = r.string()?,
-            (5, Wire::Len) => n.attribute.push(decode_attribute(&mut r.sub()?)?),
+            (5, Wire::Len) => n.attribute.push(decode_attribute(&mut r.sub()?, depth)?),
             (7, Wire::Len) => n.domain = r.string()?,
             _ => r.skip(wire)?,
         }
@@ -150,7 +161,7 @@ fn decode_node(r: &mut Reader<'_>) -> Result<Node, ProtoError> {
     Ok(n)
 }
 
-fn decode_attribute(r: &mut Reader<'_>) -> Result<Attribute, ProtoError> {
+fn decode_attribute(r: &mut Reader<'_>, depth: usize) -> Result<Attribute, ProtoError> {
     let mut a = Attribute::default();
     while let Some((field, wire)) = r.key()? {
         match (field, wire) {
@@ -159,6 +170,7 @@ fn decode_attribute(r: &mut Reader<'_>) -> Result<Attribute, ProtoError> {
             (3, Wire::Varint) => a.i = r.varint()? as i64,
             (4, Wire::Len) => a.s = r.bytes()?.to_vec(),
             (5, Wire::Len) => a.t = Some(decode_tensor(&mut r.sub()?)?),
+            (6, Wire::Len) => a.g = Some(Box::new(decode_graph(&mut r.sub()?, depth + 1)?)),
             (7, _) => r.repeated(wire, &mut a.floats, |r| Ok(f32::from_bits(r.fixed32()?)))?,
             (8, _) => r.repeated(wire, &mut a.ints, |r| Ok(r.varint()? as i64))?,
             (20, Wire::Varint) => a.kind = r.varint()? as i64,
@@ -436,11 +448,41 @@ mod tests {
         let attr = [0x0a, 4, b'p', b'a', b'd', b's', 0x42, 2, 1, 2, 0x40, 3, 0xa0, 0x01, 7];
         let mut node = vec![0x22, 4, b'C', b'o', b'n', b'v', 0x2a, attr.len() as u8];
         node.extend_from_slice(&attr);
-        let n = decode_node(&mut Reader { buf: &node, pos: 0, base: 0 }).expect("node");
+        let n = decode_node(&mut Reader { buf: &node, pos: 0, base: 0 }, 0).expect("node");
         assert_eq!(n.op_type, "Conv");
         assert_eq!(n.attribute[0].name, "pads");
         assert_eq!(n.attribute[0].ints, vec![1, 2, 3]);
         assert_eq!(n.attribute[0].kind, 7);
+    }
+
+    /// A graph whose one node has a graph attribute, `levels` deep.
+    fn nested_graph(levels: usize) -> Vec<u8> {
+        fn field(number: u8, body: &[u8]) -> Vec<u8> {
+            let mut out = vec![(number << 3) | 2];
+            let mut len = body.len();
+            while len >= 0x80 {
+                out.push((len as u8 & 0x7f) | 0x80);
+                len >>= 7;
+            }
+            out.push(len as u8);
+            out.extend_from_slice(body);
+            out
+        }
+        let mut graph = Vec::new();
+        for _ in 0..levels {
+            let attribute = field(6, &graph);
+            graph = field(1, &field(5, &attribute));
+        }
+        graph
+    }
+
+    #[test]
+    fn subgraphs_nest_to_a_bound() {
+        let read = |bytes: &[u8]| decode_graph(&mut Reader { buf: bytes, pos: 0, base: 0 }, 0);
+        let g = read(&nested_graph(MAX_GRAPH_DEPTH)).expect("within the bound");
+        assert!(g.node[0].attribute[0].g.is_some());
+        let err = read(&nested_graph(MAX_GRAPH_DEPTH + 1)).expect_err("too deep");
+        assert!(err.message.contains("subgraphs nested deeper than 8"), "{err}");
     }
 
     #[test]

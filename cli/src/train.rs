@@ -80,9 +80,13 @@ pub struct TrainArgs {
     /// the data-parallel ranks, and stop if they differ.
     #[arg(long)]
     check_replicas: bool,
-    /// In a data-parallel run, sum the gradients across ranks after the
-    /// backward pass instead of beside it, bucket by bucket as the pass
-    /// finishes them (which hides the summing behind the computing).
+    /// In a data-parallel run, the megabytes of gradients gathered into a
+    /// bucket before it is summed across the ranks, beside the backward
+    /// pass that goes on computing the rest.
+    #[arg(long, default_value_t = 4.0)]
+    bucket_mb: f64,
+    /// Sum all the gradients after the backward pass instead (the same
+    /// bits on two ranks), to measure what summing beside it hides.
     #[arg(long)]
     sum_after_backward: bool,
 }
@@ -95,6 +99,9 @@ pub fn train(args: &TrainArgs, built: Option<Network>) -> ExitCode {
     };
     if args.batch == 0 {
         return fail("--batch must be at least 1");
+    }
+    if !(args.bucket_mb > 0.0 && args.bucket_mb.is_finite()) {
+        return fail(format!("--bucket-mb must be a positive number, not {}", args.bucket_mb));
     }
     match launch(args, network) {
         Ok(()) => ExitCode::SUCCESS,
@@ -245,7 +252,9 @@ impl Run<'_> {
             order =
                 order.chunks_exact(batch).flat_map(|b| b[self.share.clone()].to_vec()).collect();
         }
-        let mut parallel = distributed::Step::new(!args.sum_after_backward);
+        let bucket_values = (args.bucket_mb * (1 << 20) as f64 / 4.0) as usize;
+        let mut parallel =
+            distributed::Step::new((!args.sum_after_backward).then_some(bucket_values));
         let started = Instant::now();
         let (mut loss_sum, mut correct) = (0.0f64, 0usize);
         let mut opt = self.base;

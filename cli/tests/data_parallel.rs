@@ -39,7 +39,9 @@ fn two_ranks_equal_the_sharded_step_bit_for_bit() {
 fn summing_beside_the_backward_pass_gives_the_sums_of_summing_after_it() {
     let dir = scratch("dp-overlap");
     for ranks in ["2", "3"] {
-        let flags = ["--local-ranks", ranks, "--threads", "1", "--check-replicas"];
+        // Buckets of 64k values: the MLP's three layers fill three.
+        let flags =
+            ["--local-ranks", ranks, "--threads", "1", "--check-replicas", "--bucket-mb", "0.25"];
         let beside = steps("mlp", 20, &dir.join("beside"), &flags);
         let again = steps("mlp", 20, &dir.join("again"), &flags);
         let after_flags = [&flags[..], &["--sum-after-backward"]].concat();

@@ -19,17 +19,16 @@ use netc_runtime::pass::GradientsReady;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-/// Values of a bucket before it is sent to be summed: large enough that
-/// a ring step's latency is small beside its transfer, small enough that
-/// the first bucket starts early in the backward pass.
-const BUCKET_VALUES: usize = 1 << 16;
-
 /// The buffers a rank's steps reuse, and the time they spent reducing.
 #[derive(Debug, Default)]
 pub struct Step {
     outputs: Vec<f32>,
-    /// Whether the sums run beside the backward pass, or after it.
-    overlap: bool,
+    /// Values a bucket gathers before it is summed beside the backward
+    /// pass; `None` sums everything after the pass.
+    bucket_values: Option<usize>,
+    /// The buckets' buffers, kept from step to step: a fresh buffer for a
+    /// large model's gradients would be page-faulted in at every step.
+    spare: Vec<Vec<f32>>,
     /// Time the step waited for sums after its backward pass (all of the
     /// summing, without overlap), the slowest rank included.
     pub communicating: Duration,
@@ -46,10 +45,10 @@ struct Bucket {
 }
 
 impl Step {
-    /// Steps that sum each bucket beside the backward pass (`overlap`), or
-    /// all of them after it.
-    pub fn new(overlap: bool) -> Self {
-        Step { overlap, ..Step::default() }
+    /// Steps that sum the gradients in buckets of `bucket_values` beside
+    /// the backward pass, or (`None`) all of them after it.
+    pub fn new(bucket_values: Option<usize>) -> Self {
+        Step { bucket_values: bucket_values.map(|v| v.max(1)), ..Step::default() }
     }
 
     /// Trains on this rank's `x` and `labels`, its shard of a batch of
@@ -68,21 +67,39 @@ impl Step {
         // Weighted before the sum, as the threads of a sharded step weight
         // theirs: the same products, added in the same order for two.
         let weight = labels.len() as f32 / global as f32;
-        let overlap = self.overlap;
-        let outputs = &mut self.outputs;
+        let bucket_values = self.bucket_values.unwrap_or(usize::MAX);
+        let (outputs, spare) = (&mut self.outputs, &mut self.spare);
+        // The vector a new bucket gathers into, emptied.
+        let mut fresh = move || Bucket {
+            tensors: Vec::new(),
+            values: spare
+                .pop()
+                .map(|mut v| {
+                    v.clear();
+                    v
+                })
+                .unwrap_or_default(),
+        };
         let (loss, summed, waited) = std::thread::scope(|scope| {
-            let (to_summer, full) = mpsc::channel::<Bucket>();
-            let summer = scope.spawn(move || sum_buckets(group, full));
-            // A summer that stopped has an error that its join gives.
-            let send = |bucket: &mut Bucket| drop(to_summer.send(std::mem::take(bucket)));
-            let mut bucket = Bucket::default();
+            // The summing thread starts with the first full bucket: a
+            // network whose gradients fill none sums on this thread.
+            let mut bucket = fresh();
+            let mut summer = None;
+            let mut start_sum = |bucket: &mut Bucket| {
+                let (to_summer, _) = summer.get_or_insert_with(|| {
+                    let (to_summer, full) = mpsc::channel::<Bucket>();
+                    (to_summer, scope.spawn(move || sum_buckets(group, full)))
+                });
+                // A summer that stopped has an error that its join gives.
+                drop(to_summer.send(std::mem::replace(bucket, fresh())));
+            };
             let mut ready = |finished: &[(usize, &[f32])]| {
                 for &(k, g) in finished {
                     bucket.tensors.push((k, g.len()));
                     bucket.values.extend(g.iter().map(|&v| weight * v));
                 }
-                if overlap && bucket.values.len() >= BUCKET_VALUES {
-                    send(&mut bucket);
+                if bucket.values.len() >= bucket_values {
+                    start_sum(&mut bucket);
                 }
             };
             let ready: &mut GradientsReady<'_> = &mut ready;
@@ -101,10 +118,19 @@ impl Step {
             let weighted_loss = weight * loss.as_ref().copied().unwrap_or(0.0);
             bucket.values.extend([weighted_loss, right as f32]);
             let started = Instant::now();
-            send(&mut bucket);
-            drop(to_summer);
-            let summed =
-                summer.join().unwrap_or_else(|_| Err("the summing thread panicked".into()));
+            let summed = match summer {
+                Some((to_summer, thread)) => {
+                    drop(to_summer.send(bucket));
+                    drop(to_summer);
+                    thread.join().unwrap_or_else(|_| Err("the summing thread panicked".into()))
+                }
+                None => {
+                    let (to_self, full) = mpsc::channel();
+                    drop(to_self.send(bucket));
+                    drop(to_self);
+                    sum_buckets(group, full)
+                }
+            };
             (loss, summed, started.elapsed())
         });
         loss.map_err(|e| e.to_string())?;
@@ -122,9 +148,10 @@ impl Step {
             }
             last = values;
         }
-        let &[loss_sum, right_sum] = last else {
+        let [.., loss_sum, right_sum] = *last else {
             unreachable!("the last bucket ends in the loss and the count")
         };
+        self.spare.extend(buckets.into_iter().map(|b| b.values));
         drop(gradients);
         model.apply_gradients(opt).map_err(|e| e.to_string())?;
         Ok((loss_sum, right_sum as u64))

@@ -29,6 +29,8 @@ pub struct Step {
     /// The buckets' buffers, kept from step to step: a fresh buffer for a
     /// large model's gradients would be page-faulted in at every step.
     spare: Vec<Vec<f32>>,
+    /// The ring's receiving buffer, kept likewise.
+    scratch: Vec<f32>,
     /// Time the step waited for sums after its backward pass (all of the
     /// summing, without overlap), the slowest rank included.
     pub communicating: Duration,
@@ -69,6 +71,7 @@ impl Step {
         let weight = labels.len() as f32 / global as f32;
         let bucket_values = self.bucket_values.unwrap_or(usize::MAX);
         let (outputs, spare) = (&mut self.outputs, &mut self.spare);
+        let mut scratch = Some(std::mem::take(&mut self.scratch));
         // The vector a new bucket gathers into, emptied.
         let mut fresh = move || Bucket {
             tensors: Vec::new(),
@@ -88,7 +91,8 @@ impl Step {
             let mut start_sum = |bucket: &mut Bucket| {
                 let (to_summer, _) = summer.get_or_insert_with(|| {
                     let (to_summer, full) = mpsc::channel::<Bucket>();
-                    (to_summer, scope.spawn(move || sum_buckets(group, full)))
+                    let scratch = scratch.take().unwrap_or_default();
+                    (to_summer, scope.spawn(move || sum_buckets(group, full, scratch)))
                 });
                 // A summer that stopped has an error that its join gives.
                 drop(to_summer.send(std::mem::replace(bucket, fresh())));
@@ -128,13 +132,14 @@ impl Step {
                     let (to_self, full) = mpsc::channel();
                     drop(to_self.send(bucket));
                     drop(to_self);
-                    sum_buckets(group, full)
+                    sum_buckets(group, full, scratch.take().unwrap_or_default())
                 }
             };
             (loss, summed, started.elapsed())
         });
         loss.map_err(|e| e.to_string())?;
-        let (buckets, spent) = summed?;
+        let (buckets, spent, scratch) = summed?;
+        self.scratch = scratch;
         self.communicating += waited;
         self.summing += spent;
         let mut gradients = model.gradients_mut();
@@ -159,17 +164,19 @@ impl Step {
 }
 
 /// Sums each bucket across the ranks as it arrives, until the step stops
-/// sending; returns them, summed, with the time it spent.
+/// sending; returns them, summed, with the time it spent and the ring's
+/// buffer for the next step.
 fn sum_buckets(
     group: &dyn Group,
     full: mpsc::Receiver<Bucket>,
-) -> Result<(Vec<Bucket>, Duration), String> {
-    let (mut done, mut scratch, mut spent) = (Vec::new(), Vec::new(), Duration::ZERO);
+    mut scratch: Vec<f32>,
+) -> Result<(Vec<Bucket>, Duration, Vec<f32>), String> {
+    let (mut done, mut spent) = (Vec::new(), Duration::ZERO);
     for mut bucket in full {
         let started = Instant::now();
         all_reduce_sum(group, &mut bucket.values, &mut scratch)?;
         spent += started.elapsed();
         done.push(bucket);
     }
-    Ok((done, spent))
+    Ok((done, spent, scratch))
 }

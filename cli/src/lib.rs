@@ -71,6 +71,8 @@ struct Cli {
     command: Command,
 }
 
+// Parsed once per run: the size of the largest command's flags costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Check `.net` files and print each network's layer table.

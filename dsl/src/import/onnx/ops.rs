@@ -394,17 +394,28 @@ fn split(dims: &[usize], ax: usize) -> (usize, usize) {
     (dims[..ax].iter().product(), dims[ax + 1..].iter().product())
 }
 
-fn unsqueeze(ctx: &Ctx<'_>, values: &Values) -> Result<Const, ImportError> {
-    let data = ctx.konst(values, 0)?;
+/// An Unsqueeze's new axes (its input or, before opset 13, its attribute),
+/// in order, for an input of rank `rank_in`.
+fn unsqueeze_axes(
+    ctx: &Ctx<'_>,
+    values: &Values,
+    rank_in: usize,
+) -> Result<Vec<usize>, ImportError> {
     let axes: Vec<i64> = if ctx.opset >= 13 {
         ctx.konst(values, 1)?.values.iter().map(|&v| v as i64).collect()
     } else {
         ctx.ints("axes").ok_or_else(|| ctx.unsupported("it has no `axes`"))?.to_vec()
     };
-    let rank = data.dims.len() + axes.len();
+    let rank = rank_in + axes.len();
     let mut axes: Vec<usize> =
         axes.iter().map(|&a| axis(ctx, a, rank)).collect::<Result<_, _>>()?;
     axes.sort_unstable();
+    Ok(axes)
+}
+
+fn unsqueeze(ctx: &Ctx<'_>, values: &Values) -> Result<Const, ImportError> {
+    let data = ctx.konst(values, 0)?;
+    let axes = unsqueeze_axes(ctx, values, data.dims.len())?;
     let mut dims = data.dims.clone();
     for a in axes {
         dims.insert(a.min(dims.len()), 1);

@@ -4,7 +4,7 @@
 
 use super::{
     activation_of, activation_of_shape, axis, conv_stage, num, pads_2d, pair, pair_attr, regroup,
-    to_onnx_layout, Ctx, Values,
+    to_onnx_layout, unsqueeze_axes, Ctx, Values,
 };
 use crate::import::onnx::emit::Emitter;
 use crate::import::onnx::proto::Node;
@@ -486,15 +486,7 @@ pub(super) fn unsqueeze(
     em: &mut Emitter,
     x: Flow,
 ) -> Result<Value, ImportError> {
-    let axes: Vec<i64> = if ctx.opset >= 13 {
-        ctx.konst(values, 1)?.values.iter().map(|&v| v as i64).collect()
-    } else {
-        ctx.ints("axes").ok_or_else(|| ctx.unsupported("it has no `axes`"))?.to_vec()
-    };
-    let rank = x.onnx.len() + axes.len();
-    let mut axes: Vec<usize> =
-        axes.iter().map(|&a| axis(ctx, a, rank)).collect::<Result<_, _>>()?;
-    axes.sort_unstable();
+    let axes = unsqueeze_axes(ctx, values, x.onnx.len())?;
     let mut onnx = x.onnx.clone();
     for a in axes {
         if a == 0 {

@@ -91,7 +91,8 @@ fn caffe_networks() {
 }
 
 /// The networks of seeds `NETC_DIFF_SEED..+NETC_DIFF_COUNT` (default 1 and
-/// 100) and the regression files `random/regressions/*.net`, each compiled
+/// 100), the regression files `random/regressions/*.net` and the files of
+/// the folder `NETC_DIFF_FILES` if it is set, each compiled
 /// to Rust in `$OUT_DIR/random/`, and `$OUT_DIR/random_nets.rs`, which the
 /// differential test includes: a module and a test per network. A network
 /// that the checker refuses, or whose compilation panics, becomes a test
@@ -114,16 +115,27 @@ fn random_networks() {
         let ty = net.name.to_uppercase();
         write_case(&mut index, &dir, &net, &ty);
     }
-    let mut regressions: Vec<_> = std::fs::read_dir("random/regressions")
-        .map(|entries| entries.filter_map(|e| Some(e.ok()?.path())).collect())
-        .unwrap_or_default();
-    regressions.sort();
-    for path in regressions.iter().filter(|p| p.extension().is_some_and(|e| e == "net")) {
-        println!("cargo:rerun-if-changed={}", path.display());
-        let (net, ty) = regression(path);
-        write_case(&mut index, &dir, &net, &ty);
+    files_of(Path::new("random/regressions"), &mut index, &dir);
+    // The shrinker's candidates (`examples/shrink.rs`), in a folder of its own.
+    println!("cargo:rerun-if-env-changed=NETC_DIFF_FILES");
+    if let Ok(folder) = std::env::var("NETC_DIFF_FILES") {
+        println!("cargo:rerun-if-changed={folder}");
+        files_of(Path::new(&folder), &mut index, &dir);
     }
     write_if_changed(&Path::new(&out).join("random_nets.rs"), &index);
+}
+
+/// The module and test of every `.net` file of `folder`, as regressions.
+fn files_of(folder: &Path, index: &mut String, dir: &Path) {
+    let mut paths: Vec<_> = std::fs::read_dir(folder)
+        .map(|entries| entries.filter_map(|e| Some(e.ok()?.path())).collect())
+        .unwrap_or_default();
+    paths.sort();
+    for path in paths.iter().filter(|p| p.extension().is_some_and(|e| e == "net")) {
+        println!("cargo:rerun-if-changed={}", path.display());
+        let (net, ty) = regression(path);
+        write_case(index, dir, &net, &ty);
+    }
 }
 
 /// A regression file as the generator would have described it: its

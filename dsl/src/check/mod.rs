@@ -1203,6 +1203,9 @@ impl<'a> Checker<'a> {
                 scope.namers.push(sub);
                 (body.len() == 1 && body[0].alias.is_none()).then(|| format!("{p}.{i}"))
             });
+            // An iteration that reported errors ends the repeat: the later
+            // ones would only repeat them, thousands of times.
+            let errors_before = self.error_count();
             let mut failed = false;
             for stage in body {
                 match self.apply_stage(b, scope, stage, current, single_path.clone(), false) {
@@ -1216,7 +1219,7 @@ impl<'a> Checker<'a> {
             if path.is_some() {
                 scope.namers.pop();
             }
-            if failed {
+            if failed || self.error_count() > errors_before {
                 return Value::Poisoned;
             }
         }

@@ -10,6 +10,7 @@
 
 pub mod act;
 pub mod arena;
+pub mod bf16;
 pub mod conv;
 pub mod conv_transpose;
 pub mod dense;

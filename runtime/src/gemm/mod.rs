@@ -9,6 +9,7 @@
 //! causes no oversubscription: the GEMM's tasks join that pool's queues
 //! instead of starting threads.
 
+pub mod bf16;
 mod epilogue;
 pub mod kernel;
 mod pack;

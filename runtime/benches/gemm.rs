@@ -60,5 +60,46 @@ fn bench(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench);
+/// bf16 operands with f32 sums against SGEMM, one thread each, in the same
+/// run: the mixed-precision path's matrix product.
+fn bench_bf16(c: &mut Criterion) {
+    use netc_runtime::gemm::bf16::{gemm_bf16, Bf16Kernel};
+    let mut group = c.benchmark_group("gemm_bf16");
+    group.sample_size(10);
+    let kernel = Bf16Kernel::best();
+    for (m, n, k) in [(512, 512, 512), (1024, 1024, 1024), (256, 729, 2400)] {
+        let a = vec![0.5f32; m * k];
+        let b = vec![0.25f32; k * n];
+        let mut out = vec![0.0f32; m * n];
+        let id = format!("{m}x{n}x{k}");
+        group.throughput(Throughput::Elements(2 * (m * n * k) as u64));
+        group.bench_with_input(BenchmarkId::new("sgemm", &id), &(), |bench, _| {
+            bench.iter(|| {
+                sgemm(
+                    m,
+                    n,
+                    k,
+                    1.0,
+                    MatRef::row_major(&a, k),
+                    MatRef::row_major(&b, n),
+                    0.0,
+                    MatMut::row_major(&mut out, n),
+                    &Epilogue::NONE,
+                    Par::Seq,
+                )
+                .expect("valid shapes")
+            })
+        });
+        let name = format!("bf16_{kernel:?}");
+        group.bench_with_input(BenchmarkId::new(name, &id), &(), |bench, _| {
+            bench.iter(|| {
+                let (ar, br) = (MatRef::row_major(&a, k), MatRef::row_major(&b, n));
+                gemm_bf16(kernel, m, n, k, ar, br, &mut out, n, false, Par::Seq)
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench, bench_bf16);
 criterion_main!(benches);

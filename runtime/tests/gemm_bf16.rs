@@ -4,7 +4,7 @@
 
 use netc_runtime::bf16::{dot_pair, quantize, round, widen};
 use netc_runtime::gemm::bf16::{convert, gemm_bf16, Bf16Kernel};
-use netc_runtime::gemm::MatRef;
+use netc_runtime::gemm::{MatRef, Par};
 use netc_runtime::splitmix::SplitMix64;
 
 #[test]
@@ -113,13 +113,13 @@ fn every_kernel_agrees_with_the_f64_product_and_with_each_other() {
             let (want, bound) = reference(m, n, k, &a, &b);
             let mut results = Vec::new();
             for kernel in Bf16Kernel::supported() {
-                for accumulate in [false, true] {
+                for (accumulate, par) in [(false, Par::Rayon), (true, Par::Seq)] {
                     // Row stride wider than n, and C's padding must not move.
                     let rsc = n + 3;
                     let start = if accumulate { 0.5 } else { f32::NAN };
                     let mut c = vec![start; m * rsc];
                     let (ar, br) = (MatRef::row_major(&a, k), MatRef::row_major(&b, n));
-                    gemm_bf16(kernel, m, n, k, ar, br, &mut c, rsc, accumulate);
+                    gemm_bf16(kernel, m, n, k, ar, br, &mut c, rsc, accumulate, par);
                     let offset = if accumulate { 0.5 } else { 0.0 };
                     // Adding to C rounds once more, at C's magnitude.
                     let slack = |got: f64| offset * (got + offset).abs() * 2f64.powi(-22);
@@ -168,9 +168,21 @@ fn a_transposed_a_reads_the_same_matrix() {
             &mut c1,
             n,
             false,
+            Par::Rayon,
         );
         let transposed = MatRef { data: &at, rs: 1, cs: m };
-        gemm_bf16(kernel, m, n, k, transposed, MatRef::row_major(&b, n), &mut c2, n, false);
+        gemm_bf16(
+            kernel,
+            m,
+            n,
+            k,
+            transposed,
+            MatRef::row_major(&b, n),
+            &mut c2,
+            n,
+            false,
+            Par::Seq,
+        );
         assert_eq!(c1, c2, "{kernel:?}");
     }
 }

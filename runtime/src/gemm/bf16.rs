@@ -9,7 +9,7 @@
 //! same blocking with [`crate::bf16::dot_pair`], the instruction's own
 //! arithmetic, so both give the same bits and either checks the other.
 
-use super::MatRef;
+use super::{MatRef, Par};
 use crate::bf16::{dot_pair, round};
 use rayon::prelude::*;
 
@@ -83,8 +83,8 @@ fn portable_tile(pairs: usize, a: &[u16], b: &[u16], c: &mut [f32; MR * NR], acc
 }
 
 /// `C = A·B` (or `C += A·B` when `accumulate`) for an `m x k` A and a
-/// `k x n` B, C row-major with row stride `rsc`, on the rayon pool, with
-/// `kernel`. A's and B's values are rounded to bf16; sums are f32.
+/// `k x n` B, C row-major with row stride `rsc`, with `kernel`, on the
+/// threads `par` allows (rows split between them). A's and B's values are rounded to bf16; sums are f32.
 ///
 /// # Panics
 /// If `c` or the views are too short for the shapes.
@@ -99,12 +99,16 @@ pub fn gemm_bf16(
     c: &mut [f32],
     rsc: usize,
     accumulate: bool,
+    par: Par,
 ) {
     if m == 0 || n == 0 {
         return;
     }
     assert!(rsc >= n && c.len() >= (m - 1) * rsc + n, "C is too short");
-    let threads = rayon::current_num_threads().max(1);
+    let threads = match par {
+        Par::Seq => 1,
+        Par::Rayon => rayon::current_num_threads().max(1),
+    };
     // Whole MR tiles a thread, so that no tile is split.
     let rows = m.div_ceil(threads).div_ceil(MR) * MR;
     let chunk = rows * rsc;

@@ -394,7 +394,10 @@ impl Gen {
             }
             6 => {
                 let (sh, sw) = (self.rng.range(1, 3), self.rng.range(1, 3));
-                if h * sh > self.max_side || w * sw > self.max_side {
+                // One pixel upsampled is constant over each channel, which a
+                // norm after it divides by its epsilon: ill-conditioned, not
+                // wrong.
+                if h * sh > self.max_side || w * sw > self.max_side || h * w == 1 {
                     return None;
                 }
                 let mode = self.rng.pick(&["nearest", "bilinear"]);

@@ -112,7 +112,7 @@ fn every_kernel_agrees_with_the_f64_product_and_with_each_other() {
             let b = values(k * n, case + 1000);
             let (want, bound) = reference(m, n, k, &a, &b);
             let mut results = Vec::new();
-            for kernel in Bf16Kernel::supported() {
+            for &kernel in Bf16Kernel::supported() {
                 for (accumulate, par) in [(false, Par::Rayon), (true, Par::Seq)] {
                     // Row stride wider than n, and C's padding must not move.
                     let rsc = n + 3;
@@ -156,7 +156,7 @@ fn a_transposed_a_reads_the_same_matrix() {
     let a = values(m * k, 1);
     let at: Vec<f32> = (0..k * m).map(|x| a[(x % m) * k + x / m]).collect();
     let b = values(k * n, 2);
-    for kernel in Bf16Kernel::supported() {
+    for &kernel in Bf16Kernel::supported() {
         let (mut c1, mut c2) = (vec![0.0; m * n], vec![0.0; m * n]);
         gemm_bf16(
             kernel,

@@ -33,14 +33,17 @@ pub enum Bf16Kernel {
 }
 
 impl Bf16Kernel {
-    /// Every kernel this CPU runs, the portable one first.
-    pub fn supported() -> Vec<Bf16Kernel> {
-        let mut kernels = vec![Bf16Kernel::Portable];
-        #[cfg(target_arch = "x86_64")]
-        if is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512bf16") {
-            kernels.push(Bf16Kernel::Avx512Bf16);
-        }
-        kernels
+    /// Every kernel this CPU runs, the portable one first. Detected once.
+    pub fn supported() -> &'static [Bf16Kernel] {
+        static SUPPORTED: std::sync::OnceLock<Vec<Bf16Kernel>> = std::sync::OnceLock::new();
+        SUPPORTED.get_or_init(|| {
+            let mut kernels = vec![Bf16Kernel::Portable];
+            #[cfg(target_arch = "x86_64")]
+            if is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512bf16") {
+                kernels.push(Bf16Kernel::Avx512Bf16);
+            }
+            kernels
+        })
     }
 
     /// The fastest this CPU runs.
@@ -176,12 +179,14 @@ fn pack_b(b: MatRef, p0: usize, kc: usize, j0: usize, nc: usize, out: &mut [u16]
     let pairs = kc.div_ceil(2);
     for (jp, jt) in (0..nc).step_by(NR).enumerate() {
         let panel = &mut out[jp * pairs * NR * 2..(jp + 1) * pairs * NR * 2];
-        for p in 0..pairs {
-            for j in 0..NR {
-                for h in 0..2 {
-                    let (row, col) = (2 * p + h, jt + j);
-                    let v = if row < kc && col < nc { b.at(p0 + row, j0 + col) } else { 0.0 };
-                    panel[(p * NR + j) * 2 + h] = round(v);
+        let cols = NR.min(nc - jt);
+        for (p, pair) in panel.chunks_exact_mut(NR * 2).enumerate() {
+            pair.fill(0);
+            for h in 0..2.min(kc - 2 * p) {
+                let start = (p0 + 2 * p + h) * b.rs + (j0 + jt) * b.cs;
+                let row = b.data[start..].iter().step_by(b.cs.max(1)).take(cols);
+                for (j, &v) in row.enumerate() {
+                    pair[j * 2 + h] = round(v);
                 }
             }
         }
@@ -194,13 +199,12 @@ fn pack_a(a: MatRef, i0: usize, mc: usize, p0: usize, kc: usize, out: &mut [u16]
     let pairs = kc.div_ceil(2);
     for (ip, it) in (0..mc).step_by(MR).enumerate() {
         let panel = &mut out[ip * pairs * MR * 2..(ip + 1) * pairs * MR * 2];
-        for p in 0..pairs {
-            for i in 0..MR {
-                for h in 0..2 {
-                    let (row, col) = (it + i, 2 * p + h);
-                    let v = if row < mc && col < kc { a.at(i0 + row, p0 + col) } else { 0.0 };
-                    panel[(p * MR + i) * 2 + h] = round(v);
-                }
+        panel.fill(0);
+        for i in 0..MR.min(mc - it) {
+            let start = (i0 + it + i) * a.rs + p0 * a.cs;
+            let row = a.data[start..].iter().step_by(a.cs.max(1)).take(kc);
+            for (col, &v) in row.enumerate() {
+                panel[((col / 2) * MR + i) * 2 + col % 2] = round(v);
             }
         }
     }

@@ -87,7 +87,8 @@ fn portable_tile(pairs: usize, a: &[u16], b: &[u16], c: &mut [f32; MR * NR], acc
 
 /// `C = A·B` (or `C += A·B` when `accumulate`) for an `m x k` A and a
 /// `k x n` B, C row-major with row stride `rsc`, with `kernel`, on the
-/// threads `par` allows (rows split between them). A's and B's values are rounded to bf16; sums are f32.
+/// threads `par` allows (rows split between them). A's and B's values are
+/// rounded to bf16; sums are f32.
 ///
 /// # Panics
 /// If `c` or the views are too short for the shapes.

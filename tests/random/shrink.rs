@@ -296,14 +296,11 @@ pub fn dropped_names(source: &str) -> Vec<String> {
             let names = |e: &Expr| matches!(&e.kind, ExprKind::Name(n) if n.name == name.name);
             for later in &body[k + 1..] {
                 visit_stmt(later, &mut |e: &Expr| {
-                    let spans: Vec<Span> = match &e.kind {
-                        ExprKind::Call(call) => call.args.iter().map(|a| a.span).collect(),
-                        ExprKind::List(items) => items.iter().map(|i| i.span).collect(),
-                        _ => return,
-                    };
-                    let values: Vec<&Expr> = match &e.kind {
-                        ExprKind::Call(call) => call.args.iter().map(|a| &a.value).collect(),
-                        ExprKind::List(items) => items.iter().collect(),
+                    let (spans, values): (Vec<Span>, Vec<&Expr>) = match &e.kind {
+                        ExprKind::Call(call) => {
+                            call.args.iter().map(|a| (a.span, &a.value)).unzip()
+                        }
+                        ExprKind::List(items) => items.iter().map(|i| (i.span, i)).unzip(),
                         _ => return,
                     };
                     for (i, value) in values.iter().enumerate() {

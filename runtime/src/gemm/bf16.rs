@@ -59,9 +59,9 @@ impl Bf16Kernel {
             Bf16Kernel::Portable => portable_tile(pairs, a, b, c, accumulate),
             #[cfg(target_arch = "x86_64")]
             Bf16Kernel::Avx512Bf16 => {
-                assert!(Bf16Kernel::supported().contains(&self), "the CPU lacks AVX512_BF16");
                 // SAFETY: the panels hold `pairs` k-pairs (asserted above),
-                // the tile is MR x NR floats, and the CPU has the features.
+                // the tile is MR x NR floats, and `gemm_bf16` checked that
+                // the CPU has the features before any tile.
                 unsafe { x86::tile(pairs, a.as_ptr(), b.as_ptr(), c.as_mut_ptr(), accumulate) }
             }
             #[cfg(not(target_arch = "x86_64"))]
@@ -109,6 +109,7 @@ pub fn gemm_bf16(
         return;
     }
     assert!(rsc >= n && c.len() >= (m - 1) * rsc + n, "C is too short");
+    assert!(Bf16Kernel::supported().contains(&kernel), "the CPU lacks {kernel:?}");
     let threads = match par {
         Par::Seq => 1,
         Par::Rayon => rayon::current_num_threads().max(1),

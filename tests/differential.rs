@@ -83,6 +83,26 @@ fn assert_close(what: &str, got: &[f32], want: &[f64], rel: f64) {
     }
 }
 
+/// Moves every value of `v` by four float32 ulps, up or down at random
+/// (keyed by `stream`), to measure how far rounding can move a result.
+fn jitter(v: &mut [f32], stream: u64) {
+    let mut bits = netc::runtime::splitmix::SplitMix64::new(stream);
+    for x in v.iter_mut() {
+        let sign = if bits.next_u64() & 1 == 0 { 1.0 } else { -1.0 };
+        *x *= 1.0 + sign * 4.0 * f32::EPSILON;
+    }
+}
+
+/// How far each gradient of `b` is from `a`'s.
+fn distance(a: &Weights, b: &Weights) -> Weights {
+    a.iter()
+        .map(|(name, g)| {
+            let moved = g.iter().zip(&b[name]).map(|(x, y)| (x - y).abs()).collect();
+            (name.clone(), moved)
+        })
+        .collect()
+}
+
 /// The model's parameters (or gradients) as the interpreter takes them.
 fn weights_of(visit: impl FnOnce(&mut dyn FnMut(&str, &[usize], &[f32]))) -> Weights {
     let mut w = Weights::new();
@@ -131,7 +151,19 @@ impl Case {
 
     /// The training forward's output and loss, then every gradient at up
     /// to three coordinates a tensor.
-    fn train(&self, weights: &Weights, step: u64, out: &[f32], loss: f32, grads: &Weights, t: &T) {
+    /// `noise` is how far each gradient moved when every input and
+    /// parameter moved by a few float32 ulps ([`jitter`]).
+    #[allow(clippy::too_many_arguments)]
+    fn train(
+        &self,
+        weights: &Weights,
+        step: u64,
+        out: &[f32],
+        loss: f32,
+        grads: &Weights,
+        noise: &Weights,
+        t: &T,
+    ) {
         let (labels, floats) = (t.labels.as_slice(), t.floats.as_slice());
         let outs = self.train_run(weights, step);
         assert_close("training forward", out, interp::output(&self.graph, &outs), 1e-4);
@@ -160,6 +192,7 @@ impl Case {
         let at = loss_at(weights);
         for (name, grad) in learnable() {
             let scale = scale_of(grad.iter().copied(), floor);
+            let noise = &noise[name.as_str()];
             // Up to three coordinates a tensor are judged; one where several
             // units sit at their kink at once is skipped (see below).
             let mut judged = 0;
@@ -175,7 +208,11 @@ impl Case {
                 w.get_mut(name).expect("tensor")[i] -= 2.0 * eps;
                 let minus = loss_at(&w);
                 let central = (plus - minus) / (2.0 * eps);
-                let tolerance = |numeric: f64| 2e-3 * scale + 1e-3 * numeric.abs();
+                // Float32 rounding is amplified where the maths is
+                // ill-conditioned (a batch norm over a feature that barely
+                // varies across the batch): the measured noise widens the
+                // tolerance there, and is negligible elsewhere.
+                let tolerance = |numeric: f64| 2e-3 * scale + 1e-3 * numeric.abs() + 4.0 * noise[i];
                 let close = |numeric: f64| (numeric - grad[i]).abs() <= tolerance(numeric);
                 // At a kink (a ReLU or clamp input, or an L1 residual, at
                 // exactly its bound) the gradient is one side's slope.
@@ -198,8 +235,9 @@ impl Case {
                 assert!(
                     kink,
                     "gradient {name}[{i}]: generated {}, finite difference {central} \
-                     (one-sided {left} and {right})",
-                    grad[i]
+                     (one-sided {left} and {right}; tolerance {}, largest gradient {global})",
+                    grad[i],
+                    tolerance(central)
                 );
             }
         }
@@ -339,7 +377,17 @@ macro_rules! check_net {
             }
         });
         handed_over_once_and_final(&handed, &learned);
-        $case.train(&$weights, step, &out, loss, &grads, &$t);
+        // The same pass from inputs and parameters a few ulps away.
+        let mut noisy = <$ty>::with_capacity($case.seed, $n);
+        noisy.params_mut().visit_mut(|_, _, w| jitter(w, 1));
+        let mut moved = $case.inputs.clone();
+        for (k, v) in moved.iter_mut().enumerate() {
+            jitter(v, k as u64 + 2);
+        }
+        noisy.forward_train_flat($(&moved[$i]),*).expect("forward_train");
+        noisy.backward_streaming($targets, &mut |_: &[(usize, &[f32])]| {}).expect("backward");
+        let noise = distance(&grads, &weights_of(|f| noisy.grads().expect("gradients").visit(f)));
+        $case.train(&$weights, step, &out, loss, &grads, &noise, &$t);
         check_net!(@step $opt, $ty, $case, $model, $weights, grads, $n, [$(($i, $len)),*], $targets);
     }};
     (@step none, $($rest:tt)*) => {};

@@ -354,10 +354,19 @@ impl Layout {
             let start = r * self.phase_w;
             let row = &mut dst[start..start + self.phase_w];
             let col0 = (first as isize * spread + shift) as usize;
+            if self.col_spread == 1 {
+                // The forward pass at stride 1: a plain copy, which the
+                // strided loop below does not become.
+                row[col0..col0 + end - first].copy_from_slice(&src[first..end]);
+                return;
+            }
             for (k, &v) in src[first..end].iter().enumerate() {
                 row[col0 + k * self.col_spread] = v;
             }
             return;
+        }
+        if self.phases == 2 {
+            return self.place_row_in_two(&src[first..end], r, first as isize + shift, dst);
         }
         for q in 0..self.phases {
             // The first source column in phase q.
@@ -368,6 +377,32 @@ impl Layout {
             }
             let start = self.at(r, (b0 as isize + shift) as usize);
             gather(&src[b0..end], self.phases, &mut dst[start..]);
+        }
+    }
+
+    /// [`Self::place_row`] at stride 2: `src` from plane column `col`,
+    /// split between the two phases in one pass over its pairs (a pass a
+    /// phase read every value twice).
+    fn place_row_in_two(&self, mut src: &[f32], r: usize, col: isize, dst: &mut [f32]) {
+        let mut col = col as usize;
+        let (even, odd) = dst.split_at_mut((self.rows + r) * self.phase_w);
+        let even = &mut even[r * self.phase_w..];
+        if col % 2 == 1 {
+            if let Some((&v, rest)) = src.split_first() {
+                odd[col / 2] = v;
+                src = rest;
+                col += 1;
+            }
+        }
+        let (pairs, last) = src.as_chunks::<2>();
+        let half = col / 2;
+        let destinations = even[half..].iter_mut().zip(&mut odd[half..]);
+        for (pair, (e, o)) in pairs.iter().zip(destinations) {
+            *e = pair[0];
+            *o = pair[1];
+        }
+        if let [v] = last {
+            even[half + pairs.len()] = *v;
         }
     }
 }

@@ -171,6 +171,8 @@ thread_local! {
     /// The column divisors of an average pooling, or a row of its output
     /// gradients divided by them.
     static AVG_ROW: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+    /// The column maxima of one output row's window rows (inference).
+    static COLUMN_MAXIMA: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// The clipped input range of window `o`. The window starts at `o·s - p` in
@@ -300,6 +302,9 @@ fn max_plane<const ARGMAX: bool>(isa: Isa, p: Pool2d, xp: &[f32], yp: &mut [f32]
         let _ = isa;
         return max_plane_2x2::<ARGMAX>(p, xp, yp, ap);
     }
+    if !ARGMAX {
+        return max_plane_values(p, xp, yp);
+    }
     let ow = p.out_w();
     let (s, pad, kw) = (p.sw, p.pw, p.kw);
     // Output columns o with o·s ≥ pad and o·s + kw ≤ w + pad.
@@ -339,6 +344,66 @@ fn max_plane<const ARGMAX: bool>(isa: Isa, p: Pool2d, xp: &[f32], yp: &mut [f32]
                 }
             }
         }
+    }
+}
+
+/// [`max_plane`] without indices (inference): each output row's window rows
+/// are first reduced to one row of column maxima, a contiguous pass that
+/// vectorises, and each window then takes the maximum of its `kw` column
+/// maxima, so a `kh×kw` window costs `kh + kw` compares a column rather
+/// than `kh·kw` strided ones. The value is the training path's: the
+/// maximum, or NaN if the window holds one (only a tie of −0 with +0, or
+/// which of several NaNs, may resolve otherwise).
+fn max_plane_values(p: Pool2d, xp: &[f32], yp: &mut [f32]) {
+    let (ow, w) = (p.out_w(), p.w);
+    let (s, pad, kw) = (p.sw, p.pw, p.kw);
+    // Output columns o with o·s ≥ pad and o·s + kw ≤ w + pad.
+    let lo = pad.div_ceil(s).min(ow);
+    let hi = (p.w + pad).checked_sub(kw).map_or(0, |room| room / s + 1).clamp(lo, ow);
+    crate::scratch::with(&COLUMN_MAXIMA, w, |maxima| {
+        for (o_r, yr) in yp.chunks_exact_mut(ow).enumerate() {
+            let (r0, r1) = p.rows(o_r);
+            maxima.fill(f32::NEG_INFINITY);
+            for r in r0..r1 {
+                take_greater(maxima, &xp[r * w..][..w]);
+            }
+            for o_c in (0..lo).chain(hi..ow) {
+                let (c0, c1) = p.cols(o_c);
+                yr[o_c] = maxima[c0..c1].iter().fold(f32::NEG_INFINITY, |b, &x| greater(b, x));
+            }
+            if lo == hi {
+                continue;
+            }
+            let ys = &mut yr[lo..hi];
+            ys.fill(f32::NEG_INFINITY);
+            for dc in 0..kw {
+                let first = lo * s + dc - pad;
+                match s {
+                    1 => max_pass::<false, 1>(ys, &mut [], maxima, first),
+                    2 => max_pass::<false, 2>(ys, &mut [], maxima, first),
+                    _ => max_pass_strided::<false>(ys, &mut [], maxima, first, s),
+                }
+            }
+        }
+    });
+}
+
+/// `best[i]` becomes [`greater`]`(best[i], v[i])`.
+#[inline(always)]
+fn take_greater(best: &mut [f32], v: &[f32]) {
+    for (b, &x) in best.iter_mut().zip(v) {
+        *b = greater(*b, x);
+    }
+}
+
+/// ATen's rule for the next cell `x` of a window: it takes over from the
+/// best so far if greater, or NaN.
+#[inline(always)]
+fn greater(best: f32, x: f32) -> f32 {
+    if x > best || x.is_nan() {
+        x
+    } else {
+        best
     }
 }
 

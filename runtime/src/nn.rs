@@ -92,6 +92,28 @@ pub fn conv2d_forward_cached(
     Ok(conv::conv2d_forward_cached(s, x, w, b, act, y, cache, Par::Rayon)?)
 }
 
+/// A conv, then a batch norm on its running statistics, then `act`, at
+/// inference: the batch norm folded into the conv's weights, kept in `cache`
+/// ([`conv::conv2d_bn_forward_cached`]).
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d_bn_forward_infer(
+    s: &Conv2d,
+    x: &[f32],
+    w: &[f32],
+    b: Option<&[f32]>,
+    bn: &BatchNorm,
+    gamma: &[f32],
+    beta: &[f32],
+    running_mean: &[f32],
+    running_var: &[f32],
+    act: Activation,
+    y: &mut [f32],
+    cache: &conv::ForwardCache,
+) -> Result<(), Error> {
+    let norm = conv::BatchNormParams { gamma, beta, running_mean, running_var, eps: bn.eps };
+    Ok(conv::conv2d_bn_forward_cached(s, x, w, b, norm, act, y, cache, Par::Rayon)?)
+}
+
 pub fn conv2d_backward_data(
     s: &Conv2d,
     dy: &[f32],

@@ -7,9 +7,9 @@ use netc_runtime::conv::winograd_split;
 use netc_runtime::conv::{
     conv2d_backward_data, conv2d_backward_data_depthwise, conv2d_backward_data_direct,
     conv2d_backward_data_using, conv2d_backward_weights, conv2d_backward_weights_depthwise,
-    conv2d_backward_weights_direct, conv2d_forward, conv2d_forward_cached,
-    conv2d_forward_depthwise, conv2d_forward_direct, conv2d_forward_using, Conv2d, ConvAlgo,
-    ForwardCache,
+    conv2d_backward_weights_direct, conv2d_bn_forward_cached, conv2d_forward,
+    conv2d_forward_cached, conv2d_forward_depthwise, conv2d_forward_direct, conv2d_forward_using,
+    BatchNormParams, Conv2d, ConvAlgo, ForwardCache,
 };
 use netc_runtime::error::ConvError;
 use netc_runtime::gemm::{Activation, Par};
@@ -935,6 +935,92 @@ fn cached_forward_matches_the_reference_and_follows_invalidation() {
         let err =
             conv2d_forward_cached(s, &x[1..], &w, None, Activation::Relu, &mut y, &cache, Par::Seq);
         assert!(err.unwrap_err().to_string().contains("input"), "{s:?}");
+    }
+}
+
+/// A conv with a batch norm (running statistics) and an activation folded
+/// into its weights is the reference conv, then the batch norm in f64, then
+/// the activation: on every algorithm the shapes pick (Winograd, one-sample
+/// im2col, pointwise, depthwise), with and without a conv bias, with the
+/// cache kept and lean; and a wrong-length batch-norm tensor is an error
+/// naming it.
+#[test]
+fn batch_norm_folded_into_the_cached_forward_is_conv_then_batch_norm() {
+    let depthwise = Conv2d { groups: 24, ..Conv2d::square(1, 24, 9, 9, 24, 3, 2, 1) };
+    let shapes = [
+        Conv2d::square(1, 32, 10, 10, 32, 3, 1, 1),
+        Conv2d::square(4, 16, 12, 12, 24, 3, 1, 1),
+        Conv2d::square(1, 7, 11, 9, 13, 5, 2, 2),
+        Conv2d::square(2, 8, 5, 5, 16, 1, 1, 0),
+        depthwise,
+    ];
+    let act = Activation::HardTanh(0.0, 6.0);
+    for (i, s) in shapes.iter().enumerate() {
+        let seed = 700 + 10 * i as u64;
+        let (x, w, b) =
+            (fill(s.input_len(), seed), fill(s.weight_len(), seed + 1), fill(s.o, seed + 2));
+        let gamma = fill(s.o, seed + 3);
+        let beta = fill(s.o, seed + 4);
+        let mean = fill(s.o, seed + 5);
+        let var: Vec<f32> = fill(s.o, seed + 6).iter().map(|v| v.abs() + 0.1).collect();
+        let norm = BatchNormParams {
+            gamma: &gamma,
+            beta: &beta,
+            running_mean: &mean,
+            running_var: &var,
+            eps: 1e-5,
+        };
+        for bias in [None, Some(&b[..])] {
+            let conv =
+                reference::conv2d_forward(s, &f64s(&x), &f64s(&w), bias.map(f64s).as_deref());
+            let plane = s.out_h() * s.out_w();
+            let want: Vec<f64> = conv
+                .iter()
+                .enumerate()
+                .map(|(k, &v)| {
+                    let o = k / plane % s.o;
+                    let scale = f64::from(gamma[o]) / (f64::from(var[o]) + 1e-5).sqrt();
+                    ((v - f64::from(mean[o])) * scale + f64::from(beta[o])).clamp(0.0, 6.0)
+                })
+                .collect();
+            for keep in [true, false] {
+                let mut cache = ForwardCache::new();
+                cache.keep(keep);
+                for round in 0..2 {
+                    let mut y = vec![f32::NAN; s.output_len()];
+                    conv2d_bn_forward_cached(
+                        s,
+                        &x,
+                        &w,
+                        bias,
+                        norm,
+                        act,
+                        &mut y,
+                        &cache,
+                        Par::Rayon,
+                    )
+                    .unwrap();
+                    let what = format!("bias {} kept {keep} round {round}", bias.is_some());
+                    assert_close(&what, &y, &want, 4 * s.c * s.kh * s.kw, s)
+                        .unwrap_or_else(|e| panic!("{e}"));
+                }
+                cache.invalidate();
+            }
+        }
+        let short = BatchNormParams { running_var: &var[1..], ..norm };
+        let mut y = vec![0.0; s.output_len()];
+        let err = conv2d_bn_forward_cached(
+            s,
+            &x,
+            &w,
+            None,
+            short,
+            act,
+            &mut y,
+            &ForwardCache::new(),
+            Par::Seq,
+        );
+        assert!(err.unwrap_err().to_string().contains("running_var"), "{s:?}");
     }
 }
 

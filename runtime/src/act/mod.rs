@@ -309,6 +309,26 @@ pub fn forward_in_place_on(isa: Isa, act: Activation, x: &mut [f32]) {
     per_activation!(act, activate, |f| crate::par::each(x, |x| lanes::map_in_place_on(isa, f, x)));
 }
 
+/// `row = act(row + bias)` (or `act(row)`), in one pass on the best
+/// instruction set this CPU has: a GEMM tile's epilogue, one row of C at a
+/// time.
+pub(crate) fn bias_activate_row(act: Activation, bias: Option<f32>, row: &mut [f32]) {
+    let isa = Isa::best();
+    match (act, bias) {
+        (Activation::Identity, None) => {}
+        (Activation::Gated(g), _) => {
+            if let Some(b) = bias {
+                row.iter_mut().for_each(|v| *v += b);
+            }
+            gated::forward_row(g, row)
+        }
+        (_, Some(b)) => {
+            per_activation!(act, activate, |f| lanes::map_in_place_on(isa, move |v| f(v + b), row))
+        }
+        (_, None) => per_activation!(act, activate, |f| lanes::map_in_place_on(isa, f, row)),
+    }
+}
+
 /// `dx = dy · act'(x)`, with the derivative taken from the saved output `y`.
 /// `dx` may not alias `dy`; see [`backward_in_place`] for that. A gated
 /// activation is [`Error::NeedsInput`]: see [`backward_from_input`].

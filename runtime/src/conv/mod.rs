@@ -44,7 +44,9 @@ pub use depthwise::{
 pub use direct::{
     conv2d_backward_data_direct, conv2d_backward_weights_direct, conv2d_forward_direct,
 };
-pub use prepared::{conv2d_forward_cached, ForwardCache};
+pub use prepared::{
+    conv2d_bn_forward_cached, conv2d_forward_cached, BatchNormParams, ForwardCache,
+};
 pub use shape::Conv2d;
 
 use crate::error::{check_len, ConvError};

@@ -10,7 +10,7 @@
 //! clear it whenever their parameters change.
 
 use super::{im2col, im2col_gemm, winograd, winograd_split, Conv2d, ConvAlgo};
-use crate::error::ConvError;
+use crate::error::{check_len, ConvError};
 use crate::gemm::{kernel, Activation, MatRef, PackedA, Par};
 use crate::isa::Isa;
 use std::sync::OnceLock;
@@ -33,6 +33,10 @@ pub struct ForwardCache {
     /// batch picks the algorithm, so a model called at several batch sizes
     /// may need both forms.
     packed: OnceLock<Vec<PackedA>>,
+    /// The weights and bias with a following batch norm folded in, for
+    /// [`conv2d_bn_forward_cached`]; the other forms are then made from
+    /// these.
+    folded: OnceLock<Folded>,
     /// Whether the forms are kept; when not, each call runs an algorithm
     /// whose scratch is small (im2col in place of Winograd, whose
     /// transformed weights are up to four times the weights).
@@ -48,6 +52,7 @@ impl ForwardCache {
     pub fn invalidate(&mut self) {
         self.transformed.take();
         self.packed.take();
+        self.folded.take();
     }
 
     /// Whether to keep the prepared forms (the default), or hold nothing
@@ -69,7 +74,8 @@ impl ForwardCache {
     pub fn bytes(&self) -> usize {
         let transformed = self.transformed.get().map_or(0, |u| 4 * u.len());
         let packed = self.packed.get().map_or(0, |p| p.iter().map(PackedA::bytes).sum());
-        transformed + packed
+        let folded = self.folded.get().map_or(0, |f| 4 * (f.weight.len() + f.bias.len()));
+        transformed + packed + folded
     }
 }
 
@@ -126,6 +132,92 @@ pub fn conv2d_forward_cached(
     let packed = cache.packed.get_or_init(|| pack_groups(s, weight));
     im2col::forward_samples(s, x, weight, Some(&packed[..]), bias, activation, y, par);
     Ok(())
+}
+
+/// A batch norm's inference parameters: `(gamma, beta, running_mean,
+/// running_var)`, one per channel, and its `eps`.
+#[derive(Clone, Copy, Debug)]
+pub struct BatchNormParams<'a> {
+    pub gamma: &'a [f32],
+    pub beta: &'a [f32],
+    pub running_mean: &'a [f32],
+    pub running_var: &'a [f32],
+    pub eps: f32,
+}
+
+/// A conv's weights and bias with a batch norm folded in.
+#[derive(Clone, Debug)]
+struct Folded {
+    weight: Vec<f32>,
+    bias: Vec<f32>,
+}
+
+/// A conv, then a batch norm on its running statistics, then `activation`,
+/// as one conv: output channel `o` of the weights is scaled by
+/// `gamma[o] / sqrt(var[o] + eps)`, and the bias becomes
+/// `(bias[o] - mean[o])·scale + beta[o]`. The folded weights are made once
+/// in `cache` (every form prepared from them too), so the batch norm's own
+/// pass over the conv's output disappears; the output agrees with the two
+/// layers' to rounding. A lean cache folds them again at each call.
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d_bn_forward_cached(
+    s: &Conv2d,
+    x: &[f32],
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    norm: BatchNormParams<'_>,
+    activation: Activation,
+    y: &mut [f32],
+    cache: &ForwardCache,
+    par: Par,
+) -> Result<(), ConvError> {
+    const OP: &str = "conv2d_bn_forward_cached";
+    s.check_forward(OP, x, weight, bias, y)?;
+    check_len(OP, "gamma", norm.gamma.len(), s.o)?;
+    check_len(OP, "beta", norm.beta.len(), s.o)?;
+    check_len(OP, "running_mean", norm.running_mean.len(), s.o)?;
+    check_len(OP, "running_var", norm.running_var.len(), s.o)?;
+    let fold = || fold_batch_norm(s.o, weight, bias, norm);
+    if cache.lean {
+        let folded = fold();
+        return conv2d_forward_cached(
+            s,
+            x,
+            &folded.weight,
+            Some(&folded.bias),
+            activation,
+            y,
+            cache,
+            par,
+        );
+    }
+    let folded = cache.folded.get_or_init(fold);
+    conv2d_forward_cached(s, x, &folded.weight, Some(&folded.bias), activation, y, cache, par)
+}
+
+/// [`conv2d_bn_forward_cached`]'s weights and bias, in f64 and rounded once.
+fn fold_batch_norm(
+    o: usize,
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    norm: BatchNormParams<'_>,
+) -> Folded {
+    let per_channel = weight.len() / o.max(1);
+    let scale = |c: usize| {
+        f64::from(norm.gamma[c]) / (f64::from(norm.running_var[c]) + f64::from(norm.eps)).sqrt()
+    };
+    let weight = weight
+        .chunks_exact(per_channel.max(1))
+        .enumerate()
+        .flat_map(|(c, w)| w.iter().map(move |&v| (f64::from(v) * scale(c)) as f32))
+        .collect();
+    let bias = (0..o)
+        .map(|c| {
+            let b = bias.map_or(0.0, |b| f64::from(b[c]));
+            ((b - f64::from(norm.running_mean[c])) * scale(c) + f64::from(norm.beta[c])) as f32
+        })
+        .collect();
+    Folded { weight, bias }
 }
 
 /// Packs each group's `[og, patch]` weights for the kernel its one-sample

@@ -396,27 +396,12 @@ impl<'a> Epilogue<'a> {
     pub(crate) unsafe fn apply_row(&self, row: &mut [f32], i: usize, j0: usize) {
         let len = row.len();
         match self.bias {
-            Bias::None => {}
-            Bias::PerRow(b) => {
-                let bi = b[i];
-                row.iter_mut().for_each(|v| *v += bi);
+            Bias::None => crate::act::bias_activate_row(self.activation, None, row),
+            Bias::PerRow(b) => crate::act::bias_activate_row(self.activation, Some(b[i]), row),
+            Bias::PerCol(b) => {
+                row.iter_mut().zip(&b[j0..j0 + len]).for_each(|(v, &bj)| *v += bj);
+                crate::act::bias_activate_row(self.activation, None, row);
             }
-            Bias::PerCol(b) => row.iter_mut().zip(&b[j0..j0 + len]).for_each(|(v, &bj)| *v += bj),
-        }
-        match self.activation {
-            Activation::Identity => {}
-            Activation::Relu => row.iter_mut().for_each(|v| *v = crate::act::relu_scalar(*v)),
-            Activation::LeakyRelu(slope) => {
-                row.iter_mut().for_each(|v| *v = crate::act::leaky_relu_scalar(slope, *v))
-            }
-            Activation::HardTanh(min, max) => {
-                row.iter_mut().for_each(|v| *v = crate::act::hardtanh_scalar(min, max, *v))
-            }
-            Activation::Elu(alpha) => {
-                row.iter_mut().for_each(|v| *v = crate::act::elu_scalar(alpha, *v))
-            }
-            Activation::Gated(g) => crate::act::gated::forward_row(g, row),
-            act => row.iter_mut().for_each(|v| *v = act.apply(*v)),
         }
         if let Some(mask) = &self.relu_mask {
             if mask.cs == 1 {

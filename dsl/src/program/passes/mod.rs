@@ -2,6 +2,7 @@
 //! its own; the verifier runs after each in debug builds.
 
 mod dead_code;
+mod fold_batch_norm;
 mod fuse_pool_activation;
 mod fuse_relu_mask;
 mod plan_memory;
@@ -17,6 +18,7 @@ type Pass = (&'static str, fn(Program) -> Program);
 pub const PIPELINE: &[Pass] = &[
     ("fuse_relu_mask", fuse_relu_mask::fuse_relu_mask),
     ("fuse_pool_activation", fuse_pool_activation::fuse_pool_activation),
+    ("fold_batch_norm", fold_batch_norm::fold_batch_norm),
     ("dead_code", dead_code::remove_dead_steps),
 ];
 

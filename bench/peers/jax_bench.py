@@ -19,7 +19,15 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-SHAPES = {"mlp": ((784,), 128), "lenet5": ((1, 28, 28), 64), "resnet20": ((3, 32, 32), 64), "alexnet": ((3, 227, 227), 8)}
+SHAPES = {
+    "mlp": ((784,), 128),
+    "lenet5": ((1, 28, 28), 64),
+    "resnet20": ((3, 32, 32), 64),
+    "alexnet": ((3, 227, 227), 8),
+    "mobilenet_v2": ((3, 224, 224), 16),
+    "squeezenet1_1": ((3, 224, 224), 16),
+    "resnet50": ((3, 224, 224), 8),
+}
 
 
 def median_ms(fn, budget=2.0, min_runs=5):
@@ -49,8 +57,8 @@ class Init:
     def dense(self, i, o):
         return {"w": self.uniform((o, i), i), "b": self.uniform((o,), i)}
 
-    def conv(self, cin, cout, k, bias=True):
-        p = {"w": self.uniform((cout, cin, k, k), cin * k * k)}
+    def conv(self, cin, cout, k, bias=True, groups=1):
+        p = {"w": self.uniform((cout, cin // groups, k, k), cin // groups * k * k)}
         if bias:
             p["b"] = self.uniform((cout,), cin * k * k)
         return p
@@ -60,13 +68,30 @@ def dense(p, x):
     return x @ p["w"].T + p["b"]
 
 
-def conv(p, x, stride=1, pad=0):
-    y = lax.conv_general_dilated(x, p["w"], (stride, stride), [(pad, pad), (pad, pad)], dimension_numbers=("NCHW", "OIHW", "NCHW"))
+def conv(p, x, stride=1, pad=0, groups=1):
+    y = lax.conv_general_dilated(
+        x, p["w"], (stride, stride), [(pad, pad), (pad, pad)], dimension_numbers=("NCHW", "OIHW", "NCHW"), feature_group_count=groups
+    )
     return y + p["b"][None, :, None, None] if "b" in p else y
 
 
-def max_pool(x, k, s):
-    return lax.reduce_window(x, -jnp.inf, lax.max, (1, 1, k, k), (1, 1, s, s), "VALID")
+def max_pool(x, k, s, pad=0, ceil_mode=False):
+    """PyTorch's output size: with ceil_mode, a last window that starts
+    inside the (left-padded) input is kept, padded with -inf on the right."""
+    pads = [(0, 0), (0, 0)]
+    for size in x.shape[2:]:
+        span = size + 2 * pad - k
+        out = (-(-span // s) if ceil_mode else span // s) + 1
+        if ceil_mode and (out - 1) * s >= size + pad:
+            out -= 1
+        pads.append((pad, (out - 1) * s + k - size - pad))
+    return lax.reduce_window(x, -jnp.inf, lax.max, (1, 1, k, k), (1, 1, s, s), pads)
+
+
+def dropout(x, p, train, key):
+    if not train:
+        return x
+    return jnp.where(jax.random.bernoulli(key, 1.0 - p, x.shape), x / (1.0 - p), 0.0)
 
 
 def lrn(x, size=5, alpha=1e-4, beta=0.75, k=2.0):
@@ -183,7 +208,138 @@ def alexnet():
     return params, {}, apply
 
 
-ZOO = {"mlp": mlp, "lenet5": lenet5, "resnet20": resnet20, "alexnet": alexnet}
+class Layers:
+    """The parameters and batch-norm state of a torchvision network, made as
+    its layers are declared, and the batch norms applied by name."""
+
+    def __init__(self):
+        self.init, self.params, self.state = Init(0), {}, {}
+
+    def conv(self, name, cin, cout, k, bias=False, groups=1):
+        self.params[name] = self.init.conv(cin, cout, k, bias, groups)
+
+    def bn(self, name, c):
+        self.params[name], self.state[name] = bn_params(c)
+
+    def conv_bn(self, name, cin, cout, k, groups=1):
+        self.conv(name + ".conv", cin, cout, k, groups=groups)
+        self.bn(name + ".bn", cout)
+
+
+def apply_bn(p, s, name, x, train):
+    y, s[name] = batch_norm(p[name], s[name], x, train)
+    return y
+
+
+def mobilenet_v2():
+    net = Layers()
+    net.conv_bn("stem", 3, 32, 3)
+    blocks, c_in = [], 32
+    for t, c, n, stride in ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1)):
+        for i in range(n):
+            name, hidden, s = f"block{len(blocks)}", c_in * t, stride if i == 0 else 1
+            if t != 1:
+                net.conv_bn(name + ".expand", c_in, hidden, 1)
+            net.conv_bn(name + ".dw", hidden, hidden, 3, groups=hidden)
+            net.conv_bn(name + ".project", hidden, c, 1)
+            blocks.append((name, t, hidden, s, s == 1 and c_in == c))
+            c_in = c
+    net.conv_bn("last", c_in, 1280, 1)
+    net.params["fc"] = net.init.dense(1280, 1000)
+
+    def apply(p, s, x, train, key):
+        s = dict(s)
+
+        def conv_bn(name, x, stride=1, pad=0, groups=1, act=True):
+            y = apply_bn(p, s, name + ".bn", conv(p[name + ".conv"], x, stride, pad, groups), train)
+            return jnp.clip(y, 0.0, 6.0) if act else y
+
+        x = conv_bn("stem", x, 2, 1)
+        for name, t, hidden, stride, residual in blocks:
+            y = conv_bn(name + ".expand", x) if t != 1 else x
+            y = conv_bn(name + ".dw", y, stride, 1, hidden)
+            y = conv_bn(name + ".project", y, act=False)
+            x = x + y if residual else y
+        x = conv_bn("last", x).mean((2, 3))
+        return dense(p["fc"], dropout(x, 0.2, train, key)), s
+
+    return net.params, net.state, apply
+
+
+def squeezenet1_1():
+    net = Layers()
+    net.conv("conv1", 3, 64, 3, bias=True)
+    fires = [(64, 16, 64), (128, 16, 64), (128, 32, 128), (256, 32, 128), (256, 48, 192), (384, 48, 192), (384, 64, 256), (512, 64, 256)]
+    for i, (cin, sq, ex) in enumerate(fires):
+        net.conv(f"fire{i}.squeeze", cin, sq, 1, bias=True)
+        net.conv(f"fire{i}.expand1x1", sq, ex, 1, bias=True)
+        net.conv(f"fire{i}.expand3x3", sq, ex, 3, bias=True)
+    net.conv("classifier", 512, 1000, 1, bias=True)
+
+    def apply(p, s, x, train, key):
+        def fire(i, x):
+            x = jax.nn.relu(conv(p[f"fire{i}.squeeze"], x))
+            a = jax.nn.relu(conv(p[f"fire{i}.expand1x1"], x))
+            b = jax.nn.relu(conv(p[f"fire{i}.expand3x3"], x, 1, 1))
+            return jnp.concatenate([a, b], axis=1)
+
+        x = max_pool(jax.nn.relu(conv(p["conv1"], x, 2)), 3, 2, ceil_mode=True)
+        x = max_pool(fire(1, fire(0, x)), 3, 2, ceil_mode=True)
+        x = max_pool(fire(3, fire(2, x)), 3, 2, ceil_mode=True)
+        for i in range(4, 8):
+            x = fire(i, x)
+        x = jax.nn.relu(conv(p["classifier"], dropout(x, 0.5, train, key)))
+        return x.mean((2, 3)), s
+
+    return net.params, net.state, apply
+
+
+def resnet50():
+    net = Layers()
+    net.conv_bn("stem", 3, 64, 7)
+    blocks, c_in = [], 64
+    for stage, (width, n) in enumerate(((64, 3), (128, 4), (256, 6), (512, 3))):
+        for i in range(n):
+            name, stride = f"layer{stage + 1}.{i}", 2 if stage > 0 and i == 0 else 1
+            net.conv_bn(name + ".1", c_in, width, 1)
+            net.conv_bn(name + ".2", width, width, 3)
+            net.conv_bn(name + ".3", width, width * 4, 1)
+            down = i == 0
+            if down:
+                net.conv_bn(name + ".down", c_in, width * 4, 1)
+            blocks.append((name, stride, down))
+            c_in = width * 4
+    net.params["fc"] = net.init.dense(2048, 1000)
+
+    def apply(p, s, x, train, key):
+        s = dict(s)
+
+        def conv_bn(name, x, stride=1, pad=0):
+            return apply_bn(p, s, name + ".bn", conv(p[name + ".conv"], x, stride, pad), train)
+
+        x = max_pool(jax.nn.relu(conv_bn("stem", x, 2, 3)), 3, 2, pad=1)
+        for name, stride, down in blocks:
+            y = jax.nn.relu(conv_bn(name + ".1", x))
+            y = jax.nn.relu(conv_bn(name + ".2", y, stride, 1))
+            y = conv_bn(name + ".3", y)
+            short = conv_bn(name + ".down", x, stride) if down else x
+            x = jax.nn.relu(y + short)
+        return dense(p["fc"], x.mean((2, 3))), s
+
+    return net.params, net.state, apply
+
+
+ZOO = {
+    "mlp": mlp,
+    "lenet5": lenet5,
+    "resnet20": resnet20,
+    "alexnet": alexnet,
+    "mobilenet_v2": mobilenet_v2,
+    "squeezenet1_1": squeezenet1_1,
+    "resnet50": resnet50,
+}
+# The torchvision networks run only when named, as in zoo_time.
+TORCHVISION = {"mobilenet_v2", "squeezenet1_1", "resnet50"}
 
 
 def time_model(name):
@@ -222,7 +378,7 @@ def time_model(name):
 
 
 def main():
-    for name in sys.argv[1:] or list(ZOO):
+    for name in sys.argv[1:] or [m for m in ZOO if m not in TORCHVISION]:
         try:
             rows = time_model(name)
         except Exception as e:  # noqa: BLE001 - a failing model is reported and skipped

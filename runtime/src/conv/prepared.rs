@@ -158,7 +158,8 @@ struct Folded {
 /// `(bias[o] - mean[o])·scale + beta[o]`. The folded weights are made once
 /// in `cache` (every form prepared from them too), so the batch norm's own
 /// pass over the conv's output disappears; the output agrees with the two
-/// layers' to rounding. A lean cache folds them again at each call.
+/// layers' to rounding. A lean cache keeps nothing, so there the batch
+/// norm runs in place after the conv.
 #[allow(clippy::too_many_arguments)]
 pub fn conv2d_bn_forward_cached(
     s: &Conv2d,
@@ -177,21 +178,21 @@ pub fn conv2d_bn_forward_cached(
     check_len(OP, "beta", norm.beta.len(), s.o)?;
     check_len(OP, "running_mean", norm.running_mean.len(), s.o)?;
     check_len(OP, "running_var", norm.running_var.len(), s.o)?;
-    let fold = || fold_batch_norm(s.o, weight, bias, norm);
     if cache.lean {
-        let folded = fold();
-        return conv2d_forward_cached(
-            s,
-            x,
-            &folded.weight,
-            Some(&folded.bias),
-            activation,
-            y,
-            cache,
-            par,
-        );
+        // Folded weights would be a second copy of the weights: the batch
+        // norm runs after the conv instead, in place.
+        conv2d_forward_cached(s, x, weight, bias, Activation::Identity, y, cache, par)?;
+        let plane = s.out_h() * s.out_w();
+        for (k, out) in y.chunks_exact_mut(plane.max(1)).enumerate() {
+            let o = k % s.o;
+            let scale = norm.gamma[o] / (norm.running_var[o] + norm.eps).sqrt();
+            let shift = norm.beta[o] - norm.running_mean[o] * scale;
+            out.iter_mut().for_each(|v| *v = *v * scale + shift);
+        }
+        crate::act::forward_in_place(activation, y);
+        return Ok(());
     }
-    let folded = cache.folded.get_or_init(fold);
+    let folded = cache.folded.get_or_init(|| fold_batch_norm(s.o, weight, bias, norm));
     conv2d_forward_cached(s, x, &folded.weight, Some(&folded.bias), activation, y, cache, par)
 }
 

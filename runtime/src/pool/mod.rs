@@ -360,11 +360,14 @@ fn max_plane_values(p: Pool2d, xp: &[f32], yp: &mut [f32]) {
     // Output columns o with o·s ≥ pad and o·s + kw ≤ w + pad.
     let lo = pad.div_ceil(s).min(ow);
     let hi = (p.w + pad).checked_sub(kw).map_or(0, |room| room / s + 1).clamp(lo, ow);
-    crate::scratch::with(&COLUMN_MAXIMA, w, |maxima| {
+    // Room for the maxima, then (at stride 2) their even and odd columns.
+    crate::scratch::with(&COLUMN_MAXIMA, 2 * w, |buf| {
+        let (maxima, phases) = buf.split_at_mut(w);
         for (o_r, yr) in yp.chunks_exact_mut(ow).enumerate() {
             let (r0, r1) = p.rows(o_r);
-            maxima.fill(f32::NEG_INFINITY);
-            for r in r0..r1 {
+            // Starting from the first row is starting from −∞.
+            maxima.copy_from_slice(&xp[r0 * w..][..w]);
+            for r in r0 + 1..r1 {
                 take_greater(maxima, &xp[r * w..][..w]);
             }
             for o_c in (0..lo).chain(hi..ow) {
@@ -376,11 +379,29 @@ fn max_plane_values(p: Pool2d, xp: &[f32], yp: &mut [f32]) {
             }
             let ys = &mut yr[lo..hi];
             ys.fill(f32::NEG_INFINITY);
+            if s == 2 {
+                // Split once into even and odd columns, so that each of the
+                // window's columns is a contiguous pass, not a strided one.
+                let (even, odd) = phases.split_at_mut(w.div_ceil(2));
+                let (pairs, last) = maxima.as_chunks::<2>();
+                for (pair, (e, o)) in pairs.iter().zip(even.iter_mut().zip(odd.iter_mut())) {
+                    (*e, *o) = (pair[0], pair[1]);
+                }
+                if let [v] = last {
+                    even[pairs.len()] = *v;
+                }
+                for dc in 0..kw {
+                    let first = lo * 2 + dc - pad;
+                    let phase = if first % 2 == 0 { &even[first / 2..] } else { &odd[first / 2..] };
+                    debug_assert!(phase.len() >= ys.len(), "interior windows stay inside");
+                    take_greater(ys, phase);
+                }
+                continue;
+            }
             for dc in 0..kw {
                 let first = lo * s + dc - pad;
                 match s {
                     1 => max_pass::<false, 1>(ys, &mut [], maxima, first),
-                    2 => max_pass::<false, 2>(ys, &mut [], maxima, first),
                     _ => max_pass_strided::<false>(ys, &mut [], maxima, first, s),
                 }
             }

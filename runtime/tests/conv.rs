@@ -887,7 +887,8 @@ fn cached_forward_matches_the_reference_and_follows_invalidation() {
         (Conv2d::square(3, 16, 13, 11, 24, 3, 1, 2), true),
         (Conv2d::square(5, 5, 9, 9, 40, 5, 2, 1), true),
         (grouped, true),
-        (Conv2d::square(2, 8, 5, 5, 16, 1, 1, 0), false),
+        (Conv2d::square(2, 8, 5, 5, 16, 1, 1, 0), true),
+        (Conv2d { groups: 8, ..Conv2d::square(2, 8, 5, 5, 8, 3, 1, 1) }, false),
     ];
     for (i, (s, kept)) in shapes.iter().enumerate() {
         let seed = 300 + 10 * i as u64;

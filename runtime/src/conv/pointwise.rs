@@ -2,7 +2,7 @@
 //! own im2col matrix, so each pass is a plain GEMM per sample.
 
 use super::{epilogue, Conv2d, ConvAlgo, ConvAlgorithm, Pass, Scratch};
-use crate::gemm::{sgemm, Activation, Epilogue, MatMut, MatRef, Par};
+use crate::gemm::{sgemm, sgemm_prepacked, Activation, Epilogue, MatMut, MatRef, PackedA, Par};
 
 /// [`ConvAlgo::Pointwise`].
 #[derive(Debug)]
@@ -94,6 +94,26 @@ pub(super) fn forward(
         par,
     );
     crate::gemm::expect_valid(r);
+}
+
+/// [`Pointwise`]'s forward pass with the weights packed beforehand
+/// ([`super::ForwardCache`]): the same GEMM a sample, without packing the
+/// weights again at each call.
+pub(super) fn forward_prepacked(
+    s: &Conv2d,
+    x: &[f32],
+    weight: &PackedA,
+    bias: Option<&[f32]>,
+    activation: Activation,
+    y: &mut [f32],
+    par: Par,
+) {
+    let hw = s.h * s.w;
+    super::forward_chunks(s, 1, x, y, par, |x, y, par| {
+        let (x, y) = (MatRef::row_major(x, hw), MatMut::row_major(y, hw));
+        let r = sgemm_prepacked(weight, hw, &x, 0.0, y, &epilogue(bias, activation), par);
+        crate::gemm::expect_valid(r);
+    });
 }
 
 /// One sample's `dx [C, HW] = Wᵀ [C, O] · dy [O, HW]`.

@@ -9,7 +9,7 @@
 //! generated models keep one [`ForwardCache`] per conv for `forward` and
 //! clear it whenever their parameters change.
 
-use super::{im2col, im2col_gemm, winograd, winograd_split, Conv2d, ConvAlgo};
+use super::{im2col, im2col_gemm, pointwise, winograd, winograd_split, Conv2d, ConvAlgo};
 use crate::error::{check_len, ConvError};
 use crate::gemm::{kernel, Activation, MatRef, PackedA, Par};
 use crate::isa::Isa;
@@ -81,10 +81,10 @@ impl ForwardCache {
 
 /// [`super::conv2d_forward`] with the weights prepared once in `cache`
 /// (on the first call after [`ForwardCache::invalidate`]): Winograd's
-/// transform, or the im2col GEMMs' packed weights where each GEMM takes one
-/// sample. Other passes (pointwise, direct, several samples a GEMM) run as
-/// `conv2d_forward` does. `weight` must be the weights the cache was made
-/// from, or `cache` invalidated.
+/// transform, or the packed weights of GEMMs that take one sample each
+/// (im2col's at batch 1, pointwise's). Other passes (direct, several
+/// samples a GEMM) run as `conv2d_forward` does. `weight` must be the
+/// weights the cache was made from, or `cache` invalidated.
 #[allow(clippy::too_many_arguments)]
 pub fn conv2d_forward_cached(
     s: &Conv2d,
@@ -100,11 +100,12 @@ pub fn conv2d_forward_cached(
     let threads = par.threads();
     let per_sample = algo == ConvAlgo::Im2col && im2col_gemm::chunk_samples(s, threads) == 1;
     let transformed = matches!(algo, ConvAlgo::Winograd | ConvAlgo::WinogradSplit);
+    let pointwise = algo == ConvAlgo::Pointwise;
     if cache.lean {
         let algo = if transformed { ConvAlgo::Im2col } else { algo };
         return super::conv2d_forward_using(algo, s, x, weight, bias, activation, y, par);
     }
-    if !transformed && !per_sample {
+    if !transformed && !per_sample && !pointwise {
         return super::conv2d_forward_using(algo, s, x, weight, bias, activation, y, par);
     }
     s.check_forward("conv2d_forward_cached", x, weight, bias, y)?;
@@ -129,7 +130,12 @@ pub fn conv2d_forward_cached(
         }
         return Ok(());
     }
+    // A pointwise conv's weights are its one group's im2col weights.
     let packed = cache.packed.get_or_init(|| pack_groups(s, weight));
+    if pointwise {
+        pointwise::forward_prepacked(s, x, &packed[0], bias, activation, y, par);
+        return Ok(());
+    }
     im2col::forward_samples(s, x, weight, Some(&packed[..]), bias, activation, y, par);
     Ok(())
 }

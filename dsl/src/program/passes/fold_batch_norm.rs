@@ -6,7 +6,7 @@
 //! activation moves into the conv's epilogue. Training keeps both steps,
 //! since it normalises by the batch's own statistics.
 
-use crate::program::{Arg, Program, Step, TensorId};
+use crate::program::{Arg, Geometry, Program, Step, TensorId};
 
 pub fn fold_batch_norm(mut p: Program) -> Program {
     let mut i = 0;
@@ -41,6 +41,16 @@ fn fold_at(p: &Program, i: usize) -> Option<(Step, usize)> {
         return None;
     };
     if norm.kernel != "batch_norm_forward_infer" || input != t {
+        return None;
+    }
+    // Its channels must be the conv's: a reshape between them (an alias of
+    // the same tensor) may make every value a channel of its own.
+    let (Arg::Shape(Geometry::Conv { o, .. }), Arg::Shape(Geometry::BatchNorm { c, .. })) =
+        (shape, bn)
+    else {
+        return None;
+    };
+    if o != c {
         return None;
     }
     // Nothing between them may write what the fused step reads earlier
@@ -105,6 +115,18 @@ mod tests {
             }",
         );
         assert_eq!(kernels, ["conv2d_bn_forward_infer", "conv2d_bn_forward_infer"]);
+    }
+
+    #[test]
+    fn a_batch_norm_over_a_reshaped_conv_output_is_not_folded() {
+        let kernels = infer_kernels(
+            "network N {
+                input x: [2, 4, 4]
+                y = x -> conv2d(3, kernel: 3) -> reshape([12]) -> batch_norm
+                loss mse(y)
+            }",
+        );
+        assert!(kernels.contains(&"batch_norm_forward_infer"), "{kernels:?}");
     }
 
     #[test]

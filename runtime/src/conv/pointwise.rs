@@ -44,9 +44,7 @@ impl ConvAlgorithm for Pointwise {
         y: &mut [f32],
         par: Par,
     ) {
-        super::forward_chunks(s, 1, x, y, par, |x, y, par| {
-            forward(s, x, weight, bias, activation, y, par)
-        });
+        forward_samples(s, x, weight, None, bias, activation, y, par);
     }
 
     fn backward_data(
@@ -70,39 +68,15 @@ impl ConvAlgorithm for Pointwise {
     }
 }
 
-/// One sample's `y [O, HW] = act(W [O, C] · x [C, HW] + bias)`.
-pub(super) fn forward(
+/// Each sample's `y [O, HW] = act(W [O, C] · x [C, HW] + bias)`, with the
+/// weights `packed` beforehand when given ([`super::ForwardCache`]), else
+/// packed by each GEMM from `weight`.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn forward_samples(
     s: &Conv2d,
     x: &[f32],
     weight: &[f32],
-    bias: Option<&[f32]>,
-    activation: Activation,
-    y: &mut [f32],
-    par: Par,
-) {
-    let hw = s.h * s.w;
-    let r = sgemm(
-        s.o,
-        hw,
-        s.c,
-        1.0,
-        MatRef::row_major(weight, s.c),
-        MatRef::row_major(x, hw),
-        0.0,
-        MatMut::row_major(y, hw),
-        &epilogue(bias, activation),
-        par,
-    );
-    crate::gemm::expect_valid(r);
-}
-
-/// [`Pointwise`]'s forward pass with the weights packed beforehand
-/// ([`super::ForwardCache`]): the same GEMM a sample, without packing the
-/// weights again at each call.
-pub(super) fn forward_prepacked(
-    s: &Conv2d,
-    x: &[f32],
-    weight: &PackedA,
+    packed: Option<&PackedA>,
     bias: Option<&[f32]>,
     activation: Activation,
     y: &mut [f32],
@@ -110,8 +84,12 @@ pub(super) fn forward_prepacked(
 ) {
     let hw = s.h * s.w;
     super::forward_chunks(s, 1, x, y, par, |x, y, par| {
-        let (x, y) = (MatRef::row_major(x, hw), MatMut::row_major(y, hw));
-        let r = sgemm_prepacked(weight, hw, &x, 0.0, y, &epilogue(bias, activation), par);
+        let (x, y, epi) =
+            (MatRef::row_major(x, hw), MatMut::row_major(y, hw), epilogue(bias, activation));
+        let r = match packed {
+            Some(w) => sgemm_prepacked(w, hw, &x, 0.0, y, &epi, par),
+            None => sgemm(s.o, hw, s.c, 1.0, MatRef::row_major(weight, s.c), x, 0.0, y, &epi, par),
+        };
         crate::gemm::expect_valid(r);
     });
 }

@@ -133,7 +133,7 @@ pub fn conv2d_forward_cached(
     // A pointwise conv's weights are its one group's im2col weights.
     let packed = cache.packed.get_or_init(|| pack_groups(s, weight));
     if pointwise {
-        pointwise::forward_prepacked(s, x, &packed[0], bias, activation, y, par);
+        pointwise::forward_samples(s, x, weight, Some(&packed[0]), bias, activation, y, par);
         return Ok(());
     }
     im2col::forward_samples(s, x, weight, Some(&packed[..]), bias, activation, y, par);

@@ -307,9 +307,7 @@ fn max_plane<const ARGMAX: bool>(isa: Isa, p: Pool2d, xp: &[f32], yp: &mut [f32]
     }
     let ow = p.out_w();
     let (s, pad, kw) = (p.sw, p.pw, p.kw);
-    // Output columns o with o·s ≥ pad and o·s + kw ≤ w + pad.
-    let lo = pad.div_ceil(s).min(ow);
-    let hi = (p.w + pad).checked_sub(kw).map_or(0, |room| room / s + 1).clamp(lo, ow);
+    let (lo, hi) = interior_columns(p);
     for (o_r, yr) in yp.chunks_exact_mut(ow).enumerate() {
         let (r0, r1) = p.rows(o_r);
         let ar: &mut [u32] = if ARGMAX { &mut ap[o_r * ow..(o_r + 1) * ow] } else { &mut [] };
@@ -357,9 +355,7 @@ fn max_plane<const ARGMAX: bool>(isa: Isa, p: Pool2d, xp: &[f32], yp: &mut [f32]
 fn max_plane_values(p: Pool2d, xp: &[f32], yp: &mut [f32]) {
     let (ow, w) = (p.out_w(), p.w);
     let (s, pad, kw) = (p.sw, p.pw, p.kw);
-    // Output columns o with o·s ≥ pad and o·s + kw ≤ w + pad.
-    let lo = pad.div_ceil(s).min(ow);
-    let hi = (p.w + pad).checked_sub(kw).map_or(0, |room| room / s + 1).clamp(lo, ow);
+    let (lo, hi) = interior_columns(p);
     // Room for the maxima, then (at stride 2) their even and odd columns.
     crate::scratch::with(&COLUMN_MAXIMA, 2 * w, |buf| {
         let (maxima, phases) = buf.split_at_mut(w);
@@ -407,6 +403,15 @@ fn max_plane_values(p: Pool2d, xp: &[f32], yp: &mut [f32]) {
             }
         }
     });
+}
+
+/// The output columns `[lo, hi)` whose windows lie wholly inside the row:
+/// `o·s ≥ pad` and `o·s + kw ≤ w + pad`.
+fn interior_columns(p: Pool2d) -> (usize, usize) {
+    let (ow, s, pad) = (p.out_w(), p.sw, p.pw);
+    let lo = pad.div_ceil(s).min(ow);
+    let hi = (p.w + pad).checked_sub(p.kw).map_or(0, |room| room / s + 1).clamp(lo, ow);
+    (lo, hi)
 }
 
 /// `best[i]` becomes [`greater`]`(best[i], v[i])`.

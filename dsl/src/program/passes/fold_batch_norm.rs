@@ -11,10 +11,9 @@ use crate::program::{Arg, Geometry, Program, Step, TensorId};
 pub fn fold_batch_norm(mut p: Program) -> Program {
     let mut i = 0;
     while i < p.infer_forward.len() {
-        if let Some(fused) = fold_at(&p, i) {
-            let norm = p.infer_forward.remove(fused.1);
-            debug_assert_eq!(norm.kernel, "batch_norm_forward_infer");
-            p.infer_forward[i] = fused.0;
+        if let Some((fused, norm)) = fold_at(&p, i) {
+            p.infer_forward.remove(norm);
+            p.infer_forward[i] = fused;
         }
         i += 1;
     }

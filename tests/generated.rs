@@ -322,13 +322,12 @@ fn forward_follows_every_change_of_the_weights() {
             m.params_mut().visit_mut(|_, _, v| v.iter_mut().for_each(|w| *w *= -1.5))
         }),
         ("load", |m, _| {
-            let path =
-                std::env::temp_dir().join(format!("netc-cache-{}.safetensors", std::process::id()));
+            let tmp = tempfile::tempdir().expect("a temporary folder");
+            let path = tmp.path().join("other.safetensors");
             let mut other = Regression::with_capacity(99, 4);
             other.params_mut().visit_mut(|_, _, v| v.iter_mut().for_each(|w| *w += 0.5));
             other.save(&path).unwrap();
             m.load(&path).unwrap();
-            std::fs::remove_file(&path).unwrap();
         }),
         ("apply_gradients", |m, x| {
             m.forward_train(x).unwrap();
@@ -731,11 +730,10 @@ fn a_restored_model_steps_as_the_original() {
 #[test]
 fn corrupt_checkpoints_are_errors_that_change_nothing() {
     use netc_tests::nets::dense_bn::DeepBn;
-    let path =
-        std::env::temp_dir().join(format!("netc-corrupt-{}.safetensors", std::process::id()));
+    let tmp = tempfile::tempdir().expect("a temporary folder");
+    let path = tmp.path().join("valid.safetensors");
     DeepBn::with_capacity(5, 2).save(&path).expect("save");
     let valid = std::fs::read(&path).expect("read");
-    let _ = std::fs::remove_file(&path);
     let mut model = DeepBn::with_capacity(6, 2);
     let snapshot = |m: &DeepBn| {
         let mut all = Vec::new();

@@ -21,8 +21,8 @@ fn readme_instructions_build_a_training_crate() {
         .canonicalize()
         .expect("workspace root");
     let readme = std::fs::read_to_string(root.join("README.md")).expect("README");
-    let dir = std::env::temp_dir().join(format!("netc-scratch-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let tmp = tempfile::tempdir().expect("a temporary folder");
+    let dir = tmp.path();
     std::fs::create_dir_all(dir.join("src")).expect("dir");
     std::fs::create_dir_all(dir.join("models")).expect("dir");
     let path = |p: &str| root.join(p).display().to_string();
@@ -45,7 +45,7 @@ fn readme_instructions_build_a_training_crate() {
     let target = root.join("target/scratch-crate");
     let out = Command::new(env!("CARGO"))
         .args(["run", "--quiet"])
-        .current_dir(&dir)
+        .current_dir(dir)
         .env("CARGO_TARGET_DIR", &target)
         .output()
         .expect("cargo runs");
@@ -96,8 +96,8 @@ fn last_accuracy(output: &str) -> f64 {
 #[test]
 fn examples_train_fine_tune_and_serve() {
     let examples = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples");
-    let weights =
-        std::env::temp_dir().join(format!("netc-examples-{}.safetensors", std::process::id()));
+    let tmp = tempfile::tempdir().expect("a temporary folder");
+    let weights = tmp.path().join("examples.safetensors");
     let weights = weights.to_str().expect("a UTF-8 temp dir");
     let run = |bin: &str, args: &[&str]| {
         let mut all = vec!["run", "--quiet", "--bin", bin, "--"];

@@ -11,10 +11,8 @@ use netc_tests::nets::{
 };
 use std::path::PathBuf;
 
-fn dir(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("netc-weights-test-{tag}-{}", std::process::id()));
-    std::fs::create_dir_all(&d).expect("temp dir");
-    d
+fn dir() -> tempfile::TempDir {
+    tempfile::tempdir().expect("a temporary folder")
 }
 
 fn fixture() -> PathBuf {
@@ -53,7 +51,8 @@ fn embedded_weights_are_the_files() {
 /// both shapes, and leaves the model as it was.
 #[test]
 fn strict_load_refuses_another_head_and_changes_nothing() {
-    let path = dir("strict").join("lenet5.safetensors");
+    let folder = dir();
+    let path = folder.path().join("lenet5.safetensors");
     LeNet5::new(1).save(&path).expect("save");
     let mut five = LeNet5Five::new(2);
     let before = tensors(|f| five.params().visit(f));
@@ -72,7 +71,8 @@ fn strict_load_refuses_another_head_and_changes_nothing() {
 /// and the model then trains.
 #[test]
 fn fine_tune_a_new_head_from_saved_weights() {
-    let path = dir("fine-tune").join("lenet5.safetensors");
+    let folder = dir();
+    let path = folder.path().join("lenet5.safetensors");
     let trained = LeNet5::new(3);
     trained.save(&path).expect("save");
     let mut five = LeNet5Five::new(4);
@@ -106,7 +106,8 @@ fn fine_tune_a_new_head_from_saved_weights() {
 /// tensor left out), and a non-strict load reporting what it skipped.
 #[test]
 fn remapped_and_non_strict_loads_report_what_they_did() {
-    let d = dir("remap");
+    let folder = dir();
+    let d = folder.path();
     let source = LeNet5::new(6);
     let prefixed: Vec<(String, Vec<usize>, &[f32])> = LeNet5Params::TENSORS
         .iter()

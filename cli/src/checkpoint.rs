@@ -195,8 +195,8 @@ mod tests {
     #[test]
     fn a_refused_checkpoint_leaves_the_model_unchanged() {
         let linear = crate::zoo::find("linear").expect("zoo model").factory;
-        let dir = std::env::temp_dir().join(format!("netc-checkpoint-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("dir");
+        let tmp = tempfile::tempdir().expect("a temporary folder");
+        let dir = tmp.path();
         let saved = tensors(&*linear(1, 2));
         let momentum: Vec<f32> = (0..linear(1, 2).param_count()).map(|i| i as f32).collect();
         let mut model = linear(2, 2);
@@ -205,25 +205,25 @@ mod tests {
 
         let mut extra = saved.clone();
         extra.push(("extra.weight".into(), vec![2], vec![1.0, 2.0]));
-        checkpoint(&dir, &extra, &momentum, 1);
-        let e = read(&dir, "linear", &mut *model).unwrap_err();
+        checkpoint(dir, &extra, &momentum, 1);
+        let e = read(dir, "linear", &mut *model).unwrap_err();
         assert!(e.contains("1 tensor(s) the model does not have, such as `extra.weight`"), "{e}");
         assert_eq!((tensors(&*model), optimizer(&*model)), (before.clone(), state_before.clone()));
 
-        checkpoint(&dir, &saved, &[1.0; 3], 2);
-        let e = read(&dir, "linear", &mut *model).unwrap_err();
+        checkpoint(dir, &saved, &[1.0; 3], 2);
+        let e = read(dir, "linear", &mut *model).unwrap_err();
         assert!(e.contains("optimizer state of 3 values and kind 2"), "{e}");
         assert_eq!((tensors(&*model), optimizer(&*model)), (before.clone(), state_before.clone()));
 
         let mut misshapen = saved.clone();
         let (_, shape, values) = &mut misshapen[0];
         *shape = vec![1, values.len()];
-        checkpoint(&dir, &misshapen, &momentum, 1);
-        assert!(read(&dir, "linear", &mut *model).unwrap_err().contains("shape"));
+        checkpoint(dir, &misshapen, &momentum, 1);
+        assert!(read(dir, "linear", &mut *model).unwrap_err().contains("shape"));
         assert_eq!((tensors(&*model), optimizer(&*model)), (before, state_before));
 
-        checkpoint(&dir, &saved, &momentum, 1);
-        let progress = read(&dir, "linear", &mut *model).expect("a whole checkpoint loads");
+        checkpoint(dir, &saved, &momentum, 1);
+        let progress = read(dir, "linear", &mut *model).expect("a whole checkpoint loads");
         assert_eq!((progress.completed_epochs, progress.seed), (3, 1));
         assert_eq!((tensors(&*model), optimizer(&*model)), (saved, (momentum, 1, 30)));
     }

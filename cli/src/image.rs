@@ -121,8 +121,8 @@ mod tests {
 
     #[test]
     fn reads_pgm_and_rejects_bad_ones() {
-        let dir = std::env::temp_dir().join(format!("netc-pgm-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("dir");
+        let tmp = tempfile::tempdir().expect("a temporary folder");
+        let dir = tmp.path();
         let p5 = dir.join("a.pgm");
         let mut bytes = b"P5\n# comment\n2 2\n255\n".to_vec();
         bytes.extend([0, 255, 128, 64]);
@@ -140,7 +140,8 @@ mod tests {
 
     #[test]
     fn reads_png_as_grayscale() {
-        let path = std::env::temp_dir().join(format!("netc-png-{}.png", std::process::id()));
+        let tmp = tempfile::tempdir().expect("a temporary folder");
+        let path = tmp.path().join("a.png");
         let img = image::RgbImage::from_fn(3, 2, |x, _| {
             image::Rgb(if x == 0 { [255, 255, 255] } else { [0, 0, 0] })
         });
@@ -156,8 +157,8 @@ mod tests {
     /// panic (a width times height that overflows was one).
     #[test]
     fn corrupt_images_are_errors() {
-        let dir = std::env::temp_dir().join(format!("netc-image-corrupt-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("dir");
+        let tmp = tempfile::tempdir().expect("a temporary folder");
+        let dir = tmp.path();
         let mut p5 = b"P5\n# comment\n3 2\n255\n".to_vec();
         p5.extend([0, 255, 128, 64, 7, 9]);
         let p2 = b"P2\n3 2\n15\n0 15 7\n1 2 3\n".to_vec();
@@ -186,8 +187,8 @@ mod tests {
     /// folder.
     #[test]
     fn huge_images_are_refused_from_the_header() {
-        let dir = std::env::temp_dir().join(format!("netc-image-huge-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("dir");
+        let tmp = tempfile::tempdir().expect("a temporary folder");
+        let dir = tmp.path();
         let path = dir.join("small.png");
         image::GrayImage::from_fn(4, 4, |x, _| image::Luma([x as u8])).save(&path).expect("png");
         let mut png = std::fs::read(&path).expect("png");

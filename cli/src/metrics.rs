@@ -157,8 +157,8 @@ mod tests {
 
     #[test]
     fn records_round_trip_and_resume_drops_later_epochs() {
-        let dir = std::env::temp_dir().join(format!("netc-metrics-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("dir");
+        let tmp = tempfile::tempdir().expect("a temporary folder");
+        let dir = tmp.path();
         let mut r = Records::default();
         for s in 0..6u64 {
             let smoothed = r.step(s + 1, (s + 1) as f64 / 3.0, 1.0 / (s + 1) as f64, 0.1);
@@ -179,13 +179,13 @@ mod tests {
                 data_seconds: 0.1,
             });
         }
-        r.write(&dir).expect("write");
-        let all = Records::read(&dir, 2).expect("read");
+        r.write(dir).expect("write");
+        let all = Records::read(dir, 2).expect("read");
         assert_eq!((all.epochs.len(), all.steps.len()), (2, 6));
         assert!((all.steps[5].smoothed - r.steps[5].smoothed).abs() < 1e-5);
-        let first = Records::read(&dir, 1).expect("read");
+        let first = Records::read(dir, 1).expect("read");
         assert_eq!((first.epochs.len(), first.steps.len()), (1, 3));
         std::fs::write(dir.join("steps.csv"), "step\n1,2\n").expect("write");
-        assert!(Records::read(&dir, 1).unwrap_err().contains("line 2"));
+        assert!(Records::read(dir, 1).unwrap_err().contains("line 2"));
     }
 }

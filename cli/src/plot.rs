@@ -192,7 +192,8 @@ mod tests {
                 data_seconds: 0.0,
             });
         }
-        let path = std::env::temp_dir().join(format!("netc-plot-{}.png", std::process::id()));
+        let tmp = tempfile::tempdir().expect("a temporary folder");
+        let path = tmp.path().join("plot.png");
         plot(&records, "test", &path).expect("plot");
         let bytes = std::fs::read(&path).expect("png written");
         assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n");

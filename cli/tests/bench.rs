@@ -91,7 +91,8 @@ fn json_has_one_object_per_layer_and_per_total() {
 /// in the cache the train tests share) and timed with the same arguments.
 #[test]
 fn a_net_file_is_built_and_timed() {
-    let dir = scratch("bench-net");
+    let folder = scratch();
+    let dir = folder.path();
     let file = dir.join("tiny.net");
     std::fs::write(&file, TINY_NET).expect("write");
     let f = file.to_str().expect("utf-8");
@@ -106,7 +107,6 @@ fn a_net_file_is_built_and_timed() {
         .collect();
     let expected = ["x", "conv1", "relu1", "pool1", "conv2", "relu2", "pool2", "flatten1", "fc1"];
     assert_eq!(names, expected);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]

@@ -96,8 +96,8 @@ fn syn_like_balanced(code: &str) -> bool {
 
 #[test]
 fn graph_writes_dot() {
-    let dir = std::env::temp_dir().join(format!("netc-graph-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("dir");
+    let tmp = tempfile::tempdir().expect("a temporary folder");
+    let dir = tmp.path();
     let base = dir.join("resnet20");
     let out = netc(&["graph", "cli/models/resnet20.net", "-o", base.to_str().expect("utf-8 path")]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));

@@ -23,7 +23,8 @@ fn steps(model: &str, steps: usize, out: &Path, extra: &[&str]) -> PathBuf {
 /// do, and weight and add their gradients alike: the same bits.
 #[test]
 fn two_ranks_equal_the_sharded_step_bit_for_bit() {
-    let dir = scratch("dp-sharded");
+    let folder = scratch();
+    let dir = folder.path();
     let ranks = ["--local-ranks", "2", "--threads", "1", "--check-replicas"];
     let a = steps("lenet5", 100, &dir.join("ranks"), &ranks);
     let b = steps("lenet5", 100, &dir.join("threads"), &["--threads", "2"]);
@@ -37,7 +38,8 @@ fn two_ranks_equal_the_sharded_step_bit_for_bit() {
 /// the same to rounding, and the same bits from run to run.
 #[test]
 fn summing_beside_the_backward_pass_gives_the_sums_of_summing_after_it() {
-    let dir = scratch("dp-overlap");
+    let folder = scratch();
+    let dir = folder.path();
     for ranks in ["2", "3"] {
         // Buckets of 64k values: the MLP's three layers fill three.
         let flags =
@@ -64,7 +66,8 @@ fn summing_beside_the_backward_pass_gives_the_sums_of_summing_after_it() {
 /// as it does between the plain step on one thread and on two.
 #[test]
 fn two_ranks_equal_the_plain_step_to_rounding() {
-    let dir = scratch("dp-plain");
+    let folder = scratch();
+    let dir = folder.path();
     let ranks = ["--local-ranks", "2", "--threads", "1"];
     for (model, n) in [("mlp", 100), ("lenet5", 10)] {
         let a = steps(model, n, &dir.join("ranks"), &ranks);
@@ -84,7 +87,8 @@ fn two_ranks_equal_the_plain_step_to_rounding() {
 /// shard the step as the ranks did) exactly where an uninterrupted run is.
 #[test]
 fn a_checkpoint_resumes_with_another_number_of_ranks() {
-    let dir = scratch("dp-resume");
+    let folder = scratch();
+    let dir = folder.path();
     let run = |out: &str, epochs: &str, extra: &[&str]| {
         let o = dir.join(out);
         let base = ["train", "--model", "lenet5", "--train-size", "1024", "--test-size", "128"];
@@ -103,7 +107,8 @@ fn a_checkpoint_resumes_with_another_number_of_ranks() {
 /// More ranks than samples in a batch is an error before any step.
 #[test]
 fn a_batch_smaller_than_the_ranks_is_an_error() {
-    let out = scratch("dp-small");
+    let folder = scratch();
+    let out = folder.path();
     let o = out.to_str().expect("utf-8");
     let r =
         netc(&["train", "--local-ranks", "3", "--batch", "2", "--train-size", "64", "--out", o]);
@@ -124,7 +129,8 @@ const DROPOUT_NET: &str = "network Dropped {\n    input x: [1, 28, 28]\n    \
 /// same samples, and train as it does to rounding.
 #[test]
 fn ranks_draw_the_whole_batch_dropout_masks() {
-    let dir = scratch("dp-dropout");
+    let folder = scratch();
+    let dir = folder.path();
     let file = dir.join("dropped.net");
     std::fs::write(&file, DROPOUT_NET).expect("write");
     let f = file.to_str().expect("utf-8");

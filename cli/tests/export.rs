@@ -62,18 +62,19 @@ fn worst_difference(model: &str, dir: &Path) -> f64 {
 
 #[test]
 fn exports_run_in_onnxruntime_as_in_netc() {
-    let dir = scratch("export");
+    let folder = scratch();
+    let dir = folder.path();
     for model in ["every_op", "lenet5", "mlp", "linear", "resnet20", "autoencoder"] {
-        assert!(worst_difference(model, &dir) < 1e-5, "{model}");
+        assert!(worst_difference(model, dir) < 1e-5, "{model}");
     }
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// An imported model's weights, exported again by `--weights`, are the
 /// initializers of the new file, under the same names.
 #[test]
 fn weights_given_are_the_files_initializers() {
-    let dir = scratch("export-weights");
+    let folder = scratch();
+    let dir = folder.path();
     let net = dir.join("lenet.net");
     let fixture = root().join("tests/onnx/lenet5.onnx");
     let out = netc(&["import".as_ref(), fixture.as_os_str(), "-o".as_ref(), net.as_os_str()]);
@@ -95,12 +96,12 @@ fn weights_given_are_the_files_initializers() {
         let again = file.graph.initializer.iter().find(|a| a.name == t.name);
         assert_eq!(again.map(|a| &a.values), Some(&t.values), "{}", t.name);
     }
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
 fn a_layer_without_an_onnx_form_writes_nothing() {
-    let dir = scratch("export-refused");
+    let folder = scratch();
+    let dir = folder.path();
     let net = dir.join("odd.net");
     std::fs::write(&net, "network Odd {\n    input x: [4, 6, 6]\n    output x -> lrn(2)\n}\n")
         .expect("write");
@@ -113,5 +114,4 @@ fn a_layer_without_an_onnx_form_writes_nothing() {
         "{err}"
     );
     assert!(!onnx.exists(), "nothing is written");
-    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -11,7 +11,8 @@ fn fixture(name: &str) -> PathBuf {
 
 #[test]
 fn import_writes_a_net_file_that_checks_and_its_weights() {
-    let dir = scratch("lenet");
+    let folder = scratch();
+    let dir = folder.path();
     let net = dir.join("lenet.net");
     let out = netc(&[
         "import".as_ref(),
@@ -31,12 +32,12 @@ fn import_writes_a_net_file_that_checks_and_its_weights() {
     let names: Vec<&str> = imported.weights.iter().map(|w| w.name.as_str()).collect();
     assert_eq!(names.len(), 10);
     assert!(names.contains(&"conv1.weight") && names.contains(&"fc3.bias"), "{names:?}");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
 fn an_unsupported_model_writes_nothing() {
-    let dir = scratch("unsupported");
+    let folder = scratch();
+    let dir = folder.path();
     let net = dir.join("u.net");
     let out = netc(&[
         "import".as_ref(),
@@ -48,5 +49,4 @@ fn an_unsupported_model_writes_nothing() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("node `erf0` (op `Erf`, opset 17)"), "{stderr}");
     assert!(!net.exists() && !dir.join("u.safetensors").exists());
-    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -16,7 +16,8 @@ fn fixture(name: &str) -> PathBuf {
 
 #[test]
 fn a_prototxt_alone_writes_the_net_and_no_weights() {
-    let dir = scratch("caffe_net_only");
+    let folder = scratch();
+    let dir = folder.path();
     let net = dir.join("deploy.net");
     let out = netc(&[
         "import".as_ref(),
@@ -32,12 +33,12 @@ fn a_prototxt_alone_writes_the_net_and_no_weights() {
     let checked = netc_dsl::check_source("deploy.net", &source).expect("it checks");
     assert_eq!(checked.graphs[0].total_params(), 431_080);
     assert!(!dir.join("deploy.safetensors").exists());
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
 fn weights_go_to_a_safetensors_file_beside_the_net() {
-    let dir = scratch("caffe_weights");
+    let folder = scratch();
+    let dir = folder.path();
     let mut rng = Rng::new(5);
     let layers = [
         ("conv1", "Convolution", vec![rng.weights(&[20, 1, 5, 5], 25), rng.blob(&[20], -0.1, 0.1)]),
@@ -69,12 +70,12 @@ fn weights_go_to_a_safetensors_file_beside_the_net() {
     let weights = std::fs::read(dir.join("lenet.safetensors")).expect("the weights");
     assert_eq!(weights, imported.safetensors(), "the library's weights, byte for byte");
     assert_eq!(std::fs::read_to_string(&net).expect("the .net"), imported.source);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
 fn a_syntax_error_names_the_place_and_writes_nothing() {
-    let dir = scratch("caffe_syntax");
+    let folder = scratch();
+    let dir = folder.path();
     let bad = dir.join("bad.prototxt");
     std::fs::write(&bad, "name: \"Bad\"\nlayer {\n  name: \"a\"\n  type \"Input\"\n}\n")
         .expect("write");
@@ -85,5 +86,4 @@ fn a_syntax_error_names_the_place_and_writes_nothing() {
     assert!(stderr.contains("bad.prototxt:4:"), "{stderr}");
     assert!(stderr.contains("syntax error"), "{stderr}");
     assert!(!net.exists() && !dir.join("bad.safetensors").exists());
-    let _ = std::fs::remove_dir_all(&dir);
 }

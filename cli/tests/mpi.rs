@@ -56,7 +56,8 @@ fn succeeded(o: &Output, what: &str) {
 /// identical too.
 #[test]
 fn two_ranks_equal_ranks_in_one_process_over_shared_memory_and_tcp() {
-    let dir = scratch("mpi-equal");
+    let folder = scratch();
+    let dir = folder.path();
     for model in ["mlp", "lenet5"] {
         let local = dir.join(format!("{model}-local"));
         let mut args = hundred_steps(model, &local);
@@ -79,7 +80,8 @@ fn two_ranks_equal_ranks_in_one_process_over_shared_memory_and_tcp() {
 /// `mpirun -np 1` is the plain run.
 #[test]
 fn one_rank_is_the_plain_run() {
-    let dir = scratch("mpi-one");
+    let folder = scratch();
+    let dir = folder.path();
     let (alone, ranked) = (dir.join("alone"), dir.join("ranked"));
     succeeded(&netc(&hundred_steps("mlp", &alone)), "alone");
     let flags = hundred_steps("mlp", &ranked);
@@ -93,7 +95,8 @@ fn one_rank_is_the_plain_run() {
 /// command line) stop before any step, saying so once, and write nothing.
 #[test]
 fn ranks_with_different_networks_stop_before_training() {
-    let out = scratch("mpi-networks");
+    let folder = scratch();
+    let out = folder.path();
     let o = out.to_str().expect("utf-8");
     let tail = ["--train-size", "256", "--epochs", "1", "--out", o];
     let mut args = vec!["-np", "1", NETC, "train", "--model", "lenet5"];
@@ -112,7 +115,8 @@ fn ranks_with_different_networks_stop_before_training() {
 /// says why, rank 0 says which rank failed.
 #[test]
 fn a_rank_without_its_data_stops_the_job() {
-    let out = scratch("mpi-data");
+    let folder = scratch();
+    let out = folder.path();
     let missing = out.join("no-such-dir");
     let (o, m) = (out.to_str().expect("utf-8"), missing.to_str().expect("utf-8"));
     let tail = ["train", "--train-size", "256", "--epochs", "1", "--out", o];
@@ -152,7 +156,8 @@ fn completed_epochs(dir: &Path) -> u64 {
 /// resumes from it.
 #[test]
 fn a_killed_rank_ends_the_job_and_the_checkpoint_resumes() {
-    let out = scratch("mpi-kill");
+    let folder = scratch();
+    let out = folder.path();
     let o = out.to_str().expect("utf-8").to_string();
     let flags = ["train", "--train-size", "1024", "--test-size", "128", "--batch", "32"];
     let mut args = vec!["-np", "2", NETC];
@@ -204,7 +209,8 @@ fn a_killed_rank_ends_the_job_and_the_checkpoint_resumes() {
 /// one of the swings of a run still at its full rate.
 #[test]
 fn resnet20_on_two_ranks_learns_as_one_process() {
-    let dir = scratch("mpi-resnet20");
+    let folder = scratch();
+    let dir = folder.path();
     let data = dir.join("cifar");
     std::fs::create_dir_all(&data).expect("dir");
     common::learnable_cifar(&data, 800, 1000);

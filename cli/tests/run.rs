@@ -52,7 +52,8 @@ fn tensor<'a>(all: &'a [(String, Vec<f32>)], name: &str) -> &'a [f32] {
 
 #[test]
 fn an_imported_model_runs_as_onnxruntime_ran_it() {
-    let dir = scratch("run-import");
+    let folder = scratch();
+    let dir = folder.path();
     let net = dir.join("lenet5.net");
     let fixture = root().join("tests/onnx/lenet5.onnx");
     let said = ok(&[p("import"), &fixture, p("-o"), &net, p("--loss"), p("cross-entropy")]);
@@ -92,7 +93,8 @@ fn interpreter_loss(g: &netc_dsl::Graph, w: &Weights, x: &[f64], labels: &[u32])
 
 #[test]
 fn a_training_step_moves_the_weights_down_the_interpreters_gradient() {
-    let dir = scratch("run-step");
+    let folder = scratch();
+    let dir = folder.path();
     let net = dir.join("small.net");
     std::fs::write(&net, NET).expect("write");
     let (batch, lr) = (5usize, 0.05f64);
@@ -193,7 +195,8 @@ fn a_training_step_moves_the_weights_down_the_interpreters_gradient() {
 
 #[test]
 fn bad_inputs_are_errors_naming_the_tensor() {
-    let dir = scratch("run-bad");
+    let folder = scratch();
+    let dir = folder.path();
     let net = dir.join("small.net");
     std::fs::write(&net, NET).expect("write");
     let out = dir.join("out.safetensors");

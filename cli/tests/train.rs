@@ -4,7 +4,7 @@
 mod common;
 
 use netc_runtime::weights::WeightsFile;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -12,11 +12,8 @@ fn netc(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_netc")).args(args).output().expect("netc runs")
 }
 
-fn tmp(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("netc-train-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).expect("dir");
-    d
+fn tmp() -> tempfile::TempDir {
+    tempfile::tempdir().expect("a temporary folder")
 }
 
 /// A checkpoint's recorded metadata value of `key`.
@@ -33,11 +30,12 @@ const SMALL: &[&str] = &["train", "--train-size", "512", "--test-size", "128", "
 
 #[test]
 fn trains_resumes_and_evaluates() {
-    let out = tmp("resume");
+    let folder = tmp();
+    let out = folder.path();
     let o = out.to_str().expect("utf-8");
     let first = netc(&[SMALL, &["--epochs", "1", "--out", o]].concat());
     assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
-    assert_eq!(completed(&out), Some(1));
+    assert_eq!(completed(out), Some(1));
     let second = netc(&[SMALL, &["--epochs", "2", "--out", o, "--resume"]].concat());
     assert!(second.status.success(), "{}", String::from_utf8_lossy(&second.stderr));
     let text = String::from_utf8_lossy(&second.stdout);
@@ -81,7 +79,8 @@ fn trains_resumes_and_evaluates() {
 /// keeps a loadable checkpoint of the first and resumes from it.
 #[test]
 fn a_killed_run_resumes_from_its_last_completed_epoch() {
-    let out = tmp("kill");
+    let folder = tmp();
+    let out = folder.path();
     let o = out.to_str().expect("utf-8");
     let mut child = Command::new(env!("CARGO_BIN_EXE_netc"))
         .args([
@@ -102,7 +101,7 @@ fn a_killed_run_resumes_from_its_last_completed_epoch() {
         .spawn()
         .expect("spawn");
     let start = Instant::now();
-    while completed(&out).is_none() {
+    while completed(out).is_none() {
         assert!(start.elapsed() < Duration::from_secs(120), "no epoch completed in 2 minutes");
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -110,7 +109,7 @@ fn a_killed_run_resumes_from_its_last_completed_epoch() {
     std::thread::sleep(Duration::from_millis(150));
     child.kill().expect("kill");
     let _ = child.wait();
-    let done = completed(&out).expect("state survives");
+    let done = completed(out).expect("state survives");
     assert!(done >= 1);
     let c = out.join("lenet5/model.safetensors");
     let eval = netc(&["eval", "--test-size", "64", "--checkpoint", c.to_str().expect("utf-8")]);
@@ -134,7 +133,7 @@ fn a_killed_run_resumes_from_its_last_completed_epoch() {
         "--resume",
     ]);
     assert!(resumed.status.success(), "{}", String::from_utf8_lossy(&resumed.stderr));
-    assert_eq!(completed(&out), Some(done + 1));
+    assert_eq!(completed(out), Some(done + 1));
 }
 
 #[test]
@@ -156,7 +155,7 @@ fn bad_arguments_are_errors() {
         "--epochs",
         "1",
         "--out",
-        tmp("bad").to_str().expect("utf-8"),
+        tmp().path().to_str().expect("utf-8"),
     ]);
     assert!(String::from_utf8_lossy(&o.stderr).contains("not found"));
 }
@@ -166,7 +165,8 @@ fn bad_arguments_are_errors() {
 /// and step, and the shuffles depend only on the seed and the epoch.
 #[test]
 fn resuming_loses_nothing() {
-    let (straight, split) = (tmp("straight"), tmp("split"));
+    let (folders, more) = (tmp(), tmp());
+    let (straight, split) = (folders.path(), more.path());
     let run = |out: &Path, epochs: &str, resume: bool| {
         let mut args = vec![
             "train",
@@ -186,9 +186,9 @@ fn resuming_loses_nothing() {
         let o = netc(&args);
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     };
-    run(&straight, "2", false);
-    run(&split, "1", false);
-    run(&split, "2", true);
+    run(straight, "2", false);
+    run(split, "1", false);
+    run(split, "2", true);
     let a = std::fs::read(straight.join("lenet5/model.safetensors")).expect("weights");
     let b = std::fs::read(split.join("lenet5/model.safetensors")).expect("weights");
     assert!(a == b, "resumed training diverged from uninterrupted training");
@@ -215,8 +215,9 @@ fn fake_cifar(dir: &Path, per_file: usize) {
 /// silent run on the synthetic digits.
 #[test]
 fn a_data_source_of_the_wrong_shape_is_an_error() {
-    let dir = tmp("cifar-shape");
-    fake_cifar(&dir, 10);
+    let folder = tmp();
+    let dir = folder.path();
+    fake_cifar(dir, 10);
     let d = dir.to_str().expect("utf-8");
     let o = netc(&["train", "--model", "lenet5", "--cifar", d, "--epochs", "1"]);
     let err = String::from_utf8_lossy(&o.stderr);
@@ -231,7 +232,8 @@ fn a_data_source_of_the_wrong_shape_is_an_error() {
 /// `netc train FILE.net`, evaluates, and a second run reuses the build.
 #[test]
 fn a_net_file_outside_the_repository_trains() {
-    let dir = tmp("own-net");
+    let folder = tmp();
+    let dir = folder.path();
     let file = dir.join("tiny.net");
     std::fs::write(&file, common::TINY_NET).expect("write");
     let (f, o) = (file.to_str().expect("utf-8"), dir.to_str().expect("utf-8"));
@@ -266,7 +268,8 @@ fn a_net_file_outside_the_repository_trains() {
 /// that says how many each has.
 #[test]
 fn a_class_count_mismatch_is_an_error() {
-    let dir = tmp("classes");
+    let folder = tmp();
+    let dir = folder.path();
     let file = dir.join("five.net");
     std::fs::write(
         &file,
@@ -284,7 +287,8 @@ fn a_class_count_mismatch_is_an_error() {
 /// A file with errors prints the checker's diagnostics and builds nothing.
 #[test]
 fn a_net_file_with_errors_is_diagnosed_before_any_build() {
-    let dir = tmp("bad-file");
+    let folder = tmp();
+    let dir = folder.path();
     let file = dir.join("broken.net");
     std::fs::write(&file, "network Broken {\n    input x: [4]\n    y = x -> dense(0)\n}\n")
         .expect("write");
@@ -306,7 +310,8 @@ fn a_net_file_with_errors_is_diagnosed_before_any_build() {
 /// never interrupted, to the bit.
 #[test]
 fn a_kill_loop_never_leaves_a_torn_checkpoint() {
-    let (killed, straight) = (tmp("kill-loop"), tmp("kill-straight"));
+    let (folders, more) = (tmp(), tmp());
+    let (killed, straight) = (folders.path(), more.path());
     let args = |out: &Path| -> Vec<String> {
         let mut v: Vec<String> =
             ["train", "--train-size", "1024", "--test-size", "64", "--batch", "32"]
@@ -322,8 +327,8 @@ fn a_kill_loop_never_leaves_a_torn_checkpoint() {
     let mut kills = 0;
     for delay_ms in [150u64, 260, 330, 420, 510, 640, 800] {
         let mut command = Command::new(env!("CARGO_BIN_EXE_netc"));
-        command.args(args(&killed)).stdout(Stdio::null()).stderr(Stdio::null());
-        if completed(&killed).is_some() {
+        command.args(args(killed)).stdout(Stdio::null()).stderr(Stdio::null());
+        if completed(killed).is_some() {
             command.arg("--resume");
         }
         let mut child = command.spawn().expect("spawn");
@@ -333,25 +338,25 @@ fn a_kill_loop_never_leaves_a_torn_checkpoint() {
             kills += 1;
         }
         let _ = child.wait();
-        if let Some(epochs) = completed(&killed) {
-            let step = recorded(&killed, "netc.step").expect("the step is recorded");
+        if let Some(epochs) = completed(killed) {
+            let step = recorded(killed, "netc.step").expect("the step is recorded");
             assert_eq!(step, (epochs * batches_per_epoch) as u64, "weights and optimizer agree");
             let metrics =
                 std::fs::read_to_string(killed.join("lenet5/metrics.csv")).expect("metrics");
             assert!(metrics.lines().count() > epochs, "metrics cover the checkpoint");
         }
-        if completed(&killed) == Some(6) {
+        if completed(killed) == Some(6) {
             break;
         }
     }
     assert!(kills >= 2, "the loop killed the run mid-way at least twice");
-    let mut finish = args(&killed);
-    if completed(&killed).is_some() {
+    let mut finish = args(killed);
+    if completed(killed).is_some() {
         finish.push("--resume".into());
     }
     let o = Command::new(env!("CARGO_BIN_EXE_netc")).args(&finish).output().expect("netc runs");
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let o = Command::new(env!("CARGO_BIN_EXE_netc")).args(args(&straight)).output().expect("runs");
+    let o = Command::new(env!("CARGO_BIN_EXE_netc")).args(args(straight)).output().expect("runs");
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let a = std::fs::read(killed.join("lenet5/model.safetensors")).expect("weights");
     let b = std::fs::read(straight.join("lenet5/model.safetensors")).expect("weights");
@@ -361,7 +366,8 @@ fn a_kill_loop_never_leaves_a_torn_checkpoint() {
 /// A corrupt checkpoint is an error naming it, and is left as it was.
 #[test]
 fn resuming_from_a_corrupt_checkpoint_is_an_error_that_keeps_it() {
-    let out = tmp("corrupt-resume");
+    let folder = tmp();
+    let out = folder.path();
     let o = out.to_str().expect("utf-8");
     let first = netc(&[SMALL, &["--epochs", "1", "--out", o]].concat());
     assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
@@ -384,7 +390,8 @@ fn resuming_from_a_corrupt_checkpoint_is_an_error_that_keeps_it() {
 /// improves, and `--patience 1` stops the run after its second epoch.
 #[test]
 fn early_stopping_ends_a_run_that_does_not_improve() {
-    let out = tmp("patience");
+    let folder = tmp();
+    let out = folder.path();
     let o = out.to_str().expect("utf-8");
     let run = netc(
         &[SMALL, &["--epochs", "10", "--out", o, "--lr", "1e-30", "--patience", "1"]].concat(),
@@ -392,14 +399,15 @@ fn early_stopping_ends_a_run_that_does_not_improve() {
     let text = String::from_utf8_lossy(&run.stdout);
     assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
     assert!(text.contains("stopped early"), "{text}");
-    assert_eq!(completed(&out), Some(2));
+    assert_eq!(completed(out), Some(2));
     assert!(out.join("lenet5/best.safetensors").is_file());
 }
 
 /// `--json` prints one parseable object per event.
 #[test]
 fn json_events_parse() {
-    let out = tmp("json");
+    let folder = tmp();
+    let out = folder.path();
     let o = out.to_str().expect("utf-8");
     let run = netc(
         &[
@@ -473,7 +481,8 @@ fn image_folder(dir: &Path, per_class: usize) {
 
 #[test]
 fn an_image_folder_trains_with_a_held_out_split_and_augmentation() {
-    let dir = tmp("folder");
+    let folder = tmp();
+    let dir = folder.path();
     let images = dir.join("images");
     image_folder(&images, 40);
     let (d, o) = (images.to_str().expect("utf-8"), dir.to_str().expect("utf-8"));
@@ -523,7 +532,8 @@ fn same_tensors(a: &Path, b: &Path) -> bool {
 
 #[test]
 fn an_augmented_image_run_resumes_identically() {
-    let dir = tmp("folder-resume");
+    let folder = tmp();
+    let dir = folder.path();
     let images = dir.join("images");
     image_folder(&images, 16);
     let d = images.to_str().expect("utf-8");
@@ -550,7 +560,8 @@ fn an_augmented_image_run_resumes_identically() {
 
 #[test]
 fn bad_image_folders_and_flags_are_errors() {
-    let dir = tmp("folder-bad");
+    let folder = tmp();
+    let dir = folder.path();
     let images = dir.join("images");
     image_folder(&images, 4);
     let d = images.to_str().expect("utf-8");
@@ -579,7 +590,8 @@ fn bad_image_folders_and_flags_are_errors() {
 /// A tiny MLP `.net` file trains on a CSV table with named classes.
 #[test]
 fn a_csv_table_trains_a_net_file() {
-    let dir = tmp("csv");
+    let folder = tmp();
+    let dir = folder.path();
     let file = dir.join("table.net");
     std::fs::write(
         &file,

@@ -251,10 +251,11 @@ fn write_if_changed(path: &Path, contents: impl AsRef<[u8]>) -> std::io::Result<
 mod tests {
     use super::*;
 
-    fn temp(tag: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("netc-builder-{tag}-{}", std::process::id()));
-        std::fs::create_dir_all(dir.join("a")).expect("dir");
-        std::fs::create_dir_all(dir.join("b")).expect("dir");
+    /// A temporary folder with subfolders `a` and `b`.
+    fn temp() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().expect("a temporary folder");
+        std::fs::create_dir_all(dir.path().join("a")).expect("dir");
+        std::fs::create_dir_all(dir.path().join("b")).expect("dir");
         dir
     }
 
@@ -262,11 +263,12 @@ mod tests {
 
     #[test]
     fn two_files_of_one_stem_are_an_error_naming_both() {
-        let dir = temp("stems");
+        let folder = temp();
+        let dir = folder.path();
         let (a, b) = (dir.join("a/net.net"), dir.join("b/net.net"));
         std::fs::write(&a, NET).expect("write");
         std::fs::write(&b, NET).expect("write");
-        let err = Builder::new().out_dir(&dir).compile(&[&a, &b]).unwrap_err().to_string();
+        let err = Builder::new().out_dir(dir).compile(&[&a, &b]).unwrap_err().to_string();
         assert!(
             err.contains("a/net.net") && err.contains("b/net.net") && err.contains("`net`"),
             "{err}"
@@ -275,11 +277,12 @@ mod tests {
 
     #[test]
     fn errors_are_returned_for_the_caller_to_print() {
-        let dir = temp("errors");
+        let folder = temp();
+        let dir = folder.path();
         let bad = dir.join("bad.net");
         std::fs::write(&bad, "network N {\n    input x: [4]\n    y = x -> dense(0)\n}\n")
             .expect("write");
-        let err = Builder::new().out_dir(&dir).compile(&[&bad]).unwrap_err();
+        let err = Builder::new().out_dir(dir).compile(&[&bad]).unwrap_err();
         assert!(matches!(err, BuildError::Diagnostics(_)));
         assert!(err.to_string().contains("bad.net:3"), "{err}");
         assert!(!dir.join("bad.rs").exists(), "nothing is written for a file with errors");
@@ -303,11 +306,12 @@ mod tests {
 
     #[test]
     fn an_onnx_file_is_imported_and_its_weights_embedded() {
-        let dir = temp("onnx");
+        let folder = temp();
+        let dir = folder.path();
         let onnx = dir.join("small_cnn.onnx");
         let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/onnx/small_cnn.onnx");
         std::fs::copy(fixture, &onnx).expect("copy");
-        Builder::new().out_dir(&dir).compile(&[&onnx]).expect("imports and compiles");
+        Builder::new().out_dir(dir).compile(&[&onnx]).expect("imports and compiles");
         let code = std::fs::read_to_string(dir.join("small_cnn.rs")).expect("generated");
         assert!(
             code.contains("pub struct SmallCnn") && code.contains("pub fn embedded()"),
@@ -318,24 +322,25 @@ mod tests {
         assert!(dir.join("small_cnn.safetensors").exists());
 
         std::fs::write(&onnx, b"not a model").expect("write");
-        let err = Builder::new().out_dir(&dir).compile(&[&onnx]).unwrap_err().to_string();
+        let err = Builder::new().out_dir(dir).compile(&[&onnx]).unwrap_err().to_string();
         assert!(err.contains("cannot import") && err.contains("small_cnn.onnx"), "{err}");
     }
 
     #[test]
     fn embedded_weights_are_checked_against_the_network() {
-        let dir = temp("embed");
+        let folder = temp();
+        let dir = folder.path();
         let net = dir.join("n.net");
         std::fs::write(&net, NET).expect("write");
         let good = dir.join("good.safetensors");
         weights(&good, &[("fc1.weight", &[2, 4]), ("fc1.bias", &[2])]);
-        Builder::new().out_dir(&dir).embed_weights(&net, &good).compile(&[&net]).expect("fits");
+        Builder::new().out_dir(dir).embed_weights(&net, &good).compile(&[&net]).expect("fits");
         let code = std::fs::read_to_string(dir.join("n.rs")).expect("generated");
         assert!(code.contains("include_bytes!") && code.contains("pub fn embedded()"), "{code}");
 
         let bad = dir.join("bad.safetensors");
         weights(&bad, &[("fc1.weight", &[3, 4]), ("fc9.bias", &[2])]);
-        let err = Builder::new().out_dir(&dir).embed_weights(&net, &bad).compile(&[&net]);
+        let err = Builder::new().out_dir(dir).embed_weights(&net, &bad).compile(&[&net]);
         let err = err.unwrap_err().to_string();
         for part in
             ["bad.safetensors", "`N`", "fc1.weight", "[3, 4]", "lacks `fc1.bias`", "fc9.bias"]
@@ -346,7 +351,7 @@ mod tests {
         let two = dir.join("two.net");
         std::fs::write(&two, format!("{NET}{}", NET.replace("network N", "network M")))
             .expect("write");
-        let err = Builder::new().out_dir(&dir).embed_weights(&two, &good).compile(&[&two]);
+        let err = Builder::new().out_dir(dir).embed_weights(&two, &good).compile(&[&two]);
         assert!(err.unwrap_err().to_string().contains("several networks"));
     }
 }

@@ -146,13 +146,13 @@ fn full_size_caffenet_computes_what_caffe_computes() {
     let mut rng = Rng::new(2012);
     let w = nets::caffenet_weights(&mut rng, [96, 256, 384, 384, 256], [4096, 4096], 227, 1000);
     let x = samples(&mut rng, 1, 3, 227, 227);
-    let dir = std::env::temp_dir().join(format!("netc-caffenet-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("a temporary folder");
+    let tmp = tempfile::tempdir().expect("a temporary folder");
+    let dir = tmp.path();
     let path = dir.join("caffenet.caffemodel");
     std::fs::write(&path, caffe_ref::caffemodel("CaffeNet", &nets::caffenet_layers(&w)))
         .expect("the caffemodel is written");
     let model = std::fs::read(&path).expect("the caffemodel is read back");
-    std::fs::remove_dir_all(&dir).expect("the temporary folder is removed");
+    tmp.close().expect("the temporary folder is removed");
     let written = clock.elapsed();
     let imported = import(&prototxt("caffenet.prototxt"), Some(&model), "Net", &Options::default())
         .unwrap_or_else(|e| panic!("{e}"));

@@ -161,15 +161,11 @@ fn channel_moments(bn: BatchNorm, ch: usize, x: &[f32]) -> (f64, f64) {
             continue;
         }
         let len = plane.len() as f64;
-        let plane_mean = f64::from(reduce::sum(plane)) / len;
-        // About the rounded mean `a`: Σ(x - a)² = Σ(x - μ)² + len·(μ - a)².
-        let rounded = plane_mean as f32;
-        let off = plane_mean - f64::from(rounded);
-        let plane_ssd = f64::from(reduce::sum_sq_dev(plane, rounded)) - len * off * off;
+        let (plane_mean, plane_ssd) = reduce::mean_and_ssd(plane);
         let delta = plane_mean - mean;
         let total = count + len;
         mean += delta * len / total;
-        ssd += plane_ssd.max(0.0) + delta * delta * count * len / total;
+        ssd += plane_ssd + delta * delta * count * len / total;
         count = total;
     }
     (mean, ssd)
@@ -313,37 +309,50 @@ pub fn batch_norm_backward(
     check_len(OP, "dgamma", dgamma.len(), bn.c)?;
     check_len(OP, "dbeta", dbeta.len(), bn.c)?;
     let m = bn.count();
+    let inv_m = 1.0 / m.max(1) as f64;
+    // The saved mean is the batch's rounded to f32, `μ - δ`. Deviations
+    // are taken about it and corrected by `δ`, which the elementwise pass
+    // below needs too: left out, it makes `Σ dx` (the gradient of a bias
+    // before the batch norm, zero in exact arithmetic) `δ·invstd` times
+    // larger, and `invstd` is large where a channel barely varies.
+    let mut offsets = vec![0.0f32; bn.c];
     // Per-channel sums in parallel over channels, then dx in parallel over
     // samples.
-    let sums = |(ch, (dg, db)): (usize, (&mut f32, &mut f32))| {
+    let sums = |(ch, ((dg, db), offset)): (usize, ((&mut f32, &mut f32), &mut f32))| {
         let mean = save_mean[ch];
-        let (mut sum_dy, mut dot) = (0.0f64, 0.0f64);
+        let (mut sum_dy, mut dot, mut dev) = (0.0f64, 0.0f64, 0.0f64);
         for r in bn.planes(ch) {
-            let (s, d) = reduce::sum_and_dot_dev(&dy[r.clone()], &x[r], mean);
+            let (s, d) = reduce::sum_and_dot_dev(&dy[r.clone()], &x[r.clone()], mean);
             sum_dy += f64::from(s);
             dot += f64::from(d);
+            dev += f64::from(reduce::sum_dev(&x[r], mean));
         }
+        let delta = dev * inv_m;
+        *offset = delta as f32;
         *db = sum_dy as f32;
-        *dg = (dot * f64::from(save_invstd[ch])) as f32;
+        // Σ dy·(x - μ) = Σ dy·(x - mean) - δ·Σ dy.
+        *dg = ((dot - delta * sum_dy) * f64::from(save_invstd[ch])) as f32;
     };
     if parallel(bn) {
-        dgamma.par_iter_mut().zip(dbeta.par_iter_mut()).enumerate().for_each(sums);
+        let channels = dgamma.par_iter_mut().zip(dbeta.par_iter_mut());
+        channels.zip(offsets.par_iter_mut()).enumerate().for_each(sums);
     } else {
-        dgamma.iter_mut().zip(dbeta.iter_mut()).enumerate().for_each(sums);
+        let channels = dgamma.iter_mut().zip(dbeta.iter_mut());
+        channels.zip(offsets.iter_mut()).enumerate().for_each(sums);
     }
     let sample = bn.c * bn.h * bn.w;
     if m == 0 || sample == 0 {
         return Ok(());
     }
-    let inv_m = 1.0 / m as f64;
     let (dgamma, dbeta) = (&*dgamma, &*dbeta);
     let one = |(dx, (dy, x)): (&mut [f32], (&[f32], &[f32]))| {
         let one_sample = BatchNorm { n: 1, ..bn };
         for ch in 0..bn.c {
             let (mean, invstd) = (save_mean[ch], save_invstd[ch]);
-            let mean_dy = (f64::from(dbeta[ch]) * inv_m) as f32;
-            // x̂·dgamma/m = (x - mean)·invstd²·dot/m = (x - mean)·invstd·dgamma/m.
-            let k = (f64::from(dgamma[ch]) * f64::from(invstd) * inv_m) as f32;
+            // x̂·dgamma/m = (x - μ)·invstd·dgamma/m = (x - mean)·k - δ·k.
+            let k64 = f64::from(dgamma[ch]) * f64::from(invstd) * inv_m;
+            let k = k64 as f32;
+            let mean_dy = (f64::from(dbeta[ch]) * inv_m - f64::from(offsets[ch]) * k64) as f32;
             let a = gamma[ch] * invstd;
             for r in one_sample.planes(ch) {
                 let planes = dx[r.clone()].iter_mut().zip(&dy[r.clone()]).zip(&x[r]);

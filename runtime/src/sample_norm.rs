@@ -92,15 +92,9 @@ fn rows_per_task(row: usize) -> usize {
 }
 
 /// The mean of a row and `rstd = 1/sqrt(var + eps)` of its biased variance.
-/// The squared deviations are taken about the mean rounded to f32, and
-/// corrected: `Σ(x - a)² = Σ(x - μ)² + len·(μ - a)²`.
 fn moments(row: &[f32], eps: f32) -> (f32, f32) {
-    let len = row.len() as f64;
-    let mean = f64::from(reduce::sum(row)) / len;
-    let rounded = mean as f32;
-    let off = mean - f64::from(rounded);
-    let ssd = (f64::from(reduce::sum_sq_dev(row, rounded)) - len * off * off).max(0.0);
-    (rounded, (1.0 / (ssd / len + f64::from(eps)).sqrt()) as f32)
+    let (mean, ssd) = reduce::mean_and_ssd(row);
+    (mean as f32, (1.0 / (ssd / row.len() as f64 + f64::from(eps)).sqrt()) as f32)
 }
 
 /// `f(r, x_row, y_row)` for every row `r` of `row` values, split across

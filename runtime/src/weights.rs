@@ -539,19 +539,14 @@ impl std::fmt::Display for LoadReport {
 mod tests {
     use super::*;
 
-    fn dir() -> std::path::PathBuf {
-        let d = std::env::temp_dir().join(format!(
-            "netc-weights-{}-{:?}",
-            std::process::id(),
-            std::thread::current().id()
-        ));
-        std::fs::create_dir_all(&d).expect("temp dir");
-        d
+    fn dir() -> tempfile::TempDir {
+        tempfile::tempdir().expect("a temporary folder")
     }
 
     #[test]
     fn round_trip_and_checks() {
-        let path = dir().join("w.safetensors");
+        let folder = dir();
+        let path = folder.path().join("w.safetensors");
         let a = [1.0f32, -2.5, 3.25, 0.0];
         save(&path, &[("fc.weight".into(), vec![2, 2], &a), ("fc.bias".into(), vec![2], &a[..2])])
             .expect("save");
@@ -582,7 +577,8 @@ mod tests {
             assert_eq!(f16_to_f32(bits), want, "{bits:#06x}");
         }
         assert!(f16_to_f32(0x7e00).is_nan());
-        let path = dir().join("half.safetensors");
+        let folder = dir();
+        let path = folder.path().join("half.safetensors");
         let f16: Vec<u8> = [0x3c00u16, 0xc000].iter().flat_map(|h| h.to_le_bytes()).collect();
         let bf16: Vec<u8> = [0x3f80u16, 0xc040].iter().flat_map(|h| h.to_le_bytes()).collect();
         let views = vec![
@@ -600,7 +596,8 @@ mod tests {
 
     #[test]
     fn models_write_batch_norm_counters_and_their_name() {
-        let path = dir().join("model.safetensors");
+        let folder = dir();
+        let path = folder.path().join("model.safetensors");
         let (mean, w) = ([0.5f32; 2], [1.0f32; 2]);
         let tensors = [
             ("bn1.weight".to_string(), vec![2], &w[..]),
@@ -618,7 +615,8 @@ mod tests {
 
     #[test]
     fn metadata_travels_with_the_tensors() {
-        let path = dir().join("meta.safetensors");
+        let folder = dir();
+        let path = folder.path().join("meta.safetensors");
         let meta = [("netc.epoch".to_string(), "3".to_string())];
         save_with_metadata(&path, &[("w".into(), vec![1], &[2.0])], &meta).expect("save");
         let f = WeightsFile::open(&path).expect("open");
@@ -643,7 +641,8 @@ mod tests {
 
     #[test]
     fn corrupt_file_is_an_error_and_save_keeps_the_old_file_on_failure() {
-        let d = dir();
+        let folder = dir();
+        let d = folder.path();
         let path = d.join("bad.safetensors");
         std::fs::write(&path, b"not a safetensors file").expect("write");
         let err = WeightsFile::open(&path).unwrap_err().to_string();
@@ -666,7 +665,8 @@ mod tests {
     /// dtype; a header whose offsets do not tile the data is an error.
     #[test]
     fn streamed_reads_equal_reads_from_bytes() {
-        let path = dir().join("streamed.safetensors");
+        let folder = dir();
+        let path = folder.path().join("streamed.safetensors");
         let long: Vec<f32> = (0..3 * CHUNK_VALUES + 17).map(|i| (i as f32).sin()).collect();
         let half: Vec<u8> =
             (0..CHUNK_VALUES + 5).flat_map(|i| (i as u16 % 0x7000).to_le_bytes()).collect();
@@ -707,7 +707,8 @@ mod tests {
         bad.extend_from_slice(&bytes[8 + n..]);
         let err = WeightsFile::from_bytes(Cow::Owned(bad.clone()), "bad").unwrap_err().to_string();
         assert!(err.contains("does not fit"), "{err}");
-        let bad_path = dir().join("bad-offsets.safetensors");
+        let folder = dir();
+        let bad_path = folder.path().join("bad-offsets.safetensors");
         std::fs::write(&bad_path, &bad).expect("write");
         assert!(WeightsFile::open(&bad_path).is_err());
         // Cut short: the data is shorter than the header says.

@@ -49,8 +49,8 @@ mod tests {
 
     #[test]
     fn reads_records_and_rejects_bad_files() {
-        let d = std::env::temp_dir().join(format!("netc-cifar-{}", std::process::id()));
-        std::fs::create_dir_all(&d).expect("dir");
+        let tmp = tempfile::tempdir().expect("a temporary folder");
+        let d = tmp.path();
         let mut bytes = vec![0u8; 2 * RECORD];
         bytes[0] = 3;
         bytes[1] = 255;
@@ -65,14 +65,14 @@ mod tests {
         bytes[RECORD] = 10;
         std::fs::write(&good, &bytes).expect("write");
         assert!(load_file(&good).unwrap_err().to_string().contains("label 10"));
-        assert!(load_dir(&d).unwrap_err().to_string().contains("data_batch_1.bin"));
+        assert!(load_dir(d).unwrap_err().to_string().contains("data_batch_1.bin"));
     }
 
     /// Corrupt batch files are errors or whole records, never a panic.
     #[test]
     fn corrupt_files_are_errors() {
-        let d = std::env::temp_dir().join(format!("netc-cifar-corrupt-{}", std::process::id()));
-        std::fs::create_dir_all(&d).expect("dir");
+        let tmp = tempfile::tempdir().expect("a temporary folder");
+        let d = tmp.path();
         let mut bytes: Vec<u8> = (0..2 * RECORD).map(|i| (i % 251) as u8).collect();
         (bytes[0], bytes[RECORD]) = (3, 9);
         let path = d.join("test_batch.bin");

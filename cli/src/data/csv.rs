@@ -305,8 +305,8 @@ mod tests {
 
     #[test]
     fn reads_files_and_rejects_unreadable_ones() {
-        let dir = std::env::temp_dir().join(format!("netc-csv-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("dir");
+        let tmp = tempfile::tempdir().expect("a temporary folder");
+        let dir = tmp.path();
         let path = dir.join("t.csv");
         std::fs::write(&path, "\u{feff}x,label\n0.5,b\n1.5,a\n").expect("write");
         let t = load(&path, Columns::default()).expect("valid");

@@ -339,11 +339,8 @@ pub fn normalize(data: &mut Dataset, norm: &Normalization) {
 mod tests {
     use super::*;
 
-    fn dir(tag: &str) -> PathBuf {
-        let d = std::env::temp_dir().join(format!("netc-folder-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&d);
-        std::fs::create_dir_all(&d).expect("temp dir");
-        d
+    fn dir() -> tempfile::TempDir {
+        tempfile::tempdir().expect("a temporary folder")
     }
 
     /// A `size`x`size` RGB PNG of one colour.
@@ -421,7 +418,8 @@ mod tests {
 
     #[test]
     fn loads_classes_in_sorted_order_as_grey_or_rgb() {
-        let d = dir("classes");
+        let folder = dir();
+        let d = folder.path();
         png(&d.join("b_red/one.png"), 8, [255, 0, 0]);
         png(&d.join("b_red/nested/two.PNG"), 12, [255, 0, 0]);
         png(&d.join("a_blue/x.png"), 8, [0, 0, 255]);
@@ -429,7 +427,7 @@ mod tests {
             .save_with_format(d.join("a_blue/photo.jpg"), image::ImageFormat::Jpeg)
             .expect("save jpeg");
         std::fs::write(d.join("a_blue/notes.txt"), "not an image").expect("write");
-        let f = load(&d, [3, 4, 4]).expect("folder");
+        let f = load(d, [3, 4, 4]).expect("folder");
         assert!(f.description.contains("classes 0 = a_blue, 1 = b_red"), "{}", f.description);
         assert_eq!(f.train.labels, [0, 0, 1, 1]);
         assert!(f.test.is_none());
@@ -439,59 +437,61 @@ mod tests {
         // The JPEG is lossy but blue.
         let jpeg = f.train.image(1);
         assert!(jpeg[32..].iter().all(|&v| v > 0.9) && jpeg[..16].iter().all(|&v| v < 0.1));
-        let grey = load(&d, [1, 4, 4]).expect("folder");
+        let grey = load(d, [1, 4, 4]).expect("folder");
         let red_luma = grey.train.image(2)[0];
         assert!((red_luma - 0.299).abs() < 1e-6, "{red_luma}");
     }
 
     #[test]
     fn train_and_val_subfolders_are_the_splits() {
-        let d = dir("splits");
+        let folder = dir();
+        let d = folder.path();
         for (split, class) in [("train", "cat"), ("train", "dog"), ("val", "dog")] {
             png(&d.join(split).join(class).join("a.png"), 5, [9, 9, 9]);
         }
-        let f = load(&d, [1, 5, 5]).expect("folder");
+        let f = load(d, [1, 5, 5]).expect("folder");
         let test = f.test.expect("a test split");
         assert_eq!((f.train.labels.as_slice(), test.labels.as_slice()), (&[0, 1][..], &[1][..]));
         png(&d.join("val/zebra/a.png"), 5, [9, 9, 9]);
-        let e = load(&d, [1, 5, 5]).unwrap_err().to_string();
+        let e = load(d, [1, 5, 5]).unwrap_err().to_string();
         assert!(e.contains("zebra") && e.contains("not among the training classes"), "{e}");
         // Without val/, test/ is the evaluation split; an empty one is an error.
         std::fs::remove_dir_all(d.join("val")).expect("remove");
         std::fs::create_dir_all(d.join("test")).expect("dir");
-        let e = load(&d, [1, 5, 5]).unwrap_err().to_string();
+        let e = load(d, [1, 5, 5]).unwrap_err().to_string();
         assert!(e.contains("test`") && e.contains("no class folders"), "{e}");
         png(&d.join("test/cat/a.png"), 5, [9, 9, 9]);
-        let f = load(&d, [1, 5, 5]).expect("folder");
+        let f = load(d, [1, 5, 5]).expect("folder");
         assert_eq!(f.test.expect("a test split").labels, [0]);
         assert!(f.description.contains("evaluating on the 1 in"), "{}", f.description);
     }
 
     #[test]
     fn bad_folders_are_errors_naming_the_path() {
-        let d = dir("bad");
-        let e = load(&d, [1, 4, 4]).unwrap_err().to_string();
+        let folder = dir();
+        let d = folder.path();
+        let e = load(d, [1, 4, 4]).unwrap_err().to_string();
         assert!(e.contains(&d.display().to_string()) && e.contains("no class folders"), "{e}");
         png(&d.join("only/a.png"), 4, [0, 0, 0]);
-        let e = load(&d, [1, 4, 4]).unwrap_err().to_string();
+        let e = load(d, [1, 4, 4]).unwrap_err().to_string();
         assert!(e.contains("one class folder, `only`"), "{e}");
         std::fs::create_dir_all(d.join("empty")).expect("dir");
-        let e = load(&d, [1, 4, 4]).unwrap_err().to_string();
+        let e = load(d, [1, 4, 4]).unwrap_err().to_string();
         assert!(e.contains("empty`") && e.contains("holds no PNG or JPEG"), "{e}");
         png(&d.join("empty/a.png"), 4, [0, 0, 0]);
         std::fs::write(d.join("empty/broken.png"), b"\x89PNG\r\n\x1a\n truncated").expect("write");
-        let e = load(&d, [1, 4, 4]).unwrap_err().to_string();
+        let e = load(d, [1, 4, 4]).unwrap_err().to_string();
         assert!(e.contains("broken.png") && e.contains("not a readable"), "{e}");
         std::fs::write(d.join("empty/broken.png"), b"").expect("write");
-        let e = load(&d, [1, 4, 4]).unwrap_err().to_string();
+        let e = load(d, [1, 4, 4]).unwrap_err().to_string();
         assert!(e.contains("broken.png"), "{e}");
         std::fs::remove_file(d.join("empty/broken.png")).expect("remove");
-        let e = load(&d, [2, 4, 4]).unwrap_err().to_string();
+        let e = load(d, [2, 4, 4]).unwrap_err().to_string();
         assert!(e.contains("2-channel"), "{e}");
         for c in 0..=MAX_CLASSES {
             std::fs::create_dir_all(d.join(format!("c{c:03}"))).expect("dir");
         }
-        let e = load(&d, [1, 4, 4]).unwrap_err().to_string();
+        let e = load(d, [1, 4, 4]).unwrap_err().to_string();
         assert!(e.contains("259 class folders") && e.contains("at most 256"), "{e}");
     }
 

@@ -115,15 +115,14 @@ mod tests {
         v
     }
 
-    fn dir(tag: &str) -> PathBuf {
-        let d = std::env::temp_dir().join(format!("netc-idx-{tag}-{}", std::process::id()));
-        std::fs::create_dir_all(&d).expect("temp dir");
-        d
+    fn dir() -> tempfile::TempDir {
+        tempfile::tempdir().expect("a temporary folder")
     }
 
     #[test]
     fn reads_raw_and_gzip_files() {
-        let d = dir("ok");
+        let folder = dir();
+        let d = folder.path();
         let pixels: Vec<u8> = (0..2 * 4 * 4).map(|i| i as u8 * 8).collect();
         std::fs::write(d.join("train-images-idx3-ubyte"), idx(0x0803, &[2, 4, 4], &pixels))
             .expect("write");
@@ -143,7 +142,7 @@ mod tests {
         .expect("write");
         std::fs::write(d.join("t10k-labels-idx1-ubyte.gz"), gz(idx(0x0801, &[1], &[7])))
             .expect("write");
-        let (train, test) = load_dir(&d).expect("valid files");
+        let (train, test) = load_dir(d).expect("valid files");
         assert_eq!((train.len(), train.shape), (2, [1, 4, 4]));
         assert_eq!(train.labels, [3, 9]);
         assert_eq!(train.image(0)[1], 8.0 / 255.0);
@@ -152,7 +151,8 @@ mod tests {
 
     #[test]
     fn bad_files_are_errors_naming_the_file() {
-        let d = dir("bad");
+        let folder = dir();
+        let d = folder.path();
         let images = d.join("imgs");
         let labels = d.join("labs");
         std::fs::write(&labels, idx(0x0801, &[2], &[1, 2])).expect("write");
@@ -189,7 +189,8 @@ mod tests {
     /// (a header whose dimensions overflow was one).
     #[test]
     fn corrupt_files_are_errors() {
-        let d = dir("corrupt");
+        let folder = dir();
+        let d = folder.path();
         let pixels: Vec<u8> = (0..2 * 3 * 5).map(|i| i as u8).collect();
         let images = idx(0x0803, &[2, 3, 5], &pixels);
         let labels = idx(0x0801, &[2], &[1, 7]);

@@ -236,17 +236,19 @@ mod tests {
         load(&cli.data, input)
     }
 
-    fn csv_file(tag: &str, rows: usize) -> String {
-        let path =
-            std::env::temp_dir().join(format!("netc-sources-{tag}-{}.csv", std::process::id()));
+    /// A CSV file of `rows` rows in a temporary folder, removed when the
+    /// folder is dropped.
+    fn csv_file(rows: usize) -> (tempfile::TempDir, String) {
+        let folder = tempfile::tempdir().expect("a temporary folder");
+        let path = folder.path().join("rows.csv");
         let text: String = (0..rows).map(|i| format!("{i},{}\n", ["b", "a"][i % 2])).collect();
         std::fs::write(&path, format!("x,y\n{text}")).expect("write");
-        path.display().to_string()
+        (folder, path.display().to_string())
     }
 
     #[test]
     fn val_splits_sources_without_a_test_set_only() {
-        let file = csv_file("val", 40);
+        let (_folder, file) = csv_file(40);
         let (train, test, what) =
             load_with(&["--csv", &file, "--val", "0.25"], &[1]).expect("load");
         assert_eq!((train.len(), test.len(), train.shape), (30, 10, [1, 1, 1]));
@@ -267,7 +269,7 @@ mod tests {
 
     #[test]
     fn flags_that_do_not_apply_are_errors() {
-        let file = csv_file("flags", 4);
+        let (_folder, file) = csv_file(4);
         let e = load_with(&["--csv", &file, "--val", "0.5", "--mean", "0.5", "--std", "1"], &[1])
             .unwrap_err();
         assert!(e.contains("--images"), "{e}");

@@ -22,12 +22,9 @@ pub fn netc<S: AsRef<OsStr>>(args: &[S]) -> Output {
         .expect("netc runs")
 }
 
-/// An empty directory of this test process, named by `tag`.
-pub fn scratch(tag: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("netc-cli-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("scratch dir");
-    dir
+/// An empty temporary folder, removed when dropped.
+pub fn scratch() -> tempfile::TempDir {
+    tempfile::tempdir().expect("a temporary folder")
 }
 
 /// The README's network, a small CNN for 28x28 digits, as a `.net` file.

@@ -11,15 +11,15 @@ fn fold(acc: [f32; LANES], tail: f32) -> f32 {
     (a[0] + a[2]) + (a[1] + a[3]) + tail
 }
 
-/// `Σ x`.
+/// `Σ (x - shift)`.
 #[inline]
-pub(super) fn sum(x: &[f32]) -> f32 {
+pub(super) fn sum_dev(x: &[f32], shift: f32) -> f32 {
     let mut acc = [0.0f32; LANES];
     let chunks = x.chunks_exact(LANES);
-    let tail: f32 = chunks.remainder().iter().sum();
+    let tail: f32 = chunks.remainder().iter().map(|&v| v - shift).sum();
     for c in chunks {
         for (a, &v) in acc.iter_mut().zip(c) {
-            *a += v;
+            *a += v - shift;
         }
     }
     fold(acc, tail)

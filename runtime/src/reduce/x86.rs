@@ -25,25 +25,29 @@ fn total(acc: [__m512; 4]) -> f32 {
     _mm512_reduce_add_ps(_mm512_add_ps(pairs.0, pairs.1))
 }
 
-/// `Σ x`.
+/// `Σ (x - shift)`.
 ///
 /// # Safety
 /// The CPU must support AVX-512F.
 #[target_feature(enable = "avx512f")]
-pub(super) unsafe fn sum(x: &[f32]) -> f32 {
+pub(super) unsafe fn sum_dev(x: &[f32], shift: f32) -> f32 {
     let n = x.len();
+    let s = _mm512_set1_ps(shift);
     let mut acc = [_mm512_setzero_ps(); 4];
     let mut i = 0;
     while i + 64 <= n {
         for (k, a) in acc.iter_mut().enumerate() {
             // SAFETY: i + 16k < n; the caller vouches for the CPU.
-            *a = _mm512_add_ps(*a, unsafe { load(x, i + 16 * k) });
+            *a = _mm512_add_ps(*a, _mm512_sub_ps(unsafe { load(x, i + 16 * k) }, s));
         }
         i += 64;
     }
     while i < n {
+        let lanes = (n - i).min(16);
+        let mask: __mmask16 = if lanes == 16 { 0xffff } else { (1u16 << lanes) - 1 };
         // SAFETY: i < n; the caller vouches for the CPU.
-        acc[0] = _mm512_add_ps(acc[0], unsafe { load(x, i) });
+        let d = _mm512_maskz_sub_ps(mask, unsafe { load(x, i) }, s);
+        acc[0] = _mm512_add_ps(acc[0], d);
         i += 16;
     }
     total(acc)

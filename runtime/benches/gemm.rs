@@ -61,12 +61,13 @@ fn bench(c: &mut Criterion) {
 }
 
 /// bf16 operands with f32 sums against SGEMM, one thread each, in the same
-/// run: the mixed-precision path's matrix product.
+/// run: the mixed-precision path's matrix product, by every hardware
+/// kernel the machine has (AVX512_BF16, AMX).
 fn bench_bf16(c: &mut Criterion) {
     use netc_runtime::gemm::bf16::{gemm_bf16, Bf16Kernel};
     let mut group = c.benchmark_group("gemm_bf16");
     group.sample_size(10);
-    let kernel = Bf16Kernel::best();
+    let kernels = Bf16Kernel::supported().iter().filter(|&&k| k != Bf16Kernel::Portable);
     for (m, n, k) in [(512, 512, 512), (1024, 1024, 1024), (256, 729, 2400)] {
         let a = vec![0.5f32; m * k];
         let b = vec![0.25f32; k * n];
@@ -90,13 +91,15 @@ fn bench_bf16(c: &mut Criterion) {
                 .expect("valid shapes")
             })
         });
-        let name = format!("bf16_{kernel:?}");
-        group.bench_with_input(BenchmarkId::new(name, &id), &(), |bench, _| {
-            bench.iter(|| {
-                let (ar, br) = (MatRef::row_major(&a, k), MatRef::row_major(&b, n));
-                gemm_bf16(kernel, m, n, k, ar, br, &mut out, n, false, Par::Seq)
-            })
-        });
+        for &kernel in kernels.clone() {
+            let name = format!("bf16_{kernel:?}");
+            group.bench_with_input(BenchmarkId::new(name, &id), &(), |bench, _| {
+                bench.iter(|| {
+                    let (ar, br) = (MatRef::row_major(&a, k), MatRef::row_major(&b, n));
+                    gemm_bf16(kernel, m, n, k, ar, br, &mut out, n, false, Par::Seq)
+                })
+            });
+        }
     }
     group.finish();
 }

@@ -8,6 +8,12 @@
 //! and one A pair is broadcast to every lane. The portable kernel runs the
 //! same blocking with [`crate::bf16::dot_pair`], the instruction's own
 //! arithmetic, so both give the same bits and either checks the other.
+//!
+//! On CPUs with AMX, [`Bf16Kernel::Amx`] runs the same product on tiles
+//! (`amx.rs`), with its own blocking and packing.
+
+#[cfg(target_arch = "x86_64")]
+mod amx;
 
 use super::{MatRef, Par};
 use crate::bf16::{dot_pair, round};
@@ -30,6 +36,8 @@ pub enum Bf16Kernel {
     Portable,
     /// `VDPBF16PS` on 512-bit vectors.
     Avx512Bf16,
+    /// `TDPBF16PS` on AMX tiles.
+    Amx,
 }
 
 impl Bf16Kernel {
@@ -41,6 +49,10 @@ impl Bf16Kernel {
             #[cfg(target_arch = "x86_64")]
             if is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512bf16") {
                 kernels.push(Bf16Kernel::Avx512Bf16);
+            }
+            #[cfg(target_arch = "x86_64")]
+            if amx::available() {
+                kernels.push(Bf16Kernel::Amx);
             }
             kernels
         })
@@ -66,6 +78,7 @@ impl Bf16Kernel {
             }
             #[cfg(not(target_arch = "x86_64"))]
             Bf16Kernel::Avx512Bf16 => unreachable!("never supported off x86-64"),
+            Bf16Kernel::Amx => unreachable!("AMX runs its own blocks, not these tiles"),
         }
     }
 }
@@ -114,13 +127,22 @@ pub fn gemm_bf16(
         Par::Seq => 1,
         Par::Rayon => rayon::current_num_threads().max(1),
     };
-    // Whole MR tiles a thread, so that no tile is split.
-    let rows = m.div_ceil(threads).div_ceil(MR) * MR;
+    // Whole blocks of rows a thread, so that no block is split.
+    let block = match kernel {
+        #[cfg(target_arch = "x86_64")]
+        Bf16Kernel::Amx => amx::MR,
+        _ => MR,
+    };
+    let rows = m.div_ceil(threads).div_ceil(block) * block;
     let chunk = rows * rsc;
     c.par_chunks_mut(chunk).enumerate().for_each(|(t, part)| {
         let first = t * rows;
         let mine = rows.min(m - first);
-        serial(kernel, first, mine, n, k, a, b, part, rsc, accumulate);
+        match kernel {
+            #[cfg(target_arch = "x86_64")]
+            Bf16Kernel::Amx => amx::serial(first, mine, n, k, a, b, part, rsc, accumulate),
+            _ => serial(kernel, first, mine, n, k, a, b, part, rsc, accumulate),
+        }
     });
 }
 
@@ -213,11 +235,16 @@ fn pack_a(a: MatRef, i0: usize, mc: usize, p0: usize, kc: usize, out: &mut [u16]
 }
 
 /// `dst[i]` = `src[i]` rounded to bf16 by `kernel`: the hardware's
-/// conversion, or [`round`].
+/// conversion, or [`round`]. AMX has no conversion of its own: it takes
+/// AVX512_BF16's where the CPU has it.
 pub fn convert(kernel: Bf16Kernel, src: &[f32], dst: &mut [u16]) {
     assert_eq!(src.len(), dst.len(), "convert: lengths");
+    let vector = Bf16Kernel::supported().contains(&Bf16Kernel::Avx512Bf16);
     match kernel {
-        Bf16Kernel::Portable => dst.iter_mut().zip(src).for_each(|(d, &s)| *d = round(s)),
+        Bf16Kernel::Amx if vector => convert(Bf16Kernel::Avx512Bf16, src, dst),
+        Bf16Kernel::Portable | Bf16Kernel::Amx => {
+            dst.iter_mut().zip(src).for_each(|(d, &s)| *d = round(s))
+        }
         #[cfg(target_arch = "x86_64")]
         Bf16Kernel::Avx512Bf16 => {
             assert!(Bf16Kernel::supported().contains(&kernel), "the CPU lacks AVX512_BF16");

@@ -115,19 +115,37 @@ impl Drop for Tiles {
     }
 }
 
-/// The 32 x 32 block `out = A·B` over `steps` k-steps of the panels whose
-/// 16-row tiles start at lines `a0`, `a1` (A) and `b0`, `b1` (B).
+/// The 32 x 32 block of C at `c` (rows `stride` bytes apart) gets A·B
+/// over `steps` k-steps of the panels whose 16-row tiles start at lines
+/// `a0`, `a1` (A) and `b0`, `b1` (B): added to it when `add`, else in
+/// place of it.
 ///
 /// # Safety
 /// The tiles are configured ([`Tiles`]); each of the four panels holds
-/// `steps >= 1` tiles of 16 lines one after the other.
-unsafe fn block(steps: usize, a: [*const Line; 2], b: [*const Line; 2], out: &mut Block) {
-    let c = out.0.as_mut_ptr();
-    // SAFETY: the caller vouches for the configuration and the panels'
-    // lengths; the four C tiles are stored inside `out` (rows of 128
-    // bytes, the right-hand tiles 64 bytes in, the lower 16 rows down).
+/// `steps >= 1` tiles of 16 lines one after the other; `c` is valid for
+/// reads and writes of 32 rows of 32 floats, `stride` bytes apart.
+unsafe fn block(
+    steps: usize,
+    a: [*const Line; 2],
+    b: [*const Line; 2],
+    c: *mut f32,
+    stride: usize,
+    add: bool,
+) {
+    // SAFETY: the caller vouches for the configuration, the panels'
+    // lengths and C's rows: the upper tiles are C's rows 0..16, the lower
+    // ones its rows 16..32, the right-hand ones 16 floats (64 bytes) in.
     unsafe {
+        let lower = c.byte_add(TILE * stride);
         asm!(
+            "test {add}, {add}",
+            "jz 3f",
+            "tileloadd tmm0, [{c} + {stride}*1]",
+            "tileloadd tmm1, [{c} + {stride}*1 + 64]",
+            "tileloadd tmm2, [{lower} + {stride}*1]",
+            "tileloadd tmm3, [{lower} + {stride}*1 + 64]",
+            "jmp 2f",
+            "3:",
             "tilezero tmm0",
             "tilezero tmm1",
             "tilezero tmm2",
@@ -147,18 +165,20 @@ unsafe fn block(steps: usize, a: [*const Line; 2], b: [*const Line; 2], out: &mu
             "add {b1}, 1024",
             "dec {steps}",
             "jnz 2b",
-            "tilestored [{c} + {row}*1], tmm0",
-            "tilestored [{c} + {row}*1 + 64], tmm1",
-            "tilestored [{c} + {row}*1 + 2048], tmm2",
-            "tilestored [{c} + {row}*1 + 2112], tmm3",
+            "tilestored [{c} + {stride}*1], tmm0",
+            "tilestored [{c} + {stride}*1 + 64], tmm1",
+            "tilestored [{lower} + {stride}*1], tmm2",
+            "tilestored [{lower} + {stride}*1 + 64], tmm3",
             a0 = inout(reg) a[0] => _,
             a1 = inout(reg) a[1] => _,
             b0 = inout(reg) b[0] => _,
             b1 = inout(reg) b[1] => _,
             steps = inout(reg) steps => _,
+            add = in(reg) usize::from(add),
             line = in(reg) 64usize,
-            row = in(reg) 4 * NR,
+            stride = in(reg) stride,
             c = in(reg) c,
+            lower = in(reg) lower,
             options(nostack)
         );
     }
@@ -239,39 +259,42 @@ fn pack_a(a: MatRef, i0: usize, mc: usize, p0: usize, kc: usize, steps: usize, o
 /// interleaved, for the 16 columns of group `g`.
 fn pack_b(b: MatRef, p0: usize, kc: usize, j0: usize, nc: usize, steps: usize, out: &mut [Line]) {
     let groups = nc.div_ceil(NR) * (NR / TILE);
-    for (l, line) in out[..groups * steps * TILE].iter_mut().enumerate() {
-        let (g, s, p) = (l / (steps * TILE), l / TILE % steps, l % TILE);
-        *line = ZERO_LINE;
-        let cols = TILE.min(nc.saturating_sub(g * TILE));
-        if cols == 0 {
-            continue;
-        }
-        let kk = s * K_STEP + 2 * p;
-        if b.cs == 1 && cols == TILE && kk + 1 < kc && convert_vectors() {
-            let start = (p0 + kk) * b.rs + j0 + g * TILE;
-            let row = |at: usize| -> &[f32; TILE] { b.data[at..at + TILE].try_into().expect("16") };
-            // SAFETY: the CPU has AVX-512F and AVX512_BF16 (checked).
-            *line = unsafe { convert_pair(row(start), row(start + b.rs)) };
-            continue;
-        }
-        for h in 0..2 {
-            let kk = s * K_STEP + 2 * p + h;
-            if kk >= kc {
-                break;
-            }
-            let start = (p0 + kk) * b.rs + (j0 + g * TILE) * b.cs;
-            let row = b.data[start..].iter().step_by(b.cs.max(1)).take(cols);
-            for (j, &v) in row.enumerate() {
-                line.0[2 * j + h] = round(v);
+    let vectors = b.cs == 1 && convert_vectors();
+    // Row pair by row pair, across the columns: B is read along its rows.
+    for s in 0..steps {
+        for p in 0..TILE {
+            let kk = s * K_STEP + 2 * p;
+            for g in 0..groups {
+                let line = &mut out[(g * steps + s) * TILE + p];
+                let cols = TILE.min(nc.saturating_sub(g * TILE));
+                let start = (p0 + kk) * b.rs + (j0 + g * TILE) * b.cs;
+                if vectors && cols == TILE && kk + 1 < kc {
+                    let row = |at: usize| -> &[f32; TILE] {
+                        b.data[at..at + TILE].try_into().expect("16")
+                    };
+                    // SAFETY: the CPU has AVX-512F and AVX512_BF16 (checked).
+                    *line = unsafe { convert_pair(row(start), row(start + b.rs)) };
+                    continue;
+                }
+                *line = ZERO_LINE;
+                if cols == 0 {
+                    continue;
+                }
+                for h in 0..2.min(kc.saturating_sub(kk)) {
+                    let values = b.data[start + h * b.rs..].iter().step_by(b.cs.max(1));
+                    for (j, &v) in values.take(cols).enumerate() {
+                        line.0[2 * j + h] = round(v);
+                    }
+                }
             }
         }
     }
 }
 
 /// The five loops over rows `first..first+m` of A and C (`c` starts at row
-/// `first`), as [`super::gemm_bf16`] describes them. Each k block's
-/// products are summed from zero and then added to C, as the other
-/// kernels do.
+/// `first`), as [`super::gemm_bf16`] describes them. Whole blocks of C
+/// are loaded into the tiles and summed there; edge blocks' products are
+/// summed from zero and then added to C.
 ///
 /// # Panics
 /// If [`available`] is false.
@@ -316,16 +339,25 @@ pub(super) fn serial(
                     let bg = [group(&packed_b, jt / TILE), group(&packed_b, jt / TILE + 1)];
                     for it in (0..mc).step_by(MR) {
                         let ag = [group(&packed_a, it / TILE), group(&packed_a, it / TILE + 1)];
-                        // SAFETY: the tiles are configured; each group
-                        // pointer starts a slice of `steps` tiles of 16
-                        // lines (the slicing above checks the bounds), and
-                        // `steps >= 1` as `kc >= 1`.
-                        unsafe { block(steps, ag, bg, &mut out) };
                         let (rows, cols) = (MR.min(mc - it), NR.min(nc - jt));
+                        let at = (i0 + it) * rsc + j0 + jt;
+                        if rows == MR && cols == NR {
+                            let whole = &mut c[at..at + (MR - 1) * rsc + NR];
+                            // SAFETY: the tiles are configured; each group
+                            // pointer starts a slice of `steps` tiles of 16
+                            // lines (the slicing above checks the bounds),
+                            // `steps >= 1` as `kc >= 1`, and C's 32 rows of
+                            // 32 lie in `whole`.
+                            unsafe { block(steps, ag, bg, whole.as_mut_ptr(), 4 * rsc, add) };
+                            continue;
+                        }
+                        // An edge block goes through `out`, whose rows and
+                        // columns past C's are dropped.
+                        // SAFETY: as above, with `out` for C.
+                        unsafe { block(steps, ag, bg, out.0.as_mut_ptr(), 4 * NR, false) };
                         for r in 0..rows {
                             let from = &out.0[r * NR..r * NR + cols];
-                            let at = (i0 + it + r) * rsc + j0 + jt;
-                            let to = &mut c[at..at + cols];
+                            let to = &mut c[at + r * rsc..at + r * rsc + cols];
                             if add {
                                 to.iter_mut().zip(from).for_each(|(t, f)| *t += f);
                             } else {

@@ -10,6 +10,7 @@
 //! where that is refused, the kernel is not offered.
 
 use super::super::MatRef;
+use super::Share;
 use crate::bf16::round;
 use std::arch::asm;
 use std::sync::OnceLock;
@@ -291,25 +292,15 @@ fn pack_b(b: MatRef, p0: usize, kc: usize, j0: usize, nc: usize, steps: usize, o
     }
 }
 
-/// The five loops over rows `first..first+m` of A and C (`c` starts at row
-/// `first`), as [`super::gemm_bf16`] describes them. Whole blocks of C
+/// The five loops over a thread's `share` of the product (`c` starts at its
+/// first row), as [`super::gemm_bf16`] describes it. Whole blocks of C
 /// are loaded into the tiles and summed there; edge blocks' products are
 /// summed from zero and then added to C.
 ///
 /// # Panics
 /// If [`available`] is false.
-#[allow(clippy::too_many_arguments)]
-pub(super) fn serial(
-    first: usize,
-    m: usize,
-    n: usize,
-    k: usize,
-    a: MatRef,
-    b: MatRef,
-    c: &mut [f32],
-    rsc: usize,
-    accumulate: bool,
-) {
+pub(super) fn serial(share: Share, c: &mut [f32]) {
+    let Share { first, m, n, k, a, b, rsc, accumulate } = share;
     assert!(available(), "AMX is not available to this process");
     if k == 0 {
         if !accumulate {

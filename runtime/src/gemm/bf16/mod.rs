@@ -137,30 +137,32 @@ pub fn gemm_bf16(
     let chunk = rows * rsc;
     c.par_chunks_mut(chunk).enumerate().for_each(|(t, part)| {
         let first = t * rows;
-        let mine = rows.min(m - first);
+        let share = Share { first, m: rows.min(m - first), n, k, a, b, rsc, accumulate };
         match kernel {
             #[cfg(target_arch = "x86_64")]
-            Bf16Kernel::Amx => amx::serial(first, mine, n, k, a, b, part, rsc, accumulate),
-            _ => serial(kernel, first, mine, n, k, a, b, part, rsc, accumulate),
+            Bf16Kernel::Amx => amx::serial(share, part),
+            _ => serial(kernel, share, part),
         }
     });
 }
 
-/// The five loops over the rows `first..first+m` of A and C (`c` starts at
-/// row `first`).
-#[allow(clippy::too_many_arguments)]
-fn serial(
-    kernel: Bf16Kernel,
+/// One thread's share of a product: rows `first..first + m` of A and of C,
+/// whose rows are `rsc` apart, and whether it adds to C.
+#[derive(Clone, Copy)]
+struct Share<'a> {
     first: usize,
     m: usize,
     n: usize,
     k: usize,
-    a: MatRef,
-    b: MatRef,
-    c: &mut [f32],
+    a: MatRef<'a>,
+    b: MatRef<'a>,
     rsc: usize,
     accumulate: bool,
-) {
+}
+
+/// The five loops over a thread's `share` (`c` starts at its first row).
+fn serial(kernel: Bf16Kernel, share: Share, c: &mut [f32]) {
+    let Share { first, m, n, k, a, b, rsc, accumulate } = share;
     let mut packed_b = vec![0u16; KC * NC.min(n.div_ceil(NR) * NR)];
     let mut packed_a = vec![0u16; KC * MC.min(m.div_ceil(MR) * MR)];
     let mut tile = [0.0f32; MR * NR];

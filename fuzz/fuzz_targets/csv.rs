@@ -22,7 +22,7 @@ fuzz_target!(|data: &[u8]| {
     let Ok(bytes) = readers::decode_maybe_gz(path, table.to_vec()) else { return };
     if let Ok(t) = readers::csv(path, bytes, columns) {
         let d = &t.data;
-        assert!(d.len() > 0 && d.sample_len() > 0);
+        assert!(!d.is_empty() && d.sample_len() > 0);
         assert_eq!(d.images.len(), d.len() * d.sample_len());
         assert!(d.images.iter().all(|v| v.is_finite()));
     }

@@ -14,9 +14,7 @@ use crate::act::per_activation;
 use crate::error::{check_len, LenError};
 use crate::gemm::Activation;
 use crate::reduce;
-use crate::scratch;
 use rayon::prelude::*;
-use std::cell::RefCell;
 
 /// The shape and hyper-parameters of a batch norm over `[n, c, h, w]`.
 ///
@@ -311,72 +309,53 @@ pub fn batch_norm_backward(
     check_len(OP, "dgamma", dgamma.len(), bn.c)?;
     check_len(OP, "dbeta", dbeta.len(), bn.c)?;
     let m = bn.count();
-    let inv_m = 1.0 / m.max(1) as f64;
-    // The saved mean is the batch's rounded to f32, `μ - δ`. Deviations
-    // are taken about it and corrected by `δ`, which the elementwise pass
-    // below needs too: left out, it makes `Σ dx` (the gradient of a bias
-    // before the batch norm, zero in exact arithmetic) `δ·invstd` times
-    // larger, and `invstd` is large where a channel barely varies.
-    // The offsets live in a per-thread buffer: a training step allocates
-    // nothing once warm.
-    thread_local! {
-        static OFFSETS: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+    // Per-channel sums in parallel over channels, then dx in parallel over
+    // samples.
+    let sums = |(ch, (dg, db)): (usize, (&mut f32, &mut f32))| {
+        let mean = save_mean[ch];
+        let (mut sum_dy, mut dot) = (0.0f64, 0.0f64);
+        for r in bn.planes(ch) {
+            let (s, d) = reduce::sum_and_dot_dev(&dy[r.clone()], &x[r], mean);
+            sum_dy += f64::from(s);
+            dot += f64::from(d);
+        }
+        *db = sum_dy as f32;
+        *dg = (dot * f64::from(save_invstd[ch])) as f32;
+    };
+    if parallel(bn) {
+        dgamma.par_iter_mut().zip(dbeta.par_iter_mut()).enumerate().for_each(sums);
+    } else {
+        dgamma.iter_mut().zip(dbeta.iter_mut()).enumerate().for_each(sums);
     }
-    scratch::with(&OFFSETS, bn.c, |offsets| {
-        // Per-channel sums in parallel over channels, then dx in parallel over
-        // samples.
-        let sums = |(ch, ((dg, db), offset)): (usize, ((&mut f32, &mut f32), &mut f32))| {
-            let mean = save_mean[ch];
-            let (mut sum_dy, mut dot, mut dev) = (0.0f64, 0.0f64, 0.0f64);
-            for r in bn.planes(ch) {
-                let (s, d) = reduce::sum_and_dot_dev(&dy[r.clone()], &x[r.clone()], mean);
-                sum_dy += f64::from(s);
-                dot += f64::from(d);
-                dev += f64::from(reduce::sum_dev(&x[r], mean));
-            }
-            let delta = dev * inv_m;
-            *offset = delta as f32;
-            *db = sum_dy as f32;
-            // Σ dy·(x - μ) = Σ dy·(x - mean) - δ·Σ dy.
-            *dg = ((dot - delta * sum_dy) * f64::from(save_invstd[ch])) as f32;
-        };
-        if parallel(bn) {
-            let channels = dgamma.par_iter_mut().zip(dbeta.par_iter_mut());
-            channels.zip(offsets.par_iter_mut()).enumerate().for_each(sums);
-        } else {
-            let channels = dgamma.iter_mut().zip(dbeta.iter_mut());
-            channels.zip(offsets.iter_mut()).enumerate().for_each(sums);
-        }
-        let sample = bn.c * bn.h * bn.w;
-        if m == 0 || sample == 0 {
-            return;
-        }
-        let (dgamma, dbeta) = (&*dgamma, &*dbeta);
-        let one = |(dx, (dy, x)): (&mut [f32], (&[f32], &[f32]))| {
-            let one_sample = BatchNorm { n: 1, ..bn };
-            for ch in 0..bn.c {
-                let (mean, invstd) = (save_mean[ch], save_invstd[ch]);
-                // x̂·dgamma/m = (x - μ)·invstd·dgamma/m = (x - mean)·k - δ·k.
-                let k64 = f64::from(dgamma[ch]) * f64::from(invstd) * inv_m;
-                let k = k64 as f32;
-                let mean_dy = (f64::from(dbeta[ch]) * inv_m - f64::from(offsets[ch]) * k64) as f32;
-                let a = gamma[ch] * invstd;
-                for r in one_sample.planes(ch) {
-                    let planes = dx[r.clone()].iter_mut().zip(&dy[r.clone()]).zip(&x[r]);
-                    for ((d, &g), &xv) in planes {
-                        *d = (g - mean_dy - (xv - mean) * k) * a;
-                    }
+    let sample = bn.c * bn.h * bn.w;
+    if m == 0 || sample == 0 {
+        return Ok(());
+    }
+    let inv_m = 1.0 / m as f64;
+    let (dgamma, dbeta) = (&*dgamma, &*dbeta);
+    let one = |(dx, (dy, x)): (&mut [f32], (&[f32], &[f32]))| {
+        let one_sample = BatchNorm { n: 1, ..bn };
+        for ch in 0..bn.c {
+            let (mean, invstd) = (save_mean[ch], save_invstd[ch]);
+            let mean_dy = (f64::from(dbeta[ch]) * inv_m) as f32;
+            // x̂·dgamma/m = (x - mean)·invstd²·dot/m = (x - mean)·invstd·dgamma/m.
+            let k = (f64::from(dgamma[ch]) * f64::from(invstd) * inv_m) as f32;
+            let a = gamma[ch] * invstd;
+            for r in one_sample.planes(ch) {
+                let planes = dx[r.clone()].iter_mut().zip(&dy[r.clone()]).zip(&x[r]);
+                for ((d, &g), &xv) in planes {
+                    *d = (g - mean_dy - (xv - mean) * k) * a;
                 }
             }
-        };
-        if parallel(bn) {
-            dx.par_chunks_mut(sample)
-                .zip(dy.par_chunks(sample).zip(x.par_chunks(sample)))
-                .for_each(one);
-        } else {
-            dx.chunks_mut(sample).zip(dy.chunks(sample).zip(x.chunks(sample))).for_each(one);
         }
-    });
+    };
+    if parallel(bn) {
+        dx.par_chunks_mut(sample)
+            .zip(dy.par_chunks(sample).zip(x.par_chunks(sample)))
+            .for_each(one);
+    } else {
+        dx.chunks_mut(sample).zip(dy.chunks(sample).zip(x.chunks(sample))).for_each(one);
+    }
     Ok(())
 }
 

@@ -23,7 +23,7 @@ pub(crate) fn sum(x: &[f32]) -> f32 {
 
 /// `Σ (x - shift)`.
 #[inline]
-pub(crate) fn sum_dev(x: &[f32], shift: f32) -> f32 {
+fn sum_dev(x: &[f32], shift: f32) -> f32 {
     #[cfg(target_arch = "x86_64")]
     if Isa::best() == Isa::Avx512 {
         // SAFETY: the CPU supports AVX-512F.

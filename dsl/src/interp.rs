@@ -49,7 +49,7 @@ pub fn run(
     n: usize,
     mode: Mode,
 ) -> Result<Vec<Vec<f64>>, InterpError> {
-    run_with(g, w, inputs, n, mode, None)
+    run_with(g, w, inputs, n, mode, None, None)
 }
 
 /// Whether element (or, for stochastic depth, decision) `index` of the
@@ -68,7 +68,23 @@ pub fn run_training(
     n: usize,
     keeps: Keeps<'_>,
 ) -> Result<Vec<Vec<f64>>, InterpError> {
-    run_with(g, w, inputs, n, Mode::Train, Some(keeps))
+    run_with(g, w, inputs, n, Mode::Train, Some(keeps), None)
+}
+
+/// [`run_training`] with every node's output moved by `ulps` float32 ulps,
+/// up or down by a hash of its place, as float32 rounding inside generated
+/// code moves it. How far that moves a result measures how much an
+/// ill-conditioned layer (a batch norm over a channel that barely varies)
+/// amplifies rounding that no change of the inputs and weights reproduces.
+pub fn run_training_rounded(
+    g: &Graph,
+    w: &Weights,
+    inputs: &[&[f64]],
+    n: usize,
+    keeps: Keeps<'_>,
+    ulps: f64,
+) -> Result<Vec<Vec<f64>>, InterpError> {
+    run_with(g, w, inputs, n, Mode::Train, Some(keeps), Some(ulps))
 }
 
 fn run_with(
@@ -78,6 +94,7 @@ fn run_with(
     n: usize,
     mode: Mode,
     keeps: Option<Keeps<'_>>,
+    rounding_ulps: Option<f64>,
 ) -> Result<Vec<Vec<f64>>, InterpError> {
     if inputs.len() != g.inputs.len() {
         return Err(InterpError(format!(
@@ -103,9 +120,26 @@ fn run_with(
         };
         let mut y = vec![0.0; n * node.shape.elements()];
         node.op.eval(&cx, &mut y)?;
+        if let Some(ulps) = rounding_ulps {
+            round_as_float32(&mut y, i as u64, ulps);
+        }
         out.push(y);
     }
     Ok(out)
+}
+
+/// Moves each value of node `node`'s output by `ulps` float32 ulps, up or
+/// down as a hash of the node and the value's index decides.
+fn round_as_float32(y: &mut [f64], node: u64, ulps: f64) {
+    let step = ulps * f64::from(f32::EPSILON);
+    for (j, v) in y.iter_mut().enumerate() {
+        // SplitMix64's finaliser: a well-mixed bit from (node, index).
+        let mut h = (node << 32 ^ j as u64).wrapping_add(0x9e37_79b9_7f4a_7c15);
+        h = (h ^ (h >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        h = (h ^ (h >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        h ^= h >> 31;
+        *v *= if h & 1 == 0 { 1.0 + step } else { 1.0 - step };
+    }
 }
 
 /// A masked layer's keep decisions in a training run.
@@ -339,4 +373,36 @@ pub fn apply_optimizer(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_rounded_run_moves_every_value_by_the_ulps_asked_both_ways() {
+        let source = "network n { input x: [64]\n  y = x -> relu\n  loss mse(y) }";
+        let g = crate::check_source("n.net", source).expect("valid").graphs.remove(0);
+        let x: Vec<f64> = (0..128).map(|i| 1.0 + f64::from(i) / 7.0).collect();
+        let keeps = |_: u16, _: u64, _: f32| true;
+        let exact = run_training(&g, &Weights::new(), &[&x], 2, &keeps).expect("runs");
+        let rounded =
+            run_training_rounded(&g, &Weights::new(), &[&x], 2, &keeps, 3.0).expect("runs");
+        let step = 3.0 * f64::from(f32::EPSILON);
+        let (mut ups, mut downs) = (0, 0);
+        for (&r, &e) in rounded[0].iter().zip(&exact[0]) {
+            let factor = r / e - 1.0;
+            assert!((factor.abs() - step).abs() < 1e-15, "{r} against {e}");
+            if factor > 0.0 {
+                ups += 1
+            } else {
+                downs += 1
+            }
+        }
+        assert!(ups > 40 && downs > 40, "{ups} up and {downs} down");
+        // The relu's output moves by its input's movement and its own.
+        for (&r, &e) in rounded[1].iter().zip(&exact[1]) {
+            assert!((r / e - 1.0).abs() <= 2.0 * step + step * step + 1e-15);
+        }
+    }
 }

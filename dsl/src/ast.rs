@@ -94,6 +94,8 @@ pub enum StmtKind {
     Optimizer(Call),
     /// `schedule cosine(warmup: 5)`.
     Schedule(Call),
+    /// `precision bf16`.
+    Precision(Ident),
     /// `train conv1(frozen: true)`: the call's name is a layer path.
     Train(Call),
 }

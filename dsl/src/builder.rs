@@ -15,6 +15,7 @@
 
 use crate::codegen::{self, Options};
 use crate::diag::Diagnostics;
+use crate::ir::Precision;
 use crate::Checked;
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -26,6 +27,8 @@ pub struct Builder {
     options: Options,
     /// Weights files to embed, by the `.net` file they belong to.
     embedded: Vec<(PathBuf, PathBuf)>,
+    /// The precision of every network, over their `precision` statements.
+    precision: Option<Precision>,
 }
 
 /// Why a compilation failed.
@@ -105,6 +108,14 @@ impl Builder {
         self
     }
 
+    /// Compiles every network in `precision`, whatever its `precision`
+    /// statement says: the same `.net` files built for bf16 training on a
+    /// CPU that has it, and for f32 elsewhere.
+    pub fn precision(&mut self, precision: Precision) -> &mut Self {
+        self.precision = Some(precision);
+        self
+    }
+
     /// Embeds the safetensors file `weights` in the code of the network of
     /// `net_file` (as given to [`Builder::compile`]): the network gets
     /// `EMBEDDED_WEIGHTS` and `embedded()`, a model of those weights. The
@@ -129,6 +140,9 @@ impl Builder {
     pub fn generate_checked(&self, checked: &Checked, file_name: &str, source: &str) -> String {
         let mut out = String::new();
         for g in &checked.graphs {
+            let mut g = g.clone();
+            g.precision = self.precision.unwrap_or(g.precision);
+            let g = &g;
             let program = crate::program::lower(g);
             out.push_str(&codegen::generate(g, &program, file_name, source, &self.options));
         }

@@ -33,7 +33,7 @@ pub mod program;
 
 pub use builder::{BuildError, Builder};
 pub use diag::{Diagnostic, Diagnostics};
-pub use ir::Graph;
+pub use ir::{Graph, Precision};
 
 /// The networks of a file that checked cleanly, with any warnings.
 #[derive(Debug)]

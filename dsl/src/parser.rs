@@ -96,6 +96,7 @@ fn describe(rule: &Rule) -> &'static str {
         Rule::loss_stmt | Rule::kw_loss => "`loss`",
         Rule::optimizer_stmt | Rule::kw_optimizer => "`optimizer`",
         Rule::schedule_stmt | Rule::kw_schedule => "`schedule`",
+        Rule::precision_stmt | Rule::kw_precision => "`precision`",
         Rule::train_stmt | Rule::kw_train => "`train`",
         Rule::output_stmt | Rule::kw_output => "`output`",
         Rule::out_stmt | Rule::kw_out => "`out`",
@@ -323,6 +324,10 @@ impl AstBuilder {
             Rule::schedule_stmt => {
                 inner.next();
                 StmtKind::Schedule(self.call(inner.next().expect("grammar: schedule call")))
+            }
+            Rule::precision_stmt => {
+                inner.next();
+                StmtKind::Precision(self.ident(inner.next().expect("grammar: precision name")))
             }
             Rule::train_stmt => {
                 inner.next();

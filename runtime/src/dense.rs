@@ -6,6 +6,7 @@
 //! samples, of cache-sized ones at any batch), which [`dot`] computes
 //! without packing.
 
+pub mod bf16;
 #[allow(unsafe_code)]
 pub mod dot;
 #[allow(unsafe_code)]

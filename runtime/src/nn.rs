@@ -134,6 +134,39 @@ pub fn conv2d_backward_weights(
     Ok(conv::conv2d_backward_weights(s, x, dy, dw, db, Par::Rayon)?)
 }
 
+/// [`conv2d_forward`] with bf16 operands and f32 sums, for a `precision
+/// bf16` network ([`conv::conv2d_forward_bf16`]).
+pub fn conv2d_forward_bf16(
+    s: &Conv2d,
+    x: &[f32],
+    w: &[f32],
+    b: Option<&[f32]>,
+    act: Activation,
+    y: &mut [f32],
+) -> Result<(), Error> {
+    Ok(conv::conv2d_forward_bf16(s, x, w, b, act, y, Par::Rayon)?)
+}
+
+pub fn conv2d_backward_data_bf16(
+    s: &Conv2d,
+    dy: &[f32],
+    w: &[f32],
+    mask: Option<&[f32]>,
+    dx: &mut [f32],
+) -> Result<(), Error> {
+    Ok(conv::conv2d_backward_data_bf16(s, dy, w, mask, dx, Par::Rayon)?)
+}
+
+pub fn conv2d_backward_weights_bf16(
+    s: &Conv2d,
+    x: &[f32],
+    dy: &[f32],
+    dw: &mut [f32],
+    db: Option<&mut [f32]>,
+) -> Result<(), Error> {
+    Ok(conv::conv2d_backward_weights_bf16(s, x, dy, dw, db, Par::Rayon)?)
+}
+
 pub fn conv_transpose2d_forward(
     s: &ConvTranspose2d,
     x: &[f32],
@@ -193,6 +226,39 @@ pub fn dense_backward_weights(
     db: Option<&mut [f32]>,
 ) -> Result<(), Error> {
     Ok(dense::dense_backward_weights(s, x, dy, dw, db, Par::Rayon)?)
+}
+
+/// [`dense_forward`] with bf16 operands and f32 sums, for a `precision
+/// bf16` network ([`dense::bf16`]).
+pub fn dense_forward_bf16(
+    s: &Dense,
+    x: &[f32],
+    w: &[f32],
+    b: Option<&[f32]>,
+    act: Activation,
+    y: &mut [f32],
+) -> Result<(), Error> {
+    Ok(dense::bf16::dense_forward_bf16(s, x, w, b, act, y, Par::Rayon)?)
+}
+
+pub fn dense_backward_data_bf16(
+    s: &Dense,
+    dy: &[f32],
+    w: &[f32],
+    mask: Option<&[f32]>,
+    dx: &mut [f32],
+) -> Result<(), Error> {
+    Ok(dense::bf16::dense_backward_data_bf16(s, dy, w, mask, dx, Par::Rayon)?)
+}
+
+pub fn dense_backward_weights_bf16(
+    s: &Dense,
+    x: &[f32],
+    dy: &[f32],
+    dw: &mut [f32],
+    db: Option<&mut [f32]>,
+) -> Result<(), Error> {
+    Ok(dense::bf16::dense_backward_weights_bf16(s, x, dy, dw, db, Par::Rayon)?)
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -5,9 +5,10 @@
 use netc_runtime::conv::winograd::{self, Isa};
 use netc_runtime::conv::winograd_split;
 use netc_runtime::conv::{
-    conv2d_backward_data, conv2d_backward_data_depthwise, conv2d_backward_data_direct,
-    conv2d_backward_data_using, conv2d_backward_weights, conv2d_backward_weights_depthwise,
-    conv2d_backward_weights_direct, conv2d_bn_forward_cached, conv2d_forward,
+    conv2d_backward_data, conv2d_backward_data_bf16, conv2d_backward_data_depthwise,
+    conv2d_backward_data_direct, conv2d_backward_data_using, conv2d_backward_weights,
+    conv2d_backward_weights_bf16, conv2d_backward_weights_depthwise,
+    conv2d_backward_weights_direct, conv2d_bn_forward_cached, conv2d_forward, conv2d_forward_bf16,
     conv2d_forward_cached, conv2d_forward_depthwise, conv2d_forward_direct, conv2d_forward_using,
     BatchNormParams, Conv2d, ConvAlgo, ForwardCache,
 };
@@ -76,6 +77,61 @@ fn check_all_passes(s: &Conv2d, seed: u64, act: Activation, par: Par) -> Result<
     assert_close("backward weights", &dw, &want_w, positions, s)?;
     assert_close("backward bias", &db, &want_b, positions, s)?;
     Ok(())
+}
+
+/// The bf16 passes ([`Conv2d::bf16_algo`]) against the reference on the
+/// operands rounded to bf16, as the GEMM rounds them: the sums are f32, so
+/// the tolerance is f32's. The bias, and the bias gradient's sum, stay f32.
+/// A depthwise shape keeps its f32 path, and is held to the f32 operands.
+fn check_bf16_passes(
+    s: &Conv2d,
+    seed: u64,
+    act: Activation,
+    par: Par,
+) -> Result<(), TestCaseError> {
+    let (x, w, b) =
+        (fill(s.input_len(), seed), fill(s.weight_len(), seed + 1), fill(s.o, seed + 2));
+    let dy = fill(s.output_len(), seed + 3);
+    let mask = fill(s.input_len(), seed + 4);
+    let bf16 = s.bf16_algo() == ConvAlgo::Im2colBf16;
+    let operand = |v: &[f32]| -> Vec<f64> {
+        let round = |x: f32| if bf16 { netc_runtime::bf16::quantize(x) } else { x };
+        v.iter().map(|&x| f64::from(round(x))).collect()
+    };
+    let fail = |e: ConvError| TestCaseError::fail(e.to_string());
+
+    let mut y = vec![f32::NAN; s.output_len()];
+    conv2d_forward_bf16(s, &x, &w, Some(&b), act, &mut y, par).map_err(fail)?;
+    let mut want = reference::conv2d_forward(s, &operand(&x), &operand(&w), Some(&f64s(&b)));
+    for v in &mut want {
+        *v = f64::from(act.apply(*v as f32));
+    }
+    assert_close("bf16 forward", &y, &want, s.c / s.groups * s.kh * s.kw, s)?;
+
+    let mut dx = vec![f32::NAN; s.input_len()];
+    conv2d_backward_data_bf16(s, &dy, &w, Some(&mask), &mut dx, par).map_err(fail)?;
+    let mut want = reference::conv2d_backward_data(s, &operand(&dy), &operand(&w));
+    want.iter_mut().zip(&mask).filter(|(_, &m)| m <= 0.0).for_each(|(v, _)| *v = 0.0);
+    assert_close("bf16 backward data", &dx, &want, s.o * s.kh * s.kw, s)?;
+
+    let (mut dw, mut db) = (vec![f32::NAN; s.weight_len()], vec![f32::NAN; s.o]);
+    conv2d_backward_weights_bf16(s, &x, &dy, &mut dw, Some(&mut db), par).map_err(fail)?;
+    let (want_w, _) = reference::conv2d_backward_weights(s, &operand(&x), &operand(&dy));
+    let (_, want_b) = reference::conv2d_backward_weights(s, &f64s(&x), &f64s(&dy));
+    let positions = s.n * s.out_h() * s.out_w();
+    assert_close("bf16 backward weights", &dw, &want_w, positions, s)?;
+    assert_close("bf16 backward bias", &db, &want_b, positions, s)?;
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
+
+    #[test]
+    fn bf16_passes_match_the_reference_on_rounded_operands(s in shape_strategy(), seed in any::<u64>(), relu in any::<bool>(), threads in any::<bool>()) {
+        let act = if relu { Activation::Relu } else { Activation::Identity };
+        check_bf16_passes(&s, seed, act, if threads { Par::Rayon } else { Par::Seq })?;
+    }
 }
 
 proptest! {

@@ -1,8 +1,13 @@
 //! Dense layers against the definition in f64, including the fused bias,
 //! activation and ReLU mask, over odd sizes and batch 1, on each side of
 //! batch 8 (streamed passes up to it; past it the GEMM, or the dot-product
-//! forward on AVX-512).
+//! forward on AVX-512); and their bf16 versions, against the definition on
+//! the operands rounded to bf16 where they take the bf16 GEMM.
 
+use netc_runtime::bf16::quantize;
+use netc_runtime::dense::bf16::{
+    dense_backward_data_bf16, dense_backward_weights_bf16, dense_forward_bf16,
+};
 use netc_runtime::dense::{
     dense_backward_data, dense_backward_weights, dense_backward_weights_sgd, dense_forward, Dense,
 };
@@ -30,6 +35,7 @@ proptest! {
     #[test]
     fn dense_passes_match_the_definition(
         n in 1usize..20, input in 1usize..40, output in 1usize..40, seed in any::<u64>(), masked in any::<bool>(),
+        bf16 in any::<bool>(),
     ) {
         let s = Dense { n, input, output };
         let x = fill(n * input, seed);
@@ -37,22 +43,40 @@ proptest! {
         let b = fill(output, seed + 2);
         let dy = fill(n * output, seed + 3);
         let mask = fill(n * input, seed + 4);
+        // What each pass multiplies: the values rounded to bf16 where it
+        // takes the bf16 GEMM, which the forward and backward-data passes
+        // do past 8 samples.
+        let rounded = |v: &[f32], gemm: bool| -> Vec<f32> {
+            v.iter().map(|&x| if bf16 && gemm { quantize(x) } else { x }).collect()
+        };
+        let par = Par::Seq;
 
         let mut y = vec![f32::NAN; n * output];
-        dense_forward(&s, &x, &w, Some(&b), Activation::Relu, &mut y, Par::Seq).unwrap();
+        if bf16 {
+            dense_forward_bf16(&s, &x, &w, Some(&b), Activation::Relu, &mut y, par).unwrap();
+        } else {
+            dense_forward(&s, &x, &w, Some(&b), Activation::Relu, &mut y, par).unwrap();
+        }
+        let (xq, wq) = (rounded(&x, n > 8), rounded(&w, n > 8));
         for r in 0..n {
             for o in 0..output {
-                let z: f64 = f64::from(b[o]) + (0..input).map(|i| f64::from(x[r * input + i]) * f64::from(w[o * input + i])).sum::<f64>();
+                let z: f64 = f64::from(b[o]) + (0..input).map(|i| f64::from(xq[r * input + i]) * f64::from(wq[o * input + i])).sum::<f64>();
                 prop_assert!(close(y[r * output + o], z.max(0.0), input), "y[{}][{}]", r, o);
             }
         }
 
         let mut dx = vec![f32::NAN; n * input];
-        dense_backward_data(&s, &dy, &w, masked.then_some(&mask[..]), &mut dx, Par::Seq).unwrap();
+        let mask = masked.then_some(&mask[..]);
+        if bf16 {
+            dense_backward_data_bf16(&s, &dy, &w, mask, &mut dx, par).unwrap();
+        } else {
+            dense_backward_data(&s, &dy, &w, mask, &mut dx, par).unwrap();
+        }
+        let dyq = rounded(&dy, n > 8);
         for r in 0..n {
             for i in 0..input {
-                let mut d: f64 = (0..output).map(|o| f64::from(dy[r * output + o]) * f64::from(w[o * input + i])).sum();
-                if masked && mask[r * input + i] <= 0.0 {
+                let mut d: f64 = (0..output).map(|o| f64::from(dyq[r * output + o]) * f64::from(wq[o * input + i])).sum();
+                if mask.is_some_and(|m| m[r * input + i] <= 0.0) {
                     d = 0.0;
                 }
                 prop_assert!(close(dx[r * input + i], d, output), "dx[{}][{}]", r, i);
@@ -61,12 +85,17 @@ proptest! {
 
         let mut dw = vec![f32::NAN; output * input];
         let mut db = vec![f32::NAN; output];
-        dense_backward_weights(&s, &x, &dy, &mut dw, Some(&mut db), Par::Seq).unwrap();
+        if bf16 {
+            dense_backward_weights_bf16(&s, &x, &dy, &mut dw, Some(&mut db), par).unwrap();
+        } else {
+            dense_backward_weights(&s, &x, &dy, &mut dw, Some(&mut db), par).unwrap();
+        }
+        let (xq, dyq) = (rounded(&x, true), rounded(&dy, true));
         for o in 0..output {
             let want_b: f64 = (0..n).map(|r| f64::from(dy[r * output + o])).sum();
             prop_assert!(close(db[o], want_b, n));
             for i in 0..input {
-                let want: f64 = (0..n).map(|r| f64::from(dy[r * output + o]) * f64::from(x[r * input + i])).sum();
+                let want: f64 = (0..n).map(|r| f64::from(dyq[r * output + o]) * f64::from(xq[r * input + i])).sum();
                 prop_assert!(close(dw[o * input + i], want, n), "dw[{}][{}]", o, i);
             }
         }

@@ -337,6 +337,7 @@ fn visit_stmt(stmt: &Stmt, f: &mut impl FnMut(&Expr)) {
         StmtKind::Loss(c) | StmtKind::Optimizer(c) | StmtKind::Schedule(c) | StmtKind::Train(c) => {
             c.args.iter().for_each(|a| visit(&a.value, f))
         }
+        StmtKind::Precision(_) => {}
     }
 }
 

@@ -271,6 +271,7 @@ impl<'a> Checker<'a> {
             loss,
             optimizer: optimizer.and_then(|(o, _)| o),
             schedule: schedule.and_then(|(s, _)| s),
+            precision: scope.precision.map_or(crate::ir::Precision::F32, |(p, _)| p),
             multipliers,
             span: net.span,
         })
@@ -567,7 +568,7 @@ impl<'a> Checker<'a> {
                 }
                 // A `train` statement names layers, which exist only once
                 // the body is checked; it is resolved then.
-                StmtKind::Train(_) => {}
+                StmtKind::Train(_) | StmtKind::Precision(_) => {}
                 StmtKind::Loss(c) | StmtKind::Optimizer(c) | StmtKind::Schedule(c) => {
                     for arg in &c.args {
                         collect_aliases(&arg.value, &mut |a| {
@@ -713,6 +714,14 @@ impl<'a> Checker<'a> {
                     scope.schedule = Some((schedule, stmt.span));
                 }
             }
+            StmtKind::Precision(name) => {
+                let first = scope.precision.as_ref();
+                if self.once_per_network("precision", in_block, first, stmt.span) {
+                    if let Some(precision) = self.eval_precision(name) {
+                        scope.precision = Some((precision, stmt.span));
+                    }
+                }
+            }
         }
         scope.state[i] = StmtState::Done;
     }
@@ -784,6 +793,24 @@ impl<'a> Checker<'a> {
             return false;
         }
         true
+    }
+
+    /// The precision `name` names, or a diagnostic at it.
+    fn eval_precision(&mut self, name: &Ident) -> Option<crate::ir::Precision> {
+        let found = crate::ir::Precision::named(&name.name);
+        if found.is_none() {
+            let names = crate::ir::Precision::ALL.map(|(n, _)| n);
+            let mut d = Diagnostic::error(format!("unknown precision `{name}`"), name.span)
+                .label("not a precision")
+                .note(
+                    "the precisions are `f32` (the default) and `bf16` (bf16 operands, f32 sums)",
+                );
+            if let Some(best) = did_you_mean(&name.name, names) {
+                d = d.help(format!("did you mean `{best}`?"));
+            }
+            self.diags.push(d);
+        }
+        found
     }
 
     fn eval_schedule(

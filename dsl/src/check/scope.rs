@@ -95,6 +95,7 @@ pub struct Scope<'a> {
     pub optimizer: Option<(Option<Optimizer>, Span)>,
     /// The schedule (if its arguments were valid) and the statement's span.
     pub schedule: Option<(Option<crate::ir::Schedule>, Span)>,
+    pub precision: Option<(crate::ir::Precision, Span)>,
     /// The `train` statements, resolved once every layer exists.
     pub train: Vec<(&'a Call, Vec<GivenArg>)>,
     /// Values of bare expression statements, to find unused results.
@@ -115,6 +116,7 @@ impl<'a> Scope<'a> {
             loss: None,
             optimizer: None,
             schedule: None,
+            precision: None,
             train: Vec::new(),
             expr_results: Vec::new(),
             bad_aliases: HashSet::new(),

@@ -212,6 +212,35 @@ impl Multipliers {
     }
 }
 
+/// The number format of a network's matrix products (`precision`
+/// statement): f32 throughout, or bf16 operands with f32 sums, the weights,
+/// activations, gradients and optimizer state staying f32.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Precision {
+    #[default]
+    F32,
+    Bf16,
+}
+
+impl Precision {
+    /// Every precision, by its name in the language.
+    pub const ALL: [(&'static str, Precision); 2] =
+        [("f32", Precision::F32), ("bf16", Precision::Bf16)];
+
+    /// The precision named `name` in the language.
+    pub fn named(name: &str) -> Option<Precision> {
+        Precision::ALL.iter().find(|(n, _)| *n == name).map(|&(_, p)| p)
+    }
+
+    /// Its name in the language.
+    pub fn name(self) -> &'static str {
+        match self {
+            Precision::F32 => "f32",
+            Precision::Bf16 => "bf16",
+        }
+    }
+}
+
 /// A checked network.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Graph {
@@ -223,6 +252,8 @@ pub struct Graph {
     pub loss: Option<Loss>,
     pub optimizer: Option<Optimizer>,
     pub schedule: Option<Schedule>,
+    /// The number format of the convs' and dense layers' products.
+    pub precision: Precision,
     /// Each node's multipliers (`train` statements), by node index.
     pub multipliers: Vec<Multipliers>,
     /// The whole `network` item.

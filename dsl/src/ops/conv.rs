@@ -7,7 +7,7 @@ use super::{expect_image, first, Arity, Init, Op, OpDef, OpError, OpKind, ParamS
 use crate::check::args::{named, pos, ArgSpec, Bound, Kind, Lit};
 use crate::export::onnx::{int, ints, pads, OnnxCx};
 use crate::interp::{EvalCx, InterpError};
-use crate::ir::Shape;
+use crate::ir::{Precision, Shape};
 use crate::program::autodiff::VjpCx;
 use crate::program::lower::LowerCx;
 use crate::program::{Arg, Geometry, Window};
@@ -277,6 +277,9 @@ impl OpKind for Conv2d {
         let shape = self.geometry(cx.x_shape(0));
         let bias = self.bias.then(|| Arg::Param(cx.param(1)));
         let args = vec![shape, cx.x(0), Arg::Param(cx.param(0)), Arg::opt(bias), cx.act(), cx.y()];
+        if cx.g.precision == Precision::Bf16 {
+            return cx.both("conv2d_forward_bf16", args);
+        }
         cx.train("conv2d_forward", args.clone());
         // Inference keeps each conv's weights prepared across calls.
         let mut cached = args;
@@ -290,14 +293,16 @@ impl OpKind for Conv2d {
     fn vjp(&self, cx: &mut VjpCx<'_>) {
         let shape = self.geometry(cx.x_shape(0));
         let (w, b) = (cx.rec.params[0], self.bias.then(|| Arg::Grad(cx.rec.params[1])));
+        let bf16 = cx.g.precision == Precision::Bf16;
         if cx.learns() {
             let args = vec![shape.clone(), cx.x(0), cx.dy(), Arg::Grad(w), Arg::opt(b)];
-            cx.emit("conv2d_backward_weights", args);
+            let kernel =
+                if bf16 { "conv2d_backward_weights_bf16" } else { "conv2d_backward_weights" };
+            cx.emit(kernel, args);
         }
         let dy = cx.dy();
-        cx.grad_into(0, "conv2d_backward_data", |dx| {
-            vec![shape, dy, Arg::Param(w), Arg::ReluMask(None), dx]
-        });
+        let kernel = if bf16 { "conv2d_backward_data_bf16" } else { "conv2d_backward_data" };
+        cx.grad_into(0, kernel, |dx| vec![shape, dy, Arg::Param(w), Arg::ReluMask(None), dx]);
     }
 
     fn eval(&self, cx: &EvalCx<'_>, y: &mut [f64]) -> Result<(), InterpError> {

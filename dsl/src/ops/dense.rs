@@ -6,7 +6,7 @@ use super::{first, Arity, Init, Op, OpDef, OpError, OpKind, ParamSpec};
 use crate::check::args::{named, pos, ArgSpec, Bound, Kind, Lit};
 use crate::export::onnx::{int, OnnxCx};
 use crate::interp::{EvalCx, InterpError};
-use crate::ir::Shape;
+use crate::ir::{Precision, Shape};
 use crate::program::autodiff::VjpCx;
 use crate::program::lower::LowerCx;
 use crate::program::{Arg, Geometry};
@@ -112,7 +112,8 @@ impl OpKind for Dense {
         let shape = self.geometry(cx.x_shape(0));
         let bias = self.bias.then(|| Arg::Param(cx.param(1)));
         let args = vec![shape, cx.x(0), Arg::Param(cx.param(0)), Arg::opt(bias), cx.act(), cx.y()];
-        cx.both("dense_forward", args);
+        let bf16 = cx.g.precision == Precision::Bf16;
+        cx.both(if bf16 { "dense_forward_bf16" } else { "dense_forward" }, args);
     }
 
     /// Backward-data first: it reads the weights, which an SGD step fused
@@ -121,13 +122,15 @@ impl OpKind for Dense {
         let (shape, dy) = (self.geometry(cx.x_shape(0)), cx.dy());
         let w = cx.rec.params[0];
         let data_shape = shape.clone();
-        cx.grad_into(0, "dense_backward_data", |dx| {
-            vec![data_shape, dy, Arg::Param(w), Arg::ReluMask(None), dx]
-        });
+        let bf16 = cx.g.precision == Precision::Bf16;
+        let kernel = if bf16 { "dense_backward_data_bf16" } else { "dense_backward_data" };
+        cx.grad_into(0, kernel, |dx| vec![data_shape, dy, Arg::Param(w), Arg::ReluMask(None), dx]);
         if cx.learns() {
             let b = self.bias.then(|| Arg::Grad(cx.rec.params[1]));
             let args = vec![shape, cx.x(0), cx.dy(), Arg::Grad(w), Arg::opt(b)];
-            cx.emit("dense_backward_weights", args);
+            let kernel =
+                if bf16 { "dense_backward_weights_bf16" } else { "dense_backward_weights" };
+            cx.emit(kernel, args);
         }
     }
 

@@ -21,6 +21,10 @@
 //! - `Im2col` (`im2col.rs`, `im2col_gemm.rs`): the general case, GEMMs over
 //!   the unrolled windows with the bias and activation fused into the store.
 //!
+//! The bf16 entry points ([`conv2d_forward_bf16`] and the others), for the
+//! convs of a `precision bf16` network, take `Im2colBf16`
+//! (`im2col_bf16.rs`) instead: GEMMs with bf16 operands and f32 sums.
+//!
 //! This file holds the trait, the selection, the scratch the passes share,
 //! and the checked entry points, which dispatch once per call.
 
@@ -29,6 +33,7 @@ mod depthwise;
 #[allow(unsafe_code)]
 mod direct;
 mod im2col;
+mod im2col_bf16;
 mod im2col_gemm;
 mod pointwise;
 mod prepared;
@@ -64,6 +69,7 @@ pub enum ConvAlgo {
     Winograd,
     WinogradSplit,
     Im2col,
+    Im2colBf16,
 }
 
 impl ConvAlgo {
@@ -80,6 +86,7 @@ impl ConvAlgo {
             ConvAlgo::Winograd => &winograd::Winograd,
             ConvAlgo::WinogradSplit => &winograd_split::WinogradSplit,
             ConvAlgo::Im2col => &im2col::Im2col,
+            ConvAlgo::Im2colBf16 => &im2col_bf16::Im2colBf16,
         }
     }
 }
@@ -223,6 +230,16 @@ impl Conv2d {
     /// The algorithm of the backward-weights pass for this shape.
     pub fn backward_weights_algo(&self) -> ConvAlgo {
         select(self, Pass::BackwardWeights)
+    }
+
+    /// The algorithm of every pass in bf16: the bf16 GEMMs, except for a
+    /// depthwise conv, whose f32 path has no GEMM to speed up.
+    pub fn bf16_algo(&self) -> ConvAlgo {
+        if self.forward_algo() == ConvAlgo::Depthwise {
+            ConvAlgo::Depthwise
+        } else {
+            ConvAlgo::Im2colBf16
+        }
     }
 
     /// The scratch of the passes this conv picks, in training and in
@@ -433,6 +450,21 @@ pub fn conv2d_forward_using(
     Ok(())
 }
 
+/// [`conv2d_forward`] with bf16 operands and f32 sums
+/// ([`Conv2d::bf16_algo`]).
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d_forward_bf16(
+    s: &Conv2d,
+    x: &[f32],
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    activation: Activation,
+    y: &mut [f32],
+    par: Par,
+) -> Result<(), ConvError> {
+    conv2d_forward_using(s.bf16_algo(), s, x, weight, bias, activation, y, par)
+}
+
 /// `algo`'s implementation, if it computes `pass` of `s`.
 fn applicable(
     op: &'static str,
@@ -460,6 +492,19 @@ pub fn conv2d_backward_data(
     par: Par,
 ) -> Result<(), ConvError> {
     conv2d_backward_data_using(s.backward_data_algo(), s, dy, weight, relu_mask, dx, par)
+}
+
+/// [`conv2d_backward_data`] with bf16 operands and f32 sums
+/// ([`Conv2d::bf16_algo`]).
+pub fn conv2d_backward_data_bf16(
+    s: &Conv2d,
+    dy: &[f32],
+    weight: &[f32],
+    relu_mask: Option<&[f32]>,
+    dx: &mut [f32],
+    par: Par,
+) -> Result<(), ConvError> {
+    conv2d_backward_data_using(s.bf16_algo(), s, dy, weight, relu_mask, dx, par)
 }
 
 /// [`conv2d_backward_data`] by `algo` rather than the one the shape picks;
@@ -496,6 +541,19 @@ pub fn conv2d_backward_weights(
     par: Par,
 ) -> Result<(), ConvError> {
     conv2d_backward_weights_using(s.backward_weights_algo(), s, x, dy, dweight, dbias, par)
+}
+
+/// [`conv2d_backward_weights`] with bf16 operands and f32 sums
+/// ([`Conv2d::bf16_algo`]); the bias gradient is summed in f32.
+pub fn conv2d_backward_weights_bf16(
+    s: &Conv2d,
+    x: &[f32],
+    dy: &[f32],
+    dweight: &mut [f32],
+    dbias: Option<&mut [f32]>,
+    par: Par,
+) -> Result<(), ConvError> {
+    conv2d_backward_weights_using(s.bf16_algo(), s, x, dy, dweight, dbias, par)
 }
 
 /// [`conv2d_backward_weights`] by `algo` rather than the one the shape

@@ -63,6 +63,35 @@ impl Bf16Kernel {
         *Bf16Kernel::supported().last().unwrap_or(&Bf16Kernel::Portable)
     }
 
+    /// Its name, as `NETC_BF16_KERNEL` takes it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Bf16Kernel::Portable => "portable",
+            Bf16Kernel::Avx512Bf16 => "avx512bf16",
+            Bf16Kernel::Amx => "amx",
+        }
+    }
+
+    /// The kernel the networks' bf16 layers use: `NETC_BF16_KERNEL` if set
+    /// and supported, else [`Self::best`]. Chosen once.
+    pub fn selected() -> Bf16Kernel {
+        static SELECTED: std::sync::OnceLock<Bf16Kernel> = std::sync::OnceLock::new();
+        *SELECTED.get_or_init(|| {
+            let Ok(forced) = std::env::var("NETC_BF16_KERNEL") else {
+                return Bf16Kernel::best();
+            };
+            match Bf16Kernel::supported().iter().find(|k| k.name() == forced) {
+                Some(&k) => k,
+                None => {
+                    eprintln!(
+                        "netc: NETC_BF16_KERNEL={forced} is not a kernel this CPU runs; ignored"
+                    );
+                    Bf16Kernel::best()
+                }
+            }
+        })
+    }
+
     /// One MR x NR tile: `c = acc` or `c += acc` over `pairs` k-pairs of
     /// packed panels, into an `MR x NR` row-major tile.
     fn tile(self, pairs: usize, a: &[u16], b: &[u16], c: &mut [f32; MR * NR], accumulate: bool) {

@@ -66,6 +66,22 @@ fn main() {
     }
     random_networks();
     caffe_networks();
+    bf16_networks();
+}
+
+/// Zoo models compiled again in bf16 (`Builder::precision`), as a user
+/// builds the same `.net` files for bf16 training, into `$OUT_DIR/bf16/`.
+fn bf16_networks() {
+    let out = std::env::var("OUT_DIR").expect("cargo sets OUT_DIR");
+    let dir = Path::new(&out).join("bf16");
+    std::fs::create_dir_all(&dir).expect("the bf16 networks' folder");
+    let files = ["mlp", "lenet5", "resnet20"].map(|m| format!("../cli/models/{m}.net"));
+    let built =
+        netc_dsl::Builder::new().precision(netc_dsl::Precision::Bf16).out_dir(&dir).compile(&files);
+    if let Err(e) = built {
+        eprintln!("{e}");
+        std::process::exit(1);
+    }
 }
 
 /// Caffe nets imported at build time, as a user would import one and

@@ -104,6 +104,18 @@ pub mod nets {
     pub mod resnet20 {
         netc::include_network!("resnet20");
     }
+    /// The same zoo models compiled with bf16 operands.
+    pub mod bf16 {
+        pub mod mlp {
+            netc::include_network!("bf16/mlp");
+        }
+        pub mod lenet5 {
+            netc::include_network!("bf16/lenet5");
+        }
+        pub mod resnet20 {
+            netc::include_network!("bf16/resnet20");
+        }
+    }
     pub mod smooth {
         netc::include_network!("smooth");
     }

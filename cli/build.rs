@@ -26,13 +26,14 @@ fn main() {
             }
         };
         let ty = &checked.graphs[0].name;
+        let precision = checked.graphs[0].precision;
         let _ = writeln!(
             index,
             "pub mod {stem} {{\n    #![allow(clippy::all)]\n    include!(concat!(env!(\"OUT_DIR\"), \"/{stem}.rs\"));\n}}"
         );
         let _ = writeln!(
             entries,
-            "    crate::Network {{ name: \"{stem}\", factory: |seed, capacity| Box::new({stem}::{ty}::with_capacity(seed, capacity)), source: include_str!(concat!(env!(\"CARGO_MANIFEST_DIR\"), \"/{file}\")) }},"
+            "    crate::Network {{ name: \"{stem}\", factory: |seed, capacity| Box::new({stem}::{ty}::with_capacity(seed, capacity)), source: include_str!(concat!(env!(\"CARGO_MANIFEST_DIR\"), \"/{file}\")), precision: crate::Precision::{precision:?} }},"
         );
     }
     let _ = writeln!(index, "/// The zoo's trainable models, by file stem.\npub const MODELS: &[crate::Network] = &[\n{entries}];");

@@ -75,7 +75,7 @@ fn bf16_networks() {
     let out = std::env::var("OUT_DIR").expect("cargo sets OUT_DIR");
     let dir = Path::new(&out).join("bf16");
     std::fs::create_dir_all(&dir).expect("the bf16 networks' folder");
-    let files = ["mlp", "lenet5", "resnet20"].map(|m| format!("../cli/models/{m}.net"));
+    let files = ["mlp", "lenet5", "resnet20", "alexnet"].map(|m| format!("../cli/models/{m}.net"));
     let built =
         netc_dsl::Builder::new().precision(netc_dsl::Precision::Bf16).out_dir(&dir).compile(&files);
     if let Err(e) = built {

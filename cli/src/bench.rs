@@ -25,6 +25,10 @@ pub struct BenchArgs {
     /// A zoo model: lenet5, mlp, linear, resnet20, alexnet, vgg11, resnet18.
     #[arg(long, default_value = "lenet5")]
     model: String,
+    /// The number format of the convs' and dense layers' products, as
+    /// `netc train --precision` takes it.
+    #[arg(long, value_parser = crate::train::parse_precision)]
+    precision: Option<netc_dsl::Precision>,
     /// Samples per training step and per batched inference.
     #[arg(long, default_value_t = 64)]
     batch: usize,
@@ -43,9 +47,9 @@ pub struct BenchArgs {
 }
 
 pub fn bench(args: &BenchArgs, built: Option<Network>) -> ExitCode {
-    let network = match choose(built, args.file.as_deref(), &args.model) {
+    let network = match choose(built, args.file.as_deref(), &args.model, args.precision) {
         Ok(Chosen::Built(n)) => n,
-        Ok(Chosen::File(file)) => return netfile::run(&file),
+        Ok(Chosen::File(file, precision)) => return netfile::run(&file, precision),
         Err(e) => return fail(e),
     };
     if args.batch == 0 || args.runs == 0 {

@@ -128,9 +128,9 @@ pub fn confusion_table(confusion: &[Vec<usize>]) -> String {
 }
 
 pub fn eval(args: &EvalArgs, built: Option<Network>) -> ExitCode {
-    let network = match choose(built, args.data.file.as_deref(), &args.data.model) {
+    let network = match choose(built, args.data.file.as_deref(), &args.data.model, None) {
         Ok(Chosen::Built(n)) => n,
-        Ok(Chosen::File(file)) => return netfile::run(&file),
+        Ok(Chosen::File(file, precision)) => return netfile::run(&file, precision),
         Err(e) => return fail(e),
     };
     let pool = match pool(args.data.threads) {

@@ -32,6 +32,7 @@ mod zoo;
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
+pub use netc_dsl::Precision;
 pub use netc_runtime::model::Model;
 
 /// The readers of the files the command takes, on bytes already read, for
@@ -55,13 +56,14 @@ pub mod readers {
 pub type Factory = fn(u64, usize) -> Box<dyn Model>;
 
 /// A network the command runs: its name (runs go to `<out>/<name>/`), its
-/// factory, and the `.net` text it was compiled from (`bench` takes each
-/// layer's FLOPs from the checker).
+/// factory, the `.net` text it was compiled from (`bench` takes each
+/// layer's FLOPs from the checker), and the precision it was compiled in.
 #[derive(Clone, Copy, Debug)]
 pub struct Network {
     pub name: &'static str,
     pub factory: Factory,
     pub source: &'static str,
+    pub precision: Precision,
 }
 
 #[derive(Parser, Debug)]

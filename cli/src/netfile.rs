@@ -9,6 +9,7 @@
 //! A second run of the same file finds its binary up to date.
 
 use crate::source::read_checked;
+use netc_dsl::Precision;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -23,8 +24,8 @@ const FEATURES: &str = if cfg!(feature = "mpi") { "\"mpi\"" } else { "" };
 
 /// Builds (or finds) the binary for `file`, then runs it with this
 /// process's arguments and returns its exit status.
-pub fn run(file: &Path) -> ExitCode {
-    let binary = match prepare(file) {
+pub fn run(file: &Path, precision: Option<Precision>) -> ExitCode {
+    let binary = match prepare(file, precision) {
         Ok(b) => b,
         Err(e) => {
             eprintln!("error: {e}");
@@ -79,7 +80,7 @@ fn stem_of(file: &Path) -> String {
     }
 }
 
-fn prepare(file: &Path) -> Result<PathBuf, String> {
+fn prepare(file: &Path, precision: Option<Precision>) -> Result<PathBuf, String> {
     // Diagnostics (and warnings) are printed by `read_checked`.
     let source = read_checked(file).ok_or("the file did not check; nothing was built")?;
     let trainable: Vec<&netc_dsl::Graph> =
@@ -112,22 +113,23 @@ fn prepare(file: &Path) -> Result<PathBuf, String> {
     }
     let stem = stem_of(file);
     let version = env!("CARGO_PKG_VERSION");
-    let key = key(&[version, CLI_DIR, FEATURES, &source.text]);
+    let precision = precision.unwrap_or(graph.precision);
+    let key = key(&[version, CLI_DIR, FEATURES, precision.name(), &source.text]);
     let root = cache_root();
     let dir = root.join("nets").join(format!("{stem}-{key}"));
     let package = format!("netc-net-{}-{key}", stem.replace('_', "-"));
-    let code = netc_dsl::Builder::new().runtime_path("::netc_runtime").generate_checked(
-        &source.checked,
-        &source.name,
-        &source.text,
-    );
+    let code = netc_dsl::Builder::new()
+        .runtime_path("::netc_runtime")
+        .precision(precision)
+        .generate_checked(&source.checked, &source.name, &source.text);
     // Ranks started together by mpirun build the same crate: one at a time,
     // so that none reads a file another is writing.
     let lock = std::fs::create_dir_all(&root)
         .and_then(|()| std::fs::File::create(root.join("build.lock")))
         .and_then(|f| f.lock().map(|()| f))
         .map_err(|e| format!("cannot lock the cache `{}`: {e}", root.display()))?;
-    write_crate(&dir, &package, (&stem, &graph.name), (&code, &source.text), sources)?;
+    let network = (stem.as_str(), graph.name.as_str(), precision);
+    write_crate(&dir, &package, network, (&code, &source.text), sources)?;
     let target = root.join("target");
     eprintln!("netc: building `{}` (cached in {})", file.display(), dir.display());
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
@@ -155,7 +157,7 @@ fn prepare(file: &Path) -> Result<PathBuf, String> {
 fn write_crate(
     dir: &Path,
     package: &str,
-    (stem, network): (&str, &str),
+    (stem, network, precision): (&str, &str, Precision),
     (code, text): (&str, &str),
     sources: &Path,
 ) -> Result<(), String> {
@@ -178,7 +180,8 @@ fn write_crate(
          fn main() -> std::process::ExitCode {{\n    \
          netc_cli::main_for(netc_cli::Network {{\n        name: {stem:?},\n        \
          factory: |seed, capacity| Box::new(model::{network}::with_capacity(seed, capacity)),\n        \
-         source: include_str!(\"network.net\"),\n    \
+         source: include_str!(\"network.net\"),\n        \
+         precision: netc_cli::Precision::{precision:?},\n    \
          }})\n}}\n"
     );
     let write = |path: PathBuf, text: &str| -> Result<(), String> {

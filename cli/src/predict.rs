@@ -24,9 +24,9 @@ pub struct PredictArgs {
 }
 
 pub fn predict(args: &PredictArgs, built: Option<Network>) -> ExitCode {
-    let network = match choose(built, args.file.as_deref(), &args.model) {
+    let network = match choose(built, args.file.as_deref(), &args.model, None) {
         Ok(Chosen::Built(n)) => n,
-        Ok(Chosen::File(file)) => return netfile::run(&file),
+        Ok(Chosen::File(file, precision)) => return netfile::run(&file, precision),
         Err(e) => return fail(e),
     };
     let result = (|| -> Result<(), String> {

@@ -41,6 +41,12 @@ pub struct TrainArgs {
     hyper: HyperArgs,
     #[arg(long, default_value_t = 2)]
     epochs: usize,
+    /// The number format of the convs' and dense layers' products: f32,
+    /// or bf16 operands with f32 sums (fastest where the CPU has AMX).
+    /// Over the network's own `precision` statement; a zoo model in
+    /// another precision than its own is built from its `.net` file.
+    #[arg(long, value_parser = parse_precision)]
+    precision: Option<netc_dsl::Precision>,
     /// Samples per training step. The last partial batch of each epoch
     /// is dropped (its samples come back in later epochs' orders), so no
     /// step sees a smaller batch than this.
@@ -91,10 +97,15 @@ pub struct TrainArgs {
     sum_after_backward: bool,
 }
 
+/// A precision by its name in the language.
+pub(crate) fn parse_precision(name: &str) -> Result<netc_dsl::Precision, String> {
+    netc_dsl::Precision::named(name).ok_or_else(|| format!("`{name}` is not f32 or bf16"))
+}
+
 pub fn train(args: &TrainArgs, built: Option<Network>) -> ExitCode {
-    let network = match choose(built, args.data.file.as_deref(), &args.data.model) {
+    let network = match choose(built, args.data.file.as_deref(), &args.data.model, args.precision) {
         Ok(Chosen::Built(n)) => n,
-        Ok(Chosen::File(file)) => return netfile::run(&file),
+        Ok(Chosen::File(file, precision)) => return netfile::run(&file, precision),
         Err(e) => return fail(e),
     };
     if args.batch == 0 {

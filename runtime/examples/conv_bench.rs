@@ -3,7 +3,7 @@
 //! backward-weights, as GFLOP/s and % of the measured FMA peak of all cores,
 //! with the algorithm each pass used. Where Winograd applies, each pass it
 //! can compute is also timed by the algorithm not chosen, marked `-`; so
-//! is each direct pass, by im2col. Each conv has the bias and fused
+//! is each direct pass, by im2col; and every pass in bf16. Each conv has the bias and fused
 //! activation it has in its model, and the passes run inside `nn::awake`,
 //! as a model's do.
 //!
@@ -112,6 +112,9 @@ fn run_all(json: bool, budget: Duration, peak: f64, wanted: impl Fn(&str) -> boo
                 passes.push(("backward-weights", other(s.backward_weights_algo()), false));
             }
         }
+        // Every pass in bf16 too, as a `precision bf16` network runs it.
+        let bf16 = ["forward", "backward-data", "backward-weights"];
+        passes.extend(bf16.map(|pass| (pass, ConvAlgo::Im2colBf16, false)));
         // Where a pass goes direct, also by im2col, which it replaced.
         let passes = passes.into_iter().flat_map(|(pass, algo, chosen)| {
             let im2col = (algo == ConvAlgo::Direct).then_some((pass, ConvAlgo::Im2col, false));

@@ -5,12 +5,11 @@
 use netc_runtime::conv::winograd::{self, Isa};
 use netc_runtime::conv::winograd_split;
 use netc_runtime::conv::{
-    conv2d_backward_data, conv2d_backward_data_bf16, conv2d_backward_data_depthwise,
-    conv2d_backward_data_direct, conv2d_backward_data_using, conv2d_backward_weights,
-    conv2d_backward_weights_bf16, conv2d_backward_weights_depthwise,
-    conv2d_backward_weights_direct, conv2d_bn_forward_cached, conv2d_forward, conv2d_forward_bf16,
-    conv2d_forward_cached, conv2d_forward_depthwise, conv2d_forward_direct, conv2d_forward_using,
-    BatchNormParams, Conv2d, ConvAlgo, ForwardCache,
+    conv2d_backward_data, conv2d_backward_data_depthwise, conv2d_backward_data_direct,
+    conv2d_backward_data_using, conv2d_backward_weights, conv2d_backward_weights_depthwise,
+    conv2d_backward_weights_direct, conv2d_backward_weights_using, conv2d_bn_forward_cached,
+    conv2d_forward, conv2d_forward_bf16, conv2d_forward_cached, conv2d_forward_depthwise,
+    conv2d_forward_direct, conv2d_forward_using, BatchNormParams, Conv2d, ConvAlgo, ForwardCache,
 };
 use netc_runtime::error::ConvError;
 use netc_runtime::gemm::{Activation, Par};
@@ -93,15 +92,14 @@ fn check_bf16_passes(
         (fill(s.input_len(), seed), fill(s.weight_len(), seed + 1), fill(s.o, seed + 2));
     let dy = fill(s.output_len(), seed + 3);
     let mask = fill(s.input_len(), seed + 4);
-    let bf16 = s.bf16_algo() == ConvAlgo::Im2colBf16;
     let operand = |v: &[f32]| -> Vec<f64> {
-        let round = |x: f32| if bf16 { netc_runtime::bf16::quantize(x) } else { x };
-        v.iter().map(|&x| f64::from(round(x))).collect()
+        v.iter().map(|&x| f64::from(netc_runtime::bf16::quantize(x))).collect()
     };
+    let bf16 = ConvAlgo::Im2colBf16;
     let fail = |e: ConvError| TestCaseError::fail(e.to_string());
 
     let mut y = vec![f32::NAN; s.output_len()];
-    conv2d_forward_bf16(s, &x, &w, Some(&b), act, &mut y, par).map_err(fail)?;
+    conv2d_forward_using(bf16, s, &x, &w, Some(&b), act, &mut y, par).map_err(fail)?;
     let mut want = reference::conv2d_forward(s, &operand(&x), &operand(&w), Some(&f64s(&b)));
     for v in &mut want {
         *v = f64::from(act.apply(*v as f32));
@@ -109,19 +107,42 @@ fn check_bf16_passes(
     assert_close("bf16 forward", &y, &want, s.c / s.groups * s.kh * s.kw, s)?;
 
     let mut dx = vec![f32::NAN; s.input_len()];
-    conv2d_backward_data_bf16(s, &dy, &w, Some(&mask), &mut dx, par).map_err(fail)?;
+    conv2d_backward_data_using(bf16, s, &dy, &w, Some(&mask), &mut dx, par).map_err(fail)?;
     let mut want = reference::conv2d_backward_data(s, &operand(&dy), &operand(&w));
     want.iter_mut().zip(&mask).filter(|(_, &m)| m <= 0.0).for_each(|(v, _)| *v = 0.0);
     assert_close("bf16 backward data", &dx, &want, s.o * s.kh * s.kw, s)?;
 
     let (mut dw, mut db) = (vec![f32::NAN; s.weight_len()], vec![f32::NAN; s.o]);
-    conv2d_backward_weights_bf16(s, &x, &dy, &mut dw, Some(&mut db), par).map_err(fail)?;
+    conv2d_backward_weights_using(bf16, s, &x, &dy, &mut dw, Some(&mut db), par).map_err(fail)?;
     let (want_w, _) = reference::conv2d_backward_weights(s, &operand(&x), &operand(&dy));
     let (_, want_b) = reference::conv2d_backward_weights(s, &f64s(&x), &f64s(&dy));
     let positions = s.n * s.out_h() * s.out_w();
     assert_close("bf16 backward weights", &dw, &want_w, positions, s)?;
     assert_close("bf16 backward bias", &db, &want_b, positions, s)?;
     Ok(())
+}
+
+/// A `precision bf16` network's convs take the bf16 GEMMs where they pay,
+/// and keep the f32 algorithm elsewhere (a small or depthwise conv).
+#[test]
+fn bf16_convs_go_bf16_where_it_pays() {
+    let bf16 = ConvAlgo::Im2colBf16;
+    let alexnet_conv3 = Conv2d::square(8, 256, 13, 13, 384, 3, 1, 1);
+    assert_eq!(alexnet_conv3.bf16_forward_algo(), bf16);
+    assert_eq!(alexnet_conv3.bf16_backward_data_algo(), bf16);
+    assert_eq!(alexnet_conv3.bf16_backward_weights_algo(), bf16);
+    let resnet20_conv = Conv2d::square(64, 16, 32, 32, 16, 3, 1, 1);
+    assert_eq!(resnet20_conv.bf16_forward_algo(), resnet20_conv.forward_algo());
+    let depthwise = Conv2d { groups: 256, ..Conv2d::square(8, 256, 56, 56, 256, 3, 1, 1) };
+    assert_eq!(depthwise.bf16_forward_algo(), ConvAlgo::Depthwise);
+    // The entry point computes what the algorithm does.
+    let (x, w) = (fill(alexnet_conv3.input_len(), 1), fill(alexnet_conv3.weight_len(), 2));
+    let (mut y, mut want) =
+        (vec![0.0; alexnet_conv3.output_len()], vec![0.0; alexnet_conv3.output_len()]);
+    let act = Activation::Relu;
+    conv2d_forward_bf16(&alexnet_conv3, &x, &w, None, act, &mut y, Par::Rayon).unwrap();
+    conv2d_forward_using(bf16, &alexnet_conv3, &x, &w, None, act, &mut want, Par::Rayon).unwrap();
+    assert_eq!(y, want);
 }
 
 proptest! {

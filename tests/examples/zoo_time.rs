@@ -7,12 +7,17 @@
 //! `cargo run --release -p netc-tests --example zoo_time -- [MODEL ...] [MODE/BATCH ...]`
 //! (the 224x224 torchvision networks, at batch 8, only when named)
 //!
+//! The same models compiled with bf16 operands (`precision bf16`) are
+//! timed when named with `-bf16`: `mlp-bf16`, `lenet5-bf16`,
+//! `resnet20-bf16`, `alexnet-bf16`.
+//!
 //! A `MODE/BATCH` argument such as `forward/1` or `train_step/64` times only
 //! that mode, for profiling one of them.
 
 use std::time::{Duration, Instant};
 
 use netc_tests::nets::alexnet;
+use netc_tests::nets::bf16;
 use netc_tests::nets::densenet121;
 use netc_tests::nets::lenet5;
 use netc_tests::nets::mlp;
@@ -109,6 +114,18 @@ fn main() {
         }
         if named("squeezenet1_1") {
             time_model!(squeezenet1_1::SqueezeNet11, "squeezenet1_1", 16, mode);
+        }
+        if named("mlp-bf16") {
+            time_model!(bf16::mlp::Mlp, "mlp-bf16", 128, mode);
+        }
+        if named("lenet5-bf16") {
+            time_model!(bf16::lenet5::LeNet5, "lenet5-bf16", 64, mode);
+        }
+        if named("resnet20-bf16") {
+            time_model!(bf16::resnet20::ResNet20, "resnet20-bf16", 64, mode);
+        }
+        if named("alexnet-bf16") {
+            time_model!(bf16::alexnet::AlexNet, "alexnet-bf16", 8, mode);
         }
         if named("densenet121") {
             time_model!(densenet121::DenseNet121, "densenet121", 8, mode);

@@ -115,6 +115,9 @@ pub mod nets {
         pub mod resnet20 {
             netc::include_network!("bf16/resnet20");
         }
+        pub mod alexnet {
+            netc::include_network!("bf16/alexnet");
+        }
     }
     pub mod smooth {
         netc::include_network!("smooth");

@@ -123,6 +123,11 @@ impl Graph {
         if let Some(schedule) = &self.schedule {
             let _ = writeln!(out, "schedule:                {schedule:?}");
         }
+        // Only a network that asks for it: f32 is what every table assumes.
+        if self.precision == super::Precision::Bf16 {
+            let _ =
+                writeln!(out, "precision:               bf16 operands, f32 sums (convs, dense)");
+        }
         out
     }
 }

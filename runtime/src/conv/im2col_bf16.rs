@@ -2,9 +2,9 @@
 //! operands and f32 sums ([`gemm_bf16`]) over one sample's unrolled
 //! windows, on the bf16 kernel this CPU runs best (AMX tiles, or
 //! `VDPBF16PS`). Weights, inputs and gradients stay f32 in memory; the GEMM
-//! rounds them to bf16 as it packs them. It is the algorithm of every conv
-//! of a `precision bf16` network but a depthwise one, which has no GEMM
-//! worth the name and keeps its f32 path.
+//! rounds them to bf16 as it packs them. It is the algorithm of the convs
+//! of a `precision bf16` network whose products are large enough for it to
+//! pay ([`Conv2d::bf16_pays`]); the others keep their f32 algorithm.
 
 use super::im2col::{col2im, im2col};
 use super::{pointwise, with_columns, Conv2d, ConvAlgo, ConvAlgorithm, Pass, Scratch};
@@ -54,8 +54,9 @@ impl ConvAlgorithm for Im2colBf16 {
         false
     }
 
-    fn scratch(&self, s: &Conv2d, _pass: Pass) -> Scratch {
-        Scratch { columns: columns_len(s), ..Scratch::default() }
+    fn scratch(&self, s: &Conv2d, pass: Pass) -> Scratch {
+        let sums = if pass == Pass::BackwardWeights { s.weight_len() } else { 0 };
+        Scratch { columns: columns_len(s) + sums, ..Scratch::default() }
     }
 
     fn forward(
@@ -117,6 +118,10 @@ impl ConvAlgorithm for Im2colBf16 {
         });
     }
 
+    /// Summed transposed, `dWᵀ [patch, og] += col [patch, plane] ·
+    /// dyᵀ [plane, og]`: the unrolled windows are then the GEMM's rows, read
+    /// along their length, and only the small `dy` is read across; the
+    /// tiles' rows are the patch's, not the few output channels'.
     fn backward_weights(&self, s: &Conv2d, x: &[f32], dy: &[f32], dweight: &mut [f32], par: Par) {
         let (og, patch, plane) = (s.o / s.groups, s.patch(), s.out_plane());
         let (in_len, out_len) = (s.c * s.h * s.w, s.o * plane);
@@ -125,18 +130,23 @@ impl ConvAlgorithm for Im2colBf16 {
             if samples.is_empty() {
                 return dweight.fill(0.0);
             }
-            with_columns(columns_len(s), |col| {
+            with_columns(columns_len(s) + s.weight_len(), |scratch| {
+                let (col, sums) = scratch.split_at_mut(columns_len(s));
                 for (i, n) in samples.clone().enumerate() {
                     let x = &x[n * in_len..][..in_len];
                     for g in 0..s.groups {
-                        // dW_g [og, patch] += dy_g [og, plane] · colᵀ [plane, patch]
-                        let a = MatRef::row_major(
-                            &dy[n * out_len + g * og * plane..][..og * plane],
-                            plane,
-                        );
-                        let b = columns(s, x, g, col).t();
-                        let c = &mut dweight[g * og * patch..][..og * patch];
-                        gemm_bf16(kernel, og, patch, plane, a, b, c, patch, i > 0, par);
+                        let a = columns(s, x, g, col);
+                        let dy = &dy[n * out_len + g * og * plane..][..og * plane];
+                        let b = MatRef::row_major(dy, plane).t();
+                        let c = &mut sums[g * og * patch..][..og * patch];
+                        gemm_bf16(kernel, patch, og, plane, a, b, c, og, i > 0, par);
+                    }
+                }
+                for (dw, sum) in
+                    dweight.chunks_exact_mut(og * patch).zip(sums.chunks_exact(og * patch))
+                {
+                    for (r, row) in sum.chunks_exact(og).enumerate() {
+                        row.iter().enumerate().for_each(|(oc, &v)| dw[oc * patch + r] = v);
                     }
                 }
             })

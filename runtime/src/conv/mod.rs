@@ -23,7 +23,8 @@
 //!
 //! The bf16 entry points ([`conv2d_forward_bf16`] and the others), for the
 //! convs of a `precision bf16` network, take `Im2colBf16`
-//! (`im2col_bf16.rs`) instead: GEMMs with bf16 operands and f32 sums.
+//! (`im2col_bf16.rs`) where its products are large enough to pay: GEMMs
+//! with bf16 operands and f32 sums.
 //!
 //! This file holds the trait, the selection, the scratch the passes share,
 //! and the checked entry points, which dispatch once per call.
@@ -232,13 +233,42 @@ impl Conv2d {
         select(self, Pass::BackwardWeights)
     }
 
-    /// The algorithm of every pass in bf16: the bf16 GEMMs, except for a
-    /// depthwise conv, whose f32 path has no GEMM to speed up.
-    pub fn bf16_algo(&self) -> ConvAlgo {
-        if self.forward_algo() == ConvAlgo::Depthwise {
-            ConvAlgo::Depthwise
-        } else {
+    /// The algorithm of every pass of a conv of a `precision bf16`
+    /// network: the bf16 GEMMs where their products are large enough to
+    /// pay ([`tuning::BF16_MIN_GROUP_OUTPUTS`],
+    /// [`tuning::BF16_MIN_SAMPLE_MACS`]), else the f32 algorithm the shape
+    /// picks, a depthwise conv's among them. Keeping f32 only makes a
+    /// layer's result more exact.
+    pub fn bf16_pays(&self) -> bool {
+        let og = self.o / self.groups;
+        og >= tuning::BF16_MIN_GROUP_OUTPUTS
+            && og * self.out_plane() * self.patch() >= tuning::BF16_MIN_SAMPLE_MACS
+    }
+
+    /// The forward algorithm of a `precision bf16` network's conv.
+    pub fn bf16_forward_algo(&self) -> ConvAlgo {
+        if self.bf16_pays() {
             ConvAlgo::Im2colBf16
+        } else {
+            self.forward_algo()
+        }
+    }
+
+    /// The backward-data algorithm of a `precision bf16` network's conv.
+    pub fn bf16_backward_data_algo(&self) -> ConvAlgo {
+        if self.bf16_pays() {
+            ConvAlgo::Im2colBf16
+        } else {
+            self.backward_data_algo()
+        }
+    }
+
+    /// The backward-weights algorithm of a `precision bf16` network's conv.
+    pub fn bf16_backward_weights_algo(&self) -> ConvAlgo {
+        if self.bf16_pays() {
+            ConvAlgo::Im2colBf16
+        } else {
+            self.backward_weights_algo()
         }
     }
 
@@ -450,8 +480,8 @@ pub fn conv2d_forward_using(
     Ok(())
 }
 
-/// [`conv2d_forward`] with bf16 operands and f32 sums
-/// ([`Conv2d::bf16_algo`]).
+/// [`conv2d_forward`] with bf16 operands and f32 sums where they pay
+/// ([`Conv2d::bf16_pays`]).
 #[allow(clippy::too_many_arguments)]
 pub fn conv2d_forward_bf16(
     s: &Conv2d,
@@ -462,7 +492,7 @@ pub fn conv2d_forward_bf16(
     y: &mut [f32],
     par: Par,
 ) -> Result<(), ConvError> {
-    conv2d_forward_using(s.bf16_algo(), s, x, weight, bias, activation, y, par)
+    conv2d_forward_using(s.bf16_forward_algo(), s, x, weight, bias, activation, y, par)
 }
 
 /// `algo`'s implementation, if it computes `pass` of `s`.
@@ -494,8 +524,8 @@ pub fn conv2d_backward_data(
     conv2d_backward_data_using(s.backward_data_algo(), s, dy, weight, relu_mask, dx, par)
 }
 
-/// [`conv2d_backward_data`] with bf16 operands and f32 sums
-/// ([`Conv2d::bf16_algo`]).
+/// [`conv2d_backward_data`] with bf16 operands and f32 sums where they pay
+/// ([`Conv2d::bf16_pays`]).
 pub fn conv2d_backward_data_bf16(
     s: &Conv2d,
     dy: &[f32],
@@ -504,7 +534,7 @@ pub fn conv2d_backward_data_bf16(
     dx: &mut [f32],
     par: Par,
 ) -> Result<(), ConvError> {
-    conv2d_backward_data_using(s.bf16_algo(), s, dy, weight, relu_mask, dx, par)
+    conv2d_backward_data_using(s.bf16_backward_data_algo(), s, dy, weight, relu_mask, dx, par)
 }
 
 /// [`conv2d_backward_data`] by `algo` rather than the one the shape picks;
@@ -543,8 +573,8 @@ pub fn conv2d_backward_weights(
     conv2d_backward_weights_using(s.backward_weights_algo(), s, x, dy, dweight, dbias, par)
 }
 
-/// [`conv2d_backward_weights`] with bf16 operands and f32 sums
-/// ([`Conv2d::bf16_algo`]); the bias gradient is summed in f32.
+/// [`conv2d_backward_weights`] with bf16 operands and f32 sums where they
+/// pay ([`Conv2d::bf16_pays`]); the bias gradient is summed in f32.
 pub fn conv2d_backward_weights_bf16(
     s: &Conv2d,
     x: &[f32],
@@ -553,7 +583,7 @@ pub fn conv2d_backward_weights_bf16(
     dbias: Option<&mut [f32]>,
     par: Par,
 ) -> Result<(), ConvError> {
-    conv2d_backward_weights_using(s.bf16_algo(), s, x, dy, dweight, dbias, par)
+    conv2d_backward_weights_using(s.bf16_backward_weights_algo(), s, x, dy, dweight, dbias, par)
 }
 
 /// [`conv2d_backward_weights`] by `algo` rather than the one the shape

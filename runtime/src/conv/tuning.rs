@@ -102,3 +102,14 @@ pub(super) const IM2COL_BATCHED_MAX_GROUP_OUTPUTS: usize = 32;
 /// The most floats of im2col columns one GEMM takes (512 KB), so that the
 /// matrix is still in L2 when the GEMM packs it.
 pub(super) const IM2COL_BATCHED_MAX_COLUMNS: usize = 1 << 17;
+
+// The bf16 passes (`im2col_bf16.rs`).
+
+/// Output channels a group needs for its bf16 GEMMs to pay: fewer leave
+/// most rows of the AMX kernel's 32-row blocks empty.
+pub(super) const BF16_MIN_GROUP_OUTPUTS: usize = 64;
+
+/// Multiply-adds of one sample's product (per group) from which bf16 pays:
+/// below, packing and converting the operands each call costs more than
+/// the faster multiplies save, and f32 Winograd beats them.
+pub(super) const BF16_MIN_SAMPLE_MACS: usize = 16 << 20;

@@ -242,8 +242,17 @@ fn pack_a(a: MatRef, i0: usize, mc: usize, p0: usize, kc: usize, steps: usize, o
         }
         let (k0, len) = (s * K_STEP, K_STEP.min(kc.saturating_sub(s * K_STEP)));
         let start = (i0 + row) * a.rs + (p0 + k0) * a.cs;
-        if a.cs == 1 && len == K_STEP && convert_vectors() {
-            let from: &[f32; K_STEP] = a.data[start..start + K_STEP].try_into().expect("32 values");
+        if len == K_STEP && convert_vectors() {
+            // A transposed view's row is strided: gathered first, so that
+            // the rounding is still the vector instruction's.
+            let mut gathered = [0.0f32; K_STEP];
+            let from: &[f32; K_STEP] = if a.cs == 1 {
+                a.data[start..start + K_STEP].try_into().expect("32 values")
+            } else {
+                let values = a.data[start..].iter().step_by(a.cs);
+                gathered.iter_mut().zip(values).for_each(|(g, &v)| *g = v);
+                &gathered
+            };
             // SAFETY: the CPU has AVX-512F and AVX512_BF16 (checked).
             *line = unsafe { convert_line(from) };
             continue;
@@ -260,7 +269,7 @@ fn pack_a(a: MatRef, i0: usize, mc: usize, p0: usize, kc: usize, steps: usize, o
 /// interleaved, for the 16 columns of group `g`.
 fn pack_b(b: MatRef, p0: usize, kc: usize, j0: usize, nc: usize, steps: usize, out: &mut [Line]) {
     let groups = nc.div_ceil(NR) * (NR / TILE);
-    let vectors = b.cs == 1 && convert_vectors();
+    let vectors = convert_vectors();
     // Row pair by row pair, across the columns: B is read along its rows.
     for s in 0..steps {
         for p in 0..TILE {
@@ -269,12 +278,26 @@ fn pack_b(b: MatRef, p0: usize, kc: usize, j0: usize, nc: usize, steps: usize, o
                 let line = &mut out[(g * steps + s) * TILE + p];
                 let cols = TILE.min(nc.saturating_sub(g * TILE));
                 let start = (p0 + kk) * b.rs + (j0 + g * TILE) * b.cs;
-                if vectors && cols == TILE && kk + 1 < kc {
+                if vectors && cols == TILE && kk + 1 < kc && b.cs == 1 {
                     let row = |at: usize| -> &[f32; TILE] {
                         b.data[at..at + TILE].try_into().expect("16")
                     };
                     // SAFETY: the CPU has AVX-512F and AVX512_BF16 (checked).
                     *line = unsafe { convert_pair(row(start), row(start + b.rs)) };
+                    continue;
+                }
+                if vectors && cols == TILE && kk + 1 < kc {
+                    // A transposed view: each column's pair of rows is
+                    // gathered in line order, then rounded by the vector
+                    // instruction.
+                    let mut gathered = [0.0f32; K_STEP];
+                    for (j, pair) in gathered.chunks_exact_mut(2).enumerate() {
+                        let at = start + j * b.cs;
+                        pair[0] = b.data[at];
+                        pair[1] = b.data[at + b.rs];
+                    }
+                    // SAFETY: the CPU has AVX-512F and AVX512_BF16 (checked).
+                    *line = unsafe { convert_line(&gathered) };
                     continue;
                 }
                 *line = ZERO_LINE;
@@ -309,27 +332,59 @@ pub(super) fn serial(share: Share, c: &mut [f32]) {
         return;
     }
     let max_steps = KC / K_STEP;
-    let mut packed_a = vec![ZERO_LINE; MC.min(m.div_ceil(MR) * MR) * max_steps];
-    let mut packed_b = vec![ZERO_LINE; NC.min(n.div_ceil(NR) * NR) * max_steps];
+    let a_len = MC.min(m.div_ceil(MR) * MR) * max_steps;
+    let b_len = NC.min(n.div_ceil(NR) * NR) * max_steps;
+    with_panels(a_len, b_len, |packed_a, packed_b| {
+        serial_packed(Share { first, m, n, k, a, b, rsc, accumulate }, c, packed_a, packed_b)
+    })
+}
+
+thread_local! {
+    /// Each thread's packed panels of A and B, reused across calls: every
+    /// line a product reads is packed first, so stale lines do no harm.
+    static PANELS: std::cell::RefCell<(Vec<Line>, Vec<Line>)> =
+        const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
+}
+
+/// Runs `f` with this thread's panels of at least `a_len` and `b_len`
+/// lines (fresh ones if the thread's are in use).
+fn with_panels<R>(a_len: usize, b_len: usize, f: impl FnOnce(&mut [Line], &mut [Line]) -> R) -> R {
+    PANELS.with(|panels| {
+        let mut fresh = (Vec::new(), Vec::new());
+        let mut guard = panels.try_borrow_mut().ok();
+        let (a, b) = guard.as_deref_mut().unwrap_or(&mut fresh);
+        if a.len() < a_len {
+            a.resize(a_len, ZERO_LINE);
+        }
+        if b.len() < b_len {
+            b.resize(b_len, ZERO_LINE);
+        }
+        f(&mut a[..a_len], &mut b[..b_len])
+    })
+}
+
+/// [`serial`] on packing buffers of the right size.
+fn serial_packed(share: Share, c: &mut [f32], packed_a: &mut [Line], packed_b: &mut [Line]) {
+    let Share { first, m, n, k, a, b, rsc, accumulate } = share;
     let mut out = Block([0.0; MR * NR]);
-    // SAFETY: `available` was checked above.
+    // SAFETY: `serial`, the only caller, checked `available`.
     let _tiles = unsafe { Tiles::configure() };
     for j0 in (0..n).step_by(NC) {
         let nc = NC.min(n - j0);
         for (index, p0) in (0..k).step_by(KC).enumerate() {
             let kc = KC.min(k - p0);
             let steps = kc.div_ceil(K_STEP);
-            pack_b(b, p0, kc, j0, nc, steps, &mut packed_b);
+            pack_b(b, p0, kc, j0, nc, steps, packed_b);
             let add = accumulate || index > 0;
             for i0 in (0..m).step_by(MC) {
                 let mc = MC.min(m - i0);
-                pack_a(a, first + i0, mc, p0, kc, steps, &mut packed_a);
+                pack_a(a, first + i0, mc, p0, kc, steps, packed_a);
                 let group =
                     |packed: &[Line], g: usize| packed[g * steps * TILE..][..steps * TILE].as_ptr();
                 for jt in (0..nc).step_by(NR) {
-                    let bg = [group(&packed_b, jt / TILE), group(&packed_b, jt / TILE + 1)];
+                    let bg = [group(packed_b, jt / TILE), group(packed_b, jt / TILE + 1)];
                     for it in (0..mc).step_by(MR) {
-                        let ag = [group(&packed_a, it / TILE), group(&packed_a, it / TILE + 1)];
+                        let ag = [group(packed_a, it / TILE), group(packed_a, it / TILE + 1)];
                         let (rows, cols) = (MR.min(mc - it), NR.min(nc - jt));
                         let at = (i0 + it) * rsc + j0 + jt;
                         if rows == MR && cols == NR {

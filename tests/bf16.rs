@@ -11,7 +11,9 @@
 //!   10% of size). Deep in a fresh ResNet-20 at batch 4 that rounding alone
 //!   turns the gradients by a cosine of 0.93–0.97: the batch norms' backward
 //!   subtracts nearly equal terms, so no fixed bound fits every layer;
-//! - and not bit-identical to f32, which would mean no bf16 product ran.
+//! - and not bit-identical to f32, which would mean no bf16 product ran;
+//!   except ResNet-20, all of whose products are too small for bf16 to pay
+//!   and stay f32, to the bit.
 //!
 //! A wrong layout, a transposed operand or a missed scale would break the
 //! directions by far more than those bounds.
@@ -44,6 +46,9 @@ fn rounded(v: &[f32]) -> Vec<f32> {
 /// samples, and holds the first to the second.
 macro_rules! compare {
     ($name:expr, $bf16:ty, $f32:ty, $n:expr) => {{
+        compare!($name, $bf16, $f32, $n, true)
+    }};
+    ($name:expr, $bf16:ty, $f32:ty, $n:expr, $rounds:expr) => {{
         let n: usize = $n;
         let mut low = <$bf16>::with_capacity(7, n);
         let mut full = <$f32>::with_capacity(7, n);
@@ -61,7 +66,8 @@ macro_rules! compare {
         full.forward_flat(&x, &mut out_full).expect("f32 forward");
         let gap = relative_gap(&out_low, &out_full);
         assert!(gap <= 5e-2, "{}: inference {gap} of the largest output apart", $name);
-        assert!(out_low != out_full, "{}: bf16 inference is f32's to the bit", $name);
+        // Whether some product ran in bf16, as the model's shapes say.
+        assert_eq!(out_low != out_full, $rounds, "{}: bf16 inference differs from f32's", $name);
 
         let train_low = low.forward_train_flat(&x).expect("bf16 forward_train").to_vec();
         let train_full = full.forward_train_flat(&x).expect("f32 forward_train").to_vec();
@@ -105,24 +111,72 @@ macro_rules! compare {
 
 #[test]
 fn bf16_mlp_follows_f32() {
-    // 32 samples: past the batch up to which dense layers stay f32.
-    compare!("mlp", bf16::mlp::Mlp, nets::mlp::Mlp, 32);
+    // 64 samples: the batch from which dense layers go bf16.
+    compare!("mlp", bf16::mlp::Mlp, nets::mlp::Mlp, 64);
 }
 
 #[test]
 fn bf16_lenet5_follows_f32() {
-    compare!("lenet5", bf16::lenet5::LeNet5, nets::lenet5::LeNet5, 16);
+    // Its convs are too small and stay f32; its first dense layers go bf16.
+    compare!("lenet5", bf16::lenet5::LeNet5, nets::lenet5::LeNet5, 64);
 }
 
 #[test]
 fn bf16_resnet20_follows_f32() {
-    // Its convs are too small for bf16 to pay and stay f32; its last dense
-    // layer, at 16 samples, goes bf16.
-    compare!("resnet20", bf16::resnet20::ResNet20, nets::resnet20::ResNet20, 16);
+    // Its convs are too small for bf16 to pay, and its dense layer has 10
+    // outputs: everything stays f32.
+    compare!("resnet20", bf16::resnet20::ResNet20, nets::resnet20::ResNet20, 16, false);
 }
 
 #[test]
 fn bf16_alexnet_follows_f32() {
     // Its convs go bf16; its dense layers, at 2 samples, stay f32.
     compare!("alexnet", bf16::alexnet::AlexNet, nets::alexnet::AlexNet, 2);
+}
+
+/// The code generator decides which convs of a `precision bf16` network go
+/// bf16 by the runtime's rule, so that the others keep their f32 steps: the
+/// two must agree on every conv of the zoo.
+#[test]
+fn the_generator_and_the_runtime_agree_on_which_convs_go_bf16() {
+    use netc_dsl::program::{Arg, Geometry};
+    let (mut bf16, mut f32) = (0, 0);
+    for model in ["lenet5", "alexnet", "resnet20", "vgg11", "resnet50", "mobilenet_v2", "googlenet"]
+    {
+        let path = netc_tests::zoo_path(model);
+        let source = std::fs::read_to_string(&path).expect("a zoo model");
+        let checked = netc_dsl::check_source(&path.display().to_string(), &source).expect("checks");
+        let mut g = checked.graphs.into_iter().next().expect("a network");
+        g.precision = netc_dsl::Precision::Bf16;
+        let program = netc_dsl::program::lower(&g);
+        for step in &program.train_forward {
+            let Some(Arg::Shape(Geometry::Conv { win, o, groups })) = step.args.first() else {
+                continue;
+            };
+            let s = netc::runtime::conv::Conv2d {
+                n: 1,
+                c: win.c,
+                h: win.h,
+                w: win.w,
+                o: *o,
+                kh: win.kh,
+                kw: win.kw,
+                sh: win.sh,
+                sw: win.sw,
+                ph: win.ph,
+                pw: win.pw,
+                dh: win.dh,
+                dw: win.dw,
+                groups: *groups,
+            };
+            let generated = step.kernel == "conv2d_forward_bf16";
+            assert_eq!(generated, s.bf16_pays(), "{model}: {} for {s:?}", step.kernel);
+            if generated {
+                bf16 += 1;
+            } else {
+                f32 += 1;
+            }
+        }
+    }
+    assert!(bf16 > 10 && f32 > 10, "{bf16} convs in bf16 and {f32} in f32: both sides are tested");
 }

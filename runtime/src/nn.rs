@@ -251,16 +251,6 @@ pub fn dense_backward_data_bf16(
     Ok(dense::bf16::dense_backward_data_bf16(s, dy, w, mask, dx, Par::Rayon)?)
 }
 
-pub fn dense_backward_weights_bf16(
-    s: &Dense,
-    x: &[f32],
-    dy: &[f32],
-    dw: &mut [f32],
-    db: Option<&mut [f32]>,
-) -> Result<(), Error> {
-    Ok(dense::bf16::dense_backward_weights_bf16(s, x, dy, dw, db, Par::Rayon)?)
-}
-
 #[allow(clippy::too_many_arguments)]
 pub fn dense_backward_weights_sgd(
     s: &Dense,

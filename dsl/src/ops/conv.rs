@@ -145,6 +145,18 @@ impl Conv2d {
         Arg::Shape(Geometry::Conv { win, o: self.out_channels, groups: self.groups })
     }
 
+    /// Whether a `precision bf16` network runs this conv in bf16, by the
+    /// runtime's rule (`Conv2d::bf16_pays`: at least 64 outputs a group and
+    /// 16M multiply-adds a sample), decided here so that a conv kept in f32
+    /// keeps its f32 steps: the inference cache and the batch-norm fold.
+    /// `tests/bf16.rs` holds the two rules to each other.
+    pub fn bf16_pays(&self, x: &Shape, y: &Shape) -> bool {
+        let (groups, [kh, kw]) = (self.groups.max(1), self.kernel);
+        let (og, plane) = (self.out_channels / groups, y.dims()[1..].iter().product::<usize>());
+        let patch = x.dims()[0] / groups * kh * kw;
+        og >= 64 && og * plane * patch >= 16 << 20
+    }
+
     fn fan_in(&self, channels: usize) -> usize {
         channels / self.groups.max(1) * self.kernel[0] * self.kernel[1]
     }
@@ -277,7 +289,7 @@ impl OpKind for Conv2d {
         let shape = self.geometry(cx.x_shape(0));
         let bias = self.bias.then(|| Arg::Param(cx.param(1)));
         let args = vec![shape, cx.x(0), Arg::Param(cx.param(0)), Arg::opt(bias), cx.act(), cx.y()];
-        if cx.g.precision == Precision::Bf16 {
+        if cx.g.precision == Precision::Bf16 && self.bf16_pays(cx.x_shape(0), &cx.node.shape) {
             return cx.both("conv2d_forward_bf16", args);
         }
         cx.train("conv2d_forward", args.clone());
@@ -293,7 +305,8 @@ impl OpKind for Conv2d {
     fn vjp(&self, cx: &mut VjpCx<'_>) {
         let shape = self.geometry(cx.x_shape(0));
         let (w, b) = (cx.rec.params[0], self.bias.then(|| Arg::Grad(cx.rec.params[1])));
-        let bf16 = cx.g.precision == Precision::Bf16;
+        let y = &cx.g.node(cx.node).shape;
+        let bf16 = cx.g.precision == Precision::Bf16 && self.bf16_pays(cx.x_shape(0), y);
         if cx.learns() {
             let args = vec![shape.clone(), cx.x(0), cx.dy(), Arg::Grad(w), Arg::opt(b)];
             let kernel =

@@ -128,9 +128,10 @@ impl OpKind for Dense {
         if cx.learns() {
             let b = self.bias.then(|| Arg::Grad(cx.rec.params[1]));
             let args = vec![shape, cx.x(0), cx.dy(), Arg::Grad(w), Arg::opt(b)];
-            let kernel =
-                if bf16 { "dense_backward_weights_bf16" } else { "dense_backward_weights" };
-            cx.emit(kernel, args);
+            // In f32 in either precision: its sum runs over the batch, a
+            // short k that bf16 tiles would pad, and an SGD step can be
+            // fused into it.
+            cx.emit("dense_backward_weights", args);
         }
     }
 

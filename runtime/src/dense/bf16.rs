@@ -1,16 +1,35 @@
-//! The dense passes in mixed precision, for a `precision bf16` network:
-//! each a GEMM with bf16 operands and f32 sums ([`gemm_bf16`]) on the bf16
-//! kernel this CPU runs best; weights, activations and gradients stay f32
-//! in memory. Up to [`STREAM_BATCH`] samples the forward and backward-data
-//! passes keep their f32 paths, which read each weight once without
-//! packing: a bf16 GEMM would convert every weight for a product that uses
-//! it a few times.
+//! The dense forward and backward-data passes in mixed precision, for a
+//! `precision bf16` network: each a GEMM with bf16 operands and f32 sums
+//! ([`gemm_bf16`]) on the bf16 kernel this CPU runs best; weights,
+//! activations and gradients stay f32 in memory. The weight gradient stays
+//! f32: its sum runs over the batch, a short k that bf16 tiles would pad,
+//! and an SGD step can be fused into it.
+//!
+//! Each call rounds the whole weight matrix to bf16 as it packs it, which
+//! pays only over enough samples ([`pays`]); smaller batches and layers
+//! keep the f32 passes, streamed or GEMM.
 
-use super::{bias_grad, dense_backward_data, dense_forward, Dense, STREAM_BATCH};
+use super::{dense_backward_data, dense_forward, Dense};
 use crate::act::forward_in_place;
 use crate::error::{check_len, LenError};
 use crate::gemm::bf16::{gemm_bf16, Bf16Kernel};
 use crate::gemm::{Activation, MatRef, Par};
+
+/// Samples, and features in and out, from which the bf16 passes pay:
+/// converting every weight for fewer products, or tiles mostly padding,
+/// costs more than the faster multiplies save.
+const BF16_MIN_BATCH: usize = 64;
+const BF16_MIN_FEATURES: usize = 64;
+
+/// Whether the bf16 passes pay for shape `s` (else the f32 ones run).
+pub fn pays(s: &Dense) -> bool {
+    s.n >= BF16_MIN_BATCH && s.input >= BF16_MIN_FEATURES && s.output >= BF16_MIN_FEATURES
+}
+
+thread_local! {
+    /// Each thread's transposed forward output, reused across calls.
+    static TRANSPOSED: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
 
 /// [`dense_forward`] with bf16 operands and f32 sums.
 pub fn dense_forward_bf16(
@@ -22,18 +41,23 @@ pub fn dense_forward_bf16(
     y: &mut [f32],
     par: Par,
 ) -> Result<(), LenError> {
-    if s.n <= STREAM_BATCH {
+    if !pays(s) {
         return dense_forward(s, x, weight, bias, activation, y, par);
     }
     s.check_forward("dense_forward_bf16", x, weight, bias, y)?;
-    let (a, b) = (MatRef::row_major(x, s.input), MatRef::row_major(weight, s.input).t());
-    gemm_bf16(Bf16Kernel::selected(), s.n, s.output, s.input, a, b, y, s.output, false, par);
-    for row in y.chunks_exact_mut(s.output.max(1)) {
-        if let Some(bias) = bias {
-            row.iter_mut().zip(bias).for_each(|(v, &b)| *v += b);
+    // `yᵀ = W·xᵀ`: the weights are the GEMM's rows, read along their
+    // length, and only the batch's few inputs are read across.
+    crate::scratch::with(&TRANSPOSED, s.n * s.output, |yt| {
+        let (a, b) = (MatRef::row_major(weight, s.input), MatRef::row_major(x, s.input).t());
+        gemm_bf16(Bf16Kernel::selected(), s.output, s.n, s.input, a, b, yt, s.n, false, par);
+        for (r, row) in y.chunks_exact_mut(s.output.max(1)).enumerate() {
+            row.iter_mut().enumerate().for_each(|(o, v)| *v = yt[o * s.n + r]);
+            if let Some(bias) = bias {
+                row.iter_mut().zip(bias).for_each(|(v, &b)| *v += b);
+            }
+            forward_in_place(activation, row);
         }
-        forward_in_place(activation, row);
-    }
+    });
     Ok(())
 }
 
@@ -46,7 +70,7 @@ pub fn dense_backward_data_bf16(
     dx: &mut [f32],
     par: Par,
 ) -> Result<(), LenError> {
-    if s.n <= STREAM_BATCH {
+    if !pays(s) {
         return dense_backward_data(s, dy, weight, relu_mask, dx, par);
     }
     const OP: &str = "dense_backward_data_bf16";
@@ -59,27 +83,5 @@ pub fn dense_backward_data_bf16(
     if let Some(mask) = relu_mask {
         dx.iter_mut().zip(mask).filter(|(_, &m)| m <= 0.0).for_each(|(d, _)| *d = 0.0);
     }
-    Ok(())
-}
-
-/// `dW = dyᵀ·x` with bf16 operands and f32 sums, and `db = Σ_rows dy` in
-/// f32; both overwritten.
-pub fn dense_backward_weights_bf16(
-    s: &Dense,
-    x: &[f32],
-    dy: &[f32],
-    dweight: &mut [f32],
-    dbias: Option<&mut [f32]>,
-    par: Par,
-) -> Result<(), LenError> {
-    const OP: &str = "dense_backward_weights_bf16";
-    s.check(OP, x.len(), dweight.len(), dy.len())?;
-    bias_grad(OP, s, dy, dbias)?;
-    if s.n == 0 {
-        dweight.fill(0.0);
-        return Ok(());
-    }
-    let (a, b) = (MatRef::row_major(dy, s.output).t(), MatRef::row_major(x, s.input));
-    gemm_bf16(Bf16Kernel::selected(), s.output, s.input, s.n, a, b, dweight, s.input, false, par);
     Ok(())
 }

@@ -233,12 +233,11 @@ impl Conv2d {
         select(self, Pass::BackwardWeights)
     }
 
-    /// The algorithm of every pass of a conv of a `precision bf16`
-    /// network: the bf16 GEMMs where their products are large enough to
-    /// pay ([`tuning::BF16_MIN_GROUP_OUTPUTS`],
-    /// [`tuning::BF16_MIN_SAMPLE_MACS`]), else the f32 algorithm the shape
-    /// picks, a depthwise conv's among them. Keeping f32 only makes a
-    /// layer's result more exact.
+    /// Whether a conv of a `precision bf16` network takes the bf16 GEMMs:
+    /// where its products are large enough to pay (at least 64 outputs a
+    /// group and 16M multiply-adds a sample, in `tuning.rs`); else it keeps
+    /// the f32 algorithm the shape picks, a depthwise conv's among them.
+    /// Keeping f32 only makes a layer's result more exact.
     pub fn bf16_pays(&self) -> bool {
         let og = self.o / self.groups;
         og >= tuning::BF16_MIN_GROUP_OUTPUTS

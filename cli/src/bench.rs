@@ -27,7 +27,7 @@ pub struct BenchArgs {
     model: String,
     /// The number format of the convs' and dense layers' products, as
     /// `netc train --precision` takes it.
-    #[arg(long, value_parser = crate::train::parse_precision)]
+    #[arg(long, value_parser = crate::network::parse_precision)]
     precision: Option<netc_dsl::Precision>,
     /// Samples per training step and per batched inference.
     #[arg(long, default_value_t = 64)]

@@ -49,3 +49,8 @@ pub fn choose(
     }
     Ok(Chosen::Built(network))
 }
+
+/// A precision by its name in the language, as `--precision` takes it.
+pub fn parse_precision(name: &str) -> Result<Precision, String> {
+    Precision::named(name).ok_or_else(|| format!("`{name}` is not f32 or bf16"))
+}

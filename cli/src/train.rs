@@ -45,7 +45,7 @@ pub struct TrainArgs {
     /// or bf16 operands with f32 sums (fastest where the CPU has AMX).
     /// Over the network's own `precision` statement; a zoo model in
     /// another precision than its own is built from its `.net` file.
-    #[arg(long, value_parser = parse_precision)]
+    #[arg(long, value_parser = crate::network::parse_precision)]
     precision: Option<netc_dsl::Precision>,
     /// Samples per training step. The last partial batch of each epoch
     /// is dropped (its samples come back in later epochs' orders), so no
@@ -95,11 +95,6 @@ pub struct TrainArgs {
     /// bits on two ranks), to measure what summing beside it hides.
     #[arg(long)]
     sum_after_backward: bool,
-}
-
-/// A precision by its name in the language.
-pub(crate) fn parse_precision(name: &str) -> Result<netc_dsl::Precision, String> {
-    netc_dsl::Precision::named(name).ok_or_else(|| format!("`{name}` is not f32 or bf16"))
 }
 
 pub fn train(args: &TrainArgs, built: Option<Network>) -> ExitCode {

@@ -128,13 +128,13 @@ fn check_bf16_passes(
 fn bf16_convs_go_bf16_where_it_pays() {
     let bf16 = ConvAlgo::Im2colBf16;
     let alexnet_conv3 = Conv2d::square(8, 256, 13, 13, 384, 3, 1, 1);
-    assert_eq!(alexnet_conv3.bf16_forward_algo(), bf16);
-    assert_eq!(alexnet_conv3.bf16_backward_data_algo(), bf16);
-    assert_eq!(alexnet_conv3.bf16_backward_weights_algo(), bf16);
+    assert_eq!(alexnet_conv3.bf16_or(alexnet_conv3.forward_algo()), bf16);
+    assert_eq!(alexnet_conv3.bf16_or(alexnet_conv3.backward_data_algo()), bf16);
+    assert_eq!(alexnet_conv3.bf16_or(alexnet_conv3.backward_weights_algo()), bf16);
     let resnet20_conv = Conv2d::square(64, 16, 32, 32, 16, 3, 1, 1);
-    assert_eq!(resnet20_conv.bf16_forward_algo(), resnet20_conv.forward_algo());
+    assert_eq!(resnet20_conv.bf16_or(resnet20_conv.forward_algo()), resnet20_conv.forward_algo());
     let depthwise = Conv2d { groups: 256, ..Conv2d::square(8, 256, 56, 56, 256, 3, 1, 1) };
-    assert_eq!(depthwise.bf16_forward_algo(), ConvAlgo::Depthwise);
+    assert_eq!(depthwise.bf16_or(depthwise.forward_algo()), ConvAlgo::Depthwise);
     // The entry point computes what the algorithm does.
     let (x, w) = (fill(alexnet_conv3.input_len(), 1), fill(alexnet_conv3.weight_len(), 2));
     let (mut y, mut want) =

@@ -244,30 +244,13 @@ impl Conv2d {
             && og * self.out_plane() * self.patch() >= tuning::BF16_MIN_SAMPLE_MACS
     }
 
-    /// The forward algorithm of a `precision bf16` network's conv.
-    pub fn bf16_forward_algo(&self) -> ConvAlgo {
+    /// The algorithm of a pass of a `precision bf16` network's conv whose
+    /// f32 algorithm is `f32_algo`: the bf16 GEMMs where they pay.
+    pub fn bf16_or(&self, f32_algo: ConvAlgo) -> ConvAlgo {
         if self.bf16_pays() {
             ConvAlgo::Im2colBf16
         } else {
-            self.forward_algo()
-        }
-    }
-
-    /// The backward-data algorithm of a `precision bf16` network's conv.
-    pub fn bf16_backward_data_algo(&self) -> ConvAlgo {
-        if self.bf16_pays() {
-            ConvAlgo::Im2colBf16
-        } else {
-            self.backward_data_algo()
-        }
-    }
-
-    /// The backward-weights algorithm of a `precision bf16` network's conv.
-    pub fn bf16_backward_weights_algo(&self) -> ConvAlgo {
-        if self.bf16_pays() {
-            ConvAlgo::Im2colBf16
-        } else {
-            self.backward_weights_algo()
+            f32_algo
         }
     }
 
@@ -491,7 +474,7 @@ pub fn conv2d_forward_bf16(
     y: &mut [f32],
     par: Par,
 ) -> Result<(), ConvError> {
-    conv2d_forward_using(s.bf16_forward_algo(), s, x, weight, bias, activation, y, par)
+    conv2d_forward_using(s.bf16_or(s.forward_algo()), s, x, weight, bias, activation, y, par)
 }
 
 /// `algo`'s implementation, if it computes `pass` of `s`.
@@ -533,7 +516,7 @@ pub fn conv2d_backward_data_bf16(
     dx: &mut [f32],
     par: Par,
 ) -> Result<(), ConvError> {
-    conv2d_backward_data_using(s.bf16_backward_data_algo(), s, dy, weight, relu_mask, dx, par)
+    conv2d_backward_data_using(s.bf16_or(s.backward_data_algo()), s, dy, weight, relu_mask, dx, par)
 }
 
 /// [`conv2d_backward_data`] by `algo` rather than the one the shape picks;
@@ -582,7 +565,15 @@ pub fn conv2d_backward_weights_bf16(
     dbias: Option<&mut [f32]>,
     par: Par,
 ) -> Result<(), ConvError> {
-    conv2d_backward_weights_using(s.bf16_backward_weights_algo(), s, x, dy, dweight, dbias, par)
+    conv2d_backward_weights_using(
+        s.bf16_or(s.backward_weights_algo()),
+        s,
+        x,
+        dy,
+        dweight,
+        dbias,
+        par,
+    )
 }
 
 /// [`conv2d_backward_weights`] by `algo` rather than the one the shape
